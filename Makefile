@@ -1,0 +1,101 @@
+# ublk-tools
+#
+# Targets:
+#   all (default)  build the tools into build/ (or $(OUT))
+#   check          check-host and check-vm: every test
+#   check-host     host tests (CLI, layer stack) on a sanitizer build
+#   check-vm       bats suites inside a ublk-enabled VM against real devices
+#   demo           create, use and delete a device (in the VM if the host has no ublk)
+#   bench          fio benchmarks in the VM
+#   deps           install the Debian packages the build, tests and VM need
+#   install        PREFIX=/usr/local DESTDIR= : binaries, man pages, completions
+#   clean
+# Knobs:
+#   V=1            show commands
+#   SAN=1          ASan/UBSan build (into build-san/)
+#   OUT=DIR        output folder
+#   UBLK_VM_CACHE  where the VM kernel is cached (default /var/cache/ublk-tools-vm)
+
+PREFIX  ?= /usr/local
+DESTDIR ?=
+BINDIR  ?= $(PREFIX)/bin
+MANDIR  ?= $(PREFIX)/share/man
+BASHCOMPDIR ?= $(PREFIX)/share/bash-completion/completions
+ZSHCOMPDIR  ?= $(PREFIX)/share/zsh/site-functions
+
+ifeq ($(SAN),1)
+OUT ?= build-san
+SANFLAGS = -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
+else
+OUT ?= build
+SANFLAGS =
+endif
+
+CC      ?= cc
+PKGS    = liburing libzstd libcurl
+CFLAGS  ?= -O2 -g
+CFLAGS  += -std=gnu11 -Wall -Wextra -Werror -Wshadow -Wvla -Wno-missing-field-initializers \
+           -D_GNU_SOURCE -Icommon $(SANFLAGS) $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+LDFLAGS += $(SANFLAGS)
+LDLIBS  = $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lpthread
+
+TOOLS   = ublk-add ublk-serve ublk-del
+LIB_SRC = aio cli ctrl device devopts image json layer layer_file log parse queue \
+          ready server state timeutil
+LIB_OBJ = $(LIB_SRC:%=$(OUT)/common/%.o)
+BINS    = $(TOOLS:%=$(OUT)/%)
+TEST_BINS = $(OUT)/tests/test-layers
+
+ifneq ($(V),1)
+Q = @
+quiet = @printf '  %-6s %s\n' $(1) $(2);
+endif
+
+.PHONY: all check check-host check-vm demo bench deps install clean
+all: $(BINS)
+
+$(OUT)/common/%.o: common/%.c common/*.h | $(OUT)/common
+	$(call quiet,CC,$@)$(CC) $(CFLAGS) -c -o $@ $<
+
+$(OUT)/cmd/%.o: cmd/%.c common/*.h | $(OUT)/cmd
+	$(call quiet,CC,$@)$(CC) $(CFLAGS) -c -o $@ $<
+
+$(OUT)/libublktools.a: $(LIB_OBJ)
+	$(call quiet,AR,$@)rm -f $@ && ar rcs $@ $^
+
+$(OUT)/ublk-%: $(OUT)/cmd/ublk-%.o $(OUT)/libublktools.a
+	$(call quiet,LD,$@)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(OUT)/tests/%: tests/unit/%.c $(OUT)/libublktools.a common/*.h | $(OUT)/tests
+	$(call quiet,CC,$@)$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(OUT)/libublktools.a $(LDLIBS)
+
+$(OUT)/common $(OUT)/cmd $(OUT)/tests:
+	$(Q)mkdir -p $@
+
+deps:
+	$(Q)tests/deps.sh
+
+check: check-host check-vm
+
+check-host: deps
+	$(Q)$(MAKE) --no-print-directory SAN=1 all $(subst $(OUT),build-san,$(TEST_BINS))
+	$(Q)UBLK_BIN=$(CURDIR)/build-san UBLK_TEST_BIN=$(CURDIR)/build-san/tests bats tests/host
+
+check-vm: deps all
+	$(Q)tests/vm/run.sh --bats tests/vm
+
+demo: deps all
+	$(Q)tests/vm/run.sh tests/demo.sh
+
+bench: deps all
+	$(Q)tests/vm/run.sh tests/bench.sh
+
+install: all
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(MANDIR)/man8 $(DESTDIR)$(BASHCOMPDIR) $(DESTDIR)$(ZSHCOMPDIR)
+	install -m 0755 $(BINS) $(DESTDIR)$(BINDIR)/
+	install -m 0644 $(TOOLS:%=man/%.8) $(DESTDIR)$(MANDIR)/man8/
+	for t in $(TOOLS); do install -m 0644 completions/ublk-tools.bash $(DESTDIR)$(BASHCOMPDIR)/$$t; done
+	install -m 0644 completions/_ublk-tools $(DESTDIR)$(ZSHCOMPDIR)/_ublk-tools
+
+clean:
+	rm -rf build build-san

@@ -1,0 +1,102 @@
+/* ublk-del: stop and delete devices. */
+#include "cli.h"
+#include "ctrl.h"
+#include "device.h"
+#include "devopts.h"
+#include "exitcodes.h"
+#include "log.h"
+#include "parse.h"
+#include "state.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+enum { KEY_ALL = 'a', KEY_FORCE = 'f' };
+
+static const struct cli_option options[] = {
+	{ "all", 'a', NULL, "delete every ublk device of this host" },
+	{ "timeout", 't', "SEC", "deadline per device (default 10)" },
+	{ "force", 'f', NULL, "do not wait for holders: stop even if the device is open" },
+	{ "state-dir", DEVOPT_STATE_DIR, "DIR", "state directory (default $UBLK_STATE_DIR or /run/ublk-tools)" },
+	{ "verbose", 'v', NULL, "more log output" },
+	{ 0 },
+};
+
+static const struct cli_tool tool = {
+	.name = "ublk-del",
+	.synopsis = "[OPTIONS] DEV|ID... | --all",
+	.summary = "Stop and delete ublk devices, given as /dev/ublkbN or N. Waits (up to the\n"
+		   "timeout) until nothing holds a device open, stops it, lets its server exit\n"
+		   "and removes its state. A device whose server died is deleted too.",
+	.options = options,
+	.footer = "Exit codes: 0 ok, 1 failure, 2 usage, 3 no ublk in kernel, 4 permission,\n"
+		  "6 no such device, 7 timeout, 8 device busy. With several devices the\n"
+		  "first failure's code is returned. See ublk-del(8).\n",
+};
+
+static int del_one(uint32_t id, uint64_t timeout_ms, bool force)
+{
+	char why[700];
+	int ret = device_delete(id, timeout_ms, force, why, sizeof(why));
+
+	if (!ret)
+		return EXIT_OK;
+	log_err("%s", why);
+	if (ret == -ENODEV)
+		return EXIT_NO_DEVICE;
+	return exit_code_for(ret);
+}
+
+int main(int argc, char **argv)
+{
+	struct server_config cfg;   /* for the shared --timeout/--state-dir parsing */
+	bool all = false, force = false;
+	struct cli c;
+	int key, code = EXIT_OK;
+
+	log_init(argv[0]);
+	devopts_defaults(&cfg);
+	cli_init(&c, &tool);
+	while ((key = cli_next(&c, argc, argv)) != -1) {
+		if (key == CLI_DONE)
+			return c.exit_code;
+		if (key == KEY_ALL)
+			all = true;
+		else if (key == KEY_FORCE)
+			force = true;
+		else if (devopts_apply(&c, &cfg, key, optarg) == CLI_DONE)
+			return c.exit_code;
+	}
+	if (all == (optind < argc))
+		return cli_usage_error(&c, all ? "--all takes no device" : "no device given");
+	for (int i = optind; i < argc; i++) {
+		uint32_t id;
+		if (parse_dev_id(argv[i], &id))
+			return cli_usage_error(&c, "'%s' is not a ublk device (expected /dev/ublkbN or N)",
+					       argv[i]);
+	}
+	if (access(ctrl_path(), F_OK)) {
+		log_err("%s", ctrl_open_hint(-ENOENT));
+		return EXIT_NO_UBLK;
+	}
+	if (all) {
+		uint32_t ids[1024];
+		int n = ctrl_list_ids(ids, 1024);
+		for (int i = 0; i < n; i++) {
+			int r = del_one(ids[i], cfg.timeout_ms, force);
+			if (r && r != EXIT_NO_DEVICE && !code)
+				code = r;
+		}
+		return code;
+	}
+	for (int i = optind; i < argc; i++) {
+		uint32_t id;
+		parse_dev_id(argv[i], &id);
+		int r = del_one(id, cfg.timeout_ms, force);
+		if (r && !code)
+			code = r;
+	}
+	return code;
+}

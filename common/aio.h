@@ -1,0 +1,36 @@
+/* Asynchronous backend IO on an io_uring owned by the caller (a ublk queue
+ * thread, or a plain ring in host tests). Each submission carries a
+ * struct aio_req whose complete() runs when its CQE is reaped; nothing is
+ * allocated per request. */
+#ifndef UBLK_AIO_H
+#define UBLK_AIO_H
+
+#include <liburing.h>
+#include <stdint.h>
+
+struct aio_req;
+typedef void (*aio_complete_fn)(struct aio_req *req, int res);
+
+struct aio_req {
+	aio_complete_fn complete;
+};
+
+struct aio {
+	struct io_uring *ring;
+	unsigned inflight;      /* backend SQEs not yet completed */
+};
+
+/* user_data of aio requests are aligned pointers (low bit 0); the ublk
+ * queue tags its own commands with the low bit set. */
+#define AIO_UD_FOREIGN 1ull
+
+/* An SQE for req, submitting queued SQEs first if the ring is full.
+ * Never returns NULL unless the ring is broken. */
+struct io_uring_sqe *aio_get_sqe(struct aio *a, struct aio_req *req);
+/* Handle one CQE that belongs to aio (user_data low bit clear). */
+void aio_dispatch(struct aio *a, struct io_uring_cqe *cqe);
+/* For host tests and one-off users: submit and reap until nothing is in
+ * flight. Returns 0 or -errno from the ring. */
+int aio_drain(struct aio *a);
+
+#endif

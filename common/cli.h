@@ -1,0 +1,45 @@
+/* Command-line handling shared by the tools. Each tool describes its
+ * options once, in a table; --help, --long-options (used by the shell
+ * completions) and getopt parsing all come from that table. */
+#ifndef UBLK_CLI_H
+#define UBLK_CLI_H
+
+#include <getopt.h>
+#include <stdio.h>
+
+#define UBLK_TOOLS_VERSION "0.1.0"
+
+struct cli_option {
+	const char *name;       /* long name, without "--" */
+	int key;                /* short letter, or a value >= 256 for long-only */
+	const char *arg;        /* argument name, NULL if none */
+	const char *help;
+};
+
+struct cli_tool {
+	const char *name;
+	const char *synopsis;   /* after the tool name */
+	const char *summary;    /* one paragraph */
+	const struct cli_option *options;  /* ends with a zeroed entry */
+	const char *footer;     /* exit codes, examples; may be NULL */
+};
+
+/* Returned by cli_next when the tool should exit with cli->exit_code. */
+#define CLI_DONE (-2)
+
+struct cli {
+	const struct cli_tool *tool;
+	struct option longopts[48];
+	char shortopts[96];
+	int exit_code;
+};
+
+void cli_init(struct cli *c, const struct cli_tool *tool);
+/* Next option key, -1 at the end, or CLI_DONE after --help, --version,
+ * --long-options or an error (message printed). optarg as getopt. */
+int cli_next(struct cli *c, int argc, char **argv);
+/* Print "tool: msg; see 'tool --help'" and return EXIT_USAGE. */
+int cli_usage_error(const struct cli *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void cli_help(const struct cli_tool *t, FILE *out);
+
+#endif

@@ -1,0 +1,46 @@
+/* The ublk control device (/dev/ublk-control): one io_uring command per
+ * control operation, each bounded by a deadline. */
+#ifndef UBLK_CTRL_H
+#define UBLK_CTRL_H
+
+#include <linux/ublk_cmd.h>
+#include <liburing.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#define CTRL_DEFAULT_TIMEOUT_MS 10000
+
+struct ublk_ctrl {
+	int fd;
+	struct io_uring ring;
+	uint64_t seq;       /* user_data of the next command, to skip stale CQEs */
+	int legacy;         /* -1 unknown, 0 ioctl-encoded opcodes, 1 legacy numbers */
+	uint64_t timeout_ms;
+};
+
+/* Path of the control device: $UBLK_CONTROL_PATH or /dev/ublk-control. */
+const char *ctrl_path(void);
+
+/* 0, or -ENOENT (no ublk in kernel), -EACCES/-EPERM, other -errno. */
+int ctrl_open(struct ublk_ctrl *c, uint64_t timeout_ms);
+void ctrl_close(struct ublk_ctrl *c);
+
+int ctrl_add_dev(struct ublk_ctrl *c, struct ublksrv_ctrl_dev_info *info);
+int ctrl_set_params(struct ublk_ctrl *c, uint32_t id, struct ublk_params *p);
+int ctrl_start_dev(struct ublk_ctrl *c, uint32_t id, pid_t pid);
+int ctrl_stop_dev(struct ublk_ctrl *c, uint32_t id);
+int ctrl_del_dev(struct ublk_ctrl *c, uint32_t id);
+int ctrl_get_info(struct ublk_ctrl *c, uint32_t id, struct ublksrv_ctrl_dev_info *info);
+
+/* One-line explanation of a ctrl_open() failure, with what to do. */
+const char *ctrl_open_hint(int err);
+
+/* Paths of a device's nodes. */
+void dev_block_path(uint32_t id, char *buf, size_t len);
+void dev_char_path(uint32_t id, char *buf, size_t len);
+
+/* Ids of every ublk device the kernel has (from /sys/class/ublk-char).
+ * Returns the count (at most max) or -errno. */
+int ctrl_list_ids(uint32_t *ids, int max);
+
+#endif

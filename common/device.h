@@ -1,0 +1,26 @@
+/* Operations on existing devices shared by the tools: finding who holds a
+ * device open, and deleting a device with a deadline. */
+#ifndef UBLK_DEVICE_H
+#define UBLK_DEVICE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* Describe who holds /dev/ublkbID (or a partition) open: processes with an
+ * open fd, mounts, stacked devices. Returns how many were found (0: none),
+ * writing "pid 123 (mkfs.ext4), mounted on /mnt" into desc. */
+int device_holders(uint32_t id, char *desc, size_t len);
+
+/*
+ * Delete device id within timeout_ms: wait until nothing holds it open
+ * (unless force), stop it, let its server exit (killing it at the
+ * deadline), delete it and its state entry. Idempotent: a device the kernel
+ * no longer has but whose state entry remains is cleaned up and counts as
+ * deleted. Returns 0, -ENODEV (no such device), -EBUSY (still held at the
+ * deadline; why names the holder), -ETIMEDOUT, or another -errno with why
+ * saying which step failed.
+ */
+int device_delete(uint32_t id, uint64_t timeout_ms, bool force, char *why, size_t len);
+
+#endif

@@ -1,0 +1,80 @@
+#include "devopts.h"
+#include "ctrl.h"
+#include "exitcodes.h"
+#include "log.h"
+#include "parse.h"
+#include "state.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+
+void devopts_defaults(struct server_config *cfg)
+{
+	memset(cfg, 0, sizeof(*cfg));
+	cfg->queues = SERVER_DEFAULT_QUEUES;
+	cfg->depth = SERVER_DEFAULT_DEPTH;
+	cfg->ready_fd = -1;
+	cfg->timeout_ms = CTRL_DEFAULT_TIMEOUT_MS;
+}
+
+static int bad_value(struct cli *c, const char *opt, const char *arg, const char *want)
+{
+	c->exit_code = cli_usage_error(c, "--%s '%s': %s", opt, arg, want);
+	return CLI_DONE;
+}
+
+int devopts_apply(struct cli *c, struct server_config *cfg, int key, const char *arg)
+{
+	uint64_t v;
+
+	switch (key) {
+	case DEVOPT_BASE:
+		cfg->base = arg;
+		return 1;
+	case DEVOPT_QUEUES:
+		if (parse_uint(arg, 1, SERVER_MAX_QUEUES, &v))
+			return bad_value(c, "queues", arg, "expected 1 to 32");
+		cfg->queues = (unsigned)v;
+		return 1;
+	case DEVOPT_DEPTH:
+		if (parse_uint(arg, 1, SERVER_MAX_DEPTH, &v))
+			return bad_value(c, "depth", arg, "expected 1 to 1024");
+		cfg->depth = (unsigned)v;
+		return 1;
+	case DEVOPT_READ_ONLY:
+		cfg->read_only = true;
+		return 1;
+	case DEVOPT_TIMEOUT:
+		if (parse_seconds(arg, &v) || v == 0)
+			return bad_value(c, "timeout", arg, "expected seconds greater than 0");
+		cfg->timeout_ms = v;
+		return 1;
+	case DEVOPT_VERBOSE:
+		log_set_debug(log_debug_level() + 1);
+		return 1;
+	case DEVOPT_STATE_DIR:
+		if (arg[0] != '/')
+			return bad_value(c, "state-dir", arg, "expected an absolute path");
+		state_set_dir(arg);
+		return 1;
+	default:
+		return 0;
+	}
+}
+
+int devopts_finish(struct cli *c, struct server_config *cfg)
+{
+	static char abs_base[PATH_MAX];
+
+	if (!cfg->base) {
+		c->exit_code = cli_usage_error(c, "--base FILE is required");
+		return CLI_DONE;
+	}
+	/* The server runs detached and its config is reused later: store an
+	 * absolute path. A missing file is reported by the image checks. */
+	if (realpath(cfg->base, abs_base))
+		cfg->base = abs_base;
+	return 0;
+}

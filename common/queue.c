@@ -1,0 +1,248 @@
+/*
+ * The queue loop. Each tag cycles through:
+ *   FETCH_REQ  -> kernel hands us a request in descs[tag]
+ *   serving    -> the layer stack works on it (backend IO on our ring)
+ *   COMMIT_AND_FETCH_REQ with the result -> back to the kernel
+ * A command completing with UBLK_IO_RES_ABORT means the device is being
+ * stopped: the tag is not fetched again, and the thread ends once no tag
+ * is owned by the kernel and no backend IO is in flight.
+ *
+ * Buffers are allocated once per tag at start; the hot path allocates
+ * nothing and makes no syscall beyond io_uring_submit_and_wait.
+ */
+#include "queue.h"
+#include "log.h"
+#include "timeutil.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/mman.h>
+#include <time.h>
+#include <unistd.h>
+
+enum tag_state { TAG_IN_KERNEL, TAG_SERVING, TAG_DEAD };
+
+static size_t page_round(size_t n)
+{
+	size_t page = (size_t)sysconf(_SC_PAGESIZE);
+	return (n + page - 1) / page * page;
+}
+
+static int queue_cmd(struct ublk_queue *q, struct queue_tag *t, unsigned op, int result)
+{
+	struct io_uring_sqe *sqe = io_uring_get_sqe(&q->ring);
+	struct ublksrv_io_cmd *cmd;
+
+	if (!sqe) {
+		if (io_uring_submit(&q->ring) < 0 || !(sqe = io_uring_get_sqe(&q->ring)))
+			return -EBUSY;
+	}
+	memset(sqe, 0, sizeof(*sqe));
+	sqe->opcode = IORING_OP_URING_CMD;
+	sqe->fd = 0;                       /* fixed file 0: the char device */
+	sqe->flags = IOSQE_FIXED_FILE;
+	sqe->cmd_op = op;
+	cmd = (struct ublksrv_io_cmd *)sqe->cmd;
+	cmd->q_id = q->qid;
+	cmd->tag = t->tag;
+	cmd->result = result;
+	cmd->addr = (uintptr_t)t->buf;
+	sqe->user_data = ((uint64_t)t->tag << 1) | AIO_UD_FOREIGN;
+	t->state = TAG_IN_KERNEL;
+	q->cmds_inflight++;
+	return 0;
+}
+
+static void tag_done(struct layer_io *io, int res)
+{
+	struct queue_tag *t = (struct queue_tag *)io;
+	struct ublk_queue *q = t->q;
+
+	if (res < 0) {
+		q->stats.errors++;
+		log_dbg("ublkb%u q%u tag %u: op %d off %llu len %u failed: %s", q->dev_id,
+			q->qid, t->tag, io->op, (unsigned long long)io->off, io->len, strerror(-res));
+	}
+	if (queue_cmd(q, t, UBLK_IO_COMMIT_AND_FETCH_REQ, res) < 0) {
+		log_err("ublkb%u q%u: cannot queue commit for tag %u", q->dev_id, q->qid, t->tag);
+		t->state = TAG_DEAD;
+	}
+}
+
+static void serve(struct ublk_queue *q, struct queue_tag *t)
+{
+	const struct ublksrv_io_desc *d = &q->descs[t->tag];
+	struct layer_io *io = &t->io;
+	unsigned op = ublksrv_get_op(d);
+
+	t->state = TAG_SERVING;
+	io->off = d->start_sector << 9;
+	io->len = d->nr_sectors << 9;
+	io->buf = t->buf;
+	switch (op) {
+	case UBLK_IO_OP_READ:
+		io->op = LAYER_READ;
+		q->stats.reads++;
+		q->stats.bytes_read += io->len;
+		break;
+	case UBLK_IO_OP_WRITE:
+		io->op = LAYER_WRITE;
+		q->stats.writes++;
+		q->stats.bytes_written += io->len;
+		break;
+	case UBLK_IO_OP_FLUSH:
+		io->op = LAYER_FLUSH;
+		q->stats.flushes++;
+		break;
+	case UBLK_IO_OP_DISCARD:
+		io->op = LAYER_DISCARD;
+		q->stats.discards++;
+		break;
+	case UBLK_IO_OP_WRITE_ZEROES:
+		io->op = LAYER_WRITE_ZEROES;
+		q->stats.discards++;
+		break;
+	default:
+		tag_done(io, -EOPNOTSUPP);
+		return;
+	}
+	if (io->len > q->buf_bytes && (io->op == LAYER_READ || io->op == LAYER_WRITE)) {
+		tag_done(io, -EINVAL);
+		return;
+	}
+	layer_submit(q->layer, io);
+}
+
+static void on_cmd_cqe(struct ublk_queue *q, struct io_uring_cqe *cqe)
+{
+	struct queue_tag *t = &q->tags[cqe->user_data >> 1];
+
+	q->cmds_inflight--;
+	if (cqe->res == UBLK_IO_RES_OK) {
+		serve(q, t);
+		return;
+	}
+	if (cqe->res != UBLK_IO_RES_ABORT)
+		log_dbg("ublkb%u q%u tag %u: command result %d", q->dev_id, q->qid, t->tag, cqe->res);
+	t->state = TAG_DEAD;
+}
+
+static int setup(struct ublk_queue *q)
+{
+	size_t stride = page_round(UBLK_MAX_QUEUE_DEPTH * sizeof(struct ublksrv_io_desc));
+	struct io_uring_params p = { .flags = IORING_SETUP_COOP_TASKRUN };
+	int ret;
+
+	q->descs_len = page_round(q->depth * sizeof(struct ublksrv_io_desc));
+	q->descs = mmap(NULL, q->descs_len, PROT_READ, MAP_SHARED | MAP_POPULATE,
+			q->char_fd, UBLKSRV_CMD_BUF_OFFSET + q->qid * stride);
+	if (q->descs == MAP_FAILED) {
+		q->descs = NULL;
+		return -errno;
+	}
+	/* Room for every tag's command plus backend IO of every tag. */
+	ret = io_uring_queue_init_params(q->depth * 2, &q->ring, &p);
+	if (ret == -EINVAL) {
+		memset(&p, 0, sizeof(p));
+		ret = io_uring_queue_init_params(q->depth * 2, &q->ring, &p);
+	}
+	if (ret)
+		return ret;
+	q->aio.ring = &q->ring;
+	ret = io_uring_register_files(&q->ring, &q->char_fd, 1);
+	if (ret)
+		return ret;
+	q->tags = calloc(q->depth, sizeof(*q->tags));
+	if (!q->tags)
+		return -ENOMEM;
+	for (uint16_t i = 0; i < q->depth; i++) {
+		struct queue_tag *t = &q->tags[i];
+		t->q = q;
+		t->tag = i;
+		t->io.done = tag_done;
+		t->io.aio = &q->aio;
+		t->state = TAG_DEAD;
+		if (posix_memalign(&t->buf, 4096, q->buf_bytes))
+			return -ENOMEM;
+	}
+	for (uint16_t i = 0; i < q->depth; i++) {
+		ret = queue_cmd(q, &q->tags[i], UBLK_IO_FETCH_REQ, -1);
+		if (ret)
+			return ret;
+	}
+	ret = io_uring_submit(&q->ring);
+	return ret < 0 ? ret : 0;
+}
+
+static void teardown(struct ublk_queue *q)
+{
+	if (q->tags) {
+		for (uint16_t i = 0; i < q->depth; i++)
+			free(q->tags[i].buf);
+		free(q->tags);
+		q->tags = NULL;
+	}
+	if (q->aio.ring) {
+		io_uring_queue_exit(&q->ring);
+		q->aio.ring = NULL;
+	}
+	if (q->descs) {
+		munmap((void *)q->descs, q->descs_len);
+		q->descs = NULL;
+	}
+}
+
+static void *queue_main(void *arg)
+{
+	struct ublk_queue *q = arg;
+	uint64_t one = 1;
+
+	q->setup_err = setup(q);
+	if (write(q->ready_efd, &one, sizeof(one)) < 0) { }
+	if (q->setup_err)
+		goto out;
+
+	while (q->cmds_inflight || q->aio.inflight) {
+		struct io_uring_cqe *cqe;
+		unsigned head, seen = 0;
+		int ret = io_uring_submit_and_wait(&q->ring, 1);
+
+		if (ret < 0 && ret != -EINTR && ret != -EAGAIN && ret != -EBUSY) {
+			log_err("ublkb%u q%u: io_uring_submit_and_wait: %s", q->dev_id, q->qid,
+				strerror(-ret));
+			break;
+		}
+		io_uring_for_each_cqe(&q->ring, head, cqe) {
+			if (cqe->user_data & AIO_UD_FOREIGN)
+				on_cmd_cqe(q, cqe);
+			else
+				aio_dispatch(&q->aio, cqe);
+			seen++;
+		}
+		io_uring_cq_advance(&q->ring, seen);
+	}
+out:
+	teardown(q);
+	if (write(q->exit_efd, &one, sizeof(one)) < 0) { }
+	return NULL;
+}
+
+int queue_start(struct ublk_queue *q)
+{
+	return -pthread_create(&q->thread, NULL, queue_main, q);
+}
+
+int queue_join(struct ublk_queue *q, uint64_t timeout_ms)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ts.tv_sec += timeout_ms / 1000;
+	ts.tv_nsec += (timeout_ms % 1000) * 1000000;
+	if (ts.tv_nsec >= 1000000000) {
+		ts.tv_sec++;
+		ts.tv_nsec -= 1000000000;
+	}
+	return -pthread_timedjoin_np(q->thread, NULL, &ts);
+}

@@ -1,0 +1,55 @@
+/* One ublk hardware queue served by one thread with its own io_uring:
+ * ublk commands (FETCH / COMMIT_AND_FETCH) and the layers' backend IO
+ * share the ring, so a slow backend request never blocks other tags. */
+#ifndef UBLK_QUEUE_H
+#define UBLK_QUEUE_H
+
+#include "aio.h"
+#include "layer.h"
+
+#include <linux/ublk_cmd.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+
+struct queue_stats {
+	_Atomic uint64_t reads, writes, flushes, discards, errors;
+	_Atomic uint64_t bytes_read, bytes_written;
+};
+
+struct queue_tag {
+	struct layer_io io;
+	struct ublk_queue *q;
+	void *buf;
+	uint16_t tag;
+	uint8_t state;
+};
+
+struct ublk_queue {
+	uint32_t dev_id;
+	uint16_t qid;
+	uint16_t depth;
+	uint32_t buf_bytes;
+	int char_fd;
+	struct layer *layer;
+	int ready_efd;              /* written once fetches are queued (or setup failed) */
+	int exit_efd;               /* written when the thread ends */
+
+	pthread_t thread;
+	int setup_err;              /* 0 or -errno, valid once ready_efd fired */
+	const struct ublksrv_io_desc *descs;
+	size_t descs_len;
+	struct io_uring ring;
+	struct aio aio;
+	struct queue_tag *tags;
+	unsigned cmds_inflight;     /* FETCH/COMMIT commands owned by the kernel */
+	struct queue_stats stats;
+};
+
+/* Start the queue's thread. Returns 0 or -errno; q->setup_err tells later
+ * whether the thread managed to queue its fetches. */
+int queue_start(struct ublk_queue *q);
+/* Wait for the thread to end; -ETIMEDOUT if it did not within timeout_ms. */
+int queue_join(struct ublk_queue *q, uint64_t timeout_ms);
+
+#endif

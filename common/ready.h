@@ -1,0 +1,30 @@
+/* Readiness handshake between ublk-add and the ublk-serve it starts: the
+ * server writes lines on an inherited pipe,
+ *   "id N"            the kernel assigned id N (the device exists)
+ *   "ready N"         /dev/ublkbN is live
+ *   "error CODE MSG"  setup failed with exit code CODE; nothing is left
+ * and the front end returns only once it read "ready" or "error", or the
+ * deadline passed. */
+#ifndef UBLK_READY_H
+#define UBLK_READY_H
+
+#include <stdint.h>
+#include <sys/types.h>
+
+void ready_send(int fd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+struct ready_result {
+	int id;                 /* -1 until known */
+	int live;               /* 1 once "ready" arrived */
+	int code;               /* exit code from "error", else 0 */
+	char msg[512];
+};
+
+/* Start argv[0] (a server) detached in its own session with the pipe as
+ * fd 3, its stdio on /dev/null, and wait at most timeout_ms for it to be
+ * live. On timeout or early death, the server is killed and the device it
+ * created (if any) deleted. Returns 0 when live, else an exit code with
+ * res->msg explaining. */
+int ready_spawn(char *const argv[], uint64_t timeout_ms, struct ready_result *res, pid_t *pid);
+
+#endif

@@ -1,0 +1,335 @@
+#include "server.h"
+#include "ctrl.h"
+#include "exitcodes.h"
+#include "layer.h"
+#include "image.h"
+#include "log.h"
+#include "queue.h"
+#include "ready.h"
+#include "state.h"
+#include "timeutil.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/signalfd.h>
+#include <unistd.h>
+
+struct server {
+	const struct server_config *cfg;
+	struct ublk_ctrl ctrl;
+	struct layer *layer;
+	struct ublksrv_ctrl_dev_info info;
+	int dev_id;             /* -1 until ADD_DEV */
+	int char_fd;
+	int sig_fd;
+	int exit_efd;           /* queue threads signal their end */
+	int ready_efd;
+	struct ublk_queue *queues;
+	unsigned started;       /* queue threads running */
+	bool live;
+};
+
+/* Report a setup failure on stderr and the readiness channel. */
+static int fail(struct server *s, int code, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+static int fail(struct server *s, int code, const char *fmt, ...)
+{
+	char msg[600];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	log_err("%s", msg);
+	if (s->cfg->ready_fd >= 0)
+		ready_send(s->cfg->ready_fd, "error %d %s", code, msg);
+	return code;
+}
+
+static int open_char_dev(struct server *s)
+{
+	char path[64];
+	uint64_t deadline = now_ms() + s->cfg->timeout_ms;
+
+	/* The node appears asynchronously after ADD_DEV (devtmpfs/udev). */
+	dev_char_path(s->dev_id, path, sizeof(path));
+	for (;;) {
+		int fd = open(path, O_RDWR | O_CLOEXEC);
+		if (fd >= 0)
+			return fd;
+		if ((errno != ENOENT && errno != EBUSY) || !ms_left(deadline))
+			return -errno;
+		sleep_ms(5);
+	}
+}
+
+static void set_params(const struct server *s, struct ublk_params *p)
+{
+	uint64_t size = s->layer->size;
+
+	memset(p, 0, sizeof(*p));
+	p->types = UBLK_PARAM_TYPE_BASIC | UBLK_PARAM_TYPE_DISCARD;
+	p->basic.attrs = UBLK_ATTR_VOLATILE_CACHE | (s->cfg->read_only ? UBLK_ATTR_READ_ONLY : 0);
+	p->basic.logical_bs_shift = 12;
+	p->basic.physical_bs_shift = 12;
+	p->basic.io_min_shift = 12;
+	p->basic.io_opt_shift = 12;
+	p->basic.max_sectors = s->info.max_io_buf_bytes >> 9;
+	p->basic.dev_sectors = size >> 9;
+	p->discard.discard_granularity = LAYER_BLOCK_SIZE;
+	p->discard.max_discard_sectors = UINT32_MAX >> 9;
+	p->discard.max_write_zeroes_sectors = UINT32_MAX >> 9;
+	p->discard.max_discard_segments = 1;
+	if (s->cfg->read_only)
+		p->types &= ~UBLK_PARAM_TYPE_DISCARD;
+}
+
+static int write_config(const struct server *s)
+{
+	char buf[4400];
+	snprintf(buf, sizeof(buf), "base=%s\nsize=%llu\nqueues=%u\ndepth=%u\nread_only=%d\n",
+		 s->cfg->base, (unsigned long long)s->layer->size, s->cfg->queues,
+		 s->cfg->depth, s->cfg->read_only);
+	return state_write(s->dev_id, "config", buf);
+}
+
+static int start_queues(struct server *s)
+{
+	unsigned n = s->cfg->queues;
+	uint64_t deadline = now_ms() + s->cfg->timeout_ms;
+
+	s->queues = calloc(n, sizeof(*s->queues));
+	if (!s->queues)
+		return -ENOMEM;
+	for (unsigned i = 0; i < n; i++) {
+		struct ublk_queue *q = &s->queues[i];
+		q->dev_id = s->dev_id;
+		q->qid = i;
+		q->depth = s->cfg->depth;
+		q->buf_bytes = s->info.max_io_buf_bytes;
+		q->char_fd = s->char_fd;
+		q->layer = s->layer;
+		q->ready_efd = s->ready_efd;
+		q->exit_efd = s->exit_efd;
+		int ret = queue_start(q);
+		if (ret)
+			return ret;
+		s->started++;
+	}
+	/* Wait until every queue has queued its fetches (or failed). */
+	for (unsigned done = 0; done < n;) {
+		struct pollfd p = { .fd = s->ready_efd, .events = POLLIN };
+		uint64_t cnt;
+		if (poll(&p, 1, (int)ms_left(deadline)) <= 0)
+			return -ETIMEDOUT;
+		if (read(s->ready_efd, &cnt, sizeof(cnt)) == sizeof(cnt))
+			done += (unsigned)cnt;
+	}
+	for (unsigned i = 0; i < n; i++)
+		if (s->queues[i].setup_err)
+			return s->queues[i].setup_err;
+	return 0;
+}
+
+/* Stop and delete the device and free everything; safe at any stage. */
+static void teardown(struct server *s)
+{
+	int ret;
+
+	if (s->dev_id >= 0) {
+		state_write(s->dev_id, "state", "stopping\n");
+		ret = ctrl_stop_dev(&s->ctrl, s->dev_id);
+		if (ret && ret != -ENODEV)
+			log_err("ublkb%d: STOP_DEV: %s", s->dev_id, strerror(-ret));
+	}
+	for (unsigned i = 0; i < s->started; i++) {
+		ret = queue_join(&s->queues[i], s->cfg->timeout_ms);
+		if (ret)
+			log_err("ublkb%d: queue %u did not stop within %llu ms; exiting anyway",
+				s->dev_id, i, (unsigned long long)s->cfg->timeout_ms);
+	}
+	if (s->char_fd >= 0)
+		close(s->char_fd);
+	if (s->dev_id >= 0) {
+		ret = ctrl_del_dev(&s->ctrl, s->dev_id);
+		if (ret && ret != -ENODEV)
+			log_err("ublkb%d: DEL_DEV: %s", s->dev_id, strerror(-ret));
+		state_remove(s->dev_id);
+	}
+	free(s->queues);
+	ctrl_close(&s->ctrl);
+	layer_close(s->layer);
+	if (s->sig_fd >= 0)
+		close(s->sig_fd);
+	if (s->exit_efd >= 0)
+		close(s->exit_efd);
+	if (s->ready_efd >= 0)
+		close(s->ready_efd);
+}
+
+static int setup(struct server *s)
+{
+	const struct server_config *cfg = s->cfg;
+	struct ublk_params params;
+	char why[600];
+	int fd, ret;
+	uint64_t size;
+
+	ret = image_open(cfg->base, cfg->read_only, &fd, &size, why, sizeof(why));
+	if (ret)
+		return fail(s, EXIT_BAD_IMAGE, "%s", why);
+	close(fd);
+	ret = layer_file_open(cfg->base, cfg->read_only, &s->layer);
+	if (ret)
+		return fail(s, EXIT_BAD_IMAGE, "%s: %s", cfg->base, strerror(-ret));
+
+	ret = ctrl_open(&s->ctrl, cfg->timeout_ms);
+	if (ret) {
+		const char *hint = ctrl_open_hint(ret);
+		if (hint)
+			return fail(s, ret == -ENOENT ? EXIT_NO_UBLK : EXIT_PERM, "%s", hint);
+		return fail(s, EXIT_FAIL, "%s: %s", ctrl_path(), strerror(-ret));
+	}
+
+	s->info.nr_hw_queues = cfg->queues;
+	s->info.queue_depth = cfg->depth;
+	s->info.max_io_buf_bytes = SERVER_IO_BUF_BYTES;
+	s->info.dev_id = (uint32_t)-1;
+	ret = ctrl_add_dev(&s->ctrl, &s->info);
+	if (ret) {
+		if (ret == -EACCES || ret == -ENOSPC)
+			return fail(s, EXIT_FAIL, "ADD_DEV: the kernel refused a new device (%s): "
+				    "the device limit may be reached (ublk_drv ublks_max); "
+				    "delete unused devices with ublk-del", strerror(-ret));
+		return fail(s, exit_code_for(ret), "ADD_DEV: %s", strerror(-ret));
+	}
+	s->dev_id = (int)s->info.dev_id;
+	if (cfg->ready_fd >= 0)
+		ready_send(cfg->ready_fd, "id %d", s->dev_id);
+
+	ret = state_create(s->dev_id);
+	if (ret)
+		return fail(s, EXIT_FAIL, "ublkb%d: state directory %s: %s", s->dev_id,
+			    state_dir(), strerror(-ret));
+	fd = state_open_log(s->dev_id);
+	if (fd >= 0)
+		log_set_file(fd);
+	char pid[32];
+	snprintf(pid, sizeof(pid), "%d\n", (int)getpid());
+	if ((ret = write_config(s)) || (ret = state_write(s->dev_id, "pid", pid)) ||
+	    (ret = state_write(s->dev_id, "state", "starting\n")))
+		return fail(s, EXIT_FAIL, "ublkb%d: writing state: %s", s->dev_id, strerror(-ret));
+
+	set_params(s, &params);
+	ret = ctrl_set_params(&s->ctrl, s->dev_id, &params);
+	if (ret)
+		return fail(s, EXIT_FAIL, "ublkb%d: SET_PARAMS: %s", s->dev_id, strerror(-ret));
+
+	s->char_fd = open_char_dev(s);
+	if (s->char_fd < 0)
+		return fail(s, EXIT_FAIL, "ublkb%d: open /dev/ublkc%d: %s", s->dev_id, s->dev_id,
+			    strerror(-s->char_fd));
+	ret = start_queues(s);
+	if (ret)
+		return fail(s, EXIT_FAIL, "ublkb%d: starting queues: %s", s->dev_id, strerror(-ret));
+	ret = ctrl_start_dev(&s->ctrl, s->dev_id, getpid());
+	if (ret)
+		return fail(s, exit_code_for(ret) == EXIT_TIMEOUT ? EXIT_TIMEOUT : EXIT_FAIL,
+			    "ublkb%d: START_DEV: %s", s->dev_id, strerror(-ret));
+	s->live = true;
+	state_write(s->dev_id, "state", "live\n");
+	log_dbg("ublkb%d: live, %u queue(s) of depth %u over %s", s->dev_id, cfg->queues,
+		cfg->depth, cfg->base);
+	return 0;
+}
+
+/* Wait for a stop signal or for the queues to end (device stopped). */
+static void wait_for_stop(struct server *s)
+{
+	for (;;) {
+		struct pollfd p[2] = {
+			{ .fd = s->sig_fd, .events = POLLIN },
+			{ .fd = s->exit_efd, .events = POLLIN },
+		};
+		if (poll(p, 2, -1) < 0) {
+			if (errno == EINTR)
+				continue;
+			return;
+		}
+		if (p[0].revents & POLLIN) {
+			struct signalfd_siginfo si;
+			if (read(s->sig_fd, &si, sizeof(si)) == sizeof(si))
+				log_dbg("ublkb%d: signal %u, stopping", s->dev_id, si.ssi_signo);
+			return;
+		}
+		if (p[1].revents & POLLIN) {
+			log_dbg("ublkb%d: queues ended, device stopped", s->dev_id);
+			return;
+		}
+	}
+}
+
+int server_preflight(const struct server_config *cfg, char *why, size_t len)
+{
+	uint64_t size;
+
+	if (image_check(cfg->base, cfg->read_only, &size, why, len))
+		return EXIT_BAD_IMAGE;
+	if (access(ctrl_path(), F_OK)) {
+		snprintf(why, len, "%s", ctrl_open_hint(-ENOENT));
+		return EXIT_NO_UBLK;
+	}
+	if (geteuid() != 0) {
+		snprintf(why, len, "%s", ctrl_open_hint(-EPERM));
+		return EXIT_PERM;
+	}
+	return 0;
+}
+
+int server_run(const struct server_config *cfg)
+{
+	struct server s = {
+		.cfg = cfg, .dev_id = -1, .char_fd = -1, .sig_fd = -1,
+		.exit_efd = -1, .ready_efd = -1,
+	};
+	sigset_t mask;
+	int code;
+
+	s.ctrl.fd = -1;
+	/* Signals go to the signalfd only; queue threads inherit the mask. */
+	sigemptyset(&mask);
+	sigaddset(&mask, SIGTERM);
+	sigaddset(&mask, SIGINT);
+	sigaddset(&mask, SIGHUP);
+	pthread_sigmask(SIG_BLOCK, &mask, NULL);
+	signal(SIGPIPE, SIG_IGN);
+	s.sig_fd = signalfd(-1, &mask, SFD_CLOEXEC);
+	s.exit_efd = eventfd(0, EFD_CLOEXEC);
+	s.ready_efd = eventfd(0, EFD_CLOEXEC);
+	if (s.sig_fd < 0 || s.exit_efd < 0 || s.ready_efd < 0) {
+		code = fail(&s, EXIT_FAIL, "signalfd/eventfd: %s", strerror(errno));
+		goto out;
+	}
+	code = setup(&s);
+	if (code)
+		goto out;
+	if (cfg->ready_fd >= 0) {
+		ready_send(cfg->ready_fd, "ready %d", s.dev_id);
+		close(cfg->ready_fd);
+	} else {
+		printf("/dev/ublkb%d\n", s.dev_id);
+		fflush(stdout);
+	}
+	wait_for_stop(&s);
+out:
+	teardown(&s);
+	return code;
+}

@@ -1,0 +1,32 @@
+/* The server of one device: creates it, runs its queues, and deletes it
+ * when stopped (signal, or STOP_DEV from ublk-del). */
+#ifndef UBLK_SERVER_H
+#define UBLK_SERVER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define SERVER_DEFAULT_QUEUES 1
+#define SERVER_DEFAULT_DEPTH 128
+#define SERVER_MAX_QUEUES 32
+#define SERVER_MAX_DEPTH 1024
+#define SERVER_IO_BUF_BYTES (512u * 1024)
+
+struct server_config {
+	const char *base;
+	unsigned queues;
+	unsigned depth;
+	bool read_only;
+	int ready_fd;           /* readiness channel (ready.h); -1: print the device on stdout */
+	uint64_t timeout_ms;    /* deadline of each control step */
+};
+
+/* Checks that need no device: image usable, ublk in the kernel, root.
+ * Returns 0 or an exit code with why explaining. */
+int server_preflight(const struct server_config *cfg, char *why, size_t len);
+
+/* Runs until the device is stopped. Returns a tool exit code. */
+int server_run(const struct server_config *cfg);
+
+#endif

@@ -1,0 +1,20 @@
+/* Monotonic deadlines: every wait in the toolkit has one. */
+#ifndef UBLK_TIMEUTIL_H
+#define UBLK_TIMEUTIL_H
+
+#include <stdint.h>
+#include <sys/types.h>
+
+uint64_t now_ms(void);
+uint64_t now_ns(void);
+/* Milliseconds left until deadline (absolute, now_ms() based); 0 if past. */
+uint64_t ms_left(uint64_t deadline);
+void sleep_ms(uint64_t ms);
+
+/* Wait until process pid has exited, at most timeout_ms. 0 if it has gone,
+ * -ETIMEDOUT if it is still there. Works for non-children (pidfd). */
+int wait_pid_gone(pid_t pid, uint64_t timeout_ms);
+/* 1 if a process with this pid exists (and is not a zombie), else 0. */
+int pid_alive(pid_t pid);
+
+#endif
