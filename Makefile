@@ -51,6 +51,7 @@ Q = @
 quiet = @printf '  %-6s %s\n' $(1) $(2);
 endif
 
+.SECONDARY:
 .PHONY: all check check-host check-vm demo bench deps install clean
 all: $(BINS)
 

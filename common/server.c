@@ -175,18 +175,33 @@ static void teardown(struct server *s)
 		close(s->ready_efd);
 }
 
+int server_preflight(const struct server_config *cfg, char *why, size_t len)
+{
+	uint64_t size;
+
+	if (access(ctrl_path(), F_OK)) {
+		snprintf(why, len, "%s", ctrl_open_hint(-ENOENT));
+		return EXIT_NO_UBLK;
+	}
+	if (geteuid() != 0) {
+		snprintf(why, len, "%s", ctrl_open_hint(-EPERM));
+		return EXIT_PERM;
+	}
+	if (image_check(cfg->base, cfg->read_only, &size, why, len))
+		return EXIT_BAD_IMAGE;
+	return 0;
+}
+
 static int setup(struct server *s)
 {
 	const struct server_config *cfg = s->cfg;
 	struct ublk_params params;
 	char why[600];
 	int fd, ret;
-	uint64_t size;
 
-	ret = image_open(cfg->base, cfg->read_only, &fd, &size, why, sizeof(why));
+	ret = server_preflight(cfg, why, sizeof(why));
 	if (ret)
-		return fail(s, EXIT_BAD_IMAGE, "%s", why);
-	close(fd);
+		return fail(s, ret, "%s", why);
 	ret = layer_file_open(cfg->base, cfg->read_only, &s->layer);
 	if (ret)
 		return fail(s, EXIT_BAD_IMAGE, "%s: %s", cfg->base, strerror(-ret));
@@ -275,23 +290,6 @@ static void wait_for_stop(struct server *s)
 			return;
 		}
 	}
-}
-
-int server_preflight(const struct server_config *cfg, char *why, size_t len)
-{
-	uint64_t size;
-
-	if (image_check(cfg->base, cfg->read_only, &size, why, len))
-		return EXIT_BAD_IMAGE;
-	if (access(ctrl_path(), F_OK)) {
-		snprintf(why, len, "%s", ctrl_open_hint(-ENOENT));
-		return EXIT_NO_UBLK;
-	}
-	if (geteuid() != 0) {
-		snprintf(why, len, "%s", ctrl_open_hint(-EPERM));
-		return EXIT_PERM;
-	}
-	return 0;
 }
 
 int server_run(const struct server_config *cfg)

@@ -22,7 +22,7 @@ struct server_config {
 	uint64_t timeout_ms;    /* deadline of each control step */
 };
 
-/* Checks that need no device: image usable, ublk in the kernel, root.
+/* Checks that need no device: ublk in the kernel, root, image usable.
  * Returns 0 or an exit code with why explaining. */
 int server_preflight(const struct server_config *cfg, char *why, size_t len);
 

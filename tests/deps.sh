@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Install the Debian packages that building, testing and the test VM need.
+# Idempotent and silent when everything is present.
+set -euo pipefail
+
+pkgs=(
+	# build
+	gcc make pkg-config liburing-dev libzstd-dev libcurl4-openssl-dev
+	# tests
+	bats fio e2fsprogs jq util-linux procps
+	# test VM: kernel source and its build tools, qemu, initramfs
+	qemu-system-x86 linux-source-6.1 flex bison bc libelf-dev libssl-dev
+	cpio busybox-static xz-utils
+)
+
+missing=()
+for p in "${pkgs[@]}"; do
+	[ "$(dpkg-query -W -f='${db:Status-Status}' "$p" 2>/dev/null)" = installed ] || missing+=("$p")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+if [ "$(id -u)" != 0 ]; then
+	echo "deps: missing packages: ${missing[*]}; run 'make deps' as root" >&2
+	exit 1
+fi
+echo "deps: installing ${missing[*]}" >&2
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq >&2
+apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2

@@ -1,0 +1,97 @@
+#!/usr/bin/env bats
+# The tools' command-line contract on a host without ublk: help, version,
+# and every failure that can be detected before touching the kernel.
+
+load ../helpers
+
+setup() {
+	# This host has no ublk: point the tools at a node that exists so the
+	# checks after "is there ublk" run. The kernel is exercised in tests/vm.
+	export UBLK_CONTROL_PATH=/dev/null
+	T=$(mktemp -d)
+	truncate -s 1M "$T/img"
+	chmod 644 "$T/img"
+	chmod 755 "$T"
+}
+
+teardown() {
+	rm -rf "$T"
+}
+
+@test "every tool has --help, --version and --long-options" {
+	for tool in ublk-add ublk-serve ublk-del; do
+		run "$B/$tool" --help
+		[ "$status" -eq 0 ]
+		[[ "${lines[0]}" == "Usage: $tool "* ]]
+		[[ "$output" == *"--help"* ]]
+		[[ "$output" == *"Exit codes:"* ]]
+		run "$B/$tool" --version
+		[ "$status" -eq 0 ]
+		[[ "$output" =~ ^$tool\ [0-9]+\.[0-9]+\.[0-9]+$ ]]
+		run "$B/$tool" --long-options
+		[ "$status" -eq 0 ]
+		[[ "$output" == *"--timeout="* ]]
+	done
+}
+
+@test "unknown option is a usage error" {
+	for tool in ublk-add ublk-serve ublk-del; do
+		run_mustfail 2 "unknown option '--bogus'; see '$tool --help'" "$B/$tool" --bogus
+		run_mustfail 2 "unknown option '-Z'" "$B/$tool" -Z
+	done
+}
+
+@test "option values are checked strictly" {
+	run_mustfail 2 "--base FILE is required" "$B/ublk-add"
+	run_mustfail 2 "--queues '0': expected 1 to 32" "$B/ublk-add" --base "$T/img" --queues 0
+	run_mustfail 2 "--depth '12x': expected 1 to 1024" "$B/ublk-add" --base "$T/img" --depth 12x
+	run_mustfail 2 "--timeout '-1'" "$B/ublk-add" --base "$T/img" --timeout -1
+	run_mustfail 2 "needs an argument" "$B/ublk-add" --base
+	run_mustfail 2 "unexpected argument 'extra'" "$B/ublk-add" --base "$T/img" extra
+	run_mustfail 2 "no device given" "$B/ublk-del"
+	run_mustfail 2 "'foo' is not a ublk device" "$B/ublk-del" foo
+	run_mustfail 2 "--all takes no device" "$B/ublk-del" --all 3
+}
+
+@test "missing image" {
+	run_mustfail 5 "$T/nope: cannot open for reading and writing: No such file or directory" \
+		"$B/ublk-add" --base "$T/nope"
+	run_mustfail 5 "cannot open for reading: No such file" "$B/ublk-add" --read-only --base "$T/nope"
+}
+
+@test "unreadable image" {
+	chmod 000 "$T/img"
+	run_mustfail 5 "$T/img: cannot open for reading: Permission denied" \
+		root_without_dac "$B/ublk-add" --read-only --base "$T/img"
+}
+
+@test "image that is a directory" {
+	run_mustfail 5 "$T: not a regular file or block device" "$B/ublk-add" --read-only --base "$T"
+}
+
+@test "image size not a multiple of 4096" {
+	truncate -s 5000 "$T/odd"
+	run_mustfail 5 "size 5000 is not a non-zero multiple of 4096 bytes" "$B/ublk-add" --base "$T/odd"
+	: >"$T/empty"
+	run_mustfail 5 "size 0 is not a non-zero multiple" "$B/ublk-add" --base "$T/empty"
+}
+
+@test "kernel without ublk" {
+	export UBLK_CONTROL_PATH=$T/no-ublk-control
+	run_mustfail 3 "no ublk support in this kernel: load ublk_drv" "$B/ublk-add" --base "$T/img"
+	run_mustfail 3 "no ublk support in this kernel" "$B/ublk-serve" --base "$T/img"
+	run_mustfail 3 "no ublk support in this kernel" "$B/ublk-del" 0
+	# nothing was left behind
+	[ -z "$(pgrep -x ublk-serve)" ]
+}
+
+@test "not root" {
+	run_mustfail 4 "permission denied: ublk devices need root" as_nobody "$B/ublk-add" --base "$T/img"
+}
+
+@test "layer stack unit tests" {
+	run "$UBLK_TEST_BIN/test-layers"
+	echo "$output"
+	[ "$status" -eq 0 ]
+	[[ "$output" == *" 0 failed" ]]
+}

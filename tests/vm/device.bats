@@ -1,0 +1,162 @@
+#!/usr/bin/env bats
+# One device end to end, on the real ublk driver.
+
+load lib
+
+setup() { vm_setup; }
+teardown() { vm_teardown; }
+
+@test "device serves the image: sha256 of the device equals the file" {
+	make_image "$T/img" 64
+	run "$B/ublk-add" --base "$T/img"
+	[ "$status" -eq 0 ]
+	dev=$output
+	[[ "$dev" =~ ^/dev/ublkb[0-9]+$ ]]
+	[ -b "$dev" ]
+	[ "$(blockdev --getss "$dev")" -eq 4096 ]
+	[ "$(blockdev --getsize64 "$dev")" -eq $((64 << 20)) ]
+	[ "$(sha256sum <"$dev" | cut -d' ' -f1)" = "$(sha256sum <"$T/img" | cut -d' ' -f1)" ]
+	id=${dev#/dev/ublkb}
+	[ "$(cat "$UBLK_STATE_DIR/ublkb$id/state")" = live ]
+	pid=$(cat "$UBLK_STATE_DIR/ublkb$id/pid")
+	kill -0 "$pid"
+	run "$B/ublk-del" "$dev"
+	[ "$status" -eq 0 ]
+	assert_gone "$id" "$pid"
+}
+
+@test "O_DIRECT writes at several offsets read back equal" {
+	make_image "$T/img" 16
+	dev=$("$B/ublk-add" --base "$T/img")
+	make_image "$T/pattern" 1
+	for off in 0 4096 65536 1052672 $(( (16 << 20) - 8192 )); do
+		dd if="$T/pattern" of="$dev" bs=4096 count=2 seek=$((off / 4096)) oflag=direct conv=notrunc status=none
+		cmp -n 8192 "$T/pattern" <(dd if="$dev" bs=4096 count=2 skip=$((off / 4096)) iflag=direct status=none)
+	done
+	# a large write spanning many requests
+	dd if="$T/pattern" of="$dev" bs=1M count=1 seek=5 oflag=direct status=none
+	cmp "$T/pattern" <(dd if="$dev" bs=1M count=1 skip=5 iflag=direct status=none)
+	"$B/ublk-del" "$dev"
+	# and they reached the file
+	cmp -n 8192 "$T/pattern" <(dd if="$T/img" bs=4096 count=2 skip=1 status=none)
+	cmp "$T/pattern" <(dd if="$T/img" bs=1M count=1 skip=5 status=none)
+}
+
+@test "ext4: mkfs, mount, write files, umount, fsck clean" {
+	truncate -s 128M "$T/img"
+	dev=$("$B/ublk-add" --base "$T/img" --queues 2)
+	mkfs.ext4 -q -F "$dev"
+	mkdir "$T/mnt"
+	mount "$dev" "$T/mnt"
+	for i in 1 2 3 4; do make_image "$T/mnt/file$i" 4; done
+	(cd "$T/mnt" && sha256sum file* >"$T/sums")
+	umount "$T/mnt"
+	mount "$dev" "$T/mnt"
+	(cd "$T/mnt" && sha256sum -c --quiet "$T/sums")
+	umount "$T/mnt"
+	fsck.ext4 -fn "$dev"
+	"$B/ublk-del" "$dev"
+	# the file itself holds the filesystem
+	fsck.ext4 -fn "$T/img"
+}
+
+@test "two devices at once serve their own images" {
+	make_image "$T/a" 8
+	make_image "$T/b" 16
+	a=$("$B/ublk-add" --base "$T/a")
+	b=$("$B/ublk-add" --base "$T/b")
+	[ "$a" != "$b" ]
+	cmp "$a" "$T/a"
+	cmp "$b" "$T/b"
+	"$B/ublk-del" "$a" "$b"
+	assert_gone "${a#/dev/ublkb}"
+	assert_gone "${b#/dev/ublkb}"
+	assert_none_left
+}
+
+@test "add --json describes the device" {
+	make_image "$T/img" 4
+	run "$B/ublk-add" --base "$T/img" --json --queues 2 --depth 64
+	[ "$status" -eq 0 ]
+	json=$output
+	id=$(jq -r .id <<<"$json")
+	[ "$(jq -r .path <<<"$json")" = "/dev/ublkb$id" ]
+	[ "$(jq -r .base <<<"$json")" = "$T/img" ]
+	[ "$(jq -r .queues <<<"$json")" = 2 ]
+	[ "$(jq -r .depth <<<"$json")" = 64 ]
+	[ "$(jq -r .pid <<<"$json")" = "$(cat "$UBLK_STATE_DIR/ublkb$id/pid")" ]
+	"$B/ublk-del" "$id"
+	assert_gone "$id"
+}
+
+@test "read-only device rejects writes and leaves the image alone" {
+	make_image "$T/img" 4
+	sum=$(sha256sum <"$T/img")
+	dev=$("$B/ublk-add" --base "$T/img" --read-only)
+	[ "$(blockdev --getro "$dev")" = 1 ]
+	run dd if=/dev/zero of="$dev" bs=4096 count=1 oflag=direct status=none
+	[ "$status" -ne 0 ]
+	cmp "$dev" "$T/img"
+	"$B/ublk-del" "$dev"
+	[ "$(sha256sum <"$T/img")" = "$sum" ]
+}
+
+@test "ublk-serve in the foreground: prints the device, stops on SIGTERM" {
+	make_image "$T/img" 4
+	"$B/ublk-serve" --base "$T/img" >"$T/out" 2>"$T/err" &
+	pid=$!
+	for i in $(seq 100); do [ -s "$T/out" ] && break; sleep 0.1; done
+	dev=$(cat "$T/out")
+	[[ "$dev" =~ ^/dev/ublkb[0-9]+$ ]]
+	cmp "$dev" "$T/img"
+	kill -TERM "$pid"
+	wait "$pid"
+	assert_gone "${dev#/dev/ublkb}" "$pid"
+}
+
+@test "unknown device" {
+	run_mustfail 6 "ublkb4242: no such device" "$B/ublk-del" 4242
+	run_mustfail 6 "no such device" "$B/ublk-del" /dev/ublkb4243
+}
+
+@test "not root" {
+	make_image "$T/img" 4
+	chmod 755 "$T"
+	chmod 644 "$T/img"
+	run_mustfail 4 "permission denied: ublk devices need root" as_nobody "$B/ublk-add" --base "$T/img"
+	run_mustfail 4 "permission denied" as_nobody "$B/ublk-del" 0
+	assert_none_left
+}
+
+@test "bad images fail before any device is made" {
+	truncate -s 5000 "$T/odd"
+	run_mustfail 5 "not a non-zero multiple of 4096" "$B/ublk-add" --base "$T/odd"
+	run_mustfail 5 "No such file" "$B/ublk-add" --base "$T/missing"
+	assert_none_left
+}
+
+@test "del of a device held open names the holder and fails at the deadline" {
+	make_image "$T/img" 4
+	dev=$("$B/ublk-add" --base "$T/img")
+	exec 7<"$dev"
+	start=$(date +%s%N)
+	run_mustfail 8 "still in use after 1000 ms: pid $$ (" "$B/ublk-del" --timeout 1 "$dev"
+	elapsed=$(( ($(date +%s%N) - start) / 1000000 ))
+	[ "$elapsed" -lt 4000 ]
+	exec 7<&-
+	# device untouched and still served
+	cmp "$dev" "$T/img"
+	"$B/ublk-del" "$dev"
+	assert_gone "${dev#/dev/ublkb}"
+}
+
+@test "del of a device whose server was killed" {
+	make_image "$T/img" 4
+	dev=$("$B/ublk-add" --base "$T/img")
+	id=${dev#/dev/ublkb}
+	pid=$(cat "$UBLK_STATE_DIR/ublkb$id/pid")
+	kill -9 "$pid"
+	run "$B/ublk-del" --timeout 5 "$dev"
+	[ "$status" -eq 0 ]
+	assert_gone "$id" "$pid"
+}

@@ -1,0 +1,40 @@
+# Helpers for the VM suites: real /dev/ublkbN devices.
+load ../helpers
+
+vm_setup() {
+	[ -e /dev/ublk-control ] || { echo "not in the ublk VM (no /dev/ublk-control)" >&2; return 1; }
+	T=$(mktemp -d)
+	export UBLK_STATE_DIR=$T/state
+}
+
+# Delete whatever the test left and check that nothing leaked.
+vm_teardown() {
+	for m in $(awk '$1 ~ /^\/dev\/ublkb/ {print $2}' /proc/mounts); do umount -l "$m"; done
+	"$B/ublk-del" --all --force --timeout 5 >/dev/null 2>&1 || true
+	rm -rf "$T"
+}
+
+# random image of N MiB
+make_image() {
+	dd if=/dev/urandom of="$1" bs=1M count="$2" status=none
+}
+
+# Assert that device id $1 is gone: node, server, state entry.
+assert_gone() {
+	local id=$1 pid=${2:-}
+	local i
+	for i in $(seq 50); do [ -e "/dev/ublkb$id" ] || break; sleep 0.1; done
+	[ ! -e "/dev/ublkb$id" ] || { echo "/dev/ublkb$id still exists" >&2; return 1; }
+	[ ! -e "/dev/ublkc$id" ] || { echo "/dev/ublkc$id still exists" >&2; return 1; }
+	[ ! -e "/sys/class/ublk-char/ublkc$id" ] || { echo "kernel still has ublkc$id" >&2; return 1; }
+	[ ! -e "$UBLK_STATE_DIR/ublkb$id" ] || { echo "state entry ublkb$id left" >&2; return 1; }
+	if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
+		echo "server $pid still running" >&2; return 1
+	fi
+}
+
+# no ublk device and no server at all
+assert_none_left() {
+	[ -z "$(ls /sys/class/ublk-char 2>/dev/null)" ] || { ls /sys/class/ublk-char >&2; return 1; }
+	[ -z "$(pgrep -x ublk-serve)" ] || { pgrep -ax ublk-serve >&2; return 1; }
+}
