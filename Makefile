@@ -86,7 +86,7 @@ check-vm: deps all
 	$(Q)tests/vm/run.sh --bats tests/vm
 
 demo: deps all
-	$(Q)tests/vm/run.sh tests/demo.sh
+	$(Q)if [ -e /dev/ublk-control ]; then UBLK_BIN=$(CURDIR)/$(OUT) tests/demo.sh; else tests/vm/run.sh tests/demo.sh; fi
 
 bench: deps all
 	$(Q)tests/vm/run.sh tests/bench.sh

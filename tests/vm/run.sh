@@ -43,16 +43,15 @@ trap 'rm -rf "$results"' EXIT
 
 if [ "$1" = --bats ]; then
 	[ $# -eq 2 ] || die "usage: run.sh --bats DIR"
-	job="bats --print-output-on-failure $(printf '%q' "$2")"
-else
-	job=$(printf '%q ' "$@")
+	set -- bats --print-output-on-failure "$2"
 fi
+job=$(printf '%q ' "$@")
 cat >"$results/job.sh" <<JOB
 export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 export HOME=/tmp TERM=dumb LANG=C.UTF-8 UBLK_IN_VM=1
 export UBLK_BIN=$(printf '%q' "${UBLK_BIN:-$top/build}")
 cd $(printf '%q' "$top")
-echo "vm: \$(uname -r), \$(nproc) cpus; running: $(printf '%q' "$job")"
+echo "vm: linux \$(uname -r), \$(nproc) cpus: $*"
 $job
 echo \$? >/run/vm-results/rc
 JOB
@@ -61,7 +60,7 @@ start=$(date +%s)
 set +e
 timeout --foreground -k 10 "$timeout_s" qemu-system-x86_64 \
 	-accel tcg,thread=multi -cpu max -smp 2 -m "${UBLK_VM_MEM:-2048M}" \
-	-nographic -no-reboot -nodefaults -serial stdio \
+	-nographic -no-reboot -nodefaults -serial stdio -bios /usr/share/qemu/qboot.rom \
 	-kernel "$kernel" -initrd "$initrd" \
 	-append "console=ttyS0 quiet loglevel=3 panic=-1 rdinit=/init" \
 	-virtfs local,path=/,mount_tag=host,security_model=none,readonly=on,multidevs=remap \
