@@ -40,7 +40,7 @@ LDFLAGS += $(SANFLAGS)
 LDLIBS  = $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lpthread
 
 TOOLS   = ublk-add ublk-serve ublk-del
-LIB_SRC = aio cli ctrl device devopts image json layer layer_file log parse queue \
+LIB_SRC = aio cli crc32c ctrl device devopts image json layer layer_cache layer_fault layer_file log parse queue \
           ready server state timeutil
 LIB_OBJ = $(LIB_SRC:%=$(OUT)/common/%.o)
 BINS    = $(TOOLS:%=$(OUT)/%)

@@ -19,6 +19,9 @@ enum { KEY_JSON = 'j' };
 
 static const struct cli_option options[] = {
 	{ "base", 'b', "FILE", "image file or block device to serve (required)" },
+	{ "cache", 'c', "FILE", "copy-on-write cache (created if missing); the base stays read-only" },
+	{ "size", 's', "SIZE", "device size (default: the base's); past the base reads zeros" },
+	{ "inject", DEVOPT_INJECT, "SPEC", "fault injection, e.g. delay-read=3000@0-4K (see docs)" },
 	{ "queues", 'q', "N", "number of queues, one thread each (default 1)" },
 	{ "depth", 'd', "N", "requests in flight per queue (default 128)" },
 	{ "read-only", 'r', NULL, "serve the image read-only" },
@@ -60,6 +63,15 @@ static void serve_path(char *buf, size_t len)
 	snprintf(buf, len, "/usr/local/bin/ublk-serve");
 }
 
+/* The size the server settled on (from the cache or the base). */
+static uint64_t device_size(int id)
+{
+	char cfg[8400], *p;
+	if (state_read((uint32_t)id, "config", cfg, sizeof(cfg)) < 0 || !(p = strstr(cfg, "\nsize=")))
+		return 0;
+	return strtoull(p + 6, NULL, 10);
+}
+
 static void print_json(const struct server_config *cfg, const struct ready_result *r, pid_t pid)
 {
 	char path[64];
@@ -71,6 +83,8 @@ static void print_json(const struct server_config *cfg, const struct ready_resul
 	json_str(&j, "path", path);
 	json_i64(&j, "pid", pid);
 	json_str(&j, "base", cfg->base);
+	json_str(&j, "cache", cfg->cache);
+	json_u64(&j, "size", device_size(r->id));
 	json_u64(&j, "queues", cfg->queues);
 	json_u64(&j, "depth", cfg->depth);
 	json_bool(&j, "read_only", cfg->read_only);
@@ -82,7 +96,7 @@ int main(int argc, char **argv)
 {
 	struct server_config cfg;
 	struct ready_result res;
-	char serve[PATH_MAX], why[600], queues[16], depth[16], timeout[32];
+	char serve[PATH_MAX], why[600], queues[16], depth[16], timeout[32], size[32];
 	bool json = false;
 	struct cli c;
 	pid_t pid;
@@ -114,11 +128,26 @@ int main(int argc, char **argv)
 	snprintf(queues, sizeof(queues), "%u", cfg.queues);
 	snprintf(depth, sizeof(depth), "%u", cfg.depth);
 	snprintf(timeout, sizeof(timeout), "%.3f", cfg.timeout_ms / 1000.0);
-	char *args[] = {
+	snprintf(size, sizeof(size), "%llu", (unsigned long long)cfg.size);
+	char *args[32] = {
 		serve, "--base", (char *)cfg.base, "--queues", queues, "--depth", depth,
 		"--timeout", timeout, "--state-dir", (char *)state_dir(), "--ready-fd", "3",
-		cfg.read_only ? "--read-only" : NULL, NULL,
 	};
+	int argn = 13;
+	if (cfg.read_only)
+		args[argn++] = "--read-only";
+	if (cfg.cache) {
+		args[argn++] = "--cache";
+		args[argn++] = (char *)cfg.cache;
+	}
+	if (cfg.size) {
+		args[argn++] = "--size";
+		args[argn++] = size;
+	}
+	if (cfg.inject) {
+		args[argn++] = "--inject";
+		args[argn++] = (char *)cfg.inject;
+	}
 	/* The server's own control steps each have the same deadline; give the
 	 * whole start-up a little more so its own error wins over our timeout. */
 	code = ready_spawn(args, cfg.timeout_ms * 2, &res, &pid);

@@ -12,6 +12,9 @@ enum { KEY_READY_FD = 0x200 };
 
 static const struct cli_option options[] = {
 	{ "base", 'b', "FILE", "image file or block device to serve (required)" },
+	{ "cache", 'c', "FILE", "copy-on-write cache (created if missing); the base stays read-only" },
+	{ "size", 's', "SIZE", "device size (default: the base's); past the base reads zeros" },
+	{ "inject", DEVOPT_INJECT, "SPEC", "fault injection, e.g. delay-read=3000@0-4K (see docs)" },
 	{ "queues", 'q', "N", "number of queues, one thread each (default 1)" },
 	{ "depth", 'd', "N", "requests in flight per queue (default 128)" },
 	{ "read-only", 'r', NULL, "serve the image read-only" },

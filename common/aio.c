@@ -19,6 +19,11 @@ struct io_uring_sqe *aio_get_sqe(struct aio *a, struct aio_req *req)
 	return sqe;
 }
 
+void aio_expect(struct aio *a)
+{
+	a->inflight++;
+}
+
 void aio_dispatch(struct aio *a, struct io_uring_cqe *cqe)
 {
 	struct aio_req *req = io_uring_cqe_get_data(cqe);

@@ -27,6 +27,9 @@ struct aio {
 /* An SQE for req, submitting queued SQEs first if the ring is full.
  * Never returns NULL unless the ring is broken. */
 struct io_uring_sqe *aio_get_sqe(struct aio *a, struct aio_req *req);
+/* Account for a completion another thread will post to this ring with
+ * IORING_OP_MSG_RING (user_data = req). */
+void aio_expect(struct aio *a);
 /* Handle one CQE that belongs to aio (user_data low bit clear). */
 void aio_dispatch(struct aio *a, struct io_uring_cqe *cqe);
 /* For host tests and one-off users: submit and reap until nothing is in

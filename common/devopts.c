@@ -9,6 +9,7 @@
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 void devopts_defaults(struct server_config *cfg)
 {
@@ -32,6 +33,17 @@ int devopts_apply(struct cli *c, struct server_config *cfg, int key, const char 
 	switch (key) {
 	case DEVOPT_BASE:
 		cfg->base = arg;
+		return 1;
+	case DEVOPT_CACHE:
+		cfg->cache = arg;
+		return 1;
+	case DEVOPT_SIZE:
+		if (parse_size(arg, &v) || v == 0 || v % 4096)
+			return bad_value(c, "size", arg, "expected a non-zero multiple of 4096 (K, M, G, T suffixes)");
+		cfg->size = v;
+		return 1;
+	case DEVOPT_INJECT:
+		cfg->inject = arg;
 		return 1;
 	case DEVOPT_QUEUES:
 		if (parse_uint(arg, 1, SERVER_MAX_QUEUES, &v))
@@ -66,7 +78,7 @@ int devopts_apply(struct cli *c, struct server_config *cfg, int key, const char 
 
 int devopts_finish(struct cli *c, struct server_config *cfg)
 {
-	static char abs_base[PATH_MAX];
+	static char abs_base[PATH_MAX], abs_cache[PATH_MAX];
 
 	if (!cfg->base) {
 		c->exit_code = cli_usage_error(c, "--base FILE is required");
@@ -76,5 +88,15 @@ int devopts_finish(struct cli *c, struct server_config *cfg)
 	 * absolute path. A missing file is reported by the image checks. */
 	if (realpath(cfg->base, abs_base))
 		cfg->base = abs_base;
+	if (cfg->cache && cfg->cache[0] != '/') {
+		/* the cache may not exist yet: make its directory absolute */
+		char cwd[PATH_MAX];
+		if (!getcwd(cwd, sizeof(cwd)) ||
+		    snprintf(abs_cache, sizeof(abs_cache), "%s/%s", cwd, cfg->cache) >= (int)sizeof(abs_cache)) {
+			c->exit_code = cli_usage_error(c, "--cache '%s': path too long", cfg->cache);
+			return CLI_DONE;
+		}
+		cfg->cache = abs_cache;
+	}
 	return 0;
 }

@@ -13,6 +13,9 @@ enum devopt_key {
 	DEVOPT_READ_ONLY = 'r',
 	DEVOPT_TIMEOUT = 't',
 	DEVOPT_VERBOSE = 'v',
+	DEVOPT_CACHE = 'c',
+	DEVOPT_SIZE = 's',
+	DEVOPT_INJECT = 0x101,
 	DEVOPT_STATE_DIR = 0x100,
 };
 

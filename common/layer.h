@@ -15,7 +15,10 @@
 #include "aio.h"
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
+
+#define container_of(p, type, member) ((type *)((char *)(p) - offsetof(type, member)))
 
 #define LAYER_BLOCK_SIZE 4096u
 
@@ -37,6 +40,9 @@ struct layer_io {
 	void *buf;
 	layer_done_fn done;
 	struct aio *aio;
+	/* Per-request state of the layers below the caller: the owner points
+	 * priv at layer_stack_priv_size(top) bytes, allocated once. */
+	void *priv;
 	/* Private to the layer serving the request. */
 	struct aio_req areq;
 	uint32_t progress;
@@ -60,7 +66,15 @@ struct layer {
 	struct layer *lower;
 	uint64_t size;          /* bytes */
 	bool read_only;
+	size_t priv_size;       /* bytes of per-request state this layer needs */
 };
+
+/* Bytes of per-request state the stack from l down needs. */
+size_t layer_stack_priv_size(const struct layer *l);
+/* Prepare child, a request this layer sends below on behalf of parent:
+ * same ring, and the private area that follows this layer's own. */
+void layer_child_init(const struct layer *l, struct layer_io *parent, struct layer_io *child,
+		      enum layer_op op, uint64_t off, uint32_t len, void *buf, layer_done_fn done);
 
 /* Dispatch io to the operation its op names. */
 void layer_submit(struct layer *l, struct layer_io *io);
@@ -68,5 +82,19 @@ void layer_close(struct layer *l);
 
 /* Plain file (or block device) served read-write, or read-only. */
 int layer_file_open(const char *path, bool read_only, struct layer **out);
+/* The file descriptor of a file layer (for fdatasync by the cache). */
+int layer_file_fd(const struct layer *l);
+
+/* Copy-on-write cache over lower (docs/cache-format.md): path is the data
+ * file, path.map its block states; both created if neither exists. size 0
+ * means the size recorded in an existing cache, else lower's size. On
+ * failure why says what is wrong. */
+int layer_cache_open(const char *path, struct layer *lower, uint64_t size, bool read_only,
+		     struct layer **out, char *why, size_t whylen);
+
+/* Fault injection over lower, from a spec (docs/fault-injection.md), e.g.
+ * "delay-read=3000@0-4096,error-write=5@1M-2M". */
+int layer_fault_open(const char *spec, struct layer *lower, struct layer **out,
+		     char *why, size_t whylen);
 
 #endif

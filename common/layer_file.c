@@ -20,7 +20,7 @@ static void rw_step(struct layer_file *f, struct layer_io *io);
 
 static void rw_complete(struct aio_req *req, int res)
 {
-	struct layer_io *io = (struct layer_io *)((char *)req - offsetof(struct layer_io, areq));
+	struct layer_io *io = container_of(req, struct layer_io, areq);
 	struct layer_file *f = (struct layer_file *)io->buf_owner;
 
 	if (res < 0) {
@@ -69,7 +69,7 @@ static void file_rw(struct layer *l, struct layer_io *io)
 
 static void simple_complete(struct aio_req *req, int res)
 {
-	struct layer_io *io = (struct layer_io *)((char *)req - offsetof(struct layer_io, areq));
+	struct layer_io *io = container_of(req, struct layer_io, areq);
 	io->done(io, res < 0 ? res : 0);
 }
 
@@ -117,6 +117,11 @@ static const struct layer_ops file_ops = {
 	.discard = file_discard,
 	.close = file_close,
 };
+
+int layer_file_fd(const struct layer *l)
+{
+	return ((const struct layer_file *)l)->fd;
+}
 
 int layer_file_open(const char *path, bool read_only, struct layer **out)
 {

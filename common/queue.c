@@ -22,6 +22,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#define COUNT(field, n) atomic_fetch_add_explicit(&q->stats.field, (n), memory_order_relaxed)
+
 enum tag_state { TAG_IN_KERNEL, TAG_SERVING, TAG_DEAD };
 
 static size_t page_round(size_t n)
@@ -60,8 +62,15 @@ static void tag_done(struct layer_io *io, int res)
 	struct queue_tag *t = (struct queue_tag *)io;
 	struct ublk_queue *q = t->q;
 
+	uint64_t us = (now_ns() - t->start_ns) / 1000;
+	unsigned bucket = us ? 64 - (unsigned)__builtin_clzll(us) : 0;
+	COUNT(lat_count, 1);
+	COUNT(lat_sum_us, us);
+	COUNT(lat_hist[bucket < LAT_BUCKETS ? bucket : LAT_BUCKETS - 1], 1);
+	if (us > atomic_load_explicit(&q->stats.lat_max_us, memory_order_relaxed))
+		atomic_store_explicit(&q->stats.lat_max_us, us, memory_order_relaxed);
 	if (res < 0) {
-		q->stats.errors++;
+		COUNT(errors, 1);
 		log_dbg("ublkb%u q%u tag %u: op %d off %llu len %u failed: %s", q->dev_id,
 			q->qid, t->tag, io->op, (unsigned long long)io->off, io->len, strerror(-res));
 	}
@@ -78,31 +87,32 @@ static void serve(struct ublk_queue *q, struct queue_tag *t)
 	unsigned op = ublksrv_get_op(d);
 
 	t->state = TAG_SERVING;
+	t->start_ns = now_ns();
 	io->off = d->start_sector << 9;
 	io->len = d->nr_sectors << 9;
 	io->buf = t->buf;
 	switch (op) {
 	case UBLK_IO_OP_READ:
 		io->op = LAYER_READ;
-		q->stats.reads++;
-		q->stats.bytes_read += io->len;
+		COUNT(reads, 1);
+		COUNT(bytes_read, io->len);
 		break;
 	case UBLK_IO_OP_WRITE:
 		io->op = LAYER_WRITE;
-		q->stats.writes++;
-		q->stats.bytes_written += io->len;
+		COUNT(writes, 1);
+		COUNT(bytes_written, io->len);
 		break;
 	case UBLK_IO_OP_FLUSH:
 		io->op = LAYER_FLUSH;
-		q->stats.flushes++;
+		COUNT(flushes, 1);
 		break;
 	case UBLK_IO_OP_DISCARD:
 		io->op = LAYER_DISCARD;
-		q->stats.discards++;
+		COUNT(discards, 1);
 		break;
 	case UBLK_IO_OP_WRITE_ZEROES:
 		io->op = LAYER_WRITE_ZEROES;
-		q->stats.discards++;
+		COUNT(discards, 1);
 		break;
 	default:
 		tag_done(io, -EOPNOTSUPP);
@@ -154,8 +164,10 @@ static int setup(struct ublk_queue *q)
 	ret = io_uring_register_files(&q->ring, &q->char_fd, 1);
 	if (ret)
 		return ret;
+	size_t priv = layer_stack_priv_size(q->layer);
 	q->tags = calloc(q->depth, sizeof(*q->tags));
-	if (!q->tags)
+	q->privs = calloc(q->depth, priv ? priv : 1);
+	if (!q->tags || !q->privs)
 		return -ENOMEM;
 	for (uint16_t i = 0; i < q->depth; i++) {
 		struct queue_tag *t = &q->tags[i];
@@ -163,6 +175,7 @@ static int setup(struct ublk_queue *q)
 		t->tag = i;
 		t->io.done = tag_done;
 		t->io.aio = &q->aio;
+		t->io.priv = (char *)q->privs + i * priv;
 		t->state = TAG_DEAD;
 		if (posix_memalign(&t->buf, 4096, q->buf_bytes))
 			return -ENOMEM;
@@ -184,6 +197,8 @@ static void teardown(struct ublk_queue *q)
 		free(q->tags);
 		q->tags = NULL;
 	}
+	free(q->privs);
+	q->privs = NULL;
 	if (q->aio.ring) {
 		io_uring_queue_exit(&q->ring);
 		q->aio.ring = NULL;

@@ -12,15 +12,22 @@
 #include <stdatomic.h>
 #include <stdint.h>
 
+#define LAT_BUCKETS 32   /* bucket i: latency < 2^i microseconds */
+
+/* Written by the queue thread only, read by the stats writer: relaxed
+ * atomics keep the hot path free of locks. */
 struct queue_stats {
 	_Atomic uint64_t reads, writes, flushes, discards, errors;
 	_Atomic uint64_t bytes_read, bytes_written;
+	_Atomic uint64_t lat_count, lat_sum_us, lat_max_us;
+	_Atomic uint64_t lat_hist[LAT_BUCKETS];
 };
 
 struct queue_tag {
 	struct layer_io io;
 	struct ublk_queue *q;
 	void *buf;
+	uint64_t start_ns;
 	uint16_t tag;
 	uint8_t state;
 };
@@ -42,6 +49,7 @@ struct ublk_queue {
 	struct io_uring ring;
 	struct aio aio;
 	struct queue_tag *tags;
+	void *privs;                /* per-tag state of the layer stack */
 	unsigned cmds_inflight;     /* FETCH/COMMIT commands owned by the kernel */
 	struct queue_stats stats;
 };

@@ -94,11 +94,90 @@ static void set_params(const struct server *s, struct ublk_params *p)
 
 static int write_config(const struct server *s)
 {
-	char buf[4400];
-	snprintf(buf, sizeof(buf), "base=%s\nsize=%llu\nqueues=%u\ndepth=%u\nread_only=%d\n",
-		 s->cfg->base, (unsigned long long)s->layer->size, s->cfg->queues,
-		 s->cfg->depth, s->cfg->read_only);
+	const struct server_config *cfg = s->cfg;
+	char buf[8400];
+
+	snprintf(buf, sizeof(buf), "base=%s\ncache=%s\nsize=%llu\nqueues=%u\ndepth=%u\n"
+		 "read_only=%d\ninject=%s\n", cfg->base, cfg->cache ? cfg->cache : "",
+		 (unsigned long long)s->layer->size, cfg->queues, cfg->depth, cfg->read_only,
+		 cfg->inject ? cfg->inject : "");
 	return state_write(s->dev_id, "config", buf);
+}
+
+/* Statistics of all queues, as the state entry's "stats" (JSON). */
+static void write_stats(const struct server *s)
+{
+	uint64_t v[10] = { 0 }, hist[LAT_BUCKETS] = { 0 }, max = 0;
+	char buf[2048], *p = buf;
+	size_t left = sizeof(buf);
+
+	for (unsigned i = 0; i < s->started; i++) {
+		const struct queue_stats *st = &s->queues[i].stats;
+		v[0] += st->reads; v[1] += st->writes; v[2] += st->flushes; v[3] += st->discards;
+		v[4] += st->errors; v[5] += st->bytes_read; v[6] += st->bytes_written;
+		v[7] += st->lat_count; v[8] += st->lat_sum_us;
+		if (st->lat_max_us > max)
+			max = st->lat_max_us;
+		for (int b = 0; b < LAT_BUCKETS; b++)
+			hist[b] += st->lat_hist[b];
+	}
+	/* percentiles from the log2 histogram: the bucket's upper bound */
+	uint64_t pct[2] = { 0, 0 }, seen = 0;
+	for (int b = 0; b < LAT_BUCKETS && v[7]; b++) {
+		seen += hist[b];
+		if (!pct[0] && seen * 2 >= v[7])
+			pct[0] = 1ull << b;
+		if (!pct[1] && seen * 100 >= v[7] * 99)
+			pct[1] = 1ull << b;
+	}
+	int n = snprintf(p, left, "{\"reads\":%llu,\"writes\":%llu,\"flushes\":%llu,"
+			 "\"discards\":%llu,\"errors\":%llu,\"bytes_read\":%llu,"
+			 "\"bytes_written\":%llu,\"latency_us\":{\"count\":%llu,\"avg\":%llu,"
+			 "\"p50_max\":%llu,\"p99_max\":%llu,\"max\":%llu}}\n",
+			 (unsigned long long)v[0], (unsigned long long)v[1], (unsigned long long)v[2],
+			 (unsigned long long)v[3], (unsigned long long)v[4], (unsigned long long)v[5],
+			 (unsigned long long)v[6], (unsigned long long)v[7],
+			 (unsigned long long)(v[7] ? v[8] / v[7] : 0), (unsigned long long)pct[0],
+			 (unsigned long long)pct[1], (unsigned long long)max);
+	if (n > 0 && (size_t)n < left)
+		state_write(s->dev_id, "stats", buf);
+}
+
+/* Base file, then the cache over it, then fault injection on top. */
+static int build_stack(struct server *s)
+{
+	const struct server_config *cfg = s->cfg;
+	struct layer *base, *top;
+	char why[600];
+	int ret;
+
+	ret = layer_file_open(cfg->base, cfg->read_only || cfg->cache, &base);
+	if (ret)
+		return fail(s, EXIT_BAD_IMAGE, "%s: %s", cfg->base, strerror(-ret));
+	top = base;
+	if (cfg->cache) {
+		ret = layer_cache_open(cfg->cache, base, cfg->size, cfg->read_only, &top, why,
+				       sizeof(why));
+		if (ret) {
+			layer_close(base);
+			return fail(s, ret == -EBUSY ? EXIT_BUSY : EXIT_BAD_IMAGE, "%s", why);
+		}
+	} else if (cfg->size && cfg->size != base->size) {
+		if (cfg->size < base->size || !cfg->read_only) {
+			layer_close(base);
+			return fail(s, EXIT_USAGE, "--size %llu: without --cache the size can only "
+				    "grow a --read-only device (reads past the base are zeros)",
+				    (unsigned long long)cfg->size);
+		}
+		base->size = cfg->size;
+	}
+	s->layer = top;
+	if (cfg->inject) {
+		ret = layer_fault_open(cfg->inject, top, &s->layer, why, sizeof(why));
+		if (ret)
+			return fail(s, EXIT_USAGE, "--inject: %s", why);
+	}
+	return 0;
 }
 
 static int start_queues(struct server *s)
@@ -202,9 +281,9 @@ static int setup(struct server *s)
 	ret = server_preflight(cfg, why, sizeof(why));
 	if (ret)
 		return fail(s, ret, "%s", why);
-	ret = layer_file_open(cfg->base, cfg->read_only, &s->layer);
+	ret = build_stack(s);
 	if (ret)
-		return fail(s, EXIT_BAD_IMAGE, "%s: %s", cfg->base, strerror(-ret));
+		return ret;
 
 	ret = ctrl_open(&s->ctrl, cfg->timeout_ms);
 	if (ret) {
@@ -266,7 +345,8 @@ static int setup(struct server *s)
 	return 0;
 }
 
-/* Wait for a stop signal or for the queues to end (device stopped). */
+/* Wait for a stop signal or for the queues to end (device stopped),
+ * refreshing the statistics every second meanwhile. */
 static void wait_for_stop(struct server *s)
 {
 	for (;;) {
@@ -274,7 +354,8 @@ static void wait_for_stop(struct server *s)
 			{ .fd = s->sig_fd, .events = POLLIN },
 			{ .fd = s->exit_efd, .events = POLLIN },
 		};
-		if (poll(p, 2, -1) < 0) {
+		write_stats(s);
+		if (poll(p, 2, 1000) < 0) {
 			if (errno == EINTR)
 				continue;
 			return;

@@ -15,6 +15,9 @@
 
 struct server_config {
 	const char *base;
+	const char *cache;      /* copy-on-write cache file, or NULL: writes go to base */
+	const char *inject;     /* fault injection spec, or NULL */
+	uint64_t size;          /* device size; 0: the base's (or the cache's) */
 	unsigned queues;
 	unsigned depth;
 	bool read_only;

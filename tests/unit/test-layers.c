@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 static int failures, checks;
@@ -35,10 +36,12 @@ static struct io_uring ring;
 static struct aio aio = { .ring = &ring };
 
 /* Run one operation to completion; returns its result. */
+static char priv[4096];
+
 static int run(struct layer *l, enum layer_op op, uint64_t off, uint32_t len, void *buf)
 {
 	struct sync_io s = { .io = { .op = op, .off = off, .len = len, .buf = buf,
-				     .done = on_done, .aio = &aio } };
+				     .done = on_done, .aio = &aio, .priv = priv } };
 	layer_submit(l, &s.io);
 	if (aio_drain(&aio))
 		return -EIO;
@@ -48,7 +51,10 @@ static int run(struct layer *l, enum layer_op op, uint64_t off, uint32_t len, vo
 
 static char *make_image(size_t size, unsigned char **data)
 {
-	static char path[] = "/tmp/test-layers.XXXXXX";
+	static char paths[4][32];
+	static int next;
+	char *path = paths[next++ % 4];
+	strcpy(path, "/tmp/test-layers.XXXXXX");
 	int fd = mkstemp(path);
 	*data = malloc(size);
 	for (size_t i = 0; i < size; i++)
@@ -131,6 +137,119 @@ static void test_file_layer(void)
 	free(buf);
 }
 
+static bool all_zero(const unsigned char *p, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (p[i])
+			return false;
+	return true;
+}
+
+static void test_cache_layer(void)
+{
+	const size_t size = 1 << 20;
+	unsigned char *data, *buf = aligned_alloc(4096, 65536), *pattern = aligned_alloc(4096, 8192);
+	char *base_path = make_image(size, &data);
+	char cache[64], map[80], why[600];
+	struct layer *base, *l;
+
+	snprintf(cache, sizeof(cache), "%s.cache", base_path);
+	snprintf(map, sizeof(map), "%s.map", cache);
+	memset(pattern, 0x5c, 8192);
+
+	CHECK(layer_file_open(base_path, true, &base) == 0, "open base");
+	CHECK(layer_cache_open(cache, base, 2 * size, false, &l, why, sizeof(why)) == 0, "create cache: %s", why);
+	CHECK(l->size == 2 * size, "device size is --size");
+	CHECK(layer_stack_priv_size(l) <= sizeof(priv), "stack state fits");
+	CHECK(access(map, F_OK) == 0, "map file created next to the cache");
+
+	CHECK(run(l, LAYER_READ, 0, 65536, buf) == 65536 && !memcmp(buf, data, 65536), "clean blocks read the base");
+	CHECK(run(l, LAYER_READ, size, 65536, buf) == 65536 && all_zero(buf, 65536), "past the base reads zeros");
+	CHECK(run(l, LAYER_WRITE, 3 * 4096, 8192, pattern) == 8192, "write two blocks");
+	CHECK(run(l, LAYER_READ, 0, 65536, buf) == 65536, "read across clean and dirty blocks");
+	CHECK(!memcmp(buf, data, 3 * 4096) && !memcmp(buf + 3 * 4096, pattern, 8192) &&
+	      !memcmp(buf + 5 * 4096, data + 5 * 4096, 65536 - 5 * 4096), "runs assembled in order");
+	memset(buf, 0, 4096);
+	CHECK(run(l, LAYER_WRITE, 8 * 4096, 4096, buf) == 4096, "all-zero write");
+	CHECK(run(l, LAYER_DISCARD, 10 * 4096, 4 * 4096, NULL) == 0, "discard");
+	CHECK(run(l, LAYER_WRITE, size + 4096, 4096, pattern) == 4096, "write past the base");
+	CHECK(run(l, LAYER_FLUSH, 0, 0, NULL) == 0, "flush through the flusher thread");
+
+	struct layer *base2, *l2;
+	CHECK(layer_file_open(base_path, true, &base2) == 0, "open base again");
+	CHECK(layer_cache_open(cache, base2, 0, false, &l2, why, sizeof(why)) == -EBUSY,
+	      "second server on the same cache refused");
+	CHECK(strstr(why, "in use by another server") != NULL, "busy message: %s", why);
+	layer_close(base2);
+	layer_close(l);
+
+	/* resume: everything flushed is there */
+	CHECK(layer_file_open(base_path, true, &base) == 0, "open base");
+	CHECK(layer_cache_open(cache, base, 0, false, &l, why, sizeof(why)) == 0, "reopen cache: %s", why);
+	CHECK(l->size == 2 * size, "size from the cache header");
+	CHECK(run(l, LAYER_READ, 0, 65536, buf) == 65536, "read after resume");
+	CHECK(!memcmp(buf + 3 * 4096, pattern, 8192), "dirty blocks survive");
+	CHECK(all_zero(buf + 8 * 4096, 4096), "zero-written block reads zero");
+	CHECK(all_zero(buf + 10 * 4096, 4 * 4096), "discarded blocks read zero");
+	CHECK(!memcmp(buf, data, 3 * 4096), "clean blocks still from the base");
+	CHECK(run(l, LAYER_READ, size + 4096, 4096, buf) == 4096 && !memcmp(buf, pattern, 4096),
+	      "write past the base survives");
+	layer_close(l);
+
+	/* the base was never written */
+	unsigned char *now = malloc(size);
+	int fd = open(base_path, O_RDONLY);
+	CHECK(fd >= 0 && read(fd, now, size) == (ssize_t)size && !memcmp(now, data, size), "base unchanged");
+	close(fd);
+	free(now);
+
+	/* refusals */
+	CHECK(layer_file_open(base_path, true, &base) == 0, "open base");
+	CHECK(layer_cache_open(cache, base, 3 * size, false, &l, why, sizeof(why)) == -EINVAL &&
+	      strstr(why, "cache is for a 2097152-byte device"), "size mismatch refused: %s", why);
+	fd = open(map, O_RDWR);
+	CHECK(fd >= 0 && pwrite(fd, "X", 1, 20) == 1, "damage the header");
+	close(fd);
+	CHECK(layer_cache_open(cache, base, 0, false, &l, why, sizeof(why)) == -EINVAL &&
+	      strstr(why, "header checksum mismatch"), "damaged header refused: %s", why);
+	unlink(map);
+	CHECK(layer_cache_open(cache, base, 0, false, &l, why, sizeof(why)) == -EINVAL &&
+	      strstr(why, "not a complete ublk-tools cache"), "cache without map refused: %s", why);
+	layer_close(base);
+
+	unlink(cache);
+	unlink(base_path);
+	free(data);
+	free(buf);
+	free(pattern);
+}
+
+static void test_fault_layer(void)
+{
+	const size_t size = 1 << 20;
+	unsigned char *data, *buf = aligned_alloc(4096, 8192);
+	char *path = make_image(size, &data), why[300];
+	struct layer *base, *l;
+
+	CHECK(layer_file_open(path, false, &base) == 0, "open");
+	CHECK(layer_fault_open("bogus=1", base, &l, why, sizeof(why)) == -EINVAL &&
+	      strstr(why, "unknown fault"), "bad spec refused: %s", why);
+	CHECK(layer_fault_open("error-read=5@4K-8K,delay-read=50@8K-12K", base, &l, why, sizeof(why)) == 0,
+	      "spec accepted: %s", why);
+	CHECK(run(l, LAYER_READ, 0, 4096, buf) == 4096, "unmatched read passes");
+	CHECK(run(l, LAYER_READ, 4096, 4096, buf) == -EIO, "injected EIO");
+	struct timespec a, b;
+	clock_gettime(CLOCK_MONOTONIC, &a);
+	CHECK(run(l, LAYER_READ, 8192, 4096, buf) == 4096 && !memcmp(buf, data + 8192, 4096), "delayed read served");
+	clock_gettime(CLOCK_MONOTONIC, &b);
+	long ms = (b.tv_sec - a.tv_sec) * 1000 + (b.tv_nsec - a.tv_nsec) / 1000000;
+	CHECK(ms >= 45, "delay applied (%ld ms)", ms);
+	layer_close(l);
+	unlink(path);
+	free(data);
+	free(buf);
+}
+
 int main(void)
 {
 	if (io_uring_queue_init(64, &ring, 0)) {
@@ -138,6 +257,8 @@ int main(void)
 		return 2;
 	}
 	test_file_layer();
+	test_cache_layer();
+	test_fault_layer();
 	io_uring_queue_exit(&ring);
 	printf("%d passed, %d failed\n", checks - failures, failures);
 	return failures ? 1 : 0;

@@ -1,0 +1,605 @@
+/*
+ * Copy-on-write cache over a read-only lower layer. The on-disk format and
+ * its ordering rules are in docs/cache-format.md; in short:
+ *
+ *   data file  block i at offset i*4096, valid only where the map says dirty
+ *   map file   header + 2 bits per block: clean (read below), dirty, zero
+ *
+ * All requests are whole 4 KiB blocks (the device's logical block size), so
+ * there is never a read-modify-write. The in-memory map is shared by every
+ * queue thread and updated with atomic byte operations; a block becomes
+ * dirty only after its data write completed. FLUSH is handed to a flusher
+ * thread, which snapshots the changed map pages, fdatasyncs the data file,
+ * then writes and fdatasyncs the snapshot, and posts the completion back to
+ * the requesting queue's ring (IORING_OP_MSG_RING): a flush never blocks a
+ * queue thread, and concurrent flushes share one round of syncs.
+ */
+#include "crc32c.h"
+#include "layer.h"
+
+#include <endian.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define BS LAYER_BLOCK_SIZE
+#define MAP_HDR 4096u
+#define MAP_PAGE 4096u
+#define MAGIC "UBLKCMAP"
+#define CACHE_VERSION 1
+
+enum { ST_CLEAN = 0, ST_DIRTY = 1, ST_ZERO = 2, ST_RESERVED = 3 };
+
+struct cache_hdr {
+	uint64_t dev_size, base_size, generation;
+	uint8_t id[16];
+};
+
+struct cache {
+	struct layer l;
+	struct layer *data;         /* file layer over the data file */
+	int map_fd;
+	uint64_t nblocks, base_blocks;
+	uint8_t *map;               /* map_bytes, 4 blocks per byte */
+	uint8_t *snap;              /* flusher's snapshot of the map */
+	uint64_t *changed;          /* map pages changed since the last flush */
+	size_t map_bytes, npages;
+	struct cache_hdr hdr;
+
+	pthread_t flusher;
+	bool flusher_running;
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	struct layer_io *flush_list;
+	bool stop;
+	int sticky_err;             /* a failed data sync fails every later flush */
+	struct io_uring msg_ring;   /* posts flush completions to queue rings */
+};
+
+struct cache_io {
+	struct layer_io child;      /* request to the data file or the layer below */
+	struct layer_io *parent;
+	struct cache *cache;
+	uint32_t cursor;            /* bytes of the parent request done */
+	int err;
+	struct layer_io *next_flush;
+};
+
+
+static inline unsigned get_state(const struct cache *c, uint64_t b)
+{
+	uint8_t byte = __atomic_load_n(&c->map[b >> 2], __ATOMIC_ACQUIRE);
+	return (byte >> ((b & 3) * 2)) & 3;
+}
+
+/* What a read of block b returns: clean blocks past the base read zeros. */
+static inline unsigned read_state(const struct cache *c, uint64_t b)
+{
+	unsigned st = get_state(c, b);
+	return st == ST_CLEAN && b >= c->base_blocks ? ST_ZERO : st;
+}
+
+static void set_state(struct cache *c, uint64_t b, unsigned st)
+{
+	uint8_t *p = &c->map[b >> 2];
+	unsigned shift = (b & 3) * 2;
+	uint8_t old = __atomic_load_n(p, __ATOMIC_RELAXED), new;
+	uint64_t page = (b >> 2) / MAP_PAGE;
+
+	do {
+		new = (uint8_t)((old & ~(3u << shift)) | (st << shift));
+	} while (!__atomic_compare_exchange_n(p, &old, new, true, __ATOMIC_ACQ_REL, __ATOMIC_RELAXED));
+	__atomic_fetch_or(&c->changed[page / 64], 1ull << (page % 64), __ATOMIC_SEQ_CST);
+}
+
+static bool block_is_zero(const void *buf)
+{
+	const uint64_t *w = buf;
+	for (unsigned i = 0; i < BS / 8; i++)
+		if (w[i])
+			return false;
+	return true;
+}
+
+static struct cache_io *start(struct cache *c, struct layer_io *io)
+{
+	struct cache_io *p = io->priv;
+	p->parent = io;
+	p->cache = c;
+	p->cursor = 0;
+	p->err = 0;
+	return p;
+}
+
+static void send_child(struct cache_io *p, struct layer *target, enum layer_op op, uint64_t off,
+		       uint32_t len, void *buf, layer_done_fn done)
+{
+	layer_child_init(&p->cache->l, p->parent, &p->child, op, off, len, buf, done);
+	layer_submit(target, &p->child);
+}
+
+/* ---- read: serve runs of blocks in the same state, one after another ---- */
+
+static void read_step(struct cache_io *p);
+
+static void read_child_done(struct layer_io *child, int res)
+{
+	struct cache_io *p = container_of(child, struct cache_io, child);
+	if (res < 0)
+		p->err = res;
+	read_step(p);
+}
+
+static void read_step(struct cache_io *p)
+{
+	struct cache *c = p->cache;
+	struct layer_io *io = p->parent;
+
+	while (p->cursor < io->len && !p->err) {
+		uint64_t b = (io->off + p->cursor) / BS;
+		unsigned st = read_state(c, b);
+		uint32_t n = 1;
+		while (p->cursor + (n + 1) * BS <= io->len && read_state(c, b + n) == st)
+			n++;
+		char *buf = (char *)io->buf + p->cursor;
+		uint64_t off = io->off + p->cursor;
+		p->cursor += n * BS;
+		if (st == ST_ZERO) {
+			memset(buf, 0, (size_t)n * BS);
+			continue;
+		}
+		send_child(p, st == ST_DIRTY ? c->data : c->l.lower, LAYER_READ, off, n * BS, buf,
+			   read_child_done);
+		return;
+	}
+	io->done(io, p->err ? p->err : (int)io->len);
+}
+
+static void cache_read(struct layer *l, struct layer_io *io)
+{
+	read_step(start((struct cache *)l, io));
+}
+
+/* ---- write, discard ---- */
+
+static void set_range(struct cache *c, uint64_t off, uint32_t len, unsigned st)
+{
+	for (uint64_t b = off / BS; b < (off + len) / BS && b < c->nblocks; b++)
+		set_state(c, b, st);
+}
+
+static void write_done(struct layer_io *child, int res)
+{
+	struct cache_io *p = container_of(child, struct cache_io, child);
+	struct layer_io *io = p->parent;
+
+	if (res >= 0) {
+		/* Only now is the data there to be read: publish the blocks. */
+		for (uint32_t i = 0; i < io->len / BS; i++)
+			set_state(p->cache, io->off / BS + i,
+				  block_is_zero((char *)io->buf + (size_t)i * BS) ? ST_ZERO : ST_DIRTY);
+		res = (int)io->len;
+	}
+	io->done(io, res);
+}
+
+static void zero_done(struct layer_io *child, int res)
+{
+	struct cache_io *p = container_of(child, struct cache_io, child);
+	struct layer_io *io = p->parent;
+	io->done(io, res < 0 ? res : (io->op == LAYER_WRITE ? (int)io->len : 0));
+}
+
+/* Zero state first, then give the space back: a read in between sees zeros. */
+static void make_zero(struct cache_io *p, struct layer_io *io)
+{
+	uint64_t end = io->off + io->len;
+	struct cache *c = p->cache;
+
+	if (end > c->l.size)
+		end = c->l.size;
+	if (io->off >= end) {
+		io->done(io, 0);
+		return;
+	}
+	set_range(c, io->off, (uint32_t)(end - io->off), ST_ZERO);
+	send_child(p, c->data, LAYER_DISCARD, io->off, (uint32_t)(end - io->off), NULL, zero_done);
+}
+
+static void cache_write(struct layer *l, struct layer_io *io)
+{
+	struct cache_io *p = start((struct cache *)l, io);
+	bool all_zero = true;
+
+	for (uint32_t i = 0; i < io->len / BS && all_zero; i++)
+		all_zero = block_is_zero((char *)io->buf + (size_t)i * BS);
+	if (all_zero)
+		make_zero(p, io);
+	else
+		send_child(p, p->cache->data, LAYER_WRITE, io->off, io->len, io->buf, write_done);
+}
+
+static void cache_discard(struct layer *l, struct layer_io *io)
+{
+	make_zero(start((struct cache *)l, io), io);
+}
+
+/* ---- flush ---- */
+
+/* Persist every map change made so far (docs/cache-format.md, Rules). */
+static int persist(struct cache *c)
+{
+	uint64_t words = (c->npages + 63) / 64;
+	uint64_t *taken = calloc(words, sizeof(uint64_t));
+	int ret = 0;
+
+	if (!taken)
+		return -ENOMEM;
+	for (uint64_t w = 0; w < words; w++) {
+		taken[w] = __atomic_exchange_n(&c->changed[w], 0, __ATOMIC_SEQ_CST);
+		for (uint64_t bits = taken[w]; bits; bits &= bits - 1) {
+			size_t page = w * 64 + (size_t)__builtin_ctzll(bits);
+			size_t len = c->map_bytes - page * MAP_PAGE < MAP_PAGE ?
+				     c->map_bytes - page * MAP_PAGE : MAP_PAGE;
+			memcpy(c->snap + page * MAP_PAGE, c->map + page * MAP_PAGE, len);
+		}
+	}
+	if (c->sticky_err) {
+		ret = c->sticky_err;
+		goto out;
+	}
+	if (fdatasync(layer_file_fd(c->data))) {
+		ret = c->sticky_err = -errno;
+		goto out;
+	}
+	for (uint64_t w = 0; w < words && !ret; w++)
+		for (uint64_t bits = taken[w]; bits && !ret; bits &= bits - 1) {
+			size_t page = w * 64 + (size_t)__builtin_ctzll(bits);
+			size_t len = c->map_bytes - page * MAP_PAGE < MAP_PAGE ?
+				     c->map_bytes - page * MAP_PAGE : MAP_PAGE;
+			if (pwrite(c->map_fd, c->snap + page * MAP_PAGE, len,
+				   MAP_HDR + page * MAP_PAGE) != (ssize_t)len)
+				ret = errno ? -errno : -EIO;
+		}
+	if (!ret && fdatasync(c->map_fd))
+		ret = -errno;
+out:
+	if (ret)   /* not persisted: try these pages again next time */
+		for (uint64_t w = 0; w < words; w++)
+			__atomic_fetch_or(&c->changed[w], taken[w], __ATOMIC_SEQ_CST);
+	free(taken);
+	return ret;
+}
+
+static void flush_complete(struct aio_req *req, int res)
+{
+	struct layer_io *io = container_of(req, struct layer_io, areq);
+	io->done(io, res);
+}
+
+static void *flusher_main(void *arg)
+{
+	struct cache *c = arg;
+
+	pthread_mutex_lock(&c->lock);
+	for (;;) {
+		while (!c->flush_list && !c->stop)
+			pthread_cond_wait(&c->cond, &c->lock);
+		if (!c->flush_list && c->stop)
+			break;
+		struct layer_io *batch = c->flush_list;
+		c->flush_list = NULL;
+		pthread_mutex_unlock(&c->lock);
+
+		int res = persist(c);
+		unsigned sent = 0;
+		while (batch) {
+			struct layer_io *io = batch;
+			batch = ((struct cache_io *)io->priv)->next_flush;
+			struct io_uring_sqe *sqe = io_uring_get_sqe(&c->msg_ring);
+			if (!sqe) {
+				io_uring_submit_and_wait(&c->msg_ring, sent);
+				struct io_uring_cqe *done;
+				while (io_uring_peek_cqe(&c->msg_ring, &done) == 0)
+					io_uring_cqe_seen(&c->msg_ring, done);
+				sent = 0;
+				sqe = io_uring_get_sqe(&c->msg_ring);
+			}
+			io_uring_prep_msg_ring(sqe, io->aio->ring->ring_fd, (unsigned)res,
+					       (uint64_t)(uintptr_t)&io->areq, 0);
+			sqe->user_data = 0;
+			sent++;
+		}
+		/* wait for our side of every message, so the CQ never fills */
+		io_uring_submit_and_wait(&c->msg_ring, sent);
+		struct io_uring_cqe *cqe;
+		while (io_uring_peek_cqe(&c->msg_ring, &cqe) == 0)
+			io_uring_cqe_seen(&c->msg_ring, cqe);
+		pthread_mutex_lock(&c->lock);
+	}
+	pthread_mutex_unlock(&c->lock);
+	return NULL;
+}
+
+static void cache_flush(struct layer *l, struct layer_io *io)
+{
+	struct cache *c = (struct cache *)l;
+	struct cache_io *p = start(c, io);
+
+	if (l->read_only) {
+		io->done(io, 0);
+		return;
+	}
+	io->areq.complete = flush_complete;
+	aio_expect(io->aio);
+	pthread_mutex_lock(&c->lock);
+	p->next_flush = c->flush_list;
+	c->flush_list = io;
+	pthread_cond_signal(&c->cond);
+	pthread_mutex_unlock(&c->lock);
+}
+
+/* ---- open and close ---- */
+
+static void hdr_encode(const struct cache *c, uint8_t *b)
+{
+	memset(b, 0, MAP_HDR);
+	memcpy(b, MAGIC, 8);
+	*(uint32_t *)(b + 8) = htole32(CACHE_VERSION);
+	*(uint32_t *)(b + 12) = htole32(BS);
+	*(uint64_t *)(b + 16) = htole64(c->hdr.dev_size);
+	*(uint64_t *)(b + 24) = htole64(c->hdr.base_size);
+	*(uint64_t *)(b + 32) = htole64(c->hdr.generation);
+	memcpy(b + 40, c->hdr.id, 16);
+	*(uint32_t *)(b + 60) = htole32(crc32c(0, b, 60));
+}
+
+static int hdr_decode(struct cache *c, const uint8_t *b, char *why, size_t len)
+{
+	if (memcmp(b, MAGIC, 8))
+		return snprintf(why, len, "not a ublk-tools cache map (bad magic)"), -EINVAL;
+	if (le32toh(*(const uint32_t *)(b + 60)) != crc32c(0, b, 60))
+		return snprintf(why, len, "header checksum mismatch (damaged map)"), -EINVAL;
+	if (le32toh(*(const uint32_t *)(b + 8)) != CACHE_VERSION)
+		return snprintf(why, len, "format version %u, this build reads %u",
+				le32toh(*(const uint32_t *)(b + 8)), CACHE_VERSION), -EINVAL;
+	if (le32toh(*(const uint32_t *)(b + 12)) != BS)
+		return snprintf(why, len, "block size %u, expected %u",
+				le32toh(*(const uint32_t *)(b + 12)), BS), -EINVAL;
+	c->hdr.dev_size = le64toh(*(const uint64_t *)(b + 16));
+	c->hdr.base_size = le64toh(*(const uint64_t *)(b + 24));
+	c->hdr.generation = le64toh(*(const uint64_t *)(b + 32));
+	memcpy(c->hdr.id, b + 40, 16);
+	return 0;
+}
+
+static int write_hdr(struct cache *c)
+{
+	uint8_t b[MAP_HDR];
+	hdr_encode(c, b);
+	if (pwrite(c->map_fd, b, MAP_HDR, 0) != MAP_HDR)
+		return errno ? -errno : -EIO;
+	return fdatasync(c->map_fd) ? -errno : 0;
+}
+
+static void cache_close(struct layer *l)
+{
+	struct cache *c = (struct cache *)l;
+
+	if (c->flusher_running) {
+		pthread_mutex_lock(&c->lock);
+		c->stop = true;
+		pthread_cond_signal(&c->cond);
+		pthread_mutex_unlock(&c->lock);
+		pthread_join(c->flusher, NULL);
+		io_uring_queue_exit(&c->msg_ring);
+	}
+	if (c->map_fd >= 0) {
+		if (!c->l.read_only)
+			persist(c);   /* a clean stop keeps everything */
+		close(c->map_fd);  /* also drops the flock */
+	}
+	layer_close(c->data);
+	layer_close(c->l.lower);
+	free(c->map);
+	free(c->snap);
+	free(c->changed);
+	pthread_mutex_destroy(&c->lock);
+	pthread_cond_destroy(&c->cond);
+	free(c);
+}
+
+static const struct layer_ops cache_ops = {
+	.name = "cache",
+	.read = cache_read,
+	.write = cache_write,
+	.flush = cache_flush,
+	.discard = cache_discard,
+	.close = cache_close,
+};
+
+/* Create data and map files for a new cache; removes both on failure. */
+static int create_files(struct cache *c, const char *path, const char *map_path,
+			char *why, size_t len)
+{
+	int data_fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	int ret = 0;
+
+	if (data_fd < 0)
+		return snprintf(why, len, "%s: create: %s", path, strerror(errno)), -errno;
+	c->map_fd = open(map_path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	if (c->map_fd < 0) {
+		ret = -errno;
+		snprintf(why, len, "%s: create: %s", map_path, strerror(errno));
+		goto out;
+	}
+	if (getrandom(c->hdr.id, sizeof(c->hdr.id), 0) != sizeof(c->hdr.id))
+		memset(c->hdr.id, 0x5a, sizeof(c->hdr.id));
+	if (ftruncate(data_fd, (off_t)c->hdr.dev_size) ||
+	    ftruncate(c->map_fd, (off_t)(MAP_HDR + c->map_bytes)) || fdatasync(data_fd)) {
+		ret = -errno;
+		snprintf(why, len, "%s: sizing the cache: %s", path, strerror(errno));
+		goto out;
+	}
+	ret = write_hdr(c);
+	if (ret)
+		snprintf(why, len, "%s: writing header: %s", map_path, strerror(-ret));
+out:
+	close(data_fd);
+	if (ret) {
+		if (c->map_fd >= 0)
+			close(c->map_fd);
+		c->map_fd = -1;
+		unlink(path);
+		unlink(map_path);
+	}
+	return ret;
+}
+
+static int load_map(struct cache *c, const char *map_path, char *why, size_t len)
+{
+	uint8_t b[MAP_HDR];
+	int ret;
+
+	if (pread(c->map_fd, b, MAP_HDR, 0) != MAP_HDR)
+		return snprintf(why, len, "%s: short header", map_path), -EINVAL;
+	ret = hdr_decode(c, b, why, len);
+	if (ret)
+		return ret;
+	if (pread(c->map_fd, c->map, c->map_bytes, MAP_HDR) != (ssize_t)c->map_bytes)
+		return snprintf(why, len, "%s: block states are truncated", map_path), -EINVAL;
+	for (uint64_t blk = 0; blk < c->nblocks; blk++)
+		if (get_state(c, blk) == ST_RESERVED)
+			return snprintf(why, len, "%s: block %llu has an invalid state", map_path,
+					(unsigned long long)blk), -EINVAL;
+	return 0;
+}
+
+int layer_cache_open(const char *path, struct layer *lower, uint64_t size, bool read_only,
+		     struct layer **out, char *why, size_t whylen)
+{
+	char map_path[4096], sub[512];
+	struct cache *c = calloc(1, sizeof(*c));
+	struct stat st;
+	bool exists;
+	int ret;
+
+	if (!c)
+		return -ENOMEM;
+	c->map_fd = -1;
+	pthread_mutex_init(&c->lock, NULL);
+	pthread_cond_init(&c->cond, NULL);
+	c->l.ops = &cache_ops;
+	c->l.lower = lower;
+	c->l.read_only = read_only;
+	c->l.priv_size = sizeof(struct cache_io);
+	snprintf(map_path, sizeof(map_path), "%s.map", path);
+	exists = stat(map_path, &st) == 0;
+	if (exists != (stat(path, &st) == 0)) {
+		snprintf(why, whylen, "%s: %s exists but %s does not: not a complete ublk-tools "
+			 "cache; remove it or choose another path",
+			 path, exists ? map_path : path, exists ? path : map_path);
+		ret = -EINVAL;
+		goto fail;
+	}
+	if (exists) {
+		/* Size comes from the header; read it before sizing the map. */
+		uint8_t b[MAP_HDR];
+		c->map_fd = open(map_path, (read_only ? O_RDONLY : O_RDWR) | O_CLOEXEC);
+		if (c->map_fd < 0 || pread(c->map_fd, b, MAP_HDR, 0) != MAP_HDR ||
+		    hdr_decode(c, b, sub, sizeof(sub))) {
+			ret = c->map_fd < 0 ? -errno : -EINVAL;
+			snprintf(why, whylen, "%s: %s", map_path,
+				 c->map_fd < 0 ? strerror(errno) : sub);
+			goto fail;
+		}
+		if (size && size != c->hdr.dev_size) {
+			snprintf(why, whylen, "%s: cache is for a %llu-byte device, not %llu", path,
+				 (unsigned long long)c->hdr.dev_size, (unsigned long long)size);
+			ret = -EINVAL;
+			goto fail;
+		}
+		if (c->hdr.base_size != lower->size) {
+			snprintf(why, whylen, "%s: cache was made over a %llu-byte base, this base has "
+				 "%llu bytes", path, (unsigned long long)c->hdr.base_size,
+				 (unsigned long long)lower->size);
+			ret = -EINVAL;
+			goto fail;
+		}
+		size = c->hdr.dev_size;
+	} else {
+		c->hdr.dev_size = size ? size : lower->size;
+		c->hdr.base_size = lower->size;
+		size = c->hdr.dev_size;
+	}
+	if (size % BS || size < lower->size) {
+		snprintf(why, whylen, "device size %llu must be a multiple of %u and at least the "
+			 "base size %llu", (unsigned long long)size, BS, (unsigned long long)lower->size);
+		ret = -EINVAL;
+		goto fail;
+	}
+	c->l.size = size;
+	c->nblocks = size / BS;
+	c->base_blocks = lower->size / BS;
+	c->map_bytes = (c->nblocks + 3) / 4;
+	c->npages = (c->map_bytes + MAP_PAGE - 1) / MAP_PAGE;
+	c->map = calloc(c->npages, MAP_PAGE);
+	c->snap = calloc(c->npages, MAP_PAGE);
+	c->changed = calloc((c->npages + 63) / 64, sizeof(uint64_t));
+	if (!c->map || !c->snap || !c->changed) {
+		ret = -ENOMEM;
+		snprintf(why, whylen, "%s: out of memory for the block map", path);
+		goto fail;
+	}
+	if (!exists && (ret = create_files(c, path, map_path, why, whylen)))
+		goto fail;
+	if (flock(c->map_fd, (read_only ? LOCK_SH : LOCK_EX) | LOCK_NB)) {
+		ret = errno == EWOULDBLOCK ? -EBUSY : -errno;
+		snprintf(why, whylen, "%s: cache is in use by another server", path);
+		goto fail;
+	}
+	if (exists && (ret = load_map(c, map_path, why, whylen)))
+		goto fail;
+	ret = layer_file_open(path, read_only, &c->data);
+	if (ret) {
+		snprintf(why, whylen, "%s: %s", path, strerror(-ret));
+		goto fail;
+	}
+	if (c->data->size != size) {
+		snprintf(why, whylen, "%s: data file has %llu bytes, the map says %llu", path,
+			 (unsigned long long)c->data->size, (unsigned long long)size);
+		ret = -EINVAL;
+		goto fail;
+	}
+	if (!read_only) {
+		c->hdr.generation++;
+		if ((ret = write_hdr(c))) {
+			snprintf(why, whylen, "%s: writing header: %s", map_path, strerror(-ret));
+			goto fail;
+		}
+		if ((ret = io_uring_queue_init(64, &c->msg_ring, 0))) {
+			snprintf(why, whylen, "io_uring for the cache flusher: %s", strerror(-ret));
+			goto fail;
+		}
+		if ((ret = -pthread_create(&c->flusher, NULL, flusher_main, c))) {
+			io_uring_queue_exit(&c->msg_ring);
+			snprintf(why, whylen, "starting the cache flusher: %s", strerror(-ret));
+			goto fail;
+		}
+		c->flusher_running = true;
+	}
+	*out = &c->l;
+	return 0;
+fail:
+	c->l.lower = NULL;   /* the caller still owns lower */
+	c->l.read_only = true;  /* nothing to persist */
+	cache_close(&c->l);
+	return ret;
+}
