@@ -266,7 +266,8 @@ int server_preflight(const struct server_config *cfg, char *why, size_t len)
 		snprintf(why, len, "%s", ctrl_open_hint(-EPERM));
 		return EXIT_PERM;
 	}
-	if (image_check(cfg->base, cfg->read_only, &size, why, len))
+	/* under a cache the base is only read */
+	if (image_check(cfg->base, cfg->read_only || cfg->cache, &size, why, len))
 		return EXIT_BAD_IMAGE;
 	return 0;
 }

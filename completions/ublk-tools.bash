@@ -107,9 +107,9 @@ _ublk_tools_value()
 {
     local cur=$1
     case $2 in
-        --base) _ublk_tools_files "$cur" ;;
+        --base | --cache) _ublk_tools_files "$cur" ;;
         --state-dir) _ublk_tools_files "$cur" dirs ;;
-        --queues | --depth | --timeout | --ready-fd) ;;  # numbers: nothing to offer
+        --queues | --depth | --timeout | --ready-fd | --size | --inject) ;;  # nothing to offer
         *) _ublk_tools_files "$cur" ;;                    # an option new to this script
     esac
 }

@@ -1,0 +1,190 @@
+#!/usr/bin/env bats
+# The rootfs data path: copy-on-write cache over a read-only base,
+# multi-queue, async IO, teardown that never hangs.
+
+load lib
+
+setup() { vm_setup; }
+teardown() { vm_teardown; }
+
+sum() { sha256sum <"$1" | cut -d' ' -f1; }
+
+@test "fio crc32c verify randwrite, 2 queues, depth 64, over an overlay; base unchanged" {
+	make_image "$T/base" 64
+	base_sum=$(sum "$T/base")
+	dev=$("$B/ublk-add" --base "$T/base" --cache "$T/cache" --queues 2 --depth 64)
+	fio --name=verify --filename="$dev" --ioengine=io_uring --direct=1 --rw=randwrite \
+		--bs=4k --iodepth=64 --numjobs=2 --size=32M --offset_increment=32M \
+		--verify=crc32c --verify_fatal=1 --group_reporting --output="$T/fio.out"
+	grep -q "err= 0" "$T/fio.out"
+	"$B/ublk-del" "$dev"
+	[ "$(sum "$T/base")" = "$base_sum" ]
+	# the cache holds the writes; the base was opened read-only
+	[ -s "$T/cache.map" ]
+}
+
+@test "ext4 on an overlay survives del and re-add over the same cache" {
+	truncate -s 128M "$T/base"
+	# 4 KiB filesystem blocks: the device's logical block size is 4096
+	mkfs.ext4 -q -F -b 4096 "$T/base"
+	base_sum=$(sum "$T/base")
+	dev=$("$B/ublk-add" --base "$T/base" --cache "$T/cache")
+	mkdir "$T/mnt"
+	mount "$dev" "$T/mnt"
+	for i in 1 2 3; do make_image "$T/mnt/f$i" 3; done
+	(cd "$T/mnt" && sha256sum f* >"$T/sums")
+	sync
+	umount "$T/mnt"
+	"$B/ublk-del" "$dev"
+	dev=$("$B/ublk-add" --base "$T/base" --cache "$T/cache")
+	fsck.ext4 -fn "$dev"
+	mount "$dev" "$T/mnt"
+	(cd "$T/mnt" && sha256sum -c --quiet "$T/sums")
+	umount "$T/mnt"
+	"$B/ublk-del" "$dev"
+	[ "$(sum "$T/base")" = "$base_sum" ]
+}
+
+@test "discard reads zero and gives the cache's space back" {
+	make_image "$T/base" 32
+	dev=$("$B/ublk-add" --base "$T/base" --cache "$T/cache")
+	dd if=/dev/urandom of="$dev" bs=1M count=16 oflag=direct status=none
+	sync
+	before=$(stat -c %b "$T/cache")
+	[ "$before" -ge $((16 * 2048)) ]
+	blkdiscard -o $((4 << 20)) -l $((8 << 20)) "$dev"
+	cmp -n $((8 << 20)) /dev/zero <(dd if="$dev" bs=1M skip=4 count=8 iflag=direct status=none)
+	after=$(stat -c %b "$T/cache")
+	[ "$after" -le $((before - 8 * 2048)) ]
+	# blocks outside the range keep their data, blocks past it the base's
+	cmp <(dd if="$T/base" bs=1M skip=16 count=16 status=none) \
+		<(dd if="$dev" bs=1M skip=16 count=16 iflag=direct status=none)
+	# all-zero writes are stored as zero state, not data
+	dd if=/dev/zero of="$dev" bs=1M count=2 oflag=direct status=none
+	[ "$(stat -c %b "$T/cache")" -le $((after - 2 * 2048)) ]
+	"$B/ublk-del" "$dev"
+}
+
+@test "--size larger than the base reads zeros past it" {
+	make_image "$T/base" 4
+	dev=$("$B/ublk-add" --base "$T/base" --cache "$T/cache" --size 16M)
+	[ "$(blockdev --getsize64 "$dev")" -eq $((16 << 20)) ]
+	cmp -n $((4 << 20)) "$T/base" "$dev"
+	cmp -n $((12 << 20)) /dev/zero <(dd if="$dev" bs=1M skip=4 status=none)
+	"$B/ublk-del" "$dev"
+	run_mustfail 2 "without --cache the size can only grow a --read-only device" \
+		"$B/ublk-add" --base "$T/base" --size 16M
+	assert_none_left
+}
+
+@test "a cache in use by another device is refused, nothing left behind" {
+	make_image "$T/base" 4
+	dev=$("$B/ublk-add" --base "$T/base" --cache "$T/cache")
+	run_mustfail 8 "cache is in use by another server" "$B/ublk-add" --base "$T/base" --cache "$T/cache"
+	[ "$(ls /sys/class/ublk-char | wc -l)" -eq 1 ]
+	"$B/ublk-del" "$dev"
+	truncate -s 8M "$T/other"
+	run_mustfail 5 "cache was made over a 4194304-byte base, this base has 8388608 bytes" \
+		"$B/ublk-add" --base "$T/other" --cache "$T/cache"
+	assert_none_left
+}
+
+@test "read-only overlay rejects writes" {
+	make_image "$T/base" 4
+	dev=$("$B/ublk-add" --base "$T/base" --cache "$T/cache")
+	dd if=/dev/urandom of="$dev" bs=4k count=4 oflag=direct status=none
+	"$B/ublk-del" "$dev"
+	dev=$("$B/ublk-add" --base "$T/base" --cache "$T/cache" --read-only)
+	run dd if=/dev/zero of="$dev" bs=4k count=1 oflag=direct status=none
+	[ "$status" -ne 0 ]
+	"$B/ublk-del" "$dev"
+}
+
+@test "8 devices at once, each with its own data" {
+	make_image "$T/base" 8
+	for i in 1 2 3 4 5 6 7 8; do
+		devs[$i]=$("$B/ublk-add" --base "$T/base" --cache "$T/cache$i")
+		make_image "$T/data$i" 1
+		dd if="$T/data$i" of="${devs[$i]}" bs=1M seek=$((i - 1)) oflag=direct status=none
+	done
+	[ "$(ls /sys/class/ublk-char | wc -l)" -eq 8 ]
+	for i in 1 2 3 4 5 6 7 8; do
+		cmp "$T/data$i" <(dd if="${devs[$i]}" bs=1M skip=$((i - 1)) count=1 iflag=direct status=none)
+		# the other blocks are the shared base's
+		[ "$i" -eq 1 ] || cmp -n $((1 << 20)) "$T/base" "${devs[$i]}"
+	done
+	"$B/ublk-del" --all
+	assert_none_left
+}
+
+@test "del while fio runs ends within its deadline; fio gets errors, not a hang" {
+	make_image "$T/base" 32
+	dev=$("$B/ublk-add" --base "$T/base" --cache "$T/cache" --queues 2)
+	fio --name=busy --filename="$dev" --ioengine=io_uring --direct=1 --rw=randrw --bs=4k \
+		--iodepth=32 --time_based --runtime=120 --output="$T/fio.out" &
+	fio_pid=$!
+	sleep 2
+	start=$(date +%s%N)
+	run "$B/ublk-del" --force --timeout 5 "$dev"
+	elapsed=$(( ($(date +%s%N) - start) / 1000000 ))
+	echo "del: status $status after $elapsed ms: $output"
+	[ "$status" -eq 0 ]
+	[ "$elapsed" -lt 8000 ]
+	for i in $(seq 100); do kill -0 "$fio_pid" 2>/dev/null || break; sleep 0.1; done
+	run kill -0 "$fio_pid"
+	[ "$status" -ne 0 ]
+	run wait "$fio_pid"
+	[ "$status" -ne 0 ]
+	assert_none_left
+}
+
+@test "100 add/del cycles leave no device, process, fd or state" {
+	make_image "$T/base" 4
+	fds_before=$(ls /proc/$$/fd | wc -l)
+	for i in $(seq 100); do
+		dev=$("$B/ublk-add" --base "$T/base" --cache "$T/cache")
+		"$B/ublk-del" "$dev"
+	done
+	assert_none_left
+	[ -z "$(ls -A "$UBLK_STATE_DIR")" ]
+	[ "$(ls /proc/$$/fd | wc -l)" -eq "$fds_before" ]
+}
+
+@test "a delayed read does not stall the other requests of its queue" {
+	make_image "$T/base" 8
+	dev=$("$B/ublk-add" --base "$T/base" --cache "$T/cache" --queues 1 \
+		--inject delay-read=3000@1M-1028K)
+	start=$(date +%s%N)
+	dd if="$dev" of="$T/slow" bs=4k skip=256 count=1 iflag=direct status=none &
+	slow=$!
+	sleep 0.3
+	# 500 other reads, one at a time, on the same (only) queue while the slow one is held
+	dd if="$dev" of=/dev/null bs=4k skip=300 count=500 iflag=direct status=none
+	fast_ms=$(( ($(date +%s%N) - start) / 1000000 ))
+	kill -0 "$slow"   # still held
+	wait "$slow"
+	slow_ms=$(( ($(date +%s%N) - start) / 1000000 ))
+	echo "fast reads done at $fast_ms ms, slow read at $slow_ms ms"
+	[ "$fast_ms" -lt 2900 ]
+	[ "$slow_ms" -ge 2900 ]
+	cmp "$T/slow" <(dd if="$T/base" bs=4k skip=256 count=1 status=none)
+	"$B/ublk-del" "$dev"
+}
+
+@test "statistics in the state entry" {
+	make_image "$T/base" 8
+	dev=$("$B/ublk-add" --base "$T/base" --cache "$T/cache")
+	id=${dev#/dev/ublkb}
+	dd if="$dev" of=/dev/null bs=4k count=100 iflag=direct status=none
+	dd if=/dev/urandom of="$dev" bs=4k count=10 oflag=direct status=none
+	sync
+	sleep 1.5
+	s="$UBLK_STATE_DIR/ublkb$id/stats"
+	jq . "$s"
+	[ "$(jq .reads "$s")" -ge 100 ]
+	[ "$(jq .writes "$s")" -ge 10 ]
+	[ "$(jq .bytes_written "$s")" -ge 40960 ]
+	[ "$(jq .errors "$s")" -eq 0 ]
+	[ "$(jq .latency_us.count "$s")" -ge 110 ]
+	"$B/ublk-del" "$dev"
+}
