@@ -56,6 +56,7 @@ $job
 echo \$? >/run/vm-results/rc
 JOB
 
+printf '%s' "$top" >"$results/srcpath"
 start=$(date +%s)
 set +e
 timeout --foreground -k 10 "$timeout_s" qemu-system-x86_64 \
@@ -65,6 +66,7 @@ timeout --foreground -k 10 "$timeout_s" qemu-system-x86_64 \
 	-append "console=ttyS0 quiet loglevel=3 panic=-1 rdinit=/init" \
 	-virtfs local,path=/,mount_tag=host,security_model=none,readonly=on,multidevs=remap \
 	-virtfs local,path="$results",mount_tag=results,security_model=none \
+	-virtfs local,path="$top",mount_tag=src,security_model=none,readonly=on,multidevs=remap \
 	</dev/null 2>&1 | tee "$serial"
 qrc=${PIPESTATUS[0]}
 set -e
