@@ -8,6 +8,8 @@ pkgs=(
 	gcc make pkg-config liburing-dev libzstd-dev libcurl4-openssl-dev
 	# tests
 	bats fio e2fsprogs jq util-linux procps
+	# benchmark peers: the NBD way of serving the same overlay
+	nbdkit nbd-client
 	# test VM: kernel source and its build tools, qemu, initramfs
 	qemu-system-x86 linux-source-6.1 flex bison bc libelf-dev libssl-dev
 	cpio busybox-static xz-utils

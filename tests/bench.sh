@@ -1,0 +1,131 @@
+#!/usr/bin/env bash
+# make bench: fio against ublk (plain file and overlay), the kernel loop
+# device over the same file, null_blk, and NBD (nbdkit file + cow filter
+# through the kernel NBD client), all in one VM run; then add->live->del
+# latency for ublk and NBD. A benchmark, not a test: it prints numbers.
+#
+#   BENCH_RUNTIME  seconds per fio job (default 5)
+set -euo pipefail
+B=${UBLK_BIN:-$(dirname "$0")/../build}
+runtime=${BENCH_RUNTIME:-5}
+W=$(mktemp -d)
+export UBLK_STATE_DIR=$W/state
+nbd_pid=
+cleanup() {
+	nbd-client -d /dev/nbd0 >/dev/null 2>&1 || true
+	[ -z "$nbd_pid" ] || kill "$nbd_pid" 2>/dev/null || true
+	losetup -D 2>/dev/null || true
+	"$B/ublk-del" --all --force >/dev/null 2>&1 || true
+	rm -rf "$W"
+}
+trap cleanup EXIT
+
+size_mb=256
+# The base on tmpfs, as every target reads the same bytes from memory.
+dd if=/dev/urandom of="$W/base" bs=1M count=$size_mb status=none
+
+jobs=(
+	"randread-4k-qd1   --rw=randread --bs=4k --iodepth=1"
+	"randread-4k-qd32  --rw=randread --bs=4k --iodepth=32"
+	"randwrite-4k-qd1  --rw=randwrite --bs=4k --iodepth=1"
+	"randwrite-4k-qd32 --rw=randwrite --bs=4k --iodepth=32"
+	"seqread-128k-qd8  --rw=read --bs=128k --iodepth=8"
+)
+
+declare -A iops lat
+run_fio() { # target dev
+	local target=$1 dev=$2 name args out
+	for j in "${jobs[@]}"; do
+		name=${j%% *}
+		args=${j#* }
+		# shellcheck disable=SC2086
+		out=$(fio --name="$name" --filename="$dev" --ioengine=io_uring --direct=1 $args \
+			--time_based --runtime="$runtime" --ramp_time=1 --size=${size_mb}M \
+			--output-format=json 2>/dev/null)
+		iops[$target,$name]=$(jq '[.jobs[0].read.iops, .jobs[0].write.iops] | add | floor' <<<"$out")
+		lat[$target,$name]=$(jq '[.jobs[0].read.lat_ns.mean, .jobs[0].write.lat_ns.mean] | max / 1000 | floor' <<<"$out")
+	done
+}
+
+targets=()
+bench() { # target dev
+	echo "bench: $1 ($2)" >&2
+	targets+=("$1")
+	run_fio "$1" "$2"
+}
+
+# kernel loop over a copy of the base (writes must not touch the others')
+cp "$W/base" "$W/loop.img"
+loopdev=$(losetup --find --show "$W/loop.img")
+bench loop "$loopdev"
+losetup -d "$loopdev"
+
+if [ -b /dev/nullb0 ]; then bench null_blk /dev/nullb0; fi
+
+cp "$W/base" "$W/plain.img"
+dev=$("$B/ublk-add" --base "$W/plain.img" --queues 2)
+bench ublk-plain "$dev"
+"$B/ublk-del" "$dev"
+
+dev=$("$B/ublk-add" --base "$W/base" --cache "$W/cache" --queues 2)
+bench ublk-overlay "$dev"
+"$B/ublk-del" "$dev"
+
+nbdkit -U "$W/nbd.sock" -P "$W/nbd.pid" -f --filter=cow file "$W/base" &
+nbd_pid=$!
+for _ in $(seq 50); do [ -S "$W/nbd.sock" ] && break; sleep 0.1; done
+nbd-client -unix "$W/nbd.sock" /dev/nbd0 -b 4096 -N '' >/dev/null
+bench nbd-cow /dev/nbd0
+nbd-client -d /dev/nbd0 >/dev/null
+kill "$nbd_pid"; wait "$nbd_pid" 2>/dev/null || true; nbd_pid=
+
+printf '\n%-18s' "IOPS"
+for t in "${targets[@]}"; do printf '%14s' "$t"; done
+echo
+for j in "${jobs[@]}"; do
+	name=${j%% *}
+	printf '%-18s' "$name"
+	for t in "${targets[@]}"; do printf '%14s' "${iops[$t,$name]}"; done
+	echo
+done
+printf '\n%-18s' "ratio to loop"
+for t in "${targets[@]}"; do printf '%14s' "$t"; done
+echo
+for j in "${jobs[@]}"; do
+	name=${j%% *}
+	printf '%-18s' "$name"
+	for t in "${targets[@]}"; do
+		printf '%14s' "$(awk -v a="${iops[$t,$name]}" -v b="${iops[loop,$name]}" 'BEGIN { printf "%.2f", b ? a / b : 0 }')"
+	done
+	echo
+done
+printf '\n%-18s' "mean lat (us)"
+for t in "${targets[@]}"; do printf '%14s' "$t"; done
+echo
+for j in "${jobs[@]}"; do
+	name=${j%% *}
+	printf '%-18s' "$name"
+	for t in "${targets[@]}"; do printf '%14s' "${lat[$t,$name]}"; done
+	echo
+done
+
+# add -> live -> del, 10 times each
+ms() { echo $(( ($(date +%s%N) - $1) / 1000000 )); }
+n=10
+start=$(date +%s%N)
+for _ in $(seq $n); do
+	dev=$("$B/ublk-add" --base "$W/base" --cache "$W/cache2")
+	"$B/ublk-del" "$dev"
+done
+ublk_ms=$(( $(ms "$start") / n ))
+start=$(date +%s%N)
+for _ in $(seq $n); do
+	rm -f "$W/nbd.sock"
+	nbdkit -U "$W/nbd.sock" --filter=cow file "$W/base"
+	for _ in $(seq 100); do [ -S "$W/nbd.sock" ] && break; sleep 0.01; done
+	nbd-client -unix "$W/nbd.sock" /dev/nbd0 -b 4096 -N '' >/dev/null
+	nbd-client -d /dev/nbd0 >/dev/null
+done
+nbd_ms=$(( $(ms "$start") / n ))
+echo
+echo "add -> live -> del, mean of $n: ublk-tools ${ublk_ms} ms, nbdkit+nbd-client ${nbd_ms} ms"
