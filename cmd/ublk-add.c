@@ -22,6 +22,7 @@ static const struct cli_option options[] = {
 	{ "cache", 'c', "FILE", "copy-on-write cache (created if missing); the base stays read-only" },
 	{ "size", 's', "SIZE", "device size (default: the base's); past the base reads zeros" },
 	{ "inject", DEVOPT_INJECT, "SPEC", "fault injection, e.g. delay-read=3000@0-4K (see docs)" },
+	{ "name", 'n', "NAME", "a unique name for the device (ublk-del NAME works)" },
 	{ "queues", 'q', "N", "number of queues, one thread each (default 1)" },
 	{ "depth", 'd', "N", "requests in flight per queue (default 128)" },
 	{ "read-only", 'r', NULL, "serve the image read-only" },
@@ -66,10 +67,8 @@ static void serve_path(char *buf, size_t len)
 /* The size the server settled on (from the cache or the base). */
 static uint64_t device_size(int id)
 {
-	char cfg[8400], *p;
-	if (state_read((uint32_t)id, "config", cfg, sizeof(cfg)) < 0 || !(p = strstr(cfg, "\nsize=")))
-		return 0;
-	return strtoull(p + 6, NULL, 10);
+	char v[32];
+	return state_config_get((uint32_t)id, "size", v, sizeof(v)) ? 0 : strtoull(v, NULL, 10);
 }
 
 static void print_json(const struct server_config *cfg, const struct ready_result *r, pid_t pid)
@@ -84,6 +83,7 @@ static void print_json(const struct server_config *cfg, const struct ready_resul
 	json_i64(&j, "pid", pid);
 	json_str(&j, "base", cfg->base);
 	json_str(&j, "cache", cfg->cache);
+	json_str(&j, "name", cfg->name);
 	json_u64(&j, "size", device_size(r->id));
 	json_u64(&j, "queues", cfg->queues);
 	json_u64(&j, "depth", cfg->depth);
@@ -143,6 +143,10 @@ int main(int argc, char **argv)
 	if (cfg.size) {
 		args[argn++] = "--size";
 		args[argn++] = size;
+	}
+	if (cfg.name) {
+		args[argn++] = "--name";
+		args[argn++] = (char *)cfg.name;
 	}
 	if (cfg.inject) {
 		args[argn++] = "--inject";

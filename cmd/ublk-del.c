@@ -26,8 +26,9 @@ static const struct cli_option options[] = {
 
 static const struct cli_tool tool = {
 	.name = "ublk-del",
-	.synopsis = "[OPTIONS] DEV|ID... | --all",
-	.summary = "Stop and delete ublk devices, given as /dev/ublkbN or N. Waits (up to the\n"
+	.synopsis = "[OPTIONS] DEV|ID|NAME... | --all",
+	.summary = "Stop and delete ublk devices, given as /dev/ublkbN, N or the --name they were\n"
+		   "added with. Waits (up to the\n"
 		   "timeout) until nothing holds a device open, stops it, lets its server exit\n"
 		   "and removes its state. A device whose server died is deleted too.",
 	.options = options,
@@ -71,31 +72,27 @@ int main(int argc, char **argv)
 	}
 	if (all == (optind < argc))
 		return cli_usage_error(&c, all ? "--all takes no device" : "no device given");
-	for (int i = optind; i < argc; i++) {
-		uint32_t id;
-		if (parse_dev_id(argv[i], &id))
-			return cli_usage_error(&c, "'%s' is not a ublk device (expected /dev/ublkbN or N)",
-					       argv[i]);
+	uint32_t ids[1024];
+	int n = 0;
+	if (argc - optind > 1024)
+		return cli_usage_error(&c, "at most 1024 devices at once");
+	for (int i = optind; i < argc; i++, n++) {
+		if (parse_dev_id(argv[i], &ids[n]) && state_find_name(argv[i], &ids[n])) {
+			log_err("'%s' is neither a ublk device (/dev/ublkbN or N) nor the name of one",
+				argv[i]);
+			return EXIT_NO_DEVICE;
+		}
 	}
 	if (access(ctrl_path(), F_OK)) {
 		log_err("%s", ctrl_open_hint(-ENOENT));
 		return EXIT_NO_UBLK;
 	}
-	if (all) {
-		uint32_t ids[1024];
-		int n = ctrl_list_ids(ids, 1024);
-		for (int i = 0; i < n; i++) {
-			int r = del_one(ids[i], cfg.timeout_ms, force);
-			if (r && r != EXIT_NO_DEVICE && !code)
-				code = r;
-		}
-		return code;
-	}
-	for (int i = optind; i < argc; i++) {
-		uint32_t id;
-		parse_dev_id(argv[i], &id);
-		int r = del_one(id, cfg.timeout_ms, force);
-		if (r && !code)
+	if (all)
+		n = ctrl_list_ids(ids, 1024);
+	for (int i = 0; i < n; i++) {
+		int r = del_one(ids[i], cfg.timeout_ms, force);
+		/* with --all, a device that went away meanwhile is not an error */
+		if (r && !(all && r == EXIT_NO_DEVICE) && !code)
 			code = r;
 	}
 	return code;

@@ -15,6 +15,7 @@ static const struct cli_option options[] = {
 	{ "cache", 'c', "FILE", "copy-on-write cache (created if missing); the base stays read-only" },
 	{ "size", 's', "SIZE", "device size (default: the base's); past the base reads zeros" },
 	{ "inject", DEVOPT_INJECT, "SPEC", "fault injection, e.g. delay-read=3000@0-4K (see docs)" },
+	{ "name", 'n', "NAME", "a unique name for the device (ublk-del NAME works)" },
 	{ "queues", 'q', "N", "number of queues, one thread each (default 1)" },
 	{ "depth", 'd', "N", "requests in flight per queue (default 128)" },
 	{ "read-only", 'r', NULL, "serve the image read-only" },

@@ -5,6 +5,7 @@
 #include "parse.h"
 #include "state.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <limits.h>
 #include <stdlib.h>
@@ -41,6 +42,12 @@ int devopts_apply(struct cli *c, struct server_config *cfg, int key, const char 
 		if (parse_size(arg, &v) || v == 0 || v % 4096)
 			return bad_value(c, "size", arg, "expected a non-zero multiple of 4096 (K, M, G, T suffixes)");
 		cfg->size = v;
+		return 1;
+	case DEVOPT_NAME:
+		if (!*arg || strlen(arg) > 64 || strspn(arg, "abcdefghijklmnopqrstuvwxyz"
+			"ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-") != strlen(arg) || isdigit((unsigned char)arg[0]))
+			return bad_value(c, "name", arg, "expected 1-64 of A-Z a-z 0-9 . _ -, not starting with a digit");
+		cfg->name = arg;
 		return 1;
 	case DEVOPT_INJECT:
 		cfg->inject = arg;

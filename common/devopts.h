@@ -16,6 +16,7 @@ enum devopt_key {
 	DEVOPT_CACHE = 'c',
 	DEVOPT_SIZE = 's',
 	DEVOPT_INJECT = 0x101,
+	DEVOPT_NAME = 'n',
 	DEVOPT_STATE_DIR = 0x100,
 };
 

@@ -98,9 +98,9 @@ static int write_config(const struct server *s)
 	char buf[8400];
 
 	snprintf(buf, sizeof(buf), "base=%s\ncache=%s\nsize=%llu\nqueues=%u\ndepth=%u\n"
-		 "read_only=%d\ninject=%s\n", cfg->base, cfg->cache ? cfg->cache : "",
+		 "read_only=%d\ninject=%s\nname=%s\n", cfg->base, cfg->cache ? cfg->cache : "",
 		 (unsigned long long)s->layer->size, cfg->queues, cfg->depth, cfg->read_only,
-		 cfg->inject ? cfg->inject : "");
+		 cfg->inject ? cfg->inject : "", cfg->name ? cfg->name : "");
 	return state_write(s->dev_id, "config", buf);
 }
 
@@ -282,6 +282,16 @@ static int setup(struct server *s)
 	ret = server_preflight(cfg, why, sizeof(why));
 	if (ret)
 		return fail(s, ret, "%s", why);
+	if (cfg->name) {
+		uint32_t other;
+		if (!state_find_name(cfg->name, &other)) {
+			char pid[32] = "";
+			state_read(other, "pid", pid, sizeof(pid));
+			if (pid_alive(atoi(pid)))
+				return fail(s, EXIT_BUSY, "name '%s' is already used by /dev/ublkb%u",
+					    cfg->name, other);
+		}
+	}
 	ret = build_stack(s);
 	if (ret)
 		return ret;

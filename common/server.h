@@ -17,6 +17,7 @@ struct server_config {
 	const char *base;
 	const char *cache;      /* copy-on-write cache file, or NULL: writes go to base */
 	const char *inject;     /* fault injection spec, or NULL */
+	const char *name;       /* operator's name for the device, unique; or NULL */
 	uint64_t size;          /* device size; 0: the base's (or the cache's) */
 	unsigned queues;
 	unsigned depth;

@@ -169,3 +169,48 @@ int state_exists(uint32_t id)
 	entry_path(id, path, sizeof(path));
 	return lstat(path, &st) == 0 && S_ISDIR(st.st_mode);
 }
+
+int state_config_get(uint32_t id, const char *key, char *buf, size_t len)
+{
+	char cfg[8400];
+	size_t klen = strlen(key);
+
+	if (state_read(id, "config", cfg, sizeof(cfg)) < 0)
+		return -ENOENT;
+	for (char *line = cfg; line && *line;) {
+		char *nl = strchr(line, '\n');
+		if (nl)
+			*nl = 0;
+		if (!strncmp(line, key, klen) && line[klen] == '=') {
+			snprintf(buf, len, "%s", line + klen + 1);
+			return 0;
+		}
+		line = nl ? nl + 1 : NULL;
+	}
+	return -ENOENT;
+}
+
+int state_find_name(const char *name, uint32_t *id)
+{
+	DIR *d = opendir(state_dir());
+	struct dirent *e;
+	int ret = -ENOENT;
+
+	if (!d)
+		return -ENOENT;
+	while ((e = readdir(d)) && ret) {
+		char *end, value[128];
+		unsigned long v;
+		if (strncmp(e->d_name, "ublkb", 5))
+			continue;
+		v = strtoul(e->d_name + 5, &end, 10);
+		if (*end || end == e->d_name + 5)
+			continue;
+		if (!state_config_get((uint32_t)v, "name", value, sizeof(value)) && !strcmp(value, name)) {
+			*id = (uint32_t)v;
+			ret = 0;
+		}
+	}
+	closedir(d);
+	return ret;
+}

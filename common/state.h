@@ -23,4 +23,10 @@ int state_remove(uint32_t id);
 /* 1 if the entry exists, 0 if not. */
 int state_exists(uint32_t id);
 
+/* Value of key in the entry's config ("key=value" lines) into buf.
+ * 0, or -ENOENT when the entry or the key is missing. */
+int state_config_get(uint32_t id, const char *key, char *buf, size_t len);
+/* Id of the device whose config names it `name`; -ENOENT if none. */
+int state_find_name(const char *name, uint32_t *id);
+
 #endif

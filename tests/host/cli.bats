@@ -49,7 +49,10 @@ teardown() {
 	run_mustfail 2 "needs an argument" "$B/ublk-add" --base
 	run_mustfail 2 "unexpected argument 'extra'" "$B/ublk-add" --base "$T/img" extra
 	run_mustfail 2 "no device given" "$B/ublk-del"
-	run_mustfail 2 "'foo' is not a ublk device" "$B/ublk-del" foo
+	run_mustfail 6 "'foo' is neither a ublk device (/dev/ublkbN or N) nor the name of one" "$B/ublk-del" foo
+	run_mustfail 2 "--name '9lives': expected 1-64 of" "$B/ublk-add" --base "$T/img" --name 9lives
+	run_mustfail 2 "--size '5000': expected a non-zero multiple of 4096" "$B/ublk-add" --base "$T/img" --size 5000
+	run_mustfail 2 "--state-dir 'rel': expected an absolute path" "$B/ublk-del" --state-dir rel 0
 	run_mustfail 2 "--all takes no device" "$B/ublk-del" --all 3
 }
 

@@ -160,3 +160,16 @@ teardown() { vm_teardown; }
 	[ "$status" -eq 0 ]
 	assert_gone "$id" "$pid"
 }
+
+@test "--name: shown in JSON, unique, and ublk-del NAME deletes it" {
+	make_image "$T/img" 4
+	json=$("$B/ublk-add" --base "$T/img" --name sandbox-1 --json)
+	[ "$(jq -r .name <<<"$json")" = sandbox-1 ]
+	id=$(jq -r .id <<<"$json")
+	run_mustfail 8 "name 'sandbox-1' is already used by /dev/ublkb$id" \
+		"$B/ublk-add" --base "$T/img" --read-only --name sandbox-1
+	[ "$(ls /sys/class/ublk-char | wc -l)" -eq 1 ]
+	"$B/ublk-del" sandbox-1
+	assert_gone "$id"
+	run_mustfail 6 "'sandbox-1' is neither a ublk device" "$B/ublk-del" sandbox-1
+}
