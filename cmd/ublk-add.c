@@ -18,16 +18,9 @@
 enum { KEY_JSON = 'j' };
 
 static const struct cli_option options[] = {
-	{ "base", 'b', "FILE", "image file or block device to serve (required)" },
-	{ "cache", 'c', "FILE", "copy-on-write cache (created if missing); the base stays read-only" },
-	{ "size", 's', "SIZE", "device size (default: the base's); past the base reads zeros" },
-	{ "inject", DEVOPT_INJECT, "SPEC", "fault injection, e.g. delay-read=3000@0-4K (see docs)" },
-	{ "name", 'n', "NAME", "a unique name for the device (ublk-del NAME works)" },
-	{ "queues", 'q', "N", "number of queues, one thread each (default 1)" },
-	{ "depth", 'd', "N", "requests in flight per queue (default 128)" },
-	{ "read-only", 'r', NULL, "serve the image read-only" },
+	DEVICE_OPTIONS,
 	{ "timeout", 't', "SEC", "deadline for the device to be live (default 10)" },
-	{ "state-dir", DEVOPT_STATE_DIR, "DIR", "state directory (default $UBLK_STATE_DIR or /run/ublk-tools)" },
+	STATE_DIR_OPTION,
 	{ "json", 'j', NULL, "print the device's description as JSON" },
 	{ "verbose", 'v', NULL, "more log output" },
 	{ 0 },

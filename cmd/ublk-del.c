@@ -19,7 +19,7 @@ static const struct cli_option options[] = {
 	{ "all", 'a', NULL, "delete every ublk device of this host" },
 	{ "timeout", 't', "SEC", "deadline per device (default 10)" },
 	{ "force", 'f', NULL, "do not wait for holders: stop even if the device is open" },
-	{ "state-dir", DEVOPT_STATE_DIR, "DIR", "state directory (default $UBLK_STATE_DIR or /run/ublk-tools)" },
+	STATE_DIR_OPTION,
 	{ "verbose", 'v', NULL, "more log output" },
 	{ 0 },
 };

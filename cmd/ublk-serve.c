@@ -11,16 +11,9 @@
 enum { KEY_READY_FD = 0x200 };
 
 static const struct cli_option options[] = {
-	{ "base", 'b', "FILE", "image file or block device to serve (required)" },
-	{ "cache", 'c', "FILE", "copy-on-write cache (created if missing); the base stays read-only" },
-	{ "size", 's', "SIZE", "device size (default: the base's); past the base reads zeros" },
-	{ "inject", DEVOPT_INJECT, "SPEC", "fault injection, e.g. delay-read=3000@0-4K (see docs)" },
-	{ "name", 'n', "NAME", "a unique name for the device (ublk-del NAME works)" },
-	{ "queues", 'q', "N", "number of queues, one thread each (default 1)" },
-	{ "depth", 'd', "N", "requests in flight per queue (default 128)" },
-	{ "read-only", 'r', NULL, "serve the image read-only" },
+	DEVICE_OPTIONS,
 	{ "timeout", 't', "SEC", "deadline of each control step (default 10)" },
-	{ "state-dir", DEVOPT_STATE_DIR, "DIR", "state directory (default $UBLK_STATE_DIR or /run/ublk-tools)" },
+	STATE_DIR_OPTION,
 	{ "ready-fd", KEY_READY_FD, "FD", "report readiness on FD instead of printing the device" },
 	{ "verbose", 'v', NULL, "more log output (repeat for more)" },
 	{ 0 },

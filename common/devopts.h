@@ -20,6 +20,22 @@ enum devopt_key {
 	DEVOPT_STATE_DIR = 0x100,
 };
 
+/* Option table entries of the device description, shared by ublk-add and
+ * ublk-serve (documented in both man pages: --base --cache --size --inject
+ * --name --queues --depth --read-only; and --state-dir). */
+#define DEVICE_OPTIONS \
+	{ "base", 'b', "FILE", "image file or block device to serve (required)" }, \
+	{ "cache", 'c', "FILE", "copy-on-write cache (created if missing); the base stays read-only" }, \
+	{ "size", 's', "SIZE", "device size (default: the base's); past the base reads zeros" }, \
+	{ "inject", DEVOPT_INJECT, "SPEC", "fault injection, e.g. delay-read=3000@0-4K (see docs)" }, \
+	{ "name", 'n', "NAME", "a unique name for the device (ublk-del NAME works)" }, \
+	{ "queues", 'q', "N", "number of queues, one thread each (default 1)" }, \
+	{ "depth", 'd', "N", "requests in flight per queue (default 128)" }, \
+	{ "read-only", 'r', NULL, "serve the image read-only" }
+
+#define STATE_DIR_OPTION \
+	{ "state-dir", DEVOPT_STATE_DIR, "DIR", "state directory (default $UBLK_STATE_DIR or /run/ublk-tools)" }
+
 void devopts_defaults(struct server_config *cfg);
 /* Apply option key; returns 1 if it was a device option, 0 if not, or
  * CLI_DONE with c->exit_code set on a bad value. */

@@ -79,35 +79,30 @@ bench nbd-cow /dev/nbd0
 nbd-client -d /dev/nbd0 >/dev/null
 kill "$nbd_pid"; wait "$nbd_pid" 2>/dev/null || true; nbd_pid=
 
-printf '\n%-18s' "IOPS"
-for t in "${targets[@]}"; do printf '%14s' "$t"; done
-echo
-for j in "${jobs[@]}"; do
-	name=${j%% *}
-	printf '%-18s' "$name"
-	for t in "${targets[@]}"; do printf '%14s' "${iops[$t,$name]}"; done
-	echo
-done
-printf '\n%-18s' "ratio to loop"
-for t in "${targets[@]}"; do printf '%14s' "$t"; done
-echo
-for j in "${jobs[@]}"; do
-	name=${j%% *}
-	printf '%-18s' "$name"
-	for t in "${targets[@]}"; do
-		printf '%14s' "$(awk -v a="${iops[$t,$name]}" -v b="${iops[loop,$name]}" 'BEGIN { printf "%.2f", b ? a / b : 0 }')"
+declare -A ratio
+for t in "${targets[@]}"; do
+	for j in "${jobs[@]}"; do
+		name=${j%% *}
+		ratio[$t,$name]=$(awk -v a="${iops[$t,$name]}" -v b="${iops[loop,$name]}" \
+			'BEGIN { printf "%.2f", b ? a / b : 0 }')
 	done
-	echo
 done
-printf '\n%-18s' "mean lat (us)"
-for t in "${targets[@]}"; do printf '%14s' "$t"; done
-echo
-for j in "${jobs[@]}"; do
-	name=${j%% *}
-	printf '%-18s' "$name"
-	for t in "${targets[@]}"; do printf '%14s' "${lat[$t,$name]}"; done
+
+table() { # title, name of the associative array
+	local -n cell=$2
+	printf '\n%-18s' "$1"
+	for t in "${targets[@]}"; do printf '%14s' "$t"; done
 	echo
-done
+	for j in "${jobs[@]}"; do
+		name=${j%% *}
+		printf '%-18s' "$name"
+		for t in "${targets[@]}"; do printf '%14s' "${cell[$t,$name]}"; done
+		echo
+	done
+}
+table IOPS iops
+table "ratio to loop" ratio
+table "mean lat (us)" lat
 
 # add -> live -> del, 10 times each
 ms() { echo $(( ($(date +%s%N) - $1) / 1000000 )); }
