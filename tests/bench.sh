@@ -20,7 +20,8 @@ cleanup() {
 }
 trap cleanup EXIT
 
-size_mb=256
+# /tmp is a tmpfs of half the VM memory: keep every copy small, remove it after use
+size_mb=128
 # The base on tmpfs, as every target reads the same bytes from memory.
 dd if=/dev/urandom of="$W/base" bs=1M count=$size_mb status=none
 
@@ -59,6 +60,7 @@ cp "$W/base" "$W/loop.img"
 loopdev=$(losetup --find --show "$W/loop.img")
 bench loop "$loopdev"
 losetup -d "$loopdev"
+rm -f "$W/loop.img"
 
 if [ -b /dev/nullb0 ]; then bench null_blk /dev/nullb0; fi
 
@@ -66,10 +68,12 @@ cp "$W/base" "$W/plain.img"
 dev=$("$B/ublk-add" --base "$W/plain.img" --queues 2)
 bench ublk-plain "$dev"
 "$B/ublk-del" "$dev"
+rm -f "$W/plain.img"
 
 dev=$("$B/ublk-add" --base "$W/base" --cache "$W/cache" --queues 2)
 bench ublk-overlay "$dev"
 "$B/ublk-del" "$dev"
+rm -f "$W/cache" "$W/cache.map"
 
 nbdkit -U "$W/nbd.sock" -P "$W/nbd.pid" -f --filter=cow file "$W/base" &
 nbd_pid=$!
