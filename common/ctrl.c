@@ -101,10 +101,10 @@ static int submit_wait(struct ublk_ctrl *c, unsigned op, struct ublksrv_ctrl_cmd
 		uint64_t left = ms_left(deadline);
 		struct __kernel_timespec ts = { .tv_sec = left / 1000, .tv_nsec = (left % 1000) * 1000000 };
 
-		ret = io_uring_wait_cqe_timeout(&c->ring, &cqe, &ts);
-		if (ret == -ETIME || (ret == 0 && !left && cqe->user_data != me))
+		if (!left)
 			return -ETIMEDOUT;
-		if (ret == -EINTR)
+		ret = io_uring_wait_cqe_timeout(&c->ring, &cqe, &ts);
+		if (ret == -ETIME || ret == -EINTR)
 			continue;
 		if (ret)
 			return ret;

@@ -37,7 +37,6 @@ static void key(struct json *j, const char *k)
 void json_begin(struct json *j, FILE *out)
 {
 	j->out = out;
-	j->depth = 1;
 	j->need_comma = false;
 	fputc('{', out);
 }

@@ -9,7 +9,6 @@
 
 struct json {
 	FILE *out;
-	int depth;
 	bool need_comma;
 };
 

@@ -4,6 +4,7 @@
 
 void layer_submit(struct layer *l, struct layer_io *io)
 {
+	io->layer = l;
 	io->progress = 0;
 	if (l->read_only && io->op != LAYER_READ && io->op != LAYER_FLUSH) {
 		io->done(io, -EROFS);

@@ -43,10 +43,11 @@ struct layer_io {
 	/* Per-request state of the layers below the caller: the owner points
 	 * priv at layer_stack_priv_size(top) bytes, allocated once. */
 	void *priv;
-	/* Private to the layer serving the request. */
+	/* Set by layer_submit: the layer serving the request, which alone
+	 * uses the fields below. */
+	struct layer *layer;
 	struct aio_req areq;
 	uint32_t progress;
-	void *buf_owner;
 };
 
 struct layer;

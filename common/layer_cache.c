@@ -50,6 +50,7 @@ struct cache {
 	uint8_t *map;               /* map_bytes, 4 blocks per byte */
 	uint8_t *snap;              /* flusher's snapshot of the map */
 	uint64_t *changed;          /* map pages changed since the last flush */
+	uint64_t *taken;            /* pages the running persist() took from changed */
 	size_t map_bytes, npages;
 	struct cache_hdr hdr;
 
@@ -233,22 +234,25 @@ static void cache_discard(struct layer *l, struct layer_io *io)
 
 /* ---- flush ---- */
 
-/* Persist every map change made so far (docs/cache-format.md, Rules). */
+/* Bytes of map page `page` (the last one may be short). */
+static size_t page_len(const struct cache *c, size_t page)
+{
+	size_t left = c->map_bytes - page * MAP_PAGE;
+	return left < MAP_PAGE ? left : MAP_PAGE;
+}
+
+/* Persist every map change made so far (docs/cache-format.md, Rules).
+ * Runs on the flusher thread, or at close once the flusher has ended. */
 static int persist(struct cache *c)
 {
-	uint64_t words = (c->npages + 63) / 64;
-	uint64_t *taken = calloc(words, sizeof(uint64_t));
+	uint64_t words = (c->npages + 63) / 64, *taken = c->taken;
 	int ret = 0;
 
-	if (!taken)
-		return -ENOMEM;
 	for (uint64_t w = 0; w < words; w++) {
 		taken[w] = __atomic_exchange_n(&c->changed[w], 0, __ATOMIC_SEQ_CST);
 		for (uint64_t bits = taken[w]; bits; bits &= bits - 1) {
 			size_t page = w * 64 + (size_t)__builtin_ctzll(bits);
-			size_t len = c->map_bytes - page * MAP_PAGE < MAP_PAGE ?
-				     c->map_bytes - page * MAP_PAGE : MAP_PAGE;
-			memcpy(c->snap + page * MAP_PAGE, c->map + page * MAP_PAGE, len);
+			memcpy(c->snap + page * MAP_PAGE, c->map + page * MAP_PAGE, page_len(c, page));
 		}
 	}
 	if (c->sticky_err) {
@@ -262,8 +266,7 @@ static int persist(struct cache *c)
 	for (uint64_t w = 0; w < words && !ret; w++)
 		for (uint64_t bits = taken[w]; bits && !ret; bits &= bits - 1) {
 			size_t page = w * 64 + (size_t)__builtin_ctzll(bits);
-			size_t len = c->map_bytes - page * MAP_PAGE < MAP_PAGE ?
-				     c->map_bytes - page * MAP_PAGE : MAP_PAGE;
+			size_t len = page_len(c, page);
 			if (pwrite(c->map_fd, c->snap + page * MAP_PAGE, len,
 				   MAP_HDR + page * MAP_PAGE) != (ssize_t)len)
 				ret = errno ? -errno : -EIO;
@@ -274,7 +277,6 @@ out:
 	if (ret)   /* not persisted: try these pages again next time */
 		for (uint64_t w = 0; w < words; w++)
 			__atomic_fetch_or(&c->changed[w], taken[w], __ATOMIC_SEQ_CST);
-	free(taken);
 	return ret;
 }
 
@@ -282,6 +284,38 @@ static void flush_complete(struct aio_req *req, int res)
 {
 	struct layer_io *io = container_of(req, struct layer_io, areq);
 	io->done(io, res);
+}
+
+/* Submit the queued messages and reap our side of them, so the CQ never fills. */
+static void send_messages(struct cache *c, unsigned queued)
+{
+	struct io_uring_cqe *cqe;
+
+	io_uring_submit_and_wait(&c->msg_ring, queued);
+	while (io_uring_peek_cqe(&c->msg_ring, &cqe) == 0)
+		io_uring_cqe_seen(&c->msg_ring, cqe);
+}
+
+/* Complete every flush of the batch on its own queue's ring. */
+static void complete_batch(struct cache *c, struct layer_io *batch, int res)
+{
+	unsigned queued = 0;
+
+	while (batch) {
+		struct layer_io *io = batch;
+		batch = ((struct cache_io *)io->priv)->next_flush;
+		struct io_uring_sqe *sqe = io_uring_get_sqe(&c->msg_ring);
+		if (!sqe) {
+			send_messages(c, queued);
+			queued = 0;
+			sqe = io_uring_get_sqe(&c->msg_ring);
+		}
+		io_uring_prep_msg_ring(sqe, io->aio->ring->ring_fd, (unsigned)res,
+				       (uint64_t)(uintptr_t)&io->areq, 0);
+		sqe->user_data = 0;
+		queued++;
+	}
+	send_messages(c, queued);
 }
 
 static void *flusher_main(void *arg)
@@ -292,36 +326,12 @@ static void *flusher_main(void *arg)
 	for (;;) {
 		while (!c->flush_list && !c->stop)
 			pthread_cond_wait(&c->cond, &c->lock);
-		if (!c->flush_list && c->stop)
+		if (!c->flush_list)
 			break;
 		struct layer_io *batch = c->flush_list;
 		c->flush_list = NULL;
 		pthread_mutex_unlock(&c->lock);
-
-		int res = persist(c);
-		unsigned sent = 0;
-		while (batch) {
-			struct layer_io *io = batch;
-			batch = ((struct cache_io *)io->priv)->next_flush;
-			struct io_uring_sqe *sqe = io_uring_get_sqe(&c->msg_ring);
-			if (!sqe) {
-				io_uring_submit_and_wait(&c->msg_ring, sent);
-				struct io_uring_cqe *done;
-				while (io_uring_peek_cqe(&c->msg_ring, &done) == 0)
-					io_uring_cqe_seen(&c->msg_ring, done);
-				sent = 0;
-				sqe = io_uring_get_sqe(&c->msg_ring);
-			}
-			io_uring_prep_msg_ring(sqe, io->aio->ring->ring_fd, (unsigned)res,
-					       (uint64_t)(uintptr_t)&io->areq, 0);
-			sqe->user_data = 0;
-			sent++;
-		}
-		/* wait for our side of every message, so the CQ never fills */
-		io_uring_submit_and_wait(&c->msg_ring, sent);
-		struct io_uring_cqe *cqe;
-		while (io_uring_peek_cqe(&c->msg_ring, &cqe) == 0)
-			io_uring_cqe_seen(&c->msg_ring, cqe);
+		complete_batch(c, batch, persist(c));
 		pthread_mutex_lock(&c->lock);
 	}
 	pthread_mutex_unlock(&c->lock);
@@ -411,6 +421,7 @@ static void cache_close(struct layer *l)
 	free(c->map);
 	free(c->snap);
 	free(c->changed);
+	free(c->taken);
 	pthread_mutex_destroy(&c->lock);
 	pthread_cond_destroy(&c->cond);
 	free(c);
@@ -553,7 +564,8 @@ int layer_cache_open(const char *path, struct layer *lower, uint64_t size, bool 
 	c->map = calloc(c->npages, MAP_PAGE);
 	c->snap = calloc(c->npages, MAP_PAGE);
 	c->changed = calloc((c->npages + 63) / 64, sizeof(uint64_t));
-	if (!c->map || !c->snap || !c->changed) {
+	c->taken = calloc((c->npages + 63) / 64, sizeof(uint64_t));
+	if (!c->map || !c->snap || !c->changed || !c->taken) {
 		ret = -ENOMEM;
 		snprintf(why, whylen, "%s: out of memory for the block map", path);
 		goto fail;

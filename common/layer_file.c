@@ -21,7 +21,7 @@ static void rw_step(struct layer_file *f, struct layer_io *io);
 static void rw_complete(struct aio_req *req, int res)
 {
 	struct layer_io *io = container_of(req, struct layer_io, areq);
-	struct layer_file *f = (struct layer_file *)io->buf_owner;
+	struct layer_file *f = (struct layer_file *)io->layer;
 
 	if (res < 0) {
 		io->done(io, res);
@@ -48,7 +48,6 @@ static void rw_step(struct layer_file *f, struct layer_io *io)
 	struct io_uring_sqe *sqe;
 
 	io->areq.complete = rw_complete;
-	io->buf_owner = f;
 	sqe = aio_get_sqe(io->aio, &io->areq);
 	if (!sqe) {
 		io->done(io, -EAGAIN);
