@@ -39,8 +39,8 @@ CFLAGS  += -std=gnu11 -Wall -Wextra -Werror -Wshadow -Wvla -Wno-missing-field-in
 LDFLAGS += $(SANFLAGS)
 LDLIBS  = $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lpthread
 
-TOOLS   = ublk-add ublk-serve ublk-del
-LIB_SRC = aio cli crc32c ctrl device devopts image json layer layer_cache layer_fault layer_file log parse queue \
+TOOLS   = ublk-add ublk-serve ublk-del ublk-export-diff
+LIB_SRC = aio cli crc32c ctrl device devopts export image json diff layer layer_cache layer_diff layer_fault layer_file log parse queue stack \
           ready server state timeutil
 LIB_OBJ = $(LIB_SRC:%=$(OUT)/common/%.o)
 BINS    = $(TOOLS:%=$(OUT)/%)

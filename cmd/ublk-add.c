@@ -122,7 +122,7 @@ int main(int argc, char **argv)
 	snprintf(depth, sizeof(depth), "%u", cfg.depth);
 	snprintf(timeout, sizeof(timeout), "%.3f", cfg.timeout_ms / 1000.0);
 	snprintf(size, sizeof(size), "%llu", (unsigned long long)cfg.size);
-	char *args[32] = {
+	char *args[32 + 2 * SERVER_MAX_LAYERS] = {
 		serve, "--base", (char *)cfg.base, "--queues", queues, "--depth", depth,
 		"--timeout", timeout, "--state-dir", (char *)state_dir(), "--ready-fd", "3",
 	};
@@ -136,6 +136,10 @@ int main(int argc, char **argv)
 	if (cfg.size) {
 		args[argn++] = "--size";
 		args[argn++] = size;
+	}
+	for (unsigned i = 0; i < cfg.n_layers; i++) {
+		args[argn++] = "--layer";
+		args[argn++] = (char *)cfg.layers[i];
 	}
 	if (cfg.name) {
 		args[argn++] = "--name";

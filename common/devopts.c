@@ -35,6 +35,11 @@ int devopts_apply(struct cli *c, struct server_config *cfg, int key, const char 
 	case DEVOPT_BASE:
 		cfg->base = arg;
 		return 1;
+	case DEVOPT_LAYER:
+		if (cfg->n_layers == SERVER_MAX_LAYERS)
+			return bad_value(c, "layer", arg, "at most 32 layers");
+		cfg->layers[cfg->n_layers++] = arg;
+		return 1;
 	case DEVOPT_CACHE:
 		cfg->cache = arg;
 		return 1;
@@ -95,6 +100,11 @@ int devopts_finish(struct cli *c, struct server_config *cfg)
 	 * absolute path. A missing file is reported by the image checks. */
 	if (realpath(cfg->base, abs_base))
 		cfg->base = abs_base;
+	for (unsigned i = 0; i < cfg->n_layers; i++) {
+		char *abs = realpath(cfg->layers[i], NULL);   /* freed at exit */
+		if (abs)
+			cfg->layers[i] = abs;
+	}
 	if (cfg->cache && cfg->cache[0] != '/') {
 		/* the cache may not exist yet: make its directory absolute */
 		char cwd[PATH_MAX];

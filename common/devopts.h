@@ -17,14 +17,16 @@ enum devopt_key {
 	DEVOPT_SIZE = 's',
 	DEVOPT_INJECT = 0x101,
 	DEVOPT_NAME = 'n',
+	DEVOPT_LAYER = 'l',
 	DEVOPT_STATE_DIR = 0x100,
 };
 
 /* Option table entries of the device description, shared by ublk-add and
- * ublk-serve (documented in both man pages: --base --cache --size --inject
+ * ublk-serve (documented in both man pages: --base --layer --cache --size --inject
  * --name --queues --depth --read-only; and --state-dir). */
 #define DEVICE_OPTIONS \
 	{ "base", 'b', "FILE", "image file or block device to serve (required)" }, \
+	{ "layer", 'l', "DIFF", "a diff over the base (repeat, bottom first); read-only" }, \
 	{ "cache", 'c', "FILE", "copy-on-write cache (created if missing); the base stays read-only" }, \
 	{ "size", 's', "SIZE", "device size (default: the base's); past the base reads zeros" }, \
 	{ "inject", DEVOPT_INJECT, "SPEC", "fault injection, e.g. delay-read=3000@0-4K (see docs)" }, \

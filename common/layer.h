@@ -68,6 +68,10 @@ struct layer {
 	uint64_t size;          /* bytes */
 	bool read_only;
 	size_t priv_size;       /* bytes of per-request state this layer needs */
+	/* Identity of the image this layer and those below present: a diff's
+	 * layer id and generation; zeros and 0 for a plain base image. */
+	uint8_t id[16];
+	uint64_t generation;
 };
 
 /* Bytes of per-request state the stack from l down needs. */
@@ -92,6 +96,11 @@ int layer_file_fd(const struct layer *l);
  * failure why says what is wrong. */
 int layer_cache_open(const char *path, struct layer *lower, uint64_t size, bool read_only,
 		     struct layer **out, char *why, size_t whylen);
+
+/* A diff file (docs/diff-format.md) as a read-only layer over lower; refused
+ * unless its parent id is lower's id and its geometry fits. */
+int layer_diff_open(const char *path, struct layer *lower, struct layer **out,
+		    char *why, size_t whylen);
 
 /* Fault injection over lower, from a spec (docs/fault-injection.md), e.g.
  * "delay-read=3000@0-4096,error-write=5@1M-2M". */

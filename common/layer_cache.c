@@ -15,6 +15,7 @@
  * queue thread, and concurrent flushes share one round of syncs.
  */
 #include "crc32c.h"
+#include "cache.h"
 #include "layer.h"
 
 #include <endian.h>
@@ -40,6 +41,8 @@ enum { ST_CLEAN = 0, ST_DIRTY = 1, ST_ZERO = 2, ST_RESERVED = 3 };
 struct cache_hdr {
 	uint64_t dev_size, base_size, generation;
 	uint8_t id[16];
+	uint8_t parent_id[16];      /* id of the layer below when created */
+	uint64_t parent_generation;
 };
 
 struct cache {
@@ -368,14 +371,16 @@ static void hdr_encode(const struct cache *c, uint8_t *b)
 	*(uint64_t *)(b + 24) = htole64(c->hdr.base_size);
 	*(uint64_t *)(b + 32) = htole64(c->hdr.generation);
 	memcpy(b + 40, c->hdr.id, 16);
-	*(uint32_t *)(b + 60) = htole32(crc32c(0, b, 60));
+	memcpy(b + 64, c->hdr.parent_id, 16);
+	*(uint64_t *)(b + 80) = htole64(c->hdr.parent_generation);
+	*(uint32_t *)(b + 60) = htole32(crc32c(0, b, 60) ^ crc32c(0, b + 64, 24));
 }
 
 static int hdr_decode(struct cache *c, const uint8_t *b, char *why, size_t len)
 {
 	if (memcmp(b, MAGIC, 8))
 		return snprintf(why, len, "not a ublk-tools cache map (bad magic)"), -EINVAL;
-	if (le32toh(*(const uint32_t *)(b + 60)) != crc32c(0, b, 60))
+	if (le32toh(*(const uint32_t *)(b + 60)) != (crc32c(0, b, 60) ^ crc32c(0, b + 64, 24)))
 		return snprintf(why, len, "header checksum mismatch (damaged map)"), -EINVAL;
 	if (le32toh(*(const uint32_t *)(b + 8)) != CACHE_VERSION)
 		return snprintf(why, len, "format version %u, this build reads %u",
@@ -387,6 +392,8 @@ static int hdr_decode(struct cache *c, const uint8_t *b, char *why, size_t len)
 	c->hdr.base_size = le64toh(*(const uint64_t *)(b + 24));
 	c->hdr.generation = le64toh(*(const uint64_t *)(b + 32));
 	memcpy(c->hdr.id, b + 40, 16);
+	memcpy(c->hdr.parent_id, b + 64, 16);
+	c->hdr.parent_generation = le64toh(*(const uint64_t *)(b + 80));
 	return 0;
 }
 
@@ -544,10 +551,18 @@ int layer_cache_open(const char *path, struct layer *lower, uint64_t size, bool 
 			ret = -EINVAL;
 			goto fail;
 		}
+		if (memcmp(c->hdr.parent_id, lower->id, 16)) {
+			snprintf(why, whylen, "%s: cache was made over another image (layer stack "
+				 "changed: parent id differs)", path);
+			ret = -EINVAL;
+			goto fail;
+		}
 		size = c->hdr.dev_size;
 	} else {
 		c->hdr.dev_size = size ? size : lower->size;
 		c->hdr.base_size = lower->size;
+		memcpy(c->hdr.parent_id, lower->id, 16);
+		c->hdr.parent_generation = lower->generation;
 		size = c->hdr.dev_size;
 	}
 	if (size % BS || size < lower->size) {
@@ -613,5 +628,135 @@ fail:
 	c->l.lower = NULL;   /* the caller still owns lower */
 	c->l.read_only = true;  /* nothing to persist */
 	cache_close(&c->l);
+	return ret;
+}
+
+/* ---- export ---- */
+
+int cache_export_open(const char *path, struct cache_export *x, char *why, size_t whylen)
+{
+	char map_path[4096];
+	struct cache c = { .map_fd = -1 };
+	uint8_t b[MAP_HDR];
+	int ret;
+
+	memset(x, 0, sizeof(*x));
+	x->data_fd = x->map_fd = -1;
+	snprintf(map_path, sizeof(map_path), "%s.map", path);
+	c.map_fd = open(map_path, O_RDONLY | O_CLOEXEC);
+	if (c.map_fd < 0) {
+		ret = -errno;
+		snprintf(why, whylen, "%s: %s", map_path, strerror(errno));
+		return ret;
+	}
+	if (flock(c.map_fd, LOCK_SH | LOCK_NB)) {
+		ret = errno == EWOULDBLOCK ? -EBUSY : -errno;
+		snprintf(why, whylen, "%s: cache is in use by a running server: stop the device first",
+			 path);
+		goto out;
+	}
+	if (pread(c.map_fd, b, MAP_HDR, 0) != MAP_HDR || (ret = hdr_decode(&c, b, why, whylen))) {
+		ret = -EINVAL;
+		goto out;
+	}
+	c.nblocks = c.hdr.dev_size / BS;
+	c.map_bytes = (c.nblocks + 3) / 4;
+	c.map = malloc(c.map_bytes + 1);
+	if (!c.map) {
+		ret = -ENOMEM;
+		snprintf(why, whylen, "out of memory for the block map");
+		goto out;
+	}
+	if ((ret = load_map(&c, map_path, why, whylen)))
+		goto out;
+	x->data_fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (x->data_fd < 0) {
+		ret = -errno;
+		snprintf(why, whylen, "%s: %s", path, strerror(errno));
+		goto out;
+	}
+	/* Runs of dirty blocks become data extents, runs of zero blocks zero
+	 * extents. */
+	size_t cap = 0;
+	for (uint64_t blk = 0; blk < c.nblocks;) {
+		unsigned st = get_state(&c, blk);
+		uint64_t n = 1;
+		while (blk + n < c.nblocks && n < (1u << 31) && get_state(&c, blk + n) == st)
+			n++;
+		if (st != ST_CLEAN && x->n_ext == cap) {
+			cap = cap ? cap * 2 : 1024;
+			struct diff_extent *grown = realloc(x->ext, cap * sizeof(*grown));
+			if (!grown) {
+				ret = -ENOMEM;
+				snprintf(why, whylen, "out of memory for %zu extents", cap);
+				goto out;
+			}
+			x->ext = grown;
+		}
+		if (st != ST_CLEAN)
+			x->ext[x->n_ext++] = (struct diff_extent){ blk, (uint32_t)n,
+								   st == ST_DIRTY ? DIFF_DATA : DIFF_ZERO };
+		blk += n;
+	}
+	x->meta.dev_size = c.hdr.dev_size;
+	x->meta.generation = c.hdr.parent_generation + 1;
+	memcpy(x->meta.parent, c.hdr.parent_id, 16);
+	if (getrandom(x->meta.id, sizeof(x->meta.id), 0) != sizeof(x->meta.id)) {
+		ret = -EIO;
+		snprintf(why, whylen, "getrandom: no randomness for the layer id");
+		goto out;
+	}
+	x->map_fd = c.map_fd;
+	c.map_fd = -1;
+	ret = 0;
+out:
+	if (c.map_fd >= 0)
+		close(c.map_fd);
+	free(c.map);
+	if (ret)
+		cache_export_close(x);
+	return ret;
+}
+
+int cache_export_read(void *ctx, uint64_t block, uint32_t count, void *buf)
+{
+	const struct cache_export *x = ctx;
+	size_t len = (size_t)count * BS;
+	off_t off = (off_t)(block * BS);
+
+	while (len) {
+		ssize_t n = pread(x->data_fd, buf, len, off);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return n < 0 ? -errno : -EIO;
+		buf = (char *)buf + n;
+		len -= (size_t)n;
+		off += n;
+	}
+	return 0;
+}
+
+void cache_export_close(struct cache_export *x)
+{
+	if (x->data_fd >= 0)
+		close(x->data_fd);
+	if (x->map_fd >= 0)
+		close(x->map_fd);
+	free(x->ext);
+	x->ext = NULL;
+	x->data_fd = x->map_fd = -1;
+}
+
+int cache_remove(const char *path)
+{
+	char map_path[4096];
+	int ret = 0;
+
+	snprintf(map_path, sizeof(map_path), "%s.map", path);
+	if (unlink(path) && errno != ENOENT)
+		ret = -errno;
+	if (unlink(map_path) && errno != ENOENT)
+		ret = -errno;
 	return ret;
 }

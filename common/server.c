@@ -6,6 +6,7 @@
 #include "log.h"
 #include "queue.h"
 #include "ready.h"
+#include "stack.h"
 #include "state.h"
 #include "timeutil.h"
 
@@ -95,12 +96,15 @@ static void set_params(const struct server *s, struct ublk_params *p)
 static int write_config(const struct server *s)
 {
 	const struct server_config *cfg = s->cfg;
-	char buf[8400];
-
-	snprintf(buf, sizeof(buf), "base=%s\ncache=%s\nsize=%llu\nqueues=%u\ndepth=%u\n"
-		 "read_only=%d\ninject=%s\nname=%s\n", cfg->base, cfg->cache ? cfg->cache : "",
-		 (unsigned long long)s->layer->size, cfg->queues, cfg->depth, cfg->read_only,
-		 cfg->inject ? cfg->inject : "", cfg->name ? cfg->name : "");
+	char buf[16384];
+	int n = snprintf(buf, sizeof(buf), "base=%s\ncache=%s\nsize=%llu\nqueues=%u\ndepth=%u\n"
+			 "read_only=%d\ninject=%s\nname=%s\n", cfg->base, cfg->cache ? cfg->cache : "",
+			 (unsigned long long)s->layer->size, cfg->queues, cfg->depth, cfg->read_only,
+			 cfg->inject ? cfg->inject : "", cfg->name ? cfg->name : "");
+	for (unsigned i = 0; i < cfg->n_layers && n > 0 && (size_t)n < sizeof(buf); i++)
+		n += snprintf(buf + n, sizeof(buf) - (size_t)n, "layer=%s\n", cfg->layers[i]);
+	if (n < 0 || (size_t)n >= sizeof(buf))
+		return -ENAMETOOLONG;
 	return state_write(s->dev_id, "config", buf);
 }
 
@@ -143,41 +147,11 @@ static void write_stats(const struct server *s)
 		state_write(s->dev_id, "stats", buf);
 }
 
-/* Base file, then the cache over it, then fault injection on top. */
 static int build_stack(struct server *s)
 {
-	const struct server_config *cfg = s->cfg;
-	struct layer *base, *top;
-	char why[600];
-	int ret;
-
-	ret = layer_file_open(cfg->base, cfg->read_only || cfg->cache, &base);
-	if (ret)
-		return fail(s, EXIT_BAD_IMAGE, "%s: %s", cfg->base, strerror(-ret));
-	top = base;
-	if (cfg->cache) {
-		ret = layer_cache_open(cfg->cache, base, cfg->size, cfg->read_only, &top, why,
-				       sizeof(why));
-		if (ret) {
-			layer_close(base);
-			return fail(s, ret == -EBUSY ? EXIT_BUSY : EXIT_BAD_IMAGE, "%s", why);
-		}
-	} else if (cfg->size && cfg->size != base->size) {
-		if (cfg->size < base->size || !cfg->read_only) {
-			layer_close(base);
-			return fail(s, EXIT_USAGE, "--size %llu: without --cache the size can only "
-				    "grow a --read-only device (reads past the base are zeros)",
-				    (unsigned long long)cfg->size);
-		}
-		base->size = cfg->size;
-	}
-	s->layer = top;
-	if (cfg->inject) {
-		ret = layer_fault_open(cfg->inject, top, &s->layer, why, sizeof(why));
-		if (ret)
-			return fail(s, EXIT_USAGE, "--inject: %s", why);
-	}
-	return 0;
+	char why[700];
+	int code = stack_open(s->cfg, &s->layer, why, sizeof(why));
+	return code ? fail(s, code, "%s", why) : 0;
 }
 
 static int start_queues(struct server *s)

@@ -12,12 +12,15 @@
 #define SERVER_MAX_QUEUES 32
 #define SERVER_MAX_DEPTH 1024
 #define SERVER_IO_BUF_BYTES (512u * 1024)
+#define SERVER_MAX_LAYERS 32
 
 struct server_config {
 	const char *base;
 	const char *cache;      /* copy-on-write cache file, or NULL: writes go to base */
 	const char *inject;     /* fault injection spec, or NULL */
 	const char *name;       /* operator's name for the device, unique; or NULL */
+	const char *layers[SERVER_MAX_LAYERS];  /* diffs over the base, bottom first */
+	unsigned n_layers;
 	uint64_t size;          /* device size; 0: the base's (or the cache's) */
 	unsigned queues;
 	unsigned depth;

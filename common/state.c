@@ -172,7 +172,7 @@ int state_exists(uint32_t id)
 
 int state_config_get(uint32_t id, const char *key, char *buf, size_t len)
 {
-	char cfg[8400];
+	char cfg[16384];
 	size_t klen = strlen(key);
 
 	if (state_read(id, "config", cfg, sizeof(cfg)) < 0)

@@ -34,3 +34,8 @@ root_without_dac() {
 	setpriv --inh-caps=-dac_override,-dac_read_search \
 		--bounding-set=-dac_override,-dac_read_search "$@"
 }
+
+# Only the standard error of a command (for tools that also print results).
+stderr_of() {
+	"$@" 2>&1 >/dev/null
+}

@@ -1,0 +1,232 @@
+/* ublk-export-diff: export what a device changed as a diff; inspect a
+ * diff; flatten a layer stack into a plain image. */
+#include "cli.h"
+#include "devopts.h"
+#include "exitcodes.h"
+#include "export.h"
+#include "json.h"
+#include "log.h"
+#include "parse.h"
+#include "state.h"
+
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+enum {
+	KEY_OUTPUT = 'o', KEY_ZSTD = 'z', KEY_KEEP = 'k', KEY_JSON = 'j',
+	KEY_FRAME = 0x300, KEY_INSPECT, KEY_FLATTEN, KEY_PROGRESS, KEY_NO_PROGRESS,
+};
+
+static const struct cli_option options[] = {
+	{ "output", 'o', "FILE", "write here (default: stdout); written to a temporary file and renamed" },
+	{ "cache", 'c', "FILE", "export this cache of a stopped device instead of a device" },
+	{ "zstd", 'z', NULL, "compress frames with zstd" },
+	{ "frame-size", KEY_FRAME, "SIZE", "uncompressed bytes per frame (default 1M)" },
+	{ "keep", 'k', NULL, "keep the device's cache after exporting it" },
+	{ "timeout", 't', "SEC", "deadline for the device to be released and stopped (default 10)" },
+	{ "inspect", KEY_INSPECT, "DIFF", "print a diff's header and extents and verify every checksum" },
+	{ "flatten", KEY_FLATTEN, NULL, "write base + layers + cache as one plain image" },
+	{ "base", 'b', "FILE", "with --flatten: the base image" },
+	{ "layer", 'l', "DIFF", "with --flatten: a diff over the base (repeat, bottom first)" },
+	{ "json", 'j', NULL, "print a JSON summary on stdout (needs --output)" },
+	{ "progress", KEY_PROGRESS, NULL, "show progress on stderr (default: when it is a terminal)" },
+	{ "no-progress", KEY_NO_PROGRESS, NULL, "never show progress" },
+	STATE_DIR_OPTION,
+	{ "verbose", 'v', NULL, "more log output" },
+	{ 0 },
+};
+
+static const struct cli_tool tool = {
+	.name = "ublk-export-diff",
+	.synopsis = "[OPTIONS] DEV|ID|NAME | --cache FILE | --inspect DIFF | --flatten --base IMG ...",
+	.summary = "Export the blocks a device changed (its copy-on-write cache) as a diff file\n"
+		   "(docs/diff-format.md). By default waits until nothing holds the device open,\n"
+		   "stops and deletes it, exports, and removes the cache. --inspect checks a diff;\n"
+		   "--flatten writes base + layers + cache as one plain image.",
+	.options = options,
+	.footer = "Exit codes: 0 ok, 1 failure, 2 usage, 3 no ublk in kernel, 4 permission,\n"
+		  "5 bad image or diff, 6 no such device, 7 timeout, 8 device busy.\n"
+		  "See ublk-export-diff(8).\n\n"
+		  "Examples:\n"
+		  "  ublk-export-diff --zstd -o sb17.diff sb-17\n"
+		  "  ublk-add --base base.img --layer sb17.diff --cache next.cache\n"
+		  "  ublk-export-diff --inspect sb17.diff --json\n",
+};
+
+static void print_id(struct json *j, const char *key, const uint8_t id[16])
+{
+	char hex[33];
+	diff_id_hex(id, hex);
+	json_str(j, key, hex);
+}
+
+static void meta_json(struct json *j, const struct diff_meta *m)
+{
+	print_id(j, "layer_id", m->id);
+	print_id(j, "parent_id", m->parent);
+	json_u64(j, "generation", m->generation);
+	json_u64(j, "device_size", m->dev_size);
+	json_u64(j, "extents", m->n_extents);
+	json_u64(j, "data_blocks", m->data_blocks);
+	json_u64(j, "zero_blocks", m->zero_blocks);
+	json_bool(j, "zstd", m->flags & DIFF_FLAG_ZSTD);
+	json_u64(j, "frame_size", m->frame_size);
+}
+
+static int inspect(const char *path, bool json)
+{
+	struct diff_file *d;
+	char why[700], id[33], parent[33];
+	uint64_t bad = 0;
+	int ret = diff_open(path, &d, why, sizeof(why));
+
+	if (ret) {
+		log_err("%s", why);
+		return EXIT_BAD_IMAGE;
+	}
+	ret = diff_verify(d, &bad);
+	if (json) {
+		struct json j;
+		json_begin(&j, stdout);
+		json_str(&j, "path", path);
+		meta_json(&j, &d->meta);
+		json_u64(&j, "frames", d->n_frames);
+		json_u64(&j, "file_size", d->file_size);
+		json_bool(&j, "verified", ret == 0);
+		json_arr_begin(&j, "extent_list");
+		for (uint64_t i = 0; i < d->meta.n_extents; i++) {
+			json_obj_begin(&j, NULL);
+			json_u64(&j, "start", d->ext[i].start);
+			json_u64(&j, "count", d->ext[i].count);
+			json_str(&j, "kind", d->ext[i].kind == DIFF_DATA ? "data" : "zero");
+			json_obj_end(&j);
+		}
+		json_arr_end(&j);
+		json_end(&j);
+	} else {
+		diff_id_hex(d->meta.id, id);
+		diff_id_hex(d->meta.parent, parent);
+		printf("diff %s\nversion %u, block size 4096, device size %llu\n"
+		       "layer %s\nparent %s\ngeneration %llu\n"
+		       "%llu extents: %llu data blocks, %llu zero blocks\n"
+		       "%llu frames of %u bytes%s, file %llu bytes\n",
+		       path, DIFF_VERSION, (unsigned long long)d->meta.dev_size, id, parent,
+		       (unsigned long long)d->meta.generation, (unsigned long long)d->meta.n_extents,
+		       (unsigned long long)d->meta.data_blocks, (unsigned long long)d->meta.zero_blocks,
+		       (unsigned long long)d->n_frames, d->meta.frame_size,
+		       d->meta.flags & DIFF_FLAG_ZSTD ? ", zstd" : "", (unsigned long long)d->file_size);
+		for (uint64_t i = 0; i < d->meta.n_extents; i++)
+			printf("  %12llu +%-10u %s\n", (unsigned long long)d->ext[i].start, d->ext[i].count,
+			       d->ext[i].kind == DIFF_DATA ? "data" : "zero");
+		printf("checksums: %s\n", ret ? "BAD" : "ok");
+	}
+	if (ret)
+		log_err("%s: frame %llu: checksum mismatch or undecodable data", path,
+			(unsigned long long)bad);
+	diff_close(d);
+	return ret ? EXIT_BAD_IMAGE : EXIT_OK;
+}
+
+int main(int argc, char **argv)
+{
+	struct export_opts o = { .timeout_ms = 10000, .progress = isatty(STDERR_FILENO) };
+	struct server_config cfg;
+	struct export_result r = { 0 };
+	const char *inspect_path = NULL;
+	bool json = false, flatten = false;
+	char why[1200];
+	struct cli c;
+	int key, code;
+
+	log_init(argv[0]);
+	devopts_defaults(&cfg);
+	cli_init(&c, &tool);
+	while ((key = cli_next(&c, argc, argv)) != -1) {
+		uint64_t v;
+		switch (key) {
+		case CLI_DONE: return c.exit_code;
+		case KEY_OUTPUT: o.out = optarg; break;
+		case KEY_ZSTD: o.zstd = true; break;
+		case KEY_KEEP: o.keep = true; break;
+		case KEY_JSON: json = true; break;
+		case KEY_INSPECT: inspect_path = optarg; break;
+		case KEY_FLATTEN: flatten = true; break;
+		case KEY_PROGRESS: o.progress = true; break;
+		case KEY_NO_PROGRESS: o.progress = false; break;
+		case KEY_FRAME:
+			if (parse_size(optarg, &v) || !v || v % 4096 || v > DIFF_MAX_FRAME)
+				return cli_usage_error(&c, "--frame-size '%s': expected a multiple of 4096 up to 64M",
+						       optarg);
+			o.frame_size = (uint32_t)v;
+			break;
+		default:
+			if (devopts_apply(&c, &cfg, key, optarg) == CLI_DONE)
+				return c.exit_code;
+		}
+	}
+	o.timeout_ms = cfg.timeout_ms;
+	if (inspect_path) {
+		if (optind < argc || flatten || cfg.cache || cfg.base)
+			return cli_usage_error(&c, "--inspect takes only --json");
+		return inspect(inspect_path, json);
+	}
+	if (json && (!o.out || !strcmp(o.out, "-")))
+		return cli_usage_error(&c, "--json prints on stdout: give --output FILE for the data");
+	if (!o.out && isatty(STDOUT_FILENO))
+		return cli_usage_error(&c, "refusing to write binary data to a terminal: give --output FILE");
+
+	if (flatten) {
+		uint64_t bytes = 0;
+		if (optind < argc || !cfg.base)
+			return cli_usage_error(&c, "--flatten needs --base (and optional --layer/--cache), no device");
+		if (devopts_finish(&c, &cfg) == CLI_DONE)
+			return c.exit_code;
+		code = export_flatten(&cfg, o.out, o.progress, &bytes, why, sizeof(why));
+		if (code) {
+			log_err("%s", why);
+			return code;
+		}
+		if (json) {
+			struct json j;
+			json_begin(&j, stdout);
+			json_str(&j, "output", o.out);
+			json_u64(&j, "bytes", bytes);
+			json_end(&j);
+		}
+		return EXIT_OK;
+	}
+	if (cfg.base || cfg.n_layers)
+		return cli_usage_error(&c, "--base and --layer go with --flatten");
+	if (cfg.cache && optind < argc)
+		return cli_usage_error(&c, "give a device or --cache, not both");
+	if (!cfg.cache && optind != argc - 1)
+		return cli_usage_error(&c, optind < argc ? "one device at a time" : "no device given");
+	if (cfg.cache) {
+		code = export_cache(cfg.cache, &o, &r, why, sizeof(why));
+	} else {
+		uint32_t id;
+		if (parse_dev_id(argv[optind], &id) && state_find_name(argv[optind], &id)) {
+			log_err("'%s' is neither a ublk device (/dev/ublkbN or N) nor the name of one",
+				argv[optind]);
+			return EXIT_NO_DEVICE;
+		}
+		code = export_device(id, &o, &r, why, sizeof(why));
+	}
+	if (code) {
+		log_err("%s", why);
+		return code;
+	}
+	if (json) {
+		struct json j;
+		json_begin(&j, stdout);
+		json_str(&j, "output", o.out);
+		meta_json(&j, &r.meta);
+		json_u64(&j, "frames", r.written.frames);
+		json_u64(&j, "bytes", r.written.bytes);
+		json_u64(&j, "duration_ms", r.ms);
+		json_bool(&j, "cache_removed", r.cache_removed);
+		json_end(&j);
+	}
+	return EXIT_OK;
+}

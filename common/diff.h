@@ -1,0 +1,78 @@
+/* Diff files (docs/diff-format.md): writing in one pass, and reading with
+ * full validation and random access to single frames. */
+#ifndef UBLK_DIFF_H
+#define UBLK_DIFF_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define DIFF_VERSION 1
+#define DIFF_FLAG_ZSTD 1u
+#define DIFF_DEFAULT_FRAME (1u << 20)
+#define DIFF_MAX_FRAME (64u << 20)
+
+enum diff_kind { DIFF_ABSENT = 0, DIFF_DATA = 1, DIFF_ZERO = 2 };
+
+struct diff_extent {
+	uint64_t start;         /* block */
+	uint32_t count;
+	uint32_t kind;          /* DIFF_DATA or DIFF_ZERO */
+};
+
+struct diff_meta {
+	uint64_t dev_size, generation;
+	uint8_t id[16], parent[16];
+	uint32_t flags, frame_size;
+	uint64_t n_extents, data_blocks, zero_blocks;
+};
+
+/* Source of the data blocks when writing: fill buf with count blocks
+ * starting at block. Returns 0 or -errno. */
+typedef int (*diff_read_fn)(void *ctx, uint64_t block, uint32_t count, void *buf);
+/* Called after each frame with data blocks written so far; may be NULL. */
+typedef void (*diff_progress_fn)(void *ctx, uint64_t done, uint64_t total);
+
+struct diff_write_result {
+	uint64_t bytes;         /* file size written */
+	uint64_t frames;
+};
+
+/* Write a diff to out_fd (a file or a pipe) in one pass. meta's counts are
+ * computed from the extents. 0 or -errno with why set. */
+int diff_write(int out_fd, struct diff_meta *meta, const struct diff_extent *ext, size_t n,
+	       diff_read_fn read_blocks, diff_progress_fn progress, void *ctx,
+	       struct diff_write_result *res, char *why, size_t whylen);
+
+struct diff_frame {
+	uint64_t offset;
+	uint32_t size;
+	uint32_t crc;
+};
+
+struct diff_file {
+	int fd;
+	uint64_t file_size;
+	struct diff_meta meta;
+	struct diff_extent *ext;
+	uint64_t *ext_data;     /* data stream block index of each extent's first block */
+	struct diff_frame *frames;
+	uint64_t n_frames;
+};
+
+/* Open and validate everything but the frames' contents. */
+int diff_open(const char *path, struct diff_file **out, char *why, size_t whylen);
+void diff_close(struct diff_file *d);
+/* Which kind block is in this diff, and for how many blocks from it that
+ * stays so (*run); for data, *data_index is its block in the data stream. */
+enum diff_kind diff_lookup(const struct diff_file *d, uint64_t block, uint64_t *run,
+			   uint64_t *data_index);
+/* Bytes of uncompressed data in frame idx. */
+uint32_t diff_frame_len(const struct diff_file *d, uint64_t idx);
+/* Read frame idx into buf (frame_size bytes), decompressing and checking
+ * its CRC: 0, -EIO on a mismatch or bad frame, or -errno. */
+int diff_read_frame(const struct diff_file *d, uint64_t idx, void *buf, void *scratch);
+/* Format a 16-byte id as 32 hex digits (buf >= 33). */
+void diff_id_hex(const uint8_t id[16], char *buf);
+
+#endif

@@ -1,0 +1,258 @@
+#include "export.h"
+#include "aio.h"
+#include "cache.h"
+#include "device.h"
+#include "exitcodes.h"
+#include "layer.h"
+#include "stack.h"
+#include "state.h"
+#include "timeutil.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <zstd.h>
+
+#define WHY(...) snprintf(why, whylen, __VA_ARGS__)
+
+struct progress {
+	bool on;
+	const char *what;
+	uint64_t last_ms;
+};
+
+static void show_progress(struct progress *p, uint64_t done, uint64_t total)
+{
+	uint64_t now = now_ms();
+	if (!p->on || (done < total && now - p->last_ms < 100))
+		return;
+	p->last_ms = now;
+	fprintf(stderr, "\r%s: %3llu%% (%llu of %llu)%s", p->what,
+		(unsigned long long)(total ? done * 100 / total : 100), (unsigned long long)done,
+		(unsigned long long)total, done >= total ? "\n" : "");
+}
+
+/* Output to a temporary file renamed into place on success, or stdout. */
+struct output {
+	int fd;
+	char tmp[PATH_MAX];
+	const char *path;
+};
+
+static int output_open(struct output *o, const char *path, char *why, size_t whylen)
+{
+	o->path = path && strcmp(path, "-") ? path : NULL;
+	o->tmp[0] = 0;
+	if (!o->path) {
+		o->fd = STDOUT_FILENO;
+		return 0;
+	}
+	if (snprintf(o->tmp, sizeof(o->tmp), "%s.tmp.XXXXXX", path) >= (int)sizeof(o->tmp))
+		return WHY("%s: path too long", path), -ENAMETOOLONG;
+	o->fd = mkostemp(o->tmp, O_CLOEXEC);
+	if (o->fd < 0) {
+		int ret = -errno;
+		WHY("%s: cannot create: %s", path, strerror(errno));
+		o->tmp[0] = 0;
+		return ret;
+	}
+	return 0;
+}
+
+static int output_close(struct output *o, bool ok, char *why, size_t whylen)
+{
+	int ret = 0;
+	if (!o->path)
+		return 0;
+	if (ok && (fsync(o->fd) || fchmod(o->fd, 0644) || rename(o->tmp, o->path))) {
+		ret = -errno;
+		WHY("%s: %s", o->path, strerror(errno));
+	}
+	close(o->fd);
+	if (!ok || ret)
+		unlink(o->tmp);
+	return ret;
+}
+
+struct export_ctx {
+	struct cache_export x;
+	struct progress p;
+};
+
+static int ctx_read(void *ctx, uint64_t block, uint32_t count, void *buf)
+{
+	return cache_export_read(&((struct export_ctx *)ctx)->x, block, count, buf);
+}
+
+static void ctx_progress(void *ctx, uint64_t done, uint64_t total)
+{
+	show_progress(&((struct export_ctx *)ctx)->p, done, total);
+}
+
+int export_cache(const char *cache, const struct export_opts *o, struct export_result *r,
+		 char *why, size_t whylen)
+{
+	struct export_ctx ctx = { .p = { .on = o->progress, .what = "export" } };
+	uint64_t start = now_ms();
+	struct output out;
+	char sub[600];
+	int ret;
+
+	ret = cache_export_open(cache, &ctx.x, why, whylen);
+	if (ret)
+		return ret == -EBUSY ? EXIT_BUSY : ret == -ENOENT ? EXIT_BAD_IMAGE : EXIT_FAIL;
+	ctx.x.meta.flags = o->zstd ? DIFF_FLAG_ZSTD : 0;
+	ctx.x.meta.frame_size = o->frame_size ? o->frame_size : DIFF_DEFAULT_FRAME;
+	ret = output_open(&out, o->out, why, whylen);
+	if (!ret) {
+		ret = diff_write(out.fd, &ctx.x.meta, ctx.x.ext, ctx.x.n_ext, ctx_read, ctx_progress,
+				 &ctx, &r->written, sub, sizeof(sub));
+		if (ret)
+			WHY("%s: %s", cache, sub);
+		int cret = output_close(&out, !ret, why, whylen);   /* on error: only cleans up */
+		if (!ret)
+			ret = cret;
+	}
+	r->meta = ctx.x.meta;
+	r->ms = now_ms() - start;
+	cache_export_close(&ctx.x);
+	return ret ? EXIT_FAIL : 0;
+}
+
+int export_device(uint32_t id, const struct export_opts *o, struct export_result *r,
+		  char *why, size_t whylen)
+{
+	char cache[PATH_MAX], sub[700];
+	int ret, code;
+
+	if (state_config_get(id, "cache", cache, sizeof(cache)))
+		return WHY("ublkb%u: no state entry in %s: not a ublk-tools device, or its state "
+			   "was lost; export its cache with --cache FILE", id, state_dir()), EXIT_NO_DEVICE;
+	if (!cache[0])
+		return WHY("ublkb%u: has no --cache (its writes went to the base): nothing to export",
+			   id), EXIT_USAGE;
+	ret = device_delete(id, o->timeout_ms, false, why, whylen);
+	if (ret)
+		return ret == -EBUSY ? EXIT_BUSY : exit_code_for(ret);
+	code = export_cache(cache, o, r, sub, sizeof(sub));
+	if (code)
+		return WHY("%s; the device is deleted, its cache is kept at %s for another try", sub,
+			   cache), code;
+	if (!o->keep) {
+		ret = cache_remove(cache);
+		if (ret)
+			return WHY("%s: exported, but removing the cache failed: %s", cache,
+				   strerror(-ret)), EXIT_FAIL;
+		r->cache_removed = true;
+	}
+	return 0;
+}
+
+int diff_verify(const struct diff_file *d, uint64_t *bad)
+{
+	uint8_t *buf = malloc(d->meta.frame_size), *scratch = malloc(ZSTD_compressBound(d->meta.frame_size));
+	int ret = buf && scratch ? 0 : -ENOMEM;
+
+	for (uint64_t i = 0; i < d->n_frames && !ret; i++)
+		if ((ret = diff_read_frame(d, i, buf, scratch)))
+			*bad = i;
+	free(buf);
+	free(scratch);
+	return ret;
+}
+
+/* ---- flatten ---- */
+
+struct flat_io {
+	struct layer_io io;
+	int res;
+};
+
+static void flat_done(struct layer_io *io, int res)
+{
+	((struct flat_io *)io)->res = res;
+}
+
+static bool all_zero(const uint8_t *p, size_t n)
+{
+	const uint64_t *w = (const uint64_t *)p;
+	for (size_t i = 0; i < n / 8; i++)
+		if (w[i])
+			return false;
+	return true;
+}
+
+int export_flatten(const struct server_config *cfg, const char *outp, bool progress,
+		   uint64_t *bytes, char *why, size_t whylen)
+{
+	const size_t chunk = 1 << 20;
+	struct server_config ro = *cfg;
+	struct progress p = { .on = progress, .what = "flatten" };
+	struct layer *top = NULL;
+	struct io_uring ring;
+	struct aio aio = { .ring = &ring };
+	struct output out = { .fd = -1 };
+	uint8_t *buf = NULL;
+	void *priv = NULL;
+	int code, ret = 0;
+	bool seekable;
+
+	ro.read_only = true;
+	code = stack_open(&ro, &top, why, whylen);
+	if (code)
+		return code;
+	buf = aligned_alloc(4096, chunk);
+	priv = calloc(1, layer_stack_priv_size(top) + 16);
+	if (!buf || !priv || io_uring_queue_init(8, &ring, 0)) {
+		layer_close(top);
+		free(buf);
+		free(priv);
+		return WHY("out of memory or no io_uring"), EXIT_FAIL;
+	}
+	ret = output_open(&out, outp, why, whylen);
+	seekable = out.path != NULL;
+	for (uint64_t off = 0; !ret && off < top->size; off += chunk) {
+		struct flat_io f = { .io = { .op = LAYER_READ, .off = off, .buf = buf, .done = flat_done,
+					     .aio = &aio, .priv = priv } };
+		f.io.len = (uint32_t)(top->size - off < chunk ? top->size - off : chunk);
+		layer_submit(top, &f.io);
+		if ((ret = aio_drain(&aio)) || (ret = f.res < 0 ? f.res : 0)) {
+			WHY("reading offset %llu: %s", (unsigned long long)off, strerror(-ret));
+			break;
+		}
+		/* a file output stays sparse where the device reads zeros */
+		if (seekable && all_zero(buf, f.io.len)) {
+			if (lseek(out.fd, f.io.len, SEEK_CUR) < 0)
+				ret = -errno;
+		} else {
+			for (size_t done = 0; done < f.io.len && !ret;) {
+				ssize_t n = write(out.fd, buf + done, f.io.len - done);
+				if (n < 0 && errno != EINTR)
+					ret = -errno;
+				done += n > 0 ? (size_t)n : 0;
+			}
+		}
+		if (ret)
+			WHY("writing: %s", strerror(-ret));
+		show_progress(&p, off + f.io.len, top->size);
+	}
+	if (!ret && seekable && ftruncate(out.fd, (off_t)top->size)) {
+		ret = -errno;
+		WHY("%s: %s", outp, strerror(errno));
+	}
+	if (out.fd >= 0) {
+		int cret = output_close(&out, !ret, why, whylen);
+		if (!ret)
+			ret = cret;
+	}
+	*bytes = top->size;
+	io_uring_queue_exit(&ring);
+	layer_close(top);
+	free(buf);
+	free(priv);
+	return ret ? EXIT_FAIL : 0;
+}

@@ -1,0 +1,155 @@
+#!/usr/bin/env bats
+# Diff export and layered images, through real devices.
+
+load lib
+
+setup() { vm_setup; }
+teardown() { vm_teardown; }
+
+dev_sum() { sha256sum <"$1" | cut -d' ' -f1; }
+
+@test "chain base -> diff1 -> diff2 -> diff3: each stack reads exactly what the device had" {
+	make_image "$T/base" 32
+	base_sum=$(dev_sum "$T/base")
+	layers=()
+	for gen in 1 2 3; do
+		args=(--base "$T/base")
+		for l in "${layers[@]}"; do args+=(--layer "$l"); done
+		dev=$("$B/ublk-add" "${args[@]}" --cache "$T/cache$gen" --name "gen$gen")
+		# the stack below reads as the previous generation
+		[ "$gen" -eq 1 ] || [ "$(dev_sum "$dev")" = "$want" ]
+		# change some blocks: random data, zeros (stored as zero), a discard
+		dd if=/dev/urandom of="$dev" bs=4k seek=$((gen * 100)) count=$((gen * 50)) oflag=direct status=none
+		dd if=/dev/urandom of="$dev" bs=1M seek=$((gen * 5)) count=1 oflag=direct status=none
+		dd if=/dev/zero of="$dev" bs=4k seek=$((gen * 1000 + 7)) count=3 oflag=direct status=none
+		blkdiscard -o $(( (gen * 2000) * 4096 )) -l $((64 * 4096)) "$dev"
+		want=$(dev_sum "$dev")
+		zopt=(); [ "$gen" -ne 2 ] || zopt=(--zstd)
+		run "$B/ublk-export-diff" "${zopt[@]}" --json -o "$T/d$gen.diff" "gen$gen"
+		echo "$output"
+		[ "$status" -eq 0 ]
+		[ "$(jq -r .generation <<<"$output")" = "$gen" ]
+		[ "$(jq -r .cache_removed <<<"$output")" = true ]
+		[ "$(jq -r .zero_blocks <<<"$output")" -ge 67 ]
+		# device and cache are gone
+		[ ! -e "$T/cache$gen" ] && [ ! -e "$T/cache$gen.map" ]
+		assert_none_left
+		layers+=("$T/d$gen.diff")
+		# a read-only device over base + chain has exactly the exported bytes
+		args=(--base "$T/base")
+		for l in "${layers[@]}"; do args+=(--layer "$l"); done
+		ro=$("$B/ublk-add" "${args[@]}" --read-only)
+		[ "$(dev_sum "$ro")" = "$want" ]
+		"$B/ublk-del" "$ro"
+	done
+	[ "$(dev_sum "$T/base")" = "$base_sum" ]
+	# flatten gives the same bytes as a plain image
+	"$B/ublk-export-diff" --flatten --base "$T/base" --layer "$T/d1.diff" --layer "$T/d2.diff" \
+		--layer "$T/d3.diff" -o "$T/flat.img"
+	[ "$(dev_sum "$T/flat.img")" = "$want" ]
+}
+
+@test "inspect: header, zero extents from discards, checksums; --json parses" {
+	make_image "$T/base" 8
+	dev=$("$B/ublk-add" --base "$T/base" --cache "$T/cache")
+	dd if=/dev/urandom of="$dev" bs=4k seek=10 count=5 oflag=direct status=none
+	blkdiscard -o $((100 * 4096)) -l $((20 * 4096)) "$dev"
+	"$B/ublk-export-diff" --zstd -o "$T/d.diff" "$dev"
+	run "$B/ublk-export-diff" --inspect "$T/d.diff" --json
+	[ "$status" -eq 0 ]
+	j=$output
+	[ "$(jq -r .verified <<<"$j")" = true ]
+	[ "$(jq -r .zstd <<<"$j")" = true ]
+	[ "$(jq -c '[.extent_list[] | select(.kind == "data")]' <<<"$j")" = '[{"start":10,"count":5,"kind":"data"}]' ]
+	[ "$(jq -c '[.extent_list[] | select(.kind == "zero")]' <<<"$j")" = '[{"start":100,"count":20,"kind":"zero"}]' ]
+	run "$B/ublk-export-diff" --inspect "$T/d.diff"
+	[ "$status" -eq 0 ]
+	[[ "$output" == *"checksums: ok"* ]]
+	[[ "$output" == *"2 extents: 5 data blocks, 20 zero blocks"* ]]
+}
+
+@test "corrupted, truncated, foreign and misplaced diffs are refused with a clear error" {
+	make_image "$T/base" 8
+	dev=$("$B/ublk-add" --base "$T/base" --cache "$T/cache")
+	dd if=/dev/urandom of="$dev" bs=1M count=2 oflag=direct status=none
+	"$B/ublk-export-diff" -o "$T/d1.diff" "$dev"
+	dev=$("$B/ublk-add" --base "$T/base" --layer "$T/d1.diff" --cache "$T/cache2")
+	dd if=/dev/urandom of="$dev" bs=4k count=3 oflag=direct status=none
+	"$B/ublk-export-diff" -o "$T/d2.diff" "$dev"
+
+	# a flipped byte in the data: header fine, the frame checksum catches it
+	cp "$T/d1.diff" "$T/bad.diff"
+	printf 'X' | dd of="$T/bad.diff" bs=1 seek=$((8192 + 100)) conv=notrunc status=none
+	run_mustfail 5 "frame 0: checksum mismatch" stderr_of "$B/ublk-export-diff" --inspect "$T/bad.diff"
+	# reading that block through a device fails with EIO, other blocks are fine
+	dev=$("$B/ublk-add" --base "$T/base" --layer "$T/bad.diff" --read-only)
+	run dd if="$dev" of=/dev/null bs=4k count=1 iflag=direct status=none
+	[ "$status" -ne 0 ]
+	dd if="$dev" of=/dev/null bs=4k skip=1000 count=1 iflag=direct status=none
+	"$B/ublk-del" "$dev"
+	# damaged header
+	cp "$T/d1.diff" "$T/bad.diff"
+	printf 'X' | dd of="$T/bad.diff" bs=1 seek=20 conv=notrunc status=none
+	run_mustfail 5 "header checksum mismatch" "$B/ublk-add" --base "$T/base" --layer "$T/bad.diff" --read-only
+	# truncated
+	head -c -100 "$T/d1.diff" >"$T/bad.diff"
+	run_mustfail 5 "footer missing or damaged (truncated file?)" "$B/ublk-export-diff" --inspect "$T/bad.diff"
+	# not a diff
+	run_mustfail 5 "not a ublk-tools diff (bad magic)" "$B/ublk-export-diff" --inspect "$T/base"
+	# wrong block size (header rewritten with a valid checksum)
+	python3 - "$T/d1.diff" "$T/bad.diff" <<'PY'
+import struct, sys
+d = bytearray(open(sys.argv[1], 'rb').read())
+d[12:16] = struct.pack('<I', 512)
+import zlib
+def crc32c(b):
+    c = 0xffffffff
+    for x in b:
+        c ^= x
+        for _ in range(8):
+            c = (c >> 1) ^ 0x82f63b78 if c & 1 else c >> 1
+    return c ^ 0xffffffff
+d[124:128] = struct.pack('<I', crc32c(bytes(d[:124])))
+open(sys.argv[2], 'wb').write(d)
+PY
+	run_mustfail 5 "block size 512, expected 4096" "$B/ublk-export-diff" --inspect "$T/bad.diff"
+	# wrong parent: d2 directly over the base
+	run_mustfail 5 "its parent is" "$B/ublk-add" --base "$T/base" --layer "$T/d2.diff" --read-only
+	# wrong order
+	run_mustfail 5 "layers must be given base first" \
+		"$B/ublk-add" --base "$T/base" --layer "$T/d2.diff" --layer "$T/d1.diff" --read-only
+	assert_none_left
+}
+
+@test "export with a holder open times out and leaves everything as it was" {
+	make_image "$T/base" 8
+	dev=$("$B/ublk-add" --base "$T/base" --cache "$T/cache")
+	dd if=/dev/urandom of="$dev" bs=4k count=10 oflag=direct status=none
+	before=$(dev_sum "$dev")
+	exec 7<"$dev"
+	start=$(date +%s%N)
+	run_mustfail 8 "still in use after 1000 ms: pid $$" \
+		"$B/ublk-export-diff" --timeout 1 -o "$T/d.diff" "$dev"
+	[ $(( ($(date +%s%N) - start) / 1000000 )) -lt 4000 ]
+	exec 7<&-
+	[ ! -e "$T/d.diff" ]
+	[ -z "$(ls "$T" | grep 'd.diff.tmp')" ]
+	[ -e "$T/cache" ] && [ -e "$T/cache.map" ]
+	[ "$(dev_sum "$dev")" = "$before" ]
+	# and a retry works, keeping the cache when asked
+	"$B/ublk-export-diff" --keep -o "$T/d.diff" "$dev"
+	[ -e "$T/cache" ]
+	assert_none_left
+	# the kept cache of a stopped device exports the same diff content
+	"$B/ublk-export-diff" --cache "$T/cache" -o "$T/d2.diff"
+	cmp <("$B/ublk-export-diff" --inspect "$T/d.diff" --json | jq -c .extent_list) \
+		<("$B/ublk-export-diff" --inspect "$T/d2.diff" --json | jq -c .extent_list)
+}
+
+@test "export of a running device's cache by file is refused" {
+	make_image "$T/base" 4
+	dev=$("$B/ublk-add" --base "$T/base" --cache "$T/cache")
+	run_mustfail 8 "cache is in use by a running server" \
+		"$B/ublk-export-diff" --cache "$T/cache" -o "$T/d.diff"
+	"$B/ublk-del" "$dev"
+}
