@@ -15,7 +15,7 @@
 
 enum {
 	KEY_OUTPUT = 'o', KEY_ZSTD = 'z', KEY_KEEP = 'k', KEY_JSON = 'j',
-	KEY_FRAME = 0x300, KEY_INSPECT, KEY_FLATTEN, KEY_PROGRESS, KEY_NO_PROGRESS,
+	KEY_FRAME = 0x300, KEY_LIVE, KEY_INSPECT, KEY_FLATTEN, KEY_PROGRESS, KEY_NO_PROGRESS,
 };
 
 static const struct cli_option options[] = {
@@ -24,6 +24,7 @@ static const struct cli_option options[] = {
 	{ "zstd", 'z', NULL, "compress frames with zstd" },
 	{ "frame-size", KEY_FRAME, "SIZE", "uncompressed bytes per frame (default 1M)" },
 	{ "keep", 'k', NULL, "keep the device's cache after exporting it" },
+	{ "live", KEY_LIVE, NULL, "export from the running device: hold its writes meanwhile, keep it" },
 	{ "timeout", 't', "SEC", "deadline for the device to be released and stopped (default 10)" },
 	{ "inspect", KEY_INSPECT, "DIFF", "print a diff's header and extents and verify every checksum" },
 	{ "flatten", KEY_FLATTEN, NULL, "write base + layers + cache as one plain image" },
@@ -149,6 +150,7 @@ int main(int argc, char **argv)
 		case KEY_OUTPUT: o.out = optarg; break;
 		case KEY_ZSTD: o.zstd = true; break;
 		case KEY_KEEP: o.keep = true; break;
+		case KEY_LIVE: o.live = true; break;
 		case KEY_JSON: json = true; break;
 		case KEY_INSPECT: inspect_path = optarg; break;
 		case KEY_FLATTEN: flatten = true; break;
@@ -202,6 +204,8 @@ int main(int argc, char **argv)
 		return cli_usage_error(&c, "give a device or --cache, not both");
 	if (!cfg.cache && optind != argc - 1)
 		return cli_usage_error(&c, optind < argc ? "one device at a time" : "no device given");
+	if (o.live && cfg.cache)
+		return cli_usage_error(&c, "--live exports a running device, not --cache");
 	if (cfg.cache) {
 		code = export_cache(cfg.cache, &o, &r, why, sizeof(why));
 	} else {
@@ -211,7 +215,8 @@ int main(int argc, char **argv)
 				argv[optind]);
 			return EXIT_NO_DEVICE;
 		}
-		code = export_device(id, &o, &r, why, sizeof(why));
+		code = o.live ? export_live(id, &o, &r, why, sizeof(why))
+			      : export_device(id, &o, &r, why, sizeof(why));
 	}
 	if (code) {
 		log_err("%s", why);

@@ -14,8 +14,10 @@ struct cache_export {
 };
 
 /* Open the cache at path (data file and path.map) for export. -EBUSY if a
- * server still uses it. 0 or -errno with why set. */
-int cache_export_open(const char *path, struct cache_export *x, char *why, size_t whylen);
+ * server still uses it, unless live: the server froze it for us
+ * (layer_cache_freeze). 0 or -errno with why set. */
+int cache_export_open(const char *path, bool live, struct cache_export *x, char *why,
+		      size_t whylen);
 /* diff_read_fn over the data file; ctx is the struct cache_export. */
 int cache_export_read(void *ctx, uint64_t block, uint32_t count, void *buf);
 void cache_export_close(struct cache_export *x);

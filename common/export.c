@@ -1,6 +1,7 @@
 #include "export.h"
 #include "aio.h"
 #include "cache.h"
+#include "ctlsock.h"
 #include "device.h"
 #include "exitcodes.h"
 #include "layer.h"
@@ -102,7 +103,7 @@ int export_cache(const char *cache, const struct export_opts *o, struct export_r
 	char sub[600];
 	int ret;
 
-	ret = cache_export_open(cache, &ctx.x, why, whylen);
+	ret = cache_export_open(cache, o->live, &ctx.x, why, whylen);
 	if (ret)
 		return ret == -EBUSY ? EXIT_BUSY : ret == -ENOENT ? EXIT_BAD_IMAGE : EXIT_FAIL;
 	ctx.x.meta.flags = o->zstd ? DIFF_FLAG_ZSTD : 0;
@@ -149,6 +150,44 @@ int export_device(uint32_t id, const struct export_opts *o, struct export_result
 				   strerror(-ret)), EXIT_FAIL;
 		r->cache_removed = true;
 	}
+	return 0;
+}
+
+int export_live(uint32_t id, const struct export_opts *o, struct export_result *r,
+		char *why, size_t whylen)
+{
+	struct export_opts live = *o;
+	char cache[PATH_MAX], line[256], sub[900];
+	int fd, ret, code;
+
+	if (state_config_get(id, "cache", cache, sizeof(cache)))
+		return WHY("ublkb%u: no state entry in %s: not a ublk-tools device", id, state_dir()),
+		       EXIT_NO_DEVICE;
+	if (!cache[0])
+		return WHY("ublkb%u: has no --cache: nothing to export", id), EXIT_USAGE;
+	fd = ctlsock_connect(id);
+	if (fd < 0)
+		return WHY("ublkb%u: cannot reach its server: %s", id, strerror(-fd)), EXIT_FAIL;
+	dprintf(fd, "freeze %llu\n", (unsigned long long)o->timeout_ms);
+	ret = ctlsock_read_line(fd, line, sizeof(line), o->timeout_ms + 2000);
+	if (ret <= 0 || strcmp(line, "frozen")) {
+		code = ret == -ETIMEDOUT ? EXIT_TIMEOUT : EXIT_FAIL;
+		WHY("ublkb%u: server did not freeze: %s", id, ret > 0 ? line :
+		    ret ? strerror(-ret) : "connection closed");
+		close(fd);
+		return code;
+	}
+	live.live = true;
+	code = export_cache(cache, &live, r, sub, sizeof(sub));
+	/* Writes resume whatever happened; closing the socket would do it too. */
+	ctlsock_send(fd, "thaw\n");
+	ret = ctlsock_read_line(fd, line, sizeof(line), 5000);
+	close(fd);
+	if (code)
+		return WHY("%s", sub), code;
+	if (ret <= 0 || strcmp(line, "thawed"))
+		return WHY("ublkb%u: exported, but the server did not confirm resuming writes "
+			   "(held at most %llu ms)", id, (unsigned long long)o->timeout_ms), EXIT_FAIL;
 	return 0;
 }
 

@@ -16,6 +16,7 @@ struct export_opts {
 	bool keep;              /* keep the cache after a successful export */
 	uint64_t timeout_ms;    /* for the device to be released and stopped */
 	bool progress;          /* progress line on stderr */
+	bool live;              /* the server keeps running; see export_live */
 };
 
 struct export_result {
@@ -35,6 +36,11 @@ int export_cache(const char *cache, const struct export_opts *o, struct export_r
  * lost, and why says where it is. */
 int export_device(uint32_t id, const struct export_opts *o, struct export_result *r,
 		  char *why, size_t whylen);
+/* Export a point-in-time diff of a running device: its server holds
+ * writes (at most o->timeout_ms) and makes the cache durable, the cache is
+ * exported, writes resume. The device and its cache stay. */
+int export_live(uint32_t id, const struct export_opts *o, struct export_result *r,
+		char *why, size_t whylen);
 /* Write the whole device that cfg describes (base, layers, cache) as a
  * plain image to out (NULL or "-": stdout). Returns a tool exit code. */
 int export_flatten(const struct server_config *cfg, const char *out, bool progress,

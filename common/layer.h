@@ -97,6 +97,14 @@ int layer_file_fd(const struct layer *l);
 int layer_cache_open(const char *path, struct layer *lower, uint64_t size, bool read_only,
 		     struct layer **out, char *why, size_t whylen);
 
+/* The cache layer in a stack, or NULL. */
+struct layer *layer_find_cache(struct layer *top);
+/* Hold new writes and discards, wait (at most timeout_ms) for those in
+ * flight, and make the cache durable: its files are then a consistent
+ * point in time until layer_cache_thaw. Call from outside the queues. */
+int layer_cache_freeze(struct layer *cache, uint64_t timeout_ms);
+void layer_cache_thaw(struct layer *cache);
+
 /* A diff file (docs/diff-format.md) as a read-only layer over lower; refused
  * unless its parent id is lower's id and its geometry fits. */
 int layer_diff_open(const char *path, struct layer *lower, struct layer **out,

@@ -17,11 +17,13 @@
 #include "crc32c.h"
 #include "cache.h"
 #include "layer.h"
+#include "timeutil.h"
 
 #include <endian.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -56,6 +58,14 @@ struct cache {
 	uint64_t *taken;            /* pages the running persist() took from changed */
 	size_t map_bytes, npages;
 	struct cache_hdr hdr;
+
+	/* Live export: while frozen, writes and discards are parked and
+	 * resubmitted on their own queue's ring at thaw. */
+	_Atomic int frozen;
+	_Atomic uint64_t modifying;     /* writes and discards in flight */
+	struct layer_io *parked;        /* under lock */
+	pthread_mutex_t persist_lock;   /* persist() runs one at a time */
+	pthread_mutex_t msg_lock;       /* msg_ring is used by flusher and thaw */
 
 	pthread_t flusher;
 	bool flusher_running;
@@ -173,6 +183,37 @@ static void cache_read(struct layer *l, struct layer_io *io)
 
 /* ---- write, discard ---- */
 
+static void resume_parked(struct aio_req *req, int res)
+{
+	struct layer_io *io = container_of(req, struct layer_io, areq);
+	(void)res;
+	layer_submit(io->layer, io);
+}
+
+/* Count a write or discard in, or park it while the cache is frozen.
+ * Counting first and checking after pairs with freeze(), which sets the
+ * flag first and waits for the count to drop. */
+static bool may_modify(struct cache *c, struct layer_io *io)
+{
+	atomic_fetch_add(&c->modifying, 1);
+	if (!atomic_load(&c->frozen))
+		return true;
+	atomic_fetch_sub(&c->modifying, 1);
+	io->areq.complete = resume_parked;
+	aio_expect(io->aio);
+	pthread_mutex_lock(&c->lock);
+	((struct cache_io *)io->priv)->next_flush = c->parked;
+	c->parked = io;
+	pthread_mutex_unlock(&c->lock);
+	return false;
+}
+
+static void modified(struct cache *c, struct layer_io *io, int res)
+{
+	atomic_fetch_sub(&c->modifying, 1);
+	io->done(io, res);
+}
+
 static void set_range(struct cache *c, uint64_t off, uint32_t len, unsigned st)
 {
 	for (uint64_t b = off / BS; b < (off + len) / BS && b < c->nblocks; b++)
@@ -191,14 +232,14 @@ static void write_done(struct layer_io *child, int res)
 				  block_is_zero((char *)io->buf + (size_t)i * BS) ? ST_ZERO : ST_DIRTY);
 		res = (int)io->len;
 	}
-	io->done(io, res);
+	modified(p->cache, io, res);
 }
 
 static void zero_done(struct layer_io *child, int res)
 {
 	struct cache_io *p = container_of(child, struct cache_io, child);
 	struct layer_io *io = p->parent;
-	io->done(io, res < 0 ? res : (io->op == LAYER_WRITE ? (int)io->len : 0));
+	modified(p->cache, io, res < 0 ? res : (io->op == LAYER_WRITE ? (int)io->len : 0));
 }
 
 /* Zero state first, then give the space back: a read in between sees zeros. */
@@ -210,7 +251,7 @@ static void make_zero(struct cache_io *p, struct layer_io *io)
 	if (end > c->l.size)
 		end = c->l.size;
 	if (io->off >= end) {
-		io->done(io, 0);
+		modified(c, io, 0);
 		return;
 	}
 	set_range(c, io->off, (uint32_t)(end - io->off), ST_ZERO);
@@ -222,6 +263,8 @@ static void cache_write(struct layer *l, struct layer_io *io)
 	struct cache_io *p = start((struct cache *)l, io);
 	bool all_zero = true;
 
+	if (!may_modify(p->cache, io))
+		return;
 	for (uint32_t i = 0; i < io->len / BS && all_zero; i++)
 		all_zero = block_is_zero((char *)io->buf + (size_t)i * BS);
 	if (all_zero)
@@ -232,7 +275,9 @@ static void cache_write(struct layer *l, struct layer_io *io)
 
 static void cache_discard(struct layer *l, struct layer_io *io)
 {
-	make_zero(start((struct cache *)l, io), io);
+	struct cache_io *p = start((struct cache *)l, io);
+	if (may_modify(p->cache, io))
+		make_zero(p, io);
 }
 
 /* ---- flush ---- */
@@ -251,6 +296,7 @@ static int persist(struct cache *c)
 	uint64_t words = (c->npages + 63) / 64, *taken = c->taken;
 	int ret = 0;
 
+	pthread_mutex_lock(&c->persist_lock);
 	for (uint64_t w = 0; w < words; w++) {
 		taken[w] = __atomic_exchange_n(&c->changed[w], 0, __ATOMIC_SEQ_CST);
 		for (uint64_t bits = taken[w]; bits; bits &= bits - 1) {
@@ -280,6 +326,7 @@ out:
 	if (ret)   /* not persisted: try these pages again next time */
 		for (uint64_t w = 0; w < words; w++)
 			__atomic_fetch_or(&c->changed[w], taken[w], __ATOMIC_SEQ_CST);
+	pthread_mutex_unlock(&c->persist_lock);
 	return ret;
 }
 
@@ -299,11 +346,13 @@ static void send_messages(struct cache *c, unsigned queued)
 		io_uring_cqe_seen(&c->msg_ring, cqe);
 }
 
-/* Complete every flush of the batch on its own queue's ring. */
+/* Complete every request of the batch (linked by next_flush) on its own
+ * queue's ring. */
 static void complete_batch(struct cache *c, struct layer_io *batch, int res)
 {
 	unsigned queued = 0;
 
+	pthread_mutex_lock(&c->msg_lock);
 	while (batch) {
 		struct layer_io *io = batch;
 		batch = ((struct cache_io *)io->priv)->next_flush;
@@ -319,6 +368,7 @@ static void complete_batch(struct cache *c, struct layer_io *batch, int res)
 		queued++;
 	}
 	send_messages(c, queued);
+	pthread_mutex_unlock(&c->msg_lock);
 }
 
 static void *flusher_main(void *arg)
@@ -430,6 +480,8 @@ static void cache_close(struct layer *l)
 	free(c->changed);
 	free(c->taken);
 	pthread_mutex_destroy(&c->lock);
+	pthread_mutex_destroy(&c->persist_lock);
+	pthread_mutex_destroy(&c->msg_lock);
 	pthread_cond_destroy(&c->cond);
 	free(c);
 }
@@ -513,6 +565,8 @@ int layer_cache_open(const char *path, struct layer *lower, uint64_t size, bool 
 		return -ENOMEM;
 	c->map_fd = -1;
 	pthread_mutex_init(&c->lock, NULL);
+	pthread_mutex_init(&c->persist_lock, NULL);
+	pthread_mutex_init(&c->msg_lock, NULL);
 	pthread_cond_init(&c->cond, NULL);
 	c->l.ops = &cache_ops;
 	c->l.lower = lower;
@@ -631,9 +685,53 @@ fail:
 	return ret;
 }
 
+/* ---- live export ---- */
+
+struct layer *layer_find_cache(struct layer *top)
+{
+	for (; top; top = top->lower)
+		if (top->ops == &cache_ops)
+			return top;
+	return NULL;
+}
+
+void layer_cache_thaw(struct layer *l)
+{
+	struct cache *c = (struct cache *)l;
+	struct layer_io *parked;
+
+	pthread_mutex_lock(&c->lock);
+	atomic_store(&c->frozen, 0);
+	parked = c->parked;
+	c->parked = NULL;
+	pthread_mutex_unlock(&c->lock);
+	complete_batch(c, parked, 0);
+}
+
+int layer_cache_freeze(struct layer *l, uint64_t timeout_ms)
+{
+	struct cache *c = (struct cache *)l;
+	uint64_t deadline = now_ms() + timeout_ms;
+
+	if (l->read_only)
+		return -EROFS;
+	atomic_store(&c->frozen, 1);
+	while (atomic_load(&c->modifying)) {
+		if (!ms_left(deadline)) {
+			layer_cache_thaw(l);
+			return -ETIMEDOUT;
+		}
+		sleep_ms(1);
+	}
+	int ret = persist(c);
+	if (ret)
+		layer_cache_thaw(l);
+	return ret;
+}
+
 /* ---- export ---- */
 
-int cache_export_open(const char *path, struct cache_export *x, char *why, size_t whylen)
+int cache_export_open(const char *path, bool live, struct cache_export *x, char *why, size_t whylen)
 {
 	char map_path[4096];
 	struct cache c = { .map_fd = -1 };
@@ -649,7 +747,7 @@ int cache_export_open(const char *path, struct cache_export *x, char *why, size_
 		snprintf(why, whylen, "%s: %s", map_path, strerror(errno));
 		return ret;
 	}
-	if (flock(c.map_fd, LOCK_SH | LOCK_NB)) {
+	if (!live && flock(c.map_fd, LOCK_SH | LOCK_NB)) {
 		ret = errno == EWOULDBLOCK ? -EBUSY : -errno;
 		snprintf(why, whylen, "%s: cache is in use by a running server: stop the device first",
 			 path);

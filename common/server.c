@@ -1,4 +1,5 @@
 #include "server.h"
+#include "ctlsock.h"
 #include "ctrl.h"
 #include "exitcodes.h"
 #include "layer.h"
@@ -21,6 +22,7 @@
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/signalfd.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 struct server {
@@ -33,6 +35,7 @@ struct server {
 	int sig_fd;
 	int exit_efd;           /* queue threads signal their end */
 	int ready_efd;
+	int ctl_fd;             /* control socket (live export) */
 	struct ublk_queue *queues;
 	unsigned started;       /* queue threads running */
 	bool live;
@@ -226,6 +229,8 @@ static void teardown(struct server *s)
 		close(s->exit_efd);
 	if (s->ready_efd >= 0)
 		close(s->ready_efd);
+	if (s->ctl_fd >= 0)
+		close(s->ctl_fd);
 }
 
 int server_preflight(const struct server_config *cfg, char *why, size_t len)
@@ -307,6 +312,10 @@ static int setup(struct server *s)
 	    (ret = state_write(s->dev_id, "state", "starting\n")))
 		return fail(s, EXIT_FAIL, "ublkb%d: writing state: %s", s->dev_id, strerror(-ret));
 
+	s->ctl_fd = ctlsock_listen(s->dev_id);
+	if (s->ctl_fd < 0)
+		return fail(s, EXIT_FAIL, "ublkb%d: control socket: %s", s->dev_id, strerror(-s->ctl_fd));
+
 	set_params(s, &params);
 	ret = ctrl_set_params(&s->ctrl, s->dev_id, &params);
 	if (ret)
@@ -330,17 +339,57 @@ static int setup(struct server *s)
 	return 0;
 }
 
+/* One client of the control socket: "freeze MS" holds writes (at most MS
+ * and never past the client's going away) until "thaw". */
+static void serve_ctl(struct server *s)
+{
+	int fd = accept4(s->ctl_fd, NULL, NULL, SOCK_CLOEXEC);
+	struct layer *cache = layer_find_cache(s->layer);
+	char line[128];
+	unsigned long long hold;
+	int ret;
+
+	if (fd < 0)
+		return;
+	if (ctlsock_read_line(fd, line, sizeof(line), 2000) <= 0 ||
+	    sscanf(line, "freeze %llu", &hold) != 1) {
+		ctlsock_send(fd, "error expected 'freeze MS'\n");
+		goto out;
+	}
+	if (!cache) {
+		ctlsock_send(fd, "error the device has no cache\n");
+		goto out;
+	}
+	if (hold > 600000)
+		hold = 600000;
+	ret = layer_cache_freeze(cache, hold);
+	if (ret) {
+		dprintf(fd, "error freezing: %s\n", strerror(-ret));
+		goto out;
+	}
+	log_dbg("ublkb%d: frozen for a live export (at most %llu ms)", s->dev_id, hold);
+	ctlsock_send(fd, "frozen\n");
+	ret = ctlsock_read_line(fd, line, sizeof(line), hold);
+	layer_cache_thaw(cache);
+	if (ret == -ETIMEDOUT)
+		log_err("ublkb%d: live export held writes for %llu ms; resumed them", s->dev_id, hold);
+	ctlsock_send(fd, "thawed\n");
+out:
+	close(fd);
+}
+
 /* Wait for a stop signal or for the queues to end (device stopped),
  * refreshing the statistics every second meanwhile. */
 static void wait_for_stop(struct server *s)
 {
 	for (;;) {
-		struct pollfd p[2] = {
+		struct pollfd p[3] = {
 			{ .fd = s->sig_fd, .events = POLLIN },
 			{ .fd = s->exit_efd, .events = POLLIN },
+			{ .fd = s->ctl_fd, .events = POLLIN },
 		};
 		write_stats(s);
-		if (poll(p, 2, 1000) < 0) {
+		if (poll(p, 3, 1000) < 0) {
 			if (errno == EINTR)
 				continue;
 			return;
@@ -351,6 +400,8 @@ static void wait_for_stop(struct server *s)
 				log_dbg("ublkb%d: signal %u, stopping", s->dev_id, si.ssi_signo);
 			return;
 		}
+		if (p[2].revents & POLLIN)
+			serve_ctl(s);
 		if (p[1].revents & POLLIN) {
 			log_dbg("ublkb%d: queues ended, device stopped", s->dev_id);
 			return;
@@ -362,7 +413,7 @@ int server_run(const struct server_config *cfg)
 {
 	struct server s = {
 		.cfg = cfg, .dev_id = -1, .char_fd = -1, .sig_fd = -1,
-		.exit_efd = -1, .ready_efd = -1,
+		.exit_efd = -1, .ready_efd = -1, .ctl_fd = -1,
 	};
 	sigset_t mask;
 	int code;
