@@ -44,7 +44,7 @@ LIB_SRC = aio cli crc32c ctlsock ctrl device devopts export image json diff laye
           ready server state timeutil
 LIB_OBJ = $(LIB_SRC:%=$(OUT)/common/%.o)
 BINS    = $(TOOLS:%=$(OUT)/%)
-TEST_BINS = $(OUT)/tests/test-layers
+TEST_BINS = $(OUT)/tests/test-layers $(OUT)/tests/test-diff
 
 ifneq ($(V),1)
 Q = @

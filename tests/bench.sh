@@ -128,3 +128,25 @@ done
 nbd_ms=$(( $(ms "$start") / n ))
 echo
 echo "add -> live -> del, mean of $n: ublk-tools ${ublk_ms} ms, nbdkit+nbd-client ${nbd_ms} ms"
+
+# export throughput: a device with 64 MiB of changed blocks, against cp of
+# the same number of bytes
+mb_s() { awk -v b="$1" -v ms="$2" 'BEGIN { printf "%.0f", ms ? b / 1048576 / (ms / 1000) : 0 }'; }
+for mode in raw zstd; do
+	dev=$("$B/ublk-add" --base "$W/base" --cache "$W/xcache")
+	dd if=/dev/urandom of="$dev" bs=1M count=64 oflag=direct status=none
+	"$B/ublk-del" "$dev"
+	zopt=(); [ "$mode" = raw ] || zopt=(--zstd)
+	start=$(date +%s%N)
+	"$B/ublk-export-diff" "${zopt[@]}" --cache "$W/xcache" -o "$W/x.diff"
+	sync
+	exp_ms=$(ms "$start")
+	rm -f "$W/xcache" "$W/xcache.map" "$W/x.diff"
+	eval "export_$mode=$exp_ms"
+done
+head -c $((64 << 20)) "$W/base" >"$W/src64"
+start=$(date +%s%N)
+cp "$W/src64" "$W/dst64"
+sync
+cp_ms=$(ms "$start")
+echo "export of 64 MiB changed: raw $(mb_s $((64 << 20)) "$export_raw") MiB/s, zstd $(mb_s $((64 << 20)) "$export_zstd") MiB/s; cp of 64 MiB: $(mb_s $((64 << 20)) "$cp_ms") MiB/s"

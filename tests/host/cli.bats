@@ -19,7 +19,7 @@ teardown() {
 }
 
 @test "every tool has --help, --version and --long-options" {
-	for tool in ublk-add ublk-serve ublk-del; do
+	for tool in ublk-add ublk-serve ublk-del ublk-export-diff; do
 		run "$B/$tool" --help
 		[ "$status" -eq 0 ]
 		[[ "${lines[0]}" == "Usage: $tool "* ]]
@@ -35,7 +35,7 @@ teardown() {
 }
 
 @test "unknown option is a usage error" {
-	for tool in ublk-add ublk-serve ublk-del; do
+	for tool in ublk-add ublk-serve ublk-del ublk-export-diff; do
 		run_mustfail 2 "unknown option '--bogus'; see '$tool --help'" "$B/$tool" --bogus
 		run_mustfail 2 "unknown option '-Z'" "$B/$tool" -Z
 	done
@@ -97,4 +97,21 @@ teardown() {
 	echo "$output"
 	[ "$status" -eq 0 ]
 	[[ "$output" == *" 0 failed" ]]
+}
+
+@test "diff format and diff layer unit tests" {
+	run "$UBLK_TEST_BIN/test-diff"
+	echo "$output"
+	[ "$status" -eq 0 ]
+	[[ "$output" == *" 0 failed" ]]
+}
+
+@test "ublk-export-diff refuses bad combinations" {
+	run_mustfail 2 "no device given" "$B/ublk-export-diff" -o "$T/x"
+	run_mustfail 2 "give a device or --cache, not both" "$B/ublk-export-diff" --cache "$T/c" -o "$T/x" 3
+	run_mustfail 2 "--live exports a running device, not --cache" "$B/ublk-export-diff" --live --cache "$T/c" -o "$T/x"
+	run_mustfail 2 "--flatten needs --base" "$B/ublk-export-diff" --flatten -o "$T/x"
+	run_mustfail 2 "--frame-size '5000'" "$B/ublk-export-diff" --frame-size 5000 -o "$T/x" 1
+	run_mustfail 5 "not a ublk-tools diff (bad magic)" "$B/ublk-export-diff" --inspect "$T/img"
+	run_mustfail 5 "too short to be a diff" "$B/ublk-export-diff" --inspect /dev/null
 }

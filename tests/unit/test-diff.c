@@ -1,0 +1,170 @@
+/* Host unit tests of the diff format and the diff layer. */
+#include "aio.h"
+#include "diff.h"
+#include "layer.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static int failures, checks;
+#define CHECK(cond, ...) do { \
+	checks++; \
+	if (!(cond)) { failures++; fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__); \
+		fprintf(stderr, __VA_ARGS__); fputc('\n', stderr); } \
+} while (0)
+
+#define BS 4096
+#define BLOCKS 1024     /* 4 MiB device */
+
+static uint8_t *source;  /* what the "cache" holds, per block */
+
+static int read_source(void *ctx, uint64_t block, uint32_t count, void *buf)
+{
+	(void)ctx;
+	memcpy(buf, source + block * BS, (size_t)count * BS);
+	return 0;
+}
+
+static const struct diff_extent extents[] = {
+	{ 0, 3, DIFF_DATA }, { 10, 5, DIFF_ZERO }, { 20, 300, DIFF_DATA }, { 700, 1, DIFF_DATA },
+};
+
+static void write_diff(const char *path, uint32_t flags, uint32_t frame, const uint8_t parent[16],
+		       uint8_t id_out[16])
+{
+	struct diff_meta m = { .dev_size = BLOCKS * BS, .generation = 1, .flags = flags,
+			       .frame_size = frame };
+	struct diff_write_result r;
+	char why[300];
+	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+
+	memset(m.id, 0x11 + (int)flags, 16);
+	memcpy(m.parent, parent, 16);
+	memcpy(id_out, m.id, 16);
+	CHECK(diff_write(fd, &m, extents, 4, read_source, NULL, NULL, &r, why, sizeof(why)) == 0,
+	      "write: %s", why);
+	CHECK(m.data_blocks == 304 && m.zero_blocks == 5, "counts %llu %llu",
+	      (unsigned long long)m.data_blocks, (unsigned long long)m.zero_blocks);
+	close(fd);
+}
+
+static struct io_uring ring;
+static struct aio aio = { .ring = &ring };
+static char priv[4096];
+static int result;
+static void done(struct layer_io *io, int res) { (void)io; result = res; }
+
+static int layer_read(struct layer *l, uint64_t off, uint32_t len, void *buf)
+{
+	struct layer_io io = { .op = LAYER_READ, .off = off, .len = len, .buf = buf, .done = done,
+			       .aio = &aio, .priv = priv };
+	result = 1;
+	layer_submit(l, &io);
+	aio_drain(&aio);
+	return result;
+}
+
+static void check_stack(const char *base_path, const char *diff_path, const uint8_t *base)
+{
+	struct layer *b, *l;
+	char why[300];
+	uint8_t *buf = aligned_alloc(4096, BLOCKS * BS), *want = malloc(BLOCKS * BS);
+
+	memcpy(want, base, BLOCKS * BS);
+	for (size_t i = 0; i < 4; i++)
+		for (uint32_t k = 0; k < extents[i].count; k++) {
+			uint64_t blk = extents[i].start + k;
+			if (extents[i].kind == DIFF_DATA)
+				memcpy(want + blk * BS, source + blk * BS, BS);
+			else
+				memset(want + blk * BS, 0, BS);
+		}
+	CHECK(layer_file_open(base_path, true, &b) == 0, "open base");
+	CHECK(layer_diff_open(diff_path, b, &l, why, sizeof(why)) == 0, "diff layer: %s", why);
+	/* in pieces that cross extent and frame edges */
+	for (uint64_t off = 0; off < BLOCKS * BS; off += 12 * BS)
+		CHECK(layer_read(l, off, 12 * BS > BLOCKS * BS - off ? (uint32_t)(BLOCKS * BS - off) : 12 * BS,
+				 buf + off) >= 0, "read at %llu", (unsigned long long)off);
+	CHECK(!memcmp(buf, want, BLOCKS * BS), "base + diff reads as expected");
+	layer_close(l);
+	free(buf);
+	free(want);
+}
+
+int main(void)
+{
+	char base_path[] = "/tmp/test-diff-base.XXXXXX", raw[64], zst[64], bad[64], why[300];
+	uint8_t zero_id[16] = { 0 }, raw_id[16], zst_id[16];
+	uint8_t *base = malloc(BLOCKS * BS);
+	struct diff_file *d;
+	struct layer *b, *l;
+	uint64_t run, idx;
+
+	io_uring_queue_init(16, &ring, 0);
+	source = malloc(BLOCKS * BS);
+	for (size_t i = 0; i < BLOCKS * BS; i++) {
+		source[i] = (uint8_t)(rand() >> 3);
+		base[i] = (uint8_t)(rand() >> 5);
+	}
+	int fd = mkstemp(base_path);
+	CHECK(write(fd, base, BLOCKS * BS) == BLOCKS * BS, "base written");
+	close(fd);
+	snprintf(raw, sizeof(raw), "%s.raw", base_path);
+	snprintf(zst, sizeof(zst), "%s.zst", base_path);
+	snprintf(bad, sizeof(bad), "%s.bad", base_path);
+
+	write_diff(raw, 0, 64 * 1024, zero_id, raw_id);
+	write_diff(zst, DIFF_FLAG_ZSTD, 128 * 1024, zero_id, zst_id);
+
+	CHECK(diff_open(raw, &d, why, sizeof(why)) == 0, "open raw: %s", why);
+	CHECK(diff_lookup(d, 1, &run, &idx) == DIFF_DATA && run == 2 && idx == 1, "lookup data");
+	CHECK(diff_lookup(d, 5, &run, &idx) == DIFF_ABSENT && run == 5, "lookup gap");
+	CHECK(diff_lookup(d, 12, &run, &idx) == DIFF_ZERO && run == 3, "lookup zero");
+	CHECK(diff_lookup(d, 700, &run, &idx) == DIFF_DATA && idx == 303, "lookup last");
+	CHECK(diff_lookup(d, 900, &run, &idx) == DIFF_ABSENT && run == UINT64_MAX, "lookup past all");
+	CHECK(d->n_frames == (304 * BS + 65535) / 65536, "frame count");
+	diff_close(d);
+
+	check_stack(base_path, raw, base);
+	check_stack(base_path, zst, base);
+
+	/* a damaged frame fails only reads that touch it */
+	char cmd[256];
+	snprintf(cmd, sizeof(cmd), "cp %s %s && printf X | dd of=%s bs=1 seek=%d conv=notrunc status=none",
+		 raw, bad, bad, 8192 + 5);
+	CHECK(system(cmd) == 0, "corrupt copy");
+	CHECK(layer_file_open(base_path, true, &b) == 0, "open base");
+	CHECK(layer_diff_open(bad, b, &l, why, sizeof(why)) == 0, "metadata still valid");
+	uint8_t *buf = aligned_alloc(4096, 4 * BS);
+	CHECK(layer_read(l, 0, BS, buf) == -EIO, "damaged frame reads EIO");
+	CHECK(layer_read(l, 900 * BS, BS, buf) == BS, "blocks elsewhere still read");
+	layer_close(l);
+
+	/* truncated */
+	snprintf(cmd, sizeof(cmd), "head -c -1 %s > %s", raw, bad);
+	CHECK(system(cmd) == 0, "truncate");
+	CHECK(diff_open(bad, &d, why, sizeof(why)) == -EINVAL && strstr(why, "footer"), "truncated: %s", why);
+	/* a diff whose parent is not the layer below */
+	CHECK(layer_file_open(base_path, true, &b) == 0, "open base");
+	CHECK(layer_diff_open(raw, b, &l, why, sizeof(why)) == 0, "raw over base");
+	CHECK(layer_diff_open(zst, l, &l, why, sizeof(why)) == -EINVAL && strstr(why, "its parent is"),
+	      "parent mismatch: %s", why);
+	layer_close(l);
+	(void)raw_id;
+	(void)zst_id;
+
+	unlink(raw);
+	unlink(zst);
+	unlink(bad);
+	unlink(base_path);
+	free(buf);
+	free(base);
+	free(source);
+	io_uring_queue_exit(&ring);
+	printf("%d passed, %d failed\n", checks - failures, failures);
+	return failures ? 1 : 0;
+}
