@@ -15,13 +15,14 @@
 
 enum {
 	KEY_OUTPUT = 'o', KEY_ZSTD = 'z', KEY_KEEP = 'k', KEY_JSON = 'j',
-	KEY_FRAME = 0x300, KEY_LIVE, KEY_INSPECT, KEY_FLATTEN, KEY_PROGRESS, KEY_NO_PROGRESS,
+	KEY_FRAME = 0x300, KEY_FORMAT, KEY_LIVE, KEY_INSPECT, KEY_FLATTEN, KEY_PROGRESS, KEY_NO_PROGRESS,
 };
 
 static const struct cli_option options[] = {
 	{ "output", 'o', "FILE", "write here (default: stdout); written to a temporary file and renamed" },
 	{ "cache", 'c', "FILE", "export this cache of a stopped device instead of a device" },
 	{ "zstd", 'z', NULL, "compress frames with zstd" },
+	{ "format", KEY_FORMAT, "FMT", "diff (default), or v3: packed data in FILE + mapping in FILE.header" },
 	{ "frame-size", KEY_FRAME, "SIZE", "uncompressed bytes per frame (default 1M)" },
 	{ "keep", 'k', NULL, "keep the device's cache after exporting it" },
 	{ "live", KEY_LIVE, NULL, "export from the running device: hold its writes meanwhile, keep it" },
@@ -151,6 +152,11 @@ int main(int argc, char **argv)
 		case KEY_ZSTD: o.zstd = true; break;
 		case KEY_KEEP: o.keep = true; break;
 		case KEY_LIVE: o.live = true; break;
+		case KEY_FORMAT:
+			if (strcmp(optarg, "diff") && strcmp(optarg, "v3"))
+				return cli_usage_error(&c, "--format '%s': expected diff or v3", optarg);
+			o.v3 = !strcmp(optarg, "v3");
+			break;
 		case KEY_JSON: json = true; break;
 		case KEY_INSPECT: inspect_path = optarg; break;
 		case KEY_FLATTEN: flatten = true; break;
@@ -173,6 +179,8 @@ int main(int argc, char **argv)
 			return cli_usage_error(&c, "--inspect takes only --json");
 		return inspect(inspect_path, json);
 	}
+	if (o.v3 && (!o.out || !strcmp(o.out, "-") || o.zstd))
+		return cli_usage_error(&c, "--format v3 writes two files: give --output FILE, without --zstd");
 	if (json && (!o.out || !strcmp(o.out, "-")))
 		return cli_usage_error(&c, "--json prints on stdout: give --output FILE for the data");
 	if (!o.out && isatty(STDOUT_FILENO))

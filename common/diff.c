@@ -204,6 +204,8 @@ void diff_close(struct diff_file *d)
 		return;
 	if (d->fd >= 0)
 		close(d->fd);
+	if (d->data_fd >= 0)
+		close(d->data_fd);
 	free(d->ext);
 	free(d->ext_data);
 	free(d->frames);
@@ -357,6 +359,7 @@ int diff_open(const char *path, struct diff_file **out, char *why, size_t whylen
 
 	if (!d)
 		return -ENOMEM;
+	d->data_fd = -1;
 	d->fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (d->fd < 0 || fstat(d->fd, &st)) {
 		ret = -errno;
@@ -364,6 +367,15 @@ int diff_open(const char *path, struct diff_file **out, char *why, size_t whylen
 		goto fail;
 	}
 	d->file_size = (uint64_t)st.st_size;
+	uint8_t first[8];
+	if (d->file_size >= 64 && read_at(d->fd, first, 8, 0) == 0 && get64(first) == 3) {
+		if ((ret = diff_v3_load(d, path, sub, sizeof(sub)))) {
+			WHY("%s: %s", path, sub);
+			goto fail;
+		}
+		*out = d;
+		return 0;
+	}
 	if ((ret = load_extents(d, sub, sizeof(sub))) || (ret = load_frames(d, sub, sizeof(sub)))) {
 		WHY("%s: %s", path, sub);
 		goto fail;

@@ -58,6 +58,10 @@ struct diff_file {
 	uint64_t *ext_data;     /* data stream block index of each extent's first block */
 	struct diff_frame *frames;
 	uint64_t n_frames;
+	/* A v3 mapping header + packed data file pair (docs/diff-format.md,
+	 * Interop): no frames; ext_data is the block offset in data_fd. */
+	bool v3;
+	int data_fd;
 };
 
 /* Open and validate everything but the frames' contents. */
@@ -72,6 +76,12 @@ uint32_t diff_frame_len(const struct diff_file *d, uint64_t idx);
 /* Read frame idx into buf (frame_size bytes), decompressing and checking
  * its CRC: 0, -EIO on a mismatch or bad frame, or -errno. */
 int diff_read_frame(const struct diff_file *d, uint64_t idx, void *buf, void *scratch);
+/* The v3 interop pair: write packed data to data_fd and the mapping
+ * header to header_fd; read it back (diff_open detects it). */
+int diff_v3_write(int data_fd, int header_fd, struct diff_meta *meta,
+		  const struct diff_extent *ext, size_t n, diff_read_fn read_blocks,
+		  diff_progress_fn progress, void *ctx, char *why, size_t whylen);
+int diff_v3_load(struct diff_file *d, const char *path, char *why, size_t whylen);
 /* Format a 16-byte id as 32 hex digits (buf >= 33). */
 void diff_id_hex(const uint8_t id[16], char *buf);
 

@@ -109,7 +109,24 @@ int export_cache(const char *cache, const struct export_opts *o, struct export_r
 	ctx.x.meta.flags = o->zstd ? DIFF_FLAG_ZSTD : 0;
 	ctx.x.meta.frame_size = o->frame_size ? o->frame_size : DIFF_DEFAULT_FRAME;
 	ret = output_open(&out, o->out, why, whylen);
-	if (!ret) {
+	if (!ret && o->v3) {
+		struct output hdr;
+		char hpath[PATH_MAX];
+		snprintf(hpath, sizeof(hpath), "%s.header", o->out);
+		ret = output_open(&hdr, hpath, why, whylen);
+		if (!ret) {
+			ret = diff_v3_write(out.fd, hdr.fd, &ctx.x.meta, ctx.x.ext, ctx.x.n_ext, ctx_read,
+					    ctx_progress, &ctx, sub, sizeof(sub));
+			if (ret)
+				WHY("%s: %s", cache, sub);
+			int cret = output_close(&hdr, !ret, why, whylen);
+			if (!ret)
+				ret = cret;
+		}
+		int cret = output_close(&out, !ret, why, whylen);
+		if (!ret)
+			ret = cret;
+	} else if (!ret) {
 		ret = diff_write(out.fd, &ctx.x.meta, ctx.x.ext, ctx.x.n_ext, ctx_read, ctx_progress,
 				 &ctx, &r->written, sub, sizeof(sub));
 		if (ret)

@@ -17,6 +17,7 @@ struct export_opts {
 	uint64_t timeout_ms;    /* for the device to be released and stopped */
 	bool progress;          /* progress line on stderr */
 	bool live;              /* the server keeps running; see export_live */
+	bool v3;                /* write the v3 interop pair: out and out.header */
 };
 
 struct export_result {

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <zstd.h>
 
 #define BS LAYER_BLOCK_SIZE
@@ -44,6 +45,10 @@ static int copy_data(struct layer_diff *ld, uint64_t index, uint64_t count, char
 	uint64_t per = ld->d->meta.frame_size / BS;
 	int ret = 0;
 
+	if (ld->d->v3) {   /* packed blocks, no frames: read them in place */
+		ssize_t n = pread(ld->d->data_fd, dst, count * BS, (off_t)(index * BS));
+		return n == (ssize_t)(count * BS) ? 0 : n < 0 ? -errno : -EIO;
+	}
 	pthread_mutex_lock(&ld->lock);
 	while (count && !ret) {
 		uint64_t fidx = index / per, in = index % per, n = per - in;
@@ -173,7 +178,11 @@ int layer_diff_open(const char *path, struct layer *lower, struct layer **out,
 		free(ld);
 		return ret;
 	}
-	if (memcmp(d->meta.parent, lower->id, 16)) {
+	static const uint8_t nil[16];
+	/* A foreign v3 pair names its own base build, which a plain base image
+	 * cannot confirm; over anything else the parent must match. */
+	bool foreign_over_base = d->v3 && !memcmp(lower->id, nil, 16);
+	if (!foreign_over_base && memcmp(d->meta.parent, lower->id, 16)) {
 		diff_id_hex(d->meta.parent, have);
 		diff_id_hex(lower->id, want);
 		snprintf(why, whylen, "%s: its parent is %s but the layer below is %s: "
