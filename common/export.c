@@ -105,7 +105,8 @@ int export_cache(const char *cache, const struct export_opts *o, struct export_r
 
 	ret = cache_export_open(cache, o->live, &ctx.x, why, whylen);
 	if (ret)
-		return ret == -EBUSY ? EXIT_BUSY : ret == -ENOENT ? EXIT_BAD_IMAGE : EXIT_FAIL;
+		return ret == -EBUSY ? EXIT_BUSY :
+		       ret == -ENOENT || ret == -EINVAL ? EXIT_BAD_IMAGE : EXIT_FAIL;
 	ctx.x.meta.flags = o->zstd ? DIFF_FLAG_ZSTD : 0;
 	ctx.x.meta.frame_size = o->frame_size ? o->frame_size : DIFF_DEFAULT_FRAME;
 	ret = output_open(&out, o->out, why, whylen);
@@ -117,6 +118,7 @@ int export_cache(const char *cache, const struct export_opts *o, struct export_r
 		if (!ret) {
 			ret = diff_v3_write(out.fd, hdr.fd, &ctx.x.meta, ctx.x.ext, ctx.x.n_ext, ctx_read,
 					    ctx_progress, &ctx, sub, sizeof(sub));
+			r->written.bytes = ctx.x.meta.data_blocks * 4096 + 64 + ctx.x.n_ext * 40;
 			if (ret)
 				WHY("%s: %s", cache, sub);
 			int cret = output_close(&hdr, !ret, why, whylen);
@@ -170,6 +172,16 @@ int export_device(uint32_t id, const struct export_opts *o, struct export_result
 	return 0;
 }
 
+static void remove_output(const struct export_opts *o)
+{
+	char hpath[PATH_MAX];
+	if (!o->out || !strcmp(o->out, "-"))
+		return;
+	unlink(o->out);
+	if (o->v3 && snprintf(hpath, sizeof(hpath), "%s.header", o->out) < (int)sizeof(hpath))
+		unlink(hpath);
+}
+
 int export_live(uint32_t id, const struct export_opts *o, struct export_result *r,
 		char *why, size_t whylen)
 {
@@ -202,9 +214,13 @@ int export_live(uint32_t id, const struct export_opts *o, struct export_result *
 	close(fd);
 	if (code)
 		return WHY("%s", sub), code;
-	if (ret <= 0 || strcmp(line, "thawed"))
-		return WHY("ublkb%u: exported, but the server did not confirm resuming writes "
-			   "(held at most %llu ms)", id, (unsigned long long)o->timeout_ms), EXIT_FAIL;
+	if (ret <= 0 || strcmp(line, "thawed")) {
+		/* the server resumed writes during the export: not a point in time */
+		remove_output(o);
+		return WHY("ublkb%u: the export took longer than the %llu ms writes may be held; "
+			   "discarded it: retry with a longer --timeout", id,
+			   (unsigned long long)o->timeout_ms), EXIT_TIMEOUT;
+	}
 	return 0;
 }
 

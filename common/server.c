@@ -81,7 +81,11 @@ static void set_params(const struct server *s, struct ublk_params *p)
 
 	memset(p, 0, sizeof(*p));
 	p->types = UBLK_PARAM_TYPE_BASIC | UBLK_PARAM_TYPE_DISCARD;
-	p->basic.attrs = UBLK_ATTR_VOLATILE_CACHE | (s->cfg->read_only ? UBLK_ATTR_READ_ONLY : 0);
+	/* read-only by request, or because nothing in the stack takes writes
+	 * (layers without a cache) */
+	bool ro = s->layer->read_only;
+
+	p->basic.attrs = UBLK_ATTR_VOLATILE_CACHE | (ro ? UBLK_ATTR_READ_ONLY : 0);
 	p->basic.logical_bs_shift = 12;
 	p->basic.physical_bs_shift = 12;
 	p->basic.io_min_shift = 12;
@@ -92,7 +96,7 @@ static void set_params(const struct server *s, struct ublk_params *p)
 	p->discard.max_discard_sectors = UINT32_MAX >> 9;
 	p->discard.max_write_zeroes_sectors = UINT32_MAX >> 9;
 	p->discard.max_discard_segments = 1;
-	if (s->cfg->read_only)
+	if (ro)
 		p->types &= ~UBLK_PARAM_TYPE_DISCARD;
 }
 
@@ -370,10 +374,15 @@ static void serve_ctl(struct server *s)
 	log_dbg("ublkb%d: frozen for a live export (at most %llu ms)", s->dev_id, hold);
 	ctlsock_send(fd, "frozen\n");
 	ret = ctlsock_read_line(fd, line, sizeof(line), hold);
-	layer_cache_thaw(cache);
-	if (ret == -ETIMEDOUT)
+	/* Past the deadline the export is no longer a point in time: say so
+	 * before resuming, so the client discards it. */
+	if (ret == -ETIMEDOUT) {
+		ctlsock_send(fd, "expired\n");
 		log_err("ublkb%d: live export held writes for %llu ms; resumed them", s->dev_id, hold);
-	ctlsock_send(fd, "thawed\n");
+	}
+	layer_cache_thaw(cache);
+	if (ret != -ETIMEDOUT)
+		ctlsock_send(fd, "thawed\n");
 out:
 	close(fd);
 }

@@ -1,6 +1,6 @@
-# bash completion for ublk-add, ublk-serve and ublk-del                -*- shell-script -*-
+# bash completion for ublk-add, ublk-serve, ublk-del, ublk-export-diff  -*- shell-script -*-
 #
-# One script for the three tools. It is installed once per tool name in
+# One script for the four tools. It is installed once per tool name in
 # bash-completion's completions directory and registers itself for all of
 # them, whichever name it is loaded under; it also works sourced directly,
 # without bash-completion. The option names are not listed here: they come
@@ -65,18 +65,28 @@ _ublk_tools_short_to_long()
     done
 }
 
+# Is long option $1 one after which the tool takes no device operand?
+# (ublk-del --all; ublk-export-diff --cache, --inspect, --flatten)
+_ublk_tools_no_device_opt()
+{
+    case $1 in
+        --all | --cache | --inspect | --flatten) return 0 ;;
+    esac
+    return 1
+}
+
 # Parse a word of short options ($1, e.g. -rb) as getopt does: the rest of
 # the word after the first option that takes an argument is its argument;
 # if that option is the word's last letter, the next word is. Sets o to the
-# long name of that option in the latter case (else empty), and all=1 if
-# the word holds -a meaning --all.
+# long name of that option in the latter case (else empty), and nodev=1 if
+# the word holds an option that rules out a device operand (-a, -c).
 _ublk_tools_short_word()
 {
     local w=$1 k l
     o=
     for ((k = 1; k < ${#w}; k++)); do
         l=$(_ublk_tools_short_to_long "-${w:k:1}")
-        [[ $l == --all ]] && all=1
+        _ublk_tools_no_device_opt "$l" && nodev=1
         if [[ $l ]] && _ublk_tools_takes_arg "$l"; then
             ((k == ${#w} - 1)) && o=$l
             return
@@ -107,9 +117,10 @@ _ublk_tools_value()
 {
     local cur=$1
     case $2 in
-        --base | --cache) _ublk_tools_files "$cur" ;;
+        --base | --cache | --output | --inspect | --layer) _ublk_tools_files "$cur" ;;
         --state-dir) _ublk_tools_files "$cur" dirs ;;
-        --queues | --depth | --timeout | --ready-fd | --size | --inject) ;;  # nothing to offer
+        --format) COMPREPLY+=($(compgen -W "diff v3" -- "$cur")) ;;
+        --queues | --depth | --timeout | --ready-fd | --size | --inject | --frame-size) ;;  # nothing to offer
         *) _ublk_tools_files "$cur" ;;                    # an option new to this script
     esac
 }
@@ -139,7 +150,7 @@ _ublk_tools()
     local -a words=("${COMP_WORDS[@]:0:cword}")   # the words before the current one
     local -a _ublk_long=() _ublk_arg=() _ublk_short=() names=()
     local _ublk_short_loaded=0
-    local o word i operands= all=
+    local o word i operands= given= nodev=
 
     COMPREPLY=()
 
@@ -180,11 +191,12 @@ _ublk_tools()
             operands=1
             break
         elif [[ $word == --?*=* ]]; then
+            _ublk_tools_no_device_opt "$(_ublk_tools_full "${word%%=*}")" && nodev=1
             continue
         elif [[ $word == --?* ]]; then
-            [[ ${words[i + 1]-} == "=" ]] && { i=$((i + 2)); continue; }
             o=$(_ublk_tools_full "$word")
-            [[ $o == --all ]] && all=1
+            _ublk_tools_no_device_opt "$o" && nodev=1
+            [[ ${words[i + 1]-} == "=" ]] && { i=$((i + 2)); continue; }
             _ublk_tools_takes_arg "$o" || continue
         elif [[ $word == -?* ]]; then
             _ublk_tools_load_short
@@ -192,6 +204,7 @@ _ublk_tools()
             [[ $o ]] || continue
         else
             operands=1
+            given=1
             break
         fi
         # option $o takes the next word as its argument
@@ -211,8 +224,16 @@ _ublk_tools()
     fi
 
     case $tool in
-        ublk-del*)
-            [[ $all ]] && return 0   # --all takes no device
+        ublk-del* | ublk-export-diff*)
+            if [[ $nodev ]]; then
+                # --all, --cache, --inspect, --flatten: no device; ublk-export-diff
+                # then still wants options (--output, --base, ...)
+                [[ $tool == ublk-export-diff* && ! $operands && -z $cur ]] &&
+                    COMPREPLY=("${_ublk_long[@]}")
+                return 0
+            fi
+            # ublk-export-diff exports one device at a time
+            [[ $tool == ublk-export-diff* && $given ]] && return 0
             _ublk_tools_devices "$cur" "${words[@]:1}"
             # nothing typed and no device to offer: show the options
             if [[ ! $operands && -z $cur && ${#COMPREPLY[@]} -eq 0 ]]; then
@@ -227,6 +248,6 @@ _ublk_tools()
     return 0
 }
 
-complete -F _ublk_tools ublk-add ublk-serve ublk-del
+complete -F _ublk_tools ublk-add ublk-serve ublk-del ublk-export-diff
 
 # ex: filetype=sh

@@ -248,3 +248,27 @@ PY
 		"$B/ublk-add" --base "$T/base" --layer "$T/bad.data.header" --read-only
 	assert_none_left
 }
+
+@test "--live export slower than its hold deadline is discarded, not passed off as a snapshot" {
+	make_image "$T/base" 64
+	dev=$("$B/ublk-add" --base "$T/base" --cache "$T/cache")
+	dd if=/dev/urandom of="$dev" bs=1M count=64 oflag=direct status=none
+	run_mustfail 7 "discarded it: retry with a longer --timeout" \
+		"$B/ublk-export-diff" --live --zstd --timeout 0.2 -o "$T/live.diff" "$dev"
+	[ ! -e "$T/live.diff" ]
+	# writes were resumed: the device still takes them
+	dd if=/dev/zero of="$dev" bs=4k count=1 oflag=direct status=none
+	"$B/ublk-export-diff" --live --timeout 30 -o "$T/live.diff" "$dev"
+	"$B/ublk-export-diff" --inspect "$T/live.diff" >/dev/null
+	"$B/ublk-del" "$dev"
+}
+
+@test "layers without a cache make a read-only device" {
+	make_image "$T/base" 4
+	dev=$("$B/ublk-add" --base "$T/base" --cache "$T/cache")
+	dd if=/dev/urandom of="$dev" bs=4k count=2 oflag=direct status=none
+	"$B/ublk-export-diff" -o "$T/d.diff" "$dev"
+	dev=$("$B/ublk-add" --base "$T/base" --layer "$T/d.diff")
+	[ "$(blockdev --getro "$dev")" = 1 ]
+	"$B/ublk-del" "$dev"
+}
