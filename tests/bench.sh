@@ -138,7 +138,7 @@ for mode in raw zstd; do
 	"$B/ublk-del" "$dev"
 	zopt=(); [ "$mode" = raw ] || zopt=(--zstd)
 	start=$(date +%s%N)
-	"$B/ublk-export-diff" "${zopt[@]}" --cache "$W/xcache" -o "$W/x.diff"
+	"$B/ublk-export-diff" --no-progress "${zopt[@]}" --cache "$W/xcache" -o "$W/x.diff"
 	sync
 	exp_ms=$(ms "$start")
 	rm -f "$W/xcache" "$W/xcache.map" "$W/x.diff"
