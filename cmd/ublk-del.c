@@ -5,8 +5,6 @@
 #include "devopts.h"
 #include "exitcodes.h"
 #include "log.h"
-#include "parse.h"
-#include "state.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -77,9 +75,9 @@ int main(int argc, char **argv)
 	if (argc - optind > 1024)
 		return cli_usage_error(&c, "at most 1024 devices at once");
 	for (int i = optind; i < argc; i++, n++) {
-		if (parse_dev_id(argv[i], &ids[n]) && state_find_name(argv[i], &ids[n])) {
-			log_err("'%s' is neither a ublk device (/dev/ublkbN or N) nor the name of one",
-				argv[i]);
+		char why[300];
+		if (device_resolve(argv[i], &ids[n], why, sizeof(why))) {
+			log_err("%s", why);
 			return EXIT_NO_DEVICE;
 		}
 	}

@@ -1,13 +1,13 @@
 /* ublk-export-diff: export what a device changed as a diff; inspect a
  * diff; flatten a layer stack into a plain image. */
 #include "cli.h"
+#include "device.h"
 #include "devopts.h"
 #include "exitcodes.h"
 #include "export.h"
 #include "json.h"
 #include "log.h"
 #include "parse.h"
-#include "state.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -218,9 +218,8 @@ int main(int argc, char **argv)
 		code = export_cache(cfg.cache, &o, &r, why, sizeof(why));
 	} else {
 		uint32_t id;
-		if (parse_dev_id(argv[optind], &id) && state_find_name(argv[optind], &id)) {
-			log_err("'%s' is neither a ublk device (/dev/ublkbN or N) nor the name of one",
-				argv[optind]);
+		if (device_resolve(argv[optind], &id, why, sizeof(why))) {
+			log_err("%s", why);
 			return EXIT_NO_DEVICE;
 		}
 		code = o.live ? export_live(id, &o, &r, why, sizeof(why))

@@ -1,5 +1,6 @@
 #include "device.h"
 #include "ctrl.h"
+#include "parse.h"
 #include "state.h"
 #include "timeutil.h"
 
@@ -139,6 +140,14 @@ int device_holders(uint32_t id, char *desc, size_t len)
 	desc[0] = 0;
 	return fd_holders(node, desc, len) + mount_holders(node, desc, len) +
 	       stacked_holders(id, desc, len);
+}
+
+int device_resolve(const char *arg, uint32_t *id, char *why, size_t len)
+{
+	if (!parse_dev_id(arg, id) || !state_find_name(arg, id))
+		return 0;
+	snprintf(why, len, "'%s' is neither a ublk device (/dev/ublkbN or N) nor the name of one", arg);
+	return -ENODEV;
 }
 
 #define SET_WHY(...) do { if (why) snprintf(why, len, __VA_ARGS__); } while (0)

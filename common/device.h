@@ -7,6 +7,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* Device id from "/dev/ublkbN", "N" or a name given with --name.
+ * 0, or -ENODEV with why saying so. */
+int device_resolve(const char *arg, uint32_t *id, char *why, size_t len);
+
 /* Describe who holds /dev/ublkbID (or a partition) open: processes with an
  * open fd, mounts, stacked devices. Returns how many were found (0: none),
  * writing "pid 123 (mkfs.ext4), mounted on /mnt" into desc. */
