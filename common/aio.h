@@ -6,6 +6,7 @@
 #define UBLK_AIO_H
 
 #include <liburing.h>
+#include <pthread.h>
 #include <stdint.h>
 
 struct aio_req;
@@ -30,6 +31,19 @@ struct io_uring_sqe *aio_get_sqe(struct aio *a, struct aio_req *req);
 /* Account for a completion another thread will post to this ring with
  * IORING_OP_MSG_RING (user_data = req). */
 void aio_expect(struct aio *a);
+/* Completing, from another thread, a request owned by a ring's thread:
+ * the owner calls aio_expect() when it hands the request over; the helper
+ * thread posts the result with IORING_OP_MSG_RING, and the owner runs
+ * req->complete(req, res) when it reaps that CQE. */
+struct aio_poster {
+	struct io_uring ring;
+	pthread_mutex_t lock;
+};
+
+int aio_poster_init(struct aio_poster *p);
+void aio_poster_exit(struct aio_poster *p);
+void aio_poster_post(struct aio_poster *p, struct aio *target, struct aio_req *req, int res);
+
 /* Handle one CQE that belongs to aio (user_data low bit clear). */
 void aio_dispatch(struct aio *a, struct io_uring_cqe *cqe);
 /* For host tests and one-off users: submit and reap until nothing is in

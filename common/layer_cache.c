@@ -65,7 +65,6 @@ struct cache {
 	_Atomic uint64_t modifying;     /* writes and discards in flight */
 	struct layer_io *parked;        /* under lock */
 	pthread_mutex_t persist_lock;   /* persist() runs one at a time */
-	pthread_mutex_t msg_lock;       /* msg_ring is used by flusher and thaw */
 
 	pthread_t flusher;
 	bool flusher_running;
@@ -74,7 +73,7 @@ struct cache {
 	struct layer_io *flush_list;
 	bool stop;
 	int sticky_err;             /* a failed data sync fails every later flush */
-	struct io_uring msg_ring;   /* posts flush completions to queue rings */
+	struct aio_poster poster;   /* posts completions to queue rings */
 };
 
 struct cache_io {
@@ -336,39 +335,15 @@ static void flush_complete(struct aio_req *req, int res)
 	io->done(io, res);
 }
 
-/* Submit the queued messages and reap our side of them, so the CQ never fills. */
-static void send_messages(struct cache *c, unsigned queued)
-{
-	struct io_uring_cqe *cqe;
-
-	io_uring_submit_and_wait(&c->msg_ring, queued);
-	while (io_uring_peek_cqe(&c->msg_ring, &cqe) == 0)
-		io_uring_cqe_seen(&c->msg_ring, cqe);
-}
-
 /* Complete every request of the batch (linked by next_flush) on its own
  * queue's ring. */
 static void complete_batch(struct cache *c, struct layer_io *batch, int res)
 {
-	unsigned queued = 0;
-
-	pthread_mutex_lock(&c->msg_lock);
 	while (batch) {
 		struct layer_io *io = batch;
 		batch = ((struct cache_io *)io->priv)->next_flush;
-		struct io_uring_sqe *sqe = io_uring_get_sqe(&c->msg_ring);
-		if (!sqe) {
-			send_messages(c, queued);
-			queued = 0;
-			sqe = io_uring_get_sqe(&c->msg_ring);
-		}
-		io_uring_prep_msg_ring(sqe, io->aio->ring->ring_fd, (unsigned)res,
-				       (uint64_t)(uintptr_t)&io->areq, 0);
-		sqe->user_data = 0;
-		queued++;
+		aio_poster_post(&c->poster, io->aio, &io->areq, res);
 	}
-	send_messages(c, queued);
-	pthread_mutex_unlock(&c->msg_lock);
 }
 
 static void *flusher_main(void *arg)
@@ -466,7 +441,7 @@ static void cache_close(struct layer *l)
 		pthread_cond_signal(&c->cond);
 		pthread_mutex_unlock(&c->lock);
 		pthread_join(c->flusher, NULL);
-		io_uring_queue_exit(&c->msg_ring);
+		aio_poster_exit(&c->poster);
 	}
 	if (c->map_fd >= 0) {
 		if (!c->l.read_only)
@@ -481,7 +456,6 @@ static void cache_close(struct layer *l)
 	free(c->taken);
 	pthread_mutex_destroy(&c->lock);
 	pthread_mutex_destroy(&c->persist_lock);
-	pthread_mutex_destroy(&c->msg_lock);
 	pthread_cond_destroy(&c->cond);
 	free(c);
 }
@@ -566,7 +540,6 @@ int layer_cache_open(const char *path, struct layer *lower, uint64_t size, bool 
 	c->map_fd = -1;
 	pthread_mutex_init(&c->lock, NULL);
 	pthread_mutex_init(&c->persist_lock, NULL);
-	pthread_mutex_init(&c->msg_lock, NULL);
 	pthread_cond_init(&c->cond, NULL);
 	c->l.ops = &cache_ops;
 	c->l.lower = lower;
@@ -665,12 +638,12 @@ int layer_cache_open(const char *path, struct layer *lower, uint64_t size, bool 
 			snprintf(why, whylen, "%s: writing header: %s", map_path, strerror(-ret));
 			goto fail;
 		}
-		if ((ret = io_uring_queue_init(64, &c->msg_ring, 0))) {
+		if ((ret = aio_poster_init(&c->poster))) {
 			snprintf(why, whylen, "io_uring for the cache flusher: %s", strerror(-ret));
 			goto fail;
 		}
 		if ((ret = -pthread_create(&c->flusher, NULL, flusher_main, c))) {
-			io_uring_queue_exit(&c->msg_ring);
+			aio_poster_exit(&c->poster);
 			snprintf(why, whylen, "starting the cache flusher: %s", strerror(-ret));
 			goto fail;
 		}
