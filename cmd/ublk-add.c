@@ -89,7 +89,7 @@ int main(int argc, char **argv)
 {
 	struct server_config cfg;
 	struct ready_result res;
-	char serve[PATH_MAX], why[600], queues[16], depth[16], timeout[32], size[32];
+	char serve[PATH_MAX], why[600];
 	bool json = false;
 	struct cli c;
 	pid_t pid;
@@ -118,37 +118,9 @@ int main(int argc, char **argv)
 	}
 
 	serve_path(serve, sizeof(serve));
-	snprintf(queues, sizeof(queues), "%u", cfg.queues);
-	snprintf(depth, sizeof(depth), "%u", cfg.depth);
-	snprintf(timeout, sizeof(timeout), "%.3f", cfg.timeout_ms / 1000.0);
-	snprintf(size, sizeof(size), "%llu", (unsigned long long)cfg.size);
-	char *args[32 + 2 * SERVER_MAX_LAYERS] = {
-		serve, "--base", (char *)cfg.base, "--queues", queues, "--depth", depth,
-		"--timeout", timeout, "--state-dir", (char *)state_dir(), "--ready-fd", "3",
-	};
-	int argn = 13;
-	if (cfg.read_only)
-		args[argn++] = "--read-only";
-	if (cfg.cache) {
-		args[argn++] = "--cache";
-		args[argn++] = (char *)cfg.cache;
-	}
-	if (cfg.size) {
-		args[argn++] = "--size";
-		args[argn++] = size;
-	}
-	for (unsigned i = 0; i < cfg.n_layers; i++) {
-		args[argn++] = "--layer";
-		args[argn++] = (char *)cfg.layers[i];
-	}
-	if (cfg.name) {
-		args[argn++] = "--name";
-		args[argn++] = (char *)cfg.name;
-	}
-	if (cfg.inject) {
-		args[argn++] = "--inject";
-		args[argn++] = (char *)cfg.inject;
-	}
+	char *args[DEVOPTS_MAX_ARGS + 4] = { serve, "--ready-fd", "3" };
+	int argn = 3;
+	devopts_to_argv(&cfg, args, &argn);
 	/* The server's own control steps each have the same deadline; give the
 	 * whole start-up a little more so its own error wins over our timeout. */
 	code = ready_spawn(args, cfg.timeout_ms * 2, &res, &pid);

@@ -1,5 +1,6 @@
 #include "devopts.h"
 #include "ctrl.h"
+#include "layer.h"
 #include "exitcodes.h"
 #include "log.h"
 #include "parse.h"
@@ -19,6 +20,7 @@ void devopts_defaults(struct server_config *cfg)
 	cfg->depth = SERVER_DEFAULT_DEPTH;
 	cfg->ready_fd = -1;
 	cfg->timeout_ms = CTRL_DEFAULT_TIMEOUT_MS;
+	cfg->http_retries = -1;
 }
 
 static int bad_value(struct cli *c, const char *opt, const char *arg, const char *want)
@@ -34,6 +36,35 @@ int devopts_apply(struct cli *c, struct server_config *cfg, int key, const char 
 	switch (key) {
 	case DEVOPT_BASE:
 		cfg->base = arg;
+		return 1;
+	case DEVOPT_CHUNK_SIZE:
+		if (parse_size(arg, &v) || v < 65536 || v > (64u << 20) || v % 4096)
+			return bad_value(c, "chunk-size", arg, "expected 64K to 64M, a multiple of 4096");
+		cfg->chunk_size = v;
+		return 1;
+	case DEVOPT_CHUNK_CACHE:
+		cfg->chunk_cache = arg;
+		return 1;
+	case DEVOPT_CHUNK_CACHE_LIMIT:
+		if (parse_size(arg, &v) || !v)
+			return bad_value(c, "chunk-cache-limit", arg, "expected a size");
+		cfg->chunk_cache_limit = v;
+		return 1;
+	case DEVOPT_HTTP_TIMEOUT:
+		if (parse_seconds(arg, &v) || !v)
+			return bad_value(c, "http-timeout", arg, "expected seconds greater than 0");
+		cfg->http_timeout_ms = v;
+		return 1;
+	case DEVOPT_HTTP_RETRIES:
+		if (parse_uint(arg, 0, 20, &v))
+			return bad_value(c, "http-retries", arg, "expected 0 to 20");
+		cfg->http_retries = (int)v;
+		return 1;
+	case DEVOPT_AUTH_FILE:
+		cfg->auth_file = arg;
+		return 1;
+	case DEVOPT_INSECURE:
+		cfg->insecure = true;
 		return 1;
 	case DEVOPT_LAYER:
 		if (cfg->n_layers == SERVER_MAX_LAYERS)
@@ -98,7 +129,7 @@ int devopts_finish(struct cli *c, struct server_config *cfg)
 	}
 	/* The server runs detached and its config is reused later: store an
 	 * absolute path. A missing file is reported by the image checks. */
-	if (realpath(cfg->base, abs_base))
+	if (!layer_is_url(cfg->base) && realpath(cfg->base, abs_base))
 		cfg->base = abs_base;
 	for (unsigned i = 0; i < cfg->n_layers; i++) {
 		char *abs = realpath(cfg->layers[i], NULL);   /* freed at exit */
@@ -116,4 +147,39 @@ int devopts_finish(struct cli *c, struct server_config *cfg)
 		cfg->cache = abs_cache;
 	}
 	return 0;
+}
+
+void devopts_to_argv(const struct server_config *cfg, char **argv, int *argc)
+{
+	static char num[8][32];
+	int n = *argc, k = 0;
+#define ARG(s) (argv[n++] = (char *)(s))
+#define NUM(opt, fmt, v) (snprintf(num[k], sizeof(num[k]), fmt, v), ARG(opt), ARG(num[k++]))
+
+	ARG("--base"); ARG(cfg->base);
+	for (unsigned i = 0; i < cfg->n_layers; i++) {
+		ARG("--layer");
+		ARG(cfg->layers[i]);
+	}
+	if (cfg->cache) { ARG("--cache"); ARG(cfg->cache); }
+	if (cfg->name) { ARG("--name"); ARG(cfg->name); }
+	if (cfg->inject) { ARG("--inject"); ARG(cfg->inject); }
+	if (cfg->read_only) ARG("--read-only");
+	NUM("--queues", "%u", cfg->queues);
+	NUM("--depth", "%u", cfg->depth);
+	NUM("--timeout", "%.3f", cfg->timeout_ms / 1000.0);
+	if (cfg->size) NUM("--size", "%llu", (unsigned long long)cfg->size);
+	if (cfg->chunk_size) NUM("--chunk-size", "%llu", (unsigned long long)cfg->chunk_size);
+	if (cfg->chunk_cache_limit)
+		NUM("--chunk-cache-limit", "%llu", (unsigned long long)cfg->chunk_cache_limit);
+	if (cfg->http_timeout_ms) NUM("--http-timeout", "%.3f", cfg->http_timeout_ms / 1000.0);
+	if (cfg->http_retries >= 0) NUM("--http-retries", "%d", cfg->http_retries);
+	if (cfg->chunk_cache) { ARG("--chunk-cache"); ARG(cfg->chunk_cache); }
+	if (cfg->auth_file) { ARG("--auth-file"); ARG(cfg->auth_file); }
+	if (cfg->insecure) ARG("--insecure");
+	ARG("--state-dir"); ARG(state_dir());
+#undef ARG
+#undef NUM
+	argv[n] = NULL;
+	*argc = n;
 }

@@ -18,6 +18,13 @@ enum devopt_key {
 	DEVOPT_INJECT = 0x101,
 	DEVOPT_NAME = 'n',
 	DEVOPT_LAYER = 'l',
+	DEVOPT_CHUNK_SIZE = 0x110,
+	DEVOPT_CHUNK_CACHE,
+	DEVOPT_CHUNK_CACHE_LIMIT,
+	DEVOPT_HTTP_TIMEOUT,
+	DEVOPT_HTTP_RETRIES,
+	DEVOPT_AUTH_FILE,
+	DEVOPT_INSECURE,
 	DEVOPT_STATE_DIR = 0x100,
 };
 
@@ -33,7 +40,14 @@ enum devopt_key {
 	{ "name", 'n', "NAME", "a unique name for the device (ublk-del NAME works)" }, \
 	{ "queues", 'q', "N", "number of queues, one thread each (default 1)" }, \
 	{ "depth", 'd', "N", "requests in flight per queue (default 128)" }, \
-	{ "read-only", 'r', NULL, "serve the image read-only" }
+	{ "read-only", 'r', NULL, "serve the image read-only" }, \
+	{ "chunk-size", DEVOPT_CHUNK_SIZE, "SIZE", "remote base: bytes per fetch (default 4M)" }, \
+	{ "chunk-cache", DEVOPT_CHUNK_CACHE, "DIR", "remote base: shared chunk cache (default /var/cache/ublk-tools/chunks)" }, \
+	{ "chunk-cache-limit", DEVOPT_CHUNK_CACHE_LIMIT, "SIZE", "remote base: evict past this size (default 10G)" }, \
+	{ "http-timeout", DEVOPT_HTTP_TIMEOUT, "SEC", "remote base: deadline per transfer (default 60)" }, \
+	{ "http-retries", DEVOPT_HTTP_RETRIES, "N", "remote base: retries after a failed transfer (default 3)" }, \
+	{ "auth-file", DEVOPT_AUTH_FILE, "FILE", "remote base: file holding a bearer token or header line" }, \
+	{ "insecure", DEVOPT_INSECURE, NULL, "remote base: do not verify TLS certificates" }
 
 #define STATE_DIR_OPTION \
 	{ "state-dir", DEVOPT_STATE_DIR, "DIR", "state directory (default $UBLK_STATE_DIR or /run/ublk-tools)" }
@@ -42,6 +56,11 @@ void devopts_defaults(struct server_config *cfg);
 /* Apply option key; returns 1 if it was a device option, 0 if not, or
  * CLI_DONE with c->exit_code set on a bad value. */
 int devopts_apply(struct cli *c, struct server_config *cfg, int key, const char *arg);
+/* The options of cfg as ublk-serve arguments, appended to argv at *argc
+ * (room for DEVOPTS_MAX_ARGS). Strings point into cfg or static storage. */
+#define DEVOPTS_MAX_ARGS (40 + 2 * SERVER_MAX_LAYERS)
+void devopts_to_argv(const struct server_config *cfg, char **argv, int *argc);
+
 /* Check required options after parsing; 0 or CLI_DONE. Makes base absolute. */
 int devopts_finish(struct cli *c, struct server_config *cfg);
 

@@ -99,3 +99,9 @@ void json_bool(struct json *j, const char *k, bool val)
 	key(j, k);
 	fputs(val ? "true" : "false", j->out);
 }
+
+void json_raw(struct json *j, const char *k, const char *val)
+{
+	key(j, k);
+	fputs(val, j->out);
+}

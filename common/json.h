@@ -21,6 +21,8 @@ void json_arr_end(struct json *j);
 void json_str(struct json *j, const char *key, const char *val);  /* NULL -> null */
 void json_u64(struct json *j, const char *key, uint64_t val);
 void json_i64(struct json *j, const char *key, int64_t val);
+/* val is already JSON (an object made elsewhere). */
+void json_raw(struct json *j, const char *key, const char *val);
 void json_bool(struct json *j, const char *key, bool val);
 
 #endif

@@ -13,6 +13,7 @@
 #define UBLK_LAYER_H
 
 #include "aio.h"
+#include "http.h"
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -109,6 +110,20 @@ void layer_cache_thaw(struct layer *cache);
  * unless its parent id is lower's id and its geometry fits. */
 int layer_diff_open(const char *path, struct layer *lower, struct layer **out,
 		    char *why, size_t whylen);
+
+/* A remote base image over HTTP(S) (docs/remote.md). */
+struct layer_http_opts {
+	struct http_opts http;
+	const char *cache_dir;      /* chunk cache root, NULL: default */
+	uint32_t chunk_size;
+	uint64_t cache_limit;
+};
+bool layer_is_url(const char *path);
+int layer_http_open(const char *url, const struct layer_http_opts *o, struct layer **out,
+		    char *why, size_t whylen);
+/* The remote layer's statistics as a JSON object into buf; 0 if the stack
+ * has no remote layer. */
+int layer_http_stats(struct layer *top, char *buf, size_t len);
 
 /* Fault injection over lower, from a spec (docs/fault-injection.md), e.g.
  * "delay-read=3000@0-4096,error-write=5@1M-2M". */

@@ -4,6 +4,7 @@
 #include "exitcodes.h"
 #include "layer.h"
 #include "image.h"
+#include "json.h"
 #include "log.h"
 #include "queue.h"
 #include "ready.h"
@@ -118,40 +119,56 @@ static int write_config(const struct server *s)
 /* Statistics of all queues, as the state entry's "stats" (JSON). */
 static void write_stats(const struct server *s)
 {
-	uint64_t v[10] = { 0 }, hist[LAT_BUCKETS] = { 0 }, max = 0;
-	char buf[2048], *p = buf;
-	size_t left = sizeof(buf);
+	uint64_t hist[LAT_BUCKETS] = { 0 }, max = 0, count = 0, sum = 0;
+	uint64_t reads = 0, writes = 0, flushes = 0, discards = 0, errors = 0, rbytes = 0, wbytes = 0;
+	char remote[512], *text = NULL;
+	size_t size = 0;
+	struct json j;
+	FILE *f;
 
 	for (unsigned i = 0; i < s->started; i++) {
 		const struct queue_stats *st = &s->queues[i].stats;
-		v[0] += st->reads; v[1] += st->writes; v[2] += st->flushes; v[3] += st->discards;
-		v[4] += st->errors; v[5] += st->bytes_read; v[6] += st->bytes_written;
-		v[7] += st->lat_count; v[8] += st->lat_sum_us;
+		reads += st->reads; writes += st->writes; flushes += st->flushes;
+		discards += st->discards; errors += st->errors;
+		rbytes += st->bytes_read; wbytes += st->bytes_written;
+		count += st->lat_count; sum += st->lat_sum_us;
 		if (st->lat_max_us > max)
 			max = st->lat_max_us;
 		for (int b = 0; b < LAT_BUCKETS; b++)
 			hist[b] += st->lat_hist[b];
 	}
 	/* percentiles from the log2 histogram: the bucket's upper bound */
-	uint64_t pct[2] = { 0, 0 }, seen = 0;
-	for (int b = 0; b < LAT_BUCKETS && v[7]; b++) {
+	uint64_t p50 = 0, p99 = 0, seen = 0;
+	for (int b = 0; b < LAT_BUCKETS && count; b++) {
 		seen += hist[b];
-		if (!pct[0] && seen * 2 >= v[7])
-			pct[0] = 1ull << b;
-		if (!pct[1] && seen * 100 >= v[7] * 99)
-			pct[1] = 1ull << b;
+		if (!p50 && seen * 2 >= count)
+			p50 = 1ull << b;
+		if (!p99 && seen * 100 >= count * 99)
+			p99 = 1ull << b;
 	}
-	int n = snprintf(p, left, "{\"reads\":%llu,\"writes\":%llu,\"flushes\":%llu,"
-			 "\"discards\":%llu,\"errors\":%llu,\"bytes_read\":%llu,"
-			 "\"bytes_written\":%llu,\"latency_us\":{\"count\":%llu,\"avg\":%llu,"
-			 "\"p50_max\":%llu,\"p99_max\":%llu,\"max\":%llu}}\n",
-			 (unsigned long long)v[0], (unsigned long long)v[1], (unsigned long long)v[2],
-			 (unsigned long long)v[3], (unsigned long long)v[4], (unsigned long long)v[5],
-			 (unsigned long long)v[6], (unsigned long long)v[7],
-			 (unsigned long long)(v[7] ? v[8] / v[7] : 0), (unsigned long long)pct[0],
-			 (unsigned long long)pct[1], (unsigned long long)max);
-	if (n > 0 && (size_t)n < left)
-		state_write(s->dev_id, "stats", buf);
+	if (!(f = open_memstream(&text, &size)))
+		return;
+	json_begin(&j, f);
+	json_u64(&j, "reads", reads);
+	json_u64(&j, "writes", writes);
+	json_u64(&j, "flushes", flushes);
+	json_u64(&j, "discards", discards);
+	json_u64(&j, "errors", errors);
+	json_u64(&j, "bytes_read", rbytes);
+	json_u64(&j, "bytes_written", wbytes);
+	json_obj_begin(&j, "latency_us");
+	json_u64(&j, "count", count);
+	json_u64(&j, "avg", count ? sum / count : 0);
+	json_u64(&j, "p50_max", p50);
+	json_u64(&j, "p99_max", p99);
+	json_u64(&j, "max", max);
+	json_obj_end(&j);
+	if (layer_http_stats(s->layer, remote, sizeof(remote)) > 0)
+		json_raw(&j, "remote", remote);
+	json_end(&j);
+	fclose(f);
+	state_write(s->dev_id, "stats", text);
+	free(text);
 }
 
 static int build_stack(struct server *s)
@@ -250,7 +267,8 @@ int server_preflight(const struct server_config *cfg, char *why, size_t len)
 		return EXIT_PERM;
 	}
 	/* under a cache the base is only read */
-	if (image_check(cfg->base, cfg->read_only || cfg->cache, &size, why, len))
+	if (!layer_is_url(cfg->base) &&
+	    image_check(cfg->base, cfg->read_only || cfg->cache, &size, why, len))
 		return EXIT_BAD_IMAGE;
 	return 0;
 }

@@ -21,6 +21,14 @@ struct server_config {
 	const char *name;       /* operator's name for the device, unique; or NULL */
 	const char *layers[SERVER_MAX_LAYERS];  /* diffs over the base, bottom first */
 	unsigned n_layers;
+	/* remote base (base is an http:// or https:// URL) */
+	const char *chunk_cache;        /* NULL: $UBLK_CHUNK_CACHE or the default */
+	uint64_t chunk_size;            /* 0: 4 MiB */
+	uint64_t chunk_cache_limit;     /* 0: 10 GiB */
+	uint64_t http_timeout_ms;       /* 0: 60 s */
+	int http_retries;               /* -1: 3 */
+	const char *auth_file;
+	bool insecure;
 	uint64_t size;          /* device size; 0: the base's (or the cache's) */
 	unsigned queues;
 	unsigned depth;

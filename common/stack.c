@@ -11,10 +11,28 @@ int stack_open(const struct server_config *cfg, struct layer **out, char *why, s
 	struct layer *top, *next;
 	int ret, code = EXIT_BAD_IMAGE;
 
-	ret = layer_file_open(cfg->base, cfg->read_only || layered, &top);
-	if (ret) {
-		snprintf(why, whylen, "%s: %s", cfg->base, strerror(-ret));
-		return EXIT_BAD_IMAGE;
+	if (layer_is_url(cfg->base)) {
+		struct layer_http_opts ho = {
+			.cache_dir = cfg->chunk_cache,
+			.chunk_size = cfg->chunk_size ? (uint32_t)cfg->chunk_size : 4u << 20,
+			.cache_limit = cfg->chunk_cache_limit,
+		};
+		if ((ret = http_opts_init(&ho.http, cfg->auth_file, why, whylen)))
+			return EXIT_USAGE;
+		if (cfg->http_timeout_ms)
+			ho.http.timeout_ms = cfg->http_timeout_ms;
+		if (cfg->http_retries >= 0)
+			ho.http.retries = (unsigned)cfg->http_retries;
+		ho.http.insecure = cfg->insecure;
+		ret = layer_http_open(cfg->base, &ho, &top, why, whylen);
+		if (ret)
+			return ret == -EACCES ? EXIT_PERM : EXIT_BAD_IMAGE;
+	} else {
+		ret = layer_file_open(cfg->base, cfg->read_only || layered, &top);
+		if (ret) {
+			snprintf(why, whylen, "%s: %s", cfg->base, strerror(-ret));
+			return EXIT_BAD_IMAGE;
+		}
 	}
 	for (unsigned i = 0; i < cfg->n_layers; i++) {
 		ret = layer_diff_open(cfg->layers[i], top, &next, why, whylen);

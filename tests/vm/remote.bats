@@ -1,0 +1,173 @@
+#!/usr/bin/env bats
+# Remote base images: lazy HTTP range reads through a shared chunk cache,
+# against a real nginx on loopback.
+
+load lib
+
+PORT=18080
+
+nginx_start() {
+	mkdir -p "$T/nginx" "$T/www/private"
+	cat >"$T/nginx/nginx.conf" <<CONF
+user root;
+daemon on;
+worker_processes 1;
+pid $T/nginx/nginx.pid;
+error_log $T/nginx/error.log;
+events { worker_connections 64; }
+http {
+	log_format ranges '\$request_uri \$status \$http_range';
+	access_log $T/nginx/access.log ranges;
+	client_body_temp_path $T/nginx/body;
+	proxy_temp_path $T/nginx/proxy;
+	fastcgi_temp_path $T/nginx/fastcgi;
+	uwsgi_temp_path $T/nginx/uwsgi;
+	scgi_temp_path $T/nginx/scgi;
+	server {
+		listen 127.0.0.1:$PORT;
+		root $T/www;
+		location /private/ {
+			if (\$http_authorization != "Bearer s3cret-token") { return 403; }
+		}
+	}
+}
+CONF
+	nginx -p "$T/nginx" -c "$T/nginx/nginx.conf"
+}
+
+nginx_stop() {
+	[ -s "$T/nginx/nginx.pid" ] || return 0
+	local pid
+	pid=$(cat "$T/nginx/nginx.pid")
+	kill "$pid"
+	for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+}
+
+setup() {
+	vm_setup
+	export UBLK_CHUNK_CACHE=$T/chunks
+	nginx_start
+	URL=http://127.0.0.1:$PORT
+}
+
+teardown() {
+	[ -z "${proxy:-}" ] || kill "$proxy" 2>/dev/null || true
+	"$B/ublk-del" --all --force --timeout 5 >/dev/null 2>&1 || true
+	nginx_stop || true
+	vm_teardown
+}
+
+stat_of() { # device, jq path
+	sleep 1.2   # the server refreshes its stats every second
+	jq "$2" "$UBLK_STATE_DIR/ublkb${1#/dev/ublkb}/stats"
+}
+
+@test "a device over a remote base has the bytes of the file" {
+	make_image "$T/www/img" 24
+	dev=$("$B/ublk-add" --base "$URL/img" --chunk-size 1M --read-only)
+	cmp "$T/www/img" "$dev"
+	[ "$(stat_of "$dev" .remote.chunks_fetched)" -eq 24 ]
+	"$B/ublk-del" "$dev"
+	# a copy-on-write cache over it works as over a file
+	dev=$("$B/ublk-add" --base "$URL/img" --cache "$T/cache")
+	dd if=/dev/urandom of="$T/p" bs=4k count=4 status=none
+	dd if="$T/p" of="$dev" bs=4k seek=10 oflag=direct status=none
+	cmp "$T/p" <(dd if="$dev" bs=4k skip=10 count=4 iflag=direct status=none)
+	cmp -n 40960 "$T/www/img" "$dev"
+	"$B/ublk-del" "$dev"
+}
+
+@test "reading a few files of an ext4 image fetches only their chunks; a second device fetches nothing" {
+	mkdir "$T/tree"
+	for i in $(seq 20); do make_image "$T/tree/f$i" 2; done
+	mkfs.ext4 -q -F -b 4096 -d "$T/tree" "$T/www/fs.img" 128M
+	dev=$("$B/ublk-add" --base "$URL/fs.img" --chunk-size 1M --read-only)
+	mkdir "$T/mnt"
+	mount -o ro,noload "$dev" "$T/mnt"
+	cmp "$T/tree/f3" "$T/mnt/f3"
+	cmp "$T/tree/f17" "$T/mnt/f17"
+	umount "$T/mnt"
+	fetched=$(stat_of "$dev" .remote.chunks_fetched)
+	echo "fetched $fetched of 128 chunks"
+	[ "$fetched" -lt 32 ]
+	ranges=$(grep -c "^/fs.img 206 bytes=" "$T/nginx/access.log")
+	[ "$ranges" -eq "$((fetched + 1))" ]   # + the size probe
+	"$B/ublk-del" "$dev"
+	# the chunk cache is shared: a new device reads the same files without a fetch
+	dev=$("$B/ublk-add" --base "$URL/fs.img" --chunk-size 1M --read-only)
+	mount -o ro,noload "$dev" "$T/mnt"
+	cmp "$T/tree/f3" "$T/mnt/f3"
+	umount "$T/mnt"
+	[ "$(stat_of "$dev" .remote.chunks_fetched)" -eq 0 ]
+	[ "$(stat_of "$dev" .remote.chunk_cache_hits)" -gt 0 ]
+	"$B/ublk-del" "$dev"
+}
+
+@test "server gone: EIO within the deadline, device deletable; back: reads succeed" {
+	make_image "$T/www/img" 16
+	dev=$("$B/ublk-add" --base "$URL/img" --chunk-size 1M --read-only --http-timeout 2 --http-retries 1)
+	dd if="$dev" of=/dev/null bs=1M count=1 iflag=direct status=none
+	nginx_stop
+	start=$(date +%s)
+	run dd if="$dev" of=/dev/null bs=4k skip=1024 count=1 iflag=direct status=none
+	[ "$status" -ne 0 ]
+	[ $(( $(date +%s) - start )) -lt 10 ]
+	# the first chunk is cached: still readable without the server
+	dd if="$dev" of=/dev/null bs=4k count=1 iflag=direct status=none
+	nginx_start
+	cmp <(dd if="$T/www/img" bs=4k skip=1024 count=1 status=none) \
+		<(dd if="$dev" bs=4k skip=1024 count=1 iflag=direct status=none)
+	[ "$(stat_of "$dev" .remote.fetch_errors)" -ge 1 ]
+	grep -q "Connection refused\|Couldn't connect" "$UBLK_STATE_DIR/ublkb${dev#/dev/ublkb}/log"
+	"$B/ublk-del" --timeout 5 "$dev"
+	assert_none_left
+}
+
+@test "5xx answers are retried" {
+	make_image "$T/www/img" 4
+	python3 "$BATS_TEST_DIRNAME/helpers/flaky-proxy.py" 18081 "$URL" 3 2>"$T/proxy.log" &
+	proxy=$!
+	for _ in $(seq 50); do (echo >/dev/tcp/127.0.0.1/18081) 2>/dev/null && break; sleep 0.1; done
+	# the size probe takes the three 500s, then succeeds on its fourth try
+	dev=$("$B/ublk-add" --base "http://127.0.0.1:18081/img" --chunk-size 1M --read-only --http-retries 3)
+	cmp "$T/www/img" "$dev"
+	[ "$(grep -c ' 500 ' "$T/proxy.log")" -eq 3 ]
+	"$B/ublk-del" "$dev"
+}
+
+@test "credentials from a file or the environment, never in logs, state or ps" {
+	make_image "$T/www/private/img" 4
+	run_mustfail 4 "HTTP 403 (check the credentials)" "$B/ublk-add" --base "$URL/private/img" --read-only
+	echo "s3cret-token" >"$T/token"
+	dev=$("$B/ublk-add" --base "$URL/private/img" --read-only --auth-file "$T/token")
+	cmp "$T/www/private/img" "$dev"
+	! grep -r "s3cret" "$UBLK_STATE_DIR"
+	! ps -eo args | grep -v grep | grep -q "s3cret"
+	"$B/ublk-del" "$dev"
+	dev=$(UBLK_HTTP_AUTH="Bearer s3cret-token" "$B/ublk-add" --base "$URL/private/img" --read-only)
+	cmp "$T/www/private/img" "$dev"
+	"$B/ublk-del" "$dev"
+}
+
+@test "an image changed on the server is refused, never mixed" {
+	make_image "$T/www/img" 8
+	dev=$("$B/ublk-add" --base "$URL/img" --chunk-size 1M --read-only)
+	dd if="$dev" of=/dev/null bs=1M count=1 iflag=direct status=none
+	sleep 1.1   # a different mtime, so a different ETag
+	make_image "$T/www/img.new" 8
+	mv "$T/www/img.new" "$T/www/img"
+	run dd if="$dev" of=/dev/null bs=4k skip=1024 count=1 iflag=direct status=none
+	[ "$status" -ne 0 ]
+	grep -q "changed on the server" "$UBLK_STATE_DIR/ublkb${dev#/dev/ublkb}/log"
+	"$B/ublk-del" "$dev"
+	# a new device sees the new version, from a new cache key
+	dev=$("$B/ublk-add" --base "$URL/img" --chunk-size 1M --read-only)
+	cmp "$T/www/img" "$dev"
+	"$B/ublk-del" "$dev"
+}
+
+@test "bad URLs fail with a clear message and leave nothing" {
+	run_mustfail 5 "HTTP 404" "$B/ublk-add" --base "$URL/missing" --read-only --http-retries 0
+	run_mustfail 5 "Couldn't connect to server" "$B/ublk-add" --base "http://127.0.0.1:1/x" --read-only --http-retries 0
+	assert_none_left
+}
