@@ -75,6 +75,13 @@ static void chunk_path(const struct chunk_image *ci, uint64_t idx, char *buf, si
 	snprintf(buf, len, "%s/%llu", ci->dir, (unsigned long long)idx);
 }
 
+int chunk_present(const struct chunk_image *ci, uint64_t idx)
+{
+	char path[4200];
+	chunk_path(ci, idx, path, sizeof(path));
+	return access(path, F_OK) == 0;
+}
+
 int chunk_read(struct chunk_image *ci, uint64_t idx, uint32_t off, uint32_t len, void *buf)
 {
 	char path[4200];

@@ -26,6 +26,8 @@ int chunk_image_open(struct chunk_image *ci, const char *dir, const char *url,
 		     char *why, size_t whylen);
 /* Copy len bytes at off of chunk idx into buf: 0, or -ENOENT if absent. */
 int chunk_read(struct chunk_image *ci, uint64_t idx, uint32_t off, uint32_t len, void *buf);
+/* 1 if chunk idx is in the cache. */
+int chunk_present(const struct chunk_image *ci, uint64_t idx);
 /* Store chunk idx atomically (temporary file + rename); evicts the least
  * recently used chunks of any image when the cache passes its limit. */
 int chunk_store(struct chunk_image *ci, uint64_t idx, const void *data, uint32_t len);

@@ -21,6 +21,7 @@ void devopts_defaults(struct server_config *cfg)
 	cfg->ready_fd = -1;
 	cfg->timeout_ms = CTRL_DEFAULT_TIMEOUT_MS;
 	cfg->http_retries = -1;
+	cfg->readahead = -1;
 }
 
 static int bad_value(struct cli *c, const char *opt, const char *arg, const char *want)
@@ -62,6 +63,14 @@ int devopts_apply(struct cli *c, struct server_config *cfg, int key, const char 
 		return 1;
 	case DEVOPT_AUTH_FILE:
 		cfg->auth_file = arg;
+		return 1;
+	case DEVOPT_READAHEAD:
+		if (parse_uint(arg, 0, 64, &v))
+			return bad_value(c, "readahead", arg, "expected 0 to 64 chunks");
+		cfg->readahead = (int)v;
+		return 1;
+	case DEVOPT_PREFETCH:
+		cfg->prefetch = true;
 		return 1;
 	case DEVOPT_INSECURE:
 		cfg->insecure = true;
@@ -151,7 +160,7 @@ int devopts_finish(struct cli *c, struct server_config *cfg)
 
 void devopts_to_argv(const struct server_config *cfg, char **argv, int *argc)
 {
-	static char num[8][32];
+	static char num[16][32];
 	int n = *argc, k = 0;
 #define ARG(s) (argv[n++] = (char *)(s))
 #define NUM(opt, fmt, v) (snprintf(num[k], sizeof(num[k]), fmt, v), ARG(opt), ARG(num[k++]))
@@ -177,6 +186,8 @@ void devopts_to_argv(const struct server_config *cfg, char **argv, int *argc)
 	if (cfg->chunk_cache) { ARG("--chunk-cache"); ARG(cfg->chunk_cache); }
 	if (cfg->auth_file) { ARG("--auth-file"); ARG(cfg->auth_file); }
 	if (cfg->insecure) ARG("--insecure");
+	if (cfg->prefetch) ARG("--prefetch");
+	if (cfg->readahead >= 0) NUM("--readahead", "%d", cfg->readahead);
 	ARG("--state-dir"); ARG(state_dir());
 #undef ARG
 #undef NUM

@@ -25,6 +25,8 @@ enum devopt_key {
 	DEVOPT_HTTP_RETRIES,
 	DEVOPT_AUTH_FILE,
 	DEVOPT_INSECURE,
+	DEVOPT_READAHEAD,
+	DEVOPT_PREFETCH,
 	DEVOPT_STATE_DIR = 0x100,
 };
 
@@ -47,7 +49,9 @@ enum devopt_key {
 	{ "http-timeout", DEVOPT_HTTP_TIMEOUT, "SEC", "remote base: deadline per transfer (default 60)" }, \
 	{ "http-retries", DEVOPT_HTTP_RETRIES, "N", "remote base: retries after a failed transfer (default 3)" }, \
 	{ "auth-file", DEVOPT_AUTH_FILE, "FILE", "remote base: file holding a bearer token or header line" }, \
-	{ "insecure", DEVOPT_INSECURE, NULL, "remote base: do not verify TLS certificates" }
+	{ "insecure", DEVOPT_INSECURE, NULL, "remote base: do not verify TLS certificates" }, \
+	{ "readahead", DEVOPT_READAHEAD, "N", "remote base: chunks fetched after a missed one (default 1)" }, \
+	{ "prefetch", DEVOPT_PREFETCH, NULL, "remote base: fetch the whole image in the background" }
 
 #define STATE_DIR_OPTION \
 	{ "state-dir", DEVOPT_STATE_DIR, "DIR", "state directory (default $UBLK_STATE_DIR or /run/ublk-tools)" }

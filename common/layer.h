@@ -117,6 +117,8 @@ struct layer_http_opts {
 	const char *cache_dir;      /* chunk cache root, NULL: default */
 	uint32_t chunk_size;
 	uint64_t cache_limit;
+	unsigned readahead;         /* chunks fetched after a missed one */
+	bool prefetch;              /* fetch the whole image in the background */
 };
 bool layer_is_url(const char *path);
 int layer_http_open(const char *url, const struct layer_http_opts *o, struct layer **out,

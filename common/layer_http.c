@@ -37,7 +37,11 @@ struct layer_http {
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
 	struct fetch_job *jobs;
+	unsigned njobs;
+	unsigned readahead;         /* chunks queued after a missed one */
 	bool stop;
+	pthread_t prefetcher;
+	bool prefetching;
 	pthread_t workers[FETCH_WORKERS];
 	unsigned nworkers;
 	struct aio_poster poster;
@@ -67,36 +71,54 @@ static void fetched(struct aio_req *req, int res)
 		read_step((struct layer_http *)io->layer, io);
 }
 
-/* Park io on the fetch job of chunk idx, starting one if none runs.
- * Returns false if the chunk arrived meanwhile (read again). */
-static bool wait_for_chunk(struct layer_http *h, struct layer_io *io, uint64_t idx)
+static uint64_t nchunks(const struct layer_http *h)
+{
+	return (h->src.size + h->ci.chunk_size - 1) / h->ci.chunk_size;
+}
+
+/* The fetch job of chunk idx, queued if there is none; NULL if the chunk
+ * is on disk already (or no memory: *oom). Called with h->lock held. */
+static struct fetch_job *job_for(struct layer_http *h, uint64_t idx, bool *oom)
 {
 	struct fetch_job *j;
-	bool parked = true;
 
-	pthread_mutex_lock(&h->lock);
 	for (j = h->jobs; j && j->idx != idx; j = j->next)
 		;
-	if (!j) {
-		char probe[1];
-		/* a job may have finished since our look at the disk */
-		if (!chunk_read(&h->ci, idx, 0, 1, probe)) {
-			parked = false;
-		} else if ((j = calloc(1, sizeof(*j)))) {
-			j->idx = idx;
-			j->next = h->jobs;
-			h->jobs = j;
-			pthread_cond_signal(&h->cond);
-		}
+	/* a job may have finished since the caller looked at the disk */
+	if (j || chunk_present(&h->ci, idx))
+		return j;
+	if (!(j = calloc(1, sizeof(*j)))) {
+		*oom = true;
+		return NULL;
 	}
-	if (parked && j) {
+	j->idx = idx;
+	j->next = h->jobs;
+	h->jobs = j;
+	h->njobs++;
+	pthread_cond_signal(&h->cond);
+	return j;
+}
+
+/* Park io on the fetch job of chunk idx, starting one if none runs, and
+ * read ahead. Returns false if the chunk arrived meanwhile (read again). */
+static bool wait_for_chunk(struct layer_http *h, struct layer_io *io, uint64_t idx)
+{
+	bool oom = false, parked;
+	struct fetch_job *j;
+
+	pthread_mutex_lock(&h->lock);
+	j = job_for(h, idx, &oom);
+	parked = j || oom;
+	for (uint64_t k = 1; j && k <= h->readahead && idx + k < nchunks(h); k++)
+		job_for(h, idx + k, &oom);
+	if (j) {
 		((struct http_io *)io->priv)->next_waiter = j->waiters;
 		j->waiters = io;
 		io->areq.complete = fetched;
 		aio_expect(io->aio);
 	}
 	pthread_mutex_unlock(&h->lock);
-	if (parked && !j)
+	if (oom && !j)
 		io->done(io, -ENOMEM);
 	return parked;
 }
@@ -191,6 +213,8 @@ static void *worker_main(void *arg)
 		while (*pp != j)
 			pp = &(*pp)->next;
 		*pp = j->next;
+		h->njobs--;
+		pthread_cond_broadcast(&h->cond);   /* the prefetcher waits for room */
 		struct layer_io *w = j->waiters;
 		pthread_mutex_unlock(&h->lock);
 		free(j);
@@ -207,6 +231,24 @@ static void *worker_main(void *arg)
 	return NULL;
 }
 
+/* --prefetch: queue every chunk not yet cached, a few at a time, so the
+ * whole image arrives in the background while reads keep priority. */
+static void *prefetch_main(void *arg)
+{
+	struct layer_http *h = arg;
+	bool oom = false;
+
+	pthread_mutex_lock(&h->lock);
+	for (uint64_t idx = 0; idx < nchunks(h) && !h->stop && !oom; idx++) {
+		while (h->njobs >= FETCH_WORKERS && !h->stop)
+			pthread_cond_wait(&h->cond, &h->lock);
+		if (!h->stop)
+			job_for(h, idx, &oom);
+	}
+	pthread_mutex_unlock(&h->lock);
+	return NULL;
+}
+
 static void http_close(struct layer *l)
 {
 	struct layer_http *h = (struct layer_http *)l;
@@ -215,6 +257,8 @@ static void http_close(struct layer *l)
 	h->stop = true;
 	pthread_cond_broadcast(&h->cond);
 	pthread_mutex_unlock(&h->lock);
+	if (h->prefetching)
+		pthread_join(h->prefetcher, NULL);
 	for (unsigned i = 0; i < h->nworkers; i++)
 		pthread_join(h->workers[i], NULL);
 	aio_poster_exit(&h->poster);
@@ -263,6 +307,9 @@ int layer_http_open(const char *url, const struct layer_http_opts *o, struct lay
 		aio_poster_exit(&h->poster);
 		goto fail;
 	}
+	h->readahead = o->readahead;
+	if (o->prefetch)
+		h->prefetching = !pthread_create(&h->prefetcher, NULL, prefetch_main, h);
 	h->l.ops = &http_ops;
 	h->l.size = (h->src.size + LAYER_BLOCK_SIZE - 1) / LAYER_BLOCK_SIZE * LAYER_BLOCK_SIZE;
 	h->l.read_only = true;

@@ -29,6 +29,8 @@ struct server_config {
 	int http_retries;               /* -1: 3 */
 	const char *auth_file;
 	bool insecure;
+	int readahead;                  /* -1: 1 chunk */
+	bool prefetch;
 	uint64_t size;          /* device size; 0: the base's (or the cache's) */
 	unsigned queues;
 	unsigned depth;

@@ -16,6 +16,8 @@ int stack_open(const struct server_config *cfg, struct layer **out, char *why, s
 			.cache_dir = cfg->chunk_cache,
 			.chunk_size = cfg->chunk_size ? (uint32_t)cfg->chunk_size : 4u << 20,
 			.cache_limit = cfg->chunk_cache_limit,
+			.readahead = cfg->readahead >= 0 ? (unsigned)cfg->readahead : 1,
+			.prefetch = cfg->prefetch,
 		};
 		if ((ret = http_opts_init(&ho.http, cfg->auth_file, why, whylen)))
 			return EXIT_USAGE;

@@ -171,3 +171,25 @@ stat_of() { # device, jq path
 	run_mustfail 5 "Couldn't connect to server" "$B/ublk-add" --base "http://127.0.0.1:1/x" --read-only --http-retries 0
 	assert_none_left
 }
+
+@test "--prefetch brings the whole image in the background" {
+	make_image "$T/www/img" 16
+	dev=$("$B/ublk-add" --base "$URL/img" --chunk-size 1M --read-only --prefetch)
+	for _ in $(seq 60); do
+		[ "$(stat_of "$dev" .remote.chunks_fetched)" -eq 16 ] && break
+	done
+	[ "$(stat_of "$dev" .remote.chunks_fetched)" -eq 16 ]
+	# everything is local now: the server is not needed any more
+	nginx_stop
+	cmp "$T/www/img" "$dev"
+	"$B/ublk-del" "$dev"
+}
+
+@test "readahead: a sequential reader finds the next chunk fetched" {
+	make_image "$T/www/img" 8
+	dev=$("$B/ublk-add" --base "$URL/img" --chunk-size 1M --read-only --readahead 2)
+	dd if="$dev" of=/dev/null bs=4k count=1 iflag=direct status=none
+	sleep 1
+	[ "$(stat_of "$dev" .remote.chunks_fetched)" -eq 3 ]
+	"$B/ublk-del" "$dev"
+}
