@@ -1,4 +1,4 @@
-/* The shared on-disk chunk cache of remote images (docs/chunk-cache.md):
+/* The shared on-disk chunk cache of remote images (docs/remote.md):
  * one folder per image version, one file per chunk, shared by every
  * device and kept across restarts, with a size limit. */
 #ifndef UBLK_CHUNKCACHE_H

@@ -1,6 +1,7 @@
 #include "server.h"
 #include "ctlsock.h"
 #include "ctrl.h"
+#include "devopts.h"
 #include "exitcodes.h"
 #include "layer.h"
 #include "image.h"
@@ -111,6 +112,12 @@ static int write_config(const struct server *s)
 			 cfg->inject ? cfg->inject : "", cfg->name ? cfg->name : "");
 	for (unsigned i = 0; i < cfg->n_layers && n > 0 && (size_t)n < sizeof(buf); i++)
 		n += snprintf(buf + n, sizeof(buf) - (size_t)n, "layer=%s\n", cfg->layers[i]);
+	/* everything needed to start this server again, in order */
+	char *args[DEVOPTS_MAX_ARGS + 1];
+	int argc = 0;
+	devopts_to_argv(cfg, args, &argc);
+	for (int i = 0; i < argc && n > 0 && (size_t)n < sizeof(buf); i++)
+		n += snprintf(buf + n, sizeof(buf) - (size_t)n, "serve_arg=%s\n", args[i]);
 	if (n < 0 || (size_t)n >= sizeof(buf))
 		return -ENAMETOOLONG;
 	return state_write(s->dev_id, "config", buf);
