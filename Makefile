@@ -40,7 +40,7 @@ LDFLAGS += $(SANFLAGS)
 LDLIBS  = $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lpthread
 
 TOOLS   = ublk-add ublk-serve ublk-del ublk-export-diff
-LIB_SRC = aio cli crc32c chunkcache ctlsock ctrl device devopts export http image json diff diff_v3 layer layer_cache layer_diff layer_fault layer_file layer_http log parse queue stack \
+LIB_SRC = aio blob cli crc32c chunkcache ctlsock ctrl device devopts export http image json diff diff_v3 layer layer_cache layer_diff layer_fault layer_file layer_http log parse queue stack \
           ready server state timeutil
 LIB_OBJ = $(LIB_SRC:%=$(OUT)/common/%.o)
 BINS    = $(TOOLS:%=$(OUT)/%)

@@ -81,7 +81,7 @@ static int inspect(const char *path, bool json)
 	struct diff_file *d;
 	char why[700], id[33], parent[33];
 	uint64_t bad = 0;
-	int ret = diff_open(path, &d, why, sizeof(why));
+	int ret = diff_open(path, NULL, &d, why, sizeof(why));
 
 	if (ret) {
 		log_err("%s", why);

@@ -141,7 +141,8 @@ int devopts_finish(struct cli *c, struct server_config *cfg)
 	if (!layer_is_url(cfg->base) && realpath(cfg->base, abs_base))
 		cfg->base = abs_base;
 	for (unsigned i = 0; i < cfg->n_layers; i++) {
-		char *abs = realpath(cfg->layers[i], NULL);   /* freed at exit */
+		char *abs = layer_is_url(cfg->layers[i]) ? NULL :
+			    realpath(cfg->layers[i], NULL);   /* freed at exit */
 		if (abs)
 			cfg->layers[i] = abs;
 	}

@@ -4,6 +4,7 @@
  * are known before the data, and the frame table is located by the footer.
  */
 #include "diff.h"
+#include "blob.h"
 #include "crc32c.h"
 
 #include <endian.h>
@@ -180,32 +181,12 @@ out:
 	return ret;
 }
 
-static int read_at(int fd, void *buf, size_t len, uint64_t off)
-{
-	char *p = buf;
-	while (len) {
-		ssize_t n = pread(fd, p, len, (off_t)off);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			return -errno;
-		if (n == 0)
-			return -EIO;
-		p += n;
-		len -= (size_t)n;
-		off += (uint64_t)n;
-	}
-	return 0;
-}
-
 void diff_close(struct diff_file *d)
 {
 	if (!d)
 		return;
-	if (d->fd >= 0)
-		close(d->fd);
-	if (d->data_fd >= 0)
-		close(d->data_fd);
+	blob_close(d->blob);
+	blob_close(d->data);
 	free(d->ext);
 	free(d->ext_data);
 	free(d->frames);
@@ -221,7 +202,7 @@ static int load_extents(struct diff_file *d, char *why, size_t whylen)
 
 	if (d->file_size < HDR + BS + FOOTER)
 		return WHY("too short to be a diff (%llu bytes)", (unsigned long long)d->file_size), -EINVAL;
-	if ((ret = read_at(d->fd, hdr, HDR, 0)))
+	if ((ret = blob_read(d->blob, hdr, HDR, 0)))
 		return WHY("reading header: %s", strerror(-ret)), ret;
 	if (memcmp(hdr, "UBLKDIFF", 8))
 		return WHY("not a ublk-tools diff (bad magic)"), -EINVAL;
@@ -258,7 +239,7 @@ static int load_extents(struct diff_file *d, char *why, size_t whylen)
 		WHY("out of memory for %llu extents", (unsigned long long)m->n_extents);
 		goto out;
 	}
-	if ((ret = read_at(d->fd, table, tlen, HDR))) {
+	if ((ret = blob_read(d->blob, table, tlen, HDR))) {
 		WHY("reading extent table: %s", strerror(-ret));
 		goto out;
 	}
@@ -302,7 +283,7 @@ static int load_frames(struct diff_file *d, char *why, size_t whylen)
 	uint64_t data_end = HDR + ext_table_bytes(m->n_extents);
 	int ret;
 
-	if ((ret = read_at(d->fd, foot, FOOTER, d->file_size - FOOTER)))
+	if ((ret = blob_read(d->blob, foot, FOOTER, d->file_size - FOOTER)))
 		return WHY("reading footer: %s", strerror(-ret)), ret;
 	if (memcmp(foot, "UBLKDEND", 8) || get32(foot + 60) != crc32c(0, foot, 60))
 		return WHY("footer missing or damaged (truncated file?)"), -EINVAL;
@@ -319,7 +300,7 @@ static int load_frames(struct diff_file *d, char *why, size_t whylen)
 		free(tab);
 		return WHY("out of memory for %llu frames", (unsigned long long)n), -ENOMEM;
 	}
-	ret = read_at(d->fd, tab, n * FRAME_ENT, tab_off);
+	ret = blob_read(d->blob, tab, n * FRAME_ENT, tab_off);
 	if (ret) {
 		WHY("reading frame table: %s", strerror(-ret));
 		goto out;
@@ -350,26 +331,21 @@ out:
 	return ret;
 }
 
-int diff_open(const char *path, struct diff_file **out, char *why, size_t whylen)
+int diff_open(const char *path, const struct layer_http_opts *remote, struct diff_file **out,
+	      char *why, size_t whylen)
 {
 	struct diff_file *d = calloc(1, sizeof(*d));
-	char sub[400];
-	struct stat st;
+	char sub[700];
 	int ret;
 
 	if (!d)
 		return -ENOMEM;
-	d->data_fd = -1;
-	d->fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (d->fd < 0 || fstat(d->fd, &st)) {
-		ret = -errno;
-		WHY("%s: %s", path, strerror(errno));
+	if ((ret = blob_open(path, remote, &d->blob, why, whylen)))
 		goto fail;
-	}
-	d->file_size = (uint64_t)st.st_size;
+	d->file_size = blob_size(d->blob);
 	uint8_t first[8];
-	if (d->file_size >= 64 && read_at(d->fd, first, 8, 0) == 0 && get64(first) == 3) {
-		if ((ret = diff_v3_load(d, path, sub, sizeof(sub)))) {
+	if (d->file_size >= 64 && blob_read(d->blob, first, 8, 0) == 0 && get64(first) == 3) {
+		if ((ret = diff_v3_load(d, path, remote, sub, sizeof(sub)))) {
 			WHY("%s: %s", path, sub);
 			goto fail;
 		}
@@ -429,9 +405,9 @@ int diff_read_frame(const struct diff_file *d, uint64_t idx, void *buf, void *sc
 	int ret;
 
 	if (!(d->meta.flags & DIFF_FLAG_ZSTD)) {
-		ret = read_at(d->fd, buf, len, f->offset);
+		ret = blob_read(d->blob, buf, len, f->offset);
 	} else {
-		ret = read_at(d->fd, scratch, f->size, f->offset);
+		ret = blob_read(d->blob, scratch, f->size, f->offset);
 		if (!ret) {
 			size_t n = ZSTD_decompress(buf, d->meta.frame_size, scratch, f->size);
 			if (ZSTD_isError(n) || n != len)

@@ -50,8 +50,11 @@ struct diff_frame {
 	uint32_t crc;
 };
 
+struct blob;
+struct layer_http_opts;
+
 struct diff_file {
-	int fd;
+	struct blob *blob;      /* the diff file, local or remote */
 	uint64_t file_size;
 	struct diff_meta meta;
 	struct diff_extent *ext;
@@ -61,11 +64,13 @@ struct diff_file {
 	/* A v3 mapping header + packed data file pair (docs/diff-format.md,
 	 * Interop): no frames; ext_data is the block offset in data_fd. */
 	bool v3;
-	int data_fd;
+	struct blob *data;
 };
 
-/* Open and validate everything but the frames' contents. */
-int diff_open(const char *path, struct diff_file **out, char *why, size_t whylen);
+/* Open and validate everything but the frames' contents. path may be a
+ * URL (remote: its options, or NULL for the defaults). */
+int diff_open(const char *path, const struct layer_http_opts *remote, struct diff_file **out,
+	      char *why, size_t whylen);
 void diff_close(struct diff_file *d);
 /* Which kind block is in this diff, and for how many blocks from it that
  * stays so (*run); for data, *data_index is its block in the data stream. */
@@ -81,7 +86,8 @@ int diff_read_frame(const struct diff_file *d, uint64_t idx, void *buf, void *sc
 int diff_v3_write(int data_fd, int header_fd, struct diff_meta *meta,
 		  const struct diff_extent *ext, size_t n, diff_read_fn read_blocks,
 		  diff_progress_fn progress, void *ctx, char *why, size_t whylen);
-int diff_v3_load(struct diff_file *d, const char *path, char *why, size_t whylen);
+int diff_v3_load(struct diff_file *d, const char *path, const struct layer_http_opts *remote,
+		 char *why, size_t whylen);
 /* Format a 16-byte id as 32 hex digits (buf >= 33). */
 void diff_id_hex(const uint8_t id[16], char *buf);
 

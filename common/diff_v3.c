@@ -7,6 +7,7 @@
  * Entries of this build's id are data in the packed file, nil ids are
  * zeros, other ids belong to layers below (absent here).
  */
+#include "blob.h"
 #include "diff.h"
 
 #include <endian.h>
@@ -101,12 +102,12 @@ static int cmp_start(const void *a, const void *b)
 	return x->start < y->start ? -1 : x->start > y->start;
 }
 
-int diff_v3_load(struct diff_file *d, const char *path, char *why, size_t whylen)
+int diff_v3_load(struct diff_file *d, const char *path, const struct layer_http_opts *remote,
+		 char *why, size_t whylen)
 {
 	struct diff_meta *m = &d->meta;
 	char data_path[4096];
 	uint8_t *h = NULL;
-	struct stat st;
 	size_t plen = strlen(path);
 	int ret = -EINVAL;
 
@@ -122,7 +123,7 @@ int diff_v3_load(struct diff_file *d, const char *path, char *why, size_t whylen
 	h = malloc(d->file_size);
 	if (!h)
 		return WHY("out of memory"), -ENOMEM;
-	if (pread(d->fd, h, d->file_size, 0) != (ssize_t)d->file_size) {
+	if (blob_read(d->blob, h, d->file_size, 0)) {
 		WHY("short read of the v3 header");
 		goto out;
 	}
@@ -139,12 +140,9 @@ int diff_v3_load(struct diff_file *d, const char *path, char *why, size_t whylen
 		WHY("size %llu is not a multiple of %u", (unsigned long long)m->dev_size, BS);
 		goto out;
 	}
-	d->data_fd = open(data_path, O_RDONLY | O_CLOEXEC);
-	if (d->data_fd < 0 || fstat(d->data_fd, &st)) {
-		ret = -errno;
-		WHY("%s: %s", data_path, strerror(errno));
+	if ((ret = blob_open(data_path, remote, &d->data, why, whylen)))
 		goto out;
-	}
+	uint64_t data_size = blob_size(d->data);
 	uint64_t n = (d->file_size - META) / ENTRY;
 	d->ext = calloc(n ? n : 1, sizeof(*d->ext));
 	d->ext_data = calloc(n ? n : 1, sizeof(*d->ext_data));
@@ -158,8 +156,8 @@ int diff_v3_load(struct diff_file *d, const char *path, char *why, size_t whylen
 		uint64_t off = get64(e), len = get64(e + 8), store = get64(e + 32);
 		bool own = !memcmp(e + 16, m->id, 16), zero = !memcmp(e + 16, nil, 16);
 		if (off % BS || len % BS || !len || len / BS > (1u << 31) || off > m->dev_size ||
-		    len > m->dev_size - off || (own && (store % BS || store > (uint64_t)st.st_size ||
-							 len > (uint64_t)st.st_size - store))) {
+		    len > m->dev_size - off || (own && (store % BS || store > data_size ||
+							 len > data_size - store))) {
 			WHY("entry %llu (offset %llu, length %llu) is invalid or outside the data file",
 			    (unsigned long long)i, (unsigned long long)off, (unsigned long long)len);
 			goto out;

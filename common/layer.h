@@ -106,10 +106,12 @@ struct layer *layer_find_cache(struct layer *top);
 int layer_cache_freeze(struct layer *cache, uint64_t timeout_ms);
 void layer_cache_thaw(struct layer *cache);
 
+struct layer_http_opts;
+
 /* A diff file (docs/diff-format.md) as a read-only layer over lower; refused
  * unless its parent id is lower's id and its geometry fits. */
-int layer_diff_open(const char *path, struct layer *lower, struct layer **out,
-		    char *why, size_t whylen);
+int layer_diff_open(const char *path, const struct layer_http_opts *remote, struct layer *lower,
+		    struct layer **out, char *why, size_t whylen);
 
 /* A remote base image over HTTP(S) (docs/remote.md). */
 struct layer_http_opts {

@@ -2,6 +2,7 @@
  * frames (a few decompressed frames are kept, shared by all queues); the
  * rest go to the layer below. Frame reads are synchronous: the diff is a
  * local file and frames are small; a remote diff gets its own async path. */
+#include "blob.h"
 #include "diff.h"
 #include "layer.h"
 
@@ -45,10 +46,8 @@ static int copy_data(struct layer_diff *ld, uint64_t index, uint64_t count, char
 	uint64_t per = ld->d->meta.frame_size / BS;
 	int ret = 0;
 
-	if (ld->d->v3) {   /* packed blocks, no frames: read them in place */
-		ssize_t n = pread(ld->d->data_fd, dst, count * BS, (off_t)(index * BS));
-		return n == (ssize_t)(count * BS) ? 0 : n < 0 ? -errno : -EIO;
-	}
+	if (ld->d->v3)   /* packed blocks, no frames: read them in place */
+		return blob_read(ld->d->data, dst, count * BS, index * BS);
 	pthread_mutex_lock(&ld->lock);
 	while (count && !ret) {
 		uint64_t fidx = index / per, in = index % per, n = per - in;
@@ -163,8 +162,8 @@ static const struct layer_ops diff_ops = {
 	.close = layer_diff_close,
 };
 
-int layer_diff_open(const char *path, struct layer *lower, struct layer **out,
-		    char *why, size_t whylen)
+int layer_diff_open(const char *path, const struct layer_http_opts *remote, struct layer *lower,
+		    struct layer **out, char *why, size_t whylen)
 {
 	struct layer_diff *ld = calloc(1, sizeof(*ld));
 	char want[33], have[33];
@@ -173,7 +172,7 @@ int layer_diff_open(const char *path, struct layer *lower, struct layer **out,
 
 	if (!ld)
 		return -ENOMEM;
-	ret = diff_open(path, &d, why, whylen);
+	ret = diff_open(path, remote, &d, why, whylen);
 	if (ret) {
 		free(ld);
 		return ret;

@@ -11,21 +11,23 @@ int stack_open(const struct server_config *cfg, struct layer **out, char *why, s
 	struct layer *top, *next;
 	int ret, code = EXIT_BAD_IMAGE;
 
+	/* remote base and remote layers share these */
+	struct layer_http_opts ho = {
+		.cache_dir = cfg->chunk_cache,
+		.chunk_size = cfg->chunk_size ? (uint32_t)cfg->chunk_size : 4u << 20,
+		.cache_limit = cfg->chunk_cache_limit,
+		.readahead = cfg->readahead >= 0 ? (unsigned)cfg->readahead : 1,
+		.prefetch = cfg->prefetch,
+	};
+	if ((ret = http_opts_init(&ho.http, cfg->auth_file, why, whylen)))
+		return EXIT_USAGE;
+	if (cfg->http_timeout_ms)
+		ho.http.timeout_ms = cfg->http_timeout_ms;
+	if (cfg->http_retries >= 0)
+		ho.http.retries = (unsigned)cfg->http_retries;
+	ho.http.insecure = cfg->insecure;
+
 	if (layer_is_url(cfg->base)) {
-		struct layer_http_opts ho = {
-			.cache_dir = cfg->chunk_cache,
-			.chunk_size = cfg->chunk_size ? (uint32_t)cfg->chunk_size : 4u << 20,
-			.cache_limit = cfg->chunk_cache_limit,
-			.readahead = cfg->readahead >= 0 ? (unsigned)cfg->readahead : 1,
-			.prefetch = cfg->prefetch,
-		};
-		if ((ret = http_opts_init(&ho.http, cfg->auth_file, why, whylen)))
-			return EXIT_USAGE;
-		if (cfg->http_timeout_ms)
-			ho.http.timeout_ms = cfg->http_timeout_ms;
-		if (cfg->http_retries >= 0)
-			ho.http.retries = (unsigned)cfg->http_retries;
-		ho.http.insecure = cfg->insecure;
 		ret = layer_http_open(cfg->base, &ho, &top, why, whylen);
 		if (ret)
 			return ret == -EACCES ? EXIT_PERM : EXIT_BAD_IMAGE;
@@ -37,7 +39,7 @@ int stack_open(const struct server_config *cfg, struct layer **out, char *why, s
 		}
 	}
 	for (unsigned i = 0; i < cfg->n_layers; i++) {
-		ret = layer_diff_open(cfg->layers[i], top, &next, why, whylen);
+		ret = layer_diff_open(cfg->layers[i], &ho, top, &next, why, whylen);
 		if (ret)
 			goto fail;
 		top = next;

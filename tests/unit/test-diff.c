@@ -84,7 +84,7 @@ static void check_stack(const char *base_path, const char *diff_path, const uint
 				memset(want + blk * BS, 0, BS);
 		}
 	CHECK(layer_file_open(base_path, true, &b) == 0, "open base");
-	CHECK(layer_diff_open(diff_path, b, &l, why, sizeof(why)) == 0, "diff layer: %s", why);
+	CHECK(layer_diff_open(diff_path, NULL, b, &l, why, sizeof(why)) == 0, "diff layer: %s", why);
 	/* in pieces that cross extent and frame edges */
 	for (uint64_t off = 0; off < BLOCKS * BS; off += 12 * BS)
 		CHECK(layer_read(l, off, 12 * BS > BLOCKS * BS - off ? (uint32_t)(BLOCKS * BS - off) : 12 * BS,
@@ -120,7 +120,7 @@ int main(void)
 	write_diff(raw, 0, 64 * 1024, zero_id, raw_id);
 	write_diff(zst, DIFF_FLAG_ZSTD, 128 * 1024, zero_id, zst_id);
 
-	CHECK(diff_open(raw, &d, why, sizeof(why)) == 0, "open raw: %s", why);
+	CHECK(diff_open(raw, NULL, &d, why, sizeof(why)) == 0, "open raw: %s", why);
 	CHECK(diff_lookup(d, 1, &run, &idx) == DIFF_DATA && run == 2 && idx == 1, "lookup data");
 	CHECK(diff_lookup(d, 5, &run, &idx) == DIFF_ABSENT && run == 5, "lookup gap");
 	CHECK(diff_lookup(d, 12, &run, &idx) == DIFF_ZERO && run == 3, "lookup zero");
@@ -138,7 +138,7 @@ int main(void)
 		 raw, bad, bad, 8192 + 5);
 	CHECK(system(cmd) == 0, "corrupt copy");
 	CHECK(layer_file_open(base_path, true, &b) == 0, "open base");
-	CHECK(layer_diff_open(bad, b, &l, why, sizeof(why)) == 0, "metadata still valid");
+	CHECK(layer_diff_open(bad, NULL, b, &l, why, sizeof(why)) == 0, "metadata still valid");
 	uint8_t *buf = aligned_alloc(4096, 4 * BS);
 	CHECK(layer_read(l, 0, BS, buf) == -EIO, "damaged frame reads EIO");
 	CHECK(layer_read(l, 900 * BS, BS, buf) == BS, "blocks elsewhere still read");
@@ -147,11 +147,11 @@ int main(void)
 	/* truncated */
 	snprintf(cmd, sizeof(cmd), "head -c -1 %s > %s", raw, bad);
 	CHECK(system(cmd) == 0, "truncate");
-	CHECK(diff_open(bad, &d, why, sizeof(why)) == -EINVAL && strstr(why, "footer"), "truncated: %s", why);
+	CHECK(diff_open(bad, NULL, &d, why, sizeof(why)) == -EINVAL && strstr(why, "footer"), "truncated: %s", why);
 	/* a diff whose parent is not the layer below */
 	CHECK(layer_file_open(base_path, true, &b) == 0, "open base");
-	CHECK(layer_diff_open(raw, b, &l, why, sizeof(why)) == 0, "raw over base");
-	CHECK(layer_diff_open(zst, l, &l, why, sizeof(why)) == -EINVAL && strstr(why, "its parent is"),
+	CHECK(layer_diff_open(raw, NULL, b, &l, why, sizeof(why)) == 0, "raw over base");
+	CHECK(layer_diff_open(zst, NULL, l, &l, why, sizeof(why)) == -EINVAL && strstr(why, "its parent is"),
 	      "parent mismatch: %s", why);
 	layer_close(l);
 	(void)raw_id;
