@@ -150,3 +150,30 @@ cp "$W/src64" "$W/dst64"
 sync
 cp_ms=$(ms "$start")
 echo "export of 64 MiB changed: raw $(mb_s $((64 << 20)) "$export_raw") MiB/s, zstd $(mb_s $((64 << 20)) "$export_zstd") MiB/s; cp of 64 MiB: $(mb_s $((64 << 20)) "$cp_ms") MiB/s"
+
+# remote base: cold sequential read of the whole image against curl
+# downloading the same file from the same nginx on loopback
+mkdir -p "$W/www" "$W/nginx"
+cp "$W/base" "$W/www/img"
+cat >"$W/nginx/nginx.conf" <<CONF
+user root; daemon on; worker_processes 1; pid $W/nginx/pid; error_log $W/nginx/error.log;
+events { worker_connections 64; }
+http { access_log off; client_body_temp_path $W/nginx/b; proxy_temp_path $W/nginx/p;
+  fastcgi_temp_path $W/nginx/f; uwsgi_temp_path $W/nginx/u; scgi_temp_path $W/nginx/s;
+  server { listen 127.0.0.1:18090; root $W/www; } }
+CONF
+nginx -p "$W/nginx" -c "$W/nginx/nginx.conf"
+start=$(date +%s%N)
+curl -s -o "$W/curl.img" http://127.0.0.1:18090/img
+curl_ms=$(ms "$start")
+rm -f "$W/curl.img"
+dev=$("$B/ublk-add" --base http://127.0.0.1:18090/img --chunk-cache "$W/chunks" --read-only --readahead 4)
+start=$(date +%s%N)
+dd if="$dev" of=/dev/null bs=1M iflag=direct status=none
+cold_ms=$(ms "$start")
+start=$(date +%s%N)
+dd if="$dev" of=/dev/null bs=1M iflag=direct status=none
+warm_ms=$(ms "$start")
+"$B/ublk-del" "$dev"
+kill "$(cat "$W/nginx/pid")"
+echo "remote base, ${size_mb} MiB sequential: cold $(mb_s $((size_mb << 20)) "$cold_ms") MiB/s, warm (chunk cache) $(mb_s $((size_mb << 20)) "$warm_ms") MiB/s; curl download $(mb_s $((size_mb << 20)) "$curl_ms") MiB/s"

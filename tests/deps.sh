@@ -11,7 +11,7 @@ pkgs=(
 	# benchmark peers: the NBD way of serving the same overlay
 	nbdkit nbd-client
 	# remote base tests: a real HTTP server on loopback
-	nginx python3
+	nginx python3 curl
 	# test VM: kernel source and its build tools, qemu, initramfs
 	qemu-system-x86 linux-source-6.1 flex bison bc libelf-dev libssl-dev
 	cpio busybox-static xz-utils
