@@ -117,10 +117,11 @@ _ublk_tools_value()
 {
     local cur=$1
     case $2 in
-        --base | --cache | --output | --inspect | --layer) _ublk_tools_files "$cur" ;;
-        --state-dir) _ublk_tools_files "$cur" dirs ;;
+        --base | --cache | --output | --inspect | --layer | --auth-file) _ublk_tools_files "$cur" ;;
+        --state-dir | --chunk-cache) _ublk_tools_files "$cur" dirs ;;
         --format) COMPREPLY+=($(compgen -W "diff v3" -- "$cur")) ;;
         --queues | --depth | --timeout | --ready-fd | --size | --inject | --frame-size) ;;  # nothing to offer
+        --chunk-size | --chunk-cache-limit | --http-timeout | --http-retries | --readahead) ;;
         *) _ublk_tools_files "$cur" ;;                    # an option new to this script
     esac
 }

@@ -8,6 +8,8 @@ PORT=18080
 
 nginx_start() {
 	mkdir -p "$T/nginx" "$T/www/private"
+	[ -s "$T/nginx/cert.pem" ] || openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 \
+		-nodes -days 1 -subj /CN=localhost -keyout "$T/nginx/key.pem" -out "$T/nginx/cert.pem" 2>/dev/null
 	cat >"$T/nginx/nginx.conf" <<CONF
 user root;
 daemon on;
@@ -29,6 +31,12 @@ http {
 		location /private/ {
 			if (\$http_authorization != "Bearer s3cret-token") { return 403; }
 		}
+	}
+	server {
+		listen 127.0.0.1:18443 ssl;
+		ssl_certificate $T/nginx/cert.pem;
+		ssl_certificate_key $T/nginx/key.pem;
+		root $T/www;
 	}
 }
 CONF
@@ -223,4 +231,23 @@ PY
 	[ "$status" -ne 0 ]
 	dd if="$ro" of=/dev/null bs=4k skip=0 count=1 iflag=direct status=none
 	"$B/ublk-del" "$ro"
+}
+
+@test "the chunk cache stays within its limit, evicting the least recently used" {
+	make_image "$T/www/img" 16
+	dev=$("$B/ublk-add" --base "$URL/img" --chunk-size 1M --chunk-cache-limit 4M --readahead 0 --read-only)
+	cmp "$T/www/img" "$dev"
+	used=$(du -sk "$T/chunks" | cut -f1)
+	echo "chunk cache holds ${used} KiB"
+	[ "$used" -le $((5 * 1024)) ]
+	"$B/ublk-del" "$dev"
+}
+
+@test "TLS is verified by default; --insecure skips it" {
+	make_image "$T/www/img" 4
+	run_mustfail 5 "certificate" "$B/ublk-add" --base "https://127.0.0.1:18443/img" --read-only
+	dev=$("$B/ublk-add" --base "https://127.0.0.1:18443/img" --read-only --insecure)
+	cmp "$T/www/img" "$dev"
+	"$B/ublk-del" "$dev"
+	assert_none_left
 }
