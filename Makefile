@@ -32,12 +32,13 @@ SANFLAGS =
 endif
 
 CC      ?= cc
+# libcurl: headers at build time, loaded with dlopen when a URL is used (common/http.c)
 PKGS    = liburing libzstd libcurl
 CFLAGS  ?= -O2 -g
 CFLAGS  += -std=gnu11 -Wall -Wextra -Werror -Wshadow -Wvla -Wno-missing-field-initializers \
            -D_GNU_SOURCE -Icommon $(SANFLAGS) $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 LDFLAGS += $(SANFLAGS)
-LDLIBS  = $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lpthread
+LDLIBS  = $(shell pkg-config --libs liburing libzstd 2>/dev/null) -lpthread -ldl
 
 TOOLS   = ublk-add ublk-serve ublk-del ublk-export-diff
 LIB_SRC = aio blob cli crc32c chunkcache ctlsock ctrl device devopts export http image json diff diff_v3 layer layer_cache layer_diff layer_fault layer_file layer_http log parse queue stack \
