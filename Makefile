@@ -68,7 +68,7 @@ $(OUT)/libublktools.a: $(LIB_OBJ)
 $(OUT)/ublk-%: $(OUT)/cmd/ublk-%.o $(OUT)/libublktools.a
 	$(call quiet,LD,$@)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
-$(OUT)/tests/%: tests/unit/%.c $(OUT)/libublktools.a common/*.h | $(OUT)/tests
+$(OUT)/tests/%: tests/unit/%.c tests/unit/check.h $(OUT)/libublktools.a common/*.h | $(OUT)/tests
 	$(call quiet,CC,$@)$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(OUT)/libublktools.a $(LDLIBS)
 
 $(OUT)/common $(OUT)/cmd $(OUT)/tests:

@@ -130,6 +130,32 @@ static int inspect(const char *path, bool json)
 	return ret ? EXIT_BAD_IMAGE : EXIT_OK;
 }
 
+/* Report a failure, or print the --json summary of an export (r) or a
+ * flatten (r NULL). */
+static int finish(int code, const char *why, bool json, const char *out,
+		  const struct export_result *r, uint64_t bytes)
+{
+	struct json j;
+
+	if (code) {
+		log_err("%s", why);
+		return code;
+	}
+	if (!json)
+		return EXIT_OK;
+	json_begin(&j, stdout);
+	json_str(&j, "output", out);
+	if (r) {
+		meta_json(&j, &r->meta);
+		json_u64(&j, "frames", r->written.frames);
+		json_u64(&j, "duration_ms", r->ms);
+		json_bool(&j, "cache_removed", r->cache_removed);
+	}
+	json_u64(&j, "bytes", bytes);
+	json_end(&j);
+	return EXIT_OK;
+}
+
 int main(int argc, char **argv)
 {
 	struct export_opts o = { .timeout_ms = 10000, .progress = isatty(STDERR_FILENO) };
@@ -193,18 +219,7 @@ int main(int argc, char **argv)
 		if (devopts_finish(&c, &cfg) == CLI_DONE)
 			return c.exit_code;
 		code = export_flatten(&cfg, o.out, o.progress, &bytes, why, sizeof(why));
-		if (code) {
-			log_err("%s", why);
-			return code;
-		}
-		if (json) {
-			struct json j;
-			json_begin(&j, stdout);
-			json_str(&j, "output", o.out);
-			json_u64(&j, "bytes", bytes);
-			json_end(&j);
-		}
-		return EXIT_OK;
+		return finish(code, why, json, o.out, NULL, bytes);
 	}
 	if (cfg.base || cfg.n_layers)
 		return cli_usage_error(&c, "--base and --layer go with --flatten");
@@ -225,20 +240,5 @@ int main(int argc, char **argv)
 		code = o.live ? export_live(id, &o, &r, why, sizeof(why))
 			      : export_device(id, &o, &r, why, sizeof(why));
 	}
-	if (code) {
-		log_err("%s", why);
-		return code;
-	}
-	if (json) {
-		struct json j;
-		json_begin(&j, stdout);
-		json_str(&j, "output", o.out);
-		meta_json(&j, &r.meta);
-		json_u64(&j, "frames", r.written.frames);
-		json_u64(&j, "bytes", r.written.bytes);
-		json_u64(&j, "duration_ms", r.ms);
-		json_bool(&j, "cache_removed", r.cache_removed);
-		json_end(&j);
-	}
-	return EXIT_OK;
+	return finish(code, why, json, o.out, &r, r.written.bytes);
 }

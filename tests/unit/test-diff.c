@@ -1,5 +1,6 @@
 /* Host unit tests of the diff format and the diff layer. */
 #include "aio.h"
+#include "check.h"
 #include "diff.h"
 #include "layer.h"
 
@@ -9,13 +10,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-
-static int failures, checks;
-#define CHECK(cond, ...) do { \
-	checks++; \
-	if (!(cond)) { failures++; fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__); \
-		fprintf(stderr, __VA_ARGS__); fputc('\n', stderr); } \
-} while (0)
 
 #define BS 4096
 #define BLOCKS 1024     /* 4 MiB device */
@@ -165,6 +159,5 @@ int main(void)
 	free(base);
 	free(source);
 	io_uring_queue_exit(&ring);
-	printf("%d passed, %d failed\n", checks - failures, failures);
-	return failures ? 1 : 0;
+	return check_summary();
 }

@@ -1,5 +1,6 @@
 /* Host unit tests of the layer stack: no ublk, a plain io_uring. */
 #include "aio.h"
+#include "check.h"
 #include "layer.h"
 
 #include <errno.h>
@@ -11,13 +12,6 @@
 #include <time.h>
 #include <unistd.h>
 
-static int failures, checks;
-
-#define CHECK(cond, ...) do { \
-	checks++; \
-	if (!(cond)) { failures++; fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__); \
-		fprintf(stderr, __VA_ARGS__); fputc('\n', stderr); } \
-} while (0)
 
 struct sync_io {
 	struct layer_io io;
@@ -260,6 +254,5 @@ int main(void)
 	test_cache_layer();
 	test_fault_layer();
 	io_uring_queue_exit(&ring);
-	printf("%d passed, %d failed\n", checks - failures, failures);
-	return failures ? 1 : 0;
+	return check_summary();
 }
