@@ -161,6 +161,17 @@ _ublk_tools()
         [[ $o == *= ]] && _ublk_arg+=("${o%=}")
     done < <(_ublk_tools_run "$_ublk_cmd" --long-options)
 
+    # ublk-pool COMMAND [OPTIONS]: complete the command, then treat the rest
+    # as if the command were not there
+    if [[ $tool == ublk-pool* ]]; then
+        if ((cword == 1)); then
+            COMPREPLY=($(compgen -W "list status reclaim" -- "$cur"))
+            return 0
+        fi
+        words=("${words[0]}" "${words[@]:2}")
+        cword=$((cword - 1))
+    fi
+
     # --opt=VALUE, "=" being a word break (the default): the words end in
     # "--opt" "=" and cur is "=" or the value typed so far.
     if [[ $cur == "=" && ${words[cword - 1]-} == --?* ]]; then
@@ -249,6 +260,6 @@ _ublk_tools()
     return 0
 }
 
-complete -F _ublk_tools ublk-add ublk-serve ublk-del ublk-export-diff
+complete -F _ublk_tools ublk-add ublk-serve ublk-del ublk-export-diff ublk-pool
 
 # ex: filetype=sh

@@ -19,7 +19,7 @@ teardown() {
 }
 
 @test "every tool has --help, --version and --long-options" {
-	for tool in ublk-add ublk-serve ublk-del ublk-export-diff; do
+	for tool in ublk-add ublk-serve ublk-del ublk-export-diff ublk-pool; do
 		run "$B/$tool" --help
 		[ "$status" -eq 0 ]
 		[[ "${lines[0]}" == "Usage: $tool "* ]]
@@ -35,7 +35,7 @@ teardown() {
 }
 
 @test "unknown option is a usage error" {
-	for tool in ublk-add ublk-serve ublk-del ublk-export-diff; do
+	for tool in ublk-add ublk-serve ublk-del ublk-export-diff ublk-pool; do
 		run_mustfail 2 "unknown option '--bogus'; see '$tool --help'" "$B/$tool" --bogus
 		run_mustfail 2 "unknown option '-Z'" "$B/$tool" -Z
 	done
@@ -114,4 +114,15 @@ teardown() {
 	run_mustfail 2 "--frame-size '5000'" "$B/ublk-export-diff" --frame-size 5000 -o "$T/x" 1
 	run_mustfail 5 "not a ublk-tools diff (bad magic)" "$B/ublk-export-diff" --inspect "$T/img"
 	run_mustfail 5 "too short to be a diff" "$B/ublk-export-diff" --inspect /dev/null
+}
+
+@test "ublk-pool commands and their errors" {
+	run_mustfail 2 "no command given (list, status, reclaim)" "$B/ublk-pool"
+	run_mustfail 2 "unknown command 'frobnicate'" "$B/ublk-pool" frobnicate
+	run_mustfail 2 "unexpected argument 'extra'" "$B/ublk-pool" list extra
+	run_mustfail 4 "reclaim needs root" as_nobody "$B/ublk-pool" reclaim
+	# no devices on this host: an empty list, in both forms
+	run "$B/ublk-pool" list --json --state-dir "$T/state"
+	[ "$status" -eq 0 ]
+	[ "$(jq '.devices | length' <<<"$output")" -eq 0 ]
 }

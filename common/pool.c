@@ -1,0 +1,137 @@
+#include "pool.h"
+#include "ctrl.h"
+#include "state.h"
+#include "timeutil.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+static struct pool_dev *find_or_add(struct pool_dev **devs, int *n, int *cap, uint32_t id)
+{
+	for (int i = 0; i < *n; i++)
+		if ((*devs)[i].id == id)
+			return &(*devs)[i];
+	if (*n == *cap) {
+		*cap = *cap ? *cap * 2 : 16;
+		struct pool_dev *grown = realloc(*devs, (size_t)*cap * sizeof(**devs));
+		if (!grown)
+			return NULL;
+		*devs = grown;
+	}
+	struct pool_dev *d = &(*devs)[(*n)++];
+	memset(d, 0, sizeof(*d));
+	d->id = id;
+	d->kernel_state = -1;
+	return d;
+}
+
+static void load_entry(struct pool_dev *d)
+{
+	char v[PATH_MAX], path[PATH_MAX + 64];
+	struct stat st;
+
+	d->has_state = true;
+	if (state_read(d->id, "state", d->state, sizeof(d->state)) > 0)
+		d->state[strcspn(d->state, "\n")] = 0;
+	if (!d->pid && state_read(d->id, "pid", v, sizeof(v)) > 0)
+		d->pid = atoi(v);
+	state_config_get(d->id, "base", d->base, sizeof(d->base));
+	state_config_get(d->id, "cache", d->cache, sizeof(d->cache));
+	state_config_get(d->id, "name", d->name, sizeof(d->name));
+	if (!state_config_get(d->id, "size", v, sizeof(v)))
+		d->size = strtoull(v, NULL, 10);
+	if (!d->queues && !state_config_get(d->id, "queues", v, sizeof(v)))
+		d->queues = (unsigned)atoi(v);
+	if (!d->depth && !state_config_get(d->id, "depth", v, sizeof(v)))
+		d->depth = (unsigned)atoi(v);
+	if (state_read(d->id, "stats", d->stats, sizeof(d->stats)) > 0)
+		d->stats[strcspn(d->stats, "\n")] = 0;
+	else
+		d->stats[0] = 0;
+	snprintf(path, sizeof(path), "%s/ublkb%u/version", state_dir(), d->id);
+	if (!stat(path, &st))
+		d->uptime_s = (uint64_t)(time(NULL) - st.st_mtime);
+	if (d->cache[0] && !stat(d->cache, &st))
+		d->cache_bytes = (uint64_t)st.st_blocks * 512;
+}
+
+static int cmp_id(const void *a, const void *b)
+{
+	const struct pool_dev *x = a, *y = b;
+	return x->id < y->id ? -1 : x->id > y->id;
+}
+
+int pool_scan(struct pool_dev **out)
+{
+	struct pool_dev *devs = NULL;
+	int n = 0, cap = 0;
+	uint32_t ids[1024];
+	struct ublk_ctrl c;
+	DIR *dir;
+	struct dirent *e;
+
+	int k = ctrl_list_ids(ids, 1024);
+	if (k > 0 && ctrl_open(&c, 3000) == 0) {
+		for (int i = 0; i < k; i++) {
+			struct ublksrv_ctrl_dev_info info;
+			struct pool_dev *d = find_or_add(&devs, &n, &cap, ids[i]);
+			if (!d)
+				goto oom;
+			d->in_kernel = true;
+			char node[64];
+			struct stat st;
+			dev_char_path(ids[i], node, sizeof(node));
+			d->node_age_s = stat(node, &st) ? UINT64_MAX : (uint64_t)(time(NULL) - st.st_ctime);
+			if (!ctrl_get_info(&c, ids[i], &info)) {
+				d->kernel_state = info.state;
+				d->pid = info.ublksrv_pid;
+				d->queues = info.nr_hw_queues;
+				d->depth = info.queue_depth;
+			}
+		}
+		ctrl_close(&c);
+	}
+	if ((dir = opendir(state_dir()))) {
+		while ((e = readdir(dir))) {
+			char *end;
+			unsigned long id;
+			if (strncmp(e->d_name, "ublkb", 5))
+				continue;
+			id = strtoul(e->d_name + 5, &end, 10);
+			if (*end || end == e->d_name + 5)
+				continue;
+			struct pool_dev *d = find_or_add(&devs, &n, &cap, (uint32_t)id);
+			if (!d) {
+				closedir(dir);
+				goto oom;
+			}
+			load_entry(d);
+		}
+		closedir(dir);
+	}
+	for (int i = 0; i < n; i++)
+		devs[i].alive = pid_alive(devs[i].pid);
+	if (n)
+		qsort(devs, (size_t)n, sizeof(*devs), cmp_id);
+	*out = devs;
+	return n;
+oom:
+	free(devs);
+	return -ENOMEM;
+}
+
+const char *pool_problem(const struct pool_dev *d, uint64_t grace_s)
+{
+	if (d->in_kernel && !d->has_state)
+		return d->node_age_s >= grace_s && !d->alive ? "not in the state directory" : NULL;
+	if (d->in_kernel && !d->alive)
+		return "server is dead";
+	if (!d->in_kernel && d->has_state)
+		return d->alive ? NULL : "stale state: the kernel has no such device";
+	return NULL;
+}

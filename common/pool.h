@@ -1,0 +1,38 @@
+/* The devices of a host, seen from the kernel and the state directory
+ * together: what ublk-pool lists and reclaims. */
+#ifndef UBLK_POOL_H
+#define UBLK_POOL_H
+
+#include <linux/limits.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+struct pool_dev {
+	uint32_t id;
+	bool in_kernel;         /* /dev/ublk-control knows it */
+	bool has_state;         /* an entry in the state directory */
+	int kernel_state;       /* UBLK_S_DEV_*, -1 if not in the kernel */
+	pid_t pid;              /* the server, from the kernel or the entry */
+	bool alive;             /* that server runs */
+	char state[16];         /* the entry's: starting, live, stopping */
+	char base[PATH_MAX], cache[PATH_MAX], name[72];
+	unsigned n_layers, queues, depth;
+	uint64_t size;
+	uint64_t uptime_s;      /* since the entry was made */
+	uint64_t cache_bytes;   /* space the cache's data file takes */
+	char stats[2048];       /* the entry's stats (JSON), or "" */
+	uint64_t node_age_s;    /* since /dev/ublkcN appeared (in the kernel only) */
+};
+
+/* Every device either side knows, by id. Returns the count or -errno;
+ * *out is malloc'd. */
+int pool_scan(struct pool_dev **out);
+#define POOL_GRACE_S 30
+
+/* Why reclaim would act on d, or NULL if d is healthy. A kernel device
+ * without a state entry counts only once older than grace_s seconds: a
+ * tool adding it right now has not written the entry yet. */
+const char *pool_problem(const struct pool_dev *d, uint64_t grace_s);
+
+#endif
