@@ -3,11 +3,16 @@
 #include "devopts.h"
 #include "exitcodes.h"
 #include "json.h"
+#include "ctrl.h"
 #include "log.h"
+#include "parse.h"
+#include "pool.h"
+#include "timeutil.h"
 #include "ready.h"
 #include "server.h"
 #include "state.h"
 
+#include <errno.h>
 #include <libgen.h>
 #include <limits.h>
 #include <stdio.h>
@@ -15,13 +20,14 @@
 #include <string.h>
 #include <unistd.h>
 
-enum { KEY_JSON = 'j' };
+enum { KEY_JSON = 'j', KEY_MAX = 0x500 };
 
 static const struct cli_option options[] = {
 	DEVICE_OPTIONS,
 	{ "timeout", 't', "SEC", "deadline for the device to be live (default 10)" },
 	STATE_DIR_OPTION,
 	{ "json", 'j', NULL, "print the device's description as JSON" },
+	{ "max-devices", KEY_MAX, "N", "refuse (exit 8) when the host has N devices already" },
 	{ "verbose", 'v', NULL, "more log output" },
 	{ 0 },
 };
@@ -64,6 +70,33 @@ static uint64_t device_size(int id)
 	return state_config_get((uint32_t)id, "size", v, sizeof(v)) ? 0 : strtoull(v, NULL, 10);
 }
 
+/* Take the pool lock: refused while the pool shuts down, or when full. */
+static int join_pool(uint64_t max, uint64_t timeout_ms, int *lock, char *why, size_t len)
+{
+	uint32_t ids[1024];
+
+	max = pool_max_devices(max);
+	*lock = pool_lock(max != 0, timeout_ms);
+	if (*lock < 0) {
+		snprintf(why, len, "pool lock in %s: %s", state_dir(), strerror(-*lock));
+		return *lock == -ETIMEDOUT ? EXIT_TIMEOUT : EXIT_FAIL;
+	}
+	if (pool_closed()) {
+		snprintf(why, len, "the pool is shutting down (ublk-pool shutdown): no new devices");
+		close(*lock);
+		return EXIT_BUSY;
+	}
+	int n = max ? ctrl_list_ids(ids, 1024) : 0;
+	if (max && n >= 0 && (uint64_t)n >= max) {
+		snprintf(why, len, "pool full: %d devices of at most %llu (--max-devices, "
+			 "UBLK_POOL_MAX or ublk_drv's ublks_max); delete some or raise the limit",
+			 n, (unsigned long long)max);
+		close(*lock);
+		return EXIT_BUSY;
+	}
+	return 0;
+}
+
 static void print_json(const struct server_config *cfg, const struct ready_result *r, pid_t pid)
 {
 	char path[64];
@@ -91,6 +124,8 @@ int main(int argc, char **argv)
 	struct ready_result res;
 	char serve[PATH_MAX], why[600];
 	bool json = false;
+	uint64_t max_devices = 0;
+	int lock = -1;
 	struct cli c;
 	pid_t pid;
 	int key, code;
@@ -106,6 +141,8 @@ int main(int argc, char **argv)
 			return c.exit_code;
 		if (key == KEY_JSON)
 			json = true;
+		if (key == KEY_MAX && parse_uint(optarg, 1, 1 << 20, &max_devices))
+			return cli_usage_error(&c, "--max-devices '%s': expected a number from 1", optarg);
 	}
 	if (optind < argc)
 		return cli_usage_error(&c, "unexpected argument '%s'", argv[optind]);
@@ -123,11 +160,19 @@ int main(int argc, char **argv)
 	devopts_to_argv(&cfg, args, &argn);
 	/* The server's own control steps each have the same deadline; give the
 	 * whole start-up a little more so its own error wins over our timeout. */
+	code = join_pool(max_devices, cfg.timeout_ms, &lock, why, sizeof(why));
+	if (code) {
+		log_err("%s", why);
+		return code;
+	}
+	uint64_t start = now_ms();
 	code = ready_spawn(args, cfg.timeout_ms * 2, &res, &pid);
+	close(lock);   /* the device exists (and counts) or is gone */
 	if (code) {
 		log_err("%s", res.msg);
 		return code;
 	}
+	pool_record("add", now_ms() - start);
 	if (json)
 		print_json(&cfg, &res, pid);
 	else

@@ -11,12 +11,14 @@
 #include "state.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
-enum { KEY_JSON = 'j', KEY_CACHES = 0x400, KEY_GRACE };
+enum { KEY_JSON = 'j', KEY_CACHES = 0x400, KEY_GRACE, KEY_TEXTFILE };
 
 /* seconds a kernel device without a state entry is left alone */
 static uint64_t grace_s = POOL_GRACE_S;
@@ -25,6 +27,7 @@ static const struct cli_option options[] = {
 	{ "json", 'j', NULL, "machine-readable output" },
 	{ "caches", KEY_CACHES, NULL, "reclaim: also remove the caches of stale entries" },
 	{ "timeout", 't', "SEC", "reclaim: deadline per device (default 10)" },
+	{ "textfile", KEY_TEXTFILE, "DIR", "metrics: write ublk.prom atomically into DIR (node-exporter)" },
 	{ "grace", KEY_GRACE, "SEC", "reclaim: leave devices without a state entry younger than this (default 30)" },
 	STATE_DIR_OPTION,
 	{ "verbose", 'v', NULL, "more log output" },
@@ -33,12 +36,15 @@ static const struct cli_option options[] = {
 
 static const struct cli_tool tool = {
 	.name = "ublk-pool",
-	.synopsis = "list|status|reclaim [OPTIONS]",
+	.synopsis = "list|status|reclaim|shutdown|metrics [OPTIONS]",
 	.summary = "Every ublk device of this host, from the kernel and the state directory.\n"
 		   "  list     one line per device: id, state, server, name, base\n"
 		   "  status   list with IO statistics and cache usage\n"
 		   "  reclaim  delete devices whose server died or that no state entry knows, and\n"
-		   "           remove stale state entries (--caches: and their caches); idempotent",
+		   "           remove stale state entries (--caches: and their caches); idempotent\n"
+		   "  shutdown stop every device in parallel within --timeout; adds meanwhile are\n"
+		   "           refused\n"
+		   "  metrics  Prometheus text format on stdout, or into a node-exporter --textfile DIR",
 	.options = options,
 	.footer = "Exit codes: 0 ok, 1 failure (some device could not be reclaimed), 2 usage,\n"
 		  "4 permission. See ublk-pool(8).\n",
@@ -122,6 +128,227 @@ static void print_table(const struct pool_dev *devs, int n, bool with_stats)
 	}
 }
 
+/* Label value: Prometheus escapes backslash, quote and newline. */
+static void label(FILE *f, const char *v)
+{
+	for (; *v; v++) {
+		if (*v == '\\' || *v == '"')
+			fputc('\\', f);
+		if (*v == '\n')
+			fputs("\\n", f);
+		else
+			fputc(*v, f);
+	}
+}
+
+static void histogram(FILE *f, const char *metric, const char *help, const char *event)
+{
+	static const double bounds[] = { 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10 };
+	uint64_t counts[9] = { 0 }, n = 0;
+	double sum = 0;
+	char path[PATH_MAX], line[64], name[16];
+	unsigned long long ms;
+	FILE *ev;
+
+	snprintf(path, sizeof(path), "%s/.events", state_dir());
+	if ((ev = fopen(path, "r"))) {
+		while (fgets(line, sizeof(line), ev))
+			if (sscanf(line, "%15s %llu", name, &ms) == 2 && !strcmp(name, event)) {
+				double s = (double)ms / 1000.0;
+				int b = 0;
+				while (b < 8 && s > bounds[b])
+					b++;
+				counts[b]++;
+				sum += s;
+				n++;
+			}
+		fclose(ev);
+	}
+	fprintf(f, "# HELP %s %s\n# TYPE %s histogram\n", metric, help, metric);
+	uint64_t cum = 0;
+	for (int b = 0; b < 8; b++) {
+		cum += counts[b];
+		fprintf(f, "%s_bucket{le=\"%g\"} %llu\n", metric, bounds[b], (unsigned long long)cum);
+	}
+	fprintf(f, "%s_bucket{le=\"+Inf\"} %llu\n%s_sum %.3f\n%s_count %llu\n", metric,
+		(unsigned long long)n, metric, sum, metric, (unsigned long long)n);
+}
+
+static void device_counter(FILE *f, const struct pool_dev *devs, int n, const char *metric,
+			   const char *help, const char *key, bool remote)
+{
+	fprintf(f, "# HELP %s %s\n# TYPE %s counter\n", metric, help, metric);
+	for (int i = 0; i < n; i++) {
+		const char *s = devs[i].stats;
+		if (!s[0] || (remote && !strstr(s, "\"remote\":")))
+			continue;
+		fprintf(f, "%s{device=\"ublkb%u\",name=\"", metric, devs[i].id);
+		label(f, devs[i].name);
+		fprintf(f, "\"} %llu\n", (unsigned long long)stat_field(s, key));
+	}
+}
+
+/* Prometheus text exposition format, on stdout or atomically into a
+ * node-exporter textfile folder. */
+static int metrics(const struct pool_dev *devs, int n, const char *textfile)
+{
+	static const char *states[] = { "live", "quiesced", "dead", "stale", "orphaned" };
+	uint64_t by_state[5] = { 0 }, adds = 0, dels = 0;
+	char *text = NULL, path[PATH_MAX], tmp[PATH_MAX + 16], line[64];
+	size_t size = 0;
+	FILE *f = open_memstream(&text, &size), *ev;
+
+	if (!f)
+		return EXIT_FAIL;
+	for (int i = 0; i < n; i++) {
+		const struct pool_dev *d = &devs[i];
+		int s = !d->in_kernel ? 3 : pool_problem(d, grace_s) ? 4 :
+			d->kernel_state == 1 ? 0 : d->kernel_state == 2 ? 1 : 2;
+		by_state[s]++;
+	}
+	fprintf(f, "# HELP ublk_devices Devices of this host by state.\n# TYPE ublk_devices gauge\n");
+	for (int s = 0; s < 5; s++)
+		fprintf(f, "ublk_devices{state=\"%s\"} %llu\n", states[s], (unsigned long long)by_state[s]);
+	snprintf(path, sizeof(path), "%s/.events", state_dir());
+	if ((ev = fopen(path, "r"))) {
+		while (fgets(line, sizeof(line), ev)) {
+			adds += !strncmp(line, "add ", 4);
+			dels += !strncmp(line, "del ", 4);
+		}
+		fclose(ev);
+	}
+	fprintf(f, "# HELP ublk_acquired_total Devices added.\n# TYPE ublk_acquired_total counter\n"
+		   "ublk_acquired_total %llu\n", (unsigned long long)adds);
+	fprintf(f, "# HELP ublk_released_total Devices deleted.\n# TYPE ublk_released_total counter\n"
+		   "ublk_released_total %llu\n", (unsigned long long)dels);
+	histogram(f, "ublk_add_duration_seconds", "ublk-add until the device is live.", "add");
+	histogram(f, "ublk_delete_duration_seconds", "Deleting a device.", "del");
+	device_counter(f, devs, n, "ublk_device_reads_total", "Read requests.", "reads", false);
+	device_counter(f, devs, n, "ublk_device_writes_total", "Write requests.", "writes", false);
+	device_counter(f, devs, n, "ublk_device_flushes_total", "Flush requests.", "flushes", false);
+	device_counter(f, devs, n, "ublk_device_discards_total", "Discard and write-zeroes requests.",
+		       "discards", false);
+	device_counter(f, devs, n, "ublk_device_errors_total", "Requests that failed.", "errors", false);
+	device_counter(f, devs, n, "ublk_device_read_bytes_total", "Bytes read.", "bytes_read", false);
+	device_counter(f, devs, n, "ublk_device_written_bytes_total", "Bytes written.", "bytes_written",
+		       false);
+	device_counter(f, devs, n, "ublk_remote_chunks_fetched_total", "Chunks fetched from the remote base.",
+		       "chunks_fetched", true);
+	device_counter(f, devs, n, "ublk_remote_fetched_bytes_total", "Bytes fetched from the remote base.",
+		       "bytes_fetched", true);
+	device_counter(f, devs, n, "ublk_remote_fetch_errors_total", "Chunk fetches that failed.",
+		       "fetch_errors", true);
+	device_counter(f, devs, n, "ublk_remote_chunk_cache_hits_total", "Reads served by the chunk cache.",
+		       "chunk_cache_hits", true);
+	fclose(f);
+	if (!textfile) {
+		fputs(text, stdout);
+		free(text);
+		return EXIT_OK;
+	}
+	/* node-exporter must never read half a file: temporary name, then rename */
+	snprintf(path, sizeof(path), "%s/ublk.prom", textfile);
+	snprintf(tmp, sizeof(tmp), "%s.%d", path, (int)getpid());
+	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644), ret = 0;
+	if (fd < 0 || write(fd, text, size) != (ssize_t)size || fsync(fd) || rename(tmp, path))
+		ret = -errno;
+	if (fd >= 0)
+		close(fd);
+	if (ret)
+		unlink(tmp);
+	free(text);
+	if (ret) {
+		log_err("%s: %s", path, strerror(-ret));
+		return EXIT_FAIL;
+	}
+	return EXIT_OK;
+}
+
+struct stopper {
+	pthread_t thread;
+	uint32_t id;
+	uint64_t timeout_ms;
+	int ret;
+	char why[700];
+};
+
+static void *stop_one(void *arg)
+{
+	struct stopper *s = arg;
+	s->ret = device_delete(s->id, s->timeout_ms, true, s->why, sizeof(s->why));
+	if (s->ret == -ENODEV)
+		s->ret = 0;
+	return NULL;
+}
+
+/* Close the pool to new devices, stop every device in parallel within the
+ * deadline, clean up stale entries, reopen. */
+static int shutdown_all(uint64_t timeout_ms, bool json)
+{
+	struct pool_dev *devs = NULL;
+	struct stopper *st = NULL;
+	int lock, n, code = EXIT_OK;
+
+	/* wait for adds in progress: afterwards every new one sees the mark */
+	lock = pool_lock(true, timeout_ms);
+	if (lock < 0) {
+		log_err("pool lock in %s: %s", state_dir(), strerror(-lock));
+		return lock == -ETIMEDOUT ? EXIT_TIMEOUT : EXIT_FAIL;
+	}
+	int ret = pool_set_closed(true);
+	close(lock);
+	if (ret) {
+		log_err("marking the pool closed in %s: %s", state_dir(), strerror(-ret));
+		return EXIT_FAIL;
+	}
+	n = pool_scan(&devs);
+	st = calloc(n > 0 ? (size_t)n : 1, sizeof(*st));
+	if (n < 0 || !st) {
+		log_err("scanning devices: %s", strerror(n < 0 ? -n : ENOMEM));
+		code = EXIT_FAIL;
+		goto out;
+	}
+	for (int i = 0; i < n; i++) {
+		st[i].id = devs[i].id;
+		st[i].timeout_ms = timeout_ms;
+		if (devs[i].in_kernel && pthread_create(&st[i].thread, NULL, stop_one, &st[i]))
+			stop_one(&st[i]);
+		else if (!devs[i].in_kernel)
+			state_remove(devs[i].id);
+	}
+	struct json j;
+	if (json) {
+		json_begin(&j, stdout);
+		json_arr_begin(&j, "stopped");
+	}
+	for (int i = 0; i < n; i++) {
+		if (!devs[i].in_kernel)
+			continue;
+		pthread_join(st[i].thread, NULL);
+		if (st[i].ret) {
+			log_err("%s", st[i].why);
+			code = EXIT_FAIL;
+		}
+		if (json) {
+			json_obj_begin(&j, NULL);
+			json_u64(&j, "id", st[i].id);
+			json_bool(&j, "ok", !st[i].ret);
+			json_obj_end(&j);
+		} else if (!st[i].ret) {
+			printf("stopped ublkb%u\n", st[i].id);
+		}
+	}
+	if (json) {
+		json_arr_end(&j);
+		json_end(&j);
+	}
+out:
+	pool_set_closed(false);
+	free(st);
+	free(devs);
+	return code;
+}
+
 static int reclaim(const struct pool_dev *devs, int n, bool caches, uint64_t timeout_ms, bool json)
 {
 	struct json j;
@@ -187,6 +414,7 @@ int main(int argc, char **argv)
 	struct server_config cfg;   /* for the shared --timeout and --state-dir */
 	struct pool_dev *devs = NULL;
 	bool json = false, caches = false;
+	const char *textfile = NULL;
 	struct cli c;
 	int key, n, code;
 
@@ -206,6 +434,8 @@ int main(int argc, char **argv)
 			json = true;
 		else if (key == KEY_CACHES)
 			caches = true;
+		else if (key == KEY_TEXTFILE)
+			textfile = optarg;
 		else if (key == KEY_GRACE) {
 			uint64_t ms;
 			if (parse_seconds(optarg, &ms))
@@ -216,12 +446,24 @@ int main(int argc, char **argv)
 			return c.exit_code;
 	}
 	if (!cmd)
-		return cli_usage_error(&c, "no command given (list, status, reclaim)");
+		return cli_usage_error(&c, "no command given (list, status, reclaim, shutdown, metrics)");
 	if (optind < argc)
 		return cli_usage_error(&c, "unexpected argument '%s'", argv[optind]);
 	bool is_list = !strcmp(cmd, "list"), is_status = !strcmp(cmd, "status");
-	if (!is_list && !is_status && strcmp(cmd, "reclaim"))
-		return cli_usage_error(&c, "unknown command '%s' (list, status, reclaim)", cmd);
+	bool is_metrics = !strcmp(cmd, "metrics");
+	if (!is_list && !is_status && !is_metrics && strcmp(cmd, "reclaim") && strcmp(cmd, "shutdown"))
+		return cli_usage_error(&c, "unknown command '%s' (list, status, reclaim, shutdown, metrics)",
+				       cmd);
+	if (textfile && !is_metrics)
+		return cli_usage_error(&c, "--textfile goes with metrics");
+	if (!strcmp(cmd, "shutdown")) {
+		if (geteuid() != 0) {
+			log_err("permission denied: shutdown needs root (CAP_SYS_ADMIN)");
+			return EXIT_PERM;
+		}
+		return shutdown_all(cfg.timeout_ms, json);
+	}
+	is_list |= is_metrics;   /* reads like list */
 	if (!is_list && !is_status && geteuid() != 0) {
 		log_err("permission denied: reclaim needs root (CAP_SYS_ADMIN)");
 		return EXIT_PERM;
@@ -231,7 +473,9 @@ int main(int argc, char **argv)
 		log_err("scanning devices: %s", strerror(-n));
 		return EXIT_FAIL;
 	}
-	if (is_list || is_status) {
+	if (is_metrics) {
+		code = metrics(devs, n, textfile);
+	} else if (is_list || is_status) {
 		if (json)
 			print_json(devs, n, is_status);
 		else

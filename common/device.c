@@ -1,6 +1,7 @@
 #include "device.h"
 #include "ctrl.h"
 #include "parse.h"
+#include "pool.h"
 #include "state.h"
 #include "timeutil.h"
 
@@ -205,10 +206,12 @@ int device_delete(uint32_t id, uint64_t timeout_ms, bool force, char *why, size_
 	ret = ctrl_del_dev(&c, id);
 	if (ret == -ENODEV)
 		ret = 0;
-	if (ret)
+	if (ret) {
 		SET_WHY("ublkb%u: DEL_DEV: %s", id, strerror(-ret));
-	else
+	} else {
 		state_remove(id);
+		pool_record("del", now_ms() - (deadline - timeout_ms));
+	}
 out:
 	ctrl_close(&c);
 	return ret;

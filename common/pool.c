@@ -8,7 +8,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <sys/file.h>
 #include <sys/stat.h>
+#include <unistd.h>
 #include <time.h>
 
 static struct pool_dev *find_or_add(struct pool_dev **devs, int *n, int *cap, uint32_t id)
@@ -134,4 +137,85 @@ const char *pool_problem(const struct pool_dev *d, uint64_t grace_s)
 	if (!d->in_kernel && d->has_state)
 		return d->alive ? NULL : "stale state: the kernel has no such device";
 	return NULL;
+}
+
+static void pool_file(const char *name, char *buf, size_t len)
+{
+	snprintf(buf, len, "%s/%s", state_dir(), name);
+}
+
+int pool_lock(bool exclusive, uint64_t timeout_ms)
+{
+	char path[PATH_MAX];
+	uint64_t deadline = now_ms() + timeout_ms;
+	int fd;
+
+	mkdir(state_dir(), 0700);
+	pool_file(".pool.lock", path, sizeof(path));
+	fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+	if (fd < 0)
+		return -errno;
+	while (flock(fd, (exclusive ? LOCK_EX : LOCK_SH) | LOCK_NB)) {
+		if (errno != EWOULDBLOCK || !ms_left(deadline)) {
+			int ret = errno == EWOULDBLOCK ? -ETIMEDOUT : -errno;
+			close(fd);
+			return ret;
+		}
+		sleep_ms(5);
+	}
+	return fd;
+}
+
+int pool_closed(void)
+{
+	char path[PATH_MAX];
+	pool_file(".shutdown", path, sizeof(path));
+	return access(path, F_OK) == 0;
+}
+
+int pool_set_closed(bool closed)
+{
+	char path[PATH_MAX];
+	pool_file(".shutdown", path, sizeof(path));
+	if (!closed)
+		return unlink(path) && errno != ENOENT ? -errno : 0;
+	int fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+	if (fd < 0)
+		return -errno;
+	close(fd);
+	return 0;
+}
+
+uint64_t pool_max_devices(uint64_t max)
+{
+	const char *env = getenv("UBLK_POOL_MAX");
+	char buf[32];
+	FILE *f;
+
+	if (max)
+		return max;
+	if (env && *env)
+		return strtoull(env, NULL, 10);
+	f = fopen("/sys/module/ublk_drv/parameters/ublks_max", "r");
+	if (!f)
+		return 0;
+	if (!fgets(buf, sizeof(buf), f))
+		buf[0] = 0;
+	fclose(f);
+	return strtoull(buf, NULL, 10);
+}
+
+void pool_record(const char *event, uint64_t ms)
+{
+	char path[PATH_MAX], line[64];
+	int n, fd;
+
+	pool_file(".events", path, sizeof(path));
+	fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOFOLLOW, 0600);
+	if (fd < 0)
+		return;
+	/* one write per line: concurrent tools never interleave */
+	n = snprintf(line, sizeof(line), "%s %llu\n", event, (unsigned long long)ms);
+	if (write(fd, line, (size_t)n) < 0) { /* metrics are best effort */ }
+	close(fd);
 }

@@ -36,3 +36,18 @@ int pool_scan(struct pool_dev **out);
 const char *pool_problem(const struct pool_dev *d, uint64_t grace_s);
 
 #endif
+
+/* Pool-wide coordination through the state directory (docs/state-dir.md):
+ * ublk-add holds the pool lock shared while it adds (exclusive when a
+ * device limit applies, so the count stays true), ublk-pool shutdown holds
+ * it exclusive to mark the pool closed. Returns the lock's fd or -errno
+ * (-ETIMEDOUT at the deadline). */
+int pool_lock(bool exclusive, uint64_t timeout_ms);
+/* 1 while a shutdown is in progress. */
+int pool_closed(void);
+int pool_set_closed(bool closed);
+/* The device limit: max if non-zero, else $UBLK_POOL_MAX, else the
+ * kernel's (ublk_drv's ublks_max), else 0 (none). */
+uint64_t pool_max_devices(uint64_t max);
+/* Record an add or delete and how long it took, for ublk-pool metrics. */
+void pool_record(const char *event, uint64_t ms);

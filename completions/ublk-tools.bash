@@ -165,7 +165,7 @@ _ublk_tools()
     # as if the command were not there
     if [[ $tool == ublk-pool* ]]; then
         if ((cword == 1)); then
-            COMPREPLY=($(compgen -W "list status reclaim" -- "$cur"))
+            COMPREPLY=($(compgen -W "list status reclaim shutdown metrics" -- "$cur"))
             return 0
         fi
         words=("${words[0]}" "${words[@]:2}")

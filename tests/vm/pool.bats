@@ -76,3 +76,92 @@ teardown() { vm_teardown; }
 	[[ "$output" == *"deleted ublkb${dev#/dev/ublkb} (not in the state directory)"* ]]
 	assert_none_left
 }
+
+@test "16 parallel ublk-add each get a distinct working device; a limit gives 'pool full'" {
+	make_image "$T/base" 4
+	for i in $(seq 16); do
+		(set +e; "$B/ublk-add" --base "$T/base" --cache "$T/c$i" --timeout 30 >"$T/out$i" 2>"$T/err$i"; echo $? >"$T/rc$i") &
+	done
+	wait
+	for i in $(seq 16); do [ "$(cat "$T/rc$i")" -eq 0 ]; done
+	[ "$(cat "$T"/out* | sort -u | wc -l)" -eq 16 ]
+	for i in $(seq 16); do
+		dd if=/dev/urandom of="$T/p" bs=4k count=1 status=none
+		dd if="$T/p" of="$(cat "$T/out$i")" bs=4k oflag=direct status=none
+		cmp "$T/p" <(dd if="$(cat "$T/out$i")" bs=4k count=1 iflag=direct status=none)
+	done
+	"$B/ublk-del" --all
+	rm -f "$T"/out* "$T"/rc* "$T"/err* "$T"/c*
+	for i in $(seq 16); do
+		(set +e; "$B/ublk-add" --base "$T/base" --cache "$T/c$i" --max-devices 12 --timeout 60 >"$T/out$i" 2>"$T/err$i"; echo $? >"$T/rc$i") &
+	done
+	wait
+	[ "$(grep -l '^0$' "$T"/rc* | wc -l)" -eq 12 ]
+	[ "$(grep -l '^8$' "$T"/rc* | wc -l)" -eq 4 ]
+	[ "$(grep -l 'pool full: 12 devices of at most 12' "$T"/err* | wc -l)" -eq 4 ]
+	[ "$(ls /sys/class/ublk-char | wc -l)" -eq 12 ]
+	"$B/ublk-del" --all
+	assert_none_left
+}
+
+@test "shutdown stops 8 devices under fio within its deadline; racing adds are refused, not leaked" {
+	make_image "$T/base" 16
+	for i in $(seq 8); do
+		dev=$("$B/ublk-add" --base "$T/base" --cache "$T/c$i" --queues 2)
+		fio --name=b$i --filename="$dev" --ioengine=io_uring --direct=1 --rw=randrw --bs=4k \
+			--iodepth=16 --time_based --runtime=120 --output=/dev/null &
+	done
+	sleep 2
+	( for i in $(seq 20); do "$B/ublk-add" --base "$T/base" --read-only --timeout 30 >>"$T/late.out" 2>>"$T/late.err"; done ) &
+	adder=$!
+	start=$(date +%s)
+	run "$B/ublk-pool" shutdown --timeout 10
+	echo "$output"
+	[ "$status" -eq 0 ]
+	[ $(( $(date +%s) - start )) -lt 20 ]
+	wait "$adder" || true
+	# fio ended with errors instead of hanging
+	for _ in $(seq 100); do [ -z "$(pgrep -x fio)" ] && break; sleep 0.1; done
+	[ -z "$(pgrep -x fio)" ]
+	# every device that exists now was added after the shutdown, and is whole
+	j=$("$B/ublk-pool" list --json)
+	[ "$(jq '[.devices[] | select(.problem != null)] | length' <<<"$j")" -eq 0 ]
+	cat "$T/late.err" 2>/dev/null | grep -v "the pool is shutting down" | grep . && false
+	"$B/ublk-del" --all
+	assert_none_left
+	# shutdown with nothing to do is fine
+	"$B/ublk-pool" shutdown
+}
+
+@test "metrics: Prometheus text on stdout and into a textfile folder" {
+	make_image "$T/base" 4
+	dev=$("$B/ublk-add" --base "$T/base" --cache "$T/c" --name web-1)
+	dd if="$dev" of=/dev/null bs=4k count=5 iflag=direct status=none
+	sleep 1.2
+	"$B/ublk-pool" metrics >"$T/m.prom"
+	python3 - "$T/m.prom" <<'PY'
+import re, sys
+sample = re.compile(r'^[a-zA-Z_:][a-zA-Z0-9_:]*(\{([a-zA-Z_][a-zA-Z0-9_]*="([^"\\]|\\.)*",?)*\})? -?[0-9.e+Inf]+$')
+types = {}
+for line in open(sys.argv[1]):
+    line = line.rstrip('\n')
+    if line.startswith('# HELP') or not line:
+        continue
+    if line.startswith('# TYPE'):
+        _, _, name, kind = line.split(' ')
+        assert kind in ('counter', 'gauge', 'histogram'), line
+        types[name] = kind
+        continue
+    assert sample.match(line), "bad sample line: " + line
+PY
+	grep -q '^ublk_devices{state="live"} 1$' "$T/m.prom"
+	grep -q '^ublk_acquired_total [1-9]' "$T/m.prom"
+	grep -q '^ublk_add_duration_seconds_count [1-9]' "$T/m.prom"
+	grep -q "^ublk_device_reads_total{device=\"${dev#/dev/}\",name=\"web-1\"} [1-9]" "$T/m.prom"
+	mkdir "$T/textfile"
+	"$B/ublk-pool" metrics --textfile "$T/textfile"
+	[ -s "$T/textfile/ublk.prom" ]
+	[ "$(ls "$T/textfile")" = ublk.prom ]
+	"$B/ublk-del" "$dev"
+	"$B/ublk-pool" metrics | grep -q '^ublk_released_total [1-9]'
+}
