@@ -117,7 +117,7 @@ teardown() {
 }
 
 @test "ublk-pool commands and their errors" {
-	run_mustfail 2 "no command given (list, status, reclaim)" "$B/ublk-pool"
+	run_mustfail 2 "no command given (list, status, reclaim, shutdown, metrics)" "$B/ublk-pool"
 	run_mustfail 2 "unknown command 'frobnicate'" "$B/ublk-pool" frobnicate
 	run_mustfail 2 "unexpected argument 'extra'" "$B/ublk-pool" list extra
 	run_mustfail 4 "reclaim needs root" as_nobody "$B/ublk-pool" reclaim
