@@ -38,10 +38,18 @@ struct server {
 	int exit_efd;           /* queue threads signal their end */
 	int ready_efd;
 	int ctl_fd;             /* control socket (live export) */
+	uint64_t start_ns;      /* for the start-up step timings (-v) */
 	struct ublk_queue *queues;
 	unsigned started;       /* queue threads running */
 	bool live;
 };
+
+/* With -v: how long start-up took up to each step (docs/warm-pool.md). */
+static void step_done(const struct server *s, const char *what)
+{
+	log_dbg("ublkb%d: start-up: %s done at %.1f ms", s->dev_id, what,
+		(double)(now_ns() - s->start_ns) / 1e6);
+}
 
 /* Report a setup failure on stderr and the readiness channel. */
 static int fail(struct server *s, int code, const char *fmt, ...)
@@ -303,6 +311,7 @@ static int setup(struct server *s)
 	ret = build_stack(s);
 	if (ret)
 		return ret;
+	step_done(s, "checks and layer stack");
 
 	ret = ctrl_open(&s->ctrl, cfg->timeout_ms);
 	if (ret) {
@@ -325,6 +334,7 @@ static int setup(struct server *s)
 		return fail(s, exit_code_for(ret), "ADD_DEV: %s", strerror(-ret));
 	}
 	s->dev_id = (int)s->info.dev_id;
+	step_done(s, "ADD_DEV");
 	if (cfg->ready_fd >= 0)
 		ready_send(cfg->ready_fd, "id %d", s->dev_id);
 
@@ -345,22 +355,27 @@ static int setup(struct server *s)
 	if (s->ctl_fd < 0)
 		return fail(s, EXIT_FAIL, "ublkb%d: control socket: %s", s->dev_id, strerror(-s->ctl_fd));
 
+	step_done(s, "state entry and control socket");
 	set_params(s, &params);
 	ret = ctrl_set_params(&s->ctrl, s->dev_id, &params);
 	if (ret)
 		return fail(s, EXIT_FAIL, "ublkb%d: SET_PARAMS: %s", s->dev_id, strerror(-ret));
 
+	step_done(s, "SET_PARAMS");
 	s->char_fd = open_char_dev(s);
 	if (s->char_fd < 0)
 		return fail(s, EXIT_FAIL, "ublkb%d: open /dev/ublkc%d: %s", s->dev_id, s->dev_id,
 			    strerror(-s->char_fd));
+	step_done(s, "open /dev/ublkcN");
 	ret = start_queues(s);
 	if (ret)
 		return fail(s, EXIT_FAIL, "ublkb%d: starting queues: %s", s->dev_id, strerror(-ret));
+	step_done(s, "queue threads and fetches");
 	ret = ctrl_start_dev(&s->ctrl, s->dev_id, getpid());
 	if (ret)
 		return fail(s, exit_code_for(ret) == EXIT_TIMEOUT ? EXIT_TIMEOUT : EXIT_FAIL,
 			    "ublkb%d: START_DEV: %s", s->dev_id, strerror(-ret));
+	step_done(s, "START_DEV");
 	s->live = true;
 	state_write(s->dev_id, "state", "live\n");
 	log_dbg("ublkb%d: live, %u queue(s) of depth %u over %s", s->dev_id, cfg->queues,
@@ -447,7 +462,7 @@ int server_run(const struct server_config *cfg)
 {
 	struct server s = {
 		.cfg = cfg, .dev_id = -1, .char_fd = -1, .sig_fd = -1,
-		.exit_efd = -1, .ready_efd = -1, .ctl_fd = -1,
+		.exit_efd = -1, .ready_efd = -1, .ctl_fd = -1, .start_ns = now_ns(),
 	};
 	sigset_t mask;
 	int code;
