@@ -80,6 +80,13 @@ static void print_json(const struct pool_dev *devs, int n, bool with_stats)
 		json_bool(&j, "server_alive", d->alive);
 		json_str(&j, "name", d->name[0] ? d->name : NULL);
 		json_str(&j, "base", d->base[0] ? d->base : NULL);
+		json_arr_begin(&j, "layers");
+		for (const char *l = d->layers; *l; l += strcspn(l, "\n") + 1) {
+			char one[PATH_MAX];
+			snprintf(one, sizeof(one), "%.*s", (int)strcspn(l, "\n"), l);
+			json_str(&j, NULL, one);
+		}
+		json_arr_end(&j);
 		json_str(&j, "cache", d->cache[0] ? d->cache : NULL);
 		json_u64(&j, "size", d->size);
 		json_u64(&j, "queues", d->queues);

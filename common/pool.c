@@ -46,6 +46,14 @@ static void load_entry(struct pool_dev *d)
 	state_config_get(d->id, "base", d->base, sizeof(d->base));
 	state_config_get(d->id, "cache", d->cache, sizeof(d->cache));
 	state_config_get(d->id, "name", d->name, sizeof(d->name));
+	char config[16384];
+	d->layers[0] = 0;
+	if (state_read(d->id, "config", config, sizeof(config)) > 0)
+		for (char *l = strstr(config, "\nlayer="); l; l = strstr(l + 1, "\nlayer=")) {
+			size_t len = strcspn(l + 7, "\n"), used = strlen(d->layers);
+			if (used + len + 2 < sizeof(d->layers))
+				snprintf(d->layers + used, sizeof(d->layers) - used, "%.*s\n", (int)len, l + 7);
+		}
 	if (!state_config_get(d->id, "size", v, sizeof(v)))
 		d->size = strtoull(v, NULL, 10);
 	if (!d->queues && !state_config_get(d->id, "queues", v, sizeof(v)))

@@ -17,7 +17,8 @@ struct pool_dev {
 	bool alive;             /* that server runs */
 	char state[16];         /* the entry's: starting, live, stopping */
 	char base[PATH_MAX], cache[PATH_MAX], name[72];
-	unsigned n_layers, queues, depth;
+	char layers[4096];      /* the entry's layer= lines, '\n'-separated */
+	unsigned queues, depth;
 	uint64_t size;
 	uint64_t uptime_s;      /* since the entry was made */
 	uint64_t cache_bytes;   /* space the cache's data file takes */

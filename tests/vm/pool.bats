@@ -9,7 +9,11 @@ teardown() { vm_teardown; }
 @test "list --json matches reality; status adds statistics" {
 	make_image "$T/base" 4
 	a=$("$B/ublk-add" --base "$T/base" --cache "$T/ca" --name web-1)
-	b=$("$B/ublk-add" --base "$T/base" --read-only)
+	# a diff to stack, so layers show too
+	t=$("$B/ublk-add" --base "$T/base" --cache "$T/ct")
+	dd if=/dev/urandom of="$t" bs=4k count=1 oflag=direct status=none
+	"$B/ublk-export-diff" -o "$T/d.diff" "$t"
+	b=$("$B/ublk-add" --base "$T/base" --layer "$T/d.diff" --read-only)
 	dd if="$a" of=/dev/null bs=4k count=10 iflag=direct status=none
 	run "$B/ublk-pool" list --json
 	[ "$status" -eq 0 ]
@@ -17,6 +21,7 @@ teardown() { vm_teardown; }
 	[ "$(jq '.devices | length' <<<"$j")" -eq 2 ]
 	[ "$(jq -r '.devices[] | select(.name == "web-1") | .path' <<<"$j")" = "$a" ]
 	[ "$(jq -r ".devices[] | select(.path == \"$b\") | .base" <<<"$j")" = "$T/base" ]
+	[ "$(jq -c ".devices[] | select(.path == \"$b\") | .layers" <<<"$j")" = "[\"$T/d.diff\"]" ]
 	[ "$(jq '[.devices[] | select(.server_alive and .in_kernel and .has_state and .problem == null)] | length' <<<"$j")" -eq 2 ]
 	[ "$(jq -r '.devices[0].kernel_state' <<<"$j")" = live ]
 	sleep 1.2
