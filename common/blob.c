@@ -149,6 +149,7 @@ void blob_close(struct blob *b)
 	if (b->src.url)
 		http_source_close(&b->src);
 	http_conn_free(b->conn);
+	chunk_image_close(&b->ci);
 	free(b->chunk);
 	pthread_mutex_destroy(&b->lock);
 	free(b);

@@ -46,6 +46,7 @@ int chunk_image_open(struct chunk_image *ci, const char *dir, const char *url,
 	snprintf(ci->dir, sizeof(ci->dir), "%s/%08x%08x", ci->root, a, b);
 	ci->chunk_size = chunk_size;
 	ci->limit = limit ? limit : CHUNK_CACHE_DEFAULT_LIMIT;
+	ci->touched = calloc((size + chunk_size - 1) / chunk_size / 8 + 1, 1);
 	if ((ret = mkdirs(ci->dir))) {
 		snprintf(why, whylen, "chunk cache %s: %s", ci->dir, strerror(-ret));
 		return ret;
@@ -96,8 +97,9 @@ int chunk_read(struct chunk_image *ci, uint64_t idx, uint32_t off, uint32_t len,
 	ssize_t n = pread(fd, buf, len, off);
 	if (n != (ssize_t)len)
 		ret = n < 0 ? -errno : -ENOENT;   /* a short chunk is as good as none */
-	else
-		futimens(fd, NULL);   /* recently used: evicted last */
+	else if (ci->touched && !((__atomic_fetch_or(&ci->touched[idx / 8], (uint8_t)(1u << (idx % 8)),
+						     __ATOMIC_RELAXED) >> (idx % 8)) & 1))
+		futimens(fd, NULL);   /* recently used: evicted last; once per process */
 	close(fd);
 	return ret;
 }
@@ -191,4 +193,10 @@ int chunk_store(struct chunk_image *ci, uint64_t idx, const void *data, uint32_t
 		evict(ci);
 	}
 	return 0;
+}
+
+void chunk_image_close(struct chunk_image *ci)
+{
+	free(ci->touched);
+	ci->touched = NULL;
 }

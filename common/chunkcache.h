@@ -16,6 +16,7 @@ struct chunk_image {
 	uint32_t chunk_size;
 	uint64_t limit;
 	uint64_t stored_since_scan;
+	uint8_t *touched;       /* chunks whose time this process refreshed */
 };
 
 /* Root: dir, else $UBLK_CHUNK_CACHE, else the default. The key names the
@@ -31,5 +32,6 @@ int chunk_present(const struct chunk_image *ci, uint64_t idx);
 /* Store chunk idx atomically (temporary file + rename); evicts the least
  * recently used chunks of any image when the cache passes its limit. */
 int chunk_store(struct chunk_image *ci, uint64_t idx, const void *data, uint32_t len);
+void chunk_image_close(struct chunk_image *ci);
 
 #endif

@@ -263,6 +263,7 @@ static void http_close(struct layer *l)
 		pthread_join(h->workers[i], NULL);
 	aio_poster_exit(&h->poster);
 	http_source_close(&h->src);
+	chunk_image_close(&h->ci);
 	pthread_mutex_destroy(&h->lock);
 	pthread_cond_destroy(&h->cond);
 	free(h);
@@ -317,6 +318,7 @@ int layer_http_open(const char *url, const struct layer_http_opts *o, struct lay
 	*out = &h->l;
 	return 0;
 fail:
+	chunk_image_close(&h->ci);
 	http_source_close(&h->src);
 fail_src:
 	pthread_mutex_destroy(&h->lock);
