@@ -41,7 +41,7 @@ LDFLAGS += $(SANFLAGS)
 LDLIBS  = $(shell pkg-config --libs liburing libzstd 2>/dev/null) -lpthread -ldl
 
 TOOLS   = ublk-add ublk-serve ublk-del ublk-export-diff ublk-pool
-LIB_SRC = aio blob cli crc32c chunkcache ctlsock ctrl device devopts export http image json diff diff_v3 layer layer_cache layer_diff layer_fault layer_file layer_http log parse pool queue stack \
+LIB_SRC = aio blob cache_live cli crc32c chunkcache ctlsock ctrl device devopts export http image json diff diff_v3 layer layer_cache layer_diff layer_fault layer_file layer_http log parse pool queue stack \
           ready server state timeutil
 LIB_OBJ = $(LIB_SRC:%=$(OUT)/common/%.o)
 BINS    = $(TOOLS:%=$(OUT)/%)

@@ -13,7 +13,6 @@
 #include "state.h"
 
 #include <errno.h>
-#include <libgen.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -42,26 +41,6 @@ static const struct cli_tool tool = {
 		  "5 bad image, 7 timeout. See ublk-add(8).\n\n"
 		  "Example:\n  dev=$(ublk-add --base rootfs.img) && mount \"$dev\" /mnt\n",
 };
-
-static void serve_path(char *buf, size_t len)
-{
-	const char *env = getenv("UBLK_SERVE");
-	char self[PATH_MAX];
-	ssize_t n;
-
-	if (env && *env) {
-		snprintf(buf, len, "%s", env);
-		return;
-	}
-	n = readlink("/proc/self/exe", self, sizeof(self) - 1);
-	if (n > 0) {
-		self[n] = 0;
-		snprintf(buf, len, "%s/ublk-serve", dirname(self));
-		if (access(buf, X_OK) == 0)
-			return;
-	}
-	snprintf(buf, len, "/usr/local/bin/ublk-serve");
-}
 
 /* The size the server settled on (from the cache or the base). */
 static uint64_t device_size(int id)
@@ -154,7 +133,7 @@ int main(int argc, char **argv)
 		return code;
 	}
 
-	serve_path(serve, sizeof(serve));
+	ready_serve_path(serve, sizeof(serve));
 	char *args[DEVOPTS_MAX_ARGS + 4] = { serve, "--ready-fd", "3" };
 	int argn = 3;
 	devopts_to_argv(&cfg, args, &argn);

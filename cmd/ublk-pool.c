@@ -8,24 +8,30 @@
 #include "log.h"
 #include "parse.h"
 #include "pool.h"
+#include "ready.h"
 #include "state.h"
+#include "timeutil.h"
 
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
-enum { KEY_JSON = 'j', KEY_CACHES = 0x400, KEY_GRACE, KEY_TEXTFILE };
+enum { KEY_JSON = 'j', KEY_CACHES = 0x400, KEY_GRACE, KEY_TEXTFILE, KEY_RECOVER, KEY_INTERVAL };
 
 /* seconds a kernel device without a state entry is left alone */
 static uint64_t grace_s = POOL_GRACE_S;
 
 static const struct cli_option options[] = {
 	{ "json", 'j', NULL, "machine-readable output" },
+	{ "recover", KEY_RECOVER, NULL, "reclaim: attach a new server to recoverable devices instead of deleting them" },
 	{ "caches", KEY_CACHES, NULL, "reclaim: also remove the caches of stale entries" },
+	{ "interval", KEY_INTERVAL, "SEC", "watch: seconds between passes (default 1)" },
 	{ "timeout", 't', "SEC", "reclaim: deadline per device (default 10)" },
 	{ "textfile", KEY_TEXTFILE, "DIR", "metrics: write ublk.prom atomically into DIR (node-exporter)" },
 	{ "grace", KEY_GRACE, "SEC", "reclaim: leave devices without a state entry younger than this (default 30)" },
@@ -36,12 +42,15 @@ static const struct cli_option options[] = {
 
 static const struct cli_tool tool = {
 	.name = "ublk-pool",
-	.synopsis = "list|status|reclaim|shutdown|metrics [OPTIONS]",
+	.synopsis = "list|status|reclaim|watch|shutdown|metrics [OPTIONS]",
 	.summary = "Every ublk device of this host, from the kernel and the state directory.\n"
 		   "  list     one line per device: id, state, server, name, base\n"
 		   "  status   list with IO statistics and cache usage\n"
 		   "  reclaim  delete devices whose server died or that no state entry knows, and\n"
-		   "           remove stale state entries (--caches: and their caches); idempotent\n"
+		   "           remove stale state entries (--caches: and their caches); idempotent.\n"
+		   "           --recover: start a new server for devices whose server died instead\n"
+		   "           (their IO waits meanwhile); deletes only what cannot be recovered\n"
+		   "  watch    reclaim --recover every --interval until SIGTERM/SIGINT\n"
 		   "  shutdown stop every device in parallel within --timeout; adds meanwhile are\n"
 		   "           refused\n"
 		   "  metrics  Prometheus text format on stdout, or into a node-exporter --textfile DIR",
@@ -77,6 +86,7 @@ static void print_json(const struct pool_dev *devs, int n, bool with_stats)
 		json_bool(&j, "has_state", d->has_state);
 		json_str(&j, "state", d->has_state ? d->state : NULL);
 		json_i64(&j, "pid", d->pid);
+		json_bool(&j, "recoverable", d->recoverable);
 		json_bool(&j, "server_alive", d->alive);
 		json_str(&j, "name", d->name[0] ? d->name : NULL);
 		json_str(&j, "base", d->base[0] ? d->base : NULL);
@@ -356,49 +366,79 @@ out:
 	return code;
 }
 
-static int reclaim(const struct pool_dev *devs, int n, bool caches, uint64_t timeout_ms, bool json)
+struct reclaim_opts {
+	bool caches, recover, json;
+	uint64_t timeout_ms;
+};
+
+/* Attach a new server to d. 0, or 1 with msg saying why it failed; the
+ * device is then left waiting for the next attempt. */
+static int recover_one(const struct pool_dev *d, const char *why, uint64_t timeout_ms,
+		       char *msg, size_t len)
+{
+	struct ready_result res;
+	pid_t pid;
+	int code = ready_recover(d->id, timeout_ms, &res, &pid);
+
+	if (!code)
+		snprintf(msg, len, "recovered ublkb%u (%s): new server pid %d", d->id, why, (int)pid);
+	else if (code == EXIT_BUSY)   /* a concurrent recovery won */
+		snprintf(msg, len, "ublkb%u: %s", d->id, res.msg);
+	else
+		snprintf(msg, len, "ublkb%u (%s): recovery failed, left waiting: %s", d->id, why,
+			 res.msg);
+	return code && code != EXIT_BUSY;
+}
+
+static int reclaim(const struct pool_dev *devs, int n, const struct reclaim_opts *o)
 {
 	struct json j;
 	int code = EXIT_OK;
 
-	if (json) {
+	if (o->json) {
 		json_begin(&j, stdout);
 		json_arr_begin(&j, "actions");
 	}
 	for (int i = 0; i < n; i++) {
 		const struct pool_dev *d = &devs[i];
 		const char *why = pool_problem(d, grace_s);
-		char msg[800], err[700];
+		const char *action = "delete";
+		char msg[1200], err[700];
 		int ret = 0;
 		if (!why)
 			continue;
-		if (d->in_kernel) {
-			ret = device_delete(d->id, timeout_ms, true, err, sizeof(err));
+		if (o->recover && d->recoverable) {
+			action = "recover";
+			ret = recover_one(d, why, o->timeout_ms, msg, sizeof(msg));
+		} else if (d->in_kernel) {
+			ret = device_delete(d->id, o->timeout_ms, true, err, sizeof(err));
 			if (ret == -ENODEV)
 				ret = 0;
 			snprintf(msg, sizeof(msg), ret ? "ublkb%u (%s): delete failed: %s" :
 				 "deleted ublkb%u (%s)", d->id, why, err);
 		} else {
+			action = "remove-entry";
 			state_remove(d->id);
 			snprintf(msg, sizeof(msg), "removed the state entry of ublkb%u (%s)", d->id, why);
 		}
 		if (ret)
 			code = EXIT_FAIL;
-		if (json) {
+		if (o->json) {
 			json_obj_begin(&j, NULL);
 			json_u64(&j, "id", d->id);
 			json_str(&j, "problem", why);
+			json_str(&j, "action", action);
 			json_bool(&j, "ok", !ret);
 			json_str(&j, "message", msg);
 			json_obj_end(&j);
 		} else {
 			printf("%s\n", msg);
 		}
-		if (!ret && caches && d->cache[0] && !d->alive) {
+		if (!ret && o->caches && d->cache[0] && !d->alive && strcmp(action, "recover")) {
 			ret = cache_remove(d->cache);
 			snprintf(msg, sizeof(msg), ret ? "removing orphaned cache %s: %s" :
 				 "removed orphaned cache %s%s", d->cache, ret ? strerror(-ret) : "");
-			if (json) {
+			if (o->json) {
 				json_obj_begin(&j, NULL);
 				json_u64(&j, "id", d->id);
 				json_str(&j, "cache", d->cache);
@@ -409,18 +449,52 @@ static int reclaim(const struct pool_dev *devs, int n, bool caches, uint64_t tim
 			}
 		}
 	}
-	if (json) {
+	if (o->json) {
 		json_arr_end(&j);
 		json_end(&j);
 	}
+	fflush(stdout);
 	return code;
+}
+
+static volatile sig_atomic_t stop_watch;
+
+static void on_stop(int sig)
+{
+	(void)sig;
+	stop_watch = 1;
+}
+
+/* reclaim --recover every interval; a pass prints only when it acts. */
+static int watch(struct reclaim_opts *o, uint64_t interval_ms)
+{
+	struct sigaction sa = { .sa_handler = on_stop };   /* no SA_RESTART: wake the sleep */
+
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGINT, &sa, NULL);
+	o->recover = true;
+	while (!stop_watch) {
+		struct pool_dev *devs = NULL;
+		int n = pool_scan(&devs), act = 0;
+		for (int i = 0; i < n; i++)
+			act |= pool_problem(&devs[i], grace_s) != NULL;
+		if (act)
+			reclaim(devs, n, o);
+		else if (n < 0)
+			log_err("scanning devices: %s", strerror(-n));
+		free(devs);
+		if (!stop_watch)
+			poll(NULL, 0, (int)interval_ms);
+	}
+	return EXIT_OK;
 }
 
 int main(int argc, char **argv)
 {
 	struct server_config cfg;   /* for the shared --timeout and --state-dir */
 	struct pool_dev *devs = NULL;
-	bool json = false, caches = false;
+	struct reclaim_opts ro = { 0 };
+	uint64_t interval_ms = 1000;
 	const char *textfile = NULL;
 	struct cli c;
 	int key, n, code;
@@ -438,9 +512,16 @@ int main(int argc, char **argv)
 		if (key == CLI_DONE)
 			return c.exit_code;
 		if (key == KEY_JSON)
-			json = true;
+			ro.json = true;
 		else if (key == KEY_CACHES)
-			caches = true;
+			ro.caches = true;
+		else if (key == KEY_RECOVER)
+			ro.recover = true;
+		else if (key == KEY_INTERVAL) {
+			if (parse_seconds(optarg, &interval_ms) || interval_ms < 10)
+				return cli_usage_error(&c, "--interval '%s': expected seconds, at least 0.01",
+						       optarg);
+		}
 		else if (key == KEY_TEXTFILE)
 			textfile = optarg;
 		else if (key == KEY_GRACE) {
@@ -453,14 +534,15 @@ int main(int argc, char **argv)
 			return c.exit_code;
 	}
 	if (!cmd)
-		return cli_usage_error(&c, "no command given (list, status, reclaim, shutdown, metrics)");
+		return cli_usage_error(&c, "no command given (list, status, reclaim, watch, shutdown, metrics)");
 	if (optind < argc)
 		return cli_usage_error(&c, "unexpected argument '%s'", argv[optind]);
 	bool is_list = !strcmp(cmd, "list"), is_status = !strcmp(cmd, "status");
-	bool is_metrics = !strcmp(cmd, "metrics");
-	if (!is_list && !is_status && !is_metrics && strcmp(cmd, "reclaim") && strcmp(cmd, "shutdown"))
-		return cli_usage_error(&c, "unknown command '%s' (list, status, reclaim, shutdown, metrics)",
-				       cmd);
+	bool is_metrics = !strcmp(cmd, "metrics"), is_watch = !strcmp(cmd, "watch");
+	if (!is_list && !is_status && !is_metrics && !is_watch && strcmp(cmd, "reclaim") &&
+	    strcmp(cmd, "shutdown"))
+		return cli_usage_error(&c, "unknown command '%s' (list, status, reclaim, watch, shutdown, "
+				       "metrics)", cmd);
 	if (textfile && !is_metrics)
 		return cli_usage_error(&c, "--textfile goes with metrics");
 	if (!strcmp(cmd, "shutdown")) {
@@ -468,13 +550,16 @@ int main(int argc, char **argv)
 			log_err("permission denied: shutdown needs root (CAP_SYS_ADMIN)");
 			return EXIT_PERM;
 		}
-		return shutdown_all(cfg.timeout_ms, json);
+		return shutdown_all(cfg.timeout_ms, ro.json);
 	}
 	is_list |= is_metrics;   /* reads like list */
 	if (!is_list && !is_status && geteuid() != 0) {
-		log_err("permission denied: reclaim needs root (CAP_SYS_ADMIN)");
+		log_err("permission denied: %s needs root (CAP_SYS_ADMIN)", cmd);
 		return EXIT_PERM;
 	}
+	ro.timeout_ms = cfg.timeout_ms;
+	if (is_watch)
+		return watch(&ro, interval_ms);
 	n = pool_scan(&devs);
 	if (n < 0) {
 		log_err("scanning devices: %s", strerror(-n));
@@ -483,13 +568,13 @@ int main(int argc, char **argv)
 	if (is_metrics) {
 		code = metrics(devs, n, textfile);
 	} else if (is_list || is_status) {
-		if (json)
+		if (ro.json)
 			print_json(devs, n, is_status);
 		else
 			print_table(devs, n, is_status);
 		code = EXIT_OK;
 	} else {
-		code = reclaim(devs, n, caches, cfg.timeout_ms, json);
+		code = reclaim(devs, n, &ro);
 	}
 	free(devs);
 	return code;

@@ -1,5 +1,6 @@
 /* ublk-serve: serve one ublk device in the foreground. */
 #include "cli.h"
+#include "device.h"
 #include "devopts.h"
 #include "exitcodes.h"
 #include "log.h"
@@ -8,12 +9,13 @@
 
 #include <fcntl.h>
 
-enum { KEY_READY_FD = 0x200 };
+enum { KEY_READY_FD = 0x200, KEY_RECOVER };
 
 static const struct cli_option options[] = {
 	DEVICE_OPTIONS,
 	{ "timeout", 't', "SEC", "deadline of each control step (default 10)" },
 	STATE_DIR_OPTION,
+	{ "recover", KEY_RECOVER, "DEV", "attach to device DEV (/dev/ublkbN, N or name) whose server died" },
 	{ "ready-fd", KEY_READY_FD, "FD", "report readiness on FD instead of printing the device" },
 	{ "verbose", 'v', NULL, "more log output (repeat for more)" },
 	{ 0 },
@@ -21,20 +23,33 @@ static const struct cli_option options[] = {
 
 static const struct cli_tool tool = {
 	.name = "ublk-serve",
-	.synopsis = "--base FILE [OPTIONS]",
+	.synopsis = "--base FILE [OPTIONS]\n       ublk-serve --recover DEV [--state-dir DIR] [--timeout SEC] [-v]",
 	.summary = "Create a ublk block device over FILE and serve it in the foreground until\n"
 		   "stopped by SIGTERM/SIGINT or by ublk-del. Prints /dev/ublkbN once the device\n"
-		   "is live. ublk-add runs this in the background.",
+		   "is live. ublk-add runs this in the background.\n\n"
+		   "--recover attaches a new server to a device whose server died (IO waits\n"
+		   "meanwhile), with the options saved in its state entry; IO resumes where it\n"
+		   "stopped. ublk-pool reclaim --recover does this for every such device.",
 	.options = options,
 	.footer = "Exit codes: 0 ok, 1 failure, 2 usage, 3 no ublk in kernel, 4 permission,\n"
-		  "5 bad image, 7 timeout. See ublk-serve(8).\n",
+		  "5 bad image, 6 no such device, 7 timeout, 8 busy (a server is running).\n"
+		  "See ublk-serve(8).\n",
 };
+
+/* Keys that describe the device (not taken with --recover). */
+static bool describes_device(int key)
+{
+	return key != DEVOPT_TIMEOUT && key != DEVOPT_VERBOSE && key != DEVOPT_STATE_DIR;
+}
 
 int main(int argc, char **argv)
 {
 	struct server_config cfg;
+	const char *recover = NULL;
+	uint64_t timeout_ms = 0;
+	char why[600];
 	struct cli c;
-	int key;
+	int key, described = 0;
 
 	log_init(argv[0]);
 	devopts_defaults(&cfg);
@@ -45,8 +60,14 @@ int main(int argc, char **argv)
 		int r = devopts_apply(&c, &cfg, key, optarg);
 		if (r == CLI_DONE)
 			return c.exit_code;
-		if (r)
+		if (r) {
+			described += describes_device(key);
+			if (key == DEVOPT_TIMEOUT)
+				timeout_ms = cfg.timeout_ms;
 			continue;
+		}
+		if (key == KEY_RECOVER)
+			recover = optarg;
 		if (key == KEY_READY_FD) {
 			uint64_t fd;
 			if (parse_uint(optarg, 3, 1024, &fd) || fcntl((int)fd, F_GETFD) < 0)
@@ -57,7 +78,23 @@ int main(int argc, char **argv)
 	}
 	if (optind < argc)
 		return cli_usage_error(&c, "unexpected argument '%s'", argv[optind]);
-	if (devopts_finish(&c, &cfg) == CLI_DONE)
-		return c.exit_code;
+	if (!recover) {
+		if (devopts_finish(&c, &cfg) == CLI_DONE)
+			return c.exit_code;
+		return server_run(&cfg);
+	}
+	if (described)
+		return cli_usage_error(&c, "--recover takes the device's options from its state entry; "
+				       "only --state-dir, --timeout, --ready-fd and -v go with it");
+	uint32_t id;
+	int code = device_resolve(recover, &id, why, sizeof(why)) ? EXIT_NO_DEVICE :
+		   devopts_from_state(id, &cfg, why, sizeof(why));
+	if (code) {
+		log_err("%s", why);
+		return code;
+	}
+	cfg.recover_id = (int)id;
+	if (timeout_ms)   /* the command line wins over the saved deadline */
+		cfg.timeout_ms = timeout_ms;
 	return server_run(&cfg);
 }

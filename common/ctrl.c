@@ -183,6 +183,19 @@ int ctrl_del_dev(struct ublk_ctrl *c, uint32_t id)
 	return ctrl_cmd(c, UBLK_CMD_DEL_DEV, &cmd);
 }
 
+int ctrl_start_recovery(struct ublk_ctrl *c, uint32_t id)
+{
+	struct ublksrv_ctrl_cmd cmd = { .dev_id = id, .queue_id = (uint16_t)-1 };
+	return ctrl_cmd(c, UBLK_CMD_START_USER_RECOVERY, &cmd);
+}
+
+int ctrl_end_recovery(struct ublk_ctrl *c, uint32_t id, pid_t pid)
+{
+	struct ublksrv_ctrl_cmd cmd = { .dev_id = id, .queue_id = (uint16_t)-1 };
+	cmd.data[0] = (uint64_t)pid;
+	return ctrl_cmd(c, UBLK_CMD_END_USER_RECOVERY, &cmd);
+}
+
 int ctrl_get_info(struct ublk_ctrl *c, uint32_t id, struct ublksrv_ctrl_dev_info *info)
 {
 	struct ublksrv_ctrl_cmd cmd = {

@@ -30,6 +30,12 @@ int ctrl_set_params(struct ublk_ctrl *c, uint32_t id, struct ublk_params *p);
 int ctrl_start_dev(struct ublk_ctrl *c, uint32_t id, pid_t pid);
 int ctrl_stop_dev(struct ublk_ctrl *c, uint32_t id);
 int ctrl_del_dev(struct ublk_ctrl *c, uint32_t id);
+/* Recovery of a device whose server died (created with UBLK_F_USER_RECOVERY):
+ * START fails with -EBUSY until the kernel saw the death and released the
+ * old server's /dev/ublkcN; END (after every tag was fetched again) makes
+ * the device live with the new server pid. */
+int ctrl_start_recovery(struct ublk_ctrl *c, uint32_t id);
+int ctrl_end_recovery(struct ublk_ctrl *c, uint32_t id, pid_t pid);
 int ctrl_get_info(struct ublk_ctrl *c, uint32_t id, struct ublksrv_ctrl_dev_info *info);
 
 /* One-line explanation of a ctrl_open() failure, with what to do. */

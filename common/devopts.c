@@ -22,6 +22,7 @@ void devopts_defaults(struct server_config *cfg)
 	cfg->timeout_ms = CTRL_DEFAULT_TIMEOUT_MS;
 	cfg->http_retries = -1;
 	cfg->readahead = -1;
+	cfg->recover_id = -1;
 }
 
 static int bad_value(struct cli *c, const char *opt, const char *arg, const char *want)
@@ -110,6 +111,9 @@ int devopts_apply(struct cli *c, struct server_config *cfg, int key, const char 
 	case DEVOPT_READ_ONLY:
 		cfg->read_only = true;
 		return 1;
+	case DEVOPT_NO_RECOVERY:
+		cfg->no_recovery = true;
+		return 1;
 	case DEVOPT_TIMEOUT:
 		if (parse_seconds(arg, &v) || v == 0)
 			return bad_value(c, "timeout", arg, "expected seconds greater than 0");
@@ -175,6 +179,7 @@ void devopts_to_argv(const struct server_config *cfg, char **argv, int *argc)
 	if (cfg->name) { ARG("--name"); ARG(cfg->name); }
 	if (cfg->inject) { ARG("--inject"); ARG(cfg->inject); }
 	if (cfg->read_only) ARG("--read-only");
+	if (cfg->no_recovery) ARG("--no-recovery");
 	NUM("--queues", "%u", cfg->queues);
 	NUM("--depth", "%u", cfg->depth);
 	NUM("--timeout", "%.3f", cfg->timeout_ms / 1000.0);
@@ -194,4 +199,43 @@ void devopts_to_argv(const struct server_config *cfg, char **argv, int *argc)
 #undef NUM
 	argv[n] = NULL;
 	*argc = n;
+}
+
+int devopts_from_state(uint32_t id, struct server_config *cfg, char *why, size_t len)
+{
+	static const struct cli_option saved_options[] = {
+		DEVICE_OPTIONS,
+		{ "timeout", DEVOPT_TIMEOUT, "SEC", NULL },
+		STATE_DIR_OPTION,
+		{ 0 },
+	};
+	static const struct cli_tool saved = {
+		.name = "ublk-serve", .synopsis = "", .summary = "", .options = saved_options,
+	};
+	static char config[16384];
+	char *argv[DEVOPTS_MAX_ARGS + 2] = { "ublk-serve" };
+	struct cli c;
+	int key, n;
+
+	n = state_config_all(id, "serve_arg", config, sizeof(config), argv + 1, DEVOPTS_MAX_ARGS);
+	if (n <= 0) {
+		snprintf(why, len, "ublkb%u: %s", id, n < 0 ?
+			 "no state entry: the device's configuration is unknown; delete it with ublk-del" :
+			 "the state entry has no serve_arg lines (made by an older version?)");
+		return n < 0 ? EXIT_NO_DEVICE : EXIT_FAIL;
+	}
+	cli_init(&c, &saved);
+	optind = 0;   /* restart getopt over the saved arguments */
+	while ((key = cli_next(&c, n + 1, argv)) != -1) {
+		if (key == CLI_DONE || devopts_apply(&c, cfg, key, optarg) != 1) {
+			snprintf(why, len, "ublkb%u: the saved configuration in %s/ublkb%u/config is not "
+				 "understood", id, state_dir(), id);
+			return EXIT_FAIL;
+		}
+	}
+	if (!cfg->base) {
+		snprintf(why, len, "ublkb%u: the saved configuration names no base", id);
+		return EXIT_FAIL;
+	}
+	return 0;
 }

@@ -27,6 +27,7 @@ enum devopt_key {
 	DEVOPT_INSECURE,
 	DEVOPT_READAHEAD,
 	DEVOPT_PREFETCH,
+	DEVOPT_NO_RECOVERY,
 	DEVOPT_STATE_DIR = 0x100,
 };
 
@@ -43,6 +44,7 @@ enum devopt_key {
 	{ "queues", 'q', "N", "number of queues, one thread each (default 1)" }, \
 	{ "depth", 'd', "N", "requests in flight per queue (default 128)" }, \
 	{ "read-only", 'r', NULL, "serve the image read-only" }, \
+	{ "no-recovery", DEVOPT_NO_RECOVERY, NULL, "fail IO when the server dies instead of waiting for recovery" }, \
 	{ "chunk-size", DEVOPT_CHUNK_SIZE, "SIZE", "remote base: bytes per fetch (default 4M)" }, \
 	{ "chunk-cache", DEVOPT_CHUNK_CACHE, "DIR", "remote base: shared chunk cache (default /var/cache/ublk-tools/chunks)" }, \
 	{ "chunk-cache-limit", DEVOPT_CHUNK_CACHE_LIMIT, "SIZE", "remote base: evict past this size (default 10G)" }, \
@@ -64,6 +66,11 @@ int devopts_apply(struct cli *c, struct server_config *cfg, int key, const char 
  * (room for DEVOPTS_MAX_ARGS). Strings point into cfg or static storage. */
 #define DEVOPTS_MAX_ARGS (40 + 2 * SERVER_MAX_LAYERS)
 void devopts_to_argv(const struct server_config *cfg, char **argv, int *argc);
+
+/* The device options a device's server was started with (the serve_arg
+ * lines of its state entry), for attaching a new server. 0, or an exit
+ * code with why set. Strings stay valid for the life of the process. */
+int devopts_from_state(uint32_t id, struct server_config *cfg, char *why, size_t len);
 
 /* Check required options after parsing; 0 or CLI_DONE. Makes base absolute. */
 int devopts_finish(struct cli *c, struct server_config *cfg);

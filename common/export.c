@@ -11,6 +11,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <libgen.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -37,15 +38,20 @@ static void show_progress(struct progress *p, uint64_t done, uint64_t total)
 		(unsigned long long)total, done >= total ? "\n" : "");
 }
 
-/* Output to a temporary file renamed into place on success, or stdout. */
+/* Output to a file without a name (O_TMPFILE) that gets one only on
+ * success, so a killed export leaves nothing behind; or to a temporary
+ * file renamed into place where the filesystem lacks O_TMPFILE; or stdout. */
 struct output {
 	int fd;
+	bool unnamed;
 	char tmp[PATH_MAX];
 	const char *path;
 };
 
 static int output_open(struct output *o, const char *path, char *why, size_t whylen)
 {
+	char dir[PATH_MAX];
+
 	o->path = path && strcmp(path, "-") ? path : NULL;
 	o->tmp[0] = 0;
 	if (!o->path) {
@@ -54,7 +60,11 @@ static int output_open(struct output *o, const char *path, char *why, size_t why
 	}
 	if (snprintf(o->tmp, sizeof(o->tmp), "%s.tmp.XXXXXX", path) >= (int)sizeof(o->tmp))
 		return WHY("%s: path too long", path), -ENAMETOOLONG;
-	o->fd = mkostemp(o->tmp, O_CLOEXEC);
+	snprintf(dir, sizeof(dir), "%s", path);
+	o->fd = open(dirname(dir), O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+	o->unnamed = o->fd >= 0;
+	if (!o->unnamed)
+		o->fd = mkostemp(o->tmp, O_CLOEXEC);
 	if (o->fd < 0) {
 		int ret = -errno;
 		WHY("%s: cannot create: %s", path, strerror(errno));
@@ -64,17 +74,34 @@ static int output_open(struct output *o, const char *path, char *why, size_t why
 	return 0;
 }
 
+/* Give the unnamed file the temporary name (then renamed like the other). */
+static int output_link(struct output *o)
+{
+	char proc[64];
+
+	snprintf(proc, sizeof(proc), "/proc/self/fd/%d", o->fd);
+	for (int tries = 0; tries < 100; tries++) {
+		snprintf(o->tmp + strlen(o->tmp) - 6, 7, "%06x", (unsigned)(rand() ^ getpid()) & 0xffffff);
+		if (!linkat(AT_FDCWD, proc, AT_FDCWD, o->tmp, AT_SYMLINK_FOLLOW))
+			return 0;
+		if (errno != EEXIST)
+			return -1;
+	}
+	return -1;
+}
+
 static int output_close(struct output *o, bool ok, char *why, size_t whylen)
 {
 	int ret = 0;
 	if (!o->path)
 		return 0;
-	if (ok && (fsync(o->fd) || fchmod(o->fd, 0644) || rename(o->tmp, o->path))) {
+	if (ok && (fsync(o->fd) || fchmod(o->fd, 0644) || (o->unnamed && output_link(o)) ||
+		   rename(o->tmp, o->path))) {
 		ret = -errno;
 		WHY("%s: %s", o->path, strerror(errno));
 	}
 	close(o->fd);
-	if (!ok || ret)
+	if ((!ok || ret) && !o->unnamed)
 		unlink(o->tmp);
 	return ret;
 }
@@ -214,7 +241,13 @@ int export_live(uint32_t id, const struct export_opts *o, struct export_result *
 	close(fd);
 	if (code)
 		return WHY("%s", sub), code;
-	if (ret <= 0 || strcmp(line, "thawed")) {
+	if (ret <= 0) {
+		/* it may have been recovered meanwhile, and written */
+		remove_output(o);
+		return WHY("ublkb%u: the server went away during the export (died?); discarded it: "
+			   "recover the device (ublk-pool reclaim --recover) and retry", id), EXIT_FAIL;
+	}
+	if (strcmp(line, "thawed")) {
 		/* the server resumed writes during the export: not a point in time */
 		remove_output(o);
 		return WHY("ublkb%u: the export took longer than the %llu ms writes may be held; "

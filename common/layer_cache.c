@@ -16,7 +16,9 @@
  */
 #include "crc32c.h"
 #include "cache.h"
+#include "cache_live.h"
 #include "layer.h"
+#include "log.h"
 #include "timeutil.h"
 
 #include <endian.h>
@@ -52,7 +54,10 @@ struct cache {
 	struct layer *data;         /* file layer over the data file */
 	int map_fd;
 	uint64_t nblocks, base_blocks;
-	uint8_t *map;               /* map_bytes, 4 blocks per byte */
+	uint8_t *map;               /* map_bytes, 4 blocks per byte: in live.mem when
+				       writable, else private */
+	struct cache_live live;
+	char *path;
 	uint8_t *snap;              /* flusher's snapshot of the map */
 	uint64_t *changed;          /* map pages changed since the last flush */
 	uint64_t *taken;            /* pages the running persist() took from changed */
@@ -444,13 +449,19 @@ static void cache_close(struct layer *l)
 		aio_poster_exit(&c->poster);
 	}
 	if (c->map_fd >= 0) {
-		if (!c->l.read_only)
-			persist(c);   /* a clean stop keeps everything */
+		/* A clean stop keeps everything in the map file; only then is
+		 * the live map redundant. */
+		if (!c->l.read_only && c->live.mem && !persist(c))
+			cache_live_remove(c->path);
 		close(c->map_fd);  /* also drops the flock */
 	}
 	layer_close(c->data);
 	layer_close(c->l.lower);
-	free(c->map);
+	if (c->live.mem)
+		cache_live_unmap(&c->live);
+	else
+		free(c->map);
+	free(c->path);
 	free(c->snap);
 	free(c->changed);
 	free(c->taken);
@@ -507,10 +518,14 @@ out:
 	return ret;
 }
 
-static int load_map(struct cache *c, const char *map_path, char *why, size_t len)
+/* Block states from the map file, or from the live map when a server
+ * died without a clean close (it is newer). Returns 1 when the live map
+ * was used, 0, or -errno with why set. */
+static int load_map(struct cache *c, const char *path, const char *map_path, char *why, size_t len)
 {
 	uint8_t b[MAP_HDR];
-	int ret;
+	char note[600];
+	int ret, live;
 
 	if (pread(c->map_fd, b, MAP_HDR, 0) != MAP_HDR)
 		return snprintf(why, len, "%s: short header", map_path), -EINVAL;
@@ -519,11 +534,20 @@ static int load_map(struct cache *c, const char *map_path, char *why, size_t len
 		return ret;
 	if (pread(c->map_fd, c->map, c->map_bytes, MAP_HDR) != (ssize_t)c->map_bytes)
 		return snprintf(why, len, "%s: block states are truncated", map_path), -EINVAL;
+	live = cache_live_load(path, c->hdr.id, c->hdr.generation, c->map, c->map_bytes,
+			       note, sizeof(note));
+	if (live < 0)
+		return snprintf(why, len, "%s.live: %s", path, strerror(-live)), live;
+	if (live)
+		log_info("%s: a server stopped without a clean close; its live block map "
+			 "(%s.live) is newer than the map file and is used", path, path);
+	else if (note[0])
+		log_info("%s", note);
 	for (uint64_t blk = 0; blk < c->nblocks; blk++)
 		if (get_state(c, blk) == ST_RESERVED)
 			return snprintf(why, len, "%s: block %llu has an invalid state", map_path,
 					(unsigned long long)blk), -EINVAL;
-	return 0;
+	return live;
 }
 
 int layer_cache_open(const char *path, struct layer *lower, uint64_t size, bool read_only,
@@ -619,8 +643,11 @@ int layer_cache_open(const char *path, struct layer *lower, uint64_t size, bool 
 		snprintf(why, whylen, "%s: cache is in use by another server", path);
 		goto fail;
 	}
-	if (exists && (ret = load_map(c, map_path, why, whylen)))
+	if (exists && (ret = load_map(c, path, map_path, why, whylen)) < 0)
 		goto fail;
+	if (ret == 1)   /* states the map file does not have yet */
+		for (size_t page = 0; page < c->npages; page++)
+			c->changed[page / 64] |= 1ull << (page % 64);
 	ret = layer_file_open(path, read_only, &c->data);
 	if (ret) {
 		snprintf(why, whylen, "%s: %s", path, strerror(-ret));
@@ -633,7 +660,20 @@ int layer_cache_open(const char *path, struct layer *lower, uint64_t size, bool 
 		goto fail;
 	}
 	if (!read_only) {
+		/* Map the live map before the map file names the new generation,
+		 * so a death in between leaves one the next open accepts. */
+		uint8_t *states;
 		c->hdr.generation++;
+		c->path = strdup(path);
+		ret = c->path ? cache_live_map(&c->live, path, c->hdr.id, c->hdr.generation, c->map,
+					       c->map_bytes, &states) : -ENOMEM;
+		if (ret) {
+			snprintf(why, whylen, "%s.live: creating the live block map: %s", path,
+				 strerror(-ret));
+			goto fail;
+		}
+		free(c->map);
+		c->map = states;
 		if ((ret = write_hdr(c))) {
 			snprintf(why, whylen, "%s: writing header: %s", map_path, strerror(-ret));
 			goto fail;
@@ -738,7 +778,7 @@ int cache_export_open(const char *path, bool live, struct cache_export *x, char 
 		snprintf(why, whylen, "out of memory for the block map");
 		goto out;
 	}
-	if ((ret = load_map(&c, map_path, why, whylen)))
+	if ((ret = load_map(&c, path, map_path, why, whylen)) < 0)
 		goto out;
 	x->data_fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (x->data_fd < 0) {
@@ -829,5 +869,6 @@ int cache_remove(const char *path)
 		ret = -errno;
 	if (unlink(map_path) && errno != ENOENT)
 		ret = -errno;
-	return ret;
+	int live = cache_live_remove(path);
+	return ret ? ret : live;
 }

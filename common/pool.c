@@ -41,7 +41,10 @@ static void load_entry(struct pool_dev *d)
 	d->has_state = true;
 	if (state_read(d->id, "state", d->state, sizeof(d->state)) > 0)
 		d->state[strcspn(d->state, "\n")] = 0;
-	if (!d->pid && state_read(d->id, "pid", v, sizeof(v)) > 0)
+	/* A server attaching for recovery is in the entry before the kernel
+	 * knows it. */
+	if (state_read(d->id, "pid", v, sizeof(v)) > 0 &&
+	    (!d->pid || (atoi(v) != d->pid && pid_alive(atoi(v)))))
 		d->pid = atoi(v);
 	state_config_get(d->id, "base", d->base, sizeof(d->base));
 	state_config_get(d->id, "cache", d->cache, sizeof(d->cache));
@@ -103,6 +106,8 @@ int pool_scan(struct pool_dev **out)
 				d->pid = info.ublksrv_pid;
 				d->queues = info.nr_hw_queues;
 				d->depth = info.queue_depth;
+				d->recoverable = (info.flags & UBLK_F_USER_RECOVERY) &&
+						 info.state != UBLK_S_DEV_DEAD;
 			}
 		}
 		ctrl_close(&c);
@@ -125,8 +130,10 @@ int pool_scan(struct pool_dev **out)
 		}
 		closedir(dir);
 	}
-	for (int i = 0; i < n; i++)
+	for (int i = 0; i < n; i++) {
 		devs[i].alive = pid_alive(devs[i].pid);
+		devs[i].recoverable &= devs[i].has_state && !devs[i].alive;
+	}
 	if (n)
 		qsort(devs, (size_t)n, sizeof(*devs), cmp_id);
 	*out = devs;
@@ -141,7 +148,8 @@ const char *pool_problem(const struct pool_dev *d, uint64_t grace_s)
 	if (d->in_kernel && !d->has_state)
 		return d->node_age_s >= grace_s && !d->alive ? "not in the state directory" : NULL;
 	if (d->in_kernel && !d->alive)
-		return "server is dead";
+		return d->recoverable && d->has_state ? "server is dead; recoverable, IO waits" :
+		       "server is dead";
 	if (!d->in_kernel && d->has_state)
 		return d->alive ? NULL : "stale state: the kernel has no such device";
 	return NULL;

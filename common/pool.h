@@ -15,6 +15,8 @@ struct pool_dev {
 	int kernel_state;       /* UBLK_S_DEV_*, -1 if not in the kernel */
 	pid_t pid;              /* the server, from the kernel or the entry */
 	bool alive;             /* that server runs */
+	bool recoverable;       /* made with user recovery and not stopped: IO waits
+				   for a new server (ublk-serve --recover) */
 	char state[16];         /* the entry's: starting, live, stopping */
 	char base[PATH_MAX], cache[PATH_MAX], name[72];
 	char layers[4096];      /* the entry's layer= lines, '\n'-separated */
@@ -31,7 +33,8 @@ struct pool_dev {
 int pool_scan(struct pool_dev **out);
 #define POOL_GRACE_S 30
 
-/* Why reclaim would act on d, or NULL if d is healthy. A kernel device
+/* Why reclaim would act on d, or NULL if d is healthy. A dead server's
+ * problem starts with "server is dead". A kernel device
  * without a state entry counts only once older than grace_s seconds: a
  * tool adding it right now has not written the entry yet. */
 const char *pool_problem(const struct pool_dev *d, uint64_t grace_s);

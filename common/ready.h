@@ -8,6 +8,7 @@
 #ifndef UBLK_READY_H
 #define UBLK_READY_H
 
+#include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
 
@@ -26,5 +27,15 @@ struct ready_result {
  * created (if any) deleted. Returns 0 when live, else an exit code with
  * res->msg explaining. */
 int ready_spawn(char *const argv[], uint64_t timeout_ms, struct ready_result *res, pid_t *pid);
+
+/* Path of ublk-serve: $UBLK_SERVE, else next to this program, else
+ * /usr/local/bin/ublk-serve. */
+void ready_serve_path(char *buf, size_t len);
+
+/* Start "ublk-serve --recover ID" detached (state directory and deadline
+ * of this process) and wait until the device is live again, as
+ * ready_spawn, except that a failed recovery leaves the device as it was
+ * (waiting for the next attempt). */
+int ready_recover(uint32_t id, uint64_t timeout_ms, struct ready_result *res, pid_t *pid);
 
 #endif

@@ -38,6 +38,7 @@ struct server {
 	int exit_efd;           /* queue threads signal their end */
 	int ready_efd;
 	int ctl_fd;             /* control socket (live export) */
+	int lock_fd;            /* flock of the state entry, held for life */
 	uint64_t start_ns;      /* for the start-up step timings (-v) */
 	struct ublk_queue *queues;
 	unsigned started;       /* queue threads running */
@@ -195,7 +196,7 @@ static int build_stack(struct server *s)
 
 static int start_queues(struct server *s)
 {
-	unsigned n = s->cfg->queues;
+	unsigned n = s->info.nr_hw_queues;
 	uint64_t deadline = now_ms() + s->cfg->timeout_ms;
 
 	s->queues = calloc(n, sizeof(*s->queues));
@@ -205,7 +206,7 @@ static int start_queues(struct server *s)
 		struct ublk_queue *q = &s->queues[i];
 		q->dev_id = s->dev_id;
 		q->qid = i;
-		q->depth = s->cfg->depth;
+		q->depth = s->info.queue_depth;
 		q->buf_bytes = s->info.max_io_buf_bytes;
 		q->char_fd = s->char_fd;
 		q->layer = s->layer;
@@ -234,9 +235,11 @@ static int start_queues(struct server *s)
 /* Stop and delete the device and free everything; safe at any stage. */
 static void teardown(struct server *s)
 {
+	/* A failed recovery leaves the device waiting for the next one. */
+	bool owned = s->dev_id >= 0 && (s->live || s->cfg->recover_id < 0);
 	int ret;
 
-	if (s->dev_id >= 0) {
+	if (owned) {
 		state_write(s->dev_id, "state", "stopping\n");
 		ret = ctrl_stop_dev(&s->ctrl, s->dev_id);
 		if (ret && ret != -ENODEV)
@@ -250,7 +253,7 @@ static void teardown(struct server *s)
 	}
 	if (s->char_fd >= 0)
 		close(s->char_fd);
-	if (s->dev_id >= 0) {
+	if (owned) {
 		ret = ctrl_del_dev(&s->ctrl, s->dev_id);
 		if (ret && ret != -ENODEV)
 			log_err("ublkb%d: DEL_DEV: %s", s->dev_id, strerror(-ret));
@@ -267,6 +270,8 @@ static void teardown(struct server *s)
 		close(s->ready_efd);
 	if (s->ctl_fd >= 0)
 		close(s->ctl_fd);
+	if (s->lock_fd >= 0)
+		close(s->lock_fd);
 }
 
 int server_preflight(const struct server_config *cfg, char *why, size_t len)
@@ -288,17 +293,47 @@ int server_preflight(const struct server_config *cfg, char *why, size_t len)
 	return 0;
 }
 
-static int setup(struct server *s)
+/* Checks, the layer stack and the control device: everything that can
+ * fail before the kernel is asked for anything. */
+/* Recovery: the state entry, locked so that no second server attaches. */
+static int lock_entry(struct server *s)
+{
+	int fd;
+
+	s->lock_fd = state_lock(s->dev_id);
+	if (s->lock_fd == -EBUSY) {
+		char pid[32] = "?\n";
+		state_read(s->dev_id, "pid", pid, sizeof(pid));
+		pid[strcspn(pid, "\n")] = 0;
+		return fail(s, EXIT_BUSY, "ublkb%d: a server is running (pid %s): nothing to recover",
+			    s->dev_id, pid);
+	}
+	if (s->lock_fd < 0)
+		return fail(s, s->lock_fd == -ENOENT ? EXIT_NO_DEVICE : EXIT_FAIL,
+			    "ublkb%d: state entry: %s", s->dev_id, strerror(-s->lock_fd));
+	fd = state_open_log(s->dev_id);
+	if (fd >= 0)
+		log_set_file(fd);
+	/* tools now see a live server for the device, not a recoverable one */
+	char pid[32];
+	snprintf(pid, sizeof(pid), "%d\n", (int)getpid());
+	state_write(s->dev_id, "pid", pid);
+	return 0;
+}
+
+static int prepare(struct server *s)
 {
 	const struct server_config *cfg = s->cfg;
-	struct ublk_params params;
 	char why[600];
-	int fd, ret;
+	int ret;
+
+	if (cfg->recover_id >= 0 && (ret = lock_entry(s)))
+		return ret;
 
 	ret = server_preflight(cfg, why, sizeof(why));
 	if (ret)
 		return fail(s, ret, "%s", why);
-	if (cfg->name) {
+	if (cfg->name && cfg->recover_id < 0) {
 		uint32_t other;
 		if (!state_find_name(cfg->name, &other)) {
 			char pid[32] = "";
@@ -320,11 +355,38 @@ static int setup(struct server *s)
 			return fail(s, ret == -ENOENT ? EXIT_NO_UBLK : EXIT_PERM, "%s", hint);
 		return fail(s, EXIT_FAIL, "%s: %s", ctrl_path(), strerror(-ret));
 	}
+	return 0;
+}
+
+/* The state entry's pid, state and control socket for this server. */
+static int claim_state(struct server *s, const char *state)
+{
+	char pid[32];
+	int ret;
+
+	snprintf(pid, sizeof(pid), "%d\n", (int)getpid());
+	if ((ret = state_write(s->dev_id, "pid", pid)) || (ret = state_write(s->dev_id, "state", state)))
+		return fail(s, EXIT_FAIL, "ublkb%d: writing state: %s", s->dev_id, strerror(-ret));
+	s->ctl_fd = ctlsock_listen(s->dev_id);
+	if (s->ctl_fd < 0)
+		return fail(s, EXIT_FAIL, "ublkb%d: control socket: %s", s->dev_id, strerror(-s->ctl_fd));
+	return 0;
+}
+
+/* A new device: ADD_DEV, its state entry, SET_PARAMS. */
+static int create_device(struct server *s)
+{
+	const struct server_config *cfg = s->cfg;
+	struct ublk_params params;
+	int fd, ret;
 
 	s->info.nr_hw_queues = cfg->queues;
 	s->info.queue_depth = cfg->depth;
 	s->info.max_io_buf_bytes = SERVER_IO_BUF_BYTES;
 	s->info.dev_id = (uint32_t)-1;
+	/* The kernel keeps only the flags it knows (6.0 has no recovery). */
+	if (!cfg->no_recovery)
+		s->info.flags = UBLK_F_USER_RECOVERY | UBLK_F_USER_RECOVERY_REISSUE;
 	ret = ctrl_add_dev(&s->ctrl, &s->info);
 	if (ret) {
 		if (ret == -EACCES || ret == -ENOSPC)
@@ -342,26 +404,68 @@ static int setup(struct server *s)
 	if (ret)
 		return fail(s, EXIT_FAIL, "ublkb%d: state directory %s: %s", s->dev_id,
 			    state_dir(), strerror(-ret));
+	s->lock_fd = state_lock(s->dev_id);
 	fd = state_open_log(s->dev_id);
 	if (fd >= 0)
 		log_set_file(fd);
-	char pid[32];
-	snprintf(pid, sizeof(pid), "%d\n", (int)getpid());
-	if ((ret = write_config(s)) || (ret = state_write(s->dev_id, "pid", pid)) ||
-	    (ret = state_write(s->dev_id, "state", "starting\n")))
+	if (!cfg->no_recovery && !(s->info.flags & UBLK_F_USER_RECOVERY))
+		log_info("ublkb%d: this kernel has no user recovery: IO fails if the server dies",
+			 s->dev_id);
+	if ((ret = write_config(s)))
 		return fail(s, EXIT_FAIL, "ublkb%d: writing state: %s", s->dev_id, strerror(-ret));
-
-	s->ctl_fd = ctlsock_listen(s->dev_id);
-	if (s->ctl_fd < 0)
-		return fail(s, EXIT_FAIL, "ublkb%d: control socket: %s", s->dev_id, strerror(-s->ctl_fd));
-
+	if ((ret = claim_state(s, "starting\n")))
+		return ret;
 	step_done(s, "state entry and control socket");
+
 	set_params(s, &params);
 	ret = ctrl_set_params(&s->ctrl, s->dev_id, &params);
 	if (ret)
 		return fail(s, EXIT_FAIL, "ublkb%d: SET_PARAMS: %s", s->dev_id, strerror(-ret));
-
 	step_done(s, "SET_PARAMS");
+	return 0;
+}
+
+/* An existing device whose server died: take its state entry and start
+ * the kernel's recovery, which waits until the kernel has noticed the
+ * death and released the old server's /dev/ublkcN. */
+static int attach_device(struct server *s)
+{
+	const struct server_config *cfg = s->cfg;
+	uint64_t deadline = now_ms() + cfg->timeout_ms;
+	int ret;
+
+	ret = ctrl_get_info(&s->ctrl, s->dev_id, &s->info);
+	if (ret == -ENODEV)
+		return fail(s, EXIT_NO_DEVICE, "ublkb%d: no such device", s->dev_id);
+	if (ret)
+		return fail(s, EXIT_FAIL, "ublkb%d: GET_DEV_INFO: %s", s->dev_id, strerror(-ret));
+	if (!(s->info.flags & UBLK_F_USER_RECOVERY))
+		return fail(s, EXIT_FAIL, "ublkb%d: created without user recovery (--no-recovery or "
+			    "an old kernel): it cannot be recovered; delete it with ublk-del", s->dev_id);
+	while ((ret = ctrl_start_recovery(&s->ctrl, s->dev_id)) == -EBUSY && ms_left(deadline))
+		sleep_ms(20);
+	if (ret == -EBUSY) {
+		ret = ctrl_get_info(&s->ctrl, s->dev_id, &s->info);
+		return fail(s, EXIT_TIMEOUT, "ublkb%d: the kernel did not release the device for "
+			    "recovery within %llu ms (state %s): is its old server still exiting?",
+			    s->dev_id, (unsigned long long)cfg->timeout_ms,
+			    ret ? "unknown" : s->info.state == UBLK_S_DEV_LIVE ? "live" : "quiesced");
+	}
+	if (ret)
+		return fail(s, EXIT_FAIL, "ublkb%d: START_USER_RECOVERY: %s", s->dev_id, strerror(-ret));
+	step_done(s, "START_USER_RECOVERY");
+	log_info("ublkb%d: recovering: new server pid %d", s->dev_id, (int)getpid());
+	return claim_state(s, "recovering\n");
+}
+
+static int setup(struct server *s)
+{
+	const struct server_config *cfg = s->cfg;
+	bool recover = cfg->recover_id >= 0;
+	int ret;
+
+	if ((ret = prepare(s)) || (ret = recover ? attach_device(s) : create_device(s)))
+		return ret;
 	s->char_fd = open_char_dev(s);
 	if (s->char_fd < 0)
 		return fail(s, EXIT_FAIL, "ublkb%d: open /dev/ublkc%d: %s", s->dev_id, s->dev_id,
@@ -371,15 +475,19 @@ static int setup(struct server *s)
 	if (ret)
 		return fail(s, EXIT_FAIL, "ublkb%d: starting queues: %s", s->dev_id, strerror(-ret));
 	step_done(s, "queue threads and fetches");
-	ret = ctrl_start_dev(&s->ctrl, s->dev_id, getpid());
+	ret = recover ? ctrl_end_recovery(&s->ctrl, s->dev_id, getpid()) :
+			ctrl_start_dev(&s->ctrl, s->dev_id, getpid());
 	if (ret)
 		return fail(s, exit_code_for(ret) == EXIT_TIMEOUT ? EXIT_TIMEOUT : EXIT_FAIL,
-			    "ublkb%d: START_DEV: %s", s->dev_id, strerror(-ret));
-	step_done(s, "START_DEV");
+			    "ublkb%d: %s: %s", s->dev_id, recover ? "END_USER_RECOVERY" : "START_DEV",
+			    strerror(-ret));
+	step_done(s, recover ? "END_USER_RECOVERY" : "START_DEV");
 	s->live = true;
 	state_write(s->dev_id, "state", "live\n");
-	log_dbg("ublkb%d: live, %u queue(s) of depth %u over %s", s->dev_id, cfg->queues,
-		cfg->depth, cfg->base);
+	if (recover)
+		log_info("ublkb%d: recovered, live again", s->dev_id);
+	log_dbg("ublkb%d: live, %u queue(s) of depth %u over %s", s->dev_id, s->info.nr_hw_queues,
+		s->info.queue_depth, cfg->base);
 	return 0;
 }
 
@@ -461,9 +569,11 @@ static void wait_for_stop(struct server *s)
 int server_run(const struct server_config *cfg)
 {
 	struct server s = {
-		.cfg = cfg, .dev_id = -1, .char_fd = -1, .sig_fd = -1,
-		.exit_efd = -1, .ready_efd = -1, .ctl_fd = -1, .start_ns = now_ns(),
+		.cfg = cfg, .char_fd = -1, .sig_fd = -1,
+		.exit_efd = -1, .ready_efd = -1, .ctl_fd = -1, .lock_fd = -1, .start_ns = now_ns(),
 	};
+
+	s.dev_id = cfg->recover_id;
 	sigset_t mask;
 	int code;
 

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -155,6 +156,23 @@ int state_open_log(uint32_t id)
 	return fd < 0 ? -errno : fd;
 }
 
+int state_lock(uint32_t id)
+{
+	char path[4096];
+	int fd;
+
+	entry_path(id, path, sizeof(path));
+	fd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	if (flock(fd, LOCK_EX | LOCK_NB)) {
+		int err = errno == EWOULDBLOCK ? -EBUSY : -errno;
+		close(fd);
+		return err;
+	}
+	return fd;
+}
+
 int state_remove(uint32_t id)
 {
 	char path[4096];
@@ -170,24 +188,32 @@ int state_exists(uint32_t id)
 	return lstat(path, &st) == 0 && S_ISDIR(st.st_mode);
 }
 
-int state_config_get(uint32_t id, const char *key, char *buf, size_t len)
+int state_config_all(uint32_t id, const char *key, char *buf, size_t len, char **values, int max)
 {
-	char cfg[16384];
 	size_t klen = strlen(key);
+	int n = 0;
 
-	if (state_read(id, "config", cfg, sizeof(cfg)) < 0)
+	if (state_read(id, "config", buf, len) < 0)
 		return -ENOENT;
-	for (char *line = cfg; line && *line;) {
+	for (char *line = buf; line && *line;) {
 		char *nl = strchr(line, '\n');
 		if (nl)
 			*nl = 0;
-		if (!strncmp(line, key, klen) && line[klen] == '=') {
-			snprintf(buf, len, "%s", line + klen + 1);
-			return 0;
-		}
+		if (!strncmp(line, key, klen) && line[klen] == '=' && n < max)
+			values[n++] = line + klen + 1;
 		line = nl ? nl + 1 : NULL;
 	}
-	return -ENOENT;
+	return n;
+}
+
+int state_config_get(uint32_t id, const char *key, char *buf, size_t len)
+{
+	char cfg[16384], *value;
+
+	if (state_config_all(id, key, cfg, sizeof(cfg), &value, 1) < 1)
+		return -ENOENT;
+	snprintf(buf, len, "%s", value);
+	return 0;
 }
 
 int state_find_name(const char *name, uint32_t *id)

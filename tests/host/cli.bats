@@ -117,12 +117,22 @@ teardown() {
 }
 
 @test "ublk-pool commands and their errors" {
-	run_mustfail 2 "no command given (list, status, reclaim, shutdown, metrics)" "$B/ublk-pool"
+	run_mustfail 2 "no command given (list, status, reclaim, watch, shutdown, metrics)" "$B/ublk-pool"
 	run_mustfail 2 "unknown command 'frobnicate'" "$B/ublk-pool" frobnicate
 	run_mustfail 2 "unexpected argument 'extra'" "$B/ublk-pool" list extra
 	run_mustfail 4 "reclaim needs root" as_nobody "$B/ublk-pool" reclaim
+	run_mustfail 4 "watch needs root" as_nobody "$B/ublk-pool" watch
+	run_mustfail 2 "--interval '0': expected seconds, at least 0.01" "$B/ublk-pool" watch --interval 0
 	# no devices on this host: an empty list, in both forms
 	run "$B/ublk-pool" list --json --state-dir "$T/state"
 	[ "$status" -eq 0 ]
 	[ "$(jq '.devices | length' <<<"$output")" -eq 0 ]
+}
+
+@test "ublk-serve --recover: what goes with it, and a device nobody knows" {
+	run_mustfail 2 "--recover takes the device's options from its state entry" \
+		"$B/ublk-serve" --recover 3 --base "$T/img"
+	run_mustfail 6 "'nosuch' is neither a ublk device" "$B/ublk-serve" --recover nosuch --state-dir "$T/state"
+	run_mustfail 6 "ublkb7: no state entry: the device's configuration is unknown; delete it with ublk-del" \
+		"$B/ublk-serve" --recover /dev/ublkb7 --state-dir "$T/state"
 }

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -218,6 +219,96 @@ static void test_cache_layer(void)
 	free(pattern);
 }
 
+/* In a child: open the cache, run writes, and die without closing (a
+ * killed server). Returns the child's count of failed steps. */
+static int die_after_writes(const char *base_path, const char *cache,
+			    void (*writes)(struct layer *l))
+{
+	pid_t pid = fork();
+	int status;
+
+	if (pid == 0) {
+		struct layer *base, *l;
+		char why[600];
+		io_uring_queue_exit(&ring);   /* the parent's */
+		if (io_uring_queue_init(64, &ring, 0) || layer_file_open(base_path, true, &base) ||
+		    layer_cache_open(cache, base, 0, false, &l, why, sizeof(why)))
+			_exit(100);
+		writes(l);
+		_exit(failures);
+	}
+	waitpid(pid, &status, 0);
+	return WIFEXITED(status) ? WEXITSTATUS(status) : 200;
+}
+
+static unsigned char pat_a[4096], pat_b[4096], pat_c[4096];
+
+static void crash_writes_1(struct layer *l)
+{
+	CHECK(run(l, LAYER_WRITE, 4096, 4096, pat_a) == 4096, "write block 1");
+	CHECK(run(l, LAYER_FLUSH, 0, 0, NULL) == 0, "flush");
+	CHECK(run(l, LAYER_WRITE, 2 * 4096, 4096, pat_b) == 4096, "write block 2, unflushed");
+	CHECK(run(l, LAYER_WRITE, 4096, 4096, pat_c) == 4096, "overwrite block 1, unflushed");
+	CHECK(run(l, LAYER_DISCARD, 5 * 4096, 4096, NULL) == 0, "discard block 5, unflushed");
+}
+
+static void crash_writes_2(struct layer *l)
+{
+	CHECK(run(l, LAYER_WRITE, 4 * 4096, 4096, pat_b) == 4096, "write block 4, unflushed");
+	CHECK(run(l, LAYER_WRITE, 4096, 4096, pat_a) == 4096, "overwrite block 1, unflushed");
+}
+
+/* A server killed mid-way loses nothing it acknowledged (the live map),
+ * a host crash loses only unflushed writes (the map file). */
+static void test_cache_crash(void)
+{
+	const size_t size = 1 << 20;
+	unsigned char *data, *buf = aligned_alloc(4096, 8 * 4096);
+	char *base_path = make_image(size, &data);
+	char cache[64], live[80], why[600];
+	struct layer *base, *l;
+
+	snprintf(cache, sizeof(cache), "%s.cache", base_path);
+	snprintf(live, sizeof(live), "%s.live", cache);
+	memset(pat_a, 0xa1, 4096);
+	memset(pat_b, 0xb2, 4096);
+	memset(pat_c, 0xc3, 4096);
+
+	CHECK(die_after_writes(base_path, cache, crash_writes_1) == 0, "first server's writes");
+	CHECK(access(live, F_OK) == 0, "live map left by the dead server");
+	CHECK(layer_file_open(base_path, true, &base) == 0, "open base");
+	CHECK(layer_cache_open(cache, base, 0, false, &l, why, sizeof(why)) == 0, "reopen: %s", why);
+	CHECK(run(l, LAYER_READ, 0, 8 * 4096, buf) == 8 * 4096, "read after the crash");
+	CHECK(!memcmp(buf + 4096, pat_c, 4096), "unflushed overwrite kept");
+	CHECK(!memcmp(buf + 2 * 4096, pat_b, 4096), "unflushed new block kept");
+	CHECK(all_zero(buf + 5 * 4096, 4096), "unflushed discard kept");
+	CHECK(!memcmp(buf + 3 * 4096, data + 3 * 4096, 4096), "untouched block from the base");
+	layer_close(l);
+	CHECK(access(live, F_OK) != 0, "a clean close removes the live map");
+
+	/* a host crash: the live map is from another boot */
+	CHECK(die_after_writes(base_path, cache, crash_writes_2) == 0, "second server's writes");
+	int fd = open(live, O_RDWR);
+	CHECK(fd >= 0 && pwrite(fd, "x", 1, 32) == 1, "make the live map another boot's");
+	close(fd);
+	CHECK(layer_file_open(base_path, true, &base) == 0, "open base");
+	CHECK(layer_cache_open(cache, base, 0, true, &l, why, sizeof(why)) == 0, "reopen: %s", why);
+	CHECK(run(l, LAYER_READ, 0, 8 * 4096, buf) == 8 * 4096, "read after the host crash");
+	CHECK(!memcmp(buf + 4 * 4096, data + 4 * 4096, 4096), "unflushed write over the base lost");
+	CHECK(!memcmp(buf + 4096, pat_c, 4096) || !memcmp(buf + 4096, pat_a, 4096),
+	      "unflushed overwrite of a dirty block: old or new, never the base");
+	CHECK(!memcmp(buf + 2 * 4096, pat_b, 4096), "data flushed by the clean close kept");
+	layer_close(l);
+
+	unlink(live);
+	unlink(cache);
+	snprintf(live, sizeof(live), "%s.map", cache);
+	unlink(live);
+	unlink(base_path);
+	free(data);
+	free(buf);
+}
+
 static void test_fault_layer(void)
 {
 	const size_t size = 1 << 20;
@@ -252,6 +343,7 @@ int main(void)
 	}
 	test_file_layer();
 	test_cache_layer();
+	test_cache_crash();
 	test_fault_layer();
 	io_uring_queue_exit(&ring);
 	return check_summary();

@@ -1,0 +1,148 @@
+/*
+ * Live block map, FILE.live. Layout (little-endian):
+ *
+ *   0    8   magic "UBLKLIVE"
+ *   8    4   version, 1
+ *   16  16   cache id (the map file's)
+ *   32  40   boot id (/proc/sys/kernel/random/boot_id), NUL-padded
+ *   72   8   generation of the server that keeps it
+ *   80   8   bytes of block states
+ *   4096     block states, as in the map file
+ *
+ * No checksum: within one boot the file is read back through the page
+ * cache exactly as it was written, and from another boot it is ignored.
+ */
+#include "cache_live.h"
+
+#include <endian.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#define LIVE_HDR 4096u
+#define LIVE_MAGIC "UBLKLIVE"
+#define LIVE_VERSION 1
+#define BOOT_ID_LEN 40
+
+/* This boot's id, or "" when the kernel does not say (then no live map is
+ * trusted: a reboot could not be told apart). */
+static const char *boot_id(void)
+{
+	static char id[BOOT_ID_LEN];
+	if (!id[0]) {
+		FILE *f = fopen("/proc/sys/kernel/random/boot_id", "re");
+		if (f) {
+			if (!fgets(id, sizeof(id), f))
+				id[0] = 0;
+			id[strcspn(id, "\n")] = 0;
+			fclose(f);
+		}
+	}
+	return id;
+}
+
+static void live_path(char *buf, size_t len, const char *path, const char *suffix)
+{
+	snprintf(buf, len, "%s.live%s", path, suffix);
+}
+
+int cache_live_load(const char *path, const uint8_t id[16], uint64_t gen, uint8_t *map,
+		    size_t map_bytes, char *why, size_t whylen)
+{
+	char lpath[4096];
+	uint8_t h[LIVE_HDR];
+	int fd, ret = 0;
+
+	why[0] = 0;
+	live_path(lpath, sizeof(lpath), path, "");
+	fd = open(lpath, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return errno == ENOENT ? 0 : -errno;
+	if (pread(fd, h, LIVE_HDR, 0) != LIVE_HDR || memcmp(h, LIVE_MAGIC, 8) ||
+	    le32toh(*(uint32_t *)(h + 8)) != LIVE_VERSION || memcmp(h + 16, id, 16) ||
+	    le64toh(*(uint64_t *)(h + 80)) != map_bytes) {
+		snprintf(why, whylen, "%s: not a live map of this cache; ignored", lpath);
+		goto out;
+	}
+	if (!boot_id()[0] || strncmp((char *)h + 32, boot_id(), BOOT_ID_LEN)) {
+		snprintf(why, whylen, "%s: left from an earlier boot; writes not flushed before "
+			 "the host went down are lost, as on a disk", lpath);
+		goto out;
+	}
+	uint64_t g = le64toh(*(uint64_t *)(h + 72));
+	if (g != gen && g != gen + 1) {
+		snprintf(why, whylen, "%s: generation %llu, the map file has %llu; ignored", lpath,
+			 (unsigned long long)g, (unsigned long long)gen);
+		goto out;
+	}
+	if (pread(fd, map, map_bytes, LIVE_HDR) != (ssize_t)map_bytes) {
+		ret = errno ? -errno : -EIO;
+		goto out;
+	}
+	ret = 1;
+out:
+	close(fd);
+	return ret;
+}
+
+int cache_live_map(struct cache_live *lv, const char *path, const uint8_t id[16], uint64_t gen,
+		   const uint8_t *map, size_t map_bytes, uint8_t **states)
+{
+	char lpath[4096], tmp[4096];
+	size_t len = LIVE_HDR + ((map_bytes + 4095) & ~(size_t)4095);
+	uint8_t *mem;
+	int fd, ret = 0;
+
+	live_path(lpath, sizeof(lpath), path, "");
+	live_path(tmp, sizeof(tmp), path, ".tmp");
+	fd = open(tmp, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return -errno;
+	if (ftruncate(fd, (off_t)len)) {
+		ret = -errno;
+		goto out;
+	}
+	mem = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	if (mem == MAP_FAILED) {
+		ret = -errno;
+		goto out;
+	}
+	memcpy(mem + LIVE_HDR, map, map_bytes);
+	*(uint32_t *)(mem + 8) = htole32(LIVE_VERSION);
+	memcpy(mem + 16, id, 16);
+	strncpy((char *)mem + 32, boot_id(), BOOT_ID_LEN);
+	*(uint64_t *)(mem + 72) = htole64(gen);
+	*(uint64_t *)(mem + 80) = htole64(map_bytes);
+	memcpy(mem, LIVE_MAGIC, 8);
+	/* The old file stays valid until this one replaces it whole. */
+	if (rename(tmp, lpath)) {
+		ret = -errno;
+		munmap(mem, len);
+		goto out;
+	}
+	lv->mem = mem;
+	lv->len = len;
+	*states = mem + LIVE_HDR;
+out:
+	close(fd);
+	if (ret)
+		unlink(tmp);
+	return ret;
+}
+
+void cache_live_unmap(struct cache_live *lv)
+{
+	if (lv->mem)
+		munmap(lv->mem, lv->len);
+	lv->mem = NULL;
+}
+
+int cache_live_remove(const char *path)
+{
+	char lpath[4096];
+	live_path(lpath, sizeof(lpath), path, "");
+	return unlink(lpath) && errno != ENOENT ? -errno : 0;
+}
