@@ -521,10 +521,11 @@ out:
 /* Block states from the map file, or from the live map when a server
  * died without a clean close (it is newer). Returns 1 when the live map
  * was used, 0, or -errno with why set. */
-static int load_map(struct cache *c, const char *path, const char *map_path, char *why, size_t len)
+static int load_map(struct cache *c, const char *path, const char *map_path, bool served,
+		    char *why, size_t len)
 {
 	uint8_t b[MAP_HDR];
-	char note[600];
+	char note[600] = "";
 	int ret, live;
 
 	if (pread(c->map_fd, b, MAP_HDR, 0) != MAP_HDR)
@@ -534,7 +535,8 @@ static int load_map(struct cache *c, const char *path, const char *map_path, cha
 		return ret;
 	if (pread(c->map_fd, c->map, c->map_bytes, MAP_HDR) != (ssize_t)c->map_bytes)
 		return snprintf(why, len, "%s: block states are truncated", map_path), -EINVAL;
-	live = cache_live_load(path, c->hdr.id, c->hdr.generation, c->map, c->map_bytes,
+	/* A running server's live map is its own; it froze and persisted it. */
+	live = served ? 0 : cache_live_load(path, c->hdr.id, c->hdr.generation, c->map, c->map_bytes,
 			       note, sizeof(note));
 	if (live < 0)
 		return snprintf(why, len, "%s.live: %s", path, strerror(-live)), live;
@@ -643,7 +645,7 @@ int layer_cache_open(const char *path, struct layer *lower, uint64_t size, bool 
 		snprintf(why, whylen, "%s: cache is in use by another server", path);
 		goto fail;
 	}
-	if (exists && (ret = load_map(c, path, map_path, why, whylen)) < 0)
+	if (exists && (ret = load_map(c, path, map_path, false, why, whylen)) < 0)
 		goto fail;
 	if (ret == 1)   /* states the map file does not have yet */
 		for (size_t page = 0; page < c->npages; page++)
@@ -778,7 +780,7 @@ int cache_export_open(const char *path, bool live, struct cache_export *x, char 
 		snprintf(why, whylen, "out of memory for the block map");
 		goto out;
 	}
-	if ((ret = load_map(&c, path, map_path, why, whylen)) < 0)
+	if ((ret = load_map(&c, path, map_path, live, why, whylen)) < 0)
 		goto out;
 	x->data_fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (x->data_fd < 0) {

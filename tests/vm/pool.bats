@@ -38,7 +38,7 @@ teardown() { vm_teardown; }
 	for i in 1 3; do kill -9 "$(cat "$UBLK_STATE_DIR/ublkb${devs[$i]#/dev/ublkb}/pid")"; done
 	sleep 0.5
 	j=$("$B/ublk-pool" list --json)
-	[ "$(jq '[.devices[] | select(.problem == "server is dead")] | length' <<<"$j")" -eq 2 ]
+	[ "$(jq '[.devices[] | select(.problem // "" | startswith("server is dead"))] | length' <<<"$j")" -eq 2 ]
 	run "$B/ublk-pool" reclaim --timeout 5
 	echo "$output"
 	[ "$status" -eq 0 ]

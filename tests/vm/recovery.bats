@@ -1,0 +1,204 @@
+#!/usr/bin/env bats
+# Crash recovery (docs/recovery.md): a killed server is replaced while IO
+# waits, and no acknowledged write is lost.
+
+load lib
+
+setup() { vm_setup; }
+teardown() {
+	[ -z "${WATCH:-}" ] || { kill "$WATCH" 2>/dev/null; wait "$WATCH" 2>/dev/null || true; }
+	vm_teardown
+}
+
+server_pid() { cat "$UBLK_STATE_DIR/ublkb$1/pid"; }
+kernel_state() { "$B/ublk-pool" list --json | jq -r ".devices[] | select(.id == $1) | .kernel_state"; }
+
+# Wait until device $1 is served by a live server other than pid $2.
+wait_recovered() {
+	local id=$1 old=$2 i
+	for i in $(seq 300); do
+		# the server writes "live" once the kernel made the device live
+		if [ "$(cat "$UBLK_STATE_DIR/ublkb$id/state" 2>/dev/null)" = live ] &&
+			[ "$(server_pid "$id")" != "$old" ]; then
+			return 0
+		fi
+		sleep 0.1
+	done
+	echo "ublkb$id not recovered within 30 s (server $old killed)" >&2
+	return 1
+}
+
+# Kill the server of device $1 $2 times at random moments, each time
+# waiting for a recovery (by $3: "reclaim" runs one, "watch" waits for it).
+kill_and_recover() {
+	local id=$1 times=$2 how=$3 k pid
+	for k in $(seq "$times"); do
+		sleep "0.$((RANDOM % 9 + 1))"
+		pid=$(server_pid "$id")
+		kill -9 "$pid"
+		if [ "$how" = reclaim ]; then
+			"$B/ublk-pool" reclaim --recover >>"$T/reclaim.log"
+		fi
+		wait_recovered "$id" "$pid"
+		echo "kill $k of $times at $(date +%T.%N | cut -c1-12): server $pid -> $(server_pid "$id")"
+	done
+}
+
+# Run fio ($@) over and over while the servers get killed, until
+# $T/kills-done exists; every run must end without a verify error.
+fio_until_done() {
+	local n=0
+	set +e
+	while [ ! -e "$T/kills-done" ]; do
+		n=$((n + 1))
+		if ! fio "$@" --output="$T/fio.$n.out" || ! grep -q "err= 0" "$T/fio.$n.out"; then
+			cat "$T/fio.$n.out" >&2
+			echo "fio run $n failed" >"$T/fio.failed"
+			return 1
+		fi
+	done
+	echo "$n fio runs" >"$T/fio.runs"
+}
+
+@test "a killed server is recovered: IO waits meanwhile and no acknowledged write is lost" {
+	make_image "$T/base" 64
+	make_image "$T/data" 8
+	dev=$("$B/ublk-add" --base "$T/base" --cache "$T/cache")
+	id=${dev#/dev/ublkb}
+	# acknowledged, never flushed
+	dd if="$T/data" of="$dev" bs=1M oflag=direct status=none
+	pid=$(server_pid "$id")
+	kill -9 "$pid"
+	# a read issued now waits instead of failing
+	(set +e; dd if="$dev" bs=1M count=8 iflag=direct status=none | sha256sum >"$T/read.sum") &
+	reader=$!
+	for i in $(seq 100); do [ "$(kernel_state "$id")" = quiesced ] && break; sleep 0.1; done
+	[ "$(kernel_state "$id")" = quiesced ]
+	j=$("$B/ublk-pool" list --json)
+	jq -e ".devices[] | select(.id == $id) | .recoverable and (.problem | startswith(\"server is dead\"))" <<<"$j"
+	sleep 1
+	kill -0 "$reader"   # still waiting
+	run "$B/ublk-pool" reclaim --recover
+	[ "$status" -eq 0 ]
+	[[ "$output" == "recovered ublkb$id (server is dead; recoverable, IO waits): new server pid "* ]]
+	wait "$reader"
+	[ "$(cut -d' ' -f1 "$T/read.sum")" = "$(sha256sum <"$T/data" | cut -d' ' -f1)" ]
+	[ "$(kernel_state "$id")" = live ]
+	[ "$(cat "$UBLK_STATE_DIR/ublkb$id/state")" = live ]
+	grep -q "recovered, live again" "$UBLK_STATE_DIR/ublkb$id/log"
+	grep -q "live block map .* is used" "$UBLK_STATE_DIR/ublkb$id/log"
+	# nothing left to do; the new server stops cleanly and drops the live map
+	run "$B/ublk-pool" reclaim --recover
+	[ "$status" -eq 0 ] && [ -z "$output" ]
+	newpid=$(server_pid "$id")
+	"$B/ublk-del" "$dev"
+	assert_gone "$id" "$newpid"
+	[ ! -e "$T/cache.live" ]
+	# the map file alone now has everything
+	dev=$("$B/ublk-add" --base "$T/base" --cache "$T/cache" --read-only)
+	[ "$(dd if="$dev" bs=1M count=8 iflag=direct status=none | sha256sum)" = "$(sha256sum <"$T/data")" ]
+}
+
+@test "fio crc32c verify on the raw device through 20 kill -9 and recoveries" {
+	make_image "$T/base" 64
+	dev=$("$B/ublk-add" --base "$T/base" --cache "$T/cache" --queues 2)
+	id=${dev#/dev/ublkb}
+	cd "$T"
+	fio_until_done --name=v --filename="$dev" --ioengine=libaio --direct=1 --rw=randwrite \
+		--bs=4k --iodepth=16 --size=32M --rate_iops=1500 --verify=crc32c --verify_fatal=1 \
+		--verify_backlog=1024 --verify_state_save=0 &
+	fio=$!
+	kill_and_recover "$id" 20 reclaim
+	touch "$T/kills-done"
+	wait "$fio"
+	cat "$T/fio.runs"
+	[ ! -e "$T/fio.failed" ]
+	[ "$(grep -c '^recovered ublkb' "$T/reclaim.log")" -eq 20 ]
+	grep -c "recovered, live again" "$UBLK_STATE_DIR/ublkb$id/log" | grep -qx 20
+}
+
+@test "fio crc32c verify on ext4 through 20 kills recovered by ublk-pool watch; fsck clean" {
+	truncate -s 256M "$T/base"
+	mkfs.ext4 -q -F -b 4096 "$T/base"
+	dev=$("$B/ublk-add" --base "$T/base" --cache "$T/cache")
+	id=${dev#/dev/ublkb}
+	mkdir "$T/mnt"
+	mount "$dev" "$T/mnt"
+	"$B/ublk-pool" watch --interval 0.1 >"$T/watch.log" 2>&1 &
+	WATCH=$!
+	cd "$T"
+	fio_until_done --name=v --directory="$T/mnt" --ioengine=libaio --direct=1 --rw=randwrite \
+		--bs=4k --iodepth=16 --size=24M --nrfiles=4 --fsync=256 --rate_iops=1500 \
+		--verify=crc32c --verify_fatal=1 --verify_backlog=1024 --verify_state_save=0 &
+	fio=$!
+	kill_and_recover "$id" 20 watch
+	touch "$T/kills-done"
+	wait "$fio"
+	cat "$T/fio.runs"
+	[ ! -e "$T/fio.failed" ]
+	[ "$(grep -c "^recovered ublkb$id" "$T/watch.log")" -eq 20 ]
+	umount "$T/mnt"
+	fsck.ext4 -fn "$dev"
+}
+
+@test "a server is not replaced while it runs; --no-recovery devices fail IO and are deleted" {
+	make_image "$T/img" 8
+	dev=$("$B/ublk-add" --base "$T/img" --cache "$T/cache")
+	id=${dev#/dev/ublkb}
+	run_mustfail 8 "ublkb$id: a server is running (pid $(server_pid "$id")): nothing to recover" \
+		"$B/ublk-serve" --recover "$id"
+	dd if="$dev" of=/dev/null bs=1M count=1 iflag=direct status=none
+
+	dev2=$("$B/ublk-add" --base "$T/img" --read-only --no-recovery)
+	id2=${dev2#/dev/ublkb}
+	pid=$(server_pid "$id2")
+	kill -9 "$pid"
+	# IO fails instead of waiting
+	run timeout 20 dd if="$dev2" of=/dev/null bs=4k count=1 iflag=direct
+	[ "$status" -ne 0 ] && [ "$status" -ne 124 ]
+	run "$B/ublk-pool" reclaim --recover
+	[ "$status" -eq 0 ]
+	[[ "$output" == "deleted ublkb$id2 (server is dead)" ]]
+	assert_gone "$id2" "$pid"
+	run_mustfail 6 "ublkb$id2: no state entry" "$B/ublk-serve" --recover "$id2"
+}
+
+@test "kill during ublk-export-diff --live, then retry" {
+	make_image "$T/base" 256
+	dev=$("$B/ublk-add" --base "$T/base" --cache "$T/cache")
+	id=${dev#/dev/ublkb}
+	dd if=/dev/urandom of="$dev" bs=1M count=192 oflag=direct status=none
+
+	# the exporting tool dies: writes resume, no partial diff is left
+	"$B/ublk-export-diff" --live --timeout 60 -o "$T/d1" "$dev" &
+	exp=$!
+	sleep 1
+	kill -0 "$exp"
+	kill -9 "$exp"
+	wait "$exp" || true
+	timeout 10 dd if=/dev/urandom of="$dev" bs=4k count=16 oflag=direct status=none
+	[ -z "$(ls "$T" | grep '^d1')" ]
+
+	# the server dies while writes are held: the export is discarded
+	"$B/ublk-export-diff" --live --timeout 60 -o "$T/d1" "$dev" 2>"$T/export.err" &
+	exp=$!
+	(set +e; sleep 0.5; timeout 60 dd if=/dev/urandom of="$dev" bs=4k count=16 seek=100 \
+		oflag=direct status=none; echo $? >"$T/held.rc") &
+	writer=$!
+	sleep 1
+	pid=$(server_pid "$id")
+	kill -9 "$pid"
+	st=0
+	wait "$exp" || st=$?
+	[ "$st" -eq 1 ]
+	grep -q "ublkb$id: the server went away during the export (died?); discarded it" "$T/export.err"
+	[ ! -e "$T/d1" ]
+	"$B/ublk-pool" reclaim --recover
+	wait "$writer"
+	[ "$(cat "$T/held.rc")" -eq 0 ]   # the held write was reissued to the new server
+
+	# retry: the diff has exactly what the device has
+	"$B/ublk-export-diff" --live --timeout 60 -o "$T/d1" "$dev"
+	"$B/ublk-export-diff" --flatten --base "$T/base" --layer "$T/d1" -o "$T/flat"
+	[ "$(sha256sum <"$T/flat")" = "$(sha256sum <"$dev")" ]
+}
