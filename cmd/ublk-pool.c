@@ -210,7 +210,7 @@ static void device_counter(FILE *f, const struct pool_dev *devs, int n, const ch
 static int metrics(const struct pool_dev *devs, int n, const char *textfile)
 {
 	static const char *states[] = { "live", "quiesced", "dead", "stale", "orphaned" };
-	uint64_t by_state[5] = { 0 }, adds = 0, dels = 0;
+	uint64_t by_state[5] = { 0 }, adds = 0, dels = 0, recoveries = 0;
 	char *text = NULL, path[PATH_MAX], tmp[PATH_MAX + 16], line[64];
 	size_t size = 0;
 	FILE *f = open_memstream(&text, &size), *ev;
@@ -219,7 +219,8 @@ static int metrics(const struct pool_dev *devs, int n, const char *textfile)
 		return EXIT_FAIL;
 	for (int i = 0; i < n; i++) {
 		const struct pool_dev *d = &devs[i];
-		int s = !d->in_kernel ? 3 : pool_problem(d, grace_s) ? 4 :
+		/* quiesced: IO waits for a recovery */
+		int s = !d->in_kernel ? 3 : d->recoverable ? 1 : pool_problem(d, grace_s) ? 4 :
 			d->kernel_state == 1 ? 0 : d->kernel_state == 2 ? 1 : 2;
 		by_state[s]++;
 	}
@@ -231,6 +232,7 @@ static int metrics(const struct pool_dev *devs, int n, const char *textfile)
 		while (fgets(line, sizeof(line), ev)) {
 			adds += !strncmp(line, "add ", 4);
 			dels += !strncmp(line, "del ", 4);
+			recoveries += !strncmp(line, "recover ", 8);
 		}
 		fclose(ev);
 	}
@@ -238,7 +240,12 @@ static int metrics(const struct pool_dev *devs, int n, const char *textfile)
 		   "ublk_acquired_total %llu\n", (unsigned long long)adds);
 	fprintf(f, "# HELP ublk_released_total Devices deleted.\n# TYPE ublk_released_total counter\n"
 		   "ublk_released_total %llu\n", (unsigned long long)dels);
+	fprintf(f, "# HELP ublk_recovered_total Devices a new server attached to after their server "
+		   "died.\n# TYPE ublk_recovered_total counter\nublk_recovered_total %llu\n",
+		(unsigned long long)recoveries);
 	histogram(f, "ublk_add_duration_seconds", "ublk-add until the device is live.", "add");
+	histogram(f, "ublk_recover_duration_seconds", "ublk-serve --recover until the device is live again.",
+		  "recover");
 	histogram(f, "ublk_delete_duration_seconds", "Deleting a device.", "del");
 	device_counter(f, devs, n, "ublk_device_reads_total", "Read requests.", "reads", false);
 	device_counter(f, devs, n, "ublk_device_writes_total", "Write requests.", "writes", false);

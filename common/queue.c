@@ -12,9 +12,11 @@
  */
 #include "queue.h"
 #include "log.h"
+#include "json.h"
 #include "timeutil.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
@@ -261,3 +263,57 @@ int queue_join(struct ublk_queue *q, uint64_t timeout_ms)
 	}
 	return -pthread_timedjoin_np(q->thread, NULL, &ts);
 }
+
+char *queue_stats_json(const struct ublk_queue *queues, unsigned n, const char *remote)
+{
+	uint64_t hist[LAT_BUCKETS] = { 0 }, max = 0, count = 0, sum = 0;
+	uint64_t reads = 0, writes = 0, flushes = 0, discards = 0, errors = 0, rbytes = 0, wbytes = 0;
+	char *text = NULL;
+	size_t size = 0;
+	struct json j;
+	FILE *f;
+
+	for (unsigned i = 0; i < n; i++) {
+		const struct queue_stats *st = &queues[i].stats;
+		reads += st->reads; writes += st->writes; flushes += st->flushes;
+		discards += st->discards; errors += st->errors;
+		rbytes += st->bytes_read; wbytes += st->bytes_written;
+		count += st->lat_count; sum += st->lat_sum_us;
+		if (st->lat_max_us > max)
+			max = st->lat_max_us;
+		for (int b = 0; b < LAT_BUCKETS; b++)
+			hist[b] += st->lat_hist[b];
+	}
+	/* percentiles from the log2 histogram: the bucket's upper bound */
+	uint64_t p50 = 0, p99 = 0, seen = 0;
+	for (int b = 0; b < LAT_BUCKETS && count; b++) {
+		seen += hist[b];
+		if (!p50 && seen * 2 >= count)
+			p50 = 1ull << b;
+		if (!p99 && seen * 100 >= count * 99)
+			p99 = 1ull << b;
+	}
+	if (!(f = open_memstream(&text, &size)))
+		return NULL;
+	json_begin(&j, f);
+	json_u64(&j, "reads", reads);
+	json_u64(&j, "writes", writes);
+	json_u64(&j, "flushes", flushes);
+	json_u64(&j, "discards", discards);
+	json_u64(&j, "errors", errors);
+	json_u64(&j, "bytes_read", rbytes);
+	json_u64(&j, "bytes_written", wbytes);
+	json_obj_begin(&j, "latency_us");
+	json_u64(&j, "count", count);
+	json_u64(&j, "avg", count ? sum / count : 0);
+	json_u64(&j, "p50_max", p50);
+	json_u64(&j, "p99_max", p99);
+	json_u64(&j, "max", max);
+	json_obj_end(&j);
+	if (remote)
+		json_raw(&j, "remote", remote);
+	json_end(&j);
+	fclose(f);
+	return text;
+}
+

@@ -60,4 +60,8 @@ int queue_start(struct ublk_queue *q);
 /* Wait for the thread to end; -ETIMEDOUT if it did not within timeout_ms. */
 int queue_join(struct ublk_queue *q, uint64_t timeout_ms);
 
+/* The statistics of n queues together, as JSON (docs/state-dir.md, stats),
+ * with remote (a JSON object) as "remote" unless NULL. malloc'd, or NULL. */
+char *queue_stats_json(const struct ublk_queue *queues, unsigned n, const char *remote);
+
 #endif

@@ -5,8 +5,8 @@
 #include "exitcodes.h"
 #include "layer.h"
 #include "image.h"
-#include "json.h"
 #include "log.h"
+#include "pool.h"
 #include "queue.h"
 #include "ready.h"
 #include "stack.h"
@@ -135,55 +135,11 @@ static int write_config(const struct server *s)
 /* Statistics of all queues, as the state entry's "stats" (JSON). */
 static void write_stats(const struct server *s)
 {
-	uint64_t hist[LAT_BUCKETS] = { 0 }, max = 0, count = 0, sum = 0;
-	uint64_t reads = 0, writes = 0, flushes = 0, discards = 0, errors = 0, rbytes = 0, wbytes = 0;
-	char remote[512], *text = NULL;
-	size_t size = 0;
-	struct json j;
-	FILE *f;
-
-	for (unsigned i = 0; i < s->started; i++) {
-		const struct queue_stats *st = &s->queues[i].stats;
-		reads += st->reads; writes += st->writes; flushes += st->flushes;
-		discards += st->discards; errors += st->errors;
-		rbytes += st->bytes_read; wbytes += st->bytes_written;
-		count += st->lat_count; sum += st->lat_sum_us;
-		if (st->lat_max_us > max)
-			max = st->lat_max_us;
-		for (int b = 0; b < LAT_BUCKETS; b++)
-			hist[b] += st->lat_hist[b];
-	}
-	/* percentiles from the log2 histogram: the bucket's upper bound */
-	uint64_t p50 = 0, p99 = 0, seen = 0;
-	for (int b = 0; b < LAT_BUCKETS && count; b++) {
-		seen += hist[b];
-		if (!p50 && seen * 2 >= count)
-			p50 = 1ull << b;
-		if (!p99 && seen * 100 >= count * 99)
-			p99 = 1ull << b;
-	}
-	if (!(f = open_memstream(&text, &size)))
-		return;
-	json_begin(&j, f);
-	json_u64(&j, "reads", reads);
-	json_u64(&j, "writes", writes);
-	json_u64(&j, "flushes", flushes);
-	json_u64(&j, "discards", discards);
-	json_u64(&j, "errors", errors);
-	json_u64(&j, "bytes_read", rbytes);
-	json_u64(&j, "bytes_written", wbytes);
-	json_obj_begin(&j, "latency_us");
-	json_u64(&j, "count", count);
-	json_u64(&j, "avg", count ? sum / count : 0);
-	json_u64(&j, "p50_max", p50);
-	json_u64(&j, "p99_max", p99);
-	json_u64(&j, "max", max);
-	json_obj_end(&j);
-	if (layer_http_stats(s->layer, remote, sizeof(remote)) > 0)
-		json_raw(&j, "remote", remote);
-	json_end(&j);
-	fclose(f);
-	state_write(s->dev_id, "stats", text);
+	char remote[512];
+	char *text = queue_stats_json(s->queues, s->started,
+				      layer_http_stats(s->layer, remote, sizeof(remote)) > 0 ? remote : NULL);
+	if (text)
+		state_write(s->dev_id, "stats", text);
 	free(text);
 }
 
@@ -293,8 +249,13 @@ int server_preflight(const struct server_config *cfg, char *why, size_t len)
 	return 0;
 }
 
-/* Checks, the layer stack and the control device: everything that can
- * fail before the kernel is asked for anything. */
+static int write_pid(const struct server *s)
+{
+	char pid[32];
+	snprintf(pid, sizeof(pid), "%d\n", (int)getpid());
+	return state_write(s->dev_id, "pid", pid);
+}
+
 /* Recovery: the state entry, locked so that no second server attaches. */
 static int lock_entry(struct server *s)
 {
@@ -315,12 +276,12 @@ static int lock_entry(struct server *s)
 	if (fd >= 0)
 		log_set_file(fd);
 	/* tools now see a live server for the device, not a recoverable one */
-	char pid[32];
-	snprintf(pid, sizeof(pid), "%d\n", (int)getpid());
-	state_write(s->dev_id, "pid", pid);
+	write_pid(s);
 	return 0;
 }
 
+/* Checks, the layer stack and the control device: everything that can
+ * fail before the kernel is asked for anything. */
 static int prepare(struct server *s)
 {
 	const struct server_config *cfg = s->cfg;
@@ -361,11 +322,9 @@ static int prepare(struct server *s)
 /* The state entry's pid, state and control socket for this server. */
 static int claim_state(struct server *s, const char *state)
 {
-	char pid[32];
 	int ret;
 
-	snprintf(pid, sizeof(pid), "%d\n", (int)getpid());
-	if ((ret = state_write(s->dev_id, "pid", pid)) || (ret = state_write(s->dev_id, "state", state)))
+	if ((ret = write_pid(s)) || (ret = state_write(s->dev_id, "state", state)))
 		return fail(s, EXIT_FAIL, "ublkb%d: writing state: %s", s->dev_id, strerror(-ret));
 	s->ctl_fd = ctlsock_listen(s->dev_id);
 	if (s->ctl_fd < 0)
@@ -484,8 +443,10 @@ static int setup(struct server *s)
 	step_done(s, recover ? "END_USER_RECOVERY" : "START_DEV");
 	s->live = true;
 	state_write(s->dev_id, "state", "live\n");
-	if (recover)
+	if (recover) {
 		log_info("ublkb%d: recovered, live again", s->dev_id);
+		pool_record("recover", (now_ns() - s->start_ns) / 1000000);
+	}
 	log_dbg("ublkb%d: live, %u queue(s) of depth %u over %s", s->dev_id, s->info.nr_hw_queues,
 		s->info.queue_depth, cfg->base);
 	return 0;
