@@ -145,7 +145,7 @@ int device_holders(uint32_t id, char *desc, size_t len)
 
 int device_resolve(const char *arg, uint32_t *id, char *why, size_t len)
 {
-	if (!parse_dev_id(arg, id) || !state_find_name(arg, id))
+	if (!parse_dev_id(arg, id) || !state_find("name", arg, id))
 		return 0;
 	snprintf(why, len, "'%s' is neither a ublk device (/dev/ublkbN or N) nor the name of one", arg);
 	return -ENODEV;

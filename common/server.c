@@ -280,6 +280,25 @@ static int lock_entry(struct server *s)
 	return 0;
 }
 
+/* Whether the cache belongs to a device whose server died but which still
+ * exists: a new device over it would fork the data the waiting one has. */
+static bool cache_awaits_recovery(struct server *s)
+{
+	uint32_t other;
+	char v[32] = "", node[64];
+
+	if (state_find("cache", s->cfg->cache, &other))
+		return false;
+	state_read(other, "pid", v, sizeof(v));
+	snprintf(node, sizeof(node), "/sys/class/ublk-char/ublkc%u", other);
+	if (pid_alive(atoi(v)) || access(node, F_OK))
+		return false;   /* in use (the cache's lock says so), or gone */
+	fail(s, EXIT_BUSY, "%s: the cache of /dev/ublkb%u, whose server died: recover that device "
+	     "(ublk-serve --recover %u) or delete it (ublk-del %u) first", s->cfg->cache, other,
+	     other, other);
+	return true;
+}
+
 /* Checks, the layer stack and the control device: everything that can
  * fail before the kernel is asked for anything. */
 static int prepare(struct server *s)
@@ -296,7 +315,7 @@ static int prepare(struct server *s)
 		return fail(s, ret, "%s", why);
 	if (cfg->name && cfg->recover_id < 0) {
 		uint32_t other;
-		if (!state_find_name(cfg->name, &other)) {
+		if (!state_find("name", cfg->name, &other)) {
 			char pid[32] = "";
 			state_read(other, "pid", pid, sizeof(pid));
 			if (pid_alive(atoi(pid)))
@@ -304,6 +323,8 @@ static int prepare(struct server *s)
 					    cfg->name, other);
 		}
 	}
+	if (cfg->cache && cfg->recover_id < 0 && cache_awaits_recovery(s))
+		return EXIT_BUSY;
 	ret = build_stack(s);
 	if (ret)
 		return ret;

@@ -216,7 +216,7 @@ int state_config_get(uint32_t id, const char *key, char *buf, size_t len)
 	return 0;
 }
 
-int state_find_name(const char *name, uint32_t *id)
+int state_find(const char *key, const char *want, uint32_t *id)
 {
 	DIR *d = opendir(state_dir());
 	struct dirent *e;
@@ -225,14 +225,14 @@ int state_find_name(const char *name, uint32_t *id)
 	if (!d)
 		return -ENOENT;
 	while ((e = readdir(d)) && ret) {
-		char *end, value[128];
+		char *end, value[4096];
 		unsigned long v;
 		if (strncmp(e->d_name, "ublkb", 5))
 			continue;
 		v = strtoul(e->d_name + 5, &end, 10);
 		if (*end || end == e->d_name + 5)
 			continue;
-		if (!state_config_get((uint32_t)v, "name", value, sizeof(value)) && !strcmp(value, name)) {
+		if (!state_config_get((uint32_t)v, key, value, sizeof(value)) && !strcmp(value, want)) {
 			*id = (uint32_t)v;
 			ret = 0;
 		}

@@ -33,7 +33,7 @@ int state_config_get(uint32_t id, const char *key, char *buf, size_t len);
 /* The first max values of key, in order, pointing into buf (which then
  * holds the config). Count, or -ENOENT without a config. */
 int state_config_all(uint32_t id, const char *key, char *buf, size_t len, char **values, int max);
-/* Id of the device whose config names it `name`; -ENOENT if none. */
-int state_find_name(const char *name, uint32_t *id);
+/* Id of a device whose config has key=want (e.g. its name); -ENOENT if none. */
+int state_find(const char *key, const char *want, uint32_t *id);
 
 #endif

@@ -78,6 +78,9 @@ fio_until_done() {
 	jq -e ".devices[] | select(.id == $id) | .recoverable and (.problem | startswith(\"server is dead\"))" <<<"$j"
 	sleep 1
 	kill -0 "$reader"   # still waiting
+	# a second device over the cache would fork the data the waiting one has
+	run_mustfail 8 "$T/cache: the cache of /dev/ublkb$id, whose server died: recover that device" \
+		"$B/ublk-add" --base "$T/base" --cache "$T/cache"
 	run "$B/ublk-pool" reclaim --recover
 	[ "$status" -eq 0 ]
 	[[ "$output" == "recovered ublkb$id (server is dead; recoverable, IO waits): new server pid "* ]]
