@@ -4,7 +4,8 @@
 #   all (default)  build the tools into build/ (or $(OUT))
 #   check          check-host and check-vm: every test
 #   check-host     host tests (CLI, layer stack) on a sanitizer build
-#   check-vm       bats suites inside a ublk-enabled VM against real devices
+#   check-vm       bats suites inside a ublk-enabled VM against real devices,
+#                  then the host-crash suite (tests/crash: reboots the VM)
 #   demo           create, use and delete a device (in the VM if the host has no ublk)
 #   bench          fio benchmarks in the VM
 #   deps           install the Debian packages the build, tests and VM need
@@ -85,6 +86,7 @@ check-host: deps
 
 check-vm: deps all
 	$(Q)tests/vm/run.sh --bats tests/vm
+	$(Q)bats tests/crash
 
 demo: deps all
 	$(Q)if [ -e /dev/ublk-control ]; then UBLK_BIN=$(CURDIR)/$(OUT) tests/demo.sh; else tests/vm/run.sh tests/demo.sh; fi

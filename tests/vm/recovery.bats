@@ -38,6 +38,11 @@ kill_and_recover() {
 		kill -9 "$pid"
 		if [ "$how" = reclaim ]; then
 			"$B/ublk-pool" reclaim --recover >>"$T/reclaim.log"
+		else   # the watcher reports each recovery once the device is live
+			for i in $(seq 300); do
+				[ "$(grep -c "^recovered ublkb$id" "$T/watch.log")" -ge "$k" ] && break
+				sleep 0.1
+			done
 		fi
 		wait_recovered "$id" "$pid"
 		echo "kill $k of $times at $(date +%T.%N | cut -c1-12): server $pid -> $(server_pid "$id")"
@@ -139,7 +144,9 @@ fio_until_done() {
 	wait "$fio"
 	cat "$T/fio.runs"
 	[ ! -e "$T/fio.failed" ]
+	cat "$T/watch.log"
 	[ "$(grep -c "^recovered ublkb$id" "$T/watch.log")" -eq 20 ]
+	[ "$(wc -l <"$T/watch.log")" -eq 20 ]   # and nothing else: no failed attempt
 	umount "$T/mnt"
 	fsck.ext4 -fn "$dev"
 }

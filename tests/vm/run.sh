@@ -9,6 +9,14 @@
 #   UBLK_VM_TIMEOUT  whole-run deadline in seconds (default 1500)
 #   UBLK_VM_MEM      guest memory (default 2048M)
 #   UBLK_VM_LOGDIR   where serial logs of failed runs are kept (default /tmp)
+#   UBLK_VM_DISK     raw image FILE attached as /dev/vda (virtio-blk,
+#                    cache=writeback: guest flushes reach FILE, and what qemu
+#                    wrote survives a kill, like a disk's contents do)
+#   UBLK_VM_CRASH_ON MARKER: when a console line contains MARKER, SIGKILL
+#                    qemu (a power cut: the guest's RAM and page cache are
+#                    lost) and exit 0, printing "vm: power cut at marker";
+#                    a VM that ends without printing MARKER is a failure
+#                    (MARKER must not be part of the command: the job echoes it)
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -57,9 +65,20 @@ echo \$? >/run/vm-results/rc
 JOB
 
 printf '%s' "$top" >"$results/srcpath"
+crash_on=${UBLK_VM_CRASH_ON:-}
+disk=()
+if [ -n "${UBLK_VM_DISK:-}" ]; then
+	[ -f "$UBLK_VM_DISK" ] || die "UBLK_VM_DISK: no such file: $UBLK_VM_DISK"
+	disk=(-drive "file=$UBLK_VM_DISK,format=raw,if=virtio,cache=writeback")
+fi
+: >"$serial"  # before tail follows it
 start=$(date +%s)
-set +e
-timeout --foreground -k 10 "$timeout_s" qemu-system-x86_64 \
+# qemu runs in the background, its console going to the log, so that the
+# console can be watched for the crash marker while the log is followed;
+# the pid file names qemu itself (not timeout) for the power cut. Killed
+# qemu makes timeout kill itself: the subshell (kept from exec'ing by
+# "|| exit") swallows bash's "Killed" notice and exits with status 137.
+( timeout --foreground -k 10 "$timeout_s" qemu-system-x86_64 \
 	-accel tcg,thread=multi -cpu max -smp 2 -m "${UBLK_VM_MEM:-2048M}" \
 	-nographic -no-reboot -nodefaults -serial stdio -bios /usr/share/qemu/qboot.rom \
 	-kernel "$kernel" -initrd "$initrd" \
@@ -67,8 +86,33 @@ timeout --foreground -k 10 "$timeout_s" qemu-system-x86_64 \
 	-virtfs local,path=/,mount_tag=host,security_model=none,readonly=on,multidevs=remap \
 	-virtfs local,path="$results",mount_tag=results,security_model=none \
 	-virtfs local,path="$top",mount_tag=src,security_model=none,readonly=on,multidevs=remap \
-	</dev/null 2>&1 | tee "$serial"
-qrc=${PIPESTATUS[0]}
+	"${disk[@]}" -pidfile "$results/qemu.pid" \
+	</dev/null >"$serial" 2>&1 || exit ) 2>/dev/null &
+tpid=$!
+# SIGKILL qemu, checking the pid still names it (it may have exited already).
+kill_qemu() {
+	local pid
+	pid=$(cat "$results/qemu.pid" 2>/dev/null) || return 0
+	[ "$(cat "/proc/$pid/comm" 2>/dev/null)" = qemu-system-x86 ] && kill -KILL "$pid" 2>/dev/null
+	return 0
+}
+# An interrupted run.sh must not leave qemu behind.
+trap 'kill_qemu; rm -rf "$results"' EXIT
+trap 'exit 130' INT TERM
+
+# Follow the console until qemu's end; cut the power at the marker. In the
+# background, as a signal to run.sh would wait for a foreground pipeline.
+tail -n +1 -s 0.2 --pid="$tpid" -f "$serial" | while IFS= read -r line || [ -n "$line" ]; do
+	printf '%s\n' "$line"
+	if [ -n "$crash_on" ] && [[ $line == *"$crash_on"* ]] && [ ! -e "$results/cut" ]; then
+		: >"$results/cut"
+		kill_qemu
+	fi
+done &
+set +e
+wait $!
+wait "$tpid"
+qrc=$?
 set -e
 
 keep_log() {
@@ -77,6 +121,15 @@ keep_log() {
 	cp "$serial" "$kept"
 	echo "vm: serial console log kept in $kept" >&2
 }
+if [ -n "$crash_on" ]; then
+	if [ -e "$results/cut" ]; then
+		echo "vm: power cut at marker ($(( $(date +%s) - start ))s)"
+		exit 0
+	fi
+	keep_log
+	rc=$(cat "$results/rc" 2>/dev/null || echo "none, qemu exit $qrc")
+	die "VM ended without printing the crash marker '$crash_on' (job exit $rc)"
+fi
 if [ "$qrc" = 124 ] || [ "$qrc" = 137 ]; then
 	keep_log
 	die "VM run exceeded its ${timeout_s}s deadline and was killed"
