@@ -8,6 +8,7 @@
 #                  then the host-crash suite (tests/crash: reboots the VM)
 #   demo           create, use and delete a device (in the VM if the host has no ublk)
 #   bench          fio benchmarks in the VM
+#   soak           long stress: 500 server kills under fio verify, 5 power cuts
 #   deps           install the Debian packages the build, tests and VM need
 #   install        PREFIX=/usr/local DESTDIR= : binaries, man pages, completions
 #   clean
@@ -54,7 +55,7 @@ quiet = @printf '  %-6s %s\n' $(1) $(2);
 endif
 
 .SECONDARY:
-.PHONY: all check check-host check-vm demo bench deps install clean
+.PHONY: all check check-host check-vm soak demo bench deps install clean
 all: $(BINS)
 
 $(OUT)/common/%.o: common/%.c common/*.h | $(OUT)/common
@@ -90,6 +91,11 @@ check-vm: deps all
 
 demo: deps all
 	$(Q)if [ -e /dev/ublk-control ]; then UBLK_BIN=$(CURDIR)/$(OUT) tests/demo.sh; else tests/vm/run.sh tests/demo.sh; fi
+
+soak: deps all
+	$(Q)UBLK_VM_TIMEOUT=14400 tests/vm/run.sh env UBLK_RECOVERY_KILLS=$${UBLK_RECOVERY_KILLS:-250} \
+		bats --print-output-on-failure --filter 'through' tests/vm/recovery.bats
+	$(Q)for i in 1 2 3 4 5; do bats tests/crash || exit 1; done
 
 bench: deps all
 	$(Q)tests/vm/run.sh tests/bench.sh

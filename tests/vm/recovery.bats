@@ -4,6 +4,9 @@
 
 load lib
 
+# kills per stress test; make soak raises it
+KILLS=${UBLK_RECOVERY_KILLS:-20}
+
 setup() { vm_setup; }
 teardown() {
 	[ -z "${WATCH:-}" ] || { kill "$WATCH" 2>/dev/null; wait "$WATCH" 2>/dev/null || true; }
@@ -116,13 +119,13 @@ fio_until_done() {
 		--bs=4k --iodepth=16 --size=32M --rate_iops=1500 --verify=crc32c --verify_fatal=1 \
 		--verify_backlog=1024 --verify_state_save=0 &
 	fio=$!
-	kill_and_recover "$id" 20 reclaim
+	kill_and_recover "$id" "$KILLS" reclaim
 	touch "$T/kills-done"
 	wait "$fio"
 	cat "$T/fio.runs"
 	[ ! -e "$T/fio.failed" ]
-	[ "$(grep -c '^recovered ublkb' "$T/reclaim.log")" -eq 20 ]
-	grep -c "recovered, live again" "$UBLK_STATE_DIR/ublkb$id/log" | grep -qx 20
+	[ "$(grep -c '^recovered ublkb' "$T/reclaim.log")" -eq "$KILLS" ]
+	grep -c "recovered, live again" "$UBLK_STATE_DIR/ublkb$id/log" | grep -qx "$KILLS"
 }
 
 @test "fio crc32c verify on ext4 through 20 kills recovered by ublk-pool watch; fsck clean" {
@@ -139,14 +142,14 @@ fio_until_done() {
 		--bs=4k --iodepth=16 --size=24M --nrfiles=4 --fsync=256 --rate_iops=1500 \
 		--verify=crc32c --verify_fatal=1 --verify_backlog=1024 --verify_state_save=0 &
 	fio=$!
-	kill_and_recover "$id" 20 watch
+	kill_and_recover "$id" "$KILLS" watch
 	touch "$T/kills-done"
 	wait "$fio"
 	cat "$T/fio.runs"
 	[ ! -e "$T/fio.failed" ]
 	cat "$T/watch.log"
-	[ "$(grep -c "^recovered ublkb$id" "$T/watch.log")" -eq 20 ]
-	[ "$(wc -l <"$T/watch.log")" -eq 20 ]   # and nothing else: no failed attempt
+	[ "$(grep -c "^recovered ublkb$id" "$T/watch.log")" -eq "$KILLS" ]
+	[ "$(wc -l <"$T/watch.log")" -eq "$KILLS" ]   # and nothing else: no failed attempt
 	umount "$T/mnt"
 	fsck.ext4 -fn "$dev"
 }
