@@ -94,7 +94,7 @@ demo: deps all
 
 soak: deps all
 	$(Q)UBLK_VM_TIMEOUT=14400 tests/vm/run.sh env UBLK_RECOVERY_KILLS=$${UBLK_RECOVERY_KILLS:-250} \
-		bats --print-output-on-failure --filter 'through' tests/vm/recovery.bats
+		bats --show-output-of-passing-tests --filter 'through' tests/vm/recovery.bats
 	$(Q)for i in 1 2 3 4 5; do bats tests/crash || exit 1; done
 
 bench: deps all

@@ -38,7 +38,7 @@ static const struct cli_tool tool = {
 		   "the background. Prints the device path (/dev/ublkbN) once it is live.",
 	.options = options,
 	.footer = "Exit codes: 0 ok, 1 failure, 2 usage, 3 no ublk in kernel, 4 permission,\n"
-		  "5 bad image, 7 timeout. See ublk-add(8).\n\n"
+		  "5 bad image, 7 timeout, 8 busy (name, cache or pool). See ublk-add(8).\n\n"
 		  "Example:\n  dev=$(ublk-add --base rootfs.img) && mount \"$dev\" /mnt\n",
 };
 

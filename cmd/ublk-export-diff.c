@@ -19,7 +19,7 @@ enum {
 };
 
 static const struct cli_option options[] = {
-	{ "output", 'o', "FILE", "write here (default: stdout); written to a temporary file and renamed" },
+	{ "output", 'o', "FILE", "write here (default: stdout); it appears only once complete" },
 	{ "cache", 'c', "FILE", "export this cache of a stopped device instead of a device" },
 	{ "zstd", 'z', NULL, "compress frames with zstd" },
 	{ "format", KEY_FORMAT, "FMT", "diff (default), or v3: packed data in FILE + mapping in FILE.header" },

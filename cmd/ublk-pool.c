@@ -30,11 +30,11 @@ static uint64_t grace_s = POOL_GRACE_S;
 static const struct cli_option options[] = {
 	{ "json", 'j', NULL, "machine-readable output" },
 	{ "recover", KEY_RECOVER, NULL, "reclaim: attach a new server to recoverable devices instead of deleting them" },
-	{ "caches", KEY_CACHES, NULL, "reclaim: also remove the caches of stale entries" },
+	{ "caches", KEY_CACHES, NULL, "reclaim: also remove the caches of the devices it deletes" },
 	{ "interval", KEY_INTERVAL, "SEC", "watch: seconds between passes (default 1)" },
-	{ "timeout", 't', "SEC", "reclaim: deadline per device (default 10)" },
+	{ "timeout", 't', "SEC", "reclaim, watch, shutdown: deadline per device (default 10)" },
 	{ "textfile", KEY_TEXTFILE, "DIR", "metrics: write ublk.prom atomically into DIR (node-exporter)" },
-	{ "grace", KEY_GRACE, "SEC", "reclaim: leave devices without a state entry younger than this (default 30)" },
+	{ "grace", KEY_GRACE, "SEC", "reclaim, watch: leave devices without a state entry younger than this (default 30)" },
 	STATE_DIR_OPTION,
 	{ "verbose", 'v', NULL, "more log output" },
 	{ 0 },
@@ -390,7 +390,7 @@ static int recover_one(const struct pool_dev *d, const char *why, uint64_t timeo
 	if (!code)
 		snprintf(msg, len, "recovered ublkb%u (%s): new server pid %d", d->id, why, (int)pid);
 	else if (code == EXIT_BUSY)   /* a concurrent recovery won */
-		snprintf(msg, len, "ublkb%u: %s", d->id, res.msg);
+		snprintf(msg, len, "%s", res.msg);
 	else
 		snprintf(msg, len, "ublkb%u (%s): recovery failed, left waiting: %s", d->id, why,
 			 res.msg);

@@ -5,6 +5,7 @@
 #include "exitcodes.h"
 #include "log.h"
 #include "parse.h"
+#include "ready.h"
 #include "server.h"
 
 #include <fcntl.h>
@@ -23,7 +24,7 @@ static const struct cli_option options[] = {
 
 static const struct cli_tool tool = {
 	.name = "ublk-serve",
-	.synopsis = "--base FILE [OPTIONS]\n       ublk-serve --recover DEV [--state-dir DIR] [--timeout SEC] [-v]",
+	.synopsis = "--base FILE [OPTIONS]\n       ublk-serve --recover DEV [--state-dir DIR] [--timeout SEC] [--ready-fd FD] [-v]",
 	.summary = "Create a ublk block device over FILE and serve it in the foreground until\n"
 		   "stopped by SIGTERM/SIGINT or by ublk-del. Prints /dev/ublkbN once the device\n"
 		   "is live. ublk-add runs this in the background.\n\n"
@@ -91,6 +92,8 @@ int main(int argc, char **argv)
 		   devopts_from_state(id, &cfg, why, sizeof(why));
 	if (code) {
 		log_err("%s", why);
+		if (cfg.ready_fd >= 0)
+			ready_send(cfg.ready_fd, "error %d %s", code, why);
 		return code;
 	}
 	cfg.recover_id = (int)id;

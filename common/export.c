@@ -128,7 +128,7 @@ int export_cache(const char *cache, const struct export_opts *o, struct export_r
 	uint64_t start = now_ms();
 	struct output out;
 	char sub[600];
-	int ret;
+	int ret, code = 0;
 
 	ret = cache_export_open(cache, o->live, &ctx.x, why, whylen);
 	if (ret)
@@ -148,6 +148,8 @@ int export_cache(const char *cache, const struct export_opts *o, struct export_r
 			r->written.bytes = ctx.x.meta.data_blocks * 4096 + 64 + ctx.x.n_ext * 40;
 			if (ret)
 				WHY("%s: %s", cache, sub);
+			else if (o->before_commit && (code = o->before_commit(o->commit_ctx, why, whylen)))
+				ret = -ECANCELED;
 			int cret = output_close(&hdr, !ret, why, whylen);
 			if (!ret)
 				ret = cret;
@@ -160,6 +162,8 @@ int export_cache(const char *cache, const struct export_opts *o, struct export_r
 				 &ctx, &r->written, sub, sizeof(sub));
 		if (ret)
 			WHY("%s: %s", cache, sub);
+		else if (o->before_commit && (code = o->before_commit(o->commit_ctx, why, whylen)))
+			ret = -ECANCELED;
 		int cret = output_close(&out, !ret, why, whylen);   /* on error: only cleans up */
 		if (!ret)
 			ret = cret;
@@ -167,7 +171,7 @@ int export_cache(const char *cache, const struct export_opts *o, struct export_r
 	r->meta = ctx.x.meta;
 	r->ms = now_ms() - start;
 	cache_export_close(&ctx.x);
-	return ret ? EXIT_FAIL : 0;
+	return code ? code : ret ? EXIT_FAIL : 0;
 }
 
 int export_device(uint32_t id, const struct export_opts *o, struct export_result *r,
@@ -199,62 +203,63 @@ int export_device(uint32_t id, const struct export_opts *o, struct export_result
 	return 0;
 }
 
-static void remove_output(const struct export_opts *o)
+struct held {
+	int fd;                 /* control socket; the server holds writes */
+	uint32_t id;
+	uint64_t timeout_ms;
+};
+
+/* Before the diff gets its name: resume writes and check they were held
+ * all along, or discard it. */
+static int thaw(void *ctx, char *why, size_t whylen)
 {
-	char hpath[PATH_MAX];
-	if (!o->out || !strcmp(o->out, "-"))
-		return;
-	unlink(o->out);
-	if (o->v3 && snprintf(hpath, sizeof(hpath), "%s.header", o->out) < (int)sizeof(hpath))
-		unlink(hpath);
+	struct held *h = ctx;
+	char line[256];
+	int ret;
+
+	ctlsock_send(h->fd, "thaw\n");
+	ret = ctlsock_read_line(h->fd, line, sizeof(line), 5000);
+	if (ret <= 0)   /* it may have been recovered meanwhile, and written */
+		return WHY("ublkb%u: the server went away during the export (died?); discarded it: "
+			   "recover the device (ublk-pool reclaim --recover) and retry", h->id), EXIT_FAIL;
+	if (strcmp(line, "thawed"))   /* writes resumed during the export */
+		return WHY("ublkb%u: the export took longer than the %llu ms writes may be held; "
+			   "discarded it: retry with a longer --timeout", h->id,
+			   (unsigned long long)h->timeout_ms), EXIT_TIMEOUT;
+	return 0;
 }
 
 int export_live(uint32_t id, const struct export_opts *o, struct export_result *r,
 		char *why, size_t whylen)
 {
 	struct export_opts live = *o;
-	char cache[PATH_MAX], line[256], sub[900];
-	int fd, ret, code;
+	struct held held = { .id = id, .timeout_ms = o->timeout_ms };
+	char cache[PATH_MAX], line[256];
+	int ret, code;
 
 	if (state_config_get(id, "cache", cache, sizeof(cache)))
 		return WHY("ublkb%u: no state entry in %s: not a ublk-tools device", id, state_dir()),
 		       EXIT_NO_DEVICE;
 	if (!cache[0])
 		return WHY("ublkb%u: has no --cache: nothing to export", id), EXIT_USAGE;
-	fd = ctlsock_connect(id);
-	if (fd < 0)
-		return WHY("ublkb%u: cannot reach its server: %s", id, strerror(-fd)), EXIT_FAIL;
-	dprintf(fd, "freeze %llu\n", (unsigned long long)o->timeout_ms);
-	ret = ctlsock_read_line(fd, line, sizeof(line), o->timeout_ms + 2000);
+	held.fd = ctlsock_connect(id);
+	if (held.fd < 0)
+		return WHY("ublkb%u: cannot reach its server: %s", id, strerror(-held.fd)), EXIT_FAIL;
+	dprintf(held.fd, "freeze %llu\n", (unsigned long long)o->timeout_ms);
+	ret = ctlsock_read_line(held.fd, line, sizeof(line), o->timeout_ms + 2000);
 	if (ret <= 0 || strcmp(line, "frozen")) {
 		code = ret == -ETIMEDOUT ? EXIT_TIMEOUT : EXIT_FAIL;
 		WHY("ublkb%u: server did not freeze: %s", id, ret > 0 ? line :
 		    ret ? strerror(-ret) : "connection closed");
-		close(fd);
+		close(held.fd);
 		return code;
 	}
 	live.live = true;
-	code = export_cache(cache, &live, r, sub, sizeof(sub));
-	/* Writes resume whatever happened; closing the socket would do it too. */
-	ctlsock_send(fd, "thaw\n");
-	ret = ctlsock_read_line(fd, line, sizeof(line), 5000);
-	close(fd);
-	if (code)
-		return WHY("%s", sub), code;
-	if (ret <= 0) {
-		/* it may have been recovered meanwhile, and written */
-		remove_output(o);
-		return WHY("ublkb%u: the server went away during the export (died?); discarded it: "
-			   "recover the device (ublk-pool reclaim --recover) and retry", id), EXIT_FAIL;
-	}
-	if (strcmp(line, "thawed")) {
-		/* the server resumed writes during the export: not a point in time */
-		remove_output(o);
-		return WHY("ublkb%u: the export took longer than the %llu ms writes may be held; "
-			   "discarded it: retry with a longer --timeout", id,
-			   (unsigned long long)o->timeout_ms), EXIT_TIMEOUT;
-	}
-	return 0;
+	live.before_commit = thaw;
+	live.commit_ctx = &held;
+	code = export_cache(cache, &live, r, why, whylen);
+	close(held.fd);   /* resumes writes if thaw() did not run */
+	return code;
 }
 
 int diff_verify(const struct diff_file *d, uint64_t *bad)

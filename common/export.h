@@ -18,6 +18,10 @@ struct export_opts {
 	bool progress;          /* progress line on stderr */
 	bool live;              /* the server keeps running; see export_live */
 	bool v3;                /* write the v3 interop pair: out and out.header */
+	/* Called once the diff is written, before it gets its name; an exit
+	 * code other than 0 discards it (why set). */
+	int (*before_commit)(void *ctx, char *why, size_t whylen);
+	void *commit_ctx;
 };
 
 struct export_result {

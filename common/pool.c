@@ -59,6 +59,8 @@ static void load_entry(struct pool_dev *d)
 		}
 	if (!state_config_get(d->id, "size", v, sizeof(v)))
 		d->size = strtoull(v, NULL, 10);
+	/* what a new server needs to attach (older entries lack it) */
+	d->restartable = !state_config_get(d->id, "serve_arg", v, sizeof(v));
 	if (!d->queues && !state_config_get(d->id, "queues", v, sizeof(v)))
 		d->queues = (unsigned)atoi(v);
 	if (!d->depth && !state_config_get(d->id, "depth", v, sizeof(v)))
@@ -132,7 +134,7 @@ int pool_scan(struct pool_dev **out)
 	}
 	for (int i = 0; i < n; i++) {
 		devs[i].alive = pid_alive(devs[i].pid);
-		devs[i].recoverable &= devs[i].has_state && !devs[i].alive;
+		devs[i].recoverable &= devs[i].restartable && !devs[i].alive;
 	}
 	if (n)
 		qsort(devs, (size_t)n, sizeof(*devs), cmp_id);

@@ -12,6 +12,7 @@ struct pool_dev {
 	uint32_t id;
 	bool in_kernel;         /* /dev/ublk-control knows it */
 	bool has_state;         /* an entry in the state directory */
+	bool restartable;       /* the entry has the server's arguments (serve_arg) */
 	int kernel_state;       /* UBLK_S_DEV_*, -1 if not in the kernel */
 	pid_t pid;              /* the server, from the kernel or the entry */
 	bool alive;             /* that server runs */

@@ -116,9 +116,9 @@ static int write_config(const struct server *s)
 	const struct server_config *cfg = s->cfg;
 	char buf[16384];
 	int n = snprintf(buf, sizeof(buf), "base=%s\ncache=%s\nsize=%llu\nqueues=%u\ndepth=%u\n"
-			 "read_only=%d\ninject=%s\nname=%s\n", cfg->base, cfg->cache ? cfg->cache : "",
+			 "read_only=%d\ninject=%s\nname=%s\nno_recovery=%d\n", cfg->base, cfg->cache ? cfg->cache : "",
 			 (unsigned long long)s->layer->size, cfg->queues, cfg->depth, cfg->read_only,
-			 cfg->inject ? cfg->inject : "", cfg->name ? cfg->name : "");
+			 cfg->inject ? cfg->inject : "", cfg->name ? cfg->name : "", cfg->no_recovery);
 	for (unsigned i = 0; i < cfg->n_layers && n > 0 && (size_t)n < sizeof(buf); i++)
 		n += snprintf(buf + n, sizeof(buf) - (size_t)n, "layer=%s\n", cfg->layers[i]);
 	/* everything needed to start this server again, in order */
@@ -293,9 +293,13 @@ static bool cache_awaits_recovery(struct server *s)
 	snprintf(node, sizeof(node), "/sys/class/ublk-char/ublkc%u", other);
 	if (pid_alive(atoi(v)) || access(node, F_OK))
 		return false;   /* in use (the cache's lock says so), or gone */
-	fail(s, EXIT_BUSY, "%s: the cache of /dev/ublkb%u, whose server died: recover that device "
-	     "(ublk-serve --recover %u) or delete it (ublk-del %u) first", s->cfg->cache, other,
-	     other, other);
+	if (state_config_get(other, "no_recovery", v, sizeof(v)) || strcmp(v, "1"))
+		fail(s, EXIT_BUSY, "%s: the cache of /dev/ublkb%u, whose server died: recover that "
+		     "device (ublk-serve --recover %u) or delete it (ublk-del %u) first",
+		     s->cfg->cache, other, other, other);
+	else
+		fail(s, EXIT_BUSY, "%s: the cache of /dev/ublkb%u, whose server died: delete that "
+		     "device (ublk-del %u) first", s->cfg->cache, other, other);
 	return true;
 }
 

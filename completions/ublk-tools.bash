@@ -1,6 +1,6 @@
-# bash completion for ublk-add, ublk-serve, ublk-del, ublk-export-diff  -*- shell-script -*-
+# bash completion for ublk-add, ublk-serve, ublk-del, ublk-export-diff, ublk-pool  -*- shell-script -*-
 #
-# One script for the four tools. It is installed once per tool name in
+# One script for the five tools. It is installed once per tool name in
 # bash-completion's completions directory and registers itself for all of
 # them, whichever name it is loaded under; it also works sourced directly,
 # without bash-completion. The option names are not listed here: they come
@@ -118,10 +118,12 @@ _ublk_tools_value()
     local cur=$1
     case $2 in
         --base | --cache | --output | --inspect | --layer | --auth-file) _ublk_tools_files "$cur" ;;
-        --state-dir | --chunk-cache) _ublk_tools_files "$cur" dirs ;;
+        --state-dir | --chunk-cache | --textfile) _ublk_tools_files "$cur" dirs ;;
         --format) COMPREPLY+=($(compgen -W "diff v3" -- "$cur")) ;;
+        --recover) _ublk_tools_devices "$cur" ;;          # ublk-serve --recover DEV
         --queues | --depth | --timeout | --ready-fd | --size | --inject | --frame-size) ;;  # nothing to offer
         --chunk-size | --chunk-cache-limit | --http-timeout | --http-retries | --readahead) ;;
+        --interval | --grace) ;;
         *) _ublk_tools_files "$cur" ;;                    # an option new to this script
     esac
 }
@@ -165,7 +167,7 @@ _ublk_tools()
     # as if the command were not there
     if [[ $tool == ublk-pool* ]]; then
         if ((cword == 1)); then
-            COMPREPLY=($(compgen -W "list status reclaim shutdown metrics" -- "$cur"))
+            COMPREPLY=($(compgen -W "list status reclaim watch shutdown metrics" -- "$cur"))
             return 0
         fi
         words=("${words[0]}" "${words[@]:2}")

@@ -136,3 +136,13 @@ teardown() {
 	run_mustfail 6 "ublkb7: no state entry: the device's configuration is unknown; delete it with ublk-del" \
 		"$B/ublk-serve" --recover /dev/ublkb7 --state-dir "$T/state"
 }
+
+@test "every long option of every tool is documented in its man page" {
+	top=$BATS_TEST_DIRNAME/../..
+	for tool in ublk-add ublk-serve ublk-del ublk-export-diff ublk-pool; do
+		for opt in $("$B/$tool" --long-options | sed 's/=$//'); do
+			grep -q -- "${opt//-/\\\\-}" "$top/man/$tool.8" ||
+				{ echo "$tool: $opt is not in man/$tool.8" >&2; return 1; }
+		done
+	done
+}
