@@ -27,4 +27,10 @@ int device_holders(uint32_t id, char *desc, size_t len);
  */
 int device_delete(uint32_t id, uint64_t timeout_ms, bool force, char *why, size_t len);
 
+/* Make the kernel look for a dead server of device id now instead of at
+ * its next periodic check (5 s on 6.1): it looks when new IO arrives.
+ * One 4 KiB read is issued by a detached process, which ends when the read
+ * completes, that is once the device is live again (or deleted). */
+void device_nudge(uint32_t id);
+
 #endif
