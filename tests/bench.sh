@@ -2,7 +2,8 @@
 # make bench: fio against ublk (plain file and overlay), the kernel loop
 # device over the same file, null_blk, and NBD (nbdkit file + cow filter
 # through the kernel NBD client), all in one VM run; then add->live->del
-# latency for ublk and NBD. A benchmark, not a test: it prints numbers.
+# latency for ublk and NBD; export and remote throughput; the IO stall of a
+# crash recovery. A benchmark, not a test: it prints numbers.
 #
 #   BENCH_RUNTIME  seconds per fio job (default 5)
 set -euo pipefail
@@ -177,3 +178,42 @@ warm_ms=$(ms "$start")
 "$B/ublk-del" "$dev"
 kill "$(cat "$W/nginx/pid")"
 echo "remote base, ${size_mb} MiB sequential: cold $(mb_s $((size_mb << 20)) "$cold_ms") MiB/s, warm (chunk cache) $(mb_s $((size_mb << 20)) "$warm_ms") MiB/s; curl download $(mb_s $((size_mb << 20)) "$curl_ms") MiB/s"
+
+# crash recovery: the longest IO stall a reader of one 4 KiB O_DIRECT read
+# at a time sees while the server is killed (kill -9) and ublk-pool watch
+# attaches a new one, 10 times
+dev=$("$B/ublk-add" --base "$W/base" --cache "$W/rcache")
+id=${dev#/dev/ublkb}
+"$B/ublk-pool" watch --interval 0.1 >/dev/null 2>&1 &
+watch=$!
+python3 - "$dev" "$W/stop" >"$W/stalls" <<'PY' &
+import mmap, os, sys, time
+fd = os.open(sys.argv[1], os.O_RDONLY | os.O_DIRECT)
+buf = mmap.mmap(-1, 4096)
+last, stalls = time.monotonic(), []
+while not os.path.exists(sys.argv[2]):
+    os.preadv(fd, [buf], 4096 * (int(last * 1000) % 16384))
+    now = time.monotonic()
+    if now - last > 0.05:
+        stalls.append(now - last)
+    last = now
+print(" ".join("%.0f" % (s * 1000) for s in sorted(stalls)))
+PY
+reader=$!
+for k in $(seq 10); do
+	sleep 1
+	pid=$(cat "$UBLK_STATE_DIR/ublkb$id/pid")
+	kill -9 "$pid"
+	for i in $(seq 200); do
+		[ "$(cat "$UBLK_STATE_DIR/ublkb$id/pid")" != "$pid" ] &&
+			[ "$(cat "$UBLK_STATE_DIR/ublkb$id/state")" = live ] && break
+		sleep 0.05
+	done
+done
+sleep 1
+touch "$W/stop"
+wait "$reader"
+kill "$watch"
+wait "$watch" || true
+"$B/ublk-del" "$dev"
+echo "kill -9 of the server, recovered by ublk-pool watch (10 times): IO stalls over 50 ms, sorted: $(cat "$W/stalls") ms"
