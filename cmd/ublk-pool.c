@@ -20,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 enum { KEY_JSON = 'j', KEY_CACHES = 0x400, KEY_GRACE, KEY_TEXTFILE, KEY_RECOVER, KEY_INTERVAL };
@@ -482,6 +483,9 @@ static int watch(struct reclaim_opts *o, uint64_t interval_ms)
 	o->recover = true;
 	while (!stop_watch) {
 		struct pool_dev *devs = NULL;
+		/* the servers it started are its children: reap those that ended */
+		while (waitpid(-1, NULL, WNOHANG) > 0)
+			;
 		int n = pool_scan(&devs), act = 0;
 		for (int i = 0; i < n; i++)
 			act |= pool_problem(&devs[i], grace_s) != NULL;

@@ -150,7 +150,7 @@ const char *pool_problem(const struct pool_dev *d, uint64_t grace_s)
 	if (d->in_kernel && !d->has_state)
 		return d->node_age_s >= grace_s && !d->alive ? "not in the state directory" : NULL;
 	if (d->in_kernel && !d->alive)
-		return d->recoverable && d->has_state ? "server is dead; recoverable, IO waits" :
+		return d->recoverable ? "server is dead; recoverable, IO waits" :
 		       "server is dead";
 	if (!d->in_kernel && d->has_state)
 		return d->alive ? NULL : "stale state: the kernel has no such device";
