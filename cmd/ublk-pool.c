@@ -398,8 +398,51 @@ static int recover_one(const struct pool_dev *d, const char *why, uint64_t timeo
 	return code && code != EXIT_BUSY;
 }
 
+struct recovery {
+	const struct pool_dev *d;
+	uint64_t timeout_ms;
+	int ret;
+	char msg[1200];
+	pthread_t thread;
+	bool threaded;
+};
+
+static void *recover_thread(void *arg)
+{
+	struct recovery *r = arg;
+	r->ret = recover_one(r->d, pool_problem(r->d, grace_s), r->timeout_ms, r->msg,
+			     sizeof(r->msg));
+	return NULL;
+}
+
+/* Servers that died together (the OOM killer) come back together: the
+ * recoveries run in parallel, RECOVERY_WAVE at a time. */
+#define RECOVERY_WAVE 32
+static struct recovery *recover_all(const struct pool_dev *devs, int n, uint64_t timeout_ms)
+{
+	struct recovery *rec = calloc((size_t)n + 1, sizeof(*rec));
+
+	for (int start = 0; rec && start < n; start += RECOVERY_WAVE) {
+		int end = start + RECOVERY_WAVE < n ? start + RECOVERY_WAVE : n;
+		for (int i = start; i < end; i++) {
+			if (!devs[i].recoverable)
+				continue;
+			rec[i].d = &devs[i];
+			rec[i].timeout_ms = timeout_ms;
+			rec[i].threaded = !pthread_create(&rec[i].thread, NULL, recover_thread, &rec[i]);
+			if (!rec[i].threaded)
+				recover_thread(&rec[i]);   /* no thread: in line */
+		}
+		for (int i = start; i < end; i++)
+			if (rec[i].threaded)
+				pthread_join(rec[i].thread, NULL);
+	}
+	return rec;
+}
+
 static int reclaim(const struct pool_dev *devs, int n, const struct reclaim_opts *o)
 {
+	struct recovery *rec = o->recover ? recover_all(devs, n, o->timeout_ms) : NULL;
 	struct json j;
 	int code = EXIT_OK;
 
@@ -417,7 +460,8 @@ static int reclaim(const struct pool_dev *devs, int n, const struct reclaim_opts
 			continue;
 		if (o->recover && d->recoverable) {
 			action = "recover";
-			ret = recover_one(d, why, o->timeout_ms, msg, sizeof(msg));
+			ret = rec ? rec[i].ret : 1;
+			snprintf(msg, sizeof(msg), "%s", rec ? rec[i].msg : "out of memory: nothing recovered");
 		} else if (d->in_kernel) {
 			ret = device_delete(d->id, o->timeout_ms, true, err, sizeof(err));
 			if (ret == -ENODEV)
@@ -462,6 +506,7 @@ static int reclaim(const struct pool_dev *devs, int n, const struct reclaim_opts
 		json_end(&j);
 	}
 	fflush(stdout);
+	free(rec);
 	return code;
 }
 

@@ -175,7 +175,6 @@ int ready_recover(uint32_t id, uint64_t timeout_ms, struct ready_result *res, pi
 
 	ready_serve_path(serve, sizeof(serve));
 	snprintf(ids, sizeof(ids), "%u", id);
-	device_nudge(id);
 	snprintf(secs, sizeof(secs), "%.3f", timeout_ms / 1000.0);
 	/* The server never reports "id": ready_spawn then deletes nothing. */
 	return ready_spawn(argv, timeout_ms * 2, res, pid);

@@ -1,6 +1,7 @@
 #include "server.h"
 #include "ctlsock.h"
 #include "ctrl.h"
+#include "device.h"
 #include "devopts.h"
 #include "exitcodes.h"
 #include "layer.h"
@@ -426,8 +427,13 @@ static int attach_device(struct server *s)
 	if (!(s->info.flags & UBLK_F_USER_RECOVERY))
 		return fail(s, EXIT_FAIL, "ublkb%d: created without user recovery (--no-recovery or "
 			    "an old kernel): it cannot be recovered; delete it with ublk-del", s->dev_id);
-	while ((ret = ctrl_start_recovery(&s->ctrl, s->dev_id)) == -EBUSY && ms_left(deadline))
+	ret = ctrl_start_recovery(&s->ctrl, s->dev_id);
+	if (ret == -EBUSY && s->info.state == UBLK_S_DEV_LIVE)
+		device_nudge((uint32_t)s->dev_id);   /* the kernel has not noticed yet */
+	while (ret == -EBUSY && ms_left(deadline)) {
 		sleep_ms(20);
+		ret = ctrl_start_recovery(&s->ctrl, s->dev_id);
+	}
 	if (ret == -EBUSY) {
 		ret = ctrl_get_info(&s->ctrl, s->dev_id, &s->info);
 		return fail(s, EXIT_TIMEOUT, "ublkb%d: the kernel did not release the device for "

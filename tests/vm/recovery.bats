@@ -110,6 +110,25 @@ fio_until_done() {
 	[ "$(dd if="$dev" bs=1M count=8 iflag=direct status=none | sha256sum)" = "$(sha256sum <"$T/data")" ]
 }
 
+@test "servers killed together are recovered together by one reclaim --recover" {
+	make_image "$T/base" 16
+	for i in 1 2 3 4; do
+		devs[$i]=$("$B/ublk-add" --base "$T/base" --cache "$T/c$i")
+		make_image "$T/d$i" 2
+		dd if="$T/d$i" of="${devs[$i]}" bs=1M oflag=direct status=none
+	done
+	for i in 1 2 3 4; do kill -9 "$(server_pid "${devs[$i]#/dev/ublkb}")"; done
+	run "$B/ublk-pool" reclaim --recover --json
+	[ "$status" -eq 0 ]
+	[ "$(jq '[.actions[] | select(.action == "recover" and .ok)] | length' <<<"$output")" -eq 4 ]
+	for i in 1 2 3 4; do
+		[ "$(dd if="${devs[$i]}" bs=1M count=2 iflag=direct status=none | sha256sum)" = \
+			"$(sha256sum <"$T/d$i")" ]
+	done
+	run "$B/ublk-pool" list --json
+	[ "$(jq '[.devices[] | select(.server_alive and .kernel_state == "live")] | length' <<<"$output")" -eq 4 ]
+}
+
 @test "fio crc32c verify on the raw device through 20 kill -9 and recoveries" {
 	make_image "$T/base" 64
 	dev=$("$B/ublk-add" --base "$T/base" --cache "$T/cache" --queues 2)
