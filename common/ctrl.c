@@ -12,6 +12,7 @@
  * completion is recognised by sequence number and dropped.
  */
 #include "ctrl.h"
+#include "parse.h"
 #include "timeutil.h"
 
 #include <dirent.h>
@@ -231,14 +232,8 @@ int ctrl_list_ids(uint32_t *ids, int max)
 	if (!d)
 		return errno == ENOENT ? 0 : -errno;
 	while ((e = readdir(d)) && n < max) {
-		unsigned long v;
-		char *end;
-		if (strncmp(e->d_name, "ublkc", 5))
-			continue;
-		v = strtoul(e->d_name + 5, &end, 10);
-		if (*end || end == e->d_name + 5)
-			continue;
-		ids[n++] = (uint32_t)v;
+		if (!strncmp(e->d_name, "ublkc", 5) && !parse_dev_id(e->d_name, &ids[n]))
+			n++;
 	}
 	closedir(d);
 	qsort(ids, n, sizeof(*ids), cmp_u32);

@@ -1,6 +1,7 @@
 #include "pool.h"
 #include "ctrl.h"
 #include "state.h"
+#include "parse.h"
 #include "timeutil.h"
 
 #include <dirent.h>
@@ -116,14 +117,10 @@ int pool_scan(struct pool_dev **out)
 	}
 	if ((dir = opendir(state_dir()))) {
 		while ((e = readdir(dir))) {
-			char *end;
-			unsigned long id;
-			if (strncmp(e->d_name, "ublkb", 5))
+			uint32_t id;
+			if (strncmp(e->d_name, "ublkb", 5) || parse_dev_id(e->d_name, &id))
 				continue;
-			id = strtoul(e->d_name + 5, &end, 10);
-			if (*end || end == e->d_name + 5)
-				continue;
-			struct pool_dev *d = find_or_add(&devs, &n, &cap, (uint32_t)id);
+			struct pool_dev *d = find_or_add(&devs, &n, &cap, id);
 			if (!d) {
 				closedir(dir);
 				goto oom;

@@ -1,4 +1,5 @@
 #include "state.h"
+#include "parse.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -225,15 +226,12 @@ int state_find(const char *key, const char *want, uint32_t *id)
 	if (!d)
 		return -ENOENT;
 	while ((e = readdir(d)) && ret) {
-		char *end, value[4096];
-		unsigned long v;
-		if (strncmp(e->d_name, "ublkb", 5))
+		char value[4096];
+		uint32_t v;
+		if (strncmp(e->d_name, "ublkb", 5) || parse_dev_id(e->d_name, &v))
 			continue;
-		v = strtoul(e->d_name + 5, &end, 10);
-		if (*end || end == e->d_name + 5)
-			continue;
-		if (!state_config_get((uint32_t)v, key, value, sizeof(value)) && !strcmp(value, want)) {
-			*id = (uint32_t)v;
+		if (!state_config_get(v, key, value, sizeof(value)) && !strcmp(value, want)) {
+			*id = v;
 			ret = 0;
 		}
 	}
