@@ -1,6 +1,7 @@
 /* ublk-pool: see and clean up every ublk device of the host. */
 #include "cache.h"
 #include "cli.h"
+#include "ctrl.h"
 #include "device.h"
 #include "devopts.h"
 #include "exitcodes.h"
@@ -63,9 +64,9 @@ static const struct cli_tool tool = {
 static const char *kernel_state_name(int s)
 {
 	switch (s) {
-	case 0: return "dead";
-	case 1: return "live";
-	case 2: return "quiesced";
+	case UBLK_S_DEV_DEAD: return "dead";
+	case UBLK_S_DEV_LIVE: return "live";
+	case UBLK_S_DEV_QUIESCED: return "quiesced";
 	default: return "-";
 	}
 }
@@ -127,6 +128,7 @@ static void print_table(const struct pool_dev *devs, int n, bool with_stats)
 	       "NAME", with_stats ? "READS/WRITES/ERRORS  CACHE  BASE" : "BASE");
 	for (int i = 0; i < n; i++) {
 		const struct pool_dev *d = &devs[i];
+		const char *problem = pool_problem(d, grace_s);
 		char dev[24], up[16], pid[24], extra[96] = "";
 		snprintf(dev, sizeof(dev), "/dev/ublkb%u", d->id);
 		snprintf(up, sizeof(up), d->uptime_s >= 3600 ? "%lluh" : d->uptime_s >= 60 ? "%llum" : "%llus",
@@ -142,7 +144,7 @@ static void print_table(const struct pool_dev *devs, int n, bool with_stats)
 		printf("%-12s %-9s %-9s %8s %7s %-16s %s%s%s%s\n", dev, kernel_state_name(d->kernel_state),
 		       d->has_state ? d->state : "(none)", pid, d->has_state ? up : "-",
 		       d->name[0] ? d->name : "-", extra, d->base[0] ? d->base : "-",
-		       pool_problem(d, grace_s) ? "  <- " : "", pool_problem(d, grace_s) ? pool_problem(d, grace_s) : "");
+		       problem ? "  <- " : "", problem ? problem : "");
 	}
 }
 
@@ -159,37 +161,61 @@ static void label(FILE *f, const char *v)
 	}
 }
 
-static void histogram(FILE *f, const char *metric, const char *help, const char *event)
+#define EVENT_BUCKETS 8
+static const double event_bounds[EVENT_BUCKETS] = { 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10 };
+
+/* What .events says of one kind of event (add, del, recover). */
+struct event_stats {
+	const char *name;
+	uint64_t count, buckets[EVENT_BUCKETS + 1];   /* the last: past every bound */
+	double sum_s;
+};
+
+/* One pass over .events for every kind. */
+static void read_events(struct event_stats *ev, int kinds)
 {
-	static const double bounds[] = { 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10 };
-	uint64_t counts[9] = { 0 }, n = 0;
-	double sum = 0;
 	char path[PATH_MAX], line[64], name[16];
 	unsigned long long ms;
-	FILE *ev;
+	FILE *f;
 
 	snprintf(path, sizeof(path), "%s/.events", state_dir());
-	if ((ev = fopen(path, "r"))) {
-		while (fgets(line, sizeof(line), ev))
-			if (sscanf(line, "%15s %llu", name, &ms) == 2 && !strcmp(name, event)) {
-				double s = (double)ms / 1000.0;
-				int b = 0;
-				while (b < 8 && s > bounds[b])
-					b++;
-				counts[b]++;
-				sum += s;
-				n++;
-			}
-		fclose(ev);
+	if (!(f = fopen(path, "r")))
+		return;
+	while (fgets(line, sizeof(line), f)) {
+		if (sscanf(line, "%15s %llu", name, &ms) != 2)
+			continue;
+		for (struct event_stats *e = ev; e < ev + kinds; e++) {
+			if (strcmp(name, e->name))
+				continue;
+			double s = (double)ms / 1000.0;
+			int b = 0;
+			while (b < EVENT_BUCKETS && s > event_bounds[b])
+				b++;
+			e->buckets[b]++;
+			e->sum_s += s;
+			e->count++;
+		}
 	}
-	fprintf(f, "# HELP %s %s\n# TYPE %s histogram\n", metric, help, metric);
+	fclose(f);
+}
+
+static void histogram(FILE *f, const char *metric, const char *help, const struct event_stats *e)
+{
 	uint64_t cum = 0;
-	for (int b = 0; b < 8; b++) {
-		cum += counts[b];
-		fprintf(f, "%s_bucket{le=\"%g\"} %llu\n", metric, bounds[b], (unsigned long long)cum);
+
+	fprintf(f, "# HELP %s %s\n# TYPE %s histogram\n", metric, help, metric);
+	for (int b = 0; b < EVENT_BUCKETS; b++) {
+		cum += e->buckets[b];
+		fprintf(f, "%s_bucket{le=\"%g\"} %llu\n", metric, event_bounds[b], (unsigned long long)cum);
 	}
 	fprintf(f, "%s_bucket{le=\"+Inf\"} %llu\n%s_sum %.3f\n%s_count %llu\n", metric,
-		(unsigned long long)n, metric, sum, metric, (unsigned long long)n);
+		(unsigned long long)e->count, metric, e->sum_s, metric, (unsigned long long)e->count);
+}
+
+static void counter(FILE *f, const char *metric, const char *help, uint64_t value)
+{
+	fprintf(f, "# HELP %s %s\n# TYPE %s counter\n%s %llu\n", metric, help, metric, metric,
+		(unsigned long long)value);
 }
 
 static void device_counter(FILE *f, const struct pool_dev *devs, int n, const char *metric,
@@ -211,10 +237,11 @@ static void device_counter(FILE *f, const struct pool_dev *devs, int n, const ch
 static int metrics(const struct pool_dev *devs, int n, const char *textfile)
 {
 	static const char *states[] = { "live", "quiesced", "dead", "stale", "orphaned" };
-	uint64_t by_state[5] = { 0 }, adds = 0, dels = 0, recoveries = 0;
-	char *text = NULL, path[PATH_MAX], tmp[PATH_MAX + 16], line[64];
+	struct event_stats ev[] = { { .name = "add" }, { .name = "del" }, { .name = "recover" } };
+	uint64_t by_state[5] = { 0 };
+	char *text = NULL, path[PATH_MAX], tmp[PATH_MAX + 16];
 	size_t size = 0;
-	FILE *f = open_memstream(&text, &size), *ev;
+	FILE *f = open_memstream(&text, &size);
 
 	if (!f)
 		return EXIT_FAIL;
@@ -222,32 +249,22 @@ static int metrics(const struct pool_dev *devs, int n, const char *textfile)
 		const struct pool_dev *d = &devs[i];
 		/* quiesced: IO waits for a recovery */
 		int s = !d->in_kernel ? 3 : d->recoverable ? 1 : pool_problem(d, grace_s) ? 4 :
-			d->kernel_state == 1 ? 0 : d->kernel_state == 2 ? 1 : 2;
+			d->kernel_state == UBLK_S_DEV_LIVE ? 0 :
+			d->kernel_state == UBLK_S_DEV_QUIESCED ? 1 : 2;
 		by_state[s]++;
 	}
 	fprintf(f, "# HELP ublk_devices Devices of this host by state.\n# TYPE ublk_devices gauge\n");
 	for (int s = 0; s < 5; s++)
 		fprintf(f, "ublk_devices{state=\"%s\"} %llu\n", states[s], (unsigned long long)by_state[s]);
-	snprintf(path, sizeof(path), "%s/.events", state_dir());
-	if ((ev = fopen(path, "r"))) {
-		while (fgets(line, sizeof(line), ev)) {
-			adds += !strncmp(line, "add ", 4);
-			dels += !strncmp(line, "del ", 4);
-			recoveries += !strncmp(line, "recover ", 8);
-		}
-		fclose(ev);
-	}
-	fprintf(f, "# HELP ublk_acquired_total Devices added.\n# TYPE ublk_acquired_total counter\n"
-		   "ublk_acquired_total %llu\n", (unsigned long long)adds);
-	fprintf(f, "# HELP ublk_released_total Devices deleted.\n# TYPE ublk_released_total counter\n"
-		   "ublk_released_total %llu\n", (unsigned long long)dels);
-	fprintf(f, "# HELP ublk_recovered_total Devices a new server attached to after their server "
-		   "died.\n# TYPE ublk_recovered_total counter\nublk_recovered_total %llu\n",
-		(unsigned long long)recoveries);
-	histogram(f, "ublk_add_duration_seconds", "ublk-add until the device is live.", "add");
+	read_events(ev, 3);
+	counter(f, "ublk_acquired_total", "Devices added.", ev[0].count);
+	counter(f, "ublk_released_total", "Devices deleted.", ev[1].count);
+	counter(f, "ublk_recovered_total", "Devices a new server attached to after their server died.",
+		ev[2].count);
+	histogram(f, "ublk_add_duration_seconds", "ublk-add until the device is live.", &ev[0]);
 	histogram(f, "ublk_recover_duration_seconds", "ublk-serve --recover until the device is live again.",
-		  "recover");
-	histogram(f, "ublk_delete_duration_seconds", "Deleting a device.", "del");
+		  &ev[2]);
+	histogram(f, "ublk_delete_duration_seconds", "Deleting a device.", &ev[1]);
 	device_counter(f, devs, n, "ublk_device_reads_total", "Read requests.", "reads", false);
 	device_counter(f, devs, n, "ublk_device_writes_total", "Write requests.", "writes", false);
 	device_counter(f, devs, n, "ublk_device_flushes_total", "Flush requests.", "flushes", false);
@@ -289,8 +306,36 @@ static int metrics(const struct pool_dev *devs, int n, const char *textfile)
 	return EXIT_OK;
 }
 
-struct stopper {
+/* One piece of work per device, run by run_parallel(). */
+struct job {
 	pthread_t thread;
+	bool on;                /* to run */
+	bool threaded;          /* runs in thread (else it ran in line) */
+};
+
+/* Run fn on every job that is on, at most max at a time; jobs are size
+ * bytes apart and start with their struct job. */
+static void run_parallel(void *jobs, size_t size, int n, int max, void *(*fn)(void *))
+{
+#define JOB(i) ((struct job *)((char *)jobs + (size_t)(i) * size))
+	for (int start = 0; start < n; start += max) {
+		int end = n - start > max ? start + max : n;
+		for (int i = start; i < end; i++) {
+			if (!JOB(i)->on)
+				continue;
+			JOB(i)->threaded = !pthread_create(&JOB(i)->thread, NULL, fn, JOB(i));
+			if (!JOB(i)->threaded)
+				fn(JOB(i));   /* no thread: in line */
+		}
+		for (int i = start; i < end; i++)
+			if (JOB(i)->threaded)
+				pthread_join(JOB(i)->thread, NULL);
+	}
+#undef JOB
+}
+
+struct stopper {
+	struct job job;
 	uint32_t id;
 	uint64_t timeout_ms;
 	int ret;
@@ -336,20 +381,20 @@ static int shutdown_all(uint64_t timeout_ms, bool json)
 	for (int i = 0; i < n; i++) {
 		st[i].id = devs[i].id;
 		st[i].timeout_ms = timeout_ms;
-		if (devs[i].in_kernel && pthread_create(&st[i].thread, NULL, stop_one, &st[i]))
-			stop_one(&st[i]);
-		else if (!devs[i].in_kernel)
+		st[i].job.on = devs[i].in_kernel;
+		if (!devs[i].in_kernel)
 			state_remove(devs[i].id);
 	}
+	/* all at once: each must stop within the one deadline */
+	run_parallel(st, sizeof(*st), n, n, stop_one);
 	struct json j;
 	if (json) {
 		json_begin(&j, stdout);
 		json_arr_begin(&j, "stopped");
 	}
 	for (int i = 0; i < n; i++) {
-		if (!devs[i].in_kernel)
+		if (!st[i].job.on)
 			continue;
-		pthread_join(st[i].thread, NULL);
 		if (st[i].ret) {
 			log_err("%s", st[i].why);
 			code = EXIT_FAIL;
@@ -399,12 +444,11 @@ static int recover_one(const struct pool_dev *d, const char *why, uint64_t timeo
 }
 
 struct recovery {
+	struct job job;
 	const struct pool_dev *d;
 	uint64_t timeout_ms;
 	int ret;
 	char msg[1200];
-	pthread_t thread;
-	bool threaded;
 };
 
 static void *recover_thread(void *arg)
@@ -422,21 +466,12 @@ static struct recovery *recover_all(const struct pool_dev *devs, int n, uint64_t
 {
 	struct recovery *rec = calloc((size_t)n + 1, sizeof(*rec));
 
-	for (int start = 0; rec && start < n; start += RECOVERY_WAVE) {
-		int end = start + RECOVERY_WAVE < n ? start + RECOVERY_WAVE : n;
-		for (int i = start; i < end; i++) {
-			if (!devs[i].recoverable)
-				continue;
-			rec[i].d = &devs[i];
-			rec[i].timeout_ms = timeout_ms;
-			rec[i].threaded = !pthread_create(&rec[i].thread, NULL, recover_thread, &rec[i]);
-			if (!rec[i].threaded)
-				recover_thread(&rec[i]);   /* no thread: in line */
-		}
-		for (int i = start; i < end; i++)
-			if (rec[i].threaded)
-				pthread_join(rec[i].thread, NULL);
-	}
+	if (!rec)
+		return NULL;
+	for (int i = 0; i < n; i++)
+		rec[i] = (struct recovery){ .job.on = devs[i].recoverable, .d = &devs[i],
+					    .timeout_ms = timeout_ms };
+	run_parallel(rec, sizeof(*rec), n, RECOVERY_WAVE, recover_thread);
 	return rec;
 }
 
