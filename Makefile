@@ -8,6 +8,7 @@
 #                  then the host-crash suite (tests/crash: reboots the VM)
 #   demo           create, use and delete a device (in the VM if the host has no ublk)
 #   bench          fio benchmarks in the VM
+#   fuzz           libFuzzer harnesses, FUZZ_SECONDS (default 60) each (tests/fuzz/fuzz.mk)
 #   soak           long stress: 500 server kills under fio verify, 5 power cuts
 #   deps           install the Debian packages the build, tests and VM need
 #   install        PREFIX=/usr/local DESTDIR= : binaries, man pages, completions
@@ -43,11 +44,11 @@ LDFLAGS += $(SANFLAGS)
 LDLIBS  = $(shell pkg-config --libs liburing libzstd 2>/dev/null) -lpthread -ldl
 
 TOOLS   = ublk-add ublk-serve ublk-del ublk-export-diff ublk-pool
-LIB_SRC = aio blob cache_live cli crc32c chunkcache ctlsock ctrl device devopts export http image json diff diff_v3 layer layer_cache layer_diff layer_fault layer_file layer_http log parse pool queue stack \
-          ready server state timeutil
+LIB_SRC = aio atomic_file blob cache_live cfgline cli crc32c chunkcache ctlsock ctrl device devopts export fileio http image json diff diff_v3 layer layer_cache layer_diff layer_fault layer_file layer_http log parse pool queue stack \
+          ready server sha256 state timeutil
 LIB_OBJ = $(LIB_SRC:%=$(OUT)/common/%.o)
 BINS    = $(TOOLS:%=$(OUT)/%)
-TEST_BINS = $(OUT)/tests/test-layers $(OUT)/tests/test-diff
+TEST_BINS = $(OUT)/tests/test-layers $(OUT)/tests/test-diff $(OUT)/tests/test-formats $(OUT)/tests/test-http $(OUT)/tests/test-files $(OUT)/tests/test-parse
 
 ifneq ($(V),1)
 Q = @
@@ -83,7 +84,9 @@ check: check-host check-vm
 
 check-host: deps
 	$(Q)$(MAKE) --no-print-directory SAN=1 all $(subst $(OUT),build-san,$(TEST_BINS))
-	$(Q)UBLK_BIN=$(CURDIR)/build-san UBLK_TEST_BIN=$(CURDIR)/build-san/tests bats tests/host
+	$(Q)$(MAKE) --no-print-directory fuzz-build
+	$(Q)UBLK_BIN=$(CURDIR)/build-san UBLK_TEST_BIN=$(CURDIR)/build-san/tests \
+		UBLK_FUZZ_BIN=$(CURDIR)/build-fuzz bats tests/host
 
 check-vm: deps all
 	$(Q)tests/vm/run.sh --bats tests/vm
@@ -108,4 +111,6 @@ install: all
 	install -m 0644 completions/_ublk-tools $(DESTDIR)$(ZSHCOMPDIR)/_ublk-tools
 
 clean:
-	rm -rf build build-san
+	rm -rf build build-san build-fuzz
+
+include tests/fuzz/fuzz.mk

@@ -13,10 +13,12 @@
 #include "state.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 enum { KEY_JSON = 'j', KEY_MAX = 0x500 };
@@ -81,12 +83,14 @@ static void print_json(const struct server_config *cfg, const struct ready_resul
 	char path[64];
 	struct json j;
 
+	char *base = devopts_redacted(cfg->base);
+
 	snprintf(path, sizeof(path), "/dev/ublkb%d", r->id);
 	json_begin(&j, stdout);
 	json_u64(&j, "id", (uint64_t)r->id);
 	json_str(&j, "path", path);
 	json_i64(&j, "pid", pid);
-	json_str(&j, "base", cfg->base);
+	json_str(&j, "base", base ? base : "?");
 	json_str(&j, "cache", cfg->cache);
 	json_str(&j, "name", cfg->name);
 	json_u64(&j, "size", device_size(r->id));
@@ -95,6 +99,33 @@ static void print_json(const struct server_config *cfg, const struct ready_resul
 	json_bool(&j, "read_only", cfg->read_only);
 	json_str(&j, "state_dir", state_dir());
 	json_end(&j);
+	free(base);
+}
+
+/* The credentials of cfg in a memory file for ublk-serve --secrets-fd
+ * (an fd: no other user reads it, unlike argv, and it is gone with the
+ * server's start). -1 when there are none; an exit code on failure. */
+static int secrets_memfd(const struct server_config *cfg, int *fd, char *why, size_t len)
+{
+	char *text = malloc(DEVOPTS_SECRETS_MAX);
+	int n, code = 0;
+
+	*fd = -1;
+	n = text ? devopts_secrets(cfg, text, DEVOPTS_SECRETS_MAX) : -ENOMEM;
+	if (n < 0) {
+		snprintf(why, len, "passing credentials to the server: %s", strerror(-n));
+		code = EXIT_FAIL;
+	} else if (n > 0) {
+		*fd = memfd_create("ublk-secrets", MFD_CLOEXEC);
+		if (*fd < 0 || write(*fd, text, (size_t)n) != n || lseek(*fd, 0, SEEK_SET)) {
+			snprintf(why, len, "passing credentials to the server: memfd: %s", strerror(errno));
+			code = EXIT_FAIL;
+		}
+	}
+	if (text)
+		explicit_bzero(text, DEVOPTS_SECRETS_MAX);
+	free(text);
+	return code;
 }
 
 int main(int argc, char **argv)
@@ -127,15 +158,33 @@ int main(int argc, char **argv)
 		return cli_usage_error(&c, "unexpected argument '%s'", argv[optind]);
 	if (devopts_finish(&c, &cfg) == CLI_DONE)
 		return c.exit_code;
+	if (state_check_dir())
+		return EXIT_FAIL;   /* it said why */
 	code = server_preflight(&cfg, why, sizeof(why));
 	if (code) {
 		log_err("%s", why);
 		return code;
 	}
 
+	int secrets_fd;
+	code = secrets_memfd(&cfg, &secrets_fd, why, sizeof(why));
+	if (code) {
+		log_err("%s", why);
+		return code;
+	}
+	/* the server learns it from the fd (or --auth-file wins), not from its
+	 * /proc/PID/environ */
+	unsetenv("UBLK_HTTP_AUTH");
+
 	ready_serve_path(serve, sizeof(serve));
-	char *args[DEVOPTS_MAX_ARGS + 4] = { serve, "--ready-fd", "3" };
+	char secrets_arg[16];
+	char *args[DEVOPTS_MAX_ARGS + 6] = { serve, "--ready-fd", "3" };
 	int argn = 3;
+	if (secrets_fd >= 0) {
+		snprintf(secrets_arg, sizeof(secrets_arg), "%d", READY_SECRETS_FD);
+		args[argn++] = "--secrets-fd";
+		args[argn++] = secrets_arg;
+	}
 	devopts_to_argv(&cfg, args, &argn);
 	/* The server's own control steps each have the same deadline; give the
 	 * whole start-up a little more so its own error wins over our timeout. */
@@ -145,8 +194,10 @@ int main(int argc, char **argv)
 		return code;
 	}
 	uint64_t start = now_ms();
-	code = ready_spawn(args, cfg.timeout_ms * 2, &res, &pid);
+	code = ready_spawn_fd(args, secrets_fd, cfg.timeout_ms * 2, &res, &pid);
 	close(lock);   /* the device exists (and counts) or is gone */
+	if (secrets_fd >= 0)
+		close(secrets_fd);
 	if (code) {
 		log_err("%s", res.msg);
 		return code;

@@ -5,6 +5,7 @@
 #include "devopts.h"
 #include "exitcodes.h"
 #include "log.h"
+#include "state.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -70,6 +71,8 @@ int main(int argc, char **argv)
 	}
 	if (all == (optind < argc))
 		return cli_usage_error(&c, all ? "--all takes no device" : "no device given");
+	if (state_check_dir())
+		return EXIT_FAIL;   /* it said why */
 	uint32_t ids[1024];
 	int n = 0;
 	if (argc - optind > 1024)

@@ -8,6 +8,7 @@
 #include "json.h"
 #include "log.h"
 #include "parse.h"
+#include "state.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -233,6 +234,9 @@ int main(int argc, char **argv)
 		code = export_cache(cfg.cache, &o, &r, why, sizeof(why));
 	} else {
 		uint32_t id;
+		/* a state directory others could have prepared: said, refused */
+		if (state_check_dir())
+			return EXIT_FAIL;
 		if (device_resolve(argv[optind], &id, why, sizeof(why))) {
 			log_err("%s", why);
 			return EXIT_NO_DEVICE;

@@ -1,4 +1,5 @@
 /* ublk-pool: see and clean up every ublk device of the host. */
+#include "atomic_file.h"
 #include "cache.h"
 #include "cli.h"
 #include "ctrl.h"
@@ -174,13 +175,17 @@ struct event_stats {
 /* One pass over .events for every kind. */
 static void read_events(struct event_stats *ev, int kinds)
 {
-	char path[PATH_MAX], line[64], name[16];
+	char line[64], name[16];
 	unsigned long long ms;
+	int fd = pool_file_open(".events", O_RDONLY, false);
 	FILE *f;
 
-	snprintf(path, sizeof(path), "%s/.events", state_dir());
-	if (!(f = fopen(path, "r")))
+	if (fd < 0)
 		return;
+	if (!(f = fdopen(fd, "r"))) {
+		close(fd);
+		return;
+	}
 	while (fgets(line, sizeof(line), f)) {
 		if (sscanf(line, "%15s %llu", name, &ms) != 2)
 			continue;
@@ -239,7 +244,7 @@ static int metrics(const struct pool_dev *devs, int n, const char *textfile)
 	static const char *states[] = { "live", "quiesced", "dead", "stale", "orphaned" };
 	struct event_stats ev[] = { { .name = "add" }, { .name = "del" }, { .name = "recover" } };
 	uint64_t by_state[5] = { 0 };
-	char *text = NULL, path[PATH_MAX], tmp[PATH_MAX + 16];
+	char *text = NULL, path[PATH_MAX + 16];
 	size_t size = 0;
 	FILE *f = open_memstream(&text, &size);
 
@@ -288,16 +293,11 @@ static int metrics(const struct pool_dev *devs, int n, const char *textfile)
 		free(text);
 		return EXIT_OK;
 	}
-	/* node-exporter must never read half a file: temporary name, then rename */
+	/* node-exporter must never read half a file; 0644 because it usually
+	 * runs as a user of its own. atomic_write_file never writes through a
+	 * name someone planted in DIR, so any folder is safe to write in. */
 	snprintf(path, sizeof(path), "%s/ublk.prom", textfile);
-	snprintf(tmp, sizeof(tmp), "%s.%d", path, (int)getpid());
-	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644), ret = 0;
-	if (fd < 0 || write(fd, text, size) != (ssize_t)size || fsync(fd) || rename(tmp, path))
-		ret = -errno;
-	if (fd >= 0)
-		close(fd);
-	if (ret)
-		unlink(tmp);
+	int ret = atomic_write_file(AT_FDCWD, path, text, size, 0644, ATOMIC_FSYNC);
 	free(text);
 	if (ret) {
 		log_err("%s: %s", path, strerror(-ret));
@@ -575,7 +575,7 @@ static int watch(struct reclaim_opts *o, uint64_t interval_ms)
 			log_err("scanning devices: %s", strerror(-n));
 		free(devs);
 		if (!stop_watch)
-			poll(NULL, 0, (int)interval_ms);
+			poll(NULL, 0, poll_timeout(interval_ms));
 	}
 	return EXIT_OK;
 }
@@ -609,16 +609,17 @@ int main(int argc, char **argv)
 		else if (key == KEY_RECOVER)
 			ro.recover = true;
 		else if (key == KEY_INTERVAL) {
-			if (parse_seconds(optarg, &interval_ms) || interval_ms < 10)
-				return cli_usage_error(&c, "--interval '%s': expected seconds, at least 0.01",
+			if (parse_seconds(optarg, &interval_ms) || interval_ms < 10 || interval_ms > 3600000)
+				return cli_usage_error(&c, "--interval '%s': expected seconds, 0.01 to 3600",
 						       optarg);
 		}
 		else if (key == KEY_TEXTFILE)
 			textfile = optarg;
 		else if (key == KEY_GRACE) {
 			uint64_t ms;
-			if (parse_seconds(optarg, &ms))
-				return cli_usage_error(&c, "--grace '%s': expected seconds", optarg);
+			if (parse_seconds(optarg, &ms) || ms > 86400000)
+				return cli_usage_error(&c, "--grace '%s': expected seconds, at most 86400",
+						       optarg);
 			grace_s = ms / 1000;
 		}
 		else if (devopts_apply(&c, &cfg, key, optarg) == CLI_DONE)
@@ -636,6 +637,9 @@ int main(int argc, char **argv)
 				       "metrics)", cmd);
 	if (textfile && !is_metrics)
 		return cli_usage_error(&c, "--textfile goes with metrics");
+	/* a state directory others could have prepared is refused before use */
+	if (state_check_dir())
+		return EXIT_FAIL;
 	if (!strcmp(cmd, "shutdown")) {
 		if (geteuid() != 0) {
 			log_err("permission denied: shutdown needs root (CAP_SYS_ADMIN)");

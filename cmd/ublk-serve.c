@@ -9,8 +9,9 @@
 #include "server.h"
 
 #include <fcntl.h>
+#include <unistd.h>
 
-enum { KEY_READY_FD = 0x200, KEY_RECOVER };
+enum { KEY_READY_FD = 0x200, KEY_RECOVER, KEY_SECRETS_FD };
 
 static const struct cli_option options[] = {
 	DEVICE_OPTIONS,
@@ -18,6 +19,7 @@ static const struct cli_option options[] = {
 	STATE_DIR_OPTION,
 	{ "recover", KEY_RECOVER, "DEV", "attach to device DEV (/dev/ublkbN, N or name) whose server died" },
 	{ "ready-fd", KEY_READY_FD, "FD", "report readiness on FD instead of printing the device" },
+	{ "secrets-fd", KEY_SECRETS_FD, "FD", "read the credentials of URLs and $UBLK_HTTP_AUTH from FD (as ublk-add does)" },
 	{ "verbose", 'v', NULL, "more log output (repeat for more)" },
 	{ 0 },
 };
@@ -48,6 +50,7 @@ int main(int argc, char **argv)
 	struct server_config cfg;
 	const char *recover = NULL;
 	uint64_t timeout_ms = 0;
+	int secrets_fd = -1;
 	char why[600];
 	struct cli c;
 	int key, described = 0;
@@ -76,15 +79,32 @@ int main(int argc, char **argv)
 			cfg.ready_fd = (int)fd;
 			fcntl(cfg.ready_fd, F_SETFD, FD_CLOEXEC);
 		}
+		if (key == KEY_SECRETS_FD) {
+			uint64_t fd;
+			if (parse_uint(optarg, 3, 1024, &fd) || fcntl((int)fd, F_GETFD) < 0)
+				return cli_usage_error(&c, "--secrets-fd '%s': not an open descriptor", optarg);
+			secrets_fd = (int)fd;
+			fcntl(secrets_fd, F_SETFD, FD_CLOEXEC);
+		}
 	}
 	if (optind < argc)
 		return cli_usage_error(&c, "unexpected argument '%s'", argv[optind]);
 	if (!recover) {
+		/* before devopts_finish, which checks the credentials it set */
+		int code = secrets_fd >= 0 ? devopts_read_secrets_fd(secrets_fd, &cfg, why, sizeof(why)) : 0;
+		if (secrets_fd >= 0)
+			close(secrets_fd);
+		if (code) {
+			log_err("--secrets-fd: %s", why);
+			if (cfg.ready_fd >= 0)
+				ready_send(cfg.ready_fd, "error %d --secrets-fd: %s", code, why);
+			return code;
+		}
 		if (devopts_finish(&c, &cfg) == CLI_DONE)
 			return c.exit_code;
 		return server_run(&cfg);
 	}
-	if (described)
+	if (described || secrets_fd >= 0)
 		return cli_usage_error(&c, "--recover takes the device's options from its state entry; "
 				       "only --state-dir, --timeout, --ready-fd and -v go with it");
 	uint32_t id;

@@ -10,6 +10,8 @@ struct blob;
 /* remote: options for a URL; NULL means the defaults and the environment. */
 int blob_open(const char *path, const struct layer_http_opts *remote, struct blob **out,
 	      char *why, size_t whylen);
+/* A local regular file already open (a memfd works); fd is duplicated. */
+int blob_open_fd(int fd, struct blob **out, char *why, size_t whylen);
 uint64_t blob_size(const struct blob *b);
 /* Exactly len bytes at off: 0, -EIO past the end, or -errno. A URL's
  * missing chunks are fetched synchronously (one at a time per blob). */

@@ -13,6 +13,7 @@
  * cache exactly as it was written, and from another boot it is ignored.
  */
 #include "cache_live.h"
+#include "atomic_file.h"
 
 #include <endian.h>
 #include <errno.h>
@@ -20,6 +21,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #define LIVE_HDR 4096u
@@ -54,13 +56,30 @@ int cache_live_load(const char *path, const uint8_t id[16], uint64_t gen, uint8_
 {
 	char lpath[4096];
 	uint8_t h[LIVE_HDR];
+	struct stat st;
 	int fd, ret = 0;
 
 	why[0] = 0;
 	live_path(lpath, sizeof(lpath), path, "");
-	fd = open(lpath, O_RDONLY | O_CLOEXEC);
+	/* O_NONBLOCK: a planted FIFO must not hang us before fstat */
+	fd = open(lpath, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+	if (fd < 0 && errno == ELOOP) {
+		snprintf(why, whylen, "%s: a symbolic link, not a live map; ignored", lpath);
+		return 0;
+	}
 	if (fd < 0)
 		return errno == ENOENT ? 0 : -errno;
+	if (fstat(fd, &st) || !S_ISREG(st.st_mode)) {
+		snprintf(why, whylen, "%s: not a regular file; ignored", lpath);
+		goto out;
+	}
+	/* checked before anything is read into map: a short file would leave
+	 * it a mix of live and map-file states */
+	if ((uint64_t)st.st_size < LIVE_HDR + (uint64_t)map_bytes) {
+		snprintf(why, whylen, "%s: truncated (%lld bytes, expected at least %llu); ignored",
+			 lpath, (long long)st.st_size, (unsigned long long)(LIVE_HDR + (uint64_t)map_bytes));
+		goto out;
+	}
 	if (pread(fd, h, LIVE_HDR, 0) != LIVE_HDR || memcmp(h, LIVE_MAGIC, 8) ||
 	    le32toh(*(uint32_t *)(h + 8)) != LIVE_VERSION || memcmp(h + 16, id, 16) ||
 	    le64toh(*(uint64_t *)(h + 80)) != map_bytes) {
@@ -91,21 +110,22 @@ out:
 int cache_live_map(struct cache_live *lv, const char *path, const uint8_t id[16], uint64_t gen,
 		   const uint8_t *map, size_t map_bytes, uint8_t **states)
 {
-	char lpath[4096], tmp[4096];
+	char lpath[4096];
 	size_t len = LIVE_HDR + ((map_bytes + 4095) & ~(size_t)4095);
+	struct atomic_file af;
 	uint8_t *mem;
-	int fd, ret = 0;
+	int ret;
 
 	live_path(lpath, sizeof(lpath), path, "");
-	live_path(tmp, sizeof(tmp), path, ".tmp");
-	fd = open(tmp, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-	if (fd < 0)
-		return -errno;
-	if (ftruncate(fd, (off_t)len)) {
+	/* Never through a planted name: a new file, renamed over FILE.live. */
+	ret = atomic_file_open(&af, AT_FDCWD, lpath, 0600);
+	if (ret)
+		goto out;
+	if (ftruncate(af.fd, (off_t)len)) {
 		ret = -errno;
 		goto out;
 	}
-	mem = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	mem = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, af.fd, 0);
 	if (mem == MAP_FAILED) {
 		ret = -errno;
 		goto out;
@@ -117,9 +137,10 @@ int cache_live_map(struct cache_live *lv, const char *path, const uint8_t id[16]
 	*(uint64_t *)(mem + 72) = htole64(gen);
 	*(uint64_t *)(mem + 80) = htole64(map_bytes);
 	memcpy(mem, LIVE_MAGIC, 8);
-	/* The old file stays valid until this one replaces it whole. */
-	if (rename(tmp, lpath)) {
-		ret = -errno;
+	/* The old file stays valid until this one replaces it whole. Not
+	 * fsync'd: a live map is worthless after a reboot anyway. */
+	ret = atomic_file_commit(&af, 0);
+	if (ret) {
 		munmap(mem, len);
 		goto out;
 	}
@@ -127,9 +148,7 @@ int cache_live_map(struct cache_live *lv, const char *path, const uint8_t id[16]
 	lv->len = len;
 	*states = mem + LIVE_HDR;
 out:
-	close(fd);
-	if (ret)
-		unlink(tmp);
+	atomic_file_abort(&af);
 	return ret;
 }
 

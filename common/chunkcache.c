@@ -1,5 +1,7 @@
 #include "chunkcache.h"
-#include "crc32c.h"
+#include "atomic_file.h"
+#include "http.h"
+#include "sha256.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -8,14 +10,19 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <pthread.h>
 #include <time.h>
 #include <unistd.h>
 
+#define WHY(...) (why ? snprintf(why, whylen, __VA_ARGS__) : 0)
+#define KEY_MAX (HTTP_MAX_URL_LEN + 1024)
+
+/* Create the missing folders of path, 0700; existing ones are checked by
+ * the caller (the last) or are not ours to judge (the parents). */
 static int mkdirs(const char *path)
 {
 	char tmp[4096];
-	snprintf(tmp, sizeof(tmp), "%s", path);
+	if (snprintf(tmp, sizeof(tmp), "%s", path) >= (int)sizeof(tmp))
+		return -ENAMETOOLONG;
 	for (char *p = tmp + 1; *p; p++)
 		if (*p == '/') {
 			*p = 0;
@@ -26,88 +33,239 @@ static int mkdirs(const char *path)
 	return mkdir(tmp, 0700) && errno != EEXIST ? -errno : 0;
 }
 
+/* A folder only we may change: another user could otherwise plant chunks
+ * (bytes of their choice in our devices) or links. */
+static int check_dir(int fd, const char *path, char *why, size_t whylen)
+{
+	struct stat st;
+
+	if (fstat(fd, &st)) {
+		int ret = -errno;
+		WHY("chunk cache %s: %s", path, strerror(errno));
+		return ret;
+	}
+	if (st.st_uid != geteuid()) {
+		WHY("chunk cache %s is owned by uid %u, not by us (uid %u): remove it or use another "
+		    "--chunk-cache", path, (unsigned)st.st_uid, (unsigned)geteuid());
+		return -EPERM;
+	}
+	if (st.st_mode & 022) {
+		WHY("chunk cache %s is writable by group or others (mode %04o): chmod 700 it",
+		    path, (unsigned)(st.st_mode & 07777));
+		return -EPERM;
+	}
+	return 0;
+}
+
+static int open_dir(int at, const char *path, const char *shown, char *why, size_t whylen)
+{
+	int fd = openat(at, path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0) {
+		int ret = -errno;
+		struct stat st;
+		/* O_DIRECTORY says ENOTDIR for a link: tell the two apart */
+		if ((errno == ELOOP || errno == ENOTDIR) && !fstatat(at, path, &st, AT_SYMLINK_NOFOLLOW) &&
+		    S_ISLNK(st.st_mode))
+			ret = -ELOOP;
+		WHY("chunk cache %s: %s", shown, ret == -ELOOP ? "is a symlink; refusing to follow it" :
+		    strerror(-ret));
+		return ret;
+	}
+	int ret = check_dir(fd, shown, why, whylen);
+	if (ret) {
+		close(fd);
+		return ret;
+	}
+	return fd;
+}
+
+/* The identity of an image version, one "name value" a line. */
+static int identity_of(const char *url, const char *validator, uint64_t size, uint32_t chunk_size,
+		       char *out, size_t outlen)
+{
+	char id[HTTP_MAX_URL_LEN + 300], query[2 * SHA256_LEN + 1] = "";
+	const char *q = strchr(url, '?');
+	int ret = http_url_identity(url, id, sizeof(id)), n;
+
+	if (ret)
+		return ret;
+	for (const char *p = validator; *p; p++)
+		if ((unsigned char)*p < 0x20 || (unsigned char)*p == 0x7f)
+			return -EINVAL;
+	/* Without a validator only the URL tells versions apart, and the query
+	 * may name the version (?versionId=): then it is part of the identity,
+	 * hashed, so the key file shows no signature. With a validator it is
+	 * left out, so presigned URLs of one version share their chunks. */
+	if (!*validator && q) {
+		size_t qlen = strcspn(q, "#");
+		sha256_hex(q, qlen, query);
+	}
+	n = snprintf(out, outlen, "ublk-tools chunk cache 2\nurl %s\n%s%s%svalidator %s\nsize %llu\n"
+		     "chunk-size %u\n", id, query[0] ? "query-sha256 " : "", query,
+		     query[0] ? "\n" : "", validator, (unsigned long long)size, chunk_size);
+	return n < 0 || (size_t)n >= outlen ? -ENAMETOOLONG : 0;
+}
+
+/* The key file tells a collision (or a folder someone prepared) from a hit. */
+static int check_key(struct chunk_image *ci, const char *key, char *why, size_t whylen)
+{
+	size_t len = strlen(key);
+	char *have = malloc(len + 2);
+	struct stat st;
+	ssize_t n = 0;
+	int fd = -1, ret = 0;
+
+	if (!have)
+		return -ENOMEM;
+	fd = openat(ci->dirfd, "key", O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0 && errno == ENOENT) {
+		/* new folder (or a store that died before its key): ours now */
+		ret = atomic_write_file(ci->dirfd, "key", key, len, 0600, 0);
+		if (ret)
+			WHY("chunk cache %s: writing its key: %s", ci->dir, strerror(-ret));
+		goto out;
+	}
+	if (fd < 0 || fstat(fd, &st) || !S_ISREG(st.st_mode)) {
+		ret = fd < 0 && errno != ELOOP ? -errno : -EINVAL;
+		WHY("chunk cache %s/key is not a regular file (%s): remove the folder", ci->dir,
+		    fd < 0 ? strerror(errno) : "a device, folder or fifo");
+		goto out;
+	}
+	if ((uint64_t)st.st_size == len)
+		n = pread(fd, have, len + 1, 0);
+	if (n != (ssize_t)len || memcmp(have, key, len)) {
+		WHY("chunk cache %s belongs to another image (hash collision or a changed key "
+		    "file): remove it", ci->dir);
+		ret = -EEXIST;
+	}
+out:
+	if (fd >= 0)
+		close(fd);
+	free(have);
+	return ret;
+}
+
 int chunk_image_open(struct chunk_image *ci, const char *dir, const char *url,
 		     const char *validator, uint64_t size, uint32_t chunk_size, uint64_t limit,
 		     char *why, size_t whylen)
 {
 	const char *env = getenv("UBLK_CHUNK_CACHE");
-	char key[512];
+	char *key = malloc(KEY_MAX), name[2 * SHA256_LEN + 1];
 	int ret;
 
 	memset(ci, 0, sizeof(*ci));
+	ci->fds = true;
+	ci->rootfd = ci->dirfd = -1;
+	if (!key)
+		return -ENOMEM;
 	snprintf(ci->root, sizeof(ci->root), "%s",
 		 dir ? dir : env && *env ? env : CHUNK_CACHE_DEFAULT_DIR);
-	snprintf(key, sizeof(key), "%s\n%s\n%llu\n%u", url, validator, (unsigned long long)size,
-		 chunk_size);
-	/* two CRCs with different seeds: a 64-bit name, collisions don't matter
-	 * in practice and a wrong hit is caught by nothing else, so keep the
-	 * whole key in the folder too */
-	uint32_t a = crc32c(0, key, strlen(key)), b = crc32c(0x9e3779b9u, key, strlen(key));
-	snprintf(ci->dir, sizeof(ci->dir), "%s/%08x%08x", ci->root, a, b);
+	if (!size || size > HTTP_MAX_IMAGE_SIZE) {
+		WHY("image size %llu: not between 1 byte and the %llu TiB limit",
+		    (unsigned long long)size, HTTP_MAX_IMAGE_SIZE >> 40);
+		ret = -EFBIG;
+		goto out;
+	}
+	if (chunk_size < CHUNK_CACHE_MIN_CHUNK || chunk_size > CHUNK_CACHE_MAX_CHUNK) {
+		WHY("chunk size %u: expected %u to %u", chunk_size, CHUNK_CACHE_MIN_CHUNK,
+		    CHUNK_CACHE_MAX_CHUNK);
+		ret = -EINVAL;
+		goto out;
+	}
+	if ((ret = identity_of(url, validator, size, chunk_size, key, KEY_MAX))) {
+		WHY("chunk cache: the image's URL or validator cannot name a cache folder");
+		goto out;
+	}
+	ci->size = size;
 	ci->chunk_size = chunk_size;
+	ci->nchunks = size / chunk_size + (size % chunk_size != 0);
 	ci->limit = limit ? limit : CHUNK_CACHE_DEFAULT_LIMIT;
-	ci->touched = calloc((size + chunk_size - 1) / chunk_size / 8 + 1, 1);
-	if ((ret = mkdirs(ci->dir))) {
-		snprintf(why, whylen, "chunk cache %s: %s", ci->dir, strerror(-ret));
-		return ret;
+	/* at most 16 TiB / 4 KiB / 8 = 512 MiB of address space, touched sparsely */
+	if (!(ci->touched = calloc(ci->nchunks / 8 + 1, 1))) {
+		ret = -ENOMEM;
+		goto out;
 	}
-	/* the key file tells a collision from a hit */
-	char kpath[4200], have[512] = "";
-	snprintf(kpath, sizeof(kpath), "%s/key", ci->dir);
-	FILE *f = fopen(kpath, "r");
-	if (f) {
-		size_t n = fread(have, 1, sizeof(have) - 1, f);
-		have[n] = 0;
-		fclose(f);
-		if (strcmp(have, key)) {
-			snprintf(why, whylen, "chunk cache %s belongs to another image (hash collision): "
-				 "remove it", ci->dir);
-			return -EEXIST;
-		}
-	} else if ((f = fopen(kpath, "w"))) {
-		fputs(key, f);
-		fclose(f);
+	sha256_hex(key, strlen(key), name);
+	snprintf(ci->dir, sizeof(ci->dir), "%s/%s", ci->root, name);
+	if ((ret = mkdirs(ci->root))) {
+		WHY("chunk cache %s: %s", ci->root, strerror(-ret));
+		goto out;
 	}
-	return 0;
+	if ((ret = ci->rootfd = open_dir(AT_FDCWD, ci->root, ci->root, why, whylen)) < 0)
+		goto out;
+	if (mkdirat(ci->rootfd, name, 0700) && errno != EEXIST) {
+		ret = -errno;
+		WHY("chunk cache %s: %s", ci->dir, strerror(errno));
+		goto out;
+	}
+	if ((ret = ci->dirfd = open_dir(ci->rootfd, name, ci->dir, why, whylen)) < 0)
+		goto out;
+	ret = check_key(ci, key, why, whylen);
+out:
+	free(key);
+	return ret < 0 ? ret : 0;
 }
 
-static void chunk_path(const struct chunk_image *ci, uint64_t idx, char *buf, size_t len)
+/* Length of chunk idx; idx < nchunks. */
+static uint32_t chunk_len(const struct chunk_image *ci, uint64_t idx)
 {
-	snprintf(buf, len, "%s/%llu", ci->dir, (unsigned long long)idx);
+	uint64_t left = ci->size - idx * ci->chunk_size;
+	return left < ci->chunk_size ? (uint32_t)left : ci->chunk_size;
+}
+
+static void chunk_name(uint64_t idx, char *buf, size_t len)
+{
+	snprintf(buf, len, "%llu", (unsigned long long)idx);
 }
 
 int chunk_present(const struct chunk_image *ci, uint64_t idx)
 {
-	char path[4200];
-	chunk_path(ci, idx, path, sizeof(path));
-	return access(path, F_OK) == 0;
+	char name[32];
+	struct stat st;
+
+	if (ci->dirfd < 0 || idx >= ci->nchunks)
+		return 0;
+	chunk_name(idx, name, sizeof(name));
+	return !fstatat(ci->dirfd, name, &st, AT_SYMLINK_NOFOLLOW) && S_ISREG(st.st_mode) &&
+	       (uint64_t)st.st_size == chunk_len(ci, idx);
 }
 
 int chunk_read(struct chunk_image *ci, uint64_t idx, uint32_t off, uint32_t len, void *buf)
 {
-	char path[4200];
+	char name[32];
+	struct stat st;
 	int fd, ret = 0;
 
-	chunk_path(ci, idx, path, sizeof(path));
-	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOATIME);
+	if (ci->dirfd < 0 || idx >= ci->nchunks || off > chunk_len(ci, idx) ||
+	    len > chunk_len(ci, idx) - off)
+		return -EINVAL;
+	chunk_name(idx, name, sizeof(name));
+	fd = openat(ci->dirfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NOATIME);
 	if (fd < 0 && errno == EPERM)
-		fd = open(path, O_RDONLY | O_CLOEXEC);
+		fd = openat(ci->dirfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
 	if (fd < 0)
-		return -errno;
+		return errno == ELOOP ? -ENOENT : -errno;   /* a link is no chunk: fetch it */
+	/* a short, long or special file is as good as none */
+	if (fstat(fd, &st) || !S_ISREG(st.st_mode) || (uint64_t)st.st_size != chunk_len(ci, idx)) {
+		ret = -ENOENT;
+		goto out;
+	}
 	ssize_t n = pread(fd, buf, len, off);
 	if (n != (ssize_t)len)
-		ret = n < 0 ? -errno : -ENOENT;   /* a short chunk is as good as none */
+		ret = n < 0 ? -errno : -ENOENT;
 	else if (ci->touched && !((__atomic_fetch_or(&ci->touched[idx / 8], (uint8_t)(1u << (idx % 8)),
 						     __ATOMIC_RELAXED) >> (idx % 8)) & 1))
 		futimens(fd, NULL);   /* recently used: evicted last; once per process */
+out:
 	close(fd);
 	return ret;
 }
 
 struct entry {
-	char path[4500];
+	uint32_t img;           /* index in the folder names */
+	uint64_t idx;
 	struct timespec used;
-	off_t size;
+	uint64_t size;
 };
 
 static int cmp_used(const void *a, const void *b)
@@ -118,74 +276,114 @@ static int cmp_used(const void *a, const void *b)
 	return x->used.tv_nsec < y->used.tv_nsec ? -1 : x->used.tv_nsec > y->used.tv_nsec;
 }
 
-/* Delete least recently used chunks of every image until under 90% of the limit. */
+/* A chunk's name: decimal digits only (temporary files start with '.'). */
+static bool chunk_number(const char *s, uint64_t *idx)
+{
+	uint64_t v = 0;
+	size_t n = strlen(s);
+	if (!n || n > 19)
+		return false;
+	for (size_t i = 0; i < n; i++) {
+		if (s[i] < '0' || s[i] > '9')
+			return false;
+		v = v * 10 + (uint64_t)(s[i] - '0');
+	}
+	*idx = v;
+	return true;
+}
+
+/* Delete least recently used chunks of every image until under 90% of the
+ * limit. Only regular files directly in a real folder of the root count;
+ * links are never followed and never deleted through (unlinkat removes a
+ * name in a folder we opened O_NOFOLLOW, never what it points to). */
 static void evict(struct chunk_image *ci)
 {
 	struct entry *all = NULL;
-	size_t n = 0, cap = 0;
+	char (*imgs)[256] = NULL;
+	size_t n = 0, cap = 0, nimg = 0, imgcap = 0;
 	uint64_t total = 0;
-	DIR *root = opendir(ci->root);
+	int fd = openat(ci->rootfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	DIR *root = fd >= 0 ? fdopendir(fd) : NULL;
 	struct dirent *d;
 
-	if (!root)
+	if (!root) {
+		if (fd >= 0)
+			close(fd);
 		return;
+	}
 	while ((d = readdir(root))) {
-		char sub[4100];
-		if (d->d_name[0] == '.')
+		if (d->d_name[0] == '.' || strlen(d->d_name) >= sizeof(*imgs))
 			continue;
-		snprintf(sub, sizeof(sub), "%s/%s", ci->root, d->d_name);
-		DIR *img = opendir(sub);
+		int ifd = openat(ci->rootfd, d->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		DIR *img = ifd >= 0 ? fdopendir(ifd) : NULL;
 		struct dirent *e;
-		if (!img)
+		if (!img) {
+			if (ifd >= 0)
+				close(ifd);
 			continue;
+		}
+		if (nimg == imgcap) {
+			size_t c = imgcap ? imgcap * 2 : 16;
+			void *grown = realloc(imgs, c * sizeof(*imgs));
+			if (!grown) {
+				closedir(img);
+				break;
+			}
+			imgs = grown;
+			imgcap = c;
+		}
+		snprintf(imgs[nimg], sizeof(*imgs), "%s", d->d_name);
 		while ((e = readdir(img))) {
 			struct stat st;
-			if (e->d_name[0] < '0' || e->d_name[0] > '9')
+			uint64_t idx;
+			if (!chunk_number(e->d_name, &idx) ||
+			    fstatat(dirfd(img), e->d_name, &st, AT_SYMLINK_NOFOLLOW) || !S_ISREG(st.st_mode))
 				continue;
 			if (n == cap) {
-				cap = cap ? cap * 2 : 256;
-				struct entry *grown = realloc(all, cap * sizeof(*all));
+				size_t c = cap ? cap * 2 : 256;
+				struct entry *grown = realloc(all, c * sizeof(*all));
 				if (!grown)
 					break;
 				all = grown;
+				cap = c;
 			}
-			snprintf(all[n].path, sizeof(all[n].path), "%s/%s", sub, e->d_name);
-			if (stat(all[n].path, &st))
-				continue;
-			all[n].used = st.st_mtim;
-			all[n].size = st.st_size;
+			all[n] = (struct entry){ .img = (uint32_t)nimg, .idx = idx, .used = st.st_mtim,
+						 .size = (uint64_t)st.st_size };
 			total += (uint64_t)st.st_size;
 			n++;
 		}
 		closedir(img);
+		nimg++;
 	}
 	closedir(root);
-	qsort(all, n, sizeof(*all), cmp_used);
-	for (size_t i = 0; i < n && total > ci->limit / 10 * 9; i++)
-		if (!unlink(all[i].path))
-			total -= (uint64_t)all[i].size;
+	if (n)
+		qsort(all, n, sizeof(*all), cmp_used);
+	for (size_t i = 0; i < n && total > ci->limit / 10 * 9; i++) {
+		char name[32];
+		int ifd = openat(ci->rootfd, imgs[all[i].img], O_RDONLY | O_DIRECTORY | O_NOFOLLOW |
+				 O_CLOEXEC);
+		if (ifd < 0)
+			continue;
+		chunk_name(all[i].idx, name, sizeof(name));
+		if (!unlinkat(ifd, name, 0))
+			total -= all[i].size;
+		close(ifd);
+	}
 	free(all);
+	free(imgs);
 }
 
 int chunk_store(struct chunk_image *ci, uint64_t idx, const void *data, uint32_t len)
 {
-	char path[4200], tmp[4300];
-	int fd, ret = 0;
+	char name[32];
+	int ret;
 
-	chunk_path(ci, idx, path, sizeof(path));
-	snprintf(tmp, sizeof(tmp), "%s.tmp.%d.%lx", path, (int)getpid(), (unsigned long)pthread_self());
-	fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-	if (fd < 0)
-		return -errno;
-	if (write(fd, data, len) != (ssize_t)len)
-		ret = errno ? -errno : -ENOSPC;
-	close(fd);
-	if (!ret && rename(tmp, path))
-		ret = -errno;
-	if (ret) {
-		unlink(tmp);
+	if (ci->dirfd < 0 || idx >= ci->nchunks || len != chunk_len(ci, idx))
+		return -EINVAL;
+	chunk_name(idx, name, sizeof(name));
+	/* a cache: no fsync (as before); a chunk lost in a crash is fetched again */
+	if ((ret = atomic_write_file(ci->dirfd, name, data, len, 0600, 0)))
 		return ret;
-	}
 	/* scan for eviction now and then, not on every store */
 	/* several fetch threads store at once */
 	if (__atomic_add_fetch(&ci->stored_since_scan, len, __ATOMIC_RELAXED) > ci->limit / 20) {
@@ -199,4 +397,11 @@ void chunk_image_close(struct chunk_image *ci)
 {
 	free(ci->touched);
 	ci->touched = NULL;
+	if (ci->fds) {
+		if (ci->dirfd >= 0)
+			close(ci->dirfd);
+		if (ci->rootfd >= 0)
+			close(ci->rootfd);
+		ci->dirfd = ci->rootfd = -1;
+	}
 }

@@ -1,36 +1,54 @@
 /* The shared on-disk chunk cache of remote images (docs/remote.md):
  * one folder per image version, one file per chunk, shared by every
- * device and kept across restarts, with a size limit. */
+ * device and kept across restarts, with a size limit.
+ *
+ * The root is checked like the state directory (ours, not writable by
+ * group or others, not a symlink) and held open: every file is reached
+ * with openat/O_NOFOLLOW below it, so nothing planted in it is followed
+ * (docs/security.md). */
 #ifndef UBLK_CHUNKCACHE_H
 #define UBLK_CHUNKCACHE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
 #define CHUNK_CACHE_DEFAULT_DIR "/var/cache/ublk-tools/chunks"
 #define CHUNK_CACHE_DEFAULT_LIMIT (10ull << 30)
+#define CHUNK_CACHE_MIN_CHUNK 4096u
+#define CHUNK_CACHE_MAX_CHUNK (64u << 20)
+/* image sizes above HTTP_MAX_IMAGE_SIZE (http.h) are refused */
 
 struct chunk_image {
-	char dir[4096];         /* <root>/<key> */
+	char dir[4096];         /* <root>/<key>, for messages */
 	char root[3800];
 	uint32_t chunk_size;
+	uint64_t size;          /* of the image */
+	uint64_t nchunks;
 	uint64_t limit;
 	uint64_t stored_since_scan;
 	uint8_t *touched;       /* chunks whose time this process refreshed */
+	bool fds;               /* rootfd and dirfd are set (maybe -1) */
+	int rootfd, dirfd;
 };
 
-/* Root: dir, else $UBLK_CHUNK_CACHE, else the default. The key names the
- * URL, the validator, the size and the chunk size, so a changed image or a
- * different chunking never reuses old chunks. */
+/* Root: dir, else $UBLK_CHUNK_CACHE, else the default. The folder is the
+ * SHA-256 of the image's identity: the URL without credentials, query or
+ * fragment (http_url_identity), the validator, the size and the chunk
+ * size, so a changed image or a different chunking never reuses old
+ * chunks. Its key file holds the identity in full and is compared in
+ * full. */
 int chunk_image_open(struct chunk_image *ci, const char *dir, const char *url,
 		     const char *validator, uint64_t size, uint32_t chunk_size, uint64_t limit,
 		     char *why, size_t whylen);
-/* Copy len bytes at off of chunk idx into buf: 0, or -ENOENT if absent. */
+/* Copy len bytes at off of chunk idx into buf: 0, -ENOENT if absent (or
+ * not a regular file of the chunk's size), -EINVAL if idx, off or len lie
+ * outside the image. */
 int chunk_read(struct chunk_image *ci, uint64_t idx, uint32_t off, uint32_t len, void *buf);
-/* 1 if chunk idx is in the cache. */
+/* 1 if chunk idx is in the cache, 0 if not (or idx is past the image). */
 int chunk_present(const struct chunk_image *ci, uint64_t idx);
-/* Store chunk idx atomically (temporary file + rename); evicts the least
- * recently used chunks of any image when the cache passes its limit. */
+/* Store chunk idx (len must be the chunk's length) atomically; evicts the
+ * least recently used chunks of any image when the cache passes its limit. */
 int chunk_store(struct chunk_image *ci, uint64_t idx, const void *data, uint32_t len);
 void chunk_image_close(struct chunk_image *ci);
 

@@ -5,12 +5,25 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
+/* Listening socket in the device's (checked) entry, mode 0600. fd or -errno. */
 int ctlsock_listen(uint32_t id);
+/* Accept a client of root or our own euid (SO_PEERCRED); another user's
+ * connection is closed: -EPERM. fd or -errno. */
+int ctlsock_accept(int lfd);
+/* Connect to the entry's server: the peer must be root or our euid and,
+ * when the entry has a pid, that process. fd, -EPERM, or -errno. */
 int ctlsock_connect(uint32_t id);
+/* 0 if fd's peer runs as root or our euid and (want_pid > 0) is want_pid. */
+int ctlsock_peer_ok(int fd, pid_t want_pid);
 /* Read one line (without its newline) within timeout_ms: > 0 for a line, 0 on EOF,
  * or -ETIMEDOUT / -errno. */
 int ctlsock_read_line(int fd, char *buf, size_t len, uint64_t timeout_ms);
 int ctlsock_send(int fd, const char *line);
+/* "freeze MS" (a decimal count of milliseconds, 1 to CTLSOCK_MAX_HOLD_MS)
+ * into *ms: 0, or -EINVAL for any other line. */
+#define CTLSOCK_MAX_HOLD_MS 600000
+int ctlsock_parse_freeze(const char *line, uint64_t *ms);
 
 #endif

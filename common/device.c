@@ -1,5 +1,7 @@
 #include "device.h"
+#include "cfgline.h"
 #include "ctrl.h"
+#include "devopts.h"
 #include "parse.h"
 #include "pool.h"
 #include "state.h"
@@ -147,7 +149,16 @@ int device_holders(uint32_t id, char *desc, size_t len)
 
 int device_resolve(const char *arg, uint32_t *id, char *why, size_t len)
 {
-	if (!parse_dev_id(arg, id) || !state_find("name", arg, id))
+	/* an unnamed device's config has "name=": "" must not find it; and a
+	 * control character would break the message into forged lines */
+	if (!*arg || devopts_name_problem(arg)) {
+		if (!parse_dev_id(arg, id))
+			return 0;
+		snprintf(why, len, "'%s' is neither a ublk device (/dev/ublkbN or N) nor the name of one",
+			 cfgline_has_control(arg, NULL) ? "(control characters)" : arg);
+		return -ENODEV;
+	}
+	if (!state_find("name", arg, id))
 		return 0;
 	snprintf(why, len, "'%s' is neither a ublk device (/dev/ublkbN or N) nor the name of one", arg);
 	return -ENODEV;
@@ -157,7 +168,7 @@ int device_resolve(const char *arg, uint32_t *id, char *why, size_t len)
 
 int device_delete(uint32_t id, uint64_t timeout_ms, bool force, char *why, size_t len)
 {
-	uint64_t deadline = now_ms() + timeout_ms;
+	uint64_t deadline = deadline_ms(timeout_ms);
 	struct ublksrv_ctrl_dev_info info;
 	struct ublk_ctrl c;
 	char holders[512];

@@ -1,6 +1,9 @@
 #include "devopts.h"
+#include "cfgline.h"
 #include "ctrl.h"
+#include "http.h"
 #include "layer.h"
+#include "ublk_limits.h"
 #include "exitcodes.h"
 #include "log.h"
 #include "parse.h"
@@ -8,9 +11,12 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 void devopts_defaults(struct server_config *cfg)
@@ -27,14 +33,91 @@ void devopts_defaults(struct server_config *cfg)
 
 static int bad_value(struct cli *c, const char *opt, const char *arg, const char *want)
 {
-	c->exit_code = cli_usage_error(c, "--%s '%s': %s", opt, arg, want);
+	char *shown = devopts_redacted(arg);
+
+	c->exit_code = cli_usage_error(c, "--%s '%s': %s", opt, shown ? shown : "?", want);
+	free(shown);
 	return CLI_DONE;
+}
+
+char *devopts_redacted(const char *v)
+{
+	size_t len;
+	char *buf;
+
+	if (!layer_is_url(v))
+		return strdup(v);
+	len = strlen(v) + 8;   /* room for the "?..." that replaces a query */
+	buf = malloc(len);
+	if (buf)
+		http_url_for_log(v, buf, len);
+	return buf;
+}
+
+/* Paths, names, URLs and specs end up as lines of the state entry's
+ * config: a control character there would forge a line (a newline in a
+ * --cache path once made recovery serve another base), and in a message
+ * it would forge a log line. Refused, not escaped: no sane name has one. */
+static int check_text(struct cli *c, const char *opt, const char *arg)
+{
+	size_t at;
+
+	if (cfgline_has_control(arg, &at)) {
+		c->exit_code = cli_usage_error(c, "--%s: a control character (byte 0x%02x at offset %zu) "
+					       "is not allowed in paths, names, URLs or specs", opt,
+					       (unsigned char)arg[at], at);
+		return CLI_DONE;
+	}
+	if (strlen(arg) > DEVOPTS_MAX_TEXT) {
+		c->exit_code = cli_usage_error(c, "--%s: longer than %d bytes", opt, DEVOPTS_MAX_TEXT);
+		return CLI_DONE;
+	}
+	return 0;
+}
+
+const char *devopts_name_problem(const char *name)
+{
+	uint32_t id;
+	size_t n = strlen(name);
+
+	if (!n || n > 64 || strspn(name, "abcdefghijklmnopqrstuvwxyz"
+		"ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-") != n || !isalpha((unsigned char)name[0]))
+		return "expected 1-64 of A-Z a-z 0-9 . _ -, starting with a letter";
+	/* ublk-del and --recover take a device id before a name */
+	if (!parse_dev_id(name, &id))
+		return "it reads as a device (ublk-del would act on that device): choose another name";
+	return NULL;
+}
+
+/* The long name of an option whose value is a path, name, URL or spec. */
+static const char *text_option(int key)
+{
+	switch (key) {
+	case DEVOPT_BASE: return "base";
+	case DEVOPT_LAYER: return "layer";
+	case DEVOPT_CACHE: return "cache";
+	case DEVOPT_NAME: return "name";
+	case DEVOPT_INJECT: return "inject";
+	case DEVOPT_CHUNK_CACHE: return "chunk-cache";
+	case DEVOPT_AUTH_FILE: return "auth-file";
+	case DEVOPT_STATE_DIR: return "state-dir";
+	default: return NULL;
+	}
+}
+
+/* Seconds in (0, max_s]. */
+static int seconds_in(const char *arg, uint64_t max_s, uint64_t *ms)
+{
+	return parse_seconds(arg, ms) || !*ms || *ms > max_s * 1000 ? -EINVAL : 0;
 }
 
 int devopts_apply(struct cli *c, struct server_config *cfg, int key, const char *arg)
 {
+	const char *text_opt = text_option(key);
 	uint64_t v;
 
+	if (text_opt && arg && check_text(c, text_opt, arg))
+		return CLI_DONE;
 	switch (key) {
 	case DEVOPT_BASE:
 		cfg->base = arg;
@@ -53,13 +136,13 @@ int devopts_apply(struct cli *c, struct server_config *cfg, int key, const char 
 		cfg->chunk_cache_limit = v;
 		return 1;
 	case DEVOPT_HTTP_TIMEOUT:
-		if (parse_seconds(arg, &v) || !v)
-			return bad_value(c, "http-timeout", arg, "expected seconds greater than 0");
+		if (seconds_in(arg, DEVOPTS_MAX_HTTP_TIMEOUT_S, &v))
+			return bad_value(c, "http-timeout", arg, "expected seconds, more than 0 and at most 3600");
 		cfg->http_timeout_ms = v;
 		return 1;
 	case DEVOPT_HTTP_RETRIES:
-		if (parse_uint(arg, 0, 20, &v))
-			return bad_value(c, "http-retries", arg, "expected 0 to 20");
+		if (parse_uint(arg, 0, DEVOPTS_MAX_HTTP_RETRIES, &v))
+			return bad_value(c, "http-retries", arg, "expected 0 to 10");
 		cfg->http_retries = (int)v;
 		return 1;
 	case DEVOPT_AUTH_FILE:
@@ -85,14 +168,14 @@ int devopts_apply(struct cli *c, struct server_config *cfg, int key, const char 
 		cfg->cache = arg;
 		return 1;
 	case DEVOPT_SIZE:
-		if (parse_size(arg, &v) || v == 0 || v % 4096)
-			return bad_value(c, "size", arg, "expected a non-zero multiple of 4096 (K, M, G, T suffixes)");
+		if (parse_size(arg, &v) || v == 0 || v % 4096 || v > UBLK_MAX_IMAGE_SIZE)
+			return bad_value(c, "size", arg, "expected a non-zero multiple of 4096 (K, M, G, T "
+					 "suffixes), at most 16T");
 		cfg->size = v;
 		return 1;
 	case DEVOPT_NAME:
-		if (!*arg || strlen(arg) > 64 || strspn(arg, "abcdefghijklmnopqrstuvwxyz"
-			"ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-") != strlen(arg) || isdigit((unsigned char)arg[0]))
-			return bad_value(c, "name", arg, "expected 1-64 of A-Z a-z 0-9 . _ -, not starting with a digit");
+		if (devopts_name_problem(arg))
+			return bad_value(c, "name", arg, devopts_name_problem(arg));
 		cfg->name = arg;
 		return 1;
 	case DEVOPT_INJECT:
@@ -115,8 +198,8 @@ int devopts_apply(struct cli *c, struct server_config *cfg, int key, const char 
 		cfg->no_recovery = true;
 		return 1;
 	case DEVOPT_TIMEOUT:
-		if (parse_seconds(arg, &v) || v == 0)
-			return bad_value(c, "timeout", arg, "expected seconds greater than 0");
+		if (seconds_in(arg, DEVOPTS_MAX_TIMEOUT_S, &v))
+			return bad_value(c, "timeout", arg, "expected seconds, more than 0 and at most 86400 (1 day)");
 		cfg->timeout_ms = v;
 		return 1;
 	case DEVOPT_VERBOSE:
@@ -135,9 +218,16 @@ int devopts_apply(struct cli *c, struct server_config *cfg, int key, const char 
 int devopts_finish(struct cli *c, struct server_config *cfg)
 {
 	static char abs_base[PATH_MAX], abs_cache[PATH_MAX];
+	const char *auth = getenv("UBLK_HTTP_AUTH");
 
 	if (!cfg->base) {
 		c->exit_code = cli_usage_error(c, "--base FILE is required");
+		return CLI_DONE;
+	}
+	/* it becomes a header line, and a line of the entry's secret file */
+	if (auth && (cfgline_has_control(auth, NULL) || strlen(auth) > DEVOPTS_MAX_TEXT)) {
+		c->exit_code = cli_usage_error(c, "UBLK_HTTP_AUTH holds a control character or is longer "
+					       "than %d bytes", DEVOPTS_MAX_TEXT);
 		return CLI_DONE;
 	}
 	/* The server runs detached and its config is reused later: store an
@@ -163,6 +253,17 @@ int devopts_finish(struct cli *c, struct server_config *cfg)
 	return 0;
 }
 
+/* The form of URL v that argv, config and messages show (slot: one per
+ * URL option, so that each stays valid until v's slot is used again). */
+static const char *shown(const char *v, unsigned slot)
+{
+	static char *red[1 + SERVER_MAX_LAYERS];
+
+	free(red[slot]);
+	red[slot] = devopts_redacted(v);
+	return red[slot] ? red[slot] : "(out of memory)";
+}
+
 void devopts_to_argv(const struct server_config *cfg, char **argv, int *argc)
 {
 	static char num[16][32];
@@ -170,10 +271,11 @@ void devopts_to_argv(const struct server_config *cfg, char **argv, int *argc)
 #define ARG(s) (argv[n++] = (char *)(s))
 #define NUM(opt, fmt, v) (snprintf(num[k], sizeof(num[k]), fmt, v), ARG(opt), ARG(num[k++]))
 
-	ARG("--base"); ARG(cfg->base);
+	/* credentials travel apart (devopts_secrets) */
+	ARG("--base"); ARG(shown(cfg->base, 0));
 	for (unsigned i = 0; i < cfg->n_layers; i++) {
 		ARG("--layer");
-		ARG(cfg->layers[i]);
+		ARG(shown(cfg->layers[i], 1 + i));
 	}
 	if (cfg->cache) { ARG("--cache"); ARG(cfg->cache); }
 	if (cfg->name) { ARG("--name"); ARG(cfg->name); }
@@ -201,6 +303,186 @@ void devopts_to_argv(const struct server_config *cfg, char **argv, int *argc)
 	*argc = n;
 }
 
+/* Whether url differs from its redacted form: -1 out of memory, 0 no, 1 yes. */
+static int has_secret(const char *url)
+{
+	char *red = devopts_redacted(url);
+	int differs = red ? strcmp(red, url) != 0 : -1;
+
+	free(red);
+	return differs;
+}
+
+int devopts_secrets(const struct server_config *cfg, char *buf, size_t len)
+{
+	const char *auth = getenv("UBLK_HTTP_AUTH");
+	size_t used = 0;
+	char key[32];
+	int ret = 0;
+
+	if (len)
+		buf[0] = 0;
+	ret = has_secret(cfg->base);
+	if (ret > 0)
+		ret = cfgline_append(buf, len, &used, "base", cfg->base);
+	for (unsigned i = 0; !ret && i < cfg->n_layers; i++) {
+		if ((ret = has_secret(cfg->layers[i])) <= 0)
+			continue;
+		snprintf(key, sizeof(key), "layer.%u", i);
+		ret = cfgline_append(buf, len, &used, key, cfg->layers[i]);
+	}
+	/* --auth-file is read again by a recovering server; the environment
+	 * of the server that died is gone */
+	if (!ret && !cfg->auth_file && auth && *auth)
+		ret = cfgline_append(buf, len, &used, "auth", auth);
+	return ret < 0 ? (ret == -1 ? -ENOMEM : ret) : (int)used;
+}
+
+struct secrets_ctx {
+	struct server_config *cfg;
+	char *why;
+	size_t len;
+};
+
+/* A URL from the secrets replaces the redacted one of the options, which
+ * must be its redacted form: secrets of another configuration are refused. */
+static int take_url(struct secrets_ctx *x, const char **slot, const char *what, const char *url)
+{
+	/* the full URLs live as long as the process (cfg points at them) */
+	static char *kept[1 + SERVER_MAX_LAYERS];
+	size_t k = slot == &x->cfg->base ? 0 : 1 + (size_t)(slot - x->cfg->layers);
+	char *red = devopts_redacted(url), *full;
+	bool match = red && *slot && !strcmp(red, *slot);
+
+	free(red);
+	if (!match) {
+		snprintf(x->why, x->len, "the credentials given for %s belong to another URL than %s",
+			 what, *slot ? *slot : "(none)");
+		return EXIT_USAGE;
+	}
+	full = strdup(url);
+	if (!full) {
+		snprintf(x->why, x->len, "out of memory");
+		return EXIT_FAIL;
+	}
+	free(kept[k]);
+	kept[k] = full;
+	*slot = full;
+	return 0;
+}
+
+static int apply_secret(const char *key, const char *value, void *arg)
+{
+	struct secrets_ctx *x = arg;
+	uint64_t i;
+
+	if (!strcmp(key, "base"))
+		return take_url(x, &x->cfg->base, "--base", value);
+	if (!strncmp(key, "layer.", 6)) {
+		if (parse_uint(key + 6, 0, SERVER_MAX_LAYERS - 1, &i) || i >= x->cfg->n_layers) {
+			snprintf(x->why, x->len, "credentials for layer %s, which the options do not have",
+				 key + 6);
+			return EXIT_USAGE;
+		}
+		return take_url(x, &x->cfg->layers[i], "--layer", value);
+	}
+	if (!strcmp(key, "auth") && setenv("UBLK_HTTP_AUTH", value, 1)) {
+		snprintf(x->why, x->len, "setenv: %s", strerror(errno));
+		return EXIT_FAIL;
+	}
+	return 0;   /* keys of later versions */
+}
+
+int devopts_apply_secrets(struct server_config *cfg, char *text, size_t len, char *why, size_t whylen)
+{
+	struct secrets_ctx x = { cfg, why, whylen };
+	unsigned line = 0;
+	int ret = cfgline_parse(text, len, apply_secret, &x, &line);
+
+	if (ret == -EINVAL) {
+		snprintf(why, whylen, "credentials: line %u is not 'key=value'", line);
+		return EXIT_USAGE;
+	}
+	return ret;
+}
+
+int devopts_read_secrets_fd(int fd, struct server_config *cfg, char *why, size_t whylen)
+{
+	char *text = malloc(DEVOPTS_SECRETS_MAX + 1);
+	size_t used = 0;
+	ssize_t n = 1;
+	int code;
+
+	if (!text) {
+		snprintf(why, whylen, "out of memory");
+		return EXIT_FAIL;
+	}
+	while (used < DEVOPTS_SECRETS_MAX && (n = read(fd, text + used, DEVOPTS_SECRETS_MAX - used)) > 0)
+		used += (size_t)n;
+	if (n < 0 || used == DEVOPTS_SECRETS_MAX) {
+		snprintf(why, whylen, "reading credentials from fd %d: %s", fd,
+			 n < 0 ? strerror(errno) : "too long");
+		code = EXIT_USAGE;
+	} else {
+		text[used] = 0;
+		code = devopts_apply_secrets(cfg, text, used, why, whylen);
+	}
+	explicit_bzero(text, DEVOPTS_SECRETS_MAX + 1);
+	free(text);
+	return code;
+}
+
+/* The entry's secret file: only a file of ours that nobody else can read
+ * is believed (the folder is private too, but a file planted in it before
+ * must not feed credentials or URLs to the server). */
+static int read_entry_secrets(uint32_t id, struct server_config *cfg, char *why, size_t len)
+{
+	char path[PATH_MAX];
+	struct stat st;
+	int fd, code;
+
+	snprintf(path, sizeof(path), "%s/ublkb%u/secret", state_dir(), id);
+	fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
+	if (fd < 0 && errno == ENOENT)
+		return 0;   /* nothing secret in this configuration */
+	if (fd < 0) {
+		snprintf(why, len, "%s: %s", path, strerror(errno));
+		return EXIT_FAIL;
+	}
+	if (fstat(fd, &st) || !S_ISREG(st.st_mode) || st.st_uid != geteuid() || (st.st_mode & 077)) {
+		snprintf(why, len, "%s: not a regular file of uid %u with mode 0600: refused", path,
+			 (unsigned)geteuid());
+		close(fd);
+		return EXIT_FAIL;
+	}
+	code = devopts_read_secrets_fd(fd, cfg, why, len);
+	close(fd);
+	if (code) {
+		char sub[400];
+		snprintf(sub, sizeof(sub), "%s", why);
+		snprintf(why, len, "ublkb%u: %s: %s", id, path, sub);
+		code = EXIT_FAIL;   /* a broken entry, not the caller's usage */
+	}
+	return code;
+}
+
+struct saved_ctx {
+	char **argv;
+	int n, max;
+};
+
+static int take_serve_arg(const char *key, const char *value, void *arg)
+{
+	struct saved_ctx *x = arg;
+
+	if (strcmp(key, "serve_arg"))
+		return 0;
+	if (x->n == x->max)
+		return -E2BIG;
+	x->argv[x->n++] = (char *)value;
+	return 0;
+}
+
 int devopts_from_state(uint32_t id, struct server_config *cfg, char *why, size_t len)
 {
 	static const struct cli_option saved_options[] = {
@@ -212,17 +494,35 @@ int devopts_from_state(uint32_t id, struct server_config *cfg, char *why, size_t
 	static const struct cli_tool saved = {
 		.name = "ublk-serve", .synopsis = "", .summary = "", .options = saved_options,
 	};
-	static char config[16384];
+	static char config[DEVOPTS_CONFIG_MAX];
 	char *argv[DEVOPTS_MAX_ARGS + 2] = { "ublk-serve" };
+	struct saved_ctx x = { argv + 1, 0, DEVOPTS_MAX_ARGS };
+	unsigned line = 0;
 	struct cli c;
-	int key, n;
+	int key, n, ret;
 
-	n = state_config_all(id, "serve_arg", config, sizeof(config), argv + 1, DEVOPTS_MAX_ARGS);
-	if (n <= 0) {
-		snprintf(why, len, "ublkb%u: %s", id, n < 0 ?
-			 "no state entry: the device's configuration is unknown; delete it with ublk-del" :
-			 "the state entry has no serve_arg lines (made by an older version?)");
-		return n < 0 ? EXIT_NO_DEVICE : EXIT_FAIL;
+	n = state_read(id, "config", config, sizeof(config));
+	if (n < 0) {
+		snprintf(why, len, "ublkb%u: no state entry: the device's configuration is unknown; "
+			 "delete it with ublk-del", id);
+		return EXIT_NO_DEVICE;
+	}
+	/* a config cut short by the buffer ends without a newline: refused */
+	ret = cfgline_parse(config, (size_t)n, take_serve_arg, &x, &line);
+	if (ret) {
+		if (ret == -EINVAL)
+			snprintf(why, len, "ublkb%u: line %u of %s/ublkb%u/config is malformed (not "
+				 "'key=value', or a control character): refused", id, line, state_dir(), id);
+		else
+			snprintf(why, len, "ublkb%u: %s/ublkb%u/config has too many serve_arg lines", id,
+				 state_dir(), id);
+		return EXIT_FAIL;
+	}
+	n = x.n;
+	if (!n) {
+		snprintf(why, len, "ublkb%u: the state entry has no serve_arg lines (made by an older "
+			 "version?)", id);
+		return EXIT_FAIL;
 	}
 	cli_init(&c, &saved);
 	optind = 0;   /* restart getopt over the saved arguments */
@@ -237,5 +537,5 @@ int devopts_from_state(uint32_t id, struct server_config *cfg, char *why, size_t
 		snprintf(why, len, "ublkb%u: the saved configuration names no base", id);
 		return EXIT_FAIL;
 	}
-	return 0;
+	return read_entry_secrets(id, cfg, why, len);
 }

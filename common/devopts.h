@@ -5,6 +5,7 @@
 
 #include "cli.h"
 #include "server.h"
+#include "state.h"
 
 enum devopt_key {
 	DEVOPT_BASE = 'b',
@@ -58,19 +59,53 @@ enum devopt_key {
 #define STATE_DIR_OPTION \
 	{ "state-dir", DEVOPT_STATE_DIR, "DIR", "state directory (default $UBLK_STATE_DIR or /run/ublk-tools)" }
 
+/* Limits of option values (docs/security.md). */
+#define DEVOPTS_MAX_TIMEOUT_S 86400          /* --timeout: 1 day */
+#define DEVOPTS_MAX_HTTP_TIMEOUT_S 3600      /* --http-timeout */
+#define DEVOPTS_MAX_HTTP_RETRIES 10          /* --http-retries */
+#define DEVOPTS_MAX_TEXT 4095                /* bytes of a path, URL, name or spec */
+#define DEVOPTS_SECRETS_MAX (256 * 1024)     /* bytes of credentials (devopts_secrets) */
+#define DEVOPTS_CONFIG_MAX STATE_CONFIG_MAX  /* bytes of a state entry's config */
+
 void devopts_defaults(struct server_config *cfg);
 /* Apply option key; returns 1 if it was a device option, 0 if not, or
  * CLI_DONE with c->exit_code set on a bad value. */
 int devopts_apply(struct cli *c, struct server_config *cfg, int key, const char *arg);
 /* The options of cfg as ublk-serve arguments, appended to argv at *argc
- * (room for DEVOPTS_MAX_ARGS). Strings point into cfg or static storage. */
+ * (room for DEVOPTS_MAX_ARGS), URLs redacted (devopts_redacted). Strings
+ * point into cfg or static storage, valid until the next call. */
 #define DEVOPTS_MAX_ARGS (40 + 2 * SERVER_MAX_LAYERS)
 void devopts_to_argv(const struct server_config *cfg, char **argv, int *argc);
 
 /* The device options a device's server was started with (the serve_arg
- * lines of its state entry), for attaching a new server. 0, or an exit
- * code with why set. Strings stay valid for the life of the process. */
+ * lines of its state entry, and its secret file), for attaching a new
+ * server. A malformed config is refused. 0, or an exit code with why set.
+ * Strings stay valid for the life of the process. */
 int devopts_from_state(uint32_t id, struct server_config *cfg, char *why, size_t len);
+
+/* Credentials never travel in argv, the state entry's config or messages
+ * (docs/security.md). devopts_to_argv and the config carry URLs without
+ * user:password@ and query; what they lack travels apart, as text in the
+ * config encoding (common/cfgline.h):
+ *   base=URL        the full --base URL, if it has credentials
+ *   layer.N=URL     the full URL of the Nth --layer (from 0), likewise
+ *   auth=VALUE      $UBLK_HTTP_AUTH (not with --auth-file, read again)
+ * ublk-add hands it to ublk-serve on an inherited fd (--secrets-fd), the
+ * server keeps it in its entry's "secret" file (mode 0600) for recovery. */
+
+/* The secrets of cfg into buf: bytes written (0: none), or -errno. */
+int devopts_secrets(const struct server_config *cfg, char *buf, size_t len);
+/* Apply secrets text (len bytes, modified) to cfg, after its options: a
+ * URL must match the redacted one of the options; auth is set as
+ * $UBLK_HTTP_AUTH. 0, or an exit code with why set. */
+int devopts_apply_secrets(struct server_config *cfg, char *text, size_t len, char *why, size_t whylen);
+/* Read secrets from fd (to its end) and apply them. 0 or an exit code. */
+int devopts_read_secrets_fd(int fd, struct server_config *cfg, char *why, size_t whylen);
+/* v as it may be shown: a URL without user:password@ and query string;
+ * else a copy of v. malloc'ed; NULL when out of memory. */
+char *devopts_redacted(const char *v);
+/* Why name is no valid --name (a static message), or NULL if it is. */
+const char *devopts_name_problem(const char *name);
 
 /* Check required options after parsing; 0 or CLI_DONE. Makes base absolute. */
 int devopts_finish(struct cli *c, struct server_config *cfg);

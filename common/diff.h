@@ -7,10 +7,12 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "ublk_limits.h"
+
 #define DIFF_VERSION 1
 #define DIFF_FLAG_ZSTD 1u
 #define DIFF_DEFAULT_FRAME (1u << 20)
-#define DIFF_MAX_FRAME (64u << 20)
+#define DIFF_MAX_FRAME UBLK_MAX_FRAME_SIZE
 
 enum diff_kind { DIFF_ABSENT = 0, DIFF_DATA = 1, DIFF_ZERO = 2 };
 
@@ -68,9 +70,16 @@ struct diff_file {
 };
 
 /* Open and validate everything but the frames' contents. path may be a
- * URL (remote: its options, or NULL for the defaults). */
+ * URL (remote: its options, or NULL for the defaults). Every count and
+ * offset is checked against ublk_limits.h and the file's size before it sizes
+ * an allocation or indexes anything; failures are -EINVAL with why naming
+ * the first bad field or entry. */
 int diff_open(const char *path, const struct layer_http_opts *remote, struct diff_file **out,
 	      char *why, size_t whylen);
+/* The same from open files (a memfd works; fuzzers use this): fd is a v1
+ * diff or a v3 mapping header, data_fd the v3 pair's data file or -1. The
+ * fds are duplicated, the caller keeps its own. */
+int diff_open_fd(int fd, int data_fd, struct diff_file **out, char *why, size_t whylen);
 void diff_close(struct diff_file *d);
 /* Which kind block is in this diff, and for how many blocks from it that
  * stays so (*run); for data, *data_index is its block in the data stream. */
@@ -88,6 +97,17 @@ int diff_v3_write(int data_fd, int header_fd, struct diff_meta *meta,
 		  diff_progress_fn progress, void *ctx, char *why, size_t whylen);
 int diff_v3_load(struct diff_file *d, const char *path, const struct layer_http_opts *remote,
 		 char *why, size_t whylen);
+/* For the readers of both formats: call fn on each of the n esize-byte
+ * entries at off, reading the table in bounded pieces, and return their
+ * CRC-32C in *crc. Stops at fn's first error. */
+typedef int (*diff_entry_fn)(void *ctx, uint64_t i, const uint8_t *entry, char *why,
+			     size_t whylen);
+int diff_stream_entries(struct blob *b, uint64_t off, uint64_t n, size_t esize,
+			diff_entry_fn fn, void *ctx, uint32_t *crc, char *why, size_t whylen);
+/* Grow d->ext and d->ext_data (capacity *cap) to hold entry i. */
+int diff_ext_reserve(struct diff_file *d, uint64_t *cap, uint64_t i);
+/* Parse a v3 header (d->blob) against its data file (d->data, open). */
+int diff_v3_parse(struct diff_file *d, char *why, size_t whylen);
 /* Format a 16-byte id as 32 hex digits (buf >= 33). */
 void diff_id_hex(const uint8_t id[16], char *buf);
 

@@ -1,5 +1,6 @@
 #include "export.h"
 #include "aio.h"
+#include "atomic_file.h"
 #include "cache.h"
 #include "ctlsock.h"
 #include "device.h"
@@ -11,11 +12,12 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <libgen.h>
 #include <limits.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <zstd.h>
 
@@ -38,71 +40,84 @@ static void show_progress(struct progress *p, uint64_t done, uint64_t total)
 		(unsigned long long)total, done >= total ? "\n" : "");
 }
 
-/* Output to a file without a name (O_TMPFILE) that gets one only on
- * success, so a killed export leaves nothing behind; or to a temporary
- * file renamed into place where the filesystem lacks O_TMPFILE; or stdout. */
+/* Output to a new file that replaces path only once complete
+ * (atomic_file: unnamed where the filesystem can, else a random name that
+ * a signal handler removes), so a failed or killed export leaves nothing
+ * behind; or stdout. The file gets 0666 less the umask, as cp would give
+ * it: sandbox data is no more readable than the operator's other files. */
 struct output {
+	struct atomic_file af;
 	int fd;
-	bool unnamed;
-	char tmp[PATH_MAX];
 	const char *path;
 };
 
+/* The named temporaries to remove if SIGINT, SIGTERM or SIGHUP ends us. */
+#define MAX_OUTPUTS 2
+static struct atomic_file *volatile pending[MAX_OUTPUTS];
+static struct sigaction saved[3];
+static const int caught[3] = { SIGINT, SIGTERM, SIGHUP };
+static int n_pending;
+
+static void on_fatal_signal(int sig)
+{
+	for (int i = 0; i < MAX_OUTPUTS; i++)
+		if (pending[i])
+			atomic_file_abort(pending[i]);
+	signal(sig, SIG_DFL);
+	raise(sig);
+}
+
+static void track(struct atomic_file *af, bool on)
+{
+	struct sigaction sa = { .sa_handler = on_fatal_signal };
+
+	for (int i = 0; i < MAX_OUTPUTS; i++)
+		if (on ? !pending[i] : pending[i] == af) {
+			pending[i] = on ? af : NULL;
+			break;
+		}
+	if (on && n_pending++ == 0)
+		for (int i = 0; i < 3; i++)
+			sigaction(caught[i], &sa, &saved[i]);
+	if (!on && --n_pending == 0)
+		for (int i = 0; i < 3; i++)
+			sigaction(caught[i], &saved[i], NULL);
+}
+
 static int output_open(struct output *o, const char *path, char *why, size_t whylen)
 {
-	char dir[PATH_MAX];
+	mode_t mask = umask(0);
+	int ret;
 
+	umask(mask);
 	o->path = path && strcmp(path, "-") ? path : NULL;
-	o->tmp[0] = 0;
+	o->af = (struct atomic_file)ATOMIC_FILE_INIT;
 	if (!o->path) {
 		o->fd = STDOUT_FILENO;
 		return 0;
 	}
-	if (snprintf(o->tmp, sizeof(o->tmp), "%s.tmp.XXXXXX", path) >= (int)sizeof(o->tmp))
-		return WHY("%s: path too long", path), -ENAMETOOLONG;
-	snprintf(dir, sizeof(dir), "%s", path);
-	o->fd = open(dirname(dir), O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
-	o->unnamed = o->fd >= 0;
-	if (!o->unnamed)
-		o->fd = mkostemp(o->tmp, O_CLOEXEC);
-	if (o->fd < 0) {
-		int ret = -errno;
-		WHY("%s: cannot create: %s", path, strerror(errno));
-		o->tmp[0] = 0;
-		return ret;
+	ret = atomic_file_open(&o->af, AT_FDCWD, path, 0666 & ~mask);
+	if (ret) {
+		o->fd = -1;
+		return WHY("%s: cannot create: %s", path, strerror(-ret)), ret;
 	}
+	o->fd = o->af.fd;
+	track(&o->af, true);
 	return 0;
 }
 
-/* Give the unnamed file the temporary name (then renamed like the other). */
-static int output_link(struct output *o)
-{
-	char proc[64];
-
-	snprintf(proc, sizeof(proc), "/proc/self/fd/%d", o->fd);
-	for (int tries = 0; tries < 100; tries++) {
-		snprintf(o->tmp + strlen(o->tmp) - 6, 7, "%06x", (unsigned)(rand() ^ getpid()) & 0xffffff);
-		if (!linkat(AT_FDCWD, proc, AT_FDCWD, o->tmp, AT_SYMLINK_FOLLOW))
-			return 0;
-		if (errno != EEXIST)
-			return -1;
-	}
-	return -1;
-}
-
+/* Give the file its name if ok, else discard it. */
 static int output_close(struct output *o, bool ok, char *why, size_t whylen)
 {
 	int ret = 0;
-	if (!o->path)
+
+	if (!o->path || o->fd < 0)
 		return 0;
-	if (ok && (fsync(o->fd) || fchmod(o->fd, 0644) || (o->unnamed && output_link(o)) ||
-		   rename(o->tmp, o->path))) {
-		ret = -errno;
-		WHY("%s: %s", o->path, strerror(errno));
-	}
-	close(o->fd);
-	if ((!ok || ret) && !o->unnamed)
-		unlink(o->tmp);
+	if (ok && (ret = atomic_file_commit(&o->af, ATOMIC_DURABLE)))
+		WHY("%s: %s", o->path, strerror(-ret));
+	atomic_file_abort(&o->af);
+	track(&o->af, false);
+	o->fd = -1;
 	return ret;
 }
 
@@ -243,9 +258,15 @@ int export_live(uint32_t id, const struct export_opts *o, struct export_result *
 	if (!cache[0])
 		return WHY("ublkb%u: has no --cache: nothing to export", id), EXIT_USAGE;
 	held.fd = ctlsock_connect(id);
+	if (held.fd == -EPERM)
+		return WHY("ublkb%u: not trusted: its state entry, or the process at its control "
+			   "socket, is not root's or ours or not the entry's server; check %s/ublkb%u",
+			   id, state_dir(), id), EXIT_FAIL;
 	if (held.fd < 0)
 		return WHY("ublkb%u: cannot reach its server: %s", id, strerror(-held.fd)), EXIT_FAIL;
-	dprintf(held.fd, "freeze %llu\n", (unsigned long long)o->timeout_ms);
+	/* the server holds writes for at most CTLSOCK_MAX_HOLD_MS */
+	dprintf(held.fd, "freeze %llu\n", (unsigned long long)(o->timeout_ms < 1 ? 1 :
+		o->timeout_ms > CTLSOCK_MAX_HOLD_MS ? CTLSOCK_MAX_HOLD_MS : o->timeout_ms));
 	ret = ctlsock_read_line(held.fd, line, sizeof(line), o->timeout_ms + 2000);
 	if (ret <= 0 || strcmp(line, "frozen")) {
 		code = ret == -ETIMEDOUT ? EXIT_TIMEOUT : EXIT_FAIL;

@@ -1,5 +1,6 @@
 #include "image.h"
 #include "layer.h"
+#include "ublk_limits.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -52,6 +53,12 @@ int image_open(const char *path, bool read_only, int *fdp, uint64_t *sizep,
 		snprintf(why, whylen, "%s: size %llu is not a non-zero multiple of %u bytes; "
 			 "pad it (truncate -s %%%u FILE)", path, (unsigned long long)size,
 			 LAYER_BLOCK_SIZE, LAYER_BLOCK_SIZE);
+		goto fail;
+	}
+	if (size > UBLK_MAX_IMAGE_SIZE) {
+		ret = -EINVAL;
+		snprintf(why, whylen, "%s: size %llu is larger than the supported maximum %llu bytes",
+			 path, (unsigned long long)size, (unsigned long long)UBLK_MAX_IMAGE_SIZE);
 		goto fail;
 	}
 	*fdp = fd;

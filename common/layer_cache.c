@@ -15,7 +15,10 @@
  * queue thread, and concurrent flushes share one round of syncs.
  */
 #include "crc32c.h"
+#include "fileio.h"
 #include "cache.h"
+#include "cache_map.h"
+#include "ublk_limits.h"
 #include "cache_live.h"
 #include "layer.h"
 #include "log.h"
@@ -424,7 +427,109 @@ static int hdr_decode(struct cache *c, const uint8_t *b, char *why, size_t len)
 	memcpy(c->hdr.id, b + 40, 16);
 	memcpy(c->hdr.parent_id, b + 64, 16);
 	c->hdr.parent_generation = le64toh(*(const uint64_t *)(b + 80));
+	/* The device size sizes the block map: bound it before anything uses it. */
+	if (!c->hdr.dev_size || c->hdr.dev_size % BS || c->hdr.dev_size > UBLK_MAX_IMAGE_SIZE)
+		return snprintf(why, len, "device size %llu is not a non-zero multiple of %u up to "
+				"the supported %llu (damaged map)", (unsigned long long)c->hdr.dev_size,
+				BS, (unsigned long long)UBLK_MAX_IMAGE_SIZE), -EINVAL;
+	if (c->hdr.base_size % BS || c->hdr.base_size > c->hdr.dev_size)
+		return snprintf(why, len, "base size %llu is not a multiple of %u within the device "
+				"size %llu (damaged map)", (unsigned long long)c->hdr.base_size, BS,
+				(unsigned long long)c->hdr.dev_size), -EINVAL;
 	return 0;
+}
+
+/* Exactly len bytes at off, or -EINVAL for a map that ends sooner. */
+static int map_pread(int fd, void *buf, size_t len, uint64_t off)
+{
+	int ret = pread_full(fd, buf, len, off);
+	return ret == -ENODATA ? -EINVAL : ret;
+}
+
+static int map_regular(int fd, char *why, size_t len)
+{
+	struct stat st;
+	if (fstat(fd, &st))
+		return snprintf(why, len, "stat: %s", strerror(errno)), -errno;
+	if (!S_ISREG(st.st_mode))
+		return snprintf(why, len, "not a regular file"), -EINVAL;
+	return 0;
+}
+
+/* The map file is exactly its header and the states of dev_size's blocks
+ * (its last page may be padded): anything else is not a map we wrote. */
+static int map_size_check(int fd, uint64_t map_bytes, char *why, size_t len)
+{
+	uint64_t lo = MAP_HDR + map_bytes, hi = MAP_HDR + (map_bytes + MAP_PAGE - 1) / MAP_PAGE * MAP_PAGE;
+	struct stat st;
+
+	if (fstat(fd, &st))
+		return snprintf(why, len, "stat: %s", strerror(errno)), -errno;
+	if (!S_ISREG(st.st_mode))
+		return snprintf(why, len, "not a regular file"), -EINVAL;
+	if ((uint64_t)st.st_size < lo || (uint64_t)st.st_size > hi)
+		return snprintf(why, len, "%llu bytes, but its header's device size needs %llu "
+				"(truncated or damaged map)", (unsigned long long)st.st_size,
+				(unsigned long long)lo), -EINVAL;
+	return 0;
+}
+
+/* Header and block states of c->map_fd into c->map (sized for c->map_bytes
+ * by the caller from an earlier read of the header). */
+static int map_read(struct cache *c, char *why, size_t len)
+{
+	uint8_t b[MAP_HDR];
+	int ret;
+
+	if ((ret = map_pread(c->map_fd, b, MAP_HDR, 0)))
+		return snprintf(why, len, "reading the header: %s",
+				ret == -EINVAL ? "the file is too short" : strerror(-ret)), ret;
+	if ((ret = hdr_decode(c, b, why, len)))
+		return ret;
+	if (c->hdr.dev_size != c->nblocks * BS)
+		return snprintf(why, len, "the header changed while the map was opened"), -EINVAL;
+	if ((ret = map_size_check(c->map_fd, c->map_bytes, why, len)))
+		return ret;
+	if ((ret = map_pread(c->map_fd, c->map, c->map_bytes, MAP_HDR)))
+		return snprintf(why, len, "block states are truncated"), -EINVAL;
+	return 0;
+}
+
+/* A state no writer produces: the whole map is refused. */
+static int map_check_states(const struct cache *c, char *why, size_t len)
+{
+	for (uint64_t blk = 0; blk < c->nblocks; blk++)
+		if (get_state(c, blk) == ST_RESERVED)
+			return snprintf(why, len, "block %llu has an invalid state",
+					(unsigned long long)blk), -EINVAL;
+	return 0;
+}
+
+int cache_map_check_fd(int fd, uint64_t *dev_size, char *why, size_t whylen)
+{
+	struct cache c = { .map_fd = fd };
+	uint8_t b[MAP_HDR];
+	int ret;
+
+	why[0] = 0;
+	if ((ret = map_regular(fd, why, whylen)))
+		return ret;
+	if ((ret = map_pread(fd, b, MAP_HDR, 0)) || (ret = hdr_decode(&c, b, why, whylen))) {
+		if (ret != -EINVAL || !why[0])
+			snprintf(why, whylen, "reading the header: %s",
+				 ret == -EINVAL ? "the file is too short" : strerror(-ret));
+		return ret;
+	}
+	c.nblocks = c.hdr.dev_size / BS;
+	c.map_bytes = (c.nblocks + 3) / 4;
+	if ((ret = map_size_check(fd, c.map_bytes, why, whylen)))
+		return ret;
+	if (!(c.map = malloc(c.map_bytes)))
+		return snprintf(why, whylen, "out of memory for the block map"), -ENOMEM;
+	if (!(ret = map_read(&c, why, whylen)) && !(ret = map_check_states(&c, why, whylen)))
+		*dev_size = c.hdr.dev_size;
+	free(c.map);
+	return ret;
 }
 
 static int write_hdr(struct cache *c)
@@ -524,17 +629,11 @@ out:
 static int load_map(struct cache *c, const char *path, const char *map_path, bool served,
 		    char *why, size_t len)
 {
-	uint8_t b[MAP_HDR];
-	char note[600] = "";
+	char note[600] = "", sub[512];
 	int ret, live;
 
-	if (pread(c->map_fd, b, MAP_HDR, 0) != MAP_HDR)
-		return snprintf(why, len, "%s: short header", map_path), -EINVAL;
-	ret = hdr_decode(c, b, why, len);
-	if (ret)
-		return ret;
-	if (pread(c->map_fd, c->map, c->map_bytes, MAP_HDR) != (ssize_t)c->map_bytes)
-		return snprintf(why, len, "%s: block states are truncated", map_path), -EINVAL;
+	if ((ret = map_read(c, sub, sizeof(sub))))
+		return snprintf(why, len, "%s: %s", map_path, sub), ret;
 	/* A running server's live map is its own; it froze and persisted it. */
 	live = served ? 0 : cache_live_load(path, c->hdr.id, c->hdr.generation, c->map, c->map_bytes,
 			       note, sizeof(note));
@@ -545,17 +644,16 @@ static int load_map(struct cache *c, const char *path, const char *map_path, boo
 			 "(%s.live) is newer than the map file and is used", path, path);
 	else if (note[0])
 		log_info("%s", note);
-	for (uint64_t blk = 0; blk < c->nblocks; blk++)
-		if (get_state(c, blk) == ST_RESERVED)
-			return snprintf(why, len, "%s: block %llu has an invalid state", map_path,
-					(unsigned long long)blk), -EINVAL;
+	if ((ret = map_check_states(c, sub, sizeof(sub))))
+		return snprintf(why, len, "%s%s: %s", live ? path : map_path, live ? ".live" : "", sub),
+		       ret;
 	return live;
 }
 
 int layer_cache_open(const char *path, struct layer *lower, uint64_t size, bool read_only,
 		     struct layer **out, char *why, size_t whylen)
 {
-	char map_path[4096], sub[512];
+	char map_path[4096], sub[512] = "";
 	struct cache *c = calloc(1, sizeof(*c));
 	struct stat st;
 	bool exists;
@@ -583,12 +681,21 @@ int layer_cache_open(const char *path, struct layer *lower, uint64_t size, bool 
 	if (exists) {
 		/* Size comes from the header; read it before sizing the map. */
 		uint8_t b[MAP_HDR];
-		c->map_fd = open(map_path, (read_only ? O_RDONLY : O_RDWR) | O_CLOEXEC);
-		if (c->map_fd < 0 || pread(c->map_fd, b, MAP_HDR, 0) != MAP_HDR ||
-		    hdr_decode(c, b, sub, sizeof(sub))) {
-			ret = c->map_fd < 0 ? -errno : -EINVAL;
-			snprintf(why, whylen, "%s: %s", map_path,
-				 c->map_fd < 0 ? strerror(errno) : sub);
+		/* O_NONBLOCK: a FIFO in place of the map must not hang the open
+		 * (map_size_check refuses it); no effect on a regular file. */
+		c->map_fd = open(map_path, (read_only ? O_RDONLY : O_RDWR) | O_CLOEXEC | O_NONBLOCK);
+		if (c->map_fd < 0) {
+			ret = -errno;
+			snprintf(why, whylen, "%s: %s", map_path, strerror(errno));
+			goto fail;
+		}
+		if ((ret = map_regular(c->map_fd, sub, sizeof(sub))) ||
+		    (ret = map_pread(c->map_fd, b, MAP_HDR, 0)) ||
+		    (ret = hdr_decode(c, b, sub, sizeof(sub))) ||
+		    (ret = map_size_check(c->map_fd, (c->hdr.dev_size / BS + 3) / 4, sub, sizeof(sub)))) {
+			if (ret == -EINVAL && !sub[0])
+				snprintf(sub, sizeof(sub), "the file is too short for a header");
+			snprintf(why, whylen, "%s: %s", map_path, sub[0] ? sub : strerror(-ret));
 			goto fail;
 		}
 		if (size && size != c->hdr.dev_size) {
@@ -618,9 +725,10 @@ int layer_cache_open(const char *path, struct layer *lower, uint64_t size, bool 
 		c->hdr.parent_generation = lower->generation;
 		size = c->hdr.dev_size;
 	}
-	if (size % BS || size < lower->size) {
-		snprintf(why, whylen, "device size %llu must be a multiple of %u and at least the "
-			 "base size %llu", (unsigned long long)size, BS, (unsigned long long)lower->size);
+	if (size % BS || size < lower->size || size > UBLK_MAX_IMAGE_SIZE) {
+		snprintf(why, whylen, "device size %llu must be a multiple of %u, at least the "
+			 "base size %llu and at most %llu", (unsigned long long)size, BS,
+			 (unsigned long long)lower->size, (unsigned long long)UBLK_MAX_IMAGE_SIZE);
 		ret = -EINVAL;
 		goto fail;
 	}
@@ -756,7 +864,7 @@ int cache_export_open(const char *path, bool live, struct cache_export *x, char 
 	memset(x, 0, sizeof(*x));
 	x->data_fd = x->map_fd = -1;
 	snprintf(map_path, sizeof(map_path), "%s.map", path);
-	c.map_fd = open(map_path, O_RDONLY | O_CLOEXEC);
+	c.map_fd = open(map_path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);   /* see layer_cache_open */
 	if (c.map_fd < 0) {
 		ret = -errno;
 		snprintf(why, whylen, "%s: %s", map_path, strerror(errno));
@@ -768,12 +876,24 @@ int cache_export_open(const char *path, bool live, struct cache_export *x, char 
 			 path);
 		goto out;
 	}
-	if (pread(c.map_fd, b, MAP_HDR, 0) != MAP_HDR || (ret = hdr_decode(&c, b, why, whylen))) {
-		ret = -EINVAL;
+	why[0] = 0;
+	if ((ret = map_regular(c.map_fd, why, whylen)) ||
+	    (ret = map_pread(c.map_fd, b, MAP_HDR, 0)) || (ret = hdr_decode(&c, b, why, whylen))) {
+		char sub[300];
+		snprintf(sub, sizeof(sub), "%s", why[0] ? why : ret == -EINVAL ?
+			 "the file is too short for a header" : strerror(-ret));
+		snprintf(why, whylen, "%s: %s", map_path, sub);
 		goto out;
 	}
 	c.nblocks = c.hdr.dev_size / BS;
 	c.map_bytes = (c.nblocks + 3) / 4;
+	/* The file must hold the states before memory is spent on them. */
+	if ((ret = map_size_check(c.map_fd, c.map_bytes, why, whylen))) {
+		char sub[300];
+		snprintf(sub, sizeof(sub), "%s", why);
+		snprintf(why, whylen, "%s: %s", map_path, sub);
+		goto out;
+	}
 	c.map = malloc(c.map_bytes + 1);
 	if (!c.map) {
 		ret = -ENOMEM;

@@ -48,6 +48,10 @@ static int copy_data(struct layer_diff *ld, uint64_t index, uint64_t count, char
 
 	if (ld->d->v3)   /* packed blocks, no frames: read them in place */
 		return blob_read(ld->d->data, dst, count * BS, index * BS);
+	/* The loader's checks make this hold; an index past the data stream
+	 * would read another frame's stale bytes from a slot. */
+	if (index > ld->d->meta.data_blocks || count > ld->d->meta.data_blocks - index)
+		return -EIO;
 	pthread_mutex_lock(&ld->lock);
 	while (count && !ret) {
 		uint64_t fidx = index / per, in = index % per, n = per - in;

@@ -73,7 +73,7 @@ static void fetched(struct aio_req *req, int res)
 
 static uint64_t nchunks(const struct layer_http *h)
 {
-	return (h->src.size + h->ci.chunk_size - 1) / h->ci.chunk_size;
+	return h->ci.nchunks;   /* computed without overflow by chunk_image_open */
 }
 
 /* The fetch job of chunk idx, queued if there is none; NULL if the chunk

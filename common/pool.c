@@ -36,7 +36,7 @@ static struct pool_dev *find_or_add(struct pool_dev **devs, int *n, int *cap, ui
 
 static void load_entry(struct pool_dev *d)
 {
-	char v[PATH_MAX], path[PATH_MAX + 64];
+	char v[PATH_MAX];
 	struct stat st;
 
 	d->has_state = true;
@@ -70,8 +70,7 @@ static void load_entry(struct pool_dev *d)
 		d->stats[strcspn(d->stats, "\n")] = 0;
 	else
 		d->stats[0] = 0;
-	snprintf(path, sizeof(path), "%s/ublkb%u/version", state_dir(), d->id);
-	if (!stat(path, &st))
+	if (!state_stat(d->id, "version", &st))
 		d->uptime_s = (uint64_t)(time(NULL) - st.st_mtime);
 	if (d->cache[0] && !stat(d->cache, &st))
 		d->cache_bytes = (uint64_t)st.st_blocks * 512;
@@ -115,7 +114,16 @@ int pool_scan(struct pool_dev **out)
 		}
 		ctrl_close(&c);
 	}
-	if ((dir = opendir(state_dir()))) {
+	int root = state_dir_open(false);
+	/* missing, or not ours to read (a user's list): no entries; refused
+	 * (writable by others...): an error, said by state_dir_open */
+	if (root < 0 && root != -ENOENT && root != -EACCES) {
+		free(devs);
+		return root;
+	}
+	if (root >= 0 && !(dir = fdopendir(root)))
+		close(root);
+	else if (root >= 0) {
 		while ((e = readdir(dir))) {
 			uint32_t id;
 			if (strncmp(e->d_name, "ublkb", 5) || parse_dev_id(e->d_name, &id))
@@ -154,22 +162,26 @@ const char *pool_problem(const struct pool_dev *d, uint64_t grace_s)
 	return NULL;
 }
 
-static void pool_file(const char *name, char *buf, size_t len)
+/* File name of the checked state directory (created when create), never
+ * through a link and only a regular file. fd or -errno. */
+int pool_file_open(const char *name, int flags, bool create)
 {
-	snprintf(buf, len, "%s/%s", state_dir(), name);
+	int root = state_dir_open(create), fd;
+
+	if (root < 0)
+		return root;
+	fd = state_open_regular_at(root, name, flags);
+	close(root);
+	return fd;
 }
 
 int pool_lock(bool exclusive, uint64_t timeout_ms)
 {
-	char path[PATH_MAX];
 	uint64_t deadline = now_ms() + timeout_ms;
-	int fd;
+	int fd = pool_file_open(".pool.lock", O_RDWR | O_CREAT, true);
 
-	mkdir(state_dir(), 0700);
-	pool_file(".pool.lock", path, sizeof(path));
-	fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
 	if (fd < 0)
-		return -errno;
+		return fd;
 	while (flock(fd, (exclusive ? LOCK_EX : LOCK_SH) | LOCK_NB)) {
 		if (errno != EWOULDBLOCK || !ms_left(deadline)) {
 			int ret = errno == EWOULDBLOCK ? -ETIMEDOUT : -errno;
@@ -183,20 +195,33 @@ int pool_lock(bool exclusive, uint64_t timeout_ms)
 
 int pool_closed(void)
 {
-	char path[PATH_MAX];
-	pool_file(".shutdown", path, sizeof(path));
-	return access(path, F_OK) == 0;
+	struct stat st;
+	int root = state_dir_open(false), ret;
+
+	if (root < 0)
+		return 0;
+	ret = !fstatat(root, ".shutdown", &st, AT_SYMLINK_NOFOLLOW);
+	close(root);
+	return ret;
 }
 
 int pool_set_closed(bool closed)
 {
-	char path[PATH_MAX];
-	pool_file(".shutdown", path, sizeof(path));
-	if (!closed)
-		return unlink(path) && errno != ENOENT ? -errno : 0;
-	int fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+	int fd, ret = 0;
+
+	if (!closed) {
+		int root = state_dir_open(false);
+		if (root < 0)
+			return root == -ENOENT ? 0 : root;
+		/* unlinkat removes a planted link itself, never its target */
+		if (unlinkat(root, ".shutdown", 0) && errno != ENOENT)
+			ret = -errno;
+		close(root);
+		return ret;
+	}
+	fd = pool_file_open(".shutdown", O_WRONLY | O_CREAT, true);
 	if (fd < 0)
-		return -errno;
+		return fd;
 	close(fd);
 	return 0;
 }
@@ -222,11 +247,10 @@ uint64_t pool_max_devices(uint64_t max)
 
 void pool_record(const char *event, uint64_t ms)
 {
-	char path[PATH_MAX], line[64];
+	char line[64];
 	int n, fd;
 
-	pool_file(".events", path, sizeof(path));
-	fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOFOLLOW, 0600);
+	fd = pool_file_open(".events", O_WRONLY | O_CREAT | O_APPEND, false);
 	if (fd < 0)
 		return;
 	/* one write per line: concurrent tools never interleave */

@@ -48,6 +48,10 @@ const char *pool_problem(const struct pool_dev *d, uint64_t grace_s);
  * it exclusive to mark the pool closed. Returns the lock's fd or -errno
  * (-ETIMEDOUT at the deadline). */
 int pool_lock(bool exclusive, uint64_t timeout_ms);
+/* name in the checked state directory (state_dir_open; created with it
+ * when create), opened with flags, never through a link, a regular file
+ * only (0600 when created). fd or -errno. */
+int pool_file_open(const char *name, int flags, bool create);
 /* 1 while a shutdown is in progress. */
 int pool_closed(void);
 int pool_set_closed(bool closed);

@@ -61,12 +61,18 @@ static void abandon(pid_t pid, const struct ready_result *res)
 		device_delete(res->id, 3000, true, NULL, 0);
 }
 
-static void child(int pipe_w, char *const argv[])
+static void child(int pipe_w, int secrets_fd, char *const argv[])
 {
 	int null = open("/dev/null", O_RDWR);
 
 	setsid();
-	if (dup2(pipe_w, READY_FD) < 0)
+	/* move both out of the way first: either may already be fd 3 or 4 */
+	pipe_w = fcntl(pipe_w, F_DUPFD_CLOEXEC, 10);
+	if (secrets_fd >= 0)
+		secrets_fd = fcntl(secrets_fd, F_DUPFD_CLOEXEC, 10);
+	if (pipe_w < 0 || dup2(pipe_w, READY_FD) < 0)
+		_exit(127);
+	if (secrets_fd >= 0 && dup2(secrets_fd, READY_SECRETS_FD) < 0)
 		_exit(127);
 	if (null >= 0) {
 		dup2(null, 0);
@@ -80,7 +86,13 @@ static void child(int pipe_w, char *const argv[])
 
 int ready_spawn(char *const argv[], uint64_t timeout_ms, struct ready_result *res, pid_t *pidp)
 {
-	uint64_t deadline = now_ms() + timeout_ms;
+	return ready_spawn_fd(argv, -1, timeout_ms, res, pidp);
+}
+
+int ready_spawn_fd(char *const argv[], int secrets_fd, uint64_t timeout_ms, struct ready_result *res,
+		   pid_t *pidp)
+{
+	uint64_t deadline = deadline_ms(timeout_ms);
 	char buf[2048];
 	size_t used = 0;
 	int p[2];
@@ -98,15 +110,16 @@ int ready_spawn(char *const argv[], uint64_t timeout_ms, struct ready_result *re
 		return EXIT_FAIL;
 	}
 	if (pid == 0)
-		child(p[1], argv);
+		child(p[1], secrets_fd, argv);
 	close(p[1]);
 	*pidp = pid;
 
 	while (!res->live && !res->code) {
 		struct pollfd pf = { .fd = p[0], .events = POLLIN };
 		uint64_t left = ms_left(deadline);
-		int r = left ? poll(&pf, 1, (int)left) : 0;
-		if (r < 0 && errno == EINTR)
+		int r = left ? poll(&pf, 1, poll_timeout(left)) : 0;
+		/* a wait cut at INT_MAX ms is not the deadline */
+		if ((r < 0 && errno == EINTR) || (r == 0 && ms_left(deadline)))
 			continue;
 		if (r == 0) {
 			snprintf(res->msg, sizeof(res->msg),
@@ -177,5 +190,5 @@ int ready_recover(uint32_t id, uint64_t timeout_ms, struct ready_result *res, pi
 	snprintf(ids, sizeof(ids), "%u", id);
 	snprintf(secs, sizeof(secs), "%.3f", timeout_ms / 1000.0);
 	/* The server never reports "id": ready_spawn then deletes nothing. */
-	return ready_spawn(argv, timeout_ms * 2, res, pid);
+	return ready_spawn(argv, timeout_ms > UINT64_MAX / 2 ? UINT64_MAX : timeout_ms * 2, res, pid);
 }

@@ -28,6 +28,12 @@ struct ready_result {
  * res->msg explaining. */
 int ready_spawn(char *const argv[], uint64_t timeout_ms, struct ready_result *res, pid_t *pid);
 
+/* The same, also passing secrets_fd (if >= 0) as fd READY_SECRETS_FD
+ * (for ublk-serve --secrets-fd: credentials stay out of argv). */
+#define READY_SECRETS_FD 4
+int ready_spawn_fd(char *const argv[], int secrets_fd, uint64_t timeout_ms, struct ready_result *res,
+		   pid_t *pid);
+
 /* Path of ublk-serve: $UBLK_SERVE, else next to this program, else
  * /usr/local/bin/ublk-serve. */
 void ready_serve_path(char *buf, size_t len);

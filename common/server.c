@@ -1,4 +1,5 @@
 #include "server.h"
+#include "cfgline.h"
 #include "ctlsock.h"
 #include "ctrl.h"
 #include "device.h"
@@ -73,7 +74,7 @@ static int fail(struct server *s, int code, const char *fmt, ...)
 static int open_char_dev(struct server *s)
 {
 	char path[64];
-	uint64_t deadline = now_ms() + s->cfg->timeout_ms;
+	uint64_t deadline = deadline_ms(s->cfg->timeout_ms);
 
 	/* The node appears asynchronously after ADD_DEV (devtmpfs/udev). */
 	dev_char_path(s->dev_id, path, sizeof(path));
@@ -112,25 +113,66 @@ static void set_params(const struct server *s, struct ublk_params *p)
 		p->types &= ~UBLK_PARAM_TYPE_DISCARD;
 }
 
+/* The entry's config (cfgline.h encoding, URLs redacted) and, when the
+ * options carry credentials, its secret file (mode 0600, never shown):
+ * together they start this server again (devopts_from_state). A value
+ * that cannot be encoded is refused, never written raw. */
 static int write_config(const struct server *s)
 {
 	const struct server_config *cfg = s->cfg;
-	char buf[16384];
-	int n = snprintf(buf, sizeof(buf), "base=%s\ncache=%s\nsize=%llu\nqueues=%u\ndepth=%u\n"
-			 "read_only=%d\ninject=%s\nname=%s\nno_recovery=%d\n", cfg->base, cfg->cache ? cfg->cache : "",
-			 (unsigned long long)s->layer->size, cfg->queues, cfg->depth, cfg->read_only,
-			 cfg->inject ? cfg->inject : "", cfg->name ? cfg->name : "", cfg->no_recovery);
-	for (unsigned i = 0; i < cfg->n_layers && n > 0 && (size_t)n < sizeof(buf); i++)
-		n += snprintf(buf + n, sizeof(buf) - (size_t)n, "layer=%s\n", cfg->layers[i]);
+	char *buf = malloc(DEVOPTS_CONFIG_MAX), *secret = malloc(DEVOPTS_SECRETS_MAX);
+	char *args[DEVOPTS_MAX_ARGS + 1], num[5][32], *red = NULL;
+	size_t used = 0;
+	int argc = 0, ret;
+
+	if (!buf || !secret) {
+		ret = -ENOMEM;
+		goto out;
+	}
+	buf[0] = 0;
+	snprintf(num[0], sizeof(num[0]), "%llu", (unsigned long long)s->layer->size);
+	snprintf(num[1], sizeof(num[1]), "%u", cfg->queues);
+	snprintf(num[2], sizeof(num[2]), "%u", cfg->depth);
+	snprintf(num[3], sizeof(num[3]), "%d", cfg->read_only);
+	snprintf(num[4], sizeof(num[4]), "%d", cfg->no_recovery);
+	red = devopts_redacted(cfg->base);
+	if (!red) {
+		ret = -ENOMEM;
+		goto out;
+	}
+	const char *kv[][2] = {
+		{ "base", red }, { "cache", cfg->cache ? cfg->cache : "" }, { "size", num[0] },
+		{ "queues", num[1] }, { "depth", num[2] }, { "read_only", num[3] },
+		{ "inject", cfg->inject ? cfg->inject : "" }, { "name", cfg->name ? cfg->name : "" },
+		{ "no_recovery", num[4] },
+	};
+	ret = 0;
+	for (size_t i = 0; !ret && i < sizeof(kv) / sizeof(kv[0]); i++)
+		ret = cfgline_append(buf, DEVOPTS_CONFIG_MAX, &used, kv[i][0], kv[i][1]);
+	for (unsigned i = 0; !ret && i < cfg->n_layers; i++) {
+		free(red);
+		red = devopts_redacted(cfg->layers[i]);
+		ret = red ? cfgline_append(buf, DEVOPTS_CONFIG_MAX, &used, "layer", red) : -ENOMEM;
+	}
 	/* everything needed to start this server again, in order */
-	char *args[DEVOPTS_MAX_ARGS + 1];
-	int argc = 0;
 	devopts_to_argv(cfg, args, &argc);
-	for (int i = 0; i < argc && n > 0 && (size_t)n < sizeof(buf); i++)
-		n += snprintf(buf + n, sizeof(buf) - (size_t)n, "serve_arg=%s\n", args[i]);
-	if (n < 0 || (size_t)n >= sizeof(buf))
-		return -ENAMETOOLONG;
-	return state_write(s->dev_id, "config", buf);
+	for (int i = 0; !ret && i < argc; i++)
+		ret = cfgline_append(buf, DEVOPTS_CONFIG_MAX, &used, "serve_arg", args[i]);
+	if (ret)
+		goto out;
+	/* the secret file first: a config never names credentials it lacks */
+	ret = devopts_secrets(cfg, secret, DEVOPTS_SECRETS_MAX);
+	if (ret > 0)
+		ret = state_write(s->dev_id, "secret", secret);
+	if (ret >= 0)
+		ret = state_write(s->dev_id, "config", buf);
+out:
+	if (secret)
+		explicit_bzero(secret, DEVOPTS_SECRETS_MAX);
+	free(secret);
+	free(buf);
+	free(red);
+	return ret;
 }
 
 /* Statistics of all queues, as the state entry's "stats" (JSON). */
@@ -154,7 +196,7 @@ static int build_stack(struct server *s)
 static int start_queues(struct server *s)
 {
 	unsigned n = s->info.nr_hw_queues;
-	uint64_t deadline = now_ms() + s->cfg->timeout_ms;
+	uint64_t deadline = deadline_ms(s->cfg->timeout_ms);
 
 	s->queues = calloc(n, sizeof(*s->queues));
 	if (!s->queues)
@@ -177,8 +219,11 @@ static int start_queues(struct server *s)
 	/* Wait until every queue has queued its fetches (or failed). */
 	for (unsigned done = 0; done < n;) {
 		struct pollfd p = { .fd = s->ready_efd, .events = POLLIN };
-		uint64_t cnt;
-		if (poll(&p, 1, (int)ms_left(deadline)) <= 0)
+		uint64_t cnt, left = ms_left(deadline);
+		int r = left ? poll(&p, 1, poll_timeout(left)) : 0;
+		if ((r < 0 && errno == EINTR) || (r == 0 && ms_left(deadline)))
+			continue;
+		if (r <= 0)
 			return -ETIMEDOUT;
 		if (read(s->ready_efd, &cnt, sizeof(cnt)) == sizeof(cnt))
 			done += (unsigned)cnt;
@@ -416,7 +461,7 @@ static int create_device(struct server *s)
 static int attach_device(struct server *s)
 {
 	const struct server_config *cfg = s->cfg;
-	uint64_t deadline = now_ms() + cfg->timeout_ms;
+	uint64_t deadline = deadline_ms(cfg->timeout_ms);
 	int ret;
 
 	ret = ctrl_get_info(&s->ctrl, s->dev_id, &s->info);
@@ -478,8 +523,10 @@ static int setup(struct server *s)
 		log_info("ublkb%d: recovered, live again", s->dev_id);
 		pool_record("recover", (now_ns() - s->start_ns) / 1000000);
 	}
+	char *shown = devopts_redacted(cfg->base);
 	log_dbg("ublkb%d: live, %u queue(s) of depth %u over %s", s->dev_id, s->info.nr_hw_queues,
-		s->info.queue_depth, cfg->base);
+		s->info.queue_depth, shown ? shown : "?");
+	free(shown);
 	return 0;
 }
 
@@ -487,38 +534,41 @@ static int setup(struct server *s)
  * and never past the client's going away) until "thaw". */
 static void serve_ctl(struct server *s)
 {
-	int fd = accept4(s->ctl_fd, NULL, NULL, SOCK_CLOEXEC);
+	int fd = ctlsock_accept(s->ctl_fd);
 	struct layer *cache = layer_find_cache(s->layer);
 	char line[128];
-	unsigned long long hold;
+	uint64_t hold;
 	int ret;
 
+	if (fd == -EPERM)
+		log_err("ublkb%d: control socket: refused a client that is neither root nor uid %u",
+			s->dev_id, (unsigned)geteuid());
 	if (fd < 0)
 		return;
 	if (ctlsock_read_line(fd, line, sizeof(line), 2000) <= 0 ||
-	    sscanf(line, "freeze %llu", &hold) != 1) {
-		ctlsock_send(fd, "error expected 'freeze MS'\n");
+	    ctlsock_parse_freeze(line, &hold)) {
+		ctlsock_send(fd, "error expected 'freeze MS', MS from 1 to 600000\n");
 		goto out;
 	}
 	if (!cache) {
 		ctlsock_send(fd, "error the device has no cache\n");
 		goto out;
 	}
-	if (hold > 600000)
-		hold = 600000;
 	ret = layer_cache_freeze(cache, hold);
 	if (ret) {
 		dprintf(fd, "error freezing: %s\n", strerror(-ret));
 		goto out;
 	}
-	log_dbg("ublkb%d: frozen for a live export (at most %llu ms)", s->dev_id, hold);
+	log_dbg("ublkb%d: frozen for a live export (at most %llu ms)", s->dev_id,
+		(unsigned long long)hold);
 	ctlsock_send(fd, "frozen\n");
 	ret = ctlsock_read_line(fd, line, sizeof(line), hold);
 	/* Past the deadline the export is no longer a point in time: say so
 	 * before resuming, so the client discards it. */
 	if (ret == -ETIMEDOUT) {
 		ctlsock_send(fd, "expired\n");
-		log_err("ublkb%d: live export held writes for %llu ms; resumed them", s->dev_id, hold);
+		log_err("ublkb%d: live export held writes for %llu ms; resumed them", s->dev_id,
+			(unsigned long long)hold);
 	}
 	layer_cache_thaw(cache);
 	if (ret != -ETIMEDOUT)

@@ -30,7 +30,7 @@ int stack_open(const struct server_config *cfg, struct layer **out, char *why, s
 	if (layer_is_url(cfg->base)) {
 		ret = layer_http_open(cfg->base, &ho, &top, why, whylen);
 		if (ret)
-			return ret == -EACCES ? EXIT_PERM : EXIT_BAD_IMAGE;
+			return ret == -EACCES ? EXIT_PERM : ret == -ETIMEDOUT ? EXIT_TIMEOUT : EXIT_BAD_IMAGE;
 	} else {
 		ret = layer_file_open(cfg->base, cfg->read_only || layered, &top);
 		if (ret) {

@@ -1,9 +1,16 @@
 #include "state.h"
+#include "atomic_file.h"
+#include "cfgline.h"
+#include "log.h"
 #include "parse.h"
 
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,28 +30,140 @@ const char *state_dir(void)
 	return env && *env ? env : "/run/ublk-tools";
 }
 
-static void entry_path(uint32_t id, char *buf, size_t len)
+static void entry_name(uint32_t id, char *buf, size_t len)
 {
-	snprintf(buf, len, "%s/ublkb%u", state_dir(), id);
+	snprintf(buf, len, "ublkb%u", id);
 }
 
-/* Path of file name (with prefix, e.g. "." for temporaries) in the entry. */
-static int file_path(uint32_t id, const char *prefix, const char *name, const char *suffix,
-		     char *buf, size_t len)
+/* A refusal is said once per process with what to do; callers add their
+ * own context from the -errno. */
+static void say(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void say(const char *fmt, ...)
 {
-	int n = snprintf(buf, len, "%s/ublkb%u/%s%s%s", state_dir(), id, prefix, name, suffix);
-	return n < 0 || (size_t)n >= len ? -ENAMETOOLONG : 0;
+	static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+	static char last[600];
+	char msg[600];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	pthread_mutex_lock(&lock);
+	bool fresh = strcmp(msg, last) != 0;
+	if (fresh)
+		snprintf(last, sizeof(last), "%s", msg);
+	pthread_mutex_unlock(&lock);
+	if (fresh)
+		log_err("%s", msg);
 }
 
-/* mkdir -p with mode 0700, refusing symlinks and directories we do not own. */
-static int make_private_dir(const char *path)
+/* Only root and we may be able to change what a folder holds: its owner is
+ * one of us, and nobody else may write to it unless the sticky bit keeps
+ * them from renaming or removing what is not theirs (like /tmp). */
+static bool owner_ok(const struct stat *st)
 {
-	char tmp[4096];
+	return st->st_uid == 0 || st->st_uid == geteuid();
+}
+
+static bool others_write(const struct stat *st)
+{
+	return (st->st_mode & (S_IWGRP | S_IWOTH)) && !(st->st_mode & S_ISVTX);
+}
+
+/* Every folder above path must be one only root and we can change: else
+ * someone could swap what follows. given: lstat (links allowed if ours),
+ * else the resolved path with stat. 0 or -errno (said). */
+static int check_folders_on_way(const char *dir, char *path, bool given)
+{
 	struct stat st;
 
-	if (strlen(path) >= sizeof(tmp))
+	for (char *p = path + 1; (p = strchr(p, '/')); p++) {
+		*p = 0;
+		int bad = (given ? lstat(path, &st) : stat(path, &st)) ? -errno : 0;
+		if (!bad && (!owner_ok(&st) || (!(given && S_ISLNK(st.st_mode)) && others_write(&st)))) {
+			say("state directory %s: the folder %s on its way is %s (owner uid %u, mode "
+			    "%04o), so another user could replace what follows; use a state directory "
+			    "(--state-dir) whose folders only root can change", dir, path,
+			    owner_ok(&st) ? "writable by other users" : "owned by another user",
+			    (unsigned)st.st_uid, (unsigned)(st.st_mode & 07777));
+			bad = -EPERM;
+		}
+		*p = '/';
+		if (bad)
+			return bad;
+	}
+	return 0;
+}
+
+/* Check each folder on the way to path (as given, and as resolved) and the
+ * state directory itself; open it. fd or -errno (said). */
+static int check_and_open(const char *dir, bool writer)
+{
+	char given[PATH_MAX], real[PATH_MAX], cwd[PATH_MAX];
+	struct stat st, fst;
+	int fd, n;
+
+	if (dir[0] == '/')
+		n = snprintf(given, sizeof(given), "%s", dir);
+	else if (getcwd(cwd, sizeof(cwd)))
+		n = snprintf(given, sizeof(given), "%s/%s", cwd, dir);
+	else
+		return -errno;
+	if (n < 0 || (size_t)n >= sizeof(given))
 		return -ENAMETOOLONG;
-	strcpy(tmp, path);
+	while (n > 1 && given[n - 1] == '/')
+		given[--n] = 0;
+	if (lstat(given, &st))
+		return -errno;
+	if (S_ISLNK(st.st_mode)) {
+		say("state directory %s is a symbolic link: give the folder it points to with "
+		    "--state-dir", given);
+		return -ELOOP;
+	}
+	/* The path as given: a folder or symlink on the way that someone else
+	 * controls could point us elsewhere next time. */
+	if ((n = check_folders_on_way(dir, given, true)))
+		return n;
+	if (!realpath(given, real))
+		return -errno;
+	if ((n = check_folders_on_way(dir, real, false)))
+		return n;
+	fd = open(real, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0) {
+		if (errno == ENOTDIR)
+			say("state directory %s is not a directory: remove it or use --state-dir", dir);
+		return -errno;
+	}
+	/* The folder itself, as opened: what every later *at() call works in. */
+	if (fstat(fd, &fst)) {
+		n = -errno;
+		goto refuse;
+	}
+	if (writer ? fst.st_uid != geteuid() : !owner_ok(&fst)) {
+		say("state directory %s is owned by uid %u, not by this user (uid %u): chown it "
+		    "or use --state-dir", dir, (unsigned)fst.st_uid, (unsigned)geteuid());
+		n = -EPERM;
+		goto refuse;
+	}
+	if (fst.st_mode & (S_IWGRP | S_IWOTH)) {
+		say("state directory %s is writable by other users (mode %04o): chmod 0700 it or "
+		    "use --state-dir", dir, (unsigned)(fst.st_mode & 07777));
+		n = -EPERM;
+		goto refuse;
+	}
+	return fd;
+refuse:
+	close(fd);
+	return n;
+}
+
+/* mkdir -p, new folders 0700 (existing ones are checked, not changed). */
+static int make_dirs(const char *path)
+{
+	char tmp[PATH_MAX];
+
+	if (snprintf(tmp, sizeof(tmp), "%s", path) >= (int)sizeof(tmp))
+		return -ENAMETOOLONG;
 	for (char *p = tmp + 1;; p++) {
 		if (*p && *p != '/')
 			continue;
@@ -52,120 +171,208 @@ static int make_private_dir(const char *path)
 		*p = 0;
 		if (mkdir(tmp, 0700) && errno != EEXIST)
 			return -errno;
-		if (lstat(tmp, &st))
-			return -errno;
-		if (S_ISLNK(st.st_mode) && c == 0)
-			return -ELOOP;
 		*p = c;
 		if (!c)
-			break;
+			return 0;
 	}
+}
+
+int state_dir_open(bool create)
+{
+	if (create) {
+		int ret = make_dirs(state_dir());
+		if (ret)
+			return ret;
+	}
+	return check_and_open(state_dir(), create);
+}
+
+int state_check_dir(void)
+{
+	int fd = check_and_open(state_dir(), false);
+	if (fd >= 0)
+		close(fd);
+	return fd == -EPERM || fd == -ELOOP || fd == -ENOTDIR ? fd : 0;
+}
+
+/* An entry of ours: a real folder (never through a link), owned by us or
+ * root, writable by nobody else. */
+static int entry_check(int fd)
+{
+	struct stat st;
+
+	if (fstat(fd, &st))
+		return -errno;
 	if (!S_ISDIR(st.st_mode))
 		return -ENOTDIR;
-	if (st.st_uid != geteuid())
+	if (!owner_ok(&st) || (st.st_mode & (S_IWGRP | S_IWOTH)))
 		return -EPERM;
 	return 0;
 }
 
-static int remove_entry_files(const char *path)
+int state_entry_open(uint32_t id)
 {
-	DIR *d = opendir(path);
-	struct dirent *e;
+	char name[32];
+	int root = state_dir_open(false), fd, ret;
 
-	if (!d)
+	if (root < 0)
+		return root;
+	entry_name(id, name, sizeof(name));
+	fd = openat(root, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	ret = fd < 0 ? -errno : entry_check(fd);
+	close(root);
+	if (ret && fd >= 0)
+		close(fd);
+	if (ret == -ELOOP || ret == -ENOTDIR || ret == -EPERM)
+		say("state entry %s/%s is not a folder of ours (a symbolic link, another file, or "
+		    "writable by others): ignored; remove it", state_dir(), name);
+	return ret ? ret : fd;
+}
+
+/* Remove entry name of folder root: a link or file is removed itself, a
+ * folder's files one by one; nothing is followed. */
+static int remove_entry(int root, const char *name)
+{
+	struct stat st;
+	struct dirent *e;
+	DIR *d;
+	int fd, ret = 0;
+
+	if (fstatat(root, name, &st, AT_SYMLINK_NOFOLLOW))
 		return errno == ENOENT ? 0 : -errno;
+	if (!S_ISDIR(st.st_mode))
+		return unlinkat(root, name, 0) && errno != ENOENT ? -errno : 0;
+	fd = openat(root, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0)
+		return errno == ENOENT ? 0 : -errno;
+	if (!(d = fdopendir(fd))) {
+		ret = -errno;
+		close(fd);
+		return ret;
+	}
 	while ((e = readdir(d))) {
 		if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
 			continue;
-		unlinkat(dirfd(d), e->d_name, 0);
+		/* An entry has no folders; one planted there is left, and then the
+		 * entry's rmdir fails rather than recursing into anything. */
+		if (fstatat(fd, e->d_name, &st, AT_SYMLINK_NOFOLLOW) || S_ISDIR(st.st_mode))
+			continue;
+		unlinkat(fd, e->d_name, 0);
 	}
 	closedir(d);
-	if (rmdir(path) && errno != ENOENT)
-		return -errno;
-	return 0;
+	if (unlinkat(root, name, AT_REMOVEDIR) && errno != ENOENT)
+		ret = -errno;
+	return ret;
 }
 
 int state_create(uint32_t id)
 {
-	char path[4096];
-	char v[16];
-	int ret = make_private_dir(state_dir());
+	char name[32], v[16];
+	int root = state_dir_open(true), ret;
 
+	if (root < 0)
+		return root;
+	entry_name(id, name, sizeof(name));
+	ret = remove_entry(root, name);
+	if (!ret && mkdirat(root, name, 0700))
+		ret = -errno;
+	close(root);
 	if (ret)
 		return ret;
-	entry_path(id, path, sizeof(path));
-	ret = remove_entry_files(path);
-	if (ret)
-		return ret;
-	if (mkdir(path, 0700))
-		return -errno;
 	snprintf(v, sizeof(v), "%d\n", STATE_FORMAT_VERSION);
 	return state_write(id, "version", v);
 }
 
 int state_write(uint32_t id, const char *name, const char *content)
 {
-	char path[4096], tmp[4096];
-	size_t len = strlen(content);
+	int fd = state_entry_open(id), ret;
+
+	if (fd < 0)
+		return fd;
+	ret = atomic_write_file(fd, name, content, strlen(content), 0600, ATOMIC_FSYNC);
+	close(fd);
+	return ret;
+}
+
+int state_open_regular_at(int dfd, const char *name, int flags)
+{
+	struct stat st;
 	int fd, ret;
 
-	if ((ret = file_path(id, "", name, "", path, sizeof(path))) ||
-	    (ret = file_path(id, ".", name, ".tmp", tmp, sizeof(tmp))))
-		return ret;
-	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600);
+	/* O_NONBLOCK: a planted FIFO must not hang the reader before fstat */
+	fd = openat(dfd, name, flags | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC, 0600);
 	if (fd < 0)
 		return -errno;
-	if (write(fd, content, len) != (ssize_t)len)
-		ret = errno ? -errno : -EIO;
-	else if (fsync(fd))
+	if (fstat(fd, &st) || !S_ISREG(st.st_mode)) {
+		close(fd);
+		return -EINVAL;
+	}
+	/* back to blocking, for appends and locks */
+	if (fcntl(fd, F_SETFL, flags & O_APPEND)) {
 		ret = -errno;
-	close(fd);
-	if (!ret && rename(tmp, path))
-		ret = -errno;
-	if (ret)
-		unlink(tmp);
-	return ret;
+		close(fd);
+		return ret;
+	}
+	return fd;
+}
+
+/* A regular file of the entry, never through a link. fd or -errno. */
+static int open_file(uint32_t id, const char *name, int flags)
+{
+	int dfd = state_entry_open(id), fd;
+
+	if (dfd < 0)
+		return dfd;
+	fd = state_open_regular_at(dfd, name, flags);
+	close(dfd);
+	return fd;
 }
 
 int state_read(uint32_t id, const char *name, char *buf, size_t len)
 {
-	char path[4096];
-	ssize_t n;
-	int fd;
+	size_t used = 0;
+	int fd = open_file(id, name, O_RDONLY), ret = 0;
 
-	if (file_path(id, "", name, "", path, sizeof(path)))
-		return -ENAMETOOLONG;
-	fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
 	if (fd < 0)
-		return -errno;
-	n = read(fd, buf, len - 1);
+		return fd;
+	while (used + 1 < len) {
+		ssize_t n = read(fd, buf + used, len - 1 - used);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			ret = -errno;
+		if (n <= 0)
+			break;
+		used += (size_t)n;
+	}
 	close(fd);
-	if (n < 0)
-		return -errno;
-	buf[n] = 0;
-	return (int)n;
+	buf[used] = 0;
+	return ret ? ret : (int)used;
+}
+
+int state_stat(uint32_t id, const char *name, struct stat *st)
+{
+	int fd = open_file(id, name, O_RDONLY), ret = 0;
+
+	if (fd < 0)
+		return fd;
+	if (fstat(fd, st))
+		ret = -errno;
+	close(fd);
+	return ret;
 }
 
 int state_open_log(uint32_t id)
 {
-	char path[4096];
-	int fd;
-
-	if (file_path(id, "", "log", "", path, sizeof(path)))
-		return -ENAMETOOLONG;
-	fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_NOFOLLOW | O_CLOEXEC, 0600);
-	return fd < 0 ? -errno : fd;
+	return open_file(id, "log", O_WRONLY | O_CREAT | O_APPEND);
 }
 
 int state_lock(uint32_t id)
 {
-	char path[4096];
-	int fd;
+	int fd = state_entry_open(id);
 
-	entry_path(id, path, sizeof(path));
-	fd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 	if (fd < 0)
-		return -errno;
+		return fd;
 	if (flock(fd, LOCK_EX | LOCK_NB)) {
 		int err = errno == EWOULDBLOCK ? -EBUSY : -errno;
 		close(fd);
@@ -176,55 +383,87 @@ int state_lock(uint32_t id)
 
 int state_remove(uint32_t id)
 {
-	char path[4096];
-	entry_path(id, path, sizeof(path));
-	return remove_entry_files(path);
+	char name[32];
+	int root = state_dir_open(false), ret;
+
+	if (root < 0)
+		return root == -ENOENT ? 0 : root;
+	entry_name(id, name, sizeof(name));
+	ret = remove_entry(root, name);
+	close(root);
+	return ret;
 }
 
 int state_exists(uint32_t id)
 {
-	char path[4096];
+	char name[32];
 	struct stat st;
-	entry_path(id, path, sizeof(path));
-	return lstat(path, &st) == 0 && S_ISDIR(st.st_mode);
+	int root = state_dir_open(false), ret;
+
+	if (root < 0)
+		return 0;
+	entry_name(id, name, sizeof(name));
+	ret = !fstatat(root, name, &st, AT_SYMLINK_NOFOLLOW) && S_ISDIR(st.st_mode);
+	close(root);
+	return ret;
+}
+
+struct config_lookup {
+	const char *key;
+	char **values;
+	int max, n;
+};
+
+static int config_collect(const char *key, const char *value, void *arg)
+{
+	struct config_lookup *l = arg;
+	if (!strcmp(key, l->key) && l->n < l->max)
+		l->values[l->n++] = (char *)value;
+	return 0;
 }
 
 int state_config_all(uint32_t id, const char *key, char *buf, size_t len, char **values, int max)
 {
-	size_t klen = strlen(key);
-	int n = 0;
+	struct config_lookup l = { .key = key, .values = values, .max = max };
+	int n = state_read(id, "config", buf, len);
 
-	if (state_read(id, "config", buf, len) < 0)
+	if (n < 0)
 		return -ENOENT;
-	for (char *line = buf; line && *line;) {
-		char *nl = strchr(line, '\n');
-		if (nl)
-			*nl = 0;
-		if (!strncmp(line, key, klen) && line[klen] == '=' && n < max)
-			values[n++] = line + klen + 1;
-		line = nl ? nl + 1 : NULL;
-	}
-	return n;
+	/* a config that fills the buffer may go on: better none than half */
+	if ((size_t)n + 1 >= len)
+		return -EFBIG;
+	/* a malformed config is not read at all; devopts_from_state names the line */
+	int ret = cfgline_parse(buf, (size_t)n, config_collect, &l, NULL);
+	return ret ? ret : l.n;
 }
 
 int state_config_get(uint32_t id, const char *key, char *buf, size_t len)
 {
-	char cfg[16384], *value;
+	char *cfg = malloc(STATE_CONFIG_MAX + 1), *value;
+	int ret = -ENOMEM;
 
-	if (state_config_all(id, key, cfg, sizeof(cfg), &value, 1) < 1)
-		return -ENOENT;
-	snprintf(buf, len, "%s", value);
-	return 0;
+	if (cfg && (ret = state_config_all(id, key, cfg, STATE_CONFIG_MAX + 1, &value, 1)) >= 0) {
+		ret = ret < 1 ? -ENOENT : 0;
+		if (!ret)
+			snprintf(buf, len, "%s", value);
+	}
+	free(cfg);
+	return ret;
 }
 
 int state_find(const char *key, const char *want, uint32_t *id)
 {
-	DIR *d = opendir(state_dir());
+	int root = state_dir_open(false);
 	struct dirent *e;
 	int ret = -ENOENT;
+	DIR *d;
 
-	if (!d)
+	if (root < 0)
+		return root == -ENOENT ? -ENOENT : root;
+	if (!(d = fdopendir(root))) {
+		close(root);
 		return -ENOENT;
+	}
 	while ((e = readdir(d)) && ret) {
 		char value[4096];
 		uint32_t v;

@@ -2,36 +2,63 @@
 #ifndef UBLK_STATE_H
 #define UBLK_STATE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/stat.h>
 
 #define STATE_FORMAT_VERSION 1
+#define STATE_CONFIG_MAX (512 * 1024)   /* bytes of an entry's config */
 
 void state_set_dir(const char *dir);
 const char *state_dir(void);
 
+/* The state directory, checked (docs/security.md): every folder on its
+ * way, as given and as resolved, belongs to root or us and only root or we
+ * can change it (others may write only with the sticky bit); the folder
+ * itself is no symlink, belongs to us (to us or root when only reading)
+ * and is writable by nobody else. A refusal is said on stderr once with
+ * what to do. create: make it (mkdir -p, 0700) when missing. fd for the
+ * *at() calls, or -errno (-ENOENT when missing, -EPERM/-ELOOP refused). */
+int state_dir_open(bool create);
+/* A refusal of the state directory (-EPERM, -ELOOP, -ENOTDIR), said on
+ * stderr; else 0 (also when missing or not ours to read: the operation
+ * meets that itself). Tools call it before anything else. */
+int state_check_dir(void);
+/* The device's entry, a real folder (O_NOFOLLOW) owned by us or root and
+ * writable by nobody else. fd or -errno. */
+int state_entry_open(uint32_t id);
 /* Create the device's entry (replacing a stale one). 0 or -errno. */
 int state_create(uint32_t id);
 /* Atomically replace file `name` of the entry with `content`. */
 int state_write(uint32_t id, const char *name, const char *content);
 /* Read file `name` (NUL-terminated, truncated to len-1). Bytes or -errno. */
 int state_read(uint32_t id, const char *name, char *buf, size_t len);
+/* fstat of file `name` (a regular file, not followed). 0 or -errno. */
+int state_stat(uint32_t id, const char *name, struct stat *st);
 /* fd of the entry's log, opened for append, or -errno. */
 int state_open_log(uint32_t id);
 /* Lock the entry (flock, exclusive, not waiting): a server holds it for its
  * life, so a second one (a racing recovery) is refused. Lock fd, or
  * -EBUSY when held, -ENOENT without an entry. */
 int state_lock(uint32_t id);
-/* Remove the entry; 0 also when it did not exist. */
+/* Open name in folder dfd: never through a link, only a regular file,
+ * never blocking on a planted FIFO. fd or -errno (-EINVAL: not a file). */
+int state_open_regular_at(int dfd, const char *name, int flags);
+/* Remove the entry; 0 also when it did not exist. An entry that is a link
+ * or a file is removed itself, never followed; its folder's files are
+ * unlinked without following any. */
 int state_remove(uint32_t id);
 /* 1 if the entry exists, 0 if not. */
 int state_exists(uint32_t id);
 
-/* Value of key in the entry's config ("key=value" lines) into buf.
- * 0, or -ENOENT when the entry or the key is missing. */
+/* Value of key in the entry's config ("key=value" lines, common/cfgline.h)
+ * into buf. 0, -ENOENT when the entry or the key is missing, -EINVAL for a
+ * malformed config, -EFBIG for one over STATE_CONFIG_MAX. */
 int state_config_get(uint32_t id, const char *key, char *buf, size_t len);
 /* The first max values of key, in order, pointing into buf (which then
- * holds the config). Count, or -ENOENT without a config. */
+ * holds the config). Count, -ENOENT without a config, -EINVAL when it is
+ * malformed, -EFBIG when it does not fit in len. */
 int state_config_all(uint32_t id, const char *key, char *buf, size_t len, char **values, int max);
 /* Id of a device whose config has key=want (e.g. its name); -ENOENT if none. */
 int state_find(const char *key, const char *want, uint32_t *id);

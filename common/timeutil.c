@@ -1,6 +1,7 @@
 #include "timeutil.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
@@ -23,11 +24,22 @@ uint64_t ms_left(uint64_t deadline)
 	return deadline > now ? deadline - now : 0;
 }
 
+uint64_t deadline_ms(uint64_t timeout_ms)
+{
+	uint64_t now = now_ms();
+	return timeout_ms > UINT64_MAX - now ? UINT64_MAX : now + timeout_ms;
+}
+
 void sleep_ms(uint64_t ms)
 {
 	struct timespec ts = { .tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000 };
 	while (nanosleep(&ts, &ts) && errno == EINTR)
 		;
+}
+
+int poll_timeout(uint64_t ms)
+{
+	return ms > INT_MAX ? INT_MAX : (int)ms;
 }
 
 int pid_alive(pid_t pid)
@@ -58,7 +70,7 @@ int pid_alive(pid_t pid)
 
 int wait_pid_gone(pid_t pid, uint64_t timeout_ms)
 {
-	uint64_t deadline = now_ms() + timeout_ms;
+	uint64_t deadline = deadline_ms(timeout_ms);
 	int fd = (int)syscall(SYS_pidfd_open, pid, 0);
 
 	if (fd < 0)
@@ -66,7 +78,7 @@ int wait_pid_gone(pid_t pid, uint64_t timeout_ms)
 	for (;;) {
 		struct pollfd p = { .fd = fd, .events = POLLIN };
 		uint64_t left = ms_left(deadline);
-		int r = poll(&p, 1, left > 100 ? 100 : (int)left);
+		int r = poll(&p, 1, poll_timeout(left > 100 ? 100 : left));
 		if (r > 0 || !pid_alive(pid)) {
 			close(fd);
 			return 0;

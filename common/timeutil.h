@@ -9,7 +9,13 @@ uint64_t now_ms(void);
 uint64_t now_ns(void);
 /* Milliseconds left until deadline (absolute, now_ms() based); 0 if past. */
 uint64_t ms_left(uint64_t deadline);
+/* The deadline timeout_ms from now, saturating instead of wrapping. */
+uint64_t deadline_ms(uint64_t timeout_ms);
 void sleep_ms(uint64_t ms);
+/* ms as a poll()/epoll_wait() timeout: capped at INT_MAX (about 24.8 days),
+ * never negative, so a long deadline is not cut short or made infinite by
+ * a cast. Callers loop until their deadline has passed. */
+int poll_timeout(uint64_t ms);
 
 /* Wait until process pid has exited, at most timeout_ms. 0 if it has gone,
  * -ETIMEDOUT if it is still there. Works for non-children (pidfd). */

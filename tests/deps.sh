@@ -8,6 +8,8 @@ pkgs=(
 	gcc make pkg-config liburing-dev libzstd-dev libcurl4-openssl-dev
 	# tests
 	bats fio e2fsprogs jq util-linux procps
+	# make fuzz: clang with libFuzzer (libclang_rt.fuzzer) and the sanitizers
+	clang libclang-rt-14-dev
 	# benchmark peers: the NBD way of serving the same overlay
 	nbdkit nbd-client
 	# remote base tests: a real HTTP server on loopback

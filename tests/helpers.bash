@@ -39,3 +39,17 @@ root_without_dac() {
 stderr_of() {
 	"$@" 2>&1 >/dev/null
 }
+
+# Start tests/hostile_http.py on ports $1, $1 + 1 (another origin) and
+# $1 + 2 (TLS), with a fresh certificate in folder $2; its pid in $server.
+hostile_start() {
+	local port=$1 dir=$2
+	openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 1 \
+		-subj /CN=localhost -keyout "$dir/key.pem" -out "$dir/cert.pem" 2>/dev/null
+	python3 "$BATS_TEST_DIRNAME/../hostile_http.py" "$port" $((port + 1)) $((port + 2)) \
+		"$dir/cert.pem" "$dir/key.pem" >"$dir/server.log" 2>&1 &
+	server=$!
+	for _ in $(seq 300); do grep -q ready "$dir/server.log" && return 0; sleep 0.1; done
+	echo "hostile_http.py did not start within 30 s: $(cat "$dir/server.log")" >&2
+	return 1
+}

@@ -38,3 +38,34 @@ assert_none_left() {
 	[ -z "$(ls /sys/class/ublk-char 2>/dev/null)" ] || { ls /sys/class/ublk-char >&2; return 1; }
 	[ -z "$(pgrep -x ublk-serve)" ] || { pgrep -ax ublk-serve >&2; return 1; }
 }
+
+# nginx on loopback, as root, in $T/nginx; $1 is the http block's own
+# lines (access_log, server blocks), after the common settings.
+nginx_run() {
+	mkdir -p "$T/nginx"
+	cat >"$T/nginx/nginx.conf" <<CONF
+user root;
+daemon on;
+worker_processes 1;
+pid $T/nginx/nginx.pid;
+error_log $T/nginx/error.log;
+events { worker_connections 64; }
+http {
+	client_body_temp_path $T/nginx/body;
+	proxy_temp_path $T/nginx/proxy;
+	fastcgi_temp_path $T/nginx/fastcgi;
+	uwsgi_temp_path $T/nginx/uwsgi;
+	scgi_temp_path $T/nginx/scgi;
+$1
+}
+CONF
+	nginx -p "$T/nginx" -c "$T/nginx/nginx.conf"
+}
+
+nginx_stop() {
+	[ -s "$T/nginx/nginx.pid" ] || return 0
+	local pid
+	pid=$(cat "$T/nginx/nginx.pid")
+	kill "$pid"
+	for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+}

@@ -10,21 +10,9 @@ nginx_start() {
 	mkdir -p "$T/nginx" "$T/www/private"
 	[ -s "$T/nginx/cert.pem" ] || openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 \
 		-nodes -days 1 -subj /CN=localhost -keyout "$T/nginx/key.pem" -out "$T/nginx/cert.pem" 2>/dev/null
-	cat >"$T/nginx/nginx.conf" <<CONF
-user root;
-daemon on;
-worker_processes 1;
-pid $T/nginx/nginx.pid;
-error_log $T/nginx/error.log;
-events { worker_connections 64; }
-http {
+	nginx_run "$(cat <<CONF
 	log_format ranges '\$request_uri \$status \$http_range';
 	access_log $T/nginx/access.log ranges;
-	client_body_temp_path $T/nginx/body;
-	proxy_temp_path $T/nginx/proxy;
-	fastcgi_temp_path $T/nginx/fastcgi;
-	uwsgi_temp_path $T/nginx/uwsgi;
-	scgi_temp_path $T/nginx/scgi;
 	server {
 		listen 127.0.0.1:$PORT;
 		root $T/www;
@@ -38,17 +26,8 @@ http {
 		ssl_certificate_key $T/nginx/key.pem;
 		root $T/www;
 	}
-}
 CONF
-	nginx -p "$T/nginx" -c "$T/nginx/nginx.conf"
-}
-
-nginx_stop() {
-	[ -s "$T/nginx/nginx.pid" ] || return 0
-	local pid
-	pid=$(cat "$T/nginx/nginx.pid")
-	kill "$pid"
-	for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+)"
 }
 
 setup() {

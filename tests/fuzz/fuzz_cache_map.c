@@ -1,0 +1,167 @@
+/*
+ * A copy-on-write cache as a reader finds it (docs/cache-format.md): the
+ * map file FILE.map (header CRC recomputed, checksums.c), and optionally a
+ * live map FILE.live. Input: map bytes [FZ_SEP live bytes]. In a live
+ * part whose boot id field starts with "BOOT", the harness writes this
+ * boot's id there, so the fuzzer can reach past the boot check.
+ *
+ * The map alone goes through cache_map_check_fd; then both readers run:
+ * cache_export_open (ublk-export-diff --cache), whose
+ * extents must cover only the device, and layer_cache_open read-only over
+ * a stand-in base of the size and id the header names (the cross-checks
+ * against a real base are plain comparisons; what is fuzzed is the file).
+ * The data file is sized as the map says, sparse. An opened cache is
+ * read at a few places (an io_uring for the data file, the stand-in base
+ * answers at once): every read completes once, with its length, and the
+ * base is never asked for bytes past its end.
+ */
+#include "aio.h"
+#include "cache.h"
+#include "cache_map.h"
+#include "checksums.h"
+#include "layer.h"
+#include "ublk_limits.h"
+#include "fuzz.h"
+
+#include <liburing.h>
+
+#define BS 4096u
+#define MAX_PART (1u << 20)
+
+static int map_fd = -1, live_fd = -1, data_fd = -1;
+static char path[300], map_path[300], live_path[300];
+static uint8_t copy[MAX_PART];
+static char boot[40];
+
+static struct io_uring ring;
+static struct aio aio = { .ring = &ring };
+static uint8_t rbuf[64 << 10] __attribute__((aligned(4096)));
+static char priv[4096];
+
+static void base_read(struct layer *l, struct layer_io *io)
+{
+	FZ_ASSERT(io->op == LAYER_READ && io->off + io->len <= l->size,
+		  "op %d of %u at %llu on a %llu-byte read-only base", io->op, io->len,
+		  (unsigned long long)io->off, (unsigned long long)l->size);
+	memset(io->buf, 0x6c, io->len);
+	io->done(io, (int)io->len);
+}
+static void nop_close(struct layer *l) { (void)l; }
+static const struct layer_ops base_ops = {
+	.name = "fuzz-base", .read = base_read, .write = base_read, .flush = base_read,
+	.discard = base_read, .close = nop_close,
+};
+
+struct sync_io {
+	struct layer_io io;
+	int res, calls;
+};
+
+static void on_done(struct layer_io *io, int res)
+{
+	struct sync_io *s = (struct sync_io *)io;
+	s->res = res;
+	s->calls++;
+}
+
+static void cache_read(struct layer *l, uint64_t off)
+{
+	struct sync_io s = { .io = { .op = LAYER_READ, .off = off / 4096 * 4096, .len = sizeof(rbuf),
+				     .buf = rbuf, .done = on_done, .aio = &aio, .priv = priv } };
+	if (s.io.off >= l->size)
+		return;
+	if (s.io.len > l->size - s.io.off)
+		s.io.len = (uint32_t)(l->size - s.io.off);
+	layer_submit(l, &s.io);
+	FZ_ASSERT(!aio_drain(&aio), "io_uring failed");
+	FZ_ASSERT(s.calls == 1 && s.res == (int)s.io.len, "read of %u at %llu: %d calls, result %d",
+		  s.io.len, (unsigned long long)s.io.off, s.calls, s.res);
+}
+
+int LLVMFuzzerInitialize(int *argc, char ***argv)
+{
+	(void)argc;
+	(void)argv;
+	data_fd = fz_file("c", path, sizeof(path));
+	map_fd = fz_file("c.map", map_path, sizeof(map_path));
+	snprintf(live_path, sizeof(live_path), "%s.live", path);
+	if (io_uring_queue_init(16, &ring, 0))
+		FZ_DIE("io_uring_queue_init failed");
+	FILE *f = fopen("/proc/sys/kernel/random/boot_id", "re");
+	if (f) {
+		if (fgets(boot, sizeof(boot), f))
+			boot[strcspn(boot, "\n")] = 0;
+		fclose(f);
+	}
+	return 0;
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	struct fz_part part[2];
+	struct cache_export x;
+	char why[1024];
+	int n = fz_split(data, size, part, 2);
+
+	if (part[0].len > MAX_PART || part[1].len > MAX_PART)
+		return -1;
+	memcpy(copy, part[0].p, part[0].len);
+	fz_fix_cache_map(copy, part[0].len);
+	fz_fill(map_fd, copy, part[0].len);
+	uint64_t dev_size = part[0].len >= 24 ? fz_get64(copy + 16) : 0;
+	struct layer base = { .ops = &base_ops, .read_only = true };
+	if (part[0].len >= 88) {
+		base.size = fz_get64(copy + 24);
+		memcpy(base.id, copy + 64, 16);
+	}
+	fz_fill(data_fd, NULL, dev_size <= UBLK_MAX_IMAGE_SIZE ? dev_size : 0);
+	if (n > 1) {
+		if (live_fd < 0) {
+			live_fd = open(live_path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+			if (live_fd < 0)
+				FZ_DIE("open %s: %s", live_path, strerror(errno));
+		}
+		memcpy(copy, part[1].p, part[1].len);
+		if (part[1].len >= 72 && !memcmp(copy + 32, "BOOT", 4))
+			strncpy((char *)copy + 32, boot, 40);
+		fz_fill(live_fd, copy, part[1].len);
+	} else if (live_fd >= 0) {
+		close(live_fd);
+		live_fd = -1;
+		unlink(live_path);
+	}
+
+	uint64_t checked = 0;
+	if (!cache_map_check_fd(map_fd, &checked, why, sizeof(why))) {
+		fz_accepted();
+		FZ_ASSERT(checked == dev_size, "checked size %llu, header %llu",
+			  (unsigned long long)checked, (unsigned long long)dev_size);
+	}
+	if (!cache_export_open(path, false, &x, why, sizeof(why))) {
+		fz_accepted();
+		uint64_t blocks = x.meta.dev_size / BS, next = 0;
+		for (size_t i = 0; i < x.n_ext; i++) {
+			const struct diff_extent *e = &x.ext[i];
+			FZ_ASSERT(e->count && e->start >= next && e->start < blocks &&
+				  e->count <= blocks - e->start, "extent %zu (block %llu, %u blocks) of a "
+				  "%llu-block device", i, (unsigned long long)e->start, e->count,
+				  (unsigned long long)blocks);
+			FZ_ASSERT(e->kind == DIFF_DATA || e->kind == DIFF_ZERO, "kind %u", e->kind);
+			next = e->start + e->count;
+		}
+		cache_export_close(&x);
+	}
+
+	struct layer *l = NULL;
+	if (!layer_cache_open(path, &base, 0, true, &l, why, sizeof(why))) {
+		FZ_ASSERT(l->size == dev_size && l->read_only, "opened as %llu bytes, map says %llu",
+			  (unsigned long long)l->size, (unsigned long long)dev_size);
+		FZ_ASSERT(layer_stack_priv_size(l) <= sizeof(priv), "per-request state too big");
+		cache_read(l, 0);
+		cache_read(l, base.size ? base.size - 4096 : 0);
+		cache_read(l, l->size - 4096);
+		cache_read(l, l->size / 3);
+		layer_close(l);
+	}
+	return 0;
+}

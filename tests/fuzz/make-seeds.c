@@ -1,0 +1,237 @@
+/*
+ * Writes the seed corpora of the fuzz harnesses (tests/fuzz/corpus/) with
+ * the project's own writers: a cache made and written through the cache
+ * layer, its map and live map as the layer leaves them, diffs exported
+ * from it by export_cache (what ublk-export-diff --cache runs) as raw,
+ * zstd and v3, a state entry's config with the serve_arg lines of
+ * devopts_to_argv. Header values and option strings are the documented
+ * examples. Run by `make fuzz-seeds`; the output is committed.
+ *   make-seeds CORPUS_DIR
+ */
+#include "aio.h"
+#include "devopts.h"
+#include "export.h"
+#include "layer.h"
+#include "state.h"
+#include "fuzz.h"
+
+#include <liburing.h>
+
+static const char *corpus;
+static char tmp[256];
+
+static void put_file(const char *harness, const char *name, const void *a, size_t alen,
+		     const void *b, size_t blen)
+{
+	char path[512];
+	snprintf(path, sizeof(path), "%s/%s", corpus, harness);
+	mkdir(path, 0755);
+	snprintf(path, sizeof(path), "%s/%s/%s", corpus, harness, name);
+	FILE *f = fopen(path, "we");
+	if (!f || fwrite(a, 1, alen, f) != alen || (b && (fwrite(FZ_SEP, 1, FZ_SEP_LEN, f) != FZ_SEP_LEN ||
+							 fwrite(b, 1, blen, f) != blen)) || fclose(f))
+		FZ_DIE("writing %s: %s", path, strerror(errno));
+}
+
+static uint8_t *slurp(const char *path, size_t *len)
+{
+	static uint8_t *bufs[16];
+	static int next;
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	struct stat st;
+	if (fd < 0 || fstat(fd, &st))
+		FZ_DIE("%s: %s", path, strerror(errno));
+	uint8_t *b = malloc((size_t)st.st_size + 1);
+	if (!b || pread(fd, b, (size_t)st.st_size, 0) != st.st_size)
+		FZ_DIE("reading %s", path);
+	close(fd);
+	free(bufs[next % 16]);
+	bufs[next++ % 16] = b;
+	*len = (size_t)st.st_size;
+	return b;
+}
+
+/* ---- a cache, written through the cache layer ---- */
+
+struct sync_io {
+	struct layer_io io;
+	int res;
+};
+
+static struct io_uring ring;
+static struct aio aio = { .ring = &ring };
+static char priv[4096];
+
+static void on_done(struct layer_io *io, int res)
+{
+	((struct sync_io *)io)->res = res;
+}
+
+static void run(struct layer *l, enum layer_op op, uint64_t block, uint32_t blocks, void *buf)
+{
+	struct sync_io s = { .io = { .op = op, .off = block * 4096, .len = blocks * 4096, .buf = buf,
+				     .done = on_done, .aio = &aio, .priv = priv }, .res = 1 };
+	layer_submit(l, &s.io);
+	if (aio_drain(&aio) || s.res < 0)
+		FZ_DIE("layer op %d at block %llu: %d", op, (unsigned long long)block, s.res);
+}
+
+static void make_cache(const char *base, const char *cache, uint8_t **live, size_t *live_len)
+{
+	static uint8_t buf[4 * 4096] __attribute__((aligned(4096)));
+	struct layer *b, *l;
+	char why[1024], path[600];
+	int fd = open(base, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+
+	for (size_t i = 0; i < sizeof(buf); i++)
+		buf[i] = (uint8_t)(i * 7 + i / 4096);
+	if (fd < 0 || ftruncate(fd, 64 * 4096) || pwrite(fd, buf, sizeof(buf), 0) != sizeof(buf))
+		FZ_DIE("%s: %s", base, strerror(errno));
+	close(fd);
+	if (layer_file_open(base, true, &b) ||
+	    layer_cache_open(cache, b, 128 * 4096, false, &l, why, sizeof(why)))
+		FZ_DIE("cache %s: %s", cache, why);
+	run(l, LAYER_WRITE, 3, 2, buf);            /* data */
+	memset(buf, 0, 4096);
+	run(l, LAYER_WRITE, 8, 1, buf);            /* an all-zero write: zero state */
+	run(l, LAYER_DISCARD, 10, 4, NULL);        /* zero extent */
+	memset(buf, 0x5c, 4096);
+	run(l, LAYER_WRITE, 70, 1, buf);           /* past the base */
+	run(l, LAYER_FLUSH, 0, 0, NULL);
+	snprintf(path, sizeof(path), "%s.live", cache);
+	*live = slurp(path, live_len);
+	layer_close(l);
+}
+
+static void export(const char *cache, const char *out, bool zstd, uint32_t frame, bool v3)
+{
+	struct export_opts o = { .out = out, .zstd = zstd, .frame_size = frame, .keep = true,
+				 .timeout_ms = 5000, .v3 = v3 };
+	struct export_result r;
+	char why[1024];
+	if (export_cache(cache, &o, &r, why, sizeof(why)))
+		FZ_DIE("export %s: %s", out, why);
+}
+
+int main(int argc, char **argv)
+{
+	char base[300], cache[300], map[300], out[300], hdr[320];
+	uint8_t *live, *a, *b;
+	size_t live_len, alen, blen;
+
+	if (argc != 2)
+		FZ_DIE("usage: make-seeds CORPUS_DIR");
+	corpus = argv[1];
+	mkdir(corpus, 0755);
+	snprintf(tmp, sizeof(tmp), "%s", fz_dir());
+	if (io_uring_queue_init(64, &ring, 0))
+		FZ_DIE("io_uring_queue_init failed");
+	snprintf(base, sizeof(base), "%s/base.img", tmp);
+	snprintf(cache, sizeof(cache), "%s/c.cache", tmp);
+	snprintf(map, sizeof(map), "%s.map", cache);
+	make_cache(base, cache, &live, &live_len);
+
+	/* live map: the boot id becomes the token the harnesses replace */
+	memcpy(live + 32, "BOOT", 4);
+	put_file("cache_live", "live", live, live_len, NULL, 0);
+	a = slurp(map, &alen);
+	put_file("cache_map", "map", a, alen, NULL, 0);
+	put_file("cache_map", "map-live", a, alen, live, live_len);
+
+	snprintf(out, sizeof(out), "%s/raw4k.diff", tmp);
+	export(cache, out, false, 4096, false);
+	a = slurp(out, &alen);
+	put_file("diff", "raw-4k-frames", a, alen, NULL, 0);
+	snprintf(out, sizeof(out), "%s/zstd8k.diff", tmp);
+	export(cache, out, true, 8192, false);
+	a = slurp(out, &alen);
+	put_file("diff", "zstd-8k-frames", a, alen, NULL, 0);
+	snprintf(out, sizeof(out), "%s/zstd.diff", tmp);
+	export(cache, out, true, 0, false);
+	a = slurp(out, &alen);
+	put_file("diff", "zstd-1m-frames", a, alen, NULL, 0);
+
+	snprintf(out, sizeof(out), "%s/v3.img", tmp);
+	snprintf(hdr, sizeof(hdr), "%s.header", out);
+	export(cache, out, false, 0, true);
+	a = slurp(hdr, &alen);
+	b = slurp(out, &blen);
+	put_file("diff_v3", "pair", a, alen, b, blen);
+
+	/* a state entry's config, in the server's layout */
+	struct server_config cfg;
+	char *args[DEVOPTS_MAX_ARGS + 1], config[8192];
+	int n = 0, used;
+	devopts_defaults(&cfg);
+	cfg.base = "/srv/images/base.img";
+	cfg.layers[cfg.n_layers++] = "/srv/images/sb17.diff";
+	cfg.cache = "/var/lib/ublk/next.cache";
+	cfg.name = "build-17";
+	cfg.inject = "delay-read=30@0-4K";
+	cfg.size = 1ull << 30;
+	state_set_dir("/run/ublk-tools");
+	devopts_to_argv(&cfg, args, &n);
+	used = snprintf(config, sizeof(config), "base=%s\ncache=%s\nsize=%llu\nqueues=%u\ndepth=%u\n"
+			"read_only=0\ninject=%s\nname=%s\nno_recovery=0\nlayer=%s\n", cfg.base, cfg.cache,
+			(unsigned long long)cfg.size, cfg.queues, cfg.depth, cfg.inject, cfg.name,
+			cfg.layers[0]);
+	for (int i = 0; i < n; i++)
+		used += snprintf(config + used, sizeof(config) - (size_t)used, "serve_arg=%s\n", args[i]);
+	char entry[12000];
+	int elen = snprintf(entry, sizeof(entry), "%s" FZ_SEP "4242\n" FZ_SEP "live\n" FZ_SEP
+			    "{\"queues\":[{\"reads\":1}]}\n" FZ_SEP "auth=Bearer x\n", config);
+	put_file("state", "entry", entry, (size_t)elen, NULL, 0);
+	put_file("state", "config-only", config, (size_t)used, NULL, 0);
+
+	/* header values as servers send them; selector bytes as fuzz_http.c reads them */
+	static const struct { const char *name, *s; } http[] = {
+		{ "range", "\x00" "bytes 0-65535/1048576" },
+		{ "range-spaces", "\x05" " bytes 4096-8191/8192 " },
+		{ "length", "\x01" "1048576" },
+		{ "etag", "\xfc" "\"5f2b-1a2b3c\"" },
+		{ "etag-weak", "\xfc" "W/\"abc\"" },
+		{ "url-log", "\xf8" "https://user:secret@example.com:8443/img.raw?X-Sig=abc#frag" },
+		{ "url-identity", "\xf9" "HTTPS://Example.COM:443/a/b.img?sig=1" },
+	};
+	for (size_t i = 0; i < sizeof(http) / sizeof(http[0]); i++)
+		put_file("http", http[i].name, http[i].s, 1 + strlen(http[i].s + 1), NULL, 0);
+
+	static const struct { const char *name, *s; } ctl[] = {
+		{ "freeze", "\x80" "freeze 5000\n" },
+		{ "replies", "\x80" "frozen\nthawed\nexpired\nerror freezing: Timer expired\nthaw\n" },
+	};
+	for (size_t i = 0; i < sizeof(ctl) / sizeof(ctl[0]); i++)
+		put_file("ctlsock", ctl[i].name, ctl[i].s, strlen(ctl[i].s), NULL, 0);
+
+	/* option strings: selector % 9 picks the parser (fuzz_options.c) */
+	static const struct { const char *name; int sel; const char *s; } opt[] = {
+		{ "size", 0, "64M" }, { "size-kib", 0, "4KiB" }, { "seconds", 1, "2.5" },
+		{ "uint", 2, "17" }, { "dev-id", 3, "/dev/ublkb3" },
+		{ "inject", 4, "delay-read=3000@0-4K,error-write=5@1M-2M" },
+		{ "name", 5, "build-17" }, { "redact", 6, "https://u:p@h.example/x.img?sig=1" },
+	};
+	for (size_t i = 0; i < sizeof(opt) / sizeof(opt[0]); i++) {
+		char s[256];
+		s[0] = (char)opt[i].sel;
+		snprintf(s + 1, sizeof(s) - 1, "%s", opt[i].s);
+		put_file("options", opt[i].name, s, 1 + strlen(s + 1), NULL, 0);
+	}
+	/* devopts_apply: selector % 9 >= 7, key index (selector >> 1) % 17 */
+	static const struct { const char *name; int key; const char *s; } dev[] = {
+		{ "opt-base", 0, "/srv/base.img" }, { "opt-queues", 1, "4" }, { "opt-timeout", 3, "30" },
+		{ "opt-size", 5, "10G" }, { "opt-inject", 6, "error-read=5@0-4K" },
+		{ "opt-chunk-size", 9, "4M" }, { "opt-http-timeout", 12, "60" },
+		{ "opt-retries", 13, "3" }, { "opt-state-dir", 16, "/run/ublk-tools" },
+	};
+	for (size_t i = 0; i < sizeof(dev) / sizeof(dev[0]); i++) {
+		char s[256];
+		int sel = 0;
+		while (sel < 256 && !(sel % 9 >= 7 && (sel >> 1) % 17 == dev[i].key))
+			sel++;
+		s[0] = (char)sel;
+		snprintf(s + 1, sizeof(s) - 1, "%s", dev[i].s);
+		put_file("options", dev[i].name, s, 1 + strlen(s + 1), NULL, 0);
+	}
+	io_uring_queue_exit(&ring);
+	return 0;
+}

@@ -1,0 +1,139 @@
+#!/usr/bin/env bats
+# Files and folders another local user could prepare (docs/security.md):
+# the state directory, its entries, files the tools replace, exported
+# images. No ublk needed: the tools stop before the kernel or never use it.
+
+load ../helpers
+
+setup() {
+	export UBLK_CONTROL_PATH=/dev/null
+	T=$(mktemp -d)
+	S=$T/state
+	mkdir -m 0700 "$S"
+}
+
+teardown() {
+	[ -z "${pid:-}" ] || kill -9 "$pid" 2>/dev/null || true
+	chmod -R u+rwX "$T" 2>/dev/null || true
+	rm -rf "$T"
+}
+
+@test "a state directory writable by others is refused with what to do" {
+	chmod 0777 "$S"
+	run_mustfail 1 "state directory $S is writable by other users (mode 0777): chmod 0700 it or use --state-dir" \
+		"$B/ublk-pool" list --state-dir "$S"
+	run_mustfail 1 "is writable by other users" "$B/ublk-pool" status --state-dir "$S"
+	run_mustfail 1 "is writable by other users" "$B/ublk-export-diff" --state-dir "$S" -o "$T/o" sb1
+	run "$B/ublk-del" --state-dir "$S" sb1
+	[ "$status" -ne 0 ]
+	[[ "$output" == *"state directory $S is writable by other users (mode 0777)"* ]]
+}
+
+@test "a state directory of another user, or under a folder others can write, is refused" {
+	chown 65534 "$S"
+	run_mustfail 1 "is owned by uid 65534, not by this user" "$B/ublk-pool" list --state-dir "$S"
+	chown 0 "$S"
+	mkdir -m 0777 "$T/open"
+	mkdir -m 0700 "$T/open/state"
+	run_mustfail 1 "the folder $T/open on its way is writable by other users" \
+		"$B/ublk-pool" list --state-dir "$T/open/state"
+	# the sticky bit (like /tmp) keeps others from replacing our folder
+	chmod 1777 "$T/open"
+	run "$B/ublk-pool" list --state-dir "$T/open/state"
+	[ "$status" -eq 0 ]
+}
+
+@test "a symlinked state entry is removed itself, never followed" {
+	mkdir "$T/victim"
+	echo precious >"$T/victim/config"
+	echo precious >"$T/victim/pid"
+	ln -s "$T/victim" "$S/ublkb5"
+	run "$B/ublk-pool" reclaim --state-dir "$S"
+	echo "$output"
+	[ "$(cat "$T/victim/config")" = precious ]
+	[ "$(cat "$T/victim/pid")" = precious ]
+	[ ! -L "$S/ublkb5" ]
+}
+
+@test "the metrics textfile is never written through a planted link" {
+	mkdir -m 0700 "$T/prom"
+	echo "root only" >"$T/secret"
+	chmod 600 "$T/secret"
+	# the old temporary name was ublk.prom.<pid>: plant it for the pid the
+	# tool will have (exec keeps the shell's)
+	run sh -c 'ln -s "$1/secret" "$1/prom/ublk.prom.$$" && exec "$2/ublk-pool" metrics --state-dir "$1/state" --textfile "$1/prom"' \
+		sh "$T" "$B"
+	[ "$status" -eq 0 ]
+	[ "$(cat "$T/secret")" = "root only" ]
+	[ -f "$T/prom/ublk.prom" ]
+	[ ! -L "$T/prom/ublk.prom" ]
+	[ "$(stat -c %a "$T/prom/ublk.prom")" = 644 ]
+	grep -q '^ublk_devices' "$T/prom/ublk.prom"
+}
+
+@test "a metrics textfile that is a link is replaced, not followed" {
+	mkdir -m 0700 "$T/prom"
+	echo "root only" >"$T/secret"
+	ln -s "$T/secret" "$T/prom/ublk.prom"
+	run "$B/ublk-pool" metrics --state-dir "$S" --textfile "$T/prom"
+	[ "$status" -eq 0 ]
+	[ "$(cat "$T/secret")" = "root only" ]
+	[ ! -L "$T/prom/ublk.prom" ]
+}
+
+@test "a flattened image gets the umask's mode, and no temporary is left" {
+	truncate -s 1M "$T/base"
+	mkdir "$T/out"
+	(umask 077 && "$B/ublk-export-diff" --flatten --base "$T/base" -o "$T/out/private.img")
+	[ "$(stat -c %a "$T/out/private.img")" = 600 ]
+	(umask 027 && "$B/ublk-export-diff" --flatten --base "$T/base" -o "$T/out/group.img")
+	[ "$(stat -c %a "$T/out/group.img")" = 640 ]
+	(umask 022 && "$B/ublk-export-diff" --flatten --base "$T/base" -o "$T/out/shared.img")
+	[ "$(stat -c %a "$T/out/shared.img")" = 644 ]
+	[ "$(ls -A "$T/out" | wc -l)" -eq 3 ]
+}
+
+@test "a failed flatten leaves no file, and a planted link at the output is replaced" {
+	truncate -s 1M "$T/base"
+	mkdir "$T/out"
+	echo junk >"$T/bad.diff"
+	run "$B/ublk-export-diff" --flatten --base "$T/base" --layer "$T/bad.diff" -o "$T/out/x.img"
+	[ "$status" -ne 0 ]
+	[ -z "$(ls -A "$T/out")" ]
+	echo "root only" >"$T/secret"
+	ln -s "$T/secret" "$T/out/x.img"
+	"$B/ublk-export-diff" --flatten --base "$T/base" -o "$T/out/x.img"
+	[ "$(cat "$T/secret")" = "root only" ]
+	[ ! -L "$T/out/x.img" ]
+	[ "$(stat -c %s "$T/out/x.img")" -eq 1048576 ]
+}
+
+@test "files, live map, state directory and control socket unit tests" {
+	run "$UBLK_TEST_BIN/test-files"
+	echo "$output"
+	[ "$status" -eq 0 ]
+	[[ "$output" == *" 0 failed" ]]
+}
+
+@test "an export killed by SIGTERM removes its named temporary" {
+	# Hiding /proc keeps the output from being an unnamed file (O_TMPFILE
+	# needs /proc to get a name), as on a filesystem without O_TMPFILE.
+	unshare -m true || skip "no mount namespaces here"
+	truncate -s 200G "$T/base"
+	mkdir "$T/out"
+	unshare -m sh -c 'mount --make-rprivate / && mount -t tmpfs none /proc &&
+		exec "$1/ublk-export-diff" --no-progress --flatten --base "$2/base" -o "$2/out/x.img"' \
+		sh "$B" "$T" 2>/dev/null &
+	pid=$!
+	deadline=$((SECONDS + 20))
+	until ls -A "$T/out" | grep -q '^\.x\.img\..*\.tmp$'; do
+		[ "$SECONDS" -lt "$deadline" ]
+		kill -0 "$pid"
+		sleep 0.05
+	done
+	kill -TERM "$pid"
+	rc=0
+	wait "$pid" || rc=$?
+	[ "$rc" -eq 143 ]
+	[ -z "$(ls -A "$T/out")" ]
+}

@@ -1,0 +1,29 @@
+#!/usr/bin/env bats
+# Each libFuzzer harness (tests/fuzz/README.md) for FUZZ_SECONDS (default
+# 10) seconds: its seeds must be accepted by the code under test, and no
+# input may crash, leak, hang or trip an invariant. `make check` builds the
+# harnesses into build-fuzz and sets UBLK_FUZZ_BIN; `make fuzz` runs them
+# longer. A failure prints the saved input and the top of the stack.
+
+setup() {
+	FUZZ_BIN=${UBLK_FUZZ_BIN:-$BATS_TEST_DIRNAME/../../build-fuzz}
+	if [ -z "${UBLK_FUZZ_BIN:-}" ] && [ ! -x "$FUZZ_BIN/fuzz_diff" ]; then
+		skip "fuzz harnesses not built: make fuzz-build (make check builds them)"
+	fi
+}
+
+fuzz() {
+	run "$BATS_TEST_DIRNAME/../fuzz/run.sh" --seconds "${FUZZ_SECONDS:-10}" --bin "$FUZZ_BIN" "$1"
+	echo "$output"
+	echo "# ${lines[0]}" >&3
+	[ "$status" -eq 0 ]
+}
+
+@test "fuzz diff: v1 diffs, raw and zstd frames, checksums recomputed" { fuzz diff; }
+@test "fuzz diff_v3: v3 mapping header and data file" { fuzz diff_v3; }
+@test "fuzz cache_map: cache map file, with and without a live map" { fuzz cache_map; }
+@test "fuzz cache_live: live block map" { fuzz cache_live; }
+@test "fuzz state: state entry config, pid, state, stats, secret" { fuzz state; }
+@test "fuzz http: Content-Range, Content-Length, ETag, URLs in logs and cache keys" { fuzz http; }
+@test "fuzz ctlsock: control socket lines" { fuzz ctlsock; }
+@test "fuzz options: sizes, seconds, ids, inject specs, names, device options" { fuzz options; }

@@ -1,0 +1,362 @@
+/* Host unit tests of what a server or another local user can feed the
+ * remote-image code: header parsers, URL redaction, the chunk cache's
+ * limits, key and links (issue #11). With UBLK_HOSTILE_PORT set (the port
+ * of tests/hostile_http.py, its second origin one above), also whole
+ * requests against a misbehaving server. */
+#include "check.h"
+#include "chunkcache.h"
+#include "http.h"
+#include "timeutil.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static int cr(const char *s, uint64_t *a, uint64_t *b, uint64_t *t)
+{
+	/* a copy without the NUL: the parser must stop at len */
+	size_t n = strlen(s);
+	char *copy = malloc(n ? n : 1);
+	memcpy(copy, s, n);
+	int ret = http_parse_content_range(copy, n, a, b, t);
+	free(copy);
+	return ret;
+}
+
+static void test_content_range(void)
+{
+	uint64_t a = 7, b = 7, t = 7;
+	static const char *bad[] = {
+		"bytes 0-65535/18446744073709551615", "bytes 0-0/18446744073709551616",
+		"bytes 0-0/99999999999999999999999999", "bytes 5-4/100", "bytes 0-100/100",
+		"bytes 0-0/*", "bytes */100", "bytes 0-0/", "bytes -0/10", "bytes 0-/10",
+		"bytes 0-0/1x", "bytes 0 - 0/10", "bytes 0-0 /10", "bytes +0-0/10", "bytes 0-0/-1",
+		"bits 0-0/10", "bytes0-0/10", "", "bytes ", "bytes 0-0/17592186044417",
+		"bytes 0x0-0/10", "bytes 1-2/3/4", "bytes 0-0/10\r\nX: y",
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		CHECK(cr(bad[i], &a, &b, &t) == -EINVAL, "Content-Range '%s' accepted", bad[i]);
+	CHECK(a == 7 && b == 7 && t == 7, "a refused header changed the outputs");
+	CHECK(!cr(" bytes 0-65535/4194304\r\n", &a, &b, &t) && a == 0 && b == 65535 && t == 4194304,
+	      "a good Content-Range refused");
+	CHECK(!cr("bytes 17592186044415-17592186044415/17592186044416", &a, &b, &t) &&
+	      t == HTTP_MAX_IMAGE_SIZE, "the largest image refused");
+	/* len stops the parser: the digits after it are not read */
+	CHECK(!http_parse_content_range("bytes 0-0/10999", 12, &a, &b, &t) && t == 10,
+	      "parser read past len");
+	uint64_t v;
+	CHECK(!http_parse_content_length(" 65536\r\n", 8, &v) && v == 65536, "Content-Length");
+	CHECK(http_parse_content_length("-1", 2, &v) == -EINVAL, "negative Content-Length");
+	CHECK(http_parse_content_length("18446744073709551617", 20, &v) == -EINVAL, "wrapped length");
+	CHECK(http_parse_content_length("", 0, &v) == -EINVAL, "empty Content-Length");
+	CHECK(http_parse_content_length("1 2", 3, &v) == -EINVAL, "two numbers");
+}
+
+static void test_etag(void)
+{
+	char out[300], longtag[400];
+	CHECK(!http_parse_etag(" \"abc\"\r\n", 8, out, sizeof(out)) && !strcmp(out, "\"abc\""), "etag");
+	CHECK(!http_parse_etag("W/\"x-1\"", 7, out, sizeof(out)) && !strcmp(out, "W/\"x-1\""), "weak");
+	CHECK(!http_parse_etag("abc123", 6, out, sizeof(out)), "a bare token");
+	CHECK(http_parse_etag("\"a\nb\"", 5, out, sizeof(out)) == -EINVAL, "newline in etag");
+	CHECK(http_parse_etag("\"a b\"", 5, out, sizeof(out)) == -EINVAL, "space in etag");
+	CHECK(http_parse_etag("\"abc", 4, out, sizeof(out)) == -EINVAL, "unterminated etag");
+	CHECK(http_parse_etag("W/abc", 5, out, sizeof(out)) == -EINVAL, "weak without quotes");
+	CHECK(http_parse_etag("\"\xff\"", 3, out, sizeof(out)) == -EINVAL, "non-ASCII etag");
+	CHECK(http_parse_etag("\"abc\"", 5, out, 4) == -EINVAL, "etag longer than out");
+	memset(longtag, 'a', sizeof(longtag));
+	CHECK(http_parse_etag(longtag, 256, out, sizeof(out)) == -EINVAL, "etag over 255 bytes");
+	CHECK(!http_parse_etag(longtag, 255, out, sizeof(out)), "etag of 255 bytes");
+}
+
+static void test_url_for_log(void)
+{
+	static const struct { const char *in, *out; } cases[] = {
+		{ "https://user:pass@host/p", "https://host/p" },
+		{ "https://u:p@ss@host:8443/a/b?X-Amz-Signature=abc#frag", "https://host:8443/a/b?..." },
+		{ "http://host/p#secret", "http://host/p" },
+		{ "http://host/p@x?y", "http://host/p@x?..." },
+		{ "http://user:pa/ss@host/", "(unparsable URL)" },
+		{ "http://user:pa?ss@host/", "(unparsable URL)" },
+		{ "http://ho st/", "(unparsable URL)" },
+		{ "http://host/a\nb", "(unparsable URL)" },
+		{ "ftp://u:p@host/", "(unparsable URL)" },
+		{ "HTTP://[::1]:80/x", "http://[::1]/x" },
+	};
+	char buf[200], id[200];
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		http_url_for_log(cases[i].in, buf, sizeof(buf));
+		CHECK(!strcmp(buf, cases[i].out), "url_for_log(%s) = %s", cases[i].out, buf);
+	}
+	CHECK(!http_url_identity("HTTPS://u:p@Host.Example:443/A?sig=1#f", id, sizeof(id)) &&
+	      !strcmp(id, "https://host.example:443/A"), "identity: %s", id);
+}
+
+static char root[256];
+
+static int open_ci(struct chunk_image *ci, const char *url, uint64_t size, char *why)
+{
+	return chunk_image_open(ci, root, url, "\"v1\"", size, 65536, 1 << 20, why, 300);
+}
+
+static void test_chunk_cache(void)
+{
+	struct chunk_image ci, cj;
+	char why[300] = "", path[4200], buf[65536] = { 0 };
+	int ret;
+
+	snprintf(root, sizeof(root), "/tmp/test-http.%d/chunks", (int)getpid());
+	/* sizes whose chunk count would wrap, or past the limit */
+	CHECK(open_ci(&ci, "http://h/x", UINT64_MAX, why) == -EFBIG, "2^64-1 bytes accepted");
+	chunk_image_close(&ci);
+	CHECK(open_ci(&ci, "http://h/x", HTTP_MAX_IMAGE_SIZE + 1, why) == -EFBIG, "over the limit");
+	chunk_image_close(&ci);
+	CHECK(open_ci(&ci, "http://h/x", 0, why) == -EFBIG, "0 bytes accepted");
+	chunk_image_close(&ci);
+
+	/* idx bounds: 3 chunks, the last one 100 bytes */
+	ret = open_ci(&ci, "http://h/x", 2 * 65536 + 100, why);
+	CHECK(!ret, "open: %s", why);
+	CHECK(ci.nchunks == 3, "nchunks %llu", (unsigned long long)ci.nchunks);
+	CHECK(chunk_store(&ci, 3, buf, 65536) == -EINVAL, "store past the end");
+	CHECK(chunk_store(&ci, UINT64_MAX / 8, buf, 100) == -EINVAL, "store far past the end");
+	CHECK(chunk_store(&ci, 2, buf, 65536) == -EINVAL, "last chunk stored with a wrong length");
+	CHECK(!chunk_store(&ci, 2, buf, 100), "store the last chunk");
+	CHECK(chunk_present(&ci, 2) == 1 && chunk_present(&ci, 3) == 0, "present");
+	CHECK(chunk_read(&ci, 3, 0, 1, buf) == -EINVAL, "read past the end");
+	CHECK(chunk_read(&ci, UINT64_MAX, 0, 1, buf) == -EINVAL, "read idx 2^64-1");
+	CHECK(chunk_read(&ci, 2, 50, 51, buf) == -EINVAL, "read past the chunk");
+	CHECK(!chunk_read(&ci, 2, 50, 50, buf), "read within the chunk");
+	CHECK(chunk_read(&ci, 1, 0, 1, buf) == -ENOENT, "absent chunk");
+
+	/* key file: mode 0600, the identity without credentials */
+	snprintf(path, sizeof(path), "%s/key", ci.dir);
+	struct stat st;
+	CHECK(!stat(path, &st) && (st.st_mode & 0777) == 0600, "key file mode %o", st.st_mode & 0777);
+	chunk_image_close(&ci);
+	ret = open_ci(&ci, "http://user:secret@h/y?X-Amz-Signature=secret2", 4096, why);
+	CHECK(!ret, "open: %s", why);
+	snprintf(path, sizeof(path), "%s/key", ci.dir);
+	char key[2000] = "";
+	FILE *f = fopen(path, "r");
+	if (f) {
+		key[fread(key, 1, sizeof(key) - 1, f)] = 0;
+		fclose(f);
+	}
+	CHECK(strstr(key, "http://h:80/y") && !strstr(key, "secret"), "key file: %s", key);
+	chunk_image_close(&ci);
+
+	/* long URLs differing at the end: two folders */
+	char u1[700], u2[700];
+	memset(u1, 'a', sizeof(u1));
+	memcpy(u1, "http://h/", 9);
+	u1[600] = 0;
+	memcpy(u2, u1, sizeof(u2));
+	u1[599] = '1';
+	u2[599] = '2';
+	CHECK(!open_ci(&ci, u1, 4096, why), "open u1: %s", why);
+	CHECK(!open_ci(&cj, u2, 4096, why), "open u2: %s", why);
+	CHECK(strcmp(ci.dir, cj.dir), "two long URLs share %s", ci.dir);
+	memset(buf, 1, 4096);
+	chunk_store(&ci, 0, buf, 4096);
+	CHECK(chunk_read(&cj, 0, 0, 1, buf) == -ENOENT, "u2 reads u1's chunk");
+	chunk_image_close(&cj);
+	/* a key file that says another identity is a collision */
+	snprintf(path, sizeof(path), "%s/key", ci.dir);
+	f = fopen(path, "w");
+	fputs("ublk-tools chunk cache 2\nurl http://other\n", f);
+	fclose(f);
+	CHECK(open_ci(&cj, u1, 4096, why) == -EEXIST, "a foreign key accepted");
+	chunk_image_close(&cj);
+	/* a symlinked key file */
+	unlink(path);
+	CHECK(!symlink("/etc/passwd", path), "symlink");
+	CHECK(open_ci(&cj, u1, 4096, why) != 0, "a symlinked key accepted");
+	chunk_image_close(&cj);
+	unlink(path);
+	/* a symlinked chunk is no chunk: never served */
+	CHECK(!open_ci(&cj, u1, 4096, why), "reopen: %s", why);
+	snprintf(path, sizeof(path), "%s/0", cj.dir);
+	unlink(path);
+	CHECK(!symlink("/etc/passwd", path), "symlink");
+	CHECK(chunk_read(&cj, 0, 0, 1, buf) == -ENOENT, "a symlinked chunk served");
+	CHECK(chunk_present(&cj, 0) == 0, "a symlinked chunk counts as present");
+	memset(buf, 2, 4096);
+	CHECK(!chunk_store(&cj, 0, buf, 4096), "store over a symlink");
+	CHECK(!lstat(path, &st) && S_ISREG(st.st_mode), "the link was not replaced");
+	chunk_image_close(&cj);
+	chunk_image_close(&ci);
+
+	/* eviction: a link to a victim folder's files is neither followed nor
+	 * emptied through */
+	char victim[300], vfile[400], link[700];
+	snprintf(victim, sizeof(victim), "/tmp/test-http.%d/victim", (int)getpid());
+	mkdir(victim, 0700);
+	snprintf(vfile, sizeof(vfile), "%s/1", victim);
+	f = fopen(vfile, "w");
+	fputs("precious", f);
+	fclose(f);
+	snprintf(link, sizeof(link), "%s/zzlink", root);
+	CHECK(!symlink(victim, link), "symlink");
+	snprintf(vfile, sizeof(vfile), "%s/0", victim);   /* also a linked chunk file */
+	f = fopen(vfile, "w");
+	fputs("precious", f);
+	fclose(f);
+	/* a limit of 1 MiB: storing 20 chunks of 64 KiB evicts */
+	CHECK(!open_ci(&ci, "http://h/evict", 20 * 65536, why), "open: %s", why);
+	snprintf(path, sizeof(path), "%s/0", ci.dir);
+	memset(buf, 3, sizeof(buf));
+	for (uint64_t i = 0; i < 20; i++)
+		chunk_store(&ci, i, buf, 65536);
+	chunk_image_close(&ci);
+	snprintf(vfile, sizeof(vfile), "%s/1", victim);
+	CHECK(!access(vfile, F_OK), "eviction deleted through a symlinked folder");
+	CHECK(!lstat(link, &st) && S_ISLNK(st.st_mode), "eviction removed the link");
+
+	/* the root: a symlink, group-writable, someone else's */
+	char lroot[300];
+	snprintf(lroot, sizeof(lroot), "/tmp/test-http.%d/linkroot", (int)getpid());
+	CHECK(!symlink(root, lroot), "symlink");
+	CHECK(chunk_image_open(&ci, lroot, "http://h/x", "", 4096, 65536, 0, why, sizeof(why)) ==
+	      -ELOOP, "a symlinked root accepted");
+	CHECK(strstr(why, "symlink") != NULL, "why: %s", why);
+	chunk_image_close(&ci);
+	chmod(root, 0770);
+	CHECK(open_ci(&ci, "http://h/x", 4096, why) == -EPERM, "a group-writable root accepted");
+	CHECK(strstr(why, "writable by group or others") != NULL, "why: %s", why);
+	chunk_image_close(&ci);
+	chmod(root, 0700);
+	if (geteuid() == 0) {
+		CHECK(!chown(root, 65534, 65534), "chown");
+		CHECK(open_ci(&ci, "http://h/x", 4096, why) == -EPERM, "someone else's root accepted");
+		chunk_image_close(&ci);
+		CHECK(!chown(root, 0, 0), "chown");
+	}
+	/* a new root is created 0700 */
+	char fresh[300];
+	snprintf(fresh, sizeof(fresh), "/tmp/test-http.%d/new/chunks", (int)getpid());
+	CHECK(!chunk_image_open(&ci, fresh, "http://h/x", "", 4096, 65536, 0, why, sizeof(why)),
+	      "new root: %s", why);
+	CHECK(!stat(fresh, &st) && (st.st_mode & 0777) == 0700, "new root mode %o", st.st_mode & 0777);
+	chunk_image_close(&ci);
+	char cmd[400];
+	snprintf(cmd, sizeof(cmd), "rm -rf /tmp/test-http.%d", (int)getpid());
+	CHECK(!system(cmd), "cleanup");
+}
+
+/* Whole requests against tests/hostile_http.py. */
+static void test_hostile(int port)
+{
+	static const struct { const char *path; int ret; const char *why; } cases[] = {
+		{ "/ok/img", 0, "" },
+		{ "/wrap/img", -EIO, "malformed Content-Range" },
+		{ "/huge/img", -EIO, "malformed Content-Range" },
+		{ "/star/img", -EIO, "malformed Content-Range" },
+		{ "/junk/img", -EIO, "malformed Content-Range" },
+		{ "/norange/img", -EIO, "HTTP 200 (the server ignores range requests)" },
+		{ "/otherstart/img", -EIO, "the server sent range 4096-4096 instead" },
+		{ "/tofile/img", -EIO, "redirect to another scheme refused" },
+		{ "/toftp/img", -EIO, "redirect to another scheme refused" },
+		{ "/loop/img", -EIO, "more than 5 redirects" },
+		{ "/chain/0/img", -EIO, "more than 5 redirects" },
+		{ "/chain/4/img", 0, "" },
+		{ "/private/img", 0, "" },
+		{ "/toother/img", -EACCES, "HTTP 403" },
+	};
+	struct http_opts o;
+	struct http_source s;
+	char url[200], why[700];
+	uint8_t buf[65536];
+
+	CHECK(!http_opts_init(&o, NULL, why, sizeof(why)), "opts");
+	/* a custom header: libcurl would pass it on to any redirect target */
+	o.auth_header = "X-Api-Key: s3cret";
+	o.timeout_ms = 3000;
+	o.retries = 1;
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		snprintf(url, sizeof(url), "http://127.0.0.1:%d%s", port, cases[i].path);
+		why[0] = 0;
+		int ret = http_source_open(&s, url, &o, why, sizeof(why));
+		CHECK(ret == cases[i].ret, "%s: %d, expected %d (%s)", cases[i].path, ret, cases[i].ret,
+		      why);
+		CHECK(strstr(why, cases[i].why) != NULL, "%s: '%s' lacks '%s'", cases[i].path, why,
+		      cases[i].why);
+		CHECK(!strstr(why, "s3cret"), "credentials in a message");
+		if (!ret) {
+			CHECK(s.size == 4 << 20, "size %llu", (unsigned long long)s.size);
+			http_source_close(&s);
+		}
+	}
+	/* https never goes down to http */
+	const char *tls = getenv("UBLK_HOSTILE_TLS_PORT");
+	if (tls) {
+		snprintf(url, sizeof(url), "https://127.0.0.1:%s/tohttp/img", tls);
+		o.insecure = true;
+		int ret = http_source_open(&s, url, &o, why, sizeof(why));
+		CHECK(ret == -EIO, "https to http: %d (%s)", ret, why);
+		CHECK(strstr(why, "redirect to http://127.0.0.1:") && strstr(why, "/ok/img refused"),
+		      "https to http: %s", why);
+		snprintf(url, sizeof(url), "https://127.0.0.1:%s/ok/img", tls);
+		CHECK(!http_source_open(&s, url, &o, why, sizeof(why)), "https: %s", why);
+		http_source_close(&s);
+		o.insecure = false;
+	}
+	/* errors after the probe: the read fails within its deadline */
+	static const struct { const char *path; int ret; const char *why; } reads[] = {
+		{ "/short/img", -EIO, "32768 bytes remaining" },
+		{ "/badlength/img", -EIO, "Content-Length" },
+		{ "/etag/img", -ESTALE, "changed on the server" },
+		{ "/drip/img", -ETIMEDOUT, "" },
+	};
+	struct http_conn *c = http_conn_new();
+	for (size_t i = 0; i < sizeof(reads) / sizeof(reads[0]); i++) {
+		snprintf(url, sizeof(url), "http://127.0.0.1:%d%s", port, reads[i].path);
+		int ret = http_source_open(&s, url, &o, why, sizeof(why));
+		CHECK(!ret, "%s: probe: %s", reads[i].path, why);
+		if (ret)
+			continue;
+		uint64_t start = now_ms();
+		ret = http_read(c, &s, 65536, 65536, buf, NULL, why, sizeof(why));
+		uint64_t took = now_ms() - start;
+		CHECK(ret == reads[i].ret, "%s: %d, expected %d (%s)", reads[i].path, ret, reads[i].ret,
+		      why);
+		CHECK(strstr(why, reads[i].why) != NULL, "%s: '%s' lacks '%s'", reads[i].path, why,
+		      reads[i].why);
+		/* deadline: timeout * (retries + 1), plus scheduling slack */
+		CHECK(took < 2 * 3000 + 1500, "%s took %llu ms", reads[i].path, (unsigned long long)took);
+		http_source_close(&s);
+	}
+	/* a long retry chain is bounded by the deadline, not 2^20 * 200 ms */
+	o.retries = 20;
+	o.timeout_ms = 100;
+	snprintf(url, sizeof(url), "http://127.0.0.1:%d/ok/img", port);
+	CHECK(!http_source_open(&s, url, &o, why, sizeof(why)), "probe: %s", why);
+	free(s.url);
+	s.url = strdup("http://127.0.0.1:1/x");   /* connection refused: retried */
+	uint64_t start = now_ms();
+	int ret = http_read(c, &s, 0, 100, buf, NULL, why, sizeof(why));
+	CHECK(ret == -EIO || ret == -ETIMEDOUT, "dead server: %d", ret);
+	CHECK(now_ms() - start < 21 * 100 + 1000, "20 retries took %llu ms",
+	      (unsigned long long)(now_ms() - start));
+	http_source_close(&s);
+	http_conn_free(c);
+}
+
+int main(void)
+{
+	const char *port = getenv("UBLK_HOSTILE_PORT");
+
+	test_content_range();
+	test_etag();
+	test_url_for_log();
+	test_chunk_cache();
+	if (port)
+		test_hostile(atoi(port));
+	else
+		printf("UBLK_HOSTILE_PORT not set: no requests to a hostile server\n");
+	return check_summary();
+}

@@ -1,0 +1,205 @@
+/* Option values, the state entry's config encoding and the credentials
+ * that travel apart from argv (issue 11: findings 6, 10, 11, 13). */
+#include "cfgline.h"
+#include "devopts.h"
+#include "parse.h"
+#include "timeutil.h"
+#include "check.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct seen {
+	char keys[8][64];
+	char values[8][256];
+	int n;
+};
+
+static int collect(const char *key, const char *value, void *arg)
+{
+	struct seen *s = arg;
+	if (s->n == 8)
+		return -E2BIG;
+	snprintf(s->keys[s->n], sizeof(s->keys[0]), "%s", key);
+	snprintf(s->values[s->n], sizeof(s->values[0]), "%s", value);
+	s->n++;
+	return 0;
+}
+
+static int parse_text(const char *text, struct seen *s, unsigned *bad)
+{
+	char buf[1024];
+	size_t len = strlen(text);
+	memcpy(buf, text, len + 1);
+	memset(s, 0, sizeof(*s));
+	return cfgline_parse(buf, len, collect, s, bad);
+}
+
+static void test_encoder(void)
+{
+	char buf[64];
+	size_t used = 0;
+
+	CHECK(!cfgline_append(buf, sizeof(buf), &used, "base", "/img"), "plain value");
+	CHECK(!cfgline_append(buf, sizeof(buf), &used, "cache", ""), "empty value");
+	CHECK(!strcmp(buf, "base=/img\ncache=\n"), "encoded: %s", buf);
+	/* the finding: a newline in a --cache path became a serve_arg line */
+	CHECK(cfgline_append(buf, sizeof(buf), &used, "cache", "/c\nserve_arg=/dev/sda") == -EINVAL,
+	      "a newline is refused");
+	CHECK(cfgline_append(buf, sizeof(buf), &used, "cache", "/c\r") == -EINVAL, "CR is refused");
+	CHECK(cfgline_append(buf, sizeof(buf), &used, "cache", "/c\x7f") == -EINVAL, "DEL is refused");
+	CHECK(cfgline_append(buf, sizeof(buf), &used, "cache", "/c\t") == -EINVAL, "TAB is refused");
+	CHECK(cfgline_append(buf, sizeof(buf), &used, "a=b", "x") == -EINVAL, "'=' in a key");
+	CHECK(cfgline_append(buf, sizeof(buf), &used, "", "x") == -EINVAL, "empty key");
+	CHECK(cfgline_append(buf, sizeof(buf), &used, "k", "01234567890123456789012345678901234567890123456789")
+	      == -ENOSPC, "no room");
+	CHECK(!strcmp(buf, "base=/img\ncache=\n"), "refusals leave the buffer: %s", buf);
+	CHECK(used == strlen(buf), "used %zu", used);
+	CHECK(cfgline_has_control("caf\xc3\xa9", NULL) == false, "UTF-8 is no control character");
+}
+
+static void test_decoder(void)
+{
+	struct seen s;
+	unsigned bad = 0;
+
+	CHECK(!parse_text("base=/img\nserve_arg=--base\nserve_arg=/a=b\nempty=\n", &s, &bad), "good file");
+	CHECK(s.n == 4 && !strcmp(s.keys[2], "serve_arg") && !strcmp(s.values[2], "/a=b") &&
+	      !strcmp(s.values[3], ""), "values split at the first '='");
+	CHECK(!parse_text("", &s, &bad) && s.n == 0, "empty file");
+	CHECK(parse_text("base=/img\ngarbage\n", &s, &bad) == -EINVAL && bad == 2, "line without '='");
+	CHECK(s.n == 0, "nothing is taken from a malformed file");
+	CHECK(parse_text("base=/img\nserve_arg=/x", &s, &bad) == -EINVAL && bad == 2,
+	      "a file cut short (no final newline)");
+	CHECK(parse_text("base=/img\x01\n", &s, &bad) == -EINVAL && bad == 1, "control character");
+	CHECK(parse_text("Base=/img\n", &s, &bad) == -EINVAL, "key outside a-z0-9_.");
+	CHECK(parse_text("=/img\n", &s, &bad) == -EINVAL, "empty key");
+	CHECK(parse_text("a\r=b\n", &s, &bad) == -EINVAL, "CR in a key");
+	char nul[] = "a=b\0c\n";
+	memset(&s, 0, sizeof(s));
+	CHECK(cfgline_parse(nul, sizeof(nul) - 1, collect, &s, &bad) == -EINVAL, "NUL inside a value");
+
+	/* round trip through the encoder */
+	char buf[256];
+	size_t used = 0;
+	cfgline_append(buf, sizeof(buf), &used, "serve_arg", "--cache");
+	cfgline_append(buf, sizeof(buf), &used, "serve_arg", "/dir with space/c=1");
+	CHECK(!parse_text(buf, &s, &bad) && s.n == 2 && !strcmp(s.values[1], "/dir with space/c=1"),
+	      "round trip");
+}
+
+static void test_limits(void)
+{
+	uint64_t ms;
+
+	CHECK(poll_timeout(0) == 0, "0");
+	CHECK(poll_timeout(1500) == 1500, "small");
+	/* the finding: 4294967.346 s became 50 ms, 30 days became -1 (forever) */
+	CHECK(poll_timeout(4294967346ull) == INT_MAX, "2^32 ms + 50 is capped, not wrapped");
+	CHECK(poll_timeout(30ull * 86400 * 1000) == INT_MAX, "30 days is capped, not negative");
+	CHECK(poll_timeout(UINT64_MAX) == INT_MAX, "max");
+	CHECK(deadline_ms(UINT64_MAX) == UINT64_MAX, "a deadline saturates");
+	CHECK(deadline_ms(1000) >= now_ms() + 999, "a deadline");
+	CHECK(!parse_seconds("4294967.346", &ms) && ms == 4294967346ull, "parsed in full");
+	CHECK(!parse_seconds("2.5", &ms) && ms == 2500, "fraction");
+}
+
+static void test_names(void)
+{
+	CHECK(!devopts_name_problem("sandbox-17"), "plain name");
+	CHECK(!devopts_name_problem("ublkb3x"), "not a device");
+	CHECK(!devopts_name_problem("ublk"), "not a device");
+	CHECK(devopts_name_problem("ublkb3"), "ublkb3 reads as device 3");
+	CHECK(devopts_name_problem("ublkc12"), "ublkc12 reads as device 12");
+	CHECK(devopts_name_problem("3"), "an id");
+	CHECK(devopts_name_problem(""), "empty");
+	CHECK(devopts_name_problem("a/b"), "slash");
+	CHECK(devopts_name_problem("/dev/ublkb3"), "a device path");
+	CHECK(devopts_name_problem("-x"), "an option");
+	CHECK(devopts_name_problem(".x"), "hidden");
+	CHECK(devopts_name_problem("a\nb"), "newline");
+	char longname[66];
+	memset(longname, 'a', 65);
+	longname[65] = 0;
+	CHECK(devopts_name_problem(longname), "65 bytes");
+	longname[64] = 0;
+	CHECK(!devopts_name_problem(longname), "64 bytes");
+}
+
+static void test_secrets(void)
+{
+	const char *url = "https://user:pass@example.com/img.raw?X-Amz-Signature=secret";
+	const char *layer = "http://example.com/d1.diff?sig=s2";
+	struct server_config cfg, back;
+	char text[4096], why[300];
+	char *red;
+	int n;
+
+	unsetenv("UBLK_HTTP_AUTH");
+	devopts_defaults(&cfg);
+	cfg.base = url;
+	cfg.layers[0] = "/local/d0.diff";
+	cfg.layers[1] = layer;
+	cfg.n_layers = 2;
+	setenv("UBLK_HTTP_AUTH", "Bearer tok", 1);
+	n = devopts_secrets(&cfg, text, sizeof(text));
+	CHECK(n > 0 && strstr(text, "base=https://user:pass@example.com/img.raw?X-Amz-Signature=secret\n")
+	      && strstr(text, "layer.1=http://example.com/d1.diff?sig=s2\n") && !strstr(text, "layer.0")
+	      && strstr(text, "auth=Bearer tok\n"), "secrets: %s", text);
+
+	/* argv and config carry the redacted forms only */
+	char *argv[DEVOPTS_MAX_ARGS + 1];
+	int argc = 0;
+	devopts_to_argv(&cfg, argv, &argc);
+	for (int i = 0; i < argc; i++)
+		CHECK(!strstr(argv[i], "pass") && !strstr(argv[i], "secret") && !strstr(argv[i], "s2"),
+		      "argv %d: %s", i, argv[i]);
+
+	/* the other side: redacted options plus the secrets give the full URLs */
+	unsetenv("UBLK_HTTP_AUTH");
+	devopts_defaults(&back);
+	red = devopts_redacted(url);
+	back.base = red;
+	back.layers[0] = "/local/d0.diff";
+	back.layers[1] = "http://example.com/d1.diff?...";
+	back.n_layers = 2;
+	CHECK(!devopts_apply_secrets(&back, text, (size_t)n, why, sizeof(why)), "apply: %s", why);
+	CHECK(!strcmp(back.base, url), "base %s", back.base);
+	CHECK(!strcmp(back.layers[1], layer), "layer %s", back.layers[1]);
+	CHECK(getenv("UBLK_HTTP_AUTH") && !strcmp(getenv("UBLK_HTTP_AUTH"), "Bearer tok"), "auth");
+
+	/* secrets of another URL are refused */
+	char other[] = "base=https://u:p@evil.example/img\n";
+	devopts_defaults(&back);
+	back.base = red;
+	CHECK(devopts_apply_secrets(&back, other, strlen(other), why, sizeof(why)) == 2 &&
+	      strstr(why, "another URL"), "mismatch: %s", why);
+	char oob[] = "layer.5=http://x/y?z\n";
+	CHECK(devopts_apply_secrets(&back, oob, strlen(oob), why, sizeof(why)) == 2, "no such layer");
+	char bad[] = "base\n";
+	CHECK(devopts_apply_secrets(&back, bad, strlen(bad), why, sizeof(why)) == 2, "malformed");
+	free(red);
+
+	/* no credentials: no secrets */
+	devopts_defaults(&cfg);
+	cfg.base = "/img";
+	unsetenv("UBLK_HTTP_AUTH");
+	CHECK(devopts_secrets(&cfg, text, sizeof(text)) == 0, "none");
+	/* with --auth-file, the file is read again: the environment is not kept */
+	setenv("UBLK_HTTP_AUTH", "tok", 1);
+	cfg.auth_file = "/etc/token";
+	CHECK(devopts_secrets(&cfg, text, sizeof(text)) == 0, "auth-file wins");
+	unsetenv("UBLK_HTTP_AUTH");
+}
+
+int main(void)
+{
+	test_encoder();
+	test_decoder();
+	test_limits();
+	test_names();
+	test_secrets();
+	return check_summary();
+}

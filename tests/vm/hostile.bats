@@ -1,0 +1,134 @@
+#!/usr/bin/env bats
+# A hostile HTTP server (tests/hostile_http.py) behind remote base images
+# (issue #11): every misbehaviour ends in a clear error within the
+# deadline, with a documented exit code, and leaves nothing behind.
+
+load lib
+
+PORT=18090              # PORT + 1: another origin, PORT + 2: TLS
+
+setup() {
+	vm_setup
+	export UBLK_CHUNK_CACHE=$T/chunks
+	hostile_start $PORT "$T"
+	URL=http://127.0.0.1:$PORT
+}
+
+teardown() {
+	[ -z "${server:-}" ] || kill "$server" 2>/dev/null || true
+	vm_teardown
+}
+
+# nothing left: no device, no server, no state entry, no chunk file
+assert_clean() {
+	assert_none_left
+	[ -z "$(ls -A "$UBLK_STATE_DIR" 2>/dev/null | grep -v '^\.')" ]
+	[ "$(find "$T/chunks" -type f ! -name key 2>/dev/null | wc -l)" -eq 0 ]
+}
+
+# the server's image: byte i is i % 251
+server_image() {
+	python3 -c 'import sys; sys.stdout.buffer.write((bytes(range(251)) * 16712)[:4 << 20])'
+}
+
+@test "a server that lies in its headers: refused when the device is added" {
+	add() { "$B/ublk-add" --base "$URL/$1/img" --read-only --http-timeout 2 --http-retries 1; }
+	run_mustfail 5 "malformed Content-Range header from the server" add wrap
+	run_mustfail 5 "malformed Content-Range header from the server" add huge
+	run_mustfail 5 "malformed Content-Range header from the server" add star
+	run_mustfail 5 "malformed Content-Range header from the server" add junk
+	run_mustfail 5 "HTTP 200 (the server ignores range requests)" add norange
+	run_mustfail 5 "the server sent range 4096-4096 instead" add otherstart
+	assert_clean
+}
+
+@test "redirects: not to other schemes, not in loops, https never to http" {
+	add() { "$B/ublk-add" --base "$1" --read-only --insecure --http-timeout 2 --http-retries 0; }
+	run_mustfail 5 "redirect to another scheme refused" add "$URL/tofile/img"
+	run_mustfail 5 "redirect to another scheme refused" add "$URL/toftp/img"
+	run_mustfail 5 "more than 5 redirects" add "$URL/loop/img"
+	run_mustfail 5 "more than 5 redirects" add "$URL/chain/0/img"
+	run_mustfail 5 "redirect to http://127.0.0.1:$PORT/ok/img refused" \
+		add "https://127.0.0.1:$((PORT + 2))/tohttp/img"
+	assert_clean
+	# five redirects are fine
+	dev=$(add "$URL/chain/4/img")
+	cmp <(server_image) "$dev"
+	"$B/ublk-del" "$dev"
+}
+
+@test "credentials stay with their origin on a redirect, and out of every message" {
+	echo "s3cret" >"$T/token"
+	dev=$("$B/ublk-add" --base "$URL/private/img" --read-only --auth-file "$T/token")
+	cmp <(server_image) "$dev"
+	"$B/ublk-del" "$dev"
+	# a custom header: libcurl itself would pass it on to another host
+	echo "X-Api-Key: s3cret" >"$T/token"
+	run_mustfail 4 "HTTP 403 (check the credentials)" \
+		"$B/ublk-add" --base "$URL/toother/img" --read-only --auth-file "$T/token" --http-retries 0
+	grep -q "^$((PORT + 1)) /private/img auth=no" "$T/server.log"
+	run grep "^$((PORT + 1)) .*auth=yes" "$T/server.log"
+	[ "$status" -ne 0 ]
+	run_mustfail 5 "http://127.0.0.1:$PORT/wrap/img?..." \
+		"$B/ublk-add" --base "http://u:s3cret@127.0.0.1:$PORT/wrap/img?sig=s3cret" --read-only
+	[[ "$output" != *s3cret* ]]
+	# the chunk cache's key holds the identity without credentials, 0600
+	dev=$("$B/ublk-add" --base "http://u:s3cret@127.0.0.1:$PORT/ok/img?sig=s3cret" --read-only)
+	key=$(grep -l "/ok/img" "$T"/chunks/*/key)
+	[ "$(stat -c %a "$key")" = 600 ]
+	grep -qx "url http://127.0.0.1:$PORT/ok/img" "$key"
+	run grep -r s3cret "$T/chunks"
+	[ "$status" -ne 0 ]
+	"$B/ublk-del" "$dev"
+	assert_none_left
+}
+
+# read_fails CASE "log message": the device is created (the probe is fine),
+# reads fail with EIO within the deadline, the log says why, no fd leaks,
+# and the device deletes cleanly.
+read_fails() {
+	local dev id start fds
+	dev=$("$B/ublk-add" --base "$URL/$1/img" --read-only --chunk-size 64K --readahead 0 \
+		--http-timeout 2 --http-retries 1)
+	id=${dev#/dev/ublkb}
+	start=$(date +%s)
+	run dd if="$dev" of=/dev/null bs=4k skip=256 count=1 iflag=direct status=none
+	[ "$status" -ne 0 ]
+	[[ "$output" == *"Input/output error"* ]]
+	# deadline: 2 s x (1 retry + 1), plus the VM's slowness
+	[ $(( $(date +%s) - start )) -lt 15 ]
+	grep -q "$2" "$UBLK_STATE_DIR/ublkb$id/log"
+	fds=$(ls "/proc/$(pgrep -x ublk-serve)/fd" | wc -l)
+	for off in 384 512 768; do
+		run dd if="$dev" of=/dev/null bs=4k skip=$off count=1 iflag=direct status=none
+		[ "$status" -ne 0 ]
+	done
+	# one connection per fetch thread at most, nothing per failed read
+	[ "$(ls "/proc/$(pgrep -x ublk-serve)/fd" | wc -l)" -le $((fds + 4)) ]
+	"$B/ublk-del" --timeout 10 "$dev"
+	assert_gone "$id"
+	assert_clean
+}
+
+@test "short bodies: EIO, the log says so, nothing left" {
+	read_fails short "bytes remaining to read"
+}
+
+@test "a Content-Length that is not the range: EIO" {
+	read_fails badlength "Content-Length"
+}
+
+@test "an ETag changed between requests: EIO, never mixed" {
+	read_fails etag "changed on the server"
+}
+
+@test "a server dripping one byte a second: EIO at the deadline" {
+	read_fails drip "range 1048576-1114111: Operation timed out"
+}
+
+@test "a correct server still works" {
+	dev=$("$B/ublk-add" --base "$URL/ok/img" --read-only --chunk-size 64K)
+	cmp <(server_image) "$dev"
+	"$B/ublk-del" "$dev"
+	assert_none_left
+}
