@@ -45,7 +45,7 @@ LDLIBS  = $(shell pkg-config --libs liburing libzstd 2>/dev/null) -lpthread -ldl
 
 TOOLS   = ublk-add ublk-serve ublk-del ublk-export-diff ublk-pool
 LIB_SRC = aio atomic_file blob cache_live cfgline cli crc32c chunkcache ctlsock ctrl device devopts export fileio http image json diff diff_v3 layer layer_cache layer_diff layer_fault layer_file layer_http log parse pool queue stack \
-          ready server sha256 state timeutil
+          ready safedir server sha256 state timeutil
 LIB_OBJ = $(LIB_SRC:%=$(OUT)/common/%.o)
 BINS    = $(TOOLS:%=$(OUT)/%)
 TEST_BINS = $(OUT)/tests/test-layers $(OUT)/tests/test-diff $(OUT)/tests/test-formats $(OUT)/tests/test-http $(OUT)/tests/test-files $(OUT)/tests/test-parse

@@ -43,8 +43,10 @@ struct atomic_file {
 int atomic_file_open(struct atomic_file *af, int dirfd, const char *path, mode_t mode);
 
 /* Give the content the target name; flags ATOMIC_*. Closes af->fd (an
- * mmap of it stays valid). On failure nothing is left behind and the old
- * target is intact. 0 or -errno. */
+ * mmap of it stays valid). 0 or -errno. On a failure before the rename
+ * nothing is left behind and the old target is intact; only a failed
+ * fsync of the folder (ATOMIC_FSYNC_DIR) comes after it: then the new
+ * content has the name but may not survive a crash. */
 int atomic_file_commit(struct atomic_file *af, unsigned flags);
 
 /* Discard the content and release af. Idempotent, safe after commit, and

@@ -122,9 +122,7 @@ static int read_local(int fd, void *buf, size_t len, uint64_t off)
 /* Part of one chunk, fetching the chunk into the cache if it is missing. */
 static int read_chunk(struct blob *b, uint64_t idx, uint32_t in, uint32_t n, void *buf)
 {
-	uint32_t cs = b->ci.chunk_size;
-	uint64_t left = b->size - idx * cs;
-	uint32_t len = left < cs ? (uint32_t)left : cs;
+	uint32_t len = chunk_image_len(&b->ci, idx);
 	char why[600];
 	int ret;
 
@@ -133,7 +131,7 @@ static int read_chunk(struct blob *b, uint64_t idx, uint32_t in, uint32_t n, voi
 	pthread_mutex_lock(&b->lock);
 	ret = chunk_read(&b->ci, idx, in, n, buf);   /* fetched meanwhile? */
 	if (ret) {
-		ret = http_read(b->conn, &b->src, idx * cs, len, b->chunk, NULL, why, sizeof(why));
+		ret = http_read(b->conn, &b->src, idx * b->ci.chunk_size, len, b->chunk, NULL, why, sizeof(why));
 		if (!ret) {
 			memcpy(buf, b->chunk + in, n);
 			chunk_store(&b->ci, idx, b->chunk, len);   /* best effort: we have the bytes */

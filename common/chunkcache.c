@@ -1,4 +1,5 @@
 #include "chunkcache.h"
+#include "safedir.h"
 #include "atomic_file.h"
 #include "http.h"
 #include "sha256.h"
@@ -18,21 +19,6 @@
 
 /* Create the missing folders of path, 0700; existing ones are checked by
  * the caller (the last) or are not ours to judge (the parents). */
-static int mkdirs(const char *path)
-{
-	char tmp[4096];
-	if (snprintf(tmp, sizeof(tmp), "%s", path) >= (int)sizeof(tmp))
-		return -ENAMETOOLONG;
-	for (char *p = tmp + 1; *p; p++)
-		if (*p == '/') {
-			*p = 0;
-			if (mkdir(tmp, 0700) && errno != EEXIST)
-				return -errno;
-			*p = '/';
-		}
-	return mkdir(tmp, 0700) && errno != EEXIST ? -errno : 0;
-}
-
 /* A folder only we may change: another user could otherwise plant chunks
  * (bytes of their choice in our devices) or links. */
 static int check_dir(int fd, const char *path, char *why, size_t whylen)
@@ -187,11 +173,8 @@ int chunk_image_open(struct chunk_image *ci, const char *dir, const char *url,
 	}
 	sha256_hex(key, strlen(key), name);
 	snprintf(ci->dir, sizeof(ci->dir), "%s/%s", ci->root, name);
-	if ((ret = mkdirs(ci->root))) {
-		WHY("chunk cache %s: %s", ci->root, strerror(-ret));
-		goto out;
-	}
-	if ((ret = ci->rootfd = open_dir(AT_FDCWD, ci->root, ci->root, why, whylen)) < 0)
+	static const struct safedir chunk_safedir = { "chunk cache", "--chunk-cache" };
+	if ((ret = ci->rootfd = safedir_open(&chunk_safedir, ci->root, true, true, why, whylen)) < 0)
 		goto out;
 	if (mkdirat(ci->rootfd, name, 0700) && errno != EEXIST) {
 		ret = -errno;
@@ -207,7 +190,7 @@ out:
 }
 
 /* Length of chunk idx; idx < nchunks. */
-static uint32_t chunk_len(const struct chunk_image *ci, uint64_t idx)
+uint32_t chunk_image_len(const struct chunk_image *ci, uint64_t idx)
 {
 	uint64_t left = ci->size - idx * ci->chunk_size;
 	return left < ci->chunk_size ? (uint32_t)left : ci->chunk_size;
@@ -227,7 +210,7 @@ int chunk_present(const struct chunk_image *ci, uint64_t idx)
 		return 0;
 	chunk_name(idx, name, sizeof(name));
 	return !fstatat(ci->dirfd, name, &st, AT_SYMLINK_NOFOLLOW) && S_ISREG(st.st_mode) &&
-	       (uint64_t)st.st_size == chunk_len(ci, idx);
+	       (uint64_t)st.st_size == chunk_image_len(ci, idx);
 }
 
 int chunk_read(struct chunk_image *ci, uint64_t idx, uint32_t off, uint32_t len, void *buf)
@@ -236,8 +219,8 @@ int chunk_read(struct chunk_image *ci, uint64_t idx, uint32_t off, uint32_t len,
 	struct stat st;
 	int fd, ret = 0;
 
-	if (ci->dirfd < 0 || idx >= ci->nchunks || off > chunk_len(ci, idx) ||
-	    len > chunk_len(ci, idx) - off)
+	if (ci->dirfd < 0 || idx >= ci->nchunks || off > chunk_image_len(ci, idx) ||
+	    len > chunk_image_len(ci, idx) - off)
 		return -EINVAL;
 	chunk_name(idx, name, sizeof(name));
 	fd = openat(ci->dirfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NOATIME);
@@ -246,7 +229,7 @@ int chunk_read(struct chunk_image *ci, uint64_t idx, uint32_t off, uint32_t len,
 	if (fd < 0)
 		return errno == ELOOP ? -ENOENT : -errno;   /* a link is no chunk: fetch it */
 	/* a short, long or special file is as good as none */
-	if (fstat(fd, &st) || !S_ISREG(st.st_mode) || (uint64_t)st.st_size != chunk_len(ci, idx)) {
+	if (fstat(fd, &st) || !S_ISREG(st.st_mode) || (uint64_t)st.st_size != chunk_image_len(ci, idx)) {
 		ret = -ENOENT;
 		goto out;
 	}
@@ -290,6 +273,18 @@ static bool chunk_number(const char *s, uint64_t *idx)
 	}
 	*idx = v;
 	return true;
+}
+
+/* A store's temporary file that a killed process left (atomic_file names
+ * them ".NAME.HEX.tmp"): a live store renames its own within moments. */
+static bool stale_temporary(int dfd, const char *name)
+{
+	size_t n = strlen(name);
+	struct stat st;
+
+	return name[0] == '.' && n > 5 && !strcmp(name + n - 4, ".tmp") &&
+	       !fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) && S_ISREG(st.st_mode) &&
+	       st.st_mtime < time(NULL) - 3600;
 }
 
 /* Delete least recently used chunks of every image until under 90% of the
@@ -336,6 +331,10 @@ static void evict(struct chunk_image *ci)
 		while ((e = readdir(img))) {
 			struct stat st;
 			uint64_t idx;
+			if (stale_temporary(dirfd(img), e->d_name)) {
+				unlinkat(dirfd(img), e->d_name, 0);
+				continue;
+			}
 			if (!chunk_number(e->d_name, &idx) ||
 			    fstatat(dirfd(img), e->d_name, &st, AT_SYMLINK_NOFOLLOW) || !S_ISREG(st.st_mode))
 				continue;
@@ -378,7 +377,7 @@ int chunk_store(struct chunk_image *ci, uint64_t idx, const void *data, uint32_t
 	char name[32];
 	int ret;
 
-	if (ci->dirfd < 0 || idx >= ci->nchunks || len != chunk_len(ci, idx))
+	if (ci->dirfd < 0 || idx >= ci->nchunks || len != chunk_image_len(ci, idx))
 		return -EINVAL;
 	chunk_name(idx, name, sizeof(name));
 	/* a cache: no fsync (as before); a chunk lost in a crash is fetched again */

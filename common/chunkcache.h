@@ -44,6 +44,8 @@ int chunk_image_open(struct chunk_image *ci, const char *dir, const char *url,
 /* Copy len bytes at off of chunk idx into buf: 0, -ENOENT if absent (or
  * not a regular file of the chunk's size), -EINVAL if idx, off or len lie
  * outside the image. */
+/* Bytes of chunk idx: chunk_size, less for the last one. */
+uint32_t chunk_image_len(const struct chunk_image *ci, uint64_t idx);
 int chunk_read(struct chunk_image *ci, uint64_t idx, uint32_t off, uint32_t len, void *buf);
 /* 1 if chunk idx is in the cache, 0 if not (or idx is past the image). */
 int chunk_present(const struct chunk_image *ci, uint64_t idx);

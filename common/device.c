@@ -1,7 +1,6 @@
 #include "device.h"
 #include "cfgline.h"
 #include "ctrl.h"
-#include "devopts.h"
 #include "parse.h"
 #include "pool.h"
 #include "state.h"
@@ -149,18 +148,15 @@ int device_holders(uint32_t id, char *desc, size_t len)
 
 int device_resolve(const char *arg, uint32_t *id, char *why, size_t len)
 {
-	/* an unnamed device's config has "name=": "" must not find it; and a
-	 * control character would break the message into forged lines */
-	if (!*arg || devopts_name_problem(arg)) {
-		if (!parse_dev_id(arg, id))
-			return 0;
-		snprintf(why, len, "'%s' is neither a ublk device (/dev/ublkbN or N) nor the name of one",
-			 cfgline_has_control(arg, NULL) ? "(control characters)" : arg);
-		return -ENODEV;
-	}
-	if (!state_find("name", arg, id))
+	if (!parse_dev_id(arg, id))
 		return 0;
-	snprintf(why, len, "'%s' is neither a ublk device (/dev/ublkbN or N) nor the name of one", arg);
+	/* an unnamed device's config has "name=": "" must not find it; a
+	 * control character would break the message into forged lines. Names
+	 * older versions allowed (say "_x") are still looked up. */
+	if (*arg && !cfgline_has_control(arg, NULL) && !state_find("name", arg, id))
+		return 0;
+	snprintf(why, len, "'%s' is neither a ublk device (/dev/ublkbN or N) nor the name of one",
+		 cfgline_has_control(arg, NULL) ? "(control characters)" : arg);
 	return -ENODEV;
 }
 

@@ -417,8 +417,9 @@ int devopts_read_secrets_fd(int fd, struct server_config *cfg, char *why, size_t
 		snprintf(why, whylen, "out of memory");
 		return EXIT_FAIL;
 	}
-	while (used < DEVOPTS_SECRETS_MAX && (n = read(fd, text + used, DEVOPTS_SECRETS_MAX - used)) > 0)
-		used += (size_t)n;
+	while (used < DEVOPTS_SECRETS_MAX &&
+	       ((n = read(fd, text + used, DEVOPTS_SECRETS_MAX - used)) > 0 || (n < 0 && errno == EINTR)))
+		used += n > 0 ? (size_t)n : 0;
 	if (n < 0 || used == DEVOPTS_SECRETS_MAX) {
 		snprintf(why, whylen, "reading credentials from fd %d: %s", fd,
 			 n < 0 ? strerror(errno) : "too long");
@@ -442,14 +443,14 @@ static int read_entry_secrets(uint32_t id, struct server_config *cfg, char *why,
 	int fd, code;
 
 	snprintf(path, sizeof(path), "%s/ublkb%u/secret", state_dir(), id);
-	fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
-	if (fd < 0 && errno == ENOENT)
+	fd = state_open_file(id, "secret", O_RDONLY);
+	if (fd == -ENOENT)
 		return 0;   /* nothing secret in this configuration */
 	if (fd < 0) {
-		snprintf(why, len, "%s: %s", path, strerror(errno));
+		snprintf(why, len, "%s: %s", path, fd == -EINVAL ? "not a regular file" : strerror(-fd));
 		return EXIT_FAIL;
 	}
-	if (fstat(fd, &st) || !S_ISREG(st.st_mode) || st.st_uid != geteuid() || (st.st_mode & 077)) {
+	if (fstat(fd, &st) || st.st_uid != geteuid() || (st.st_mode & 077)) {
 		snprintf(why, len, "%s: not a regular file of uid %u with mode 0600: refused", path,
 			 (unsigned)geteuid());
 		close(fd);
@@ -507,12 +508,16 @@ int devopts_from_state(uint32_t id, struct server_config *cfg, char *why, size_t
 			 "delete it with ublk-del", id);
 		return EXIT_NO_DEVICE;
 	}
-	/* a config cut short by the buffer ends without a newline: refused */
-	ret = cfgline_parse(config, (size_t)n, take_serve_arg, &x, &line);
+	/* a config that fills the buffer may go on past it: refused whole */
+	ret = (size_t)n + 1 >= sizeof(config) ? -EFBIG :
+	      cfgline_parse(config, (size_t)n, take_serve_arg, &x, &line);
 	if (ret) {
 		if (ret == -EINVAL)
 			snprintf(why, len, "ublkb%u: line %u of %s/ublkb%u/config is malformed (not "
 				 "'key=value', or a control character): refused", id, line, state_dir(), id);
+		else if (ret == -EFBIG)
+			snprintf(why, len, "ublkb%u: %s/ublkb%u/config is larger than %d bytes: refused",
+				 id, state_dir(), id, DEVOPTS_CONFIG_MAX - 1);
 		else
 			snprintf(why, len, "ublkb%u: %s/ublkb%u/config has too many serve_arg lines", id,
 				 state_dir(), id);

@@ -4,6 +4,7 @@
 #define UBLK_DEVOPTS_H
 
 #include "cli.h"
+#include "http.h"
 #include "server.h"
 #include "state.h"
 
@@ -62,8 +63,8 @@ enum devopt_key {
 /* Limits of option values (docs/security.md). */
 #define DEVOPTS_MAX_TIMEOUT_S 86400          /* --timeout: 1 day */
 #define DEVOPTS_MAX_HTTP_TIMEOUT_S 3600      /* --http-timeout */
-#define DEVOPTS_MAX_HTTP_RETRIES 10          /* --http-retries */
-#define DEVOPTS_MAX_TEXT 4095                /* bytes of a path, URL, name or spec */
+#define DEVOPTS_MAX_HTTP_RETRIES HTTP_MAX_RETRIES   /* --http-retries */
+#define DEVOPTS_MAX_TEXT HTTP_MAX_URL_LEN     /* bytes of a path, URL, name or spec */
 #define DEVOPTS_SECRETS_MAX (256 * 1024)     /* bytes of credentials (devopts_secrets) */
 #define DEVOPTS_CONFIG_MAX STATE_CONFIG_MAX  /* bytes of a state entry's config */
 

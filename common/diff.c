@@ -7,7 +7,6 @@
 #include "blob.h"
 #include "crc32c.h"
 #include "http.h"
-#include "layer.h"
 #include "ublk_limits.h"
 
 #include <endian.h>
@@ -487,10 +486,7 @@ int diff_open(const char *path, const struct layer_http_opts *remote, struct dif
 		goto fail;
 	if ((ret = diff_load(d, path, remote, -1, sub, sizeof(sub)))) {
 		char shown[1024];
-		if (layer_is_url(path))
-			http_url_for_log(path, shown, sizeof(shown));   /* it may carry credentials */
-		else
-			snprintf(shown, sizeof(shown), "%s", path);
+		http_name_for_log(path, shown, sizeof(shown));   /* a URL may carry credentials */
 		WHY("%s: %s", shown, sub);
 		goto fail;
 	}

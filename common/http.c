@@ -305,6 +305,14 @@ int http_url_identity(const char *url, char *buf, size_t len)
 	return n < 0 || (size_t)n >= len ? -ENAMETOOLONG : 0;
 }
 
+void http_name_for_log(const char *name, char *buf, size_t len)
+{
+	if (!strncmp(name, "http://", 7) || !strncmp(name, "https://", 8))
+		http_url_for_log(name, buf, len);
+	else
+		snprintf(buf, len, "%s", name);
+}
+
 void http_url_for_log(const char *url, char *buf, size_t len)
 {
 	struct url_parts u;

@@ -19,7 +19,7 @@
 #define HTTP_MAX_VALIDATOR    255       /* ETag / Last-Modified bytes */
 #define HTTP_MAX_BACKOFF_MS   10000     /* one sleep between retries */
 #define HTTP_MAX_TIMEOUT_MS   (3600ull * 1000)  /* --http-timeout upper bound */
-#define HTTP_MAX_RETRIES      20
+#define HTTP_MAX_RETRIES      10
 
 struct http_opts {
 	uint64_t connect_timeout_ms;  /* default 10 s */
@@ -62,6 +62,9 @@ int http_read(struct http_conn *c, const struct http_source *s, uint64_t off, ui
 /* The URL for messages: no user:password@, no query (presigned URLs carry
  * credentials there: "?..." instead), no fragment, control bytes as '?'. */
 void http_url_for_log(const char *url, char *buf, size_t len);
+/* name as it may be shown: an http(s) URL through http_url_for_log, any
+ * other name (a local path) as it is. */
+void http_name_for_log(const char *name, char *buf, size_t len);
 /* The URL as an identity: scheme and host lowercased, port, path; no
  * credentials, query or fragment. -EINVAL if not an http(s) URL,
  * -ENAMETOOLONG if buf is too small. */

@@ -185,16 +185,18 @@ int layer_diff_open(const char *path, const struct layer_http_opts *remote, stru
 	/* A foreign v3 pair names its own base build, which a plain base image
 	 * cannot confirm; over anything else the parent must match. */
 	bool foreign_over_base = d->v3 && !memcmp(lower->id, nil, 16);
+	char shown[1024];
+	http_name_for_log(path, shown, sizeof(shown));   /* a URL may carry credentials */
 	if (!foreign_over_base && memcmp(d->meta.parent, lower->id, 16)) {
 		diff_id_hex(d->meta.parent, have);
 		diff_id_hex(lower->id, want);
 		snprintf(why, whylen, "%s: its parent is %s but the layer below is %s: "
 			 "layers must be given base first, in the order they were exported",
-			 path, have, want);
+			 shown, have, want);
 		ret = -EINVAL;
 	} else if (d->meta.dev_size < lower->size) {
 		snprintf(why, whylen, "%s: device size %llu is smaller than the layer below (%llu)",
-			 path, (unsigned long long)d->meta.dev_size, (unsigned long long)lower->size);
+			 shown, (unsigned long long)d->meta.dev_size, (unsigned long long)lower->size);
 		ret = -EINVAL;
 	}
 	size_t frame = d->meta.frame_size;

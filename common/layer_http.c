@@ -54,12 +54,6 @@ struct http_io {
 	struct layer_io *next_waiter;
 };
 
-static uint32_t chunk_len(const struct layer_http *h, uint64_t idx)
-{
-	uint64_t left = h->src.size - idx * h->ci.chunk_size;
-	return left < h->ci.chunk_size ? (uint32_t)left : h->ci.chunk_size;
-}
-
 static void read_step(struct layer_http *h, struct layer_io *io);
 
 static void fetched(struct aio_req *req, int res)
@@ -187,7 +181,7 @@ static void *worker_main(void *arg)
 		j->running = true;
 		pthread_mutex_unlock(&h->lock);
 
-		uint32_t len = chunk_len(h, j->idx);
+		uint32_t len = chunk_image_len(&h->ci, j->idx);
 		uint64_t start = now_ms();
 		unsigned attempts = 0;
 		int ret = conn && buf ? http_read(conn, &h->src, j->idx * h->ci.chunk_size, len, buf,

@@ -3,6 +3,7 @@
 #include "cfgline.h"
 #include "log.h"
 #include "parse.h"
+#include "safedir.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -57,139 +58,27 @@ static void say(const char *fmt, ...)
 		log_err("%s", msg);
 }
 
-/* Only root and we may be able to change what a folder holds: its owner is
- * one of us, and nobody else may write to it unless the sticky bit keeps
- * them from renaming or removing what is not theirs (like /tmp). */
+/* Root's or ours: the owners an entry may have. */
 static bool owner_ok(const struct stat *st)
 {
 	return st->st_uid == 0 || st->st_uid == geteuid();
 }
 
-static bool others_write(const struct stat *st)
-{
-	return (st->st_mode & (S_IWGRP | S_IWOTH)) && !(st->st_mode & S_ISVTX);
-}
+static const struct safedir state_safedir = { "state directory", "--state-dir" };
 
-/* Every folder above path must be one only root and we can change: else
- * someone could swap what follows. given: lstat (links allowed if ours),
- * else the resolved path with stat. 0 or -errno (said). */
-static int check_folders_on_way(const char *dir, char *path, bool given)
-{
-	struct stat st;
-
-	for (char *p = path + 1; (p = strchr(p, '/')); p++) {
-		*p = 0;
-		int bad = (given ? lstat(path, &st) : stat(path, &st)) ? -errno : 0;
-		if (!bad && (!owner_ok(&st) || (!(given && S_ISLNK(st.st_mode)) && others_write(&st)))) {
-			say("state directory %s: the folder %s on its way is %s (owner uid %u, mode "
-			    "%04o), so another user could replace what follows; use a state directory "
-			    "(--state-dir) whose folders only root can change", dir, path,
-			    owner_ok(&st) ? "writable by other users" : "owned by another user",
-			    (unsigned)st.st_uid, (unsigned)(st.st_mode & 07777));
-			bad = -EPERM;
-		}
-		*p = '/';
-		if (bad)
-			return bad;
-	}
-	return 0;
-}
-
-/* Check each folder on the way to path (as given, and as resolved) and the
- * state directory itself; open it. fd or -errno (said). */
-static int check_and_open(const char *dir, bool writer)
-{
-	char given[PATH_MAX], real[PATH_MAX], cwd[PATH_MAX];
-	struct stat st, fst;
-	int fd, n;
-
-	if (dir[0] == '/')
-		n = snprintf(given, sizeof(given), "%s", dir);
-	else if (getcwd(cwd, sizeof(cwd)))
-		n = snprintf(given, sizeof(given), "%s/%s", cwd, dir);
-	else
-		return -errno;
-	if (n < 0 || (size_t)n >= sizeof(given))
-		return -ENAMETOOLONG;
-	while (n > 1 && given[n - 1] == '/')
-		given[--n] = 0;
-	if (lstat(given, &st))
-		return -errno;
-	if (S_ISLNK(st.st_mode)) {
-		say("state directory %s is a symbolic link: give the folder it points to with "
-		    "--state-dir", given);
-		return -ELOOP;
-	}
-	/* The path as given: a folder or symlink on the way that someone else
-	 * controls could point us elsewhere next time. */
-	if ((n = check_folders_on_way(dir, given, true)))
-		return n;
-	if (!realpath(given, real))
-		return -errno;
-	if ((n = check_folders_on_way(dir, real, false)))
-		return n;
-	fd = open(real, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-	if (fd < 0) {
-		if (errno == ENOTDIR)
-			say("state directory %s is not a directory: remove it or use --state-dir", dir);
-		return -errno;
-	}
-	/* The folder itself, as opened: what every later *at() call works in. */
-	if (fstat(fd, &fst)) {
-		n = -errno;
-		goto refuse;
-	}
-	if (writer ? fst.st_uid != geteuid() : !owner_ok(&fst)) {
-		say("state directory %s is owned by uid %u, not by this user (uid %u): chown it "
-		    "or use --state-dir", dir, (unsigned)fst.st_uid, (unsigned)geteuid());
-		n = -EPERM;
-		goto refuse;
-	}
-	if (fst.st_mode & (S_IWGRP | S_IWOTH)) {
-		say("state directory %s is writable by other users (mode %04o): chmod 0700 it or "
-		    "use --state-dir", dir, (unsigned)(fst.st_mode & 07777));
-		n = -EPERM;
-		goto refuse;
-	}
-	return fd;
-refuse:
-	close(fd);
-	return n;
-}
-
-/* mkdir -p, new folders 0700 (existing ones are checked, not changed). */
-static int make_dirs(const char *path)
-{
-	char tmp[PATH_MAX];
-
-	if (snprintf(tmp, sizeof(tmp), "%s", path) >= (int)sizeof(tmp))
-		return -ENAMETOOLONG;
-	for (char *p = tmp + 1;; p++) {
-		if (*p && *p != '/')
-			continue;
-		char c = *p;
-		*p = 0;
-		if (mkdir(tmp, 0700) && errno != EEXIST)
-			return -errno;
-		*p = c;
-		if (!c)
-			return 0;
-	}
-}
-
+/* The checked state directory; a refusal is said once, with what to do. */
 int state_dir_open(bool create)
 {
-	if (create) {
-		int ret = make_dirs(state_dir());
-		if (ret)
-			return ret;
-	}
-	return check_and_open(state_dir(), create);
+	char why[1024];
+	int fd = safedir_open(&state_safedir, state_dir(), create, create, why, sizeof(why));
+	if (fd < 0 && why[0])
+		say("%s", why);
+	return fd;
 }
 
 int state_check_dir(void)
 {
-	int fd = check_and_open(state_dir(), false);
+	int fd = state_dir_open(false);
 	if (fd >= 0)
 		close(fd);
 	return fd == -EPERM || fd == -ELOOP || fd == -ENOTDIR ? fd : 0;
@@ -316,8 +205,7 @@ int state_open_regular_at(int dfd, const char *name, int flags)
 	return fd;
 }
 
-/* A regular file of the entry, never through a link. fd or -errno. */
-static int open_file(uint32_t id, const char *name, int flags)
+int state_open_file(uint32_t id, const char *name, int flags)
 {
 	int dfd = state_entry_open(id), fd;
 
@@ -331,7 +219,7 @@ static int open_file(uint32_t id, const char *name, int flags)
 int state_read(uint32_t id, const char *name, char *buf, size_t len)
 {
 	size_t used = 0;
-	int fd = open_file(id, name, O_RDONLY), ret = 0;
+	int fd = state_open_file(id, name, O_RDONLY), ret = 0;
 
 	if (fd < 0)
 		return fd;
@@ -352,7 +240,7 @@ int state_read(uint32_t id, const char *name, char *buf, size_t len)
 
 int state_stat(uint32_t id, const char *name, struct stat *st)
 {
-	int fd = open_file(id, name, O_RDONLY), ret = 0;
+	int fd = state_open_file(id, name, O_RDONLY), ret = 0;
 
 	if (fd < 0)
 		return fd;
@@ -364,7 +252,7 @@ int state_stat(uint32_t id, const char *name, struct stat *st)
 
 int state_open_log(uint32_t id)
 {
-	return open_file(id, "log", O_WRONLY | O_CREAT | O_APPEND);
+	return state_open_file(id, "log", O_WRONLY | O_CREAT | O_APPEND);
 }
 
 int state_lock(uint32_t id)

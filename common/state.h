@@ -42,6 +42,9 @@ int state_open_log(uint32_t id);
  * life, so a second one (a racing recovery) is refused. Lock fd, or
  * -EBUSY when held, -ENOENT without an entry. */
 int state_lock(uint32_t id);
+/* A regular file of the entry, never through a link (state_open_regular_at
+ * in the checked entry). fd or -errno. */
+int state_open_file(uint32_t id, const char *name, int flags);
 /* Open name in folder dfd: never through a link, only a regular file,
  * never blocking on a planted FIFO. fd or -errno (-EINVAL: not a file). */
 int state_open_regular_at(int dfd, const char *name, int flags);

@@ -223,11 +223,11 @@ static void test_chunk_cache(void)
 	CHECK(!symlink(root, lroot), "symlink");
 	CHECK(chunk_image_open(&ci, lroot, "http://h/x", "", 4096, 65536, 0, why, sizeof(why)) ==
 	      -ELOOP, "a symlinked root accepted");
-	CHECK(strstr(why, "symlink") != NULL, "why: %s", why);
+	CHECK(strstr(why, "symbolic link") != NULL, "why: %s", why);
 	chunk_image_close(&ci);
 	chmod(root, 0770);
 	CHECK(open_ci(&ci, "http://h/x", 4096, why) == -EPERM, "a group-writable root accepted");
-	CHECK(strstr(why, "writable by group or others") != NULL, "why: %s", why);
+	CHECK(strstr(why, "writable by other users") != NULL, "why: %s", why);
 	chunk_image_close(&ci);
 	chmod(root, 0700);
 	if (geteuid() == 0) {
@@ -327,7 +327,7 @@ static void test_hostile(int port)
 		CHECK(strstr(why, reads[i].why) != NULL, "%s: '%s' lacks '%s'", reads[i].path, why,
 		      reads[i].why);
 		/* deadline: timeout * (retries + 1), plus scheduling slack */
-		CHECK(took < 2 * 3000 + 1500, "%s took %llu ms", reads[i].path, (unsigned long long)took);
+		CHECK(took < 2 * 3000 + 5000, "%s took %llu ms", reads[i].path, (unsigned long long)took);
 		http_source_close(&s);
 	}
 	/* a long retry chain is bounded by the deadline, not 2^20 * 200 ms */
@@ -340,7 +340,7 @@ static void test_hostile(int port)
 	uint64_t start = now_ms();
 	int ret = http_read(c, &s, 0, 100, buf, NULL, why, sizeof(why));
 	CHECK(ret == -EIO || ret == -ETIMEDOUT, "dead server: %d", ret);
-	CHECK(now_ms() - start < 21 * 100 + 1000, "20 retries took %llu ms",
+	CHECK(now_ms() - start < 21 * 100 + 5000, "20 retries took %llu ms",
 	      (unsigned long long)(now_ms() - start));
 	http_source_close(&s);
 	http_conn_free(c);
