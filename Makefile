@@ -36,19 +36,19 @@ endif
 
 CC      ?= cc
 # libcurl: headers at build time, loaded with dlopen when a URL is used (common/http.c)
-PKGS    = liburing libzstd libcurl
+PKGS    = liburing libzstd libcurl liblz4
 CFLAGS  ?= -O2 -g
 CFLAGS  += -std=gnu11 -Wall -Wextra -Werror -Wshadow -Wvla -Wno-missing-field-initializers \
            -D_GNU_SOURCE -Icommon $(SANFLAGS) $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 LDFLAGS += $(SANFLAGS)
-LDLIBS  = $(shell pkg-config --libs liburing libzstd 2>/dev/null) -lpthread -ldl
+LDLIBS  = $(shell pkg-config --libs liburing libzstd liblz4 2>/dev/null) -lpthread -ldl
 
 TOOLS   = ublk-add ublk-serve ublk-del ublk-export-diff ublk-pool
-LIB_SRC = aio atomic_file blob cache_live cfgline cli crc32c chunkcache ctlsock ctrl device devopts export fileio http image json diff diff_v3 layer layer_cache layer_diff layer_fault layer_file layer_http log parse pool queue stack \
+LIB_SRC = aio atomic_file blob cache_live cfgline cli crc32c chunkcache ctlsock ctrl device devopts e2b_header e2b_inspect export fileio http image json diff diff_v3 layer layer_cache layer_diff layer_fault layer_file layer_http log parse pool queue stack \
           ready safedir server sha256 state timeutil
 LIB_OBJ = $(LIB_SRC:%=$(OUT)/common/%.o)
 BINS    = $(TOOLS:%=$(OUT)/%)
-TEST_BINS = $(OUT)/tests/test-layers $(OUT)/tests/test-diff $(OUT)/tests/test-formats $(OUT)/tests/test-http $(OUT)/tests/test-files $(OUT)/tests/test-parse
+TEST_BINS = $(OUT)/tests/test-layers $(OUT)/tests/test-diff $(OUT)/tests/test-formats $(OUT)/tests/test-http $(OUT)/tests/test-files $(OUT)/tests/test-parse $(OUT)/tests/test-e2b
 
 ifneq ($(V),1)
 Q = @

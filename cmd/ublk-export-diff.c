@@ -3,6 +3,7 @@
 #include "cli.h"
 #include "device.h"
 #include "devopts.h"
+#include "e2b_inspect.h"
 #include "exitcodes.h"
 #include "export.h"
 #include "json.h"
@@ -28,7 +29,7 @@ static const struct cli_option options[] = {
 	{ "keep", 'k', NULL, "keep the device's cache after exporting it" },
 	{ "live", KEY_LIVE, NULL, "export from the running device: hold its writes meanwhile, keep it" },
 	{ "timeout", 't', "SEC", "deadline for the device to be released and stopped (default 10)" },
-	{ "inspect", KEY_INSPECT, "DIFF", "print a diff's header and extents and verify every checksum" },
+	{ "inspect", KEY_INSPECT, "FILE", "print a diff (verifying every checksum) or an E2B header (docs/e2b.md)" },
 	{ "flatten", KEY_FLATTEN, NULL, "write base + layers + cache as one plain image" },
 	{ "base", 'b', "FILE", "with --flatten: the base image" },
 	{ "layer", 'l', "DIFF", "with --flatten: a diff over the base (repeat, bottom first)" },
@@ -42,11 +43,12 @@ static const struct cli_option options[] = {
 
 static const struct cli_tool tool = {
 	.name = "ublk-export-diff",
-	.synopsis = "[OPTIONS] DEV|ID|NAME | --cache FILE | --inspect DIFF | --flatten --base IMG ...",
+	.synopsis = "[OPTIONS] DEV|ID|NAME | --cache FILE | --inspect FILE | --flatten --base IMG ...",
 	.summary = "Export the blocks a device changed (its copy-on-write cache) as a diff file\n"
 		   "(docs/diff-format.md). By default waits until nothing holds the device open,\n"
 		   "stops and deletes it, exports, and removes the cache. --inspect checks a diff;\n"
-		   "--flatten writes base + layers + cache as one plain image.",
+		   "--flatten writes base + layers + cache as one plain image. --inspect also reads\n"
+		   "E2B build headers (docs/e2b.md).",
 	.options = options,
 	.footer = "Exit codes: 0 ok, 1 failure, 2 usage, 3 no ublk in kernel, 4 permission,\n"
 		  "5 bad image or diff, 6 no such device, 7 timeout, 8 device busy.\n"
@@ -80,12 +82,15 @@ static void meta_json(struct json *j, const struct diff_meta *m)
 static int inspect(const char *path, bool json)
 {
 	struct diff_file *d;
-	char why[700], id[33], parent[33];
+	char why[700], id[33], parent[33], note[1300];
 	uint64_t bad = 0;
-	int ret = diff_open(path, NULL, &d, why, sizeof(why));
+	bool done;
+	int ret = e2b_inspect_file(path, json, &done, note, sizeof(note));
 
-	if (ret) {
-		log_err("%s", why);
+	if (done)
+		return ret;
+	if ((ret = diff_open(path, NULL, &d, why, sizeof(why)))) {
+		log_err("%s%s", why, note);
 		return EXIT_BAD_IMAGE;
 	}
 	ret = diff_verify(d, &bad);

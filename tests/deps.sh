@@ -5,7 +5,7 @@ set -euo pipefail
 
 pkgs=(
 	# build
-	gcc make pkg-config liburing-dev libzstd-dev libcurl4-openssl-dev
+	gcc make pkg-config liburing-dev libzstd-dev libcurl4-openssl-dev liblz4-dev
 	# tests
 	bats fio e2fsprogs jq util-linux procps
 	# make fuzz: clang with libFuzzer (libclang_rt.fuzzer) and the sanitizers

@@ -28,7 +28,7 @@ done
 max_len() {
 	case "$1" in
 	diff|diff_v3|cache_map) echo 65536 ;;
-	cache_live) echo 20480 ;;
+	cache_live|e2b) echo 20480 ;;
 	state) echo 16384 ;;
 	ctlsock) echo 1024 ;;
 	*) echo 4096 ;;

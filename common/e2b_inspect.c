@@ -1,0 +1,279 @@
+/* ublk-export-diff --inspect of an E2B build header (docs/e2b.md), or of
+ * a ublk-tools v3 export beside its data, in text or JSON. */
+#include "e2b_inspect.h"
+#include "diff.h"
+#include "e2b_header.h"
+#include "exitcodes.h"
+#include "json.h"
+#include "layer.h"
+#include "log.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static void print_uuid(struct json *j, const char *key, const uint8_t id[16])
+{
+	char s[37];
+	e2b_uuid_str(id, s);
+	json_str(j, key, s);
+}
+
+static const char *sha_hex(const uint8_t sha[32], char out[65])
+{
+	static const uint8_t unknown[32];
+	if (!memcmp(sha, unknown, 32))
+		return NULL;
+	for (int i = 0; i < 32; i++)
+		sprintf(out + 2 * i, "%02x", sha[i]);
+	return out;
+}
+
+/* One build: how much of the device it holds here, and its record. */
+static void e2b_build_report(const struct e2b_header *h, const uint8_t id[16],
+			     const struct e2b_build *b, uint64_t ranges, uint64_t bytes, struct json *j)
+{
+	bool self = !memcmp(id, h->build_id, 16), root = !memcmp(id, h->base_build_id, 16);
+	char s[37], sha[65];
+	const char *hex = b ? sha_hex(b->sha256, sha) : NULL;
+
+	e2b_uuid_str(id, s);
+	if (j) {
+		json_obj_begin(j, NULL);
+		json_str(j, "build_id", s);
+		json_bool(j, "self", self);
+		json_bool(j, "root", root);
+		json_u64(j, "ranges", ranges);
+		json_u64(j, "bytes", bytes);
+		json_bool(j, "recorded", b);
+		if (b) {
+			json_u64(j, "size", b->size);
+			json_str(j, "sha256", hex);
+			json_str(j, "codec", e2b_codec_name(b->codec));
+			json_u64(j, "frames", b->n_frames);
+		}
+		json_obj_end(j);
+		return;
+	}
+	printf("  %s%s%s: %llu ranges, %llu bytes", s, self ? " (this build)" : "",
+	       root ? " (root)" : "", (unsigned long long)ranges, (unsigned long long)bytes);
+	if (b)
+		printf("; recorded size %llu, %s, %u frames, sha256 %s", (unsigned long long)b->size,
+		       b->n_frames ? e2b_codec_name(b->codec) : "uncompressed", b->n_frames,
+		       hex ? hex : "unknown");
+	printf("\n");
+}
+
+/* Report h (read from path) and free it. */
+static int inspect_e2b(const char *path, struct e2b_header *h, bool json)
+{
+	uint64_t *ranges = NULL, *bytes = NULL;
+	bool *listed = NULL;
+	struct json j, *jp = json ? &j : NULL;
+	char s[37];
+	int code = EXIT_OK;
+
+	if (!(ranges = calloc(h->n_ids + 1ull, sizeof(*ranges))) ||
+	    !(bytes = calloc(h->n_ids + 1ull, sizeof(*bytes))) ||
+	    !(listed = calloc(h->n_builds + 1ull, sizeof(*listed)))) {
+		log_err("out of memory");
+		code = EXIT_FAIL;
+		goto out;
+	}
+	e2b_header_usage(h, ranges, bytes);
+	if (json) {
+		json_begin(&j, stdout);
+		json_str(&j, "path", path);
+		json_str(&j, "format", "e2b");
+		json_bool(&j, "e2b_valid", true);
+		json_u64(&j, "version", h->version);
+		json_u64(&j, "layout", h->format);
+		json_u64(&j, "block_size", h->block_size);
+		json_u64(&j, "size", h->size);
+		json_u64(&j, "generation", h->generation);
+		print_uuid(&j, "build_id", h->build_id);
+		print_uuid(&j, "base_build_id", h->base_build_id);
+		json_bool(&j, "incomplete", h->flags & E2B_FLAG_INCOMPLETE);
+		json_bool(&j, "implicit_mapping", h->implicit);
+		json_arr_begin(&j, "builds");
+	} else {
+		printf("E2B header %s\nversion %llu (layout %u), block size %llu, size %llu\n", path,
+		       (unsigned long long)h->version, h->format, (unsigned long long)h->block_size,
+		       (unsigned long long)h->size);
+		e2b_uuid_str(h->build_id, s);
+		printf("build %s, generation %llu\n", s, (unsigned long long)h->generation);
+		e2b_uuid_str(h->base_build_id, s);
+		printf("base (root) build %s\n", s);
+		if (h->format >= 4)
+			printf("flags: %s\n", h->flags & E2B_FLAG_INCOMPLETE ?
+			       "incomplete (the build's upload was not finalized)" : "none");
+		if (h->implicit)
+			printf("mapping: empty in the file, so %s\n", h->format == 5 ?
+			       "the whole device is zeros" : "the whole device is this build's own data");
+		printf("builds:\n");
+	}
+	/* the builds the mapping names, then records it does not use */
+	for (uint32_t k = 0; k < h->n_ids; k++) {
+		const struct e2b_build *b = e2b_header_id_build(h, k);
+		if (b)
+			listed[b - h->builds] = true;
+		e2b_build_report(h, h->ids[k], b, ranges[k], bytes[k], jp);
+	}
+	for (uint32_t i = 0; i < h->n_builds; i++)
+		if (!listed[i])
+			e2b_build_report(h, h->builds[i].id, &h->builds[i], 0, 0, jp);
+	if (json) {
+		json_arr_end(&j);
+		json_u64(&j, "nil_ranges", ranges[h->n_ids]);
+		json_u64(&j, "nil_bytes", bytes[h->n_ids]);
+		json_arr_begin(&j, "ranges");
+		for (uint64_t i = 0; i < h->n_entries; i++) {
+			const struct e2b_entry *e = &h->entries[i];
+			json_obj_begin(&j, NULL);
+			json_u64(&j, "offset", e->offset);
+			json_u64(&j, "length", e->length);
+			if (e->id == E2B_NIL)
+				json_str(&j, "build_id", NULL);
+			else
+				print_uuid(&j, "build_id", h->ids[e->id]);
+			json_u64(&j, "storage_offset", e->storage);
+			json_obj_end(&j);
+		}
+		json_arr_end(&j);
+		/* a header alone has no data whose checksums could be checked */
+		json_bool(&j, "verified", false);
+		json_end(&j);
+	} else {
+		printf("  nil (zeros): %llu ranges, %llu bytes\nranges:\n",
+		       (unsigned long long)ranges[h->n_ids], (unsigned long long)bytes[h->n_ids]);
+		for (uint64_t i = 0; i < h->n_entries; i++) {
+			const struct e2b_entry *e = &h->entries[i];
+			if (e->id == E2B_NIL)
+				snprintf(s, sizeof(s), "nil");
+			else
+				e2b_uuid_str(h->ids[e->id], s);
+			printf("  %14llu +%-14llu %s @%llu\n", (unsigned long long)e->offset,
+			       (unsigned long long)e->length, s, (unsigned long long)e->storage);
+		}
+		printf("verified: no (a header alone has no data to check)\n");
+	}
+out:
+	free(ranges);
+	free(bytes);
+	free(listed);
+	e2b_header_free(h);
+	return code;
+}
+
+/* A layout-3 header that is not a complete E2B build but has its data file
+ * beside it: a ublk-tools v3 export (docs/diff-format.md, Interop), which
+ * lists only its own ranges. Shown as the layer it is, with the reason it
+ * is not an E2B build yet. */
+static int inspect_v3_layer(const char *path, bool json, const char *e2b_why)
+{
+	size_t plen = strlen(path);
+	struct diff_file *d;
+	char why[700], id[37];
+	const char *reason = e2b_why;
+
+	if (!strncmp(reason, path, plen) && !strncmp(reason + plen, ": ", 2))
+		reason += plen + 2;
+	if (diff_open(path, NULL, &d, why, sizeof(why))) {
+		const char *sub = why;
+		if (!strncmp(sub, path, plen) && !strncmp(sub + plen, ": ", 2))
+			sub += plen + 2;
+		log_err("%s (as a ublk-tools v3 layer: %s)", e2b_why, sub);
+		return EXIT_BAD_IMAGE;
+	}
+	if (json) {
+		struct json j;
+		json_begin(&j, stdout);
+		json_str(&j, "path", path);
+		json_str(&j, "format", "e2b");
+		json_bool(&j, "e2b_valid", false);
+		json_str(&j, "e2b_error", reason);
+		json_str(&j, "layer", "v3");
+		json_u64(&j, "version", 3);
+		json_u64(&j, "layout", 3);
+		json_u64(&j, "block_size", 4096);
+		json_u64(&j, "size", d->meta.dev_size);
+		json_u64(&j, "generation", d->meta.generation);
+		print_uuid(&j, "build_id", d->meta.id);
+		print_uuid(&j, "base_build_id", d->meta.parent);
+		json_u64(&j, "extents", d->meta.n_extents);
+		json_u64(&j, "data_blocks", d->meta.data_blocks);
+		json_u64(&j, "zero_blocks", d->meta.zero_blocks);
+		json_arr_begin(&j, "extent_list");
+		for (uint64_t i = 0; i < d->meta.n_extents; i++) {
+			json_obj_begin(&j, NULL);
+			json_u64(&j, "start", d->ext[i].start);
+			json_u64(&j, "count", d->ext[i].count);
+			json_str(&j, "kind", d->ext[i].kind == DIFF_DATA ? "data" : "zero");
+			json_obj_end(&j);
+		}
+		json_arr_end(&j);
+		json_bool(&j, "verified", false);
+		json_end(&j);
+	} else {
+		printf("v3 layer %s (a ublk-tools export)\nnot a complete E2B build: %s\n"
+		       "version 3, block size 4096, size %llu\n", path, reason,
+		       (unsigned long long)d->meta.dev_size);
+		e2b_uuid_str(d->meta.id, id);
+		printf("build %s, generation %llu\n", id, (unsigned long long)d->meta.generation);
+		e2b_uuid_str(d->meta.parent, id);
+		printf("base build %s\n%llu extents: %llu data blocks, %llu zero blocks "
+		       "(the rest reads from the layer below)\n", id,
+		       (unsigned long long)d->meta.n_extents, (unsigned long long)d->meta.data_blocks,
+		       (unsigned long long)d->meta.zero_blocks);
+		for (uint64_t i = 0; i < d->meta.n_extents; i++)
+			printf("  %12llu +%-10u %s\n", (unsigned long long)d->ext[i].start, d->ext[i].count,
+			       d->ext[i].kind == DIFF_DATA ? "data" : "zero");
+		printf("verified: no (a v3 pair has no checksums)\n");
+	}
+	diff_close(d);
+	return EXIT_OK;
+}
+
+int e2b_inspect_file(const char *path, bool json, bool *done, char *note, size_t notelen)
+{
+	uint8_t meta[E2B_META_SIZE];
+	struct e2b_header *h;
+	char why[1200], data[4096];
+	size_t got, plen = strlen(path);
+	int ret;
+
+	*done = false;
+	note[0] = 0;
+	if (e2b_header_sniff(path, NULL, meta, &got, why, sizeof(why)))
+		return EXIT_OK;   /* the diff reader says what is wrong */
+	/* E2B names its headers *.header: such a name with an E2B layout goes
+	 * to the E2B reader even when the rest looks wrong, so that it says
+	 * what is wrong */
+	unsigned layout = got >= 8 ? (unsigned)(meta[0] | meta[1] << 8) : 0;
+	bool named = plen > 7 && !strcmp(path + plen - 7, ".header");
+	if (!(named && layout >= 1 && layout <= 5) && !e2b_header_plausible(meta, got)) {
+		/* the metadata alone says why it is not an E2B header */
+		if (got >= 8 && memcmp(meta, "UBLKDIFF", 8)) {
+			if (e2b_header_parse(meta, got, &h, why, sizeof(why)))
+				snprintf(note, notelen, "; nor an E2B header: %s", why);
+			else
+				e2b_header_free(h);
+		}
+		return EXIT_OK;
+	}
+	*done = true;
+	ret = e2b_header_load(path, NULL, &h, why, sizeof(why));
+	if (!ret)
+		return inspect_e2b(path, h, json);
+	/* our own v3 exports: a data file DATA beside DATA.header */
+	if (ret == -EINVAL && layout == 3 && named && !layer_is_url(path) && plen - 7 < sizeof(data)) {
+		memcpy(data, path, plen - 7);
+		data[plen - 7] = 0;
+		if (!access(data, F_OK))
+			return inspect_v3_layer(path, json, why);
+	}
+	log_err("%s", why);
+	return ret == -ENOMEM ? EXIT_FAIL : EXIT_BAD_IMAGE;
+}
