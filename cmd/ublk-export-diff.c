@@ -102,15 +102,7 @@ static int inspect(const char *path, bool json)
 		json_u64(&j, "frames", d->n_frames);
 		json_u64(&j, "file_size", d->file_size);
 		json_bool(&j, "verified", ret == 0);
-		json_arr_begin(&j, "extent_list");
-		for (uint64_t i = 0; i < d->meta.n_extents; i++) {
-			json_obj_begin(&j, NULL);
-			json_u64(&j, "start", d->ext[i].start);
-			json_u64(&j, "count", d->ext[i].count);
-			json_str(&j, "kind", d->ext[i].kind == DIFF_DATA ? "data" : "zero");
-			json_obj_end(&j);
-		}
-		json_arr_end(&j);
+		diff_extents_json(&j, d);
 		json_end(&j);
 	} else {
 		diff_id_hex(d->meta.id, id);

@@ -42,15 +42,11 @@ static int bad_value(struct cli *c, const char *opt, const char *arg, const char
 
 char *devopts_redacted(const char *v)
 {
-	size_t len;
-	char *buf;
+	size_t len = strlen(v) + 20;   /* room for "?..." or "(unparsable URL)" */
+	char *buf = malloc(len);
 
-	if (!layer_is_url(v))
-		return strdup(v);
-	len = strlen(v) + 8;   /* room for the "?..." that replaces a query */
-	buf = malloc(len);
 	if (buf)
-		http_url_for_log(v, buf, len);
+		http_name_for_log(v, buf, len);
 	return buf;
 }
 

@@ -7,6 +7,7 @@
 #include "blob.h"
 #include "crc32c.h"
 #include "http.h"
+#include "json.h"
 #include "ublk_limits.h"
 
 #include <endian.h>
@@ -572,4 +573,17 @@ int diff_read_frame(const struct diff_file *d, uint64_t idx, void *buf, void *sc
 	if (!ret && crc32c(0, buf, len) != f->crc)
 		ret = -EIO;
 	return ret;
+}
+
+void diff_extents_json(struct json *j, const struct diff_file *d)
+{
+	json_arr_begin(j, "extent_list");
+	for (uint64_t i = 0; i < d->meta.n_extents; i++) {
+		json_obj_begin(j, NULL);
+		json_u64(j, "start", d->ext[i].start);
+		json_u64(j, "count", d->ext[i].count);
+		json_str(j, "kind", d->ext[i].kind == DIFF_DATA ? "data" : "zero");
+		json_obj_end(j);
+	}
+	json_arr_end(j);
 }

@@ -111,4 +111,8 @@ int diff_v3_parse(struct diff_file *d, char *why, size_t whylen);
 /* Format a 16-byte id as 32 hex digits (buf >= 33). */
 void diff_id_hex(const uint8_t id[16], char *buf);
 
+/* The extents as the JSON array "extent_list" of --inspect. */
+struct json;
+void diff_extents_json(struct json *j, const struct diff_file *d);
+
 #endif

@@ -205,15 +205,7 @@ static int inspect_v3_layer(const char *path, bool json, const char *e2b_why)
 		json_u64(&j, "extents", d->meta.n_extents);
 		json_u64(&j, "data_blocks", d->meta.data_blocks);
 		json_u64(&j, "zero_blocks", d->meta.zero_blocks);
-		json_arr_begin(&j, "extent_list");
-		for (uint64_t i = 0; i < d->meta.n_extents; i++) {
-			json_obj_begin(&j, NULL);
-			json_u64(&j, "start", d->ext[i].start);
-			json_u64(&j, "count", d->ext[i].count);
-			json_str(&j, "kind", d->ext[i].kind == DIFF_DATA ? "data" : "zero");
-			json_obj_end(&j);
-		}
-		json_arr_end(&j);
+		diff_extents_json(&j, d);
 		json_bool(&j, "verified", false);
 		json_end(&j);
 	} else {

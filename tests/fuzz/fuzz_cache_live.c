@@ -17,7 +17,6 @@ static int fd = -1;
 static char path[300], live_path[300];
 static uint8_t copy[FZ_MAX_INPUT];
 static uint8_t map[MAX_STATES + 1];
-static char boot[40];
 
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
@@ -25,12 +24,6 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 	(void)argv;
 	snprintf(path, sizeof(path), "%s/c", fz_dir());
 	fd = fz_file("c.live", live_path, sizeof(live_path));
-	FILE *f = fopen("/proc/sys/kernel/random/boot_id", "re");
-	if (f) {
-		if (fgets(boot, sizeof(boot), f))
-			boot[strcspn(boot, "\n")] = 0;
-		fclose(f);
-	}
 	return 0;
 }
 
@@ -43,8 +36,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (size > FZ_MAX_INPUT)
 		return -1;
 	memcpy(copy, data, size);
-	if (size >= 72 && !memcmp(copy + 32, "BOOT", 4))
-		strncpy((char *)copy + 32, boot, 40);
+	fz_live_boot_fixup(copy, size);
 	if (size >= 88) {
 		if (!(sel & 1))
 			memcpy(id, copy + 16, 16);

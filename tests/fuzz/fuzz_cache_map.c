@@ -31,7 +31,6 @@
 static int map_fd = -1, live_fd = -1, data_fd = -1;
 static char path[300], map_path[300], live_path[300];
 static uint8_t copy[MAX_PART];
-static char boot[40];
 
 static struct io_uring ring;
 static struct aio aio = { .ring = &ring };
@@ -87,12 +86,6 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 	snprintf(live_path, sizeof(live_path), "%s.live", path);
 	if (io_uring_queue_init(16, &ring, 0))
 		FZ_DIE("io_uring_queue_init failed");
-	FILE *f = fopen("/proc/sys/kernel/random/boot_id", "re");
-	if (f) {
-		if (fgets(boot, sizeof(boot), f))
-			boot[strcspn(boot, "\n")] = 0;
-		fclose(f);
-	}
 	return 0;
 }
 
@@ -122,8 +115,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 				FZ_DIE("open %s: %s", live_path, strerror(errno));
 		}
 		memcpy(copy, part[1].p, part[1].len);
-		if (part[1].len >= 72 && !memcmp(copy + 32, "BOOT", 4))
-			strncpy((char *)copy + 32, boot, 40);
+		fz_live_boot_fixup(copy, part[1].len);
 		fz_fill(live_fd, copy, part[1].len);
 	} else if (live_fd >= 0) {
 		close(live_fd);

@@ -32,7 +32,8 @@ dev_sum() { sha256sum <"$1" | cut -d' ' -f1; }
 		[ "$(jq -r .cache_removed <<<"$output")" = true ]
 		[ "$(jq -r .zero_blocks <<<"$output")" -ge 67 ]
 		# device and cache are gone
-		[ ! -e "$T/cache$gen" ] && [ ! -e "$T/cache$gen.map" ]
+		[ ! -e "$T/cache$gen" ]
+		[ ! -e "$T/cache$gen.map" ]
 		assert_none_left
 		layers+=("$T/d$gen.diff")
 		# a read-only device over base + chain has exactly the exported bytes
@@ -134,7 +135,8 @@ PY
 	exec 7<&-
 	[ ! -e "$T/d.diff" ]
 	[ -z "$(ls "$T" | grep 'd.diff.tmp')" ]
-	[ -e "$T/cache" ] && [ -e "$T/cache.map" ]
+	[ -e "$T/cache" ]
+	[ -e "$T/cache.map" ]
 	[ "$(dev_sum "$dev")" = "$before" ]
 	# and a retry works, keeping the cache when asked
 	"$B/ublk-export-diff" --keep -o "$T/d.diff" "$dev"

@@ -48,7 +48,8 @@ teardown() { vm_teardown; }
 	[ "$status" -eq 0 ]
 	[ "$(jq '.actions | length' <<<"$output")" -eq 0 ]
 	# the caches of the dead servers are kept (no --caches): their data is there
-	[ -e "$T/c1" ] && [ -e "$T/c3" ]
+	[ -e "$T/c1" ]
+	[ -e "$T/c3" ]
 	"$B/ublk-del" --all
 	assert_none_left
 }
@@ -64,7 +65,9 @@ teardown() { vm_teardown; }
 	[ "$status" -eq 0 ]
 	[[ "$output" == *"removed the state entry of ublkb77 (stale state: the kernel has no such device)"* ]]
 	[[ "$output" == *"removed orphaned cache $T/orphan"* ]]
-	[ ! -e "$UBLK_STATE_DIR/ublkb77" ] && [ ! -e "$T/orphan" ] && [ ! -e "$T/orphan.map" ]
+	[ ! -e "$UBLK_STATE_DIR/ublkb77" ]
+	[ ! -e "$T/orphan" ]
+	[ ! -e "$T/orphan.map" ]
 }
 
 @test "a kernel device the state directory does not know is deleted after the grace time" {

@@ -100,7 +100,8 @@ fio_until_done() {
 	grep -q "live block map .* is used" "$UBLK_STATE_DIR/ublkb$id/log"
 	# nothing left to do; the new server stops cleanly and drops the live map
 	run "$B/ublk-pool" reclaim --recover
-	[ "$status" -eq 0 ] && [ -z "$output" ]
+	[ "$status" -eq 0 ]
+	[ -z "$output" ]
 	newpid=$(server_pid "$id")
 	"$B/ublk-del" "$dev"
 	assert_gone "$id" "$newpid"
