@@ -6,6 +6,9 @@
 #   check-host     host tests (CLI, layer stack) on a sanitizer build
 #   check-vm       bats suites inside a ublk-enabled VM against real devices,
 #                  then the host-crash suite (tests/crash: reboots the VM)
+#   check-vm-kernel  the VM bats suites on one kernel (UBLK_VM_KERNEL), counted:
+#                  "vm-6.12: N passed, N failed, N skipped (S s)"; not yet in check
+#   check-loaded   the VM suite while every host core is kept busy
 #   demo           create, use and delete a device (in the VM if the host has no ublk)
 #   bench          fio benchmarks in the VM
 #   fuzz           libFuzzer harnesses, FUZZ_SECONDS (default 60) each (tests/fuzz/fuzz.mk)
@@ -17,6 +20,7 @@
 #   V=1            show commands
 #   SAN=1          ASan/UBSan build (into build-san/)
 #   OUT=DIR        output folder
+#   UBLK_VM_KERNEL 6.1 (default) or 6.12: the VM's kernel (tests/vm/build-kernel.sh)
 #   UBLK_VM_CACHE  where the VM kernel is cached (default /var/cache/ublk-tools-vm)
 
 PREFIX  ?= /usr/local
@@ -44,11 +48,11 @@ LDFLAGS += $(SANFLAGS)
 LDLIBS  = $(shell pkg-config --libs liburing libzstd liblz4 2>/dev/null) -lpthread -ldl
 
 TOOLS   = ublk-add ublk-serve ublk-del ublk-export-diff ublk-pool
-LIB_SRC = aio atomic_file blob cache_live cfgline cli crc32c chunkcache ctlsock ctrl device devopts e2b_header e2b_inspect export fileio http image json diff diff_v3 layer layer_cache layer_diff layer_fault layer_file layer_http log parse pool queue stack \
+LIB_SRC = aio atomic_file blob cache_live cfgline cli crc32c chunkcache ctlsock ctrl device devopts e2b_header e2b_inspect e2b_write e2b_store export fileio http image json diff diff_v3 layer layer_cache layer_diff layer_e2b layer_fault layer_file layer_http log parse pool queue stack \
           ready safedir server sha256 state timeutil
 LIB_OBJ = $(LIB_SRC:%=$(OUT)/common/%.o)
 BINS    = $(TOOLS:%=$(OUT)/%)
-TEST_BINS = $(OUT)/tests/test-layers $(OUT)/tests/test-diff $(OUT)/tests/test-formats $(OUT)/tests/test-http $(OUT)/tests/test-files $(OUT)/tests/test-parse $(OUT)/tests/test-e2b
+TEST_BINS = $(OUT)/tests/test-layers $(OUT)/tests/test-diff $(OUT)/tests/test-formats $(OUT)/tests/test-http $(OUT)/tests/test-files $(OUT)/tests/test-parse $(OUT)/tests/test-e2b $(OUT)/tests/test-e2b-write $(OUT)/tests/test-e2b-store
 
 ifneq ($(V),1)
 Q = @
@@ -56,7 +60,7 @@ quiet = @printf '  %-6s %s\n' $(1) $(2);
 endif
 
 .SECONDARY:
-.PHONY: all check check-host check-vm soak demo bench deps install clean
+.PHONY: all check check-host check-vm check-vm-kernel check-loaded soak demo bench deps install clean
 all: $(BINS)
 
 $(OUT)/common/%.o: common/%.c common/*.h | $(OUT)/common
@@ -88,9 +92,17 @@ check-host: deps
 	$(Q)UBLK_BIN=$(CURDIR)/build-san UBLK_TEST_BIN=$(CURDIR)/build-san/tests \
 		UBLK_FUZZ_BIN=$(CURDIR)/build-fuzz bats tests/host
 
-check-vm: deps all
+check-vm: deps all $(TEST_BINS)
 	$(Q)tests/vm/run.sh --bats tests/vm
 	$(Q)bats tests/crash
+
+check-vm-kernel: deps all $(TEST_BINS)
+	$(Q)UBLK_VM_KERNEL=$(or $(UBLK_VM_KERNEL),6.1) UBLK_BIN=$(CURDIR)/$(OUT) tests/vm/check-kernel.sh
+
+# The VM suite on a host whose cores are all busy (tests/loaded.sh): the
+# tests' deadlines catch hangs, and must not fail on a slow machine.
+check-loaded: deps all $(TEST_BINS)
+	$(Q)UBLK_VM_TIMEOUT=$${UBLK_VM_TIMEOUT:-7200} tests/loaded.sh tests/vm/run.sh --bats tests/vm
 
 demo: deps all
 	$(Q)if [ -e /dev/ublk-control ]; then UBLK_BIN=$(CURDIR)/$(OUT) tests/demo.sh; else tests/vm/run.sh tests/demo.sh; fi

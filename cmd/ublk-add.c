@@ -4,6 +4,7 @@
 #include "exitcodes.h"
 #include "json.h"
 #include "ctrl.h"
+#include "device.h"
 #include "log.h"
 #include "parse.h"
 #include "pool.h"
@@ -35,7 +36,7 @@ static const struct cli_option options[] = {
 
 static const struct cli_tool tool = {
 	.name = "ublk-add",
-	.synopsis = "--base FILE [OPTIONS]",
+	.synopsis = "--base FILE | --e2b ROOT --build ID [OPTIONS]",
 	.summary = "Create a ublk block device serving FILE and start its server (ublk-serve) in\n"
 		   "the background. Prints the device path (/dev/ublkbN) once it is live.",
 	.options = options,
@@ -84,13 +85,19 @@ static void print_json(const struct server_config *cfg, const struct ready_resul
 	struct json j;
 
 	char *base = devopts_redacted(cfg->base);
+	char *root = devopts_redacted(cfg->e2b_root);
 
 	snprintf(path, sizeof(path), "/dev/ublkb%d", r->id);
 	json_begin(&j, stdout);
 	json_u64(&j, "id", (uint64_t)r->id);
 	json_str(&j, "path", path);
 	json_i64(&j, "pid", pid);
-	json_str(&j, "base", base ? base : "?");
+	json_str(&j, "base", cfg->base ? (base ? base : "?") : NULL);
+	if (cfg->e2b_root) {
+		json_str(&j, "e2b_root", root ? root : "?");
+		json_str(&j, "build", cfg->e2b_build);
+		json_str(&j, "e2b_file", cfg->e2b_file ? cfg->e2b_file : "rootfs.ext4");
+	}
 	json_str(&j, "cache", cfg->cache);
 	json_str(&j, "name", cfg->name);
 	json_u64(&j, "size", device_size(r->id));
@@ -100,6 +107,7 @@ static void print_json(const struct server_config *cfg, const struct ready_resul
 	json_str(&j, "state_dir", state_dir());
 	json_end(&j);
 	free(base);
+	free(root);
 }
 
 /* The credentials of cfg in a memory file for ublk-serve --secrets-fd
@@ -195,9 +203,19 @@ int main(int argc, char **argv)
 	}
 	uint64_t start = now_ms();
 	code = ready_spawn_fd(args, secrets_fd, cfg.timeout_ms * 2, &res, &pid);
-	close(lock);   /* the device exists (and counts) or is gone */
 	if (secrets_fd >= 0)
 		close(secrets_fd);
+	/* A shutdown announced meanwhile does not wait for us (it would wait
+	 * behind every add): it stops what it finds, and we take back what
+	 * it could not see, while still holding the lock it waits for last. */
+	if (pool_closed()) {
+		if (!code && device_delete((uint32_t)res.id, cfg.timeout_ms, true, why, sizeof(why)))
+			log_err("ublkb%d: deleting it again: %s", res.id, why);
+		close(lock);
+		log_err("the pool is shutting down (ublk-pool shutdown): no new devices");
+		return EXIT_BUSY;
+	}
+	close(lock);   /* the device exists (and counts) or is gone */
 	if (code) {
 		log_err("%s", res.msg);
 		return code;

@@ -4,11 +4,13 @@
 #include "device.h"
 #include "devopts.h"
 #include "e2b_inspect.h"
+#include "e2b_store.h"
 #include "exitcodes.h"
 #include "export.h"
 #include "json.h"
 #include "log.h"
 #include "parse.h"
+#include "stack.h"
 #include "state.h"
 
 #include <stdio.h>
@@ -18,14 +20,21 @@
 enum {
 	KEY_OUTPUT = 'o', KEY_ZSTD = 'z', KEY_KEEP = 'k', KEY_JSON = 'j',
 	KEY_FRAME = 0x300, KEY_FORMAT, KEY_LIVE, KEY_INSPECT, KEY_FLATTEN, KEY_PROGRESS, KEY_NO_PROGRESS,
+	KEY_BUILD_ID, KEY_HEADER_VERSION, KEY_COMPRESS,
 };
 
 static const struct cli_option options[] = {
-	{ "output", 'o', "FILE", "write here (default: stdout); it appears only once complete" },
+	{ "output", 'o', "FILE", "write here (default: stdout); it appears only once complete; "
+				 "--format e2b: the storage root ROOT (default: the parent's, if a folder)" },
 	{ "cache", 'c', "FILE", "export this cache of a stopped device instead of a device" },
 	{ "zstd", 'z', NULL, "compress frames with zstd" },
-	{ "format", KEY_FORMAT, "FMT", "diff (default), or v3: packed data in FILE + mapping in FILE.header" },
-	{ "frame-size", KEY_FRAME, "SIZE", "uncompressed bytes per frame (default 1M)" },
+	{ "format", KEY_FORMAT, "FMT", "diff (default), v3: packed data in FILE + mapping in FILE.header, "
+				       "or e2b: the next E2B build of the device's (docs/e2b.md)" },
+	{ "frame-size", KEY_FRAME, "SIZE", "uncompressed bytes per frame (default 1M; e2b: 2M)" },
+	{ "build-id", KEY_BUILD_ID, "ID", "--format e2b: the new build's id (default: a random UUID)" },
+	{ "header-version", KEY_HEADER_VERSION, "N", "--format e2b: header layout 1-5 (default: the "
+						    "parent's; 4 when compressing a V1-V3 parent)" },
+	{ "compress", KEY_COMPRESS, "CODEC", "--format e2b: zstd or lz4 frames as E2B's (default: none)" },
 	{ "keep", 'k', NULL, "keep the device's cache after exporting it" },
 	{ "live", KEY_LIVE, NULL, "export from the running device: hold its writes meanwhile, keep it" },
 	{ "timeout", 't', "SEC", "deadline for the device to be released and stopped (default 10)" },
@@ -33,6 +42,9 @@ static const struct cli_option options[] = {
 	{ "flatten", KEY_FLATTEN, NULL, "write base + layers + cache as one plain image" },
 	{ "base", 'b', "FILE", "with --flatten: the base image" },
 	{ "layer", 'l', "DIFF", "with --flatten: a diff over the base (repeat, bottom first)" },
+	{ "e2b", DEVOPT_E2B, "ROOT", "with --flatten, --inspect or --format e2b: an E2B storage root (folder or URL), not --base" },
+	{ "build", DEVOPT_BUILD, "ID", "with --e2b: the build id (8-4-4-4-12 hex)" },
+	{ "e2b-file", DEVOPT_E2B_FILE, "NAME", "with --e2b: rootfs.ext4 (default) or memfile" },
 	{ "json", 'j', NULL, "print a JSON summary on stdout (needs --output)" },
 	{ "progress", KEY_PROGRESS, NULL, "show progress on stderr (default: when it is a terminal)" },
 	{ "no-progress", KEY_NO_PROGRESS, NULL, "never show progress" },
@@ -43,12 +55,14 @@ static const struct cli_option options[] = {
 
 static const struct cli_tool tool = {
 	.name = "ublk-export-diff",
-	.synopsis = "[OPTIONS] DEV|ID|NAME | --cache FILE | --inspect FILE | --flatten --base IMG ...",
+	.synopsis = "[OPTIONS] DEV|ID|NAME | --cache FILE | --inspect FILE | --inspect --e2b ROOT --build ID\n"
+		    "       | --flatten (--base IMG [--layer DIFF]... | --e2b ROOT --build ID) ...",
 	.summary = "Export the blocks a device changed (its copy-on-write cache) as a diff file\n"
-		   "(docs/diff-format.md). By default waits until nothing holds the device open,\n"
-		   "stops and deletes it, exports, and removes the cache. --inspect checks a diff;\n"
-		   "--flatten writes base + layers + cache as one plain image. --inspect also reads\n"
-		   "E2B build headers (docs/e2b.md).",
+		   "(docs/diff-format.md), or with --format e2b as the next E2B build of a device\n"
+		   "served from one (docs/e2b.md). By default waits until nothing holds the device\n"
+		   "open, stops and deletes it, exports, and removes the cache. --inspect checks a\n"
+		   "diff, an E2B header, or a whole E2B build with its data; --flatten writes a\n"
+		   "stack (base + layers + cache, or an E2B build) as one plain image.",
 	.options = options,
 	.footer = "Exit codes: 0 ok, 1 failure, 2 usage, 3 no ublk in kernel, 4 permission,\n"
 		  "5 bad image or diff, 6 no such device, 7 timeout, 8 device busy.\n"
@@ -56,7 +70,9 @@ static const struct cli_tool tool = {
 		  "Examples:\n"
 		  "  ublk-export-diff --zstd -o sb17.diff sb-17\n"
 		  "  ublk-add --base base.img --layer sb17.diff --cache next.cache\n"
-		  "  ublk-export-diff --inspect sb17.diff --json\n",
+		  "  ublk-export-diff --inspect sb17.diff --json\n"
+		  "  ublk-export-diff --format e2b --compress zstd --json sb-18   # next build, same root\n"
+		  "  ublk-export-diff --inspect --e2b /srv/builds --build 4f1c0e2a-8d3b-4c6e-9a7f-0b1c2d3e4f50\n",
 };
 
 static void print_id(struct json *j, const char *key, const uint8_t id[16])
@@ -154,6 +170,88 @@ static int finish(int code, const char *why, bool json, const char *out,
 	return EXIT_OK;
 }
 
+/* --format e2b: write the next build of the device's E2B build, or of
+ * --cache FILE's over --e2b ROOT --build ID; print its id or --json. */
+static int export_e2b(struct cli *c, struct export_opts *o, struct server_config *cfg, bool json,
+		      int argc, char **argv)
+{
+	struct export_result r = { 0 };
+	struct layer_http_opts ho;
+	char why[1200], id[37], s[37];
+	int code;
+
+	if (o->zstd)
+		return cli_usage_error(c, "--format e2b compresses with --compress zstd|lz4, not --zstd");
+	if (o->live && cfg->cache)
+		return cli_usage_error(c, "--live exports a running device, not --cache");
+	if (o->codec && o->header_version && o->header_version <= 3)
+		return cli_usage_error(c, "--header-version %u has no frame tables: --compress needs "
+				       "4 or 5", o->header_version);
+	if (o->out && (!strcmp(o->out, "-") || !*o->out))
+		return cli_usage_error(c, "--format e2b writes a folder of files: --output ROOT, the "
+				       "storage root");
+	if (cfg->base || cfg->n_layers)
+		return cli_usage_error(c, "--base and --layer go with --flatten");
+	if (cfg->cache ? optind < argc : optind != argc - 1)
+		return cli_usage_error(c, cfg->cache ? "give a device or --cache, not both" :
+				       optind < argc ? "one device at a time" : "no device given");
+	if (cfg->cache && (!cfg->e2b_root || !cfg->e2b_build))
+		return cli_usage_error(c, "--format e2b --cache FILE needs its parent build: --e2b ROOT "
+				       "--build ID");
+	if ((cfg->e2b_build || cfg->e2b_file) && !cfg->e2b_root)
+		return cli_usage_error(c, "--build and --e2b-file go with --e2b ROOT");
+	if (cfg->e2b_root && !cfg->e2b_build)
+		return cli_usage_error(c, "--e2b ROOT needs --build ID: the parent build");
+	if (stack_http_opts(cfg, &ho, why, sizeof(why)))
+		return cli_usage_error(c, "%s", why);
+	o->e2b_root = cfg->e2b_root;
+	o->e2b_build = cfg->e2b_build;
+	o->e2b_file = cfg->e2b_file;
+	o->remote = &ho;
+	if (cfg->cache) {
+		code = export_cache(cfg->cache, o, &r, why, sizeof(why));
+	} else {
+		uint32_t dev;
+		if (state_check_dir())
+			return EXIT_FAIL;
+		if (device_resolve(argv[optind], &dev, why, sizeof(why))) {
+			log_err("%s", why);
+			return EXIT_NO_DEVICE;
+		}
+		code = o->live ? export_live(dev, o, &r, why, sizeof(why))
+			       : export_device(dev, o, &r, why, sizeof(why));
+	}
+	if (code) {
+		log_err("%s", why);
+		return code;
+	}
+	e2b_uuid_str(r.e2b.build_id, id);
+	if (!json) {
+		printf("%s\n", id);
+		return EXIT_OK;
+	}
+	struct json j;
+	json_begin(&j, stdout);
+	json_str(&j, "build_id", id);
+	e2b_uuid_str(r.e2b.parent, s);
+	json_str(&j, "parent_build_id", s);
+	e2b_uuid_str(r.e2b.base, s);
+	json_str(&j, "base_build_id", s);
+	json_u64(&j, "generation", r.e2b.generation);
+	json_u64(&j, "header_version", r.e2b.header_version);
+	json_str(&j, "compression", e2b_codec_name(r.e2b.codec));
+	json_u64(&j, "frame_size", r.e2b.frame_size);
+	json_u64(&j, "frames", r.e2b.frames);
+	json_u64(&j, "data_bytes", r.e2b.data_bytes);
+	json_u64(&j, "compressed_bytes", r.e2b.compressed_bytes);
+	json_str(&j, "path", r.e2b.path);
+	json_str(&j, "data_path", r.e2b.data_path);
+	json_u64(&j, "duration_ms", r.ms);
+	json_bool(&j, "cache_removed", r.cache_removed);
+	json_end(&j);
+	return EXIT_OK;
+}
+
 int main(int argc, char **argv)
 {
 	struct export_opts o = { .timeout_ms = 10000, .progress = isatty(STDERR_FILENO) };
@@ -167,6 +265,11 @@ int main(int argc, char **argv)
 
 	log_init(argv[0]);
 	devopts_defaults(&cfg);
+	/* --inspect without FILE (last, or before another option) inspects
+	 * the build --e2b and --build name */
+	for (int i = 1; i < argc && strcmp(argv[i], "--"); i++)
+		if (!strcmp(argv[i], "--inspect") && (i + 1 == argc || argv[i + 1][0] == '-'))
+			argv[i] = "--inspect=";
 	cli_init(&c, &tool);
 	while ((key = cli_next(&c, argc, argv)) != -1) {
 		uint64_t v;
@@ -177,9 +280,26 @@ int main(int argc, char **argv)
 		case KEY_KEEP: o.keep = true; break;
 		case KEY_LIVE: o.live = true; break;
 		case KEY_FORMAT:
-			if (strcmp(optarg, "diff") && strcmp(optarg, "v3"))
-				return cli_usage_error(&c, "--format '%s': expected diff or v3", optarg);
+			if (strcmp(optarg, "diff") && strcmp(optarg, "v3") && strcmp(optarg, "e2b"))
+				return cli_usage_error(&c, "--format '%s': expected diff, v3 or e2b", optarg);
 			o.v3 = !strcmp(optarg, "v3");
+			o.e2b = !strcmp(optarg, "e2b");
+			break;
+		case KEY_BUILD_ID:
+			if (!e2b_parse_build_id(optarg, NULL))
+				return cli_usage_error(&c, "--build-id '%s': expected 8-4-4-4-12 lowercase hex, "
+						       "as E2B prints build ids", optarg);
+			o.build_id = optarg;
+			break;
+		case KEY_HEADER_VERSION:
+			if (parse_uint(optarg, 1, 5, &v))
+				return cli_usage_error(&c, "--header-version '%s': expected 1 to 5", optarg);
+			o.header_version = (unsigned)v;
+			break;
+		case KEY_COMPRESS:
+			if (strcmp(optarg, "zstd") && strcmp(optarg, "lz4"))
+				return cli_usage_error(&c, "--compress '%s': expected zstd or lz4", optarg);
+			o.codec = !strcmp(optarg, "zstd") ? E2B_CODEC_ZSTD : E2B_CODEC_LZ4;
 			break;
 		case KEY_JSON: json = true; break;
 		case KEY_INSPECT: inspect_path = optarg; break;
@@ -198,13 +318,28 @@ int main(int argc, char **argv)
 		}
 	}
 	o.timeout_ms = cfg.timeout_ms;
+	if (inspect_path && !*inspect_path) {
+		struct layer_http_opts ho;
+		if (optind < argc || flatten || cfg.cache || cfg.base || cfg.n_layers || !cfg.e2b_root ||
+		    !cfg.e2b_build)
+			return cli_usage_error(&c, "--inspect without FILE needs --e2b ROOT --build ID "
+					       "(and takes --e2b-file, --json and remote options)");
+		if (stack_http_opts(&cfg, &ho, why, sizeof(why)))
+			return cli_usage_error(&c, "%s", why);
+		return e2b_inspect_store(cfg.e2b_root, cfg.e2b_build, cfg.e2b_file, &ho, json, o.progress);
+	}
 	if (inspect_path) {
-		if (optind < argc || flatten || cfg.cache || cfg.base)
-			return cli_usage_error(&c, "--inspect takes only --json");
+		if (optind < argc || flatten || cfg.cache || cfg.base || cfg.e2b_root || cfg.e2b_build)
+			return cli_usage_error(&c, "--inspect FILE takes only --json (an E2B build in "
+					       "its storage: --inspect --e2b ROOT --build ID)");
 		return inspect(inspect_path, json);
 	}
 	if (o.v3 && (!o.out || !strcmp(o.out, "-") || o.zstd))
 		return cli_usage_error(&c, "--format v3 writes two files: give --output FILE, without --zstd");
+	if (!o.e2b && (o.build_id || o.header_version || o.codec))
+		return cli_usage_error(&c, "--build-id, --header-version and --compress go with --format e2b");
+	if (o.e2b)
+		return export_e2b(&c, &o, &cfg, json, argc, argv);
 	if (json && (!o.out || !strcmp(o.out, "-")))
 		return cli_usage_error(&c, "--json prints on stdout: give --output FILE for the data");
 	if (!o.out && isatty(STDOUT_FILENO))
@@ -212,8 +347,9 @@ int main(int argc, char **argv)
 
 	if (flatten) {
 		uint64_t bytes = 0;
-		if (optind < argc || !cfg.base)
-			return cli_usage_error(&c, "--flatten needs --base (and optional --layer/--cache), no device");
+		if (optind < argc || (!cfg.base && !cfg.e2b_root))
+			return cli_usage_error(&c, "--flatten needs --base or --e2b ROOT --build ID (and "
+					       "optional --layer/--cache), no device");
 		if (devopts_finish(&c, &cfg) == CLI_DONE)
 			return c.exit_code;
 		code = export_flatten(&cfg, o.out, o.progress, &bytes, why, sizeof(why));
@@ -221,6 +357,9 @@ int main(int argc, char **argv)
 	}
 	if (cfg.base || cfg.n_layers)
 		return cli_usage_error(&c, "--base and --layer go with --flatten");
+	if (cfg.e2b_root || cfg.e2b_build || cfg.e2b_file)
+		return cli_usage_error(&c, "--e2b, --build and --e2b-file go with --flatten, --inspect or "
+				       "--format e2b");
 	if (cfg.cache && optind < argc)
 		return cli_usage_error(&c, "give a device or --cache, not both");
 	if (!cfg.cache && optind != argc - 1)

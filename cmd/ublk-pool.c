@@ -25,7 +25,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-enum { KEY_JSON = 'j', KEY_CACHES = 0x400, KEY_GRACE, KEY_TEXTFILE, KEY_RECOVER, KEY_INTERVAL };
+enum { KEY_JSON = 'j', KEY_CACHES = 0x400, KEY_GRACE, KEY_TEXTFILE, KEY_RECOVER, KEY_INTERVAL, KEY_HANG };
 
 /* seconds a kernel device without a state entry is left alone */
 static uint64_t grace_s = POOL_GRACE_S;
@@ -38,6 +38,7 @@ static const struct cli_option options[] = {
 	{ "timeout", 't', "SEC", "reclaim, watch, shutdown: deadline per device (default 10)" },
 	{ "textfile", KEY_TEXTFILE, "DIR", "metrics: write ublk.prom atomically into DIR (node-exporter)" },
 	{ "grace", KEY_GRACE, "SEC", "reclaim, watch: leave devices without a state entry younger than this (default 30)" },
+	{ "hang-timeout", KEY_HANG, "SEC", "reclaim --recover, watch: kill and recover a server hung this long (default 120; 0: never)" },
 	STATE_DIR_OPTION,
 	{ "verbose", 'v', NULL, "more log output" },
 	{ 0 },
@@ -93,6 +94,8 @@ static void print_json(const struct pool_dev *devs, int n, bool with_stats)
 		json_bool(&j, "server_alive", d->alive);
 		json_str(&j, "name", d->name[0] ? d->name : NULL);
 		json_str(&j, "base", d->base[0] ? d->base : NULL);
+		json_str(&j, "e2b_root", d->e2b_root[0] ? d->e2b_root : NULL);
+		json_str(&j, "build", d->e2b_build[0] ? d->e2b_build : NULL);
 		json_arr_begin(&j, "layers");
 		for (const char *l = d->layers; *l; l += strcspn(l, "\n") + 1) {
 			char one[PATH_MAX];
@@ -115,14 +118,6 @@ static void print_json(const struct pool_dev *devs, int n, bool with_stats)
 	json_end(&j);
 }
 
-static uint64_t stat_field(const char *stats, const char *key)
-{
-	char pat[64];
-	const char *p;
-	snprintf(pat, sizeof(pat), "\"%s\":", key);
-	return (p = strstr(stats, pat)) ? strtoull(p + strlen(pat), NULL, 10) : 0;
-}
-
 static void print_table(const struct pool_dev *devs, int n, bool with_stats)
 {
 	printf("%-12s %-9s %-9s %8s %7s %-16s %s\n", "DEVICE", "KERNEL", "STATE", "PID", "UP",
@@ -130,7 +125,7 @@ static void print_table(const struct pool_dev *devs, int n, bool with_stats)
 	for (int i = 0; i < n; i++) {
 		const struct pool_dev *d = &devs[i];
 		const char *problem = pool_problem(d, grace_s);
-		char dev[24], up[16], pid[24], extra[96] = "";
+		char dev[24], up[16], pid[24], extra[96] = "", e2b[PATH_MAX + 48];
 		snprintf(dev, sizeof(dev), "/dev/ublkb%u", d->id);
 		snprintf(up, sizeof(up), d->uptime_s >= 3600 ? "%lluh" : d->uptime_s >= 60 ? "%llum" : "%llus",
 			 (unsigned long long)(d->uptime_s >= 3600 ? d->uptime_s / 3600 :
@@ -138,13 +133,15 @@ static void print_table(const struct pool_dev *devs, int n, bool with_stats)
 		snprintf(pid, sizeof(pid), "%d%s", (int)d->pid, d->alive ? "" : "!");
 		if (with_stats)
 			snprintf(extra, sizeof(extra), "%llu/%llu/%llu  %lluM  ",
-				 (unsigned long long)stat_field(d->stats, "reads"),
-				 (unsigned long long)stat_field(d->stats, "writes"),
-				 (unsigned long long)stat_field(d->stats, "errors"),
+				 (unsigned long long)pool_stat(d->stats, "reads"),
+				 (unsigned long long)pool_stat(d->stats, "writes"),
+				 (unsigned long long)pool_stat(d->stats, "errors"),
 				 (unsigned long long)(d->cache_bytes >> 20));
+		snprintf(e2b, sizeof(e2b), "%s build %s", d->e2b_root, d->e2b_build);
 		printf("%-12s %-9s %-9s %8s %7s %-16s %s%s%s%s\n", dev, kernel_state_name(d->kernel_state),
 		       d->has_state ? d->state : "(none)", pid, d->has_state ? up : "-",
-		       d->name[0] ? d->name : "-", extra, d->base[0] ? d->base : "-",
+		       d->name[0] ? d->name : "-", extra,
+		       d->base[0] ? d->base : d->e2b_root[0] ? e2b : "-",
 		       problem ? "  <- " : "", problem ? problem : "");
 	}
 }
@@ -233,7 +230,7 @@ static void device_counter(FILE *f, const struct pool_dev *devs, int n, const ch
 			continue;
 		fprintf(f, "%s{device=\"ublkb%u\",name=\"", metric, devs[i].id);
 		label(f, devs[i].name);
-		fprintf(f, "\"} %llu\n", (unsigned long long)stat_field(s, key));
+		fprintf(f, "\"} %llu\n", (unsigned long long)pool_stat(s, key));
 	}
 }
 
@@ -242,7 +239,8 @@ static void device_counter(FILE *f, const struct pool_dev *devs, int n, const ch
 static int metrics(const struct pool_dev *devs, int n, const char *textfile)
 {
 	static const char *states[] = { "live", "quiesced", "dead", "stale", "orphaned" };
-	struct event_stats ev[] = { { .name = "add" }, { .name = "del" }, { .name = "recover" } };
+	struct event_stats ev[] = { { .name = "add" }, { .name = "del" }, { .name = "recover" },
+				    { .name = "hang" } };
 	uint64_t by_state[5] = { 0 };
 	char *text = NULL, path[PATH_MAX + 16];
 	size_t size = 0;
@@ -261,11 +259,13 @@ static int metrics(const struct pool_dev *devs, int n, const char *textfile)
 	fprintf(f, "# HELP ublk_devices Devices of this host by state.\n# TYPE ublk_devices gauge\n");
 	for (int s = 0; s < 5; s++)
 		fprintf(f, "ublk_devices{state=\"%s\"} %llu\n", states[s], (unsigned long long)by_state[s]);
-	read_events(ev, 3);
+	read_events(ev, 4);
 	counter(f, "ublk_acquired_total", "Devices added.", ev[0].count);
 	counter(f, "ublk_released_total", "Devices deleted.", ev[1].count);
 	counter(f, "ublk_recovered_total", "Devices a new server attached to after their server died.",
 		ev[2].count);
+	counter(f, "ublk_hung_total", "Servers killed by watch or reclaim --recover because they hung.",
+		ev[3].count);
 	histogram(f, "ublk_add_duration_seconds", "ublk-add until the device is live.", &ev[0]);
 	histogram(f, "ublk_recover_duration_seconds", "ublk-serve --recover until the device is live again.",
 		  &ev[2]);
@@ -351,26 +351,14 @@ static void *stop_one(void *arg)
 	return NULL;
 }
 
-/* Close the pool to new devices, stop every device in parallel within the
- * deadline, clean up stale entries, reopen. */
-static int shutdown_all(uint64_t timeout_ms, bool json)
+/* Stop every device of the pool in parallel within the deadline and clean
+ * up stale entries; each stop is reported into j, or on stdout. */
+static int stop_all(uint64_t timeout_ms, struct json *j)
 {
 	struct pool_dev *devs = NULL;
 	struct stopper *st = NULL;
-	int lock, n, code = EXIT_OK;
+	int n, code = EXIT_OK;
 
-	/* wait for adds in progress: afterwards every new one sees the mark */
-	lock = pool_lock(true, timeout_ms);
-	if (lock < 0) {
-		log_err("pool lock in %s: %s", state_dir(), strerror(-lock));
-		return lock == -ETIMEDOUT ? EXIT_TIMEOUT : EXIT_FAIL;
-	}
-	int ret = pool_set_closed(true);
-	close(lock);
-	if (ret) {
-		log_err("marking the pool closed in %s: %s", state_dir(), strerror(-ret));
-		return EXIT_FAIL;
-	}
 	n = pool_scan(&devs);
 	st = calloc(n > 0 ? (size_t)n : 1, sizeof(*st));
 	if (n < 0 || !st) {
@@ -387,11 +375,6 @@ static int shutdown_all(uint64_t timeout_ms, bool json)
 	}
 	/* all at once: each must stop within the one deadline */
 	run_parallel(st, sizeof(*st), n, n, stop_one);
-	struct json j;
-	if (json) {
-		json_begin(&j, stdout);
-		json_arr_begin(&j, "stopped");
-	}
 	for (int i = 0; i < n; i++) {
 		if (!st[i].job.on)
 			continue;
@@ -399,30 +382,108 @@ static int shutdown_all(uint64_t timeout_ms, bool json)
 			log_err("%s", st[i].why);
 			code = EXIT_FAIL;
 		}
-		if (json) {
-			json_obj_begin(&j, NULL);
-			json_u64(&j, "id", st[i].id);
-			json_bool(&j, "ok", !st[i].ret);
-			json_obj_end(&j);
+		if (j) {
+			json_obj_begin(j, NULL);
+			json_u64(j, "id", st[i].id);
+			json_bool(j, "ok", !st[i].ret);
+			json_obj_end(j);
 		} else if (!st[i].ret) {
 			printf("stopped ublkb%u\n", st[i].id);
 		}
+	}
+out:
+	free(st);
+	free(devs);
+	return code;
+}
+
+/* Close the pool to new devices and stop every device. The mark comes
+ * first, without the pool lock: adds hold that lock while their device
+ * starts, and a busy host always has one in flight, so waiting for it
+ * first could starve the shutdown. Adds that see the mark when they are
+ * done delete their device; once the lock is ours no add is in flight,
+ * and a second pass stops what the first could not see yet. */
+static int shutdown_all(uint64_t timeout_ms, bool json)
+{
+	uint64_t deadline = now_ms() + timeout_ms;
+	struct json j;
+	int lock, code, ret;
+
+	ret = pool_set_closed(true);
+	if (ret) {
+		log_err("marking the pool closed in %s: %s", state_dir(), strerror(-ret));
+		return EXIT_FAIL;
+	}
+	if (json) {
+		json_begin(&j, stdout);
+		json_arr_begin(&j, "stopped");
+	}
+	code = stop_all(timeout_ms, json ? &j : NULL);
+	lock = pool_lock(true, ms_left(deadline) + timeout_ms);
+	if (lock < 0) {
+		log_err("adds still in progress after %llu ms (pool lock in %s: %s)",
+			(unsigned long long)(now_ms() - deadline + timeout_ms), state_dir(),
+			strerror(-lock));
+		code = lock == -ETIMEDOUT ? EXIT_TIMEOUT : EXIT_FAIL;
+	} else {
+		int again = stop_all(timeout_ms, json ? &j : NULL);
+		if (!code)
+			code = again;
+		close(lock);
 	}
 	if (json) {
 		json_arr_end(&j);
 		json_end(&j);
 	}
-out:
 	pool_set_closed(false);
-	free(st);
-	free(devs);
 	return code;
 }
 
 struct reclaim_opts {
 	bool caches, recover, json;
 	uint64_t timeout_ms;
+	uint64_t hang_ms;       /* kill a server hung this long (with recover); 0: never */
 };
+
+/* Kill the servers that hang (pool_hung), so that the recovery that
+ * follows attaches a new one; the requests they held are reissued to it.
+ * Returns how many it killed. */
+static int kill_hung(const struct pool_dev *devs, int n, const struct reclaim_opts *o)
+{
+	int killed = 0;
+
+	for (int i = 0; i < n && o->recover; i++) {
+		const struct pool_dev *d = &devs[i];
+		char why[160];
+		if (!pool_hung(d, o->hang_ms, why, sizeof(why)))
+			continue;
+		log_err("ublkb%u: %s: killing server %d to recover the device", d->id, why, (int)d->pid);
+		if (kill(d->pid, SIGKILL) && errno != ESRCH) {
+			log_err("ublkb%u: killing server %d: %s", d->id, (int)d->pid, strerror(errno));
+			continue;
+		}
+		if (wait_pid_gone(d->pid, o->timeout_ms))
+			log_err("ublkb%u: server %d still there %llu ms after SIGKILL", d->id, (int)d->pid,
+				(unsigned long long)o->timeout_ms);
+		pool_record("hang", pool_stat(d->stats, "stalled_ms") > d->heartbeat_age_ms ?
+			    pool_stat(d->stats, "stalled_ms") : d->heartbeat_age_ms);
+		killed++;
+	}
+	return killed;
+}
+
+/* The pool now, after killing its hung servers: count, or -errno. */
+static int scan_unhung(struct pool_dev **devs, const struct reclaim_opts *o)
+{
+	int n = pool_scan(devs);
+
+	if (n > 0 && kill_hung(*devs, n, o)) {
+		free(*devs);
+		*devs = NULL;
+		n = pool_scan(devs);
+	}
+	return n;
+}
 
 /* Attach a new server to d. 0, or 1 with msg saying why it failed; the
  * device is then left waiting for the next attempt. */
@@ -566,7 +627,7 @@ static int watch(struct reclaim_opts *o, uint64_t interval_ms)
 		/* the servers it started are its children: reap those that ended */
 		while (waitpid(-1, NULL, WNOHANG) > 0)
 			;
-		int n = pool_scan(&devs), act = 0;
+		int n = scan_unhung(&devs, o), act = 0;
 		for (int i = 0; i < n; i++)
 			act |= pool_problem(&devs[i], grace_s) != NULL;
 		if (act)
@@ -584,7 +645,7 @@ int main(int argc, char **argv)
 {
 	struct server_config cfg;   /* for the shared --timeout and --state-dir */
 	struct pool_dev *devs = NULL;
-	struct reclaim_opts ro = { 0 };
+	struct reclaim_opts ro = { .hang_ms = 120000 };
 	uint64_t interval_ms = 1000;
 	const char *textfile = NULL;
 	struct cli c;
@@ -612,6 +673,11 @@ int main(int argc, char **argv)
 			if (parse_seconds(optarg, &interval_ms) || interval_ms < 10 || interval_ms > 3600000)
 				return cli_usage_error(&c, "--interval '%s': expected seconds, 0.01 to 3600",
 						       optarg);
+		}
+		else if (key == KEY_HANG) {
+			if (parse_seconds(optarg, &ro.hang_ms) || ro.hang_ms > 86400000)
+				return cli_usage_error(&c, "--hang-timeout '%s': expected seconds, at most "
+						       "86400 (0: never)", optarg);
 		}
 		else if (key == KEY_TEXTFILE)
 			textfile = optarg;
@@ -655,7 +721,7 @@ int main(int argc, char **argv)
 	ro.timeout_ms = cfg.timeout_ms;
 	if (is_watch)
 		return watch(&ro, interval_ms);
-	n = pool_scan(&devs);
+	n = is_list || is_status ? pool_scan(&devs) : scan_unhung(&devs, &ro);
 	if (n < 0) {
 		log_err("scanning devices: %s", strerror(-n));
 		return EXIT_FAIL;

@@ -26,7 +26,21 @@
 #include <unistd.h>
 
 #define ENOTSUPP_KERNEL 524  /* what old kernels answer to unknown commands */
-#define CTRL_ENCODED(nr) _IOWR('u', nr, struct ublksrv_ctrl_cmd)
+
+/* The ioctl-encoded form of legacy command nr, as the uapi defines it:
+ * the kernel dispatches on the number alone today, but the uapi's value
+ * is the one a stricter kernel will compare against. */
+static unsigned ctrl_encoded(unsigned nr)
+{
+	switch (nr) {
+	case UBLK_CMD_GET_QUEUE_AFFINITY:
+	case UBLK_CMD_GET_DEV_INFO:
+	case UBLK_CMD_GET_PARAMS:
+		return _IOR('u', nr, struct ublksrv_ctrl_cmd);
+	default:
+		return _IOWR('u', nr, struct ublksrv_ctrl_cmd);
+	}
+}
 
 const char *ctrl_path(void)
 {
@@ -40,6 +54,7 @@ int ctrl_open(struct ublk_ctrl *c, uint64_t timeout_ms)
 
 	memset(c, 0, sizeof(*c));
 	c->legacy = -1;
+	c->del_async = -1;
 	c->timeout_ms = timeout_ms ? timeout_ms : CTRL_DEFAULT_TIMEOUT_MS;
 	c->fd = open(ctrl_path(), O_RDWR | O_CLOEXEC);
 	if (c->fd < 0)
@@ -129,7 +144,7 @@ static int ctrl_cmd(struct ublk_ctrl *c, unsigned nr, struct ublksrv_ctrl_cmd *c
 	if (c->legacy == 1)
 		ret = submit_wait(c, nr, cmd);
 	else
-		ret = submit_wait(c, CTRL_ENCODED(nr), cmd);
+		ret = submit_wait(c, ctrl_encoded(nr), cmd);
 	if (c->legacy == -1 && (not_understood(ret) || ret == -ENODEV)) {
 		/* Kernels before 6.4 look the device up before checking the
 		 * opcode, so an encoded command can fail with ENODEV there. */
@@ -181,7 +196,62 @@ int ctrl_stop_dev(struct ublk_ctrl *c, uint32_t id)
 int ctrl_del_dev(struct ublk_ctrl *c, uint32_t id)
 {
 	struct ublksrv_ctrl_cmd cmd = { .dev_id = id, .queue_id = (uint16_t)-1 };
+	int ret;
+
+	/* DEL_DEV waits for every reference to the device (an fd of
+	 * /dev/ublkcN someone leaked, a ring still being torn down): with no
+	 * bound of its own. DEL_DEV_ASYNC exists only as an encoded command,
+	 * so only a kernel that took one can have it. */
+	if (c->legacy == 0 && c->del_async != 0) {
+		ret = submit_wait(c, UBLK_U_CMD_DEL_DEV_ASYNC, &cmd);
+		if (!not_understood(ret)) {
+			if (!ret)
+				c->del_async = 1;
+			return ret;
+		}
+		c->del_async = 0;
+	}
 	return ctrl_cmd(c, UBLK_CMD_DEL_DEV, &cmd);
+}
+
+int ctrl_get_features(struct ublk_ctrl *c, uint64_t *features)
+{
+	/* No device: 6.1 looks one up for any command but ADD_DEV and
+	 * answers -ENODEV, which is as good a "no" as -EOPNOTSUPP. */
+	struct ublksrv_ctrl_cmd cmd = {
+		.dev_id = (uint32_t)-1, .queue_id = (uint16_t)-1,
+		.addr = (uintptr_t)features, .len = UBLK_FEATURES_LEN,
+	};
+	int ret;
+
+	*features = 0;
+	ret = submit_wait(c, UBLK_U_CMD_GET_FEATURES, &cmd);
+	if (!ret && c->legacy == -1)
+		c->legacy = 0;   /* it answered an encoded command */
+	return ret == -ENOTSUPP_KERNEL ? -EOPNOTSUPP : ret;
+}
+
+void ctrl_flag_names(uint64_t flags, char *buf, size_t len)
+{
+	/* bit i of UBLK_F_* (6.12's uapi) */
+	static const char *const names[] = {
+		"SUPPORT_ZERO_COPY", "URING_CMD_COMP_IN_TASK", "NEED_GET_DATA", "USER_RECOVERY",
+		"USER_RECOVERY_REISSUE", "UNPRIVILEGED_DEV", "CMD_IOCTL_ENCODE", "USER_COPY", "ZONED",
+	};
+	size_t used = 0;
+
+	if (len)
+		buf[0] = 0;
+	for (unsigned bit = 0; bit < 64 && used < len; bit++) {
+		if (!(flags & (1ULL << bit)))
+			continue;
+		int n = bit < sizeof(names) / sizeof(names[0]) ?
+			snprintf(buf + used, len - used, "%s%s", used ? "," : "", names[bit]) :
+			snprintf(buf + used, len - used, "%sbit%u", used ? "," : "", bit);
+		if (n < 0)
+			break;
+		used += (size_t)n;
+	}
 }
 
 int ctrl_start_recovery(struct ublk_ctrl *c, uint32_t id)

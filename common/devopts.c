@@ -1,6 +1,7 @@
 #include "devopts.h"
 #include "cfgline.h"
 #include "ctrl.h"
+#include "e2b_store.h"
 #include "http.h"
 #include "layer.h"
 #include "ublk_limits.h"
@@ -42,6 +43,8 @@ static int bad_value(struct cli *c, const char *opt, const char *arg, const char
 
 char *devopts_redacted(const char *v)
 {
+	if (!v)
+		return strdup("");
 	size_t len = strlen(v) + 20;   /* room for "?..." or "(unparsable URL)" */
 	char *buf = malloc(len);
 
@@ -90,6 +93,7 @@ static const char *text_option(int key)
 {
 	switch (key) {
 	case DEVOPT_BASE: return "base";
+	case DEVOPT_E2B: return "e2b";
 	case DEVOPT_LAYER: return "layer";
 	case DEVOPT_CACHE: return "cache";
 	case DEVOPT_NAME: return "name";
@@ -117,6 +121,20 @@ int devopts_apply(struct cli *c, struct server_config *cfg, int key, const char 
 	switch (key) {
 	case DEVOPT_BASE:
 		cfg->base = arg;
+		return 1;
+	case DEVOPT_E2B:
+		cfg->e2b_root = arg;
+		return 1;
+	case DEVOPT_BUILD:
+		if (!e2b_parse_build_id(arg, NULL))
+			return bad_value(c, "build", arg, "expected a build id as E2B prints it: "
+					 "8-4-4-4-12 lowercase hex digits");
+		cfg->e2b_build = arg;
+		return 1;
+	case DEVOPT_E2B_FILE:
+		if (!e2b_file_name_ok(arg))
+			return bad_value(c, "e2b-file", arg, "expected rootfs.ext4 or memfile");
+		cfg->e2b_file = arg;
 		return 1;
 	case DEVOPT_CHUNK_SIZE:
 		if (parse_size(arg, &v) || v < 65536 || v > (64u << 20) || v % 4096)
@@ -213,13 +231,32 @@ int devopts_apply(struct cli *c, struct server_config *cfg, int key, const char 
 
 int devopts_finish(struct cli *c, struct server_config *cfg)
 {
-	static char abs_base[PATH_MAX], abs_cache[PATH_MAX];
+	static char abs_base[PATH_MAX], abs_cache[PATH_MAX], abs_root[PATH_MAX];
 	const char *auth = getenv("UBLK_HTTP_AUTH");
 
-	if (!cfg->base) {
-		c->exit_code = cli_usage_error(c, "--base FILE is required");
+	if (cfg->base && cfg->e2b_root) {
+		c->exit_code = cli_usage_error(c, "--e2b replaces --base: give one of them");
 		return CLI_DONE;
 	}
+	if ((cfg->e2b_build || cfg->e2b_file) && !cfg->e2b_root) {
+		c->exit_code = cli_usage_error(c, "--build and --e2b-file go with --e2b ROOT");
+		return CLI_DONE;
+	}
+	if (cfg->e2b_root && !cfg->e2b_build) {
+		c->exit_code = cli_usage_error(c, "--e2b ROOT needs --build ID: the build to serve");
+		return CLI_DONE;
+	}
+	if (cfg->e2b_root && layer_is_url(cfg->e2b_root) && strpbrk(cfg->e2b_root, "?#")) {
+		c->exit_code = cli_usage_error(c, "--e2b: a storage root URL cannot have a query "
+					       "string or fragment (the build's paths are appended)");
+		return CLI_DONE;
+	}
+	if (!cfg->base && !cfg->e2b_root) {
+		c->exit_code = cli_usage_error(c, "--base FILE is required (or --e2b ROOT --build ID)");
+		return CLI_DONE;
+	}
+	if (cfg->e2b_root && !layer_is_url(cfg->e2b_root) && realpath(cfg->e2b_root, abs_root))
+		cfg->e2b_root = abs_root;
 	/* it becomes a header line, and a line of the entry's secret file */
 	if (auth && (cfgline_has_control(auth, NULL) || strlen(auth) > DEVOPTS_MAX_TEXT)) {
 		c->exit_code = cli_usage_error(c, "UBLK_HTTP_AUTH holds a control character or is longer "
@@ -228,13 +265,16 @@ int devopts_finish(struct cli *c, struct server_config *cfg)
 	}
 	/* The server runs detached and its config is reused later: store an
 	 * absolute path. A missing file is reported by the image checks. */
-	if (!layer_is_url(cfg->base) && realpath(cfg->base, abs_base))
+	if (cfg->base && !layer_is_url(cfg->base) && realpath(cfg->base, abs_base))
 		cfg->base = abs_base;
 	for (unsigned i = 0; i < cfg->n_layers; i++) {
-		char *abs = layer_is_url(cfg->layers[i]) ? NULL :
-			    realpath(cfg->layers[i], NULL);   /* freed at exit */
-		if (abs)
-			cfg->layers[i] = abs;
+		/* kept where the leak checker sees them: they live until exit */
+		static char *abs_layers[SERVER_MAX_LAYERS];
+		char *abs = layer_is_url(cfg->layers[i]) ? NULL : realpath(cfg->layers[i], NULL);
+		if (abs) {
+			free(abs_layers[i]);
+			cfg->layers[i] = abs_layers[i] = abs;
+		}
 	}
 	if (cfg->cache && cfg->cache[0] != '/') {
 		/* the cache may not exist yet: make its directory absolute */
@@ -268,7 +308,13 @@ void devopts_to_argv(const struct server_config *cfg, char **argv, int *argc)
 #define NUM(opt, fmt, v) (snprintf(num[k], sizeof(num[k]), fmt, v), ARG(opt), ARG(num[k++]))
 
 	/* credentials travel apart (devopts_secrets) */
-	ARG("--base"); ARG(shown(cfg->base, 0));
+	if (cfg->e2b_root) {
+		ARG("--e2b"); ARG(shown(cfg->e2b_root, 0));
+		ARG("--build"); ARG(cfg->e2b_build);
+		if (cfg->e2b_file) { ARG("--e2b-file"); ARG(cfg->e2b_file); }
+	} else {
+		ARG("--base"); ARG(shown(cfg->base, 0));
+	}
 	for (unsigned i = 0; i < cfg->n_layers; i++) {
 		ARG("--layer");
 		ARG(shown(cfg->layers[i], 1 + i));
@@ -318,9 +364,11 @@ int devopts_secrets(const struct server_config *cfg, char *buf, size_t len)
 
 	if (len)
 		buf[0] = 0;
-	ret = has_secret(cfg->base);
+	ret = cfg->base ? has_secret(cfg->base) : 0;
 	if (ret > 0)
 		ret = cfgline_append(buf, len, &used, "base", cfg->base);
+	if (!ret && cfg->e2b_root && (ret = has_secret(cfg->e2b_root)) > 0)
+		ret = cfgline_append(buf, len, &used, "e2b", cfg->e2b_root);
 	for (unsigned i = 0; !ret && i < cfg->n_layers; i++) {
 		if ((ret = has_secret(cfg->layers[i])) <= 0)
 			continue;
@@ -346,7 +394,9 @@ static int take_url(struct secrets_ctx *x, const char **slot, const char *what, 
 {
 	/* the full URLs live as long as the process (cfg points at them) */
 	static char *kept[1 + SERVER_MAX_LAYERS];
-	size_t k = slot == &x->cfg->base ? 0 : 1 + (size_t)(slot - x->cfg->layers);
+	/* --base and --e2b exclude each other: one slot */
+	size_t k = slot == &x->cfg->base || slot == &x->cfg->e2b_root ? 0 :
+		   1 + (size_t)(slot - x->cfg->layers);
 	char *red = devopts_redacted(url), *full;
 	bool match = red && *slot && !strcmp(red, *slot);
 
@@ -374,6 +424,8 @@ static int apply_secret(const char *key, const char *value, void *arg)
 
 	if (!strcmp(key, "base"))
 		return take_url(x, &x->cfg->base, "--base", value);
+	if (!strcmp(key, "e2b"))
+		return take_url(x, &x->cfg->e2b_root, "--e2b", value);
 	if (!strncmp(key, "layer.", 6)) {
 		if (parse_uint(key + 6, 0, SERVER_MAX_LAYERS - 1, &i) || i >= x->cfg->n_layers) {
 			snprintf(x->why, x->len, "credentials for layer %s, which the options do not have",
@@ -534,8 +586,9 @@ int devopts_from_state(uint32_t id, struct server_config *cfg, char *why, size_t
 			return EXIT_FAIL;
 		}
 	}
-	if (!cfg->base) {
-		snprintf(why, len, "ublkb%u: the saved configuration names no base", id);
+	if (!cfg->base == !cfg->e2b_root || (cfg->e2b_root && !cfg->e2b_build)) {
+		snprintf(why, len, "ublkb%u: the saved configuration names no base (or both --base "
+			 "and --e2b, or --e2b without --build)", id);
 		return EXIT_FAIL;
 	}
 	return read_entry_secrets(id, cfg, why, len);

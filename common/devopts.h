@@ -30,6 +30,9 @@ enum devopt_key {
 	DEVOPT_READAHEAD,
 	DEVOPT_PREFETCH,
 	DEVOPT_NO_RECOVERY,
+	DEVOPT_E2B = 0x120,
+	DEVOPT_BUILD,
+	DEVOPT_E2B_FILE,
 	DEVOPT_STATE_DIR = 0x100,
 };
 
@@ -37,7 +40,10 @@ enum devopt_key {
  * ublk-serve (documented in both man pages: --base --layer --cache --size --inject
  * --name --queues --depth --read-only; and --state-dir). */
 #define DEVICE_OPTIONS \
-	{ "base", 'b', "FILE", "image file or block device to serve (required)" }, \
+	{ "base", 'b', "FILE", "image file or block device to serve (or --e2b)" }, \
+	{ "e2b", DEVOPT_E2B, "ROOT", "serve an E2B build from this storage folder or URL (instead of --base)" }, \
+	{ "build", DEVOPT_BUILD, "ID", "with --e2b: the build id (8-4-4-4-12 hex)" }, \
+	{ "e2b-file", DEVOPT_E2B_FILE, "NAME", "with --e2b: rootfs.ext4 (default) or memfile" }, \
 	{ "layer", 'l', "DIFF", "a diff over the base (repeat, bottom first); read-only" }, \
 	{ "cache", 'c', "FILE", "copy-on-write cache (created if missing); the base stays read-only" }, \
 	{ "size", 's', "SIZE", "device size (default: the base's); past the base reads zeros" }, \
@@ -75,7 +81,7 @@ int devopts_apply(struct cli *c, struct server_config *cfg, int key, const char 
 /* The options of cfg as ublk-serve arguments, appended to argv at *argc
  * (room for DEVOPTS_MAX_ARGS), URLs redacted (devopts_redacted). Strings
  * point into cfg or static storage, valid until the next call. */
-#define DEVOPTS_MAX_ARGS (40 + 2 * SERVER_MAX_LAYERS)
+#define DEVOPTS_MAX_ARGS (44 + 2 * SERVER_MAX_LAYERS)
 void devopts_to_argv(const struct server_config *cfg, char **argv, int *argc);
 
 /* The device options a device's server was started with (the serve_arg
@@ -89,6 +95,7 @@ int devopts_from_state(uint32_t id, struct server_config *cfg, char *why, size_t
  * user:password@ and query; what they lack travels apart, as text in the
  * config encoding (common/cfgline.h):
  *   base=URL        the full --base URL, if it has credentials
+ *   e2b=URL         the full --e2b URL, likewise
  *   layer.N=URL     the full URL of the Nth --layer (from 0), likewise
  *   auth=VALUE      $UBLK_HTTP_AUTH (not with --auth-file, read again)
  * ublk-add hands it to ublk-serve on an inherited fd (--secrets-fd), the
@@ -103,12 +110,13 @@ int devopts_apply_secrets(struct server_config *cfg, char *text, size_t len, cha
 /* Read secrets from fd (to its end) and apply them. 0 or an exit code. */
 int devopts_read_secrets_fd(int fd, struct server_config *cfg, char *why, size_t whylen);
 /* v as it may be shown: a URL without user:password@ and query string;
- * else a copy of v. malloc'ed; NULL when out of memory. */
+ * else a copy of v ("" for NULL). malloc'ed; NULL when out of memory. */
 char *devopts_redacted(const char *v);
 /* Why name is no valid --name (a static message), or NULL if it is. */
 const char *devopts_name_problem(const char *name);
 
-/* Check required options after parsing; 0 or CLI_DONE. Makes base absolute. */
+/* Check required options after parsing (--base, or --e2b with --build);
+ * 0 or CLI_DONE. Makes base and a local e2b root absolute. */
 int devopts_finish(struct cli *c, struct server_config *cfg);
 
 #endif

@@ -3,6 +3,7 @@
 #include "e2b_inspect.h"
 #include "diff.h"
 #include "e2b_header.h"
+#include "e2b_store.h"
 #include "exitcodes.h"
 #include "json.h"
 #include "layer.h"
@@ -12,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 static void print_uuid(struct json *j, const char *key, const uint8_t id[16])
@@ -31,9 +33,17 @@ static const char *sha_hex(const uint8_t sha[32], char out[65])
 	return out;
 }
 
-/* One build: how much of the device it holds here, and its record. */
+static const char *check_name(enum e2b_check r)
+{
+	return r == E2B_CHECK_SHA ? "sha256" : r == E2B_CHECK_FRAMES ? "frames" :
+	       r == E2B_CHECK_BAD ? "bad" : "unchecked";
+}
+
+/* One build: how much of the device it holds here, its record, and what
+ * its data's check found (c; NULL when only the header was read). */
 static void e2b_build_report(const struct e2b_header *h, const uint8_t id[16],
-			     const struct e2b_build *b, uint64_t ranges, uint64_t bytes, struct json *j)
+			     const struct e2b_build *b, uint64_t ranges, uint64_t bytes,
+			     const struct e2b_build_check *c, struct json *j)
 {
 	bool self = !memcmp(id, h->build_id, 16), root = !memcmp(id, h->base_build_id, 16);
 	char s[37], sha[65];
@@ -54,6 +64,12 @@ static void e2b_build_report(const struct e2b_header *h, const uint8_t id[16],
 			json_str(j, "codec", e2b_codec_name(b->codec));
 			json_u64(j, "frames", b->n_frames);
 		}
+		if (c) {
+			json_str(j, "data", check_name(c->result));
+			json_u64(j, "frames_checked", c->frames);
+			json_u64(j, "bytes_checked", c->bytes);
+			json_str(j, "data_error", c->result == E2B_CHECK_BAD ? c->why : NULL);
+		}
 		json_obj_end(j);
 		return;
 	}
@@ -64,10 +80,27 @@ static void e2b_build_report(const struct e2b_header *h, const uint8_t id[16],
 		       b->n_frames ? e2b_codec_name(b->codec) : "uncompressed", b->n_frames,
 		       hex ? hex : "unknown");
 	printf("\n");
+	if (!c)
+		return;
+	if (c->result == E2B_CHECK_SHA)
+		printf("    data: SHA-256 matches (%llu bytes%s)\n", (unsigned long long)c->bytes,
+		       c->frames ? ", every frame decompressed" : "");
+	else if (c->result == E2B_CHECK_FRAMES)
+		printf("    data: %llu frames decompressed to their sizes (%llu bytes)%s\n",
+		       (unsigned long long)c->frames, (unsigned long long)c->bytes,
+		       c->sha_recorded ? "; SHA-256 not checkable: the frame table does not hold "
+		       "the whole data" : "");
+	else if (c->result == E2B_CHECK_NONE)
+		printf("    data: not checkable (uncompressed, no SHA-256 recorded); its file "
+		       "holds every range read from it\n");
+	else
+		printf("    data: BAD: %s\n", c->why);
 }
 
-/* Report h (read from path) and free it. */
-static int inspect_e2b(const char *path, struct e2b_header *h, bool json)
+/* Report h (read from path), with the checks of its builds' data (per
+ * id) when given. */
+static int inspect_e2b(const char *path, const struct e2b_header *h, bool json,
+		       const struct e2b_build_check *checks)
 {
 	uint64_t *ranges = NULL, *bytes = NULL;
 	bool *listed = NULL;
@@ -119,11 +152,15 @@ static int inspect_e2b(const char *path, struct e2b_header *h, bool json)
 		const struct e2b_build *b = e2b_header_id_build(h, k);
 		if (b)
 			listed[b - h->builds] = true;
-		e2b_build_report(h, h->ids[k], b, ranges[k], bytes[k], jp);
+		e2b_build_report(h, h->ids[k], b, ranges[k], bytes[k], checks ? &checks[k] : NULL, jp);
 	}
 	for (uint32_t i = 0; i < h->n_builds; i++)
 		if (!listed[i])
-			e2b_build_report(h, h->builds[i].id, &h->builds[i], 0, 0, jp);
+			e2b_build_report(h, h->builds[i].id, &h->builds[i], 0, 0, NULL, jp);
+	/* verified: every build's data checked, and nothing bad */
+	bool verified = checks != NULL;
+	for (uint32_t k = 0; checks && k < h->n_ids; k++)
+		verified &= checks[k].result == E2B_CHECK_SHA || checks[k].result == E2B_CHECK_FRAMES;
 	if (json) {
 		json_arr_end(&j);
 		json_u64(&j, "nil_ranges", ranges[h->n_ids]);
@@ -143,7 +180,7 @@ static int inspect_e2b(const char *path, struct e2b_header *h, bool json)
 		}
 		json_arr_end(&j);
 		/* a header alone has no data whose checksums could be checked */
-		json_bool(&j, "verified", false);
+		json_bool(&j, "verified", verified);
 		json_end(&j);
 	} else {
 		printf("  nil (zeros): %llu ranges, %llu bytes\nranges:\n",
@@ -157,13 +194,16 @@ static int inspect_e2b(const char *path, struct e2b_header *h, bool json)
 			printf("  %14llu +%-14llu %s @%llu\n", (unsigned long long)e->offset,
 			       (unsigned long long)e->length, s, (unsigned long long)e->storage);
 		}
-		printf("verified: no (a header alone has no data to check)\n");
+		if (!checks)
+			printf("verified: no (a header alone has no data to check)\n");
+		else
+			printf("verified: %s\n", verified ? "yes (every build's data checked)" :
+			       "no (some builds' data could not be checked, or is bad)");
 	}
 out:
 	free(ranges);
 	free(bytes);
 	free(listed);
-	e2b_header_free(h);
 	return code;
 }
 
@@ -257,8 +297,11 @@ int e2b_inspect_file(const char *path, bool json, bool *done, char *note, size_t
 	}
 	*done = true;
 	ret = e2b_header_load(path, NULL, &h, why, sizeof(why));
-	if (!ret)
-		return inspect_e2b(path, h, json);
+	if (!ret) {
+		ret = inspect_e2b(path, h, json, NULL);
+		e2b_header_free(h);
+		return ret;
+	}
 	/* our own v3 exports: a data file DATA beside DATA.header */
 	if (ret == -EINVAL && layout == 3 && named && !layer_is_url(path) && plen - 7 < sizeof(data)) {
 		memcpy(data, path, plen - 7);
@@ -268,4 +311,74 @@ int e2b_inspect_file(const char *path, bool json, bool *done, char *note, size_t
 	}
 	log_err("%s", why);
 	return ret == -ENOMEM ? EXIT_FAIL : EXIT_BAD_IMAGE;
+}
+
+struct inspect_progress {
+	bool on;
+	uint64_t last_ms;
+};
+
+static void verify_progress(void *ctx, uint64_t done, uint64_t total)
+{
+	struct inspect_progress *p = ctx;
+	struct timespec ts;
+	uint64_t now;
+
+	if (!p->on)
+		return;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	now = (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+	if (done < total && now - p->last_ms < 100)
+		return;
+	p->last_ms = now;
+	fprintf(stderr, "\rverify: %3llu%% (%llu of %llu)%s",
+		(unsigned long long)(total ? done * 100 / total : 100), (unsigned long long)done,
+		(unsigned long long)total, done >= total ? "\n" : "");
+}
+
+int e2b_inspect_store(const char *root, const char *build, const char *name,
+		      const struct layer_http_opts *remote, bool json, bool progress)
+{
+	struct inspect_progress p = { .on = progress };
+	struct e2b_build_check *checks = NULL;
+	struct e2b_store *s;
+	char why[2000], path[1200], shown[1024];
+	int ret, code;
+
+	if (!name)
+		name = E2B_ROOTFS;
+	ret = e2b_store_open(root, build, name, remote, &s, why, sizeof(why));
+	if (ret) {
+		log_err("%s", why);
+		return ret == -ENOMEM ? EXIT_FAIL : ret == -EACCES ? EXIT_PERM :
+		       ret == -ETIMEDOUT ? EXIT_TIMEOUT : EXIT_BAD_IMAGE;
+	}
+	const struct e2b_header *h = e2b_store_header(s);
+	if (!(checks = calloc(h->n_ids + 1ull, sizeof(*checks)))) {
+		log_err("out of memory");
+		e2b_store_close(s);
+		return EXIT_FAIL;
+	}
+	ret = e2b_store_verify(s, checks, verify_progress, &p);
+	http_name_for_log(root, shown, sizeof(shown));
+	size_t rl = strlen(shown);
+	snprintf(path, sizeof(path), "%s%s%s/%s.header", shown, rl && shown[rl - 1] == '/' ? "" : "/",
+		 build, name);
+	if (ret == -ENOMEM) {
+		log_err("out of memory");
+		code = EXIT_FAIL;
+	} else {
+		code = inspect_e2b(path, h, json, checks);
+		for (uint32_t k = 0; k < h->n_ids; k++)
+			if (checks[k].result == E2B_CHECK_BAD) {
+				char id[37];
+				e2b_uuid_str(h->ids[k], id);
+				log_err("build %s: %s", id, checks[k].why);
+			}
+		if (!code && ret)
+			code = EXIT_BAD_IMAGE;
+	}
+	free(checks);
+	e2b_store_close(s);
+	return code;
 }

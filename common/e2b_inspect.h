@@ -11,4 +11,12 @@
  * an E2B header either, for that reader's error). */
 int e2b_inspect_file(const char *path, bool json, bool *done, char *note, size_t notelen);
 
+/* --inspect --e2b ROOT --build ID: the build's header as above, and the
+ * data of every build it names checked (e2b_store_verify): verified only
+ * when every build's frames decompressed to their sizes or its SHA-256
+ * matched. Returns the tool's exit code (5 when data is bad or missing). */
+struct layer_http_opts;
+int e2b_inspect_store(const char *root, const char *build, const char *name,
+		      const struct layer_http_opts *remote, bool json, bool progress);
+
 #endif

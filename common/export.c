@@ -4,6 +4,8 @@
 #include "cache.h"
 #include "ctlsock.h"
 #include "device.h"
+#include "e2b_store.h"
+#include "e2b_write.h"
 #include "exitcodes.h"
 #include "layer.h"
 #include "stack.h"
@@ -17,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #include <zstd.h>
@@ -136,13 +139,304 @@ static void ctx_progress(void *ctx, uint64_t done, uint64_t total)
 	show_progress(&((struct export_ctx *)ctx)->p, done, total);
 }
 
-int export_cache(const char *cache, const struct export_opts *o, struct export_result *r,
-		 char *why, size_t whylen)
+/* ---- the next E2B build (docs/e2b.md, Writing a build) ---- */
+
+/* Where the next build goes, checked before anything is stopped or
+ * written: the parent's header, the new id, and its folder, open. */
+struct e2b_target {
+	struct e2b_header *parent;
+	char root[PATH_MAX];    /* the parent's storage root */
+	const char *out;        /* the storage root written into */
+	char name[32];          /* rootfs.ext4 or memfile */
+	const struct layer_http_opts *remote;
+	uint8_t id[16];
+	char id_str[37], parent_str[37];
+	unsigned format;
+	int rootfd, dirfd;      /* out, out/{id} */
+	bool made_dir;
+};
+
+static void e2b_target_close(struct e2b_target *t, bool ok)
+{
+	if (t->dirfd >= 0)
+		close(t->dirfd);
+	/* a folder we made stays only with a build in it */
+	if (!ok && t->made_dir && t->rootfd >= 0)
+		unlinkat(t->rootfd, t->id_str, AT_REMOVEDIR);
+	if (t->rootfd >= 0)
+		close(t->rootfd);
+	e2b_header_free(t->parent);
+	t->parent = NULL;
+	t->dirfd = t->rootfd = -1;
+}
+
+static const char *slash(const char *root)
+{
+	size_t n = strlen(root);
+	return n && root[n - 1] == '/' ? "" : "/";
+}
+
+/* A random version 4 UUID, as E2B's uuid.New(). */
+static int random_uuid(uint8_t id[16])
+{
+	if (getrandom(id, 16, 0) != 16)
+		return -EIO;
+	id[6] = (uint8_t)((id[6] & 0x0F) | 0x40);
+	id[8] = (uint8_t)((id[8] & 0x3F) | 0x80);
+	return 0;
+}
+
+/* Returns a tool exit code; t is to be closed either way. */
+static int e2b_prepare(const struct export_opts *o, const char *root, const char *build,
+		       const char *name, struct e2b_target *t, char *why, size_t whylen)
+{
+	char path[PATH_MAX + 128], sub[700], hname[300];
+	uint8_t pid[16];
+	struct stat st;
+	int ret;
+
+	*t = (struct e2b_target){ .rootfd = -1, .dirfd = -1, .remote = o->remote };
+	name = name && *name ? name : E2B_ROOTFS;
+	if (!root || !*root || !build || !*build)
+		return WHY("--format e2b needs the parent build: --e2b ROOT --build ID"), EXIT_USAGE;
+	if (!e2b_parse_build_id(build, pid) || !e2b_file_name_ok(name))
+		return WHY("--build '%s' / --e2b-file '%s': expected an 8-4-4-4-12 lowercase hex id "
+			   "and rootfs.ext4 or memfile", build, name), EXIT_USAGE;
+	snprintf(t->name, sizeof(t->name), "%s", name);   /* the caller's may be gone */
+	if (snprintf(t->root, sizeof(t->root), "%s", root) >= (int)sizeof(t->root))
+		return WHY("--e2b: path too long"), EXIT_USAGE;
+	t->out = o->out ? o->out : t->root;
+	if (layer_is_url(t->out))
+		return WHY("the parent's storage root is a URL: give --output ROOT, a local folder "
+			   "to write the new build into"), EXIT_USAGE;
+	snprintf(path, sizeof(path), "%s%s%s/%s.header", root, slash(root), build, t->name);
+	ret = e2b_header_load(path, o->remote, &t->parent, sub, sizeof(sub));
+	if (ret)
+		return WHY("the parent build: %s", sub),
+		       ret == -ENOENT || ret == -EINVAL ? EXIT_BAD_IMAGE : EXIT_FAIL;
+	e2b_uuid_str(t->parent->build_id, t->parent_str);
+	if (memcmp(t->parent->build_id, pid, 16))
+		return WHY("%s: names build %s, not %s", path, t->parent_str, build), EXIT_BAD_IMAGE;
+	if (o->build_id ? !e2b_parse_build_id(o->build_id, t->id) : random_uuid(t->id) != 0)
+		return WHY(o->build_id ? "--build-id '%s': expected 8-4-4-4-12 lowercase hex" :
+			   "no randomness for a build id", o->build_id), o->build_id ? EXIT_USAGE : EXIT_FAIL;
+	e2b_uuid_str(t->id, t->id_str);
+	t->format = o->header_version ? o->header_version :
+		    o->codec != E2B_CODEC_NONE && t->parent->format <= 3 ? 4 : t->parent->format;
+	if (t->format <= 3 && o->codec != E2B_CODEC_NONE)
+		return WHY("--header-version %u has no frame tables: --compress needs 4 or 5",
+			   t->format), EXIT_USAGE;
+	/* the root is the operator's choice, as --output FILE is; the build's
+	 * folder in it and the files in that are never followed as links */
+	t->rootfd = open(t->out, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (t->rootfd < 0)
+		return WHY("%s: cannot open the storage root: %s", t->out, strerror(errno)), EXIT_FAIL;
+	if (!mkdirat(t->rootfd, t->id_str, 0777))   /* less the umask, as mkdir(1) */
+		t->made_dir = true;
+	else if (errno != EEXIST)
+		return WHY("%s/%s: cannot create: %s", t->out, t->id_str, strerror(errno)), EXIT_FAIL;
+	t->dirfd = openat(t->rootfd, t->id_str, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (t->dirfd < 0)
+		return WHY("%s/%s: %s", t->out, t->id_str, errno == ELOOP || errno == ENOTDIR ?
+			   "not a folder (a symlink?): refusing to write a build through it" :
+			   strerror(errno)), EXIT_FAIL;
+	if (!t->made_dir && (fstat(t->dirfd, &st) ||
+			     (st.st_uid != geteuid() && st.st_uid != 0) ||
+			     ((st.st_mode & S_IWOTH) && !(st.st_mode & S_ISVTX))))
+		return WHY("%s/%s: exists and is not ours or root's, or others may write it: "
+			   "refusing to publish a build in it", t->out, t->id_str), EXIT_FAIL;
+	snprintf(hname, sizeof(hname), "%s.header", t->name);
+	if (!fstatat(t->dirfd, hname, &st, AT_SYMLINK_NOFOLLOW) || errno != ENOENT)
+		return WHY("build %s already exists under %s (%s/%s/%s is there): a build is never "
+			   "overwritten; give another --build-id, or none for a random one", t->id_str,
+			   t->out, t->out, t->id_str, hname), EXIT_FAIL;
+	for (uint32_t k = 0; k <= t->parent->n_ids; k++)
+		if (!memcmp(k < t->parent->n_ids ? t->parent->ids[k] : t->parent->build_id, t->id, 16))
+			return WHY("--build-id %s: already a build of the parent's chain: give a new "
+				   "one", t->id_str), EXIT_USAGE;
+	return 0;
+}
+
+/* E2B's upload heals a record the parent lacks from the ancestor's own
+ * header (build_upload_v4.go, appendAncestorBuilds): its record of itself,
+ * or the empty one when that header is V1-V3; nothing when unreadable. */
+static int ancestor_record(void *ctx, const uint8_t id[16], struct e2b_build *rec)
+{
+	const struct e2b_target *t = ctx;
+	char path[PATH_MAX + 128], s[37], sub[300];
+	struct e2b_header *h = NULL;
+	const struct e2b_build *b;
+	int found = 0;
+
+	e2b_uuid_str(id, s);
+	snprintf(path, sizeof(path), "%s%s%s/%s.header", t->root, slash(t->root), s, t->name);
+	if (e2b_header_load(path, t->remote, &h, sub, sizeof(sub)))
+		return 0;
+	if (memcmp(h->build_id, id, 16)) {
+		/* a header copied under another build's folder says nothing of it */
+	} else if ((b = e2b_header_build(h, id))) {
+		*rec = *b;
+		rec->frames = NULL;
+		if (b->n_frames && (rec->frames = malloc(b->n_frames * sizeof(*b->frames))))
+			memcpy(rec->frames, b->frames, b->n_frames * sizeof(*b->frames));
+		found = !b->n_frames || rec->frames;   /* never a table lost to memory */
+	} else if (h->format <= 3) {
+		*rec = (struct e2b_build){ 0 };
+		found = 1;
+	}
+	e2b_header_free(h);
+	return found;
+}
+
+static int write_full(int fd, const void *p, size_t n)
+{
+	for (size_t done = 0; done < n;) {
+		ssize_t w = write(fd, (const uint8_t *)p + done, n - done);
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w <= 0)
+			return w < 0 ? -errno : -EIO;
+		done += (size_t)w;
+	}
+	return 0;
+}
+
+/* Write the build: data (unnamed until the end), then the header, checked
+ * by reading it back; the data gets its name, then the header, which must
+ * not exist yet: its appearance is the commit. */
+static int e2b_export(struct e2b_target *t, const struct cache_export *x, void *ctx,
+		      const struct export_opts *o, struct export_result *r, char *why, size_t whylen)
+{
+	struct atomic_file daf = ATOMIC_FILE_INIT, haf = ATOMIC_FILE_INIT;
+	struct e2b_data_opts dopt = { .codec = o->codec,
+				      .frame_size = o->frame_size ? o->frame_size : E2B_DEFAULT_FRAME };
+	struct e2b_build self = { 0 };
+	struct e2b_header *h = NULL, *chk = NULL;
+	char dname[300], hname[300], sub[400], s[37];
+	uint8_t *hbuf = NULL;
+	size_t hlen = 0;
+	uint64_t file_bytes = 0;
+	mode_t mask = umask(0);
+	bool dtrack = false, htrack = false, named = false, has_data = false;
+	int ret, code;   /* code: the exit code of a failure */
+
+	umask(mask);
+	code = EXIT_BAD_IMAGE;
+	ret = -EINVAL;
+	if (memcmp(x->meta.parent, t->parent->build_id, 16)) {
+		e2b_uuid_str(x->meta.parent, s);
+		WHY("the cache was made over layer %s, not over build %s: only a cache directly over "
+		    "an E2B build becomes its next build (no --layer between)", s, t->parent_str);
+		goto out;
+	}
+	if (x->meta.dev_size != t->parent->size) {
+		WHY("the cache's device has %llu bytes, build %s %llu: a resized device cannot "
+		    "become the build's child", (unsigned long long)x->meta.dev_size, t->parent_str,
+		    (unsigned long long)t->parent->size);
+		goto out;
+	}
+	if (x->meta.generation != t->parent->generation + 1) {
+		WHY("the cache was made over generation %llu of build %s, its header says %llu",
+		    (unsigned long long)(x->meta.generation - 1), t->parent_str,
+		    (unsigned long long)t->parent->generation);
+		goto out;
+	}
+	code = EXIT_FAIL;
+	for (size_t i = 0; i < x->n_ext && !has_data; i++)
+		has_data = x->ext[i].kind == DIFF_DATA;
+	if (!has_data)   /* no frames read as uncompressed: so the file is named */
+		dopt.codec = E2B_CODEC_NONE;
+	e2b_data_name(t->name, dopt.codec, dname, sizeof(dname));
+	snprintf(hname, sizeof(hname), "%s.header", t->name);
+	if ((ret = atomic_file_open(&daf, t->dirfd, dname, 0666 & ~mask))) {
+		WHY("%s/%s/%s: cannot create: %s", t->out, t->id_str, dname, strerror(-ret));
+		goto out;
+	}
+	track(&daf, dtrack = true);
+	if ((ret = e2b_write_data(daf.fd, x->ext, x->n_ext, ctx_read, ctx_progress, ctx, &dopt,
+				  &self, &file_bytes, sub, sizeof(sub)))) {
+		WHY("%s/%s/%s: %s", t->out, t->id_str, dname, sub);
+		goto out;
+	}
+	memcpy(self.id, t->id, 16);
+	if ((ret = e2b_next_header(t->parent, x->ext, x->n_ext, t->id, t->format, &self,
+				   ancestor_record, t, &h, sub, sizeof(sub))) ||
+	    (ret = e2b_header_serialize(h, &hbuf, &hlen, sub, sizeof(sub)))) {
+		code = ret == -EINVAL ? EXIT_USAGE : EXIT_FAIL;
+		WHY("build %s: %s", t->id_str, sub);
+		goto out;
+	}
+	/* what E2B would refuse is never published */
+	if ((ret = e2b_header_parse(hbuf, hlen, &chk, sub, sizeof(sub))) ||
+	    memcmp(chk->build_id, t->id, 16) || chk->generation != t->parent->generation + 1) {
+		WHY("build %s: the header written does not read back (%s); nothing published: please "
+		    "report this", t->id_str, ret ? sub : "other metadata");
+		ret = ret ? ret : -EIO;
+		goto out;
+	}
+	if (o->before_commit && (code = o->before_commit(o->commit_ctx, why, whylen))) {
+		ret = -ECANCELED;
+		goto out;
+	}
+	code = EXIT_FAIL;
+	if ((ret = atomic_file_open(&haf, t->dirfd, hname, 0666 & ~mask)) ||
+	    (track(&haf, htrack = true), ret = write_full(haf.fd, hbuf, hlen))) {
+		WHY("%s/%s/%s: %s", t->out, t->id_str, hname, strerror(-ret));
+		goto out;
+	}
+	if ((ret = atomic_file_commit(&daf, ATOMIC_DURABLE))) {
+		WHY("%s/%s/%s: %s", t->out, t->id_str, dname, strerror(-ret));
+		goto out;
+	}
+	named = true;
+	if ((ret = atomic_file_commit(&haf, ATOMIC_DURABLE | ATOMIC_NOREPLACE))) {
+		WHY("%s/%s/%s: %s", t->out, t->id_str, hname, ret == -EEXIST ?
+		    "appeared meanwhile (another export of this build id?): left as it is" :
+		    strerror(-ret));
+		goto out;
+	}
+	ret = 0;
+	r->e2b.generation = h->generation;
+	r->e2b.header_version = h->format;
+	r->e2b.data_bytes = self.size;
+	r->e2b.compressed_bytes = file_bytes;
+	r->e2b.frames = self.n_frames;
+	r->e2b.codec = self.codec;
+	r->e2b.frame_size = self.codec != E2B_CODEC_NONE ? dopt.frame_size : 0;
+	memcpy(r->e2b.build_id, t->id, 16);
+	memcpy(r->e2b.parent, t->parent->build_id, 16);
+	memcpy(r->e2b.base, h->base_build_id, 16);
+	snprintf(r->e2b.path, sizeof(r->e2b.path), "%s%s%s/%s", t->out, slash(t->out), t->id_str,
+		 hname);
+	snprintf(r->e2b.data_path, sizeof(r->e2b.data_path), "%s%s%s/%s", t->out, slash(t->out),
+		 t->id_str, dname);
+	r->written.bytes = file_bytes + hlen;
+	r->written.frames = self.n_frames;
+out:
+	/* the data's name without its header is no build: taken back */
+	if (ret && named)
+		unlinkat(t->dirfd, dname, 0);
+	atomic_file_abort(&daf);
+	atomic_file_abort(&haf);
+	if (dtrack)
+		track(&daf, false);
+	if (htrack)
+		track(&haf, false);
+	free(self.frames);
+	free(hbuf);
+	e2b_header_free(h);
+	e2b_header_free(chk);
+	return ret ? code : 0;
+}
+
+/* t: write the next E2B build there, else a diff to o->out. */
+static int export_cache_to(const char *cache, const struct export_opts *o, struct e2b_target *t,
+			   struct export_result *r, char *why, size_t whylen)
 {
 	struct export_ctx ctx = { .p = { .on = o->progress, .what = "export" } };
 	uint64_t start = now_ms();
-	struct output out;
-	char sub[600];
+	struct output out = { .fd = -1 };
+	char sub[1100];
 	int ret, code = 0;
 
 	ret = cache_export_open(cache, o->live, &ctx.x, why, whylen);
@@ -151,8 +445,11 @@ int export_cache(const char *cache, const struct export_opts *o, struct export_r
 		       ret == -ENOENT || ret == -EINVAL ? EXIT_BAD_IMAGE : EXIT_FAIL;
 	ctx.x.meta.flags = o->zstd ? DIFF_FLAG_ZSTD : 0;
 	ctx.x.meta.frame_size = o->frame_size ? o->frame_size : DIFF_DEFAULT_FRAME;
-	ret = output_open(&out, o->out, why, whylen);
-	if (!ret && o->v3) {
+	ret = t ? 0 : output_open(&out, o->out, why, whylen);
+	if (t) {
+		if ((code = e2b_export(t, &ctx.x, &ctx, o, r, sub, sizeof(sub))))
+			WHY("%s: %s", cache, sub);
+	} else if (!ret && o->v3) {
 		struct output hdr;
 		char hpath[PATH_MAX];
 		snprintf(hpath, sizeof(hpath), "%s.header", o->out);
@@ -189,9 +486,44 @@ int export_cache(const char *cache, const struct export_opts *o, struct export_r
 	return code ? code : ret ? EXIT_FAIL : 0;
 }
 
+int export_cache(const char *cache, const struct export_opts *o, struct export_result *r,
+		 char *why, size_t whylen)
+{
+	struct e2b_target t;
+	int code;
+
+	if (!o->e2b)
+		return export_cache_to(cache, o, NULL, r, why, whylen);
+	code = e2b_prepare(o, o->e2b_root, o->e2b_build, o->e2b_file, &t, why, whylen);
+	if (!code)
+		code = export_cache_to(cache, o, &t, r, why, whylen);
+	e2b_target_close(&t, !code);
+	return code;
+}
+
+/* The parent build of device id: as given, else its state entry's. Checked
+ * (e2b_prepare) before the device is touched. */
+static int e2b_device_target(uint32_t id, const struct export_opts *o, struct e2b_target *t,
+			     char *why, size_t whylen)
+{
+	char root[PATH_MAX] = "", build[64] = "", name[64] = "";
+
+	*t = (struct e2b_target){ .rootfd = -1, .dirfd = -1 };
+	if (o->e2b_root)
+		return e2b_prepare(o, o->e2b_root, o->e2b_build, o->e2b_file, t, why, whylen);
+	state_config_get(id, "e2b_root", root, sizeof(root));
+	state_config_get(id, "e2b_build", build, sizeof(build));
+	state_config_get(id, "e2b_file", name, sizeof(name));
+	if (!root[0] || !build[0])
+		return WHY("ublkb%u: is not over an E2B build (--e2b ROOT --build ID): --format e2b "
+			   "writes the next build of one", id), EXIT_USAGE;
+	return e2b_prepare(o, root, build, name, t, why, whylen);
+}
+
 int export_device(uint32_t id, const struct export_opts *o, struct export_result *r,
 		  char *why, size_t whylen)
 {
+	struct e2b_target t;
 	char cache[PATH_MAX], sub[700];
 	int ret, code;
 
@@ -201,10 +533,17 @@ int export_device(uint32_t id, const struct export_opts *o, struct export_result
 	if (!cache[0])
 		return WHY("ublkb%u: has no --cache (its writes went to the base): nothing to export",
 			   id), EXIT_USAGE;
+	if (o->e2b && (code = e2b_device_target(id, o, &t, why, whylen)))
+		return e2b_target_close(&t, false), code;
 	ret = device_delete(id, o->timeout_ms, false, why, whylen);
-	if (ret)
+	if (ret) {
+		if (o->e2b)
+			e2b_target_close(&t, false);
 		return ret == -EBUSY ? EXIT_BUSY : exit_code_for(ret);
-	code = export_cache(cache, o, r, sub, sizeof(sub));
+	}
+	code = export_cache_to(cache, o, o->e2b ? &t : NULL, r, sub, sizeof(sub));
+	if (o->e2b)
+		e2b_target_close(&t, !code);
 	if (code)
 		return WHY("%s; the device is deleted, its cache is kept at %s for another try", sub,
 			   cache), code;
@@ -249,6 +588,7 @@ int export_live(uint32_t id, const struct export_opts *o, struct export_result *
 {
 	struct export_opts live = *o;
 	struct held held = { .id = id, .timeout_ms = o->timeout_ms };
+	struct e2b_target t;
 	char cache[PATH_MAX], line[256];
 	int ret, code;
 
@@ -257,7 +597,11 @@ int export_live(uint32_t id, const struct export_opts *o, struct export_result *
 		       EXIT_NO_DEVICE;
 	if (!cache[0])
 		return WHY("ublkb%u: has no --cache: nothing to export", id), EXIT_USAGE;
+	if (o->e2b && (code = e2b_device_target(id, o, &t, why, whylen)))
+		return e2b_target_close(&t, false), code;
 	held.fd = ctlsock_connect(id);
+	if (held.fd < 0 && o->e2b)
+		e2b_target_close(&t, false);
 	if (held.fd == -EPERM)
 		return WHY("ublkb%u: not trusted: its state entry, or the process at its control "
 			   "socket, is not root's or ours or not the entry's server; check %s/ublkb%u",
@@ -273,13 +617,17 @@ int export_live(uint32_t id, const struct export_opts *o, struct export_result *
 		WHY("ublkb%u: server did not freeze: %s", id, ret > 0 ? line :
 		    ret ? strerror(-ret) : "connection closed");
 		close(held.fd);
+		if (o->e2b)
+			e2b_target_close(&t, false);
 		return code;
 	}
 	live.live = true;
 	live.before_commit = thaw;
 	live.commit_ctx = &held;
-	code = export_cache(cache, &live, r, why, whylen);
+	code = export_cache_to(cache, &live, o->e2b ? &t : NULL, r, why, whylen);
 	close(held.fd);   /* resumes writes if thaw() did not run */
+	if (o->e2b)
+		e2b_target_close(&t, !code);
 	return code;
 }
 
@@ -314,6 +662,9 @@ static bool all_zero(const uint8_t *p, size_t n)
 	for (size_t i = 0; i < n / 8; i++)
 		if (w[i])
 			return false;
+	for (size_t i = n & ~(size_t)7; i < n; i++)   /* an E2B size ends anywhere */
+		if (p[i])
+			return false;
 	return true;
 }
 
@@ -333,6 +684,7 @@ int export_flatten(const struct server_config *cfg, const char *outp, bool progr
 	bool seekable;
 
 	ro.read_only = true;
+	ro.any_size = true;   /* an E2B build's size: written to the byte */
 	code = stack_open(&ro, &top, why, whylen);
 	if (code)
 		return code;

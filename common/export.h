@@ -4,10 +4,14 @@
 #define UBLK_EXPORT_H
 
 #include "diff.h"
+#include "e2b_header.h"
 #include "server.h"
 
+#include <limits.h>
 #include <stdbool.h>
 #include <stdint.h>
+
+struct layer_http_opts;
 
 struct export_opts {
 	const char *out;        /* file, or NULL / "-" for stdout */
@@ -18,6 +22,17 @@ struct export_opts {
 	bool progress;          /* progress line on stderr */
 	bool live;              /* the server keeps running; see export_live */
 	bool v3;                /* write the v3 interop pair: out and out.header */
+	/* --format e2b: write the next E2B build of the parent build into the
+	 * storage root out (NULL: the parent's root when local) as
+	 * out/{build_id}/{e2b_file}[.zstd|.lz4] and its .header (docs/e2b.md,
+	 * Writing a build). The parent: e2b_root + e2b_build (+ e2b_file), or
+	 * for a device, when NULL, its state entry's. */
+	bool e2b;
+	const char *e2b_root, *e2b_build, *e2b_file;
+	const struct layer_http_opts *remote;   /* for a URL root; NULL: defaults */
+	const char *build_id;   /* the new build's id; NULL: a random v4 UUID */
+	unsigned header_version;        /* 1-5; 0: the parent's (4 compressing a V1-V3 one) */
+	enum e2b_codec codec;   /* E2B frames; frame_size 0: 2 MiB */
 	/* Called once the diff is written, before it gets its name; an exit
 	 * code other than 0 discards it (why set). */
 	int (*before_commit)(void *ctx, char *why, size_t whylen);
@@ -29,6 +44,15 @@ struct export_result {
 	struct diff_write_result written;
 	uint64_t ms;
 	bool cache_removed;
+	struct {                /* --format e2b */
+		uint8_t build_id[16], parent[16], base[16];
+		uint64_t generation, data_bytes, compressed_bytes, frames;
+		unsigned header_version;        /* the layout written */
+		enum e2b_codec codec;
+		uint32_t frame_size;
+		char path[PATH_MAX];            /* the header: its appearance is the commit */
+		char data_path[PATH_MAX];
+	} e2b;
 };
 
 /* Export a stopped device's cache. Returns a tool exit code. */

@@ -129,6 +129,14 @@ int layer_http_open(const char *url, const struct layer_http_opts *o, struct lay
  * has no remote layer. */
 int layer_http_stats(struct layer *top, char *buf, size_t len);
 
+/* An E2B build (docs/e2b.md): build id `build` under storage root root (a
+ * folder or an http(s) base URL), artifact name (rootfs.ext4 or memfile;
+ * NULL: rootfs.ext4), every build its header names opened, as a read-only
+ * bottom layer; id = the build id, generation = the header's. */
+int layer_e2b_open(const char *root, const char *build, const char *name,
+		   const struct layer_http_opts *remote, struct layer **out, char *why,
+		   size_t whylen);
+
 /* Fault injection over lower, from a spec (docs/fault-injection.md), e.g.
  * "delay-read=3000@0-4096,error-write=5@1M-2M". */
 int layer_fault_open(const char *spec, struct layer *lower, struct layer **out,

@@ -48,6 +48,8 @@ static void load_entry(struct pool_dev *d)
 	    (!d->pid || (atoi(v) != d->pid && pid_alive(atoi(v)))))
 		d->pid = atoi(v);
 	state_config_get(d->id, "base", d->base, sizeof(d->base));
+	state_config_get(d->id, "e2b_root", d->e2b_root, sizeof(d->e2b_root));
+	state_config_get(d->id, "e2b_build", d->e2b_build, sizeof(d->e2b_build));
 	state_config_get(d->id, "cache", d->cache, sizeof(d->cache));
 	state_config_get(d->id, "name", d->name, sizeof(d->name));
 	char config[16384];
@@ -70,6 +72,12 @@ static void load_entry(struct pool_dev *d)
 		d->stats[strcspn(d->stats, "\n")] = 0;
 	else
 		d->stats[0] = 0;
+	d->heartbeat_age_ms = UINT64_MAX;
+	if (!state_stat(d->id, "stats", &st)) {
+		uint64_t when = (uint64_t)st.st_mtim.tv_sec * 1000 + (uint64_t)st.st_mtim.tv_nsec / 1000000;
+		uint64_t now = wall_ms();
+		d->heartbeat_age_ms = now > when ? now - when : 0;
+	}
 	if (!state_stat(d->id, "version", &st))
 		d->uptime_s = (uint64_t)(time(NULL) - st.st_mtime);
 	if (d->cache[0] && !stat(d->cache, &st))
@@ -160,6 +168,36 @@ const char *pool_problem(const struct pool_dev *d, uint64_t grace_s)
 	if (!d->in_kernel && d->has_state)
 		return d->alive ? NULL : "stale state: the kernel has no such device";
 	return NULL;
+}
+
+uint64_t pool_stat(const char *stats, const char *key)
+{
+	char pat[64];
+	const char *p;
+
+	snprintf(pat, sizeof(pat), "\"%s\":", key);
+	return (p = strstr(stats, pat)) ? strtoull(p + strlen(pat), NULL, 10) : 0;
+}
+
+int pool_hung(const struct pool_dev *d, uint64_t hang_ms, char *why, size_t len)
+{
+	uint64_t stalled = pool_stat(d->stats, "stalled_ms");
+
+	/* only a server that made its device live and keeps serving it */
+	if (!hang_ms || !d->in_kernel || !d->alive || d->kernel_state != UBLK_S_DEV_LIVE ||
+	    strcmp(d->state, "live") || !d->stats[0])
+		return 0;
+	if (pool_stat(d->stats, "held_until_ms") + hang_ms > wall_ms())
+		return 0;
+	if (d->heartbeat_age_ms > hang_ms)
+		snprintf(why, len, "server hung: no heartbeat for %llu s (stopped, or its main "
+			 "thread is stuck)", (unsigned long long)(d->heartbeat_age_ms / 1000));
+	else if (stalled > hang_ms)
+		snprintf(why, len, "server hung: IO pending and none completed for %llu s",
+			 (unsigned long long)(stalled / 1000));
+	else
+		return 0;
+	return 1;
 }
 
 /* File name of the checked state directory (created when create), never

@@ -20,12 +20,15 @@ struct pool_dev {
 				   for a new server (ublk-serve --recover) */
 	char state[16];         /* the entry's: starting, live, stopping */
 	char base[PATH_MAX], cache[PATH_MAX], name[72];
+	char e2b_root[PATH_MAX], e2b_build[40];  /* a device over an E2B build, else "" */
 	char layers[4096];      /* the entry's layer= lines, '\n'-separated */
 	unsigned queues, depth;
 	uint64_t size;
 	uint64_t uptime_s;      /* since the entry was made */
 	uint64_t cache_bytes;   /* space the cache's data file takes */
 	char stats[2048];       /* the entry's stats (JSON), or "" */
+	/* The server's heartbeat: the stats file, rewritten every second. */
+	uint64_t heartbeat_age_ms;      /* since it was last written; UINT64_MAX: never */
 	uint64_t node_age_s;    /* since /dev/ublkcN appeared (in the kernel only) */
 };
 
@@ -39,6 +42,12 @@ int pool_scan(struct pool_dev **out);
  * without a state entry counts only once older than grace_s seconds: a
  * tool adding it right now has not written the entry yet. */
 const char *pool_problem(const struct pool_dev *d, uint64_t grace_s);
+/* A number field of d's stats (a flat JSON object of the server's), or 0. */
+uint64_t pool_stat(const char *stats, const char *key);
+/* Whether d's server runs but hangs: no heartbeat, or IO pending with none
+ * ending, for longer than hang_ms (a live export's declared hold aside).
+ * 1 with why set, else 0. */
+int pool_hung(const struct pool_dev *d, uint64_t hang_ms, char *why, size_t len);
 
 #endif
 

@@ -26,6 +26,11 @@
 
 #define COUNT(field, n) atomic_fetch_add_explicit(&q->stats.field, (n), memory_order_relaxed)
 
+/* A kernel built without legacy opcodes (CONFIG_BLKDEV_UBLK_LEGACY_OPCODES=n)
+ * refuses plain numbers, and 6.1 knows nothing else: the device's flags,
+ * fixed at ADD_DEV, say which one speaks to it. */
+#define IO_CMD(q, name) ((q)->ioctl_encode ? UBLK_U_##name : UBLK_##name)
+
 enum tag_state { TAG_IN_KERNEL, TAG_SERVING, TAG_DEAD };
 
 static size_t page_round(size_t n)
@@ -76,7 +81,7 @@ static void tag_done(struct layer_io *io, int res)
 		log_dbg("ublkb%u q%u tag %u: op %d off %llu len %u failed: %s", q->dev_id,
 			q->qid, t->tag, io->op, (unsigned long long)io->off, io->len, strerror(-res));
 	}
-	if (queue_cmd(q, t, UBLK_IO_COMMIT_AND_FETCH_REQ, res) < 0) {
+	if (queue_cmd(q, t, IO_CMD(q, IO_COMMIT_AND_FETCH_REQ), res) < 0) {
 		log_err("ublkb%u q%u: cannot queue commit for tag %u", q->dev_id, q->qid, t->tag);
 		t->state = TAG_DEAD;
 	}
@@ -90,6 +95,7 @@ static void serve(struct ublk_queue *q, struct queue_tag *t)
 
 	t->state = TAG_SERVING;
 	t->start_ns = now_ns();
+	COUNT(started, 1);
 	io->off = d->start_sector << 9;
 	io->len = d->nr_sectors << 9;
 	io->buf = t->buf;
@@ -183,7 +189,7 @@ static int setup(struct ublk_queue *q)
 			return -ENOMEM;
 	}
 	for (uint16_t i = 0; i < q->depth; i++) {
-		ret = queue_cmd(q, &q->tags[i], UBLK_IO_FETCH_REQ, -1);
+		ret = queue_cmd(q, &q->tags[i], IO_CMD(q, IO_FETCH_REQ), -1);
 		if (ret)
 			return ret;
 	}
@@ -264,7 +270,21 @@ int queue_join(struct ublk_queue *q, uint64_t timeout_ms)
 	return -pthread_timedjoin_np(q->thread, NULL, &ts);
 }
 
-char *queue_stats_json(const struct ublk_queue *queues, unsigned n, const char *remote)
+uint64_t queue_stalled_ms(struct ublk_queue *q, uint64_t now)
+{
+	uint64_t done = atomic_load_explicit(&q->stats.lat_count, memory_order_relaxed);
+	uint64_t started = atomic_load_explicit(&q->stats.started, memory_order_relaxed);
+
+	if (started == done || done != q->stall_seen_done || !q->stall_since_ms) {
+		q->stall_seen_done = done;
+		q->stall_since_ms = now;
+		return 0;
+	}
+	return now - q->stall_since_ms;
+}
+
+char *queue_stats_json(const struct ublk_queue *queues, unsigned n,
+		       const struct queue_heartbeat *hb, const char *remote)
 {
 	uint64_t hist[LAT_BUCKETS] = { 0 }, max = 0, count = 0, sum = 0;
 	uint64_t reads = 0, writes = 0, flushes = 0, discards = 0, errors = 0, rbytes = 0, wbytes = 0;
@@ -310,6 +330,10 @@ char *queue_stats_json(const struct ublk_queue *queues, unsigned n, const char *
 	json_u64(&j, "p99_max", p99);
 	json_u64(&j, "max", max);
 	json_obj_end(&j);
+	if (hb) {
+		json_u64(&j, "stalled_ms", hb->stalled_ms);
+		json_u64(&j, "held_until_ms", hb->held_until_ms);
+	}
 	if (remote)
 		json_raw(&j, "remote", remote);
 	json_end(&j);

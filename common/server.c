@@ -45,6 +45,7 @@ struct server {
 	struct ublk_queue *queues;
 	unsigned started;       /* queue threads running */
 	bool live;
+	uint64_t held_until_ms; /* wall clock: a live export holds writes until then; 0 */
 };
 
 /* With -v: how long start-up took up to each step (docs/warm-pool.md). */
@@ -135,8 +136,10 @@ static int write_config(const struct server *s)
 	snprintf(num[2], sizeof(num[2]), "%u", cfg->depth);
 	snprintf(num[3], sizeof(num[3]), "%d", cfg->read_only);
 	snprintf(num[4], sizeof(num[4]), "%d", cfg->no_recovery);
-	red = devopts_redacted(cfg->base);
-	if (!red) {
+	red = devopts_redacted(cfg->base);   /* "" over an E2B build */
+	char *red_root = devopts_redacted(cfg->e2b_root);
+	if (!red || !red_root) {
+		free(red_root);
 		ret = -ENOMEM;
 		goto out;
 	}
@@ -144,11 +147,14 @@ static int write_config(const struct server *s)
 		{ "base", red }, { "cache", cfg->cache ? cfg->cache : "" }, { "size", num[0] },
 		{ "queues", num[1] }, { "depth", num[2] }, { "read_only", num[3] },
 		{ "inject", cfg->inject ? cfg->inject : "" }, { "name", cfg->name ? cfg->name : "" },
-		{ "no_recovery", num[4] },
+		{ "no_recovery", num[4] }, { "e2b_root", red_root },
+		{ "e2b_build", cfg->e2b_build ? cfg->e2b_build : "" },
+		{ "e2b_file", cfg->e2b_root ? (cfg->e2b_file ? cfg->e2b_file : "rootfs.ext4") : "" },
 	};
 	ret = 0;
 	for (size_t i = 0; !ret && i < sizeof(kv) / sizeof(kv[0]); i++)
 		ret = cfgline_append(buf, DEVOPTS_CONFIG_MAX, &used, kv[i][0], kv[i][1]);
+	free(red_root);
 	for (unsigned i = 0; !ret && i < cfg->n_layers; i++) {
 		free(red);
 		red = devopts_redacted(cfg->layers[i]);
@@ -175,11 +181,21 @@ out:
 	return ret;
 }
 
-/* Statistics of all queues, as the state entry's "stats" (JSON). */
-static void write_stats(const struct server *s)
+/* Statistics of all queues, as the state entry's "stats" (JSON). Written
+ * every second, the file is also the server's heartbeat, which ublk-pool
+ * watch checks (docs/recovery.md, Hung servers). */
+static void write_stats(struct server *s)
 {
+	struct queue_heartbeat hb = { .held_until_ms = s->held_until_ms };
+	uint64_t now = now_ms();
 	char remote[512];
-	char *text = queue_stats_json(s->queues, s->started,
+
+	for (unsigned i = 0; i < s->started; i++) {
+		uint64_t stalled = queue_stalled_ms(&s->queues[i], now);
+		if (stalled > hb.stalled_ms)
+			hb.stalled_ms = stalled;
+	}
+	char *text = queue_stats_json(s->queues, s->started, &hb,
 				      layer_http_stats(s->layer, remote, sizeof(remote)) > 0 ? remote : NULL);
 	if (text)
 		state_write(s->dev_id, "stats", text);
@@ -208,6 +224,7 @@ static int start_queues(struct server *s)
 		q->depth = s->info.queue_depth;
 		q->buf_bytes = s->info.max_io_buf_bytes;
 		q->char_fd = s->char_fd;
+		q->ioctl_encode = (s->info.flags & UBLK_F_CMD_IOCTL_ENCODE) != 0;
 		q->layer = s->layer;
 		q->ready_efd = s->ready_efd;
 		q->exit_efd = s->exit_efd;
@@ -259,6 +276,9 @@ static void teardown(struct server *s)
 		ret = ctrl_del_dev(&s->ctrl, s->dev_id);
 		if (ret && ret != -ENODEV)
 			log_err("ublkb%d: DEL_DEV: %s", s->dev_id, strerror(-ret));
+		else if (!ret)
+			log_dbg("ublkb%d: deleted with %s", s->dev_id,
+				s->ctrl.del_async == 1 ? "DEL_DEV_ASYNC" : "DEL_DEV");
 		state_remove(s->dev_id);
 	}
 	free(s->queues);
@@ -289,7 +309,7 @@ int server_preflight(const struct server_config *cfg, char *why, size_t len)
 		return EXIT_PERM;
 	}
 	/* under a cache the base is only read */
-	if (!layer_is_url(cfg->base) &&
+	if (cfg->base && !layer_is_url(cfg->base) &&
 	    image_check(cfg->base, cfg->read_only || cfg->cache, &size, why, len))
 		return EXIT_BAD_IMAGE;
 	return 0;
@@ -417,6 +437,8 @@ static int create_device(struct server *s)
 	/* The kernel keeps only the flags it knows (6.0 has no recovery). */
 	if (!cfg->no_recovery)
 		s->info.flags = UBLK_F_USER_RECOVERY | UBLK_F_USER_RECOVERY_REISSUE;
+	/* 6.4+ grants it (and the echo then says so), 6.1 clears it */
+	s->info.flags |= UBLK_F_CMD_IOCTL_ENCODE;
 	ret = ctrl_add_dev(&s->ctrl, &s->info);
 	if (ret) {
 		if (ret == -EACCES || ret == -ENOSPC)
@@ -493,6 +515,41 @@ static int attach_device(struct server *s)
 	return claim_state(s, "recovering\n");
 }
 
+/* What the kernel supports and what this device got (docs/kernels.md):
+ * logged with -v and kept in the entry's "features" file. */
+static void note_features(struct server *s)
+{
+	uint64_t kernel = 0, dev = s->info.flags;
+	char kn[320], dn[320], text[1024], hex[2][24];
+	size_t used = 0;
+	int ret = ctrl_get_features(&s->ctrl, &kernel);
+	/* before 6.5 what the device was granted is all there is to know */
+	const char *from = ret ? "device flags; GET_FEATURES: " : "GET_FEATURES";
+	const char *cmds = dev & UBLK_F_CMD_IOCTL_ENCODE ? "ioctl-encoded" : "legacy";
+
+	if (ret)
+		kernel = dev;
+	ctrl_flag_names(kernel, kn, sizeof(kn));
+	ctrl_flag_names(dev, dn, sizeof(dn));
+	log_dbg("ublkb%d: kernel ublk features from %s%s: 0x%llx %s", s->dev_id, from,
+		ret ? strerror(-ret) : "", (unsigned long long)kernel, kn);
+	log_dbg("ublkb%d: device flags 0x%llx %s: %s commands", s->dev_id,
+		(unsigned long long)dev, dn, cmds);
+	snprintf(hex[0], sizeof(hex[0]), "0x%llx", (unsigned long long)kernel);
+	snprintf(hex[1], sizeof(hex[1]), "0x%llx", (unsigned long long)dev);
+	text[0] = 0;
+	if (cfgline_append(text, sizeof(text), &used, "kernel_features_from", ret ? "device" : "get_features") ||
+	    cfgline_append(text, sizeof(text), &used, "kernel_features", hex[0]) ||
+	    cfgline_append(text, sizeof(text), &used, "kernel_feature_names", kn) ||
+	    cfgline_append(text, sizeof(text), &used, "device_flags", hex[1]) ||
+	    cfgline_append(text, sizeof(text), &used, "device_flag_names", dn) ||
+	    cfgline_append(text, sizeof(text), &used, "commands", cmds))
+		return;
+	ret = state_write(s->dev_id, "features", text);
+	if (ret)
+		log_err("ublkb%d: writing state file features: %s", s->dev_id, strerror(-ret));
+}
+
 static int setup(struct server *s)
 {
 	const struct server_config *cfg = s->cfg;
@@ -523,7 +580,9 @@ static int setup(struct server *s)
 		log_info("ublkb%d: recovered, live again", s->dev_id);
 		pool_record("recover", (now_ns() - s->start_ns) / 1000000);
 	}
-	char *shown = devopts_redacted(cfg->base);
+	/* once live: it must not lengthen start-up or recovery */
+	note_features(s);
+	char *shown = devopts_redacted(cfg->base ? cfg->base : cfg->e2b_root);
 	log_dbg("ublkb%d: live, %u queue(s) of depth %u over %s", s->dev_id, s->info.nr_hw_queues,
 		s->info.queue_depth, shown ? shown : "?");
 	free(shown);
@@ -562,7 +621,13 @@ static void serve_ctl(struct server *s)
 	log_dbg("ublkb%d: frozen for a live export (at most %llu ms)", s->dev_id,
 		(unsigned long long)hold);
 	ctlsock_send(fd, "frozen\n");
+	/* held writes are no hang, and no heartbeat comes meanwhile: say until when */
+	s->held_until_ms = wall_ms() + hold;
+	write_stats(s);
 	ret = ctlsock_read_line(fd, line, sizeof(line), hold);
+	s->held_until_ms = 0;
+	for (unsigned i = 0; i < s->started; i++)
+		s->queues[i].stall_since_ms = 0;   /* the hold was no stall */
 	/* Past the deadline the export is no longer a point in time: say so
 	 * before resuming, so the client discards it. */
 	if (ret == -ETIMEDOUT) {

@@ -15,7 +15,10 @@
 #define SERVER_MAX_LAYERS 32
 
 struct server_config {
-	const char *base;
+	const char *base;       /* image file, block device or URL; NULL with e2b_root */
+	/* An E2B build as the base (docs/e2b.md): storage root (folder or
+	 * URL), build id, artifact (NULL: rootfs.ext4). */
+	const char *e2b_root, *e2b_build, *e2b_file;
 	const char *cache;      /* copy-on-write cache file, or NULL: writes go to base */
 	const char *inject;     /* fault injection spec, or NULL */
 	const char *name;       /* operator's name for the device, unique; or NULL */
@@ -39,6 +42,9 @@ struct server_config {
 	int recover_id;         /* attach to this device whose server died; -1: create one */
 	int ready_fd;           /* readiness channel (ready.h); -1: print the device on stdout */
 	uint64_t timeout_ms;    /* deadline of each control step */
+	/* The stack may end inside a block (an E2B build's size need not be
+	 * whole blocks): --flatten only, never a device. */
+	bool any_size;
 };
 
 /* Checks that need no device: ublk in the kernel, root, image usable.

@@ -8,6 +8,10 @@
 
 /* Returns 0 with *top set, or a tool exit code with why explaining;
  * nothing stays open on failure. */
+/* The remote options cfg gives (chunk cache, HTTP): 0, or -EINVAL with
+ * why set (an unreadable --auth-file). */
+int stack_http_opts(const struct server_config *cfg, struct layer_http_opts *ho, char *why,
+		    size_t whylen);
 int stack_open(const struct server_config *cfg, struct layer **top, char *why, size_t whylen);
 
 #endif

@@ -18,6 +18,13 @@ uint64_t now_ns(void)
 
 uint64_t now_ms(void) { return now_ns() / 1000000ull; }
 
+uint64_t wall_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (uint64_t)ts.tv_sec * 1000ull + (uint64_t)ts.tv_nsec / 1000000ull;
+}
+
 uint64_t ms_left(uint64_t deadline)
 {
 	uint64_t now = now_ms();

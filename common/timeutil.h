@@ -6,6 +6,8 @@
 #include <sys/types.h>
 
 uint64_t now_ms(void);
+/* Wall-clock milliseconds since the epoch: for times other processes read. */
+uint64_t wall_ms(void);
 uint64_t now_ns(void);
 /* Milliseconds left until deadline (absolute, now_ms() based); 0 if past. */
 uint64_t ms_left(uint64_t deadline);

@@ -118,12 +118,16 @@ _ublk_tools_value()
     local cur=$1
     case $2 in
         --base | --cache | --output | --inspect | --layer | --auth-file) _ublk_tools_files "$cur" ;;
-        --state-dir | --chunk-cache | --textfile) _ublk_tools_files "$cur" dirs ;;
-        --format) COMPREPLY+=($(compgen -W "diff v3" -- "$cur")) ;;
+        --state-dir | --chunk-cache | --textfile | --e2b) _ublk_tools_files "$cur" dirs ;;
+        --e2b-file) COMPREPLY+=($(compgen -W "rootfs.ext4 memfile" -- "$cur")) ;;
+        --build | --build-id) ;;                           # an E2B build id
+        --format) COMPREPLY+=($(compgen -W "diff v3 e2b" -- "$cur")) ;;
+        --compress) COMPREPLY+=($(compgen -W "zstd lz4" -- "$cur")) ;;
+        --header-version) COMPREPLY+=($(compgen -W "1 2 3 4 5" -- "$cur")) ;;
         --recover) _ublk_tools_devices "$cur" ;;          # ublk-serve --recover DEV
         --queues | --depth | --timeout | --ready-fd | --size | --inject | --frame-size) ;;  # nothing to offer
         --chunk-size | --chunk-cache-limit | --http-timeout | --http-retries | --readahead) ;;
-        --interval | --grace) ;;
+        --interval | --grace | --hang-timeout) ;;
         *) _ublk_tools_files "$cur" ;;                    # an option new to this script
     esac
 }

@@ -14,8 +14,10 @@ pkgs=(
 	nbdkit nbd-client
 	# remote base tests: a real HTTP server on loopback
 	nginx python3 curl
+	# E2B tests: an independent reader of compressed frames (tests/e2b/e2b_ref.py)
+	python3-zstandard python3-lz4
 	# test VM: kernel source and its build tools, qemu, initramfs
-	qemu-system-x86 linux-source-6.1 flex bison bc libelf-dev libssl-dev
+	qemu-system-x86 linux-source-6.1 linux-source-6.12 flex bison bc libelf-dev libssl-dev
 	cpio busybox-static xz-utils
 )
 

@@ -25,6 +25,48 @@ run_mustfail() {
 	fi
 }
 
+# wait_until SECONDS CONDITION: evaluate CONDITION (a command line, quoted)
+# until it succeeds; after SECONDS fail, saying what was awaited. The
+# deadline catches a hang: size it for a machine three times slower.
+wait_until() {
+	local secs=$1 cond=$2
+	local end=$((SECONDS + secs))
+	until eval "$cond"; do
+		if [ "$SECONDS" -ge "$end" ]; then
+			echo "wait_until: still false after ${secs} s: $cond" >&2
+			return 1
+		fi
+		sleep 0.05
+	done
+}
+
+# stats_fresh DEV: wait until DEV's server has written its statistics
+# (once a second) after this moment, so they count all IO done before.
+stats_fresh() {
+	local f="$UBLK_STATE_DIR/ublkb${1#/dev/ublkb}/stats" now
+	now=$(date +%s.%N)
+	wait_until 30 "awk -v a=\"\$(stat -c %.9Y '$f' 2>/dev/null || echo 0)\" -v b=$now 'BEGIN { exit !(a > b) }'"
+}
+
+# Requests device $1 (/dev/ublkbN) completed, reads + writes, per the kernel.
+dev_ios() {
+	local stat
+	read -ra stat <"/sys/block/${1#/dev/}/stat"
+	echo $((stat[0] + stat[4]))
+}
+
+# Read (write) requests of device $1 the driver holds now, per the kernel.
+dev_reads_in_flight() {
+	local reads _
+	read -r reads _ <"/sys/block/${1#/dev/}/inflight"
+	echo "$reads"
+}
+dev_writes_in_flight() {
+	local _ writes
+	read -r _ writes <"/sys/block/${1#/dev/}/inflight"
+	echo "$writes"
+}
+
 as_nobody() {
 	setpriv --reuid=65534 --regid=65534 --clear-groups "$@"
 }
@@ -49,7 +91,5 @@ hostile_start() {
 	python3 "$BATS_TEST_DIRNAME/../hostile_http.py" "$port" $((port + 1)) $((port + 2)) \
 		"$dir/cert.pem" "$dir/key.pem" >"$dir/server.log" 2>&1 &
 	server=$!
-	for _ in $(seq 300); do grep -q ready "$dir/server.log" && return 0; sleep 0.1; done
-	echo "hostile_http.py did not start within 30 s: $(cat "$dir/server.log")" >&2
-	return 1
+	wait_until 30 'grep -q ready "$dir/server.log"' || { cat "$dir/server.log" >&2; return 1; }
 }

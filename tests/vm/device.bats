@@ -105,7 +105,7 @@ teardown() { vm_teardown; }
 	make_image "$T/img" 4
 	"$B/ublk-serve" --base "$T/img" >"$T/out" 2>"$T/err" &
 	pid=$!
-	for i in $(seq 100); do [ -s "$T/out" ] && break; sleep 0.1; done
+	wait_until 30 '[ -s "$T/out" ]'
 	dev=$(cat "$T/out")
 	[[ "$dev" =~ ^/dev/ublkb[0-9]+$ ]]
 	cmp "$dev" "$T/img"

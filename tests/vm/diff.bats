@@ -162,19 +162,27 @@ PY
 	head -c $((16 << 20)) /dev/zero | tr '\0' 'A' >"$T/A"
 	dd if="$T/A" of="$dev" bs=1M oflag=direct status=none
 	# one block at a time, in order: any consistent point is "B up to k, A after"
-	python3 - "$dev" <<'PY' &
-import os, sys
+	# the writer is past block 1024 when the export starts, and waits at
+	# block 3072 until it has ended: the export overlaps writes in flight
+	python3 - "$dev" "$T" <<'PY' &
+import mmap, os, sys, time
 fd = os.open(sys.argv[1], os.O_WRONLY | os.O_DIRECT)
-import mmap
 buf = mmap.mmap(-1, 4096)
 buf.write(b'B' * 4096)
 for i in range(4096):
+    if i == 1024:
+        open(sys.argv[2] + '/started', 'w').close()
+    if i == 3072:
+        end = time.monotonic() + 300
+        while not os.path.exists(sys.argv[2] + '/exported') and time.monotonic() < end:
+            time.sleep(0.01)
     os.pwrite(fd, buf, i * 4096)
 os.close(fd)
 PY
 	writer=$!
-	sleep 1
+	wait_until 60 '[ -e "$T/started" ]'
 	run "$B/ublk-export-diff" --live --json -o "$T/live.diff" live1
+	: >"$T/exported"
 	echo "$output"
 	[ "$status" -eq 0 ]
 	[ "$(jq -r .cache_removed <<<"$output")" = false ]
@@ -206,7 +214,8 @@ PY
 	fio --name=w --directory="$T/mnt" --ioengine=io_uring --rw=randwrite --bs=4k --size=64M \
 		--iodepth=16 --time_based --runtime=15 --fsync=32 --output="$T/fio.out" &
 	fio_pid=$!
-	sleep 4
+	# fio is writing files in the filesystem
+	wait_until 60 '[ -n "$(find "$T/mnt" -name "w.*" -size +1M)" ]'
 	"$B/ublk-export-diff" --live -o "$T/live.diff" "$dev"
 	wait "$fio_pid"
 	umount "$T/mnt"

@@ -22,15 +22,20 @@ make_image() {
 # Assert that device id $1 is gone: node, server, state entry.
 assert_gone() {
 	local id=$1 pid=${2:-}
-	local i
-	for i in $(seq 50); do [ -e "/dev/ublkb$id" ] || break; sleep 0.1; done
-	[ ! -e "/dev/ublkb$id" ] || { echo "/dev/ublkb$id still exists" >&2; return 1; }
+	wait_until 30 "[ ! -e /dev/ublkb$id ]" || return 1
 	[ ! -e "/dev/ublkc$id" ] || { echo "/dev/ublkc$id still exists" >&2; return 1; }
 	[ ! -e "/sys/class/ublk-char/ublkc$id" ] || { echo "kernel still has ublkc$id" >&2; return 1; }
 	[ ! -e "$UBLK_STATE_DIR/ublkb$id" ] || { echo "state entry ublkb$id left" >&2; return 1; }
 	if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
 		echo "server $pid still running" >&2; return 1
 	fi
+}
+
+# Whether device $1 is served by a live server other than pid $2: the
+# server writes "live" once the kernel made the device live.
+served_by_other() {
+	[ "$(cat "$UBLK_STATE_DIR/ublkb$1/state" 2>/dev/null)" = live ] || return 1
+	[ "$(cat "$UBLK_STATE_DIR/ublkb$1/pid" 2>/dev/null)" != "$2" ]
 }
 
 # no ublk device and no server at all
@@ -67,5 +72,5 @@ nginx_stop() {
 	local pid
 	pid=$(cat "$T/nginx/nginx.pid")
 	kill "$pid"
-	for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+	wait_until 30 "! kill -0 $pid 2>/dev/null"
 }

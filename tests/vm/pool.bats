@@ -24,9 +24,9 @@ teardown() { vm_teardown; }
 	[ "$(jq -c ".devices[] | select(.path == \"$b\") | .layers" <<<"$j")" = "[\"$T/d.diff\"]" ]
 	[ "$(jq '[.devices[] | select(.server_alive and .in_kernel and .has_state and .problem == null)] | length' <<<"$j")" -eq 2 ]
 	[ "$(jq -r '.devices[0].kernel_state' <<<"$j")" = live ]
-	sleep 1.2
+	# the server writes its statistics once a second
+	wait_until 30 '[ "$("$B/ublk-pool" status --json | jq -r ".devices[] | select(.name == \"web-1\") | .stats.reads")" -ge 10 ]'
 	run "$B/ublk-pool" status --json
-	[ "$(jq -r '.devices[] | select(.name == "web-1") | .stats.reads' <<<"$output")" -ge 10 ]
 	[ "$(jq -r '.devices[] | select(.name == "web-1") | .cache' <<<"$output")" = "$T/ca" ]
 	# the table is for people: a header and one line per device
 	[ "$("$B/ublk-pool" list | wc -l)" -eq 3 ]
@@ -35,8 +35,11 @@ teardown() { vm_teardown; }
 @test "kill -9 of several servers, then reclaim leaves nothing; reclaim is idempotent" {
 	make_image "$T/base" 4
 	for i in 1 2 3 4; do devs[$i]=$("$B/ublk-add" --base "$T/base" --cache "$T/c$i"); done
-	for i in 1 3; do kill -9 "$(cat "$UBLK_STATE_DIR/ublkb${devs[$i]#/dev/ublkb}/pid")"; done
-	sleep 0.5
+	for i in 1 3; do
+		pid=$(cat "$UBLK_STATE_DIR/ublkb${devs[$i]#/dev/ublkb}/pid")
+		kill -9 "$pid"
+		wait_until 30 '! kill -0 "$pid" 2>/dev/null'
+	done
 	j=$("$B/ublk-pool" list --json)
 	[ "$(jq '[.devices[] | select(.problem // "" | startswith("server is dead"))] | length' <<<"$j")" -eq 2 ]
 	run "$B/ublk-pool" reclaim --timeout 5
@@ -74,8 +77,9 @@ teardown() { vm_teardown; }
 	make_image "$T/base" 4
 	# a device whose state went elsewhere, and whose server is gone
 	dev=$(UBLK_STATE_DIR=$T/other "$B/ublk-add" --base "$T/base")
-	kill -9 "$(cat "$T/other/ublkb${dev#/dev/ublkb}/pid")"
-	sleep 0.5
+	pid=$(cat "$T/other/ublkb${dev#/dev/ublkb}/pid")
+	kill -9 "$pid"
+	wait_until 30 '! kill -0 "$pid" 2>/dev/null'
 	run "$B/ublk-pool" reclaim
 	[ "$status" -eq 0 ]
 	[ -z "$output" ]   # too young: a tool may be adding it right now
@@ -118,8 +122,8 @@ teardown() { vm_teardown; }
 		dev=$("$B/ublk-add" --base "$T/base" --cache "$T/c$i" --queues 2)
 		fio --name=b$i --filename="$dev" --ioengine=io_uring --direct=1 --rw=randrw --bs=4k \
 			--iodepth=16 --time_based --runtime=120 --output=/dev/null &
+		wait_until 60 '[ "$(dev_ios "$dev")" -ge 100 ]'
 	done
-	sleep 2
 	( for i in $(seq 20); do "$B/ublk-add" --base "$T/base" --read-only --timeout 30 >>"$T/late.out" 2>>"$T/late.err"; done ) &
 	adder=$!
 	start=$(date +%s)
@@ -129,12 +133,11 @@ teardown() { vm_teardown; }
 	[ $(( $(date +%s) - start )) -lt 20 ]
 	wait "$adder" || true
 	# fio ended with errors instead of hanging
-	for _ in $(seq 100); do [ -z "$(pgrep -x fio)" ] && break; sleep 0.1; done
-	[ -z "$(pgrep -x fio)" ]
+	wait_until 30 '[ -z "$(pgrep -x fio)" ]'
 	# every device that exists now was added after the shutdown, and is whole
 	j=$("$B/ublk-pool" list --json)
 	[ "$(jq '[.devices[] | select(.problem != null)] | length' <<<"$j")" -eq 0 ]
-	cat "$T/late.err" 2>/dev/null | grep -v "the pool is shutting down" | grep . && false
+	[ -z "$(cat "$T/late.err" 2>/dev/null | grep -v "the pool is shutting down")" ]
 	"$B/ublk-del" --all
 	assert_none_left
 	# shutdown with nothing to do is fine
@@ -145,7 +148,7 @@ teardown() { vm_teardown; }
 	make_image "$T/base" 4
 	dev=$("$B/ublk-add" --base "$T/base" --cache "$T/c" --name web-1)
 	dd if="$dev" of=/dev/null bs=4k count=5 iflag=direct status=none
-	sleep 1.2
+	wait_until 30 '[ "$(jq .reads "$UBLK_STATE_DIR/ublkb${dev#/dev/ublkb}/stats" 2>/dev/null)" -ge 5 ]'
 	"$B/ublk-pool" metrics >"$T/m.prom"
 	python3 - "$T/m.prom" <<'PY'
 import re, sys

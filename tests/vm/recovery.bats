@@ -14,21 +14,12 @@ teardown() {
 }
 
 server_pid() { cat "$UBLK_STATE_DIR/ublkb$1/pid"; }
+# Whether device $1's server holds writes for a live export (its stats say until when).
+held_writes() { [ "$(jq .held_until_ms "$UBLK_STATE_DIR/ublkb$1/stats" 2>/dev/null)" -gt 0 ] 2>/dev/null; }
 kernel_state() { "$B/ublk-pool" list --json | jq -r ".devices[] | select(.id == $1) | .kernel_state"; }
 
-# Wait until device $1 is served by a live server other than pid $2.
 wait_recovered() {
-	local id=$1 old=$2 i
-	for i in $(seq 300); do
-		# the server writes "live" once the kernel made the device live
-		if [ "$(cat "$UBLK_STATE_DIR/ublkb$id/state" 2>/dev/null)" = live ] &&
-			[ "$(server_pid "$id")" != "$old" ]; then
-			return 0
-		fi
-		sleep 0.1
-	done
-	echo "ublkb$id not recovered within 30 s (server $old killed)" >&2
-	return 1
+	wait_until 60 "served_by_other $1 $2"
 }
 
 # Kill the server of device $1 $2 times at random moments, each time
@@ -36,16 +27,14 @@ wait_recovered() {
 kill_and_recover() {
 	local id=$1 times=$2 how=$3 k pid
 	for k in $(seq "$times"); do
+		# not a synchronisation: the kill lands at a random moment of the IO
 		sleep "0.$((RANDOM % 9 + 1))"
 		pid=$(server_pid "$id")
 		kill -9 "$pid"
 		if [ "$how" = reclaim ]; then
 			"$B/ublk-pool" reclaim --recover >>"$T/reclaim.log"
 		else   # the watcher reports each recovery once the device is live
-			for i in $(seq 300); do
-				[ "$(grep -c "^recovered ublkb$id" "$T/watch.log")" -ge "$k" ] && break
-				sleep 0.1
-			done
+			wait_until 60 '[ "$(grep -c "^recovered ublkb$id" "$T/watch.log")" -ge "$k" ]'
 		fi
 		wait_recovered "$id" "$pid"
 		echo "kill $k of $times at $(date +%T.%N | cut -c1-12): server $pid -> $(server_pid "$id")"
@@ -80,12 +69,11 @@ fio_until_done() {
 	# a read issued now waits instead of failing
 	(set +e; dd if="$dev" bs=1M count=8 iflag=direct status=none | sha256sum >"$T/read.sum") &
 	reader=$!
-	for i in $(seq 100); do [ "$(kernel_state "$id")" = quiesced ] && break; sleep 0.1; done
-	[ "$(kernel_state "$id")" = quiesced ]
+	wait_until 30 '[ "$(kernel_state "$id")" = quiesced ]'
 	j=$("$B/ublk-pool" list --json)
 	jq -e ".devices[] | select(.id == $id) | .recoverable and (.problem | startswith(\"server is dead\"))" <<<"$j"
-	sleep 1
-	kill -0 "$reader"   # still waiting
+	# the read is still waiting for a server (requeued: no longer counted in flight)
+	kill -0 "$reader"
 	# a second device over the cache would fork the data the waiting one has
 	run_mustfail 8 "$T/cache: the cache of /dev/ublkb$id, whose server died: recover that device" \
 		"$B/ublk-add" --base "$T/base" --cache "$T/cache"
@@ -188,7 +176,8 @@ fio_until_done() {
 	kill -9 "$pid"
 	# IO fails instead of waiting
 	run timeout 20 dd if="$dev2" of=/dev/null bs=4k count=1 iflag=direct
-	[ "$status" -ne 0 ] && [ "$status" -ne 124 ]
+	[ "$status" -ne 0 ]
+	[ "$status" -ne 124 ]
 	run "$B/ublk-pool" reclaim --recover
 	[ "$status" -eq 0 ]
 	[[ "$output" == "deleted ublkb$id2 (server is dead)" ]]
@@ -205,8 +194,8 @@ fio_until_done() {
 	# the exporting tool dies: writes resume, no partial diff is left
 	"$B/ublk-export-diff" --live --timeout 60 -o "$T/d1" "$dev" &
 	exp=$!
-	sleep 1
-	kill -0 "$exp"
+	# the export is under way: the server says it holds writes
+	wait_until 60 "held_writes $id"
 	kill -9 "$exp"
 	wait "$exp" || true
 	timeout 10 dd if=/dev/urandom of="$dev" bs=4k count=16 oflag=direct status=none
@@ -215,10 +204,12 @@ fio_until_done() {
 	# the server dies while writes are held: the export is discarded
 	"$B/ublk-export-diff" --live --timeout 60 -o "$T/d1" "$dev" 2>"$T/export.err" &
 	exp=$!
-	(set +e; sleep 0.5; timeout 60 dd if=/dev/urandom of="$dev" bs=4k count=16 seek=100 \
+	wait_until 60 "held_writes $id"
+	(set +e; timeout 60 dd if=/dev/urandom of="$dev" bs=4k count=16 seek=100 \
 		oflag=direct status=none; echo $? >"$T/held.rc") &
 	writer=$!
-	sleep 1
+	# the write is held by the frozen server
+	wait_until 30 '[ "$(dev_writes_in_flight "$dev")" -ge 1 ]'
 	pid=$(server_pid "$id")
 	kill -9 "$pid"
 	st=0
@@ -234,4 +225,57 @@ fio_until_done() {
 	"$B/ublk-export-diff" --live --timeout 60 -o "$T/d1" "$dev"
 	"$B/ublk-export-diff" --flatten --base "$T/base" --layer "$T/d1" -o "$T/flat"
 	[ "$(sha256sum <"$T/flat")" = "$(sha256sum <"$dev")" ]
+}
+
+@test "watch kills a hung server and recovers its device: a stopped server, a read held past the deadline" {
+	make_image "$T/base" 16
+	# reads of 8M-8196K take 20 s: far past the hang timeout, yet they end
+	# (a stopped device must not wait on a request that never does)
+	dev=$("$B/ublk-add" --base "$T/base" --cache "$T/cache" --inject delay-read=20000@8M-8196K)
+	id=${dev#/dev/ublkb}
+	"$B/ublk-pool" watch --interval 0.2 --hang-timeout 3 >"$T/watch.log" 2>&1 &
+	WATCH=$!
+	# a stopped server has no heartbeat; the read it was given waits, then succeeds
+	pid=$(server_pid "$id")
+	kill -STOP "$pid"
+	(set +e; dd if="$dev" of="$T/read" bs=4k count=1 skip=100 iflag=direct status=none; echo $? >"$T/read.rc") &
+	wait_recovered "$id" "$pid"
+	wait_until 60 '[ -e "$T/read.rc" ]'
+	[ "$(cat "$T/read.rc")" = 0 ]
+	cmp "$T/read" <(dd if="$T/base" bs=4k count=1 skip=100 status=none)
+	grep -q "ublkb$id: server hung: no heartbeat for [0-9]* s" "$T/watch.log"
+	# a read the backend holds: IO pending, none ending
+	pid=$(server_pid "$id")
+	(set +e; dd if="$dev" of=/dev/null bs=4k count=1 skip=2048 iflag=direct status=none) &
+	slow=$!
+	wait_recovered "$id" "$pid"
+	grep -q "ublkb$id: server hung: IO pending and none completed for [0-9]* s" "$T/watch.log"
+	# the other blocks stay readable meanwhile, and the kills are counted
+	cmp <(dd if="$dev" bs=1M count=8 iflag=direct status=none) <(head -c 8M "$T/base")
+	[ "$("$B/ublk-pool" metrics | awk '$1 == "ublk_hung_total" { print $2 }')" -ge 2 ]
+	kill "$WATCH"
+	wait "$WATCH" || true
+	WATCH=
+	# without the watcher the held read ends, on the last server
+	wait_until 120 '! kill -0 "$slow" 2>/dev/null'
+	"$B/ublk-del" --timeout 30 "$dev"
+	assert_gone "$id"
+}
+
+@test "a live export's held writes are not a hang" {
+	make_image "$T/base" 64
+	dev=$("$B/ublk-add" --base "$T/base" --cache "$T/cache")
+	dd if=/dev/urandom of="$dev" bs=1M count=48 oflag=direct status=none
+	"$B/ublk-pool" watch --interval 0.2 --hang-timeout 1 >"$T/watch.log" 2>&1 &
+	WATCH=$!
+	pid=$(server_pid "${dev#/dev/ublkb}")
+	# writes are held for the whole export, longer than the hang timeout
+	"$B/ublk-export-diff" --live --timeout 60 --zstd -o "$T/d.diff" "$dev" &
+	exp=$!
+	wait_until 60 "held_writes ${dev#/dev/ublkb}"
+	(set +e; timeout 120 dd if=/dev/urandom of="$dev" bs=4k count=1 seek=9 oflag=direct status=none) &
+	wait "$exp"
+	[ "$(server_pid "${dev#/dev/ublkb}")" = "$pid" ]
+	[ ! -s "$T/watch.log" ]
+	"$B/ublk-del" "$dev"
 }

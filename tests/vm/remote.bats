@@ -45,7 +45,7 @@ teardown() {
 }
 
 stat_of() { # device, jq path
-	sleep 1.2   # the server refreshes its stats every second
+	stats_fresh "$1"
 	jq "$2" "$UBLK_STATE_DIR/ublkb${1#/dev/ublkb}/stats"
 }
 
@@ -114,7 +114,7 @@ stat_of() { # device, jq path
 	make_image "$T/www/img" 4
 	python3 "$BATS_TEST_DIRNAME/helpers/flaky-proxy.py" 18081 "$URL" 3 2>"$T/proxy.log" &
 	proxy=$!
-	for _ in $(seq 50); do (echo >/dev/tcp/127.0.0.1/18081) 2>/dev/null && break; sleep 0.1; done
+	wait_until 30 '(echo >/dev/tcp/127.0.0.1/18081) 2>/dev/null'
 	# the size probe takes the three 500s, then succeeds on its fourth try
 	dev=$("$B/ublk-add" --base "http://127.0.0.1:18081/img" --chunk-size 1M --read-only --http-retries 3)
 	cmp "$T/www/img" "$dev"
@@ -140,8 +140,9 @@ stat_of() { # device, jq path
 	make_image "$T/www/img" 8
 	dev=$("$B/ublk-add" --base "$URL/img" --chunk-size 1M --read-only)
 	dd if="$dev" of=/dev/null bs=1M count=1 iflag=direct status=none
-	sleep 1.1   # a different mtime, so a different ETag
 	make_image "$T/www/img.new" 8
+	# a different mtime, so a different ETag
+	touch -d "@$(( $(stat -c %Y "$T/www/img") + 10 ))" "$T/www/img.new"
 	mv "$T/www/img.new" "$T/www/img"
 	run dd if="$dev" of=/dev/null bs=4k skip=1024 count=1 iflag=direct status=none
 	[ "$status" -ne 0 ]
@@ -162,10 +163,7 @@ stat_of() { # device, jq path
 @test "--prefetch brings the whole image in the background" {
 	make_image "$T/www/img" 16
 	dev=$("$B/ublk-add" --base "$URL/img" --chunk-size 1M --read-only --prefetch)
-	for _ in $(seq 60); do
-		[ "$(stat_of "$dev" .remote.chunks_fetched)" -eq 16 ] && break
-	done
-	[ "$(stat_of "$dev" .remote.chunks_fetched)" -eq 16 ]
+	wait_until 120 '[ "$(stat_of "$dev" .remote.chunks_fetched)" -eq 16 ]'
 	# everything is local now: the server is not needed any more
 	nginx_stop
 	cmp "$T/www/img" "$dev"
@@ -176,7 +174,8 @@ stat_of() { # device, jq path
 	make_image "$T/www/img" 8
 	dev=$("$B/ublk-add" --base "$URL/img" --chunk-size 1M --read-only --readahead 2)
 	dd if="$dev" of=/dev/null bs=4k count=1 iflag=direct status=none
-	sleep 1
+	# the two chunks after it come in the background
+	wait_until 60 '[ "$(stat_of "$dev" .remote.chunks_fetched)" -ge 3 ]'
 	[ "$(stat_of "$dev" .remote.chunks_fetched)" -eq 3 ]
 	"$B/ublk-del" "$dev"
 }

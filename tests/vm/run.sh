@@ -5,6 +5,8 @@
 #
 #   run.sh [--bats DIR | COMMAND [ARGS...]]
 #
+#   UBLK_VM_KERNEL   kernel to boot: 6.1 (default, legacy opcodes) or 6.12
+#                    (ioctl-encoded opcodes only); see build-kernel.sh
 #   UBLK_VM_CACHE    kernel/initramfs cache (default /var/cache/ublk-tools-vm)
 #   UBLK_VM_TIMEOUT  whole-run deadline in seconds (default 1500)
 #   UBLK_VM_MEM      guest memory (default 2048M)
@@ -29,7 +31,7 @@ die() { echo "vm: $*" >&2; exit 1; }
 command -v qemu-system-x86_64 >/dev/null || die "qemu-system-x86_64 not found: run 'make deps'"
 [ -x /bin/busybox ] || die "/bin/busybox not found: run 'make deps' (busybox-static)"
 
-kernel=$("$here/build-kernel.sh") || die "could not build the test kernel"
+kernel=$("$here/build-kernel.sh") || die "could not build the test kernel ${UBLK_VM_KERNEL:-6.1}"
 
 # The initramfs holds only busybox and init; rebuild it when init changes.
 ikey=$( { cat "$here/init"; sha256sum /bin/busybox; } | sha256sum | cut -c1-16)
@@ -56,7 +58,7 @@ fi
 job=$(printf '%q ' "$@")
 cat >"$results/job.sh" <<JOB
 export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
-export HOME=/tmp TERM=dumb LANG=C.UTF-8 UBLK_IN_VM=1
+export HOME=/tmp TERM=dumb LANG=C.UTF-8 UBLK_IN_VM=1 UBLK_VM_KERNEL=$(printf '%q' "${UBLK_VM_KERNEL:-6.1}")
 export UBLK_BIN=$(printf '%q' "${UBLK_BIN:-$top/build}")
 cd $(printf '%q' "$top")
 echo "vm: linux \$(uname -r), \$(nproc) cpus: $*"

@@ -1,0 +1,212 @@
+#!/usr/bin/env bats
+# Writing E2B builds (docs/e2b.md, Writing a build): `ublk-export-diff
+# --cache FILE --format e2b` on the host, no kernel: the cache is made by
+# test-e2b-write --make-cache as a stopped device's would be, over a build
+# that tests/e2b/e2b_ref.py (an independent writer and reader) made; what
+# we write is read back by e2b_ref.py and by our own --flatten.
+
+load ../helpers
+
+REF=$BATS_TEST_DIRNAME/../e2b/e2b_ref.py
+G=$BATS_TEST_DIRNAME/../e2b/golden
+ROOT_ID=a0000000-0000-4000-8000-00000000000a
+GEN1=b0000000-0000-4000-8000-00000000000b
+GEN2=c0000000-0000-4000-8000-00000000000c
+GEN3=d0000000-0000-4000-8000-00000000000d
+
+setup() {
+	T=$(mktemp -d)
+	mkdir "$T/root"
+	head -c 65536 /dev/urandom >"$T/img"
+}
+
+teardown() {
+	rm -rf "$T"
+}
+
+# The image IN with blocks written as test-e2b-write --make-cache writes
+# them (BLOCK, or BLOCK:z for a discard) into OUT.
+apply_writes() {
+	/usr/bin/python3 - "$@" <<'EOF'
+import struct, sys
+src, dst, blocks = sys.argv[1], sys.argv[2], sys.argv[3:]
+img = bytearray(open(src, "rb").read())
+for b in blocks:
+    n = int(b.split(":")[0])
+    if b.endswith(":z"):
+        data = bytes(4096)
+    else:
+        v = (n * 0x9E3779B97F4A7C15) & (2**64 - 1)
+        data = b"".join(struct.pack("<Q", v ^ (k // 64)) for k in range(0, 4096, 8))
+    img[n * 4096:(n + 1) * 4096] = data
+open(dst, "wb").write(img)
+EOF
+}
+
+# cache NAME PARENT GENERATION BLOCK...: a stopped device's cache over PARENT
+cache() {
+	local c=$1
+	shift
+	rm -f "$T/$c" "$T/$c".*
+	"$UBLK_TEST_BIN/test-e2b-write" --make-cache "$T/$c" 65536 "$@"
+}
+
+# check_build ID EXPECTED: both readers give the expected image
+check_build() {
+	"$REF" flatten "$T/root" "$1" "$T/ref.img"
+	cmp "$T/ref.img" "$2"
+	"$B/ublk-export-diff" --flatten --e2b "$T/root" --build "$1" -o "$T/our.img"
+	cmp "$T/our.img" "$2"
+}
+
+@test "e2b writer library: merge, normalize, layouts 1-5, frames, golden headers rewritten" {
+	run "$UBLK_TEST_BIN/test-e2b-write" "$G"
+	echo "$output"
+	[ "$status" -eq 0 ]
+	[[ "$output" == *" passed, 0 failed" ]]
+}
+
+@test "--format e2b over the golden V3 chain: generation 2, root base kept, merged mapping" {
+	local p=b0000000-0000-4000-8000-000000000002
+	mkdir "$T/root/$p"
+	cp "$G/chain-gen1.header" "$T/root/$p/rootfs.ext4.header"
+	cache c "$p" 1 1 2 5 7:z
+	run "$B/ublk-export-diff" --cache "$T/c" --format e2b --e2b "$T/root" --build "$p" --build-id "$GEN2"
+	echo "$output"
+	[ "$status" -eq 0 ]
+	[ "$output" = "$GEN2" ]
+	[ "$(stat -c %s "$T/root/$GEN2/rootfs.ext4")" -eq 12288 ]
+	run "$B/ublk-export-diff" --inspect "$T/root/$GEN2/rootfs.ext4.header"
+	echo "$output"
+	[ "$status" -eq 0 ]
+	[[ "$output" == *"version 3 (layout 3), block size 4096, size 65536"* ]]
+	[[ "$output" == *"build $GEN2, generation 2"* ]]
+	[[ "$output" == *"base (root) build a0000000-0000-4000-8000-000000000001"* ]]
+	[[ "$output" == *"            4096 +8192           $GEN2 @0"* ]]
+	[[ "$output" == *"           20480 +4096           $GEN2 @8192"* ]]
+	[[ "$output" == *"           28672 +4096           nil @0"* ]]
+	[[ "$output" == *"           32768 +32768          a0000000-0000-4000-8000-000000000001 @32768"* ]]
+}
+
+@test "three generations over a V3 template: plain, zstd (V4), lz4 as V5; both readers agree" {
+	"$REF" template "$T/root" "$T/img" "$ROOT_ID" --layout 3
+	cache c "$ROOT_ID" 0 1 2 5 7:z 15
+	run "$B/ublk-export-diff" --cache "$T/c" --format e2b --e2b "$T/root" --build "$ROOT_ID" \
+		--build-id "$GEN1" --json
+	echo "$output"
+	[ "$status" -eq 0 ]
+	[[ "$output" == *'"build_id":"'$GEN1'"'* ]]
+	[[ "$output" == *'"base_build_id":"'$ROOT_ID'"'* ]]
+	[[ "$output" == *'"generation":1,"header_version":3,"compression":"none"'* ]]
+	[[ "$output" == *'"data_bytes":16384,"compressed_bytes":16384'* ]]
+	[[ "$output" == *'"path":"'$T/root/$GEN1/rootfs.ext4.header'"'* ]]
+	apply_writes "$T/img" "$T/g1" 1 2 5 7:z 15
+	check_build "$GEN1" "$T/g1"
+
+	cache c "$GEN1" 1 2 3 4 9 15:z
+	run "$B/ublk-export-diff" --cache "$T/c" --format e2b --e2b "$T/root" --build "$GEN1" \
+		--build-id "$GEN2" --compress zstd --frame-size 8K --json
+	echo "$output"
+	[ "$status" -eq 0 ]
+	[[ "$output" == *'"generation":2,"header_version":4,"compression":"zstd","frame_size":8192,"frames":2'* ]]
+	[ -f "$T/root/$GEN2/rootfs.ext4.zstd" ]
+	apply_writes "$T/g1" "$T/g2" 2 3 4 9 15:z
+	check_build "$GEN2" "$T/g2"
+
+	cache c "$GEN2" 2 0 2 7 8 9 10 11 12 13 14
+	run "$B/ublk-export-diff" --cache "$T/c" --format e2b --e2b "$T/root" --build "$GEN2" \
+		--build-id "$GEN3" --compress lz4 --header-version 5 --json
+	echo "$output"
+	[ "$status" -eq 0 ]
+	[[ "$output" == *'"generation":3,"header_version":5,"compression":"lz4","frame_size":2097152,"frames":1'* ]]
+	[[ "$output" == *'"base_build_id":"'$ROOT_ID'"'* ]]
+	apply_writes "$T/g2" "$T/g3" 0 2 7 8 9 10 11 12 13 14
+	check_build "$GEN3" "$T/g3"
+	run "$REF" describe "$T/root" "$GEN3"
+	echo "$output"
+	[[ "$output" == *'"layout": 5'* ]]
+	[[ "$output" == *'"generation": 3'* ]]
+}
+
+@test "a whole-device overwrite over a compressed V5 template, and a child that only discards" {
+	"$REF" template "$T/root" "$T/img" "$ROOT_ID" --layout 5 --codec lz4 --frame-size 16384
+	cache c "$ROOT_ID" 0 $(seq 0 15)
+	"$B/ublk-export-diff" --cache "$T/c" --format e2b --e2b "$T/root" --build "$ROOT_ID" --build-id "$GEN1"
+	apply_writes "$T/img" "$T/g1" $(seq 0 15)
+	check_build "$GEN1" "$T/g1"
+	run "$REF" describe "$T/root" "$GEN1"
+	[[ "$output" == *'"entries": [[0, 65536, "'$GEN1'", 0]]'* ]]
+	# no data: an empty plain data file, even when asked to compress
+	cache c "$GEN1" 1 3:z
+	"$B/ublk-export-diff" --cache "$T/c" --format e2b --e2b "$T/root" --build "$GEN1" --build-id "$GEN2" --compress zstd
+	[ -f "$T/root/$GEN2/rootfs.ext4" ]
+	[ ! -s "$T/root/$GEN2/rootfs.ext4" ]
+	apply_writes "$T/g1" "$T/g2" 3:z
+	check_build "$GEN2" "$T/g2"
+}
+
+@test "--format e2b refusals: existing build, parent or size mismatch, V3 with --compress" {
+	"$REF" template "$T/root" "$T/img" "$ROOT_ID" --layout 3
+	cache c "$ROOT_ID" 0 1
+	"$B/ublk-export-diff" --cache "$T/c" --format e2b --e2b "$T/root" --build "$ROOT_ID" --build-id "$GEN1"
+	cp "$T/root/$GEN1/rootfs.ext4.header" "$T/before"
+	run_mustfail 1 "build $GEN1 already exists under $T/root" \
+		"$B/ublk-export-diff" --cache "$T/c" --format e2b --e2b "$T/root" --build "$ROOT_ID" --build-id "$GEN1"
+	cmp "$T/before" "$T/root/$GEN1/rootfs.ext4.header"
+	# the cache was made over another layer
+	cache d "$GEN2" 0 1
+	run_mustfail 5 "the cache was made over layer $GEN2, not over build $ROOT_ID" \
+		"$B/ublk-export-diff" --cache "$T/d" --format e2b --e2b "$T/root" --build "$ROOT_ID" --build-id "$GEN3"
+	[ ! -e "$T/root/$GEN3" ]
+	# a device of another size
+	rm -f "$T/d" "$T/d".*
+	"$UBLK_TEST_BIN/test-e2b-write" --make-cache "$T/d" 131072 "$ROOT_ID" 0 1
+	run_mustfail 5 "the cache's device has 131072 bytes, build $ROOT_ID 65536" \
+		"$B/ublk-export-diff" --cache "$T/d" --format e2b --e2b "$T/root" --build "$ROOT_ID" --build-id "$GEN3"
+	[ ! -e "$T/root/$GEN3" ]
+	run_mustfail 2 "--header-version 3 has no frame tables: --compress needs 4 or 5" \
+		"$B/ublk-export-diff" --cache "$T/c" --format e2b --e2b "$T/root" --build "$ROOT_ID" \
+		--header-version 3 --compress zstd
+	run_mustfail 2 "--format e2b compresses with --compress zstd|lz4, not --zstd" \
+		"$B/ublk-export-diff" --cache "$T/c" --format e2b --zstd --e2b "$T/root" --build "$ROOT_ID"
+	run_mustfail 2 "--format e2b --cache FILE needs its parent build: --e2b ROOT --build ID" \
+		"$B/ublk-export-diff" --cache "$T/c" --format e2b
+	run_mustfail 2 "the parent's storage root is a URL: give --output ROOT" \
+		"$B/ublk-export-diff" --cache "$T/c" --format e2b --e2b http://127.0.0.1:9/r --build "$ROOT_ID"
+	run_mustfail 2 "--build-id, --header-version and --compress go with --format e2b" \
+		"$B/ublk-export-diff" --cache "$T/c" -o "$T/x.diff" --compress lz4
+	run_mustfail 2 "--build-id 'C0000000-0000-4000-8000-00000000000C': expected 8-4-4-4-12 lowercase hex" \
+		"$B/ublk-export-diff" --cache "$T/c" --format e2b --e2b "$T/root" --build "$ROOT_ID" \
+		--build-id C0000000-0000-4000-8000-00000000000C
+	run_mustfail 5 "the parent build: " \
+		"$B/ublk-export-diff" --cache "$T/c" --format e2b --e2b "$T/root" --build "$GEN3"
+	mkdir "$T/out"
+	run_mustfail 2 "--build-id $ROOT_ID: already a build of the parent's chain" \
+		"$B/ublk-export-diff" --cache "$T/c" --format e2b --e2b "$T/root" --build "$ROOT_ID" \
+		--build-id "$ROOT_ID" --output "$T/out"
+	[ -z "$(ls -A "$T/out")" ]
+}
+
+@test "--format e2b: a symlinked build folder is never written through; failures leave nothing" {
+	"$REF" template "$T/root" "$T/img" "$ROOT_ID" --layout 4
+	cache c "$ROOT_ID" 0 1 2
+	mkdir "$T/elsewhere"
+	ln -s "$T/elsewhere" "$T/root/$GEN1"
+	run_mustfail 1 "$T/root/$GEN1: not a folder (a symlink?): refusing to write a build through it" \
+		"$B/ublk-export-diff" --cache "$T/c" --format e2b --e2b "$T/root" --build "$ROOT_ID" --build-id "$GEN1"
+	[ -z "$(ls -A "$T/elsewhere")" ]
+	# a refused export removes the folder it made
+	cache d "$GEN3" 0 1
+	run_mustfail 5 "the cache was made over layer" \
+		"$B/ublk-export-diff" --cache "$T/d" --format e2b --e2b "$T/root" --build "$ROOT_ID" --build-id "$GEN2"
+	[ ! -e "$T/root/$GEN2" ]
+	# the umask applies as for every export output; --output puts it elsewhere
+	mkdir "$T/out"
+	(umask 077 && "$B/ublk-export-diff" --cache "$T/c" --format e2b --e2b "$T/root" --build "$ROOT_ID" \
+		--build-id "$GEN2" --output "$T/out" --compress zstd)
+	[ "$(stat -c %a "$T/out/$GEN2")" = 700 ]
+	[ "$(stat -c %a "$T/out/$GEN2/rootfs.ext4.header")" = 600 ]
+	[ "$(stat -c %a "$T/out/$GEN2/rootfs.ext4.zstd")" = 600 ]
+	[ "$(ls -A "$T/out/$GEN2" | wc -l)" -eq 2 ]
+	[ ! -e "$T/root/$GEN2" ]
+}

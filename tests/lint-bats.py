@@ -1,0 +1,86 @@
+#!/usr/bin/python3
+"""Reject test lines whose failure bats would not see.
+
+bats runs a test with `set -e`, and bash ignores a failing command on the
+left of `&&` (and `||`'s left side by design): `[ "$x" = 1 ] && [ ... ]`
+passes whatever $x is unless it is the test's last line. So in every
+.bats file and test library, a command list joined by `&&` outside
+quotes, `$(...)`, a subshell or a condition (`if`, `while`, `until`, a
+`for` one-liner) is an error: write one assertion per line.
+
+    tests/lint-bats.py FILE...      exit 1 listing FILE:LINE: text
+"""
+import re
+import sys
+
+CONTROL = re.compile(r"^(if|elif|while|until|for|\(|!)\b|^\(")
+
+
+def unquoted(line):
+    """The line with quoted text, $(...) and `...` removed."""
+    out, i, depth, quote = [], 0, 0, None
+    while i < len(line):
+        c = line[i]
+        if quote:
+            if c == "\\" and quote == '"':
+                i += 2
+                continue
+            if c == quote:
+                quote = None
+            i += 1
+            continue
+        if c == "\\":
+            i += 2
+            continue
+        if c in "'\"`":
+            quote = c
+        elif line.startswith("$(", i):
+            depth += 1
+            i += 2
+            continue
+        elif c == "(" and depth:
+            depth += 1
+        elif c == ")" and depth:
+            depth -= 1
+        elif c == "#" and (i == 0 or line[i - 1] in " \t") and not depth:
+            break
+        elif not depth:
+            out.append(c)
+        i += 1
+    return "".join(out)
+
+
+def check(path):
+    bad = []
+    heredoc = None
+    with open(path) as f:
+        for n, raw in enumerate(f, 1):
+            line = raw.rstrip("\n")
+            if heredoc:
+                if line.strip() == heredoc:
+                    heredoc = None
+                continue
+            m = re.search(r"<<-?\s*['\"]?(\w+)['\"]?", line)
+            if m:
+                heredoc = m.group(1)
+            text = unquoted(line).strip()
+            if not text or CONTROL.match(text):
+                continue
+            if "&&" in text:
+                bad.append("%s:%d: %s" % (path, n, line.strip()))
+    return bad
+
+
+def main(paths):
+    bad = [b for p in paths for b in check(p)]
+    for b in bad:
+        print(b)
+    if bad:
+        print("lint-bats: %d line(s) join commands with '&&': bats would not see the left "
+              "side fail; write one assertion per line" % len(bad), file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,186 @@
+#!/usr/bin/env bats
+# E2B builds through real devices: serve a build from a storage root,
+# export the next build, serve that, through three generations; every
+# build we write is also read back by tests/e2b/e2b_ref.py, a reader that
+# shares no code with ours.
+
+load lib
+
+setup() {
+	vm_setup
+	REF=$BATS_TEST_DIRNAME/../e2b/e2b_ref.py
+	ROOT_ID=a0a0a0a0-0000-4000-8000-00000000e2b0
+	export UBLK_CHUNK_CACHE=$T/chunks
+}
+teardown() {
+	nginx_stop
+	vm_teardown
+}
+
+dev_sum() { sha256sum <"$1" | cut -d' ' -f1; }
+
+# change_blocks DEV GEN: random data, a zeroed range, a discard
+change_blocks() {
+	local dev=$1 gen=$2
+	dd if=/dev/urandom of="$dev" bs=4k seek=$((gen * 300)) count=$((gen * 40)) oflag=direct status=none
+	dd if=/dev/urandom of="$dev" bs=1M seek=$((gen * 3)) count=1 oflag=direct status=none
+	dd if=/dev/zero of="$dev" bs=4k seek=$((gen * 1000 + 7)) count=3 oflag=direct status=none
+	blkdiscard -o $(( (gen * 1500) * 4096 )) -l $((64 * 4096)) "$dev"
+}
+
+# chain STORAGE OUTROOT HOW...: template, then three generations, each
+# exported with the options of one HOW word (layout:codec), served again
+# and read back by the reference reader from OUTROOT.
+chain() {
+	local storage=$1 outroot=$2
+	shift 2
+	local parent=$ROOT_ID gen=0 how layout codec dev want out new
+	for how in "$@"; do
+		gen=$((gen + 1))
+		layout=${how%%:*} codec=${how#*:}
+		dev=$("$B/ublk-add" --e2b "$storage" --build "$parent" --cache "$T/cache$gen" --name "g$gen")
+		# the device reads exactly what the parent build holds, and says which build it is
+		[ "$(dev_sum "$dev")" = "$want_prev" ]
+		[ "$("$B/ublk-pool" list --json | jq -r '.devices[] | select(.name == "g'$gen'") | .build')" = "$parent" ]
+		change_blocks "$dev" "$gen"
+		want=$(dev_sum "$dev")
+		copt=(); [ "$codec" = none ] || copt=(--compress "$codec" --frame-size 256K)
+		run "$B/ublk-export-diff" --format e2b --output "$outroot" --header-version "$layout" \
+			"${copt[@]}" --json "g$gen"
+		echo "$output"
+		[ "$status" -eq 0 ]
+		new=$(jq -r .build_id <<<"$output")
+		[ "$(jq -r .generation <<<"$output")" = "$gen" ]
+		[ "$(jq -r .base_build_id <<<"$output")" = "$ROOT_ID" ]
+		assert_none_left
+		[ ! -e "$T/cache$gen" ]
+		# the platform's rules and read path, independently
+		out=$("$REF" describe "$outroot" "$new")
+		[ "$(jq -r .layout <<<"$out")" = "$layout" ]
+		[ "$(jq -r .generation <<<"$out")" = "$gen" ]
+		[ "$(jq -r .base_build_id <<<"$out")" = "$ROOT_ID" ]
+		[ "$(jq -r .build_id <<<"$out")" = "$new" ]
+		"$REF" flatten "$outroot" "$new" "$T/ref.img"
+		[ "$(dev_sum "$T/ref.img")" = "$want" ]
+		rm -f "$T/ref.img"
+		want_prev=$want parent=$new
+		# our own read path, as a device
+		dev=$("$B/ublk-add" --e2b "$storage" --build "$new" --read-only)
+		[ "$(dev_sum "$dev")" = "$want" ]
+		"$B/ublk-del" "$dev"
+	done
+	last=$parent
+}
+
+@test "E2B chain on a local root: V3 template -> V3, V4+zstd, V5+lz4 builds, byte-identical" {
+	make_image "$T/img" 24
+	"$REF" template "$T/root" "$T/img" "$ROOT_ID" --layout 3
+	want_prev=$(dev_sum "$T/img")
+	chain "$T/root" "$T/root" 3:none 4:zstd 5:lz4
+	# --flatten and --inspect over the last build name all three generations
+	"$B/ublk-export-diff" --flatten --e2b "$T/root" --build "$last" -o "$T/flat.img"
+	[ "$(dev_sum "$T/flat.img")" = "$want_prev" ]
+	run "$B/ublk-export-diff" --inspect --e2b "$T/root" --build "$last" --json
+	echo "$output"
+	[ "$status" -eq 0 ]
+	[ "$(jq -r .generation <<<"$output")" = 3 ]
+	# layout 3 records no checksum: those builds cannot be verified, so the chain is not
+	[ "$(jq -r .verified <<<"$output")" = false ]
+	# the compressed ones (zstd, lz4) were: their frames and checksums
+	[ "$(jq '[.builds[] | select(.codec == "zstd" or .codec == "lz4") | select(.data == "sha256")] | length' <<<"$output")" -eq 2 ]
+	assert_none_left
+}
+
+@test "E2B chain on an HTTP root: compressed template, three generations served remotely" {
+	mkdir -p "$T/www/root"
+	nginx_run "$(cat <<CONF
+	access_log $T/nginx/access.log;
+	server { listen 127.0.0.1:18090; root $T/www; }
+CONF
+)"
+	make_image "$T/img" 24
+	"$REF" template "$T/www/root" "$T/img" "$ROOT_ID" --layout 4 --codec zstd --frame-size 1048576
+	want_prev=$(dev_sum "$T/img")
+	chain "http://127.0.0.1:18090/root" "$T/www/root" 4:lz4 5:zstd 4:none
+	# only the frames a read needs are fetched: one block of a fresh chunk cache
+	dev=$("$B/ublk-add" --e2b "http://127.0.0.1:18090/root" --build "$last" --read-only \
+		--chunk-cache "$T/chunks2" --chunk-size 64K)
+	before=$(grep -c ' 206 ' "$T/nginx/access.log")
+	dd if="$dev" of=/dev/null bs=4k skip=1 count=1 iflag=direct status=none
+	after=$(grep -c ' 206 ' "$T/nginx/access.log")
+	[ $((after - before)) -le 24 ]
+	"$B/ublk-del" "$dev"
+}
+
+@test "E2B: an ext4 filesystem survives template -> build -> build, fsck clean" {
+	truncate -s 64M "$T/img"
+	mkfs.ext4 -q -F -b 4096 "$T/img"
+	"$REF" template "$T/root" "$T/img" "$ROOT_ID" --layout 4 --codec lz4
+	parent=$ROOT_ID
+	for gen in 1 2; do
+		dev=$("$B/ublk-add" --e2b "$T/root" --build "$parent" --cache "$T/cache$gen")
+		mkdir -p "$T/mnt"
+		mount "$dev" "$T/mnt"
+		dd if=/dev/urandom of="$T/mnt/file$gen" bs=1M count=3 status=none
+		[ "$gen" -eq 1 ] || rm "$T/mnt/file1"
+		sha256sum "$T/mnt/file$gen" | cut -d' ' -f1 >"$T/sum$gen"
+		umount "$T/mnt"
+		parent=$("$B/ublk-export-diff" --format e2b --output "$T/root" --compress zstd --json "$dev" | jq -r .build_id)
+	done
+	dev=$("$B/ublk-add" --e2b "$T/root" --build "$parent" --read-only)
+	fsck.ext4 -n "$dev"
+	mount -o ro "$dev" "$T/mnt"
+	[ ! -e "$T/mnt/file1" ]
+	[ "$(sha256sum "$T/mnt/file2" | cut -d' ' -f1)" = "$(cat "$T/sum2")" ]
+	umount "$T/mnt"
+	"$B/ublk-del" "$dev"
+}
+
+@test "E2B: a build the header names but the root lacks is an error listing every missing id" {
+	make_image "$T/img" 16
+	"$REF" template "$T/root" "$T/img" "$ROOT_ID"
+	dev=$("$B/ublk-add" --e2b "$T/root" --build "$ROOT_ID" --cache "$T/cache")
+	change_blocks "$dev" 1
+	g1=$("$B/ublk-export-diff" --format e2b --output "$T/root" --json "$dev" | jq -r .build_id)
+	dev=$("$B/ublk-add" --e2b "$T/root" --build "$g1" --cache "$T/cache")
+	change_blocks "$dev" 2
+	g2=$("$B/ublk-export-diff" --format e2b --output "$T/root" --json "$dev" | jq -r .build_id)
+	mv "$T/root/$g1" "$T/g1.away"
+	mv "$T/root/$ROOT_ID/rootfs.ext4" "$T/root.away"
+	run_mustfail 5 "$g1" "$B/ublk-add" --e2b "$T/root" --build "$g2" --read-only
+	[[ "$output" == *"$ROOT_ID"* ]]
+	run_mustfail 5 "$g1" "$B/ublk-export-diff" --flatten --e2b "$T/root" --build "$g2" -o "$T/flat"
+	[ ! -e "$T/flat" ]
+	assert_none_left
+	[ -z "$(ls "$UBLK_STATE_DIR")" ]
+	# the header of a missing build itself
+	run_mustfail 5 "$g1" "$B/ublk-add" --e2b "$T/root" --build "$g1" --read-only
+}
+
+@test "E2B: a corrupted compressed frame fails the reads of its range only" {
+	make_image "$T/img" 8
+	"$REF" template "$T/root" "$T/img" "$ROOT_ID" --layout 5 --codec zstd --frame-size 1048576
+	data=$T/root/$ROOT_ID/rootfs.ext4.zstd
+	# flip a byte in the middle of the second frame
+	off=$(( $(stat -c %s "$data") * 3 / 16 ))
+	printf '\xff' | dd of="$data" bs=1 seek="$off" conv=notrunc status=none
+	dev=$("$B/ublk-add" --e2b "$T/root" --build "$ROOT_ID" --read-only)
+	run dd if="$dev" of=/dev/null bs=1M skip=1 count=1 iflag=direct status=none
+	[ "$status" -ne 0 ]
+	cmp <(dd if="$dev" bs=1M count=1 iflag=direct status=none) <(head -c 1M "$T/img")
+	run "$B/ublk-export-diff" --inspect --e2b "$T/root" --build "$ROOT_ID" --json
+	[ "$status" -eq 5 ]
+	"$B/ublk-del" "$dev"
+}
+
+@test "E2B: export refuses a build id that exists, and keeps the device" {
+	make_image "$T/img" 8
+	"$REF" template "$T/root" "$T/img" "$ROOT_ID"
+	dev=$("$B/ublk-add" --e2b "$T/root" --build "$ROOT_ID" --cache "$T/cache" --name e1)
+	dd if=/dev/urandom of="$dev" bs=4k count=4 oflag=direct status=none
+	run_mustfail 1 "$ROOT_ID" "$B/ublk-export-diff" --format e2b --build-id "$ROOT_ID" --keep e1
+	# nothing changed: the device still runs, the template is intact
+	[ -b "$dev" ]
+	cmp "$T/img" "$T/root/$ROOT_ID/rootfs.ext4"
+	"$B/ublk-del" e1
+}

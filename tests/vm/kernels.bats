@@ -1,0 +1,81 @@
+#!/usr/bin/env bats
+# What each kernel speaks (docs/kernels.md): 6.1 legacy opcodes only; the
+# 6.12 VM kernel ioctl-encoded ones only (no CONFIG_BLKDEV_UBLK_LEGACY_OPCODES),
+# GET_FEATURES and DEL_DEV_ASYNC.
+
+load lib
+
+setup() { vm_setup; }
+teardown() { vm_teardown; }
+
+# kernel major.minor as one number: 6.12 -> 612
+kernel_num() {
+	local r
+	r=$(uname -r)
+	r=${r%%-*}
+	echo $(( ${r%%.*} * 100 + $(echo "$r" | cut -d. -f2) ))
+}
+
+# device $1 is live again, served by another server than pid $2
+served_by_other() {
+	[ "$(cat "$UBLK_STATE_DIR/ublkb$1/state" 2>/dev/null)" = live ] || return 1
+	[ "$(cat "$UBLK_STATE_DIR/ublkb$1/pid" 2>/dev/null)" != "$2" ]
+}
+
+features_key() {
+	sed -n "s/^$2=//p" "$UBLK_STATE_DIR/ublkb$1/features"
+}
+
+@test "the features file and -v say what the kernel offers and which commands the device takes" {
+	make_image "$T/img" 4
+	"$B/ublk-serve" -v --base "$T/img" >"$T/out" 2>"$T/err" &
+	pid=$!
+	wait_until 60 '[ -s "$T/out" ]'
+	dev=$(cat "$T/out")
+	id=${dev#/dev/ublkb}
+	cmp "$dev" "$T/img"
+	grep -q "kernel ublk features from" "$T/err"
+	grep -q "device flags 0x" "$T/err"
+	if [ "$(kernel_num)" -ge 605 ]; then
+		[ "$(features_key "$id" kernel_features_from)" = get_features ]
+		[ "$(features_key "$id" commands)" = ioctl-encoded ]
+		[[ "$(features_key "$id" device_flag_names)" == *CMD_IOCTL_ENCODE* ]]
+		grep -q "from GET_FEATURES" "$T/err"
+		grep -q "ioctl-encoded commands" "$T/err"
+	else
+		[ "$(features_key "$id" kernel_features_from)" = device ]
+		[ "$(features_key "$id" commands)" = legacy ]
+		[[ "$(features_key "$id" device_flag_names)" != *CMD_IOCTL_ENCODE* ]]
+		grep -q "legacy commands" "$T/err"
+	fi
+	[[ "$(features_key "$id" device_flag_names)" == *USER_RECOVERY* ]]
+	kill -TERM "$pid"
+	wait "$pid"
+	if [ "$(kernel_num)" -ge 609 ]; then
+		grep -q "deleted with DEL_DEV_ASYNC" "$T/err"
+	else
+		grep -q "deleted with DEL_DEV$" "$T/err"
+	fi
+	assert_gone "$id" "$pid"
+}
+
+@test "the 6.12 VM kernel refuses legacy opcodes, so every command above was encoded" {
+	[ "$(kernel_num)" -ge 612 ] || skip "legacy opcodes are the only ones before 6.4"
+	# the fragment the VM kernel is built with: no legacy opcodes
+	grep -qx '# CONFIG_BLKDEV_UBLK_LEGACY_OPCODES is not set' tests/vm/kernel-6.12.config
+	make_image "$T/img" 8
+	dev=$("$B/ublk-add" --base "$T/img")
+	id=${dev#/dev/ublkb}
+	# IO through FETCH / COMMIT_AND_FETCH, and recovery through the encoded
+	# control commands
+	dd if=/dev/urandom of="$T/pat" bs=4096 count=4 status=none
+	dd if="$T/pat" of="$dev" bs=4096 seek=3 oflag=direct conv=notrunc status=none
+	cmp "$T/pat" <(dd if="$dev" bs=4096 count=4 skip=3 iflag=direct status=none)
+	pid=$(cat "$UBLK_STATE_DIR/ublkb$id/pid")
+	kill -KILL "$pid"
+	"$B/ublk-pool" reclaim --recover
+	wait_until 60 "served_by_other $id $pid"
+	cmp "$T/pat" <(dd if="$dev" bs=4096 count=4 skip=3 iflag=direct status=none)
+	"$B/ublk-del" "$dev"
+	assert_gone "$id"
+}
