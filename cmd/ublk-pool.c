@@ -110,8 +110,12 @@ static void print_json(const struct pool_dev *devs, int n, bool with_stats)
 		json_u64(&j, "uptime_s", d->uptime_s);
 		json_u64(&j, "cache_bytes", d->cache_bytes);
 		json_str(&j, "problem", pool_problem(d, grace_s));
-		if (with_stats)
+		if (with_stats) {
 			json_raw(&j, "stats", d->stats[0] ? d->stats : "null");
+			json_str(&j, "kernel_features", d->kernel_features[0] ? d->kernel_features : NULL);
+			json_str(&j, "device_flags", d->device_flags[0] ? d->device_flags : NULL);
+			json_str(&j, "commands", d->commands[0] ? d->commands : NULL);
+		}
 		json_obj_end(&j);
 	}
 	json_arr_end(&j);

@@ -1,4 +1,5 @@
 #include "pool.h"
+#include "cfgline.h"
 #include "ctrl.h"
 #include "state.h"
 #include "parse.h"
@@ -34,6 +35,19 @@ static struct pool_dev *find_or_add(struct pool_dev **devs, int *n, int *cap, ui
 	return d;
 }
 
+static int take_feature(const char *key, const char *value, void *arg)
+{
+	struct pool_dev *d = arg;
+
+	if (!strcmp(key, "kernel_features"))
+		snprintf(d->kernel_features, sizeof(d->kernel_features), "%s", value);
+	else if (!strcmp(key, "device_flags"))
+		snprintf(d->device_flags, sizeof(d->device_flags), "%s", value);
+	else if (!strcmp(key, "commands"))
+		snprintf(d->commands, sizeof(d->commands), "%s", value);
+	return 0;
+}
+
 static void load_entry(struct pool_dev *d)
 {
 	char v[PATH_MAX];
@@ -48,6 +62,10 @@ static void load_entry(struct pool_dev *d)
 	    (!d->pid || (atoi(v) != d->pid && pid_alive(atoi(v)))))
 		d->pid = atoi(v);
 	state_config_get(d->id, "base", d->base, sizeof(d->base));
+	char features[1024];
+	int n = state_read(d->id, "features", features, sizeof(features));
+	if (n > 0)
+		cfgline_parse(features, (size_t)n, take_feature, d, NULL);
 	state_config_get(d->id, "e2b_root", d->e2b_root, sizeof(d->e2b_root));
 	state_config_get(d->id, "e2b_build", d->e2b_build, sizeof(d->e2b_build));
 	state_config_get(d->id, "cache", d->cache, sizeof(d->cache));

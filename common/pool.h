@@ -21,6 +21,8 @@ struct pool_dev {
 	char state[16];         /* the entry's: starting, live, stopping */
 	char base[PATH_MAX], cache[PATH_MAX], name[72];
 	char e2b_root[PATH_MAX], e2b_build[40];  /* a device over an E2B build, else "" */
+	/* From the entry's features file (docs/kernels.md), else "". */
+	char kernel_features[24], device_flags[24], commands[16];
 	char layers[4096];      /* the entry's layer= lines, '\n'-separated */
 	unsigned queues, depth;
 	uint64_t size;

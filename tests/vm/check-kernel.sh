@@ -8,6 +8,8 @@
 #   UBLK_VM_EXCLUDE  file names to leave out, space-separated (e2b.bats)
 #   UBLK_VM_TIMEOUT  the run's deadline (default here 3600 s)
 #   UBLK_VM_TAPLOG   where to keep the TAP output (default: a temporary file)
+#   UBLK_VM_TEST_TIMEOUT  seconds one test may take (default 600): a hung
+#                    test fails alone instead of eating the run's deadline
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -26,7 +28,7 @@ log=${UBLK_VM_TAPLOG:-$(mktemp /tmp/ublk-vm-tap.XXXXXX)}
 start=$(date +%s)
 set +e
 # TAP, whatever the console is: the counts come from its ok / not ok lines.
-"$here/run.sh" bats --formatter tap --print-output-on-failure "${files[@]}" 2>&1 | tee "$log"
+"$here/run.sh" env BATS_TEST_TIMEOUT="${UBLK_VM_TEST_TIMEOUT:-600}" bats --formatter tap --print-output-on-failure "${files[@]}" 2>&1 | tee "$log"
 rc=${PIPESTATUS[0]}
 set -e
 secs=$(( $(date +%s) - start ))

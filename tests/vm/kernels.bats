@@ -16,12 +16,6 @@ kernel_num() {
 	echo $(( ${r%%.*} * 100 + $(echo "$r" | cut -d. -f2) ))
 }
 
-# device $1 is live again, served by another server than pid $2
-served_by_other() {
-	[ "$(cat "$UBLK_STATE_DIR/ublkb$1/state" 2>/dev/null)" = live ] || return 1
-	[ "$(cat "$UBLK_STATE_DIR/ublkb$1/pid" 2>/dev/null)" != "$2" ]
-}
-
 features_key() {
 	sed -n "s/^$2=//p" "$UBLK_STATE_DIR/ublkb$1/features"
 }
@@ -49,6 +43,10 @@ features_key() {
 		grep -q "legacy commands" "$T/err"
 	fi
 	[[ "$(features_key "$id" device_flag_names)" == *USER_RECOVERY* ]]
+	# ublk-pool status says the same
+	j=$("$B/ublk-pool" status --json)
+	[ "$(jq -r ".devices[] | select(.id == $id) | .commands" <<<"$j")" = "$(features_key "$id" commands)" ]
+	[ "$(jq -r ".devices[] | select(.id == $id) | .device_flags" <<<"$j")" = "$(features_key "$id" device_flags)" ]
 	kill -TERM "$pid"
 	wait "$pid"
 	if [ "$(kernel_num)" -ge 609 ]; then

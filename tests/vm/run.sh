@@ -8,7 +8,7 @@
 #   UBLK_VM_KERNEL   kernel to boot: 6.1 (default, legacy opcodes) or 6.12
 #                    (ioctl-encoded opcodes only); see build-kernel.sh
 #   UBLK_VM_CACHE    kernel/initramfs cache (default /var/cache/ublk-tools-vm)
-#   UBLK_VM_TIMEOUT  whole-run deadline in seconds (default 1500)
+#   UBLK_VM_TIMEOUT  whole-run deadline in seconds (default 3600)
 #   UBLK_VM_MEM      guest memory (default 2048M)
 #   UBLK_VM_LOGDIR   where serial logs of failed runs are kept (default /tmp)
 #   UBLK_VM_DISK     raw image FILE attached as /dev/vda (virtio-blk,
@@ -24,7 +24,7 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 top=$(cd "$here/../.." && pwd)
 cache=${UBLK_VM_CACHE:-/var/cache/ublk-tools-vm}
-timeout_s=${UBLK_VM_TIMEOUT:-1500}
+timeout_s=${UBLK_VM_TIMEOUT:-3600}
 die() { echo "vm: $*" >&2; exit 1; }
 
 [ $# -gt 0 ] || die "usage: run.sh [--bats DIR | COMMAND [ARGS...]]"
