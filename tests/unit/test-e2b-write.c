@@ -38,22 +38,7 @@ static const uint8_t GEN3[16] = { 0xd0, 0, 0, 0, 0, 0, 0x40, 0, 0x80, 0, 0, 0, 0
 
 static uint8_t *slurp(const char *name, size_t *len)
 {
-	char path[4096];
-	FILE *f;
-	uint8_t *buf = NULL;
-	long n;
-
-	snprintf(path, sizeof(path), "%s/%s", dir, name);
-	f = fopen(path, "rb");
-	*len = 0;
-	if (!f || fseek(f, 0, SEEK_END) || (n = ftell(f)) < 0 || fseek(f, 0, SEEK_SET) ||
-	    !(buf = malloc(n ? (size_t)n : 1)) || fread(buf, 1, (size_t)n, f) != (size_t)n) {
-		fprintf(stderr, "cannot read %s\n", path);
-		exit(2);
-	}
-	fclose(f);
-	*len = (size_t)n;
-	return buf;
+	return check_slurp(dir, name, len);
 }
 
 static struct e2b_header *load(const char *name)
