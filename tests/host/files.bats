@@ -125,12 +125,8 @@ teardown() {
 		exec "$1/ublk-export-diff" --no-progress --flatten --base "$2/base" -o "$2/out/x.img"' \
 		sh "$B" "$T" 2>/dev/null &
 	pid=$!
-	deadline=$((SECONDS + 20))
-	until ls -A "$T/out" | grep -q '^\.x\.img\..*\.tmp$'; do
-		[ "$SECONDS" -lt "$deadline" ]
-		kill -0 "$pid"
-		sleep 0.05
-	done
+	wait_until 20 'ls -A "$T/out" | grep -q "^\.x\.img\..*\.tmp$"'
+	kill -0 "$pid"
 	kill -TERM "$pid"
 	rc=0
 	wait "$pid" || rc=$?

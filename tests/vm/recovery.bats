@@ -25,10 +25,11 @@ wait_recovered() {
 # Kill the server of device $1 $2 times at random moments, each time
 # waiting for a recovery (by $3: "reclaim" runs one, "watch" waits for it).
 kill_and_recover() {
-	local id=$1 times=$2 how=$3 k pid
+	local id=$1 times=$2 how=$3 k pid want
 	for k in $(seq "$times"); do
-		# not a synchronisation: the kill lands at a random moment of the IO
-		sleep "0.$((RANDOM % 9 + 1))"
+		# the kill lands at a random moment of the IO: after 1 to 200 more requests
+		want=$(( $(dev_ios "/dev/ublkb$id") + RANDOM % 200 + 1 ))
+		wait_until 60 "[ \$(dev_ios /dev/ublkb$id) -ge $want ]"
 		pid=$(server_pid "$id")
 		kill -9 "$pid"
 		if [ "$how" = reclaim ]; then
