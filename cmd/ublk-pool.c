@@ -469,8 +469,8 @@ static int kill_hung(const struct pool_dev *devs, int n, const struct reclaim_op
 		if (wait_pid_gone(d->pid, o->timeout_ms))
 			log_err("ublkb%u: server %d still there %llu ms after SIGKILL", d->id, (int)d->pid,
 				(unsigned long long)o->timeout_ms);
-		pool_record("hang", pool_stat(d->stats, "stalled_ms") > d->heartbeat_age_ms ?
-			    pool_stat(d->stats, "stalled_ms") : d->heartbeat_age_ms);
+		uint64_t stalled = pool_stat(d->stats, "stalled_ms");
+		pool_record("hang", stalled > d->heartbeat_age_ms ? stalled : d->heartbeat_age_ms);
 		killed++;
 	}
 	return killed;
