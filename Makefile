@@ -5,10 +5,11 @@
 #   check          check-host and check-vm: every test
 #   check-host     host tests (CLI, layer stack) on a sanitizer build
 #   check-vm       bats suites inside a ublk-enabled VM against real devices,
-#                  then the host-crash suite (tests/crash: reboots the VM)
-#   check-vm-kernel  the VM bats suites on one kernel (UBLK_VM_KERNEL), counted:
-#                  "vm-6.12: N passed, N failed, N skipped (S s)"; not yet in check
-#   check-loaded   the VM suite while every host core is kept busy
+#                  on each kernel of VM_KERNELS, counted per kernel
+#                  ("vm-6.12: N passed, N failed, N skipped (S s)"), then the
+#                  host-crash suite (tests/crash: reboots the VM)
+#   check-vm-kernel  the VM bats suites on one kernel (UBLK_VM_KERNEL), counted
+#   check-loaded   check-vm's kernels while every host core is kept busy
 #   demo           create, use and delete a device (in the VM if the host has no ublk)
 #   bench          fio benchmarks in the VM
 #   fuzz           libFuzzer harnesses, FUZZ_SECONDS (default 60) each (tests/fuzz/fuzz.mk)
@@ -21,6 +22,7 @@
 #   SAN=1          ASan/UBSan build (into build-san/)
 #   OUT=DIR        output folder
 #   UBLK_VM_KERNEL 6.1 (default) or 6.12: the VM's kernel (tests/vm/build-kernel.sh)
+#   VM_KERNELS     the kernels check-vm and check-loaded run on (default "6.1 6.12")
 #   UBLK_VM_CACHE  where the VM kernel is cached (default /var/cache/ublk-tools-vm)
 
 PREFIX  ?= /usr/local
@@ -29,6 +31,7 @@ BINDIR  ?= $(PREFIX)/bin
 MANDIR  ?= $(PREFIX)/share/man
 BASHCOMPDIR ?= $(PREFIX)/share/bash-completion/completions
 ZSHCOMPDIR  ?= $(PREFIX)/share/zsh/site-functions
+VM_KERNELS  ?= 6.1 6.12
 
 ifeq ($(SAN),1)
 OUT ?= build-san
@@ -92,9 +95,11 @@ check-host: deps
 	$(Q)UBLK_BIN=$(CURDIR)/build-san UBLK_TEST_BIN=$(CURDIR)/build-san/tests \
 		UBLK_FUZZ_BIN=$(CURDIR)/build-fuzz bats tests/host
 
+# Every kernel runs even when an earlier one failed: each count is reported.
 check-vm: deps all $(TEST_BINS)
-	$(Q)tests/vm/run.sh --bats tests/vm
-	$(Q)bats tests/crash
+	$(Q)rc=0; for k in $(VM_KERNELS); do \
+		UBLK_VM_KERNEL=$$k UBLK_BIN=$(CURDIR)/$(OUT) tests/vm/check-kernel.sh || rc=1; \
+	done; bats tests/crash || rc=1; exit $$rc
 
 check-vm-kernel: deps all $(TEST_BINS)
 	$(Q)UBLK_VM_KERNEL=$(or $(UBLK_VM_KERNEL),6.1) UBLK_BIN=$(CURDIR)/$(OUT) tests/vm/check-kernel.sh
@@ -102,7 +107,11 @@ check-vm-kernel: deps all $(TEST_BINS)
 # The VM suite on a host whose cores are all busy (tests/loaded.sh): the
 # tests' deadlines catch hangs, and must not fail on a slow machine.
 check-loaded: deps all $(TEST_BINS)
-	$(Q)UBLK_VM_TIMEOUT=$${UBLK_VM_TIMEOUT:-7200} tests/loaded.sh tests/vm/run.sh --bats tests/vm
+	$(Q)rc=0; for k in $(VM_KERNELS); do \
+		UBLK_VM_KERNEL=$$k UBLK_BIN=$(CURDIR)/$(OUT) UBLK_VM_TIMEOUT=$${UBLK_VM_TIMEOUT:-7200} \
+			UBLK_VM_TEST_TIMEOUT=$${UBLK_VM_TEST_TIMEOUT:-1800} \
+			tests/loaded.sh tests/vm/check-kernel.sh || rc=1; \
+	done; exit $$rc
 
 demo: deps all
 	$(Q)if [ -e /dev/ublk-control ]; then UBLK_BIN=$(CURDIR)/$(OUT) tests/demo.sh; else tests/vm/run.sh tests/demo.sh; fi

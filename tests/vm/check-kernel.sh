@@ -28,7 +28,7 @@ log=${UBLK_VM_TAPLOG:-$(mktemp /tmp/ublk-vm-tap.XXXXXX)}
 start=$(date +%s)
 set +e
 # TAP, whatever the console is: the counts come from its ok / not ok lines.
-"$here/run.sh" env BATS_TEST_TIMEOUT="${UBLK_VM_TEST_TIMEOUT:-600}" bats --formatter tap --print-output-on-failure "${files[@]}" 2>&1 | tee "$log"
+"$here/run.sh" env BATS_TEST_TIMEOUT="${UBLK_VM_TEST_TIMEOUT:-600}" bats --formatter tap --timing --print-output-on-failure "${files[@]}" 2>&1 | tee "$log"
 rc=${PIPESTATUS[0]}
 set -e
 secs=$(( $(date +%s) - start ))

@@ -38,6 +38,22 @@ served_by_other() {
 	[ "$(cat "$UBLK_STATE_DIR/ublkb$1/pid" 2>/dev/null)" != "$2" ]
 }
 
+# What every ublk process is doing, for a test that gave up waiting:
+# state, kernel wait channel and stack of each thread, open files.
+dump_ublk_procs() {
+	local p t
+	echo "--- ublk processes" >&2
+	for p in $(pgrep -f '/ublk-(add|serve|del|pool|export-diff) '); do
+		echo "pid $p: $(tr '\0' ' ' </proc/$p/cmdline 2>/dev/null)" >&2
+		for t in /proc/$p/task/*; do
+			echo "  task ${t##*/} $(cut -d' ' -f3 "$t/stat" 2>/dev/null) $(cat "$t/wchan" 2>/dev/null)" >&2
+			sed 's/^/    /' "$t/stack" >&2 2>/dev/null || true
+		done
+		ls -l "/proc/$p/fd" 2>/dev/null | sed 's/^/  /' >&2
+	done
+	echo "--- kernel devices: $(ls /sys/class/ublk-char 2>/dev/null | tr '\n' ' ')" >&2
+}
+
 # no ublk device and no server at all
 assert_none_left() {
 	[ -z "$(ls /sys/class/ublk-char 2>/dev/null)" ] || { ls /sys/class/ublk-char >&2; return 1; }

@@ -94,6 +94,7 @@ teardown() { vm_teardown; }
 	for i in $(seq 16); do
 		(set +e; "$B/ublk-add" --base "$T/base" --cache "$T/c$i" --timeout 30 >"$T/out$i" 2>"$T/err$i"; echo $? >"$T/rc$i") &
 	done
+	wait_until 180 '[ "$(ls "$T"/rc* 2>/dev/null | wc -l)" -eq 16 ]' || { dump_ublk_procs; false; }
 	wait
 	for i in $(seq 16); do [ "$(cat "$T/rc$i")" -eq 0 ]; done
 	[ "$(cat "$T"/out* | sort -u | wc -l)" -eq 16 ]
@@ -107,6 +108,7 @@ teardown() { vm_teardown; }
 	for i in $(seq 16); do
 		(set +e; "$B/ublk-add" --base "$T/base" --cache "$T/c$i" --max-devices 12 --timeout 60 >"$T/out$i" 2>"$T/err$i"; echo $? >"$T/rc$i") &
 	done
+	wait_until 180 '[ "$(ls "$T"/rc* 2>/dev/null | wc -l)" -eq 16 ]' || { dump_ublk_procs; false; }
 	wait
 	[ "$(grep -l '^0$' "$T"/rc* | wc -l)" -eq 12 ]
 	[ "$(grep -l '^8$' "$T"/rc* | wc -l)" -eq 4 ]
