@@ -42,7 +42,7 @@ SANFLAGS =
 endif
 
 CC      ?= cc
-# libcurl: headers at build time, loaded with dlopen when a URL is used (common/http.c)
+# libcurl: headers at build time, loaded with dlopen when a URL is used (common/image/http.c)
 PKGS    = liburing libzstd libcurl liblz4
 CFLAGS  ?= -O2 -g
 CFLAGS  += -std=gnu11 -Wall -Wextra -Werror -Wshadow -Wvla -Wno-missing-field-initializers \
@@ -51,8 +51,17 @@ LDFLAGS += $(SANFLAGS)
 LDLIBS  = $(shell pkg-config --libs liburing libzstd liblz4 2>/dev/null) -lpthread -ldl
 
 TOOLS   = ublk-add ublk-serve ublk-del ublk-export-diff ublk-pool
-LIB_SRC = aio atomic_file blob cache_live cfgline cli crc32c chunkcache ctlsock ctrl device devopts e2b_header e2b_inspect e2b_write e2b_store export fileio http image json diff diff_v3 layer layer_cache layer_diff layer_e2b layer_fault layer_file layer_http log parse pool queue stack \
-          ready safedir server sha256 state timeutil
+# common/ in rooms (docs/structure.md): util depends on nothing, image and
+# kernel on util only, host on util and kernel; the top composes them.
+UTIL_SRC   = aio atomic_file cfgline cli crc32c fileio json log parse safedir sha256 timeutil
+KERNEL_SRC = ctrl queue
+IMAGE_SRC  = blob cache_live chunkcache diff diff_v3 e2b_header e2b_inspect e2b_store e2b_write \
+             http image layer layer_cache layer_diff layer_e2b layer_fault layer_file layer_http stack
+HOST_SRC   = ctlsock device pool ready state
+TOP_SRC    = devopts export server
+LIB_SRC = $(UTIL_SRC:%=util/%) $(KERNEL_SRC:%=kernel/%) $(IMAGE_SRC:%=image/%) \
+          $(HOST_SRC:%=host/%) $(TOP_SRC)
+HDRS    = $(wildcard common/*.h common/*/*.h)
 LIB_OBJ = $(LIB_SRC:%=$(OUT)/common/%.o)
 BINS    = $(TOOLS:%=$(OUT)/%)
 TEST_BINS = $(OUT)/tests/test-layers $(OUT)/tests/test-diff $(OUT)/tests/test-formats $(OUT)/tests/test-http $(OUT)/tests/test-files $(OUT)/tests/test-parse $(OUT)/tests/test-e2b $(OUT)/tests/test-e2b-write $(OUT)/tests/test-e2b-store
@@ -66,10 +75,11 @@ endif
 .PHONY: all check check-host check-vm check-vm-kernel check-loaded soak demo bench deps install clean
 all: $(BINS)
 
-$(OUT)/common/%.o: common/%.c common/*.h | $(OUT)/common
+$(OUT)/common/%.o: common/%.c $(HDRS) | $(OUT)/common
+	$(Q)mkdir -p $(@D)
 	$(call quiet,CC,$@)$(CC) $(CFLAGS) -c -o $@ $<
 
-$(OUT)/cmd/%.o: cmd/%.c common/*.h | $(OUT)/cmd
+$(OUT)/cmd/%.o: cmd/%.c $(HDRS) | $(OUT)/cmd
 	$(call quiet,CC,$@)$(CC) $(CFLAGS) -c -o $@ $<
 
 $(OUT)/libublktools.a: $(LIB_OBJ)
@@ -78,7 +88,7 @@ $(OUT)/libublktools.a: $(LIB_OBJ)
 $(OUT)/ublk-%: $(OUT)/cmd/ublk-%.o $(OUT)/libublktools.a
 	$(call quiet,LD,$@)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
-$(OUT)/tests/%: tests/unit/%.c tests/unit/check.h $(OUT)/libublktools.a common/*.h | $(OUT)/tests
+$(OUT)/tests/%: tests/unit/%.c tests/unit/check.h $(OUT)/libublktools.a $(HDRS) | $(OUT)/tests
 	$(call quiet,CC,$@)$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(OUT)/libublktools.a $(LDLIBS)
 
 $(OUT)/common $(OUT)/cmd $(OUT)/tests:

@@ -1,17 +1,17 @@
 /* ublk-add: create a device and start its server in the background. */
-#include "cli.h"
+#include "util/cli.h"
 #include "devopts.h"
-#include "exitcodes.h"
-#include "json.h"
-#include "ctrl.h"
-#include "device.h"
-#include "log.h"
-#include "parse.h"
-#include "pool.h"
-#include "timeutil.h"
-#include "ready.h"
+#include "util/exitcodes.h"
+#include "util/json.h"
+#include "kernel/ctrl.h"
+#include "host/device.h"
+#include "util/log.h"
+#include "util/parse.h"
+#include "host/pool.h"
+#include "util/timeutil.h"
+#include "host/ready.h"
 #include "server.h"
-#include "state.h"
+#include "host/state.h"
 
 #include <errno.h>
 #include <fcntl.h>

@@ -1,11 +1,11 @@
 /* ublk-del: stop and delete devices. */
-#include "cli.h"
-#include "ctrl.h"
-#include "device.h"
+#include "util/cli.h"
+#include "kernel/ctrl.h"
+#include "host/device.h"
 #include "devopts.h"
-#include "exitcodes.h"
-#include "log.h"
-#include "state.h"
+#include "util/exitcodes.h"
+#include "util/log.h"
+#include "host/state.h"
 
 #include <errno.h>
 #include <stdio.h>

@@ -1,17 +1,17 @@
 /* ublk-export-diff: export what a device changed as a diff; inspect a
  * diff; flatten a layer stack into a plain image. */
-#include "cli.h"
-#include "device.h"
+#include "util/cli.h"
+#include "host/device.h"
 #include "devopts.h"
-#include "e2b_inspect.h"
-#include "e2b_store.h"
-#include "exitcodes.h"
+#include "image/e2b_inspect.h"
+#include "image/e2b_store.h"
+#include "util/exitcodes.h"
 #include "export.h"
-#include "json.h"
-#include "log.h"
-#include "parse.h"
-#include "stack.h"
-#include "state.h"
+#include "util/json.h"
+#include "util/log.h"
+#include "util/parse.h"
+#include "image/stack.h"
+#include "host/state.h"
 
 #include <stdio.h>
 #include <string.h>

@@ -1,11 +1,11 @@
 /* ublk-serve: serve one ublk device in the foreground. */
-#include "cli.h"
-#include "device.h"
+#include "util/cli.h"
+#include "host/device.h"
 #include "devopts.h"
-#include "exitcodes.h"
-#include "log.h"
-#include "parse.h"
-#include "ready.h"
+#include "util/exitcodes.h"
+#include "util/log.h"
+#include "util/parse.h"
+#include "host/ready.h"
 #include "server.h"
 
 #include <fcntl.h>

@@ -3,10 +3,10 @@
 #ifndef UBLK_DEVOPTS_H
 #define UBLK_DEVOPTS_H
 
-#include "cli.h"
-#include "http.h"
+#include "util/cli.h"
+#include "image/http.h"
 #include "server.h"
-#include "state.h"
+#include "host/state.h"
 
 enum devopt_key {
 	DEVOPT_BASE = 'b',

@@ -3,8 +3,8 @@
 #ifndef UBLK_EXPORT_H
 #define UBLK_EXPORT_H
 
-#include "diff.h"
-#include "e2b_header.h"
+#include "image/diff.h"
+#include "image/e2b_header.h"
 #include "server.h"
 
 #include <limits.h>

@@ -3,9 +3,9 @@
 #ifndef UBLK_FUZZ_CFGCHECK_H
 #define UBLK_FUZZ_CFGCHECK_H
 
-#include "cfgline.h"
+#include "util/cfgline.h"
 #include "devopts.h"
-#include "ublk_limits.h"
+#include "util/ublk_limits.h"
 #include "fuzz.h"
 
 static inline void fz_check_text(const char *what, const char *s)

@@ -10,8 +10,8 @@
  * frame table, whose CRC lives in the footer.
  */
 #include "checksums.h"
-#include "crc32c.h"
-#include "diff.h"
+#include "util/crc32c.h"
+#include "image/diff.h"
 #include "fuzz.h"
 
 #include <zstd.h>

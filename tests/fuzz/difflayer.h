@@ -5,8 +5,8 @@
 #ifndef UBLK_FUZZ_DIFFLAYER_H
 #define UBLK_FUZZ_DIFFLAYER_H
 
-#include "diff.h"
-#include "layer.h"
+#include "image/diff.h"
+#include "image/layer.h"
 #include "fuzz.h"
 
 #define BS 4096u

@@ -24,9 +24,9 @@ fuzz-seeds:
 	$(Q)$(FUZZ_MAKE) $(FUZZ_OUT)/make-seeds
 	$(Q)$(FUZZ_OUT)/make-seeds tests/fuzz/corpus
 
-$(FUZZ_OUT)/fuzz_%: tests/fuzz/fuzz_%.c tests/fuzz/checksums.c tests/fuzz/*.h $(FUZZ_OUT)/libublktools.a common/*.h
+$(FUZZ_OUT)/fuzz_%: tests/fuzz/fuzz_%.c tests/fuzz/checksums.c tests/fuzz/*.h $(FUZZ_OUT)/libublktools.a $(HDRS)
 	$(call quiet,FUZZ,$@)$(CC) $(CFLAGS) -Itests/fuzz -fsanitize=fuzzer -o $@ $< tests/fuzz/checksums.c \
 		$(FUZZ_OUT)/libublktools.a $(LDLIBS)
 
-$(FUZZ_OUT)/make-seeds: tests/fuzz/make-seeds.c tests/fuzz/*.h $(FUZZ_OUT)/libublktools.a common/*.h
+$(FUZZ_OUT)/make-seeds: tests/fuzz/make-seeds.c tests/fuzz/*.h $(FUZZ_OUT)/libublktools.a $(HDRS)
 	$(call quiet,CC,$@)$(CC) $(CFLAGS) -Itests/fuzz -o $@ $< $(FUZZ_OUT)/libublktools.a $(LDLIBS)

@@ -6,7 +6,7 @@
  * so the fuzzer reaches both the accept and the refuse paths; a boot id
  * field starting with "BOOT" is replaced by this boot's id.
  */
-#include "cache_live.h"
+#include "image/cache_live.h"
 #include "fuzz.h"
 
 #define LIVE_HDR 4096u

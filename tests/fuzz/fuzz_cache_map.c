@@ -15,12 +15,12 @@
  * answers at once): every read completes once, with its length, and the
  * base is never asked for bytes past its end.
  */
-#include "aio.h"
-#include "cache.h"
-#include "cache_map.h"
+#include "util/aio.h"
+#include "image/cache.h"
+#include "image/cache_map.h"
 #include "checksums.h"
-#include "layer.h"
-#include "ublk_limits.h"
+#include "image/layer.h"
+#include "util/ublk_limits.h"
 #include "fuzz.h"
 
 #include <liburing.h>

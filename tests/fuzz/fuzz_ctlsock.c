@@ -6,7 +6,7 @@
  * up. Every line read is also given to the server's request parser
  * (ctlsock_parse_freeze).
  */
-#include "ctlsock.h"
+#include "host/ctlsock.h"
 #include "fuzz.h"
 
 #include <sys/socket.h>

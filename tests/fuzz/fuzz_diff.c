@@ -10,7 +10,7 @@
  * the whole read path runs without a ring.
  */
 #include "checksums.h"
-#include "diff.h"
+#include "image/diff.h"
 #include "export.h"
 #include "fuzz.h"
 #include "difflayer.h"

@@ -8,7 +8,7 @@
  * is read as a device reads it, through layer_diff_open (which finds the
  * pair by name: symlinks x.header and x to the memfds).
  */
-#include "blob.h"
+#include "image/blob.h"
 #include "difflayer.h"
 
 #define MAX_PART (1u << 20)

@@ -5,7 +5,7 @@
  * seeds (tests/e2b/golden) hold valid ones, and mutations of the metadata
  * and of uncompressed blocks reach the validation behind them.
  */
-#include "e2b_header.h"
+#include "image/e2b_header.h"
 #include "fuzz.h"
 
 #define FZ_MAX_INPUT (1u << 20)

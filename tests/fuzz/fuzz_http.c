@@ -5,7 +5,7 @@
  * handed over in a heap buffer of exactly their length, without a NUL, as
  * libcurl hands header bytes: a read past them is an ASan report.
  */
-#include "http.h"
+#include "image/http.h"
 #include "fuzz.h"
 
 #include <ctype.h>

@@ -8,10 +8,10 @@
  */
 #include "cfgcheck.h"
 #include "devopts.h"
-#include "layer.h"
-#include "log.h"
-#include "parse.h"
-#include "state.h"
+#include "image/layer.h"
+#include "util/log.h"
+#include "util/parse.h"
+#include "host/state.h"
 #include "fuzz.h"
 
 static void nop_close(struct layer *l) { (void)l; }

@@ -8,11 +8,11 @@
  * cfgline_parse alone, whose every key and value must be clean.
  */
 #include "cfgcheck.h"
-#include "cfgline.h"
+#include "util/cfgline.h"
 #include "devopts.h"
-#include "log.h"
-#include "pool.h"
-#include "state.h"
+#include "util/log.h"
+#include "host/pool.h"
+#include "host/state.h"
 #include "fuzz.h"
 
 #define ID 7u

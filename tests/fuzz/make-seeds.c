@@ -8,11 +8,11 @@
  * examples. Run by `make fuzz-seeds`; the output is committed.
  *   make-seeds CORPUS_DIR
  */
-#include "aio.h"
+#include "util/aio.h"
 #include "devopts.h"
 #include "export.h"
-#include "layer.h"
-#include "state.h"
+#include "image/layer.h"
+#include "host/state.h"
 #include "fuzz.h"
 
 #include <liburing.h>

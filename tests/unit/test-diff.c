@@ -1,8 +1,8 @@
 /* Host unit tests of the diff format and the diff layer. */
-#include "aio.h"
+#include "util/aio.h"
 #include "check.h"
-#include "diff.h"
-#include "layer.h"
+#include "image/diff.h"
+#include "image/layer.h"
 
 #include <errno.h>
 #include <fcntl.h>

@@ -8,9 +8,9 @@
  *                              (see tests/host/e2b-store.bats)
  */
 #include "check.h"
-#include "e2b_store.h"
-#include "layer.h"
-#include "sha256.h"
+#include "image/e2b_store.h"
+#include "image/layer.h"
+#include "util/sha256.h"
 
 #include <endian.h>
 #include <errno.h>

@@ -9,13 +9,13 @@
  *       a stopped device's cache over build BUILD_ID (no device needed):
  *       BLOCK written with fill_read's pattern, BLOCK:z discarded
  */
-#include "aio.h"
+#include "util/aio.h"
 #include "check.h"
-#include "e2b_header.h"
-#include "e2b_store.h"
-#include "e2b_write.h"
-#include "layer.h"
-#include "sha256.h"
+#include "image/e2b_header.h"
+#include "image/e2b_store.h"
+#include "image/e2b_write.h"
+#include "image/layer.h"
+#include "util/sha256.h"
 
 #include <errno.h>
 #include <fcntl.h>

@@ -7,7 +7,7 @@
  *   test-e2b [GOLDEN_DIR]     (default: tests/e2b/golden, or $UBLK_E2B_GOLDEN)
  */
 #include "check.h"
-#include "e2b_header.h"
+#include "image/e2b_header.h"
 
 #include <endian.h>
 #include <errno.h>

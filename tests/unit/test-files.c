@@ -2,11 +2,11 @@
  * (docs/security.md): atomic replacement, the live map's file, the state
  * directory and its entries, the control socket's peer check. Run as root
  * (the peer tests switch a child to uid 65534). */
-#include "atomic_file.h"
-#include "cache_live.h"
+#include "util/atomic_file.h"
+#include "image/cache_live.h"
 #include "check.h"
-#include "ctlsock.h"
-#include "state.h"
+#include "host/ctlsock.h"
+#include "host/state.h"
 
 #include <dirent.h>
 #include <errno.h>

@@ -8,13 +8,13 @@
  *
  * Built with -DOLD_API it uses only functions commit 5d434ff has, to show
  * the tests fail there. */
-#include "cache.h"
+#include "image/cache.h"
 #include "check.h"
-#include "crc32c.h"
-#include "diff.h"
-#include "layer.h"
+#include "util/crc32c.h"
+#include "image/diff.h"
+#include "image/layer.h"
 #ifndef OLD_API
-#include "cache_map.h"
+#include "image/cache_map.h"
 #endif
 
 #include <endian.h>

@@ -4,9 +4,9 @@
  * of tests/hostile_http.py, its second origin one above), also whole
  * requests against a misbehaving server. */
 #include "check.h"
-#include "chunkcache.h"
-#include "http.h"
-#include "timeutil.h"
+#include "image/chunkcache.h"
+#include "image/http.h"
+#include "util/timeutil.h"
 
 #include <errno.h>
 #include <fcntl.h>

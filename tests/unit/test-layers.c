@@ -1,7 +1,7 @@
 /* Host unit tests of the layer stack: no ublk, a plain io_uring. */
-#include "aio.h"
+#include "util/aio.h"
 #include "check.h"
-#include "layer.h"
+#include "image/layer.h"
 
 #include <errno.h>
 #include <fcntl.h>

@@ -1,9 +1,9 @@
 /* Option values, the state entry's config encoding and the credentials
  * that travel apart from argv (issue 11: findings 6, 10, 11, 13). */
-#include "cfgline.h"
+#include "util/cfgline.h"
 #include "devopts.h"
-#include "parse.h"
-#include "timeutil.h"
+#include "util/parse.h"
+#include "util/timeutil.h"
 #include "check.h"
 
 #include <errno.h>

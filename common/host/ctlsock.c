@@ -1,0 +1,155 @@
+#include "host/ctlsock.h"
+#include "util/parse.h"
+#include "host/state.h"
+#include "util/timeutil.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+/* The socket's address inside the checked entry, reached through the
+ * entry's fd: nothing on the way can be swapped between check and use. */
+static int ctl_addr(int entry_fd, struct sockaddr_un *a)
+{
+	memset(a, 0, sizeof(*a));
+	a->sun_family = AF_UNIX;
+	int n = snprintf(a->sun_path, sizeof(a->sun_path), "/proc/self/fd/%d/ctl", entry_fd);
+	return n < 0 || (size_t)n >= sizeof(a->sun_path) ? -ENAMETOOLONG : 0;
+}
+
+int ctlsock_peer_ok(int fd, pid_t want_pid)
+{
+	struct ucred cr;
+	socklen_t len = sizeof(cr);
+
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr, &len))
+		return -errno;
+	if (len != sizeof(cr))
+		return -EPERM;
+	if (cr.uid != 0 && cr.uid != geteuid())
+		return -EPERM;
+	if (want_pid > 0 && cr.pid != want_pid)
+		return -EPERM;
+	return 0;
+}
+
+int ctlsock_listen(uint32_t id)
+{
+	struct sockaddr_un a;
+	int fd = -1, efd = state_entry_open(id), ret;
+
+	if (efd < 0)
+		return efd;
+	if ((ret = ctl_addr(efd, &a)))
+		goto out;
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (fd < 0) {
+		ret = -errno;
+		goto out;
+	}
+	/* a stale socket of an earlier server; unlinkat never follows */
+	unlinkat(efd, "ctl", 0);
+	if (bind(fd, (struct sockaddr *)&a, sizeof(a)) || fchmodat(efd, "ctl", 0600, 0) ||
+	    listen(fd, 4))
+		ret = -errno;
+out:
+	close(efd);
+	if (ret && fd >= 0)
+		close(fd);
+	return ret ? ret : fd;
+}
+
+int ctlsock_accept(int lfd)
+{
+	int fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC), ret;
+
+	if (fd < 0)
+		return -errno;
+	/* The folder is 0700, but a socket passed on or a folder made wrong
+	 * must not let another user freeze the device. */
+	if ((ret = ctlsock_peer_ok(fd, 0))) {
+		close(fd);
+		return ret;
+	}
+	return fd;
+}
+
+int ctlsock_connect(uint32_t id)
+{
+	struct sockaddr_un a;
+	char pid[32] = "";
+	int fd = -1, efd = state_entry_open(id), ret;
+
+	if (efd < 0)
+		return efd;
+	if ((ret = ctl_addr(efd, &a)))
+		goto out;
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0) {
+		ret = -errno;
+		goto out;
+	}
+	if (connect(fd, (struct sockaddr *)&a, sizeof(a))) {
+		ret = -errno;
+		goto out;
+	}
+	/* The one answering must be the entry's server (the pid it wrote
+	 * before listening), and root or us in any case. */
+	state_read(id, "pid", pid, sizeof(pid));
+	ret = ctlsock_peer_ok(fd, (pid_t)atoi(pid));
+out:
+	close(efd);
+	if (ret && fd >= 0)
+		close(fd);
+	return ret ? ret : fd;
+}
+
+int ctlsock_read_line(int fd, char *buf, size_t len, uint64_t timeout_ms)
+{
+	uint64_t deadline = now_ms() + timeout_ms;
+	size_t used = 0;
+
+	while (used + 1 < len) {
+		struct pollfd p = { .fd = fd, .events = POLLIN };
+		int r = poll(&p, 1, poll_timeout(ms_left(deadline)));
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0)
+			return -errno;
+		if (r == 0)
+			return -ETIMEDOUT;
+		/* one byte at a time: lines are short and rare */
+		ssize_t n = read(fd, buf + used, 1);
+		if (n < 0 && (errno == EINTR || errno == EAGAIN))
+			continue;
+		if (n < 0)
+			return -errno;
+		if (n == 0)
+			return 0;
+		if (buf[used] == '\n')
+			break;
+		used++;
+	}
+	buf[used] = 0;
+	return (int)used + 1;
+}
+
+int ctlsock_send(int fd, const char *line)
+{
+	size_t len = strlen(line);
+	return send(fd, line, len, MSG_NOSIGNAL) == (ssize_t)len ? 0 : -errno;
+}
+
+int ctlsock_parse_freeze(const char *line, uint64_t *ms)
+{
+	if (strncmp(line, "freeze ", 7))
+		return -EINVAL;
+	return parse_uint(line + 7, 1, CTLSOCK_MAX_HOLD_MS, ms) ? -EINVAL : 0;
+}

@@ -1,0 +1,316 @@
+#include "host/pool.h"
+#include "util/cfgline.h"
+#include "kernel/ctrl.h"
+#include "host/state.h"
+#include "util/parse.h"
+#include "util/timeutil.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <fcntl.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <time.h>
+
+static struct pool_dev *find_or_add(struct pool_dev **devs, int *n, int *cap, uint32_t id)
+{
+	for (int i = 0; i < *n; i++)
+		if ((*devs)[i].id == id)
+			return &(*devs)[i];
+	if (*n == *cap) {
+		*cap = *cap ? *cap * 2 : 16;
+		struct pool_dev *grown = realloc(*devs, (size_t)*cap * sizeof(**devs));
+		if (!grown)
+			return NULL;
+		*devs = grown;
+	}
+	struct pool_dev *d = &(*devs)[(*n)++];
+	memset(d, 0, sizeof(*d));
+	d->id = id;
+	d->kernel_state = -1;
+	return d;
+}
+
+static int take_feature(const char *key, const char *value, void *arg)
+{
+	struct pool_dev *d = arg;
+
+	if (!strcmp(key, "kernel_features"))
+		snprintf(d->kernel_features, sizeof(d->kernel_features), "%s", value);
+	else if (!strcmp(key, "device_flags"))
+		snprintf(d->device_flags, sizeof(d->device_flags), "%s", value);
+	else if (!strcmp(key, "commands"))
+		snprintf(d->commands, sizeof(d->commands), "%s", value);
+	return 0;
+}
+
+static void load_entry(struct pool_dev *d)
+{
+	char v[PATH_MAX];
+	struct stat st;
+
+	d->has_state = true;
+	if (state_read(d->id, "state", d->state, sizeof(d->state)) > 0)
+		d->state[strcspn(d->state, "\n")] = 0;
+	/* A server attaching for recovery is in the entry before the kernel
+	 * knows it. */
+	if (state_read(d->id, "pid", v, sizeof(v)) > 0 &&
+	    (!d->pid || (atoi(v) != d->pid && pid_alive(atoi(v)))))
+		d->pid = atoi(v);
+	state_config_get(d->id, "base", d->base, sizeof(d->base));
+	char features[1024];
+	int n = state_read(d->id, "features", features, sizeof(features));
+	if (n > 0)
+		cfgline_parse(features, (size_t)n, take_feature, d, NULL);
+	state_config_get(d->id, "e2b_root", d->e2b_root, sizeof(d->e2b_root));
+	state_config_get(d->id, "e2b_build", d->e2b_build, sizeof(d->e2b_build));
+	state_config_get(d->id, "cache", d->cache, sizeof(d->cache));
+	state_config_get(d->id, "name", d->name, sizeof(d->name));
+	char config[16384];
+	d->layers[0] = 0;
+	if (state_read(d->id, "config", config, sizeof(config)) > 0)
+		for (char *l = strstr(config, "\nlayer="); l; l = strstr(l + 1, "\nlayer=")) {
+			size_t len = strcspn(l + 7, "\n"), used = strlen(d->layers);
+			if (used + len + 2 < sizeof(d->layers))
+				snprintf(d->layers + used, sizeof(d->layers) - used, "%.*s\n", (int)len, l + 7);
+		}
+	if (!state_config_get(d->id, "size", v, sizeof(v)))
+		d->size = strtoull(v, NULL, 10);
+	/* what a new server needs to attach (older entries lack it) */
+	d->restartable = !state_config_get(d->id, "serve_arg", v, sizeof(v));
+	if (!d->queues && !state_config_get(d->id, "queues", v, sizeof(v)))
+		d->queues = (unsigned)atoi(v);
+	if (!d->depth && !state_config_get(d->id, "depth", v, sizeof(v)))
+		d->depth = (unsigned)atoi(v);
+	if (state_read(d->id, "stats", d->stats, sizeof(d->stats)) > 0)
+		d->stats[strcspn(d->stats, "\n")] = 0;
+	else
+		d->stats[0] = 0;
+	d->heartbeat_age_ms = UINT64_MAX;
+	if (!state_stat(d->id, "stats", &st)) {
+		uint64_t when = (uint64_t)st.st_mtim.tv_sec * 1000 + (uint64_t)st.st_mtim.tv_nsec / 1000000;
+		uint64_t now = wall_ms();
+		d->heartbeat_age_ms = now > when ? now - when : 0;
+	}
+	if (!state_stat(d->id, "version", &st))
+		d->uptime_s = (uint64_t)(time(NULL) - st.st_mtime);
+	if (d->cache[0] && !stat(d->cache, &st))
+		d->cache_bytes = (uint64_t)st.st_blocks * 512;
+}
+
+static int cmp_id(const void *a, const void *b)
+{
+	const struct pool_dev *x = a, *y = b;
+	return x->id < y->id ? -1 : x->id > y->id;
+}
+
+int pool_scan(struct pool_dev **out)
+{
+	struct pool_dev *devs = NULL;
+	int n = 0, cap = 0;
+	uint32_t ids[1024];
+	struct ublk_ctrl c;
+	DIR *dir;
+	struct dirent *e;
+
+	int k = ctrl_list_ids(ids, 1024);
+	if (k > 0 && ctrl_open(&c, 3000) == 0) {
+		for (int i = 0; i < k; i++) {
+			struct ublksrv_ctrl_dev_info info;
+			struct pool_dev *d = find_or_add(&devs, &n, &cap, ids[i]);
+			if (!d)
+				goto oom;
+			d->in_kernel = true;
+			char node[64];
+			struct stat st;
+			dev_char_path(ids[i], node, sizeof(node));
+			d->node_age_s = stat(node, &st) ? UINT64_MAX : (uint64_t)(time(NULL) - st.st_ctime);
+			if (!ctrl_get_info(&c, ids[i], &info)) {
+				d->kernel_state = info.state;
+				d->pid = info.ublksrv_pid;
+				d->queues = info.nr_hw_queues;
+				d->depth = info.queue_depth;
+				d->recoverable = (info.flags & UBLK_F_USER_RECOVERY) &&
+						 info.state != UBLK_S_DEV_DEAD;
+			}
+		}
+		ctrl_close(&c);
+	}
+	int root = state_dir_open(false);
+	/* missing, or not ours to read (a user's list): no entries; refused
+	 * (writable by others...): an error, said by state_dir_open */
+	if (root < 0 && root != -ENOENT && root != -EACCES) {
+		free(devs);
+		return root;
+	}
+	if (root >= 0 && !(dir = fdopendir(root)))
+		close(root);
+	else if (root >= 0) {
+		while ((e = readdir(dir))) {
+			uint32_t id;
+			if (strncmp(e->d_name, "ublkb", 5) || parse_dev_id(e->d_name, &id))
+				continue;
+			struct pool_dev *d = find_or_add(&devs, &n, &cap, id);
+			if (!d) {
+				closedir(dir);
+				goto oom;
+			}
+			load_entry(d);
+		}
+		closedir(dir);
+	}
+	for (int i = 0; i < n; i++) {
+		devs[i].alive = pid_alive(devs[i].pid);
+		devs[i].recoverable &= devs[i].restartable && !devs[i].alive;
+	}
+	if (n)
+		qsort(devs, (size_t)n, sizeof(*devs), cmp_id);
+	*out = devs;
+	return n;
+oom:
+	free(devs);
+	return -ENOMEM;
+}
+
+const char *pool_problem(const struct pool_dev *d, uint64_t grace_s)
+{
+	if (d->in_kernel && !d->has_state)
+		return d->node_age_s >= grace_s && !d->alive ? "not in the state directory" : NULL;
+	if (d->in_kernel && !d->alive)
+		return d->recoverable ? "server is dead; recoverable, IO waits" :
+		       "server is dead";
+	if (!d->in_kernel && d->has_state)
+		return d->alive ? NULL : "stale state: the kernel has no such device";
+	return NULL;
+}
+
+uint64_t pool_stat(const char *stats, const char *key)
+{
+	char pat[64];
+	const char *p;
+
+	snprintf(pat, sizeof(pat), "\"%s\":", key);
+	return (p = strstr(stats, pat)) ? strtoull(p + strlen(pat), NULL, 10) : 0;
+}
+
+int pool_hung(const struct pool_dev *d, uint64_t hang_ms, char *why, size_t len)
+{
+	uint64_t stalled = pool_stat(d->stats, "stalled_ms");
+
+	/* only a server that made its device live and keeps serving it */
+	if (!hang_ms || !d->in_kernel || !d->alive || d->kernel_state != UBLK_S_DEV_LIVE ||
+	    strcmp(d->state, "live") || !d->stats[0])
+		return 0;
+	if (pool_stat(d->stats, "held_until_ms") + hang_ms > wall_ms())
+		return 0;
+	if (d->heartbeat_age_ms > hang_ms)
+		snprintf(why, len, "server hung: no heartbeat for %llu s (stopped, or its main "
+			 "thread is stuck)", (unsigned long long)(d->heartbeat_age_ms / 1000));
+	else if (stalled > hang_ms)
+		snprintf(why, len, "server hung: IO pending and none completed for %llu s",
+			 (unsigned long long)(stalled / 1000));
+	else
+		return 0;
+	return 1;
+}
+
+/* File name of the checked state directory (created when create), never
+ * through a link and only a regular file. fd or -errno. */
+int pool_file_open(const char *name, int flags, bool create)
+{
+	int root = state_dir_open(create), fd;
+
+	if (root < 0)
+		return root;
+	fd = state_open_regular_at(root, name, flags);
+	close(root);
+	return fd;
+}
+
+int pool_lock(bool exclusive, uint64_t timeout_ms)
+{
+	uint64_t deadline = now_ms() + timeout_ms;
+	int fd = pool_file_open(".pool.lock", O_RDWR | O_CREAT, true);
+
+	if (fd < 0)
+		return fd;
+	while (flock(fd, (exclusive ? LOCK_EX : LOCK_SH) | LOCK_NB)) {
+		if (errno != EWOULDBLOCK || !ms_left(deadline)) {
+			int ret = errno == EWOULDBLOCK ? -ETIMEDOUT : -errno;
+			close(fd);
+			return ret;
+		}
+		sleep_ms(5);
+	}
+	return fd;
+}
+
+int pool_closed(void)
+{
+	struct stat st;
+	int root = state_dir_open(false), ret;
+
+	if (root < 0)
+		return 0;
+	ret = !fstatat(root, ".shutdown", &st, AT_SYMLINK_NOFOLLOW);
+	close(root);
+	return ret;
+}
+
+int pool_set_closed(bool closed)
+{
+	int fd, ret = 0;
+
+	if (!closed) {
+		int root = state_dir_open(false);
+		if (root < 0)
+			return root == -ENOENT ? 0 : root;
+		/* unlinkat removes a planted link itself, never its target */
+		if (unlinkat(root, ".shutdown", 0) && errno != ENOENT)
+			ret = -errno;
+		close(root);
+		return ret;
+	}
+	fd = pool_file_open(".shutdown", O_WRONLY | O_CREAT, true);
+	if (fd < 0)
+		return fd;
+	close(fd);
+	return 0;
+}
+
+uint64_t pool_max_devices(uint64_t max)
+{
+	const char *env = getenv("UBLK_POOL_MAX");
+	char buf[32];
+	FILE *f;
+
+	if (max)
+		return max;
+	if (env && *env)
+		return strtoull(env, NULL, 10);
+	f = fopen("/sys/module/ublk_drv/parameters/ublks_max", "r");
+	if (!f)
+		return 0;
+	if (!fgets(buf, sizeof(buf), f))
+		buf[0] = 0;
+	fclose(f);
+	return strtoull(buf, NULL, 10);
+}
+
+void pool_record(const char *event, uint64_t ms)
+{
+	char line[64];
+	int n, fd;
+
+	fd = pool_file_open(".events", O_WRONLY | O_CREAT | O_APPEND, false);
+	if (fd < 0)
+		return;
+	/* one write per line: concurrent tools never interleave */
+	n = snprintf(line, sizeof(line), "%s %llu\n", event, (unsigned long long)ms);
+	if (write(fd, line, (size_t)n) < 0) { /* metrics are best effort */ }
+	close(fd);
+}

@@ -1,0 +1,194 @@
+#include "host/ready.h"
+#include "host/device.h"
+#include "util/exitcodes.h"
+#include "host/state.h"
+#include "util/timeutil.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <libgen.h>
+#include <limits.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#define READY_FD 3
+
+void ready_send(int fd, const char *fmt, ...)
+{
+	char line[700];
+	va_list ap;
+	int n;
+
+	va_start(ap, fmt);
+	n = vsnprintf(line, sizeof(line) - 1, fmt, ap);
+	va_end(ap);
+	if (n < 0)
+		return;
+	if (n > (int)sizeof(line) - 2)
+		n = (int)sizeof(line) - 2;
+	line[n++] = '\n';
+	if (write(fd, line, n) < 0) { /* the front end went away; nothing to tell */ }
+}
+
+static void parse_line(char *line, struct ready_result *res)
+{
+	int v;
+
+	if (sscanf(line, "id %d", &v) == 1) {
+		res->id = v;
+	} else if (sscanf(line, "ready %d", &v) == 1) {
+		res->id = v;
+		res->live = 1;
+	} else if (sscanf(line, "error %d", &v) == 1) {
+		char *msg = strchr(line + 6, ' ');
+		res->code = v ? v : EXIT_FAIL;
+		snprintf(res->msg, sizeof(res->msg), "%s", msg ? msg + 1 : "server failed");
+	}
+}
+
+/* Kill a server that did not become live, and remove what it created. */
+static void abandon(pid_t pid, const struct ready_result *res)
+{
+	kill(pid, SIGKILL);
+	waitpid(pid, NULL, 0);
+	if (res->id >= 0)
+		device_delete(res->id, 3000, true, NULL, 0);
+}
+
+static void child(int pipe_w, int secrets_fd, char *const argv[])
+{
+	int null = open("/dev/null", O_RDWR);
+
+	setsid();
+	/* move both out of the way first: either may already be fd 3 or 4 */
+	pipe_w = fcntl(pipe_w, F_DUPFD_CLOEXEC, 10);
+	if (secrets_fd >= 0)
+		secrets_fd = fcntl(secrets_fd, F_DUPFD_CLOEXEC, 10);
+	if (pipe_w < 0 || dup2(pipe_w, READY_FD) < 0)
+		_exit(127);
+	if (secrets_fd >= 0 && dup2(secrets_fd, READY_SECRETS_FD) < 0)
+		_exit(127);
+	if (null >= 0) {
+		dup2(null, 0);
+		dup2(null, 1);
+		dup2(null, 2);
+	}
+	execv(argv[0], argv);
+	ready_send(READY_FD, "error %d cannot run %s: %s", EXIT_FAIL, argv[0], strerror(errno));
+	_exit(127);
+}
+
+int ready_spawn(char *const argv[], uint64_t timeout_ms, struct ready_result *res, pid_t *pidp)
+{
+	return ready_spawn_fd(argv, -1, timeout_ms, res, pidp);
+}
+
+int ready_spawn_fd(char *const argv[], int secrets_fd, uint64_t timeout_ms, struct ready_result *res,
+		   pid_t *pidp)
+{
+	uint64_t deadline = deadline_ms(timeout_ms);
+	char buf[2048];
+	size_t used = 0;
+	int p[2];
+	pid_t pid;
+
+	memset(res, 0, sizeof(*res));
+	res->id = -1;
+	if (pipe2(p, O_CLOEXEC))
+		return snprintf(res->msg, sizeof(res->msg), "pipe: %s", strerror(errno)), EXIT_FAIL;
+	pid = fork();
+	if (pid < 0) {
+		snprintf(res->msg, sizeof(res->msg), "fork: %s", strerror(errno));
+		close(p[0]);
+		close(p[1]);
+		return EXIT_FAIL;
+	}
+	if (pid == 0)
+		child(p[1], secrets_fd, argv);
+	close(p[1]);
+	*pidp = pid;
+
+	while (!res->live && !res->code) {
+		struct pollfd pf = { .fd = p[0], .events = POLLIN };
+		uint64_t left = ms_left(deadline);
+		int r = left ? poll(&pf, 1, poll_timeout(left)) : 0;
+		/* a wait cut at INT_MAX ms is not the deadline */
+		if ((r < 0 && errno == EINTR) || (r == 0 && ms_left(deadline)))
+			continue;
+		if (r == 0) {
+			snprintf(res->msg, sizeof(res->msg),
+				 "server not live after %llu ms; killed it and removed its device",
+				 (unsigned long long)timeout_ms);
+			res->code = EXIT_TIMEOUT;
+			break;
+		}
+		ssize_t n = read(p[0], buf + used, sizeof(buf) - 1 - used);
+		if (n <= 0) {
+			snprintf(res->msg, sizeof(res->msg), "server exited before the device was live");
+			res->code = EXIT_FAIL;
+			break;
+		}
+		used += (size_t)n;
+		buf[used] = 0;
+		char *nl;
+		while ((nl = strchr(buf, '\n'))) {
+			*nl = 0;
+			parse_line(buf, res);
+			used -= (size_t)(nl + 1 - buf);
+			memmove(buf, nl + 1, used + 1);
+		}
+		if (used == sizeof(buf) - 1)
+			used = 0;   /* garbage without newline: drop it */
+	}
+	close(p[0]);
+	if (res->live)
+		return 0;
+	/* A server that reported an error cleans up itself; give it the time. */
+	if (res->code != EXIT_TIMEOUT && wait_pid_gone(pid, timeout_ms) == 0) {
+		waitpid(pid, NULL, 0);
+		if (res->id >= 0)
+			device_delete(res->id, 3000, true, NULL, 0);
+	} else {
+		abandon(pid, res);
+	}
+	return res->code;
+}
+
+void ready_serve_path(char *buf, size_t len)
+{
+	const char *env = getenv("UBLK_SERVE");
+	char self[PATH_MAX];
+	ssize_t n;
+
+	if (env && *env) {
+		snprintf(buf, len, "%s", env);
+		return;
+	}
+	n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+	if (n > 0) {
+		self[n] = 0;
+		snprintf(buf, len, "%s/ublk-serve", dirname(self));
+		if (access(buf, X_OK) == 0)
+			return;
+	}
+	snprintf(buf, len, "/usr/local/bin/ublk-serve");
+}
+
+int ready_recover(uint32_t id, uint64_t timeout_ms, struct ready_result *res, pid_t *pid)
+{
+	char serve[PATH_MAX], ids[16], secs[32];
+	char *argv[] = { serve, "--recover", ids, "--state-dir", (char *)state_dir(),
+			 "--timeout", secs, "--ready-fd", "3", NULL };
+
+	ready_serve_path(serve, sizeof(serve));
+	snprintf(ids, sizeof(ids), "%u", id);
+	snprintf(secs, sizeof(secs), "%.3f", timeout_ms / 1000.0);
+	/* The server never reports "id": ready_spawn then deletes nothing. */
+	return ready_spawn(argv, timeout_ms > UINT64_MAX / 2 ? UINT64_MAX : timeout_ms * 2, res, pid);
+}

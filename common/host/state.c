@@ -1,0 +1,367 @@
+#include "host/state.h"
+#include "util/atomic_file.h"
+#include "util/cfgline.h"
+#include "util/log.h"
+#include "util/parse.h"
+#include "util/safedir.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static const char *dir_override;
+
+void state_set_dir(const char *dir) { dir_override = dir; }
+
+const char *state_dir(void)
+{
+	const char *env = getenv("UBLK_STATE_DIR");
+	if (dir_override)
+		return dir_override;
+	return env && *env ? env : "/run/ublk-tools";
+}
+
+static void entry_name(uint32_t id, char *buf, size_t len)
+{
+	snprintf(buf, len, "ublkb%u", id);
+}
+
+/* A refusal is said once per process with what to do; callers add their
+ * own context from the -errno. */
+static void say(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void say(const char *fmt, ...)
+{
+	static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+	static char last[600];
+	char msg[600];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	pthread_mutex_lock(&lock);
+	bool fresh = strcmp(msg, last) != 0;
+	if (fresh)
+		snprintf(last, sizeof(last), "%s", msg);
+	pthread_mutex_unlock(&lock);
+	if (fresh)
+		log_err("%s", msg);
+}
+
+/* Root's or ours: the owners an entry may have. */
+static bool owner_ok(const struct stat *st)
+{
+	return st->st_uid == 0 || st->st_uid == geteuid();
+}
+
+static const struct safedir state_safedir = { "state directory", "--state-dir" };
+
+/* The checked state directory; a refusal is said once, with what to do. */
+int state_dir_open(bool create)
+{
+	char why[1024];
+	int fd = safedir_open(&state_safedir, state_dir(), create, create, why, sizeof(why));
+	if (fd < 0 && why[0])
+		say("%s", why);
+	return fd;
+}
+
+int state_check_dir(void)
+{
+	int fd = state_dir_open(false);
+	if (fd >= 0)
+		close(fd);
+	return fd == -EPERM || fd == -ELOOP || fd == -ENOTDIR ? fd : 0;
+}
+
+/* An entry of ours: a real folder (never through a link), owned by us or
+ * root, writable by nobody else. */
+static int entry_check(int fd)
+{
+	struct stat st;
+
+	if (fstat(fd, &st))
+		return -errno;
+	if (!S_ISDIR(st.st_mode))
+		return -ENOTDIR;
+	if (!owner_ok(&st) || (st.st_mode & (S_IWGRP | S_IWOTH)))
+		return -EPERM;
+	return 0;
+}
+
+int state_entry_open(uint32_t id)
+{
+	char name[32];
+	int root = state_dir_open(false), fd, ret;
+
+	if (root < 0)
+		return root;
+	entry_name(id, name, sizeof(name));
+	fd = openat(root, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	ret = fd < 0 ? -errno : entry_check(fd);
+	close(root);
+	if (ret && fd >= 0)
+		close(fd);
+	if (ret == -ELOOP || ret == -ENOTDIR || ret == -EPERM)
+		say("state entry %s/%s is not a folder of ours (a symbolic link, another file, or "
+		    "writable by others): ignored; remove it", state_dir(), name);
+	return ret ? ret : fd;
+}
+
+/* Remove entry name of folder root: a link or file is removed itself, a
+ * folder's files one by one; nothing is followed. */
+static int remove_entry(int root, const char *name)
+{
+	struct stat st;
+	struct dirent *e;
+	DIR *d;
+	int fd, ret = 0;
+
+	if (fstatat(root, name, &st, AT_SYMLINK_NOFOLLOW))
+		return errno == ENOENT ? 0 : -errno;
+	if (!S_ISDIR(st.st_mode))
+		return unlinkat(root, name, 0) && errno != ENOENT ? -errno : 0;
+	fd = openat(root, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0)
+		return errno == ENOENT ? 0 : -errno;
+	if (!(d = fdopendir(fd))) {
+		ret = -errno;
+		close(fd);
+		return ret;
+	}
+	while ((e = readdir(d))) {
+		if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
+			continue;
+		/* An entry has no folders; one planted there is left, and then the
+		 * entry's rmdir fails rather than recursing into anything. */
+		if (fstatat(fd, e->d_name, &st, AT_SYMLINK_NOFOLLOW) || S_ISDIR(st.st_mode))
+			continue;
+		unlinkat(fd, e->d_name, 0);
+	}
+	closedir(d);
+	if (unlinkat(root, name, AT_REMOVEDIR) && errno != ENOENT)
+		ret = -errno;
+	return ret;
+}
+
+int state_create(uint32_t id)
+{
+	char name[32], v[16];
+	int root = state_dir_open(true), ret;
+
+	if (root < 0)
+		return root;
+	entry_name(id, name, sizeof(name));
+	ret = remove_entry(root, name);
+	if (!ret && mkdirat(root, name, 0700))
+		ret = -errno;
+	close(root);
+	if (ret)
+		return ret;
+	snprintf(v, sizeof(v), "%d\n", STATE_FORMAT_VERSION);
+	return state_write(id, "version", v);
+}
+
+int state_write(uint32_t id, const char *name, const char *content)
+{
+	int fd = state_entry_open(id), ret;
+
+	if (fd < 0)
+		return fd;
+	ret = atomic_write_file(fd, name, content, strlen(content), 0600, ATOMIC_FSYNC);
+	close(fd);
+	return ret;
+}
+
+int state_open_regular_at(int dfd, const char *name, int flags)
+{
+	struct stat st;
+	int fd, ret;
+
+	/* O_NONBLOCK: a planted FIFO must not hang the reader before fstat */
+	fd = openat(dfd, name, flags | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return -errno;
+	if (fstat(fd, &st) || !S_ISREG(st.st_mode)) {
+		close(fd);
+		return -EINVAL;
+	}
+	/* back to blocking, for appends and locks */
+	if (fcntl(fd, F_SETFL, flags & O_APPEND)) {
+		ret = -errno;
+		close(fd);
+		return ret;
+	}
+	return fd;
+}
+
+int state_open_file(uint32_t id, const char *name, int flags)
+{
+	int dfd = state_entry_open(id), fd;
+
+	if (dfd < 0)
+		return dfd;
+	fd = state_open_regular_at(dfd, name, flags);
+	close(dfd);
+	return fd;
+}
+
+int state_read(uint32_t id, const char *name, char *buf, size_t len)
+{
+	size_t used = 0;
+	int fd = state_open_file(id, name, O_RDONLY), ret = 0;
+
+	if (fd < 0)
+		return fd;
+	while (used + 1 < len) {
+		ssize_t n = read(fd, buf + used, len - 1 - used);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			ret = -errno;
+		if (n <= 0)
+			break;
+		used += (size_t)n;
+	}
+	close(fd);
+	buf[used] = 0;
+	return ret ? ret : (int)used;
+}
+
+int state_stat(uint32_t id, const char *name, struct stat *st)
+{
+	int fd = state_open_file(id, name, O_RDONLY), ret = 0;
+
+	if (fd < 0)
+		return fd;
+	if (fstat(fd, st))
+		ret = -errno;
+	close(fd);
+	return ret;
+}
+
+int state_open_log(uint32_t id)
+{
+	return state_open_file(id, "log", O_WRONLY | O_CREAT | O_APPEND);
+}
+
+int state_lock(uint32_t id)
+{
+	int fd = state_entry_open(id);
+
+	if (fd < 0)
+		return fd;
+	if (flock(fd, LOCK_EX | LOCK_NB)) {
+		int err = errno == EWOULDBLOCK ? -EBUSY : -errno;
+		close(fd);
+		return err;
+	}
+	return fd;
+}
+
+int state_remove(uint32_t id)
+{
+	char name[32];
+	int root = state_dir_open(false), ret;
+
+	if (root < 0)
+		return root == -ENOENT ? 0 : root;
+	entry_name(id, name, sizeof(name));
+	ret = remove_entry(root, name);
+	close(root);
+	return ret;
+}
+
+int state_exists(uint32_t id)
+{
+	char name[32];
+	struct stat st;
+	int root = state_dir_open(false), ret;
+
+	if (root < 0)
+		return 0;
+	entry_name(id, name, sizeof(name));
+	ret = !fstatat(root, name, &st, AT_SYMLINK_NOFOLLOW) && S_ISDIR(st.st_mode);
+	close(root);
+	return ret;
+}
+
+struct config_lookup {
+	const char *key;
+	char **values;
+	int max, n;
+};
+
+static int config_collect(const char *key, const char *value, void *arg)
+{
+	struct config_lookup *l = arg;
+	if (!strcmp(key, l->key) && l->n < l->max)
+		l->values[l->n++] = (char *)value;
+	return 0;
+}
+
+int state_config_all(uint32_t id, const char *key, char *buf, size_t len, char **values, int max)
+{
+	struct config_lookup l = { .key = key, .values = values, .max = max };
+	int n = state_read(id, "config", buf, len);
+
+	if (n < 0)
+		return -ENOENT;
+	/* a config that fills the buffer may go on: better none than half */
+	if ((size_t)n + 1 >= len)
+		return -EFBIG;
+	/* a malformed config is not read at all; devopts_from_state names the line */
+	int ret = cfgline_parse(buf, (size_t)n, config_collect, &l, NULL);
+	return ret ? ret : l.n;
+}
+
+int state_config_get(uint32_t id, const char *key, char *buf, size_t len)
+{
+	char *cfg = malloc(STATE_CONFIG_MAX + 1), *value;
+	int ret = -ENOMEM;
+
+	if (cfg && (ret = state_config_all(id, key, cfg, STATE_CONFIG_MAX + 1, &value, 1)) >= 0) {
+		ret = ret < 1 ? -ENOENT : 0;
+		if (!ret)
+			snprintf(buf, len, "%s", value);
+	}
+	free(cfg);
+	return ret;
+}
+
+int state_find(const char *key, const char *want, uint32_t *id)
+{
+	int root = state_dir_open(false);
+	struct dirent *e;
+	int ret = -ENOENT;
+	DIR *d;
+
+	if (root < 0)
+		return root == -ENOENT ? -ENOENT : root;
+	if (!(d = fdopendir(root))) {
+		close(root);
+		return -ENOENT;
+	}
+	while ((e = readdir(d)) && ret) {
+		char value[4096];
+		uint32_t v;
+		if (strncmp(e->d_name, "ublkb", 5) || parse_dev_id(e->d_name, &v))
+			continue;
+		if (!state_config_get(v, key, value, sizeof(value)) && !strcmp(value, want)) {
+			*id = v;
+			ret = 0;
+		}
+	}
+	closedir(d);
+	return ret;
+}

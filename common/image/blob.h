@@ -1,0 +1,21 @@
+/* Random-access reads of a file or of a URL (through the shared chunk
+ * cache): what diff files are read from. */
+#ifndef UBLK_BLOB_H
+#define UBLK_BLOB_H
+
+#include "image/layer.h"
+
+struct blob;
+
+/* remote: options for a URL; NULL means the defaults and the environment. */
+int blob_open(const char *path, const struct layer_http_opts *remote, struct blob **out,
+	      char *why, size_t whylen);
+/* A local regular file already open (a memfd works); fd is duplicated. */
+int blob_open_fd(int fd, struct blob **out, char *why, size_t whylen);
+uint64_t blob_size(const struct blob *b);
+/* Exactly len bytes at off: 0, -EIO past the end, or -errno. A URL's
+ * missing chunks are fetched synchronously (one at a time per blob). */
+int blob_read(struct blob *b, void *buf, size_t len, uint64_t off);
+void blob_close(struct blob *b);
+
+#endif

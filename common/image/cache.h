@@ -1,0 +1,27 @@
+/* A stopped device's copy-on-write cache as the source of a diff export
+ * (docs/cache-format.md, Export). Serving a cache is layer_cache_open. */
+#ifndef UBLK_CACHE_H
+#define UBLK_CACHE_H
+
+#include "image/diff.h"
+
+struct cache_export {
+	int data_fd;
+	int map_fd;             /* held with a shared lock: no server can start */
+	struct diff_meta meta;  /* size, generation, ids; counts filled by diff_write */
+	struct diff_extent *ext;
+	size_t n_ext;
+};
+
+/* Open the cache at path (data file and path.map) for export. -EBUSY if a
+ * server still uses it, unless live: the server froze it for us
+ * (layer_cache_freeze). 0 or -errno with why set. */
+int cache_export_open(const char *path, bool live, struct cache_export *x, char *why,
+		      size_t whylen);
+/* diff_read_fn over the data file; ctx is the struct cache_export. */
+int cache_export_read(void *ctx, uint64_t block, uint32_t count, void *buf);
+void cache_export_close(struct cache_export *x);
+/* Remove the data file and the map. */
+int cache_remove(const char *path);
+
+#endif

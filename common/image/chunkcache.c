@@ -1,0 +1,406 @@
+#include "image/chunkcache.h"
+#include "util/safedir.h"
+#include "util/atomic_file.h"
+#include "image/http.h"
+#include "util/sha256.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#define WHY(...) (why ? snprintf(why, whylen, __VA_ARGS__) : 0)
+#define KEY_MAX (HTTP_MAX_URL_LEN + 1024)
+
+/* Create the missing folders of path, 0700; existing ones are checked by
+ * the caller (the last) or are not ours to judge (the parents). */
+/* A folder only we may change: another user could otherwise plant chunks
+ * (bytes of their choice in our devices) or links. */
+static int check_dir(int fd, const char *path, char *why, size_t whylen)
+{
+	struct stat st;
+
+	if (fstat(fd, &st)) {
+		int ret = -errno;
+		WHY("chunk cache %s: %s", path, strerror(errno));
+		return ret;
+	}
+	if (st.st_uid != geteuid()) {
+		WHY("chunk cache %s is owned by uid %u, not by us (uid %u): remove it or use another "
+		    "--chunk-cache", path, (unsigned)st.st_uid, (unsigned)geteuid());
+		return -EPERM;
+	}
+	if (st.st_mode & 022) {
+		WHY("chunk cache %s is writable by group or others (mode %04o): chmod 700 it",
+		    path, (unsigned)(st.st_mode & 07777));
+		return -EPERM;
+	}
+	return 0;
+}
+
+static int open_dir(int at, const char *path, const char *shown, char *why, size_t whylen)
+{
+	int fd = openat(at, path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0) {
+		int ret = -errno;
+		struct stat st;
+		/* O_DIRECTORY says ENOTDIR for a link: tell the two apart */
+		if ((errno == ELOOP || errno == ENOTDIR) && !fstatat(at, path, &st, AT_SYMLINK_NOFOLLOW) &&
+		    S_ISLNK(st.st_mode))
+			ret = -ELOOP;
+		WHY("chunk cache %s: %s", shown, ret == -ELOOP ? "is a symlink; refusing to follow it" :
+		    strerror(-ret));
+		return ret;
+	}
+	int ret = check_dir(fd, shown, why, whylen);
+	if (ret) {
+		close(fd);
+		return ret;
+	}
+	return fd;
+}
+
+/* The identity of an image version, one "name value" a line. */
+static int identity_of(const char *url, const char *validator, uint64_t size, uint32_t chunk_size,
+		       char *out, size_t outlen)
+{
+	char id[HTTP_MAX_URL_LEN + 300], query[2 * SHA256_LEN + 1] = "";
+	const char *q = strchr(url, '?');
+	int ret = http_url_identity(url, id, sizeof(id)), n;
+
+	if (ret)
+		return ret;
+	for (const char *p = validator; *p; p++)
+		if ((unsigned char)*p < 0x20 || (unsigned char)*p == 0x7f)
+			return -EINVAL;
+	/* Without a validator only the URL tells versions apart, and the query
+	 * may name the version (?versionId=): then it is part of the identity,
+	 * hashed, so the key file shows no signature. With a validator it is
+	 * left out, so presigned URLs of one version share their chunks. */
+	if (!*validator && q) {
+		size_t qlen = strcspn(q, "#");
+		sha256_hex(q, qlen, query);
+	}
+	n = snprintf(out, outlen, "ublk-tools chunk cache 2\nurl %s\n%s%s%svalidator %s\nsize %llu\n"
+		     "chunk-size %u\n", id, query[0] ? "query-sha256 " : "", query,
+		     query[0] ? "\n" : "", validator, (unsigned long long)size, chunk_size);
+	return n < 0 || (size_t)n >= outlen ? -ENAMETOOLONG : 0;
+}
+
+/* The key file tells a collision (or a folder someone prepared) from a hit. */
+static int check_key(struct chunk_image *ci, const char *key, char *why, size_t whylen)
+{
+	size_t len = strlen(key);
+	char *have = malloc(len + 2);
+	struct stat st;
+	ssize_t n = 0;
+	int fd = -1, ret = 0;
+
+	if (!have)
+		return -ENOMEM;
+	fd = openat(ci->dirfd, "key", O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0 && errno == ENOENT) {
+		/* new folder (or a store that died before its key): ours now */
+		ret = atomic_write_file(ci->dirfd, "key", key, len, 0600, 0);
+		if (ret)
+			WHY("chunk cache %s: writing its key: %s", ci->dir, strerror(-ret));
+		goto out;
+	}
+	if (fd < 0 || fstat(fd, &st) || !S_ISREG(st.st_mode)) {
+		ret = fd < 0 && errno != ELOOP ? -errno : -EINVAL;
+		WHY("chunk cache %s/key is not a regular file (%s): remove the folder", ci->dir,
+		    fd < 0 ? strerror(errno) : "a device, folder or fifo");
+		goto out;
+	}
+	if ((uint64_t)st.st_size == len)
+		n = pread(fd, have, len + 1, 0);
+	if (n != (ssize_t)len || memcmp(have, key, len)) {
+		WHY("chunk cache %s belongs to another image (hash collision or a changed key "
+		    "file): remove it", ci->dir);
+		ret = -EEXIST;
+	}
+out:
+	if (fd >= 0)
+		close(fd);
+	free(have);
+	return ret;
+}
+
+int chunk_image_open(struct chunk_image *ci, const char *dir, const char *url,
+		     const char *validator, uint64_t size, uint32_t chunk_size, uint64_t limit,
+		     char *why, size_t whylen)
+{
+	const char *env = getenv("UBLK_CHUNK_CACHE");
+	char *key = malloc(KEY_MAX), name[2 * SHA256_LEN + 1];
+	int ret;
+
+	memset(ci, 0, sizeof(*ci));
+	ci->fds = true;
+	ci->rootfd = ci->dirfd = -1;
+	if (!key)
+		return -ENOMEM;
+	snprintf(ci->root, sizeof(ci->root), "%s",
+		 dir ? dir : env && *env ? env : CHUNK_CACHE_DEFAULT_DIR);
+	if (!size || size > HTTP_MAX_IMAGE_SIZE) {
+		WHY("image size %llu: not between 1 byte and the %llu TiB limit",
+		    (unsigned long long)size, HTTP_MAX_IMAGE_SIZE >> 40);
+		ret = -EFBIG;
+		goto out;
+	}
+	if (chunk_size < CHUNK_CACHE_MIN_CHUNK || chunk_size > CHUNK_CACHE_MAX_CHUNK) {
+		WHY("chunk size %u: expected %u to %u", chunk_size, CHUNK_CACHE_MIN_CHUNK,
+		    CHUNK_CACHE_MAX_CHUNK);
+		ret = -EINVAL;
+		goto out;
+	}
+	if ((ret = identity_of(url, validator, size, chunk_size, key, KEY_MAX))) {
+		WHY("chunk cache: the image's URL or validator cannot name a cache folder");
+		goto out;
+	}
+	ci->size = size;
+	ci->chunk_size = chunk_size;
+	ci->nchunks = size / chunk_size + (size % chunk_size != 0);
+	ci->limit = limit ? limit : CHUNK_CACHE_DEFAULT_LIMIT;
+	/* at most 16 TiB / 4 KiB / 8 = 512 MiB of address space, touched sparsely */
+	if (!(ci->touched = calloc(ci->nchunks / 8 + 1, 1))) {
+		ret = -ENOMEM;
+		goto out;
+	}
+	sha256_hex(key, strlen(key), name);
+	snprintf(ci->dir, sizeof(ci->dir), "%s/%s", ci->root, name);
+	static const struct safedir chunk_safedir = { "chunk cache", "--chunk-cache" };
+	if ((ret = ci->rootfd = safedir_open(&chunk_safedir, ci->root, true, true, why, whylen)) < 0)
+		goto out;
+	if (mkdirat(ci->rootfd, name, 0700) && errno != EEXIST) {
+		ret = -errno;
+		WHY("chunk cache %s: %s", ci->dir, strerror(errno));
+		goto out;
+	}
+	if ((ret = ci->dirfd = open_dir(ci->rootfd, name, ci->dir, why, whylen)) < 0)
+		goto out;
+	ret = check_key(ci, key, why, whylen);
+out:
+	free(key);
+	return ret < 0 ? ret : 0;
+}
+
+/* Length of chunk idx; idx < nchunks. */
+uint32_t chunk_image_len(const struct chunk_image *ci, uint64_t idx)
+{
+	uint64_t left = ci->size - idx * ci->chunk_size;
+	return left < ci->chunk_size ? (uint32_t)left : ci->chunk_size;
+}
+
+static void chunk_name(uint64_t idx, char *buf, size_t len)
+{
+	snprintf(buf, len, "%llu", (unsigned long long)idx);
+}
+
+int chunk_present(const struct chunk_image *ci, uint64_t idx)
+{
+	char name[32];
+	struct stat st;
+
+	if (ci->dirfd < 0 || idx >= ci->nchunks)
+		return 0;
+	chunk_name(idx, name, sizeof(name));
+	return !fstatat(ci->dirfd, name, &st, AT_SYMLINK_NOFOLLOW) && S_ISREG(st.st_mode) &&
+	       (uint64_t)st.st_size == chunk_image_len(ci, idx);
+}
+
+int chunk_read(struct chunk_image *ci, uint64_t idx, uint32_t off, uint32_t len, void *buf)
+{
+	char name[32];
+	struct stat st;
+	int fd, ret = 0;
+
+	if (ci->dirfd < 0 || idx >= ci->nchunks || off > chunk_image_len(ci, idx) ||
+	    len > chunk_image_len(ci, idx) - off)
+		return -EINVAL;
+	chunk_name(idx, name, sizeof(name));
+	fd = openat(ci->dirfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NOATIME);
+	if (fd < 0 && errno == EPERM)
+		fd = openat(ci->dirfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0)
+		return errno == ELOOP ? -ENOENT : -errno;   /* a link is no chunk: fetch it */
+	/* a short, long or special file is as good as none */
+	if (fstat(fd, &st) || !S_ISREG(st.st_mode) || (uint64_t)st.st_size != chunk_image_len(ci, idx)) {
+		ret = -ENOENT;
+		goto out;
+	}
+	ssize_t n = pread(fd, buf, len, off);
+	if (n != (ssize_t)len)
+		ret = n < 0 ? -errno : -ENOENT;
+	else if (ci->touched && !((__atomic_fetch_or(&ci->touched[idx / 8], (uint8_t)(1u << (idx % 8)),
+						     __ATOMIC_RELAXED) >> (idx % 8)) & 1))
+		futimens(fd, NULL);   /* recently used: evicted last; once per process */
+out:
+	close(fd);
+	return ret;
+}
+
+struct entry {
+	uint32_t img;           /* index in the folder names */
+	uint64_t idx;
+	struct timespec used;
+	uint64_t size;
+};
+
+static int cmp_used(const void *a, const void *b)
+{
+	const struct entry *x = a, *y = b;
+	if (x->used.tv_sec != y->used.tv_sec)
+		return x->used.tv_sec < y->used.tv_sec ? -1 : 1;
+	return x->used.tv_nsec < y->used.tv_nsec ? -1 : x->used.tv_nsec > y->used.tv_nsec;
+}
+
+/* A chunk's name: decimal digits only (temporary files start with '.'). */
+static bool chunk_number(const char *s, uint64_t *idx)
+{
+	uint64_t v = 0;
+	size_t n = strlen(s);
+	if (!n || n > 19)
+		return false;
+	for (size_t i = 0; i < n; i++) {
+		if (s[i] < '0' || s[i] > '9')
+			return false;
+		v = v * 10 + (uint64_t)(s[i] - '0');
+	}
+	*idx = v;
+	return true;
+}
+
+/* A store's temporary file that a killed process left (atomic_file names
+ * them ".NAME.HEX.tmp"): a live store renames its own within moments. */
+static bool stale_temporary(int dfd, const char *name)
+{
+	size_t n = strlen(name);
+	struct stat st;
+
+	return name[0] == '.' && n > 5 && !strcmp(name + n - 4, ".tmp") &&
+	       !fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) && S_ISREG(st.st_mode) &&
+	       st.st_mtime < time(NULL) - 3600;
+}
+
+/* Delete least recently used chunks of every image until under 90% of the
+ * limit. Only regular files directly in a real folder of the root count;
+ * links are never followed and never deleted through (unlinkat removes a
+ * name in a folder we opened O_NOFOLLOW, never what it points to). */
+static void evict(struct chunk_image *ci)
+{
+	struct entry *all = NULL;
+	char (*imgs)[256] = NULL;
+	size_t n = 0, cap = 0, nimg = 0, imgcap = 0;
+	uint64_t total = 0;
+	int fd = openat(ci->rootfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	DIR *root = fd >= 0 ? fdopendir(fd) : NULL;
+	struct dirent *d;
+
+	if (!root) {
+		if (fd >= 0)
+			close(fd);
+		return;
+	}
+	while ((d = readdir(root))) {
+		if (d->d_name[0] == '.' || strlen(d->d_name) >= sizeof(*imgs))
+			continue;
+		int ifd = openat(ci->rootfd, d->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		DIR *img = ifd >= 0 ? fdopendir(ifd) : NULL;
+		struct dirent *e;
+		if (!img) {
+			if (ifd >= 0)
+				close(ifd);
+			continue;
+		}
+		if (nimg == imgcap) {
+			size_t c = imgcap ? imgcap * 2 : 16;
+			void *grown = realloc(imgs, c * sizeof(*imgs));
+			if (!grown) {
+				closedir(img);
+				break;
+			}
+			imgs = grown;
+			imgcap = c;
+		}
+		snprintf(imgs[nimg], sizeof(*imgs), "%s", d->d_name);
+		while ((e = readdir(img))) {
+			struct stat st;
+			uint64_t idx;
+			if (stale_temporary(dirfd(img), e->d_name)) {
+				unlinkat(dirfd(img), e->d_name, 0);
+				continue;
+			}
+			if (!chunk_number(e->d_name, &idx) ||
+			    fstatat(dirfd(img), e->d_name, &st, AT_SYMLINK_NOFOLLOW) || !S_ISREG(st.st_mode))
+				continue;
+			if (n == cap) {
+				size_t c = cap ? cap * 2 : 256;
+				struct entry *grown = realloc(all, c * sizeof(*all));
+				if (!grown)
+					break;
+				all = grown;
+				cap = c;
+			}
+			all[n] = (struct entry){ .img = (uint32_t)nimg, .idx = idx, .used = st.st_mtim,
+						 .size = (uint64_t)st.st_size };
+			total += (uint64_t)st.st_size;
+			n++;
+		}
+		closedir(img);
+		nimg++;
+	}
+	closedir(root);
+	if (n)
+		qsort(all, n, sizeof(*all), cmp_used);
+	for (size_t i = 0; i < n && total > ci->limit / 10 * 9; i++) {
+		char name[32];
+		int ifd = openat(ci->rootfd, imgs[all[i].img], O_RDONLY | O_DIRECTORY | O_NOFOLLOW |
+				 O_CLOEXEC);
+		if (ifd < 0)
+			continue;
+		chunk_name(all[i].idx, name, sizeof(name));
+		if (!unlinkat(ifd, name, 0))
+			total -= all[i].size;
+		close(ifd);
+	}
+	free(all);
+	free(imgs);
+}
+
+int chunk_store(struct chunk_image *ci, uint64_t idx, const void *data, uint32_t len)
+{
+	char name[32];
+	int ret;
+
+	if (ci->dirfd < 0 || idx >= ci->nchunks || len != chunk_image_len(ci, idx))
+		return -EINVAL;
+	chunk_name(idx, name, sizeof(name));
+	/* a cache: no fsync (as before); a chunk lost in a crash is fetched again */
+	if ((ret = atomic_write_file(ci->dirfd, name, data, len, 0600, 0)))
+		return ret;
+	/* scan for eviction now and then, not on every store */
+	/* several fetch threads store at once */
+	if (__atomic_add_fetch(&ci->stored_since_scan, len, __ATOMIC_RELAXED) > ci->limit / 20) {
+		__atomic_store_n(&ci->stored_since_scan, 0, __ATOMIC_RELAXED);
+		evict(ci);
+	}
+	return 0;
+}
+
+void chunk_image_close(struct chunk_image *ci)
+{
+	free(ci->touched);
+	ci->touched = NULL;
+	if (ci->fds) {
+		if (ci->dirfd >= 0)
+			close(ci->dirfd);
+		if (ci->rootfd >= 0)
+			close(ci->rootfd);
+		ci->dirfd = ci->rootfd = -1;
+	}
+}

@@ -1,0 +1,118 @@
+/* Diff files (docs/diff-format.md): writing in one pass, and reading with
+ * full validation and random access to single frames. */
+#ifndef UBLK_DIFF_H
+#define UBLK_DIFF_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "util/ublk_limits.h"
+
+#define DIFF_VERSION 1
+#define DIFF_FLAG_ZSTD 1u
+#define DIFF_DEFAULT_FRAME (1u << 20)
+#define DIFF_MAX_FRAME UBLK_MAX_FRAME_SIZE
+
+enum diff_kind { DIFF_ABSENT = 0, DIFF_DATA = 1, DIFF_ZERO = 2 };
+
+struct diff_extent {
+	uint64_t start;         /* block */
+	uint32_t count;
+	uint32_t kind;          /* DIFF_DATA or DIFF_ZERO */
+};
+
+struct diff_meta {
+	uint64_t dev_size, generation;
+	uint8_t id[16], parent[16];
+	uint32_t flags, frame_size;
+	uint64_t n_extents, data_blocks, zero_blocks;
+};
+
+/* Source of the data blocks when writing: fill buf with count blocks
+ * starting at block. Returns 0 or -errno. */
+typedef int (*diff_read_fn)(void *ctx, uint64_t block, uint32_t count, void *buf);
+/* Called after each frame with data blocks written so far; may be NULL. */
+typedef void (*diff_progress_fn)(void *ctx, uint64_t done, uint64_t total);
+
+struct diff_write_result {
+	uint64_t bytes;         /* file size written */
+	uint64_t frames;
+};
+
+/* Write a diff to out_fd (a file or a pipe) in one pass. meta's counts are
+ * computed from the extents. 0 or -errno with why set. */
+int diff_write(int out_fd, struct diff_meta *meta, const struct diff_extent *ext, size_t n,
+	       diff_read_fn read_blocks, diff_progress_fn progress, void *ctx,
+	       struct diff_write_result *res, char *why, size_t whylen);
+
+struct diff_frame {
+	uint64_t offset;
+	uint32_t size;
+	uint32_t crc;
+};
+
+struct blob;
+struct layer_http_opts;
+
+struct diff_file {
+	struct blob *blob;      /* the diff file, local or remote */
+	uint64_t file_size;
+	struct diff_meta meta;
+	struct diff_extent *ext;
+	uint64_t *ext_data;     /* data stream block index of each extent's first block */
+	struct diff_frame *frames;
+	uint64_t n_frames;
+	/* A v3 mapping header + packed data file pair (docs/diff-format.md,
+	 * Interop): no frames; ext_data is the block offset in data_fd. */
+	bool v3;
+	struct blob *data;
+};
+
+/* Open and validate everything but the frames' contents. path may be a
+ * URL (remote: its options, or NULL for the defaults). Every count and
+ * offset is checked against ublk_limits.h and the file's size before it sizes
+ * an allocation or indexes anything; failures are -EINVAL with why naming
+ * the first bad field or entry. */
+int diff_open(const char *path, const struct layer_http_opts *remote, struct diff_file **out,
+	      char *why, size_t whylen);
+/* The same from open files (a memfd works; fuzzers use this): fd is a v1
+ * diff or a v3 mapping header, data_fd the v3 pair's data file or -1. The
+ * fds are duplicated, the caller keeps its own. */
+int diff_open_fd(int fd, int data_fd, struct diff_file **out, char *why, size_t whylen);
+void diff_close(struct diff_file *d);
+/* Which kind block is in this diff, and for how many blocks from it that
+ * stays so (*run); for data, *data_index is its block in the data stream. */
+enum diff_kind diff_lookup(const struct diff_file *d, uint64_t block, uint64_t *run,
+			   uint64_t *data_index);
+/* Bytes of uncompressed data in frame idx. */
+uint32_t diff_frame_len(const struct diff_file *d, uint64_t idx);
+/* Read frame idx into buf (frame_size bytes), decompressing and checking
+ * its CRC: 0, -EIO on a mismatch or bad frame, or -errno. */
+int diff_read_frame(const struct diff_file *d, uint64_t idx, void *buf, void *scratch);
+/* The v3 interop pair: write packed data to data_fd and the mapping
+ * header to header_fd; read it back (diff_open detects it). */
+int diff_v3_write(int data_fd, int header_fd, struct diff_meta *meta,
+		  const struct diff_extent *ext, size_t n, diff_read_fn read_blocks,
+		  diff_progress_fn progress, void *ctx, char *why, size_t whylen);
+int diff_v3_load(struct diff_file *d, const char *path, const struct layer_http_opts *remote,
+		 char *why, size_t whylen);
+/* For the readers of both formats: call fn on each of the n esize-byte
+ * entries at off, reading the table in bounded pieces, and return their
+ * CRC-32C in *crc. Stops at fn's first error. */
+typedef int (*diff_entry_fn)(void *ctx, uint64_t i, const uint8_t *entry, char *why,
+			     size_t whylen);
+int diff_stream_entries(struct blob *b, uint64_t off, uint64_t n, size_t esize,
+			diff_entry_fn fn, void *ctx, uint32_t *crc, char *why, size_t whylen);
+/* Grow d->ext and d->ext_data (capacity *cap) to hold entry i. */
+int diff_ext_reserve(struct diff_file *d, uint64_t *cap, uint64_t i);
+/* Parse a v3 header (d->blob) against its data file (d->data, open). */
+int diff_v3_parse(struct diff_file *d, char *why, size_t whylen);
+/* Format a 16-byte id as 32 hex digits (buf >= 33). */
+void diff_id_hex(const uint8_t id[16], char *buf);
+
+/* The extents as the JSON array "extent_list" of --inspect. */
+struct json;
+void diff_extents_json(struct json *j, const struct diff_file *d);
+
+#endif

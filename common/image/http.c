@@ -1,0 +1,760 @@
+/*
+ * Range reads over HTTP(S). Each request is one libcurl easy transfer with
+ * a connect and a total timeout; a failure that may pass (timeout, 5xx,
+ * connection error, short body) is retried with capped exponential backoff
+ * within one deadline per read. The source's validator (ETag, else
+ * Last-Modified) and size are learned once; a response that names another
+ * validator or size is refused (-ESTALE) so that bytes of two versions of
+ * an image are never mixed.
+ *
+ * Everything the server sends is untrusted (docs/security.md): headers are
+ * parsed strictly, a 206 must carry exactly the range asked for, and
+ * redirects are followed here, not by libcurl, because libcurl would send
+ * our custom auth header (CURLOPT_HTTPHEADER) to any host it is sent to.
+ */
+#include "image/http.h"
+#include "util/log.h"
+#include "util/timeutil.h"
+
+#include <curl/curl.h>
+#include <dlfcn.h>
+#include <ctype.h>
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define WHY(...) (why ? snprintf(why, whylen, __VA_ARGS__) : 0)
+
+/* body bytes of a non-206 answer (error page, redirect) we read and drop */
+#define HTTP_MAX_DISCARD (64u << 10)
+
+struct http_conn {
+	CURL *curl;
+};
+
+struct transfer {
+	char *buf;
+	size_t cap, got, discarded;
+	bool overflow;
+	long status;            /* from the status line, 0 before it */
+	/* headers of the last response: what was sent, and what was wrong */
+	char etag[HTTP_MAX_VALIDATOR + 1], modified[HTTP_MAX_VALIDATOR + 1];
+	unsigned n_range, n_length, n_etag, n_modified;
+	const char *bad;        /* the first malformed header's name */
+	uint64_t first, last, total;  /* Content-Range */
+	uint64_t length;        /* Content-Length */
+};
+
+/* libcurl is loaded on first use: the tools and every device over a local
+ * image start without it and the ~30 libraries it pulls in (measured: 90
+ * ms more per process start in the test VM). */
+static struct {
+	CURLcode (*global_init)(long);
+	CURL *(*easy_init)(void);
+	void (*easy_cleanup)(CURL *);
+	void (*easy_reset)(CURL *);
+	CURLcode (*easy_setopt)(CURL *, CURLoption, ...);
+	CURLcode (*easy_perform)(CURL *);
+	CURLcode (*easy_getinfo)(CURL *, CURLINFO, ...);
+	const char *(*easy_strerror)(CURLcode);
+	struct curl_slist *(*slist_append)(struct curl_slist *, const char *);
+	void (*slist_free_all)(struct curl_slist *);
+} curl;
+static bool curl_ok;
+static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
+
+static void curl_load(void)
+{
+	void *lib = dlopen("libcurl.so.4", RTLD_NOW | RTLD_LOCAL);
+	if (!lib) {
+		log_err("cannot load libcurl (%s): install libcurl4 for http(s) images", dlerror());
+		return;
+	}
+#define SYM(field, name) (*(void **)&curl.field = dlsym(lib, name))
+	if (!SYM(global_init, "curl_global_init") || !SYM(easy_init, "curl_easy_init") ||
+	    !SYM(easy_cleanup, "curl_easy_cleanup") || !SYM(easy_reset, "curl_easy_reset") ||
+	    !SYM(easy_setopt, "curl_easy_setopt") || !SYM(easy_perform, "curl_easy_perform") ||
+	    !SYM(easy_getinfo, "curl_easy_getinfo") || !SYM(easy_strerror, "curl_easy_strerror") ||
+	    !SYM(slist_append, "curl_slist_append") || !SYM(slist_free_all, "curl_slist_free_all")) {
+		log_err("libcurl lacks a function this build needs: %s", dlerror());
+		return;
+	}
+#undef SYM
+	curl_ok = curl.global_init(CURL_GLOBAL_DEFAULT) == CURLE_OK;
+}
+
+/* ---- parsers of untrusted header values; they never read past len ---- */
+
+static bool is_ows(char c)
+{
+	return c == ' ' || c == '\t';
+}
+
+/* Drop optional white space (and a line's CR LF) around a value. */
+static void trim(const char **s, size_t *len)
+{
+	while (*len && is_ows(**s)) {
+		(*s)++;
+		(*len)--;
+	}
+	while (*len && (is_ows((*s)[*len - 1]) || (*s)[*len - 1] == '\r' || (*s)[*len - 1] == '\n'))
+		(*len)--;
+}
+
+/* Decimal digits only (no sign, no space), at most max. */
+static int parse_dec(const char *s, size_t len, uint64_t max, uint64_t *v)
+{
+	uint64_t x = 0;
+
+	if (!len)
+		return -EINVAL;
+	for (size_t i = 0; i < len; i++) {
+		if (s[i] < '0' || s[i] > '9')
+			return -EINVAL;
+		if (x > (max - (uint64_t)(s[i] - '0')) / 10)
+			return -EINVAL;     /* past max, or would wrap */
+		x = x * 10 + (uint64_t)(s[i] - '0');
+	}
+	*v = x;
+	return 0;
+}
+
+int http_parse_content_length(const char *s, size_t len, uint64_t *value)
+{
+	trim(&s, &len);
+	return parse_dec(s, len, HTTP_MAX_IMAGE_SIZE, value);
+}
+
+int http_parse_content_range(const char *s, size_t len, uint64_t *first, uint64_t *last,
+			     uint64_t *total)
+{
+	const char *end, *dash, *slash;
+	uint64_t a, b, t;
+
+	trim(&s, &len);
+	if (len < 6 || strncasecmp(s, "bytes", 5) || !is_ows(s[5]))
+		return -EINVAL;
+	end = s + len;
+	s += 6;
+	while (s < end && is_ows(*s))
+		s++;
+	dash = memchr(s, '-', (size_t)(end - s));
+	if (!dash)
+		return -EINVAL;
+	slash = memchr(dash, '/', (size_t)(end - dash));
+	if (!slash)
+		return -EINVAL;
+	/* "*" totals (unknown size) and "*" ranges (416 answers) fail here */
+	if (parse_dec(s, (size_t)(dash - s), HTTP_MAX_IMAGE_SIZE, &a) ||
+	    parse_dec(dash + 1, (size_t)(slash - dash - 1), HTTP_MAX_IMAGE_SIZE, &b) ||
+	    parse_dec(slash + 1, (size_t)(end - slash - 1), HTTP_MAX_IMAGE_SIZE, &t))
+		return -EINVAL;
+	if (a > b || b >= t)
+		return -EINVAL;
+	*first = a;
+	*last = b;
+	*total = t;
+	return 0;
+}
+
+int http_parse_etag(const char *s, size_t len, char *out, size_t outlen)
+{
+	size_t i = 0;
+
+	trim(&s, &len);
+	if (!len || len > HTTP_MAX_VALIDATOR || len >= outlen)
+		return -EINVAL;
+	if (len >= 2 && s[0] == 'W' && s[1] == '/')
+		i = 2;
+	if (i < len && s[i] == '"') {
+		/* entity-tag = [W/] DQUOTE *etagc DQUOTE; we take visible ASCII only */
+		if (len - i < 2 || s[len - 1] != '"')
+			return -EINVAL;
+		for (size_t k = i + 1; k < len - 1; k++)
+			if (s[k] < 0x21 || s[k] > 0x7e || s[k] == '"')
+				return -EINVAL;
+	} else {
+		/* servers that forget the quotes: one token of visible ASCII */
+		if (i)
+			return -EINVAL;
+		for (size_t k = 0; k < len; k++)
+			if (s[k] < 0x21 || s[k] > 0x7e || s[k] == '"')
+				return -EINVAL;
+	}
+	memcpy(out, s, len);
+	out[len] = 0;
+	return 0;
+}
+
+/* Last-Modified is compared as sent; it only has to be printable. */
+static int parse_printable(const char *s, size_t len, char *out, size_t outlen)
+{
+	trim(&s, &len);
+	if (!len || len > HTTP_MAX_VALIDATOR || len >= outlen)
+		return -EINVAL;
+	for (size_t k = 0; k < len; k++)
+		if (s[k] < 0x20 || s[k] > 0x7e)
+			return -EINVAL;
+	memcpy(out, s, len);
+	out[len] = 0;
+	return 0;
+}
+
+/* ---- URLs ---- */
+
+struct url_parts {
+	bool https;
+	const char *host;       /* without brackets of an IPv6 literal */
+	size_t host_len;
+	bool ipv6;
+	unsigned port;          /* the default one if none was given */
+	const char *path;       /* up to the query or fragment; may be empty */
+	size_t path_len;
+	bool query;
+};
+
+static bool host_char(char c)
+{
+	return isalnum((unsigned char)c) || c == '.' || c == '-' || c == '_';
+}
+
+/* Split an http(s) URL. Anything that is not a plain host[:port] after an
+ * optional userinfo is refused: a password with a '/' or '?' in it would
+ * otherwise end up in the "host" or the path, and from there in logs. */
+static int url_split(const char *url, struct url_parts *u)
+{
+	const char *p, *auth_end, *at;
+	size_t n = strlen(url);
+
+	memset(u, 0, sizeof(*u));
+	if (n > HTTP_MAX_URL_LEN)
+		return -ENAMETOOLONG;
+	for (size_t i = 0; i < n; i++)
+		if ((unsigned char)url[i] <= 0x20 || (unsigned char)url[i] >= 0x7f)
+			return -EINVAL;
+	if (!strncasecmp(url, "https://", 8)) {
+		u->https = true;
+		p = url + 8;
+	} else if (!strncasecmp(url, "http://", 7)) {
+		p = url + 7;
+	} else {
+		return -EINVAL;
+	}
+	auth_end = p + strcspn(p, "/?#");
+	at = NULL;
+	for (const char *q = p; q < auth_end; q++)
+		if (*q == '@')
+			at = q;
+	if (at)
+		p = at + 1;
+	if (p < auth_end && *p == '[') {
+		const char *close = memchr(p, ']', (size_t)(auth_end - p));
+		if (!close || close == p + 1)
+			return -EINVAL;
+		for (const char *q = p + 1; q < close; q++)
+			if (!isxdigit((unsigned char)*q) && *q != ':' && *q != '.')
+				return -EINVAL;
+		u->host = p + 1;
+		u->host_len = (size_t)(close - p - 1);
+		u->ipv6 = true;
+		p = close + 1;
+	} else {
+		u->host = p;
+		while (p < auth_end && host_char(*p))
+			p++;
+		u->host_len = (size_t)(p - u->host);
+		if (!u->host_len)
+			return -EINVAL;
+	}
+	u->port = u->https ? 443 : 80;
+	if (p < auth_end) {
+		uint64_t port;
+		if (*p != ':' || parse_dec(p + 1, (size_t)(auth_end - p - 1), 65535, &port) || !port)
+			return -EINVAL;
+		u->port = (unsigned)port;
+	}
+	u->path = auth_end;
+	u->path_len = strcspn(auth_end, "?#");
+	u->query = auth_end[u->path_len] == '?';
+	return 0;
+}
+
+/* scheme://host:port, lowercased: who may see the credentials */
+static void url_origin(const struct url_parts *u, char *buf, size_t len)
+{
+	int n = snprintf(buf, len, "%s://%s%.*s%s:%u", u->https ? "https" : "http", u->ipv6 ? "[" : "",
+			 (int)u->host_len, u->host, u->ipv6 ? "]" : "", u->port);
+	for (int i = 0; i < n && (size_t)i < len; i++)
+		buf[i] = (char)tolower((unsigned char)buf[i]);
+}
+
+int http_url_identity(const char *url, char *buf, size_t len)
+{
+	struct url_parts u;
+	char origin[300];
+	int ret = url_split(url, &u), n;
+
+	if (ret)
+		return ret;
+	if (u.host_len > 255)
+		return -EINVAL;
+	url_origin(&u, origin, sizeof(origin));
+	n = snprintf(buf, len, "%s%.*s", origin, (int)u.path_len, u.path_len ? u.path : "/");
+	return n < 0 || (size_t)n >= len ? -ENAMETOOLONG : 0;
+}
+
+void http_name_for_log(const char *name, char *buf, size_t len)
+{
+	if (!strncmp(name, "http://", 7) || !strncmp(name, "https://", 8))
+		http_url_for_log(name, buf, len);
+	else
+		snprintf(buf, len, "%s", name);
+}
+
+void http_url_for_log(const char *url, char *buf, size_t len)
+{
+	struct url_parts u;
+	char port[8] = "";
+
+	if (!len)
+		return;
+	if (url_split(url, &u)) {
+		/* we cannot tell where a password would be: show none of it */
+		snprintf(buf, len, "(unparsable URL)");
+		return;
+	}
+	if (u.port != (u.https ? 443u : 80u))
+		snprintf(port, sizeof(port), ":%u", u.port);
+	/* url_split let through visible ASCII only: nothing to escape */
+	snprintf(buf, len, "%s://%s%.*s%s%s%.*s%s", u.https ? "https" : "http", u.ipv6 ? "[" : "",
+		 (int)u.host_len, u.host, u.ipv6 ? "]" : "", port, (int)u.path_len, u.path,
+		 u.query ? "?..." : "");
+}
+
+int http_opts_init(struct http_opts *o, const char *auth_file, char *why, size_t whylen)
+{
+	static char header[4096];
+	const char *value = getenv("UBLK_HTTP_AUTH");
+	char line[4000];
+
+	memset(o, 0, sizeof(*o));
+	o->connect_timeout_ms = 10000;
+	o->timeout_ms = 60000;
+	o->retries = 3;
+	if (auth_file) {
+		FILE *f = fopen(auth_file, "re");
+		if (!f) {
+			int ret = -errno;
+			WHY("%s: %s", auth_file, strerror(errno));
+			return ret;
+		}
+		if (!fgets(line, sizeof(line), f))
+			line[0] = 0;
+		fclose(f);
+		line[strcspn(line, "\r\n")] = 0;
+		value = line;
+	}
+	if (value && *value) {
+		/* a control byte would let the value add headers of its own */
+		for (const char *p = value; *p; p++)
+			if ((unsigned char)*p < 0x20 && *p != '\t') {
+				WHY("%s: the credentials hold a control character",
+				    auth_file ? auth_file : "UBLK_HTTP_AUTH");
+				return -EINVAL;
+			}
+		/* "Name: value" is used as it is; a bare value is a bearer token or scheme */
+		const char *colon = strchr(value, ':'), *space = strchr(value, ' ');
+		if (colon && (!space || colon < space))
+			snprintf(header, sizeof(header), "%s", value);
+		else if (space)
+			snprintf(header, sizeof(header), "Authorization: %s", value);
+		else
+			snprintf(header, sizeof(header), "Authorization: Bearer %s", value);
+		o->auth_header = header;
+	}
+	return 0;
+}
+
+/* Forget all of a response but where its body goes. */
+static void transfer_reset(struct transfer *t)
+{
+	char *buf = t->buf;
+	size_t cap = t->cap;
+	memset(t, 0, sizeof(*t));
+	t->buf = buf;
+	t->cap = cap;
+}
+
+static size_t on_body(char *data, size_t size, size_t n, void *arg)
+{
+	struct transfer *t = arg;
+	size_t len = size * n;
+
+	/* a body that cannot be what we asked for: stop it now, not at the deadline */
+	if (t->status == 206 && !t->got && (t->bad || (t->n_length && t->length != t->cap)))
+		return 0;
+	if (t->status != 206) {
+		/* an error page or a redirect's body: read and dropped, within reason */
+		t->discarded += len;
+		return t->discarded > HTTP_MAX_DISCARD ? 0 : len;
+	}
+	if (len > t->cap - t->got) {
+		t->overflow = true;
+		return 0;   /* aborts the transfer */
+	}
+	memcpy(t->buf + t->got, data, len);
+	t->got += len;
+	return len;
+}
+
+/* The value of header line [line, line+len) if it is name, else NULL. */
+static const char *header_is(const char *line, size_t len, const char *name, size_t *vlen)
+{
+	size_t n = strlen(name);
+	if (len <= n || strncasecmp(line, name, n) || line[n] != ':')
+		return NULL;
+	*vlen = len - n - 1;
+	return line + n + 1;
+}
+
+static size_t on_header(char *data, size_t size, size_t n, void *arg)
+{
+	struct transfer *t = arg;
+	size_t len = size * n, vlen;
+	const char *v;
+
+	/* a new response (100 continue) starts a new set of headers */
+	if (len > 5 && !strncmp(data, "HTTP/", 5)) {
+		const char *sp = memchr(data, ' ', len);
+		uint64_t status = 0;
+		transfer_reset(t);
+		if (!sp || (size_t)(data + len - sp) < 4 || parse_dec(sp + 1, 3, 999, &status))
+			t->bad = "status line";
+		t->status = (long)status;
+		return len;
+	}
+	if ((v = header_is(data, len, "Content-Range", &vlen))) {
+		if (t->n_range++ || http_parse_content_range(v, vlen, &t->first, &t->last, &t->total))
+			t->bad = t->bad ? t->bad : "Content-Range";
+	} else if ((v = header_is(data, len, "Content-Length", &vlen))) {
+		if (t->n_length++ || http_parse_content_length(v, vlen, &t->length))
+			t->bad = t->bad ? t->bad : "Content-Length";
+	} else if ((v = header_is(data, len, "ETag", &vlen))) {
+		if (t->n_etag++ || http_parse_etag(v, vlen, t->etag, sizeof(t->etag)))
+			t->bad = t->bad ? t->bad : "ETag";
+	} else if ((v = header_is(data, len, "Last-Modified", &vlen))) {
+		if (t->n_modified++ || parse_printable(v, vlen, t->modified, sizeof(t->modified)))
+			t->bad = t->bad ? t->bad : "Last-Modified";
+	}
+	return len;
+}
+
+struct http_conn *http_conn_new(void)
+{
+	struct http_conn *c;
+	pthread_once(&curl_once, curl_load);
+	if (!curl_ok)
+		return NULL;
+	c = calloc(1, sizeof(*c));
+	if (c && !(c->curl = curl.easy_init())) {
+		free(c);
+		c = NULL;
+	}
+	return c;
+}
+
+void http_conn_free(struct http_conn *c)
+{
+	if (!c)
+		return;
+	curl.easy_cleanup(c->curl);
+	free(c);
+}
+
+/* Every option matters (a protocol limit silently dropped by an old
+ * libcurl would let a redirect go anywhere): a refused one is an error. */
+#define SETOPT(h, opt, val) do { \
+	CURLcode e_ = curl.easy_setopt(h, opt, val); \
+	if (e_ != CURLE_OK) { \
+		WHY("libcurl too old: " #opt " unsupported (%s); libcurl 7.85 or later is needed", \
+		    curl.easy_strerror(e_)); \
+		ret = -ENOTSUP; \
+		goto out; \
+	} \
+} while (0)
+
+static bool is_redirect(long status)
+{
+	return status == 301 || status == 302 || status == 303 || status == 307 || status == 308;
+}
+
+/* The headers of a 206: exactly the range asked for, or -EIO. */
+static int check_206(const struct transfer *t, uint64_t off, uint32_t len, const char *logurl,
+		     const char *range, char *why, size_t whylen)
+{
+	if (t->bad) {
+		WHY("%s: range %s: malformed %s header from the server", logurl, range, t->bad);
+		return -EIO;
+	}
+	if (!t->n_range || t->first != off || t->last != off + len - 1) {
+		if (t->n_range)
+			WHY("%s: range %s: the server sent range %llu-%llu instead", logurl, range,
+			    (unsigned long long)t->first, (unsigned long long)t->last);
+		else
+			WHY("%s: range %s: a 206 answer without Content-Range", logurl, range);
+		return -EIO;
+	}
+	if (t->n_length && t->length != len) {
+		WHY("%s: range %s: Content-Length %llu for %u bytes", logurl, range,
+		    (unsigned long long)t->length, len);
+		return -EIO;
+	}
+	return 0;
+}
+
+/* One try, following up to HTTP_MAX_REDIRECTS redirects, all within
+ * timeout_ms. Returns 0, a retryable -EAGAIN / -ETIMEDOUT, or a final
+ * -errno. On 0, t holds a 206 answer for exactly [off, off + len). */
+static int try_range(struct http_conn *c, const struct http_source *s, uint64_t off, uint32_t len,
+		     uint64_t timeout_ms, struct transfer *t, char *why, size_t whylen)
+{
+	CURL *h = c->curl;
+	char range[64], errbuf[CURL_ERROR_SIZE], logurl[512], origin[300], here[300];
+	const char *url = s->url;
+	char *next = NULL;
+	struct curl_slist *hdrs = NULL;
+	struct url_parts u;
+	uint64_t deadline = now_ms() + timeout_ms;
+	long status = 0;
+	CURLcode rc;
+	int ret;
+
+	http_url_for_log(s->url, logurl, sizeof(logurl));
+	if ((ret = url_split(s->url, &u))) {
+		WHY("%s: not an http(s) URL this tool accepts", logurl);
+		return -EINVAL;
+	}
+	url_origin(&u, origin, sizeof(origin));
+	snprintf(range, sizeof(range), "%llu-%llu", (unsigned long long)off,
+		 (unsigned long long)(off + len - 1));
+	for (unsigned hop = 0;; hop++) {
+		uint64_t left = ms_left(deadline);
+		bool same_origin;
+		char *target = NULL;
+
+		if (!left) {
+			WHY("%s: range %s: timed out (following redirects)", logurl, range);
+			ret = -ETIMEDOUT;
+			goto out;
+		}
+		url_split(url, &u);   /* checked before it became url */
+		url_origin(&u, here, sizeof(here));
+		same_origin = !strcmp(here, origin);
+		curl.easy_reset(h);
+		errbuf[0] = 0;
+		SETOPT(h, CURLOPT_ERRORBUFFER, errbuf);
+		SETOPT(h, CURLOPT_URL, url);
+		SETOPT(h, CURLOPT_PROTOCOLS_STR, u.https ? "https" : "http");
+		SETOPT(h, CURLOPT_FOLLOWLOCATION, 0L);
+		SETOPT(h, CURLOPT_REDIR_PROTOCOLS_STR, "https");
+		SETOPT(h, CURLOPT_MAXREDIRS, 0L);
+		SETOPT(h, CURLOPT_UNRESTRICTED_AUTH, 0L);
+		SETOPT(h, CURLOPT_RANGE, range);
+		SETOPT(h, CURLOPT_NOSIGNAL, 1L);
+		SETOPT(h, CURLOPT_CONNECTTIMEOUT_MS,
+		       (long)(s->opts.connect_timeout_ms < left ? s->opts.connect_timeout_ms : left));
+		SETOPT(h, CURLOPT_TIMEOUT_MS, (long)left);
+		SETOPT(h, CURLOPT_WRITEFUNCTION, on_body);
+		SETOPT(h, CURLOPT_WRITEDATA, t);
+		SETOPT(h, CURLOPT_HEADERFUNCTION, on_header);
+		SETOPT(h, CURLOPT_HEADERDATA, t);
+		if (s->opts.insecure) {
+			SETOPT(h, CURLOPT_SSL_VERIFYPEER, 0L);
+			SETOPT(h, CURLOPT_SSL_VERIFYHOST, 0L);
+		}
+		/* the credentials go to the origin they were given for, only */
+		if (s->opts.auth_header && same_origin &&
+		    !(hdrs = curl.slist_append(NULL, s->opts.auth_header))) {
+			ret = -ENOMEM;
+			goto out;
+		}
+		SETOPT(h, CURLOPT_HTTPHEADER, hdrs);
+		transfer_reset(t);
+		rc = curl.easy_perform(h);
+		curl.slist_free_all(hdrs);
+		hdrs = NULL;
+		status = 0;
+		if (curl.easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status) != CURLE_OK)
+			status = 0;
+		if (rc == CURLE_OPERATION_TIMEDOUT) {
+			WHY("%s: range %s: %s", logurl, range, errbuf[0] ? errbuf : "timed out");
+			ret = -ETIMEDOUT;
+			goto out;
+		}
+		/* wrong headers are the answer, whatever happened to the body */
+		if (status == 206 && (ret = check_206(t, off, len, logurl, range, why, whylen)))
+			goto out;
+		if (rc != CURLE_OK && !t->overflow && !(t->status != 206 && t->discarded)) {
+			WHY("%s: range %s: %s", logurl, range, errbuf[0] ? errbuf : curl.easy_strerror(rc));
+			/* TLS and URL errors will not pass; connection trouble may */
+			ret = rc == CURLE_SSL_CACERT || rc == CURLE_PEER_FAILED_VERIFICATION ||
+			      rc == CURLE_URL_MALFORMAT || rc == CURLE_UNSUPPORTED_PROTOCOL ? -EIO : -EAGAIN;
+			goto out;
+		}
+		if (!is_redirect(status))
+			break;
+		if (curl.easy_getinfo(h, CURLINFO_REDIRECT_URL, &target) != CURLE_OK || !target) {
+			WHY("%s: range %s: HTTP %ld without a usable Location", logurl, range, status);
+			ret = -EIO;
+			goto out;
+		}
+		char tlog[512];
+		http_url_for_log(target, tlog, sizeof(tlog));
+		if (hop == HTTP_MAX_REDIRECTS) {
+			WHY("%s: range %s: more than %d redirects (last to %s): refused", logurl, range,
+			    HTTP_MAX_REDIRECTS, tlog);
+			ret = -EIO;
+			goto out;
+		}
+		struct url_parts tu;
+		if (url_split(target, &tu) || (!tu.https && !strncasecmp(s->url, "https:", 6))) {
+			WHY("%s: range %s: redirect to %s refused: only https, or http when the URL "
+			    "is http", logurl, range, !strncasecmp(target, "http", 4) ? tlog : "another scheme");
+			ret = -EIO;
+			goto out;
+		}
+		free(next);
+		if (!(next = strdup(target))) {
+			ret = -ENOMEM;
+			goto out;
+		}
+		url = next;
+	}
+	if (status >= 500 || status == 429) {
+		WHY("%s: range %s: HTTP %ld", logurl, range, status);
+		ret = -EAGAIN;
+		goto out;
+	}
+	if (status != 206) {
+		WHY("%s: range %s: HTTP %ld%s", logurl, range, status,
+		    status == 200 ? " (the server ignores range requests)" :
+		    status == 401 || status == 403 ? " (check the credentials)" : "");
+		ret = status == 404 ? -ENOENT : status == 401 || status == 403 ? -EACCES : -EIO;
+		goto out;
+	}
+	if (t->overflow || t->got != len) {
+		WHY("%s: range %s: got %zu bytes, expected %u", logurl, range, t->got, len);
+		ret = -EAGAIN;
+		goto out;
+	}
+	ret = 0;
+out:
+	curl.slist_free_all(hdrs);
+	free(next);
+	return ret;
+}
+
+static const char *validator_of(const struct transfer *t)
+{
+	return t->etag[0] ? t->etag : t->modified;
+}
+
+/* try_range until it works, a final error, or the read's deadline. */
+static int fetch(struct http_conn *c, const struct http_source *s, uint64_t off, uint32_t len,
+		 struct transfer *t, unsigned *attempts, char *why, size_t whylen)
+{
+	uint64_t timeout = s->opts.timeout_ms, backoff = 200, start = now_ms(), deadline;
+	unsigned retries = s->opts.retries < HTTP_MAX_RETRIES ? s->opts.retries : HTTP_MAX_RETRIES;
+	int ret = -EIO;
+
+	if (!timeout || timeout > HTTP_MAX_TIMEOUT_MS)
+		timeout = HTTP_MAX_TIMEOUT_MS;
+	deadline = start + timeout * (retries + 1);
+	for (unsigned i = 0; i <= retries; i++) {
+		if (attempts)
+			*attempts = i + 1;
+		if (i) {
+			uint64_t left = ms_left(deadline);
+			if (left <= backoff)
+				break;      /* no time for another try */
+			sleep_ms(backoff);
+			backoff = backoff * 2 < HTTP_MAX_BACKOFF_MS ? backoff * 2 : HTTP_MAX_BACKOFF_MS;
+		}
+		uint64_t left = ms_left(deadline);
+		ret = try_range(c, s, off, len, left < timeout ? left : timeout, t, why, whylen);
+		if (ret != -EAGAIN && ret != -ETIMEDOUT)
+			break;
+	}
+	return ret == -EAGAIN ? -EIO : ret;
+}
+
+int http_read(struct http_conn *c, const struct http_source *s, uint64_t off, uint32_t len,
+	      void *buf, unsigned *attempts, char *why, size_t whylen)
+{
+	struct transfer t = { .buf = buf, .cap = len };
+	int ret;
+
+	if (attempts)
+		*attempts = 0;
+	if (!len || off > s->size || len > s->size - off) {
+		WHY("read of %u bytes at %llu is outside the image (%llu bytes)", len,
+		    (unsigned long long)off, (unsigned long long)s->size);
+		return -EINVAL;
+	}
+	ret = fetch(c, s, off, len, &t, attempts, why, whylen);
+	if (ret == 0 && (strcmp(validator_of(&t), s->validator) || t.total != s->size)) {
+		char logurl[512];
+		http_url_for_log(s->url, logurl, sizeof(logurl));
+		WHY("%s changed on the server (validator '%s', was '%s'; size %llu, was "
+		    "%llu): refusing to mix versions", logurl, validator_of(&t), s->validator,
+		    (unsigned long long)t.total, (unsigned long long)s->size);
+		return -ESTALE;
+	}
+	return ret;
+}
+
+int http_source_open(struct http_source *s, const char *url, const struct http_opts *o,
+		     char *why, size_t whylen)
+{
+	struct http_conn *c = NULL;
+	struct transfer t;
+	struct url_parts u;
+	char one, logurl[512];
+	int ret;
+
+	memset(s, 0, sizeof(*s));
+	http_url_for_log(url, logurl, sizeof(logurl));
+	if ((ret = url_split(url, &u))) {
+		WHY("%s: %s", logurl, ret == -ENAMETOOLONG ? "URL longer than 8192 bytes" :
+		    "not a valid http(s) URL (host[:port], no spaces or control characters)");
+		return ret;
+	}
+	s->opts = *o;
+	if (!(s->url = strdup(url)) || !(c = http_conn_new())) {
+		WHY("%s: %s", logurl, s->url ? "cannot start libcurl" : strerror(ENOMEM));
+		ret = s->url ? -ENOTSUP : -ENOMEM;
+		goto out;
+	}
+	memset(&t, 0, sizeof(t));
+	t.buf = &one;
+	t.cap = 1;
+	if ((ret = fetch(c, s, 0, 1, &t, NULL, why, whylen)))
+		goto out;
+	s->size = t.total;
+	snprintf(s->validator, sizeof(s->validator), "%s", validator_of(&t));
+out:
+	http_conn_free(c);
+	if (ret) {
+		free(s->url);
+		s->url = NULL;
+	}
+	return ret;
+}
+
+void http_source_close(struct http_source *s)
+{
+	free(s->url);
+	s->url = NULL;
+}

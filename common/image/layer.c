@@ -1,0 +1,54 @@
+#include "image/layer.h"
+
+#include <errno.h>
+
+void layer_submit(struct layer *l, struct layer_io *io)
+{
+	io->layer = l;
+	io->progress = 0;
+	if (l->read_only && io->op != LAYER_READ && io->op != LAYER_FLUSH) {
+		io->done(io, -EROFS);
+		return;
+	}
+	switch (io->op) {
+	case LAYER_READ: l->ops->read(l, io); break;
+	case LAYER_WRITE: l->ops->write(l, io); break;
+	case LAYER_FLUSH: l->ops->flush(l, io); break;
+	case LAYER_DISCARD:
+	case LAYER_WRITE_ZEROES: l->ops->discard(l, io); break;
+	default: io->done(io, -EOPNOTSUPP); break;
+	}
+}
+
+void layer_close(struct layer *l)
+{
+	if (l)
+		l->ops->close(l);
+}
+
+#define PRIV_ALIGN 16
+
+static size_t priv_round(size_t n)
+{
+	return (n + PRIV_ALIGN - 1) / PRIV_ALIGN * PRIV_ALIGN;
+}
+
+size_t layer_stack_priv_size(const struct layer *l)
+{
+	size_t n = 0;
+	for (; l; l = l->lower)
+		n += priv_round(l->priv_size);
+	return n;
+}
+
+void layer_child_init(const struct layer *l, struct layer_io *parent, struct layer_io *child,
+		      enum layer_op op, uint64_t off, uint32_t len, void *buf, layer_done_fn done)
+{
+	child->op = op;
+	child->off = off;
+	child->len = len;
+	child->buf = buf;
+	child->done = done;
+	child->aio = parent->aio;
+	child->priv = (char *)parent->priv + priv_round(l->priv_size);
+}

@@ -1,0 +1,996 @@
+/*
+ * Copy-on-write cache over a read-only lower layer. The on-disk format and
+ * its ordering rules are in docs/cache-format.md; in short:
+ *
+ *   data file  block i at offset i*4096, valid only where the map says dirty
+ *   map file   header + 2 bits per block: clean (read below), dirty, zero
+ *
+ * All requests are whole 4 KiB blocks (the device's logical block size), so
+ * there is never a read-modify-write. The in-memory map is shared by every
+ * queue thread and updated with atomic byte operations; a block becomes
+ * dirty only after its data write completed. FLUSH is handed to a flusher
+ * thread, which snapshots the changed map pages, fdatasyncs the data file,
+ * then writes and fdatasyncs the snapshot, and posts the completion back to
+ * the requesting queue's ring (IORING_OP_MSG_RING): a flush never blocks a
+ * queue thread, and concurrent flushes share one round of syncs.
+ */
+#include "util/crc32c.h"
+#include "util/fileio.h"
+#include "image/cache.h"
+#include "image/cache_map.h"
+#include "util/ublk_limits.h"
+#include "image/cache_live.h"
+#include "image/layer.h"
+#include "util/log.h"
+#include "util/timeutil.h"
+
+#include <endian.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define BS LAYER_BLOCK_SIZE
+#define MAP_HDR 4096u
+#define MAP_PAGE 4096u
+#define MAGIC "UBLKCMAP"
+#define CACHE_VERSION 1
+
+enum { ST_CLEAN = 0, ST_DIRTY = 1, ST_ZERO = 2, ST_RESERVED = 3 };
+
+struct cache_hdr {
+	uint64_t dev_size, base_size, generation;
+	uint8_t id[16];
+	uint8_t parent_id[16];      /* id of the layer below when created */
+	uint64_t parent_generation;
+};
+
+struct cache {
+	struct layer l;
+	struct layer *data;         /* file layer over the data file */
+	int map_fd;
+	uint64_t nblocks, base_blocks;
+	uint8_t *map;               /* map_bytes, 4 blocks per byte: in live.mem when
+				       writable, else private */
+	struct cache_live live;
+	char *path;
+	uint8_t *snap;              /* flusher's snapshot of the map */
+	uint64_t *changed;          /* map pages changed since the last flush */
+	uint64_t *taken;            /* pages the running persist() took from changed */
+	size_t map_bytes, npages;
+	struct cache_hdr hdr;
+
+	/* Live export: while frozen, writes and discards are parked and
+	 * resubmitted on their own queue's ring at thaw. */
+	_Atomic int frozen;
+	_Atomic uint64_t modifying;     /* writes and discards in flight */
+	struct layer_io *parked;        /* under lock */
+	pthread_mutex_t persist_lock;   /* persist() runs one at a time */
+
+	pthread_t flusher;
+	bool flusher_running;
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	struct layer_io *flush_list;
+	bool stop;
+	int sticky_err;             /* a failed data sync fails every later flush */
+	struct aio_poster poster;   /* posts completions to queue rings */
+};
+
+struct cache_io {
+	struct layer_io child;      /* request to the data file or the layer below */
+	struct layer_io *parent;
+	struct cache *cache;
+	uint32_t cursor;            /* bytes of the parent request done */
+	int err;
+	struct layer_io *next_flush;
+};
+
+
+static inline unsigned get_state(const struct cache *c, uint64_t b)
+{
+	uint8_t byte = __atomic_load_n(&c->map[b >> 2], __ATOMIC_ACQUIRE);
+	return (byte >> ((b & 3) * 2)) & 3;
+}
+
+/* What a read of block b returns: clean blocks past the base read zeros. */
+static inline unsigned read_state(const struct cache *c, uint64_t b)
+{
+	unsigned st = get_state(c, b);
+	return st == ST_CLEAN && b >= c->base_blocks ? ST_ZERO : st;
+}
+
+static void set_state(struct cache *c, uint64_t b, unsigned st)
+{
+	uint8_t *p = &c->map[b >> 2];
+	unsigned shift = (b & 3) * 2;
+	uint8_t old = __atomic_load_n(p, __ATOMIC_RELAXED), new;
+	uint64_t page = (b >> 2) / MAP_PAGE;
+
+	do {
+		new = (uint8_t)((old & ~(3u << shift)) | (st << shift));
+	} while (!__atomic_compare_exchange_n(p, &old, new, true, __ATOMIC_ACQ_REL, __ATOMIC_RELAXED));
+	__atomic_fetch_or(&c->changed[page / 64], 1ull << (page % 64), __ATOMIC_SEQ_CST);
+}
+
+static bool block_is_zero(const void *buf)
+{
+	const uint64_t *w = buf;
+	for (unsigned i = 0; i < BS / 8; i++)
+		if (w[i])
+			return false;
+	return true;
+}
+
+static struct cache_io *start(struct cache *c, struct layer_io *io)
+{
+	struct cache_io *p = io->priv;
+	p->parent = io;
+	p->cache = c;
+	p->cursor = 0;
+	p->err = 0;
+	return p;
+}
+
+static void send_child(struct cache_io *p, struct layer *target, enum layer_op op, uint64_t off,
+		       uint32_t len, void *buf, layer_done_fn done)
+{
+	layer_child_init(&p->cache->l, p->parent, &p->child, op, off, len, buf, done);
+	layer_submit(target, &p->child);
+}
+
+/* ---- read: serve runs of blocks in the same state, one after another ---- */
+
+static void read_step(struct cache_io *p);
+
+static void read_child_done(struct layer_io *child, int res)
+{
+	struct cache_io *p = container_of(child, struct cache_io, child);
+	if (res < 0)
+		p->err = res;
+	read_step(p);
+}
+
+static void read_step(struct cache_io *p)
+{
+	struct cache *c = p->cache;
+	struct layer_io *io = p->parent;
+
+	while (p->cursor < io->len && !p->err) {
+		uint64_t b = (io->off + p->cursor) / BS;
+		unsigned st = read_state(c, b);
+		uint32_t n = 1;
+		while (p->cursor + (n + 1) * BS <= io->len && read_state(c, b + n) == st)
+			n++;
+		char *buf = (char *)io->buf + p->cursor;
+		uint64_t off = io->off + p->cursor;
+		p->cursor += n * BS;
+		if (st == ST_ZERO) {
+			memset(buf, 0, (size_t)n * BS);
+			continue;
+		}
+		send_child(p, st == ST_DIRTY ? c->data : c->l.lower, LAYER_READ, off, n * BS, buf,
+			   read_child_done);
+		return;
+	}
+	io->done(io, p->err ? p->err : (int)io->len);
+}
+
+static void cache_read(struct layer *l, struct layer_io *io)
+{
+	read_step(start((struct cache *)l, io));
+}
+
+/* ---- write, discard ---- */
+
+static void resume_parked(struct aio_req *req, int res)
+{
+	struct layer_io *io = container_of(req, struct layer_io, areq);
+	(void)res;
+	layer_submit(io->layer, io);
+}
+
+/* Count a write or discard in, or park it while the cache is frozen.
+ * Counting first and checking after pairs with freeze(), which sets the
+ * flag first and waits for the count to drop. */
+static bool may_modify(struct cache *c, struct layer_io *io)
+{
+	atomic_fetch_add(&c->modifying, 1);
+	if (!atomic_load(&c->frozen))
+		return true;
+	atomic_fetch_sub(&c->modifying, 1);
+	io->areq.complete = resume_parked;
+	aio_expect(io->aio);
+	pthread_mutex_lock(&c->lock);
+	((struct cache_io *)io->priv)->next_flush = c->parked;
+	c->parked = io;
+	pthread_mutex_unlock(&c->lock);
+	return false;
+}
+
+static void modified(struct cache *c, struct layer_io *io, int res)
+{
+	atomic_fetch_sub(&c->modifying, 1);
+	io->done(io, res);
+}
+
+static void set_range(struct cache *c, uint64_t off, uint32_t len, unsigned st)
+{
+	for (uint64_t b = off / BS; b < (off + len) / BS && b < c->nblocks; b++)
+		set_state(c, b, st);
+}
+
+static void write_done(struct layer_io *child, int res)
+{
+	struct cache_io *p = container_of(child, struct cache_io, child);
+	struct layer_io *io = p->parent;
+
+	if (res >= 0) {
+		/* Only now is the data there to be read: publish the blocks. */
+		for (uint32_t i = 0; i < io->len / BS; i++)
+			set_state(p->cache, io->off / BS + i,
+				  block_is_zero((char *)io->buf + (size_t)i * BS) ? ST_ZERO : ST_DIRTY);
+		res = (int)io->len;
+	}
+	modified(p->cache, io, res);
+}
+
+static void zero_done(struct layer_io *child, int res)
+{
+	struct cache_io *p = container_of(child, struct cache_io, child);
+	struct layer_io *io = p->parent;
+	modified(p->cache, io, res < 0 ? res : (io->op == LAYER_WRITE ? (int)io->len : 0));
+}
+
+/* Zero state first, then give the space back: a read in between sees zeros. */
+static void make_zero(struct cache_io *p, struct layer_io *io)
+{
+	uint64_t end = io->off + io->len;
+	struct cache *c = p->cache;
+
+	if (end > c->l.size)
+		end = c->l.size;
+	if (io->off >= end) {
+		modified(c, io, 0);
+		return;
+	}
+	set_range(c, io->off, (uint32_t)(end - io->off), ST_ZERO);
+	send_child(p, c->data, LAYER_DISCARD, io->off, (uint32_t)(end - io->off), NULL, zero_done);
+}
+
+static void cache_write(struct layer *l, struct layer_io *io)
+{
+	struct cache_io *p = start((struct cache *)l, io);
+	bool all_zero = true;
+
+	if (!may_modify(p->cache, io))
+		return;
+	for (uint32_t i = 0; i < io->len / BS && all_zero; i++)
+		all_zero = block_is_zero((char *)io->buf + (size_t)i * BS);
+	if (all_zero)
+		make_zero(p, io);
+	else
+		send_child(p, p->cache->data, LAYER_WRITE, io->off, io->len, io->buf, write_done);
+}
+
+static void cache_discard(struct layer *l, struct layer_io *io)
+{
+	struct cache_io *p = start((struct cache *)l, io);
+	if (may_modify(p->cache, io))
+		make_zero(p, io);
+}
+
+/* ---- flush ---- */
+
+/* Bytes of map page `page` (the last one may be short). */
+static size_t page_len(const struct cache *c, size_t page)
+{
+	size_t left = c->map_bytes - page * MAP_PAGE;
+	return left < MAP_PAGE ? left : MAP_PAGE;
+}
+
+/* Persist every map change made so far (docs/cache-format.md, Rules).
+ * Runs on the flusher thread, or at close once the flusher has ended. */
+static int persist(struct cache *c)
+{
+	uint64_t words = (c->npages + 63) / 64, *taken = c->taken;
+	int ret = 0;
+
+	pthread_mutex_lock(&c->persist_lock);
+	for (uint64_t w = 0; w < words; w++) {
+		taken[w] = __atomic_exchange_n(&c->changed[w], 0, __ATOMIC_SEQ_CST);
+		for (uint64_t bits = taken[w]; bits; bits &= bits - 1) {
+			size_t page = w * 64 + (size_t)__builtin_ctzll(bits);
+			memcpy(c->snap + page * MAP_PAGE, c->map + page * MAP_PAGE, page_len(c, page));
+		}
+	}
+	if (c->sticky_err) {
+		ret = c->sticky_err;
+		goto out;
+	}
+	if (fdatasync(layer_file_fd(c->data))) {
+		ret = c->sticky_err = -errno;
+		goto out;
+	}
+	for (uint64_t w = 0; w < words && !ret; w++)
+		for (uint64_t bits = taken[w]; bits && !ret; bits &= bits - 1) {
+			size_t page = w * 64 + (size_t)__builtin_ctzll(bits);
+			size_t len = page_len(c, page);
+			if (pwrite(c->map_fd, c->snap + page * MAP_PAGE, len,
+				   MAP_HDR + page * MAP_PAGE) != (ssize_t)len)
+				ret = errno ? -errno : -EIO;
+		}
+	if (!ret && fdatasync(c->map_fd))
+		ret = -errno;
+out:
+	if (ret)   /* not persisted: try these pages again next time */
+		for (uint64_t w = 0; w < words; w++)
+			__atomic_fetch_or(&c->changed[w], taken[w], __ATOMIC_SEQ_CST);
+	pthread_mutex_unlock(&c->persist_lock);
+	return ret;
+}
+
+static void flush_complete(struct aio_req *req, int res)
+{
+	struct layer_io *io = container_of(req, struct layer_io, areq);
+	io->done(io, res);
+}
+
+/* Complete every request of the batch (linked by next_flush) on its own
+ * queue's ring. */
+static void complete_batch(struct cache *c, struct layer_io *batch, int res)
+{
+	while (batch) {
+		struct layer_io *io = batch;
+		batch = ((struct cache_io *)io->priv)->next_flush;
+		aio_poster_post(&c->poster, io->aio, &io->areq, res);
+	}
+}
+
+static void *flusher_main(void *arg)
+{
+	struct cache *c = arg;
+
+	pthread_mutex_lock(&c->lock);
+	for (;;) {
+		while (!c->flush_list && !c->stop)
+			pthread_cond_wait(&c->cond, &c->lock);
+		if (!c->flush_list)
+			break;
+		struct layer_io *batch = c->flush_list;
+		c->flush_list = NULL;
+		pthread_mutex_unlock(&c->lock);
+		complete_batch(c, batch, persist(c));
+		pthread_mutex_lock(&c->lock);
+	}
+	pthread_mutex_unlock(&c->lock);
+	return NULL;
+}
+
+static void cache_flush(struct layer *l, struct layer_io *io)
+{
+	struct cache *c = (struct cache *)l;
+	struct cache_io *p = start(c, io);
+
+	if (l->read_only) {
+		io->done(io, 0);
+		return;
+	}
+	io->areq.complete = flush_complete;
+	aio_expect(io->aio);
+	pthread_mutex_lock(&c->lock);
+	p->next_flush = c->flush_list;
+	c->flush_list = io;
+	pthread_cond_signal(&c->cond);
+	pthread_mutex_unlock(&c->lock);
+}
+
+/* ---- open and close ---- */
+
+static void hdr_encode(const struct cache *c, uint8_t *b)
+{
+	memset(b, 0, MAP_HDR);
+	memcpy(b, MAGIC, 8);
+	*(uint32_t *)(b + 8) = htole32(CACHE_VERSION);
+	*(uint32_t *)(b + 12) = htole32(BS);
+	*(uint64_t *)(b + 16) = htole64(c->hdr.dev_size);
+	*(uint64_t *)(b + 24) = htole64(c->hdr.base_size);
+	*(uint64_t *)(b + 32) = htole64(c->hdr.generation);
+	memcpy(b + 40, c->hdr.id, 16);
+	memcpy(b + 64, c->hdr.parent_id, 16);
+	*(uint64_t *)(b + 80) = htole64(c->hdr.parent_generation);
+	*(uint32_t *)(b + 60) = htole32(crc32c(0, b, 60) ^ crc32c(0, b + 64, 24));
+}
+
+static int hdr_decode(struct cache *c, const uint8_t *b, char *why, size_t len)
+{
+	if (memcmp(b, MAGIC, 8))
+		return snprintf(why, len, "not a ublk-tools cache map (bad magic)"), -EINVAL;
+	if (le32toh(*(const uint32_t *)(b + 60)) != (crc32c(0, b, 60) ^ crc32c(0, b + 64, 24)))
+		return snprintf(why, len, "header checksum mismatch (damaged map)"), -EINVAL;
+	if (le32toh(*(const uint32_t *)(b + 8)) != CACHE_VERSION)
+		return snprintf(why, len, "format version %u, this build reads %u",
+				le32toh(*(const uint32_t *)(b + 8)), CACHE_VERSION), -EINVAL;
+	if (le32toh(*(const uint32_t *)(b + 12)) != BS)
+		return snprintf(why, len, "block size %u, expected %u",
+				le32toh(*(const uint32_t *)(b + 12)), BS), -EINVAL;
+	c->hdr.dev_size = le64toh(*(const uint64_t *)(b + 16));
+	c->hdr.base_size = le64toh(*(const uint64_t *)(b + 24));
+	c->hdr.generation = le64toh(*(const uint64_t *)(b + 32));
+	memcpy(c->hdr.id, b + 40, 16);
+	memcpy(c->hdr.parent_id, b + 64, 16);
+	c->hdr.parent_generation = le64toh(*(const uint64_t *)(b + 80));
+	/* The device size sizes the block map: bound it before anything uses it. */
+	if (!c->hdr.dev_size || c->hdr.dev_size % BS || c->hdr.dev_size > UBLK_MAX_IMAGE_SIZE)
+		return snprintf(why, len, "device size %llu is not a non-zero multiple of %u up to "
+				"the supported %llu (damaged map)", (unsigned long long)c->hdr.dev_size,
+				BS, (unsigned long long)UBLK_MAX_IMAGE_SIZE), -EINVAL;
+	if (c->hdr.base_size % BS || c->hdr.base_size > c->hdr.dev_size)
+		return snprintf(why, len, "base size %llu is not a multiple of %u within the device "
+				"size %llu (damaged map)", (unsigned long long)c->hdr.base_size, BS,
+				(unsigned long long)c->hdr.dev_size), -EINVAL;
+	return 0;
+}
+
+/* Exactly len bytes at off, or -EINVAL for a map that ends sooner. */
+static int map_pread(int fd, void *buf, size_t len, uint64_t off)
+{
+	int ret = pread_full(fd, buf, len, off);
+	return ret == -ENODATA ? -EINVAL : ret;
+}
+
+static int map_regular(int fd, char *why, size_t len)
+{
+	struct stat st;
+	if (fstat(fd, &st))
+		return snprintf(why, len, "stat: %s", strerror(errno)), -errno;
+	if (!S_ISREG(st.st_mode))
+		return snprintf(why, len, "not a regular file"), -EINVAL;
+	return 0;
+}
+
+/* The map file is exactly its header and the states of dev_size's blocks
+ * (its last page may be padded): anything else is not a map we wrote. */
+static int map_size_check(int fd, uint64_t map_bytes, char *why, size_t len)
+{
+	uint64_t lo = MAP_HDR + map_bytes, hi = MAP_HDR + (map_bytes + MAP_PAGE - 1) / MAP_PAGE * MAP_PAGE;
+	struct stat st;
+
+	if (fstat(fd, &st))
+		return snprintf(why, len, "stat: %s", strerror(errno)), -errno;
+	if (!S_ISREG(st.st_mode))
+		return snprintf(why, len, "not a regular file"), -EINVAL;
+	if ((uint64_t)st.st_size < lo || (uint64_t)st.st_size > hi)
+		return snprintf(why, len, "%llu bytes, but its header's device size needs %llu "
+				"(truncated or damaged map)", (unsigned long long)st.st_size,
+				(unsigned long long)lo), -EINVAL;
+	return 0;
+}
+
+/* Header and block states of c->map_fd into c->map (sized for c->map_bytes
+ * by the caller from an earlier read of the header). */
+static int map_read(struct cache *c, char *why, size_t len)
+{
+	uint8_t b[MAP_HDR];
+	int ret;
+
+	if ((ret = map_pread(c->map_fd, b, MAP_HDR, 0)))
+		return snprintf(why, len, "reading the header: %s",
+				ret == -EINVAL ? "the file is too short" : strerror(-ret)), ret;
+	if ((ret = hdr_decode(c, b, why, len)))
+		return ret;
+	if (c->hdr.dev_size != c->nblocks * BS)
+		return snprintf(why, len, "the header changed while the map was opened"), -EINVAL;
+	if ((ret = map_size_check(c->map_fd, c->map_bytes, why, len)))
+		return ret;
+	if ((ret = map_pread(c->map_fd, c->map, c->map_bytes, MAP_HDR)))
+		return snprintf(why, len, "block states are truncated"), -EINVAL;
+	return 0;
+}
+
+/* A state no writer produces: the whole map is refused. */
+static int map_check_states(const struct cache *c, char *why, size_t len)
+{
+	for (uint64_t blk = 0; blk < c->nblocks; blk++)
+		if (get_state(c, blk) == ST_RESERVED)
+			return snprintf(why, len, "block %llu has an invalid state",
+					(unsigned long long)blk), -EINVAL;
+	return 0;
+}
+
+int cache_map_check_fd(int fd, uint64_t *dev_size, char *why, size_t whylen)
+{
+	struct cache c = { .map_fd = fd };
+	uint8_t b[MAP_HDR];
+	int ret;
+
+	why[0] = 0;
+	if ((ret = map_regular(fd, why, whylen)))
+		return ret;
+	if ((ret = map_pread(fd, b, MAP_HDR, 0)) || (ret = hdr_decode(&c, b, why, whylen))) {
+		if (ret != -EINVAL || !why[0])
+			snprintf(why, whylen, "reading the header: %s",
+				 ret == -EINVAL ? "the file is too short" : strerror(-ret));
+		return ret;
+	}
+	c.nblocks = c.hdr.dev_size / BS;
+	c.map_bytes = (c.nblocks + 3) / 4;
+	if ((ret = map_size_check(fd, c.map_bytes, why, whylen)))
+		return ret;
+	if (!(c.map = malloc(c.map_bytes)))
+		return snprintf(why, whylen, "out of memory for the block map"), -ENOMEM;
+	if (!(ret = map_read(&c, why, whylen)) && !(ret = map_check_states(&c, why, whylen)))
+		*dev_size = c.hdr.dev_size;
+	free(c.map);
+	return ret;
+}
+
+static int write_hdr(struct cache *c)
+{
+	uint8_t b[MAP_HDR];
+	hdr_encode(c, b);
+	if (pwrite(c->map_fd, b, MAP_HDR, 0) != MAP_HDR)
+		return errno ? -errno : -EIO;
+	return fdatasync(c->map_fd) ? -errno : 0;
+}
+
+static void cache_close(struct layer *l)
+{
+	struct cache *c = (struct cache *)l;
+
+	if (c->flusher_running) {
+		pthread_mutex_lock(&c->lock);
+		c->stop = true;
+		pthread_cond_signal(&c->cond);
+		pthread_mutex_unlock(&c->lock);
+		pthread_join(c->flusher, NULL);
+		aio_poster_exit(&c->poster);
+	}
+	if (c->map_fd >= 0) {
+		/* A clean stop keeps everything in the map file; only then is
+		 * the live map redundant. */
+		if (!c->l.read_only && c->live.mem && !persist(c))
+			cache_live_remove(c->path);
+		close(c->map_fd);  /* also drops the flock */
+	}
+	layer_close(c->data);
+	layer_close(c->l.lower);
+	if (c->live.mem)
+		cache_live_unmap(&c->live);
+	else
+		free(c->map);
+	free(c->path);
+	free(c->snap);
+	free(c->changed);
+	free(c->taken);
+	pthread_mutex_destroy(&c->lock);
+	pthread_mutex_destroy(&c->persist_lock);
+	pthread_cond_destroy(&c->cond);
+	free(c);
+}
+
+static const struct layer_ops cache_ops = {
+	.name = "cache",
+	.read = cache_read,
+	.write = cache_write,
+	.flush = cache_flush,
+	.discard = cache_discard,
+	.close = cache_close,
+};
+
+/* Create data and map files for a new cache; removes both on failure. */
+static int create_files(struct cache *c, const char *path, const char *map_path,
+			char *why, size_t len)
+{
+	int data_fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	int ret = 0;
+
+	if (data_fd < 0)
+		return snprintf(why, len, "%s: create: %s", path, strerror(errno)), -errno;
+	c->map_fd = open(map_path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	if (c->map_fd < 0) {
+		ret = -errno;
+		snprintf(why, len, "%s: create: %s", map_path, strerror(errno));
+		goto out;
+	}
+	if (getrandom(c->hdr.id, sizeof(c->hdr.id), 0) != sizeof(c->hdr.id))
+		memset(c->hdr.id, 0x5a, sizeof(c->hdr.id));
+	if (ftruncate(data_fd, (off_t)c->hdr.dev_size) ||
+	    ftruncate(c->map_fd, (off_t)(MAP_HDR + c->map_bytes)) || fdatasync(data_fd)) {
+		ret = -errno;
+		snprintf(why, len, "%s: sizing the cache: %s", path, strerror(errno));
+		goto out;
+	}
+	ret = write_hdr(c);
+	if (ret)
+		snprintf(why, len, "%s: writing header: %s", map_path, strerror(-ret));
+out:
+	close(data_fd);
+	if (ret) {
+		if (c->map_fd >= 0)
+			close(c->map_fd);
+		c->map_fd = -1;
+		unlink(path);
+		unlink(map_path);
+	}
+	return ret;
+}
+
+/* Block states from the map file, or from the live map when a server
+ * died without a clean close (it is newer). Returns 1 when the live map
+ * was used, 0, or -errno with why set. */
+static int load_map(struct cache *c, const char *path, const char *map_path, bool served,
+		    char *why, size_t len)
+{
+	char note[600] = "", sub[512];
+	int ret, live;
+
+	if ((ret = map_read(c, sub, sizeof(sub))))
+		return snprintf(why, len, "%s: %s", map_path, sub), ret;
+	/* A running server's live map is its own; it froze and persisted it. */
+	live = served ? 0 : cache_live_load(path, c->hdr.id, c->hdr.generation, c->map, c->map_bytes,
+			       note, sizeof(note));
+	if (live < 0)
+		return snprintf(why, len, "%s.live: %s", path, strerror(-live)), live;
+	if (live)
+		log_info("%s: a server stopped without a clean close; its live block map "
+			 "(%s.live) is newer than the map file and is used", path, path);
+	else if (note[0])
+		log_info("%s", note);
+	if ((ret = map_check_states(c, sub, sizeof(sub))))
+		return snprintf(why, len, "%s%s: %s", live ? path : map_path, live ? ".live" : "", sub),
+		       ret;
+	return live;
+}
+
+int layer_cache_open(const char *path, struct layer *lower, uint64_t size, bool read_only,
+		     struct layer **out, char *why, size_t whylen)
+{
+	char map_path[4096], sub[512] = "";
+	struct cache *c = calloc(1, sizeof(*c));
+	struct stat st;
+	bool exists;
+	int ret;
+
+	if (!c)
+		return -ENOMEM;
+	c->map_fd = -1;
+	pthread_mutex_init(&c->lock, NULL);
+	pthread_mutex_init(&c->persist_lock, NULL);
+	pthread_cond_init(&c->cond, NULL);
+	c->l.ops = &cache_ops;
+	c->l.lower = lower;
+	c->l.read_only = read_only;
+	c->l.priv_size = sizeof(struct cache_io);
+	snprintf(map_path, sizeof(map_path), "%s.map", path);
+	exists = stat(map_path, &st) == 0;
+	if (exists != (stat(path, &st) == 0)) {
+		snprintf(why, whylen, "%s: %s exists but %s does not: not a complete ublk-tools "
+			 "cache; remove it or choose another path",
+			 path, exists ? map_path : path, exists ? path : map_path);
+		ret = -EINVAL;
+		goto fail;
+	}
+	if (exists) {
+		/* Size comes from the header; read it before sizing the map. */
+		uint8_t b[MAP_HDR];
+		/* O_NONBLOCK: a FIFO in place of the map must not hang the open
+		 * (map_size_check refuses it); no effect on a regular file. */
+		c->map_fd = open(map_path, (read_only ? O_RDONLY : O_RDWR) | O_CLOEXEC | O_NONBLOCK);
+		if (c->map_fd < 0) {
+			ret = -errno;
+			snprintf(why, whylen, "%s: %s", map_path, strerror(errno));
+			goto fail;
+		}
+		if ((ret = map_regular(c->map_fd, sub, sizeof(sub))) ||
+		    (ret = map_pread(c->map_fd, b, MAP_HDR, 0)) ||
+		    (ret = hdr_decode(c, b, sub, sizeof(sub))) ||
+		    (ret = map_size_check(c->map_fd, (c->hdr.dev_size / BS + 3) / 4, sub, sizeof(sub)))) {
+			if (ret == -EINVAL && !sub[0])
+				snprintf(sub, sizeof(sub), "the file is too short for a header");
+			snprintf(why, whylen, "%s: %s", map_path, sub[0] ? sub : strerror(-ret));
+			goto fail;
+		}
+		if (size && size != c->hdr.dev_size) {
+			snprintf(why, whylen, "%s: cache is for a %llu-byte device, not %llu", path,
+				 (unsigned long long)c->hdr.dev_size, (unsigned long long)size);
+			ret = -EINVAL;
+			goto fail;
+		}
+		if (c->hdr.base_size != lower->size) {
+			snprintf(why, whylen, "%s: cache was made over a %llu-byte base, this base has "
+				 "%llu bytes", path, (unsigned long long)c->hdr.base_size,
+				 (unsigned long long)lower->size);
+			ret = -EINVAL;
+			goto fail;
+		}
+		if (memcmp(c->hdr.parent_id, lower->id, 16)) {
+			snprintf(why, whylen, "%s: cache was made over another image (layer stack "
+				 "changed: parent id differs)", path);
+			ret = -EINVAL;
+			goto fail;
+		}
+		size = c->hdr.dev_size;
+	} else {
+		c->hdr.dev_size = size ? size : lower->size;
+		c->hdr.base_size = lower->size;
+		memcpy(c->hdr.parent_id, lower->id, 16);
+		c->hdr.parent_generation = lower->generation;
+		size = c->hdr.dev_size;
+	}
+	if (size % BS || size < lower->size || size > UBLK_MAX_IMAGE_SIZE) {
+		snprintf(why, whylen, "device size %llu must be a multiple of %u, at least the "
+			 "base size %llu and at most %llu", (unsigned long long)size, BS,
+			 (unsigned long long)lower->size, (unsigned long long)UBLK_MAX_IMAGE_SIZE);
+		ret = -EINVAL;
+		goto fail;
+	}
+	c->l.size = size;
+	c->nblocks = size / BS;
+	c->base_blocks = lower->size / BS;
+	c->map_bytes = (c->nblocks + 3) / 4;
+	c->npages = (c->map_bytes + MAP_PAGE - 1) / MAP_PAGE;
+	c->map = calloc(c->npages, MAP_PAGE);
+	c->snap = calloc(c->npages, MAP_PAGE);
+	c->changed = calloc((c->npages + 63) / 64, sizeof(uint64_t));
+	c->taken = calloc((c->npages + 63) / 64, sizeof(uint64_t));
+	if (!c->map || !c->snap || !c->changed || !c->taken) {
+		ret = -ENOMEM;
+		snprintf(why, whylen, "%s: out of memory for the block map", path);
+		goto fail;
+	}
+	if (!exists && (ret = create_files(c, path, map_path, why, whylen)))
+		goto fail;
+	if (flock(c->map_fd, (read_only ? LOCK_SH : LOCK_EX) | LOCK_NB)) {
+		ret = errno == EWOULDBLOCK ? -EBUSY : -errno;
+		snprintf(why, whylen, "%s: cache is in use by another server", path);
+		goto fail;
+	}
+	if (exists && (ret = load_map(c, path, map_path, false, why, whylen)) < 0)
+		goto fail;
+	if (ret == 1)   /* states the map file does not have yet */
+		for (size_t page = 0; page < c->npages; page++)
+			c->changed[page / 64] |= 1ull << (page % 64);
+	ret = layer_file_open(path, read_only, &c->data);
+	if (ret) {
+		snprintf(why, whylen, "%s: %s", path, strerror(-ret));
+		goto fail;
+	}
+	if (c->data->size != size) {
+		snprintf(why, whylen, "%s: data file has %llu bytes, the map says %llu", path,
+			 (unsigned long long)c->data->size, (unsigned long long)size);
+		ret = -EINVAL;
+		goto fail;
+	}
+	if (!read_only) {
+		/* Map the live map before the map file names the new generation,
+		 * so a death in between leaves one the next open accepts. */
+		uint8_t *states;
+		c->hdr.generation++;
+		c->path = strdup(path);
+		ret = c->path ? cache_live_map(&c->live, path, c->hdr.id, c->hdr.generation, c->map,
+					       c->map_bytes, &states) : -ENOMEM;
+		if (ret) {
+			snprintf(why, whylen, "%s.live: creating the live block map: %s", path,
+				 strerror(-ret));
+			goto fail;
+		}
+		free(c->map);
+		c->map = states;
+		if ((ret = write_hdr(c))) {
+			snprintf(why, whylen, "%s: writing header: %s", map_path, strerror(-ret));
+			goto fail;
+		}
+		if ((ret = aio_poster_init(&c->poster))) {
+			snprintf(why, whylen, "io_uring for the cache flusher: %s", strerror(-ret));
+			goto fail;
+		}
+		if ((ret = -pthread_create(&c->flusher, NULL, flusher_main, c))) {
+			aio_poster_exit(&c->poster);
+			snprintf(why, whylen, "starting the cache flusher: %s", strerror(-ret));
+			goto fail;
+		}
+		c->flusher_running = true;
+	}
+	*out = &c->l;
+	return 0;
+fail:
+	c->l.lower = NULL;   /* the caller still owns lower */
+	c->l.read_only = true;  /* nothing to persist */
+	cache_close(&c->l);
+	return ret;
+}
+
+/* ---- live export ---- */
+
+struct layer *layer_find_cache(struct layer *top)
+{
+	for (; top; top = top->lower)
+		if (top->ops == &cache_ops)
+			return top;
+	return NULL;
+}
+
+void layer_cache_thaw(struct layer *l)
+{
+	struct cache *c = (struct cache *)l;
+	struct layer_io *parked;
+
+	pthread_mutex_lock(&c->lock);
+	atomic_store(&c->frozen, 0);
+	parked = c->parked;
+	c->parked = NULL;
+	pthread_mutex_unlock(&c->lock);
+	complete_batch(c, parked, 0);
+}
+
+int layer_cache_freeze(struct layer *l, uint64_t timeout_ms)
+{
+	struct cache *c = (struct cache *)l;
+	uint64_t deadline = now_ms() + timeout_ms;
+
+	if (l->read_only)
+		return -EROFS;
+	atomic_store(&c->frozen, 1);
+	while (atomic_load(&c->modifying)) {
+		if (!ms_left(deadline)) {
+			layer_cache_thaw(l);
+			return -ETIMEDOUT;
+		}
+		sleep_ms(1);
+	}
+	int ret = persist(c);
+	if (ret)
+		layer_cache_thaw(l);
+	return ret;
+}
+
+/* ---- export ---- */
+
+int cache_export_open(const char *path, bool live, struct cache_export *x, char *why, size_t whylen)
+{
+	char map_path[4096];
+	struct cache c = { .map_fd = -1 };
+	uint8_t b[MAP_HDR];
+	int ret;
+
+	memset(x, 0, sizeof(*x));
+	x->data_fd = x->map_fd = -1;
+	snprintf(map_path, sizeof(map_path), "%s.map", path);
+	c.map_fd = open(map_path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);   /* see layer_cache_open */
+	if (c.map_fd < 0) {
+		ret = -errno;
+		snprintf(why, whylen, "%s: %s", map_path, strerror(errno));
+		return ret;
+	}
+	if (!live && flock(c.map_fd, LOCK_SH | LOCK_NB)) {
+		ret = errno == EWOULDBLOCK ? -EBUSY : -errno;
+		snprintf(why, whylen, "%s: cache is in use by a running server: stop the device first",
+			 path);
+		goto out;
+	}
+	why[0] = 0;
+	if ((ret = map_regular(c.map_fd, why, whylen)) ||
+	    (ret = map_pread(c.map_fd, b, MAP_HDR, 0)) || (ret = hdr_decode(&c, b, why, whylen))) {
+		char sub[300];
+		snprintf(sub, sizeof(sub), "%s", why[0] ? why : ret == -EINVAL ?
+			 "the file is too short for a header" : strerror(-ret));
+		snprintf(why, whylen, "%s: %s", map_path, sub);
+		goto out;
+	}
+	c.nblocks = c.hdr.dev_size / BS;
+	c.map_bytes = (c.nblocks + 3) / 4;
+	/* The file must hold the states before memory is spent on them. */
+	if ((ret = map_size_check(c.map_fd, c.map_bytes, why, whylen))) {
+		char sub[300];
+		snprintf(sub, sizeof(sub), "%s", why);
+		snprintf(why, whylen, "%s: %s", map_path, sub);
+		goto out;
+	}
+	c.map = malloc(c.map_bytes + 1);
+	if (!c.map) {
+		ret = -ENOMEM;
+		snprintf(why, whylen, "out of memory for the block map");
+		goto out;
+	}
+	if ((ret = load_map(&c, path, map_path, live, why, whylen)) < 0)
+		goto out;
+	x->data_fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (x->data_fd < 0) {
+		ret = -errno;
+		snprintf(why, whylen, "%s: %s", path, strerror(errno));
+		goto out;
+	}
+	/* Runs of dirty blocks become data extents, runs of zero blocks zero
+	 * extents. */
+	size_t cap = 0;
+	for (uint64_t blk = 0; blk < c.nblocks;) {
+		unsigned st = get_state(&c, blk);
+		uint64_t n = 1;
+		while (blk + n < c.nblocks && n < (1u << 31) && get_state(&c, blk + n) == st)
+			n++;
+		if (st != ST_CLEAN && x->n_ext == cap) {
+			cap = cap ? cap * 2 : 1024;
+			struct diff_extent *grown = realloc(x->ext, cap * sizeof(*grown));
+			if (!grown) {
+				ret = -ENOMEM;
+				snprintf(why, whylen, "out of memory for %zu extents", cap);
+				goto out;
+			}
+			x->ext = grown;
+		}
+		if (st != ST_CLEAN)
+			x->ext[x->n_ext++] = (struct diff_extent){ blk, (uint32_t)n,
+								   st == ST_DIRTY ? DIFF_DATA : DIFF_ZERO };
+		blk += n;
+	}
+	x->meta.dev_size = c.hdr.dev_size;
+	x->meta.generation = c.hdr.parent_generation + 1;
+	memcpy(x->meta.parent, c.hdr.parent_id, 16);
+	if (getrandom(x->meta.id, sizeof(x->meta.id), 0) != sizeof(x->meta.id)) {
+		ret = -EIO;
+		snprintf(why, whylen, "getrandom: no randomness for the layer id");
+		goto out;
+	}
+	x->map_fd = c.map_fd;
+	c.map_fd = -1;
+	ret = 0;
+out:
+	if (c.map_fd >= 0)
+		close(c.map_fd);
+	free(c.map);
+	if (ret)
+		cache_export_close(x);
+	return ret;
+}
+
+int cache_export_read(void *ctx, uint64_t block, uint32_t count, void *buf)
+{
+	const struct cache_export *x = ctx;
+	size_t len = (size_t)count * BS;
+	off_t off = (off_t)(block * BS);
+
+	while (len) {
+		ssize_t n = pread(x->data_fd, buf, len, off);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return n < 0 ? -errno : -EIO;
+		buf = (char *)buf + n;
+		len -= (size_t)n;
+		off += n;
+	}
+	return 0;
+}
+
+void cache_export_close(struct cache_export *x)
+{
+	if (x->data_fd >= 0)
+		close(x->data_fd);
+	if (x->map_fd >= 0)
+		close(x->map_fd);
+	free(x->ext);
+	x->ext = NULL;
+	x->data_fd = x->map_fd = -1;
+}
+
+int cache_remove(const char *path)
+{
+	char map_path[4096];
+	int ret = 0;
+
+	snprintf(map_path, sizeof(map_path), "%s.map", path);
+	if (unlink(path) && errno != ENOENT)
+		ret = -errno;
+	if (unlink(map_path) && errno != ENOENT)
+		ret = -errno;
+	int live = cache_live_remove(path);
+	return ret ? ret : live;
+}

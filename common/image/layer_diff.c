@@ -1,0 +1,228 @@
+/* A diff file as a read-only layer. Blocks the diff has are served from its
+ * frames (a few decompressed frames are kept, shared by all queues); the
+ * rest go to the layer below. Frame reads are synchronous: the diff is a
+ * local file and frames are small; a remote diff gets its own async path. */
+#include "image/blob.h"
+#include "image/diff.h"
+#include "image/layer.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <zstd.h>
+
+#define BS LAYER_BLOCK_SIZE
+#define FRAME_SLOTS 8
+
+struct frame_slot {
+	uint64_t idx;
+	uint64_t used;          /* LRU tick; 0 = empty */
+	uint8_t *buf;
+};
+
+struct layer_diff {
+	struct layer l;
+	struct diff_file *d;
+	uint64_t lower_blocks;
+	pthread_mutex_t lock;
+	struct frame_slot slots[FRAME_SLOTS];
+	uint64_t tick;
+	uint8_t *scratch;
+};
+
+struct diff_io {
+	struct layer_io child;
+	struct layer_io *parent;
+	struct layer_diff *ld;
+	uint32_t cursor;
+};
+
+/* Copy count blocks from data stream block `index` into dst. */
+static int copy_data(struct layer_diff *ld, uint64_t index, uint64_t count, char *dst)
+{
+	uint64_t per = ld->d->meta.frame_size / BS;
+	int ret = 0;
+
+	if (ld->d->v3)   /* packed blocks, no frames: read them in place */
+		return blob_read(ld->d->data, dst, count * BS, index * BS);
+	/* The loader's checks make this hold; an index past the data stream
+	 * would read another frame's stale bytes from a slot. */
+	if (index > ld->d->meta.data_blocks || count > ld->d->meta.data_blocks - index)
+		return -EIO;
+	pthread_mutex_lock(&ld->lock);
+	while (count && !ret) {
+		uint64_t fidx = index / per, in = index % per, n = per - in;
+		struct frame_slot *s = NULL, *victim = &ld->slots[0];
+		if (n > count)
+			n = count;
+		for (int i = 0; i < FRAME_SLOTS; i++) {
+			if (ld->slots[i].used && ld->slots[i].idx == fidx)
+				s = &ld->slots[i];
+			if (ld->slots[i].used < victim->used)
+				victim = &ld->slots[i];
+		}
+		if (!s) {
+			s = victim;
+			s->used = 0;
+			ret = diff_read_frame(ld->d, fidx, s->buf, ld->scratch);
+			if (ret)
+				break;
+			s->idx = fidx;
+		}
+		s->used = ++ld->tick;
+		memcpy(dst, s->buf + in * BS, n * BS);
+		dst += n * BS;
+		index += n;
+		count -= n;
+	}
+	pthread_mutex_unlock(&ld->lock);
+	return ret;
+}
+
+static void read_step(struct diff_io *p);
+
+static void child_done(struct layer_io *child, int res)
+{
+	struct diff_io *p = container_of(child, struct diff_io, child);
+	if (res < 0) {
+		p->parent->done(p->parent, res);
+		return;
+	}
+	read_step(p);
+}
+
+static void read_step(struct diff_io *p)
+{
+	struct layer_io *io = p->parent;
+	struct layer_diff *ld = p->ld;
+
+	while (p->cursor < io->len) {
+		uint64_t block = (io->off + p->cursor) / BS, run, index = 0;
+		enum diff_kind kind = diff_lookup(ld->d, block, &run, &index);
+		uint64_t left = (io->len - p->cursor) / BS;
+		char *buf = (char *)io->buf + p->cursor;
+		if (run > left)
+			run = left;
+		if (kind == DIFF_ABSENT && block >= ld->lower_blocks)
+			kind = DIFF_ZERO;
+		else if (kind == DIFF_ABSENT && block + run > ld->lower_blocks)
+			run = ld->lower_blocks - block;
+		uint64_t off = io->off + p->cursor;
+		p->cursor += (uint32_t)(run * BS);
+		if (kind == DIFF_ZERO) {
+			memset(buf, 0, run * BS);
+		} else if (kind == DIFF_DATA) {
+			int ret = copy_data(ld, index, run, buf);
+			if (ret) {
+				io->done(io, ret);
+				return;
+			}
+		} else {
+			layer_child_init(&ld->l, io, &p->child, LAYER_READ, off, (uint32_t)(run * BS),
+					 buf, child_done);
+			layer_submit(ld->l.lower, &p->child);
+			return;
+		}
+	}
+	io->done(io, (int)io->len);
+}
+
+static void diff_read(struct layer *l, struct layer_io *io)
+{
+	struct diff_io *p = io->priv;
+	p->parent = io;
+	p->ld = (struct layer_diff *)l;
+	p->cursor = 0;
+	read_step(p);
+}
+
+static void diff_flush(struct layer *l, struct layer_io *io)
+{
+	(void)l;
+	io->done(io, 0);   /* nothing of ours is ever dirty */
+}
+
+static void layer_diff_close(struct layer *l)
+{
+	struct layer_diff *ld = (struct layer_diff *)l;
+	for (int i = 0; i < FRAME_SLOTS; i++)
+		free(ld->slots[i].buf);
+	free(ld->scratch);
+	diff_close(ld->d);
+	pthread_mutex_destroy(&ld->lock);
+	layer_close(l->lower);
+	free(ld);
+}
+
+static const struct layer_ops diff_ops = {
+	.name = "diff",
+	.read = diff_read,
+	.write = diff_read,     /* never reached: the layer is read-only */
+	.flush = diff_flush,
+	.discard = diff_read,
+	.close = layer_diff_close,
+};
+
+int layer_diff_open(const char *path, const struct layer_http_opts *remote, struct layer *lower,
+		    struct layer **out, char *why, size_t whylen)
+{
+	struct layer_diff *ld = calloc(1, sizeof(*ld));
+	char want[33], have[33];
+	struct diff_file *d;
+	int ret;
+
+	if (!ld)
+		return -ENOMEM;
+	ret = diff_open(path, remote, &d, why, whylen);
+	if (ret) {
+		free(ld);
+		return ret;
+	}
+	static const uint8_t nil[16];
+	/* A foreign v3 pair names its own base build, which a plain base image
+	 * cannot confirm; over anything else the parent must match. */
+	bool foreign_over_base = d->v3 && !memcmp(lower->id, nil, 16);
+	char shown[1024];
+	http_name_for_log(path, shown, sizeof(shown));   /* a URL may carry credentials */
+	if (!foreign_over_base && memcmp(d->meta.parent, lower->id, 16)) {
+		diff_id_hex(d->meta.parent, have);
+		diff_id_hex(lower->id, want);
+		snprintf(why, whylen, "%s: its parent is %s but the layer below is %s: "
+			 "layers must be given base first, in the order they were exported",
+			 shown, have, want);
+		ret = -EINVAL;
+	} else if (d->meta.dev_size < lower->size) {
+		snprintf(why, whylen, "%s: device size %llu is smaller than the layer below (%llu)",
+			 shown, (unsigned long long)d->meta.dev_size, (unsigned long long)lower->size);
+		ret = -EINVAL;
+	}
+	size_t frame = d->meta.frame_size;
+	for (int i = 0; !ret && i < FRAME_SLOTS; i++)
+		if (!(ld->slots[i].buf = malloc(frame)))
+			ret = -ENOMEM;
+	if (!ret && !(ld->scratch = malloc(ZSTD_compressBound(frame))))
+		ret = -ENOMEM;
+	if (ret) {
+		for (int i = 0; i < FRAME_SLOTS; i++)
+			free(ld->slots[i].buf);
+		free(ld->scratch);
+		diff_close(d);
+		free(ld);
+		return ret;
+	}
+	ld->d = d;
+	pthread_mutex_init(&ld->lock, NULL);
+	ld->l.ops = &diff_ops;
+	ld->l.lower = lower;
+	ld->l.size = d->meta.dev_size;
+	ld->l.read_only = true;
+	ld->l.priv_size = sizeof(struct diff_io);
+	memcpy(ld->l.id, d->meta.id, 16);
+	ld->l.generation = d->meta.generation;
+	ld->lower_blocks = lower->size / BS;
+	*out = &ld->l;
+	return 0;
+}

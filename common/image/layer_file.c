@@ -1,0 +1,145 @@
+/* The base layer: a regular file or block device, read with io_uring on
+ * the caller's ring. Short reads only happen at end of file and read as
+ * zeros; short writes are resumed. */
+#include "image/layer.h"
+#include "image/image.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/falloc.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+struct layer_file {
+	struct layer l;
+	int fd;
+};
+
+static void rw_step(struct layer_file *f, struct layer_io *io);
+
+static void rw_complete(struct aio_req *req, int res)
+{
+	struct layer_io *io = container_of(req, struct layer_io, areq);
+	struct layer_file *f = (struct layer_file *)io->layer;
+
+	if (res < 0) {
+		io->done(io, res);
+		return;
+	}
+	if (res == 0) {
+		if (io->op == LAYER_WRITE) {
+			io->done(io, -EIO);
+			return;
+		}
+		/* past end of file: the rest reads as zeros */
+		memset((char *)io->buf + io->progress, 0, io->len - io->progress);
+		res = (int)(io->len - io->progress);
+	}
+	io->progress += (uint32_t)res;
+	if (io->progress < io->len)
+		rw_step(f, io);
+	else
+		io->done(io, (int)io->len);
+}
+
+static void rw_step(struct layer_file *f, struct layer_io *io)
+{
+	struct io_uring_sqe *sqe;
+
+	io->areq.complete = rw_complete;
+	sqe = aio_get_sqe(io->aio, &io->areq);
+	if (!sqe) {
+		io->done(io, -EAGAIN);
+		return;
+	}
+	if (io->op == LAYER_READ)
+		io_uring_prep_read(sqe, f->fd, (char *)io->buf + io->progress,
+				   io->len - io->progress, io->off + io->progress);
+	else
+		io_uring_prep_write(sqe, f->fd, (char *)io->buf + io->progress,
+				    io->len - io->progress, io->off + io->progress);
+}
+
+static void file_rw(struct layer *l, struct layer_io *io)
+{
+	rw_step((struct layer_file *)l, io);
+}
+
+static void simple_complete(struct aio_req *req, int res)
+{
+	struct layer_io *io = container_of(req, struct layer_io, areq);
+	io->done(io, res < 0 ? res : 0);
+}
+
+static struct io_uring_sqe *simple_sqe(struct layer_io *io)
+{
+	struct io_uring_sqe *sqe;
+
+	io->areq.complete = simple_complete;
+	sqe = aio_get_sqe(io->aio, &io->areq);
+	if (!sqe)
+		io->done(io, -EAGAIN);
+	return sqe;
+}
+
+static void file_flush(struct layer *l, struct layer_io *io)
+{
+	struct io_uring_sqe *sqe = simple_sqe(io);
+	if (sqe)
+		io_uring_prep_fsync(sqe, ((struct layer_file *)l)->fd, IORING_FSYNC_DATASYNC);
+}
+
+static void file_discard(struct layer *l, struct layer_io *io)
+{
+	struct io_uring_sqe *sqe = simple_sqe(io);
+	/* A punched hole reads as zeros, which both discard and write-zeroes
+	 * promise; it also gives the space back. */
+	if (sqe)
+		io_uring_prep_fallocate(sqe, ((struct layer_file *)l)->fd,
+					FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+					io->off, io->len);
+}
+
+static void file_close(struct layer *l)
+{
+	struct layer_file *f = (struct layer_file *)l;
+	close(f->fd);
+	free(f);
+}
+
+static const struct layer_ops file_ops = {
+	.name = "file",
+	.read = file_rw,
+	.write = file_rw,
+	.flush = file_flush,
+	.discard = file_discard,
+	.close = file_close,
+};
+
+int layer_file_fd(const struct layer *l)
+{
+	return ((const struct layer_file *)l)->fd;
+}
+
+int layer_file_open(const char *path, bool read_only, struct layer **out)
+{
+	struct layer_file *f;
+	uint64_t size;
+	int fd, ret;
+
+	ret = image_open(path, read_only, &fd, &size, NULL, 0);
+	if (ret)
+		return ret;
+	f = calloc(1, sizeof(*f));
+	if (!f) {
+		close(fd);
+		return -ENOMEM;
+	}
+	f->l.ops = &file_ops;
+	f->l.size = size;
+	f->l.read_only = read_only;
+	f->fd = fd;
+	*out = &f->l;
+	return 0;
+}

@@ -1,0 +1,339 @@
+/*
+ * A remote base image read over HTTP(S) in chunks (4 MiB by default),
+ * through the shared on-disk chunk cache (chunkcache.h). A read served from
+ * cached chunks completes at once; a miss parks the request on the chunk's
+ * fetch job, so concurrent misses of one chunk share one transfer. Worker
+ * threads, each with its own connection, run the transfers and post the
+ * parked requests back to their queue's ring (aio_poster): a slow fetch
+ * never blocks a queue thread, and fetches of different chunks run in
+ * parallel.
+ */
+#include "image/chunkcache.h"
+#include "image/http.h"
+#include "image/layer.h"
+#include "util/log.h"
+#include "util/timeutil.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define FETCH_WORKERS 4
+
+struct fetch_job {
+	uint64_t idx;
+	bool running;
+	struct layer_io *waiters;
+	struct fetch_job *next;
+};
+
+struct layer_http {
+	struct layer l;
+	struct http_source src;
+	struct chunk_image ci;
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	struct fetch_job *jobs;
+	unsigned njobs;
+	unsigned readahead;         /* chunks queued after a missed one */
+	bool stop;
+	pthread_t prefetcher;
+	bool prefetching;
+	pthread_t workers[FETCH_WORKERS];
+	unsigned nworkers;
+	struct aio_poster poster;
+	_Atomic uint64_t hits, misses, chunks_fetched, bytes_fetched, fetch_errors, fetch_ms,
+		retries;
+};
+
+struct http_io {
+	uint32_t cursor;
+	struct layer_io *next_waiter;
+};
+
+static void read_step(struct layer_http *h, struct layer_io *io);
+
+static void fetched(struct aio_req *req, int res)
+{
+	struct layer_io *io = container_of(req, struct layer_io, areq);
+	if (res < 0)
+		io->done(io, -EIO);
+	else
+		read_step((struct layer_http *)io->layer, io);
+}
+
+static uint64_t nchunks(const struct layer_http *h)
+{
+	return h->ci.nchunks;   /* computed without overflow by chunk_image_open */
+}
+
+/* The fetch job of chunk idx, queued if there is none; NULL if the chunk
+ * is on disk already (or no memory: *oom). Called with h->lock held. */
+static struct fetch_job *job_for(struct layer_http *h, uint64_t idx, bool *oom)
+{
+	struct fetch_job *j;
+
+	for (j = h->jobs; j && j->idx != idx; j = j->next)
+		;
+	/* a job may have finished since the caller looked at the disk */
+	if (j || chunk_present(&h->ci, idx))
+		return j;
+	if (!(j = calloc(1, sizeof(*j)))) {
+		*oom = true;
+		return NULL;
+	}
+	j->idx = idx;
+	j->next = h->jobs;
+	h->jobs = j;
+	h->njobs++;
+	pthread_cond_signal(&h->cond);
+	return j;
+}
+
+/* Park io on the fetch job of chunk idx, starting one if none runs, and
+ * read ahead. Returns false if the chunk arrived meanwhile (read again). */
+static bool wait_for_chunk(struct layer_http *h, struct layer_io *io, uint64_t idx)
+{
+	bool oom = false, parked;
+	struct fetch_job *j;
+
+	pthread_mutex_lock(&h->lock);
+	j = job_for(h, idx, &oom);
+	parked = j || oom;
+	for (uint64_t k = 1; j && k <= h->readahead && idx + k < nchunks(h); k++)
+		job_for(h, idx + k, &oom);
+	if (j) {
+		((struct http_io *)io->priv)->next_waiter = j->waiters;
+		j->waiters = io;
+		io->areq.complete = fetched;
+		aio_expect(io->aio);
+	}
+	pthread_mutex_unlock(&h->lock);
+	if (oom && !j)
+		io->done(io, -ENOMEM);
+	return parked;
+}
+
+static void read_step(struct layer_http *h, struct layer_io *io)
+{
+	struct http_io *p = io->priv;
+	uint32_t cs = h->ci.chunk_size;
+
+	while (p->cursor < io->len) {
+		uint64_t off = io->off + p->cursor;
+		char *buf = (char *)io->buf + p->cursor;
+		if (off >= h->src.size) {   /* the device is rounded up to whole blocks */
+			memset(buf, 0, io->len - p->cursor);
+			break;
+		}
+		uint64_t idx = off / cs;
+		uint32_t in = (uint32_t)(off % cs), n = cs - in;
+		if (n > io->len - p->cursor)
+			n = io->len - p->cursor;
+		if (n > h->src.size - off)
+			n = (uint32_t)(h->src.size - off);
+		if (chunk_read(&h->ci, idx, in, n, buf) == 0) {
+			atomic_fetch_add(&h->hits, 1);
+			p->cursor += n;
+			continue;
+		}
+		atomic_fetch_add(&h->misses, 1);
+		if (wait_for_chunk(h, io, idx))
+			return;
+	}
+	io->done(io, (int)io->len);
+}
+
+static void http_read_op(struct layer *l, struct layer_io *io)
+{
+	((struct http_io *)io->priv)->cursor = 0;
+	read_step((struct layer_http *)l, io);
+}
+
+static void http_flush(struct layer *l, struct layer_io *io)
+{
+	(void)l;
+	io->done(io, 0);
+}
+
+static void *worker_main(void *arg)
+{
+	struct layer_http *h = arg;
+	struct http_conn *conn = http_conn_new();
+	uint8_t *buf = malloc(h->ci.chunk_size);
+	char why[700], logurl[512];
+
+	http_url_for_log(h->src.url, logurl, sizeof(logurl));
+	pthread_mutex_lock(&h->lock);
+	for (;;) {
+		struct fetch_job *j;
+		for (j = h->jobs; j && j->running; j = j->next)
+			;
+		if (!j) {
+			if (h->stop)
+				break;
+			pthread_cond_wait(&h->cond, &h->lock);
+			continue;
+		}
+		j->running = true;
+		pthread_mutex_unlock(&h->lock);
+
+		uint32_t len = chunk_image_len(&h->ci, j->idx);
+		uint64_t start = now_ms();
+		unsigned attempts = 0;
+		int ret = conn && buf ? http_read(conn, &h->src, j->idx * h->ci.chunk_size, len, buf,
+						  &attempts, why, sizeof(why)) : -ENOMEM;
+		if (!ret) {
+			ret = chunk_store(&h->ci, j->idx, buf, len);
+			if (ret)
+				snprintf(why, sizeof(why), "chunk cache %s: storing chunk %llu: %s", h->ci.dir,
+					 (unsigned long long)j->idx, strerror(-ret));
+		}
+		atomic_fetch_add(&h->fetch_ms, now_ms() - start);
+		atomic_fetch_add(&h->retries, attempts > 1 ? attempts - 1 : 0);
+		if (ret) {
+			atomic_fetch_add(&h->fetch_errors, 1);
+			log_err("%s: chunk %llu: %s", logurl, (unsigned long long)j->idx, why);
+		} else {
+			atomic_fetch_add(&h->chunks_fetched, 1);
+			atomic_fetch_add(&h->bytes_fetched, len);
+		}
+
+		pthread_mutex_lock(&h->lock);
+		struct fetch_job **pp = &h->jobs;
+		while (*pp != j)
+			pp = &(*pp)->next;
+		*pp = j->next;
+		h->njobs--;
+		pthread_cond_broadcast(&h->cond);   /* the prefetcher waits for room */
+		struct layer_io *w = j->waiters;
+		pthread_mutex_unlock(&h->lock);
+		free(j);
+		while (w) {
+			struct layer_io *next = ((struct http_io *)w->priv)->next_waiter;
+			aio_poster_post(&h->poster, w->aio, &w->areq, ret);
+			w = next;
+		}
+		pthread_mutex_lock(&h->lock);
+	}
+	pthread_mutex_unlock(&h->lock);
+	http_conn_free(conn);
+	free(buf);
+	return NULL;
+}
+
+/* --prefetch: queue every chunk not yet cached, a few at a time, so the
+ * whole image arrives in the background while reads keep priority. */
+static void *prefetch_main(void *arg)
+{
+	struct layer_http *h = arg;
+	bool oom = false;
+
+	pthread_mutex_lock(&h->lock);
+	for (uint64_t idx = 0; idx < nchunks(h) && !h->stop && !oom; idx++) {
+		while (h->njobs >= FETCH_WORKERS && !h->stop)
+			pthread_cond_wait(&h->cond, &h->lock);
+		if (!h->stop)
+			job_for(h, idx, &oom);
+	}
+	pthread_mutex_unlock(&h->lock);
+	return NULL;
+}
+
+static void http_close(struct layer *l)
+{
+	struct layer_http *h = (struct layer_http *)l;
+
+	pthread_mutex_lock(&h->lock);
+	h->stop = true;
+	pthread_cond_broadcast(&h->cond);
+	pthread_mutex_unlock(&h->lock);
+	if (h->prefetching)
+		pthread_join(h->prefetcher, NULL);
+	for (unsigned i = 0; i < h->nworkers; i++)
+		pthread_join(h->workers[i], NULL);
+	aio_poster_exit(&h->poster);
+	http_source_close(&h->src);
+	chunk_image_close(&h->ci);
+	pthread_mutex_destroy(&h->lock);
+	pthread_cond_destroy(&h->cond);
+	free(h);
+}
+
+static const struct layer_ops http_ops = {
+	.name = "http",
+	.read = http_read_op,
+	.write = http_read_op,      /* never reached: read-only */
+	.flush = http_flush,
+	.discard = http_read_op,
+	.close = http_close,
+};
+
+bool layer_is_url(const char *path)
+{
+	return !strncmp(path, "http://", 7) || !strncmp(path, "https://", 8);
+}
+
+int layer_http_open(const char *url, const struct layer_http_opts *o, struct layer **out,
+		    char *why, size_t whylen)
+{
+	struct layer_http *h = calloc(1, sizeof(*h));
+	int ret;
+
+	if (!h)
+		return -ENOMEM;
+	pthread_mutex_init(&h->lock, NULL);
+	pthread_cond_init(&h->cond, NULL);
+	ret = http_source_open(&h->src, url, &o->http, why, whylen);
+	if (ret)
+		goto fail_src;
+	ret = chunk_image_open(&h->ci, o->cache_dir, url, h->src.validator, h->src.size,
+			       o->chunk_size, o->cache_limit, why, whylen);
+	if (ret || (ret = aio_poster_init(&h->poster)))
+		goto fail;
+	for (; h->nworkers < FETCH_WORKERS; h->nworkers++)
+		if ((ret = -pthread_create(&h->workers[h->nworkers], NULL, worker_main, h)))
+			break;
+	if (!h->nworkers) {
+		snprintf(why, whylen, "starting fetch threads: %s", strerror(-ret));
+		aio_poster_exit(&h->poster);
+		goto fail;
+	}
+	h->readahead = o->readahead;
+	if (o->prefetch)
+		h->prefetching = !pthread_create(&h->prefetcher, NULL, prefetch_main, h);
+	h->l.ops = &http_ops;
+	h->l.size = (h->src.size + LAYER_BLOCK_SIZE - 1) / LAYER_BLOCK_SIZE * LAYER_BLOCK_SIZE;
+	h->l.read_only = true;
+	h->l.priv_size = sizeof(struct http_io);
+	*out = &h->l;
+	return 0;
+fail:
+	chunk_image_close(&h->ci);
+	http_source_close(&h->src);
+fail_src:
+	pthread_mutex_destroy(&h->lock);
+	pthread_cond_destroy(&h->cond);
+	free(h);
+	return ret;
+}
+
+int layer_http_stats(struct layer *top, char *buf, size_t len)
+{
+	for (; top && top->ops != &http_ops; top = top->lower)
+		;
+	if (!top)
+		return 0;
+	struct layer_http *h = (struct layer_http *)top;
+	uint64_t n = h->chunks_fetched + h->fetch_errors;
+	return snprintf(buf, len, "{\"chunk_cache_hits\":%llu,\"chunk_cache_misses\":%llu,"
+			"\"chunks_fetched\":%llu,\"bytes_fetched\":%llu,\"fetch_errors\":%llu,"
+			"\"retries\":%llu,\"fetch_ms_avg\":%llu}",
+			(unsigned long long)h->hits, (unsigned long long)h->misses,
+			(unsigned long long)h->chunks_fetched, (unsigned long long)h->bytes_fetched,
+			(unsigned long long)h->fetch_errors, (unsigned long long)h->retries,
+			(unsigned long long)(n ? h->fetch_ms / n : 0));
+}

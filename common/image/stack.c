@@ -1,0 +1,139 @@
+#include "image/stack.h"
+#include "image/e2b_header.h"
+#include "util/exitcodes.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+
+/* A --layer that is an E2B build's header: E2B serves a build from its
+ * own complete header, which names every build below it, not as a layer
+ * over a base. Our own v3 export (docs/diff-format.md, Interop) names
+ * only itself, and stays a layer. 0, or -errno with why set. */
+static int refuse_e2b_layer(const char *path, const struct layer_http_opts *ho, char *why,
+			    size_t whylen)
+{
+	uint8_t meta[E2B_META_SIZE];
+	struct e2b_header *h;
+	char sub[800], shown[1024];
+	size_t got;
+	bool others = false;
+
+	if (e2b_header_sniff(path, ho, meta, &got, sub, sizeof(sub)) ||
+	    !e2b_header_plausible(meta, got) || got < E2B_META_SIZE)
+		return 0;   /* the diff reader says what is wrong, if anything */
+	if ((meta[0] | meta[1] << 8) == 3) {
+		if (e2b_header_load(path, ho, &h, sub, sizeof(sub)))
+			return 0;   /* not a complete build: a v3 layer */
+		for (uint32_t k = 0; k < h->n_ids; k++)
+			others |= memcmp(h->ids[k], h->build_id, 16) != 0;
+		e2b_header_free(h);
+		if (!others)
+			return 0;
+	}
+	http_name_for_log(path, shown, sizeof(shown));
+	e2b_uuid_str(meta + 32, sub);
+	snprintf(why, whylen, "--layer %s: an E2B build header (layout %u, build %s): serve the "
+		 "build with --e2b ROOT --build %s (ROOT: the folder or URL holding its folder), "
+		 "not as a --layer", shown, meta[0] | meta[1] << 8, sub, sub);
+	return -EINVAL;
+}
+
+int stack_http_opts(const struct server_config *cfg, struct layer_http_opts *ho, char *why,
+		    size_t whylen)
+{
+	*ho = (struct layer_http_opts){
+		.cache_dir = cfg->chunk_cache,
+		.chunk_size = cfg->chunk_size ? (uint32_t)cfg->chunk_size : 4u << 20,
+		.cache_limit = cfg->chunk_cache_limit,
+		.readahead = cfg->readahead >= 0 ? (unsigned)cfg->readahead : 1,
+		.prefetch = cfg->prefetch,
+	};
+	if (http_opts_init(&ho->http, cfg->auth_file, why, whylen))
+		return -EINVAL;
+	if (cfg->http_timeout_ms)
+		ho->http.timeout_ms = cfg->http_timeout_ms;
+	if (cfg->http_retries >= 0)
+		ho->http.retries = (unsigned)cfg->http_retries;
+	ho->http.insecure = cfg->insecure;
+	return 0;
+}
+
+int stack_open(const struct server_config *cfg, struct layer **out, char *why, size_t whylen)
+{
+	bool layered = cfg->cache || cfg->n_layers;
+	struct layer *top, *next;
+	int ret, code = EXIT_BAD_IMAGE;
+
+	/* remote base and remote layers share these */
+	struct layer_http_opts ho;
+	if (stack_http_opts(cfg, &ho, why, whylen))
+		return EXIT_USAGE;
+
+	if (cfg->e2b_root) {
+		ret = layer_e2b_open(cfg->e2b_root, cfg->e2b_build, cfg->e2b_file, &ho, &top, why, whylen);
+		if (ret)
+			return ret == -EACCES ? EXIT_PERM : ret == -ETIMEDOUT ? EXIT_TIMEOUT :
+			       ret == -ENOMEM ? EXIT_FAIL : EXIT_BAD_IMAGE;
+		/* ublk and the layers above count whole blocks */
+		if (top->size % LAYER_BLOCK_SIZE && (!cfg->any_size || layered)) {
+			snprintf(why, whylen, "build %s: its size %llu is not a multiple of %u bytes, "
+				 "which a device (and a --layer or --cache over it) needs; "
+				 "ublk-export-diff --flatten writes it as a plain image", cfg->e2b_build,
+				 (unsigned long long)top->size, LAYER_BLOCK_SIZE);
+			goto fail;
+		}
+	} else if (layer_is_url(cfg->base)) {
+		ret = layer_http_open(cfg->base, &ho, &top, why, whylen);
+		if (ret)
+			return ret == -EACCES ? EXIT_PERM : ret == -ETIMEDOUT ? EXIT_TIMEOUT : EXIT_BAD_IMAGE;
+	} else {
+		ret = layer_file_open(cfg->base, cfg->read_only || layered, &top);
+		if (ret) {
+			snprintf(why, whylen, "%s: %s", cfg->base, strerror(-ret));
+			return EXIT_BAD_IMAGE;
+		}
+	}
+	for (unsigned i = 0; i < cfg->n_layers; i++) {
+		if ((ret = refuse_e2b_layer(cfg->layers[i], &ho, why, whylen))) {
+			code = ret == -ENOMEM ? EXIT_FAIL : EXIT_BAD_IMAGE;
+			goto fail;
+		}
+		ret = layer_diff_open(cfg->layers[i], &ho, top, &next, why, whylen);
+		if (ret)
+			goto fail;
+		top = next;
+	}
+	if (cfg->cache) {
+		ret = layer_cache_open(cfg->cache, top, cfg->size, cfg->read_only, &next, why, whylen);
+		if (ret) {
+			code = ret == -EBUSY ? EXIT_BUSY : EXIT_BAD_IMAGE;
+			goto fail;
+		}
+		top = next;
+	} else if (cfg->size && cfg->size != top->size) {
+		if (cfg->size < top->size || !cfg->read_only) {
+			snprintf(why, whylen, "--size %llu: without --cache the size can only grow a "
+				 "--read-only device (reads past the base are zeros)",
+				 (unsigned long long)cfg->size);
+			code = EXIT_USAGE;
+			goto fail;
+		}
+		top->size = cfg->size;
+	}
+	if (cfg->inject) {
+		char sub[400];
+		ret = layer_fault_open(cfg->inject, top, &next, sub, sizeof(sub));
+		if (ret) {
+			snprintf(why, whylen, "--inject: %s", sub);
+			code = EXIT_USAGE;
+			goto fail;
+		}
+		top = next;
+	}
+	*out = top;
+	return 0;
+fail:
+	layer_close(top);
+	return code;
+}

@@ -1,0 +1,343 @@
+/*
+ * The queue loop. Each tag cycles through:
+ *   FETCH_REQ  -> kernel hands us a request in descs[tag]
+ *   serving    -> the layer stack works on it (backend IO on our ring)
+ *   COMMIT_AND_FETCH_REQ with the result -> back to the kernel
+ * A command completing with UBLK_IO_RES_ABORT means the device is being
+ * stopped: the tag is not fetched again, and the thread ends once no tag
+ * is owned by the kernel and no backend IO is in flight.
+ *
+ * Buffers are allocated once per tag at start; the hot path allocates
+ * nothing and makes no syscall beyond io_uring_submit_and_wait.
+ */
+#include "kernel/queue.h"
+#include "util/log.h"
+#include "util/json.h"
+#include "util/timeutil.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/mman.h>
+#include <time.h>
+#include <unistd.h>
+
+#define COUNT(field, n) atomic_fetch_add_explicit(&q->stats.field, (n), memory_order_relaxed)
+
+/* A kernel built without legacy opcodes (CONFIG_BLKDEV_UBLK_LEGACY_OPCODES=n)
+ * refuses plain numbers, and 6.1 knows nothing else: the device's flags,
+ * fixed at ADD_DEV, say which one speaks to it. */
+#define IO_CMD(q, name) ((q)->ioctl_encode ? UBLK_U_##name : UBLK_##name)
+
+enum tag_state { TAG_IN_KERNEL, TAG_SERVING, TAG_DEAD };
+
+static size_t page_round(size_t n)
+{
+	size_t page = (size_t)sysconf(_SC_PAGESIZE);
+	return (n + page - 1) / page * page;
+}
+
+static int queue_cmd(struct ublk_queue *q, struct queue_tag *t, unsigned op, int result)
+{
+	struct io_uring_sqe *sqe = io_uring_get_sqe(&q->ring);
+	struct ublksrv_io_cmd *cmd;
+
+	if (!sqe) {
+		if (io_uring_submit(&q->ring) < 0 || !(sqe = io_uring_get_sqe(&q->ring)))
+			return -EBUSY;
+	}
+	memset(sqe, 0, sizeof(*sqe));
+	sqe->opcode = IORING_OP_URING_CMD;
+	sqe->fd = 0;                       /* fixed file 0: the char device */
+	sqe->flags = IOSQE_FIXED_FILE;
+	sqe->cmd_op = op;
+	cmd = (struct ublksrv_io_cmd *)sqe->cmd;
+	cmd->q_id = q->qid;
+	cmd->tag = t->tag;
+	cmd->result = result;
+	cmd->addr = (uintptr_t)t->buf;
+	sqe->user_data = ((uint64_t)t->tag << 1) | AIO_UD_FOREIGN;
+	t->state = TAG_IN_KERNEL;
+	q->cmds_inflight++;
+	return 0;
+}
+
+static void tag_done(struct layer_io *io, int res)
+{
+	struct queue_tag *t = (struct queue_tag *)io;
+	struct ublk_queue *q = t->q;
+
+	uint64_t us = (now_ns() - t->start_ns) / 1000;
+	unsigned bucket = us ? 64 - (unsigned)__builtin_clzll(us) : 0;
+	COUNT(lat_count, 1);
+	COUNT(lat_sum_us, us);
+	COUNT(lat_hist[bucket < LAT_BUCKETS ? bucket : LAT_BUCKETS - 1], 1);
+	if (us > atomic_load_explicit(&q->stats.lat_max_us, memory_order_relaxed))
+		atomic_store_explicit(&q->stats.lat_max_us, us, memory_order_relaxed);
+	if (res < 0) {
+		COUNT(errors, 1);
+		log_dbg("ublkb%u q%u tag %u: op %d off %llu len %u failed: %s", q->dev_id,
+			q->qid, t->tag, io->op, (unsigned long long)io->off, io->len, strerror(-res));
+	}
+	if (queue_cmd(q, t, IO_CMD(q, IO_COMMIT_AND_FETCH_REQ), res) < 0) {
+		log_err("ublkb%u q%u: cannot queue commit for tag %u", q->dev_id, q->qid, t->tag);
+		t->state = TAG_DEAD;
+	}
+}
+
+static void serve(struct ublk_queue *q, struct queue_tag *t)
+{
+	const struct ublksrv_io_desc *d = &q->descs[t->tag];
+	struct layer_io *io = &t->io;
+	unsigned op = ublksrv_get_op(d);
+
+	t->state = TAG_SERVING;
+	t->start_ns = now_ns();
+	COUNT(started, 1);
+	io->off = d->start_sector << 9;
+	io->len = d->nr_sectors << 9;
+	io->buf = t->buf;
+	switch (op) {
+	case UBLK_IO_OP_READ:
+		io->op = LAYER_READ;
+		COUNT(reads, 1);
+		COUNT(bytes_read, io->len);
+		break;
+	case UBLK_IO_OP_WRITE:
+		io->op = LAYER_WRITE;
+		COUNT(writes, 1);
+		COUNT(bytes_written, io->len);
+		break;
+	case UBLK_IO_OP_FLUSH:
+		io->op = LAYER_FLUSH;
+		COUNT(flushes, 1);
+		break;
+	case UBLK_IO_OP_DISCARD:
+		io->op = LAYER_DISCARD;
+		COUNT(discards, 1);
+		break;
+	case UBLK_IO_OP_WRITE_ZEROES:
+		io->op = LAYER_WRITE_ZEROES;
+		COUNT(discards, 1);
+		break;
+	default:
+		tag_done(io, -EOPNOTSUPP);
+		return;
+	}
+	if (io->len > q->buf_bytes && (io->op == LAYER_READ || io->op == LAYER_WRITE)) {
+		tag_done(io, -EINVAL);
+		return;
+	}
+	layer_submit(q->layer, io);
+}
+
+static void on_cmd_cqe(struct ublk_queue *q, struct io_uring_cqe *cqe)
+{
+	struct queue_tag *t = &q->tags[cqe->user_data >> 1];
+
+	q->cmds_inflight--;
+	if (cqe->res == UBLK_IO_RES_OK) {
+		serve(q, t);
+		return;
+	}
+	if (cqe->res != UBLK_IO_RES_ABORT)
+		log_dbg("ublkb%u q%u tag %u: command result %d", q->dev_id, q->qid, t->tag, cqe->res);
+	t->state = TAG_DEAD;
+}
+
+static int setup(struct ublk_queue *q)
+{
+	size_t stride = page_round(UBLK_MAX_QUEUE_DEPTH * sizeof(struct ublksrv_io_desc));
+	struct io_uring_params p = { .flags = IORING_SETUP_COOP_TASKRUN };
+	int ret;
+
+	q->descs_len = page_round(q->depth * sizeof(struct ublksrv_io_desc));
+	q->descs = mmap(NULL, q->descs_len, PROT_READ, MAP_SHARED | MAP_POPULATE,
+			q->char_fd, UBLKSRV_CMD_BUF_OFFSET + q->qid * stride);
+	if (q->descs == MAP_FAILED) {
+		q->descs = NULL;
+		return -errno;
+	}
+	/* Room for every tag's command plus backend IO of every tag. */
+	ret = io_uring_queue_init_params(q->depth * 2, &q->ring, &p);
+	if (ret == -EINVAL) {
+		memset(&p, 0, sizeof(p));
+		ret = io_uring_queue_init_params(q->depth * 2, &q->ring, &p);
+	}
+	if (ret)
+		return ret;
+	q->aio.ring = &q->ring;
+	ret = io_uring_register_files(&q->ring, &q->char_fd, 1);
+	if (ret)
+		return ret;
+	size_t priv = layer_stack_priv_size(q->layer);
+	q->tags = calloc(q->depth, sizeof(*q->tags));
+	q->privs = calloc(q->depth, priv ? priv : 1);
+	if (!q->tags || !q->privs)
+		return -ENOMEM;
+	for (uint16_t i = 0; i < q->depth; i++) {
+		struct queue_tag *t = &q->tags[i];
+		t->q = q;
+		t->tag = i;
+		t->io.done = tag_done;
+		t->io.aio = &q->aio;
+		t->io.priv = (char *)q->privs + i * priv;
+		t->state = TAG_DEAD;
+		if (posix_memalign(&t->buf, 4096, q->buf_bytes))
+			return -ENOMEM;
+	}
+	for (uint16_t i = 0; i < q->depth; i++) {
+		ret = queue_cmd(q, &q->tags[i], IO_CMD(q, IO_FETCH_REQ), -1);
+		if (ret)
+			return ret;
+	}
+	ret = io_uring_submit(&q->ring);
+	return ret < 0 ? ret : 0;
+}
+
+static void teardown(struct ublk_queue *q)
+{
+	if (q->tags) {
+		for (uint16_t i = 0; i < q->depth; i++)
+			free(q->tags[i].buf);
+		free(q->tags);
+		q->tags = NULL;
+	}
+	free(q->privs);
+	q->privs = NULL;
+	if (q->aio.ring) {
+		io_uring_queue_exit(&q->ring);
+		q->aio.ring = NULL;
+	}
+	if (q->descs) {
+		munmap((void *)q->descs, q->descs_len);
+		q->descs = NULL;
+	}
+}
+
+static void *queue_main(void *arg)
+{
+	struct ublk_queue *q = arg;
+	uint64_t one = 1;
+
+	q->setup_err = setup(q);
+	if (write(q->ready_efd, &one, sizeof(one)) < 0) { }
+	if (q->setup_err)
+		goto out;
+
+	while (q->cmds_inflight || q->aio.inflight) {
+		struct io_uring_cqe *cqe;
+		unsigned head, seen = 0;
+		int ret = io_uring_submit_and_wait(&q->ring, 1);
+
+		if (ret < 0 && ret != -EINTR && ret != -EAGAIN && ret != -EBUSY) {
+			log_err("ublkb%u q%u: io_uring_submit_and_wait: %s", q->dev_id, q->qid,
+				strerror(-ret));
+			break;
+		}
+		io_uring_for_each_cqe(&q->ring, head, cqe) {
+			if (cqe->user_data & AIO_UD_FOREIGN)
+				on_cmd_cqe(q, cqe);
+			else
+				aio_dispatch(&q->aio, cqe);
+			seen++;
+		}
+		io_uring_cq_advance(&q->ring, seen);
+	}
+out:
+	teardown(q);
+	if (write(q->exit_efd, &one, sizeof(one)) < 0) { }
+	return NULL;
+}
+
+int queue_start(struct ublk_queue *q)
+{
+	return -pthread_create(&q->thread, NULL, queue_main, q);
+}
+
+int queue_join(struct ublk_queue *q, uint64_t timeout_ms)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ts.tv_sec += timeout_ms / 1000;
+	ts.tv_nsec += (timeout_ms % 1000) * 1000000;
+	if (ts.tv_nsec >= 1000000000) {
+		ts.tv_sec++;
+		ts.tv_nsec -= 1000000000;
+	}
+	return -pthread_timedjoin_np(q->thread, NULL, &ts);
+}
+
+uint64_t queue_stalled_ms(struct ublk_queue *q, uint64_t now)
+{
+	uint64_t done = atomic_load_explicit(&q->stats.lat_count, memory_order_relaxed);
+	uint64_t started = atomic_load_explicit(&q->stats.started, memory_order_relaxed);
+
+	if (started == done || done != q->stall_seen_done || !q->stall_since_ms) {
+		q->stall_seen_done = done;
+		q->stall_since_ms = now;
+		return 0;
+	}
+	return now - q->stall_since_ms;
+}
+
+char *queue_stats_json(const struct ublk_queue *queues, unsigned n,
+		       const struct queue_heartbeat *hb, const char *remote)
+{
+	uint64_t hist[LAT_BUCKETS] = { 0 }, max = 0, count = 0, sum = 0;
+	uint64_t reads = 0, writes = 0, flushes = 0, discards = 0, errors = 0, rbytes = 0, wbytes = 0;
+	char *text = NULL;
+	size_t size = 0;
+	struct json j;
+	FILE *f;
+
+	for (unsigned i = 0; i < n; i++) {
+		const struct queue_stats *st = &queues[i].stats;
+		reads += st->reads; writes += st->writes; flushes += st->flushes;
+		discards += st->discards; errors += st->errors;
+		rbytes += st->bytes_read; wbytes += st->bytes_written;
+		count += st->lat_count; sum += st->lat_sum_us;
+		if (st->lat_max_us > max)
+			max = st->lat_max_us;
+		for (int b = 0; b < LAT_BUCKETS; b++)
+			hist[b] += st->lat_hist[b];
+	}
+	/* percentiles from the log2 histogram: the bucket's upper bound */
+	uint64_t p50 = 0, p99 = 0, seen = 0;
+	for (int b = 0; b < LAT_BUCKETS && count; b++) {
+		seen += hist[b];
+		if (!p50 && seen * 2 >= count)
+			p50 = 1ull << b;
+		if (!p99 && seen * 100 >= count * 99)
+			p99 = 1ull << b;
+	}
+	if (!(f = open_memstream(&text, &size)))
+		return NULL;
+	json_begin(&j, f);
+	json_u64(&j, "reads", reads);
+	json_u64(&j, "writes", writes);
+	json_u64(&j, "flushes", flushes);
+	json_u64(&j, "discards", discards);
+	json_u64(&j, "errors", errors);
+	json_u64(&j, "bytes_read", rbytes);
+	json_u64(&j, "bytes_written", wbytes);
+	json_obj_begin(&j, "latency_us");
+	json_u64(&j, "count", count);
+	json_u64(&j, "avg", count ? sum / count : 0);
+	json_u64(&j, "p50_max", p50);
+	json_u64(&j, "p99_max", p99);
+	json_u64(&j, "max", max);
+	json_obj_end(&j);
+	if (hb) {
+		json_u64(&j, "stalled_ms", hb->stalled_ms);
+		json_u64(&j, "held_until_ms", hb->held_until_ms);
+	}
+	if (remote)
+		json_raw(&j, "remote", remote);
+	json_end(&j);
+	fclose(f);
+	return text;
+}
+

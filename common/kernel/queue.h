@@ -1,0 +1,86 @@
+/* One ublk hardware queue served by one thread with its own io_uring:
+ * ublk commands (FETCH / COMMIT_AND_FETCH) and the layers' backend IO
+ * share the ring, so a slow backend request never blocks other tags. */
+#ifndef UBLK_QUEUE_H
+#define UBLK_QUEUE_H
+
+#include "util/aio.h"
+#include "image/layer.h"
+
+#include "kernel/ublk_uapi.h"
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdatomic.h>
+#include <stdint.h>
+
+#define LAT_BUCKETS 32   /* bucket i: latency < 2^i microseconds */
+
+/* Written by the queue thread only, read by the stats writer: relaxed
+ * atomics keep the hot path free of locks. */
+struct queue_stats {
+	_Atomic uint64_t started;       /* requests handed to the layers; lat_count ended */
+	_Atomic uint64_t reads, writes, flushes, discards, errors;
+	_Atomic uint64_t bytes_read, bytes_written;
+	_Atomic uint64_t lat_count, lat_sum_us, lat_max_us;
+	_Atomic uint64_t lat_hist[LAT_BUCKETS];
+};
+
+struct queue_tag {
+	struct layer_io io;
+	struct ublk_queue *q;
+	void *buf;
+	uint64_t start_ns;
+	uint16_t tag;
+	uint8_t state;
+};
+
+struct ublk_queue {
+	uint32_t dev_id;
+	uint16_t qid;
+	uint16_t depth;
+	uint32_t buf_bytes;
+	int char_fd;
+	/* The device was created with UBLK_F_CMD_IOCTL_ENCODE: IO commands go
+	 * as UBLK_U_IO_*, else as legacy numbers (docs/kernels.md). */
+	bool ioctl_encode;
+	struct layer *layer;
+	int ready_efd;              /* written once fetches are queued (or setup failed) */
+	int exit_efd;               /* written when the thread ends */
+
+	pthread_t thread;
+	int setup_err;              /* 0 or -errno, valid once ready_efd fired */
+	const struct ublksrv_io_desc *descs;
+	size_t descs_len;
+	struct io_uring ring;
+	struct aio aio;
+	struct queue_tag *tags;
+	void *privs;                /* per-tag state of the layer stack */
+	unsigned cmds_inflight;     /* FETCH/COMMIT commands owned by the kernel */
+	struct queue_stats stats;
+	/* The stats writer's own (queue_stalled_ms): requests ended when it
+	 * last saw one end, and since when it has seen none. */
+	uint64_t stall_seen_done, stall_since_ms;
+};
+
+/* Start the queue's thread. Returns 0 or -errno; q->setup_err tells later
+ * whether the thread managed to queue its fetches. */
+int queue_start(struct ublk_queue *q);
+/* Wait for the thread to end; -ETIMEDOUT if it did not within timeout_ms. */
+int queue_join(struct ublk_queue *q, uint64_t timeout_ms);
+
+/* For how long (ms, at now_ms) q has had requests in the layers without
+ * ending any: 0 while it makes progress or has nothing to do. Called by
+ * one thread (the stats writer), which owns the stall_* fields. */
+uint64_t queue_stalled_ms(struct ublk_queue *q, uint64_t now_ms);
+/* The statistics of n queues together, as JSON (docs/state-dir.md, stats),
+ * with the server's heartbeat fields (stalled_ms, held_until_ms) and remote
+ * (a JSON object) as "remote" unless NULL. malloc'd, or NULL. */
+struct queue_heartbeat {
+	uint64_t stalled_ms;            /* the longest queue_stalled_ms */
+	uint64_t held_until_ms;         /* wall clock: a live export holds writes until then; 0 */
+};
+char *queue_stats_json(const struct ublk_queue *queues, unsigned n,
+		       const struct queue_heartbeat *hb, const char *remote);
+
+#endif

@@ -1,0 +1,113 @@
+#include "util/cli.h"
+#include "util/exitcodes.h"
+#include "util/log.h"
+
+#include <stdarg.h>
+#include <string.h>
+
+enum { KEY_HELP = 'h', KEY_VERSION = 'V', KEY_LONG_OPTIONS = 0x7f00 };
+
+static const struct cli_option common_options[] = {
+	{ "help", KEY_HELP, NULL, "show this help and exit" },
+	{ "version", KEY_VERSION, NULL, "show the version and exit" },
+	{ "long-options", KEY_LONG_OPTIONS, NULL, NULL },   /* for completions */
+	{ 0 },
+};
+
+static void add_options(struct cli *c, const struct cli_option *o, size_t *nl, size_t *ns)
+{
+	for (; o->name; o++) {
+		c->longopts[(*nl)++] = (struct option){ o->name, o->arg ? required_argument : no_argument,
+							NULL, o->key };
+		if (o->key < 256) {
+			c->shortopts[(*ns)++] = (char)o->key;
+			if (o->arg)
+				c->shortopts[(*ns)++] = ':';
+		}
+	}
+}
+
+void cli_init(struct cli *c, const struct cli_tool *tool)
+{
+	size_t nl = 0, ns = 0;
+
+	memset(c, 0, sizeof(*c));
+	c->tool = tool;
+	c->shortopts[ns++] = '+';   /* stop at the first operand, like POSIX */
+	c->shortopts[ns++] = ':';   /* report missing arguments as ':' */
+	add_options(c, tool->options, &nl, &ns);
+	add_options(c, common_options, &nl, &ns);
+}
+
+static void print_long_options(const struct cli_tool *t)
+{
+	for (const struct cli_option *o = t->options; o->name; o++)
+		printf("--%s%s\n", o->name, o->arg ? "=" : "");
+	printf("--help\n--version\n");
+}
+
+int cli_usage_error(const struct cli *c, const char *fmt, ...)
+{
+	char msg[512];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	log_err("%s; see '%s --help'", msg, c->tool->name);
+	return EXIT_USAGE;
+}
+
+int cli_next(struct cli *c, int argc, char **argv)
+{
+	int prev = optind ? optind : 1;
+	int key = getopt_long(argc, argv, c->shortopts, c->longopts, NULL);
+
+	switch (key) {
+	case KEY_HELP:
+		cli_help(c->tool, stdout);
+		c->exit_code = EXIT_OK;
+		return CLI_DONE;
+	case KEY_VERSION:
+		printf("%s %s\n", c->tool->name, UBLK_TOOLS_VERSION);
+		c->exit_code = EXIT_OK;
+		return CLI_DONE;
+	case KEY_LONG_OPTIONS:
+		print_long_options(c->tool);
+		c->exit_code = EXIT_OK;
+		return CLI_DONE;
+	case '?':
+		if (optopt && optopt < 256)
+			c->exit_code = cli_usage_error(c, "unknown option '-%c'", optopt);
+		else
+			c->exit_code = cli_usage_error(c, "unknown option '%s'", argv[optind - 1 >= prev ? optind - 1 : prev]);
+		return CLI_DONE;
+	case ':':
+		c->exit_code = cli_usage_error(c, "option '%s' needs an argument", argv[optind - 1]);
+		return CLI_DONE;
+	default:
+		return key;
+	}
+}
+
+void cli_help(const struct cli_tool *t, FILE *out)
+{
+	fprintf(out, "Usage: %s %s\n\n%s\n\nOptions:\n", t->name, t->synopsis, t->summary);
+	for (int pass = 0; pass < 2; pass++) {
+		const struct cli_option *o = pass ? common_options : t->options;
+		for (; o->name; o++) {
+			char left[64];
+			if (!o->help)
+				continue;
+			if (o->key < 256)
+				snprintf(left, sizeof(left), "-%c, --%s%s%s", o->key, o->name,
+					 o->arg ? " " : "", o->arg ? o->arg : "");
+			else
+				snprintf(left, sizeof(left), "    --%s%s%s", o->name,
+					 o->arg ? " " : "", o->arg ? o->arg : "");
+			fprintf(out, "  %-26s %s\n", left, o->help);
+		}
+	}
+	if (t->footer)
+		fprintf(out, "\n%s", t->footer);
+}

@@ -1,0 +1,132 @@
+#include "util/safedir.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define WHY(...) snprintf(why, whylen, __VA_ARGS__)
+
+/* Only root and we may be able to change what a folder holds: its owner is
+ * one of us, and nobody else may write to it unless the sticky bit keeps
+ * them from renaming or removing what is not theirs (like /tmp). */
+static bool owner_ok(const struct stat *st)
+{
+	return st->st_uid == 0 || st->st_uid == geteuid();
+}
+
+static bool others_write(const struct stat *st)
+{
+	return (st->st_mode & (S_IWGRP | S_IWOTH)) && !(st->st_mode & S_ISVTX);
+}
+
+/* Every folder above path must be one only root and we can change: else
+ * someone could swap what follows. given: lstat (links allowed if ours),
+ * else the resolved path with stat. */
+static int check_folders_on_way(const struct safedir *sd, const char *dir, char *path, bool given,
+				char *why, size_t whylen)
+{
+	struct stat st;
+
+	for (char *p = path + 1; (p = strchr(p, '/')); p++) {
+		*p = 0;
+		int bad = (given ? lstat(path, &st) : stat(path, &st)) ? -errno : 0;
+		if (!bad && (!owner_ok(&st) || (!(given && S_ISLNK(st.st_mode)) && others_write(&st)))) {
+			WHY("%s %s: the folder %s on its way is %s (owner uid %u, mode %04o), so another "
+			    "user could replace what follows; use a folder (%s) whose parents only root "
+			    "can change", sd->what, dir, path,
+			    owner_ok(&st) ? "writable by other users" : "owned by another user",
+			    (unsigned)st.st_uid, (unsigned)(st.st_mode & 07777), sd->option);
+			bad = -EPERM;
+		}
+		*p = '/';
+		if (bad)
+			return bad;
+	}
+	return 0;
+}
+
+/* mkdir -p, new folders 0700 (existing ones are checked, not changed). */
+static int make_dirs(const char *path)
+{
+	char tmp[PATH_MAX];
+
+	if (snprintf(tmp, sizeof(tmp), "%s", path) >= (int)sizeof(tmp))
+		return -ENAMETOOLONG;
+	for (char *p = tmp + 1;; p++) {
+		if (*p && *p != '/')
+			continue;
+		char c = *p;
+		*p = 0;
+		if (mkdir(tmp, 0700) && errno != EEXIST)
+			return -errno;
+		*p = c;
+		if (!c)
+			return 0;
+	}
+}
+
+int safedir_open(const struct safedir *sd, const char *dir, bool create, bool writer, char *why,
+		 size_t whylen)
+{
+	char given[PATH_MAX], real[PATH_MAX], cwd[PATH_MAX];
+	struct stat st, fst;
+	int fd, n;
+
+	why[0] = 0;
+	if (dir[0] == '/')
+		n = snprintf(given, sizeof(given), "%s", dir);
+	else if (getcwd(cwd, sizeof(cwd)))
+		n = snprintf(given, sizeof(given), "%s/%s", cwd, dir);
+	else
+		return -errno;
+	if (n < 0 || (size_t)n >= sizeof(given))
+		return WHY("%s %s: path too long", sd->what, dir), -ENAMETOOLONG;
+	while (n > 1 && given[n - 1] == '/')
+		given[--n] = 0;
+	if (create && (n = make_dirs(given)))
+		return WHY("%s %s: %s", sd->what, dir, strerror(-n)), n;
+	if (lstat(given, &st))
+		return errno == ENOENT ? -ENOENT : (WHY("%s %s: %s", sd->what, dir, strerror(errno)), -errno);
+	if (S_ISLNK(st.st_mode))
+		return WHY("%s %s is a symbolic link: give the folder it points to with %s", sd->what,
+			   given, sd->option), -ELOOP;
+	/* The path as given: a folder or symlink on the way that someone else
+	 * controls could point us elsewhere next time. */
+	if ((n = check_folders_on_way(sd, dir, given, true, why, whylen)))
+		return n;
+	if (!realpath(given, real))
+		return WHY("%s %s: %s", sd->what, dir, strerror(errno)), -errno;
+	if ((n = check_folders_on_way(sd, dir, real, false, why, whylen)))
+		return n;
+	fd = open(real, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0) {
+		n = -errno;
+		if (n == -ENOTDIR)
+			WHY("%s %s is not a directory: remove it or use %s", sd->what, dir, sd->option);
+		else
+			WHY("%s %s: %s", sd->what, dir, strerror(-n));
+		return n;
+	}
+	/* The folder itself, as opened: what every later *at() call works in. */
+	if (fstat(fd, &fst)) {
+		n = -errno;
+		WHY("%s %s: %s", sd->what, dir, strerror(-n));
+	} else if (writer ? fst.st_uid != geteuid() : !owner_ok(&fst)) {
+		WHY("%s %s is owned by uid %u, not by this user (uid %u): chown it or use %s",
+		    sd->what, dir, (unsigned)fst.st_uid, (unsigned)geteuid(), sd->option);
+		n = -EPERM;
+	} else if (fst.st_mode & (S_IWGRP | S_IWOTH)) {
+		WHY("%s %s is writable by other users (mode %04o): chmod 0700 it or use %s", sd->what,
+		    dir, (unsigned)(fst.st_mode & 07777), sd->option);
+		n = -EPERM;
+	} else {
+		return fd;
+	}
+	close(fd);
+	return n;
+}
