@@ -84,26 +84,26 @@ static void print_json(const struct server_config *cfg, const struct ready_resul
 	char path[64];
 	struct json j;
 
-	char *base = devopts_redacted(cfg->base);
-	char *root = devopts_redacted(cfg->e2b_root);
+	char *base = devopts_redacted(cfg->stack.base);
+	char *root = devopts_redacted(cfg->stack.e2b_root);
 
 	snprintf(path, sizeof(path), "/dev/ublkb%d", r->id);
 	json_begin(&j, stdout);
 	json_u64(&j, "id", (uint64_t)r->id);
 	json_str(&j, "path", path);
 	json_i64(&j, "pid", pid);
-	json_str(&j, "base", cfg->base ? (base ? base : "?") : NULL);
-	if (cfg->e2b_root) {
+	json_str(&j, "base", cfg->stack.base ? (base ? base : "?") : NULL);
+	if (cfg->stack.e2b_root) {
 		json_str(&j, "e2b_root", root ? root : "?");
-		json_str(&j, "build", cfg->e2b_build);
-		json_str(&j, "e2b_file", cfg->e2b_file ? cfg->e2b_file : "rootfs.ext4");
+		json_str(&j, "build", cfg->stack.e2b_build);
+		json_str(&j, "e2b_file", cfg->stack.e2b_file ? cfg->stack.e2b_file : "rootfs.ext4");
 	}
-	json_str(&j, "cache", cfg->cache);
+	json_str(&j, "cache", cfg->stack.cache);
 	json_str(&j, "name", cfg->name);
 	json_u64(&j, "size", device_size(r->id));
 	json_u64(&j, "queues", cfg->queues);
 	json_u64(&j, "depth", cfg->depth);
-	json_bool(&j, "read_only", cfg->read_only);
+	json_bool(&j, "read_only", cfg->stack.read_only);
 	json_str(&j, "state_dir", state_dir());
 	json_end(&j);
 	free(base);

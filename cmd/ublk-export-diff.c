@@ -182,7 +182,7 @@ static int export_e2b(struct cli *c, struct export_opts *o, struct server_config
 
 	if (o->zstd)
 		return cli_usage_error(c, "--format e2b compresses with --compress zstd|lz4, not --zstd");
-	if (o->live && cfg->cache)
+	if (o->live && cfg->stack.cache)
 		return cli_usage_error(c, "--live exports a running device, not --cache");
 	if (o->codec && o->header_version && o->header_version <= 3)
 		return cli_usage_error(c, "--header-version %u has no frame tables: --compress needs "
@@ -190,26 +190,26 @@ static int export_e2b(struct cli *c, struct export_opts *o, struct server_config
 	if (o->out && (!strcmp(o->out, "-") || !*o->out))
 		return cli_usage_error(c, "--format e2b writes a folder of files: --output ROOT, the "
 				       "storage root");
-	if (cfg->base || cfg->n_layers)
+	if (cfg->stack.base || cfg->stack.n_layers)
 		return cli_usage_error(c, "--base and --layer go with --flatten");
-	if (cfg->cache ? optind < argc : optind != argc - 1)
-		return cli_usage_error(c, cfg->cache ? "give a device or --cache, not both" :
+	if (cfg->stack.cache ? optind < argc : optind != argc - 1)
+		return cli_usage_error(c, cfg->stack.cache ? "give a device or --cache, not both" :
 				       optind < argc ? "one device at a time" : "no device given");
-	if (cfg->cache && (!cfg->e2b_root || !cfg->e2b_build))
+	if (cfg->stack.cache && (!cfg->stack.e2b_root || !cfg->stack.e2b_build))
 		return cli_usage_error(c, "--format e2b --cache FILE needs its parent build: --e2b ROOT "
 				       "--build ID");
-	if ((cfg->e2b_build || cfg->e2b_file) && !cfg->e2b_root)
+	if ((cfg->stack.e2b_build || cfg->stack.e2b_file) && !cfg->stack.e2b_root)
 		return cli_usage_error(c, "--build and --e2b-file go with --e2b ROOT");
-	if (cfg->e2b_root && !cfg->e2b_build)
+	if (cfg->stack.e2b_root && !cfg->stack.e2b_build)
 		return cli_usage_error(c, "--e2b ROOT needs --build ID: the parent build");
-	if (stack_http_opts(cfg, &ho, why, sizeof(why)))
+	if (stack_http_opts(&cfg->stack, &ho, why, sizeof(why)))
 		return cli_usage_error(c, "%s", why);
-	o->e2b_root = cfg->e2b_root;
-	o->e2b_build = cfg->e2b_build;
-	o->e2b_file = cfg->e2b_file;
+	o->e2b_root = cfg->stack.e2b_root;
+	o->e2b_build = cfg->stack.e2b_build;
+	o->e2b_file = cfg->stack.e2b_file;
 	o->remote = &ho;
-	if (cfg->cache) {
-		code = export_cache(cfg->cache, o, &r, why, sizeof(why));
+	if (cfg->stack.cache) {
+		code = export_cache(cfg->stack.cache, o, &r, why, sizeof(why));
 	} else {
 		uint32_t dev;
 		if (state_check_dir())
@@ -320,16 +320,16 @@ int main(int argc, char **argv)
 	o.timeout_ms = cfg.timeout_ms;
 	if (inspect_path && !*inspect_path) {
 		struct layer_http_opts ho;
-		if (optind < argc || flatten || cfg.cache || cfg.base || cfg.n_layers || !cfg.e2b_root ||
-		    !cfg.e2b_build)
+		if (optind < argc || flatten || cfg.stack.cache || cfg.stack.base || cfg.stack.n_layers || !cfg.stack.e2b_root ||
+		    !cfg.stack.e2b_build)
 			return cli_usage_error(&c, "--inspect without FILE needs --e2b ROOT --build ID "
 					       "(and takes --e2b-file, --json and remote options)");
-		if (stack_http_opts(&cfg, &ho, why, sizeof(why)))
+		if (stack_http_opts(&cfg.stack, &ho, why, sizeof(why)))
 			return cli_usage_error(&c, "%s", why);
-		return e2b_inspect_store(cfg.e2b_root, cfg.e2b_build, cfg.e2b_file, &ho, json, o.progress);
+		return e2b_inspect_store(cfg.stack.e2b_root, cfg.stack.e2b_build, cfg.stack.e2b_file, &ho, json, o.progress);
 	}
 	if (inspect_path) {
-		if (optind < argc || flatten || cfg.cache || cfg.base || cfg.e2b_root || cfg.e2b_build)
+		if (optind < argc || flatten || cfg.stack.cache || cfg.stack.base || cfg.stack.e2b_root || cfg.stack.e2b_build)
 			return cli_usage_error(&c, "--inspect FILE takes only --json (an E2B build in "
 					       "its storage: --inspect --e2b ROOT --build ID)");
 		return inspect(inspect_path, json);
@@ -347,7 +347,7 @@ int main(int argc, char **argv)
 
 	if (flatten) {
 		uint64_t bytes = 0;
-		if (optind < argc || (!cfg.base && !cfg.e2b_root))
+		if (optind < argc || (!cfg.stack.base && !cfg.stack.e2b_root))
 			return cli_usage_error(&c, "--flatten needs --base or --e2b ROOT --build ID (and "
 					       "optional --layer/--cache), no device");
 		if (devopts_finish(&c, &cfg) == CLI_DONE)
@@ -355,19 +355,19 @@ int main(int argc, char **argv)
 		code = export_flatten(&cfg, o.out, o.progress, &bytes, why, sizeof(why));
 		return finish(code, why, json, o.out, NULL, bytes);
 	}
-	if (cfg.base || cfg.n_layers)
+	if (cfg.stack.base || cfg.stack.n_layers)
 		return cli_usage_error(&c, "--base and --layer go with --flatten");
-	if (cfg.e2b_root || cfg.e2b_build || cfg.e2b_file)
+	if (cfg.stack.e2b_root || cfg.stack.e2b_build || cfg.stack.e2b_file)
 		return cli_usage_error(&c, "--e2b, --build and --e2b-file go with --flatten, --inspect or "
 				       "--format e2b");
-	if (cfg.cache && optind < argc)
+	if (cfg.stack.cache && optind < argc)
 		return cli_usage_error(&c, "give a device or --cache, not both");
-	if (!cfg.cache && optind != argc - 1)
+	if (!cfg.stack.cache && optind != argc - 1)
 		return cli_usage_error(&c, optind < argc ? "one device at a time" : "no device given");
-	if (o.live && cfg.cache)
+	if (o.live && cfg.stack.cache)
 		return cli_usage_error(&c, "--live exports a running device, not --cache");
-	if (cfg.cache) {
-		code = export_cache(cfg.cache, &o, &r, why, sizeof(why));
+	if (cfg.stack.cache) {
+		code = export_cache(cfg.stack.cache, &o, &r, why, sizeof(why));
 	} else {
 		uint32_t id;
 		/* a state directory others could have prepared: said, refused */

@@ -27,8 +27,8 @@ void devopts_defaults(struct server_config *cfg)
 	cfg->depth = SERVER_DEFAULT_DEPTH;
 	cfg->ready_fd = -1;
 	cfg->timeout_ms = CTRL_DEFAULT_TIMEOUT_MS;
-	cfg->http_retries = -1;
-	cfg->readahead = -1;
+	cfg->stack.http_retries = -1;
+	cfg->stack.readahead = -1;
 	cfg->recover_id = -1;
 }
 
@@ -120,72 +120,72 @@ int devopts_apply(struct cli *c, struct server_config *cfg, int key, const char 
 		return CLI_DONE;
 	switch (key) {
 	case DEVOPT_BASE:
-		cfg->base = arg;
+		cfg->stack.base = arg;
 		return 1;
 	case DEVOPT_E2B:
-		cfg->e2b_root = arg;
+		cfg->stack.e2b_root = arg;
 		return 1;
 	case DEVOPT_BUILD:
 		if (!e2b_parse_build_id(arg, NULL))
 			return bad_value(c, "build", arg, "expected a build id as E2B prints it: "
 					 "8-4-4-4-12 lowercase hex digits");
-		cfg->e2b_build = arg;
+		cfg->stack.e2b_build = arg;
 		return 1;
 	case DEVOPT_E2B_FILE:
 		if (!e2b_file_name_ok(arg))
 			return bad_value(c, "e2b-file", arg, "expected rootfs.ext4 or memfile");
-		cfg->e2b_file = arg;
+		cfg->stack.e2b_file = arg;
 		return 1;
 	case DEVOPT_CHUNK_SIZE:
 		if (parse_size(arg, &v) || v < 65536 || v > (64u << 20) || v % 4096)
 			return bad_value(c, "chunk-size", arg, "expected 64K to 64M, a multiple of 4096");
-		cfg->chunk_size = v;
+		cfg->stack.chunk_size = v;
 		return 1;
 	case DEVOPT_CHUNK_CACHE:
-		cfg->chunk_cache = arg;
+		cfg->stack.chunk_cache = arg;
 		return 1;
 	case DEVOPT_CHUNK_CACHE_LIMIT:
 		if (parse_size(arg, &v) || !v)
 			return bad_value(c, "chunk-cache-limit", arg, "expected a size");
-		cfg->chunk_cache_limit = v;
+		cfg->stack.chunk_cache_limit = v;
 		return 1;
 	case DEVOPT_HTTP_TIMEOUT:
 		if (seconds_in(arg, DEVOPTS_MAX_HTTP_TIMEOUT_S, &v))
 			return bad_value(c, "http-timeout", arg, "expected seconds, more than 0 and at most 3600");
-		cfg->http_timeout_ms = v;
+		cfg->stack.http_timeout_ms = v;
 		return 1;
 	case DEVOPT_HTTP_RETRIES:
 		if (parse_uint(arg, 0, DEVOPTS_MAX_HTTP_RETRIES, &v))
 			return bad_value(c, "http-retries", arg, "expected 0 to 10");
-		cfg->http_retries = (int)v;
+		cfg->stack.http_retries = (int)v;
 		return 1;
 	case DEVOPT_AUTH_FILE:
-		cfg->auth_file = arg;
+		cfg->stack.auth_file = arg;
 		return 1;
 	case DEVOPT_READAHEAD:
 		if (parse_uint(arg, 0, 64, &v))
 			return bad_value(c, "readahead", arg, "expected 0 to 64 chunks");
-		cfg->readahead = (int)v;
+		cfg->stack.readahead = (int)v;
 		return 1;
 	case DEVOPT_PREFETCH:
-		cfg->prefetch = true;
+		cfg->stack.prefetch = true;
 		return 1;
 	case DEVOPT_INSECURE:
-		cfg->insecure = true;
+		cfg->stack.insecure = true;
 		return 1;
 	case DEVOPT_LAYER:
-		if (cfg->n_layers == SERVER_MAX_LAYERS)
+		if (cfg->stack.n_layers == STACK_MAX_LAYERS)
 			return bad_value(c, "layer", arg, "at most 32 layers");
-		cfg->layers[cfg->n_layers++] = arg;
+		cfg->stack.layers[cfg->stack.n_layers++] = arg;
 		return 1;
 	case DEVOPT_CACHE:
-		cfg->cache = arg;
+		cfg->stack.cache = arg;
 		return 1;
 	case DEVOPT_SIZE:
 		if (parse_size(arg, &v) || v == 0 || v % 4096 || v > UBLK_MAX_IMAGE_SIZE)
 			return bad_value(c, "size", arg, "expected a non-zero multiple of 4096 (K, M, G, T "
 					 "suffixes), at most 16T");
-		cfg->size = v;
+		cfg->stack.size = v;
 		return 1;
 	case DEVOPT_NAME:
 		if (devopts_name_problem(arg))
@@ -193,7 +193,7 @@ int devopts_apply(struct cli *c, struct server_config *cfg, int key, const char 
 		cfg->name = arg;
 		return 1;
 	case DEVOPT_INJECT:
-		cfg->inject = arg;
+		cfg->stack.inject = arg;
 		return 1;
 	case DEVOPT_QUEUES:
 		if (parse_uint(arg, 1, SERVER_MAX_QUEUES, &v))
@@ -206,7 +206,7 @@ int devopts_apply(struct cli *c, struct server_config *cfg, int key, const char 
 		cfg->depth = (unsigned)v;
 		return 1;
 	case DEVOPT_READ_ONLY:
-		cfg->read_only = true;
+		cfg->stack.read_only = true;
 		return 1;
 	case DEVOPT_NO_RECOVERY:
 		cfg->no_recovery = true;
@@ -234,29 +234,29 @@ int devopts_finish(struct cli *c, struct server_config *cfg)
 	static char abs_base[PATH_MAX], abs_cache[PATH_MAX], abs_root[PATH_MAX];
 	const char *auth = getenv("UBLK_HTTP_AUTH");
 
-	if (cfg->base && cfg->e2b_root) {
+	if (cfg->stack.base && cfg->stack.e2b_root) {
 		c->exit_code = cli_usage_error(c, "--e2b replaces --base: give one of them");
 		return CLI_DONE;
 	}
-	if ((cfg->e2b_build || cfg->e2b_file) && !cfg->e2b_root) {
+	if ((cfg->stack.e2b_build || cfg->stack.e2b_file) && !cfg->stack.e2b_root) {
 		c->exit_code = cli_usage_error(c, "--build and --e2b-file go with --e2b ROOT");
 		return CLI_DONE;
 	}
-	if (cfg->e2b_root && !cfg->e2b_build) {
+	if (cfg->stack.e2b_root && !cfg->stack.e2b_build) {
 		c->exit_code = cli_usage_error(c, "--e2b ROOT needs --build ID: the build to serve");
 		return CLI_DONE;
 	}
-	if (cfg->e2b_root && layer_is_url(cfg->e2b_root) && strpbrk(cfg->e2b_root, "?#")) {
+	if (cfg->stack.e2b_root && layer_is_url(cfg->stack.e2b_root) && strpbrk(cfg->stack.e2b_root, "?#")) {
 		c->exit_code = cli_usage_error(c, "--e2b: a storage root URL cannot have a query "
 					       "string or fragment (the build's paths are appended)");
 		return CLI_DONE;
 	}
-	if (!cfg->base && !cfg->e2b_root) {
+	if (!cfg->stack.base && !cfg->stack.e2b_root) {
 		c->exit_code = cli_usage_error(c, "--base FILE is required (or --e2b ROOT --build ID)");
 		return CLI_DONE;
 	}
-	if (cfg->e2b_root && !layer_is_url(cfg->e2b_root) && realpath(cfg->e2b_root, abs_root))
-		cfg->e2b_root = abs_root;
+	if (cfg->stack.e2b_root && !layer_is_url(cfg->stack.e2b_root) && realpath(cfg->stack.e2b_root, abs_root))
+		cfg->stack.e2b_root = abs_root;
 	/* it becomes a header line, and a line of the entry's secret file */
 	if (auth && (cfgline_has_control(auth, NULL) || strlen(auth) > DEVOPTS_MAX_TEXT)) {
 		c->exit_code = cli_usage_error(c, "UBLK_HTTP_AUTH holds a control character or is longer "
@@ -265,26 +265,26 @@ int devopts_finish(struct cli *c, struct server_config *cfg)
 	}
 	/* The server runs detached and its config is reused later: store an
 	 * absolute path. A missing file is reported by the image checks. */
-	if (cfg->base && !layer_is_url(cfg->base) && realpath(cfg->base, abs_base))
-		cfg->base = abs_base;
-	for (unsigned i = 0; i < cfg->n_layers; i++) {
+	if (cfg->stack.base && !layer_is_url(cfg->stack.base) && realpath(cfg->stack.base, abs_base))
+		cfg->stack.base = abs_base;
+	for (unsigned i = 0; i < cfg->stack.n_layers; i++) {
 		/* kept where the leak checker sees them: they live until exit */
-		static char *abs_layers[SERVER_MAX_LAYERS];
-		char *abs = layer_is_url(cfg->layers[i]) ? NULL : realpath(cfg->layers[i], NULL);
+		static char *abs_layers[STACK_MAX_LAYERS];
+		char *abs = layer_is_url(cfg->stack.layers[i]) ? NULL : realpath(cfg->stack.layers[i], NULL);
 		if (abs) {
 			free(abs_layers[i]);
-			cfg->layers[i] = abs_layers[i] = abs;
+			cfg->stack.layers[i] = abs_layers[i] = abs;
 		}
 	}
-	if (cfg->cache && cfg->cache[0] != '/') {
+	if (cfg->stack.cache && cfg->stack.cache[0] != '/') {
 		/* the cache may not exist yet: make its directory absolute */
 		char cwd[PATH_MAX];
 		if (!getcwd(cwd, sizeof(cwd)) ||
-		    snprintf(abs_cache, sizeof(abs_cache), "%s/%s", cwd, cfg->cache) >= (int)sizeof(abs_cache)) {
-			c->exit_code = cli_usage_error(c, "--cache '%s': path too long", cfg->cache);
+		    snprintf(abs_cache, sizeof(abs_cache), "%s/%s", cwd, cfg->stack.cache) >= (int)sizeof(abs_cache)) {
+			c->exit_code = cli_usage_error(c, "--cache '%s': path too long", cfg->stack.cache);
 			return CLI_DONE;
 		}
-		cfg->cache = abs_cache;
+		cfg->stack.cache = abs_cache;
 	}
 	return 0;
 }
@@ -293,7 +293,7 @@ int devopts_finish(struct cli *c, struct server_config *cfg)
  * URL option, so that each stays valid until v's slot is used again). */
 static const char *shown(const char *v, unsigned slot)
 {
-	static char *red[1 + SERVER_MAX_LAYERS];
+	static char *red[1 + STACK_MAX_LAYERS];
 
 	free(red[slot]);
 	red[slot] = devopts_redacted(v);
@@ -308,36 +308,36 @@ void devopts_to_argv(const struct server_config *cfg, char **argv, int *argc)
 #define NUM(opt, fmt, v) (snprintf(num[k], sizeof(num[k]), fmt, v), ARG(opt), ARG(num[k++]))
 
 	/* credentials travel apart (devopts_secrets) */
-	if (cfg->e2b_root) {
-		ARG("--e2b"); ARG(shown(cfg->e2b_root, 0));
-		ARG("--build"); ARG(cfg->e2b_build);
-		if (cfg->e2b_file) { ARG("--e2b-file"); ARG(cfg->e2b_file); }
+	if (cfg->stack.e2b_root) {
+		ARG("--e2b"); ARG(shown(cfg->stack.e2b_root, 0));
+		ARG("--build"); ARG(cfg->stack.e2b_build);
+		if (cfg->stack.e2b_file) { ARG("--e2b-file"); ARG(cfg->stack.e2b_file); }
 	} else {
-		ARG("--base"); ARG(shown(cfg->base, 0));
+		ARG("--base"); ARG(shown(cfg->stack.base, 0));
 	}
-	for (unsigned i = 0; i < cfg->n_layers; i++) {
+	for (unsigned i = 0; i < cfg->stack.n_layers; i++) {
 		ARG("--layer");
-		ARG(shown(cfg->layers[i], 1 + i));
+		ARG(shown(cfg->stack.layers[i], 1 + i));
 	}
-	if (cfg->cache) { ARG("--cache"); ARG(cfg->cache); }
+	if (cfg->stack.cache) { ARG("--cache"); ARG(cfg->stack.cache); }
 	if (cfg->name) { ARG("--name"); ARG(cfg->name); }
-	if (cfg->inject) { ARG("--inject"); ARG(cfg->inject); }
-	if (cfg->read_only) ARG("--read-only");
+	if (cfg->stack.inject) { ARG("--inject"); ARG(cfg->stack.inject); }
+	if (cfg->stack.read_only) ARG("--read-only");
 	if (cfg->no_recovery) ARG("--no-recovery");
 	NUM("--queues", "%u", cfg->queues);
 	NUM("--depth", "%u", cfg->depth);
 	NUM("--timeout", "%.3f", cfg->timeout_ms / 1000.0);
-	if (cfg->size) NUM("--size", "%llu", (unsigned long long)cfg->size);
-	if (cfg->chunk_size) NUM("--chunk-size", "%llu", (unsigned long long)cfg->chunk_size);
-	if (cfg->chunk_cache_limit)
-		NUM("--chunk-cache-limit", "%llu", (unsigned long long)cfg->chunk_cache_limit);
-	if (cfg->http_timeout_ms) NUM("--http-timeout", "%.3f", cfg->http_timeout_ms / 1000.0);
-	if (cfg->http_retries >= 0) NUM("--http-retries", "%d", cfg->http_retries);
-	if (cfg->chunk_cache) { ARG("--chunk-cache"); ARG(cfg->chunk_cache); }
-	if (cfg->auth_file) { ARG("--auth-file"); ARG(cfg->auth_file); }
-	if (cfg->insecure) ARG("--insecure");
-	if (cfg->prefetch) ARG("--prefetch");
-	if (cfg->readahead >= 0) NUM("--readahead", "%d", cfg->readahead);
+	if (cfg->stack.size) NUM("--size", "%llu", (unsigned long long)cfg->stack.size);
+	if (cfg->stack.chunk_size) NUM("--chunk-size", "%llu", (unsigned long long)cfg->stack.chunk_size);
+	if (cfg->stack.chunk_cache_limit)
+		NUM("--chunk-cache-limit", "%llu", (unsigned long long)cfg->stack.chunk_cache_limit);
+	if (cfg->stack.http_timeout_ms) NUM("--http-timeout", "%.3f", cfg->stack.http_timeout_ms / 1000.0);
+	if (cfg->stack.http_retries >= 0) NUM("--http-retries", "%d", cfg->stack.http_retries);
+	if (cfg->stack.chunk_cache) { ARG("--chunk-cache"); ARG(cfg->stack.chunk_cache); }
+	if (cfg->stack.auth_file) { ARG("--auth-file"); ARG(cfg->stack.auth_file); }
+	if (cfg->stack.insecure) ARG("--insecure");
+	if (cfg->stack.prefetch) ARG("--prefetch");
+	if (cfg->stack.readahead >= 0) NUM("--readahead", "%d", cfg->stack.readahead);
 	ARG("--state-dir"); ARG(state_dir());
 #undef ARG
 #undef NUM
@@ -364,20 +364,20 @@ int devopts_secrets(const struct server_config *cfg, char *buf, size_t len)
 
 	if (len)
 		buf[0] = 0;
-	ret = cfg->base ? has_secret(cfg->base) : 0;
+	ret = cfg->stack.base ? has_secret(cfg->stack.base) : 0;
 	if (ret > 0)
-		ret = cfgline_append(buf, len, &used, "base", cfg->base);
-	if (!ret && cfg->e2b_root && (ret = has_secret(cfg->e2b_root)) > 0)
-		ret = cfgline_append(buf, len, &used, "e2b", cfg->e2b_root);
-	for (unsigned i = 0; !ret && i < cfg->n_layers; i++) {
-		if ((ret = has_secret(cfg->layers[i])) <= 0)
+		ret = cfgline_append(buf, len, &used, "base", cfg->stack.base);
+	if (!ret && cfg->stack.e2b_root && (ret = has_secret(cfg->stack.e2b_root)) > 0)
+		ret = cfgline_append(buf, len, &used, "e2b", cfg->stack.e2b_root);
+	for (unsigned i = 0; !ret && i < cfg->stack.n_layers; i++) {
+		if ((ret = has_secret(cfg->stack.layers[i])) <= 0)
 			continue;
 		snprintf(key, sizeof(key), "layer.%u", i);
-		ret = cfgline_append(buf, len, &used, key, cfg->layers[i]);
+		ret = cfgline_append(buf, len, &used, key, cfg->stack.layers[i]);
 	}
 	/* --auth-file is read again by a recovering server; the environment
 	 * of the server that died is gone */
-	if (!ret && !cfg->auth_file && auth && *auth)
+	if (!ret && !cfg->stack.auth_file && auth && *auth)
 		ret = cfgline_append(buf, len, &used, "auth", auth);
 	return ret < 0 ? (ret == -1 ? -ENOMEM : ret) : (int)used;
 }
@@ -393,10 +393,10 @@ struct secrets_ctx {
 static int take_url(struct secrets_ctx *x, const char **slot, const char *what, const char *url)
 {
 	/* the full URLs live as long as the process (cfg points at them) */
-	static char *kept[1 + SERVER_MAX_LAYERS];
+	static char *kept[1 + STACK_MAX_LAYERS];
 	/* --base and --e2b exclude each other: one slot */
-	size_t k = slot == &x->cfg->base || slot == &x->cfg->e2b_root ? 0 :
-		   1 + (size_t)(slot - x->cfg->layers);
+	size_t k = slot == &x->cfg->stack.base || slot == &x->cfg->stack.e2b_root ? 0 :
+		   1 + (size_t)(slot - x->cfg->stack.layers);
 	char *red = devopts_redacted(url), *full;
 	bool match = red && *slot && !strcmp(red, *slot);
 
@@ -423,16 +423,16 @@ static int apply_secret(const char *key, const char *value, void *arg)
 	uint64_t i;
 
 	if (!strcmp(key, "base"))
-		return take_url(x, &x->cfg->base, "--base", value);
+		return take_url(x, &x->cfg->stack.base, "--base", value);
 	if (!strcmp(key, "e2b"))
-		return take_url(x, &x->cfg->e2b_root, "--e2b", value);
+		return take_url(x, &x->cfg->stack.e2b_root, "--e2b", value);
 	if (!strncmp(key, "layer.", 6)) {
-		if (parse_uint(key + 6, 0, SERVER_MAX_LAYERS - 1, &i) || i >= x->cfg->n_layers) {
+		if (parse_uint(key + 6, 0, STACK_MAX_LAYERS - 1, &i) || i >= x->cfg->stack.n_layers) {
 			snprintf(x->why, x->len, "credentials for layer %s, which the options do not have",
 				 key + 6);
 			return EXIT_USAGE;
 		}
-		return take_url(x, &x->cfg->layers[i], "--layer", value);
+		return take_url(x, &x->cfg->stack.layers[i], "--layer", value);
 	}
 	if (!strcmp(key, "auth") && setenv("UBLK_HTTP_AUTH", value, 1)) {
 		snprintf(x->why, x->len, "setenv: %s", strerror(errno));
@@ -586,7 +586,7 @@ int devopts_from_state(uint32_t id, struct server_config *cfg, char *why, size_t
 			return EXIT_FAIL;
 		}
 	}
-	if (!cfg->base == !cfg->e2b_root || (cfg->e2b_root && !cfg->e2b_build)) {
+	if (!cfg->stack.base == !cfg->stack.e2b_root || (cfg->stack.e2b_root && !cfg->stack.e2b_build)) {
 		snprintf(why, len, "ublkb%u: the saved configuration names no base (or both --base "
 			 "and --e2b, or --e2b without --build)", id);
 		return EXIT_FAIL;

@@ -81,7 +81,7 @@ int devopts_apply(struct cli *c, struct server_config *cfg, int key, const char 
 /* The options of cfg as ublk-serve arguments, appended to argv at *argc
  * (room for DEVOPTS_MAX_ARGS), URLs redacted (devopts_redacted). Strings
  * point into cfg or static storage, valid until the next call. */
-#define DEVOPTS_MAX_ARGS (44 + 2 * SERVER_MAX_LAYERS)
+#define DEVOPTS_MAX_ARGS (44 + 2 * STACK_MAX_LAYERS)
 void devopts_to_argv(const struct server_config *cfg, char **argv, int *argc);
 
 /* The device options a device's server was started with (the serve_arg
@@ -93,7 +93,7 @@ int devopts_from_state(uint32_t id, struct server_config *cfg, char *why, size_t
 /* Credentials never travel in argv, the state entry's config or messages
  * (docs/security.md). devopts_to_argv and the config carry URLs without
  * user:password@ and query; what they lack travels apart, as text in the
- * config encoding (common/cfgline.h):
+ * config encoding (common/util/cfgline.h):
  *   base=URL        the full --base URL, if it has credentials
  *   e2b=URL         the full --e2b URL, likewise
  *   layer.N=URL     the full URL of the Nth --layer (from 0), likewise

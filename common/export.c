@@ -683,9 +683,9 @@ int export_flatten(const struct server_config *cfg, const char *outp, bool progr
 	int code, ret = 0;
 	bool seekable;
 
-	ro.read_only = true;
-	ro.any_size = true;   /* an E2B build's size: written to the byte */
-	code = stack_open(&ro, &top, why, whylen);
+	ro.stack.read_only = true;
+	ro.stack.any_size = true;   /* an E2B build's size: written to the byte */
+	code = stack_open(&ro.stack, &top, why, whylen);
 	if (code)
 		return code;
 	buf = aligned_alloc(4096, chunk);

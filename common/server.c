@@ -13,6 +13,7 @@
 #include "host/ready.h"
 #include "image/stack.h"
 #include "host/state.h"
+#include "stack_target.h"
 #include "util/timeutil.h"
 
 #include <errno.h>
@@ -134,30 +135,30 @@ static int write_config(const struct server *s)
 	snprintf(num[0], sizeof(num[0]), "%llu", (unsigned long long)s->layer->size);
 	snprintf(num[1], sizeof(num[1]), "%u", cfg->queues);
 	snprintf(num[2], sizeof(num[2]), "%u", cfg->depth);
-	snprintf(num[3], sizeof(num[3]), "%d", cfg->read_only);
+	snprintf(num[3], sizeof(num[3]), "%d", cfg->stack.read_only);
 	snprintf(num[4], sizeof(num[4]), "%d", cfg->no_recovery);
-	red = devopts_redacted(cfg->base);   /* "" over an E2B build */
-	char *red_root = devopts_redacted(cfg->e2b_root);
+	red = devopts_redacted(cfg->stack.base);   /* "" over an E2B build */
+	char *red_root = devopts_redacted(cfg->stack.e2b_root);
 	if (!red || !red_root) {
 		free(red_root);
 		ret = -ENOMEM;
 		goto out;
 	}
 	const char *kv[][2] = {
-		{ "base", red }, { "cache", cfg->cache ? cfg->cache : "" }, { "size", num[0] },
+		{ "base", red }, { "cache", cfg->stack.cache ? cfg->stack.cache : "" }, { "size", num[0] },
 		{ "queues", num[1] }, { "depth", num[2] }, { "read_only", num[3] },
-		{ "inject", cfg->inject ? cfg->inject : "" }, { "name", cfg->name ? cfg->name : "" },
+		{ "inject", cfg->stack.inject ? cfg->stack.inject : "" }, { "name", cfg->name ? cfg->name : "" },
 		{ "no_recovery", num[4] }, { "e2b_root", red_root },
-		{ "e2b_build", cfg->e2b_build ? cfg->e2b_build : "" },
-		{ "e2b_file", cfg->e2b_root ? (cfg->e2b_file ? cfg->e2b_file : "rootfs.ext4") : "" },
+		{ "e2b_build", cfg->stack.e2b_build ? cfg->stack.e2b_build : "" },
+		{ "e2b_file", cfg->stack.e2b_root ? (cfg->stack.e2b_file ? cfg->stack.e2b_file : "rootfs.ext4") : "" },
 	};
 	ret = 0;
 	for (size_t i = 0; !ret && i < sizeof(kv) / sizeof(kv[0]); i++)
 		ret = cfgline_append(buf, DEVOPTS_CONFIG_MAX, &used, kv[i][0], kv[i][1]);
 	free(red_root);
-	for (unsigned i = 0; !ret && i < cfg->n_layers; i++) {
+	for (unsigned i = 0; !ret && i < cfg->stack.n_layers; i++) {
 		free(red);
-		red = devopts_redacted(cfg->layers[i]);
+		red = devopts_redacted(cfg->stack.layers[i]);
 		ret = red ? cfgline_append(buf, DEVOPTS_CONFIG_MAX, &used, "layer", red) : -ENOMEM;
 	}
 	/* everything needed to start this server again, in order */
@@ -205,7 +206,7 @@ static void write_stats(struct server *s)
 static int build_stack(struct server *s)
 {
 	char why[700];
-	int code = stack_open(s->cfg, &s->layer, why, sizeof(why));
+	int code = stack_open(&s->cfg->stack, &s->layer, why, sizeof(why));
 	return code ? fail(s, code, "%s", why) : 0;
 }
 
@@ -225,7 +226,7 @@ static int start_queues(struct server *s)
 		q->buf_bytes = s->info.max_io_buf_bytes;
 		q->char_fd = s->char_fd;
 		q->ioctl_encode = (s->info.flags & UBLK_F_CMD_IOCTL_ENCODE) != 0;
-		q->layer = s->layer;
+		q->target = stack_target(s->layer);
 		q->ready_efd = s->ready_efd;
 		q->exit_efd = s->exit_efd;
 		int ret = queue_start(q);
@@ -309,8 +310,8 @@ int server_preflight(const struct server_config *cfg, char *why, size_t len)
 		return EXIT_PERM;
 	}
 	/* under a cache the base is only read */
-	if (cfg->base && !layer_is_url(cfg->base) &&
-	    image_check(cfg->base, cfg->read_only || cfg->cache, &size, why, len))
+	if (cfg->stack.base && !layer_is_url(cfg->stack.base) &&
+	    image_check(cfg->stack.base, cfg->stack.read_only || cfg->stack.cache, &size, why, len))
 		return EXIT_BAD_IMAGE;
 	return 0;
 }
@@ -353,7 +354,7 @@ static bool cache_awaits_recovery(struct server *s)
 	uint32_t other;
 	char v[32] = "", node[64];
 
-	if (state_find("cache", s->cfg->cache, &other))
+	if (state_find("cache", s->cfg->stack.cache, &other))
 		return false;
 	state_read(other, "pid", v, sizeof(v));
 	snprintf(node, sizeof(node), "/sys/class/ublk-char/ublkc%u", other);
@@ -362,10 +363,10 @@ static bool cache_awaits_recovery(struct server *s)
 	if (state_config_get(other, "no_recovery", v, sizeof(v)) || strcmp(v, "1"))
 		fail(s, EXIT_BUSY, "%s: the cache of /dev/ublkb%u, whose server died: recover that "
 		     "device (ublk-serve --recover %u) or delete it (ublk-del %u) first",
-		     s->cfg->cache, other, other, other);
+		     s->cfg->stack.cache, other, other, other);
 	else
 		fail(s, EXIT_BUSY, "%s: the cache of /dev/ublkb%u, whose server died: delete that "
-		     "device (ublk-del %u) first", s->cfg->cache, other, other);
+		     "device (ublk-del %u) first", s->cfg->stack.cache, other, other);
 	return true;
 }
 
@@ -393,7 +394,7 @@ static int prepare(struct server *s)
 					    cfg->name, other);
 		}
 	}
-	if (cfg->cache && cfg->recover_id < 0 && cache_awaits_recovery(s))
+	if (cfg->stack.cache && cfg->recover_id < 0 && cache_awaits_recovery(s))
 		return EXIT_BUSY;
 	ret = build_stack(s);
 	if (ret)
@@ -582,7 +583,7 @@ static int setup(struct server *s)
 	}
 	/* once live: it must not lengthen start-up or recovery */
 	note_features(s);
-	char *shown = devopts_redacted(cfg->base ? cfg->base : cfg->e2b_root);
+	char *shown = devopts_redacted(cfg->stack.base ? cfg->stack.base : cfg->stack.e2b_root);
 	log_dbg("ublkb%d: live, %u queue(s) of depth %u over %s", s->dev_id, s->info.nr_hw_queues,
 		s->info.queue_depth, shown ? shown : "?");
 	free(shown);

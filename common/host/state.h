@@ -55,7 +55,7 @@ int state_remove(uint32_t id);
 /* 1 if the entry exists, 0 if not. */
 int state_exists(uint32_t id);
 
-/* Value of key in the entry's config ("key=value" lines, common/cfgline.h)
+/* Value of key in the entry's config ("key=value" lines, common/util/cfgline.h)
  * into buf. 0, -ENOENT when the entry or the key is missing, -EINVAL for a
  * malformed config, -EFBIG for one over STATE_CONFIG_MAX. */
 int state_config_get(uint32_t id, const char *key, char *buf, size_t len);

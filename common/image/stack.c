@@ -39,7 +39,7 @@ static int refuse_e2b_layer(const char *path, const struct layer_http_opts *ho, 
 	return -EINVAL;
 }
 
-int stack_http_opts(const struct server_config *cfg, struct layer_http_opts *ho, char *why,
+int stack_http_opts(const struct stack_config *cfg, struct layer_http_opts *ho, char *why,
 		    size_t whylen)
 {
 	*ho = (struct layer_http_opts){
@@ -59,7 +59,7 @@ int stack_http_opts(const struct server_config *cfg, struct layer_http_opts *ho,
 	return 0;
 }
 
-int stack_open(const struct server_config *cfg, struct layer **out, char *why, size_t whylen)
+int stack_open(const struct stack_config *cfg, struct layer **out, char *why, size_t whylen)
 {
 	bool layered = cfg->cache || cfg->n_layers;
 	struct layer *top, *next;

@@ -4,14 +4,45 @@
 #define UBLK_STACK_H
 
 #include "image/layer.h"
-#include "server.h"
 
+#include <stdbool.h>
+#include <stdint.h>
+
+#define STACK_MAX_LAYERS 32
+
+/* What the stack is made of; the server's configuration embeds it. */
+struct stack_config {
+	const char *base;       /* image file, block device or URL; NULL with e2b_root */
+	/* An E2B build as the base (docs/e2b.md): storage root (folder or
+	 * URL), build id, artifact (NULL: rootfs.ext4). */
+	const char *e2b_root, *e2b_build, *e2b_file;
+	const char *cache;      /* copy-on-write cache file, or NULL: writes go to base */
+	const char *inject;     /* fault injection spec, or NULL */
+	const char *layers[STACK_MAX_LAYERS];   /* diffs over the base, bottom first */
+	unsigned n_layers;
+	/* remote base (base is an http:// or https:// URL) */
+	const char *chunk_cache;        /* NULL: $UBLK_CHUNK_CACHE or the default */
+	uint64_t chunk_size;            /* 0: 4 MiB */
+	uint64_t chunk_cache_limit;     /* 0: 10 GiB */
+	uint64_t http_timeout_ms;       /* 0: 60 s */
+	int http_retries;               /* -1: 3 */
+	const char *auth_file;
+	bool insecure;
+	int readahead;                  /* -1: 1 chunk */
+	bool prefetch;
+	uint64_t size;          /* device size; 0: the base's (or the cache's) */
+	bool read_only;
+	/* The stack may end inside a block (an E2B build's size need not be
+	 * whole blocks): --flatten only, never a device. */
+	bool any_size;
+};
+
+/* The remote options sc gives (chunk cache, HTTP): 0, or -EINVAL with
+ * why set (an unreadable --auth-file). */
+int stack_http_opts(const struct stack_config *sc, struct layer_http_opts *ho, char *why,
+		    size_t whylen);
 /* Returns 0 with *top set, or a tool exit code with why explaining;
  * nothing stays open on failure. */
-/* The remote options cfg gives (chunk cache, HTTP): 0, or -EINVAL with
- * why set (an unreadable --auth-file). */
-int stack_http_opts(const struct server_config *cfg, struct layer_http_opts *ho, char *why,
-		    size_t whylen);
-int stack_open(const struct server_config *cfg, struct layer **top, char *why, size_t whylen);
+int stack_open(const struct stack_config *sc, struct layer **top, char *why, size_t whylen);
 
 #endif

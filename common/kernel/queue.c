@@ -1,7 +1,7 @@
 /*
  * The queue loop. Each tag cycles through:
  *   FETCH_REQ  -> kernel hands us a request in descs[tag]
- *   serving    -> the layer stack works on it (backend IO on our ring)
+ *   serving    -> the target works on it (backend IO on our ring)
  *   COMMIT_AND_FETCH_REQ with the result -> back to the kernel
  * A command completing with UBLK_IO_RES_ABORT means the device is being
  * stopped: the tag is not fetched again, and the thread ends once no tag
@@ -64,9 +64,9 @@ static int queue_cmd(struct ublk_queue *q, struct queue_tag *t, unsigned op, int
 	return 0;
 }
 
-static void tag_done(struct layer_io *io, int res)
+void queue_req_done(struct queue_req *req, int res)
 {
-	struct queue_tag *t = (struct queue_tag *)io;
+	struct queue_tag *t = (struct queue_tag *)req;
 	struct ublk_queue *q = t->q;
 
 	uint64_t us = (now_ns() - t->start_ns) / 1000;
@@ -79,7 +79,7 @@ static void tag_done(struct layer_io *io, int res)
 	if (res < 0) {
 		COUNT(errors, 1);
 		log_dbg("ublkb%u q%u tag %u: op %d off %llu len %u failed: %s", q->dev_id,
-			q->qid, t->tag, io->op, (unsigned long long)io->off, io->len, strerror(-res));
+			q->qid, t->tag, req->op, (unsigned long long)req->off, req->len, strerror(-res));
 	}
 	if (queue_cmd(q, t, IO_CMD(q, IO_COMMIT_AND_FETCH_REQ), res) < 0) {
 		log_err("ublkb%u q%u: cannot queue commit for tag %u", q->dev_id, q->qid, t->tag);
@@ -90,7 +90,7 @@ static void tag_done(struct layer_io *io, int res)
 static void serve(struct ublk_queue *q, struct queue_tag *t)
 {
 	const struct ublksrv_io_desc *d = &q->descs[t->tag];
-	struct layer_io *io = &t->io;
+	struct queue_req *io = &t->req;
 	unsigned op = ublksrv_get_op(d);
 
 	t->state = TAG_SERVING;
@@ -101,36 +101,36 @@ static void serve(struct ublk_queue *q, struct queue_tag *t)
 	io->buf = t->buf;
 	switch (op) {
 	case UBLK_IO_OP_READ:
-		io->op = LAYER_READ;
+		io->op = QUEUE_READ;
 		COUNT(reads, 1);
 		COUNT(bytes_read, io->len);
 		break;
 	case UBLK_IO_OP_WRITE:
-		io->op = LAYER_WRITE;
+		io->op = QUEUE_WRITE;
 		COUNT(writes, 1);
 		COUNT(bytes_written, io->len);
 		break;
 	case UBLK_IO_OP_FLUSH:
-		io->op = LAYER_FLUSH;
+		io->op = QUEUE_FLUSH;
 		COUNT(flushes, 1);
 		break;
 	case UBLK_IO_OP_DISCARD:
-		io->op = LAYER_DISCARD;
+		io->op = QUEUE_DISCARD;
 		COUNT(discards, 1);
 		break;
 	case UBLK_IO_OP_WRITE_ZEROES:
-		io->op = LAYER_WRITE_ZEROES;
+		io->op = QUEUE_WRITE_ZEROES;
 		COUNT(discards, 1);
 		break;
 	default:
-		tag_done(io, -EOPNOTSUPP);
+		queue_req_done(io, -EOPNOTSUPP);
 		return;
 	}
-	if (io->len > q->buf_bytes && (io->op == LAYER_READ || io->op == LAYER_WRITE)) {
-		tag_done(io, -EINVAL);
+	if (io->len > q->buf_bytes && (io->op == QUEUE_READ || io->op == QUEUE_WRITE)) {
+		queue_req_done(io, -EINVAL);
 		return;
 	}
-	layer_submit(q->layer, io);
+	q->target.submit(q->target.ctx, io);
 }
 
 static void on_cmd_cqe(struct ublk_queue *q, struct io_uring_cqe *cqe)
@@ -172,7 +172,8 @@ static int setup(struct ublk_queue *q)
 	ret = io_uring_register_files(&q->ring, &q->char_fd, 1);
 	if (ret)
 		return ret;
-	size_t priv = layer_stack_priv_size(q->layer);
+	/* each tag's area aligned as malloc's */
+	size_t priv = (q->target.priv_size + 15) & ~(size_t)15;
 	q->tags = calloc(q->depth, sizeof(*q->tags));
 	q->privs = calloc(q->depth, priv ? priv : 1);
 	if (!q->tags || !q->privs)
@@ -181,9 +182,8 @@ static int setup(struct ublk_queue *q)
 		struct queue_tag *t = &q->tags[i];
 		t->q = q;
 		t->tag = i;
-		t->io.done = tag_done;
-		t->io.aio = &q->aio;
-		t->io.priv = (char *)q->privs + i * priv;
+		t->req.aio = &q->aio;
+		t->req.priv = (char *)q->privs + i * priv;
 		t->state = TAG_DEAD;
 		if (posix_memalign(&t->buf, 4096, q->buf_bytes))
 			return -ENOMEM;

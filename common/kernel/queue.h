@@ -1,11 +1,10 @@
 /* One ublk hardware queue served by one thread with its own io_uring:
- * ublk commands (FETCH / COMMIT_AND_FETCH) and the layers' backend IO
+ * ublk commands (FETCH / COMMIT_AND_FETCH) and the target's backend IO
  * share the ring, so a slow backend request never blocks other tags. */
 #ifndef UBLK_QUEUE_H
 #define UBLK_QUEUE_H
 
 #include "util/aio.h"
-#include "image/layer.h"
 
 #include "kernel/ublk_uapi.h"
 
@@ -19,15 +18,45 @@
 /* Written by the queue thread only, read by the stats writer: relaxed
  * atomics keep the hot path free of locks. */
 struct queue_stats {
-	_Atomic uint64_t started;       /* requests handed to the layers; lat_count ended */
+	_Atomic uint64_t started;       /* requests handed to the target; lat_count ended */
 	_Atomic uint64_t reads, writes, flushes, discards, errors;
 	_Atomic uint64_t bytes_read, bytes_written;
 	_Atomic uint64_t lat_count, lat_sum_us, lat_max_us;
 	_Atomic uint64_t lat_hist[LAT_BUCKETS];
 };
 
+enum queue_op {
+	QUEUE_READ,
+	QUEUE_WRITE,
+	QUEUE_FLUSH,
+	QUEUE_DISCARD,
+	QUEUE_WRITE_ZEROES,
+};
+
+/* A request of the kernel, as the queue hands it to its target. */
+struct queue_req {
+	enum queue_op op;
+	uint64_t off;
+	uint32_t len;
+	void *buf;
+	struct aio *aio;            /* the queue's ring, for the target's backend IO */
+	void *priv;                 /* the target's priv_size bytes for this tag */
+};
+
+/* What serves the requests: the queue knows nothing of images. submit
+ * starts req and returns; the target ends it with queue_req_done, on the
+ * queue's thread (or through the aio poster). */
+struct queue_target {
+	void *ctx;
+	size_t priv_size;
+	void (*submit)(void *ctx, struct queue_req *req);
+};
+
+/* req is done: res = bytes for read/write, 0 for the others, or -errno. */
+void queue_req_done(struct queue_req *req, int res);
+
 struct queue_tag {
-	struct layer_io io;
+	struct queue_req req;
 	struct ublk_queue *q;
 	void *buf;
 	uint64_t start_ns;
@@ -44,7 +73,7 @@ struct ublk_queue {
 	/* The device was created with UBLK_F_CMD_IOCTL_ENCODE: IO commands go
 	 * as UBLK_U_IO_*, else as legacy numbers (docs/kernels.md). */
 	bool ioctl_encode;
-	struct layer *layer;
+	struct queue_target target;
 	int ready_efd;              /* written once fetches are queued (or setup failed) */
 	int exit_efd;               /* written when the thread ends */
 
@@ -55,7 +84,7 @@ struct ublk_queue {
 	struct io_uring ring;
 	struct aio aio;
 	struct queue_tag *tags;
-	void *privs;                /* per-tag state of the layer stack */
+	void *privs;                /* per-tag state of the target */
 	unsigned cmds_inflight;     /* FETCH/COMMIT commands owned by the kernel */
 	struct queue_stats stats;
 	/* The stats writer's own (queue_stalled_ms): requests ended when it
@@ -69,7 +98,7 @@ int queue_start(struct ublk_queue *q);
 /* Wait for the thread to end; -ETIMEDOUT if it did not within timeout_ms. */
 int queue_join(struct ublk_queue *q, uint64_t timeout_ms);
 
-/* For how long (ms, at now_ms) q has had requests in the layers without
+/* For how long (ms, at now_ms) q has had requests in the target without
  * ending any: 0 while it makes progress or has nothing to do. Called by
  * one thread (the stats writer), which owns the stall_* fields. */
 uint64_t queue_stalled_ms(struct ublk_queue *q, uint64_t now_ms);

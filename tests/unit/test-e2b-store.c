@@ -1,4 +1,4 @@
-/* Host unit tests of reading E2B builds (common/e2b_store.c, docs/e2b.md
+/* Host unit tests of reading E2B builds (common/image/e2b_store.c, docs/e2b.md
  * Serving a build): stores are written here, by hand from the format (not
  * with our writer), into a temporary folder: uncompressed V3 chains, zstd
  * and lz4 frames under V4 headers, and the broken cases.

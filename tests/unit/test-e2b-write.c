@@ -1,4 +1,4 @@
-/* The E2B writer (common/e2b_write.c, docs/e2b.md, Writing a build):
+/* The E2B writer (common/image/e2b_write.c, docs/e2b.md, Writing a build):
  * merge and normalize against hand-computed mappings (E2B's mapping.go
  * semantics), headers of every layout read back by e2b_header_parse, the
  * golden headers of tests/e2b/golden/ (made by make-golden.py, not by us)

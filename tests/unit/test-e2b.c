@@ -1,4 +1,4 @@
-/* Host unit tests of the E2B header reader (common/e2b_header.c,
+/* Host unit tests of the E2B header reader (common/image/e2b_header.c,
  * docs/e2b.md) against the golden headers of tests/e2b/golden/, which
  * tests/e2b/make-golden.py builds from E2B's format by hand, not with
  * our writer. Good headers must parse to the model written out below;

@@ -139,10 +139,10 @@ static void test_secrets(void)
 
 	unsetenv("UBLK_HTTP_AUTH");
 	devopts_defaults(&cfg);
-	cfg.base = url;
-	cfg.layers[0] = "/local/d0.diff";
-	cfg.layers[1] = layer;
-	cfg.n_layers = 2;
+	cfg.stack.base = url;
+	cfg.stack.layers[0] = "/local/d0.diff";
+	cfg.stack.layers[1] = layer;
+	cfg.stack.n_layers = 2;
 	setenv("UBLK_HTTP_AUTH", "Bearer tok", 1);
 	n = devopts_secrets(&cfg, text, sizeof(text));
 	CHECK(n > 0 && strstr(text, "base=https://user:pass@example.com/img.raw?X-Amz-Signature=secret\n")
@@ -161,19 +161,19 @@ static void test_secrets(void)
 	unsetenv("UBLK_HTTP_AUTH");
 	devopts_defaults(&back);
 	red = devopts_redacted(url);
-	back.base = red;
-	back.layers[0] = "/local/d0.diff";
-	back.layers[1] = "http://example.com/d1.diff?...";
-	back.n_layers = 2;
+	back.stack.base = red;
+	back.stack.layers[0] = "/local/d0.diff";
+	back.stack.layers[1] = "http://example.com/d1.diff?...";
+	back.stack.n_layers = 2;
 	CHECK(!devopts_apply_secrets(&back, text, (size_t)n, why, sizeof(why)), "apply: %s", why);
-	CHECK(!strcmp(back.base, url), "base %s", back.base);
-	CHECK(!strcmp(back.layers[1], layer), "layer %s", back.layers[1]);
+	CHECK(!strcmp(back.stack.base, url), "base %s", back.stack.base);
+	CHECK(!strcmp(back.stack.layers[1], layer), "layer %s", back.stack.layers[1]);
 	CHECK(getenv("UBLK_HTTP_AUTH") && !strcmp(getenv("UBLK_HTTP_AUTH"), "Bearer tok"), "auth");
 
 	/* secrets of another URL are refused */
 	char other[] = "base=https://u:p@evil.example/img\n";
 	devopts_defaults(&back);
-	back.base = red;
+	back.stack.base = red;
 	CHECK(devopts_apply_secrets(&back, other, strlen(other), why, sizeof(why)) == 2 &&
 	      strstr(why, "another URL"), "mismatch: %s", why);
 	char oob[] = "layer.5=http://x/y?z\n";
@@ -184,12 +184,12 @@ static void test_secrets(void)
 
 	/* no credentials: no secrets */
 	devopts_defaults(&cfg);
-	cfg.base = "/img";
+	cfg.stack.base = "/img";
 	unsetenv("UBLK_HTTP_AUTH");
 	CHECK(devopts_secrets(&cfg, text, sizeof(text)) == 0, "none");
 	/* with --auth-file, the file is read again: the environment is not kept */
 	setenv("UBLK_HTTP_AUTH", "tok", 1);
-	cfg.auth_file = "/etc/token";
+	cfg.stack.auth_file = "/etc/token";
 	CHECK(devopts_secrets(&cfg, text, sizeof(text)) == 0, "auth-file wins");
 	unsetenv("UBLK_HTTP_AUTH");
 }

@@ -1,0 +1,54 @@
+#include "stack_target.h"
+
+#include <errno.h>
+#include <stddef.h>
+
+/* A tag's target area: the layer request, then the stack's own state. */
+struct stack_req {
+	struct layer_io io;
+	struct queue_req *req;
+};
+
+#define STACK_REQ_BYTES ((sizeof(struct stack_req) + 15) & ~(size_t)15)
+
+static void stack_done(struct layer_io *io, int res)
+{
+	queue_req_done(container_of(io, struct stack_req, io)->req, res);
+}
+
+static void stack_submit(void *ctx, struct queue_req *req)
+{
+	static const enum layer_op ops[] = {
+		[QUEUE_READ] = LAYER_READ,
+		[QUEUE_WRITE] = LAYER_WRITE,
+		[QUEUE_FLUSH] = LAYER_FLUSH,
+		[QUEUE_DISCARD] = LAYER_DISCARD,
+		[QUEUE_WRITE_ZEROES] = LAYER_WRITE_ZEROES,
+	};
+	struct stack_req *sr = req->priv;
+
+	if ((unsigned)req->op >= sizeof(ops) / sizeof(ops[0])) {
+		queue_req_done(req, -EOPNOTSUPP);
+		return;
+	}
+	sr->req = req;
+	sr->io = (struct layer_io){
+		.op = ops[req->op],
+		.off = req->off,
+		.len = req->len,
+		.buf = req->buf,
+		.done = stack_done,
+		.aio = req->aio,
+		.priv = (char *)sr + STACK_REQ_BYTES,
+	};
+	layer_submit(ctx, &sr->io);
+}
+
+struct queue_target stack_target(struct layer *top)
+{
+	return (struct queue_target){
+		.ctx = top,
+		.priv_size = STACK_REQ_BYTES + layer_stack_priv_size(top),
+		.submit = stack_submit,
+	};
+}
