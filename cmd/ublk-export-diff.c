@@ -12,6 +12,7 @@
 #include "util/parse.h"
 #include "image/stack.h"
 #include "host/state.h"
+#include "image/layer_http.h"
 
 #include <stdio.h>
 #include <string.h>

@@ -9,6 +9,7 @@
 #include "util/log.h"
 #include "util/parse.h"
 #include "host/state.h"
+#include "image/layer_http.h"
 
 #include <ctype.h>
 #include <errno.h>

@@ -11,6 +11,7 @@
 #include "image/stack.h"
 #include "host/state.h"
 #include "util/timeutil.h"
+#include "image/layer_http.h"
 
 #include <errno.h>
 #include <fcntl.h>

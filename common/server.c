@@ -15,6 +15,7 @@
 #include "host/state.h"
 #include "stack_target.h"
 #include "util/timeutil.h"
+#include "image/layer_http.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -197,7 +198,7 @@ static void write_stats(struct server *s)
 			hb.stalled_ms = stalled;
 	}
 	char *text = queue_stats_json(s->queues, s->started, &hb,
-				      layer_http_stats(s->layer, remote, sizeof(remote)) > 0 ? remote : NULL);
+				      layer_stack_stats(s->layer, remote, sizeof(remote)) > 0 ? remote : NULL);
 	if (text)
 		state_write(s->dev_id, "stats", text);
 	free(text);
@@ -595,7 +596,7 @@ static int setup(struct server *s)
 static void serve_ctl(struct server *s)
 {
 	int fd = ctlsock_accept(s->ctl_fd);
-	struct layer *cache = layer_find_cache(s->layer);
+	struct layer *frozen;
 	char line[128];
 	uint64_t hold;
 	int ret;
@@ -610,11 +611,11 @@ static void serve_ctl(struct server *s)
 		ctlsock_send(fd, "error expected 'freeze MS', MS from 1 to 600000\n");
 		goto out;
 	}
-	if (!cache) {
+	ret = layer_stack_freeze(s->layer, hold, &frozen);
+	if (ret == -EOPNOTSUPP) {
 		ctlsock_send(fd, "error the device has no cache\n");
 		goto out;
 	}
-	ret = layer_cache_freeze(cache, hold);
 	if (ret) {
 		dprintf(fd, "error freezing: %s\n", strerror(-ret));
 		goto out;
@@ -636,7 +637,7 @@ static void serve_ctl(struct server *s)
 		log_err("ublkb%d: live export held writes for %llu ms; resumed them", s->dev_id,
 			(unsigned long long)hold);
 	}
-	layer_cache_thaw(cache);
+	layer_thaw(frozen);
 	if (ret != -ETIMEDOUT)
 		ctlsock_send(fd, "thawed\n");
 out:

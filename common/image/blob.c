@@ -3,6 +3,7 @@
 #include "util/fileio.h"
 #include "image/http.h"
 #include "util/log.h"
+#include "image/layer_http.h"
 
 #include <errno.h>
 #include <fcntl.h>

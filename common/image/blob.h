@@ -3,9 +3,11 @@
 #ifndef UBLK_BLOB_H
 #define UBLK_BLOB_H
 
-#include "image/layer.h"
+#include <stddef.h>
+#include <stdint.h>
 
 struct blob;
+struct layer_http_opts;
 
 /* remote: options for a URL; NULL means the defaults and the environment. */
 int blob_open(const char *path, const struct layer_http_opts *remote, struct blob **out,

@@ -15,7 +15,7 @@ struct cache_export {
 
 /* Open the cache at path (data file and path.map) for export. -EBUSY if a
  * server still uses it, unless live: the server froze it for us
- * (layer_cache_freeze). 0 or -errno with why set. */
+ * (the cache layer's freeze operation). 0 or -errno with why set. */
 int cache_export_open(const char *path, bool live, struct cache_export *x, char *why,
 		      size_t whylen);
 /* diff_read_fn over the data file; ctx is the struct cache_export. */

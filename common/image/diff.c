@@ -9,6 +9,7 @@
 #include "image/http.h"
 #include "util/json.h"
 #include "util/ublk_limits.h"
+#include "image/layer_http.h"
 
 #include <endian.h>
 #include <errno.h>

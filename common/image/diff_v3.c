@@ -10,6 +10,7 @@
 #include "image/blob.h"
 #include "image/diff.h"
 #include "util/ublk_limits.h"
+#include "image/layer_http.h"
 
 #include <endian.h>
 #include <errno.h>

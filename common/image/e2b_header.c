@@ -27,6 +27,7 @@
 #include "image/http.h"
 #include "image/layer.h"
 #include "util/ublk_limits.h"
+#include "image/layer_http.h"
 
 #include <endian.h>
 #include <errno.h>

@@ -8,6 +8,8 @@
 #include "util/json.h"
 #include "image/layer.h"
 #include "util/log.h"
+#include "image/layer_http.h"
+#include "image/http.h"
 
 #include <errno.h>
 #include <stdio.h>

@@ -10,6 +10,8 @@
 #include "util/log.h"
 #include "util/sha256.h"
 #include "util/ublk_limits.h"
+#include "image/layer_http.h"
+#include "image/http.h"
 
 #include <errno.h>
 #include <lz4frame.h>

@@ -26,6 +26,33 @@ void layer_close(struct layer *l)
 		l->ops->close(l);
 }
 
+int layer_stack_freeze(struct layer *top, uint64_t timeout_ms, struct layer **frozen)
+{
+	for (; top; top = top->lower) {
+		if (top->ops->freeze) {
+			int ret = top->ops->freeze(top, timeout_ms);
+			*frozen = ret ? NULL : top;
+			return ret;
+		}
+	}
+	*frozen = NULL;
+	return -EOPNOTSUPP;
+}
+
+void layer_thaw(struct layer *l)
+{
+	if (l)
+		l->ops->thaw(l);
+}
+
+int layer_stack_stats(struct layer *top, char *buf, size_t len)
+{
+	for (; top; top = top->lower)
+		if (top->ops->stats)
+			return top->ops->stats(top, buf, len);
+	return 0;
+}
+
 #define PRIV_ALIGN 16
 
 static size_t priv_round(size_t n)

@@ -14,15 +14,16 @@
  * the requesting queue's ring (IORING_OP_MSG_RING): a flush never blocks a
  * queue thread, and concurrent flushes share one round of syncs.
  */
+#include "image/layer_cache.h"
 #include "util/crc32c.h"
 #include "util/fileio.h"
 #include "image/cache.h"
 #include "image/cache_map.h"
 #include "util/ublk_limits.h"
 #include "image/cache_live.h"
-#include "image/layer.h"
 #include "util/log.h"
 #include "util/timeutil.h"
+#include "image/layer_file.h"
 
 #include <endian.h>
 #include <errno.h>
@@ -576,6 +577,9 @@ static void cache_close(struct layer *l)
 	free(c);
 }
 
+static int cache_freeze(struct layer *l, uint64_t timeout_ms);
+static void cache_thaw(struct layer *l);
+
 static const struct layer_ops cache_ops = {
 	.name = "cache",
 	.read = cache_read,
@@ -583,6 +587,8 @@ static const struct layer_ops cache_ops = {
 	.flush = cache_flush,
 	.discard = cache_discard,
 	.close = cache_close,
+	.freeze = cache_freeze,   /* for a live export */
+	.thaw = cache_thaw,
 };
 
 /* Create data and map files for a new cache; removes both on failure. */
@@ -810,15 +816,7 @@ fail:
 
 /* ---- live export ---- */
 
-struct layer *layer_find_cache(struct layer *top)
-{
-	for (; top; top = top->lower)
-		if (top->ops == &cache_ops)
-			return top;
-	return NULL;
-}
-
-void layer_cache_thaw(struct layer *l)
+static void cache_thaw(struct layer *l)
 {
 	struct cache *c = (struct cache *)l;
 	struct layer_io *parked;
@@ -831,7 +829,7 @@ void layer_cache_thaw(struct layer *l)
 	complete_batch(c, parked, 0);
 }
 
-int layer_cache_freeze(struct layer *l, uint64_t timeout_ms)
+static int cache_freeze(struct layer *l, uint64_t timeout_ms)
 {
 	struct cache *c = (struct cache *)l;
 	uint64_t deadline = now_ms() + timeout_ms;
@@ -841,14 +839,14 @@ int layer_cache_freeze(struct layer *l, uint64_t timeout_ms)
 	atomic_store(&c->frozen, 1);
 	while (atomic_load(&c->modifying)) {
 		if (!ms_left(deadline)) {
-			layer_cache_thaw(l);
+			cache_thaw(l);
 			return -ETIMEDOUT;
 		}
 		sleep_ms(1);
 	}
 	int ret = persist(c);
 	if (ret)
-		layer_cache_thaw(l);
+		cache_thaw(l);
 	return ret;
 }
 

@@ -2,9 +2,11 @@
  * frames (a few decompressed frames are kept, shared by all queues); the
  * rest go to the layer below. Frame reads are synchronous: the diff is a
  * local file and frames are small; a remote diff gets its own async path. */
+#include "image/layer_diff.h"
 #include "image/blob.h"
 #include "image/diff.h"
-#include "image/layer.h"
+#include "image/layer_http.h"
+#include "image/http.h"
 
 #include <errno.h>
 #include <pthread.h>

@@ -1,8 +1,9 @@
 /* An E2B build (docs/e2b.md, Serving a build) as the read-only bottom
  * layer of a stack. Reads are synchronous, like a diff's frames: data
  * files are local or in the chunk cache, and frames are small. */
+#include "image/layer_e2b.h"
 #include "image/e2b_store.h"
-#include "image/layer.h"
+#include "image/layer_http.h"
 
 #include <errno.h>
 #include <stdlib.h>

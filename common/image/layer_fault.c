@@ -1,7 +1,7 @@
 /* Fault injection (docs/fault-injection.md): delays and errors for chosen
  * requests, passing everything else straight to the layer below. Delays are
  * io_uring timeouts on the caller's ring, so other requests keep flowing. */
-#include "image/layer.h"
+#include "image/layer_fault.h"
 #include "util/parse.h"
 
 #include <errno.h>

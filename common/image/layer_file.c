@@ -1,7 +1,7 @@
 /* The base layer: a regular file or block device, read with io_uring on
  * the caller's ring. Short reads only happen at end of file and read as
  * zeros; short writes are resumed. */
-#include "image/layer.h"
+#include "image/layer_file.h"
 #include "image/image.h"
 
 #include <errno.h>

@@ -8,9 +8,9 @@
  * never blocks a queue thread, and fetches of different chunks run in
  * parallel.
  */
+#include "image/layer_http.h"
 #include "image/chunkcache.h"
 #include "image/http.h"
-#include "image/layer.h"
 #include "util/log.h"
 #include "util/timeutil.h"
 
@@ -263,6 +263,8 @@ static void http_close(struct layer *l)
 	free(h);
 }
 
+static int http_stats(struct layer *l, char *buf, size_t len);
+
 static const struct layer_ops http_ops = {
 	.name = "http",
 	.read = http_read_op,
@@ -270,6 +272,7 @@ static const struct layer_ops http_ops = {
 	.flush = http_flush,
 	.discard = http_read_op,
 	.close = http_close,
+	.stats = http_stats,
 };
 
 bool layer_is_url(const char *path)
@@ -321,13 +324,9 @@ fail_src:
 	return ret;
 }
 
-int layer_http_stats(struct layer *top, char *buf, size_t len)
+static int http_stats(struct layer *l, char *buf, size_t len)
 {
-	for (; top && top->ops != &http_ops; top = top->lower)
-		;
-	if (!top)
-		return 0;
-	struct layer_http *h = (struct layer_http *)top;
+	struct layer_http *h = (struct layer_http *)l;
 	uint64_t n = h->chunks_fetched + h->fetch_errors;
 	return snprintf(buf, len, "{\"chunk_cache_hits\":%llu,\"chunk_cache_misses\":%llu,"
 			"\"chunks_fetched\":%llu,\"bytes_fetched\":%llu,\"fetch_errors\":%llu,"

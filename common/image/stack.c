@@ -1,6 +1,13 @@
 #include "image/stack.h"
 #include "image/e2b_header.h"
 #include "util/exitcodes.h"
+#include "image/layer_http.h"
+#include "image/layer_file.h"
+#include "image/layer_cache.h"
+#include "image/layer_diff.h"
+#include "image/layer_e2b.h"
+#include "image/layer_fault.h"
+#include "image/http.h"
 
 #include <errno.h>
 #include <stdio.h>

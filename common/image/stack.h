@@ -4,6 +4,7 @@
 #define UBLK_STACK_H
 
 #include "image/layer.h"
+#include "image/layer_http.h"
 
 #include <stdbool.h>
 #include <stdint.h>

@@ -8,6 +8,7 @@
 #include "image/diff.h"
 #include "image/layer.h"
 #include "fuzz.h"
+#include "image/layer_diff.h"
 
 #define BS 4096u
 

@@ -22,6 +22,7 @@
 #include "image/layer.h"
 #include "util/ublk_limits.h"
 #include "fuzz.h"
+#include "image/layer_cache.h"
 
 #include <liburing.h>
 

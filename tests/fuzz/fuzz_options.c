@@ -13,6 +13,7 @@
 #include "util/parse.h"
 #include "host/state.h"
 #include "fuzz.h"
+#include "image/layer_fault.h"
 
 static void nop_close(struct layer *l) { (void)l; }
 static const struct layer_ops lower_ops = { .name = "fuzz-lower", .close = nop_close };

@@ -14,6 +14,8 @@
 #include "image/layer.h"
 #include "host/state.h"
 #include "fuzz.h"
+#include "image/layer_file.h"
+#include "image/layer_cache.h"
 
 #include <liburing.h>
 

@@ -3,6 +3,8 @@
 #include "check.h"
 #include "image/diff.h"
 #include "image/layer.h"
+#include "image/layer_file.h"
+#include "image/layer_diff.h"
 
 #include <errno.h>
 #include <fcntl.h>

@@ -11,6 +11,7 @@
 #include "image/e2b_store.h"
 #include "image/layer.h"
 #include "util/sha256.h"
+#include "image/layer_e2b.h"
 
 #include <endian.h>
 #include <errno.h>

@@ -16,6 +16,8 @@
 #include "image/e2b_write.h"
 #include "image/layer.h"
 #include "util/sha256.h"
+#include "image/layer_file.h"
+#include "image/layer_cache.h"
 
 #include <errno.h>
 #include <fcntl.h>

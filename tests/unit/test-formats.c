@@ -15,6 +15,8 @@
 #include "image/layer.h"
 #ifndef OLD_API
 #include "image/cache_map.h"
+#include "image/layer_file.h"
+#include "image/layer_cache.h"
 #endif
 
 #include <endian.h>

@@ -2,6 +2,9 @@
 #include "util/aio.h"
 #include "check.h"
 #include "image/layer.h"
+#include "image/layer_file.h"
+#include "image/layer_cache.h"
+#include "image/layer_fault.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -335,6 +338,54 @@ static void test_fault_layer(void)
 	free(buf);
 }
 
+/* A live export's freeze, asked of the stack through the operations: the
+ * cache under a fault layer freezes, writes wait until the thaw, reads
+ * go on; a stack without a cache says it cannot. */
+static void test_freeze(void)
+{
+	const size_t size = 1 << 20;
+	unsigned char *data, *buf = aligned_alloc(4096, 4096), *pattern = aligned_alloc(4096, 4096);
+	char *base_path = make_image(size, &data);
+	char cache[64], map[80], why[600], stats[256];
+	struct layer *base, *cl, *top, *frozen = (struct layer *)1;
+
+	snprintf(cache, sizeof(cache), "%s.cache", base_path);
+	snprintf(map, sizeof(map), "%s.map", cache);
+	memset(pattern, 0xa7, 4096);
+	CHECK(layer_file_open(base_path, true, &base) == 0, "open base");
+	CHECK(layer_stack_freeze(base, 1000, &frozen) == -EOPNOTSUPP && !frozen,
+	      "a stack without a cache cannot freeze");
+	CHECK(layer_stack_stats(base, stats, sizeof(stats)) == 0, "a file keeps no statistics");
+	CHECK(layer_cache_open(cache, base, 0, false, &cl, why, sizeof(why)) == 0, "cache: %s", why);
+	CHECK(layer_fault_open("delay-read=1@0-4096", cl, &top, why, sizeof(why)) == 0, "fault: %s", why);
+
+	CHECK(layer_stack_freeze(top, 1000, &frozen) == 0 && frozen == cl, "the cache below froze");
+	CHECK(run(top, LAYER_READ, 8192, 4096, buf) == 4096 && !memcmp(buf, data + 8192, 4096),
+	      "reads go on while frozen");
+	/* a parked write counts as in flight on its ring: no drain before the thaw */
+	struct sync_io w = { .io = { .op = LAYER_WRITE, .off = 4096, .len = 4096, .buf = pattern,
+				     .done = on_done, .aio = &aio, .priv = priv } };
+	layer_submit(top, &w.io);
+	CHECK(w.done == 0 && aio.inflight == 1, "a write waits while frozen");
+	layer_thaw(frozen);
+	CHECK(aio_drain(&aio) == 0 && w.done == 1 && w.res == 4096, "the write ends after the thaw (%d)",
+	      w.res);
+	CHECK(run(top, LAYER_READ, 4096, 4096, buf) == 4096 && !memcmp(buf, pattern, 4096),
+	      "and reads back");
+	layer_close(top);
+
+	CHECK(layer_file_open(base_path, true, &base) == 0, "open base");
+	CHECK(layer_cache_open(cache, base, 0, true, &cl, why, sizeof(why)) == 0, "read-only: %s", why);
+	CHECK(layer_stack_freeze(cl, 1000, &frozen) == -EROFS && !frozen, "a read-only cache refuses");
+	layer_close(cl);
+	unlink(cache);
+	unlink(map);
+	unlink(base_path);
+	free(data);
+	free(buf);
+	free(pattern);
+}
+
 int main(void)
 {
 	if (io_uring_queue_init(64, &ring, 0)) {
@@ -345,6 +396,7 @@ int main(void)
 	test_cache_layer();
 	test_cache_crash();
 	test_fault_layer();
+	test_freeze();
 	io_uring_queue_exit(&ring);
 	return check_summary();
 }
