@@ -8,12 +8,21 @@ passes whatever $x is unless it is the test's last line. So in every
 quotes, `$(...)`, a subshell or a condition (`if`, `while`, `until`, a
 `for` one-liner) is an error: write one assertion per line.
 
+A bare `wait` is an error too: with BATS_TEST_TIMEOUT set, bats runs its
+timeout countdown as a background job of the test's shell, so a `wait`
+without operands waits for the countdown and the test "times out" after
+its work is long done. Wait for the test's own pids (`wait "$pid"`).
+
     tests/lint-bats.py FILE...      exit 1 listing FILE:LINE: text
 """
 import re
 import sys
 
 CONTROL = re.compile(r"^(if|elif|while|until|for|\(|!)\b|^\(")
+BARE_WAIT = re.compile(r"(^|[;&|({]\s*|\b(then|do|else)\s+)wait\s*($|[;&|)}])")
+AND = "join commands with '&&': bats would not see the left side fail; write one assertion per line"
+WAIT = ("a bare 'wait' also waits for bats' timeout countdown (BATS_TEST_TIMEOUT): "
+        "wait for the test's own pids")
 
 
 def unquoted(line):
@@ -64,22 +73,24 @@ def check(path):
             if m:
                 heredoc = m.group(1)
             text = unquoted(line).strip()
+            # quoted words are operands: keep a trace of them
+            if BARE_WAIT.search(unquoted(re.sub(r'"[^"]*"|\'[^\']*\'', "Q", line)).strip()):
+                bad.append(("%s:%d: %s" % (path, n, line.strip()), WAIT))
             if not text or CONTROL.match(text):
                 continue
             if "&&" in text:
-                bad.append("%s:%d: %s" % (path, n, line.strip()))
+                bad.append(("%s:%d: %s" % (path, n, line.strip()), AND))
     return bad
 
 
 def main(paths):
     bad = [b for p in paths for b in check(p)]
-    for b in bad:
-        print(b)
-    if bad:
-        print("lint-bats: %d line(s) join commands with '&&': bats would not see the left "
-              "side fail; write one assertion per line" % len(bad), file=sys.stderr)
-        return 1
-    return 0
+    for line, _ in bad:
+        print(line)
+    for why in sorted(set(w for _, w in bad)):
+        print("lint-bats: %d line(s): %s" % (sum(1 for _, w in bad if w == why), why),
+              file=sys.stderr)
+    return 1 if bad else 0
 
 
 if __name__ == "__main__":

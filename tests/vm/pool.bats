@@ -91,11 +91,13 @@ teardown() { vm_teardown; }
 
 @test "16 parallel ublk-add each get a distinct working device; a limit gives 'pool full'" {
 	make_image "$T/base" 4
+	pids=()
 	for i in $(seq 16); do
 		(set +e; "$B/ublk-add" --base "$T/base" --cache "$T/c$i" --timeout 30 >"$T/out$i" 2>"$T/err$i"; echo $? >"$T/rc$i") &
+		pids+=($!)
 	done
 	wait_until 180 '[ "$(ls "$T"/rc* 2>/dev/null | wc -l)" -eq 16 ]' || { dump_ublk_procs; false; }
-	wait
+	wait "${pids[@]}"
 	for i in $(seq 16); do [ "$(cat "$T/rc$i")" -eq 0 ]; done
 	[ "$(cat "$T"/out* | sort -u | wc -l)" -eq 16 ]
 	for i in $(seq 16); do
@@ -105,11 +107,13 @@ teardown() { vm_teardown; }
 	done
 	"$B/ublk-del" --all
 	rm -f "$T"/out* "$T"/rc* "$T"/err* "$T"/c*
+	pids=()
 	for i in $(seq 16); do
 		(set +e; "$B/ublk-add" --base "$T/base" --cache "$T/c$i" --max-devices 12 --timeout 60 >"$T/out$i" 2>"$T/err$i"; echo $? >"$T/rc$i") &
+		pids+=($!)
 	done
 	wait_until 180 '[ "$(ls "$T"/rc* 2>/dev/null | wc -l)" -eq 16 ]' || { dump_ublk_procs; false; }
-	wait
+	wait "${pids[@]}"
 	[ "$(grep -l '^0$' "$T"/rc* | wc -l)" -eq 12 ]
 	[ "$(grep -l '^8$' "$T"/rc* | wc -l)" -eq 4 ]
 	[ "$(grep -l 'pool full: 12 devices of at most 12' "$T"/err* | wc -l)" -eq 4 ]

@@ -267,13 +267,16 @@ fio_until_done() {
 	make_image "$T/base" 64
 	dev=$("$B/ublk-add" --base "$T/base" --cache "$T/cache")
 	dd if=/dev/urandom of="$dev" bs=1M count=48 oflag=direct status=none
+	# statistics written after the writes ended: a busy host may have
+	# stalled one of them past the hang timeout, which is no hang now
+	stats_fresh "$dev"
 	"$B/ublk-pool" watch --interval 0.2 --hang-timeout 1 >"$T/watch.log" 2>&1 &
 	WATCH=$!
 	pid=$(server_pid "${dev#/dev/ublkb}")
 	# writes are held for the whole export, longer than the hang timeout
 	"$B/ublk-export-diff" --live --timeout 60 --zstd -o "$T/d.diff" "$dev" &
 	exp=$!
-	wait_until 60 "held_writes ${dev#/dev/ublkb}"
+	wait_until 60 "held_writes ${dev#/dev/ublkb}" || { cat "$T/watch.log" >&2; false; }
 	(set +e; timeout 120 dd if=/dev/urandom of="$dev" bs=4k count=1 seek=9 oflag=direct status=none) &
 	wait "$exp"
 	[ "$(server_pid "${dev#/dev/ublkb}")" = "$pid" ]
