@@ -21,6 +21,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
+echo "bench: linux $(uname -r), $(nproc) cpu(s), ${runtime} s per fio job"
 # /tmp is a tmpfs of half the VM memory: keep every copy small, remove it after use
 size_mb=128
 # The base on tmpfs, as every target reads the same bytes from memory.

@@ -15,15 +15,12 @@
  * queue thread, and concurrent flushes share one round of syncs.
  */
 #include "image/layer_cache.h"
-#include "util/crc32c.h"
+#include "image/cache_impl.h"
+#include "image/layer_file.h"
 #include "util/fileio.h"
-#include "image/cache.h"
-#include "image/cache_map.h"
-#include "util/ublk_limits.h"
-#include "image/cache_live.h"
 #include "util/log.h"
 #include "util/timeutil.h"
-#include "image/layer_file.h"
+#include "util/ublk_limits.h"
 
 #include <endian.h>
 #include <errno.h>
@@ -38,53 +35,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define BS LAYER_BLOCK_SIZE
-#define MAP_HDR 4096u
-#define MAP_PAGE 4096u
-#define MAGIC "UBLKCMAP"
-#define CACHE_VERSION 1
-
-enum { ST_CLEAN = 0, ST_DIRTY = 1, ST_ZERO = 2, ST_RESERVED = 3 };
-
-struct cache_hdr {
-	uint64_t dev_size, base_size, generation;
-	uint8_t id[16];
-	uint8_t parent_id[16];      /* id of the layer below when created */
-	uint64_t parent_generation;
-};
-
-struct cache {
-	struct layer l;
-	struct layer *data;         /* file layer over the data file */
-	int map_fd;
-	uint64_t nblocks, base_blocks;
-	uint8_t *map;               /* map_bytes, 4 blocks per byte: in live.mem when
-				       writable, else private */
-	struct cache_live live;
-	char *path;
-	uint8_t *snap;              /* flusher's snapshot of the map */
-	uint64_t *changed;          /* map pages changed since the last flush */
-	uint64_t *taken;            /* pages the running persist() took from changed */
-	size_t map_bytes, npages;
-	struct cache_hdr hdr;
-
-	/* Live export: while frozen, writes and discards are parked and
-	 * resubmitted on their own queue's ring at thaw. */
-	_Atomic int frozen;
-	_Atomic uint64_t modifying;     /* writes and discards in flight */
-	struct layer_io *parked;        /* under lock */
-	pthread_mutex_t persist_lock;   /* persist() runs one at a time */
-
-	pthread_t flusher;
-	bool flusher_running;
-	pthread_mutex_t lock;
-	pthread_cond_t cond;
-	struct layer_io *flush_list;
-	bool stop;
-	int sticky_err;             /* a failed data sync fails every later flush */
-	struct aio_poster poster;   /* posts completions to queue rings */
-};
-
 struct cache_io {
 	struct layer_io child;      /* request to the data file or the layer below */
 	struct layer_io *parent;
@@ -93,13 +43,6 @@ struct cache_io {
 	int err;
 	struct layer_io *next_flush;
 };
-
-
-static inline unsigned get_state(const struct cache *c, uint64_t b)
-{
-	uint8_t byte = __atomic_load_n(&c->map[b >> 2], __ATOMIC_ACQUIRE);
-	return (byte >> ((b & 3) * 2)) & 3;
-}
 
 /* What a read of block b returns: clean blocks past the base read zeros. */
 static inline unsigned read_state(const struct cache *c, uint64_t b)
@@ -395,153 +338,6 @@ static void cache_flush(struct layer *l, struct layer_io *io)
 
 /* ---- open and close ---- */
 
-static void hdr_encode(const struct cache *c, uint8_t *b)
-{
-	memset(b, 0, MAP_HDR);
-	memcpy(b, MAGIC, 8);
-	*(uint32_t *)(b + 8) = htole32(CACHE_VERSION);
-	*(uint32_t *)(b + 12) = htole32(BS);
-	*(uint64_t *)(b + 16) = htole64(c->hdr.dev_size);
-	*(uint64_t *)(b + 24) = htole64(c->hdr.base_size);
-	*(uint64_t *)(b + 32) = htole64(c->hdr.generation);
-	memcpy(b + 40, c->hdr.id, 16);
-	memcpy(b + 64, c->hdr.parent_id, 16);
-	*(uint64_t *)(b + 80) = htole64(c->hdr.parent_generation);
-	*(uint32_t *)(b + 60) = htole32(crc32c(0, b, 60) ^ crc32c(0, b + 64, 24));
-}
-
-static int hdr_decode(struct cache *c, const uint8_t *b, char *why, size_t len)
-{
-	if (memcmp(b, MAGIC, 8))
-		return snprintf(why, len, "not a ublk-tools cache map (bad magic)"), -EINVAL;
-	if (le32toh(*(const uint32_t *)(b + 60)) != (crc32c(0, b, 60) ^ crc32c(0, b + 64, 24)))
-		return snprintf(why, len, "header checksum mismatch (damaged map)"), -EINVAL;
-	if (le32toh(*(const uint32_t *)(b + 8)) != CACHE_VERSION)
-		return snprintf(why, len, "format version %u, this build reads %u",
-				le32toh(*(const uint32_t *)(b + 8)), CACHE_VERSION), -EINVAL;
-	if (le32toh(*(const uint32_t *)(b + 12)) != BS)
-		return snprintf(why, len, "block size %u, expected %u",
-				le32toh(*(const uint32_t *)(b + 12)), BS), -EINVAL;
-	c->hdr.dev_size = le64toh(*(const uint64_t *)(b + 16));
-	c->hdr.base_size = le64toh(*(const uint64_t *)(b + 24));
-	c->hdr.generation = le64toh(*(const uint64_t *)(b + 32));
-	memcpy(c->hdr.id, b + 40, 16);
-	memcpy(c->hdr.parent_id, b + 64, 16);
-	c->hdr.parent_generation = le64toh(*(const uint64_t *)(b + 80));
-	/* The device size sizes the block map: bound it before anything uses it. */
-	if (!c->hdr.dev_size || c->hdr.dev_size % BS || c->hdr.dev_size > UBLK_MAX_IMAGE_SIZE)
-		return snprintf(why, len, "device size %llu is not a non-zero multiple of %u up to "
-				"the supported %llu (damaged map)", (unsigned long long)c->hdr.dev_size,
-				BS, (unsigned long long)UBLK_MAX_IMAGE_SIZE), -EINVAL;
-	if (c->hdr.base_size % BS || c->hdr.base_size > c->hdr.dev_size)
-		return snprintf(why, len, "base size %llu is not a multiple of %u within the device "
-				"size %llu (damaged map)", (unsigned long long)c->hdr.base_size, BS,
-				(unsigned long long)c->hdr.dev_size), -EINVAL;
-	return 0;
-}
-
-/* Exactly len bytes at off, or -EINVAL for a map that ends sooner. */
-static int map_pread(int fd, void *buf, size_t len, uint64_t off)
-{
-	int ret = pread_full(fd, buf, len, off);
-	return ret == -ENODATA ? -EINVAL : ret;
-}
-
-static int map_regular(int fd, char *why, size_t len)
-{
-	struct stat st;
-	if (fstat(fd, &st))
-		return snprintf(why, len, "stat: %s", strerror(errno)), -errno;
-	if (!S_ISREG(st.st_mode))
-		return snprintf(why, len, "not a regular file"), -EINVAL;
-	return 0;
-}
-
-/* The map file is exactly its header and the states of dev_size's blocks
- * (its last page may be padded): anything else is not a map we wrote. */
-static int map_size_check(int fd, uint64_t map_bytes, char *why, size_t len)
-{
-	uint64_t lo = MAP_HDR + map_bytes, hi = MAP_HDR + (map_bytes + MAP_PAGE - 1) / MAP_PAGE * MAP_PAGE;
-	struct stat st;
-
-	if (fstat(fd, &st))
-		return snprintf(why, len, "stat: %s", strerror(errno)), -errno;
-	if (!S_ISREG(st.st_mode))
-		return snprintf(why, len, "not a regular file"), -EINVAL;
-	if ((uint64_t)st.st_size < lo || (uint64_t)st.st_size > hi)
-		return snprintf(why, len, "%llu bytes, but its header's device size needs %llu "
-				"(truncated or damaged map)", (unsigned long long)st.st_size,
-				(unsigned long long)lo), -EINVAL;
-	return 0;
-}
-
-/* Header and block states of c->map_fd into c->map (sized for c->map_bytes
- * by the caller from an earlier read of the header). */
-static int map_read(struct cache *c, char *why, size_t len)
-{
-	uint8_t b[MAP_HDR];
-	int ret;
-
-	if ((ret = map_pread(c->map_fd, b, MAP_HDR, 0)))
-		return snprintf(why, len, "reading the header: %s",
-				ret == -EINVAL ? "the file is too short" : strerror(-ret)), ret;
-	if ((ret = hdr_decode(c, b, why, len)))
-		return ret;
-	if (c->hdr.dev_size != c->nblocks * BS)
-		return snprintf(why, len, "the header changed while the map was opened"), -EINVAL;
-	if ((ret = map_size_check(c->map_fd, c->map_bytes, why, len)))
-		return ret;
-	if ((ret = map_pread(c->map_fd, c->map, c->map_bytes, MAP_HDR)))
-		return snprintf(why, len, "block states are truncated"), -EINVAL;
-	return 0;
-}
-
-/* A state no writer produces: the whole map is refused. */
-static int map_check_states(const struct cache *c, char *why, size_t len)
-{
-	for (uint64_t blk = 0; blk < c->nblocks; blk++)
-		if (get_state(c, blk) == ST_RESERVED)
-			return snprintf(why, len, "block %llu has an invalid state",
-					(unsigned long long)blk), -EINVAL;
-	return 0;
-}
-
-int cache_map_check_fd(int fd, uint64_t *dev_size, char *why, size_t whylen)
-{
-	struct cache c = { .map_fd = fd };
-	uint8_t b[MAP_HDR];
-	int ret;
-
-	why[0] = 0;
-	if ((ret = map_regular(fd, why, whylen)))
-		return ret;
-	if ((ret = map_pread(fd, b, MAP_HDR, 0)) || (ret = hdr_decode(&c, b, why, whylen))) {
-		if (ret != -EINVAL || !why[0])
-			snprintf(why, whylen, "reading the header: %s",
-				 ret == -EINVAL ? "the file is too short" : strerror(-ret));
-		return ret;
-	}
-	c.nblocks = c.hdr.dev_size / BS;
-	c.map_bytes = (c.nblocks + 3) / 4;
-	if ((ret = map_size_check(fd, c.map_bytes, why, whylen)))
-		return ret;
-	if (!(c.map = malloc(c.map_bytes)))
-		return snprintf(why, whylen, "out of memory for the block map"), -ENOMEM;
-	if (!(ret = map_read(&c, why, whylen)) && !(ret = map_check_states(&c, why, whylen)))
-		*dev_size = c.hdr.dev_size;
-	free(c.map);
-	return ret;
-}
-
-static int write_hdr(struct cache *c)
-{
-	uint8_t b[MAP_HDR];
-	hdr_encode(c, b);
-	if (pwrite(c->map_fd, b, MAP_HDR, 0) != MAP_HDR)
-		return errno ? -errno : -EIO;
-	return fdatasync(c->map_fd) ? -errno : 0;
-}
-
 static void cache_close(struct layer *l)
 {
 	struct cache *c = (struct cache *)l;
@@ -614,7 +410,7 @@ static int create_files(struct cache *c, const char *path, const char *map_path,
 		snprintf(why, len, "%s: sizing the cache: %s", path, strerror(errno));
 		goto out;
 	}
-	ret = write_hdr(c);
+	ret = cache_write_hdr(c);
 	if (ret)
 		snprintf(why, len, "%s: writing header: %s", map_path, strerror(-ret));
 out:
@@ -627,33 +423,6 @@ out:
 		unlink(map_path);
 	}
 	return ret;
-}
-
-/* Block states from the map file, or from the live map when a server
- * died without a clean close (it is newer). Returns 1 when the live map
- * was used, 0, or -errno with why set. */
-static int load_map(struct cache *c, const char *path, const char *map_path, bool served,
-		    char *why, size_t len)
-{
-	char note[600] = "", sub[512];
-	int ret, live;
-
-	if ((ret = map_read(c, sub, sizeof(sub))))
-		return snprintf(why, len, "%s: %s", map_path, sub), ret;
-	/* A running server's live map is its own; it froze and persisted it. */
-	live = served ? 0 : cache_live_load(path, c->hdr.id, c->hdr.generation, c->map, c->map_bytes,
-			       note, sizeof(note));
-	if (live < 0)
-		return snprintf(why, len, "%s.live: %s", path, strerror(-live)), live;
-	if (live)
-		log_info("%s: a server stopped without a clean close; its live block map "
-			 "(%s.live) is newer than the map file and is used", path, path);
-	else if (note[0])
-		log_info("%s", note);
-	if ((ret = map_check_states(c, sub, sizeof(sub))))
-		return snprintf(why, len, "%s%s: %s", live ? path : map_path, live ? ".live" : "", sub),
-		       ret;
-	return live;
 }
 
 int layer_cache_open(const char *path, struct layer *lower, uint64_t size, bool read_only,
@@ -695,10 +464,10 @@ int layer_cache_open(const char *path, struct layer *lower, uint64_t size, bool 
 			snprintf(why, whylen, "%s: %s", map_path, strerror(errno));
 			goto fail;
 		}
-		if ((ret = map_regular(c->map_fd, sub, sizeof(sub))) ||
-		    (ret = map_pread(c->map_fd, b, MAP_HDR, 0)) ||
-		    (ret = hdr_decode(c, b, sub, sizeof(sub))) ||
-		    (ret = map_size_check(c->map_fd, (c->hdr.dev_size / BS + 3) / 4, sub, sizeof(sub)))) {
+		if ((ret = cache_map_regular(c->map_fd, sub, sizeof(sub))) ||
+		    (ret = cache_map_pread(c->map_fd, b, MAP_HDR, 0)) ||
+		    (ret = cache_hdr_decode(c, b, sub, sizeof(sub))) ||
+		    (ret = cache_map_size_check(c->map_fd, (c->hdr.dev_size / BS + 3) / 4, sub, sizeof(sub)))) {
 			if (ret == -EINVAL && !sub[0])
 				snprintf(sub, sizeof(sub), "the file is too short for a header");
 			snprintf(why, whylen, "%s: %s", map_path, sub[0] ? sub : strerror(-ret));
@@ -759,7 +528,7 @@ int layer_cache_open(const char *path, struct layer *lower, uint64_t size, bool 
 		snprintf(why, whylen, "%s: cache is in use by another server", path);
 		goto fail;
 	}
-	if (exists && (ret = load_map(c, path, map_path, false, why, whylen)) < 0)
+	if (exists && (ret = cache_map_load(c, path, map_path, false, why, whylen)) < 0)
 		goto fail;
 	if (ret == 1)   /* states the map file does not have yet */
 		for (size_t page = 0; page < c->npages; page++)
@@ -790,7 +559,7 @@ int layer_cache_open(const char *path, struct layer *lower, uint64_t size, bool 
 		}
 		free(c->map);
 		c->map = states;
-		if ((ret = write_hdr(c))) {
+		if ((ret = cache_write_hdr(c))) {
 			snprintf(why, whylen, "%s: writing header: %s", map_path, strerror(-ret));
 			goto fail;
 		}
@@ -850,145 +619,3 @@ static int cache_freeze(struct layer *l, uint64_t timeout_ms)
 	return ret;
 }
 
-/* ---- export ---- */
-
-int cache_export_open(const char *path, bool live, struct cache_export *x, char *why, size_t whylen)
-{
-	char map_path[4096];
-	struct cache c = { .map_fd = -1 };
-	uint8_t b[MAP_HDR];
-	int ret;
-
-	memset(x, 0, sizeof(*x));
-	x->data_fd = x->map_fd = -1;
-	snprintf(map_path, sizeof(map_path), "%s.map", path);
-	c.map_fd = open(map_path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);   /* see layer_cache_open */
-	if (c.map_fd < 0) {
-		ret = -errno;
-		snprintf(why, whylen, "%s: %s", map_path, strerror(errno));
-		return ret;
-	}
-	if (!live && flock(c.map_fd, LOCK_SH | LOCK_NB)) {
-		ret = errno == EWOULDBLOCK ? -EBUSY : -errno;
-		snprintf(why, whylen, "%s: cache is in use by a running server: stop the device first",
-			 path);
-		goto out;
-	}
-	why[0] = 0;
-	if ((ret = map_regular(c.map_fd, why, whylen)) ||
-	    (ret = map_pread(c.map_fd, b, MAP_HDR, 0)) || (ret = hdr_decode(&c, b, why, whylen))) {
-		char sub[300];
-		snprintf(sub, sizeof(sub), "%s", why[0] ? why : ret == -EINVAL ?
-			 "the file is too short for a header" : strerror(-ret));
-		snprintf(why, whylen, "%s: %s", map_path, sub);
-		goto out;
-	}
-	c.nblocks = c.hdr.dev_size / BS;
-	c.map_bytes = (c.nblocks + 3) / 4;
-	/* The file must hold the states before memory is spent on them. */
-	if ((ret = map_size_check(c.map_fd, c.map_bytes, why, whylen))) {
-		char sub[300];
-		snprintf(sub, sizeof(sub), "%s", why);
-		snprintf(why, whylen, "%s: %s", map_path, sub);
-		goto out;
-	}
-	c.map = malloc(c.map_bytes + 1);
-	if (!c.map) {
-		ret = -ENOMEM;
-		snprintf(why, whylen, "out of memory for the block map");
-		goto out;
-	}
-	if ((ret = load_map(&c, path, map_path, live, why, whylen)) < 0)
-		goto out;
-	x->data_fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (x->data_fd < 0) {
-		ret = -errno;
-		snprintf(why, whylen, "%s: %s", path, strerror(errno));
-		goto out;
-	}
-	/* Runs of dirty blocks become data extents, runs of zero blocks zero
-	 * extents. */
-	size_t cap = 0;
-	for (uint64_t blk = 0; blk < c.nblocks;) {
-		unsigned st = get_state(&c, blk);
-		uint64_t n = 1;
-		while (blk + n < c.nblocks && n < (1u << 31) && get_state(&c, blk + n) == st)
-			n++;
-		if (st != ST_CLEAN && x->n_ext == cap) {
-			cap = cap ? cap * 2 : 1024;
-			struct diff_extent *grown = realloc(x->ext, cap * sizeof(*grown));
-			if (!grown) {
-				ret = -ENOMEM;
-				snprintf(why, whylen, "out of memory for %zu extents", cap);
-				goto out;
-			}
-			x->ext = grown;
-		}
-		if (st != ST_CLEAN)
-			x->ext[x->n_ext++] = (struct diff_extent){ blk, (uint32_t)n,
-								   st == ST_DIRTY ? DIFF_DATA : DIFF_ZERO };
-		blk += n;
-	}
-	x->meta.dev_size = c.hdr.dev_size;
-	x->meta.generation = c.hdr.parent_generation + 1;
-	memcpy(x->meta.parent, c.hdr.parent_id, 16);
-	if (getrandom(x->meta.id, sizeof(x->meta.id), 0) != sizeof(x->meta.id)) {
-		ret = -EIO;
-		snprintf(why, whylen, "getrandom: no randomness for the layer id");
-		goto out;
-	}
-	x->map_fd = c.map_fd;
-	c.map_fd = -1;
-	ret = 0;
-out:
-	if (c.map_fd >= 0)
-		close(c.map_fd);
-	free(c.map);
-	if (ret)
-		cache_export_close(x);
-	return ret;
-}
-
-int cache_export_read(void *ctx, uint64_t block, uint32_t count, void *buf)
-{
-	const struct cache_export *x = ctx;
-	size_t len = (size_t)count * BS;
-	off_t off = (off_t)(block * BS);
-
-	while (len) {
-		ssize_t n = pread(x->data_fd, buf, len, off);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			return n < 0 ? -errno : -EIO;
-		buf = (char *)buf + n;
-		len -= (size_t)n;
-		off += n;
-	}
-	return 0;
-}
-
-void cache_export_close(struct cache_export *x)
-{
-	if (x->data_fd >= 0)
-		close(x->data_fd);
-	if (x->map_fd >= 0)
-		close(x->map_fd);
-	free(x->ext);
-	x->ext = NULL;
-	x->data_fd = x->map_fd = -1;
-}
-
-int cache_remove(const char *path)
-{
-	char map_path[4096];
-	int ret = 0;
-
-	snprintf(map_path, sizeof(map_path), "%s.map", path);
-	if (unlink(path) && errno != ENOENT)
-		ret = -errno;
-	if (unlink(map_path) && errno != ENOENT)
-		ret = -errno;
-	int live = cache_live_remove(path);
-	return ret ? ret : live;
-}

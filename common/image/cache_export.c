@@ -1,0 +1,154 @@
+/* A stopped (or frozen) device's cache as the source of a diff export
+ * (docs/cache-format.md, Export): its dirty and zero blocks as extents. */
+#include "image/cache.h"
+#include "image/cache_impl.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/random.h>
+#include <unistd.h>
+
+int cache_export_open(const char *path, bool live, struct cache_export *x, char *why, size_t whylen)
+{
+	char map_path[4096];
+	struct cache c = { .map_fd = -1 };
+	uint8_t b[MAP_HDR];
+	int ret;
+
+	memset(x, 0, sizeof(*x));
+	x->data_fd = x->map_fd = -1;
+	snprintf(map_path, sizeof(map_path), "%s.map", path);
+	c.map_fd = open(map_path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);   /* see layer_cache_open */
+	if (c.map_fd < 0) {
+		ret = -errno;
+		snprintf(why, whylen, "%s: %s", map_path, strerror(errno));
+		return ret;
+	}
+	if (!live && flock(c.map_fd, LOCK_SH | LOCK_NB)) {
+		ret = errno == EWOULDBLOCK ? -EBUSY : -errno;
+		snprintf(why, whylen, "%s: cache is in use by a running server: stop the device first",
+			 path);
+		goto out;
+	}
+	why[0] = 0;
+	if ((ret = cache_map_regular(c.map_fd, why, whylen)) ||
+	    (ret = cache_map_pread(c.map_fd, b, MAP_HDR, 0)) || (ret = cache_hdr_decode(&c, b, why, whylen))) {
+		char sub[300];
+		snprintf(sub, sizeof(sub), "%s", why[0] ? why : ret == -EINVAL ?
+			 "the file is too short for a header" : strerror(-ret));
+		snprintf(why, whylen, "%s: %s", map_path, sub);
+		goto out;
+	}
+	c.nblocks = c.hdr.dev_size / BS;
+	c.map_bytes = (c.nblocks + 3) / 4;
+	/* The file must hold the states before memory is spent on them. */
+	if ((ret = cache_map_size_check(c.map_fd, c.map_bytes, why, whylen))) {
+		char sub[300];
+		snprintf(sub, sizeof(sub), "%s", why);
+		snprintf(why, whylen, "%s: %s", map_path, sub);
+		goto out;
+	}
+	c.map = malloc(c.map_bytes + 1);
+	if (!c.map) {
+		ret = -ENOMEM;
+		snprintf(why, whylen, "out of memory for the block map");
+		goto out;
+	}
+	if ((ret = cache_map_load(&c, path, map_path, live, why, whylen)) < 0)
+		goto out;
+	x->data_fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (x->data_fd < 0) {
+		ret = -errno;
+		snprintf(why, whylen, "%s: %s", path, strerror(errno));
+		goto out;
+	}
+	/* Runs of dirty blocks become data extents, runs of zero blocks zero
+	 * extents. */
+	size_t cap = 0;
+	for (uint64_t blk = 0; blk < c.nblocks;) {
+		unsigned st = get_state(&c, blk);
+		uint64_t n = 1;
+		while (blk + n < c.nblocks && n < (1u << 31) && get_state(&c, blk + n) == st)
+			n++;
+		if (st != ST_CLEAN && x->n_ext == cap) {
+			cap = cap ? cap * 2 : 1024;
+			struct diff_extent *grown = realloc(x->ext, cap * sizeof(*grown));
+			if (!grown) {
+				ret = -ENOMEM;
+				snprintf(why, whylen, "out of memory for %zu extents", cap);
+				goto out;
+			}
+			x->ext = grown;
+		}
+		if (st != ST_CLEAN)
+			x->ext[x->n_ext++] = (struct diff_extent){ blk, (uint32_t)n,
+								   st == ST_DIRTY ? DIFF_DATA : DIFF_ZERO };
+		blk += n;
+	}
+	x->meta.dev_size = c.hdr.dev_size;
+	x->meta.generation = c.hdr.parent_generation + 1;
+	memcpy(x->meta.parent, c.hdr.parent_id, 16);
+	if (getrandom(x->meta.id, sizeof(x->meta.id), 0) != sizeof(x->meta.id)) {
+		ret = -EIO;
+		snprintf(why, whylen, "getrandom: no randomness for the layer id");
+		goto out;
+	}
+	x->map_fd = c.map_fd;
+	c.map_fd = -1;
+	ret = 0;
+out:
+	if (c.map_fd >= 0)
+		close(c.map_fd);
+	free(c.map);
+	if (ret)
+		cache_export_close(x);
+	return ret;
+}
+
+int cache_export_read(void *ctx, uint64_t block, uint32_t count, void *buf)
+{
+	const struct cache_export *x = ctx;
+	size_t len = (size_t)count * BS;
+	off_t off = (off_t)(block * BS);
+
+	while (len) {
+		ssize_t n = pread(x->data_fd, buf, len, off);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return n < 0 ? -errno : -EIO;
+		buf = (char *)buf + n;
+		len -= (size_t)n;
+		off += n;
+	}
+	return 0;
+}
+
+void cache_export_close(struct cache_export *x)
+{
+	if (x->data_fd >= 0)
+		close(x->data_fd);
+	if (x->map_fd >= 0)
+		close(x->map_fd);
+	free(x->ext);
+	x->ext = NULL;
+	x->data_fd = x->map_fd = -1;
+}
+
+int cache_remove(const char *path)
+{
+	char map_path[4096];
+	int ret = 0;
+
+	snprintf(map_path, sizeof(map_path), "%s.map", path);
+	if (unlink(path) && errno != ENOENT)
+		ret = -errno;
+	if (unlink(map_path) && errno != ENOENT)
+		ret = -errno;
+	int live = cache_live_remove(path);
+	return ret ? ret : live;
+}

@@ -1,0 +1,86 @@
+/*
+ * The copy-on-write cache's insides, shared by its three files: the IO
+ * path (layer_cache.c), the map format (cache_map.c) and the offline
+ * export (cache_export.c). Other code sees image/layer_cache.h,
+ * image/cache_map.h and image/cache.h only.
+ */
+#ifndef UBLK_CACHE_IMPL_H
+#define UBLK_CACHE_IMPL_H
+
+#include "image/cache_live.h"
+#include "image/layer.h"
+#include "util/aio.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define BS LAYER_BLOCK_SIZE
+#define MAP_HDR 4096u
+#define MAP_PAGE 4096u
+#define MAGIC "UBLKCMAP"
+#define CACHE_VERSION 1
+
+enum { ST_CLEAN = 0, ST_DIRTY = 1, ST_ZERO = 2, ST_RESERVED = 3 };
+
+struct cache_hdr {
+	uint64_t dev_size, base_size, generation;
+	uint8_t id[16];
+	uint8_t parent_id[16];      /* id of the layer below when created */
+	uint64_t parent_generation;
+};
+
+struct cache {
+	struct layer l;
+	struct layer *data;         /* file layer over the data file */
+	int map_fd;
+	uint64_t nblocks, base_blocks;
+	uint8_t *map;               /* map_bytes, 4 blocks per byte: in live.mem when
+				       writable, else private */
+	struct cache_live live;
+	char *path;
+	uint8_t *snap;              /* flusher's snapshot of the map */
+	uint64_t *changed;          /* map pages changed since the last flush */
+	uint64_t *taken;            /* pages the running persist() took from changed */
+	size_t map_bytes, npages;
+	struct cache_hdr hdr;
+
+	/* Live export: while frozen, writes and discards are parked and
+	 * resubmitted on their own queue's ring at thaw. */
+	_Atomic int frozen;
+	_Atomic uint64_t modifying;     /* writes and discards in flight */
+	struct layer_io *parked;        /* under lock */
+	pthread_mutex_t persist_lock;   /* persist() runs one at a time */
+
+	pthread_t flusher;
+	bool flusher_running;
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	struct layer_io *flush_list;
+	bool stop;
+	int sticky_err;             /* a failed data sync fails every later flush */
+	struct aio_poster poster;   /* posts completions to queue rings */
+};
+
+static inline unsigned get_state(const struct cache *c, uint64_t b)
+{
+	uint8_t byte = __atomic_load_n(&c->map[b >> 2], __ATOMIC_ACQUIRE);
+	return (byte >> ((b & 3) * 2)) & 3;
+}
+
+/* The map file (cache_map.c). Each returns 0 or -errno with why set. */
+int cache_hdr_decode(struct cache *c, const uint8_t *b, char *why, size_t len);
+int cache_map_pread(int fd, void *buf, size_t len, uint64_t off);
+int cache_map_regular(int fd, char *why, size_t len);
+int cache_map_size_check(int fd, uint64_t map_bytes, char *why, size_t len);
+int cache_write_hdr(struct cache *c);
+/* The block states of the cache at path into c->map: the map file's, or
+ * the live map's when a dead server of this boot left a newer one (not
+ * when served: a running server's live map is its own). 1 if the live
+ * map was used, 0 if not, or -errno. */
+int cache_map_load(struct cache *c, const char *path, const char *map_path, bool served,
+		   char *why, size_t len);
+
+#endif
