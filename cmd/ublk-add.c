@@ -53,32 +53,6 @@ static uint64_t device_size(int id)
 }
 
 /* Take the pool lock: refused while the pool shuts down, or when full. */
-static int join_pool(uint64_t max, uint64_t timeout_ms, int *lock, char *why, size_t len)
-{
-	uint32_t ids[1024];
-
-	max = pool_max_devices(max);
-	*lock = pool_lock(max != 0, timeout_ms);
-	if (*lock < 0) {
-		snprintf(why, len, "pool lock in %s: %s", state_dir(), strerror(-*lock));
-		return *lock == -ETIMEDOUT ? EXIT_TIMEOUT : EXIT_FAIL;
-	}
-	if (pool_closed()) {
-		snprintf(why, len, "the pool is shutting down (ublk-pool shutdown): no new devices");
-		close(*lock);
-		return EXIT_BUSY;
-	}
-	int n = max ? ctrl_list_ids(ids, 1024) : 0;
-	if (max && n >= 0 && (uint64_t)n >= max) {
-		snprintf(why, len, "pool full: %d devices of at most %llu (--max-devices, "
-			 "UBLK_POOL_MAX or ublk_drv's ublks_max); delete some or raise the limit",
-			 n, (unsigned long long)max);
-		close(*lock);
-		return EXIT_BUSY;
-	}
-	return 0;
-}
-
 static void print_json(const struct server_config *cfg, const struct ready_result *r, pid_t pid)
 {
 	char path[64];
@@ -196,7 +170,7 @@ int main(int argc, char **argv)
 	devopts_to_argv(&cfg, args, &argn);
 	/* The server's own control steps each have the same deadline; give the
 	 * whole start-up a little more so its own error wins over our timeout. */
-	code = join_pool(max_devices, cfg.timeout_ms, &lock, why, sizeof(why));
+	code = pool_admit(max_devices, cfg.timeout_ms, &lock, why, sizeof(why));
 	if (code) {
 		log_err("%s", why);
 		return code;

@@ -63,16 +63,6 @@ static const struct cli_tool tool = {
 		  "4 permission. See ublk-pool(8).\n",
 };
 
-static const char *kernel_state_name(int s)
-{
-	switch (s) {
-	case UBLK_S_DEV_DEAD: return "dead";
-	case UBLK_S_DEV_LIVE: return "live";
-	case UBLK_S_DEV_QUIESCED: return "quiesced";
-	default: return "-";
-	}
-}
-
 static void print_json(const struct pool_dev *devs, int n, bool with_stats)
 {
 	struct json j;
@@ -86,7 +76,7 @@ static void print_json(const struct pool_dev *devs, int n, bool with_stats)
 		json_u64(&j, "id", d->id);
 		json_str(&j, "path", path);
 		json_bool(&j, "in_kernel", d->in_kernel);
-		json_str(&j, "kernel_state", kernel_state_name(d->kernel_state));
+		json_str(&j, "kernel_state", ctrl_state_name(d->kernel_state));
 		json_bool(&j, "has_state", d->has_state);
 		json_str(&j, "state", d->has_state ? d->state : NULL);
 		json_i64(&j, "pid", d->pid);
@@ -142,7 +132,7 @@ static void print_table(const struct pool_dev *devs, int n, bool with_stats)
 				 (unsigned long long)pool_stat(d->stats, "errors"),
 				 (unsigned long long)(d->cache_bytes >> 20));
 		snprintf(e2b, sizeof(e2b), "%s build %s", d->e2b_root, d->e2b_build);
-		printf("%-12s %-9s %-9s %8s %7s %-16s %s%s%s%s\n", dev, kernel_state_name(d->kernel_state),
+		printf("%-12s %-9s %-9s %8s %7s %-16s %s%s%s%s\n", dev, ctrl_state_name(d->kernel_state),
 		       d->has_state ? d->state : "(none)", pid, d->has_state ? up : "-",
 		       d->name[0] ? d->name : "-", extra,
 		       d->base[0] ? d->base : d->e2b_root[0] ? e2b : "-",

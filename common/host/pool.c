@@ -1,5 +1,6 @@
 #include "host/pool.h"
 #include "util/cfgline.h"
+#include "util/exitcodes.h"
 #include "kernel/ctrl.h"
 #include "host/state.h"
 #include "util/parse.h"
@@ -313,4 +314,30 @@ void pool_record(const char *event, uint64_t ms)
 	n = snprintf(line, sizeof(line), "%s %llu\n", event, (unsigned long long)ms);
 	if (write(fd, line, (size_t)n) < 0) { /* metrics are best effort */ }
 	close(fd);
+}
+
+int pool_admit(uint64_t max, uint64_t timeout_ms, int *lock, char *why, size_t len)
+{
+	uint32_t ids[1024];
+
+	max = pool_max_devices(max);
+	*lock = pool_lock(max != 0, timeout_ms);
+	if (*lock < 0) {
+		snprintf(why, len, "pool lock in %s: %s", state_dir(), strerror(-*lock));
+		return *lock == -ETIMEDOUT ? EXIT_TIMEOUT : EXIT_FAIL;
+	}
+	if (pool_closed()) {
+		snprintf(why, len, "the pool is shutting down (ublk-pool shutdown): no new devices");
+		close(*lock);
+		return EXIT_BUSY;
+	}
+	int n = max ? ctrl_list_ids(ids, 1024) : 0;
+	if (max && n >= 0 && (uint64_t)n >= max) {
+		snprintf(why, len, "pool full: %d devices of at most %llu (--max-devices, "
+			 "UBLK_POOL_MAX or ublk_drv's ublks_max); delete some or raise the limit",
+			 n, (unsigned long long)max);
+		close(*lock);
+		return EXIT_BUSY;
+	}
+	return 0;
 }

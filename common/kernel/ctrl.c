@@ -309,3 +309,13 @@ int ctrl_list_ids(uint32_t *ids, int max)
 	qsort(ids, n, sizeof(*ids), cmp_u32);
 	return n;
 }
+
+const char *ctrl_state_name(int s)
+{
+	switch (s) {
+	case UBLK_S_DEV_DEAD: return "dead";
+	case UBLK_S_DEV_LIVE: return "live";
+	case UBLK_S_DEV_QUIESCED: return "quiesced";
+	default: return "-";
+	}
+}

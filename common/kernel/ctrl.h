@@ -62,4 +62,7 @@ void dev_char_path(uint32_t id, char *buf, size_t len);
  * Returns the count (at most max) or -errno. */
 int ctrl_list_ids(uint32_t *ids, int max);
 
+/* The name of a device state GET_DEV_INFO gives: live, quiesced, dead, or "-". */
+const char *ctrl_state_name(int s);
+
 #endif
