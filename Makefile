@@ -58,7 +58,7 @@ KERNEL_SRC = ctrl queue
 IMAGE_SRC  = blob cache_export cache_live cache_map chunkcache diff diff_v3 e2b_header e2b_inspect e2b_store e2b_write \
              http image layer layer_cache layer_diff layer_e2b layer_fault layer_file layer_http stack
 HOST_SRC   = ctlsock device pool ready state
-TOP_SRC    = devopts export server stack_target
+TOP_SRC    = devopts export server spawn stack_target
 LIB_SRC = $(UTIL_SRC:%=util/%) $(KERNEL_SRC:%=kernel/%) $(IMAGE_SRC:%=image/%) \
           $(HOST_SRC:%=host/%) $(TOP_SRC)
 HDRS    = $(wildcard common/*.h common/*/*.h)

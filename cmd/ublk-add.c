@@ -3,23 +3,18 @@
 #include "devopts.h"
 #include "util/exitcodes.h"
 #include "util/json.h"
-#include "kernel/ctrl.h"
 #include "host/device.h"
 #include "util/log.h"
 #include "util/parse.h"
 #include "host/pool.h"
 #include "util/timeutil.h"
-#include "host/ready.h"
+#include "spawn.h"
 #include "server.h"
 #include "host/state.h"
 
-#include <errno.h>
-#include <fcntl.h>
-#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <unistd.h>
 
 enum { KEY_JSON = 'j', KEY_MAX = 0x500 };
@@ -84,37 +79,11 @@ static void print_json(const struct server_config *cfg, const struct ready_resul
 	free(root);
 }
 
-/* The credentials of cfg in a memory file for ublk-serve --secrets-fd
- * (an fd: no other user reads it, unlike argv, and it is gone with the
- * server's start). -1 when there are none; an exit code on failure. */
-static int secrets_memfd(const struct server_config *cfg, int *fd, char *why, size_t len)
-{
-	char *text = malloc(DEVOPTS_SECRETS_MAX);
-	int n, code = 0;
-
-	*fd = -1;
-	n = text ? devopts_secrets(cfg, text, DEVOPTS_SECRETS_MAX) : -ENOMEM;
-	if (n < 0) {
-		snprintf(why, len, "passing credentials to the server: %s", strerror(-n));
-		code = EXIT_FAIL;
-	} else if (n > 0) {
-		*fd = memfd_create("ublk-secrets", MFD_CLOEXEC);
-		if (*fd < 0 || write(*fd, text, (size_t)n) != n || lseek(*fd, 0, SEEK_SET)) {
-			snprintf(why, len, "passing credentials to the server: memfd: %s", strerror(errno));
-			code = EXIT_FAIL;
-		}
-	}
-	if (text)
-		explicit_bzero(text, DEVOPTS_SECRETS_MAX);
-	free(text);
-	return code;
-}
-
 int main(int argc, char **argv)
 {
 	struct server_config cfg;
 	struct ready_result res;
-	char serve[PATH_MAX], why[600];
+	char why[600];
 	bool json = false;
 	uint64_t max_devices = 0;
 	int lock = -1;
@@ -148,37 +117,13 @@ int main(int argc, char **argv)
 		return code;
 	}
 
-	int secrets_fd;
-	code = secrets_memfd(&cfg, &secrets_fd, why, sizeof(why));
-	if (code) {
-		log_err("%s", why);
-		return code;
-	}
-	/* the server learns it from the fd (or --auth-file wins), not from its
-	 * /proc/PID/environ */
-	unsetenv("UBLK_HTTP_AUTH");
-
-	ready_serve_path(serve, sizeof(serve));
-	char secrets_arg[16];
-	char *args[DEVOPTS_MAX_ARGS + 6] = { serve, "--ready-fd", "3" };
-	int argn = 3;
-	if (secrets_fd >= 0) {
-		snprintf(secrets_arg, sizeof(secrets_arg), "%d", READY_SECRETS_FD);
-		args[argn++] = "--secrets-fd";
-		args[argn++] = secrets_arg;
-	}
-	devopts_to_argv(&cfg, args, &argn);
-	/* The server's own control steps each have the same deadline; give the
-	 * whole start-up a little more so its own error wins over our timeout. */
 	code = pool_admit(max_devices, cfg.timeout_ms, &lock, why, sizeof(why));
 	if (code) {
 		log_err("%s", why);
 		return code;
 	}
 	uint64_t start = now_ms();
-	code = ready_spawn_fd(args, secrets_fd, cfg.timeout_ms * 2, &res, &pid);
-	if (secrets_fd >= 0)
-		close(secrets_fd);
+	code = spawn_serve(&cfg, &res, &pid);
 	/* A shutdown announced meanwhile does not wait for us (it would wait
 	 * behind every add): it stops what it finds, and we take back what
 	 * it could not see, while still holding the lock it waits for last. */

@@ -10,7 +10,7 @@
 #include "util/log.h"
 #include "util/parse.h"
 #include "host/pool.h"
-#include "host/ready.h"
+#include "spawn.h"
 #include "host/state.h"
 #include "util/timeutil.h"
 
@@ -486,7 +486,7 @@ static int recover_one(const struct pool_dev *d, const char *why, uint64_t timeo
 {
 	struct ready_result res;
 	pid_t pid;
-	int code = ready_recover(d->id, timeout_ms, &res, &pid);
+	int code = spawn_recover(d->id, timeout_ms, &res, &pid);
 
 	if (!code)
 		snprintf(msg, len, "recovered ublkb%u (%s): new server pid %d", d->id, why, (int)pid);

@@ -1,13 +1,10 @@
 #include "host/ready.h"
 #include "host/device.h"
 #include "util/exitcodes.h"
-#include "host/state.h"
 #include "util/timeutil.h"
 
 #include <errno.h>
 #include <fcntl.h>
-#include <libgen.h>
-#include <limits.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -158,37 +155,4 @@ int ready_spawn_fd(char *const argv[], int secrets_fd, uint64_t timeout_ms, stru
 		abandon(pid, res);
 	}
 	return res->code;
-}
-
-void ready_serve_path(char *buf, size_t len)
-{
-	const char *env = getenv("UBLK_SERVE");
-	char self[PATH_MAX];
-	ssize_t n;
-
-	if (env && *env) {
-		snprintf(buf, len, "%s", env);
-		return;
-	}
-	n = readlink("/proc/self/exe", self, sizeof(self) - 1);
-	if (n > 0) {
-		self[n] = 0;
-		snprintf(buf, len, "%s/ublk-serve", dirname(self));
-		if (access(buf, X_OK) == 0)
-			return;
-	}
-	snprintf(buf, len, "/usr/local/bin/ublk-serve");
-}
-
-int ready_recover(uint32_t id, uint64_t timeout_ms, struct ready_result *res, pid_t *pid)
-{
-	char serve[PATH_MAX], ids[16], secs[32];
-	char *argv[] = { serve, "--recover", ids, "--state-dir", (char *)state_dir(),
-			 "--timeout", secs, "--ready-fd", "3", NULL };
-
-	ready_serve_path(serve, sizeof(serve));
-	snprintf(ids, sizeof(ids), "%u", id);
-	snprintf(secs, sizeof(secs), "%.3f", timeout_ms / 1000.0);
-	/* The server never reports "id": ready_spawn then deletes nothing. */
-	return ready_spawn(argv, timeout_ms > UINT64_MAX / 2 ? UINT64_MAX : timeout_ms * 2, res, pid);
 }

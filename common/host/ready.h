@@ -34,14 +34,4 @@ int ready_spawn(char *const argv[], uint64_t timeout_ms, struct ready_result *re
 int ready_spawn_fd(char *const argv[], int secrets_fd, uint64_t timeout_ms, struct ready_result *res,
 		   pid_t *pid);
 
-/* Path of ublk-serve: $UBLK_SERVE, else next to this program, else
- * /usr/local/bin/ublk-serve. */
-void ready_serve_path(char *buf, size_t len);
-
-/* Start "ublk-serve --recover ID" detached (state directory and deadline
- * of this process) and wait until the device is live again, as
- * ready_spawn, except that a failed recovery leaves the device as it was
- * (waiting for the next attempt). */
-int ready_recover(uint32_t id, uint64_t timeout_ms, struct ready_result *res, pid_t *pid);
-
 #endif
