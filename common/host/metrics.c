@@ -1,0 +1,172 @@
+/* ublk-pool metrics: the pool's devices, events (.events) and each
+ * device's counters in Prometheus' text exposition format. */
+#include "host/metrics.h"
+#include "kernel/ctrl.h"
+#include "util/atomic_file.h"
+#include "util/exitcodes.h"
+#include "util/log.h"
+
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+/* Label value: Prometheus escapes backslash, quote and newline. */
+static void label(FILE *f, const char *v)
+{
+	for (; *v; v++) {
+		if (*v == '\\' || *v == '"')
+			fputc('\\', f);
+		if (*v == '\n')
+			fputs("\\n", f);
+		else
+			fputc(*v, f);
+	}
+}
+
+#define EVENT_BUCKETS 8
+static const double event_bounds[EVENT_BUCKETS] = { 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10 };
+
+/* What .events says of one kind of event (add, del, recover). */
+struct event_stats {
+	const char *name;
+	uint64_t count, buckets[EVENT_BUCKETS + 1];   /* the last: past every bound */
+	double sum_s;
+};
+
+/* One pass over .events for every kind. */
+static void read_events(struct event_stats *ev, int kinds)
+{
+	char line[64], name[16];
+	unsigned long long ms;
+	int fd = pool_file_open(".events", O_RDONLY, false);
+	FILE *f;
+
+	if (fd < 0)
+		return;
+	if (!(f = fdopen(fd, "r"))) {
+		close(fd);
+		return;
+	}
+	while (fgets(line, sizeof(line), f)) {
+		if (sscanf(line, "%15s %llu", name, &ms) != 2)
+			continue;
+		for (struct event_stats *e = ev; e < ev + kinds; e++) {
+			if (strcmp(name, e->name))
+				continue;
+			double s = (double)ms / 1000.0;
+			int b = 0;
+			while (b < EVENT_BUCKETS && s > event_bounds[b])
+				b++;
+			e->buckets[b]++;
+			e->sum_s += s;
+			e->count++;
+		}
+	}
+	fclose(f);
+}
+
+static void histogram(FILE *f, const char *metric, const char *help, const struct event_stats *e)
+{
+	uint64_t cum = 0;
+
+	fprintf(f, "# HELP %s %s\n# TYPE %s histogram\n", metric, help, metric);
+	for (int b = 0; b < EVENT_BUCKETS; b++) {
+		cum += e->buckets[b];
+		fprintf(f, "%s_bucket{le=\"%g\"} %llu\n", metric, event_bounds[b], (unsigned long long)cum);
+	}
+	fprintf(f, "%s_bucket{le=\"+Inf\"} %llu\n%s_sum %.3f\n%s_count %llu\n", metric,
+		(unsigned long long)e->count, metric, e->sum_s, metric, (unsigned long long)e->count);
+}
+
+static void counter(FILE *f, const char *metric, const char *help, uint64_t value)
+{
+	fprintf(f, "# HELP %s %s\n# TYPE %s counter\n%s %llu\n", metric, help, metric, metric,
+		(unsigned long long)value);
+}
+
+static void device_counter(FILE *f, const struct pool_dev *devs, int n, const char *metric,
+			   const char *help, const char *key, bool remote)
+{
+	fprintf(f, "# HELP %s %s\n# TYPE %s counter\n", metric, help, metric);
+	for (int i = 0; i < n; i++) {
+		const char *s = devs[i].stats;
+		if (!s[0] || (remote && !strstr(s, "\"remote\":")))
+			continue;
+		fprintf(f, "%s{device=\"ublkb%u\",name=\"", metric, devs[i].id);
+		label(f, devs[i].name);
+		fprintf(f, "\"} %llu\n", (unsigned long long)pool_stat(s, key));
+	}
+}
+
+int pool_metrics(const struct pool_dev *devs, int n, uint64_t grace_s, const char *textfile)
+{
+	static const char *states[] = { "live", "quiesced", "dead", "stale", "orphaned" };
+	struct event_stats ev[] = { { .name = "add" }, { .name = "del" }, { .name = "recover" },
+				    { .name = "hang" } };
+	uint64_t by_state[5] = { 0 };
+	char *text = NULL, path[PATH_MAX + 16];
+	size_t size = 0;
+	FILE *f = open_memstream(&text, &size);
+
+	if (!f)
+		return EXIT_FAIL;
+	for (int i = 0; i < n; i++) {
+		const struct pool_dev *d = &devs[i];
+		/* quiesced: IO waits for a recovery */
+		int s = !d->in_kernel ? 3 : d->recoverable ? 1 : pool_problem(d, grace_s) ? 4 :
+			d->kernel_state == UBLK_S_DEV_LIVE ? 0 :
+			d->kernel_state == UBLK_S_DEV_QUIESCED ? 1 : 2;
+		by_state[s]++;
+	}
+	fprintf(f, "# HELP ublk_devices Devices of this host by state.\n# TYPE ublk_devices gauge\n");
+	for (int s = 0; s < 5; s++)
+		fprintf(f, "ublk_devices{state=\"%s\"} %llu\n", states[s], (unsigned long long)by_state[s]);
+	read_events(ev, 4);
+	counter(f, "ublk_acquired_total", "Devices added.", ev[0].count);
+	counter(f, "ublk_released_total", "Devices deleted.", ev[1].count);
+	counter(f, "ublk_recovered_total", "Devices a new server attached to after their server died.",
+		ev[2].count);
+	counter(f, "ublk_hung_total", "Servers killed by watch or reclaim --recover because they hung.",
+		ev[3].count);
+	histogram(f, "ublk_add_duration_seconds", "ublk-add until the device is live.", &ev[0]);
+	histogram(f, "ublk_recover_duration_seconds", "ublk-serve --recover until the device is live again.",
+		  &ev[2]);
+	histogram(f, "ublk_delete_duration_seconds", "Deleting a device.", &ev[1]);
+	device_counter(f, devs, n, "ublk_device_reads_total", "Read requests.", "reads", false);
+	device_counter(f, devs, n, "ublk_device_writes_total", "Write requests.", "writes", false);
+	device_counter(f, devs, n, "ublk_device_flushes_total", "Flush requests.", "flushes", false);
+	device_counter(f, devs, n, "ublk_device_discards_total", "Discard and write-zeroes requests.",
+		       "discards", false);
+	device_counter(f, devs, n, "ublk_device_errors_total", "Requests that failed.", "errors", false);
+	device_counter(f, devs, n, "ublk_device_read_bytes_total", "Bytes read.", "bytes_read", false);
+	device_counter(f, devs, n, "ublk_device_written_bytes_total", "Bytes written.", "bytes_written",
+		       false);
+	device_counter(f, devs, n, "ublk_remote_chunks_fetched_total", "Chunks fetched from the remote base.",
+		       "chunks_fetched", true);
+	device_counter(f, devs, n, "ublk_remote_fetched_bytes_total", "Bytes fetched from the remote base.",
+		       "bytes_fetched", true);
+	device_counter(f, devs, n, "ublk_remote_fetch_errors_total", "Chunk fetches that failed.",
+		       "fetch_errors", true);
+	device_counter(f, devs, n, "ublk_remote_chunk_cache_hits_total", "Reads served by the chunk cache.",
+		       "chunk_cache_hits", true);
+	fclose(f);
+	if (!textfile) {
+		fputs(text, stdout);
+		free(text);
+		return EXIT_OK;
+	}
+	/* node-exporter must never read half a file; 0644 because it usually
+	 * runs as a user of its own. atomic_write_file never writes through a
+	 * name someone planted in DIR, so any folder is safe to write in. */
+	snprintf(path, sizeof(path), "%s/ublk.prom", textfile);
+	int ret = atomic_write_file(AT_FDCWD, path, text, size, 0644, ATOMIC_FSYNC);
+	free(text);
+	if (ret) {
+		log_err("%s: %s", path, strerror(-ret));
+		return EXIT_FAIL;
+	}
+	return EXIT_OK;
+}

@@ -1,0 +1,322 @@
+/* What ublk-pool does to the pool: shutdown, reclaim (delete what is
+ * dead, recover what can be), kill hung servers, watch. */
+#include "pool_admin.h"
+#include "host/device.h"
+#include "host/state.h"
+#include "image/cache.h"
+#include "spawn.h"
+#include "util/exitcodes.h"
+#include "util/json.h"
+#include "util/log.h"
+#include "util/parallel.h"
+#include "util/timeutil.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+struct stopper {
+	struct parallel_job job;
+	uint32_t id;
+	uint64_t timeout_ms;
+	int ret;
+	char why[700];
+};
+
+static void *stop_one(void *arg)
+{
+	struct stopper *s = arg;
+	s->ret = device_delete(s->id, s->timeout_ms, true, s->why, sizeof(s->why));
+	if (s->ret == -ENODEV)
+		s->ret = 0;
+	return NULL;
+}
+
+/* Stop every device of the pool in parallel within the deadline and clean
+ * up stale entries; each stop is reported into j, or on stdout. */
+static int stop_all(uint64_t timeout_ms, struct json *j)
+{
+	struct pool_dev *devs = NULL;
+	struct stopper *st = NULL;
+	int n, code = EXIT_OK;
+
+	n = pool_scan(&devs);
+	st = calloc(n > 0 ? (size_t)n : 1, sizeof(*st));
+	if (n < 0 || !st) {
+		log_err("scanning devices: %s", strerror(n < 0 ? -n : ENOMEM));
+		code = EXIT_FAIL;
+		goto out;
+	}
+	for (int i = 0; i < n; i++) {
+		st[i].id = devs[i].id;
+		st[i].timeout_ms = timeout_ms;
+		st[i].job.on = devs[i].in_kernel;
+		if (!devs[i].in_kernel)
+			state_remove(devs[i].id);
+	}
+	/* all at once: each must stop within the one deadline */
+	parallel_run(st, sizeof(*st), n, n, stop_one);
+	for (int i = 0; i < n; i++) {
+		if (!st[i].job.on)
+			continue;
+		if (st[i].ret) {
+			log_err("%s", st[i].why);
+			code = EXIT_FAIL;
+		}
+		if (j) {
+			json_obj_begin(j, NULL);
+			json_u64(j, "id", st[i].id);
+			json_bool(j, "ok", !st[i].ret);
+			json_obj_end(j);
+		} else if (!st[i].ret) {
+			printf("stopped ublkb%u\n", st[i].id);
+		}
+	}
+out:
+	free(st);
+	free(devs);
+	return code;
+}
+
+/* Close the pool to new devices and stop every device. The mark comes
+ * first, without the pool lock: adds hold that lock while their device
+ * starts, and a busy host always has one in flight, so waiting for it
+ * first could starve the shutdown. Adds that see the mark when they are
+ * done delete their device; once the lock is ours no add is in flight,
+ * and a second pass stops what the first could not see yet. */
+int pool_shutdown(uint64_t timeout_ms, bool json)
+{
+	uint64_t deadline = now_ms() + timeout_ms;
+	struct json j;
+	int lock, code, ret;
+
+	ret = pool_set_closed(true);
+	if (ret) {
+		log_err("marking the pool closed in %s: %s", state_dir(), strerror(-ret));
+		return EXIT_FAIL;
+	}
+	if (json) {
+		json_begin(&j, stdout);
+		json_arr_begin(&j, "stopped");
+	}
+	code = stop_all(timeout_ms, json ? &j : NULL);
+	lock = pool_lock(true, ms_left(deadline) + timeout_ms);
+	if (lock < 0) {
+		log_err("adds still in progress after %llu ms (pool lock in %s: %s)",
+			(unsigned long long)(now_ms() - deadline + timeout_ms), state_dir(),
+			strerror(-lock));
+		code = lock == -ETIMEDOUT ? EXIT_TIMEOUT : EXIT_FAIL;
+	} else {
+		int again = stop_all(timeout_ms, json ? &j : NULL);
+		if (!code)
+			code = again;
+		close(lock);
+	}
+	if (json) {
+		json_arr_end(&j);
+		json_end(&j);
+	}
+	pool_set_closed(false);
+	return code;
+}
+
+
+/* Kill the servers that hang (pool_hung), so that the recovery that
+ * follows attaches a new one; the requests they held are reissued to it.
+ * Returns how many it killed. */
+static int kill_hung(const struct pool_dev *devs, int n, const struct reclaim_opts *o)
+{
+	int killed = 0;
+
+	for (int i = 0; i < n && o->recover; i++) {
+		const struct pool_dev *d = &devs[i];
+		char why[160];
+		if (!pool_hung(d, o->hang_ms, why, sizeof(why)))
+			continue;
+		log_err("ublkb%u: %s: killing server %d to recover the device", d->id, why, (int)d->pid);
+		if (kill(d->pid, SIGKILL) && errno != ESRCH) {
+			log_err("ublkb%u: killing server %d: %s", d->id, (int)d->pid, strerror(errno));
+			continue;
+		}
+		if (wait_pid_gone(d->pid, o->timeout_ms))
+			log_err("ublkb%u: server %d still there %llu ms after SIGKILL", d->id, (int)d->pid,
+				(unsigned long long)o->timeout_ms);
+		uint64_t stalled = pool_stat(d->stats, "stalled_ms");
+		pool_record("hang", stalled > d->heartbeat_age_ms ? stalled : d->heartbeat_age_ms);
+		killed++;
+	}
+	return killed;
+}
+
+int pool_scan_unhung(struct pool_dev **devs, const struct reclaim_opts *o)
+{
+	int n = pool_scan(devs);
+
+	if (n > 0 && kill_hung(*devs, n, o)) {
+		free(*devs);
+		*devs = NULL;
+		n = pool_scan(devs);
+	}
+	return n;
+}
+
+/* Attach a new server to d. 0, or 1 with msg saying why it failed; the
+ * device is then left waiting for the next attempt. */
+static int recover_one(const struct pool_dev *d, const char *why, uint64_t timeout_ms,
+		       char *msg, size_t len)
+{
+	struct ready_result res;
+	pid_t pid;
+	int code = spawn_recover(d->id, timeout_ms, &res, &pid);
+
+	if (!code)
+		snprintf(msg, len, "recovered ublkb%u (%s): new server pid %d", d->id, why, (int)pid);
+	else if (code == EXIT_BUSY)   /* a concurrent recovery won */
+		snprintf(msg, len, "%s", res.msg);
+	else
+		snprintf(msg, len, "ublkb%u (%s): recovery failed, left waiting: %s", d->id, why,
+			 res.msg);
+	return code && code != EXIT_BUSY;
+}
+
+struct recovery {
+	struct parallel_job job;
+	const struct pool_dev *d;
+	uint64_t timeout_ms, grace_s;
+	int ret;
+	char msg[1200];
+};
+
+static void *recover_thread(void *arg)
+{
+	struct recovery *r = arg;
+	r->ret = recover_one(r->d, pool_problem(r->d, r->grace_s), r->timeout_ms, r->msg,
+			     sizeof(r->msg));
+	return NULL;
+}
+
+/* Servers that died together (the OOM killer) come back together: the
+ * recoveries run in parallel, RECOVERY_WAVE at a time. */
+#define RECOVERY_WAVE 32
+static struct recovery *recover_all(const struct pool_dev *devs, int n, uint64_t timeout_ms,
+				    uint64_t grace_s)
+{
+	struct recovery *rec = calloc((size_t)n + 1, sizeof(*rec));
+
+	if (!rec)
+		return NULL;
+	for (int i = 0; i < n; i++)
+		rec[i] = (struct recovery){ .job.on = devs[i].recoverable, .d = &devs[i],
+					    .timeout_ms = timeout_ms, .grace_s = grace_s };
+	parallel_run(rec, sizeof(*rec), n, RECOVERY_WAVE, recover_thread);
+	return rec;
+}
+
+int pool_reclaim(const struct pool_dev *devs, int n, const struct reclaim_opts *o)
+{
+	struct recovery *rec = o->recover ? recover_all(devs, n, o->timeout_ms, o->grace_s) : NULL;
+	struct json j;
+	int code = EXIT_OK;
+
+	if (o->json) {
+		json_begin(&j, stdout);
+		json_arr_begin(&j, "actions");
+	}
+	for (int i = 0; i < n; i++) {
+		const struct pool_dev *d = &devs[i];
+		const char *why = pool_problem(d, o->grace_s);
+		const char *action = "delete";
+		char msg[1200], err[700];
+		int ret = 0;
+		if (!why)
+			continue;
+		if (o->recover && d->recoverable) {
+			action = "recover";
+			ret = rec ? rec[i].ret : 1;
+			snprintf(msg, sizeof(msg), "%s", rec ? rec[i].msg : "out of memory: nothing recovered");
+		} else if (d->in_kernel) {
+			ret = device_delete(d->id, o->timeout_ms, true, err, sizeof(err));
+			if (ret == -ENODEV)
+				ret = 0;
+			snprintf(msg, sizeof(msg), ret ? "ublkb%u (%s): delete failed: %s" :
+				 "deleted ublkb%u (%s)", d->id, why, err);
+		} else {
+			action = "remove-entry";
+			state_remove(d->id);
+			snprintf(msg, sizeof(msg), "removed the state entry of ublkb%u (%s)", d->id, why);
+		}
+		if (ret)
+			code = EXIT_FAIL;
+		if (o->json) {
+			json_obj_begin(&j, NULL);
+			json_u64(&j, "id", d->id);
+			json_str(&j, "problem", why);
+			json_str(&j, "action", action);
+			json_bool(&j, "ok", !ret);
+			json_str(&j, "message", msg);
+			json_obj_end(&j);
+		} else {
+			printf("%s\n", msg);
+		}
+		if (!ret && o->caches && d->cache[0] && !d->alive && strcmp(action, "recover")) {
+			ret = cache_remove(d->cache);
+			snprintf(msg, sizeof(msg), ret ? "removing orphaned cache %s: %s" :
+				 "removed orphaned cache %s%s", d->cache, ret ? strerror(-ret) : "");
+			if (o->json) {
+				json_obj_begin(&j, NULL);
+				json_u64(&j, "id", d->id);
+				json_str(&j, "cache", d->cache);
+				json_bool(&j, "ok", !ret);
+				json_obj_end(&j);
+			} else {
+				printf("%s\n", msg);
+			}
+		}
+	}
+	if (o->json) {
+		json_arr_end(&j);
+		json_end(&j);
+	}
+	fflush(stdout);
+	free(rec);
+	return code;
+}
+
+static volatile sig_atomic_t stop_watch;
+
+static void on_stop(int sig)
+{
+	(void)sig;
+	stop_watch = 1;
+}
+
+int pool_watch(struct reclaim_opts *o, uint64_t interval_ms)
+{
+	struct sigaction sa = { .sa_handler = on_stop };   /* no SA_RESTART: wake the sleep */
+
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGINT, &sa, NULL);
+	o->recover = true;
+	while (!stop_watch) {
+		struct pool_dev *devs = NULL;
+		/* the servers it started are its children: reap those that ended */
+		while (waitpid(-1, NULL, WNOHANG) > 0)
+			;
+		int n = pool_scan_unhung(&devs, o), act = 0;
+		for (int i = 0; i < n; i++)
+			act |= pool_problem(&devs[i], o->grace_s) != NULL;
+		if (act)
+			pool_reclaim(devs, n, o);
+		else if (n < 0)
+			log_err("scanning devices: %s", strerror(-n));
+		free(devs);
+		if (!stop_watch)
+			poll(NULL, 0, poll_timeout(interval_ms));
+	}
+	return EXIT_OK;
+}
