@@ -51,13 +51,12 @@ static int del_one(uint32_t id, uint64_t timeout_ms, bool force)
 
 int main(int argc, char **argv)
 {
-	struct server_config cfg;   /* for the shared --timeout/--state-dir parsing */
+	uint64_t timeout_ms = CTRL_DEFAULT_TIMEOUT_MS;
 	bool all = false, force = false;
 	struct cli c;
 	int key, code = EXIT_OK;
 
 	log_init(argv[0]);
-	devopts_defaults(&cfg);
 	cli_init(&c, &tool);
 	while ((key = cli_next(&c, argc, argv)) != -1) {
 		if (key == CLI_DONE)
@@ -66,7 +65,7 @@ int main(int argc, char **argv)
 			all = true;
 		else if (key == KEY_FORCE)
 			force = true;
-		else if (devopts_apply(&c, &cfg, key, optarg) == CLI_DONE)
+		else if (devopts_common(&c, key, optarg, &timeout_ms) == CLI_DONE)
 			return c.exit_code;
 	}
 	if (all == (optind < argc))
@@ -91,7 +90,7 @@ int main(int argc, char **argv)
 	if (all)
 		n = ctrl_list_ids(ids, 1024);
 	for (int i = 0; i < n; i++) {
-		int r = del_one(ids[i], cfg.timeout_ms, force);
+		int r = del_one(ids[i], timeout_ms, force);
 		/* with --all, a device that went away meanwhile is not an error */
 		if (r && !(all && r == EXIT_NO_DEVICE) && !code)
 			code = r;

@@ -133,7 +133,7 @@ static void print_table(const struct pool_dev *devs, int n, bool with_stats)
 
 int main(int argc, char **argv)
 {
-	struct server_config cfg;   /* for the shared --timeout and --state-dir */
+	uint64_t timeout_ms = CTRL_DEFAULT_TIMEOUT_MS;
 	struct pool_dev *devs = NULL;
 	struct reclaim_opts ro = { .hang_ms = 120000 };
 	uint64_t interval_ms = 1000;
@@ -142,7 +142,6 @@ int main(int argc, char **argv)
 	int key, n, code;
 
 	log_init(argv[0]);
-	devopts_defaults(&cfg);
 	cli_init(&c, &tool);
 	/* "ublk-pool COMMAND [OPTIONS]": options are parsed after the command */
 	const char *cmd = argc > 1 && argv[1][0] != '-' ? argv[1] : NULL;
@@ -178,7 +177,7 @@ int main(int argc, char **argv)
 						       optarg);
 			grace_s = ms / 1000;
 		}
-		else if (devopts_apply(&c, &cfg, key, optarg) == CLI_DONE)
+		else if (devopts_common(&c, key, optarg, &timeout_ms) == CLI_DONE)
 			return c.exit_code;
 	}
 	if (!cmd)
@@ -201,14 +200,14 @@ int main(int argc, char **argv)
 			log_err("permission denied: shutdown needs root (CAP_SYS_ADMIN)");
 			return EXIT_PERM;
 		}
-		return pool_shutdown(cfg.timeout_ms, ro.json);
+		return pool_shutdown(timeout_ms, ro.json);
 	}
 	is_list |= is_metrics;   /* reads like list */
 	if (!is_list && !is_status && geteuid() != 0) {
 		log_err("permission denied: %s needs root (CAP_SYS_ADMIN)", cmd);
 		return EXIT_PERM;
 	}
-	ro.timeout_ms = cfg.timeout_ms;
+	ro.timeout_ms = timeout_ms;
 	ro.grace_s = grace_s;
 	if (is_watch)
 		return pool_watch(&ro, interval_ms);

@@ -212,10 +212,20 @@ int devopts_apply(struct cli *c, struct server_config *cfg, int key, const char 
 	case DEVOPT_NO_RECOVERY:
 		cfg->no_recovery = true;
 		return 1;
+	default:
+		return devopts_common(c, key, arg, &cfg->timeout_ms);
+	}
+}
+
+int devopts_common(struct cli *c, int key, const char *arg, uint64_t *timeout_ms)
+{
+	uint64_t v;
+
+	switch (key) {
 	case DEVOPT_TIMEOUT:
 		if (seconds_in(arg, DEVOPTS_MAX_TIMEOUT_S, &v))
 			return bad_value(c, "timeout", arg, "expected seconds, more than 0 and at most 86400 (1 day)");
-		cfg->timeout_ms = v;
+		*timeout_ms = v;
 		return 1;
 	case DEVOPT_VERBOSE:
 		log_set_debug(log_debug_level() + 1);

@@ -75,6 +75,10 @@ enum devopt_key {
 #define DEVOPTS_CONFIG_MAX STATE_CONFIG_MAX  /* bytes of a state entry's config */
 
 void devopts_defaults(struct server_config *cfg);
+/* The options of every tool, device or not: --timeout (into *timeout_ms,
+ * CTRL_DEFAULT_TIMEOUT_MS unless given), -v, --state-dir. 1 if key was one
+ * of them, 0 if not, CLI_DONE after a bad value (c->exit_code set). */
+int devopts_common(struct cli *c, int key, const char *arg, uint64_t *timeout_ms);
 /* Apply option key; returns 1 if it was a device option, 0 if not, or
  * CLI_DONE with c->exit_code set on a bad value. */
 int devopts_apply(struct cli *c, struct server_config *cfg, int key, const char *arg);
