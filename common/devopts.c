@@ -219,8 +219,11 @@ int devopts_apply(struct cli *c, struct server_config *cfg, int key, const char 
 
 int devopts_common(struct cli *c, int key, const char *arg, uint64_t *timeout_ms)
 {
+	const char *text_opt = text_option(key);
 	uint64_t v;
 
+	if (text_opt && arg && check_text(c, text_opt, arg))
+		return CLI_DONE;
 	switch (key) {
 	case DEVOPT_TIMEOUT:
 		if (seconds_in(arg, DEVOPTS_MAX_TIMEOUT_S, &v))
