@@ -7,6 +7,9 @@
 #include "image/e2b_store.h"
 #include "image/e2b_write.h"
 #include "util/exitcodes.h"
+#include "util/fileio.h"
+#include "util/output_file.h"
+#include "util/progress.h"
 #include "image/layer.h"
 #include "image/stack.h"
 #include "host/state.h"
@@ -27,104 +30,6 @@
 
 #define WHY(...) snprintf(why, whylen, __VA_ARGS__)
 
-struct progress {
-	bool on;
-	const char *what;
-	uint64_t last_ms;
-};
-
-static void show_progress(struct progress *p, uint64_t done, uint64_t total)
-{
-	uint64_t now = now_ms();
-	if (!p->on || (done < total && now - p->last_ms < 100))
-		return;
-	p->last_ms = now;
-	fprintf(stderr, "\r%s: %3llu%% (%llu of %llu)%s", p->what,
-		(unsigned long long)(total ? done * 100 / total : 100), (unsigned long long)done,
-		(unsigned long long)total, done >= total ? "\n" : "");
-}
-
-/* Output to a new file that replaces path only once complete
- * (atomic_file: unnamed where the filesystem can, else a random name that
- * a signal handler removes), so a failed or killed export leaves nothing
- * behind; or stdout. The file gets 0666 less the umask, as cp would give
- * it: sandbox data is no more readable than the operator's other files. */
-struct output {
-	struct atomic_file af;
-	int fd;
-	const char *path;
-};
-
-/* The named temporaries to remove if SIGINT, SIGTERM or SIGHUP ends us. */
-#define MAX_OUTPUTS 2
-static struct atomic_file *volatile pending[MAX_OUTPUTS];
-static struct sigaction saved[3];
-static const int caught[3] = { SIGINT, SIGTERM, SIGHUP };
-static int n_pending;
-
-static void on_fatal_signal(int sig)
-{
-	for (int i = 0; i < MAX_OUTPUTS; i++)
-		if (pending[i])
-			atomic_file_abort(pending[i]);
-	signal(sig, SIG_DFL);
-	raise(sig);
-}
-
-static void track(struct atomic_file *af, bool on)
-{
-	struct sigaction sa = { .sa_handler = on_fatal_signal };
-
-	for (int i = 0; i < MAX_OUTPUTS; i++)
-		if (on ? !pending[i] : pending[i] == af) {
-			pending[i] = on ? af : NULL;
-			break;
-		}
-	if (on && n_pending++ == 0)
-		for (int i = 0; i < 3; i++)
-			sigaction(caught[i], &sa, &saved[i]);
-	if (!on && --n_pending == 0)
-		for (int i = 0; i < 3; i++)
-			sigaction(caught[i], &saved[i], NULL);
-}
-
-static int output_open(struct output *o, const char *path, char *why, size_t whylen)
-{
-	mode_t mask = umask(0);
-	int ret;
-
-	umask(mask);
-	o->path = path && strcmp(path, "-") ? path : NULL;
-	o->af = (struct atomic_file)ATOMIC_FILE_INIT;
-	if (!o->path) {
-		o->fd = STDOUT_FILENO;
-		return 0;
-	}
-	ret = atomic_file_open(&o->af, AT_FDCWD, path, 0666 & ~mask);
-	if (ret) {
-		o->fd = -1;
-		return WHY("%s: cannot create: %s", path, strerror(-ret)), ret;
-	}
-	o->fd = o->af.fd;
-	track(&o->af, true);
-	return 0;
-}
-
-/* Give the file its name if ok, else discard it. */
-static int output_close(struct output *o, bool ok, char *why, size_t whylen)
-{
-	int ret = 0;
-
-	if (!o->path || o->fd < 0)
-		return 0;
-	if (ok && (ret = atomic_file_commit(&o->af, ATOMIC_DURABLE)))
-		WHY("%s: %s", o->path, strerror(-ret));
-	atomic_file_abort(&o->af);
-	track(&o->af, false);
-	o->fd = -1;
-	return ret;
-}
-
 struct export_ctx {
 	struct cache_export x;
 	struct progress p;
@@ -137,7 +42,7 @@ static int ctx_read(void *ctx, uint64_t block, uint32_t count, void *buf)
 
 static void ctx_progress(void *ctx, uint64_t done, uint64_t total)
 {
-	show_progress(&((struct export_ctx *)ctx)->p, done, total);
+	progress_show(&((struct export_ctx *)ctx)->p, done, total);
 }
 
 /* ---- the next E2B build (docs/e2b.md, Writing a build) ---- */
@@ -289,19 +194,6 @@ static int ancestor_record(void *ctx, const uint8_t id[16], struct e2b_build *re
 	return found;
 }
 
-static int write_full(int fd, const void *p, size_t n)
-{
-	for (size_t done = 0; done < n;) {
-		ssize_t w = write(fd, (const uint8_t *)p + done, n - done);
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w <= 0)
-			return w < 0 ? -errno : -EIO;
-		done += (size_t)w;
-	}
-	return 0;
-}
-
 /* Write the build: data (unnamed until the end), then the header, checked
  * by reading it back; the data gets its name, then the header, which must
  * not exist yet: its appearance is the commit. */
@@ -353,7 +245,7 @@ static int e2b_export(struct e2b_target *t, const struct cache_export *x, void *
 		WHY("%s/%s/%s: cannot create: %s", t->out, t->id_str, dname, strerror(-ret));
 		goto out;
 	}
-	track(&daf, dtrack = true);
+	output_file_track(&daf, dtrack = true);
 	if ((ret = e2b_write_data(daf.fd, x->ext, x->n_ext, ctx_read, ctx_progress, ctx, &dopt,
 				  &self, &file_bytes, sub, sizeof(sub)))) {
 		WHY("%s/%s/%s: %s", t->out, t->id_str, dname, sub);
@@ -381,7 +273,7 @@ static int e2b_export(struct e2b_target *t, const struct cache_export *x, void *
 	}
 	code = EXIT_FAIL;
 	if ((ret = atomic_file_open(&haf, t->dirfd, hname, 0666 & ~mask)) ||
-	    (track(&haf, htrack = true), ret = write_full(haf.fd, hbuf, hlen))) {
+	    (output_file_track(&haf, htrack = true), ret = write_full(haf.fd, hbuf, hlen))) {
 		WHY("%s/%s/%s: %s", t->out, t->id_str, hname, strerror(-ret));
 		goto out;
 	}
@@ -420,9 +312,9 @@ out:
 	atomic_file_abort(&daf);
 	atomic_file_abort(&haf);
 	if (dtrack)
-		track(&daf, false);
+		output_file_track(&daf, false);
 	if (htrack)
-		track(&haf, false);
+		output_file_track(&haf, false);
 	free(self.frames);
 	free(hbuf);
 	e2b_header_free(h);
@@ -436,7 +328,7 @@ static int export_cache_to(const char *cache, const struct export_opts *o, struc
 {
 	struct export_ctx ctx = { .p = { .on = o->progress, .what = "export" } };
 	uint64_t start = now_ms();
-	struct output out = { .fd = -1 };
+	struct output_file out = { .fd = -1 };
 	char sub[1100];
 	int ret, code = 0;
 
@@ -446,15 +338,15 @@ static int export_cache_to(const char *cache, const struct export_opts *o, struc
 		       ret == -ENOENT || ret == -EINVAL ? EXIT_BAD_IMAGE : EXIT_FAIL;
 	ctx.x.meta.flags = o->zstd ? DIFF_FLAG_ZSTD : 0;
 	ctx.x.meta.frame_size = o->frame_size ? o->frame_size : DIFF_DEFAULT_FRAME;
-	ret = t ? 0 : output_open(&out, o->out, why, whylen);
+	ret = t ? 0 : output_file_open(&out, o->out, why, whylen);
 	if (t) {
 		if ((code = e2b_export(t, &ctx.x, &ctx, o, r, sub, sizeof(sub))))
 			WHY("%s: %s", cache, sub);
 	} else if (!ret && o->v3) {
-		struct output hdr;
+		struct output_file hdr;
 		char hpath[PATH_MAX];
 		snprintf(hpath, sizeof(hpath), "%s.header", o->out);
-		ret = output_open(&hdr, hpath, why, whylen);
+		ret = output_file_open(&hdr, hpath, why, whylen);
 		if (!ret) {
 			ret = diff_v3_write(out.fd, hdr.fd, &ctx.x.meta, ctx.x.ext, ctx.x.n_ext, ctx_read,
 					    ctx_progress, &ctx, sub, sizeof(sub));
@@ -463,11 +355,11 @@ static int export_cache_to(const char *cache, const struct export_opts *o, struc
 				WHY("%s: %s", cache, sub);
 			else if (o->before_commit && (code = o->before_commit(o->commit_ctx, why, whylen)))
 				ret = -ECANCELED;
-			int cret = output_close(&hdr, !ret, why, whylen);
+			int cret = output_file_close(&hdr, !ret, why, whylen);
 			if (!ret)
 				ret = cret;
 		}
-		int cret = output_close(&out, !ret, why, whylen);
+		int cret = output_file_close(&out, !ret, why, whylen);
 		if (!ret)
 			ret = cret;
 	} else if (!ret) {
@@ -477,7 +369,7 @@ static int export_cache_to(const char *cache, const struct export_opts *o, struc
 			WHY("%s: %s", cache, sub);
 		else if (o->before_commit && (code = o->before_commit(o->commit_ctx, why, whylen)))
 			ret = -ECANCELED;
-		int cret = output_close(&out, !ret, why, whylen);   /* on error: only cleans up */
+		int cret = output_file_close(&out, !ret, why, whylen);   /* on error: only cleans up */
 		if (!ret)
 			ret = cret;
 	}
@@ -678,7 +570,7 @@ int export_flatten(const struct server_config *cfg, const char *outp, bool progr
 	struct layer *top = NULL;
 	struct io_uring ring;
 	struct aio aio = { .ring = &ring };
-	struct output out = { .fd = -1 };
+	struct output_file out = { .fd = -1 };
 	uint8_t *buf = NULL;
 	void *priv = NULL;
 	int code, ret = 0;
@@ -697,7 +589,7 @@ int export_flatten(const struct server_config *cfg, const char *outp, bool progr
 		free(priv);
 		return WHY("out of memory or no io_uring"), EXIT_FAIL;
 	}
-	ret = output_open(&out, outp, why, whylen);
+	ret = output_file_open(&out, outp, why, whylen);
 	seekable = out.path != NULL;
 	for (uint64_t off = 0; !ret && off < top->size; off += chunk) {
 		struct flat_io f = { .io = { .op = LAYER_READ, .off = off, .buf = buf, .done = flat_done,
@@ -722,14 +614,14 @@ int export_flatten(const struct server_config *cfg, const char *outp, bool progr
 		}
 		if (ret)
 			WHY("writing: %s", strerror(-ret));
-		show_progress(&p, off + f.io.len, top->size);
+		progress_show(&p, off + f.io.len, top->size);
 	}
 	if (!ret && seekable && ftruncate(out.fd, (off_t)top->size)) {
 		ret = -errno;
 		WHY("%s: %s", outp, strerror(errno));
 	}
 	if (out.fd >= 0) {
-		int cret = output_close(&out, !ret, why, whylen);
+		int cret = output_file_close(&out, !ret, why, whylen);
 		if (!ret)
 			ret = cret;
 	}

@@ -4,6 +4,7 @@
  * are known before the data, and the frame table is located by the footer.
  */
 #include "image/diff.h"
+#include "util/fileio.h"
 #include "image/blob.h"
 #include "util/crc32c.h"
 #include "image/http.h"
@@ -38,21 +39,13 @@ void diff_id_hex(const uint8_t id[16], char *buf)
 		sprintf(buf + 2 * i, "%02x", id[i]);
 }
 
+/* write_full, counting the bytes into *pos */
 static int write_all(int fd, const void *buf, size_t len, uint64_t *pos)
 {
-	const char *p = buf;
-	while (len) {
-		ssize_t n = write(fd, p, len);
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			return -errno;
-		}
-		p += n;
-		len -= (size_t)n;
-		*pos += (uint64_t)n;
-	}
-	return 0;
+	int ret = write_full(fd, buf, len);
+	if (!ret)
+		*pos += len;
+	return ret;
 }
 
 static size_t ext_table_bytes(uint64_t n)

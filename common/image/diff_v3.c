@@ -9,6 +9,7 @@
  */
 #include "image/blob.h"
 #include "image/diff.h"
+#include "util/fileio.h"
 #include "util/ublk_limits.h"
 #include "image/layer_http.h"
 
@@ -29,21 +30,6 @@
 static void put64(uint8_t *p, uint64_t v) { v = htole64(v); memcpy(p, &v, 8); }
 static uint64_t get64(const uint8_t *p) { uint64_t v; memcpy(&v, p, 8); return le64toh(v); }
 static const uint8_t nil[16];
-
-static int write_all(int fd, const void *buf, size_t len)
-{
-	const char *p = buf;
-	while (len) {
-		ssize_t n = write(fd, p, len);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			return -errno;
-		p += n;
-		len -= (size_t)n;
-	}
-	return 0;
-}
 
 int diff_v3_write(int data_fd, int header_fd, struct diff_meta *m,
 		  const struct diff_extent *ext, size_t n, diff_read_fn read_blocks,
@@ -91,7 +77,7 @@ int diff_v3_write(int data_fd, int header_fd, struct diff_meta *m,
 			if ((ret = read_blocks(ctx, ext[i].start + k, take, buf)))
 				WHY("reading block %llu: %s", (unsigned long long)(ext[i].start + k),
 				    strerror(-ret));
-			else if ((ret = write_all(data_fd, buf, (size_t)take * BS)))
+			else if ((ret = write_full(data_fd, buf, (size_t)take * BS)))
 				WHY("writing data: %s", strerror(-ret));
 			k += take;
 			stored += take;
@@ -99,7 +85,7 @@ int diff_v3_write(int data_fd, int header_fd, struct diff_meta *m,
 				progress(ctx, stored, m->data_blocks);
 		}
 	}
-	if (!ret && (ret = write_all(header_fd, h, hlen)))
+	if (!ret && (ret = write_full(header_fd, h, hlen)))
 		WHY("writing header: %s", strerror(-ret));
 out:
 	free(h);

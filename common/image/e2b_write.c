@@ -4,6 +4,7 @@
  * those e2b_header.c reads, which checks every header written here before
  * anything is published. */
 #include "image/e2b_write.h"
+#include "util/fileio.h"
 #include "util/sha256.h"
 #include "util/ublk_limits.h"
 
@@ -713,21 +714,6 @@ out:
 
 /* ---- the data file ---- */
 
-static int write_all(int fd, const void *p, size_t n)
-{
-	for (size_t done = 0; done < n;) {
-		ssize_t w = write(fd, (const uint8_t *)p + done, n - done);
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w < 0)
-			return -errno;
-		if (!w)
-			return -EIO;
-		done += (size_t)w;
-	}
-	return 0;
-}
-
 struct framer {
 	int fd;
 	const struct e2b_data_opts *o;
@@ -746,7 +732,7 @@ static int flush_frame(struct framer *w, const uint8_t *data, size_t len, char *
 	if (!len)
 		return 0;
 	if (w->o->codec == E2B_CODEC_NONE) {
-		if ((ret = write_all(w->fd, data, len)))
+		if ((ret = write_full(w->fd, data, len)))
 			return WHY("writing the data: %s", strerror(-ret)), ret;
 		w->pos_u += len;
 		w->pos_c += len;
@@ -772,7 +758,7 @@ static int flush_frame(struct framer *w, const uint8_t *data, size_t len, char *
 	if (w->c.len > INT32_MAX)
 		return WHY("a compressed frame of %zu bytes does not fit E2B's frame table",
 			   w->c.len), -EFBIG;
-	if ((ret = write_all(w->fd, w->c.p, w->c.len)))
+	if ((ret = write_full(w->fd, w->c.p, w->c.len)))
 		return WHY("writing the data: %s", strerror(-ret)), ret;
 	f = &w->self->frames[w->self->n_frames++];
 	*f = (struct e2b_frame){ w->pos_u, w->pos_c, (uint32_t)len, (uint32_t)w->c.len };

@@ -1,4 +1,4 @@
-/* Whole reads of files. */
+/* Whole reads and writes of files. */
 #ifndef UBLK_FILEIO_H
 #define UBLK_FILEIO_H
 
@@ -8,5 +8,8 @@
 /* Exactly len bytes at off (retrying short reads and EINTR): 0, -errno, or
  * -ENODATA when the file ends sooner. */
 int pread_full(int fd, void *buf, size_t len, uint64_t off);
+/* All len bytes at the file offset (retrying short writes and EINTR): 0,
+ * -errno, or -EIO when the file takes no more. */
+int write_full(int fd, const void *buf, size_t len);
 
 #endif

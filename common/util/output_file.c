@@ -1,0 +1,77 @@
+#include "util/output_file.h"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+/* The named temporaries to remove if SIGINT, SIGTERM or SIGHUP ends us. */
+#define MAX_OUTPUTS 2
+static struct atomic_file *volatile pending[MAX_OUTPUTS];
+static struct sigaction saved[3];
+static const int caught[3] = { SIGINT, SIGTERM, SIGHUP };
+static int n_pending;
+
+static void on_fatal_signal(int sig)
+{
+	for (int i = 0; i < MAX_OUTPUTS; i++)
+		if (pending[i])
+			atomic_file_abort(pending[i]);
+	signal(sig, SIG_DFL);
+	raise(sig);
+}
+
+void output_file_track(struct atomic_file *af, bool on)
+{
+	struct sigaction sa = { .sa_handler = on_fatal_signal };
+
+	for (int i = 0; i < MAX_OUTPUTS; i++)
+		if (on ? !pending[i] : pending[i] == af) {
+			pending[i] = on ? af : NULL;
+			break;
+		}
+	if (on && n_pending++ == 0)
+		for (int i = 0; i < 3; i++)
+			sigaction(caught[i], &sa, &saved[i]);
+	if (!on && --n_pending == 0)
+		for (int i = 0; i < 3; i++)
+			sigaction(caught[i], &saved[i], NULL);
+}
+
+int output_file_open(struct output_file *o, const char *path, char *why, size_t whylen)
+{
+	mode_t mask = umask(0);
+	int ret;
+
+	umask(mask);
+	o->path = path && strcmp(path, "-") ? path : NULL;
+	o->af = (struct atomic_file)ATOMIC_FILE_INIT;
+	if (!o->path) {
+		o->fd = STDOUT_FILENO;
+		return 0;
+	}
+	ret = atomic_file_open(&o->af, AT_FDCWD, path, 0666 & ~mask);
+	if (ret) {
+		o->fd = -1;
+		return snprintf(why, whylen, "%s: cannot create: %s", path, strerror(-ret)), ret;
+	}
+	o->fd = o->af.fd;
+	output_file_track(&o->af, true);
+	return 0;
+}
+
+int output_file_close(struct output_file *o, bool ok, char *why, size_t whylen)
+{
+	int ret = 0;
+
+	if (!o->path || o->fd < 0)
+		return 0;
+	if (ok && (ret = atomic_file_commit(&o->af, ATOMIC_DURABLE)))
+		snprintf(why, whylen, "%s: %s", o->path, strerror(-ret));
+	atomic_file_abort(&o->af);
+	output_file_track(&o->af, false);
+	o->fd = -1;
+	return ret;
+}

@@ -1,0 +1,28 @@
+#ifndef UBLK_OUTPUT_FILE_H
+#define UBLK_OUTPUT_FILE_H
+
+#include "util/atomic_file.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+
+/* Output to a new file that replaces path only once complete
+ * (atomic_file: unnamed where the filesystem can, else a random name that
+ * a signal handler removes), so a failed or killed export leaves nothing
+ * behind; or stdout. The file gets 0666 less the umask, as cp would give
+ * it: sandbox data is no more readable than the operator's other files. */
+struct output_file {
+	struct atomic_file af;
+	int fd;
+	const char *path;
+};
+
+/* path, or stdout for NULL or "-". 0 or -errno with why set. */
+int output_file_open(struct output_file *o, const char *path, char *why, size_t whylen);
+/* Give the file its name if ok, else discard it. 0 or -errno with why set. */
+int output_file_close(struct output_file *o, bool ok, char *why, size_t whylen);
+/* While on, af's named temporary is removed if SIGINT, SIGTERM or SIGHUP
+ * ends the process (for outputs opened with atomic_file_open directly). */
+void output_file_track(struct atomic_file *af, bool on);
+
+#endif
