@@ -116,7 +116,10 @@ int devopts_apply(struct cli *c, struct server_config *cfg, int key, const char 
 {
 	const char *text_opt = text_option(key);
 	uint64_t v;
+	int common = devopts_common(c, key, arg, &cfg->timeout_ms);
 
+	if (common)
+		return common;
 	if (text_opt && arg && check_text(c, text_opt, arg))
 		return CLI_DONE;
 	switch (key) {
@@ -213,7 +216,7 @@ int devopts_apply(struct cli *c, struct server_config *cfg, int key, const char 
 		cfg->no_recovery = true;
 		return 1;
 	default:
-		return devopts_common(c, key, arg, &cfg->timeout_ms);
+		return 0;
 	}
 }
 
