@@ -25,6 +25,15 @@ run_mustfail() {
 	fi
 }
 
+# flip_byte FILE OFFSET: invert the byte at OFFSET in place. Writing a fixed
+# value instead would leave random data unchanged once in 256 runs.
+flip_byte() {
+	local old
+	old=$(od -An -tu1 -j "$2" -N1 "$1" | tr -d ' ')
+	[ -n "$old" ] || { echo "flip_byte: $1 has no byte $2" >&2; return 1; }
+	printf "\\$(printf '%03o' $((255 - old)))" | dd of="$1" bs=1 seek="$2" conv=notrunc status=none
+}
+
 # wait_until SECONDS CONDITION: evaluate CONDITION (a command line, quoted)
 # until it succeeds; after SECONDS fail, saying what was awaited. The
 # deadline catches a hang: size it for a machine three times slower.

@@ -90,7 +90,7 @@ teardown() {
 
 @test "--inspect --e2b: a corrupt frame is bad data, exit 5, naming build and frame" {
 	f=$S/$ID_C/rootfs.ext4.zstd
-	printf '\xff\xff\xff\xff' | dd of="$f" bs=1 seek=200 conv=notrunc status=none
+	flip_byte "$f" 200
 	run "$B/ublk-export-diff" --inspect --e2b "$S" --build "$ID_D"
 	echo "$output"
 	[ "$status" -eq 5 ]

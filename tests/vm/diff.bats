@@ -80,7 +80,7 @@ dev_sum() { sha256sum <"$1" | cut -d' ' -f1; }
 
 	# a flipped byte in the data: header fine, the frame checksum catches it
 	cp "$T/d1.diff" "$T/bad.diff"
-	printf 'X' | dd of="$T/bad.diff" bs=1 seek=$((8192 + 100)) conv=notrunc status=none
+	flip_byte "$T/bad.diff" $((8192 + 100))
 	run_mustfail 5 "frame 0: checksum mismatch" stderr_of "$B/ublk-export-diff" --inspect "$T/bad.diff"
 	# reading that block through a device fails with EIO, other blocks are fine
 	dev=$("$B/ublk-add" --base "$T/base" --layer "$T/bad.diff" --read-only)
@@ -90,7 +90,7 @@ dev_sum() { sha256sum <"$1" | cut -d' ' -f1; }
 	"$B/ublk-del" "$dev"
 	# damaged header
 	cp "$T/d1.diff" "$T/bad.diff"
-	printf 'X' | dd of="$T/bad.diff" bs=1 seek=20 conv=notrunc status=none
+	flip_byte "$T/bad.diff" 20
 	run_mustfail 5 "header checksum mismatch" "$B/ublk-add" --base "$T/base" --layer "$T/bad.diff" --read-only
 	# truncated
 	head -c -100 "$T/d1.diff" >"$T/bad.diff"

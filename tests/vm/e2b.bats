@@ -163,7 +163,7 @@ CONF
 	data=$T/root/$ROOT_ID/rootfs.ext4.zstd
 	# flip a byte in the middle of the second frame
 	off=$(( $(stat -c %s "$data") * 3 / 16 ))
-	printf '\xff' | dd of="$data" bs=1 seek="$off" conv=notrunc status=none
+	flip_byte "$data" "$off"
 	dev=$("$B/ublk-add" --e2b "$T/root" --build "$ROOT_ID" --read-only)
 	run dd if="$dev" of=/dev/null bs=1M skip=1 count=1 iflag=direct status=none
 	[ "$status" -ne 0 ]
