@@ -53,18 +53,18 @@ LDLIBS  = $(shell pkg-config --libs liburing libzstd liblz4 2>/dev/null) -lpthre
 TOOLS   = ublk-add ublk-serve ublk-del ublk-export-diff ublk-pool
 # common/ in rooms (docs/structure.md): util depends on nothing, image and
 # kernel on util only, host on util and kernel; the top composes them.
-UTIL_SRC   = aio atomic_file cfgline cli crc32c fileio json log output_file parallel parse progress safedir sha256 timeutil
+UTIL_SRC   = aio atomic_file cfgline cli crc32c fileio json json_read log output_file parallel parse progress safedir sha256 timeutil
 KERNEL_SRC = ctrl queue
 IMAGE_SRC  = blob cache_export cache_live cache_map chunkcache diff diff_v3 e2b_header e2b_inspect e2b_store e2b_write \
              http image layer layer_cache layer_diff layer_e2b layer_fault layer_file layer_http stack
 HOST_SRC   = ctlsock device metrics pool ready state
-TOP_SRC    = devopts export pool_admin server spawn stack_target
+TOP_SRC    = ctl_server devconfig devopts export pool_admin server spawn stack_target
 LIB_SRC = $(UTIL_SRC:%=util/%) $(KERNEL_SRC:%=kernel/%) $(IMAGE_SRC:%=image/%) \
           $(HOST_SRC:%=host/%) $(TOP_SRC)
 HDRS    = $(wildcard common/*.h common/*/*.h)
 LIB_OBJ = $(LIB_SRC:%=$(OUT)/common/%.o)
 BINS    = $(TOOLS:%=$(OUT)/%)
-TEST_BINS = $(OUT)/tests/test-layers $(OUT)/tests/test-diff $(OUT)/tests/test-formats $(OUT)/tests/test-http $(OUT)/tests/test-files $(OUT)/tests/test-parse $(OUT)/tests/test-e2b $(OUT)/tests/test-e2b-write $(OUT)/tests/test-e2b-store
+TEST_BINS = $(OUT)/tests/test-layers $(OUT)/tests/test-export $(OUT)/tests/test-diff $(OUT)/tests/test-formats $(OUT)/tests/test-http $(OUT)/tests/test-files $(OUT)/tests/test-parse $(OUT)/tests/test-e2b $(OUT)/tests/test-e2b-write $(OUT)/tests/test-e2b-store
 
 ifneq ($(V),1)
 Q = @
@@ -88,7 +88,7 @@ $(OUT)/libublktools.a: $(LIB_OBJ)
 $(OUT)/ublk-%: $(OUT)/cmd/ublk-%.o $(OUT)/libublktools.a
 	$(call quiet,LD,$@)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
-$(OUT)/tests/%: tests/unit/%.c tests/unit/check.h $(OUT)/libublktools.a $(HDRS) | $(OUT)/tests
+$(OUT)/tests/%: tests/unit/%.c tests/unit/check.h tests/unit/layer_run.h $(OUT)/libublktools.a $(HDRS) | $(OUT)/tests
 	$(call quiet,CC,$@)$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(OUT)/libublktools.a $(LDLIBS)
 
 $(OUT)/common $(OUT)/cmd $(OUT)/tests:

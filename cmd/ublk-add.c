@@ -20,7 +20,7 @@
 enum { KEY_JSON = 'j', KEY_MAX = 0x500 };
 
 static const struct cli_option options[] = {
-	DEVICE_OPTIONS,
+	DEVICE_OPTIONS
 	{ "timeout", 't', "SEC", "deadline for the device to be live (default 10)" },
 	STATE_DIR_OPTION,
 	{ "json", 'j', NULL, "print the device's description as JSON" },
@@ -44,7 +44,7 @@ static const struct cli_tool tool = {
 static uint64_t device_size(int id)
 {
 	char v[32];
-	return state_config_get((uint32_t)id, "size", v, sizeof(v)) ? 0 : strtoull(v, NULL, 10);
+	return state_config_get((uint32_t)id, "device_size", v, sizeof(v)) ? 0 : strtoull(v, NULL, 10);
 }
 
 /* Take the pool lock: refused while the pool shuts down, or when full. */

@@ -118,9 +118,8 @@ static void print_table(const struct pool_dev *devs, int n, bool with_stats)
 		snprintf(pid, sizeof(pid), "%d%s", (int)d->pid, d->alive ? "" : "!");
 		if (with_stats)
 			snprintf(extra, sizeof(extra), "%llu/%llu/%llu  %lluM  ",
-				 (unsigned long long)pool_stat(d->stats, "reads"),
-				 (unsigned long long)pool_stat(d->stats, "writes"),
-				 (unsigned long long)pool_stat(d->stats, "errors"),
+				 (unsigned long long)d->stat.reads, (unsigned long long)d->stat.writes,
+				 (unsigned long long)d->stat.errors,
 				 (unsigned long long)(d->cache_bytes >> 20));
 		snprintf(e2b, sizeof(e2b), "%s build %s", d->e2b_root, d->e2b_build);
 		printf("%-12s %-9s %-9s %8s %7s %-16s %s%s%s%s\n", dev, ctrl_state_name(d->kernel_state),
@@ -131,11 +130,56 @@ static void print_table(const struct pool_dev *devs, int n, bool with_stats)
 	}
 }
 
+/* What reclaim or shutdown did: a line each, or with json_list a JSON
+ * object holding the list under that name (ublk-pool(8)). Shutdown lists
+ * failed stops only in JSON: their errors were logged. */
+static void print_report(const struct pool_report *r, const char *json_list)
+{
+	struct json j;
+
+	if (json_list) {
+		json_begin(&j, stdout);
+		json_arr_begin(&j, json_list);
+	}
+	for (int i = 0; i < r->n; i++) {
+		const struct pool_action *a = &r->actions[i];
+		if (!json_list) {
+			if (a->ok || a->kind != POOL_STOP)
+				printf("%s\n", a->message);
+			continue;
+		}
+		json_obj_begin(&j, NULL);
+		json_u64(&j, "id", a->id);
+		if (a->kind == POOL_REMOVE_CACHE) {
+			json_str(&j, "cache", a->cache);
+		} else if (a->kind != POOL_STOP) {
+			json_str(&j, "problem", a->problem);
+			json_str(&j, "action", pool_action_name(a->kind));
+		}
+		json_bool(&j, "ok", a->ok);
+		if (a->kind != POOL_STOP && a->kind != POOL_REMOVE_CACHE)
+			json_str(&j, "message", a->message);
+		json_obj_end(&j);
+	}
+	if (json_list) {
+		json_arr_end(&j);
+		json_end(&j);
+	}
+	fflush(stdout);
+}
+
+static void watch_pass(const struct pool_report *r, void *json)
+{
+	print_report(r, *(bool *)json ? "actions" : NULL);
+}
+
 int main(int argc, char **argv)
 {
 	uint64_t timeout_ms = CTRL_DEFAULT_TIMEOUT_MS;
 	struct pool_dev *devs = NULL;
 	struct reclaim_opts ro = { .hang_ms = 120000 };
+	struct pool_report report = { 0 };
+	bool json = false;
 	uint64_t interval_ms = 1000;
 	const char *textfile = NULL;
 	struct cli c;
@@ -153,7 +197,7 @@ int main(int argc, char **argv)
 		if (key == CLI_DONE)
 			return c.exit_code;
 		if (key == KEY_JSON)
-			ro.json = true;
+			json = true;
 		else if (key == KEY_CACHES)
 			ro.caches = true;
 		else if (key == KEY_RECOVER)
@@ -200,7 +244,10 @@ int main(int argc, char **argv)
 			log_err("permission denied: shutdown needs root (CAP_SYS_ADMIN)");
 			return EXIT_PERM;
 		}
-		return pool_shutdown(timeout_ms, ro.json);
+		code = pool_shutdown(timeout_ms, &report);
+		print_report(&report, json ? "stopped" : NULL);
+		pool_report_free(&report);
+		return code;
 	}
 	is_list |= is_metrics;   /* reads like list */
 	if (!is_list && !is_status && geteuid() != 0) {
@@ -210,7 +257,7 @@ int main(int argc, char **argv)
 	ro.timeout_ms = timeout_ms;
 	ro.grace_s = grace_s;
 	if (is_watch)
-		return pool_watch(&ro, interval_ms);
+		return pool_watch(&ro, interval_ms, watch_pass, &json);
 	n = is_list || is_status ? pool_scan(&devs) : pool_scan_unhung(&devs, &ro);
 	if (n < 0) {
 		log_err("scanning devices: %s", strerror(-n));
@@ -219,13 +266,15 @@ int main(int argc, char **argv)
 	if (is_metrics) {
 		code = pool_metrics(devs, n, grace_s, textfile);
 	} else if (is_list || is_status) {
-		if (ro.json)
+		if (json)
 			print_json(devs, n, is_status);
 		else
 			print_table(devs, n, is_status);
 		code = EXIT_OK;
 	} else {
-		code = pool_reclaim(devs, n, &ro);
+		code = pool_reclaim(devs, n, &ro, &report);
+		print_report(&report, json ? "actions" : NULL);
+		pool_report_free(&report);
 	}
 	free(devs);
 	return code;

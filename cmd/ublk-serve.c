@@ -1,6 +1,7 @@
 /* ublk-serve: serve one ublk device in the foreground. */
 #include "util/cli.h"
 #include "host/device.h"
+#include "devconfig.h"
 #include "devopts.h"
 #include "util/exitcodes.h"
 #include "util/log.h"
@@ -14,7 +15,7 @@
 enum { KEY_READY_FD = 0x200, KEY_RECOVER, KEY_SECRETS_FD };
 
 static const struct cli_option options[] = {
-	DEVICE_OPTIONS,
+	DEVICE_OPTIONS
 	{ "timeout", 't', "SEC", "deadline of each control step (default 10)" },
 	STATE_DIR_OPTION,
 	{ "recover", KEY_RECOVER, "DEV", "attach to device DEV (/dev/ublkbN, N or name) whose server died" },
@@ -109,7 +110,7 @@ int main(int argc, char **argv)
 				       "only --state-dir, --timeout, --ready-fd and -v go with it");
 	uint32_t id;
 	int code = device_resolve(recover, &id, why, sizeof(why)) ? EXIT_NO_DEVICE :
-		   devopts_from_state(id, &cfg, why, sizeof(why));
+		   devconfig_read(id, &cfg, why, sizeof(why));
 	if (code) {
 		log_err("%s", why);
 		if (cfg.ready_fd >= 0)

@@ -15,6 +15,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -89,143 +90,97 @@ const char *devopts_name_problem(const char *name)
 	return NULL;
 }
 
-/* The long name of an option whose value is a path, name, URL or spec. */
-static const char *text_option(int key)
-{
-	switch (key) {
-	case DEVOPT_BASE: return "base";
-	case DEVOPT_E2B: return "e2b";
-	case DEVOPT_LAYER: return "layer";
-	case DEVOPT_CACHE: return "cache";
-	case DEVOPT_NAME: return "name";
-	case DEVOPT_INJECT: return "inject";
-	case DEVOPT_CHUNK_CACHE: return "chunk-cache";
-	case DEVOPT_AUTH_FILE: return "auth-file";
-	case DEVOPT_STATE_DIR: return "state-dir";
-	default: return NULL;
-	}
-}
-
 /* Seconds in (0, max_s]. */
 static int seconds_in(const char *arg, uint64_t max_s, uint64_t *ms)
 {
 	return parse_seconds(arg, ms) || !*ms || *ms > max_s * 1000 ? -EINVAL : 0;
 }
 
+struct devopt {
+	const char *name;
+	int key;
+	enum devopt_type type;
+	size_t off;             /* of the field in struct server_config */
+	uint64_t lo, hi;
+	const char *want;
+};
+
+#define DEVOPT_AS_ENTRY(name, key, arg, type, field, lo, hi, want, help) \
+	{ name, key, type, offsetof(struct server_config, field), lo, hi, want },
+static const struct devopt devopts[] = { DEVICE_OPTION_LIST(DEVOPT_AS_ENTRY) };
+
+static const struct devopt *devopt_of(int key)
+{
+	for (size_t i = 0; i < sizeof(devopts) / sizeof(devopts[0]); i++)
+		if (devopts[i].key == key)
+			return &devopts[i];
+	return NULL;
+}
+
+#define FIELD(cfg, o, type) ((type *)((char *)(cfg) + (o)->off))
+
 int devopts_apply(struct cli *c, struct server_config *cfg, int key, const char *arg)
 {
-	const char *text_opt = text_option(key);
-	uint64_t v;
 	int common = devopts_common(c, key, arg, &cfg->timeout_ms);
+	const struct devopt *o = devopt_of(key);
+	uint64_t v = 0;
+	bool bad;
 
-	if (common)
+	if (common || !o)
 		return common;
-	if (text_opt && arg && check_text(c, text_opt, arg))
+	if (o->type <= DEVOPT_T_E2B_NAME && check_text(c, o->name, arg))
 		return CLI_DONE;
-	switch (key) {
-	case DEVOPT_BASE:
-		cfg->stack.base = arg;
+	switch (o->type) {
+	case DEVOPT_T_TEXT:
+	case DEVOPT_T_URL:
+		*FIELD(cfg, o, const char *) = arg;
 		return 1;
-	case DEVOPT_E2B:
-		cfg->stack.e2b_root = arg;
-		return 1;
-	case DEVOPT_BUILD:
-		if (!e2b_parse_build_id(arg, NULL))
-			return bad_value(c, "build", arg, "expected a build id as E2B prints it: "
-					 "8-4-4-4-12 lowercase hex digits");
-		cfg->stack.e2b_build = arg;
-		return 1;
-	case DEVOPT_E2B_FILE:
-		if (!e2b_file_name_ok(arg))
-			return bad_value(c, "e2b-file", arg, "expected rootfs.ext4 or memfile");
-		cfg->stack.e2b_file = arg;
-		return 1;
-	case DEVOPT_CHUNK_SIZE:
-		if (parse_size(arg, &v) || v < 65536 || v > (64u << 20) || v % 4096)
-			return bad_value(c, "chunk-size", arg, "expected 64K to 64M, a multiple of 4096");
-		cfg->stack.chunk_size = v;
-		return 1;
-	case DEVOPT_CHUNK_CACHE:
-		cfg->stack.chunk_cache = arg;
-		return 1;
-	case DEVOPT_CHUNK_CACHE_LIMIT:
-		if (parse_size(arg, &v) || !v)
-			return bad_value(c, "chunk-cache-limit", arg, "expected a size");
-		cfg->stack.chunk_cache_limit = v;
-		return 1;
-	case DEVOPT_HTTP_TIMEOUT:
-		if (seconds_in(arg, DEVOPTS_MAX_HTTP_TIMEOUT_S, &v))
-			return bad_value(c, "http-timeout", arg, "expected seconds, more than 0 and at most 3600");
-		cfg->stack.http_timeout_ms = v;
-		return 1;
-	case DEVOPT_HTTP_RETRIES:
-		if (parse_uint(arg, 0, DEVOPTS_MAX_HTTP_RETRIES, &v))
-			return bad_value(c, "http-retries", arg, "expected 0 to 10");
-		cfg->stack.http_retries = (int)v;
-		return 1;
-	case DEVOPT_AUTH_FILE:
-		cfg->stack.auth_file = arg;
-		return 1;
-	case DEVOPT_READAHEAD:
-		if (parse_uint(arg, 0, 64, &v))
-			return bad_value(c, "readahead", arg, "expected 0 to 64 chunks");
-		cfg->stack.readahead = (int)v;
-		return 1;
-	case DEVOPT_PREFETCH:
-		cfg->stack.prefetch = true;
-		return 1;
-	case DEVOPT_INSECURE:
-		cfg->stack.insecure = true;
-		return 1;
-	case DEVOPT_LAYER:
-		if (cfg->stack.n_layers == STACK_MAX_LAYERS)
-			return bad_value(c, "layer", arg, "at most 32 layers");
+	case DEVOPT_T_LAYERS:
+		if (cfg->stack.n_layers == o->hi)
+			return bad_value(c, o->name, arg, o->want);
 		cfg->stack.layers[cfg->stack.n_layers++] = arg;
 		return 1;
-	case DEVOPT_CACHE:
-		cfg->stack.cache = arg;
-		return 1;
-	case DEVOPT_SIZE:
-		if (parse_size(arg, &v) || v == 0 || v % 4096 || v > UBLK_MAX_IMAGE_SIZE)
-			return bad_value(c, "size", arg, "expected a non-zero multiple of 4096 (K, M, G, T "
-					 "suffixes), at most 16T");
-		cfg->stack.size = v;
-		return 1;
-	case DEVOPT_NAME:
+	case DEVOPT_T_DEVICE_NAME:
 		if (devopts_name_problem(arg))
-			return bad_value(c, "name", arg, devopts_name_problem(arg));
-		cfg->name = arg;
+			return bad_value(c, o->name, arg, devopts_name_problem(arg));
+		*FIELD(cfg, o, const char *) = arg;
 		return 1;
-	case DEVOPT_INJECT:
-		cfg->stack.inject = arg;
+	case DEVOPT_T_BUILD_ID:
+	case DEVOPT_T_E2B_NAME:
+		if (o->type == DEVOPT_T_BUILD_ID ? !e2b_parse_build_id(arg, NULL) : !e2b_file_name_ok(arg))
+			return bad_value(c, o->name, arg, o->want);
+		*FIELD(cfg, o, const char *) = arg;
 		return 1;
-	case DEVOPT_QUEUES:
-		if (parse_uint(arg, 1, SERVER_MAX_QUEUES, &v))
-			return bad_value(c, "queues", arg, "expected 1 to 32");
-		cfg->queues = (unsigned)v;
+	case DEVOPT_T_FLAG:
+		*FIELD(cfg, o, bool) = true;
 		return 1;
-	case DEVOPT_DEPTH:
-		if (parse_uint(arg, 1, SERVER_MAX_DEPTH, &v))
-			return bad_value(c, "depth", arg, "expected 1 to 1024");
-		cfg->depth = (unsigned)v;
+	case DEVOPT_T_UNSIGNED:
+	case DEVOPT_T_INT:
+		if (parse_uint(arg, o->lo, o->hi, &v))
+			return bad_value(c, o->name, arg, o->want);
+		if (o->type == DEVOPT_T_INT)
+			*FIELD(cfg, o, int) = (int)v;
+		else
+			*FIELD(cfg, o, unsigned) = (unsigned)v;
 		return 1;
-	case DEVOPT_READ_ONLY:
-		cfg->stack.read_only = true;
+	case DEVOPT_T_SIZE:
+	case DEVOPT_T_SIZE_4K:
+	case DEVOPT_T_SECONDS:
+		bad = o->type == DEVOPT_T_SECONDS ? seconds_in(arg, o->hi, &v) != 0 :
+		      parse_size(arg, &v) || v < o->lo || v > o->hi || (o->type == DEVOPT_T_SIZE_4K && v % 4096);
+		if (bad)
+			return bad_value(c, o->name, arg, o->want);
+		*FIELD(cfg, o, uint64_t) = v;
 		return 1;
-	case DEVOPT_NO_RECOVERY:
-		cfg->no_recovery = true;
-		return 1;
-	default:
-		return 0;
 	}
+	return 0;
 }
 
 int devopts_common(struct cli *c, int key, const char *arg, uint64_t *timeout_ms)
 {
-	const char *text_opt = text_option(key);
 	uint64_t v;
 
-	if (text_opt && arg && check_text(c, text_opt, arg))
+	if (key == DEVOPT_STATE_DIR && check_text(c, "state-dir", arg))
 		return CLI_DONE;
 	switch (key) {
 	case DEVOPT_TIMEOUT:
@@ -317,49 +272,97 @@ static const char *shown(const char *v, unsigned slot)
 	return red[slot] ? red[slot] : "(out of memory)";
 }
 
+int devopts_each(const struct server_config *cfg, devopts_visit fn, void *arg)
+{
+	static char num[sizeof(devopts) / sizeof(devopts[0]) + 1][32];
+	char *n;
+	int ret = 0;
+
+	for (size_t i = 0; !ret && i < sizeof(devopts) / sizeof(devopts[0]); i++) {
+		const struct devopt *o = &devopts[i];
+		const char *text = NULL;
+		n = num[i];
+		switch (o->type) {
+		case DEVOPT_T_URL:
+			/* credentials travel apart (devopts_secrets); --base and --e2b exclude each other */
+			text = *FIELD(cfg, o, const char *const);
+			if (text)
+				ret = fn(o->name, shown(text, 0), arg);
+			continue;
+		case DEVOPT_T_LAYERS:
+			for (unsigned k = 0; !ret && k < cfg->stack.n_layers; k++)
+				ret = fn(o->name, shown(cfg->stack.layers[k], 1 + k), arg);
+			continue;
+		case DEVOPT_T_TEXT:
+		case DEVOPT_T_DEVICE_NAME:
+		case DEVOPT_T_BUILD_ID:
+		case DEVOPT_T_E2B_NAME:
+			text = *FIELD(cfg, o, const char *const);
+			break;
+		case DEVOPT_T_FLAG:
+			if (*FIELD(cfg, o, const bool))
+				ret = fn(o->name, NULL, arg);
+			continue;
+		case DEVOPT_T_UNSIGNED:
+			snprintf(n, sizeof(num[0]), "%u", *FIELD(cfg, o, const unsigned));
+			text = n;
+			break;
+		case DEVOPT_T_INT:
+			snprintf(n, sizeof(num[0]), "%d", *FIELD(cfg, o, const int));
+			text = *FIELD(cfg, o, const int) >= 0 ? n : NULL;
+			break;
+		case DEVOPT_T_SIZE:
+		case DEVOPT_T_SIZE_4K:
+		case DEVOPT_T_SECONDS: {
+			uint64_t v = *FIELD(cfg, o, const uint64_t);
+			if (o->type == DEVOPT_T_SECONDS)
+				snprintf(n, sizeof(num[0]), "%.3f", v / 1000.0);
+			else
+				snprintf(n, sizeof(num[0]), "%llu", (unsigned long long)v);
+			text = v ? n : NULL;
+			break;
+		}
+		}
+		if (text)
+			ret = fn(o->name, text, arg);
+	}
+	n = num[sizeof(devopts) / sizeof(devopts[0])];
+	snprintf(n, sizeof(num[0]), "%.3f", cfg->timeout_ms / 1000.0);
+	return ret ? ret : fn("timeout", n, arg);
+}
+
+struct argv_ctx {
+	char **argv;
+	int n;
+	unsigned d;
+	char dashed[DEVOPTS_MAX_ARGS][24];   /* "--" and the option's name */
+};
+
+static int add_arg(const char *name, const char *value, void *arg)
+{
+	struct argv_ctx *x = arg;
+
+	if (x->d == DEVOPTS_MAX_ARGS)
+		return -E2BIG;   /* cannot happen: each option appears at most once, layers 32 times */
+	snprintf(x->dashed[x->d], sizeof(x->dashed[0]), "--%s", name);
+	x->argv[x->n++] = x->dashed[x->d++];
+	if (value)
+		x->argv[x->n++] = (char *)value;
+	return 0;
+}
+
 void devopts_to_argv(const struct server_config *cfg, char **argv, int *argc)
 {
-	static char num[16][32];
-	int n = *argc, k = 0;
-#define ARG(s) (argv[n++] = (char *)(s))
-#define NUM(opt, fmt, v) (snprintf(num[k], sizeof(num[k]), fmt, v), ARG(opt), ARG(num[k++]))
+	static struct argv_ctx x;
 
-	/* credentials travel apart (devopts_secrets) */
-	if (cfg->stack.e2b_root) {
-		ARG("--e2b"); ARG(shown(cfg->stack.e2b_root, 0));
-		ARG("--build"); ARG(cfg->stack.e2b_build);
-		if (cfg->stack.e2b_file) { ARG("--e2b-file"); ARG(cfg->stack.e2b_file); }
-	} else {
-		ARG("--base"); ARG(shown(cfg->stack.base, 0));
-	}
-	for (unsigned i = 0; i < cfg->stack.n_layers; i++) {
-		ARG("--layer");
-		ARG(shown(cfg->stack.layers[i], 1 + i));
-	}
-	if (cfg->stack.cache) { ARG("--cache"); ARG(cfg->stack.cache); }
-	if (cfg->name) { ARG("--name"); ARG(cfg->name); }
-	if (cfg->stack.inject) { ARG("--inject"); ARG(cfg->stack.inject); }
-	if (cfg->stack.read_only) ARG("--read-only");
-	if (cfg->no_recovery) ARG("--no-recovery");
-	NUM("--queues", "%u", cfg->queues);
-	NUM("--depth", "%u", cfg->depth);
-	NUM("--timeout", "%.3f", cfg->timeout_ms / 1000.0);
-	if (cfg->stack.size) NUM("--size", "%llu", (unsigned long long)cfg->stack.size);
-	if (cfg->stack.chunk_size) NUM("--chunk-size", "%llu", (unsigned long long)cfg->stack.chunk_size);
-	if (cfg->stack.chunk_cache_limit)
-		NUM("--chunk-cache-limit", "%llu", (unsigned long long)cfg->stack.chunk_cache_limit);
-	if (cfg->stack.http_timeout_ms) NUM("--http-timeout", "%.3f", cfg->stack.http_timeout_ms / 1000.0);
-	if (cfg->stack.http_retries >= 0) NUM("--http-retries", "%d", cfg->stack.http_retries);
-	if (cfg->stack.chunk_cache) { ARG("--chunk-cache"); ARG(cfg->stack.chunk_cache); }
-	if (cfg->stack.auth_file) { ARG("--auth-file"); ARG(cfg->stack.auth_file); }
-	if (cfg->stack.insecure) ARG("--insecure");
-	if (cfg->stack.prefetch) ARG("--prefetch");
-	if (cfg->stack.readahead >= 0) NUM("--readahead", "%d", cfg->stack.readahead);
-	ARG("--state-dir"); ARG(state_dir());
-#undef ARG
-#undef NUM
-	argv[n] = NULL;
-	*argc = n;
+	x.argv = argv;
+	x.n = *argc;
+	x.d = 0;
+	devopts_each(cfg, add_arg, &x);
+	argv[x.n++] = "--state-dir";
+	argv[x.n++] = (char *)state_dir();
+	argv[x.n] = NULL;
+	*argc = x.n;
 }
 
 /* Whether url differs from its redacted form: -1 out of memory, 0 no, 1 yes. */
@@ -496,117 +499,4 @@ int devopts_read_secrets_fd(int fd, struct server_config *cfg, char *why, size_t
 	explicit_bzero(text, DEVOPTS_SECRETS_MAX + 1);
 	free(text);
 	return code;
-}
-
-/* The entry's secret file: only a file of ours that nobody else can read
- * is believed (the folder is private too, but a file planted in it before
- * must not feed credentials or URLs to the server). */
-static int read_entry_secrets(uint32_t id, struct server_config *cfg, char *why, size_t len)
-{
-	char path[PATH_MAX];
-	struct stat st;
-	int fd, code;
-
-	snprintf(path, sizeof(path), "%s/ublkb%u/secret", state_dir(), id);
-	fd = state_open_file(id, "secret", O_RDONLY);
-	if (fd == -ENOENT)
-		return 0;   /* nothing secret in this configuration */
-	if (fd < 0) {
-		snprintf(why, len, "%s: %s", path, fd == -EINVAL ? "not a regular file" : strerror(-fd));
-		return EXIT_FAIL;
-	}
-	if (fstat(fd, &st) || st.st_uid != geteuid() || (st.st_mode & 077)) {
-		snprintf(why, len, "%s: not a regular file of uid %u with mode 0600: refused", path,
-			 (unsigned)geteuid());
-		close(fd);
-		return EXIT_FAIL;
-	}
-	code = devopts_read_secrets_fd(fd, cfg, why, len);
-	close(fd);
-	if (code) {
-		char sub[400];
-		snprintf(sub, sizeof(sub), "%s", why);
-		snprintf(why, len, "ublkb%u: %s: %s", id, path, sub);
-		code = EXIT_FAIL;   /* a broken entry, not the caller's usage */
-	}
-	return code;
-}
-
-struct saved_ctx {
-	char **argv;
-	int n, max;
-};
-
-static int take_serve_arg(const char *key, const char *value, void *arg)
-{
-	struct saved_ctx *x = arg;
-
-	if (strcmp(key, "serve_arg"))
-		return 0;
-	if (x->n == x->max)
-		return -E2BIG;
-	x->argv[x->n++] = (char *)value;
-	return 0;
-}
-
-int devopts_from_state(uint32_t id, struct server_config *cfg, char *why, size_t len)
-{
-	static const struct cli_option saved_options[] = {
-		DEVICE_OPTIONS,
-		{ "timeout", DEVOPT_TIMEOUT, "SEC", NULL },
-		STATE_DIR_OPTION,
-		{ 0 },
-	};
-	static const struct cli_tool saved = {
-		.name = "ublk-serve", .synopsis = "", .summary = "", .options = saved_options,
-	};
-	static char config[DEVOPTS_CONFIG_MAX];
-	char *argv[DEVOPTS_MAX_ARGS + 2] = { "ublk-serve" };
-	struct saved_ctx x = { argv + 1, 0, DEVOPTS_MAX_ARGS };
-	unsigned line = 0;
-	struct cli c;
-	int key, n, ret;
-
-	n = state_read(id, "config", config, sizeof(config));
-	if (n < 0) {
-		snprintf(why, len, "ublkb%u: no state entry: the device's configuration is unknown; "
-			 "delete it with ublk-del", id);
-		return EXIT_NO_DEVICE;
-	}
-	/* a config that fills the buffer may go on past it: refused whole */
-	ret = (size_t)n + 1 >= sizeof(config) ? -EFBIG :
-	      cfgline_parse(config, (size_t)n, take_serve_arg, &x, &line);
-	if (ret) {
-		if (ret == -EINVAL)
-			snprintf(why, len, "ublkb%u: line %u of %s/ublkb%u/config is malformed (not "
-				 "'key=value', or a control character): refused", id, line, state_dir(), id);
-		else if (ret == -EFBIG)
-			snprintf(why, len, "ublkb%u: %s/ublkb%u/config is larger than %d bytes: refused",
-				 id, state_dir(), id, DEVOPTS_CONFIG_MAX - 1);
-		else
-			snprintf(why, len, "ublkb%u: %s/ublkb%u/config has too many serve_arg lines", id,
-				 state_dir(), id);
-		return EXIT_FAIL;
-	}
-	n = x.n;
-	if (!n) {
-		snprintf(why, len, "ublkb%u: the state entry has no serve_arg lines (made by an older "
-			 "version?)", id);
-		return EXIT_FAIL;
-	}
-	cli_init(&c, &saved);
-	optind = 0;   /* restart getopt over the saved arguments */
-	while ((key = cli_next(&c, n + 1, argv)) != -1) {
-		if (key == CLI_DONE || devopts_apply(&c, cfg, key, optarg) != 1) {
-			snprintf(why, len, "ublkb%u: the saved configuration in %s/ublkb%u/config is not "
-				 "understood", id, state_dir(), id);
-			return EXIT_FAIL;
-		}
-	}
-	if (!cfg->stack.base == !cfg->stack.e2b_root || (cfg->stack.e2b_root && !cfg->stack.e2b_build)) {
-		snprintf(why, len, "ublkb%u: the saved configuration names no base (or both --base "
-			 "and --e2b, or --e2b without --build)", id);
-		return EXIT_FAIL;
-	}
-	return read_entry_secrets(id, cfg, why, len);
 }

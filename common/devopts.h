@@ -4,6 +4,7 @@
 #define UBLK_DEVOPTS_H
 
 #include "util/cli.h"
+#include "util/ublk_limits.h"
 #include "image/http.h"
 #include "server.h"
 #include "host/state.h"
@@ -36,32 +37,84 @@ enum devopt_key {
 	DEVOPT_STATE_DIR = 0x100,
 };
 
+/* The device options, one line each: how ublk-add and ublk-serve parse
+ * them (devopts_apply), how a state entry keeps them (devopts_each), and
+ * their --help. A new option of a layer is a line here, the field in its
+ * stack_config (or server_config), the layer, and the man pages
+ * (ublk-add(8), ublk-serve(8)).
+ *   X(name, key, arg, type, field of server_config, low, high, what a bad value lacks, help)
+ * Numbers are checked against [low, high]; DEVOPT_T_SIZE_4K values are
+ * multiples of 4096 too. */
+#define DEVICE_OPTION_LIST(X) \
+	X("base", DEVOPT_BASE, "FILE", DEVOPT_T_URL, stack.base, 0, 0, NULL, \
+	  "image file or block device to serve (or --e2b)") \
+	X("e2b", DEVOPT_E2B, "ROOT", DEVOPT_T_URL, stack.e2b_root, 0, 0, NULL, \
+	  "serve an E2B build from this storage folder or URL (instead of --base)") \
+	X("build", DEVOPT_BUILD, "ID", DEVOPT_T_BUILD_ID, stack.e2b_build, 0, 0, \
+	  "expected a build id as E2B prints it: 8-4-4-4-12 lowercase hex digits", \
+	  "with --e2b: the build id (8-4-4-4-12 hex)") \
+	X("e2b-file", DEVOPT_E2B_FILE, "NAME", DEVOPT_T_E2B_NAME, stack.e2b_file, 0, 0, \
+	  "expected rootfs.ext4 or memfile", "with --e2b: rootfs.ext4 (default) or memfile") \
+	X("layer", DEVOPT_LAYER, "DIFF", DEVOPT_T_LAYERS, stack.layers, 0, STACK_MAX_LAYERS, \
+	  "at most 32 layers", "a diff over the base (repeat, bottom first); read-only") \
+	X("cache", DEVOPT_CACHE, "FILE", DEVOPT_T_TEXT, stack.cache, 0, 0, NULL, \
+	  "copy-on-write cache (created if missing); the base stays read-only") \
+	X("size", DEVOPT_SIZE, "SIZE", DEVOPT_T_SIZE_4K, stack.size, 4096, UBLK_MAX_IMAGE_SIZE, \
+	  "expected a non-zero multiple of 4096 (K, M, G, T suffixes), at most 16T", \
+	  "device size (default: the base's); past the base reads zeros") \
+	X("inject", DEVOPT_INJECT, "SPEC", DEVOPT_T_TEXT, stack.inject, 0, 0, NULL, \
+	  "fault injection, e.g. delay-read=3000@0-4K (see docs)") \
+	X("name", DEVOPT_NAME, "NAME", DEVOPT_T_DEVICE_NAME, name, 0, 0, NULL, \
+	  "a unique name for the device (ublk-del NAME works)") \
+	X("queues", DEVOPT_QUEUES, "N", DEVOPT_T_UNSIGNED, queues, 1, SERVER_MAX_QUEUES, "expected 1 to 32", \
+	  "number of queues, one thread each (default 1)") \
+	X("depth", DEVOPT_DEPTH, "N", DEVOPT_T_UNSIGNED, depth, 1, SERVER_MAX_DEPTH, "expected 1 to 1024", \
+	  "requests in flight per queue (default 128)") \
+	X("read-only", DEVOPT_READ_ONLY, NULL, DEVOPT_T_FLAG, stack.read_only, 0, 0, NULL, \
+	  "serve the image read-only") \
+	X("no-recovery", DEVOPT_NO_RECOVERY, NULL, DEVOPT_T_FLAG, no_recovery, 0, 0, NULL, \
+	  "fail IO when the server dies instead of waiting for recovery") \
+	X("chunk-size", DEVOPT_CHUNK_SIZE, "SIZE", DEVOPT_T_SIZE_4K, stack.chunk_size, 65536, 64u << 20, \
+	  "expected 64K to 64M, a multiple of 4096", "remote base: bytes per fetch (default 4M)") \
+	X("chunk-cache", DEVOPT_CHUNK_CACHE, "DIR", DEVOPT_T_TEXT, stack.chunk_cache, 0, 0, NULL, \
+	  "remote base: shared chunk cache (default /var/cache/ublk-tools/chunks)") \
+	X("chunk-cache-limit", DEVOPT_CHUNK_CACHE_LIMIT, "SIZE", DEVOPT_T_SIZE, stack.chunk_cache_limit, 1, \
+	  UINT64_MAX, "expected a size", "remote base: evict past this size (default 10G)") \
+	X("http-timeout", DEVOPT_HTTP_TIMEOUT, "SEC", DEVOPT_T_SECONDS, stack.http_timeout_ms, 0, \
+	  DEVOPTS_MAX_HTTP_TIMEOUT_S, "expected seconds, more than 0 and at most 3600", \
+	  "remote base: deadline per transfer (default 60)") \
+	X("http-retries", DEVOPT_HTTP_RETRIES, "N", DEVOPT_T_INT, stack.http_retries, 0, \
+	  DEVOPTS_MAX_HTTP_RETRIES, "expected 0 to 10", \
+	  "remote base: retries after a failed transfer (default 3)") \
+	X("auth-file", DEVOPT_AUTH_FILE, "FILE", DEVOPT_T_TEXT, stack.auth_file, 0, 0, NULL, \
+	  "remote base: file holding a bearer token or header line") \
+	X("insecure", DEVOPT_INSECURE, NULL, DEVOPT_T_FLAG, stack.insecure, 0, 0, NULL, \
+	  "remote base: do not verify TLS certificates") \
+	X("readahead", DEVOPT_READAHEAD, "N", DEVOPT_T_INT, stack.readahead, 0, 64, "expected 0 to 64 chunks", \
+	  "remote base: chunks fetched after a missed one (default 1)") \
+	X("prefetch", DEVOPT_PREFETCH, NULL, DEVOPT_T_FLAG, stack.prefetch, 0, 0, NULL, \
+	  "remote base: fetch the whole image in the background")
+
+/* How a device option's value is checked, kept and shown. */
+enum devopt_type {
+	DEVOPT_T_TEXT,            /* a path or spec (const char *) */
+	DEVOPT_T_URL,             /* a path or URL, redacted when shown */
+	DEVOPT_T_LAYERS,          /* repeated: layers[], n_layers */
+	DEVOPT_T_DEVICE_NAME,     /* devopts_name_problem */
+	DEVOPT_T_BUILD_ID,        /* e2b_parse_build_id */
+	DEVOPT_T_E2B_NAME,        /* e2b_file_name_ok */
+	DEVOPT_T_FLAG,            /* bool */
+	DEVOPT_T_UNSIGNED,        /* unsigned */
+	DEVOPT_T_INT,             /* int, -1 when not given */
+	DEVOPT_T_SIZE,          /* uint64_t bytes, K M G T suffixes; 0 when not given */
+	DEVOPT_T_SIZE_4K,         /* the same, a multiple of 4096 */
+	DEVOPT_T_SECONDS,         /* uint64_t milliseconds from seconds; 0 when not given */
+};
+
+#define DEVOPT_AS_CLI(name, key, arg, type, field, lo, hi, want, help) { name, key, arg, help },
 /* Option table entries of the device description, shared by ublk-add and
- * ublk-serve (documented in both man pages: --base --layer --cache --size --inject
- * --name --queues --depth --read-only; and --state-dir). */
-#define DEVICE_OPTIONS \
-	{ "base", 'b', "FILE", "image file or block device to serve (or --e2b)" }, \
-	{ "e2b", DEVOPT_E2B, "ROOT", "serve an E2B build from this storage folder or URL (instead of --base)" }, \
-	{ "build", DEVOPT_BUILD, "ID", "with --e2b: the build id (8-4-4-4-12 hex)" }, \
-	{ "e2b-file", DEVOPT_E2B_FILE, "NAME", "with --e2b: rootfs.ext4 (default) or memfile" }, \
-	{ "layer", 'l', "DIFF", "a diff over the base (repeat, bottom first); read-only" }, \
-	{ "cache", 'c', "FILE", "copy-on-write cache (created if missing); the base stays read-only" }, \
-	{ "size", 's', "SIZE", "device size (default: the base's); past the base reads zeros" }, \
-	{ "inject", DEVOPT_INJECT, "SPEC", "fault injection, e.g. delay-read=3000@0-4K (see docs)" }, \
-	{ "name", 'n', "NAME", "a unique name for the device (ublk-del NAME works)" }, \
-	{ "queues", 'q', "N", "number of queues, one thread each (default 1)" }, \
-	{ "depth", 'd', "N", "requests in flight per queue (default 128)" }, \
-	{ "read-only", 'r', NULL, "serve the image read-only" }, \
-	{ "no-recovery", DEVOPT_NO_RECOVERY, NULL, "fail IO when the server dies instead of waiting for recovery" }, \
-	{ "chunk-size", DEVOPT_CHUNK_SIZE, "SIZE", "remote base: bytes per fetch (default 4M)" }, \
-	{ "chunk-cache", DEVOPT_CHUNK_CACHE, "DIR", "remote base: shared chunk cache (default /var/cache/ublk-tools/chunks)" }, \
-	{ "chunk-cache-limit", DEVOPT_CHUNK_CACHE_LIMIT, "SIZE", "remote base: evict past this size (default 10G)" }, \
-	{ "http-timeout", DEVOPT_HTTP_TIMEOUT, "SEC", "remote base: deadline per transfer (default 60)" }, \
-	{ "http-retries", DEVOPT_HTTP_RETRIES, "N", "remote base: retries after a failed transfer (default 3)" }, \
-	{ "auth-file", DEVOPT_AUTH_FILE, "FILE", "remote base: file holding a bearer token or header line" }, \
-	{ "insecure", DEVOPT_INSECURE, NULL, "remote base: do not verify TLS certificates" }, \
-	{ "readahead", DEVOPT_READAHEAD, "N", "remote base: chunks fetched after a missed one (default 1)" }, \
-	{ "prefetch", DEVOPT_PREFETCH, NULL, "remote base: fetch the whole image in the background" }
+ * ublk-serve. */
+#define DEVICE_OPTIONS DEVICE_OPTION_LIST(DEVOPT_AS_CLI)
 
 #define STATE_DIR_OPTION \
 	{ "state-dir", DEVOPT_STATE_DIR, "DIR", "state directory (default $UBLK_STATE_DIR or /run/ublk-tools)" }
@@ -82,17 +135,16 @@ int devopts_common(struct cli *c, int key, const char *arg, uint64_t *timeout_ms
 /* Apply option key; returns 1 if it was a device option, 0 if not, or
  * CLI_DONE with c->exit_code set on a bad value. */
 int devopts_apply(struct cli *c, struct server_config *cfg, int key, const char *arg);
-/* The options of cfg as ublk-serve arguments, appended to argv at *argc
- * (room for DEVOPTS_MAX_ARGS), URLs redacted (devopts_redacted). Strings
- * point into cfg or static storage, valid until the next call. */
+/* Each option cfg holds, in a fixed order, as (long name, value): value
+ * NULL for a flag, URLs redacted (devopts_redacted). Values stay valid
+ * until the next call. Stops at and returns fn's first non-zero answer. */
+typedef int (*devopts_visit)(const char *name, const char *value, void *arg);
+int devopts_each(const struct server_config *cfg, devopts_visit fn, void *arg);
+/* The options of cfg as ublk-serve arguments (devopts_each, and
+ * --state-dir), appended to argv at *argc (room for DEVOPTS_MAX_ARGS).
+ * Valid until the next call. */
 #define DEVOPTS_MAX_ARGS (44 + 2 * STACK_MAX_LAYERS)
 void devopts_to_argv(const struct server_config *cfg, char **argv, int *argc);
-
-/* The device options a device's server was started with (the serve_arg
- * lines of its state entry, and its secret file), for attaching a new
- * server. A malformed config is refused. 0, or an exit code with why set.
- * Strings stay valid for the life of the process. */
-int devopts_from_state(uint32_t id, struct server_config *cfg, char *why, size_t len);
 
 /* Credentials never travel in argv, the state entry's config or messages
  * (docs/security.md). devopts_to_argv and the config carry URLs without

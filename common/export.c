@@ -404,8 +404,8 @@ static int e2b_device_target(uint32_t id, const struct export_opts *o, struct e2
 	*t = (struct e2b_target){ .rootfd = -1, .dirfd = -1 };
 	if (o->e2b_root)
 		return e2b_prepare(o, o->e2b_root, o->e2b_build, o->e2b_file, t, why, whylen);
-	state_config_get(id, "e2b_root", root, sizeof(root));
-	state_config_get(id, "e2b_build", build, sizeof(build));
+	state_config_get(id, "e2b", root, sizeof(root));
+	state_config_get(id, "build", build, sizeof(build));
 	state_config_get(id, "e2b_file", name, sizeof(name));
 	if (!root[0] || !build[0])
 		return WHY("ublkb%u: is not over an E2B build (--e2b ROOT --build ID): --format e2b "

@@ -6,7 +6,6 @@
 #include "image/cache.h"
 #include "spawn.h"
 #include "util/exitcodes.h"
-#include "util/json.h"
 #include "util/log.h"
 #include "util/parallel.h"
 #include "util/timeutil.h"
@@ -19,6 +18,38 @@
 #include <string.h>
 #include <sys/wait.h>
 #include <unistd.h>
+
+const char *pool_action_name(enum pool_action_kind kind)
+{
+	static const char *names[] = { "stop", "recover", "delete", "remove-entry", "remove-cache" };
+	return (unsigned)kind < sizeof(names) / sizeof(names[0]) ? names[kind] : "?";
+}
+
+void pool_report_free(struct pool_report *r)
+{
+	free(r->actions);
+	*r = (struct pool_report){ 0 };
+}
+
+/* A new action of r (zeroed but for id and kind), or NULL out of memory. */
+static struct pool_action *report_add(struct pool_report *r, uint32_t id, enum pool_action_kind kind)
+{
+	if (r->n == r->cap) {
+		int cap = r->cap ? 2 * r->cap : 16;
+		struct pool_action *a = realloc(r->actions, (size_t)cap * sizeof(*a));
+		if (!a) {
+			log_err("ublkb%u: out of memory: the %s is not reported", id, pool_action_name(kind));
+			return NULL;
+		}
+		r->actions = a;
+		r->cap = cap;
+	}
+	struct pool_action *a = &r->actions[r->n++];
+	memset(a, 0, sizeof(*a));
+	a->id = id;
+	a->kind = kind;
+	return a;
+}
 
 struct stopper {
 	struct parallel_job job;
@@ -38,8 +69,8 @@ static void *stop_one(void *arg)
 }
 
 /* Stop every device of the pool in parallel within the deadline and clean
- * up stale entries; each stop is reported into j, or on stdout. */
-static int stop_all(uint64_t timeout_ms, struct json *j)
+ * up stale entries; each stop goes into r. */
+static int stop_all(uint64_t timeout_ms, struct pool_report *r)
 {
 	struct pool_dev *devs = NULL;
 	struct stopper *st = NULL;
@@ -62,19 +93,19 @@ static int stop_all(uint64_t timeout_ms, struct json *j)
 	/* all at once: each must stop within the one deadline */
 	parallel_run(st, sizeof(*st), n, n, stop_one);
 	for (int i = 0; i < n; i++) {
+		struct pool_action *a;
 		if (!st[i].job.on)
 			continue;
 		if (st[i].ret) {
 			log_err("%s", st[i].why);
 			code = EXIT_FAIL;
 		}
-		if (j) {
-			json_obj_begin(j, NULL);
-			json_u64(j, "id", st[i].id);
-			json_bool(j, "ok", !st[i].ret);
-			json_obj_end(j);
-		} else if (!st[i].ret) {
-			printf("stopped ublkb%u\n", st[i].id);
+		if ((a = report_add(r, st[i].id, POOL_STOP))) {
+			a->ok = !st[i].ret;
+			if (a->ok)
+				snprintf(a->message, sizeof(a->message), "stopped ublkb%u", st[i].id);
+			else
+				snprintf(a->message, sizeof(a->message), "%s", st[i].why);
 		}
 	}
 out:
@@ -89,10 +120,9 @@ out:
  * first could starve the shutdown. Adds that see the mark when they are
  * done delete their device; once the lock is ours no add is in flight,
  * and a second pass stops what the first could not see yet. */
-int pool_shutdown(uint64_t timeout_ms, bool json)
+int pool_shutdown(uint64_t timeout_ms, struct pool_report *r)
 {
 	uint64_t deadline = now_ms() + timeout_ms;
-	struct json j;
 	int lock, code, ret;
 
 	ret = pool_set_closed(true);
@@ -100,11 +130,7 @@ int pool_shutdown(uint64_t timeout_ms, bool json)
 		log_err("marking the pool closed in %s: %s", state_dir(), strerror(-ret));
 		return EXIT_FAIL;
 	}
-	if (json) {
-		json_begin(&j, stdout);
-		json_arr_begin(&j, "stopped");
-	}
-	code = stop_all(timeout_ms, json ? &j : NULL);
+	code = stop_all(timeout_ms, r);
 	lock = pool_lock(true, ms_left(deadline) + timeout_ms);
 	if (lock < 0) {
 		log_err("adds still in progress after %llu ms (pool lock in %s: %s)",
@@ -112,14 +138,10 @@ int pool_shutdown(uint64_t timeout_ms, bool json)
 			strerror(-lock));
 		code = lock == -ETIMEDOUT ? EXIT_TIMEOUT : EXIT_FAIL;
 	} else {
-		int again = stop_all(timeout_ms, json ? &j : NULL);
+		int again = stop_all(timeout_ms, r);
 		if (!code)
 			code = again;
 		close(lock);
-	}
-	if (json) {
-		json_arr_end(&j);
-		json_end(&j);
 	}
 	pool_set_closed(false);
 	return code;
@@ -146,7 +168,7 @@ static int kill_hung(const struct pool_dev *devs, int n, const struct reclaim_op
 		if (wait_pid_gone(d->pid, o->timeout_ms))
 			log_err("ublkb%u: server %d still there %llu ms after SIGKILL", d->id, (int)d->pid,
 				(unsigned long long)o->timeout_ms);
-		uint64_t stalled = pool_stat(d->stats, "stalled_ms");
+		uint64_t stalled = d->stat.stalled_ms;
 		pool_record("hang", stalled > d->heartbeat_age_ms ? stalled : d->heartbeat_age_ms);
 		killed++;
 	}
@@ -217,72 +239,54 @@ static struct recovery *recover_all(const struct pool_dev *devs, int n, uint64_t
 	return rec;
 }
 
-int pool_reclaim(const struct pool_dev *devs, int n, const struct reclaim_opts *o)
+int pool_reclaim(const struct pool_dev *devs, int n, const struct reclaim_opts *o,
+		 struct pool_report *r)
 {
 	struct recovery *rec = o->recover ? recover_all(devs, n, o->timeout_ms, o->grace_s) : NULL;
-	struct json j;
 	int code = EXIT_OK;
 
-	if (o->json) {
-		json_begin(&j, stdout);
-		json_arr_begin(&j, "actions");
-	}
 	for (int i = 0; i < n; i++) {
 		const struct pool_dev *d = &devs[i];
 		const char *why = pool_problem(d, o->grace_s);
-		const char *action = "delete";
-		char msg[1200], err[700];
+		struct pool_action *a;
+		char err[700];
 		int ret = 0;
 		if (!why)
 			continue;
 		if (o->recover && d->recoverable) {
-			action = "recover";
 			ret = rec ? rec[i].ret : 1;
-			snprintf(msg, sizeof(msg), "%s", rec ? rec[i].msg : "out of memory: nothing recovered");
+			if ((a = report_add(r, d->id, POOL_RECOVER)))
+				snprintf(a->message, sizeof(a->message), "%s",
+					 rec ? rec[i].msg : "out of memory: nothing recovered");
 		} else if (d->in_kernel) {
 			ret = device_delete(d->id, o->timeout_ms, true, err, sizeof(err));
 			if (ret == -ENODEV)
 				ret = 0;
-			snprintf(msg, sizeof(msg), ret ? "ublkb%u (%s): delete failed: %s" :
-				 "deleted ublkb%u (%s)", d->id, why, err);
+			if ((a = report_add(r, d->id, POOL_DELETE)))
+				snprintf(a->message, sizeof(a->message), ret ? "ublkb%u (%s): delete failed: %s" :
+					 "deleted ublkb%u (%s)", d->id, why, err);
 		} else {
-			action = "remove-entry";
 			state_remove(d->id);
-			snprintf(msg, sizeof(msg), "removed the state entry of ublkb%u (%s)", d->id, why);
+			if ((a = report_add(r, d->id, POOL_REMOVE_ENTRY)))
+				snprintf(a->message, sizeof(a->message),
+					 "removed the state entry of ublkb%u (%s)", d->id, why);
 		}
 		if (ret)
 			code = EXIT_FAIL;
-		if (o->json) {
-			json_obj_begin(&j, NULL);
-			json_u64(&j, "id", d->id);
-			json_str(&j, "problem", why);
-			json_str(&j, "action", action);
-			json_bool(&j, "ok", !ret);
-			json_str(&j, "message", msg);
-			json_obj_end(&j);
-		} else {
-			printf("%s\n", msg);
+		if (a) {
+			a->ok = !ret;
+			a->problem = why;
 		}
-		if (!ret && o->caches && d->cache[0] && !d->alive && strcmp(action, "recover")) {
+		if (!ret && o->caches && d->cache[0] && !d->alive && !(o->recover && d->recoverable)) {
 			ret = cache_remove(d->cache);
-			snprintf(msg, sizeof(msg), ret ? "removing orphaned cache %s: %s" :
-				 "removed orphaned cache %s%s", d->cache, ret ? strerror(-ret) : "");
-			if (o->json) {
-				json_obj_begin(&j, NULL);
-				json_u64(&j, "id", d->id);
-				json_str(&j, "cache", d->cache);
-				json_bool(&j, "ok", !ret);
-				json_obj_end(&j);
-			} else {
-				printf("%s\n", msg);
+			if ((a = report_add(r, d->id, POOL_REMOVE_CACHE))) {
+				a->ok = !ret;
+				snprintf(a->cache, sizeof(a->cache), "%s", d->cache);
+				snprintf(a->message, sizeof(a->message), ret ? "removing orphaned cache %s: %s" :
+					 "removed orphaned cache %s%s", d->cache, ret ? strerror(-ret) : "");
 			}
 		}
 	}
-	if (o->json) {
-		json_arr_end(&j);
-		json_end(&j);
-	}
-	fflush(stdout);
 	free(rec);
 	return code;
 }
@@ -295,7 +299,8 @@ static void on_stop(int sig)
 	stop_watch = 1;
 }
 
-int pool_watch(struct reclaim_opts *o, uint64_t interval_ms)
+int pool_watch(struct reclaim_opts *o, uint64_t interval_ms,
+	       void (*done)(const struct pool_report *r, void *arg), void *arg)
 {
 	struct sigaction sa = { .sa_handler = on_stop };   /* no SA_RESTART: wake the sleep */
 
@@ -310,10 +315,14 @@ int pool_watch(struct reclaim_opts *o, uint64_t interval_ms)
 		int n = pool_scan_unhung(&devs, o), act = 0;
 		for (int i = 0; i < n; i++)
 			act |= pool_problem(&devs[i], o->grace_s) != NULL;
-		if (act)
-			pool_reclaim(devs, n, o);
-		else if (n < 0)
+		if (act) {
+			struct pool_report r = { 0 };
+			pool_reclaim(devs, n, o, &r);
+			done(&r, arg);
+			pool_report_free(&r);
+		} else if (n < 0) {
 			log_err("scanning devices: %s", strerror(-n));
+		}
 		free(devs);
 		if (!stop_watch)
 			poll(NULL, 0, poll_timeout(interval_ms));

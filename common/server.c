@@ -1,8 +1,10 @@
 #include "server.h"
 #include "util/cfgline.h"
 #include "host/ctlsock.h"
+#include "ctl_server.h"
 #include "kernel/ctrl.h"
 #include "host/device.h"
+#include "devconfig.h"
 #include "devopts.h"
 #include "util/exitcodes.h"
 #include "image/layer.h"
@@ -47,7 +49,8 @@ struct server {
 	struct ublk_queue *queues;
 	unsigned started;       /* queue threads running */
 	bool live;
-	uint64_t held_until_ms; /* wall clock: a live export holds writes until then; 0 */
+	struct ctl_server ctl;  /* live exports, on ctl_fd */
+	uint64_t stats_due_ms;  /* monotonic: when the stats (heartbeat) are next written */
 };
 
 /* With -v: how long start-up took up to each step (docs/warm-pool.md). */
@@ -116,79 +119,12 @@ static void set_params(const struct server *s, struct ublk_params *p)
 		p->types &= ~UBLK_PARAM_TYPE_DISCARD;
 }
 
-/* The entry's config (cfgline.h encoding, URLs redacted) and, when the
- * options carry credentials, its secret file (mode 0600, never shown):
- * together they start this server again (devopts_from_state). A value
- * that cannot be encoded is refused, never written raw. */
-static int write_config(const struct server *s)
-{
-	const struct server_config *cfg = s->cfg;
-	char *buf = malloc(DEVOPTS_CONFIG_MAX), *secret = malloc(DEVOPTS_SECRETS_MAX);
-	char *args[DEVOPTS_MAX_ARGS + 1], num[5][32], *red = NULL;
-	size_t used = 0;
-	int argc = 0, ret;
-
-	if (!buf || !secret) {
-		ret = -ENOMEM;
-		goto out;
-	}
-	buf[0] = 0;
-	snprintf(num[0], sizeof(num[0]), "%llu", (unsigned long long)s->layer->size);
-	snprintf(num[1], sizeof(num[1]), "%u", cfg->queues);
-	snprintf(num[2], sizeof(num[2]), "%u", cfg->depth);
-	snprintf(num[3], sizeof(num[3]), "%d", cfg->stack.read_only);
-	snprintf(num[4], sizeof(num[4]), "%d", cfg->no_recovery);
-	red = devopts_redacted(cfg->stack.base);   /* "" over an E2B build */
-	char *red_root = devopts_redacted(cfg->stack.e2b_root);
-	if (!red || !red_root) {
-		free(red_root);
-		ret = -ENOMEM;
-		goto out;
-	}
-	const char *kv[][2] = {
-		{ "base", red }, { "cache", cfg->stack.cache ? cfg->stack.cache : "" }, { "size", num[0] },
-		{ "queues", num[1] }, { "depth", num[2] }, { "read_only", num[3] },
-		{ "inject", cfg->stack.inject ? cfg->stack.inject : "" }, { "name", cfg->name ? cfg->name : "" },
-		{ "no_recovery", num[4] }, { "e2b_root", red_root },
-		{ "e2b_build", cfg->stack.e2b_build ? cfg->stack.e2b_build : "" },
-		{ "e2b_file", cfg->stack.e2b_root ? (cfg->stack.e2b_file ? cfg->stack.e2b_file : "rootfs.ext4") : "" },
-	};
-	ret = 0;
-	for (size_t i = 0; !ret && i < sizeof(kv) / sizeof(kv[0]); i++)
-		ret = cfgline_append(buf, DEVOPTS_CONFIG_MAX, &used, kv[i][0], kv[i][1]);
-	free(red_root);
-	for (unsigned i = 0; !ret && i < cfg->stack.n_layers; i++) {
-		free(red);
-		red = devopts_redacted(cfg->stack.layers[i]);
-		ret = red ? cfgline_append(buf, DEVOPTS_CONFIG_MAX, &used, "layer", red) : -ENOMEM;
-	}
-	/* everything needed to start this server again, in order */
-	devopts_to_argv(cfg, args, &argc);
-	for (int i = 0; !ret && i < argc; i++)
-		ret = cfgline_append(buf, DEVOPTS_CONFIG_MAX, &used, "serve_arg", args[i]);
-	if (ret)
-		goto out;
-	/* the secret file first: a config never names credentials it lacks */
-	ret = devopts_secrets(cfg, secret, DEVOPTS_SECRETS_MAX);
-	if (ret > 0)
-		ret = state_write(s->dev_id, "secret", secret);
-	if (ret >= 0)
-		ret = state_write(s->dev_id, "config", buf);
-out:
-	if (secret)
-		explicit_bzero(secret, DEVOPTS_SECRETS_MAX);
-	free(secret);
-	free(buf);
-	free(red);
-	return ret;
-}
-
 /* Statistics of all queues, as the state entry's "stats" (JSON). Written
  * every second, the file is also the server's heartbeat, which ublk-pool
  * watch checks (docs/recovery.md, Hung servers). */
 static void write_stats(struct server *s)
 {
-	struct queue_heartbeat hb = { .held_until_ms = s->held_until_ms };
+	struct queue_heartbeat hb = { .held_until_ms = s->ctl.held_until_ms };
 	uint64_t now = now_ms();
 	char remote[512];
 
@@ -260,6 +196,8 @@ static void teardown(struct server *s)
 	bool owned = s->dev_id >= 0 && (s->live || s->cfg->recover_id < 0);
 	int ret;
 
+	/* held writes must complete for the queues to stop */
+	ctl_server_close(&s->ctl);
 	if (owned) {
 		state_write(s->dev_id, "state", "stopping\n");
 		ret = ctrl_stop_dev(&s->ctrl, s->dev_id);
@@ -465,7 +403,7 @@ static int create_device(struct server *s)
 	if (!cfg->no_recovery && !(s->info.flags & UBLK_F_USER_RECOVERY))
 		log_info("ublkb%d: this kernel has no user recovery: IO fails if the server dies",
 			 s->dev_id);
-	if ((ret = write_config(s)))
+	if ((ret = devconfig_write((uint32_t)s->dev_id, s->cfg, s->layer->size)))
 		return fail(s, EXIT_FAIL, "ublkb%d: writing state: %s", s->dev_id, strerror(-ret));
 	if ((ret = claim_state(s, "starting\n")))
 		return ret;
@@ -591,87 +529,47 @@ static int setup(struct server *s)
 	return 0;
 }
 
-/* One client of the control socket: "freeze MS" holds writes (at most MS
- * and never past the client's going away) until "thaw". */
-static void serve_ctl(struct server *s)
-{
-	int fd = ctlsock_accept(s->ctl_fd);
-	struct layer *frozen;
-	char line[128];
-	uint64_t hold;
-	int ret;
-
-	if (fd == -EPERM)
-		log_err("ublkb%d: control socket: refused a client that is neither root nor uid %u",
-			s->dev_id, (unsigned)geteuid());
-	if (fd < 0)
-		return;
-	if (ctlsock_read_line(fd, line, sizeof(line), 2000) <= 0 ||
-	    ctlsock_parse_freeze(line, &hold)) {
-		ctlsock_send(fd, "error expected 'freeze MS', MS from 1 to 600000\n");
-		goto out;
-	}
-	ret = layer_stack_freeze(s->layer, hold, &frozen);
-	if (ret == -EOPNOTSUPP) {
-		ctlsock_send(fd, "error the device has no cache\n");
-		goto out;
-	}
-	if (ret) {
-		dprintf(fd, "error freezing: %s\n", strerror(-ret));
-		goto out;
-	}
-	log_dbg("ublkb%d: frozen for a live export (at most %llu ms)", s->dev_id,
-		(unsigned long long)hold);
-	ctlsock_send(fd, "frozen\n");
-	/* held writes are no hang, and no heartbeat comes meanwhile: say until when */
-	s->held_until_ms = wall_ms() + hold;
-	write_stats(s);
-	ret = ctlsock_read_line(fd, line, sizeof(line), hold);
-	s->held_until_ms = 0;
-	for (unsigned i = 0; i < s->started; i++)
-		s->queues[i].stall_since_ms = 0;   /* the hold was no stall */
-	/* Past the deadline the export is no longer a point in time: say so
-	 * before resuming, so the client discards it. */
-	if (ret == -ETIMEDOUT) {
-		ctlsock_send(fd, "expired\n");
-		log_err("ublkb%d: live export held writes for %llu ms; resumed them", s->dev_id,
-			(unsigned long long)hold);
-	}
-	layer_thaw(frozen);
-	if (ret != -ETIMEDOUT)
-		ctlsock_send(fd, "thawed\n");
-out:
-	close(fd);
-}
-
 /* Wait for a stop signal or for the queues to end (device stopped),
- * refreshing the statistics every second meanwhile. */
+ * serving the control socket and refreshing the statistics every second
+ * meanwhile. */
 static void wait_for_stop(struct server *s)
 {
+	ctl_server_init(&s->ctl, s->dev_id, s->ctl_fd, s->layer);
 	for (;;) {
-		struct pollfd p[3] = {
+		struct pollfd p[3 + 1 + CTL_MAX_CLIENTS] = {
 			{ .fd = s->sig_fd, .events = POLLIN },
 			{ .fd = s->exit_efd, .events = POLLIN },
-			{ .fd = s->ctl_fd, .events = POLLIN },
 		};
-		write_stats(s);
-		if (poll(p, 3, 1000) < 0) {
-			if (errno == EINTR)
-				continue;
-			return;
+		unsigned n = 2 + ctl_server_poll_fds(&s->ctl, p + 2);
+		uint64_t now = now_ms();
+
+		if (now >= s->stats_due_ms) {
+			write_stats(s);
+			s->stats_due_ms = now + 1000;
 		}
+		int r = poll(p, n, ctl_server_timeout(&s->ctl, (int)(s->stats_due_ms - now)));
+		if (r < 0 && errno != EINTR)
+			return;
+		if (r < 0)
+			continue;
 		if (p[0].revents & POLLIN) {
 			struct signalfd_siginfo si;
 			if (read(s->sig_fd, &si, sizeof(si)) == sizeof(si))
 				log_dbg("ublkb%d: signal %u, stopping", s->dev_id, si.ssi_signo);
 			return;
 		}
-		if (p[2].revents & POLLIN)
-			serve_ctl(s);
 		if (p[1].revents & POLLIN) {
 			log_dbg("ublkb%d: queues ended, device stopped", s->dev_id);
 			return;
 		}
+		int changed = ctl_server_handle(&s->ctl, p + 2, n - 2);
+		if (changed & CTL_HOLD_ENDED)
+			for (unsigned i = 0; i < s->started; i++)
+				s->queues[i].stall_since_ms = 0;   /* the hold was no stall */
+		/* held writes are no hang, and no heartbeat comes meanwhile: say
+		 * until when at once */
+		if (changed)
+			s->stats_due_ms = 0;
 	}
 }
 
@@ -687,6 +585,7 @@ int server_run(const struct server_config *cfg)
 	int code;
 
 	s.ctrl.fd = -1;
+	ctl_server_init(&s.ctl, -1, -1, NULL);
 	/* Signals go to the signalfd only; queue threads inherit the mask. */
 	sigemptyset(&mask);
 	sigaddset(&mask, SIGTERM);

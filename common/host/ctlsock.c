@@ -111,34 +111,43 @@ out:
 	return ret ? ret : fd;
 }
 
+int ctlsock_take_line(int fd, char *buf, size_t len, size_t *used)
+{
+	/* one byte at a time: lines are short and rare, and nothing past the
+	 * newline may be consumed */
+	while (*used + 1 < len) {
+		ssize_t n = recv(fd, buf + *used, 1, MSG_DONTWAIT);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return errno == EWOULDBLOCK ? -EAGAIN : -errno;
+		if (n == 0)
+			return 0;
+		if (buf[*used] == '\n') {
+			buf[*used] = 0;
+			return (int)*used + 1;
+		}
+		(*used)++;
+	}
+	return -EMSGSIZE;
+}
+
 int ctlsock_read_line(int fd, char *buf, size_t len, uint64_t timeout_ms)
 {
 	uint64_t deadline = now_ms() + timeout_ms;
 	size_t used = 0;
 
-	while (used + 1 < len) {
+	for (;;) {
 		struct pollfd p = { .fd = fd, .events = POLLIN };
-		int r = poll(&p, 1, poll_timeout(ms_left(deadline)));
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r < 0)
+		int r = ctlsock_take_line(fd, buf, len, &used);
+		if (r != -EAGAIN)
+			return r;
+		r = poll(&p, 1, poll_timeout(ms_left(deadline)));
+		if (r < 0 && errno != EINTR)
 			return -errno;
 		if (r == 0)
 			return -ETIMEDOUT;
-		/* one byte at a time: lines are short and rare */
-		ssize_t n = read(fd, buf + used, 1);
-		if (n < 0 && (errno == EINTR || errno == EAGAIN))
-			continue;
-		if (n < 0)
-			return -errno;
-		if (n == 0)
-			return 0;
-		if (buf[used] == '\n')
-			break;
-		used++;
 	}
-	buf[used] = 0;
-	return (int)used + 1;
 }
 
 int ctlsock_send(int fd, const char *line)

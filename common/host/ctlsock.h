@@ -18,8 +18,12 @@ int ctlsock_connect(uint32_t id);
 /* 0 if fd's peer runs as root or our euid and (want_pid > 0) is want_pid. */
 int ctlsock_peer_ok(int fd, pid_t want_pid);
 /* Read one line (without its newline) within timeout_ms: > 0 for a line, 0 on EOF,
- * or -ETIMEDOUT / -errno. */
+ * or -ETIMEDOUT / -EMSGSIZE (longer than len - 1) / -errno. */
 int ctlsock_read_line(int fd, char *buf, size_t len, uint64_t timeout_ms);
+/* The same without waiting, for an event loop: appends what fd has to buf
+ * (*used bytes so far) and returns > 0 once a whole line is there, -EAGAIN
+ * while it is not, 0 on EOF, -EMSGSIZE or -errno. */
+int ctlsock_take_line(int fd, char *buf, size_t len, size_t *used);
 int ctlsock_send(int fd, const char *line);
 /* "freeze MS" (a decimal count of milliseconds, 1 to CTLSOCK_MAX_HOLD_MS)
  * into *ms: 0, or -EINVAL for any other line. */

@@ -7,6 +7,7 @@
 #include "util/log.h"
 
 #include <fcntl.h>
+#include <stddef.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -87,17 +88,20 @@ static void counter(FILE *f, const char *metric, const char *help, uint64_t valu
 		(unsigned long long)value);
 }
 
+#define STAT(field) offsetof(struct pool_stats, field)
+
+/* field: STAT(a counter of struct pool_stats) */
 static void device_counter(FILE *f, const struct pool_dev *devs, int n, const char *metric,
-			   const char *help, const char *key, bool remote)
+			   const char *help, size_t field, bool remote)
 {
 	fprintf(f, "# HELP %s %s\n# TYPE %s counter\n", metric, help, metric);
 	for (int i = 0; i < n; i++) {
-		const char *s = devs[i].stats;
-		if (!s[0] || (remote && !strstr(s, "\"remote\":")))
+		const struct pool_stats *st = &devs[i].stat;
+		if (!st->valid || (remote && !st->remote))
 			continue;
 		fprintf(f, "%s{device=\"ublkb%u\",name=\"", metric, devs[i].id);
 		label(f, devs[i].name);
-		fprintf(f, "\"} %llu\n", (unsigned long long)pool_stat(s, key));
+		fprintf(f, "\"} %llu\n", (unsigned long long)*(const uint64_t *)((const char *)st + field));
 	}
 }
 
@@ -135,23 +139,23 @@ int pool_metrics(const struct pool_dev *devs, int n, uint64_t grace_s, const cha
 	histogram(f, "ublk_recover_duration_seconds", "ublk-serve --recover until the device is live again.",
 		  &ev[2]);
 	histogram(f, "ublk_delete_duration_seconds", "Deleting a device.", &ev[1]);
-	device_counter(f, devs, n, "ublk_device_reads_total", "Read requests.", "reads", false);
-	device_counter(f, devs, n, "ublk_device_writes_total", "Write requests.", "writes", false);
-	device_counter(f, devs, n, "ublk_device_flushes_total", "Flush requests.", "flushes", false);
+	device_counter(f, devs, n, "ublk_device_reads_total", "Read requests.", STAT(reads), false);
+	device_counter(f, devs, n, "ublk_device_writes_total", "Write requests.", STAT(writes), false);
+	device_counter(f, devs, n, "ublk_device_flushes_total", "Flush requests.", STAT(flushes), false);
 	device_counter(f, devs, n, "ublk_device_discards_total", "Discard and write-zeroes requests.",
-		       "discards", false);
-	device_counter(f, devs, n, "ublk_device_errors_total", "Requests that failed.", "errors", false);
-	device_counter(f, devs, n, "ublk_device_read_bytes_total", "Bytes read.", "bytes_read", false);
-	device_counter(f, devs, n, "ublk_device_written_bytes_total", "Bytes written.", "bytes_written",
-		       false);
+		       STAT(discards), false);
+	device_counter(f, devs, n, "ublk_device_errors_total", "Requests that failed.", STAT(errors), false);
+	device_counter(f, devs, n, "ublk_device_read_bytes_total", "Bytes read.", STAT(bytes_read), false);
+	device_counter(f, devs, n, "ublk_device_written_bytes_total", "Bytes written.",
+		       STAT(bytes_written), false);
 	device_counter(f, devs, n, "ublk_remote_chunks_fetched_total", "Chunks fetched from the remote base.",
-		       "chunks_fetched", true);
+		       STAT(chunks_fetched), true);
 	device_counter(f, devs, n, "ublk_remote_fetched_bytes_total", "Bytes fetched from the remote base.",
-		       "bytes_fetched", true);
+		       STAT(bytes_fetched), true);
 	device_counter(f, devs, n, "ublk_remote_fetch_errors_total", "Chunk fetches that failed.",
-		       "fetch_errors", true);
+		       STAT(fetch_errors), true);
 	device_counter(f, devs, n, "ublk_remote_chunk_cache_hits_total", "Reads served by the chunk cache.",
-		       "chunk_cache_hits", true);
+		       STAT(chunk_cache_hits), true);
 	fclose(f);
 	if (!textfile) {
 		fputs(text, stdout);

@@ -4,10 +4,12 @@
 #include "kernel/ctrl.h"
 #include "host/state.h"
 #include "util/parse.h"
+#include "util/json_read.h"
 #include "util/timeutil.h"
 
 #include <dirent.h>
 #include <errno.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -67,8 +69,8 @@ static void load_entry(struct pool_dev *d)
 	int n = state_read(d->id, "features", features, sizeof(features));
 	if (n > 0)
 		cfgline_parse(features, (size_t)n, take_feature, d, NULL);
-	state_config_get(d->id, "e2b_root", d->e2b_root, sizeof(d->e2b_root));
-	state_config_get(d->id, "e2b_build", d->e2b_build, sizeof(d->e2b_build));
+	state_config_get(d->id, "e2b", d->e2b_root, sizeof(d->e2b_root));
+	state_config_get(d->id, "build", d->e2b_build, sizeof(d->e2b_build));
 	state_config_get(d->id, "cache", d->cache, sizeof(d->cache));
 	state_config_get(d->id, "name", d->name, sizeof(d->name));
 	char config[16384];
@@ -79,18 +81,22 @@ static void load_entry(struct pool_dev *d)
 			if (used + len + 2 < sizeof(d->layers))
 				snprintf(d->layers + used, sizeof(d->layers) - used, "%.*s\n", (int)len, l + 7);
 		}
-	if (!state_config_get(d->id, "size", v, sizeof(v)))
+	if (!state_config_get(d->id, "device_size", v, sizeof(v)))
 		d->size = strtoull(v, NULL, 10);
-	/* what a new server needs to attach (older entries lack it) */
-	d->restartable = !state_config_get(d->id, "serve_arg", v, sizeof(v));
+	/* what a new server needs to attach: any config of format 2, and one
+	 * of format 1 with its serve_arg lines (the first ones lacked them) */
+	d->restartable = state_entry_version(d->id) >= 2 ||
+			 !state_config_get(d->id, "serve_arg", v, sizeof(v));
 	if (!d->queues && !state_config_get(d->id, "queues", v, sizeof(v)))
 		d->queues = (unsigned)atoi(v);
 	if (!d->depth && !state_config_get(d->id, "depth", v, sizeof(v)))
 		d->depth = (unsigned)atoi(v);
-	if (state_read(d->id, "stats", d->stats, sizeof(d->stats)) > 0)
-		d->stats[strcspn(d->stats, "\n")] = 0;
-	else
+	/* shown as it is by ublk-pool status --json: only when it is JSON */
+	if (state_read(d->id, "stats", d->stats, sizeof(d->stats)) <= 0 ||
+	    pool_read_stats(d->stats, &d->stat))
 		d->stats[0] = 0;
+	else
+		d->stats[strcspn(d->stats, "\n")] = 0;
 	d->heartbeat_age_ms = UINT64_MAX;
 	if (!state_stat(d->id, "stats", &st)) {
 		uint64_t when = (uint64_t)st.st_mtim.tv_sec * 1000 + (uint64_t)st.st_mtim.tv_nsec / 1000000;
@@ -189,24 +195,48 @@ const char *pool_problem(const struct pool_dev *d, uint64_t grace_s)
 	return NULL;
 }
 
-uint64_t pool_stat(const char *stats, const char *key)
+static int take_stat(const char *path, uint64_t v, void *arg)
 {
-	char pat[64];
-	const char *p;
+	static const struct { const char *path; size_t off; } fields[] = {
+#define F(path, field) { path, offsetof(struct pool_stats, field) }
+		F("reads", reads), F("writes", writes), F("flushes", flushes), F("discards", discards),
+		F("errors", errors), F("bytes_read", bytes_read), F("bytes_written", bytes_written),
+		F("stalled_ms", stalled_ms), F("held_until_ms", held_until_ms),
+		F("remote.chunks_fetched", chunks_fetched), F("remote.bytes_fetched", bytes_fetched),
+		F("remote.fetch_errors", fetch_errors), F("remote.chunk_cache_hits", chunk_cache_hits),
+#undef F
+	};
+	struct pool_stats *st = arg;
 
-	snprintf(pat, sizeof(pat), "\"%s\":", key);
-	return (p = strstr(stats, pat)) ? strtoull(p + strlen(pat), NULL, 10) : 0;
+	if (!strncmp(path, "remote.", 7))
+		st->remote = true;
+	for (size_t i = 0; i < sizeof(fields) / sizeof(fields[0]); i++)
+		if (!strcmp(path, fields[i].path))
+			*(uint64_t *)((char *)st + fields[i].off) = v;
+	return 0;
+}
+
+int pool_read_stats(const char *text, struct pool_stats *st)
+{
+	memset(st, 0, sizeof(*st));
+	if (json_read_numbers(text, take_stat, st)) {
+		memset(st, 0, sizeof(*st));
+		return -EINVAL;
+	}
+	st->valid = true;
+	return 0;
 }
 
 int pool_hung(const struct pool_dev *d, uint64_t hang_ms, char *why, size_t len)
 {
-	uint64_t stalled = pool_stat(d->stats, "stalled_ms");
+	uint64_t stalled = d->stat.stalled_ms;
 
 	/* only a server that made its device live and keeps serving it */
 	if (!hang_ms || !d->in_kernel || !d->alive || d->kernel_state != UBLK_S_DEV_LIVE ||
-	    strcmp(d->state, "live") || !d->stats[0])
+	    strcmp(d->state, "live") || !d->stat.valid)
 		return 0;
-	if (pool_stat(d->stats, "held_until_ms") + hang_ms > wall_ms())
+	uint64_t now = wall_ms();
+	if (d->stat.held_until_ms > now || now - d->stat.held_until_ms < hang_ms)
 		return 0;
 	if (d->heartbeat_age_ms > hang_ms)
 		snprintf(why, len, "server hung: no heartbeat for %llu s (stopped, or its main "

@@ -8,6 +8,15 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+/* The server's statistics (the entry's stats file, docs/state-dir.md). */
+struct pool_stats {
+	bool valid;             /* the file holds one JSON object */
+	bool remote;            /* with a "remote" object: the base is remote */
+	uint64_t reads, writes, flushes, discards, errors, bytes_read, bytes_written;
+	uint64_t stalled_ms, held_until_ms;
+	uint64_t chunks_fetched, bytes_fetched, fetch_errors, chunk_cache_hits;   /* remote */
+};
+
 struct pool_dev {
 	uint32_t id;
 	bool in_kernel;         /* /dev/ublk-control knows it */
@@ -28,7 +37,8 @@ struct pool_dev {
 	uint64_t size;
 	uint64_t uptime_s;      /* since the entry was made */
 	uint64_t cache_bytes;   /* space the cache's data file takes */
-	char stats[2048];       /* the entry's stats (JSON), or "" */
+	char stats[2048];       /* the entry's stats file, when it is valid JSON; else "" */
+	struct pool_stats stat; /* read from it */
 	/* The server's heartbeat: the stats file, rewritten every second. */
 	uint64_t heartbeat_age_ms;      /* since it was last written; UINT64_MAX: never */
 	uint64_t node_age_s;    /* since /dev/ublkcN appeared (in the kernel only) */
@@ -44,8 +54,9 @@ int pool_scan(struct pool_dev **out);
  * without a state entry counts only once older than grace_s seconds: a
  * tool adding it right now has not written the entry yet. */
 const char *pool_problem(const struct pool_dev *d, uint64_t grace_s);
-/* A number field of d's stats (a flat JSON object of the server's), or 0. */
-uint64_t pool_stat(const char *stats, const char *key);
+/* The statistics in text (a stats file): 0, or -EINVAL when it is not one
+ * JSON object (*st is then all zero). */
+int pool_read_stats(const char *text, struct pool_stats *st);
 /* Whether d's server runs but hangs: no heartbeat, or IO pending with none
  * ending, for longer than hang_ms (a live export's declared hold aside).
  * 1 with why set, else 0. */

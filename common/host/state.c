@@ -172,6 +172,18 @@ int state_create(uint32_t id)
 	return state_write(id, "version", v);
 }
 
+int state_entry_version(uint32_t id)
+{
+	char v[16];
+	uint64_t n;
+	int ret = state_read(id, "version", v, sizeof(v));
+
+	if (ret < 0)
+		return ret;
+	v[strcspn(v, "\n")] = 0;
+	return parse_uint(v, 1, 9999, &n) ? -EINVAL : (int)n;
+}
+
 int state_write(uint32_t id, const char *name, const char *content)
 {
 	int fd = state_entry_open(id), ret;
@@ -298,21 +310,45 @@ int state_exists(uint32_t id)
 
 struct config_lookup {
 	const char *key;
+	const char *old_key;    /* its name in format 1, read when key is absent */
+	bool from_old;
 	char **values;
 	int max, n;
 };
 
+/* Keys format 2 renamed (docs/state-dir.md, Versioning). */
+static const char *format1_name(const char *key)
+{
+	static const char *renamed[][2] = {
+		{ "e2b", "e2b_root" }, { "build", "e2b_build" }, { "device_size", "size" },
+	};
+	for (size_t i = 0; i < sizeof(renamed) / sizeof(renamed[0]); i++)
+		if (!strcmp(key, renamed[i][0]))
+			return renamed[i][1];
+	return NULL;
+}
+
 static int config_collect(const char *key, const char *value, void *arg)
 {
 	struct config_lookup *l = arg;
-	if (!strcmp(key, l->key) && l->n < l->max)
+
+	if (!strcmp(key, l->key)) {
+		if (l->from_old)
+			l->n = 0;   /* the key itself wins over its old name */
+		l->from_old = false;
+	} else if (l->old_key && !strcmp(key, l->old_key) && (!l->n || l->from_old)) {
+		l->from_old = true;
+	} else {
+		return 0;
+	}
+	if (l->n < l->max)
 		l->values[l->n++] = (char *)value;
 	return 0;
 }
 
 int state_config_all(uint32_t id, const char *key, char *buf, size_t len, char **values, int max)
 {
-	struct config_lookup l = { .key = key, .values = values, .max = max };
+	struct config_lookup l = { .key = key, .old_key = format1_name(key), .values = values, .max = max };
 	int n = state_read(id, "config", buf, len);
 
 	if (n < 0)
@@ -320,7 +356,7 @@ int state_config_all(uint32_t id, const char *key, char *buf, size_t len, char *
 	/* a config that fills the buffer may go on: better none than half */
 	if ((size_t)n + 1 >= len)
 		return -EFBIG;
-	/* a malformed config is not read at all; devopts_from_state names the line */
+	/* a malformed config is not read at all; devconfig_read names the line */
 	int ret = cfgline_parse(buf, (size_t)n, config_collect, &l, NULL);
 	return ret ? ret : l.n;
 }

@@ -7,7 +7,7 @@
 #include <stdint.h>
 #include <sys/stat.h>
 
-#define STATE_FORMAT_VERSION 1
+#define STATE_FORMAT_VERSION 2
 #define STATE_CONFIG_MAX (512 * 1024)   /* bytes of an entry's config */
 
 void state_set_dir(const char *dir);
@@ -28,6 +28,9 @@ int state_check_dir(void);
 /* The device's entry, a real folder (O_NOFOLLOW) owned by us or root and
  * writable by nobody else. fd or -errno. */
 int state_entry_open(uint32_t id);
+/* The entry's format version (its "version" file), or -errno (-EINVAL:
+ * not a number from 1 to 9999). */
+int state_entry_version(uint32_t id);
 /* Create the device's entry (replacing a stale one). 0 or -errno. */
 int state_create(uint32_t id);
 /* Atomically replace file `name` of the entry with `content`. */

@@ -54,7 +54,10 @@ int cli_usage_error(const struct cli *c, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
-	log_err("%s; see '%s --help'", msg, c->tool->name);
+	if (c->error_buf)
+		snprintf(c->error_buf, c->error_len, "%s", msg);
+	else
+		log_err("%s; see '%s --help'", msg, c->tool->name);
 	return EXIT_USAGE;
 }
 

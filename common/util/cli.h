@@ -32,13 +32,18 @@ struct cli {
 	struct option longopts[48];
 	char shortopts[96];
 	int exit_code;
+	/* when set, usage errors go here instead of stderr (options read
+	 * back from a file, whose reader says where they came from) */
+	char *error_buf;
+	size_t error_len;
 };
 
 void cli_init(struct cli *c, const struct cli_tool *tool);
 /* Next option key, -1 at the end, or CLI_DONE after --help, --version,
  * --long-options or an error (message printed). optarg as getopt. */
 int cli_next(struct cli *c, int argc, char **argv);
-/* Print "tool: msg; see 'tool --help'" and return EXIT_USAGE. */
+/* Print "tool: msg; see 'tool --help'" (or keep msg in error_buf) and
+ * return EXIT_USAGE. */
 int cli_usage_error(const struct cli *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void cli_help(const struct cli_tool *t, FILE *out);
 

@@ -19,7 +19,7 @@ static void nop_close(struct layer *l) { (void)l; }
 static const struct layer_ops lower_ops = { .name = "fuzz-lower", .close = nop_close };
 
 static const struct cli_option options[] = {
-	DEVICE_OPTIONS,
+	DEVICE_OPTIONS
 	{ "timeout", DEVOPT_TIMEOUT, "SEC", NULL },
 	{ "verbose", DEVOPT_VERBOSE, NULL, NULL },
 	STATE_DIR_OPTION,

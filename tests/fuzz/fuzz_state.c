@@ -1,7 +1,7 @@
 /*
  * A state entry (docs/state-dir.md) as the tools read it back: config
- * (key=value lines, serve_arg lines replayed through the option parser
- * when a server is recovered), pid, state and stats. The state code
+ * (key=value lines, applied through the option parser when a server is
+ * recovered; format 1's serve_arg lines too), pid, state and stats. The state code
  * refuses symlinks, so the entry is a real folder of real files in a
  * private state directory. Input: config [FZ_SEP pid [FZ_SEP state
  * [FZ_SEP stats [FZ_SEP secret]]]]. The config text also goes through
@@ -9,6 +9,7 @@
  */
 #include "cfgcheck.h"
 #include "util/cfgline.h"
+#include "devconfig.h"
 #include "devopts.h"
 #include "util/log.h"
 #include "host/pool.h"
@@ -38,7 +39,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 		snprintf(name, sizeof(name), "state/ublkb%u/%s", ID, names[i]);
 		fds[i] = fz_file(name, path, sizeof(path));
 	}
-	if (state_write(ID, "version", "1\n"))
+	if (state_write(ID, "version", "2\n"))
 		FZ_DIE("state_write version failed");
 	return 0;
 }
@@ -61,7 +62,7 @@ static void check_str(const char *buf, size_t len, const char *what)
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	/* one lookup per kind of key: every lookup reads the whole config */
-	static const char *keys[] = { "base", "name", "serve_arg", "layer.0" };
+	static const char *keys[] = { "base", "name", "serve_arg", "layer.0", "device_size", "e2b" };
 	struct fz_part part[NFILES];
 	char buf[4096], cfgbuf[16384], why[1024] = "";
 	char *values[64];
@@ -104,7 +105,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	/* recovery: the saved arguments through the real option parser */
 	struct server_config cfg;
 	devopts_defaults(&cfg);
-	if (!devopts_from_state(ID, &cfg, why, sizeof(why))) {
+	if (!devconfig_read(ID, &cfg, why, sizeof(why))) {
 		fz_accepted();
 		fz_check_config(&cfg);
 	}

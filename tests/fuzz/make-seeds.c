@@ -3,12 +3,12 @@
  * the project's own writers: a cache made and written through the cache
  * layer, its map and live map as the layer leaves them, diffs exported
  * from it by export_cache (what ublk-export-diff --cache runs) as raw,
- * zstd and v3, a state entry's config with the serve_arg lines of
- * devopts_to_argv. Header values and option strings are the documented
+ * zstd and v3, a state entry's config as devconfig_write writes it. Header values and option strings are the documented
  * examples. Run by `make fuzz-seeds`; the output is committed.
  *   make-seeds CORPUS_DIR
  */
 #include "util/aio.h"
+#include "devconfig.h"
 #include "devopts.h"
 #include "export.h"
 #include "image/layer.h"
@@ -160,30 +160,29 @@ int main(int argc, char **argv)
 	b = slurp(out, &blen);
 	put_file("diff_v3", "pair", a, alen, b, blen);
 
-	/* a state entry's config, in the server's layout */
+	/* a state entry's config, as the server writes it (format 2; the
+	 * format 1 seeds, config-only and entry, are kept as they were) */
 	struct server_config cfg;
-	char *args[DEVOPTS_MAX_ARGS + 1], config[8192];
-	int n = 0, used;
+	char config[8192], state[320];
+	int used;
 	devopts_defaults(&cfg);
-	cfg.base = "/srv/images/base.img";
-	cfg.layers[cfg.n_layers++] = "/srv/images/sb17.diff";
-	cfg.cache = "/var/lib/ublk/next.cache";
+	cfg.stack.base = "/srv/images/base.img";
+	cfg.stack.layers[cfg.stack.n_layers++] = "/srv/images/sb17.diff";
+	cfg.stack.cache = "/var/lib/ublk/next.cache";
 	cfg.name = "build-17";
-	cfg.inject = "delay-read=30@0-4K";
-	cfg.size = 1ull << 30;
-	state_set_dir("/run/ublk-tools");
-	devopts_to_argv(&cfg, args, &n);
-	used = snprintf(config, sizeof(config), "base=%s\ncache=%s\nsize=%llu\nqueues=%u\ndepth=%u\n"
-			"read_only=0\ninject=%s\nname=%s\nno_recovery=0\nlayer=%s\n", cfg.base, cfg.cache,
-			(unsigned long long)cfg.size, cfg.queues, cfg.depth, cfg.inject, cfg.name,
-			cfg.layers[0]);
-	for (int i = 0; i < n; i++)
-		used += snprintf(config + used, sizeof(config) - (size_t)used, "serve_arg=%s\n", args[i]);
+	cfg.stack.inject = "delay-read=30@0-4K";
+	cfg.stack.size = 1ull << 30;
+	cfg.stack.read_only = true;
+	snprintf(state, sizeof(state), "%s/state", tmp);
+	state_set_dir(state);
+	if (state_create(7) || devconfig_write(7, &cfg, cfg.stack.size) ||
+	    (used = state_read(7, "config", config, sizeof(config))) <= 0)
+		FZ_DIE("writing a state entry's config failed");
 	char entry[12000];
 	int elen = snprintf(entry, sizeof(entry), "%s" FZ_SEP "4242\n" FZ_SEP "live\n" FZ_SEP
 			    "{\"queues\":[{\"reads\":1}]}\n" FZ_SEP "auth=Bearer x\n", config);
-	put_file("state", "entry", entry, (size_t)elen, NULL, 0);
-	put_file("state", "config-only", config, (size_t)used, NULL, 0);
+	put_file("state", "entry-v2", entry, (size_t)elen, NULL, 0);
+	put_file("state", "config-v2", config, (size_t)used, NULL, 0);
 
 	/* header values as servers send them; selector bytes as fuzz_http.c reads them */
 	static const struct { const char *name, *s; } http[] = {

@@ -106,6 +106,13 @@ teardown() {
 	[[ "$output" == *" 0 failed" ]]
 }
 
+@test "export and flatten unit tests" {
+	run "$UBLK_TEST_BIN/test-export"
+	echo "$output"
+	[ "$status" -eq 0 ]
+	[[ "$output" == *" 0 failed" ]]
+}
+
 @test "ublk-export-diff refuses bad combinations" {
 	run_mustfail 2 "no device given" "$B/ublk-export-diff" -o "$T/x"
 	run_mustfail 2 "give a device or --cache, not both" "$B/ublk-export-diff" --cache "$T/c" -o "$T/x" 3

@@ -93,6 +93,30 @@ make_entry() {
 	run_mustfail 3 "no ublk support" "$B/ublk-serve" --recover 5 --state-dir "$T/state"
 }
 
+@test "ublk-serve --recover reads config format 2, checks each option, and refuses a newer format" {
+	make_entry device_size=4096 "base=$T/img" read_only=1 queues=2 timeout=5.000 later_key=ignored
+	echo 2 >"$T/state/ublkb5/version"
+	run_mustfail 3 "no ublk support" "$B/ublk-serve" --recover 5 --state-dir "$T/state"
+	# values go through the options' own checks, and the key is named
+	make_entry2() { rm -r "$T/state/ublkb5"; make_entry "$@"; echo 2 >"$T/state/ublkb5/version"; }
+	make_entry2 "base=$T/img" queues=99
+	run_mustfail 1 "$T/state/ublkb5/config: 'queues' is not understood (--queues '99': expected 1 to 32): refused" \
+		"$B/ublk-serve" --recover 5 --state-dir "$T/state"
+	make_entry2 "base=$T/img" read_only=yes
+	run_mustfail 1 "config: 'read_only' is not understood" "$B/ublk-serve" --recover 5 --state-dir "$T/state"
+	make_entry2 queues=1
+	run_mustfail 1 "the saved configuration names no base" "$B/ublk-serve" --recover 5 --state-dir "$T/state"
+	# format 1: an option without its value
+	rm -r "$T/state/ublkb5"
+	make_entry "base=$T/img" serve_arg=--base
+	run_mustfail 1 "config: 'base' is not understood" "$B/ublk-serve" --recover 5 --state-dir "$T/state"
+	# an entry a later version wrote is left alone
+	make_entry2 "base=$T/img"
+	echo 3 >"$T/state/ublkb5/version"
+	run_mustfail 1 "ublkb5: the state entry has format 3; this version knows 2 and older" \
+		"$B/ublk-serve" --recover 5 --state-dir "$T/state"
+}
+
 @test "ublk-serve --recover takes credentials from a private secret file only" {
 	url='http://example.invalid/img.raw?...'
 	make_entry serve_arg=--base "serve_arg=$url"

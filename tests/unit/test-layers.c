@@ -1,6 +1,7 @@
 /* Host unit tests of the layer stack: no ublk, a plain io_uring. */
 #include "util/aio.h"
 #include "check.h"
+#include "layer_run.h"
 #include "image/layer.h"
 #include "image/layer_file.h"
 #include "image/layer_cache.h"
@@ -16,36 +17,6 @@
 #include <time.h>
 #include <unistd.h>
 
-
-struct sync_io {
-	struct layer_io io;
-	int res;
-	int done;
-};
-
-static void on_done(struct layer_io *io, int res)
-{
-	struct sync_io *s = (struct sync_io *)io;
-	s->res = res;
-	s->done++;
-}
-
-static struct io_uring ring;
-static struct aio aio = { .ring = &ring };
-
-/* Run one operation to completion; returns its result. */
-static char priv[4096];
-
-static int run(struct layer *l, enum layer_op op, uint64_t off, uint32_t len, void *buf)
-{
-	struct sync_io s = { .io = { .op = op, .off = off, .len = len, .buf = buf,
-				     .done = on_done, .aio = &aio, .priv = priv } };
-	layer_submit(l, &s.io);
-	if (aio_drain(&aio))
-		return -EIO;
-	CHECK(s.done == 1, "op %d completed %d times", op, s.done);
-	return s.res;
-}
 
 static char *make_image(size_t size, unsigned char **data)
 {

@@ -1,12 +1,17 @@
 /* Option values, the state entry's config encoding and the credentials
  * that travel apart from argv (issue 11: findings 6, 10, 11, 13). */
 #include "util/cfgline.h"
+#include "devconfig.h"
 #include "devopts.h"
+#include "host/state.h"
+#include "util/json_read.h"
 #include "util/parse.h"
 #include "util/timeutil.h"
 #include "check.h"
 
 #include <errno.h>
+#include <stdio.h>
+#include <sys/stat.h>
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
@@ -194,6 +199,114 @@ static void test_secrets(void)
 	unsetenv("UBLK_HTTP_AUTH");
 }
 
+struct numbers {
+	char seen[512];
+};
+
+static int note_number(const char *path, uint64_t v, void *arg)
+{
+	struct numbers *n = arg;
+	size_t used = strlen(n->seen);
+	snprintf(n->seen + used, sizeof(n->seen) - used, "%s=%llu ", path, (unsigned long long)v);
+	return 0;
+}
+
+/* Statistics files are read back strictly: one object, numbers by path. */
+static void test_json_read(void)
+{
+	static const char *bad[] = {
+		"", "[]", "1", "{", "{\"a\":1", "{\"a\":1}x", "{\"a\":1,}", "{\"a\" 1}", "{a:1}",
+		"{\"a\":01}", "{\"a\":-}", "{\"a\":1.}", "{\"a\":1e}", "{\"a\":\"x}", "{\"a\":\"\x01\"}",
+		"{\"a\":\"\\q\"}", "{\"a\":\"\\u12g4\"}", "{\"a\":tru}", "{\"a\":[1,]}", "{\"a\":1}{}",
+		"{\"a\":[[[[[[[[[1]]]]]]]]]}",
+	};
+	struct numbers n = { "" };
+
+	CHECK(!json_read_numbers(" {\"reads\":12,\"lat\":{\"p99\":7,\"avg\":1.5},\"q\":[{\"x\":3}],"
+				 "\"neg\":-4,\"big\":18446744073709551616,\"max\":18446744073709551615,"
+				 "\"s\":\"a\\\"b\\u00e9\",\"t\":true,\"n\":null,\"e\":{}}\n", note_number, &n),
+	      "valid object");
+	CHECK(!strcmp(n.seen, "reads=12 lat.p99=7 max=18446744073709551615 "), "numbers: %s", n.seen);
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		CHECK(json_read_numbers(bad[i], note_number, &n) == -EINVAL, "refused: %s", bad[i]);
+}
+
+/* Every option a device can have survives its state entry: written as
+ * format 2, and as format 1's serve_arg lines, both read back equal. */
+static void check_same(const struct server_config *a, const struct server_config *b, const char *what)
+{
+#define SAME_STR(f) CHECK((!a->f && !b->f) || (a->f && b->f && !strcmp(a->f, b->f)), "%s: " #f, what)
+#define SAME(f) CHECK(a->f == b->f, "%s: " #f, what)
+	SAME_STR(stack.base); SAME_STR(stack.cache); SAME_STR(stack.inject); SAME_STR(name);
+	SAME_STR(stack.chunk_cache); SAME_STR(stack.auth_file);
+	SAME(stack.n_layers); SAME(stack.read_only); SAME(no_recovery); SAME(queues); SAME(depth);
+	SAME(timeout_ms); SAME(stack.size); SAME(stack.chunk_size); SAME(stack.chunk_cache_limit);
+	SAME(stack.http_timeout_ms); SAME(stack.http_retries); SAME(stack.insecure);
+	SAME(stack.prefetch); SAME(stack.readahead);
+	for (unsigned i = 0; i < a->stack.n_layers && i < b->stack.n_layers; i++)
+		SAME_STR(stack.layers[i]);
+#undef SAME
+#undef SAME_STR
+}
+
+static void test_saved_config(void)
+{
+	char dir[] = "/tmp/test-parse.XXXXXX", path[64], why[512] = "", cmd[128];
+	struct server_config cfg, back;
+	char *args[DEVOPTS_MAX_ARGS + 1];
+	int argc = 0;
+
+	CHECK(mkdtemp(dir) != NULL, "mkdtemp");
+	snprintf(path, sizeof(path), "%s/state", dir);
+	state_set_dir(path);
+	devopts_defaults(&cfg);
+	cfg.stack.base = "/srv/base.img";
+	cfg.stack.layers[cfg.stack.n_layers++] = "/srv/d1.diff";
+	cfg.stack.layers[cfg.stack.n_layers++] = "/srv/d 2=x.diff";
+	cfg.stack.cache = "/var/lib/c.cache";
+	cfg.stack.inject = "delay-read=3000@0-4K";
+	cfg.name = "sb-17";
+	cfg.stack.read_only = true;
+	cfg.no_recovery = true;
+	cfg.queues = 3;
+	cfg.depth = 64;
+	cfg.timeout_ms = 12500;
+	cfg.stack.size = 1 << 20;
+	cfg.stack.chunk_size = 1 << 20;
+	cfg.stack.chunk_cache = "/var/cache/chunks";
+	cfg.stack.chunk_cache_limit = 1 << 30;
+	cfg.stack.http_timeout_ms = 1500;
+	cfg.stack.http_retries = 0;
+	cfg.stack.auth_file = "/etc/token";
+	cfg.stack.insecure = true;
+	cfg.stack.prefetch = true;
+	cfg.stack.readahead = 4;
+	CHECK(!state_create(5) && !devconfig_write(5, &cfg, 1 << 20), "write format 2");
+	devopts_defaults(&back);
+	CHECK(!devconfig_read(5, &back, why, sizeof(why)), "read format 2: %s", why);
+	check_same(&cfg, &back, "format 2");
+
+	/* what a server of format 1 wrote */
+	char v1[8192];
+	size_t used = 0;
+	v1[0] = 0;
+	cfgline_append(v1, sizeof(v1), &used, "base", "/srv/base.img");
+	cfgline_append(v1, sizeof(v1), &used, "size", "1048576");
+	devopts_to_argv(&cfg, args, &argc);
+	for (int i = 0; i < argc; i++)
+		cfgline_append(v1, sizeof(v1), &used, "serve_arg", args[i]);
+	CHECK(!state_write(5, "version", "1\n") && !state_write(5, "config", v1), "write format 1");
+	devopts_defaults(&back);
+	CHECK(!devconfig_read(5, &back, why, sizeof(why)), "read format 1: %s", why);
+	check_same(&cfg, &back, "format 1");
+	/* the renamed keys are found under their old names */
+	char size[32];
+	CHECK(!state_config_get(5, "device_size", size, sizeof(size)) && !strcmp(size, "1048576"),
+	      "device_size from format 1's size");
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+	CHECK(system(cmd) == 0, "cleanup");
+}
+
 int main(void)
 {
 	test_encoder();
@@ -201,5 +314,7 @@ int main(void)
 	test_limits();
 	test_names();
 	test_secrets();
+	test_saved_config();
+	test_json_read();
 	return check_summary();
 }

@@ -274,6 +274,40 @@ PY
 	"$B/ublk-del" "$dev"
 }
 
+@test "a live export's hold stops nothing else: heartbeat, other clients, stopping the server" {
+	make_image "$T/base" 8
+	dev=$("$B/ublk-add" --base "$T/base" --cache "$T/cache")
+	ctl=$UBLK_STATE_DIR/ublkb${dev#/dev/ublkb}/ctl
+	client=$BATS_TEST_DIRNAME/helpers/ctl-client.py
+	# what ublk-export-diff --live does, holding writes for up to 10 minutes
+	timeout 300 python3 "$client" "$ctl" "freeze 600000" --hold >"$T/hold.out" &
+	holder=$!
+	wait_until 60 "grep -qx frozen '$T/hold.out'"
+	timeout 300 dd if=/dev/urandom of="$dev" bs=4k count=1 seek=3 oflag=direct status=none &
+	writer=$!
+	wait_until 60 "[ \$(dev_writes_in_flight $dev) -gt 0 ]"
+	# the statistics (the heartbeat ublk-pool watch reads) go on
+	stats_fresh "$dev"
+	# a client that says nothing holds up nobody, a second export is told why not
+	python3 -c 'import socket, sys, time
+s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1]); print("connected", flush=True)
+time.sleep(600)' "$ctl" >"$T/silent.out" &
+	silent=$!
+	wait_until 60 "grep -q connected '$T/silent.out'"
+	run timeout 60 python3 "$client" "$ctl" "freeze 1000"
+	[ "$status" -eq 0 ]
+	[[ "$output" == "error busy: another live export holds this device's writes" ]]
+	# stopping the server ends the hold at once: the held write completes,
+	# the client is told, the device goes
+	kill -TERM "$(cat "$UBLK_STATE_DIR/ublkb${dev#/dev/ublkb}/pid")"
+	wait "$writer"
+	wait "$holder"
+	[ "$(tail -n 1 "$T/hold.out")" = expired ]
+	wait_until 60 "[ ! -e $dev ]"
+	kill "$silent"
+	wait "$silent" || true
+}
+
 @test "layers without a cache make a read-only device" {
 	make_image "$T/base" 4
 	dev=$("$B/ublk-add" --base "$T/base" --cache "$T/cache")

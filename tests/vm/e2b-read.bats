@@ -39,9 +39,8 @@ server_pid() { cat "$UBLK_STATE_DIR/ublkb$1/pid"; }
 	[ "$status" -eq 0 ]
 	jq -e ".base == null and .e2b_root == \"$S\" and .build == \"$ID_D\" and .e2b_file == \"rootfs.ext4\"" <<<"$output"
 	id=$(jq -r .id <<<"$output")
-	grep -qx "e2b_root=$S" "$UBLK_STATE_DIR/ublkb$id/config"
-	grep -qx "e2b_build=$ID_D" "$UBLK_STATE_DIR/ublkb$id/config"
-	grep -qx "serve_arg=--e2b" "$UBLK_STATE_DIR/ublkb$id/config"
+	grep -qx "e2b=$S" "$UBLK_STATE_DIR/ublkb$id/config"
+	grep -qx "build=$ID_D" "$UBLK_STATE_DIR/ublkb$id/config"
 	run_mustfail 5 "is not a multiple of 4096 bytes" \
 		"$B/ublk-add" --e2b "$T/odd" --build "$ID_odd" --read-only
 }

@@ -81,7 +81,7 @@ all_cmdlines() {
 	# the server got the header on an fd, not in its environment
 	assert_no_secret "/proc/$pid/environ"
 	assert_no_secret "$entry/config" "$entry/log" "$entry/state" "$T/add.err"
-	grep -q -F "serve_arg=http://127.0.0.1:$PORT/private/img?..." "$entry/config"
+	grep -qx -F "base=http://127.0.0.1:$PORT/private/img?..." "$entry/config"
 	assert_no_secret "$UBLK_CHUNK_CACHE"
 	"$B/ublk-pool" list --json >"$T/list.json"
 	assert_no_secret "$T/list.json"

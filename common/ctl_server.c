@@ -1,0 +1,167 @@
+#include "ctl_server.h"
+#include "host/ctlsock.h"
+#include "image/layer.h"
+#include "util/log.h"
+#include "util/timeutil.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+void ctl_server_init(struct ctl_server *cs, int dev_id, int listen_fd, struct layer *stack)
+{
+	memset(cs, 0, sizeof(*cs));
+	cs->dev_id = dev_id;
+	cs->listen_fd = listen_fd;
+	cs->stack = stack;
+	for (unsigned i = 0; i < CTL_MAX_CLIENTS; i++)
+		cs->clients[i].fd = -1;
+	/* a client gone between poll and accept must not block the loop */
+	if (listen_fd >= 0)
+		fcntl(listen_fd, F_SETFL, fcntl(listen_fd, F_GETFL) | O_NONBLOCK);
+}
+
+unsigned ctl_server_poll_fds(const struct ctl_server *cs, struct pollfd *p)
+{
+	unsigned n = 0;
+
+	if (cs->listen_fd >= 0)
+		p[n++] = (struct pollfd){ .fd = cs->listen_fd, .events = POLLIN };
+	for (unsigned i = 0; i < CTL_MAX_CLIENTS; i++)
+		if (cs->clients[i].fd >= 0)
+			p[n++] = (struct pollfd){ .fd = cs->clients[i].fd, .events = POLLIN };
+	return n;
+}
+
+int ctl_server_timeout(const struct ctl_server *cs, int cap_ms)
+{
+	uint64_t now = now_ms(), wait = (uint64_t)cap_ms;
+
+	for (unsigned i = 0; i < CTL_MAX_CLIENTS; i++) {
+		const struct ctl_client *c = &cs->clients[i];
+		if (c->fd >= 0)
+			wait = c->deadline_ms <= now ? 0 : c->deadline_ms - now < wait ? c->deadline_ms - now : wait;
+	}
+	return (int)wait;
+}
+
+/* Resume writes if this client holds them; close it. Returns CTL_HOLD_ENDED
+ * when a hold ended. */
+static int drop(struct ctl_server *cs, struct ctl_client *c, const char *reply)
+{
+	int changed = 0;
+
+	if (reply)
+		ctlsock_send(c->fd, reply);
+	if (c->holding) {
+		layer_thaw(cs->frozen);
+		cs->frozen = NULL;
+		cs->held_until_ms = 0;
+		changed = CTL_HOLD_ENDED;
+	}
+	close(c->fd);
+	*c = (struct ctl_client){ .fd = -1 };
+	return changed;
+}
+
+/* "freeze MS": hold writes at a consistent point for at most MS. */
+static int start_hold(struct ctl_server *cs, struct ctl_client *c)
+{
+	char reply[160];
+	uint64_t hold;
+	int ret;
+
+	if (ctlsock_parse_freeze(c->line, &hold))
+		return drop(cs, c, "error expected 'freeze MS', MS from 1 to 600000\n");
+	if (cs->frozen)
+		return drop(cs, c, "error busy: another live export holds this device's writes\n");
+	ret = layer_stack_freeze(cs->stack, hold, &cs->frozen);
+	if (ret) {
+		cs->frozen = NULL;
+		snprintf(reply, sizeof(reply), "error %s\n", ret == -EOPNOTSUPP ? "the device has no cache" :
+			 strerror(-ret));
+		return drop(cs, c, reply);
+	}
+	log_dbg("ublkb%d: frozen for a live export (at most %llu ms)", cs->dev_id,
+		(unsigned long long)hold);
+	c->holding = true;
+	c->used = 0;
+	c->deadline_ms = now_ms() + hold;
+	cs->held_until_ms = wall_ms() + hold;
+	ctlsock_send(c->fd, "frozen\n");
+	return CTL_HOLD_STARTED;
+}
+
+static int serve_client(struct ctl_server *cs, struct ctl_client *c, bool readable)
+{
+	int ret = readable ? ctlsock_take_line(c->fd, c->line, sizeof(c->line), &c->used) : -EAGAIN;
+
+	if (ret == -EAGAIN && now_ms() < c->deadline_ms)
+		return 0;
+	if (ret == -EAGAIN && c->holding) {
+		/* Past the deadline the export is no longer a point in time:
+		 * say so before resuming, so that the client discards it. */
+		log_err("ublkb%d: a live export held writes past its deadline; resumed them",
+			cs->dev_id);
+		return drop(cs, c, "expired\n");
+	}
+	if (ret == -EAGAIN)
+		return drop(cs, c, "error expected 'freeze MS' within 2 s of connecting\n");
+	if (ret <= 0)   /* gone, or a line too long: writes resume */
+		return drop(cs, c, ret < 0 && !c->holding ? "error expected 'freeze MS'\n" : NULL);
+	return c->holding ? drop(cs, c, "thawed\n") : start_hold(cs, c);
+}
+
+static void accept_clients(struct ctl_server *cs)
+{
+	for (;;) {
+		int fd = ctlsock_accept(cs->listen_fd);
+		unsigned i = 0;
+
+		if (fd == -EPERM) {
+			log_err("ublkb%d: control socket: refused a client that is neither root nor uid %u",
+				cs->dev_id, (unsigned)geteuid());
+			continue;
+		}
+		if (fd < 0)
+			return;   /* -EAGAIN: no more waiting */
+		while (i < CTL_MAX_CLIENTS && cs->clients[i].fd >= 0)
+			i++;
+		if (i == CTL_MAX_CLIENTS) {
+			ctlsock_send(fd, "error busy: too many control clients\n");
+			close(fd);
+			continue;
+		}
+		cs->clients[i] = (struct ctl_client){ .fd = fd, .deadline_ms = now_ms() + CTL_REQUEST_MS };
+	}
+}
+
+int ctl_server_handle(struct ctl_server *cs, const struct pollfd *p, unsigned n)
+{
+	unsigned k = cs->listen_fd >= 0 ? 1 : 0;
+	bool accept_now = k && (p[0].revents & POLLIN);
+	int changed = 0;
+
+	/* clients in the order ctl_server_poll_fds listed them */
+	for (unsigned i = 0; i < CTL_MAX_CLIENTS; i++) {
+		struct ctl_client *c = &cs->clients[i];
+		if (c->fd < 0)
+			continue;
+		bool readable = k < n && p[k].fd == c->fd && (p[k].revents & (POLLIN | POLLHUP | POLLERR));
+		if (k < n && p[k].fd == c->fd)
+			k++;
+		changed |= serve_client(cs, c, readable);
+	}
+	if (accept_now)
+		accept_clients(cs);
+	return changed;
+}
+
+void ctl_server_close(struct ctl_server *cs)
+{
+	for (unsigned i = 0; i < CTL_MAX_CLIENTS; i++)
+		if (cs->clients[i].fd >= 0)
+			drop(cs, &cs->clients[i], cs->clients[i].holding ? "expired\n" : NULL);
+}

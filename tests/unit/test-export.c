@@ -1,0 +1,185 @@
+/* Host unit tests of export and flatten: a cache changed through the
+ * layer stack is exported as a diff (raw and zstd), the diff over the
+ * base reads as the cache did, and stacks flatten into plain images. A
+ * failed export leaves nothing behind. No ublk device is involved. */
+#include "check.h"
+#include "layer_run.h"
+#include "devopts.h"
+#include "export.h"
+#include "image/layer_cache.h"
+#include "image/layer_diff.h"
+#include "image/layer_file.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define SIZE (8u << 20)
+#define BS 4096u
+
+static char dir[] = "/tmp/test-export.XXXXXX";
+static unsigned char *want;     /* what the device holds after the changes */
+
+static const char *at(const char *name)
+{
+	static char paths[8][300];
+	static unsigned next;
+	char *p = paths[next++ % 8];
+	snprintf(p, sizeof(paths[0]), "%s/%s", dir, name);
+	return p;
+}
+
+static void fill_random(unsigned char *p, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		p[i] = (unsigned char)(rand() >> 7);
+}
+
+/* Through a cache over the base: data in a few places (one block, a 64 KiB
+ * run, the last block), zeros written, a discard. want follows along. */
+static void change_through_cache(const char *base, const char *cache)
+{
+	unsigned char *buf = aligned_alloc(BS, 16 * BS);
+	struct layer *b, *l;
+	char why[600];
+	static const struct { enum layer_op op; uint64_t block; uint32_t count; } changes[] = {
+		{ LAYER_WRITE, 3, 1 }, { LAYER_WRITE, 100, 16 }, { LAYER_WRITE, SIZE / BS - 1, 1 },
+		{ LAYER_WRITE_ZEROES, 200, 4 }, { LAYER_DISCARD, 300, 11 },
+	};
+
+	CHECK(layer_file_open(base, true, &b) == 0, "open base");
+	CHECK(layer_cache_open(cache, b, 0, false, &l, why, sizeof(why)) == 0, "cache: %s", why);
+	for (size_t i = 0; i < sizeof(changes) / sizeof(changes[0]); i++) {
+		uint64_t off = changes[i].block * BS;
+		uint32_t len = changes[i].count * BS;
+		if (changes[i].op == LAYER_WRITE) {
+			fill_random(buf, len);
+			memcpy(want + off, buf, len);
+		} else {
+			memset(want + off, 0, len);
+		}
+		CHECK(run(l, changes[i].op, off, len, buf) >= 0,
+		      "change %zu", i);
+	}
+	CHECK(run(l, LAYER_FLUSH, 0, 0, NULL) == 0, "flush");
+	layer_close(l);
+	free(buf);
+}
+
+/* The base with diff over it reads exactly want. */
+static void check_diff_reads(const char *base, const char *diff)
+{
+	unsigned char *buf = aligned_alloc(BS, 256 * BS);
+	struct layer *b, *l;
+	char why[600];
+
+	CHECK(layer_file_open(base, true, &b) == 0, "open base");
+	CHECK(layer_diff_open(diff, NULL, b, &l, why, sizeof(why)) == 0, "diff %s: %s", diff, why);
+	for (uint64_t off = 0; off < SIZE; off += 256 * BS)
+		CHECK(run(l, LAYER_READ, off, 256 * BS, buf) == 256 * BS && !memcmp(buf, want + off, 256 * BS),
+		      "%s: bytes at %llu", diff, (unsigned long long)off);
+	layer_close(l);
+	free(buf);
+}
+
+static void check_file_is_want(const char *path)
+{
+	unsigned char *got = malloc(SIZE);
+	int fd = open(path, O_RDONLY);
+	CHECK(fd >= 0 && read(fd, got, SIZE) == SIZE && !memcmp(got, want, SIZE), "%s holds the device", path);
+	if (fd >= 0)
+		close(fd);
+	free(got);
+}
+
+/* Nothing in dir but what the test made: no temporary file left. */
+static void check_no_leftovers(const char *what)
+{
+	DIR *d = opendir(dir);
+	struct dirent *e;
+
+	while (d && (e = readdir(d)))
+		CHECK(!strstr(e->d_name, ".tmp"), "%s left %s behind", what, e->d_name);
+	if (d)
+		closedir(d);
+}
+
+static void test_export(const char *base)
+{
+	struct export_result r;
+	struct export_opts o = { .out = at("raw.diff"), .keep = true, .timeout_ms = 10000 };
+	char why[1024] = "";
+
+	change_through_cache(base, at("c.cache"));
+	CHECK(export_cache(at("c.cache"), &o, &r, why, sizeof(why)) == 0, "export: %s", why);
+	/* 18 data blocks; the zeros and the discard are zero extents */
+	CHECK(r.meta.data_blocks == 18 && r.meta.zero_blocks == 15, "counts: %llu data, %llu zero",
+	      (unsigned long long)r.meta.data_blocks, (unsigned long long)r.meta.zero_blocks);
+	check_diff_reads(base, at("raw.diff"));
+
+	o.out = at("z.diff");
+	o.zstd = true;
+	CHECK(export_cache(at("c.cache"), &o, &r, why, sizeof(why)) == 0, "zstd export: %s", why);
+	check_diff_reads(base, at("z.diff"));
+
+	/* an output that cannot be written: an error, nothing left */
+	o.out = at("missing/x.diff");
+	CHECK(export_cache(at("c.cache"), &o, &r, why, sizeof(why)) != 0 && why[0], "to a missing folder");
+	o.out = dir;
+	CHECK(export_cache(at("c.cache"), &o, &r, why, sizeof(why)) != 0, "onto a folder");
+	check_no_leftovers("a failed export");
+}
+
+static void test_flatten(const char *base)
+{
+	struct server_config cfg;
+	uint64_t bytes = 0;
+	char why[1024] = "";
+
+	devopts_defaults(&cfg);
+	cfg.stack.base = base;
+	cfg.stack.layers[cfg.stack.n_layers++] = at("raw.diff");
+	CHECK(export_flatten(&cfg, at("flat.img"), false, &bytes, why, sizeof(why)) == 0, "flatten: %s", why);
+	CHECK(bytes == SIZE, "%llu bytes", (unsigned long long)bytes);
+	check_file_is_want(at("flat.img"));
+
+	/* the cache itself on top of the base flattens the same */
+	devopts_defaults(&cfg);
+	cfg.stack.base = base;
+	cfg.stack.cache = at("c.cache");
+	cfg.stack.read_only = true;
+	CHECK(export_flatten(&cfg, at("flat2.img"), false, &bytes, why, sizeof(why)) == 0, "flatten cache: %s",
+	      why);
+	check_file_is_want(at("flat2.img"));
+
+	CHECK(export_flatten(&cfg, at("missing/flat.img"), false, &bytes, why, sizeof(why)) != 0,
+	      "flatten to a missing folder");
+	check_no_leftovers("a failed flatten");
+}
+
+int main(void)
+{
+	char cmd[64];
+	int fd;
+
+	if (!mkdtemp(dir) || io_uring_queue_init(64, &ring, 0)) {
+		fprintf(stderr, "setup failed\n");
+		return 2;
+	}
+	want = malloc(SIZE);
+	fill_random(want, SIZE);
+	fd = open(at("base.img"), O_CREAT | O_WRONLY, 0600);
+	if (fd < 0 || write(fd, want, SIZE) != SIZE)
+		return 2;
+	close(fd);
+	test_export(at("base.img"));
+	test_flatten(at("base.img"));
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+	CHECK(system(cmd) == 0, "cleanup");
+	free(want);
+	return check_summary();
+}
