@@ -428,6 +428,12 @@ int export_device(uint32_t id, const struct export_opts *o, struct export_result
 			   id), EXIT_USAGE;
 	if (o->e2b && (code = e2b_device_target(id, o, &t, why, whylen)))
 		return e2b_target_close(&t, false), code;
+	/* A typo in -o must not cost the device: the output is checked before
+	 * the device is stopped. The diff holds at most what the cache holds. */
+	struct stat st;
+	uint64_t need = stat(cache, &st) ? 0 : (uint64_t)st.st_blocks * 512 + (1u << 20);
+	if (!o->e2b && (ret = output_file_check(o->out, need, sub, sizeof(sub))))
+		return WHY("ublkb%u: %s; nothing was changed", id, sub), ret == -ENOSPC ? EXIT_FAIL : EXIT_USAGE;
 	ret = device_delete(id, o->timeout_ms, false, why, whylen);
 	if (ret) {
 		if (o->e2b)

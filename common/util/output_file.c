@@ -1,10 +1,13 @@
 #include "util/output_file.h"
 
 #include <fcntl.h>
+#include <errno.h>
+#include <limits.h>
 #include <signal.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 /* The named temporaries to remove if SIGINT, SIGTERM or SIGHUP ends us. */
@@ -59,6 +62,38 @@ int output_file_open(struct output_file *o, const char *path, char *why, size_t 
 	}
 	o->fd = o->af.fd;
 	output_file_track(&o->af, true);
+	return 0;
+}
+
+int output_file_check(const char *path, uint64_t need, char *why, size_t whylen)
+{
+	char dir[PATH_MAX];
+	struct statvfs fs;
+	struct stat st;
+	const char *slash;
+
+	if (!path || !strcmp(path, "-"))
+		return 0;
+	if (!stat(path, &st) && S_ISDIR(st.st_mode))
+		return snprintf(why, whylen, "%s: is a folder: give a file name", path), -EISDIR;
+	slash = strrchr(path, '/');
+	if (!slash)
+		snprintf(dir, sizeof(dir), ".");
+	else if (snprintf(dir, sizeof(dir), "%.*s", slash == path ? 1 : (int)(slash - path), path) >=
+		 (int)sizeof(dir))
+		return snprintf(why, whylen, "%s: path too long", path), -ENAMETOOLONG;
+	if (stat(dir, &st) || !S_ISDIR(st.st_mode))
+		return snprintf(why, whylen, "%s: folder %s does not exist", path, dir), -ENOENT;
+	if (access(dir, W_OK | X_OK))
+		return snprintf(why, whylen, "%s: cannot create files in %s: %s", path, dir,
+				strerror(errno)), -errno;
+	if (!statvfs(dir, &fs) && fs.f_flag & ST_RDONLY)
+		return snprintf(why, whylen, "%s: %s is on a read-only filesystem", path, dir), -EROFS;
+	if (!statvfs(dir, &fs) && fs.f_frsize && fs.f_bavail < (need + fs.f_frsize - 1) / fs.f_frsize)
+		return snprintf(why, whylen, "%s: %llu MiB free in %s, the output may need up to %llu MiB: "
+				"free space or write elsewhere", path,
+				(unsigned long long)(fs.f_bavail * fs.f_frsize >> 20), dir,
+				(unsigned long long)((need + (1 << 20) - 1) >> 20)), -ENOSPC;
 	return 0;
 }
 

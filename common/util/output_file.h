@@ -5,6 +5,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 /* Output to a new file that replaces path only once complete
  * (atomic_file: unnamed where the filesystem can, else a random name that
@@ -19,6 +20,11 @@ struct output_file {
 
 /* path, or stdout for NULL or "-". 0 or -errno with why set. */
 int output_file_open(struct output_file *o, const char *path, char *why, size_t whylen);
+/* Whether path (NULL or "-": stdout, always fine) can be written, before
+ * anything is stopped for it: its folder exists and takes new files, path
+ * is no folder, and the filesystem has need bytes free. 0, or -errno with
+ * why saying what to fix (-ENOSPC: not enough space). */
+int output_file_check(const char *path, uint64_t need, char *why, size_t whylen);
 /* Give the file its name if ok, else discard it. 0 or -errno with why set. */
 int output_file_close(struct output_file *o, bool ok, char *why, size_t whylen);
 /* While on, af's named temporary is removed if SIGINT, SIGTERM or SIGHUP

@@ -148,6 +148,27 @@ PY
 		<("$B/ublk-export-diff" --inspect "$T/d2.diff" --json | jq -c .extent_list)
 }
 
+@test "an output that cannot be written is refused before the device is touched" {
+	make_image "$T/base" 16
+	dev=$("$B/ublk-add" --base "$T/base" --cache "$T/cache")
+	dd if=/dev/urandom of="$dev" bs=1M count=8 oflag=direct status=none
+	want=$(sha256sum <"$dev")
+	run_mustfail 2 "$T/nope/x.diff: folder $T/nope does not exist; nothing was changed" \
+		"$B/ublk-export-diff" -o "$T/nope/x.diff" "$dev"
+	run_mustfail 2 "$T: is a folder: give a file name; nothing was changed" \
+		"$B/ublk-export-diff" -o "$T" "$dev"
+	mkdir "$T/small"
+	mount -t tmpfs -o size=1M tmpfs "$T/small"
+	run_mustfail 1 "MiB free in $T/small, the output may need up to" \
+		"$B/ublk-export-diff" -o "$T/small/x.diff" "$dev"
+	umount "$T/small"
+	# the device is as it was, and exports once the output is right
+	[ "$(sha256sum <"$dev")" = "$want" ]
+	"$B/ublk-export-diff" -o "$T/d.diff" "$dev"
+	[ ! -e "$dev" ]
+	"$B/ublk-export-diff" --inspect "$T/d.diff" >/dev/null
+}
+
 @test "export of a running device's cache by file is refused" {
 	make_image "$T/base" 4
 	dev=$("$B/ublk-add" --base "$T/base" --cache "$T/cache")
