@@ -76,16 +76,16 @@ int main(int argc, char **argv)
 	int n = 0;
 	if (argc - optind > 1024)
 		return cli_usage_error(&c, "at most 1024 devices at once");
-	for (int i = optind; i < argc; i++, n++) {
-		char why[300];
-		if (device_resolve(argv[i], &ids[n], why, sizeof(why))) {
-			log_err("%s", why);
-			return EXIT_NO_DEVICE;
-		}
-	}
 	if (access(ctrl_path(), F_OK)) {
 		log_err("%s", ctrl_open_hint(-ENOENT));
 		return EXIT_NO_UBLK;
+	}
+	for (int i = optind; i < argc; i++, n++) {
+		char why[300];
+		if ((code = device_resolve(argv[i], &ids[n], why, sizeof(why)))) {
+			log_err("%s", why);
+			return code;
+		}
 	}
 	if (all)
 		n = ctrl_list_ids(ids, 1024);

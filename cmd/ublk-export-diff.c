@@ -215,9 +215,9 @@ static int export_e2b(struct cli *c, struct export_opts *o, struct server_config
 		uint32_t dev;
 		if (state_check_dir())
 			return EXIT_FAIL;
-		if (device_resolve(argv[optind], &dev, why, sizeof(why))) {
+		if ((code = device_resolve(argv[optind], &dev, why, sizeof(why)))) {
 			log_err("%s", why);
-			return EXIT_NO_DEVICE;
+			return code;
 		}
 		code = o->live ? export_live(dev, o, &r, why, sizeof(why))
 			       : export_device(dev, o, &r, why, sizeof(why));
@@ -374,9 +374,9 @@ int main(int argc, char **argv)
 		/* a state directory others could have prepared: said, refused */
 		if (state_check_dir())
 			return EXIT_FAIL;
-		if (device_resolve(argv[optind], &id, why, sizeof(why))) {
+		if ((code = device_resolve(argv[optind], &id, why, sizeof(why)))) {
 			log_err("%s", why);
-			return EXIT_NO_DEVICE;
+			return code;
 		}
 		code = o.live ? export_live(id, &o, &r, why, sizeof(why))
 			      : export_device(id, &o, &r, why, sizeof(why));

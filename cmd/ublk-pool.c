@@ -130,6 +130,45 @@ static void print_table(const struct pool_dev *devs, int n, bool with_stats)
 	}
 }
 
+/* The commands each option acts in (the others: all of them). */
+static const struct {
+	int key;
+	const char *commands;
+} option_commands[] = {
+	{ KEY_JSON, "list, status, reclaim, watch, shutdown" },
+	{ KEY_RECOVER, "reclaim" },   /* watch always recovers */
+	{ KEY_CACHES, "reclaim, watch" },
+	{ KEY_INTERVAL, "watch" },
+	{ 't', "reclaim, watch, shutdown" },
+	{ KEY_TEXTFILE, "metrics" },
+	{ KEY_GRACE, "list, status, reclaim, watch, metrics" },
+	{ KEY_HANG, "reclaim, watch" },
+};
+
+static const char *option_name(int key)
+{
+	for (const struct cli_option *o = options; o->name; o++)
+		if (o->key == key)
+			return o->name;
+	return "?";
+}
+
+/* NULL if option key acts in cmd, else the commands it acts in. */
+static const char *option_applies(int key, const char *cmd)
+{
+	size_t n = strlen(cmd);
+
+	for (size_t i = 0; i < sizeof(option_commands) / sizeof(option_commands[0]); i++) {
+		const char *list = option_commands[i].commands, *p = list;
+		if (option_commands[i].key != key)
+			continue;
+		while ((p = strstr(p, cmd)) && ((p > list && p[-1] != ' ') || (p[n] && p[n] != ',')))
+			p += n;
+		return p ? NULL : list;
+	}
+	return NULL;
+}
+
 /* What reclaim or shutdown did: a line each, or with json_list a JSON
  * object holding the list under that name (ublk-pool(8)). Shutdown lists
  * failed stops only in JSON: their errors were logged. */
@@ -187,15 +226,12 @@ int main(int argc, char **argv)
 
 	log_init(argv[0]);
 	cli_init(&c, &tool);
-	/* "ublk-pool COMMAND [OPTIONS]": options are parsed after the command */
-	const char *cmd = argc > 1 && argv[1][0] != '-' ? argv[1] : NULL;
-	if (cmd) {
-		argc--;
-		argv++;
-	}
+	int given[16], n_given = 0;
 	while ((key = cli_next(&c, argc, argv)) != -1) {
 		if (key == CLI_DONE)
 			return c.exit_code;
+		if (n_given < 16)
+			given[n_given++] = key;
 		if (key == KEY_JSON)
 			json = true;
 		else if (key == KEY_CACHES)
@@ -224,6 +260,8 @@ int main(int argc, char **argv)
 		else if (devopts_common(&c, key, optarg, &timeout_ms) == CLI_DONE)
 			return c.exit_code;
 	}
+	/* the command is the first operand, before or after the options */
+	const char *cmd = optind < argc ? argv[optind++] : NULL;
 	if (!cmd)
 		return cli_usage_error(&c, "no command given (list, status, reclaim, watch, shutdown, metrics)");
 	if (optind < argc)
@@ -234,8 +272,17 @@ int main(int argc, char **argv)
 	    strcmp(cmd, "shutdown"))
 		return cli_usage_error(&c, "unknown command '%s' (list, status, reclaim, watch, shutdown, "
 				       "metrics)", cmd);
-	if (textfile && !is_metrics)
-		return cli_usage_error(&c, "--textfile goes with metrics");
+	for (int i = 0; i < n_given; i++) {
+		const char *with = option_applies(given[i], cmd);
+		if (with)
+			return cli_usage_error(&c, "--%s does nothing with %s (it goes with %s)",
+					       option_name(given[i]), cmd, with);
+	}
+	bool hang_given = false;
+	for (int i = 0; i < n_given; i++)
+		hang_given |= given[i] == KEY_HANG;
+	if (hang_given && !strcmp(cmd, "reclaim") && !ro.recover)
+		return cli_usage_error(&c, "--hang-timeout goes with reclaim --recover (or watch)");
 	/* a state directory others could have prepared is refused before use */
 	if (state_check_dir())
 		return EXIT_FAIL;

@@ -109,8 +109,9 @@ int main(int argc, char **argv)
 		return cli_usage_error(&c, "--recover takes the device's options from its state entry; "
 				       "only --state-dir, --timeout, --ready-fd and -v go with it");
 	uint32_t id;
-	int code = device_resolve(recover, &id, why, sizeof(why)) ? EXIT_NO_DEVICE :
-		   devconfig_read(id, &cfg, why, sizeof(why));
+	int code = device_resolve(recover, &id, why, sizeof(why));
+	if (!code)
+		code = devconfig_read(id, &cfg, why, sizeof(why));
 	if (code) {
 		log_err("%s", why);
 		if (cfg.ready_fd >= 0)

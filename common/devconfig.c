@@ -3,6 +3,7 @@
 #include "util/cfgline.h"
 #include "util/exitcodes.h"
 #include "host/state.h"
+#include "kernel/ctrl.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -196,8 +197,13 @@ int devconfig_read(uint32_t id, struct server_config *cfg, char *why, size_t len
 	}
 	n = state_read(id, "config", config, sizeof(config));
 	if (n < 0) {
-		snprintf(why, len, "ublkb%u: no state entry: the device's configuration is unknown; "
-			 "delete it with ublk-del", id);
+		char node[64];
+		dev_char_path(id, node, sizeof(node));
+		if (access(node, F_OK))
+			snprintf(why, len, "ublkb%u: no such device", id);
+		else
+			snprintf(why, len, "ublkb%u: no state entry: the device's configuration is "
+				 "unknown; delete it with ublk-del", id);
 		return EXIT_NO_DEVICE;
 	}
 	cli_init(&x.cli, &saved_tool);

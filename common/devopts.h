@@ -111,7 +111,8 @@ enum devopt_type {
 	DEVOPT_T_SECONDS,         /* uint64_t milliseconds from seconds; 0 when not given */
 };
 
-#define DEVOPT_AS_CLI(name, key, arg, type, field, lo, hi, want, help) { name, key, arg, help },
+#define DEVOPT_AS_CLI(name, key, arg, type, field, lo, hi, want, help) \
+	{ name, key, arg, help, type == DEVOPT_T_LAYERS },
 /* Option table entries of the device description, shared by ublk-add and
  * ublk-serve. */
 #define DEVICE_OPTIONS DEVICE_OPTION_LIST(DEVOPT_AS_CLI)

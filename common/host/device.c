@@ -1,5 +1,6 @@
 #include "host/device.h"
 #include "util/cfgline.h"
+#include "util/exitcodes.h"
 #include "kernel/ctrl.h"
 #include "util/parse.h"
 #include "host/pool.h"
@@ -148,6 +149,8 @@ int device_holders(uint32_t id, char *desc, size_t len)
 
 int device_resolve(const char *arg, uint32_t *id, char *why, size_t len)
 {
+	if (access(ctrl_path(), F_OK))
+		return snprintf(why, len, "%s", ctrl_open_hint(-ENOENT)), EXIT_NO_UBLK;
 	if (!parse_dev_id(arg, id))
 		return 0;
 	/* an unnamed device's config has "name=": "" must not find it; a
@@ -157,7 +160,7 @@ int device_resolve(const char *arg, uint32_t *id, char *why, size_t len)
 		return 0;
 	snprintf(why, len, "'%s' is neither a ublk device (/dev/ublkbN or N) nor the name of one",
 		 cfgline_has_control(arg, NULL) ? "(control characters)" : arg);
-	return -ENODEV;
+	return EXIT_NO_DEVICE;
 }
 
 #define SET_WHY(...) do { if (why) snprintf(why, len, __VA_ARGS__); } while (0)

@@ -7,8 +7,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* Device id from "/dev/ublkbN", "N" or a name given with --name.
- * 0, or -ENODEV with why saying so. */
+/* Device id from "/dev/ublkbN", "N" or a name given with --name. A tool
+ * exit code: 0, EXIT_NO_UBLK when the kernel has no ublk (checked first,
+ * so every tool answers that before looking at its operands), or
+ * EXIT_NO_DEVICE, with why saying so. */
 int device_resolve(const char *arg, uint32_t *id, char *why, size_t len);
 
 /* Describe who holds /dev/ublkbID (or a partition) open: processes with an

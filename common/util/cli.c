@@ -33,7 +33,7 @@ void cli_init(struct cli *c, const struct cli_tool *tool)
 
 	memset(c, 0, sizeof(*c));
 	c->tool = tool;
-	c->shortopts[ns++] = '+';   /* stop at the first operand, like POSIX */
+	/* no '+': options and operands mix, as GNU tools take them */
 	c->shortopts[ns++] = ':';   /* report missing arguments as ':' */
 	add_options(c, tool->options, &nl, &ns);
 	add_options(c, common_options, &nl, &ns);
@@ -89,8 +89,19 @@ int cli_next(struct cli *c, int argc, char **argv)
 		c->exit_code = cli_usage_error(c, "option '%s' needs an argument", argv[optind - 1]);
 		return CLI_DONE;
 	default:
-		return key;
+		break;
 	}
+	/* a single value given twice is a mistake, not "the last one wins" */
+	for (const struct cli_option *o = c->tool->options; o->name; o++) {
+		size_t i = (size_t)(o - c->tool->options);
+		if (o->key != key || !o->arg || o->repeat || i >= sizeof(c->given))
+			continue;
+		if (c->given[i]++) {
+			c->exit_code = cli_usage_error(c, "--%s given more than once", o->name);
+			return CLI_DONE;
+		}
+	}
+	return key;
 }
 
 void cli_help(const struct cli_tool *t, FILE *out)

@@ -5,6 +5,7 @@
 #define UBLK_CLI_H
 
 #include <getopt.h>
+#include <stdbool.h>
 #include <stdio.h>
 
 #define UBLK_TOOLS_VERSION "0.1.0"
@@ -14,6 +15,7 @@ struct cli_option {
 	int key;                /* short letter, or a value >= 256 for long-only */
 	const char *arg;        /* argument name, NULL if none */
 	const char *help;
+	bool repeat;            /* an option with an argument may be given again */
 };
 
 struct cli_tool {
@@ -32,6 +34,7 @@ struct cli {
 	struct option longopts[48];
 	char shortopts[96];
 	int exit_code;
+	unsigned char given[48];   /* per longopts entry: times seen */
 	/* when set, usage errors go here instead of stderr (options read
 	 * back from a file, whose reader says where they came from) */
 	char *error_buf;

@@ -139,9 +139,33 @@ teardown() {
 @test "ublk-serve --recover: what goes with it, and a device nobody knows" {
 	run_mustfail 2 "--recover takes the device's options from its state entry" \
 		"$B/ublk-serve" --recover 3 --base "$T/img"
+	# no ublk is said before the device is looked at, by every tool
+	run_mustfail 3 "no ublk support" env UBLK_CONTROL_PATH="$T/none" "$B/ublk-serve" --recover nosuch
+	run_mustfail 3 "no ublk support" env UBLK_CONTROL_PATH="$T/none" "$B/ublk-export-diff" nosuch -o "$T/x"
+	run_mustfail 3 "no ublk support" env UBLK_CONTROL_PATH="$T/none" "$B/ublk-export-diff" --live nosuch -o "$T/x"
+	run_mustfail 3 "no ublk support" env UBLK_CONTROL_PATH="$T/none" "$B/ublk-del" nosuch
 	run_mustfail 6 "'nosuch' is neither a ublk device" "$B/ublk-serve" --recover nosuch --state-dir "$T/state"
-	run_mustfail 6 "ublkb7: no state entry: the device's configuration is unknown; delete it with ublk-del" \
-		"$B/ublk-serve" --recover /dev/ublkb7 --state-dir "$T/state"
+	run_mustfail 6 "'nosuch' is neither a ublk device" "$B/ublk-del" nosuch --state-dir "$T/state"
+	# a device the kernel does not have is not sent to ublk-del
+	run_mustfail 6 "ublkb7: no such device" "$B/ublk-serve" --recover /dev/ublkb7 --state-dir "$T/state"
+}
+
+@test "options go anywhere, once; options that do nothing in a command are refused" {
+	run "$B/ublk-pool" --json list --state-dir "$T/state"
+	[ "$status" -eq 0 ]
+	[ "$(jq -c . <<<"$output")" = '{"devices":[]}' ]
+	run "$B/ublk-pool" -j list --state-dir "$T/state"
+	[ "$status" -eq 0 ]
+	run_mustfail 3 "no ublk support" env UBLK_CONTROL_PATH="$T/none" "$B/ublk-del" 3 --force
+	run_mustfail 2 "--timeout given more than once" "$B/ublk-del" --timeout 1 3 --timeout 2
+	run_mustfail 2 "--cache given more than once" "$B/ublk-add" --base "$T/img" --cache a --cache b
+	run_mustfail 3 "no ublk support" env UBLK_CONTROL_PATH="$T/none" "$B/ublk-add" --base "$T/img" \
+		--layer "$T/img" --layer "$T/img"
+	run_mustfail 2 "--recover does nothing with list (it goes with reclaim)" "$B/ublk-pool" list --recover
+	run_mustfail 2 "--interval does nothing with status (it goes with watch)" "$B/ublk-pool" --interval 2 status
+	run_mustfail 2 "--timeout does nothing with metrics" "$B/ublk-pool" metrics --timeout 3
+	run_mustfail 2 "--textfile does nothing with list (it goes with metrics)" "$B/ublk-pool" list --textfile "$T"
+	run_mustfail 2 "--hang-timeout goes with reclaim --recover (or watch)" "$B/ublk-pool" reclaim --hang-timeout 5
 }
 
 @test "every long option of every tool is documented in its man page" {
