@@ -42,7 +42,7 @@ static const struct cli_option options[] = {
 	{ "inspect", KEY_INSPECT, "FILE", "print a diff (verifying every checksum) or an E2B header (docs/e2b.md)" },
 	{ "flatten", KEY_FLATTEN, NULL, "write base + layers + cache as one plain image" },
 	{ "base", 'b', "FILE", "with --flatten: the base image" },
-	{ "layer", 'l', "DIFF", "with --flatten: a diff over the base (repeat, bottom first)" },
+	{ "layer", 'l', "DIFF", "with --flatten: a diff over the base (repeat, bottom first)", true },
 	{ "e2b", DEVOPT_E2B, "ROOT", "with --flatten, --inspect or --format e2b: an E2B storage root (folder or URL), not --base" },
 	{ "build", DEVOPT_BUILD, "ID", "with --e2b: the build id (8-4-4-4-12 hex)" },
 	{ "e2b-file", DEVOPT_E2B_FILE, "NAME", "with --e2b: rootfs.ext4 (default) or memfile" },
@@ -56,7 +56,8 @@ static const struct cli_option options[] = {
 
 static const struct cli_tool tool = {
 	.name = "ublk-export-diff",
-	.synopsis = "[OPTIONS] DEV|ID|NAME | --cache FILE | --inspect FILE | --inspect --e2b ROOT --build ID\n"
+	.synopsis = "[OPTIONS] DEV|ID|NAME | --cache FILE\n"
+		    "       | --inspect FILE | --inspect --e2b ROOT --build ID\n"
 		    "       | --flatten (--base IMG [--layer DIFF]... | --e2b ROOT --build ID) ...",
 	.summary = "Export the blocks a device changed (its copy-on-write cache) as a diff file\n"
 		   "(docs/diff-format.md), or with --format e2b as the next E2B build of a device\n"
@@ -72,8 +73,9 @@ static const struct cli_tool tool = {
 		  "  ublk-export-diff --zstd -o sb17.diff sb-17\n"
 		  "  ublk-add --base base.img --layer sb17.diff --cache next.cache\n"
 		  "  ublk-export-diff --inspect sb17.diff --json\n"
-		  "  ublk-export-diff --format e2b --compress zstd --json sb-18   # next build, same root\n"
-		  "  ublk-export-diff --inspect --e2b /srv/builds --build 4f1c0e2a-8d3b-4c6e-9a7f-0b1c2d3e4f50\n",
+		  "  ublk-export-diff --format e2b --compress zstd --json sb-18  # next build\n"
+		  "  ublk-export-diff --inspect --e2b /srv/builds \\\n"
+		  "      --build 4f1c0e2a-8d3b-4c6e-9a7f-0b1c2d3e4f50\n",
 };
 
 static void print_id(struct json *j, const char *key, const uint8_t id[16])

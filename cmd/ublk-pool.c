@@ -11,6 +11,7 @@
 #include "pool_admin.h"
 #include "host/state.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -48,10 +49,11 @@ static const struct cli_tool tool = {
 		   "  watch    reclaim --recover every --interval until SIGTERM/SIGINT\n"
 		   "  shutdown stop every device in parallel within --timeout; adds meanwhile are\n"
 		   "           refused\n"
-		   "  metrics  Prometheus text format on stdout, or into a node-exporter --textfile DIR",
+		   "  metrics  Prometheus text format on stdout, or into a node-exporter\n"
+		   "           --textfile DIR",
 	.options = options,
 	.footer = "Exit codes: 0 ok, 1 failure (some device could not be reclaimed), 2 usage,\n"
-		  "4 permission. See ublk-pool(8).\n",
+		  "4 permission, 7 timeout (shutdown). See ublk-pool(8).\n",
 };
 
 static void print_json(const struct pool_dev *devs, int n, bool with_stats)
@@ -306,6 +308,11 @@ int main(int argc, char **argv)
 	if (is_watch)
 		return pool_watch(&ro, interval_ms, watch_pass, &json);
 	n = is_list || is_status ? pool_scan(&devs) : pool_scan_unhung(&devs, &ro);
+	if (n == -EPERM)
+		log_err("permission denied: %s needs root (CAP_SYS_ADMIN) to see the kernel's ublk "
+			"devices", cmd);
+	if (n == -EPERM || n == -EACCES)   /* the state directory's refusal is said */
+		return EXIT_PERM;
 	if (n < 0) {
 		log_err("scanning devices: %s", strerror(-n));
 		return EXIT_FAIL;

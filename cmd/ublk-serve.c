@@ -27,7 +27,9 @@ static const struct cli_option options[] = {
 
 static const struct cli_tool tool = {
 	.name = "ublk-serve",
-	.synopsis = "--base FILE | --e2b ROOT --build ID [OPTIONS]\n       ublk-serve --recover DEV [--state-dir DIR] [--timeout SEC] [--ready-fd FD] [-v]",
+	.synopsis = "--base FILE | --e2b ROOT --build ID [OPTIONS]\n"
+		     "       ublk-serve --recover DEV [--state-dir DIR] [--timeout SEC]\n"
+		     "                  [--ready-fd FD] [-v]",
 	.summary = "Create a ublk block device over FILE and serve it in the foreground until\n"
 		   "stopped by SIGTERM/SIGINT or by ublk-del. Prints /dev/ublkbN once the device\n"
 		   "is live. ublk-add runs this in the background.\n\n"

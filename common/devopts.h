@@ -47,7 +47,7 @@ enum devopt_key {
  * multiples of 4096 too. */
 #define DEVICE_OPTION_LIST(X) \
 	X("base", DEVOPT_BASE, "FILE", DEVOPT_T_URL, stack.base, 0, 0, NULL, \
-	  "image file or block device to serve (or --e2b)") \
+	  "image file, block device or http(s) URL to serve (or --e2b)") \
 	X("e2b", DEVOPT_E2B, "ROOT", DEVOPT_T_URL, stack.e2b_root, 0, 0, NULL, \
 	  "serve an E2B build from this storage folder or URL (instead of --base)") \
 	X("build", DEVOPT_BUILD, "ID", DEVOPT_T_BUILD_ID, stack.e2b_build, 0, 0, \

@@ -124,8 +124,11 @@ int pool_scan(struct pool_dev **out)
 	DIR *dir;
 	struct dirent *e;
 
-	int k = ctrl_list_ids(ids, 1024);
-	if (k > 0 && ctrl_open(&c, 3000) == 0) {
+	int k = ctrl_list_ids(ids, 1024), ret = k > 0 ? ctrl_open(&c, 3000) : -ENOENT;
+	/* devices whose state nobody may see: an error, not an empty pool */
+	if (ret == -EACCES || ret == -EPERM)
+		return -EPERM;
+	if (!ret) {
 		for (int i = 0; i < k; i++) {
 			struct ublksrv_ctrl_dev_info info;
 			struct pool_dev *d = find_or_add(&devs, &n, &cap, ids[i]);
@@ -148,9 +151,9 @@ int pool_scan(struct pool_dev **out)
 		ctrl_close(&c);
 	}
 	int root = state_dir_open(false);
-	/* missing, or not ours to read (a user's list): no entries; refused
-	 * (writable by others...): an error, said by state_dir_open */
-	if (root < 0 && root != -ENOENT && root != -EACCES) {
+	/* missing: no entries; not ours to read, or refused (writable by
+	 * others...): an error, said by state_dir_open */
+	if (root < 0 && root != -ENOENT) {
 		free(devs);
 		return root;
 	}

@@ -44,8 +44,10 @@ struct pool_dev {
 	uint64_t node_age_s;    /* since /dev/ublkcN appeared (in the kernel only) */
 };
 
-/* Every device either side knows, by id. Returns the count or -errno;
- * *out is malloc'd. */
+/* Every device either side knows, by id. Returns the count or -errno:
+ * -EPERM when the kernel has devices but its control device is not ours
+ * to use, -EACCES when the state directory is not ours to read (said on
+ * stderr). *out is malloc'd. */
 int pool_scan(struct pool_dev **out);
 #define POOL_GRACE_S 30
 

@@ -104,6 +104,34 @@ int cli_next(struct cli *c, int argc, char **argv)
 	return key;
 }
 
+/* "  LEFT  help", the help wrapped at 80 columns under its first line;
+ * a left column too wide for its slot puts the help on the next line. */
+static void print_option_help(FILE *out, const char *left, const char *help)
+{
+	enum { INDENT = 29, WIDTH = 80 };
+	int col = INDENT;
+
+	if (strlen(left) > INDENT - 3)
+		fprintf(out, "  %s\n%*s", left, INDENT, "");
+	else
+		col = fprintf(out, "  %-26s ", left);
+
+	while (*help) {
+		size_t word = strcspn(help, " ");
+		if (col > INDENT && col + 1 + (int)word > WIDTH) {
+			fprintf(out, "\n%*s", INDENT, "");
+			col = INDENT;
+		} else if (col > INDENT) {
+			fputc(' ', out);
+			col++;
+		}
+		col += fprintf(out, "%.*s", (int)word, help);
+		help += word;
+		help += strspn(help, " ");
+	}
+	fputc('\n', out);
+}
+
 void cli_help(const struct cli_tool *t, FILE *out)
 {
 	fprintf(out, "Usage: %s %s\n\n%s\n\nOptions:\n", t->name, t->synopsis, t->summary);
@@ -119,7 +147,7 @@ void cli_help(const struct cli_tool *t, FILE *out)
 			else
 				snprintf(left, sizeof(left), "    --%s%s%s", o->name,
 					 o->arg ? " " : "", o->arg ? o->arg : "");
-			fprintf(out, "  %-26s %s\n", left, o->help);
+			print_option_help(out, left, o->help);
 		}
 	}
 	if (t->footer)

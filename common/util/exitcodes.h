@@ -1,5 +1,6 @@
-/* Exit codes shared by every tool; documented in docs/exit-codes.md and the
- * man pages. Scripts rely on them: never renumber, only add. */
+/* Exit codes shared by every tool; documented in docs/exit-codes.md, each
+ * tool's --help and man page (tests/check-exit-codes.py keeps the four in
+ * agreement). Scripts rely on them: never renumber, only add. */
 #ifndef UBLK_EXITCODES_H
 #define UBLK_EXITCODES_H
 
@@ -12,7 +13,7 @@ enum ublk_exit {
 	EXIT_BAD_IMAGE = 5,  /* image file missing, unreadable or malformed */
 	EXIT_NO_DEVICE = 6,  /* no such ublk device */
 	EXIT_TIMEOUT = 7,    /* a deadline expired */
-	EXIT_BUSY = 8,       /* device held open by another process */
+	EXIT_BUSY = 8,       /* held open at the deadline; name, cache or server in use; pool full or closed */
 };
 
 /* Map a -errno from the library to the exit code a tool should return. */

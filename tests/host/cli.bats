@@ -150,6 +150,16 @@ teardown() {
 	run_mustfail 6 "ublkb7: no such device" "$B/ublk-serve" --recover /dev/ublkb7 --state-dir "$T/state"
 }
 
+@test "a user who may not read the state directory gets an error, not an empty pool" {
+	mkdir -m 700 "$T/state"
+	run_mustfail 4 "state directory $T/state: Permission denied" as_nobody "$B/ublk-pool" list --state-dir "$T/state"
+	run_mustfail 4 "state directory $T/state: Permission denied" as_nobody "$B/ublk-pool" metrics --state-dir "$T/state"
+	# root's list of the same folder is the empty pool
+	run "$B/ublk-pool" list --json --state-dir "$T/state"
+	[ "$status" -eq 0 ]
+	[ "$output" = '{"devices":[]}' ]
+}
+
 @test "options go anywhere, once; options that do nothing in a command are refused" {
 	run "$B/ublk-pool" --json list --state-dir "$T/state"
 	[ "$status" -eq 0 ]
@@ -161,11 +171,39 @@ teardown() {
 	run_mustfail 2 "--cache given more than once" "$B/ublk-add" --base "$T/img" --cache a --cache b
 	run_mustfail 3 "no ublk support" env UBLK_CONTROL_PATH="$T/none" "$B/ublk-add" --base "$T/img" \
 		--layer "$T/img" --layer "$T/img"
+	run_mustfail 5 "$T/d1: No such file" "$B/ublk-export-diff" --flatten --base "$T/img" --layer "$T/d1" --layer "$T/d2" \
+		-o "$T/flat"
 	run_mustfail 2 "--recover does nothing with list (it goes with reclaim)" "$B/ublk-pool" list --recover
 	run_mustfail 2 "--interval does nothing with status (it goes with watch)" "$B/ublk-pool" --interval 2 status
 	run_mustfail 2 "--timeout does nothing with metrics" "$B/ublk-pool" metrics --timeout 3
 	run_mustfail 2 "--textfile does nothing with list (it goes with metrics)" "$B/ublk-pool" list --textfile "$T"
 	run_mustfail 2 "--hang-timeout goes with reclaim --recover (or watch)" "$B/ublk-pool" reclaim --hang-timeout 5
+}
+
+@test "every --help fits 80 columns" {
+	for tool in ublk-add ublk-serve ublk-del ublk-export-diff ublk-pool; do
+		run "$B/$tool" --help
+		[ "$status" -eq 0 ]
+		long=$(awk 'length > 80 || / $/' <<<"$output")
+		[ -z "$long" ] || { echo "$tool: $long"; false; }
+	done
+}
+
+@test "exit codes agree: exitcodes.h, docs/exit-codes.md, every --help and man page" {
+	top=$BATS_TEST_DIRNAME/../..
+	run python3 "$top/tests/check-exit-codes.py" "$top" "$B"
+	echo "$output"
+	[ "$status" -eq 0 ]
+	# the check fails when one place says another thing
+	mkdir -p "$T/top/common/util" "$T/top/docs"
+	cp "$top/common/util/exitcodes.h" "$T/top/common/util/"
+	cp "$top/docs/exit-codes.md" "$T/top/docs/"
+	cp -r "$top/man" "$T/top/"
+	sed -i 's/^\.B 8$/.B 9/' "$T/top/man/ublk-del.8"
+	run python3 "$top/tests/check-exit-codes.py" "$T/top" "$B"
+	[ "$status" -eq 1 ]
+	[[ "$output" == *"man/ublk-del.8 EXIT STATUS: codes exitcodes.h does not have: [9]"* ]]
+	[[ "$output" == *"ublk-del: --help says [0, 1, 2, 3, 4, 6, 7, 8], its man page [0, 1, 2, 3, 4, 6, 7, 9]"* ]]
 }
 
 @test "every long option of every tool is documented in its man page" {
