@@ -112,17 +112,24 @@ static void print_table(const struct pool_dev *devs, int n, bool with_stats)
 	for (int i = 0; i < n; i++) {
 		const struct pool_dev *d = &devs[i];
 		const char *problem = pool_problem(d, grace_s);
-		char dev[24], up[16], pid[24], extra[96] = "", e2b[PATH_MAX + 48];
+		char dev[24], up[16], pid[24], extra[160] = "", e2b[PATH_MAX + 48];
 		snprintf(dev, sizeof(dev), "/dev/ublkb%u", d->id);
 		snprintf(up, sizeof(up), d->uptime_s >= 3600 ? "%lluh" : d->uptime_s >= 60 ? "%llum" : "%llus",
 			 (unsigned long long)(d->uptime_s >= 3600 ? d->uptime_s / 3600 :
 					      d->uptime_s >= 60 ? d->uptime_s / 60 : d->uptime_s));
 		snprintf(pid, sizeof(pid), "%d%s", (int)d->pid, d->alive ? "" : "!");
-		if (with_stats)
-			snprintf(extra, sizeof(extra), "%llu/%llu/%llu  %lluM  ",
-				 (unsigned long long)d->stat.reads, (unsigned long long)d->stat.writes,
-				 (unsigned long long)d->stat.errors,
-				 (unsigned long long)(d->cache_bytes >> 20));
+		if (with_stats) {
+			const struct pool_stats *st = &d->stat;
+			char prefetch[48] = "";
+			if (st->prefetch_total)
+				snprintf(prefetch, sizeof(prefetch), "prefetch %llu%% ",
+					 (unsigned long long)(st->prefetch_done >= st->prefetch_total ? 100 :
+							      st->prefetch_done * 100 / st->prefetch_total));
+			snprintf(extra, sizeof(extra), "%llu/%llu/%llu  %lluM  %s",
+				 (unsigned long long)st->reads, (unsigned long long)st->writes,
+				 (unsigned long long)st->errors, (unsigned long long)(d->cache_bytes >> 20),
+				 prefetch);
+		}
 		snprintf(e2b, sizeof(e2b), "%s build %s", d->e2b_root, d->e2b_build);
 		printf("%-12s %-9s %-9s %8s %7s %-16s %s%s%s%s\n", dev, ctrl_state_name(d->kernel_state),
 		       d->has_state ? d->state : "(none)", pid, d->has_state ? up : "-",
@@ -305,8 +312,19 @@ int main(int argc, char **argv)
 	}
 	ro.timeout_ms = timeout_ms;
 	ro.grace_s = grace_s;
-	if (is_watch)
+	if (is_watch) {
+		/* said once, so that a service's log shows what it looks after */
+		char hang[64] = "hung servers are left alone (--hang-timeout 0)";
+		if (ro.hang_ms)
+			snprintf(hang, sizeof(hang), "a server hung for %.0f s is killed and recovered",
+				 ro.hang_ms / 1000.0);
+		log_info("watching the devices of %s every %.2f s: a dead server is recovered, %s; "
+			 "what cannot be recovered is deleted%s", state_dir(), interval_ms / 1000.0, hang,
+			 ro.caches ? " with its cache" : "");
+		if (access(ctrl_path(), F_OK))
+			log_err("warning: %s", ctrl_open_hint(-ENOENT));
 		return pool_watch(&ro, interval_ms, watch_pass, &json);
+	}
 	n = is_list || is_status ? pool_scan(&devs) : pool_scan_unhung(&devs, &ro);
 	if (n == -EPERM)
 		log_err("permission denied: %s needs root (CAP_SYS_ADMIN) to see the kernel's ublk "

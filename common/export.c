@@ -326,7 +326,7 @@ out:
 static int export_cache_to(const char *cache, const struct export_opts *o, struct e2b_target *t,
 			   struct export_result *r, char *why, size_t whylen)
 {
-	struct export_ctx ctx = { .p = { .on = o->progress, .what = "export" } };
+	struct export_ctx ctx = { .p = { .on = o->progress, .what = "export", .unit = LAYER_BLOCK_SIZE } };
 	uint64_t start = now_ms();
 	struct output_file out = { .fd = -1 };
 	char sub[1100];

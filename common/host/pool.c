@@ -207,6 +207,7 @@ static int take_stat(const char *path, uint64_t v, void *arg)
 		F("stalled_ms", stalled_ms), F("held_until_ms", held_until_ms),
 		F("remote.chunks_fetched", chunks_fetched), F("remote.bytes_fetched", bytes_fetched),
 		F("remote.fetch_errors", fetch_errors), F("remote.chunk_cache_hits", chunk_cache_hits),
+		F("remote.prefetch_chunks_done", prefetch_done), F("remote.prefetch_chunks", prefetch_total),
 #undef F
 	};
 	struct pool_stats *st = arg;

@@ -15,6 +15,7 @@ struct pool_stats {
 	uint64_t reads, writes, flushes, discards, errors, bytes_read, bytes_written;
 	uint64_t stalled_ms, held_until_ms;
 	uint64_t chunks_fetched, bytes_fetched, fetch_errors, chunk_cache_hits;   /* remote */
+	uint64_t prefetch_done, prefetch_total;   /* --prefetch: chunks; total 0 without */
 };
 
 struct pool_dev {

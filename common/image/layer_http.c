@@ -47,6 +47,7 @@ struct layer_http {
 	struct aio_poster poster;
 	_Atomic uint64_t hits, misses, chunks_fetched, bytes_fetched, fetch_errors, fetch_ms,
 		retries;
+	_Atomic uint64_t prefetched;    /* chunks --prefetch has cached or handed to a worker */
 };
 
 struct http_io {
@@ -238,6 +239,8 @@ static void *prefetch_main(void *arg)
 			pthread_cond_wait(&h->cond, &h->lock);
 		if (!h->stop)
 			job_for(h, idx, &oom);
+		if (!h->stop && !oom)
+			h->prefetched = idx + 1;
 	}
 	pthread_mutex_unlock(&h->lock);
 	return NULL;
@@ -328,11 +331,16 @@ static int http_stats(struct layer *l, char *buf, size_t len)
 {
 	struct layer_http *h = (struct layer_http *)l;
 	uint64_t n = h->chunks_fetched + h->fetch_errors;
+	char prefetch[96] = "";
+
+	if (h->prefetching)
+		snprintf(prefetch, sizeof(prefetch), ",\"prefetch_chunks_done\":%llu,\"prefetch_chunks\":%llu",
+			 (unsigned long long)h->prefetched, (unsigned long long)nchunks(h));
 	return snprintf(buf, len, "{\"chunk_cache_hits\":%llu,\"chunk_cache_misses\":%llu,"
 			"\"chunks_fetched\":%llu,\"bytes_fetched\":%llu,\"fetch_errors\":%llu,"
-			"\"retries\":%llu,\"fetch_ms_avg\":%llu}",
+			"\"retries\":%llu,\"fetch_ms_avg\":%llu%s}",
 			(unsigned long long)h->hits, (unsigned long long)h->misses,
 			(unsigned long long)h->chunks_fetched, (unsigned long long)h->bytes_fetched,
 			(unsigned long long)h->fetch_errors, (unsigned long long)h->retries,
-			(unsigned long long)(n ? h->fetch_ms / n : 0));
+			(unsigned long long)(n ? h->fetch_ms / n : 0), prefetch);
 }

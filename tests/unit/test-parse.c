@@ -6,6 +6,7 @@
 #include "host/state.h"
 #include "util/json_read.h"
 #include "util/parse.h"
+#include "util/progress.h"
 #include "util/timeutil.h"
 #include "check.h"
 
@@ -211,6 +212,19 @@ static int note_number(const char *path, uint64_t v, void *arg)
 	return 0;
 }
 
+static void test_human_bytes(void)
+{
+	static const struct { uint64_t v; const char *want; } cases[] = {
+		{ 0, "0 B" }, { 1023, "1023 B" }, { 1536, "1.5 KiB" }, { 27ull << 20, "27.0 MiB" },
+		{ 3ull << 30, "3.0 GiB" }, { UINT64_MAX, "16.0 EiB" },
+	};
+	char buf[24];
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		progress_bytes(cases[i].v, buf, sizeof(buf));
+		CHECK(!strcmp(buf, cases[i].want), "%llu: %s", (unsigned long long)cases[i].v, buf);
+	}
+}
+
 /* Statistics files are read back strictly: one object, numbers by path. */
 static void test_json_read(void)
 {
@@ -316,5 +330,6 @@ int main(void)
 	test_secrets();
 	test_saved_config();
 	test_json_read();
+	test_human_bytes();
 	return check_summary();
 }

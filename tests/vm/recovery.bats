@@ -158,7 +158,9 @@ fio_until_done() {
 	[ ! -e "$T/fio.failed" ]
 	cat "$T/watch.log"
 	[ "$(grep -c "^recovered ublkb$id" "$T/watch.log")" -eq "$KILLS" ]
-	[ "$(wc -l <"$T/watch.log")" -eq "$KILLS" ]   # and nothing else: no failed attempt
+	# it said once what it watches, and nothing else: no failed attempt
+	[ "$(head -n 1 "$T/watch.log")" = "ublk-pool: watching the devices of $UBLK_STATE_DIR every 0.10 s: a dead server is recovered, a server hung for 120 s is killed and recovered; what cannot be recovered is deleted" ]
+	[ "$(wc -l <"$T/watch.log")" -eq "$((KILLS + 1))" ]
 	umount "$T/mnt"
 	fsck.ext4 -fn "$dev"
 }
@@ -280,6 +282,6 @@ fio_until_done() {
 	(set +e; timeout 120 dd if=/dev/urandom of="$dev" bs=4k count=1 seek=9 oflag=direct status=none) &
 	wait "$exp"
 	[ "$(server_pid "${dev#/dev/ublkb}")" = "$pid" ]
-	[ ! -s "$T/watch.log" ]
+	[ "$(grep -vc '^ublk-pool: watching' "$T/watch.log")" -eq 0 ]
 	"$B/ublk-del" "$dev"
 }

@@ -164,6 +164,11 @@ stat_of() { # device, jq path
 	make_image "$T/www/img" 16
 	dev=$("$B/ublk-add" --base "$URL/img" --chunk-size 1M --read-only --prefetch)
 	wait_until 120 '[ "$(stat_of "$dev" .remote.chunks_fetched)" -eq 16 ]'
+	# the progress is in the statistics and in ublk-pool status
+	[ "$(stat_of "$dev" .remote.prefetch_chunks)" -eq 16 ]
+	wait_until 60 '[ "$(stat_of "$dev" .remote.prefetch_chunks_done)" -eq 16 ]'
+	run "$B/ublk-pool" status
+	[[ "$output" == *"prefetch 100%"* ]]
 	# everything is local now: the server is not needed any more
 	nginx_stop
 	cmp "$T/www/img" "$dev"
