@@ -3,10 +3,15 @@
 #include "host/metrics.h"
 #include "kernel/ctrl.h"
 #include "util/atomic_file.h"
+#include "util/fileio.h"
+#include "host/state.h"
 #include "util/exitcodes.h"
 #include "util/log.h"
 
+#include <errno.h>
 #include <fcntl.h>
+#include <sys/file.h>
+#include <sys/stat.h>
 #include <stddef.h>
 #include <limits.h>
 #include <stdio.h>
@@ -37,36 +42,118 @@ struct event_stats {
 	double sum_s;
 };
 
-/* One pass over .events for every kind. */
-static void read_events(struct event_stats *ev, int kinds)
+/* Add event name's ms to the kind it belongs to. */
+static void count_event(struct event_stats *ev, int kinds, const char *name, uint64_t ms)
 {
-	char line[64], name[16];
-	unsigned long long ms;
-	int fd = pool_file_open(".events", O_RDONLY, false);
-	FILE *f;
+	for (struct event_stats *e = ev; e < ev + kinds; e++) {
+		if (strcmp(name, e->name))
+			continue;
+		double s = (double)ms / 1000.0;
+		int b = 0;
+		while (b < EVENT_BUCKETS && s > event_bounds[b])
+			b++;
+		e->buckets[b]++;
+		e->sum_s += s;
+		e->count++;
+	}
+}
 
-	if (fd < 0)
-		return;
-	if (!(f = fdopen(fd, "r"))) {
-		close(fd);
+/* .events.totals: what earlier folds took out of .events, one line per
+ * kind: "NAME COUNT SUM_MS B0 .. B8" (docs/state-dir.md, Pool files). */
+static void read_totals(struct event_stats *ev, int kinds)
+{
+	char line[512], name[16];
+	unsigned long long n[2 + EVENT_BUCKETS + 1];
+	int fd = pool_file_open(".events.totals", O_RDONLY, false);
+	FILE *f = fd >= 0 ? fdopen(fd, "r") : NULL;
+
+	if (!f) {
+		if (fd >= 0)
+			close(fd);
 		return;
 	}
 	while (fgets(line, sizeof(line), f)) {
-		if (sscanf(line, "%15s %llu", name, &ms) != 2)
+		if (sscanf(line, "%15s %llu %llu %llu %llu %llu %llu %llu %llu %llu %llu %llu", name,
+			   &n[0], &n[1], &n[2], &n[3], &n[4], &n[5], &n[6], &n[7], &n[8], &n[9], &n[10]) != 12)
 			continue;
 		for (struct event_stats *e = ev; e < ev + kinds; e++) {
 			if (strcmp(name, e->name))
 				continue;
-			double s = (double)ms / 1000.0;
-			int b = 0;
-			while (b < EVENT_BUCKETS && s > event_bounds[b])
-				b++;
-			e->buckets[b]++;
-			e->sum_s += s;
-			e->count++;
+			e->count += n[0];
+			e->sum_s += (double)n[1] / 1000.0;
+			for (int b = 0; b <= EVENT_BUCKETS; b++)
+				e->buckets[b] += n[2 + b];
 		}
 	}
 	fclose(f);
+}
+
+/* One pass over the lines of fd (.events) for every kind. */
+static void read_event_lines(int fd, struct event_stats *ev, int kinds)
+{
+	char line[64], name[16];
+	unsigned long long ms;
+	FILE *f = fdopen(dup(fd), "r");
+
+	if (!f)
+		return;
+	rewind(f);
+	while (fgets(line, sizeof(line), f))
+		if (sscanf(line, "%15s %llu", name, &ms) == 2)
+			count_event(ev, kinds, name, ms);
+	fclose(f);
+}
+
+/* .events grows by a line per add, delete and recovery; past this it is
+ * folded into .events.totals, so a year of events reads as fast as a day. */
+#define EVENTS_FOLD_BYTES (256 * 1024)
+
+static int write_totals(const struct event_stats *ev, int kinds)
+{
+	struct atomic_file af = ATOMIC_FILE_INIT;
+	int root = state_dir_open(false), ret;
+
+	if (root < 0)
+		return root;
+	ret = atomic_file_open(&af, root, ".events.totals", 0600);
+	for (const struct event_stats *e = ev; !ret && e < ev + kinds; e++) {
+		char line[512];
+		int len = snprintf(line, sizeof(line), "%s %llu %llu", e->name, (unsigned long long)e->count,
+				   (unsigned long long)(e->sum_s * 1000.0 + 0.5));
+		for (int b = 0; b <= EVENT_BUCKETS; b++)
+			len += snprintf(line + len, sizeof(line) - (size_t)len, " %llu",
+					(unsigned long long)e->buckets[b]);
+		line[len++] = '\n';
+		ret = write_full(af.fd, line, (size_t)len);
+	}
+	ret = ret ? (atomic_file_abort(&af), ret) : atomic_file_commit(&af, ATOMIC_DURABLE);
+	close(root);
+	return ret;
+}
+
+/* The events of every kind: the totals and .events, folded first when
+ * .events is long. Appenders (pool_record) hold .events shared while they
+ * write; the fold holds it exclusive from its reading to its truncation,
+ * so no line is lost. A crash between the new totals and the truncation
+ * counts that fold's lines twice: metrics are best effort. */
+static void read_events(struct event_stats *ev, int kinds)
+{
+	int fd = pool_file_open(".events", O_RDWR, false);
+	struct stat st;
+
+	if (fd >= 0 && !fstat(fd, &st) && st.st_size > EVENTS_FOLD_BYTES && !flock(fd, LOCK_EX)) {
+		read_totals(ev, kinds);
+		read_event_lines(fd, ev, kinds);
+		if (!write_totals(ev, kinds) && ftruncate(fd, 0))
+			log_err("folding .events into .events.totals: %s", strerror(errno));
+		close(fd);   /* unlocks */
+		return;
+	}
+	read_totals(ev, kinds);
+	if (fd >= 0) {
+		read_event_lines(fd, ev, kinds);
+		close(fd);
+	}
 }
 
 static void histogram(FILE *f, const char *metric, const char *help, const struct event_stats *e)

@@ -344,6 +344,8 @@ void pool_record(const char *event, uint64_t ms)
 	fd = pool_file_open(".events", O_WRONLY | O_CREAT | O_APPEND, false);
 	if (fd < 0)
 		return;
+	/* shared with other appenders, never while metrics folds the file */
+	flock(fd, LOCK_SH);
 	/* one write per line: concurrent tools never interleave */
 	n = snprintf(line, sizeof(line), "%s %llu\n", event, (unsigned long long)ms);
 	if (write(fd, line, (size_t)n) < 0) { /* metrics are best effort */ }

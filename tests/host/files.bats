@@ -133,3 +133,23 @@ teardown() {
 	[ "$rc" -eq 143 ]
 	[ -z "$(ls -A "$T/out")" ]
 }
+
+@test "metrics folds a long .events into .events.totals and counts every event once" {
+	# 40000 adds of 100 ms and one of 3 s: more than the fold threshold
+	awk 'BEGIN { for (i = 0; i < 40000; i++) print "add 100"; print "add 3000"; print "recover 200" }' \
+		>"$S/.events"
+	run "$B/ublk-pool" metrics --state-dir "$S"
+	[ "$status" -eq 0 ]
+	[[ "$output" == *$'\nublk_acquired_total 40001\n'* ]]
+	[[ "$output" == *$'\nublk_recovered_total 1\n'* ]]
+	[[ "$output" == *'ublk_add_duration_seconds_bucket{le="0.1"} 40000'* ]]
+	[[ "$output" == *'ublk_add_duration_seconds_bucket{le="5"} 40001'* ]]
+	[[ "$output" == *$'\nublk_add_duration_seconds_sum 4003.000\n'* ]]
+	# folded: the lines are gone, their counts kept
+	[ ! -s "$S/.events" ]
+	[ -s "$S/.events.totals" ]
+	echo "add 100" >>"$S/.events"
+	run "$B/ublk-pool" metrics --state-dir "$S"
+	[[ "$output" == *$'\nublk_acquired_total 40002\n'* ]]
+	[[ "$output" == *$'\nublk_add_duration_seconds_sum 4003.100\n'* ]]
+}
