@@ -7,7 +7,9 @@
 #include "util/log.h"
 #include "util/parse.h"
 #include "host/metrics.h"
+#include "host/device.h"
 #include "host/pool.h"
+#include "host/pool_view.h"
 #include "pool_admin.h"
 #include "host/state.h"
 
@@ -17,13 +19,18 @@
 #include <string.h>
 #include <unistd.h>
 
-enum { KEY_JSON = 'j', KEY_CACHES = 0x400, KEY_GRACE, KEY_TEXTFILE, KEY_RECOVER, KEY_INTERVAL, KEY_HANG };
+enum { KEY_JSON = 'j', KEY_NOHEADINGS = 'n', KEY_OUTPUT = 'o', KEY_CACHES = 0x400, KEY_GRACE, KEY_TEXTFILE,
+       KEY_RECOVER, KEY_INTERVAL, KEY_HANG, KEY_RAW, KEY_CHECK };
 
 /* seconds a kernel device without a state entry is left alone */
 static uint64_t grace_s = POOL_GRACE_S;
 
 static const struct cli_option options[] = {
 	{ "json", 'j', NULL, "machine-readable output" },
+	{ "output", 'o', "COLS", "list, status: these columns, comma-separated (see ublk-pool(8))" },
+	{ "noheadings", 'n', NULL, "list, status: no line of column names" },
+	{ "raw", KEY_RAW, NULL, "list, status: unaligned, odd bytes as \\xHH (for scripts)" },
+	{ "check", KEY_CHECK, NULL, "list DEV: exit 0 only if DEV is live and its server healthy" },
 	{ "recover", KEY_RECOVER, NULL, "reclaim: attach a new server to recoverable devices instead of deleting them" },
 	{ "caches", KEY_CACHES, NULL, "reclaim: also remove the caches of the devices it deletes" },
 	{ "interval", KEY_INTERVAL, "SEC", "watch: seconds between passes (default 1)" },
@@ -38,9 +45,11 @@ static const struct cli_option options[] = {
 
 static const struct cli_tool tool = {
 	.name = "ublk-pool",
-	.synopsis = "list|status|reclaim|watch|shutdown|metrics [OPTIONS]",
+	.synopsis = "list|status [DEV|NAME|ID...] | reclaim|watch|shutdown|metrics\n"
+		    "       [OPTIONS]",
 	.summary = "Every ublk device of this host, from the kernel and the state directory.\n"
-		   "  list     one line per device: id, state, server, name, base\n"
+		   "  list     one line per device: id, state, server, size, name, base; only the\n"
+		   "           devices given, if any (exit 6 if one is not there)\n"
 		   "  status   list with IO statistics and cache usage\n"
 		   "  reclaim  delete devices whose server died or that no state entry knows, and\n"
 		   "           remove stale state entries (--caches: and their caches); idempotent.\n"
@@ -52,92 +61,10 @@ static const struct cli_tool tool = {
 		   "  metrics  Prometheus text format on stdout, or into a node-exporter\n"
 		   "           --textfile DIR",
 	.options = options,
-	.footer = "Exit codes: 0 ok, 1 failure (some device could not be reclaimed), 2 usage,\n"
-		  "4 permission, 7 timeout (shutdown). See ublk-pool(8).\n",
+	.footer = "Exit codes: 0 ok, 1 failure (some device could not be reclaimed; --check: not\n"
+		  "healthy), 2 usage, 3 no ublk in kernel (list DEV), 4 permission, 6 no such\n"
+		  "device (list DEV), 7 timeout (shutdown). See ublk-pool(8).\n",
 };
-
-static void print_json(const struct pool_dev *devs, int n, bool with_stats)
-{
-	struct json j;
-	json_begin(&j, stdout);
-	json_arr_begin(&j, "devices");
-	for (int i = 0; i < n; i++) {
-		const struct pool_dev *d = &devs[i];
-		char path[32];
-		snprintf(path, sizeof(path), "/dev/ublkb%u", d->id);
-		json_obj_begin(&j, NULL);
-		json_u64(&j, "id", d->id);
-		json_str(&j, "path", path);
-		json_bool(&j, "in_kernel", d->in_kernel);
-		json_str(&j, "kernel_state", ctrl_state_name(d->kernel_state));
-		json_bool(&j, "has_state", d->has_state);
-		json_str(&j, "state", d->has_state ? d->state : NULL);
-		json_i64(&j, "pid", d->pid);
-		json_bool(&j, "recoverable", d->recoverable);
-		json_bool(&j, "server_alive", d->alive);
-		json_str(&j, "name", d->name[0] ? d->name : NULL);
-		json_str(&j, "base", d->base[0] ? d->base : NULL);
-		json_str(&j, "e2b_root", d->e2b_root[0] ? d->e2b_root : NULL);
-		json_str(&j, "build", d->e2b_build[0] ? d->e2b_build : NULL);
-		json_arr_begin(&j, "layers");
-		for (const char *l = d->layers; *l; l += strcspn(l, "\n") + 1) {
-			char one[PATH_MAX];
-			snprintf(one, sizeof(one), "%.*s", (int)strcspn(l, "\n"), l);
-			json_str(&j, NULL, one);
-		}
-		json_arr_end(&j);
-		json_str(&j, "cache", d->cache[0] ? d->cache : NULL);
-		json_u64(&j, "size", d->size);
-		json_u64(&j, "queues", d->queues);
-		json_u64(&j, "depth", d->depth);
-		json_u64(&j, "uptime_s", d->uptime_s);
-		json_u64(&j, "cache_bytes", d->cache_bytes);
-		json_str(&j, "problem", pool_problem(d, grace_s));
-		if (with_stats) {
-			json_raw(&j, "stats", d->stats[0] ? d->stats : "null");
-			json_str(&j, "kernel_features", d->kernel_features[0] ? d->kernel_features : NULL);
-			json_str(&j, "device_flags", d->device_flags[0] ? d->device_flags : NULL);
-			json_str(&j, "commands", d->commands[0] ? d->commands : NULL);
-		}
-		json_obj_end(&j);
-	}
-	json_arr_end(&j);
-	json_end(&j);
-}
-
-static void print_table(const struct pool_dev *devs, int n, bool with_stats)
-{
-	printf("%-12s %-9s %-9s %8s %7s %-16s %s\n", "DEVICE", "KERNEL", "STATE", "PID", "UP",
-	       "NAME", with_stats ? "READS/WRITES/ERRORS  CACHE  BASE" : "BASE");
-	for (int i = 0; i < n; i++) {
-		const struct pool_dev *d = &devs[i];
-		const char *problem = pool_problem(d, grace_s);
-		char dev[24], up[16], pid[24], extra[160] = "", e2b[PATH_MAX + 48];
-		snprintf(dev, sizeof(dev), "/dev/ublkb%u", d->id);
-		snprintf(up, sizeof(up), d->uptime_s >= 3600 ? "%lluh" : d->uptime_s >= 60 ? "%llum" : "%llus",
-			 (unsigned long long)(d->uptime_s >= 3600 ? d->uptime_s / 3600 :
-					      d->uptime_s >= 60 ? d->uptime_s / 60 : d->uptime_s));
-		snprintf(pid, sizeof(pid), "%d%s", (int)d->pid, d->alive ? "" : "!");
-		if (with_stats) {
-			const struct pool_stats *st = &d->stat;
-			char prefetch[48] = "";
-			if (st->prefetch_total)
-				snprintf(prefetch, sizeof(prefetch), "prefetch %llu%% ",
-					 (unsigned long long)(st->prefetch_done >= st->prefetch_total ? 100 :
-							      st->prefetch_done * 100 / st->prefetch_total));
-			snprintf(extra, sizeof(extra), "%llu/%llu/%llu  %lluM  %s",
-				 (unsigned long long)st->reads, (unsigned long long)st->writes,
-				 (unsigned long long)st->errors, (unsigned long long)(d->cache_bytes >> 20),
-				 prefetch);
-		}
-		snprintf(e2b, sizeof(e2b), "%s build %s", d->e2b_root, d->e2b_build);
-		printf("%-12s %-9s %-9s %8s %7s %-16s %s%s%s%s\n", dev, ctrl_state_name(d->kernel_state),
-		       d->has_state ? d->state : "(none)", pid, d->has_state ? up : "-",
-		       d->name[0] ? d->name : "-", extra,
-		       d->base[0] ? d->base : d->e2b_root[0] ? e2b : "-",
-		       problem ? "  <- " : "", problem ? problem : "");
-	}
-}
 
 /* The commands each option acts in (the others: all of them). */
 static const struct {
@@ -145,6 +72,10 @@ static const struct {
 	const char *commands;
 } option_commands[] = {
 	{ KEY_JSON, "list, status, reclaim, watch, shutdown" },
+	{ KEY_OUTPUT, "list, status" },
+	{ KEY_NOHEADINGS, "list, status" },
+	{ KEY_RAW, "list, status" },
+	{ KEY_CHECK, "list" },
 	{ KEY_RECOVER, "reclaim" },   /* watch always recovers */
 	{ KEY_CACHES, "reclaim, watch" },
 	{ KEY_INTERVAL, "watch" },
@@ -221,13 +152,71 @@ static void watch_pass(const struct pool_report *r, void *json)
 	print_report(r, *(bool *)json ? "actions" : NULL);
 }
 
+/* list and status: every device, or those operands name (exit 6 for one
+ * that is not there); with check, only whether the one given is healthy. */
+static int list_devices(struct pool_dev *devs, int n, char **want, int n_want, bool stats,
+			bool json, bool check, struct pool_view *view, const char *columns, struct cli *c)
+{
+	char why[600];
+	int kept = 0;
+
+	view->grace_s = grace_s;
+	if (pool_view_columns(view, columns ? columns : stats ? POOL_VIEW_STATUS : POOL_VIEW_LIST,
+			      why, sizeof(why)))
+		return cli_usage_error(c, "-o: %s", why);
+	for (int k = 0; k < n_want; k++) {
+		uint32_t id;
+		int code = device_resolve(want[k], &id, why, sizeof(why)), i = 0;
+		while (!code && i < n && devs[i].id != id)
+			i++;
+		if (!code && i == n) {
+			snprintf(why, sizeof(why), "ublkb%u: no such device", id);
+			code = EXIT_NO_DEVICE;
+		}
+		if (code) {
+			log_err("%s", why);
+			return code;
+		}
+		/* keep the devices asked for, in the order asked, once */
+		bool seen = false;
+		for (int m = 0; m < kept; m++)
+			seen |= devs[m].id == id;
+		if (!seen) {
+			struct pool_dev d = devs[i];
+			memmove(&devs[kept + 1], &devs[kept], (size_t)(i - kept) * sizeof(*devs));
+			devs[kept++] = d;
+		}
+	}
+	if (n_want)
+		n = kept;
+	if (check) {
+		const struct pool_dev *d = &devs[0];
+		const char *problem = pool_problem(d, grace_s);
+		if (!problem && !(d->in_kernel && d->kernel_state == UBLK_S_DEV_LIVE))
+			problem = "not live in the kernel";
+		if (!problem && !(d->has_state && !strcmp(d->state, "live") && d->alive))
+			problem = "its server is not serving it";
+		if (!problem && !pool_hung(d, 120000, why, sizeof(why)))
+			return EXIT_OK;
+		log_err("ublkb%u: not healthy: %s", d->id, problem ? problem : why);
+		return EXIT_FAIL;
+	}
+	if (json)
+		pool_view_json(stdout, devs, n, stats, grace_s);
+	else
+		pool_view_table(stdout, view, devs, n);
+	return EXIT_OK;
+}
+
 int main(int argc, char **argv)
 {
 	uint64_t timeout_ms = CTRL_DEFAULT_TIMEOUT_MS;
 	struct pool_dev *devs = NULL;
 	struct reclaim_opts ro = { .hang_ms = 120000 };
 	struct pool_report report = { 0 };
-	bool json = false;
+	bool json = false, check = false;
+	struct pool_view view = { .headings = true };
+	const char *columns = NULL;
 	uint64_t interval_ms = 1000;
 	const char *textfile = NULL;
 	struct cli c;
@@ -243,6 +232,14 @@ int main(int argc, char **argv)
 			given[n_given++] = key;
 		if (key == KEY_JSON)
 			json = true;
+		else if (key == KEY_OUTPUT)
+			columns = optarg;
+		else if (key == KEY_NOHEADINGS)
+			view.headings = false;
+		else if (key == KEY_RAW)
+			view.raw = true;
+		else if (key == KEY_CHECK)
+			check = true;
 		else if (key == KEY_CACHES)
 			ro.caches = true;
 		else if (key == KEY_RECOVER)
@@ -273,8 +270,15 @@ int main(int argc, char **argv)
 	const char *cmd = optind < argc ? argv[optind++] : NULL;
 	if (!cmd)
 		return cli_usage_error(&c, "no command given (list, status, reclaim, watch, shutdown, metrics)");
-	if (optind < argc)
+	bool listing = !strcmp(cmd, "list") || !strcmp(cmd, "status");
+	if (optind < argc && !listing)
 		return cli_usage_error(&c, "unexpected argument '%s'", argv[optind]);
+	if (check && argc - optind != 1)
+		return cli_usage_error(&c, "--check takes one device");
+	if (check && (json || columns || !view.headings || view.raw))
+		return cli_usage_error(&c, "--check prints nothing: it goes without --json, -o, -n and --raw");
+	if (json && (columns || !view.headings || view.raw))
+		return cli_usage_error(&c, "--json goes without -o, -n and --raw");
 	bool is_list = !strcmp(cmd, "list"), is_status = !strcmp(cmd, "status");
 	bool is_metrics = !strcmp(cmd, "metrics"), is_watch = !strcmp(cmd, "watch");
 	if (!is_list && !is_status && !is_metrics && !is_watch && strcmp(cmd, "reclaim") &&
@@ -337,12 +341,9 @@ int main(int argc, char **argv)
 	}
 	if (is_metrics) {
 		code = pool_metrics(devs, n, grace_s, textfile);
-	} else if (is_list || is_status) {
-		if (json)
-			print_json(devs, n, is_status);
-		else
-			print_table(devs, n, is_status);
-		code = EXIT_OK;
+	} else if (listing) {
+		code = list_devices(devs, n, argv + optind, argc - optind, is_status, json, check, &view,
+				    columns, &c);
 	} else {
 		code = pool_reclaim(devs, n, &ro, &report);
 		print_report(&report, json ? "actions" : NULL);

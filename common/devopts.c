@@ -32,6 +32,7 @@ void devopts_defaults(struct server_config *cfg)
 	cfg->stack.http_retries = -1;
 	cfg->stack.readahead = -1;
 	cfg->recover_id = -1;
+	cfg->want_id = -1;
 }
 
 static int bad_value(struct cli *c, const char *opt, const char *arg, const char *want)

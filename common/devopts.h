@@ -34,6 +34,7 @@ enum devopt_key {
 	DEVOPT_E2B = 0x120,
 	DEVOPT_BUILD,
 	DEVOPT_E2B_FILE,
+	DEVOPT_ID,
 	DEVOPT_STATE_DIR = 0x100,
 };
 
@@ -66,6 +67,8 @@ enum devopt_key {
 	  "fault injection, e.g. delay-read=3000@0-4K (see docs)") \
 	X("name", DEVOPT_NAME, "NAME", DEVOPT_T_DEVICE_NAME, name, 0, 0, NULL, \
 	  "a unique name for the device (ublk-del NAME works)") \
+	X("id", DEVOPT_ID, "N", DEVOPT_T_INT, want_id, 0, UBLK_MAX_DEV_ID, "expected 0 to 1048575", \
+	  "the device's id, /dev/ublkbN (default: the first free one)") \
 	X("queues", DEVOPT_QUEUES, "N", DEVOPT_T_UNSIGNED, queues, 1, SERVER_MAX_QUEUES, "expected 1 to 32", \
 	  "number of queues, one thread each (default 1)") \
 	X("depth", DEVOPT_DEPTH, "N", DEVOPT_T_UNSIGNED, depth, 1, SERVER_MAX_DEPTH, "expected 1 to 1024", \

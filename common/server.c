@@ -373,7 +373,7 @@ static int create_device(struct server *s)
 	s->info.nr_hw_queues = cfg->queues;
 	s->info.queue_depth = cfg->depth;
 	s->info.max_io_buf_bytes = SERVER_IO_BUF_BYTES;
-	s->info.dev_id = (uint32_t)-1;
+	s->info.dev_id = cfg->want_id >= 0 ? (uint32_t)cfg->want_id : (uint32_t)-1;
 	/* The kernel keeps only the flags it knows (6.0 has no recovery). */
 	if (!cfg->no_recovery)
 		s->info.flags = UBLK_F_USER_RECOVERY | UBLK_F_USER_RECOVERY_REISSUE;
@@ -385,6 +385,9 @@ static int create_device(struct server *s)
 			return fail(s, EXIT_FAIL, "ADD_DEV: the kernel refused a new device (%s): "
 				    "the device limit may be reached (ublk_drv ublks_max); "
 				    "delete unused devices with ublk-del", strerror(-ret));
+		if (ret == -EEXIST && cfg->want_id >= 0)
+			return fail(s, EXIT_BUSY, "ublkb%d exists already: choose another --id, or leave "
+				    "it out", cfg->want_id);
 		return fail(s, exit_code_for(ret), "ADD_DEV: %s", strerror(-ret));
 	}
 	s->dev_id = (int)s->info.dev_id;

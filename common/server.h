@@ -18,6 +18,7 @@
 struct server_config {
 	struct stack_config stack;      /* the image the device serves */
 	const char *name;       /* operator's name for the device, unique; or NULL */
+	int want_id;            /* the id asked for (--id); -1: the kernel's choice */
 	unsigned queues;
 	unsigned depth;
 	bool no_recovery;       /* IO fails at once when the server dies */

@@ -73,6 +73,7 @@ static void load_entry(struct pool_dev *d)
 	state_config_get(d->id, "build", d->e2b_build, sizeof(d->e2b_build));
 	state_config_get(d->id, "cache", d->cache, sizeof(d->cache));
 	state_config_get(d->id, "name", d->name, sizeof(d->name));
+	d->read_only = !state_config_get(d->id, "read_only", v, sizeof(v)) && !strcmp(v, "1");
 	char config[16384];
 	d->layers[0] = 0;
 	if (state_read(d->id, "config", config, sizeof(config)) > 0)
@@ -80,6 +81,7 @@ static void load_entry(struct pool_dev *d)
 			size_t len = strcspn(l + 7, "\n"), used = strlen(d->layers);
 			if (used + len + 2 < sizeof(d->layers))
 				snprintf(d->layers + used, sizeof(d->layers) - used, "%.*s\n", (int)len, l + 7);
+			d->n_layers++;
 		}
 	if (!state_config_get(d->id, "device_size", v, sizeof(v)))
 		d->size = strtoull(v, NULL, 10);
@@ -104,7 +106,7 @@ static void load_entry(struct pool_dev *d)
 		d->heartbeat_age_ms = now > when ? now - when : 0;
 	}
 	if (!state_stat(d->id, "version", &st))
-		d->uptime_s = (uint64_t)(time(NULL) - st.st_mtime);
+		d->uptime_s = time(NULL) > st.st_mtime ? (uint64_t)(time(NULL) - st.st_mtime) : 0;
 	if (d->cache[0] && !stat(d->cache, &st))
 		d->cache_bytes = (uint64_t)st.st_blocks * 512;
 }

@@ -34,6 +34,8 @@ struct pool_dev {
 	/* From the entry's features file (docs/kernels.md), else "". */
 	char kernel_features[24], device_flags[24], commands[16];
 	char layers[4096];      /* the entry's layer= lines, '\n'-separated */
+	unsigned n_layers;
+	bool read_only;         /* the entry's read_only */
 	unsigned queues, depth;
 	uint64_t size;
 	uint64_t uptime_s;      /* since the entry was made */

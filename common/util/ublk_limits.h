@@ -8,6 +8,9 @@
 
 #include <stdint.h>
 
+/* Device ids the kernel gives (its UBLK_MAX_UBLKS, the minors of a major). */
+#define UBLK_MAX_DEV_ID ((1u << 20) - 1)
+
 /* Largest device, base image, diff device size or cache: 16 TiB. */
 #define UBLK_MAX_IMAGE_SIZE (1ULL << 44)
 #define UBLK_MAX_BLOCKS (UBLK_MAX_IMAGE_SIZE / 4096)            /* 2^32 */

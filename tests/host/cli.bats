@@ -126,7 +126,10 @@ teardown() {
 @test "ublk-pool commands and their errors" {
 	run_mustfail 2 "no command given (list, status, reclaim, watch, shutdown, metrics)" "$B/ublk-pool"
 	run_mustfail 2 "unknown command 'frobnicate'" "$B/ublk-pool" frobnicate
-	run_mustfail 2 "unexpected argument 'extra'" "$B/ublk-pool" list extra
+	run_mustfail 2 "unexpected argument 'extra'" "$B/ublk-pool" reclaim extra
+	run_mustfail 6 "'extra' is neither a ublk device" "$B/ublk-pool" list extra
+	run_mustfail 2 "--check takes one device" "$B/ublk-pool" list --check
+	run_mustfail 2 "-o: unknown column 'sizes' (known: DEVICE ID NAME" "$B/ublk-pool" list -o device,sizes
 	run_mustfail 4 "reclaim needs root" as_nobody "$B/ublk-pool" reclaim
 	run_mustfail 4 "watch needs root" as_nobody "$B/ublk-pool" watch
 	run_mustfail 2 "--interval '0': expected seconds, 0.01 to 3600" "$B/ublk-pool" watch --interval 0
@@ -214,4 +217,36 @@ teardown() {
 				{ echo "$tool: $opt is not in man/$tool.8" >&2; return 1; }
 		done
 	done
+}
+
+@test "the zsh completion offers every long option of every tool" {
+	top=$BATS_TEST_DIRNAME/../..
+	for tool in ublk-add ublk-serve ublk-del ublk-export-diff ublk-pool; do
+		for opt in $("$B/$tool" --long-options | sed 's/=$//'); do
+			case $opt in --help | --version) continue ;; esac
+			grep -q -e "$opt[=[]" -e ",$opt[=[}]" -e "}$opt" "$top/completions/_ublk-tools" ||
+				{ echo "$tool: $opt is not in completions/_ublk-tools" >&2; return 1; }
+		done
+	done
+}
+
+@test "ublk-pool list: columns, no headings, raw values, JSON of an entry" {
+	mkdir -m 700 -p "$T/state/ublkb4"
+	echo 2 >"$T/state/ublkb4/version"
+	printf '%s\n' device_size=8589934592 'base=/srv/my image.img' layer=/a.diff layer=/b.diff \
+		cache=/var/c.cache name=sb-4 read_only=1 queues=2 depth=64 >"$T/state/ublkb4/config"
+	echo live >"$T/state/ublkb4/state"
+	run "$B/ublk-pool" list -n -o id,name,size,ro,layers,queues,depth --state-dir "$T/state"
+	[ "$status" -eq 0 ]
+	[ "$output" = "4 sb-4 8G 1 2 2 64" ]
+	run "$B/ublk-pool" list --raw -o device,base,problem --state-dir "$T/state"
+	[ "${lines[0]}" = "DEVICE BASE PROBLEM" ]
+	[ "${lines[1]}" = '/dev/ublkb4 /srv/my\x20image.img stale\x20state:\x20the\x20kernel\x20has\x20no\x20such\x20device' ]
+	# the default columns, aligned under their names
+	run "$B/ublk-pool" list --state-dir "$T/state"
+	[[ "${lines[0]}" == "DEVICE      KERNEL STATE PID UP SIZE RO NAME BASE              PROBLEM" ]]
+	run "$B/ublk-pool" list --json --state-dir "$T/state"
+	[ "$(jq -c '.devices[0] | [.id, .size, .read_only, .layers, .queues, .depth, .name]' <<<"$output")" = \
+		'[4,8589934592,true,["/a.diff","/b.diff"],2,64,"sb-4"]' ]
+	run_mustfail 2 "--json goes without -o, -n and --raw" "$B/ublk-pool" list --json -n --state-dir "$T/state"
 }

@@ -256,7 +256,7 @@ static void check_same(const struct server_config *a, const struct server_config
 	SAME(stack.n_layers); SAME(stack.read_only); SAME(no_recovery); SAME(queues); SAME(depth);
 	SAME(timeout_ms); SAME(stack.size); SAME(stack.chunk_size); SAME(stack.chunk_cache_limit);
 	SAME(stack.http_timeout_ms); SAME(stack.http_retries); SAME(stack.insecure);
-	SAME(stack.prefetch); SAME(stack.readahead);
+	SAME(stack.prefetch); SAME(stack.readahead); SAME(want_id);
 	for (unsigned i = 0; i < a->stack.n_layers && i < b->stack.n_layers; i++)
 		SAME_STR(stack.layers[i]);
 #undef SAME
@@ -295,6 +295,7 @@ static void test_saved_config(void)
 	cfg.stack.insecure = true;
 	cfg.stack.prefetch = true;
 	cfg.stack.readahead = 4;
+	cfg.want_id = 7;
 	CHECK(!state_create(5) && !devconfig_write(5, &cfg, 1 << 20), "write format 2");
 	devopts_defaults(&back);
 	CHECK(!devconfig_read(5, &back, why, sizeof(why)), "read format 2: %s", why);

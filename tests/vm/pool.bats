@@ -32,6 +32,25 @@ teardown() { vm_teardown; }
 	[ "$("$B/ublk-pool" list | wc -l)" -eq 3 ]
 }
 
+@test "list DEV picks devices, --check tells a healthy device from a dead one, add --id chooses the id" {
+	make_image "$T/base" 4
+	a=$("$B/ublk-add" --base "$T/base" --cache "$T/ca" --name web-1 --id 7)
+	[ "$a" = /dev/ublkb7 ]
+	run_mustfail 8 "ublkb7 exists already: choose another --id" "$B/ublk-add" --base "$T/base" --id 7 --read-only
+	b=$("$B/ublk-add" --base "$T/base" --read-only --id 3)
+	run "$B/ublk-pool" list -n -o id,name,ro web-1 3
+	[ "$status" -eq 0 ]
+	[ "$output" = "$(printf '7 web-1 0\n3 -     1')" ]
+	run_mustfail 6 "ublkb9: no such device" "$B/ublk-pool" list 9
+	"$B/ublk-pool" list --check web-1
+	kill -9 "$(cat "$UBLK_STATE_DIR/ublkb7/pid")"
+	wait_until 30 '! "$B/ublk-pool" list --check web-1 2>/dev/null'
+	run_mustfail 1 "ublkb7: not healthy: server is dead" "$B/ublk-pool" list --check /dev/ublkb7
+	"$B/ublk-pool" reclaim --recover
+	"$B/ublk-pool" list --check web-1
+	"$B/ublk-del" "$a" "$b"
+}
+
 @test "kill -9 of several servers, then reclaim leaves nothing; reclaim is idempotent" {
 	make_image "$T/base" 4
 	for i in 1 2 3 4; do devs[$i]=$("$B/ublk-add" --base "$T/base" --cache "$T/c$i"); done
