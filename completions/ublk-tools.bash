@@ -117,7 +117,14 @@ _ublk_tools_value()
 {
     local cur=$1
     case $2 in
-        --base | --cache | --output | --inspect | --layer | --auth-file) _ublk_tools_files "$cur" ;;
+        --output)
+            if [[ $tool == ublk-pool* ]]; then            # columns, comma-separated
+                local done=${cur%"${cur##*,}"}
+                COMPREPLY+=($(compgen -P "$done" -W "DEVICE ID NAME KERNEL STATE PID UP SIZE RO QUEUES DEPTH LAYERS CACHE CACHE-USED BASE READS WRITES ERRORS PREFETCH PROBLEM" -- "${cur##*,}"))
+            else
+                _ublk_tools_files "$cur"
+            fi ;;
+        --base | --cache | --inspect | --layer | --auth-file) _ublk_tools_files "$cur" ;;
         --state-dir | --chunk-cache | --textfile | --e2b) _ublk_tools_files "$cur" dirs ;;
         --e2b-file) COMPREPLY+=($(compgen -W "rootfs.ext4 memfile" -- "$cur")) ;;
         --build | --build-id) ;;                           # an E2B build id
@@ -132,11 +139,12 @@ _ublk_tools_value()
     esac
 }
 
-# Add to COMPREPLY the ublk devices (/dev/ublkbN, not partitions) that
-# start with $1 and are not among the other arguments.
+# Add to COMPREPLY the ublk devices (/dev/ublkbN, not partitions) and the
+# names given to them (ublk-add --name) that start with $1 and are not
+# among the other arguments.
 _ublk_tools_devices()
 {
-    local cur=$1 dev w seen
+    local cur=$1 dev w seen pool=${_ublk_cmd%ublk-*}ublk-pool
     shift
     for dev in /dev/ublkb*; do
         [[ $dev =~ ^/dev/ublkb[0-9]+$ && $dev == "$cur"* ]] || continue
@@ -146,6 +154,13 @@ _ublk_tools_devices()
         done
         [[ $seen ]] || COMPREPLY+=("$dev")
     done
+    [[ $cur == /* ]] && return
+    while IFS= read -r dev; do
+        [[ $dev != - && $dev == "$cur"* ]] || continue
+        seen=
+        for w in "$@"; do [[ $w == "$dev" ]] && seen=1; done
+        [[ $seen ]] || COMPREPLY+=("$dev")
+    done < <(_ublk_tools_run "$pool" list -n -o name)
 }
 
 _ublk_tools()
@@ -167,16 +182,7 @@ _ublk_tools()
         [[ $o == *= ]] && _ublk_arg+=("${o%=}")
     done < <(_ublk_tools_run "$_ublk_cmd" --long-options)
 
-    # ublk-pool COMMAND [OPTIONS]: complete the command, then treat the rest
-    # as if the command were not there
-    if [[ $tool == ublk-pool* ]]; then
-        if ((cword == 1)); then
-            COMPREPLY=($(compgen -W "list status reclaim watch shutdown metrics" -- "$cur"))
-            return 0
-        fi
-        words=("${words[0]}" "${words[@]:2}")
-        cword=$((cword - 1))
-    fi
+    local pool_cmd=
 
     # --opt=VALUE, "=" being a word break (the default): the words end in
     # "--opt" "=" and cur is "=" or the value typed so far.
@@ -201,8 +207,9 @@ _ublk_tools()
     fi
 
     # Walk the earlier words: is the current one the argument of an option,
-    # or are we past the options? (The tools stop parsing options at the
-    # first operand and at "--".)
+    # or are we past the options? (Options and operands mix, as getopt
+    # permutes them; only "--" ends the options. ublk-pool's first operand
+    # is its command.)
     for ((i = 1; i < cword; i++)); do
         word=${words[i]}
         if [[ $word == "--" ]]; then
@@ -220,10 +227,12 @@ _ublk_tools()
             _ublk_tools_load_short
             _ublk_tools_short_word "$word"
             [[ $o ]] || continue
+        elif [[ $tool == ublk-pool* && ! $pool_cmd ]]; then
+            pool_cmd=$word
+            continue
         else
-            operands=1
             given=1
-            break
+            continue
         fi
         # option $o takes the next word as its argument
         if ((i + 1 == cword)); then
@@ -233,6 +242,10 @@ _ublk_tools()
         i=$((i + 1))
     done
 
+    if [[ $tool == ublk-pool* && ! $pool_cmd && $cur != -* ]]; then
+        COMPREPLY=($(compgen -W "list status reclaim watch shutdown metrics" -- "$cur"))
+        return 0
+    fi
     if [[ ! $operands && $cur == -* ]]; then
         for o in "${_ublk_long[@]}"; do
             [[ $o == "$cur"* ]] && names+=("$o")
@@ -257,6 +270,10 @@ _ublk_tools()
             if [[ ! $operands && -z $cur && ${#COMPREPLY[@]} -eq 0 ]]; then
                 COMPREPLY=("${_ublk_long[@]}")
             fi
+            ;;
+        ublk-pool*)
+            # list and status take devices
+            [[ $pool_cmd == list || $pool_cmd == status ]] && _ublk_tools_devices "$cur" "${words[@]:1}"
             ;;
         *)
             # ublk-add and ublk-serve take no operands, only options

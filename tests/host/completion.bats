@@ -1,0 +1,31 @@
+#!/usr/bin/env bats
+# The bash completion (completions/ublk-tools.bash), driven as bash drives
+# it: options anywhere, ublk-pool's command wherever it is, its columns.
+
+load ../helpers
+
+setup() {
+	source "$BATS_TEST_DIRNAME/../../completions/ublk-tools.bash"
+	PATH=$B:$PATH
+}
+
+# complete WORD...: what the completion offers for the last word
+complete_words() {
+	COMP_WORDS=("$@")
+	COMP_CWORD=$((${#COMP_WORDS[@]} - 1))
+	COMPREPLY=()
+	_ublk_tools
+	echo "${COMPREPLY[*]}"
+}
+
+@test "bash completion: options anywhere, ublk-pool's command and columns" {
+	[ "$(complete_words ublk-pool li)" = list ]
+	[ "$(complete_words ublk-pool --json l)" = list ]
+	[ "$(complete_words ublk-pool "")" = "list status reclaim watch shutdown metrics" ]
+	[ "$(complete_words ublk-pool list -o DEVICE,SI)" = DEVICE,SIZE ]
+	[ "$(complete_words ublk-pool list --output PRO)" = PROBLEM ]
+	[ "$(complete_words ublk-pool list --ra)" = --raw ]
+	[ "$(complete_words ublk-del 3 --fo)" = --force ]
+	[ "$(complete_words ublk-export-diff sb-17 --liv)" = --live ]
+	[ "$(complete_words ublk-add --base img --i)" = "--inject --id --insecure" ]
+}
