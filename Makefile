@@ -15,7 +15,8 @@
 #   fuzz           libFuzzer harnesses, FUZZ_SECONDS (default 60) each (tests/fuzz/fuzz.mk)
 #   soak           long stress: 500 server kills under fio verify, 5 power cuts
 #   deps           install the Debian packages the build, tests and VM need
-#   install        PREFIX=/usr/local DESTDIR= : binaries, man pages, completions
+#   install        PREFIX=/usr/local DESTDIR= : binaries, man pages, completions, the
+#                  ublk-pool watch unit, tmpfiles.d and udev rule, docs (uninstall: all gone)
 #   clean
 # Knobs:
 #   V=1            show commands
@@ -31,6 +32,10 @@ BINDIR  ?= $(PREFIX)/bin
 MANDIR  ?= $(PREFIX)/share/man
 BASHCOMPDIR ?= $(PREFIX)/share/bash-completion/completions
 ZSHCOMPDIR  ?= $(PREFIX)/share/zsh/site-functions
+UNITDIR     ?= $(PREFIX)/lib/systemd/system
+TMPFILESDIR ?= $(PREFIX)/lib/tmpfiles.d
+UDEVRULESDIR ?= $(PREFIX)/lib/udev/rules.d
+DOCDIR      ?= $(PREFIX)/share/doc/ublk-tools
 VM_KERNELS  ?= 6.1 6.12
 
 ifeq ($(SAN),1)
@@ -53,7 +58,7 @@ LDLIBS  = $(shell pkg-config --libs liburing libzstd liblz4 2>/dev/null) -lpthre
 TOOLS   = ublk-add ublk-serve ublk-del ublk-export-diff ublk-pool
 # common/ in rooms (docs/structure.md): util depends on nothing, image and
 # kernel on util only, host on util and kernel; the top composes them.
-UTIL_SRC   = aio atomic_file cfgline cli crc32c fileio json json_read log output_file parallel parse progress safedir sha256 timeutil
+UTIL_SRC   = aio atomic_file cfgline cli crc32c fileio json json_read log notify output_file parallel parse progress safedir sha256 timeutil
 KERNEL_SRC = ctrl queue
 IMAGE_SRC  = blob cache_export cache_live cache_map chunkcache diff diff_v3 e2b_header e2b_inspect e2b_store e2b_write \
              http image layer layer_cache layer_diff layer_e2b layer_fault layer_file layer_http stack
@@ -72,7 +77,7 @@ quiet = @printf '  %-6s %s\n' $(1) $(2);
 endif
 
 .SECONDARY:
-.PHONY: all check check-host check-vm check-vm-kernel check-loaded soak demo bench deps install clean
+.PHONY: all check check-host check-vm check-vm-kernel check-loaded soak demo bench deps install uninstall clean
 all: $(BINS)
 
 $(OUT)/common/%.o: common/%.c $(HDRS) | $(OUT)/common
@@ -134,12 +139,31 @@ soak: deps all
 bench: deps all
 	$(Q)tests/vm/run.sh tests/bench.sh
 
+DOCS = README.md $(wildcard docs/*.md)
+
+# One bash completion file, linked under each tool's name (bash-completion
+# loads a command's completion by its name).
 install: all
-	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(MANDIR)/man8 $(DESTDIR)$(BASHCOMPDIR) $(DESTDIR)$(ZSHCOMPDIR)
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(MANDIR)/man8 $(DESTDIR)$(BASHCOMPDIR) \
+		$(DESTDIR)$(ZSHCOMPDIR) $(DESTDIR)$(UNITDIR) $(DESTDIR)$(TMPFILESDIR) \
+		$(DESTDIR)$(UDEVRULESDIR) $(DESTDIR)$(DOCDIR)
 	install -m 0755 $(BINS) $(DESTDIR)$(BINDIR)/
 	install -m 0644 $(TOOLS:%=man/%.8) $(DESTDIR)$(MANDIR)/man8/
-	for t in $(TOOLS); do install -m 0644 completions/ublk-tools.bash $(DESTDIR)$(BASHCOMPDIR)/$$t; done
+	install -m 0644 completions/ublk-tools.bash $(DESTDIR)$(BASHCOMPDIR)/ublk-add
+	for t in $(filter-out ublk-add,$(TOOLS)); do ln -sf ublk-add $(DESTDIR)$(BASHCOMPDIR)/$$t; done
 	install -m 0644 completions/_ublk-tools $(DESTDIR)$(ZSHCOMPDIR)/_ublk-tools
+	sed 's|@BINDIR@|$(BINDIR)|g' dist/ublk-pool-watch.service >$(DESTDIR)$(UNITDIR)/ublk-pool-watch.service
+	sed 's|@BINDIR@|$(BINDIR)|g' dist/59-ublk-tools.rules >$(DESTDIR)$(UDEVRULESDIR)/59-ublk-tools.rules
+	chmod 0644 $(DESTDIR)$(UNITDIR)/ublk-pool-watch.service $(DESTDIR)$(UDEVRULESDIR)/59-ublk-tools.rules
+	install -m 0644 dist/ublk-tools.tmpfiles $(DESTDIR)$(TMPFILESDIR)/ublk-tools.conf
+	install -m 0644 $(DOCS) $(DESTDIR)$(DOCDIR)/
+
+uninstall:
+	rm -f $(TOOLS:%=$(DESTDIR)$(BINDIR)/%) $(TOOLS:%=$(DESTDIR)$(MANDIR)/man8/%.8) \
+		$(TOOLS:%=$(DESTDIR)$(BASHCOMPDIR)/%) $(DESTDIR)$(ZSHCOMPDIR)/_ublk-tools \
+		$(DESTDIR)$(UNITDIR)/ublk-pool-watch.service $(DESTDIR)$(UDEVRULESDIR)/59-ublk-tools.rules \
+		$(DESTDIR)$(TMPFILESDIR)/ublk-tools.conf
+	rm -rf $(DESTDIR)$(DOCDIR)
 
 clean:
 	rm -rf build build-san build-fuzz

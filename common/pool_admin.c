@@ -7,6 +7,7 @@
 #include "spawn.h"
 #include "util/exitcodes.h"
 #include "util/log.h"
+#include "util/notify.h"
 #include "util/parallel.h"
 #include "util/timeutil.h"
 
@@ -303,6 +304,7 @@ int pool_watch(struct reclaim_opts *o, uint64_t interval_ms,
 	       void (*done)(const struct pool_report *r, void *arg), void *arg)
 {
 	struct sigaction sa = { .sa_handler = on_stop };   /* no SA_RESTART: wake the sleep */
+	bool ready = false;
 
 	sigaction(SIGTERM, &sa, NULL);
 	sigaction(SIGINT, &sa, NULL);
@@ -324,8 +326,13 @@ int pool_watch(struct reclaim_opts *o, uint64_t interval_ms,
 			log_err("scanning devices: %s", strerror(-n));
 		}
 		free(devs);
+		/* a service manager (Type=notify) learns that watch is up once the
+		 * first pass has looked after what a crash left */
+		if (!ready)
+			ready = notify_service("READY=1") >= 0;
 		if (!stop_watch)
 			poll(NULL, 0, poll_timeout(interval_ms));
 	}
+	notify_service("STOPPING=1");
 	return EXIT_OK;
 }

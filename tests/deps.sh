@@ -14,6 +14,9 @@ pkgs=(
 	nbdkit nbd-client
 	# remote base tests: a real HTTP server on loopback
 	nginx python3 curl
+	# the udev rule under a real systemd-udevd in the VM; the unit checked by
+	# systemd-analyze verify
+	udev systemd
 	# E2B tests: an independent reader of compressed frames (tests/e2b/e2b_ref.py)
 	python3-zstandard python3-lz4
 	# test VM: kernel source and its build tools, qemu, initramfs

@@ -1,0 +1,71 @@
+#!/usr/bin/env bats
+# make install and make uninstall: what a host gets (the tools, their man
+# pages and completions, the ublk-pool watch unit, tmpfiles.d, the udev
+# rule, the docs), and that uninstall takes all of it away again.
+
+load ../helpers
+
+setup() {
+	TOP=$(cd "$BATS_TEST_DIRNAME/../.." && pwd)
+	T=$(mktemp -d)
+}
+
+teardown() {
+	rm -rf "$T"
+}
+
+# make in the checkout with the binaries under test
+top_make() {
+	make -C "$TOP" --no-print-directory -s OUT="$B" "$@"
+}
+
+@test "make install puts every file in place; make uninstall removes every one" {
+	top_make install DESTDIR="$T/root" PREFIX=/usr
+	r=$T/root/usr
+	for t in ublk-add ublk-serve ublk-del ublk-export-diff ublk-pool; do
+		[ -x "$r/bin/$t" ]
+		[ -f "$r/share/man/man8/$t.8" ]
+	done
+	# the bash completion once, linked under every other tool's name
+	[ -f "$r/share/bash-completion/completions/ublk-add" ]
+	[ ! -L "$r/share/bash-completion/completions/ublk-add" ]
+	for t in ublk-serve ublk-del ublk-export-diff ublk-pool; do
+		[ "$(readlink "$r/share/bash-completion/completions/$t")" = ublk-add ]
+	done
+	[ -f "$r/share/zsh/site-functions/_ublk-tools" ]
+	grep -qx 'ExecStart=/usr/bin/ublk-pool watch' "$r/lib/systemd/system/ublk-pool-watch.service"
+	grep -qx 'Type=notify' "$r/lib/systemd/system/ublk-pool-watch.service"
+	grep -q 'PROGRAM="/usr/bin/ublk-pool list -n --raw -o name %k"' "$r/lib/udev/rules.d/59-ublk-tools.rules"
+	grep -qx 'd /run/ublk-tools 0700 root root -' "$r/lib/tmpfiles.d/ublk-tools.conf"
+	[ -f "$r/share/doc/ublk-tools/README.md" ]
+	[ -f "$r/share/doc/ublk-tools/state-dir.md" ]
+	[ -z "$(grep -rl '@BINDIR@' "$T/root")" ]
+	top_make uninstall DESTDIR="$T/root" PREFIX=/usr
+	[ -z "$(find "$T/root" -type f -o -type l)" ]
+}
+
+@test "the ublk-pool watch unit passes systemd-analyze verify" {
+	top_make install PREFIX="$T/usr"
+	run systemd-analyze verify --man=no "$T/usr/lib/systemd/system/ublk-pool-watch.service"
+	echo "$output"
+	[ "$status" -eq 0 ]
+	[ -z "$output" ]
+}
+
+@test "ublk-pool watch tells its service manager when it is ready, and when it stops" {
+	mkdir -m 700 "$T/state"
+	python3 - "$B/ublk-pool" "$T" <<'PY'
+import os, socket, subprocess, sys
+tool, tmp = sys.argv[1], sys.argv[2]
+s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+s.bind(tmp + "/notify")
+s.settimeout(60)
+env = dict(os.environ, NOTIFY_SOCKET=tmp + "/notify")
+p = subprocess.Popen([tool, "watch", "--state-dir", tmp + "/state", "--interval", "0.1"], env=env,
+                     stderr=subprocess.DEVNULL)
+assert s.recv(64) == b"READY=1"
+p.terminate()
+assert s.recv(64) == b"STOPPING=1"
+assert p.wait(60) == 0
+PY
+}
