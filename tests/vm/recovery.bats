@@ -185,7 +185,7 @@ fio_until_done() {
 	[ "$status" -eq 0 ]
 	[[ "$output" == "deleted ublkb$id2 (server is dead)" ]]
 	assert_gone "$id2" "$pid"
-	run_mustfail 6 "ublkb$id2: no state entry" "$B/ublk-serve" --recover "$id2"
+	run_mustfail 6 "ublkb$id2: no such device" "$B/ublk-serve" --recover "$id2"
 }
 
 @test "kill during ublk-export-diff --live, then retry" {
