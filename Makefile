@@ -17,6 +17,7 @@
 #   deps           install the Debian packages the build, tests and VM need
 #   install        PREFIX=/usr/local DESTDIR= : binaries, man pages, completions, the
 #                  ublk-pool watch unit, tmpfiles.d and udev rule, docs (uninstall: all gone)
+#   deb            a Debian package of the same, in $(OUT) (lintian-clean)
 #   clean
 # Knobs:
 #   V=1            show commands
@@ -77,7 +78,7 @@ quiet = @printf '  %-6s %s\n' $(1) $(2);
 endif
 
 .SECONDARY:
-.PHONY: all check check-host check-vm check-vm-kernel check-loaded soak demo bench deps install uninstall clean
+.PHONY: all check check-host check-vm check-vm-kernel check-loaded soak demo bench deps install uninstall deb clean
 all: $(BINS)
 
 $(OUT)/common/%.o: common/%.c $(HDRS) | $(OUT)/common
@@ -157,6 +158,10 @@ install: all
 	chmod 0644 $(DESTDIR)$(UNITDIR)/ublk-pool-watch.service $(DESTDIR)$(UDEVRULESDIR)/59-ublk-tools.rules
 	install -m 0644 dist/ublk-tools.tmpfiles $(DESTDIR)$(TMPFILESDIR)/ublk-tools.conf
 	install -m 0644 $(DOCS) $(DESTDIR)$(DOCDIR)/
+
+# A Debian package of what install puts in place (dist/make-deb.sh), in $(OUT).
+deb: all
+	$(Q)dist/make-deb.sh $(CURDIR)/$(OUT) $(CURDIR)/$(OUT)
 
 uninstall:
 	rm -f $(TOOLS:%=$(DESTDIR)$(BINDIR)/%) $(TOOLS:%=$(DESTDIR)$(MANDIR)/man8/%.8) \
