@@ -321,6 +321,15 @@ int main(int argc, char **argv)
 		}
 	}
 	o.timeout_ms = cfg.timeout_ms;
+	/* options that do nothing in the mode chosen are refused, not ignored */
+	const char *mode = inspect_path ? "--inspect" : flatten ? "--flatten" : NULL;
+	if (mode && (o.live || o.keep || o.zstd || o.frame_size || o.v3 || o.e2b))
+		return cli_usage_error(&c, "%s writes no diff: --live, --keep, --zstd, --frame-size and "
+				       "--format do nothing with it", mode);
+	if (inspect_path && o.out)
+		return cli_usage_error(&c, "--inspect prints its report on stdout: --output does nothing with it");
+	if (o.live && o.keep)
+		return cli_usage_error(&c, "--live keeps the device and its cache: --keep does nothing with it");
 	if (inspect_path && !*inspect_path) {
 		struct layer_http_opts ho;
 		if (optind < argc || flatten || cfg.stack.cache || cfg.stack.base || cfg.stack.n_layers || !cfg.stack.e2b_root ||

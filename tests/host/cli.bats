@@ -118,6 +118,10 @@ teardown() {
 	run_mustfail 2 "give a device or --cache, not both" "$B/ublk-export-diff" --cache "$T/c" -o "$T/x" 3
 	run_mustfail 2 "--live exports a running device, not --cache" "$B/ublk-export-diff" --live --cache "$T/c" -o "$T/x"
 	run_mustfail 2 "--flatten needs --base" "$B/ublk-export-diff" --flatten -o "$T/x"
+	run_mustfail 2 "--flatten writes no diff: --live, --keep" "$B/ublk-export-diff" --flatten --live --base "$T/img" -o "$T/x"
+	run_mustfail 2 "--inspect writes no diff" "$B/ublk-export-diff" --inspect "$T/img" --zstd
+	run_mustfail 2 "--inspect prints its report on stdout" "$B/ublk-export-diff" --inspect "$T/img" -o "$T/x"
+	run_mustfail 2 "--live keeps the device and its cache" "$B/ublk-export-diff" --live --keep -o "$T/x" 3
 	run_mustfail 2 "--frame-size '5000'" "$B/ublk-export-diff" --frame-size 5000 -o "$T/x" 1
 	run_mustfail 5 "not a ublk-tools diff (bad magic)" "$B/ublk-export-diff" --inspect "$T/img"
 	run_mustfail 5 "too short to be a diff" "$B/ublk-export-diff" --inspect /dev/null
