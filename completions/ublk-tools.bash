@@ -94,6 +94,26 @@ _ublk_tools_short_word()
     done
 }
 
+# Does ublk-pool command $1 take option $2? (ublk-pool refuses an option
+# that does nothing in its command; the same table as cmd/ublk-pool.c.)
+_ublk_tools_pool_takes()
+{
+    local cmds
+    case $2 in
+        --json) cmds="list status reclaim watch shutdown" ;;
+        --output | --noheadings | --raw) cmds="list status" ;;
+        --check) cmds="list" ;;
+        --recover) cmds="reclaim" ;;
+        --caches | --hang-timeout) cmds="reclaim watch" ;;
+        --interval) cmds="watch" ;;
+        --timeout) cmds="reclaim watch shutdown" ;;
+        --textfile) cmds="metrics" ;;
+        --grace) cmds="list status reclaim watch metrics" ;;
+        *) return 0 ;;
+    esac
+    [[ " $cmds " == *" $1 "* ]]
+}
+
 # Add to COMPREPLY file names (directory names if $2 is "dirs") matching $1.
 _ublk_tools_files()
 {
@@ -248,7 +268,9 @@ _ublk_tools()
     fi
     if [[ ! $operands && $cur == -* ]]; then
         for o in "${_ublk_long[@]}"; do
-            [[ $o == "$cur"* ]] && names+=("$o")
+            [[ $o == "$cur"* ]] || continue
+            [[ $tool == ublk-pool* && $pool_cmd ]] && ! _ublk_tools_pool_takes "$pool_cmd" "$o" && continue
+            names+=("$o")
         done
         COMPREPLY=("${names[@]}")
         return 0

@@ -28,4 +28,8 @@ complete_words() {
 	[ "$(complete_words ublk-del 3 --fo)" = --force ]
 	[ "$(complete_words ublk-export-diff sb-17 --liv)" = --live ]
 	[ "$(complete_words ublk-add --base img --i)" = "--inject --id --insecure" ]
+	# only the options of the command given
+	[ "$(complete_words ublk-pool list --re)" = "" ]
+	[ "$(complete_words ublk-pool reclaim --re)" = --recover ]
+	[ "$(complete_words ublk-pool metrics --t)" = --textfile ]
 }
