@@ -173,6 +173,8 @@ _ublk_tools_devices()
             [[ $w == "$dev" || $w == "${dev#/dev/ublkb}" || $w == "${dev#/dev/}" ]] && seen=1
         done
         [[ $seen ]] || COMPREPLY+=("$dev")
+        # its id, when an id is being typed
+        [[ ! $seen && $cur =~ ^[0-9]+$ && ${dev#/dev/ublkb} == "$cur"* ]] && COMPREPLY+=("${dev#/dev/ublkb}")
     done
     [[ $cur == /* ]] && return
     while IFS= read -r dev; do

@@ -17,6 +17,8 @@ pkgs=(
 	# the udev rule under a real systemd-udevd in the VM; the unit checked by
 	# systemd-analyze verify
 	udev systemd
+	# the zsh completion is parsed by zsh
+	zsh
 	# make deb: its package is checked by lintian
 	lintian
 	# E2B tests: an independent reader of compressed frames (tests/e2b/e2b_ref.py)

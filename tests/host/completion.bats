@@ -33,3 +33,7 @@ complete_words() {
 	[ "$(complete_words ublk-pool reclaim --re)" = --recover ]
 	[ "$(complete_words ublk-pool metrics --t)" = --textfile ]
 }
+
+@test "the zsh completion parses" {
+	zsh -n "$BATS_TEST_DIRNAME/../../completions/_ublk-tools"
+}
