@@ -224,12 +224,13 @@ int main(int argc, char **argv)
 
 	log_init(argv[0]);
 	cli_init(&c, &tool);
-	int given[16], n_given = 0;
+	int given[64], n_given = 0;
 	while ((key = cli_next(&c, argc, argv)) != -1) {
 		if (key == CLI_DONE)
 			return c.exit_code;
-		if (n_given < 16)
-			given[n_given++] = key;
+		if (n_given == 64)
+			return cli_usage_error(&c, "too many options");
+		given[n_given++] = key;
 		if (key == KEY_JSON)
 			json = true;
 		else if (key == KEY_OUTPUT)
@@ -273,12 +274,7 @@ int main(int argc, char **argv)
 	bool listing = !strcmp(cmd, "list") || !strcmp(cmd, "status");
 	if (optind < argc && !listing)
 		return cli_usage_error(&c, "unexpected argument '%s'", argv[optind]);
-	if (check && argc - optind != 1)
-		return cli_usage_error(&c, "--check takes one device");
-	if (check && (json || columns || !view.headings || view.raw))
-		return cli_usage_error(&c, "--check prints nothing: it goes without --json, -o, -n and --raw");
-	if (json && (columns || !view.headings || view.raw))
-		return cli_usage_error(&c, "--json goes without -o, -n and --raw");
+
 	bool is_list = !strcmp(cmd, "list"), is_status = !strcmp(cmd, "status");
 	bool is_metrics = !strcmp(cmd, "metrics"), is_watch = !strcmp(cmd, "watch");
 	if (!is_list && !is_status && !is_metrics && !is_watch && strcmp(cmd, "reclaim") &&
@@ -291,6 +287,12 @@ int main(int argc, char **argv)
 			return cli_usage_error(&c, "--%s does nothing with %s (it goes with %s)",
 					       option_name(given[i]), cmd, with);
 	}
+	if (check && argc - optind != 1)
+		return cli_usage_error(&c, "--check takes one device");
+	if (check && (json || columns || !view.headings || view.raw))
+		return cli_usage_error(&c, "--check prints nothing: it goes without --json, -o, -n and --raw");
+	if (json && (columns || !view.headings || view.raw))
+		return cli_usage_error(&c, "--json goes without -o, -n and --raw");
 	bool hang_given = false;
 	for (int i = 0; i < n_given; i++)
 		hang_given |= given[i] == KEY_HANG;

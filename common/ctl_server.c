@@ -77,7 +77,9 @@ static int start_hold(struct ctl_server *cs, struct ctl_client *c)
 		return drop(cs, c, "error expected 'freeze MS', MS from 1 to 600000\n");
 	if (cs->frozen)
 		return drop(cs, c, "error busy: another live export holds this device's writes\n");
-	ret = layer_stack_freeze(cs->stack, hold, &cs->frozen);
+	/* the writes in flight end in moments on a healthy cache: the loop
+	 * waits that long at most, whatever the hold */
+	ret = layer_stack_freeze(cs->stack, hold < CTL_FREEZE_WAIT_MS ? hold : CTL_FREEZE_WAIT_MS, &cs->frozen);
 	if (ret) {
 		cs->frozen = NULL;
 		snprintf(reply, sizeof(reply), "error %s\n", ret == -EOPNOTSUPP ? "the device has no cache" :

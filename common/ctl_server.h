@@ -16,6 +16,8 @@ struct layer;
 #define CTL_MAX_CLIENTS 4
 /* A client has this long to send its request after connecting. */
 #define CTL_REQUEST_MS 2000
+/* A freeze waits this long at most for the writes in flight. */
+#define CTL_FREEZE_WAIT_MS 2000
 
 struct ctl_client {
 	int fd;                 /* -1: a free slot */

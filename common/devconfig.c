@@ -212,6 +212,11 @@ int devconfig_read(uint32_t id, struct server_config *cfg, char *why, size_t len
 	/* Format 1 is told by its serve_arg lines rather than by the version
 	 * file, so that nothing depends on the order the two were written. */
 	bool v1 = !strncmp(config, "serve_arg=", 10) || strstr(config, "\nserve_arg=");
+	if (!v1 && version >= 0 && version < 2) {
+		snprintf(why, len, "ublkb%u: the state entry has no serve_arg lines (made by an older "
+			 "version?): its server cannot be started again; delete it with ublk-del", id);
+		return EXIT_FAIL;
+	}
 	/* a config that fills the buffer may go on past it: refused whole */
 	ret = (size_t)n + 1 >= sizeof(config) ? -EFBIG :
 	      cfgline_parse(config, (size_t)n, v1 ? take_serve_arg : take_option, &x, &line);

@@ -167,14 +167,15 @@ _ublk_tools_devices()
     local cur=$1 dev w seen pool=${_ublk_cmd%ublk-*}ublk-pool
     shift
     for dev in /dev/ublkb*; do
-        [[ $dev =~ ^/dev/ublkb[0-9]+$ && $dev == "$cur"* ]] || continue
+        [[ $dev =~ ^/dev/ublkb[0-9]+$ ]] || continue
         seen=
         for w in "$@"; do
             [[ $w == "$dev" || $w == "${dev#/dev/ublkb}" || $w == "${dev#/dev/}" ]] && seen=1
         done
-        [[ $seen ]] || COMPREPLY+=("$dev")
+        [[ $seen ]] && continue
+        [[ $dev == "$cur"* ]] && COMPREPLY+=("$dev")
         # its id, when an id is being typed
-        [[ ! $seen && $cur =~ ^[0-9]+$ && ${dev#/dev/ublkb} == "$cur"* ]] && COMPREPLY+=("${dev#/dev/ublkb}")
+        [[ $cur =~ ^[0-9]+$ && ${dev#/dev/ublkb} == "$cur"* ]] && COMPREPLY+=("${dev#/dev/ublkb}")
     done
     [[ $cur == /* ]] && return
     while IFS= read -r dev; do

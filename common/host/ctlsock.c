@@ -115,7 +115,7 @@ int ctlsock_take_line(int fd, char *buf, size_t len, size_t *used)
 {
 	/* one byte at a time: lines are short and rare, and nothing past the
 	 * newline may be consumed */
-	while (*used + 1 < len) {
+	while (*used < len) {
 		ssize_t n = recv(fd, buf + *used, 1, MSG_DONTWAIT);
 		if (n < 0 && errno == EINTR)
 			continue;

@@ -73,7 +73,9 @@ static void read_totals(struct event_stats *ev, int kinds)
 		return;
 	}
 	while (fgets(line, sizeof(line), f)) {
-		if (sscanf(line, "%15s %llu %llu %llu %llu %llu %llu %llu %llu %llu %llu %llu", name,
+		/* counts only: %llu would take "-1" as a huge one */
+		if (strchr(line, '-') ||
+		    sscanf(line, "%15s %llu %llu %llu %llu %llu %llu %llu %llu %llu %llu %llu", name,
 			   &n[0], &n[1], &n[2], &n[3], &n[4], &n[5], &n[6], &n[7], &n[8], &n[9], &n[10]) != 12)
 			continue;
 		for (struct event_stats *e = ev; e < ev + kinds; e++) {
@@ -93,10 +95,14 @@ static void read_event_lines(int fd, struct event_stats *ev, int kinds)
 {
 	char line[64], name[16];
 	unsigned long long ms;
-	FILE *f = fdopen(dup(fd), "r");
+	int copy = dup(fd);
+	FILE *f = copy >= 0 ? fdopen(copy, "r") : NULL;
 
-	if (!f)
+	if (!f) {
+		if (copy >= 0)
+			close(copy);
 		return;
+	}
 	rewind(f);
 	while (fgets(line, sizeof(line), f))
 		if (sscanf(line, "%15s %llu", name, &ms) == 2)
@@ -118,8 +124,9 @@ static int write_totals(const struct event_stats *ev, int kinds)
 	ret = atomic_file_open(&af, root, ".events.totals", 0600);
 	for (const struct event_stats *e = ev; !ret && e < ev + kinds; e++) {
 		char line[512];
+		double ms = e->sum_s * 1000.0 + 0.5;
 		int len = snprintf(line, sizeof(line), "%s %llu %llu", e->name, (unsigned long long)e->count,
-				   (unsigned long long)(e->sum_s * 1000.0 + 0.5));
+				   ms < 1.8e19 ? (unsigned long long)ms : 18000000000000000000ull);
 		for (int b = 0; b <= EVENT_BUCKETS; b++)
 			len += snprintf(line + len, sizeof(line) - (size_t)len, " %llu",
 					(unsigned long long)e->buckets[b]);

@@ -94,11 +94,10 @@ static void load_entry(struct pool_dev *d)
 	if (!d->depth && !state_config_get(d->id, "depth", v, sizeof(v)))
 		d->depth = (unsigned)atoi(v);
 	/* shown as it is by ublk-pool status --json: only when it is JSON */
-	if (state_read(d->id, "stats", d->stats, sizeof(d->stats)) <= 0 ||
-	    pool_read_stats(d->stats, &d->stat))
+	if (state_read(d->id, "stats", d->stats, sizeof(d->stats)) > 0)
+		d->stats[strcspn(d->stats, "\n")] = 0;   /* one line, as the server writes it */
+	if (pool_read_stats(d->stats, &d->stat))
 		d->stats[0] = 0;
-	else
-		d->stats[strcspn(d->stats, "\n")] = 0;
 	d->heartbeat_age_ms = UINT64_MAX;
 	if (!state_stat(d->id, "stats", &st)) {
 		uint64_t when = (uint64_t)st.st_mtim.tv_sec * 1000 + (uint64_t)st.st_mtim.tv_nsec / 1000000;

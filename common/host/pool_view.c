@@ -37,7 +37,9 @@ int pool_view_columns(struct pool_view *v, const char *names, char *why, size_t 
 		int c = 0;
 		while (c < N_COLUMNS && (strlen(columns[c].name) != n || strncasecmp(columns[c].name, p, n)))
 			c++;
-		if (c == N_COLUMNS || v->n_cols == POOL_VIEW_MAX_COLUMNS) {
+		if (v->n_cols == POOL_VIEW_MAX_COLUMNS)
+			return snprintf(why, len, "at most %d columns", POOL_VIEW_MAX_COLUMNS), -EINVAL;
+		if (c == N_COLUMNS) {
 			size_t used = (size_t)snprintf(why, len, "unknown column '%.*s' (known:", (int)(n > 32 ? 32 : n), p);
 			for (int k = 0; k < N_COLUMNS && used < len; k++)
 				used += (size_t)snprintf(why + used, len - used, " %s", columns[k].name);

@@ -37,3 +37,20 @@ complete_words() {
 @test "the zsh completion parses" {
 	zsh -n "$BATS_TEST_DIRNAME/../../completions/_ublk-tools"
 }
+
+@test "bash completion offers device ids as they are typed" {
+	# the glob of /dev/ublkb* is the one thing to fake: the helper runs over a list
+	_ublk_cmd=ublk-del
+	devs_under_test() { printf '%s\n' /dev/ublkb12 /dev/ublkb3; }
+	eval "$(declare -f _ublk_tools_devices | sed 's|for dev in /dev/ublkb\*;|for dev in $(devs_under_test);|')"
+	declare -f _ublk_tools_devices | grep -q devs_under_test
+	COMPREPLY=()
+	_ublk_tools_devices 1
+	[ "${COMPREPLY[*]}" = 12 ]
+	COMPREPLY=()
+	_ublk_tools_devices /dev/ublkb
+	[ "${COMPREPLY[*]}" = "/dev/ublkb12 /dev/ublkb3" ]
+	COMPREPLY=()
+	_ublk_tools_devices "" /dev/ublkb3
+	[ "${COMPREPLY[*]}" = "/dev/ublkb12" ]
+}

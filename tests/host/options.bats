@@ -121,6 +121,11 @@ make_entry() {
 	rm -r "$T/state/ublkb5"
 	make_entry "base=$T/img" serve_arg=--base
 	run_mustfail 1 "config: 'base' is not understood" "$B/ublk-serve" --recover 5 --state-dir "$T/state"
+	# format 1 of the first versions, without serve_arg lines: said so
+	rm -r "$T/state/ublkb5"
+	make_entry "base=$T/img" name= size=4096
+	run_mustfail 1 "ublkb5: the state entry has no serve_arg lines (made by an older version?)" \
+		"$B/ublk-serve" --recover 5 --state-dir "$T/state"
 	# an entry a later version wrote is left alone
 	make_entry2 "base=$T/img"
 	echo 3 >"$T/state/ublkb5/version"
