@@ -167,8 +167,7 @@ stat_of() { # device, jq path
 	# the progress is in the statistics and in ublk-pool status
 	[ "$(stat_of "$dev" .remote.prefetch_chunks)" -eq 16 ]
 	wait_until 60 '[ "$(stat_of "$dev" .remote.prefetch_chunks_done)" -eq 16 ]'
-	run "$B/ublk-pool" status
-	[[ "$output" == *"prefetch 100%"* ]]
+	[ "$("$B/ublk-pool" status -n -o prefetch "$dev")" = "100%" ]
 	# everything is local now: the server is not needed any more
 	nginx_stop
 	cmp "$T/www/img" "$dev"
