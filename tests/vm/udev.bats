@@ -11,12 +11,15 @@ setup() {
 	mkdir -p /run/udev/rules.d
 	sed "s|@BINDIR@/ublk-pool list|$B/ublk-pool --state-dir $UBLK_STATE_DIR list|" \
 		"$BATS_TEST_DIRNAME/../../dist/59-ublk-tools.rules" >/run/udev/rules.d/59-ublk-tools.rules
-	/lib/systemd/systemd-udevd --daemon
+	# a daemon must not hold bats' descriptors (3 above all): bats waits for them
+	/lib/systemd/systemd-udevd --daemon </dev/null >/dev/null 2>&1 3>&-
 	wait_until 30 "udevadm control --ping"
 }
 
 teardown() {
 	udevadm control --exit || true
+	pkill -x systemd-udevd || true
+	wait_until 30 '! pgrep -x systemd-udevd >/dev/null'
 	rm -f /run/udev/rules.d/59-ublk-tools.rules
 	vm_teardown
 }
