@@ -545,6 +545,12 @@ int diff_verify(const struct diff_file *d, uint64_t *bad)
 
 /* ---- flatten ---- */
 
+/* Holes the stack reports are asked for in pieces of at most this much,
+ * so a long clean run costs one map scan per piece, not one per chunk. */
+#define FLAT_EXTENT_MAX (64ull << 20)
+#define FLAT_CHUNK (1u << 20)
+#define FLAT_BLOCK 4096u
+
 struct flat_io {
 	struct layer_io io;
 	int res;
@@ -567,10 +573,71 @@ static bool all_zero(const uint8_t *p, size_t n)
 	return true;
 }
 
+static int write_all(int fd, const uint8_t *p, size_t n, off_t at, bool seekable)
+{
+	while (n) {
+		ssize_t k = seekable ? pwrite(fd, p, n, at) : write(fd, p, n);
+		if (k < 0 && errno == EINTR)
+			continue;
+		if (k <= 0)
+			return k < 0 ? -errno : -EIO;
+		p += k;
+		n -= (size_t)k;
+		at += k;
+	}
+	return 0;
+}
+
+/* buf holds len bytes of the device from off: a file gets only its runs
+ * of non-zero 4 KiB blocks, so it stays as sparse as the device's data
+ * allows; a stream gets every byte. */
+static int flat_write(int fd, const uint8_t *buf, size_t len, uint64_t off, bool seekable)
+{
+	size_t i = 0;
+
+	if (!seekable)
+		return write_all(fd, buf, len, 0, false);
+	while (i < len) {
+		size_t start, blk = len - i < FLAT_BLOCK ? len - i : FLAT_BLOCK;
+		if (all_zero(buf + i, blk)) {
+			i += blk;
+			continue;
+		}
+		for (start = i; i < len; i += blk) {
+			blk = len - i < FLAT_BLOCK ? len - i : FLAT_BLOCK;
+			if (all_zero(buf + i, blk))
+				break;
+		}
+		int ret = write_all(fd, buf + start, i - start, (off_t)(off + start), true);
+		if (ret)
+			return ret;
+	}
+	return 0;
+}
+
+/* Read [off, off + len) of top into buf, chunk by chunk, writing each out. */
+static int flat_copy(struct layer *top, struct aio *aio, void *priv, uint8_t *buf,
+		     int fd, bool seekable, uint64_t off, uint64_t len,
+		     char *why, size_t whylen)
+{
+	for (uint64_t end = off + len; off < end;) {
+		struct flat_io f = { .io = { .op = LAYER_READ, .off = off, .buf = buf, .done = flat_done,
+					     .aio = aio, .priv = priv } };
+		int ret;
+		f.io.len = (uint32_t)(end - off < FLAT_CHUNK ? end - off : FLAT_CHUNK);
+		layer_submit(top, &f.io);
+		if ((ret = aio_drain(aio)) || (ret = f.res < 0 ? f.res : 0))
+			return WHY("reading offset %llu: %s", (unsigned long long)off, strerror(-ret)), ret;
+		if ((ret = flat_write(fd, buf, f.io.len, off, seekable)))
+			return WHY("writing: %s", strerror(-ret)), ret;
+		off += f.io.len;
+	}
+	return 0;
+}
+
 int export_flatten(const struct server_config *cfg, const char *outp, bool progress,
 		   uint64_t *bytes, char *why, size_t whylen)
 {
-	const size_t chunk = 1 << 20;
 	struct server_config ro = *cfg;
 	struct progress p = { .on = progress, .what = "flatten" };
 	struct layer *top = NULL;
@@ -587,7 +654,7 @@ int export_flatten(const struct server_config *cfg, const char *outp, bool progr
 	code = stack_open(&ro.stack, &top, why, whylen);
 	if (code)
 		return code;
-	buf = aligned_alloc(4096, chunk);
+	buf = aligned_alloc(FLAT_BLOCK, FLAT_CHUNK);
 	priv = calloc(1, layer_stack_priv_size(top) + 16);
 	if (!buf || !priv || io_uring_queue_init(8, &ring, 0)) {
 		layer_close(top);
@@ -597,30 +664,17 @@ int export_flatten(const struct server_config *cfg, const char *outp, bool progr
 	}
 	ret = output_file_open(&out, outp, why, whylen);
 	seekable = out.path != NULL;
-	for (uint64_t off = 0; !ret && off < top->size; off += chunk) {
-		struct flat_io f = { .io = { .op = LAYER_READ, .off = off, .buf = buf, .done = flat_done,
-					     .aio = &aio, .priv = priv } };
-		f.io.len = (uint32_t)(top->size - off < chunk ? top->size - off : chunk);
-		layer_submit(top, &f.io);
-		if ((ret = aio_drain(&aio)) || (ret = f.res < 0 ? f.res : 0)) {
-			WHY("reading offset %llu: %s", (unsigned long long)off, strerror(-ret));
-			break;
+	for (uint64_t off = 0, len; !ret && off < top->size; off += len) {
+		len = top->size - off < FLAT_EXTENT_MAX ? top->size - off : FLAT_EXTENT_MAX;
+		if (layer_extent(top, off, &len) == LAYER_DATA) {
+			ret = flat_copy(top, &aio, priv, buf, out.fd, seekable, off, len, why, whylen);
+		} else if (!seekable) {   /* a hole, but a stream has no holes */
+			memset(buf, 0, FLAT_CHUNK);
+			for (uint64_t z = 0; z < len && !ret; z += FLAT_CHUNK)
+				if ((ret = write_all(out.fd, buf, len - z < FLAT_CHUNK ? len - z : FLAT_CHUNK, 0, false)))
+					WHY("writing: %s", strerror(-ret));
 		}
-		/* a file output stays sparse where the device reads zeros */
-		if (seekable && all_zero(buf, f.io.len)) {
-			if (lseek(out.fd, f.io.len, SEEK_CUR) < 0)
-				ret = -errno;
-		} else {
-			for (size_t done = 0; done < f.io.len && !ret;) {
-				ssize_t n = write(out.fd, buf + done, f.io.len - done);
-				if (n < 0 && errno != EINTR)
-					ret = -errno;
-				done += n > 0 ? (size_t)n : 0;
-			}
-		}
-		if (ret)
-			WHY("writing: %s", strerror(-ret));
-		progress_show(&p, off + f.io.len, top->size);
+		progress_show(&p, off + len, top->size);
 	}
 	if (!ret && seekable && ftruncate(out.fd, (off_t)top->size)) {
 		ret = -errno;

@@ -45,6 +45,17 @@ void layer_thaw(struct layer *l)
 		l->ops->thaw(l);
 }
 
+enum layer_extent layer_extent(struct layer *l, uint64_t off, uint64_t *len)
+{
+	uint64_t asked = *len;
+	enum layer_extent kind = l->ops->extent ? l->ops->extent(l, off, len) : LAYER_DATA;
+
+	if (*len && *len <= asked)
+		return kind;
+	*len = asked;   /* no progress or past the question: read it */
+	return LAYER_DATA;
+}
+
 int layer_stack_stats(struct layer *top, char *buf, size_t len)
 {
 	for (; top; top = top->lower)

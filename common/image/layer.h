@@ -30,6 +30,8 @@ enum layer_op {
 	LAYER_WRITE_ZEROES,
 };
 
+enum layer_extent { LAYER_DATA, LAYER_ZEROS };
+
 struct layer_io;
 typedef void (*layer_done_fn)(struct layer_io *io, int res);
 
@@ -68,6 +70,10 @@ struct layer_ops {
 	void (*thaw)(struct layer *l);
 	/* The layer's statistics as a JSON object into buf; its length. */
 	int (*stats)(struct layer *l, char *buf, size_t len);
+	/* How [off, off + *len) reads, told without reading it: LAYER_ZEROS
+	 * or LAYER_DATA (may hold anything), with *len cut where that stops
+	 * holding. NULL: all of it is LAYER_DATA. */
+	enum layer_extent (*extent)(struct layer *l, uint64_t off, uint64_t *len);
 };
 
 struct layer {
@@ -97,6 +103,9 @@ void layer_close(struct layer *l);
  * it with layer_thaw), -EOPNOTSUPP when none can, or its -errno. */
 int layer_stack_freeze(struct layer *top, uint64_t timeout_ms, struct layer **frozen);
 void layer_thaw(struct layer *l);
+/* l's extent op, or LAYER_DATA for all of *len where it has none: what
+ * lets a copy of a mostly empty image skip its holes without reading them. */
+enum layer_extent layer_extent(struct layer *l, uint64_t off, uint64_t *len);
 /* The statistics of the first layer from top down that keeps some, as a
  * JSON object into buf: its length, or 0 when no layer keeps any. */
 int layer_stack_stats(struct layer *top, char *buf, size_t len);

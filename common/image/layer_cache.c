@@ -132,6 +132,38 @@ static void cache_read(struct layer *l, struct layer_io *io)
 	read_step(start((struct cache *)l, io));
 }
 
+/* Clean blocks are the layer below's to tell; a clean run skips whole
+ * map bytes (four blocks) at a time, as a mostly clean map is the
+ * common case. */
+static enum layer_extent cache_extent(struct layer *l, uint64_t off, uint64_t *len)
+{
+	struct cache *c = (struct cache *)l;
+	uint64_t b = off / BS, n = 1, most = (off % BS + *len + BS - 1) / BS;
+	unsigned st;
+
+	if (b >= c->nblocks)
+		return LAYER_ZEROS;
+	if (most > c->nblocks - b)
+		most = c->nblocks - b;
+	st = read_state(c, b);
+	while (n < most) {
+		uint64_t x = b + n;
+		if (st == ST_CLEAN && !(x & 3) && most - n >= 4 && x + 4 <= c->base_blocks &&
+		    !__atomic_load_n(&c->map[x >> 2], __ATOMIC_RELAXED)) {
+			n += 4;
+			continue;
+		}
+		if (read_state(c, x) != st)
+			break;
+		n++;
+	}
+	if (n * BS - off % BS < *len)
+		*len = n * BS - off % BS;
+	if (st == ST_CLEAN)
+		return layer_extent(c->l.lower, off, len);
+	return st == ST_ZERO ? LAYER_ZEROS : LAYER_DATA;
+}
+
 /* ---- write, discard ---- */
 
 static void resume_parked(struct aio_req *req, int res)
@@ -385,6 +417,7 @@ static const struct layer_ops cache_ops = {
 	.close = cache_close,
 	.freeze = cache_freeze,   /* for a live export */
 	.thaw = cache_thaw,
+	.extent = cache_extent,
 };
 
 /* Create data and map files for a new cache; removes both on failure. */

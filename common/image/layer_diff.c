@@ -147,6 +147,23 @@ static void diff_flush(struct layer *l, struct layer_io *io)
 	io->done(io, 0);   /* nothing of ours is ever dirty */
 }
 
+static enum layer_extent diff_extent(struct layer *l, uint64_t off, uint64_t *len)
+{
+	struct layer_diff *ld = (struct layer_diff *)l;
+	uint64_t block = off / BS, run, index;
+	enum diff_kind kind = diff_lookup(ld->d, block, &run, &index);
+
+	if (kind == DIFF_ABSENT && block >= ld->lower_blocks)
+		kind = DIFF_ZERO;   /* past the layer below: reads as zeros */
+	else if (kind == DIFF_ABSENT && run > ld->lower_blocks - block)
+		run = ld->lower_blocks - block;
+	if (run <= UINT64_MAX / BS && run * BS - off % BS < *len)
+		*len = run * BS - off % BS;
+	if (kind == DIFF_ABSENT)
+		return layer_extent(l->lower, off, len);
+	return kind == DIFF_ZERO ? LAYER_ZEROS : LAYER_DATA;
+}
+
 static void layer_diff_close(struct layer *l)
 {
 	struct layer_diff *ld = (struct layer_diff *)l;
@@ -166,6 +183,7 @@ static const struct layer_ops diff_ops = {
 	.flush = diff_flush,
 	.discard = diff_read,
 	.close = layer_diff_close,
+	.extent = diff_extent,
 };
 
 int layer_diff_open(const char *path, const struct layer_http_opts *remote, struct layer *lower,

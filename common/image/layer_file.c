@@ -101,6 +101,26 @@ static void file_discard(struct layer *l, struct layer_io *io)
 					io->off, io->len);
 }
 
+/* Holes as the file system reports them; one that cannot (EINVAL) or a
+ * block device has data everywhere. Past the end reads as zeros. */
+static enum layer_extent file_extent(struct layer *l, uint64_t off, uint64_t *len)
+{
+	int fd = ((struct layer_file *)l)->fd;
+	off_t data = lseek(fd, (off_t)off, SEEK_DATA), hole;
+
+	if (data < 0)
+		return errno == ENXIO ? LAYER_ZEROS : LAYER_DATA;
+	if ((uint64_t)data > off) {
+		if ((uint64_t)data - off < *len)
+			*len = (uint64_t)data - off;
+		return LAYER_ZEROS;
+	}
+	hole = lseek(fd, (off_t)off, SEEK_HOLE);
+	if (hole > data && (uint64_t)hole - off < *len)
+		*len = (uint64_t)hole - off;
+	return LAYER_DATA;
+}
+
 static void file_close(struct layer *l)
 {
 	struct layer_file *f = (struct layer_file *)l;
@@ -115,6 +135,7 @@ static const struct layer_ops file_ops = {
 	.flush = file_flush,
 	.discard = file_discard,
 	.close = file_close,
+	.extent = file_extent,
 };
 
 int layer_file_fd(const struct layer *l)

@@ -113,6 +113,19 @@ teardown() {
 	[[ "$output" == *" 0 failed" ]]
 }
 
+@test "--flatten skips the holes of a sparse base in a file, writes them as zeros to a pipe" {
+	truncate -s 64M "$T/sparse"
+	printf 'data' | dd of="$T/sparse" bs=1 seek=$((5 << 20)) conv=notrunc status=none
+	head -c 1M /dev/urandom | dd of="$T/sparse" bs=1M seek=40 conv=notrunc status=none
+	"$B/ublk-export-diff" --flatten --base "$T/sparse" -o "$T/flat.img"
+	cmp "$T/flat.img" "$T/sparse"
+	# 1 MiB and one 4 KiB block of data: nothing else allocated
+	[ "$(du -k "$T/flat.img" | cut -f1)" -le 1040 ]
+	"$B/ublk-export-diff" --flatten --base "$T/sparse" -o - >"$T/stream.img"
+	cmp "$T/stream.img" "$T/sparse"
+	"$B/ublk-export-diff" --flatten --base "$T/sparse" -o - | cmp - "$T/sparse"
+}
+
 @test "ublk-export-diff refuses bad combinations" {
 	run_mustfail 2 "no device given" "$B/ublk-export-diff" -o "$T/x"
 	run_mustfail 2 "give a device or --cache, not both" "$B/ublk-export-diff" --cache "$T/c" -o "$T/x" 3

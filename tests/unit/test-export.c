@@ -161,6 +161,102 @@ static void test_flatten(const char *base)
 	check_no_leftovers("a failed flatten");
 }
 
+/* A 20 GiB base that is all holes but 1 MiB of data at 5 GiB, a cache
+ * with 2560 scattered 4 KiB writes (10 MiB) and one discard over the base's
+ * data: flattened directly and through the cache's exported diff, it must
+ * read back right and allocate only what holds data (the holes of the
+ * stack are skipped, not read). */
+#define SPARSE_SIZE (20ull << 30)
+#define SPARSE_DATA_AT (5ull << 30)
+#define SPARSE_WRITES 2560
+
+static uint64_t sparse_block(unsigned i)
+{
+	return (uint64_t)i * 2039 * 1013 % (SPARSE_SIZE / BS);   /* scattered, all distinct */
+}
+
+static bool sparse_written(uint64_t block)
+{
+	for (unsigned i = 0; i < SPARSE_WRITES; i++)
+		if (sparse_block(i) == block)
+			return true;
+	return false;
+}
+
+static void check_sparse_flat(const char *path, const unsigned char *base_data)
+{
+	unsigned char *buf = aligned_alloc(BS, 256 * BS), *blk = malloc(BS);
+	int fd = open(path, O_RDONLY);
+	struct stat st;
+
+	CHECK(fd >= 0 && fstat(fd, &st) == 0 && (uint64_t)st.st_size == SPARSE_SIZE, "%s: size", path);
+	/* 10 MiB written, 1 MiB of base data less the 64 KiB discarded */
+	CHECK((uint64_t)st.st_blocks * 512 <= (12ull << 20), "%s: %llu bytes allocated", path,
+	      (unsigned long long)st.st_blocks * 512);
+	for (unsigned i = 0; i < SPARSE_WRITES; i++) {
+		memset(blk, (int)(i % 255 + 1), BS);
+		CHECK(pread(fd, buf, BS, (off_t)(sparse_block(i) * BS)) == BS && !memcmp(buf, blk, BS),
+		      "%s: written block %u", path, i);
+	}
+	CHECK(pread(fd, buf, 256 * BS, SPARSE_DATA_AT) == 256 * BS, "%s: base data", path);
+	memset(blk, 0, BS);
+	for (unsigned i = 0; i < 256; i++)
+		if (!sparse_written(SPARSE_DATA_AT / BS + i))   /* the first 64 KiB discarded */
+			CHECK(!memcmp(buf + i * BS, i < 16 ? blk : base_data + i * BS, BS),
+			      "%s: base block %u", path, i);
+	CHECK(pread(fd, buf, BS, (off_t)(SPARSE_SIZE - BS)) == BS, "%s: last block", path);
+	close(fd);
+	free(buf);
+	free(blk);
+}
+
+static void test_flatten_sparse(void)
+{
+	unsigned char *data = malloc(256 * BS), *blk = aligned_alloc(BS, BS);
+	struct export_opts o = { .keep = true, .timeout_ms = 10000 };
+	struct export_result r;
+	struct server_config cfg;
+	struct layer *b, *l;
+	uint64_t bytes;
+	char why[1024] = "";
+	int fd = open(at("sparse.img"), O_CREAT | O_WRONLY, 0600);
+
+	fill_random(data, 256 * BS);
+	CHECK(fd >= 0 && ftruncate(fd, (off_t)SPARSE_SIZE) == 0 &&
+	      pwrite(fd, data, 256 * BS, SPARSE_DATA_AT) == 256 * BS, "sparse base");
+	close(fd);
+	CHECK(layer_file_open(at("sparse.img"), true, &b) == 0, "open sparse base");
+	CHECK(layer_cache_open(at("s.cache"), b, 0, false, &l, why, sizeof(why)) == 0, "cache: %s", why);
+	for (unsigned i = 0; i < SPARSE_WRITES; i++) {
+		memset(blk, (int)(i % 255 + 1), BS);
+		CHECK(run(l, LAYER_WRITE, sparse_block(i) * BS, BS, blk) == BS, "write %u", i);
+	}
+	CHECK(run(l, LAYER_DISCARD, SPARSE_DATA_AT, 16 * BS, NULL) == 0, "discard");
+	for (unsigned i = 0; i < SPARSE_WRITES; i++)   /* the discard wins over a write before it */
+		CHECK(sparse_block(i) - SPARSE_DATA_AT / BS >= 16, "write %u in the discarded run", i);
+	CHECK(run(l, LAYER_FLUSH, 0, 0, NULL) == 0, "flush");
+	layer_close(l);
+
+	devopts_defaults(&cfg);
+	cfg.stack.base = at("sparse.img");
+	cfg.stack.cache = at("s.cache");
+	cfg.stack.read_only = true;
+	CHECK(export_flatten(&cfg, at("sflat.img"), false, &bytes, why, sizeof(why)) == 0, "flatten: %s", why);
+	check_sparse_flat(at("sflat.img"), data);
+	unlink(at("sflat.img"));
+
+	o.out = at("sparse.diff");
+	CHECK(export_cache(at("s.cache"), &o, &r, why, sizeof(why)) == 0, "export: %s", why);
+	devopts_defaults(&cfg);
+	cfg.stack.base = at("sparse.img");
+	cfg.stack.layers[cfg.stack.n_layers++] = at("sparse.diff");
+	CHECK(export_flatten(&cfg, at("sflat.img"), false, &bytes, why, sizeof(why)) == 0, "flatten diff: %s",
+	      why);
+	check_sparse_flat(at("sflat.img"), data);
+	free(data);
+	free(blk);
+}
+
 int main(void)
 {
 	char cmd[64];
@@ -178,6 +274,7 @@ int main(void)
 	close(fd);
 	test_export(at("base.img"));
 	test_flatten(at("base.img"));
+	test_flatten_sparse();
 	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
 	CHECK(system(cmd) == 0, "cleanup");
 	free(want);
