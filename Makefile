@@ -11,7 +11,8 @@
 #   check-vm-kernel  the VM bats suites on one kernel (UBLK_VM_KERNEL), counted
 #   check-loaded   check-vm's kernels while every host core is kept busy
 #   demo           create, use and delete a device (in the VM if the host has no ublk)
-#   bench          fio benchmarks in the VM
+#   bench          fio benchmarks in the VM; BENCH_AB=REV also measures REV
+#                  in the same boot (an A/B of one change), BENCH_RUNTIME=S
 #   fuzz           libFuzzer harnesses, FUZZ_SECONDS (default 60) each (tests/fuzz/fuzz.mk)
 #   soak           long stress: 500 server kills under fio verify, 5 power cuts
 #   deps           install the Debian packages the build, tests and VM need
@@ -137,8 +138,15 @@ soak: deps all
 		bats --show-output-of-passing-tests --filter 'through' tests/vm/recovery.bats
 	$(Q)for i in 1 2 3 4 5; do bats tests/crash || exit 1; done
 
+# BENCH_AB=REV: REV (a commit, tag or branch) is built from git into
+# $(OUT)/bench-ab and measured in the same boot, as @REV.
 bench: deps all
-	$(Q)tests/vm/run.sh tests/bench.sh
+	$(Q)set -e; ab=; if [ -n "$(BENCH_AB)" ]; then \
+		ab=$(CURDIR)/$(OUT)/bench-ab; rm -rf "$$ab" "$$ab.src"; mkdir -p "$$ab.src"; \
+		git archive "$(BENCH_AB)" | tar -x -C "$$ab.src"; \
+		$(MAKE) --no-print-directory -C "$$ab.src" OUT="$$ab" all; fi; \
+	tests/vm/run.sh env BENCH_RUNTIME=$${BENCH_RUNTIME:-5} UBLK_BIN_B="$$ab" \
+		BENCH_AB_LABEL="$(BENCH_AB)" tests/bench.sh
 
 DOCS = README.md $(wildcard docs/*.md)
 

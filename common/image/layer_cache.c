@@ -35,6 +35,16 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+/* A run of blocks of one state within a read split into many runs. */
+struct cache_run {
+	struct aio_req areq;        /* a dirty run's read of the data file */
+	struct cache_io *p;
+	uint32_t at, len;           /* bytes into the parent request */
+	uint8_t st;
+};
+
+#define SPLIT_RUNS 64   /* a read of more runs than this is served run by run */
+
 struct cache_io {
 	struct layer_io child;      /* request to the data file or the layer below */
 	struct layer_io *parent;
@@ -42,6 +52,8 @@ struct cache_io {
 	uint32_t cursor;            /* bytes of the parent request done */
 	int err;
 	struct layer_io *next_flush;
+	uint32_t n_runs, pending;   /* a split read's runs, and its reads in flight */
+	struct cache_run runs[SPLIT_RUNS];
 };
 
 /* What a read of block b returns: clean blocks past the base read zeros. */
@@ -127,9 +139,104 @@ static void read_step(struct cache_io *p)
 	io->done(io, p->err ? p->err : (int)io->len);
 }
 
+/* ---- a read mixing clean and dirty blocks in many runs ----
+ * Run by run, a read alternating cache and base blocks costs a round trip
+ * per run. Instead: the span from the first clean block to the last one in
+ * one read below (the dirty blocks inside it are read needlessly, which is
+ * cheaper than a round trip each), then every dirty run at once from the
+ * data file, over what the span read put there: two round trips. Runs are
+ * taken once, at the start; a block that a racing write makes dirty
+ * meanwhile reads as it was, as a read racing a write may. */
+
+static void split_finish(struct cache_io *p)
+{
+	struct layer_io *io = p->parent;
+	io->done(io, p->err ? p->err : (int)io->len);
+}
+
+static void split_run_done(struct aio_req *req, int res)
+{
+	struct cache_run *r = container_of(req, struct cache_run, areq);
+	struct cache_io *p = r->p;
+
+	if (res < 0)
+		p->err = res;
+	else if ((uint32_t)res < r->len)   /* past the data file's end: zeros */
+		memset((char *)p->parent->buf + r->at + res, 0, r->len - (uint32_t)res);
+	if (!--p->pending)
+		split_finish(p);
+}
+
+static void split_span_done(struct layer_io *child, int res)
+{
+	struct cache_io *p = container_of(child, struct cache_io, child);
+	struct layer_io *io = p->parent;
+	int fd = layer_file_fd(p->cache->data);
+
+	if (res < 0) {
+		io->done(io, res);
+		return;
+	}
+	p->pending = 1;   /* until every run is queued */
+	for (uint32_t i = 0; i < p->n_runs && !p->err; i++) {
+		struct cache_run *r = &p->runs[i];
+		char *buf = (char *)io->buf + r->at;
+		if (r->st == ST_ZERO) {
+			memset(buf, 0, r->len);
+		} else if (r->st == ST_DIRTY) {
+			struct io_uring_sqe *sqe;
+			r->p = p;
+			r->areq.complete = split_run_done;
+			if (!(sqe = aio_get_sqe(io->aio, &r->areq))) {
+				p->err = -EAGAIN;
+				break;
+			}
+			io_uring_prep_read(sqe, fd, buf, r->len, io->off + r->at);
+			p->pending++;
+		}
+	}
+	if (!--p->pending)
+		split_finish(p);
+}
+
+/* Serve io as a split read if it has more than two runs and some clean
+ * ones; false to serve it run by run. */
+static bool split_read(struct cache_io *p)
+{
+	struct cache *c = p->cache;
+	struct layer_io *io = p->parent;
+	uint32_t first_clean = UINT32_MAX, end_clean = 0;
+
+	p->n_runs = 0;
+	for (uint32_t at = 0; at < io->len;) {
+		uint64_t b = (io->off + at) / BS;
+		unsigned st = read_state(c, b);
+		uint32_t n = 1;
+		while (at + (n + 1) * BS <= io->len && read_state(c, b + n) == st)
+			n++;
+		if (p->n_runs == SPLIT_RUNS)
+			return false;
+		p->runs[p->n_runs++] = (struct cache_run){ .at = at, .len = n * BS, .st = (uint8_t)st };
+		if (st == ST_CLEAN) {
+			if (first_clean == UINT32_MAX)
+				first_clean = at;
+			end_clean = at + n * BS;
+		}
+		at += n * BS;
+	}
+	if (p->n_runs <= 2 || first_clean == UINT32_MAX)
+		return false;
+	p->err = 0;
+	send_child(p, c->l.lower, LAYER_READ, io->off + first_clean, end_clean - first_clean,
+		   (char *)io->buf + first_clean, split_span_done);
+	return true;
+}
+
 static void cache_read(struct layer *l, struct layer_io *io)
 {
-	read_step(start((struct cache *)l, io));
+	struct cache_io *p = start((struct cache *)l, io);
+	if (!split_read(p))
+		read_step(p);
 }
 
 /* Clean blocks are the layer below's to tell; a clean run skips whole

@@ -193,6 +193,60 @@ static void test_cache_layer(void)
 	free(pattern);
 }
 
+/* Random writes, zero writes and discards of random runs through a cache
+ * (its size past the base's), each followed by a read of a random range
+ * checked against a model: reads mixing clean, dirty and zero runs in any
+ * order, the split ones included, return what was last written. */
+static void test_cache_model(void)
+{
+	const unsigned blocks = 256, base_blocks = 200;
+	unsigned char *data, *model = calloc(blocks, 4096);
+	unsigned char *buf = aligned_alloc(4096, 128 * 4096), *w = aligned_alloc(4096, 16 * 4096);
+	char *base_path = make_image(base_blocks * 4096, &data);
+	char cache[64], map[80], why[600];
+	struct layer *base, *l;
+	unsigned mismatches = 0;
+
+	snprintf(cache, sizeof(cache), "%s.cache", base_path);
+	snprintf(map, sizeof(map), "%s.map", cache);
+	memcpy(model, data, base_blocks * 4096);
+	CHECK(layer_file_open(base_path, true, &base) == 0, "open base");
+	CHECK(layer_cache_open(cache, base, blocks * 4096, false, &l, why, sizeof(why)) == 0, "cache: %s", why);
+	for (int i = 0; i < 3000; i++) {
+		unsigned b = (unsigned)rand() % blocks, n = 1 + (unsigned)rand() % 16, kind = (unsigned)rand() % 8;
+		if (b + n > blocks)
+			n = blocks - b;
+		if (kind < 5) {   /* mostly single blocks, as fragments a cache */
+			n = kind < 4 ? 1 : n;
+			for (unsigned k = 0; k < n * 4096; k++)
+				w[k] = (unsigned char)rand();
+			CHECK(run(l, LAYER_WRITE, b * 4096ull, n * 4096, w) == (int)(n * 4096), "write");
+			memcpy(model + b * 4096ull, w, n * 4096);
+		} else if (kind < 7) {
+			memset(w, 0, n * 4096);
+			CHECK(run(l, LAYER_WRITE, b * 4096ull, n * 4096, w) == (int)(n * 4096), "zero write");
+			memset(model + b * 4096ull, 0, n * 4096);
+		} else {
+			CHECK(run(l, LAYER_DISCARD, b * 4096ull, n * 4096, NULL) == 0, "discard");
+			memset(model + b * 4096ull, 0, n * 4096);
+		}
+		unsigned rb = (unsigned)rand() % blocks, rn = 1 + (unsigned)rand() % 128;
+		if (rb + rn > blocks)
+			rn = blocks - rb;
+		CHECK(run(l, LAYER_READ, rb * 4096ull, rn * 4096, buf) == (int)(rn * 4096), "read");
+		mismatches += memcmp(buf, model + rb * 4096ull, rn * 4096) != 0;
+	}
+	CHECK(mismatches == 0, "%u of 3000 reads differ from the model", mismatches);
+	layer_close(l);
+	unlink(cache);
+	unlink(map);
+	unlink(base_path);
+	free(data);
+	free(model);
+	free(buf);
+	free(w);
+}
+
 /* In a child: open the cache, run writes, and die without closing (a
  * killed server). Returns the child's count of failed steps. */
 static int die_after_writes(const char *base_path, const char *cache,
@@ -365,6 +419,7 @@ int main(void)
 	}
 	test_file_layer();
 	test_cache_layer();
+	test_cache_model();
 	test_cache_crash();
 	test_fault_layer();
 	test_freeze();
