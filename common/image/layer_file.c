@@ -9,11 +9,13 @@
 #include <linux/falloc.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 struct layer_file {
 	struct layer l;
 	int fd;
+	bool write_inline;      /* a regular file: writes are page cache copies */
 };
 
 static void rw_step(struct layer_file *f, struct layer_io *io);
@@ -61,9 +63,36 @@ static void rw_step(struct layer_file *f, struct layer_io *io)
 				    io->len - io->progress, io->off + io->progress);
 }
 
+/* A buffered write to a regular file is a copy into the page cache, which
+ * io_uring hands to a worker thread on file systems without async buffered
+ * writes (tmpfs and ext4 on 6.1): two context switches around a memcpy,
+ * which cost the overlay two thirds of its write rate. It is done here,
+ * on the queue's thread, as the kernel's loop driver does from its own;
+ * like loop's, it waits when the kernel throttles dirty pages. */
+static void write_inline(struct layer_file *f, struct layer_io *io)
+{
+	while (io->progress < io->len) {
+		ssize_t n = pwrite(f->fd, (char *)io->buf + io->progress, io->len - io->progress,
+				   (off_t)(io->off + io->progress));
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			io->done(io, n < 0 ? -errno : -EIO);
+			return;
+		}
+		io->progress += (uint32_t)n;
+	}
+	io->done(io, (int)io->len);
+}
+
 static void file_rw(struct layer *l, struct layer_io *io)
 {
-	rw_step((struct layer_file *)l, io);
+	struct layer_file *f = (struct layer_file *)l;
+
+	if (io->op == LAYER_WRITE && f->write_inline)
+		write_inline(f, io);
+	else
+		rw_step(f, io);
 }
 
 static void simple_complete(struct aio_req *req, int res)
@@ -146,6 +175,7 @@ int layer_file_fd(const struct layer *l)
 int layer_file_open(const char *path, bool read_only, struct layer **out)
 {
 	struct layer_file *f;
+	struct stat st;
 	uint64_t size;
 	int fd, ret;
 
@@ -161,6 +191,7 @@ int layer_file_open(const char *path, bool read_only, struct layer **out)
 	f->l.size = size;
 	f->l.read_only = read_only;
 	f->fd = fd;
+	f->write_inline = !read_only && fstat(fd, &st) == 0 && S_ISREG(st.st_mode);
 	*out = &f->l;
 	return 0;
 }
