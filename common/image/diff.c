@@ -4,6 +4,7 @@
  * are known before the data, and the frame table is located by the footer.
  */
 #include "image/diff.h"
+#include "image/diff_frames.h"
 #include "util/fileio.h"
 #include "image/blob.h"
 #include "util/crc32c.h"
@@ -61,9 +62,10 @@ int diff_write(int out, struct diff_meta *m, const struct diff_extent *ext, size
 {
 	uint64_t pos = 0, done = 0, nframes, fi = 0;
 	uint8_t hdr[HDR] = { 0 }, foot[FOOTER] = { 0 };
-	uint8_t *table = NULL, *frame = NULL, *packed = NULL, *frames_tab = NULL;
-	size_t tlen = ext_table_bytes(n), bound = 0;
-	ZSTD_CCtx *zc = NULL;
+	uint8_t *table = NULL, *frames_tab = NULL;
+	size_t tlen = ext_table_bytes(n);
+	struct diff_frames *frames = NULL;
+	uint64_t bad = 0;
 	int ret = 0;
 
 	m->n_extents = n;
@@ -100,14 +102,8 @@ int diff_write(int out, struct diff_meta *m, const struct diff_extent *ext, size
 	put32(hdr + 124, crc32c(0, hdr, 124));
 
 	table = calloc(1, tlen);
-	frame = malloc(m->frame_size);
 	frames_tab = calloc(nframes ? nframes : 1, FRAME_ENT);
-	if (m->flags & DIFF_FLAG_ZSTD) {
-		bound = ZSTD_compressBound(m->frame_size);
-		packed = malloc(bound);
-		zc = ZSTD_createCCtx();
-	}
-	if (!table || !frame || !frames_tab || ((m->flags & DIFF_FLAG_ZSTD) && (!packed || !zc))) {
+	if (!table || !frames_tab) {
 		ret = -ENOMEM;
 		WHY("out of memory");
 		goto out;
@@ -123,51 +119,31 @@ int diff_write(int out, struct diff_meta *m, const struct diff_extent *ext, size
 		goto out;
 	}
 
-	/* Fill frames from the data extents in order. */
-	size_t ei = 0;
-	uint32_t in_ext = 0;
-	while (done < m->data_blocks) {
-		uint32_t want = m->frame_size / BS, got = 0;
-		while (got < want && done + got < m->data_blocks) {
-			while (ext[ei].kind != DIFF_DATA || in_ext == ext[ei].count) {
-				ei++;
-				in_ext = 0;
-			}
-			uint32_t take = ext[ei].count - in_ext;
-			if (take > want - got)
-				take = want - got;
-			ret = read_blocks(ctx, ext[ei].start + in_ext, take, frame + (size_t)got * BS);
-			if (ret) {
-				WHY("reading block %llu: %s", (unsigned long long)(ext[ei].start + in_ext),
-				    strerror(-ret));
-				goto out;
-			}
-			in_ext += take;
-			got += take;
-		}
-		size_t len = (size_t)got * BS, stored = len;
-		const void *src = frame;
-		if (zc) {
-			stored = ZSTD_compressCCtx(zc, packed, bound, frame, len, 3);
-			if (ZSTD_isError(stored)) {
-				ret = -EIO;
-				WHY("zstd: %s", ZSTD_getErrorName(stored));
-				goto out;
-			}
-			src = packed;
+	/* Frames from the data extents in order, read and packed ahead. */
+	if ((ret = diff_frames_start(&frames, ext, m->data_blocks, m->frame_size,
+				     m->flags & DIFF_FLAG_ZSTD, read_blocks, ctx))) {
+		WHY("out of memory");
+		goto out;
+	}
+	for (struct diff_frame_out f; (ret = diff_frames_next(frames, &f, &bad)) != -ENODATA;) {
+		if (ret) {
+			WHY(ret == -EIO && (m->flags & DIFF_FLAG_ZSTD) ? "compressing the frame at block %llu failed"
+			    : "reading block %llu: %s", (unsigned long long)bad, strerror(-ret));
+			goto out;
 		}
 		put64(frames_tab + fi * FRAME_ENT, pos);
-		put32(frames_tab + fi * FRAME_ENT + 8, (uint32_t)stored);
-		put32(frames_tab + fi * FRAME_ENT + 12, crc32c(0, frame, len));
+		put32(frames_tab + fi * FRAME_ENT + 8, (uint32_t)f.stored);
+		put32(frames_tab + fi * FRAME_ENT + 12, f.crc);
 		fi++;
-		if ((ret = write_all(out, src, stored, &pos))) {
+		if ((ret = write_all(out, f.data, f.stored, &pos))) {
 			WHY("writing data: %s", strerror(-ret));
 			goto out;
 		}
-		done += got;
+		done += f.blocks;
 		if (progress)
 			progress(ctx, done, m->data_blocks);
 	}
+	ret = 0;
 	memcpy(foot, "UBLKDEND", 8);
 	put64(foot + 8, pos);
 	put64(foot + 16, nframes);
@@ -183,10 +159,8 @@ int diff_write(int out, struct diff_meta *m, const struct diff_extent *ext, size
 		res->frames = nframes;
 	}
 out:
-	ZSTD_freeCCtx(zc);
+	diff_frames_stop(frames);
 	free(table);
-	free(frame);
-	free(packed);
 	free(frames_tab);
 	return ret;
 }

@@ -1,0 +1,235 @@
+/* Each frame has a slot: the writer queues frame k in slot k % n_slots,
+ * workers fill queued slots in any order, and the writer takes them back
+ * in frame order, filling the one it waits for itself if no worker has. A frame's blocks are located (extent and offset in it)
+ * when it is queued, so workers need nothing but the slot. */
+#include "image/diff_frames.h"
+#include "util/crc32c.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <zstd.h>
+
+#define BS 4096u
+#define MAX_SLOTS 4
+#define WORKERS 2
+#define SLOTS_BYTES (64u << 20)   /* buffers of all slots together, at most */
+
+enum slot_state { SLOT_FREE, SLOT_QUEUED, SLOT_BUSY, SLOT_DONE };
+
+struct slot {
+	enum slot_state state;
+	size_t ei;              /* the frame's first block: extent ei, in_ext blocks into it */
+	uint32_t in_ext, blocks;
+	uint8_t *buf, *packed;
+	size_t stored;
+	uint32_t crc;
+	int ret;
+	uint64_t bad_block;
+};
+
+struct diff_frames {
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	const struct diff_extent *ext;
+	diff_read_fn read_blocks;
+	void *ctx;
+	uint32_t frame_size;
+	size_t bound;           /* of a compressed frame; 0 without zstd */
+	uint64_t data_blocks, queued_blocks;
+	size_t ei;              /* where the next frame to queue starts */
+	uint32_t in_ext;
+	unsigned n_slots, next_out;
+	struct slot slots[MAX_SLOTS];
+	struct slot *handed;    /* the frame the writer holds */
+	ZSTD_CCtx *own_zc;      /* for frames the writer fills itself */
+	pthread_t threads[WORKERS];
+	int n_threads;
+	bool stop;
+};
+
+/* The next DIFF_DATA extent with blocks left, from (*ei, *in_ext). */
+static void skip_used(const struct diff_extent *ext, size_t *ei, uint32_t *in_ext)
+{
+	while (ext[*ei].kind != DIFF_DATA || *in_ext == ext[*ei].count) {
+		(*ei)++;
+		*in_ext = 0;
+	}
+}
+
+/* Queue the next frame in s, or leave it free when none is left. Locked. */
+static void queue_next(struct diff_frames *p, struct slot *s)
+{
+	uint64_t left = p->data_blocks - p->queued_blocks;
+	uint32_t blocks = p->frame_size / BS;
+
+	if (!left) {
+		s->state = SLOT_FREE;
+		return;
+	}
+	if (blocks > left)
+		blocks = (uint32_t)left;
+	skip_used(p->ext, &p->ei, &p->in_ext);
+	s->ei = p->ei;
+	s->in_ext = p->in_ext;
+	s->blocks = blocks;
+	for (uint32_t n = blocks; n;) {
+		skip_used(p->ext, &p->ei, &p->in_ext);
+		uint32_t take = p->ext[p->ei].count - p->in_ext;
+		if (take > n)
+			take = n;
+		p->in_ext += take;
+		n -= take;
+	}
+	p->queued_blocks += blocks;
+	s->state = SLOT_QUEUED;
+}
+
+static void fill(struct diff_frames *p, struct slot *s, ZSTD_CCtx *zc)
+{
+	size_t ei = s->ei;
+	uint32_t in_ext = s->in_ext, got = 0;
+
+	s->ret = 0;
+	while (got < s->blocks) {
+		skip_used(p->ext, &ei, &in_ext);
+		uint32_t take = p->ext[ei].count - in_ext;
+		if (take > s->blocks - got)
+			take = s->blocks - got;
+		s->ret = p->read_blocks(p->ctx, p->ext[ei].start + in_ext, take, s->buf + (size_t)got * BS);
+		if (s->ret) {
+			s->bad_block = p->ext[ei].start + in_ext;
+			return;
+		}
+		in_ext += take;
+		got += take;
+	}
+	s->stored = (size_t)got * BS;
+	s->crc = crc32c(0, s->buf, s->stored);
+	if (p->bound) {
+		s->stored = ZSTD_compressCCtx(zc, s->packed, p->bound, s->buf, (size_t)got * BS, 3);
+		if (ZSTD_isError(s->stored))
+			s->ret = -EIO;
+	}
+}
+
+static struct slot *queued_slot(struct diff_frames *p)
+{
+	for (unsigned i = 0; i < p->n_slots; i++)
+		if (p->slots[i].state == SLOT_QUEUED)
+			return &p->slots[i];
+	return NULL;
+}
+
+static void *worker_main(void *arg)
+{
+	struct diff_frames *p = arg;
+	ZSTD_CCtx *zc = p->bound ? ZSTD_createCCtx() : NULL;
+	struct slot *s;
+
+	pthread_mutex_lock(&p->lock);
+	while (!p->stop && (zc || !p->bound)) {   /* without a context: the writer does it all */
+		if (!(s = queued_slot(p))) {
+			pthread_cond_wait(&p->cond, &p->lock);
+			continue;
+		}
+		s->state = SLOT_BUSY;
+		pthread_mutex_unlock(&p->lock);
+		fill(p, s, zc);
+		pthread_mutex_lock(&p->lock);
+		s->state = SLOT_DONE;
+		pthread_cond_broadcast(&p->cond);
+	}
+	pthread_mutex_unlock(&p->lock);
+	ZSTD_freeCCtx(zc);
+	return NULL;
+}
+
+int diff_frames_start(struct diff_frames **out, const struct diff_extent *ext,
+		      uint64_t data_blocks, uint32_t frame_size, bool zstd,
+		      diff_read_fn read_blocks, void *ctx)
+{
+	struct diff_frames *p = calloc(1, sizeof(*p));
+
+	if (!p)
+		return -ENOMEM;
+	*p = (struct diff_frames){ .ext = ext, .read_blocks = read_blocks, .ctx = ctx,
+				   .frame_size = frame_size, .data_blocks = data_blocks,
+				   .bound = zstd ? ZSTD_compressBound(frame_size) : 0 };
+	pthread_mutex_init(&p->lock, NULL);
+	pthread_cond_init(&p->cond, NULL);
+	p->n_slots = SLOTS_BYTES / (frame_size + p->bound);
+	p->n_slots = p->n_slots < 2 ? 2 : p->n_slots > MAX_SLOTS ? MAX_SLOTS : p->n_slots;
+	for (unsigned i = 0; i < p->n_slots; i++) {
+		struct slot *s = &p->slots[i];
+		if (!(s->buf = malloc(frame_size)) || (zstd && !(s->packed = malloc(p->bound))))
+			goto nomem;
+		queue_next(p, s);
+	}
+	if (zstd && !(p->own_zc = ZSTD_createCCtx()))
+		goto nomem;
+	/* without threads the writer fills every frame itself (diff_frames_next) */
+	while (p->n_threads < WORKERS &&
+	       !pthread_create(&p->threads[p->n_threads], NULL, worker_main, p))
+		p->n_threads++;
+	*out = p;
+	return 0;
+nomem:
+	diff_frames_stop(p);
+	return -ENOMEM;
+}
+
+int diff_frames_next(struct diff_frames *p, struct diff_frame_out *f, uint64_t *bad_block)
+{
+	struct slot *s = &p->slots[p->next_out % p->n_slots];
+
+	pthread_mutex_lock(&p->lock);
+	if (p->handed) {   /* the writer is done with it: the slot takes the next frame */
+		queue_next(p, p->handed);
+		p->handed = NULL;
+		pthread_cond_broadcast(&p->cond);
+	}
+	while (s->state != SLOT_DONE && s->state != SLOT_FREE) {
+		if (s->state == SLOT_QUEUED) {   /* no worker has taken it: fill it here */
+			s->state = SLOT_BUSY;
+			pthread_mutex_unlock(&p->lock);
+			fill(p, s, p->own_zc);
+			pthread_mutex_lock(&p->lock);
+			s->state = SLOT_DONE;
+		} else {
+			pthread_cond_wait(&p->cond, &p->lock);
+		}
+	}
+	pthread_mutex_unlock(&p->lock);
+	if (s->state == SLOT_FREE)
+		return -ENODATA;
+	if (s->ret) {
+		*bad_block = s->bad_block;
+		return s->ret;
+	}
+	*f = (struct diff_frame_out){ .data = p->bound ? s->packed : s->buf, .stored = s->stored,
+				      .crc = s->crc, .blocks = s->blocks };
+	p->handed = s;
+	p->next_out++;
+	return 0;
+}
+
+void diff_frames_stop(struct diff_frames *p)
+{
+	if (!p)
+		return;
+	pthread_mutex_lock(&p->lock);
+	p->stop = true;
+	pthread_cond_broadcast(&p->cond);
+	pthread_mutex_unlock(&p->lock);
+	for (int i = 0; i < p->n_threads; i++)
+		pthread_join(p->threads[i], NULL);
+	for (unsigned i = 0; i < p->n_slots; i++) {
+		free(p->slots[i].buf);
+		free(p->slots[i].packed);
+	}
+	ZSTD_freeCCtx(p->own_zc);
+	pthread_mutex_destroy(&p->lock);
+	pthread_cond_destroy(&p->cond);
+	free(p);
+}
