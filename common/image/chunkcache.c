@@ -131,6 +131,13 @@ out:
 	return ret;
 }
 
+struct chunk_open {
+	uint64_t idx;
+	int fd;                 /* -1: a free slot */
+	unsigned users;         /* reading from fd now: not to be closed */
+	uint64_t used;          /* open_tick of the last use */
+};
+
 int chunk_image_open(struct chunk_image *ci, const char *dir, const char *url,
 		     const char *validator, uint64_t size, uint32_t chunk_size, uint64_t limit,
 		     char *why, size_t whylen)
@@ -144,6 +151,12 @@ int chunk_image_open(struct chunk_image *ci, const char *dir, const char *url,
 	ci->rootfd = ci->dirfd = -1;
 	if (!key)
 		return -ENOMEM;
+	/* without it every hit opens its chunk: slower, not wrong */
+	if ((ci->open = calloc(CHUNK_OPEN_FILES, sizeof(*ci->open)))) {
+		pthread_mutex_init(&ci->open_lock, NULL);
+		for (unsigned i = 0; i < CHUNK_OPEN_FILES; i++)
+			ci->open[i].fd = -1;
+	}
 	snprintf(ci->root, sizeof(ci->root), "%s",
 		 dir ? dir : env && *env ? env : CHUNK_CACHE_DEFAULT_DIR);
 	if (!size || size > HTTP_MAX_IMAGE_SIZE) {
@@ -213,15 +226,13 @@ int chunk_present(const struct chunk_image *ci, uint64_t idx)
 	       (uint64_t)st.st_size == chunk_image_len(ci, idx);
 }
 
-int chunk_read(struct chunk_image *ci, uint64_t idx, uint32_t off, uint32_t len, void *buf)
+/* Open chunk idx and check it: a fd, or -errno (-ENOENT: not there). */
+static int open_chunk(struct chunk_image *ci, uint64_t idx)
 {
 	char name[32];
 	struct stat st;
-	int fd, ret = 0;
+	int fd;
 
-	if (ci->dirfd < 0 || idx >= ci->nchunks || off > chunk_image_len(ci, idx) ||
-	    len > chunk_image_len(ci, idx) - off)
-		return -EINVAL;
 	chunk_name(idx, name, sizeof(name));
 	fd = openat(ci->dirfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NOATIME);
 	if (fd < 0 && errno == EPERM)
@@ -230,8 +241,92 @@ int chunk_read(struct chunk_image *ci, uint64_t idx, uint32_t off, uint32_t len,
 		return errno == ELOOP ? -ENOENT : -errno;   /* a link is no chunk: fetch it */
 	/* a short, long or special file is as good as none */
 	if (fstat(fd, &st) || !S_ISREG(st.st_mode) || (uint64_t)st.st_size != chunk_image_len(ci, idx)) {
-		ret = -ENOENT;
-		goto out;
+		close(fd);
+		return -ENOENT;
+	}
+	return fd;
+}
+
+/* The held slot of chunk idx, its user count taken, or NULL. */
+static struct chunk_open *held(struct chunk_image *ci, uint64_t idx)
+{
+	struct chunk_open *o = NULL;
+
+	pthread_mutex_lock(&ci->open_lock);
+	for (unsigned i = 0; i < CHUNK_OPEN_FILES && !o; i++)
+		if (ci->open[i].fd >= 0 && ci->open[i].idx == idx)
+			o = &ci->open[i];
+	if (o) {
+		o->users++;
+		o->used = ++ci->open_tick;
+	}
+	pthread_mutex_unlock(&ci->open_lock);
+	return o;
+}
+
+/* A free slot first, else the least recently used. */
+static bool better_victim(const struct chunk_open *s, const struct chunk_open *than)
+{
+	if (!than)
+		return true;
+	if ((s->fd < 0) != (than->fd < 0))
+		return s->fd < 0;
+	return s->used < than->used;
+}
+
+/* Keep fd open as chunk idx's in the least recently used idle slot,
+ * its user count taken; NULL when every slot is in use (the caller closes
+ * fd) or another thread kept the chunk first. */
+static struct chunk_open *hold(struct chunk_image *ci, uint64_t idx, int fd)
+{
+	struct chunk_open *o = NULL;
+
+	pthread_mutex_lock(&ci->open_lock);
+	for (unsigned i = 0; i < CHUNK_OPEN_FILES; i++) {
+		struct chunk_open *s = &ci->open[i];
+		if (s->fd >= 0 && s->idx == idx) {
+			o = NULL;
+			break;
+		}
+		if (!s->users && better_victim(s, o))
+			o = s;
+	}
+	if (o) {
+		if (o->fd >= 0)
+			close(o->fd);
+		*o = (struct chunk_open){ .idx = idx, .fd = fd, .users = 1, .used = ++ci->open_tick };
+	}
+	pthread_mutex_unlock(&ci->open_lock);
+	return o;
+}
+
+/* Done reading through o; a chunk found bad is dropped. */
+static void release(struct chunk_image *ci, struct chunk_open *o, bool bad)
+{
+	pthread_mutex_lock(&ci->open_lock);
+	o->users--;
+	if (bad && !o->users) {
+		close(o->fd);
+		o->fd = -1;
+	}
+	pthread_mutex_unlock(&ci->open_lock);
+}
+
+int chunk_read(struct chunk_image *ci, uint64_t idx, uint32_t off, uint32_t len, void *buf)
+{
+	struct chunk_open *o = NULL;
+	int fd, ret = 0;
+
+	if (ci->dirfd < 0 || idx >= ci->nchunks || off > chunk_image_len(ci, idx) ||
+	    len > chunk_image_len(ci, idx) - off)
+		return -EINVAL;
+	if (ci->open && (o = held(ci, idx))) {
+		fd = o->fd;
+	} else {
+		if ((fd = open_chunk(ci, idx)) < 0)
+			return fd;
+		if (ci->open)
+			o = hold(ci, idx, fd);
 	}
 	ssize_t n = pread(fd, buf, len, off);
 	if (n != (ssize_t)len)
@@ -239,8 +334,10 @@ int chunk_read(struct chunk_image *ci, uint64_t idx, uint32_t off, uint32_t len,
 	else if (ci->touched && !((__atomic_fetch_or(&ci->touched[idx / 8], (uint8_t)(1u << (idx % 8)),
 						     __ATOMIC_RELAXED) >> (idx % 8)) & 1))
 		futimens(fd, NULL);   /* recently used: evicted last; once per process */
-out:
-	close(fd);
+	if (o)
+		release(ci, o, ret != 0);
+	else
+		close(fd);
 	return ret;
 }
 
@@ -396,6 +493,14 @@ void chunk_image_close(struct chunk_image *ci)
 {
 	free(ci->touched);
 	ci->touched = NULL;
+	if (ci->open) {
+		for (unsigned i = 0; i < CHUNK_OPEN_FILES; i++)
+			if (ci->open[i].fd >= 0)
+				close(ci->open[i].fd);
+		pthread_mutex_destroy(&ci->open_lock);
+		free(ci->open);
+		ci->open = NULL;
+	}
 	if (ci->fds) {
 		if (ci->dirfd >= 0)
 			close(ci->dirfd);

@@ -9,6 +9,7 @@
 #ifndef UBLK_CHUNKCACHE_H
 #define UBLK_CHUNKCACHE_H
 
+#include <pthread.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -18,6 +19,9 @@
 #define CHUNK_CACHE_MIN_CHUNK 4096u
 #define CHUNK_CACHE_MAX_CHUNK (64u << 20)
 /* image sizes above HTTP_MAX_IMAGE_SIZE (http.h) are refused */
+#define CHUNK_OPEN_FILES 64     /* per image: 256 MiB of 4 MiB chunks */
+
+struct chunk_open;
 
 struct chunk_image {
 	char dir[4096];         /* <root>/<key>, for messages */
@@ -30,6 +34,11 @@ struct chunk_image {
 	uint8_t *touched;       /* chunks whose time this process refreshed */
 	bool fds;               /* rootfd and dirfd are set (maybe -1) */
 	int rootfd, dirfd;
+	/* Chunk files held open, so a hit is one pread: a chunk's bytes never
+	 * change, and an evicted one still reads right until it is closed. */
+	pthread_mutex_t open_lock;
+	struct chunk_open *open;        /* CHUNK_OPEN_FILES of them; NULL: none kept */
+	uint64_t open_tick;
 };
 
 /* Root: dir, else $UBLK_CHUNK_CACHE, else the default. The folder is the

@@ -132,6 +132,18 @@ static void test_chunk_cache(void)
 	CHECK(chunk_read(&ci, 2, 50, 51, buf) == -EINVAL, "read past the chunk");
 	CHECK(!chunk_read(&ci, 2, 50, 50, buf), "read within the chunk");
 	CHECK(chunk_read(&ci, 1, 0, 1, buf) == -ENOENT, "absent chunk");
+	/* chunks read are held open: one evicted (unlinked) still reads from
+	 * its open file; one truncated is as good as none until stored again */
+	memset(buf, 0x3c, 65536);
+	CHECK(!chunk_store(&ci, 0, buf, 65536), "store chunk 0");
+	CHECK(!chunk_read(&ci, 0, 0, 4096, buf) && buf[0] == 0x3c, "read chunk 0");
+	snprintf(path, sizeof(path), "%s/0", ci.dir);
+	CHECK(truncate(path, 100) == 0, "truncate chunk 0");
+	CHECK(chunk_read(&ci, 0, 0, 4096, buf) == -ENOENT, "a truncated held chunk reads as absent");
+	memset(buf, 0x3c, 65536);
+	CHECK(!chunk_store(&ci, 0, buf, 65536) && !chunk_read(&ci, 0, 4096, 4096, buf), "stored again, read");
+	CHECK(!unlink(path) && !chunk_read(&ci, 0, 0, 4096, buf) && buf[0] == 0x3c,
+	      "an evicted held chunk still reads");
 
 	/* key file: mode 0600, the identity without credentials */
 	snprintf(path, sizeof(path), "%s/key", ci.dir);
