@@ -14,7 +14,7 @@
 #   bench          fio benchmarks in the VM; BENCH_AB=REV also measures REV
 #                  in the same boot (an A/B of one change), BENCH_RUNTIME=S
 #   fuzz           libFuzzer harnesses, FUZZ_SECONDS (default 60) each (tests/fuzz/fuzz.mk)
-#   soak           long stress: 500 server kills under fio verify, 5 power cuts
+#   soak           long stress: 500 server kills under fio verify, 300 add/del cycles, 5 power cuts
 #   deps           install the Debian packages the build, tests and VM need
 #   install        PREFIX=/usr/local DESTDIR= : binaries, man pages, completions, the
 #                  ublk-pool watch unit, tmpfiles.d and udev rule, docs (uninstall: all gone)
@@ -136,6 +136,7 @@ demo: deps all
 soak: deps all
 	$(Q)UBLK_VM_TIMEOUT=14400 tests/vm/run.sh env UBLK_RECOVERY_KILLS=$${UBLK_RECOVERY_KILLS:-250} \
 		bats --show-output-of-passing-tests --filter 'through' tests/vm/recovery.bats
+	$(Q)tests/vm/run.sh env UBLK_ADD_DEL_CYCLES=300 bats --filter 'add/del cycles' tests/vm/overlay.bats
 	$(Q)for i in 1 2 3 4 5; do bats tests/crash || exit 1; done
 
 # BENCH_AB=REV: REV (a commit, tag or branch) is built from git into
