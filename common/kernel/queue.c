@@ -150,8 +150,16 @@ static void on_cmd_cqe(struct ublk_queue *q, struct io_uring_cqe *cqe)
 static int setup(struct ublk_queue *q)
 {
 	size_t stride = page_round(UBLK_MAX_QUEUE_DEPTH * sizeof(struct ublksrv_io_desc));
-	struct io_uring_params p = { .flags = IORING_SETUP_COOP_TASKRUN };
-	int ret;
+	/* The kernel's ublk selftest server's flags: only this thread submits,
+	 * and completions' task work runs when it waits, not by interrupting
+	 * it. Older kernels know fewer flags; each fallback drops some. */
+	static const unsigned flag_sets[] = {
+		IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN | IORING_SETUP_COOP_TASKRUN,
+		IORING_SETUP_COOP_TASKRUN,
+		0,
+	};
+	struct io_uring_params p;
+	int ret = -EINVAL;
 
 	q->descs_len = page_round(q->depth * sizeof(struct ublksrv_io_desc));
 	q->descs = mmap(NULL, q->descs_len, PROT_READ, MAP_SHARED | MAP_POPULATE,
@@ -161,9 +169,8 @@ static int setup(struct ublk_queue *q)
 		return -errno;
 	}
 	/* Room for every tag's command plus backend IO of every tag. */
-	ret = io_uring_queue_init_params(q->depth * 2, &q->ring, &p);
-	if (ret == -EINVAL) {
-		memset(&p, 0, sizeof(p));
+	for (unsigned i = 0; i < sizeof(flag_sets) / sizeof(flag_sets[0]) && ret == -EINVAL; i++) {
+		p = (struct io_uring_params){ .flags = flag_sets[i] };
 		ret = io_uring_queue_init_params(q->depth * 2, &q->ring, &p);
 	}
 	if (ret)
