@@ -1,7 +1,9 @@
 /* A diff file as a read-only layer. Blocks the diff has are served from its
  * frames (a few decompressed frames are kept, shared by all queues); the
- * rest go to the layer below. Frame reads are synchronous: the diff is a
- * local file and frames are small; a remote diff gets its own async path. */
+ * rest go to the layer below. A local diff's frames are read on the queue
+ * thread: a page cache read of a small frame. A remote diff's frame that
+ * is not kept is read on one of the layer's fetch threads, which posts the
+ * request back to its queue's ring: a fetch never stalls a queue. */
 #include "image/layer_diff.h"
 #include "image/blob.h"
 #include "image/diff.h"
@@ -25,6 +27,13 @@ struct frame_slot {
 	uint8_t *buf;
 };
 
+#define FETCHERS 2
+
+/* A fetch thread's own frame buffers: it fills them without the lock. */
+struct frame_buf {
+	uint8_t *frame, *scratch;
+};
+
 struct layer_diff {
 	struct layer l;
 	struct diff_file *d;
@@ -33,6 +42,13 @@ struct layer_diff {
 	struct frame_slot slots[FRAME_SLOTS];
 	uint64_t tick;
 	uint8_t *scratch;
+	/* a remote diff: requests waiting for a fetch thread */
+	unsigned n_fetchers;
+	pthread_t fetchers[FETCHERS];
+	pthread_cond_t cond;
+	struct diff_io *queued, **queued_end;   /* in arrival order */
+	bool stop;
+	struct aio_poster poster;
 };
 
 struct diff_io {
@@ -40,16 +56,44 @@ struct diff_io {
 	struct layer_io *parent;
 	struct layer_diff *ld;
 	uint32_t cursor;
+	/* a read handed to a fetch thread: count blocks from index into buf */
+	uint64_t index, count;
+	char *buf;
+	struct diff_io *next;
 };
 
-/* Copy count blocks from data stream block `index` into dst. */
-static int copy_data(struct layer_diff *ld, uint64_t index, uint64_t count, char *dst)
+/* The kept frame fidx, marked used, or NULL. Locked. */
+static struct frame_slot *kept(struct layer_diff *ld, uint64_t fidx)
+{
+	for (int i = 0; i < FRAME_SLOTS; i++)
+		if (ld->slots[i].used && ld->slots[i].idx == fidx) {
+			ld->slots[i].used = ++ld->tick;
+			return &ld->slots[i];
+		}
+	return NULL;
+}
+
+static struct frame_slot *victim(struct layer_diff *ld)
+{
+	struct frame_slot *v = &ld->slots[0];
+	for (int i = 1; i < FRAME_SLOTS; i++)
+		if (ld->slots[i].used < v->used)
+			v = &ld->slots[i];
+	return v;
+}
+
+/* Copy count blocks from data stream block `index` into dst. Frames not
+ * kept are read into a slot under the lock, or with own (a fetch thread)
+ * into own's buffers without it, then swapped into a slot; without own
+ * and with only_kept, -EAGAIN instead (a remote diff's queue thread). */
+static int copy_data(struct layer_diff *ld, uint64_t index, uint64_t count, char *dst,
+		     struct frame_buf *own, bool only_kept)
 {
 	uint64_t per = ld->d->meta.frame_size / BS;
 	int ret = 0;
 
 	if (ld->d->v3)   /* packed blocks, no frames: read them in place */
-		return blob_read(ld->d->data, dst, count * BS, index * BS);
+		return only_kept ? -EAGAIN : blob_read(ld->d->data, dst, count * BS, index * BS);
 	/* The loader's checks make this hold; an index past the data stream
 	 * would read another frame's stale bytes from a slot. */
 	if (index > ld->d->meta.data_blocks || count > ld->d->meta.data_blocks - index)
@@ -57,24 +101,36 @@ static int copy_data(struct layer_diff *ld, uint64_t index, uint64_t count, char
 	pthread_mutex_lock(&ld->lock);
 	while (count && !ret) {
 		uint64_t fidx = index / per, in = index % per, n = per - in;
-		struct frame_slot *s = NULL, *victim = &ld->slots[0];
+		struct frame_slot *s = kept(ld, fidx);
 		if (n > count)
 			n = count;
-		for (int i = 0; i < FRAME_SLOTS; i++) {
-			if (ld->slots[i].used && ld->slots[i].idx == fidx)
-				s = &ld->slots[i];
-			if (ld->slots[i].used < victim->used)
-				victim = &ld->slots[i];
+		if (!s && only_kept) {
+			ret = -EAGAIN;
+			break;
 		}
-		if (!s) {
-			s = victim;
+		if (!s && own) {
+			pthread_mutex_unlock(&ld->lock);
+			ret = diff_read_frame(ld->d, fidx, own->frame, own->scratch);
+			pthread_mutex_lock(&ld->lock);
+			if (ret)
+				break;
+			if (!(s = kept(ld, fidx))) {   /* another thread may have read it meanwhile */
+				s = victim(ld);
+				uint8_t *t = s->buf;
+				s->buf = own->frame;
+				own->frame = t;
+				s->idx = fidx;
+				s->used = ++ld->tick;
+			}
+		} else if (!s) {
+			s = victim(ld);
 			s->used = 0;
 			ret = diff_read_frame(ld->d, fidx, s->buf, ld->scratch);
 			if (ret)
 				break;
 			s->idx = fidx;
+			s->used = ++ld->tick;
 		}
-		s->used = ++ld->tick;
 		memcpy(dst, s->buf + in * BS, n * BS);
 		dst += n * BS;
 		index += n;
@@ -85,6 +141,64 @@ static int copy_data(struct layer_diff *ld, uint64_t index, uint64_t count, char
 }
 
 static void read_step(struct diff_io *p);
+
+static void fetched(struct aio_req *req, int res)
+{
+	struct layer_io *io = container_of(req, struct layer_io, areq);
+	struct diff_io *p = io->priv;
+	if (res < 0)
+		io->done(io, res);
+	else
+		read_step(p);
+}
+
+static void *fetcher_main(void *arg)
+{
+	struct layer_diff *ld = arg;
+	size_t frame = ld->d->meta.frame_size;
+	struct frame_buf own = { malloc(frame), malloc(ZSTD_compressBound(frame)) };
+
+	pthread_mutex_lock(&ld->lock);
+	for (;;) {
+		struct diff_io *p = ld->queued;
+		if (!p) {
+			if (ld->stop)
+				break;
+			pthread_cond_wait(&ld->cond, &ld->lock);
+			continue;
+		}
+		if (!(ld->queued = p->next))
+			ld->queued_end = &ld->queued;
+		pthread_mutex_unlock(&ld->lock);
+		int ret = own.frame && own.scratch ? copy_data(ld, p->index, p->count, p->buf, &own, false)
+						   : -ENOMEM;
+		aio_poster_post(&ld->poster, p->parent->aio, &p->parent->areq, ret);
+		pthread_mutex_lock(&ld->lock);
+	}
+	pthread_mutex_unlock(&ld->lock);
+	free(own.frame);
+	free(own.scratch);
+	return NULL;
+}
+
+/* Hand the copy to a fetch thread; read_step resumes when it is posted. */
+static void queue_fetch(struct diff_io *p, uint64_t index, uint64_t count, char *buf)
+{
+	struct layer_diff *ld = p->ld;
+	struct layer_io *io = p->parent;
+
+	p->index = index;
+	p->count = count;
+	p->buf = buf;
+	io->areq.complete = fetched;
+	aio_expect(io->aio);
+	pthread_mutex_lock(&ld->lock);
+	p->next = NULL;
+	*ld->queued_end = p;
+	ld->queued_end = &p->next;
+	pthread_cond_signal(&ld->cond);
+	pthread_mutex_unlock(&ld->lock);
+}
 
 static void child_done(struct layer_io *child, int res)
 {
@@ -117,7 +231,11 @@ static void read_step(struct diff_io *p)
 		if (kind == DIFF_ZERO) {
 			memset(buf, 0, run * BS);
 		} else if (kind == DIFF_DATA) {
-			int ret = copy_data(ld, index, run, buf);
+			int ret = copy_data(ld, index, run, buf, NULL, ld->n_fetchers > 0);
+			if (ret == -EAGAIN) {
+				queue_fetch(p, index, run, buf);
+				return;
+			}
 			if (ret) {
 				io->done(io, ret);
 				return;
@@ -167,6 +285,17 @@ static enum layer_extent diff_extent(struct layer *l, uint64_t off, uint64_t *le
 static void layer_diff_close(struct layer *l)
 {
 	struct layer_diff *ld = (struct layer_diff *)l;
+
+	if (ld->n_fetchers) {
+		pthread_mutex_lock(&ld->lock);
+		ld->stop = true;
+		pthread_cond_broadcast(&ld->cond);
+		pthread_mutex_unlock(&ld->lock);
+		for (unsigned i = 0; i < ld->n_fetchers; i++)
+			pthread_join(ld->fetchers[i], NULL);
+		aio_poster_exit(&ld->poster);
+	}
+	pthread_cond_destroy(&ld->cond);
 	for (int i = 0; i < FRAME_SLOTS; i++)
 		free(ld->slots[i].buf);
 	free(ld->scratch);
@@ -235,6 +364,16 @@ int layer_diff_open(const char *path, const struct layer_http_opts *remote, stru
 	}
 	ld->d = d;
 	pthread_mutex_init(&ld->lock, NULL);
+	pthread_cond_init(&ld->cond, NULL);
+	ld->queued_end = &ld->queued;
+	/* without fetch threads (or a poster) a remote frame is read in line */
+	if (layer_is_url(path) && !aio_poster_init(&ld->poster)) {
+		while (ld->n_fetchers < FETCHERS &&
+		       !pthread_create(&ld->fetchers[ld->n_fetchers], NULL, fetcher_main, ld))
+			ld->n_fetchers++;
+		if (!ld->n_fetchers)
+			aio_poster_exit(&ld->poster);
+	}
 	ld->l.ops = &diff_ops;
 	ld->l.lower = lower;
 	ld->l.size = d->meta.dev_size;

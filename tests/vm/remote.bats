@@ -16,6 +16,9 @@ nginx_start() {
 	server {
 		listen 127.0.0.1:$PORT;
 		root $T/www;
+		# ?slow=1: the same file (and chunk cache folder: the query is not
+		# in its identity) at 8 KiB/s
+		if (\$arg_slow) { set \$limit_rate 8k; }
 		location /private/ {
 			if (\$http_authorization != "Bearer s3cret-token") { return 403; }
 		}
@@ -213,6 +216,37 @@ PY
 	[ "$status" -ne 0 ]
 	dd if="$ro" of=/dev/null bs=4k skip=0 count=1 iflag=direct status=none
 	"$B/ublk-del" "$ro"
+}
+
+@test "a remote diff's slow frame fetch does not stall the other requests of its queue" {
+	make_image "$T/base" 8
+	dev=$("$B/ublk-add" --base "$T/base" --cache "$T/cache")
+	dd if=/dev/urandom of="$dev" bs=1M seek=4 count=2 oflag=direct status=none
+	"$B/ublk-del" "$dev"
+	"$B/ublk-export-diff" --cache "$T/cache" --frame-size 64K -o "$T/www/s.diff"
+	# the diff's header and tables into the chunk cache, at full speed
+	dev=$("$B/ublk-add" --base "$T/base" --layer "$URL/s.diff" --chunk-size 64K --readahead 0 --read-only)
+	want=$(dd if="$dev" bs=4k skip=1100 count=1 iflag=direct status=none | sha256sum)
+	"$B/ublk-del" "$dev"
+	# every chunk but the first and the last (header and tables) fetched again
+	dir=$(dirname "$(ls "$T"/chunks/*/key)")
+	last=$(ls "$dir" | grep -E '^[0-9]+$' | sort -n | tail -1)
+	for c in $(ls "$dir" | grep -E '^[0-9]+$'); do
+		[ "$c" = 0 ] || [ "$c" = "$last" ] || rm "$dir/$c"
+	done
+	dev=$("$B/ublk-add" --base "$T/base" --layer "$URL/s.diff?slow=1" --chunk-size 64K --readahead 0 \
+		--read-only --queues 1)
+	# one read of the diff's data: a 64 KiB chunk at 8 KiB/s
+	dd if="$dev" of="$T/slow" bs=4k skip=1100 count=1 iflag=direct status=none &
+	slow=$!
+	wait_until 30 '[ "$(dev_reads_in_flight "$dev")" -ge 1 ]'
+	# meanwhile 50 reads of the base below, one at a time, on the same queue
+	dd if="$dev" of=/dev/null bs=4k skip=0 count=50 iflag=direct status=none
+	kill -0 "$slow"
+	[ "$(dev_reads_in_flight "$dev")" -eq 1 ]
+	wait "$slow"
+	[ "$(sha256sum <"$T/slow")" = "$want" ]
+	"$B/ublk-del" "$dev"
 }
 
 @test "the chunk cache stays within its limit, evicting the least recently used" {
