@@ -14,6 +14,7 @@ setup() {
 
 teardown() {
 	[ -z "${pid:-}" ] || kill -9 "$pid" 2>/dev/null || true
+	[ -z "${server:-}" ] || kill "$server" 2>/dev/null || true
 	chmod -R u+rwX "$T" 2>/dev/null || true
 	rm -rf "$T"
 }
@@ -119,11 +120,12 @@ teardown() {
 	# Hiding /proc keeps the output from being an unnamed file (O_TMPFILE
 	# needs /proc to get a name), as on a filesystem without O_TMPFILE.
 	unshare -m true || skip "no mount namespaces here"
-	truncate -s 200G "$T/base"
+	# a base served one byte a second: the flatten is still reading it when killed
+	hostile_start 28190 "$T"
 	mkdir "$T/out"
 	unshare -m sh -c 'mount --make-rprivate / && mount -t tmpfs none /proc &&
-		exec "$1/ublk-export-diff" --no-progress --flatten --base "$2/base" -o "$2/out/x.img"' \
-		sh "$B" "$T" 2>/dev/null &
+		UBLK_CHUNK_CACHE="$2/chunks" exec "$1/ublk-export-diff" --no-progress --flatten \
+			--base http://127.0.0.1:28190/drip/img -o "$2/out/x.img"' sh "$B" "$T" 2>/dev/null &
 	pid=$!
 	wait_until 20 'ls -A "$T/out" | grep -q "^\.x\.img\..*\.tmp$"'
 	kill -0 "$pid"
