@@ -573,21 +573,6 @@ static bool all_zero(const uint8_t *p, size_t n)
 	return true;
 }
 
-static int write_all(int fd, const uint8_t *p, size_t n, off_t at, bool seekable)
-{
-	while (n) {
-		ssize_t k = seekable ? pwrite(fd, p, n, at) : write(fd, p, n);
-		if (k < 0 && errno == EINTR)
-			continue;
-		if (k <= 0)
-			return k < 0 ? -errno : -EIO;
-		p += k;
-		n -= (size_t)k;
-		at += k;
-	}
-	return 0;
-}
-
 /* buf holds len bytes of the device from off: a file gets only its runs
  * of non-zero 4 KiB blocks, so it stays as sparse as the device's data
  * allows; a stream gets every byte. */
@@ -596,7 +581,7 @@ static int flat_write(int fd, const uint8_t *buf, size_t len, uint64_t off, bool
 	size_t i = 0;
 
 	if (!seekable)
-		return write_all(fd, buf, len, 0, false);
+		return write_full(fd, buf, len);
 	while (i < len) {
 		size_t start, blk = len - i < FLAT_BLOCK ? len - i : FLAT_BLOCK;
 		if (all_zero(buf + i, blk)) {
@@ -608,7 +593,7 @@ static int flat_write(int fd, const uint8_t *buf, size_t len, uint64_t off, bool
 			if (all_zero(buf + i, blk))
 				break;
 		}
-		int ret = write_all(fd, buf + start, i - start, (off_t)(off + start), true);
+		int ret = pwrite_full(fd, buf + start, i - start, off + start);
 		if (ret)
 			return ret;
 	}
@@ -671,7 +656,7 @@ int export_flatten(const struct server_config *cfg, const char *outp, bool progr
 		} else if (!seekable) {   /* a hole, but a stream has no holes */
 			memset(buf, 0, FLAT_CHUNK);
 			for (uint64_t z = 0; z < len && !ret; z += FLAT_CHUNK)
-				if ((ret = write_all(out.fd, buf, len - z < FLAT_CHUNK ? len - z : FLAT_CHUNK, 0, false)))
+				if ((ret = write_full(out.fd, buf, len - z < FLAT_CHUNK ? len - z : FLAT_CHUNK)))
 					WHY("writing: %s", strerror(-ret));
 		}
 		progress_show(&p, off + len, top->size);

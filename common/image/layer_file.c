@@ -3,6 +3,7 @@
  * zeros; short writes are resumed. */
 #include "image/layer_file.h"
 #include "image/image.h"
+#include "util/fileio.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -71,18 +72,8 @@ static void rw_step(struct layer_file *f, struct layer_io *io)
  * like loop's, it waits when the kernel throttles dirty pages. */
 static void write_inline(struct layer_file *f, struct layer_io *io)
 {
-	while (io->progress < io->len) {
-		ssize_t n = pwrite(f->fd, (char *)io->buf + io->progress, io->len - io->progress,
-				   (off_t)(io->off + io->progress));
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0) {
-			io->done(io, n < 0 ? -errno : -EIO);
-			return;
-		}
-		io->progress += (uint32_t)n;
-	}
-	io->done(io, (int)io->len);
+	int ret = pwrite_full(f->fd, io->buf, io->len, io->off);
+	io->done(io, ret ? ret : (int)io->len);
 }
 
 static void file_rw(struct layer *l, struct layer_io *io)

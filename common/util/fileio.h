@@ -11,5 +11,7 @@ int pread_full(int fd, void *buf, size_t len, uint64_t off);
 /* All len bytes at the file offset (retrying short writes and EINTR): 0,
  * -errno, or -EIO when the file takes no more. */
 int write_full(int fd, const void *buf, size_t len);
+/* The same at off. */
+int pwrite_full(int fd, const void *buf, size_t len, uint64_t off);
 
 #endif
