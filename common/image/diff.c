@@ -126,9 +126,13 @@ int diff_write(int out, struct diff_meta *m, const struct diff_extent *ext, size
 		goto out;
 	}
 	for (struct diff_frame_out f; (ret = diff_frames_next(frames, &f, &bad)) != -ENODATA;) {
+		if (ret == -EBADMSG) {
+			WHY("compressing the frame at block %llu failed", (unsigned long long)bad);
+			ret = -EIO;
+			goto out;
+		}
 		if (ret) {
-			WHY(ret == -EIO && (m->flags & DIFF_FLAG_ZSTD) ? "compressing the frame at block %llu failed"
-			    : "reading block %llu: %s", (unsigned long long)bad, strerror(-ret));
+			WHY("reading block %llu: %s", (unsigned long long)bad, strerror(-ret));
 			goto out;
 		}
 		put64(frames_tab + fi * FRAME_ENT, pos);

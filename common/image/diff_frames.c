@@ -108,8 +108,10 @@ static void fill(struct diff_frames *p, struct slot *s, ZSTD_CCtx *zc)
 	s->crc = crc32c(0, s->buf, s->stored);
 	if (p->bound) {
 		s->stored = ZSTD_compressCCtx(zc, s->packed, p->bound, s->buf, (size_t)got * BS, 3);
-		if (ZSTD_isError(s->stored))
-			s->ret = -EIO;
+		if (ZSTD_isError(s->stored)) {
+			s->ret = -EBADMSG;   /* told apart from a read's -EIO */
+			s->bad_block = p->ext[s->ei].start + s->in_ext;
+		}
 	}
 }
 

@@ -22,8 +22,8 @@ int diff_frames_start(struct diff_frames **out, const struct diff_extent *ext,
 		      uint64_t data_blocks, uint32_t frame_size, bool zstd,
 		      diff_read_fn read_blocks, void *ctx);
 /* The next frame, once ready; *f stays valid until the next call. 0,
- * -ENODATA after the last one, or the -errno of reading (*bad_block: the
- * block it failed at) or compressing it. */
+ * -ENODATA after the last one, -EBADMSG if compressing it failed, or the
+ * -errno of reading it; *bad_block: the block it failed at. */
 int diff_frames_next(struct diff_frames *p, struct diff_frame_out *f, uint64_t *bad_block);
 void diff_frames_stop(struct diff_frames *p);
 

@@ -47,13 +47,26 @@ void layer_thaw(struct layer *l)
 
 enum layer_extent layer_extent(struct layer *l, uint64_t off, uint64_t *len)
 {
-	uint64_t asked = *len;
+	const uint64_t bs = LAYER_BLOCK_SIZE;
+	uint64_t asked = *len, end;
 	enum layer_extent kind = l->ops->extent ? l->ops->extent(l, off, len) : LAYER_DATA;
 
-	if (*len && *len <= asked)
+	if (!*len || *len > asked) {   /* no progress or past the question: read it */
+		*len = asked;
+		return LAYER_DATA;
+	}
+	if (*len == asked)
 		return kind;
-	*len = asked;   /* no progress or past the question: read it */
-	return LAYER_DATA;
+	/* A file system may tell holes in blocks smaller than ours: a cut is
+	 * moved to a block boundary, into the hole, so reads stay whole blocks. */
+	end = off + *len;
+	end = kind == LAYER_ZEROS ? end / bs * bs : (end + bs - 1) / bs * bs;
+	if (end <= off) {   /* less than a block of zeros: read it */
+		end = (off / bs + 1) * bs;
+		kind = LAYER_DATA;
+	}
+	*len = (end < off + asked ? end : off + asked) - off;
+	return kind;
 }
 
 int layer_stack_stats(struct layer *top, char *buf, size_t len)

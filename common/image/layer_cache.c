@@ -154,15 +154,34 @@ static void split_finish(struct cache_io *p)
 	io->done(io, p->err ? p->err : (int)io->len);
 }
 
+static bool split_run_queue(struct cache_io *p, struct cache_run *r)
+{
+	struct layer_io *io = p->parent;
+	struct io_uring_sqe *sqe = aio_get_sqe(io->aio, &r->areq);
+
+	if (!sqe)
+		return false;
+	io_uring_prep_read(sqe, layer_file_fd(p->cache->data), (char *)io->buf + r->at, r->len,
+			   io->off + r->at);
+	return true;
+}
+
 static void split_run_done(struct aio_req *req, int res)
 {
 	struct cache_run *r = container_of(req, struct cache_run, areq);
 	struct cache_io *p = r->p;
 
+	if (res > 0 && (uint32_t)res < r->len) {   /* short: read the rest */
+		r->at += (uint32_t)res;
+		r->len -= (uint32_t)res;
+		if (split_run_queue(p, r))
+			return;
+		res = -EAGAIN;
+	}
 	if (res < 0)
 		p->err = res;
-	else if ((uint32_t)res < r->len)   /* past the data file's end: zeros */
-		memset((char *)p->parent->buf + r->at + res, 0, r->len - (uint32_t)res);
+	else if (res == 0)   /* past the data file's end: zeros */
+		memset((char *)p->parent->buf + r->at, 0, r->len);
 	if (!--p->pending)
 		split_finish(p);
 }
@@ -171,27 +190,25 @@ static void split_span_done(struct layer_io *child, int res)
 {
 	struct cache_io *p = container_of(child, struct cache_io, child);
 	struct layer_io *io = p->parent;
-	int fd = layer_file_fd(p->cache->data);
 
-	if (res < 0) {
-		io->done(io, res);
+	if (res < 0) {   /* maybe only where dirty blocks hide it: run by run, as if unsplit */
+		p->cursor = 0;
+		p->err = 0;
+		read_step(p);
 		return;
 	}
 	p->pending = 1;   /* until every run is queued */
 	for (uint32_t i = 0; i < p->n_runs && !p->err; i++) {
 		struct cache_run *r = &p->runs[i];
-		char *buf = (char *)io->buf + r->at;
 		if (r->st == ST_ZERO) {
-			memset(buf, 0, r->len);
+			memset((char *)io->buf + r->at, 0, r->len);
 		} else if (r->st == ST_DIRTY) {
-			struct io_uring_sqe *sqe;
 			r->p = p;
 			r->areq.complete = split_run_done;
-			if (!(sqe = aio_get_sqe(io->aio, &r->areq))) {
+			if (!split_run_queue(p, r)) {
 				p->err = -EAGAIN;
 				break;
 			}
-			io_uring_prep_read(sqe, fd, buf, r->len, io->off + r->at);
 			p->pending++;
 		}
 	}

@@ -1,7 +1,10 @@
 #include "util/aio.h"
 
+#include "util/log.h"
+
 #include <errno.h>
 #include <string.h>
+#include <unistd.h>
 
 struct io_uring_sqe *aio_get_sqe(struct aio *a, struct aio_req *req)
 {
@@ -64,14 +67,27 @@ void aio_poster_exit(struct aio_poster *p)
 void aio_poster_post(struct aio_poster *p, struct aio *target, struct aio_req *req, int res)
 {
 	struct io_uring_cqe *cqe;
+	int sent = -EAGAIN;
 
 	pthread_mutex_lock(&p->lock);
-	struct io_uring_sqe *sqe = io_uring_get_sqe(&p->ring);
-	io_uring_prep_msg_ring(sqe, target->ring->ring_fd, (unsigned)res, (uint64_t)(uintptr_t)req, 0);
-	sqe->user_data = 0;
-	/* wait for our side of the message so our CQ never fills */
-	io_uring_submit_and_wait(&p->ring, 1);
-	while (io_uring_peek_cqe(&p->ring, &cqe) == 0)
-		io_uring_cqe_seen(&p->ring, cqe);
+	/* A message not delivered is a request its queue waits for forever:
+	 * a full target is tried again, for up to about a second. */
+	for (int tries = 0; sent < 0 && tries < 1000; tries++) {
+		struct io_uring_sqe *sqe = io_uring_get_sqe(&p->ring);
+		if (tries)
+			usleep(1000);
+		if (!sqe)
+			continue;
+		io_uring_prep_msg_ring(sqe, target->ring->ring_fd, (unsigned)res, (uint64_t)(uintptr_t)req, 0);
+		sqe->user_data = 0;
+		/* wait for our side of the message so our CQ never fills */
+		io_uring_submit_and_wait(&p->ring, 1);
+		while (io_uring_peek_cqe(&p->ring, &cqe) == 0) {
+			sent = cqe->res;
+			io_uring_cqe_seen(&p->ring, cqe);
+		}
+	}
+	if (sent < 0)
+		log_err("posting a completion to a queue failed: %s; its request is lost", strerror(-sent));
 	pthread_mutex_unlock(&p->lock);
 }

@@ -247,6 +247,71 @@ static void test_cache_model(void)
 	free(w);
 }
 
+/* A split read whose span below fails where only dirty blocks are (a bad
+ * sector under a block the cache has) is served run by run instead. */
+static void test_split_fallback(void)
+{
+	unsigned char *data, *buf = aligned_alloc(4096, 3 * 4096), *w = aligned_alloc(4096, 4096);
+	char *path = make_image(1 << 20, &data), cache[64], map[80], why[600];
+	struct layer *base, *fault, *l;
+
+	snprintf(cache, sizeof(cache), "%s.cache", path);
+	snprintf(map, sizeof(map), "%s.map", cache);
+	memset(w, 0x77, 4096);
+	CHECK(layer_file_open(path, true, &base) == 0, "open");
+	CHECK(layer_fault_open("error-read=5@4K-8K", base, &fault, why, sizeof(why)) == 0, "fault: %s", why);
+	CHECK(layer_cache_open(cache, fault, 0, false, &l, why, sizeof(why)) == 0, "cache: %s", why);
+	CHECK(run(l, LAYER_WRITE, 4096, 4096, w) == 4096, "block 1 into the cache");
+	CHECK(run(l, LAYER_READ, 0, 3 * 4096, buf) == 3 * 4096, "clean, dirty over a bad block, clean");
+	CHECK(!memcmp(buf, data, 4096) && !memcmp(buf + 4096, w, 4096) &&
+	      !memcmp(buf + 8192, data + 8192, 4096), "its bytes");
+	layer_close(l);
+	unlink(cache);
+	unlink(map);
+	unlink(path);
+	free(data);
+	free(buf);
+	free(w);
+}
+
+/* A layer telling its holes in 1 KiB steps, as some file systems do. */
+static enum layer_extent kib_kind;
+static uint64_t kib_len;
+
+static enum layer_extent kib_extent(struct layer *l, uint64_t off, uint64_t *len)
+{
+	(void)l;
+	(void)off;
+	*len = kib_len;
+	return kib_kind;
+}
+
+/* layer_extent keeps answers in whole 4 KiB blocks: zeros are cut down
+ * into the hole, data is rounded up, less than a block of zeros is data. */
+static void test_extent_blocks(void)
+{
+	static const struct layer_ops ops = { .name = "kib", .extent = kib_extent };
+	struct layer l = { .ops = &ops, .size = 1 << 20 };
+	uint64_t len;
+
+	kib_kind = LAYER_ZEROS, kib_len = 5120, len = 65536;
+	CHECK(layer_extent(&l, 0, &len) == LAYER_ZEROS && len == 4096, "5 KiB of zeros: %llu",
+	      (unsigned long long)len);
+	kib_kind = LAYER_DATA, kib_len = 1024, len = 65536;
+	CHECK(layer_extent(&l, 4096, &len) == LAYER_DATA && len == 4096, "1 KiB of data: %llu",
+	      (unsigned long long)len);
+	kib_kind = LAYER_ZEROS, kib_len = 1024, len = 65536;
+	CHECK(layer_extent(&l, 8192, &len) == LAYER_DATA && len == 4096, "1 KiB of zeros: %llu",
+	      (unsigned long long)len);
+	kib_kind = LAYER_ZEROS, kib_len = 65536, len = 65536;
+	CHECK(layer_extent(&l, 0, &len) == LAYER_ZEROS && len == 65536, "all of it");
+	kib_kind = LAYER_DATA, kib_len = 0, len = 65536;
+	CHECK(layer_extent(&l, 0, &len) == LAYER_DATA && len == 65536, "no progress: read it");
+	kib_kind = LAYER_DATA, kib_len = 3000, len = 3500;   /* an unaligned end of device */
+	CHECK(layer_extent(&l, 0, &len) == LAYER_DATA && len == 3500, "to the end: %llu",
+	      (unsigned long long)len);
+}
+
 /* In a child: open the cache, run writes, and die without closing (a
  * killed server). Returns the child's count of failed steps. */
 static int die_after_writes(const char *base_path, const char *cache,
@@ -420,6 +485,8 @@ int main(void)
 	test_file_layer();
 	test_cache_layer();
 	test_cache_model();
+	test_extent_blocks();
+	test_split_fallback();
 	test_cache_crash();
 	test_fault_layer();
 	test_freeze();
