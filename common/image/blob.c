@@ -166,6 +166,32 @@ int blob_read(struct blob *b, void *buf, size_t len, uint64_t off)
 	return 0;
 }
 
+int blob_read_cached(struct blob *b, void *buf, size_t len, uint64_t off)
+{
+	if (off > b->size || len > b->size - off)
+		return -EIO;
+	if (b->fd >= 0)
+		return read_local(b->fd, buf, len, off);
+	uint32_t cs = b->ci.chunk_size;
+	while (len) {
+		uint64_t idx = off / cs;
+		uint32_t in = (uint32_t)(off % cs), n = cs - in;
+		if (n > len)
+			n = (uint32_t)len;
+		if (chunk_read(&b->ci, idx, in, n, buf))
+			return -EAGAIN;
+		buf = (char *)buf + n;
+		off += n;
+		len -= n;
+	}
+	return 0;
+}
+
+bool blob_is_remote(const struct blob *b)
+{
+	return b->fd < 0;
+}
+
 void blob_close(struct blob *b)
 {
 	if (!b)

@@ -3,6 +3,7 @@
 #ifndef UBLK_BLOB_H
 #define UBLK_BLOB_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -18,6 +19,9 @@ uint64_t blob_size(const struct blob *b);
 /* Exactly len bytes at off: 0, -EIO past the end, or -errno. A URL's
  * missing chunks are fetched synchronously (one at a time per blob). */
 int blob_read(struct blob *b, void *buf, size_t len, uint64_t off);
+/* The same without fetching: -EAGAIN where a chunk is not in the cache. */
+int blob_read_cached(struct blob *b, void *buf, size_t len, uint64_t off);
+bool blob_is_remote(const struct blob *b);
 void blob_close(struct blob *b);
 
 #endif

@@ -332,13 +332,19 @@ static int64_t find_frame(const struct e2b_build *r, uint64_t pos)
 	return lo - 1;
 }
 
-static int read_frames(struct e2b_store *s, uint32_t k, uint8_t *dst, uint64_t len, uint64_t pos)
+/* try: only from kept frames, and -EAGAIN rather than wait for the lock
+ * or read a frame. */
+static int read_frames(struct e2b_store *s, uint32_t k, uint8_t *dst, uint64_t len, uint64_t pos,
+		       bool try)
 {
 	const struct sbuild *b = &s->b[k];
 	char why[600];
 	int ret = 0;
 
-	pthread_mutex_lock(&s->lock);
+	if (!try)
+		pthread_mutex_lock(&s->lock);
+	else if (pthread_mutex_trylock(&s->lock))
+		return -EAGAIN;
 	while (len && !ret) {
 		int64_t j = find_frame(b->rec, pos);
 		if (j < 0) {   /* the header's checks make this impossible */
@@ -353,6 +359,10 @@ static int read_frames(struct e2b_store *s, uint32_t k, uint8_t *dst, uint64_t l
 				sl = &s->slots[i];
 			if (s->slots[i].used < victim->used)
 				victim = &s->slots[i];
+		}
+		if (!sl && try) {
+			ret = -EAGAIN;
+			break;
 		}
 		if (!sl) {
 			sl = victim;
@@ -382,7 +392,7 @@ static int read_frames(struct e2b_store *s, uint32_t k, uint8_t *dst, uint64_t l
 	return ret;
 }
 
-int e2b_store_read(struct e2b_store *s, void *buf, size_t len, uint64_t off)
+static int store_read(struct e2b_store *s, void *buf, size_t len, uint64_t off, bool try)
 {
 	const struct e2b_header *h = s->h;
 	uint8_t *dst = buf;
@@ -408,7 +418,9 @@ int e2b_store_read(struct e2b_store *s, void *buf, size_t len, uint64_t off)
 		if (e->id == E2B_NIL)
 			memset(dst, 0, n);
 		else if (s->b[e->id].compressed)
-			ret = read_frames(s, e->id, dst, n, e->storage + in);
+			ret = read_frames(s, e->id, dst, n, e->storage + in, try);
+		else if (try)
+			ret = blob_read_cached(s->b[e->id].blob, dst, n, e->storage + in);
 		else if ((ret = blob_read(s->b[e->id].blob, dst, n, e->storage + in)))
 			log_err("build %s: reading bytes %llu..%llu of its data: %s", s->b[e->id].id,
 				(ull)(e->storage + in), (ull)(e->storage + in + n), strerror(-ret));
@@ -417,6 +429,24 @@ int e2b_store_read(struct e2b_store *s, void *buf, size_t len, uint64_t off)
 		len -= n;
 	}
 	return ret;
+}
+
+int e2b_store_read(struct e2b_store *s, void *buf, size_t len, uint64_t off)
+{
+	return store_read(s, buf, len, off, false);
+}
+
+int e2b_store_try_read(struct e2b_store *s, void *buf, size_t len, uint64_t off)
+{
+	return store_read(s, buf, len, off, true);
+}
+
+bool e2b_store_remote(const struct e2b_store *s)
+{
+	for (uint32_t k = 0; s->b && k < s->h->n_ids; k++)
+		if (s->b[k].blob && blob_is_remote(s->b[k].blob))
+			return true;
+	return false;
 }
 
 void e2b_store_close(struct e2b_store *s)

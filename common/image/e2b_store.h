@@ -41,6 +41,11 @@ int e2b_store_open(const char *root, const char *build, const char *name,
  * 0, -EINVAL out of range, -EIO (a bad frame or short data, logged with
  * the build id and frame index) or -errno. Thread-safe. */
 int e2b_store_read(struct e2b_store *s, void *buf, size_t len, uint64_t off);
+/* The same without waiting: -EAGAIN where it would fetch, decompress a
+ * frame or wait for another reader (a queue thread then hands it over). */
+int e2b_store_try_read(struct e2b_store *s, void *buf, size_t len, uint64_t off);
+/* Some of its data is read over HTTP. */
+bool e2b_store_remote(const struct e2b_store *s);
 const struct e2b_header *e2b_store_header(const struct e2b_store *s);
 void e2b_store_close(struct e2b_store *s);
 

@@ -7,6 +7,7 @@
 #include "image/layer_diff.h"
 #include "image/blob.h"
 #include "image/diff.h"
+#include "image/fetch_pool.h"
 #include "image/layer_http.h"
 #include "image/http.h"
 
@@ -42,13 +43,7 @@ struct layer_diff {
 	struct frame_slot slots[FRAME_SLOTS];
 	uint64_t tick;
 	uint8_t *scratch;
-	/* a remote diff: requests waiting for a fetch thread */
-	unsigned n_fetchers;
-	pthread_t fetchers[FETCHERS];
-	pthread_cond_t cond;
-	struct diff_io *queued, **queued_end;   /* in arrival order */
-	bool stop;
-	struct aio_poster poster;
+	struct fetch_pool *fetch;       /* a remote diff's fetch threads */
 };
 
 struct diff_io {
@@ -57,9 +52,9 @@ struct diff_io {
 	struct layer_diff *ld;
 	uint32_t cursor;
 	/* a read handed to a fetch thread: count blocks from index into buf */
+	struct fetch_job job;
 	uint64_t index, count;
 	char *buf;
-	struct diff_io *next;
 };
 
 /* The kept frame fidx, marked used, or NULL. Locked. */
@@ -152,52 +147,51 @@ static void fetched(struct aio_req *req, int res)
 		read_step(p);
 }
 
-static void *fetcher_main(void *arg)
+static void *fetcher_init(void *ctx)
 {
-	struct layer_diff *ld = arg;
+	struct layer_diff *ld = ctx;
 	size_t frame = ld->d->meta.frame_size;
-	struct frame_buf own = { malloc(frame), malloc(ZSTD_compressBound(frame)) };
+	struct frame_buf *own = calloc(1, sizeof(*own));
 
-	pthread_mutex_lock(&ld->lock);
-	for (;;) {
-		struct diff_io *p = ld->queued;
-		if (!p) {
-			if (ld->stop)
-				break;
-			pthread_cond_wait(&ld->cond, &ld->lock);
-			continue;
-		}
-		if (!(ld->queued = p->next))
-			ld->queued_end = &ld->queued;
-		pthread_mutex_unlock(&ld->lock);
-		int ret = own.frame && own.scratch ? copy_data(ld, p->index, p->count, p->buf, &own, false)
-						   : -ENOMEM;
-		aio_poster_post(&ld->poster, p->parent->aio, &p->parent->areq, ret);
-		pthread_mutex_lock(&ld->lock);
+	if (own && (!(own->frame = malloc(frame)) || !(own->scratch = malloc(ZSTD_compressBound(frame))))) {
+		free(own->frame);
+		free(own);
+		own = NULL;
 	}
-	pthread_mutex_unlock(&ld->lock);
-	free(own.frame);
-	free(own.scratch);
-	return NULL;
+	return own;
 }
+
+static void fetcher_exit(void *ctx, void *mine)
+{
+	struct frame_buf *own = mine;
+	(void)ctx;
+	if (own) {
+		free(own->frame);
+		free(own->scratch);
+		free(own);
+	}
+}
+
+static int fetcher_run(void *ctx, void *mine, struct fetch_job *job)
+{
+	struct diff_io *p = container_of(job, struct diff_io, job);
+	return mine ? copy_data(ctx, p->index, p->count, p->buf, mine, false) : -ENOMEM;
+}
+
+static const struct fetch_pool_ops fetcher_ops = {
+	.thread_init = fetcher_init,
+	.thread_exit = fetcher_exit,
+	.run = fetcher_run,
+};
 
 /* Hand the copy to a fetch thread; read_step resumes when it is posted. */
 static void queue_fetch(struct diff_io *p, uint64_t index, uint64_t count, char *buf)
 {
-	struct layer_diff *ld = p->ld;
-	struct layer_io *io = p->parent;
-
 	p->index = index;
 	p->count = count;
 	p->buf = buf;
-	io->areq.complete = fetched;
-	aio_expect(io->aio);
-	pthread_mutex_lock(&ld->lock);
-	p->next = NULL;
-	*ld->queued_end = p;
-	ld->queued_end = &p->next;
-	pthread_cond_signal(&ld->cond);
-	pthread_mutex_unlock(&ld->lock);
+	p->job.io = p->parent;
+	fetch_pool_queue(p->ld->fetch, &p->job, fetched);
 }
 
 static void child_done(struct layer_io *child, int res)
@@ -231,7 +225,7 @@ static void read_step(struct diff_io *p)
 		if (kind == DIFF_ZERO) {
 			memset(buf, 0, run * BS);
 		} else if (kind == DIFF_DATA) {
-			int ret = copy_data(ld, index, run, buf, NULL, ld->n_fetchers > 0);
+			int ret = copy_data(ld, index, run, buf, NULL, ld->fetch != NULL);
 			if (ret == -EAGAIN) {
 				queue_fetch(p, index, run, buf);
 				return;
@@ -286,16 +280,7 @@ static void layer_diff_close(struct layer *l)
 {
 	struct layer_diff *ld = (struct layer_diff *)l;
 
-	if (ld->n_fetchers) {
-		pthread_mutex_lock(&ld->lock);
-		ld->stop = true;
-		pthread_cond_broadcast(&ld->cond);
-		pthread_mutex_unlock(&ld->lock);
-		for (unsigned i = 0; i < ld->n_fetchers; i++)
-			pthread_join(ld->fetchers[i], NULL);
-		aio_poster_exit(&ld->poster);
-	}
-	pthread_cond_destroy(&ld->cond);
+	fetch_pool_stop(ld->fetch);
 	for (int i = 0; i < FRAME_SLOTS; i++)
 		free(ld->slots[i].buf);
 	free(ld->scratch);
@@ -364,16 +349,9 @@ int layer_diff_open(const char *path, const struct layer_http_opts *remote, stru
 	}
 	ld->d = d;
 	pthread_mutex_init(&ld->lock, NULL);
-	pthread_cond_init(&ld->cond, NULL);
-	ld->queued_end = &ld->queued;
-	/* without fetch threads (or a poster) a remote frame is read in line */
-	if (layer_is_url(path) && !aio_poster_init(&ld->poster)) {
-		while (ld->n_fetchers < FETCHERS &&
-		       !pthread_create(&ld->fetchers[ld->n_fetchers], NULL, fetcher_main, ld))
-			ld->n_fetchers++;
-		if (!ld->n_fetchers)
-			aio_poster_exit(&ld->poster);
-	}
+	/* without fetch threads a remote frame is read in line */
+	if (layer_is_url(path) && fetch_pool_start(&ld->fetch, FETCHERS, &fetcher_ops, ld))
+		ld->fetch = NULL;
 	ld->l.ops = &diff_ops;
 	ld->l.lower = lower;
 	ld->l.size = d->meta.dev_size;

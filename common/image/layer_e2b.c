@@ -1,29 +1,60 @@
 /* An E2B build (docs/e2b.md, Serving a build) as the read-only bottom
- * layer of a stack. Reads are synchronous, like a diff's frames: data
- * files are local or in the chunk cache, and frames are small. */
+ * layer of a stack. Local data is read on the queue thread. A build with
+ * data over HTTP serves on the queue thread only what needs no waiting
+ * (frames kept decompressed, chunks in the chunk cache); the rest is read
+ * on its fetch threads and handed back (fetch_pool.h). */
 #include "image/layer_e2b.h"
 #include "image/e2b_store.h"
+#include "image/fetch_pool.h"
 #include "image/layer_http.h"
 
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
+#define FETCHERS 2
+
 struct layer_e2b {
 	struct layer l;
 	struct e2b_store *s;
+	struct fetch_pool *fetch;       /* data over HTTP */
 };
+
+struct e2b_io {
+	struct fetch_job job;
+};
+
+static int fetch_run(void *ctx, void *mine, struct fetch_job *job)
+{
+	struct layer_io *io = job->io;
+	(void)mine;
+	return e2b_store_read(((struct layer_e2b *)ctx)->s, io->buf, io->len, io->off);
+}
+
+static const struct fetch_pool_ops fetch_ops = { .run = fetch_run };
+
+static void fetched(struct aio_req *req, int res)
+{
+	struct layer_io *io = container_of(req, struct layer_io, areq);
+	io->done(io, res ? res : (int)io->len);
+}
 
 static void e2b_read(struct layer *l, struct layer_io *io)
 {
 	struct layer_e2b *le = (struct layer_e2b *)l;
+	struct e2b_io *p = io->priv;
 	int ret = 0;
 
 	/* a device's size is whole blocks; flatten reads up to the size */
-	if (io->off > l->size || io->len > l->size - io->off)
+	if (io->off > l->size || io->len > l->size - io->off) {
 		ret = -EIO;
-	else
+	} else if (!le->fetch) {
 		ret = e2b_store_read(le->s, io->buf, io->len, io->off);
+	} else if ((ret = e2b_store_try_read(le->s, io->buf, io->len, io->off)) == -EAGAIN) {
+		p->job.io = io;
+		fetch_pool_queue(le->fetch, &p->job, fetched);
+		return;
+	}
 	io->done(io, ret ? ret : (int)io->len);
 }
 
@@ -42,6 +73,7 @@ static void e2b_refuse(struct layer *l, struct layer_io *io)
 static void layer_e2b_close(struct layer *l)
 {
 	struct layer_e2b *le = (struct layer_e2b *)l;
+	fetch_pool_stop(le->fetch);
 	e2b_store_close(le->s);
 	free(le);
 }
@@ -71,7 +103,11 @@ int layer_e2b_open(const char *root, const char *build, const char *name,
 		return ret;
 	}
 	h = e2b_store_header(le->s);
+	/* without fetch threads remote data is read in line */
+	if (e2b_store_remote(le->s) && fetch_pool_start(&le->fetch, FETCHERS, &fetch_ops, le))
+		le->fetch = NULL;
 	le->l.ops = &e2b_ops;
+	le->l.priv_size = sizeof(struct e2b_io);
 	le->l.size = h->size;
 	le->l.read_only = true;
 	memcpy(le->l.id, h->build_id, 16);

@@ -112,6 +112,34 @@ CONF
 	"$B/ublk-del" "$dev"
 }
 
+@test "E2B on a slow HTTP root: a fetch does not stall the reads its queue has cached" {
+	mkdir -p "$T/www/root"
+	nginx_run "$(cat <<CONF
+	access_log off;
+	server { listen 127.0.0.1:18090; root $T/www; limit_rate 8k; }
+CONF
+)"
+	make_image "$T/img" 8
+	"$REF" template "$T/www/root" "$T/img" "$ROOT_ID" --layout 4 --codec none
+	dev=$("$B/ublk-add" --e2b "http://127.0.0.1:18090/root" --build "$ROOT_ID" --read-only \
+		--chunk-size 64K --readahead 0 --queues 1 --timeout 120)
+	# the first 64 KiB into the chunk cache (one slow fetch)
+	dd if="$dev" of=/dev/null bs=4k count=16 iflag=direct status=none
+	# a read of another chunk: 64 KiB at 8 KiB/s
+	dd if="$dev" of="$T/slow" bs=4k skip=1000 count=1 iflag=direct status=none &
+	slow=$!
+	wait_until 30 '[ "$(dev_reads_in_flight "$dev")" -ge 1 ]'
+	# meanwhile 48 reads of the cached chunk, one at a time, on the same queue
+	for _ in 1 2 3; do
+		dd if="$dev" of=/dev/null bs=4k count=16 iflag=direct status=none
+	done
+	kill -0 "$slow"
+	[ "$(dev_reads_in_flight "$dev")" -eq 1 ]
+	wait "$slow"
+	cmp "$T/slow" <(dd if="$T/img" bs=4k skip=1000 count=1 status=none)
+	"$B/ublk-del" "$dev"
+}
+
 @test "E2B: an ext4 filesystem survives template -> build -> build, fsck clean" {
 	truncate -s 64M "$T/img"
 	mkfs.ext4 -q -F -b 4096 "$T/img"

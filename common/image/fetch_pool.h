@@ -1,0 +1,35 @@
+/* Threads that run a layer's blocking reads (a remote frame or chunk) off
+ * the queue threads: a queue thread queues the request, a pool thread
+ * runs it and posts the result back to the request's ring (aio_poster),
+ * where the layer's completion continues on the queue thread. */
+#ifndef UBLK_FETCH_POOL_H
+#define UBLK_FETCH_POOL_H
+
+#include "image/layer.h"
+
+struct fetch_pool;
+
+/* A queued request: in the layer's per-request state. */
+struct fetch_job {
+	struct layer_io *io;
+	struct fetch_job *next;
+};
+
+struct fetch_pool_ops {
+	/* Optional: each thread's own state (buffers), and its release. */
+	void *(*thread_init)(void *ctx);
+	void (*thread_exit)(void *ctx, void *mine);
+	/* The blocking work of job: 0 or -errno, what job->io's completion gets. */
+	int (*run)(void *ctx, void *mine, struct fetch_job *job);
+};
+
+/* 0, or -errno when no thread (or no poster) could start. */
+int fetch_pool_start(struct fetch_pool **out, unsigned threads, const struct fetch_pool_ops *ops,
+		     void *ctx);
+/* Run job on a pool thread; then done(&job->io->areq, res) runs on the
+ * ring of job->io. */
+void fetch_pool_queue(struct fetch_pool *p, struct fetch_job *job, aio_complete_fn done);
+/* Stop and join the threads once the queued jobs are run. */
+void fetch_pool_stop(struct fetch_pool *p);
+
+#endif
