@@ -144,7 +144,8 @@ static int read_chunk(struct blob *b, uint64_t idx, uint32_t in, uint32_t n, voi
 	return ret ? -EIO : 0;
 }
 
-int blob_read(struct blob *b, void *buf, size_t len, uint64_t off)
+/* fetch: missing chunks are fetched; else they are -EAGAIN. */
+static int read_range(struct blob *b, void *buf, size_t len, uint64_t off, bool fetch)
 {
 	if (off > b->size || len > b->size - off)
 		return -EIO;
@@ -156,7 +157,8 @@ int blob_read(struct blob *b, void *buf, size_t len, uint64_t off)
 		uint32_t in = (uint32_t)(off % cs), n = cs - in;
 		if (n > len)
 			n = (uint32_t)len;
-		int ret = read_chunk(b, idx, in, n, buf);
+		int ret = fetch ? read_chunk(b, idx, in, n, buf) :
+			  chunk_read(&b->ci, idx, in, n, buf) ? -EAGAIN : 0;
 		if (ret)
 			return ret;
 		buf = (char *)buf + n;
@@ -166,25 +168,14 @@ int blob_read(struct blob *b, void *buf, size_t len, uint64_t off)
 	return 0;
 }
 
+int blob_read(struct blob *b, void *buf, size_t len, uint64_t off)
+{
+	return read_range(b, buf, len, off, true);
+}
+
 int blob_read_cached(struct blob *b, void *buf, size_t len, uint64_t off)
 {
-	if (off > b->size || len > b->size - off)
-		return -EIO;
-	if (b->fd >= 0)
-		return read_local(b->fd, buf, len, off);
-	uint32_t cs = b->ci.chunk_size;
-	while (len) {
-		uint64_t idx = off / cs;
-		uint32_t in = (uint32_t)(off % cs), n = cs - in;
-		if (n > len)
-			n = (uint32_t)len;
-		if (chunk_read(&b->ci, idx, in, n, buf))
-			return -EAGAIN;
-		buf = (char *)buf + n;
-		off += n;
-		len -= n;
-	}
-	return 0;
+	return read_range(b, buf, len, off, false);
 }
 
 bool blob_is_remote(const struct blob *b)
