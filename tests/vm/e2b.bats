@@ -130,9 +130,13 @@ CONF
 	slow=$!
 	wait_until 30 '[ "$(dev_reads_in_flight "$dev")" -ge 1 ]'
 	# meanwhile 48 reads of the cached chunk, one at a time, on the same queue
-	for _ in 1 2 3; do
-		dd if="$dev" of=/dev/null bs=4k count=16 iflag=direct status=none
-	done
+	python3 - "$dev" <<'PY'
+import mmap, os, sys
+fd = os.open(sys.argv[1], os.O_RDONLY | os.O_DIRECT)
+buf = mmap.mmap(-1, 4096)
+for i in range(48):
+    assert os.preadv(fd, [buf], 4096 * (i % 16)) == 4096
+PY
 	kill -0 "$slow"
 	[ "$(dev_reads_in_flight "$dev")" -eq 1 ]
 	wait "$slow"
