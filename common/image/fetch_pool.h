@@ -9,6 +9,8 @@
 
 struct fetch_pool;
 
+#define FETCH_POOL_THREADS 2   /* what a layer starts: fetches of one image serialize anyway */
+
 /* A queued request: in the layer's per-request state. */
 struct fetch_job {
 	struct layer_io *io;

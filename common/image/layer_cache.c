@@ -114,17 +114,26 @@ static void read_child_done(struct layer_io *child, int res)
 	read_step(p);
 }
 
+/* Bytes of the run of blocks in one state (*st) at byte `at` of io. */
+static uint32_t run_at(const struct cache *c, const struct layer_io *io, uint32_t at, unsigned *st)
+{
+	uint64_t b = (io->off + at) / BS;
+	uint32_t n = 1;
+
+	*st = read_state(c, b);
+	while (at + (n + 1) * BS <= io->len && read_state(c, b + n) == *st)
+		n++;
+	return n * BS;
+}
+
 static void read_step(struct cache_io *p)
 {
 	struct cache *c = p->cache;
 	struct layer_io *io = p->parent;
 
 	while (p->cursor < io->len && !p->err) {
-		uint64_t b = (io->off + p->cursor) / BS;
-		unsigned st = read_state(c, b);
-		uint32_t n = 1;
-		while (p->cursor + (n + 1) * BS <= io->len && read_state(c, b + n) == st)
-			n++;
+		unsigned st;
+		uint32_t n = run_at(c, io, p->cursor, &st) / BS;
 		char *buf = (char *)io->buf + p->cursor;
 		uint64_t off = io->off + p->cursor;
 		p->cursor += n * BS;
@@ -225,21 +234,17 @@ static bool split_read(struct cache_io *p)
 	uint32_t first_clean = UINT32_MAX, end_clean = 0;
 
 	p->n_runs = 0;
-	for (uint32_t at = 0; at < io->len;) {
-		uint64_t b = (io->off + at) / BS;
-		unsigned st = read_state(c, b);
-		uint32_t n = 1;
-		while (at + (n + 1) * BS <= io->len && read_state(c, b + n) == st)
-			n++;
-		if (p->n_runs == SPLIT_RUNS)
+	for (uint32_t at = 0, len; at < io->len; at += len) {
+		unsigned st;
+		len = run_at(c, io, at, &st);
+		if (len == io->len || p->n_runs == SPLIT_RUNS)   /* one run: read_step serves it */
 			return false;
-		p->runs[p->n_runs++] = (struct cache_run){ .at = at, .len = n * BS, .st = (uint8_t)st };
+		p->runs[p->n_runs++] = (struct cache_run){ .at = at, .len = len, .st = (uint8_t)st };
 		if (st == ST_CLEAN) {
 			if (first_clean == UINT32_MAX)
 				first_clean = at;
-			end_clean = at + n * BS;
+			end_clean = at + len;
 		}
-		at += n * BS;
 	}
 	if (p->n_runs <= 2 || first_clean == UINT32_MAX)
 		return false;

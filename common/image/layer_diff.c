@@ -28,8 +28,6 @@ struct frame_slot {
 	uint8_t *buf;
 };
 
-#define FETCHERS 2
-
 /* A fetch thread's own frame buffers: it fills them without the lock. */
 struct frame_buf {
 	uint8_t *frame, *scratch;
@@ -350,7 +348,7 @@ int layer_diff_open(const char *path, const struct layer_http_opts *remote, stru
 	ld->d = d;
 	pthread_mutex_init(&ld->lock, NULL);
 	/* without fetch threads a remote frame is read in line */
-	if (layer_is_url(path) && fetch_pool_start(&ld->fetch, FETCHERS, &fetcher_ops, ld))
+	if (layer_is_url(path) && fetch_pool_start(&ld->fetch, FETCH_POOL_THREADS, &fetcher_ops, ld))
 		ld->fetch = NULL;
 	ld->l.ops = &diff_ops;
 	ld->l.lower = lower;

@@ -12,8 +12,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define FETCHERS 2
-
 struct layer_e2b {
 	struct layer l;
 	struct e2b_store *s;
@@ -104,7 +102,7 @@ int layer_e2b_open(const char *root, const char *build, const char *name,
 	}
 	h = e2b_store_header(le->s);
 	/* without fetch threads remote data is read in line */
-	if (e2b_store_remote(le->s) && fetch_pool_start(&le->fetch, FETCHERS, &fetch_ops, le))
+	if (e2b_store_remote(le->s) && fetch_pool_start(&le->fetch, FETCH_POOL_THREADS, &fetch_ops, le))
 		le->fetch = NULL;
 	le->l.ops = &e2b_ops;
 	le->l.priv_size = sizeof(struct e2b_io);
