@@ -12,7 +12,9 @@
 #   check-loaded   check-vm's kernels while every host core is kept busy
 #   demo           create, use and delete a device (in the VM if the host has no ublk)
 #   bench          fio benchmarks in the VM; BENCH_AB=REV also measures REV
-#                  in the same boot (an A/B of one change), BENCH_RUNTIME=S
+#                  in the same boot (an A/B of one change), BENCH_RUNTIME=S,
+#                  BENCH_ONLY=boot,record (only those sections); the boot rows'
+#                  image is built on the host first (tests/bench-boot-image.sh)
 #   fuzz           libFuzzer harnesses, FUZZ_SECONDS (default 60) each (tests/fuzz/fuzz.mk)
 #   soak           long stress: 500 server kills under fio verify, 300 add/del cycles, 5 power cuts
 #   deps           install the Debian packages the build, tests and VM need
@@ -62,7 +64,7 @@ TOOLS   = ublk-add ublk-serve ublk-del ublk-export-diff ublk-pool
 # kernel on util only, host on util and kernel; the top composes them.
 UTIL_SRC   = aio atomic_file cfgline cli crc32c fileio json json_read log notify output_file parallel parse progress safedir sha256 timeutil
 KERNEL_SRC = ctrl queue
-IMAGE_SRC  = blob cache_export cache_live cache_map chunkcache diff diff_frames diff_v3 e2b_header e2b_inspect e2b_store e2b_write \
+IMAGE_SRC  = access_log access_trace blob cache_export cache_live cache_map chunkcache diff diff_frames diff_v3 e2b_header e2b_inspect e2b_store e2b_write \
              fetch_pool http image layer layer_cache layer_diff layer_e2b layer_fault layer_file layer_http stack
 HOST_SRC   = ctlsock device metrics pool pool_view ready state
 TOP_SRC    = ctl_server devconfig devopts export pool_admin server spawn stack_target
@@ -71,7 +73,7 @@ LIB_SRC = $(UTIL_SRC:%=util/%) $(KERNEL_SRC:%=kernel/%) $(IMAGE_SRC:%=image/%) \
 HDRS    = $(wildcard common/*.h common/*/*.h)
 LIB_OBJ = $(LIB_SRC:%=$(OUT)/common/%.o)
 BINS    = $(TOOLS:%=$(OUT)/%)
-TEST_BINS = $(OUT)/tests/test-layers $(OUT)/tests/test-export $(OUT)/tests/test-diff $(OUT)/tests/test-formats $(OUT)/tests/test-http $(OUT)/tests/test-files $(OUT)/tests/test-parse $(OUT)/tests/test-e2b $(OUT)/tests/test-e2b-write $(OUT)/tests/test-e2b-store
+TEST_BINS = $(OUT)/tests/test-layers $(OUT)/tests/test-export $(OUT)/tests/test-diff $(OUT)/tests/test-formats $(OUT)/tests/test-http $(OUT)/tests/test-files $(OUT)/tests/test-parse $(OUT)/tests/test-e2b $(OUT)/tests/test-e2b-write $(OUT)/tests/test-e2b-store $(OUT)/tests/test-trace $(OUT)/tests/test-access
 
 ifneq ($(V),1)
 Q = @
@@ -146,8 +148,10 @@ bench: deps all
 		ab=$(CURDIR)/$(OUT)/bench-ab; rm -rf "$$ab" "$$ab.src"; mkdir -p "$$ab.src"; \
 		git archive "$(BENCH_AB)" | tar -x -C "$$ab.src"; \
 		$(MAKE) --no-print-directory -C "$$ab.src" OUT="$$ab" all; fi; \
-	tests/vm/run.sh env BENCH_RUNTIME=$${BENCH_RUNTIME:-5} UBLK_BIN_B="$$ab" \
-		BENCH_AB_LABEL="$(BENCH_AB)" tests/bench.sh
+	boot=$$(tests/bench-boot-image.sh) || { echo "bench: no boot image: the boot rows are skipped" >&2; boot=; }; \
+	UBLK_BIN=$(CURDIR)/$(OUT) tests/vm/run.sh env BENCH_RUNTIME=$${BENCH_RUNTIME:-5} UBLK_BIN_B="$$ab" \
+		BENCH_AB_LABEL="$(BENCH_AB)" BENCH_BOOT_IMG="$$boot" BENCH_ONLY="$${BENCH_ONLY:-}" \
+		BENCH_BOOT_CHUNK="$${BENCH_BOOT_CHUNK:-}" tests/bench.sh
 
 DOCS = README.md $(wildcard docs/*.md)
 

@@ -2,6 +2,7 @@
 #include "util/cli.h"
 #include "kernel/ctrl.h"
 #include "devopts.h"
+#include "image/access_trace.h"
 #include "util/exitcodes.h"
 #include "util/json.h"
 #include "util/log.h"
@@ -17,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 enum { KEY_JSON = 'j', KEY_NOHEADINGS = 'n', KEY_OUTPUT = 'o', KEY_CACHES = 0x400, KEY_GRACE, KEY_TEXTFILE,
@@ -27,14 +29,15 @@ static uint64_t grace_s = POOL_GRACE_S;
 
 static const struct cli_option options[] = {
 	{ "json", 'j', NULL, "machine-readable output" },
-	{ "output", 'o', "COLS", "list, status: these columns, comma-separated (see ublk-pool(8))" },
+	{ "output", 'o', "COLS|FILE", "list, status: these columns, comma-separated (see ublk-pool(8)); "
+	  "trace-merge: the trace to write" },
 	{ "noheadings", 'n', NULL, "list, status: no line of column names" },
 	{ "raw", KEY_RAW, NULL, "list, status: unaligned, odd bytes as \\xHH (for scripts)" },
 	{ "check", KEY_CHECK, NULL, "list DEV: exit 0 only if DEV is live and its server healthy" },
 	{ "recover", KEY_RECOVER, NULL, "reclaim: attach a new server to recoverable devices instead of deleting them" },
 	{ "caches", KEY_CACHES, NULL, "reclaim: also remove the caches of the devices it deletes" },
 	{ "interval", KEY_INTERVAL, "SEC", "watch: seconds between passes (default 1)" },
-	{ "timeout", 't', "SEC", "reclaim, watch, shutdown: deadline per device (default 10)" },
+	{ "timeout", 't', "SEC", "reclaim, watch, shutdown, save-trace: deadline per device (default 10)" },
 	{ "textfile", KEY_TEXTFILE, "DIR", "metrics: write ublk.prom atomically into DIR (node-exporter)" },
 	{ "grace", KEY_GRACE, "SEC", "reclaim, watch: leave devices without a state entry younger than this (default 30)" },
 	{ "hang-timeout", KEY_HANG, "SEC", "reclaim --recover, watch: kill and recover a server hung this long (default 120; 0: never)" },
@@ -46,6 +49,7 @@ static const struct cli_option options[] = {
 static const struct cli_tool tool = {
 	.name = "ublk-pool",
 	.synopsis = "list|status [DEV|NAME|ID...] | reclaim|watch|shutdown|metrics\n"
+		    "       | save-trace DEV | trace-merge -o OUT TRACE... | trace-show TRACE\n"
 		    "       [OPTIONS]",
 	.summary = "Every ublk device of this host, from the kernel and the state directory.\n"
 		   "  list     one line per device: id, state, server, size, name, base; only the\n"
@@ -59,11 +63,19 @@ static const struct cli_tool tool = {
 		   "  shutdown stop every device in parallel within --timeout; adds meanwhile are\n"
 		   "           refused\n"
 		   "  metrics  Prometheus text format on stdout, or into a node-exporter\n"
-		   "           --textfile DIR",
+		   "           --textfile DIR\n"
+		   "  save-trace DEV\n"
+		   "           have the server of DEV (--record-access) write its access trace now\n"
+		   "  trace-merge -o OUT TRACE...\n"
+		   "           combine access traces of starts of the same images into OUT: the\n"
+		   "           chunks in at least half of them, at their median time\n"
+		   "  trace-show TRACE\n"
+		   "           an access trace's images, start, label and entry count",
 	.options = options,
 	.footer = "Exit codes: 0 ok, 1 failure (some device could not be reclaimed; --check: not\n"
-		  "healthy), 2 usage, 3 no ublk in kernel (list DEV), 4 permission, 6 no such\n"
-		  "device (list DEV), 7 timeout (shutdown). See ublk-pool(8).\n",
+		  "healthy), 2 usage, 3 no ublk in kernel (list DEV), 4 permission, 5 bad trace\n"
+		  "(trace-merge, trace-show), 6 no such device (list DEV), 7 timeout (shutdown).\n"
+		  "See ublk-pool(8).\n",
 };
 
 /* The commands each option acts in (the others: all of them). */
@@ -71,15 +83,15 @@ static const struct {
 	int key;
 	const char *commands;
 } option_commands[] = {
-	{ KEY_JSON, "list, status, reclaim, watch, shutdown" },
-	{ KEY_OUTPUT, "list, status" },
+	{ KEY_JSON, "list, status, reclaim, watch, shutdown, trace-merge, trace-show" },
+	{ KEY_OUTPUT, "list, status, trace-merge" },
 	{ KEY_NOHEADINGS, "list, status" },
 	{ KEY_RAW, "list, status" },
 	{ KEY_CHECK, "list" },
 	{ KEY_RECOVER, "reclaim" },   /* watch always recovers */
 	{ KEY_CACHES, "reclaim, watch" },
 	{ KEY_INTERVAL, "watch" },
-	{ 't', "reclaim, watch, shutdown" },
+	{ 't', "reclaim, watch, shutdown, save-trace" },
 	{ KEY_TEXTFILE, "metrics" },
 	{ KEY_GRACE, "list, status, reclaim, watch, metrics" },
 	{ KEY_HANG, "reclaim, watch" },
@@ -208,6 +220,116 @@ static int list_devices(struct pool_dev *devs, int n, char **want, int n_want, b
 	return EXIT_OK;
 }
 
+/* trace-merge: the traces given, merged into out (docs/access-trace.md). */
+static int trace_merge_cmd(char **paths, int n, const char *out, bool json, struct cli *c)
+{
+	struct access_trace *in, merged = { 0 };
+	char why[1200], sub[1000];
+	uint64_t seen = 0;
+	int code = EXIT_OK, ret = 0;
+
+	if (!out)
+		return cli_usage_error(c, "trace-merge needs -o OUT");
+	if (!n)
+		return cli_usage_error(c, "trace-merge needs one or more TRACE files");
+	if (!(in = calloc((size_t)n, sizeof(*in)))) {
+		log_err("out of memory");
+		return EXIT_FAIL;
+	}
+	for (int i = 0; i < n && !ret; i++) {
+		if ((ret = trace_load(paths[i], &in[i], why, sizeof(why)))) {
+			log_err("%s", why);
+		} else if (i && !trace_images_match(&in[i], &in[0], sub, sizeof(sub))) {
+			log_err("%s: not a trace of the images of %s: %s", paths[i], paths[0], sub);
+			ret = -EINVAL;
+		}
+	}
+	if (ret) {
+		code = ret == -ENOMEM ? EXIT_FAIL : EXIT_BAD_IMAGE;
+	} else if ((ret = trace_merge_seen(in, (size_t)n, &merged, &seen, why, sizeof(why)))) {
+		log_err("merging: %s", why);        /* more than a trace holds, or out of memory */
+		code = EXIT_FAIL;
+	} else if ((ret = trace_save(out, &merged, why, sizeof(why)))) {
+		log_err("%s", why);
+		code = EXIT_FAIL;
+	} else if (json) {
+		struct json j;
+		json_begin(&j, stdout);
+		json_u64(&j, "traces", (uint64_t)n);
+		json_u64(&j, "chunks", merged.n);
+		json_u64(&j, "seen", seen);
+		json_str(&j, "output", out);
+		json_end(&j);
+	} else {
+		printf("merged %d trace%s: %zu chunks (of %llu seen) -> %s\n", n, n == 1 ? "" : "s",
+		       merged.n, (unsigned long long)seen, out);
+	}
+	trace_free(&merged);
+	for (int i = 0; i < n; i++)
+		trace_free(&in[i]);
+	free(in);
+	return code;
+}
+
+/* trace-show: what a trace holds, without its entries. */
+static int trace_show_cmd(const char *path, bool json)
+{
+	struct access_trace t;
+	char why[1200], when[64] = "?";
+	size_t writes = 0, per_image[TRACE_MAX_IMAGES] = { 0 };
+	int ret = trace_load(path, &t, why, sizeof(why));
+
+	if (ret) {
+		log_err("%s", why);
+		return ret == -ENOMEM ? EXIT_FAIL : EXIT_BAD_IMAGE;
+	}
+	for (size_t i = 0; i < t.n; i++) {
+		writes += t.entries[i].write;
+		per_image[t.entries[i].image]++;
+	}
+	uint64_t span = t.n ? t.entries[t.n - 1].t_ms : 0;
+	if (json) {
+		struct json j;
+		json_begin(&j, stdout);
+		json_u64(&j, "version", TRACE_VERSION);
+		json_arr_begin(&j, "images");
+		for (unsigned i = 0; i < t.nimages; i++) {
+			const struct trace_image *img = &t.images[i];
+			json_obj_begin(&j, NULL);
+			json_str(&j, "role", trace_role_name(img->role));
+			json_str(&j, "identity", img->identity);
+			json_u64(&j, "size", img->size);
+			json_u64(&j, "chunk_size", img->chunk_size);
+			json_u64(&j, "chunks", trace_image_chunks(img));
+			json_u64(&j, "entries", per_image[i]);
+			json_obj_end(&j);
+		}
+		json_arr_end(&j);
+		json_u64(&j, "start_ms", t.start_ms);
+		json_str(&j, "label", t.label);
+		json_u64(&j, "entries", t.n);
+		json_u64(&j, "writes", writes);
+		json_u64(&j, "span_ms", span);
+		json_end(&j);
+	} else {
+		time_t s = (time_t)(t.start_ms / 1000);
+		struct tm tm;
+		if (gmtime_r(&s, &tm))
+			strftime(when, sizeof(when), "%Y-%m-%d %H:%M:%S", &tm);
+		printf("%s: access trace format %d, label %s, started %s.%03llu UTC\n", path, TRACE_VERSION,
+		       t.label, when, (unsigned long long)(t.start_ms % 1000));
+		for (unsigned i = 0; i < t.nimages; i++) {
+			const struct trace_image *img = &t.images[i];
+			printf("image %u: %s %s, %llu bytes, %llu chunks of %u, %zu in the trace\n", i,
+			       trace_role_name(img->role), img->identity, (unsigned long long)img->size,
+			       (unsigned long long)trace_image_chunks(img), img->chunk_size, per_image[i]);
+		}
+		printf("%zu entries (%zu written) in the first %llu ms\n", t.n, writes, (unsigned long long)span);
+	}
+	trace_free(&t);
+	return EXIT_OK;
+}
+
 int main(int argc, char **argv)
 {
 	uint64_t timeout_ms = CTRL_DEFAULT_TIMEOUT_MS;
@@ -270,23 +392,33 @@ int main(int argc, char **argv)
 	/* the command is the first operand, before or after the options */
 	const char *cmd = optind < argc ? argv[optind++] : NULL;
 	if (!cmd)
-		return cli_usage_error(&c, "no command given (list, status, reclaim, watch, shutdown, metrics)");
+		return cli_usage_error(&c, "no command given (list, status, reclaim, watch, shutdown, metrics, "
+				       "save-trace, trace-merge, trace-show)");
 	bool listing = !strcmp(cmd, "list") || !strcmp(cmd, "status");
-	if (optind < argc && !listing)
+	bool is_merge = !strcmp(cmd, "trace-merge"), is_show = !strcmp(cmd, "trace-show");
+	bool is_save = !strcmp(cmd, "save-trace");
+	if (optind < argc && !listing && !is_merge && !is_show && !is_save)
 		return cli_usage_error(&c, "unexpected argument '%s'", argv[optind]);
 
 	bool is_list = !strcmp(cmd, "list"), is_status = !strcmp(cmd, "status");
 	bool is_metrics = !strcmp(cmd, "metrics"), is_watch = !strcmp(cmd, "watch");
 	if (!is_list && !is_status && !is_metrics && !is_watch && strcmp(cmd, "reclaim") &&
-	    strcmp(cmd, "shutdown"))
+	    strcmp(cmd, "shutdown") && !is_merge && !is_show && !is_save)
 		return cli_usage_error(&c, "unknown command '%s' (list, status, reclaim, watch, shutdown, "
-				       "metrics)", cmd);
+				       "metrics, save-trace, trace-merge, trace-show)", cmd);
 	for (int i = 0; i < n_given; i++) {
 		const char *with = option_applies(given[i], cmd);
 		if (with)
 			return cli_usage_error(&c, "--%s does nothing with %s (it goes with %s)",
 					       option_name(given[i]), cmd, with);
 	}
+	/* files, not devices: no state directory, no root */
+	if (is_merge)
+		return trace_merge_cmd(argv + optind, argc - optind, columns, json, &c);
+	if (is_show && argc - optind != 1)
+		return cli_usage_error(&c, "trace-show takes one TRACE");
+	if (is_show)
+		return trace_show_cmd(argv[optind], json);
 	if (check && argc - optind != 1)
 		return cli_usage_error(&c, "--check takes one device");
 	if (check && (json || columns || !view.headings || view.raw))
@@ -301,6 +433,17 @@ int main(int argc, char **argv)
 	/* a state directory others could have prepared is refused before use */
 	if (state_check_dir())
 		return EXIT_FAIL;
+	if (is_save) {
+		char why[800];
+		if (argc - optind != 1)
+			return cli_usage_error(&c, "save-trace takes one device");
+		code = pool_save_trace(argv[optind], timeout_ms, why, sizeof(why));
+		if (code)
+			log_err("%s", why);
+		else
+			printf("%s: access trace written\n", argv[optind]);
+		return code;
+	}
 	if (!strcmp(cmd, "shutdown")) {
 		if (geteuid() != 0) {
 			log_err("permission denied: shutdown needs root (CAP_SYS_ADMIN)");

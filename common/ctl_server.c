@@ -1,5 +1,6 @@
 #include "ctl_server.h"
 #include "host/ctlsock.h"
+#include "image/access_log.h"
 #include "image/layer.h"
 #include "util/log.h"
 #include "util/timeutil.h"
@@ -96,6 +97,19 @@ static int start_hold(struct ctl_server *cs, struct ctl_client *c)
 	return CTL_HOLD_STARTED;
 }
 
+/* "save-trace": write the access trace recorded so far (a few KiB). */
+static int save_trace(struct ctl_server *cs, struct ctl_client *c)
+{
+	char why[600], reply[640];
+	int ret = access_log_save_now(cs->stack, why, sizeof(why));
+
+	if (ret)
+		snprintf(reply, sizeof(reply), "error %s\n", why);
+	else
+		snprintf(reply, sizeof(reply), "saved\n");
+	return drop(cs, c, reply);
+}
+
 static int serve_client(struct ctl_server *cs, struct ctl_client *c, bool readable)
 {
 	int ret = readable ? ctlsock_take_line(c->fd, c->line, sizeof(c->line), &c->used) : -EAGAIN;
@@ -113,7 +127,9 @@ static int serve_client(struct ctl_server *cs, struct ctl_client *c, bool readab
 		return drop(cs, c, "error expected 'freeze MS' within 2 s of connecting\n");
 	if (ret <= 0)   /* gone, or a line too long: writes resume */
 		return drop(cs, c, ret < 0 && !c->holding ? "error expected 'freeze MS'\n" : NULL);
-	return c->holding ? drop(cs, c, "thawed\n") : start_hold(cs, c);
+	if (c->holding)
+		return drop(cs, c, "thawed\n");
+	return strcmp(c->line, "save-trace") ? start_hold(cs, c) : save_trace(cs, c);
 }
 
 static void accept_clients(struct ctl_server *cs)

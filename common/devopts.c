@@ -202,9 +202,26 @@ int devopts_common(struct cli *c, int key, const char *arg, uint64_t *timeout_ms
 	}
 }
 
+/* *path, if relative, made absolute from the working folder into buf:
+ * 0, or CLI_DONE (too long). */
+static int absolute_new(struct cli *c, const char *opt, const char **path, char *buf, size_t len)
+{
+	char cwd[PATH_MAX];
+
+	if (!*path || (*path)[0] == '/')
+		return 0;
+	if (!getcwd(cwd, sizeof(cwd)) || snprintf(buf, len, "%s/%s", cwd, *path) >= (int)len) {
+		c->exit_code = cli_usage_error(c, "%s '%s': path too long", opt, *path);
+		return CLI_DONE;
+	}
+	*path = buf;
+	return 0;
+}
+
 int devopts_finish(struct cli *c, struct server_config *cfg)
 {
 	static char abs_base[PATH_MAX], abs_cache[PATH_MAX], abs_root[PATH_MAX];
+	static char abs_record[PATH_MAX], abs_trace[PATH_MAX];
 	const char *auth = getenv("UBLK_HTTP_AUTH");
 
 	if (cfg->stack.base && cfg->stack.e2b_root) {
@@ -249,24 +266,35 @@ int devopts_finish(struct cli *c, struct server_config *cfg)
 			cfg->stack.layers[i] = abs_layers[i] = abs;
 		}
 	}
-	if (cfg->stack.cache && cfg->stack.cache[0] != '/') {
-		/* the cache may not exist yet: make its directory absolute */
-		char cwd[PATH_MAX];
-		if (!getcwd(cwd, sizeof(cwd)) ||
-		    snprintf(abs_cache, sizeof(abs_cache), "%s/%s", cwd, cfg->stack.cache) >= (int)sizeof(abs_cache)) {
-			c->exit_code = cli_usage_error(c, "--cache '%s': path too long", cfg->stack.cache);
-			return CLI_DONE;
-		}
-		cfg->stack.cache = abs_cache;
+	if (cfg->stack.prefetch_trace && !layer_is_url(cfg->stack.prefetch_trace) &&
+	    realpath(cfg->stack.prefetch_trace, abs_trace))
+		cfg->stack.prefetch_trace = abs_trace;
+	if (cfg->stack.record_access && !cfg->stack.record_access[0]) {
+		c->exit_code = cli_usage_error(c, "--record-access: expected a file name");
+		return CLI_DONE;
 	}
+	if ((cfg->stack.record_ms || cfg->stack.record_bytes) && !cfg->stack.record_access) {
+		c->exit_code = cli_usage_error(c, "--record-for and --record-limit go with --record-access FILE");
+		return CLI_DONE;
+	}
+	/* files that may not exist yet: their folder made absolute */
+	if (absolute_new(c, "--cache", &cfg->stack.cache, abs_cache, sizeof(abs_cache)) ||
+	    absolute_new(c, "--record-access", &cfg->stack.record_access, abs_record, sizeof(abs_record)))
+		return CLI_DONE;
 	return 0;
 }
+
+/* Slots of the URL options: --base or --e2b (they exclude each other),
+ * each --layer, --prefetch-trace. */
+#define URL_SLOT_LAYER 1
+#define URL_SLOT_TRACE (1 + STACK_MAX_LAYERS)
+#define URL_SLOTS (2 + STACK_MAX_LAYERS)
 
 /* The form of URL v that argv, config and messages show (slot: one per
  * URL option, so that each stays valid until v's slot is used again). */
 static const char *shown(const char *v, unsigned slot)
 {
-	static char *red[1 + STACK_MAX_LAYERS];
+	static char *red[URL_SLOTS];
 
 	free(red[slot]);
 	red[slot] = devopts_redacted(v);
@@ -285,14 +313,14 @@ int devopts_each(const struct server_config *cfg, devopts_visit fn, void *arg)
 		n = num[i];
 		switch (o->type) {
 		case DEVOPT_T_URL:
-			/* credentials travel apart (devopts_secrets); --base and --e2b exclude each other */
+			/* credentials travel apart (devopts_secrets) */
 			text = *FIELD(cfg, o, const char *const);
 			if (text)
-				ret = fn(o->name, shown(text, 0), arg);
+				ret = fn(o->name, shown(text, o->key == DEVOPT_PREFETCH_TRACE ? URL_SLOT_TRACE : 0), arg);
 			continue;
 		case DEVOPT_T_LAYERS:
 			for (unsigned k = 0; !ret && k < cfg->stack.n_layers; k++)
-				ret = fn(o->name, shown(cfg->stack.layers[k], 1 + k), arg);
+				ret = fn(o->name, shown(cfg->stack.layers[k], URL_SLOT_LAYER + k), arg);
 			continue;
 		case DEVOPT_T_TEXT:
 		case DEVOPT_T_DEVICE_NAME:
@@ -396,6 +424,8 @@ int devopts_secrets(const struct server_config *cfg, char *buf, size_t len)
 		snprintf(key, sizeof(key), "layer.%u", i);
 		ret = cfgline_append(buf, len, &used, key, cfg->stack.layers[i]);
 	}
+	if (!ret && cfg->stack.prefetch_trace && (ret = has_secret(cfg->stack.prefetch_trace)) > 0)
+		ret = cfgline_append(buf, len, &used, "prefetch_trace", cfg->stack.prefetch_trace);
 	/* --auth-file is read again by a recovering server; the environment
 	 * of the server that died is gone */
 	if (!ret && !cfg->stack.auth_file && auth && *auth)
@@ -414,10 +444,10 @@ struct secrets_ctx {
 static int take_url(struct secrets_ctx *x, const char **slot, const char *what, const char *url)
 {
 	/* the full URLs live as long as the process (cfg points at them) */
-	static char *kept[1 + STACK_MAX_LAYERS];
-	/* --base and --e2b exclude each other: one slot */
+	static char *kept[URL_SLOTS];
 	size_t k = slot == &x->cfg->stack.base || slot == &x->cfg->stack.e2b_root ? 0 :
-		   1 + (size_t)(slot - x->cfg->stack.layers);
+		   slot == &x->cfg->stack.prefetch_trace ? URL_SLOT_TRACE :
+		   URL_SLOT_LAYER + (size_t)(slot - x->cfg->stack.layers);
 	char *red = devopts_redacted(url), *full;
 	bool match = red && *slot && !strcmp(red, *slot);
 
@@ -447,6 +477,8 @@ static int apply_secret(const char *key, const char *value, void *arg)
 		return take_url(x, &x->cfg->stack.base, "--base", value);
 	if (!strcmp(key, "e2b"))
 		return take_url(x, &x->cfg->stack.e2b_root, "--e2b", value);
+	if (!strcmp(key, "prefetch_trace"))
+		return take_url(x, &x->cfg->stack.prefetch_trace, "--prefetch-trace", value);
 	if (!strncmp(key, "layer.", 6)) {
 		if (parse_uint(key + 6, 0, STACK_MAX_LAYERS - 1, &i) || i >= x->cfg->stack.n_layers) {
 			snprintf(x->why, x->len, "credentials for layer %s, which the options do not have",

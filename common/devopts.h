@@ -31,6 +31,10 @@ enum devopt_key {
 	DEVOPT_READAHEAD,
 	DEVOPT_PREFETCH,
 	DEVOPT_NO_RECOVERY,
+	DEVOPT_RECORD_ACCESS,
+	DEVOPT_RECORD_FOR,
+	DEVOPT_RECORD_LIMIT,
+	DEVOPT_PREFETCH_TRACE,
 	DEVOPT_E2B = 0x120,
 	DEVOPT_BUILD,
 	DEVOPT_E2B_FILE,
@@ -96,7 +100,17 @@ enum devopt_key {
 	X("readahead", DEVOPT_READAHEAD, "N", DEVOPT_T_INT, stack.readahead, 0, 64, "expected 0 to 64 chunks", \
 	  "remote base: chunks fetched after a missed one (default 1)") \
 	X("prefetch", DEVOPT_PREFETCH, NULL, DEVOPT_T_FLAG, stack.prefetch, 0, 0, NULL, \
-	  "remote base: fetch the whole image in the background")
+	  "remote base: fetch the whole image in the background") \
+	X("record-access", DEVOPT_RECORD_ACCESS, "FILE", DEVOPT_T_TEXT, stack.record_access, 0, 0, NULL, \
+	  "remote images: write the chunks this start reads first to FILE (a trace)") \
+	X("record-for", DEVOPT_RECORD_FOR, "SEC", DEVOPT_T_SECONDS, stack.record_ms, 0, \
+	  DEVOPTS_MAX_RECORD_S, "expected seconds, more than 0 and at most 86400", \
+	  "with --record-access: record the first SEC seconds (default 60)") \
+	X("record-limit", DEVOPT_RECORD_LIMIT, "SIZE", DEVOPT_T_SIZE, stack.record_bytes, 1, \
+	  UBLK_MAX_IMAGE_SIZE, "expected a size, at most 16T", \
+	  "with --record-access: stop after chunks of SIZE were read (default 1G)") \
+	X("prefetch-trace", DEVOPT_PREFETCH_TRACE, "TRACE", DEVOPT_T_URL, stack.prefetch_trace, 0, 0, \
+	  NULL, "remote images: fetch the chunks of this trace (file or URL) ahead of the reads")
 
 /* How a device option's value is checked, kept and shown. */
 enum devopt_type {
@@ -126,6 +140,7 @@ enum devopt_type {
 /* Limits of option values (docs/security.md). */
 #define DEVOPTS_MAX_TIMEOUT_S 86400          /* --timeout: 1 day */
 #define DEVOPTS_MAX_HTTP_TIMEOUT_S 3600      /* --http-timeout */
+#define DEVOPTS_MAX_RECORD_S 86400           /* --record-for */
 #define DEVOPTS_MAX_HTTP_RETRIES HTTP_MAX_RETRIES   /* --http-retries */
 #define DEVOPTS_MAX_TEXT HTTP_MAX_URL_LEN     /* bytes of a path, URL, name or spec */
 #define DEVOPTS_SECRETS_MAX (256 * 1024)     /* bytes of credentials (devopts_secrets) */
@@ -157,6 +172,7 @@ void devopts_to_argv(const struct server_config *cfg, char **argv, int *argc);
  *   base=URL        the full --base URL, if it has credentials
  *   e2b=URL         the full --e2b URL, likewise
  *   layer.N=URL     the full URL of the Nth --layer (from 0), likewise
+ *   prefetch_trace=URL  the full --prefetch-trace URL, likewise
  *   auth=VALUE      $UBLK_HTTP_AUTH (not with --auth-file, read again)
  * ublk-add hands it to ublk-serve on an inherited fd (--secrets-fd), the
  * server keeps it in its entry's "secret" file (mode 0600) for recovery. */

@@ -1,6 +1,7 @@
 /* What ublk-pool does to the pool: shutdown, reclaim (delete what is
  * dead, recover what can be), kill hung servers, watch. */
 #include "pool_admin.h"
+#include "host/ctlsock.h"
 #include "host/device.h"
 #include "host/state.h"
 #include "image/cache.h"
@@ -335,4 +336,37 @@ int pool_watch(struct reclaim_opts *o, uint64_t interval_ms,
 	}
 	notify_service("STOPPING=1");
 	return EXIT_OK;
+}
+
+int pool_save_trace(const char *dev, uint64_t timeout_ms, char *why, size_t whylen)
+{
+	char line[700];
+	uint32_t id;
+	int code, fd, ret;
+
+	if ((code = device_resolve(dev, &id, why, whylen)))
+		return code;
+	fd = ctlsock_connect(id);
+	if (fd == -EPERM) {
+		snprintf(why, whylen, "ublkb%u: not trusted: its state entry, or the process at its "
+			 "control socket, is not root's or ours or not the entry's server", id);
+		return EXIT_PERM;
+	}
+	if (fd < 0) {
+		snprintf(why, whylen, "ublkb%u: cannot reach its server: %s", id, strerror(-fd));
+		return fd == -ENOENT ? EXIT_NO_DEVICE : EXIT_FAIL;
+	}
+	ret = ctlsock_send(fd, "save-trace\n");
+	if (!ret)
+		ret = ctlsock_read_line(fd, line, sizeof(line), timeout_ms);
+	close(fd);
+	if (ret > 0 && !strcmp(line, "saved"))
+		return 0;
+	if (ret > 0 && !strncmp(line, "error ", 6))
+		snprintf(why, whylen, "ublkb%u: %s", id, line + 6);
+	else
+		snprintf(why, whylen, "ublkb%u: save-trace: %s", id, ret > 0 ? line :
+			 ret ? strerror(-ret) : "the server closed the connection (a server older than "
+			 "access traces?)");
+	return ret == -ETIMEDOUT ? EXIT_TIMEOUT : EXIT_FAIL;
 }

@@ -56,4 +56,9 @@ int pool_reclaim(const struct pool_dev *devs, int n, const struct reclaim_opts *
 int pool_watch(struct reclaim_opts *o, uint64_t interval_ms,
 	       void (*done)(const struct pool_report *r, void *arg), void *arg);
 
+/* Have the server of device dev ("/dev/ublkbN", N or a name) write its
+ * access trace now (docs/access-trace.md), within timeout_ms: an exit
+ * code, with why saying what failed. */
+int pool_save_trace(const char *dev, uint64_t timeout_ms, char *why, size_t whylen);
+
 #endif

@@ -126,7 +126,7 @@ static void write_stats(struct server *s)
 {
 	struct queue_heartbeat hb = { .held_until_ms = s->ctl.held_until_ms };
 	uint64_t now = now_ms();
-	char remote[512];
+	char remote[1024];
 
 	for (unsigned i = 0; i < s->started; i++) {
 		uint64_t stalled = queue_stalled_ms(&s->queues[i], now);
@@ -142,8 +142,18 @@ static void write_stats(struct server *s)
 
 static int build_stack(struct server *s)
 {
+	struct stack_config sc = s->cfg->stack;
 	char why[700];
-	int code = stack_open(&s->cfg->stack, &s->layer, why, sizeof(why));
+
+	sc.trace_label = s->cfg->name;
+	/* a recovery is no start: its first reads say nothing of a boot, and
+	 * the trace of the start it continues stays as it was written */
+	if (s->cfg->recover_id >= 0 && sc.record_access) {
+		log_info("ublkb%d: recovering: --record-access %s is left as it is", s->cfg->recover_id,
+			 sc.record_access);
+		sc.record_access = NULL;
+	}
+	int code = stack_open(&sc, &s->layer, why, sizeof(why));
 	return code ? fail(s, code, "%s", why) : 0;
 }
 

@@ -100,13 +100,14 @@ _ublk_tools_pool_takes()
 {
     local cmds
     case $2 in
-        --json) cmds="list status reclaim watch shutdown" ;;
-        --output | --noheadings | --raw) cmds="list status" ;;
+        --json) cmds="list status reclaim watch shutdown trace-merge trace-show" ;;
+        --output) cmds="list status trace-merge" ;;
+        --noheadings | --raw) cmds="list status" ;;
         --check) cmds="list" ;;
         --recover) cmds="reclaim" ;;
         --caches | --hang-timeout) cmds="reclaim watch" ;;
         --interval) cmds="watch" ;;
-        --timeout) cmds="reclaim watch shutdown" ;;
+        --timeout) cmds="reclaim watch shutdown save-trace" ;;
         --textfile) cmds="metrics" ;;
         --grace) cmds="list status reclaim watch metrics" ;;
         *) return 0 ;;
@@ -138,13 +139,13 @@ _ublk_tools_value()
     local cur=$1
     case $2 in
         --output)
-            if [[ $tool == ublk-pool* ]]; then            # columns, comma-separated
+            if [[ $tool == ublk-pool* && $pool_cmd != trace-merge ]]; then   # columns, comma-separated
                 local done=${cur%"${cur##*,}"}
-                COMPREPLY+=($(compgen -P "$done" -W "DEVICE ID NAME KERNEL STATE PID UP SIZE RO QUEUES DEPTH LAYERS CACHE CACHE-USED BASE READS WRITES ERRORS PREFETCH PROBLEM" -- "${cur##*,}"))
+                COMPREPLY+=($(compgen -P "$done" -W "DEVICE ID NAME KERNEL STATE PID UP SIZE RO QUEUES DEPTH LAYERS CACHE CACHE-USED BASE READS WRITES ERRORS PREFETCH PREFETCH-HITS PROBLEM" -- "${cur##*,}"))
             else
                 _ublk_tools_files "$cur"
             fi ;;
-        --base | --cache | --inspect | --layer | --auth-file) _ublk_tools_files "$cur" ;;
+        --base | --cache | --inspect | --layer | --auth-file | --record-access | --prefetch-trace) _ublk_tools_files "$cur" ;;
         --state-dir | --chunk-cache | --textfile | --e2b) _ublk_tools_files "$cur" dirs ;;
         --e2b-file) COMPREPLY+=($(compgen -W "rootfs.ext4 memfile" -- "$cur")) ;;
         --build | --build-id) ;;                           # an E2B build id
@@ -154,6 +155,7 @@ _ublk_tools_value()
         --recover) _ublk_tools_devices "$cur" ;;          # ublk-serve --recover DEV
         --queues | --depth | --timeout | --ready-fd | --size | --inject | --frame-size) ;;  # nothing to offer
         --chunk-size | --chunk-cache-limit | --http-timeout | --http-retries | --readahead) ;;
+        --record-for | --record-limit) ;;
         --interval | --grace | --hang-timeout) ;;
         *) _ublk_tools_files "$cur" ;;                    # an option new to this script
     esac
@@ -266,7 +268,7 @@ _ublk_tools()
     done
 
     if [[ $tool == ublk-pool* && ! $pool_cmd && $cur != -* ]]; then
-        COMPREPLY=($(compgen -W "list status reclaim watch shutdown metrics" -- "$cur"))
+        COMPREPLY=($(compgen -W "list status reclaim watch shutdown metrics save-trace trace-merge trace-show" -- "$cur"))
         return 0
     fi
     if [[ ! $operands && $cur == -* ]]; then
@@ -297,8 +299,10 @@ _ublk_tools()
             fi
             ;;
         ublk-pool*)
-            # list and status take devices
-            [[ $pool_cmd == list || $pool_cmd == status ]] && _ublk_tools_devices "$cur" "${words[@]:1}"
+            # list, status and save-trace take devices, trace-merge and trace-show trace files
+            [[ $pool_cmd == list || $pool_cmd == status || $pool_cmd == save-trace ]] &&
+                _ublk_tools_devices "$cur" "${words[@]:1}"
+            [[ $pool_cmd == trace-* ]] && _ublk_tools_files "$cur"
             ;;
         *)
             # ublk-add and ublk-serve take no operands, only options

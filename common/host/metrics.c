@@ -250,6 +250,10 @@ int pool_metrics(const struct pool_dev *devs, int n, uint64_t grace_s, const cha
 		       STAT(fetch_errors), true);
 	device_counter(f, devs, n, "ublk_remote_chunk_cache_hits_total", "Reads served by the chunk cache.",
 		       STAT(chunk_cache_hits), true);
+	device_counter(f, devs, n, "ublk_remote_trace_reads_total",
+		       "Reads of remote chunks while a --prefetch-trace is replayed.", STAT(trace_reads), true);
+	device_counter(f, devs, n, "ublk_remote_trace_hits_total",
+		       "Of those, reads of chunks the trace's prefetch brought.", STAT(trace_hits), true);
 	fclose(f);
 	if (!textfile) {
 		fputs(text, stdout);

@@ -209,6 +209,8 @@ static int take_stat(const char *path, uint64_t v, void *arg)
 		F("remote.chunks_fetched", chunks_fetched), F("remote.bytes_fetched", bytes_fetched),
 		F("remote.fetch_errors", fetch_errors), F("remote.chunk_cache_hits", chunk_cache_hits),
 		F("remote.prefetch_chunks_done", prefetch_done), F("remote.prefetch_chunks", prefetch_total),
+		F("remote.trace_chunks_done", trace_done), F("remote.trace_chunks", trace_total),
+		F("remote.trace_reads", trace_reads), F("remote.trace_hits", trace_hits),
 #undef F
 	};
 	struct pool_stats *st = arg;

@@ -16,6 +16,9 @@ struct pool_stats {
 	uint64_t stalled_ms, held_until_ms;
 	uint64_t chunks_fetched, bytes_fetched, fetch_errors, chunk_cache_hits;   /* remote */
 	uint64_t prefetch_done, prefetch_total;   /* --prefetch: chunks; total 0 without */
+	/* --prefetch-trace: chunks of the trace done and in all; reads of
+	 * remote chunks, and those the trace had brought */
+	uint64_t trace_done, trace_total, trace_reads, trace_hits;
 };
 
 struct pool_dev {

@@ -10,7 +10,7 @@
 enum column {
 	COL_DEVICE, COL_ID, COL_NAME, COL_KERNEL, COL_STATE, COL_PID, COL_UP, COL_SIZE, COL_RO,
 	COL_QUEUES, COL_DEPTH, COL_LAYERS, COL_CACHE, COL_CACHE_USED, COL_BASE, COL_READS,
-	COL_WRITES, COL_ERRORS, COL_PREFETCH, COL_PROBLEM,
+	COL_WRITES, COL_ERRORS, COL_PREFETCH, COL_PREFETCH_HITS, COL_PROBLEM,
 };
 
 static const struct {
@@ -25,7 +25,7 @@ static const struct {
 	[COL_CACHE_USED] = { "CACHE-USED", true }, [COL_BASE] = { "BASE" },
 	[COL_READS] = { "READS", true }, [COL_WRITES] = { "WRITES", true },
 	[COL_ERRORS] = { "ERRORS", true }, [COL_PREFETCH] = { "PREFETCH", true },
-	[COL_PROBLEM] = { "PROBLEM" },
+	[COL_PREFETCH_HITS] = { "PREFETCH-HITS", true }, [COL_PROBLEM] = { "PROBLEM" },
 };
 #define N_COLUMNS (int)(sizeof(columns) / sizeof(columns[0]))
 
@@ -53,6 +53,15 @@ int pool_view_columns(struct pool_view *v, const char *names, char *why, size_t 
 	if (!v->n_cols)
 		return snprintf(why, len, "no columns given"), -EINVAL;
 	return 0;
+}
+
+/* part of all, in whole percent ("-" when all is 0) */
+static void percent(uint64_t part, uint64_t all, char *buf, size_t len)
+{
+	if (!all)
+		snprintf(buf, len, "-");
+	else
+		snprintf(buf, len, "%llu%%", (unsigned long long)(part >= all ? 100 : part * 100 / all));
 }
 
 /* lsblk-style sizes: 512B, 64M, 1.5G */
@@ -149,12 +158,12 @@ static void cell(const struct pool_view *v, const struct pool_dev *d, int col, c
 			snprintf(buf, len, "%llu", (unsigned long long)(col == COL_READS ? st->reads :
 					 col == COL_WRITES ? st->writes : st->errors));
 		return;
-	case COL_PREFETCH:
-		if (!st->prefetch_total)
-			snprintf(buf, len, "-");
-		else
-			snprintf(buf, len, "%llu%%", (unsigned long long)(st->prefetch_done >= st->prefetch_total ?
-					 100 : st->prefetch_done * 100 / st->prefetch_total));
+	case COL_PREFETCH:      /* --prefetch, else --prefetch-trace */
+		percent(st->prefetch_total ? st->prefetch_done : st->trace_done,
+			st->prefetch_total ? st->prefetch_total : st->trace_total, buf, len);
+		return;
+	case COL_PREFETCH_HITS:
+		percent(st->trace_hits, st->trace_total ? st->trace_reads : 0, buf, len);
 		return;
 	case COL_PROBLEM:
 		s = pool_problem(d, v->grace_s);

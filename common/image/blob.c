@@ -1,4 +1,5 @@
 #include "image/blob.h"
+#include "image/access_log.h"
 #include "image/chunkcache.h"
 #include "util/fileio.h"
 #include "image/http.h"
@@ -23,6 +24,8 @@ struct blob {
 	struct http_conn *conn;
 	uint8_t *chunk;
 	pthread_mutex_t lock;
+	struct access_log *access;
+	int access_img;
 };
 
 int blob_open(const char *path, const struct layer_http_opts *remote, struct blob **out,
@@ -36,6 +39,7 @@ int blob_open(const char *path, const struct layer_http_opts *remote, struct blo
 	if (!b)
 		return -ENOMEM;
 	b->fd = -1;
+	b->access_img = -1;
 	pthread_mutex_init(&b->lock, NULL);
 	if (!layer_is_url(path)) {
 		/* O_NONBLOCK: a FIFO planted in place of a diff must not hang
@@ -89,6 +93,7 @@ int blob_open_fd(int fd, struct blob **out, char *why, size_t whylen)
 
 	if (!b)
 		return -ENOMEM;
+	b->access_img = -1;
 	pthread_mutex_init(&b->lock, NULL);
 	b->fd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
 	if (b->fd < 0 || fstat(b->fd, &st)) {
@@ -159,6 +164,8 @@ static int read_range(struct blob *b, void *buf, size_t len, uint64_t off, bool 
 			n = (uint32_t)len;
 		int ret = fetch ? read_chunk(b, idx, in, n, buf) :
 			  chunk_read(&b->ci, idx, in, n, buf) ? -EAGAIN : 0;
+		if (ret != -EAGAIN)     /* a miss's read comes again, fetching */
+			access_note(b->access, b->access_img, idx, false);
 		if (ret)
 			return ret;
 		buf = (char *)buf + n;
@@ -176,6 +183,18 @@ int blob_read(struct blob *b, void *buf, size_t len, uint64_t off)
 int blob_read_cached(struct blob *b, void *buf, size_t len, uint64_t off)
 {
 	return read_range(b, buf, len, off, false);
+}
+
+int blob_track(struct blob *b, struct access_log *a, enum trace_role role)
+{
+	if (!a || b->fd >= 0)
+		return 0;
+	int img = access_log_image(a, role, &b->src, &b->ci);
+	if (img < 0)
+		return img;
+	b->access = a;
+	b->access_img = img;
+	return 0;
 }
 
 bool blob_is_remote(const struct blob *b)

@@ -7,8 +7,11 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "image/access_trace.h"
+
 struct blob;
 struct layer_http_opts;
+struct access_log;
 
 /* remote: options for a URL; NULL means the defaults and the environment. */
 int blob_open(const char *path, const struct layer_http_opts *remote, struct blob **out,
@@ -22,6 +25,9 @@ int blob_read(struct blob *b, void *buf, size_t len, uint64_t off);
 /* The same without fetching: -EAGAIN where a chunk is not in the cache. */
 int blob_read_cached(struct blob *b, void *buf, size_t len, uint64_t off);
 bool blob_is_remote(const struct blob *b);
+/* Note the chunks a remote blob's reads touch in a (access_log.h), as an
+ * image of this role: 0 (also for a local blob or a NULL a), or -errno. */
+int blob_track(struct blob *b, struct access_log *a, enum trace_role role);
 void blob_close(struct blob *b);
 
 #endif

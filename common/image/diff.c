@@ -463,6 +463,11 @@ int diff_open(const char *path, const struct layer_http_opts *remote, struct dif
 		WHY("%s: %s", shown, sub);
 		goto fail;
 	}
+	/* the frames' file: a v3 header is read whole at open */
+	if (remote && (ret = blob_track(d->v3 ? d->data : d->blob, remote->access, TRACE_LAYER))) {
+		WHY("access trace: %s", strerror(-ret));
+		goto fail;
+	}
 	*out = d;
 	return 0;
 fail:

@@ -229,8 +229,11 @@ int e2b_store_open(const char *root, const char *build, const char *name,
 			missing++;
 			continue;
 		}
+		if (!ret && remote)
+			ret = blob_track(b->blob, remote->access, TRACE_E2B);
 		if (ret) {
-			WHY("build %s: %s", b->id, sub);
+			WHY("build %s: %s", b->id, ret == -ENOSPC || ret == -ENOMEM ?
+			    "access trace: too many images, or out of memory" : sub);
 			goto fail;
 		}
 	}

@@ -32,6 +32,7 @@
 
 struct http_conn {
 	CURL *curl;
+	const atomic_bool *cancel;      /* set: transfers end at once (ECANCELED) */
 };
 
 struct transfer {
@@ -409,6 +410,15 @@ static size_t on_body(char *data, size_t size, size_t n, void *arg)
 	return len;
 }
 
+/* libcurl's progress callback: non-zero aborts the transfer. */
+static int on_progress(void *arg, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal,
+		       curl_off_t ulnow)
+{
+	const struct http_conn *c = arg;
+	(void)dltotal, (void)dlnow, (void)ultotal, (void)ulnow;
+	return atomic_load(c->cancel);
+}
+
 /* The value of header line [line, line+len) if it is name, else NULL. */
 static const char *header_is(const char *line, size_t len, const char *name, size_t *vlen)
 {
@@ -463,6 +473,11 @@ struct http_conn *http_conn_new(void)
 		c = NULL;
 	}
 	return c;
+}
+
+void http_conn_cancel_on(struct http_conn *c, const atomic_bool *flag)
+{
+	c->cancel = flag;
 }
 
 void http_conn_free(struct http_conn *c)
@@ -570,6 +585,11 @@ static int try_range(struct http_conn *c, const struct http_source *s, uint64_t 
 		SETOPT(h, CURLOPT_WRITEDATA, t);
 		SETOPT(h, CURLOPT_HEADERFUNCTION, on_header);
 		SETOPT(h, CURLOPT_HEADERDATA, t);
+		if (c->cancel) {
+			SETOPT(h, CURLOPT_NOPROGRESS, 0L);
+			SETOPT(h, CURLOPT_XFERINFOFUNCTION, on_progress);
+			SETOPT(h, CURLOPT_XFERINFODATA, c);
+		}
 		if (s->opts.insecure) {
 			SETOPT(h, CURLOPT_SSL_VERIFYPEER, 0L);
 			SETOPT(h, CURLOPT_SSL_VERIFYHOST, 0L);
@@ -675,11 +695,17 @@ static int fetch(struct http_conn *c, const struct http_source *s, uint64_t off,
 	for (unsigned i = 0; i <= retries; i++) {
 		if (attempts)
 			*attempts = i + 1;
+		if (c->cancel && atomic_load(c->cancel))
+			return -ECANCELED;
 		if (i) {
 			uint64_t left = ms_left(deadline);
 			if (left <= backoff)
 				break;      /* no time for another try */
-			sleep_ms(backoff);
+			for (uint64_t slept = 0; slept < backoff; slept += 50) {
+				if (c->cancel && atomic_load(c->cancel))
+					return -ECANCELED;
+				sleep_ms(backoff - slept < 50 ? backoff - slept : 50);
+			}
 			backoff = backoff * 2 < HTTP_MAX_BACKOFF_MS ? backoff * 2 : HTTP_MAX_BACKOFF_MS;
 		}
 		uint64_t left = ms_left(deadline);

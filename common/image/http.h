@@ -2,6 +2,7 @@
 #ifndef UBLK_HTTP_H
 #define UBLK_HTTP_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -50,6 +51,9 @@ void http_source_close(struct http_source *s);
 struct http_conn;  /* one per thread: keeps the connection alive */
 struct http_conn *http_conn_new(void);
 void http_conn_free(struct http_conn *c);
+/* From now on, a transfer on c ends (-ECANCELED) soon after *flag is set:
+ * a background fetch must not hold up a device's deletion. */
+void http_conn_cancel_on(struct http_conn *c, const atomic_bool *flag);
 /* Read exactly len bytes at off, retrying with backoff (capped at
  * HTTP_MAX_BACKOFF_MS per sleep) on timeouts, 5xx and short bodies, all
  * within the read's deadline (see struct http_opts). A response must be a

@@ -9,6 +9,7 @@
  * parallel.
  */
 #include "image/layer_http.h"
+#include "image/access_log.h"
 #include "image/chunkcache.h"
 #include "image/http.h"
 #include "util/log.h"
@@ -48,6 +49,8 @@ struct layer_http {
 	_Atomic uint64_t hits, misses, chunks_fetched, bytes_fetched, fetch_errors, fetch_ms,
 		retries;
 	_Atomic uint64_t prefetched;    /* chunks --prefetch has cached or handed to a worker */
+	struct access_log *access;
+	int access_img;
 };
 
 struct http_io {
@@ -136,6 +139,7 @@ static void read_step(struct layer_http *h, struct layer_io *io)
 			n = io->len - p->cursor;
 		if (n > h->src.size - off)
 			n = (uint32_t)(h->src.size - off);
+		access_note(h->access, h->access_img, idx, false);
 		if (chunk_read(&h->ci, idx, in, n, buf) == 0) {
 			atomic_fetch_add(&h->hits, 1);
 			p->cursor += n;
@@ -300,6 +304,13 @@ int layer_http_open(const char *url, const struct layer_http_opts *o, struct lay
 			       o->chunk_size, o->cache_limit, why, whylen);
 	if (ret || (ret = aio_poster_init(&h->poster)))
 		goto fail;
+	h->access = o->access;
+	if ((h->access_img = access_log_image(o->access, TRACE_BASE, &h->src, &h->ci)) < -1) {
+		ret = h->access_img;
+		snprintf(why, whylen, "access trace: %s", strerror(-ret));
+		aio_poster_exit(&h->poster);
+		goto fail;
+	}
 	for (; h->nworkers < FETCH_WORKERS; h->nworkers++)
 		if ((ret = -pthread_create(&h->workers[h->nworkers], NULL, worker_main, h)))
 			break;

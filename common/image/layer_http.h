@@ -6,6 +6,8 @@
 #include "image/http.h"
 #include "image/layer.h"
 
+struct access_log;
+
 /* How remote files are read: HTTP, and the chunk cache they go through. */
 struct layer_http_opts {
 	struct http_opts http;
@@ -14,6 +16,7 @@ struct layer_http_opts {
 	uint64_t cache_limit;
 	unsigned readahead;         /* chunks fetched after a missed one */
 	bool prefetch;              /* fetch the whole image in the background */
+	struct access_log *access;  /* notes the images' chunk reads; NULL: none */
 };
 bool layer_is_url(const char *path);
 /* A read-only layer of the file at url; its statistics are the layer's

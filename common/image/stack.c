@@ -1,4 +1,5 @@
 #include "image/stack.h"
+#include "image/access_log.h"
 #include "image/e2b_header.h"
 #include "util/exitcodes.h"
 #include "image/layer_http.h"
@@ -76,12 +77,27 @@ int stack_open(const struct stack_config *cfg, struct layer **out, char *why, si
 	struct layer_http_opts ho;
 	if (stack_http_opts(cfg, &ho, why, whylen))
 		return EXIT_USAGE;
+	if (cfg->record_access || cfg->prefetch_trace) {
+		struct access_log_opts ao = {
+			.record_path = cfg->record_access,
+			.record_ms = cfg->record_ms,
+			.record_bytes = cfg->record_bytes,
+			.label = cfg->trace_label,
+			.replay = cfg->prefetch_trace,
+			.http = &ho.http,
+		};
+		why[0] = 0;
+		if ((ret = access_log_new(&ao, &ho.access, why, whylen)))
+			return ret == -ENOMEM ? EXIT_FAIL : ret == -EACCES ? EXIT_PERM : EXIT_BAD_IMAGE;
+	}
 
 	if (cfg->e2b_root) {
 		ret = layer_e2b_open(cfg->e2b_root, cfg->e2b_build, cfg->e2b_file, &ho, &top, why, whylen);
-		if (ret)
-			return ret == -EACCES ? EXIT_PERM : ret == -ETIMEDOUT ? EXIT_TIMEOUT :
+		if (ret) {
+			code = ret == -EACCES ? EXIT_PERM : ret == -ETIMEDOUT ? EXIT_TIMEOUT :
 			       ret == -ENOMEM ? EXIT_FAIL : EXIT_BAD_IMAGE;
+			goto fail_base;
+		}
 		/* ublk and the layers above count whole blocks */
 		if (top->size % LAYER_BLOCK_SIZE && (!cfg->any_size || layered)) {
 			snprintf(why, whylen, "build %s: its size %llu is not a multiple of %u bytes, "
@@ -92,13 +108,15 @@ int stack_open(const struct stack_config *cfg, struct layer **out, char *why, si
 		}
 	} else if (layer_is_url(cfg->base)) {
 		ret = layer_http_open(cfg->base, &ho, &top, why, whylen);
-		if (ret)
-			return ret == -EACCES ? EXIT_PERM : ret == -ETIMEDOUT ? EXIT_TIMEOUT : EXIT_BAD_IMAGE;
+		if (ret) {
+			code = ret == -EACCES ? EXIT_PERM : ret == -ETIMEDOUT ? EXIT_TIMEOUT : EXIT_BAD_IMAGE;
+			goto fail_base;
+		}
 	} else {
 		ret = layer_file_open(cfg->base, cfg->read_only || layered, &top);
 		if (ret) {
 			snprintf(why, whylen, "%s: %s", cfg->base, strerror(-ret));
-			return EXIT_BAD_IMAGE;
+			goto fail_base;
 		}
 	}
 	for (unsigned i = 0; i < cfg->n_layers; i++) {
@@ -138,9 +156,20 @@ int stack_open(const struct stack_config *cfg, struct layer **out, char *why, si
 		}
 		top = next;
 	}
+	if (ho.access) {
+		/* the log goes on top: its close comes first (prefetch stopped,
+		 * trace written) while the layers it reads are still open */
+		struct access_log *a = ho.access;
+		ho.access = NULL;
+		if ((ret = access_log_attach(a, top, &next, why, whylen)))
+			goto fail;
+		top = next;
+	}
 	*out = top;
 	return 0;
 fail:
 	layer_close(top);
+fail_base:
+	access_log_free(ho.access);
 	return code;
 }

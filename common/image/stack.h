@@ -31,6 +31,11 @@ struct stack_config {
 	bool insecure;
 	int readahead;                  /* -1: 1 chunk */
 	bool prefetch;
+	/* access traces (docs/access-trace.md) */
+	const char *record_access;      /* trace file to write, or NULL */
+	uint64_t record_ms, record_bytes;       /* its window; 0: the defaults */
+	const char *prefetch_trace;     /* trace file or URL to replay, or NULL */
+	const char *trace_label;        /* the recorded trace's label (the device's name) */
 	uint64_t size;          /* device size; 0: the base's (or the cache's) */
 	bool read_only;
 	/* The stack may end inside a block (an E2B build's size need not be

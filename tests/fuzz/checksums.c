@@ -77,3 +77,22 @@ void fz_fix_cache_map(uint8_t *b, size_t n)
 	if (n >= 88)
 		fz_put32(b + 60, crc32c(0, b, 60) ^ crc32c(0, b + 64, 24));
 }
+
+void fz_fix_trace(uint8_t *b, size_t n)
+{
+	size_t end = n;
+
+	for (size_t i = n; i-- > 0;)
+		if ((!i || b[i - 1] == '\n') && n - i >= 4 && !memcmp(b + i, "end ", 4)) {
+			end = i;
+			break;
+		}
+	if (end == n)
+		return;
+	uint8_t *sp = memchr(b + end + 4, ' ', n - end - 4);
+	char hex[9];
+	if (!sp || (size_t)(b + n - sp - 1) < 8)
+		return;
+	snprintf(hex, sizeof(hex), "%08x", crc32c(0, b, end));
+	memcpy(sp + 1, hex, 8);
+}

@@ -12,5 +12,9 @@
 void fz_fix_diff(uint8_t *b, size_t n);
 /* A cache map file's header CRC (docs/cache-format.md), in place. */
 void fz_fix_cache_map(uint8_t *b, size_t n);
+/* An access trace's checksum (docs/access-trace.md), in place: the 8
+ * bytes after the count of the last line starting "end " become the
+ * CRC-32C of every byte before that line, in hex. */
+void fz_fix_trace(uint8_t *b, size_t n);
 
 #endif

@@ -3,11 +3,14 @@
  * the project's own writers: a cache made and written through the cache
  * layer, its map and live map as the layer leaves them, diffs exported
  * from it by export_cache (what ublk-export-diff --cache runs) as raw,
- * zstd and v3, a state entry's config as devconfig_write writes it. Header values and option strings are the documented
- * examples. Run by `make fuzz-seeds`; the output is committed.
+ * zstd and v3, a state entry's config as devconfig_write writes it,
+ * access traces as trace_format writes them. Header values and option
+ * strings are the documented examples. Run by `make fuzz-seeds`; the
+ * output is committed.
  *   make-seeds CORPUS_DIR
  */
 #include "util/aio.h"
+#include "image/access_trace.h"
 #include "devconfig.h"
 #include "devopts.h"
 #include "export.h"
@@ -233,6 +236,50 @@ int main(int argc, char **argv)
 		snprintf(s + 1, sizeof(s) - 1, "%s", dev[i].s);
 		put_file("options", dev[i].name, s, 1 + strlen(s + 1), NULL, 0);
 	}
+
+	/* access traces as trace_format writes them: the spec's example, an
+	 * E2B start, their merge with a third start, none at all */
+	struct access_trace tr[3] = { 0 }, merged;
+	const struct trace_image tbase = { TRACE_BASE,
+		"9f2c4a0d6e1b3c5f7a9d2e4f6b8c0a1e3d5f7b9c1e2a4d6f8b0c3e5a7d9f1be1", 21474836480ull, 4194304 };
+	const struct trace_image layer = { TRACE_LAYER,
+		"77ab0c1d2e3f405162738495a6b7c8d9eafb0c1d2e3f405162738495a6b7c803", 21474836480ull, 4194304 };
+	const struct trace_image e2b = { TRACE_E2B,
+		"0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef", 536870912, 2097152 };
+	char tw[256];
+	for (int i = 0; i < 3; i++) {
+		tr[i].images[0] = tbase;
+		tr[i].images[1] = layer;
+		tr[i].nimages = 2;
+		tr[i].start_ms = 1764687600123ull + 60000ull * (uint64_t)i;
+		snprintf(tr[i].label, sizeof(tr[i].label), "boot");
+		trace_add(&tr[i], 0, 0, 12 + (uint64_t)i, false);
+		trace_add(&tr[i], 0, 1, 15, i == 2);
+		trace_add(&tr[i], 1, 37, 40 - (uint64_t)i, false);
+		trace_add(&tr[i], 0, 5120 - 1 - (uint64_t)i, 41, true);
+	}
+	if (trace_merge(tr, 3, &merged, tw, sizeof(tw)))
+		FZ_DIE("trace_merge: %s", tw);
+	struct access_trace one = { .nimages = 1, .images = { e2b }, .start_ms = 1764687600999ull };
+	snprintf(one.label, sizeof(one.label), "sb-17");
+	for (uint64_t c = 0; c < 64; c++)
+		trace_add(&one, 0, (c * 37) % 256, c * 3, c % 9 == 0);
+	struct access_trace none = { .start_ms = 0, .label = "-" };
+	const struct { const char *name; const struct access_trace *t; } traces[] = {
+		{ "example", &tr[0] }, { "merged", &merged }, { "e2b-64", &one }, { "no-images", &none },
+	};
+	for (size_t i = 0; i < sizeof(traces) / sizeof(traces[0]); i++) {
+		char *text;
+		size_t len;
+		if (trace_format(traces[i].t, &text, &len))
+			FZ_DIE("trace_format %s failed", traces[i].name);
+		put_file("trace", traces[i].name, text, len, NULL, 0);
+		free(text);
+	}
+	for (int i = 0; i < 3; i++)
+		trace_free(&tr[i]);
+	trace_free(&merged);
+	trace_free(&one);
 	io_uring_queue_exit(&ring);
 	return 0;
 }

@@ -141,7 +141,7 @@ teardown() {
 }
 
 @test "ublk-pool commands and their errors" {
-	run_mustfail 2 "no command given (list, status, reclaim, watch, shutdown, metrics)" "$B/ublk-pool"
+	run_mustfail 2 "no command given (list, status, reclaim, watch, shutdown, metrics, save-trace, trace-merge, trace-show)" "$B/ublk-pool"
 	run_mustfail 2 "unknown command 'frobnicate'" "$B/ublk-pool" frobnicate
 	run_mustfail 2 "unexpected argument 'extra'" "$B/ublk-pool" reclaim extra
 	run_mustfail 6 "'extra' is neither a ublk device" "$B/ublk-pool" list extra

@@ -21,7 +21,7 @@ complete_words() {
 @test "bash completion: options anywhere, ublk-pool's command and columns" {
 	[ "$(complete_words ublk-pool li)" = list ]
 	[ "$(complete_words ublk-pool --json l)" = list ]
-	[ "$(complete_words ublk-pool "")" = "list status reclaim watch shutdown metrics" ]
+	[ "$(complete_words ublk-pool "")" = "list status reclaim watch shutdown metrics save-trace trace-merge trace-show" ]
 	[ "$(complete_words ublk-pool list -o DEVICE,SI)" = DEVICE,SIZE ]
 	[ "$(complete_words ublk-pool list --output PRO)" = PROBLEM ]
 	[ "$(complete_words ublk-pool list --ra)" = --raw ]
@@ -32,6 +32,19 @@ complete_words() {
 	[ "$(complete_words ublk-pool list --re)" = "" ]
 	[ "$(complete_words ublk-pool reclaim --re)" = --recover ]
 	[ "$(complete_words ublk-pool metrics --t)" = --textfile ]
+}
+
+@test "bash completion: trace-merge takes -o FILE and trace files, trace-show no -o" {
+	T=$BATS_TEST_TMPDIR
+	touch "$T/a.trace" "$T/b.trace"
+	[ "$(complete_words ublk-pool tr)" = "trace-merge trace-show" ]
+	[ "$(complete_words ublk-pool trace-merge --o)" = --output ]
+	[ "$(complete_words ublk-pool trace-show --o)" = "" ]
+	[ "$(complete_words ublk-pool trace-show --j)" = --json ]
+	# a file, not columns
+	[ "$(complete_words ublk-pool trace-merge -o "$T/a")" = "$T/a.trace" ]
+	[ "$(complete_words ublk-pool trace-merge -o "$T/m.trace" "$T/b")" = "$T/b.trace" ]
+	[ "$(complete_words ublk-pool list -o DEVICE,SI)" = DEVICE,SIZE ]
 }
 
 @test "the zsh completion parses" {

@@ -28,3 +28,4 @@ fuzz() {
 @test "fuzz http: Content-Range, Content-Length, ETag, URLs in logs and cache keys" { fuzz http; }
 @test "fuzz ctlsock: control socket lines" { fuzz ctlsock; }
 @test "fuzz options: sizes, seconds, ids, inject specs, names, device options" { fuzz options; }
+@test "fuzz trace: access traces, their text and merge" { fuzz trace; }

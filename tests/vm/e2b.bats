@@ -216,3 +216,37 @@ PY
 	cmp "$T/img" "$T/root/$ROOT_ID/rootfs.ext4"
 	"$B/ublk-del" e1
 }
+
+@test "E2B on an HTTP root: a recorded access trace is replayed into the chunk cache" {
+	mkdir -p "$T/www/root"
+	nginx_run "$(cat <<CONF
+	access_log $T/nginx/access.log;
+	server { listen 127.0.0.1:18090; root $T/www; }
+CONF
+)"
+	make_image "$T/img" 8
+	"$REF" template "$T/www/root" "$T/img" "$ROOT_ID" --layout 4 --codec zstd --frame-size 262144
+	e2b=(--e2b "http://127.0.0.1:18090/root" --build "$ROOT_ID" --read-only --chunk-size 64K --readahead 0)
+	dev=$("$B/ublk-add" "${e2b[@]}" --record-access "$T/trace")
+	for b in 100 1500 700; do
+		cmp <(dd if="$dev" bs=4k skip=$b count=1 iflag=direct status=none) \
+			<(dd if="$T/img" bs=4k skip=$b count=1 status=none)
+	done
+	"$B/ublk-del" "$dev"
+	grep -q '^image 0 e2b [0-9a-f]\{64\} ' "$T/trace"
+	[ "$(grep -c ' r$' "$T/trace")" -ge 3 ]
+	# a cold start: the trace's chunks come before the reads ask
+	rm -rf "$T/chunks"
+	dev=$("$B/ublk-add" "${e2b[@]}" --prefetch-trace "$T/trace")
+	stats=$UBLK_STATE_DIR/ublkb${dev#/dev/ublkb}/stats
+	wait_until 120 "stats_fresh $dev && [ \"\$(jq .remote.trace_chunks_done $stats)\" = \"\$(jq .remote.trace_chunks $stats)\" ]"
+	before=$(grep -c ' 206 ' "$T/nginx/access.log")
+	for b in 100 1500 700; do
+		cmp <(dd if="$dev" bs=4k skip=$b count=1 iflag=direct status=none) \
+			<(dd if="$T/img" bs=4k skip=$b count=1 status=none)
+	done
+	[ "$(grep -c ' 206 ' "$T/nginx/access.log")" -eq "$before" ]
+	stats_fresh "$dev"
+	[ "$(jq .remote.trace_hits "$stats")" -ge 3 ]
+	"$B/ublk-del" "$dev"
+}

@@ -1,0 +1,438 @@
+/*
+ * The access log of a stack over remote images (docs/access-trace.md).
+ *
+ * Recording keeps, per image, a bitmap of chunks touched: after a chunk's
+ * first touch a note is one relaxed load. The first touch takes the lock
+ * and appends an entry; the window's end (time or bytes) is noticed there
+ * and by a small thread that writes the trace when the window ends, so no
+ * queue thread ever writes a file.
+ *
+ * Replay runs ACCESS_PREFETCH_THREADS threads on connections of their own,
+ * taking the trace's chunks in order and skipping those already cached.
+ * A read that needs a chunk now is fetched by its layer on the layer's own
+ * connections, never queued behind the prefetch: the prefetch only shares
+ * the bandwidth. Each prefetch transfer is cancelled when the stack closes.
+ */
+#include "image/access_log.h"
+#include "image/chunkcache.h"
+#include "image/http.h"
+#include "image/layer_http.h"
+#include "util/log.h"
+#include "util/timeutil.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+struct access_image {
+	struct trace_image t;
+	const struct http_source *src;
+	struct chunk_image *ci;
+	_Atomic uint8_t *seen;          /* recorded touches */
+	_Atomic uint8_t *brought;       /* chunks the prefetch stored */
+};
+
+struct access_log {
+	struct layer l;
+	struct access_image img[TRACE_MAX_IMAGES];
+	unsigned nimg;
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	atomic_bool stop;
+
+	/* recording */
+	char *record_path;
+	atomic_bool recording;
+	bool saved_end;                 /* the window's trace is written */
+	uint64_t start_mono, record_ms, record_bytes, bytes;
+	struct access_trace rec;
+	pthread_t recorder;
+	bool recorder_started;
+
+	/* replay */
+	struct access_trace plan;
+	bool replaying;
+	atomic_size_t next;             /* the plan's next entry to take */
+	_Atomic uint64_t done, hits, reads, errors;
+	pthread_t fetchers[ACCESS_PREFETCH_THREADS];
+	unsigned nfetchers;
+};
+
+static bool bit_test(_Atomic uint8_t *map, uint64_t i)
+{
+	return atomic_load_explicit(&map[i / 8], memory_order_relaxed) & (1u << (i % 8));
+}
+
+/* The previous state of the bit. */
+static bool bit_set(_Atomic uint8_t *map, uint64_t i)
+{
+	return atomic_fetch_or(&map[i / 8], (uint8_t)(1u << (i % 8))) & (1u << (i % 8));
+}
+
+/* Read a trace from a URL: small, one range request. */
+static int load_url(const char *url, const struct http_opts *ho, struct access_trace *t,
+		    char *why, size_t whylen)
+{
+	struct http_source src;
+	struct http_conn *c = NULL;
+	char *buf = NULL, sub[700], shown[1024];
+	int ret;
+
+	http_url_for_log(url, shown, sizeof(shown));
+	if ((ret = http_source_open(&src, url, ho, sub, sizeof(sub)))) {
+		snprintf(why, whylen, "%s", sub);
+		return ret;
+	}
+	if (src.size > TRACE_MAX_BYTES) {
+		snprintf(why, whylen, "%s: %llu bytes, more than a trace may have (%u)", shown,
+			 (unsigned long long)src.size, TRACE_MAX_BYTES);
+		ret = -EINVAL;
+	} else if (!(buf = malloc(src.size)) || !(c = http_conn_new())) {
+		ret = -ENOMEM;
+		snprintf(why, whylen, "%s: out of memory", shown);
+	} else if ((ret = http_read(c, &src, 0, (uint32_t)src.size, buf, NULL, sub, sizeof(sub)))) {
+		snprintf(why, whylen, "%s", sub);
+	} else if ((ret = trace_parse(buf, src.size, t, sub, sizeof(sub)))) {
+		snprintf(why, whylen, "%s: %s", shown, sub);
+	}
+	http_conn_free(c);
+	free(buf);
+	http_source_close(&src);
+	return ret;
+}
+
+int access_log_new(const struct access_log_opts *o, struct access_log **out, char *why,
+		   size_t whylen)
+{
+	struct access_log *a = calloc(1, sizeof(*a));
+	int ret = -ENOMEM;
+
+	if (!a)
+		return -ENOMEM;
+	pthread_mutex_init(&a->lock, NULL);
+	pthread_cond_init(&a->cond, NULL);
+	if (o->record_path && !(a->record_path = strdup(o->record_path)))
+		goto fail;
+	a->record_ms = o->record_ms ? o->record_ms : ACCESS_DEFAULT_RECORD_MS;
+	a->record_bytes = o->record_bytes ? o->record_bytes : ACCESS_DEFAULT_RECORD_BYTES;
+	snprintf(a->rec.label, sizeof(a->rec.label), "%s", o->label ? o->label : "-");
+	if (o->replay) {
+		ret = layer_is_url(o->replay) ? load_url(o->replay, o->http, &a->plan, why, whylen) :
+		      trace_load(o->replay, &a->plan, why, whylen);
+		if (ret)
+			goto fail;
+		a->replaying = true;
+	}
+	*out = a;
+	return 0;
+fail:
+	if (ret == -ENOMEM && !why[0])
+		snprintf(why, whylen, "out of memory");
+	access_log_free(a);
+	return ret;
+}
+
+int access_log_image(struct access_log *a, enum trace_role role, const struct http_source *src,
+		     struct chunk_image *ci)
+{
+	if (!a)
+		return -1;
+	if (a->nimg == TRACE_MAX_IMAGES)
+		return -ENOSPC;
+	struct access_image *m = &a->img[a->nimg];
+	const char *key = strrchr(ci->dir, '/');
+	size_t bytes = (size_t)((ci->nchunks + 7) / 8);
+
+	m->t.role = role;
+	key = key ? key + 1 : ci->dir;
+	if (strlen(key) != 64)
+		return -EINVAL;         /* not a chunk cache folder: cannot be */
+	memcpy(m->t.identity, key, 65);
+	m->t.size = ci->size;
+	m->t.chunk_size = ci->chunk_size;
+	m->src = src;
+	m->ci = ci;
+	/* calloc'd: untouched pages of a big image's bitmaps cost nothing */
+	m->seen = calloc(bytes ? bytes : 1, 1);
+	m->brought = calloc(bytes ? bytes : 1, 1);
+	if (!m->seen || !m->brought) {
+		free((void *)m->seen);
+		free((void *)m->brought);
+		return -ENOMEM;
+	}
+	a->rec.images[a->nimg] = m->t;
+	a->rec.nimages = ++a->nimg;
+	return (int)a->nimg - 1;
+}
+
+void access_note(struct access_log *a, int img, uint64_t chunk, bool write)
+{
+	if (!a || img < 0 || (unsigned)img >= a->nimg || chunk >= a->img[img].ci->nchunks)
+		return;
+	struct access_image *m = &a->img[img];
+
+	if (a->replaying && !write) {
+		atomic_fetch_add_explicit(&a->reads, 1, memory_order_relaxed);
+		if (bit_test(m->brought, chunk))
+			atomic_fetch_add_explicit(&a->hits, 1, memory_order_relaxed);
+	}
+	if (!atomic_load_explicit(&a->recording, memory_order_relaxed) || bit_test(m->seen, chunk))
+		return;
+	pthread_mutex_lock(&a->lock);
+	uint64_t t = now_ms() - a->start_mono;
+	if (!atomic_load(&a->recording) || bit_set(m->seen, chunk)) {
+		/* recorded meanwhile, or the window closed */
+	} else if (t > a->record_ms || a->bytes >= a->record_bytes || a->rec.n >= ACCESS_MAX_RECORDED) {
+		atomic_store(&a->recording, false);
+		pthread_cond_broadcast(&a->cond);
+	} else if (trace_add(&a->rec, (uint16_t)img, chunk, t, write)) {
+		log_err("--record-access %s: out of memory: the recording ends", a->record_path);
+		atomic_store(&a->recording, false);
+		pthread_cond_broadcast(&a->cond);
+	} else {
+		a->bytes += chunk_image_len(m->ci, chunk);
+	}
+	pthread_mutex_unlock(&a->lock);
+}
+
+/* Write the recording so far; called with a->lock held. */
+static int save_locked(struct access_log *a, char *why, size_t whylen)
+{
+	char sub[600];
+	int ret = trace_save(a->record_path, &a->rec, sub, sizeof(sub));
+	if (ret)
+		snprintf(why, whylen, "--record-access %s: %s", a->record_path, sub);
+	return ret;
+}
+
+/* Ends the window on time (a note ends it on bytes) and writes the trace. */
+static void *recorder_main(void *arg)
+{
+	struct access_log *a = arg;
+	char why[700];
+
+	pthread_mutex_lock(&a->lock);
+	while (atomic_load(&a->recording) && !atomic_load(&a->stop)) {
+		uint64_t now = now_ms(), end = a->start_mono + a->record_ms;
+		if (now >= end)
+			break;
+		struct timespec ts;
+		clock_gettime(CLOCK_MONOTONIC, &ts);
+		uint64_t ns = (uint64_t)ts.tv_nsec + (end - now) * 1000000ull;
+		ts.tv_sec += (time_t)(ns / 1000000000ull);
+		ts.tv_nsec = (long)(ns % 1000000000ull);
+		pthread_cond_timedwait(&a->cond, &a->lock, &ts);
+	}
+	atomic_store(&a->recording, false);
+	if (save_locked(a, why, sizeof(why)))
+		log_err("%s", why);
+	else
+		log_info("--record-access %s: %zu chunks of %u images recorded", a->record_path, a->rec.n,
+			 a->nimg);
+	a->saved_end = true;
+	pthread_mutex_unlock(&a->lock);
+	return NULL;
+}
+
+static void *prefetch_main(void *arg)
+{
+	struct access_log *a = arg;
+	struct http_conn *c = http_conn_new();
+	uint32_t cap = 0;
+	uint8_t *buf = NULL;
+	char why[700];
+
+	if (c)
+		http_conn_cancel_on(c, &a->stop);
+	for (size_t i; c && !atomic_load(&a->stop) && (i = atomic_fetch_add(&a->next, 1)) < a->plan.n;) {
+		const struct trace_entry *e = &a->plan.entries[i];
+		struct access_image *m = &a->img[e->image];
+		uint32_t len = chunk_image_len(m->ci, e->chunk);
+		int ret = 0;
+
+		if (!chunk_present(m->ci, e->chunk)) {
+			if (len > cap) {
+				free(buf);
+				cap = (buf = malloc(len)) ? len : 0;
+			}
+			ret = !buf ? -ENOMEM :
+			      http_read(c, m->src, e->chunk * m->t.chunk_size, len, buf, NULL, why, sizeof(why));
+			if (!ret && !(ret = chunk_store(m->ci, e->chunk, buf, len)))
+				bit_set(m->brought, e->chunk);
+		}
+		if (ret && !atomic_load(&a->stop)) {
+			/* the read that needs it will fetch it, and say what fails */
+			if (!atomic_fetch_add(&a->errors, 1))
+				log_err("--prefetch-trace: chunk %llu of image %u: %s",
+					(unsigned long long)e->chunk, e->image,
+					ret == -ENOMEM ? "out of memory" : why);
+		}
+		atomic_fetch_add(&a->done, 1);
+	}
+	free(buf);
+	http_conn_free(c);
+	return NULL;
+}
+
+static void stop_threads(struct access_log *a)
+{
+	pthread_mutex_lock(&a->lock);
+	atomic_store(&a->stop, true);
+	pthread_cond_broadcast(&a->cond);
+	pthread_mutex_unlock(&a->lock);
+	for (unsigned i = 0; i < a->nfetchers; i++)
+		pthread_join(a->fetchers[i], NULL);
+	a->nfetchers = 0;
+	if (a->recorder_started)
+		pthread_join(a->recorder, NULL);
+	a->recorder_started = false;
+}
+
+void access_log_free(struct access_log *a)
+{
+	if (!a)
+		return;
+	stop_threads(a);
+	for (unsigned i = 0; i < a->nimg; i++) {
+		free((void *)a->img[i].seen);
+		free((void *)a->img[i].brought);
+	}
+	trace_free(&a->rec);
+	trace_free(&a->plan);
+	free(a->record_path);
+	pthread_mutex_destroy(&a->lock);
+	pthread_cond_destroy(&a->cond);
+	free(a);
+}
+
+/* The pass-through layer: the same request goes below (no state of its
+ * own, so the lower layer's per-request area is where it expects it). */
+static void pass(struct layer *l, struct layer_io *io)
+{
+	if (io->op == LAYER_WRITE || io->op == LAYER_WRITE_ZEROES) {
+		struct access_log *a = (struct access_log *)l;
+		/* a write reaches a base's chunk at the device's offsets */
+		for (unsigned i = 0; i < a->nimg && atomic_load_explicit(&a->recording, memory_order_relaxed); i++)
+			if (a->img[i].t.role == TRACE_BASE && io->len)
+				for (uint64_t c = io->off / a->img[i].t.chunk_size;
+				     c <= (io->off + io->len - 1) / a->img[i].t.chunk_size; c++)
+					access_note(a, (int)i, c, true);
+	}
+	layer_submit(l->lower, io);
+}
+
+static enum layer_extent pass_extent(struct layer *l, uint64_t off, uint64_t *len)
+{
+	return layer_extent(l->lower, off, len);
+}
+
+static int log_stats(struct layer *l, char *buf, size_t len)
+{
+	struct access_log *a = (struct access_log *)l;
+	int n = layer_stack_stats(l->lower, buf, len);
+	char mine[256];
+	int m = 0;
+
+	if (n < 2 || (size_t)n >= len || buf[n - 1] != '}')
+		n = snprintf(buf, len, "{}");
+	if (a->record_path) {
+		pthread_mutex_lock(&a->lock);
+		size_t recorded = a->rec.n;
+		pthread_mutex_unlock(&a->lock);
+		m = snprintf(mine, sizeof(mine), ",\"trace_recording\":%s,\"trace_recorded\":%zu",
+			     atomic_load(&a->recording) ? "true" : "false", recorded);
+	}
+	if (a->replaying)
+		m += snprintf(mine + m, sizeof(mine) - (size_t)m, ",\"trace_chunks\":%zu,"
+			      "\"trace_chunks_done\":%llu,\"trace_reads\":%llu,\"trace_hits\":%llu",
+			      a->plan.n, (unsigned long long)a->done, (unsigned long long)a->reads,
+			      (unsigned long long)a->hits);
+	if (!m || (size_t)(n - 1 + m + 2) > len)
+		return n;
+	if (n == 2)     /* {} below: no comma before the first */
+		memmove(mine, mine + 1, (size_t)m--);
+	memcpy(buf + n - 1, mine, (size_t)m);
+	buf[n - 1 + m] = '}';
+	buf[n + m] = 0;
+	return n + m;
+}
+
+static void log_close(struct layer *l)
+{
+	struct access_log *a = (struct access_log *)l;
+	struct layer *lower = l->lower;
+	char why[700];
+
+	stop_threads(a);
+	if (a->record_path && !a->saved_end && save_locked(a, why, sizeof(why)))
+		log_err("%s", why);
+	access_log_free(a);
+	layer_close(lower);
+}
+
+static const struct layer_ops log_ops = {
+	.name = "access-log",
+	.read = pass,
+	.write = pass,
+	.flush = pass,
+	.discard = pass,
+	.close = log_close,
+	.stats = log_stats,
+	.extent = pass_extent,
+};
+
+int access_log_attach(struct access_log *a, struct layer *top, struct layer **out, char *why,
+		      size_t whylen)
+{
+	if (a->replaying) {
+		struct access_trace mine = { .nimages = a->nimg };
+		char sub[600];
+		for (unsigned i = 0; i < a->nimg; i++)
+			mine.images[i] = a->img[i].t;
+		if (!trace_images_match(&a->plan, &mine, sub, sizeof(sub))) {
+			snprintf(why, whylen, "--prefetch-trace: a trace of other images: %s (record "
+				 "a trace of this version)", sub);
+			access_log_free(a);
+			return -EINVAL;
+		}
+	}
+	a->l.ops = &log_ops;
+	a->l.lower = top;
+	a->l.size = top->size;
+	a->l.read_only = top->read_only;
+	memcpy(a->l.id, top->id, sizeof(a->l.id));
+	a->l.generation = top->generation;
+	a->start_mono = now_ms();
+	struct timespec wall;
+	clock_gettime(CLOCK_REALTIME, &wall);
+	a->rec.start_ms = (uint64_t)wall.tv_sec * 1000 + (uint64_t)wall.tv_nsec / 1000000;
+	if (a->record_path) {
+		atomic_store(&a->recording, true);
+		a->recorder_started = !pthread_create(&a->recorder, NULL, recorder_main, a);
+		if (!a->recorder_started)
+			log_err("--record-access %s: no thread to end the window: the trace is "
+				"written when the device stops", a->record_path);
+	}
+	for (; a->replaying && a->nfetchers < ACCESS_PREFETCH_THREADS; a->nfetchers++)
+		if (pthread_create(&a->fetchers[a->nfetchers], NULL, prefetch_main, a))
+			break;
+	*out = &a->l;
+	return 0;
+}
+
+int access_log_save_now(struct layer *top, char *why, size_t whylen)
+{
+	if (!top || top->ops != &log_ops || !((struct access_log *)top)->record_path) {
+		snprintf(why, whylen, "the device records no access trace (--record-access)");
+		return -ENOENT;
+	}
+	struct access_log *a = (struct access_log *)top;
+	pthread_mutex_lock(&a->lock);
+	int ret = save_locked(a, why, whylen);
+	pthread_mutex_unlock(&a->lock);
+	return ret;
+}

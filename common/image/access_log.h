@@ -1,0 +1,62 @@
+/* Recording which chunks of a stack's remote images a start touches, and
+ * prefetching them on a later start (docs/access-trace.md). The remote
+ * layers register their images and note each chunk they read; the access
+ * log keeps the first touches, writes the trace, and runs the prefetch
+ * threads of a replayed trace. It enters the stack as a pass-through top
+ * layer, whose close stops the prefetch and saves the recording before
+ * the layers below go away. */
+#ifndef UBLK_ACCESS_LOG_H
+#define UBLK_ACCESS_LOG_H
+
+#include "image/access_trace.h"
+#include "image/layer.h"
+
+#include <stdbool.h>
+#include <stdint.h>
+
+struct access_log;
+struct chunk_image;
+struct http_opts;
+struct http_source;
+
+#define ACCESS_PREFETCH_THREADS 4       /* connections of a replay, besides the layers' own */
+#define ACCESS_DEFAULT_RECORD_MS (60ull * 1000)
+#define ACCESS_DEFAULT_RECORD_BYTES (1ull << 30)
+/* entries a recording keeps at most: their text stays within
+ * TRACE_MAX_BYTES (an entry line is at most ~32 bytes) */
+#define ACCESS_MAX_RECORDED 100000
+
+struct access_log_opts {
+	const char *record_path;        /* write the trace here; NULL: no recording */
+	uint64_t record_ms;             /* first touches of this long (0: the default) */
+	uint64_t record_bytes;          /* or until chunks of this many bytes (0: the default) */
+	const char *label;              /* the trace's label (the device's name), or NULL */
+	const char *replay;             /* a trace FILE or URL to prefetch; NULL: none */
+	const struct http_opts *http;   /* how a trace URL is read */
+};
+
+/* 0, or -errno with why (a replay trace that cannot be read). */
+int access_log_new(const struct access_log_opts *o, struct access_log **out, char *why,
+		   size_t whylen);
+/* A remote image of the stack, in the order the stack opens them: its
+ * index for access_note (>= 0); -1 for a NULL log; -ENOSPC past
+ * TRACE_MAX_IMAGES, -ENOMEM. src and ci must stay valid until the log's
+ * layer is closed. */
+int access_log_image(struct access_log *a, enum trace_role role, const struct http_source *src,
+		     struct chunk_image *ci);
+/* Chunk chunk of image img was read (or written through to it): cheap
+ * after the first touch; nothing for a NULL log or img < 0. */
+void access_note(struct access_log *a, int img, uint64_t chunk, bool write);
+/* Check the replayed trace against the registered images, then put the
+ * log on top of the stack (top is the stack; *out the new top) and start
+ * recording and prefetching. On failure (-EINVAL: a trace of other
+ * images, with why) the log is freed and top is left to the caller. */
+int access_log_attach(struct access_log *a, struct layer *top, struct layer **out, char *why,
+		      size_t whylen);
+/* Write the recording now (it goes on). -ENOENT if the stack records
+ * nothing; top is the stack's top layer. */
+int access_log_save_now(struct layer *top, char *why, size_t whylen);
+/* Before attach only: free everything. */
+void access_log_free(struct access_log *a);
+
+#endif
