@@ -34,6 +34,7 @@ struct access_image {
 	struct chunk_image *ci;
 	_Atomic uint8_t *seen;          /* recorded touches */
 	_Atomic uint8_t *brought;       /* chunks the prefetch stored */
+	_Atomic uint8_t *fetching;      /* chunks the prefetch is fetching now */
 };
 
 struct access_log {
@@ -42,6 +43,7 @@ struct access_log {
 	unsigned nimg;
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
+	pthread_cond_t fetched;         /* a prefetch transfer ended */
 	atomic_bool stop;
 
 	/* recording */
@@ -71,6 +73,13 @@ static bool bit_test(_Atomic uint8_t *map, uint64_t i)
 static bool bit_set(_Atomic uint8_t *map, uint64_t i)
 {
 	return atomic_fetch_or(&map[i / 8], (uint8_t)(1u << (i % 8))) & (1u << (i % 8));
+}
+
+static void free_maps(struct access_image *m)
+{
+	free((void *)m->seen);
+	free((void *)m->brought);
+	free((void *)m->fetching);
 }
 
 /* Read a trace from a URL: small, one range request. */
@@ -115,6 +124,7 @@ int access_log_new(const struct access_log_opts *o, struct access_log **out, cha
 		return -ENOMEM;
 	pthread_mutex_init(&a->lock, NULL);
 	pthread_cond_init(&a->cond, NULL);
+	pthread_cond_init(&a->fetched, NULL);
 	if (o->record_path && !(a->record_path = strdup(o->record_path)))
 		goto fail;
 	a->record_ms = o->record_ms ? o->record_ms : ACCESS_DEFAULT_RECORD_MS;
@@ -159,9 +169,9 @@ int access_log_image(struct access_log *a, enum trace_role role, const struct ht
 	/* calloc'd: untouched pages of a big image's bitmaps cost nothing */
 	m->seen = calloc(bytes ? bytes : 1, 1);
 	m->brought = calloc(bytes ? bytes : 1, 1);
-	if (!m->seen || !m->brought) {
-		free((void *)m->seen);
-		free((void *)m->brought);
+	m->fetching = calloc(bytes ? bytes : 1, 1);
+	if (!m->seen || !m->brought || !m->fetching) {
+		free_maps(m);
 		return -ENOMEM;
 	}
 	a->rec.images[a->nimg] = m->t;
@@ -259,10 +269,15 @@ static void *prefetch_main(void *arg)
 				free(buf);
 				cap = (buf = malloc(len)) ? len : 0;
 			}
+			bit_set(m->fetching, e->chunk);
 			ret = !buf ? -ENOMEM :
 			      http_read(c, m->src, e->chunk * m->t.chunk_size, len, buf, NULL, why, sizeof(why));
 			if (!ret && !(ret = chunk_store(m->ci, e->chunk, buf, len)))
 				bit_set(m->brought, e->chunk);
+			pthread_mutex_lock(&a->lock);
+			atomic_fetch_and(&m->fetching[e->chunk / 8], (uint8_t)~(1u << (e->chunk % 8)));
+			pthread_cond_broadcast(&a->fetched);
+			pthread_mutex_unlock(&a->lock);
 		}
 		if (ret && !atomic_load(&a->stop)) {
 			/* the read that needs it will fetch it, and say what fails */
@@ -278,11 +293,24 @@ static void *prefetch_main(void *arg)
 	return NULL;
 }
 
+bool access_prefetch_wait(struct access_log *a, int img, uint64_t chunk)
+{
+	if (!a || img < 0 || (unsigned)img >= a->nimg || chunk >= a->img[img].ci->nchunks ||
+	    !bit_test(a->img[img].fetching, chunk))
+		return false;
+	pthread_mutex_lock(&a->lock);
+	while (bit_test(a->img[img].fetching, chunk) && !atomic_load(&a->stop))
+		pthread_cond_wait(&a->fetched, &a->lock);
+	pthread_mutex_unlock(&a->lock);
+	return true;
+}
+
 static void stop_threads(struct access_log *a)
 {
 	pthread_mutex_lock(&a->lock);
 	atomic_store(&a->stop, true);
 	pthread_cond_broadcast(&a->cond);
+	pthread_cond_broadcast(&a->fetched);
 	pthread_mutex_unlock(&a->lock);
 	for (unsigned i = 0; i < a->nfetchers; i++)
 		pthread_join(a->fetchers[i], NULL);
@@ -297,15 +325,14 @@ void access_log_free(struct access_log *a)
 	if (!a)
 		return;
 	stop_threads(a);
-	for (unsigned i = 0; i < a->nimg; i++) {
-		free((void *)a->img[i].seen);
-		free((void *)a->img[i].brought);
-	}
+	for (unsigned i = 0; i < a->nimg; i++)
+		free_maps(&a->img[i]);
 	trace_free(&a->rec);
 	trace_free(&a->plan);
 	free(a->record_path);
 	pthread_mutex_destroy(&a->lock);
 	pthread_cond_destroy(&a->cond);
+	pthread_cond_destroy(&a->fetched);
 	free(a);
 }
 

@@ -47,6 +47,12 @@ int access_log_image(struct access_log *a, enum trace_role role, const struct ht
 /* Chunk chunk of image img was read (or written through to it): cheap
  * after the first touch; nothing for a NULL log or img < 0. */
 void access_note(struct access_log *a, int img, uint64_t chunk, bool write);
+/* On a thread that may wait (a fetch thread, never a queue thread), before
+ * fetching chunk of img for a read: while the prefetch is fetching it
+ * already, wait for that transfer, which began first, instead of starting
+ * another. True if there was one (look in the chunk cache again: it
+ * failed if the chunk is not there). */
+bool access_prefetch_wait(struct access_log *a, int img, uint64_t chunk);
 /* Check the replayed trace against the registered images, then put the
  * log on top of the stack (top is the stack; *out the new top) and start
  * recording and prefetching. On failure (-EINVAL: a trace of other

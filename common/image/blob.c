@@ -136,6 +136,8 @@ static int read_chunk(struct blob *b, uint64_t idx, uint32_t in, uint32_t n, voi
 		return 0;
 	pthread_mutex_lock(&b->lock);
 	ret = chunk_read(&b->ci, idx, in, n, buf);   /* fetched meanwhile? */
+	if (ret && access_prefetch_wait(b->access, b->access_img, idx))
+		ret = chunk_read(&b->ci, idx, in, n, buf);   /* brought by the prefetch? */
 	if (ret) {
 		ret = http_read(b->conn, &b->src, idx * b->ci.chunk_size, len, b->chunk, NULL, why, sizeof(why));
 		if (!ret) {

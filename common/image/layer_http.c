@@ -164,12 +164,41 @@ static void http_flush(struct layer *l, struct layer_io *io)
 	io->done(io, 0);
 }
 
+/* Chunk idx from the server into the chunk cache: 0 or -errno (logged). */
+static int fetch_chunk(struct layer_http *h, struct http_conn *conn, uint8_t *buf, uint64_t idx,
+		       const char *logurl)
+{
+	uint32_t len = chunk_image_len(&h->ci, idx);
+	uint64_t start = now_ms();
+	unsigned attempts = 0;
+	char why[700] = "out of memory";
+	int ret = conn && buf ? http_read(conn, &h->src, idx * h->ci.chunk_size, len, buf, &attempts,
+					  why, sizeof(why)) : -ENOMEM;
+
+	if (!ret) {
+		ret = chunk_store(&h->ci, idx, buf, len);
+		if (ret)
+			snprintf(why, sizeof(why), "chunk cache %s: storing chunk %llu: %s", h->ci.dir,
+				 (unsigned long long)idx, strerror(-ret));
+	}
+	atomic_fetch_add(&h->fetch_ms, now_ms() - start);
+	atomic_fetch_add(&h->retries, attempts > 1 ? attempts - 1 : 0);
+	if (ret) {
+		atomic_fetch_add(&h->fetch_errors, 1);
+		log_err("%s: chunk %llu: %s", logurl, (unsigned long long)idx, why);
+	} else {
+		atomic_fetch_add(&h->chunks_fetched, 1);
+		atomic_fetch_add(&h->bytes_fetched, len);
+	}
+	return ret;
+}
+
 static void *worker_main(void *arg)
 {
 	struct layer_http *h = arg;
 	struct http_conn *conn = http_conn_new();
 	uint8_t *buf = malloc(h->ci.chunk_size);
-	char why[700], logurl[512];
+	char logurl[512];
 
 	http_url_for_log(h->src.url, logurl, sizeof(logurl));
 	pthread_mutex_lock(&h->lock);
@@ -186,27 +215,10 @@ static void *worker_main(void *arg)
 		j->running = true;
 		pthread_mutex_unlock(&h->lock);
 
-		uint32_t len = chunk_image_len(&h->ci, j->idx);
-		uint64_t start = now_ms();
-		unsigned attempts = 0;
-		int ret = conn && buf ? http_read(conn, &h->src, j->idx * h->ci.chunk_size, len, buf,
-						  &attempts, why, sizeof(why)) : -ENOMEM;
-		if (!ret) {
-			ret = chunk_store(&h->ci, j->idx, buf, len);
-			if (ret)
-				snprintf(why, sizeof(why), "chunk cache %s: storing chunk %llu: %s", h->ci.dir,
-					 (unsigned long long)j->idx, strerror(-ret));
-		}
-		atomic_fetch_add(&h->fetch_ms, now_ms() - start);
-		atomic_fetch_add(&h->retries, attempts > 1 ? attempts - 1 : 0);
-		if (ret) {
-			atomic_fetch_add(&h->fetch_errors, 1);
-			log_err("%s: chunk %llu: %s", logurl, (unsigned long long)j->idx, why);
-		} else {
-			atomic_fetch_add(&h->chunks_fetched, 1);
-			atomic_fetch_add(&h->bytes_fetched, len);
-		}
-
+		int ret = 0;
+		/* brought meanwhile by an access trace's prefetch: read from the cache */
+		if (!access_prefetch_wait(h->access, h->access_img, j->idx) || !chunk_present(&h->ci, j->idx))
+			ret = fetch_chunk(h, conn, buf, j->idx, logurl);
 		pthread_mutex_lock(&h->lock);
 		struct fetch_job **pp = &h->jobs;
 		while (*pp != j)

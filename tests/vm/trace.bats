@@ -93,6 +93,10 @@ record_img() {
 		--prefetch-trace "$T/trace")
 	[ "$(stat_of "$dev" .remote.trace_chunks)" -eq "$n" ]
 	wait_until 240 '[ "$(stat_of "$dev" .remote.trace_chunks_done)" -eq "$n" ]'
+	# no chunk came twice: the disk's probe of chunk 0 at start waited for
+	# the prefetch's transfer of it instead of starting its own
+	run bash -c "awk '\$3 == \"/img\" { print \$5 }' '$T/nginx/access.log' | sort | uniq -d"
+	[ -z "$output" ]
 	# four connections: a chunk starts before any chunk eight places later
 	read -ra chunks <<<"$(trace_chunks "$T/trace")"
 	for ((i = 0; i + 8 < ${#chunks[@]}; i++)); do
