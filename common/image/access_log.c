@@ -122,9 +122,13 @@ int access_log_new(const struct access_log_opts *o, struct access_log **out, cha
 
 	if (!a)
 		return -ENOMEM;
+	pthread_condattr_t monotonic;
+	pthread_condattr_init(&monotonic);
+	pthread_condattr_setclock(&monotonic, CLOCK_MONOTONIC);    /* the window's end */
 	pthread_mutex_init(&a->lock, NULL);
-	pthread_cond_init(&a->cond, NULL);
+	pthread_cond_init(&a->cond, &monotonic);
 	pthread_cond_init(&a->fetched, NULL);
+	pthread_condattr_destroy(&monotonic);
 	if (o->record_path && !(a->record_path = strdup(o->record_path)))
 		goto fail;
 	a->record_ms = o->record_ms ? o->record_ms : ACCESS_DEFAULT_RECORD_MS;

@@ -12,6 +12,7 @@
 
 #include <fcntl.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -21,6 +22,13 @@
 static char dir[] = "/tmp/test-access.XXXXXX";
 static char path[4096], base_path[4096], root[4096];
 static struct http_source src;      /* the prefetch's only: unused here */
+
+static double cpu_seconds(void)
+{
+	struct rusage ru;
+	getrusage(RUSAGE_SELF, &ru);
+	return ru.ru_utime.tv_sec + ru.ru_stime.tv_sec + (ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
+}
 
 static struct layer *open_base(void)
 {
@@ -113,6 +121,17 @@ static void test_windows(void)
 		sleep_ms(10);
 	CHECK(!trace_load(path, &t, why, sizeof(why)) && t.n == 2, "byte window: %s", why);
 	trace_free(&t);
+	layer_close(top);
+	chunk_image_close(&ci);
+	unlink(path);
+
+	/* an open window costs no CPU while nothing happens: the thread
+	 * that ends it sleeps until then */
+	top = recording(&ci, 60000, 0);
+	double before = cpu_seconds();
+	sleep_ms(300);
+	double used = cpu_seconds() - before;
+	CHECK(used < 0.1, "%.3f s of CPU in 300 ms of an idle recording", used);
 	layer_close(top);
 	chunk_image_close(&ci);
 	unlink(path);

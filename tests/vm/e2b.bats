@@ -238,15 +238,14 @@ CONF
 	# a cold start: the trace's chunks come before the reads ask
 	rm -rf "$T/chunks"
 	dev=$("$B/ublk-add" "${e2b[@]}" --prefetch-trace "$T/trace")
-	stats=$UBLK_STATE_DIR/ublkb${dev#/dev/ublkb}/stats
-	wait_until 120 "stats_fresh $dev && [ \"\$(jq .remote.trace_chunks_done $stats)\" = \"\$(jq .remote.trace_chunks $stats)\" ]"
+	n=$(stat_of "$dev" .remote.trace_chunks)
+	wait_until 120 '[ "$(stat_of "$dev" .remote.trace_chunks_done)" -eq "$n" ]'
 	before=$(grep -c ' 206 ' "$T/nginx/access.log")
 	for b in 100 1500 700; do
 		cmp <(dd if="$dev" bs=4k skip=$b count=1 iflag=direct status=none) \
 			<(dd if="$T/img" bs=4k skip=$b count=1 status=none)
 	done
 	[ "$(grep -c ' 206 ' "$T/nginx/access.log")" -eq "$before" ]
-	stats_fresh "$dev"
-	[ "$(jq .remote.trace_hits "$stats")" -ge 3 ]
+	[ "$(stat_of "$dev" .remote.trace_hits)" -ge 3 ]
 	"$B/ublk-del" "$dev"
 }

@@ -60,6 +60,12 @@ assert_none_left() {
 	[ -z "$(pgrep -x ublk-serve)" ] || { pgrep -ax ublk-serve >&2; return 1; }
 }
 
+# stat_of DEV JQ_PATH: a value of DEV's statistics, written after this moment.
+stat_of() {
+	stats_fresh "$1"
+	jq "$2" "$UBLK_STATE_DIR/ublkb${1#/dev/ublkb}/stats"
+}
+
 # nginx on loopback, as root, in $T/nginx; $1 is the http block's own
 # lines (access_log, server blocks), after the common settings.
 nginx_run() {

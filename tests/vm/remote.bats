@@ -47,11 +47,6 @@ teardown() {
 	vm_teardown
 }
 
-stat_of() { # device, jq path
-	stats_fresh "$1"
-	jq "$2" "$UBLK_STATE_DIR/ublkb${1#/dev/ublkb}/stats"
-}
-
 @test "a device over a remote base has the bytes of the file" {
 	make_image "$T/www/img" 24
 	dev=$("$B/ublk-add" --base "$URL/img" --chunk-size 1M --read-only)

@@ -33,11 +33,6 @@ teardown() {
 	vm_teardown
 }
 
-stat_of() { # device, jq path
-	stats_fresh "$1"
-	jq "$2" "$UBLK_STATE_DIR/ublkb${1#/dev/ublkb}/stats"
-}
-
 # The chunks of a trace's entries, in its order, on one line.
 trace_chunks() { awk 'NF == 4 && $4 ~ /^[rw]$/ { printf "%s ", $3 }' "$1"; }
 
