@@ -399,8 +399,10 @@ static void log_close(struct layer *l)
 	char why[700];
 
 	stop_threads(a);
+	pthread_mutex_lock(&a->lock);
 	if (a->record_path && !a->saved_end && save_locked(a, why, sizeof(why)))
 		log_err("%s", why);
+	pthread_mutex_unlock(&a->lock);
 	access_log_free(a);
 	layer_close(lower);
 }

@@ -55,6 +55,7 @@ struct layer_http {
 
 struct http_io {
 	uint32_t cursor;
+	uint32_t noted_to;      /* the access log has seen the chunks below this */
 	struct layer_io *next_waiter;
 };
 
@@ -139,7 +140,10 @@ static void read_step(struct layer_http *h, struct layer_io *io)
 			n = io->len - p->cursor;
 		if (n > h->src.size - off)
 			n = (uint32_t)(h->src.size - off);
-		access_note(h->access, h->access_img, idx, false);
+		if (p->noted_to <= p->cursor) {   /* a missed chunk's read resumes here */
+			access_note(h->access, h->access_img, idx, false);
+			p->noted_to = p->cursor + n;
+		}
 		if (chunk_read(&h->ci, idx, in, n, buf) == 0) {
 			atomic_fetch_add(&h->hits, 1);
 			p->cursor += n;
@@ -154,7 +158,10 @@ static void read_step(struct layer_http *h, struct layer_io *io)
 
 static void http_read_op(struct layer *l, struct layer_io *io)
 {
-	((struct http_io *)io->priv)->cursor = 0;
+	struct http_io *p = io->priv;
+
+	p->cursor = 0;
+	p->noted_to = 0;
 	read_step((struct layer_http *)l, io);
 }
 

@@ -119,8 +119,11 @@ record_img() {
 		--prefetch-trace "$T/trace" --timeout 60)
 	udevadm settle --timeout 30 2>/dev/null || true
 	n=$(stat_of "$dev" .remote.trace_chunks)
+	reads=$(stat_of "$dev" .remote.trace_reads)
 	# the trace's last chunk, needed now: fetched at once, not after the others
 	dd if="$dev" of="$T/last" bs=4k skip=$((244 * 16)) count=1 iflag=direct status=none
+	# one read, counted once though it waited for its chunk
+	[ "$(stat_of "$dev" .remote.trace_reads)" -eq $((reads + 1)) ]
 	cmp "$T/last" <(dd if="$T/www/img" bs=4k skip=$((244 * 16)) count=1 status=none)
 	done_now=$(stat_of "$dev" .remote.trace_chunks_done)
 	echo "prefetched $done_now of $n when the read of the last one ended"
