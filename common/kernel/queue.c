@@ -64,18 +64,32 @@ static int queue_cmd(struct ublk_queue *q, struct queue_tag *t, unsigned op, int
 	return 0;
 }
 
+/* The latencies of the requests ended since the last call, at one clock read. */
+static void count_ended(struct ublk_queue *q)
+{
+	uint64_t now = now_ns();
+
+	for (unsigned i = 0; i < q->nended; i++) {
+		uint64_t us = (now - q->ended_start_ns[i]) / 1000;
+		unsigned bucket = us ? 64 - (unsigned)__builtin_clzll(us) : 0;
+		COUNT(lat_sum_us, us);
+		COUNT(lat_hist[bucket < LAT_BUCKETS ? bucket : LAT_BUCKETS - 1], 1);
+		if (us > atomic_load_explicit(&q->stats.lat_max_us, memory_order_relaxed))
+			atomic_store_explicit(&q->stats.lat_max_us, us, memory_order_relaxed);
+	}
+	/* last: the stall watch compares it with started */
+	COUNT(lat_count, q->nended);
+	q->nended = 0;
+}
+
 void queue_req_done(struct queue_req *req, int res)
 {
 	struct queue_tag *t = (struct queue_tag *)req;
 	struct ublk_queue *q = t->q;
 
-	uint64_t us = (now_ns() - t->start_ns) / 1000;
-	unsigned bucket = us ? 64 - (unsigned)__builtin_clzll(us) : 0;
-	COUNT(lat_count, 1);
-	COUNT(lat_sum_us, us);
-	COUNT(lat_hist[bucket < LAT_BUCKETS ? bucket : LAT_BUCKETS - 1], 1);
-	if (us > atomic_load_explicit(&q->stats.lat_max_us, memory_order_relaxed))
-		atomic_store_explicit(&q->stats.lat_max_us, us, memory_order_relaxed);
+	if (q->nended == q->ended_cap)
+		count_ended(q);
+	q->ended_start_ns[q->nended++] = t->start_ns;
 	if (res < 0) {
 		COUNT(errors, 1);
 		log_dbg("ublkb%u q%u tag %u: op %d off %llu len %u failed: %s", q->dev_id,
@@ -94,7 +108,9 @@ static void serve(struct ublk_queue *q, struct queue_tag *t)
 	unsigned op = ublksrv_get_op(d);
 
 	t->state = TAG_SERVING;
-	t->start_ns = now_ns();
+	if (!q->batch_ns)
+		q->batch_ns = now_ns();
+	t->start_ns = q->batch_ns;
 	COUNT(started, 1);
 	io->off = d->start_sector << 9;
 	io->len = d->nr_sectors << 9;
@@ -181,7 +197,9 @@ static int setup(struct ublk_queue *q)
 	size_t priv = (q->target.priv_size + 15) & ~(size_t)15;
 	q->tags = calloc(q->depth, sizeof(*q->tags));
 	q->privs = calloc(q->depth, priv ? priv : 1);
-	if (!q->tags || !q->privs)
+	q->ended_cap = q->depth;
+	q->ended_start_ns = calloc(q->ended_cap, sizeof(*q->ended_start_ns));
+	if (!q->tags || !q->privs || !q->ended_start_ns)
 		return -ENOMEM;
 	for (uint16_t i = 0; i < q->depth; i++) {
 		struct queue_tag *t = &q->tags[i];
@@ -212,6 +230,8 @@ static void teardown(struct ublk_queue *q)
 	}
 	free(q->privs);
 	q->privs = NULL;
+	free(q->ended_start_ns);
+	q->ended_start_ns = NULL;
 	if (q->aio.ring) {
 		io_uring_queue_exit(&q->ring);
 		q->aio.ring = NULL;
@@ -250,6 +270,9 @@ static void *queue_main(void *arg)
 			seen++;
 		}
 		io_uring_cq_advance(&q->ring, seen);
+		if (q->nended)
+			count_ended(q);
+		q->batch_ns = 0;
 	}
 out:
 	teardown(q);

@@ -191,3 +191,20 @@ sum() { sha256sum <"$1" | cut -d' ' -f1; }
 	[ "$(jq .latency_us.count "$s")" -ge 110 ]
 	"$B/ublk-del" "$dev"
 }
+
+@test "latencies in the statistics: a held read counts its whole wait, the reads around it do not" {
+	make_image "$T/base" 8
+	dev=$("$B/ublk-add" --base "$T/base" --inject delay-read=400@4M-4100K)
+	udevadm settle --timeout 30 2>/dev/null || true
+	dd if="$dev" of=/dev/null bs=4k count=200 iflag=direct status=none
+	dd if="$dev" of=/dev/null bs=4k skip=1024 count=1 iflag=direct status=none
+	s=$(stat_of "$dev" .latency_us)
+	echo "$s"
+	[ "$(jq .count <<<"$s")" -ge 201 ]
+	[ "$(jq .max <<<"$s")" -ge 400000 ]
+	[ "$(jq .max <<<"$s")" -lt 60000000 ]
+	# the median request took under 262 ms (a log2 bucket's bound)
+	[ "$(jq .p50_max <<<"$s")" -le 262144 ]
+	[ "$(jq .avg <<<"$s")" -gt 0 ]
+	"$B/ublk-del" "$dev"
+}
