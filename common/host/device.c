@@ -254,3 +254,18 @@ void device_nudge(uint32_t id)
 		(void)!pread(fd, buf, sizeof(buf), 0);
 	_exit(0);
 }
+
+int device_set_scheduler(uint32_t id, const char *name)
+{
+	char path[96];
+	int ret = 0;
+
+	snprintf(path, sizeof(path), "/sys/block/ublkb%u/queue/scheduler", id);
+	int fd = open(path, O_WRONLY | O_CLOEXEC | O_NOFOLLOW);
+	if (fd < 0)
+		return -errno;
+	if (write(fd, name, strlen(name)) < 0)
+		ret = -errno;
+	close(fd);
+	return ret;
+}

@@ -35,4 +35,8 @@ int device_delete(uint32_t id, uint64_t timeout_ms, bool force, char *why, size_
  * completes, that is once the device is live again (or deleted). */
 void device_nudge(uint32_t id);
 
+/* Set the IO scheduler of /dev/ublkbID's queue (as sysfs names it, e.g.
+ * "none"): 0 or -errno. */
+int device_set_scheduler(uint32_t id, const char *name);
+
 #endif

@@ -285,3 +285,21 @@ fio_until_done() {
 	[ "$(grep -vc '^ublk-pool: watching' "$T/watch.log")" -eq 0 ]
 	"$B/ublk-del" "$dev"
 }
+
+@test "a new device has no IO scheduler; a recovered one keeps the one it had" {
+	make_image "$T/base" 8
+	dev=$("$B/ublk-add" --base "$T/base" --cache "$T/cache")
+	id=${dev#/dev/ublkb}
+	# the kernel's choice for a 1-queue disk is mq-deadline
+	run cat "/sys/block/ublkb$id/queue/scheduler"
+	[[ "$output" == *"[none]"* ]]
+	echo mq-deadline >"/sys/block/ublkb$id/queue/scheduler"
+	pid=$(server_pid "$id")
+	kill -9 "$pid"
+	"$B/ublk-pool" reclaim --recover
+	wait_recovered "$id" "$pid"
+	run cat "/sys/block/ublkb$id/queue/scheduler"
+	[[ "$output" == *"[mq-deadline]"* ]]
+	dd if="$dev" of=/dev/null bs=4k count=16 iflag=direct status=none
+	"$B/ublk-del" "$dev"
+}
