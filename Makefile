@@ -151,7 +151,8 @@ bench: deps all
 	boot=$$(tests/bench-boot-image.sh) || { echo "bench: no boot image: the boot rows are skipped" >&2; boot=; }; \
 	UBLK_BIN=$(CURDIR)/$(OUT) tests/vm/run.sh env BENCH_RUNTIME=$${BENCH_RUNTIME:-5} UBLK_BIN_B="$$ab" \
 		BENCH_AB_LABEL="$(BENCH_AB)" BENCH_BOOT_IMG="$$boot" BENCH_ONLY="$${BENCH_ONLY:-}" \
-		BENCH_BOOT_CHUNK="$${BENCH_BOOT_CHUNK:-}" BENCH_BOOT_ROUNDS="$${BENCH_BOOT_ROUNDS:-}" tests/bench.sh
+		BENCH_BOOT_CHUNK="$${BENCH_BOOT_CHUNK:-}" BENCH_BOOT_ROUNDS="$${BENCH_BOOT_ROUNDS:-}" \
+		BENCH_BOOT_DELAY_MS="$${BENCH_BOOT_DELAY_MS:-}" tests/bench.sh
 
 DOCS = README.md $(wildcard docs/*.md)
 

@@ -12,12 +12,15 @@
 #
 #   BENCH_RUNTIME  seconds per fio job (default 5)
 #   BENCH_ONLY     run only these sections, comma-separated: boot (the
-#                  boot-like cold start), record (the cost of --record-access)
+#                  boot-like cold start), record (the cost of --record-access),
+#                  profile (perf: where the CPU goes in loop and overlay jobs),
+#                  fio (the fio rows and their tables only)
 #   BENCH_BOOT_IMG the ext4 image of the boot rows (tests/bench-boot-image.sh
 #                  builds it on the host; make bench passes it); unset: the
 #                  boot rows are skipped
 #   BENCH_BOOT_CHUNK  --chunk-size of the boot rows (default 1M)
 #   BENCH_BOOT_ROUNDS rounds of the boot rows (default 3)
+#   BENCH_BOOT_DELAY_MS  netem delay of the boot rows, each way (default 10)
 #   UBLK_BIN_B     a second build (make bench BENCH_AB=REV builds REV): every
 #                  ublk measurement runs on both, in this one boot, the
 #                  second's labelled @B (BENCH_AB_LABEL)
@@ -185,6 +188,41 @@ record_rows() {
 	rm -rf "$W/www-rec"
 }
 
+# Where the CPU goes (issue #15): perf samples the whole VM (cpu-clock, a
+# software event: TCG has no PMU) while fio runs a job on the loop device
+# and on a 1-queue overlay over the same bytes; per job and target, the
+# share of each program and of each function over 2%.
+profile_rows() {
+	local name target dev
+	if ! perf record -q -e cpu-clock -o "$W/probe.data" -- true 2>/dev/null; then
+		echo "bench: profile: skipped, perf cannot sample here (CONFIG_PERF_EVENTS, linux-perf)"
+		return 0
+	fi
+	cp "$W/base" "$W/loop.img"
+	for name in randread-4k-qd32 randwrite-4k-qd32 seqread-128k-qd8; do
+		for target in loop overlay; do
+			if [ "$target" = loop ]; then
+				dev=$(losetup --find --show "$W/loop.img")
+			else
+				dev=$("$A/ublk-add" --base "$W/base" --cache "$W/cache")
+			fi
+			# shellcheck disable=SC2086
+			perf record -q -a -e cpu-clock -F 997 -o "$W/perf.data" -- \
+				fio --name="$name" --filename="$dev" --ioengine=io_uring --direct=1 ${job[$name]} \
+				--time_based --runtime="$runtime" --ramp_time=1 --size=${size_mb}M >/dev/null 2>&1
+			if [ "$target" = loop ]; then losetup -d "$dev"; else "$A/ublk-del" "$dev"; fi
+			rm -f "$W/cache" "$W/cache.map"
+			echo
+			echo "profile $name, $target: share of samples by thread, then by function (>= 2%)"
+			perf report -i "$W/perf.data" --stdio --no-children --sort comm --percent-limit 2 2>/dev/null |
+				awk '!/^#/ && NF'
+			perf report -i "$W/perf.data" --stdio --no-children --sort comm,dso,sym --percent-limit 2 \
+				2>/dev/null | awk '!/^#/ && NF'
+		done
+	done
+	rm -f "$W/loop.img" "$W/perf.data" "$W/probe.data"
+}
+
 # Boot-like cold start (issue #17): an ext4 image of the host's Debian tree
 # (tests/bench-boot-image.sh) as a remote base, from nginx on loopback
 # delayed by netem, 10 ms each way: a 20 ms round trip. Each run: drop the
@@ -196,7 +234,8 @@ record_rows() {
 # reported, as a TCG VM on a shared host varies by 2x from run to run.
 boot_chunk=${BENCH_BOOT_CHUNK:-1M}
 boot_rounds=${BENCH_BOOT_ROUNDS:-3}
-boot_delay_ms=10
+boot_delay_ms=${BENCH_BOOT_DELAY_MS:-10}
+[[ $boot_delay_ms =~ ^[0-9]{1,4}$ ]] || { echo "bench: BENCH_BOOT_DELAY_MS: not a number of ms: $boot_delay_ms" >&2; exit 2; }
 boot_skip=
 declare -A boot_ms boot_cpu boot_stat boot_read boot_fetched boot_trace
 
@@ -381,12 +420,78 @@ goals17() {
 	fi
 }
 
+# fio on the loop device, null_blk, and each build's plain, overlay (1 and 2
+# queues) and fragmented overlay devices
+fio_rows() {
+	local b B L q dev loopdev
+	# kernel loop over a copy of the base (writes must not touch the others')
+	cp "$W/base" "$W/loop.img"
+	loopdev=$(losetup --find --show "$W/loop.img")
+	bench loop "$loopdev" $all_jobs
+	losetup -d "$loopdev"
+	rm -f "$W/loop.img"
+
+	if [ -b /dev/nullb0 ]; then bench null_blk /dev/nullb0 $std_jobs; fi
+
+	for b in "${builds[@]}"; do
+		B=${bin[$b]} L=${label[$b]}
+		cp "$W/base" "$W/plain.img"
+		dev=$("$B/ublk-add" --base "$W/plain.img")
+		bench "plain$L" "$dev" $std_jobs
+		"$B/ublk-del" "$dev"
+		rm -f "$W/plain.img"
+
+		for q in 1 2; do
+			dev=$("$B/ublk-add" --base "$W/base" --cache "$W/cache" --queues $q)
+			bench "overlay-q$q$L" "$dev" $all_jobs
+			"$B/ublk-del" "$dev"
+			rm -f "$W/cache" "$W/cache.map"
+		done
+
+		# every other 4 KiB block in the cache: a read alternates cache and base
+		dev=$("$B/ublk-add" --base "$W/base" --cache "$W/cache")
+		fio --name=frag --filename="$dev" --ioengine=io_uring --direct=1 --rw=write:4k --bs=4k \
+			--iodepth=32 --size=${size_mb}M >/dev/null
+		bench "frag$L" "$dev" randread-64k-qd8
+		"$B/ublk-del" "$dev"
+		rm -f "$W/cache" "$W/cache.map"
+	done
+}
+
+table() { # title, name of the associative array
+	local -n cell=$2
+	local t name
+	printf '\n%-18s' "$1"
+	for t in "${targets[@]}"; do printf '%14s' "$t"; done
+	echo
+	for name in $all_jobs; do
+		printf '%-18s' "$name"
+		for t in "${targets[@]}"; do printf '%14s' "${cell[$t,$name]:--}"; done
+		echo
+	done
+}
+# The fio rows so far: IOPS, ratio to loop (kept in to_loop), mean latency
+declare -A to_loop
+fio_tables() {
+	local t name
+	for t in "${targets[@]}"; do
+		for name in $all_jobs; do
+			to_loop[$t,$name]=$(ratio "${iops[$t,$name]:-}" "${iops[loop,$name]:-}")
+		done
+	done
+	table IOPS iops
+	table "ratio to loop" to_loop
+	table "mean lat (us)" lat
+}
+
 if [ -n "${BENCH_ONLY:-}" ]; then
 	for section in ${BENCH_ONLY//,/ }; do
 		case $section in
 		boot) boot_rows ;;
 		record) record_rows ;;
-		*) echo "bench: BENCH_ONLY: unknown section '$section' (boot, record)" >&2; exit 2 ;;
+		profile) profile_rows ;;
+		fio) fio_rows; fio_tables ;;
+		*) echo "bench: BENCH_ONLY: unknown section '$section' (boot, record, profile, fio)" >&2; exit 2 ;;
 		esac
 	done
 	for b in "${builds[@]}"; do
@@ -397,38 +502,7 @@ if [ -n "${BENCH_ONLY:-}" ]; then
 	exit 0
 fi
 
-# kernel loop over a copy of the base (writes must not touch the others')
-cp "$W/base" "$W/loop.img"
-loopdev=$(losetup --find --show "$W/loop.img")
-bench loop "$loopdev" $all_jobs
-losetup -d "$loopdev"
-rm -f "$W/loop.img"
-
-if [ -b /dev/nullb0 ]; then bench null_blk /dev/nullb0 $std_jobs; fi
-
-for b in "${builds[@]}"; do
-	B=${bin[$b]} L=${label[$b]}
-	cp "$W/base" "$W/plain.img"
-	dev=$("$B/ublk-add" --base "$W/plain.img")
-	bench "plain$L" "$dev" $std_jobs
-	"$B/ublk-del" "$dev"
-	rm -f "$W/plain.img"
-
-	for q in 1 2; do
-		dev=$("$B/ublk-add" --base "$W/base" --cache "$W/cache" --queues $q)
-		bench "overlay-q$q$L" "$dev" $all_jobs
-		"$B/ublk-del" "$dev"
-		rm -f "$W/cache" "$W/cache.map"
-	done
-
-	# every other 4 KiB block in the cache: a read alternates cache and base
-	dev=$("$B/ublk-add" --base "$W/base" --cache "$W/cache")
-	fio --name=frag --filename="$dev" --ioengine=io_uring --direct=1 --rw=write:4k --bs=4k \
-		--iodepth=32 --size=${size_mb}M >/dev/null
-	bench "frag$L" "$dev" randread-64k-qd8
-	"$B/ublk-del" "$dev"
-	rm -f "$W/cache" "$W/cache.map"
-done
+fio_rows
 
 nbdkit -U "$W/nbd.sock" -P "$W/nbd.pid" -f --filter=cow file "$W/base" &
 nbd_pid=$!
@@ -471,27 +545,7 @@ done
 kill "$(cat "$W/nginx/pid")"
 rm -f "$W/nginx/pid"
 
-table() { # title, name of the associative array
-	local -n cell=$2
-	local t name
-	printf '\n%-18s' "$1"
-	for t in "${targets[@]}"; do printf '%14s' "$t"; done
-	echo
-	for name in $all_jobs; do
-		printf '%-18s' "$name"
-		for t in "${targets[@]}"; do printf '%14s' "${cell[$t,$name]:--}"; done
-		echo
-	done
-}
-declare -A to_loop
-for t in "${targets[@]}"; do
-	for name in $all_jobs; do
-		to_loop[$t,$name]=$(ratio "${iops[$t,$name]:-}" "${iops[loop,$name]:-}")
-	done
-done
-table IOPS iops
-table "ratio to loop" to_loop
-table "mean lat (us)" lat
+fio_tables
 
 # add -> live -> del, 10 times each
 n=10

@@ -12,6 +12,8 @@ pkgs=(
 	clang libclang-rt-14-dev
 	# benchmark peers: the NBD way of serving the same overlay
 	nbdkit nbd-client
+	# make bench BENCH_ONLY=profile samples the VM with perf
+	linux-perf
 	# remote base tests: a real HTTP server on loopback
 	nginx python3 curl
 	# the udev rule under a real systemd-udevd in the VM; the unit checked by
