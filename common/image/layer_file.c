@@ -8,15 +8,18 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/falloc.h>
+#include <linux/magic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/vfs.h>
 #include <unistd.h>
 
 struct layer_file {
 	struct layer l;
 	int fd;
 	bool write_inline;      /* a regular file: writes are page cache copies */
+	bool read_inline;       /* a file in memory (tmpfs): reads are copies */
 };
 
 static void rw_step(struct layer_file *f, struct layer_io *io);
@@ -76,12 +79,40 @@ static void write_inline(struct layer_file *f, struct layer_io *io)
 	io->done(io, ret ? ret : (int)io->len);
 }
 
+/* A read of a file that lives in memory is a copy, which io_uring hands to
+ * a worker thread where the file system does not promise non-blocking
+ * reads (tmpfs on 6.12: its reads cost half the overlay's 4 KiB read rate
+ * in context switches). It is done here, as writes are. The pages of a
+ * swapped-out tmpfs file make it wait, as loop's worker would. */
+static void read_inline(struct layer_file *f, struct layer_io *io)
+{
+	char *buf = io->buf;
+
+	for (uint32_t got = 0; got < io->len;) {
+		ssize_t n = pread(f->fd, buf + got, io->len - got, (off_t)(io->off + got));
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			io->done(io, -errno);
+			return;
+		}
+		if (n == 0) {   /* past end of file: zeros, as rw_complete says */
+			memset(buf + got, 0, io->len - got);
+			break;
+		}
+		got += (uint32_t)n;
+	}
+	io->done(io, (int)io->len);
+}
+
 static void file_rw(struct layer *l, struct layer_io *io)
 {
 	struct layer_file *f = (struct layer_file *)l;
 
 	if (io->op == LAYER_WRITE && f->write_inline)
 		write_inline(f, io);
+	else if (io->op == LAYER_READ && f->read_inline)
+		read_inline(f, io);
 	else
 		rw_step(f, io);
 }
@@ -182,7 +213,11 @@ int layer_file_open(const char *path, bool read_only, struct layer **out)
 	f->l.size = size;
 	f->l.read_only = read_only;
 	f->fd = fd;
-	f->write_inline = !read_only && fstat(fd, &st) == 0 && S_ISREG(st.st_mode);
+	struct statfs fs;
+	bool regular = fstat(fd, &st) == 0 && S_ISREG(st.st_mode);
+	f->write_inline = !read_only && regular;
+	f->read_inline = regular && fstatfs(fd, &fs) == 0 &&
+			 (fs.f_type == TMPFS_MAGIC || fs.f_type == RAMFS_MAGIC);
 	*out = &f->l;
 	return 0;
 }
