@@ -212,6 +212,13 @@ static void split_span_done(struct layer_io *child, int res)
 		if (r->st == ST_ZERO) {
 			memset((char *)io->buf + r->at, 0, r->len);
 		} else if (r->st == ST_DIRTY) {
+			int ret = layer_file_read_now(p->cache->data, (char *)io->buf + r->at, r->len,
+						      io->off + r->at);
+			if (ret != -EAGAIN) {
+				if (ret)
+					p->err = ret;
+				continue;
+			}
 			r->p = p;
 			r->areq.complete = split_run_done;
 			if (!split_run_queue(p, r)) {

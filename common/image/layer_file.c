@@ -89,35 +89,37 @@ static void write_inline(struct layer_file *f, struct layer_io *io)
  * worker would. */
 #define READ_INLINE_MAX (32u << 10)
 
-static void read_inline(struct layer_file *f, struct layer_io *io)
+int layer_file_read_now(struct layer *l, void *buf, uint32_t len, uint64_t off)
 {
-	char *buf = io->buf;
+	struct layer_file *f = (struct layer_file *)l;
 
-	for (uint32_t got = 0; got < io->len;) {
-		ssize_t n = pread(f->fd, buf + got, io->len - got, (off_t)(io->off + got));
+	if (!f->read_inline || len > READ_INLINE_MAX)
+		return -EAGAIN;
+	for (uint32_t got = 0; got < len;) {
+		ssize_t n = pread(f->fd, (char *)buf + got, len - got, (off_t)(off + got));
 		if (n < 0 && errno == EINTR)
 			continue;
-		if (n < 0) {
-			io->done(io, -errno);
-			return;
-		}
+		if (n < 0)
+			return errno == EAGAIN ? -EIO : -errno;
 		if (n == 0) {   /* past end of file: zeros, as rw_complete says */
-			memset(buf + got, 0, io->len - got);
+			memset((char *)buf + got, 0, len - got);
 			break;
 		}
 		got += (uint32_t)n;
 	}
-	io->done(io, (int)io->len);
+	return 0;
 }
 
 static void file_rw(struct layer *l, struct layer_io *io)
 {
 	struct layer_file *f = (struct layer_file *)l;
 
+	int ret;
+
 	if (io->op == LAYER_WRITE && f->write_inline)
 		write_inline(f, io);
-	else if (io->op == LAYER_READ && f->read_inline && io->len <= READ_INLINE_MAX)
-		read_inline(f, io);
+	else if (io->op == LAYER_READ && (ret = layer_file_read_now(l, io->buf, io->len, io->off)) != -EAGAIN)
+		io->done(io, ret ? ret : (int)io->len);
 	else
 		rw_step(f, io);
 }

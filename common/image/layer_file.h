@@ -8,5 +8,10 @@
 int layer_file_open(const char *path, bool read_only, struct layer **out);
 /* The file descriptor of a file layer (for fdatasync by the cache). */
 int layer_file_fd(const struct layer *l);
+/* Read len bytes at off at once, on the caller's thread, when the file
+ * lives in memory (tmpfs) and len is small enough for that to be cheaper
+ * than the ring: 0 (past end of file reads as zeros), -errno, or -EAGAIN
+ * when the read belongs on the ring. */
+int layer_file_read_now(struct layer *l, void *buf, uint32_t len, uint64_t off);
 
 #endif

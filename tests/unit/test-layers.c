@@ -495,6 +495,8 @@ int main(void)
 	}
 	test_file_layer("/tmp");
 	test_file_layer("/dev/shm");
+	/* a cache on tmpfs reads its dirty runs inline, the split ones too */
+	test_cache_model();
 	image_dir = "/tmp";
 	test_cache_layer();
 	test_cache_model();
