@@ -113,7 +113,6 @@ int layer_file_read_now(struct layer *l, void *buf, uint32_t len, uint64_t off)
 static void file_rw(struct layer *l, struct layer_io *io)
 {
 	struct layer_file *f = (struct layer_file *)l;
-
 	int ret;
 
 	if (io->op == LAYER_WRITE && f->write_inline)
