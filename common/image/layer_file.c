@@ -95,19 +95,8 @@ int layer_file_read_now(struct layer *l, void *buf, uint32_t len, uint64_t off)
 
 	if (!f->read_inline || len > READ_INLINE_MAX)
 		return -EAGAIN;
-	for (uint32_t got = 0; got < len;) {
-		ssize_t n = pread(f->fd, (char *)buf + got, len - got, (off_t)(off + got));
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			return errno == EAGAIN ? -EIO : -errno;
-		if (n == 0) {   /* past end of file: zeros, as rw_complete says */
-			memset((char *)buf + got, 0, len - got);
-			break;
-		}
-		got += (uint32_t)n;
-	}
-	return 0;
+	int ret = pread_zeros_past_end(f->fd, buf, len, off);   /* as rw_complete reads past the end */
+	return ret == -EAGAIN ? -EIO : ret;
 }
 
 static void file_rw(struct layer *l, struct layer_io *io)

@@ -1,22 +1,39 @@
 #include "util/fileio.h"
 
 #include <errno.h>
+#include <string.h>
 #include <unistd.h>
+
+/* Bytes read at off until len or the end of the file, or -errno. */
+static long pread_upto(int fd, void *buf, size_t len, uint64_t off)
+{
+	size_t got = 0;
+
+	while (got < len) {
+		ssize_t n = pread(fd, (char *)buf + got, len - got, (off_t)(off + got));
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return -errno;
+		if (n == 0)
+			break;
+		got += (size_t)n;
+	}
+	return (long)got;
+}
 
 int pread_full(int fd, void *buf, size_t len, uint64_t off)
 {
-	char *p = buf;
+	long n = pread_upto(fd, buf, len, off);
+	return n < 0 ? (int)n : (size_t)n < len ? -ENODATA : 0;
+}
 
-	while (len) {
-		ssize_t n = pread(fd, p, len, (off_t)off);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			return n < 0 ? -errno : -ENODATA;
-		p += n;
-		len -= (size_t)n;
-		off += (uint64_t)n;
-	}
+int pread_zeros_past_end(int fd, void *buf, size_t len, uint64_t off)
+{
+	long n = pread_upto(fd, buf, len, off);
+	if (n < 0)
+		return (int)n;
+	memset((char *)buf + n, 0, len - (size_t)n);
 	return 0;
 }
 

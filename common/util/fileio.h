@@ -8,6 +8,8 @@
 /* Exactly len bytes at off (retrying short reads and EINTR): 0, -errno, or
  * -ENODATA when the file ends sooner. */
 int pread_full(int fd, void *buf, size_t len, uint64_t off);
+/* len bytes at off, zeros where the file ends sooner: 0 or -errno. */
+int pread_zeros_past_end(int fd, void *buf, size_t len, uint64_t off);
 /* All len bytes at the file offset (retrying short writes and EINTR): 0,
  * -errno, or -EIO when the file takes no more. */
 int write_full(int fd, const void *buf, size_t len);
