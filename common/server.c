@@ -531,11 +531,14 @@ static int setup(struct server *s)
 	 * dispatch of every request and halves 4 KiB reads at depth 32; the
 	 * server orders nothing, so like loop the device gets none, before
 	 * it is said live. A recovered device keeps what it had. */
-	if (!recover && (ret = device_set_scheduler((uint32_t)s->dev_id, "none")))
-		log_info("ublkb%d: IO scheduler left as the kernel chose: setting none: %s", s->dev_id,
-			 strerror(-ret));
-	else if (!recover)
-		step_done(s, "IO scheduler none");
+	if (!recover) {
+		ret = device_set_scheduler((uint32_t)s->dev_id, "none");
+		if (ret)
+			log_info("ublkb%d: IO scheduler left as the kernel chose: setting none: %s",
+				 s->dev_id, strerror(-ret));
+		else
+			step_done(s, "IO scheduler none");
+	}
 	s->live = true;
 	state_write(s->dev_id, "state", "live\n");
 	if (recover) {

@@ -87,7 +87,7 @@ void queue_req_done(struct queue_req *req, int res)
 	struct queue_tag *t = (struct queue_tag *)req;
 	struct ublk_queue *q = t->q;
 
-	if (q->nended == q->ended_cap)
+	if (q->nended == q->depth)
 		count_ended(q);
 	q->ended_start_ns[q->nended++] = t->start_ns;
 	if (res < 0) {
@@ -197,8 +197,7 @@ static int setup(struct ublk_queue *q)
 	size_t priv = (q->target.priv_size + 15) & ~(size_t)15;
 	q->tags = calloc(q->depth, sizeof(*q->tags));
 	q->privs = calloc(q->depth, priv ? priv : 1);
-	q->ended_cap = q->depth;
-	q->ended_start_ns = calloc(q->ended_cap, sizeof(*q->ended_start_ns));
+	q->ended_start_ns = calloc(q->depth, sizeof(*q->ended_start_ns));
 	if (!q->tags || !q->privs || !q->ended_start_ns)
 		return -ENOMEM;
 	for (uint16_t i = 0; i < q->depth; i++) {

@@ -92,8 +92,8 @@ struct ublk_queue {
 	 * are stamped with the time their batch of CQEs was taken, and their
 	 * latencies counted once at the end of the batch that ended them. */
 	uint64_t batch_ns;          /* 0 until a request of this batch needs it */
-	uint64_t *ended_start_ns;   /* start_ns of the requests ended in this batch */
-	unsigned nended, ended_cap;
+	uint64_t *ended_start_ns;   /* start_ns of the requests ended in this batch (depth) */
+	unsigned nended;
 	/* The stats writer's own (queue_stalled_ms): requests ended when it
 	 * last saw one end, and since when it has seen none. */
 	uint64_t stall_seen_done, stall_since_ms;
