@@ -68,6 +68,14 @@ declare -A job=(
 std_jobs="randread-4k-qd1 randread-4k-qd32 randwrite-4k-qd1 randwrite-4k-qd32 seqread-128k-qd8"
 all_jobs="$std_jobs randread-64k-qd8"
 
+# fio_job DEV JOB [fio options...]: run one timed job of the table, JSON out
+fio_job() {
+	local dev=$1 name=$2
+	shift 2
+	# shellcheck disable=SC2086
+	fio --name="$name" --filename="$dev" --ioengine=io_uring --direct=1 ${job[$name]} \
+		--time_based --runtime="$runtime" --ramp_time=1 --size=${size_mb}M "$@"
+}
 declare -A iops lat
 targets=()
 bench() { # target dev job...
@@ -76,10 +84,7 @@ bench() { # target dev job...
 	echo "bench: $target ($dev)" >&2
 	targets+=("$target")
 	for name in "$@"; do
-		# shellcheck disable=SC2086
-		out=$(fio --name="$name" --filename="$dev" --ioengine=io_uring --direct=1 ${job[$name]} \
-			--time_based --runtime="$runtime" --ramp_time=1 --size=${size_mb}M \
-			--output-format=json 2>/dev/null)
+		out=$(fio_job "$dev" "$name" --output-format=json 2>/dev/null)
 		iops[$target,$name]=$(jq '[.jobs[0].read.iops, .jobs[0].write.iops] | add | floor' <<<"$out")
 		lat[$target,$name]=$(jq '[.jobs[0].read.lat_ns.mean, .jobs[0].write.lat_ns.mean] | max / 1000 | floor' <<<"$out")
 	done
@@ -135,10 +140,7 @@ stats_json() {
 }
 # fio_iops DEV JOB: IOPS of one fio job (no row in the tables)
 fio_iops() {
-	# shellcheck disable=SC2086
-	fio --name="$2" --filename="$1" --ioengine=io_uring --direct=1 ${job[$2]} \
-		--time_based --runtime="$runtime" --ramp_time=1 --size=${size_mb}M \
-		--output-format=json 2>/dev/null | jq '[.jobs[0].read.iops, .jobs[0].write.iops] | add | floor'
+	fio_job "$1" "$2" --output-format=json 2>/dev/null | jq '[.jobs[0].read.iops, .jobs[0].write.iops] | add | floor'
 }
 # median of the numbers given
 median() { printf '%s\n' "$@" | sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
@@ -193,7 +195,7 @@ record_rows() {
 # and on a 1-queue overlay over the same bytes; per job and target, the
 # share of each program and of each function over 2%.
 profile_rows() {
-	local name target dev
+	local name target dev perf_pid
 	if ! perf record -q -e cpu-clock -o "$W/probe.data" -- true 2>/dev/null; then
 		echo "bench: profile: skipped, perf cannot sample here (CONFIG_PERF_EVENTS, linux-perf)"
 		return 0
@@ -206,10 +208,12 @@ profile_rows() {
 			else
 				dev=$("$A/ublk-add" --base "$W/base" --cache "$W/cache")
 			fi
-			# shellcheck disable=SC2086
-			perf record -q -a -e cpu-clock -F 997 -o "$W/perf.data" -- \
-				fio --name="$name" --filename="$dev" --ioengine=io_uring --direct=1 ${job[$name]} \
-				--time_based --runtime="$runtime" --ramp_time=1 --size=${size_mb}M >/dev/null 2>&1
+			# the whole VM while the job runs: perf stops on SIGINT
+			perf record -q -a -e cpu-clock -F 997 -o "$W/perf.data" 2>/dev/null &
+			perf_pid=$!
+			fio_job "$dev" "$name" >/dev/null 2>&1
+			kill -INT "$perf_pid"
+			wait "$perf_pid" || true
 			if [ "$target" = loop ]; then losetup -d "$dev"; else "$A/ublk-del" "$dev"; fi
 			rm -f "$W/cache" "$W/cache.map"
 			echo
