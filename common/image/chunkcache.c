@@ -7,9 +7,12 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -247,6 +250,28 @@ static int open_chunk(struct chunk_image *ci, uint64_t idx)
 	return fd;
 }
 
+/* Chunk files held open by all images of the process, at most a quarter
+ * of the soft fd limit when the first is held: a stack of many remote
+ * layers must leave fds for connections, caches and the device. */
+static atomic_uint held_files;
+static unsigned held_budget;
+static pthread_once_t budget_once = PTHREAD_ONCE_INIT;
+
+static void budget_init(void)
+{
+	struct rlimit r;
+
+	held_budget = 256;
+	if (!getrlimit(RLIMIT_NOFILE, &r) && r.rlim_cur != RLIM_INFINITY)
+		held_budget = r.rlim_cur / 4 < UINT32_MAX ? (unsigned)(r.rlim_cur / 4) : UINT32_MAX;
+}
+
+static void unhold_fd(int fd)
+{
+	close(fd);
+	atomic_fetch_sub(&held_files, 1);
+}
+
 /* The held slot of chunk idx, its user count taken, or NULL. */
 static struct chunk_open *held(struct chunk_image *ci, uint64_t idx)
 {
@@ -276,11 +301,14 @@ static bool better_victim(const struct chunk_open *s, const struct chunk_open *t
 
 /* Keep fd open as chunk idx's in the least recently used idle slot,
  * its user count taken; NULL when every slot is in use (the caller closes
- * fd) or another thread kept the chunk first. */
+ * fd), another thread kept the chunk first, or the process holds its
+ * budget and this image nothing to replace. */
 static struct chunk_open *hold(struct chunk_image *ci, uint64_t idx, int fd)
 {
 	struct chunk_open *o = NULL;
 
+	pthread_once(&budget_once, budget_init);
+	bool may_grow = atomic_load(&held_files) < held_budget;
 	pthread_mutex_lock(&ci->open_lock);
 	for (unsigned i = 0; i < CHUNK_OPEN_FILES; i++) {
 		struct chunk_open *s = &ci->open[i];
@@ -288,12 +316,14 @@ static struct chunk_open *hold(struct chunk_image *ci, uint64_t idx, int fd)
 			o = NULL;
 			break;
 		}
-		if (!s->users && better_victim(s, o))
+		if (!s->users && (s->fd >= 0 || may_grow) && better_victim(s, o))
 			o = s;
 	}
 	if (o) {
 		if (o->fd >= 0)
 			close(o->fd);
+		else
+			atomic_fetch_add(&held_files, 1);
 		*o = (struct chunk_open){ .idx = idx, .fd = fd, .users = 1, .used = ++ci->open_tick };
 	}
 	pthread_mutex_unlock(&ci->open_lock);
@@ -306,7 +336,7 @@ static void release(struct chunk_image *ci, struct chunk_open *o, bool bad)
 	pthread_mutex_lock(&ci->open_lock);
 	o->users--;
 	if (bad && !o->users) {
-		close(o->fd);
+		unhold_fd(o->fd);
 		o->fd = -1;
 	}
 	pthread_mutex_unlock(&ci->open_lock);
@@ -496,7 +526,7 @@ void chunk_image_close(struct chunk_image *ci)
 	if (ci->open) {
 		for (unsigned i = 0; i < CHUNK_OPEN_FILES; i++)
 			if (ci->open[i].fd >= 0)
-				close(ci->open[i].fd);
+				unhold_fd(ci->open[i].fd);
 		pthread_mutex_destroy(&ci->open_lock);
 		free(ci->open);
 		ci->open = NULL;

@@ -19,7 +19,7 @@
 #define CHUNK_CACHE_MIN_CHUNK 4096u
 #define CHUNK_CACHE_MAX_CHUNK (64u << 20)
 /* image sizes above HTTP_MAX_IMAGE_SIZE (http.h) are refused */
-#define CHUNK_OPEN_FILES 16     /* per image: 64 MiB of 4 MiB chunks */
+#define CHUNK_OPEN_FILES 64     /* per image: 256 MiB of 4 MiB chunks */
 
 struct chunk_open;
 

@@ -13,6 +13,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <dirent.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -359,10 +361,61 @@ static void test_hostile(int port)
 	http_conn_free(c);
 }
 
+static unsigned open_fds(void)
+{
+	unsigned n = 0;
+	DIR *d = opendir("/proc/self/fd");
+
+	for (struct dirent *e; d && (e = readdir(d));)
+		n += e->d_name[0] != '.';
+	if (d)
+		closedir(d);
+	return n;
+}
+
+/* Two images read whole hold CHUNK_OPEN_FILES chunk files each, but all
+ * images of a process together no more than a quarter of the soft fd
+ * limit at the first hold (so this runs before any other chunk read);
+ * closing them lets every one go. */
+static void test_held_budget(void)
+{
+	struct chunk_image ci[2];
+	struct rlimit old, low;
+	char why[300] = "", buf[65536] = { 0 };
+	unsigned before;
+
+	CHECK(!getrlimit(RLIMIT_NOFILE, &old), "getrlimit");
+	low = old;
+	low.rlim_cur = 4 * 80;
+	CHECK(!setrlimit(RLIMIT_NOFILE, &low), "setrlimit");
+	snprintf(root, sizeof(root), "/tmp/test-http.%d/held", (int)getpid());
+	before = open_fds();
+	for (int k = 0; k < 2; k++) {
+		CHECK(!chunk_image_open(&ci[k], root, k ? "http://h/b" : "http://h/a", "", CHUNK_OPEN_FILES * 65536,
+					65536, 0, why, sizeof(why)), "open: %s", why);
+		for (uint64_t i = 0; i < CHUNK_OPEN_FILES; i++)
+			CHECK(!chunk_store(&ci[k], i, buf, 65536) && !chunk_read(&ci[k], i, 0, 4096, buf),
+			      "chunk %llu", (unsigned long long)i);
+		/* again: the held ones are hits, the others reopened */
+		for (uint64_t i = 0; i < CHUNK_OPEN_FILES; i++)
+			CHECK(!chunk_read(&ci[k], i, 4096, 4096, buf), "chunk %llu again", (unsigned long long)i);
+	}
+	unsigned held = open_fds() - before - 4;   /* each image's root and folder */
+	CHECK(held == 80, "%u chunk files held, budget 80 of 2 x %u", held, CHUNK_OPEN_FILES);
+	chunk_image_close(&ci[0]);
+	chunk_image_close(&ci[1]);
+	CHECK(open_fds() == before, "%u fds left open", open_fds() - before);
+	CHECK(!setrlimit(RLIMIT_NOFILE, &old), "setrlimit back");
+	char cmd[400];
+	snprintf(cmd, sizeof(cmd), "rm -rf /tmp/test-http.%d", (int)getpid());
+	CHECK(!system(cmd), "cleanup");
+}
+
 int main(void)
 {
 	const char *port = getenv("UBLK_HOSTILE_PORT");
 
+	test_held_budget();
 	test_content_range();
 	test_etag();
 	test_url_for_log();

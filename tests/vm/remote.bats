@@ -254,6 +254,23 @@ PY
 	"$B/ublk-del" "$dev"
 }
 
+@test "a server keeps the last 64 chunk files it read open, within a raised fd limit" {
+	make_image "$T/www/img" 8
+	# a soft limit below the hard one, as a login shell has: the server
+	# raises its own to the hard one
+	dev=$(ulimit -S -n 256 && "$B/ublk-add" --base "$URL/img" --chunk-size 64K --readahead 0 --read-only)
+	cmp "$T/www/img" "$dev"
+	# again past the page cache: every read a hit in the chunk cache
+	dd if="$dev" of=/dev/null bs=64k iflag=direct status=none
+	pid=$(cat "$UBLK_STATE_DIR/ublkb${dev#/dev/ublkb}/pid")
+	run bash -c "ls -l /proc/$pid/fd | grep -c '$T/chunks/'"
+	echo "chunk files open: $output of 128 read"
+	[ "$output" -eq 64 ]
+	run awk '/^Max open files/ { print ($4 == $5) }' "/proc/$pid/limits"
+	[ "$output" = 1 ]
+	"$B/ublk-del" "$dev"
+}
+
 @test "TLS is verified by default; --insecure skips it" {
 	make_image "$T/www/img" 4
 	run_mustfail 5 "certificate" "$B/ublk-add" --base "https://127.0.0.1:18443/img" --read-only
