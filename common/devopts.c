@@ -31,6 +31,7 @@ void devopts_defaults(struct server_config *cfg)
 	cfg->timeout_ms = CTRL_DEFAULT_TIMEOUT_MS;
 	cfg->stack.http_retries = -1;
 	cfg->stack.readahead = -1;
+	cfg->stack.prefetch_connections = -1;
 	cfg->recover_id = -1;
 	cfg->want_id = -1;
 }
@@ -275,6 +276,10 @@ int devopts_finish(struct cli *c, struct server_config *cfg)
 	}
 	if ((cfg->stack.record_ms || cfg->stack.record_bytes) && !cfg->stack.record_access) {
 		c->exit_code = cli_usage_error(c, "--record-for and --record-limit go with --record-access FILE");
+		return CLI_DONE;
+	}
+	if (cfg->stack.prefetch_connections >= 0 && !cfg->stack.prefetch_trace) {
+		c->exit_code = cli_usage_error(c, "--prefetch-connections goes with --prefetch-trace TRACE");
 		return CLI_DONE;
 	}
 	/* files that may not exist yet: their folder made absolute */

@@ -5,6 +5,7 @@
 
 #include "util/cli.h"
 #include "util/ublk_limits.h"
+#include "image/access_log.h"
 #include "image/http.h"
 #include "server.h"
 #include "host/state.h"
@@ -35,6 +36,7 @@ enum devopt_key {
 	DEVOPT_RECORD_FOR,
 	DEVOPT_RECORD_LIMIT,
 	DEVOPT_PREFETCH_TRACE,
+	DEVOPT_PREFETCH_CONNECTIONS,   /* 0x11f: the last before DEVOPT_E2B */
 	DEVOPT_E2B = 0x120,
 	DEVOPT_BUILD,
 	DEVOPT_E2B_FILE,
@@ -110,7 +112,10 @@ enum devopt_key {
 	  UBLK_MAX_IMAGE_SIZE, "expected a size, at most 16T", \
 	  "with --record-access: stop after chunks of SIZE were read (default 1G)") \
 	X("prefetch-trace", DEVOPT_PREFETCH_TRACE, "TRACE", DEVOPT_T_URL, stack.prefetch_trace, 0, 0, \
-	  NULL, "remote images: fetch the chunks of this trace (file or URL) ahead of the reads")
+	  NULL, "remote images: fetch the chunks of this trace (file or URL) ahead of the reads") \
+	X("prefetch-connections", DEVOPT_PREFETCH_CONNECTIONS, "N", DEVOPT_T_INT, stack.prefetch_connections, \
+	  1, ACCESS_PREFETCH_MAX_CONNECTIONS, "expected 1 to 32", \
+	  "with --prefetch-trace: connections the prefetch uses (default 8)")
 
 /* How a device option's value is checked, kept and shown. */
 enum devopt_type {
@@ -162,7 +167,9 @@ int devopts_each(const struct server_config *cfg, devopts_visit fn, void *arg);
 /* The options of cfg as ublk-serve arguments (devopts_each, and
  * --state-dir), appended to argv at *argc (room for DEVOPTS_MAX_ARGS).
  * Valid until the next call. */
-#define DEVOPTS_MAX_ARGS (44 + 2 * STACK_MAX_LAYERS)
+#define DEVOPT_AS_ARG_PAIR(name, key, arg, type, field, lo, hi, want, help) +2
+/* a name and a value per option (--layer counted apart), --timeout, --state-dir */
+#define DEVOPTS_MAX_ARGS (2 * STACK_MAX_LAYERS + 4 DEVICE_OPTION_LIST(DEVOPT_AS_ARG_PAIR))
 void devopts_to_argv(const struct server_config *cfg, char **argv, int *argc);
 
 /* Credentials never travel in argv, the state entry's config or messages

@@ -154,7 +154,7 @@ _ublk_tools_value()
         --header-version) COMPREPLY+=($(compgen -W "1 2 3 4 5" -- "$cur")) ;;
         --recover) _ublk_tools_devices "$cur" ;;          # ublk-serve --recover DEV
         --queues | --depth | --timeout | --ready-fd | --size | --inject | --frame-size) ;;  # nothing to offer
-        --chunk-size | --chunk-cache-limit | --http-timeout | --http-retries | --readahead) ;;
+        --chunk-size | --chunk-cache-limit | --http-timeout | --http-retries | --readahead | --prefetch-connections) ;;
         --record-for | --record-limit) ;;
         --interval | --grace | --hang-timeout) ;;
         *) _ublk_tools_files "$cur" ;;                    # an option new to this script

@@ -7,7 +7,7 @@
  * and by a small thread that writes the trace when the window ends, so no
  * queue thread ever writes a file.
  *
- * Replay runs ACCESS_PREFETCH_THREADS threads on connections of their own,
+ * Replay runs one thread per connection (ACCESS_PREFETCH_CONNECTIONS),
  * taking the trace's chunks in order and skipping those already cached.
  * A read that needs a chunk now is fetched by its layer on the layer's own
  * connections, never queued behind the prefetch: the prefetch only shares
@@ -60,8 +60,8 @@ struct access_log {
 	bool replaying;
 	atomic_size_t next;             /* the plan's next entry to take */
 	_Atomic uint64_t done, hits, reads, errors;
-	pthread_t fetchers[ACCESS_PREFETCH_THREADS];
-	unsigned nfetchers;
+	pthread_t fetchers[ACCESS_PREFETCH_MAX_CONNECTIONS];
+	unsigned nfetchers, connections;
 };
 
 static bool bit_test(_Atomic uint8_t *map, uint64_t i)
@@ -133,6 +133,8 @@ int access_log_new(const struct access_log_opts *o, struct access_log **out, cha
 		goto fail;
 	a->record_ms = o->record_ms ? o->record_ms : ACCESS_DEFAULT_RECORD_MS;
 	a->record_bytes = o->record_bytes ? o->record_bytes : ACCESS_DEFAULT_RECORD_BYTES;
+	a->connections = o->connections && o->connections <= ACCESS_PREFETCH_MAX_CONNECTIONS ?
+			 o->connections : ACCESS_PREFETCH_CONNECTIONS;
 	snprintf(a->rec.label, sizeof(a->rec.label), "%s", o->label ? o->label : "-");
 	if (o->replay) {
 		ret = layer_is_url(o->replay) ? load_url(o->replay, o->http, &a->plan, why, whylen) :
@@ -450,7 +452,7 @@ int access_log_attach(struct access_log *a, struct layer *top, struct layer **ou
 			log_err("--record-access %s: no thread to end the window: the trace is "
 				"written when the device stops", a->record_path);
 	}
-	for (; a->replaying && a->nfetchers < ACCESS_PREFETCH_THREADS; a->nfetchers++)
+	for (; a->replaying && a->nfetchers < a->connections; a->nfetchers++)
 		if (pthread_create(&a->fetchers[a->nfetchers], NULL, prefetch_main, a))
 			break;
 	*out = &a->l;

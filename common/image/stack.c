@@ -84,6 +84,7 @@ int stack_open(const struct stack_config *cfg, struct layer **out, char *why, si
 			.record_bytes = cfg->record_bytes,
 			.label = cfg->trace_label,
 			.replay = cfg->prefetch_trace,
+			.connections = cfg->prefetch_connections > 0 ? (unsigned)cfg->prefetch_connections : 0,
 			.http = &ho.http,
 		};
 		why[0] = 0;

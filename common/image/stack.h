@@ -35,6 +35,7 @@ struct stack_config {
 	const char *record_access;      /* trace file to write, or NULL */
 	uint64_t record_ms, record_bytes;       /* its window; 0: the defaults */
 	const char *prefetch_trace;     /* trace file or URL to replay, or NULL */
+	int prefetch_connections;       /* -1: ACCESS_PREFETCH_CONNECTIONS */
 	const char *trace_label;        /* the recorded trace's label (the device's name) */
 	uint64_t size;          /* device size; 0: the base's (or the cache's) */
 	bool read_only;

@@ -164,3 +164,14 @@ trace() {
 		"$B/ublk-pool" trace-show -o "$T/out.trace" "$T/a.trace"
 	[ ! -e "$T/out.trace" ]
 }
+
+@test "trace device options: what goes with what, and their ranges" {
+	run_mustfail 2 "--record-for and --record-limit go with --record-access FILE" \
+		"$B/ublk-add" --base "$T/img" --record-for 5
+	run_mustfail 2 "--prefetch-connections goes with --prefetch-trace TRACE" \
+		"$B/ublk-add" --base "$T/img" --prefetch-connections 2
+	for n in 0 33 2x; do
+		run_mustfail 2 "--prefetch-connections '$n': expected 1 to 32" \
+			"$B/ublk-serve" --base "$T/img" --prefetch-trace "$T/a.trace" --prefetch-connections "$n"
+	done
+}

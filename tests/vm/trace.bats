@@ -52,6 +52,25 @@ fetch_started() {
 		END { if (!s) exit 1; printf "%.0f\n", s }' "$T/nginx/access.log"
 }
 
+# The most transfers of $1 that nginx was sending at one moment.
+most_at_once() {
+	awk -v u="$1" '
+		$3 == u { n++
+			s[n] = $1 - $2
+			e[n] = $1 }
+		END {
+			for (i = 1; i <= n; i++) {
+				c = 0
+				for (j = 1; j <= n; j++)
+					if (s[j] <= s[i] && s[i] < e[j])
+						c++
+				if (c > m)
+					m = c
+			}
+			print m + 0
+		}' "$T/nginx/access.log"
+}
+
 ORDER="100 37 250 180 401 77 300 12 460 222 150 333"
 
 # Record a start of $URL/img reading chunks $@ (default ORDER); the trace
@@ -85,21 +104,28 @@ record_img() {
 	rm -rf "$T/chunks"
 	: >"$T/nginx/access.log"
 	dev=$("$B/ublk-add" --base "$URL/img?slow=1" --chunk-size 64K --readahead 0 --read-only \
-		--prefetch-trace "$T/trace")
+		--prefetch-trace "$T/trace" --prefetch-connections 2)
 	[ "$(stat_of "$dev" .remote.trace_chunks)" -eq "$n" ]
 	wait_until 240 '[ "$(stat_of "$dev" .remote.trace_chunks_done)" -eq "$n" ]'
 	# no chunk came twice: the disk's probe of chunk 0 at start waited for
 	# the prefetch's transfer of it instead of starting its own
 	run bash -c "awk '\$3 == \"/img\" { print \$5 }' '$T/nginx/access.log' | sort | uniq -d"
 	[ -z "$output" ]
-	# four connections: a chunk starts before any chunk eight places later
+	# two connections: a chunk starts before any chunk four places later,
+	# and at most two transfers overlap (three, while a probe of the new
+	# disk fetches a chunk the prefetch has not reached); the default, 8,
+	# would have eight
 	read -ra chunks <<<"$(trace_chunks "$T/trace")"
-	for ((i = 0; i + 8 < ${#chunks[@]}; i++)); do
+	for ((i = 0; i + 4 < ${#chunks[@]}; i++)); do
 		a=$(fetch_started "${chunks[$i]}" /img)
-		b=$(fetch_started "${chunks[$((i + 8))]}" /img)
-		echo "entry $i (chunk ${chunks[$i]}) at $a ms, entry $((i + 8)) at $b ms"
+		b=$(fetch_started "${chunks[$((i + 4))]}" /img)
+		echo "entry $i (chunk ${chunks[$i]}) at $a ms, entry $((i + 4)) at $b ms"
 		[ "$a" -lt "$b" ]
 	done
+	run most_at_once /img
+	echo "at most $output transfers at once"
+	[ "$output" -ge 2 ]
+	[ "$output" -le 3 ]
 	# the boot's reads now find their chunks: every one a prefetch hit
 	before=$(grep -c ' 206 ' "$T/nginx/access.log")
 	# shellcheck disable=SC2086
