@@ -263,7 +263,7 @@ PY
 	# again past the page cache: every read a hit in the chunk cache
 	dd if="$dev" of=/dev/null bs=64k iflag=direct status=none
 	pid=$(cat "$UBLK_STATE_DIR/ublkb${dev#/dev/ublkb}/pid")
-	run bash -c "ls -l /proc/$pid/fd | grep -c '$T/chunks/'"
+	run bash -c "ls -l /proc/$pid/fd | grep -c '$T/chunks/[0-9a-f]*/[0-9]*$'"
 	echo "chunk files open: $output of 128 read"
 	[ "$output" -eq 64 ]
 	run awk '/^Max open files/ { print ($4 == $5) }' "/proc/$pid/limits"
