@@ -253,6 +253,8 @@ static void check_same(const struct server_config *a, const struct server_config
 #define SAME(f) CHECK(a->f == b->f, "%s: " #f, what)
 	SAME_STR(stack.base); SAME_STR(stack.cache); SAME_STR(stack.inject); SAME_STR(name);
 	SAME_STR(stack.chunk_cache); SAME_STR(stack.auth_file);
+	SAME_STR(stack.record_access); SAME_STR(stack.prefetch_trace);
+	SAME(stack.record_ms); SAME(stack.record_bytes); SAME(stack.prefetch_connections);
 	SAME(stack.n_layers); SAME(stack.read_only); SAME(no_recovery); SAME(queues); SAME(depth);
 	SAME(timeout_ms); SAME(stack.size); SAME(stack.chunk_size); SAME(stack.chunk_cache_limit);
 	SAME(stack.http_timeout_ms); SAME(stack.http_retries); SAME(stack.insecure);
@@ -295,6 +297,11 @@ static void test_saved_config(void)
 	cfg.stack.insecure = true;
 	cfg.stack.prefetch = true;
 	cfg.stack.readahead = 4;
+	cfg.stack.record_access = "/var/lib/boot.trace";
+	cfg.stack.record_ms = 30000;
+	cfg.stack.record_bytes = 1 << 28;
+	cfg.stack.prefetch_trace = "/srv/earlier.trace";
+	cfg.stack.prefetch_connections = 3;
 	cfg.want_id = 7;
 	CHECK(!state_create(5) && !devconfig_write(5, &cfg, 1 << 20), "write format 2");
 	devopts_defaults(&back);
