@@ -141,6 +141,22 @@ struct chunk_open {
 	uint64_t used;          /* open_tick of the last use */
 };
 
+/* Chunk files held open by all images of the process, at most a quarter
+ * of the soft fd limit when the first image opens: a stack of many remote
+ * layers must leave fds for connections, caches and the device. */
+static atomic_uint held_files;
+static unsigned held_budget;
+static pthread_once_t budget_once = PTHREAD_ONCE_INIT;
+
+static void budget_init(void)
+{
+	struct rlimit r;
+
+	held_budget = 256;
+	if (!getrlimit(RLIMIT_NOFILE, &r) && r.rlim_cur != RLIM_INFINITY)
+		held_budget = r.rlim_cur / 4 < UINT32_MAX ? (unsigned)(r.rlim_cur / 4) : UINT32_MAX;
+}
+
 int chunk_image_open(struct chunk_image *ci, const char *dir, const char *url,
 		     const char *validator, uint64_t size, uint32_t chunk_size, uint64_t limit,
 		     char *why, size_t whylen)
@@ -154,6 +170,7 @@ int chunk_image_open(struct chunk_image *ci, const char *dir, const char *url,
 	ci->rootfd = ci->dirfd = -1;
 	if (!key)
 		return -ENOMEM;
+	pthread_once(&budget_once, budget_init);
 	/* without it every hit opens its chunk: slower, not wrong */
 	if ((ci->open = calloc(CHUNK_OPEN_FILES, sizeof(*ci->open)))) {
 		pthread_mutex_init(&ci->open_lock, NULL);
@@ -250,22 +267,6 @@ static int open_chunk(struct chunk_image *ci, uint64_t idx)
 	return fd;
 }
 
-/* Chunk files held open by all images of the process, at most a quarter
- * of the soft fd limit when the first is held: a stack of many remote
- * layers must leave fds for connections, caches and the device. */
-static atomic_uint held_files;
-static unsigned held_budget;
-static pthread_once_t budget_once = PTHREAD_ONCE_INIT;
-
-static void budget_init(void)
-{
-	struct rlimit r;
-
-	held_budget = 256;
-	if (!getrlimit(RLIMIT_NOFILE, &r) && r.rlim_cur != RLIM_INFINITY)
-		held_budget = r.rlim_cur / 4 < UINT32_MAX ? (unsigned)(r.rlim_cur / 4) : UINT32_MAX;
-}
-
 static void unhold_fd(int fd)
 {
 	close(fd);
@@ -307,7 +308,6 @@ static struct chunk_open *hold(struct chunk_image *ci, uint64_t idx, int fd)
 {
 	struct chunk_open *o = NULL;
 
-	pthread_once(&budget_once, budget_init);
 	bool may_grow = atomic_load(&held_files) < held_budget;
 	pthread_mutex_lock(&ci->open_lock);
 	for (unsigned i = 0; i < CHUNK_OPEN_FILES; i++) {

@@ -375,7 +375,7 @@ static unsigned open_fds(void)
 
 /* Two images read whole hold CHUNK_OPEN_FILES chunk files each, but all
  * images of a process together no more than a quarter of the soft fd
- * limit at the first hold (so this runs before any other chunk read);
+ * limit when the first image opens (so this runs before any other);
  * closing them lets every one go. */
 static void test_held_budget(void)
 {
