@@ -83,6 +83,36 @@ static void test_crc_convention(void)
 	      crc32c(0, "123456789", 9));
 }
 
+/* crc32c() picks the table or the instruction by timing them: both must give
+ * the same answer for every length, alignment and continuation. */
+static void test_crc_ways_agree(void)
+{
+	unsigned char buf[600];
+	uint32_t table, insn;
+	int has_insn = crc32c_by(CRC32C_SSE42, 0, "", 0, &insn) == 0;
+
+	for (size_t i = 0; i < sizeof(buf); i++)
+		buf[i] = (unsigned char)(i * 131 + 7);
+	CHECK(crc32c_by(CRC32C_TABLE, 0, "123456789", 9, &table) == 0 && table == 0xe3069283u,
+	      "table check value %08x", table);
+	for (size_t len = 0; len < 300; len += 1 + len / 16) {
+		for (size_t at = 0; at < 8; at++) {
+			uint32_t whole = crc32c(0, buf + at, len);
+			uint32_t split = crc32c(crc32c(0, buf + at, len / 3), buf + at + len / 3, len - len / 3);
+			crc32c_by(CRC32C_TABLE, 0, buf + at, len, &table);
+			CHECK(whole == split && whole == table, "len %zu at %zu: %08x %08x %08x", len, at,
+			      whole, split, table);
+			if (has_insn) {
+				crc32c_by(CRC32C_SSE42, 0, buf + at, len, &insn);
+				CHECK(insn == table, "len %zu at %zu: instruction %08x table %08x", len, at, insn,
+				      table);
+			}
+		}
+	}
+	enum crc32c_way way = crc32c_chosen();
+	CHECK(way == CRC32C_TABLE || (has_insn && way == CRC32C_SSE42), "chosen way %d", way);
+}
+
 static void test_round_trip(void)
 {
 	const char *text = sealed(HEAD "12 0 0 r\n15 0 1 r\n40 1 15 r\n41 0 1279 w\n", -1);
@@ -488,6 +518,7 @@ int main(void)
 	if (!mkdtemp(dir))
 		return perror("mkdtemp"), 2;
 	test_crc_convention();
+	test_crc_ways_agree();
 	test_round_trip();
 	test_refusals();
 	test_limits();
