@@ -40,6 +40,11 @@ static int ctx_read(void *ctx, uint64_t block, uint32_t count, void *buf)
 	return cache_export_read(&((struct export_ctx *)ctx)->x, block, count, buf);
 }
 
+static int ctx_view(void *ctx, uint64_t block, uint32_t count, const void **data)
+{
+	return cache_export_view(&((struct export_ctx *)ctx)->x, block, count, data);
+}
+
 static void ctx_progress(void *ctx, uint64_t done, uint64_t total)
 {
 	progress_show(&((struct export_ctx *)ctx)->p, done, total);
@@ -363,8 +368,10 @@ static int export_cache_to(const char *cache, const struct export_opts *o, struc
 		if (!ret)
 			ret = cret;
 	} else if (!ret) {
-		ret = diff_write(out.fd, &ctx.x.meta, ctx.x.ext, ctx.x.n_ext, ctx_read, ctx_progress,
-				 &ctx, &r->written, sub, sizeof(sub));
+		struct diff_source src = { .read = ctx_read, .view = ctx_view,
+					   .progress = ctx_progress, .ctx = &ctx };
+		ret = diff_write(out.fd, &ctx.x.meta, ctx.x.ext, ctx.x.n_ext, &src, &r->written, sub,
+				 sizeof(sub));
 		if (ret)
 			WHY("%s: %s", cache, sub);
 		else if (o->before_commit && (code = o->before_commit(o->commit_ctx, why, whylen)))

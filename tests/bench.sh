@@ -14,7 +14,8 @@
 #   BENCH_ONLY     run only these sections, comma-separated: boot (the
 #                  boot-like cold start), record (the cost of --record-access),
 #                  profile (perf: where the CPU goes in loop and overlay jobs),
-#                  fio (the fio rows and their tables only)
+#                  fio (the fio rows and their tables only), export (the
+#                  export rows)
 #   BENCH_BOOT_IMG the ext4 image of the boot rows (tests/bench-boot-image.sh
 #                  builds it on the host; make bench passes it); unset: the
 #                  boot rows are skipped
@@ -478,6 +479,39 @@ table() { # title, name of the associative array
 		echo
 	done
 }
+# export: a device with 64 MiB of changed blocks, against cp + sync of
+# the same number of bytes; each the best of 3 (a TCG run varies)
+best_ms() { # command...: the shortest of 3 runs, in ms
+	local best= t
+	for _ in 1 2 3; do
+		t=$(date +%s%N)
+		"$@"
+		t=$(ms "$t")
+		[ -n "$best" ] && [ "$best" -le "$t" ] || best=$t
+	done
+	echo "$best"
+}
+declare -A export_mb
+cp_mb=
+export_rows() {
+	head -c $((64 << 20)) "$W/base" >"$W/src64"
+	cp_mb=$(mb_s $((64 << 20)) "$(best_ms sh -c "cp '$W/src64' '$W/dst64' && sync")")
+	rm -f "$W/src64" "$W/dst64"
+	for b in "${builds[@]}"; do
+		B=${bin[$b]}
+		dev=$("$B/ublk-add" --base "$W/base" --cache "$W/xcache")
+		dd if=/dev/urandom of="$dev" bs=1M count=64 oflag=direct status=none
+		"$B/ublk-del" "$dev"
+		for mode in raw zstd; do
+			zopt=(); [ "$mode" = raw ] || zopt=(--zstd)
+			export_mb[$b,$mode]=$(mb_s $((64 << 20)) "$(best_ms sh -c "'$B/ublk-export-diff' --no-progress --keep ${zopt[*]} --cache '$W/xcache' -o '$W/x.diff' && sync")")
+			rm -f "$W/x.diff"
+		done
+		rm -f "$W/xcache" "$W/xcache.map"
+		echo "export of 64 MiB changed${label[$b]}: raw ${export_mb[$b,raw]} MiB/s, zstd ${export_mb[$b,zstd]} MiB/s; cp + sync of 64 MiB: $cp_mb MiB/s (best of 3 each; ratios $(ratio "${export_mb[$b,raw]}" "$cp_mb"), $(ratio "${export_mb[$b,zstd]}" "$cp_mb"))"
+	done
+}
+
 # The fio rows so far: IOPS, ratio to loop (kept in to_loop), mean latency
 declare -A to_loop
 fio_tables() {
@@ -499,7 +533,8 @@ if [ -n "${BENCH_ONLY:-}" ]; then
 		record) record_rows ;;
 		profile) profile_rows ;;
 		fio) fio_rows; fio_tables ;;
-		*) echo "bench: BENCH_ONLY: unknown section '$section' (boot, record, profile, fio)" >&2; exit 2 ;;
+		export) export_rows ;;
+		*) echo "bench: BENCH_ONLY: unknown section '$section' (boot, record, profile, fio, export)" >&2; exit 2 ;;
 		esac
 	done
 	for b in "${builds[@]}"; do
@@ -578,35 +613,7 @@ for _ in $(seq $n); do
 done
 echo "add -> live -> del, mean of $n: nbdkit+nbd-client $(( $(ms "$start") / n )) ms"
 
-# export: a device with 64 MiB of changed blocks, against cp + sync of
-# the same number of bytes; each the best of 3 (a TCG run varies)
-best_ms() { # command...: the shortest of 3 runs, in ms
-	local best= t
-	for _ in 1 2 3; do
-		t=$(date +%s%N)
-		"$@"
-		t=$(ms "$t")
-		[ -n "$best" ] && [ "$best" -le "$t" ] || best=$t
-	done
-	echo "$best"
-}
-head -c $((64 << 20)) "$W/base" >"$W/src64"
-cp_mb=$(mb_s $((64 << 20)) "$(best_ms sh -c "cp '$W/src64' '$W/dst64' && sync")")
-rm -f "$W/src64" "$W/dst64"
-declare -A export_mb
-for b in "${builds[@]}"; do
-	B=${bin[$b]}
-	dev=$("$B/ublk-add" --base "$W/base" --cache "$W/xcache")
-	dd if=/dev/urandom of="$dev" bs=1M count=64 oflag=direct status=none
-	"$B/ublk-del" "$dev"
-	for mode in raw zstd; do
-		zopt=(); [ "$mode" = raw ] || zopt=(--zstd)
-		export_mb[$b,$mode]=$(mb_s $((64 << 20)) "$(best_ms sh -c "'$B/ublk-export-diff' --no-progress --keep ${zopt[*]} --cache '$W/xcache' -o '$W/x.diff' && sync")")
-		rm -f "$W/x.diff"
-	done
-	rm -f "$W/xcache" "$W/xcache.map"
-	echo "export of 64 MiB changed${label[$b]}: raw ${export_mb[$b,raw]} MiB/s, zstd ${export_mb[$b,zstd]} MiB/s; cp + sync of 64 MiB: $cp_mb MiB/s (best of 3 each)"
-done
+export_rows
 
 # flatten: a 20 GiB sparse base (tmpfs keeps it sparse), 10 MiB of 4 KiB
 # writes scattered over it through the device

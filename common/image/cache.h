@@ -11,6 +11,8 @@ struct cache_export {
 	struct diff_meta meta;  /* size, generation, ids; counts filled by diff_write */
 	struct diff_extent *ext;
 	size_t n_ext;
+	uint8_t *view;          /* the data file mapped up to the last dirty block, or NULL */
+	size_t view_len;
 };
 
 /* Open the cache at path (data file and path.map) for export. -EBUSY if a
@@ -20,6 +22,8 @@ int cache_export_open(const char *path, bool live, struct cache_export *x, char 
 		      size_t whylen);
 /* diff_read_fn over the data file; ctx is the struct cache_export. */
 int cache_export_read(void *ctx, uint64_t block, uint32_t count, void *buf);
+/* diff_view_fn over the mapped data file. */
+int cache_export_view(void *ctx, uint64_t block, uint32_t count, const void **data);
 void cache_export_close(struct cache_export *x);
 /* Remove the data file and the map. */
 int cache_remove(const char *path);

@@ -57,8 +57,8 @@ static size_t ext_table_bytes(uint64_t n)
 #define WHY(...) (snprintf(why, whylen, __VA_ARGS__))
 
 int diff_write(int out, struct diff_meta *m, const struct diff_extent *ext, size_t n,
-	       diff_read_fn read_blocks, diff_progress_fn progress, void *ctx,
-	       struct diff_write_result *res, char *why, size_t whylen)
+	       const struct diff_source *src, struct diff_write_result *res, char *why,
+	       size_t whylen)
 {
 	uint64_t pos = 0, done = 0, nframes, fi = 0;
 	uint8_t hdr[HDR] = { 0 }, foot[FOOTER] = { 0 };
@@ -121,7 +121,7 @@ int diff_write(int out, struct diff_meta *m, const struct diff_extent *ext, size
 
 	/* Frames from the data extents in order, read and packed ahead. */
 	if ((ret = diff_frames_start(&frames, ext, m->data_blocks, m->frame_size,
-				     m->flags & DIFF_FLAG_ZSTD, read_blocks, ctx))) {
+				     m->flags & DIFF_FLAG_ZSTD, src))) {
 		WHY("out of memory");
 		goto out;
 	}
@@ -139,13 +139,14 @@ int diff_write(int out, struct diff_meta *m, const struct diff_extent *ext, size
 		put32(frames_tab + fi * FRAME_ENT + 8, (uint32_t)f.stored);
 		put32(frames_tab + fi * FRAME_ENT + 12, f.crc);
 		fi++;
-		if ((ret = write_all(out, f.data, f.stored, &pos))) {
+		if ((ret = writev_full(out, f.iov, f.iovcnt))) {
 			WHY("writing data: %s", strerror(-ret));
 			goto out;
 		}
+		pos += f.stored;
 		done += f.blocks;
-		if (progress)
-			progress(ctx, done, m->data_blocks);
+		if (src->progress)
+			src->progress(src->ctx, done, m->data_blocks);
 	}
 	ret = 0;
 	memcpy(foot, "UBLKDEND", 8);

@@ -32,8 +32,19 @@ struct diff_meta {
 /* Source of the data blocks when writing: fill buf with count blocks
  * starting at block. Returns 0 or -errno. */
 typedef int (*diff_read_fn)(void *ctx, uint64_t block, uint32_t count, void *buf);
-/* Called after each frame with data blocks written so far; may be NULL. */
+/* Where the source is mapped: point *data at count blocks starting at
+ * block, so they are checksummed and written without a copy; -ENOTSUP to
+ * have them read instead. */
+typedef int (*diff_view_fn)(void *ctx, uint64_t block, uint32_t count, const void **data);
+/* Called after each frame with data blocks written so far. */
 typedef void (*diff_progress_fn)(void *ctx, uint64_t done, uint64_t total);
+
+struct diff_source {
+	diff_read_fn read;
+	diff_view_fn view;              /* may be NULL */
+	diff_progress_fn progress;      /* may be NULL */
+	void *ctx;                      /* of all three */
+};
 
 struct diff_write_result {
 	uint64_t bytes;         /* file size written */
@@ -43,8 +54,8 @@ struct diff_write_result {
 /* Write a diff to out_fd (a file or a pipe) in one pass. meta's counts are
  * computed from the extents. 0 or -errno with why set. */
 int diff_write(int out_fd, struct diff_meta *meta, const struct diff_extent *ext, size_t n,
-	       diff_read_fn read_blocks, diff_progress_fn progress, void *ctx,
-	       struct diff_write_result *res, char *why, size_t whylen);
+	       const struct diff_source *src, struct diff_write_result *res, char *why,
+	       size_t whylen);
 
 struct diff_frame {
 	uint64_t offset;

@@ -1,19 +1,28 @@
 /* Each frame has a slot: the writer queues frame k in slot k % n_slots,
  * workers fill queued slots in any order, and the writer takes them back
- * in frame order, filling the one it waits for itself if no worker has. A frame's blocks are located (extent and offset in it)
- * when it is queued, so workers need nothing but the slot. */
+ * in frame order, filling the one it waits for itself if no worker has. A
+ * frame's blocks are located (extent and offset in it) when it is queued,
+ * so workers need nothing but the slot.
+ *
+ * Where the source is mapped, a raw frame is its runs of blocks in place:
+ * checksummed there and written from there, the one copy `cp` makes too. A
+ * compressed frame is compressed in place when it is one run. (Workers
+ * writing raw frames at their places themselves gained nothing: writes to
+ * one file take its inode lock in turn.) */
 #include "image/diff_frames.h"
 #include "util/crc32c.h"
 
 #include <errno.h>
 #include <pthread.h>
 #include <stdlib.h>
+#include <sys/mman.h>
 #include <zstd.h>
 
 #define BS 4096u
 #define MAX_SLOTS 4
 #define WORKERS 2
 #define SLOTS_BYTES (64u << 20)   /* buffers of all slots together, at most */
+#define RELEASE_BYTES (64u << 20)
 
 enum slot_state { SLOT_FREE, SLOT_QUEUED, SLOT_BUSY, SLOT_DONE };
 
@@ -22,7 +31,10 @@ struct slot {
 	size_t ei;              /* the frame's first block: extent ei, in_ext blocks into it */
 	uint32_t in_ext, blocks;
 	uint8_t *buf, *packed;
-	size_t stored;
+	struct iovec *runs;     /* the frame: buf, or its runs in the source's mapping */
+	size_t nruns, stored;
+	bool in_place;          /* runs point into the mapping */
+	struct iovec zstd_out;  /* packed and its size */
 	uint32_t crc;
 	int ret;
 	uint64_t bad_block;
@@ -32,8 +44,7 @@ struct diff_frames {
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
 	const struct diff_extent *ext;
-	diff_read_fn read_blocks;
-	void *ctx;
+	struct diff_source src;
 	uint32_t frame_size;
 	size_t bound;           /* of a compressed frame; 0 without zstd */
 	uint64_t data_blocks, queued_blocks;
@@ -42,6 +53,7 @@ struct diff_frames {
 	unsigned n_slots, next_out;
 	struct slot slots[MAX_SLOTS];
 	struct slot *handed;    /* the frame the writer holds */
+	uint8_t *release_from;  /* where in the mapping release_runs goes on */
 	ZSTD_CCtx *own_zc;      /* for frames the writer fills itself */
 	pthread_t threads[WORKERS];
 	int n_threads;
@@ -85,33 +97,97 @@ static void queue_next(struct diff_frames *p, struct slot *s)
 	s->state = SLOT_QUEUED;
 }
 
-static void fill(struct diff_frames *p, struct slot *s, ZSTD_CCtx *zc)
+/* The frame's runs as iovecs into the source's mapping, checksummed; false
+ * to read it instead: no view, a view refused, or a compressed frame of
+ * several runs (zstd takes one buffer). */
+static bool view_runs(struct diff_frames *p, struct slot *s)
+{
+	size_t ei = s->ei;
+	uint32_t in_ext = s->in_ext, got = 0, crc = 0;
+
+	if (!p->src.view)
+		return false;
+	skip_used(p->ext, &ei, &in_ext);
+	if (p->bound && p->ext[ei].count - in_ext < s->blocks)
+		return false;
+	s->nruns = 0;
+	while (got < s->blocks) {
+		skip_used(p->ext, &ei, &in_ext);
+		uint32_t take = p->ext[ei].count - in_ext;
+		const void *data;
+		if (take > s->blocks - got)
+			take = s->blocks - got;
+		if (p->src.view(p->src.ctx, p->ext[ei].start + in_ext, take, &data))
+			return false;
+		s->runs[s->nruns++] = (struct iovec){ (void *)data, (size_t)take * BS };
+		crc = crc32c(crc, data, (size_t)take * BS);
+		in_ext += take;
+		got += take;
+	}
+	s->crc = crc;
+	return true;
+}
+
+static int read_runs(struct diff_frames *p, struct slot *s)
 {
 	size_t ei = s->ei;
 	uint32_t in_ext = s->in_ext, got = 0;
 
-	s->ret = 0;
 	while (got < s->blocks) {
 		skip_used(p->ext, &ei, &in_ext);
 		uint32_t take = p->ext[ei].count - in_ext;
 		if (take > s->blocks - got)
 			take = s->blocks - got;
-		s->ret = p->read_blocks(p->ctx, p->ext[ei].start + in_ext, take, s->buf + (size_t)got * BS);
-		if (s->ret) {
+		int ret = p->src.read(p->src.ctx, p->ext[ei].start + in_ext, take,
+				      s->buf + (size_t)got * BS);
+		if (ret) {
 			s->bad_block = p->ext[ei].start + in_ext;
-			return;
+			return ret;
 		}
 		in_ext += take;
 		got += take;
 	}
-	s->stored = (size_t)got * BS;
-	s->crc = crc32c(0, s->buf, s->stored);
+	s->runs[0] = (struct iovec){ s->buf, (size_t)got * BS };
+	s->nruns = 1;
+	s->crc = crc32c(0, s->buf, (size_t)got * BS);
+	return 0;
+}
+
+static void fill(struct diff_frames *p, struct slot *s, ZSTD_CCtx *zc)
+{
+	s->stored = (size_t)s->blocks * BS;
+	s->in_place = view_runs(p, s);
+	if (!s->in_place && (s->ret = read_runs(p, s)))
+		return;
+	s->ret = 0;
 	if (p->bound) {
-		s->stored = ZSTD_compressCCtx(zc, s->packed, p->bound, s->buf, (size_t)got * BS, 3);
+		s->stored = ZSTD_compressCCtx(zc, s->packed, p->bound, s->runs[0].iov_base,
+					      s->runs[0].iov_len, 3);
 		if (ZSTD_isError(s->stored)) {
 			s->ret = -EBADMSG;   /* told apart from a read's -EIO */
 			s->bad_block = p->ext[s->ei].start + s->in_ext;
+			return;
 		}
+		s->zstd_out = (struct iovec){ s->packed, s->stored };
+	}
+}
+
+/* The writer is done with s. Every RELEASE_BYTES of the mapping, drop its
+ * page-table entries up to s's end, so an export's resident size stays
+ * bounded (the pages stay in the page cache). Not per frame: each call
+ * interrupts every CPU the process runs on to flush its TLB. Frames map
+ * ascending addresses, as extents are in block order. */
+static void release_runs(struct diff_frames *p, struct slot *s)
+{
+	if (!s->in_place || !s->nruns)
+		return;
+	s->in_place = false;
+	uint8_t *end = (uint8_t *)s->runs[s->nruns - 1].iov_base + s->runs[s->nruns - 1].iov_len;
+	if (!p->release_from)
+		p->release_from = s->runs[0].iov_base;
+	if ((size_t)(end - p->release_from) >= RELEASE_BYTES) {
+		madvise(p->release_from, (size_t)(end - p->release_from), MADV_DONTNEED);
+		p->release_from = end;
 	}
 }
 
@@ -149,13 +225,13 @@ static void *worker_main(void *arg)
 
 int diff_frames_start(struct diff_frames **out, const struct diff_extent *ext,
 		      uint64_t data_blocks, uint32_t frame_size, bool zstd,
-		      diff_read_fn read_blocks, void *ctx)
+		      const struct diff_source *src)
 {
 	struct diff_frames *p = calloc(1, sizeof(*p));
 
 	if (!p)
 		return -ENOMEM;
-	*p = (struct diff_frames){ .ext = ext, .read_blocks = read_blocks, .ctx = ctx,
+	*p = (struct diff_frames){ .ext = ext, .src = *src,
 				   .frame_size = frame_size, .data_blocks = data_blocks,
 				   .bound = zstd ? ZSTD_compressBound(frame_size) : 0 };
 	pthread_mutex_init(&p->lock, NULL);
@@ -164,7 +240,8 @@ int diff_frames_start(struct diff_frames **out, const struct diff_extent *ext,
 	p->n_slots = p->n_slots < 2 ? 2 : p->n_slots > MAX_SLOTS ? MAX_SLOTS : p->n_slots;
 	for (unsigned i = 0; i < p->n_slots; i++) {
 		struct slot *s = &p->slots[i];
-		if (!(s->buf = malloc(frame_size)) || (zstd && !(s->packed = malloc(p->bound))))
+		if (!(s->buf = malloc(frame_size)) || (zstd && !(s->packed = malloc(p->bound))) ||
+		    !(s->runs = calloc(frame_size / BS, sizeof(*s->runs))))
 			goto nomem;
 		queue_next(p, s);
 	}
@@ -187,6 +264,7 @@ int diff_frames_next(struct diff_frames *p, struct diff_frame_out *f, uint64_t *
 
 	pthread_mutex_lock(&p->lock);
 	if (p->handed) {   /* the writer is done with it: the slot takes the next frame */
+		release_runs(p, p->handed);
 		queue_next(p, p->handed);
 		p->handed = NULL;
 		pthread_cond_broadcast(&p->cond);
@@ -209,7 +287,9 @@ int diff_frames_next(struct diff_frames *p, struct diff_frame_out *f, uint64_t *
 		*bad_block = s->bad_block;
 		return s->ret;
 	}
-	*f = (struct diff_frame_out){ .data = p->bound ? s->packed : s->buf, .stored = s->stored,
+	*f = (struct diff_frame_out){ .iov = p->bound ? &s->zstd_out : s->runs,
+				      .iovcnt = p->bound ? 1 : s->nruns,
+				      .stored = s->stored,
 				      .crc = s->crc, .blocks = s->blocks };
 	p->handed = s;
 	p->next_out++;
@@ -229,6 +309,7 @@ void diff_frames_stop(struct diff_frames *p)
 	for (unsigned i = 0; i < p->n_slots; i++) {
 		free(p->slots[i].buf);
 		free(p->slots[i].packed);
+		free(p->slots[i].runs);
 	}
 	ZSTD_freeCCtx(p->own_zc);
 	pthread_mutex_destroy(&p->lock);

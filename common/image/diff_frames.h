@@ -6,21 +6,24 @@
 
 #include "image/diff.h"
 
+#include <sys/uio.h>
+
 struct diff_frames;
 
 struct diff_frame_out {
-	const void *data;       /* what to write: the frame, or its zstd form */
-	size_t stored;          /* bytes of data */
+	const struct iovec *iov;        /* what to write: the frame, or its zstd form */
+	size_t iovcnt;
+	size_t stored;          /* bytes in all */
 	uint32_t crc;           /* CRC-32C of the uncompressed frame */
 	uint32_t blocks;        /* data blocks in the frame */
 };
 
 /* Frames of frame_size bytes from the DIFF_DATA extents of ext (data_blocks
- * blocks in all), read with read_blocks (called from several threads at
- * once). 0 or -errno. */
+ * blocks in all), seen in place with src's view where it has one, else read
+ * (both called from several threads at once). 0 or -errno. */
 int diff_frames_start(struct diff_frames **out, const struct diff_extent *ext,
 		      uint64_t data_blocks, uint32_t frame_size, bool zstd,
-		      diff_read_fn read_blocks, void *ctx);
+		      const struct diff_source *src);
 /* The next frame, once ready; *f stays valid until the next call. 0,
  * -ENODATA after the last one, -EBADMSG if compressing it failed, or the
  * -errno of reading it; *bad_block: the block it failed at. */

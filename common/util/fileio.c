@@ -69,3 +69,36 @@ int pwrite_full(int fd, const void *buf, size_t len, uint64_t off)
 	}
 	return 0;
 }
+
+int writev_full(int fd, const struct iovec *iov, size_t iovcnt)
+{
+	struct iovec left[64];   /* a window of the pieces, advanced as they are written */
+	size_t n_left = 0;
+
+	for (;;) {
+		while (n_left < 64 && iovcnt) {
+			if (iov->iov_len)
+				left[n_left++] = *iov;
+			iov++;
+			iovcnt--;
+		}
+		if (!n_left)
+			return 0;
+		ssize_t n = writev(fd, left, (int)n_left);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return n < 0 ? -errno : -EIO;
+		size_t i = 0;
+		for (size_t done = (size_t)n; done && i < n_left; i++) {
+			size_t take = done < left[i].iov_len ? done : left[i].iov_len;
+			left[i].iov_base = (char *)left[i].iov_base + take;
+			left[i].iov_len -= take;
+			done -= take;
+			if (left[i].iov_len)
+				break;
+		}
+		memmove(left, left + i, (n_left - i) * sizeof(*left));
+		n_left -= i;
+	}
+}

@@ -4,6 +4,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/uio.h>
 
 /* Exactly len bytes at off (retrying short reads and EINTR): 0, -errno, or
  * -ENODATA when the file ends sooner. */
@@ -15,5 +16,8 @@ int pread_zeros_past_end(int fd, void *buf, size_t len, uint64_t off);
 int write_full(int fd, const void *buf, size_t len);
 /* The same at off. */
 int pwrite_full(int fd, const void *buf, size_t len, uint64_t off);
+/* write_full of iovcnt pieces, any count. */
+int writev_full(int fd, const struct iovec *iov, size_t iovcnt);
+
 
 #endif

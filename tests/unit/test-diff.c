@@ -25,23 +25,36 @@ static int read_source(void *ctx, uint64_t block, uint32_t count, void *buf)
 	return 0;
 }
 
+/* The source seen in place, except block 700, which has to be read. */
+static int view_source(void *ctx, uint64_t block, uint32_t count, const void **data)
+{
+	(void)ctx;
+	if (block <= 700 && block + count > 700)
+		return -ENOTSUP;
+	*data = source + block * BS;
+	return 0;
+}
+
+static const struct diff_source read_only = { .read = read_source };
+static const struct diff_source in_place = { .read = read_source, .view = view_source };
+
 static const struct diff_extent extents[] = {
 	{ 0, 3, DIFF_DATA }, { 10, 5, DIFF_ZERO }, { 20, 300, DIFF_DATA }, { 700, 1, DIFF_DATA },
 };
 
 static void write_diff(const char *path, uint32_t flags, uint32_t frame, const uint8_t parent[16],
-		       uint8_t id_out[16])
+		       uint8_t id_out[16], const struct diff_source *src, int append)
 {
 	struct diff_meta m = { .dev_size = BLOCKS * BS, .generation = 1, .flags = flags,
 			       .frame_size = frame };
 	struct diff_write_result r;
 	char why[300];
-	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | append, 0600);
 
 	memset(m.id, 0x11 + (int)flags, 16);
 	memcpy(m.parent, parent, 16);
 	memcpy(id_out, m.id, 16);
-	CHECK(diff_write(fd, &m, extents, 4, read_source, NULL, NULL, &r, why, sizeof(why)) == 0,
+	CHECK(diff_write(fd, &m, extents, 4, src, &r, why, sizeof(why)) == 0,
 	      "write: %s", why);
 	CHECK(m.data_blocks == 304 && m.zero_blocks == 5, "counts %llu %llu",
 	      (unsigned long long)m.data_blocks, (unsigned long long)m.zero_blocks);
@@ -129,8 +142,28 @@ int main(void)
 	snprintf(zst, sizeof(zst), "%s.zst", base_path);
 	snprintf(bad, sizeof(bad), "%s.bad", base_path);
 
-	write_diff(raw, 0, 64 * 1024, zero_id, raw_id);
-	write_diff(zst, DIFF_FLAG_ZSTD, 128 * 1024, zero_id, zst_id);
+	write_diff(raw, 0, 64 * 1024, zero_id, raw_id, &read_only, 0);
+	write_diff(zst, DIFF_FLAG_ZSTD, 128 * 1024, zero_id, zst_id, &read_only, 0);
+
+	/* Frames seen in place (several runs each, one refused) make the same
+	 * bytes as frames read: raw, and zstd with frames of one run and not;
+	 * written by the workers at their places, or (O_APPEND) by the writer. */
+	for (int z = 0; z < 2; z++) {
+		for (uint32_t frame = 4 * BS; frame <= 256 * BS; frame *= 8) {
+			char pa[80], pb[80], cmp[200];
+			uint8_t id[16];
+			snprintf(pa, sizeof(pa), "%s.read", base_path);
+			snprintf(pb, sizeof(pb), "%s.view", base_path);
+			write_diff(pa, z ? DIFF_FLAG_ZSTD : 0, frame, zero_id, id, &read_only, O_APPEND);
+			write_diff(pb, z ? DIFF_FLAG_ZSTD : 0, frame, zero_id, id, &in_place, 0);
+			snprintf(cmp, sizeof(cmp), "cmp -s %s %s", pa, pb);
+			CHECK(system(cmp) == 0, "in place = read, zstd %d, frame %u", z, frame);
+			write_diff(pb, z ? DIFF_FLAG_ZSTD : 0, frame, zero_id, id, &in_place, O_APPEND);
+			CHECK(system(cmp) == 0, "in place, appended = read, zstd %d, frame %u", z, frame);
+			unlink(pa);
+			unlink(pb);
+		}
+	}
 
 	CHECK(diff_open(raw, NULL, &d, why, sizeof(why)) == 0, "open raw: %s", why);
 	CHECK(diff_lookup(d, 1, &run, &idx) == DIFF_DATA && run == 2 && idx == 1, "lookup data");

@@ -243,6 +243,8 @@ static int read_source(void *ctx, uint64_t block, uint32_t count, void *buf)
 	return 0;
 }
 
+static const struct diff_source source = { .read = read_source };
+
 static void test_v1(void)
 {
 	char why[700];
@@ -285,7 +287,7 @@ static void test_v1(void)
 	struct diff_meta m = { .dev_size = 1 << 20, .frame_size = 8192 };
 	const struct diff_extent good[] = { { 3, 5, DIFF_DATA }, { 20, 2, DIFF_ZERO } };
 	int fd = open(tmp("good.diff"), O_WRONLY | O_CREAT | O_TRUNC, 0600);
-	CHECK(diff_write(fd, &m, good, 2, read_source, NULL, NULL, NULL, why, sizeof(why)) == 0, "write: %s", why);
+	CHECK(diff_write(fd, &m, good, 2, &source, NULL, why, sizeof(why)) == 0, "write: %s", why);
 	close(fd);
 	CHECK(diff_open(tmp("good.diff"), NULL, &d, why, sizeof(why)) == 0, "good diff opens: %s", why);
 	uint8_t *buf = malloc(8192), *scratch = malloc(1 << 16);
@@ -297,7 +299,7 @@ static void test_v1(void)
 	/* the writer never writes what a reader refuses */
 	m.dev_size = 32 * TIB;
 	fd = open(tmp("big.diff"), O_WRONLY | O_CREAT | O_TRUNC, 0600);
-	ret = diff_write(fd, &m, good, 2, read_source, NULL, NULL, NULL, why, sizeof(why));
+	ret = diff_write(fd, &m, good, 2, &source, NULL, why, sizeof(why));
 	CHECK(ret == -EINVAL && strstr(why, "device size"), "writer refuses 32 TiB: %d %s", ret, why);
 	close(fd);
 #ifndef OLD_API
