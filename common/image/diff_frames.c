@@ -8,13 +8,19 @@
  * checksummed there and written from there, the one copy `cp` makes too. A
  * compressed frame is compressed in place when it is one run. (Workers
  * writing raw frames at their places themselves gained nothing: writes to
- * one file take its inode lock in turn.) */
+ * one file take its inode lock in turn.)
+ *
+ * A frame that a sample says will not compress (packed archives, media,
+ * encrypted files) is not put through the compressor, which would copy it
+ * twice only to store it as it is: it becomes a zstd frame of raw blocks
+ * written from where it lies, as btrfs and ZFS skip such data too. */
 #include "image/diff_frames.h"
 #include "util/crc32c.h"
 
 #include <errno.h>
 #include <pthread.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/mman.h>
 #include <zstd.h>
 
@@ -23,6 +29,10 @@
 #define WORKERS 2
 #define SLOTS_BYTES (64u << 20)   /* buffers of all slots together, at most */
 #define RELEASE_BYTES (64u << 20)
+#define ZSTD_BLOCK_MAX (128u << 10)       /* the largest block of a zstd frame */
+#define ZSTD_RAW_HDR 9u                   /* magic, descriptor, 4-byte content size */
+#define SAMPLE_WINDOWS 16
+#define SAMPLE_WINDOW 256
 
 enum slot_state { SLOT_FREE, SLOT_QUEUED, SLOT_BUSY, SLOT_DONE };
 
@@ -34,7 +44,9 @@ struct slot {
 	struct iovec *runs;     /* the frame: buf, or its runs in the source's mapping */
 	size_t nruns, stored;
 	bool in_place;          /* runs point into the mapping */
-	struct iovec zstd_out;  /* packed and its size */
+	struct iovec *zout;     /* the zstd frame: packed, or raw blocks of the frame */
+	size_t nzout;
+	uint8_t *zhdr;          /* headers of a frame of raw blocks */
 	uint32_t crc;
 	int ret;
 	uint64_t bad_block;
@@ -153,6 +165,47 @@ static int read_runs(struct diff_frames *p, struct slot *s)
 	return 0;
 }
 
+/* Whether the frame would not compress, judged on SAMPLE_WINDOWS windows
+ * spread over it, compressed together at level 1 (1/256 of a 1 MiB frame). */
+static bool looks_incompressible(ZSTD_CCtx *zc, const uint8_t *data, size_t len)
+{
+	uint8_t sample[SAMPLE_WINDOWS * SAMPLE_WINDOW];
+	uint8_t out[ZSTD_COMPRESSBOUND(sizeof(sample))];
+
+	if (len < sizeof(sample))
+		return false;
+	size_t step = (len - SAMPLE_WINDOW) / (SAMPLE_WINDOWS - 1);
+	for (size_t i = 0; i < SAMPLE_WINDOWS; i++)
+		memcpy(sample + i * SAMPLE_WINDOW, data + i * step, SAMPLE_WINDOW);
+	size_t n = ZSTD_compressCCtx(zc, out, sizeof(out), sample, sizeof(sample), 1);
+	return !ZSTD_isError(n) && n > sizeof(sample) - sizeof(sample) / 32;
+}
+
+/* s's frame as a zstd frame of raw blocks (RFC 8878): a single-segment
+ * frame header with the content size, then per block of up to 128 KiB a
+ * 3-byte header (last flag, type 0 raw, size) and the block itself. */
+static void raw_zstd_frame(struct slot *s, const uint8_t *data, size_t len)
+{
+	uint8_t *h = s->zhdr;
+
+	h[0] = 0x28, h[1] = 0xb5, h[2] = 0x2f, h[3] = 0xfd;      /* 0xFD2FB528, little-endian */
+	h[4] = 0xa0;                    /* 4-byte content size, single segment */
+	for (int i = 0; i < 4; i++)
+		h[5 + i] = (uint8_t)(len >> (8 * i));
+	s->zout[0] = (struct iovec){ h, ZSTD_RAW_HDR };
+	s->nzout = 1;
+	s->stored = ZSTD_RAW_HDR;
+	h += ZSTD_RAW_HDR;
+	for (size_t off = 0; off < len; off += ZSTD_BLOCK_MAX, h += 3) {
+		size_t take = len - off < ZSTD_BLOCK_MAX ? len - off : ZSTD_BLOCK_MAX;
+		uint32_t bh = (uint32_t)take << 3 | (off + take == len);
+		h[0] = (uint8_t)bh, h[1] = (uint8_t)(bh >> 8), h[2] = (uint8_t)(bh >> 16);
+		s->zout[s->nzout++] = (struct iovec){ h, 3 };
+		s->zout[s->nzout++] = (struct iovec){ (void *)(data + off), take };
+		s->stored += 3 + take;
+	}
+}
+
 static void fill(struct diff_frames *p, struct slot *s, ZSTD_CCtx *zc)
 {
 	s->stored = (size_t)s->blocks * BS;
@@ -160,16 +213,21 @@ static void fill(struct diff_frames *p, struct slot *s, ZSTD_CCtx *zc)
 	if (!s->in_place && (s->ret = read_runs(p, s)))
 		return;
 	s->ret = 0;
-	if (p->bound) {
-		s->stored = ZSTD_compressCCtx(zc, s->packed, p->bound, s->runs[0].iov_base,
-					      s->runs[0].iov_len, 3);
-		if (ZSTD_isError(s->stored)) {
-			s->ret = -EBADMSG;   /* told apart from a read's -EIO */
-			s->bad_block = p->ext[s->ei].start + s->in_ext;
-			return;
-		}
-		s->zstd_out = (struct iovec){ s->packed, s->stored };
+	if (!p->bound)
+		return;
+	const uint8_t *data = s->runs[0].iov_base;
+	if (looks_incompressible(zc, data, s->runs[0].iov_len)) {
+		raw_zstd_frame(s, data, s->runs[0].iov_len);
+		return;
 	}
+	s->stored = ZSTD_compressCCtx(zc, s->packed, p->bound, data, s->runs[0].iov_len, 3);
+	if (ZSTD_isError(s->stored)) {
+		s->ret = -EBADMSG;   /* told apart from a read's -EIO */
+		s->bad_block = p->ext[s->ei].start + s->in_ext;
+		return;
+	}
+	s->zout[0] = (struct iovec){ s->packed, s->stored };
+	s->nzout = 1;
 }
 
 /* The writer is done with s. Every RELEASE_BYTES of the mapping, drop its
@@ -240,8 +298,11 @@ int diff_frames_start(struct diff_frames **out, const struct diff_extent *ext,
 	p->n_slots = p->n_slots < 2 ? 2 : p->n_slots > MAX_SLOTS ? MAX_SLOTS : p->n_slots;
 	for (unsigned i = 0; i < p->n_slots; i++) {
 		struct slot *s = &p->slots[i];
-		if (!(s->buf = malloc(frame_size)) || (zstd && !(s->packed = malloc(p->bound))) ||
-		    !(s->runs = calloc(frame_size / BS, sizeof(*s->runs))))
+		size_t zblocks = (frame_size + ZSTD_BLOCK_MAX - 1) / ZSTD_BLOCK_MAX;
+		if (!(s->buf = malloc(frame_size)) || !(s->runs = calloc(frame_size / BS, sizeof(*s->runs))) ||
+		    (zstd && (!(s->packed = malloc(p->bound)) ||
+			      !(s->zout = calloc(1 + 2 * zblocks, sizeof(*s->zout))) ||
+			      !(s->zhdr = malloc(ZSTD_RAW_HDR + 3 * zblocks)))))
 			goto nomem;
 		queue_next(p, s);
 	}
@@ -287,8 +348,8 @@ int diff_frames_next(struct diff_frames *p, struct diff_frame_out *f, uint64_t *
 		*bad_block = s->bad_block;
 		return s->ret;
 	}
-	*f = (struct diff_frame_out){ .iov = p->bound ? &s->zstd_out : s->runs,
-				      .iovcnt = p->bound ? 1 : s->nruns,
+	*f = (struct diff_frame_out){ .iov = p->bound ? s->zout : s->runs,
+				      .iovcnt = p->bound ? s->nzout : s->nruns,
 				      .stored = s->stored,
 				      .crc = s->crc, .blocks = s->blocks };
 	p->handed = s;
@@ -310,6 +371,8 @@ void diff_frames_stop(struct diff_frames *p)
 		free(p->slots[i].buf);
 		free(p->slots[i].packed);
 		free(p->slots[i].runs);
+		free(p->slots[i].zout);
+		free(p->slots[i].zhdr);
 	}
 	ZSTD_freeCCtx(p->own_zc);
 	pthread_mutex_destroy(&p->lock);

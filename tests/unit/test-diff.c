@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #define BS 4096
@@ -135,6 +136,10 @@ int main(void)
 		source[i] = (uint8_t)(rand() >> 3);
 		base[i] = (uint8_t)(rand() >> 5);
 	}
+	/* most of the 300-block extent compresses, the rest of the data not:
+	 * zstd frames of both kinds, compressed and stored as raw blocks */
+	for (size_t i = 100 * BS; i < 320 * BS; i++)
+		source[i] = "sandbox root filesystem "[i % 24];
 	int fd = mkstemp(base_path);
 	CHECK(write(fd, base, BLOCKS * BS) == BLOCKS * BS, "base written");
 	close(fd);
@@ -172,6 +177,20 @@ int main(void)
 	CHECK(diff_lookup(d, 700, &run, &idx) == DIFF_DATA && idx == 303, "lookup last");
 	CHECK(diff_lookup(d, 900, &run, &idx) == DIFF_ABSENT && run == UINT64_MAX, "lookup past all");
 	CHECK(d->n_frames == (304 * BS + 65535) / 65536, "frame count");
+	diff_close(d);
+	struct stat st_raw, st_zst;
+	CHECK(stat(raw, &st_raw) == 0 && stat(zst, &st_zst) == 0 &&
+	      st_zst.st_size < st_raw.st_size * 2 / 5, "zstd %lld bytes, raw %lld",
+	      (long long)st_zst.st_size, (long long)st_raw.st_size);
+	/* the random frames as raw blocks: a 9-byte header, one 3-byte block header */
+	CHECK(diff_open(zst, NULL, &d, why, sizeof(why)) == 0, "open zstd: %s", why);
+	unsigned stored_raw = 0, packed = 0;
+	for (uint64_t f = 0; f < d->n_frames; f++) {
+		stored_raw += d->frames[f].size == 9 + 3 + 128 * 1024;
+		packed += d->frames[f].size < 16 * 1024;
+	}
+	CHECK(stored_raw >= 1 && packed >= 1, "frames: %u raw, %u packed of %llu", stored_raw, packed,
+	      (unsigned long long)d->n_frames);
 	diff_close(d);
 
 	check_stack(base_path, raw, base);
