@@ -21,7 +21,7 @@
 enum {
 	KEY_OUTPUT = 'o', KEY_ZSTD = 'z', KEY_KEEP = 'k', KEY_JSON = 'j',
 	KEY_FRAME = 0x300, KEY_FORMAT, KEY_LIVE, KEY_INSPECT, KEY_FLATTEN, KEY_PROGRESS, KEY_NO_PROGRESS,
-	KEY_BUILD_ID, KEY_HEADER_VERSION, KEY_COMPRESS,
+	KEY_BUILD_ID, KEY_HEADER_VERSION, KEY_COMPRESS, KEY_LEVEL,
 };
 
 static const struct cli_option options[] = {
@@ -29,6 +29,8 @@ static const struct cli_option options[] = {
 				 "--format e2b: the storage root ROOT (default: the parent's, if a folder)" },
 	{ "cache", 'c', "FILE", "export this cache of a stopped device instead of a device" },
 	{ "zstd", 'z', NULL, "compress frames with zstd" },
+	{ "level", KEY_LEVEL, "N", "zstd's level, 1 (fastest) to 19 (smallest; default 3), with --zstd or "
+				   "--compress zstd" },
 	{ "format", KEY_FORMAT, "FMT", "diff (default), v3: packed data in FILE + mapping in FILE.header, "
 				       "or e2b: the next E2B build of the device's (docs/e2b.md)" },
 	{ "frame-size", KEY_FRAME, "SIZE", "uncompressed bytes per frame (default 1M; e2b: 2M)" },
@@ -304,6 +306,12 @@ int main(int argc, char **argv)
 				return cli_usage_error(&c, "--compress '%s': expected zstd or lz4", optarg);
 			o.codec = !strcmp(optarg, "zstd") ? E2B_CODEC_ZSTD : E2B_CODEC_LZ4;
 			break;
+		case KEY_LEVEL:
+			if (parse_uint(optarg, 1, DIFF_ZSTD_MAX_LEVEL, &v))
+				return cli_usage_error(&c, "--level '%s': expected 1 to %d", optarg,
+						       DIFF_ZSTD_MAX_LEVEL);
+			o.level = (int)v;
+			break;
 		case KEY_JSON: json = true; break;
 		case KEY_INSPECT: inspect_path = optarg; break;
 		case KEY_FLATTEN: flatten = true; break;
@@ -323,9 +331,12 @@ int main(int argc, char **argv)
 	o.timeout_ms = cfg.timeout_ms;
 	/* options that do nothing in the mode chosen are refused, not ignored */
 	const char *mode = inspect_path ? "--inspect" : flatten ? "--flatten" : NULL;
-	if (mode && (o.live || o.keep || o.zstd || o.frame_size || o.v3 || o.e2b))
-		return cli_usage_error(&c, "%s writes no diff: --live, --keep, --zstd, --frame-size and "
-				       "--format do nothing with it", mode);
+	if (mode && (o.live || o.keep || o.zstd || o.level || o.frame_size || o.v3 || o.e2b))
+		return cli_usage_error(&c, "%s writes no diff: --live, --keep, --zstd, --level, "
+				       "--frame-size and --format do nothing with it", mode);
+	if (o.level && !o.zstd && !(o.e2b && o.codec == E2B_CODEC_ZSTD))
+		return cli_usage_error(&c, "--level is zstd's: give --zstd, or --format e2b "
+				       "--compress zstd");
 	if (inspect_path && o.out)
 		return cli_usage_error(&c, "--inspect prints its report on stdout: --output does nothing with it");
 	if (o.live && o.keep)

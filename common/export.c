@@ -206,7 +206,7 @@ static int e2b_export(struct e2b_target *t, const struct cache_export *x, void *
 		      const struct export_opts *o, struct export_result *r, char *why, size_t whylen)
 {
 	struct atomic_file daf = ATOMIC_FILE_INIT, haf = ATOMIC_FILE_INIT;
-	struct e2b_data_opts dopt = { .codec = o->codec,
+	struct e2b_data_opts dopt = { .codec = o->codec, .level = o->level,
 				      .frame_size = o->frame_size ? o->frame_size : E2B_DEFAULT_FRAME };
 	struct e2b_build self = { 0 };
 	struct e2b_header *h = NULL, *chk = NULL;
@@ -343,6 +343,7 @@ static int export_cache_to(const char *cache, const struct export_opts *o, struc
 		       ret == -ENOENT || ret == -EINVAL ? EXIT_BAD_IMAGE : EXIT_FAIL;
 	ctx.x.meta.flags = o->zstd ? DIFF_FLAG_ZSTD : 0;
 	ctx.x.meta.frame_size = o->frame_size ? o->frame_size : DIFF_DEFAULT_FRAME;
+	ctx.x.meta.level = o->level;
 	ret = t ? 0 : output_file_open(&out, o->out, why, whylen);
 	if (t) {
 		if ((code = e2b_export(t, &ctx.x, &ctx, o, r, sub, sizeof(sub))))

@@ -16,6 +16,7 @@ struct layer_http_opts;
 struct export_opts {
 	const char *out;        /* file, or NULL / "-" for stdout */
 	bool zstd;
+	int level;              /* zstd's, 1-19 (diff or E2B frames); 0: 3 */
 	uint32_t frame_size;
 	bool keep;              /* keep the cache after a successful export */
 	uint64_t timeout_ms;    /* for the device to be released and stopped */

@@ -152,6 +152,7 @@ _ublk_tools_value()
         --format) COMPREPLY+=($(compgen -W "diff v3 e2b" -- "$cur")) ;;
         --compress) COMPREPLY+=($(compgen -W "zstd lz4" -- "$cur")) ;;
         --header-version) COMPREPLY+=($(compgen -W "1 2 3 4 5" -- "$cur")) ;;
+        --level) COMPREPLY+=($(compgen -W "$(seq 1 19)" -- "$cur")) ;;
         --recover) _ublk_tools_devices "$cur" ;;          # ublk-serve --recover DEV
         --queues | --depth | --timeout | --ready-fd | --size | --inject | --frame-size) ;;  # nothing to offer
         --chunk-size | --chunk-cache-limit | --http-timeout | --http-retries | --readahead | --prefetch-connections) ;;

@@ -120,8 +120,11 @@ int diff_write(int out, struct diff_meta *m, const struct diff_extent *ext, size
 	}
 
 	/* Frames from the data extents in order, read and packed ahead. */
+	if (m->level < 0 || m->level > DIFF_ZSTD_MAX_LEVEL)
+		return WHY("zstd level %d: expected 1 to %d", m->level, DIFF_ZSTD_MAX_LEVEL), -EINVAL;
 	if ((ret = diff_frames_start(&frames, ext, m->data_blocks, m->frame_size,
-				     m->flags & DIFF_FLAG_ZSTD, src))) {
+				     m->flags & DIFF_FLAG_ZSTD ? m->level ? m->level : DIFF_ZSTD_LEVEL : 0,
+				     src))) {
 		WHY("out of memory");
 		goto out;
 	}

@@ -13,6 +13,8 @@
 #define DIFF_FLAG_ZSTD 1u
 #define DIFF_DEFAULT_FRAME (1u << 20)
 #define DIFF_MAX_FRAME UBLK_MAX_FRAME_SIZE
+#define DIFF_ZSTD_LEVEL 3
+#define DIFF_ZSTD_MAX_LEVEL 19   /* zstd's own limit without --ultra */
 
 enum diff_kind { DIFF_ABSENT = 0, DIFF_DATA = 1, DIFF_ZERO = 2 };
 
@@ -27,6 +29,8 @@ struct diff_meta {
 	uint8_t id[16], parent[16];
 	uint32_t flags, frame_size;
 	uint64_t n_extents, data_blocks, zero_blocks;
+	int level;              /* writing with DIFF_FLAG_ZSTD: its level, 0 for
+				 * DIFF_ZSTD_LEVEL; not stored in the file */
 };
 
 /* Source of the data blocks when writing: fill buf with count blocks

@@ -59,6 +59,7 @@ struct diff_frames {
 	struct diff_source src;
 	uint32_t frame_size;
 	size_t bound;           /* of a compressed frame; 0 without zstd */
+	int level;
 	uint64_t data_blocks, queued_blocks;
 	size_t ei;              /* where the next frame to queue starts */
 	uint32_t in_ext;
@@ -220,7 +221,7 @@ static void fill(struct diff_frames *p, struct slot *s, ZSTD_CCtx *zc)
 		raw_zstd_frame(s, data, s->runs[0].iov_len);
 		return;
 	}
-	s->stored = ZSTD_compressCCtx(zc, s->packed, p->bound, data, s->runs[0].iov_len, 3);
+	s->stored = ZSTD_compressCCtx(zc, s->packed, p->bound, data, s->runs[0].iov_len, p->level);
 	if (ZSTD_isError(s->stored)) {
 		s->ret = -EBADMSG;   /* told apart from a read's -EIO */
 		s->bad_block = p->ext[s->ei].start + s->in_ext;
@@ -282,16 +283,17 @@ static void *worker_main(void *arg)
 }
 
 int diff_frames_start(struct diff_frames **out, const struct diff_extent *ext,
-		      uint64_t data_blocks, uint32_t frame_size, bool zstd,
+		      uint64_t data_blocks, uint32_t frame_size, int zstd_level,
 		      const struct diff_source *src)
 {
+	bool zstd = zstd_level > 0;
 	struct diff_frames *p = calloc(1, sizeof(*p));
 
 	if (!p)
 		return -ENOMEM;
 	*p = (struct diff_frames){ .ext = ext, .src = *src,
 				   .frame_size = frame_size, .data_blocks = data_blocks,
-				   .bound = zstd ? ZSTD_compressBound(frame_size) : 0 };
+				   .bound = zstd ? ZSTD_compressBound(frame_size) : 0, .level = zstd_level };
 	pthread_mutex_init(&p->lock, NULL);
 	pthread_cond_init(&p->cond, NULL);
 	p->n_slots = SLOTS_BYTES / (frame_size + p->bound);

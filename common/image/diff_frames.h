@@ -19,10 +19,11 @@ struct diff_frame_out {
 };
 
 /* Frames of frame_size bytes from the DIFF_DATA extents of ext (data_blocks
- * blocks in all), seen in place with src's view where it has one, else read
- * (both called from several threads at once). 0 or -errno. */
+ * blocks in all), compressed at zstd_level (0: not compressed), seen in
+ * place with src's view where it has one, else read (both called from
+ * several threads at once). 0 or -errno. */
 int diff_frames_start(struct diff_frames **out, const struct diff_extent *ext,
-		      uint64_t data_blocks, uint32_t frame_size, bool zstd,
+		      uint64_t data_blocks, uint32_t frame_size, int zstd_level,
 		      const struct diff_source *src);
 /* The next frame, once ready; *f stays valid until the next call. 0,
  * -ENODATA after the last one, -EBADMSG if compressing it failed, or the

@@ -136,6 +136,11 @@ teardown() {
 	run_mustfail 2 "--inspect prints its report on stdout" "$B/ublk-export-diff" --inspect "$T/img" -o "$T/x"
 	run_mustfail 2 "--live keeps the device and its cache" "$B/ublk-export-diff" --live --keep -o "$T/x" 3
 	run_mustfail 2 "--frame-size '5000'" "$B/ublk-export-diff" --frame-size 5000 -o "$T/x" 1
+	run_mustfail 2 "--level '20': expected 1 to 19" "$B/ublk-export-diff" --zstd --level 20 -o "$T/x" 1
+	run_mustfail 2 "--level '0': expected 1 to 19" "$B/ublk-export-diff" --zstd --level 0 -o "$T/x" 1
+	run_mustfail 2 "--level is zstd's: give --zstd, or --format e2b --compress zstd" "$B/ublk-export-diff" --level 9 -o "$T/x" 1
+	run_mustfail 2 "--level is zstd's" "$B/ublk-export-diff" --format e2b --compress lz4 --level 9 -o "$T/x" 1
+	run_mustfail 2 "--flatten writes no diff: --live, --keep, --zstd, --level" "$B/ublk-export-diff" --flatten --level 3 --base "$T/img" -o "$T/x"
 	run_mustfail 5 "not a ublk-tools diff (bad magic)" "$B/ublk-export-diff" --inspect "$T/img"
 	run_mustfail 5 "too short to be a diff" "$B/ublk-export-diff" --inspect /dev/null
 }

@@ -18,6 +18,7 @@
 #define BLOCKS 1024     /* 4 MiB device */
 
 static uint8_t *source;  /* what the "cache" holds, per block */
+static int write_level;  /* of write_diff's zstd */
 
 static int read_source(void *ctx, uint64_t block, uint32_t count, void *buf)
 {
@@ -47,7 +48,7 @@ static void write_diff(const char *path, uint32_t flags, uint32_t frame, const u
 		       uint8_t id_out[16], const struct diff_source *src, int append)
 {
 	struct diff_meta m = { .dev_size = BLOCKS * BS, .generation = 1, .flags = flags,
-			       .frame_size = frame };
+			       .frame_size = frame, .level = write_level };
 	struct diff_write_result r;
 	char why[300];
 	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | append, 0600);
@@ -182,6 +183,32 @@ int main(void)
 	CHECK(stat(raw, &st_raw) == 0 && stat(zst, &st_zst) == 0 &&
 	      st_zst.st_size < st_raw.st_size * 2 / 5, "zstd %lld bytes, raw %lld",
 	      (long long)st_zst.st_size, (long long)st_raw.st_size);
+	/* the level reaches zstd: 19 packs smaller than 1, both read back */
+	char l1[80], l19[80];
+	struct stat st1, st19;
+	uint8_t lid[16];
+	snprintf(l1, sizeof(l1), "%s.l1", base_path);
+	snprintf(l19, sizeof(l19), "%s.l19", base_path);
+	write_level = 1;
+	write_diff(l1, DIFF_FLAG_ZSTD, 128 * 1024, zero_id, lid, &in_place, 0);
+	write_level = 19;
+	write_diff(l19, DIFF_FLAG_ZSTD, 128 * 1024, zero_id, lid, &in_place, 0);
+	write_level = 0;
+	CHECK(stat(l1, &st1) == 0 && stat(l19, &st19) == 0 && st19.st_size < st1.st_size,
+	      "level 19: %lld bytes, level 1: %lld", (long long)st19.st_size, (long long)st1.st_size);
+	check_stack(base_path, l1, base);
+	check_stack(base_path, l19, base);
+	unlink(l1);
+	unlink(l19);
+	struct diff_meta too_high = { .dev_size = BLOCKS * BS, .flags = DIFF_FLAG_ZSTD,
+				      .frame_size = 128 * 1024, .level = 20 };
+	int bfd = open(l1, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+	CHECK(diff_write(bfd, &too_high, extents, 4, &in_place, NULL, why, sizeof(why)) == -EINVAL &&
+	      strstr(why, "zstd level 20"), "level 20 refused: %s", why);
+	close(bfd);
+	unlink(l1);
+	write_level = 0;
+
 	/* the random frames as raw blocks: a 9-byte header, one 3-byte block header */
 	CHECK(diff_open(zst, NULL, &d, why, sizeof(why)) == 0, "open zstd: %s", why);
 	unsigned stored_raw = 0, packed = 0;

@@ -549,6 +549,27 @@ static void test_data_edges(void)
 	close(fd);
 }
 
+/* --level reaches zstd: 19 packs the pattern smaller than 1 does */
+static void test_level(void)
+{
+	struct diff_extent x[] = { { 0, 64, DIFF_DATA } };
+	uint64_t bytes[2] = { 0, 0 };
+	char why[256] = "";
+
+	for (int i = 0; i < 2; i++) {
+		struct e2b_data_opts o = { .codec = E2B_CODEC_ZSTD, .frame_size = 32 * P,
+					   .level = i ? 19 : 1 };
+		struct e2b_build self = { 0 };
+		int fd = memfd_create("e2b", 0);
+		CHECK(e2b_write_data(fd, x, LEN(x), fill_read, NULL, NULL, &o, &self, &bytes[i], why,
+				     sizeof(why)) == 0, "level %d: %s", o.level, why);
+		free(self.frames);
+		close(fd);
+	}
+	CHECK(bytes[1] < bytes[0], "level 19: %llu bytes, level 1: %llu",
+	      (unsigned long long)bytes[1], (unsigned long long)bytes[0]);
+}
+
 struct mio {
 	struct layer_io io;     /* first: done gets it */
 	int res;
@@ -623,6 +644,7 @@ int main(int argc, char **argv)
 	test_records_and_edges();
 	test_data(E2B_CODEC_NONE);
 	test_data(E2B_CODEC_ZSTD);
+	test_level();
 	test_data(E2B_CODEC_LZ4);
 	test_data_edges();
 	return check_summary();

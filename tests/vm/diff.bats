@@ -24,7 +24,7 @@ dev_sum() { sha256sum <"$1" | cut -d' ' -f1; }
 		dd if=/dev/zero of="$dev" bs=4k seek=$((gen * 1000 + 7)) count=3 oflag=direct status=none
 		blkdiscard -o $(( (gen * 2000) * 4096 )) -l $((64 * 4096)) "$dev"
 		want=$(dev_sum "$dev")
-		zopt=(); [ "$gen" -ne 2 ] || zopt=(--zstd)
+		zopt=(); [ "$gen" -ne 2 ] || zopt=(--zstd --level 19)
 		run "$B/ublk-export-diff" "${zopt[@]}" --json -o "$T/d$gen.diff" "gen$gen"
 		echo "$output"
 		[ "$status" -eq 0 ]

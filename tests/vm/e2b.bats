@@ -157,7 +157,7 @@ PY
 		[ "$gen" -eq 1 ] || rm "$T/mnt/file1"
 		sha256sum "$T/mnt/file$gen" | cut -d' ' -f1 >"$T/sum$gen"
 		umount "$T/mnt"
-		parent=$("$B/ublk-export-diff" --format e2b --output "$T/root" --compress zstd --json "$dev" | jq -r .build_id)
+		parent=$("$B/ublk-export-diff" --format e2b --output "$T/root" --compress zstd --level 1 --json "$dev" | jq -r .build_id)
 	done
 	dev=$("$B/ublk-add" --e2b "$T/root" --build "$parent" --read-only)
 	fsck.ext4 -n "$dev"
