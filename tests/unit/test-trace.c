@@ -3,6 +3,7 @@
  * their boundary, loading (no symlink, no FIFO), saving, and merging. */
 #include "image/access_trace.h"
 #include "util/crc32c.h"
+#include "util/sha256.h"
 #include "check.h"
 
 #include <errno.h>
@@ -81,6 +82,55 @@ static void test_crc_convention(void)
 	/* the common CRC-32C (iSCSI, ext4): its check value */
 	CHECK(crc32c(0, "123456789", 9) == 0xe3069283u, "crc32c check value %08x",
 	      crc32c(0, "123456789", 9));
+}
+
+static void sha256_of(const void *data, size_t len, size_t piece, uint8_t out[SHA256_LEN])
+{
+	struct sha256 s;
+	sha256_init(&s);
+	for (size_t at = 0; at < len; at += piece)
+		sha256_update(&s, (const uint8_t *)data + at, len - at < piece ? len - at : piece);
+	sha256_final(&s, out);
+}
+
+/* FIPS 180-4's examples, and the portable code and the SHA extensions (where
+ * this CPU has them) agreeing on every length and way of feeding the data. */
+static void test_sha256(void)
+{
+	static const struct { const char *msg; size_t repeat; const char *hex; } vec[] = {
+		{ "", 1, "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855" },
+		{ "abc", 1, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad" },
+		{ "abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq", 1,
+		  "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1" },
+		{ "a", 1000000, "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0" },
+	};
+	uint8_t *buf = malloc(1000000), want[SHA256_LEN], got[SHA256_LEN];
+	bool has_ext = sha256_use_portable(false);
+
+	for (int portable = 0; portable < 2; portable++) {
+		sha256_use_portable(portable);
+		for (size_t v = 0; v < sizeof(vec) / sizeof(vec[0]); v++) {
+			size_t n = strlen(vec[v].msg), len = n * vec[v].repeat;
+			char hex[2 * SHA256_LEN + 1];
+			for (size_t i = 0; i < vec[v].repeat; i++)
+				memcpy(buf + i * n, vec[v].msg, n);
+			sha256_hex(buf, len, hex);
+			CHECK(!strcmp(hex, vec[v].hex), "sha256 vector %zu, portable %d: %s", v, portable, hex);
+		}
+	}
+	for (size_t i = 0; i < 1000; i++)
+		buf[i] = (uint8_t)(i * 151 + 3);
+	for (size_t len = 0; len < 1000; len += 1 + len / 8) {
+		sha256_use_portable(true);
+		sha256_of(buf, len, len ? len : 1, want);
+		sha256_use_portable(false);
+		for (size_t piece = 1; piece <= 130; piece += 43) {
+			sha256_of(buf, len, piece, got);
+			CHECK(!memcmp(got, want, SHA256_LEN), "sha256 of %zu bytes in %zu-byte pieces "
+			      "(extensions %d)", len, piece, has_ext);
+		}
+	}
+	free(buf);
 }
 
 /* crc32c() picks the table or the instruction by timing them: both must give
@@ -519,6 +569,7 @@ int main(void)
 		return perror("mkdtemp"), 2;
 	test_crc_convention();
 	test_crc_ways_agree();
+	test_sha256();
 	test_round_trip();
 	test_refusals();
 	test_limits();
