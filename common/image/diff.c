@@ -79,6 +79,8 @@ int diff_write(int out, struct diff_meta *m, const struct diff_extent *ext, size
 		       -EINVAL;
 	if (!m->frame_size || m->frame_size % BS || m->frame_size > DIFF_MAX_FRAME)
 		return WHY("frame size %u is invalid", m->frame_size), -EINVAL;
+	if (m->level < 0 || m->level > DIFF_ZSTD_MAX_LEVEL)
+		return WHY("zstd level %d: expected 1 to %d", m->level, DIFF_ZSTD_MAX_LEVEL), -EINVAL;
 	if (n > UBLK_MAX_EXTENTS)
 		return WHY("%zu extents are more than a diff may hold (%llu): the cache is too "
 			   "fragmented to export", n, (unsigned long long)UBLK_MAX_EXTENTS), -EINVAL;
@@ -120,8 +122,6 @@ int diff_write(int out, struct diff_meta *m, const struct diff_extent *ext, size
 	}
 
 	/* Frames from the data extents in order, read and packed ahead. */
-	if (m->level < 0 || m->level > DIFF_ZSTD_MAX_LEVEL)
-		return WHY("zstd level %d: expected 1 to %d", m->level, DIFF_ZSTD_MAX_LEVEL), -EINVAL;
 	if ((ret = diff_frames_start(&frames, ext, m->data_blocks, m->frame_size,
 				     m->flags & DIFF_FLAG_ZSTD ? m->level ? m->level : DIFF_ZSTD_LEVEL : 0,
 				     src))) {

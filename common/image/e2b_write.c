@@ -4,6 +4,7 @@
  * those e2b_header.c reads, which checks every header written here before
  * anything is published. */
 #include "image/e2b_write.h"
+#include "image/e2b_write_impl.h"
 #include "util/fileio.h"
 #include "util/sha256.h"
 #include "util/ublk_limits.h"
@@ -325,12 +326,6 @@ out:
 
 /* ---- serializing ---- */
 
-struct buf {
-	uint8_t *p;
-	size_t len, cap;
-	bool oom;
-};
-
 static void put(struct buf *b, const void *data, size_t n)
 {
 	if (b->oom)
@@ -593,7 +588,7 @@ static int put_v5_mapping(struct buf *b, const struct e2b_header *h)
  * frame whatever the input's size, which LZ4F_compressFrame would shrink),
  * independent, block checksums, a content checksum for the header section
  * and none for data frames, fast. */
-static int lz4_frame(const void *src, size_t len, bool content_sum, struct buf *b)
+int e2b_lz4_frame(const void *src, size_t len, bool content_sum, struct buf *b)
 {
 	LZ4F_preferences_t pr = { 0 };
 	LZ4F_cctx *cc = NULL;
@@ -692,7 +687,7 @@ int e2b_header_serialize(const struct e2b_header *h, uint8_t **out, size_t *len,
 	}
 	put(&b, &h->flags, 1);
 	put32(&b, (uint32_t)sec.len);
-	if ((ret = lz4_frame(sec.p, sec.len, true, &b)))
+	if ((ret = e2b_lz4_frame(sec.p, sec.len, true, &b)))
 		goto out;
 	ret = b.oom ? -ENOMEM : 0;
 out:
@@ -710,161 +705,4 @@ out:
 	free(sp.first);
 	free(sp.by_id);
 	return ret;
-}
-
-/* ---- the data file ---- */
-
-struct framer {
-	int fd;
-	const struct e2b_data_opts *o;
-	struct e2b_build *self;
-	ZSTD_CCtx *zc;
-	struct buf c;           /* compressed frame */
-	uint64_t pos_u, pos_c;
-};
-
-static int flush_frame(struct framer *w, const uint8_t *data, size_t len, char *why,
-		       size_t whylen)
-{
-	struct e2b_frame *f;
-	int ret;
-
-	if (!len)
-		return 0;
-	if (w->o->codec == E2B_CODEC_NONE) {
-		if ((ret = write_full(w->fd, data, len)))
-			return WHY("writing the data: %s", strerror(-ret)), ret;
-		w->pos_u += len;
-		w->pos_c += len;
-		return 0;
-	}
-	w->c.len = 0;
-	if (w->o->codec == E2B_CODEC_ZSTD) {
-		size_t bound = ZSTD_compressBound(len), got;
-		if (w->c.cap < bound) {
-			uint8_t *p = realloc(w->c.p, bound);
-			if (!p)
-				return WHY("out of memory"), -ENOMEM;
-			w->c.p = p;
-			w->c.cap = bound;
-		}
-		got = ZSTD_compress2(w->zc, w->c.p, w->c.cap, data, len);
-		if (ZSTD_isError(got))
-			return WHY("zstd: %s", ZSTD_getErrorName(got)), -EIO;
-		w->c.len = got;
-	} else if ((ret = lz4_frame(data, len, false, &w->c))) {
-		return WHY(ret == -ENOMEM ? "out of memory" : "LZ4 compression failed"), ret;
-	}
-	if (w->c.len > INT32_MAX)
-		return WHY("a compressed frame of %zu bytes does not fit E2B's frame table",
-			   w->c.len), -EFBIG;
-	if ((ret = write_full(w->fd, w->c.p, w->c.len)))
-		return WHY("writing the data: %s", strerror(-ret)), ret;
-	f = &w->self->frames[w->self->n_frames++];
-	*f = (struct e2b_frame){ w->pos_u, w->pos_c, (uint32_t)len, (uint32_t)w->c.len };
-	w->pos_u += len;
-	w->pos_c += w->c.len;
-	return 0;
-}
-
-int e2b_write_data(int fd, const struct diff_extent *ext, size_t n, diff_read_fn read_blocks,
-		   diff_progress_fn progress, void *ctx, const struct e2b_data_opts *o,
-		   struct e2b_build *self, uint64_t *file_bytes, char *why, size_t whylen)
-{
-	struct framer w = { .fd = fd, .o = o, .self = self };
-	uint64_t blocks = 0, done = 0, frames = 0;
-	size_t cap, fill = 0;
-	uint8_t *data = NULL;
-	struct sha256 sha;
-	int ret = -EINVAL;
-
-	self->n_frames = 0;
-	self->frames = NULL;
-	self->codec = E2B_CODEC_NONE;
-	*file_bytes = 0;
-	if (!o->frame_size || o->frame_size % BLOCK || o->frame_size > UBLK_MAX_FRAME_SIZE)
-		return WHY("frame size %u: expected a multiple of 4096 up to %u", o->frame_size,
-			   UBLK_MAX_FRAME_SIZE), -EINVAL;
-	for (size_t i = 0; i < n; i++)
-		if (ext[i].kind == DIFF_DATA) {
-			blocks += ext[i].count;
-			if (blocks > UBLK_MAX_BLOCKS)
-				return WHY("more data than a device holds"), -EINVAL;
-		}
-	frames = (blocks * BLOCK + o->frame_size - 1) / o->frame_size;
-	if (o->codec != E2B_CODEC_NONE && blocks) {
-		if (frames > E2B_MAX_FRAMES)
-			return WHY("%llu frames of %u bytes, more than E2B's %u per build: give a "
-				   "larger --frame-size", (ull)frames, o->frame_size, E2B_MAX_FRAMES),
-			       -EINVAL;
-		if (!(self->frames = malloc(frames * sizeof(*self->frames))))
-			return WHY("out of memory"), -ENOMEM;
-		self->codec = o->codec;
-	}
-	if (o->codec == E2B_CODEC_ZSTD && blocks) {
-		if (!(w.zc = ZSTD_createCCtx()) ||
-		    ZSTD_isError(ZSTD_CCtx_setParameter(w.zc, ZSTD_c_compressionLevel,
-							o->level ? o->level : ZSTD_CLEVEL_DEFAULT)) ||
-		    ZSTD_isError(ZSTD_CCtx_setParameter(w.zc, ZSTD_c_checksumFlag, 1))) {
-			ret = -ENOMEM;
-			WHY("cannot set up zstd");
-			goto out;
-		}
-	}
-	/* a frame at a time; uncompressed in 1 MiB pieces */
-	cap = o->codec == E2B_CODEC_NONE ? 1u << 20 : o->frame_size;
-	if (!(data = malloc(cap))) {
-		ret = -ENOMEM;
-		WHY("out of memory");
-		goto out;
-	}
-	sha256_init(&sha);
-	for (size_t i = 0; i < n; i++) {
-		if (ext[i].kind != DIFF_DATA)
-			continue;
-		for (uint32_t at = 0; at < ext[i].count;) {
-			uint32_t cnt = (uint32_t)((cap - fill) / BLOCK);
-			if (cnt > ext[i].count - at)
-				cnt = ext[i].count - at;
-			if ((ret = read_blocks(ctx, ext[i].start + at, cnt, data + fill))) {
-				WHY("reading block %llu: %s", (ull)(ext[i].start + at), strerror(-ret));
-				goto out;
-			}
-			sha256_update(&sha, data + fill, (size_t)cnt * BLOCK);
-			fill += (size_t)cnt * BLOCK;
-			at += cnt;
-			done += cnt;
-			if (fill == cap) {
-				if ((ret = flush_frame(&w, data, fill, why, whylen)))
-					goto out;
-				fill = 0;
-			}
-			if (progress)
-				progress(ctx, done, blocks);
-		}
-	}
-	if ((ret = flush_frame(&w, data, fill, why, whylen)))
-		goto out;
-	if (progress && !blocks)
-		progress(ctx, 0, 0);
-	sha256_final(&sha, self->sha256);
-	self->size = blocks * BLOCK;
-	*file_bytes = w.pos_c;
-out:
-	if (ret) {
-		free(self->frames);
-		self->frames = NULL;
-		self->n_frames = 0;
-	}
-	ZSTD_freeCCtx(w.zc);
-	free(w.c.p);
-	free(data);
-	return ret;
-}
-
-int e2b_data_name(const char *name, enum e2b_codec codec, char *buf, size_t len)
-{
-	int n = snprintf(buf, len, "%s%s", name, codec == E2B_CODEC_ZSTD ? ".zstd" :
-				   codec == E2B_CODEC_LZ4 ? ".lz4" : "");
-	return n < 0 || (size_t)n >= len ? -ENAMETOOLONG : 0;
 }

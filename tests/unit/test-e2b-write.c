@@ -570,6 +570,37 @@ static void test_level(void)
 	      (unsigned long long)bytes[1], (unsigned long long)bytes[0]);
 }
 
+/* A write that fails on the packer's thread is the call's failure, told,
+ * for every codec; a read that fails on the caller's stops the packer. */
+static int fail_at_40(void *ctx, uint64_t block, uint32_t count, void *buf)
+{
+	return block + count > 40 ? -EIO : fill_read(ctx, block, count, buf);
+}
+
+static void test_data_failures(void)
+{
+	struct diff_extent x[] = { { 0, 64, DIFF_DATA } };
+	char why[256];
+
+	for (int codec = E2B_CODEC_NONE; codec <= E2B_CODEC_LZ4; codec++) {
+		struct e2b_data_opts o = { .codec = (enum e2b_codec)codec, .frame_size = 8 * P };
+		struct e2b_build self = { 0 };
+		uint64_t bytes = 0;
+		int fd = open("/dev/null", O_RDONLY);
+		why[0] = 0;
+		CHECK(e2b_write_data(fd, x, LEN(x), fill_read, NULL, NULL, &o, &self, &bytes, why,
+				     sizeof(why)) == -EBADF && strstr(why, "writing the data: Bad file"),
+		      "codec %d: write failure: %s", codec, why);
+		CHECK(!self.frames && !self.n_frames, "codec %d: no frame table left", codec);
+		close(fd);
+		fd = memfd_create("e2b", 0);
+		CHECK(e2b_write_data(fd, x, LEN(x), fail_at_40, NULL, NULL, &o, &self, &bytes, why,
+				     sizeof(why)) == -EIO && strstr(why, "reading block ") && strstr(why, "Input/output"),
+		      "codec %d: read failure: %s", codec, why);
+		close(fd);
+	}
+}
+
 struct mio {
 	struct layer_io io;     /* first: done gets it */
 	int res;
@@ -645,6 +676,7 @@ int main(int argc, char **argv)
 	test_data(E2B_CODEC_NONE);
 	test_data(E2B_CODEC_ZSTD);
 	test_level();
+	test_data_failures();
 	test_data(E2B_CODEC_LZ4);
 	test_data_edges();
 	return check_summary();
