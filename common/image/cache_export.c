@@ -155,15 +155,18 @@ int cache_export_read(void *ctx, uint64_t block, uint32_t count, void *buf)
 
 /* Pages are brought in by madvise, which reports a read error as one
  * (then the blocks are read, and the error told) where touching the page
- * would raise SIGBUS. */
+ * would raise SIGBUS. (A page reclaimed again before it is read, and then
+ * failing to read back, would still raise it: the window is a frame's
+ * checksum or compression.) */
 int cache_export_view(void *ctx, uint64_t block, uint32_t count, const void **data)
 {
 	const struct cache_export *x = ctx;
 	size_t off = (size_t)block * BS, len = (size_t)count * BS;
+	size_t page = (size_t)sysconf(_SC_PAGESIZE), at = off / page * page;
 
 	if (!x->view || off > x->view_len || len > x->view_len - off)
 		return -ENOTSUP;
-	if (madvise(x->view + off, len, MADV_POPULATE_READ))
+	if (madvise(x->view + at, off + len - at, MADV_POPULATE_READ))
 		return -errno;
 	*data = x->view + off;
 	return 0;

@@ -143,7 +143,12 @@ int diff_write(int out, struct diff_meta *m, const struct diff_extent *ext, size
 		put32(frames_tab + fi * FRAME_ENT + 12, f.crc);
 		fi++;
 		if ((ret = writev_full(out, f.iov, f.iovcnt))) {
-			WHY("writing data: %s", strerror(-ret));
+			/* written from the source's mapping: a page it could not read back */
+			if (ret == -EFAULT)
+				WHY("reading frame %llu from the source: %s", (unsigned long long)(fi - 1),
+				    strerror(-ret));
+			else
+				WHY("writing data: %s", strerror(-ret));
 			goto out;
 		}
 		pos += f.stored;

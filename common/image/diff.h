@@ -37,8 +37,8 @@ struct diff_meta {
  * starting at block. Returns 0 or -errno. */
 typedef int (*diff_read_fn)(void *ctx, uint64_t block, uint32_t count, void *buf);
 /* Where the source is mapped: point *data at count blocks starting at
- * block, so they are checksummed and written without a copy; -ENOTSUP to
- * have them read instead. */
+ * block, so they are checksummed and written without a copy; any -errno
+ * to have them read instead. */
 typedef int (*diff_view_fn)(void *ctx, uint64_t block, uint32_t count, const void **data);
 /* Called after each frame with data blocks written so far. */
 typedef void (*diff_progress_fn)(void *ctx, uint64_t done, uint64_t total);

@@ -22,6 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <unistd.h>
 #include <zstd.h>
 
 #define BS 4096u
@@ -167,17 +168,25 @@ static int read_runs(struct diff_frames *p, struct slot *s)
 }
 
 /* Whether the frame would not compress, judged on SAMPLE_WINDOWS windows
- * spread over it, compressed together at level 1 (1/256 of a 1 MiB frame). */
+ * spread over it, compressed together at level 1 (1/256 of a 1 MiB frame).
+ * Windows start at whole blocks plus 0, 1, 2 or 3 KiB, so a block repeated
+ * through the frame gives repeated windows, whatever else it holds. */
 static bool looks_incompressible(ZSTD_CCtx *zc, const uint8_t *data, size_t len)
 {
 	uint8_t sample[SAMPLE_WINDOWS * SAMPLE_WINDOW];
 	uint8_t out[ZSTD_COMPRESSBOUND(sizeof(sample))];
+	size_t step, skew = 1024;
 
 	if (len < sizeof(sample))
 		return false;
-	size_t step = (len - SAMPLE_WINDOW) / (SAMPLE_WINDOWS - 1);
+	if (len >= SAMPLE_WINDOWS * BS) {
+		step = (len - BS) / (SAMPLE_WINDOWS - 1) / BS * BS;
+	} else {
+		step = (len - SAMPLE_WINDOW) / (SAMPLE_WINDOWS - 1);
+		skew = 0;
+	}
 	for (size_t i = 0; i < SAMPLE_WINDOWS; i++)
-		memcpy(sample + i * SAMPLE_WINDOW, data + i * step, SAMPLE_WINDOW);
+		memcpy(sample + i * SAMPLE_WINDOW, data + i * step + i % 4 * skew, SAMPLE_WINDOW);
 	size_t n = ZSTD_compressCCtx(zc, out, sizeof(out), sample, sizeof(sample), 1);
 	return !ZSTD_isError(n) && n > sizeof(sample) - sizeof(sample) / 32;
 }
@@ -231,23 +240,28 @@ static void fill(struct diff_frames *p, struct slot *s, ZSTD_CCtx *zc)
 	s->nzout = 1;
 }
 
-/* The writer is done with s. Every RELEASE_BYTES of the mapping, drop its
- * page-table entries up to s's end, so an export's resident size stays
- * bounded (the pages stay in the page cache). Not per frame: each call
- * interrupts every CPU the process runs on to flush its TLB. Frames map
- * ascending addresses, as extents are in block order. */
-static void release_runs(struct diff_frames *p, struct slot *s)
+/* The writer is done with s. Every RELEASE_BYTES of the mapping, the range
+ * up to s's end whose page-table entries to drop, so an export's resident
+ * size stays bounded (the pages stay in the page cache); else len 0. Not
+ * per frame: each drop interrupts every CPU the process runs on to flush
+ * its TLB. Frames map ascending addresses, as extents are in block order.
+ * Locked; the caller drops them unlocked. */
+static size_t runs_to_release(struct diff_frames *p, struct slot *s, uint8_t **from)
 {
+	uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
+
 	if (!s->in_place || !s->nruns)
-		return;
+		return 0;
 	s->in_place = false;
-	uint8_t *end = (uint8_t *)s->runs[s->nruns - 1].iov_base + s->runs[s->nruns - 1].iov_len;
+	uintptr_t end = ((uintptr_t)s->runs[s->nruns - 1].iov_base +
+			 s->runs[s->nruns - 1].iov_len) / page * page;
 	if (!p->release_from)
-		p->release_from = s->runs[0].iov_base;
-	if ((size_t)(end - p->release_from) >= RELEASE_BYTES) {
-		madvise(p->release_from, (size_t)(end - p->release_from), MADV_DONTNEED);
-		p->release_from = end;
-	}
+		p->release_from = (uint8_t *)((uintptr_t)s->runs[0].iov_base / page * page);
+	if (end <= (uintptr_t)p->release_from || end - (uintptr_t)p->release_from < RELEASE_BYTES)
+		return 0;
+	*from = p->release_from;
+	p->release_from = (uint8_t *)end;
+	return end - (uintptr_t)*from;
 }
 
 static struct slot *queued_slot(struct diff_frames *p)
@@ -324,10 +338,12 @@ nomem:
 int diff_frames_next(struct diff_frames *p, struct diff_frame_out *f, uint64_t *bad_block)
 {
 	struct slot *s = &p->slots[p->next_out % p->n_slots];
+	uint8_t *release = NULL;
+	size_t release_len = 0;
 
 	pthread_mutex_lock(&p->lock);
 	if (p->handed) {   /* the writer is done with it: the slot takes the next frame */
-		release_runs(p, p->handed);
+		release_len = runs_to_release(p, p->handed, &release);
 		queue_next(p, p->handed);
 		p->handed = NULL;
 		pthread_cond_broadcast(&p->cond);
@@ -344,6 +360,8 @@ int diff_frames_next(struct diff_frames *p, struct diff_frame_out *f, uint64_t *
 		}
 	}
 	pthread_mutex_unlock(&p->lock);
+	if (release_len)
+		madvise(release, release_len, MADV_DONTNEED);
 	if (s->state == SLOT_FREE)
 		return -ENODATA;
 	if (s->ret) {

@@ -172,6 +172,8 @@ int e2b_write_data(int fd, const struct diff_extent *ext, size_t n, diff_read_fn
 	if (!o->frame_size || o->frame_size % BLOCK || o->frame_size > UBLK_MAX_FRAME_SIZE)
 		return WHY("frame size %u: expected a multiple of 4096 up to %u", o->frame_size,
 			   UBLK_MAX_FRAME_SIZE), -EINVAL;
+	if (o->level < 0 || o->level > ZSTD_maxCLevel())
+		return WHY("zstd level %d: expected 1 to %d", o->level, ZSTD_maxCLevel()), -EINVAL;
 	for (size_t i = 0; i < n; i++)
 		if (ext[i].kind == DIFF_DATA) {
 			blocks += ext[i].count;

@@ -19,5 +19,4 @@ int pwrite_full(int fd, const void *buf, size_t len, uint64_t off);
 /* write_full of iovcnt pieces, any count. */
 int writev_full(int fd, const struct iovec *iov, size_t iovcnt);
 
-
 #endif

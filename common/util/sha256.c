@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <string.h>
 #if defined(__x86_64__)
+#include <cpuid.h>
 #include <immintrin.h>
 #endif
 
@@ -84,15 +85,25 @@ static void compress_sha_ni(uint32_t h[8], const uint8_t *p)
 }
 #endif
 
-static void (*compress)(uint32_t h[8], const uint8_t *p);
+static void (*compress)(uint32_t h[8], const uint8_t *p) = compress_portable;
+
+/* CPUID, not __builtin_cpu_supports: clang 14 knows no "sha" feature. */
+static bool has_sha_ni(void)
+{
+#if defined(__x86_64__)
+	unsigned a, b, c, d;
+	return __get_cpuid(1, &a, &b, &c, &d) && (c & bit_SSE4_1) &&
+	       __get_cpuid_count(7, 0, &a, &b, &c, &d) && (b & bit_SHA);
+#else
+	return false;
+#endif
+}
 
 bool sha256_use_portable(bool portable)
 {
-	bool has = false;
+	bool has = has_sha_ni();
 	compress = compress_portable;
 #if defined(__x86_64__)
-	__builtin_cpu_init();
-	has = __builtin_cpu_supports("sha") && __builtin_cpu_supports("sse4.1");
 	if (has && !portable)
 		compress = compress_sha_ni;
 #endif

@@ -139,8 +139,11 @@ int main(void)
 	}
 	/* most of the 300-block extent compresses, the rest of the data not:
 	 * zstd frames of both kinds, compressed and stored as raw blocks */
-	for (size_t i = 100 * BS; i < 320 * BS; i++)
-		source[i] = "sandbox root filesystem "[i % 24];
+	static const char *const words[] = { "sandbox ", "root ", "filesystem ", "block ", "layer ",
+					     "cache ", "diff ", "frame ", "export ", "device " };
+	for (size_t i = 100 * BS; i < 320 * BS;)
+		for (const char *w = words[rand() % 10]; *w && i < 320 * BS; w++)
+			source[i++] = (uint8_t)*w;
 	int fd = mkstemp(base_path);
 	CHECK(write(fd, base, BLOCKS * BS) == BLOCKS * BS, "base written");
 	close(fd);
@@ -153,7 +156,8 @@ int main(void)
 
 	/* Frames seen in place (several runs each, one refused) make the same
 	 * bytes as frames read: raw, and zstd with frames of one run and not;
-	 * written by the workers at their places, or (O_APPEND) by the writer. */
+	 * into a file opened for appending too (the output's offset is not
+	 * assumed). */
 	for (int z = 0; z < 2; z++) {
 		for (uint32_t frame = 4 * BS; frame <= 256 * BS; frame *= 8) {
 			char pa[80], pb[80], cmp[200];
@@ -246,6 +250,21 @@ int main(void)
 	layer_close(l);
 	(void)raw_id;
 	(void)zst_id;
+
+	/* A 1 MiB frame of one random block over and over compresses, though
+	 * each 4 KiB alone would not: the sample must see the repeats. */
+	for (size_t blk = 1; blk < 256; blk++)
+		memcpy(source + blk * BS, source, BS);
+	const struct diff_extent one[] = { { 0, 256, DIFF_DATA } };
+	struct diff_meta rep = { .dev_size = BLOCKS * BS, .flags = DIFF_FLAG_ZSTD,
+				 .frame_size = 1 << 20 };
+	fd = open(bad, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+	CHECK(diff_write(fd, &rep, one, 1, &in_place, NULL, why, sizeof(why)) == 0, "repeats: %s", why);
+	close(fd);
+	CHECK(diff_open(bad, NULL, &d, why, sizeof(why)) == 0, "repeats open: %s", why);
+	CHECK(d->n_frames == 1 && d->frames[0].size < 64 * 1024,
+	      "a repeated random block compresses: %u bytes", d->frames[0].size);
+	diff_close(d);
 
 	unlink(raw);
 	unlink(zst);
