@@ -67,7 +67,7 @@ struct diff_frames {
 	unsigned n_slots, next_out;
 	struct slot slots[MAX_SLOTS];
 	struct slot *handed;    /* the frame the writer holds */
-	uint8_t *release_from;  /* where in the mapping release_runs goes on */
+	uint8_t *release_from;  /* where in the mapping the next drop starts (runs_to_release) */
 	ZSTD_CCtx *own_zc;      /* for frames the writer fills itself */
 	pthread_t threads[WORKERS];
 	int n_threads;
