@@ -202,8 +202,9 @@ static int ancestor_record(void *ctx, const uint8_t id[16], struct e2b_build *re
 /* Write the build: data (unnamed until the end), then the header, checked
  * by reading it back; the data gets its name, then the header, which must
  * not exist yet: its appearance is the commit. */
-static int e2b_export(struct e2b_target *t, const struct cache_export *x, void *ctx,
-		      const struct export_opts *o, struct export_result *r, char *why, size_t whylen)
+static int e2b_export(struct e2b_target *t, const struct cache_export *x,
+		      const struct diff_source *src, const struct export_opts *o,
+		      struct export_result *r, char *why, size_t whylen)
 {
 	struct atomic_file daf = ATOMIC_FILE_INIT, haf = ATOMIC_FILE_INIT;
 	struct e2b_data_opts dopt = { .codec = o->codec, .level = o->level,
@@ -251,8 +252,8 @@ static int e2b_export(struct e2b_target *t, const struct cache_export *x, void *
 		goto out;
 	}
 	output_file_track(&daf, dtrack = true);
-	if ((ret = e2b_write_data(daf.fd, x->ext, x->n_ext, ctx_read, ctx_progress, ctx, &dopt,
-				  &self, &file_bytes, sub, sizeof(sub)))) {
+	if ((ret = e2b_write_data(daf.fd, x->ext, x->n_ext, src, &dopt, &self, &file_bytes, sub,
+				  sizeof(sub)))) {
 		WHY("%s/%s/%s: %s", t->out, t->id_str, dname, sub);
 		goto out;
 	}
@@ -344,9 +345,11 @@ static int export_cache_to(const char *cache, const struct export_opts *o, struc
 	ctx.x.meta.flags = o->zstd ? DIFF_FLAG_ZSTD : 0;
 	ctx.x.meta.frame_size = o->frame_size ? o->frame_size : DIFF_DEFAULT_FRAME;
 	ctx.x.meta.level = o->level;
+	struct diff_source src = { .read = ctx_read, .view = ctx_view, .progress = ctx_progress,
+				   .ctx = &ctx };
 	ret = t ? 0 : output_file_open(&out, o->out, why, whylen);
 	if (t) {
-		if ((code = e2b_export(t, &ctx.x, &ctx, o, r, sub, sizeof(sub))))
+		if ((code = e2b_export(t, &ctx.x, &src, o, r, sub, sizeof(sub))))
 			WHY("%s: %s", cache, sub);
 	} else if (!ret && o->v3) {
 		struct output_file hdr;
@@ -369,8 +372,6 @@ static int export_cache_to(const char *cache, const struct export_opts *o, struc
 		if (!ret)
 			ret = cret;
 	} else if (!ret) {
-		struct diff_source src = { .read = ctx_read, .view = ctx_view,
-					   .progress = ctx_progress, .ctx = &ctx };
 		ret = diff_write(out.fd, &ctx.x.meta, ctx.x.ext, ctx.x.n_ext, &src, &r->written, sub,
 				 sizeof(sub));
 		if (ret)

@@ -83,6 +83,20 @@ static void skip_used(const struct diff_extent *ext, size_t *ei, uint32_t *in_ex
 	}
 }
 
+/* The next run of at most left blocks from (*ei, *in_ext), which it then
+ * passes: its length, and its first block in *start. */
+static uint32_t next_run(const struct diff_extent *ext, size_t *ei, uint32_t *in_ext,
+			 uint32_t left, uint64_t *start)
+{
+	skip_used(ext, ei, in_ext);
+	uint32_t take = ext[*ei].count - *in_ext;
+	if (take > left)
+		take = left;
+	*start = ext[*ei].start + *in_ext;
+	*in_ext += take;
+	return take;
+}
+
 /* Queue the next frame in s, or leave it free when none is left. Locked. */
 static void queue_next(struct diff_frames *p, struct slot *s)
 {
@@ -100,12 +114,8 @@ static void queue_next(struct diff_frames *p, struct slot *s)
 	s->in_ext = p->in_ext;
 	s->blocks = blocks;
 	for (uint32_t n = blocks; n;) {
-		skip_used(p->ext, &p->ei, &p->in_ext);
-		uint32_t take = p->ext[p->ei].count - p->in_ext;
-		if (take > n)
-			take = n;
-		p->in_ext += take;
-		n -= take;
+		uint64_t start;
+		n -= next_run(p->ext, &p->ei, &p->in_ext, n, &start);
 	}
 	p->queued_blocks += blocks;
 	s->state = SLOT_QUEUED;
@@ -117,26 +127,19 @@ static void queue_next(struct diff_frames *p, struct slot *s)
 static bool view_runs(struct diff_frames *p, struct slot *s)
 {
 	size_t ei = s->ei;
-	uint32_t in_ext = s->in_ext, got = 0, crc = 0;
+	uint32_t in_ext = s->in_ext, take, crc = 0;
 
 	if (!p->src.view)
 		return false;
-	skip_used(p->ext, &ei, &in_ext);
-	if (p->bound && p->ext[ei].count - in_ext < s->blocks)
-		return false;
 	s->nruns = 0;
-	while (got < s->blocks) {
-		skip_used(p->ext, &ei, &in_ext);
-		uint32_t take = p->ext[ei].count - in_ext;
+	for (uint32_t got = 0; got < s->blocks; got += take) {
+		uint64_t start;
 		const void *data;
-		if (take > s->blocks - got)
-			take = s->blocks - got;
-		if (p->src.view(p->src.ctx, p->ext[ei].start + in_ext, take, &data))
+		take = next_run(p->ext, &ei, &in_ext, s->blocks - got, &start);
+		if ((p->bound && take != s->blocks) || p->src.view(p->src.ctx, start, take, &data))
 			return false;
 		s->runs[s->nruns++] = (struct iovec){ (void *)data, (size_t)take * BS };
 		crc = crc32c(crc, data, (size_t)take * BS);
-		in_ext += take;
-		got += take;
 	}
 	s->crc = crc;
 	return true;
@@ -145,25 +148,20 @@ static bool view_runs(struct diff_frames *p, struct slot *s)
 static int read_runs(struct diff_frames *p, struct slot *s)
 {
 	size_t ei = s->ei;
-	uint32_t in_ext = s->in_ext, got = 0;
+	uint32_t in_ext = s->in_ext, take;
 
-	while (got < s->blocks) {
-		skip_used(p->ext, &ei, &in_ext);
-		uint32_t take = p->ext[ei].count - in_ext;
-		if (take > s->blocks - got)
-			take = s->blocks - got;
-		int ret = p->src.read(p->src.ctx, p->ext[ei].start + in_ext, take,
-				      s->buf + (size_t)got * BS);
+	for (uint32_t got = 0; got < s->blocks; got += take) {
+		uint64_t start;
+		take = next_run(p->ext, &ei, &in_ext, s->blocks - got, &start);
+		int ret = p->src.read(p->src.ctx, start, take, s->buf + (size_t)got * BS);
 		if (ret) {
-			s->bad_block = p->ext[ei].start + in_ext;
+			s->bad_block = start;
 			return ret;
 		}
-		in_ext += take;
-		got += take;
 	}
-	s->runs[0] = (struct iovec){ s->buf, (size_t)got * BS };
+	s->runs[0] = (struct iovec){ s->buf, (size_t)s->blocks * BS };
 	s->nruns = 1;
-	s->crc = crc32c(0, s->buf, (size_t)got * BS);
+	s->crc = crc32c(0, s->buf, (size_t)s->blocks * BS);
 	return 0;
 }
 

@@ -98,7 +98,8 @@ static void *packer_main(void *arg)
 		if (!k->data)
 			break;
 		pthread_mutex_unlock(&k->lock);
-		int ret = k->ret ? 0 : flush_frame(&k->w, k->data, k->len, k->why, sizeof(k->why));
+		/* after a failure nothing more is handed over */
+		int ret = flush_frame(&k->w, k->data, k->len, k->why, sizeof(k->why));
 		pthread_mutex_lock(&k->lock);
 		if (ret)
 			k->ret = ret;
@@ -138,24 +139,23 @@ static int packer_hand(struct packer *k, const uint8_t *data, size_t len)
 	return 0;
 }
 
-/* Wait for the last frame, stop the thread: 0 or the packer's failure. */
+/* Stop the thread once it packed the last frame: 0 or the packer's failure. */
 static int packer_finish(struct packer *k)
 {
-	if (!k->threaded)
-		return k->ret;
-	int ret = packer_idle(k);
-	pthread_mutex_lock(&k->lock);
-	k->stop = true;
-	pthread_cond_broadcast(&k->cond);
-	pthread_mutex_unlock(&k->lock);
-	pthread_join(k->thread, NULL);
-	k->threaded = false;
-	return ret;
+	if (k->threaded) {
+		pthread_mutex_lock(&k->lock);
+		k->stop = true;
+		pthread_cond_broadcast(&k->cond);
+		pthread_mutex_unlock(&k->lock);
+		pthread_join(k->thread, NULL);
+		k->threaded = false;
+	}
+	return k->ret;
 }
 
-int e2b_write_data(int fd, const struct diff_extent *ext, size_t n, diff_read_fn read_blocks,
-		   diff_progress_fn progress, void *ctx, const struct e2b_data_opts *o,
-		   struct e2b_build *self, uint64_t *file_bytes, char *why, size_t whylen)
+int e2b_write_data(int fd, const struct diff_extent *ext, size_t n, const struct diff_source *src,
+		   const struct e2b_data_opts *o, struct e2b_build *self, uint64_t *file_bytes,
+		   char *why, size_t whylen)
 {
 	struct packer k = { .w = { .fd = fd, .o = o, .self = self } };
 	uint64_t blocks = 0, done = 0, frames = 0;
@@ -218,7 +218,7 @@ int e2b_write_data(int fd, const struct diff_extent *ext, size_t n, diff_read_fn
 			uint32_t cnt = (uint32_t)((cap - fill) / BLOCK);
 			if (cnt > ext[i].count - at)
 				cnt = ext[i].count - at;
-			if ((ret = read_blocks(ctx, ext[i].start + at, cnt, data[cur] + fill))) {
+			if ((ret = src->read(src->ctx, ext[i].start + at, cnt, data[cur] + fill))) {
 				WHY("reading block %llu: %s", (ull)(ext[i].start + at), strerror(-ret));
 				goto out;
 			}
@@ -232,14 +232,14 @@ int e2b_write_data(int fd, const struct diff_extent *ext, size_t n, diff_read_fn
 				cur ^= 1;
 				fill = 0;
 			}
-			if (progress)
-				progress(ctx, done, blocks);
+			if (src->progress)
+				src->progress(src->ctx, done, blocks);
 		}
 	}
 	if ((ret = packer_hand(&k, data[cur], fill)) || (ret = packer_finish(&k)))
 		goto packer_failed;
-	if (progress && !blocks)
-		progress(ctx, 0, 0);
+	if (src->progress && !blocks)
+		src->progress(src->ctx, 0, 0);
 	sha256_final(&sha, self->sha256);
 	self->size = blocks * BLOCK;
 	*file_bytes = k.w.pos_c;

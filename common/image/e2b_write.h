@@ -71,11 +71,11 @@ struct e2b_data_opts {
  * blocks, block checksums) per frame_size bytes, the last one shorter.
  * Fills self: id untouched, size, SHA-256 of the uncompressed data, codec
  * (none when there is no data: an empty table reads as uncompressed) and
- * the full frame table (malloc'd). *file_bytes: bytes written. 0 or
- * -errno with why. */
-int e2b_write_data(int fd, const struct diff_extent *ext, size_t n, diff_read_fn read_blocks,
-		   diff_progress_fn progress, void *ctx, const struct e2b_data_opts *o,
-		   struct e2b_build *self, uint64_t *file_bytes, char *why, size_t whylen);
+ * the full frame table (malloc'd). *file_bytes: bytes written. Blocks come
+ * from src's read (its view is not used). 0 or -errno with why. */
+int e2b_write_data(int fd, const struct diff_extent *ext, size_t n, const struct diff_source *src,
+		   const struct e2b_data_opts *o, struct e2b_build *self, uint64_t *file_bytes,
+		   char *why, size_t whylen);
 
 /* The data file's name for a codec: name, name.zstd or name.lz4. */
 int e2b_data_name(const char *name, enum e2b_codec codec, char *buf, size_t len);

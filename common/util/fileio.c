@@ -39,18 +39,8 @@ int pread_zeros_past_end(int fd, void *buf, size_t len, uint64_t off)
 
 int write_full(int fd, const void *buf, size_t len)
 {
-	const char *p = buf;
-
-	while (len) {
-		ssize_t n = write(fd, p, len);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			return n < 0 ? -errno : -EIO;
-		p += n;
-		len -= (size_t)n;
-	}
-	return 0;
+	struct iovec one = { (void *)buf, len };
+	return writev_full(fd, &one, 1);
 }
 
 int pwrite_full(int fd, const void *buf, size_t len, uint64_t off)

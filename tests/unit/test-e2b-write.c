@@ -464,6 +464,8 @@ static int fill_read(void *ctx, uint64_t block, uint32_t count, void *buf)
 	return 0;
 }
 
+static const struct diff_source fill_source = { .read = fill_read };
+
 static void test_data(enum e2b_codec codec)
 {
 	struct diff_extent x[] = { { 1, 2, DIFF_DATA }, { 3, 1, DIFF_ZERO }, { 10, 3, DIFF_DATA } };
@@ -482,7 +484,7 @@ static void test_data(enum e2b_codec codec)
 	sha256_init(&s);
 	sha256_update(&s, plain, 5 * P);
 	sha256_final(&s, sha);
-	CHECK(e2b_write_data(fd, x, LEN(x), fill_read, NULL, NULL, &o, &self, &bytes, why,
+	CHECK(e2b_write_data(fd, x, LEN(x), &fill_source, &o, &self, &bytes, why,
 			     sizeof(why)) == 0, "%s: write: %s", cn, why);
 	CHECK(self.size == 5 * P && !memcmp(self.sha256, sha, 32), "%s: size and SHA-256", cn);
 	CHECK((uint64_t)lseek(fd, 0, SEEK_END) == bytes, "%s: file bytes", cn);
@@ -541,10 +543,10 @@ static void test_data_edges(void)
 
 	/* no data: an empty file, recorded uncompressed (an empty table would
 	 * read as uncompressed anyway) */
-	CHECK(e2b_write_data(fd, z, 1, fill_read, NULL, NULL, &o, &self, &bytes, why, sizeof(why)) == 0 &&
+	CHECK(e2b_write_data(fd, z, 1, &fill_source, &o, &self, &bytes, why, sizeof(why)) == 0 &&
 	      bytes == 0 && self.codec == E2B_CODEC_NONE && self.size == 0, "no data");
 	o.frame_size = 1000;
-	CHECK(e2b_write_data(fd, z, 1, fill_read, NULL, NULL, &o, &self, &bytes, why, sizeof(why)) ==
+	CHECK(e2b_write_data(fd, z, 1, &fill_source, &o, &self, &bytes, why, sizeof(why)) ==
 	      -EINVAL, "frame size not a multiple of 4096 refused");
 	close(fd);
 }
@@ -561,7 +563,7 @@ static void test_level(void)
 					   .level = i ? 19 : 1 };
 		struct e2b_build self = { 0 };
 		int fd = memfd_create("e2b", 0);
-		CHECK(e2b_write_data(fd, x, LEN(x), fill_read, NULL, NULL, &o, &self, &bytes[i], why,
+		CHECK(e2b_write_data(fd, x, LEN(x), &fill_source, &o, &self, &bytes[i], why,
 				     sizeof(why)) == 0, "level %d: %s", o.level, why);
 		free(self.frames);
 		close(fd);
@@ -579,6 +581,7 @@ static int fail_at_40(void *ctx, uint64_t block, uint32_t count, void *buf)
 
 static void test_data_failures(void)
 {
+	static const struct diff_source failing_source = { .read = fail_at_40 };
 	struct diff_extent x[] = { { 0, 64, DIFF_DATA } };
 	char why[256];
 
@@ -588,13 +591,13 @@ static void test_data_failures(void)
 		uint64_t bytes = 0;
 		int fd = open("/dev/null", O_RDONLY);
 		why[0] = 0;
-		CHECK(e2b_write_data(fd, x, LEN(x), fill_read, NULL, NULL, &o, &self, &bytes, why,
+		CHECK(e2b_write_data(fd, x, LEN(x), &fill_source, &o, &self, &bytes, why,
 				     sizeof(why)) == -EBADF && strstr(why, "writing the data: Bad file"),
 		      "codec %d: write failure: %s", codec, why);
 		CHECK(!self.frames && !self.n_frames, "codec %d: no frame table left", codec);
 		close(fd);
 		fd = memfd_create("e2b", 0);
-		CHECK(e2b_write_data(fd, x, LEN(x), fail_at_40, NULL, NULL, &o, &self, &bytes, why,
+		CHECK(e2b_write_data(fd, x, LEN(x), &failing_source, &o, &self, &bytes, why,
 				     sizeof(why)) == -EIO && strstr(why, "reading block ") && strstr(why, "Input/output"),
 		      "codec %d: read failure: %s", codec, why);
 		close(fd);
