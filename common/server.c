@@ -586,7 +586,7 @@ static void wait_for_stop(struct server *s)
 
 		if (now >= s->stats_due_ms) {
 			write_stats(s);
-			s->stats_due_ms = now + 1000;
+			s->stats_due_ms = now + STATE_STATS_PERIOD_MS;
 		}
 		int r = poll(p, n, ctl_server_timeout(&s->ctl, (int)(s->stats_due_ms - now)));
 		if (r < 0 && errno != EINTR)

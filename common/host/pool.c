@@ -245,7 +245,10 @@ int pool_hung(const struct pool_dev *d, uint64_t hang_ms, char *why, size_t len)
 	uint64_t now = wall_ms();
 	if (d->stat.held_until_ms > now || now - d->stat.held_until_ms < hang_ms)
 		return 0;
-	if (d->heartbeat_age_ms > hang_ms)
+	/* a heartbeat a little late on a busy host is no hang: one is missed
+	 * only after three periods, whatever a shorter hang_ms says */
+	uint64_t beat_ms = hang_ms > 3 * STATE_STATS_PERIOD_MS ? hang_ms : 3 * STATE_STATS_PERIOD_MS;
+	if (d->heartbeat_age_ms > beat_ms)
 		snprintf(why, len, "server hung: no heartbeat for %llu s (stopped, or its main "
 			 "thread is stuck)", (unsigned long long)(d->heartbeat_age_ms / 1000));
 	else if (stalled > hang_ms)

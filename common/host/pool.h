@@ -65,8 +65,9 @@ const char *pool_problem(const struct pool_dev *d, uint64_t grace_s);
 /* The statistics in text (a stats file): 0, or -EINVAL when it is not one
  * JSON object (*st is then all zero). */
 int pool_read_stats(const char *text, struct pool_stats *st);
-/* Whether d's server runs but hangs: no heartbeat, or IO pending with none
- * ending, for longer than hang_ms (a live export's declared hold aside).
+/* Whether d's server runs but hangs: no heartbeat for longer than hang_ms
+ * and three heartbeat periods, or IO pending with none ending for longer
+ * than hang_ms (a live export's declared hold aside).
  * 1 with why set, else 0. */
 int pool_hung(const struct pool_dev *d, uint64_t hang_ms, char *why, size_t len);
 

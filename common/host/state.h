@@ -9,6 +9,8 @@
 
 #define STATE_FORMAT_VERSION 2
 #define STATE_CONFIG_MAX (512 * 1024)   /* bytes of an entry's config */
+/* A server rewrites its entry's stats file this often: its heartbeat. */
+#define STATE_STATS_PERIOD_MS 1000
 
 void state_set_dir(const char *dir);
 const char *state_dir(void);

@@ -3,7 +3,9 @@
 #include "util/cfgline.h"
 #include "devconfig.h"
 #include "devopts.h"
+#include "host/pool.h"
 #include "host/state.h"
+#include "kernel/ctrl.h"
 #include "util/json_read.h"
 #include "util/parse.h"
 #include "util/progress.h"
@@ -329,6 +331,32 @@ static void test_saved_config(void)
 	CHECK(system(cmd) == 0, "cleanup");
 }
 
+/* A heartbeat is missed only after three of its periods, whatever a
+ * shorter hang timeout says; a stall counts at the timeout itself. */
+static void test_hang_deadline(void)
+{
+	static struct pool_dev d = {
+		.in_kernel = true, .alive = true, .kernel_state = UBLK_S_DEV_LIVE,
+		.state = "live", .stat.valid = true,
+	};
+	char why[160] = "";
+
+	d.heartbeat_age_ms = 1500;
+	CHECK(!pool_hung(&d, 1000, why, sizeof(why)), "a heartbeat 1.5 s old is late, not missed");
+	d.heartbeat_age_ms = 3 * STATE_STATS_PERIOD_MS + 1;
+	CHECK(pool_hung(&d, 1000, why, sizeof(why)) == 1, "three periods without one are a hang");
+	CHECK(strstr(why, "no heartbeat for 3 s"), "said: %s", why);
+	CHECK(!pool_hung(&d, 10000, why, sizeof(why)), "a longer timeout is kept");
+	CHECK(!pool_hung(&d, 0, why, sizeof(why)), "timeout 0 turns the check off");
+	d.heartbeat_age_ms = 200;
+	d.stat.stalled_ms = 1001;
+	CHECK(pool_hung(&d, 1000, why, sizeof(why)) == 1, "a stall counts at the timeout");
+	CHECK(strstr(why, "IO pending and none completed for 1 s"), "said: %s", why);
+	/* a live export declared its hold: no hang until the hold is a timeout past */
+	d.stat.held_until_ms = wall_ms();
+	CHECK(!pool_hung(&d, 1000, why, sizeof(why)), "a declared hold is no stall");
+}
+
 int main(void)
 {
 	test_encoder();
@@ -339,5 +367,6 @@ int main(void)
 	test_saved_config();
 	test_json_read();
 	test_human_bytes();
+	test_hang_deadline();
 	return check_summary();
 }
