@@ -5,9 +5,7 @@
 #   check          check-host and check-vm: every test
 #   check-host     host tests (CLI, layer stack) on a sanitizer build
 #   check-vm       bats suites inside a ublk-enabled VM against real devices,
-#                  on the kernels of VM_KERNELS side by side (each line
-#                  labelled "[6.12] "; UBLK_VM_SERIAL=1: one after the other),
-#                  counted per kernel
+#                  on each kernel of VM_KERNELS, counted per kernel
 #                  ("vm-6.12: N passed, N failed, N skipped (S s)"), then the
 #                  host-crash suite (tests/crash: reboots the VM)
 #   check-vm-kernel  the VM bats suites on one kernel (UBLK_VM_KERNEL), counted
@@ -31,6 +29,7 @@
 #   UBLK_VM_KERNEL 6.1 (default) or 6.12: the VM's kernel (tests/vm/build-kernel.sh)
 #   VM_KERNELS     the kernels check-vm and check-loaded run on (default "6.1 6.12")
 #   UBLK_VM_CACHE  where the VM kernel is cached (default /var/cache/ublk-tools-vm)
+#   JOBS           compile jobs of check's builds (default: the cores)
 
 PREFIX  ?= /usr/local
 DESTDIR ?=
@@ -43,6 +42,8 @@ TMPFILESDIR ?= $(PREFIX)/lib/tmpfiles.d
 UDEVRULESDIR ?= $(PREFIX)/lib/udev/rules.d
 DOCDIR      ?= $(PREFIX)/share/doc/ublk-tools
 VM_KERNELS  ?= 6.1 6.12
+# compile jobs of check's builds (make check itself runs one thing at a time)
+JOBS        ?= $(shell nproc)
 
 ifeq ($(SAN),1)
 OUT ?= build-san
@@ -111,15 +112,17 @@ deps:
 check: check-host check-vm
 
 check-host: deps
-	$(Q)$(MAKE) --no-print-directory SAN=1 all $(subst $(OUT),build-san,$(TEST_BINS))
-	$(Q)$(MAKE) --no-print-directory fuzz-build
+	$(Q)$(MAKE) --no-print-directory -j$(JOBS) SAN=1 all $(subst $(OUT),build-san,$(TEST_BINS))
+	$(Q)$(MAKE) --no-print-directory -j$(JOBS) fuzz-build
 	$(Q)UBLK_BIN=$(CURDIR)/build-san UBLK_TEST_BIN=$(CURDIR)/build-san/tests \
 		UBLK_FUZZ_BIN=$(CURDIR)/build-fuzz bats tests/host
 
-# The kernels run side by side, each counted whatever the others do.
-check-vm: deps all $(TEST_BINS)
-	$(Q)rc=0; UBLK_BIN=$(CURDIR)/$(OUT) tests/vm/check-kernels.sh $(VM_KERNELS) || rc=1; \
-	bats tests/crash || rc=1; exit $$rc
+# Every kernel runs even when an earlier one failed: each count is reported.
+check-vm: deps
+	$(Q)$(MAKE) --no-print-directory -j$(JOBS) all $(TEST_BINS)
+	$(Q)rc=0; for k in $(VM_KERNELS); do \
+		UBLK_VM_KERNEL=$$k UBLK_BIN=$(CURDIR)/$(OUT) tests/vm/check-kernel.sh || rc=1; \
+	done; bats tests/crash || rc=1; exit $$rc
 
 check-vm-kernel: deps all $(TEST_BINS)
 	$(Q)UBLK_VM_KERNEL=$(or $(UBLK_VM_KERNEL),6.1) UBLK_BIN=$(CURDIR)/$(OUT) tests/vm/check-kernel.sh

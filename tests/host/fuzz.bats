@@ -1,6 +1,6 @@
 #!/usr/bin/env bats
 # Each libFuzzer harness (tests/fuzz/README.md) for FUZZ_SECONDS (default
-# 10) seconds: its seeds must be accepted by the code under test, and no
+# 5) seconds: its seeds must be accepted by the code under test, and no
 # input may crash, leak, hang or trip an invariant. `make check` builds the
 # harnesses into build-fuzz and sets UBLK_FUZZ_BIN; `make fuzz` runs them
 # longer. A failure prints the saved input and the top of the stack.
@@ -13,7 +13,7 @@ setup() {
 }
 
 fuzz() {
-	run "$BATS_TEST_DIRNAME/../fuzz/run.sh" --seconds "${FUZZ_SECONDS:-10}" --bin "$FUZZ_BIN" "$1"
+	run "$BATS_TEST_DIRNAME/../fuzz/run.sh" --seconds "${FUZZ_SECONDS:-5}" --bin "$FUZZ_BIN" "$1"
 	echo "$output"
 	echo "# ${lines[0]}" >&3
 	[ "$status" -eq 0 ]
