@@ -170,8 +170,7 @@ static bool split_run_queue(struct cache_io *p, struct cache_run *r)
 
 	if (!sqe)
 		return false;
-	io_uring_prep_read(sqe, layer_file_fd(p->cache->data), (char *)io->buf + r->at, r->len,
-			   io->off + r->at);
+	layer_file_prep_read(p->cache->data, sqe, (char *)io->buf + r->at, r->len, io->off + r->at);
 	return true;
 }
 

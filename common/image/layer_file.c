@@ -60,8 +60,8 @@ static void rw_step(struct layer_file *f, struct layer_io *io)
 		return;
 	}
 	if (io->op == LAYER_READ)
-		io_uring_prep_read(sqe, f->fd, (char *)io->buf + io->progress,
-				   io->len - io->progress, io->off + io->progress);
+		layer_file_prep_read(&f->l, sqe, (char *)io->buf + io->progress,
+				     io->len - io->progress, io->off + io->progress);
 	else
 		io_uring_prep_write(sqe, f->fd, (char *)io->buf + io->progress,
 				    io->len - io->progress, io->off + io->progress);
@@ -97,6 +97,21 @@ int layer_file_read_now(struct layer *l, void *buf, uint32_t len, uint64_t off)
 		return -EAGAIN;
 	int ret = pread_zeros_past_end(f->fd, buf, len, off);   /* as rw_complete reads past the end */
 	return ret == -EAGAIN ? -EIO : ret;
+}
+
+/* A large read of a file in memory goes to an io_uring worker at once:
+ * its copy from the page cache then runs beside the queue thread's copy
+ * into the request. 6.1 would try it on the queue thread first and, the
+ * pages being there, do both copies on that one thread; 6.12 hands it
+ * over anyway, after a non-blocking try that fails. */
+void layer_file_prep_read(struct layer *l, struct io_uring_sqe *sqe, void *buf, uint32_t len,
+			  uint64_t off)
+{
+	struct layer_file *f = (struct layer_file *)l;
+
+	io_uring_prep_read(sqe, f->fd, buf, len, off);
+	if (f->read_inline && len > READ_INLINE_MAX)
+		sqe->flags |= IOSQE_ASYNC;
 }
 
 static void file_rw(struct layer *l, struct layer_io *io)
