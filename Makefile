@@ -29,7 +29,7 @@
 #   UBLK_VM_KERNEL 6.1 (default) or 6.12: the VM's kernel (tests/vm/build-kernel.sh)
 #   VM_KERNELS     the kernels check-vm and check-loaded run on (default "6.1 6.12")
 #   UBLK_VM_CACHE  where the VM kernel is cached (default /var/cache/ublk-tools-vm)
-#   JOBS           compile jobs of check's builds (default: the cores)
+#   CHECK_JOBS     compile jobs of check's builds (default: the cores)
 
 PREFIX  ?= /usr/local
 DESTDIR ?=
@@ -43,7 +43,7 @@ UDEVRULESDIR ?= $(PREFIX)/lib/udev/rules.d
 DOCDIR      ?= $(PREFIX)/share/doc/ublk-tools
 VM_KERNELS  ?= 6.1 6.12
 # compile jobs of check's builds (make check itself runs one thing at a time)
-JOBS        ?= $(shell nproc)
+CHECK_JOBS  ?= $(shell nproc)
 
 ifeq ($(SAN),1)
 OUT ?= build-san
@@ -112,14 +112,14 @@ deps:
 check: check-host check-vm
 
 check-host: deps
-	$(Q)$(MAKE) --no-print-directory -j$(JOBS) SAN=1 all $(subst $(OUT),build-san,$(TEST_BINS))
-	$(Q)$(MAKE) --no-print-directory -j$(JOBS) fuzz-build
+	$(Q)$(MAKE) --no-print-directory -j$(or $(CHECK_JOBS),1) SAN=1 all $(subst $(OUT),build-san,$(TEST_BINS))
+	$(Q)$(MAKE) --no-print-directory -j$(or $(CHECK_JOBS),1) fuzz-build
 	$(Q)UBLK_BIN=$(CURDIR)/build-san UBLK_TEST_BIN=$(CURDIR)/build-san/tests \
 		UBLK_FUZZ_BIN=$(CURDIR)/build-fuzz bats tests/host
 
 # Every kernel runs even when an earlier one failed: each count is reported.
 check-vm: deps
-	$(Q)$(MAKE) --no-print-directory -j$(JOBS) all $(TEST_BINS)
+	$(Q)$(MAKE) --no-print-directory -j$(or $(CHECK_JOBS),1) all $(TEST_BINS)
 	$(Q)rc=0; for k in $(VM_KERNELS); do \
 		UBLK_VM_KERNEL=$$k UBLK_BIN=$(CURDIR)/$(OUT) tests/vm/check-kernel.sh || rc=1; \
 	done; bats tests/crash || rc=1; exit $$rc

@@ -103,7 +103,7 @@ int layer_file_read_now(struct layer *l, void *buf, uint32_t len, uint64_t off)
  * its copy from the page cache then runs beside the queue thread's copy
  * into the request. 6.1 would try it on the queue thread first and, the
  * pages being there, do both copies on that one thread; 6.12 hands it
- * over anyway, after a non-blocking try that fails. */
+ * over anyway (tmpfs has no FMODE_NOWAIT). */
 void layer_file_prep_read(struct layer *l, struct io_uring_sqe *sqe, void *buf, uint32_t len,
 			  uint64_t off)
 {

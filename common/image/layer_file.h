@@ -13,7 +13,8 @@ int layer_file_fd(const struct layer *l);
  * than the ring: 0 (past end of file reads as zeros), -errno, or -EAGAIN
  * when the read belongs on the ring. */
 int layer_file_read_now(struct layer *l, void *buf, uint32_t len, uint64_t off);
-/* sqe: a read of len bytes at off into buf, which a read_now refused. */
+/* sqe: a read of len bytes at off into buf, on the ring; a large one of
+ * a file in memory goes to an io_uring worker at once (IOSQE_ASYNC). */
 void layer_file_prep_read(struct layer *l, struct io_uring_sqe *sqe, void *buf, uint32_t len,
 			  uint64_t off);
 

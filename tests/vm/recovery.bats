@@ -233,9 +233,9 @@ fio_until_done() {
 
 @test "watch kills a hung server and recovers its device: a stopped server, a read held past the deadline" {
 	make_image "$T/base" 16
-	# reads of 8M-8196K take 12 s: far past the hang timeout, yet they end
+	# reads of 8M-8196K take 15 s: far past the hang timeout, yet they end
 	# (a stopped device must not wait on a request that never does)
-	dev=$("$B/ublk-add" --base "$T/base" --cache "$T/cache" --inject delay-read=12000@8M-8196K)
+	dev=$("$B/ublk-add" --base "$T/base" --cache "$T/cache" --inject delay-read=15000@8M-8196K)
 	id=${dev#/dev/ublkb}
 	"$B/ublk-pool" watch --interval 0.2 --hang-timeout 3 >"$T/watch.log" 2>&1 &
 	WATCH=$!

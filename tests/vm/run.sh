@@ -42,7 +42,7 @@ if [ ! -s "$initrd" ]; then
 	cp /bin/busybox "$stage/bin/busybox"
 	cp "$here/init" "$stage/init"
 	chmod +x "$stage/init"
-	# VMs of several kernels may start at once: each writes its own, then renames
+	# two runs may start at once: each writes its own, then renames
 	(cd "$stage" && find . | cpio -o -H newc --quiet | gzip -1) >"$initrd.$$.tmp"
 	mv "$initrd.$$.tmp" "$initrd"
 	rm -rf "$stage"

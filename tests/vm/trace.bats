@@ -144,7 +144,7 @@ record_img() {
 	record_img $(seq 100 3 $last)
 	rm -rf "$T/chunks"
 	dev=$("$B/ublk-add" --base "$URL/img?slow=1" --chunk-size 64K --readahead 0 --read-only \
-		--prefetch-trace "$T/trace" --timeout 60)
+		--prefetch-trace "$T/trace" --prefetch-connections 4 --timeout 60)
 	udevadm settle --timeout 30 2>/dev/null || true
 	n=$(stat_of "$dev" .remote.trace_chunks)
 	reads=$(stat_of "$dev" .remote.trace_reads)
