@@ -269,20 +269,31 @@ fio_until_done() {
 @test "a live export's held writes are not a hang" {
 	make_image "$T/base" 64
 	dev=$("$B/ublk-add" --base "$T/base" --cache "$T/cache")
+	id=${dev#/dev/ublkb}
 	dd if=/dev/urandom of="$dev" bs=1M count=48 oflag=direct status=none
 	# statistics written after the writes ended: a busy host may have
 	# stalled one of them past the hang timeout, which is no hang now
 	stats_fresh "$dev"
 	"$B/ublk-pool" watch --interval 0.2 --hang-timeout 1 >"$T/watch.log" 2>&1 &
 	WATCH=$!
-	pid=$(server_pid "${dev#/dev/ublkb}")
-	# writes are held for the whole export, longer than the hang timeout
-	"$B/ublk-export-diff" --live --timeout 60 --zstd -o "$T/d.diff" "$dev" &
-	exp=$!
-	wait_until 60 "held_writes ${dev#/dev/ublkb}" || { cat "$T/watch.log" >&2; false; }
-	(set +e; timeout 120 dd if=/dev/urandom of="$dev" bs=4k count=1 seek=9 oflag=direct status=none) &
-	wait "$exp"
-	[ "$(server_pid "${dev#/dev/ublkb}")" = "$pid" ]
+	pid=$(server_pid "$id")
+	# The export writes to a pipe that is read only once its hold has been
+	# seen, a write is waiting on it, and it has lasted three hang
+	# timeouts: an export is too fast to be caught otherwise.
+	read_late() {
+		wait_until 60 "held_writes $id" || { cat "$T/watch.log" >&2; return 1; }
+		(set +e; timeout 120 dd if=/dev/urandom of="$dev" bs=4k count=1 seek=9 oflag=direct \
+			status=none; echo $? >"$T/write.rc") &
+		wait_until 30 '[ "$(dev_writes_in_flight "$dev")" -ge 1 ]'
+		sleep 3   # the hold's length under test, not a wait for something
+		cat >"$T/d.diff"
+	}
+	set -o pipefail
+	"$B/ublk-export-diff" --live --timeout 60 --zstd "$dev" | read_late
+	wait_until 60 '[ -e "$T/write.rc" ]'
+	[ "$(cat "$T/write.rc")" -eq 0 ]
+	"$B/ublk-export-diff" --inspect "$T/d.diff" >/dev/null
+	[ "$(server_pid "$id")" = "$pid" ]
 	[ "$(grep -vc '^ublk-pool: watching' "$T/watch.log")" -eq 0 ]
 	"$B/ublk-del" "$dev"
 }
