@@ -100,7 +100,7 @@ enum devopt_key {
 	X("insecure", DEVOPT_INSECURE, NULL, DEVOPT_T_FLAG, stack.insecure, 0, 0, NULL, \
 	  "remote base: do not verify TLS certificates") \
 	X("readahead", DEVOPT_READAHEAD, "N", DEVOPT_T_INT, stack.readahead, 0, 64, "expected 0 to 64 chunks", \
-	  "remote base: chunks fetched after a missed one (default 1)") \
+	  "remote base: chunks fetched ahead of a sequential reader (default 1)") \
 	X("prefetch", DEVOPT_PREFETCH, NULL, DEVOPT_T_FLAG, stack.prefetch, 0, 0, NULL, \
 	  "remote base: fetch the whole image in the background") \
 	X("record-access", DEVOPT_RECORD_ACCESS, "FILE", DEVOPT_T_TEXT, stack.record_access, 0, 0, NULL, \

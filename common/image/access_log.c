@@ -258,8 +258,6 @@ static void *prefetch_main(void *arg)
 {
 	struct access_log *a = arg;
 	struct http_conn *c = http_conn_new();
-	uint32_t cap = 0;
-	uint8_t *buf = NULL;
 	char why[700];
 
 	if (c)
@@ -267,18 +265,11 @@ static void *prefetch_main(void *arg)
 	for (size_t i; c && !atomic_load(&a->stop) && (i = atomic_fetch_add(&a->next, 1)) < a->plan.n;) {
 		const struct trace_entry *e = &a->plan.entries[i];
 		struct access_image *m = &a->img[e->image];
-		uint32_t len = chunk_image_len(m->ci, e->chunk);
 		int ret = 0;
 
 		if (!chunk_present(m->ci, e->chunk)) {
-			if (len > cap) {
-				free(buf);
-				cap = (buf = malloc(len)) ? len : 0;
-			}
 			bit_set(m->fetching, e->chunk);
-			ret = !buf ? -ENOMEM :
-			      http_read(c, m->src, e->chunk * m->t.chunk_size, len, buf, NULL, why, sizeof(why));
-			if (!ret && !(ret = chunk_store(m->ci, e->chunk, buf, len)))
+			if (!(ret = chunk_fetch(m->ci, c, m->src, e->chunk, NULL, why, sizeof(why))))
 				bit_set(m->brought, e->chunk);
 			pthread_mutex_lock(&a->lock);
 			atomic_fetch_and(&m->fetching[e->chunk / 8], (uint8_t)~(1u << (e->chunk % 8)));
@@ -290,11 +281,10 @@ static void *prefetch_main(void *arg)
 			if (!atomic_fetch_add(&a->errors, 1))
 				log_err("--prefetch-trace: chunk %llu of image %u: %s",
 					(unsigned long long)e->chunk, e->image,
-					ret == -ENOMEM ? "out of memory" : why);
+					why);
 		}
 		atomic_fetch_add(&a->done, 1);
 	}
-	free(buf);
 	http_conn_free(c);
 	return NULL;
 }

@@ -499,6 +499,16 @@ static void evict(struct chunk_image *ci)
 	free(imgs);
 }
 
+/* A chunk of len bytes got its name: scan for eviction now and then, not
+ * on every store (several fetch threads store at once). */
+static void stored(struct chunk_image *ci, uint32_t len)
+{
+	if (__atomic_add_fetch(&ci->stored_since_scan, len, __ATOMIC_RELAXED) > ci->limit / 20) {
+		__atomic_store_n(&ci->stored_since_scan, 0, __ATOMIC_RELAXED);
+		evict(ci);
+	}
+}
+
 int chunk_store(struct chunk_image *ci, uint64_t idx, const void *data, uint32_t len)
 {
 	char name[32];
@@ -510,12 +520,42 @@ int chunk_store(struct chunk_image *ci, uint64_t idx, const void *data, uint32_t
 	/* a cache: no fsync (as before); a chunk lost in a crash is fetched again */
 	if ((ret = atomic_write_file(ci->dirfd, name, data, len, 0600, 0)))
 		return ret;
-	/* scan for eviction now and then, not on every store */
-	/* several fetch threads store at once */
-	if (__atomic_add_fetch(&ci->stored_since_scan, len, __ATOMIC_RELAXED) > ci->limit / 20) {
-		__atomic_store_n(&ci->stored_since_scan, 0, __ATOMIC_RELAXED);
-		evict(ci);
+	stored(ci, len);
+	return 0;
+}
+
+int chunk_fetch(struct chunk_image *ci, struct http_conn *c, const struct http_source *src,
+		uint64_t idx, unsigned *attempts, char *why, size_t whylen)
+{
+	struct atomic_file af = ATOMIC_FILE_INIT;
+	uint32_t len;
+	char name[32];
+	int ret;
+
+	if (attempts)
+		*attempts = 0;
+	if (ci->dirfd < 0 || idx >= ci->nchunks) {
+		snprintf(why, whylen, "chunk cache %s: no chunk %llu", ci->dir, (unsigned long long)idx);
+		return -EINVAL;
 	}
+	len = chunk_image_len(ci, idx);
+	chunk_name(idx, name, sizeof(name));
+	if ((ret = atomic_file_open(&af, ci->dirfd, name, 0600))) {
+		snprintf(why, whylen, "chunk cache %s: creating chunk %llu: %s", ci->dir,
+			 (unsigned long long)idx, strerror(-ret));
+		return ret;
+	}
+	/* the body goes to the file as it arrives; no fsync, as in chunk_store */
+	if ((ret = http_read_to_fd(c, src, idx * ci->chunk_size, len, af.fd, attempts, why, whylen))) {
+		atomic_file_abort(&af);
+		return ret;
+	}
+	if ((ret = atomic_file_commit(&af, 0))) {
+		snprintf(why, whylen, "chunk cache %s: storing chunk %llu: %s", ci->dir,
+			 (unsigned long long)idx, strerror(-ret));
+		return ret;
+	}
+	stored(ci, len);
 	return 0;
 }
 

@@ -22,6 +22,8 @@
 #define CHUNK_OPEN_FILES 64     /* per image: 256 MiB of 4 MiB chunks */
 
 struct chunk_open;
+struct http_conn;
+struct http_source;
 
 struct chunk_image {
 	char dir[4096];         /* <root>/<key>, for messages */
@@ -61,6 +63,10 @@ int chunk_present(const struct chunk_image *ci, uint64_t idx);
 /* Store chunk idx (len must be the chunk's length) atomically; evicts the
  * least recently used chunks of any image when the cache passes its limit. */
 int chunk_store(struct chunk_image *ci, uint64_t idx, const void *data, uint32_t len);
+/* Fetch chunk idx of src over c straight into the cache (http_read_to_fd),
+ * stored as chunk_store does: 0, or -errno with why set. */
+int chunk_fetch(struct chunk_image *ci, struct http_conn *c, const struct http_source *src,
+		uint64_t idx, unsigned *attempts, char *why, size_t whylen);
 void chunk_image_close(struct chunk_image *ci);
 
 #endif

@@ -24,6 +24,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #define WHY(...) (why ? snprintf(why, whylen, __VA_ARGS__) : 0)
 
@@ -36,7 +37,9 @@ struct http_conn {
 };
 
 struct transfer {
-	char *buf;
+	char *buf;              /* where the body goes: here, or to fd if buf is NULL */
+	int fd;
+	int fd_err;             /* -errno of a failed write to fd */
 	size_t cap, got, discarded;
 	bool overflow;
 	long status;            /* from the status line, 0 before it */
@@ -381,11 +384,8 @@ int http_opts_init(struct http_opts *o, const char *auth_file, char *why, size_t
 /* Forget all of a response but where its body goes. */
 static void transfer_reset(struct transfer *t)
 {
-	char *buf = t->buf;
-	size_t cap = t->cap;
-	memset(t, 0, sizeof(*t));
-	t->buf = buf;
-	t->cap = cap;
+	struct transfer sink = { .buf = t->buf, .fd = t->fd, .cap = t->cap };
+	*t = sink;
 }
 
 static size_t on_body(char *data, size_t size, size_t n, void *arg)
@@ -405,7 +405,21 @@ static size_t on_body(char *data, size_t size, size_t n, void *arg)
 		t->overflow = true;
 		return 0;   /* aborts the transfer */
 	}
-	memcpy(t->buf + t->got, data, len);
+	if (t->buf) {
+		memcpy(t->buf + t->got, data, len);
+	} else {
+		/* straight to the file: no copy through a buffer of our own */
+		for (size_t done = 0; done < len;) {
+			ssize_t w = pwrite(t->fd, data + done, len - done, (off_t)(t->got + done));
+			if (w <= 0) {
+				t->fd_err = w < 0 && errno != EINTR ? -errno : w == 0 ? -EIO : 0;
+				if (t->fd_err)
+					return 0;
+				continue;
+			}
+			done += (size_t)w;
+		}
+	}
 	t->got += len;
 	return len;
 }
@@ -616,6 +630,11 @@ static int try_range(struct http_conn *c, const struct http_source *s, uint64_t 
 		/* wrong headers are the answer, whatever happened to the body */
 		if (status == 206 && (ret = check_206(t, off, len, logurl, range, why, whylen)))
 			goto out;
+		if (t->fd_err) {   /* the disk's error: trying again would not help */
+			WHY("%s: range %s: writing the body: %s", logurl, range, strerror(-t->fd_err));
+			ret = t->fd_err;
+			goto out;
+		}
 		if (rc != CURLE_OK && !t->overflow && !(t->status != 206 && t->discarded)) {
 			WHY("%s: range %s: %s", logurl, range, errbuf[0] ? errbuf : curl.easy_strerror(rc));
 			/* TLS and URL errors will not pass; connection trouble may */
@@ -716,10 +735,9 @@ static int fetch(struct http_conn *c, const struct http_source *s, uint64_t off,
 	return ret == -EAGAIN ? -EIO : ret;
 }
 
-int http_read(struct http_conn *c, const struct http_source *s, uint64_t off, uint32_t len,
-	      void *buf, unsigned *attempts, char *why, size_t whylen)
+static int read_into(struct http_conn *c, const struct http_source *s, uint64_t off, uint32_t len,
+		     struct transfer *t, unsigned *attempts, char *why, size_t whylen)
 {
-	struct transfer t = { .buf = buf, .cap = len };
 	int ret;
 
 	if (attempts)
@@ -729,16 +747,30 @@ int http_read(struct http_conn *c, const struct http_source *s, uint64_t off, ui
 		    (unsigned long long)off, (unsigned long long)s->size);
 		return -EINVAL;
 	}
-	ret = fetch(c, s, off, len, &t, attempts, why, whylen);
-	if (ret == 0 && (strcmp(validator_of(&t), s->validator) || t.total != s->size)) {
+	ret = fetch(c, s, off, len, t, attempts, why, whylen);
+	if (ret == 0 && (strcmp(validator_of(t), s->validator) || t->total != s->size)) {
 		char logurl[512];
 		http_url_for_log(s->url, logurl, sizeof(logurl));
 		WHY("%s changed on the server (validator '%s', was '%s'; size %llu, was "
-		    "%llu): refusing to mix versions", logurl, validator_of(&t), s->validator,
-		    (unsigned long long)t.total, (unsigned long long)s->size);
+		    "%llu): refusing to mix versions", logurl, validator_of(t), s->validator,
+		    (unsigned long long)t->total, (unsigned long long)s->size);
 		return -ESTALE;
 	}
 	return ret;
+}
+
+int http_read(struct http_conn *c, const struct http_source *s, uint64_t off, uint32_t len,
+	      void *buf, unsigned *attempts, char *why, size_t whylen)
+{
+	struct transfer t = { .buf = buf, .fd = -1, .cap = len };
+	return read_into(c, s, off, len, &t, attempts, why, whylen);
+}
+
+int http_read_to_fd(struct http_conn *c, const struct http_source *s, uint64_t off, uint32_t len,
+		    int fd, unsigned *attempts, char *why, size_t whylen)
+{
+	struct transfer t = { .fd = fd, .cap = len };
+	return read_into(c, s, off, len, &t, attempts, why, whylen);
 }
 
 int http_source_open(struct http_source *s, const char *url, const struct http_opts *o,

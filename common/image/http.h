@@ -63,6 +63,10 @@ void http_conn_cancel_on(struct http_conn *c, const atomic_bool *flag);
  * after the last try. *attempts receives how many were made. */
 int http_read(struct http_conn *c, const struct http_source *s, uint64_t off, uint32_t len,
 	      void *buf, unsigned *attempts, char *why, size_t whylen);
+/* http_read into bytes 0 to len of fd, written as they arrive (a failed
+ * try is overwritten by the next); a write error is final: its -errno. */
+int http_read_to_fd(struct http_conn *c, const struct http_source *s, uint64_t off, uint32_t len,
+		    int fd, unsigned *attempts, char *why, size_t whylen);
 /* The URL for messages: no user:password@, no query (presigned URLs carry
  * credentials there: "?..." instead), no fragment, control bytes as '?'. */
 void http_url_for_log(const char *url, char *buf, size_t len);

@@ -23,10 +23,13 @@
 #include <string.h>
 
 #define FETCH_WORKERS 4
+#define RA_STREAMS 4            /* sequential readers followed at once */
+#define RA_NONE UINT64_MAX
 
 struct fetch_job {
 	uint64_t idx;
 	bool running;
+	bool demand;            /* a read waits for it: fetched before readahead */
 	struct layer_io *waiters;
 	struct fetch_job *next;
 };
@@ -39,7 +42,14 @@ struct layer_http {
 	pthread_cond_t cond;
 	struct fetch_job *jobs;
 	unsigned njobs;
-	unsigned readahead;         /* chunks queued after a missed one */
+	unsigned readahead;         /* chunks kept queued ahead of a reader */
+	/* A read of chunk mark moves its stream's window on: chunks up to
+	 * mark - 1 + readahead are queued, those below edge already were. */
+	struct ra_stream {
+		_Atomic uint64_t mark;
+		uint64_t edge;
+	} ra[RA_STREAMS];
+	unsigned ra_victim;
 	bool stop;
 	pthread_t prefetcher;
 	bool prefetching;
@@ -75,27 +85,75 @@ static uint64_t nchunks(const struct layer_http *h)
 	return h->ci.nchunks;   /* computed without overflow by chunk_image_open */
 }
 
-/* The fetch job of chunk idx, queued if there is none; NULL if the chunk
- * is on disk already (or no memory: *oom). Called with h->lock held. */
-static struct fetch_job *job_for(struct layer_http *h, uint64_t idx, bool *oom)
+/* The fetch job of chunk idx, queued last if there is none; NULL if the
+ * chunk is on disk already (or no memory: *oom). Called with h->lock held. */
+static struct fetch_job *job_for(struct layer_http *h, uint64_t idx, bool demand, bool *oom)
 {
-	struct fetch_job *j;
+	struct fetch_job **pp, *j;
 
-	for (j = h->jobs; j && j->idx != idx; j = j->next)
+	for (pp = &h->jobs; *pp && (*pp)->idx != idx; pp = &(*pp)->next)
 		;
 	/* a job may have finished since the caller looked at the disk */
-	if (j || chunk_present(&h->ci, idx))
+	if ((j = *pp) || chunk_present(&h->ci, idx)) {
+		if (j && demand)
+			j->demand = true;
 		return j;
+	}
 	if (!(j = calloc(1, sizeof(*j)))) {
 		*oom = true;
 		return NULL;
 	}
 	j->idx = idx;
-	j->next = h->jobs;
-	h->jobs = j;
+	j->demand = demand;
+	*pp = j;
 	h->njobs++;
 	pthread_cond_signal(&h->cond);
 	return j;
+}
+
+/* Queue the chunks after idx up to idx + readahead that stream s has not
+ * queued yet, and mark idx + 1: the reader's arrival there moves the window
+ * on, so a sequential reader finds its chunks fetched instead of missing
+ * once per window. Called with h->lock held. */
+static void read_ahead(struct layer_http *h, struct ra_stream *s, uint64_t idx)
+{
+	uint64_t end = idx + h->readahead;      /* idx < nchunks, readahead <= 64 */
+	bool oom = false;
+
+	if (s->edge <= idx)
+		s->edge = idx + 1;
+	for (; s->edge <= end && s->edge < nchunks(h) && !oom; s->edge++)
+		job_for(h, s->edge, false, &oom);
+	atomic_store_explicit(&s->mark, idx + 1 < nchunks(h) ? idx + 1 : RA_NONE, memory_order_relaxed);
+}
+
+/* A read of a cached chunk idx: move the window of the stream it marks. */
+static void read_ahead_on_hit(struct layer_http *h, uint64_t idx)
+{
+	for (unsigned i = 0; i < RA_STREAMS; i++) {
+		struct ra_stream *s = &h->ra[i];
+		if (atomic_load_explicit(&s->mark, memory_order_relaxed) != idx)
+			continue;
+		pthread_mutex_lock(&h->lock);
+		if (atomic_load_explicit(&s->mark, memory_order_relaxed) == idx)
+			read_ahead(h, s, idx);
+		pthread_mutex_unlock(&h->lock);
+		return;
+	}
+}
+
+/* A missed chunk idx: the stream that expected the reader there, else a
+ * new one in place of the oldest. Called with h->lock held. */
+static struct ra_stream *stream_at(struct layer_http *h, uint64_t idx)
+{
+	struct ra_stream *s;
+
+	for (unsigned i = 0; i < RA_STREAMS; i++)
+		if (atomic_load_explicit(&h->ra[i].mark, memory_order_relaxed) == idx)
+			return &h->ra[i];
+	s = &h->ra[h->ra_victim++ % RA_STREAMS];
+	s->edge = idx + 1;
+	return s;
 }
 
 /* Park io on the fetch job of chunk idx, starting one if none runs, and
@@ -106,10 +164,10 @@ static bool wait_for_chunk(struct layer_http *h, struct layer_io *io, uint64_t i
 	struct fetch_job *j;
 
 	pthread_mutex_lock(&h->lock);
-	j = job_for(h, idx, &oom);
+	j = job_for(h, idx, true, &oom);
 	parked = j || oom;
-	for (uint64_t k = 1; j && k <= h->readahead && idx + k < nchunks(h); k++)
-		job_for(h, idx + k, &oom);
+	if (j && h->readahead)
+		read_ahead(h, stream_at(h, idx), idx);
 	if (j) {
 		((struct http_io *)io->priv)->next_waiter = j->waiters;
 		j->waiters = io;
@@ -146,6 +204,8 @@ static void read_step(struct layer_http *h, struct layer_io *io)
 		}
 		if (chunk_read(&h->ci, idx, in, n, buf) == 0) {
 			atomic_fetch_add(&h->hits, 1);
+			if (h->readahead)
+				read_ahead_on_hit(h, idx);
 			p->cursor += n;
 			continue;
 		}
@@ -172,22 +232,13 @@ static void http_flush(struct layer *l, struct layer_io *io)
 }
 
 /* Chunk idx from the server into the chunk cache: 0 or -errno (logged). */
-static int fetch_chunk(struct layer_http *h, struct http_conn *conn, uint8_t *buf, uint64_t idx,
-		       const char *logurl)
+static int fetch_chunk(struct layer_http *h, struct http_conn *conn, uint64_t idx, const char *logurl)
 {
-	uint32_t len = chunk_image_len(&h->ci, idx);
 	uint64_t start = now_ms();
 	unsigned attempts = 0;
 	char why[700] = "out of memory";
-	int ret = conn && buf ? http_read(conn, &h->src, idx * h->ci.chunk_size, len, buf, &attempts,
-					  why, sizeof(why)) : -ENOMEM;
+	int ret = conn ? chunk_fetch(&h->ci, conn, &h->src, idx, &attempts, why, sizeof(why)) : -ENOMEM;
 
-	if (!ret) {
-		ret = chunk_store(&h->ci, idx, buf, len);
-		if (ret)
-			snprintf(why, sizeof(why), "chunk cache %s: storing chunk %llu: %s", h->ci.dir,
-				 (unsigned long long)idx, strerror(-ret));
-	}
 	atomic_fetch_add(&h->fetch_ms, now_ms() - start);
 	atomic_fetch_add(&h->retries, attempts > 1 ? attempts - 1 : 0);
 	if (ret) {
@@ -195,7 +246,7 @@ static int fetch_chunk(struct layer_http *h, struct http_conn *conn, uint8_t *bu
 		log_err("%s: chunk %llu: %s", logurl, (unsigned long long)idx, why);
 	} else {
 		atomic_fetch_add(&h->chunks_fetched, 1);
-		atomic_fetch_add(&h->bytes_fetched, len);
+		atomic_fetch_add(&h->bytes_fetched, chunk_image_len(&h->ci, idx));
 	}
 	return ret;
 }
@@ -204,16 +255,16 @@ static void *worker_main(void *arg)
 {
 	struct layer_http *h = arg;
 	struct http_conn *conn = http_conn_new();
-	uint8_t *buf = malloc(h->ci.chunk_size);
 	char logurl[512];
 
 	http_url_for_log(h->src.url, logurl, sizeof(logurl));
 	pthread_mutex_lock(&h->lock);
 	for (;;) {
-		struct fetch_job *j;
-		for (j = h->jobs; j && j->running; j = j->next)
-			;
-		if (!j) {
+		struct fetch_job *j, *any = NULL;
+		for (j = h->jobs; j && (j->running || !j->demand); j = j->next)
+			if (!any && !j->running)
+				any = j;
+		if (!j && !(j = any)) {
 			if (h->stop)
 				break;
 			pthread_cond_wait(&h->cond, &h->lock);
@@ -225,7 +276,7 @@ static void *worker_main(void *arg)
 		int ret = 0;
 		/* brought meanwhile by an access trace's prefetch: read from the cache */
 		if (!access_prefetch_wait(h->access, h->access_img, j->idx) || !chunk_present(&h->ci, j->idx))
-			ret = fetch_chunk(h, conn, buf, j->idx, logurl);
+			ret = fetch_chunk(h, conn, j->idx, logurl);
 		pthread_mutex_lock(&h->lock);
 		struct fetch_job **pp = &h->jobs;
 		while (*pp != j)
@@ -245,7 +296,6 @@ static void *worker_main(void *arg)
 	}
 	pthread_mutex_unlock(&h->lock);
 	http_conn_free(conn);
-	free(buf);
 	return NULL;
 }
 
@@ -261,7 +311,7 @@ static void *prefetch_main(void *arg)
 		while (h->njobs >= FETCH_WORKERS && !h->stop)
 			pthread_cond_wait(&h->cond, &h->lock);
 		if (!h->stop)
-			job_for(h, idx, &oom);
+			job_for(h, idx, false, &oom);
 		if (!h->stop && !oom)
 			h->prefetched = idx + 1;
 	}
@@ -339,6 +389,8 @@ int layer_http_open(const char *url, const struct layer_http_opts *o, struct lay
 		goto fail;
 	}
 	h->readahead = o->readahead;
+	for (unsigned i = 0; i < RA_STREAMS; i++)
+		h->ra[i].mark = RA_NONE;
 	if (o->prefetch)
 		h->prefetching = !pthread_create(&h->prefetcher, NULL, prefetch_main, h);
 	h->l.ops = &http_ops;

@@ -14,7 +14,7 @@ struct layer_http_opts {
 	const char *cache_dir;      /* chunk cache root, NULL: default */
 	uint32_t chunk_size;
 	uint64_t cache_limit;
-	unsigned readahead;         /* chunks fetched after a missed one */
+	unsigned readahead;         /* chunks kept fetched ahead of a reader */
 	bool prefetch;              /* fetch the whole image in the background */
 	struct access_log *access;  /* notes the images' chunk reads; NULL: none */
 };

@@ -172,14 +172,41 @@ teardown() {
 	"$B/ublk-del" "$dev"
 }
 
-@test "readahead: a sequential reader finds the next chunk fetched" {
+@test "readahead: a sequential reader finds the next chunks fetched, the window moving with it" {
 	make_image "$T/www/img" 8
 	dev=$("$B/ublk-add" --base "$URL/img" --chunk-size 1M --read-only --readahead 2)
 	dd if="$dev" of=/dev/null bs=4k count=1 iflag=direct status=none
 	# the two chunks after it come in the background
 	wait_until 60 '[ "$(stat_of "$dev" .remote.chunks_fetched)" -ge 3 ]'
 	[ "$(stat_of "$dev" .remote.chunks_fetched)" -eq 3 ]
+	# reading a chunk that was read ahead (a hit) keeps two chunks ahead
+	dd if="$dev" of=/dev/null bs=4k skip=256 count=1 iflag=direct status=none
+	wait_until 60 '[ "$(stat_of "$dev" .remote.chunks_fetched)" -ge 4 ]'
+	dd if="$dev" of=/dev/null bs=4k skip=512 count=1 iflag=direct status=none
+	wait_until 60 '[ "$(stat_of "$dev" .remote.chunks_fetched)" -ge 5 ]'
+	[ "$(stat_of "$dev" .remote.chunk_cache_misses)" -eq 1 ]
+	# and a read elsewhere fetches only its window
+	dd if="$dev" of=/dev/null bs=4k skip=$((7 * 256)) count=1 iflag=direct status=none
+	wait_until 60 '[ "$(stat_of "$dev" .remote.chunks_fetched)" -ge 6 ]'
+	[ "$(stat_of "$dev" .remote.chunks_fetched)" -eq 6 ]
+	cmp "$T/www/img" "$dev"
 	"$B/ublk-del" "$dev"
+}
+
+@test "a chunk cache that is full: the read fails with EIO, the log says why, nothing is left behind" {
+	make_image "$T/www/img" 4
+	mkdir -m 700 "$T/small"
+	mount -t tmpfs -o size=512K,mode=700 tmpfs "$T/small"
+	dev=$("$B/ublk-add" --base "$URL/img" --chunk-size 1M --chunk-cache "$T/small" --read-only --readahead 0)
+	run dd if="$dev" of=/dev/null bs=4k count=1 iflag=direct status=none
+	[ "$status" -ne 0 ]
+	grep -q "writing the body: No space left on device" "$UBLK_STATE_DIR/ublkb${dev#/dev/ublkb}/log"
+	[ "$(stat_of "$dev" .remote.fetch_errors)" -ge 1 ]
+	# the failed chunk left no file: the space is free again
+	[ "$(find "$T/small" -type f ! -name key | wc -l)" -eq 0 ]
+	[ "$(df --output=used -k "$T/small" | tail -1)" -lt 64 ]
+	"$B/ublk-del" "$dev"
+	umount "$T/small"
 }
 
 @test "remote diffs: zstd frames fetched lazily and verified; v3 pair too" {
