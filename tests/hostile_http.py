@@ -30,6 +30,7 @@ junk         Content-Range 'bytes 0-0/4194304x'
 norange      200 with the whole body, no Content-Range
 otherstart   a 206 for another start than asked
 short        reads after the probe: half the body, then the connection closes
+flaky        like short, but only the first request of each range
 badlength    reads after the probe: Content-Length says more than the range
 drip         reads after the probe: one byte a second
 etag         reads after the probe: another ETag
@@ -45,6 +46,8 @@ tohttp       (TLS port) 302 to http://127.0.0.1:PORT/ok/...
 
 class Handler(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    cut_once = set()            # (path, range) that flaky has cut short
+    cut_lock = threading.Lock()
 
     def log_message(self, *args):
         pass
@@ -109,6 +112,10 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(length))
         self.send_header("ETag", etag)
         self.end_headers()
+        if case == "flaky" and not probe:
+            with Handler.cut_lock:
+                case = "flaky" if (self.path, rng) in Handler.cut_once else "short"
+                Handler.cut_once.add((self.path, rng))
         try:
             if case == "short" and not probe:
                 self.wfile.write(body[:len(body) // 2])

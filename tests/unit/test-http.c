@@ -361,6 +361,54 @@ static void test_hostile(int port)
 	http_conn_free(c);
 }
 
+/* Chunks fetched straight into the cache file: a cut try is overwritten by
+ * the next, a failed fetch leaves neither the chunk nor a temporary file. */
+static void test_chunk_fetch(int port)
+{
+	struct http_opts o;
+	struct http_source s;
+	struct chunk_image ci;
+	struct http_conn *c = http_conn_new();
+	char url[200], why[700], dir[300], cmd[400];
+	uint8_t buf[65536];
+	unsigned attempts;
+	int ret;
+
+	snprintf(dir, sizeof(dir), "/tmp/test-http.%d/fetch", (int)getpid());
+	CHECK(!http_opts_init(&o, NULL, why, sizeof(why)), "opts");
+	o.timeout_ms = 3000;
+	o.retries = 1;
+	for (int k = 0; k < 2; k++) {
+		snprintf(url, sizeof(url), "http://127.0.0.1:%d/%s/img", port, k ? "short" : "flaky");
+		CHECK(!http_source_open(&s, url, &o, why, sizeof(why)), "%s: probe: %s", url, why);
+		CHECK(!chunk_image_open(&ci, dir, url, s.validator, s.size, 65536, 1 << 30, why, sizeof(why)),
+		      "%s: cache: %s", url, why);
+		ret = chunk_fetch(&ci, c, &s, 5, &attempts, why, sizeof(why));
+		if (!k) {
+			CHECK(!ret && attempts == 2, "flaky: %d after %u tries (%s)", ret, attempts, why);
+			CHECK(!chunk_read(&ci, 5, 0, sizeof(buf), buf), "flaky: chunk 5 not stored");
+			bool same = true;
+			for (size_t i = 0; i < sizeof(buf); i++)
+				same &= buf[i] == (5 * 65536 + i) % 251;
+			CHECK(same, "flaky: chunk 5 does not hold the image's bytes");
+		} else {
+			CHECK(ret == -EIO && attempts == 2, "short: %d after %u tries", ret, attempts);
+			CHECK(strstr(why, "32768 bytes remaining") != NULL, "short: '%s'", why);
+			CHECK(chunk_present(&ci, 5) == 0, "short: a cut chunk was stored");
+		}
+		CHECK(chunk_fetch(&ci, c, &s, ci.nchunks, NULL, why, sizeof(why)) == -EINVAL,
+		      "a chunk past the end fetched");
+		/* the folders hold their keys and what was stored, no temporary file */
+		snprintf(cmd, sizeof(cmd), "test $(find %s -type f | wc -l) -eq %d", dir, 2 + k);
+		CHECK(!system(cmd), "%s: files left in %s", url, dir);
+		chunk_image_close(&ci);
+		http_source_close(&s);
+	}
+	http_conn_free(c);
+	snprintf(cmd, sizeof(cmd), "rm -rf /tmp/test-http.%d", (int)getpid());
+	CHECK(!system(cmd), "cleanup");
+}
+
 static unsigned open_fds(void)
 {
 	unsigned n = 0;
@@ -420,9 +468,10 @@ int main(void)
 	test_etag();
 	test_url_for_log();
 	test_chunk_cache();
-	if (port)
+	if (port) {
 		test_hostile(atoi(port));
-	else
+		test_chunk_fetch(atoi(port));
+	} else
 		printf("UBLK_HOSTILE_PORT not set: no requests to a hostile server\n");
 	return check_summary();
 }
