@@ -84,7 +84,7 @@ static void skip_used(const struct diff_extent *ext, size_t *ei, uint32_t *in_ex
 }
 
 /* The next run of at most left blocks from (*ei, *in_ext), which it then
- * passes: its length, and its first block in *start. */
+ * passes: its length, and its first block in *start (unless NULL). */
 static uint32_t next_run(const struct diff_extent *ext, size_t *ei, uint32_t *in_ext,
 			 uint32_t left, uint64_t *start)
 {
@@ -92,7 +92,8 @@ static uint32_t next_run(const struct diff_extent *ext, size_t *ei, uint32_t *in
 	uint32_t take = ext[*ei].count - *in_ext;
 	if (take > left)
 		take = left;
-	*start = ext[*ei].start + *in_ext;
+	if (start)
+		*start = ext[*ei].start + *in_ext;
 	*in_ext += take;
 	return take;
 }
@@ -113,10 +114,8 @@ static void queue_next(struct diff_frames *p, struct slot *s)
 	s->ei = p->ei;
 	s->in_ext = p->in_ext;
 	s->blocks = blocks;
-	for (uint32_t n = blocks; n;) {
-		uint64_t start;
-		n -= next_run(p->ext, &p->ei, &p->in_ext, n, &start);
-	}
+	for (uint32_t n = blocks; n;)
+		n -= next_run(p->ext, &p->ei, &p->in_ext, n, NULL);
 	p->queued_blocks += blocks;
 	s->state = SLOT_QUEUED;
 }
