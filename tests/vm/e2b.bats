@@ -34,7 +34,7 @@ change_blocks() {
 chain() {
 	local storage=$1 outroot=$2
 	shift 2
-	local parent=$ROOT_ID gen=0 how layout codec dev want out new
+	local parent=$ROOT_ID gen=0 how layout codec dev want out new fields
 	for how in "$@"; do
 		gen=$((gen + 1))
 		layout=${how%%:*} codec=${how#*:}
@@ -49,17 +49,20 @@ chain() {
 			"${copt[@]}" --json "g$gen"
 		echo "$output"
 		[ "$status" -eq 0 ]
-		new=$(jq -r .build_id <<<"$output")
-		[ "$(jq -r .generation <<<"$output")" = "$gen" ]
-		[ "$(jq -r .base_build_id <<<"$output")" = "$ROOT_ID" ]
+		# one jq a document: each costs a third of a second in the VM
+		fields=($(jq -r '[.build_id, .generation, .base_build_id] | @tsv' <<<"$output"))
+		new=${fields[0]}
+		[ "${fields[1]}" = "$gen" ]
+		[ "${fields[2]}" = "$ROOT_ID" ]
 		assert_none_left
 		[ ! -e "$T/cache$gen" ]
 		# the platform's rules and read path, independently
 		out=$("$REF" describe "$outroot" "$new")
-		[ "$(jq -r .layout <<<"$out")" = "$layout" ]
-		[ "$(jq -r .generation <<<"$out")" = "$gen" ]
-		[ "$(jq -r .base_build_id <<<"$out")" = "$ROOT_ID" ]
-		[ "$(jq -r .build_id <<<"$out")" = "$new" ]
+		fields=($(jq -r '[.layout, .generation, .base_build_id, .build_id] | @tsv' <<<"$out"))
+		[ "${fields[0]}" = "$layout" ]
+		[ "${fields[1]}" = "$gen" ]
+		[ "${fields[2]}" = "$ROOT_ID" ]
+		[ "${fields[3]}" = "$new" ]
 		"$REF" flatten "$outroot" "$new" "$T/ref.img"
 		[ "$(dev_sum "$T/ref.img")" = "$want" ]
 		rm -f "$T/ref.img"

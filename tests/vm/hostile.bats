@@ -106,18 +106,28 @@ read_fails() {
 
 # Failed reads of 8 chunks give every fetch thread its connection (libcurl
 # keeps a few descriptors per handle); 16 more must not add descriptors.
+# Each round's reads run at once, as the fetch threads would see them.
 fdcheck() {
-	local dev=$1 fds i
-	for i in $(seq 20 27); do
-		run dd if="$dev" of=/dev/null bs=4k skip=$((i * 16)) count=1 iflag=direct status=none
-		[ "$status" -ne 0 ]
-	done
+	local dev=$1 fds
+	fail_reads "$dev" $(seq 20 27)
 	fds=$(ls "/proc/$(pgrep -x ublk-serve)/fd" | wc -l)
-	for i in $(seq 28 43); do
-		run dd if="$dev" of=/dev/null bs=4k skip=$((i * 16)) count=1 iflag=direct status=none
-		[ "$status" -ne 0 ]
-	done
+	fail_reads "$dev" $(seq 28 43)
 	[ "$(ls "/proc/$(pgrep -x ublk-serve)/fd" | wc -l)" -le $((fds + 4)) ]
+}
+
+# fail_reads DEV CHUNK...: a 4 KiB read of each 64 KiB chunk, all at once; each must fail
+fail_reads() {
+	local dev=$1 i pids=() rc
+	shift
+	for i in "$@"; do
+		dd if="$dev" of=/dev/null bs=4k skip=$((i * 16)) count=1 iflag=direct status=none 2>/dev/null &
+		pids+=($!)
+	done
+	for i in "${pids[@]}"; do
+		rc=0
+		wait "$i" || rc=$?
+		[ "$rc" -ne 0 ]
+	done
 }
 
 @test "short bodies: EIO, the log says so, nothing left" {

