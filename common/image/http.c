@@ -411,11 +411,11 @@ static size_t on_body(char *data, size_t size, size_t n, void *arg)
 		/* straight to the file: no copy through a buffer of our own */
 		for (size_t done = 0; done < len;) {
 			ssize_t w = pwrite(t->fd, data + done, len - done, (off_t)(t->got + done));
-			if (w <= 0) {
-				t->fd_err = w < 0 && errno != EINTR ? -errno : w == 0 ? -EIO : 0;
-				if (t->fd_err)
-					return 0;
+			if (w < 0 && errno == EINTR)
 				continue;
+			if (w <= 0) {
+				t->fd_err = w < 0 ? -errno : -EIO;
+				return 0;   /* aborts the transfer */
 			}
 			done += (size_t)w;
 		}

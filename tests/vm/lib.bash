@@ -16,7 +16,11 @@ vm_teardown() {
 
 # random image of N MiB
 make_image() {
-	dd if=/dev/urandom of="$1" bs=1M count="$2" status=none
+	# AES-CTR under a random key: twice the rate of /dev/urandom in the TCG VM
+	local key
+	key=$(od -An -tx1 -N16 /dev/urandom | tr -d ' \n')
+	head -c $(($2 << 20)) /dev/zero |
+		openssl enc -aes-128-ctr -K "$key" -iv 00000000000000000000000000000000 -out "$1"
 }
 
 # Assert that device id $1 is gone: node, server, state entry.
