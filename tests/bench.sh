@@ -481,16 +481,21 @@ table() { # title, name of the associative array
 }
 # export: a device with 64 MiB of changed blocks, against cp + sync of
 # the same number of bytes; each the best of 3 (a TCG run varies)
-best_ms() { # command...: the shortest of 3 runs, in ms
+least_of3() { # command...: the least of the numbers 3 runs of it print
 	local best= t
 	for _ in 1 2 3; do
-		t=$(date +%s%N)
-		"$@"
-		t=$(ms "$t")
+		t=$("$@")
 		[ -n "$best" ] && [ "$best" -le "$t" ] || best=$t
 	done
 	echo "$best"
 }
+timed_ms() { # command...: run it, print how long it took in ms
+	local t
+	t=$(date +%s%N)
+	"$@"
+	ms "$t"
+}
+best_ms() { least_of3 timed_ms "$@"; } # command...: the shortest of 3 runs, in ms
 declare -A export_mb
 cp_mb=
 export_rows() {
@@ -544,7 +549,7 @@ remote_rows() {
 	echo "remote base, ${size_mb} MiB sequential: curl download $curl_mb MiB/s"
 	for b in "${builds[@]}"; do
 		B=${bin[$b]} L=${label[$b]}
-		remote_cold[$b]=$(mb_s $((size_mb << 20)) "$(remote_cold_ms "$B")")
+		remote_cold[$b]=$(mb_s $((size_mb << 20)) "$(least_of3 remote_cold_ms "$B")")
 		dev=$("$B/ublk-add" --base http://127.0.0.1:18090/img --chunk-cache "$W/chunks" --read-only --readahead 4)
 		remote_warm[$b]=$(mb_s $((size_mb << 20)) "$(best_ms dd if="$dev" of=/dev/null bs=1M iflag=direct status=none)")
 		bench "remote-warm$L" "$dev" randread-4k-qd32
@@ -555,20 +560,15 @@ remote_rows() {
 	done
 	nginx_down remote
 }
-# remote_cold_ms BIN: the best of 3 whole reads of the image, each through
-# a new device with an empty chunk cache, in ms
+# remote_cold_ms BIN: one whole read of the image through a new device with
+# an empty chunk cache, in ms
 remote_cold_ms() {
-	local best= t dev
-	for _ in 1 2 3; do
-		rm -rf "$W/chunks"
-		dev=$("$1/ublk-add" --base http://127.0.0.1:18090/img --chunk-cache "$W/chunks" --read-only --readahead 4)
-		t=$(date +%s%N)
-		dd if="$dev" of=/dev/null bs=1M iflag=direct status=none
-		t=$(ms "$t")
-		"$1/ublk-del" "$dev"
-		[ -n "$best" ] && [ "$best" -le "$t" ] || best=$t
-	done
-	echo "$best"
+	local dev t
+	rm -rf "$W/chunks"
+	dev=$("$1/ublk-add" --base http://127.0.0.1:18090/img --chunk-cache "$W/chunks" --read-only --readahead 4)
+	t=$(timed_ms dd if="$dev" of=/dev/null bs=1M iflag=direct status=none)
+	"$1/ublk-del" "$dev"
+	echo "$t"
 }
 
 fio_tables() {
