@@ -174,6 +174,7 @@ static int start_queues(struct server *s)
 		q->buf_bytes = s->info.max_io_buf_bytes;
 		q->char_fd = s->char_fd;
 		q->ioctl_encode = (s->info.flags & UBLK_F_CMD_IOCTL_ENCODE) != 0;
+		q->user_copy = (s->info.flags & UBLK_F_USER_COPY) != 0;
 		q->target = stack_target(s->layer);
 		q->ready_efd = s->ready_efd;
 		q->exit_efd = s->exit_efd;
@@ -405,6 +406,13 @@ static int create_device(struct server *s)
 		s->info.flags = UBLK_F_USER_RECOVERY | UBLK_F_USER_RECOVERY_REISSUE;
 	/* 6.4+ grants it (and the echo then says so), 6.1 clears it */
 	s->info.flags |= UBLK_F_CMD_IOCTL_ENCODE;
+	/* A stack of mapped files has the kernel copy reads from the page
+	 * cache straight into the request: one copy, where a read into the
+	 * tag's buffer and ublk's commit make two. Any other stack would pay
+	 * a syscall more a request for nothing (docs/kernels.md). */
+	uint64_t kernel;
+	if (s->layer->maps && ctrl_get_features(&s->ctrl, &kernel) == 0 && (kernel & UBLK_F_USER_COPY))
+		s->info.flags |= UBLK_F_USER_COPY;
 	ret = ctrl_add_dev(&s->ctrl, &s->info);
 	if (ret) {
 		if (ret == -EACCES || ret == -ENOSPC)

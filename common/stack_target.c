@@ -44,11 +44,17 @@ static void stack_submit(void *ctx, struct queue_req *req)
 	layer_submit(ctx, &sr->io);
 }
 
+static int stack_map(void *ctx, uint64_t off, uint32_t len, struct iovec *iov, int max)
+{
+	return layer_map(ctx, off, len, iov, max);
+}
+
 struct queue_target stack_target(struct layer *top)
 {
 	return (struct queue_target){
 		.ctx = top,
 		.priv_size = STACK_REQ_BYTES + layer_stack_priv_size(top),
 		.submit = stack_submit,
+		.map = top->maps ? stack_map : NULL,
 	};
 }

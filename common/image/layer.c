@@ -1,6 +1,8 @@
 #include "image/layer.h"
 
 #include <errno.h>
+#include <pthread.h>
+#include <sys/mman.h>
 
 void layer_submit(struct layer *l, struct layer_io *io)
 {
@@ -67,6 +69,41 @@ enum layer_extent layer_extent(struct layer *l, uint64_t off, uint64_t *len)
 	}
 	*len = (end < off + asked ? end : off + asked) - off;
 	return kind;
+}
+
+int layer_map(struct layer *l, uint64_t off, uint32_t len, struct iovec *iov, int max)
+{
+	return l->maps && max > 0 ? l->ops->map(l, off, len, iov, max) : 0;
+}
+
+/* Anonymous memory never written reads as the zero page: 1 MiB of address
+ * space, and no memory, serves any run of zeros in a few pieces. */
+#define ZERO_MAP_BYTES (1u << 20)
+static void *zero_map;
+static pthread_once_t zero_map_once = PTHREAD_ONCE_INIT;
+
+static void zero_map_create(void)
+{
+	void *m = mmap(NULL, ZERO_MAP_BYTES, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
+		       -1, 0);
+	zero_map = m == MAP_FAILED ? NULL : m;
+}
+
+int layer_map_zeros(uint32_t len, struct iovec *iov, int max)
+{
+	int n = 0;
+
+	pthread_once(&zero_map_once, zero_map_create);
+	if (!zero_map)
+		return 0;
+	for (; len; n++) {
+		uint32_t piece = len < ZERO_MAP_BYTES ? len : ZERO_MAP_BYTES;
+		if (n == max)
+			return 0;
+		iov[n] = (struct iovec){ zero_map, piece };
+		len -= piece;
+	}
+	return n;
 }
 
 int layer_stack_stats(struct layer *top, char *buf, size_t len)

@@ -17,6 +17,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/uio.h>
 
 #define container_of(p, type, member) ((type *)((char *)(p) - offsetof(type, member)))
 
@@ -74,6 +75,13 @@ struct layer_ops {
 	 * or LAYER_DATA (may hold anything), with *len cut where that stops
 	 * holding. NULL: all of it is LAYER_DATA. */
 	enum layer_extent (*extent)(struct layer *l, uint64_t off, uint64_t *len);
+	/* Where [off, off + len) can be read in place, in memory mapped from
+	 * the layer's files: up to max pieces into iov, their count, or 0
+	 * when some of it cannot. Only the kernel reads those pieces (a write
+	 * to the device from them), which makes a file cut short under the
+	 * mapping an EFAULT there rather than a SIGBUS here. Called only
+	 * where `maps` is set. */
+	int (*map)(struct layer *l, uint64_t off, uint32_t len, struct iovec *iov, int max);
 };
 
 struct layer {
@@ -81,6 +89,7 @@ struct layer {
 	struct layer *lower;
 	uint64_t size;          /* bytes */
 	bool read_only;
+	bool maps;              /* ops->map can place any block of the layer */
 	size_t priv_size;       /* bytes of per-request state this layer needs */
 	/* Identity of the image this layer and those below present: a diff's
 	 * layer id and generation; zeros and 0 for a plain base image. */
@@ -106,6 +115,11 @@ void layer_thaw(struct layer *l);
 /* l's extent op, or LAYER_DATA for all of *len where it has none: what
  * lets a copy of a mostly empty image skip its holes without reading them. */
 enum layer_extent layer_extent(struct layer *l, uint64_t off, uint64_t *len);
+/* l's map op (see struct layer_ops), 0 where l does not map. */
+int layer_map(struct layer *l, uint64_t off, uint32_t len, struct iovec *iov, int max);
+/* len bytes of zeros in place, as layer_map: pieces of one read-only
+ * mapping of the zero page shared by the whole process. */
+int layer_map_zeros(uint32_t len, struct iovec *iov, int max);
 /* The statistics of the first layer from top down that keeps some, as a
  * JSON object into buf: its length, or 0 when no layer keeps any. */
 int layer_stack_stats(struct layer *top, char *buf, size_t len);

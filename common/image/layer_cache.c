@@ -114,14 +114,15 @@ static void read_child_done(struct layer_io *child, int res)
 	read_step(p);
 }
 
-/* Bytes of the run of blocks in one state (*st) at byte `at` of io. */
-static uint32_t run_at(const struct cache *c, const struct layer_io *io, uint32_t at, unsigned *st)
+/* Bytes of the run of blocks in one state (*st) at byte `at` of the len
+ * bytes at off. */
+static uint32_t run_at(const struct cache *c, uint64_t off, uint32_t len, uint32_t at, unsigned *st)
 {
-	uint64_t b = (io->off + at) / BS;
+	uint64_t b = (off + at) / BS;
 	uint32_t n = 1;
 
 	*st = read_state(c, b);
-	while (at + (n + 1) * BS <= io->len && read_state(c, b + n) == *st)
+	while (at + (n + 1) * BS <= len && read_state(c, b + n) == *st)
 		n++;
 	return n * BS;
 }
@@ -133,7 +134,7 @@ static void read_step(struct cache_io *p)
 
 	while (p->cursor < io->len && !p->err) {
 		unsigned st;
-		uint32_t n = run_at(c, io, p->cursor, &st) / BS;
+		uint32_t n = run_at(c, io->off, io->len, p->cursor, &st) / BS;
 		char *buf = (char *)io->buf + p->cursor;
 		uint64_t off = io->off + p->cursor;
 		p->cursor += n * BS;
@@ -242,7 +243,7 @@ static bool split_read(struct cache_io *p)
 	p->n_runs = 0;
 	for (uint32_t at = 0, len; at < io->len; at += len) {
 		unsigned st;
-		len = run_at(c, io, at, &st);
+		len = run_at(c, io->off, io->len, at, &st);
 		if (len == io->len || p->n_runs == SPLIT_RUNS)   /* one run: read_step serves it */
 			return false;
 		p->runs[p->n_runs++] = (struct cache_run){ .at = at, .len = len, .st = (uint8_t)st };
@@ -265,6 +266,31 @@ static void cache_read(struct layer *l, struct layer_io *io)
 	struct cache_io *p = start((struct cache *)l, io);
 	if (!split_read(p))
 		read_step(p);
+}
+
+/* Run by run: clean blocks where the layer below has them, dirty ones
+ * in the data file, zeros from the zero page. A block a racing write
+ * makes dirty meanwhile reads as it was, as a read racing a write may. */
+static int cache_map(struct layer *l, uint64_t off, uint32_t len, struct iovec *iov, int max)
+{
+	struct cache *c = (struct cache *)l;
+	int n = 0;
+
+	for (uint32_t at = 0, run; at < len; at += run) {
+		unsigned st;
+		int got;
+		run = run_at(c, off, len, at, &st);
+		if (st == ST_CLEAN)
+			got = layer_map(c->l.lower, off + at, run, iov + n, max - n);
+		else if (st == ST_DIRTY)
+			got = layer_map(c->data, off + at, run, iov + n, max - n);
+		else
+			got = layer_map_zeros(run, iov + n, max - n);
+		if (!got)
+			return 0;
+		n += got;
+	}
+	return n;
 }
 
 /* Clean blocks are the layer below's to tell; a clean run skips whole
@@ -553,6 +579,7 @@ static const struct layer_ops cache_ops = {
 	.freeze = cache_freeze,   /* for a live export */
 	.thaw = cache_thaw,
 	.extent = cache_extent,
+	.map = cache_map,
 };
 
 /* Create data and map files for a new cache; removes both on failure. */
@@ -742,6 +769,7 @@ int layer_cache_open(const char *path, struct layer *lower, uint64_t size, bool 
 		}
 		c->flusher_running = true;
 	}
+	c->l.maps = lower->maps && c->data->maps;
 	*out = &c->l;
 	return 0;
 fail:

@@ -11,6 +11,7 @@
 #include <linux/magic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/vfs.h>
 #include <unistd.h>
@@ -20,6 +21,8 @@ struct layer_file {
 	int fd;
 	bool write_inline;      /* a regular file: writes are page cache copies */
 	bool read_inline;       /* a file in memory (tmpfs): reads are copies */
+	const char *mapped;     /* a regular file's bytes, read-only, for map */
+	uint64_t mapped_len;    /* the file's size at open (l.size may grow past it) */
 };
 
 static void rw_step(struct layer_file *f, struct layer_io *io);
@@ -182,9 +185,23 @@ static enum layer_extent file_extent(struct layer *l, uint64_t off, uint64_t *le
 	return LAYER_DATA;
 }
 
+/* Any block of a mapped file, where the file was when opened. */
+static int file_map(struct layer *l, uint64_t off, uint32_t len, struct iovec *iov, int max)
+{
+	struct layer_file *f = (struct layer_file *)l;
+
+	(void)max;
+	if (off > f->mapped_len || len > f->mapped_len - off)
+		return 0;
+	iov[0] = (struct iovec){ (void *)(f->mapped + off), len };
+	return 1;
+}
+
 static void file_close(struct layer *l)
 {
 	struct layer_file *f = (struct layer_file *)l;
+	if (f->mapped)
+		munmap((void *)f->mapped, (size_t)f->mapped_len);
 	close(f->fd);
 	free(f);
 }
@@ -197,6 +214,7 @@ static const struct layer_ops file_ops = {
 	.discard = file_discard,
 	.close = file_close,
 	.extent = file_extent,
+	.map = file_map,
 };
 
 int layer_file_fd(const struct layer *l)
@@ -228,6 +246,14 @@ int layer_file_open(const char *path, bool read_only, struct layer **out)
 	f->write_inline = !read_only && regular;
 	f->read_inline = regular && fstatfs(fd, &fs) == 0 &&
 			 (fs.f_type == TMPFS_MAGIC || fs.f_type == RAMFS_MAGIC);
+	/* Read in place by the kernel (USER_COPY), a read is one copy from
+	 * the page cache where the ring's read and ublk's commit make two. */
+	if (regular && size && size <= SIZE_MAX) {
+		void *m = mmap(NULL, (size_t)size, PROT_READ, MAP_SHARED, fd, 0);
+		f->mapped = m == MAP_FAILED ? NULL : m;
+		f->mapped_len = f->mapped ? size : 0;
+		f->l.maps = f->mapped != NULL;
+	}
 	*out = &f->l;
 	return 0;
 }

@@ -8,7 +8,8 @@
  * is owned by the kernel and no backend IO is in flight.
  *
  * Buffers are allocated once per tag at start; the hot path allocates
- * nothing and makes no syscall beyond io_uring_submit_and_wait.
+ * nothing and makes no syscall beyond io_uring_submit_and_wait, but for
+ * the data of a device with user copy, which the queue moves itself.
  */
 #include "kernel/queue.h"
 #include "util/log.h"
@@ -57,7 +58,7 @@ static int queue_cmd(struct ublk_queue *q, struct queue_tag *t, unsigned op, int
 	cmd->q_id = q->qid;
 	cmd->tag = t->tag;
 	cmd->result = result;
-	cmd->addr = (uintptr_t)t->buf;
+	cmd->addr = q->user_copy ? 0 : (uintptr_t)t->buf;
 	sqe->user_data = ((uint64_t)t->tag << 1) | AIO_UD_FOREIGN;
 	t->state = TAG_IN_KERNEL;
 	q->cmds_inflight++;
@@ -82,10 +83,36 @@ static void count_ended(struct ublk_queue *q)
 	q->nended = 0;
 }
 
-void queue_req_done(struct queue_req *req, int res)
+/* Where the request of tag t is read and written in /dev/ublkcN. */
+static off_t user_copy_pos(const struct ublk_queue *q, const struct queue_tag *t)
 {
-	struct queue_tag *t = (struct queue_tag *)req;
+	return (off_t)(UBLKSRV_IO_BUF_OFFSET + ((uint64_t)q->qid << UBLK_QID_OFF) +
+		       ((uint64_t)t->tag << UBLK_TAG_OFF));
+}
+
+/* The request's data to or from /dev/ublkcN: 0, or -EIO (the kernel took
+ * fewer bytes: the request was cancelled, or a mapped file was cut). */
+static int user_copy(const struct ublk_queue *q, const struct queue_tag *t, bool to_kernel,
+		     const struct iovec *iov, int n, uint32_t len)
+{
+	ssize_t done;
+
+	do
+		done = to_kernel ? pwritev(q->char_fd, iov, n, user_copy_pos(q, t))
+				 : preadv(q->char_fd, iov, n, user_copy_pos(q, t));
+	while (done < 0 && errno == EINTR);
+	if (done == (ssize_t)len)
+		return 0;
+	log_dbg("ublkb%u q%u tag %u: %s /dev/ublkc%u: %s", q->dev_id, q->qid, t->tag,
+		to_kernel ? "writing the read's data to" : "reading the write's data from", q->dev_id,
+		done < 0 ? strerror(errno) : "short");
+	return -EIO;
+}
+
+static void end_req(struct queue_tag *t, int res)
+{
 	struct ublk_queue *q = t->q;
+	struct queue_req *req = &t->req;
 
 	if (q->nended == q->depth)
 		count_ended(q);
@@ -99,6 +126,46 @@ void queue_req_done(struct queue_req *req, int res)
 		log_err("ublkb%u q%u: cannot queue commit for tag %u", q->dev_id, q->qid, t->tag);
 		t->state = TAG_DEAD;
 	}
+}
+
+void queue_req_done(struct queue_req *req, int res)
+{
+	struct queue_tag *t = (struct queue_tag *)req;
+	const struct iovec buf = { t->buf, (size_t)(res > 0 ? res : 0) };
+
+	if (t->q->user_copy && req->op == QUEUE_READ && res > 0 &&
+	    user_copy(t->q, t, true, &buf, 1, (uint32_t)res))
+		res = -EIO;
+	end_req(t, res);
+}
+
+/* The most pieces a read is copied from in place; one in more pieces is
+ * read into the tag's buffer. */
+#define MAP_PIECES 64
+
+/* With user copy, before the target sees the request: a write's data
+ * into the tag's buffer, a read the target can place copied in place.
+ * false when the request has ended. */
+static bool serve_user_copy(struct ublk_queue *q, struct queue_tag *t)
+{
+	struct queue_req *io = &t->req;
+	struct iovec iov[MAP_PIECES];
+	int n;
+
+	if (io->op == QUEUE_WRITE) {
+		iov[0] = (struct iovec){ t->buf, io->len };
+		int ret = user_copy(q, t, false, iov, 1, io->len);
+		if (ret)
+			end_req(t, ret);
+		return ret == 0;
+	}
+	if (io->op != QUEUE_READ || !q->target.map ||
+	    !(n = q->target.map(q->target.ctx, io->off, io->len, iov, MAP_PIECES)) ||
+	    user_copy(q, t, true, iov, n, io->len))
+		return true;   /* not in place (or a mapped file was cut): read it */
+	COUNT(reads_in_place, 1);
+	end_req(t, (int)io->len);
+	return false;
 }
 
 static void serve(struct ublk_queue *q, struct queue_tag *t)
@@ -146,6 +213,8 @@ static void serve(struct ublk_queue *q, struct queue_tag *t)
 		queue_req_done(io, -EINVAL);
 		return;
 	}
+	if (q->user_copy && !serve_user_copy(q, t))
+		return;
 	q->target.submit(q->target.ctx, io);
 }
 
@@ -315,6 +384,7 @@ char *queue_stats_json(const struct ublk_queue *queues, unsigned n,
 {
 	uint64_t hist[LAT_BUCKETS] = { 0 }, max = 0, count = 0, sum = 0;
 	uint64_t reads = 0, writes = 0, flushes = 0, discards = 0, errors = 0, rbytes = 0, wbytes = 0;
+	uint64_t in_place = 0;
 	char *text = NULL;
 	size_t size = 0;
 	struct json j;
@@ -323,7 +393,7 @@ char *queue_stats_json(const struct ublk_queue *queues, unsigned n,
 	for (unsigned i = 0; i < n; i++) {
 		const struct queue_stats *st = &queues[i].stats;
 		reads += st->reads; writes += st->writes; flushes += st->flushes;
-		discards += st->discards; errors += st->errors;
+		discards += st->discards; errors += st->errors; in_place += st->reads_in_place;
 		rbytes += st->bytes_read; wbytes += st->bytes_written;
 		count += st->lat_count; sum += st->lat_sum_us;
 		if (st->lat_max_us > max)
@@ -344,6 +414,7 @@ char *queue_stats_json(const struct ublk_queue *queues, unsigned n,
 		return NULL;
 	json_begin(&j, f);
 	json_u64(&j, "reads", reads);
+	json_u64(&j, "reads_in_place", in_place);
 	json_u64(&j, "writes", writes);
 	json_u64(&j, "flushes", flushes);
 	json_u64(&j, "discards", discards);

@@ -12,6 +12,7 @@
 #include <stdbool.h>
 #include <stdatomic.h>
 #include <stdint.h>
+#include <sys/uio.h>
 
 #define LAT_BUCKETS 32   /* bucket i: latency < 2^i microseconds */
 
@@ -20,6 +21,7 @@
 struct queue_stats {
 	_Atomic uint64_t started;       /* requests handed to the target; lat_count ended */
 	_Atomic uint64_t reads, writes, flushes, discards, errors;
+	_Atomic uint64_t reads_in_place;    /* copied by the kernel from the target's map */
 	_Atomic uint64_t bytes_read, bytes_written;
 	_Atomic uint64_t lat_count, lat_sum_us, lat_max_us;
 	_Atomic uint64_t lat_hist[LAT_BUCKETS];
@@ -50,6 +52,9 @@ struct queue_target {
 	void *ctx;
 	size_t priv_size;
 	void (*submit)(void *ctx, struct queue_req *req);
+	/* Optional, used with user copy: where a read's bytes lie in memory,
+	 * as layer_map says (0: read it with submit). */
+	int (*map)(void *ctx, uint64_t off, uint32_t len, struct iovec *iov, int max);
 };
 
 /* req is done: res = bytes for read/write, 0 for the others, or -errno. */
@@ -73,6 +78,10 @@ struct ublk_queue {
 	/* The device was created with UBLK_F_CMD_IOCTL_ENCODE: IO commands go
 	 * as UBLK_U_IO_*, else as legacy numbers (docs/kernels.md). */
 	bool ioctl_encode;
+	/* UBLK_F_USER_COPY (6.5+): the kernel copies no data; a WRITE's is
+	 * read from /dev/ublkcN and a READ's written there, from the tag's
+	 * buffer or straight from the target's map (docs/kernels.md). */
+	bool user_copy;
 	struct queue_target target;
 	int ready_efd;              /* written once fetches are queued (or setup failed) */
 	int exit_efd;               /* written when the thread ends */

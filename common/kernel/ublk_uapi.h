@@ -32,6 +32,11 @@
 #ifndef UBLK_F_USER_COPY
 #define UBLK_F_USER_COPY (1UL << 7)
 #endif
+/* With USER_COPY, tag t of queue q is at this offset of /dev/ublkcN. */
+#ifndef UBLK_TAG_OFF
+#define UBLK_TAG_OFF 25
+#define UBLK_QID_OFF (UBLK_TAG_OFF + 16)
+#endif
 /* 6.6 */
 #ifndef UBLK_F_UNPRIVILEGED_DEV
 #define UBLK_F_UNPRIVILEGED_DEV (1UL << 5)

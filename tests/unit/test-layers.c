@@ -46,6 +46,25 @@ static blkcnt_t allocated(const char *path)
 	return st.st_blocks;
 }
 
+/* The bytes layer_map places for [off, off + len) gathered into out: 0,
+ * -1 when the layer cannot place them, -2 when its pieces do not add up. */
+static int map_gather(struct layer *l, uint64_t off, uint32_t len, unsigned char *out)
+{
+	struct iovec iov[64];
+	int n = layer_map(l, off, len, iov, 64);
+	size_t at = 0;
+
+	if (!n)
+		return -1;
+	for (int i = 0; i < n; i++) {
+		if (at + iov[i].iov_len > len)
+			return -2;
+		memcpy(out + at, iov[i].iov_base, iov[i].iov_len);
+		at += iov[i].iov_len;
+	}
+	return at == len ? 0 : -2;
+}
+
 static void test_file_layer(const char *dir)
 {
 	const size_t size = 1 << 20;
@@ -86,6 +105,18 @@ static void test_file_layer(const char *dir)
 	memset(buf, 0xff, 8192);
 	CHECK(run(l, LAYER_READ, size - 4096, 8192, buf) == 8192, "read across EOF");
 	CHECK(buf[4096] == 0 && buf[8191] == 0, "past EOF reads zeros");
+
+	/* In place: what was written and discarded, never past the mapping,
+	 * even when the layer is made larger (a --read-only --size device) */
+	CHECK(l->maps, "a regular file maps");
+	CHECK(run(l, LAYER_READ, 0, 256 * 1024, buf) == 256 * 1024, "read for the map");
+	unsigned char *mapped = malloc(256 * 1024);
+	CHECK(map_gather(l, 0, 256 * 1024, mapped) == 0 && !memcmp(mapped, buf, 256 * 1024),
+	      "the map places what a read reads");
+	CHECK(map_gather(l, size - 4096, 8192, mapped) == -1, "no map across the end of the file");
+	l->size += 1 << 20;
+	CHECK(map_gather(l, size, 4096, mapped) == -1, "none past it when the layer grew");
+	free(mapped);
 	layer_close(l);
 
 	CHECK(layer_file_open(path, true, &l) == 0, "open read-only");
@@ -216,7 +247,7 @@ static void test_cache_model(void)
 	char *base_path = make_image(base_blocks * 4096, &data);
 	char cache[64], map[80], why[600];
 	struct layer *base, *l;
-	unsigned mismatches = 0;
+	unsigned mismatches = 0, mapped = 0, map_mismatches = 0;
 
 	snprintf(cache, sizeof(cache), "%s.cache", base_path);
 	snprintf(map, sizeof(map), "%s.map", cache);
@@ -246,8 +277,14 @@ static void test_cache_model(void)
 			rn = blocks - rb;
 		CHECK(run(l, LAYER_READ, rb * 4096ull, rn * 4096, buf) == (int)(rn * 4096), "read");
 		mismatches += memcmp(buf, model + rb * 4096ull, rn * 4096) != 0;
+		int m = map_gather(l, rb * 4096ull, rn * 4096, buf);
+		mapped += m == 0;
+		map_mismatches += m == -2 || (m == 0 && memcmp(buf, model + rb * 4096ull, rn * 4096));
 	}
 	CHECK(mismatches == 0, "%u of 3000 reads differ from the model", mismatches);
+	/* reads of more than 64 runs cannot be placed; most others can */
+	CHECK(l->maps && mapped > 1000 && map_mismatches == 0,
+	      "%u reads placed in memory, %u of them unlike the model", mapped, map_mismatches);
 	layer_close(l);
 	unlink(cache);
 	unlink(map);
@@ -276,6 +313,39 @@ static void test_split_fallback(void)
 	CHECK(run(l, LAYER_READ, 0, 3 * 4096, buf) == 3 * 4096, "clean, dirty over a bad block, clean");
 	CHECK(!memcmp(buf, data, 4096) && !memcmp(buf + 4096, w, 4096) &&
 	      !memcmp(buf + 8192, data + 8192, 4096), "its bytes");
+	layer_close(l);
+	unlink(cache);
+	unlink(map);
+	unlink(path);
+	free(data);
+	free(buf);
+	free(w);
+}
+
+/* A split read whose dirty blocks lie past the end of a data file cut
+ * short (a hostile or damaged cache) reads them as zeros, run by run, as
+ * an unsplit read does. */
+static void test_split_short_data(void)
+{
+	unsigned char *data, *buf = aligned_alloc(4096, 5 * 4096), *w = aligned_alloc(4096, 4096);
+	char *path = make_image(1 << 20, &data), cache[64], map[80], why[600];
+	struct layer *base, *l;
+	static const unsigned char zeros[4096];
+
+	snprintf(cache, sizeof(cache), "%s.cache", path);
+	snprintf(map, sizeof(map), "%s.map", cache);
+	memset(w, 0x5a, 4096);
+	CHECK(layer_file_open(path, true, &base) == 0, "open");
+	CHECK(layer_cache_open(cache, base, 0, false, &l, why, sizeof(why)) == 0, "cache: %s", why);
+	CHECK(run(l, LAYER_WRITE, 4096, 4096, w) == 4096, "block 1 into the cache");
+	CHECK(run(l, LAYER_WRITE, 3 * 4096, 4096, w) == 4096, "block 3 into the cache");
+	CHECK(truncate(cache, 2 * 4096) == 0, "cut the data file after block 1");
+	CHECK(run(l, LAYER_READ, 0, 5 * 4096, buf) == 5 * 4096, "clean, dirty, clean, dirty past the end, clean");
+	CHECK(!memcmp(buf, data, 4096), "block 0 from the base");
+	CHECK(!memcmp(buf + 4096, w, 4096), "block 1 from the cache");
+	CHECK(!memcmp(buf + 2 * 4096, data + 2 * 4096, 4096), "block 2 from the base");
+	CHECK(!memcmp(buf + 3 * 4096, zeros, 4096), "block 3 past the data file's end: zeros");
+	CHECK(!memcmp(buf + 4 * 4096, data + 4 * 4096, 4096), "block 4 from the base");
 	layer_close(l);
 	unlink(cache);
 	unlink(map);
@@ -502,6 +572,10 @@ int main(void)
 	test_cache_model();
 	test_extent_blocks();
 	test_split_fallback();
+	test_split_short_data();
+	image_dir = "/dev/shm";   /* the data file's vectored read inline */
+	test_split_short_data();
+	image_dir = "/tmp";
 	test_cache_crash();
 	test_fault_layer();
 	test_freeze();
