@@ -7,6 +7,7 @@
 struct stack_req {
 	struct layer_io io;
 	struct queue_req *req;
+	struct layer_map map;
 };
 
 #define STACK_REQ_BYTES ((sizeof(struct stack_req) + 15) & ~(size_t)15)
@@ -44,9 +45,18 @@ static void stack_submit(void *ctx, struct queue_req *req)
 	layer_submit(ctx, &sr->io);
 }
 
-static int stack_map(void *ctx, uint64_t off, uint32_t len, struct iovec *iov, int max)
+static int stack_map(void *ctx, struct queue_req *req, const struct iovec **iov)
 {
-	return layer_map(ctx, off, len, iov, max);
+	struct layer_map *m = &((struct stack_req *)req->priv)->map;
+
+	*iov = m->iov;
+	return layer_map(ctx, req->off, req->len, m);
+}
+
+static void stack_unmap(void *ctx, struct queue_req *req)
+{
+	(void)ctx;
+	layer_unmap(&((struct stack_req *)req->priv)->map);
 }
 
 struct queue_target stack_target(struct layer *top)
@@ -56,5 +66,6 @@ struct queue_target stack_target(struct layer *top)
 		.priv_size = STACK_REQ_BYTES + layer_stack_priv_size(top),
 		.submit = stack_submit,
 		.map = top->maps ? stack_map : NULL,
+		.unmap = stack_unmap,
 	};
 }

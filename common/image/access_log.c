@@ -353,6 +353,13 @@ static enum layer_extent pass_extent(struct layer *l, uint64_t off, uint64_t *le
 	return layer_extent(l->lower, off, len);
 }
 
+/* Reads are noted where their chunks are (layer_http, blob), placed in
+ * memory or not. */
+static int pass_map(struct layer *l, uint64_t off, uint32_t len, struct layer_map *m)
+{
+	return layer_map(l->lower, off, len, m);
+}
+
 static int log_stats(struct layer *l, char *buf, size_t len)
 {
 	struct access_log *a = (struct access_log *)l;
@@ -408,6 +415,7 @@ static const struct layer_ops log_ops = {
 	.close = log_close,
 	.stats = log_stats,
 	.extent = pass_extent,
+	.map = pass_map,
 };
 
 int access_log_attach(struct access_log *a, struct layer *top, struct layer **out, char *why,
@@ -429,6 +437,7 @@ int access_log_attach(struct access_log *a, struct layer *top, struct layer **ou
 	a->l.lower = top;
 	a->l.size = top->size;
 	a->l.read_only = top->read_only;
+	a->l.maps = top->maps;
 	memcpy(a->l.id, top->id, sizeof(a->l.id));
 	a->l.generation = top->generation;
 	a->start_mono = now_ms();

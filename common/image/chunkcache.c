@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -137,8 +138,10 @@ out:
 struct chunk_open {
 	uint64_t idx;
 	int fd;                 /* -1: a free slot */
-	unsigned users;         /* reading from fd now: not to be closed */
+	unsigned users;         /* reading from fd or map now: not to be closed */
 	uint64_t used;          /* open_tick of the last use */
+	const char *map;        /* the chunk's bytes once chunk_map asked, or NULL */
+	uint32_t map_len;
 };
 
 /* Chunk files held open by all images of the process, at most a quarter
@@ -267,9 +270,19 @@ static int open_chunk(struct chunk_image *ci, uint64_t idx)
 	return fd;
 }
 
-static void unhold_fd(int fd)
+/* Close a held slot's file (and mapping), which no one uses. */
+static void slot_close(struct chunk_open *o)
 {
-	close(fd);
+	if (o->map)
+		munmap((void *)o->map, o->map_len);
+	o->map = NULL;
+	close(o->fd);
+	o->fd = -1;
+}
+
+static void unhold(struct chunk_open *o)
+{
+	slot_close(o);
 	atomic_fetch_sub(&held_files, 1);
 }
 
@@ -321,7 +334,7 @@ static struct chunk_open *hold(struct chunk_image *ci, uint64_t idx, int fd)
 	}
 	if (o) {
 		if (o->fd >= 0)
-			close(o->fd);
+			slot_close(o);
 		else
 			atomic_fetch_add(&held_files, 1);
 		*o = (struct chunk_open){ .idx = idx, .fd = fd, .users = 1, .used = ++ci->open_tick };
@@ -335,11 +348,24 @@ static void release(struct chunk_image *ci, struct chunk_open *o, bool bad)
 {
 	pthread_mutex_lock(&ci->open_lock);
 	o->users--;
-	if (bad && !o->users) {
-		unhold_fd(o->fd);
-		o->fd = -1;
-	}
+	if (bad && !o->users)
+		unhold(o);
 	pthread_mutex_unlock(&ci->open_lock);
+}
+
+static bool outside(const struct chunk_image *ci, uint64_t idx, uint32_t off, uint32_t len)
+{
+	return ci->dirfd < 0 || idx >= ci->nchunks || off > chunk_image_len(ci, idx) ||
+	       len > chunk_image_len(ci, idx) - off;
+}
+
+/* Chunk idx read just now: recently used, so evicted last (once per
+ * process). */
+static void touch(struct chunk_image *ci, uint64_t idx, int fd)
+{
+	if (ci->touched && !((__atomic_fetch_or(&ci->touched[idx / 8], (uint8_t)(1u << (idx % 8)),
+						__ATOMIC_RELAXED) >> (idx % 8)) & 1))
+		futimens(fd, NULL);
 }
 
 int chunk_read(struct chunk_image *ci, uint64_t idx, uint32_t off, uint32_t len, void *buf)
@@ -347,8 +373,7 @@ int chunk_read(struct chunk_image *ci, uint64_t idx, uint32_t off, uint32_t len,
 	struct chunk_open *o = NULL;
 	int fd, ret = 0;
 
-	if (ci->dirfd < 0 || idx >= ci->nchunks || off > chunk_image_len(ci, idx) ||
-	    len > chunk_image_len(ci, idx) - off)
+	if (outside(ci, idx, off, len))
 		return -EINVAL;
 	if (ci->open && (o = held(ci, idx))) {
 		fd = o->fd;
@@ -361,14 +386,54 @@ int chunk_read(struct chunk_image *ci, uint64_t idx, uint32_t off, uint32_t len,
 	ssize_t n = pread(fd, buf, len, off);
 	if (n != (ssize_t)len)
 		ret = n < 0 ? -errno : -ENOENT;
-	else if (ci->touched && !((__atomic_fetch_or(&ci->touched[idx / 8], (uint8_t)(1u << (idx % 8)),
-						     __ATOMIC_RELAXED) >> (idx % 8)) & 1))
-		futimens(fd, NULL);   /* recently used: evicted last; once per process */
+	else
+		touch(ci, idx, fd);
 	if (o)
 		release(ci, o, ret != 0);
 	else
 		close(fd);
 	return ret;
+}
+
+int chunk_map(struct chunk_image *ci, uint64_t idx, uint32_t off, uint32_t len, const void **p,
+	      struct chunk_open **pin)
+{
+	struct chunk_open *o;
+	int fd;
+
+	if (outside(ci, idx, off, len))
+		return -EINVAL;
+	if (!ci->open)
+		return -EAGAIN;
+	if (!(o = held(ci, idx))) {
+		if ((fd = open_chunk(ci, idx)) < 0)
+			return fd;
+		if (!(o = hold(ci, idx, fd))) {
+			close(fd);
+			return -EAGAIN;
+		}
+	}
+	pthread_mutex_lock(&ci->open_lock);
+	if (!o->map) {
+		void *m = mmap(NULL, chunk_image_len(ci, idx), PROT_READ, MAP_SHARED, o->fd, 0);
+		o->map = m == MAP_FAILED ? NULL : m;
+		o->map_len = chunk_image_len(ci, idx);
+	}
+	const char *map = o->map;
+	pthread_mutex_unlock(&ci->open_lock);
+	if (!map) {
+		release(ci, o, false);
+		return -ENOMEM;
+	}
+	touch(ci, idx, o->fd);
+	*p = map + off;
+	*pin = o;
+	return 0;
+}
+
+void chunk_unpin(struct chunk_image *ci, struct chunk_open *pin)
+{
+	release(ci, pin, false);
 }
 
 struct entry {
@@ -566,7 +631,7 @@ void chunk_image_close(struct chunk_image *ci)
 	if (ci->open) {
 		for (unsigned i = 0; i < CHUNK_OPEN_FILES; i++)
 			if (ci->open[i].fd >= 0)
-				unhold_fd(ci->open[i].fd);
+				unhold(&ci->open[i]);
 		pthread_mutex_destroy(&ci->open_lock);
 		free(ci->open);
 		ci->open = NULL;

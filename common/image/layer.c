@@ -71,9 +71,25 @@ enum layer_extent layer_extent(struct layer *l, uint64_t off, uint64_t *len)
 	return kind;
 }
 
-int layer_map(struct layer *l, uint64_t off, uint32_t len, struct iovec *iov, int max)
+int layer_map(struct layer *l, uint64_t off, uint32_t len, struct layer_map *m)
 {
-	return l->maps && max > 0 ? l->ops->map(l, off, len, iov, max) : 0;
+	return l->maps ? l->ops->map(l, off, len, m) : 0;
+}
+
+int layer_map_piece(struct layer_map *m, const void *p, uint32_t len)
+{
+	if (m->n == LAYER_MAP_PIECES)
+		return 0;
+	m->iov[m->n++] = (struct iovec){ (void *)p, len };
+	return 1;
+}
+
+void layer_unmap(struct layer_map *m)
+{
+	for (int i = 0; i < m->npins; i++)
+		m->pins[i].l->ops->unpin(m->pins[i].l, m->pins[i].pin);
+	m->npins = 0;
+	m->n = 0;
 }
 
 /* Anonymous memory never written reads as the zero page: 1 MiB of address
@@ -89,7 +105,7 @@ static void zero_map_create(void)
 	zero_map = m == MAP_FAILED ? NULL : m;
 }
 
-int layer_map_zeros(uint32_t len, struct iovec *iov, int max)
+int layer_map_zeros(uint32_t len, struct layer_map *m)
 {
 	int n = 0;
 
@@ -98,9 +114,8 @@ int layer_map_zeros(uint32_t len, struct iovec *iov, int max)
 		return 0;
 	for (; len; n++) {
 		uint32_t piece = len < ZERO_MAP_BYTES ? len : ZERO_MAP_BYTES;
-		if (n == max)
+		if (!layer_map_piece(m, zero_map, piece))
 			return 0;
-		iov[n] = (struct iovec){ zero_map, piece };
 		len -= piece;
 	}
 	return n;

@@ -55,6 +55,21 @@ struct layer_io {
 
 struct layer;
 
+#define LAYER_MAP_PIECES 64
+#define LAYER_MAP_PINS 32
+
+/* Where a read's bytes lie in memory (layer_map), and what keeps them
+ * mapped until layer_unmap. */
+struct layer_map {
+	struct iovec iov[LAYER_MAP_PIECES];
+	int n;
+	struct layer_pin {
+		struct layer *l;
+		void *pin;
+	} pins[LAYER_MAP_PINS];
+	int npins;
+};
+
 struct layer_ops {
 	const char *name;
 	void (*read)(struct layer *l, struct layer_io *io);
@@ -76,12 +91,15 @@ struct layer_ops {
 	 * holding. NULL: all of it is LAYER_DATA. */
 	enum layer_extent (*extent)(struct layer *l, uint64_t off, uint64_t *len);
 	/* Where [off, off + len) can be read in place, in memory mapped from
-	 * the layer's files: up to max pieces into iov, their count, or 0
-	 * when some of it cannot. Only the kernel reads those pieces (a write
-	 * to the device from them), which makes a file cut short under the
-	 * mapping an EFAULT there rather than a SIGBUS here. Called only
-	 * where `maps` is set. */
-	int (*map)(struct layer *l, uint64_t off, uint32_t len, struct iovec *iov, int max);
+	 * the layer's files: its pieces appended to m, their count, or 0 when
+	 * some of it cannot (m may then hold pins all the same). Only the
+	 * kernel reads those pieces (a write to the device from them), which
+	 * makes a file cut short under the mapping an EFAULT there rather
+	 * than a SIGBUS here. Called only where `maps` is set. */
+	int (*map)(struct layer *l, uint64_t off, uint32_t len, struct layer_map *m);
+	/* Let go of what map pinned to keep a piece mapped (NULL: it pins
+	 * nothing). */
+	void (*unpin)(struct layer *l, void *pin);
 };
 
 struct layer {
@@ -116,10 +134,14 @@ void layer_thaw(struct layer *l);
  * lets a copy of a mostly empty image skip its holes without reading them. */
 enum layer_extent layer_extent(struct layer *l, uint64_t off, uint64_t *len);
 /* l's map op (see struct layer_ops), 0 where l does not map. */
-int layer_map(struct layer *l, uint64_t off, uint32_t len, struct iovec *iov, int max);
+int layer_map(struct layer *l, uint64_t off, uint32_t len, struct layer_map *m);
+/* Append one piece to m: 1, or 0 when m is full. */
+int layer_map_piece(struct layer_map *m, const void *p, uint32_t len);
 /* len bytes of zeros in place, as layer_map: pieces of one read-only
  * mapping of the zero page shared by the whole process. */
-int layer_map_zeros(uint32_t len, struct iovec *iov, int max);
+int layer_map_zeros(uint32_t len, struct layer_map *m);
+/* Unpin everything m holds and empty it, for the next layer_map. */
+void layer_unmap(struct layer_map *m);
 /* The statistics of the first layer from top down that keeps some, as a
  * JSON object into buf: its length, or 0 when no layer keeps any. */
 int layer_stack_stats(struct layer *top, char *buf, size_t len);

@@ -271,7 +271,7 @@ static void cache_read(struct layer *l, struct layer_io *io)
 /* Run by run: clean blocks where the layer below has them, dirty ones
  * in the data file, zeros from the zero page. A block a racing write
  * makes dirty meanwhile reads as it was, as a read racing a write may. */
-static int cache_map(struct layer *l, uint64_t off, uint32_t len, struct iovec *iov, int max)
+static int cache_map(struct layer *l, uint64_t off, uint32_t len, struct layer_map *m)
 {
 	struct cache *c = (struct cache *)l;
 	int n = 0;
@@ -281,11 +281,11 @@ static int cache_map(struct layer *l, uint64_t off, uint32_t len, struct iovec *
 		int got;
 		run = run_at(c, off, len, at, &st);
 		if (st == ST_CLEAN)
-			got = layer_map(c->l.lower, off + at, run, iov + n, max - n);
+			got = layer_map(c->l.lower, off + at, run, m);
 		else if (st == ST_DIRTY)
-			got = layer_map(c->data, off + at, run, iov + n, max - n);
+			got = layer_map(c->data, off + at, run, m);
 		else
-			got = layer_map_zeros(run, iov + n, max - n);
+			got = layer_map_zeros(run, m);
 		if (!got)
 			return 0;
 		n += got;

@@ -186,15 +186,13 @@ static enum layer_extent file_extent(struct layer *l, uint64_t off, uint64_t *le
 }
 
 /* Any block of a mapped file, where the file was when opened. */
-static int file_map(struct layer *l, uint64_t off, uint32_t len, struct iovec *iov, int max)
+static int file_map(struct layer *l, uint64_t off, uint32_t len, struct layer_map *m)
 {
 	struct layer_file *f = (struct layer_file *)l;
 
-	(void)max;
 	if (off > f->mapped_len || len > f->mapped_len - off)
 		return 0;
-	iov[0] = (struct iovec){ (void *)(f->mapped + off), len };
-	return 1;
+	return layer_map_piece(m, f->mapped + off, len);
 }
 
 static void file_close(struct layer *l)

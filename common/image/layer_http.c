@@ -225,6 +225,50 @@ static void http_read_op(struct layer *l, struct layer_io *io)
 	read_step((struct layer_http *)l, io);
 }
 
+/* Cached chunks in place, each held mapped until unpinned. A chunk not
+ * cached is read (and fetched) as usual, so hits are counted and the
+ * readahead moved only once the whole read is placed. */
+static int http_map(struct layer *l, uint64_t off, uint32_t len, struct layer_map *m)
+{
+	struct layer_http *h = (struct layer_http *)l;
+	uint32_t cs = h->ci.chunk_size;
+	uint64_t first = off / cs, chunks = 0;
+	int before = m->n;
+
+	for (uint32_t at = 0, piece; at < len; at += piece) {
+		uint64_t pos = off + at, idx = pos / cs;
+		uint32_t in = (uint32_t)(pos % cs);
+		const void *p;
+		struct chunk_open *pin;
+		if (pos >= h->src.size) {   /* the device is rounded up to whole blocks */
+			if (!layer_map_zeros(len - at, m))
+				return 0;
+			break;
+		}
+		piece = cs - in < len - at ? cs - in : len - at;
+		if (piece > h->src.size - pos)
+			piece = (uint32_t)(h->src.size - pos);
+		if (m->npins == LAYER_MAP_PINS || chunk_map(&h->ci, idx, in, piece, &p, &pin))
+			return 0;
+		m->pins[m->npins++] = (struct layer_pin){ l, pin };
+		if (!layer_map_piece(m, p, piece))
+			return 0;
+		chunks = idx - first + 1;
+	}
+	for (uint64_t idx = first; idx < first + chunks; idx++) {
+		access_note(h->access, h->access_img, idx, false);
+		atomic_fetch_add(&h->hits, 1);
+		if (h->readahead)
+			read_ahead_on_hit(h, idx);
+	}
+	return m->n - before;
+}
+
+static void http_unpin(struct layer *l, void *pin)
+{
+	chunk_unpin(&((struct layer_http *)l)->ci, pin);
+}
+
 static void http_flush(struct layer *l, struct layer_io *io)
 {
 	(void)l;
@@ -349,6 +393,8 @@ static const struct layer_ops http_ops = {
 	.discard = http_read_op,
 	.close = http_close,
 	.stats = http_stats,
+	.map = http_map,
+	.unpin = http_unpin,
 };
 
 bool layer_is_url(const char *path)
@@ -397,6 +443,7 @@ int layer_http_open(const char *url, const struct layer_http_opts *o, struct lay
 	h->l.size = (h->src.size + LAYER_BLOCK_SIZE - 1) / LAYER_BLOCK_SIZE * LAYER_BLOCK_SIZE;
 	h->l.read_only = true;
 	h->l.priv_size = sizeof(struct http_io);
+	h->l.maps = h->ci.open != NULL;
 	*out = &h->l;
 	return 0;
 fail:

@@ -139,29 +139,28 @@ void queue_req_done(struct queue_req *req, int res)
 	end_req(t, res);
 }
 
-/* The most pieces a read is copied from in place; one in more pieces is
- * read into the tag's buffer. */
-#define MAP_PIECES 64
-
 /* With user copy, before the target sees the request: a write's data
  * into the tag's buffer, a read the target can place copied in place.
  * false when the request has ended. */
 static bool serve_user_copy(struct ublk_queue *q, struct queue_tag *t)
 {
 	struct queue_req *io = &t->req;
-	struct iovec iov[MAP_PIECES];
-	int n;
+	const struct iovec *iov;
+	int n, ret;
 
 	if (io->op == QUEUE_WRITE) {
-		iov[0] = (struct iovec){ t->buf, io->len };
-		int ret = user_copy(q, t, false, iov, 1, io->len);
+		const struct iovec buf = { t->buf, io->len };
+		ret = user_copy(q, t, false, &buf, 1, io->len);
 		if (ret)
 			end_req(t, ret);
 		return ret == 0;
 	}
-	if (io->op != QUEUE_READ || !q->target.map ||
-	    !(n = q->target.map(q->target.ctx, io->off, io->len, iov, MAP_PIECES)) ||
-	    user_copy(q, t, true, iov, n, io->len))
+	if (io->op != QUEUE_READ || !q->target.map)
+		return true;
+	n = q->target.map(q->target.ctx, io, &iov);
+	ret = n ? user_copy(q, t, true, iov, n, io->len) : -EAGAIN;
+	q->target.unmap(q->target.ctx, io);
+	if (ret)
 		return true;   /* not in place (or a mapped file was cut): read it */
 	COUNT(reads_in_place, 1);
 	end_req(t, (int)io->len);

@@ -52,9 +52,11 @@ struct queue_target {
 	void *ctx;
 	size_t priv_size;
 	void (*submit)(void *ctx, struct queue_req *req);
-	/* Optional, used with user copy: where a read's bytes lie in memory,
-	 * as layer_map says (0: read it with submit). */
-	int (*map)(void *ctx, uint64_t off, uint32_t len, struct iovec *iov, int max);
+	/* Optional, used with user copy: where req's bytes lie in memory,
+	 * the count of pieces at *iov (0: read it with submit); unmap lets go
+	 * of them, after any map. */
+	int (*map)(void *ctx, struct queue_req *req, const struct iovec **iov);
+	void (*unmap)(void *ctx, struct queue_req *req);
 };
 
 /* req is done: res = bytes for read/write, 0 for the others, or -errno. */

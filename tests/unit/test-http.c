@@ -425,6 +425,45 @@ static unsigned open_fds(void)
  * images of a process together no more than a quarter of the soft fd
  * limit when the first image opens (so this runs before any other);
  * closing them lets every one go. */
+/* A mapped chunk stays mapped, whatever else is read, until unpinned. */
+static void test_chunk_map(void)
+{
+	struct chunk_image ci;
+	char why[300] = "", buf[65536];
+	const uint64_t n = CHUNK_OPEN_FILES + 2;
+	const void *p;
+	struct chunk_open *pin;
+	unsigned before;
+
+	snprintf(root, sizeof(root), "/tmp/test-http.%d/map", (int)getpid());
+	before = open_fds();
+	CHECK(!chunk_image_open(&ci, root, "http://h/m", "", (n - 1) * 65536 + 100, 65536, 0, why,
+				sizeof(why)), "open: %s", why);
+	CHECK(chunk_map(&ci, 0, 0, 4096, &p, &pin) == -ENOENT, "an absent chunk is not mapped");
+	CHECK(chunk_map(&ci, n, 0, 1, &p, &pin) == -EINVAL, "nor one past the end");
+	CHECK(chunk_map(&ci, n - 1, 50, 51, &p, &pin) == -EINVAL, "nor past a chunk's end");
+	for (uint64_t i = 0; i < n; i++) {
+		memset(buf, (int)i + 1, sizeof(buf));
+		CHECK(!chunk_store(&ci, i, buf, i == n - 1 ? 100 : 65536), "store %llu", (unsigned long long)i);
+	}
+	CHECK(!chunk_map(&ci, 0, 4096, 8192, &p, &pin), "map chunk 0");
+	memset(buf, 1, 8192);
+	CHECK(!memcmp(p, buf, 8192), "its bytes");
+	/* every other chunk read twice: each slot but the pinned one replaced */
+	for (int round = 0; round < 2; round++)
+		for (uint64_t i = 1; i < n; i++)
+			CHECK(!chunk_read(&ci, i, 0, 100, buf), "read %llu", (unsigned long long)i);
+	memset(buf, 1, 8192);
+	CHECK(!memcmp(p, buf, 8192), "still mapped while pinned");
+	chunk_unpin(&ci, pin);
+	CHECK(!chunk_map(&ci, n - 1, 0, 100, &p, &pin), "map the short last chunk");
+	memset(buf, (int)n, 100);
+	CHECK(!memcmp(p, buf, 100), "its bytes");
+	chunk_unpin(&ci, pin);
+	chunk_image_close(&ci);
+	CHECK(open_fds() == before, "%u fds left open", open_fds() - before);
+}
+
 static void test_held_budget(void)
 {
 	struct chunk_image ci[2];
@@ -464,6 +503,7 @@ int main(void)
 	const char *port = getenv("UBLK_HOSTILE_PORT");
 
 	test_held_budget();
+	test_chunk_map();
 	test_content_range();
 	test_etag();
 	test_url_for_log();

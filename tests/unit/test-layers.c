@@ -50,19 +50,21 @@ static blkcnt_t allocated(const char *path)
  * -1 when the layer cannot place them, -2 when its pieces do not add up. */
 static int map_gather(struct layer *l, uint64_t off, uint32_t len, unsigned char *out)
 {
-	struct iovec iov[64];
-	int n = layer_map(l, off, len, iov, 64);
+	struct layer_map m = { .n = 0 };
+	int n = layer_map(l, off, len, &m), ret = 0;
 	size_t at = 0;
 
-	if (!n)
-		return -1;
-	for (int i = 0; i < n; i++) {
-		if (at + iov[i].iov_len > len)
-			return -2;
-		memcpy(out + at, iov[i].iov_base, iov[i].iov_len);
-		at += iov[i].iov_len;
+	for (int i = 0; i < n && !ret; i++) {
+		if (at + m.iov[i].iov_len > len)
+			ret = -2;
+		else
+			memcpy(out + at, m.iov[i].iov_base, m.iov[i].iov_len);
+		at += m.iov[i].iov_len;
 	}
-	return at == len ? 0 : -2;
+	if (!ret && n != m.n)
+		ret = -2;
+	layer_unmap(&m);
+	return !n ? -1 : ret ? ret : at == len ? 0 : -2;
 }
 
 static void test_file_layer(const char *dir)

@@ -299,6 +299,37 @@ PY
 	"$B/ublk-del" "$dev"
 }
 
+@test "warm chunks are read in place where the kernel has USER_COPY; a chunk cut short under its mapping is fetched again" {
+	make_image "$T/www/img" 8
+	dev=$("$B/ublk-add" --base "$URL/img" --chunk-size 1M --readahead 0 --cache "$T/cache")
+	id=${dev#/dev/ublkb}
+	cmp "$T/www/img" "$dev"
+	# again past the page cache: chunk cache hits
+	cmp "$T/www/img" <(dd if="$dev" bs=64k iflag=direct status=none)
+	[ "$(stat_of "$dev" .remote.chunks_fetched)" -eq 8 ]
+	[ "$(stat_of "$dev" .errors)" -eq 0 ]
+	flags=$(sed -n 's/^device_flag_names=//p' "$UBLK_STATE_DIR/ublkb$id/features")
+	if grep -q '^kernel_feature_names=.*USER_COPY' "$UBLK_STATE_DIR/ublkb$id/features"; then
+		[[ "$flags" == *USER_COPY* ]]
+		[ "$(stat_of "$dev" .reads_in_place)" -gt 0 ]
+	else
+		[[ "$flags" != *USER_COPY* ]]
+		[ "$(stat_of "$dev" .reads_in_place)" -eq 0 ]
+	fi
+	# chunk 3 cut short (a full disk, another hand) while the server holds
+	# it mapped: its reads fetch it again and return its bytes
+	chunk=$(echo "$T"/chunks/*/3)
+	[ -f "$chunk" ]
+	truncate -s 4096 "$chunk"
+	cmp <(dd if="$T/www/img" bs=1M skip=3 count=1 status=none) \
+		<(dd if="$dev" bs=64k skip=48 count=16 iflag=direct status=none)
+	[ "$(stat_of "$dev" .remote.chunks_fetched)" -eq 9 ]
+	[ "$(stat_of "$dev" .errors)" -eq 0 ]
+	cmp "$T/www/img" <(dd if="$dev" bs=64k iflag=direct status=none)
+	"$B/ublk-del" "$dev"
+	assert_gone "$id"
+}
+
 @test "TLS is verified by default; --insecure skips it" {
 	make_image "$T/www/img" 4
 	run_mustfail 5 "certificate" "$B/ublk-add" --base "https://127.0.0.1:18443/img" --read-only
