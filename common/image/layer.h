@@ -107,7 +107,7 @@ struct layer {
 	struct layer *lower;
 	uint64_t size;          /* bytes */
 	bool read_only;
-	bool maps;              /* ops->map can place any block of the layer */
+	bool maps;              /* ops->map may be asked: this layer and those below map */
 	size_t priv_size;       /* bytes of per-request state this layer needs */
 	/* Identity of the image this layer and those below present: a diff's
 	 * layer id and generation; zeros and 0 for a plain base image. */
