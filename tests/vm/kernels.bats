@@ -83,10 +83,6 @@ kernel_has_user_copy() {
 	[[ ",$(features_key "$1" kernel_feature_names)," == *,USER_COPY,* ]]
 }
 
-stats_key() {
-	jq -r ".$2" "$UBLK_STATE_DIR/ublkb$1/stats"
-}
-
 @test "reads in place where the kernel has USER_COPY: clean, dirty and zero blocks in one read; a base cut short reads zeros" {
 	make_image "$T/img" 8
 	cp "$T/img" "$T/model"
@@ -100,14 +96,13 @@ stats_key() {
 	blkdiscard -o $((6 * 4096)) -l 4096 "$dev"
 	dd if=/dev/zero of="$T/model" bs=4096 seek=6 count=1 conv=notrunc status=none
 	cmp "$T/model" <(dd if="$dev" bs=64k iflag=direct status=none)
-	stats_fresh "$dev"
-	[ "$(stats_key "$id" errors)" -eq 0 ]
+	[ "$(stat_of "$dev" .errors)" -eq 0 ]
 	if kernel_has_user_copy "$id"; then
 		[[ "$(features_key "$id" device_flag_names)" == *USER_COPY* ]]
-		[ "$(stats_key "$id" reads_in_place)" -gt 0 ]
+		[ "$(stat_of "$dev" .reads_in_place)" -gt 0 ]
 	else
 		[[ "$(features_key "$id" device_flag_names)" != *USER_COPY* ]]
-		[ "$(stats_key "$id" reads_in_place)" -eq 0 ]
+		[ "$(stat_of "$dev" .reads_in_place)" -eq 0 ]
 	fi
 	# the base cut short under its mapping: past its new end reads zeros,
 	# with no error and no signal to the server
@@ -115,8 +110,7 @@ stats_key() {
 	cmp <(head -c $((4 << 20)) "$T/model") <(dd if="$dev" bs=64k count=64 iflag=direct status=none)
 	cmp <(head -c $((4 << 20)) /dev/zero) <(dd if="$dev" bs=64k skip=64 iflag=direct status=none)
 	kill -0 "$pid"
-	stats_fresh "$dev"
-	[ "$(stats_key "$id" errors)" -eq 0 ]
+	[ "$(stat_of "$dev" .errors)" -eq 0 ]
 	"$B/ublk-del" "$dev"
 	assert_gone "$id" "$pid"
 }
@@ -127,8 +121,7 @@ stats_key() {
 	id=${dev#/dev/ublkb}
 	cmp "$dev" "$T/img"
 	[[ "$(features_key "$id" device_flag_names)" != *USER_COPY* ]]
-	stats_fresh "$dev"
-	[ "$(stats_key "$id" reads_in_place)" -eq 0 ]
+	[ "$(stat_of "$dev" .reads_in_place)" -eq 0 ]
 	"$B/ublk-del" "$dev"
 	assert_gone "$id"
 }
