@@ -368,21 +368,29 @@ static void touch(struct chunk_image *ci, uint64_t idx, int fd)
 		futimens(fd, NULL);
 }
 
+/* Chunk idx's file: held (*o, its user count taken), else newly opened
+ * and held if a slot is free, else open for the caller alone (*o NULL). */
+static int take(struct chunk_image *ci, uint64_t idx, struct chunk_open **o)
+{
+	int fd;
+
+	*o = NULL;
+	if (ci->open && (*o = held(ci, idx)))
+		return (*o)->fd;
+	if ((fd = open_chunk(ci, idx)) >= 0 && ci->open)
+		*o = hold(ci, idx, fd);
+	return fd;
+}
+
 int chunk_read(struct chunk_image *ci, uint64_t idx, uint32_t off, uint32_t len, void *buf)
 {
-	struct chunk_open *o = NULL;
+	struct chunk_open *o;
 	int fd, ret = 0;
 
 	if (outside(ci, idx, off, len))
 		return -EINVAL;
-	if (ci->open && (o = held(ci, idx))) {
-		fd = o->fd;
-	} else {
-		if ((fd = open_chunk(ci, idx)) < 0)
-			return fd;
-		if (ci->open)
-			o = hold(ci, idx, fd);
-	}
+	if ((fd = take(ci, idx, &o)) < 0)
+		return fd;
 	ssize_t n = pread(fd, buf, len, off);
 	if (n != (ssize_t)len)
 		ret = n < 0 ? -errno : -ENOENT;
@@ -403,15 +411,11 @@ int chunk_map(struct chunk_image *ci, uint64_t idx, uint32_t off, uint32_t len, 
 
 	if (outside(ci, idx, off, len))
 		return -EINVAL;
-	if (!ci->open)
+	if ((fd = take(ci, idx, &o)) < 0)
+		return fd;
+	if (!o) {   /* a mapping lives as long as its held slot */
+		close(fd);
 		return -EAGAIN;
-	if (!(o = held(ci, idx))) {
-		if ((fd = open_chunk(ci, idx)) < 0)
-			return fd;
-		if (!(o = hold(ci, idx, fd))) {
-			close(fd);
-			return -EAGAIN;
-		}
 	}
 	pthread_mutex_lock(&ci->open_lock);
 	if (!o->map) {

@@ -297,6 +297,15 @@ static void test_cache_model(void)
 	free(w);
 }
 
+/* Close a test's cache stack and remove its files. */
+static void close_cache_test(struct layer *l, const char *path, const char *cache, const char *map)
+{
+	layer_close(l);
+	unlink(cache);
+	unlink(map);
+	unlink(path);
+}
+
 /* A split read whose span below fails where only dirty blocks are (a bad
  * sector under a block the cache has) is served run by run instead. */
 static void test_split_fallback(void)
@@ -315,10 +324,7 @@ static void test_split_fallback(void)
 	CHECK(run(l, LAYER_READ, 0, 3 * 4096, buf) == 3 * 4096, "clean, dirty over a bad block, clean");
 	CHECK(!memcmp(buf, data, 4096) && !memcmp(buf + 4096, w, 4096) &&
 	      !memcmp(buf + 8192, data + 8192, 4096), "its bytes");
-	layer_close(l);
-	unlink(cache);
-	unlink(map);
-	unlink(path);
+	close_cache_test(l, path, cache, map);
 	free(data);
 	free(buf);
 	free(w);
@@ -348,10 +354,7 @@ static void test_split_short_data(void)
 	CHECK(!memcmp(buf + 2 * 4096, data + 2 * 4096, 4096), "block 2 from the base");
 	CHECK(!memcmp(buf + 3 * 4096, zeros, 4096), "block 3 past the data file's end: zeros");
 	CHECK(!memcmp(buf + 4 * 4096, data + 4 * 4096, 4096), "block 4 from the base");
-	layer_close(l);
-	unlink(cache);
-	unlink(map);
-	unlink(path);
+	close_cache_test(l, path, cache, map);
 	free(data);
 	free(buf);
 	free(w);
