@@ -65,7 +65,7 @@ LDLIBS  = $(shell pkg-config --libs liburing libzstd liblz4 2>/dev/null) -lpthre
 TOOLS   = ublk-add ublk-serve ublk-del ublk-export-diff ublk-pool
 # common/ in rooms (docs/structure.md): util depends on nothing, image and
 # kernel on util only, host on util and kernel; the top composes them.
-UTIL_SRC   = aio atomic_file cfgline cli crc32c fileio json json_read log notify output_file parallel parse progress safedir sha256 timeutil
+UTIL_SRC   = aio atomic_file cfgline cli crc32c fileio json json_read log notify output_file parallel parse progress safedir sha256 sigbus timeutil
 KERNEL_SRC = ctrl queue
 IMAGE_SRC  = access_log access_trace blob cache_export cache_live cache_map chunkcache diff diff_frames diff_v3 e2b_data e2b_header e2b_inspect e2b_store e2b_write \
              fetch_pool http image layer layer_cache layer_diff layer_e2b layer_fault layer_file layer_http stack

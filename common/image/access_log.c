@@ -332,20 +332,32 @@ void access_log_free(struct access_log *a)
 	free(a);
 }
 
+/* A write reaches a base's chunks at the device's offsets. */
+static void note_write(struct access_log *a, uint64_t off, uint32_t len)
+{
+	for (unsigned i = 0; i < a->nimg && atomic_load_explicit(&a->recording, memory_order_relaxed); i++)
+		if (a->img[i].t.role == TRACE_BASE && len)
+			for (uint64_t c = off / a->img[i].t.chunk_size;
+			     c <= (off + len - 1) / a->img[i].t.chunk_size; c++)
+				access_note(a, (int)i, c, true);
+}
+
 /* The pass-through layer: the same request goes below (no state of its
  * own, so the lower layer's per-request area is where it expects it). */
 static void pass(struct layer *l, struct layer_io *io)
 {
-	if (io->op == LAYER_WRITE || io->op == LAYER_WRITE_ZEROES) {
-		struct access_log *a = (struct access_log *)l;
-		/* a write reaches a base's chunk at the device's offsets */
-		for (unsigned i = 0; i < a->nimg && atomic_load_explicit(&a->recording, memory_order_relaxed); i++)
-			if (a->img[i].t.role == TRACE_BASE && io->len)
-				for (uint64_t c = io->off / a->img[i].t.chunk_size;
-				     c <= (io->off + io->len - 1) / a->img[i].t.chunk_size; c++)
-					access_note(a, (int)i, c, true);
-	}
+	if (io->op == LAYER_WRITE || io->op == LAYER_WRITE_ZEROES)
+		note_write((struct access_log *)l, io->off, io->len);
 	layer_submit(l->lower, io);
+}
+
+static int pass_write_in_place(struct layer *l, uint64_t off, uint32_t len, struct layer_fill *f)
+{
+	int ret = layer_write_in_place(l->lower, off, len, f);
+
+	if (!ret)
+		note_write((struct access_log *)l, off, len);
+	return ret;
 }
 
 static enum layer_extent pass_extent(struct layer *l, uint64_t off, uint64_t *len)
@@ -416,6 +428,7 @@ static const struct layer_ops log_ops = {
 	.stats = log_stats,
 	.extent = pass_extent,
 	.map = pass_map,
+	.write_in_place = pass_write_in_place,
 };
 
 int access_log_attach(struct access_log *a, struct layer *top, struct layer **out, char *why,

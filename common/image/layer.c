@@ -76,6 +76,11 @@ int layer_map(struct layer *l, uint64_t off, uint32_t len, struct layer_map *m)
 	return l->maps ? l->ops->map(l, off, len, m) : 0;
 }
 
+int layer_write_in_place(struct layer *l, uint64_t off, uint32_t len, struct layer_fill *f)
+{
+	return l->ops->write_in_place ? l->ops->write_in_place(l, off, len, f) : -EAGAIN;
+}
+
 int layer_map_piece(struct layer_map *m, const void *p, uint32_t len)
 {
 	if (m->n == LAYER_MAP_PIECES)

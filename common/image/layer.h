@@ -70,6 +70,13 @@ struct layer_map {
 	int npins;
 };
 
+/* Brings a write's data into pieces of a layer's mapping
+ * (layer_write_in_place): 0, or -errno when it could not (some bytes may
+ * have landed all the same). */
+struct layer_fill {
+	int (*fill)(struct layer_fill *f, const struct iovec *iov, int n);
+};
+
 struct layer_ops {
 	const char *name;
 	void (*read)(struct layer *l, struct layer_io *io);
@@ -100,6 +107,12 @@ struct layer_ops {
 	/* Let go of what map pinned to keep a piece mapped (NULL: it pins
 	 * nothing). */
 	void (*unpin)(struct layer *l, void *pin);
+	/* Optional, synchronous: write [off, off + len) by having f fill the
+	 * layer's own writable mapping, then account for it as write would.
+	 * 0 when done; -EAGAIN when the layer cannot, or f failed, and the
+	 * request must go to write as usual (which may then see a partly
+	 * filled range: a write in flight may be seen half done). */
+	int (*write_in_place)(struct layer *l, uint64_t off, uint32_t len, struct layer_fill *f);
 };
 
 struct layer {
@@ -135,6 +148,8 @@ void layer_thaw(struct layer *l);
 enum layer_extent layer_extent(struct layer *l, uint64_t off, uint64_t *len);
 /* l's map op (see struct layer_ops), 0 where l does not map. */
 int layer_map(struct layer *l, uint64_t off, uint32_t len, struct layer_map *m);
+/* l's write_in_place op, -EAGAIN where it has none. */
+int layer_write_in_place(struct layer *l, uint64_t off, uint32_t len, struct layer_fill *f);
 /* Append one piece to m: 1, or 0 when m is full. */
 int layer_map_piece(struct layer_map *m, const void *p, uint32_t len);
 /* len bytes of zeros in place, as layer_map: pieces of one read-only

@@ -19,6 +19,7 @@
 #include "image/layer_file.h"
 #include "util/fileio.h"
 #include "util/log.h"
+#include "util/sigbus.h"
 #include "util/timeutil.h"
 #include "util/ublk_limits.h"
 
@@ -417,6 +418,56 @@ static void cache_write(struct layer *l, struct layer_io *io)
 		send_child(p, p->cache->data, LAYER_WRITE, io->off, io->len, io->buf, write_done);
 }
 
+/* The largest write done in place: a device's largest request (512 KiB). */
+#define IN_PLACE_BLOCKS 128
+
+struct zero_scan {
+	const char *data;
+	uint32_t nblocks;
+	bool all_zero;
+	bool zero[IN_PLACE_BLOCKS];
+};
+
+static void scan_zeros(void *arg)
+{
+	struct zero_scan *z = arg;
+
+	z->all_zero = true;
+	for (uint32_t i = 0; i < z->nblocks; i++) {
+		z->zero[i] = block_is_zero(z->data + (size_t)i * BS);
+		z->all_zero &= z->zero[i];
+	}
+}
+
+/* cache_write with the data copied by the kernel straight into the data
+ * file's mapping: one copy and no write call. Counted in as may_modify
+ * counts, so a frozen cache's files do not change. A write of zeros only,
+ * which cache_write makes a hole, goes there after all, as does one whose
+ * data file was cut short under the mapping. */
+static int cache_write_in_place(struct layer *l, uint64_t off, uint32_t len, struct layer_fill *fill)
+{
+	struct cache *c = (struct cache *)l;
+	struct zero_scan z = { .nblocks = len / BS };
+	struct iovec iov;
+	int ret = -EAGAIN;
+
+	if (off % BS || len % BS || !len || z.nblocks > IN_PLACE_BLOCKS ||
+	    !(iov.iov_base = layer_file_place(c->data, off, len)))
+		return -EAGAIN;
+	iov.iov_len = len;
+	z.data = iov.iov_base;
+	atomic_fetch_add(&c->modifying, 1);
+	if (atomic_load(&c->frozen) || fill->fill(fill, &iov, 1) ||
+	    sigbus_guard(z.data, len, scan_zeros, &z) || z.all_zero)
+		goto out;
+	for (uint32_t i = 0; i < z.nblocks; i++)
+		set_state(c, off / BS + i, z.zero[i] ? ST_ZERO : ST_DIRTY);
+	ret = 0;
+out:
+	atomic_fetch_sub(&c->modifying, 1);
+	return ret;
+}
+
 static void cache_discard(struct layer *l, struct layer_io *io)
 {
 	struct cache_io *p = start((struct cache *)l, io);
@@ -580,6 +631,7 @@ static const struct layer_ops cache_ops = {
 	.thaw = cache_thaw,
 	.extent = cache_extent,
 	.map = cache_map,
+	.write_in_place = cache_write_in_place,
 };
 
 /* Create data and map files for a new cache; removes both on failure. */

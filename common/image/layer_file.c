@@ -21,7 +21,8 @@ struct layer_file {
 	int fd;
 	bool write_inline;      /* a regular file: writes are page cache copies */
 	bool read_inline;       /* a file in memory (tmpfs): reads are copies */
-	const char *mapped;     /* a regular file's bytes, read-only, for map */
+	char *mapped;           /* a regular file's bytes, for map (and
+				   write_in_place where writable) */
 	uint64_t mapped_len;    /* the file's size at open (l.size may grow past it) */
 };
 
@@ -195,6 +196,24 @@ static int file_map(struct layer *l, uint64_t off, uint32_t len, struct layer_ma
 	return layer_map_piece(m, f->mapped + off, len);
 }
 
+void *layer_file_place(struct layer *l, uint64_t off, uint32_t len)
+{
+	struct layer_file *f = (struct layer_file *)l;
+
+	if (l->read_only || off > f->mapped_len || len > f->mapped_len - off)
+		return NULL;
+	return f->mapped + off;
+}
+
+static int file_write_in_place(struct layer *l, uint64_t off, uint32_t len, struct layer_fill *fill)
+{
+	struct iovec iov = { layer_file_place(l, off, len), len };
+
+	if (!iov.iov_base || fill->fill(fill, &iov, 1))
+		return -EAGAIN;
+	return 0;
+}
+
 static void file_close(struct layer *l)
 {
 	struct layer_file *f = (struct layer_file *)l;
@@ -213,6 +232,7 @@ static const struct layer_ops file_ops = {
 	.close = file_close,
 	.extent = file_extent,
 	.map = file_map,
+	.write_in_place = file_write_in_place,
 };
 
 int layer_file_fd(const struct layer *l)
@@ -245,9 +265,12 @@ int layer_file_open(const char *path, bool read_only, struct layer **out)
 	f->read_inline = regular && fstatfs(fd, &fs) == 0 &&
 			 (fs.f_type == TMPFS_MAGIC || fs.f_type == RAMFS_MAGIC);
 	/* Read in place by the kernel (USER_COPY), a read is one copy from
-	 * the page cache where the ring's read and ublk's commit make two. */
+	 * the page cache where the ring's read and ublk's commit make two;
+	 * a write's data copied into the mapping is one where reading it
+	 * out of /dev/ublkcN and writing it to the file make two. */
 	if (regular && size && size <= SIZE_MAX) {
-		void *m = mmap(NULL, (size_t)size, PROT_READ, MAP_SHARED, fd, 0);
+		void *m = mmap(NULL, (size_t)size, read_only ? PROT_READ : PROT_READ | PROT_WRITE,
+			       MAP_SHARED, fd, 0);
 		f->mapped = m == MAP_FAILED ? NULL : m;
 		f->mapped_len = f->mapped ? size : 0;
 		f->l.maps = f->mapped != NULL;

@@ -139,9 +139,15 @@ void queue_req_done(struct queue_req *req, int res)
 	end_req(t, res);
 }
 
-/* With user copy, before the target sees the request: a write's data
- * into the tag's buffer, a read the target can place copied in place.
- * false when the request has ended. */
+int queue_req_fetch(struct queue_req *req, const struct iovec *iov, int n)
+{
+	struct queue_tag *t = (struct queue_tag *)req;
+	return user_copy(t->q, t, false, iov, n, req->len);
+}
+
+/* With user copy, before the target sees the request: a write the target
+ * can place copied in place, else its data into the tag's buffer; a read
+ * the target can place copied in place. false when the request has ended. */
 static bool serve_user_copy(struct ublk_queue *q, struct queue_tag *t)
 {
 	struct queue_req *io = &t->req;
@@ -150,6 +156,11 @@ static bool serve_user_copy(struct ublk_queue *q, struct queue_tag *t)
 
 	if (io->op == QUEUE_WRITE) {
 		const struct iovec buf = { t->buf, io->len };
+		if (q->target.write_in_place && !q->target.write_in_place(q->target.ctx, io)) {
+			COUNT(writes_in_place, 1);
+			end_req(t, (int)io->len);
+			return false;
+		}
 		ret = user_copy(q, t, false, &buf, 1, io->len);
 		if (ret)
 			end_req(t, ret);
@@ -383,7 +394,7 @@ char *queue_stats_json(const struct ublk_queue *queues, unsigned n,
 {
 	uint64_t hist[LAT_BUCKETS] = { 0 }, max = 0, count = 0, sum = 0;
 	uint64_t reads = 0, writes = 0, flushes = 0, discards = 0, errors = 0, rbytes = 0, wbytes = 0;
-	uint64_t in_place = 0;
+	uint64_t in_place = 0, writes_in_place = 0;
 	char *text = NULL;
 	size_t size = 0;
 	struct json j;
@@ -393,6 +404,7 @@ char *queue_stats_json(const struct ublk_queue *queues, unsigned n,
 		const struct queue_stats *st = &queues[i].stats;
 		reads += st->reads; writes += st->writes; flushes += st->flushes;
 		discards += st->discards; errors += st->errors; in_place += st->reads_in_place;
+		writes_in_place += st->writes_in_place;
 		rbytes += st->bytes_read; wbytes += st->bytes_written;
 		count += st->lat_count; sum += st->lat_sum_us;
 		if (st->lat_max_us > max)
@@ -415,6 +427,7 @@ char *queue_stats_json(const struct ublk_queue *queues, unsigned n,
 	json_u64(&j, "reads", reads);
 	json_u64(&j, "reads_in_place", in_place);
 	json_u64(&j, "writes", writes);
+	json_u64(&j, "writes_in_place", writes_in_place);
 	json_u64(&j, "flushes", flushes);
 	json_u64(&j, "discards", discards);
 	json_u64(&j, "errors", errors);

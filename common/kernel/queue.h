@@ -22,6 +22,7 @@ struct queue_stats {
 	_Atomic uint64_t started;       /* requests handed to the target; lat_count ended */
 	_Atomic uint64_t reads, writes, flushes, discards, errors;
 	_Atomic uint64_t reads_in_place;    /* copied by the kernel from the target's map */
+	_Atomic uint64_t writes_in_place;   /* copied by the kernel into the target's memory */
 	_Atomic uint64_t bytes_read, bytes_written;
 	_Atomic uint64_t lat_count, lat_sum_us, lat_max_us;
 	_Atomic uint64_t lat_hist[LAT_BUCKETS];
@@ -57,10 +58,18 @@ struct queue_target {
 	 * of them, after any map. */
 	int (*map)(void *ctx, struct queue_req *req, const struct iovec **iov);
 	void (*unmap)(void *ctx, struct queue_req *req);
+	/* Optional, used with user copy: write req at once by reading its
+	 * data (queue_req_fetch) straight into the target's own memory: 0
+	 * when done, -EAGAIN to have it read into req->buf and submitted. */
+	int (*write_in_place)(void *ctx, struct queue_req *req);
 };
 
 /* req is done: res = bytes for read/write, 0 for the others, or -errno. */
 void queue_req_done(struct queue_req *req, int res);
+/* The data of a write with user copy, from the kernel into iov (req->len
+ * bytes in all): 0, or -EIO when the kernel gave fewer (the request was
+ * cancelled, or the memory was a mapped file cut short). */
+int queue_req_fetch(struct queue_req *req, const struct iovec *iov, int n);
 
 struct queue_tag {
 	struct queue_req req;

@@ -237,6 +237,45 @@ static void test_cache_layer(void)
 	free(pattern);
 }
 
+/* A write's data as the queue fills a layer's mapping with it: copied by
+ * the kernel, from a pipe (a mapped file cut short is then an error of
+ * the copy, not a SIGBUS here); cut_path, when set, is cut to nothing
+ * once the data is in, as if by someone else before the layer looks. */
+struct pipe_fill {
+	struct layer_fill f;
+	const void *data;
+	const char *cut_path;
+	int calls;
+};
+
+static int pipe_fill(struct layer_fill *f, const struct iovec *iov, int n)
+{
+	struct pipe_fill *pf = container_of(f, struct pipe_fill, f);
+	int fds[2], ret = 0;
+	size_t len = 0;
+
+	pf->calls++;
+	for (int i = 0; i < n; i++)
+		len += iov[i].iov_len;
+	if (pipe(fds))
+		return -errno;
+	fcntl(fds[1], F_SETPIPE_SZ, (int)len);
+	if (write(fds[1], pf->data, len) != (ssize_t)len || readv(fds[0], iov, n) != (ssize_t)len)
+		ret = -EIO;
+	close(fds[0]);
+	close(fds[1]);
+	if (!ret && pf->cut_path && truncate(pf->cut_path, 0))
+		ret = -errno;
+	return ret;
+}
+
+/* layer_write_in_place of len bytes of data at off. */
+static int write_placed(struct layer *l, uint64_t off, uint32_t len, const void *data)
+{
+	struct pipe_fill pf = { { pipe_fill }, data, NULL, 0 };
+	return layer_write_in_place(l, off, len, &pf.f);
+}
+
 /* Random writes, zero writes and discards of random runs through a cache
  * (its size past the base's), each followed by a read of a random range
  * checked against a model: reads mixing clean, dirty and zero runs in any
@@ -264,7 +303,10 @@ static void test_cache_model(void)
 			n = kind < 4 ? 1 : n;
 			for (unsigned k = 0; k < n * 4096; k++)
 				w[k] = (unsigned char)rand();
-			CHECK(run(l, LAYER_WRITE, b * 4096ull, n * 4096, w) == (int)(n * 4096), "write");
+			if (rand() % 2)
+				CHECK(write_placed(l, b * 4096ull, n * 4096, w) == 0, "write in place");
+			else
+				CHECK(run(l, LAYER_WRITE, b * 4096ull, n * 4096, w) == (int)(n * 4096), "write");
 			memcpy(model + b * 4096ull, w, n * 4096);
 		} else if (kind < 7) {
 			memset(w, 0, n * 4096);
@@ -304,6 +346,80 @@ static void close_cache_test(struct layer *l, const char *path, const char *cach
 	unlink(cache);
 	unlink(map);
 	unlink(path);
+}
+
+/* A cache written in place: the data lands in the data file and reads
+ * back, where the cache cannot (zeros only, frozen, a failed fill, a data
+ * file cut under the mapping: the guarded look at the data) nothing
+ * changes and the write goes the usual way; a plain file takes writes in
+ * place within its size, a read-only one none. */
+static void test_write_in_place(void)
+{
+	unsigned char *data, *buf = aligned_alloc(4096, 8 * 4096), *w = aligned_alloc(4096, 4 * 4096);
+	char *path = make_image(1 << 20, &data), cache[64], map[80], why[600];
+	struct layer *base, *l, *frozen;
+	static const unsigned char zeros[4 * 4096];
+
+	snprintf(cache, sizeof(cache), "%s.cache", path);
+	snprintf(map, sizeof(map), "%s.map", cache);
+	for (unsigned i = 0; i < 4 * 4096; i++)
+		w[i] = (unsigned char)(i * 7 + 1);
+	CHECK(layer_file_open(path, true, &base) == 0, "open");
+	CHECK(layer_write_in_place(base, 0, 4096, NULL) == -EAGAIN, "a read-only file takes none");
+	CHECK(layer_cache_open(cache, base, 0, false, &l, why, sizeof(why)) == 0, "cache: %s", why);
+	CHECK(write_placed(l, 4096, 2 * 4096, w) == 0, "two blocks in place");
+	CHECK(run(l, LAYER_READ, 0, 4 * 4096, buf) == 4 * 4096, "read");
+	CHECK(!memcmp(buf, data, 4096), "block 0 from the base");
+	CHECK(!memcmp(buf + 4096, w, 2 * 4096), "blocks 1-2 as written");
+	CHECK(!memcmp(buf + 3 * 4096, data + 3 * 4096, 4096), "block 3 from the base");
+
+	memcpy(buf, w, 4096);
+	memset(buf + 4096, 0, 4096);
+	CHECK(write_placed(l, 4 * 4096, 2 * 4096, buf) == 0, "data and zeros in place");
+	CHECK(write_placed(l, 6 * 4096, 2 * 4096, zeros) == -EAGAIN, "zeros only go the usual way");
+	CHECK(run(l, LAYER_WRITE, 6 * 4096, 2 * 4096, (void *)zeros) == 2 * 4096, "which makes a hole");
+	CHECK(run(l, LAYER_READ, 4 * 4096, 4 * 4096, buf) == 4 * 4096, "read");
+	CHECK(!memcmp(buf, w, 4096) && !memcmp(buf + 4096, zeros, 3 * 4096), "data, then zeros");
+	CHECK(write_placed(l, 4096 + 512, 4096, w) == -EAGAIN && write_placed(l, 4096, 100, w) == -EAGAIN,
+	      "part blocks go the usual way");
+	CHECK(write_placed(l, (1 << 20) - 4096, 2 * 4096, w) == -EAGAIN, "so does one past the end");
+
+	struct pipe_fill failing = { { pipe_fill }, w, "/nonexistent/x", 0 };
+	CHECK(layer_write_in_place(l, 8 * 4096, 4096, &failing.f) == -EAGAIN && failing.calls == 1,
+	      "a failed fill goes the usual way");
+	CHECK(run(l, LAYER_READ, 8 * 4096, 4096, buf) == 4096 && !memcmp(buf, data + 8 * 4096, 4096),
+	      "and left the block as it was");
+
+	CHECK(layer_stack_freeze(l, 1000, &frozen) == 0, "freeze");
+	struct pipe_fill counted = { { pipe_fill }, w, NULL, 0 };
+	CHECK(layer_write_in_place(l, 9 * 4096, 4096, &counted.f) == -EAGAIN && counted.calls == 0,
+	      "a frozen cache's data file is not touched");
+	layer_thaw(frozen);
+	CHECK(layer_write_in_place(l, 9 * 4096, 4096, &counted.f) == 0, "after the thaw it is");
+
+	struct pipe_fill cut = { { pipe_fill }, w, cache, 0 };
+	CHECK(layer_write_in_place(l, 10 * 4096, 4096, &cut.f) == -EAGAIN && cut.calls == 1,
+	      "a data file cut under the mapping: no SIGBUS, the usual way");
+	CHECK(run(l, LAYER_READ, 10 * 4096, 4096, buf) == 4096 && !memcmp(buf, data + 10 * 4096, 4096),
+	      "and the block is as it was");
+	struct pipe_fill past = { { pipe_fill }, w, NULL, 0 };
+	CHECK(layer_write_in_place(l, 11 * 4096, 4096, &past.f) == -EAGAIN && past.calls == 1,
+	      "a fill past the cut file's end fails in the kernel's copy");
+	CHECK(run(l, LAYER_WRITE, 11 * 4096, 4096, w) == 4096, "the usual way writes it");
+	CHECK(run(l, LAYER_READ, 11 * 4096, 4096, buf) == 4096 && !memcmp(buf, w, 4096), "and it reads back");
+	close_cache_test(l, path, cache, map);
+	free(data);
+
+	path = make_image(1 << 20, &data);
+	CHECK(layer_file_open(path, false, &l) == 0, "open writable");
+	CHECK(write_placed(l, 4096, 3 * 4096, w) == 0, "a writable file takes writes in place");
+	CHECK(run(l, LAYER_READ, 4096, 3 * 4096, buf) == 3 * 4096 && !memcmp(buf, w, 3 * 4096), "which read back");
+	CHECK(write_placed(l, (1 << 20) - 4096, 2 * 4096, w) == -EAGAIN, "but none past its end");
+	layer_close(l);
+	unlink(path);
+	free(data);
+	free(buf);
+	free(w);
 }
 
 /* A split read whose span below fails where only dirty blocks are (a bad
@@ -581,6 +697,7 @@ int main(void)
 	image_dir = "/dev/shm";   /* the data file's vectored read inline */
 	test_split_short_data();
 	image_dir = "/tmp";
+	test_write_in_place();
 	test_cache_crash();
 	test_fault_layer();
 	test_freeze();

@@ -115,6 +115,69 @@ kernel_has_user_copy() {
 	assert_gone "$id" "$pid"
 }
 
+@test "writes in place where the kernel has USER_COPY: the data reads back after a restart, zeros stay holes, a cache data file cut short is written the usual way" {
+	make_image "$T/img" 8
+	cp "$T/img" "$T/model"
+	dev=$("$B/ublk-add" --base "$T/img" --cache "$T/cache")
+	id=${dev#/dev/ublkb}
+	pid=$(cat "$UBLK_STATE_DIR/ublkb$id/pid")
+	dd if=/dev/urandom of="$T/pat" bs=64k count=1 status=none
+	# 64 KiB at 1 MiB, single blocks here and there, zeros over 256 KiB at 2 MiB
+	for at in 16:64k:pat 5:4k:pat 9:4k:pat 1023:4k:pat 8:256k:zero; do
+		IFS=: read -r seek bs what <<<"$at"
+		src="$T/pat"
+		[ "$what" = pat ] || src=/dev/zero
+		dd if="$src" of="$dev" bs="$bs" seek="$seek" count=1 oflag=direct conv=notrunc status=none
+		dd if="$src" of="$T/model" bs="$bs" seek="$seek" count=1 conv=notrunc status=none
+	done
+	cmp "$T/model" <(dd if="$dev" bs=1M iflag=direct status=none)
+	[ "$(stat_of "$dev" .errors)" -eq 0 ]
+	if kernel_has_user_copy "$id"; then
+		[ "$(stat_of "$dev" .writes_in_place)" -eq 4 ]
+	else
+		[ "$(stat_of "$dev" .writes_in_place)" -eq 0 ]
+	fi
+	# 64 KiB and four blocks of data: the zeros took no space
+	[ "$(stat -c %b "$T/cache")" -le $(((64 + 4 * 4) * 2)) ]
+	"$B/ublk-del" "$dev"
+	assert_gone "$id" "$pid"
+
+	dev=$("$B/ublk-add" --base "$T/img" --cache "$T/cache")
+	id=${dev#/dev/ublkb}
+	pid=$(cat "$UBLK_STATE_DIR/ublkb$id/pid")
+	cmp "$T/model" <(dd if="$dev" bs=1M iflag=direct status=none)
+	# the data file cut short under its mapping: the write goes the usual
+	# way, with no error and no signal to the server
+	truncate -s 0 "$T/cache"
+	dd if="$T/pat" of="$dev" bs=64k seek=4 count=1 oflag=direct conv=notrunc status=none
+	cmp "$T/pat" <(dd if="$dev" bs=64k skip=4 count=1 iflag=direct status=none)
+	kill -0 "$pid"
+	[ "$(stat_of "$dev" .errors)" -eq 0 ]
+	[ "$(stat_of "$dev" .writes_in_place)" -eq 0 ]
+	"$B/ublk-del" "$dev"
+	assert_gone "$id" "$pid"
+}
+
+@test "a cache on a full file system: the write that does not fit fails with ENOSPC, the server lives, what fit reads back" {
+	make_image "$T/img" 8
+	mkdir -m 700 "$T/small"
+	mount -t tmpfs -o size=1M,mode=700 tmpfs "$T/small"
+	dev=$("$B/ublk-add" --base "$T/img" --cache "$T/small/cache")
+	id=${dev#/dev/ublkb}
+	pid=$(cat "$UBLK_STATE_DIR/ublkb$id/pid")
+	dd if=/dev/urandom of="$T/pat" bs=1M count=2 status=none
+	dd if="$T/pat" of="$dev" bs=64k count=4 oflag=direct conv=notrunc status=none
+	run dd if="$T/pat" of="$dev" bs=64k count=32 oflag=direct conv=notrunc status=none
+	[ "$status" -ne 0 ]
+	[[ "$output" == *"No space left on device"* ]]
+	kill -0 "$pid"
+	[ "$(stat_of "$dev" .errors)" -gt 0 ]
+	cmp -n $((256 << 10)) "$T/pat" "$dev"
+	"$B/ublk-del" "$dev"
+	assert_gone "$id" "$pid"
+	umount "$T/small"
+}
+
 @test "a stack with a layer that cannot be mapped is served without USER_COPY" {
 	make_image "$T/img" 4
 	dev=$("$B/ublk-add" --base "$T/img" --inject "delay-read=1@0-4K")
