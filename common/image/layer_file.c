@@ -21,8 +21,8 @@ struct layer_file {
 	int fd;
 	bool write_inline;      /* a regular file: writes are page cache copies */
 	bool read_inline;       /* a file in memory (tmpfs): reads are copies */
-	char *mapped;           /* a regular file's bytes, for map (and
-				   write_in_place where writable) */
+	char *mapped;           /* a regular file's bytes, for map */
+	bool mapped_writable;   /* and for write_in_place */
 	uint64_t mapped_len;    /* the file's size at open (l.size may grow past it) */
 };
 
@@ -200,7 +200,7 @@ void *layer_file_place(struct layer *l, uint64_t off, uint32_t len)
 {
 	struct layer_file *f = (struct layer_file *)l;
 
-	if (l->read_only || off > f->mapped_len || len > f->mapped_len - off)
+	if (!f->mapped_writable || off > f->mapped_len || len > f->mapped_len - off)
 		return NULL;
 	return f->mapped + off;
 }
@@ -269,8 +269,11 @@ int layer_file_open(const char *path, bool read_only, struct layer **out)
 	 * a write's data copied into the mapping is one where reading it
 	 * out of /dev/ublkcN and writing it to the file make two. */
 	if (regular && size && size <= SIZE_MAX) {
-		void *m = mmap(NULL, (size_t)size, read_only ? PROT_READ : PROT_READ | PROT_WRITE,
-			       MAP_SHARED, fd, 0);
+		void *m = read_only ? MAP_FAILED
+				    : mmap(NULL, (size_t)size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+		f->mapped_writable = m != MAP_FAILED;
+		if (m == MAP_FAILED)   /* some file systems map for reading only */
+			m = mmap(NULL, (size_t)size, PROT_READ, MAP_SHARED, fd, 0);
 		f->mapped = m == MAP_FAILED ? NULL : m;
 		f->mapped_len = f->mapped ? size : 0;
 		f->l.maps = f->mapped != NULL;

@@ -9,8 +9,9 @@ int layer_file_open(const char *path, bool read_only, struct layer **out);
 /* The file descriptor of a file layer (for fdatasync by the cache). */
 int layer_file_fd(const struct layer *l);
 /* Where [off, off + len) of a writable regular file is mapped, for a
- * write's data to be copied there by the kernel (only the kernel: a
- * file cut short under it would raise SIGBUS here); NULL where it is not. */
+ * write's data to be copied there by the kernel; NULL where it is not.
+ * Touched here only under sigbus_guard: the file may be cut short under
+ * the mapping. */
 void *layer_file_place(struct layer *l, uint64_t off, uint32_t len);
 /* Read len bytes at off at once, on the caller's thread, when the file
  * lives in memory (tmpfs) and len is small enough for that to be cheaper

@@ -4,6 +4,7 @@
 #include <pthread.h>
 #include <setjmp.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -18,12 +19,15 @@ static void on_sigbus(int sig, siginfo_t *si, void *uc)
 	struct sigaction dfl;
 
 	(void)uc;
-	if (guard_jmp && at >= guard_lo && at < guard_hi)
+	if (si->si_code > 0 && guard_jmp && at >= guard_lo && at < guard_hi)
 		siglongjmp(*guard_jmp, 1);
-	/* not ours: the faulting access runs again and dies of it */
+	/* not ours: a fault runs its access again and dies of it, a signal
+	 * someone sent is sent again */
 	memset(&dfl, 0, sizeof(dfl));
 	dfl.sa_handler = SIG_DFL;
 	sigaction(sig, &dfl, NULL);
+	if (si->si_code <= 0)
+		raise(sig);
 }
 
 static void install_handler(void)
@@ -49,7 +53,9 @@ int sigbus_guard(const void *lo, size_t len, void (*fn)(void *arg), void *arg)
 		guard_lo = (uintptr_t)lo;
 		guard_hi = (uintptr_t)lo + len;
 		guard_jmp = &jb;
+		atomic_signal_fence(memory_order_seq_cst);
 		fn(arg);
+		atomic_signal_fence(memory_order_seq_cst);
 		ret = 0;
 	}
 	guard_jmp = NULL;

@@ -350,8 +350,8 @@ static void close_cache_test(struct layer *l, const char *path, const char *cach
 
 /* A cache written in place: the data lands in the data file and reads
  * back, where the cache cannot (zeros only, frozen, a failed fill, a data
- * file cut under the mapping: the guarded look at the data) nothing
- * changes and the write goes the usual way; a plain file takes writes in
+ * file cut under the mapping: the guarded look at the data) no block is
+ * published and the write goes the usual way; a plain file takes writes in
  * place within its size, a read-only one none. */
 static void test_write_in_place(void)
 {

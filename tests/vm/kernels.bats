@@ -78,6 +78,13 @@ features_key() {
 	assert_gone "$id"
 }
 
+# overlay_up IMG CACHE: an overlay of IMG; sets dev, its id and its server's pid
+overlay_up() {
+	dev=$("$B/ublk-add" --base "$1" --cache "$2")
+	id=${dev#/dev/ublkb}
+	pid=$(cat "$UBLK_STATE_DIR/ublkb$id/pid")
+}
+
 # USER_COPY in the kernel's feature list (6.5 and later)
 kernel_has_user_copy() {
 	[[ ",$(features_key "$1" kernel_feature_names)," == *,USER_COPY,* ]]
@@ -86,9 +93,7 @@ kernel_has_user_copy() {
 @test "reads in place where the kernel has USER_COPY: clean, dirty and zero blocks in one read; a base cut short reads zeros" {
 	make_image "$T/img" 8
 	cp "$T/img" "$T/model"
-	dev=$("$B/ublk-add" --base "$T/img" --cache "$T/cache")
-	id=${dev#/dev/ublkb}
-	pid=$(cat "$UBLK_STATE_DIR/ublkb$id/pid")
+	overlay_up "$T/img" "$T/cache"
 	# blocks 3-4 dirty, 6 zero, the rest of the first 64 KiB clean
 	dd if=/dev/urandom of="$T/pat" bs=4096 count=2 status=none
 	dd if="$T/pat" of="$dev" bs=4096 seek=3 oflag=direct conv=notrunc status=none
@@ -118,9 +123,7 @@ kernel_has_user_copy() {
 @test "writes in place where the kernel has USER_COPY: the data reads back after a restart, zeros stay holes, a cache data file cut short is written the usual way" {
 	make_image "$T/img" 8
 	cp "$T/img" "$T/model"
-	dev=$("$B/ublk-add" --base "$T/img" --cache "$T/cache")
-	id=${dev#/dev/ublkb}
-	pid=$(cat "$UBLK_STATE_DIR/ublkb$id/pid")
+	overlay_up "$T/img" "$T/cache"
 	dd if=/dev/urandom of="$T/pat" bs=64k count=1 status=none
 	# 64 KiB at 1 MiB, single blocks here and there, zeros over 256 KiB at 2 MiB
 	for at in 16:64k:pat 5:4k:pat 9:4k:pat 1023:4k:pat 8:256k:zero; do
@@ -142,9 +145,7 @@ kernel_has_user_copy() {
 	"$B/ublk-del" "$dev"
 	assert_gone "$id" "$pid"
 
-	dev=$("$B/ublk-add" --base "$T/img" --cache "$T/cache")
-	id=${dev#/dev/ublkb}
-	pid=$(cat "$UBLK_STATE_DIR/ublkb$id/pid")
+	overlay_up "$T/img" "$T/cache"
 	cmp "$T/model" <(dd if="$dev" bs=1M iflag=direct status=none)
 	# the data file cut short under its mapping: the write goes the usual
 	# way, with no error and no signal to the server
@@ -162,9 +163,7 @@ kernel_has_user_copy() {
 	make_image "$T/img" 8
 	mkdir -m 700 "$T/small"
 	mount -t tmpfs -o size=1M,mode=700 tmpfs "$T/small"
-	dev=$("$B/ublk-add" --base "$T/img" --cache "$T/small/cache")
-	id=${dev#/dev/ublkb}
-	pid=$(cat "$UBLK_STATE_DIR/ublkb$id/pid")
+	overlay_up "$T/img" "$T/small/cache"
 	dd if=/dev/urandom of="$T/pat" bs=1M count=2 status=none
 	dd if="$T/pat" of="$dev" bs=64k count=4 oflag=direct conv=notrunc status=none
 	run dd if="$T/pat" of="$dev" bs=64k count=32 oflag=direct conv=notrunc status=none
@@ -172,6 +171,9 @@ kernel_has_user_copy() {
 	[[ "$output" == *"No space left on device"* ]]
 	kill -0 "$pid"
 	[ "$(stat_of "$dev" .errors)" -gt 0 ]
+	if kernel_has_user_copy "$id"; then
+		[ "$(stat_of "$dev" .writes_in_place)" -ge 4 ]
+	fi
 	cmp -n $((256 << 10)) "$T/pat" "$dev"
 	"$B/ublk-del" "$dev"
 	assert_gone "$id" "$pid"
