@@ -430,9 +430,11 @@ goals17() {
 }
 
 # fio on the loop device, null_blk, and each build's plain, overlay (1 and 2
-# queues) and fragmented overlay devices
+# queues) and fragmented overlay devices. The builds take turns for each
+# kind of device: a boot's speed drifts, and all of one build's devices
+# before all of the other's would measure the drift as well.
 fio_rows() {
-	local b B L q dev loopdev
+	local b B L kind dev loopdev
 	# kernel loop over a copy of the base (writes must not touch the others')
 	cp "$W/base" "$W/loop.img"
 	loopdev=$(losetup --find --show "$W/loop.img")
@@ -442,28 +444,30 @@ fio_rows() {
 
 	if [ -b /dev/nullb0 ]; then bench null_blk /dev/nullb0 $std_jobs; fi
 
-	for b in "${builds[@]}"; do
-		B=${bin[$b]} L=${label[$b]}
-		cp "$W/base" "$W/plain.img"
-		dev=$("$B/ublk-add" --base "$W/plain.img")
-		bench "plain$L" "$dev" $std_jobs
-		"$B/ublk-del" "$dev"
-		rm -f "$W/plain.img"
-
-		for q in 1 2; do
-			dev=$("$B/ublk-add" --base "$W/base" --cache "$W/cache" --queues $q)
-			bench "overlay-q$q$L" "$dev" $all_jobs
+	for kind in plain overlay-q1 overlay-q2 frag; do
+		for b in "${builds[@]}"; do
+			B=${bin[$b]} L=${label[$b]}
+			case $kind in
+			plain)
+				cp "$W/base" "$W/plain.img"
+				dev=$("$B/ublk-add" --base "$W/plain.img")
+				bench "plain$L" "$dev" $std_jobs
+				;;
+			overlay-q*)
+				dev=$("$B/ublk-add" --base "$W/base" --cache "$W/cache" --queues "${kind#overlay-q}")
+				bench "$kind$L" "$dev" $all_jobs
+				;;
+			frag)
+				# every other 4 KiB block in the cache: a read alternates cache and base
+				dev=$("$B/ublk-add" --base "$W/base" --cache "$W/cache")
+				fio --name=frag --filename="$dev" --ioengine=io_uring --direct=1 --rw=write:4k \
+					--bs=4k --iodepth=32 --size=${size_mb}M >/dev/null
+				bench "frag$L" "$dev" randread-64k-qd8
+				;;
+			esac
 			"$B/ublk-del" "$dev"
-			rm -f "$W/cache" "$W/cache.map"
+			rm -f "$W/plain.img" "$W/cache" "$W/cache.map"
 		done
-
-		# every other 4 KiB block in the cache: a read alternates cache and base
-		dev=$("$B/ublk-add" --base "$W/base" --cache "$W/cache")
-		fio --name=frag --filename="$dev" --ioengine=io_uring --direct=1 --rw=write:4k --bs=4k \
-			--iodepth=32 --size=${size_mb}M >/dev/null
-		bench "frag$L" "$dev" randread-64k-qd8
-		"$B/ublk-del" "$dev"
-		rm -f "$W/cache" "$W/cache.map"
 	done
 }
 
