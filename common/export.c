@@ -33,6 +33,10 @@
 struct export_ctx {
 	struct cache_export x;
 	struct progress p;
+	const struct export_opts *o;
+	int commit_code;        /* of o->before_commit, once it refused */
+	char *why;
+	size_t whylen;
 };
 
 static int ctx_read(void *ctx, uint64_t block, uint32_t count, void *buf)
@@ -48,6 +52,15 @@ static int ctx_view(void *ctx, uint64_t block, uint32_t count, const void **data
 static void ctx_progress(void *ctx, uint64_t done, uint64_t total)
 {
 	progress_show(&((struct export_ctx *)ctx)->p, done, total);
+}
+
+static int ctx_seal(void *ctx)
+{
+	struct export_ctx *c = ctx;
+
+	if (c->o->before_commit)
+		c->commit_code = c->o->before_commit(c->o->commit_ctx, c->why, c->whylen);
+	return c->commit_code ? -ECANCELED : 0;
 }
 
 /* ---- the next E2B build (docs/e2b.md, Writing a build) ---- */
@@ -332,7 +345,8 @@ out:
 static int export_cache_to(const char *cache, const struct export_opts *o, struct e2b_target *t,
 			   struct export_result *r, char *why, size_t whylen)
 {
-	struct export_ctx ctx = { .p = { .on = o->progress, .what = "export", .unit = LAYER_BLOCK_SIZE } };
+	struct export_ctx ctx = { .p = { .on = o->progress, .what = "export", .unit = LAYER_BLOCK_SIZE },
+				  .o = o, .why = why, .whylen = whylen };
 	uint64_t start = now_ms();
 	struct output_file out = { .fd = -1 };
 	char sub[1100];
@@ -346,7 +360,7 @@ static int export_cache_to(const char *cache, const struct export_opts *o, struc
 	ctx.x.meta.frame_size = o->frame_size ? o->frame_size : DIFF_DEFAULT_FRAME;
 	ctx.x.meta.level = o->level;
 	struct diff_source src = { .read = ctx_read, .view = ctx_view, .progress = ctx_progress,
-				   .ctx = &ctx };
+				   .seal = ctx_seal, .ctx = &ctx };
 	ret = t ? 0 : output_file_open(&out, o->out, why, whylen);
 	if (t) {
 		if ((code = e2b_export(t, &ctx.x, &src, o, r, sub, sizeof(sub))))
@@ -372,12 +386,14 @@ static int export_cache_to(const char *cache, const struct export_opts *o, struc
 		if (!ret)
 			ret = cret;
 	} else if (!ret) {
+		/* sealed (ctx_seal) before its footer: a diff on a pipe whose
+		 * writes were not held all along never looks whole */
 		ret = diff_write(out.fd, &ctx.x.meta, ctx.x.ext, ctx.x.n_ext, &src, &r->written, sub,
 				 sizeof(sub));
-		if (ret)
+		if (ctx.commit_code)
+			code = ctx.commit_code;
+		else if (ret)
 			WHY("%s: %s", cache, sub);
-		else if (o->before_commit && (code = o->before_commit(o->commit_ctx, why, whylen)))
-			ret = -ECANCELED;
 		int cret = output_file_close(&out, !ret, why, whylen);   /* on error: only cleans up */
 		if (!ret)
 			ret = cret;

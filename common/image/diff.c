@@ -156,7 +156,10 @@ int diff_write(int out, struct diff_meta *m, const struct diff_extent *ext, size
 		if (src->progress)
 			src->progress(src->ctx, done, m->data_blocks);
 	}
-	ret = 0;
+	if ((ret = src->seal ? src->seal(src->ctx) : 0)) {
+		WHY("stopped before the frame table: %s", strerror(-ret));
+		goto out;
+	}
 	memcpy(foot, "UBLKDEND", 8);
 	put64(foot + 8, pos);
 	put64(foot + 16, nframes);

@@ -42,12 +42,17 @@ typedef int (*diff_read_fn)(void *ctx, uint64_t block, uint32_t count, void *buf
 typedef int (*diff_view_fn)(void *ctx, uint64_t block, uint32_t count, const void **data);
 /* Called after each frame with data blocks written so far. */
 typedef void (*diff_progress_fn)(void *ctx, uint64_t done, uint64_t total);
+/* Called once every frame is written, before the frame table and footer:
+ * a non-zero -errno stops the diff there, so that even a reader of a pipe
+ * never takes what was written for a whole diff. */
+typedef int (*diff_seal_fn)(void *ctx);
 
 struct diff_source {
 	diff_read_fn read;
 	diff_view_fn view;              /* may be NULL */
 	diff_progress_fn progress;      /* may be NULL */
-	void *ctx;                      /* of all three */
+	diff_seal_fn seal;              /* may be NULL */
+	void *ctx;                      /* of all four */
 };
 
 struct diff_write_result {

@@ -37,7 +37,25 @@ static int view_source(void *ctx, uint64_t block, uint32_t count, const void **d
 	return 0;
 }
 
+/* A seal that refuses, as a live export's does when writes were not held
+ * all along; it must see every frame written before it. */
+static uint64_t progress_done, seals;
+static void count_progress(void *ctx, uint64_t done, uint64_t total)
+{
+	(void)ctx;
+	(void)total;
+	progress_done = done;
+}
+static int refuse_seal(void *ctx)
+{
+	(void)ctx;
+	seals++;
+	return progress_done == 304 ? -ECANCELED : -EPROTO;
+}
+
 static const struct diff_source read_only = { .read = read_source };
+static const struct diff_source refused = { .read = read_source, .progress = count_progress,
+					    .seal = refuse_seal };
 static const struct diff_source in_place = { .read = read_source, .view = view_source };
 
 static const struct diff_extent extents[] = {
@@ -242,6 +260,14 @@ int main(void)
 	snprintf(cmd, sizeof(cmd), "head -c -1 %s > %s", raw, bad);
 	CHECK(system(cmd) == 0, "truncate");
 	CHECK(diff_open(bad, NULL, &d, why, sizeof(why)) == -EINVAL && strstr(why, "footer"), "truncated: %s", why);
+	/* a refused seal leaves no footer: not even a pipe's reader takes it */
+	struct diff_meta sealed = { .dev_size = BLOCKS * BS, .frame_size = 64 * 1024 };
+	fd = open(bad, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+	CHECK(diff_write(fd, &sealed, extents, 4, &refused, NULL, why, sizeof(why)) == -ECANCELED &&
+	      seals == 1 && strstr(why, "before the frame table"), "seal refused: %s", why);
+	close(fd);
+	CHECK(diff_open(bad, NULL, &d, why, sizeof(why)) == -EINVAL && strstr(why, "footer"),
+	      "unsealed: %s", why);
 	/* a diff whose parent is not the layer below */
 	CHECK(layer_file_open(base_path, true, &b) == 0, "open base");
 	CHECK(layer_diff_open(raw, NULL, b, &l, why, sizeof(why)) == 0, "raw over base");

@@ -190,23 +190,35 @@ fio_until_done() {
 }
 
 @test "kill during ublk-export-diff --live, then retry" {
-	make_image "$T/base" 256
+	make_image "$T/base" 64
 	dev=$("$B/ublk-add" --base "$T/base" --cache "$T/cache")
 	id=${dev#/dev/ublkb}
-	dd if=/dev/urandom of="$dev" bs=1M count=192 oflag=direct status=none
+	dd if=/dev/urandom of="$dev" bs=1M count=8 oflag=direct status=none
+	# An export to this pipe stays under way, holding writes, until
+	# $T/go exists: its reader opens the pipe, then reads only after that.
+	mkfifo "$T/pipe"
+	read_on_go() { (exec <"$T/pipe"; wait_until 60 '[ -e "$T/go" ]'; cat >"$1"); }
 
-	# the exporting tool dies: writes resume, no partial diff is left
-	"$B/ublk-export-diff" --live --timeout 60 -o "$T/d1" "$dev" &
+	# the exporting tool dies: writes resume, and what it wrote is no diff
+	read_on_go "$T/part1" &
+	reader=$!
+	"$B/ublk-export-diff" --live --timeout 60 "$dev" >"$T/pipe" &
 	exp=$!
-	# the export is under way: the server says it holds writes
 	wait_until 60 "held_writes $id"
 	kill -9 "$exp"
 	wait "$exp" || true
 	timeout 10 dd if=/dev/urandom of="$dev" bs=4k count=16 oflag=direct status=none
-	[ -z "$(ls "$T" | grep '^d1')" ]
+	touch "$T/go"
+	wait "$reader"
+	run "$B/ublk-export-diff" --inspect "$T/part1"
+	[ "$status" -eq 5 ]
 
-	# the server dies while writes are held: the export is discarded
-	"$B/ublk-export-diff" --live --timeout 60 -o "$T/d1" "$dev" 2>"$T/export.err" &
+	# the server dies while writes are held: the export is discarded, and
+	# its reader gets no footer though every frame was written
+	rm "$T/go"
+	read_on_go "$T/part2" &
+	reader=$!
+	"$B/ublk-export-diff" --live --timeout 60 "$dev" >"$T/pipe" 2>"$T/export.err" &
 	exp=$!
 	wait_until 60 "held_writes $id"
 	(set +e; timeout 60 dd if=/dev/urandom of="$dev" bs=4k count=16 seek=100 \
@@ -216,11 +228,16 @@ fio_until_done() {
 	wait_until 30 '[ "$(dev_writes_in_flight "$dev")" -ge 1 ]'
 	pid=$(server_pid "$id")
 	kill -9 "$pid"
+	touch "$T/go"
 	st=0
 	wait "$exp" || st=$?
 	[ "$st" -eq 1 ]
 	grep -q "ublkb$id: the server went away during the export (died?); discarded it" "$T/export.err"
-	[ ! -e "$T/d1" ]
+	wait "$reader"
+	[ "$(stat -c %s "$T/part2")" -gt $((8 << 20)) ]
+	run "$B/ublk-export-diff" --inspect "$T/part2"
+	[ "$status" -eq 5 ]
+	[[ "$output" == *footer* ]]
 	"$B/ublk-pool" reclaim --recover
 	wait "$writer"
 	[ "$(cat "$T/held.rc")" -eq 0 ]   # the held write was reissued to the new server
