@@ -13,6 +13,7 @@
 #   demo           create, use and delete a device (in the VM if the host has no ublk)
 #   bench          fio benchmarks in the VM; BENCH_AB=REV also measures REV
 #                  in the same boot (an A/B of one change), BENCH_RUNTIME=S,
+#                  BENCH_ROUNDS=N (fio rows N times, ratios within a round),
 #                  BENCH_ONLY=boot,record (only those sections); the boot rows'
 #                  image is built on the host first (tests/bench-boot-image.sh)
 #   fuzz           libFuzzer harnesses, FUZZ_SECONDS (default 60) each (tests/fuzz/fuzz.mk)
@@ -154,7 +155,7 @@ bench: deps all
 		$(MAKE) --no-print-directory -C "$$ab.src" OUT="$$ab" all; fi; \
 	boot=$$(tests/bench-boot-image.sh) || { echo "bench: no boot image: the boot rows are skipped" >&2; boot=; }; \
 	UBLK_BIN=$(CURDIR)/$(OUT) tests/vm/run.sh env BENCH_RUNTIME=$${BENCH_RUNTIME:-5} UBLK_BIN_B="$$ab" \
-		BENCH_AB_LABEL="$(BENCH_AB)" BENCH_BOOT_IMG="$$boot" BENCH_ONLY="$${BENCH_ONLY:-}" \
+		BENCH_ROUNDS="$${BENCH_ROUNDS:-}" BENCH_AB_LABEL="$(BENCH_AB)" BENCH_BOOT_IMG="$$boot" BENCH_ONLY="$${BENCH_ONLY:-}" \
 		BENCH_BOOT_CHUNK="$${BENCH_BOOT_CHUNK:-}" BENCH_BOOT_ROUNDS="$${BENCH_BOOT_ROUNDS:-}" \
 		BENCH_BOOT_DELAY_MS="$${BENCH_BOOT_DELAY_MS:-}" tests/bench.sh
 

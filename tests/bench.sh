@@ -22,12 +22,19 @@
 #   BENCH_BOOT_CHUNK  --chunk-size of the boot rows (default 512K)
 #   BENCH_BOOT_ROUNDS rounds of the boot rows (default 3)
 #   BENCH_BOOT_DELAY_MS  netem delay of the boot rows, each way (default 40)
+#   BENCH_ROUNDS   rounds of the fio rows (default 1): each round measures
+#                  loop first, then every device; a device's ratio to loop
+#                  is taken within a round, and the tables give the median
+#                  of the rounds (of an even number, the lower middle) and
+#                  the lowest-highest ratio (a TCG VM drifts over minutes:
+#                  one pass cannot judge a 10% change)
 #   UBLK_BIN_B     a second build (make bench BENCH_AB=REV builds REV): every
 #                  ublk measurement runs on both, in this one boot, the
 #                  second's labelled @B (BENCH_AB_LABEL)
 set -euo pipefail
 A=${UBLK_BIN:-$(dirname "$0")/../build}
 runtime=${BENCH_RUNTIME:-5}
+rounds=${BENCH_ROUNDS:-1}
 W=$(mktemp -d)
 export UBLK_STATE_DIR=$W/state
 builds=(A)
@@ -77,17 +84,26 @@ fio_job() {
 	fio --name="$name" --filename="$dev" --ioengine=io_uring --direct=1 ${job[$name]} \
 		--time_based --runtime="$runtime" --ramp_time=1 --size=${size_mb}M "$@"
 }
-declare -A iops lat
+# iops and lat: the median of the rounds; each round's values in the
+# *_runs, and each round's ratio to that round's loop in ratio_runs
+declare -A iops lat iops_runs lat_runs ratio_runs loop_now
 targets=()
 bench() { # target dev job...
-	local target=$1 dev=$2 name out
+	local target=$1 dev=$2 name out v
 	shift 2
 	echo "bench: $target ($dev)" >&2
-	targets+=("$target")
+	[[ " ${targets[*]} " == *" $target "* ]] || targets+=("$target")
 	for name in "$@"; do
 		out=$(fio_job "$dev" "$name" --output-format=json 2>/dev/null)
-		iops[$target,$name]=$(jq '[.jobs[0].read.iops, .jobs[0].write.iops] | add | floor' <<<"$out")
-		lat[$target,$name]=$(jq '[.jobs[0].read.lat_ns.mean, .jobs[0].write.lat_ns.mean] | max / 1000 | floor' <<<"$out")
+		v=$(jq '[.jobs[0].read.iops, .jobs[0].write.iops] | add | floor' <<<"$out")
+		[ "$target" != loop ] || loop_now[$name]=$v
+		iops_runs[$target,$name]+="$v "
+		ratio_runs[$target,$name]+="$(ratio "$v" "${loop_now[$name]:-}") "
+		lat_runs[$target,$name]+="$(jq '[.jobs[0].read.lat_ns.mean, .jobs[0].write.lat_ns.mean] | max / 1000 | floor' <<<"$out") "
+		# shellcheck disable=SC2086
+		iops[$target,$name]=$(median ${iops_runs[$target,$name]})
+		# shellcheck disable=SC2086
+		lat[$target,$name]=$(median ${lat_runs[$target,$name]})
 	done
 }
 # ratio a b: a / b to two places, or - when either is missing
@@ -434,6 +450,13 @@ goals17() {
 # kind of device: a boot's speed drifts, and all of one build's devices
 # before all of the other's would measure the drift as well.
 fio_rows() {
+	local round
+	for round in $(seq "$rounds"); do
+		[ "$rounds" -eq 1 ] || echo "bench: fio round $round of $rounds" >&2
+		fio_round
+	done
+}
+fio_round() {
 	local b B L kind dev loopdev
 	# kernel loop over a copy of the base (writes must not touch the others')
 	cp "$W/base" "$W/loop.img"
@@ -537,7 +560,7 @@ export_rows() {
 }
 
 # The fio rows so far: IOPS, ratio to loop (kept in to_loop), mean latency
-declare -A to_loop
+declare -A to_loop loop_range
 
 # remote base from nginx on loopback: a cold sequential read against curl
 # downloading the same file (each the best of 3), then the warm chunk cache
@@ -575,15 +598,26 @@ remote_cold_ms() {
 	echo "$t"
 }
 
+# ratio_cell TARGET JOB: its ratio to loop, with the rounds' range if several
+ratio_cell() {
+	echo "${to_loop[$1,$2]:--}${loop_range[$1,$2]:+ (${loop_range[$1,$2]})}" |
+		sed "s/ (\([^-]*\)-\1)$//"
+}
 fio_tables() {
 	local t name
 	for t in "${targets[@]}"; do
 		for name in $all_jobs; do
-			to_loop[$t,$name]=$(ratio "${iops[$t,$name]:-}" "${iops[loop,$name]:-}")
+			[ -n "${ratio_runs[$t,$name]:-}" ] || continue
+			# shellcheck disable=SC2086
+			to_loop[$t,$name]=$(median ${ratio_runs[$t,$name]})
+			# shellcheck disable=SC2086
+			loop_range[$t,$name]=$(printf '%s\n' ${ratio_runs[$t,$name]} | sort -n | sed -n '1p;$p' | paste -sd-)
 		done
 	done
+	[ "$rounds" -eq 1 ] || printf '\nfio rows: the median of %s rounds; ratios taken within a round\n' "$rounds"
 	table IOPS iops
 	table "ratio to loop" to_loop
+	[ "$rounds" -eq 1 ] || table "ratio low-high" loop_range
 	table "mean lat (us)" lat
 }
 
@@ -735,7 +769,7 @@ for b in "${builds[@]}"; do
 	echo "goals${L:+ of $L}:"
 	for name in randread-4k-qd32:0.95 randwrite-4k-qd32:0.75 randwrite-4k-qd1:0.8 seqread-128k-qd8:0.85; do
 		printf '  overlay %-18s / loop: q1 %s, q2 %s (goal >= %s)\n' "${name%%:*}" \
-			"${to_loop[overlay-q1$L,${name%%:*}]}" "${to_loop[overlay-q2$L,${name%%:*}]}" "${name#*:}"
+			"$(ratio_cell overlay-q1$L "${name%%:*}")" "$(ratio_cell overlay-q2$L "${name%%:*}")" "${name#*:}"
 	done
 	echo "  fragmented overlay randread-64k-qd8 / unfragmented: $(ratio "${iops[frag$L,randread-64k-qd8]}" "${iops[overlay-q1$L,randread-64k-qd8]}") (goal >= 0.8)"
 	echo "  export raw / cp + sync: $(ratio "${export_mb[$b,raw]}" "$cp_mb") (goal >= 1.0)"
