@@ -360,7 +360,7 @@ static int export_cache_to(const char *cache, const struct export_opts *o, struc
 	ctx.x.meta.frame_size = o->frame_size ? o->frame_size : DIFF_DEFAULT_FRAME;
 	ctx.x.meta.level = o->level;
 	struct diff_source src = { .read = ctx_read, .view = ctx_view, .progress = ctx_progress,
-				   .seal = ctx_seal, .ctx = &ctx };
+				   .ctx = &ctx };
 	ret = t ? 0 : output_file_open(&out, o->out, why, whylen);
 	if (t) {
 		if ((code = e2b_export(t, &ctx.x, &src, o, r, sub, sizeof(sub))))
@@ -386,8 +386,9 @@ static int export_cache_to(const char *cache, const struct export_opts *o, struc
 		if (!ret)
 			ret = cret;
 	} else if (!ret) {
-		/* sealed (ctx_seal) before its footer: a diff on a pipe whose
-		 * writes were not held all along never looks whole */
+		/* sealed before its footer: a diff on a pipe whose writes were
+		 * not held all along never looks whole */
+		src.seal = ctx_seal;
 		ret = diff_write(out.fd, &ctx.x.meta, ctx.x.ext, ctx.x.n_ext, &src, &r->written, sub,
 				 sizeof(sub));
 		if (ctx.commit_code)

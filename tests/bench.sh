@@ -35,6 +35,7 @@ set -euo pipefail
 A=${UBLK_BIN:-$(dirname "$0")/../build}
 runtime=${BENCH_RUNTIME:-5}
 rounds=${BENCH_ROUNDS:-1}
+[[ $rounds =~ ^[1-9][0-9]?$ ]] || { echo "bench: BENCH_ROUNDS=$rounds: expected 1 to 99" >&2; exit 2; }
 W=$(mktemp -d)
 export UBLK_STATE_DIR=$W/state
 builds=(A)
@@ -600,8 +601,9 @@ remote_cold_ms() {
 
 # ratio_cell TARGET JOB: its ratio to loop, with the rounds' range if several
 ratio_cell() {
-	echo "${to_loop[$1,$2]:--}${loop_range[$1,$2]:+ (${loop_range[$1,$2]})}" |
-		sed "s/ (\([^-]*\)-\1)$//"
+	local r=${loop_range[$1,$2]:-}
+	[[ $r == *-* ]] || r=
+	echo "${to_loop[$1,$2]:--}${r:+ ($r)}"
 }
 fio_tables() {
 	local t name
@@ -611,7 +613,8 @@ fio_tables() {
 			# shellcheck disable=SC2086
 			to_loop[$t,$name]=$(median ${ratio_runs[$t,$name]})
 			# shellcheck disable=SC2086
-			loop_range[$t,$name]=$(printf '%s\n' ${ratio_runs[$t,$name]} | sort -n | sed -n '1p;$p' | paste -sd-)
+			loop_range[$t,$name]=$(printf '%s\n' ${ratio_runs[$t,$name]} | sort -n | sed -n '1p;$p' |
+				paste -sd- | sed 's/^\([^-]*\)-\1$/\1/')
 		done
 	done
 	[ "$rounds" -eq 1 ] || printf '\nfio rows: the median of %s rounds; ratios taken within a round\n' "$rounds"

@@ -263,6 +263,7 @@ int main(void)
 	/* a refused seal leaves no footer: not even a pipe's reader takes it */
 	struct diff_meta sealed = { .dev_size = BLOCKS * BS, .frame_size = 64 * 1024 };
 	fd = open(bad, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+	CHECK(fd >= 0, "open %s", bad);
 	CHECK(diff_write(fd, &sealed, extents, 4, &refused, NULL, why, sizeof(why)) == -ECANCELED &&
 	      seals == 1 && strstr(why, "before the frame table"), "seal refused: %s", why);
 	close(fd);

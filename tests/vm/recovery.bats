@@ -11,6 +11,9 @@ KILLS=${UBLK_RECOVERY_KILLS:-10}
 setup() { vm_setup; }
 teardown() {
 	[ -z "${WATCH:-}" ] || { kill "$WATCH" 2>/dev/null; wait "$WATCH" 2>/dev/null || true; }
+	# a test's own background processes, should it fail before their end
+	# shellcheck disable=SC2086
+	[ -z "${BG:-}" ] || kill $BG 2>/dev/null || true
 	vm_teardown
 }
 
@@ -204,6 +207,7 @@ fio_until_done() {
 	reader=$!
 	"$B/ublk-export-diff" --live --timeout 60 "$dev" >"$T/pipe" &
 	exp=$!
+	BG="$reader $exp"
 	wait_until 60 "held_writes $id"
 	kill -9 "$exp"
 	wait "$exp" || true
@@ -220,10 +224,12 @@ fio_until_done() {
 	reader=$!
 	"$B/ublk-export-diff" --live --timeout 60 "$dev" >"$T/pipe" 2>"$T/export.err" &
 	exp=$!
+	BG="$reader $exp"
 	wait_until 60 "held_writes $id"
 	(set +e; timeout 60 dd if=/dev/urandom of="$dev" bs=4k count=16 seek=100 \
 		oflag=direct status=none; echo $? >"$T/held.rc") &
 	writer=$!
+	BG="$BG $writer"
 	# the write is held by the frozen server
 	wait_until 30 '[ "$(dev_writes_in_flight "$dev")" -ge 1 ]'
 	pid=$(server_pid "$id")
