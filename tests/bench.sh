@@ -432,6 +432,16 @@ boot_rows() {
 }
 
 # The goals of issue #17 for build $1.
+# The fio goals of issue #15 of build $1: measured (with the rounds'
+# range), then the goal.
+goals15_fio() {
+	local L=${label[$1]} name
+	for name in randread-4k-qd32:0.95 randwrite-4k-qd32:0.75 randwrite-4k-qd1:0.8 seqread-128k-qd8:0.85; do
+		printf '  overlay %-18s / loop: q1 %s, q2 %s (goal >= %s)\n' "${name%%:*}" \
+			"$(ratio_cell overlay-q1$L "${name%%:*}")" "$(ratio_cell overlay-q2$L "${name%%:*}")" "${name#*:}"
+	done
+	echo "  fragmented overlay randread-64k-qd8 / unfragmented: $(ratio "${iops[frag$L,randread-64k-qd8]:-}" "${iops[overlay-q1$L,randread-64k-qd8]:-}") (goal >= 0.8)"
+}
 goals17() {
 	local b=$1
 	if [ -n "${boot_ms[$b,cold]:-}" ]; then
@@ -638,6 +648,10 @@ if [ -n "${BENCH_ONLY:-}" ]; then
 	done
 	for b in "${builds[@]}"; do
 		echo
+		if [[ ",$BENCH_ONLY," == *,fio,* ]]; then
+			echo "fio goals of issue #15${label[$b]:+ of ${label[$b]}}:"
+			goals15_fio "$b"
+		fi
 		echo "goals of issue #17${label[$b]:+ of ${label[$b]}}:"
 		goals17 "$b"
 	done
@@ -770,11 +784,7 @@ for b in "${builds[@]}"; do
 	L=${label[$b]}
 	echo
 	echo "goals${L:+ of $L}:"
-	for name in randread-4k-qd32:0.95 randwrite-4k-qd32:0.75 randwrite-4k-qd1:0.8 seqread-128k-qd8:0.85; do
-		printf '  overlay %-18s / loop: q1 %s, q2 %s (goal >= %s)\n' "${name%%:*}" \
-			"$(ratio_cell overlay-q1$L "${name%%:*}")" "$(ratio_cell overlay-q2$L "${name%%:*}")" "${name#*:}"
-	done
-	echo "  fragmented overlay randread-64k-qd8 / unfragmented: $(ratio "${iops[frag$L,randread-64k-qd8]}" "${iops[overlay-q1$L,randread-64k-qd8]}") (goal >= 0.8)"
+	goals15_fio "$b"
 	echo "  export raw / cp + sync: $(ratio "${export_mb[$b,raw]}" "$cp_mb") (goal >= 1.0)"
 	echo "  export zstd / cp + sync: $(ratio "${export_mb[$b,zstd]}" "$cp_mb") (goal >= 0.8)"
 	echo "  export zstd / cp + sync, shared libraries (compressible): $(ratio "${export_mb[$b,libs]:-}" "$cp_mb")"
