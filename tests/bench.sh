@@ -431,7 +431,6 @@ boot_rows() {
 	done
 }
 
-# The goals of issue #17 for build $1.
 # The fio goals of issue #15 of build $1: measured (with the rounds'
 # range), then the goal.
 goals15_fio() {
@@ -442,6 +441,7 @@ goals15_fio() {
 	done
 	echo "  fragmented overlay randread-64k-qd8 / unfragmented: $(ratio "${iops[frag$L,randread-64k-qd8]:-}" "${iops[overlay-q1$L,randread-64k-qd8]:-}") (goal >= 0.8)"
 }
+# The goals of issue #17 for build $1.
 goals17() {
 	local b=$1
 	if [ -n "${boot_ms[$b,cold]:-}" ]; then
