@@ -175,6 +175,7 @@ static int start_queues(struct server *s)
 		q->char_fd = s->char_fd;
 		q->ioctl_encode = (s->info.flags & UBLK_F_CMD_IOCTL_ENCODE) != 0;
 		q->user_copy = (s->info.flags & UBLK_F_USER_COPY) != 0;
+		q->get_data = !q->user_copy && (s->info.flags & UBLK_F_NEED_GET_DATA);
 		q->target = stack_target(s->layer);
 		q->ready_efd = s->ready_efd;
 		q->exit_efd = s->exit_efd;
@@ -409,10 +410,16 @@ static int create_device(struct server *s)
 	/* A stack of mapped files has the kernel copy reads from the page
 	 * cache straight into the request: one copy, where a read into the
 	 * tag's buffer and ublk's commit make two. Any other stack would pay
-	 * a syscall more a request for nothing (docs/kernels.md). */
+	 * a syscall more a request for nothing. Without user copy (before
+	 * 6.5), NEED_GET_DATA lets a read be committed from the map: its
+	 * writes then pay a round trip each (docs/kernels.md). */
 	uint64_t kernel;
-	if (s->layer->maps && ctrl_get_features(&s->ctrl, &kernel) == 0 && (kernel & UBLK_F_USER_COPY))
-		s->info.flags |= UBLK_F_USER_COPY;
+	if (s->layer->maps) {
+		if (ctrl_get_features(&s->ctrl, &kernel) == 0 && (kernel & UBLK_F_USER_COPY))
+			s->info.flags |= UBLK_F_USER_COPY;
+		else
+			s->info.flags |= UBLK_F_NEED_GET_DATA;
+	}
 	ret = ctrl_add_dev(&s->ctrl, &s->info);
 	if (ret) {
 		if (ret == -EACCES || ret == -ENOSPC)

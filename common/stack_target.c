@@ -75,6 +75,16 @@ static int stack_write_in_place(void *ctx, struct queue_req *req)
 	return layer_write_in_place(ctx, req->off, req->len, &sf.f);
 }
 
+static int stack_place_write(void *ctx, struct queue_req *req, void **at)
+{
+	return layer_place_write(ctx, req->off, req->len, at);
+}
+
+static int stack_write_placed(void *ctx, struct queue_req *req, uint32_t len)
+{
+	return layer_write_placed(ctx, req->off, len);
+}
+
 struct queue_target stack_target(struct layer *top)
 {
 	return (struct queue_target){
@@ -83,6 +93,8 @@ struct queue_target stack_target(struct layer *top)
 		.submit = stack_submit,
 		.map = top->maps ? stack_map : NULL,
 		.unmap = stack_unmap,
-		.write_in_place = top->ops->write_in_place ? stack_write_in_place : NULL,
+		.write_in_place = top->ops->place_write ? stack_write_in_place : NULL,
+		.place_write = top->ops->place_write ? stack_place_write : NULL,
+		.write_placed = stack_write_placed,
 	};
 }

@@ -351,9 +351,14 @@ static void pass(struct layer *l, struct layer_io *io)
 	layer_submit(l->lower, io);
 }
 
-static int pass_write_in_place(struct layer *l, uint64_t off, uint32_t len, struct layer_fill *f)
+static int pass_place_write(struct layer *l, uint64_t off, uint32_t len, void **at)
 {
-	int ret = layer_write_in_place(l->lower, off, len, f);
+	return layer_place_write(l->lower, off, len, at);
+}
+
+static int pass_write_placed(struct layer *l, uint64_t off, uint32_t len)
+{
+	int ret = layer_write_placed(l->lower, off, len);
 
 	if (!ret)
 		note_write((struct access_log *)l, off, len);
@@ -428,7 +433,8 @@ static const struct layer_ops log_ops = {
 	.stats = log_stats,
 	.extent = pass_extent,
 	.map = pass_map,
-	.write_in_place = pass_write_in_place,
+	.place_write = pass_place_write,
+	.write_placed = pass_write_placed,
 };
 
 int access_log_attach(struct access_log *a, struct layer *top, struct layer **out, char *why,

@@ -107,12 +107,18 @@ struct layer_ops {
 	/* Let go of what map pinned to keep a piece mapped (NULL: it pins
 	 * nothing). */
 	void (*unpin)(struct layer *l, void *pin);
-	/* Optional, synchronous: write [off, off + len) by having f fill the
-	 * layer's own writable mapping, then account for it as write would.
-	 * 0 when done; -EAGAIN when the layer cannot, or f failed, and the
-	 * request must go to write as usual (which may then see a partly
-	 * filled range: a write in flight may be seen half done). */
-	int (*write_in_place)(struct layer *l, uint64_t off, uint32_t len, struct layer_fill *f);
+	/* Optional, together: a write whose data is copied straight into the
+	 * layer's own writable mapping. place_write says where [off, off +
+	 * len) goes there (one piece, at *at) and keeps the layer from
+	 * freezing until write_placed, called once the data is there (its
+	 * first len bytes; 0 when none came), accounts for it as write would
+	 * and lets go. Every place_write that returns 0 is followed by one
+	 * write_placed, from the same thread. Both return 0, or -EAGAIN when
+	 * the layer cannot: the request must then go to write as usual (which
+	 * may see a partly filled range: a write in flight may be seen half
+	 * done). */
+	int (*place_write)(struct layer *l, uint64_t off, uint32_t len, void **at);
+	int (*write_placed)(struct layer *l, uint64_t off, uint32_t len);
 };
 
 struct layer {
@@ -148,7 +154,10 @@ void layer_thaw(struct layer *l);
 enum layer_extent layer_extent(struct layer *l, uint64_t off, uint64_t *len);
 /* l's map op (see struct layer_ops), 0 where l does not map. */
 int layer_map(struct layer *l, uint64_t off, uint32_t len, struct layer_map *m);
-/* l's write_in_place op, -EAGAIN where it has none. */
+/* l's place_write and write_placed ops, -EAGAIN where it has none. */
+int layer_place_write(struct layer *l, uint64_t off, uint32_t len, void **at);
+int layer_write_placed(struct layer *l, uint64_t off, uint32_t len);
+/* Both of them around f filling the place: 0, or -EAGAIN as they say. */
 int layer_write_in_place(struct layer *l, uint64_t off, uint32_t len, struct layer_fill *f);
 /* Append one piece to m: 1, or 0 when m is full. */
 int layer_map_piece(struct layer_map *m, const void *p, uint32_t len);

@@ -440,25 +440,32 @@ static void scan_zeros(void *arg)
 }
 
 /* cache_write with the data copied by the kernel straight into the data
- * file's mapping: one copy and no write call. Counted in as may_modify
- * counts, so a frozen cache's files do not change. A write of zeros only,
- * which cache_write makes a hole, goes there after all, as does one whose
- * data file was cut short under the mapping. */
-static int cache_write_in_place(struct layer *l, uint64_t off, uint32_t len, struct layer_fill *fill)
+ * file's mapping: one copy and no write call. Counted in from the place
+ * to the end as may_modify counts, so a frozen cache's files do not
+ * change. A write of zeros only, which cache_write makes a hole, goes
+ * there after all, as does one whose data file was cut short under the
+ * mapping. */
+static int cache_place_write(struct layer *l, uint64_t off, uint32_t len, void **at)
 {
 	struct cache *c = (struct cache *)l;
-	struct zero_scan z = { .nblocks = len / BS };
-	struct iovec iov;
+
+	if (off % BS || len % BS || !len || len / BS > IN_PLACE_BLOCKS ||
+	    !(*at = layer_file_place(c->data, off, len)))
+		return -EAGAIN;
+	atomic_fetch_add(&c->modifying, 1);
+	if (!atomic_load(&c->frozen))
+		return 0;
+	atomic_fetch_sub(&c->modifying, 1);
+	return -EAGAIN;
+}
+
+static int cache_write_placed(struct layer *l, uint64_t off, uint32_t len)
+{
+	struct cache *c = (struct cache *)l;
+	struct zero_scan z = { .nblocks = len / BS, .data = layer_file_place(c->data, off, len) };
 	int ret = -EAGAIN;
 
-	if (off % BS || len % BS || !len || z.nblocks > IN_PLACE_BLOCKS ||
-	    !(iov.iov_base = layer_file_place(c->data, off, len)))
-		return -EAGAIN;
-	iov.iov_len = len;
-	z.data = iov.iov_base;
-	atomic_fetch_add(&c->modifying, 1);
-	if (atomic_load(&c->frozen) || fill->fill(fill, &iov, 1) ||
-	    sigbus_guard(z.data, len, scan_zeros, &z) || z.all_zero)
+	if (!len || len % BS || !z.data || sigbus_guard(z.data, len, scan_zeros, &z) || z.all_zero)
 		goto out;
 	for (uint32_t i = 0; i < z.nblocks; i++)
 		set_state(c, off / BS + i, z.zero[i] ? ST_ZERO : ST_DIRTY);
@@ -631,7 +638,8 @@ static const struct layer_ops cache_ops = {
 	.thaw = cache_thaw,
 	.extent = cache_extent,
 	.map = cache_map,
-	.write_in_place = cache_write_in_place,
+	.place_write = cache_place_write,
+	.write_placed = cache_write_placed,
 };
 
 /* Create data and map files for a new cache; removes both on failure. */

@@ -205,13 +205,16 @@ void *layer_file_place(struct layer *l, uint64_t off, uint32_t len)
 	return f->mapped + off;
 }
 
-static int file_write_in_place(struct layer *l, uint64_t off, uint32_t len, struct layer_fill *fill)
+static int file_place_write(struct layer *l, uint64_t off, uint32_t len, void **at)
 {
-	struct iovec iov = { layer_file_place(l, off, len), len };
+	return (*at = layer_file_place(l, off, len)) ? 0 : -EAGAIN;
+}
 
-	if (!iov.iov_base || fill->fill(fill, &iov, 1))
-		return -EAGAIN;
-	return 0;
+static int file_write_placed(struct layer *l, uint64_t off, uint32_t len)
+{
+	(void)l;
+	(void)off;
+	return len ? 0 : -EAGAIN;
 }
 
 static void file_close(struct layer *l)
@@ -232,7 +235,8 @@ static const struct layer_ops file_ops = {
 	.close = file_close,
 	.extent = file_extent,
 	.map = file_map,
-	.write_in_place = file_write_in_place,
+	.place_write = file_place_write,
+	.write_placed = file_write_placed,
 };
 
 int layer_file_fd(const struct layer *l)

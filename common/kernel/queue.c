@@ -14,6 +14,7 @@
 #include "kernel/queue.h"
 #include "util/log.h"
 #include "util/json.h"
+#include "util/sigbus.h"
 #include "util/timeutil.h"
 
 #include <errno.h>
@@ -58,7 +59,8 @@ static int queue_cmd(struct ublk_queue *q, struct queue_tag *t, unsigned op, int
 	cmd->q_id = q->qid;
 	cmd->tag = t->tag;
 	cmd->result = result;
-	cmd->addr = q->user_copy ? 0 : (uintptr_t)t->buf;
+	cmd->addr = q->user_copy ? 0 : (uintptr_t)t->commit_addr;
+	t->commit_addr = t->buf;
 	sqe->user_data = ((uint64_t)t->tag << 1) | AIO_UD_FOREIGN;
 	t->state = TAG_IN_KERNEL;
 	q->cmds_inflight++;
@@ -178,6 +180,137 @@ static bool serve_user_copy(struct ublk_queue *q, struct queue_tag *t)
 	return false;
 }
 
+/* The n pieces of a map lie one after the other in memory. */
+static bool one_piece(const struct iovec *iov, int n, uint32_t len)
+{
+	size_t total = 0;
+
+	for (int i = 0; i < n; i++) {
+		if (i && (char *)iov[i - 1].iov_base + iov[i - 1].iov_len != iov[i].iov_base)
+			return false;
+		total += iov[i].iov_len;
+	}
+	return n > 0 && total == len;
+}
+
+struct placed_copy {
+	void *to;
+	const void *from;
+	size_t len;
+};
+
+static void copy_placed(void *arg)
+{
+	struct placed_copy *c = arg;
+	memcpy(c->to, c->from, c->len);
+}
+
+/* The n pieces of a map into buf, each under a SIGBUS guard (a file may
+ * be cut short under its mapping): 0, or -EFAULT. */
+static int gather(void *buf, const struct iovec *iov, int n)
+{
+	struct placed_copy c = { buf, NULL, 0 };
+
+	for (int i = 0; i < n; i++) {
+		c.from = iov[i].iov_base;
+		c.len = iov[i].iov_len;
+		if (sigbus_guard(c.from, c.len, copy_placed, &c))
+			return -EFAULT;
+		c.to = (char *)c.to + c.len;
+	}
+	return 0;
+}
+
+/* With get_data: a read the target maps in one piece is committed from
+ * there, and the kernel's copy at commit is its only one. The map is let
+ * go once the commit is submitted (unmap_submitted). A read mapped in
+ * more pieces is gathered into the tag's buffer: two copies, as by
+ * submit, but no IO to wait for. false when the read must go to submit. */
+static bool commit_from_map(struct ublk_queue *q, struct queue_tag *t)
+{
+	struct queue_req *io = &t->req;
+	uint64_t end = io->off + io->len;
+	uint64_t *seen = &q->mapped_ends[((end >> 9) * 0x9E3779B97F4A7C15ull >> 32) &
+					 q->mapped_ends_mask];
+	const struct iovec *iov;
+	int n, ret;
+
+	if (*seen == end) {
+		*seen = 0;   /* maybe the rest of a read whose copy failed */
+		return false;
+	}
+	n = q->target.map(q->target.ctx, io, &iov);
+	if (!one_piece(iov, n, io->len)) {
+		ret = n ? gather(t->buf, iov, n) : -EAGAIN;
+		q->target.unmap(q->target.ctx, io);
+		if (ret)
+			return false;
+		end_req(t, (int)io->len);
+		return true;
+	}
+	*seen = end;
+	t->commit_addr = iov[0].iov_base;
+	q->unmap_tags[q->nunmap++] = t->tag;
+	COUNT(reads_in_place, 1);
+	end_req(t, (int)io->len);
+	return true;
+}
+
+/* The kernel copied the reads committed from a map when their commands
+ * were submitted: let go of the maps. */
+static void unmap_submitted(struct ublk_queue *q)
+{
+	for (unsigned i = 0; i < q->nunmap; i++)
+		q->target.unmap(q->target.ctx, &q->tags[q->unmap_tags[i]].req);
+	q->nunmap = 0;
+}
+
+/* With get_data, a WRITE asks where its data goes before the kernel
+ * copies it: in place where the target can take it there, else the tag's
+ * buffer. Asked again for the same request, the copy into the place
+ * failed: the buffer then. */
+static void place_write(struct ublk_queue *q, struct queue_tag *t)
+{
+	const struct ublksrv_io_desc *d = &q->descs[t->tag];
+	struct queue_req *io = &t->req;
+	void *at;
+
+	if (t->placed) {
+		q->target.write_placed(q->target.ctx, io, 0);
+		t->placed = NULL;
+		return;
+	}
+	if (!q->target.place_write || ublksrv_get_op(d) != UBLK_IO_OP_WRITE)
+		return;
+	io->off = d->start_sector << 9;
+	io->len = d->nr_sectors << 9;
+	if (io->len <= q->buf_bytes && !q->target.place_write(q->target.ctx, io, &at))
+		t->placed = t->commit_addr = at;
+}
+
+/* A WRITE whose data the kernel copied to its place (as much of it as
+ * the kernel then hands over): done there, or, where the target wants it
+ * written as usual after all, copied to the tag's buffer for submit.
+ * false when the request must be submitted. */
+static bool end_placed(struct ublk_queue *q, struct queue_tag *t)
+{
+	struct queue_req *io = &t->req;
+	struct placed_copy c = { t->buf, t->placed, io->len };
+	bool write = io->op == QUEUE_WRITE;
+
+	t->placed = NULL;
+	if (!q->target.write_placed(q->target.ctx, io, write ? io->len : 0) && write) {
+		COUNT(writes_in_place, 1);
+		end_req(t, (int)io->len);
+		return true;
+	}
+	if (write && sigbus_guard(c.from, c.len, copy_placed, &c)) {
+		end_req(t, -EIO);   /* the target's file was cut short under the place */
+		return true;
+	}
+	return false;
+}
+
 static void serve(struct ublk_queue *q, struct queue_tag *t)
 {
 	const struct ublksrv_io_desc *d = &q->descs[t->tag];
@@ -223,7 +356,11 @@ static void serve(struct ublk_queue *q, struct queue_tag *t)
 		queue_req_done(io, -EINVAL);
 		return;
 	}
+	if (t->placed && end_placed(q, t))
+		return;
 	if (q->user_copy && !serve_user_copy(q, t))
+		return;
+	if (q->get_data && io->op == QUEUE_READ && q->target.map && commit_from_map(q, t))
 		return;
 	q->target.submit(q->target.ctx, io);
 }
@@ -236,6 +373,17 @@ static void on_cmd_cqe(struct ublk_queue *q, struct io_uring_cqe *cqe)
 	if (cqe->res == UBLK_IO_RES_OK) {
 		serve(q, t);
 		return;
+	}
+	if (cqe->res == UBLK_IO_RES_NEED_GET_DATA && q->get_data) {
+		place_write(q, t);
+		if (queue_cmd(q, t, IO_CMD(q, IO_NEED_GET_DATA), 0) == 0)
+			return;
+		log_err("ublkb%u q%u: cannot queue NEED_GET_DATA for tag %u", q->dev_id, q->qid,
+			t->tag);
+	}
+	if (t->placed) {
+		q->target.write_placed(q->target.ctx, &t->req, 0);
+		t->placed = NULL;
 	}
 	if (cqe->res != UBLK_IO_RES_ABORT)
 		log_dbg("ublkb%u q%u tag %u: command result %d", q->dev_id, q->qid, t->tag, cqe->res);
@@ -279,6 +427,16 @@ static int setup(struct ublk_queue *q)
 	q->ended_start_ns = calloc(q->depth, sizeof(*q->ended_start_ns));
 	if (!q->tags || !q->privs || !q->ended_start_ns)
 		return -ENOMEM;
+	if (q->get_data) {
+		unsigned slots = 1;
+		while (slots < 4u * q->depth)
+			slots <<= 1;
+		q->mapped_ends = calloc(slots, sizeof(*q->mapped_ends));
+		q->unmap_tags = calloc(q->depth, sizeof(*q->unmap_tags));
+		if (!q->mapped_ends || !q->unmap_tags)
+			return -ENOMEM;
+		q->mapped_ends_mask = slots - 1;
+	}
 	for (uint16_t i = 0; i < q->depth; i++) {
 		struct queue_tag *t = &q->tags[i];
 		t->q = q;
@@ -288,6 +446,7 @@ static int setup(struct ublk_queue *q)
 		t->state = TAG_DEAD;
 		if (posix_memalign(&t->buf, 4096, q->buf_bytes))
 			return -ENOMEM;
+		t->commit_addr = t->buf;
 	}
 	for (uint16_t i = 0; i < q->depth; i++) {
 		ret = queue_cmd(q, &q->tags[i], IO_CMD(q, IO_FETCH_REQ), -1);
@@ -301,6 +460,10 @@ static int setup(struct ublk_queue *q)
 static void teardown(struct ublk_queue *q)
 {
 	if (q->tags) {
+		unmap_submitted(q);
+		for (uint16_t i = 0; i < q->depth; i++)
+			if (q->tags[i].placed)
+				q->target.write_placed(q->target.ctx, &q->tags[i].req, 0);
 		for (uint16_t i = 0; i < q->depth; i++)
 			free(q->tags[i].buf);
 		free(q->tags);
@@ -310,6 +473,10 @@ static void teardown(struct ublk_queue *q)
 	q->privs = NULL;
 	free(q->ended_start_ns);
 	q->ended_start_ns = NULL;
+	free(q->mapped_ends);
+	q->mapped_ends = NULL;
+	free(q->unmap_tags);
+	q->unmap_tags = NULL;
 	if (q->aio.ring) {
 		io_uring_queue_exit(&q->ring);
 		q->aio.ring = NULL;
@@ -335,6 +502,8 @@ static void *queue_main(void *arg)
 		unsigned head, seen = 0;
 		int ret = io_uring_submit_and_wait(&q->ring, 1);
 
+		if (q->nunmap && !io_uring_sq_ready(&q->ring))
+			unmap_submitted(q);
 		if (ret < 0 && ret != -EINTR && ret != -EAGAIN && ret != -EBUSY) {
 			log_err("ublkb%u q%u: io_uring_submit_and_wait: %s", q->dev_id, q->qid,
 				strerror(-ret));

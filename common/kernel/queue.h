@@ -53,7 +53,7 @@ struct queue_target {
 	void *ctx;
 	size_t priv_size;
 	void (*submit)(void *ctx, struct queue_req *req);
-	/* Optional, used with user copy: where req's bytes lie in memory,
+	/* Optional, used with user copy or get_data: where req's bytes lie in memory,
 	 * the count of pieces at *iov (0: read it with submit); unmap lets go
 	 * of them, after any map. */
 	int (*map)(void *ctx, struct queue_req *req, const struct iovec **iov);
@@ -62,6 +62,12 @@ struct queue_target {
 	 * data (queue_req_fetch) straight into the target's own memory: 0
 	 * when done, -EAGAIN to have it read into req->buf and submitted. */
 	int (*write_in_place)(void *ctx, struct queue_req *req);
+	/* Optional, used with get_data: where the kernel may copy write req's
+	 * data in the target's memory (0 and *at, or -EAGAIN: the tag's
+	 * buffer); then write_placed once len bytes of it are there (0 when
+	 * none came): 0 when done, -EAGAIN to have it submitted. */
+	int (*place_write)(void *ctx, struct queue_req *req, void **at);
+	int (*write_placed)(void *ctx, struct queue_req *req, uint32_t len);
 };
 
 /* req is done: res = bytes for read/write, 0 for the others, or -errno. */
@@ -75,6 +81,8 @@ struct queue_tag {
 	struct queue_req req;
 	struct ublk_queue *q;
 	void *buf;
+	void *commit_addr;          /* the data of the command queued next: buf, or a map */
+	void *placed;               /* where the kernel copies this WRITE's data (place_write) */
 	uint64_t start_ns;
 	uint16_t tag;
 	uint8_t state;
@@ -93,6 +101,11 @@ struct ublk_queue {
 	 * read from /dev/ublkcN and a READ's written there, from the tag's
 	 * buffer or straight from the target's map (docs/kernels.md). */
 	bool user_copy;
+	/* UBLK_F_NEED_GET_DATA (asked for where there is no user copy and the
+	 * target maps): the kernel asks for a WRITE's buffer before copying
+	 * into it, so a READ may be committed straight from the target's map
+	 * and the tag's address left there (docs/kernels.md). */
+	bool get_data;
 	struct queue_target target;
 	int ready_efd;              /* written once fetches are queued (or setup failed) */
 	int exit_efd;               /* written when the thread ends */
@@ -106,6 +119,14 @@ struct ublk_queue {
 	struct queue_tag *tags;
 	void *privs;                /* per-tag state of the target */
 	unsigned cmds_inflight;     /* FETCH/COMMIT commands owned by the kernel */
+	/* With get_data: the ends of the reads lately committed from a map,
+	 * hashed. A copy that fails there completes only part of the read and
+	 * the kernel sends the rest again, with the same end and no word to
+	 * us; a read ending where one of these did is read by submit. */
+	uint64_t *mapped_ends;
+	unsigned mapped_ends_mask;
+	uint16_t *unmap_tags;       /* tags committed from a map, until submitted */
+	unsigned nunmap;
 	struct queue_stats stats;
 	/* A clock read is a syscall where the clocksource is not the TSC (the
 	 * HPET of a TCG guest costs more than serving a 4 KiB read): requests

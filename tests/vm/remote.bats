@@ -299,7 +299,7 @@ PY
 	"$B/ublk-del" "$dev"
 }
 
-@test "warm chunks are read in place where the kernel has USER_COPY; a chunk cut short under its mapping is fetched again" {
+@test "warm chunks are read in place (USER_COPY, or before 6.5 NEED_GET_DATA); a chunk cut short under its mapping is fetched again" {
 	make_image "$T/www/img" 8
 	dev=$("$B/ublk-add" --base "$URL/img" --chunk-size 1M --readahead 0 --cache "$T/cache")
 	id=${dev#/dev/ublkb}
@@ -311,11 +311,10 @@ PY
 	flags=$(sed -n 's/^device_flag_names=//p' "$UBLK_STATE_DIR/ublkb$id/features")
 	if grep -q '^kernel_feature_names=.*USER_COPY' "$UBLK_STATE_DIR/ublkb$id/features"; then
 		[[ "$flags" == *USER_COPY* ]]
-		[ "$(stat_of "$dev" .reads_in_place)" -gt 0 ]
 	else
-		[[ "$flags" != *USER_COPY* ]]
-		[ "$(stat_of "$dev" .reads_in_place)" -eq 0 ]
+		[[ "$flags" == *NEED_GET_DATA* ]]
 	fi
+	[ "$(stat_of "$dev" .reads_in_place)" -gt 0 ]
 	# chunk 3 cut short (a full disk, another hand) while the server holds
 	# it mapped: its reads fetch it again and return its bytes
 	chunk=$(echo "$T"/chunks/*/3)
