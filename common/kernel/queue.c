@@ -205,20 +205,22 @@ static void copy_placed(void *arg)
 	memcpy(c->to, c->from, c->len);
 }
 
-/* The n pieces of a map into buf, each under a SIGBUS guard (a file may
- * be cut short under its mapping): 0, or -EFAULT. */
-static int gather(void *buf, const struct iovec *iov, int n)
+/* The n pieces of a map, len bytes in all, into buf, each under a SIGBUS
+ * guard (a file may be cut short under its mapping): 0, or -EFAULT. */
+static int gather(void *buf, uint32_t len, const struct iovec *iov, int n)
 {
 	struct placed_copy c = { buf, NULL, 0 };
+	size_t left = len;
 
 	for (int i = 0; i < n; i++) {
 		c.from = iov[i].iov_base;
 		c.len = iov[i].iov_len;
-		if (sigbus_guard(c.from, c.len, copy_placed, &c))
+		if (c.len > left || sigbus_guard(c.from, c.len, copy_placed, &c))
 			return -EFAULT;
 		c.to = (char *)c.to + c.len;
+		left -= c.len;
 	}
-	return 0;
+	return left ? -EFAULT : 0;
 }
 
 /* With get_data: a read the target maps in one piece is committed from
@@ -241,7 +243,7 @@ static bool commit_from_map(struct ublk_queue *q, struct queue_tag *t)
 	}
 	n = q->target.map(q->target.ctx, io, &iov);
 	if (!one_piece(iov, n, io->len)) {
-		ret = n ? gather(t->buf, iov, n) : -EAGAIN;
+		ret = n ? gather(t->buf, io->len, iov, n) : -EAGAIN;
 		q->target.unmap(q->target.ctx, io);
 		if (ret)
 			return false;
@@ -250,19 +252,28 @@ static bool commit_from_map(struct ublk_queue *q, struct queue_tag *t)
 	}
 	*seen = end;
 	t->commit_addr = iov[0].iov_base;
-	q->unmap_tags[q->nunmap++] = t->tag;
+	t->map_held = true;
+	q->nmaps_held++;
 	COUNT(reads_in_place, 1);
 	end_req(t, (int)io->len);
 	return true;
 }
 
-/* The kernel copied the reads committed from a map when their commands
- * were submitted: let go of the maps. */
+/* The kernel copied a read committed from a map when its command was
+ * submitted: let go of the map, at the latest when the tag comes back. */
+static void unmap_held(struct ublk_queue *q, struct queue_tag *t)
+{
+	q->target.unmap(q->target.ctx, &t->req);
+	t->map_held = false;
+	q->nmaps_held--;
+}
+
+/* Once the ring has nothing left to submit. */
 static void unmap_submitted(struct ublk_queue *q)
 {
-	for (unsigned i = 0; i < q->nunmap; i++)
-		q->target.unmap(q->target.ctx, &q->tags[q->unmap_tags[i]].req);
-	q->nunmap = 0;
+	for (uint16_t i = 0; i < q->depth && q->nmaps_held; i++)
+		if (q->tags[i].map_held)
+			unmap_held(q, &q->tags[i]);
 }
 
 /* With get_data, a WRITE asks where its data goes before the kernel
@@ -370,6 +381,10 @@ static void on_cmd_cqe(struct ublk_queue *q, struct io_uring_cqe *cqe)
 	struct queue_tag *t = &q->tags[cqe->user_data >> 1];
 
 	q->cmds_inflight--;
+	/* its commit was submitted early (a full ring), and the kernel has
+	 * handed the tag its next request already */
+	if (t->map_held)
+		unmap_held(q, t);
 	if (cqe->res == UBLK_IO_RES_OK) {
 		serve(q, t);
 		return;
@@ -432,8 +447,7 @@ static int setup(struct ublk_queue *q)
 		while (slots < 4u * q->depth)
 			slots <<= 1;
 		q->mapped_ends = calloc(slots, sizeof(*q->mapped_ends));
-		q->unmap_tags = calloc(q->depth, sizeof(*q->unmap_tags));
-		if (!q->mapped_ends || !q->unmap_tags)
+		if (!q->mapped_ends)
 			return -ENOMEM;
 		q->mapped_ends_mask = slots - 1;
 	}
@@ -475,8 +489,6 @@ static void teardown(struct ublk_queue *q)
 	q->ended_start_ns = NULL;
 	free(q->mapped_ends);
 	q->mapped_ends = NULL;
-	free(q->unmap_tags);
-	q->unmap_tags = NULL;
 	if (q->aio.ring) {
 		io_uring_queue_exit(&q->ring);
 		q->aio.ring = NULL;
@@ -502,7 +514,7 @@ static void *queue_main(void *arg)
 		unsigned head, seen = 0;
 		int ret = io_uring_submit_and_wait(&q->ring, 1);
 
-		if (q->nunmap && !io_uring_sq_ready(&q->ring))
+		if (q->nmaps_held && !io_uring_sq_ready(&q->ring))
 			unmap_submitted(q);
 		if (ret < 0 && ret != -EINTR && ret != -EAGAIN && ret != -EBUSY) {
 			log_err("ublkb%u q%u: io_uring_submit_and_wait: %s", q->dev_id, q->qid,

@@ -83,6 +83,7 @@ struct queue_tag {
 	void *buf;
 	void *commit_addr;          /* the data of the command queued next: buf, or a map */
 	void *placed;               /* where the kernel copies this WRITE's data (place_write) */
+	bool map_held;              /* committed from the target's map, not yet unmapped */
 	uint64_t start_ns;
 	uint16_t tag;
 	uint8_t state;
@@ -125,8 +126,7 @@ struct ublk_queue {
 	 * us; a read ending where one of these did is read by submit. */
 	uint64_t *mapped_ends;
 	unsigned mapped_ends_mask;
-	uint16_t *unmap_tags;       /* tags committed from a map, until submitted */
-	unsigned nunmap;
+	unsigned nmaps_held;        /* tags with map_held */
 	struct queue_stats stats;
 	/* A clock read is a syscall where the clocksource is not the TSC (the
 	 * HPET of a TCG guest costs more than serving a 4 KiB read): requests
