@@ -59,22 +59,6 @@ static void stack_unmap(void *ctx, struct queue_req *req)
 	layer_unmap(&((struct stack_req *)req->priv)->map);
 }
 
-struct stack_fill {
-	struct layer_fill f;
-	struct queue_req *req;
-};
-
-static int stack_fill(struct layer_fill *f, const struct iovec *iov, int n)
-{
-	return queue_req_fetch(container_of(f, struct stack_fill, f)->req, iov, n);
-}
-
-static int stack_write_in_place(void *ctx, struct queue_req *req)
-{
-	struct stack_fill sf = { { stack_fill }, req };
-	return layer_write_in_place(ctx, req->off, req->len, &sf.f);
-}
-
 static int stack_place_write(void *ctx, struct queue_req *req, void **at)
 {
 	return layer_place_write(ctx, req->off, req->len, at);
@@ -93,7 +77,6 @@ struct queue_target stack_target(struct layer *top)
 		.submit = stack_submit,
 		.map = top->maps ? stack_map : NULL,
 		.unmap = stack_unmap,
-		.write_in_place = top->ops->place_write ? stack_write_in_place : NULL,
 		.place_write = top->ops->place_write ? stack_place_write : NULL,
 		.write_placed = stack_write_placed,
 	};

@@ -86,18 +86,6 @@ int layer_write_placed(struct layer *l, uint64_t off, uint32_t len)
 	return l->ops->write_placed(l, off, len);
 }
 
-int layer_write_in_place(struct layer *l, uint64_t off, uint32_t len, struct layer_fill *f)
-{
-	struct iovec iov = { NULL, len };
-	int ret = layer_place_write(l, off, len, &iov.iov_base);
-
-	if (ret)
-		return ret;
-	ret = f->fill(f, &iov, 1) ? -EAGAIN : 0;
-	int placed = layer_write_placed(l, off, ret ? 0 : len);
-	return ret ? ret : placed;
-}
-
 int layer_map_piece(struct layer_map *m, const void *p, uint32_t len)
 {
 	if (m->n == LAYER_MAP_PIECES)

@@ -70,13 +70,6 @@ struct layer_map {
 	int npins;
 };
 
-/* Brings a write's data into pieces of a layer's mapping
- * (layer_write_in_place): 0, or -errno when it could not (some bytes may
- * have landed all the same). */
-struct layer_fill {
-	int (*fill)(struct layer_fill *f, const struct iovec *iov, int n);
-};
-
 struct layer_ops {
 	const char *name;
 	void (*read)(struct layer *l, struct layer_io *io);
@@ -157,8 +150,6 @@ int layer_map(struct layer *l, uint64_t off, uint32_t len, struct layer_map *m);
 /* l's place_write and write_placed ops, -EAGAIN where it has none. */
 int layer_place_write(struct layer *l, uint64_t off, uint32_t len, void **at);
 int layer_write_placed(struct layer *l, uint64_t off, uint32_t len);
-/* Both of them around f filling the place: 0, or -EAGAIN as they say. */
-int layer_write_in_place(struct layer *l, uint64_t off, uint32_t len, struct layer_fill *f);
 /* Append one piece to m: 1, or 0 when m is full. */
 int layer_map_piece(struct layer_map *m, const void *p, uint32_t len);
 /* len bytes of zeros in place, as layer_map: pieces of one read-only

@@ -22,7 +22,7 @@ struct layer_file {
 	bool write_inline;      /* a regular file: writes are page cache copies */
 	bool read_inline;       /* a file in memory (tmpfs): reads are copies */
 	char *mapped;           /* a regular file's bytes, for map */
-	bool mapped_writable;   /* and for write_in_place */
+	bool mapped_writable;   /* and for place_write */
 	uint64_t mapped_len;    /* the file's size at open (l.size may grow past it) */
 };
 

@@ -141,27 +141,27 @@ void queue_req_done(struct queue_req *req, int res)
 	end_req(t, res);
 }
 
-int queue_req_fetch(struct queue_req *req, const struct iovec *iov, int n)
-{
-	struct queue_tag *t = (struct queue_tag *)req;
-	return user_copy(t->q, t, false, iov, n, req->len);
-}
-
 /* With user copy, before the target sees the request: a write the target
- * can place copied in place, else its data into the tag's buffer; a read
- * the target can place copied in place. false when the request has ended. */
+ * can place read straight into its place, else into the tag's buffer; a
+ * read the target can place copied in place. false when the request has
+ * ended. */
 static bool serve_user_copy(struct ublk_queue *q, struct queue_tag *t)
 {
 	struct queue_req *io = &t->req;
 	const struct iovec *iov;
+	struct iovec place;
 	int n, ret;
 
 	if (io->op == QUEUE_WRITE) {
 		const struct iovec buf = { t->buf, io->len };
-		if (q->target.write_in_place && !q->target.write_in_place(q->target.ctx, io)) {
-			COUNT(writes_in_place, 1);
-			end_req(t, (int)io->len);
-			return false;
+		if (q->target.place_write && !q->target.place_write(q->target.ctx, io, &place.iov_base)) {
+			place.iov_len = io->len;
+			ret = user_copy(q, t, false, &place, 1, io->len);
+			if (!q->target.write_placed(q->target.ctx, io, ret ? 0 : io->len)) {
+				COUNT(writes_in_place, 1);
+				end_req(t, (int)io->len);
+				return false;
+			}
 		}
 		ret = user_copy(q, t, false, &buf, 1, io->len);
 		if (ret)
@@ -276,6 +276,13 @@ static void unmap_submitted(struct ublk_queue *q)
 			unmap_held(q, &q->tags[i]);
 }
 
+/* The kernel's copy into t's place never came (or came to nothing). */
+static void drop_place(struct ublk_queue *q, struct queue_tag *t)
+{
+	q->target.write_placed(q->target.ctx, &t->req, 0);
+	t->placed = NULL;
+}
+
 /* With get_data, a WRITE asks where its data goes before the kernel
  * copies it: in place where the target can take it there, else the tag's
  * buffer. Asked again for the same request, the copy into the place
@@ -287,8 +294,7 @@ static void place_write(struct ublk_queue *q, struct queue_tag *t)
 	void *at;
 
 	if (t->placed) {
-		q->target.write_placed(q->target.ctx, io, 0);
-		t->placed = NULL;
+		drop_place(q, t);
 		return;
 	}
 	if (!q->target.place_write || ublksrv_get_op(d) != UBLK_IO_OP_WRITE)
@@ -396,10 +402,8 @@ static void on_cmd_cqe(struct ublk_queue *q, struct io_uring_cqe *cqe)
 		log_err("ublkb%u q%u: cannot queue NEED_GET_DATA for tag %u", q->dev_id, q->qid,
 			t->tag);
 	}
-	if (t->placed) {
-		q->target.write_placed(q->target.ctx, &t->req, 0);
-		t->placed = NULL;
-	}
+	if (t->placed)
+		drop_place(q, t);
 	if (cqe->res != UBLK_IO_RES_ABORT)
 		log_dbg("ublkb%u q%u tag %u: command result %d", q->dev_id, q->qid, t->tag, cqe->res);
 	t->state = TAG_DEAD;
@@ -477,7 +481,7 @@ static void teardown(struct ublk_queue *q)
 		unmap_submitted(q);
 		for (uint16_t i = 0; i < q->depth; i++)
 			if (q->tags[i].placed)
-				q->target.write_placed(q->target.ctx, &q->tags[i].req, 0);
+				drop_place(q, &q->tags[i]);
 		for (uint16_t i = 0; i < q->depth; i++)
 			free(q->tags[i].buf);
 		free(q->tags);

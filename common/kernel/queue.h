@@ -58,24 +58,16 @@ struct queue_target {
 	 * of them, after any map. */
 	int (*map)(void *ctx, struct queue_req *req, const struct iovec **iov);
 	void (*unmap)(void *ctx, struct queue_req *req);
-	/* Optional, used with user copy: write req at once by reading its
-	 * data (queue_req_fetch) straight into the target's own memory: 0
-	 * when done, -EAGAIN to have it read into req->buf and submitted. */
-	int (*write_in_place)(void *ctx, struct queue_req *req);
-	/* Optional, used with get_data: where the kernel may copy write req's
-	 * data in the target's memory (0 and *at, or -EAGAIN: the tag's
-	 * buffer); then write_placed once len bytes of it are there (0 when
-	 * none came): 0 when done, -EAGAIN to have it submitted. */
+	/* Optional, used with user copy or get_data: where write req's data
+	 * may be copied in the target's memory (0 and *at, or -EAGAIN: the
+	 * tag's buffer); then write_placed once len bytes of it are there (0
+	 * when none came): 0 when done, -EAGAIN to have it submitted. */
 	int (*place_write)(void *ctx, struct queue_req *req, void **at);
 	int (*write_placed)(void *ctx, struct queue_req *req, uint32_t len);
 };
 
 /* req is done: res = bytes for read/write, 0 for the others, or -errno. */
 void queue_req_done(struct queue_req *req, int res);
-/* The data of a write with user copy, from the kernel into iov (req->len
- * bytes in all): 0, or -EIO when the kernel gave fewer (the request was
- * cancelled, or the memory was a mapped file cut short). */
-int queue_req_fetch(struct queue_req *req, const struct iovec *iov, int n);
 
 struct queue_tag {
 	struct queue_req req;

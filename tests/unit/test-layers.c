@@ -237,6 +237,25 @@ static void test_cache_layer(void)
 	free(pattern);
 }
 
+/* Brings a write's data into a layer's place: 0, or -errno. */
+struct layer_fill {
+	int (*fill)(struct layer_fill *f, const struct iovec *iov, int n);
+};
+
+/* A write in place as the queue makes it: layer_place_write, f filling
+ * the place, layer_write_placed: 0, or -EAGAIN. */
+static int layer_write_in_place(struct layer *l, uint64_t off, uint32_t len, struct layer_fill *f)
+{
+	struct iovec iov = { NULL, len };
+	int ret = layer_place_write(l, off, len, &iov.iov_base);
+
+	if (ret)
+		return ret;
+	ret = f->fill(f, &iov, 1) ? -EAGAIN : 0;
+	int placed = layer_write_placed(l, off, ret ? 0 : len);
+	return ret ? ret : placed;
+}
+
 /* A write's data as the queue fills a layer's mapping with it: copied by
  * the kernel, from a pipe (a mapped file cut short is then an error of
  * the copy, not a SIGBUS here); cut_path, when set, is cut to nothing
