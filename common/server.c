@@ -278,12 +278,17 @@ static int write_pid(const struct server *s)
 /* Recovery: the state entry, locked so that no second server attaches. */
 static int lock_entry(struct server *s)
 {
+	char pid[32] = "?\n";
 	int fd;
 
 	s->lock_fd = state_lock(s->dev_id);
 	if (s->lock_fd == -EBUSY) {
-		char pid[32] = "?\n";
+		/* the old server may have been killed a moment ago */
 		state_read(s->dev_id, "pid", pid, sizeof(pid));
+		if (!pid_alive_settled(atoi(pid), PID_EXIT_WAIT_MS))
+			s->lock_fd = state_lock(s->dev_id);
+	}
+	if (s->lock_fd == -EBUSY) {
 		pid[strcspn(pid, "\n")] = 0;
 		return fail(s, EXIT_BUSY, "ublkb%d: a server is running (pid %s): nothing to recover",
 			    s->dev_id, pid);

@@ -175,7 +175,7 @@ int pool_scan(struct pool_dev **out)
 		closedir(dir);
 	}
 	for (int i = 0; i < n; i++) {
-		devs[i].alive = pid_alive(devs[i].pid);
+		devs[i].alive = pid_alive_settled(devs[i].pid, PID_EXIT_WAIT_MS);
 		devs[i].recoverable &= devs[i].restartable && !devs[i].alive;
 	}
 	if (n)

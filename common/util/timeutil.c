@@ -4,7 +4,9 @@
 #include <limits.h>
 #include <poll.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
+#include <string.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
@@ -49,30 +51,71 @@ int poll_timeout(uint64_t ms)
 	return ms > INT_MAX ? INT_MAX : (int)ms;
 }
 
-int pid_alive(pid_t pid)
+/* Read /proc/PID/FILE into buf (NUL-terminated): its length, or -1. */
+static ssize_t read_proc(pid_t pid, const char *file, char *buf, size_t size)
 {
-	char path[64], state = 0;
+	char path[64];
 	FILE *f;
 
-	if (pid <= 0)
-		return 0;
-	if (kill(pid, 0) && errno == ESRCH)
-		return 0;
-	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
-	f = fopen(path, "r");
-	if (!f)
-		return 0;
-	/* "pid (comm) S ...": comm may hold spaces and parens, so find the last ')' */
-	char buf[512];
-	size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+	snprintf(path, sizeof(path), "/proc/%d/%s", (int)pid, file);
+	if (!(f = fopen(path, "r")))
+		return -1;
+	size_t n = fread(buf, 1, size - 1, f);
 	fclose(f);
 	buf[n] = 0;
-	for (size_t i = n; i > 0; i--)
-		if (buf[i - 1] == ')') {
-			state = buf[i + 1];
-			break;
-		}
-	return state && state != 'Z' && state != 'X';
+	return (ssize_t)n;
+}
+
+/* The state letter and flags of /proc/PID/stat; 0 or -1. */
+static int proc_stat(pid_t pid, char *state, unsigned *flags)
+{
+	char buf[512];
+	/* "pid (comm) S ppid pgrp session tty tpgid flags ...": comm may hold
+	 * spaces and parens, so start after the last ')' */
+	if (read_proc(pid, "stat", buf, sizeof(buf)) < 0 || !strrchr(buf, ')'))
+		return -1;
+	return sscanf(strrchr(buf, ')') + 1, " %c %*d %*d %*d %*d %*d %u", state, flags) == 2 ? 0 : -1;
+}
+
+int pid_alive(pid_t pid)
+{
+	char state = 0;
+	unsigned flags;
+
+	if (pid <= 0 || (kill(pid, 0) && errno == ESRCH) || proc_stat(pid, &state, &flags))
+		return 0;
+	return state != 'Z' && state != 'X';
+}
+
+/* SIGKILL in the process's or its main thread's pending set. */
+static bool kill_pending(pid_t pid)
+{
+	char buf[4096];
+	unsigned long long mask;
+
+	if (read_proc(pid, "status", buf, sizeof(buf)) < 0)
+		return false;
+	for (const char *k = buf; (k = strstr(k, "Pnd:\t")); k += 5)
+		if (sscanf(k + 5, "%llx", &mask) == 1 && mask & (1ull << (SIGKILL - 1)))
+			return true;
+	return false;
+}
+
+#define PF_EXITING_FLAG 0x4u   /* include/linux/sched.h */
+
+int pid_alive_settled(pid_t pid, uint64_t timeout_ms)
+{
+	char state = 0;
+	unsigned flags = 0;
+
+	if (pid <= 0 || proc_stat(pid, &state, &flags))
+		return 0;
+	/* a zombie main thread may still have threads exiting, holding the
+	 * process's files */
+	if (state != 'Z' && state != 'X' && !(flags & PF_EXITING_FLAG) && !kill_pending(pid))
+		return 1;
+	wait_pid_gone(pid, timeout_ms);
+	return pid_alive(pid);
 }
 
 int wait_pid_gone(pid_t pid, uint64_t timeout_ms)
@@ -86,7 +129,9 @@ int wait_pid_gone(pid_t pid, uint64_t timeout_ms)
 		struct pollfd p = { .fd = fd, .events = POLLIN };
 		uint64_t left = ms_left(deadline);
 		int r = poll(&p, 1, poll_timeout(left > 100 ? 100 : left));
-		if (r > 0 || !pid_alive(pid)) {
+		/* readable once every thread has exited: a zombie main thread
+		 * alone does not make it so */
+		if (r > 0) {
 			close(fd);
 			return 0;
 		}

@@ -24,5 +24,12 @@ int poll_timeout(uint64_t ms);
 int wait_pid_gone(pid_t pid, uint64_t timeout_ms);
 /* 1 if a process with this pid exists (and is not a zombie), else 0. */
 int pid_alive(pid_t pid);
+/* pid_alive for a process another may have just killed: one on its way
+ * out (SIGKILL pending, or exiting) is given up to timeout_ms to go, and
+ * is alive only if it is still there then. A kill -9 is not instant, and
+ * "kill it, then reclaim" must not find it still running. */
+int pid_alive_settled(pid_t pid, uint64_t timeout_ms);
+/* How long tools give a killed server to finish exiting. */
+#define PID_EXIT_WAIT_MS 10000
 
 #endif

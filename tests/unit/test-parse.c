@@ -13,8 +13,12 @@
 #include "check.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
@@ -357,6 +361,42 @@ static void test_hang_deadline(void)
 	CHECK(!pool_hung(&d, 1000, why, sizeof(why)), "a declared hold is no stall");
 }
 
+static void *sleep_then_end(void *arg)
+{
+	(void)arg;
+	sleep_ms(1500);
+	return NULL;
+}
+
+/* A process whose main thread has ended while another thread lives on
+ * (as a killed server's may, its io_uring thread still being torn down)
+ * holds its files until that thread ends: it is waited for, not taken for
+ * dead. A live one is alive at once. */
+static void test_pid_settled(void)
+{
+	uint64_t t0 = now_ms();
+	int st;
+
+	CHECK(pid_alive_settled(getpid(), 5000) == 1 && now_ms() - t0 < 1000, "a live process at once");
+	pid_t pid = fork();
+	if (pid == 0) {
+		pthread_t t;
+		if (pthread_create(&t, NULL, sleep_then_end, NULL))
+			_exit(1);
+		syscall(SYS_exit, 0);   /* this thread only */
+	}
+	CHECK(pid > 0, "fork");
+	if (pid <= 0)
+		return;
+	uint64_t deadline = deadline_ms(10000);
+	while (pid_alive(pid) && ms_left(deadline))
+		sleep_ms(10);
+	CHECK(!pid_alive(pid), "the main thread is a zombie");
+	CHECK(pid_alive_settled(pid, 20000) == 0, "then gone");
+	CHECK(waitpid(pid, &st, WNOHANG) == pid, "and its last thread had ended: it is reaped at once");
+	CHECK(pid_alive_settled(pid, 5000) == 0, "a reaped pid is not alive");
+}
+
 int main(void)
 {
 	test_encoder();
@@ -368,5 +408,6 @@ int main(void)
 	test_json_read();
 	test_human_bytes();
 	test_hang_deadline();
+	test_pid_settled();
 	return check_summary();
 }
