@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
 # make bench: fio against ublk (plain file, overlay on 1 and 2 queues, an
-# overlay whose cache is fragmented, a remote base served from its chunk
-# cache), the kernel loop device over the same file, null_blk, and NBD
-# (nbdkit file + cow filter through the kernel NBD client), all in one VM
-# run; add->live->del latency; export, flatten and remote throughput; RSS
-# of idle servers; the IO stall of a crash recovery; a boot-like cold start
-# over a remote base behind an 80 ms round trip, without and with an access
-# trace and warm, and what recording a trace costs (issue #17). Ends with
-# the goals of issues #15 and #17 as ratios. A benchmark, not a test: it
-# prints numbers.
+# overlay whose cache is fragmented, one whose cache is all written, a
+# remote base served from its chunk cache), the kernel loop device over
+# the same file, null_blk, and NBD (nbdkit file + cow filter through the
+# kernel NBD client), all in one VM run; add->live->del latency; export,
+# flatten and remote throughput; RSS of idle servers; the IO stall of a
+# crash recovery; a boot-like cold start over a remote base behind an 80
+# ms round trip, without and with an access trace and warm, and what
+# recording a trace costs (issue #17). Ends with the goals of issues #15
+# and #17 as ratios. A benchmark, not a test: it prints numbers.
 #
 #   BENCH_RUNTIME  seconds per fio job (default 5)
 #   BENCH_ONLY     run only these sections, comma-separated: boot (the
@@ -440,6 +440,8 @@ goals15_fio() {
 			"$(ratio_cell overlay-q1$L "${name%%:*}")" "$(ratio_cell overlay-q2$L "${name%%:*}")" "${name#*:}"
 	done
 	echo "  fragmented overlay randread-64k-qd8 / unfragmented: $(ratio "${iops[frag$L,randread-64k-qd8]:-}" "${iops[overlay-q1$L,randread-64k-qd8]:-}") (goal >= 0.8)"
+	echo "  (overlay randwrite-4k-qd1 on a cache whose every page was written once / loop:" \
+		"$(ratio_cell written$L randwrite-4k-qd1): q1's fresh cache pays the first touch of each page on top)"
 }
 # The goals of issue #17 for build $1.
 goals17() {
@@ -478,7 +480,7 @@ fio_round() {
 
 	if [ -b /dev/nullb0 ]; then bench null_blk /dev/nullb0 $std_jobs; fi
 
-	for kind in plain overlay-q1 overlay-q2 frag; do
+	for kind in plain overlay-q1 overlay-q2 frag written; do
 		for b in "${builds[@]}"; do
 			B=${bin[$b]} L=${label[$b]}
 			case $kind in
@@ -497,6 +499,14 @@ fio_round() {
 				fio --name=frag --filename="$dev" --ioengine=io_uring --direct=1 --rw=write:4k \
 					--bs=4k --iodepth=32 --size=${size_mb}M >/dev/null
 				bench "frag$L" "$dev" randread-64k-qd8
+				;;
+			written)
+				# every cache page written once: the writes overlay-q1's fresh
+				# cache makes, less the first touch of each page
+				dev=$("$B/ublk-add" --base "$W/base" --cache "$W/cache")
+				fio --name=written --filename="$dev" --ioengine=io_uring --direct=1 --rw=write \
+					--bs=1M --iodepth=4 --size=${size_mb}M >/dev/null
+				bench "written$L" "$dev" randwrite-4k-qd1
 				;;
 			esac
 			"$B/ublk-del" "$dev"
