@@ -474,7 +474,7 @@ int main(int argc, char **argv)
 			log_err("warning: %s", ctrl_open_hint(-ENOENT));
 		return pool_watch(&ro, interval_ms, watch_pass, &json);
 	}
-	n = is_list || is_status ? pool_scan(&devs) : pool_scan_unhung(&devs, &ro);
+	n = is_list || is_status ? pool_scan(&devs, 0) : pool_scan_unhung(&devs, &ro);
 	if (n == -EPERM)
 		log_err("permission denied: %s needs root (CAP_SYS_ADMIN) to see the kernel's ublk "
 			"devices", cmd);

@@ -78,7 +78,7 @@ static int stop_all(uint64_t timeout_ms, struct pool_report *r)
 	struct stopper *st = NULL;
 	int n, code = EXIT_OK;
 
-	n = pool_scan(&devs);
+	n = pool_scan(&devs, 0);
 	st = calloc(n > 0 ? (size_t)n : 1, sizeof(*st));
 	if (n < 0 || !st) {
 		log_err("scanning devices: %s", strerror(n < 0 ? -n : ENOMEM));
@@ -179,12 +179,13 @@ static int kill_hung(const struct pool_dev *devs, int n, const struct reclaim_op
 
 int pool_scan_unhung(struct pool_dev **devs, const struct reclaim_opts *o)
 {
-	int n = pool_scan(devs);
+	/* a server killed a moment before must not be taken for a running one */
+	int n = pool_scan(devs, PID_EXIT_WAIT_MS);
 
 	if (n > 0 && kill_hung(*devs, n, o)) {
 		free(*devs);
 		*devs = NULL;
-		n = pool_scan(devs);
+		n = pool_scan(devs, PID_EXIT_WAIT_MS);
 	}
 	return n;
 }

@@ -289,6 +289,8 @@ static int lock_entry(struct server *s)
 			s->lock_fd = state_lock(s->dev_id);
 	}
 	if (s->lock_fd == -EBUSY) {
+		/* a recovery that won the race has written its own */
+		state_read(s->dev_id, "pid", pid, sizeof(pid));
 		pid[strcspn(pid, "\n")] = 0;
 		return fail(s, EXIT_BUSY, "ublkb%d: a server is running (pid %s): nothing to recover",
 			    s->dev_id, pid);

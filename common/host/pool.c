@@ -116,7 +116,7 @@ static int cmp_id(const void *a, const void *b)
 	return x->id < y->id ? -1 : x->id > y->id;
 }
 
-int pool_scan(struct pool_dev **out)
+int pool_scan(struct pool_dev **out, uint64_t settle_ms)
 {
 	struct pool_dev *devs = NULL;
 	int n = 0, cap = 0;
@@ -174,8 +174,9 @@ int pool_scan(struct pool_dev **out)
 		}
 		closedir(dir);
 	}
+	uint64_t settle = deadline_ms(settle_ms);
 	for (int i = 0; i < n; i++) {
-		devs[i].alive = pid_alive_settled(devs[i].pid, PID_EXIT_WAIT_MS);
+		devs[i].alive = pid_alive_settled(devs[i].pid, ms_left(settle));
 		devs[i].recoverable &= devs[i].restartable && !devs[i].alive;
 	}
 	if (n)

@@ -103,41 +103,56 @@ static bool kill_pending(pid_t pid)
 
 #define PF_EXITING_FLAG 0x4u   /* include/linux/sched.h */
 
+/* Wait until the pidfd is readable (every thread exited), at most
+ * timeout_ms: 0 or -ETIMEDOUT. */
+static int wait_pidfd(int fd, uint64_t timeout_ms)
+{
+	uint64_t deadline = deadline_ms(timeout_ms);
+
+	for (;;) {
+		struct pollfd p = { .fd = fd, .events = POLLIN };
+		uint64_t left = ms_left(deadline);
+		/* readable once every thread has exited: a zombie main thread
+		 * alone does not make it so */
+		if (poll(&p, 1, poll_timeout(left)) > 0)
+			return 0;
+		if (!left)
+			return -ETIMEDOUT;
+	}
+}
+
 int pid_alive_settled(pid_t pid, uint64_t timeout_ms)
 {
 	char state = 0;
 	unsigned flags = 0;
+	int fd, ret;
 
-	if (pid <= 0 || proc_stat(pid, &state, &flags))
+	if (pid <= 0)
 		return 0;
+	/* the pidfd first: what /proc then says is of this process, not of
+	 * one that took its pid after it was reaped */
+	fd = (int)syscall(SYS_pidfd_open, pid, 0);
+	if (fd < 0)
+		return pid_alive(pid);
+	if (proc_stat(pid, &state, &flags))
+		ret = 0;
 	/* a zombie main thread may still have threads exiting, holding the
 	 * process's files */
-	if (state != 'Z' && state != 'X' && !(flags & PF_EXITING_FLAG) && !kill_pending(pid))
-		return 1;
-	wait_pid_gone(pid, timeout_ms);
-	return pid_alive(pid);
+	else if (state != 'Z' && state != 'X' && !(flags & PF_EXITING_FLAG) && !kill_pending(pid))
+		ret = 1;
+	else
+		ret = wait_pidfd(fd, timeout_ms) == -ETIMEDOUT;
+	close(fd);
+	return ret;
 }
 
 int wait_pid_gone(pid_t pid, uint64_t timeout_ms)
 {
-	uint64_t deadline = deadline_ms(timeout_ms);
-	int fd = (int)syscall(SYS_pidfd_open, pid, 0);
+	int fd = (int)syscall(SYS_pidfd_open, pid, 0), ret;
 
 	if (fd < 0)
 		return errno == ESRCH ? 0 : -errno;
-	for (;;) {
-		struct pollfd p = { .fd = fd, .events = POLLIN };
-		uint64_t left = ms_left(deadline);
-		int r = poll(&p, 1, poll_timeout(left > 100 ? 100 : left));
-		/* readable once every thread has exited: a zombie main thread
-		 * alone does not make it so */
-		if (r > 0) {
-			close(fd);
-			return 0;
-		}
-		if (!left) {
-			close(fd);
-			return -ETIMEDOUT;
-		}
-	}
+	ret = wait_pidfd(fd, timeout_ms);
+	close(fd);
+	return ret;
 }

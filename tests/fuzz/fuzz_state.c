@@ -115,7 +115,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 	/* ublk-pool list: the entry next to whatever the kernel has */
 	struct pool_dev *devs = NULL;
-	int k = pool_scan(&devs);
+	int k = pool_scan(&devs, 0);
 	for (int i = 0; i < k; i++) {
 		check_str(devs[i].state, sizeof(devs[i].state), "state");
 		check_str(devs[i].name, sizeof(devs[i].name), "name");

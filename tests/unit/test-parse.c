@@ -364,14 +364,15 @@ static void test_hang_deadline(void)
 static void *sleep_then_end(void *arg)
 {
 	(void)arg;
-	sleep_ms(1500);
+	sleep_ms(3000);
 	return NULL;
 }
 
 /* A process whose main thread has ended while another thread lives on
  * (as a killed server's may, its io_uring thread still being torn down)
  * holds its files until that thread ends: it is waited for, not taken for
- * dead. A live one is alive at once. */
+ * dead, and is still there if the wait runs out. A live one is alive at
+ * once. */
 static void test_pid_settled(void)
 {
 	uint64_t t0 = now_ms();
@@ -392,8 +393,10 @@ static void test_pid_settled(void)
 	while (pid_alive(pid) && ms_left(deadline))
 		sleep_ms(10);
 	CHECK(!pid_alive(pid), "the main thread is a zombie");
+	CHECK(pid_alive_settled(pid, 0) == 1, "with its other thread alive, it is still there");
 	CHECK(pid_alive_settled(pid, 20000) == 0, "then gone");
 	CHECK(waitpid(pid, &st, WNOHANG) == pid, "and its last thread had ended: it is reaped at once");
+	CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0, "its thread ran (status %d)", st);
 	CHECK(pid_alive_settled(pid, 5000) == 0, "a reaped pid is not alive");
 }
 
