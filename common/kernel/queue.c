@@ -141,10 +141,33 @@ void queue_req_done(struct queue_req *req, int res)
 	end_req(t, res);
 }
 
+struct placed_copy {
+	void *to;
+	const void *from;
+	size_t len;
+};
+
+static void copy_placed(void *arg)
+{
+	struct placed_copy *c = arg;
+	memcpy(c->to, c->from, c->len);
+}
+
+/* A write whose data reached its place but that the target declined
+ * there: the data into the tag's buffer for submit, copied from the place
+ * under a SIGBUS guard (the target's file may be cut short under it):
+ * 0, or -EFAULT. */
+static int copy_from_place(struct queue_tag *t, const void *place, uint32_t len)
+{
+	struct placed_copy c = { t->buf, place, len };
+	return sigbus_guard(place, len, copy_placed, &c) ? -EFAULT : 0;
+}
+
 /* With user copy, before the target sees the request: a write the target
- * can place read straight into its place, else into the tag's buffer; a
- * read the target can place copied in place. false when the request has
- * ended. */
+ * can place read straight into its place (and, if the target then
+ * declines it there, copied from the place to the tag's buffer), else
+ * read into the tag's buffer; a read the target can place copied in
+ * place. false when the request has ended. */
 static bool serve_user_copy(struct ublk_queue *q, struct queue_tag *t)
 {
 	struct queue_req *io = &t->req;
@@ -162,6 +185,8 @@ static bool serve_user_copy(struct ublk_queue *q, struct queue_tag *t)
 				end_req(t, (int)io->len);
 				return false;
 			}
+			if (!ret && !copy_from_place(t, place.iov_base, io->len))
+				return true;
 		}
 		ret = user_copy(q, t, false, &buf, 1, io->len);
 		if (ret)
@@ -191,18 +216,6 @@ static bool one_piece(const struct iovec *iov, int n, uint32_t len)
 		total += iov[i].iov_len;
 	}
 	return n > 0 && total == len;
-}
-
-struct placed_copy {
-	void *to;
-	const void *from;
-	size_t len;
-};
-
-static void copy_placed(void *arg)
-{
-	struct placed_copy *c = arg;
-	memcpy(c->to, c->from, c->len);
 }
 
 /* The n pieces of a map, len bytes in all, into buf, each under a SIGBUS
@@ -312,7 +325,7 @@ static void place_write(struct ublk_queue *q, struct queue_tag *t)
 static bool end_placed(struct ublk_queue *q, struct queue_tag *t)
 {
 	struct queue_req *io = &t->req;
-	struct placed_copy c = { t->buf, t->placed, io->len };
+	const void *place = t->placed;
 	bool write = io->op == QUEUE_WRITE;
 
 	t->placed = NULL;
@@ -321,7 +334,7 @@ static bool end_placed(struct ublk_queue *q, struct queue_tag *t)
 		end_req(t, (int)io->len);
 		return true;
 	}
-	if (write && sigbus_guard(c.from, c.len, copy_placed, &c)) {
+	if (write && copy_from_place(t, place, io->len)) {
 		end_req(t, -EIO);   /* the target's file was cut short under the place */
 		return true;
 	}
