@@ -87,10 +87,14 @@ int main(int argc, char **argv)
 			return code;
 		}
 	}
-	if (all)
-		n = ctrl_list_ids(ids, 1024);
-	for (int i = 0; i < n; i++) {
-		int r = del_one(ids[i], timeout_ms, force);
+	if (all && (n = ctrl_list_ids(ids, 1024)) < 0) {
+		log_err("listing the ublk devices (/sys/class/ublk-char): %s", strerror(-n));
+		return exit_code_for(n);
+	}
+	for (int k = 0; k < n; k++) {
+		/* --all: highest id first, so that a device built over another
+		 * ublk device (made after it) goes first and lets go of it */
+		int r = del_one(ids[all ? n - 1 - k : k], timeout_ms, force);
 		/* with --all, a device that went away meanwhile is not an error */
 		if (r && !(all && r == EXIT_NO_DEVICE) && !code)
 			code = r;

@@ -48,7 +48,8 @@ static const struct cli_option options[] = {
 	{ "e2b", DEVOPT_E2B, "ROOT", "with --flatten, --inspect or --format e2b: an E2B storage root (folder or URL), not --base" },
 	{ "build", DEVOPT_BUILD, "ID", "with --e2b: the build id (8-4-4-4-12 hex)" },
 	{ "e2b-file", DEVOPT_E2B_FILE, "NAME", "with --e2b: rootfs.ext4 (default) or memfile" },
-	{ "json", 'j', NULL, "print a JSON summary on stdout (needs --output)" },
+	{ "json", 'j', NULL, "print a JSON summary, or --inspect's report, on stdout (data then "
+				"goes to --output)" },
 	{ "progress", KEY_PROGRESS, NULL, "show progress on stderr (default: when it is a terminal)" },
 	{ "no-progress", KEY_NO_PROGRESS, NULL, "never show progress" },
 	STATE_DIR_OPTION,
@@ -346,7 +347,8 @@ int main(int argc, char **argv)
 		if (optind < argc || flatten || cfg.stack.cache || cfg.stack.base || cfg.stack.n_layers || !cfg.stack.e2b_root ||
 		    !cfg.stack.e2b_build)
 			return cli_usage_error(&c, "--inspect without FILE needs --e2b ROOT --build ID "
-					       "(and takes --e2b-file, --json and remote options)");
+					       "(and takes --e2b-file and --json; a URL's credentials come "
+					       "from UBLK_HTTP_AUTH)");
 		if (stack_http_opts(&cfg.stack, &ho, why, sizeof(why)))
 			return cli_usage_error(&c, "%s", why);
 		return e2b_inspect_store(cfg.stack.e2b_root, cfg.stack.e2b_build, cfg.stack.e2b_file, &ho, json, o.progress);

@@ -35,11 +35,11 @@ static const struct cli_option options[] = {
 	{ "raw", KEY_RAW, NULL, "list, status: unaligned, odd bytes as \\xHH (for scripts)" },
 	{ "check", KEY_CHECK, NULL, "list DEV: exit 0 only if DEV is live and its server healthy" },
 	{ "recover", KEY_RECOVER, NULL, "reclaim: attach a new server to recoverable devices instead of deleting them" },
-	{ "caches", KEY_CACHES, NULL, "reclaim: also remove the caches of the devices it deletes" },
+	{ "caches", KEY_CACHES, NULL, "reclaim, watch: also remove the caches of the devices deleted" },
 	{ "interval", KEY_INTERVAL, "SEC", "watch: seconds between passes (default 1)" },
 	{ "timeout", 't', "SEC", "reclaim, watch, shutdown, save-trace: deadline per device (default 10)" },
 	{ "textfile", KEY_TEXTFILE, "DIR", "metrics: write ublk.prom atomically into DIR (node-exporter)" },
-	{ "grace", KEY_GRACE, "SEC", "reclaim, watch: leave devices without a state entry younger than this (default 30)" },
+	{ "grace", KEY_GRACE, "SEC", "a device without a state entry is a problem only once this old (default 30)" },
 	{ "hang-timeout", KEY_HANG, "SEC", "reclaim --recover, watch: kill and recover a server hung this long (default 120; 0: never)" },
 	STATE_DIR_OPTION,
 	{ "verbose", 'v', NULL, "more log output" },
@@ -73,8 +73,9 @@ static const struct cli_tool tool = {
 		   "           an access trace's images, start, label and entry count",
 	.options = options,
 	.footer = "Exit codes: 0 ok, 1 failure (some device could not be reclaimed; --check: not\n"
-		  "healthy), 2 usage, 3 no ublk in kernel (list DEV), 4 permission, 5 bad trace\n"
-		  "(trace-merge, trace-show), 6 no such device (list DEV), 7 timeout (shutdown).\n"
+		  "healthy), 2 usage, 3 no ublk in kernel (list DEV, save-trace), 4 permission,\n"
+		  "5 bad trace (trace-merge, trace-show), 6 no such device (list DEV, save-trace),\n"
+		  "7 timeout (shutdown, save-trace).\n"
 		  "See ublk-pool(8).\n",
 };
 

@@ -155,6 +155,7 @@ _ublk_tools_value()
         --level) COMPREPLY+=($(compgen -W "$(seq 1 19)" -- "$cur")) ;;
         --recover) _ublk_tools_devices "$cur" ;;          # ublk-serve --recover DEV
         --queues | --depth | --timeout | --ready-fd | --size | --inject | --frame-size) ;;  # nothing to offer
+        --name | --id | --max-devices | --secrets-fd) ;;
         --chunk-size | --chunk-cache-limit | --http-timeout | --http-retries | --readahead | --prefetch-connections) ;;
         --record-for | --record-limit) ;;
         --interval | --grace | --hang-timeout) ;;
@@ -249,6 +250,8 @@ _ublk_tools()
             _ublk_tools_no_device_opt "$o" && nodev=1
             [[ ${words[i + 1]-} == "=" ]] && { i=$((i + 2)); continue; }
             _ublk_tools_takes_arg "$o" || continue
+            # --inspect's FILE is optional: a word starting with "-" after it is an option
+            [[ $o == --inspect && ${words[i + 1]-$cur} == -* ]] && continue
         elif [[ $word == -?* ]]; then
             _ublk_tools_load_short
             _ublk_tools_short_word "$word"

@@ -47,6 +47,18 @@ complete_words() {
 	[ "$(complete_words ublk-pool list -o DEVICE,SI)" = DEVICE,SIZE ]
 }
 
+@test "bash completion: --inspect's FILE is optional; values that are no file offer no file" {
+	cd "$BATS_TEST_TMPDIR"
+	touch some.diff
+	[ "$(complete_words ublk-export-diff --inspect so)" = some.diff ]
+	[ "$(complete_words ublk-export-diff --inspect --e2)" = "--e2b --e2b-file" ]
+	[ "$(complete_words ublk-export-diff --inspect --e2b /srv --e2b-f)" = --e2b-file ]
+	for opt in --name --id --max-devices; do
+		[ "$(complete_words ublk-add --base some.diff "$opt" "")" = "" ]
+	done
+	[ "$(complete_words ublk-serve --secrets-fd "")" = "" ]
+}
+
 @test "the zsh completion parses" {
 	zsh -n "$BATS_TEST_DIRNAME/../../completions/_ublk-tools"
 }

@@ -161,6 +161,19 @@ teardown() { vm_teardown; }
 	assert_gone "$id" "$pid"
 }
 
+@test "del --all: a device over another ublk device goes first, and lets go of it" {
+	make_image "$T/img" 4
+	lower=$("$B/ublk-add" --base "$T/img" --read-only)
+	upper=$("$B/ublk-add" --base "$lower" --cache "$T/cache")
+	dd if=/dev/urandom of="$upper" bs=64k count=4 oflag=direct status=none
+	cmp "$T/img" "$lower"
+	run "$B/ublk-del" --all --timeout 5
+	echo "$output"
+	[ "$status" -eq 0 ]
+	[ -z "$output" ]
+	assert_none_left
+}
+
 @test "--name: shown in JSON, unique, and ublk-del NAME deletes it" {
 	make_image "$T/img" 4
 	json=$("$B/ublk-add" --base "$T/img" --name sandbox-1 --json)
