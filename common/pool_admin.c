@@ -23,7 +23,8 @@
 
 const char *pool_action_name(enum pool_action_kind kind)
 {
-	static const char *names[] = { "stop", "recover", "delete", "remove-entry", "remove-cache" };
+	static const char *names[] = { "stop", "recover", "delete", "remove-entry", "remove-cache",
+				       "wait" };
 	return (unsigned)kind < sizeof(names) / sizeof(names[0]) ? names[kind] : "?";
 }
 
@@ -256,7 +257,16 @@ int pool_reclaim(const struct pool_dev *devs, int n, const struct reclaim_opts *
 		int ret = 0;
 		if (!why)
 			continue;
-		if (o->recover && d->recoverable) {
+		if (d->exiting) {
+			/* acted on now, a recovery would lose to its lock, a delete
+			 * would race its last IO: the next pass finds it gone */
+			ret = 1;
+			if ((a = report_add(r, d->id, POOL_WAIT)))
+				snprintf(a->message, sizeof(a->message), "ublkb%u (%s): server %d has "
+					 "not ended within the wait (a thread still finishing in the "
+					 "kernel): left alone; reclaim again once it has", d->id, why,
+					 (int)d->pid);
+		} else if (o->recover && d->recoverable) {
 			ret = rec ? rec[i].ret : 1;
 			if ((a = report_add(r, d->id, POOL_RECOVER)))
 				snprintf(a->message, sizeof(a->message), "%s",

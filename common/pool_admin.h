@@ -25,6 +25,7 @@ struct pool_action {
 		POOL_DELETE,
 		POOL_REMOVE_ENTRY,      /* a state entry the kernel has no device for */
 		POOL_REMOVE_CACHE,      /* the cache of a device deleted */
+		POOL_WAIT,              /* nothing done: its killed server is still exiting */
 	} kind;
 	bool ok;
 	const char *problem;    /* pool_problem's (static), or NULL */

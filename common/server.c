@@ -279,14 +279,20 @@ static int write_pid(const struct server *s)
 static int lock_entry(struct server *s)
 {
 	char pid[32] = "?\n";
-	int fd;
+	int fd, old = 0;
 
 	s->lock_fd = state_lock(s->dev_id);
 	if (s->lock_fd == -EBUSY) {
 		/* the old server may have been killed a moment ago */
 		state_read(s->dev_id, "pid", pid, sizeof(pid));
-		if (!pid_alive_settled(atoi(pid), PID_EXIT_WAIT_MS))
+		if (!(old = pid_alive_settled(atoi(pid), PID_EXIT_WAIT_MS)))
 			s->lock_fd = state_lock(s->dev_id);
+	}
+	if (s->lock_fd == -EBUSY && old == PID_EXITING) {
+		pid[strcspn(pid, "\n")] = 0;
+		return fail(s, EXIT_TIMEOUT, "ublkb%d: the old server (pid %s) is still exiting after "
+			    "%d s: recover again once it has ended", s->dev_id, pid,
+			    PID_EXIT_WAIT_MS / 1000);
 	}
 	if (s->lock_fd == -EBUSY) {
 		/* a recovery that won the race has written its own */

@@ -213,8 +213,10 @@ int pool_metrics(const struct pool_dev *devs, int n, uint64_t grace_s, const cha
 		return EXIT_FAIL;
 	for (int i = 0; i < n; i++) {
 		const struct pool_dev *d = &devs[i];
-		/* quiesced: IO waits for a recovery */
-		int s = !d->in_kernel ? 3 : d->recoverable ? 1 : pool_problem(d, grace_s) ? 4 :
+		/* quiesced: IO waits for a recovery; a device whose server is
+		 * still exiting counts by its state in the kernel */
+		int s = !d->in_kernel ? 3 : d->recoverable ? 1 :
+			pool_problem(d, grace_s) && !d->exiting ? 4 :
 			d->kernel_state == UBLK_S_DEV_LIVE ? 0 :
 			d->kernel_state == UBLK_S_DEV_QUIESCED ? 1 : 2;
 		by_state[s]++;

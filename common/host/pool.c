@@ -176,7 +176,9 @@ int pool_scan(struct pool_dev **out, uint64_t settle_ms)
 	}
 	uint64_t settle = deadline_ms(settle_ms);
 	for (int i = 0; i < n; i++) {
-		devs[i].alive = pid_alive_settled(devs[i].pid, ms_left(settle));
+		int alive = pid_alive_settled(devs[i].pid, ms_left(settle));
+		devs[i].alive = alive != 0;
+		devs[i].exiting = alive == PID_EXITING;
 		devs[i].recoverable &= devs[i].restartable && !devs[i].alive;
 	}
 	if (n)
@@ -190,6 +192,8 @@ oom:
 
 const char *pool_problem(const struct pool_dev *d, uint64_t grace_s)
 {
+	if (d->exiting)
+		return "server is exiting";
 	if (d->in_kernel && !d->has_state)
 		return d->node_age_s >= grace_s && !d->alive ? "not in the state directory" : NULL;
 	if (d->in_kernel && !d->alive)
@@ -240,8 +244,8 @@ int pool_hung(const struct pool_dev *d, uint64_t hang_ms, char *why, size_t len)
 	uint64_t stalled = d->stat.stalled_ms;
 
 	/* only a server that made its device live and keeps serving it */
-	if (!hang_ms || !d->in_kernel || !d->alive || d->kernel_state != UBLK_S_DEV_LIVE ||
-	    strcmp(d->state, "live") || !d->stat.valid)
+	if (!hang_ms || !d->in_kernel || !d->alive || d->exiting ||
+	    d->kernel_state != UBLK_S_DEV_LIVE || strcmp(d->state, "live") || !d->stat.valid)
 		return 0;
 	uint64_t now = wall_ms();
 	if (d->stat.held_until_ms > now || now - d->stat.held_until_ms < hang_ms)

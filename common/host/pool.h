@@ -29,6 +29,8 @@ struct pool_dev {
 	int kernel_state;       /* UBLK_S_DEV_*, -1 if not in the kernel */
 	pid_t pid;              /* the server, from the kernel or the entry */
 	bool alive;             /* that server runs */
+	bool exiting;           /* it runs, but on its way out (killed): still so when
+				   pool_scan's wait ran out */
 	bool recoverable;       /* made with user recovery and not stopped: IO waits
 				   for a new server (ublk-serve --recover) */
 	char state[16];         /* the entry's: starting, live, stopping */
@@ -60,7 +62,8 @@ int pool_scan(struct pool_dev **out, uint64_t settle_ms);
 #define POOL_GRACE_S 30
 
 /* Why reclaim would act on d, or NULL if d is healthy. A dead server's
- * problem starts with "server is dead". A kernel device
+ * problem starts with "server is dead"; one still exiting is "server is
+ * exiting", and reclaim leaves it alone until it has ended. A kernel device
  * without a state entry counts only once older than grace_s seconds: a
  * tool adding it right now has not written the entry yet. */
 const char *pool_problem(const struct pool_dev *d, uint64_t grace_s);

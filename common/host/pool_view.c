@@ -245,6 +245,7 @@ void pool_view_json(FILE *f, const struct pool_dev *devs, int n, bool with_stats
 		json_i64(&j, "pid", d->pid);
 		json_bool(&j, "recoverable", d->recoverable);
 		json_bool(&j, "server_alive", d->alive);
+		json_bool(&j, "server_exiting", d->exiting);
 		json_str(&j, "name", d->name[0] ? d->name : NULL);
 		json_str(&j, "base", d->base[0] ? d->base : NULL);
 		json_str(&j, "e2b_root", d->e2b_root[0] ? d->e2b_root : NULL);

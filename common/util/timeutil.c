@@ -141,7 +141,7 @@ int pid_alive_settled(pid_t pid, uint64_t timeout_ms)
 	else if (state != 'Z' && state != 'X' && !(flags & PF_EXITING_FLAG) && !kill_pending(pid))
 		ret = 1;
 	else
-		ret = wait_pidfd(fd, timeout_ms) == -ETIMEDOUT;
+		ret = wait_pidfd(fd, timeout_ms) == -ETIMEDOUT ? PID_EXITING : 0;
 	close(fd);
 	return ret;
 }

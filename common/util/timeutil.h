@@ -25,10 +25,12 @@ int wait_pid_gone(pid_t pid, uint64_t timeout_ms);
 /* 1 if a process with this pid exists (and is not a zombie), else 0. */
 int pid_alive(pid_t pid);
 /* pid_alive for a process another may have just killed: one on its way
- * out (SIGKILL pending, or exiting) is given up to timeout_ms to go, and
- * is alive only if it is still there then. A kill -9 is not instant, and
- * "kill it, then reclaim" must not find it still running. */
+ * out (SIGKILL pending, or exiting) is given up to timeout_ms to go. A
+ * kill -9 is not instant, and "kill it, then reclaim" must not find it
+ * still running. 0 if it is gone, 1 if it runs, PID_EXITING if it is
+ * still on its way out when the wait runs out (it is still there). */
 int pid_alive_settled(pid_t pid, uint64_t timeout_ms);
+#define PID_EXITING 2
 /* How long tools give a killed server to finish exiting. */
 #define PID_EXIT_WAIT_MS 10000
 

@@ -5,6 +5,8 @@
 #include "devopts.h"
 #include "host/pool.h"
 #include "host/state.h"
+#include "pool_admin.h"
+#include "util/exitcodes.h"
 #include "kernel/ctrl.h"
 #include "util/json_read.h"
 #include "util/parse.h"
@@ -393,11 +395,38 @@ static void test_pid_settled(void)
 	while (pid_alive(pid) && ms_left(deadline))
 		sleep_ms(10);
 	CHECK(!pid_alive(pid), "the main thread is a zombie");
-	CHECK(pid_alive_settled(pid, 0) == 1, "with its other thread alive, it is still there");
+	CHECK(pid_alive_settled(pid, 0) == PID_EXITING,
+	      "with its other thread alive, it is still there, on its way out");
 	CHECK(pid_alive_settled(pid, 20000) == 0, "then gone");
 	CHECK(waitpid(pid, &st, WNOHANG) == pid, "and its last thread had ended: it is reaped at once");
 	CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0, "its thread ran (status %d)", st);
 	CHECK(pid_alive_settled(pid, 5000) == 0, "a reaped pid is not alive");
+}
+
+/* A device whose killed server has not ended: reclaim must neither
+ * recover it (the old server holds its lock) nor delete it, and must say
+ * so and fail, not report nothing and succeed. */
+static void test_exiting_left_alone(void)
+{
+	struct pool_dev d = { .id = 7, .in_kernel = true, .has_state = true, .restartable = true,
+			      .pid = 4242, .alive = true, .exiting = true };
+	struct reclaim_opts o = { .recover = true, .caches = true, .timeout_ms = 1000 };
+	struct pool_report r = { 0 };
+	const char *why = pool_problem(&d, POOL_GRACE_S);
+
+	CHECK(why && !strcmp(why, "server is exiting"), "its problem (%s)", why ? why : "none");
+	CHECK(pool_reclaim(&d, 1, &o, &r) == EXIT_FAIL, "reclaim fails");
+	CHECK(r.n == 1, "one action (%d)", r.n);
+	if (r.n == 1) {
+		const struct pool_action *a = &r.actions[0];
+		CHECK(a->kind == POOL_WAIT && !a->ok && !strcmp(pool_action_name(a->kind), "wait"),
+		      "a wait, not ok");
+		CHECK(!strncmp(a->message, "ublkb7 (server is exiting): server 4242 has not ended", 53),
+		      "it says so: %s", a->message);
+	}
+	pool_report_free(&r);
+	d.exiting = false;
+	CHECK(!pool_problem(&d, POOL_GRACE_S), "once running, healthy");
 }
 
 int main(void)
@@ -412,5 +441,6 @@ int main(void)
 	test_human_bytes();
 	test_hang_deadline();
 	test_pid_settled();
+	test_exiting_left_alone();
 	return check_summary();
 }

@@ -43,8 +43,10 @@ teardown() { vm_teardown; }
 	[ "$output" = "$(printf '7 web-1 0\n3 -     1')" ]
 	run_mustfail 6 "ublkb9: no such device" "$B/ublk-pool" list 9
 	"$B/ublk-pool" list --check web-1
-	kill -9 "$(cat "$UBLK_STATE_DIR/ublkb7/pid")"
-	wait_until 30 '! "$B/ublk-pool" list --check web-1 2>/dev/null'
+	pid=$(cat "$UBLK_STATE_DIR/ublkb7/pid")
+	kill -9 "$pid"
+	# on its way out, it is "server is exiting"; gone, "server is dead"
+	wait_until 30 '! kill -0 "$pid" 2>/dev/null'
 	run_mustfail 1 "ublkb7: not healthy: server is dead" "$B/ublk-pool" list --check /dev/ublkb7
 	"$B/ublk-pool" reclaim --recover
 	"$B/ublk-pool" list --check web-1
