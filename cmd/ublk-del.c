@@ -49,6 +49,51 @@ static int del_one(uint32_t id, uint64_t timeout_ms, bool force)
 	return exit_code_for(ret);
 }
 
+/* --all: highest id first, so that a device built over another ublk
+ * device (made after it, so usually with a higher id) goes first and
+ * lets go of it. One still held open at its deadline may have been held
+ * by the server of a device deleted after it: it is tried again, and its
+ * error is said only once it is final. A device that went away meanwhile
+ * is not an error. */
+static int del_all(uint64_t timeout_ms, bool force)
+{
+	static uint32_t ids[1024];
+	static char whys[1024][700];
+	int n = ctrl_list_ids(ids, 1024), code = EXIT_OK;
+
+	if (n < 0) {
+		log_err("listing the ublk devices (/sys/class/ublk-char): %s", strerror(-n));
+		return exit_code_for(n);
+	}
+	for (int i = 0; i < n / 2; i++) {
+		uint32_t id = ids[i];
+		ids[i] = ids[n - 1 - i];
+		ids[n - 1 - i] = id;
+	}
+	while (n) {
+		int held = 0, retry = 0;
+		for (int i = 0; i < n; i++) {
+			int ret = device_delete(ids[i], timeout_ms, force, whys[held], sizeof(whys[0]));
+			if (ret == -EBUSY) {
+				ids[held++] = ids[i];
+				continue;
+			}
+			if (!ret)
+				retry = held;   /* those held so far, maybe by this one */
+			else if (ret != -ENODEV) {
+				log_err("%s", whys[held]);
+				code = code ? code : exit_code_for(ret);
+			}
+		}
+		for (int i = retry; i < held; i++) {
+			log_err("%s", whys[i]);
+			code = code ? code : EXIT_BUSY;
+		}
+		n = retry;
+	}
+	return code;
+}
+
 int main(int argc, char **argv)
 {
 	uint64_t timeout_ms = CTRL_DEFAULT_TIMEOUT_MS;
@@ -87,16 +132,11 @@ int main(int argc, char **argv)
 			return code;
 		}
 	}
-	if (all && (n = ctrl_list_ids(ids, 1024)) < 0) {
-		log_err("listing the ublk devices (/sys/class/ublk-char): %s", strerror(-n));
-		return exit_code_for(n);
-	}
-	for (int k = 0; k < n; k++) {
-		/* --all: highest id first, so that a device built over another
-		 * ublk device (made after it) goes first and lets go of it */
-		int r = del_one(ids[all ? n - 1 - k : k], timeout_ms, force);
-		/* with --all, a device that went away meanwhile is not an error */
-		if (r && !(all && r == EXIT_NO_DEVICE) && !code)
+	if (all)
+		return del_all(timeout_ms, force);
+	for (int i = 0; i < n; i++) {
+		int r = del_one(ids[i], timeout_ms, force);
+		if (r && !code)
 			code = r;
 	}
 	return code;

@@ -237,8 +237,9 @@ static struct recovery *recover_all(const struct pool_dev *devs, int n, uint64_t
 	if (!rec)
 		return NULL;
 	for (int i = 0; i < n; i++)
-		rec[i] = (struct recovery){ .job.on = devs[i].recoverable, .d = &devs[i],
-					    .timeout_ms = timeout_ms, .grace_s = grace_s };
+		rec[i] = (struct recovery){ .job.on = devs[i].recoverable && !devs[i].exiting,
+					    .d = &devs[i], .timeout_ms = timeout_ms,
+					    .grace_s = grace_s };
 	parallel_run(rec, sizeof(*rec), n, RECOVERY_WAVE, recover_thread);
 	return rec;
 }

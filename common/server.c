@@ -285,7 +285,8 @@ static int lock_entry(struct server *s)
 	if (s->lock_fd == -EBUSY) {
 		/* the old server may have been killed a moment ago */
 		state_read(s->dev_id, "pid", pid, sizeof(pid));
-		if (!(old = pid_alive_settled(atoi(pid), PID_EXIT_WAIT_MS)))
+		/* one still exiting may have let go of the lock already */
+		if ((old = pid_alive_settled(atoi(pid), PID_EXIT_WAIT_MS)) != 1)
 			s->lock_fd = state_lock(s->dev_id);
 	}
 	if (s->lock_fd == -EBUSY && old == PID_EXITING) {

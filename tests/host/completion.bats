@@ -63,6 +63,25 @@ complete_words() {
 	zsh -n "$BATS_TEST_DIRNAME/../../completions/_ublk-tools"
 }
 
+@test "zsh completion, driven in a pseudo-terminal: options anywhere, only those the command takes" {
+	run "$BATS_TEST_DIRNAME/zsh-complete.zsh" "$BATS_TEST_DIRNAME/../../completions" "$BATS_TEST_TMPDIR" \
+		'ublk-del 3 --fo' 'ublk-export-diff sb-17 --liv' 'ublk-export-diff --inspect --e2' \
+		'ublk-serve --rec' 'ublk-serve --base x --rec' 'ublk-serve --recover 3 --qu' \
+		'ublk-pool reclaim --re' 'ublk-pool list --re'
+	echo "$output"
+	[ "$status" -eq 0 ]
+	[ "${#lines[@]}" -eq 16 ]
+	[ "${lines[1]}" = --force ]
+	[ "${lines[3]}" = --live ]
+	[ "${lines[5]}" = "--e2b --e2b-file" ]
+	[ "${lines[7]}" = "--record-access --record-for --record-limit --recover" ]
+	# ublk-serve refuses --recover with a device option, and those with it
+	[ "${lines[9]}" = "--record-access --record-for --record-limit" ]
+	[ "${lines[11]}" = "(none)" ]
+	[ "${lines[13]}" = --recover ]
+	[ "${lines[15]}" = "(none)" ]
+}
+
 @test "bash completion offers device ids as they are typed" {
 	# the glob of /dev/ublkb* is the one thing to fake: the helper runs over a list
 	_ublk_cmd=ublk-del

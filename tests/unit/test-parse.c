@@ -408,11 +408,16 @@ static void test_pid_settled(void)
  * so and fail, not report nothing and succeed. */
 static void test_exiting_left_alone(void)
 {
+	/* recoverable as well, so that a reclaim that tried would: and if it
+	 * did, it would reach no kernel and start no server */
 	struct pool_dev d = { .id = 7, .in_kernel = true, .has_state = true, .restartable = true,
-			      .pid = 4242, .alive = true, .exiting = true };
+			      .recoverable = true, .pid = 4242, .alive = true, .exiting = true };
 	struct reclaim_opts o = { .recover = true, .caches = true, .timeout_ms = 1000 };
 	struct pool_report r = { 0 };
 	const char *why = pool_problem(&d, POOL_GRACE_S);
+
+	setenv("UBLK_CONTROL_PATH", "/nonexistent/ublk-control", 1);
+	setenv("UBLK_SERVE", "/bin/false", 1);
 
 	CHECK(why && !strcmp(why, "server is exiting"), "its problem (%s)", why ? why : "none");
 	CHECK(pool_reclaim(&d, 1, &o, &r) == EXIT_FAIL, "reclaim fails");
@@ -425,8 +430,10 @@ static void test_exiting_left_alone(void)
 		      "it says so: %s", a->message);
 	}
 	pool_report_free(&r);
-	d.exiting = false;
+	d.exiting = d.recoverable = false;
 	CHECK(!pool_problem(&d, POOL_GRACE_S), "once running, healthy");
+	unsetenv("UBLK_CONTROL_PATH");
+	unsetenv("UBLK_SERVE");
 }
 
 int main(void)

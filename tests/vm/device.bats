@@ -174,6 +174,34 @@ teardown() { vm_teardown; }
 	assert_none_left
 }
 
+@test "del --all: a device over another with a lower id is tried again once that one is gone; a held one fails once" {
+	make_image "$T/img" 4
+	spare=$("$B/ublk-add" --base "$T/img" --read-only)
+	lower=$("$B/ublk-add" --base "$T/img" --read-only)
+	"$B/ublk-del" "$spare"
+	# the first free id: below the device it is built over
+	upper=$("$B/ublk-add" --base "$lower" --cache "$T/cache")
+	[ "${upper#/dev/ublkb}" -lt "${lower#/dev/ublkb}" ]
+	run "$B/ublk-del" --all --timeout 2
+	echo "$output"
+	[ "$status" -eq 0 ]
+	[ -z "$output" ]
+	assert_none_left
+	# held open by this shell: deleted by no pass, said once, exit 8
+	held=$("$B/ublk-add" --base "$T/img" --read-only)
+	free=$("$B/ublk-add" --base "$T/img" --read-only)
+	exec 7<"$held"
+	run "$B/ublk-del" --all --timeout 1
+	exec 7<&-
+	echo "$output"
+	[ "$status" -eq 8 ]
+	[ "${#lines[@]}" -eq 1 ]
+	[[ "$output" == "ublk-del: ublkb${held#/dev/ublkb}: still in use after 1000 ms: pid $$ ("* ]]
+	assert_gone "${free#/dev/ublkb}"
+	"$B/ublk-del" "$held"
+	assert_none_left
+}
+
 @test "--name: shown in JSON, unique, and ublk-del NAME deletes it" {
 	make_image "$T/img" 4
 	json=$("$B/ublk-add" --base "$T/img" --name sandbox-1 --json)
