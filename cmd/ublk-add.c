@@ -67,6 +67,13 @@ static void print_json(const struct server_config *cfg, const struct ready_resul
 		json_str(&j, "build", cfg->stack.e2b_build);
 		json_str(&j, "e2b_file", cfg->stack.e2b_file ? cfg->stack.e2b_file : "rootfs.ext4");
 	}
+	json_arr_begin(&j, "layers");
+	for (unsigned i = 0; i < cfg->stack.n_layers; i++) {
+		char *layer = devopts_redacted(cfg->stack.layers[i]);
+		json_str(&j, NULL, layer ? layer : "?");
+		free(layer);
+	}
+	json_arr_end(&j);
 	json_str(&j, "cache", cfg->stack.cache);
 	json_str(&j, "name", cfg->name);
 	json_u64(&j, "size", device_size(r->id));

@@ -9,6 +9,7 @@
 
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -57,13 +58,18 @@ static int del_one(uint32_t id, uint64_t timeout_ms, bool force)
  * is not an error. */
 static int del_all(uint64_t timeout_ms, bool force)
 {
-	static uint32_t ids[1024];
-	static char whys[1024][700];
-	int n = ctrl_list_ids(ids, 1024), code = EXIT_OK;
+	uint32_t *ids;
+	char **whys = NULL;   /* of the devices held so far, by their place in ids */
+	int n = ctrl_list_ids(&ids), total = n, code = EXIT_OK;
 
 	if (n < 0) {
 		log_err("listing the ublk devices (/sys/class/ublk-char): %s", strerror(-n));
 		return exit_code_for(n);
+	}
+	if (n && !(whys = calloc((size_t)n, sizeof(*whys)))) {
+		free(ids);
+		log_err("deleting %d devices: %s", n, strerror(ENOMEM));
+		return EXIT_FAIL;
 	}
 	for (int i = 0; i < n / 2; i++) {
 		uint32_t id = ids[i];
@@ -73,24 +79,31 @@ static int del_all(uint64_t timeout_ms, bool force)
 	while (n) {
 		int held = 0, retry = 0;
 		for (int i = 0; i < n; i++) {
-			int ret = device_delete(ids[i], timeout_ms, force, whys[held], sizeof(whys[0]));
+			char why[700];
+			int ret = device_delete(ids[i], timeout_ms, force, why, sizeof(why));
 			if (ret == -EBUSY) {
+				free(whys[held]);
+				whys[held] = strdup(why);
 				ids[held++] = ids[i];
 				continue;
 			}
 			if (!ret)
 				retry = held;   /* those held so far, maybe by this one */
 			else if (ret != -ENODEV) {
-				log_err("%s", whys[held]);
+				log_err("%s", why);
 				code = code ? code : exit_code_for(ret);
 			}
 		}
 		for (int i = retry; i < held; i++) {
-			log_err("%s", whys[i]);
+			log_err("%s", whys[i] ? whys[i] : "a device is still in use");
 			code = code ? code : EXIT_BUSY;
 		}
 		n = retry;
 	}
+	for (int i = 0; i < total; i++)
+		free(whys[i]);
+	free(whys);
+	free(ids);
 	return code;
 }
 

@@ -354,7 +354,8 @@ int main(int argc, char **argv)
 		return e2b_inspect_store(cfg.stack.e2b_root, cfg.stack.e2b_build, cfg.stack.e2b_file, &ho, json, o.progress);
 	}
 	if (inspect_path) {
-		if (optind < argc || flatten || cfg.stack.cache || cfg.stack.base || cfg.stack.e2b_root || cfg.stack.e2b_build)
+		if (optind < argc || flatten || cfg.stack.cache || cfg.stack.base || cfg.stack.n_layers ||
+		    cfg.stack.e2b_root || cfg.stack.e2b_build || cfg.stack.e2b_file)
 			return cli_usage_error(&c, "--inspect FILE takes only --json (an E2B build in "
 					       "its storage: --inspect --e2b ROOT --build ID)");
 		return inspect(inspect_path, json);

@@ -40,7 +40,7 @@ static const struct cli_option options[] = {
 	{ "timeout", 't', "SEC", "reclaim, watch, shutdown, save-trace: deadline per device (default 10)" },
 	{ "textfile", KEY_TEXTFILE, "DIR", "metrics: write ublk.prom atomically into DIR (node-exporter)" },
 	{ "grace", KEY_GRACE, "SEC", "a device without a state entry is a problem only once this old (default 30)" },
-	{ "hang-timeout", KEY_HANG, "SEC", "reclaim --recover, watch: kill and recover a server hung this long (default 120; 0: never)" },
+	{ "hang-timeout", KEY_HANG, "SEC", "reclaim --recover, watch: kill and recover a server hung this long (default 120; 0: never); list --check, --json: count it hung" },
 	STATE_DIR_OPTION,
 	{ "verbose", 'v', NULL, "more log output" },
 	{ 0 },
@@ -95,7 +95,7 @@ static const struct {
 	{ 't', "reclaim, watch, shutdown, save-trace" },
 	{ KEY_TEXTFILE, "metrics" },
 	{ KEY_GRACE, "list, status, reclaim, watch, metrics" },
-	{ KEY_HANG, "reclaim, watch" },
+	{ KEY_HANG, "list, status, reclaim, watch" },
 };
 
 static const char *option_name(int key)
@@ -209,13 +209,13 @@ static int list_devices(struct pool_dev *devs, int n, char **want, int n_want, b
 			problem = "not live in the kernel";
 		if (!problem && !(d->has_state && !strcmp(d->state, "live") && d->alive))
 			problem = "its server is not serving it";
-		if (!problem && !pool_hung(d, 120000, why, sizeof(why)))
+		if (!problem && !pool_hung(d, view->hang_ms, why, sizeof(why)))
 			return EXIT_OK;
 		log_err("ublkb%u: not healthy: %s", d->id, problem ? problem : why);
 		return EXIT_FAIL;
 	}
 	if (json)
-		pool_view_json(stdout, devs, n, stats, grace_s);
+		pool_view_json(stdout, view, devs, n, stats);
 	else
 		pool_view_table(stdout, view, devs, n);
 	return EXIT_OK;
@@ -431,6 +431,9 @@ int main(int argc, char **argv)
 		hang_given |= given[i] == KEY_HANG;
 	if (hang_given && !strcmp(cmd, "reclaim") && !ro.recover)
 		return cli_usage_error(&c, "--hang-timeout goes with reclaim --recover (or watch)");
+	if (hang_given && listing && !check && !json)
+		return cli_usage_error(&c, "--hang-timeout goes with %s --check or --json: the table "
+				       "shows no hang", cmd);
 	/* a state directory others could have prepared is refused before use */
 	if (state_check_dir())
 		return EXIT_FAIL;
@@ -482,12 +485,14 @@ int main(int argc, char **argv)
 	if (n == -EPERM || n == -EACCES)   /* the state directory's refusal is said */
 		return EXIT_PERM;
 	if (n < 0) {
-		log_err("scanning devices: %s", strerror(-n));
+		if (n != -EIO)   /* -EIO was said */
+			log_err("scanning devices: %s", strerror(-n));
 		return EXIT_FAIL;
 	}
 	if (is_metrics) {
 		code = pool_metrics(devs, n, grace_s, textfile);
 	} else if (listing) {
+		view.hang_ms = ro.hang_ms;
 		code = list_devices(devs, n, argv + optind, argc - optind, is_status, json, check, &view,
 				    columns, &c);
 	} else {

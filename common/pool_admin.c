@@ -82,7 +82,8 @@ static int stop_all(uint64_t timeout_ms, struct pool_report *r)
 	n = pool_scan(&devs, 0);
 	st = calloc(n > 0 ? (size_t)n : 1, sizeof(*st));
 	if (n < 0 || !st) {
-		log_err("scanning devices: %s", strerror(n < 0 ? -n : ENOMEM));
+		if (n != -EIO)   /* -EIO was said */
+			log_err("scanning devices: %s", strerror(n < 0 ? -n : ENOMEM));
 		code = EXIT_FAIL;
 		goto out;
 	}
@@ -90,7 +91,8 @@ static int stop_all(uint64_t timeout_ms, struct pool_report *r)
 		st[i].id = devs[i].id;
 		st[i].timeout_ms = timeout_ms;
 		st[i].job.on = devs[i].in_kernel;
-		if (!devs[i].in_kernel)
+		/* a server still running has its device on the way in or out */
+		if (!devs[i].in_kernel && !devs[i].alive)
 			state_remove(devs[i].id);
 	}
 	/* all at once: each must stop within the one deadline */
@@ -335,7 +337,7 @@ int pool_watch(struct reclaim_opts *o, uint64_t interval_ms,
 			pool_reclaim(devs, n, o, &r);
 			done(&r, arg);
 			pool_report_free(&r);
-		} else if (n < 0) {
+		} else if (n < 0 && n != -EIO) {
 			log_err("scanning devices: %s", strerror(-n));
 		}
 		free(devs);

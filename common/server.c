@@ -10,6 +10,7 @@
 #include "image/layer.h"
 #include "image/image.h"
 #include "util/log.h"
+#include "util/output_file.h"
 #include "host/pool.h"
 #include "kernel/queue.h"
 #include "host/ready.h"
@@ -265,6 +266,10 @@ int server_preflight(const struct server_config *cfg, char *why, size_t len)
 	if (cfg->stack.base && !layer_is_url(cfg->stack.base) &&
 	    image_check(cfg->stack.base, cfg->stack.read_only || cfg->stack.cache, &size, why, len))
 		return EXIT_BAD_IMAGE;
+	/* found now, not when the trace is saved after the boot it records */
+	if (cfg->stack.record_access && cfg->recover_id < 0 &&
+	    output_file_refuse_special(cfg->stack.record_access, why, len))
+		return EXIT_USAGE;
 	return 0;
 }
 

@@ -105,7 +105,8 @@ _ublk_tools_pool_takes()
         --noheadings | --raw) cmds="list status" ;;
         --check) cmds="list" ;;
         --recover) cmds="reclaim" ;;
-        --caches | --hang-timeout) cmds="reclaim watch" ;;
+        --caches) cmds="reclaim watch" ;;
+        --hang-timeout) cmds="list status reclaim watch" ;;
         --interval) cmds="watch" ;;
         --timeout) cmds="reclaim watch shutdown save-trace" ;;
         --textfile) cmds="metrics" ;;

@@ -5,6 +5,7 @@
 #include "host/state.h"
 #include "util/parse.h"
 #include "util/json_read.h"
+#include "util/log.h"
 #include "util/timeutil.h"
 
 #include <dirent.h>
@@ -119,37 +120,64 @@ static int cmp_id(const void *a, const void *b)
 int pool_scan(struct pool_dev **out, uint64_t settle_ms)
 {
 	struct pool_dev *devs = NULL;
-	int n = 0, cap = 0;
-	uint32_t ids[1024];
+	int n = 0, cap = 0, ret = 0;
+	uint32_t *ids = NULL;
 	struct ublk_ctrl c;
 	DIR *dir;
 	struct dirent *e;
 
-	int k = ctrl_list_ids(ids, 1024), ret = k > 0 ? ctrl_open(&c, 3000) : -ENOENT;
-	/* devices whose state nobody may see: an error, not an empty pool */
-	if (ret == -EACCES || ret == -EPERM)
-		return -EPERM;
-	if (!ret) {
-		for (int i = 0; i < k; i++) {
-			struct ublksrv_ctrl_dev_info info;
-			struct pool_dev *d = find_or_add(&devs, &n, &cap, ids[i]);
-			if (!d)
-				goto oom;
-			d->in_kernel = true;
-			char node[64];
-			struct stat st;
-			dev_char_path(ids[i], node, sizeof(node));
-			d->node_age_s = stat(node, &st) ? UINT64_MAX : (uint64_t)(time(NULL) - st.st_ctime);
-			if (!ctrl_get_info(&c, ids[i], &info)) {
-				d->kernel_state = info.state;
-				d->pid = info.ublksrv_pid;
-				d->queues = info.nr_hw_queues;
-				d->depth = info.queue_depth;
-				d->recoverable = (info.flags & UBLK_F_USER_RECOVERY) &&
-						 info.state != UBLK_S_DEV_DEAD;
-			}
+	/* Devices the kernel has but that cannot be read must not look like
+	 * none: reclaim would take their entries for stale. */
+	int k = ctrl_list_ids(&ids);
+	if (k < 0) {
+		log_err("listing the kernel's ublk devices (/sys/class/ublk-char): %s; nothing is "
+			"listed or changed", strerror(-k));
+		return -EIO;
+	}
+	if (k > 0 && (ret = ctrl_open(&c, 3000))) {
+		free(ids);
+		/* devices whose state nobody may see: an error, not an empty pool */
+		if (ret == -EACCES || ret == -EPERM)
+			return -EPERM;
+		log_err("the kernel has %d ublk devices, but its control device %s cannot be "
+			"opened: %s; nothing is listed or changed (is UBLK_CONTROL_PATH right? "
+			"is /dev complete?)", k, ctrl_path(), strerror(-ret));
+		return -EIO;
+	}
+	for (int i = 0; i < k && !ret; i++) {
+		struct ublksrv_ctrl_dev_info info;
+		ret = ctrl_get_info(&c, ids[i], &info);
+		if (ret == -ENODEV) {   /* deleted since it was listed */
+			ret = 0;
+			continue;
 		}
+		if (ret) {
+			log_err("ublkb%u: reading its state from the kernel: %s; nothing is listed or "
+				"changed", ids[i], strerror(-ret));
+			break;
+		}
+		struct pool_dev *d = find_or_add(&devs, &n, &cap, ids[i]);
+		if (!d) {
+			ret = -ENOMEM;
+			break;
+		}
+		d->in_kernel = true;
+		char node[64];
+		struct stat st;
+		dev_char_path(ids[i], node, sizeof(node));
+		d->node_age_s = stat(node, &st) ? UINT64_MAX : (uint64_t)(time(NULL) - st.st_ctime);
+		d->kernel_state = info.state;
+		d->pid = info.ublksrv_pid;
+		d->queues = info.nr_hw_queues;
+		d->depth = info.queue_depth;
+		d->recoverable = (info.flags & UBLK_F_USER_RECOVERY) && info.state != UBLK_S_DEV_DEAD;
+	}
+	if (k > 0)
 		ctrl_close(&c);
+	free(ids);
+	if (ret) {
+		free(devs);
+		return ret == -ENOMEM ? ret : -EIO;
 	}
 	int root = state_dir_open(false);
 	/* missing: no entries; not ours to read, or refused (writable by
@@ -365,7 +393,7 @@ void pool_record(const char *event, uint64_t ms)
 
 int pool_admit(uint64_t max, uint64_t timeout_ms, int *lock, char *why, size_t len)
 {
-	uint32_t ids[1024];
+	uint32_t *ids = NULL;
 
 	max = pool_max_devices(max);
 	*lock = pool_lock(max != 0, timeout_ms);
@@ -378,8 +406,15 @@ int pool_admit(uint64_t max, uint64_t timeout_ms, int *lock, char *why, size_t l
 		close(*lock);
 		return EXIT_BUSY;
 	}
-	int n = max ? ctrl_list_ids(ids, 1024) : 0;
-	if (max && n >= 0 && (uint64_t)n >= max) {
+	int n = max ? ctrl_list_ids(&ids) : 0;
+	free(ids);
+	if (n < 0) {
+		snprintf(why, len, "counting the devices for the limit of %llu (/sys/class/ublk-char): %s",
+			 (unsigned long long)max, strerror(-n));
+		close(*lock);
+		return EXIT_FAIL;
+	}
+	if (max && (uint64_t)n >= max) {
 		snprintf(why, len, "pool full: %d devices of at most %llu (--max-devices, "
 			 "UBLK_POOL_MAX or ublk_drv's ublks_max); delete some or raise the limit",
 			 n, (unsigned long long)max);

@@ -55,7 +55,7 @@ struct pool_dev {
 /* Every device either side knows, by id. Returns the count or -errno:
  * -EPERM when the kernel has devices but its control device is not ours
  * to use, -EACCES when the state directory is not ours to read (said on
- * stderr). *out is malloc'd. A server on its way out (pid_alive_settled)
+ * stderr), -EIO when the kernel has devices that cannot be read (said). *out is malloc'd. A server on its way out (pid_alive_settled)
  * is waited for, all of them within settle_ms together; with 0 it counts
  * as alive. */
 int pool_scan(struct pool_dev **out, uint64_t settle_ms);

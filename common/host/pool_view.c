@@ -225,7 +225,8 @@ void pool_view_table(FILE *f, const struct pool_view *v, const struct pool_dev *
 	free(buf);
 }
 
-void pool_view_json(FILE *f, const struct pool_dev *devs, int n, bool with_stats, uint64_t grace_s)
+void pool_view_json(FILE *f, const struct pool_view *v, const struct pool_dev *devs, int n,
+		    bool with_stats)
 {
 	struct json j;
 
@@ -264,7 +265,9 @@ void pool_view_json(FILE *f, const struct pool_dev *devs, int n, bool with_stats
 		json_u64(&j, "depth", d->depth);
 		json_u64(&j, "uptime_s", d->uptime_s);
 		json_u64(&j, "cache_bytes", d->cache_bytes);
-		json_str(&j, "problem", pool_problem(d, grace_s));
+		json_str(&j, "problem", pool_problem(d, v->grace_s));
+		char hung[300];
+		json_str(&j, "hung", pool_hung(d, v->hang_ms, hung, sizeof(hung)) ? hung : NULL);
 		if (with_stats) {
 			json_raw(&j, "stats", d->stats[0] ? d->stats : "null");
 			json_str(&j, "kernel_features", d->kernel_features[0] ? d->kernel_features : NULL);

@@ -20,6 +20,7 @@ struct pool_view {
 	bool headings;          /* a first line naming the columns */
 	bool raw;               /* one space between values, none aligned; \xHH for odd bytes */
 	uint64_t grace_s;       /* for the PROBLEM column (pool_problem) */
+	uint64_t hang_ms;       /* for JSON's hung (pool_hung) */
 };
 
 /* Columns by name, comma-separated (case does not matter): 0, or -EINVAL
@@ -27,6 +28,7 @@ struct pool_view {
 int pool_view_columns(struct pool_view *v, const char *names, char *why, size_t len);
 void pool_view_table(FILE *f, const struct pool_view *v, const struct pool_dev *devs, int n);
 /* {"devices":[...]}; with_stats: each device's stats, features and flags too. */
-void pool_view_json(FILE *f, const struct pool_dev *devs, int n, bool with_stats, uint64_t grace_s);
+void pool_view_json(FILE *f, const struct pool_view *v, const struct pool_dev *devs, int n,
+		    bool with_stats);
 
 #endif

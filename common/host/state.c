@@ -4,6 +4,7 @@
 #include "util/log.h"
 #include "util/parse.h"
 #include "util/safedir.h"
+#include "util/timeutil.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -375,11 +376,23 @@ int state_config_get(uint32_t id, const char *key, char *buf, size_t len)
 	return ret;
 }
 
+/* How much an entry counts among several with the same name: one whose
+ * device the kernel has, and more one whose server runs, before a stale
+ * one a crash left. */
+static int entry_weight(uint32_t id)
+{
+	char pid[32] = "", node[64];
+
+	snprintf(node, sizeof(node), "/sys/class/ublk-char/ublkc%u", id);
+	return (state_read(id, "pid", pid, sizeof(pid)) > 0 && pid_alive(atoi(pid)) ? 2 : 0) +
+	       !access(node, F_OK);
+}
+
 int state_find(const char *key, const char *want, uint32_t *id)
 {
 	int root = state_dir_open(false);
 	struct dirent *e;
-	int ret = -ENOENT;
+	int ret = -ENOENT, best = -1;
 	DIR *d;
 
 	if (root < 0)
@@ -388,13 +401,17 @@ int state_find(const char *key, const char *want, uint32_t *id)
 		close(root);
 		return -ENOENT;
 	}
-	while ((e = readdir(d)) && ret) {
+	while ((e = readdir(d)) && best < 3) {
 		char value[4096];
 		uint32_t v;
+		int w;
 		if (strncmp(e->d_name, "ublkb", 5) || parse_dev_id(e->d_name, &v))
 			continue;
-		if (!state_config_get(v, key, value, sizeof(value)) && !strcmp(value, want)) {
+		if (state_config_get(v, key, value, sizeof(value)) || strcmp(value, want))
+			continue;
+		if ((w = entry_weight(v)) > best || (w == best && v < *id)) {
 			*id = v;
+			best = w;
 			ret = 0;
 		}
 	}

@@ -68,7 +68,9 @@ int state_config_get(uint32_t id, const char *key, char *buf, size_t len);
  * holds the config). Count, -ENOENT without a config, -EINVAL when it is
  * malformed, -EFBIG when it does not fit in len. */
 int state_config_all(uint32_t id, const char *key, char *buf, size_t len, char **values, int max);
-/* Id of a device whose config has key=want (e.g. its name); -ENOENT if none. */
+/* Id of a device whose config has key=want (e.g. its name); -ENOENT if none.
+ * Of several, one whose server runs and whose device the kernel has comes
+ * first, a stale entry last; then the lowest id. */
 int state_find(const char *key, const char *want, uint32_t *id);
 
 #endif

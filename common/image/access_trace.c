@@ -21,6 +21,7 @@
 #include "image/chunkcache.h"
 #include "image/http.h"
 #include "util/atomic_file.h"
+#include "util/output_file.h"
 #include "util/crc32c.h"
 #include "util/fileio.h"
 #include "util/parse.h"
@@ -565,7 +566,8 @@ int trace_save(const char *path, const struct access_trace *t, char *why, size_t
 		snprintf(why, whylen, "%s: %s", path, sub);
 		return ret;
 	}
-	if ((ret = atomic_write_file(AT_FDCWD, path, text, len, 0644, ATOMIC_DURABLE)))
+	ret = output_file_refuse_special(path, why, whylen);
+	if (!ret && (ret = atomic_write_file(AT_FDCWD, path, text, len, 0644, ATOMIC_DURABLE)))
 		snprintf(why, whylen, "%s: %s", path, strerror(-ret));
 	free(text);
 	return ret;

@@ -23,7 +23,8 @@ int image_open(const char *path, bool read_only, int *fdp, uint64_t *sizep,
 		why = dummy;
 		whylen = sizeof(dummy);
 	}
-	fd = open(path, (read_only ? O_RDONLY : O_RDWR) | O_CLOEXEC);
+	/* O_NONBLOCK: opening a FIFO would wait for a writer */
+	fd = open(path, (read_only ? O_RDONLY : O_RDWR) | O_CLOEXEC | O_NONBLOCK);
 	if (fd < 0) {
 		ret = -errno;
 		snprintf(why, whylen, "%s: cannot open %s: %s", path,
@@ -46,6 +47,11 @@ int image_open(const char *path, bool read_only, int *fdp, uint64_t *sizep,
 	} else {
 		ret = S_ISDIR(st.st_mode) ? -EISDIR : -EINVAL;
 		snprintf(why, whylen, "%s: not a regular file or block device", path);
+		goto fail;
+	}
+	if (fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK)) {
+		ret = -errno;
+		snprintf(why, whylen, "%s: fcntl: %s", path, strerror(errno));
 		goto fail;
 	}
 	if (size == 0 || size % LAYER_BLOCK_SIZE) {

@@ -9,6 +9,7 @@
 #include "image/layer_e2b.h"
 #include "image/layer_fault.h"
 #include "image/http.h"
+#include "image/image.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -115,10 +116,12 @@ int stack_open(const struct stack_config *cfg, struct layer **out, char *why, si
 		}
 	} else {
 		ret = layer_file_open(cfg->base, cfg->read_only || layered, &top);
-		if (ret) {
+		uint64_t size;
+		/* image_check says what is wrong with the file and what to do */
+		if (ret && !image_check(cfg->base, cfg->read_only || layered, &size, why, whylen))
 			snprintf(why, whylen, "%s: %s", cfg->base, strerror(-ret));
+		if (ret)
 			goto fail_base;
-		}
 	}
 	for (unsigned i = 0; i < cfg->n_layers; i++) {
 		if ((ret = refuse_e2b_layer(cfg->layers[i], &ho, why, whylen))) {

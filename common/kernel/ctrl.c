@@ -13,6 +13,7 @@
  */
 #include "kernel/ctrl.h"
 #include "util/parse.h"
+#include "util/ublk_limits.h"
 #include "util/timeutil.h"
 
 #include <dirent.h>
@@ -293,21 +294,43 @@ static int cmp_u32(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
-int ctrl_list_ids(uint32_t *ids, int max)
+int ctrl_list_ids(uint32_t **out)
 {
 	DIR *d = opendir("/sys/class/ublk-char");
+	uint32_t *ids = NULL;
+	size_t n = 0, cap = 0;
 	struct dirent *e;
-	int n = 0;
+	int ret = 0;
 
+	*out = NULL;
 	if (!d)
 		return errno == ENOENT ? 0 : -errno;
-	while ((e = readdir(d)) && n < max) {
-		if (!strncmp(e->d_name, "ublkc", 5) && !parse_dev_id(e->d_name, &ids[n]))
-			n++;
+	while ((e = readdir(d))) {
+		uint32_t id;
+		if (strncmp(e->d_name, "ublkc", 5) || parse_dev_id(e->d_name, &id))
+			continue;
+		/* ids are unique and at most UBLK_MAX_DEV_ID + 1 of them */
+		if (n == cap) {
+			size_t more = cap ? cap * 2 : 64;
+			uint32_t *grown = n <= UBLK_MAX_DEV_ID ? reallocarray(ids, more, sizeof(*ids)) : NULL;
+			if (!grown) {
+				ret = -ENOMEM;
+				break;
+			}
+			ids = grown;
+			cap = more;
+		}
+		ids[n++] = id;
 	}
 	closedir(d);
-	qsort(ids, n, sizeof(*ids), cmp_u32);
-	return n;
+	if (ret) {
+		free(ids);
+		return ret;
+	}
+	if (n)
+		qsort(ids, n, sizeof(*ids), cmp_u32);
+	*out = ids;
+	return (int)n;
 }
 
 const char *ctrl_state_name(int s)

@@ -58,9 +58,10 @@ const char *ctrl_open_hint(int err);
 void dev_block_path(uint32_t id, char *buf, size_t len);
 void dev_char_path(uint32_t id, char *buf, size_t len);
 
-/* Ids of every ublk device the kernel has (from /sys/class/ublk-char).
- * Returns the count (at most max) or -errno. */
-int ctrl_list_ids(uint32_t *ids, int max);
+/* Ids of every ublk device the kernel has (from /sys/class/ublk-char),
+ * ascending, into *ids (malloc'd; NULL when there are none). Returns the
+ * count, 0 without ublk, or -errno. */
+int ctrl_list_ids(uint32_t **ids);
 
 /* The name of a device state GET_DEV_INFO gives: live, quiesced, dead, or "-". */
 const char *ctrl_state_name(int s);

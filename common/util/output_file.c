@@ -43,6 +43,24 @@ void output_file_track(struct atomic_file *af, bool on)
 			sigaction(caught[i], &saved[i], NULL);
 }
 
+int output_file_refuse_special(const char *path, char *why, size_t whylen)
+{
+	struct stat st;
+	mode_t m;
+
+	if (lstat(path, &st) || S_ISREG(st.st_mode))
+		return 0;
+	if (S_ISDIR(st.st_mode))
+		return snprintf(why, whylen, "%s: is a folder: give a file name", path), -EISDIR;
+	m = st.st_mode;
+	snprintf(why, whylen, "%s: is a %s, which the output would replace rather than write %s: "
+		 "give the name of a regular file, or a new one", path,
+		 S_ISLNK(m) ? "symbolic link" : S_ISCHR(m) ? "character device" :
+		 S_ISBLK(m) ? "block device" : S_ISFIFO(m) ? "named pipe" :
+		 S_ISSOCK(m) ? "socket" : "special file", S_ISLNK(m) ? "through" : "to");
+	return -EEXIST;
+}
+
 int output_file_open(struct output_file *o, const char *path, char *why, size_t whylen)
 {
 	mode_t mask = umask(0);
@@ -54,6 +72,11 @@ int output_file_open(struct output_file *o, const char *path, char *why, size_t 
 	if (!o->path) {
 		o->fd = STDOUT_FILENO;
 		return 0;
+	}
+	ret = output_file_refuse_special(path, why, whylen);
+	if (ret) {
+		o->fd = -1;
+		return ret;
 	}
 	ret = atomic_file_open(&o->af, AT_FDCWD, path, 0666 & ~mask);
 	if (ret) {
@@ -74,8 +97,9 @@ int output_file_check(const char *path, uint64_t need, char *why, size_t whylen)
 
 	if (!path || !strcmp(path, "-"))
 		return 0;
-	if (!stat(path, &st) && S_ISDIR(st.st_mode))
-		return snprintf(why, whylen, "%s: is a folder: give a file name", path), -EISDIR;
+	int ret = output_file_refuse_special(path, why, whylen);
+	if (ret)
+		return ret;
 	slash = strrchr(path, '/');
 	if (!slash)
 		snprintf(dir, sizeof(dir), ".");

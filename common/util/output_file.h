@@ -18,7 +18,13 @@ struct output_file {
 	const char *path;
 };
 
-/* path, or stdout for NULL or "-". 0 or -errno with why set. */
+/* 0 if path names a regular file or nothing; else -EEXIST (-EISDIR for a
+ * folder) with why saying what it is. An output is renamed over its
+ * target: a device, pipe or link there (-o /dev/null, -o /dev/stdout)
+ * would be replaced, not written to. */
+int output_file_refuse_special(const char *path, char *why, size_t whylen);
+/* path, or stdout for NULL or "-". 0 or -errno with why set (a path that
+ * is no regular file: output_file_refuse_special). */
 int output_file_open(struct output_file *o, const char *path, char *why, size_t whylen);
 /* Whether path (NULL or "-": stdout, always fine) can be written, before
  * anything is stopped for it: its folder exists and takes new files, path

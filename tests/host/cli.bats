@@ -252,6 +252,28 @@ teardown() {
 	done
 }
 
+@test "a name several entries share resolves to the one whose server runs, not a stale one" {
+	sleep 600 &
+	live=$!
+	for id in 3 7 40 41; do
+		mkdir -m 700 -p "$T/state/ublkb$id"
+		echo 2 >"$T/state/ublkb$id/version"
+		printf '%s\n' base=/x name=sb-17 >"$T/state/ublkb$id/config"
+		echo live >"$T/state/ublkb$id/state"
+		echo 999999 >"$T/state/ublkb$id/pid"
+	done
+	echo "$live" >"$T/state/ublkb40/pid"
+	touch "$T/ublk-control"
+	run env UBLK_CONTROL_PATH="$T/ublk-control" "$B/ublk-pool" list -n -o id --state-dir "$T/state" sb-17
+	kill "$live"
+	[ "$status" -eq 0 ]
+	[ "$output" = 40 ]
+	# none runs: the lowest id
+	run env UBLK_CONTROL_PATH="$T/ublk-control" "$B/ublk-pool" list -n -o id --state-dir "$T/state" sb-17
+	[ "$status" -eq 0 ]
+	[ "$output" = 3 ]
+}
+
 @test "ublk-pool list: columns, no headings, raw values, JSON of an entry" {
 	mkdir -m 700 -p "$T/state/ublkb4"
 	echo 2 >"$T/state/ublkb4/version"

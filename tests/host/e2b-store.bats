@@ -155,6 +155,8 @@ teardown() {
 		"$B/ublk-export-diff" --inspect --e2b "$S"
 	run_mustfail 2 "--inspect FILE takes only --json" \
 		"$B/ublk-export-diff" --inspect "$S/$ID_A/rootfs.ext4.header" --e2b "$S" --build "$ID_A"
+	run_mustfail 2 "--inspect FILE takes only --json" \
+		"$B/ublk-export-diff" --inspect "$S/$ID_A/rootfs.ext4.header" --layer "$T/x"
 	run_mustfail 2 "--e2b: a storage root URL cannot have a query string" \
 		"$B/ublk-export-diff" --flatten --e2b "http://127.0.0.1:9/x?sig=1" --build "$ID_A" -o "$T/x.img"
 	for tool in ublk-add ublk-serve; do

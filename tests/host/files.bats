@@ -94,7 +94,7 @@ teardown() {
 	[ "$(ls -A "$T/out" | wc -l)" -eq 3 ]
 }
 
-@test "a failed flatten leaves no file, and a planted link at the output is replaced" {
+@test "a failed flatten leaves no file; a link, device or pipe at the output is refused, not replaced" {
 	truncate -s 1M "$T/base"
 	mkdir "$T/out"
 	echo junk >"$T/bad.diff"
@@ -103,10 +103,35 @@ teardown() {
 	[ -z "$(ls -A "$T/out")" ]
 	echo "root only" >"$T/secret"
 	ln -s "$T/secret" "$T/out/x.img"
-	"$B/ublk-export-diff" --flatten --base "$T/base" -o "$T/out/x.img"
+	run_mustfail 1 "$T/out/x.img: is a symbolic link, which the output would replace rather than write through: give the name of a regular file, or a new one" \
+		"$B/ublk-export-diff" --flatten --base "$T/base" -o "$T/out/x.img"
 	[ "$(cat "$T/secret")" = "root only" ]
-	[ ! -L "$T/out/x.img" ]
+	[ -L "$T/out/x.img" ]
+	mknod "$T/out/null" c 1 3
+	run_mustfail 1 "$T/out/null: is a character device, which the output would replace rather than write to" \
+		"$B/ublk-export-diff" --flatten --base "$T/base" -o "$T/out/null"
+	[ -c "$T/out/null" ]
+	mkfifo "$T/out/fifo"
+	run_mustfail 1 "$T/out/fifo: is a named pipe" timeout 20 "$B/ublk-export-diff" --flatten --base "$T/base" -o "$T/out/fifo"
+	[ -p "$T/out/fifo" ]
+	rm "$T/out/x.img"
+	"$B/ublk-export-diff" --flatten --base "$T/base" -o "$T/out/x.img"
 	[ "$(stat -c %s "$T/out/x.img")" -eq 1048576 ]
+	# a regular file is replaced whole
+	"$B/ublk-export-diff" --flatten --base "$T/base" -o "$T/out/x.img"
+	[ "$(stat -c %s "$T/out/x.img")" -eq 1048576 ]
+}
+
+@test "a base that is a pipe, a character device or of an odd size is refused at once, saying why" {
+	mkfifo "$T/fifo"
+	run_mustfail 5 "$T/fifo: not a regular file or block device" \
+		timeout 20 "$B/ublk-export-diff" --flatten --base "$T/fifo" -o "$T/x.img"
+	run_mustfail 5 "/dev/null: not a regular file or block device" \
+		"$B/ublk-export-diff" --flatten --base /dev/null -o "$T/x.img"
+	truncate -s 1000 "$T/odd"
+	run_mustfail 5 "$T/odd: size 1000 is not a non-zero multiple of 4096 bytes; pad it (truncate -s %4096 FILE)" \
+		"$B/ublk-export-diff" --flatten --base "$T/odd" -o "$T/x.img"
+	[ ! -e "$T/x.img" ]
 }
 
 @test "files, live map, state directory and control socket unit tests" {

@@ -120,13 +120,19 @@ trace() {
 	[ ! -e "$T/out.trace" ]
 }
 
-@test "trace-merge: -o replaces a symlink, never writes through it; an input symlink is refused" {
+@test "trace-merge: -o refuses a symlink or device, never writes through it; an input symlink is refused" {
 	echo keep >"$T/target"
 	ln -s "$T/target" "$T/out.trace"
+	run_mustfail 1 "$T/out.trace: is a symbolic link, which the output would replace rather than write through" \
+		"$B/ublk-pool" trace-merge -o "$T/out.trace" "$T/a.trace" "$T/b.trace"
+	[ "$(cat "$T/target")" = keep ]
+	[ -L "$T/out.trace" ]
+	mknod "$T/null" c 1 3
+	run_mustfail 1 "$T/null: is a character device" "$B/ublk-pool" trace-merge -o "$T/null" "$T/a.trace" "$T/b.trace"
+	[ -c "$T/null" ]
+	rm "$T/out.trace"
 	run "$B/ublk-pool" trace-merge -o "$T/out.trace" "$T/a.trace" "$T/b.trace"
 	[ "$status" -eq 0 ]
-	[ "$(cat "$T/target")" = keep ]
-	[ ! -L "$T/out.trace" ]
 	[ "$(head -n 1 "$T/out.trace")" = "ublk-access-trace 1" ]
 	ln -s "$T/a.trace" "$T/link.trace"
 	run_mustfail 5 "$T/link.trace: a symbolic link: not followed" \

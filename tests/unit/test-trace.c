@@ -422,12 +422,17 @@ static void test_files(void)
 	close(fd);
 	CHECK(trace_load(tmp("a.trace"), &t, why, sizeof(why)) == 0 && t.n == 2, "load: %s", why);
 
-	/* saved atomically, mode 0644; a symlink in its place is replaced, not followed */
+	/* a symlink in its place is refused, not followed nor replaced */
 	CHECK(symlink(tmp("target"), tmp("b.trace")) == 0, "symlink");
+	ret = trace_save(tmp("b.trace"), &t, why, sizeof(why));
+	CHECK(ret == -EEXIST && strstr(why, "b.trace: is a symbolic link"), "symlink: %d %s", ret, why);
+	CHECK(lstat(tmp("b.trace"), &st) == 0 && S_ISLNK(st.st_mode), "the link is left");
+	CHECK(access(tmp("target"), F_OK) != 0, "the link's target was not written");
+	/* saved atomically, mode 0644 */
+	CHECK(unlink(tmp("b.trace")) == 0, "unlink");
 	CHECK(trace_save(tmp("b.trace"), &t, why, sizeof(why)) == 0, "save: %s", why);
 	CHECK(lstat(tmp("b.trace"), &st) == 0 && S_ISREG(st.st_mode) && (st.st_mode & 07777) == 0644 &&
 	      (size_t)st.st_size == strlen(text), "saved as a file of its own, 0644");
-	CHECK(access(tmp("target"), F_OK) != 0, "the link's target was not written");
 	trace_free(&t);
 
 	CHECK(symlink(tmp("a.trace"), tmp("link.trace")) == 0, "symlink");

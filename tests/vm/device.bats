@@ -84,6 +84,7 @@ teardown() { vm_teardown; }
 	[ "$(jq -r .base <<<"$json")" = "$T/img" ]
 	[ "$(jq -r .queues <<<"$json")" = 2 ]
 	[ "$(jq -r .depth <<<"$json")" = 64 ]
+	[ "$(jq -c .layers <<<"$json")" = "[]" ]
 	[ "$(jq -r .pid <<<"$json")" = "$(cat "$UBLK_STATE_DIR/ublkb$id/pid")" ]
 	"$B/ublk-del" "$id"
 	assert_gone "$id"

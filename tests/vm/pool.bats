@@ -110,6 +110,57 @@ teardown() { vm_teardown; }
 	assert_none_left
 }
 
+@test "a kernel whose control device cannot be opened: reclaim changes nothing and says why" {
+	make_image "$T/base" 4
+	dev=$("$B/ublk-add" --base "$T/base" --cache "$T/c")
+	id=${dev#/dev/ublkb}
+	pid=$(cat "$UBLK_STATE_DIR/ublkb$id/pid")
+	kill -9 "$pid"
+	wait_until 30 '! kill -0 "$pid" 2>/dev/null'
+	# the kernel lists the device, but the tools cannot ask it about it
+	run env UBLK_CONTROL_PATH="$T/no-control" "$B/ublk-pool" reclaim --caches
+	echo "$output"
+	[ "$status" -eq 1 ]
+	[[ "$output" == *"the kernel has 1 ublk devices, but its control device $T/no-control cannot be opened: No such file or directory; nothing is listed or changed"* ]]
+	[ -e "$UBLK_STATE_DIR/ublkb$id/config" ]
+	[ -e "$T/c" ]
+	run env UBLK_CONTROL_PATH="$T/no-control" "$B/ublk-pool" list
+	[ "$status" -eq 1 ]
+	# with the control device, the dead server's device is found and recovered
+	run "$B/ublk-pool" reclaim --recover --timeout 30
+	echo "$output"
+	[ "$status" -eq 0 ]
+	[[ "$output" == *"ublkb$id"* ]]
+	wait_until 30 'served_by_other "$id" "$pid"'
+	"$B/ublk-del" --all
+	assert_none_left
+}
+
+@test "more than 1024 devices: list, the device limit and del --all see every one" {
+	# ublks_max (6.2 and later) caps the kernel's devices, at 64 unless raised
+	lim=/sys/module/ublk_drv/parameters/ublks_max
+	old=
+	if [ -e "$lim" ]; then old=$(cat "$lim"); echo 2000 >"$lim"; fi
+	run "$B/tests/bare-devices" 1030
+	[ "$status" -eq 0 ]
+	[ "${#lines[@]}" -eq 1030 ]
+	[ "$(ls /sys/class/ublk-char | wc -l)" -eq 1030 ]
+	run "$B/ublk-pool" list --json
+	[ "$status" -eq 0 ]
+	[ "$(jq '[.devices[] | select(.in_kernel)] | length' <<<"$output")" -eq 1030 ]
+	make_image "$T/base" 4
+	run "$B/ublk-add" --base "$T/base" --read-only --max-devices 1030
+	echo "$output"
+	[ "$status" -eq 8 ]
+	[[ "$output" == *"pool full: 1030 devices of at most 1030"* ]]
+	run "$B/ublk-del" --all --timeout 30
+	echo "$output"
+	[ "$status" -eq 0 ]
+	[ -z "$output" ]
+	if [ -n "$old" ]; then echo "$old" >"$lim"; fi
+	assert_none_left
+}
+
 @test "8 parallel ublk-add each get a distinct working device; a limit gives 'pool full'" {
 	make_image "$T/base" 4
 	pids=()

@@ -190,6 +190,21 @@ record_img() {
 	assert_none_left
 }
 
+@test "--record-access to a link or a device is refused before any device is made" {
+	head -c 1M /dev/zero >"$T/img"
+	ln -s "$T/elsewhere" "$T/link.trace"
+	run "$B/ublk-add" --base "$T/img" --read-only --record-access "$T/link.trace"
+	echo "$output"
+	[ "$status" -eq 2 ]
+	[[ "$output" == *"$T/link.trace: is a symbolic link, which the output would replace rather than write through"* ]]
+	[ ! -e "$T/elsewhere" ]
+	run "$B/ublk-add" --base "$T/img" --read-only --record-access /dev/null
+	[ "$status" -eq 2 ]
+	[[ "$output" == *"/dev/null: is a character device"* ]]
+	[ -c /dev/null ]
+	assert_none_left
+}
+
 @test "remote base and remote diff in one trace; replayed from a URL" {
 	make_image "$T/www/base" 8
 	dev=$("$B/ublk-add" --base "$T/www/base" --cache "$T/cache")
