@@ -130,27 +130,30 @@ int main(int argc, char **argv)
 		return cli_usage_error(&c, all ? "--all takes no device" : "no device given");
 	if (state_check_dir())
 		return EXIT_FAIL;   /* it said why */
-	uint32_t ids[1024];
-	int n = 0;
-	if (argc - optind > 1024)
-		return cli_usage_error(&c, "at most 1024 devices at once");
 	if (access(ctrl_path(), F_OK)) {
 		log_err("%s", ctrl_open_hint(-ENOENT));
 		return EXIT_NO_UBLK;
 	}
-	for (int i = optind; i < argc; i++, n++) {
-		char why[300];
-		if ((code = device_resolve(argv[i], &ids[n], why, sizeof(why)))) {
-			log_err("%s", why);
-			return code;
-		}
-	}
 	if (all)
 		return del_all(timeout_ms, force);
-	for (int i = 0; i < n; i++) {
+	/* every operand resolved first: a typo deletes nothing */
+	int n = argc - optind;
+	uint32_t *ids = calloc((size_t)n, sizeof(*ids));
+	if (!ids) {
+		log_err("%d devices: %s", n, strerror(ENOMEM));
+		return EXIT_FAIL;
+	}
+	for (int i = 0; i < n && !code; i++) {
+		char why[300];
+		if ((code = device_resolve(argv[optind + i], &ids[i], why, sizeof(why))))
+			log_err("%s", why);
+	}
+	/* with several, the status of the first failure */
+	for (int i = 0, resolved = !code; resolved && i < n; i++) {
 		int r = del_one(ids[i], timeout_ms, force);
 		if (r && !code)
 			code = r;
 	}
+	free(ids);
 	return code;
 }

@@ -124,6 +124,10 @@ static int inspect(const char *path, bool json)
 		json_u64(&j, "frames", d->n_frames);
 		json_u64(&j, "file_size", d->file_size);
 		json_bool(&j, "verified", ret == 0);
+		if (ret)
+			json_u64(&j, "bad_frame", bad);
+		else
+			json_str(&j, "bad_frame", NULL);
 		diff_extents_json(&j, d);
 		json_end(&j);
 	} else {
@@ -342,6 +346,10 @@ int main(int argc, char **argv)
 		return cli_usage_error(&c, "--inspect prints its report on stdout: --output does nothing with it");
 	if (o.live && o.keep)
 		return cli_usage_error(&c, "--live keeps the device and its cache: --keep does nothing with it");
+	/* --inspect --json FILE: the operand is the FILE (an export's
+	 * device operand means nothing to --inspect) */
+	if (inspect_path && !*inspect_path && !cfg.stack.e2b_root && argc - optind == 1)
+		inspect_path = argv[optind++];
 	if (inspect_path && !*inspect_path) {
 		struct layer_http_opts ho;
 		if (optind < argc || flatten || cfg.stack.cache || cfg.stack.base || cfg.stack.n_layers || !cfg.stack.e2b_root ||

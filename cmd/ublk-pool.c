@@ -432,8 +432,8 @@ int main(int argc, char **argv)
 	if (hang_given && !strcmp(cmd, "reclaim") && !ro.recover)
 		return cli_usage_error(&c, "--hang-timeout goes with reclaim --recover (or watch)");
 	if (hang_given && listing && !check && !json)
-		return cli_usage_error(&c, "--hang-timeout goes with %s --check or --json: the table "
-				       "shows no hang", cmd);
+		return cli_usage_error(&c, "--hang-timeout goes with %s: the table shows no hang",
+				       is_status ? "status --json" : "list --check or --json");
 	/* a state directory others could have prepared is refused before use */
 	if (state_check_dir())
 		return EXIT_FAIL;

@@ -460,6 +460,10 @@ int export_device(uint32_t id, const struct export_opts *o, struct export_result
 	uint64_t need = stat(cache, &st) ? 0 : (uint64_t)st.st_blocks * 512 + (1u << 20);
 	if (!o->e2b && (ret = output_file_check(o->out, need, sub, sizeof(sub))))
 		return WHY("ublkb%u: %s; nothing was changed", id, sub), ret == -ENOSPC ? EXIT_FAIL : EXIT_USAGE;
+	char hpath[PATH_MAX];   /* v3's second file, written next to the first */
+	if (o->v3 && o->out && snprintf(hpath, sizeof(hpath), "%s.header", o->out) < (int)sizeof(hpath) &&
+	    output_file_refuse_special(hpath, sub, sizeof(sub)))
+		return WHY("ublkb%u: %s; nothing was changed", id, sub), EXIT_USAGE;
 	ret = device_delete(id, o->timeout_ms, false, why, whylen);
 	if (ret) {
 		if (o->e2b)

@@ -7,6 +7,7 @@
 #include "image/cache.h"
 #include "spawn.h"
 #include "util/exitcodes.h"
+#include "util/fileio.h"
 #include "util/log.h"
 #include "util/notify.h"
 #include "util/parallel.h"
@@ -95,7 +96,9 @@ static int stop_all(uint64_t timeout_ms, struct pool_report *r)
 		if (!devs[i].in_kernel && !devs[i].alive)
 			state_remove(devs[i].id);
 	}
-	/* all at once: each must stop within the one deadline */
+	/* all at once: each must stop within the one deadline, each holding
+	 * the control device, a ring and a pidfd meanwhile */
+	fd_limit_raise();
 	parallel_run(st, sizeof(*st), n, n, stop_one);
 	for (int i = 0; i < n; i++) {
 		struct pool_action *a;
@@ -242,6 +245,7 @@ static struct recovery *recover_all(const struct pool_dev *devs, int n, uint64_t
 		rec[i] = (struct recovery){ .job.on = devs[i].recoverable && !devs[i].exiting,
 					    .d = &devs[i], .timeout_ms = timeout_ms,
 					    .grace_s = grace_s };
+	fd_limit_raise();
 	parallel_run(rec, sizeof(*rec), n, RECOVERY_WAVE, recover_thread);
 	return rec;
 }

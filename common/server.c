@@ -9,6 +9,7 @@
 #include "util/exitcodes.h"
 #include "image/layer.h"
 #include "image/image.h"
+#include "util/fileio.h"
 #include "util/log.h"
 #include "util/output_file.h"
 #include "host/pool.h"
@@ -30,7 +31,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
-#include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -341,20 +341,6 @@ static bool cache_awaits_recovery(struct server *s)
 	return true;
 }
 
-/* The soft limit of open files up to the hard one: a stack of remote
- * layers holds CHUNK_OPEN_FILES chunk files per image, and the soft
- * default of 1024 would run out before the hard one. Failing leaves the
- * soft limit, which costs reopened chunks, not errors. */
-static void raise_fd_limit(void)
-{
-	struct rlimit r;
-
-	if (!getrlimit(RLIMIT_NOFILE, &r) && r.rlim_cur < r.rlim_max) {
-		r.rlim_cur = r.rlim_max;
-		setrlimit(RLIMIT_NOFILE, &r);
-	}
-}
-
 /* Checks, the layer stack and the control device: everything that can
  * fail before the kernel is asked for anything. */
 static int prepare(struct server *s)
@@ -381,7 +367,8 @@ static int prepare(struct server *s)
 	}
 	if (cfg->stack.cache && cfg->recover_id < 0 && cache_awaits_recovery(s))
 		return EXIT_BUSY;
-	raise_fd_limit();
+	/* a stack of remote layers holds CHUNK_OPEN_FILES chunk files per image */
+	fd_limit_raise();
 	ret = build_stack(s);
 	if (ret)
 		return ret;

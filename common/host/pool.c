@@ -9,6 +9,7 @@
 #include "util/timeutil.h"
 
 #include <dirent.h>
+#include <stdarg.h>
 #include <errno.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -117,6 +118,24 @@ static int cmp_id(const void *a, const void *b)
 	return x->id < y->id ? -1 : x->id > y->id;
 }
 
+/* Why a scan failed, said once while it keeps failing the same way
+ * (ublk-pool watch scans every interval). */
+static char scan_failure[400];
+
+static void scan_failed(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void scan_failed(const char *fmt, ...)
+{
+	char msg[sizeof(scan_failure)];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	if (strcmp(msg, scan_failure))
+		log_err("%s", msg);
+	memcpy(scan_failure, msg, sizeof(msg));
+}
+
 int pool_scan(struct pool_dev **out, uint64_t settle_ms)
 {
 	struct pool_dev *devs = NULL;
@@ -130,7 +149,7 @@ int pool_scan(struct pool_dev **out, uint64_t settle_ms)
 	 * none: reclaim would take their entries for stale. */
 	int k = ctrl_list_ids(&ids);
 	if (k < 0) {
-		log_err("listing the kernel's ublk devices (/sys/class/ublk-char): %s; nothing is "
+		scan_failed("listing the kernel's ublk devices (/sys/class/ublk-char): %s; nothing is "
 			"listed or changed", strerror(-k));
 		return -EIO;
 	}
@@ -139,7 +158,7 @@ int pool_scan(struct pool_dev **out, uint64_t settle_ms)
 		/* devices whose state nobody may see: an error, not an empty pool */
 		if (ret == -EACCES || ret == -EPERM)
 			return -EPERM;
-		log_err("the kernel has %d ublk devices, but its control device %s cannot be "
+		scan_failed("the kernel has %d ublk devices, but its control device %s cannot be "
 			"opened: %s; nothing is listed or changed (is UBLK_CONTROL_PATH right? "
 			"is /dev complete?)", k, ctrl_path(), strerror(-ret));
 		return -EIO;
@@ -151,8 +170,10 @@ int pool_scan(struct pool_dev **out, uint64_t settle_ms)
 			ret = 0;
 			continue;
 		}
+		if (ret == -EACCES || ret == -EPERM)
+			break;   /* the caller says it: not ours to see */
 		if (ret) {
-			log_err("ublkb%u: reading its state from the kernel: %s; nothing is listed or "
+			scan_failed("ublkb%u: reading its state from the kernel: %s; nothing is listed or "
 				"changed", ids[i], strerror(-ret));
 			break;
 		}
@@ -177,8 +198,9 @@ int pool_scan(struct pool_dev **out, uint64_t settle_ms)
 	free(ids);
 	if (ret) {
 		free(devs);
-		return ret == -ENOMEM ? ret : -EIO;
+		return ret == -ENOMEM ? ret : ret == -EACCES || ret == -EPERM ? -EPERM : -EIO;
 	}
+	scan_failure[0] = 0;
 	int root = state_dir_open(false);
 	/* missing: no entries; not ours to read, or refused (writable by
 	 * others...): an error, said by state_dir_open */

@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 /* Bytes read at off until len or the end of the file, or -errno. */
@@ -90,5 +91,15 @@ int writev_full(int fd, const struct iovec *iov, size_t iovcnt)
 		}
 		memmove(left, left + i, (n_left - i) * sizeof(*left));
 		n_left -= i;
+	}
+}
+
+void fd_limit_raise(void)
+{
+	struct rlimit r;
+
+	if (!getrlimit(RLIMIT_NOFILE, &r) && r.rlim_cur < r.rlim_max) {
+		r.rlim_cur = r.rlim_max;
+		setrlimit(RLIMIT_NOFILE, &r);
 	}
 }

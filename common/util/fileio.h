@@ -18,5 +18,10 @@ int write_full(int fd, const void *buf, size_t len);
 int pwrite_full(int fd, const void *buf, size_t len, uint64_t off);
 /* write_full of iovcnt pieces, any count. */
 int writev_full(int fd, const struct iovec *iov, size_t iovcnt);
+/* The soft limit of open files up to the hard one, for a process that
+ * holds many at once (a server's chunk files, a stop or recovery per
+ * device in parallel): the soft default of 1024 runs out first. Failing
+ * leaves the soft limit. */
+void fd_limit_raise(void);
 
 #endif

@@ -155,10 +155,34 @@ teardown() {
 	run_mustfail 4 "reclaim needs root" as_nobody "$B/ublk-pool" reclaim
 	run_mustfail 4 "watch needs root" as_nobody "$B/ublk-pool" watch
 	run_mustfail 2 "--interval '0': expected seconds, 0.01 to 3600" "$B/ublk-pool" watch --interval 0
+	run_mustfail 2 "--hang-timeout goes with list --check or --json: the table shows no hang" \
+		"$B/ublk-pool" list --hang-timeout 5
+	run_mustfail 2 "--hang-timeout goes with status --json: the table shows no hang" \
+		"$B/ublk-pool" status --hang-timeout 5
+	run_mustfail 2 "--hang-timeout goes with reclaim --recover (or watch)" "$B/ublk-pool" reclaim --hang-timeout 5
 	# no devices on this host: an empty list, in both forms
 	run "$B/ublk-pool" list --json --state-dir "$T/state"
 	[ "$status" -eq 0 ]
 	[ "$(jq '.devices | length' <<<"$output")" -eq 0 ]
+}
+
+@test "shutdown removes the entries of dead servers, not of one still running" {
+	sleep 600 &
+	live=$!
+	for id in 4 5; do
+		mkdir -m 700 -p "$T/state/ublkb$id"
+		echo 2 >"$T/state/ublkb$id/version"
+		echo base=/x >"$T/state/ublkb$id/config"
+		echo stopping >"$T/state/ublkb$id/state"
+	done
+	echo 999999 >"$T/state/ublkb4/pid"
+	echo "$live" >"$T/state/ublkb5/pid"
+	run "$B/ublk-pool" shutdown --json --state-dir "$T/state"
+	kill "$live"
+	[ "$status" -eq 0 ]
+	[ "$output" = '{"stopped":[]}' ]
+	[ ! -e "$T/state/ublkb4" ]
+	[ -e "$T/state/ublkb5/config" ]
 }
 
 @test "ublk-serve --recover: what goes with it, and a device nobody knows" {

@@ -82,6 +82,10 @@ dev_sum() { sha256sum <"$1" | cut -d' ' -f1; }
 	cp "$T/d1.diff" "$T/bad.diff"
 	flip_byte "$T/bad.diff" $((8192 + 100))
 	run_mustfail 5 "frame 0: checksum mismatch" stderr_of "$B/ublk-export-diff" --inspect "$T/bad.diff"
+	run sh -c '"$0" --inspect "$1" --json 2>/dev/null' "$B/ublk-export-diff" "$T/bad.diff"
+	[ "$status" -eq 5 ]
+	[ "$(jq -c '[.verified, .bad_frame]' <<<"$output")" = "[false,0]" ]
+	[ "$("$B/ublk-export-diff" --inspect --json "$T/d1.diff" | jq -c '[.verified, .bad_frame]')" = "[true,null]" ]
 	# reading that block through a device fails with EIO, other blocks are fine
 	dev=$("$B/ublk-add" --base "$T/base" --layer "$T/bad.diff" --read-only)
 	run dd if="$dev" of=/dev/null bs=4k count=1 iflag=direct status=none
@@ -157,6 +161,14 @@ PY
 		"$B/ublk-export-diff" -o "$T/nope/x.diff" "$dev"
 	run_mustfail 2 "$T: is a folder: give a file name; nothing was changed" \
 		"$B/ublk-export-diff" -o "$T" "$dev"
+	run_mustfail 2 "/dev/null: is a character device, which the output would replace rather than write to: give the name of a regular file, or a new one; nothing was changed" \
+		"$B/ublk-export-diff" -o /dev/null "$dev"
+	[ -c /dev/null ]
+	ln -s "$T/elsewhere" "$T/v3.data.header"
+	run_mustfail 2 "$T/v3.data.header: is a symbolic link" \
+		"$B/ublk-export-diff" --format v3 -o "$T/v3.data" "$dev"
+	[ ! -e "$T/v3.data" ]
+	[ ! -e "$T/elsewhere" ]
 	mkdir "$T/small"
 	mount -t tmpfs -o size=1M tmpfs "$T/small"
 	run_mustfail 1 "MiB free in $T/small, the output may need up to" \

@@ -4,7 +4,12 @@
 load lib
 
 setup() { vm_setup; }
-teardown() { vm_teardown; }
+UBLKS_MAX=/sys/module/ublk_drv/parameters/ublks_max
+# a test that raised the kernel's device limit puts it back, even failing
+teardown() {
+	vm_teardown
+	if [ -n "${ublks_max_was:-}" ]; then echo "$ublks_max_was" >"$UBLKS_MAX"; fi
+}
 
 @test "list --json matches reality; status adds statistics" {
 	make_image "$T/base" 4
@@ -43,7 +48,18 @@ teardown() { vm_teardown; }
 	[ "$output" = "$(printf '7 web-1 0\n3 -     1')" ]
 	run_mustfail 6 "ublkb9: no such device" "$B/ublk-pool" list 9
 	"$B/ublk-pool" list --check web-1
+	[ "$("$B/ublk-pool" list --json web-1 | jq -c '[.devices[0].problem, .devices[0].hung]')" = "[null,null]" ]
 	pid=$(cat "$UBLK_STATE_DIR/ublkb7/pid")
+	# a stopped server writes no heartbeat: hung once --hang-timeout (at
+	# least three heartbeats) has passed, healthy again once it goes on
+	kill -STOP "$pid"
+	wait_until 60 '! "$B/ublk-pool" list --check --hang-timeout 1 web-1 2>/dev/null'
+	run_mustfail 1 "ublkb7: not healthy: server hung: no heartbeat for" \
+		"$B/ublk-pool" list --check --hang-timeout 1 web-1
+	[[ "$("$B/ublk-pool" list --json --hang-timeout 1 web-1 | jq -r '.devices[0].hung')" == "server hung: no heartbeat for "* ]]
+	[ "$("$B/ublk-pool" list --json --hang-timeout 0 web-1 | jq -r '.devices[0].hung')" = null ]
+	kill -CONT "$pid"
+	wait_until 60 '"$B/ublk-pool" list --check --hang-timeout 1 web-1'
 	kill -9 "$pid"
 	# on its way out, it is "server is exiting"; gone, "server is dead"
 	wait_until 30 '! kill -0 "$pid" 2>/dev/null'
@@ -138,9 +154,7 @@ teardown() { vm_teardown; }
 
 @test "more than 1024 devices: list, the device limit and del --all see every one" {
 	# ublks_max (6.2 and later) caps the kernel's devices, at 64 unless raised
-	lim=/sys/module/ublk_drv/parameters/ublks_max
-	old=
-	if [ -e "$lim" ]; then old=$(cat "$lim"); echo 2000 >"$lim"; fi
+	if [ -e "$UBLKS_MAX" ]; then ublks_max_was=$(cat "$UBLKS_MAX"); echo 2000 >"$UBLKS_MAX"; fi
 	run "$B/tests/bare-devices" 1030
 	[ "$status" -eq 0 ]
 	[ "${#lines[@]}" -eq 1030 ]
@@ -157,7 +171,6 @@ teardown() { vm_teardown; }
 	echo "$output"
 	[ "$status" -eq 0 ]
 	[ -z "$output" ]
-	if [ -n "$old" ]; then echo "$old" >"$lim"; fi
 	assert_none_left
 }
 
