@@ -58,15 +58,18 @@ static struct pool_action *report_add(struct pool_report *r, uint32_t id, enum p
 struct stopper {
 	struct parallel_job job;
 	uint32_t id;
-	uint64_t timeout_ms;
+	uint64_t deadline;      /* now_ms() clock, the same for every device */
 	int ret;
 	char why[700];
 };
 
+/* Stops running at once, bounded by the file descriptors each holds. */
+#define STOP_WAVE 256
+
 static void *stop_one(void *arg)
 {
 	struct stopper *s = arg;
-	s->ret = device_delete(s->id, s->timeout_ms, true, s->why, sizeof(s->why));
+	s->ret = device_delete(s->id, ms_left(s->deadline), true, s->why, sizeof(s->why));
 	if (s->ret == -ENODEV)
 		s->ret = 0;
 	return NULL;
@@ -88,18 +91,19 @@ static int stop_all(uint64_t timeout_ms, struct pool_report *r)
 		code = EXIT_FAIL;
 		goto out;
 	}
+	uint64_t deadline = deadline_ms(timeout_ms);
 	for (int i = 0; i < n; i++) {
 		st[i].id = devs[i].id;
-		st[i].timeout_ms = timeout_ms;
+		st[i].deadline = deadline;
 		st[i].job.on = devs[i].in_kernel;
 		/* a server still running has its device on the way in or out */
 		if (!devs[i].in_kernel && !devs[i].alive)
 			state_remove(devs[i].id);
 	}
-	/* all at once: each must stop within the one deadline, each holding
-	 * the control device, a ring and a pidfd meanwhile */
+	/* STOP_WAVE at a time, each holding the control device, a ring and a
+	 * pidfd meanwhile, all within the one deadline */
 	fd_limit_raise();
-	parallel_run(st, sizeof(*st), n, n, stop_one);
+	parallel_run(st, sizeof(*st), n, STOP_WAVE, stop_one);
 	for (int i = 0; i < n; i++) {
 		struct pool_action *a;
 		if (!st[i].job.on)
@@ -158,12 +162,15 @@ int pool_shutdown(uint64_t timeout_ms, struct pool_report *r)
 
 /* Kill the servers that hang (pool_hung), so that the recovery that
  * follows attaches a new one; the requests they held are reissued to it.
- * Returns how many it killed. */
+ * All are killed first, then waited for within one timeout. Returns how
+ * many it killed. */
 static int kill_hung(const struct pool_dev *devs, int n, const struct reclaim_opts *o)
 {
-	int killed = 0;
+	bool *killed = calloc(n > 0 ? (size_t)n : 1, sizeof(*killed));
+	uint64_t deadline = deadline_ms(o->timeout_ms);
+	int count = 0;
 
-	for (int i = 0; i < n && o->recover; i++) {
+	for (int i = 0; killed && i < n && o->recover; i++) {
 		const struct pool_dev *d = &devs[i];
 		char why[160];
 		if (!pool_hung(d, o->hang_ms, why, sizeof(why)))
@@ -173,14 +180,17 @@ static int kill_hung(const struct pool_dev *devs, int n, const struct reclaim_op
 			log_err("ublkb%u: killing server %d: %s", d->id, (int)d->pid, strerror(errno));
 			continue;
 		}
-		if (wait_pid_gone(d->pid, o->timeout_ms))
-			log_err("ublkb%u: server %d still there %llu ms after SIGKILL", d->id, (int)d->pid,
-				(unsigned long long)o->timeout_ms);
 		uint64_t stalled = d->stat.stalled_ms;
 		pool_record("hang", stalled > d->heartbeat_age_ms ? stalled : d->heartbeat_age_ms);
-		killed++;
+		killed[i] = true;
+		count++;
 	}
-	return killed;
+	for (int i = 0; killed && i < n; i++)
+		if (killed[i] && wait_pid_gone(devs[i].pid, ms_left(deadline)))
+			log_err("ublkb%u: server %d still there %llu ms after SIGKILL", devs[i].id,
+				(int)devs[i].pid, (unsigned long long)o->timeout_ms);
+	free(killed);
+	return count;
 }
 
 int pool_scan_unhung(struct pool_dev **devs, const struct reclaim_opts *o)

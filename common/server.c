@@ -429,9 +429,10 @@ static int create_device(struct server *s)
 	ret = ctrl_add_dev(&s->ctrl, &s->info);
 	if (ret) {
 		if (ret == -EACCES || ret == -ENOSPC)
-			return fail(s, EXIT_FAIL, "ADD_DEV: the kernel refused a new device (%s): "
-				    "the device limit may be reached (ublk_drv ublks_max); "
-				    "delete unused devices with ublk-del", strerror(-ret));
+			return fail(s, EXIT_BUSY, "pool full: the kernel refused a new device at ADD_DEV "
+				    "(%s): its device limit (ublk_drv's ublks_max) is likely reached; "
+				    "delete unused devices with ublk-del, or raise ublks_max",
+				    strerror(-ret));
 		if (ret == -EEXIST && cfg->want_id >= 0)
 			return fail(s, EXIT_BUSY, "ublkb%d exists already: choose another --id, or leave "
 				    "it out", cfg->want_id);

@@ -201,7 +201,10 @@ int pool_scan(struct pool_dev **out, uint64_t settle_ms)
 		return ret == -ENOMEM ? ret : ret == -EACCES || ret == -EPERM ? -EPERM : -EIO;
 	}
 	scan_failure[0] = 0;
-	int root = state_dir_open(false);
+	/* checked once for the whole scan: a path check per file read would
+	 * cost hundreds of syscalls a device */
+	int root = state_dir_hold();
+	root = root ? root : state_dir_open(false);
 	/* missing: no entries; not ours to read, or refused (writable by
 	 * others...): an error, said by state_dir_open */
 	if (root < 0 && root != -ENOENT) {
@@ -224,6 +227,7 @@ int pool_scan(struct pool_dev **out, uint64_t settle_ms)
 		}
 		closedir(dir);
 	}
+	state_dir_release();
 	uint64_t settle = deadline_ms(settle_ms);
 	for (int i = 0; i < n; i++) {
 		int alive = pid_alive_settled(devs[i].pid, ms_left(settle));
@@ -236,6 +240,7 @@ int pool_scan(struct pool_dev **out, uint64_t settle_ms)
 	*out = devs;
 	return n;
 oom:
+	state_dir_release();
 	free(devs);
 	return -ENOMEM;
 }
@@ -381,14 +386,18 @@ int pool_set_closed(bool closed)
 uint64_t pool_max_devices(uint64_t max)
 {
 	const char *env = getenv("UBLK_POOL_MAX");
-	char buf[32];
-	FILE *f;
 
 	if (max)
 		return max;
-	if (env && *env)
-		return strtoull(env, NULL, 10);
-	f = fopen("/sys/module/ublk_drv/parameters/ublks_max", "r");
+	return env && *env ? strtoull(env, NULL, 10) : 0;
+}
+
+/* ublk_drv's ublks_max (6.2 and later), else 0. */
+static uint64_t kernel_max_devices(void)
+{
+	char buf[32];
+	FILE *f = fopen("/sys/module/ublk_drv/parameters/ublks_max", "r");
+
 	if (!f)
 		return 0;
 	if (!fgets(buf, sizeof(buf), f))
@@ -417,8 +426,13 @@ int pool_admit(uint64_t max, uint64_t timeout_ms, int *lock, char *why, size_t l
 {
 	uint32_t *ids = NULL;
 
-	max = pool_max_devices(max);
-	*lock = pool_lock(max != 0, timeout_ms);
+	uint64_t mine = pool_max_devices(max);
+	/* Only a limit of ours has adds take the lock one at a time, each
+	 * until its device exists, so that the count stays true. The kernel
+	 * enforces its own at ADD_DEV (the server then says "pool full"):
+	 * counting here only says it before a server is started. */
+	max = mine ? mine : kernel_max_devices();
+	*lock = pool_lock(mine != 0, timeout_ms);
 	if (*lock < 0) {
 		snprintf(why, len, "pool lock in %s: %s", state_dir(), strerror(-*lock));
 		return *lock == -ETIMEDOUT ? EXIT_TIMEOUT : EXIT_FAIL;
@@ -437,9 +451,9 @@ int pool_admit(uint64_t max, uint64_t timeout_ms, int *lock, char *why, size_t l
 		return EXIT_FAIL;
 	}
 	if (max && (uint64_t)n >= max) {
-		snprintf(why, len, "pool full: %d devices of at most %llu (--max-devices, "
-			 "UBLK_POOL_MAX or ublk_drv's ublks_max); delete some or raise the limit",
-			 n, (unsigned long long)max);
+		snprintf(why, len, "pool full: %d devices of at most %llu (%s); delete some or raise "
+			 "the limit", n, (unsigned long long)max,
+			 mine ? "--max-devices or UBLK_POOL_MAX" : "ublk_drv's ublks_max");
 		close(*lock);
 		return EXIT_BUSY;
 	}

@@ -67,11 +67,38 @@ static bool owner_ok(const struct stat *st)
 
 static const struct safedir state_safedir = { "state directory", "--state-dir" };
 
+/* While held, the directory checked when the hold began (state_dir_hold). */
+static int held_root = -1;
+
+int state_dir_hold(void)
+{
+	int fd;
+
+	if (held_root >= 0)
+		return 0;
+	if ((fd = state_dir_open(false)) < 0)
+		return fd;
+	held_root = fd;
+	return 0;
+}
+
+void state_dir_release(void)
+{
+	if (held_root >= 0)
+		close(held_root);
+	held_root = -1;
+}
+
 /* The checked state directory; a refusal is said once, with what to do. */
 int state_dir_open(bool create)
 {
 	char why[1024];
-	int fd = safedir_open(&state_safedir, state_dir(), create, create, why, sizeof(why));
+	int fd;
+
+	/* a description of its own: readdir offsets are not shared */
+	if (held_root >= 0)
+		return (fd = openat(held_root, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0 ? -errno : fd;
+	fd = safedir_open(&state_safedir, state_dir(), create, create, why, sizeof(why));
 	if (fd < 0 && why[0])
 		say("%s", why);
 	return fd;

@@ -23,6 +23,12 @@ const char *state_dir(void);
  * what to do. create: make it (mkdir -p, 0700) when missing. fd for the
  * *at() calls, or -errno (-ENOENT when missing, -EPERM/-ELOOP refused). */
 int state_dir_open(bool create);
+/* Check the state directory once for a run of calls (a scan of every
+ * entry): until state_dir_release, state_dir_open opens the directory
+ * found then, without checking its path again. One thread only. 0 or
+ * -errno as state_dir_open. */
+int state_dir_hold(void);
+void state_dir_release(void);
 /* A refusal of the state directory (-EPERM, -ELOOP, -ENOTDIR), said on
  * stderr; else 0 (also when missing or not ours to read: the operation
  * meets that itself). Tools call it before anything else. */

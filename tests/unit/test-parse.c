@@ -9,6 +9,7 @@
 #include "util/exitcodes.h"
 #include "kernel/ctrl.h"
 #include "util/json_read.h"
+#include "util/parallel.h"
 #include "util/parse.h"
 #include "util/progress.h"
 #include "util/timeutil.h"
@@ -16,6 +17,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -436,6 +438,53 @@ static void test_exiting_left_alone(void)
 	unsetenv("UBLK_SERVE");
 }
 
+struct timed_job {
+	struct parallel_job job;
+	unsigned ms;
+	bool ran;
+};
+
+static atomic_int running, most_running, finished;
+
+static void *timed_job_run(void *arg)
+{
+	struct timed_job *t = arg;
+	int now = atomic_fetch_add(&running, 1) + 1;
+	for (int most = atomic_load(&most_running); now > most &&
+	     !atomic_compare_exchange_weak(&most_running, &most, now);)
+		;
+	sleep_ms(t->ms);
+	t->ran = true;
+	/* the slow job notes how many had finished when it did */
+	if (t->ms > 1000)
+		t->ms = (unsigned)atomic_load(&finished);
+	atomic_fetch_add(&finished, 1);
+	atomic_fetch_sub(&running, 1);
+	return NULL;
+}
+
+/* Every job that is on runs once, at most max at a time, and one slow job
+ * holds up only its own thread: the others all finish while it runs (in
+ * waves of 4, those after its wave would wait for it). */
+static void test_parallel_window(void)
+{
+	struct timed_job jobs[40] = { { .job.on = true, .ms = 2000 } };
+	int ran = 0, off = 0;
+
+	for (int i = 1; i < 40; i++)
+		jobs[i] = (struct timed_job){ .job.on = i % 5 != 0, .ms = 10 };
+	parallel_run(jobs, sizeof(jobs[0]), 40, 4, timed_job_run);
+	for (int i = 0; i < 40; i++) {
+		ran += jobs[i].ran;
+		off += !jobs[i].job.on && jobs[i].ran;
+	}
+	CHECK(ran == 33 && off == 0, "ran %d of the 33 jobs on, %d that were off", ran, off);
+	CHECK(atomic_load(&most_running) <= 4 && atomic_load(&most_running) >= 2,
+	      "at most 4 at once (saw %d)", atomic_load(&most_running));
+	CHECK(jobs[0].ms == 32, "the other 32 finished while the slow one ran (%u did)", jobs[0].ms);
+	parallel_run(jobs, sizeof(jobs[0]), 0, 4, timed_job_run);
+}
+
 int main(void)
 {
 	test_encoder();
@@ -449,5 +498,6 @@ int main(void)
 	test_hang_deadline();
 	test_pid_settled();
 	test_exiting_left_alone();
+	test_parallel_window();
 	return check_summary();
 }

@@ -166,7 +166,19 @@ teardown() {
 	run "$B/ublk-add" --base "$T/base" --read-only --max-devices 1030
 	echo "$output"
 	[ "$status" -eq 8 ]
-	[[ "$output" == *"pool full: 1030 devices of at most 1030"* ]]
+	[[ "$output" == *"pool full: 1030 devices of at most 1030 (--max-devices or UBLK_POOL_MAX)"* ]]
+	if [ -e "$UBLKS_MAX" ]; then
+		# the kernel's limit alone: said before a server starts, and at
+		# ADD_DEV when a limit of ours lets the add through
+		echo 1030 >"$UBLKS_MAX"
+		run "$B/ublk-add" --base "$T/base" --read-only
+		[ "$status" -eq 8 ]
+		[[ "$output" == *"pool full: 1030 devices of at most 1030 (ublk_drv's ublks_max)"* ]]
+		run env UBLK_POOL_MAX=5000 "$B/ublk-add" --base "$T/base" --read-only
+		echo "$output"
+		[ "$status" -eq 8 ]
+		[[ "$output" == *"pool full: the kernel refused a new device at ADD_DEV"*"ublks_max"* ]]
+	fi
 	run "$B/ublk-del" --all --timeout 30
 	echo "$output"
 	[ "$status" -eq 0 ]
