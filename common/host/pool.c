@@ -392,20 +392,6 @@ uint64_t pool_max_devices(uint64_t max)
 	return env && *env ? strtoull(env, NULL, 10) : 0;
 }
 
-/* ublk_drv's ublks_max (6.2 and later), else 0. */
-static uint64_t kernel_max_devices(void)
-{
-	char buf[32];
-	FILE *f = fopen("/sys/module/ublk_drv/parameters/ublks_max", "r");
-
-	if (!f)
-		return 0;
-	if (!fgets(buf, sizeof(buf), f))
-		buf[0] = 0;
-	fclose(f);
-	return strtoull(buf, NULL, 10);
-}
-
 void pool_record(const char *event, uint64_t ms)
 {
 	char line[64];
@@ -426,13 +412,12 @@ int pool_admit(uint64_t max, uint64_t timeout_ms, int *lock, char *why, size_t l
 {
 	uint32_t *ids = NULL;
 
-	uint64_t mine = pool_max_devices(max);
-	/* Only a limit of ours has adds take the lock one at a time, each
-	 * until its device exists, so that the count stays true. The kernel
-	 * enforces its own at ADD_DEV (the server then says "pool full"):
-	 * counting here only says it before a server is started. */
-	max = mine ? mine : kernel_max_devices();
-	*lock = pool_lock(mine != 0, timeout_ms);
+	/* Under a limit, adds take the lock one at a time, each until its
+	 * device exists, so that the count stays true. The kernel's own
+	 * (ublks_max, on 6.2 to 6.4) it enforces at ADD_DEV, where the server
+	 * says "pool full"; from 6.5 it bounds only unprivileged devices. */
+	max = pool_max_devices(max);
+	*lock = pool_lock(max != 0, timeout_ms);
 	if (*lock < 0) {
 		snprintf(why, len, "pool lock in %s: %s", state_dir(), strerror(-*lock));
 		return *lock == -ETIMEDOUT ? EXIT_TIMEOUT : EXIT_FAIL;
@@ -451,9 +436,8 @@ int pool_admit(uint64_t max, uint64_t timeout_ms, int *lock, char *why, size_t l
 		return EXIT_FAIL;
 	}
 	if (max && (uint64_t)n >= max) {
-		snprintf(why, len, "pool full: %d devices of at most %llu (%s); delete some or raise "
-			 "the limit", n, (unsigned long long)max,
-			 mine ? "--max-devices or UBLK_POOL_MAX" : "ublk_drv's ublks_max");
+		snprintf(why, len, "pool full: %d devices of at most %llu (--max-devices or "
+			 "UBLK_POOL_MAX); delete some or raise the limit", n, (unsigned long long)max);
 		close(*lock);
 		return EXIT_BUSY;
 	}

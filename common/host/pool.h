@@ -95,11 +95,10 @@ int pool_set_closed(bool closed);
  * 0 (none). */
 uint64_t pool_max_devices(uint64_t max);
 /* Admission of one more device: the pool lock (returned in *lock, held
- * until the device exists or is gone; exclusive under a limit of the
- * operator's, else shared), refused while a shutdown runs (EXIT_BUSY) or
- * when the operator's limit (pool_max_devices), else the kernel's
- * (ublk_drv's ublks_max), is reached (EXIT_BUSY, "pool full"). 0, or a
- * tool exit code with why set. */
+ * until the device exists or is gone; exclusive under a limit, else
+ * shared), refused while a shutdown runs (EXIT_BUSY) or when the limit
+ * (pool_max_devices) is reached (EXIT_BUSY, "pool full"). 0, or a tool
+ * exit code with why set. */
 int pool_admit(uint64_t max, uint64_t timeout_ms, int *lock, char *why, size_t len);
 /* Record an add or delete and how long it took, for ublk-pool metrics. */
 void pool_record(const char *event, uint64_t ms);
