@@ -67,26 +67,28 @@ static bool owner_ok(const struct stat *st)
 
 static const struct safedir state_safedir = { "state directory", "--state-dir" };
 
-/* While held, the directory checked when the hold began (state_dir_hold). */
-static int held_root = -1;
+/* While held, the directory checked when the hold began (state_dir_hold);
+ * holds nest, and are the holding thread's only. */
+static _Thread_local int held_root = -1, holds;
 
 int state_dir_hold(void)
 {
 	int fd;
 
-	if (held_root >= 0)
-		return 0;
-	if ((fd = state_dir_open(false)) < 0)
+	if (held_root < 0 && (fd = state_dir_open(false)) < 0)
 		return fd;
-	held_root = fd;
+	if (held_root < 0)
+		held_root = fd;
+	holds++;
 	return 0;
 }
 
 void state_dir_release(void)
 {
-	if (held_root >= 0)
+	if (holds > 0 && --holds == 0) {
 		close(held_root);
-	held_root = -1;
+		held_root = -1;
+	}
 }
 
 /* The checked state directory; a refusal is said once, with what to do. */
@@ -417,15 +419,19 @@ static int entry_weight(uint32_t id)
 
 int state_find(const char *key, const char *want, uint32_t *id)
 {
-	int root = state_dir_open(false);
+	/* one check of the path for the whole scan */
+	int root = state_dir_hold();
 	struct dirent *e;
 	int ret = -ENOENT, best = -1;
 	DIR *d;
 
 	if (root < 0)
 		return root == -ENOENT ? -ENOENT : root;
-	if (!(d = fdopendir(root))) {
-		close(root);
+	root = state_dir_open(false);
+	if (root < 0 || !(d = fdopendir(root))) {
+		if (root >= 0)
+			close(root);
+		state_dir_release();
 		return -ENOENT;
 	}
 	while ((e = readdir(d)) && best < 3) {
@@ -443,5 +449,6 @@ int state_find(const char *key, const char *want, uint32_t *id)
 		}
 	}
 	closedir(d);
+	state_dir_release();
 	return ret;
 }

@@ -25,8 +25,9 @@ const char *state_dir(void);
 int state_dir_open(bool create);
 /* Check the state directory once for a run of calls (a scan of every
  * entry): until state_dir_release, state_dir_open opens the directory
- * found then, without checking its path again. One thread only. 0 or
- * -errno as state_dir_open. */
+ * found then, without checking its path again, in the calling thread
+ * (other threads still check). Holds nest. 0 (then release it) or -errno
+ * as state_dir_open. */
 int state_dir_hold(void);
 void state_dir_release(void);
 /* A refusal of the state directory (-EPERM, -ELOOP, -ENOTDIR), said on
