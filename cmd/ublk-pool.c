@@ -37,7 +37,7 @@ static const struct cli_option options[] = {
 	{ "recover", KEY_RECOVER, NULL, "reclaim: attach a new server to recoverable devices instead of deleting them" },
 	{ "caches", KEY_CACHES, NULL, "reclaim, watch: also remove the caches of the devices deleted" },
 	{ "interval", KEY_INTERVAL, "SEC", "watch: seconds between passes (default 1)" },
-	{ "timeout", 't', "SEC", "reclaim, watch, shutdown, save-trace: deadline per device (default 10)" },
+	{ "timeout", 't', "SEC", "reclaim, watch: deadline per device; shutdown: for all; save-trace: for the trace (default 10)" },
 	{ "textfile", KEY_TEXTFILE, "DIR", "metrics: write ublk.prom atomically into DIR (node-exporter)" },
 	{ "grace", KEY_GRACE, "SEC", "a device without a state entry is a problem only once this old (default 30)" },
 	{ "hang-timeout", KEY_HANG, "SEC", "reclaim --recover, watch: kill and recover a server hung this long (default 120; 0: never); list --check, --json: count it hung" },

@@ -59,17 +59,23 @@ struct stopper {
 	struct parallel_job job;
 	uint32_t id;
 	uint64_t deadline;      /* now_ms() clock, the same for every device */
+	uint64_t min_ms;        /* at least this long, even past the deadline */
 	int ret;
 	char why[700];
 };
 
 /* Stops running at once, bounded by the file descriptors each holds. */
 #define STOP_WAVE 256
+/* What a stop started late still gets (or the whole timeout, if
+ * shorter): its server's clean stop persists the cache. */
+#define STOP_MIN_MS 5000
 
 static void *stop_one(void *arg)
 {
 	struct stopper *s = arg;
-	s->ret = device_delete(s->id, ms_left(s->deadline), true, s->why, sizeof(s->why));
+	uint64_t left = ms_left(s->deadline);
+	s->ret = device_delete(s->id, left > s->min_ms ? left : s->min_ms, true, s->why,
+			       sizeof(s->why));
 	if (s->ret == -ENODEV)
 		s->ret = 0;
 	return NULL;
@@ -95,6 +101,7 @@ static int stop_all(uint64_t timeout_ms, struct pool_report *r)
 	for (int i = 0; i < n; i++) {
 		st[i].id = devs[i].id;
 		st[i].deadline = deadline;
+		st[i].min_ms = timeout_ms < STOP_MIN_MS ? timeout_ms : STOP_MIN_MS;
 		st[i].job.on = devs[i].in_kernel;
 		/* a server still running has its device on the way in or out */
 		if (!devs[i].in_kernel && !devs[i].alive)
@@ -167,9 +174,11 @@ int pool_shutdown(uint64_t timeout_ms, struct pool_report *r)
 static int kill_hung(const struct pool_dev *devs, int n, const struct reclaim_opts *o)
 {
 	bool *killed = calloc(n > 0 ? (size_t)n : 1, sizeof(*killed));
-	uint64_t deadline = deadline_ms(o->timeout_ms);
+	uint64_t start = now_ms(), deadline = deadline_ms(o->timeout_ms);
 	int count = 0;
 
+	if (!killed)
+		log_err("looking for hung servers: %s", strerror(ENOMEM));
 	for (int i = 0; killed && i < n && o->recover; i++) {
 		const struct pool_dev *d = &devs[i];
 		char why[160];
@@ -188,7 +197,7 @@ static int kill_hung(const struct pool_dev *devs, int n, const struct reclaim_op
 	for (int i = 0; killed && i < n; i++)
 		if (killed[i] && wait_pid_gone(devs[i].pid, ms_left(deadline)))
 			log_err("ublkb%u: server %d still there %llu ms after SIGKILL", devs[i].id,
-				(int)devs[i].pid, (unsigned long long)o->timeout_ms);
+				(int)devs[i].pid, (unsigned long long)(now_ms() - start));
 	free(killed);
 	return count;
 }
@@ -334,6 +343,7 @@ int pool_watch(struct reclaim_opts *o, uint64_t interval_ms,
 {
 	struct sigaction sa = { .sa_handler = on_stop };   /* no SA_RESTART: wake the sleep */
 	bool ready = false;
+	int failed = 0;   /* the last pass's scan error, said once while it lasts */
 
 	sigaction(SIGTERM, &sa, NULL);
 	sigaction(SIGINT, &sa, NULL);
@@ -351,9 +361,10 @@ int pool_watch(struct reclaim_opts *o, uint64_t interval_ms,
 			pool_reclaim(devs, n, o, &r);
 			done(&r, arg);
 			pool_report_free(&r);
-		} else if (n < 0 && n != -EIO) {
+		} else if (n < 0 && n != -EIO && n != failed) {
 			log_err("scanning devices: %s", strerror(-n));
 		}
+		failed = n < 0 ? n : 0;
 		free(devs);
 		/* a service manager (Type=notify) learns that watch is up once the
 		 * first pass has looked after what a crash left */

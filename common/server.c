@@ -430,7 +430,7 @@ static int create_device(struct server *s)
 	if (ret) {
 		if (ret == -EACCES || ret == -ENOSPC)
 			return fail(s, EXIT_BUSY, "pool full: the kernel refused a new device at ADD_DEV "
-				    "(%s): its device limit (ublk_drv's ublks_max, on 6.2 to 6.4) is "
+				    "(%s): its device limit (ublk_drv's ublks_max, where it counts root's) is "
 				    "likely reached; delete unused devices with ublk-del, or raise "
 				    "ublks_max", strerror(-ret));
 		if (ret == -EEXIST && cfg->want_id >= 0)

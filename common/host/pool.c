@@ -208,6 +208,7 @@ int pool_scan(struct pool_dev **out, uint64_t settle_ms)
 	/* missing: no entries; not ours to read, or refused (writable by
 	 * others...): an error, said by state_dir_open */
 	if (root < 0 && root != -ENOENT) {
+		state_dir_release();
 		free(devs);
 		return root;
 	}
@@ -414,8 +415,9 @@ int pool_admit(uint64_t max, uint64_t timeout_ms, int *lock, char *why, size_t l
 
 	/* Under a limit, adds take the lock one at a time, each until its
 	 * device exists, so that the count stays true. The kernel's own
-	 * (ublks_max, on 6.2 to 6.4) it enforces at ADD_DEV, where the server
-	 * says "pool full"; from 6.5 it bounds only unprivileged devices. */
+	 * (ublks_max) it enforces at ADD_DEV, where the server says "pool
+	 * full"; since a 2025 change (6.15, and stable kernels that took it)
+	 * it counts only unprivileged devices, so it is no limit of root's. */
 	max = pool_max_devices(max);
 	*lock = pool_lock(max != 0, timeout_ms);
 	if (*lock < 0) {

@@ -426,15 +426,16 @@ int state_find(const char *key, const char *want, uint32_t *id)
 	DIR *d;
 
 	if (root < 0)
-		return root == -ENOENT ? -ENOENT : root;
+		return root;
 	root = state_dir_open(false);
 	if (root < 0 || !(d = fdopendir(root))) {
+		ret = root < 0 ? root : -errno;
 		if (root >= 0)
 			close(root);
 		state_dir_release();
-		return -ENOENT;
+		return ret;
 	}
-	while ((e = readdir(d)) && best < 3) {
+	while ((e = readdir(d))) {
 		char value[4096];
 		uint32_t v;
 		int w;

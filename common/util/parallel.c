@@ -32,6 +32,8 @@ void parallel_run(void *jobs, size_t size, int n, int max, void *(*fn)(void *))
 
 	for (int i = 0; i < n; i++)
 		on += ((struct parallel_job *)(r.jobs + (size_t)i * size))->on;
+	if (max < 1)
+		max = 1;
 	if (max > on)
 		max = on;
 	threads = max > 0 ? calloc((size_t)max, sizeof(*threads)) : NULL;
