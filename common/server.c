@@ -323,13 +323,12 @@ static int lock_entry(struct server *s)
 static bool cache_awaits_recovery(struct server *s)
 {
 	uint32_t other;
-	char v[32] = "", node[64];
+	char v[32] = "";
 
 	if (state_find("cache", s->cfg->stack.cache, &other))
 		return false;
 	state_read(other, "pid", v, sizeof(v));
-	snprintf(node, sizeof(node), "/sys/class/ublk-char/ublkc%u", other);
-	if (pid_alive(atoi(v)) || access(node, F_OK))
+	if (pid_alive(atoi(v)) || !ctrl_has_device(other))
 		return false;   /* in use (the cache's lock says so), or gone */
 	if (state_config_get(other, "no_recovery", v, sizeof(v)) || strcmp(v, "1"))
 		fail(s, EXIT_BUSY, "%s: the cache of /dev/ublkb%u, whose server died: recover that "

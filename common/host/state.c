@@ -1,4 +1,5 @@
 #include "host/state.h"
+#include "kernel/ctrl.h"
 #include "util/atomic_file.h"
 #include "util/cfgline.h"
 #include "util/log.h"
@@ -410,11 +411,10 @@ int state_config_get(uint32_t id, const char *key, char *buf, size_t len)
  * one a crash left. */
 static int entry_weight(uint32_t id)
 {
-	char pid[32] = "", node[64];
+	char pid[32] = "";
 
-	snprintf(node, sizeof(node), "/sys/class/ublk-char/ublkc%u", id);
 	return (state_read(id, "pid", pid, sizeof(pid)) > 0 && pid_alive(atoi(pid)) ? 2 : 0) +
-	       !access(node, F_OK);
+	       ctrl_has_device(id);
 }
 
 int state_find(const char *key, const char *want, uint32_t *id)

@@ -333,6 +333,14 @@ int ctrl_list_ids(uint32_t **out)
 	return (int)n;
 }
 
+bool ctrl_has_device(uint32_t id)
+{
+	char node[64];
+
+	snprintf(node, sizeof(node), "/sys/class/ublk-char/ublkc%u", id);
+	return !access(node, F_OK);
+}
+
 const char *ctrl_state_name(int s)
 {
 	switch (s) {

@@ -6,6 +6,7 @@
 #include "kernel/ublk_uapi.h"
 
 #include <liburing.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <sys/types.h>
 
@@ -62,6 +63,9 @@ void dev_char_path(uint32_t id, char *buf, size_t len);
  * ascending, into *ids (malloc'd; NULL when there are none). Returns the
  * count, 0 without ublk, or -errno. */
 int ctrl_list_ids(uint32_t **ids);
+
+/* Whether the kernel has device id (its /sys/class/ublk-char entry). */
+bool ctrl_has_device(uint32_t id);
 
 /* The name of a device state GET_DEV_INFO gives: live, quiesced, dead, or "-". */
 const char *ctrl_state_name(int s);
