@@ -1,4 +1,5 @@
 #include "host/device.h"
+#include "host/holders.h"
 #include "util/cfgline.h"
 #include "util/exitcodes.h"
 #include "kernel/ctrl.h"
@@ -7,145 +8,14 @@
 #include "host/state.h"
 #include "util/timeutil.h"
 
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <sys/sysmacros.h>
 #include <sys/wait.h>
 #include <unistd.h>
-
-static void append(char *desc, size_t len, const char *piece)
-{
-	size_t used = strlen(desc);
-	snprintf(desc + used, len - used, "%s%s", used ? ", " : "", piece);
-}
-
-/* Does link target name the device or one of its partitions? */
-static bool names_device(const char *target, const char *node)
-{
-	size_t n = strlen(node);
-	if (strncmp(target, node, n))
-		return false;
-	return target[n] == 0 || target[n] == 'p';
-}
-
-static int fd_holders(const char *node, char *desc, size_t len)
-{
-	DIR *proc = opendir("/proc");
-	struct dirent *p;
-	pid_t self = getpid();
-	int found = 0;
-
-	if (!proc)
-		return 0;
-	while ((p = readdir(proc))) {
-		char path[300], target[300], comm[64] = "?";
-		char *end;
-		long pid = strtol(p->d_name, &end, 10);
-		if (*end || pid <= 0 || pid == self)
-			continue;
-		snprintf(path, sizeof(path), "/proc/%ld/fd", pid);
-		DIR *fds = opendir(path);
-		if (!fds)
-			continue;
-		struct dirent *f;
-		while ((f = readdir(fds))) {
-			char link[600];
-			snprintf(link, sizeof(link), "%s/%s", path, f->d_name);
-			ssize_t n = readlink(link, target, sizeof(target) - 1);
-			if (n <= 0)
-				continue;
-			target[n] = 0;
-			if (!names_device(target, node))
-				continue;
-			snprintf(path, sizeof(path), "/proc/%ld/comm", pid);
-			FILE *c = fopen(path, "r");
-			if (c) {
-				if (fgets(comm, sizeof(comm), c))
-					comm[strcspn(comm, "\n")] = 0;
-				fclose(c);
-			}
-			char piece[128];
-			snprintf(piece, sizeof(piece), "pid %ld (%s)", pid, comm);
-			append(desc, len, piece);
-			found++;
-			break;
-		}
-		closedir(fds);
-	}
-	closedir(proc);
-	return found;
-}
-
-static int mount_holders(const char *node, char *desc, size_t len)
-{
-	struct stat st;
-	FILE *f;
-	char line[4096];
-	int found = 0;
-
-	if (stat(node, &st) || !S_ISBLK(st.st_mode))
-		return 0;
-	f = fopen("/proc/self/mountinfo", "r");
-	if (!f)
-		return 0;
-	while (fgets(line, sizeof(line), f)) {
-		unsigned maj, min;
-		char mnt[2048];
-		/* id parent maj:min root mountpoint ... */
-		if (sscanf(line, "%*d %*d %u:%u %*s %2047s", &maj, &min, mnt) != 3)
-			continue;
-		if (maj != major(st.st_rdev))
-			continue;
-		/* partitions share the major and follow the disk's minor */
-		if (min < minor(st.st_rdev) || min > minor(st.st_rdev) + 255)
-			continue;
-		char piece[2100];
-		snprintf(piece, sizeof(piece), "mounted on %s", mnt);
-		append(desc, len, piece);
-		found++;
-	}
-	fclose(f);
-	return found;
-}
-
-static int stacked_holders(uint32_t id, char *desc, size_t len)
-{
-	char path[128];
-	DIR *d;
-	struct dirent *e;
-	int found = 0;
-
-	snprintf(path, sizeof(path), "/sys/block/ublkb%u/holders", id);
-	d = opendir(path);
-	if (!d)
-		return 0;
-	while ((e = readdir(d))) {
-		if (e->d_name[0] == '.')
-			continue;
-		char piece[300];
-		snprintf(piece, sizeof(piece), "used by %s", e->d_name);
-		append(desc, len, piece);
-		found++;
-	}
-	closedir(d);
-	return found;
-}
-
-int device_holders(uint32_t id, char *desc, size_t len)
-{
-	char node[64];
-
-	dev_block_path(id, node, sizeof(node));
-	desc[0] = 0;
-	return fd_holders(node, desc, len) + mount_holders(node, desc, len) +
-	       stacked_holders(id, desc, len);
-}
 
 int device_resolve(const char *arg, uint32_t *id, char *why, size_t len)
 {

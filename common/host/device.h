@@ -1,5 +1,5 @@
-/* Operations on existing devices shared by the tools: finding who holds a
- * device open, and deleting a device with a deadline. */
+/* Operations on existing devices shared by the tools: resolving a name,
+ * deleting a device with a deadline (waiting for its holders, host/holders.h). */
 #ifndef UBLK_DEVICE_H
 #define UBLK_DEVICE_H
 
@@ -12,11 +12,6 @@
  * so every tool answers that before looking at its operands), or
  * EXIT_NO_DEVICE, with why saying so. */
 int device_resolve(const char *arg, uint32_t *id, char *why, size_t len);
-
-/* Describe who holds /dev/ublkbID (or a partition) open: processes with an
- * open fd, mounts, stacked devices. Returns how many were found (0: none),
- * writing "pid 123 (mkfs.ext4), mounted on /mnt" into desc. */
-int device_holders(uint32_t id, char *desc, size_t len);
 
 /*
  * Delete device id within timeout_ms: wait until nothing holds it open

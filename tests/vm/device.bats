@@ -151,6 +151,28 @@ teardown() { vm_teardown; }
 	assert_gone "${dev#/dev/ublkb}"
 }
 
+@test "del of a device mounted in another mount namespace names the mount and fails at the deadline" {
+	truncate -s 64M "$T/img"
+	dev=$("$B/ublk-add" --base "$T/img")
+	mkfs.ext4 -q -F "$dev"
+	mkdir "$T/mnt"
+	# mounted where this shell cannot see it, by a process with no fd of the device
+	unshare -m --propagation private sh -c 'mount "$1" "$2" && echo >"$3" && exec sleep 120' \
+		sh "$dev" "$T/mnt" "$T/mounted" </dev/null >"$T/ns.log" 2>&1 3>&- &
+	holder=$!
+	wait_until 30 "[ -e '$T/mounted' ]" || { cat "$T/ns.log"; false; }
+	! grep -q "^$dev " /proc/mounts
+	run_mustfail 8 "still in use after 1000 ms: mounted on $T/mnt (mount namespace of pid $holder (sleep))" \
+		"$B/ublk-del" --timeout 1 "$dev"
+	# the file system was never cut off: it unmounts clean with its holder
+	[ -e "/proc/$holder/ns/mnt" ]
+	kill "$holder"
+	wait "$holder" || true
+	"$B/ublk-del" "$dev"
+	assert_gone "${dev#/dev/ublkb}"
+	e2fsck -fn "$T/img"
+}
+
 @test "del of a device whose server was killed" {
 	make_image "$T/img" 4
 	dev=$("$B/ublk-add" --base "$T/img")
