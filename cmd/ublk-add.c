@@ -47,7 +47,6 @@ static uint64_t device_size(int id)
 	return state_config_get((uint32_t)id, "device_size", v, sizeof(v)) ? 0 : strtoull(v, NULL, 10);
 }
 
-/* Take the pool lock: refused while the pool shuts down, or when full. */
 static void print_json(const struct server_config *cfg, const struct ready_result *r, pid_t pid)
 {
 	char path[64];
@@ -93,7 +92,7 @@ int main(int argc, char **argv)
 	char why[600];
 	bool json = false;
 	uint64_t max_devices = 0;
-	int lock = -1;
+	struct pool_admission admission;
 	struct cli c;
 	pid_t pid;
 	int key, code;
@@ -124,24 +123,24 @@ int main(int argc, char **argv)
 		return code;
 	}
 
-	code = pool_admit(max_devices, cfg.timeout_ms, &lock, why, sizeof(why));
+	code = pool_admit(max_devices, cfg.timeout_ms, &admission, why, sizeof(why));
 	if (code) {
 		log_err("%s", why);
 		return code;
 	}
 	uint64_t start = now_ms();
-	code = spawn_serve(&cfg, &res, &pid);
+	code = spawn_serve(&cfg, &admission.admit, &res, &pid);
 	/* A shutdown announced meanwhile does not wait for us (it would wait
 	 * behind every add): it stops what it finds, and we take back what
 	 * it could not see, while still holding the lock it waits for last. */
 	if (pool_closed()) {
 		if (!code && device_delete((uint32_t)res.id, cfg.timeout_ms, true, why, sizeof(why)))
 			log_err("ublkb%d: deleting it again: %s", res.id, why);
-		close(lock);
+		pool_admit_end(&admission);
 		log_err("the pool is shutting down (ublk-pool shutdown): no new devices");
 		return EXIT_BUSY;
 	}
-	close(lock);   /* the device exists (and counts) or is gone */
+	pool_admit_end(&admission);   /* the device is live or gone */
 	if (code) {
 		log_err("%s", res.msg);
 		return code;

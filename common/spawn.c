@@ -74,7 +74,8 @@ static int secrets_memfd(const struct server_config *cfg, int *fd, char *why, si
 	return code;
 }
 
-int spawn_serve(const struct server_config *cfg, struct ready_result *res, pid_t *pid)
+int spawn_serve(const struct server_config *cfg, int *release_on_id, struct ready_result *res,
+		pid_t *pid)
 {
 	char serve[PATH_MAX], secrets_arg[16];
 	char *args[DEVOPTS_MAX_ARGS + 6] = { serve, "--ready-fd", "3" };
@@ -97,7 +98,7 @@ int spawn_serve(const struct server_config *cfg, struct ready_result *res, pid_t
 	devopts_to_argv(cfg, args, &argn);
 	/* The server's own control steps each have the same deadline; give the
 	 * whole start-up a little more so its own error wins over our timeout. */
-	code = ready_spawn_fd(args, secrets_fd, cfg->timeout_ms * 2, res, pid);
+	code = ready_spawn_fd(args, secrets_fd, release_on_id, cfg->timeout_ms * 2, res, pid);
 	if (secrets_fd >= 0)
 		close(secrets_fd);
 	return code;

@@ -11,8 +11,11 @@
 
 /* A server for cfg, detached, its credentials passed on an fd (never in
  * argv), waited for at most twice cfg's deadline. 0 when the device is
- * live, else an exit code with res->msg saying why; nothing is left then. */
-int spawn_serve(const struct server_config *cfg, struct ready_result *res, pid_t *pid);
+ * live, else an exit code with res->msg saying why; nothing is left then.
+ * *release_on_id (if not NULL) is closed once the kernel has the device
+ * (ready_spawn_fd). */
+int spawn_serve(const struct server_config *cfg, int *release_on_id, struct ready_result *res,
+		pid_t *pid);
 
 /* "ublk-serve --recover ID" detached (state directory and deadline of
  * this process), waited for until the device is live again, as

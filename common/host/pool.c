@@ -333,10 +333,10 @@ int pool_file_open(const char *name, int flags, bool create)
 	return fd;
 }
 
-int pool_lock(bool exclusive, uint64_t timeout_ms)
+static int lock_file(const char *name, bool exclusive, uint64_t timeout_ms)
 {
 	uint64_t deadline = now_ms() + timeout_ms;
-	int fd = pool_file_open(".pool.lock", O_RDWR | O_CREAT, true);
+	int fd = pool_file_open(name, O_RDWR | O_CREAT, true);
 
 	if (fd < 0)
 		return fd;
@@ -349,6 +349,11 @@ int pool_lock(bool exclusive, uint64_t timeout_ms)
 		sleep_ms(5);
 	}
 	return fd;
+}
+
+int pool_lock(bool exclusive, uint64_t timeout_ms)
+{
+	return lock_file(".pool.lock", exclusive, timeout_ms);
 }
 
 int pool_closed(void)
@@ -409,39 +414,61 @@ void pool_record(const char *event, uint64_t ms)
 	close(fd);
 }
 
-int pool_admit(uint64_t max, uint64_t timeout_ms, int *lock, char *why, size_t len)
+int pool_admit(uint64_t max, uint64_t timeout_ms, struct pool_admission *a, char *why, size_t len)
 {
+	uint64_t deadline = now_ms() + timeout_ms;
 	uint32_t *ids = NULL;
+	int code = 0, n;
 
-	/* Under a limit, adds take the lock one at a time, each until its
-	 * device exists, so that the count stays true. The kernel's own
-	 * (ublks_max) it enforces at ADD_DEV, where the server says "pool
-	 * full"; since a 2025 change (6.15, and stable kernels that took it)
-	 * it counts only unprivileged devices, so it is no limit of root's. */
+	/* Under a limit, adds count and add one at a time (.admit.lock) until
+	 * the kernel has the device, so that the count stays true; each keeps
+	 * the pool lock shared until its device is live, for a shutdown. The
+	 * kernel's own limit (ublks_max) it enforces at ADD_DEV, where the
+	 * server says "pool full"; since a 2025 change (6.15, and stable
+	 * kernels that took it) it counts only unprivileged devices, so it is
+	 * no limit of root's. */
 	max = pool_max_devices(max);
-	*lock = pool_lock(max != 0, timeout_ms);
-	if (*lock < 0) {
-		snprintf(why, len, "pool lock in %s: %s", state_dir(), strerror(-*lock));
-		return *lock == -ETIMEDOUT ? EXIT_TIMEOUT : EXIT_FAIL;
+	a->admit = -1;
+	a->lock = pool_lock(false, timeout_ms);
+	if (a->lock < 0) {
+		snprintf(why, len, "pool lock in %s: %s", state_dir(), strerror(-a->lock));
+		return a->lock == -ETIMEDOUT ? EXIT_TIMEOUT : EXIT_FAIL;
 	}
 	if (pool_closed()) {
 		snprintf(why, len, "the pool is shutting down (ublk-pool shutdown): no new devices");
-		close(*lock);
-		return EXIT_BUSY;
+		code = EXIT_BUSY;
+		goto out;
 	}
-	int n = max ? ctrl_list_ids(&ids) : 0;
+	if (!max)
+		return 0;
+	a->admit = lock_file(".admit.lock", true, ms_left(deadline));
+	if (a->admit < 0) {
+		snprintf(why, len, "admission lock in %s: %s", state_dir(), strerror(-a->admit));
+		code = a->admit == -ETIMEDOUT ? EXIT_TIMEOUT : EXIT_FAIL;
+		goto out;
+	}
+	n = ctrl_list_ids(&ids);
 	free(ids);
 	if (n < 0) {
 		snprintf(why, len, "counting the devices for the limit of %llu (/sys/class/ublk-char): %s",
 			 (unsigned long long)max, strerror(-n));
-		close(*lock);
-		return EXIT_FAIL;
-	}
-	if (max && (uint64_t)n >= max) {
+		code = EXIT_FAIL;
+	} else if ((uint64_t)n >= max) {
 		snprintf(why, len, "pool full: %d devices of at most %llu (--max-devices or "
 			 "UBLK_POOL_MAX); delete some or raise the limit", n, (unsigned long long)max);
-		close(*lock);
-		return EXIT_BUSY;
+		code = EXIT_BUSY;
 	}
-	return 0;
+out:
+	if (code)
+		pool_admit_end(a);
+	return code;
+}
+
+void pool_admit_end(struct pool_admission *a)
+{
+	if (a->admit >= 0)
+		close(a->admit);
+	if (a->lock >= 0)
+		close(a->lock);
+	a->admit = a->lock = -1;
 }

@@ -76,13 +76,10 @@ int pool_read_stats(const char *text, struct pool_stats *st);
  * 1 with why set, else 0. */
 int pool_hung(const struct pool_dev *d, uint64_t hang_ms, char *why, size_t len);
 
-#endif
-
 /* Pool-wide coordination through the state directory (docs/state-dir.md):
- * ublk-add holds the pool lock shared while it adds (exclusive when a
- * device limit applies, so the count stays true), ublk-pool shutdown holds
- * it exclusive to mark the pool closed. Returns the lock's fd or -errno
- * (-ETIMEDOUT at the deadline). */
+ * ublk-add holds the pool lock shared while it adds (pool_admit),
+ * ublk-pool shutdown holds it exclusive to mark the pool closed. Returns
+ * the lock's fd or -errno (-ETIMEDOUT at the deadline). */
 int pool_lock(bool exclusive, uint64_t timeout_ms);
 /* name in the checked state directory (state_dir_open; created with it
  * when create), opened with flags, never through a link, a regular file
@@ -94,11 +91,21 @@ int pool_set_closed(bool closed);
 /* The operator's device limit: max if non-zero, else $UBLK_POOL_MAX, else
  * 0 (none). */
 uint64_t pool_max_devices(uint64_t max);
-/* Admission of one more device: the pool lock (returned in *lock, held
- * until the device exists or is gone; exclusive under a limit, else
- * shared), refused while a shutdown runs (EXIT_BUSY) or when the limit
- * (pool_max_devices) is reached (EXIT_BUSY, "pool full"). 0, or a tool
- * exit code with why set. */
-int pool_admit(uint64_t max, uint64_t timeout_ms, int *lock, char *why, size_t len);
+/* Admission of one more device: the pool lock, shared, held until the
+ * device is live or gone (a shutdown waits for it); under a limit
+ * (pool_max_devices) also the admission lock, exclusive, held until the
+ * kernel has the device (the server reports its id) or it failed. Refused
+ * while a shutdown runs (EXIT_BUSY) or when the limit is reached
+ * (EXIT_BUSY, "pool full"). 0 with both held (admit -1 without a limit),
+ * or a tool exit code with why set and neither held. */
+struct pool_admission {
+	int lock;
+	int admit;
+};
+int pool_admit(uint64_t max, uint64_t timeout_ms, struct pool_admission *a, char *why, size_t len);
+/* Release what is still held of an admission. */
+void pool_admit_end(struct pool_admission *a);
 /* Record an add or delete and how long it took, for ublk-pool metrics. */
 void pool_record(const char *event, uint64_t ms);
+
+#endif

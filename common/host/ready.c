@@ -83,11 +83,11 @@ static void child(int pipe_w, int secrets_fd, char *const argv[])
 
 int ready_spawn(char *const argv[], uint64_t timeout_ms, struct ready_result *res, pid_t *pidp)
 {
-	return ready_spawn_fd(argv, -1, timeout_ms, res, pidp);
+	return ready_spawn_fd(argv, -1, NULL, timeout_ms, res, pidp);
 }
 
-int ready_spawn_fd(char *const argv[], int secrets_fd, uint64_t timeout_ms, struct ready_result *res,
-		   pid_t *pidp)
+int ready_spawn_fd(char *const argv[], int secrets_fd, int *release_on_id, uint64_t timeout_ms,
+		   struct ready_result *res, pid_t *pidp)
 {
 	uint64_t deadline = deadline_ms(timeout_ms);
 	char buf[2048];
@@ -142,6 +142,10 @@ int ready_spawn_fd(char *const argv[], int secrets_fd, uint64_t timeout_ms, stru
 		}
 		if (used == sizeof(buf) - 1)
 			used = 0;   /* garbage without newline: drop it */
+		if (res->id >= 0 && release_on_id && *release_on_id >= 0) {
+			close(*release_on_id);
+			*release_on_id = -1;
+		}
 	}
 	close(p[0]);
 	if (res->live)

@@ -29,9 +29,11 @@ struct ready_result {
 int ready_spawn(char *const argv[], uint64_t timeout_ms, struct ready_result *res, pid_t *pid);
 
 /* The same, also passing secrets_fd (if >= 0) as fd READY_SECRETS_FD
- * (for ublk-serve --secrets-fd: credentials stay out of argv). */
+ * (for ublk-serve --secrets-fd: credentials stay out of argv), and closing
+ * *release_on_id (if not NULL and >= 0; then set to -1) once the server
+ * reports its device's id: a lock held until the kernel has the device. */
 #define READY_SECRETS_FD 4
-int ready_spawn_fd(char *const argv[], int secrets_fd, uint64_t timeout_ms, struct ready_result *res,
-		   pid_t *pid);
+int ready_spawn_fd(char *const argv[], int secrets_fd, int *release_on_id, uint64_t timeout_ms,
+		   struct ready_result *res, pid_t *pid);
 
 #endif

@@ -214,7 +214,11 @@ teardown() { vm_teardown; }
 			--iodepth=16 --rate_iops=100 --time_based --runtime=120 --output=/dev/null &
 		wait_until 60 '[ "$(dev_ios "$dev")" -ge 100 ]'
 	done
-	( for i in $(seq 20); do "$B/ublk-add" --base "$T/base" --read-only --timeout 30 >>"$T/late.out" 2>>"$T/late.err"; done ) &
+	# every other one under a device limit, which admits one add at a time
+	( for i in $(seq 20); do
+		limit=(); [ $((i % 2)) -eq 0 ] || limit=(--max-devices 100)
+		"$B/ublk-add" --base "$T/base" --read-only --timeout 30 "${limit[@]}" >>"$T/late.out" 2>>"$T/late.err"
+	done ) &
 	adder=$!
 	start=$(date +%s)
 	run "$B/ublk-pool" shutdown --timeout 10
