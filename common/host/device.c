@@ -112,9 +112,11 @@ void device_nudge(uint32_t id)
 	}
 	if (fork() != 0)
 		_exit(0);
-	/* the reader must hold nothing of ours (locks, the control device) */
-	for (int fd = 0; fd < 1024; fd++)
-		close(fd);
+	/* the reader must hold nothing of ours (locks, the control device),
+	 * and shutdown and watch raise the fd limit past 1024 */
+	if (close_range(0, ~0U, 0))
+		for (int fd = 0; fd < 1024; fd++)
+			close(fd);
 	setsid();
 	dev_block_path(id, path, sizeof(path));
 	/* no malloc: the caller may have threads */

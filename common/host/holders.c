@@ -2,13 +2,17 @@
  * namespace of its own, where no process keeps an fd of the device and
  * this process's mount table does not show it: the one pass over /proc
  * that finds the fds also reads the mount table of every namespace a
- * process is in. */
+ * process is in. A holder is known by the device numbers it holds, never
+ * by a node's name: a container opens the device through a node of its
+ * own /dev, and ublk's disks share the block major (259) with NVMe and
+ * each other, taking its minors in turn, so that neither a name nor a
+ * range of minors tells one disk, or a partition, from another. */
 #include "host/holders.h"
-#include "kernel/ctrl.h"
 
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,8 +21,8 @@
 #include <unistd.h>
 
 struct scan {
-	const char *node;       /* /dev/ublkbN */
-	dev_t rdev;             /* its number; 0 when the node is missing */
+	dev_t *devs;            /* the disk's number and its partitions' */
+	size_t n_devs;
 	char *desc;
 	size_t len;
 	int found;
@@ -34,13 +38,72 @@ static void append(struct scan *s, const char *piece)
 	s->found++;
 }
 
-/* Does link target name the device or one of its partitions? */
-static bool names_device(const char *target, const char *node)
+static bool is_device(const struct scan *s, dev_t dev)
 {
-	size_t n = strlen(node);
-	if (strncmp(target, node, n))
-		return false;
-	return target[n] == 0 || target[n] == 'p';
+	for (size_t i = 0; i < s->n_devs; i++)
+		if (s->devs[i] == dev)
+			return true;
+	return false;
+}
+
+static int add_number(struct scan *s, int dir, const char *name)
+{
+	char path[300], text[32];
+	unsigned maj, min;
+	int fd;
+	ssize_t n;
+
+	snprintf(path, sizeof(path), "%s/dev", name);
+	fd = openat(dir, path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return errno == ENOENT ? 0 : -errno;   /* ENOENT: not (or no longer) a disk */
+	n = read(fd, text, sizeof(text) - 1);
+	close(fd);
+	if (n < 0)
+		return -errno;
+	text[n] = 0;
+	if (sscanf(text, "%u:%u", &maj, &min) != 2)
+		return 0;
+	dev_t *grown = realloc(s->devs, (s->n_devs + 1) * sizeof(*grown));
+	if (!grown)
+		return -ENOMEM;
+	s->devs = grown;
+	s->devs[s->n_devs++] = makedev(maj, min);
+	return 0;
+}
+
+/* The numbers of /sys/block/ublkbID and of its partitions (ublkbIDpK):
+ * none when the kernel has no such disk. 0 or -errno. */
+static int device_numbers(struct scan *s, uint32_t id)
+{
+	char disk[32], part[40];
+	struct dirent *e;
+	int dir, sub, ret;
+	DIR *d;
+
+	snprintf(disk, sizeof(disk), "ublkb%u", id);
+	snprintf(part, sizeof(part), "ublkb%up", id);
+	dir = open("/sys/block", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dir < 0)
+		return -errno;
+	ret = add_number(s, dir, disk);
+	if (ret || !s->n_devs)
+		goto out;
+	sub = openat(dir, disk, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	d = sub < 0 ? NULL : fdopendir(sub);
+	if (!d) {
+		ret = errno == ENOENT ? 0 : -errno;
+		if (sub >= 0)
+			close(sub);
+		goto out;
+	}
+	while (!ret && (e = readdir(d)))
+		if (!strncmp(e->d_name, part, strlen(part)))
+			ret = add_number(s, dirfd(d), e->d_name);
+	closedir(d);
+out:
+	close(dir);
+	return ret;
 }
 
 static void comm_of(int pid_dir, char *comm, size_t len)
@@ -56,16 +119,18 @@ static void comm_of(int pid_dir, char *comm, size_t len)
 	comm[strcspn(comm, "\n")] = 0;
 }
 
-/* The mounts of the device (or a partition: partitions share the major
- * and follow the disk's minor) in one mount table; where is appended to
- * each ("" for this process's own namespace). */
+/* The mounts of the device or a partition in one mount table; where is
+ * appended to each ("" for this process's own namespace). */
 static void mounts_in(struct scan *s, FILE *f, const char *where)
 {
 	char line[4096], token[16];
 
 	/* a host of sandboxes has thousands of tables: parse only the lines
-	 * that can be of the device's major */
-	snprintf(token, sizeof(token), " %u:", major(s->rdev));
+	 * of the disk's major (a partition's may differ: then parse all) */
+	snprintf(token, sizeof(token), " %u:", major(s->devs[0]));
+	for (size_t i = 1; i < s->n_devs; i++)
+		if (major(s->devs[i]) != major(s->devs[0]))
+			token[0] = 0;
 	while (fgets(line, sizeof(line), f)) {
 		unsigned maj, min;
 		char mnt[2048], piece[2300];
@@ -73,7 +138,7 @@ static void mounts_in(struct scan *s, FILE *f, const char *where)
 		if (!strstr(line, token) ||
 		    sscanf(line, "%*d %*d %u:%u %*s %2047s", &maj, &min, mnt) != 3)
 			continue;
-		if (maj != major(s->rdev) || min < minor(s->rdev) || min > minor(s->rdev) + 255)
+		if (!is_device(s, makedev(maj, min)))
 			continue;
 		snprintf(piece, sizeof(piece), "mounted on %s%s", mnt, where);
 		append(s, piece);
@@ -109,7 +174,7 @@ static void mounts_of_pid(struct scan *s, int pid_dir, long pid)
 	int fd;
 	FILE *f;
 
-	if (s->mounted || !s->rdev || !ns_new(s, pid_dir))
+	if (s->mounted || !ns_new(s, pid_dir))
 		return;
 	fd = openat(pid_dir, "mountinfo", O_RDONLY | O_CLOEXEC);
 	f = fd < 0 ? NULL : fdopen(fd, "r");
@@ -126,7 +191,7 @@ static void mounts_of_pid(struct scan *s, int pid_dir, long pid)
 
 static void fds_of_pid(struct scan *s, int pid_dir, long pid)
 {
-	char target[300], comm[64], piece[128];
+	char comm[64], piece[128];
 	int fd = openat(pid_dir, "fd", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	DIR *fds = fd < 0 ? NULL : fdopendir(fd);
 	struct dirent *f;
@@ -137,11 +202,12 @@ static void fds_of_pid(struct scan *s, int pid_dir, long pid)
 		return;
 	}
 	while ((f = readdir(fds))) {
-		ssize_t n = readlinkat(dirfd(fds), f->d_name, target, sizeof(target) - 1);
-		if (n <= 0)
-			continue;
-		target[n] = 0;
-		if (!names_device(target, s->node))
+		struct statx st;
+		/* what the fd is, as the file system has it cached: a file of a
+		 * hung NFS or FUSE mount must not stop the scan */
+		if (f->d_name[0] == '.' ||
+		    statx(dirfd(fds), f->d_name, AT_STATX_DONT_SYNC, STATX_TYPE, &st) ||
+		    !S_ISBLK(st.stx_mode) || !is_device(s, makedev(st.stx_rdev_major, st.stx_rdev_minor)))
 			continue;
 		comm_of(pid_dir, comm, sizeof(comm));
 		snprintf(piece, sizeof(piece), "pid %ld (%s)", pid, comm);
@@ -195,17 +261,23 @@ static void stacked(struct scan *s, uint32_t id)
 
 int device_holders(uint32_t id, char *desc, size_t len)
 {
-	char node[64];
-	struct scan s = { .node = node, .desc = desc, .len = len };
-	struct stat st;
+	struct scan s = { .desc = desc, .len = len };
 	FILE *own;
 
-	dev_block_path(id, node, sizeof(node));
 	desc[0] = 0;
-	if (!stat(node, &st) && S_ISBLK(st.st_mode))
-		s.rdev = st.st_rdev;
+	int ret = device_numbers(&s, id);
+	if (ret) {
+		/* better a device kept than one stopped under its users */
+		char piece[160];
+		snprintf(piece, sizeof(piece), "who holds it is unknown (/sys/block/ublkb%u: %s)", id,
+			 strerror(-ret));
+		append(&s, piece);
+		goto out;
+	}
+	if (!s.n_devs)   /* not a disk (yet, or any more): only stacked ones */
+		goto stacked;
 	/* this process's namespace first: its mounts are named without one */
-	own = s.rdev ? fopen("/proc/self/mountinfo", "re") : NULL;
+	own = fopen("/proc/self/mountinfo", "re");
 	if (own) {
 		int self_dir = open("/proc/self", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 		if (self_dir >= 0) {
@@ -216,7 +288,10 @@ int device_holders(uint32_t id, char *desc, size_t len)
 		fclose(own);
 	}
 	procs(&s);
+stacked:
 	stacked(&s, id);
+out:
+	free(s.devs);
 	free(s.ns);
 	return s.found;
 }

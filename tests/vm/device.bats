@@ -173,6 +173,34 @@ teardown() { vm_teardown; }
 	e2fsck -fn "$T/img"
 }
 
+@test "del: another device's mount or open node is not a holder; the device's own, under any name, is" {
+	truncate -s 64M "$T/a"
+	truncate -s 64M "$T/b"
+	# b has an MBR with one Linux partition: 4096-byte sectors 256 to 4351
+	printf '\x83' | dd of="$T/b" bs=1 seek=450 conv=notrunc status=none
+	printf '\x00\x01\x00\x00\x00\x10\x00\x00' | dd of="$T/b" bs=1 seek=454 conv=notrunc status=none
+	printf '\x55\xaa' | dd of="$T/b" bs=1 seek=510 conv=notrunc status=none
+	a=$("$B/ublk-add" --base "$T/a")
+	b=$("$B/ublk-add" --base "$T/b")
+	wait_until 30 "[ -b '${b}p1' ]"
+	mkfs.ext4 -q -F "${b}p1"
+	mkdir "$T/mnt"
+	mount "${b}p1" "$T/mnt"
+	# block devices share a major (259) and number their minors in turn
+	[ "$(stat -c %t "$a")" = "$(stat -c %t "$b")" ]
+	"$B/ublk-del" --timeout 5 "$a"
+	assert_gone "${a#/dev/ublkb}"
+	# a node of another name (a container's /dev), held open
+	mknod "$T/node" b "$((0x$(stat -c %t "$b")))" "$((0x$(stat -c %T "$b")))"
+	exec 7<"$T/node"
+	run_mustfail 8 "still in use after 1000 ms: mounted on $T/mnt, " "$B/ublk-del" --timeout 1 "$b"
+	[[ "$output" == *"pid $$ ("* ]]
+	exec 7<&-
+	umount "$T/mnt"
+	"$B/ublk-del" "$b"
+	assert_gone "${b#/dev/ublkb}"
+}
+
 @test "del of a device whose server was killed" {
 	make_image "$T/img" 4
 	dev=$("$B/ublk-add" --base "$T/img")
