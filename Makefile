@@ -78,7 +78,7 @@ HDRS    = $(wildcard common/*.h common/*/*.h)
 LIB_OBJ = $(LIB_SRC:%=$(OUT)/common/%.o)
 BINS    = $(TOOLS:%=$(OUT)/%)
 TEST_BINS = $(OUT)/tests/test-layers $(OUT)/tests/test-export $(OUT)/tests/test-diff $(OUT)/tests/test-formats $(OUT)/tests/test-http $(OUT)/tests/test-files $(OUT)/tests/test-parse $(OUT)/tests/test-e2b $(OUT)/tests/test-e2b-write $(OUT)/tests/test-e2b-store $(OUT)/tests/test-trace $(OUT)/tests/test-access \
-            $(OUT)/tests/bare-devices
+            $(OUT)/tests/bare-devices $(OUT)/tests/pid-taker
 
 ifneq ($(V),1)
 Q = @
@@ -105,8 +105,8 @@ $(OUT)/ublk-%: $(OUT)/cmd/ublk-%.o $(OUT)/libublktools.a
 $(OUT)/tests/%: tests/unit/%.c tests/unit/check.h tests/unit/layer_run.h $(OUT)/libublktools.a $(HDRS) | $(OUT)/tests
 	$(call quiet,CC,$@)$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(OUT)/libublktools.a $(LDLIBS)
 
-# a helper of the VM suite, not a unit test
-$(OUT)/tests/bare-devices: tests/vm/helpers/bare-devices.c $(OUT)/libublktools.a $(HDRS) | $(OUT)/tests
+# helpers of the VM suite, not unit tests
+$(OUT)/tests/bare-devices $(OUT)/tests/pid-taker: $(OUT)/tests/%: tests/vm/helpers/%.c $(OUT)/libublktools.a $(HDRS) | $(OUT)/tests
 	$(call quiet,CC,$@)$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(OUT)/libublktools.a $(LDLIBS)
 
 $(OUT)/common $(OUT)/cmd $(OUT)/tests:

@@ -3,6 +3,7 @@
 #include "pool_admin.h"
 #include "host/ctlsock.h"
 #include "host/device.h"
+#include "host/holders.h"
 #include "host/state.h"
 #include "image/cache.h"
 #include "spawn.h"
@@ -19,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -173,31 +175,46 @@ int pool_shutdown(uint64_t timeout_ms, struct pool_report *r)
  * many it killed. */
 static int kill_hung(const struct pool_dev *devs, int n, const struct reclaim_opts *o)
 {
-	bool *killed = calloc(n > 0 ? (size_t)n : 1, sizeof(*killed));
+	int *killed = malloc((n > 0 ? (size_t)n : 1) * sizeof(*killed));
 	uint64_t start = now_ms(), deadline = deadline_ms(o->timeout_ms);
 	int count = 0;
 
 	if (!killed)
 		log_err("looking for hung servers: %s", strerror(ENOMEM));
-	for (int i = 0; killed && i < n && o->recover; i++) {
+	for (int i = 0; killed && i < n; i++) {
 		const struct pool_dev *d = &devs[i];
 		char why[160];
-		if (!pool_hung(d, o->hang_ms, why, sizeof(why)))
+		killed[i] = -1;
+		if (!o->recover || !pool_hung(d, o->hang_ms, why, sizeof(why)))
 			continue;
+		/* the pidfd of the process that serves the device, not of one
+		 * that took a dead server's pid */
+		int pidfd = device_server_pidfd(d->id, d->pid);
+		if (pidfd < 0) {
+			if (pidfd != -ESRCH)
+				log_err("ublkb%u: %s: server %d: %s", d->id, why, (int)d->pid,
+					strerror(-pidfd));
+			continue;
+		}
 		log_err("ublkb%u: %s: killing server %d to recover the device", d->id, why, (int)d->pid);
-		if (kill(d->pid, SIGKILL) && errno != ESRCH) {
+		if (syscall(SYS_pidfd_send_signal, pidfd, SIGKILL, NULL, 0) && errno != ESRCH) {
 			log_err("ublkb%u: killing server %d: %s", d->id, (int)d->pid, strerror(errno));
+			close(pidfd);
 			continue;
 		}
 		uint64_t stalled = d->stat.stalled_ms;
 		pool_record("hang", stalled > d->heartbeat_age_ms ? stalled : d->heartbeat_age_ms);
-		killed[i] = true;
+		killed[i] = pidfd;
 		count++;
 	}
-	for (int i = 0; killed && i < n; i++)
-		if (killed[i] && wait_pid_gone(devs[i].pid, ms_left(deadline)))
+	for (int i = 0; killed && i < n; i++) {
+		if (killed[i] < 0)
+			continue;
+		if (wait_pidfd(killed[i], ms_left(deadline)))
 			log_err("ublkb%u: server %d still there %llu ms after SIGKILL", devs[i].id,
 				(int)devs[i].pid, (unsigned long long)(now_ms() - start));
+		close(killed[i]);
+	}
 	free(killed);
 	return count;
 }

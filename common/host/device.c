@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -41,7 +42,7 @@ int device_delete(uint32_t id, uint64_t timeout_ms, bool force, char *why, size_
 	struct ublksrv_ctrl_dev_info info;
 	struct ublk_ctrl c;
 	char holders[512];
-	int ret;
+	int ret, server = -1;
 
 	ret = ctrl_open(&c, timeout_ms);
 	if (ret) {
@@ -72,6 +73,9 @@ int device_delete(uint32_t id, uint64_t timeout_ms, bool force, char *why, size_
 		}
 		sleep_ms(50);
 	}
+	/* who to wait for, and kill at the deadline: only the process that
+	 * serves the device, known before the stop lets it close the device */
+	server = device_server_pidfd(id, info.ublksrv_pid);
 	c.timeout_ms = ms_left(deadline) + 1000;
 	ret = ctrl_stop_dev(&c, id);
 	if (ret && ret != -ENODEV) {
@@ -79,10 +83,9 @@ int device_delete(uint32_t id, uint64_t timeout_ms, bool force, char *why, size_
 		goto out;
 	}
 	/* The server sees its queues aborted, deletes the device and exits. */
-	if (info.ublksrv_pid > 0 && pid_alive(info.ublksrv_pid) &&
-	    wait_pid_gone(info.ublksrv_pid, ms_left(deadline)) == -ETIMEDOUT) {
-		kill(info.ublksrv_pid, SIGKILL);
-		wait_pid_gone(info.ublksrv_pid, 2000);
+	if (server >= 0 && wait_pidfd(server, ms_left(deadline)) == -ETIMEDOUT) {
+		syscall(SYS_pidfd_send_signal, server, SIGKILL, NULL, 0);
+		wait_pidfd(server, 2000);
 	}
 	c.timeout_ms = ms_left(deadline) + 2000;
 	ret = ctrl_del_dev(&c, id);
@@ -95,6 +98,8 @@ int device_delete(uint32_t id, uint64_t timeout_ms, bool force, char *why, size_
 		pool_record("del", now_ms() - (deadline - timeout_ms));
 	}
 out:
+	if (server >= 0)
+		close(server);
 	ctrl_close(&c);
 	return ret;
 }

@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/sysmacros.h>
 #include <unistd.h>
 
@@ -46,7 +47,9 @@ static bool is_device(const struct scan *s, dev_t dev)
 	return false;
 }
 
-static int add_number(struct scan *s, int dir, const char *name)
+/* The number in sysfs folder dir/name's "dev": 1, 0 when there is none
+ * (not, or no longer, a device), or -errno. */
+static int sysfs_number(int dir, const char *name, dev_t *dev)
 {
 	char path[300], text[32];
 	unsigned maj, min;
@@ -56,7 +59,7 @@ static int add_number(struct scan *s, int dir, const char *name)
 	snprintf(path, sizeof(path), "%s/dev", name);
 	fd = openat(dir, path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
-		return errno == ENOENT ? 0 : -errno;   /* ENOENT: not (or no longer) a disk */
+		return errno == ENOENT ? 0 : -errno;
 	n = read(fd, text, sizeof(text) - 1);
 	close(fd);
 	if (n < 0)
@@ -64,11 +67,22 @@ static int add_number(struct scan *s, int dir, const char *name)
 	text[n] = 0;
 	if (sscanf(text, "%u:%u", &maj, &min) != 2)
 		return 0;
+	*dev = makedev(maj, min);
+	return 1;
+}
+
+static int add_number(struct scan *s, int dir, const char *name)
+{
+	dev_t dev;
+	int ret = sysfs_number(dir, name, &dev);
+
+	if (ret <= 0)
+		return ret;
 	dev_t *grown = realloc(s->devs, (s->n_devs + 1) * sizeof(*grown));
 	if (!grown)
 		return -ENOMEM;
 	s->devs = grown;
-	s->devs[s->n_devs++] = makedev(maj, min);
+	s->devs[s->n_devs++] = dev;
 	return 0;
 }
 
@@ -189,32 +203,44 @@ static void mounts_of_pid(struct scan *s, int pid_dir, long pid)
 	fclose(f);
 }
 
-static void fds_of_pid(struct scan *s, int pid_dir, long pid)
+/* Whether the process of pid_dir has an fd of a device of type (S_IFBLK,
+ * S_IFCHR) whose number is one of devs. */
+static bool has_open(int pid_dir, mode_t type, const dev_t *devs, size_t n_devs)
 {
-	char comm[64], piece[128];
 	int fd = openat(pid_dir, "fd", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	DIR *fds = fd < 0 ? NULL : fdopendir(fd);
 	struct dirent *f;
+	bool found = false;
 
 	if (!fds) {
 		if (fd >= 0)
 			close(fd);
-		return;
+		return false;
 	}
-	while ((f = readdir(fds))) {
+	while (!found && (f = readdir(fds))) {
 		struct statx st;
 		/* what the fd is, as the file system has it cached: a file of a
 		 * hung NFS or FUSE mount must not stop the scan */
 		if (f->d_name[0] == '.' ||
 		    statx(dirfd(fds), f->d_name, AT_STATX_DONT_SYNC, STATX_TYPE, &st) ||
-		    !S_ISBLK(st.stx_mode) || !is_device(s, makedev(st.stx_rdev_major, st.stx_rdev_minor)))
+		    (st.stx_mode & S_IFMT) != type)
 			continue;
-		comm_of(pid_dir, comm, sizeof(comm));
-		snprintf(piece, sizeof(piece), "pid %ld (%s)", pid, comm);
-		append(s, piece);
-		break;
+		for (size_t i = 0; i < n_devs; i++)
+			found |= devs[i] == makedev(st.stx_rdev_major, st.stx_rdev_minor);
 	}
 	closedir(fds);
+	return found;
+}
+
+static void fds_of_pid(struct scan *s, int pid_dir, long pid)
+{
+	char comm[64], piece[128];
+
+	if (!has_open(pid_dir, S_IFBLK, s->devs, s->n_devs))
+		return;
+	comm_of(pid_dir, comm, sizeof(comm));
+	snprintf(piece, sizeof(piece), "pid %ld (%s)", pid, comm);
+	append(s, piece);
 }
 
 static void procs(struct scan *s)
@@ -294,4 +320,38 @@ out:
 	free(s.devs);
 	free(s.ns);
 	return s.found;
+}
+
+int device_server_pidfd(uint32_t id, pid_t pid)
+{
+	char name[32], dir_path[32];
+	dev_t dev;
+	int pidfd, dir, ret;
+
+	if (pid <= 0)
+		return -ESRCH;
+	/* the pidfd first: what /proc then shows is this process's, or
+	 * nothing (then signals to the pidfd go nowhere) */
+	pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
+	if (pidfd < 0)
+		return -errno;
+	snprintf(name, sizeof(name), "ublkc%u", id);
+	dir = open("/sys/class/ublk-char", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	ret = dir < 0 ? -errno : sysfs_number(dir, name, &dev);
+	if (dir >= 0)
+		close(dir);
+	if (ret == 1) {
+		snprintf(dir_path, sizeof(dir_path), "/proc/%d", (int)pid);
+		dir = open(dir_path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		ret = dir >= 0 && has_open(dir, S_IFCHR, &dev, 1) ? 0 : -ESRCH;
+		if (dir >= 0)
+			close(dir);
+	} else if (ret == 0) {
+		ret = -ESRCH;   /* no such device: no server of it either */
+	}
+	if (ret) {
+		close(pidfd);
+		return ret;
+	}
+	return pidfd;
 }

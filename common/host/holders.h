@@ -4,6 +4,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 /* Describe who holds /dev/ublkbID (or a partition) open: processes with an
  * open fd, mounts (in this process's mount namespace, else in the first
@@ -11,5 +12,12 @@
  * how many were found (0: none), writing "pid 123 (mkfs.ext4), mounted on
  * /mnt (mount namespace of pid 456 (sh))" into desc. */
 int device_holders(uint32_t id, char *desc, size_t len);
+
+/* A pidfd of the server of device id, pid (as the kernel or the state
+ * directory recorded it), if that process has the device's char device
+ * (/dev/ublkcID) open: the one process that may be waited for or killed
+ * for the device. A dead server's pid is soon another process's on a busy
+ * host. -ESRCH when it is not the server (or gone), or -errno. */
+int device_server_pidfd(uint32_t id, pid_t pid);
 
 #endif

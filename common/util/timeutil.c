@@ -103,9 +103,7 @@ static bool kill_pending(pid_t pid)
 
 #define PF_EXITING_FLAG 0x4u   /* include/linux/sched.h */
 
-/* Wait until the pidfd is readable (every thread exited), at most
- * timeout_ms: 0 or -ETIMEDOUT. */
-static int wait_pidfd(int fd, uint64_t timeout_ms)
+int wait_pidfd(int fd, uint64_t timeout_ms)
 {
 	uint64_t deadline = deadline_ms(timeout_ms);
 

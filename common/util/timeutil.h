@@ -22,6 +22,9 @@ int poll_timeout(uint64_t ms);
 /* Wait until process pid has exited, at most timeout_ms. 0 if it has gone,
  * -ETIMEDOUT if it is still there. Works for non-children (pidfd). */
 int wait_pid_gone(pid_t pid, uint64_t timeout_ms);
+/* The same for the process of a pidfd (every thread exited): 0 or
+ * -ETIMEDOUT. */
+int wait_pidfd(int fd, uint64_t timeout_ms);
 /* 1 if a process with this pid exists (and is not a zombie), else 0. */
 int pid_alive(pid_t pid);
 /* pid_alive for a process another may have just killed: one on its way

@@ -212,6 +212,22 @@ teardown() { vm_teardown; }
 	assert_gone "$id" "$pid"
 }
 
+@test "del of a device whose dead server's pid another process took: that process is left alone" {
+	make_image "$T/img" 4
+	dev=$("$B/ublk-add" --base "$T/img")
+	id=${dev#/dev/ublkb}
+	pid=$(cat "$UBLK_STATE_DIR/ublkb$id/pid")
+	kill -9 "$pid"
+	wait_until 30 "[ ! -e /proc/$pid ]"
+	# another process takes the server's pid, as on a busy host
+	"$B/tests/pid-taker" "$pid" sleep 120 </dev/null >/dev/null 2>&1 3>&-
+	run "$B/ublk-del" --timeout 3 "$dev"
+	[ "$status" -eq 0 ]
+	assert_gone "$id"
+	kill -0 "$pid"
+	kill "$pid"
+}
+
 @test "del --all: a device over another ublk device goes first, and lets go of it" {
 	make_image "$T/img" 4
 	lower=$("$B/ublk-add" --base "$T/img" --read-only)
