@@ -169,34 +169,77 @@ int pool_shutdown(uint64_t timeout_ms, struct pool_report *r)
 }
 
 
-/* Kill the servers that hang (pool_hung), so that the recovery that
+/* The mtime of device id's heartbeat (its stats file), in ns; 0 if none. */
+static uint64_t heartbeat_mtime(uint32_t id)
+{
+	struct stat st;
+
+	if (state_stat(id, "stats", &st))
+		return 0;
+	return (uint64_t)st.st_mtim.tv_sec * 1000000000u + (uint64_t)st.st_mtim.tv_nsec;
+}
+
+/* Which servers hang (pool_hung), in hung[] (0: not). A heartbeat is
+ * aged by the wall clock: one that only looks old, as after the clock
+ * stepped forward, is rewritten within a period; a hung server's is not. */
+static void find_hung(const struct pool_dev *devs, int n, const struct reclaim_opts *o, int *hung,
+		      char (*why)[160])
+{
+	uint64_t *seen = calloc(n > 0 ? (size_t)n : 1, sizeof(*seen));
+	bool confirm = false;
+
+	for (int i = 0; i < n; i++) {
+		hung[i] = o->recover ? pool_hung(&devs[i], o->hang_ms, why[i], sizeof(why[i])) : 0;
+		if (hung[i] == POOL_HUNG_HEARTBEAT && seen) {
+			seen[i] = heartbeat_mtime(devs[i].id);
+			confirm = true;
+		}
+	}
+	if (confirm)
+		sleep_ms(2 * STATE_STATS_PERIOD_MS + 500);
+	for (int i = 0; confirm && i < n; i++)
+		if (hung[i] == POOL_HUNG_HEARTBEAT && heartbeat_mtime(devs[i].id) != seen[i]) {
+			log_err("ublkb%u: its heartbeat looked %llu s old, but it goes on (did the clock "
+				"step?): not a hang", devs[i].id,
+				(unsigned long long)(devs[i].heartbeat_age_ms / 1000));
+			hung[i] = 0;
+		}
+	free(seen);
+}
+
+/* Kill the servers that hang (find_hung), so that the recovery that
  * follows attaches a new one; the requests they held are reissued to it.
  * All are killed first, then waited for within one timeout. Returns how
  * many it killed. */
 static int kill_hung(const struct pool_dev *devs, int n, const struct reclaim_opts *o)
 {
-	int *killed = malloc((n > 0 ? (size_t)n : 1) * sizeof(*killed));
+	size_t slots = n > 0 ? (size_t)n : 1;
+	int *killed = malloc(slots * sizeof(*killed)), *hung = malloc(slots * sizeof(*hung));
+	char (*why)[160] = malloc(slots * sizeof(*why));
 	uint64_t start = now_ms(), deadline = deadline_ms(o->timeout_ms);
 	int count = 0;
 
-	if (!killed)
+	if (!killed || !hung || !why) {
 		log_err("looking for hung servers: %s", strerror(ENOMEM));
-	for (int i = 0; killed && i < n; i++) {
+		n = 0;
+	}
+	find_hung(devs, n, o, hung, why);
+	for (int i = 0; i < n; i++) {
 		const struct pool_dev *d = &devs[i];
-		char why[160];
 		killed[i] = -1;
-		if (!o->recover || !pool_hung(d, o->hang_ms, why, sizeof(why)))
+		if (!hung[i])
 			continue;
 		/* the pidfd of the process that serves the device, not of one
 		 * that took a dead server's pid */
 		int pidfd = device_server_pidfd(d->id, d->pid);
 		if (pidfd < 0) {
 			if (pidfd != -ESRCH)
-				log_err("ublkb%u: %s: server %d: %s", d->id, why, (int)d->pid,
+				log_err("ublkb%u: %s: server %d: %s", d->id, why[i], (int)d->pid,
 					strerror(-pidfd));
 			continue;
 		}
-		log_err("ublkb%u: %s: killing server %d to recover the device", d->id, why, (int)d->pid);
+		log_err("ublkb%u: %s: killing server %d to recover the device", d->id, why[i],
+			(int)d->pid);
 		if (syscall(SYS_pidfd_send_signal, pidfd, SIGKILL, NULL, 0) && errno != ESRCH) {
 			log_err("ublkb%u: killing server %d: %s", d->id, (int)d->pid, strerror(errno));
 			close(pidfd);
@@ -207,7 +250,7 @@ static int kill_hung(const struct pool_dev *devs, int n, const struct reclaim_op
 		killed[i] = pidfd;
 		count++;
 	}
-	for (int i = 0; killed && i < n; i++) {
+	for (int i = 0; i < n; i++) {
 		if (killed[i] < 0)
 			continue;
 		if (wait_pidfd(killed[i], ms_left(deadline)))
@@ -216,6 +259,8 @@ static int kill_hung(const struct pool_dev *devs, int n, const struct reclaim_op
 		close(killed[i]);
 	}
 	free(killed);
+	free(hung);
+	free(why);
 	return count;
 }
 

@@ -309,15 +309,17 @@ int pool_hung(const struct pool_dev *d, uint64_t hang_ms, char *why, size_t len)
 	/* a heartbeat a little late on a busy host is no hang: one is missed
 	 * only after three periods, whatever a shorter hang_ms says */
 	uint64_t beat_ms = hang_ms > 3 * STATE_STATS_PERIOD_MS ? hang_ms : 3 * STATE_STATS_PERIOD_MS;
-	if (d->heartbeat_age_ms > beat_ms)
+	if (d->heartbeat_age_ms > beat_ms) {
 		snprintf(why, len, "server hung: no heartbeat for %llu s (stopped, or its main "
 			 "thread is stuck)", (unsigned long long)(d->heartbeat_age_ms / 1000));
-	else if (stalled > hang_ms)
+		return POOL_HUNG_HEARTBEAT;
+	}
+	if (stalled > hang_ms) {
 		snprintf(why, len, "server hung: IO pending and none completed for %llu s",
 			 (unsigned long long)(stalled / 1000));
-	else
-		return 0;
-	return 1;
+		return POOL_HUNG_STALLED;
+	}
+	return 0;
 }
 
 /* File name of the checked state directory (created when create), never

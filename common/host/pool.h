@@ -71,9 +71,12 @@ const char *pool_problem(const struct pool_dev *d, uint64_t grace_s);
  * JSON object (*st is then all zero). */
 int pool_read_stats(const char *text, struct pool_stats *st);
 /* Whether d's server runs but hangs: no heartbeat for longer than hang_ms
- * and three heartbeat periods, or IO pending with none ending for longer
- * than hang_ms (a live export's declared hold aside).
- * 1 with why set, else 0. */
+ * and three heartbeat periods (POOL_HUNG_HEARTBEAT: by the wall clock, so
+ * a step of the clock looks the same until the next heartbeat), or IO
+ * pending with none ending for longer than hang_ms (POOL_HUNG_STALLED, as
+ * the server measures it), a live export's declared hold aside. Non-zero
+ * with why set, else 0. */
+enum { POOL_HUNG_HEARTBEAT = 1, POOL_HUNG_STALLED };
 int pool_hung(const struct pool_dev *d, uint64_t hang_ms, char *why, size_t len);
 
 /* Pool-wide coordination through the state directory (docs/state-dir.md):

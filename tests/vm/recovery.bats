@@ -289,6 +289,27 @@ fio_until_done() {
 	assert_gone "$id"
 }
 
+@test "a heartbeat that only looks old (the clock stepped forward) is no hang: nothing is killed" {
+	make_image "$T/base" 4
+	dev=$("$B/ublk-add" --base "$T/base" --cache "$T/cache")
+	id=${dev#/dev/ublkb}
+	pid=$(server_pid "$id")
+	# every heartbeat looks ten minutes old, as after a step of the clock
+	# (until the server's next one): yet each is new
+	( while :; do touch -d '-10 min' "$UBLK_STATE_DIR/ublkb$id/stats" 2>/dev/null; done ) &
+	toucher=$!
+	run "$B/ublk-pool" reclaim --recover --hang-timeout 3
+	kill "$toucher"
+	wait "$toucher" || true
+	echo "$output"
+	[ "$status" -eq 0 ]
+	[ "$(server_pid "$id")" = "$pid" ]
+	kill -0 "$pid"
+	cmp "$dev" "$T/base"
+	"$B/ublk-del" "$dev"
+	assert_gone "$id" "$pid"
+}
+
 @test "a live export's held writes are not a hang" {
 	make_image "$T/base" 64
 	dev=$("$B/ublk-add" --base "$T/base" --cache "$T/cache")
