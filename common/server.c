@@ -280,11 +280,25 @@ static int write_pid(const struct server *s)
 	return state_write(s->dev_id, "pid", pid);
 }
 
+static int rotate_log(void *id)
+{
+	return state_rotate_log((uint32_t)(uintptr_t)id);
+}
+
+/* Messages into the entry's log too, bounded (STATE_LOG_MAX). */
+static void log_to_entry(struct server *s)
+{
+	int fd = state_open_log(s->dev_id);
+
+	if (fd >= 0)
+		log_set_file(fd, STATE_LOG_MAX, rotate_log, (void *)(uintptr_t)s->dev_id);
+}
+
 /* Recovery: the state entry, locked so that no second server attaches. */
 static int lock_entry(struct server *s)
 {
 	char pid[32] = "?\n";
-	int fd, old = 0;
+	int old = 0;
 
 	s->lock_fd = state_lock(s->dev_id);
 	if (s->lock_fd == -EBUSY) {
@@ -310,9 +324,7 @@ static int lock_entry(struct server *s)
 	if (s->lock_fd < 0)
 		return fail(s, s->lock_fd == -ENOENT ? EXIT_NO_DEVICE : EXIT_FAIL,
 			    "ublkb%d: state entry: %s", s->dev_id, strerror(-s->lock_fd));
-	fd = state_open_log(s->dev_id);
-	if (fd >= 0)
-		log_set_file(fd);
+	log_to_entry(s);
 	/* tools now see a live server for the device, not a recoverable one */
 	write_pid(s);
 	return 0;
@@ -401,7 +413,7 @@ static int create_device(struct server *s)
 {
 	const struct server_config *cfg = s->cfg;
 	struct ublk_params params;
-	int fd, ret;
+	int ret;
 
 	s->info.nr_hw_queues = cfg->queues;
 	s->info.queue_depth = cfg->depth;
@@ -447,9 +459,7 @@ static int create_device(struct server *s)
 		return fail(s, EXIT_FAIL, "ublkb%d: state directory %s: %s", s->dev_id,
 			    state_dir(), strerror(-ret));
 	s->lock_fd = state_lock(s->dev_id);
-	fd = state_open_log(s->dev_id);
-	if (fd >= 0)
-		log_set_file(fd);
+	log_to_entry(s);
 	if (!cfg->no_recovery && !(s->info.flags & UBLK_F_USER_RECOVERY))
 		log_info("ublkb%d: this kernel has no user recovery: IO fails if the server dies",
 			 s->dev_id);

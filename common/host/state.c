@@ -298,6 +298,18 @@ int state_open_log(uint32_t id)
 	return state_open_file(id, "log", O_WRONLY | O_CREAT | O_APPEND);
 }
 
+int state_rotate_log(uint32_t id)
+{
+	int dfd = state_entry_open(id), ret;
+
+	if (dfd < 0)
+		return dfd;
+	/* renameat replaces a planted link at log.1 itself, never its target */
+	ret = renameat(dfd, "log", dfd, "log.1") ? -errno : 0;
+	close(dfd);
+	return ret ? ret : state_open_log(id);
+}
+
 int state_lock(uint32_t id)
 {
 	int fd = state_entry_open(id);

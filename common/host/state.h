@@ -50,6 +50,11 @@ int state_read(uint32_t id, const char *name, char *buf, size_t len);
 int state_stat(uint32_t id, const char *name, struct stat *st);
 /* fd of the entry's log, opened for append, or -errno. */
 int state_open_log(uint32_t id);
+/* The log moved to log.1 (replacing it) and a new one opened: its fd, or
+ * -errno. The server rotates at STATE_LOG_MAX, so that an entry's logs
+ * stay under twice that (the state directory is usually on /run). */
+#define STATE_LOG_MAX (256u << 10)
+int state_rotate_log(uint32_t id);
 /* Lock the entry (flock, exclusive, not waiting): a server holds it for its
  * life, so a second one (a racing recovery) is refused. Lock fd, or
  * -EBUSY when held, -ENOENT without an entry. */

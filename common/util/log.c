@@ -2,15 +2,27 @@
 #include "util/exitcodes.h"
 
 #include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
 
 static const char *prog = "ublk";
 static int debug_level;
-static int file_fd = -1;
+static _Atomic int file_fd = -1;
+/* rotation of the file: its size, and the fd it replaced, closed only at
+ * the next rotation (a thread may still be writing to it) */
+static _Atomic uint64_t file_bytes;
+static uint64_t file_max;
+static int (*file_rotate)(void *arg);
+static void *file_rotate_arg;
+static int file_retired = -1;
+static pthread_mutex_t rotate_lock = PTHREAD_MUTEX_INITIALIZER;
 
 void log_init(const char *name)
 {
@@ -25,7 +37,34 @@ void log_init(const char *name)
 const char *log_prog(void) { return prog; }
 void log_set_debug(int level) { debug_level = level; }
 int log_debug_level(void) { return debug_level; }
-void log_set_file(int fd) { file_fd = fd; }
+void log_set_file(int fd, uint64_t max_bytes, int (*rotate)(void *arg), void *arg)
+{
+	struct stat st;
+
+	file_max = max_bytes;
+	file_rotate = rotate;
+	file_rotate_arg = arg;
+	atomic_store(&file_bytes, fd >= 0 && !fstat(fd, &st) ? (uint64_t)st.st_size : 0);
+	atomic_store(&file_fd, fd);
+}
+
+static void rotate_file(void)
+{
+	pthread_mutex_lock(&rotate_lock);
+	/* another thread may have rotated it meanwhile */
+	if (atomic_load(&file_bytes) >= file_max) {
+		int fd = file_rotate(file_rotate_arg);
+		if (fd >= 0) {
+			if (file_retired >= 0)
+				close(file_retired);
+			file_retired = atomic_exchange(&file_fd, fd);
+		} else if (ftruncate(atomic_load(&file_fd), 0)) {
+			/* nothing more to try: the file keeps growing */
+		}
+		atomic_store(&file_bytes, 0);
+	}
+	pthread_mutex_unlock(&rotate_lock);
+}
 
 /* One write() per line so concurrent queue threads never interleave. */
 static void emit(const char *tag, const char *fmt, va_list ap)
@@ -43,14 +82,19 @@ static void emit(const char *tag, const char *fmt, va_list ap)
 		n = sizeof(line) - 2;
 	line[n++] = '\n';
 	if (write(STDERR_FILENO, line, n) < 0) { /* nothing sensible to do */ }
-	if (file_fd >= 0) {
+	int fd = atomic_load(&file_fd);
+	if (fd >= 0) {
 		char stamp[48];
 		struct timespec ts;
 		struct tm tm;
 		clock_gettime(CLOCK_REALTIME, &ts);
 		gmtime_r(&ts.tv_sec, &tm);
 		int s = (int)strftime(stamp, sizeof(stamp), "%Y-%m-%dT%H:%M:%SZ ", &tm);
-		if (write(file_fd, stamp, s) < 0 || write(file_fd, line, n) < 0) { }
+		/* one write: lines of concurrent threads never interleave */
+		struct iovec iov[2] = { { stamp, (size_t)s }, { line, (size_t)n } };
+		if (writev(fd, iov, 2) < 0) { /* nothing sensible to do */ }
+		if (file_rotate && atomic_fetch_add(&file_bytes, (uint64_t)(s + n)) + (uint64_t)(s + n) >= file_max)
+			rotate_file();
 	}
 }
 

@@ -4,13 +4,18 @@
 #define UBLK_LOG_H
 
 #include <stdarg.h>
+#include <stdint.h>
 
 void log_init(const char *prog);
 const char *log_prog(void);
 void log_set_debug(int level);
 int log_debug_level(void);
-/* Append messages to this fd too (the daemon's log file); -1 = none. */
-void log_set_file(int fd);
+/* Append messages to this fd too (the daemon's log file); -1 = none.
+ * Once max_bytes were written to it (counting what it had), rotate(arg)
+ * moves it aside and returns the fd of a new one, or -errno: then the file
+ * is emptied instead. A file of a server that logs a failing backend for
+ * days stays bounded. */
+void log_set_file(int fd, uint64_t max_bytes, int (*rotate)(void *arg), void *arg);
 
 void log_err(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void log_info(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

@@ -7,10 +7,12 @@
 #include "check.h"
 #include "host/ctlsock.h"
 #include "host/state.h"
+#include "util/log.h"
 
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -167,6 +169,79 @@ static void test_live_map(void)
 	CHECK(!strcmp(get(victim), "root only"), "victim written through .live");
 	CHECK(!lstat(live, &st) && S_ISREG(st.st_mode), "live map is no file");
 	CHECK(cache_live_load(cache, id, 1, map, sizeof(map), why, sizeof(why)) == 1, "load: %s", why);
+}
+
+static int rotate_entry_log(void *id)
+{
+	return state_rotate_log((uint32_t)(uintptr_t)id);
+}
+
+static void *log_lines(void *arg)
+{
+	for (int i = 0; i < 400; i++)
+		log_err("thread %d line %d: a failing backend, said again and again", (int)(intptr_t)arg, i);
+	return NULL;
+}
+
+/* Lines of file that are whole ("<stamp> test-files: thread ..."): how
+ * many, or -1 when one is torn. */
+static int whole_lines(const char *file, off_t *size)
+{
+	char line[256];
+	int n = 0;
+	FILE *f = fopen(file, "r");
+	struct stat st;
+
+	if (!f)
+		return -1;
+	*size = fstat(fileno(f), &st) ? -1 : st.st_size;
+	while (fgets(line, sizeof(line), f)) {
+		int a, b;
+		if (sscanf(line, "%*4d-%*2d-%*2dT%*2d:%*2d:%*2dZ test-files: thread %d line %d: a failing",
+			   &a, &b) != 2 || !strchr(line, '\n'))
+			n = -1;
+		else if (n >= 0)
+			n++;
+	}
+	fclose(f);
+	return n;
+}
+
+/* A server's log is bounded: rotated to log.1 at its limit, by any of its
+ * threads, no line torn or lost to the rotation itself. */
+static void test_log_rotation(void)
+{
+	char sd[320], log[400], old[400];
+	pthread_t t[4];
+	off_t size, old_size;
+	int saved = dup(STDERR_FILENO), null = open("/dev/null", O_WRONLY);
+
+	path(sd, sizeof(sd), "logstate");
+	state_set_dir(sd);
+	CHECK(state_create(9) == 0, "create");
+	int fd = state_open_log(9);
+	CHECK(fd >= 0, "open log");
+	log_init("test-files");
+	log_set_file(fd, 8192, rotate_entry_log, (void *)(uintptr_t)9);
+	dup2(null, STDERR_FILENO);   /* the same lines go to stderr */
+	for (int i = 0; i < 4; i++)
+		pthread_create(&t[i], NULL, log_lines, (void *)(intptr_t)i);
+	for (int i = 0; i < 4; i++)
+		pthread_join(t[i], NULL);
+	dup2(saved, STDERR_FILENO);
+	close(saved);
+	close(null);
+	log_set_file(-1, 0, NULL, NULL);
+	snprintf(log, sizeof(log), "%s/ublkb9/log", sd);
+	snprintf(old, sizeof(old), "%s/ublkb9/log.1", sd);
+	int lines = whole_lines(log, &size), old_lines = whole_lines(old, &old_size);
+	CHECK(lines > 0 && old_lines > 0, "a torn line or no rotation: %d and %d lines", lines, old_lines);
+	/* 1600 lines of about 95 bytes were written: rotated many times, each
+	 * file at most the limit and a few lines that raced the rotation */
+	CHECK(size < 8192 + 4 * 200 && old_size < 8192 + 4 * 200, "sizes %lld, %lld",
+	      (long long)size, (long long)old_size);
+	CHECK(old_size >= 8192 - 200, "log.1 of %lld bytes: rotated early", (long long)old_size);
+	CHECK(count(sd) == 1 && state_remove(9) == 0 && count(sd) == 0, "entry with its logs removed");
 }
 
 static void test_state_dir(void)
@@ -411,6 +486,7 @@ int main(void)
 	if (geteuid() == 0) {
 		test_named_fallback();
 		test_state_dir();
+		test_log_rotation();
 		test_ctlsock();
 	} else {
 		printf("not root: state directory and control socket tests skipped\n");

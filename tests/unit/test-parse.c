@@ -352,13 +352,13 @@ static void test_hang_deadline(void)
 	d.heartbeat_age_ms = 1500;
 	CHECK(!pool_hung(&d, 1000, why, sizeof(why)), "a heartbeat 1.5 s old is late, not missed");
 	d.heartbeat_age_ms = 3 * STATE_STATS_PERIOD_MS + 1;
-	CHECK(pool_hung(&d, 1000, why, sizeof(why)) == 1, "three periods without one are a hang");
+	CHECK(pool_hung(&d, 1000, why, sizeof(why)) == POOL_HUNG_HEARTBEAT, "three periods without one are a hang");
 	CHECK(strstr(why, "no heartbeat for 3 s"), "said: %s", why);
 	CHECK(!pool_hung(&d, 10000, why, sizeof(why)), "a longer timeout is kept");
 	CHECK(!pool_hung(&d, 0, why, sizeof(why)), "timeout 0 turns the check off");
 	d.heartbeat_age_ms = 200;
 	d.stat.stalled_ms = 1001;
-	CHECK(pool_hung(&d, 1000, why, sizeof(why)) == 1, "a stall counts at the timeout");
+	CHECK(pool_hung(&d, 1000, why, sizeof(why)) == POOL_HUNG_STALLED, "a stall counts at the timeout");
 	CHECK(strstr(why, "IO pending and none completed for 1 s"), "said: %s", why);
 	/* a live export declared a hold that has not ended: no hang */
 	d.stat.held_until_ms = wall_ms() + 60000;
