@@ -216,7 +216,6 @@ static int kill_hung(const struct pool_dev *devs, int n, const struct reclaim_op
 	size_t slots = n > 0 ? (size_t)n : 1;
 	int *killed = malloc(slots * sizeof(*killed)), *hung = malloc(slots * sizeof(*hung));
 	char (*why)[160] = malloc(slots * sizeof(*why));
-	uint64_t start = now_ms(), deadline = deadline_ms(o->timeout_ms);
 	int count = 0;
 
 	if (!killed || !hung || !why) {
@@ -224,6 +223,10 @@ static int kill_hung(const struct pool_dev *devs, int n, const struct reclaim_op
 		n = 0;
 	}
 	find_hung(devs, n, o, hung, why);
+	/* a pidfd per server killed until all are waited for: one backend
+	 * that hangs can hang a thousand servers */
+	fd_limit_raise();
+	uint64_t start = now_ms(), deadline = deadline_ms(o->timeout_ms);
 	for (int i = 0; i < n; i++) {
 		const struct pool_dev *d = &devs[i];
 		killed[i] = -1;

@@ -62,6 +62,12 @@ static void step_done(const struct server *s, const char *what)
 		(double)(now_ns() - s->start_ns) / 1e6);
 }
 
+/* A new device whose ublk-add died (killed, or its deadline) before it
+ * could print the device: nobody would ever know of it, or delete it. A
+ * recovery goes on: its device is in use. */
+#define FRONT_END_GONE "the ublk-add that started this server is gone before the device was " \
+	"live: nobody knows of the device; deleting it"
+
 /* Report a setup failure on stderr and the readiness channel. */
 static int fail(struct server *s, int code, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
@@ -451,8 +457,9 @@ static int create_device(struct server *s)
 	}
 	s->dev_id = (int)s->info.dev_id;
 	step_done(s, "ADD_DEV");
-	if (cfg->ready_fd >= 0)
-		ready_send(cfg->ready_fd, "id %d", s->dev_id);
+	if (cfg->ready_fd >= 0 && ready_send(cfg->ready_fd, "id %d", s->dev_id) == -EPIPE &&
+	    cfg->recover_id < 0)
+		return fail(s, EXIT_FAIL, "ublkb%d: %s", s->dev_id, FRONT_END_GONE);
 
 	ret = state_create(s->dev_id);
 	if (ret)
@@ -676,8 +683,13 @@ int server_run(const struct server_config *cfg)
 	if (code)
 		goto out;
 	if (cfg->ready_fd >= 0) {
-		ready_send(cfg->ready_fd, "ready %d", s.dev_id);
+		int sent = ready_send(cfg->ready_fd, "ready %d", s.dev_id);
 		close(cfg->ready_fd);
+		if (sent == -EPIPE && cfg->recover_id < 0) {
+			code = EXIT_FAIL;
+			log_err("ublkb%d: %s", s.dev_id, FRONT_END_GONE);
+			goto out;
+		}
 	} else {
 		printf("/dev/ublkb%d\n", s.dev_id);
 		fflush(stdout);

@@ -137,7 +137,8 @@ static void comm_of(int pid_dir, char *comm, size_t len)
  * appended to each ("" for this process's own namespace). */
 static void mounts_in(struct scan *s, FILE *f, const char *where)
 {
-	char line[4096], token[16];
+	char token[16], *line = NULL;
+	size_t cap = 0;
 
 	/* a host of sandboxes has thousands of tables: parse only the lines
 	 * of the disk's major (a partition's may differ: then parse all) */
@@ -145,28 +146,34 @@ static void mounts_in(struct scan *s, FILE *f, const char *where)
 	for (size_t i = 1; i < s->n_devs; i++)
 		if (major(s->devs[i]) != major(s->devs[0]))
 			token[0] = 0;
-	while (fgets(line, sizeof(line), f)) {
+	/* whole lines, however long (a deep bind mount's root): a line read
+	 * in pieces could hide the mount */
+	while (getline(&line, &cap, f) > 0) {
 		unsigned maj, min;
-		char mnt[2048], piece[2300];
+		int at = -1;
+		char piece[300];
 		/* id parent maj:min root mountpoint ... */
 		if (!strstr(line, token) ||
-		    sscanf(line, "%*d %*d %u:%u %*s %2047s", &maj, &min, mnt) != 3)
+		    sscanf(line, "%*d %*d %u:%u %*s %n", &maj, &min, &at) != 2 || at < 0 ||
+		    !is_device(s, makedev(maj, min)))
 			continue;
-		if (!is_device(s, makedev(maj, min)))
-			continue;
-		snprintf(piece, sizeof(piece), "mounted on %s%s", mnt, where);
+		/* the mountpoint (escaped by the kernel), cut to fit */
+		snprintf(piece, sizeof(piece), "mounted on %.*s%s", (int)strcspn(line + at, " \n"),
+			 line + at, where);
 		append(s, piece);
 		s->mounted = true;
 	}
+	free(line);
 }
 
-/* Whether the namespace of pid_dir was not read yet; remembers it. */
+/* Whether the namespace of pid_dir was not read yet; remembers it. One
+ * that cannot be told (its link refused) is read: it may be any. */
 static bool ns_new(struct scan *s, int pid_dir)
 {
 	struct stat st;
 
 	if (fstatat(pid_dir, "ns/mnt", &st, 0))
-		return false;
+		return true;
 	for (size_t i = 0; i < s->n_ns; i++)
 		if (s->ns[i].st_dev == st.st_dev && s->ns[i].st_ino == st.st_ino)
 			return false;
@@ -346,6 +353,10 @@ int device_server_pidfd(uint32_t id, pid_t pid)
 		ret = dir >= 0 && has_open(dir, S_IFCHR, &dev, 1) ? 0 : -ESRCH;
 		if (dir >= 0)
 			close(dir);
+		/* what /proc showed was of the pidfd's process only if it still
+		 * runs: one that took the pid since may be a recovery's server */
+		if (!ret && syscall(SYS_pidfd_send_signal, pidfd, 0, NULL, 0))
+			ret = -ESRCH;
 	} else if (ret == 0) {
 		ret = -ESRCH;   /* no such device: no server of it either */
 	}

@@ -436,6 +436,12 @@ int pool_admit(uint64_t max, uint64_t timeout_ms, struct pool_admission *a, char
 		snprintf(why, len, "pool lock in %s: %s", state_dir(), strerror(-a->lock));
 		return a->lock == -ETIMEDOUT ? EXIT_TIMEOUT : EXIT_FAIL;
 	}
+	if (max && (a->admit = lock_file(".admit.lock", true, ms_left(deadline))) < 0) {
+		snprintf(why, len, "admission lock in %s: %s", state_dir(), strerror(-a->admit));
+		code = a->admit == -ETIMEDOUT ? EXIT_TIMEOUT : EXIT_FAIL;
+		goto out;
+	}
+	/* after any wait in line: a shutdown that began meanwhile waits for us */
 	if (pool_closed()) {
 		snprintf(why, len, "the pool is shutting down (ublk-pool shutdown): no new devices");
 		code = EXIT_BUSY;
@@ -443,12 +449,6 @@ int pool_admit(uint64_t max, uint64_t timeout_ms, struct pool_admission *a, char
 	}
 	if (!max)
 		return 0;
-	a->admit = lock_file(".admit.lock", true, ms_left(deadline));
-	if (a->admit < 0) {
-		snprintf(why, len, "admission lock in %s: %s", state_dir(), strerror(-a->admit));
-		code = a->admit == -ETIMEDOUT ? EXIT_TIMEOUT : EXIT_FAIL;
-		goto out;
-	}
 	n = ctrl_list_ids(&ids);
 	free(ids);
 	if (n < 0) {

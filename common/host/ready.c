@@ -16,7 +16,7 @@
 
 #define READY_FD 3
 
-void ready_send(int fd, const char *fmt, ...)
+int ready_send(int fd, const char *fmt, ...)
 {
 	char line[700];
 	va_list ap;
@@ -26,11 +26,11 @@ void ready_send(int fd, const char *fmt, ...)
 	n = vsnprintf(line, sizeof(line) - 1, fmt, ap);
 	va_end(ap);
 	if (n < 0)
-		return;
+		return -EINVAL;
 	if (n > (int)sizeof(line) - 2)
 		n = (int)sizeof(line) - 2;
 	line[n++] = '\n';
-	if (write(fd, line, n) < 0) { /* the front end went away; nothing to tell */ }
+	return write(fd, line, n) < 0 ? -errno : 0;
 }
 
 static void parse_line(char *line, struct ready_result *res)

@@ -12,7 +12,9 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-void ready_send(int fd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* One line to the front end: 0, or -errno (-EPIPE: it is gone, when the
+ * writer ignores SIGPIPE). */
+int ready_send(int fd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 struct ready_result {
 	int id;                 /* -1 until known */

@@ -2,6 +2,7 @@
 #include "util/exitcodes.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -15,13 +16,11 @@
 static const char *prog = "ublk";
 static int debug_level;
 static _Atomic int file_fd = -1;
-/* rotation of the file: its size, and the fd it replaced, closed only at
- * the next rotation (a thread may still be writing to it) */
+/* rotation of the file: what it holds, and one rotation at a time */
 static _Atomic uint64_t file_bytes;
 static uint64_t file_max;
 static int (*file_rotate)(void *arg);
 static void *file_rotate_arg;
-static int file_retired = -1;
 static pthread_mutex_t rotate_lock = PTHREAD_MUTEX_INITIALIZER;
 
 void log_init(const char *name)
@@ -48,20 +47,23 @@ void log_set_file(int fd, uint64_t max_bytes, int (*rotate)(void *arg), void *ar
 	atomic_store(&file_fd, fd);
 }
 
+/* Another thread rotating, or this one (rotate logs a refused state
+ * directory): the file is rotated already, or about to be. */
 static void rotate_file(void)
 {
-	pthread_mutex_lock(&rotate_lock);
-	/* another thread may have rotated it meanwhile */
+	if (pthread_mutex_trylock(&rotate_lock))
+		return;
 	if (atomic_load(&file_bytes) >= file_max) {
-		int fd = file_rotate(file_rotate_arg);
-		if (fd >= 0) {
-			if (file_retired >= 0)
-				close(file_retired);
-			file_retired = atomic_exchange(&file_fd, fd);
-		} else if (ftruncate(atomic_load(&file_fd), 0)) {
-			/* nothing more to try: the file keeps growing */
-		}
+		int cur = atomic_load(&file_fd);
 		atomic_store(&file_bytes, 0);
+		int fd = file_rotate(file_rotate_arg);
+		/* the new file under the old number: a thread about to write to
+		 * it writes to the new file, never to a number reused meanwhile */
+		if (fd < 0 || dup3(fd, cur, O_CLOEXEC) < 0) {
+			if (ftruncate(cur, 0)) { /* nothing more to try: it keeps growing */ }
+		}
+		if (fd >= 0)
+			close(fd);
 	}
 	pthread_mutex_unlock(&rotate_lock);
 }

@@ -155,10 +155,14 @@ teardown() { vm_teardown; }
 	truncate -s 64M "$T/img"
 	dev=$("$B/ublk-add" --base "$T/img")
 	mkfs.ext4 -q -F "$dev"
-	mkdir "$T/mnt"
-	# mounted where this shell cannot see it, by a process with no fd of the device
-	unshare -m --propagation private sh -c 'mount "$1" "$2" && echo >"$3" && exec sleep 120' \
-		sh "$dev" "$T/mnt" "$T/mounted" </dev/null >"$T/ns.log" 2>&1 3>&- &
+	mkdir "$T/mnt" "$T/top"
+	# mounted where this shell cannot see it, by a process with no fd of the
+	# device: a bind mount of a folder five levels of 255 spaces deep, whose
+	# line in the mount table is longer than 4 KiB (a space is "\040" there)
+	deep=$(printf '/%255s' '' '' '' '' '')
+	unshare -m --propagation private sh -c 'mount "$1" "$2" && mkdir -p "$2$5" &&
+		mount --bind "$2$5" "$3" && umount "$2" && echo >"$4" && exec sleep 120' \
+		sh "$dev" "$T/top" "$T/mnt" "$T/mounted" "$deep" </dev/null >"$T/ns.log" 2>&1 3>&- &
 	holder=$!
 	wait_until 30 "[ -e '$T/mounted' ]" || { cat "$T/ns.log"; false; }
 	! grep -q "^$dev " /proc/mounts
@@ -199,6 +203,23 @@ teardown() { vm_teardown; }
 	umount "$T/mnt"
 	"$B/ublk-del" "$b"
 	assert_gone "${b#/dev/ublkb}"
+}
+
+@test "ublk-add killed before its device is live: the server deletes the device nobody knows of" {
+	make_image "$T/img" 4
+	# the kernel's first read (the partition scan) takes 3 s: start-up is slow
+	"$B/ublk-add" --base "$T/img" --inject delay-read=3000@0-4K --timeout 30 >"$T/out" 2>&1 &
+	adder=$!
+	wait_until 30 '[ -n "$(ls "$UBLK_STATE_DIR" 2>/dev/null | grep ublkb)" ]'
+	id=$(ls "$UBLK_STATE_DIR" | grep ublkb | head -1)
+	id=${id#ublkb}
+	wait_until 30 "[ -s '$UBLK_STATE_DIR/ublkb$id/pid' ]"
+	pid=$(cat "$UBLK_STATE_DIR/ublkb$id/pid")
+	kill -9 "$adder"
+	wait "$adder" || true
+	[ ! -s "$T/out" ]
+	wait_until 30 "! kill -0 $pid 2>/dev/null"
+	assert_gone "$id" "$pid"
 }
 
 @test "del of a device whose server was killed" {

@@ -295,16 +295,30 @@ fio_until_done() {
 	id=${dev#/dev/ublkb}
 	pid=$(server_pid "$id")
 	# every heartbeat looks ten minutes old, as after a step of the clock
-	# (until the server's next one): yet each is new
-	( while :; do touch -d '-10 min' "$UBLK_STATE_DIR/ublkb$id/stats" 2>/dev/null; done ) &
+	# (until the server's next one): each new one (a new file) is aged once
+	( stats=$UBLK_STATE_DIR/ublkb$id/stats last=
+	while :; do
+		ino=$(stat -c %i "$stats" 2>/dev/null) || continue
+		[ "$ino" = "$last" ] || touch -d '-10 min' "$stats" 2>/dev/null
+		last=$ino
+	done ) &
 	toucher=$!
+	run "$B/ublk-pool" reclaim --recover --hang-timeout 3
+	echo "$output"
+	[ "$status" -eq 0 ]
+	[ "$(server_pid "$id")" = "$pid" ]
+	kill -0 "$pid"
+	cmp "$dev" "$T/base"
+	# the same heartbeat, old and no longer renewed: a hang
+	kill -STOP "$pid"
 	run "$B/ublk-pool" reclaim --recover --hang-timeout 3
 	kill "$toucher"
 	wait "$toucher" || true
 	echo "$output"
 	[ "$status" -eq 0 ]
-	[ "$(server_pid "$id")" = "$pid" ]
-	kill -0 "$pid"
+	[[ "$output" == *"ublkb$id: server hung: no heartbeat for 600 s"* ]]
+	wait_recovered "$id" "$pid"
+	pid=$(server_pid "$id")
 	cmp "$dev" "$T/base"
 	"$B/ublk-del" "$dev"
 	assert_gone "$id" "$pid"
