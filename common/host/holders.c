@@ -28,6 +28,7 @@ struct scan {
 	size_t len;
 	int found;
 	bool mounted;           /* a mount was named: other namespaces are not read */
+	char superblock[160];   /* a file system's folder in /sys/fs, if one is alive */
 	struct stat *ns;        /* mount namespaces read already (dev, ino) */
 	size_t n_ns, cap_ns;
 };
@@ -71,6 +72,34 @@ static int sysfs_number(int dir, const char *name, dev_t *dev)
 	return 1;
 }
 
+/* A file system that lives on the disk or partition name keeps a folder
+ * in /sys/fs until its last user is gone, mounted or not: after a lazy
+ * umount with files still open, or in a mount namespace that no process
+ * is in (held by a bind mount of its nsfs file), where no mount table
+ * shows it. */
+static void note_superblock(struct scan *s, const char *name)
+{
+	static const char *const folders[] = { "/sys/fs/ext4", "/sys/fs/xfs", "/sys/fs/f2fs" };
+	char path[160];
+	struct dirent *e;
+	DIR *d;
+
+	for (size_t i = 0; i < sizeof(folders) / sizeof(folders[0]) && !s->superblock[0]; i++) {
+		snprintf(path, sizeof(path), "%s/%s", folders[i], name);
+		if (!access(path, F_OK))
+			snprintf(s->superblock, sizeof(s->superblock), "%s", path);
+	}
+	/* btrfs: /sys/fs/btrfs/FSID/devices/NAME */
+	d = s->superblock[0] ? NULL : opendir("/sys/fs/btrfs");
+	while (d && (e = readdir(d)) && !s->superblock[0]) {
+		snprintf(path, sizeof(path), "%.36s/devices/%.40s", e->d_name, name);
+		if (e->d_name[0] != '.' && !faccessat(dirfd(d), path, F_OK, 0))
+			snprintf(s->superblock, sizeof(s->superblock), "/sys/fs/btrfs/%.36s", e->d_name);
+	}
+	if (d)
+		closedir(d);
+}
+
 static int add_number(struct scan *s, int dir, const char *name)
 {
 	dev_t dev;
@@ -78,6 +107,7 @@ static int add_number(struct scan *s, int dir, const char *name)
 
 	if (ret <= 0)
 		return ret;
+	note_superblock(s, name);
 	dev_t *grown = realloc(s->devs, (s->n_devs + 1) * sizeof(*grown));
 	if (!grown)
 		return -ENOMEM;
@@ -321,6 +351,12 @@ int device_holders(uint32_t id, char *desc, size_t len)
 		fclose(own);
 	}
 	procs(&s);
+	if (!s.mounted && s.superblock[0]) {
+		char piece[300];
+		snprintf(piece, sizeof(piece), "a file system on it still in use, mounted where no "
+			 "process sees it (%s: a lazy umount with files open?)", s.superblock);
+		append(&s, piece);
+	}
 stacked:
 	stacked(&s, id);
 out:

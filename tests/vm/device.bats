@@ -177,6 +177,26 @@ teardown() { vm_teardown; }
 	e2fsck -fn "$T/img"
 }
 
+@test "del of a device whose file system was unmounted lazily with a file still open waits for it" {
+	truncate -s 64M "$T/img"
+	dev=$("$B/ublk-add" --base "$T/img")
+	id=${dev#/dev/ublkb}
+	mkfs.ext4 -q -F "$dev"
+	mkdir "$T/mnt"
+	mount "$dev" "$T/mnt"
+	exec 8>"$T/mnt/file"
+	umount -l "$T/mnt"
+	! grep -q "^$dev " /proc/self/mountinfo
+	run_mustfail 8 "still in use after 1000 ms: a file system on it still in use, mounted where no process sees it (/sys/fs/ext4/ublkb$id: " \
+		"$B/ublk-del" --timeout 1 "$dev"
+	echo written >&8
+	exec 8>&-
+	"$B/ublk-del" "$dev"
+	assert_gone "$id"
+	e2fsck -fn "$T/img"
+	[ "$(debugfs -R 'cat /file' "$T/img" 2>/dev/null)" = written ]
+}
+
 @test "del: another device's mount or open node is not a holder; the device's own, under any name, is" {
 	truncate -s 64M "$T/a"
 	truncate -s 64M "$T/b"
