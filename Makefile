@@ -70,7 +70,7 @@ UTIL_SRC   = aio atomic_file cfgline cli crc32c fileio json json_read log notify
 KERNEL_SRC = ctrl queue
 IMAGE_SRC  = access_log access_trace blob cache_export cache_live cache_map chunkcache diff diff_frames diff_v3 e2b_builds e2b_data e2b_header e2b_inspect e2b_store e2b_write \
              fetch_pool http image layer layer_cache layer_diff layer_e2b layer_fault layer_file layer_http stack
-HOST_SRC   = ctlsock device holders metrics pool pool_view ready state
+HOST_SRC   = cgroup ctlsock device holders metrics pool pool_view ready state
 TOP_SRC    = ctl_server devconfig devopts export pool_admin server spawn stack_target
 LIB_SRC = $(UTIL_SRC:%=util/%) $(KERNEL_SRC:%=kernel/%) $(IMAGE_SRC:%=image/%) \
           $(HOST_SRC:%=host/%) $(TOP_SRC)

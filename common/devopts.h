@@ -41,6 +41,7 @@ enum devopt_key {
 	DEVOPT_BUILD,
 	DEVOPT_E2B_FILE,
 	DEVOPT_ID,
+	DEVOPT_CGROUP,
 	DEVOPT_STATE_DIR = 0x100,
 };
 
@@ -83,6 +84,8 @@ enum devopt_key {
 	  "serve the image read-only") \
 	X("no-recovery", DEVOPT_NO_RECOVERY, NULL, DEVOPT_T_FLAG, no_recovery, 0, 0, NULL, \
 	  "fail IO when the server dies instead of waiting for recovery") \
+	X("cgroup", DEVOPT_CGROUP, "DIR", DEVOPT_T_TEXT, cgroup, 0, 0, NULL, \
+	  "run the server in this cgroup (v2) folder, not in the caller group") \
 	X("chunk-size", DEVOPT_CHUNK_SIZE, "SIZE", DEVOPT_T_SIZE_4K, stack.chunk_size, 65536, 64u << 20, \
 	  "expected 64K to 64M, a multiple of 4096", "remote base: bytes per fetch (default 4M)") \
 	X("chunk-cache", DEVOPT_CHUNK_CACHE, "DIR", DEVOPT_T_TEXT, stack.chunk_cache, 0, 0, NULL, \

@@ -1,5 +1,6 @@
 #include "server.h"
 #include "util/cfgline.h"
+#include "host/cgroup.h"
 #include "host/ctlsock.h"
 #include "ctl_server.h"
 #include "kernel/ctrl.h"
@@ -276,6 +277,8 @@ int server_preflight(const struct server_config *cfg, char *why, size_t len)
 	if (cfg->stack.record_access && cfg->recover_id < 0 &&
 	    output_file_refuse_special(cfg->stack.record_access, why, len))
 		return EXIT_USAGE;
+	if (cfg->cgroup && cgroup_enter(cfg->cgroup, false, why, len))
+		return EXIT_FAIL;
 	return 0;
 }
 
@@ -372,6 +375,9 @@ static int prepare(struct server *s)
 	ret = server_preflight(cfg, why, sizeof(why));
 	if (ret)
 		return fail(s, ret, "%s", why);
+	/* before any thread: the caller's group may be stopped, with all in it */
+	if (cfg->cgroup && cgroup_enter(cfg->cgroup, true, why, sizeof(why)))
+		return fail(s, EXIT_FAIL, "%s", why);
 	if (cfg->name && cfg->recover_id < 0) {
 		uint32_t other;
 		if (!state_find("name", cfg->name, &other)) {

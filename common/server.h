@@ -22,6 +22,7 @@ struct server_config {
 	unsigned queues;
 	unsigned depth;
 	bool no_recovery;       /* IO fails at once when the server dies */
+	const char *cgroup;     /* cgroup v2 folder the server moves into; or NULL */
 	int recover_id;         /* attach to this device whose server died; -1: create one */
 	int ready_fd;           /* readiness channel (ready.h); -1: print the device on stdout */
 	uint64_t timeout_ms;    /* deadline of each control step */

@@ -147,7 +147,7 @@ _ublk_tools_value()
                 _ublk_tools_files "$cur"
             fi ;;
         --base | --cache | --inspect | --layer | --auth-file | --record-access | --prefetch-trace) _ublk_tools_files "$cur" ;;
-        --state-dir | --chunk-cache | --textfile | --e2b) _ublk_tools_files "$cur" dirs ;;
+        --state-dir | --chunk-cache | --textfile | --e2b | --cgroup) _ublk_tools_files "$cur" dirs ;;
         --e2b-file) COMPREPLY+=($(compgen -W "rootfs.ext4 memfile" -- "$cur")) ;;
         --build | --build-id) ;;                           # an E2B build id
         --format) COMPREPLY+=($(compgen -W "diff v3 e2b" -- "$cur")) ;;

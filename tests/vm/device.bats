@@ -310,6 +310,38 @@ teardown() { vm_teardown; }
 	assert_none_left
 }
 
+@test "--cgroup: the server leaves its caller's control group, whose kill no longer takes the device; a recovery keeps it" {
+	make_image "$T/img" 4
+	cg=/sys/fs/cgroup
+	mountpoint -q "$cg" || mount -t cgroup2 none "$cg"
+	mkdir "$cg/ublk-test-caller" "$cg/ublk-test-servers"
+	# the caller in a group of its own, as a service is
+	sh -c 'echo $$ >"$1/cgroup.procs" && exec "$2" --base "$3" --cgroup "$4"' \
+		sh "$cg/ublk-test-caller" "$B/ublk-add" "$T/img" "$cg/ublk-test-servers" >"$T/dev"
+	dev=$(cat "$T/dev")
+	id=${dev#/dev/ublkb}
+	pid=$(cat "$UBLK_STATE_DIR/ublkb$id/pid")
+	grep -qx "0::/ublk-test-servers" "/proc/$pid/cgroup"
+	# the caller's service stops: everything in its group is killed
+	echo 1 >"$cg/ublk-test-caller/cgroup.kill"
+	wait_until 30 "grep -qx 'populated 0' '$cg/ublk-test-caller/cgroup.events'"
+	kill -0 "$pid"
+	cmp "$dev" "$T/img"
+	kill -9 "$pid"
+	"$B/ublk-pool" reclaim --recover
+	wait_until 60 "served_by_other $id $pid"
+	grep -qx "0::/ublk-test-servers" "/proc/$(cat "$UBLK_STATE_DIR/ublkb$id/pid")/cgroup"
+	cmp "$dev" "$T/img"
+	"$B/ublk-del" "$dev"
+	assert_gone "$id"
+	rmdir "$cg/ublk-test-caller" "$cg/ublk-test-servers"
+	run_mustfail 1 "--cgroup $T: not a folder of the cgroup v2 file system" \
+		"$B/ublk-add" --base "$T/img" --cgroup "$T"
+	run_mustfail 1 "--cgroup $cg/none: No such file or directory: create it" \
+		"$B/ublk-add" --base "$T/img" --cgroup "$cg/none"
+	assert_none_left
+}
+
 @test "--name: shown in JSON, unique, and ublk-del NAME deletes it" {
 	make_image "$T/img" 4
 	json=$("$B/ublk-add" --base "$T/img" --name sandbox-1 --json)
