@@ -42,7 +42,8 @@ int device_delete(uint32_t id, uint64_t timeout_ms, bool force, char *why, size_
 	struct ublksrv_ctrl_dev_info info;
 	struct ublk_ctrl c;
 	char holders[512];
-	int ret, server = -1;
+	int ret, server = -1, n_numbers = 0;
+	dev_t *numbers = NULL;
 
 	ret = ctrl_open(&c, timeout_ms);
 	if (ret) {
@@ -76,6 +77,8 @@ int device_delete(uint32_t id, uint64_t timeout_ms, bool force, char *why, size_
 	/* who to wait for, and kill at the deadline: only the process that
 	 * serves the device, known before the stop lets it close the device */
 	server = device_server_pidfd(id, info.ublksrv_pid);
+	/* to say who keeps a forced stop from ending: sysfs forgets them */
+	n_numbers = force ? device_numbers_of(id, &numbers) : 0;
 	c.timeout_ms = ms_left(deadline) + 1000;
 	ret = ctrl_stop_dev(&c, id);
 	if (ret && ret != -ENODEV) {
@@ -91,13 +94,22 @@ int device_delete(uint32_t id, uint64_t timeout_ms, bool force, char *why, size_
 	ret = ctrl_del_dev(&c, id);
 	if (ret == -ENODEV)
 		ret = 0;
-	if (ret) {
+	if (ret && n_numbers > 0 && device_holders_of(id, numbers, (size_t)n_numbers, holders,
+						      sizeof(holders))) {
+		/* stopped under --force: the kernel frees the device with its
+		 * last holder, and not before (a mount does not let go) */
+		SET_WHY("ublkb%u: stopped, but the kernel deletes it only once its last holder lets "
+			"go: %s; unmount or close it: the kernel then deletes it, and ublk-pool reclaim "
+			"its state entry", id, holders);
+		ret = -EBUSY;
+	} else if (ret) {
 		SET_WHY("ublkb%u: DEL_DEV: %s", id, strerror(-ret));
 	} else {
 		state_remove(id);
 		pool_record("del", now_ms() - (deadline - timeout_ms));
 	}
 out:
+	free(numbers);
 	if (server >= 0)
 		close(server);
 	ctrl_close(&c);

@@ -322,10 +322,41 @@ static void stacked(struct scan *s, uint32_t id)
 	closedir(d);
 }
 
+/* The holders of the numbers in s, and the devices stacked on id. */
+static int scan_holders(struct scan *s, uint32_t id)
+{
+	FILE *own;
+
+	if (!s->n_devs)   /* not a disk (yet, or any more): only stacked ones */
+		goto stacked;
+	/* this process's namespace first: its mounts are named without one */
+	own = fopen("/proc/self/mountinfo", "re");
+	if (own) {
+		int self_dir = open("/proc/self", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		if (self_dir >= 0) {
+			ns_new(s, self_dir);
+			close(self_dir);
+		}
+		mounts_in(s, own, "");
+		fclose(own);
+	}
+	procs(s);
+	if (!s->mounted && s->superblock[0]) {
+		char piece[300];
+		snprintf(piece, sizeof(piece), "a file system on it still in use, mounted where no "
+			 "process sees it (%s: a lazy umount with files open?)", s->superblock);
+		append(s, piece);
+	}
+stacked:
+	stacked(s, id);
+	free(s->devs);
+	free(s->ns);
+	return s->found;
+}
+
 int device_holders(uint32_t id, char *desc, size_t len)
 {
 	struct scan s = { .desc = desc, .len = len };
-	FILE *own;
 
 	desc[0] = 0;
 	int ret = device_numbers(&s, id);
@@ -335,34 +366,38 @@ int device_holders(uint32_t id, char *desc, size_t len)
 		snprintf(piece, sizeof(piece), "who holds it is unknown (/sys/block/ublkb%u: %s)", id,
 			 strerror(-ret));
 		append(&s, piece);
-		goto out;
+		free(s.devs);
+		return s.found;
 	}
-	if (!s.n_devs)   /* not a disk (yet, or any more): only stacked ones */
-		goto stacked;
-	/* this process's namespace first: its mounts are named without one */
-	own = fopen("/proc/self/mountinfo", "re");
-	if (own) {
-		int self_dir = open("/proc/self", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-		if (self_dir >= 0) {
-			ns_new(&s, self_dir);
-			close(self_dir);
-		}
-		mounts_in(&s, own, "");
-		fclose(own);
+	return scan_holders(&s, id);
+}
+
+int device_numbers_of(uint32_t id, dev_t **devs)
+{
+	struct scan s = { 0 };
+	int ret = device_numbers(&s, id);
+
+	if (ret) {
+		free(s.devs);
+		return ret;
 	}
-	procs(&s);
-	if (!s.mounted && s.superblock[0]) {
-		char piece[300];
-		snprintf(piece, sizeof(piece), "a file system on it still in use, mounted where no "
-			 "process sees it (%s: a lazy umount with files open?)", s.superblock);
-		append(&s, piece);
-	}
-stacked:
-	stacked(&s, id);
-out:
-	free(s.devs);
-	free(s.ns);
-	return s.found;
+	*devs = s.devs;
+	return (int)s.n_devs;
+}
+
+int device_holders_of(uint32_t id, const dev_t *devs, size_t n, char *desc, size_t len)
+{
+	struct scan s = { .desc = desc, .len = len, .n_devs = n };
+	char disk[32];
+
+	desc[0] = 0;
+	s.devs = malloc((n ? n : 1) * sizeof(*s.devs));
+	if (!s.devs)
+		return 0;
+	memcpy(s.devs, devs, n * sizeof(*devs));
+	snprintf(disk, sizeof(disk), "ublkb%u", id);
+	note_superblock(&s, disk);
+	return scan_holders(&s, id);
 }
 
 int device_server_pidfd(uint32_t id, pid_t pid)

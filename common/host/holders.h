@@ -13,6 +13,13 @@
  * /mnt (mount namespace of pid 456 (sh))" into desc. */
 int device_holders(uint32_t id, char *desc, size_t len);
 
+/* The numbers of /dev/ublkbID and of its partitions, in *devs (freed by
+ * the caller): how many (0: no such disk), or -errno. */
+int device_numbers_of(uint32_t id, dev_t **devs);
+/* device_holders of numbers taken before (device_numbers_of): a forced
+ * stop removes the disk from sysfs, while a mount still holds it. */
+int device_holders_of(uint32_t id, const dev_t *devs, size_t n, char *desc, size_t len);
+
 /* A pidfd of the server of device id, pid (as the kernel or the state
  * directory recorded it), if that process has the device's char device
  * (/dev/ublkcID) open: the one process that may be waited for or killed

@@ -197,6 +197,30 @@ teardown() { vm_teardown; }
 	[ "$(debugfs -R 'cat /file' "$T/img" 2>/dev/null)" = written ]
 }
 
+@test "del --force of a mounted device: where the kernel keeps it until the umount, the message says so" {
+	truncate -s 64M "$T/img"
+	dev=$("$B/ublk-add" --base "$T/img")
+	id=${dev#/dev/ublkb}
+	mkfs.ext4 -q -F "$dev"
+	mkdir "$T/mnt"
+	mount "$dev" "$T/mnt"
+	run "$B/ublk-del" --force --timeout 1 "$dev"
+	echo "$output"
+	if [ "$status" -eq 0 ]; then
+		# DEL_DEV_ASYNC (encoded commands): deleted now, freed with the mount
+		[ ! -e "/sys/class/ublk-char/ublkc$id" ]
+		[ ! -e "$UBLK_STATE_DIR/ublkb$id" ]
+	else
+		# DEL_DEV waits for the disk's last holder, past the deadline
+		[ "$status" -eq 8 ]
+		[[ "$output" == "ublk-del: ublkb$id: stopped, but the kernel deletes it only once its last holder lets go: mounted on $T/mnt; unmount"* ]]
+	fi
+	umount "$T/mnt"
+	wait_until 30 "[ ! -e /sys/class/ublk-char/ublkc$id ] && [ ! -e /sys/block/ublkb$id ]"
+	"$B/ublk-pool" reclaim
+	assert_gone "$id"
+}
+
 @test "del: another device's mount or open node is not a holder; the device's own, under any name, is" {
 	truncate -s 64M "$T/a"
 	truncate -s 64M "$T/b"
