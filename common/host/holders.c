@@ -211,7 +211,7 @@ static bool ns_new(struct scan *s, int pid_dir)
 		size_t cap = s->cap_ns ? s->cap_ns * 2 : 16;
 		struct stat *grown = realloc(s->ns, cap * sizeof(*grown));
 		if (!grown)
-			return false;
+			return true;   /* read, not remembered */
 		s->ns = grown;
 		s->cap_ns = cap;
 	}

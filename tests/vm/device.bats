@@ -6,6 +6,16 @@ load lib
 setup() { vm_setup; }
 teardown() { vm_teardown; }
 
+# An ext4 on a new device over a 64 MiB file, mounted on $T/mnt: sets dev and id.
+ext4_mounted() {
+	truncate -s 64M "$T/img"
+	dev=$("$B/ublk-add" --base "$T/img")
+	id=${dev#/dev/ublkb}
+	mkfs.ext4 -q -F "$dev"
+	mkdir "$T/mnt"
+	mount "$dev" "$T/mnt"
+}
+
 @test "device serves the image: sha256 of the device equals the file" {
 	make_image "$T/img" 64
 	run "$B/ublk-add" --base "$T/img"
@@ -178,12 +188,7 @@ teardown() { vm_teardown; }
 }
 
 @test "del of a device whose file system was unmounted lazily with a file still open waits for it" {
-	truncate -s 64M "$T/img"
-	dev=$("$B/ublk-add" --base "$T/img")
-	id=${dev#/dev/ublkb}
-	mkfs.ext4 -q -F "$dev"
-	mkdir "$T/mnt"
-	mount "$dev" "$T/mnt"
+	ext4_mounted
 	exec 8>"$T/mnt/file"
 	umount -l "$T/mnt"
 	! grep -q "^$dev " /proc/self/mountinfo
@@ -198,12 +203,7 @@ teardown() { vm_teardown; }
 }
 
 @test "del --force of a mounted device: where the kernel keeps it until the umount, the message says so" {
-	truncate -s 64M "$T/img"
-	dev=$("$B/ublk-add" --base "$T/img")
-	id=${dev#/dev/ublkb}
-	mkfs.ext4 -q -F "$dev"
-	mkdir "$T/mnt"
-	mount "$dev" "$T/mnt"
+	ext4_mounted
 	run "$B/ublk-del" --force --timeout 1 "$dev"
 	echo "$output"
 	if [ "$status" -eq 0 ]; then
@@ -266,7 +266,7 @@ teardown() { vm_teardown; }
 	assert_gone "$id" "$pid"
 }
 
-@test "del of a device whose server was killed" {
+@test "del of a device whose server was killed, and whose server's pid another process took since: that one is left alone" {
 	make_image "$T/img" 4
 	dev=$("$B/ublk-add" --base "$T/img")
 	id=${dev#/dev/ublkb}
@@ -275,10 +275,7 @@ teardown() { vm_teardown; }
 	run "$B/ublk-del" --timeout 5 "$dev"
 	[ "$status" -eq 0 ]
 	assert_gone "$id" "$pid"
-}
 
-@test "del of a device whose dead server's pid another process took: that process is left alone" {
-	make_image "$T/img" 4
 	dev=$("$B/ublk-add" --base "$T/img")
 	id=${dev#/dev/ublkb}
 	pid=$(cat "$UBLK_STATE_DIR/ublkb$id/pid")
