@@ -639,7 +639,13 @@ static void wait_for_stop(struct server *s)
 			continue;
 		if (p[0].revents & POLLIN) {
 			struct signalfd_siginfo si;
-			if (read(s->sig_fd, &si, sizeof(si)) == sizeof(si))
+			bool got = read(s->sig_fd, &si, sizeof(si)) == sizeof(si);
+			/* SIGUSR1: the statistics now, for whoever just did IO */
+			if (got && si.ssi_signo == SIGUSR1) {
+				s->stats_due_ms = 0;
+				continue;
+			}
+			if (got)
 				log_dbg("ublkb%d: signal %u, stopping", s->dev_id, si.ssi_signo);
 			return;
 		}
@@ -676,6 +682,7 @@ int server_run(const struct server_config *cfg)
 	sigaddset(&mask, SIGTERM);
 	sigaddset(&mask, SIGINT);
 	sigaddset(&mask, SIGHUP);
+	sigaddset(&mask, SIGUSR1);
 	pthread_sigmask(SIG_BLOCK, &mask, NULL);
 	signal(SIGPIPE, SIG_IGN);
 	s.sig_fd = signalfd(-1, &mask, SFD_CLOEXEC);

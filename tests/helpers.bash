@@ -50,11 +50,15 @@ wait_until() {
 }
 
 # stats_fresh DEV: wait until DEV's server has written its statistics
-# (once a second) after this moment, so they count all IO done before.
+# after this moment, so they count all IO done before: SIGUSR1 asks for
+# them now (else they come once a second).
 stats_fresh() {
-	local f="$UBLK_STATE_DIR/ublkb${1#/dev/ublkb}/stats" now
-	now=$(date +%s.%N)
-	wait_until 30 "awk -v a=\"\$(stat -c %.9Y '$f' 2>/dev/null || echo 0)\" -v b=$now 'BEGIN { exit !(a > b) }'"
+	local entry="$UBLK_STATE_DIR/ublkb${1#/dev/ublkb}" pid
+	touch "$T/stats-asked"
+	pid=$(cat "$entry/pid" 2>/dev/null) || true
+	# between servers: the next one writes them
+	[ -z "$pid" ] || kill -USR1 "$pid" 2>/dev/null || true
+	wait_until 30 "[ '$entry/stats' -nt '$T/stats-asked' ]"
 }
 
 # Requests device $1 (/dev/ublkbN) completed, reads + writes, per the kernel.

@@ -251,8 +251,8 @@ ext4_mounted() {
 
 @test "ublk-add killed before its device is live: the server deletes the device nobody knows of" {
 	make_image "$T/img" 4
-	# the kernel's first read (the partition scan) takes 3 s: start-up is slow
-	"$B/ublk-add" --base "$T/img" --inject delay-read=3000@0-4K --timeout 30 >"$T/out" 2>&1 &
+	# the kernel's first read (the partition scan) takes 2 s: start-up is slow
+	"$B/ublk-add" --base "$T/img" --inject delay-read=2000@0-4K --timeout 30 >"$T/out" 2>&1 &
 	adder=$!
 	wait_until 30 '[ -n "$(ls "$UBLK_STATE_DIR" 2>/dev/null | grep ublkb)" ]'
 	id=$(ls "$UBLK_STATE_DIR" | grep ublkb | head -1)
