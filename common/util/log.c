@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -47,15 +48,19 @@ void log_set_file(int fd, uint64_t max_bytes, int (*rotate)(void *arg), void *ar
 	atomic_store(&file_fd, fd);
 }
 
-/* Another thread rotating, or this one (rotate logs a refused state
- * directory): the file is rotated already, or about to be. */
+/* One thread rotates, the others wait for it (the file they would write
+ * meanwhile is the one being moved aside); the rotation itself may log
+ * (a refused state directory), and must not wait for itself. */
+static __thread bool rotating;
+
 static void rotate_file(void)
 {
-	if (pthread_mutex_trylock(&rotate_lock))
+	if (rotating)
 		return;
+	pthread_mutex_lock(&rotate_lock);
+	rotating = true;
 	if (atomic_load(&file_bytes) >= file_max) {
 		int cur = atomic_load(&file_fd);
-		atomic_store(&file_bytes, 0);
 		int fd = file_rotate(file_rotate_arg);
 		/* the new file under the old number: a thread about to write to
 		 * it writes to the new file, never to a number reused meanwhile */
@@ -64,7 +69,9 @@ static void rotate_file(void)
 		}
 		if (fd >= 0)
 			close(fd);
+		atomic_store(&file_bytes, 0);
 	}
+	rotating = false;
 	pthread_mutex_unlock(&rotate_lock);
 }
 
