@@ -20,7 +20,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -243,8 +242,9 @@ static int kill_hung(const struct pool_dev *devs, int n, const struct reclaim_op
 		}
 		log_err("ublkb%u: %s: killing server %d to recover the device", d->id, why[i],
 			(int)d->pid);
-		if (syscall(SYS_pidfd_send_signal, pidfd, SIGKILL, NULL, 0) && errno != ESRCH) {
-			log_err("ublkb%u: killing server %d: %s", d->id, (int)d->pid, strerror(errno));
+		int ret = pidfd_signal(pidfd, SIGKILL);
+		if (ret && ret != -ESRCH) {
+			log_err("ublkb%u: killing server %d: %s", d->id, (int)d->pid, strerror(-ret));
 			close(pidfd);
 			continue;
 		}

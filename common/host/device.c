@@ -14,7 +14,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -87,7 +86,7 @@ int device_delete(uint32_t id, uint64_t timeout_ms, bool force, char *why, size_
 	}
 	/* The server sees its queues aborted, deletes the device and exits. */
 	if (server >= 0 && wait_pidfd(server, ms_left(deadline)) == -ETIMEDOUT) {
-		syscall(SYS_pidfd_send_signal, server, SIGKILL, NULL, 0);
+		pidfd_signal(server, SIGKILL);
 		wait_pidfd(server, 2000);
 	}
 	c.timeout_ms = ms_left(deadline) + 2000;

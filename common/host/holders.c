@@ -8,6 +8,7 @@
  * each other, taking its minors in turn, so that neither a name nor a
  * range of minors tells one disk, or a partition, from another. */
 #include "host/holders.h"
+#include "util/timeutil.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -17,7 +18,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <sys/syscall.h>
 #include <sys/sysmacros.h>
 #include <unistd.h>
 
@@ -410,9 +410,9 @@ int device_server_pidfd(uint32_t id, pid_t pid)
 		return -ESRCH;
 	/* the pidfd first: what /proc then shows is this process's, or
 	 * nothing (then signals to the pidfd go nowhere) */
-	pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
+	pidfd = pidfd_of(pid);
 	if (pidfd < 0)
-		return -errno;
+		return pidfd;
 	snprintf(name, sizeof(name), "ublkc%u", id);
 	dir = open("/sys/class/ublk-char", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	ret = dir < 0 ? -errno : sysfs_number(dir, name, &dev);
@@ -426,7 +426,7 @@ int device_server_pidfd(uint32_t id, pid_t pid)
 			close(dir);
 		/* what /proc showed was of the pidfd's process only if it still
 		 * runs: one that took the pid since may be a recovery's server */
-		if (!ret && syscall(SYS_pidfd_send_signal, pidfd, 0, NULL, 0))
+		if (!ret && pidfd_signal(pidfd, 0))
 			ret = -ESRCH;
 	} else if (ret == 0) {
 		ret = -ESRCH;   /* no such device: no server of it either */

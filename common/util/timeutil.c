@@ -129,7 +129,7 @@ int pid_alive_settled(pid_t pid, uint64_t timeout_ms)
 		return 0;
 	/* the pidfd first: what /proc then says is of this process, not of
 	 * one that took its pid after it was reaped */
-	fd = (int)syscall(SYS_pidfd_open, pid, 0);
+	fd = pidfd_of(pid);
 	if (fd < 0)
 		return pid_alive(pid);
 	if (proc_stat(pid, &state, &flags))
@@ -146,11 +146,23 @@ int pid_alive_settled(pid_t pid, uint64_t timeout_ms)
 
 int wait_pid_gone(pid_t pid, uint64_t timeout_ms)
 {
-	int fd = (int)syscall(SYS_pidfd_open, pid, 0), ret;
+	int fd = pidfd_of(pid), ret;
 
 	if (fd < 0)
-		return errno == ESRCH ? 0 : -errno;
+		return fd == -ESRCH ? 0 : fd;
 	ret = wait_pidfd(fd, timeout_ms);
 	close(fd);
 	return ret;
+}
+
+int pidfd_of(pid_t pid)
+{
+	int fd = (int)syscall(SYS_pidfd_open, pid, 0);
+
+	return fd < 0 ? -errno : fd;
+}
+
+int pidfd_signal(int fd, int sig)
+{
+	return syscall(SYS_pidfd_send_signal, fd, sig, NULL, 0) ? -errno : 0;
 }

@@ -25,6 +25,12 @@ int wait_pid_gone(pid_t pid, uint64_t timeout_ms);
 /* The same for the process of a pidfd (every thread exited): 0 or
  * -ETIMEDOUT. */
 int wait_pidfd(int fd, uint64_t timeout_ms);
+/* A pidfd of process pid (it stays this process's, whoever takes the pid
+ * later), or -errno. */
+int pidfd_of(pid_t pid);
+/* Signal sig to the process of a pidfd (0: only whether it still runs):
+ * 0 or -errno (-ESRCH: it has ended). */
+int pidfd_signal(int fd, int sig);
 /* 1 if a process with this pid exists (and is not a zombie), else 0. */
 int pid_alive(pid_t pid);
 /* pid_alive for a process another may have just killed: one on its way
