@@ -52,13 +52,18 @@ wait_until() {
 # stats_fresh DEV: wait until DEV's server has written its statistics
 # after this moment, so they count all IO done before: SIGUSR1 asks for
 # them now (else they come once a second).
+# The file is replaced (renamed over) at each write: a new inode is a new
+# write, where an mtime on tmpfs is too coarse to tell one from the last.
 stats_fresh() {
-	local entry="$UBLK_STATE_DIR/ublkb${1#/dev/ublkb}" pid
-	touch "$T/stats-asked"
+	local entry="$UBLK_STATE_DIR/ublkb${1#/dev/ublkb}" pid ino
+	ino=$(stats_inode "$entry")
 	pid=$(cat "$entry/pid" 2>/dev/null) || true
 	# between servers: the next one writes them
 	[ -z "$pid" ] || kill -USR1 "$pid" 2>/dev/null || true
-	wait_until 30 "[ '$entry/stats' -nt '$T/stats-asked' ]"
+	wait_until 30 "[ \"\$(stats_inode '$entry')\" != '$ino' ]"
+}
+stats_inode() {
+	stat -c %i "$1/stats" 2>/dev/null || echo none
 }
 
 # Requests device $1 (/dev/ublkbN) completed, reads + writes, per the kernel.
