@@ -348,8 +348,7 @@ static bool cache_awaits_recovery(struct server *s)
 
 	if (state_find("cache", s->cfg->stack.cache, &other))
 		return false;
-	state_read(other, "pid", v, sizeof(v));
-	if (pid_alive(atoi(v)) || !ctrl_has_device(other))
+	if (state_server_pid(other) || !ctrl_has_device(other))
 		return false;   /* in use (the cache's lock says so), or gone */
 	if (state_config_get(other, "no_recovery", v, sizeof(v)) || strcmp(v, "1"))
 		fail(s, EXIT_BUSY, "%s: the cache of /dev/ublkb%u, whose server died: recover that "
@@ -380,13 +379,9 @@ static int prepare(struct server *s)
 		return fail(s, EXIT_FAIL, "%s", why);
 	if (cfg->name && cfg->recover_id < 0) {
 		uint32_t other;
-		if (!state_find("name", cfg->name, &other)) {
-			char pid[32] = "";
-			state_read(other, "pid", pid, sizeof(pid));
-			if (pid_alive(atoi(pid)))
-				return fail(s, EXIT_BUSY, "name '%s' is already used by /dev/ublkb%u",
-					    cfg->name, other);
-		}
+		if (!state_find("name", cfg->name, &other) && state_server_pid(other))
+			return fail(s, EXIT_BUSY, "name '%s' is already used by /dev/ublkb%u",
+				    cfg->name, other);
 	}
 	if (cfg->stack.cache && cfg->recover_id < 0 && cache_awaits_recovery(s))
 		return EXIT_BUSY;

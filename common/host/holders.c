@@ -240,9 +240,31 @@ static void mounts_of_pid(struct scan *s, int pid_dir, long pid)
 	fclose(f);
 }
 
-/* Whether the process of pid_dir has an fd of a device of type (S_IFBLK,
- * S_IFCHR) whose number is one of devs. */
-static bool has_open(int pid_dir, mode_t type, const dev_t *devs, size_t n_devs)
+/* What an fd must be to count: a device of type (S_IFBLK, S_IFCHR) whose
+ * number is one of devs, or (type 0) the file dev, ino. */
+struct wanted {
+	mode_t type;
+	const dev_t *devs;
+	size_t n_devs;
+	dev_t dev;
+	ino_t ino;
+};
+
+static bool matches(const struct statx *st, const struct wanted *w)
+{
+	if (!w->type)
+		return makedev(st->stx_dev_major, st->stx_dev_minor) == w->dev && st->stx_ino == w->ino;
+	if ((st->stx_mode & S_IFMT) != w->type)
+		return false;
+	for (size_t i = 0; i < w->n_devs; i++)
+		if (w->devs[i] == makedev(st->stx_rdev_major, st->stx_rdev_minor))
+			return true;
+	return false;
+}
+
+/* Whether the process of pid_dir has an fd that is what w wants: 1, 0,
+ * or -errno when its fds cannot be read (-EACCES: another user's). */
+static int has_open(int pid_dir, const struct wanted *w)
 {
 	int fd = openat(pid_dir, "fd", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	DIR *fds = fd < 0 ? NULL : fdopendir(fd);
@@ -250,20 +272,18 @@ static bool has_open(int pid_dir, mode_t type, const dev_t *devs, size_t n_devs)
 	bool found = false;
 
 	if (!fds) {
+		int err = -errno;
 		if (fd >= 0)
 			close(fd);
-		return false;
+		return err;
 	}
 	while (!found && (f = readdir(fds))) {
 		struct statx st;
 		/* what the fd is, as the file system has it cached: a file of a
 		 * hung NFS or FUSE mount must not stop the scan */
-		if (f->d_name[0] == '.' ||
-		    statx(dirfd(fds), f->d_name, AT_STATX_DONT_SYNC, STATX_TYPE, &st) ||
-		    (st.stx_mode & S_IFMT) != type)
-			continue;
-		for (size_t i = 0; i < n_devs; i++)
-			found |= devs[i] == makedev(st.stx_rdev_major, st.stx_rdev_minor);
+		found = f->d_name[0] != '.' &&
+			!statx(dirfd(fds), f->d_name, AT_STATX_DONT_SYNC, STATX_TYPE | STATX_INO, &st) &&
+			matches(&st, w);
 	}
 	closedir(fds);
 	return found;
@@ -273,7 +293,9 @@ static void fds_of_pid(struct scan *s, int pid_dir, long pid)
 {
 	char comm[64], piece[128];
 
-	if (!has_open(pid_dir, S_IFBLK, s->devs, s->n_devs))
+	struct wanted w = { .type = S_IFBLK, .devs = s->devs, .n_devs = s->n_devs };
+
+	if (has_open(pid_dir, &w) != 1)
 		return;
 	comm_of(pid_dir, comm, sizeof(comm));
 	snprintf(piece, sizeof(piece), "pid %ld (%s)", pid, comm);
@@ -421,7 +443,8 @@ int device_server_pidfd(uint32_t id, pid_t pid)
 	if (ret == 1) {
 		snprintf(dir_path, sizeof(dir_path), "/proc/%d", (int)pid);
 		dir = open(dir_path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-		ret = dir >= 0 && has_open(dir, S_IFCHR, &dev, 1) ? 0 : -ESRCH;
+		struct wanted w = { .type = S_IFCHR, .devs = &dev, .n_devs = 1 };
+		ret = dir >= 0 && has_open(dir, &w) == 1 ? 0 : -ESRCH;
 		if (dir >= 0)
 			close(dir);
 		/* what /proc showed was of the pidfd's process only if it still
@@ -436,4 +459,19 @@ int device_server_pidfd(uint32_t id, pid_t pid)
 		return ret;
 	}
 	return pidfd;
+}
+
+int process_has_open(pid_t pid, dev_t dev, ino_t ino)
+{
+	struct wanted w = { .dev = dev, .ino = ino };
+	char path[32];
+	int dir, ret;
+
+	snprintf(path, sizeof(path), "/proc/%d", (int)pid);
+	dir = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dir < 0)
+		return errno == ENOENT ? 0 : -errno;
+	ret = has_open(dir, &w);
+	close(dir);
+	return ret == -ENOENT ? 0 : ret;
 }

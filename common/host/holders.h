@@ -27,4 +27,9 @@ int device_holders_of(uint32_t id, const dev_t *devs, size_t n, char *desc, size
  * host. -ESRCH when it is not the server (or gone), or -errno. */
 int device_server_pidfd(uint32_t id, pid_t pid);
 
+/* Whether process pid has the file dev, ino open: 1, 0 (also when there
+ * is no such process), or -errno when its fds cannot be read (-EACCES:
+ * another user's process). */
+int process_has_open(pid_t pid, dev_t dev, ino_t ino);
+
 #endif

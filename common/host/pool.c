@@ -2,6 +2,7 @@
 #include "util/cfgline.h"
 #include "util/exitcodes.h"
 #include "kernel/ctrl.h"
+#include "host/holders.h"
 #include "host/state.h"
 #include "util/parse.h"
 #include "util/json_read.h"
@@ -110,6 +111,21 @@ static void load_entry(struct pool_dev *d)
 		d->uptime_s = time(NULL) > st.st_mtime ? (uint64_t)(time(NULL) - st.st_mtime) : 0;
 	if (d->cache[0] && !stat(d->cache, &st))
 		d->cache_bytes = (uint64_t)st.st_blocks * 512;
+}
+
+/* Whether d's pid is its server's, and not another process's that took
+ * the pid after the server died: a server keeps its state entry open, and
+ * the device's /dev/ublkcN. Where it cannot be told, the pid stands. */
+static bool server_has_device(const struct pool_dev *d)
+{
+	if (d->has_state)
+		return state_entry_held_by(d->id, d->pid) != 0;
+	if (!d->in_kernel)
+		return true;
+	int fd = device_server_pidfd(d->id, d->pid);
+	if (fd >= 0)
+		close(fd);
+	return fd != -ESRCH;
 }
 
 static int cmp_id(const void *a, const void *b)
@@ -228,14 +244,16 @@ int pool_scan(struct pool_dev **out, uint64_t settle_ms)
 		}
 		closedir(dir);
 	}
-	state_dir_release();
 	uint64_t settle = deadline_ms(settle_ms);
 	for (int i = 0; i < n; i++) {
 		int alive = pid_alive_settled(devs[i].pid, ms_left(settle));
+		if (alive == 1 && !server_has_device(&devs[i]))
+			alive = 0;
 		devs[i].alive = alive != 0;
 		devs[i].exiting = alive == PID_EXITING;
 		devs[i].recoverable &= devs[i].restartable && !devs[i].alive;
 	}
+	state_dir_release();
 	if (n)
 		qsort(devs, (size_t)n, sizeof(*devs), cmp_id);
 	*out = devs;

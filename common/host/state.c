@@ -1,4 +1,5 @@
 #include "host/state.h"
+#include "host/holders.h"
 #include "kernel/ctrl.h"
 #include "util/atomic_file.h"
 #include "util/cfgline.h"
@@ -423,10 +424,30 @@ int state_config_get(uint32_t id, const char *key, char *buf, size_t len)
  * one a crash left. */
 static int entry_weight(uint32_t id)
 {
-	char pid[32] = "";
+	return (state_server_pid(id) ? 2 : 0) + ctrl_has_device(id);
+}
 
-	return (state_read(id, "pid", pid, sizeof(pid)) > 0 && pid_alive(atoi(pid)) ? 2 : 0) +
-	       ctrl_has_device(id);
+int state_entry_held_by(uint32_t id, pid_t pid)
+{
+	int fd = state_entry_open(id), ret;
+	struct stat st;
+
+	if (fd < 0)
+		return fd;
+	ret = fstat(fd, &st) ? -errno : 0;
+	close(fd);   /* before the scan, which may be of this process */
+	return ret ? ret : process_has_open(pid, st.st_dev, st.st_ino);
+}
+
+pid_t state_server_pid(uint32_t id)
+{
+	char v[32] = "";
+	pid_t pid;
+
+	if (state_read(id, "pid", v, sizeof(v)) <= 0 || !pid_alive(pid = atoi(v)))
+		return 0;
+	/* where it cannot be told, the pid stands */
+	return state_entry_held_by(id, pid) == 0 ? 0 : pid;
 }
 
 int state_find(const char *key, const char *want, uint32_t *id)

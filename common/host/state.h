@@ -6,6 +6,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/stat.h>
+#include <sys/types.h>
 
 #define STATE_FORMAT_VERSION 2
 #define STATE_CONFIG_MAX (512 * 1024)   /* bytes of an entry's config */
@@ -80,6 +81,14 @@ int state_config_get(uint32_t id, const char *key, char *buf, size_t len);
  * holds the config). Count, -ENOENT without a config, -EINVAL when it is
  * malformed, -EFBIG when it does not fit in len. */
 int state_config_all(uint32_t id, const char *key, char *buf, size_t len, char **values, int max);
+/* A server keeps its entry open, and locked, for life (state_lock): a
+ * process with the entry's pid that does not is another that took the
+ * pid after the server died, which on a busy host comes soon.
+ * Whether process pid has entry id open: 1, 0, or -errno when that cannot
+ * be told (no entry; -EACCES: another user's process). */
+int state_entry_held_by(uint32_t id, pid_t pid);
+/* The pid of entry id's server if it runs, else 0. */
+pid_t state_server_pid(uint32_t id);
 /* Id of a device whose config has key=want (e.g. its name); -ENOENT if none.
  * Of several, one whose server runs and whose device the kernel has comes
  * first, a stale entry last; then the lowest id. */

@@ -244,6 +244,37 @@ static void test_log_rotation(void)
 	CHECK(count(sd) == 1 && state_remove(9) == 0 && count(sd) == 0, "entry with its logs removed");
 }
 
+/* An entry's pid counts as its server only while that process keeps the
+ * entry open (its lock): a dead server's pid is soon another process's. */
+static void test_server_pid(void)
+{
+	char sd[320], pid[32];
+	int status;
+
+	path(sd, sizeof(sd), "pidstate");
+	state_set_dir(sd);
+	CHECK(state_create(5) == 0, "create");
+	snprintf(pid, sizeof(pid), "%d\n", (int)getpid());
+	CHECK(state_write(5, "pid", pid) == 0, "write pid");
+	int lock = state_lock(5);
+	CHECK(lock >= 0, "lock");
+	CHECK(state_server_pid(5) == getpid(), "the entry's holder not taken for its server");
+	CHECK(state_entry_held_by(5, getpid()) == 1, "held");
+	close(lock);
+	/* this process runs, but no longer has the entry: another's pid */
+	CHECK(state_server_pid(5) == 0, "a process without the entry taken for its server");
+	CHECK(state_entry_held_by(5, getpid()) == 0, "still held");
+	pid_t child = fork();
+	if (!child)
+		_exit(0);
+	waitpid(child, &status, 0);
+	snprintf(pid, sizeof(pid), "%d\n", (int)child);
+	CHECK(state_write(5, "pid", pid) == 0, "write pid");
+	CHECK(state_server_pid(5) == 0, "a dead process taken for the server");
+	CHECK(state_entry_held_by(6, getpid()) == -ENOENT, "no entry: %d", state_entry_held_by(6, getpid()));
+	CHECK(state_remove(5) == 0, "remove");
+}
+
 static void test_state_dir(void)
 {
 	char sd[320], parent[300], entry[400], victim[300], f[500], buf[64];
@@ -487,6 +518,7 @@ int main(void)
 		test_named_fallback();
 		test_state_dir();
 		test_log_rotation();
+		test_server_pid();
 		test_ctlsock();
 	} else {
 		printf("not root: state directory and control socket tests skipped\n");

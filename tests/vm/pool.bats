@@ -89,6 +89,34 @@ teardown() { vm_teardown; }
 	assert_none_left
 }
 
+@test "a dead server's pid taken by another process: the device is still dead, its cache still refused, and recovered" {
+	make_image "$T/base" 4
+	a=$("$B/ublk-add" --base "$T/base" --cache "$T/ca" --name web-1)
+	id=${a#/dev/ublkb}
+	dd if=/dev/urandom of="$a" bs=64k count=8 oflag=direct status=none
+	sum=$(md5sum <"$a")
+	pid=$(cat "$UBLK_STATE_DIR/ublkb$id/pid")
+	kill -9 "$pid"
+	wait_until 30 "[ ! -e /proc/$pid ]"
+	# another process takes the server's pid, as on a busy host
+	"$B/tests/pid-taker" "$pid" sleep 120 </dev/null >/dev/null 2>&1 3>&-
+	kill -0 "$pid"
+	run_mustfail 1 "ublkb$id: not healthy: server is dead; recoverable" "$B/ublk-pool" list --check web-1
+	[ "$("$B/ublk-pool" list --json web-1 | jq -c '[.devices[0].server_alive, .devices[0].recoverable]')" = "[false,true]" ]
+	# a second device over the cache would fork what the waiting one has
+	run_mustfail 8 "$T/ca: the cache of $a, whose server died: recover that device" \
+		"$B/ublk-add" --base "$T/base" --cache "$T/ca"
+	"$B/ublk-pool" reclaim --recover --timeout 30
+	"$B/ublk-pool" list --check web-1
+	[ "$(cat "$UBLK_STATE_DIR/ublkb$id/pid")" != "$pid" ]
+	[ "$(md5sum <"$a")" = "$sum" ]
+	# the process that took the pid was left alone
+	kill -0 "$pid"
+	kill "$pid"
+	"$B/ublk-del" "$a"
+	assert_none_left
+}
+
 @test "stale state entries are removed, with their caches when asked" {
 	mkdir -p "$UBLK_STATE_DIR/ublkb77"
 	printf 'base=/x\ncache=%s\n' "$T/orphan" >"$UBLK_STATE_DIR/ublkb77/config"
