@@ -64,14 +64,17 @@ int device_delete(uint32_t id, uint64_t timeout_ms, bool force, char *why, size_
 		SET_WHY("ublkb%u: GET_DEV_INFO: %s", id, strerror(-ret));
 		goto out;
 	}
-	while (!force && device_holders(id, holders, sizeof(holders))) {
+	/* a scan reads every process's fds and mount tables: on a host of
+	 * thousands of processes, looked at less often the longer it waits */
+	for (uint64_t pause = 50; !force && device_holders(id, holders, sizeof(holders));
+	     pause = pause < 800 ? pause * 2 : 1000) {
 		if (!ms_left(deadline)) {
 			SET_WHY("ublkb%u: still in use after %llu ms: %s; close it or unmount, "
 				"or use a longer --timeout", id, (unsigned long long)timeout_ms, holders);
 			ret = -EBUSY;
 			goto out;
 		}
-		sleep_ms(50);
+		sleep_ms(pause < ms_left(deadline) ? pause : ms_left(deadline));
 	}
 	/* who to wait for, and kill at the deadline: only the process that
 	 * serves the device, known before the stop lets it close the device */
