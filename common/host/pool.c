@@ -54,6 +54,14 @@ static int take_feature(const char *key, const char *value, void *arg)
 	return 0;
 }
 
+static void copy_value(const struct state_config *cfg, const char *key, char *buf, size_t len)
+{
+	const char *v = state_config_value(cfg, key);
+
+	if (v)
+		snprintf(buf, len, "%s", v);
+}
+
 static void load_entry(struct pool_dev *d)
 {
 	char v[PATH_MAX];
@@ -67,35 +75,39 @@ static void load_entry(struct pool_dev *d)
 	if (state_read(d->id, "pid", v, sizeof(v)) > 0 &&
 	    (!d->pid || (atoi(v) != d->pid && pid_alive(atoi(v)))))
 		d->pid = atoi(v);
-	state_config_get(d->id, "base", d->base, sizeof(d->base));
 	char features[1024];
 	int n = state_read(d->id, "features", features, sizeof(features));
 	if (n > 0)
 		cfgline_parse(features, (size_t)n, take_feature, d, NULL);
-	state_config_get(d->id, "e2b", d->e2b_root, sizeof(d->e2b_root));
-	state_config_get(d->id, "build", d->e2b_build, sizeof(d->e2b_build));
-	state_config_get(d->id, "cache", d->cache, sizeof(d->cache));
-	state_config_get(d->id, "name", d->name, sizeof(d->name));
-	d->read_only = !state_config_get(d->id, "read_only", v, sizeof(v)) && !strcmp(v, "1");
-	char config[16384];
+	/* one read of the config for every key: list and watch load every
+	 * entry of the host at each pass */
+	struct state_config cfg;
+	const char *val, *layers[64];
+	state_config_load(d->id, &cfg);
+	copy_value(&cfg, "base", d->base, sizeof(d->base));
+	copy_value(&cfg, "e2b", d->e2b_root, sizeof(d->e2b_root));
+	copy_value(&cfg, "build", d->e2b_build, sizeof(d->e2b_build));
+	copy_value(&cfg, "cache", d->cache, sizeof(d->cache));
+	copy_value(&cfg, "name", d->name, sizeof(d->name));
+	d->read_only = (val = state_config_value(&cfg, "read_only")) && !strcmp(val, "1");
+	n = state_config_values(&cfg, "layer", layers, 64);
+	d->n_layers = (unsigned)n;
 	d->layers[0] = 0;
-	if (state_read(d->id, "config", config, sizeof(config)) > 0)
-		for (char *l = strstr(config, "\nlayer="); l; l = strstr(l + 1, "\nlayer=")) {
-			size_t len = strcspn(l + 7, "\n"), used = strlen(d->layers);
-			if (used + len + 2 < sizeof(d->layers))
-				snprintf(d->layers + used, sizeof(d->layers) - used, "%.*s\n", (int)len, l + 7);
-			d->n_layers++;
-		}
-	if (!state_config_get(d->id, "device_size", v, sizeof(v)))
-		d->size = strtoull(v, NULL, 10);
+	for (int i = 0; i < n && i < 64; i++) {
+		size_t used = strlen(d->layers), len = strlen(layers[i]);
+		if (used + len + 2 < sizeof(d->layers))
+			snprintf(d->layers + used, sizeof(d->layers) - used, "%s\n", layers[i]);
+	}
+	if ((val = state_config_value(&cfg, "device_size")))
+		d->size = strtoull(val, NULL, 10);
 	/* what a new server needs to attach: any config of format 2, and one
 	 * of format 1 with its serve_arg lines (the first ones lacked them) */
-	d->restartable = state_entry_version(d->id) >= 2 ||
-			 !state_config_get(d->id, "serve_arg", v, sizeof(v));
-	if (!d->queues && !state_config_get(d->id, "queues", v, sizeof(v)))
-		d->queues = (unsigned)atoi(v);
-	if (!d->depth && !state_config_get(d->id, "depth", v, sizeof(v)))
-		d->depth = (unsigned)atoi(v);
+	d->restartable = state_entry_version(d->id) >= 2 || state_config_value(&cfg, "serve_arg");
+	if (!d->queues && (val = state_config_value(&cfg, "queues")))
+		d->queues = (unsigned)atoi(val);
+	if (!d->depth && (val = state_config_value(&cfg, "depth")))
+		d->depth = (unsigned)atoi(val);
+	state_config_free(&cfg);
 	/* shown as it is by ublk-pool status --json: only when it is JSON */
 	if (state_read(d->id, "stats", d->stats, sizeof(d->stats)) > 0)
 		d->stats[strcspn(d->stats, "\n")] = 0;   /* one line, as the server writes it */

@@ -352,14 +352,6 @@ int state_exists(uint32_t id)
 	return ret;
 }
 
-struct config_lookup {
-	const char *key;
-	const char *old_key;    /* its name in format 1, read when key is absent */
-	bool from_old;
-	char **values;
-	int max, n;
-};
-
 /* Keys format 2 renamed (docs/state-dir.md, Versioning). */
 static const char *format1_name(const char *key)
 {
@@ -372,50 +364,91 @@ static const char *format1_name(const char *key)
 	return NULL;
 }
 
-static int config_collect(const char *key, const char *value, void *arg)
+static int take_line(const char *key, const char *value, void *arg)
 {
-	struct config_lookup *l = arg;
+	struct state_config *c = arg;
 
-	if (!strcmp(key, l->key)) {
-		if (l->from_old)
-			l->n = 0;   /* the key itself wins over its old name */
-		l->from_old = false;
-	} else if (l->old_key && !strcmp(key, l->old_key) && (!l->n || l->from_old)) {
-		l->from_old = true;
-	} else {
-		return 0;
+	if (c->n == c->cap) {
+		int cap = c->cap ? 2 * c->cap : 32;
+		void *line = realloc(c->line, (size_t)cap * sizeof(*c->line));
+		if (!line)
+			return -ENOMEM;
+		c->line = line;
+		c->cap = cap;
 	}
-	if (l->n < l->max)
-		l->values[l->n++] = (char *)value;
+	c->line[c->n].key = key;
+	c->line[c->n++].value = value;
 	return 0;
 }
 
-int state_config_all(uint32_t id, const char *key, char *buf, size_t len, char **values, int max)
+int state_config_load(uint32_t id, struct state_config *c)
 {
-	struct config_lookup l = { .key = key, .old_key = format1_name(key), .values = values, .max = max };
-	int n = state_read(id, "config", buf, len);
+	int n;
 
+	memset(c, 0, sizeof(*c));
+	c->text = malloc(STATE_CONFIG_MAX + 1);
+	if (!c->text)
+		return -ENOMEM;
+	n = state_read(id, "config", c->text, STATE_CONFIG_MAX + 1);
 	if (n < 0)
 		return -ENOENT;
 	/* a config that fills the buffer may go on: better none than half */
-	if ((size_t)n + 1 >= len)
+	if ((size_t)n >= STATE_CONFIG_MAX)
 		return -EFBIG;
 	/* a malformed config is not read at all; devconfig_read names the line */
-	int ret = cfgline_parse(buf, (size_t)n, config_collect, &l, NULL);
-	return ret ? ret : l.n;
+	int ret = cfgline_parse(c->text, (size_t)n, take_line, c, NULL);
+	if (ret)
+		c->n = 0;
+	return ret;
+}
+
+static int values_of(const struct state_config *c, const char *key, const char **values, int max)
+{
+	int n = 0;
+
+	for (int i = 0; i < c->n; i++)
+		if (!strcmp(c->line[i].key, key)) {
+			if (n < max)
+				values[n] = c->line[i].value;
+			n++;
+		}
+	return n;
+}
+
+int state_config_values(const struct state_config *c, const char *key, const char **values, int max)
+{
+	int n = values_of(c, key, values, max);
+	const char *old = format1_name(key);
+
+	/* the key itself wins over its old name */
+	return n || !old ? n : values_of(c, old, values, max);
+}
+
+const char *state_config_value(const struct state_config *c, const char *key)
+{
+	const char *v;
+
+	return state_config_values(c, key, &v, 1) ? v : NULL;
+}
+
+void state_config_free(struct state_config *c)
+{
+	free(c->text);
+	free(c->line);
+	memset(c, 0, sizeof(*c));
 }
 
 int state_config_get(uint32_t id, const char *key, char *buf, size_t len)
 {
-	char *cfg = malloc(STATE_CONFIG_MAX + 1), *value;
-	int ret = -ENOMEM;
+	struct state_config c;
+	const char *v;
+	int ret = state_config_load(id, &c);
 
-	if (cfg && (ret = state_config_all(id, key, cfg, STATE_CONFIG_MAX + 1, &value, 1)) >= 0) {
-		ret = ret < 1 ? -ENOENT : 0;
-		if (!ret)
-			snprintf(buf, len, "%s", value);
-	}
-	free(cfg);
+	if (!ret && !(v = state_config_value(&c, key)))
+		ret = -ENOENT;
+	if (!ret)
+		snprintf(buf, len, "%s", v);
+	state_config_free(&c);
 	return ret;
 }
 

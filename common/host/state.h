@@ -73,14 +73,26 @@ int state_remove(uint32_t id);
 /* 1 if the entry exists, 0 if not. */
 int state_exists(uint32_t id);
 
-/* Value of key in the entry's config ("key=value" lines, common/util/cfgline.h)
- * into buf. 0, -ENOENT when the entry or the key is missing, -EINVAL for a
- * malformed config, -EFBIG for one over STATE_CONFIG_MAX. */
+/* An entry's config ("key=value" lines, common/util/cfgline.h), read and
+ * parsed once for several lookups. */
+struct state_config {
+	char *text;
+	struct { const char *key, *value; } *line;
+	int n, cap;
+};
+/* 0, -ENOENT when the entry or its config is missing, -EINVAL for a
+ * malformed config (then no line is read), -EFBIG for one over
+ * STATE_CONFIG_MAX, -ENOMEM. state_config_free it in any case. */
+int state_config_load(uint32_t id, struct state_config *c);
+/* How many values key has (or its name in format 1, when key has none);
+ * the first max of them, in order, into values (pointing into c). */
+int state_config_values(const struct state_config *c, const char *key, const char **values, int max);
+/* The first value of key, or NULL. */
+const char *state_config_value(const struct state_config *c, const char *key);
+void state_config_free(struct state_config *c);
+/* One value of key into buf: state_config_load's errors, or -ENOENT when
+ * the key is missing. */
 int state_config_get(uint32_t id, const char *key, char *buf, size_t len);
-/* The first max values of key, in order, pointing into buf (which then
- * holds the config). Count, -ENOENT without a config, -EINVAL when it is
- * malformed, -EFBIG when it does not fit in len. */
-int state_config_all(uint32_t id, const char *key, char *buf, size_t len, char **values, int max);
 /* A server keeps its entry open, and locked, for life (state_lock): a
  * process with the entry's pid that does not is another that took the
  * pid after the server died, which on a busy host comes soon.

@@ -64,8 +64,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	/* one lookup per kind of key: every lookup reads the whole config */
 	static const char *keys[] = { "base", "name", "serve_arg", "layer.0", "device_size", "e2b" };
 	struct fz_part part[NFILES];
-	char buf[4096], cfgbuf[16384], why[1024] = "";
-	char *values[64];
+	char buf[4096], why[1024] = "";
+	const char *values[64];
 	uint32_t found;
 
 	fz_split(data, size, part, NFILES);
@@ -93,12 +93,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	char small[8];
 	if (!state_config_get(ID, "serve_arg", small, sizeof(small)))
 		check_str(small, sizeof(small), "serve_arg");
-	int n = state_config_all(ID, "serve_arg", cfgbuf, sizeof(cfgbuf), values, 64);
-	FZ_ASSERT(n <= 64, "%d values for 64 slots", n);
-	for (int i = 0; i < n; i++)
-		FZ_ASSERT(values[i] >= cfgbuf && values[i] < cfgbuf + sizeof(cfgbuf) &&
-			  memchr(values[i], 0, (size_t)(cfgbuf + sizeof(cfgbuf) - values[i])),
-			  "value %d outside the buffer", i);
+	struct state_config parsed;
+	if (!state_config_load(ID, &parsed)) {
+		int n = state_config_values(&parsed, "serve_arg", values, 64);
+		FZ_ASSERT(n >= 0 && n <= parsed.n, "%d values of %d lines", n, parsed.n);
+		for (int i = 0; i < n && i < 64; i++)
+			FZ_ASSERT(values[i] >= parsed.text && values[i] < parsed.text + STATE_CONFIG_MAX &&
+				  memchr(values[i], 0, (size_t)(parsed.text + STATE_CONFIG_MAX + 1 - values[i])),
+				  "value %d outside the config", i);
+	}
+	state_config_free(&parsed);
 	state_find("name", "fuzz", &found);
 	state_read(ID, "pid", buf, sizeof(buf));
 
