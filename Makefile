@@ -5,7 +5,8 @@
 #   check          check-host and check-vm: every test
 #   check-host     host tests (CLI, layer stack) on a sanitizer build
 #   check-vm       bats suites inside a ublk-enabled VM against real devices,
-#                  on each kernel of VM_KERNELS, counted per kernel
+#                  on each kernel of VM_KERNELS, counted per kernel; the VMs
+#                  run side by side (UBLK_VM_PARALLEL=1: one after the other)
 #                  ("vm-6.12: N passed, N failed, N skipped (S s)"), then the
 #                  host-crash suite (tests/crash: reboots the VM)
 #   check-vm-kernel  the VM bats suites on one kernel (UBLK_VM_KERNEL), counted
@@ -123,12 +124,12 @@ check-host: deps
 	$(Q)UBLK_BIN=$(CURDIR)/build-san UBLK_TEST_BIN=$(CURDIR)/build-san/tests \
 		UBLK_FUZZ_BIN=$(CURDIR)/build-fuzz bats tests/host
 
-# Every kernel runs even when an earlier one failed: each count is reported.
+# Every kernel runs even when another failed: each count is reported. The
+# kernels' VMs run side by side (tests/vm/check-kernels.sh).
 check-vm: deps
 	$(Q)$(MAKE) --no-print-directory -j$(or $(CHECK_JOBS),1) all $(TEST_BINS)
-	$(Q)rc=0; for k in $(VM_KERNELS); do \
-		UBLK_VM_KERNEL=$$k UBLK_BIN=$(CURDIR)/$(OUT) tests/vm/check-kernel.sh || rc=1; \
-	done; bats tests/crash || rc=1; exit $$rc
+	$(Q)rc=0; UBLK_BIN=$(CURDIR)/$(OUT) tests/vm/check-kernels.sh $(VM_KERNELS) || rc=1; \
+	bats tests/crash || rc=1; exit $$rc
 
 check-vm-kernel: deps all $(TEST_BINS)
 	$(Q)UBLK_VM_KERNEL=$(or $(UBLK_VM_KERNEL),6.1) UBLK_BIN=$(CURDIR)/$(OUT) tests/vm/check-kernel.sh

@@ -10,6 +10,9 @@
 #   UBLK_VM_CACHE    kernel/initramfs cache (default /var/cache/ublk-tools-vm)
 #   UBLK_VM_TIMEOUT  whole-run deadline in seconds (default 3600)
 #   UBLK_VM_MEM      guest memory (default 2048M)
+#   UBLK_VM_SMP      guest CPUs (default 2)
+#   UBLK_VM_TCG_THREAD  multi (default: a host thread per guest CPU) or
+#                    single (one host thread runs every guest CPU in turn)
 #   UBLK_VM_CPU      qemu -cpu model and features (default max)
 #   UBLK_VM_LOGDIR   where serial logs of failed runs are kept (default /tmp)
 #   UBLK_VM_DISK     raw image FILE attached as /dev/vda (virtio-blk,
@@ -83,7 +86,7 @@ start=$(date +%s)
 # qemu makes timeout kill itself: the subshell (kept from exec'ing by
 # "|| exit") swallows bash's "Killed" notice and exits with status 137.
 ( timeout --foreground -k 10 "$timeout_s" qemu-system-x86_64 \
-	-accel tcg,thread=multi -cpu "${UBLK_VM_CPU:-max}" -smp 2 -m "${UBLK_VM_MEM:-2048M}" \
+	-accel tcg,thread="${UBLK_VM_TCG_THREAD:-multi}" -cpu "${UBLK_VM_CPU:-max}" -smp "${UBLK_VM_SMP:-2}" -m "${UBLK_VM_MEM:-2048M}" \
 	-nographic -no-reboot -nodefaults -serial stdio -bios /usr/share/qemu/qboot.rom \
 	-kernel "$kernel" -initrd "$initrd" \
 	-append "console=ttyS0 quiet loglevel=3 panic=-1 rdinit=/init" \
