@@ -167,22 +167,28 @@ teardown() {
 }
 
 @test "shutdown removes the entries of dead servers, not of one still running" {
-	sleep 600 &
-	live=$!
-	for id in 4 5; do
+	for id in 4 5 6; do
 		mkdir -m 700 -p "$T/state/ublkb$id"
 		echo 2 >"$T/state/ublkb$id/version"
 		echo base=/x >"$T/state/ublkb$id/config"
 		echo stopping >"$T/state/ublkb$id/state"
 	done
+	# a server keeps its entry open (its lock) for life
+	sleep 600 3<"$T/state/ublkb5" &
+	live=$!
+	# a process that took a dead server's pid does not
+	sleep 600 &
+	other=$!
 	echo 999999 >"$T/state/ublkb4/pid"
 	echo "$live" >"$T/state/ublkb5/pid"
+	echo "$other" >"$T/state/ublkb6/pid"
 	run "$B/ublk-pool" shutdown --json --state-dir "$T/state"
-	kill "$live"
+	kill "$live" "$other"
 	[ "$status" -eq 0 ]
 	[ "$output" = '{"stopped":[]}' ]
 	[ ! -e "$T/state/ublkb4" ]
 	[ -e "$T/state/ublkb5/config" ]
+	[ ! -e "$T/state/ublkb6" ]
 }
 
 @test "ublk-serve --recover: what goes with it, and a device nobody knows" {
@@ -277,8 +283,6 @@ teardown() {
 }
 
 @test "a name several entries share resolves to the one whose server runs, not a stale one" {
-	sleep 600 &
-	live=$!
 	for id in 3 7 40 41; do
 		mkdir -m 700 -p "$T/state/ublkb$id"
 		echo 2 >"$T/state/ublkb$id/version"
@@ -286,10 +290,16 @@ teardown() {
 		echo live >"$T/state/ublkb$id/state"
 		echo 999999 >"$T/state/ublkb$id/pid"
 	done
+	# the server of 40, with its entry open; 3's pid taken by another process
+	sleep 600 3<"$T/state/ublkb40" &
+	live=$!
+	sleep 600 &
+	other=$!
 	echo "$live" >"$T/state/ublkb40/pid"
+	echo "$other" >"$T/state/ublkb3/pid"
 	touch "$T/ublk-control"
 	run env UBLK_CONTROL_PATH="$T/ublk-control" "$B/ublk-pool" list -n -o id --state-dir "$T/state" sb-17
-	kill "$live"
+	kill "$live" "$other"
 	[ "$status" -eq 0 ]
 	[ "$output" = 40 ]
 	# none runs: the lowest id
