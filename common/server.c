@@ -54,6 +54,7 @@ struct server {
 	bool live;
 	struct ctl_server ctl;  /* live exports, on ctl_fd */
 	uint64_t stats_due_ms;  /* monotonic: when the stats (heartbeat) are next written */
+	bool stats_failing;     /* the last write of the stats failed (said once) */
 };
 
 /* With -v: how long start-up took up to each step (docs/warm-pool.md). */
@@ -144,9 +145,23 @@ static void write_stats(struct server *s)
 	}
 	char *text = queue_stats_json(s->queues, s->started, &hb,
 				      layer_stack_stats(s->layer, remote, sizeof(remote)) > 0 ? remote : NULL);
-	if (text)
-		state_write(s->dev_id, "stats", text);
+	int ret = text ? state_write(s->dev_id, "stats", text) : -ENOMEM;
 	free(text);
+	if (!ret) {
+		if (s->stats_failing)
+			log_info("ublkb%d: statistics written again", s->dev_id);
+		s->stats_failing = false;
+		return;
+	}
+	/* A full /run must not stop the heartbeat: ublk-pool watch would
+	 * take this server for a hung one, kill it, and fail to recover the
+	 * device on the same full file system. A new time needs no space. */
+	int touched = state_touch(s->dev_id, "stats");
+	if (!s->stats_failing)
+		log_err("ublkb%d: statistics not written: %s; %s", s->dev_id, strerror(-ret),
+			touched ? "nor the heartbeat: ublk-pool watch will take the server for a hung one" :
+			"the heartbeat goes on (the file's time), with the statistics as they were");
+	s->stats_failing = true;
 }
 
 static int build_stack(struct server *s)

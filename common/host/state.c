@@ -294,6 +294,17 @@ int state_stat(uint32_t id, const char *name, struct stat *st)
 	return ret;
 }
 
+int state_touch(uint32_t id, const char *name)
+{
+	int fd = state_entry_open(id), ret;
+
+	if (fd < 0)
+		return fd;
+	ret = utimensat(fd, name, NULL, AT_SYMLINK_NOFOLLOW) ? -errno : 0;
+	close(fd);
+	return ret;
+}
+
 int state_open_log(uint32_t id)
 {
 	return state_open_file(id, "log", O_WRONLY | O_CREAT | O_APPEND);

@@ -49,6 +49,9 @@ int state_write(uint32_t id, const char *name, const char *content);
 int state_read(uint32_t id, const char *name, char *buf, size_t len);
 /* fstat of file `name` (a regular file, not followed). 0 or -errno. */
 int state_stat(uint32_t id, const char *name, struct stat *st);
+/* Set file name's times to now, without writing it (nor following a
+ * link). 0 or -errno. */
+int state_touch(uint32_t id, const char *name);
 /* fd of the entry's log, opened for append, or -errno. */
 int state_open_log(uint32_t id);
 /* The log moved to log.1 (replacing it) and a new one opened: its fd, or

@@ -11,6 +11,8 @@ vm_setup() {
 vm_teardown() {
 	for m in $(awk '$1 ~ /^\/dev\/ublkb/ {print $2}' /proc/mounts); do umount -l "$m"; done
 	"$B/ublk-del" --all --force --timeout 5 >/dev/null 2>&1 || true
+	# a file system a test mounted in its folder, left by a failure
+	for m in $(awk -v t="$T/" 'index($2, t) == 1 {print $2}' /proc/mounts); do umount -l "$m"; done
 	rm -rf "$T"
 }
 

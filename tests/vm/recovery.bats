@@ -324,6 +324,37 @@ fio_until_done() {
 	assert_gone "$id" "$pid"
 }
 
+@test "a full state file system stops the statistics, not the heartbeat: nothing is killed" {
+	make_image "$T/base" 4
+	mkdir "$T/run"
+	mount -t tmpfs -o size=1m,mode=0700 tmpfs "$T/run"
+	export UBLK_STATE_DIR=$T/run/state
+	dev=$("$B/ublk-add" --base "$T/base" --cache "$T/cache")
+	id=${dev#/dev/ublkb}
+	pid=$(server_pid "$id")
+	stats=$UBLK_STATE_DIR/ublkb$id/stats
+	stats_fresh "$dev"
+	run dd if=/dev/zero of="$T/run/fill" bs=4k
+	[[ "$output" == *"No space left on device"* ]]
+	# no new statistics (the same file), but a heartbeat every second
+	ino=$(stat -c %i "$stats")
+	since=$(stat -c %Y "$stats")
+	wait_until 60 "[ \$(stat -c %Y '$stats') -ge $((since + 4)) ]"
+	[ "$(stat -c %i "$stats")" = "$ino" ]
+	"$B/ublk-pool" list --check --hang-timeout 1 "$dev"
+	run "$B/ublk-pool" reclaim --recover --hang-timeout 1
+	echo "$output"
+	[ "$status" -eq 0 ]
+	[ "$(server_pid "$id")" = "$pid" ]
+	kill -0 "$pid"
+	cmp "$dev" "$T/base"
+	rm "$T/run/fill"
+	wait_until 30 "grep -q 'ublkb$id: statistics written again' '$UBLK_STATE_DIR/ublkb$id/log'"
+	"$B/ublk-del" "$dev"
+	assert_gone "$id" "$pid"
+	umount "$T/run"
+}
+
 @test "a live export's held writes are not a hang" {
 	make_image "$T/base" 64
 	dev=$("$B/ublk-add" --base "$T/base" --cache "$T/cache")
