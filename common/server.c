@@ -145,7 +145,7 @@ static void write_stats(struct server *s)
 	}
 	char *text = queue_stats_json(s->queues, s->started, &hb,
 				      layer_stack_stats(s->layer, remote, sizeof(remote)) > 0 ? remote : NULL);
-	int ret = text ? state_write(s->dev_id, "stats", text) : -ENOMEM;
+	int ret = text ? state_write_volatile(s->dev_id, "stats", text) : -ENOMEM;
 	free(text);
 	if (!ret) {
 		if (s->stats_failing)

@@ -216,15 +216,25 @@ int state_entry_version(uint32_t id)
 	return parse_uint(v, 1, 9999, &n) ? -EINVAL : (int)n;
 }
 
-int state_write(uint32_t id, const char *name, const char *content)
+static int write_file(uint32_t id, const char *name, const char *content, unsigned flags)
 {
 	int fd = state_entry_open(id), ret;
 
 	if (fd < 0)
 		return fd;
-	ret = atomic_write_file(fd, name, content, strlen(content), 0600, ATOMIC_FSYNC);
+	ret = atomic_write_file(fd, name, content, strlen(content), 0600, flags);
 	close(fd);
 	return ret;
+}
+
+int state_write(uint32_t id, const char *name, const char *content)
+{
+	return write_file(id, name, content, ATOMIC_FSYNC);
+}
+
+int state_write_volatile(uint32_t id, const char *name, const char *content)
+{
+	return write_file(id, name, content, 0);
 }
 
 int state_open_regular_at(int dfd, const char *name, int flags)

@@ -45,6 +45,10 @@ int state_entry_version(uint32_t id);
 int state_create(uint32_t id);
 /* Atomically replace file `name` of the entry with `content`. */
 int state_write(uint32_t id, const char *name, const char *content);
+/* state_write without its fsync, for a file rewritten every second that a
+ * crash may lose (stats): on a state directory on disk, a thousand
+ * servers would each sync once a second. */
+int state_write_volatile(uint32_t id, const char *name, const char *content);
 /* Read file `name` (NUL-terminated, truncated to len-1). Bytes or -errno. */
 int state_read(uint32_t id, const char *name, char *buf, size_t len);
 /* fstat of file `name` (a regular file, not followed). 0 or -errno. */

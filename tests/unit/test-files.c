@@ -332,6 +332,11 @@ static void test_state_dir(void)
 	CHECK(state_write(7, "state", "live\n") == 0, "write");
 	CHECK(!strcmp(get(victim), "secret"), "state written through a link");
 	CHECK(!lstat(f, &st) && S_ISREG(st.st_mode), "state not a file");
+	unlink(f);
+	CHECK(symlink(victim, f) == 0, "symlink");
+	CHECK(state_write_volatile(7, "state", "live\n") == 0 && !strcmp(get(victim), "secret") &&
+	      !lstat(f, &st) && S_ISREG(st.st_mode) && state_read(7, "state", buf, sizeof(buf)) == 5,
+	      "volatile write through a link, or not written");
 
 	/* an entry that is a link to a victim folder: removed itself, the
 	 * victim's files stay; readers do not follow it */
