@@ -7,7 +7,7 @@ pkgs=(
 	# build
 	gcc make pkg-config liburing-dev libzstd-dev libcurl4-openssl-dev liblz4-dev
 	# tests
-	bats fio e2fsprogs jq util-linux procps
+	bats fio e2fsprogs jq util-linux procps libcap2-bin
 	# make fuzz: clang with libFuzzer (libclang_rt.fuzzer) and the sanitizers
 	clang libclang-rt-14-dev
 	# benchmark peers: the NBD way of serving the same overlay

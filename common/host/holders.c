@@ -263,13 +263,15 @@ static bool matches(const struct statx *st, const struct wanted *w)
 }
 
 /* Whether the process of pid_dir has an fd that is what w wants: 1, 0,
- * or -errno when its fds cannot be read (-EACCES: another user's). */
+ * or -errno when its fds cannot be read: -EACCES for another user's, or
+ * one that holds a capability this one lacks (without CAP_SYS_PTRACE the
+ * fds may be listed, but not looked at). */
 static int has_open(int pid_dir, const struct wanted *w)
 {
 	int fd = openat(pid_dir, "fd", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	DIR *fds = fd < 0 ? NULL : fdopendir(fd);
 	struct dirent *f;
-	bool found = false;
+	int found = 0, denied = 0;
 
 	if (!fds) {
 		int err = -errno;
@@ -279,14 +281,17 @@ static int has_open(int pid_dir, const struct wanted *w)
 	}
 	while (!found && (f = readdir(fds))) {
 		struct statx st;
+		if (f->d_name[0] == '.')
+			continue;
 		/* what the fd is, as the file system has it cached: a file of a
 		 * hung NFS or FUSE mount must not stop the scan */
-		found = f->d_name[0] != '.' &&
-			!statx(dirfd(fds), f->d_name, AT_STATX_DONT_SYNC, STATX_TYPE | STATX_INO, &st) &&
-			matches(&st, w);
+		if (statx(dirfd(fds), f->d_name, AT_STATX_DONT_SYNC, STATX_TYPE | STATX_INO, &st))
+			denied = errno == EACCES || errno == EPERM ? -errno : denied;
+		else
+			found = matches(&st, w);
 	}
 	closedir(fds);
-	return found;
+	return found ? 1 : denied;
 }
 
 static void fds_of_pid(struct scan *s, int pid_dir, long pid)
@@ -444,7 +449,9 @@ int device_server_pidfd(uint32_t id, pid_t pid)
 		snprintf(dir_path, sizeof(dir_path), "/proc/%d", (int)pid);
 		dir = open(dir_path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 		struct wanted w = { .type = S_IFCHR, .devs = &dev, .n_devs = 1 };
-		ret = dir >= 0 && has_open(dir, &w) == 1 ? 0 : -ESRCH;
+		ret = dir < 0 ? -ESRCH : has_open(dir, &w);
+		/* not its server, or (-EACCES) not ours to tell */
+		ret = ret == 1 ? 0 : ret == 0 || ret == -ENOENT ? -ESRCH : ret;
 		if (dir >= 0)
 			close(dir);
 		/* what /proc showed was of the pidfd's process only if it still

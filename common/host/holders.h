@@ -24,7 +24,8 @@ int device_holders_of(uint32_t id, const dev_t *devs, size_t n, char *desc, size
  * directory recorded it), if that process has the device's char device
  * (/dev/ublkcID) open: the one process that may be waited for or killed
  * for the device. A dead server's pid is soon another process's on a busy
- * host. -ESRCH when it is not the server (or gone), or -errno. */
+ * host. -ESRCH when it is not the server (or gone), -EACCES when its fds
+ * cannot be looked at (then it may be), or -errno. */
 int device_server_pidfd(uint32_t id, pid_t pid);
 
 /* Whether process pid has the file dev, ino open: 1, 0 (also when there

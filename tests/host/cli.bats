@@ -191,6 +191,25 @@ teardown() {
 	[ ! -e "$T/state/ublkb6" ]
 }
 
+@test "a server whose fds ublk-pool may not look at (fewer capabilities) still counts as running" {
+	mkdir -m 700 -p "$T/state/ublkb5"
+	echo 2 >"$T/state/ublkb5/version"
+	echo base=/x >"$T/state/ublkb5/config"
+	echo stopping >"$T/state/ublkb5/state"
+	sleep 600 3<"$T/state/ublkb5" &
+	live=$!
+	echo "$live" >"$T/state/ublkb5/pid"
+	# without CAP_SYS_PTRACE, and lacking one the server has, the server's
+	# fds are listed but cannot be looked at: whether it has the entry
+	# open cannot be told, and its pid stands
+	run capsh --drop=cap_sys_ptrace,cap_net_admin -- -c '"$1" shutdown --json --state-dir "$2"' \
+		_ "$B/ublk-pool" "$T/state"
+	kill "$live"
+	echo "$output"
+	[ "$status" -eq 0 ]
+	[ -e "$T/state/ublkb5/config" ]
+}
+
 @test "ublk-serve --recover: what goes with it, and a device nobody knows" {
 	run_mustfail 2 "--recover takes the device's options from its state entry" \
 		"$B/ublk-serve" --recover 3 --base "$T/img"
