@@ -22,6 +22,17 @@ server_pid() { cat "$UBLK_STATE_DIR/ublkb$1/pid"; }
 held_writes() { [ "$(jq .held_until_ms "$UBLK_STATE_DIR/ublkb$1/stats" 2>/dev/null)" -gt 0 ] 2>/dev/null; }
 kernel_state() { "$B/ublk-pool" list --json | jq -r ".devices[] | select(.id == $1) | .kernel_state"; }
 
+# reclaim --recover --hang-timeout $3 leaves device $1's server (pid $2)
+# alone, and its data (over $T/base) as it was.
+reclaim_kills_nothing() {
+	run "$B/ublk-pool" reclaim --recover --hang-timeout "$3"
+	echo "$output"
+	[ "$status" -eq 0 ] || return 1
+	[ "$(server_pid "${1#/dev/ublkb}")" = "$2" ] || return 1
+	kill -0 "$2" || return 1
+	cmp "$1" "$T/base"
+}
+
 wait_recovered() {
 	wait_until 60 "served_by_other $1 $2"
 }
@@ -303,12 +314,7 @@ fio_until_done() {
 		last=$ino
 	done ) &
 	toucher=$!
-	run "$B/ublk-pool" reclaim --recover --hang-timeout 3
-	echo "$output"
-	[ "$status" -eq 0 ]
-	[ "$(server_pid "$id")" = "$pid" ]
-	kill -0 "$pid"
-	cmp "$dev" "$T/base"
+	reclaim_kills_nothing "$dev" "$pid" 3
 	# the same heartbeat, old and no longer renewed: a hang
 	kill -STOP "$pid"
 	run "$B/ublk-pool" reclaim --recover --hang-timeout 3
@@ -342,12 +348,7 @@ fio_until_done() {
 	wait_until 60 "[ \$(stat -c %Y '$stats') -ge $((since + 4)) ]"
 	[ "$(stat -c %i "$stats")" = "$ino" ]
 	"$B/ublk-pool" list --check --hang-timeout 1 "$dev"
-	run "$B/ublk-pool" reclaim --recover --hang-timeout 1
-	echo "$output"
-	[ "$status" -eq 0 ]
-	[ "$(server_pid "$id")" = "$pid" ]
-	kill -0 "$pid"
-	cmp "$dev" "$T/base"
+	reclaim_kills_nothing "$dev" "$pid" 1
 	rm "$T/run/fill"
 	wait_until 30 "grep -q 'ublkb$id: statistics written again' '$UBLK_STATE_DIR/ublkb$id/log'"
 	"$B/ublk-del" "$dev"
