@@ -356,6 +356,46 @@ fio_until_done() {
 	umount "$T/run"
 }
 
+@test "a state file system an error broke: no server is taken for a hung one" {
+	make_image "$T/base" 4
+	# ext4 that an error turns read-only (errors=remount-ro, as Debian
+	# mounts its root): no new file, so no new statistics
+	truncate -s 16M "$T/st.img"
+	mkfs.ext4 -q "$T/st.img"
+	mkdir "$T/run"
+	mount -o loop,errors=remount-ro "$T/st.img" "$T/run"
+	chmod 700 "$T/run"
+	export UBLK_STATE_DIR=$T/run/state
+	dev=$("$B/ublk-add" --base "$T/base" --cache "$T/cache")
+	id=${dev#/dev/ublkb}
+	pid=$(server_pid "$id")
+	loop=$(findmnt -no SOURCE "$T/run")
+	echo "test: an error" >"/sys/fs/ext4/${loop#/dev/}/trigger_fs_error"
+	# (6.12 does it from a work item, a moment later)
+	wait_until 30 "! touch '$T/run/new' 2>/dev/null"
+	broken=$(date +%s)
+	# longer than the shortest hang timeout (three heartbeats) without
+	# a new statistics file
+	wait_until 60 "[ \$(date +%s) -ge $((broken + 4)) ]"
+	run "$B/ublk-pool" reclaim --recover --hang-timeout 1
+	echo "$output"
+	[ "$status" -eq 0 ]
+	kill -0 "$pid"
+	[ "$("$B/ublk-pool" list --json | jq ".devices[] | select(.id == $id) | .pid")" = "$pid" ]
+	cmp "$dev" "$T/base"
+	# 6.1 still sets a file's time, and the server's heartbeat goes on so;
+	# 6.12 fails every change and read there (EIO): no heartbeat is seen
+	if touch "$UBLK_STATE_DIR/ublkb$id/stats" 2>/dev/null; then
+		grep -q "ublkb$id: statistics not written: Read-only file system; the heartbeat goes on" \
+			"$UBLK_STATE_DIR/ublkb$id/log"
+	fi
+	# the entry cannot be removed: the device and its server can
+	"$B/ublk-del" "$dev"
+	wait_until 30 "[ ! -e /sys/class/ublk-char/ublkc$id ]"
+	wait_until 30 "! kill -0 $pid 2>/dev/null"
+	umount "$T/run"
+}
+
 @test "a live export's held writes are not a hang" {
 	make_image "$T/base" 64
 	dev=$("$B/ublk-add" --base "$T/base" --cache "$T/cache")
