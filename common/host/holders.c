@@ -427,9 +427,24 @@ int device_holders_of(uint32_t id, const dev_t *devs, size_t n, char *desc, size
 	return scan_holders(&s, id);
 }
 
+/* has_open of process pid: 0 also when there is no such process. */
+static int pid_has_open(pid_t pid, const struct wanted *w)
+{
+	char path[32];
+	int dir, ret;
+
+	snprintf(path, sizeof(path), "/proc/%d", (int)pid);
+	dir = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dir < 0)
+		return errno == ENOENT ? 0 : -errno;
+	ret = has_open(dir, w);
+	close(dir);
+	return ret == -ENOENT ? 0 : ret;
+}
+
 int device_server_pidfd(uint32_t id, pid_t pid)
 {
-	char name[32], dir_path[32];
+	char name[32];
 	dev_t dev;
 	int pidfd, dir, ret;
 
@@ -446,14 +461,10 @@ int device_server_pidfd(uint32_t id, pid_t pid)
 	if (dir >= 0)
 		close(dir);
 	if (ret == 1) {
-		snprintf(dir_path, sizeof(dir_path), "/proc/%d", (int)pid);
-		dir = open(dir_path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 		struct wanted w = { .type = S_IFCHR, .devs = &dev, .n_devs = 1 };
-		ret = dir < 0 ? -ESRCH : has_open(dir, &w);
+		ret = pid_has_open(pid, &w);
 		/* not its server, or (-EACCES) not ours to tell */
-		ret = ret == 1 ? 0 : ret == 0 || ret == -ENOENT ? -ESRCH : ret;
-		if (dir >= 0)
-			close(dir);
+		ret = ret == 1 ? 0 : ret == 0 ? -ESRCH : ret;
 		/* what /proc showed was of the pidfd's process only if it still
 		 * runs: one that took the pid since may be a recovery's server */
 		if (!ret && pidfd_signal(pidfd, 0))
@@ -471,14 +482,6 @@ int device_server_pidfd(uint32_t id, pid_t pid)
 int process_has_open(pid_t pid, dev_t dev, ino_t ino)
 {
 	struct wanted w = { .dev = dev, .ino = ino };
-	char path[32];
-	int dir, ret;
 
-	snprintf(path, sizeof(path), "/proc/%d", (int)pid);
-	dir = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (dir < 0)
-		return errno == ENOENT ? 0 : -errno;
-	ret = has_open(dir, &w);
-	close(dir);
-	return ret == -ENOENT ? 0 : ret;
+	return pid_has_open(pid, &w);
 }
