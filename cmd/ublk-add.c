@@ -12,6 +12,7 @@
 #include "server.h"
 #include "host/state.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -134,7 +135,9 @@ int main(int argc, char **argv)
 	 * behind every add): it stops what it finds, and we take back what
 	 * it could not see, while still holding the lock it waits for last. */
 	if (pool_closed()) {
-		if (!code && device_delete((uint32_t)res.id, cfg.timeout_ms, true, why, sizeof(why)))
+		/* the shutdown may have stopped it already */
+		int gone = code ? 0 : device_delete((uint32_t)res.id, cfg.timeout_ms, true, why, sizeof(why));
+		if (gone && gone != -ENODEV)
 			log_err("ublkb%d: deleting it again: %s", res.id, why);
 		pool_admit_end(&admission);
 		log_err("the pool is shutting down (ublk-pool shutdown): no new devices");

@@ -106,7 +106,7 @@ static int stop_all(uint64_t timeout_ms, struct pool_report *r)
 		st[i].job.on = devs[i].in_kernel;
 		/* a server still running has its device on the way in or out */
 		if (!devs[i].in_kernel && !devs[i].alive)
-			state_remove(devs[i].id);
+			pool_remove_entry(&devs[i]);
 	}
 	/* STOP_WAVE at a time, each holding the control device, a ring and a
 	 * pidfd meanwhile, all within the one deadline */
@@ -370,7 +370,7 @@ int pool_reclaim(const struct pool_dev *devs, int n, const struct reclaim_opts *
 				snprintf(a->message, sizeof(a->message), ret ? "ublkb%u (%s): delete failed: %s" :
 					 "deleted ublkb%u (%s)", d->id, why, err);
 		} else {
-			state_remove(d->id);
+			pool_remove_entry(d);
 			if ((a = report_add(r, d->id, POOL_REMOVE_ENTRY)))
 				snprintf(a->message, sizeof(a->message),
 					 "removed the state entry of ublkb%u (%s)", d->id, why);

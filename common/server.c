@@ -52,6 +52,7 @@ struct server {
 	struct ublk_queue *queues;
 	unsigned started;       /* queue threads running */
 	bool live;
+	bool lost;              /* the device was deleted by another before it was open */
 	struct ctl_server ctl;  /* live exports, on ctl_fd */
 	uint64_t stats_due_ms;  /* monotonic: when the stats (heartbeat) are next written */
 	bool stats_failing;     /* the last write of the stats failed (said once) */
@@ -87,21 +88,51 @@ static int fail(struct server *s, int code, const char *fmt, ...)
 	return code;
 }
 
+/* Whether device dev_id is still the one this server made or attaches
+ * to (its cookie, ctrl_owner_cookie): ids are reused at once, and a
+ * device deleted by another tool before its server opened it would
+ * otherwise be replaced, unseen, by someone else's. */
+static int device_still_ours(struct server *s)
+{
+	struct ublksrv_ctrl_dev_info now;
+	int ret = ctrl_get_info(&s->ctrl, (uint32_t)s->dev_id, &now);
+
+	if (ret == -ENODEV || (!ret && now.ublksrv_flags != s->info.ublksrv_flags))
+		return 0;
+	return ret ? ret : 1;
+}
+
+/* Open /dev/ublkcN, and make sure it is this server's device: once it is
+ * open the kernel keeps the id for it, whoever deletes the device. */
 static int open_char_dev(struct server *s)
 {
 	char path[64];
 	uint64_t deadline = deadline_ms(s->cfg->timeout_ms);
+	int fd = -1, ours = 0;
 
-	/* The node appears asynchronously after ADD_DEV (devtmpfs/udev). */
-	dev_char_path(s->dev_id, path, sizeof(path));
-	for (;;) {
-		int fd = open(path, O_RDWR | O_CLOEXEC);
-		if (fd >= 0)
-			return fd;
-		if ((errno != ENOENT && errno != EBUSY) || !ms_left(deadline))
-			return -errno;
+	/* The node appears asynchronously after ADD_DEV (devtmpfs/udev); a
+	 * recovery waits for the old server to let go of it. */
+	dev_char_path((uint32_t)s->dev_id, path, sizeof(path));
+	for (unsigned tries = 0;; tries++) {
+		fd = open(path, O_RDWR | O_CLOEXEC);
+		if (fd >= 0 || (errno != ENOENT && errno != EBUSY) || !ms_left(deadline))
+			break;
+		/* every 100 ms: a device deleted meanwhile ends the wait */
+		if (tries % 20 == 19 && (ours = device_still_ours(s)) <= 0)
+			goto lost;
 		sleep_ms(5);
 	}
+	if (fd < 0)
+		return fail(s, EXIT_FAIL, "ublkb%d: open %s: %s", s->dev_id, path, strerror(errno));
+	if ((ours = device_still_ours(s)) > 0)
+		return s->char_fd = fd, 0;
+	close(fd);
+lost:
+	if (ours < 0)
+		return fail(s, EXIT_FAIL, "ublkb%d: GET_DEV_INFO: %s", s->dev_id, strerror(-ours));
+	s->lost = true;
+	return fail(s, EXIT_FAIL, "ublkb%d: deleted by another tool (ublk-del, ublk-pool) while its "
+		    "server started, before it could open %s; nothing is served", s->dev_id, path);
 }
 
 static void set_params(const struct server *s, struct ublk_params *p)
@@ -229,7 +260,7 @@ static int start_queues(struct server *s)
 static void teardown(struct server *s)
 {
 	/* A failed recovery leaves the device waiting for the next one. */
-	bool owned = s->dev_id >= 0 && (s->live || s->cfg->recover_id < 0);
+	bool owned = s->dev_id >= 0 && !s->lost && (s->live || s->cfg->recover_id < 0);
 	int ret;
 
 	/* held writes must complete for the queues to stop */
@@ -246,6 +277,10 @@ static void teardown(struct server *s)
 			log_err("ublkb%d: queue %u did not stop within %llu ms; exiting anyway",
 				s->dev_id, i, (unsigned long long)s->cfg->timeout_ms);
 	}
+	/* While /dev/ublkcN is open the id stays this device's; once the
+	 * device is deleted a new one may take the id, and its entry, at once. */
+	if (owned)
+		state_remove(s->dev_id);
 	if (s->char_fd >= 0)
 		close(s->char_fd);
 	if (owned) {
@@ -255,7 +290,6 @@ static void teardown(struct server *s)
 		else if (!ret)
 			log_dbg("ublkb%d: deleted with %s", s->dev_id,
 				s->ctrl.del_async == 1 ? "DEL_DEV_ASYNC" : "DEL_DEV");
-		state_remove(s->dev_id);
 	}
 	free(s->queues);
 	ctrl_close(&s->ctrl);
@@ -430,7 +464,7 @@ static int claim_state(struct server *s, const char *state)
 	return 0;
 }
 
-/* A new device: ADD_DEV, its state entry, SET_PARAMS. */
+/* A new device: ADD_DEV, /dev/ublkcN, its state entry, SET_PARAMS. */
 static int create_device(struct server *s)
 {
 	const struct server_config *cfg = s->cfg;
@@ -459,6 +493,10 @@ static int create_device(struct server *s)
 		else
 			s->info.flags |= UBLK_F_NEED_GET_DATA;
 	}
+	uint64_t cookie;
+	if ((ret = ctrl_owner_cookie(getpid(), &cookie)))
+		return fail(s, EXIT_FAIL, "getrandom: %s", strerror(-ret));
+	s->info.ublksrv_flags = cookie;
 	ret = ctrl_add_dev(&s->ctrl, &s->info);
 	if (ret) {
 		if (ret == -EACCES || ret == -ENOSPC)
@@ -473,11 +511,14 @@ static int create_device(struct server *s)
 	}
 	s->dev_id = (int)s->info.dev_id;
 	step_done(s, "ADD_DEV");
+	if ((ret = open_char_dev(s)))
+		return ret;
+	step_done(s, "open /dev/ublkcN");
 	if (cfg->ready_fd >= 0 && ready_send(cfg->ready_fd, "id %d", s->dev_id) == -EPIPE &&
 	    cfg->recover_id < 0)
 		return fail(s, EXIT_FAIL, "ublkb%d: %s", s->dev_id, FRONT_END_GONE);
 
-	ret = state_create(s->dev_id);
+	ret = state_create(s->dev_id, s->info.ublksrv_flags);
 	if (ret)
 		return fail(s, EXIT_FAIL, "ublkb%d: state directory %s: %s", s->dev_id,
 			    state_dir(), strerror(-ret));
@@ -522,6 +563,12 @@ static int attach_device(struct server *s)
 	if (!(s->info.flags & UBLK_F_USER_RECOVERY))
 		return fail(s, EXIT_FAIL, "ublkb%d: created without user recovery (--no-recovery or "
 			    "an old kernel): it cannot be recovered; delete it with ublk-del", s->dev_id);
+	/* an entry left by a device deleted before this one took its id */
+	uint64_t cookie = state_entry_cookie((uint32_t)s->dev_id);
+	if (cookie && cookie != s->info.ublksrv_flags)
+		return fail(s, EXIT_FAIL, "ublkb%d: its state entry is of an earlier device of that id, "
+			    "not of this one: nothing to recover it with; delete it with ublk-del",
+			    s->dev_id);
 	ret = ctrl_start_recovery(&s->ctrl, s->dev_id);
 	if (ret == -EBUSY && s->info.state == UBLK_S_DEV_LIVE)
 		device_nudge((uint32_t)s->dev_id);   /* the kernel has not noticed yet */
@@ -586,11 +633,11 @@ static int setup(struct server *s)
 
 	if ((ret = prepare(s)) || (ret = recover ? attach_device(s) : create_device(s)))
 		return ret;
-	s->char_fd = open_char_dev(s);
-	if (s->char_fd < 0)
-		return fail(s, EXIT_FAIL, "ublkb%d: open /dev/ublkc%d: %s", s->dev_id, s->dev_id,
-			    strerror(-s->char_fd));
-	step_done(s, "open /dev/ublkcN");
+	if (recover) {
+		if ((ret = open_char_dev(s)))
+			return ret;
+		step_done(s, "open /dev/ublkcN");
+	}
 	ret = start_queues(s);
 	if (ret)
 		return fail(s, EXIT_FAIL, "ublkb%d: starting queues: %s", s->dev_id, strerror(-ret));

@@ -33,6 +33,20 @@ int device_resolve(const char *arg, uint32_t *id, char *why, size_t len)
 	return EXIT_NO_DEVICE;
 }
 
+/* A pidfd of the server of the device (device_server_pidfd): the kernel
+ * knows it once the device started, the state entry once the server made
+ * it, and the device's cookie from ADD_DEV on. */
+static int find_server(uint32_t id, const struct ublksrv_ctrl_dev_info *info)
+{
+	pid_t pids[] = { info->ublksrv_pid, state_server_pid(id), ctrl_cookie_pid(info->ublksrv_flags) };
+	int fd = -ESRCH;
+
+	for (size_t i = 0; i < sizeof(pids) / sizeof(pids[0]) && fd == -ESRCH; i++)
+		if (pids[i] > 0)
+			fd = device_server_pidfd(id, pids[i]);
+	return fd;
+}
+
 #define SET_WHY(...) do { if (why) snprintf(why, len, __VA_ARGS__); } while (0)
 
 int device_delete(uint32_t id, uint64_t timeout_ms, bool force, char *why, size_t len)
@@ -78,7 +92,7 @@ int device_delete(uint32_t id, uint64_t timeout_ms, bool force, char *why, size_
 	}
 	/* who to wait for, and kill at the deadline: only the process that
 	 * serves the device, known before the stop lets it close the device */
-	server = device_server_pidfd(id, info.ublksrv_pid);
+	server = find_server(id, &info);
 	/* to say who keeps a forced stop from ending: sysfs forgets them */
 	n_numbers = force ? device_numbers_of(id, &numbers) : 0;
 	c.timeout_ms = ms_left(deadline) + 1000;
@@ -87,6 +101,10 @@ int device_delete(uint32_t id, uint64_t timeout_ms, bool force, char *why, size_
 		SET_WHY("ublkb%u: STOP_DEV: %s", id, strerror(-ret));
 		goto out;
 	}
+	/* a server still starting the device does not see the stop: it ends
+	 * once it is up */
+	if (server >= 0 && info.ublksrv_pid <= 0)
+		pidfd_signal(server, SIGTERM);
 	/* The server sees its queues aborted, deletes the device and exits. */
 	if (server >= 0 && wait_pidfd(server, ms_left(deadline)) == -ETIMEDOUT) {
 		pidfd_signal(server, SIGKILL);
@@ -107,7 +125,8 @@ int device_delete(uint32_t id, uint64_t timeout_ms, bool force, char *why, size_
 	} else if (ret) {
 		SET_WHY("ublkb%u: DEL_DEV: %s", id, strerror(-ret));
 	} else {
-		state_remove(id);
+		/* this device's entry, not one of a device that took the id since */
+		state_remove_same(id, info.ublksrv_flags);
 		pool_record("del", now_ms() - (deadline - timeout_ms));
 	}
 out:

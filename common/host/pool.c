@@ -68,6 +68,7 @@ static void load_entry(struct pool_dev *d)
 	struct stat st;
 
 	d->has_state = true;
+	d->cookie = state_entry_cookie(d->id);
 	if (state_read(d->id, "state", d->state, sizeof(d->state)) > 0)
 		d->state[strcspn(d->state, "\n")] = 0;
 	/* A server attaching for recovery is in the entry before the kernel
@@ -123,6 +124,11 @@ static void load_entry(struct pool_dev *d)
 		d->uptime_s = time(NULL) > st.st_mtime ? (uint64_t)(time(NULL) - st.st_mtime) : 0;
 	if (d->cache[0] && !stat(d->cache, &st))
 		d->cache_bytes = (uint64_t)st.st_blocks * 512;
+}
+
+int pool_remove_entry(const struct pool_dev *d)
+{
+	return state_remove_same(d->id, d->cookie);
 }
 
 /* Whether d's pid is its server's, and not another process's that took

@@ -50,7 +50,12 @@ struct pool_dev {
 	/* The server's heartbeat: the stats file, rewritten every second. */
 	uint64_t heartbeat_age_ms;      /* since it was last written; UINT64_MAX: never */
 	uint64_t node_age_s;    /* since /dev/ublkcN appeared (in the kernel only) */
+	uint64_t cookie;        /* the entry's (state_entry_cookie) */
 };
+
+/* Remove d's state entry if it is still the one pool_scan read: a new
+ * device may have taken the id, and made its entry, since. */
+int pool_remove_entry(const struct pool_dev *d);
 
 /* Every device either side knows, by id. Returns the count or -errno:
  * -EPERM when the kernel has devices but its control device is not ours

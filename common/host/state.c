@@ -150,9 +150,27 @@ int state_entry_open(uint32_t id)
 	return ret ? ret : fd;
 }
 
+/* The cookie in an entry's folder (state_create), 0 if it has none. */
+static uint64_t cookie_at(int dir)
+{
+	char buf[32];
+	int fd = state_open_regular_at(dir, "cookie", O_RDONLY);
+	ssize_t n = fd < 0 ? -1 : read(fd, buf, sizeof(buf) - 1);
+	uint64_t cookie = 0;
+
+	if (fd >= 0)
+		close(fd);
+	if (n == 17 && buf[16] == '\n' && strspn(buf, "0123456789abcdefABCDEF") == 16) {
+		buf[16] = 0;
+		cookie = strtoull(buf, NULL, 16);
+	}
+	return cookie;
+}
+
 /* Remove entry name of folder root: a link or file is removed itself, a
- * folder's files one by one; nothing is followed. */
-static int remove_entry(int root, const char *name)
+ * folder's files one by one; nothing is followed. With only, just a
+ * folder whose cookie is *only. */
+static int remove_entry(int root, const char *name, const uint64_t *only)
 {
 	struct stat st;
 	struct dirent *e;
@@ -166,6 +184,10 @@ static int remove_entry(int root, const char *name)
 	fd = openat(root, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 	if (fd < 0)
 		return errno == ENOENT ? 0 : -errno;
+	if (only && cookie_at(fd) != *only) {
+		close(fd);
+		return 0;
+	}
 	if (!(d = fdopendir(fd))) {
 		ret = -errno;
 		close(fd);
@@ -186,22 +208,40 @@ static int remove_entry(int root, const char *name)
 	return ret;
 }
 
-int state_create(uint32_t id)
+int state_create(uint32_t id, uint64_t cookie)
 {
-	char name[32], v[16];
-	int root = state_dir_open(true), ret;
+	char name[32], fresh[40], version[16], hex[24];
+	int root = state_dir_open(true), dir = -1, ret;
 
 	if (root < 0)
 		return root;
+	/* made whole under another name, then renamed into place: a tool that
+	 * removes a deleted device's entry by its cookie never meets one of a
+	 * new device without it. Only one server at a time makes entry ID:
+	 * it holds /dev/ublkcID open, and with it the id. */
 	entry_name(id, name, sizeof(name));
-	ret = remove_entry(root, name);
-	if (!ret && mkdirat(root, name, 0700))
+	snprintf(fresh, sizeof(fresh), ".%s.new", name);
+	snprintf(version, sizeof(version), "%d\n", STATE_FORMAT_VERSION);
+	snprintf(hex, sizeof(hex), "%016llx\n", (unsigned long long)cookie);
+	ret = remove_entry(root, fresh, NULL);
+	if (!ret && mkdirat(root, fresh, 0700))
 		ret = -errno;
-	close(root);
+	if (!ret && (dir = openat(root, fresh, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)) < 0)
+		ret = -errno;
+	if (!ret)
+		ret = atomic_write_file(dir, "version", version, strlen(version), 0600, ATOMIC_FSYNC);
+	if (!ret)
+		ret = atomic_write_file(dir, "cookie", hex, strlen(hex), 0600, ATOMIC_FSYNC);
+	if (!ret)
+		ret = remove_entry(root, name, NULL);
+	if (!ret && renameat(root, fresh, root, name))
+		ret = -errno;
 	if (ret)
-		return ret;
-	snprintf(v, sizeof(v), "%d\n", STATE_FORMAT_VERSION);
-	return state_write(id, "version", v);
+		remove_entry(root, fresh, NULL);
+	if (dir >= 0)
+		close(dir);
+	close(root);
+	return ret;
 }
 
 int state_entry_version(uint32_t id)
@@ -346,7 +386,7 @@ int state_lock(uint32_t id)
 	return fd;
 }
 
-int state_remove(uint32_t id)
+static int remove_id(uint32_t id, const uint64_t *only)
 {
 	char name[32];
 	int root = state_dir_open(false), ret;
@@ -354,9 +394,29 @@ int state_remove(uint32_t id)
 	if (root < 0)
 		return root == -ENOENT ? 0 : root;
 	entry_name(id, name, sizeof(name));
-	ret = remove_entry(root, name);
+	ret = remove_entry(root, name, only);
 	close(root);
 	return ret;
+}
+
+int state_remove(uint32_t id)
+{
+	return remove_id(id, NULL);
+}
+
+uint64_t state_entry_cookie(uint32_t id)
+{
+	int fd = state_entry_open(id);
+	uint64_t cookie = fd < 0 ? 0 : cookie_at(fd);
+
+	if (fd >= 0)
+		close(fd);
+	return cookie;
+}
+
+int state_remove_same(uint32_t id, uint64_t cookie)
+{
+	return remove_id(id, &cookie);
 }
 
 int state_exists(uint32_t id)

@@ -41,8 +41,9 @@ int state_entry_open(uint32_t id);
 /* The entry's format version (its "version" file), or -errno (-EINVAL:
  * not a number from 1 to 9999). */
 int state_entry_version(uint32_t id);
-/* Create the device's entry (replacing a stale one). 0 or -errno. */
-int state_create(uint32_t id);
+/* Create the entry of the device with this cookie (ctrl_owner_cookie),
+ * replacing a stale one. 0 or -errno. */
+int state_create(uint32_t id, uint64_t cookie);
 /* Atomically replace file `name` of the entry with `content`. */
 int state_write(uint32_t id, const char *name, const char *content);
 /* state_write without its fsync, for a file rewritten every second that a
@@ -77,6 +78,13 @@ int state_open_regular_at(int dfd, const char *name, int flags);
  * or a file is removed itself, never followed; its folder's files are
  * unlinked without following any. */
 int state_remove(uint32_t id);
+/* The cookie of the device the entry is of (ctrl_owner_cookie), 0 if
+ * it has none (made by an older version). */
+uint64_t state_entry_cookie(uint32_t id);
+/* state_remove, if the entry is of the device with this cookie (0: one
+ * without): once a device is deleted its id, and entry, may be a new
+ * device's. */
+int state_remove_same(uint32_t id, uint64_t cookie);
 /* 1 if the entry exists, 0 if not. */
 int state_exists(uint32_t id);
 

@@ -24,6 +24,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/random.h>
 #include <unistd.h>
 
 #define ENOTSUPP_KERNEL 524  /* what old kernels answer to unknown commands */
@@ -169,6 +170,23 @@ int ctrl_add_dev(struct ublk_ctrl *c, struct ublksrv_ctrl_dev_info *info)
 		.len = sizeof(*info),
 	};
 	return ctrl_cmd(c, UBLK_CMD_ADD_DEV, &cmd);
+}
+
+int ctrl_owner_cookie(pid_t pid, uint64_t *cookie)
+{
+	uint32_t nonce;
+
+	if (getrandom(&nonce, sizeof(nonce), 0) != sizeof(nonce))
+		return -errno;
+	*cookie = (uint64_t)nonce << 32 | (uint32_t)pid;
+	return 0;
+}
+
+pid_t ctrl_cookie_pid(uint64_t cookie)
+{
+	uint32_t pid = (uint32_t)cookie;
+
+	return pid <= INT32_MAX ? (pid_t)pid : 0;
 }
 
 int ctrl_set_params(struct ublk_ctrl *c, uint32_t id, struct ublk_params *p)

@@ -29,6 +29,14 @@ int ctrl_open(struct ublk_ctrl *c, uint64_t timeout_ms);
 void ctrl_close(struct ublk_ctrl *c);
 
 int ctrl_add_dev(struct ublk_ctrl *c, struct ublksrv_ctrl_dev_info *info);
+/* The identity a server gives its device at ADD_DEV, in ublksrv_flags
+ * (which the kernel keeps and reports, never uses; docs/kernels.md): its
+ * pid, to be found before START_DEV tells the kernel, and 32 random bits,
+ * so that a new device that took a deleted one's id is not taken for it.
+ * 0, or -errno from getrandom. */
+int ctrl_owner_cookie(pid_t pid, uint64_t *cookie);
+/* The pid in a cookie; 0 if none (another program's device). */
+pid_t ctrl_cookie_pid(uint64_t cookie);
 int ctrl_set_params(struct ublk_ctrl *c, uint32_t id, struct ublk_params *p);
 int ctrl_start_dev(struct ublk_ctrl *c, uint32_t id, pid_t pid);
 int ctrl_stop_dev(struct ublk_ctrl *c, uint32_t id);

@@ -4,7 +4,7 @@
  * recovered; format 1's serve_arg lines too), pid, state and stats. The state code
  * refuses symlinks, so the entry is a real folder of real files in a
  * private state directory. Input: config [FZ_SEP pid [FZ_SEP state
- * [FZ_SEP stats [FZ_SEP secret]]]]. The config text also goes through
+ * [FZ_SEP stats [FZ_SEP secret [FZ_SEP cookie]]]]]. The config text also goes through
  * cfgline_parse alone, whose every key and value must be clean.
  */
 #include "cfgcheck.h"
@@ -16,12 +16,14 @@
 #include "host/state.h"
 #include "fuzz.h"
 
+#include <strings.h>
+
 #define ID 7u
 #define MAX_PART (64u << 10)
 
-static const char *names[] = { "config", "pid", "state", "stats", "secret" };
-#define NFILES 5
-static int fds[NFILES] = { -1, -1, -1, -1, -1 };
+static const char *names[] = { "config", "pid", "state", "stats", "secret", "cookie" };
+#define NFILES 6
+static int fds[NFILES] = { -1, -1, -1, -1, -1, -1 };
 static char state_path[300];
 
 int LLVMFuzzerInitialize(int *argc, char ***argv)
@@ -105,6 +107,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	state_config_free(&parsed);
 	state_find("name", "fuzz", &found);
 	state_read(ID, "pid", buf, sizeof(buf));
+	/* a cookie is taken only as written: 16 hex digits and a newline */
+	uint64_t cookie = state_entry_cookie(ID);
+	if (cookie) {
+		char want[24];
+		snprintf(want, sizeof(want), "%016llx\n", (unsigned long long)cookie);
+		FZ_ASSERT(part[5].len == 17 && !strncasecmp((const char *)part[5].p, want, 17),
+			  "cookie %s taken from %zu bytes", want, part[5].len);
+		fz_accepted();
+	}
 
 	/* recovery: the saved arguments through the real option parser */
 	struct server_config cfg;

@@ -178,12 +178,15 @@ int main(int argc, char **argv)
 	cfg.stack.read_only = true;
 	snprintf(state, sizeof(state), "%s/state", tmp);
 	state_set_dir(state);
-	if (state_create(7) || devconfig_write(7, &cfg, cfg.stack.size) ||
-	    (used = state_read(7, "config", config, sizeof(config))) <= 0)
-		FZ_DIE("writing a state entry's config failed");
+	char cookie[32];
+	if (state_create(7, 0x5eed00c0000010a2ull) || devconfig_write(7, &cfg, cfg.stack.size) ||
+	    (used = state_read(7, "config", config, sizeof(config))) <= 0 ||
+	    state_read(7, "cookie", cookie, sizeof(cookie)) != 17)
+		FZ_DIE("writing a state entry failed");
 	char entry[12000];
 	int elen = snprintf(entry, sizeof(entry), "%s" FZ_SEP "4242\n" FZ_SEP "live\n" FZ_SEP
-			    "{\"queues\":[{\"reads\":1}]}\n" FZ_SEP "auth=Bearer x\n", config);
+			    "{\"queues\":[{\"reads\":1}]}\n" FZ_SEP "auth=Bearer x\n" FZ_SEP "%s",
+			    config, cookie);
 	put_file("state", "entry-v2", entry, (size_t)elen, NULL, 0);
 	put_file("state", "config-v2", config, (size_t)used, NULL, 0);
 

@@ -218,7 +218,7 @@ static void test_log_rotation(void)
 
 	path(sd, sizeof(sd), "logstate");
 	state_set_dir(sd);
-	CHECK(state_create(9) == 0, "create");
+	CHECK(state_create(9, 0) == 0, "create");
 	int fd = state_open_log(9);
 	CHECK(fd >= 0, "open log");
 	log_init("test-files");
@@ -253,7 +253,7 @@ static void test_server_pid(void)
 
 	path(sd, sizeof(sd), "pidstate");
 	state_set_dir(sd);
-	CHECK(state_create(5) == 0, "create");
+	CHECK(state_create(5, 0) == 0, "create");
 	snprintf(pid, sizeof(pid), "%d\n", (int)getpid());
 	CHECK(state_write(5, "pid", pid) == 0, "write pid");
 	int lock = state_lock(5);
@@ -275,6 +275,39 @@ static void test_server_pid(void)
 	CHECK(state_remove(5) == 0, "remove");
 }
 
+/* After a device is deleted its id, and then its entry, may be a new
+ * device's: the deleter removes the entry only if it is the one it saw. */
+static void test_remove_same(void)
+{
+	char sd[320];
+
+	path(sd, sizeof(sd), "samestate");
+	state_set_dir(sd);
+	CHECK(state_create(3, 0x1234) == 0, "create");
+	CHECK(state_entry_cookie(3) == 0x1234, "cookie %llx", (unsigned long long)state_entry_cookie(3));
+	CHECK(state_create(3, 0xabcdef0011223344ull) == 0, "create the new device's entry");
+	CHECK(state_write(3, "pid", "1\n") == 0, "write");
+	CHECK(state_remove_same(3, 0x1234) == 0 && state_exists(3), "the new device's entry removed");
+	CHECK(state_remove_same(3, 0) == 0 && state_exists(3), "removed as an entry without cookie");
+	CHECK(state_remove_same(3, 0xabcdef0011223344ull) == 0 && !state_exists(3), "its own entry kept");
+	CHECK(state_remove_same(3, 7) == 0, "no entry: not an error");
+	CHECK(state_entry_cookie(3) == 0, "cookie of no entry");
+	/* an entry of an older version has none: removed as before */
+	CHECK(state_create(3, 0) == 0 && state_remove(3) == 0, "create");
+	CHECK(state_create(3, 5) == 0 && state_write(3, "cookie", "5\n") == 0, "damaged cookie");
+	CHECK(state_entry_cookie(3) == 0, "a damaged cookie read");
+	CHECK(state_remove_same(3, 0) == 0 && !state_exists(3), "entry with a damaged cookie kept");
+	/* no leftover of the entry's making */
+	DIR *d = opendir(sd);
+	struct dirent *e;
+	int others = 0;
+	while (d && (e = readdir(d)))
+		others += e->d_name[0] != '.' || strstr(e->d_name, ".new") != NULL;
+	if (d)
+		closedir(d);
+	CHECK(others == 0, "%d files left in the state directory", others);
+}
+
 static void test_state_dir(void)
 {
 	char sd[320], parent[300], entry[400], victim[300], f[500], buf[64];
@@ -284,7 +317,7 @@ static void test_state_dir(void)
 	snprintf(sd, sizeof(sd), "%s/state", parent);
 	mkdir(parent, 0755);
 	state_set_dir(sd);
-	CHECK(state_create(7) == 0, "create");
+	CHECK(state_create(7, 0) == 0, "create");
 	CHECK(state_write(7, "pid", "1\n") == 0, "write");
 	CHECK(state_read(7, "pid", buf, sizeof(buf)) == 2, "read");
 
@@ -292,7 +325,7 @@ static void test_state_dir(void)
 	chmod(sd, 0777);
 	CHECK(state_write(7, "pid", "2\n") == -EPERM, "0777 state dir accepted for writing");
 	CHECK(state_read(7, "pid", buf, sizeof(buf)) == -EPERM, "0777 state dir accepted for reading");
-	CHECK(state_create(8) == -EPERM, "0777 state dir accepted for create");
+	CHECK(state_create(8, 0) == -EPERM, "0777 state dir accepted for create");
 	CHECK(state_check_dir() == -EPERM, "check");
 	chmod(sd, 0720);
 	CHECK(state_check_dir() == -EPERM, "group-writable state dir accepted");
@@ -300,7 +333,7 @@ static void test_state_dir(void)
 	CHECK(state_check_dir() == 0, "0700 refused");
 	/* owned by another user */
 	CHECK(chown(sd, 65534, 65534) == 0, "chown");
-	CHECK(state_create(8) == -EPERM, "state dir of another user accepted");
+	CHECK(state_create(8, 0) == -EPERM, "state dir of another user accepted");
 	CHECK(chown(sd, 0, 0) == 0, "chown");
 	/* a folder on the way that others can write (without sticky bit) */
 	chmod(parent, 0777);
@@ -355,7 +388,7 @@ static void test_state_dir(void)
 	CHECK(lstat(e9, &st) && errno == ENOENT, "linked entry left");
 	/* state_create over a linked entry: the link goes, a folder comes */
 	CHECK(symlink(vdir, e9) == 0, "symlink");
-	CHECK(state_create(9) == 0, "create over link");
+	CHECK(state_create(9, 0) == 0, "create over link");
 	CHECK(!strcmp(get(vfile), "data"), "victim's file removed by create");
 	CHECK(!lstat(e9, &st) && S_ISDIR(st.st_mode), "entry not a folder");
 	/* a folder planted inside an entry is not recursed into */
@@ -380,7 +413,7 @@ static void test_ctlsock(void)
 
 	path(sd, sizeof(sd), "ctlstate");
 	state_set_dir(sd);
-	CHECK(state_create(3) == 0, "create");
+	CHECK(state_create(3, 0) == 0, "create");
 	snprintf(entry, sizeof(entry), "%s/ublkb3", sd);
 	snprintf(sock, sizeof(sock), "%s/ctl", entry);
 
@@ -524,6 +557,7 @@ int main(void)
 		test_state_dir();
 		test_log_rotation();
 		test_server_pid();
+		test_remove_same();
 		test_ctlsock();
 	} else {
 		printf("not root: state directory and control socket tests skipped\n");

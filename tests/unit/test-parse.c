@@ -313,7 +313,7 @@ static void test_saved_config(void)
 	cfg.stack.prefetch_trace = "/srv/earlier.trace";
 	cfg.stack.prefetch_connections = 3;
 	cfg.want_id = 7;
-	CHECK(!state_create(5) && !devconfig_write(5, &cfg, 1 << 20), "write format 2");
+	CHECK(!state_create(5, 0) && !devconfig_write(5, &cfg, 1 << 20), "write format 2");
 	devopts_defaults(&back);
 	CHECK(!devconfig_read(5, &back, why, sizeof(why)), "read format 2: %s", why);
 	check_same(&cfg, &back, "format 2");

@@ -233,6 +233,66 @@ teardown() { vm_teardown; }
 	assert_none_left
 }
 
+@test "a device deleted before its server opened it: the server gives up at once, and its id serves the next device" {
+	make_image "$T/a" 4
+	make_image "$T/b" 4
+	# a private /dev without the ublkcN nodes, as when udev is slow to make them
+	local ctl
+	ctl=$(stat -c '%t %T' /dev/ublk-control)
+	unshare -m --propagation private bash -c '
+		mount -t tmpfs none /dev
+		mknod /dev/ublk-control c $((0x$1)) $((0x$2))
+		mknod /dev/null c 1 3
+		exec "$3" --base "$4/a" --cache "$4/ca" --timeout 120' - $ctl "$B/ublk-add" "$T" \
+		>"$T/a.out" 2>"$T/a.err" &
+	adder=$!
+	wait_until 60 '[ -n "$(ls /sys/class/ublk-char)" ]'
+	id=$(ls /sys/class/ublk-char)
+	id=${id#ublkc}
+	"$B/ublk-del" "$id"
+	# it ends well before its 120 s: the old server waited for the node
+	# until then, and opened whatever device had the id by then
+	wait_until 30 '! kill -0 "$adder" 2>/dev/null'
+	run wait "$adder"
+	[ "$status" -eq 1 ]
+	grep -q "ublkb$id: deleted by another tool (ublk-del, ublk-pool) while its server started" "$T/a.err"
+	[ ! -s "$T/a.out" ]
+	[ -z "$(ls /sys/class/ublk-char)" ]
+	[ -z "$(ls "$UBLK_STATE_DIR")" ]
+	dev=$("$B/ublk-add" --base "$T/b" --cache "$T/cb")
+	[ "$dev" = "/dev/ublkb$id" ]
+	cmp "$dev" "$T/b"
+	"$B/ublk-del" "$dev"
+	assert_none_left
+}
+
+@test "ublk-del of a device whose server is still starting it finds that server, and ends it" {
+	make_image "$T/a" 4
+	# its ready pipe full, the server blocks telling its id: the device
+	# is made and open, not started, and the kernel knows no server yet
+	mkfifo "$T/ready"
+	exec 5<>"$T/ready" 6>"$T/ready"
+	head -c 65536 /dev/zero >&6
+	# the write end only: once this test lets go of the read end, its write fails
+	"$B/ublk-serve" --base "$T/a" --cache "$T/ca" --ready-fd 6 5<&- >"$T/srv.out" 2>"$T/srv.err" &
+	srv=$!
+	exec 6>&-
+	wait_until 60 '[ -n "$(ls /sys/class/ublk-char)" ]'
+	id=$(ls /sys/class/ublk-char)
+	id=${id#ublkc}
+	wait_until 30 'ls -l "/proc/$srv/fd" 2>/dev/null | grep -q "/dev/ublkc$id\$"'
+	run "$B/ublk-del" --timeout 5 "$id"
+	echo "$output"
+	[ "$status" -eq 0 ]
+	# blocked in a write it cannot take SIGTERM: killed at the deadline.
+	# Before, ublk-del found no server, and deleted the device under it.
+	wait_until 10 '! kill -0 "$srv" 2>/dev/null'
+	exec 5<&-
+	[ -z "$(ls /sys/class/ublk-char)" ]
+	[ -z "$(ls "$UBLK_STATE_DIR")" ]
+	assert_none_left
+}
+
 @test "shutdown stops 4 devices under fio within its deadline; racing adds are refused, not leaked" {
 	make_image "$T/base" 16
 	for i in $(seq 4); do
