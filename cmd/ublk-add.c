@@ -136,7 +136,8 @@ int main(int argc, char **argv)
 	 * it could not see, while still holding the lock it waits for last. */
 	if (pool_closed()) {
 		/* the shutdown may have stopped it already */
-		int gone = code ? 0 : device_delete((uint32_t)res.id, cfg.timeout_ms, true, why, sizeof(why));
+		int gone = code ? 0 : device_delete_own((uint32_t)res.id, res.cookie, cfg.timeout_ms,
+							true, why, sizeof(why));
 		if (gone && gone != -ENODEV)
 			log_err("ublkb%d: deleting it again: %s", res.id, why);
 		pool_admit_end(&admission);

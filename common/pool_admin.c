@@ -59,6 +59,7 @@ static struct pool_action *report_add(struct pool_report *r, uint32_t id, enum p
 struct stopper {
 	struct parallel_job job;
 	uint32_t id;
+	uint64_t cookie;        /* of the device the scan saw */
 	uint64_t deadline;      /* now_ms() clock, the same for every device */
 	uint64_t min_ms;        /* at least this long, even past the deadline */
 	int ret;
@@ -75,8 +76,8 @@ static void *stop_one(void *arg)
 {
 	struct stopper *s = arg;
 	uint64_t left = ms_left(s->deadline);
-	s->ret = device_delete(s->id, left > s->min_ms ? left : s->min_ms, true, s->why,
-			       sizeof(s->why));
+	s->ret = device_delete_own(s->id, s->cookie, left > s->min_ms ? left : s->min_ms, true,
+				   s->why, sizeof(s->why));
 	if (s->ret == -ENODEV)
 		s->ret = 0;
 	return NULL;
@@ -101,6 +102,7 @@ static int stop_all(uint64_t timeout_ms, struct pool_report *r)
 	uint64_t deadline = deadline_ms(timeout_ms);
 	for (int i = 0; i < n; i++) {
 		st[i].id = devs[i].id;
+		st[i].cookie = devs[i].kernel_cookie;
 		st[i].deadline = deadline;
 		st[i].min_ms = timeout_ms < STOP_MIN_MS ? timeout_ms : STOP_MIN_MS;
 		st[i].job.on = devs[i].in_kernel;
@@ -363,7 +365,8 @@ int pool_reclaim(const struct pool_dev *devs, int n, const struct reclaim_opts *
 				snprintf(a->message, sizeof(a->message), "%s",
 					 rec ? rec[i].msg : "out of memory: nothing recovered");
 		} else if (d->in_kernel) {
-			ret = device_delete(d->id, o->timeout_ms, true, err, sizeof(err));
+			ret = device_delete_own(d->id, d->kernel_cookie, o->timeout_ms, true, err,
+						sizeof(err));
 			if (ret == -ENODEV)
 				ret = 0;
 			if ((a = report_add(r, d->id, POOL_DELETE)))

@@ -263,6 +263,10 @@ static void teardown(struct server *s)
 	bool owned = s->dev_id >= 0 && !s->lost && (s->live || s->cfg->recover_id < 0);
 	int ret;
 
+	/* without /dev/ublkcN open the id is ours only while the device is */
+	if (owned && s->char_fd < 0)
+		owned = device_still_ours(s) > 0;
+
 	/* held writes must complete for the queues to stop */
 	ctl_server_close(&s->ctl);
 	if (owned) {
@@ -280,7 +284,7 @@ static void teardown(struct server *s)
 	/* While /dev/ublkcN is open the id stays this device's; once the
 	 * device is deleted a new one may take the id, and its entry, at once. */
 	if (owned)
-		state_remove(s->dev_id);
+		state_remove_same((uint32_t)s->dev_id, s->info.ublksrv_flags);
 	if (s->char_fd >= 0)
 		close(s->char_fd);
 	if (owned) {
@@ -514,7 +518,9 @@ static int create_device(struct server *s)
 	if ((ret = open_char_dev(s)))
 		return ret;
 	step_done(s, "open /dev/ublkcN");
-	if (cfg->ready_fd >= 0 && ready_send(cfg->ready_fd, "id %d", s->dev_id) == -EPIPE &&
+	if (cfg->ready_fd >= 0 &&
+	    ready_send(cfg->ready_fd, "id %d %016llx", s->dev_id,
+		       (unsigned long long)s->info.ublksrv_flags) == -EPIPE &&
 	    cfg->recover_id < 0)
 		return fail(s, EXIT_FAIL, "ublkb%d: %s", s->dev_id, FRONT_END_GONE);
 
@@ -563,8 +569,9 @@ static int attach_device(struct server *s)
 	if (!(s->info.flags & UBLK_F_USER_RECOVERY))
 		return fail(s, EXIT_FAIL, "ublkb%d: created without user recovery (--no-recovery or "
 			    "an old kernel): it cannot be recovered; delete it with ublk-del", s->dev_id);
-	/* an entry left by a device deleted before this one took its id */
-	uint64_t cookie = state_entry_cookie((uint32_t)s->dev_id);
+	/* an entry left by a device deleted before this one took its id (the
+	 * entry locked, whose config the layer stack was made from) */
+	uint64_t cookie = state_locked_cookie(s->lock_fd);
 	if (cookie && cookie != s->info.ublksrv_flags)
 		return fail(s, EXIT_FAIL, "ublkb%d: its state entry is of an earlier device of that id, "
 			    "not of this one: nothing to recover it with; delete it with ublk-del",
@@ -726,6 +733,20 @@ static void wait_for_stop(struct server *s)
 	}
 }
 
+/* Whether a stop signal came while the device started: then it is not
+ * said to be live (ublk-del and shutdown stop a device still starting
+ * so, and delete it at once). */
+static bool stop_pending(struct server *s)
+{
+	struct pollfd p = { .fd = s->sig_fd, .events = POLLIN };
+	struct signalfd_siginfo si;
+
+	while (poll(&p, 1, 0) == 1 && read(s->sig_fd, &si, sizeof(si)) == sizeof(si))
+		if (si.ssi_signo != SIGUSR1)
+			return true;
+	return false;
+}
+
 int server_run(const struct server_config *cfg)
 {
 	struct server s = {
@@ -755,6 +776,9 @@ int server_run(const struct server_config *cfg)
 		goto out;
 	}
 	code = setup(&s);
+	if (!code && stop_pending(&s))
+		code = fail(&s, EXIT_FAIL, "ublkb%d: stopped while it started (ublk-del, ublk-pool "
+			    "shutdown, or a signal)", s.dev_id);
 	if (code)
 		goto out;
 	if (cfg->ready_fd >= 0) {

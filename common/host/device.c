@@ -49,7 +49,25 @@ static int find_server(uint32_t id, const struct ublksrv_ctrl_dev_info *info)
 
 #define SET_WHY(...) do { if (why) snprintf(why, len, __VA_ARGS__); } while (0)
 
+/* Whether device id is still the one with this cookie: 1, 0 (gone, or
+ * another's), or -errno. */
+static int same_device(struct ublk_ctrl *c, uint32_t id, uint64_t cookie)
+{
+	struct ublksrv_ctrl_dev_info now;
+	int ret = ctrl_get_info(c, id, &now);
+
+	if (ret == -ENODEV)
+		return 0;
+	return ret ? ret : now.ublksrv_flags == cookie;
+}
+
 int device_delete(uint32_t id, uint64_t timeout_ms, bool force, char *why, size_t len)
+{
+	return device_delete_own(id, 0, timeout_ms, force, why, len);
+}
+
+int device_delete_own(uint32_t id, uint64_t cookie, uint64_t timeout_ms, bool force, char *why,
+		      size_t len)
 {
 	uint64_t deadline = deadline_ms(timeout_ms);
 	struct ublksrv_ctrl_dev_info info;
@@ -64,10 +82,13 @@ int device_delete(uint32_t id, uint64_t timeout_ms, bool force, char *why, size_
 		SET_WHY("%s", hint ? hint : strerror(-ret));
 		return ret;
 	}
+	uint64_t entry = state_entry_cookie(id);
 	ret = ctrl_get_info(&c, id, &info);
+	if (!ret && cookie && info.ublksrv_flags != cookie)
+		ret = -ENODEV;   /* ours is gone: the id is another device's */
 	if (ret == -ENODEV) {
-		if (state_exists(id)) {
-			state_remove(id);
+		if (!cookie && state_exists(id)) {
+			state_remove_same(id, entry);
 			ret = 0;
 		} else {
 			SET_WHY("ublkb%u: no such device", id);
@@ -96,6 +117,13 @@ int device_delete(uint32_t id, uint64_t timeout_ms, bool force, char *why, size_
 	/* to say who keeps a forced stop from ending: sysfs forgets them */
 	n_numbers = force ? device_numbers_of(id, &numbers) : 0;
 	c.timeout_ms = ms_left(deadline) + 1000;
+	/* each step acts by id: on the device this began with, or on none */
+	if ((ret = same_device(&c, id, info.ublksrv_flags)) < 0) {
+		SET_WHY("ublkb%u: GET_DEV_INFO: %s", id, strerror(-ret));
+		goto out;
+	}
+	if (!ret)
+		goto gone;
 	ret = ctrl_stop_dev(&c, id);
 	if (ret && ret != -ENODEV) {
 		SET_WHY("ublkb%u: STOP_DEV: %s", id, strerror(-ret));
@@ -111,7 +139,11 @@ int device_delete(uint32_t id, uint64_t timeout_ms, bool force, char *why, size_
 		wait_pidfd(server, 2000);
 	}
 	c.timeout_ms = ms_left(deadline) + 2000;
-	ret = ctrl_del_dev(&c, id);
+	/* its server deletes it too, and the id may be a new device's since */
+	ret = same_device(&c, id, info.ublksrv_flags);
+	if (ret > 0)
+		ret = ctrl_del_dev(&c, id);
+gone:
 	if (ret == -ENODEV)
 		ret = 0;
 	if (ret && n_numbers > 0 && device_holders_of(id, numbers, (size_t)n_numbers, holders,

@@ -23,6 +23,12 @@ int device_resolve(const char *arg, uint32_t *id, char *why, size_t len);
  * saying which step failed.
  */
 int device_delete(uint32_t id, uint64_t timeout_ms, bool force, char *why, size_t len);
+/* device_delete of the device with this cookie (ctrl_owner_cookie; 0:
+ * whichever has the id): -ENODEV once the id is another device's. Either
+ * way, a device that another deletes meanwhile, and whose id a new device
+ * takes, is not stopped or deleted in its place. */
+int device_delete_own(uint32_t id, uint64_t cookie, uint64_t timeout_ms, bool force, char *why,
+		      size_t len);
 
 /* Make the kernel look for a dead server of device id now instead of at
  * its next periodic check (5 s on 6.1): it looks when new IO arrives.

@@ -222,7 +222,9 @@ int pool_scan(struct pool_dev **out, uint64_t settle_ms)
 		dev_char_path(ids[i], node, sizeof(node));
 		d->node_age_s = stat(node, &st) ? UINT64_MAX : (uint64_t)(time(NULL) - st.st_ctime);
 		d->kernel_state = info.state;
-		d->pid = info.ublksrv_pid;
+		/* before START_DEV the kernel knows no server: its cookie does */
+		d->pid = info.ublksrv_pid > 0 ? info.ublksrv_pid : ctrl_cookie_pid(info.ublksrv_flags);
+		d->kernel_cookie = info.ublksrv_flags;
 		d->queues = info.nr_hw_queues;
 		d->depth = info.queue_depth;
 		d->recoverable = (info.flags & UBLK_F_USER_RECOVERY) && info.state != UBLK_S_DEV_DEAD;

@@ -51,6 +51,7 @@ struct pool_dev {
 	uint64_t heartbeat_age_ms;      /* since it was last written; UINT64_MAX: never */
 	uint64_t node_age_s;    /* since /dev/ublkcN appeared (in the kernel only) */
 	uint64_t cookie;        /* the entry's (state_entry_cookie) */
+	uint64_t kernel_cookie; /* the kernel's (ctrl_owner_cookie), if in_kernel */
 };
 
 /* Remove d's state entry if it is still the one pool_scan read: a new

@@ -35,10 +35,12 @@ int ready_send(int fd, const char *fmt, ...)
 
 static void parse_line(char *line, struct ready_result *res)
 {
+	unsigned long long cookie = 0;
 	int v;
 
-	if (sscanf(line, "id %d", &v) == 1) {
+	if (sscanf(line, "id %d %llx", &v, &cookie) >= 1) {
 		res->id = v;
+		res->cookie = cookie;
 	} else if (sscanf(line, "ready %d", &v) == 1) {
 		res->id = v;
 		res->live = 1;
@@ -55,7 +57,7 @@ static void abandon(pid_t pid, const struct ready_result *res)
 	kill(pid, SIGKILL);
 	waitpid(pid, NULL, 0);
 	if (res->id >= 0)
-		device_delete(res->id, 3000, true, NULL, 0);
+		device_delete_own(res->id, res->cookie, 3000, true, NULL, 0);
 }
 
 static void child(int pipe_w, int secrets_fd, char *const argv[])
@@ -154,7 +156,7 @@ int ready_spawn_fd(char *const argv[], int secrets_fd, int *release_on_id, uint6
 	if (res->code != EXIT_TIMEOUT && wait_pid_gone(pid, timeout_ms) == 0) {
 		waitpid(pid, NULL, 0);
 		if (res->id >= 0)
-			device_delete(res->id, 3000, true, NULL, 0);
+			device_delete_own(res->id, res->cookie, 3000, true, NULL, 0);
 	} else {
 		abandon(pid, res);
 	}

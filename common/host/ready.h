@@ -18,6 +18,7 @@ int ready_send(int fd, const char *fmt, ...) __attribute__((format(printf, 2, 3)
 
 struct ready_result {
 	int id;                 /* -1 until known */
+	uint64_t cookie;        /* the device's (ctrl_owner_cookie), 0 until known */
 	int live;               /* 1 once "ready" arrived */
 	int code;               /* exit code from "error", else 0 */
 	char msg[512];

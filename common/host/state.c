@@ -414,6 +414,11 @@ uint64_t state_entry_cookie(uint32_t id)
 	return cookie;
 }
 
+uint64_t state_locked_cookie(int lock_fd)
+{
+	return cookie_at(lock_fd);
+}
+
 int state_remove_same(uint32_t id, uint64_t cookie)
 {
 	return remove_id(id, &cookie);
