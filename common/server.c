@@ -88,18 +88,13 @@ static int fail(struct server *s, int code, const char *fmt, ...)
 	return code;
 }
 
-/* Whether device dev_id is still the one this server made or attaches
- * to (its cookie, ctrl_owner_cookie): ids are reused at once, and a
- * device deleted by another tool before its server opened it would
- * otherwise be replaced, unseen, by someone else's. */
+/* Whether the device is still the one this server made or attaches to
+ * (ctrl_device_is): ids are reused at once, and a device deleted by
+ * another tool before its server opened it would otherwise be replaced,
+ * unseen, by someone else's. */
 static int device_still_ours(struct server *s)
 {
-	struct ublksrv_ctrl_dev_info now;
-	int ret = ctrl_get_info(&s->ctrl, (uint32_t)s->dev_id, &now);
-
-	if (ret == -ENODEV || (!ret && now.ublksrv_flags != s->info.ublksrv_flags))
-		return 0;
-	return ret ? ret : 1;
+	return ctrl_device_is(&s->ctrl, (uint32_t)s->dev_id, s->info.ublksrv_flags);
 }
 
 /* Open /dev/ublkcN, and make sure it is this server's device: once it is
@@ -571,7 +566,7 @@ static int attach_device(struct server *s)
 			    "an old kernel): it cannot be recovered; delete it with ublk-del", s->dev_id);
 	/* an entry left by a device deleted before this one took its id (the
 	 * entry locked, whose config the layer stack was made from) */
-	uint64_t cookie = state_locked_cookie(s->lock_fd);
+	uint64_t cookie = state_cookie_at(s->lock_fd);
 	if (cookie && cookie != s->info.ublksrv_flags)
 		return fail(s, EXIT_FAIL, "ublkb%d: its state entry is of an earlier device of that id, "
 			    "not of this one: nothing to recover it with; delete it with ublk-del",

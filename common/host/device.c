@@ -49,18 +49,6 @@ static int find_server(uint32_t id, const struct ublksrv_ctrl_dev_info *info)
 
 #define SET_WHY(...) do { if (why) snprintf(why, len, __VA_ARGS__); } while (0)
 
-/* Whether device id is still the one with this cookie: 1, 0 (gone, or
- * another's), or -errno. */
-static int same_device(struct ublk_ctrl *c, uint32_t id, uint64_t cookie)
-{
-	struct ublksrv_ctrl_dev_info now;
-	int ret = ctrl_get_info(c, id, &now);
-
-	if (ret == -ENODEV)
-		return 0;
-	return ret ? ret : now.ublksrv_flags == cookie;
-}
-
 int device_delete(uint32_t id, uint64_t timeout_ms, bool force, char *why, size_t len)
 {
 	return device_delete_own(id, 0, timeout_ms, force, why, len);
@@ -118,7 +106,7 @@ int device_delete_own(uint32_t id, uint64_t cookie, uint64_t timeout_ms, bool fo
 	n_numbers = force ? device_numbers_of(id, &numbers) : 0;
 	c.timeout_ms = ms_left(deadline) + 1000;
 	/* each step acts by id: on the device this began with, or on none */
-	if ((ret = same_device(&c, id, info.ublksrv_flags)) < 0) {
+	if ((ret = ctrl_device_is(&c, id, info.ublksrv_flags)) < 0) {
 		SET_WHY("ublkb%u: GET_DEV_INFO: %s", id, strerror(-ret));
 		goto out;
 	}
@@ -140,7 +128,7 @@ int device_delete_own(uint32_t id, uint64_t cookie, uint64_t timeout_ms, bool fo
 	}
 	c.timeout_ms = ms_left(deadline) + 2000;
 	/* its server deletes it too, and the id may be a new device's since */
-	ret = same_device(&c, id, info.ublksrv_flags);
+	ret = ctrl_device_is(&c, id, info.ublksrv_flags);
 	if (ret > 0)
 		ret = ctrl_del_dev(&c, id);
 gone:

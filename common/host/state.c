@@ -150,8 +150,7 @@ int state_entry_open(uint32_t id)
 	return ret ? ret : fd;
 }
 
-/* The cookie in an entry's folder (state_create), 0 if it has none. */
-static uint64_t cookie_at(int dir)
+uint64_t state_cookie_at(int dir)
 {
 	char buf[32];
 	int fd = state_open_regular_at(dir, "cookie", O_RDONLY);
@@ -184,7 +183,7 @@ static int remove_entry(int root, const char *name, const uint64_t *only)
 	fd = openat(root, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 	if (fd < 0)
 		return errno == ENOENT ? 0 : -errno;
-	if (only && cookie_at(fd) != *only) {
+	if (only && state_cookie_at(fd) != *only) {
 		close(fd);
 		return 0;
 	}
@@ -407,16 +406,11 @@ int state_remove(uint32_t id)
 uint64_t state_entry_cookie(uint32_t id)
 {
 	int fd = state_entry_open(id);
-	uint64_t cookie = fd < 0 ? 0 : cookie_at(fd);
+	uint64_t cookie = fd < 0 ? 0 : state_cookie_at(fd);
 
 	if (fd >= 0)
 		close(fd);
 	return cookie;
-}
-
-uint64_t state_locked_cookie(int lock_fd)
-{
-	return cookie_at(lock_fd);
 }
 
 int state_remove_same(uint32_t id, uint64_t cookie)

@@ -81,8 +81,9 @@ int state_remove(uint32_t id);
 /* The cookie of the device the entry is of (ctrl_owner_cookie), 0 if
  * it has none (made by an older version). */
 uint64_t state_entry_cookie(uint32_t id);
-/* The same of the entry a state_lock fd holds (whatever has its name now). */
-uint64_t state_locked_cookie(int lock_fd);
+/* The same of the entry folder dir (a state_lock fd: that entry, whatever
+ * has its name now). */
+uint64_t state_cookie_at(int dir);
 /* state_remove, if the entry is of the device with this cookie (0: one
  * without): once a device is deleted its id, and entry, may be a new
  * device's. */

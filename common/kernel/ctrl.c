@@ -182,6 +182,16 @@ int ctrl_owner_cookie(pid_t pid, uint64_t *cookie)
 	return 0;
 }
 
+int ctrl_device_is(struct ublk_ctrl *c, uint32_t id, uint64_t cookie)
+{
+	struct ublksrv_ctrl_dev_info now;
+	int ret = ctrl_get_info(c, id, &now);
+
+	if (ret == -ENODEV)
+		return 0;
+	return ret ? ret : now.ublksrv_flags == cookie;
+}
+
 pid_t ctrl_cookie_pid(uint64_t cookie)
 {
 	uint32_t pid = (uint32_t)cookie;

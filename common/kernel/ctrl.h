@@ -35,6 +35,9 @@ int ctrl_add_dev(struct ublk_ctrl *c, struct ublksrv_ctrl_dev_info *info);
  * so that a new device that took a deleted one's id is not taken for it.
  * 0, or -errno from getrandom. */
 int ctrl_owner_cookie(pid_t pid, uint64_t *cookie);
+/* Whether device id is still the one with this cookie: 1, 0 (no such
+ * device, or another that took the id), or -errno. */
+int ctrl_device_is(struct ublk_ctrl *c, uint32_t id, uint64_t cookie);
 /* The pid in a cookie; 0 if none (another program's device). */
 pid_t ctrl_cookie_pid(uint64_t cookie);
 int ctrl_set_params(struct ublk_ctrl *c, uint32_t id, struct ublk_params *p);
