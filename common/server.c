@@ -32,6 +32,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/prctl.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -56,6 +57,7 @@ struct server {
 	struct ctl_server ctl;  /* live exports, on ctl_fd */
 	uint64_t stats_due_ms;  /* monotonic: when the stats (heartbeat) are next written */
 	bool stats_failing;     /* the last write of the stats failed (said once) */
+	int io_flusher_err;     /* PR_SET_IO_FLUSHER's -errno */
 };
 
 /* With -v: how long start-up took up to each step (docs/warm-pool.md). */
@@ -349,6 +351,10 @@ static void log_to_entry(struct server *s)
 
 	if (fd >= 0)
 		log_set_file(fd, STATE_LOG_MAX, rotate_log, (void *)(uintptr_t)s->dev_id);
+	if (s->io_flusher_err)
+		log_info("ublkb%d: the server is not marked as in the device's IO path "
+			 "(PR_SET_IO_FLUSHER: %s; it needs CAP_SYS_RESOURCE): on a host short of "
+			 "memory, IO to the device may stall", s->dev_id, strerror(-s->io_flusher_err));
 }
 
 /* Recovery: the state entry, locked so that no second server attaches. */
@@ -742,6 +748,19 @@ static bool stop_pending(struct server *s)
 	return false;
 }
 
+/* The server is in its device's IO path, as the loop driver's workers
+ * are, and is marked as they mark themselves: its allocations do not wait
+ * for reclaim to write pages back, which may be its own device's
+ * (PF_MEMALLOC_NOIO), and its writes to the cache file are throttled by
+ * that file's disk alone, not by the dirty pages of every disk, its own
+ * device's among them (PF_LOCAL_THROTTLE). Without it, a host short of
+ * memory can stall or deadlock the device. Every thread made after this
+ * inherits it, io_uring's workers too; said once the device has a log. */
+static int mark_io_flusher(void)
+{
+	return prctl(PR_SET_IO_FLUSHER, 1, 0, 0, 0) ? -errno : 0;
+}
+
 int server_run(const struct server_config *cfg)
 {
 	struct server s = {
@@ -755,6 +774,7 @@ int server_run(const struct server_config *cfg)
 
 	s.ctrl.fd = -1;
 	ctl_server_init(&s.ctl, -1, -1, NULL);
+	s.io_flusher_err = mark_io_flusher();
 	/* Signals go to the signalfd only; queue threads inherit the mask. */
 	sigemptyset(&mask);
 	sigaddset(&mask, SIGTERM);

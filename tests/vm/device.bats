@@ -35,6 +35,41 @@ ext4_mounted() {
 	assert_gone "$id" "$pid"
 }
 
+# thread_flags PID: "TID COMM FLAGS" for each thread of PID (FLAGS: the
+# 9th field of its stat, after the comm, which may hold spaces)
+thread_flags() {
+	local t
+	for t in /proc/"$1"/task/*; do
+		echo "${t##*/} $(cat "$t/comm") $(sed 's/.*) //' "$t/stat" | cut -d' ' -f7)"
+	done
+}
+
+@test "a server and its every thread are marked as in the IO path (PR_SET_IO_FLUSHER); without CAP_SYS_RESOURCE it says so and serves" {
+	make_image "$T/img" 16
+	dev=$("$B/ublk-add" --base "$T/img" --cache "$T/cache" --queues 2)
+	id=${dev#/dev/ublkb}
+	dd if=/dev/urandom of="$dev" bs=64k count=16 oflag=direct status=none
+	pid=$(cat "$UBLK_STATE_DIR/ublkb$id/pid")
+	thread_flags "$pid" >"$T/flags"
+	cat "$T/flags" >&2
+	# the main thread and two queue threads at least
+	[ "$(wc -l <"$T/flags")" -ge 3 ]
+	# PF_MEMALLOC_NOIO 0x80000 and PF_LOCAL_THROTTLE 0x100000 on each
+	awk '{ if (int($NF / 524288) % 4 != 3) { print "not marked: " $0; bad = 1 } } END { exit bad }' "$T/flags" >&2
+	run grep -q "PR_SET_IO_FLUSHER" "$UBLK_STATE_DIR/ublkb$id/log"
+	[ "$status" -eq 1 ]
+	"$B/ublk-del" "$dev"
+	assert_gone "$id" "$pid"
+
+	# a server without the capability still serves, and its log says what it lacks
+	dev=$(capsh --drop=cap_sys_resource -- -c 'exec "$0" --base "$1" --read-only' "$B/ublk-add" "$T/img")
+	id=${dev#/dev/ublkb}
+	grep -q "ublkb$id: the server is not marked as in the device's IO path (PR_SET_IO_FLUSHER: Operation not permitted; it needs CAP_SYS_RESOURCE)" "$UBLK_STATE_DIR/ublkb$id/log"
+	cmp "$dev" "$T/img"
+	"$B/ublk-del" "$dev"
+	assert_gone "$id"
+}
+
 @test "O_DIRECT writes at several offsets read back equal" {
 	make_image "$T/img" 16
 	dev=$("$B/ublk-add" --base "$T/img")
