@@ -58,7 +58,13 @@ struct server {
 	uint64_t stats_due_ms;  /* monotonic: when the stats (heartbeat) are next written */
 	bool stats_failing;     /* the last write of the stats failed (said once) */
 	int io_flusher_err;     /* PR_SET_IO_FLUSHER's -errno */
+	bool released;          /* the queues were let on to fetch (or end) */
+	int fd_reserve;         /* a recovery's fd for /dev/ublkcN, kept from before its START */
 };
+
+/* How long a server whose device never went live waits for its queue
+ * threads to end: they have only fetches in flight. */
+#define QUEUE_END_WAIT_MS 2000
 
 /* With -v: how long start-up took up to each step (docs/warm-pool.md). */
 static void step_done(const struct server *s, const char *what)
@@ -209,33 +215,11 @@ static int build_stack(struct server *s)
 	return code ? fail(s, code, "%s", why) : 0;
 }
 
-static int start_queues(struct server *s)
+/* Wait for each of the n queues' signal of a step, then for its result. */
+static int wait_queues(struct server *s, unsigned n)
 {
-	unsigned n = s->info.nr_hw_queues;
 	uint64_t deadline = deadline_ms(s->cfg->timeout_ms);
 
-	s->queues = calloc(n, sizeof(*s->queues));
-	if (!s->queues)
-		return -ENOMEM;
-	for (unsigned i = 0; i < n; i++) {
-		struct ublk_queue *q = &s->queues[i];
-		q->dev_id = s->dev_id;
-		q->qid = i;
-		q->depth = s->info.queue_depth;
-		q->buf_bytes = s->info.max_io_buf_bytes;
-		q->char_fd = s->char_fd;
-		q->ioctl_encode = (s->info.flags & UBLK_F_CMD_IOCTL_ENCODE) != 0;
-		q->user_copy = (s->info.flags & UBLK_F_USER_COPY) != 0;
-		q->get_data = !q->user_copy && (s->info.flags & UBLK_F_NEED_GET_DATA);
-		q->target = stack_target(s->layer);
-		q->ready_efd = s->ready_efd;
-		q->exit_efd = s->exit_efd;
-		int ret = queue_start(q);
-		if (ret)
-			return ret;
-		s->started++;
-	}
-	/* Wait until every queue has queued its fetches (or failed). */
 	for (unsigned done = 0; done < n;) {
 		struct pollfd p = { .fd = s->ready_efd, .events = POLLIN };
 		uint64_t cnt, left = ms_left(deadline);
@@ -253,11 +237,71 @@ static int start_queues(struct server *s)
 	return 0;
 }
 
+/* The queue threads, each with its ring and buffers, waiting for the
+ * device (fetch_queues): all a recovery can fail at is done before
+ * START_USER_RECOVERY, after which the kernel takes no other recovery
+ * until every queue has fetched. */
+static int prepare_queues(struct server *s)
+{
+	unsigned n = s->info.nr_hw_queues;
+
+	s->queues = calloc(n, sizeof(*s->queues));
+	if (!s->queues)
+		return -ENOMEM;
+	for (unsigned i = 0; i < n; i++) {
+		struct ublk_queue *q = &s->queues[i];
+		q->dev_id = s->dev_id;
+		q->qid = i;
+		q->depth = s->info.queue_depth;
+		q->buf_bytes = s->info.max_io_buf_bytes;
+		q->char_fd = -1;
+		q->ioctl_encode = (s->info.flags & UBLK_F_CMD_IOCTL_ENCODE) != 0;
+		q->user_copy = (s->info.flags & UBLK_F_USER_COPY) != 0;
+		q->get_data = !q->user_copy && (s->info.flags & UBLK_F_NEED_GET_DATA);
+		q->target = stack_target(s->layer);
+		q->ready_efd = s->ready_efd;
+		q->exit_efd = s->exit_efd;
+		int ret = queue_start(q);
+		if (ret)
+			return ret;
+		s->started++;
+	}
+	return wait_queues(s, n);
+}
+
+/* Let every queue map its descriptors and fetch (or, with -1, end). */
+static void release_queues(struct server *s, int char_fd)
+{
+	for (unsigned i = 0; i < s->started; i++)
+		queue_release(&s->queues[i], char_fd);
+	s->released = true;
+}
+
+static int fetch_queues(struct server *s)
+{
+	release_queues(s, s->char_fd);
+	return wait_queues(s, s->started);
+}
+
+/* A recovery that failed because its device was stopped under it (a
+ * ublk-del between START_USER_RECOVERY and END_USER_RECOVERY): the kernel
+ * keeps the fetches made after the stop until another stop cancels them,
+ * which on a stopped device is all STOP_DEV does (6.1 and 6.12). */
+static void cancel_fetches(struct server *s)
+{
+	struct ublksrv_ctrl_dev_info now;
+
+	if (!ctrl_get_info(&s->ctrl, (uint32_t)s->dev_id, &now) &&
+	    now.ublksrv_flags == s->info.ublksrv_flags && now.state == UBLK_S_DEV_DEAD)
+		ctrl_stop_dev(&s->ctrl, (uint32_t)s->dev_id);
+}
+
 /* Stop and delete the device and free everything; safe at any stage. */
 static void teardown(struct server *s)
 {
 	/* A failed recovery leaves the device waiting for the next one. */
 	bool owned = s->dev_id >= 0 && !s->lost && (s->live || s->cfg->recover_id < 0);
+	bool joined = true;
 	int ret;
 
 	/* without /dev/ublkcN open the id is ours only while the device is */
@@ -272,11 +316,21 @@ static void teardown(struct server *s)
 		if (ret && ret != -ENODEV)
 			log_err("ublkb%d: STOP_DEV: %s", s->dev_id, strerror(-ret));
 	}
+	if (!s->released)
+		release_queues(s, -1);
+	else if (!owned && !s->live && s->char_fd >= 0)
+		cancel_fetches(s);
+	/* A device never live under this server has nothing in flight; its
+	 * fetches end with a stop, which a failed recovery does not send. */
+	uint64_t join_ms = s->live ? s->cfg->timeout_ms : QUEUE_END_WAIT_MS;
+	uint64_t join_by = deadline_ms(join_ms);
 	for (unsigned i = 0; i < s->started; i++) {
-		ret = queue_join(&s->queues[i], s->cfg->timeout_ms);
-		if (ret)
+		ret = queue_join(&s->queues[i], ms_left(join_by));
+		if (ret) {
 			log_err("ublkb%d: queue %u did not stop within %llu ms; exiting anyway",
-				s->dev_id, i, (unsigned long long)s->cfg->timeout_ms);
+				s->dev_id, i, (unsigned long long)join_ms);
+			joined = false;
+		}
 	}
 	/* While /dev/ublkcN is open the id stays this device's; once the
 	 * device is deleted a new one may take the id, and its entry, at once. */
@@ -292,9 +346,12 @@ static void teardown(struct server *s)
 			log_dbg("ublkb%d: deleted with %s", s->dev_id,
 				s->ctrl.del_async == 1 ? "DEL_DEV_ASYNC" : "DEL_DEV");
 	}
-	free(s->queues);
+	/* a queue thread still running may use both */
+	if (joined) {
+		free(s->queues);
+		layer_close(s->layer);
+	}
 	ctrl_close(&s->ctrl);
-	layer_close(s->layer);
 	if (s->sig_fd >= 0)
 		close(s->sig_fd);
 	if (s->exit_efd >= 0)
@@ -305,6 +362,8 @@ static void teardown(struct server *s)
 		close(s->ctl_fd);
 	if (s->lock_fd >= 0)
 		close(s->lock_fd);
+	if (s->fd_reserve >= 0)
+		close(s->fd_reserve);
 }
 
 int server_preflight(const struct server_config *cfg, char *why, size_t len)
@@ -351,10 +410,6 @@ static void log_to_entry(struct server *s)
 
 	if (fd >= 0)
 		log_set_file(fd, STATE_LOG_MAX, rotate_log, (void *)(uintptr_t)s->dev_id);
-	if (s->io_flusher_err)
-		log_info("ublkb%d: the server is not marked as in the device's IO path "
-			 "(PR_SET_IO_FLUSHER: %s; it needs CAP_SYS_RESOURCE): on a host short of "
-			 "memory, IO to the device may stall", s->dev_id, strerror(-s->io_flusher_err));
 }
 
 /* Recovery: the state entry, locked so that no second server attaches. */
@@ -559,8 +614,11 @@ static int create_device(struct server *s)
 static int attach_device(struct server *s)
 {
 	const struct server_config *cfg = s->cfg;
-	uint64_t deadline = deadline_ms(cfg->timeout_ms);
-	int ret;
+	/* one deadline from the server's start, which takes in the wait for
+	 * the old server's lock: whoever started this gives it twice that, and
+	 * must not kill it between START_USER_RECOVERY and its fetches */
+	uint64_t deadline = s->start_ns / 1000000 + cfg->timeout_ms;
+	int ret, ours = 1;
 
 	ret = ctrl_get_info(&s->ctrl, s->dev_id, &s->info);
 	if (ret == -ENODEV)
@@ -577,25 +635,51 @@ static int attach_device(struct server *s)
 		return fail(s, EXIT_FAIL, "ublkb%d: its state entry is of an earlier device of that id, "
 			    "not of this one: nothing to recover it with; delete it with ublk-del",
 			    s->dev_id);
+	/* What can fail is done before START_USER_RECOVERY: after it the
+	 * kernel takes no other recovery of the device until every queue has
+	 * fetched (on 6.12, one where some queues had, it crashes). So the
+	 * queues are made, the fd of /dev/ublkcN is kept, the entry claimed. */
+	if ((ret = prepare_queues(s)))
+		return fail(s, EXIT_FAIL, "ublkb%d: preparing queues: %s", s->dev_id, strerror(-ret));
+	step_done(s, "queue threads");
+	if ((s->fd_reserve = open("/dev/null", O_RDONLY | O_CLOEXEC)) < 0)
+		return fail(s, EXIT_FAIL, "ublkb%d: %s", s->dev_id, strerror(errno));
+	if ((ret = claim_state(s, "recovering\n")))
+		return ret;
 	ret = ctrl_start_recovery(&s->ctrl, s->dev_id);
 	if (ret == -EBUSY && s->info.state == UBLK_S_DEV_LIVE)
 		device_nudge((uint32_t)s->dev_id);   /* the kernel has not noticed yet */
-	while (ret == -EBUSY && ms_left(deadline)) {
+	/* deleted meanwhile, the id may be a new device's, which this must
+	 * not take for its own once that one's server dies */
+	while (ret == -EBUSY && ms_left(deadline) && (ours = device_still_ours(s)) > 0) {
 		sleep_ms(20);
 		ret = ctrl_start_recovery(&s->ctrl, s->dev_id);
+	}
+	if (ours < 0)
+		return fail(s, EXIT_FAIL, "ublkb%d: GET_DEV_INFO: %s", s->dev_id, strerror(-ours));
+	if (!ours || ret == -ENODEV) {
+		s->lost = true;
+		return fail(s, EXIT_NO_DEVICE, "ublkb%d: deleted (ublk-del, ublk-pool) while this "
+			    "server waited to recover it; nothing is served", s->dev_id);
 	}
 	if (ret == -EBUSY) {
 		ret = ctrl_get_info(&s->ctrl, s->dev_id, &s->info);
 		return fail(s, EXIT_TIMEOUT, "ublkb%d: the kernel did not release the device for "
 			    "recovery within %llu ms (state %s): is its old server still exiting?",
 			    s->dev_id, (unsigned long long)cfg->timeout_ms,
-			    ret ? "unknown" : s->info.state == UBLK_S_DEV_LIVE ? "live" : "quiesced");
+			    ret ? "unknown" : ctrl_state_name(s->info.state));
 	}
+	if (ret == -EINVAL)
+		return fail(s, EXIT_FAIL, "ublkb%d: START_USER_RECOVERY: the kernel takes no new "
+			    "recovery of this device (one ended after its start, before every queue "
+			    "fetched): delete it (ublk-del %d)", s->dev_id, s->dev_id);
 	if (ret)
 		return fail(s, EXIT_FAIL, "ublkb%d: START_USER_RECOVERY: %s", s->dev_id, strerror(-ret));
 	step_done(s, "START_USER_RECOVERY");
 	log_info("ublkb%d: recovering: new server pid %d", s->dev_id, (int)getpid());
-	return claim_state(s, "recovering\n");
+	close(s->fd_reserve);
+	s->fd_reserve = -1;
+	return 0;
 }
 
 /* What the kernel supports and what this device got (docs/kernels.md):
@@ -645,11 +729,16 @@ static int setup(struct server *s)
 		if ((ret = open_char_dev(s)))
 			return ret;
 		step_done(s, "open /dev/ublkcN");
+	} else {
+		if ((ret = prepare_queues(s)))
+			return fail(s, EXIT_FAIL, "ublkb%d: preparing queues: %s", s->dev_id,
+				    strerror(-ret));
+		step_done(s, "queue threads");
 	}
-	ret = start_queues(s);
+	ret = fetch_queues(s);
 	if (ret)
 		return fail(s, EXIT_FAIL, "ublkb%d: starting queues: %s", s->dev_id, strerror(-ret));
-	step_done(s, "queue threads and fetches");
+	step_done(s, "fetches");
 	ret = recover ? ctrl_end_recovery(&s->ctrl, s->dev_id, getpid()) :
 			ctrl_start_dev(&s->ctrl, s->dev_id, getpid());
 	if (ret)
@@ -677,6 +766,10 @@ static int setup(struct server *s)
 	}
 	/* once live: it must not lengthen start-up or recovery */
 	note_features(s);
+	if (s->io_flusher_err)
+		log_info("ublkb%d: the server is not marked as in the device's IO path "
+			 "(PR_SET_IO_FLUSHER: %s; it needs CAP_SYS_RESOURCE): on a host short of "
+			 "memory, IO to the device may stall", s->dev_id, strerror(-s->io_flusher_err));
 	char *shown = devopts_redacted(cfg->stack.base ? cfg->stack.base : cfg->stack.e2b_root);
 	log_dbg("ublkb%d: live, %u queue(s) of depth %u over %s", s->dev_id, s->info.nr_hw_queues,
 		s->info.queue_depth, shown ? shown : "?");
@@ -755,7 +848,7 @@ static bool stop_pending(struct server *s)
  * that file's disk alone, not by the dirty pages of every disk, its own
  * device's among them (PF_LOCAL_THROTTLE). Without it, a host short of
  * memory can stall or deadlock the device. Every thread made after this
- * inherits it, io_uring's workers too; said once the device has a log. */
+ * inherits it, io_uring's workers too; said once the device is live. */
 static int mark_io_flusher(void)
 {
 	return prctl(PR_SET_IO_FLUSHER, 1, 0, 0, 0) ? -errno : 0;
@@ -765,7 +858,8 @@ int server_run(const struct server_config *cfg)
 {
 	struct server s = {
 		.cfg = cfg, .char_fd = -1, .sig_fd = -1,
-		.exit_efd = -1, .ready_efd = -1, .ctl_fd = -1, .lock_fd = -1, .start_ns = now_ns(),
+		.exit_efd = -1, .ready_efd = -1, .ctl_fd = -1, .lock_fd = -1, .fd_reserve = -1,
+		.start_ns = now_ns(),
 	};
 
 	s.dev_id = cfg->recover_id;

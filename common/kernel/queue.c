@@ -422,19 +422,14 @@ static void on_cmd_cqe(struct ublk_queue *q, struct io_uring_cqe *cqe)
 	t->state = TAG_DEAD;
 }
 
-static int setup(struct ublk_queue *q)
+/* What needs no device: the ring, the tags and their buffers. Done before
+ * a recovery's START_USER_RECOVERY, after which the kernel takes no second
+ * recovery until every queue has fetched (docs/recovery.md). */
+static int prepare(struct ublk_queue *q)
 {
-	size_t stride = page_round(UBLK_MAX_QUEUE_DEPTH * sizeof(struct ublksrv_io_desc));
 	struct io_uring_params p = { .flags = IORING_SETUP_COOP_TASKRUN };
 	int ret;
 
-	q->descs_len = page_round(q->depth * sizeof(struct ublksrv_io_desc));
-	q->descs = mmap(NULL, q->descs_len, PROT_READ, MAP_SHARED | MAP_POPULATE,
-			q->char_fd, UBLKSRV_CMD_BUF_OFFSET + q->qid * stride);
-	if (q->descs == MAP_FAILED) {
-		q->descs = NULL;
-		return -errno;
-	}
 	/* Room for every tag's command plus backend IO of every tag (a split
 	 * cache read may queue more: SQEs are then submitted early, and CQEs
 	 * past the ring wait in the kernel's overflow list). SINGLE_ISSUER and
@@ -449,9 +444,6 @@ static int setup(struct ublk_queue *q)
 	if (ret)
 		return ret;
 	q->aio.ring = &q->ring;
-	ret = io_uring_register_files(&q->ring, &q->char_fd, 1);
-	if (ret)
-		return ret;
 	/* each tag's area aligned as malloc's */
 	size_t priv = (q->target.priv_size + 15) & ~(size_t)15;
 	q->tags = calloc(q->depth, sizeof(*q->tags));
@@ -479,6 +471,25 @@ static int setup(struct ublk_queue *q)
 			return -ENOMEM;
 		t->commit_addr = t->buf;
 	}
+	return 0;
+}
+
+/* The device's part: its descriptors, and a FETCH for every tag. */
+static int fetch(struct ublk_queue *q)
+{
+	size_t stride = page_round(UBLK_MAX_QUEUE_DEPTH * sizeof(struct ublksrv_io_desc));
+	int ret;
+
+	q->descs_len = page_round(q->depth * sizeof(struct ublksrv_io_desc));
+	q->descs = mmap(NULL, q->descs_len, PROT_READ, MAP_SHARED | MAP_POPULATE,
+			q->char_fd, UBLKSRV_CMD_BUF_OFFSET + q->qid * stride);
+	if (q->descs == MAP_FAILED) {
+		q->descs = NULL;
+		return -errno;
+	}
+	ret = io_uring_register_files(&q->ring, &q->char_fd, 1);
+	if (ret)
+		return ret;
 	for (uint16_t i = 0; i < q->depth; i++) {
 		ret = queue_cmd(q, &q->tags[i], IO_CMD(q, IO_FETCH_REQ), -1);
 		if (ret)
@@ -521,7 +532,17 @@ static void *queue_main(void *arg)
 	struct ublk_queue *q = arg;
 	uint64_t one = 1;
 
-	q->setup_err = setup(q);
+	q->setup_err = prepare(q);
+	if (write(q->ready_efd, &one, sizeof(one)) < 0) { }
+	if (q->setup_err)
+		goto out;
+	pthread_mutex_lock(&q->gate_lock);
+	while (!q->gate)
+		pthread_cond_wait(&q->gate_cond, &q->gate_lock);
+	pthread_mutex_unlock(&q->gate_lock);
+	if (q->char_fd < 0)
+		goto out;
+	q->setup_err = fetch(q);
 	if (write(q->ready_efd, &one, sizeof(one)) < 0) { }
 	if (q->setup_err)
 		goto out;
@@ -558,20 +579,32 @@ out:
 
 int queue_start(struct ublk_queue *q)
 {
+	pthread_mutex_init(&q->gate_lock, NULL);
+	pthread_cond_init(&q->gate_cond, NULL);
+	q->gate = false;
 	return -pthread_create(&q->thread, NULL, queue_main, q);
+}
+
+void queue_release(struct ublk_queue *q, int char_fd)
+{
+	pthread_mutex_lock(&q->gate_lock);
+	q->char_fd = char_fd;
+	q->gate = true;
+	pthread_cond_signal(&q->gate_cond);
+	pthread_mutex_unlock(&q->gate_lock);
 }
 
 int queue_join(struct ublk_queue *q, uint64_t timeout_ms)
 {
 	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
+	clock_gettime(CLOCK_MONOTONIC, &ts);
 	ts.tv_sec += timeout_ms / 1000;
 	ts.tv_nsec += (timeout_ms % 1000) * 1000000;
 	if (ts.tv_nsec >= 1000000000) {
 		ts.tv_sec++;
 		ts.tv_nsec -= 1000000000;
 	}
-	return -pthread_timedjoin_np(q->thread, NULL, &ts);
+	return -pthread_clockjoin_np(q->thread, NULL, CLOCK_MONOTONIC, &ts);
 }
 
 uint64_t queue_stalled_ms(struct ublk_queue *q, uint64_t now)

@@ -100,7 +100,11 @@ struct ublk_queue {
 	 * and the tag's address left there (docs/kernels.md). */
 	bool get_data;
 	struct queue_target target;
-	int ready_efd;              /* written once fetches are queued (or setup failed) */
+	int ready_efd;              /* written once prepared, then once fetches are queued
+				     * (or when either failed) */
+	pthread_mutex_t gate_lock;  /* queue_release lets the prepared thread on */
+	pthread_cond_t gate_cond;
+	bool gate;
 	int exit_efd;               /* written when the thread ends */
 
 	pthread_t thread;
@@ -132,9 +136,14 @@ struct ublk_queue {
 	uint64_t stall_seen_done, stall_since_ms;
 };
 
-/* Start the queue's thread. Returns 0 or -errno; q->setup_err tells later
- * whether the thread managed to queue its fetches. */
+/* Start the queue's thread, which prepares what needs no device (ring,
+ * buffers) and then waits for queue_release. Returns 0 or -errno; after
+ * each of its two signals on ready_efd, q->setup_err tells whether that
+ * step worked. */
 int queue_start(struct ublk_queue *q);
+/* Let a prepared queue's thread on: with the device's /dev/ublkcN it maps
+ * the descriptors and fetches; with -1 it ends. */
+void queue_release(struct ublk_queue *q, int char_fd);
 /* Wait for the thread to end; -ETIMEDOUT if it did not within timeout_ms. */
 int queue_join(struct ublk_queue *q, uint64_t timeout_ms);
 

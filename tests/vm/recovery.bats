@@ -115,6 +115,80 @@ fio_until_done() {
 	[ "$(dd if="$dev" bs=1M count=8 iflag=direct status=none | sha256sum)" = "$(sha256sum <"$T/data")" ]
 }
 
+# recover_with_fds ID LIMIT: ublk-serve --recover ID under an fd limit of
+# LIMIT; 0 once it serves the device (it is left running, its pid in
+# $T/srv.pid), 1 once it failed (its messages in $T/srv.err)
+recover_with_fds() {
+	prlimit --nofile="$2:$2" -- "$B/ublk-serve" --recover "$1" --timeout 10 \
+		</dev/null >"$T/srv.out" 2>"$T/srv.err" &
+	echo $! >"$T/srv.pid"
+	wait_until 60 "! kill -0 $! 2>/dev/null || grep -qx /dev/ublkb$1 '$T/srv.out'"
+	grep -qx "/dev/ublkb$1" "$T/srv.out"
+}
+
+@test "a recovery that fails for want of resources fails before the kernel starts it: the next one recovers the device" {
+	make_image "$T/base" 16
+	make_image "$T/data" 4
+	dev=$("$B/ublk-add" --base "$T/base" --cache "$T/cache" --queues 2)
+	id=${dev#/dev/ublkb}
+	dd if="$T/data" of="$dev" bs=1M oflag=direct status=none
+	kill -9 "$(server_pid "$id")"
+	wait_until 30 '[ "$(kernel_state "$id")" = quiesced ]'
+	# more fds each time, until one is enough: every attempt that fails
+	# must leave the device to the next (after the kernel's start of a
+	# recovery it takes no other until every queue fetched)
+	failed=0
+	for limit in $(seq 8 64); do
+		if recover_with_fds "$id" "$limit"; then break; fi
+		# it ended (a hang would have failed the wait above)
+		run kill -0 "$(cat "$T/srv.pid")"
+		[ "$status" -ne 0 ]
+		failed=$((failed + 1))
+		echo "fds $limit: $(tail -1 "$T/srv.err")" | tee -a "$T/attempts.log"
+		run grep -c "START_USER_RECOVERY" "$T/srv.err"
+		[ "$output" = 0 ]
+	done
+	echo "recovered with $limit fds after $failed failed attempts"
+	[ "$failed" -ge 3 ]
+	grep -q "preparing queues: Too many open files" "$T/attempts.log"
+	[ "$(kernel_state "$id")" = live ]
+	cmp <(head -c 4M "$dev") "$T/data"
+	pid=$(cat "$T/srv.pid")
+	"$B/ublk-del" "$dev"
+	assert_gone "$id" "$pid"
+}
+
+@test "ublk-del while a recovery waits for the kernel: the recovery ends at once, saying so; the next device of the id is left alone" {
+	make_image "$T/base" 4
+	dev=$("$B/ublk-add" --base "$T/base" --cache "$T/cache")
+	id=${dev#/dev/ublkb}
+	pid=$(server_pid "$id")
+	kill -9 "$pid"
+	# /dev/ublkcN held by another process once the dead server let go: the
+	# kernel refuses a recovery's start (busy) for as long as it is open
+	wait_until 30 "{ exec 7<>/dev/ublkc$id; } 2>/dev/null"
+	"$B/ublk-serve" --recover "$id" --timeout 60 </dev/null >"$T/srv.out" 2>"$T/srv.err" 7>&- &
+	srv=$!
+	BG=$srv
+	wait_until 30 '[ "$(cat "$UBLK_STATE_DIR/ublkb$id/state")" = recovering ]'
+	"$B/ublk-del" --timeout 30 "$id" 7>&- &
+	del=$!
+	# stopped (its disk gone), deleted once the node is let go
+	wait_until 30 "[ ! -e /sys/block/ublkb$id ]"
+	exec 7>&-
+	wait "$del"
+	# a new device may take the id at once: the waiting recovery must not take it
+	dev2=$("$B/ublk-add" --base "$T/base" --read-only)
+	code=0
+	wait "$srv" || code=$?
+	cat "$T/srv.err"
+	[ "$code" -eq 6 ]
+	grep -q "ublkb$id: deleted (ublk-del, ublk-pool) while this server waited to recover it; nothing is served" "$T/srv.err"
+	cmp "$dev2" "$T/base"
+	"$B/ublk-del" "$dev2"
+	assert_none_left
+}
+
 @test "servers killed together are recovered together by one reclaim --recover" {
 	make_image "$T/base" 16
 	for i in 1 2 3 4; do
