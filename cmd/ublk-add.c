@@ -110,7 +110,8 @@ int main(int argc, char **argv)
 		if (key == KEY_JSON)
 			json = true;
 		if (key == KEY_MAX && parse_uint(optarg, 1, 1 << 20, &max_devices))
-			return cli_usage_error(&c, "--max-devices '%s': expected a number from 1", optarg);
+			return cli_usage_error(&c, "--max-devices '%s': expected a number from 1 to %u",
+					       optarg, 1u << 20);
 	}
 	if (optind < argc)
 		return cli_usage_error(&c, "unexpected argument '%s'", argv[optind]);

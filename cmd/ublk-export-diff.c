@@ -277,15 +277,20 @@ int main(int argc, char **argv)
 	devopts_defaults(&cfg);
 	/* --inspect without FILE (last, or before another option) inspects
 	 * the build --e2b and --build name */
-	for (int i = 1; i < argc && strcmp(argv[i], "--"); i++)
-		if (!strcmp(argv[i], "--inspect") && (i + 1 == argc || argv[i + 1][0] == '-'))
-			argv[i] = "--inspect=";
 	cli_init(&c, &tool);
+	for (int i = 1; i < argc && strcmp(argv[i], "--"); i++)
+		if (cli_spells(&c, argv[i], "inspect") && (i + 1 == argc || argv[i + 1][0] == '-'))
+			argv[i] = "--inspect=";
 	while ((key = cli_next(&c, argc, argv)) != -1) {
 		uint64_t v;
 		switch (key) {
 		case CLI_DONE: return c.exit_code;
-		case KEY_OUTPUT: o.out = optarg; break;
+		case KEY_OUTPUT:
+			if (!*optarg)
+				return cli_usage_error(&c, "--output: expected FILE (- for stdout), not an "
+						       "empty string");
+			o.out = optarg;
+			break;
 		case KEY_ZSTD: o.zstd = true; break;
 		case KEY_KEEP: o.keep = true; break;
 		case KEY_LIVE: o.live = true; break;

@@ -231,6 +231,9 @@ static int trace_merge_cmd(char **paths, int n, const char *out, bool json, stru
 
 	if (!out)
 		return cli_usage_error(c, "trace-merge needs -o OUT");
+	/* a trace is written in place of a file, never to stdout */
+	if (!*out || !strcmp(out, "-"))
+		return cli_usage_error(c, "trace-merge -o '%s': expected a file name", out);
 	if (!n)
 		return cli_usage_error(c, "trace-merge needs one or more TRACE files");
 	if (!(in = calloc((size_t)n, sizeof(*in)))) {
@@ -378,8 +381,11 @@ int main(int argc, char **argv)
 				return cli_usage_error(&c, "--hang-timeout '%s': expected seconds, at most "
 						       "86400 (0: never)", optarg);
 		}
-		else if (key == KEY_TEXTFILE)
+		else if (key == KEY_TEXTFILE) {
+			if (!*optarg)   /* else /ublk.prom */
+				return cli_usage_error(&c, "--textfile: expected DIR, not an empty string");
 			textfile = optarg;
+		}
 		else if (key == KEY_GRACE) {
 			uint64_t ms;
 			if (parse_seconds(optarg, &ms) || ms > 86400000)

@@ -105,10 +105,11 @@ struct devopt {
 	size_t off;             /* of the field in struct server_config */
 	uint64_t lo, hi;
 	const char *want;
+	const char *arg;        /* what the value names (FILE, DIR), for messages */
 };
 
 #define DEVOPT_AS_ENTRY(name, key, arg, type, field, lo, hi, want, help) \
-	{ name, key, type, offsetof(struct server_config, field), lo, hi, want },
+	{ name, key, type, offsetof(struct server_config, field), lo, hi, want, arg },
 static const struct devopt devopts[] = { DEVICE_OPTION_LIST(DEVOPT_AS_ENTRY) };
 
 static const struct devopt *devopt_of(int key)
@@ -132,6 +133,12 @@ int devopts_apply(struct cli *c, struct server_config *cfg, int key, const char 
 		return common;
 	if (o->type <= DEVOPT_T_E2B_NAME && check_text(c, o->name, arg))
 		return CLI_DONE;
+	/* else an empty path would be the working directory, or nothing */
+	if ((o->type == DEVOPT_T_TEXT || o->type == DEVOPT_T_URL || o->type == DEVOPT_T_LAYERS) && !*arg) {
+		c->exit_code = cli_usage_error(c, "--%s: expected %s, not an empty string", o->name,
+					       o->arg);
+		return CLI_DONE;
+	}
 	switch (o->type) {
 	case DEVOPT_T_TEXT:
 	case DEVOPT_T_URL:

@@ -200,7 +200,7 @@ _ublk_tools()
     local -a words=("${COMP_WORDS[@]:0:cword}")   # the words before the current one
     local -a _ublk_long=() _ublk_arg=() _ublk_short=() names=()
     local _ublk_short_loaded=0
-    local o word i operands= given= nodev=
+    local o word i operands= given= nodev= recovering=
 
     COMPREPLY=()
 
@@ -244,11 +244,14 @@ _ublk_tools()
             operands=1
             break
         elif [[ $word == --?*=* ]]; then
-            _ublk_tools_no_device_opt "$(_ublk_tools_full "${word%%=*}")" && nodev=1
+            o=$(_ublk_tools_full "${word%%=*}")
+            _ublk_tools_no_device_opt "$o" && nodev=1
+            [[ $o == --recover ]] && recovering=1
             continue
         elif [[ $word == --?* ]]; then
             o=$(_ublk_tools_full "$word")
             _ublk_tools_no_device_opt "$o" && nodev=1
+            [[ $o == --recover ]] && recovering=1
             [[ ${words[i + 1]-} == "=" ]] && { i=$((i + 2)); continue; }
             _ublk_tools_takes_arg "$o" || continue
             # --inspect's FILE is optional: a word starting with "-" after it is an option
@@ -280,6 +283,13 @@ _ublk_tools()
         for o in "${_ublk_long[@]}"; do
             [[ $o == "$cur"* ]] || continue
             [[ $tool == ublk-pool* && $pool_cmd ]] && ! _ublk_tools_pool_takes "$pool_cmd" "$o" && continue
+            # a recovery takes the device's options from its state entry
+            if [[ $tool == ublk-serve* && $recovering ]]; then
+                case $o in
+                    --state-dir | --verbose | --timeout | --ready-fd | --help | --version) ;;
+                    *) continue ;;
+                esac
+            fi
             names+=("$o")
         done
         COMPREPLY=("${names[@]}")

@@ -351,7 +351,7 @@ int http_opts_init(struct http_opts *o, const char *auth_file, char *why, size_t
 		FILE *f = fopen(auth_file, "re");
 		if (!f) {
 			int ret = -errno;
-			WHY("%s: %s", auth_file, strerror(errno));
+			WHY("--auth-file %s: %s", auth_file, strerror(errno));
 			return ret;
 		}
 		if (!fgets(line, sizeof(line), f))

@@ -5,14 +5,18 @@
 #include <stdarg.h>
 #include <string.h>
 
-enum { KEY_HELP = 'h', KEY_VERSION = 'V', KEY_LONG_OPTIONS = 0x7f00 };
+enum { KEY_HELP = 'h', KEY_VERSION = 'V' };
 
 static const struct cli_option common_options[] = {
 	{ "help", KEY_HELP, NULL, "show this help and exit" },
 	{ "version", KEY_VERSION, NULL, "show the version and exit" },
-	{ "long-options", KEY_LONG_OPTIONS, NULL, NULL },   /* for completions */
 	{ 0 },
 };
+
+/* For the completions: "TOOL --long-options" alone, spelled out. It is no
+ * option getopt knows, so no abbreviation of another (--l for --layer)
+ * turns into it. */
+static const char LONG_OPTIONS[] = "--long-options";
 
 static void add_options(struct cli *c, const struct cli_option *o, size_t *nl, size_t *ns)
 {
@@ -61,9 +65,70 @@ int cli_usage_error(const struct cli *c, const char *fmt, ...)
 	return EXIT_USAGE;
 }
 
+/* The long options ARG ("--NAME" or "--NAME=VALUE") names: the one it
+ * spells out, else the ones it abbreviates. Up to max are kept in found;
+ * returns how many there are. */
+static size_t long_matches(const struct cli *c, const char *arg, const struct option **found,
+			   size_t max)
+{
+	size_t len = strcspn(arg + 2, "="), n = 0;
+
+	for (const struct option *o = c->longopts; o->name; o++) {
+		if (strncmp(o->name, arg + 2, len))
+			continue;
+		if (!o->name[len]) {
+			found[0] = o;
+			return 1;
+		}
+		if (n < max)
+			found[n] = o;
+		n++;
+	}
+	return n;
+}
+
+bool cli_spells(const struct cli *c, const char *arg, const char *name)
+{
+	const struct option *found[1];
+
+	return !strncmp(arg, "--", 2) && arg[2] && !strchr(arg, '=') &&
+	       long_matches(c, arg, found, 1) == 1 && !strcmp(found[0]->name, name);
+}
+
+/* What is wrong with ARG, which getopt refused. */
+static int refused(struct cli *c, const char *arg)
+{
+	const struct option *found[4];
+	size_t n;
+
+	if (strncmp(arg, "--", 2) || !arg[2])
+		return arg[0] == '-' && arg[1] ? cli_usage_error(c, "unknown option '-%c'", optopt)
+					      : cli_usage_error(c, "unknown option '%s'", arg);
+	n = long_matches(c, arg, found, 4);
+	if (n == 1 && strchr(arg, '=') && found[0]->has_arg == no_argument)
+		return cli_usage_error(c, "option '--%s' takes no argument", found[0]->name);
+	if (n > 1) {
+		char names[256] = "";
+		size_t used = 0;
+		for (size_t i = 0; i < n && i < 4 && used < sizeof(names); i++)
+			used += (size_t)snprintf(names + used, sizeof(names) - used, "%s--%s",
+						 i ? ", " : "", found[i]->name);
+		return cli_usage_error(c, "option '%.*s' is ambiguous (%s%s)", (int)strcspn(arg, "="),
+				       arg, names, n > 4 ? ", ..." : "");
+	}
+	return cli_usage_error(c, "unknown option '%.*s'", (int)strcspn(arg, "="), arg);
+}
+
 int cli_next(struct cli *c, int argc, char **argv)
 {
 	int prev = optind ? optind : 1;
+
+	if (prev == 1 && argc == 2 && !strcmp(argv[1], LONG_OPTIONS)) {
+		print_long_options(c->tool);
+		c->exit_code = EXIT_OK;
+		optind = 2;
+		return CLI_DONE;
+	}
 	int key = getopt_long(argc, argv, c->shortopts, c->longopts, NULL);
 
 	switch (key) {
@@ -75,15 +140,8 @@ int cli_next(struct cli *c, int argc, char **argv)
 		printf("%s %s\n", c->tool->name, UBLK_TOOLS_VERSION);
 		c->exit_code = EXIT_OK;
 		return CLI_DONE;
-	case KEY_LONG_OPTIONS:
-		print_long_options(c->tool);
-		c->exit_code = EXIT_OK;
-		return CLI_DONE;
 	case '?':
-		if (optopt && optopt < 256)
-			c->exit_code = cli_usage_error(c, "unknown option '-%c'", optopt);
-		else
-			c->exit_code = cli_usage_error(c, "unknown option '%s'", argv[optind - 1 >= prev ? optind - 1 : prev]);
+		c->exit_code = refused(c, argv[optind - 1 >= prev ? optind - 1 : prev]);
 		return CLI_DONE;
 	case ':':
 		c->exit_code = cli_usage_error(c, "option '%s' needs an argument", argv[optind - 1]);

@@ -49,5 +49,7 @@ int cli_next(struct cli *c, int argc, char **argv);
  * return EXIT_USAGE. */
 int cli_usage_error(const struct cli *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void cli_help(const struct cli_tool *t, FILE *out);
+/* Whether ARG is --NAME, or an abbreviation getopt reads as --NAME. */
+bool cli_spells(const struct cli *c, const char *arg, const char *name);
 
 #endif

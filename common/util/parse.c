@@ -59,16 +59,27 @@ int parse_size(const char *s, uint64_t *out)
 
 int parse_seconds(const char *s, uint64_t *ms)
 {
-	char *end;
-	double v;
+	uint64_t whole = 0, tenth_ms = 0;
+	size_t digits = 0;
 
-	if (!s || !isdigit((unsigned char)*s))
+	/* decimal only (strtod took hex and exponents): D, D.D or .D */
+	if (!s)
 		return -EINVAL;
-	errno = 0;
-	v = strtod(s, &end);
-	if (errno || *end || v < 0 || v > 86400.0 * 365)
+	for (; isdigit((unsigned char)*s); s++, digits++)
+		if ((whole = whole * 10 + (uint64_t)(*s - '0')) > 86400ull * 365)
+			return -EINVAL;
+	if (*s == '.') {
+		/* to tenths of a millisecond, which round to one */
+		unsigned place = 0;
+		for (s++; isdigit((unsigned char)*s); s++, digits++, place++)
+			if (place < 4)
+				tenth_ms = tenth_ms * 10 + (uint64_t)(*s - '0');
+		for (; place < 4; place++)
+			tenth_ms *= 10;
+	}
+	if (!digits || *s)
 		return -EINVAL;
-	*ms = (uint64_t)(v * 1000.0 + 0.5);
+	*ms = whole * 1000 + (tenth_ms + 5) / 10;
 	return 0;
 }
 

@@ -37,8 +37,38 @@ teardown() {
 @test "unknown option is a usage error" {
 	for tool in ublk-add ublk-serve ublk-del ublk-export-diff ublk-pool; do
 		run_mustfail 2 "unknown option '--bogus'; see '$tool --help'" "$B/$tool" --bogus
+		run_mustfail 2 "unknown option '--bogus'; see '$tool --help'" "$B/$tool" --bogus=1
 		run_mustfail 2 "unknown option '-Z'" "$B/$tool" -Z
+		# the completions' --long-options is no option to abbreviate
+		run_mustfail 2 "unknown option '--long'" "$B/$tool" --long
+		run_mustfail 2 "option '--help' takes no argument" "$B/$tool" --help=x
+		run_mustfail 2 "option '--ver' is ambiguous (--verbose, --version)" "$B/$tool" --ver
 	done
+	# before, "--l" was --long-options, and the device was not deleted (exit 0)
+	run_mustfail 2 "unknown option '--l'" "$B/ublk-del" --l 5
+	run_mustfail 2 "option '--json' takes no argument" "$B/ublk-add" --json=1
+	run_mustfail 2 "option '--all' takes no argument" "$B/ublk-del" --all=1
+	run_mustfail 2 "option '--pref' is ambiguous (--prefetch, --prefetch-trace, --prefetch-connections)" \
+		"$B/ublk-add" --pref x
+	# an abbreviated --inspect without FILE inspects the build, as spelled out
+	id=01234567-89ab-cdef-0123-456789abcdef
+	run_mustfail 5 "build(s) not found under $T/none: $id" \
+		"$B/ublk-export-diff" --insp --e2b "$T/none" --build "$id"
+}
+
+@test "an empty path is a usage error naming the option, not the working directory" {
+	run_mustfail 2 "--cache: expected FILE, not an empty string" "$B/ublk-add" --base "$T/img" --cache ''
+	run_mustfail 2 "--base: expected FILE, not an empty string" "$B/ublk-add" --base ''
+	run_mustfail 2 "--layer: expected DIFF, not an empty string" "$B/ublk-add" --base "$T/img" --layer ''
+	run_mustfail 2 "--record-access: expected FILE, not an empty string" \
+		"$B/ublk-add" --base "$T/img" --record-access ''
+	run_mustfail 2 "--cache: expected FILE, not an empty string" "$B/ublk-export-diff" --cache ''
+	run_mustfail 2 "--output: expected FILE (- for stdout), not an empty string" \
+		"$B/ublk-export-diff" --flatten --base "$T/img" -o ''
+	# before, it wrote /ublk.prom (relative to the root)
+	cd "$T"
+	run_mustfail 2 "--textfile: expected DIR, not an empty string" "$B/ublk-pool" metrics --textfile ''
+	run_mustfail 2 "trace-merge -o '-': expected a file name" "$B/ublk-pool" trace-merge -o - "$T/x"
 }
 
 @test "option values are checked strictly" {
@@ -46,6 +76,11 @@ teardown() {
 	run_mustfail 2 "--queues '0': expected 1 to 32" "$B/ublk-add" --base "$T/img" --queues 0
 	run_mustfail 2 "--depth '12x': expected 1 to 1024" "$B/ublk-add" --base "$T/img" --depth 12x
 	run_mustfail 2 "--timeout '-1'" "$B/ublk-add" --base "$T/img" --timeout -1
+	# seconds are decimal: no hex, no exponent; a fraction may stand alone
+	run_mustfail 2 "--timeout '0x10'" "$B/ublk-del" --timeout 0x10 --all
+	run_mustfail 2 "--timeout '1e3'" "$B/ublk-del" --timeout 1e3 --all
+	run_mustfail 2 "--max-devices '2000000': expected a number from 1 to 1048576" \
+		"$B/ublk-add" --base "$T/img" --max-devices 2000000
 	run_mustfail 2 "needs an argument" "$B/ublk-add" --base
 	run_mustfail 2 "unexpected argument 'extra'" "$B/ublk-add" --base "$T/img" extra
 	run_mustfail 2 "no device given" "$B/ublk-del"

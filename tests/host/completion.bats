@@ -59,6 +59,13 @@ complete_words() {
 	[ "$(complete_words ublk-serve --secrets-fd "")" = "" ]
 }
 
+@test "bash completion: ublk-serve --recover offers only the options that go with it" {
+	[ "$(complete_words ublk-serve --b)" = "--base --build" ]
+	[ "$(complete_words ublk-serve --recover 5 --b)" = "" ]
+	[ "$(complete_words ublk-serve --recover=5 --t)" = "--timeout" ]
+	[ "$(complete_words ublk-serve --rec 5 --st)" = "--state-dir" ]
+}
+
 @test "the zsh completion parses" {
 	zsh -n "$BATS_TEST_DIRNAME/../../completions/_ublk-tools"
 }

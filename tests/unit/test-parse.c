@@ -8,6 +8,7 @@
 #include "pool_admin.h"
 #include "util/exitcodes.h"
 #include "kernel/ctrl.h"
+#include "util/json.h"
 #include "util/json_read.h"
 #include "util/parallel.h"
 #include "util/parse.h"
@@ -120,6 +121,18 @@ static void test_limits(void)
 	CHECK(deadline_ms(1000) >= now_ms() + 999, "a deadline");
 	CHECK(!parse_seconds("4294967.346", &ms) && ms == 4294967346ull, "parsed in full");
 	CHECK(!parse_seconds("2.5", &ms) && ms == 2500, "fraction");
+	CHECK(!parse_seconds(".5", &ms) && ms == 500, "a fraction alone");
+	CHECK(!parse_seconds("7", &ms) && ms == 7000, "whole seconds");
+	CHECK(!parse_seconds("0.0015", &ms) && ms == 2, "rounded to a millisecond");
+	CHECK(!parse_seconds("1.23449999", &ms) && ms == 1234, "digits past a tenth of a ms ignored");
+	CHECK(!parse_seconds("31536000", &ms) && ms == 31536000000ull, "a year");
+	CHECK(parse_seconds("31536001", &ms) == -EINVAL, "past a year");
+	CHECK(parse_seconds("0x10", &ms) == -EINVAL, "hex");
+	CHECK(parse_seconds("1e3", &ms) == -EINVAL, "exponent");
+	CHECK(parse_seconds(".", &ms) == -EINVAL, "a dot alone");
+	CHECK(parse_seconds("", &ms) == -EINVAL, "nothing");
+	CHECK(parse_seconds("-1", &ms) == -EINVAL, "negative");
+	CHECK(parse_seconds("1.5s", &ms) == -EINVAL, "a unit");
 }
 
 static void test_names(void)
@@ -232,6 +245,35 @@ static void test_human_bytes(void)
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		progress_bytes(cases[i].v, buf, sizeof(buf));
 		CHECK(!strcmp(buf, cases[i].want), "%llu: %s", (unsigned long long)cases[i].v, buf);
+	}
+}
+
+/* Strings are bytes (paths): what is not UTF-8 shows as U+FFFD, so the
+ * document stays JSON; UTF-8 passes as it is. */
+static void test_json_utf8(void)
+{
+	static const struct { const char *in, *want; } cases[] = {
+		{ "caf\xc3\xa9", "{\"p\":\"caf\xc3\xa9\"}\n" },
+		{ "caf\xe9", "{\"p\":\"caf\\ufffd\"}\n" },
+		{ "\xe2\x82", "{\"p\":\"\\ufffd\\ufffd\"}\n" },           /* cut short */
+		{ "\xc0\xaf", "{\"p\":\"\\ufffd\\ufffd\"}\n" },           /* overlong */
+		{ "\xed\xa0\x80", "{\"p\":\"\\ufffd\\ufffd\\ufffd\"}\n" }, /* a surrogate */
+		{ "\xf4\x90\x80\x80", "{\"p\":\"\\ufffd\\ufffd\\ufffd\\ufffd\"}\n" }, /* past U+10FFFF */
+		{ "\xf0\x9f\x98\x80!", "{\"p\":\"\xf0\x9f\x98\x80!\"}\n" },
+		{ "a\"\x01", "{\"p\":\"a\\\"\\u0001\"}\n" },
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		char *text = NULL;
+		size_t len = 0;
+		FILE *f = open_memstream(&text, &len);
+		struct json j;
+
+		json_begin(&j, f);
+		json_str(&j, "p", cases[i].in);
+		json_end(&j);
+		fclose(f);
+		CHECK(!strcmp(text, cases[i].want), "case %zu: %s", i, text);
+		free(text);
 	}
 }
 
@@ -494,6 +536,7 @@ int main(void)
 	test_secrets();
 	test_saved_config();
 	test_json_read();
+	test_json_utf8();
 	test_human_bytes();
 	test_hang_deadline();
 	test_pid_settled();
