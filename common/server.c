@@ -105,6 +105,16 @@ static int device_still_ours(struct server *s)
 	return ctrl_device_is(&s->ctrl, (uint32_t)s->dev_id, s->info.ublksrv_flags);
 }
 
+/* Whether an open of /dev/ublkcN that failed with err is tried again: the
+ * node not made yet, or the old server's still open; in a recovery, a slot
+ * a thread of the stack holds for a moment (the recovery has started: it
+ * must not fail now). */
+static bool open_again(const struct server *s, int err)
+{
+	return err == ENOENT || err == EBUSY ||
+	       (s->cfg->recover_id >= 0 && (err == EMFILE || err == ENFILE));
+}
+
 /* Open /dev/ublkcN, and make sure it is this server's device: once it is
  * open the kernel keeps the id for it, whoever deletes the device. */
 static int open_char_dev(struct server *s)
@@ -118,7 +128,14 @@ static int open_char_dev(struct server *s)
 	dev_char_path((uint32_t)s->dev_id, path, sizeof(path));
 	for (unsigned tries = 0;; tries++) {
 		fd = open(path, O_RDWR | O_CLOEXEC);
-		if (fd >= 0 || (errno != ENOENT && errno != EBUSY) || !ms_left(deadline))
+		/* a recovery's fd kept from before its start; a thread of the
+		 * stack (prefetch) may take the slot first, and give it back */
+		if (fd < 0 && (errno == EMFILE || errno == ENFILE) && s->fd_reserve >= 0) {
+			close(s->fd_reserve);
+			s->fd_reserve = -1;
+			fd = open(path, O_RDWR | O_CLOEXEC);
+		}
+		if (fd >= 0 || !open_again(s, errno) || !ms_left(deadline))
 			break;
 		/* every 100 ms: a device deleted meanwhile ends the wait */
 		if (tries % 20 == 19 && (ours = device_still_ours(s)) <= 0)
@@ -127,6 +144,10 @@ static int open_char_dev(struct server *s)
 	}
 	if (fd < 0)
 		return fail(s, EXIT_FAIL, "ublkb%d: open %s: %s", s->dev_id, path, strerror(errno));
+	if (s->fd_reserve >= 0) {
+		close(s->fd_reserve);
+		s->fd_reserve = -1;
+	}
 	if ((ours = device_still_ours(s)) > 0)
 		return s->char_fd = fd, 0;
 	close(fd);
@@ -646,15 +667,22 @@ static int attach_device(struct server *s)
 		return fail(s, EXIT_FAIL, "ublkb%d: %s", s->dev_id, strerror(errno));
 	if ((ret = claim_state(s, "recovering\n")))
 		return ret;
-	ret = ctrl_start_recovery(&s->ctrl, s->dev_id);
-	if (ret == -EBUSY && s->info.state == UBLK_S_DEV_LIVE)
-		device_nudge((uint32_t)s->dev_id);   /* the kernel has not noticed yet */
-	/* deleted meanwhile, the id may be a new device's, which this must
-	 * not take for its own once that one's server dies */
-	while (ret == -EBUSY && ms_left(deadline) && (ours = device_still_ours(s)) > 0) {
-		sleep_ms(20);
+	/* Each try checks first that the id is still this device's: deleted
+	 * meanwhile, it may be a new device's, which this must not take for
+	 * its own once that one's server dies. None once the deadline is past:
+	 * the kill of whoever started this server would come after the start. */
+	ret = -EBUSY;
+	for (unsigned tries = 0; ms_left(deadline) && (ours = device_still_ours(s)) > 0; tries++) {
 		ret = ctrl_start_recovery(&s->ctrl, s->dev_id);
+		if (ret != -EBUSY)
+			break;
+		if (!tries && s->info.state == UBLK_S_DEV_LIVE)
+			device_nudge((uint32_t)s->dev_id);   /* the kernel has not noticed yet */
+		sleep_ms(20);
 	}
+	/* refused: by this device, or by one that took the id since the check */
+	if (ret && ret != -EBUSY && ours > 0)
+		ours = device_still_ours(s);
 	if (ours < 0)
 		return fail(s, EXIT_FAIL, "ublkb%d: GET_DEV_INFO: %s", s->dev_id, strerror(-ours));
 	if (!ours || ret == -ENODEV) {
@@ -671,14 +699,12 @@ static int attach_device(struct server *s)
 	}
 	if (ret == -EINVAL)
 		return fail(s, EXIT_FAIL, "ublkb%d: START_USER_RECOVERY: the kernel takes no new "
-			    "recovery of this device (one ended after its start, before every queue "
-			    "fetched): delete it (ublk-del %d)", s->dev_id, s->dev_id);
+			    "recovery of this device (an earlier one ended after the kernel started it, "
+			    "before its queues fetched): delete it (ublk-del %d)", s->dev_id, s->dev_id);
 	if (ret)
 		return fail(s, EXIT_FAIL, "ublkb%d: START_USER_RECOVERY: %s", s->dev_id, strerror(-ret));
 	step_done(s, "START_USER_RECOVERY");
 	log_info("ublkb%d: recovering: new server pid %d", s->dev_id, (int)getpid());
-	close(s->fd_reserve);
-	s->fd_reserve = -1;
 	return 0;
 }
 

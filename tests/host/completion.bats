@@ -63,7 +63,8 @@ complete_words() {
 	[ "$(complete_words ublk-serve --b)" = "--base --build" ]
 	[ "$(complete_words ublk-serve --recover 5 --b)" = "" ]
 	[ "$(complete_words ublk-serve --recover=5 --t)" = "--timeout" ]
-	[ "$(complete_words ublk-serve --rec 5 --st)" = "--state-dir" ]
+	[ "$(complete_words ublk-serve --recov 5 --b)" = "" ]
+	[ "$(complete_words ublk-serve --recov 5 --st)" = "--state-dir" ]
 }
 
 @test "the zsh completion parses" {
