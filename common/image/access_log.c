@@ -139,8 +139,16 @@ int access_log_new(const struct access_log_opts *o, struct access_log **out, cha
 	if (o->replay) {
 		ret = layer_is_url(o->replay) ? load_url(o->replay, o->http, &a->plan, why, whylen) :
 		      trace_load(o->replay, &a->plan, why, whylen);
-		if (ret)
+		if (ret) {
+			/* which file of the command line it is */
+			static const char what[] = "prefetch trace: ";
+			size_t n = strlen(why);
+			if (n && n + sizeof(what) <= whylen) {
+				memmove(why + sizeof(what) - 1, why, n + 1);
+				memcpy(why, what, sizeof(what) - 1);
+			}
 			goto fail;
+		}
 		a->replaying = true;
 	}
 	*out = a;

@@ -75,10 +75,10 @@ complete_words() {
 	run "$BATS_TEST_DIRNAME/zsh-complete.zsh" "$BATS_TEST_DIRNAME/../../completions" "$BATS_TEST_TMPDIR" \
 		'ublk-del 3 --fo' 'ublk-export-diff sb-17 --liv' 'ublk-export-diff --inspect --e2' \
 		'ublk-serve --rec' 'ublk-serve --base x --rec' 'ublk-serve --recover 3 --qu' \
-		'ublk-pool reclaim --re' 'ublk-pool list --re'
+		'ublk-pool reclaim --re' 'ublk-pool list --re' 'ublk-pool -vt 5 reclaim --re'
 	echo "$output"
 	[ "$status" -eq 0 ]
-	[ "${#lines[@]}" -eq 16 ]
+	[ "${#lines[@]}" -eq 18 ]
 	[ "${lines[1]}" = --force ]
 	[ "${lines[3]}" = --live ]
 	[ "${lines[5]}" = "--e2b --e2b-file" ]
@@ -88,6 +88,8 @@ complete_words() {
 	[ "${lines[11]}" = "(none)" ]
 	[ "${lines[13]}" = --recover ]
 	[ "${lines[15]}" = "(none)" ]
+	# short options together, the last one's value the next word: 5 is no command
+	[ "${lines[17]}" = --recover ]
 }
 
 @test "bash completion offers device ids as they are typed" {

@@ -187,6 +187,9 @@ record_img() {
 	[ "$status" -eq 5 ]
 	[[ "$output" == *"$T/trace"* ]]
 	[[ "$output" == *"line"* ]]
+	# a missing one: the message says which file of the command line it is
+	run_mustfail 5 "prefetch trace: $T/none: No such file or directory" \
+		"$B/ublk-add" --base "$URL/img" --chunk-size 64K --read-only --prefetch-trace "$T/none"
 	assert_none_left
 }
 
