@@ -287,8 +287,7 @@ int main(int argc, char **argv)
 		case CLI_DONE: return c.exit_code;
 		case KEY_OUTPUT:
 			if (!*optarg)
-				return cli_usage_error(&c, "--output: expected FILE (- for stdout), not an "
-						       "empty string");
+				return cli_empty_value(&c, "output", "FILE (- for stdout)");
 			o.out = optarg;
 			break;
 		case KEY_ZSTD: o.zstd = true; break;

@@ -382,8 +382,8 @@ int main(int argc, char **argv)
 						       "86400 (0: never)", optarg);
 		}
 		else if (key == KEY_TEXTFILE) {
-			if (!*optarg)   /* else /ublk.prom */
-				return cli_usage_error(&c, "--textfile: expected DIR, not an empty string");
+			if (!*optarg)
+				return cli_empty_value(&c, "textfile", "DIR");
 			textfile = optarg;
 		}
 		else if (key == KEY_GRACE) {

@@ -133,10 +133,8 @@ int devopts_apply(struct cli *c, struct server_config *cfg, int key, const char 
 		return common;
 	if (o->type <= DEVOPT_T_E2B_NAME && check_text(c, o->name, arg))
 		return CLI_DONE;
-	/* else an empty path would be the working directory, or nothing */
 	if ((o->type == DEVOPT_T_TEXT || o->type == DEVOPT_T_URL || o->type == DEVOPT_T_LAYERS) && !*arg) {
-		c->exit_code = cli_usage_error(c, "--%s: expected %s, not an empty string", o->name,
-					       o->arg);
+		c->exit_code = cli_empty_value(c, o->name, o->arg);
 		return CLI_DONE;
 	}
 	switch (o->type) {

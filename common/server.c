@@ -126,15 +126,14 @@ static int open_char_dev(struct server *s)
 	/* The node appears asynchronously after ADD_DEV (devtmpfs/udev); a
 	 * recovery waits for the old server to let go of it. */
 	dev_char_path((uint32_t)s->dev_id, path, sizeof(path));
+	/* the slot a recovery kept from before its start (a thread of the
+	 * stack, a prefetch, may take it first: open_again) */
+	if (s->fd_reserve >= 0) {
+		close(s->fd_reserve);
+		s->fd_reserve = -1;
+	}
 	for (unsigned tries = 0;; tries++) {
 		fd = open(path, O_RDWR | O_CLOEXEC);
-		/* a recovery's fd kept from before its start; a thread of the
-		 * stack (prefetch) may take the slot first, and give it back */
-		if (fd < 0 && (errno == EMFILE || errno == ENFILE) && s->fd_reserve >= 0) {
-			close(s->fd_reserve);
-			s->fd_reserve = -1;
-			fd = open(path, O_RDWR | O_CLOEXEC);
-		}
 		if (fd >= 0 || !open_again(s, errno) || !ms_left(deadline))
 			break;
 		/* every 100 ms: a device deleted meanwhile ends the wait */
@@ -144,10 +143,6 @@ static int open_char_dev(struct server *s)
 	}
 	if (fd < 0)
 		return fail(s, EXIT_FAIL, "ublkb%d: open %s: %s", s->dev_id, path, strerror(errno));
-	if (s->fd_reserve >= 0) {
-		close(s->fd_reserve);
-		s->fd_reserve = -1;
-	}
 	if ((ours = device_still_ours(s)) > 0)
 		return s->char_fd = fd, 0;
 	close(fd);
@@ -261,15 +256,17 @@ static int wait_queues(struct server *s, unsigned n)
 /* The queue threads, each with its ring and buffers, waiting for the
  * device (fetch_queues): all a recovery can fail at is done before
  * START_USER_RECOVERY, after which the kernel takes no other recovery
- * until every queue has fetched. */
+ * until every queue has fetched. 0, or the exit code of the failure,
+ * said (fail). */
 static int prepare_queues(struct server *s)
 {
 	unsigned n = s->info.nr_hw_queues;
+	int ret = 0;
 
 	s->queues = calloc(n, sizeof(*s->queues));
 	if (!s->queues)
-		return -ENOMEM;
-	for (unsigned i = 0; i < n; i++) {
+		ret = -ENOMEM;
+	for (unsigned i = 0; !ret && i < n; i++) {
 		struct ublk_queue *q = &s->queues[i];
 		q->dev_id = s->dev_id;
 		q->qid = i;
@@ -282,12 +279,15 @@ static int prepare_queues(struct server *s)
 		q->target = stack_target(s->layer);
 		q->ready_efd = s->ready_efd;
 		q->exit_efd = s->exit_efd;
-		int ret = queue_start(q);
-		if (ret)
-			return ret;
-		s->started++;
+		if (!(ret = queue_start(q)))
+			s->started++;
 	}
-	return wait_queues(s, n);
+	if (!ret)
+		ret = wait_queues(s, n);
+	if (ret)
+		return fail(s, EXIT_FAIL, "ublkb%d: preparing queues: %s", s->dev_id, strerror(-ret));
+	step_done(s, "queue threads");
+	return 0;
 }
 
 /* Let every queue map its descriptors and fetch (or, with -1, end). */
@@ -661,8 +661,7 @@ static int attach_device(struct server *s)
 	 * fetched (on 6.12, one where some queues had, it crashes). So the
 	 * queues are made, the fd of /dev/ublkcN is kept, the entry claimed. */
 	if ((ret = prepare_queues(s)))
-		return fail(s, EXIT_FAIL, "ublkb%d: preparing queues: %s", s->dev_id, strerror(-ret));
-	step_done(s, "queue threads");
+		return ret;
 	if ((s->fd_reserve = open("/dev/null", O_RDONLY | O_CLOEXEC)) < 0)
 		return fail(s, EXIT_FAIL, "ublkb%d: %s", s->dev_id, strerror(errno));
 	if ((ret = claim_state(s, "recovering\n")))
@@ -755,11 +754,8 @@ static int setup(struct server *s)
 		if ((ret = open_char_dev(s)))
 			return ret;
 		step_done(s, "open /dev/ublkcN");
-	} else {
-		if ((ret = prepare_queues(s)))
-			return fail(s, EXIT_FAIL, "ublkb%d: preparing queues: %s", s->dev_id,
-				    strerror(-ret));
-		step_done(s, "queue threads");
+	} else if ((ret = prepare_queues(s))) {
+		return ret;
 	}
 	ret = fetch_queues(s);
 	if (ret)

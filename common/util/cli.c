@@ -65,6 +65,11 @@ int cli_usage_error(const struct cli *c, const char *fmt, ...)
 	return EXIT_USAGE;
 }
 
+int cli_empty_value(const struct cli *c, const char *opt, const char *want)
+{
+	return cli_usage_error(c, "--%s: expected %s, not an empty string", opt, want);
+}
+
 /* The long options ARG ("--NAME" or "--NAME=VALUE") names: the one it
  * spells out, else the ones it abbreviates. Up to max are kept in found;
  * returns how many there are. */
