@@ -2,6 +2,8 @@
  * (docs/cache-format.md, Export): its dirty and zero blocks as extents. */
 #include "image/cache.h"
 #include "image/cache_impl.h"
+#include "image/image.h"
+#include "util/ublk_limits.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -34,6 +36,25 @@ static void map_data(struct cache_export *x)
 	madvise(m, (size_t)end, MADV_SEQUENTIAL);
 	x->view = m;
 	x->view_len = (size_t)end;
+}
+
+/* The runs of dirty and of zero blocks, into ext if not NULL: how many. */
+static uint64_t runs(const struct cache *c, struct diff_extent *ext)
+{
+	uint64_t count = 0;
+
+	for (uint64_t blk = 0; blk < c->nblocks;) {
+		unsigned st = get_state(c, blk);
+		uint64_t n = 1;
+		while (blk + n < c->nblocks && n < (1u << 31) && get_state(c, blk + n) == st)
+			n++;
+		if (st != ST_CLEAN && ext)
+			ext[count] = (struct diff_extent){ blk, (uint32_t)n,
+							   st == ST_DIRTY ? DIFF_DATA : DIFF_ZERO };
+		count += st != ST_CLEAN;
+		blk += n;
+	}
+	return count;
 }
 
 int cache_export_open(const char *path, bool live, struct cache_export *x, char *why, size_t whylen)
@@ -84,35 +105,33 @@ int cache_export_open(const char *path, bool live, struct cache_export *x, char 
 	}
 	if ((ret = cache_map_load(&c, path, map_path, live, why, whylen)) < 0)
 		goto out;
-	x->data_fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (x->data_fd < 0) {
-		ret = -errno;
-		snprintf(why, whylen, "%s: %s", path, strerror(errno));
+	/* as the server opens it: no FIFO, and the size the map says */
+	uint64_t data_size;
+	if ((ret = image_open(path, true, &x->data_fd, &data_size, why, whylen)))
+		goto out;
+	if (data_size != c.hdr.dev_size) {
+		ret = -EINVAL;
+		snprintf(why, whylen, "%s: data file has %llu bytes, the map says %llu", path,
+			 (unsigned long long)data_size, (unsigned long long)c.hdr.dev_size);
 		goto out;
 	}
 	/* Runs of dirty blocks become data extents, runs of zero blocks zero
-	 * extents. */
-	size_t cap = 0;
-	for (uint64_t blk = 0; blk < c.nblocks;) {
-		unsigned st = get_state(&c, blk);
-		uint64_t n = 1;
-		while (blk + n < c.nblocks && n < (1u << 31) && get_state(&c, blk + n) == st)
-			n++;
-		if (st != ST_CLEAN && x->n_ext == cap) {
-			cap = cap ? cap * 2 : 1024;
-			struct diff_extent *grown = realloc(x->ext, cap * sizeof(*grown));
-			if (!grown) {
-				ret = -ENOMEM;
-				snprintf(why, whylen, "out of memory for %zu extents", cap);
-				goto out;
-			}
-			x->ext = grown;
-		}
-		if (st != ST_CLEAN)
-			x->ext[x->n_ext++] = (struct diff_extent){ blk, (uint32_t)n,
-								   st == ST_DIRTY ? DIFF_DATA : DIFF_ZERO };
-		blk += n;
+	 * extents: counted first, so that a map too fragmented for a diff is
+	 * refused before its list costs memory (16 bytes a block). */
+	uint64_t n_ext = runs(&c, NULL);
+	if (n_ext > UBLK_MAX_EXTENTS) {
+		ret = -EINVAL;
+		snprintf(why, whylen, "%s: %llu extents are more than a diff may hold (%llu): the "
+			 "cache is too fragmented to export", path, (unsigned long long)n_ext,
+			 (unsigned long long)UBLK_MAX_EXTENTS);
+		goto out;
 	}
+	if (n_ext && !(x->ext = malloc(n_ext * sizeof(*x->ext)))) {
+		ret = -ENOMEM;
+		snprintf(why, whylen, "out of memory for %llu extents", (unsigned long long)n_ext);
+		goto out;
+	}
+	x->n_ext = runs(&c, x->ext);
 	x->meta.dev_size = c.hdr.dev_size;
 	x->meta.generation = c.hdr.parent_generation + 1;
 	memcpy(x->meta.parent, c.hdr.parent_id, 16);

@@ -340,13 +340,20 @@ static void resume_parked(struct aio_req *req, int res)
  * flag first and waits for the count to drop. */
 static bool may_modify(struct cache *c, struct layer_io *io)
 {
-	atomic_fetch_add(&c->modifying, 1);
-	if (!atomic_load(&c->frozen))
-		return true;
-	atomic_fetch_sub(&c->modifying, 1);
+	for (;;) {
+		atomic_fetch_add(&c->modifying, 1);
+		if (!atomic_load(&c->frozen))
+			return true;
+		atomic_fetch_sub(&c->modifying, 1);
+		/* parked only while thaw, which clears the flag under the lock,
+		 * has not run: one that ran meanwhile would never resume it */
+		pthread_mutex_lock(&c->lock);
+		if (atomic_load(&c->frozen))
+			break;
+		pthread_mutex_unlock(&c->lock);
+	}
 	io->areq.complete = resume_parked;
 	aio_expect(io->aio);
-	pthread_mutex_lock(&c->lock);
 	((struct cache_io *)io->priv)->next_flush = c->parked;
 	c->parked = io;
 	pthread_mutex_unlock(&c->lock);
@@ -384,6 +391,10 @@ static void zero_done(struct layer_io *child, int res)
 {
 	struct cache_io *p = container_of(child, struct cache_io, child);
 	struct layer_io *io = p->parent;
+	/* the blocks read as zeros already: the hole only gives the space
+	 * back, which a file system that cannot punch one keeps */
+	if (res == -EOPNOTSUPP)
+		res = 0;
 	modified(p->cache, io, res < 0 ? res : (io->op == LAYER_WRITE ? (int)io->len : 0));
 }
 

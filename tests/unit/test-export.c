@@ -6,6 +6,7 @@
 #include "layer_run.h"
 #include "devopts.h"
 #include "export.h"
+#include "util/exitcodes.h"
 #include "image/layer_cache.h"
 #include "image/layer_diff.h"
 #include "image/layer_file.h"
@@ -133,15 +134,15 @@ static void test_export(const char *base)
 	CHECK(export_cache(at("c.cache"), &o, &r, why, sizeof(why)) != 0, "onto a folder");
 	check_no_leftovers("a failed export");
 
-	/* a data file cut short of its last dirty block: not mapped (touching
-	 * the page would be SIGBUS), read, and the block named */
+	/* a data file cut short of its last dirty block: refused at open, as
+	 * the server refuses it, with both sizes */
 	char cmd[600];
 	snprintf(cmd, sizeof(cmd), "cp %s %s && cp %s.map %s.map", at("c.cache"), at("cut.cache"),
 		 at("c.cache"), at("cut.cache"));
 	CHECK(system(cmd) == 0 && truncate(at("cut.cache"), SIZE - BS) == 0, "cut a data file");
 	o.out = at("cut.diff");
 	CHECK(export_cache(at("cut.cache"), &o, &r, why, sizeof(why)) != 0 &&
-	      strstr(why, "reading block 2047: Input/output error"), "cut data file: %s", why);
+	      strstr(why, "data file has 8384512 bytes, the map says 8388608"), "cut data file: %s", why);
 	check_no_leftovers("an export of a cut data file");
 }
 
@@ -268,6 +269,37 @@ static void test_flatten_sparse(void)
 	free(blk);
 }
 
+/* A cache whose every block differs from the next (dirty, zero, dirty...)
+ * over 128 GiB: more extents than a diff holds, refused before the list
+ * of them costs memory. */
+static void test_too_fragmented(void)
+{
+	uint64_t size = 128ull << 30, map_bytes = size / BS / 4;
+	struct export_opts o = { .out = at("frag.diff"), .keep = true, .timeout_ms = 10000 };
+	struct export_result r;
+	struct layer *b, *l;
+	char why[600];
+	int fd = open(at("huge.img"), O_CREAT | O_WRONLY, 0600);
+
+	CHECK(fd >= 0 && ftruncate(fd, (off_t)size) == 0, "sparse base");
+	close(fd);
+	CHECK(layer_file_open(at("huge.img"), true, &b) == 0, "open base");
+	CHECK(layer_cache_open(at("frag.cache"), b, 0, false, &l, why, sizeof(why)) == 0, "cache: %s", why);
+	layer_close(l);
+	unsigned char *states = malloc(map_bytes);
+	memset(states, 0x99, map_bytes);        /* 01 10 01 10: dirty, zero, ... */
+	fd = open(at("frag.cache.map"), O_WRONLY);
+	CHECK(fd >= 0 && pwrite(fd, states, map_bytes, BS) == (ssize_t)map_bytes, "fragment the map");
+	close(fd);
+	free(states);
+	CHECK(export_cache(at("frag.cache"), &o, &r, why, sizeof(why)) == EXIT_BAD_IMAGE &&
+	      strstr(why, "33554432 extents are more than a diff may hold (16777216)"),
+	      "a too fragmented cache: %s", why);
+	check_no_leftovers("a refused export");
+	CHECK(unlink(at("frag.cache")) == 0 && unlink(at("frag.cache.map")) == 0 &&
+	      unlink(at("huge.img")) == 0, "remove the 128 GiB files");
+}
+
 int main(void)
 {
 	char cmd[64];
@@ -286,6 +318,7 @@ int main(void)
 	test_export(at("base.img"));
 	test_flatten(at("base.img"));
 	test_flatten_sparse();
+	test_too_fragmented();
 	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
 	CHECK(system(cmd) == 0, "cleanup");
 	free(want);
