@@ -104,13 +104,14 @@ static void meta_json(struct json *j, const struct diff_meta *m)
 static int inspect(const char *path, bool json)
 {
 	struct diff_file *d;
-	char why[700], id[33], parent[33], note[1300];
+	char why[700], id[33], parent[33], note[1300], shown[4200];
 	uint64_t bad = 0;
 	bool done;
 	int ret = e2b_inspect_file(path, json, &done, note, sizeof(note));
 
 	if (done)
 		return ret;
+	http_name_for_log(path, shown, sizeof(shown));  /* a URL may carry credentials */
 	if ((ret = diff_open(path, NULL, &d, why, sizeof(why)))) {
 		log_err("%s%s", why, note);
 		return EXIT_BAD_IMAGE;
@@ -119,7 +120,7 @@ static int inspect(const char *path, bool json)
 	if (json) {
 		struct json j;
 		json_begin(&j, stdout);
-		json_str(&j, "path", path);
+		json_str(&j, "path", shown);
 		meta_json(&j, &d->meta);
 		json_u64(&j, "frames", d->n_frames);
 		json_u64(&j, "file_size", d->file_size);
@@ -137,7 +138,7 @@ static int inspect(const char *path, bool json)
 		       "layer %s\nparent %s\ngeneration %llu\n"
 		       "%llu extents: %llu data blocks, %llu zero blocks\n"
 		       "%llu frames of %u bytes%s, file %llu bytes\n",
-		       path, DIFF_VERSION, (unsigned long long)d->meta.dev_size, id, parent,
+		       shown, DIFF_VERSION, (unsigned long long)d->meta.dev_size, id, parent,
 		       (unsigned long long)d->meta.generation, (unsigned long long)d->meta.n_extents,
 		       (unsigned long long)d->meta.data_blocks, (unsigned long long)d->meta.zero_blocks,
 		       (unsigned long long)d->n_frames, d->meta.frame_size,
@@ -148,7 +149,7 @@ static int inspect(const char *path, bool json)
 		printf("checksums: %s\n", ret ? "BAD" : "ok");
 	}
 	if (ret)
-		log_err("%s: frame %llu: checksum mismatch or undecodable data", path,
+		log_err("%s: frame %llu: checksum mismatch or undecodable data", shown,
 			(unsigned long long)bad);
 	diff_close(d);
 	return ret ? EXIT_BAD_IMAGE : EXIT_OK;

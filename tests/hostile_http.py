@@ -9,6 +9,7 @@ second origin: redirects to it test that credentials stay home. Every
 request is logged on stdout, one line: "PORT PATH auth=yes|no range=R".
 """
 import http.server
+import os
 import socketserver
 import ssl
 import sys
@@ -20,6 +21,7 @@ IMAGE = bytes(i % 251 for i in range(251)) * (SIZE // 251 + 1)
 IMAGE = IMAGE[:SIZE]
 PORT, OTHER = int(sys.argv[1]), int(sys.argv[2])
 TLS = int(sys.argv[3]) if len(sys.argv) > 5 else 0
+GOLDEN = os.path.join(os.path.dirname(os.path.abspath(__file__)), "e2b", "golden")
 
 CASES = """
 ok           a correct server
@@ -33,6 +35,8 @@ short        reads after the probe: half the body, then the connection closes
 flaky        like short, but only the first request of each range
 badlength    reads after the probe: Content-Length says more than the range
 drip         reads after the probe: one byte a second
+slow         reads after the probe: answered after 2 s
+golden       /golden/NAME: tests/e2b/golden/NAME instead of the image
 etag         reads after the probe: another ETag
 private      403 without 'Authorization: Bearer s3cret' or 'X-Api-Key: s3cret'
 toother      302 to the same path under /private/ on OTHER_PORT
@@ -95,16 +99,26 @@ class Handler(http.server.BaseHTTPRequestHandler):
             return
         if case == "etag" and not probe:
             etag = '"v2"'
+        if case == "slow" and not probe:
+            time.sleep(2)
+        image, size = IMAGE, SIZE
+        if case == "golden":
+            name = os.path.basename(parts[2].split("?")[0])
+            with open(os.path.join(GOLDEN, name), "rb") as f:
+                image = f.read()
+            size = len(image)
+            if last is not None:
+                last = min(last, size - 1)
         if first is None or case == "norange":
             self.send_response(200)
-            self.send_header("Content-Length", str(SIZE))
+            self.send_header("Content-Length", str(size))
             self.send_header("ETag", etag)
             self.end_headers()
-            self.wfile.write(IMAGE)
+            self.wfile.write(image)
             return
-        body = IMAGE[first:last + 1]
+        body = image[first:last + 1]
         total = {"wrap": str(2**64 - 1), "huge": str(2**50), "star": "*",
-                 "junk": f"{SIZE}x"}.get(case, str(SIZE))
+                 "junk": f"{SIZE}x"}.get(case, str(size))
         shown = (first + 4096, last + 4096) if case == "otherstart" else (first, last)
         self.send_response(206)
         self.send_header("Content-Range", f"bytes {shown[0]}-{shown[1]}/{total}")

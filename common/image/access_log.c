@@ -427,8 +427,9 @@ static void log_close(struct layer *l)
 	if (a->record_path && !a->saved_end && save_locked(a, why, sizeof(why)))
 		log_err("%s", why);
 	pthread_mutex_unlock(&a->lock);
-	access_log_free(a);
+	/* the layers below first: their fetch threads look at the log */
 	layer_close(lower);
+	access_log_free(a);
 }
 
 static const struct layer_ops log_ops = {
@@ -456,7 +457,6 @@ int access_log_attach(struct access_log *a, struct layer *top, struct layer **ou
 		if (!trace_images_match(&a->plan, &mine, sub, sizeof(sub))) {
 			snprintf(why, whylen, "--prefetch-trace: a trace of other images: %s (record "
 				 "a trace of this version)", sub);
-			access_log_free(a);
 			return -EINVAL;
 		}
 	}

@@ -60,13 +60,14 @@ bool access_prefetch_wait(struct access_log *a, int img, uint64_t chunk);
 /* Check the replayed trace against the registered images, then put the
  * log on top of the stack (top is the stack; *out the new top) and start
  * recording and prefetching. On failure (-EINVAL: a trace of other
- * images, with why) the log is freed and top is left to the caller. */
+ * images, with why) the log and top are left to the caller, who closes
+ * top before freeing the log (top's remote layers look at it). */
 int access_log_attach(struct access_log *a, struct layer *top, struct layer **out, char *why,
 		      size_t whylen);
 /* Write the recording now (it goes on). -ENOENT if the stack records
  * nothing; top is the stack's top layer. */
 int access_log_save_now(struct layer *top, char *why, size_t whylen);
-/* Before attach only: free everything. */
+/* Before attach, or after its failure, only: free everything. */
 void access_log_free(struct access_log *a);
 
 #endif

@@ -3,6 +3,7 @@
 #include "util/atomic_file.h"
 #include "image/http.h"
 #include "util/sha256.h"
+#include "util/timeutil.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -12,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
@@ -568,14 +570,52 @@ static void evict(struct chunk_image *ci)
 	free(imgs);
 }
 
+/* Whether bytes stored since the last scan passed 5% of the limit, after
+ * len more: counted in the root's ".stored" (8 bytes, under its lock) for
+ * every process that uses the root, since many short-lived servers that
+ * each store a little fill it as one that stores much; in this process
+ * alone if that file cannot be used. The count starts over when due. */
+static bool scan_due(struct chunk_image *ci, uint32_t len)
+{
+	uint64_t every = ci->limit / 20, count = 0;
+	int fd = openat(ci->rootfd, ".stored", O_RDWR | O_CREAT | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC,
+			0600);
+	struct stat st;
+	bool locked = false, due;
+
+	/* held for a read and a write: a holder that never lets go is no server */
+	if (fd >= 0 && !fstat(fd, &st) && S_ISREG(st.st_mode))
+		for (int tries = 0; !locked && tries < 100; tries++)
+			if (!(locked = !flock(fd, LOCK_EX | LOCK_NB))) {
+				if (errno != EWOULDBLOCK)
+					break;  /* no locks here (NFS without lockd) */
+				sleep_ms(1);
+			}
+	if (!locked) {
+		if (fd >= 0)
+			close(fd);
+		count = __atomic_add_fetch(&ci->stored_since_scan, len, __ATOMIC_RELAXED);
+		if (count <= every)
+			return false;
+		__atomic_store_n(&ci->stored_since_scan, 0, __ATOMIC_RELAXED);
+		return true;
+	}
+	if (pread(fd, &count, sizeof(count), 0) != (ssize_t)sizeof(count))
+		count = 0;
+	due = count >= every || every - count < len;
+	count = due ? 0 : count + len;
+	if (pwrite(fd, &count, sizeof(count), 0) != (ssize_t)sizeof(count))
+		due = true;     /* not counted: scan rather than grow unseen */
+	close(fd);
+	return due;
+}
+
 /* A chunk of len bytes got its name: scan for eviction now and then, not
  * on every store (several fetch threads store at once). */
 static void stored(struct chunk_image *ci, uint32_t len)
 {
-	if (__atomic_add_fetch(&ci->stored_since_scan, len, __ATOMIC_RELAXED) > ci->limit / 20) {
-		__atomic_store_n(&ci->stored_since_scan, 0, __ATOMIC_RELAXED);
+	if (scan_due(ci, len))
 		evict(ci);
-	}
 }
 
 int chunk_store(struct chunk_image *ci, uint64_t idx, const void *data, uint32_t len)

@@ -300,7 +300,9 @@ int e2b_inspect_file(const char *path, bool json, bool *done, char *note, size_t
 	*done = true;
 	ret = e2b_header_load(path, NULL, &h, why, sizeof(why));
 	if (!ret) {
-		ret = inspect_e2b(path, h, json, NULL);
+		char shown[4200];
+		http_name_for_log(path, shown, sizeof(shown));  /* a URL may carry credentials */
+		ret = inspect_e2b(shown, h, json, NULL);
 		e2b_header_free(h);
 		return ret;
 	}

@@ -51,6 +51,8 @@ struct layer_http {
 	} ra[RA_STREAMS];
 	unsigned ra_victim;
 	bool stop;
+	atomic_bool cancel;         /* closing: transfers end at once */
+	atomic_bool said_unreadable;
 	pthread_t prefetcher;
 	bool prefetching;
 	pthread_t workers[FETCH_WORKERS];
@@ -180,10 +182,24 @@ static bool wait_for_chunk(struct layer_http *h, struct layer_io *io, uint64_t i
 	return parked;
 }
 
+/* A cached chunk that cannot be read (EACCES, EMFILE, EIO of the cache's
+ * disk) fails its reads: fetched again, it would stay unreadable. */
+static void chunk_unreadable(struct layer_http *h, uint64_t idx, int err)
+{
+	char logurl[512];
+
+	if (atomic_exchange(&h->said_unreadable, true))
+		return;
+	http_url_for_log(h->src.url, logurl, sizeof(logurl));
+	log_err("%s: chunk %llu: reading it from the chunk cache %s: %s; its reads fail (EIO) "
+		"(said once)", logurl, (unsigned long long)idx, h->ci.dir, strerror(-err));
+}
+
 static void read_step(struct layer_http *h, struct layer_io *io)
 {
 	struct http_io *p = io->priv;
 	uint32_t cs = h->ci.chunk_size;
+	unsigned again = 0;     /* misses of a chunk the disk has: not for ever */
 
 	while (p->cursor < io->len) {
 		uint64_t off = io->off + p->cursor;
@@ -202,14 +218,21 @@ static void read_step(struct layer_http *h, struct layer_io *io)
 			access_note(h->access, h->access_img, idx, false);
 			p->noted_to = p->cursor + n;
 		}
-		if (chunk_read(&h->ci, idx, in, n, buf) == 0) {
+		int ret = chunk_read(&h->ci, idx, in, n, buf);
+		if (ret == 0) {
 			atomic_fetch_add(&h->hits, 1);
 			if (h->readahead)
 				read_ahead_on_hit(h, idx);
 			p->cursor += n;
+			again = 0;
 			continue;
 		}
 		atomic_fetch_add(&h->misses, 1);
+		if (ret != -ENOENT || again++ == 3) {
+			chunk_unreadable(h, idx, ret == -ENOENT ? -EIO : ret);
+			io->done(io, -EIO);
+			return;
+		}
 		if (wait_for_chunk(h, io, idx))
 			return;
 	}
@@ -285,6 +308,8 @@ static int fetch_chunk(struct layer_http *h, struct http_conn *conn, uint64_t id
 
 	atomic_fetch_add(&h->fetch_ms, now_ms() - start);
 	atomic_fetch_add(&h->retries, attempts > 1 ? attempts - 1 : 0);
+	if (ret && atomic_load(&h->cancel))
+		return ret;     /* the device goes: nobody waits for it */
 	if (ret) {
 		atomic_fetch_add(&h->fetch_errors, 1);
 		log_err("%s: chunk %llu: %s", logurl, (unsigned long long)idx, why);
@@ -301,16 +326,18 @@ static void *worker_main(void *arg)
 	struct http_conn *conn = http_conn_new();
 	char logurl[512];
 
+	if (conn)
+		http_conn_cancel_on(conn, &h->cancel);
 	http_url_for_log(h->src.url, logurl, sizeof(logurl));
 	pthread_mutex_lock(&h->lock);
 	for (;;) {
 		struct fetch_job *j, *any = NULL;
+		if (h->stop)
+			break;  /* what is queued is dropped by http_close */
 		for (j = h->jobs; j && (j->running || !j->demand); j = j->next)
 			if (!any && !j->running)
 				any = j;
 		if (!j && !(j = any)) {
-			if (h->stop)
-				break;
 			pthread_cond_wait(&h->cond, &h->lock);
 			continue;
 		}
@@ -367,14 +394,27 @@ static void http_close(struct layer *l)
 {
 	struct layer_http *h = (struct layer_http *)l;
 
+	/* Readahead and --prefetch may have queued many chunks, each up to
+	 * --http-timeout a try: none is fetched now, and what runs is cut. */
 	pthread_mutex_lock(&h->lock);
 	h->stop = true;
+	atomic_store(&h->cancel, true);
 	pthread_cond_broadcast(&h->cond);
 	pthread_mutex_unlock(&h->lock);
 	if (h->prefetching)
 		pthread_join(h->prefetcher, NULL);
 	for (unsigned i = 0; i < h->nworkers; i++)
 		pthread_join(h->workers[i], NULL);
+	while (h->jobs) {
+		struct fetch_job *j = h->jobs;
+		h->jobs = j->next;
+		/* no read is left at close; one would get its error as ever */
+		for (struct layer_io *w = j->waiters, *next; w; w = next) {
+			next = ((struct http_io *)w->priv)->next_waiter;
+			aio_poster_post(&h->poster, w->aio, &w->areq, -ECANCELED);
+		}
+		free(j);
+	}
 	aio_poster_exit(&h->poster);
 	http_source_close(&h->src);
 	chunk_image_close(&h->ci);

@@ -163,10 +163,9 @@ int stack_open(const struct stack_config *cfg, struct layer **out, char *why, si
 	if (ho.access) {
 		/* the log goes on top: its close comes first (prefetch stopped,
 		 * trace written) while the layers it reads are still open */
-		struct access_log *a = ho.access;
-		ho.access = NULL;
-		if ((ret = access_log_attach(a, top, &next, why, whylen)))
+		if ((ret = access_log_attach(ho.access, top, &next, why, whylen)))
 			goto fail;
+		ho.access = NULL;
 		top = next;
 	}
 	*out = top;

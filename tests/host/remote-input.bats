@@ -28,3 +28,16 @@ teardown() {
 	run grep "^$((PORT + 1)) .*auth=yes" "$T/server.log"
 	[ "$status" -ne 0 ]
 }
+
+@test "--inspect of a URL shows it without user:password@ or query, in text and JSON" {
+	url="http://alice:pw-s3cret@127.0.0.1:$PORT/golden/v4.header?X-Amz-Signature=sig-s3cret"
+	run "$B/ublk-export-diff" --inspect "$url"
+	echo "$output"
+	[ "$status" -eq 0 ]
+	[[ "$output" == "E2B header http://127.0.0.1:$PORT/golden/v4.header?..."* ]]
+	[[ "$output" != *s3cret* ]]
+	run "$B/ublk-export-diff" --inspect "$url" --json
+	[ "$status" -eq 0 ]
+	[ "$(jq -r .path <<<"$output")" = "http://127.0.0.1:$PORT/golden/v4.header?..." ]
+	[[ "$output" != *s3cret* ]]
+}

@@ -170,6 +170,7 @@ static void test_refusals(void)
 	CHECK(access_log_attach(a, base, &top, why, sizeof(why)) == -EINVAL, "other version accepted");
 	CHECK(strstr(why, "a trace of other images") != NULL, "why: %s", why);
 	layer_close(base);
+	access_log_free(a);
 
 	/* the same version replays (its fetches fail at once: src has no
 	 * size, so every range is outside it) */

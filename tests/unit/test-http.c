@@ -3,9 +3,11 @@
  * limits, key and links (issue #11). With UBLK_HOSTILE_PORT set (the port
  * of tests/hostile_http.py, its second origin one above), also whole
  * requests against a misbehaving server. */
-#include "check.h"
+#include "layer_run.h"
+#include "image/access_log.h"
 #include "image/chunkcache.h"
 #include "image/http.h"
+#include "image/layer_http.h"
 #include "util/timeutil.h"
 
 #include <errno.h>
@@ -231,6 +233,30 @@ static void test_chunk_cache(void)
 	CHECK(!access(vfile, F_OK), "eviction deleted through a symlinked folder");
 	CHECK(!lstat(link, &st) && S_ISLNK(st.st_mode), "eviction removed the link");
 
+	/* many servers storing a little each (less than the 5% of the limit a
+	 * scan waits for) keep the limit all the same: 100 images of 12 chunks
+	 * of 4 KiB under 1 MiB */
+	char shared[300];
+	uint64_t kept = 0;
+	snprintf(shared, sizeof(shared), "/tmp/test-http.%d/shared", (int)getpid());
+	for (int k = 0; k < 100; k++) {
+		char url[64];
+		snprintf(url, sizeof(url), "http://h/short-lived/%d", k);
+		CHECK(!chunk_image_open(&ci, shared, url, "", 12 * 4096, 4096, 1 << 20, why, sizeof(why)),
+		      "open: %s", why);
+		for (uint64_t i = 0; i < 12; i++)
+			CHECK(!chunk_store(&ci, i, buf, 4096), "store");
+		chunk_image_close(&ci);
+	}
+	char line[600];
+	snprintf(line, sizeof(line), "find %s -type f -name '[0-9]*' -printf '%%s\\n'", shared);
+	FILE *sizes = popen(line, "r");
+	while (sizes && fgets(line, sizeof(line), sizes))
+		kept += strtoull(line, NULL, 10);
+	CHECK(sizes && !pclose(sizes), "find");
+	CHECK(kept > 0 && kept <= (1 << 20) + (1 << 20) / 20, "%llu bytes of chunks kept, limit 1 MiB",
+	      (unsigned long long)kept);
+
 	/* the root: a symlink, group-writable, someone else's */
 	char lroot[300];
 	snprintf(lroot, sizeof(lroot), "/tmp/test-http.%d/linkroot", (int)getpid());
@@ -399,7 +425,7 @@ static void test_chunk_fetch(int port)
 		CHECK(chunk_fetch(&ci, c, &s, ci.nchunks, NULL, why, sizeof(why)) == -EINVAL,
 		      "a chunk past the end fetched");
 		/* the folders hold their keys and what was stored, no temporary file */
-		snprintf(cmd, sizeof(cmd), "test $(find %s -type f | wc -l) -eq %d", dir, 2 + k);
+		snprintf(cmd, sizeof(cmd), "test $(find %s -type f ! -name .stored | wc -l) -eq %d", dir, 2 + k);
 		CHECK(!system(cmd), "%s: files left in %s", url, dir);
 		chunk_image_close(&ci);
 		http_source_close(&s);
@@ -498,6 +524,89 @@ static void test_held_budget(void)
 	CHECK(!system(cmd), "cleanup");
 }
 
+/* A remote base over the hostile server's CASE: its layer, its chunks
+ * 64 KiB in a cache folder of the test's. */
+static struct layer *open_remote(int port, const char *kase, struct layer_http_opts *ho)
+{
+	static char url[200], dir[300];
+	char why[700] = "";
+	struct layer *l = NULL;
+
+	if (!ring.ring_fd)
+		CHECK(!io_uring_queue_init(64, &ring, 0), "io_uring");
+	snprintf(url, sizeof(url), "http://127.0.0.1:%d/%s/img", port, kase);
+	snprintf(dir, sizeof(dir), "/tmp/test-http.%d/remote", (int)getpid());
+	ho->chunk_size = 65536;
+	ho->cache_limit = 1ull << 30;
+	ho->cache_dir = dir;
+	CHECK(!http_opts_init(&ho->http, NULL, why, sizeof(why)), "opts: %s", why);
+	ho->http.timeout_ms = 10000;
+	CHECK(!layer_http_open(url, ho, &l, why, sizeof(why)), "%s: %s", url, why);
+	return l;
+}
+
+/* A cached chunk whose file cannot be opened (no fd left) fails its read
+ * (EIO) at once: fetching it again would leave it as unreadable. */
+static void test_remote_unreadable(int port)
+{
+	struct layer_http_opts ho = { 0 };
+	static char buf[4096];
+	struct rlimit old, low;
+	int fillers[256], n = 0, top_fd = 0;
+	struct layer *l = open_remote(port, "ok", &ho);
+
+	CHECK(l && run(l, LAYER_READ, 65536, 4096, buf) == 4096, "fetch chunk 1");
+	layer_close(l);         /* on disk, no longer held open */
+	l = open_remote(port, "ok", &ho);
+	CHECK(l && run(l, LAYER_READ, 0, 4096, buf) == 4096, "chunk 0");
+	CHECK(!getrlimit(RLIMIT_NOFILE, &old), "getrlimit");
+	DIR *d = opendir("/proc/self/fd");
+	for (struct dirent *e; d && (e = readdir(d));)
+		top_fd = atoi(e->d_name) > top_fd ? atoi(e->d_name) : top_fd;
+	if (d)
+		closedir(d);
+	low = old;
+	low.rlim_cur = (rlim_t)top_fd + 16;
+	CHECK(!setrlimit(RLIMIT_NOFILE, &low), "setrlimit");
+	while (n < 256 && (fillers[n] = open("/dev/null", O_RDONLY)) >= 0)
+		n++;
+	CHECK(n < 256, "no fd limit reached");
+	alarm(60);      /* the read once spun on the queue thread for ever */
+	CHECK(run(l, LAYER_READ, 65536, 4096, buf) == -EIO, "a chunk that cannot be opened");
+	alarm(0);
+	while (n--)
+		close(fillers[n]);
+	CHECK(!setrlimit(RLIMIT_NOFILE, &old), "setrlimit back");
+	CHECK(run(l, LAYER_READ, 65536, 4096, buf) == 4096 && buf[0] == (char)(65536 % 251),
+	      "read once fds are back");
+	layer_close(l);
+}
+
+/* Closing a remote base cuts its fetches short, and what readahead queued
+ * is not fetched: the server answers each read after 2 s. The access log
+ * on top is freed after the layer whose fetch threads look at it. */
+static void test_remote_close(int port)
+{
+	struct layer_http_opts ho = { .readahead = 32 };
+	struct access_log_opts ao = { .label = "close" };
+	char why[700] = "", trace[300];
+	static char buf[4096];
+	struct layer *l, *top = NULL;
+
+	snprintf(trace, sizeof(trace), "/tmp/test-http.%d/close.trace", (int)getpid());
+	ao.record_path = trace;
+	CHECK(!access_log_new(&ao, &ho.access, why, sizeof(why)), "log: %s", why);
+	l = open_remote(port, "slow", &ho);
+	CHECK(l && !access_log_attach(ho.access, l, &top, why, sizeof(why)), "attach: %s", why);
+	CHECK(run(top, LAYER_READ, 0, 4096, buf) == 4096, "a read");
+	uint64_t start = now_ms();
+	layer_close(top);
+	/* 31 chunks left to read ahead on 4 connections took 16 s */
+	CHECK(now_ms() - start < 8000, "the close took %llu ms",
+	      (unsigned long long)(now_ms() - start));
+	CHECK(!access(trace, F_OK), "the trace written");
+}
+
 int main(void)
 {
 	const char *port = getenv("UBLK_HOSTILE_PORT");
@@ -511,6 +620,8 @@ int main(void)
 	if (port) {
 		test_hostile(atoi(port));
 		test_chunk_fetch(atoi(port));
+		test_remote_unreadable(atoi(port));
+		test_remote_close(atoi(port));
 	} else
 		printf("UBLK_HOSTILE_PORT not set: no requests to a hostile server\n");
 	return check_summary();
