@@ -65,6 +65,25 @@ sum() { sha256sum <"$1" | cut -d' ' -f1; }
 	"$B/ublk-del" "$dev"
 }
 
+@test "a cache on a file system that cannot punch holes (ramfs) takes discards and writes of zeros" {
+	make_image "$T/base" 32
+	mkdir "$T/rfs"
+	mount -t ramfs none "$T/rfs"
+	dev=$("$B/ublk-add" --base "$T/base" --cache "$T/rfs/cache")
+	dd if=/dev/urandom of="$dev" bs=1M count=16 oflag=direct status=none
+	cp "$dev" "$T/want"
+	blkdiscard -o $((4 << 20)) -l $((4 << 20)) "$dev"
+	dd if=/dev/zero of="$dev" bs=1M seek=8 count=2 oflag=direct status=none
+	blkdiscard -z -o $((10 << 20)) -l $((2 << 20)) "$dev"
+	dd if=/dev/zero of="$T/want" bs=1M seek=4 count=8 conv=notrunc status=none
+	cmp "$T/want" "$dev"
+	"$B/ublk-del" "$dev"
+	# what the device said it wrote is there after a restart too
+	dev=$("$B/ublk-add" --base "$T/base" --cache "$T/rfs/cache")
+	cmp "$T/want" "$dev"
+	"$B/ublk-del" "$dev"
+}
+
 @test "--size larger than the base reads zeros past it" {
 	make_image "$T/base" 4
 	dev=$("$B/ublk-add" --base "$T/base" --cache "$T/cache" --size 16M)
@@ -137,9 +156,19 @@ sum() { sha256sum <"$1" | cut -d' ' -f1; }
 }
 
 # make soak runs 300 (UBLK_ADD_DEL_CYCLES); a leak shows after the first
-@test "add/del cycles leave no device, process, fd or state" {
+@test "add/del cycles leave no device, process or state, nor an fd in the watch that sees them" {
 	make_image "$T/base" 4
-	fds_before=$(ls /proc/$$/fd | wc -l)
+	# the long-lived process among the tools: a leak would add up there
+	"$B/ublk-pool" watch --interval 0.1 2>"$T/watch.err" &
+	watch=$!
+	BG=$watch
+	watch_fds() { ls "/proc/$watch/fd" | wc -l; }
+	for i in 1 2 3; do
+		dev=$("$B/ublk-add" --base "$T/base" --cache "$T/cache")
+		"$B/ublk-del" "$dev"
+	done
+	# its count between passes: the least of ten looks over half a second
+	fds_before=$(for i in $(seq 10); do watch_fds; sleep 0.05; done | sort -n | head -1)
 	for i in $(seq "${UBLK_ADD_DEL_CYCLES:-30}"); do
 		dev=$("$B/ublk-add" --base "$T/base" --cache "$T/cache")
 		"$B/ublk-del" "$dev"
@@ -147,7 +176,14 @@ sum() { sha256sum <"$1" | cut -d' ' -f1; }
 	assert_none_left
 	# no entry left (the dot files are the pool's own: lock, event log)
 	[ -z "$(ls "$UBLK_STATE_DIR")" ]
-	[ "$(ls /proc/$$/fd | wc -l)" -eq "$fds_before" ]
+	wait_until 30 '[ "$(watch_fds)" -le "$fds_before" ]'
+	kill "$watch"
+	wait_until 30 '! kill -0 "$watch" 2>/dev/null'
+	run wait "$watch"
+	[ "$status" -eq 0 ]
+	# it said what it watches, and nothing else: the devices were not its
+	run grep -v "watching the devices of" "$T/watch.err"
+	[ "$status" -eq 1 ]
 }
 
 @test "a delayed read does not stall the other requests of its queue" {

@@ -145,6 +145,7 @@ teardown() { vm_teardown; }
 	[ -z "$output" ]   # too young: a tool may be adding it right now
 	run "$B/ublk-pool" reclaim --grace 0
 	echo "$output"
+	[ "$status" -eq 0 ]
 	[[ "$output" == *"deleted ublkb${dev#/dev/ublkb} (not in the state directory)"* ]]
 	assert_none_left
 }
@@ -233,7 +234,7 @@ teardown() { vm_teardown; }
 	assert_none_left
 }
 
-@test "a device deleted before its server opened it: the server gives up at once, and its id serves the next device" {
+@test "a device deleted before its server opened it: reclaim left it alone, the server gives up at once, and its id serves the next device" {
 	make_image "$T/a" 4
 	make_image "$T/b" 4
 	# a private /dev without the ublkcN nodes, as when udev is slow to make them
@@ -249,6 +250,18 @@ teardown() { vm_teardown; }
 	wait_until 60 '[ -n "$(ls /sys/class/ublk-char)" ]'
 	id=$(ls /sys/class/ublk-char)
 	id=${id#ublkc}
+	# a reclaim that does not see the node either takes the device for a
+	# starting one (its server's age), not for one as old as can be
+	run unshare -m --propagation private bash -c '
+		mount -t tmpfs none /dev
+		mknod /dev/ublk-control c $((0x$1)) $((0x$2))
+		mknod /dev/null c 1 3
+		exec "$3" reclaim' - $ctl "$B/ublk-pool"
+	echo "$output"
+	[ "$status" -eq 0 ]
+	[ -z "$output" ]
+	kill -0 "$adder"
+	[ -e "/sys/class/ublk-char/ublkc$id" ]
 	"$B/ublk-del" "$id"
 	# it ends well before its 120 s: the old server waited for the node
 	# until then, and opened whatever device had the id by then
@@ -303,7 +316,8 @@ teardown() { vm_teardown; }
 		wait_until 60 '[ "$(dev_ios "$dev")" -ge 100 ]'
 	done
 	# every other one under a device limit, which admits one add at a time
-	( for i in $(seq 20); do
+	# (set +e: a refused add must not end the loop)
+	( set +e; for i in $(seq 20); do
 		limit=(); [ $((i % 2)) -eq 0 ] || limit=(--max-devices 100)
 		"$B/ublk-add" --base "$T/base" --read-only --timeout 30 "${limit[@]}" >>"$T/late.out" 2>>"$T/late.err"
 	done ) &
