@@ -8,6 +8,11 @@ passes whatever $x is unless it is the test's last line. So in every
 quotes, `$(...)`, a subshell or a condition (`if`, `while`, `until`, a
 `for` one-liner) is an error: write one assertion per line.
 
+A line that is `! COMMAND` in a test is an error unless it is the
+test's last: bash's `set -e` never stops on a negated command, so
+`! grep -q secret log` passes whether or not grep finds it. Write
+`run COMMAND` and check `$status`.
+
 A bare `wait` is an error too: with BATS_TEST_TIMEOUT set, bats runs its
 timeout countdown as a background job of the test's shell, so a `wait`
 without operands waits for the countdown and the test "times out" after
@@ -21,6 +26,8 @@ import sys
 CONTROL = re.compile(r"^(if|elif|while|until|for|\(|!)\b|^\(")
 BARE_WAIT = re.compile(r"(^|[;&|({]\s*|\b(then|do|else)\s+)wait\s*($|[;&|)}])")
 AND = "join commands with '&&': bats would not see the left side fail; write one assertion per line"
+NOT = ("'! COMMAND' does not fail a test (set -e ignores a negated command) unless it is "
+       "the test's last line: 'run COMMAND' and check $status")
 WAIT = ("a bare 'wait' also waits for bats' timeout countdown (BATS_TEST_TIMEOUT): "
         "wait for the test's own pids")
 
@@ -62,6 +69,7 @@ def unquoted(line):
 def check(path):
     bad = []
     heredoc = None
+    test_lines = None       # (n, line) of the code lines of the test being read
     with open(path) as f:
         for n, raw in enumerate(f, 1):
             line = raw.rstrip("\n")
@@ -69,8 +77,18 @@ def check(path):
                 if line.strip() == heredoc:
                     heredoc = None
                 continue
-            m = re.search(r"<<-?\s*['\"]?(\w+)['\"]?", line)
-            if m:
+            if re.match(r"^@test .*\{\s*$", line):
+                test_lines = []
+            elif line == "}" and test_lines is not None:
+                for m, text in test_lines[:-1]:
+                    if text.startswith("! "):
+                        bad.append(("%s:%d: %s" % (path, m, text), NOT))
+                test_lines = None
+            elif test_lines is not None and unquoted(line).strip():
+                test_lines.append((n, line.strip()))
+            # a here-document's word is a name; $((1 << 20)) and <<< are none
+            m = re.search(r"(?<!<)<<-?\s*['\"]?([A-Za-z_]\w*)['\"]?", line)
+            if m and re.search(r"(?<!<)<<(?!<)", unquoted(line)):
                 heredoc = m.group(1)
             text = unquoted(line).strip()
             # quoted words are operands: keep a trace of them

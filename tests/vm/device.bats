@@ -205,12 +205,13 @@ thread_flags() {
 	# device: a bind mount of a folder five levels of 255 spaces deep, whose
 	# line in the mount table is longer than 4 KiB (a space is "\040" there)
 	deep=$(printf '/%255s' '' '' '' '' '')
-	unshare -m --propagation private sh -c 'mount "$1" "$2" && mkdir -p "$2$5" &&
-		mount --bind "$2$5" "$3" && umount "$2" && echo >"$4" && exec sleep 120' \
+	unshare -m --propagation private sh -c \
+		'mount "$1" "$2" && mkdir -p "$2$5" && mount --bind "$2$5" "$3" && umount "$2" && echo >"$4" && exec sleep 120' \
 		sh "$dev" "$T/top" "$T/mnt" "$T/mounted" "$deep" </dev/null >"$T/ns.log" 2>&1 3>&- &
 	holder=$!
 	wait_until 30 "[ -e '$T/mounted' ]" || { cat "$T/ns.log"; false; }
-	! grep -q "^$dev " /proc/mounts
+	run grep -q "^$dev " /proc/mounts
+	[ "$status" -eq 1 ]
 	run_mustfail 8 "still in use after 1000 ms: mounted on $T/mnt (mount namespace of pid $holder (sleep))" \
 		"$B/ublk-del" --timeout 1 "$dev"
 	# the file system was never cut off: it unmounts clean with its holder
@@ -226,7 +227,8 @@ thread_flags() {
 	ext4_mounted
 	exec 8>"$T/mnt/file"
 	umount -l "$T/mnt"
-	! grep -q "^$dev " /proc/self/mountinfo
+	run grep -q "^$dev " /proc/mounts
+	[ "$status" -eq 1 ]
 	run_mustfail 8 "still in use after 1000 ms: a file system on it still in use, mounted where no process sees it (/sys/fs/ext4/ublkb$id: " \
 		"$B/ublk-del" --timeout 1 "$dev"
 	echo written >&8

@@ -148,8 +148,10 @@ PY
 	assert_none_left
 	# the kept cache of a stopped device exports the same diff content
 	"$B/ublk-export-diff" --cache "$T/cache" -o "$T/d2.diff"
-	cmp <("$B/ublk-export-diff" --inspect "$T/d.diff" --json | jq -c .extent_list) \
-		<("$B/ublk-export-diff" --inspect "$T/d2.diff" --json | jq -c .extent_list)
+	a=$("$B/ublk-export-diff" --inspect "$T/d.diff" --json)
+	b=$("$B/ublk-export-diff" --inspect "$T/d2.diff" --json)
+	[ "$(jq -c .extent_list <<<"$a")" = "$(jq -c .extent_list <<<"$b")" ]
+	[ "$(jq '.extent_list | length' <<<"$a")" -gt 0 ]
 }
 
 @test "an output that cannot be written is refused before the device is touched" {
@@ -256,7 +258,8 @@ PY
 	# the point-in-time image, with a scratch cache for the journal replay
 	snap=$("$B/ublk-add" --base "$T/base" --layer "$T/live.diff" --cache "$T/scratch")
 	# replay the journal only, as a mount would; then it must check clean
-	fsck.ext4 -y -E journal_only "$snap" || true
+	run fsck.ext4 -y -E journal_only "$snap"
+	[ "$status" -le 1 ]
 	run fsck.ext4 -fn "$snap"
 	echo "$output"
 	[ "$status" -eq 0 ]

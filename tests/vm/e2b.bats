@@ -163,7 +163,7 @@ PY
 		parent=$("$B/ublk-export-diff" --format e2b --output "$T/root" --compress zstd --level 1 --json "$dev" | jq -r .build_id)
 	done
 	dev=$("$B/ublk-add" --e2b "$T/root" --build "$parent" --read-only)
-	fsck.ext4 -n "$dev"
+	fsck.ext4 -fn "$dev"
 	mount -o ro "$dev" "$T/mnt"
 	[ ! -e "$T/mnt/file1" ]
 	[ "$(sha256sum "$T/mnt/file2" | cut -d' ' -f1)" = "$(cat "$T/sum2")" ]

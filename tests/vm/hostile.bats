@@ -108,11 +108,13 @@ read_fails() {
 # keeps a few descriptors per handle); 16 more must not add descriptors.
 # Each round's reads run at once, as the fetch threads would see them.
 fdcheck() {
-	local dev=$1 fds
+	local dev=$1 fds pid
+	pid=$(pgrep -x ublk-serve)
+	[ -n "$pid" ] || return 1
 	fail_reads "$dev" $(seq 20 27)
-	fds=$(ls "/proc/$(pgrep -x ublk-serve)/fd" | wc -l)
+	fds=$(ls "/proc/$pid/fd" | wc -l)
 	fail_reads "$dev" $(seq 28 43)
-	[ "$(ls "/proc/$(pgrep -x ublk-serve)/fd" | wc -l)" -le $((fds + 4)) ]
+	[ "$(ls "/proc/$pid/fd" | wc -l)" -le $((fds + 4)) ]
 }
 
 # fail_reads DEV CHUNK...: a 4 KiB read of each 64 KiB chunk, all at once; each must fail

@@ -7,13 +7,19 @@ vm_setup() {
 	export UBLK_STATE_DIR=$T/state
 }
 
-# Delete whatever the test left and check that nothing leaked.
+# Stop what the test started in the background ($BG: pids), delete
+# whatever it left, and unmount what it mounted in its folder.
 vm_teardown() {
+	[ -z "${BG:-}" ] || kill $BG 2>/dev/null || true
 	for m in $(awk '$1 ~ /^\/dev\/ublkb/ {print $2}' /proc/mounts); do umount -l "$m"; done
 	"$B/ublk-del" --all --force --timeout 5 >/dev/null 2>&1 || true
 	# a file system a test mounted in its folder, left by a failure
 	for m in $(awk -v t="$T/" 'index($2, t) == 1 {print $2}' /proc/mounts); do umount -l "$m"; done
 	rm -rf "$T"
+	# what a forced delete of everything leaves is a leak, and the next
+	# test's trouble: a device, or a server that would not end
+	wait_until 30 '[ -z "$(ls /sys/class/ublk-char 2>/dev/null)$(pgrep -x ublk-serve)" ]' ||
+		{ echo "teardown: left after ublk-del --all --force:" >&2; assert_none_left; }
 }
 
 # random image of N MiB

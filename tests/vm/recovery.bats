@@ -11,10 +11,7 @@ KILLS=${UBLK_RECOVERY_KILLS:-10}
 setup() { vm_setup; }
 teardown() {
 	[ -z "${WATCH:-}" ] || { kill "$WATCH" 2>/dev/null; wait "$WATCH" 2>/dev/null || true; }
-	# a test's own background processes, should it fail before their end
-	# shellcheck disable=SC2086
-	[ -z "${BG:-}" ] || kill $BG 2>/dev/null || true
-	vm_teardown
+	vm_teardown     # kills $BG, a test's own background processes
 }
 
 server_pid() { cat "$UBLK_STATE_DIR/ublkb$1/pid"; }
@@ -382,17 +379,20 @@ recover_with_fds() {
 	# every heartbeat looks ten minutes old, as after a step of the clock
 	# (until the server's next one): each new one (a new file) is aged once
 	( stats=$UBLK_STATE_DIR/ublkb$id/stats last=
-	while :; do
+	while sleep 0.05; do
 		ino=$(stat -c %i "$stats" 2>/dev/null) || continue
 		[ "$ino" = "$last" ] || touch -d '-10 min' "$stats" 2>/dev/null
 		last=$ino
 	done ) &
 	toucher=$!
+	BG=$toucher
+	stats=$UBLK_STATE_DIR/ublkb$id/stats
+	# the reclaim sees a heartbeat the toucher has aged
+	wait_until 30 "[ \$(stat -c %Y '$stats') -lt \$((\$(date +%s) - 300)) ]"
 	reclaim_kills_nothing "$dev" "$pid" 3
 	# the same heartbeat, old and no longer renewed: a hang, once the
 	# toucher has aged the last one the server wrote
 	kill -STOP "$pid"
-	stats=$UBLK_STATE_DIR/ublkb$id/stats
 	wait_until 30 "[ \$(stat -c %Y '$stats') -lt \$((\$(date +%s) - 300)) ]"
 	run "$B/ublk-pool" reclaim --recover --hang-timeout 3
 	kill "$toucher"
