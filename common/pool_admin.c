@@ -269,6 +269,45 @@ static int kill_hung(const struct pool_dev *devs, int n, const struct reclaim_op
 	return count;
 }
 
+/* Whether devs (n) had id, of this kernel cookie, as a device without a
+ * state entry. */
+static bool was_orphan(const struct pool_dev *devs, int n, uint32_t id, uint64_t cookie,
+		       uint64_t grace_s)
+{
+	for (int i = 0; i < n; i++)
+		if (devs[i].id == id)
+			return devs[i].kernel_cookie == cookie && pool_orphan(&devs[i], grace_s);
+	return false;
+}
+
+/* A device being deleted is, for a moment, in the kernel with no entry and
+ * no server (its server removed the entry and ended; the deleter's DEL_DEV
+ * is on its way): one without an entry counts only if it had none
+ * ORPHAN_SETTLE_MS before too. On 6.1 a second DEL_DEV would wait, with a
+ * reference to the device, for the control lock the first holds while it
+ * waits for every reference to go. */
+#define ORPHAN_SETTLE_MS 2000
+
+static int confirm_orphans(struct pool_dev **devs, int n, const struct reclaim_opts *o)
+{
+	struct pool_dev *before = *devs;
+	int had = 0;
+
+	for (int i = 0; i < n; i++)
+		had += pool_orphan(&before[i], o->grace_s);
+	if (!had)
+		return n;
+	sleep_ms(ORPHAN_SETTLE_MS);
+	*devs = NULL;
+	int now = pool_scan(devs, PID_EXIT_WAIT_MS);
+	for (int i = 0; i < now; i++)
+		if (pool_orphan(&(*devs)[i], o->grace_s))
+			(*devs)[i].unconfirmed = !was_orphan(before, n, (*devs)[i].id,
+							     (*devs)[i].kernel_cookie, o->grace_s);
+	free(before);
+	return now;
+}
+
 int pool_scan_unhung(struct pool_dev **devs, const struct reclaim_opts *o)
 {
 	/* a server killed a moment before must not be taken for a running one */
@@ -279,7 +318,7 @@ int pool_scan_unhung(struct pool_dev **devs, const struct reclaim_opts *o)
 		*devs = NULL;
 		n = pool_scan(devs, PID_EXIT_WAIT_MS);
 	}
-	return n;
+	return n > 0 ? confirm_orphans(devs, n, o) : n;
 }
 
 /* Attach a new server to d. 0, or 1 with msg saying why it failed; the
@@ -348,6 +387,7 @@ int pool_reclaim(const struct pool_dev *devs, int n, const struct reclaim_opts *
 		struct pool_action *a;
 		char err[700];
 		int ret = 0;
+		bool left = false;
 		if (!why)
 			continue;
 		if (d->exiting) {
@@ -367,16 +407,29 @@ int pool_reclaim(const struct pool_dev *devs, int n, const struct reclaim_opts *
 		} else if (d->in_kernel) {
 			ret = device_delete_own(d->id, d->kernel_cookie, o->timeout_ms, true, err,
 						sizeof(err));
-			if (ret == -ENODEV)
+			/* deleted by another tool since the scan (its cache is that one's) */
+			if ((left = ret == -ENODEV))
 				ret = 0;
-			if ((a = report_add(r, d->id, POOL_DELETE)))
-				snprintf(a->message, sizeof(a->message), ret ? "ublkb%u (%s): delete failed: %s" :
-					 "deleted ublkb%u (%s)", d->id, why, err);
+			if ((a = report_add(r, d->id, left ? POOL_WAIT : POOL_DELETE)))
+				snprintf(a->message, sizeof(a->message), left ?
+					 "ublkb%u (%s): gone since it was looked at%.0s" : ret ?
+					 "ublkb%u (%s): delete failed: %s" : "deleted ublkb%u (%s)%.0s",
+					 d->id, why, err);
+		} else if ((ret = pool_remove_entry(d)) == -EBUSY || ret == -ENOENT) {
+			/* a server took it since the scan, or it went: the next
+			 * pass sees it as it is */
+			if ((a = report_add(r, d->id, POOL_WAIT)))
+				snprintf(a->message, sizeof(a->message), "ublkb%u (%s): its entry is %s "
+					 "since it was looked at: left alone", d->id, why,
+					 ret == -EBUSY ? "locked by a server" : "gone");
+			ret = 0;
+			left = true;
 		} else {
-			pool_remove_entry(d);
 			if ((a = report_add(r, d->id, POOL_REMOVE_ENTRY)))
-				snprintf(a->message, sizeof(a->message),
-					 "removed the state entry of ublkb%u (%s)", d->id, why);
+				snprintf(a->message, sizeof(a->message), ret ?
+					 "ublkb%u (%s): removing its state entry: %s" :
+					 "removed the state entry of ublkb%u (%s)%s", d->id, why,
+					 ret ? strerror(-ret) : "");
 		}
 		if (ret)
 			code = EXIT_FAIL;
@@ -384,7 +437,8 @@ int pool_reclaim(const struct pool_dev *devs, int n, const struct reclaim_opts *
 			a->ok = !ret;
 			a->problem = why;
 		}
-		if (!ret && o->caches && d->cache[0] && !d->alive && !(o->recover && d->recoverable)) {
+		if (!ret && !left && o->caches && d->cache[0] && !d->alive &&
+		    !(o->recover && d->recoverable)) {
 			ret = cache_remove(d->cache);
 			if ((a = report_add(r, d->id, POOL_REMOVE_CACHE))) {
 				a->ok = !ret;

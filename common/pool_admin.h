@@ -25,7 +25,8 @@ struct pool_action {
 		POOL_DELETE,
 		POOL_REMOVE_ENTRY,      /* a state entry the kernel has no device for */
 		POOL_REMOVE_CACHE,      /* the cache of a device deleted */
-		POOL_WAIT,              /* nothing done: its killed server is still exiting */
+		POOL_WAIT,              /* nothing done: its killed server is still exiting, or
+					 * its entry changed since the scan */
 	} kind;
 	bool ok;
 	const char *problem;    /* pool_problem's (static), or NULL */
@@ -45,7 +46,8 @@ void pool_report_free(struct pool_report *r);
 /* Close the pool to new devices and stop every device within timeout_ms. */
 int pool_shutdown(uint64_t timeout_ms, struct pool_report *r);
 /* The pool now, after killing its hung servers (with o->recover and
- * o->hang_ms): count, or -errno. */
+ * o->hang_ms), a device without a state entry confirmed by a second look
+ * 2 s later: count, or -errno. */
 int pool_scan_unhung(struct pool_dev **devs, const struct reclaim_opts *o);
 /* Delete dead devices and remove stale entries (and, with o->caches,
  * orphaned caches); with o->recover, attach new servers instead where the

@@ -601,16 +601,12 @@ static int create_device(struct server *s)
 	    cfg->recover_id < 0)
 		return fail(s, EXIT_FAIL, "ublkb%d: %s", s->dev_id, FRONT_END_GONE);
 
-	ret = state_create(s->dev_id, s->info.ublksrv_flags);
-	if (ret)
-		return fail(s, EXIT_FAIL, "ublkb%d: state directory %s: %s", s->dev_id,
-			    state_dir(), strerror(-ret));
 	/* the lock held, and the entry open, are what tell tools this server
 	 * runs (a pid alone may be another process's) */
-	s->lock_fd = state_lock(s->dev_id);
+	s->lock_fd = state_create_locked(s->dev_id, s->info.ublksrv_flags);
 	if (s->lock_fd < 0)
-		return fail(s, EXIT_FAIL, "ublkb%d: locking its state entry: %s", s->dev_id,
-			    strerror(-s->lock_fd));
+		return fail(s, EXIT_FAIL, "ublkb%d: state directory %s: %s", s->dev_id,
+			    state_dir(), strerror(-s->lock_fd));
 	log_to_entry(s);
 	if (!cfg->no_recovery && !(s->info.flags & UBLK_F_USER_RECOVERY))
 		log_info("ublkb%d: this kernel has no user recovery: IO fails if the server dies",

@@ -76,6 +76,8 @@ static void load_entry(struct pool_dev *d)
 	if (state_read(d->id, "pid", v, sizeof(v)) > 0 &&
 	    (!d->pid || (atoi(v) != d->pid && pid_alive(atoi(v)))))
 		d->pid = atoi(v);
+	else if (!d->pid)       /* made, its pid not written yet: its cookie's */
+		d->pid = ctrl_cookie_pid(d->cookie);
 	char features[1024];
 	int n = state_read(d->id, "features", features, sizeof(features));
 	if (n > 0)
@@ -118,7 +120,14 @@ static void load_entry(struct pool_dev *d)
 	if (!state_stat(d->id, "stats", &st)) {
 		uint64_t when = (uint64_t)st.st_mtim.tv_sec * 1000 + (uint64_t)st.st_mtim.tv_nsec / 1000000;
 		uint64_t now = wall_ms();
+		struct stat pid_st;
 		d->heartbeat_age_ms = now > when ? now - when : 0;
+		/* a recovered server's pid, before its first statistics: those
+		 * are its dead predecessor's, stall and all */
+		d->stats_of_before = !state_stat(d->id, "pid", &pid_st) &&
+				     (st.st_mtim.tv_sec < pid_st.st_mtim.tv_sec ||
+				      (st.st_mtim.tv_sec == pid_st.st_mtim.tv_sec &&
+				       st.st_mtim.tv_nsec < pid_st.st_mtim.tv_nsec));
 	}
 	if (!state_stat(d->id, "version", &st))
 		d->uptime_s = time(NULL) > st.st_mtime ? (uint64_t)(time(NULL) - st.st_mtime) : 0;
@@ -128,7 +137,16 @@ static void load_entry(struct pool_dev *d)
 
 int pool_remove_entry(const struct pool_dev *d)
 {
-	return state_remove_same(d->id, d->cookie);
+	/* a server holds its entry locked from the moment it has a name, until
+	 * it removes it: locked, it is no dead one's (a scan can be stale) */
+	int lock = state_lock(d->id), ret;
+
+	if (lock == -EBUSY || lock == -ENOENT)
+		return lock;
+	ret = state_remove_same(d->id, d->cookie);
+	if (lock >= 0)
+		close(lock);
+	return ret;
 }
 
 /* Whether d's pid is its server's, and not another process's that took
@@ -335,12 +353,25 @@ oom:
 	return -ENOMEM;
 }
 
+#define ORPHAN "not in the state directory"
+
+bool pool_orphan(const struct pool_dev *d, uint64_t grace_s)
+{
+	const char *why = pool_problem(d, grace_s);
+	return why && !strcmp(why, ORPHAN);
+}
+
 const char *pool_problem(const struct pool_dev *d, uint64_t grace_s)
 {
 	if (d->exiting)
 		return "server is exiting";
 	if (d->in_kernel && !d->has_state)
-		return d->node_age_s >= grace_s && !d->alive ? "not in the state directory" : NULL;
+		return d->node_age_s >= grace_s && !d->alive && !d->unconfirmed ? ORPHAN : NULL;
+	/* the entry of an earlier device of the id (ids are reused at once,
+	 * and a delete removes the entry after the device): the kernel's
+	 * device has none yet, and may be starting */
+	if (d->in_kernel && d->cookie && d->kernel_cookie && d->cookie != d->kernel_cookie)
+		return d->node_age_s >= grace_s && !d->unconfirmed ? ORPHAN : NULL;
 	if (d->in_kernel && !d->alive)
 		return d->recoverable ? "server is dead; recoverable, IO waits" :
 		       "server is dead";
@@ -389,7 +420,7 @@ int pool_hung(const struct pool_dev *d, uint64_t hang_ms, char *why, size_t len)
 	uint64_t stalled = d->stat.stalled_ms;
 
 	/* only a server that made its device live and keeps serving it */
-	if (!hang_ms || !d->in_kernel || !d->alive || d->exiting ||
+	if (!hang_ms || !d->in_kernel || !d->alive || d->exiting || d->stats_of_before ||
 	    d->kernel_state != UBLK_S_DEV_LIVE || strcmp(d->state, "live") || !d->stat.valid)
 		return 0;
 	uint64_t now = wall_ms();

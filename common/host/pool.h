@@ -49,9 +49,12 @@ struct pool_dev {
 	struct pool_stats stat; /* read from it */
 	/* The server's heartbeat: the stats file, rewritten every second. */
 	uint64_t heartbeat_age_ms;      /* since it was last written; UINT64_MAX: never */
+	bool stats_of_before;   /* written before the pid: by the server before */
 	uint64_t node_age_s;    /* since /dev/ublkcN appeared (in the kernel only) */
 	uint64_t cookie;        /* the entry's (state_entry_cookie) */
 	uint64_t kernel_cookie; /* the kernel's (ctrl_owner_cookie), if in_kernel */
+	bool unconfirmed;       /* no entry now, but had one (or was not) a moment
+				 * before: a tool may be deleting it (pool_scan_unhung) */
 };
 
 /* Remove d's state entry if it is still the one pool_scan read: a new
@@ -73,6 +76,8 @@ int pool_scan(struct pool_dev **out, uint64_t settle_ms);
  * without a state entry counts only once older than grace_s seconds: a
  * tool adding it right now has not written the entry yet. */
 const char *pool_problem(const struct pool_dev *d, uint64_t grace_s);
+/* Whether pool_problem says d is a kernel device without a state entry. */
+bool pool_orphan(const struct pool_dev *d, uint64_t grace_s);
 /* The statistics in text (a stats file): 0, or -EINVAL when it is not one
  * JSON object (*st is then all zero). */
 int pool_read_stats(const char *text, struct pool_stats *st);

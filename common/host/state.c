@@ -207,7 +207,7 @@ static int remove_entry(int root, const char *name, const uint64_t *only)
 	return ret;
 }
 
-int state_create(uint32_t id, uint64_t cookie)
+int state_create_locked(uint32_t id, uint64_t cookie)
 {
 	char name[32], fresh[40], version[16], hex[24];
 	int root = state_dir_open(true), dir = -1, ret;
@@ -227,6 +227,10 @@ int state_create(uint32_t id, uint64_t cookie)
 		ret = -errno;
 	if (!ret && (dir = openat(root, fresh, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)) < 0)
 		ret = -errno;
+	/* locked before it has its name: a tool never sees the entry of a
+	 * running server unlocked (and takes it for a dead one's) */
+	if (!ret && flock(dir, LOCK_EX | LOCK_NB))
+		ret = -errno;
 	if (!ret)
 		ret = atomic_write_file(dir, "version", version, strlen(version), 0600, ATOMIC_FSYNC);
 	if (!ret)
@@ -237,10 +241,20 @@ int state_create(uint32_t id, uint64_t cookie)
 		ret = -errno;
 	if (ret)
 		remove_entry(root, fresh, NULL);
-	if (dir >= 0)
+	if (ret && dir >= 0)
 		close(dir);
 	close(root);
-	return ret;
+	return ret ? ret : dir;
+}
+
+int state_create(uint32_t id, uint64_t cookie)
+{
+	int fd = state_create_locked(id, cookie);
+
+	if (fd < 0)
+		return fd;
+	close(fd);
+	return 0;
 }
 
 int state_entry_version(uint32_t id)

@@ -44,6 +44,9 @@ int state_entry_version(uint32_t id);
 /* Create the entry of the device with this cookie (ctrl_owner_cookie),
  * replacing a stale one. 0 or -errno. */
 int state_create(uint32_t id, uint64_t cookie);
+/* state_create, the entry locked (state_lock) from before it has its
+ * name: the lock's fd, or -errno. */
+int state_create_locked(uint32_t id, uint64_t cookie);
 /* Atomically replace file `name` of the entry with `content`. */
 int state_write(uint32_t id, const char *name, const char *content);
 /* state_write without its fsync, for a file rewritten every second that a

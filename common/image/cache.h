@@ -25,7 +25,8 @@ int cache_export_read(void *ctx, uint64_t block, uint32_t count, void *buf);
 /* diff_view_fn over the mapped data file. */
 int cache_export_view(void *ctx, uint64_t block, uint32_t count, const void **data);
 void cache_export_close(struct cache_export *x);
-/* Remove the data file and the map. */
+/* Remove the data file and the map: -EBUSY while a server holds the map
+ * locked (it uses the cache). */
 int cache_remove(const char *path);
 
 #endif

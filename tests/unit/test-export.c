@@ -7,6 +7,7 @@
 #include "devopts.h"
 #include "export.h"
 #include "util/exitcodes.h"
+#include "image/cache.h"
 #include "image/layer_cache.h"
 #include "image/layer_diff.h"
 #include "image/layer_file.h"
@@ -296,8 +297,15 @@ static void test_too_fragmented(void)
 	      strstr(why, "33554432 extents are more than a diff may hold (16777216)"),
 	      "a too fragmented cache: %s", why);
 	check_no_leftovers("a refused export");
-	CHECK(unlink(at("frag.cache")) == 0 && unlink(at("frag.cache.map")) == 0 &&
-	      unlink(at("huge.img")) == 0, "remove the 128 GiB files");
+	/* a cache a server has open is not removed (reclaim --caches) */
+	CHECK(layer_file_open(at("huge.img"), true, &b) == 0, "open base");
+	CHECK(layer_cache_open(at("frag.cache"), b, 0, false, &l, why, sizeof(why)) == 0, "cache: %s", why);
+	CHECK(cache_remove(at("frag.cache")) == -EBUSY && !access(at("frag.cache"), F_OK),
+	      "a cache in use removed");
+	layer_close(l);
+	CHECK(cache_remove(at("frag.cache")) == 0 && access(at("frag.cache.map"), F_OK),
+	      "a cache no one uses kept");
+	CHECK(unlink(at("huge.img")) == 0, "remove the 128 GiB base");
 }
 
 int main(void)

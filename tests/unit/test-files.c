@@ -6,6 +6,7 @@
 #include "image/cache_live.h"
 #include "check.h"
 #include "host/ctlsock.h"
+#include "host/pool.h"
 #include "host/state.h"
 #include "util/log.h"
 
@@ -297,6 +298,15 @@ static void test_remove_same(void)
 	CHECK(state_create(3, 5) == 0 && state_write(3, "cookie", "5\n") == 0, "damaged cookie");
 	CHECK(state_entry_cookie(3) == 0, "a damaged cookie read");
 	CHECK(state_remove_same(3, 0) == 0 && !state_exists(3), "entry with a damaged cookie kept");
+	/* an entry is locked from before it has its name: reclaim, whose scan
+	 * may be a moment old, leaves a running server's entry alone */
+	int lock = state_create_locked(3, 0x77);
+	struct pool_dev pd = { .id = 3, .has_state = true, .cookie = 0x77 };
+	CHECK(lock >= 0 && state_lock(3) == -EBUSY, "a new entry is locked: %d", lock);
+	CHECK(pool_remove_entry(&pd) == -EBUSY && state_exists(3), "a locked entry removed");
+	close(lock);
+	CHECK(pool_remove_entry(&pd) == 0 && !state_exists(3), "an entry let go of is removed");
+	CHECK(pool_remove_entry(&pd) == -ENOENT, "no entry");
 	/* no leftover of the entry's making */
 	DIR *d = opendir(sd);
 	struct dirent *e;
