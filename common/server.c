@@ -537,6 +537,10 @@ static int claim_state(struct server *s, const char *state)
 {
 	int ret;
 
+	/* a recovery's entry has its dead predecessor's statistics, stall and
+	 * all: judged as this server's until its first own, they could get it
+	 * killed for a hang */
+	state_write_volatile(s->dev_id, "stats", "{}\n");
 	if ((ret = write_pid(s)) || (ret = state_write(s->dev_id, "state", state)))
 		return fail(s, EXIT_FAIL, "ublkb%d: writing state: %s", s->dev_id, strerror(-ret));
 	s->ctl_fd = ctlsock_listen(s->dev_id);

@@ -120,14 +120,7 @@ static void load_entry(struct pool_dev *d)
 	if (!state_stat(d->id, "stats", &st)) {
 		uint64_t when = (uint64_t)st.st_mtim.tv_sec * 1000 + (uint64_t)st.st_mtim.tv_nsec / 1000000;
 		uint64_t now = wall_ms();
-		struct stat pid_st;
 		d->heartbeat_age_ms = now > when ? now - when : 0;
-		/* a recovered server's pid, before its first statistics: those
-		 * are its dead predecessor's, stall and all */
-		d->stats_of_before = !state_stat(d->id, "pid", &pid_st) &&
-				     (st.st_mtim.tv_sec < pid_st.st_mtim.tv_sec ||
-				      (st.st_mtim.tv_sec == pid_st.st_mtim.tv_sec &&
-				       st.st_mtim.tv_nsec < pid_st.st_mtim.tv_nsec));
 	}
 	if (!state_stat(d->id, "version", &st))
 		d->uptime_s = time(NULL) > st.st_mtime ? (uint64_t)(time(NULL) - st.st_mtime) : 0;
@@ -420,7 +413,7 @@ int pool_hung(const struct pool_dev *d, uint64_t hang_ms, char *why, size_t len)
 	uint64_t stalled = d->stat.stalled_ms;
 
 	/* only a server that made its device live and keeps serving it */
-	if (!hang_ms || !d->in_kernel || !d->alive || d->exiting || d->stats_of_before ||
+	if (!hang_ms || !d->in_kernel || !d->alive || d->exiting ||
 	    d->kernel_state != UBLK_S_DEV_LIVE || strcmp(d->state, "live") || !d->stat.valid)
 		return 0;
 	uint64_t now = wall_ms();

@@ -49,7 +49,6 @@ struct pool_dev {
 	struct pool_stats stat; /* read from it */
 	/* The server's heartbeat: the stats file, rewritten every second. */
 	uint64_t heartbeat_age_ms;      /* since it was last written; UINT64_MAX: never */
-	bool stats_of_before;   /* written before the pid: by the server before */
 	uint64_t node_age_s;    /* since /dev/ublkcN appeared (in the kernel only) */
 	uint64_t cookie;        /* the entry's (state_entry_cookie) */
 	uint64_t kernel_cookie; /* the kernel's (ctrl_owner_cookie), if in_kernel */

@@ -150,6 +150,28 @@ teardown() { vm_teardown; }
 	assert_none_left
 }
 
+@test "a device without an entry is looked at twice: one another tool deletes meanwhile is left to it" {
+	make_image "$T/base" 4
+	dev=$(UBLK_STATE_DIR=$T/other "$B/ublk-add" --base "$T/base")
+	pid=$(cat "$T/other/ublkb${dev#/dev/ublkb}/pid")
+	kill -9 "$pid"
+	wait_until 30 '! kill -0 "$pid" 2>/dev/null'
+	"$B/ublk-pool" reclaim --grace 0 >"$T/reclaim.out" 2>&1 &
+	reclaim=$!
+	BG=$reclaim
+	# its second look comes 2 s after the first: it sleeps meanwhile
+	# (x86-64 syscalls: clock_nanosleep 230, nanosleep 35, and once a
+	# signal interrupted the sleep, restart_syscall 219)
+	wait_until 30 '[[ "$(cut -d" " -f1 /proc/$reclaim/syscall 2>/dev/null)" =~ ^(35|219|230)$ ]]'
+	UBLK_STATE_DIR=$T/other "$B/ublk-del" "$dev"
+	wait_until 30 '! kill -0 "$reclaim" 2>/dev/null'
+	run wait "$reclaim"
+	cat "$T/reclaim.out"
+	[ "$status" -eq 0 ]
+	[ ! -s "$T/reclaim.out" ]
+	assert_none_left
+}
+
 @test "a kernel whose control device cannot be opened: reclaim changes nothing and says why" {
 	make_image "$T/base" 4
 	dev=$("$B/ublk-add" --base "$T/base" --cache "$T/c")
