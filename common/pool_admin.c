@@ -16,6 +16,7 @@
 
 #include <errno.h>
 #include <poll.h>
+#include <stdarg.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -54,6 +55,19 @@ static struct pool_action *report_add(struct pool_report *r, uint32_t id, enum p
 	a->id = id;
 	a->kind = kind;
 	return a;
+}
+
+/* The message of a (NULL: not reported, said already). */
+static void say(struct pool_action *a, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void say(struct pool_action *a, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (!a)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(a->message, sizeof(a->message), fmt, ap);
+	va_end(ap);
 }
 
 struct stopper {
@@ -410,26 +424,28 @@ int pool_reclaim(const struct pool_dev *devs, int n, const struct reclaim_opts *
 			/* deleted by another tool since the scan (its cache is that one's) */
 			if ((left = ret == -ENODEV))
 				ret = 0;
-			if ((a = report_add(r, d->id, left ? POOL_WAIT : POOL_DELETE)))
-				snprintf(a->message, sizeof(a->message), left ?
-					 "ublkb%u (%s): gone since it was looked at%.0s" : ret ?
-					 "ublkb%u (%s): delete failed: %s" : "deleted ublkb%u (%s)%.0s",
-					 d->id, why, err);
+			a = report_add(r, d->id, left ? POOL_WAIT : POOL_DELETE);
+			if (left)
+				say(a, "ublkb%u (%s): gone since it was looked at", d->id, why);
+			else if (ret)
+				say(a, "ublkb%u (%s): delete failed: %s", d->id, why, err);
+			else
+				say(a, "deleted ublkb%u (%s)", d->id, why);
 		} else if ((ret = pool_remove_entry(d)) == -EBUSY || ret == -ENOENT) {
 			/* a server took it since the scan, or it went: the next
 			 * pass sees it as it is */
-			if ((a = report_add(r, d->id, POOL_WAIT)))
-				snprintf(a->message, sizeof(a->message), "ublkb%u (%s): its entry is %s "
-					 "since it was looked at: left alone", d->id, why,
-					 ret == -EBUSY ? "locked by a server" : "gone");
+			say(a = report_add(r, d->id, POOL_WAIT), "ublkb%u (%s): its entry is %s since it "
+			    "was looked at: left alone", d->id, why,
+			    ret == -EBUSY ? "locked by a server" : "gone");
 			ret = 0;
 			left = true;
 		} else {
-			if ((a = report_add(r, d->id, POOL_REMOVE_ENTRY)))
-				snprintf(a->message, sizeof(a->message), ret ?
-					 "ublkb%u (%s): removing its state entry: %s" :
-					 "removed the state entry of ublkb%u (%s)%s", d->id, why,
-					 ret ? strerror(-ret) : "");
+			a = report_add(r, d->id, POOL_REMOVE_ENTRY);
+			if (ret)
+				say(a, "ublkb%u (%s): removing its state entry: %s", d->id, why,
+				    strerror(-ret));
+			else
+				say(a, "removed the state entry of ublkb%u (%s)", d->id, why);
 		}
 		if (ret)
 			code = EXIT_FAIL;

@@ -157,36 +157,6 @@ static bool server_has_device(const struct pool_dev *d)
 	return fd != -ESRCH;
 }
 
-/* Seconds since process pid started (/proc/PID/stat's starttime), or
- * UINT64_MAX if it cannot be told. */
-static uint64_t process_age_s(pid_t pid)
-{
-	char path[40], buf[1024];
-	uint64_t start = 0;
-	struct timespec now;
-	ssize_t n = -1;
-	int fd;
-
-	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
-	if (pid > 0 && (fd = open(path, O_RDONLY | O_CLOEXEC)) >= 0) {
-		n = read(fd, buf, sizeof(buf) - 1);
-		close(fd);
-	}
-	if (n <= 0)
-		return UINT64_MAX;
-	buf[n] = 0;
-	/* after the name in parentheses (which may hold anything), field 22
-	 * is the 20th: starttime in clock ticks since boot */
-	char *p = strrchr(buf, ')'), *save = NULL, *f = NULL;
-	for (int i = 0; p && i < 20; i++)
-		f = strtok_r(i ? NULL : p + 1, " ", &save);
-	long hz = sysconf(_SC_CLK_TCK);
-	if (!f || hz <= 0 || parse_uint(f, 0, UINT64_MAX, &start) || clock_gettime(CLOCK_BOOTTIME, &now))
-		return UINT64_MAX;
-	uint64_t started_s = start / (uint64_t)hz;
-	return (uint64_t)now.tv_sec > started_s ? (uint64_t)now.tv_sec - started_s : 0;
-}
-
 /* How long device id (listed in sysfs, its server or starter pid) has been
  * there: its /dev/ublkcN's age. The kernel lists a device a moment before
  * that node is made (device_add) and after it is gone (device_del): a node
@@ -208,7 +178,7 @@ static uint64_t device_age_s(uint32_t id, pid_t pid)
 		if (tries < 2)
 			sleep_ms(100);
 	}
-	return pid_alive(pid) ? process_age_s(pid) : UINT64_MAX;
+	return pid_alive(pid) ? pid_age_s(pid) : UINT64_MAX;
 }
 
 static int cmp_id(const void *a, const void *b)

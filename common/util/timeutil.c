@@ -77,6 +77,24 @@ static int proc_stat(pid_t pid, char *state, unsigned *flags)
 	return sscanf(strrchr(buf, ')') + 1, " %c %*d %*d %*d %*d %*d %u", state, flags) == 2 ? 0 : -1;
 }
 
+uint64_t pid_age_s(pid_t pid)
+{
+	char buf[512];
+	unsigned long long start;
+	struct timespec now;
+	long hz = sysconf(_SC_CLK_TCK);
+
+	/* starttime, field 22, in clock ticks since boot (after comm, as above) */
+	if (pid <= 0 || hz <= 0 || read_proc(pid, "stat", buf, sizeof(buf)) < 0 ||
+	    !strrchr(buf, ')') ||
+	    sscanf(strrchr(buf, ')') + 1, " %*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %*u %*u "
+		   "%*d %*d %*d %*d %*d %*d %llu", &start) != 1 ||
+	    clock_gettime(CLOCK_BOOTTIME, &now))
+		return UINT64_MAX;
+	uint64_t started_s = start / (uint64_t)hz;
+	return (uint64_t)now.tv_sec > started_s ? (uint64_t)now.tv_sec - started_s : 0;
+}
+
 int pid_alive(pid_t pid)
 {
 	char state = 0;

@@ -33,6 +33,8 @@ int pidfd_of(pid_t pid);
 int pidfd_signal(int fd, int sig);
 /* 1 if a process with this pid exists (and is not a zombie), else 0. */
 int pid_alive(pid_t pid);
+/* Seconds since process pid started, or UINT64_MAX if it cannot be told. */
+uint64_t pid_age_s(pid_t pid);
 /* pid_alive for a process another may have just killed: one on its way
  * out (SIGKILL pending, or exiting) is given up to timeout_ms to go. A
  * kill -9 is not instant, and "kill it, then reclaim" must not find it

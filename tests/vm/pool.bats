@@ -6,6 +6,17 @@ load lib
 setup() { vm_setup; }
 teardown() { vm_teardown; }
 
+# dev: a device whose state entry went elsewhere ($T/other), and whose
+# server is gone: in the kernel, not in the state directory
+orphan_device() {
+	make_image "$T/base" 4
+	dev=$(UBLK_STATE_DIR=$T/other "$B/ublk-add" --base "$T/base")
+	local pid
+	pid=$(cat "$T/other/ublkb${dev#/dev/ublkb}/pid")
+	kill -9 "$pid"
+	wait_until 30 '! kill -0 "$pid" 2>/dev/null'
+}
+
 @test "list --json matches reality; status adds statistics" {
 	make_image "$T/base" 4
 	a=$("$B/ublk-add" --base "$T/base" --cache "$T/ca" --name web-1)
@@ -134,12 +145,7 @@ teardown() { vm_teardown; }
 }
 
 @test "a kernel device the state directory does not know is deleted after the grace time" {
-	make_image "$T/base" 4
-	# a device whose state went elsewhere, and whose server is gone
-	dev=$(UBLK_STATE_DIR=$T/other "$B/ublk-add" --base "$T/base")
-	pid=$(cat "$T/other/ublkb${dev#/dev/ublkb}/pid")
-	kill -9 "$pid"
-	wait_until 30 '! kill -0 "$pid" 2>/dev/null'
+	orphan_device
 	run "$B/ublk-pool" reclaim
 	[ "$status" -eq 0 ]
 	[ -z "$output" ]   # too young: a tool may be adding it right now
@@ -151,11 +157,7 @@ teardown() { vm_teardown; }
 }
 
 @test "a device without an entry is looked at twice: one another tool deletes meanwhile is left to it" {
-	make_image "$T/base" 4
-	dev=$(UBLK_STATE_DIR=$T/other "$B/ublk-add" --base "$T/base")
-	pid=$(cat "$T/other/ublkb${dev#/dev/ublkb}/pid")
-	kill -9 "$pid"
-	wait_until 30 '! kill -0 "$pid" 2>/dev/null'
+	orphan_device
 	"$B/ublk-pool" reclaim --grace 0 >"$T/reclaim.out" 2>&1 &
 	reclaim=$!
 	BG=$reclaim
