@@ -49,8 +49,19 @@ if [ "$at_once" -gt 1 ] && [ ${#kernels[@]} -gt 1 ]; then
 	export UBLK_VM_TCG_THREAD=${UBLK_VM_TCG_THREAD:-single}
 fi
 
+# Kernel $1's run into its file, its failures said as they come.
+run_behind() {
+	local run
+	env "${log[@]}" UBLK_VM_KERNEL="$1" "$here/check-kernel.sh" </dev/null >"$out/$1" 2>&1 &
+	run=$!
+	tail -n +1 -s 1 --pid="$run" -F "$out/$1" 2>/dev/null |
+		sed -un "s/\r\$//; s/^not ok /vm-$1: not ok /p" &
+	wait "$run"
+}
+
 # A kernel's output comes as it runs when it starts alone, else whole
-# once every kernel has ended.
+# once every kernel has ended, its failures said as they come, each as
+# "vm-VERSION: not ok ..." (not counted as TAP by .ci/run).
 declare -A pid_of status_of
 for k in "${kernels[@]}"; do
 	while [ "$(jobs -rp | wc -l)" -ge "$at_once" ]; do
@@ -62,7 +73,7 @@ for k in "${kernels[@]}"; do
 	if [ -z "$(jobs -rp)" ]; then
 		env "${log[@]}" UBLK_VM_KERNEL="$k" "$here/check-kernel.sh" </dev/null &
 	else
-		env "${log[@]}" UBLK_VM_KERNEL="$k" "$here/check-kernel.sh" </dev/null >"$out/$k" 2>&1 &
+		run_behind "$k" &
 	fi
 	pid_of[$k]=$!
 done
