@@ -212,9 +212,41 @@ static int ancestor_record(void *ctx, const uint8_t id[16], struct e2b_build *re
 	return found;
 }
 
+/* Name the data, then the header (both synced): neither name may exist,
+ * and the header's appearance is the commit. *named: the data has its
+ * name (taken back by the caller on failure). A failed sync of the
+ * folders after that is reported, the build left as published. */
+static int commit_build(struct e2b_target *t, struct atomic_file *daf, struct atomic_file *haf,
+			const char *dname, const char *hname, bool *named, char *why, size_t whylen)
+{
+	int ret = atomic_file_commit(daf, ATOMIC_FSYNC | ATOMIC_NOREPLACE);
+
+	if (ret) {
+		WHY("%s/%s/%s: %s", t->out, t->id_str, dname, ret == -EEXIST ?
+		    "is there without its header (another export of this build id running, or one "
+		    "a crash cut short): left as it is; remove it if no export runs, or give another "
+		    "--build-id" : strerror(-ret));
+		return ret;
+	}
+	*named = true;
+	if ((ret = atomic_file_commit(haf, ATOMIC_NOREPLACE))) {
+		WHY("%s/%s/%s: %s", t->out, t->id_str, hname, ret == -EEXIST ?
+		    "appeared meanwhile (another export of this build id?): left as it is" :
+		    strerror(-ret));
+		return ret;
+	}
+	*named = false;   /* published: whatever comes now, it stays */
+	if (fsync(t->dirfd) || (t->made_dir && fsync(t->rootfd))) {
+		ret = -errno;
+		WHY("%s/%s: build published, but syncing its folder failed (%s): it may not survive "
+		    "a crash of the host; check the filesystem", t->out, t->id_str, strerror(-ret));
+	}
+	return ret;
+}
+
 /* Write the build: data (unnamed until the end), then the header, checked
  * by reading it back; the data gets its name, then the header, which must
- * not exist yet: its appearance is the commit. */
+ * not exist yet: its appearance is the commit (commit_build). */
 static int e2b_export(struct e2b_target *t, const struct cache_export *x,
 		      const struct diff_source *src, const struct export_opts *o,
 		      struct export_result *r, char *why, size_t whylen)
@@ -292,22 +324,23 @@ static int e2b_export(struct e2b_target *t, const struct cache_export *x,
 	}
 	code = EXIT_FAIL;
 	if ((ret = atomic_file_open(&haf, t->dirfd, hname, 0666 & ~mask)) ||
-	    (output_file_track(&haf, htrack = true), ret = write_full(haf.fd, hbuf, hlen))) {
+	    (output_file_track(&haf, htrack = true), ret = write_full(haf.fd, hbuf, hlen)) ||
+	    (ret = fsync(haf.fd) ? -errno : 0)) {
 		WHY("%s/%s/%s: %s", t->out, t->id_str, hname, strerror(-ret));
 		goto out;
 	}
-	if ((ret = atomic_file_commit(&daf, ATOMIC_DURABLE))) {
-		WHY("%s/%s/%s: %s", t->out, t->id_str, dname, strerror(-ret));
+	/* From the data's name to the header's, a signal would leave a named
+	 * data file that is no build: it waits until one or neither is there. */
+	sigset_t fatal, before;
+	sigemptyset(&fatal);
+	sigaddset(&fatal, SIGINT);
+	sigaddset(&fatal, SIGTERM);
+	sigaddset(&fatal, SIGHUP);
+	pthread_sigmask(SIG_BLOCK, &fatal, &before);
+	ret = commit_build(t, &daf, &haf, dname, hname, &named, why, whylen);
+	pthread_sigmask(SIG_SETMASK, &before, NULL);
+	if (ret)
 		goto out;
-	}
-	named = true;
-	if ((ret = atomic_file_commit(&haf, ATOMIC_DURABLE | ATOMIC_NOREPLACE))) {
-		WHY("%s/%s/%s: %s", t->out, t->id_str, hname, ret == -EEXIST ?
-		    "appeared meanwhile (another export of this build id?): left as it is" :
-		    strerror(-ret));
-		goto out;
-	}
-	ret = 0;
 	r->e2b.generation = h->generation;
 	r->e2b.header_version = h->format;
 	r->e2b.data_bytes = self.size;
@@ -339,6 +372,20 @@ out:
 	e2b_header_free(h);
 	e2b_header_free(chk);
 	return ret ? code : 0;
+}
+
+/* A v3 header names its data file by nothing but the name, and has no
+ * checksum: a new pair replaces an old one as E2B's builds are published.
+ * The old header goes first (durably), then the data takes its name, then
+ * the header: cut short anywhere, the pair has no header, which no reader
+ * takes for whole. */
+static int v3_unpublish(const char *hpath, int dirfd, char *why, size_t whylen)
+{
+	if (unlink(hpath) && errno != ENOENT)
+		return WHY("%s: cannot replace it: %s", hpath, strerror(errno)), -errno;
+	if (fsync(dirfd))
+		return WHY("%s: syncing its folder: %s", hpath, strerror(errno)), -errno;
+	return 0;
 }
 
 /* t: write the next E2B build there, else a diff to o->out. */
@@ -378,13 +425,17 @@ static int export_cache_to(const char *cache, const struct export_opts *o, struc
 				WHY("%s: %s", cache, sub);
 			else if (o->before_commit && (code = o->before_commit(o->commit_ctx, why, whylen)))
 				ret = -ECANCELED;
-			int cret = output_file_close(&hdr, !ret, why, whylen);
+			if (!ret)
+				ret = v3_unpublish(hpath, hdr.af.dirfd, why, whylen);
+			int cret = output_file_close(&out, !ret, why, whylen);
 			if (!ret)
 				ret = cret;
+			cret = output_file_close(&hdr, !ret, why, whylen);
+			if (!ret)
+				ret = cret;
+		} else {
+			output_file_close(&out, false, why, whylen);
 		}
-		int cret = output_file_close(&out, !ret, why, whylen);
-		if (!ret)
-			ret = cret;
 	} else if (!ret) {
 		/* sealed before its footer: a diff on a pipe whose writes were
 		 * not held all along never looks whole */

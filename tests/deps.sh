@@ -8,6 +8,8 @@ pkgs=(
 	gcc make pkg-config liburing-dev libzstd-dev libcurl4-openssl-dev liblz4-dev
 	# tests
 	bats fio e2fsprogs jq util-linux procps libcap2-bin
+	# a failing fsync or a slow one, made to order (strace -e inject)
+	strace
 	# make fuzz: clang with libFuzzer (libclang_rt.fuzzer) and the sanitizers
 	clang libclang-rt-14-dev
 	# benchmark peers: the NBD way of serving the same overlay

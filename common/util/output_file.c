@@ -123,8 +123,17 @@ int output_file_check(const char *path, uint64_t need, char *why, size_t whylen)
 
 int output_file_close(struct output_file *o, bool ok, char *why, size_t whylen)
 {
+	struct stat st;
 	int ret = 0;
 
+	/* stdout redirected to a file: synced, as the export's source (a
+	 * device's cache) may be removed next */
+	if (!o->path && o->fd >= 0 && ok && !fstat(o->fd, &st) &&
+	    (S_ISREG(st.st_mode) || S_ISBLK(st.st_mode)) && fsync(o->fd)) {
+		ret = -errno;
+		snprintf(why, whylen, "standard output: syncing it: %s", strerror(-ret));
+		return ret;
+	}
 	if (!o->path || o->fd < 0)
 		return 0;
 	if (ok && (ret = atomic_file_commit(&o->af, ATOMIC_DURABLE)))

@@ -31,7 +31,8 @@ int output_file_open(struct output_file *o, const char *path, char *why, size_t 
  * is no folder, and the filesystem has need bytes free. 0, or -errno with
  * why saying what to fix (-ENOSPC: not enough space). */
 int output_file_check(const char *path, uint64_t need, char *why, size_t whylen);
-/* Give the file its name if ok, else discard it. 0 or -errno with why set. */
+/* Give the file its name if ok, else discard it; stdout, if ok and a
+ * file or block device, is synced. 0 or -errno with why set. */
 int output_file_close(struct output_file *o, bool ok, char *why, size_t whylen);
 /* While on, af's named temporary is removed if SIGINT, SIGTERM or SIGHUP
  * ends the process (for outputs opened with atomic_file_open directly). */

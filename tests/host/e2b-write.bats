@@ -210,3 +210,54 @@ check_build() {
 	[ "$(ls -A "$T/out/$GEN2" | wc -l)" -eq 2 ]
 	[ ! -e "$T/root/$GEN2" ]
 }
+
+@test "--format e2b: a data file there without its header is left alone; a failed folder sync says the build is published" {
+	"$REF" template "$T/root" "$T/img" "$ROOT_ID" --layout 3
+	cache c "$ROOT_ID" 0 1
+	# another export of the id, between naming its data and its header
+	mkdir "$T/root/$GEN1"
+	echo theirs >"$T/root/$GEN1/rootfs.ext4"
+	run_mustfail 1 "rootfs.ext4: is there without its header (another export of this build id running, or one a crash cut short): left as it is" \
+		"$B/ublk-export-diff" --cache "$T/c" --format e2b --e2b "$T/root" --build "$ROOT_ID" --build-id "$GEN1"
+	[ "$(cat "$T/root/$GEN1/rootfs.ext4")" = theirs ]
+	[ "$(ls -A "$T/root/$GEN1")" = rootfs.ext4 ]
+	# fsyncs: the data, the header, then the build's folder, which fails
+	run_mustfail 1 "$T/root/$GEN2: build published, but syncing its folder failed (Input/output error)" \
+		strace -f -o /dev/null -e trace=fsync -e inject=fsync:error=EIO:when=3 \
+		"$B/ublk-export-diff" --cache "$T/c" --format e2b --e2b "$T/root" --build "$ROOT_ID" --build-id "$GEN2"
+	apply_writes "$T/img" "$T/want" 1
+	check_build "$GEN2" "$T/want"
+}
+
+@test "--format v3 over an older pair: the old header goes first, so a pair cut short has none" {
+	"$REF" template "$T/root" "$T/img" "$ROOT_ID" --layout 3
+	cache c "$ROOT_ID" 0 1
+	cache d "$ROOT_ID" 0 2
+	"$B/ublk-export-diff" --cache "$T/c" --format v3 -o "$T/out.v3"
+	apply_writes "$T/img" "$T/want" 1
+	"$B/ublk-export-diff" --flatten --base "$T/img" --layer "$T/out.v3.header" -o "$T/flat"
+	cmp "$T/flat" "$T/want"
+	# fsyncs: the folder after the old header's removal, then the new data, which fails
+	run_mustfail 1 "Input/output error" \
+		strace -f -o /dev/null -e trace=fsync -e inject=fsync:error=EIO:when=2 \
+		"$B/ublk-export-diff" --cache "$T/d" --format v3 -o "$T/out.v3"
+	[ ! -e "$T/out.v3.header" ]
+	run_mustfail 5 "out.v3.header" \
+		"$B/ublk-export-diff" --flatten --base "$T/img" --layer "$T/out.v3.header" -o "$T/flat2"
+	"$B/ublk-export-diff" --cache "$T/d" --format v3 -o "$T/out.v3"
+	apply_writes "$T/img" "$T/want" 2
+	"$B/ublk-export-diff" --flatten --base "$T/img" --layer "$T/out.v3.header" -o "$T/flat"
+	cmp "$T/flat" "$T/want"
+}
+
+@test "an export to standard output redirected to a file syncs it before it ends" {
+	"$REF" template "$T/root" "$T/img" "$ROOT_ID" --layout 3
+	cache c "$ROOT_ID" 0 1
+	strace -f -o "$T/trace" -e trace=fsync "$B/ublk-export-diff" --cache "$T/c" >"$T/out.diff"
+	grep -q '^[0-9]* *fsync(1) *= 0$' "$T/trace"
+	run "$B/ublk-export-diff" --inspect "$T/out.diff"
+	echo "$output"
+	[ "$status" -eq 0 ]
+	[[ "$output" == *"1 extents: 1 data blocks, 0 zero blocks"* ]]
+	[[ "$output" == *"checksums: ok"* ]]
+}
