@@ -10,6 +10,7 @@
 #include "server.h"
 
 #include <fcntl.h>
+#include <stdlib.h>
 #include <unistd.h>
 
 enum { KEY_READY_FD = 0x200, KEY_RECOVER, KEY_SECRETS_FD };
@@ -110,6 +111,8 @@ int main(int argc, char **argv)
 	if (described || secrets_fd >= 0)
 		return cli_usage_error(&c, "--recover takes the device's options from its state entry; "
 				       "only --state-dir, --timeout, --ready-fd and -v go with it");
+	/* the entry's secret is the device's; a token of the caller's is not */
+	unsetenv("UBLK_HTTP_AUTH");
 	uint32_t id;
 	int code = device_resolve(recover, &id, why, sizeof(why));
 	if (!code)

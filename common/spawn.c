@@ -86,9 +86,6 @@ int spawn_serve(const struct server_config *cfg, int *release_on_id, struct read
 	code = secrets_memfd(cfg, &secrets_fd, res->msg, sizeof(res->msg));
 	if (code)
 		return code;
-	/* the server learns it from the fd (or --auth-file wins), not from its
-	 * /proc/PID/environ */
-	unsetenv("UBLK_HTTP_AUTH");
 	serve_path(serve, sizeof(serve));
 	if (secrets_fd >= 0) {
 		snprintf(secrets_arg, sizeof(secrets_arg), "%d", READY_SECRETS_FD);

@@ -33,10 +33,16 @@ struct scan {
 	size_t n_ns, cap_ns;
 };
 
+/* Pieces carry names a sandbox chooses (a process's comm, a mountpoint,
+ * in which the kernel escapes only blanks and backslashes): a control
+ * byte becomes '?', so no message rewrites the operator's terminal. */
 static void append(struct scan *s, const char *piece)
 {
 	size_t used = strlen(s->desc);
 	snprintf(s->desc + used, s->len - used, "%s%s", used ? ", " : "", piece);
+	for (unsigned char *c = (unsigned char *)s->desc + used; *c; c++)
+		if (*c < 0x20 || *c == 0x7f)
+			*c = '?';
 	s->found++;
 }
 

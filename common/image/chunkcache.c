@@ -15,6 +15,7 @@
 #include <string.h>
 #include <sys/file.h>
 #include <sys/mman.h>
+#include <sys/random.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -75,9 +76,10 @@ static int open_dir(int at, const char *path, const char *shown, char *why, size
 static int identity_of(const char *url, const char *validator, uint64_t size, uint32_t chunk_size,
 		       char *out, size_t outlen)
 {
-	char id[HTTP_MAX_URL_LEN + 300], query[2 * SHA256_LEN + 1] = "";
+	char id[HTTP_MAX_URL_LEN + 300], query[2 * SHA256_LEN + 1] = "", own[40] = "";
 	const char *q = strchr(url, '?');
 	int ret = http_url_identity(url, id, sizeof(id)), n;
+	uint8_t nonce[16];
 
 	if (ret)
 		return ret;
@@ -87,14 +89,22 @@ static int identity_of(const char *url, const char *validator, uint64_t size, ui
 	/* Without a validator only the URL tells versions apart, and the query
 	 * may name the version (?versionId=): then it is part of the identity,
 	 * hashed, so the key file shows no signature. With a validator it is
-	 * left out, so presigned URLs of one version share their chunks. */
+	 * left out, so presigned URLs of one version share their chunks. With
+	 * neither, nothing tells a new version of the same size from the old:
+	 * the chunks are this opener's alone (a random line). */
 	if (!*validator && q) {
 		size_t qlen = strcspn(q, "#");
 		sha256_hex(q, qlen, query);
+	} else if (!*validator) {
+		if (getrandom(nonce, sizeof(nonce), 0) != (ssize_t)sizeof(nonce))
+			return -EIO;
+		for (size_t i = 0; i < sizeof(nonce); i++)
+			snprintf(own + 2 * i, 3, "%02x", nonce[i]);
 	}
-	n = snprintf(out, outlen, "ublk-tools chunk cache 2\nurl %s\n%s%s%svalidator %s\nsize %llu\n"
-		     "chunk-size %u\n", id, query[0] ? "query-sha256 " : "", query,
-		     query[0] ? "\n" : "", validator, (unsigned long long)size, chunk_size);
+	n = snprintf(out, outlen, "ublk-tools chunk cache 2\nurl %s\n%s%s%s%s%s%svalidator %s\n"
+		     "size %llu\nchunk-size %u\n", id, query[0] ? "query-sha256 " : "", query,
+		     query[0] ? "\n" : "", own[0] ? "unshared " : "", own, own[0] ? "\n" : "",
+		     validator, (unsigned long long)size, chunk_size);
 	return n < 0 || (size_t)n >= outlen ? -ENAMETOOLONG : 0;
 }
 

@@ -20,10 +20,12 @@
 #include <dlfcn.h>
 #include <ctype.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #define WHY(...) (why ? snprintf(why, whylen, __VA_ARGS__) : 0)
@@ -311,7 +313,7 @@ int http_url_identity(const char *url, char *buf, size_t len)
 
 void http_name_for_log(const char *name, char *buf, size_t len)
 {
-	if (!strncmp(name, "http://", 7) || !strncmp(name, "https://", 8))
+	if (!strncasecmp(name, "http://", 7) || !strncasecmp(name, "https://", 8))
 		http_url_for_log(name, buf, len);
 	else
 		snprintf(buf, len, "%s", name);
@@ -337,37 +339,69 @@ void http_url_for_log(const char *url, char *buf, size_t len)
 		 u.query ? "?..." : "");
 }
 
+/* The first line of an --auth-file into line (HTTP_MAX_AUTH_LEN + 2).
+ * The file is the operator's (a link is followed: a Kubernetes secret is
+ * one), but root reads it again at every recovery: it must be a regular
+ * file that only its owner, ours or root, may change. */
+static int read_auth_file(const char *path, char *line, char *why, size_t whylen)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY), ret = 0;
+	struct stat st;
+	ssize_t n = 0;
+
+	if (fd < 0 || fstat(fd, &st))
+		ret = -errno;
+	else if (!S_ISREG(st.st_mode))
+		ret = -EINVAL;
+	else if ((st.st_uid != geteuid() && st.st_uid != 0) || (st.st_mode & (S_IWGRP | S_IWOTH)))
+		ret = -EPERM;
+	else if ((n = pread(fd, line, HTTP_MAX_AUTH_LEN + 1, 0)) < 0)
+		ret = -errno;
+	if (fd >= 0)
+		close(fd);
+	if (ret == -EINVAL)
+		WHY("--auth-file %s: not a regular file", path);
+	else if (ret == -EPERM)
+		WHY("--auth-file %s: others than its owner may change it, or its owner is neither "
+		    "root nor this user: chmod go-w it and give it to root or this user", path);
+	else if (ret)
+		WHY("--auth-file %s: %s", path, strerror(-ret));
+	if (ret)
+		return ret;
+	line[n] = 0;
+	if (strcspn(line, "\r\n") > HTTP_MAX_AUTH_LEN)
+		return WHY("--auth-file %s: its first line is longer than %d bytes", path,
+			   HTTP_MAX_AUTH_LEN), -E2BIG;
+	line[strcspn(line, "\r\n")] = 0;
+	return 0;
+}
+
 int http_opts_init(struct http_opts *o, const char *auth_file, char *why, size_t whylen)
 {
-	static char header[4096];
+	static char header[HTTP_MAX_AUTH_LEN + 32];
 	const char *value = getenv("UBLK_HTTP_AUTH");
-	char line[4000];
+	static char line[HTTP_MAX_AUTH_LEN + 2];
+	int ret;
 
 	memset(o, 0, sizeof(*o));
 	o->connect_timeout_ms = 10000;
 	o->timeout_ms = 60000;
 	o->retries = 3;
 	if (auth_file) {
-		FILE *f = fopen(auth_file, "re");
-		if (!f) {
-			int ret = -errno;
-			WHY("--auth-file %s: %s", auth_file, strerror(errno));
+		if ((ret = read_auth_file(auth_file, line, why, whylen)))
 			return ret;
-		}
-		if (!fgets(line, sizeof(line), f))
-			line[0] = 0;
-		fclose(f);
-		line[strcspn(line, "\r\n")] = 0;
 		value = line;
 	}
 	if (value && *value) {
+		const char *from = auth_file ? auth_file : "UBLK_HTTP_AUTH";
 		/* a control byte would let the value add headers of its own */
 		for (const char *p = value; *p; p++)
-			if ((unsigned char)*p < 0x20 && *p != '\t') {
-				WHY("%s: the credentials hold a control character",
-				    auth_file ? auth_file : "UBLK_HTTP_AUTH");
+			if (((unsigned char)*p < 0x20 && *p != '\t') || *p == 0x7f) {
+				WHY("%s: the credentials hold a control character", from);
 				return -EINVAL;
 			}
+		if (strlen(value) > HTTP_MAX_AUTH_LEN)
+			return WHY("%s: longer than %d bytes", from, HTTP_MAX_AUTH_LEN), -E2BIG;
 		/* "Name: value" is used as it is; a bare value is a bearer token or scheme */
 		const char *colon = strchr(value, ':'), *space = strchr(value, ' ');
 		if (colon && (!space || colon < space))

@@ -16,6 +16,7 @@
  * from overflow. */
 #define HTTP_MAX_IMAGE_SIZE   UBLK_MAX_IMAGE_SIZE
 #define HTTP_MAX_URL_LEN      8192      /* longer URLs are refused */
+#define HTTP_MAX_AUTH_LEN     8192      /* UBLK_HTTP_AUTH, an --auth-file's line */
 #define HTTP_MAX_REDIRECTS    5
 #define HTTP_MAX_VALIDATOR    255       /* ETag / Last-Modified bytes */
 #define HTTP_MAX_BACKOFF_MS   10000     /* one sleep between retries */

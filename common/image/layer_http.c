@@ -439,7 +439,7 @@ static const struct layer_ops http_ops = {
 
 bool layer_is_url(const char *path)
 {
-	return !strncmp(path, "http://", 7) || !strncmp(path, "https://", 8);
+	return !strncasecmp(path, "http://", 7) || !strncasecmp(path, "https://", 8);
 }
 
 int layer_http_open(const char *url, const struct layer_http_opts *o, struct layer **out,
@@ -459,6 +459,13 @@ int layer_http_open(const char *url, const struct layer_http_opts *o, struct lay
 			       o->chunk_size, o->cache_limit, why, whylen);
 	if (ret || (ret = aio_poster_init(&h->poster)))
 		goto fail;
+	if (!h->src.validator[0] && !strchr(url, '?')) {
+		char logurl[512];
+		http_url_for_log(url, logurl, sizeof(logurl));
+		log_info("%s: the server sends no ETag or Last-Modified: its chunks are cached for "
+			 "this server alone, and a new version of the same size could not be told "
+			 "from the old", logurl);
+	}
 	h->access = o->access;
 	if ((h->access_img = access_log_image(o->access, TRACE_BASE, &h->src, &h->ci)) < -1) {
 		ret = h->access_img;

@@ -40,4 +40,10 @@ teardown() {
 	[ "$status" -eq 0 ]
 	[ "$(jq -r .path <<<"$output")" = "http://127.0.0.1:$PORT/golden/v4.header?..." ]
 	[[ "$output" != *s3cret* ]]
+	# a scheme in capitals is a URL too (it was taken for a path, shown whole)
+	run "$B/ublk-export-diff" --inspect "HTTP${url#http}"
+	echo "$output"
+	[ "$status" -eq 0 ]
+	[[ "$output" == "E2B header http://127.0.0.1:$PORT/golden/v4.header?..."* ]]
+	[[ "$output" != *s3cret* ]]
 }

@@ -166,6 +166,21 @@ static void test_chunk_cache(void)
 	CHECK(strstr(key, "http://h:80/y") && !strstr(key, "secret"), "key file: %s", key);
 	chunk_image_close(&ci);
 
+	/* without a validator or a query nothing tells versions apart: each
+	 * opener has a folder of its own; a query without one is shared */
+	CHECK(!chunk_image_open(&ci, root, "http://h/nv", "", 4096, 65536, 1 << 20, why, 300) &&
+	      !chunk_image_open(&cj, root, "http://h/nv", "", 4096, 65536, 1 << 20, why, 300),
+	      "open without a validator: %s", why);
+	CHECK(strcmp(ci.dir, cj.dir), "two openers without a validator share %s", ci.dir);
+	chunk_image_close(&ci);
+	chunk_image_close(&cj);
+	CHECK(!chunk_image_open(&ci, root, "http://h/nv?versionId=3", "", 4096, 65536, 1 << 20, why, 300) &&
+	      !chunk_image_open(&cj, root, "http://h/nv?versionId=3", "", 4096, 65536, 1 << 20, why, 300),
+	      "open with a query: %s", why);
+	CHECK(!strcmp(ci.dir, cj.dir), "one version by its query in %s and %s", ci.dir, cj.dir);
+	chunk_image_close(&ci);
+	chunk_image_close(&cj);
+
 	/* long URLs differing at the end: two folders */
 	char u1[700], u2[700];
 	memset(u1, 'a', sizeof(u1));
@@ -607,6 +622,54 @@ static void test_remote_close(int port)
 	CHECK(!access(trace, F_OK), "the trace written");
 }
 
+/* --auth-file: a regular file only its owner may change, one line of at
+ * most HTTP_MAX_AUTH_LEN bytes, whole in the header */
+static void test_auth_file(void)
+{
+	struct http_opts o;
+	char path[300], why[700] = "";
+	static char big[HTTP_MAX_AUTH_LEN + 2];
+	FILE *f;
+
+	unsetenv("UBLK_HTTP_AUTH");
+	snprintf(path, sizeof(path), "/tmp/test-http.%d", (int)getpid());
+	mkdir(path, 0700);
+	snprintf(path, sizeof(path), "/tmp/test-http.%d/auth", (int)getpid());
+	memset(big, 'a', HTTP_MAX_AUTH_LEN);
+	f = fopen(path, "w");
+	CHECK(f != NULL, "%s: %s", path, strerror(errno));
+	if (!f)
+		return;
+	fprintf(f, "%s\nsecond line\n", big);
+	fclose(f);
+	chmod(path, 0600);
+	CHECK(!http_opts_init(&o, path, why, sizeof(why)), "%d-byte token: %s", HTTP_MAX_AUTH_LEN, why);
+	CHECK(o.auth_header && strlen(o.auth_header) == strlen("Authorization: Bearer ") + HTTP_MAX_AUTH_LEN,
+	      "the token cut: %zu bytes", o.auth_header ? strlen(o.auth_header) : 0);
+	f = fopen(path, "w");
+	fprintf(f, "%sa\n", big);
+	fclose(f);
+	CHECK(http_opts_init(&o, path, why, sizeof(why)) == -E2BIG && strstr(why, "longer than 8192"),
+	      "a longer line: %s", why);
+	chmod(path, 0620);
+	CHECK(http_opts_init(&o, path, why, sizeof(why)) == -EPERM && strstr(why, "chmod go-w"),
+	      "a file others may write: %s", why);
+	unlink(path);
+	CHECK(!mkfifo(path, 0600), "mkfifo");
+	CHECK(http_opts_init(&o, path, why, sizeof(why)) == -EINVAL && strstr(why, "not a regular file"),
+	      "a fifo: %s", why);
+	unlink(path);
+	f = fopen(path, "w");
+	fputs("tok\x7f" "en\n", f);
+	fclose(f);
+	chmod(path, 0600);
+	CHECK(http_opts_init(&o, path, why, sizeof(why)) == -EINVAL && strstr(why, "control character"),
+	      "DEL: %s", why);
+	unlink(path);
+	*strrchr(path, '/') = 0;
+	rmdir(path);
+}
+
 int main(void)
 {
 	const char *port = getenv("UBLK_HOSTILE_PORT");
@@ -617,6 +680,7 @@ int main(void)
 	test_etag();
 	test_url_for_log();
 	test_chunk_cache();
+	test_auth_file();
 	if (port) {
 		test_hostile(atoi(port));
 		test_chunk_fetch(atoi(port));

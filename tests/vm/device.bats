@@ -190,6 +190,16 @@ thread_flags() {
 	elapsed=$(( ($(date +%s%N) - start) / 1000000 ))
 	[ "$elapsed" -lt 4000 ]
 	exec 7<&-
+	# a holder's name is the sandbox's choice: no control byte reaches the message
+	mkfifo "$T/fifo"
+	(exec 7<"$dev"; printf '\033[2K\rOK' >"/proc/$BASHPID/comm"; echo >"$T/named"
+	 read -r -t 60 _ <>"$T/fifo") &
+	BG=$!
+	wait_until 30 "[ -e $T/named ]"
+	run_mustfail 8 "still in use after 1000 ms: pid $BG (?[2K?OK)" "$B/ublk-del" --timeout 1 "$dev"
+	kill "$BG"
+	wait "$BG" || true
+	BG=
 	# device untouched and still served
 	cmp "$dev" "$T/img"
 	"$B/ublk-del" "$dev"

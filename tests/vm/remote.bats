@@ -11,7 +11,7 @@ nginx_start() {
 	[ -s "$T/nginx/cert.pem" ] || openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 \
 		-nodes -days 1 -subj /CN=localhost -keyout "$T/nginx/key.pem" -out "$T/nginx/cert.pem" 2>/dev/null
 	nginx_run "$(cat <<CONF
-	log_format ranges '\$request_uri \$status \$http_range';
+	log_format ranges '\$request_uri \$status \$http_range \$http_authorization';
 	access_log $T/nginx/access.log ranges;
 	server {
 		listen 127.0.0.1:$PORT;
@@ -146,6 +146,34 @@ assert_token_private() {
 	cmp "$T/www/private/img" "$dev"
 	assert_token_private
 	"$B/ublk-del" "$dev"
+}
+
+@test "a recovery sends the device's credentials, never those of whoever started it" {
+	make_image "$T/www/img" 8
+	dev=$("$B/ublk-add" --base "$URL/img" --chunk-size 1M --read-only)
+	id=${dev#/dev/ublkb}
+	pid=$(cat "$UBLK_STATE_DIR/ublkb$id/pid")
+	kill -9 "$pid"
+	UBLK_HTTP_AUTH="Bearer callers-token" "$B/ublk-pool" reclaim --recover
+	pid2=$(cat "$UBLK_STATE_DIR/ublkb$id/pid")
+	[ "$pid2" != "$pid" ]
+	cmp -n 4M "$T/www/img" "$dev"
+	run grep -q -a callers-token "/proc/$pid2/environ"
+	[ "$status" -eq 1 ]
+	# and a recovery by hand
+	kill -9 "$pid2"
+	UBLK_HTTP_AUTH="Bearer callers-token" "$B/ublk-serve" --recover "$id" </dev/null \
+		>/dev/null 2>"$T/serve.err" &
+	BG=$!
+	wait_until 60 "served_by_other $id $pid2"
+	cmp "$T/www/img" "$dev"
+	[ "$(grep -c "^/img 206 bytes=" "$T/nginx/access.log")" -ge 8 ]
+	run grep -c callers-token "$T/nginx/access.log"
+	[ "$output" = 0 ]
+	"$B/ublk-del" "$dev"
+	wait "$BG"
+	BG=
+	assert_none_left
 }
 
 @test "an image changed on the server is refused, never mixed" {
