@@ -322,7 +322,7 @@ static void teardown(struct server *s)
 {
 	/* A failed recovery leaves the device waiting for the next one. */
 	bool owned = s->dev_id >= 0 && !s->lost && (s->live || s->cfg->recover_id < 0);
-	bool joined = true;
+	bool joined = true, stopped = true;
 	int ret;
 
 	/* without /dev/ublkcN open the id is ours only while the device is */
@@ -334,8 +334,10 @@ static void teardown(struct server *s)
 	if (owned) {
 		state_write(s->dev_id, "state", "stopping\n");
 		ret = ctrl_stop_dev(&s->ctrl, s->dev_id);
-		if (ret && ret != -ENODEV)
+		if (ret && ret != -ENODEV) {
 			log_err("ublkb%d: STOP_DEV: %s", s->dev_id, strerror(-ret));
+			stopped = false;
+		}
 	}
 	if (!s->released)
 		release_queues(s, -1);
@@ -352,6 +354,19 @@ static void teardown(struct server *s)
 				s->dev_id, i, (unsigned long long)join_ms);
 			joined = false;
 		}
+	}
+	/* A stop that has not ended (a request held in the backend) keeps the
+	 * device's mutex, which DEL_DEV would wait for holding the mutex of
+	 * every device's control (every add and delete of the host), and a
+	 * queue not stopped keeps /dev/ublkcN, which 6.1's DEL_DEV waits for
+	 * the same way: left to ublk-del (or reclaim), once the request has
+	 * ended, with its entry and the log that says so. */
+	if (owned && (!stopped || !joined)) {
+		log_err("ublkb%d: not deleted: %s within %llu ms (a request held by the image's "
+			"backend?); delete it with ublk-del %d once that has ended", s->dev_id,
+			!stopped ? "its stop did not end" : "its queues did not stop",
+			(unsigned long long)s->cfg->timeout_ms, s->dev_id);
+		owned = false;
 	}
 	/* While /dev/ublkcN is open the id stays this device's; once the
 	 * device is deleted a new one may take the id, and its entry, at once. */
@@ -596,14 +611,16 @@ static int create_device(struct server *s)
 	}
 	s->dev_id = (int)s->info.dev_id;
 	step_done(s, "ADD_DEV");
-	if ((ret = open_char_dev(s)))
-		return ret;
-	step_done(s, "open /dev/ublkcN");
+	/* at once: a front end whose deadline kills this server from here on
+	 * deletes the device by its id and cookie */
 	if (cfg->ready_fd >= 0 &&
 	    ready_send(cfg->ready_fd, "id %d %016llx", s->dev_id,
 		       (unsigned long long)s->info.ublksrv_flags) == -EPIPE &&
 	    cfg->recover_id < 0)
 		return fail(s, EXIT_FAIL, "ublkb%d: %s", s->dev_id, FRONT_END_GONE);
+	if ((ret = open_char_dev(s)))
+		return ret;
+	step_done(s, "open /dev/ublkcN");
 
 	/* the lock held, and the entry open, are what tell tools this server
 	 * runs (a pid alone may be another process's) */
@@ -703,6 +720,8 @@ static int attach_device(struct server *s)
 	if (ret)
 		return fail(s, EXIT_FAIL, "ublkb%d: START_USER_RECOVERY: %s", s->dev_id, strerror(-ret));
 	step_done(s, "START_USER_RECOVERY");
+	if (cfg->ready_fd >= 0)
+		ready_send(cfg->ready_fd, "started");
 	log_info("ublkb%d: recovering: new server pid %d", s->dev_id, (int)getpid());
 	return 0;
 }

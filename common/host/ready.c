@@ -44,6 +44,8 @@ static void parse_line(char *line, struct ready_result *res)
 	} else if (sscanf(line, "ready %d", &v) == 1) {
 		res->id = v;
 		res->live = 1;
+	} else if (!strcmp(line, "started")) {
+		res->started = 1;
 	} else if (sscanf(line, "error %d", &v) == 1) {
 		char *msg = strchr(line + 6, ' ');
 		res->code = v ? v : EXIT_FAIL;
@@ -51,18 +53,47 @@ static void parse_line(char *line, struct ready_result *res)
 	}
 }
 
-/* Kill a server that did not become live, and remove what it created. */
-static void abandon(pid_t pid, const struct ready_result *res)
+/* Kill a server that did not become live, and remove what it created.
+ * A server whose exit waits on the kernel (a control command it cannot
+ * cancel) is not waited for past ABANDON_WAIT_MS: it is reaped when
+ * whoever started it ends. */
+#define ABANDON_WAIT_MS 5000
+static void abandon(pid_t pid, struct ready_result *res)
 {
+	size_t used = strlen(res->msg);
+
 	kill(pid, SIGKILL);
-	waitpid(pid, NULL, 0);
+	if (wait_pid_gone(pid, ABANDON_WAIT_MS) == 0)
+		waitpid(pid, NULL, 0);
+	else
+		snprintf(res->msg + used, sizeof(res->msg) - used, " (pid %d still in the kernel's "
+			 "exit %d ms after SIGKILL)", (int)pid, ABANDON_WAIT_MS);
 	if (res->id >= 0)
 		device_delete_own(res->id, res->cookie, 3000, true, NULL, 0);
 }
 
-static void child(int pipe_w, int secrets_fd, char *const argv[])
+/* environ without UBLK_HTTP_AUTH: a server has its credentials from its
+ * secrets fd or its state entry's secret, never from whoever started it
+ * (a recovery started by a tool holding a token for another store would
+ * send it to the device's server), and never in /proc/PID/environ. */
+static char **server_environ(void)
 {
-	int null = open("/dev/null", O_RDWR);
+	static const char drop[] = "UBLK_HTTP_AUTH=";
+	size_t n = 0, k = 0;
+	char **env;
+
+	while (environ[n])
+		n++;
+	env = calloc(n + 1, sizeof(*env));
+	for (size_t i = 0; env && i < n; i++)
+		if (strncmp(environ[i], drop, sizeof(drop) - 1))
+			env[k++] = environ[i];
+	return env;
+}
+
+static void child(int pipe_w, int secrets_fd, char *const argv[], char *const env[])
+{
+	int null = open("/dev/null", O_RDWR | O_CLOEXEC);
 
 	setsid();
 	/* move both out of the way first: either may already be fd 3 or 4 */
@@ -78,7 +109,7 @@ static void child(int pipe_w, int secrets_fd, char *const argv[])
 		dup2(null, 1);
 		dup2(null, 2);
 	}
-	execv(argv[0], argv);
+	execve(argv[0], argv, env);
 	ready_send(READY_FD, "error %d cannot run %s: %s", EXIT_FAIL, argv[0], strerror(errno));
 	_exit(127);
 }
@@ -99,17 +130,26 @@ int ready_spawn_fd(char *const argv[], int secrets_fd, int *release_on_id, uint6
 
 	memset(res, 0, sizeof(*res));
 	res->id = -1;
-	if (pipe2(p, O_CLOEXEC))
-		return snprintf(res->msg, sizeof(res->msg), "pipe: %s", strerror(errno)), EXIT_FAIL;
+	char **env = server_environ();
+
+	if (!env)
+		return snprintf(res->msg, sizeof(res->msg), "%s", strerror(ENOMEM)), EXIT_FAIL;
+	if (pipe2(p, O_CLOEXEC)) {
+		snprintf(res->msg, sizeof(res->msg), "pipe: %s", strerror(errno));
+		free(env);
+		return EXIT_FAIL;
+	}
 	pid = fork();
 	if (pid < 0) {
 		snprintf(res->msg, sizeof(res->msg), "fork: %s", strerror(errno));
 		close(p[0]);
 		close(p[1]);
+		free(env);
 		return EXIT_FAIL;
 	}
 	if (pid == 0)
-		child(p[1], secrets_fd, argv);
+		child(p[1], secrets_fd, argv, env);
+	free(env);
 	close(p[1]);
 	*pidp = pid;
 
@@ -136,12 +176,18 @@ int ready_spawn_fd(char *const argv[], int secrets_fd, int *release_on_id, uint6
 		used += (size_t)n;
 		buf[used] = 0;
 		char *nl;
+		int started = res->started;
 		while ((nl = strchr(buf, '\n'))) {
 			*nl = 0;
 			parse_line(buf, res);
 			used -= (size_t)(nl + 1 - buf);
 			memmove(buf, nl + 1, used + 1);
 		}
+		/* a kill between the kernel's start of a recovery and the
+		 * server's fetches would leave the device unrecoverable: from
+		 * here the server's own deadlines bound it, each step's */
+		if (res->started && !started)
+			deadline = deadline_ms(timeout_ms);
 		if (used == sizeof(buf) - 1)
 			used = 0;   /* garbage without newline: drop it */
 		if (res->id >= 0 && release_on_id && *release_on_id >= 0) {

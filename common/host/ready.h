@@ -20,13 +20,16 @@ struct ready_result {
 	int id;                 /* -1 until known */
 	uint64_t cookie;        /* the device's (ctrl_owner_cookie), 0 until known */
 	int live;               /* 1 once "ready" arrived */
+	int started;            /* 1 once "started" arrived: the kernel began the
+				   recovery, which must not be cut short */
 	int code;               /* exit code from "error", else 0 */
 	char msg[512];
 };
 
 /* Start argv[0] (a server) detached in its own session with the pipe as
  * fd 3, its stdio on /dev/null, and wait at most timeout_ms for it to be
- * live. On timeout or early death, the server is killed and the device it
+ * live (a recovering server that says "started" gets timeout_ms again from
+ * then). On timeout or early death, the server is killed and the device it
  * created (if any) deleted. Returns 0 when live, else an exit code with
  * res->msg explaining. */
 int ready_spawn(char *const argv[], uint64_t timeout_ms, struct ready_result *res, pid_t *pid);

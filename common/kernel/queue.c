@@ -506,7 +506,9 @@ static void teardown(struct ublk_queue *q)
 		for (uint16_t i = 0; i < q->depth; i++)
 			if (q->tags[i].placed)
 				drop_place(q, &q->tags[i]);
-		for (uint16_t i = 0; i < q->depth; i++)
+		/* a loop that broke off leaves commands with the kernel, which
+		 * copies a write into the buffer its FETCH gave: kept, not freed */
+		for (uint16_t i = 0; i < q->depth && !q->cmds_inflight; i++)
 			free(q->tags[i].buf);
 		free(q->tags);
 		q->tags = NULL;

@@ -313,6 +313,31 @@ thread_flags() {
 	assert_gone "$id" "$pid"
 }
 
+@test "a server stopped while its backend holds a read leaves the device to ublk-del, and no add of the host waits for it" {
+	make_image "$T/img" 8
+	make_image "$T/img2" 4
+	dev=$("$B/ublk-add" --base "$T/img" --inject delay-read=20000@1M-1028K --timeout 2)
+	id=${dev#/dev/ublkb}
+	pid=$(cat "$UBLK_STATE_DIR/ublkb$id/pid")
+	(set +e; dd if="$dev" of=/dev/null bs=4k skip=256 count=1 iflag=direct status=none
+	 echo $? >"$T/read.rc") &
+	BG=$!
+	wait_until 30 '[ "$(dev_reads_in_flight "$dev")" -ge 1 ]'
+	kill -TERM "$pid"
+	# its stop and its queues given up at --timeout: no DEL_DEV, which would
+	# hold the control device until the read ends, nor an exit waiting on one
+	wait_until 15 "! kill -0 $pid 2>/dev/null"
+	grep -q "ublkb$id: not deleted: its stop did not end within 2000 ms (a request held by the image's backend?); delete it with ublk-del $id once that has ended" \
+		"$UBLK_STATE_DIR/ublkb$id/log"
+	dev2=$("$B/ublk-add" --base "$T/img2" --timeout 5)
+	cmp "$T/img2" "$dev2"
+	"$B/ublk-del" "$dev2"
+	wait_until 60 '[ -e "$T/read.rc" ]'
+	"$B/ublk-del" --timeout 30 "$dev"
+	assert_gone "$id"
+	BG=
+}
+
 @test "del of a device whose server was killed, and whose server's pid another process took since: that one is left alone" {
 	make_image "$T/img" 4
 	dev=$("$B/ublk-add" --base "$T/img")
