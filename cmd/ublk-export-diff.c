@@ -114,7 +114,7 @@ static int inspect(const char *path, bool json)
 	http_name_for_log(path, shown, sizeof(shown));  /* a URL may carry credentials */
 	if ((ret = diff_open(path, NULL, &d, why, sizeof(why)))) {
 		log_err("%s%s", why, note);
-		return EXIT_BAD_IMAGE;
+		return exit_code_for_image(ret);
 	}
 	ret = diff_verify(d, &bad);
 	if (json) {

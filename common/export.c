@@ -136,8 +136,7 @@ static int e2b_prepare(const struct export_opts *o, const char *root, const char
 	snprintf(path, sizeof(path), "%s%s%s/%s.header", root, slash(root), build, t->name);
 	ret = e2b_header_load(path, o->remote, &t->parent, sub, sizeof(sub));
 	if (ret)
-		return WHY("the parent build: %s", sub),
-		       ret == -ENOENT || ret == -EINVAL ? EXIT_BAD_IMAGE : EXIT_FAIL;
+		return WHY("the parent build: %s", sub), exit_code_for_image(ret);
 	e2b_uuid_str(t->parent->build_id, t->parent_str);
 	if (memcmp(t->parent->build_id, pid, 16))
 		return WHY("%s: names build %s, not %s", path, t->parent_str, build), EXIT_BAD_IMAGE;
@@ -558,8 +557,10 @@ static int thaw(void *ctx, char *why, size_t whylen)
 			   "recover the device (ublk-pool reclaim --recover) and retry", h->id), EXIT_FAIL;
 	if (strcmp(line, "thawed"))   /* writes resumed during the export */
 		return WHY("ublkb%u: the export took longer than the %llu ms writes may be held; "
-			   "discarded it: retry with a longer --timeout", h->id,
-			   (unsigned long long)h->timeout_ms), EXIT_TIMEOUT;
+			   "discarded it: %s", h->id, (unsigned long long)h->timeout_ms,
+			   h->timeout_ms < CTLSOCK_MAX_HOLD_MS ? "retry with a longer --timeout" :
+			   "that is the longest hold: export it stopped (without --live)"),
+		       EXIT_TIMEOUT;
 	return 0;
 }
 
@@ -567,7 +568,8 @@ int export_live(uint32_t id, const struct export_opts *o, struct export_result *
 		char *why, size_t whylen)
 {
 	struct export_opts live = *o;
-	struct held held = { .id = id, .timeout_ms = o->timeout_ms };
+	struct held held = { .id = id, .timeout_ms = o->timeout_ms < CTLSOCK_MAX_HOLD_MS ?
+					       o->timeout_ms : CTLSOCK_MAX_HOLD_MS };
 	struct e2b_target t;
 	char cache[PATH_MAX], line[256];
 	int ret, code;

@@ -354,8 +354,7 @@ int e2b_inspect_store(const char *root, const char *build, const char *name,
 	ret = e2b_store_open(root, build, name, remote, &s, why, sizeof(why));
 	if (ret) {
 		log_err("%s", why);
-		return ret == -ENOMEM ? EXIT_FAIL : ret == -EACCES ? EXIT_PERM :
-		       ret == -ETIMEDOUT ? EXIT_TIMEOUT : EXIT_BAD_IMAGE;
+		return exit_code_for_image(ret);
 	}
 	const struct e2b_header *h = e2b_store_header(s);
 	if (!(checks = calloc(h->n_ids + 1ull, sizeof(*checks)))) {

@@ -18,5 +18,9 @@ enum ublk_exit {
 
 /* Map a -errno from the library to the exit code a tool should return. */
 int exit_code_for(int err);
+/* The same for an image, diff or header that could not be opened: refused
+ * access (a file's, or HTTP 401/403) 4, a deadline 7, memory 1, anything
+ * else (missing, unreadable, malformed) 5. */
+int exit_code_for_image(int err);
 
 #endif

@@ -147,3 +147,14 @@ int exit_code_for(int err)
 	default: return EXIT_FAIL;
 	}
 }
+
+int exit_code_for_image(int err)
+{
+	switch (err < 0 ? -err : err) {
+	case 0: return EXIT_OK;
+	case EPERM: case EACCES: return EXIT_PERM;
+	case ETIMEDOUT: return EXIT_TIMEOUT;
+	case ENOMEM: return EXIT_FAIL;
+	default: return EXIT_BAD_IMAGE;
+	}
+}

@@ -40,6 +40,9 @@ teardown() {
 	[ "$status" -eq 0 ]
 	[ "$(jq -r .path <<<"$output")" = "http://127.0.0.1:$PORT/golden/v4.header?..." ]
 	[[ "$output" != *s3cret* ]]
+	# refused by the server: a permission (4), as for ublk-add, not a bad image
+	run_mustfail 4 "/private/img: range 0-0: HTTP 403 (check the credentials)" \
+		"$B/ublk-export-diff" --inspect "http://127.0.0.1:$PORT/private/img"
 	# a scheme in capitals is a URL too (it was taken for a path, shown whole)
 	run "$B/ublk-export-diff" --inspect "HTTP${url#http}"
 	echo "$output"
