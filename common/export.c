@@ -29,6 +29,9 @@
 #include <zstd.h>
 
 #define WHY(...) snprintf(why, whylen, __VA_ARGS__)
+#define DATA_WITHOUT_HEADER "is there without its header (another export of this build id " \
+	"running, or one a crash cut short): left as it is; remove it if no export runs, or " \
+	"give another --build-id"
 
 struct export_ctx {
 	struct cache_export x;
@@ -173,6 +176,14 @@ static int e2b_prepare(const struct export_opts *o, const char *root, const char
 		return WHY("build %s already exists under %s (%s/%s/%s is there): a build is never "
 			   "overwritten; give another --build-id, or none for a random one", t->id_str,
 			   t->out, t->out, t->id_str, hname), EXIT_FAIL;
+	/* a data file without its header: refused now, before anything stops */
+	for (int codec = E2B_CODEC_NONE; codec <= E2B_CODEC_LZ4; codec++) {
+		char dname[300];
+		e2b_data_name(t->name, (enum e2b_codec)codec, dname, sizeof(dname));
+		if (!fstatat(t->dirfd, dname, &st, AT_SYMLINK_NOFOLLOW) || errno != ENOENT)
+			return WHY("%s/%s/%s: %s", t->out, t->id_str, dname, DATA_WITHOUT_HEADER),
+			       EXIT_FAIL;
+	}
 	for (uint32_t k = 0; k <= t->parent->n_ids; k++)
 		if (!memcmp(k < t->parent->n_ids ? t->parent->ids[k] : t->parent->build_id, t->id, 16))
 			return WHY("--build-id %s: already a build of the parent's chain: give a new "
@@ -212,29 +223,27 @@ static int ancestor_record(void *ctx, const uint8_t id[16], struct e2b_build *re
 }
 
 /* Name the data, then the header (both synced): neither name may exist,
- * and the header's appearance is the commit. *named: the data has its
- * name (taken back by the caller on failure). A failed sync of the
- * folders after that is reported, the build left as published. */
+ * and the header's appearance is the commit; a failure between takes the
+ * data's name back. A failed sync of the folders after that is reported,
+ * the build left as published. */
 static int commit_build(struct e2b_target *t, struct atomic_file *daf, struct atomic_file *haf,
-			const char *dname, const char *hname, bool *named, char *why, size_t whylen)
+			const char *dname, const char *hname, char *why, size_t whylen)
 {
 	int ret = atomic_file_commit(daf, ATOMIC_FSYNC | ATOMIC_NOREPLACE);
 
 	if (ret) {
-		WHY("%s/%s/%s: %s", t->out, t->id_str, dname, ret == -EEXIST ?
-		    "is there without its header (another export of this build id running, or one "
-		    "a crash cut short): left as it is; remove it if no export runs, or give another "
-		    "--build-id" : strerror(-ret));
+		WHY("%s/%s/%s: %s", t->out, t->id_str, dname, ret == -EEXIST ? DATA_WITHOUT_HEADER :
+		    strerror(-ret));
 		return ret;
 	}
-	*named = true;
 	if ((ret = atomic_file_commit(haf, ATOMIC_NOREPLACE))) {
 		WHY("%s/%s/%s: %s", t->out, t->id_str, hname, ret == -EEXIST ?
 		    "appeared meanwhile (another export of this build id?): left as it is" :
 		    strerror(-ret));
+		/* the data's name without its header is no build: taken back */
+		unlinkat(t->dirfd, dname, 0);
 		return ret;
 	}
-	*named = false;   /* published: whatever comes now, it stays */
 	if (fsync(t->dirfd) || (t->made_dir && fsync(t->rootfd))) {
 		ret = -errno;
 		WHY("%s/%s: build published, but syncing its folder failed (%s): it may not survive "
@@ -260,7 +269,7 @@ static int e2b_export(struct e2b_target *t, const struct cache_export *x,
 	size_t hlen = 0;
 	uint64_t file_bytes = 0;
 	mode_t mask = umask(0);
-	bool dtrack = false, htrack = false, named = false, has_data = false;
+	bool dtrack = false, htrack = false, has_data = false;
 	int ret, code;   /* code: the exit code of a failure */
 
 	umask(mask);
@@ -336,7 +345,7 @@ static int e2b_export(struct e2b_target *t, const struct cache_export *x,
 	sigaddset(&fatal, SIGTERM);
 	sigaddset(&fatal, SIGHUP);
 	pthread_sigmask(SIG_BLOCK, &fatal, &before);
-	ret = commit_build(t, &daf, &haf, dname, hname, &named, why, whylen);
+	ret = commit_build(t, &daf, &haf, dname, hname, why, whylen);
 	pthread_sigmask(SIG_SETMASK, &before, NULL);
 	if (ret)
 		goto out;
@@ -357,9 +366,6 @@ static int e2b_export(struct e2b_target *t, const struct cache_export *x,
 	r->written.bytes = file_bytes + hlen;
 	r->written.frames = self.n_frames;
 out:
-	/* the data's name without its header is no build: taken back */
-	if (ret && named)
-		unlinkat(t->dirfd, dname, 0);
 	atomic_file_abort(&daf);
 	atomic_file_abort(&haf);
 	if (dtrack)

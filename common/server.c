@@ -349,11 +349,13 @@ static void teardown(struct server *s)
 	uint64_t join_by = deadline_ms(join_ms);
 	for (unsigned i = 0; i < s->started; i++) {
 		ret = queue_join(&s->queues[i], ms_left(join_by));
-		if (ret) {
+		if (ret == -ETIMEDOUT)
 			log_err("ublkb%d: queue %u did not stop within %llu ms; exiting anyway",
 				s->dev_id, i, (unsigned long long)join_ms);
-			joined = false;
-		}
+		else if (ret)
+			log_err("ublkb%d: queue %u ended with requests in flight; exiting anyway",
+				s->dev_id, i);
+		joined &= !ret;
 	}
 	/* A stop that has not ended (a request held in the backend) keeps the
 	 * device's mutex, which DEL_DEV would wait for holding the mutex of
@@ -362,10 +364,14 @@ static void teardown(struct server *s)
 	 * the same way: left to ublk-del (or reclaim), once the request has
 	 * ended, with its entry and the log that says so. */
 	if (owned && (!stopped || !joined)) {
-		log_err("ublkb%d: not deleted: %s within %llu ms (a request held by the image's "
-			"backend?); delete it with ublk-del %d once that has ended", s->dev_id,
-			!stopped ? "its stop did not end" : "its queues did not stop",
-			(unsigned long long)s->cfg->timeout_ms, s->dev_id);
+		char what[64];
+		if (!stopped)
+			snprintf(what, sizeof(what), "its stop did not end within %llu ms",
+				 (unsigned long long)s->ctrl.timeout_ms);
+		else
+			snprintf(what, sizeof(what), "its queues did not end");
+		log_err("ublkb%d: not deleted: %s (a request held by the image's backend?); "
+			"delete it with ublk-del %d once that has ended", s->dev_id, what, s->dev_id);
 		owned = false;
 	}
 	/* While /dev/ublkcN is open the id stays this device's; once the

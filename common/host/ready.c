@@ -62,10 +62,13 @@ static void abandon(pid_t pid, struct ready_result *res)
 {
 	size_t used = strlen(res->msg);
 
+	uint64_t until = deadline_ms(ABANDON_WAIT_MS);
+	pid_t got;
+
 	kill(pid, SIGKILL);
-	if (wait_pid_gone(pid, ABANDON_WAIT_MS) == 0)
-		waitpid(pid, NULL, 0);
-	else
+	while ((got = waitpid(pid, NULL, WNOHANG)) == 0 && ms_left(until))
+		sleep_ms(20);
+	if (got == 0)
 		snprintf(res->msg + used, sizeof(res->msg) - used, " (pid %d still in the kernel's "
 			 "exit %d ms after SIGKILL)", (int)pid, ABANDON_WAIT_MS);
 	if (res->id >= 0)
@@ -93,7 +96,8 @@ static char **server_environ(void)
 
 static void child(int pipe_w, int secrets_fd, char *const argv[], char *const env[])
 {
-	int null = open("/dev/null", O_RDWR | O_CLOEXEC);
+	/* not CLOEXEC: it may itself be 0, 1 or 2, which dup2 leaves alone */
+	int null = open("/dev/null", O_RDWR);
 
 	setsid();
 	/* move both out of the way first: either may already be fd 3 or 4 */
@@ -108,6 +112,8 @@ static void child(int pipe_w, int secrets_fd, char *const argv[], char *const en
 		dup2(null, 0);
 		dup2(null, 1);
 		dup2(null, 2);
+		if (null > 2)
+			close(null);
 	}
 	execve(argv[0], argv, env);
 	ready_send(READY_FD, "error %d cannot run %s: %s", EXIT_FAIL, argv[0], strerror(errno));
@@ -122,7 +128,7 @@ int ready_spawn(char *const argv[], uint64_t timeout_ms, struct ready_result *re
 int ready_spawn_fd(char *const argv[], int secrets_fd, int *release_on_id, uint64_t timeout_ms,
 		   struct ready_result *res, pid_t *pidp)
 {
-	uint64_t deadline = deadline_ms(timeout_ms);
+	uint64_t deadline = deadline_ms(timeout_ms), start = now_ms();
 	char buf[2048];
 	size_t used = 0;
 	int p[2];
@@ -163,7 +169,7 @@ int ready_spawn_fd(char *const argv[], int secrets_fd, int *release_on_id, uint6
 		if (r == 0) {
 			snprintf(res->msg, sizeof(res->msg),
 				 "server not live after %llu ms; killed it and removed its device",
-				 (unsigned long long)timeout_ms);
+				 (unsigned long long)(now_ms() - start));
 			res->code = EXIT_TIMEOUT;
 			break;
 		}

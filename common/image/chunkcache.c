@@ -3,6 +3,7 @@
 #include "util/atomic_file.h"
 #include "image/http.h"
 #include "util/sha256.h"
+#include "util/log.h"
 #include "util/timeutil.h"
 
 #include <dirent.h>
@@ -74,7 +75,7 @@ static int open_dir(int at, const char *path, const char *shown, char *why, size
 
 /* The identity of an image version, one "name value" a line. */
 static int identity_of(const char *url, const char *validator, uint64_t size, uint32_t chunk_size,
-		       char *out, size_t outlen)
+		       char *out, size_t outlen, bool *unshared)
 {
 	char id[HTTP_MAX_URL_LEN + 300], query[2 * SHA256_LEN + 1] = "", own[40] = "";
 	const char *q = strchr(url, '?');
@@ -98,6 +99,7 @@ static int identity_of(const char *url, const char *validator, uint64_t size, ui
 	} else if (!*validator) {
 		if (getrandom(nonce, sizeof(nonce), 0) != (ssize_t)sizeof(nonce))
 			return -EIO;
+		*unshared = true;
 		for (size_t i = 0; i < sizeof(nonce); i++)
 			snprintf(own + 2 * i, 3, "%02x", nonce[i]);
 	}
@@ -177,7 +179,7 @@ int chunk_image_open(struct chunk_image *ci, const char *dir, const char *url,
 		     char *why, size_t whylen)
 {
 	const char *env = getenv("UBLK_CHUNK_CACHE");
-	char *key = malloc(KEY_MAX), name[2 * SHA256_LEN + 1];
+	char *key = malloc(KEY_MAX), name[2 * SHA256_LEN + 2];
 	int ret;
 
 	memset(ci, 0, sizeof(*ci));
@@ -206,7 +208,7 @@ int chunk_image_open(struct chunk_image *ci, const char *dir, const char *url,
 		ret = -EINVAL;
 		goto out;
 	}
-	if ((ret = identity_of(url, validator, size, chunk_size, key, KEY_MAX))) {
+	if ((ret = identity_of(url, validator, size, chunk_size, key, KEY_MAX, &ci->unshared))) {
 		WHY("chunk cache: the image's URL or validator cannot name a cache folder");
 		goto out;
 	}
@@ -219,7 +221,8 @@ int chunk_image_open(struct chunk_image *ci, const char *dir, const char *url,
 		ret = -ENOMEM;
 		goto out;
 	}
-	sha256_hex(key, strlen(key), name);
+	name[0] = 'u';
+	sha256_hex(key, strlen(key), name + ci->unshared);
 	snprintf(ci->dir, sizeof(ci->dir), "%s/%s", ci->root, name);
 	static const struct safedir chunk_safedir = { "chunk cache", "--chunk-cache" };
 	if ((ret = ci->rootfd = safedir_open(&chunk_safedir, ci->root, true, true, why, whylen)) < 0)
@@ -231,6 +234,14 @@ int chunk_image_open(struct chunk_image *ci, const char *dir, const char *url,
 	}
 	if ((ret = ci->dirfd = open_dir(ci->rootfd, name, ci->dir, why, whylen)) < 0)
 		goto out;
+	if (ci->unshared) {
+		char shown[512];
+		flock(ci->dirfd, LOCK_SH);   /* in use: eviction leaves it alone */
+		http_url_for_log(url, shown, sizeof(shown));
+		log_info("%s: the server sends no ETag or Last-Modified: its chunks are cached for "
+			 "this server alone, and a new version of the same size could not be told "
+			 "from the old", shown);
+	}
 	ret = check_key(ci, key, why, whylen);
 out:
 	free(key);
@@ -495,6 +506,35 @@ static bool stale_temporary(int dfd, const char *name)
 	       st.st_mtime < time(NULL) - 3600;
 }
 
+/* Remove the unshared folder name (fd dfd) of root with what is in it:
+ * regular files only (chunks, key, temporaries). */
+static void remove_unshared(int rootfd, const char *name, int dfd)
+{
+	int fd = dup(dfd);
+	DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
+	struct dirent *e;
+
+	if (!d) {
+		if (fd >= 0)
+			close(fd);
+		return;
+	}
+	while ((e = readdir(d)))
+		if (strcmp(e->d_name, ".") && strcmp(e->d_name, ".."))
+			unlinkat(dfd, e->d_name, 0);
+	closedir(d);
+	unlinkat(rootfd, name, AT_REMOVEDIR);
+}
+
+/* An unshared folder that no process holds, and not just made (its opener
+ * takes the lock right after mkdir): left by a server that died. */
+static bool unshared_left(int ifd)
+{
+	struct stat st;
+
+	return !fstat(ifd, &st) && st.st_mtime < time(NULL) - 60 && !flock(ifd, LOCK_EX | LOCK_NB);
+}
+
 /* Delete least recently used chunks of every image until under 90% of the
  * limit. Only regular files directly in a real folder of the root count;
  * links are never followed and never deleted through (unlinkat removes a
@@ -518,6 +558,11 @@ static void evict(struct chunk_image *ci)
 		if (d->d_name[0] == '.' || strlen(d->d_name) >= sizeof(*imgs))
 			continue;
 		int ifd = openat(ci->rootfd, d->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		if (ifd >= 0 && d->d_name[0] == 'u' && unshared_left(ifd)) {
+			remove_unshared(ci->rootfd, d->d_name, ifd);
+			close(ifd);
+			continue;
+		}
 		DIR *img = ifd >= 0 ? fdopendir(ifd) : NULL;
 		struct dirent *e;
 		if (!img) {
@@ -691,6 +736,8 @@ void chunk_image_close(struct chunk_image *ci)
 		ci->open = NULL;
 	}
 	if (ci->fds) {
+		if (ci->unshared && ci->dirfd >= 0 && ci->rootfd >= 0)
+			remove_unshared(ci->rootfd, strrchr(ci->dir, '/') + 1, ci->dirfd);
 		if (ci->dirfd >= 0)
 			close(ci->dirfd);
 		if (ci->rootfd >= 0)

@@ -35,6 +35,9 @@ struct chunk_image {
 	uint64_t stored_since_scan;
 	uint8_t *touched;       /* chunks whose time this process refreshed */
 	bool fds;               /* rootfd and dirfd are set (maybe -1) */
+	bool unshared;          /* no validator, no query: the folder ("u" + key
+				   hash) is this opener's, flock'ed shared, and
+				   removed at close */
 	int rootfd, dirfd;
 	/* Chunk files held open, so a hit is one pread: a chunk's bytes never
 	 * change, and an evicted one still reads right until it is closed. */
@@ -48,7 +51,9 @@ struct chunk_image {
  * fragment (http_url_identity), the validator, the size and the chunk
  * size, so a changed image or a different chunking never reuses old
  * chunks. Its key file holds the identity in full and is compared in
- * full. */
+ * full. An image with neither validator nor query gets a folder of its
+ * own (a random line in its identity), removed at close, or by the
+ * eviction of another opener once no process holds it. */
 int chunk_image_open(struct chunk_image *ci, const char *dir, const char *url,
 		     const char *validator, uint64_t size, uint32_t chunk_size, uint64_t limit,
 		     char *why, size_t whylen);

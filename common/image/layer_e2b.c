@@ -16,17 +16,21 @@ struct layer_e2b {
 	struct layer l;
 	struct e2b_store *s;
 	struct fetch_pool *fetch;       /* data over HTTP */
+	uint64_t build_size;            /* the header's; l.size may be larger
+					   (--read-only --size): zeros past it */
 };
 
 struct e2b_io {
 	struct fetch_job job;
+	uint32_t in_build;              /* bytes of the request inside the build */
 };
 
 static int fetch_run(void *ctx, void *mine, struct fetch_job *job)
 {
 	struct layer_io *io = job->io;
+	struct e2b_io *p = io->priv;
 	(void)mine;
-	return e2b_store_read(((struct layer_e2b *)ctx)->s, io->buf, io->len, io->off);
+	return e2b_store_read(((struct layer_e2b *)ctx)->s, io->buf, p->in_build, io->off);
 }
 
 static const struct fetch_pool_ops fetch_ops = { .run = fetch_run };
@@ -45,10 +49,17 @@ static void e2b_read(struct layer *l, struct layer_io *io)
 
 	/* a device's size is whole blocks; flatten reads up to the size */
 	if (io->off > l->size || io->len > l->size - io->off) {
-		ret = -EIO;
+		io->done(io, -EIO);
+		return;
+	}
+	p->in_build = io->off >= le->build_size ? 0 :
+		      (uint32_t)(io->len < le->build_size - io->off ? io->len : le->build_size - io->off);
+	memset((char *)io->buf + p->in_build, 0, io->len - p->in_build);
+	if (!p->in_build) {
+		/* all past the build: zeros */
 	} else if (!le->fetch) {
-		ret = e2b_store_read(le->s, io->buf, io->len, io->off);
-	} else if ((ret = e2b_store_try_read(le->s, io->buf, io->len, io->off)) == -EAGAIN) {
+		ret = e2b_store_read(le->s, io->buf, p->in_build, io->off);
+	} else if ((ret = e2b_store_try_read(le->s, io->buf, p->in_build, io->off)) == -EAGAIN) {
 		p->job.io = io;
 		fetch_pool_queue(le->fetch, &p->job, fetched);
 		return;
@@ -106,7 +117,7 @@ int layer_e2b_open(const char *root, const char *build, const char *name,
 		le->fetch = NULL;
 	le->l.ops = &e2b_ops;
 	le->l.priv_size = sizeof(struct e2b_io);
-	le->l.size = h->size;
+	le->l.size = le->build_size = h->size;
 	le->l.read_only = true;
 	memcpy(le->l.id, h->build_id, 16);
 	le->l.generation = h->generation;

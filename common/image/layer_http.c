@@ -459,13 +459,6 @@ int layer_http_open(const char *url, const struct layer_http_opts *o, struct lay
 			       o->chunk_size, o->cache_limit, why, whylen);
 	if (ret || (ret = aio_poster_init(&h->poster)))
 		goto fail;
-	if (!h->src.validator[0] && !strchr(url, '?')) {
-		char logurl[512];
-		http_url_for_log(url, logurl, sizeof(logurl));
-		log_info("%s: the server sends no ETag or Last-Modified: its chunks are cached for "
-			 "this server alone, and a new version of the same size could not be told "
-			 "from the old", logurl);
-	}
 	h->access = o->access;
 	if ((h->access_img = access_log_image(o->access, TRACE_BASE, &h->src, &h->ci)) < -1) {
 		ret = h->access_img;

@@ -90,14 +90,13 @@ int stack_open(const struct stack_config *cfg, struct layer **out, char *why, si
 		};
 		why[0] = 0;
 		if ((ret = access_log_new(&ao, &ho.access, why, whylen)))
-			return ret == -ENOMEM ? EXIT_FAIL : ret == -EACCES ? EXIT_PERM : EXIT_BAD_IMAGE;
+			return exit_code_for_image(ret);
 	}
 
 	if (cfg->e2b_root) {
 		ret = layer_e2b_open(cfg->e2b_root, cfg->e2b_build, cfg->e2b_file, &ho, &top, why, whylen);
 		if (ret) {
-			code = ret == -EACCES ? EXIT_PERM : ret == -ETIMEDOUT ? EXIT_TIMEOUT :
-			       ret == -ENOMEM ? EXIT_FAIL : EXIT_BAD_IMAGE;
+			code = exit_code_for_image(ret);
 			goto fail_base;
 		}
 		/* ublk and the layers above count whole blocks */
@@ -111,7 +110,7 @@ int stack_open(const struct stack_config *cfg, struct layer **out, char *why, si
 	} else if (layer_is_url(cfg->base)) {
 		ret = layer_http_open(cfg->base, &ho, &top, why, whylen);
 		if (ret) {
-			code = ret == -EACCES ? EXIT_PERM : ret == -ETIMEDOUT ? EXIT_TIMEOUT : EXIT_BAD_IMAGE;
+			code = exit_code_for_image(ret);
 			goto fail_base;
 		}
 	} else {
@@ -120,17 +119,21 @@ int stack_open(const struct stack_config *cfg, struct layer **out, char *why, si
 		/* image_check says what is wrong with the file and what to do */
 		if (ret && !image_check(cfg->base, cfg->read_only || layered, &size, why, whylen))
 			snprintf(why, whylen, "%s: %s", cfg->base, strerror(-ret));
-		if (ret)
+		if (ret) {
+			code = exit_code_for_image(ret);
 			goto fail_base;
+		}
 	}
 	for (unsigned i = 0; i < cfg->n_layers; i++) {
 		if ((ret = refuse_e2b_layer(cfg->layers[i], &ho, why, whylen))) {
-			code = ret == -ENOMEM ? EXIT_FAIL : EXIT_BAD_IMAGE;
+			code = exit_code_for_image(ret);
 			goto fail;
 		}
 		ret = layer_diff_open(cfg->layers[i], &ho, top, &next, why, whylen);
-		if (ret)
+		if (ret) {
+			code = exit_code_for_image(ret);
 			goto fail;
+		}
 		top = next;
 	}
 	if (cfg->cache) {

@@ -501,14 +501,20 @@ static int fetch(struct ublk_queue *q)
 
 static void teardown(struct ublk_queue *q)
 {
+	/* A loop that broke off leaves commands with the kernel, which copies
+	 * a write into the buffer its FETCH gave, and requests with the layers,
+	 * whose fetch threads complete them through this ring: all kept, and
+	 * queue_join says so, so that the layers stay open too. */
+	if (q->cmds_inflight || q->aio.inflight) {
+		q->broke_off = true;
+		return;
+	}
 	if (q->tags) {
 		unmap_submitted(q);
 		for (uint16_t i = 0; i < q->depth; i++)
 			if (q->tags[i].placed)
 				drop_place(q, &q->tags[i]);
-		/* a loop that broke off leaves commands with the kernel, which
-		 * copies a write into the buffer its FETCH gave: kept, not freed */
-		for (uint16_t i = 0; i < q->depth && !q->cmds_inflight; i++)
+		for (uint16_t i = 0; i < q->depth; i++)
 			free(q->tags[i].buf);
 		free(q->tags);
 		q->tags = NULL;
@@ -606,7 +612,8 @@ int queue_join(struct ublk_queue *q, uint64_t timeout_ms)
 		ts.tv_sec++;
 		ts.tv_nsec -= 1000000000;
 	}
-	return -pthread_clockjoin_np(q->thread, NULL, CLOCK_MONOTONIC, &ts);
+	int ret = -pthread_clockjoin_np(q->thread, NULL, CLOCK_MONOTONIC, &ts);
+	return ret ? ret : q->broke_off ? -EIO : 0;
 }
 
 uint64_t queue_stalled_ms(struct ublk_queue *q, uint64_t now)

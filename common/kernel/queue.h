@@ -134,6 +134,7 @@ struct ublk_queue {
 	/* The stats writer's own (queue_stalled_ms): requests ended when it
 	 * last saw one end, and since when it has seen none. */
 	uint64_t stall_seen_done, stall_since_ms;
+	bool broke_off;         /* ended with requests in flight (queue_join) */
 };
 
 /* Start the queue's thread, which prepares what needs no device (ring,
@@ -144,7 +145,9 @@ int queue_start(struct ublk_queue *q);
 /* Let a prepared queue's thread on: with the device's /dev/ublkcN it maps
  * the descriptors and fetches; with -1 it ends. */
 void queue_release(struct ublk_queue *q, int char_fd);
-/* Wait for the thread to end; -ETIMEDOUT if it did not within timeout_ms. */
+/* Wait for the thread to end; -ETIMEDOUT if it did not within timeout_ms,
+ * -EIO if its loop broke off with requests still with the kernel or the
+ * layers (its ring and buffers are kept: the layers must be too). */
 int queue_join(struct ublk_queue *q, uint64_t timeout_ms);
 
 /* For how long (ms, at now_ms) q has had requests in the target without

@@ -8,6 +8,7 @@
  *                              (see tests/host/e2b-store.bats)
  */
 #include "check.h"
+#include "layer_run.h"
 #include "image/e2b_store.h"
 #include "image/layer.h"
 #include "util/sha256.h"
@@ -754,6 +755,38 @@ static void test_odd_size(const char *tmp)
 	model_free(&m);
 }
 
+/* A read-only device larger than its build (--read-only --size): reads
+ * past the build are zeros, as over a file, a diff or a remote base. */
+static void test_grown(const char *tmp)
+{
+	char root[1024], why[2000] = "";
+	struct model m;
+	struct layer *l = NULL;
+	static uint8_t buf[3 * P];
+
+	snprintf(root, sizeof(root), "%s/grown", tmp);
+	model_init(&m, root, "rootfs.ext4", 16 * P);
+	add_build(&m, all_pages, E2B_CODEC_ZSTD, 16384, 4, false);
+	int ret = layer_e2b_open(root, m.b[0].s, NULL, NULL, &l, why, sizeof(why));
+	CHECK(!ret, "grown: open: %s", why);
+	if (ret) {
+		model_free(&m);
+		return;
+	}
+	l->size = 32 * P;   /* as stack_open makes it */
+	io_uring_queue_init(8, &ring, 0);
+	memset(buf, 0xee, sizeof(buf));
+	CHECK(run(l, LAYER_READ, 15 * P, 3 * P, buf) == 3 * P && !memcmp(buf, m.img + 15 * P, P) &&
+	      buf[P] == 0 && !memcmp(buf + P, buf + P + 1, 2 * P - 1), "a read across the build's end");
+	memset(buf, 0xee, sizeof(buf));
+	CHECK(run(l, LAYER_READ, 20 * P, P, buf) == P && buf[0] == 0 && !memcmp(buf, buf + 1, P - 1),
+	      "a read past the build");
+	CHECK(run(l, LAYER_READ, 31 * P, 2 * P, buf) == -EIO, "a read past the device");
+	io_uring_queue_exit(&ring);
+	layer_close(l);
+	model_free(&m);
+}
+
 static void test_parse_id(void)
 {
 	uint8_t id[16];
@@ -781,6 +814,7 @@ int main(int argc, char **argv)
 	test_trimmed(tmp);
 	test_frame_limits(tmp);
 	test_odd_size(tmp);
+	test_grown(tmp);
 	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmp);
 	if (system(cmd))
 		fprintf(stderr, "could not remove %s\n", tmp);

@@ -18,6 +18,7 @@
 #include <dirent.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 static int cr(const char *s, uint64_t *a, uint64_t *b, uint64_t *t)
@@ -172,7 +173,11 @@ static void test_chunk_cache(void)
 	      !chunk_image_open(&cj, root, "http://h/nv", "", 4096, 65536, 1 << 20, why, 300),
 	      "open without a validator: %s", why);
 	CHECK(strcmp(ci.dir, cj.dir), "two openers without a validator share %s", ci.dir);
+	memset(buf, 4, 4096);
+	CHECK(!chunk_store(&ci, 0, buf, 4096), "store without a validator");
+	snprintf(path, sizeof(path), "%s", ci.dir);
 	chunk_image_close(&ci);
+	CHECK(access(path, F_OK) && errno == ENOENT, "%s left after its close", path);
 	chunk_image_close(&cj);
 	CHECK(!chunk_image_open(&ci, root, "http://h/nv?versionId=3", "", 4096, 65536, 1 << 20, why, 300) &&
 	      !chunk_image_open(&cj, root, "http://h/nv?versionId=3", "", 4096, 65536, 1 << 20, why, 300),
@@ -237,6 +242,21 @@ static void test_chunk_cache(void)
 	f = fopen(vfile, "w");
 	fputs("precious", f);
 	fclose(f);
+	/* the unshared folder of a server that died (no lock, an hour old)
+	 * goes with the next eviction; one in use stays */
+	char dead[400], dfile[500], used[4200];
+	snprintf(dead, sizeof(dead), "%s/u%064d", root, 7);
+	CHECK(!mkdir(dead, 0700), "mkdir %s", dead);
+	snprintf(dfile, sizeof(dfile), "%s/0", dead);
+	f = fopen(dfile, "w");
+	fputs("left", f);
+	fclose(f);
+	struct timespec old_times[2] = { { .tv_sec = time(NULL) - 3600 }, { .tv_sec = time(NULL) - 3600 } };
+	CHECK(!utimensat(AT_FDCWD, dead, old_times, 0), "age %s", dead);
+	CHECK(!chunk_image_open(&cj, root, "http://h/inuse", "", 4096, 65536, 1 << 20, why, 300),
+	      "open in use: %s", why);
+	snprintf(used, sizeof(used), "%s", cj.dir);
+	CHECK(!utimensat(AT_FDCWD, used, old_times, 0), "age %s", used);
 	/* a limit of 1 MiB: storing 20 chunks of 64 KiB evicts */
 	CHECK(!open_ci(&ci, "http://h/evict", 20 * 65536, why), "open: %s", why);
 	snprintf(path, sizeof(path), "%s/0", ci.dir);
@@ -247,6 +267,9 @@ static void test_chunk_cache(void)
 	snprintf(vfile, sizeof(vfile), "%s/1", victim);
 	CHECK(!access(vfile, F_OK), "eviction deleted through a symlinked folder");
 	CHECK(!lstat(link, &st) && S_ISLNK(st.st_mode), "eviction removed the link");
+	CHECK(access(dead, F_OK) && errno == ENOENT, "a dead opener's unshared folder is left");
+	CHECK(!access(used, F_OK), "an unshared folder in use was removed");
+	chunk_image_close(&cj);
 
 	/* many servers storing a little each (less than the 5% of the limit a
 	 * scan waits for) keep the limit all the same: 100 images of 12 chunks
@@ -257,7 +280,7 @@ static void test_chunk_cache(void)
 	for (int k = 0; k < 100; k++) {
 		char url[64];
 		snprintf(url, sizeof(url), "http://h/short-lived/%d", k);
-		CHECK(!chunk_image_open(&ci, shared, url, "", 12 * 4096, 4096, 1 << 20, why, sizeof(why)),
+		CHECK(!chunk_image_open(&ci, shared, url, "\"v1\"", 12 * 4096, 4096, 1 << 20, why, sizeof(why)),
 		      "open: %s", why);
 		for (uint64_t i = 0; i < 12; i++)
 			CHECK(!chunk_store(&ci, i, buf, 4096), "store");

@@ -217,6 +217,14 @@ PY
 	# nothing changed: the device still runs, the template is intact
 	[ -b "$dev" ]
 	cmp "$T/img" "$T/root/$ROOT_ID/rootfs.ext4"
+	# the data of a build cut short, without its header: refused before the device stops
+	local cut=b1b1b1b1-0000-4000-8000-00000000e2b1
+	mkdir "$T/root/$cut"
+	echo theirs >"$T/root/$cut/rootfs.ext4.zstd"
+	run_mustfail 1 "$T/root/$cut/rootfs.ext4.zstd: is there without its header" \
+		"$B/ublk-export-diff" --format e2b --build-id "$cut" e1
+	[ -b "$dev" ]
+	[ "$(cat "$T/root/$cut/rootfs.ext4.zstd")" = theirs ]
 	"$B/ublk-del" e1
 }
 
