@@ -42,6 +42,7 @@ struct access_log {
 	struct access_image img[TRACE_MAX_IMAGES];
 	unsigned nimg;
 	pthread_mutex_t lock;
+	pthread_mutex_t save_lock;      /* saves in order; taken before lock */
 	pthread_cond_t cond;
 	pthread_cond_t fetched;         /* a prefetch transfer ended */
 	atomic_bool stop;
@@ -126,6 +127,7 @@ int access_log_new(const struct access_log_opts *o, struct access_log **out, cha
 	pthread_condattr_init(&monotonic);
 	pthread_condattr_setclock(&monotonic, CLOCK_MONOTONIC);    /* the window's end */
 	pthread_mutex_init(&a->lock, NULL);
+	pthread_mutex_init(&a->save_lock, NULL);
 	pthread_cond_init(&a->cond, &monotonic);
 	pthread_cond_init(&a->fetched, NULL);
 	pthread_condattr_destroy(&monotonic);
@@ -223,11 +225,25 @@ void access_note(struct access_log *a, int img, uint64_t chunk, bool write)
 	pthread_mutex_unlock(&a->lock);
 }
 
-/* Write the recording so far; called with a->lock held. */
-static int save_locked(struct access_log *a, char *why, size_t whylen)
+/* Write the recording so far: its text made under a->lock, written (and
+ * fsync'ed) outside it, where a queue thread noting a first touch would
+ * wait for the disk; save_lock keeps an older text from landing last. */
+static int save(struct access_log *a, char *why, size_t whylen)
 {
-	char sub[600];
-	int ret = trace_save(a->record_path, &a->rec, sub, sizeof(sub));
+	char sub[600] = "", *text = NULL;
+	size_t len = 0;
+	int ret;
+
+	pthread_mutex_lock(&a->save_lock);
+	pthread_mutex_lock(&a->lock);
+	ret = trace_format(&a->rec, &text, &len);
+	pthread_mutex_unlock(&a->lock);
+	if (ret)
+		snprintf(sub, sizeof(sub), "%s", strerror(-ret));
+	else
+		ret = trace_write_text(a->record_path, text, len, sub, sizeof(sub));
+	pthread_mutex_unlock(&a->save_lock);
+	free(text);
 	if (ret)
 		snprintf(why, whylen, "--record-access %s: %s", a->record_path, sub);
 	return ret;
@@ -252,11 +268,13 @@ static void *recorder_main(void *arg)
 		pthread_cond_timedwait(&a->cond, &a->lock, &ts);
 	}
 	atomic_store(&a->recording, false);
-	if (save_locked(a, why, sizeof(why)))
+	pthread_mutex_unlock(&a->lock);
+	if (save(a, why, sizeof(why)))
 		log_err("%s", why);
 	else
 		log_info("--record-access %s: %zu chunks of %u images recorded", a->record_path, a->rec.n,
 			 a->nimg);
+	pthread_mutex_lock(&a->lock);
 	a->saved_end = true;
 	pthread_mutex_unlock(&a->lock);
 	return NULL;
@@ -335,6 +353,7 @@ void access_log_free(struct access_log *a)
 	trace_free(&a->plan);
 	free(a->record_path);
 	pthread_mutex_destroy(&a->lock);
+	pthread_mutex_destroy(&a->save_lock);
 	pthread_cond_destroy(&a->cond);
 	pthread_cond_destroy(&a->fetched);
 	free(a);
@@ -422,11 +441,9 @@ static void log_close(struct layer *l)
 	struct layer *lower = l->lower;
 	char why[700];
 
-	stop_threads(a);
-	pthread_mutex_lock(&a->lock);
-	if (a->record_path && !a->saved_end && save_locked(a, why, sizeof(why)))
+	stop_threads(a);   /* the recorder too: nothing else saves now */
+	if (a->record_path && !a->saved_end && save(a, why, sizeof(why)))
 		log_err("%s", why);
-	pthread_mutex_unlock(&a->lock);
 	/* the layers below first: their fetch threads look at the log */
 	layer_close(lower);
 	access_log_free(a);
@@ -491,9 +508,5 @@ int access_log_save_now(struct layer *top, char *why, size_t whylen)
 		snprintf(why, whylen, "the device records no access trace (--record-access)");
 		return -ENOENT;
 	}
-	struct access_log *a = (struct access_log *)top;
-	pthread_mutex_lock(&a->lock);
-	int ret = save_locked(a, why, whylen);
-	pthread_mutex_unlock(&a->lock);
-	return ret;
+	return save((struct access_log *)top, why, whylen);
 }

@@ -566,10 +566,17 @@ int trace_save(const char *path, const struct access_trace *t, char *why, size_t
 		snprintf(why, whylen, "%s: %s", path, sub);
 		return ret;
 	}
-	ret = output_file_refuse_special(path, why, whylen);
+	ret = trace_write_text(path, text, len, why, whylen);
+	free(text);
+	return ret;
+}
+
+int trace_write_text(const char *path, const char *text, size_t len, char *why, size_t whylen)
+{
+	int ret = output_file_refuse_special(path, why, whylen);
+
 	if (!ret && (ret = atomic_write_file(AT_FDCWD, path, text, len, 0644, ATOMIC_DURABLE)))
 		snprintf(why, whylen, "%s: %s", path, strerror(-ret));
-	free(text);
 	return ret;
 }
 

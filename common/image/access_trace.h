@@ -66,6 +66,8 @@ int trace_check(const struct access_trace *t, char *why, size_t whylen);
 int trace_format(const struct access_trace *t, char **out, size_t *len);
 /* trace_format, written atomically and durably (atomic_file.h), mode 0644. */
 int trace_save(const char *path, const struct access_trace *t, char *why, size_t whylen);
+/* The same for text trace_format made. */
+int trace_write_text(const char *path, const char *text, size_t len, char *why, size_t whylen);
 /* Append one entry, growing the array: 0, -ENOMEM, or -ENOSPC when t
  * already holds TRACE_MAX_ENTRIES. Nothing is checked here (trace_check). */
 int trace_add(struct access_trace *t, uint16_t image, uint64_t chunk, uint64_t t_ms, bool write);
