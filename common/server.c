@@ -317,6 +317,11 @@ static void cancel_fetches(struct server *s)
 		ctrl_stop_dev(&s->ctrl, (uint32_t)s->dev_id);
 }
 
+/* How long a stop may wait for requests held by the backend, past
+ * --timeout: a remote base gives up on a read within its --http-timeout
+ * and retries (by default 4 tries of 60 s). */
+#define STOP_LATE_MS 300000
+
 /* Stop and delete the device and free everything; safe at any stage. */
 static void teardown(struct server *s)
 {
@@ -334,6 +339,16 @@ static void teardown(struct server *s)
 	if (owned) {
 		state_write(s->dev_id, "state", "stopping\n");
 		ret = ctrl_stop_dev(&s->ctrl, s->dev_id);
+		/* The kernel's stop waits for the requests the device has in
+		 * flight; those held by the backend (a slow remote server) end
+		 * with its own deadlines, while the queues keep serving. Exiting
+		 * before would leave them to the kernel: on 6.12 the exit then
+		 * waits for the stop for ever, and 6.1 fails them. */
+		if (ret == -ETIMEDOUT) {
+			log_info("ublkb%d: the stop waits for requests the backend holds; waiting up to "
+				 "%d s more", s->dev_id, STOP_LATE_MS / 1000);
+			ret = ctrl_wait_late(&s->ctrl, STOP_LATE_MS);
+		}
 		if (ret && ret != -ENODEV) {
 			log_err("ublkb%d: STOP_DEV: %s", s->dev_id, strerror(-ret));
 			stopped = false;
@@ -617,16 +632,16 @@ static int create_device(struct server *s)
 	}
 	s->dev_id = (int)s->info.dev_id;
 	step_done(s, "ADD_DEV");
-	/* at once: a front end whose deadline kills this server from here on
-	 * deletes the device by its id and cookie */
+	if ((ret = open_char_dev(s)))
+		return ret;
+	step_done(s, "open /dev/ublkcN");
+	/* once open: from here tools find this server by its /dev/ublkcN (a
+	 * front end that kills it before knows the device by its cookie) */
 	if (cfg->ready_fd >= 0 &&
 	    ready_send(cfg->ready_fd, "id %d %016llx", s->dev_id,
 		       (unsigned long long)s->info.ublksrv_flags) == -EPIPE &&
 	    cfg->recover_id < 0)
 		return fail(s, EXIT_FAIL, "ublkb%d: %s", s->dev_id, FRONT_END_GONE);
-	if ((ret = open_char_dev(s)))
-		return ret;
-	step_done(s, "open /dev/ublkcN");
 
 	/* the lock held, and the entry open, are what tell tools this server
 	 * runs (a pid alone may be another process's) */

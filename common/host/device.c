@@ -113,6 +113,12 @@ int device_delete_own(uint32_t id, uint64_t cookie, uint64_t timeout_ms, bool fo
 	if (!ret)
 		goto gone;
 	ret = ctrl_stop_dev(&c, id);
+	if (ret == -ETIMEDOUT) {
+		SET_WHY("ublkb%u: its stop did not end within %llu ms: the kernel waits for the "
+			"requests in flight, which its server's backend holds (a slow remote image?); "
+			"retry with a longer --timeout", id, (unsigned long long)timeout_ms);
+		goto out;
+	}
 	if (ret && ret != -ENODEV) {
 		SET_WHY("ublkb%u: STOP_DEV: %s", id, strerror(-ret));
 		goto out;

@@ -1,8 +1,10 @@
 #include "host/ready.h"
 #include "host/device.h"
+#include "kernel/ctrl.h"
 #include "util/exitcodes.h"
 #include "util/timeutil.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -53,6 +55,30 @@ static void parse_line(char *line, struct ready_result *res)
 	}
 }
 
+/* The devices whose cookie names pid (ctrl_owner_cookie): those a server
+ * killed before it told their id had made. */
+static void delete_devices_of(pid_t pid)
+{
+	DIR *d = opendir("/sys/class/ublk-char");
+	struct ublksrv_ctrl_dev_info info;
+	struct ublk_ctrl c;
+	struct dirent *e;
+	unsigned id;
+
+	if (!d)
+		return;
+	if (ctrl_open(&c, 3000)) {
+		closedir(d);
+		return;
+	}
+	while ((e = readdir(d)))
+		if (sscanf(e->d_name, "ublkc%u", &id) == 1 && !ctrl_get_info(&c, id, &info) &&
+		    ctrl_cookie_pid(info.ublksrv_flags) == pid)
+			device_delete_own(id, info.ublksrv_flags, 3000, true, NULL, 0);
+	ctrl_close(&c);
+	closedir(d);
+}
+
 /* Kill a server that did not become live, and remove what it created.
  * A server whose exit waits on the kernel (a control command it cannot
  * cancel) is not waited for past ABANDON_WAIT_MS: it is reaped when
@@ -63,16 +89,23 @@ static void abandon(pid_t pid, struct ready_result *res)
 	size_t used = strlen(res->msg);
 
 	uint64_t until = deadline_ms(ABANDON_WAIT_MS);
-	pid_t got;
+	siginfo_t si = { 0 };
 
 	kill(pid, SIGKILL);
-	while ((got = waitpid(pid, NULL, WNOHANG)) == 0 && ms_left(until))
+	/* not reaped yet: while the pid is the server's, no other device's
+	 * cookie can name it */
+	while (!waitid(P_PID, pid, &si, WEXITED | WNOHANG | WNOWAIT) && si.si_pid != pid &&
+	       ms_left(until))
 		sleep_ms(20);
-	if (got == 0)
-		snprintf(res->msg + used, sizeof(res->msg) - used, " (pid %d still in the kernel's "
-			 "exit %d ms after SIGKILL)", (int)pid, ABANDON_WAIT_MS);
 	if (res->id >= 0)
 		device_delete_own(res->id, res->cookie, 3000, true, NULL, 0);
+	else
+		delete_devices_of(pid);
+	if (si.si_pid == pid)
+		waitpid(pid, NULL, 0);
+	else
+		snprintf(res->msg + used, sizeof(res->msg) - used, " (pid %d still in the kernel's "
+			 "exit %d ms after SIGKILL)", (int)pid, ABANDON_WAIT_MS);
 }
 
 /* environ without UBLK_HTTP_AUTH: a server has its credentials from its

@@ -96,11 +96,40 @@ const char *ctrl_open_hint(int err)
 	}
 }
 
+/* The result of command me within timeout_ms (later CQEs of earlier
+ * commands are dropped); -ETIMEDOUT, remembered for ctrl_wait_late. */
+static int wait_for(struct ublk_ctrl *c, uint64_t me, uint64_t timeout_ms)
+{
+	uint64_t deadline = deadline_ms(timeout_ms);
+	int ret;
+
+	c->late = 0;
+	for (;;) {
+		struct io_uring_cqe *cqe;
+		uint64_t left = ms_left(deadline);
+		struct __kernel_timespec ts = { .tv_sec = left / 1000, .tv_nsec = (left % 1000) * 1000000 };
+
+		if (!left) {
+			c->late = me;
+			return -ETIMEDOUT;
+		}
+		ret = io_uring_wait_cqe_timeout(&c->ring, &cqe, &ts);
+		if (ret == -ETIME || ret == -EINTR)
+			continue;
+		if (ret)
+			return ret;
+		uint64_t ud = cqe->user_data;
+		int res = cqe->res;
+		io_uring_cqe_seen(&c->ring, cqe);
+		if (ud == me)
+			return res;
+	}
+}
+
 static int submit_wait(struct ublk_ctrl *c, unsigned op, struct ublksrv_ctrl_cmd *cmd)
 {
 	struct io_uring_sqe *sqe = io_uring_get_sqe(&c->ring);
 	uint64_t me = ++c->seq;
-	uint64_t deadline = now_ms() + c->timeout_ms;
 	int ret;
 
 	if (!sqe)
@@ -114,24 +143,12 @@ static int submit_wait(struct ublk_ctrl *c, unsigned op, struct ublksrv_ctrl_cmd
 	ret = io_uring_submit(&c->ring);
 	if (ret < 0)
 		return ret;
-	for (;;) {
-		struct io_uring_cqe *cqe;
-		uint64_t left = ms_left(deadline);
-		struct __kernel_timespec ts = { .tv_sec = left / 1000, .tv_nsec = (left % 1000) * 1000000 };
+	return wait_for(c, me, c->timeout_ms);
+}
 
-		if (!left)
-			return -ETIMEDOUT;
-		ret = io_uring_wait_cqe_timeout(&c->ring, &cqe, &ts);
-		if (ret == -ETIME || ret == -EINTR)
-			continue;
-		if (ret)
-			return ret;
-		uint64_t ud = cqe->user_data;
-		int res = cqe->res;
-		io_uring_cqe_seen(&c->ring, cqe);
-		if (ud == me)
-			return res;
-	}
+int ctrl_wait_late(struct ublk_ctrl *c, uint64_t timeout_ms)
+{
+	return c->late ? wait_for(c, c->late, timeout_ms) : -ENOENT;
 }
 
 static bool not_understood(int ret)

@@ -16,6 +16,7 @@ struct ublk_ctrl {
 	int fd;
 	struct io_uring ring;
 	uint64_t seq;       /* user_data of the next command, to skip stale CQEs */
+	uint64_t late;      /* the last command that timed out (ctrl_wait_late), or 0 */
 	int legacy;         /* -1 unknown, 0 ioctl-encoded opcodes, 1 legacy numbers */
 	int del_async;      /* DEL_DEV_ASYNC: -1 untried, 0 refused, 1 taken */
 	uint64_t timeout_ms;
@@ -27,6 +28,11 @@ const char *ctrl_path(void);
 /* 0, or -ENOENT (no ublk in kernel), -EACCES/-EPERM, other -errno. */
 int ctrl_open(struct ublk_ctrl *c, uint64_t timeout_ms);
 void ctrl_close(struct ublk_ctrl *c);
+
+/* Wait up to timeout_ms more for the command that last timed out, which
+ * the kernel may still be running: its result, -ETIMEDOUT again, or
+ * -ENOENT when the last command did not time out. */
+int ctrl_wait_late(struct ublk_ctrl *c, uint64_t timeout_ms);
 
 int ctrl_add_dev(struct ublk_ctrl *c, struct ublksrv_ctrl_dev_info *info);
 /* The identity a server gives its device at ADD_DEV, in ublksrv_flags
