@@ -506,19 +506,26 @@ static bool stale_temporary(int dfd, const char *name)
 	       st.st_mtime < time(NULL) - 3600;
 }
 
+/* A DIR of fd, which it owns from here (closed if that fails); NULL for
+ * fd < 0 too. */
+static DIR *dir_of(int fd)
+{
+	DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
+
+	if (!d && fd >= 0)
+		close(fd);
+	return d;
+}
+
 /* Remove the unshared folder name (fd dfd) of root with what is in it:
  * regular files only (chunks, key, temporaries). */
 static void remove_unshared(int rootfd, const char *name, int dfd)
 {
-	int fd = dup(dfd);
-	DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
+	DIR *d = dir_of(dup(dfd));
 	struct dirent *e;
 
-	if (!d) {
-		if (fd >= 0)
-			close(fd);
+	if (!d)
 		return;
-	}
 	while ((e = readdir(d)))
 		if (strcmp(e->d_name, ".") && strcmp(e->d_name, ".."))
 			unlinkat(dfd, e->d_name, 0);
@@ -545,15 +552,11 @@ static void evict(struct chunk_image *ci)
 	char (*imgs)[256] = NULL;
 	size_t n = 0, cap = 0, nimg = 0, imgcap = 0;
 	uint64_t total = 0;
-	int fd = openat(ci->rootfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	DIR *root = fd >= 0 ? fdopendir(fd) : NULL;
+	DIR *root = dir_of(openat(ci->rootfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC));
 	struct dirent *d;
 
-	if (!root) {
-		if (fd >= 0)
-			close(fd);
+	if (!root)
 		return;
-	}
 	while ((d = readdir(root))) {
 		if (d->d_name[0] == '.' || strlen(d->d_name) >= sizeof(*imgs))
 			continue;
@@ -563,13 +566,10 @@ static void evict(struct chunk_image *ci)
 			close(ifd);
 			continue;
 		}
-		DIR *img = ifd >= 0 ? fdopendir(ifd) : NULL;
+		DIR *img = dir_of(ifd);
 		struct dirent *e;
-		if (!img) {
-			if (ifd >= 0)
-				close(ifd);
+		if (!img)
 			continue;
-		}
 		if (nimg == imgcap) {
 			size_t c = imgcap ? imgcap * 2 : 16;
 			void *grown = realloc(imgs, c * sizeof(*imgs));
