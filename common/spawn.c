@@ -44,7 +44,7 @@ int spawn_recover(uint32_t id, uint64_t timeout_ms, struct ready_result *res, pi
 	serve_path(serve, sizeof(serve));
 	snprintf(ids, sizeof(ids), "%u", id);
 	snprintf(secs, sizeof(secs), "%.3f", timeout_ms / 1000.0);
-	/* The server never reports "id": ready_spawn then deletes nothing. */
+	/* ready_spawn deletes no device: this server makes none */
 	return ready_spawn(argv, timeout_ms > UINT64_MAX / 2 ? UINT64_MAX : timeout_ms * 2, res, pid);
 }
 

@@ -84,10 +84,9 @@ static void delete_devices_of(pid_t pid)
  * cancel) is not waited for past ABANDON_WAIT_MS: it is reaped when
  * whoever started it ends. */
 #define ABANDON_WAIT_MS 5000
-static void abandon(pid_t pid, struct ready_result *res)
+static void abandon(pid_t pid, struct ready_result *res, bool creates)
 {
 	size_t used = strlen(res->msg);
-
 	uint64_t until = deadline_ms(ABANDON_WAIT_MS);
 	siginfo_t si = { 0 };
 
@@ -99,7 +98,7 @@ static void abandon(pid_t pid, struct ready_result *res)
 		sleep_ms(20);
 	if (res->id >= 0)
 		device_delete_own(res->id, res->cookie, 3000, true, NULL, 0);
-	else
+	else if (creates)
 		delete_devices_of(pid);
 	if (si.si_pid == pid)
 		waitpid(pid, NULL, 0);
@@ -153,13 +152,11 @@ static void child(int pipe_w, int secrets_fd, char *const argv[], char *const en
 	_exit(127);
 }
 
-int ready_spawn(char *const argv[], uint64_t timeout_ms, struct ready_result *res, pid_t *pidp)
-{
-	return ready_spawn_fd(argv, -1, NULL, timeout_ms, res, pidp);
-}
-
-int ready_spawn_fd(char *const argv[], int secrets_fd, int *release_on_id, uint64_t timeout_ms,
-		   struct ready_result *res, pid_t *pidp)
+/* creates: the server makes its device (ADD_DEV), so a device whose
+ * cookie names its pid is its own; a recovery's device names the pid of a
+ * server before it, which this one's may be since. */
+static int spawn_wait(char *const argv[], int secrets_fd, int *release_on_id, uint64_t timeout_ms,
+		      struct ready_result *res, pid_t *pidp, bool creates)
 {
 	uint64_t deadline = deadline_ms(timeout_ms), start = now_ms();
 	char buf[2048];
@@ -237,13 +234,27 @@ int ready_spawn_fd(char *const argv[], int secrets_fd, int *release_on_id, uint6
 	close(p[0]);
 	if (res->live)
 		return 0;
-	/* A server that reported an error cleans up itself; give it the time. */
+	/* A server that reported an error cleans up itself; give it the time.
+	 * Not reaped before its devices are looked for: its pid stays its. */
 	if (res->code != EXIT_TIMEOUT && wait_pid_gone(pid, timeout_ms) == 0) {
-		waitpid(pid, NULL, 0);
 		if (res->id >= 0)
 			device_delete_own(res->id, res->cookie, 3000, true, NULL, 0);
+		else if (creates)
+			delete_devices_of(pid);
+		waitpid(pid, NULL, 0);
 	} else {
-		abandon(pid, res);
+		abandon(pid, res, creates);
 	}
 	return res->code;
+}
+
+int ready_spawn(char *const argv[], uint64_t timeout_ms, struct ready_result *res, pid_t *pidp)
+{
+	return spawn_wait(argv, -1, NULL, timeout_ms, res, pidp, false);
+}
+
+int ready_spawn_fd(char *const argv[], int secrets_fd, int *release_on_id, uint64_t timeout_ms,
+		   struct ready_result *res, pid_t *pidp)
+{
+	return spawn_wait(argv, secrets_fd, release_on_id, timeout_ms, res, pidp, true);
 }

@@ -26,18 +26,20 @@ struct ready_result {
 	char msg[512];
 };
 
-/* Start argv[0] (a server) detached in its own session with the pipe as
- * fd 3, its stdio on /dev/null, and wait at most timeout_ms for it to be
- * live (a recovering server that says "started" gets timeout_ms again from
- * then). On timeout or early death, the server is killed and the device it
- * created (if any) deleted. Returns 0 when live, else an exit code with
- * res->msg explaining. */
+/* Start argv[0] (a server that recovers a device) detached in its own
+ * session with the pipe as fd 3, its stdio on /dev/null, and wait at most
+ * timeout_ms for it to be live (timeout_ms again from its "started"). On
+ * timeout or early death the server is killed. Returns 0 when live, else
+ * an exit code with res->msg explaining. */
 int ready_spawn(char *const argv[], uint64_t timeout_ms, struct ready_result *res, pid_t *pid);
 
-/* The same, also passing secrets_fd (if >= 0) as fd READY_SECRETS_FD
- * (for ublk-serve --secrets-fd: credentials stay out of argv), and closing
- * *release_on_id (if not NULL and >= 0; then set to -1) once the server
- * reports its device's id: a lock held until the kernel has the device. */
+/* The same for a server that makes its device, also passing secrets_fd
+ * (if >= 0) as fd READY_SECRETS_FD (for ublk-serve --secrets-fd:
+ * credentials stay out of argv), and closing *release_on_id (if not NULL
+ * and >= 0; then set to -1) once the server reports its device's id: a
+ * lock held until the kernel has the device. A server that dies or is
+ * killed before it is live has its device deleted: by the id it told, or
+ * else by the cookie that names its pid. */
 #define READY_SECRETS_FD 4
 int ready_spawn_fd(char *const argv[], int secrets_fd, int *release_on_id, uint64_t timeout_ms,
 		   struct ready_result *res, pid_t *pid);
