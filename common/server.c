@@ -328,6 +328,7 @@ static void teardown(struct server *s)
 	/* A failed recovery leaves the device waiting for the next one. */
 	bool owned = s->dev_id >= 0 && !s->lost && (s->live || s->cfg->recover_id < 0);
 	bool joined = true, stopped = true;
+	uint64_t stop_start = 0;
 	int ret;
 
 	/* without /dev/ublkcN open the id is ours only while the device is */
@@ -338,6 +339,7 @@ static void teardown(struct server *s)
 	ctl_server_close(&s->ctl);
 	if (owned) {
 		state_write(s->dev_id, "state", "stopping\n");
+		stop_start = now_ms();
 		ret = ctrl_stop_dev(&s->ctrl, s->dev_id);
 		/* The kernel's stop waits for the requests the device has in
 		 * flight; those held by the backend (a slow remote server) end
@@ -382,7 +384,7 @@ static void teardown(struct server *s)
 		char what[64];
 		if (!stopped)
 			snprintf(what, sizeof(what), "its stop did not end within %llu ms",
-				 (unsigned long long)s->ctrl.timeout_ms);
+				 (unsigned long long)(now_ms() - stop_start));
 		else
 			snprintf(what, sizeof(what), "its queues did not end");
 		log_err("ublkb%d: not deleted: %s (a request held by the image's backend?); "

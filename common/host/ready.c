@@ -1,10 +1,8 @@
 #include "host/ready.h"
 #include "host/device.h"
-#include "kernel/ctrl.h"
 #include "util/exitcodes.h"
 #include "util/timeutil.h"
 
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -55,56 +53,25 @@ static void parse_line(char *line, struct ready_result *res)
 	}
 }
 
-/* The devices whose cookie names pid (ctrl_owner_cookie): those a server
- * killed before it told their id had made. */
-static void delete_devices_of(pid_t pid)
-{
-	DIR *d = opendir("/sys/class/ublk-char");
-	struct ublksrv_ctrl_dev_info info;
-	struct ublk_ctrl c;
-	struct dirent *e;
-	unsigned id;
-
-	if (!d)
-		return;
-	if (ctrl_open(&c, 3000)) {
-		closedir(d);
-		return;
-	}
-	while ((e = readdir(d)))
-		if (sscanf(e->d_name, "ublkc%u", &id) == 1 && !ctrl_get_info(&c, id, &info) &&
-		    ctrl_cookie_pid(info.ublksrv_flags) == pid)
-			device_delete_own(id, info.ublksrv_flags, 3000, true, NULL, 0);
-	ctrl_close(&c);
-	closedir(d);
-}
-
 /* Kill a server that did not become live, and remove what it created.
  * A server whose exit waits on the kernel (a control command it cannot
  * cancel) is not waited for past ABANDON_WAIT_MS: it is reaped when
  * whoever started it ends. */
 #define ABANDON_WAIT_MS 5000
-static void abandon(pid_t pid, struct ready_result *res, bool creates)
+static void abandon(pid_t pid, struct ready_result *res)
 {
 	size_t used = strlen(res->msg);
 	uint64_t until = deadline_ms(ABANDON_WAIT_MS);
-	siginfo_t si = { 0 };
+	pid_t got;
 
 	kill(pid, SIGKILL);
-	/* not reaped yet: while the pid is the server's, no other device's
-	 * cookie can name it */
-	while (!waitid(P_PID, pid, &si, WEXITED | WNOHANG | WNOWAIT) && si.si_pid != pid &&
-	       ms_left(until))
+	while ((got = waitpid(pid, NULL, WNOHANG)) == 0 && ms_left(until))
 		sleep_ms(20);
-	if (res->id >= 0)
-		device_delete_own(res->id, res->cookie, 3000, true, NULL, 0);
-	else if (creates)
-		delete_devices_of(pid);
-	if (si.si_pid == pid)
-		waitpid(pid, NULL, 0);
-	else
+	if (got == 0)
 		snprintf(res->msg + used, sizeof(res->msg) - used, " (pid %d still in the kernel's "
 			 "exit %d ms after SIGKILL)", (int)pid, ABANDON_WAIT_MS);
+	if (res->id >= 0)
+		device_delete_own(res->id, res->cookie, 3000, true, NULL, 0);
 }
 
 /* environ without UBLK_HTTP_AUTH: a server has its credentials from its
@@ -152,11 +119,8 @@ static void child(int pipe_w, int secrets_fd, char *const argv[], char *const en
 	_exit(127);
 }
 
-/* creates: the server makes its device (ADD_DEV), so a device whose
- * cookie names its pid is its own; a recovery's device names the pid of a
- * server before it, which this one's may be since. */
-static int spawn_wait(char *const argv[], int secrets_fd, int *release_on_id, uint64_t timeout_ms,
-		      struct ready_result *res, pid_t *pidp, bool creates)
+int ready_spawn_fd(char *const argv[], int secrets_fd, int *release_on_id, uint64_t timeout_ms,
+		   struct ready_result *res, pid_t *pidp)
 {
 	uint64_t deadline = deadline_ms(timeout_ms), start = now_ms();
 	char buf[2048];
@@ -234,27 +198,18 @@ static int spawn_wait(char *const argv[], int secrets_fd, int *release_on_id, ui
 	close(p[0]);
 	if (res->live)
 		return 0;
-	/* A server that reported an error cleans up itself; give it the time.
-	 * Not reaped before its devices are looked for: its pid stays its. */
+	/* A server that reported an error cleans up itself; give it the time. */
 	if (res->code != EXIT_TIMEOUT && wait_pid_gone(pid, timeout_ms) == 0) {
+		waitpid(pid, NULL, 0);
 		if (res->id >= 0)
 			device_delete_own(res->id, res->cookie, 3000, true, NULL, 0);
-		else if (creates)
-			delete_devices_of(pid);
-		waitpid(pid, NULL, 0);
 	} else {
-		abandon(pid, res, creates);
+		abandon(pid, res);
 	}
 	return res->code;
 }
 
 int ready_spawn(char *const argv[], uint64_t timeout_ms, struct ready_result *res, pid_t *pidp)
 {
-	return spawn_wait(argv, -1, NULL, timeout_ms, res, pidp, false);
-}
-
-int ready_spawn_fd(char *const argv[], int secrets_fd, int *release_on_id, uint64_t timeout_ms,
-		   struct ready_result *res, pid_t *pidp)
-{
-	return spawn_wait(argv, secrets_fd, release_on_id, timeout_ms, res, pidp, true);
+	return ready_spawn_fd(argv, -1, NULL, timeout_ms, res, pidp);
 }

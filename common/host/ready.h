@@ -38,8 +38,7 @@ int ready_spawn(char *const argv[], uint64_t timeout_ms, struct ready_result *re
  * credentials stay out of argv), and closing *release_on_id (if not NULL
  * and >= 0; then set to -1) once the server reports its device's id: a
  * lock held until the kernel has the device. A server that dies or is
- * killed before it is live has its device deleted: by the id it told, or
- * else by the cookie that names its pid. */
+ * killed before it is live has the device it told the id of deleted. */
 #define READY_SECRETS_FD 4
 int ready_spawn_fd(char *const argv[], int secrets_fd, int *release_on_id, uint64_t timeout_ms,
 		   struct ready_result *res, pid_t *pid);
