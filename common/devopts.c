@@ -242,7 +242,7 @@ int devopts_finish(struct cli *c, struct server_config *cfg)
 		c->exit_code = cli_usage_error(c, "--e2b ROOT needs --build ID: the build to serve");
 		return CLI_DONE;
 	}
-	if (cfg->stack.e2b_root && layer_is_url(cfg->stack.e2b_root) && strpbrk(cfg->stack.e2b_root, "?#")) {
+	if (cfg->stack.e2b_root && http_is_url(cfg->stack.e2b_root) && strpbrk(cfg->stack.e2b_root, "?#")) {
 		c->exit_code = cli_usage_error(c, "--e2b: a storage root URL cannot have a query "
 					       "string or fragment (the build's paths are appended)");
 		return CLI_DONE;
@@ -251,7 +251,7 @@ int devopts_finish(struct cli *c, struct server_config *cfg)
 		c->exit_code = cli_usage_error(c, "--base FILE is required (or --e2b ROOT --build ID)");
 		return CLI_DONE;
 	}
-	if (cfg->stack.e2b_root && !layer_is_url(cfg->stack.e2b_root) && realpath(cfg->stack.e2b_root, abs_root))
+	if (cfg->stack.e2b_root && !http_is_url(cfg->stack.e2b_root) && realpath(cfg->stack.e2b_root, abs_root))
 		cfg->stack.e2b_root = abs_root;
 	/* it becomes a header line, and a line of the entry's secret file */
 	if (auth && (cfgline_has_control(auth, NULL) || strlen(auth) > DEVOPTS_MAX_TEXT)) {
@@ -261,18 +261,18 @@ int devopts_finish(struct cli *c, struct server_config *cfg)
 	}
 	/* The server runs detached and its config is reused later: store an
 	 * absolute path. A missing file is reported by the image checks. */
-	if (cfg->stack.base && !layer_is_url(cfg->stack.base) && realpath(cfg->stack.base, abs_base))
+	if (cfg->stack.base && !http_is_url(cfg->stack.base) && realpath(cfg->stack.base, abs_base))
 		cfg->stack.base = abs_base;
 	for (unsigned i = 0; i < cfg->stack.n_layers; i++) {
 		/* kept where the leak checker sees them: they live until exit */
 		static char *abs_layers[STACK_MAX_LAYERS];
-		char *abs = layer_is_url(cfg->stack.layers[i]) ? NULL : realpath(cfg->stack.layers[i], NULL);
+		char *abs = http_is_url(cfg->stack.layers[i]) ? NULL : realpath(cfg->stack.layers[i], NULL);
 		if (abs) {
 			free(abs_layers[i]);
 			cfg->stack.layers[i] = abs_layers[i] = abs;
 		}
 	}
-	if (cfg->stack.prefetch_trace && !layer_is_url(cfg->stack.prefetch_trace) &&
+	if (cfg->stack.prefetch_trace && !http_is_url(cfg->stack.prefetch_trace) &&
 	    realpath(cfg->stack.prefetch_trace, abs_trace))
 		cfg->stack.prefetch_trace = abs_trace;
 	if (cfg->stack.record_access && !cfg->stack.record_access[0]) {

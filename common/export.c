@@ -133,7 +133,7 @@ static int e2b_prepare(const struct export_opts *o, const char *root, const char
 	if (snprintf(t->root, sizeof(t->root), "%s", root) >= (int)sizeof(t->root))
 		return WHY("--e2b: path too long"), EXIT_USAGE;
 	t->out = o->out ? o->out : t->root;
-	if (layer_is_url(t->out))
+	if (http_is_url(t->out))
 		return WHY("the parent's storage root is a URL: give --output ROOT, a local folder "
 			   "to write the new build into"), EXIT_USAGE;
 	snprintf(path, sizeof(path), "%s%s%s/%s.header", root, slash(root), build, t->name);
@@ -339,14 +339,10 @@ static int e2b_export(struct e2b_target *t, const struct cache_export *x,
 	}
 	/* From the data's name to the header's, a signal would leave a named
 	 * data file that is no build: it waits until one or neither is there. */
-	sigset_t fatal, before;
-	sigemptyset(&fatal);
-	sigaddset(&fatal, SIGINT);
-	sigaddset(&fatal, SIGTERM);
-	sigaddset(&fatal, SIGHUP);
-	pthread_sigmask(SIG_BLOCK, &fatal, &before);
+	sigset_t before;
+	output_file_hold_signals(&before);
 	ret = commit_build(t, &daf, &haf, dname, hname, why, whylen);
-	pthread_sigmask(SIG_SETMASK, &before, NULL);
+	output_file_release_signals(&before);
 	if (ret)
 		goto out;
 	r->e2b.generation = h->generation;

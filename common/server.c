@@ -438,7 +438,7 @@ int server_preflight(const struct server_config *cfg, char *why, size_t len)
 		return EXIT_PERM;
 	}
 	/* under a cache the base is only read */
-	if (cfg->stack.base && !layer_is_url(cfg->stack.base) &&
+	if (cfg->stack.base && !http_is_url(cfg->stack.base) &&
 	    image_check(cfg->stack.base, cfg->stack.read_only || cfg->stack.cache, &size, why, len))
 		return EXIT_BAD_IMAGE;
 	/* found now, not when the trace is saved after the boot it records */

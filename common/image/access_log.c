@@ -139,7 +139,7 @@ int access_log_new(const struct access_log_opts *o, struct access_log **out, cha
 			 o->connections : ACCESS_PREFETCH_CONNECTIONS;
 	snprintf(a->rec.label, sizeof(a->rec.label), "%s", o->label ? o->label : "-");
 	if (o->replay) {
-		ret = layer_is_url(o->replay) ? load_url(o->replay, o->http, &a->plan, why, whylen) :
+		ret = http_is_url(o->replay) ? load_url(o->replay, o->http, &a->plan, why, whylen) :
 		      trace_load(o->replay, &a->plan, why, whylen);
 		if (ret) {
 			/* which file of the command line it is */

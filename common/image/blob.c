@@ -41,7 +41,7 @@ int blob_open(const char *path, const struct layer_http_opts *remote, struct blo
 	b->fd = -1;
 	b->access_img = -1;
 	pthread_mutex_init(&b->lock, NULL);
-	if (!layer_is_url(path)) {
+	if (!http_is_url(path)) {
 		/* O_NONBLOCK: a FIFO planted in place of a diff must not hang
 		 * the open; it is refused below. Devices pass with their
 		 * st_size (0: "too short"), as they always did. */

@@ -687,7 +687,7 @@ out:
 /* A path as messages show it: a URL may carry credentials. */
 static void shown(const char *path, char *buf, size_t len)
 {
-	if (layer_is_url(path))
+	if (http_is_url(path))
 		http_url_for_log(path, buf, len);
 	else
 		snprintf(buf, len, "%s", path);

@@ -307,7 +307,7 @@ int e2b_inspect_file(const char *path, bool json, bool *done, char *note, size_t
 		return ret;
 	}
 	/* our own v3 exports: a data file DATA beside DATA.header */
-	if (ret == -EINVAL && layout == 3 && named && !layer_is_url(path) && plen - 7 < sizeof(data)) {
+	if (ret == -EINVAL && layout == 3 && named && !http_is_url(path) && plen - 7 < sizeof(data)) {
 		memcpy(data, path, plen - 7);
 		data[plen - 7] = 0;
 		if (!access(data, F_OK))

@@ -178,7 +178,7 @@ int e2b_store_open(const char *root, const char *build, const char *name,
 		    build, name, E2B_ROOTFS, E2B_MEMFILE);
 		goto fail;
 	}
-	if (layer_is_url(root) && strpbrk(root, "?#")) {
+	if (http_is_url(root) && strpbrk(root, "?#")) {
 		ret = -EINVAL;
 		WHY("%s: a storage root URL cannot have a query string or fragment (the build's "
 		    "paths are appended to it)", shown);

@@ -311,9 +311,14 @@ int http_url_identity(const char *url, char *buf, size_t len)
 	return n < 0 || (size_t)n >= len ? -ENAMETOOLONG : 0;
 }
 
+bool http_is_url(const char *s)
+{
+	return !strncasecmp(s, "http://", 7) || !strncasecmp(s, "https://", 8);
+}
+
 void http_name_for_log(const char *name, char *buf, size_t len)
 {
-	if (!strncasecmp(name, "http://", 7) || !strncasecmp(name, "https://", 8))
+	if (http_is_url(name))
 		http_url_for_log(name, buf, len);
 	else
 		snprintf(buf, len, "%s", name);

@@ -71,6 +71,8 @@ int http_read_to_fd(struct http_conn *c, const struct http_source *s, uint64_t o
 /* The URL for messages: no user:password@, no query (presigned URLs carry
  * credentials there: "?..." instead), no fragment, control bytes as '?'. */
 void http_url_for_log(const char *url, char *buf, size_t len);
+/* Whether s names an http(s) URL (the scheme in any case), not a path. */
+bool http_is_url(const char *s);
 /* name as it may be shown: an http(s) URL through http_url_for_log, any
  * other name (a local path) as it is. */
 void http_name_for_log(const char *name, char *buf, size_t len);

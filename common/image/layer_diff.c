@@ -348,7 +348,7 @@ int layer_diff_open(const char *path, const struct layer_http_opts *remote, stru
 	ld->d = d;
 	pthread_mutex_init(&ld->lock, NULL);
 	/* without fetch threads a remote frame is read in line */
-	if (layer_is_url(path) && fetch_pool_start(&ld->fetch, FETCH_POOL_THREADS, &fetcher_ops, ld))
+	if (http_is_url(path) && fetch_pool_start(&ld->fetch, FETCH_POOL_THREADS, &fetcher_ops, ld))
 		ld->fetch = NULL;
 	ld->l.ops = &diff_ops;
 	ld->l.lower = lower;

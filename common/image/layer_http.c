@@ -437,11 +437,6 @@ static const struct layer_ops http_ops = {
 	.unpin = http_unpin,
 };
 
-bool layer_is_url(const char *path)
-{
-	return !strncasecmp(path, "http://", 7) || !strncasecmp(path, "https://", 8);
-}
-
 int layer_http_open(const char *url, const struct layer_http_opts *o, struct layer **out,
 		    char *why, size_t whylen)
 {

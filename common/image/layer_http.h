@@ -18,7 +18,6 @@ struct layer_http_opts {
 	bool prefetch;              /* fetch the whole image in the background */
 	struct access_log *access;  /* notes the images' chunk reads; NULL: none */
 };
-bool layer_is_url(const char *path);
 /* A read-only layer of the file at url; its statistics are the layer's
  * stats (layer_stack_stats). */
 int layer_http_open(const char *url, const struct layer_http_opts *o, struct layer **out,

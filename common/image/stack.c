@@ -107,7 +107,7 @@ int stack_open(const struct stack_config *cfg, struct layer **out, char *why, si
 				 (unsigned long long)top->size, LAYER_BLOCK_SIZE);
 			goto fail;
 		}
-	} else if (layer_is_url(cfg->base)) {
+	} else if (http_is_url(cfg->base)) {
 		ret = layer_http_open(cfg->base, &ho, &top, why, whylen);
 		if (ret) {
 			code = exit_code_for_image(ret);

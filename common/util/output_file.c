@@ -43,6 +43,21 @@ void output_file_track(struct atomic_file *af, bool on)
 			sigaction(caught[i], &saved[i], NULL);
 }
 
+void output_file_hold_signals(sigset_t *before)
+{
+	sigset_t fatal;
+
+	sigemptyset(&fatal);
+	for (int i = 0; i < 3; i++)
+		sigaddset(&fatal, caught[i]);
+	pthread_sigmask(SIG_BLOCK, &fatal, before);
+}
+
+void output_file_release_signals(const sigset_t *before)
+{
+	pthread_sigmask(SIG_SETMASK, before, NULL);
+}
+
 int output_file_refuse_special(const char *path, char *why, size_t whylen)
 {
 	struct stat st;

@@ -3,6 +3,7 @@
 
 #include "util/atomic_file.h"
 
+#include <signal.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -37,5 +38,10 @@ int output_file_close(struct output_file *o, bool ok, char *why, size_t whylen);
 /* While on, af's named temporary is removed if SIGINT, SIGTERM or SIGHUP
  * ends the process (for outputs opened with atomic_file_open directly). */
 void output_file_track(struct atomic_file *af, bool on);
+/* Hold those three signals off this thread until output_file_release_signals,
+ * for steps that must end together (two names given one after the
+ * other. *before is the mask to give back. */
+void output_file_hold_signals(sigset_t *before);
+void output_file_release_signals(const sigset_t *before);
 
 #endif
