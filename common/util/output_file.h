@@ -40,7 +40,7 @@ int output_file_close(struct output_file *o, bool ok, char *why, size_t whylen);
 void output_file_track(struct atomic_file *af, bool on);
 /* Hold those three signals off this thread until output_file_release_signals,
  * for steps that must end together (two names given one after the
- * other. *before is the mask to give back. */
+ * other). *before is the mask to give back. */
 void output_file_hold_signals(sigset_t *before);
 void output_file_release_signals(const sigset_t *before);
 
