@@ -13,7 +13,7 @@
 #include <stdlib.h>
 #include <unistd.h>
 
-enum { KEY_READY_FD = 0x200, KEY_RECOVER, KEY_SECRETS_FD };
+enum { KEY_READY_FD = 0x200, KEY_RECOVER, KEY_SECRETS_FD, KEY_OWNER_NONCE };
 
 static const struct cli_option options[] = {
 	DEVICE_OPTIONS
@@ -22,6 +22,7 @@ static const struct cli_option options[] = {
 	{ "recover", KEY_RECOVER, "DEV", "attach to device DEV (/dev/ublkbN, N or name) whose server died" },
 	{ "ready-fd", KEY_READY_FD, "FD", "report readiness on FD instead of printing the device" },
 	{ "secrets-fd", KEY_SECRETS_FD, "FD", "read the credentials of URLs and $UBLK_HTTP_AUTH from FD (as ublk-add does)" },
+	{ "owner-nonce", KEY_OWNER_NONCE, "HEX", "random half of the device's identity, chosen by ublk-add (to find the device of a server it had to kill)" },
 	{ "verbose", 'v', NULL, "more log output (repeat for more)" },
 	{ 0 },
 };
@@ -83,6 +84,13 @@ int main(int argc, char **argv)
 			cfg.ready_fd = (int)fd;
 			fcntl(cfg.ready_fd, F_SETFD, FD_CLOEXEC);
 		}
+		if (key == KEY_OWNER_NONCE) {
+			uint64_t nonce;
+			if (parse_hex(optarg, 1, UINT32_MAX, &nonce))
+				return cli_usage_error(&c, "--owner-nonce '%s': expected 1 to 8 hex digits, "
+						       "not all zero", optarg);
+			cfg.owner_nonce = (uint32_t)nonce;
+		}
 		if (key == KEY_SECRETS_FD) {
 			uint64_t fd;
 			if (parse_uint(optarg, 3, 1024, &fd) || fcntl((int)fd, F_GETFD) < 0)
@@ -108,7 +116,7 @@ int main(int argc, char **argv)
 			return c.exit_code;
 		return server_run(&cfg);
 	}
-	if (described || secrets_fd >= 0)
+	if (described || secrets_fd >= 0 || cfg.owner_nonce)
 		return cli_usage_error(&c, "--recover takes the device's options from its state entry; "
 				       "only --state-dir, --timeout, --ready-fd and -v go with it");
 	/* the entry's secret is the device's; a token of the caller's is not */

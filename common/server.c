@@ -617,7 +617,7 @@ static int create_device(struct server *s)
 			s->info.flags |= UBLK_F_NEED_GET_DATA;
 	}
 	uint64_t cookie;
-	if ((ret = ctrl_owner_cookie(getpid(), &cookie)))
+	if ((ret = ctrl_owner_cookie(getpid(), cfg->owner_nonce, &cookie)))
 		return fail(s, EXIT_FAIL, "getrandom: %s", strerror(-ret));
 	s->info.ublksrv_flags = cookie;
 	ret = ctrl_add_dev(&s->ctrl, &s->info);

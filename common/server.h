@@ -25,6 +25,7 @@ struct server_config {
 	const char *cgroup;     /* cgroup v2 folder the server moves into; or NULL */
 	int recover_id;         /* attach to this device whose server died; -1: create one */
 	int ready_fd;           /* readiness channel (ready.h); -1: print the device on stdout */
+	uint32_t owner_nonce;   /* random half of the device's cookie (ctrl_owner_cookie); 0: draw one */
 	uint64_t timeout_ms;    /* deadline of each control step */
 };
 

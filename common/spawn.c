@@ -3,6 +3,7 @@
 #include "spawn.h"
 #include "devopts.h"
 #include "host/state.h"
+#include "kernel/ctrl.h"
 #include "util/exitcodes.h"
 
 #include <errno.h>
@@ -77,12 +78,16 @@ static int secrets_memfd(const struct server_config *cfg, int *fd, char *why, si
 int spawn_serve(const struct server_config *cfg, int *release_on_id, struct ready_result *res,
 		pid_t *pid)
 {
-	char serve[PATH_MAX], secrets_arg[16];
-	char *args[DEVOPTS_MAX_ARGS + 6] = { serve, "--ready-fd", "3" };
-	int argn = 3, secrets_fd, code;
+	char serve[PATH_MAX], secrets_arg[16], nonce_arg[16];
+	char *args[DEVOPTS_MAX_ARGS + 8] = { serve, "--ready-fd", "3", "--owner-nonce", nonce_arg };
+	int argn = 5, secrets_fd, code;
+	uint32_t nonce;
 
 	memset(res, 0, sizeof(*res));
 	res->id = -1;
+	if ((code = ctrl_cookie_nonce(&nonce)))
+		return snprintf(res->msg, sizeof(res->msg), "getrandom: %s", strerror(-code)), EXIT_FAIL;
+	snprintf(nonce_arg, sizeof(nonce_arg), "%08x", nonce);
 	code = secrets_memfd(cfg, &secrets_fd, res->msg, sizeof(res->msg));
 	if (code)
 		return code;
@@ -95,7 +100,7 @@ int spawn_serve(const struct server_config *cfg, int *release_on_id, struct read
 	devopts_to_argv(cfg, args, &argn);
 	/* The server's own control steps each have the same deadline; give the
 	 * whole start-up a little more so its own error wins over our timeout. */
-	code = ready_spawn_fd(args, secrets_fd, release_on_id, cfg->timeout_ms * 2, res, pid);
+	code = ready_spawn_fd(args, secrets_fd, release_on_id, nonce, cfg->timeout_ms * 2, res, pid);
 	if (secrets_fd >= 0)
 		close(secrets_fd);
 	return code;

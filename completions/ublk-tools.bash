@@ -156,7 +156,7 @@ _ublk_tools_value()
         --level) COMPREPLY+=($(compgen -W "$(seq 1 19)" -- "$cur")) ;;
         --recover) _ublk_tools_devices "$cur" ;;          # ublk-serve --recover DEV
         --queues | --depth | --timeout | --ready-fd | --size | --inject | --frame-size) ;;  # nothing to offer
-        --name | --id | --max-devices | --secrets-fd) ;;
+        --name | --id | --max-devices | --secrets-fd | --owner-nonce) ;;
         --chunk-size | --chunk-cache-limit | --http-timeout | --http-retries | --readahead | --prefetch-connections) ;;
         --record-for | --record-limit) ;;
         --interval | --grace | --hang-timeout) ;;

@@ -47,6 +47,27 @@ static int find_server(uint32_t id, const struct ublksrv_ctrl_dev_info *info)
 	return fd;
 }
 
+int device_find_own(uint64_t cookie, uint32_t *id)
+{
+	struct ublksrv_ctrl_dev_info info;
+	struct ublk_ctrl c;
+	uint32_t *ids;
+	int n, ret = ctrl_open(&c, 3000);
+
+	if (ret)
+		return ret;
+	n = ctrl_list_ids(&ids);
+	ret = n < 0 ? n : -ENODEV;
+	for (int i = 0; i < n && ret == -ENODEV; i++)
+		if (!ctrl_get_info(&c, ids[i], &info) && info.ublksrv_flags == cookie) {
+			*id = ids[i];
+			ret = 0;
+		}
+	free(ids);
+	ctrl_close(&c);
+	return ret;
+}
+
 #define SET_WHY(...) do { if (why) snprintf(why, len, __VA_ARGS__); } while (0)
 
 int device_delete(uint32_t id, uint64_t timeout_ms, bool force, char *why, size_t len)

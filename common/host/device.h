@@ -29,6 +29,8 @@ int device_delete(uint32_t id, uint64_t timeout_ms, bool force, char *why, size_
  * takes, is not stopped or deleted in its place. */
 int device_delete_own(uint32_t id, uint64_t cookie, uint64_t timeout_ms, bool force, char *why,
 		      size_t len);
+/* The id of the device with this cookie: 0, or -ENODEV if none, or -errno. */
+int device_find_own(uint64_t cookie, uint32_t *id);
 
 /* Make the kernel look for a dead server of device id now instead of at
  * its next periodic check (5 s on 6.1): it looks when new IO arrives.

@@ -1,5 +1,6 @@
 #include "host/ready.h"
 #include "host/device.h"
+#include "kernel/ctrl.h"
 #include "util/exitcodes.h"
 #include "util/timeutil.h"
 
@@ -70,8 +71,24 @@ static void abandon(pid_t pid, struct ready_result *res)
 	if (got == 0)
 		snprintf(res->msg + used, sizeof(res->msg) - used, " (pid %d still in the kernel's "
 			 "exit %d ms after SIGKILL)", (int)pid, ABANDON_WAIT_MS);
-	if (res->id >= 0)
-		device_delete_own(res->id, res->cookie, 3000, true, NULL, 0);
+}
+
+/* Delete the device a server that did not become live left: the one it
+ * told the id of, else the one with the cookie it was to give it (a server
+ * killed, or dead, between ADD_DEV and its id line). */
+static void delete_left_device(pid_t pid, uint32_t owner_nonce, const struct ready_result *res)
+{
+	uint64_t cookie = res->cookie;
+	uint32_t id = (uint32_t)res->id;
+
+	if (res->id < 0) {
+		if (!owner_nonce)
+			return;
+		ctrl_owner_cookie(pid, owner_nonce, &cookie);
+		if (device_find_own(cookie, &id))
+			return;
+	}
+	device_delete_own(id, cookie, 3000, true, NULL, 0);
 }
 
 /* environ without UBLK_HTTP_AUTH: a server has its credentials from its
@@ -119,8 +136,8 @@ static void child(int pipe_w, int secrets_fd, char *const argv[], char *const en
 	_exit(127);
 }
 
-int ready_spawn_fd(char *const argv[], int secrets_fd, int *release_on_id, uint64_t timeout_ms,
-		   struct ready_result *res, pid_t *pidp)
+int ready_spawn_fd(char *const argv[], int secrets_fd, int *release_on_id, uint32_t owner_nonce,
+		   uint64_t timeout_ms, struct ready_result *res, pid_t *pidp)
 {
 	uint64_t deadline = deadline_ms(timeout_ms), start = now_ms();
 	char buf[2048];
@@ -199,17 +216,15 @@ int ready_spawn_fd(char *const argv[], int secrets_fd, int *release_on_id, uint6
 	if (res->live)
 		return 0;
 	/* A server that reported an error cleans up itself; give it the time. */
-	if (res->code != EXIT_TIMEOUT && wait_pid_gone(pid, timeout_ms) == 0) {
+	if (res->code != EXIT_TIMEOUT && wait_pid_gone(pid, timeout_ms) == 0)
 		waitpid(pid, NULL, 0);
-		if (res->id >= 0)
-			device_delete_own(res->id, res->cookie, 3000, true, NULL, 0);
-	} else {
+	else
 		abandon(pid, res);
-	}
+	delete_left_device(pid, owner_nonce, res);
 	return res->code;
 }
 
 int ready_spawn(char *const argv[], uint64_t timeout_ms, struct ready_result *res, pid_t *pidp)
 {
-	return ready_spawn_fd(argv, -1, NULL, timeout_ms, res, pidp);
+	return ready_spawn_fd(argv, -1, NULL, 0, timeout_ms, res, pidp);
 }

@@ -38,9 +38,11 @@ int ready_spawn(char *const argv[], uint64_t timeout_ms, struct ready_result *re
  * credentials stay out of argv), and closing *release_on_id (if not NULL
  * and >= 0; then set to -1) once the server reports its device's id: a
  * lock held until the kernel has the device. A server that dies or is
- * killed before it is live has the device it told the id of deleted. */
+ * killed before it is live has the device it told the id of deleted, or
+ * before it told the id, the device whose cookie is its pid and
+ * owner_nonce (0: none; what argv passes as --owner-nonce). */
 #define READY_SECRETS_FD 4
-int ready_spawn_fd(char *const argv[], int secrets_fd, int *release_on_id, uint64_t timeout_ms,
-		   struct ready_result *res, pid_t *pid);
+int ready_spawn_fd(char *const argv[], int secrets_fd, int *release_on_id, uint32_t owner_nonce,
+		   uint64_t timeout_ms, struct ready_result *res, pid_t *pid);
 
 #endif

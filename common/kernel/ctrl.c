@@ -189,14 +189,21 @@ int ctrl_add_dev(struct ublk_ctrl *c, struct ublksrv_ctrl_dev_info *info)
 	return ctrl_cmd(c, UBLK_CMD_ADD_DEV, &cmd);
 }
 
-int ctrl_owner_cookie(pid_t pid, uint64_t *cookie)
+int ctrl_cookie_nonce(uint32_t *nonce)
 {
-	uint32_t nonce;
-
-	if (getrandom(&nonce, sizeof(nonce), 0) != sizeof(nonce))
-		return -errno;
-	*cookie = (uint64_t)nonce << 32 | (uint32_t)pid;
+	do {
+		if (getrandom(nonce, sizeof(*nonce), 0) != sizeof(*nonce))
+			return -errno;
+	} while (!*nonce);
 	return 0;
+}
+
+int ctrl_owner_cookie(pid_t pid, uint32_t nonce, uint64_t *cookie)
+{
+	int ret = nonce ? 0 : ctrl_cookie_nonce(&nonce);
+
+	*cookie = (uint64_t)nonce << 32 | (uint32_t)pid;
+	return ret;
 }
 
 int ctrl_device_is(struct ublk_ctrl *c, uint32_t id, uint64_t cookie)

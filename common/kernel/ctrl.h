@@ -39,8 +39,12 @@ int ctrl_add_dev(struct ublk_ctrl *c, struct ublksrv_ctrl_dev_info *info);
  * (which the kernel keeps and reports, never uses; docs/kernels.md): its
  * pid, to be found before START_DEV tells the kernel, and 32 random bits,
  * so that a new device that took a deleted one's id is not taken for it.
- * 0, or -errno from getrandom. */
-int ctrl_owner_cookie(pid_t pid, uint64_t *cookie);
+ * nonce: those bits, chosen by whoever started the server (ctrl_cookie_nonce)
+ * so it can find the device of a server it killed before it told the id;
+ * 0: drawn here. 0, or -errno from getrandom. */
+int ctrl_owner_cookie(pid_t pid, uint32_t nonce, uint64_t *cookie);
+/* Random bits for ctrl_owner_cookie, never 0. 0, or -errno. */
+int ctrl_cookie_nonce(uint32_t *nonce);
 /* Whether device id is still the one with this cookie: 1, 0 (no such
  * device, or another that took the id), or -errno. */
 int ctrl_device_is(struct ublk_ctrl *c, uint32_t id, uint64_t cookie);

@@ -31,6 +31,27 @@ int parse_uint(const char *s, uint64_t min, uint64_t max, uint64_t *out)
 	return 0;
 }
 
+int parse_hex(const char *s, uint64_t min, uint64_t max, uint64_t *out)
+{
+	uint64_t v = 0;
+	size_t n = strspn(s, "0123456789abcdefABCDEF");
+
+	if (!n || s[n])
+		return -EINVAL;
+	for (; *s == '0' && n > 1; s++, n--)
+		;
+	if (n > 16)
+		return -ERANGE;
+	for (size_t i = 0; i < n; i++) {
+		int c = tolower((unsigned char)s[i]);
+		v = v << 4 | (uint64_t)(isdigit(c) ? c - '0' : c - 'a' + 10);
+	}
+	if (v < min || v > max)
+		return -ERANGE;
+	*out = v;
+	return 0;
+}
+
 int parse_size(const char *s, uint64_t *out)
 {
 	char *end;

@@ -57,6 +57,7 @@ complete_words() {
 		[ "$(complete_words ublk-add --base some.diff "$opt" "")" = "" ]
 	done
 	[ "$(complete_words ublk-serve --secrets-fd "")" = "" ]
+	[ "$(complete_words ublk-serve --owner-nonce "")" = "" ]
 }
 
 @test "bash completion: ublk-serve --recover offers only the options that go with it" {

@@ -183,6 +183,8 @@ make_fake_serve() {
 	done
 	grep -qx -- 'http://example.invalid/img.raw?...' "$T/argv"
 	grep -qx -- '--secrets-fd' "$T/argv"
+	# the cookie's random half, for finding a device whose id it was not told
+	grep -A1 -x -- '--owner-nonce' "$T/argv" | tail -n 1 | grep -qx '[0-9a-f]\{8\}'
 	grep -qx "base=$url" "$T/fd4"
 	grep -qx 'layer.0=http://example.invalid/d.diff?sig=layersecret' "$T/fd4"
 	grep -qx 'auth=Bearer envtoken' "$T/fd4"
@@ -195,6 +197,14 @@ make_fake_serve() {
 	run_mustfail 3 "no ublk support" "$B/ublk-serve" --base http://example.invalid/img.raw --secrets-fd 5 5<"$T/s"
 	run_mustfail 2 "--recover takes the device's options" \
 		"$B/ublk-serve" --recover 5 --secrets-fd 5 5<"$T/s"
+}
+
+@test "ublk-serve --owner-nonce: 1 to 8 hex digits, not zero, not with --recover" {
+	for bad in 0 00000000 123456789 0x12 12g -1 ''; do
+		run_mustfail 2 "--owner-nonce '$bad': expected 1 to 8 hex digits, not all zero" \
+			"$B/ublk-serve" --base /dev/null --owner-nonce "$bad"
+	done
+	run_mustfail 2 "--recover takes the device's options" "$B/ublk-serve" --recover 5 --owner-nonce 1f
 }
 
 @test "config encoder and decoder unit tests" {

@@ -527,8 +527,28 @@ static void test_parallel_window(void)
 	parallel_run(jobs, sizeof(jobs[0]), 0, 4, timed_job_run);
 }
 
+/* ublk-serve --owner-nonce: the cookie's random half, as ublk-add writes it */
+static void test_hex(void)
+{
+	uint64_t v = 0;
+	uint64_t cookie;
+
+	CHECK(!parse_hex("0a1B2c3D", 1, UINT32_MAX, &v) && v == 0x0a1b2c3d, "8 digits, either case");
+	CHECK(!parse_hex("00000000ffffffff", 1, UINT32_MAX, &v) && v == UINT32_MAX, "leading zeros");
+	CHECK(parse_hex("0", 1, UINT32_MAX, &v) == -ERANGE, "zero refused");
+	CHECK(parse_hex("100000000", 1, UINT32_MAX, &v) == -ERANGE, "33 bits refused");
+	CHECK(parse_hex("1ffffffffffffffff", 0, UINT64_MAX, &v) == -ERANGE, "65 bits refused");
+	CHECK(parse_hex("0x1f", 1, UINT32_MAX, &v) == -EINVAL, "0x prefix");
+	CHECK(parse_hex("", 1, UINT32_MAX, &v) == -EINVAL, "empty");
+	CHECK(parse_hex("12 ", 1, UINT32_MAX, &v) == -EINVAL, "trailing space");
+	CHECK(parse_hex("-1", 1, UINT32_MAX, &v) == -EINVAL, "sign");
+	CHECK(!ctrl_owner_cookie(4242, 0x0a1b2c3d, &cookie) && cookie == 0x0a1b2c3d00001092ull &&
+	      ctrl_cookie_pid(cookie) == 4242, "cookie from a given nonce");
+}
+
 int main(void)
 {
+	test_hex();
 	test_encoder();
 	test_decoder();
 	test_limits();

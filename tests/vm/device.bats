@@ -313,6 +313,17 @@ thread_flags() {
 	assert_gone "$id" "$pid"
 }
 
+@test "a server killed at ublk-add's deadline before it told its device's id: ublk-add finds the device by its cookie and deletes it" {
+	make_image "$T/img" 4
+	# the server's open of /dev/ublkc9, after ADD_DEV and before its id
+	# line, stopped: ublk-add's deadline (twice --timeout) kills it there
+	run_mustfail 7 "server not live after" strace -f -qq -o /dev/null -P /dev/ublkc9 \
+		-e trace=openat -e inject=openat:signal=SIGSTOP \
+		"$B/ublk-add" --base "$T/img" --id 9 --timeout 1
+	assert_gone 9
+	[ -z "$(pgrep -x ublk-serve)" ]
+}
+
 @test "a server stopped while its backend holds a read serves it first; no add of the host waits meanwhile" {
 	make_image "$T/img" 8
 	make_image "$T/img2" 4
