@@ -2,8 +2,9 @@
  * frames (a few decompressed frames are kept, shared by all queues); the
  * rest go to the layer below. A local diff's frames are read on the queue
  * thread: a page cache read of a small frame. A remote diff's frame that
- * is not kept is read on one of the layer's fetch threads, which posts the
- * request back to its queue's ring: a fetch never stalls a queue. */
+ * is not kept, or a v3 diff's blocks not in the chunk cache, are read on
+ * one of the layer's fetch threads, which posts the request back to its
+ * queue's ring: a fetch never stalls a queue. */
 #include "image/layer_diff.h"
 #include "image/blob.h"
 #include "image/diff.h"
@@ -78,15 +79,19 @@ static struct frame_slot *victim(struct layer_diff *ld)
 /* Copy count blocks from data stream block `index` into dst. Frames not
  * kept are read into a slot under the lock, or with own (a fetch thread)
  * into own's buffers without it, then swapped into a slot; without own
- * and with only_kept, -EAGAIN instead (a remote diff's queue thread). */
+ * and with only_kept, -EAGAIN instead (a remote diff's queue thread),
+ * as for a v3 diff's blocks that are not in the chunk cache. */
 static int copy_data(struct layer_diff *ld, uint64_t index, uint64_t count, char *dst,
 		     struct frame_buf *own, bool only_kept)
 {
 	uint64_t per = ld->d->meta.frame_size / BS;
 	int ret = 0;
 
-	if (ld->d->v3)   /* packed blocks, no frames: read them in place */
-		return only_kept ? -EAGAIN : blob_read(ld->d->data, dst, count * BS, index * BS);
+	/* packed blocks, no frames: read in place, on the queue thread from
+	 * the chunk cache (a hit must not wait behind the fetch threads) */
+	if (ld->d->v3)
+		return only_kept ? blob_read_cached(ld->d->data, dst, count * BS, index * BS) :
+				   blob_read(ld->d->data, dst, count * BS, index * BS);
 	/* The loader's checks make this hold; an index past the data stream
 	 * would read another frame's stale bytes from a slot. */
 	if (index > ld->d->meta.data_blocks || count > ld->d->meta.data_blocks - index)

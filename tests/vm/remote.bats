@@ -22,6 +22,11 @@ nginx_start() {
 		location /private/ {
 			if (\$http_authorization != "Bearer s3cret-token") { return 403; }
 		}
+		# what a range from byte 0 asks (the probe, a first chunk) at full
+		# speed, the rest at 8 KiB/s
+		location /slowtail/ {
+			if (\$http_range !~ "^bytes=0-") { set \$limit_rate 8k; }
+		}
 	}
 	server {
 		listen 127.0.0.1:18443 ssl;
@@ -311,6 +316,40 @@ PY
 	[ "$(dev_reads_in_flight "$dev")" -eq 1 ]
 	wait "$slow"
 	[ "$(sha256sum <"$T/slow")" = "$want" ]
+	"$B/ublk-del" "$dev"
+}
+
+@test "a remote v3 pair: blocks in the chunk cache are read while its fetch threads wait on slow chunks" {
+	make_image "$T/base" 8
+	dev=$("$B/ublk-add" --base "$T/base" --cache "$T/cache")
+	dd if=/dev/urandom of="$dev" bs=1M seek=4 count=2 oflag=direct status=none
+	"$B/ublk-del" "$dev"
+	mkdir "$T/www/slowtail"
+	"$B/ublk-export-diff" --cache "$T/cache" --format v3 -o "$T/www/slowtail/v3.data"
+	dev=$("$B/ublk-add" --base "$T/base" --layer "$URL/slowtail/v3.data.header" --chunk-size 64K \
+		--readahead 0 --read-only --queues 1)
+	# device 4 MiB is the data file's first block: its chunk (0) comes fast
+	want=$(dd if="$T/cache" bs=4k skip=1024 count=1 status=none | sha256sum)
+	[ "$(dd if="$dev" bs=4k skip=1024 count=1 iflag=direct status=none | sha256sum)" = "$want" ]
+	# two reads of later chunks (64 KiB at 8 KiB/s each, one after the
+	# other): both fetch threads busy
+	dd if="$dev" of="$T/slow1" bs=4k skip=1100 count=1 iflag=direct status=none &
+	slow1=$!
+	dd if="$dev" of="$T/slow2" bs=4k skip=1300 count=1 iflag=direct status=none &
+	slow2=$!
+	BG="$slow1 $slow2"
+	wait_until 30 '[ "$(dev_reads_in_flight "$dev")" -ge 2 ]'
+	# the cached block again, past the page cache: served while both wait
+	[ "$(dd if="$dev" bs=4k skip=1025 count=1 iflag=direct status=none | sha256sum)" = \
+		"$(dd if="$T/cache" bs=4k skip=1025 count=1 status=none | sha256sum)" ]
+	kill -0 "$slow1"
+	kill -0 "$slow2"
+	[ "$(dev_reads_in_flight "$dev")" -eq 2 ]
+	wait "$slow1"
+	wait "$slow2"
+	BG=
+	cmp "$T/slow1" <(dd if="$T/cache" bs=4k skip=1100 count=1 status=none)
+	cmp "$T/slow2" <(dd if="$T/cache" bs=4k skip=1300 count=1 status=none)
 	"$B/ublk-del" "$dev"
 }
 
