@@ -58,6 +58,24 @@ static void count_event(struct event_stats *ev, int kinds, const char *name, uin
 	}
 }
 
+/* The next whole line of f into line (len bytes): false at the end. A
+ * line too long for it is skipped whole (its tail is no line of its own),
+ * as is one with a '-' (counts only: %llu would take "-1" as a huge one). */
+static bool next_count_line(FILE *f, char *line, int len)
+{
+	while (fgets(line, len, f)) {
+		bool whole = strchr(line, '\n') || feof(f);
+		if (!whole) {
+			int c;
+			while ((c = getc(f)) != EOF && c != '\n')
+				;
+		}
+		if (whole && !strchr(line, '-'))
+			return true;
+	}
+	return false;
+}
+
 /* .events.totals: what earlier folds took out of .events, one line per
  * kind: "NAME COUNT SUM_MS B0 .. B8" (docs/state-dir.md, Pool files). */
 static void read_totals(struct event_stats *ev, int kinds)
@@ -72,10 +90,8 @@ static void read_totals(struct event_stats *ev, int kinds)
 			close(fd);
 		return;
 	}
-	while (fgets(line, sizeof(line), f)) {
-		/* counts only: %llu would take "-1" as a huge one */
-		if (strchr(line, '-') ||
-		    sscanf(line, "%15s %llu %llu %llu %llu %llu %llu %llu %llu %llu %llu %llu", name,
+	while (next_count_line(f, line, sizeof(line))) {
+		if (sscanf(line, "%15s %llu %llu %llu %llu %llu %llu %llu %llu %llu %llu %llu", name,
 			   &n[0], &n[1], &n[2], &n[3], &n[4], &n[5], &n[6], &n[7], &n[8], &n[9], &n[10]) != 12)
 			continue;
 		for (struct event_stats *e = ev; e < ev + kinds; e++) {
@@ -104,7 +120,7 @@ static void read_event_lines(int fd, struct event_stats *ev, int kinds)
 		return;
 	}
 	rewind(f);
-	while (fgets(line, sizeof(line), f))
+	while (next_count_line(f, line, sizeof(line)))
 		if (sscanf(line, "%15s %llu", name, &ms) == 2)
 			count_event(ev, kinds, name, ms);
 	fclose(f);

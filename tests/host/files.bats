@@ -183,3 +183,18 @@ teardown() {
 	[[ "$output" == *$'\nublk_acquired_total 40002\n'* ]]
 	[[ "$output" == *$'\nublk_add_duration_seconds_sum 4003.100\n'* ]]
 }
+
+@test "metrics skips damaged .events lines whole: an overlong line's tail, a negative count" {
+	{
+		echo "add 100"
+		printf '%s del 5000\n' "$(head -c 63 /dev/zero | tr '\0' x)"
+		echo "add -1"
+		echo "del 200"
+	} >"$S/.events"
+	run "$B/ublk-pool" metrics --state-dir "$S"
+	[ "$status" -eq 0 ]
+	[[ "$output" == *$'\nublk_add_duration_seconds_sum 0.100\n'* ]]
+	[[ "$output" == *$'\nublk_add_duration_seconds_count 1\n'* ]]
+	[[ "$output" == *$'\nublk_delete_duration_seconds_count 1\n'* ]]
+	[[ "$output" == *$'\nublk_delete_duration_seconds_sum 0.200\n'* ]]
+}
