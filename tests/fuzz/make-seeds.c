@@ -4,7 +4,10 @@
  * layer, its map and live map as the layer leaves them, diffs exported
  * from it by export_cache (what ublk-export-diff --cache runs) as raw,
  * zstd and v3, a state entry's config as devconfig_write writes it,
- * access traces as trace_format writes them. Header values and option
+ * access traces as trace_format writes them, the sections of the V4 and
+ * V5 E2B headers in tests/e2b/golden unframed, E2B builds (header and
+ * data file) as e2b_write_data and e2b_next_header make them for
+ * ublk-export-diff --format e2b. Header values and option
  * strings are the documented examples. Run by `make fuzz-seeds`; the
  * output is committed.
  *   make-seeds CORPUS_DIR
@@ -19,8 +22,10 @@
 #include "fuzz.h"
 #include "image/layer_file.h"
 #include "image/layer_cache.h"
+#include "image/e2b_write.h"
 
 #include <liburing.h>
+#include <lz4frame.h>
 
 static const char *corpus;
 static char tmp[256];
@@ -54,6 +59,82 @@ static uint8_t *slurp(const char *path, size_t *len)
 	bufs[next++ % 16] = b;
 	*len = (size_t)st.st_size;
 	return b;
+}
+
+/* ---- E2B header sections (fuzz_e2b_section.c) ---- */
+
+/* A golden V4/V5 header (run from the source tree) as fuzz_e2b_section
+ * takes it: metadata and flags, then the section its LZ4 frame holds. */
+static void put_e2b_section(const char *name)
+{
+	char path[300];
+	size_t len, got, used;
+	uint32_t want;
+	LZ4F_dctx *dc;
+
+	snprintf(path, sizeof(path), "tests/e2b/golden/%s.header", name);
+	uint8_t *h = slurp(path, &len);
+	if (len < 69)
+		FZ_DIE("%s: too short", path);
+	memcpy(&want, h + 65, 4);
+	want = le32toh(want);
+	uint8_t *out = malloc(65 + (size_t)want + 1);
+	if (!out || LZ4F_isError(LZ4F_createDecompressionContext(&dc, LZ4F_VERSION)))
+		FZ_DIE("%s: out of memory", path);
+	memcpy(out, h, 65);
+	got = (size_t)want + 1;
+	used = len - 69;
+	if (LZ4F_decompress(dc, out + 65, &got, h + 69, &used, NULL) != 0 || got != want)
+		FZ_DIE("%s: its LZ4 frame does not hold its %u bytes", path, want);
+	LZ4F_freeDecompressionContext(dc);
+	put_file("e2b_section", name, out, 65 + got, NULL, 0);
+	free(out);
+}
+
+/* ---- E2B builds (fuzz_e2b_store.c) ---- */
+
+static int seed_block(void *ctx, uint64_t block, uint32_t count, void *buf)
+{
+	(void)ctx;
+	for (size_t i = 0; i < (size_t)count * 4096; i++)   /* compressible, not all alike */
+		((uint8_t *)buf)[i] = (uint8_t)(block * 7 + (i / 4096) + (i % 64 == 0 ? i : 0));
+	return 0;
+}
+
+/* A 64 KiB device's first build over an empty parent, in this layout and
+ * codec, 8 KiB frames: its header FZ_SEP its data file. */
+static void put_e2b_store(const char *name, unsigned format, enum e2b_codec codec)
+{
+	static const struct diff_extent ext[] = { { 1, 3, DIFF_DATA }, { 8, 2, DIFF_DATA },
+						   { 12, 1, DIFF_ZERO }, { 14, 1, DIFF_DATA } };
+	struct e2b_entry nil = { 0, 65536, 0, E2B_NIL };
+	struct e2b_header parent = { .version = format, .format = format, .block_size = 4096,
+				     .size = 65536, .n_entries = 1, .entries = &nil,
+				     .build_id = { 0x11, 1 }, .base_build_id = { 0x11, 1 } };
+	const uint8_t child_id[16] = { 0x22, 2 };
+	struct diff_source src = { .read = seed_block };
+	struct e2b_data_opts o = { .codec = codec, .frame_size = 8192 };
+	struct e2b_build self = { { 0 } };
+	struct e2b_header *child;
+	uint8_t *hdr, *dat;
+	size_t hlen, dlen;
+	uint64_t bytes;
+	char why[600], path[300];
+	int fd = fz_file("e2b-data", path, sizeof(path));
+
+	memcpy(self.id, child_id, 16);
+	if (ftruncate(fd, 0) ||
+	    e2b_write_data(fd, ext, 4, &src, &o, &self, &bytes, why, sizeof(why)) ||
+	    e2b_next_header(&parent, ext, 4, child_id, format, &self, NULL, NULL, &child, why,
+			    sizeof(why)) ||
+	    e2b_header_serialize(child, &hdr, &hlen, why, sizeof(why)))
+		FZ_DIE("E2B build %s: %s", name, why);
+	close(fd);
+	dat = slurp(path, &dlen);
+	put_file("e2b_store", name, hdr, hlen, dat, dlen);
+	free(hdr);
+	free(self.frames);
+	e2b_header_free(child);
 }
 
 /* ---- a cache, written through the cache layer ---- */
@@ -281,6 +362,14 @@ int main(int argc, char **argv)
 	}
 	for (int i = 0; i < 3; i++)
 		trace_free(&tr[i]);
+	static const char *const sections[] = { "v4", "v4-empty", "v4-incomplete", "v4-memfile",
+						"v5", "v5-empty", "v5-memfile", "v5-unaligned" };
+	for (size_t i = 0; i < sizeof(sections) / sizeof(sections[0]); i++)
+		put_e2b_section(sections[i]);
+	put_e2b_store("v2-plain", 2, E2B_CODEC_NONE);
+	put_e2b_store("v4-zstd", 4, E2B_CODEC_ZSTD);
+	put_e2b_store("v5-lz4", 5, E2B_CODEC_LZ4);
+	put_e2b_store("v5-plain", 5, E2B_CODEC_NONE);
 	trace_free(&merged);
 	trace_free(&one);
 	io_uring_queue_exit(&ring);
