@@ -389,6 +389,22 @@ static int v3_unpublish(const char *hpath, int dirfd, char *why, size_t whylen)
 	return 0;
 }
 
+/* The diff (or v3 pair) must not replace the cache it is made from. */
+static int refuse_cache_as_output(const char *cache, const struct export_opts *o, char *why,
+				  size_t whylen)
+{
+	char map[PATH_MAX], hpath[PATH_MAX];
+	struct output_input in[] = { { "the cache", cache }, { "the cache's map", map } };
+	int ret;
+
+	snprintf(map, sizeof(map), "%s.map", cache);
+	ret = output_file_refuse_input(o->out && strcmp(o->out, "-") ? o->out : NULL, in, 2, why,
+				       whylen);
+	if (!ret && o->v3 && o->out && snprintf(hpath, sizeof(hpath), "%s.header", o->out) < (int)sizeof(hpath))
+		ret = output_file_refuse_input(hpath, in, 2, why, whylen);
+	return ret;
+}
+
 /* t: write the next E2B build there, else a diff to o->out. */
 static int export_cache_to(const char *cache, const struct export_opts *o, struct e2b_target *t,
 			   struct export_result *r, char *why, size_t whylen)
@@ -400,6 +416,8 @@ static int export_cache_to(const char *cache, const struct export_opts *o, struc
 	char sub[1100];
 	int ret, code = 0;
 
+	if (!t && refuse_cache_as_output(cache, o, why, whylen))
+		return EXIT_USAGE;
 	ret = cache_export_open(cache, o->live, &ctx.x, why, whylen);
 	if (ret)
 		return ret == -EBUSY ? EXIT_BUSY :
@@ -721,6 +739,8 @@ int export_flatten(const struct server_config *cfg, const char *outp, bool progr
 
 	ro.stack.read_only = true;
 	ro.stack.any_size = true;   /* an E2B build's size: written to the byte */
+	if (outp && strcmp(outp, "-") && stack_refuse_output(&ro.stack, outp, why, whylen))
+		return EXIT_USAGE;
 	code = stack_open(&ro.stack, &top, why, whylen);
 	if (code)
 		return code;

@@ -268,7 +268,10 @@ static void *recorder_main(void *arg)
 		pthread_cond_timedwait(&a->cond, &a->lock, &ts);
 	}
 	atomic_store(&a->recording, false);
+	bool nothing = atomic_load(&a->stop) && !a->rec.n;
 	pthread_mutex_unlock(&a->lock);
+	if (nothing)   /* stopped with nothing recorded: log_close writes nothing */
+		return NULL;
 	if (save(a, why, sizeof(why)))
 		log_err("%s", why);
 	else
@@ -442,7 +445,13 @@ static void log_close(struct layer *l)
 	char why[700];
 
 	stop_threads(a);   /* the recorder too: nothing else saves now */
-	if (a->record_path && !a->saved_end && save(a, why, sizeof(why)))
+	/* A recording with nothing in it (a start that failed, a device gone
+	 * before its first read) writes nothing: the trace of an earlier
+	 * start, or another file, stays as it was. */
+	if (a->record_path && !a->saved_end && !a->rec.n)
+		log_dbg("--record-access %s: nothing recorded: the file is left as it was",
+			a->record_path);
+	else if (a->record_path && !a->saved_end && save(a, why, sizeof(why)))
 		log_err("%s", why);
 	/* the layers below first: their fetch threads look at the log */
 	layer_close(lower);

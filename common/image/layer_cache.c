@@ -719,6 +719,13 @@ int layer_cache_open(const char *path, struct layer *lower, uint64_t size, bool 
 		ret = -EINVAL;
 		goto fail;
 	}
+	/* a read-only stack (--read-only, --flatten) only reads: it makes no cache */
+	if (!exists && read_only) {
+		snprintf(why, whylen, "%s: no such cache (a read-only device or --flatten reads an "
+			 "existing one and makes none)", path);
+		ret = -ENOENT;
+		goto fail;
+	}
 	if (exists) {
 		/* Size comes from the header; read it before sizing the map. */
 		uint8_t b[MAP_HDR];

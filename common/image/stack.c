@@ -10,8 +10,10 @@
 #include "image/layer_fault.h"
 #include "image/http.h"
 #include "image/image.h"
+#include "util/output_file.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -66,6 +68,23 @@ int stack_http_opts(const struct stack_config *cfg, struct layer_http_opts *ho, 
 		ho->http.retries = (unsigned)cfg->http_retries;
 	ho->http.insecure = cfg->insecure;
 	return 0;
+}
+
+int stack_refuse_output(const struct stack_config *cfg, const char *path, char *why,
+			size_t whylen)
+{
+	struct output_input in[STACK_MAX_LAYERS + 4] = {
+		{ "the base image", cfg->base }, { "the cache", cfg->cache },
+		{ "the cache's map", NULL }, { "the --auth-file", cfg->auth_file },
+	};
+	size_t n = 4;
+	char map[PATH_MAX];
+
+	if (cfg->cache && snprintf(map, sizeof(map), "%s.map", cfg->cache) < (int)sizeof(map))
+		in[2].path = map;
+	for (unsigned i = 0; i < cfg->n_layers && i < STACK_MAX_LAYERS; i++)
+		in[n++] = (struct output_input){ "a --layer", cfg->layers[i] };
+	return output_file_refuse_input(path, in, n, why, whylen);
 }
 
 int stack_open(const struct stack_config *cfg, struct layer **out, char *why, size_t whylen)

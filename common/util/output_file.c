@@ -76,6 +76,21 @@ int output_file_refuse_special(const char *path, char *why, size_t whylen)
 	return -EEXIST;
 }
 
+int output_file_refuse_input(const char *path, const struct output_input *in, size_t n,
+			     char *why, size_t whylen)
+{
+	struct stat out, st;
+
+	if (!path || stat(path, &out))
+		return 0;   /* a new file is no input */
+	for (size_t i = 0; i < n; i++)
+		if (in[i].path && !stat(in[i].path, &st) && st.st_dev == out.st_dev &&
+		    st.st_ino == out.st_ino)
+			return snprintf(why, whylen, "%s: is %s (%s), which it would replace: give "
+					"another file", path, in[i].what, in[i].path), -EINVAL;
+	return 0;
+}
+
 int output_file_open(struct output_file *o, const char *path, char *why, size_t whylen)
 {
 	mode_t mask = umask(0);

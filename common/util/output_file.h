@@ -24,6 +24,15 @@ struct output_file {
  * target: a device, pipe or link there (-o /dev/null, -o /dev/stdout)
  * would be replaced, not written to. */
 int output_file_refuse_special(const char *path, char *why, size_t whylen);
+/* A file an output is made from, or that the tool reads meanwhile. */
+struct output_input {
+	const char *what;       /* "the base image", "--layer" */
+	const char *path;       /* NULL: none */
+};
+/* 0 unless path is one of the n inputs (the same file, by any name): the
+ * output would replace it. Then -EINVAL with why naming it. */
+int output_file_refuse_input(const char *path, const struct output_input *in, size_t n,
+			     char *why, size_t whylen);
 /* path, or stdout for NULL or "-". 0 or -errno with why set (a path that
  * is no regular file: output_file_refuse_special). */
 int output_file_open(struct output_file *o, const char *path, char *why, size_t whylen);

@@ -161,6 +161,34 @@ teardown() {
 	"$B/ublk-export-diff" --flatten --base "$T/sparse" -o - | cmp - "$T/sparse"
 }
 
+@test "an output that is one of the files it is made from, or that the device reads, is refused" {
+	: >"$T/c"
+	: >"$T/c.map"
+	run_mustfail 2 "$T/c: is the cache ($T/c), which it would replace" \
+		"$B/ublk-export-diff" --cache "$T/c" -o "$T/c"
+	run_mustfail 2 "$T/c.map: is the cache's map ($T/c.map)" "$B/ublk-export-diff" --cache "$T/c" -o "$T/c.map"
+	run_mustfail 2 "$T/c.map: is the cache's map" \
+		"$B/ublk-export-diff" --cache "$T/c" --format v3 -o "$T/c.map"
+	ln "$T/img" "$T/img.link"
+	run_mustfail 2 "$T/img.link: is the base image ($T/img)" \
+		"$B/ublk-export-diff" --flatten --base "$T/img" -o "$T/img.link"
+	run_mustfail 2 "$T/img: is the base image" "$B/ublk-add" --base "$T/img" --record-access "$T/img"
+	cmp "$T/img" <(head -c 1M /dev/zero)
+	# a read-only stack makes no cache: a missing one is refused, not created
+	run_mustfail 5 "$T/none: no such cache" \
+		"$B/ublk-export-diff" --flatten --base "$T/img" --cache "$T/none" -o "$T/flat"
+	[ ! -e "$T/none" ]
+	[ ! -e "$T/none.map" ]
+	[ ! -e "$T/flat" ]
+}
+
+@test "a start that fails leaves an existing --record-access trace as it was" {
+	cp "$BATS_TEST_DIRNAME/../fuzz/corpus/trace/example" "$T/good.trace"
+	run "$B/ublk-add" --base "$T/img" --record-access "$T/good.trace" --timeout 5
+	[ "$status" -ne 0 ]
+	cmp "$T/good.trace" "$BATS_TEST_DIRNAME/../fuzz/corpus/trace/example"
+}
+
 @test "ublk-export-diff refuses bad combinations" {
 	run_mustfail 2 "no device given" "$B/ublk-export-diff" -o "$T/x"
 	run_mustfail 2 "give a device or --cache, not both" "$B/ublk-export-diff" --cache "$T/c" -o "$T/x" 3
