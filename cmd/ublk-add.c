@@ -109,9 +109,9 @@ int main(int argc, char **argv)
 			return c.exit_code;
 		if (key == KEY_JSON)
 			json = true;
-		if (key == KEY_MAX && parse_uint(optarg, 1, 1 << 20, &max_devices))
+		if (key == KEY_MAX && parse_uint(optarg, 1, POOL_MAX_LIMIT, &max_devices))
 			return cli_usage_error(&c, "--max-devices '%s': expected a number from 1 to %u",
-					       optarg, 1u << 20);
+					       optarg, POOL_MAX_LIMIT);
 	}
 	if (optind < argc)
 		return cli_usage_error(&c, "unexpected argument '%s'", argv[optind]);

@@ -373,6 +373,8 @@ int main(int argc, char **argv)
 					       "its storage: --inspect --e2b ROOT --build ID)");
 		return inspect(inspect_path, json);
 	}
+	if (devopts_refuse_url(&c, "--output", o.out) || devopts_refuse_url(&c, "--cache", cfg.stack.cache))
+		return c.exit_code;
 	if (o.v3 && (!o.out || !strcmp(o.out, "-") || o.zstd))
 		return cli_usage_error(&c, "--format v3 writes two files: give --output FILE, without --zstd");
 	if (!o.e2b && (o.build_id || o.header_version || o.codec))

@@ -80,7 +80,7 @@ int main(int argc, char **argv)
 		if (key == KEY_READY_FD) {
 			uint64_t fd;
 			if (parse_uint(optarg, 3, 1024, &fd) || fcntl((int)fd, F_GETFD) < 0)
-				return cli_usage_error(&c, "--ready-fd '%s': not an open descriptor", optarg);
+				return cli_usage_error(&c, "--ready-fd '%s': expected an open descriptor from 3 to 1024", optarg);
 			cfg.ready_fd = (int)fd;
 			fcntl(cfg.ready_fd, F_SETFD, FD_CLOEXEC);
 		}
@@ -94,7 +94,7 @@ int main(int argc, char **argv)
 		if (key == KEY_SECRETS_FD) {
 			uint64_t fd;
 			if (parse_uint(optarg, 3, 1024, &fd) || fcntl((int)fd, F_GETFD) < 0)
-				return cli_usage_error(&c, "--secrets-fd '%s': not an open descriptor", optarg);
+				return cli_usage_error(&c, "--secrets-fd '%s': expected an open descriptor from 3 to 1024", optarg);
 			secrets_fd = (int)fd;
 			fcntl(secrets_fd, F_SETFD, FD_CLOEXEC);
 		}

@@ -208,12 +208,25 @@ int devopts_common(struct cli *c, int key, const char *arg, uint64_t *timeout_ms
 	}
 }
 
+int devopts_refuse_url(struct cli *c, const char *opt, const char *path)
+{
+	char shown[300];
+
+	if (!path || !http_is_url(path))
+		return 0;
+	http_name_for_log(path, shown, sizeof(shown));
+	c->exit_code = cli_usage_error(c, "%s %s: a URL, where a local file is needed", opt, shown);
+	return CLI_DONE;
+}
+
 /* *path, if relative, made absolute from the working folder into buf:
- * 0, or CLI_DONE (too long). */
+ * 0, or CLI_DONE (too long, or a URL). */
 static int absolute_new(struct cli *c, const char *opt, const char **path, char *buf, size_t len)
 {
 	char cwd[PATH_MAX];
 
+	if (devopts_refuse_url(c, opt, *path))
+		return CLI_DONE;
 	if (!*path || (*path)[0] == '/')
 		return 0;
 	if (!getcwd(cwd, sizeof(cwd)) || snprintf(buf, len, "%s/%s", cwd, *path) >= (int)len) {

@@ -202,6 +202,10 @@ char *devopts_redacted(const char *v);
 /* Why name is no valid --name (a static message), or NULL if it is. */
 const char *devopts_name_problem(const char *name);
 
+/* 0, or CLI_DONE (a usage error, the URL shown without its credentials)
+ * when path, the value of an option that names a local file, is a URL. */
+int devopts_refuse_url(struct cli *c, const char *opt, const char *path);
+
 /* Check required options after parsing (--base, or --e2b with --build);
  * 0 or CLI_DONE. Makes base and a local e2b root absolute. */
 int devopts_finish(struct cli *c, struct server_config *cfg);

@@ -152,6 +152,11 @@ static int e2b_prepare(const struct export_opts *o, const char *root, const char
 	if (t->format <= 3 && o->codec != E2B_CODEC_NONE)
 		return WHY("--header-version %u has no frame tables: --compress needs 4 or 5",
 			   t->format), EXIT_USAGE;
+	/* a usage error, before anything of the storage is looked at or made */
+	for (uint32_t k = 0; k <= t->parent->n_ids; k++)
+		if (!memcmp(k < t->parent->n_ids ? t->parent->ids[k] : t->parent->build_id, t->id, 16))
+			return WHY("--build-id %s: already a build of the parent's chain: give a new "
+				   "one", t->id_str), EXIT_USAGE;
 	/* the root is the operator's choice, as --output FILE is; the build's
 	 * folder in it and the files in that are never followed as links */
 	t->rootfd = open(t->out, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -184,10 +189,6 @@ static int e2b_prepare(const struct export_opts *o, const char *root, const char
 			return WHY("%s/%s/%s: %s", t->out, t->id_str, dname, DATA_WITHOUT_HEADER),
 			       EXIT_FAIL;
 	}
-	for (uint32_t k = 0; k <= t->parent->n_ids; k++)
-		if (!memcmp(k < t->parent->n_ids ? t->parent->ids[k] : t->parent->build_id, t->id, 16))
-			return WHY("--build-id %s: already a build of the parent's chain: give a new "
-				   "one", t->id_str), EXIT_USAGE;
 	return 0;
 }
 

@@ -474,13 +474,21 @@ int pool_set_closed(bool closed)
 	return 0;
 }
 
-uint64_t pool_max_devices(uint64_t max)
+/* The operator's device limit into *max: opt if non-zero, else
+ * $UBLK_POOL_MAX, else 0 (none). 0, or -EINVAL with why (a typo in the
+ * variable must not lift the limit). */
+static int max_devices(uint64_t opt, uint64_t *max, char *why, size_t len)
 {
 	const char *env = getenv("UBLK_POOL_MAX");
 
-	if (max)
-		return max;
-	return env && *env ? strtoull(env, NULL, 10) : 0;
+	*max = opt;
+	if (opt || !env || !*env)
+		return 0;
+	if (!parse_uint(env, 1, POOL_MAX_LIMIT, max))
+		return 0;
+	snprintf(why, len, "UBLK_POOL_MAX '%s': expected a number from 1 to %u (unset: no limit)",
+		 cfgline_has_control(env, NULL) ? "(control characters)" : env, POOL_MAX_LIMIT);
+	return -EINVAL;
 }
 
 void pool_record(const char *event, uint64_t ms)
@@ -512,8 +520,10 @@ int pool_admit(uint64_t max, uint64_t timeout_ms, struct pool_admission *a, char
 	 * server says "pool full"; since a 2025 change (6.15, and stable
 	 * kernels that took it) it counts only unprivileged devices, so it is
 	 * no limit of root's. */
-	max = pool_max_devices(max);
 	a->admit = -1;
+	a->lock = -1;
+	if (max_devices(max, &max, why, len))
+		return EXIT_USAGE;
 	a->lock = pool_lock(false, timeout_ms);
 	if (a->lock < 0) {
 		snprintf(why, len, "pool lock in %s: %s", state_dir(), strerror(-a->lock));

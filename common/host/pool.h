@@ -101,12 +101,11 @@ int pool_file_open(const char *name, int flags, bool create);
 /* 1 while a shutdown is in progress. */
 int pool_closed(void);
 int pool_set_closed(bool closed);
-/* The operator's device limit: max if non-zero, else $UBLK_POOL_MAX, else
- * 0 (none). */
-uint64_t pool_max_devices(uint64_t max);
+/* The largest device limit (--max-devices, UBLK_POOL_MAX). */
+#define POOL_MAX_LIMIT (1u << 20)
 /* Admission of one more device: the pool lock, shared, held until the
  * device is live or gone (a shutdown waits for it); under a limit
- * (pool_max_devices) also the admission lock, exclusive, held until the
+ * (--max-devices, else UBLK_POOL_MAX) also the admission lock, exclusive, held until the
  * kernel has the device (the server reports its id) or it failed. Refused
  * while a shutdown runs (EXIT_BUSY) or when the limit is reached
  * (EXIT_BUSY, "pool full"). 0 with both held (admit -1 without a limit),

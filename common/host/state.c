@@ -102,6 +102,12 @@ int state_dir_open(bool create)
 	/* a description of its own: readdir offsets are not shared */
 	if (held_root >= 0)
 		return (fd = openat(held_root, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0 ? -errno : fd;
+	/* --state-dir is checked with the options; servers and tools run in
+	 * other folders, so a relative one would name another folder in each */
+	if (state_dir()[0] != '/') {
+		say("state directory %s: not an absolute path (UBLK_STATE_DIR must be one)", state_dir());
+		return -EINVAL;
+	}
 	fd = safedir_open(&state_safedir, state_dir(), create, create, why, sizeof(why));
 	if (fd < 0 && why[0])
 		say("%s", why);

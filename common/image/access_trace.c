@@ -450,15 +450,30 @@ int trace_parse(const char *buf, size_t len, struct access_trace *t, char *why, 
 	return ret;
 }
 
+/* A trace file is local (--prefetch-trace reads a URL itself): a URL is
+ * refused, shown without its credentials. */
+static int refuse_url(const char *path, char *why, size_t whylen)
+{
+	char shown[300];
+
+	if (!http_is_url(path))
+		return 0;
+	http_name_for_log(path, shown, sizeof(shown));
+	return say(why, whylen, "%s: a URL, where a local trace file is needed", shown);
+}
+
 int trace_load(const char *path, struct access_trace *t, char *why, size_t whylen)
 {
 	char sub[512];
 	char *buf = NULL;
 	struct stat st;
 	int ret = 0;
-	int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
+	int fd;
 
 	memset(t, 0, sizeof(*t));
+	if ((ret = refuse_url(path, why, whylen)))
+		return ret;
+	fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
 	if (fd < 0) {
 		ret = -errno;
 		snprintf(why, whylen, "%s: %s", path, errno == ELOOP ? "a symbolic link: not followed" :
@@ -573,8 +588,10 @@ int trace_save(const char *path, const struct access_trace *t, char *why, size_t
 
 int trace_write_text(const char *path, const char *text, size_t len, char *why, size_t whylen)
 {
-	int ret = output_file_refuse_special(path, why, whylen);
+	int ret = refuse_url(path, why, whylen);
 
+	if (!ret)
+		ret = output_file_refuse_special(path, why, whylen);
 	if (!ret && (ret = atomic_write_file(AT_FDCWD, path, text, len, 0644, ATOMIC_DURABLE)))
 		snprintf(why, whylen, "%s: %s", path, strerror(-ret));
 	return ret;

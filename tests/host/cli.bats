@@ -189,6 +189,35 @@ teardown() {
 	cmp "$T/good.trace" "$BATS_TEST_DIRNAME/../fuzz/corpus/trace/example"
 }
 
+@test "a URL where a local file is needed is refused, shown without its credentials" {
+	url='http://alice:s3cr3t@127.0.0.1:1/img?sig=TOPSECRET'
+	for cmd in "ublk-pool trace-show $url" "ublk-pool trace-merge -o $T/m.trace $url" \
+		"ublk-pool trace-merge -o $url $BATS_TEST_DIRNAME/../fuzz/corpus/trace/example" "ublk-export-diff --cache $url -o $T/x" \
+		"ublk-export-diff --cache $T/c -o $url" "ublk-add --base $T/img --cache $url" \
+		"ublk-add --base $T/img --record-access $url"; do
+		run $B/$cmd
+		echo "$cmd: $status: $output"
+		[ "$status" -ne 0 ]
+		[[ "$output" == *"http://127.0.0.1:1/img?...: a URL, where a local "* ]]
+		[[ "$output" != *s3cr3t* ]]
+		[[ "$output" != *TOPSECRET* ]]
+	done
+}
+
+@test "UBLK_POOL_MAX that is no number is refused, not taken for no limit" {
+	for bad in abc -1 10x 0 2000000; do
+		run_mustfail 2 "UBLK_POOL_MAX '$bad': expected a number from 1 to 1048576 (unset: no limit)" \
+			env UBLK_POOL_MAX="$bad" UBLK_STATE_DIR="$T/state" "$B/ublk-add" --base "$T/img"
+	done
+}
+
+@test "ublk-serve --ready-fd and --secrets-fd say which descriptors they take" {
+	run_mustfail 2 "--ready-fd '1': expected an open descriptor from 3 to 1024" \
+		"$B/ublk-serve" --base "$T/img" --ready-fd 1
+	run_mustfail 2 "--secrets-fd '0': expected an open descriptor from 3 to 1024" \
+		"$B/ublk-serve" --base "$T/img" --secrets-fd 0
+}
+
 @test "ublk-export-diff refuses bad combinations" {
 	run_mustfail 2 "no device given" "$B/ublk-export-diff" -o "$T/x"
 	run_mustfail 2 "give a device or --cache, not both" "$B/ublk-export-diff" --cache "$T/c" -o "$T/x" 3

@@ -194,6 +194,10 @@ check_build() {
 		"$B/ublk-export-diff" --cache "$T/c" --format e2b --e2b "$T/root" --build "$ROOT_ID" \
 		--build-id "$ROOT_ID" --output "$T/out"
 	[ -z "$(ls -A "$T/out")" ]
+	# into the parent's own root (the default): the same, not "already exists"
+	run_mustfail 2 "--build-id $ROOT_ID: already a build of the parent's chain" \
+		"$B/ublk-export-diff" --cache "$T/c" --format e2b --e2b "$T/root" --build "$ROOT_ID" \
+		--build-id "$ROOT_ID"
 }
 
 @test "--format e2b: a symlinked build folder is never written through; failures leave nothing" {
