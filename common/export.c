@@ -705,8 +705,10 @@ static int flat_write(int fd, const uint8_t *buf, size_t len, uint64_t off, bool
 }
 
 /* Read [off, off + len) of top into buf, chunk by chunk, writing each out. */
+/* *code: the exit status of a read that failed (the image's: a damaged
+ * diff frame, a bad answer of a server), else untouched. */
 static int flat_copy(struct layer *top, struct aio *aio, void *priv, uint8_t *buf,
-		     int fd, bool seekable, uint64_t off, uint64_t len,
+		     int fd, bool seekable, uint64_t off, uint64_t len, int *code,
 		     char *why, size_t whylen)
 {
 	for (uint64_t end = off + len; off < end;) {
@@ -715,8 +717,11 @@ static int flat_copy(struct layer *top, struct aio *aio, void *priv, uint8_t *bu
 		int ret;
 		f.io.len = (uint32_t)(end - off < FLAT_CHUNK ? end - off : FLAT_CHUNK);
 		layer_submit(top, &f.io);
-		if ((ret = aio_drain(aio)) || (ret = f.res < 0 ? f.res : 0))
-			return WHY("reading offset %llu: %s", (unsigned long long)off, strerror(-ret)), ret;
+		if ((ret = aio_drain(aio)) || (ret = f.res < 0 ? f.res : 0)) {
+			*code = exit_code_for_image(ret);
+			return WHY("reading offset %llu of the image: %s",
+				   (unsigned long long)off, strerror(-ret)), ret;
+		}
 		if ((ret = flat_write(fd, buf, f.io.len, off, seekable)))
 			return WHY("writing: %s", strerror(-ret)), ret;
 		off += f.io.len;
@@ -758,7 +763,8 @@ int export_flatten(const struct server_config *cfg, const char *outp, bool progr
 	for (uint64_t off = 0, len; !ret && off < top->size; off += len) {
 		len = top->size - off < FLAT_EXTENT_MAX ? top->size - off : FLAT_EXTENT_MAX;
 		if (layer_extent(top, off, &len) == LAYER_DATA) {
-			ret = flat_copy(top, &aio, priv, buf, out.fd, seekable, off, len, why, whylen);
+			ret = flat_copy(top, &aio, priv, buf, out.fd, seekable, off, len, &code, why,
+					whylen);
 		} else if (!seekable) {   /* a hole, but a stream has no holes */
 			memset(buf, 0, FLAT_CHUNK);
 			for (uint64_t z = 0; z < len && !ret; z += FLAT_CHUNK)
@@ -781,5 +787,5 @@ int export_flatten(const struct server_config *cfg, const char *outp, bool progr
 	layer_close(top);
 	free(buf);
 	free(priv);
-	return ret ? EXIT_FAIL : 0;
+	return ret ? code ? code : EXIT_FAIL : 0;
 }

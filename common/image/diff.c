@@ -10,6 +10,7 @@
 #include "util/crc32c.h"
 #include "image/http.h"
 #include "util/json.h"
+#include "util/log.h"
 #include "util/ublk_limits.h"
 #include "image/layer_http.h"
 
@@ -467,12 +468,11 @@ int diff_open(const char *path, const struct layer_http_opts *remote, struct dif
 
 	if (!d)
 		return -ENOMEM;
+	http_name_for_log(path, d->name, sizeof(d->name));   /* a URL may carry credentials */
 	if ((ret = blob_open(path, remote, &d->blob, why, whylen)))
 		goto fail;
 	if ((ret = diff_load(d, path, remote, -1, sub, sizeof(sub)))) {
-		char shown[1024];
-		http_name_for_log(path, shown, sizeof(shown));   /* a URL may carry credentials */
-		WHY("%s: %s", shown, sub);
+		WHY("%s: %s", d->name, sub);
 		goto fail;
 	}
 	/* the frames' file: a v3 header is read whole at open */
@@ -494,6 +494,7 @@ int diff_open_fd(int fd, int data_fd, struct diff_file **out, char *why, size_t 
 
 	if (!d)
 		return -ENOMEM;
+	snprintf(d->name, sizeof(d->name), "diff (fd %d)", fd);
 	if ((ret = blob_open_fd(fd, &d->blob, why, whylen)) ||
 	    (ret = diff_load(d, NULL, NULL, data_fd, why, whylen))) {
 		diff_close(d);
@@ -549,6 +550,8 @@ int diff_read_frame(const struct diff_file *d, uint64_t idx, void *buf, void *sc
 	uint32_t len = diff_frame_len(d, idx);
 	int ret;
 
+	const char *bad = NULL;
+
 	if (!(d->meta.flags & DIFF_FLAG_ZSTD)) {
 		ret = blob_read(d->blob, buf, len, f->offset);
 	} else {
@@ -556,12 +559,16 @@ int diff_read_frame(const struct diff_file *d, uint64_t idx, void *buf, void *sc
 		if (!ret) {
 			size_t n = ZSTD_decompress(buf, d->meta.frame_size, scratch, f->size);
 			if (ZSTD_isError(n) || n != len)
-				ret = -EIO;
+				bad = ZSTD_isError(n) ? ZSTD_getErrorName(n) : "decompressed to another size";
 		}
 	}
-	if (!ret && crc32c(0, buf, len) != f->crc)
-		ret = -EIO;
-	return ret;
+	if (!ret && !bad && crc32c(0, buf, len) != f->crc)
+		bad = "its checksum does not match: the diff is damaged";
+	if (ret || bad)   /* every time: each read of it fails, and says why */
+		log_err("%s: frame %llu (bytes %llu..%llu): %s", d->name, (unsigned long long)idx,
+			(unsigned long long)f->offset, (unsigned long long)(f->offset + f->size),
+			ret ? strerror(-ret) : bad);
+	return ret ? ret : bad ? -EIO : 0;
 }
 
 void diff_extents_json(struct json *j, const struct diff_file *d)

@@ -87,6 +87,7 @@ struct diff_file {
 	 * Interop): no frames; ext_data is the block offset in data_fd. */
 	bool v3;
 	struct blob *data;
+	char name[256];         /* for messages: the path, a URL without credentials */
 };
 
 /* Open and validate everything but the frames' contents. path may be a

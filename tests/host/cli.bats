@@ -218,6 +218,19 @@ teardown() {
 		"$B/ublk-serve" --base "$T/img" --secrets-fd 0
 }
 
+@test "--flatten over a damaged diff frame: exit 5, the diff and its frame named, no output" {
+	truncate -s 524288 "$T/base"
+	cp "$BATS_TEST_DIRNAME/../fuzz/corpus/diff/raw-4k-frames" "$T/d.diff"
+	"$B/ublk-export-diff" --flatten --base "$T/base" --layer "$T/d.diff" -o "$T/ok.img"
+	# one byte of the first frame (after the header and the extent table)
+	printf '\xff' | dd of="$T/d.diff" bs=1 seek=8202 conv=notrunc status=none
+	run "$B/ublk-export-diff" --flatten --base "$T/base" --layer "$T/d.diff" -o "$T/bad.img"
+	[ "$status" -eq 5 ]
+	[ "${lines[0]}" = "ublk-export-diff: $T/d.diff: frame 0 (bytes 8192..12288): its checksum does not match: the diff is damaged" ]
+	[ "${lines[1]}" = "ublk-export-diff: reading offset 12288 of the image: Input/output error" ]
+	[ ! -e "$T/bad.img" ]
+}
+
 @test "ublk-export-diff refuses bad combinations" {
 	run_mustfail 2 "no device given" "$B/ublk-export-diff" -o "$T/x"
 	run_mustfail 2 "give a device or --cache, not both" "$B/ublk-export-diff" --cache "$T/c" -o "$T/x" 3
