@@ -225,6 +225,23 @@ void pool_view_table(FILE *f, const struct pool_view *v, const struct pool_dev *
 	free(buf);
 }
 
+/* A value, or null when it is not known. */
+static void json_u64_known(struct json *j, const char *key, uint64_t val, bool known)
+{
+	if (known)
+		json_u64(j, key, val);
+	else
+		json_raw(j, key, "null");
+}
+
+static void json_bool_known(struct json *j, const char *key, bool val, bool known)
+{
+	if (known)
+		json_bool(j, key, val);
+	else
+		json_raw(j, key, "null");
+}
+
 void pool_view_json(FILE *f, const struct pool_view *v, const struct pool_dev *devs, int n,
 		    bool with_stats)
 {
@@ -240,10 +257,13 @@ void pool_view_json(FILE *f, const struct pool_view *v, const struct pool_dev *d
 		json_u64(&j, "id", d->id);
 		json_str(&j, "path", path);
 		json_bool(&j, "in_kernel", d->in_kernel);
-		json_str(&j, "kernel_state", ctrl_state_name(d->kernel_state));
+		/* the entry's config names the device's size: without it, what
+		 * the config holds is not known */
+		bool configured = d->has_state && d->size;
+		json_str(&j, "kernel_state", d->in_kernel ? ctrl_state_name(d->kernel_state) : NULL);
 		json_bool(&j, "has_state", d->has_state);
-		json_str(&j, "state", d->has_state ? d->state : NULL);
-		json_i64(&j, "pid", d->pid);
+		json_str(&j, "state", d->has_state && d->state[0] ? d->state : NULL);
+		json_u64_known(&j, "pid", (uint64_t)d->pid, d->pid > 0);
 		json_bool(&j, "recoverable", d->recoverable);
 		json_bool(&j, "server_alive", d->alive);
 		json_bool(&j, "server_exiting", d->exiting);
@@ -259,12 +279,12 @@ void pool_view_json(FILE *f, const struct pool_view *v, const struct pool_dev *d
 		}
 		json_arr_end(&j);
 		json_str(&j, "cache", d->cache[0] ? d->cache : NULL);
-		json_u64(&j, "size", d->size);
-		json_bool(&j, "read_only", d->read_only);
-		json_u64(&j, "queues", d->queues);
-		json_u64(&j, "depth", d->depth);
-		json_u64(&j, "uptime_s", d->uptime_s);
-		json_u64(&j, "cache_bytes", d->cache_bytes);
+		json_u64_known(&j, "size", d->size, d->size > 0);
+		json_bool_known(&j, "read_only", d->read_only, configured);
+		json_u64_known(&j, "queues", d->queues, d->queues > 0);
+		json_u64_known(&j, "depth", d->depth, d->depth > 0);
+		json_u64_known(&j, "uptime_s", d->uptime_s, d->has_state);
+		json_u64_known(&j, "cache_bytes", d->cache_bytes, d->cache[0] != 0);
 		json_str(&j, "problem", pool_problem(d, v->grace_s));
 		char hung[300];
 		json_str(&j, "hung", pool_hung(d, v->hang_ms, hung, sizeof(hung)) ? hung : NULL);

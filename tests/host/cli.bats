@@ -450,5 +450,12 @@ teardown() {
 	run "$B/ublk-pool" list --json --state-dir "$T/state"
 	[ "$(jq -c '.devices[0] | [.id, .size, .read_only, .layers, .queues, .depth, .name]' <<<"$output")" = \
 		'[4,8589934592,true,["/a.diff","/b.diff"],2,64,"sb-4"]' ]
+	# what is not known is null: no kernel device, no pid; an entry without config or state
+	[ "$(jq -c '.devices[0] | [.kernel_state, .pid]' <<<"$output")" = '[null,null]' ]
+	mkdir -m 700 "$T/state/ublkb5"
+	echo 2 >"$T/state/ublkb5/version"
+	run "$B/ublk-pool" list --json --state-dir "$T/state"
+	[ "$(jq -c '.devices[1] | [.id, .state, .pid, .size, .read_only, .queues, .depth, .cache_bytes]' <<<"$output")" = \
+		'[5,null,null,null,null,null,null,null]' ]
 	run_mustfail 2 "--json goes without -o, -n and --raw" "$B/ublk-pool" list --json -n --state-dir "$T/state"
 }
