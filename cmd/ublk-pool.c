@@ -249,7 +249,7 @@ static int trace_merge_cmd(char **paths, int n, const char *out, bool json, stru
 		}
 	}
 	if (ret) {
-		code = ret == -ENOMEM ? EXIT_FAIL : EXIT_BAD_IMAGE;
+		code = exit_code_for_image(ret);
 	} else if ((ret = trace_merge_seen(in, (size_t)n, &merged, &seen, why, sizeof(why)))) {
 		log_err("merging: %s", why);        /* more than a trace holds, or out of memory */
 		code = EXIT_FAIL;
@@ -285,7 +285,7 @@ static int trace_show_cmd(const char *path, bool json)
 
 	if (ret) {
 		log_err("%s", why);
-		return ret == -ENOMEM ? EXIT_FAIL : EXIT_BAD_IMAGE;
+		return exit_code_for_image(ret);
 	}
 	for (size_t i = 0; i < t.n; i++) {
 		writes += t.entries[i].write;

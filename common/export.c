@@ -421,8 +421,7 @@ static int export_cache_to(const char *cache, const struct export_opts *o, struc
 		return EXIT_USAGE;
 	ret = cache_export_open(cache, o->live, &ctx.x, why, whylen);
 	if (ret)
-		return ret == -EBUSY ? EXIT_BUSY :
-		       ret == -ENOENT || ret == -EINVAL ? EXIT_BAD_IMAGE : EXIT_FAIL;
+		return ret == -EBUSY ? EXIT_BUSY : exit_code_for_image(ret);
 	ctx.x.meta.flags = o->zstd ? DIFF_FLAG_ZSTD : 0;
 	ctx.x.meta.frame_size = o->frame_size ? o->frame_size : DIFF_DEFAULT_FRAME;
 	ctx.x.meta.level = o->level;

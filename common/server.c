@@ -428,6 +428,7 @@ static void teardown(struct server *s)
 int server_preflight(const struct server_config *cfg, char *why, size_t len)
 {
 	uint64_t size;
+	int ret;
 
 	if (access(ctrl_path(), F_OK)) {
 		snprintf(why, len, "%s", ctrl_open_hint(-ENOENT));
@@ -439,8 +440,9 @@ int server_preflight(const struct server_config *cfg, char *why, size_t len)
 	}
 	/* under a cache the base is only read */
 	if (cfg->stack.base && !http_is_url(cfg->stack.base) &&
-	    image_check(cfg->stack.base, cfg->stack.read_only || cfg->stack.cache, &size, why, len))
-		return EXIT_BAD_IMAGE;
+	    (ret = image_check(cfg->stack.base, cfg->stack.read_only || cfg->stack.cache, &size, why,
+			       len)))
+		return exit_code_for_image(ret);
 	/* found now, not when the trace is saved after the boot it records */
 	if (cfg->stack.record_access && cfg->recover_id < 0 &&
 	    (output_file_refuse_special(cfg->stack.record_access, why, len) ||

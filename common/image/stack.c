@@ -158,7 +158,7 @@ int stack_open(const struct stack_config *cfg, struct layer **out, char *why, si
 	if (cfg->cache) {
 		ret = layer_cache_open(cfg->cache, top, cfg->size, cfg->read_only, &next, why, whylen);
 		if (ret) {
-			code = ret == -EBUSY ? EXIT_BUSY : EXIT_BAD_IMAGE;
+			code = ret == -EBUSY ? EXIT_BUSY : exit_code_for_image(ret);
 			goto fail;
 		}
 		top = next;

@@ -97,9 +97,9 @@ teardown() {
 	run_mustfail 5 "cannot open for reading: No such file" "$B/ublk-add" --read-only --base "$T/nope"
 }
 
-@test "unreadable image" {
+@test "unreadable image: its permissions, exit 4" {
 	chmod 000 "$T/img"
-	run_mustfail 5 "$T/img: cannot open for reading: Permission denied" \
+	run_mustfail 4 "$T/img: cannot open for reading: Permission denied" \
 		root_without_dac "$B/ublk-add" --read-only --base "$T/img"
 }
 
@@ -184,7 +184,7 @@ teardown() {
 
 @test "a start that fails leaves an existing --record-access trace as it was" {
 	cp "$BATS_TEST_DIRNAME/../fuzz/corpus/trace/example" "$T/good.trace"
-	run "$B/ublk-add" --base "$T/img" --record-access "$T/good.trace" --timeout 5
+	run "$B/ublk-add" --base "$T/img" --record-access "$T/good.trace" --timeout 5 --state-dir "$T/state"
 	[ "$status" -ne 0 ]
 	cmp "$T/good.trace" "$BATS_TEST_DIRNAME/../fuzz/corpus/trace/example"
 }
