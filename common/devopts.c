@@ -36,11 +36,17 @@ void devopts_defaults(struct server_config *cfg)
 	cfg->want_id = -1;
 }
 
+/* --state-dir: its entries' files are named below it, within PATH_MAX */
+#define DEVOPTS_MAX_STATE_DIR 1024
+#define DEVOPTS_MAX_STATE_DIR_TEXT "1024"
+
 static int bad_value(struct cli *c, const char *opt, const char *arg, const char *want)
 {
 	char *shown = devopts_redacted(arg);
 
-	c->exit_code = cli_usage_error(c, "--%s '%s': %s", opt, shown ? shown : "?", want);
+	/* a long value is cut, so that the message keeps what is expected */
+	c->exit_code = cli_usage_error(c, "--%s '%.200s%s': %s", opt, shown ? shown : "?",
+				       shown && strlen(shown) > 200 ? "..." : "", want);
 	free(shown);
 	return CLI_DONE;
 }
@@ -199,8 +205,9 @@ int devopts_common(struct cli *c, int key, const char *arg, uint64_t *timeout_ms
 		log_set_debug(log_debug_level() + 1);
 		return 1;
 	case DEVOPT_STATE_DIR:
-		if (arg[0] != '/')
-			return bad_value(c, "state-dir", arg, "expected an absolute path");
+		if (arg[0] != '/' || strlen(arg) > DEVOPTS_MAX_STATE_DIR)
+			return bad_value(c, "state-dir", arg, "expected an absolute path of at most "
+					 DEVOPTS_MAX_STATE_DIR_TEXT " bytes");
 		state_set_dir(arg);
 		return 1;
 	default:

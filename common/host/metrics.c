@@ -284,9 +284,10 @@ int pool_metrics(const struct pool_dev *devs, int n, uint64_t grace_s, const cha
 	snprintf(path, sizeof(path), "%s/ublk.prom", textfile);
 	int ret = atomic_write_file(AT_FDCWD, path, text, size, 0644, ATOMIC_FSYNC);
 	free(text);
-	if (ret) {
-		log_err("%s: %s", path, strerror(-ret));
-		return EXIT_FAIL;
-	}
-	return EXIT_OK;
+	if (ret == -ENOTDIR || ret == -ENOENT)
+		log_err("--textfile %s: not a folder: give the folder node-exporter's textfile "
+			"collector reads", textfile);
+	else if (ret)
+		log_err("%s: cannot write it: %s", path, strerror(-ret));
+	return ret ? EXIT_FAIL : EXIT_OK;
 }

@@ -593,7 +593,7 @@ int trace_write_text(const char *path, const char *text, size_t len, char *why, 
 	if (!ret)
 		ret = output_file_refuse_special(path, why, whylen);
 	if (!ret && (ret = atomic_write_file(AT_FDCWD, path, text, len, 0644, ATOMIC_DURABLE)))
-		snprintf(why, whylen, "%s: %s", path, strerror(-ret));
+		snprintf(why, whylen, "%s: cannot create: %s", path, strerror(-ret));
 	return ret;
 }
 

@@ -70,7 +70,11 @@ int cache_export_open(const char *path, bool live, struct cache_export *x, char 
 	c.map_fd = open(map_path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);   /* see layer_cache_open */
 	if (c.map_fd < 0) {
 		ret = -errno;
-		snprintf(why, whylen, "%s: %s", map_path, strerror(errno));
+		if (ret == -ENOENT && access(path, F_OK))
+			snprintf(why, whylen, "%s: no such cache (neither it nor its map %s exists)", path,
+				 map_path);
+		else
+			snprintf(why, whylen, "%s: %s", map_path, strerror(errno));
 		return ret;
 	}
 	if (!live && flock(c.map_fd, LOCK_SH | LOCK_NB)) {

@@ -231,6 +231,14 @@ teardown() {
 	[ ! -e "$T/bad.img" ]
 }
 
+@test "messages name what the user gave: a missing cache, a textfile that is no folder, a state directory too long" {
+	run_mustfail 5 "$T/none: no such cache (neither it nor its map $T/none.map exists)" \
+		"$B/ublk-export-diff" --cache "$T/none" -o "$T/x.diff"
+	run_mustfail 1 "--textfile $T/img: not a folder" "$B/ublk-pool" metrics --state-dir "$T/state" --textfile "$T/img"
+	run_mustfail 2 "expected an absolute path of at most 1024 bytes" \
+		"$B/ublk-pool" list --state-dir "/$(head -c 1100 /dev/zero | tr '\0' a)"
+}
+
 @test "ublk-export-diff refuses bad combinations" {
 	run_mustfail 2 "no device given" "$B/ublk-export-diff" -o "$T/x"
 	run_mustfail 2 "give a device or --cache, not both" "$B/ublk-export-diff" --cache "$T/c" -o "$T/x" 3
