@@ -109,7 +109,7 @@ trace() {
 		"$B/ublk-pool" trace-merge -o "$T/out.trace" "$T/none.trace"
 	[ ! -e "$T/out.trace" ]
 	# an output that cannot be written is a failure, not bad input
-	run_mustfail 1 "$T/nodir/out.trace: No such file or directory" \
+	run_mustfail 1 "$T/nodir/out.trace: cannot create: No such file or directory" \
 		"$B/ublk-pool" trace-merge -o "$T/nodir/out.trace" "$T/a.trace"
 }
 
