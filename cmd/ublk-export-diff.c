@@ -48,6 +48,10 @@ static const struct cli_option options[] = {
 	{ "e2b", DEVOPT_E2B, "ROOT", "with --flatten, --inspect or --format e2b: an E2B storage root (folder or URL), not --base" },
 	{ "build", DEVOPT_BUILD, "ID", "with --e2b: the build id (8-4-4-4-12 hex)" },
 	{ "e2b-file", DEVOPT_E2B_FILE, "NAME", "with --e2b: rootfs.ext4 (default) or memfile" },
+	{ "http-timeout", DEVOPT_HTTP_TIMEOUT, "SEC", "a URL's deadline per transfer (default 60)" },
+	{ "http-retries", DEVOPT_HTTP_RETRIES, "N", "a URL's retries after a failed transfer (default 3)" },
+	{ "auth-file", DEVOPT_AUTH_FILE, "FILE", "a URL's bearer token or header line, from FILE" },
+	{ "insecure", DEVOPT_INSECURE, NULL, "do not verify a URL's TLS certificate" },
 	{ "json", 'j', NULL, "print a JSON summary, or --inspect's report, on stdout (data then "
 				"goes to --output)" },
 	{ "progress", KEY_PROGRESS, NULL, "show progress on stderr (default: when it is a terminal)" },
@@ -101,18 +105,18 @@ static void meta_json(struct json *j, const struct diff_meta *m)
 	json_u64(j, "frame_size", m->frame_size);
 }
 
-static int inspect(const char *path, bool json)
+static int inspect(const char *path, const struct layer_http_opts *remote, bool json)
 {
 	struct diff_file *d;
 	char why[700], id[33], parent[33], note[1300], shown[4200];
 	uint64_t bad = 0;
 	bool done;
-	int ret = e2b_inspect_file(path, json, &done, note, sizeof(note));
+	int ret = e2b_inspect_file(path, remote, json, &done, note, sizeof(note));
 
 	if (done)
 		return ret;
 	http_name_for_log(path, shown, sizeof(shown));  /* a URL may carry credentials */
-	if ((ret = diff_open(path, NULL, &d, why, sizeof(why)))) {
+	if ((ret = diff_open(path, remote, &d, why, sizeof(why)))) {
 		log_err("%s%s", why, note);
 		return exit_code_for_image(ret);
 	}
@@ -369,9 +373,12 @@ int main(int argc, char **argv)
 	if (inspect_path) {
 		if (optind < argc || flatten || cfg.stack.cache || cfg.stack.base || cfg.stack.n_layers ||
 		    cfg.stack.e2b_root || cfg.stack.e2b_build || cfg.stack.e2b_file)
-			return cli_usage_error(&c, "--inspect FILE takes only --json (an E2B build in "
-					       "its storage: --inspect --e2b ROOT --build ID)");
-		return inspect(inspect_path, json);
+			return cli_usage_error(&c, "--inspect FILE takes only --json and a URL's options "
+					       "(an E2B build in its storage: --inspect --e2b ROOT --build ID)");
+		struct layer_http_opts ho;
+		if (stack_http_opts(&cfg.stack, &ho, why, sizeof(why)))
+			return cli_usage_error(&c, "%s", why);
+		return inspect(inspect_path, &ho, json);
 	}
 	if (devopts_refuse_url(&c, "--output", o.out) || devopts_refuse_url(&c, "--cache", cfg.stack.cache))
 		return c.exit_code;
@@ -398,6 +405,10 @@ int main(int argc, char **argv)
 	}
 	if (cfg.stack.base || cfg.stack.n_layers)
 		return cli_usage_error(&c, "--base and --layer go with --flatten");
+	if (cfg.stack.http_timeout_ms || cfg.stack.http_retries >= 0 || cfg.stack.auth_file ||
+	    cfg.stack.insecure)
+		return cli_usage_error(&c, "--http-timeout, --http-retries, --auth-file and --insecure "
+				       "go with a URL: --flatten, --inspect or --format e2b");
 	if (cfg.stack.e2b_root || cfg.stack.e2b_build || cfg.stack.e2b_file)
 		return cli_usage_error(&c, "--e2b, --build and --e2b-file go with --flatten, --inspect or "
 				       "--format e2b");

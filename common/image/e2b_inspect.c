@@ -270,7 +270,8 @@ static int inspect_v3_layer(const char *path, bool json, const char *e2b_why)
 	return EXIT_OK;
 }
 
-int e2b_inspect_file(const char *path, bool json, bool *done, char *note, size_t notelen)
+int e2b_inspect_file(const char *path, const struct layer_http_opts *remote, bool json, bool *done,
+		     char *note, size_t notelen)
 {
 	uint8_t meta[E2B_META_SIZE];
 	struct e2b_header *h;
@@ -280,7 +281,7 @@ int e2b_inspect_file(const char *path, bool json, bool *done, char *note, size_t
 
 	*done = false;
 	note[0] = 0;
-	if (e2b_header_sniff(path, NULL, meta, &got, why, sizeof(why)))
+	if (e2b_header_sniff(path, remote, meta, &got, why, sizeof(why)))
 		return EXIT_OK;   /* the diff reader says what is wrong */
 	/* E2B names its headers *.header: such a name with an E2B layout goes
 	 * to the E2B reader even when the rest looks wrong, so that it says
@@ -298,7 +299,7 @@ int e2b_inspect_file(const char *path, bool json, bool *done, char *note, size_t
 		return EXIT_OK;
 	}
 	*done = true;
-	ret = e2b_header_load(path, NULL, &h, why, sizeof(why));
+	ret = e2b_header_load(path, remote, &h, why, sizeof(why));
 	if (!ret) {
 		char shown[4200];
 		http_name_for_log(path, shown, sizeof(shown));  /* a URL may carry credentials */

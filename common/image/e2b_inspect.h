@@ -8,8 +8,11 @@
 /* Print path if it is an E2B header or a ublk-tools v3 export beside its
  * data (*done set; the tool's exit code returned), else leave it to the
  * diff reader (*done clear, EXIT_OK; note then says why the file is not
- * an E2B header either, for that reader's error). */
-int e2b_inspect_file(const char *path, bool json, bool *done, char *note, size_t notelen);
+ * an E2B header either, for that reader's error). remote: a URL's
+ * options, NULL for the defaults. */
+struct layer_http_opts;
+int e2b_inspect_file(const char *path, const struct layer_http_opts *remote, bool json, bool *done,
+		     char *note, size_t notelen);
 
 /* --inspect --e2b ROOT --build ID: the build's header as above, and the
  * data of every build it names checked (e2b_store_verify): verified only

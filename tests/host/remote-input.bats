@@ -50,3 +50,26 @@ teardown() {
 	[[ "$output" == "E2B header http://127.0.0.1:$PORT/golden/v4.header?..."* ]]
 	[[ "$output" != *s3cret* ]]
 }
+
+@test "ublk-export-diff takes a URL's options: --http-timeout bounds a slow server, --auth-file's token is sent" {
+	export UBLK_CHUNK_CACHE=$T/chunks
+	# each read after the probe answered in 2 s: within the default, not within 1 s
+	"$B/ublk-export-diff" --flatten --base "http://127.0.0.1:$PORT/slow/img" -o "$T/slow.img"
+	cmp "$T/slow.img" <("$B/ublk-export-diff" --flatten --base "http://127.0.0.1:$PORT/ok/img" -o -)
+	rm -rf "$T/chunks"
+	run "$B/ublk-export-diff" --flatten --base "http://127.0.0.1:$PORT/slow/img" --http-timeout 1 \
+		--http-retries 0 -o "$T/x.img"
+	echo "$output"
+	[ "$status" -eq 5 ]
+	[[ "$output" == *"Operation timed out"* ]]
+	[ ! -e "$T/x.img" ]
+	# the token from a file (not the environment) opens the private image
+	printf 's3cret\n' >"$T/auth"
+	chmod 600 "$T/auth"
+	run_mustfail 4 "HTTP 403" "$B/ublk-export-diff" --inspect "http://127.0.0.1:$PORT/private/img"
+	run "$B/ublk-export-diff" --inspect "http://127.0.0.1:$PORT/private/img" --auth-file "$T/auth"
+	echo "$output"
+	[[ "$output" != *"HTTP 403"* ]]
+	run_mustfail 2 "--http-timeout, --http-retries, --auth-file and --insecure go with a URL" \
+		"$B/ublk-export-diff" --cache "$T/c" -o "$T/y" --http-timeout 1
+}
