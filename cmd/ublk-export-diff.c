@@ -364,8 +364,7 @@ int main(int argc, char **argv)
 		if (optind < argc || flatten || cfg.stack.cache || cfg.stack.base || cfg.stack.n_layers || !cfg.stack.e2b_root ||
 		    !cfg.stack.e2b_build)
 			return cli_usage_error(&c, "--inspect without FILE needs --e2b ROOT --build ID "
-					       "(and takes --e2b-file and --json; a URL's credentials come "
-					       "from UBLK_HTTP_AUTH)");
+					       "(and takes --e2b-file, --json and a URL's options)");
 		if (stack_http_opts(&cfg.stack, &ho, why, sizeof(why)))
 			return cli_usage_error(&c, "%s", why);
 		return e2b_inspect_store(cfg.stack.e2b_root, cfg.stack.e2b_build, cfg.stack.e2b_file, &ho, json, o.progress);

@@ -87,8 +87,8 @@ int main(int argc, char **argv)
 		if (key == KEY_OWNER_NONCE) {
 			uint64_t nonce;
 			if (parse_hex(optarg, 1, UINT32_MAX, &nonce))
-				return cli_usage_error(&c, "--owner-nonce '%s': expected 1 to 8 hex digits, "
-						       "not all zero", optarg);
+				return cli_usage_error(&c, "--owner-nonce '%s': expected a hexadecimal "
+						       "number from 1 to ffffffff", optarg);
 			cfg.owner_nonce = (uint32_t)nonce;
 		}
 		if (key == KEY_SECRETS_FD) {

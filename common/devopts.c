@@ -36,10 +36,6 @@ void devopts_defaults(struct server_config *cfg)
 	cfg->want_id = -1;
 }
 
-/* --state-dir: its entries' files are named below it, within PATH_MAX */
-#define DEVOPTS_MAX_STATE_DIR 1024
-#define DEVOPTS_MAX_STATE_DIR_TEXT "1024"
-
 static int bad_value(struct cli *c, const char *opt, const char *arg, const char *want)
 {
 	char *shown = devopts_redacted(arg);
@@ -205,9 +201,12 @@ int devopts_common(struct cli *c, int key, const char *arg, uint64_t *timeout_ms
 		log_set_debug(log_debug_level() + 1);
 		return 1;
 	case DEVOPT_STATE_DIR:
-		if (arg[0] != '/' || strlen(arg) > DEVOPTS_MAX_STATE_DIR)
-			return bad_value(c, "state-dir", arg, "expected an absolute path of at most "
-					 DEVOPTS_MAX_STATE_DIR_TEXT " bytes");
+		if (arg[0] != '/' || strlen(arg) > STATE_DIR_MAX) {
+			char want[64];
+			snprintf(want, sizeof(want), "expected an absolute path of at most %d bytes",
+				 STATE_DIR_MAX);
+			return bad_value(c, "state-dir", arg, want);
+		}
 		state_set_dir(arg);
 		return 1;
 	default:
@@ -217,12 +216,11 @@ int devopts_common(struct cli *c, int key, const char *arg, uint64_t *timeout_ms
 
 int devopts_refuse_url(struct cli *c, const char *opt, const char *path)
 {
-	char shown[300];
+	char why[400];
 
-	if (!path || !http_is_url(path))
+	if (!http_refuse_url(opt, path, why, sizeof(why)))
 		return 0;
-	http_name_for_log(path, shown, sizeof(shown));
-	c->exit_code = cli_usage_error(c, "%s %s: a URL, where a local file is needed", opt, shown);
+	c->exit_code = cli_usage_error(c, "%s", why);
 	return CLI_DONE;
 }
 

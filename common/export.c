@@ -394,15 +394,17 @@ static int v3_unpublish(const char *hpath, int dirfd, char *why, size_t whylen)
 static int refuse_cache_as_output(const char *cache, const struct export_opts *o, char *why,
 				  size_t whylen)
 {
-	char map[PATH_MAX], hpath[PATH_MAX];
-	struct output_input in[] = { { "the cache", cache }, { "the cache's map", map } };
+	char map[PATH_MAX], live[PATH_MAX], hpath[PATH_MAX];
+	struct output_input in[] = { { "the cache", cache }, { "the cache's map", map },
+				     { "the cache's live map", live } };
 	int ret;
 
 	snprintf(map, sizeof(map), "%s.map", cache);
-	ret = output_file_refuse_input(o->out && strcmp(o->out, "-") ? o->out : NULL, in, 2, why,
+	snprintf(live, sizeof(live), "%s.live", cache);
+	ret = output_file_refuse_input(o->out && strcmp(o->out, "-") ? o->out : NULL, in, 3, why,
 				       whylen);
 	if (!ret && o->v3 && o->out && snprintf(hpath, sizeof(hpath), "%s.header", o->out) < (int)sizeof(hpath))
-		ret = output_file_refuse_input(hpath, in, 2, why, whylen);
+		ret = output_file_refuse_input(hpath, in, 3, why, whylen);
 	return ret;
 }
 
@@ -638,8 +640,11 @@ int diff_verify(const struct diff_file *d, uint64_t *bad)
 	uint8_t *buf = malloc(d->meta.frame_size), *scratch = malloc(ZSTD_compressBound(d->meta.frame_size));
 	int ret = buf && scratch ? 0 : -ENOMEM;
 
+	const char *why;
+
+	/* quiet: the caller reports the first bad frame */
 	for (uint64_t i = 0; i < d->n_frames && !ret; i++)
-		if ((ret = diff_read_frame(d, i, buf, scratch)))
+		if ((ret = diff_read_frame_quiet(d, i, buf, scratch, &why)))
 			*bad = i;
 	free(buf);
 	free(scratch);

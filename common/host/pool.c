@@ -122,9 +122,9 @@ static void load_entry(struct pool_dev *d)
 		uint64_t now = wall_ms();
 		d->heartbeat_age_ms = now > when ? now - when : 0;
 	}
-	if (!state_stat(d->id, "version", &st))
+	if ((d->has_uptime = !state_stat(d->id, "version", &st)))
 		d->uptime_s = time(NULL) > st.st_mtime ? (uint64_t)(time(NULL) - st.st_mtime) : 0;
-	if (d->cache[0] && !stat(d->cache, &st))
+	if ((d->has_cache_bytes = d->cache[0] && !stat(d->cache, &st)))
 		d->cache_bytes = (uint64_t)st.st_blocks * 512;
 }
 

@@ -45,6 +45,7 @@ struct pool_dev {
 	uint64_t size;
 	uint64_t uptime_s;      /* since the entry was made */
 	uint64_t cache_bytes;   /* space the cache's data file takes */
+	bool has_uptime, has_cache_bytes;       /* the two above are known */
 	char stats[2048];       /* the entry's stats file, when it is valid JSON; else "" */
 	struct pool_stats stat; /* read from it */
 	/* The server's heartbeat: the stats file, rewritten every second. */

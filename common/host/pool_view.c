@@ -283,8 +283,8 @@ void pool_view_json(FILE *f, const struct pool_view *v, const struct pool_dev *d
 		json_bool_known(&j, "read_only", d->read_only, configured);
 		json_u64_known(&j, "queues", d->queues, d->queues > 0);
 		json_u64_known(&j, "depth", d->depth, d->depth > 0);
-		json_u64_known(&j, "uptime_s", d->uptime_s, d->has_state);
-		json_u64_known(&j, "cache_bytes", d->cache_bytes, d->cache[0] != 0);
+		json_u64_known(&j, "uptime_s", d->uptime_s, d->has_uptime);
+		json_u64_known(&j, "cache_bytes", d->cache_bytes, d->has_cache_bytes);
 		json_str(&j, "problem", pool_problem(d, v->grace_s));
 		char hung[300];
 		json_str(&j, "hung", pool_hung(d, v->hang_ms, hung, sizeof(hung)) ? hung : NULL);

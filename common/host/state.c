@@ -104,8 +104,9 @@ int state_dir_open(bool create)
 		return (fd = openat(held_root, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0 ? -errno : fd;
 	/* --state-dir is checked with the options; servers and tools run in
 	 * other folders, so a relative one would name another folder in each */
-	if (state_dir()[0] != '/') {
-		say("state directory %s: not an absolute path (UBLK_STATE_DIR must be one)", state_dir());
+	if (state_dir()[0] != '/' || strlen(state_dir()) > STATE_DIR_MAX) {
+		say("state directory %.200s%s: not an absolute path of at most %d bytes (UBLK_STATE_DIR "
+		    "must be one)", state_dir(), strlen(state_dir()) > 200 ? "..." : "", STATE_DIR_MAX);
 		return -EINVAL;
 	}
 	fd = safedir_open(&state_safedir, state_dir(), create, create, why, sizeof(why));

@@ -14,6 +14,9 @@
 #define STATE_STATS_PERIOD_MS 1000
 
 void state_set_dir(const char *dir);
+/* The longest state directory (--state-dir, UBLK_STATE_DIR): its entries'
+ * files are named below it, within PATH_MAX. */
+#define STATE_DIR_MAX 1024
 const char *state_dir(void);
 
 /* The state directory, checked (docs/security.md): every folder on its

@@ -268,9 +268,9 @@ static void *recorder_main(void *arg)
 		pthread_cond_timedwait(&a->cond, &a->lock, &ts);
 	}
 	atomic_store(&a->recording, false);
-	bool nothing = atomic_load(&a->stop) && !a->rec.n;
+	bool nothing = !a->rec.n;
 	pthread_mutex_unlock(&a->lock);
-	if (nothing)   /* stopped with nothing recorded: log_close writes nothing */
+	if (nothing)   /* nothing recorded: as log_close, nothing written */
 		return NULL;
 	if (save(a, why, sizeof(why)))
 		log_err("%s", why);
@@ -446,8 +446,8 @@ static void log_close(struct layer *l)
 
 	stop_threads(a);   /* the recorder too: nothing else saves now */
 	/* A recording with nothing in it (a start that failed, a device gone
-	 * before its first read) writes nothing: the trace of an earlier
-	 * start, or another file, stays as it was. */
+	 * before its first read, a window without a read) writes nothing: the
+	 * trace of an earlier start, or another file, stays as it was. */
 	if (a->record_path && !a->saved_end && !a->rec.n)
 		log_dbg("--record-access %s: nothing recorded: the file is left as it was",
 			a->record_path);

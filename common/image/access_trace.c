@@ -450,18 +450,6 @@ int trace_parse(const char *buf, size_t len, struct access_trace *t, char *why, 
 	return ret;
 }
 
-/* A trace file is local (--prefetch-trace reads a URL itself): a URL is
- * refused, shown without its credentials. */
-static int refuse_url(const char *path, char *why, size_t whylen)
-{
-	char shown[300];
-
-	if (!http_is_url(path))
-		return 0;
-	http_name_for_log(path, shown, sizeof(shown));
-	return say(why, whylen, "%s: a URL, where a local trace file is needed", shown);
-}
-
 int trace_load(const char *path, struct access_trace *t, char *why, size_t whylen)
 {
 	char sub[512];
@@ -471,7 +459,8 @@ int trace_load(const char *path, struct access_trace *t, char *why, size_t whyle
 	int fd;
 
 	memset(t, 0, sizeof(*t));
-	if ((ret = refuse_url(path, why, whylen)))
+	/* a trace file is local (--prefetch-trace reads a URL itself) */
+	if ((ret = http_refuse_url("", path, why, whylen)))
 		return ret;
 	fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
 	if (fd < 0) {
@@ -588,7 +577,7 @@ int trace_save(const char *path, const struct access_trace *t, char *why, size_t
 
 int trace_write_text(const char *path, const char *text, size_t len, char *why, size_t whylen)
 {
-	int ret = refuse_url(path, why, whylen);
+	int ret = http_refuse_url("", path, why, whylen);
 
 	if (!ret)
 		ret = output_file_refuse_special(path, why, whylen);

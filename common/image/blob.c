@@ -1,4 +1,5 @@
 #include "image/blob.h"
+#include "image/layer.h"
 #include "image/access_log.h"
 #include "image/chunkcache.h"
 #include "util/fileio.h"
@@ -148,7 +149,7 @@ static int read_chunk(struct blob *b, uint64_t idx, uint32_t in, uint32_t n, voi
 		}
 	}
 	pthread_mutex_unlock(&b->lock);
-	return ret ? -EIO : 0;
+	return ret ? layer_fetch_error(ret) : 0;
 }
 
 /* fetch: missing chunks are fetched; else they are -EAGAIN. */

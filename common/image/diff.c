@@ -542,15 +542,15 @@ enum diff_kind diff_lookup(const struct diff_file *d, uint64_t block, uint64_t *
 	return (enum diff_kind)e->kind;
 }
 
-int diff_read_frame(const struct diff_file *d, uint64_t idx, void *buf, void *scratch)
+int diff_read_frame_quiet(const struct diff_file *d, uint64_t idx, void *buf, void *scratch,
+			  const char **bad)
 {
+	*bad = NULL;
 	if (idx >= d->n_frames)   /* a v3 pair has none; a caller's index is checked too */
 		return -EIO;
 	const struct diff_frame *f = &d->frames[idx];
 	uint32_t len = diff_frame_len(d, idx);
 	int ret;
-
-	const char *bad = NULL;
 
 	if (!(d->meta.flags & DIFF_FLAG_ZSTD)) {
 		ret = blob_read(d->blob, buf, len, f->offset);
@@ -559,16 +559,25 @@ int diff_read_frame(const struct diff_file *d, uint64_t idx, void *buf, void *sc
 		if (!ret) {
 			size_t n = ZSTD_decompress(buf, d->meta.frame_size, scratch, f->size);
 			if (ZSTD_isError(n) || n != len)
-				bad = ZSTD_isError(n) ? ZSTD_getErrorName(n) : "decompressed to another size";
+				*bad = ZSTD_isError(n) ? ZSTD_getErrorName(n) : "decompressed to another size";
 		}
 	}
-	if (!ret && !bad && crc32c(0, buf, len) != f->crc)
-		bad = "its checksum does not match: the diff is damaged";
-	if (ret || bad)   /* every time: each read of it fails, and says why */
+	if (!ret && !*bad && crc32c(0, buf, len) != f->crc)
+		*bad = "its checksum does not match: the diff is damaged";
+	return ret ? ret : *bad ? -EIO : 0;
+}
+
+int diff_read_frame(const struct diff_file *d, uint64_t idx, void *buf, void *scratch)
+{
+	const char *bad;
+	int ret = diff_read_frame_quiet(d, idx, buf, scratch, &bad);
+
+	if (ret && idx < d->n_frames)   /* every time: each read of it fails, and says why */
 		log_err("%s: frame %llu (bytes %llu..%llu): %s", d->name, (unsigned long long)idx,
-			(unsigned long long)f->offset, (unsigned long long)(f->offset + f->size),
-			ret ? strerror(-ret) : bad);
-	return ret ? ret : bad ? -EIO : 0;
+			(unsigned long long)d->frames[idx].offset,
+			(unsigned long long)(d->frames[idx].offset + d->frames[idx].size),
+			bad ? bad : strerror(-ret));
+	return ret;
 }
 
 void diff_extents_json(struct json *j, const struct diff_file *d)

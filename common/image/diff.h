@@ -87,7 +87,7 @@ struct diff_file {
 	 * Interop): no frames; ext_data is the block offset in data_fd. */
 	bool v3;
 	struct blob *data;
-	char name[256];         /* for messages: the path, a URL without credentials */
+	char name[1024];        /* for messages: the path, a URL without credentials */
 };
 
 /* Open and validate everything but the frames' contents. path may be a
@@ -109,8 +109,13 @@ enum diff_kind diff_lookup(const struct diff_file *d, uint64_t block, uint64_t *
 /* Bytes of uncompressed data in frame idx. */
 uint32_t diff_frame_len(const struct diff_file *d, uint64_t idx);
 /* Read frame idx into buf (frame_size bytes), decompressing and checking
- * its CRC: 0, -EIO on a mismatch or bad frame, or -errno. */
+ * its CRC: 0, -EIO on a mismatch or bad frame, or -errno; a failure is
+ * logged with the diff's name and the frame. */
 int diff_read_frame(const struct diff_file *d, uint64_t idx, void *buf, void *scratch);
+/* The same, not logged: *bad says what is wrong with the frame's bytes
+ * (NULL when it could not be read, or is whole). */
+int diff_read_frame_quiet(const struct diff_file *d, uint64_t idx, void *buf, void *scratch,
+			  const char **bad);
 /* The v3 interop pair: write packed data to data_fd and the mapping
  * header to header_fd; read it back (diff_open detects it). */
 int diff_v3_write(int data_fd, int header_fd, struct diff_meta *meta,

@@ -324,6 +324,18 @@ void http_name_for_log(const char *name, char *buf, size_t len)
 		snprintf(buf, len, "%s", name);
 }
 
+int http_refuse_url(const char *what, const char *path, char *why, size_t len)
+{
+	char shown[300];
+
+	if (!path || !http_is_url(path))
+		return 0;
+	http_name_for_log(path, shown, sizeof(shown));
+	snprintf(why, len, "%s%s%s: a URL, where a local file is needed", what, *what ? " " : "",
+		 shown);
+	return -EINVAL;
+}
+
 void http_url_for_log(const char *url, char *buf, size_t len)
 {
 	struct url_parts u;

@@ -76,6 +76,10 @@ bool http_is_url(const char *s);
 /* name as it may be shown: an http(s) URL through http_url_for_log, any
  * other name (a local path) as it is. */
 void http_name_for_log(const char *name, char *buf, size_t len);
+/* 0 unless path is a URL where a local file is needed; then -EINVAL with
+ * why "WHAT URL: a URL, where a local file is needed", the URL without
+ * its credentials (what: an option's name, or ""). */
+int http_refuse_url(const char *what, const char *path, char *why, size_t len);
 /* The URL as an identity: scheme and host lowercased, port, path; no
  * credentials, query or fragment. -EINVAL if not an http(s) URL,
  * -ENAMETOOLONG if buf is too small. */

@@ -14,6 +14,7 @@
 
 #include "util/aio.h"
 
+#include <errno.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -136,6 +137,14 @@ void layer_child_init(const struct layer *l, struct layer_io *parent, struct lay
 
 /* Dispatch io to the operation its op names. */
 void layer_submit(struct layer *l, struct layer_io *io);
+/* What a read that needed a remote image's bytes fails with, from the
+ * fetch's -errno: a timeout and a refusal (HTTP 401/403) as they are, so
+ * that a tool's exit status says which (exit_code_for_image); anything
+ * else -EIO. The queue hands the kernel -EIO for both (queue.c). */
+static inline int layer_fetch_error(int err)
+{
+	return err == -ETIMEDOUT || err == -EACCES ? err : -EIO;
+}
 void layer_close(struct layer *l);
 
 /* Freeze the first layer from top down that can: 0 with *frozen set (thaw

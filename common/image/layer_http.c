@@ -77,7 +77,7 @@ static void fetched(struct aio_req *req, int res)
 {
 	struct layer_io *io = container_of(req, struct layer_io, areq);
 	if (res < 0)
-		io->done(io, -EIO);
+		io->done(io, layer_fetch_error(res));
 	else
 		read_step((struct layer_http *)io->layer, io);
 }

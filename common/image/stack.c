@@ -15,6 +15,7 @@
 #include <errno.h>
 #include <limits.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 /* A --layer that is an E2B build's header: E2B serves a build from its
@@ -70,21 +71,49 @@ int stack_http_opts(const struct stack_config *cfg, struct layer_http_opts *ho, 
 	return 0;
 }
 
+/* The name of a v3 pair's data file, beside its header D.header; NULL for
+ * any other layer. */
+static const char *v3_data_of(const char *layer, char *buf, size_t len)
+{
+	size_t n = strlen(layer);
+
+	if (http_is_url(layer) || n <= 7 || strcmp(layer + n - 7, ".header") || n - 7 >= len)
+		return NULL;
+	snprintf(buf, len, "%.*s", (int)(n - 7), layer);
+	return buf;
+}
+
 int stack_refuse_output(const struct stack_config *cfg, const char *path, char *why,
 			size_t whylen)
 {
-	struct output_input in[STACK_MAX_LAYERS + 4] = {
+	static const char *const cache_files[] = { "the cache's map", ".map", "the cache's live map",
+						    ".live" };
+	struct output_input in[2 * STACK_MAX_LAYERS + 5] = {
 		{ "the base image", cfg->base }, { "the cache", cfg->cache },
-		{ "the cache's map", NULL }, { "the --auth-file", cfg->auth_file },
+		{ "the --auth-file", cfg->auth_file },
 	};
-	size_t n = 4;
-	char map[PATH_MAX];
+	char files[2][PATH_MAX], data[STACK_MAX_LAYERS][PATH_MAX], out[PATH_MAX], root[PATH_MAX];
+	size_t n = 3;
 
-	if (cfg->cache && snprintf(map, sizeof(map), "%s.map", cfg->cache) < (int)sizeof(map))
-		in[2].path = map;
-	for (unsigned i = 0; i < cfg->n_layers && i < STACK_MAX_LAYERS; i++)
+	for (int k = 0; k < 2 && cfg->cache; k++)
+		if (snprintf(files[k], PATH_MAX, "%s%s", cfg->cache, cache_files[2 * k + 1]) < PATH_MAX)
+			in[n++] = (struct output_input){ cache_files[2 * k], files[k] };
+	for (unsigned i = 0; i < cfg->n_layers && i < STACK_MAX_LAYERS; i++) {
 		in[n++] = (struct output_input){ "a --layer", cfg->layers[i] };
-	return output_file_refuse_input(path, in, n, why, whylen);
+		if (v3_data_of(cfg->layers[i], data[i], PATH_MAX))
+			in[n++] = (struct output_input){ "a --layer's v3 data file", data[i] };
+	}
+	int ret = output_file_refuse_input(path, in, n, why, whylen);
+	/* a local E2B storage root: every build's files are inputs */
+	size_t rl;
+	if (!ret && cfg->e2b_root && !http_is_url(cfg->e2b_root) && realpath(cfg->e2b_root, root) &&
+	    !output_file_canonical(path, out, sizeof(out)) && (rl = strlen(root)) &&
+	    !strncmp(out, root, rl) && out[rl] == '/' && strchr(out + rl + 1, '/')) {
+		snprintf(why, whylen, "%s: is in a build's folder of the E2B storage root %s, whose "
+			 "files it would replace: give a file outside it", path, cfg->e2b_root);
+		ret = -EINVAL;
+	}
+	return ret;
 }
 
 int stack_open(const struct stack_config *cfg, struct layer **out, char *why, size_t whylen)

@@ -123,6 +123,11 @@ static void end_req(struct queue_tag *t, int res)
 		COUNT(errors, 1);
 		log_dbg("ublkb%u q%u tag %u: op %d off %llu len %u failed: %s", q->dev_id,
 			q->qid, t->tag, req->op, (unsigned long long)req->off, req->len, strerror(-res));
+		/* a remote image's timeout or refusal (layer_fetch_error) is an I/O
+		 * error to the kernel, as before: ETIMEDOUT would be its own
+		 * block status, which a file system does not expect of a read */
+		if (res == -ETIMEDOUT || res == -EACCES)
+			res = -EIO;
 	}
 	if (queue_cmd(q, t, IO_CMD(q, IO_COMMIT_AND_FETCH_REQ), res) < 0) {
 		log_err("ublkb%u q%u: cannot queue commit for tag %u", q->dev_id, q->qid, t->tag);

@@ -7,6 +7,7 @@
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -76,16 +77,43 @@ int output_file_refuse_special(const char *path, char *why, size_t whylen)
 	return -EEXIST;
 }
 
+int output_file_canonical(const char *path, char *buf, size_t len)
+{
+	char dir[PATH_MAX], real[PATH_MAX];
+	const char *slash = strrchr(path, '/'), *base = slash ? slash + 1 : path;
+
+	if (!slash)
+		snprintf(dir, sizeof(dir), ".");
+	else if (snprintf(dir, sizeof(dir), "%.*s", slash == path ? 1 : (int)(slash - path), path) >=
+		 (int)sizeof(dir))
+		return -ENAMETOOLONG;
+	if (!realpath(dir, real))
+		return -errno;
+	return snprintf(buf, len, "%s/%s", strcmp(real, "/") ? real : "", base) < (int)len ?
+	       0 : -ENAMETOOLONG;
+}
+
+/* Whether a and b name the same file: by inode when both exist, else by
+ * their canonical names (a file a server makes later, a cache). */
+static bool same_file(const char *a, const char *b)
+{
+	struct stat sa, sb;
+	char ca[PATH_MAX], cb[PATH_MAX];
+	bool ea = !stat(a, &sa), eb = !stat(b, &sb);
+
+	if (ea && eb)
+		return sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
+	return !output_file_canonical(a, ca, sizeof(ca)) && !output_file_canonical(b, cb, sizeof(cb)) &&
+	       !strcmp(ca, cb);
+}
+
 int output_file_refuse_input(const char *path, const struct output_input *in, size_t n,
 			     char *why, size_t whylen)
 {
-	struct stat out, st;
-
-	if (!path || stat(path, &out))
-		return 0;   /* a new file is no input */
+	if (!path)
+		return 0;
 	for (size_t i = 0; i < n; i++)
-		if (in[i].path && !stat(in[i].path, &st) && st.st_dev == out.st_dev &&
-		    st.st_ino == out.st_ino)
+		if (in[i].path && same_file(path, in[i].path))
 			return snprintf(why, whylen, "%s: is %s (%s), which it would replace: give "
 					"another file", path, in[i].what, in[i].path), -EINVAL;
 	return 0;

@@ -29,8 +29,12 @@ struct output_input {
 	const char *what;       /* "the base image", "--layer" */
 	const char *path;       /* NULL: none */
 };
-/* 0 unless path is one of the n inputs (the same file, by any name): the
- * output would replace it. Then -EINVAL with why naming it. */
+/* path's folder resolved (realpath) and its last name, into buf: how a
+ * file that may not exist yet is compared. 0 or -errno. */
+int output_file_canonical(const char *path, char *buf, size_t len);
+/* 0 unless path is one of the n inputs (the same file, by any name, or
+ * the same name of one not made yet): the output would replace it. Then
+ * -EINVAL with why naming it. */
 int output_file_refuse_input(const char *path, const struct output_input *in, size_t n,
 			     char *why, size_t whylen);
 /* path, or stdout for NULL or "-". 0 or -errno with why set (a path that

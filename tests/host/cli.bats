@@ -174,6 +174,18 @@ teardown() {
 		"$B/ublk-export-diff" --flatten --base "$T/img" -o "$T/img.link"
 	run_mustfail 2 "$T/img: is the base image" "$B/ublk-add" --base "$T/img" --record-access "$T/img"
 	cmp "$T/img" <(head -c 1M /dev/zero)
+	# files not made yet: the cache and its map a first start makes
+	run_mustfail 2 "$T/./newc: is the cache ($T/newc)" \
+		"$B/ublk-add" --base "$T/img" --cache "$T/newc" --record-access "$T/./newc"
+	run_mustfail 2 "is the cache's map" \
+		"$B/ublk-add" --base "$T/img" --cache "$T/newc" --record-access "$T/newc.map"
+	# the data file of a v3 layer D.header is D; a build's files in a local E2B root
+	run_mustfail 2 "$T/d: is a --layer's v3 data file ($T/d)" \
+		"$B/ublk-export-diff" --flatten --base "$T/img" --layer "$T/d.header" -o "$T/d"
+	mkdir -p "$T/root/a0000000-0000-4000-8000-000000000001"
+	run_mustfail 2 "is in a build's folder of the E2B storage root $T/root" \
+		"$B/ublk-export-diff" --flatten --e2b "$T/root" --build a0000000-0000-4000-8000-000000000001 \
+		-o "$T/root/a0000000-0000-4000-8000-000000000001/rootfs.ext4"
 	# a read-only stack makes no cache: a missing one is refused, not created
 	run_mustfail 5 "$T/none: no such cache" \
 		"$B/ublk-export-diff" --flatten --base "$T/img" --cache "$T/none" -o "$T/flat"

@@ -199,9 +199,9 @@ make_fake_serve() {
 		"$B/ublk-serve" --recover 5 --secrets-fd 5 5<"$T/s"
 }
 
-@test "ublk-serve --owner-nonce: 1 to 8 hex digits, not zero, not with --recover" {
+@test "ublk-serve --owner-nonce: a hexadecimal number from 1 to ffffffff, not with --recover" {
 	for bad in 0 00000000 123456789 0x12 12g -1 ''; do
-		run_mustfail 2 "--owner-nonce '$bad': expected 1 to 8 hex digits, not all zero" \
+		run_mustfail 2 "--owner-nonce '$bad': expected a hexadecimal number from 1 to ffffffff" \
 			"$B/ublk-serve" --base /dev/null --owner-nonce "$bad"
 	done
 	run_mustfail 2 "--recover takes the device's options" "$B/ublk-serve" --recover 5 --owner-nonce 1f

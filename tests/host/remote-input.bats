@@ -60,8 +60,9 @@ teardown() {
 	run "$B/ublk-export-diff" --flatten --base "http://127.0.0.1:$PORT/slow/img" --http-timeout 1 \
 		--http-retries 0 -o "$T/x.img"
 	echo "$output"
-	[ "$status" -eq 5 ]
+	[ "$status" -eq 7 ]
 	[[ "$output" == *"Operation timed out"* ]]
+	[[ "$output" == *"Connection timed out"* ]]
 	[ ! -e "$T/x.img" ]
 	# the token from a file (not the environment) opens the private image
 	printf 's3cret\n' >"$T/auth"

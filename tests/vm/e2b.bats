@@ -213,7 +213,8 @@ PY
 	"$REF" template "$T/root" "$T/img" "$ROOT_ID"
 	dev=$("$B/ublk-add" --e2b "$T/root" --build "$ROOT_ID" --cache "$T/cache" --name e1)
 	dd if=/dev/urandom of="$dev" bs=4k count=4 oflag=direct status=none
-	run_mustfail 1 "$ROOT_ID" "$B/ublk-export-diff" --format e2b --build-id "$ROOT_ID" --keep e1
+	run_mustfail 2 "--build-id $ROOT_ID: already a build of the parent's chain" \
+		"$B/ublk-export-diff" --format e2b --build-id "$ROOT_ID" --keep e1
 	# nothing changed: the device still runs, the template is intact
 	[ -b "$dev" ]
 	cmp "$T/img" "$T/root/$ROOT_ID/rootfs.ext4"
