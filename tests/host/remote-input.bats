@@ -10,6 +10,8 @@ PORT=28180
 
 setup() {
 	T=$(mktemp -d)
+	# the chunk cache in the test's folder, not the host's
+	export UBLK_CHUNK_CACHE=$T/chunks
 	hostile_start $PORT "$T"
 }
 
@@ -52,7 +54,6 @@ teardown() {
 }
 
 @test "ublk-export-diff takes a URL's options: --http-timeout bounds a slow server, --auth-file's token is sent" {
-	export UBLK_CHUNK_CACHE=$T/chunks
 	# each read after the probe answered in 2 s: within the default, not within 1 s
 	"$B/ublk-export-diff" --flatten --base "http://127.0.0.1:$PORT/slow/img" -o "$T/slow.img"
 	cmp "$T/slow.img" <("$B/ublk-export-diff" --flatten --base "http://127.0.0.1:$PORT/ok/img" -o -)
