@@ -394,17 +394,14 @@ static int v3_unpublish(const char *hpath, int dirfd, char *why, size_t whylen)
 static int refuse_cache_as_output(const char *cache, const struct export_opts *o, char *why,
 				  size_t whylen)
 {
-	char map[PATH_MAX], live[PATH_MAX], hpath[PATH_MAX];
-	struct output_input in[] = { { "the cache", cache }, { "the cache's map", map },
-				     { "the cache's live map", live } };
-	int ret;
+	const struct stack_config inputs = { .cache = cache };
+	char hpath[PATH_MAX];
+	int ret = 0;
 
-	snprintf(map, sizeof(map), "%s.map", cache);
-	snprintf(live, sizeof(live), "%s.live", cache);
-	ret = output_file_refuse_input(o->out && strcmp(o->out, "-") ? o->out : NULL, in, 3, why,
-				       whylen);
+	if (o->out && strcmp(o->out, "-"))
+		ret = stack_refuse_output(&inputs, o->out, why, whylen);
 	if (!ret && o->v3 && o->out && snprintf(hpath, sizeof(hpath), "%s.header", o->out) < (int)sizeof(hpath))
-		ret = output_file_refuse_input(hpath, in, 3, why, whylen);
+		ret = stack_refuse_output(&inputs, hpath, why, whylen);
 	return ret;
 }
 
@@ -639,7 +636,6 @@ int diff_verify(const struct diff_file *d, uint64_t *bad)
 {
 	uint8_t *buf = malloc(d->meta.frame_size), *scratch = malloc(ZSTD_compressBound(d->meta.frame_size));
 	int ret = buf && scratch ? 0 : -ENOMEM;
-
 	const char *why;
 
 	/* quiet: the caller reports the first bad frame */
@@ -708,8 +704,8 @@ static int flat_write(int fd, const uint8_t *buf, size_t len, uint64_t off, bool
 	return 0;
 }
 
-/* Read [off, off + len) of top into buf, chunk by chunk, writing each out. */
-/* *code: the exit status of a read that failed (the image's: a damaged
+/* Read [off, off + len) of top into buf, chunk by chunk, writing each out.
+ * *code: the exit status of a read that failed (the image's: a damaged
  * diff frame, a bad answer of a server), else untouched. */
 static int flat_copy(struct layer *top, struct aio *aio, void *priv, uint8_t *buf,
 		     int fd, bool seekable, uint64_t off, uint64_t len, int *code,

@@ -684,15 +684,6 @@ out:
 	return 0;
 }
 
-/* A path as messages show it: a URL may carry credentials. */
-static void shown(const char *path, char *buf, size_t len)
-{
-	if (http_is_url(path))
-		http_url_for_log(path, buf, len);
-	else
-		snprintf(buf, len, "%s", path);
-}
-
 int e2b_header_load(const char *path, const struct layer_http_opts *remote,
 		    struct e2b_header **out, char *why, size_t whylen)
 {
@@ -705,7 +696,7 @@ int e2b_header_load(const char *path, const struct layer_http_opts *remote,
 	*out = NULL;
 	if ((ret = blob_open(path, remote, &b, why, whylen)))
 		return ret;   /* the message names the path */
-	shown(path, name, sizeof(name));
+	http_name_for_log(path, name, sizeof(name));   /* a URL may carry credentials */
 	size = blob_size(b);
 	/* The largest header E2B writes: V1-V3 at our entry cap; V4/V5 are
 	 * smaller, their section being capped once decompressed. */
@@ -743,7 +734,7 @@ int e2b_header_sniff(const char *path, const struct layer_http_opts *remote,
 	*got = blob_size(b) < E2B_META_SIZE ? (size_t)blob_size(b) : E2B_META_SIZE;
 	if ((ret = blob_read(b, meta, *got, 0))) {
 		char name[1024];
-		shown(path, name, sizeof(name));
+		http_name_for_log(path, name, sizeof(name));   /* a URL may carry credentials */
 		WHY("%s: %s", name, strerror(-ret));
 		*got = 0;
 	}

@@ -71,44 +71,45 @@ int stack_http_opts(const struct stack_config *cfg, struct layer_http_opts *ho, 
 	return 0;
 }
 
-/* The name of a v3 pair's data file, beside its header D.header; NULL for
- * any other layer. */
-static const char *v3_data_of(const char *layer, char *buf, size_t len)
+static int refuse_one(const char *path, const char *what, const char *input, char *why,
+		      size_t whylen)
 {
-	size_t n = strlen(layer);
+	struct output_input in = { what, input };
 
-	if (http_is_url(layer) || n <= 7 || strcmp(layer + n - 7, ".header") || n - 7 >= len)
-		return NULL;
-	snprintf(buf, len, "%.*s", (int)(n - 7), layer);
-	return buf;
+	return output_file_refuse_input(path, &in, 1, why, whylen);
 }
 
 int stack_refuse_output(const struct stack_config *cfg, const char *path, char *why,
 			size_t whylen)
 {
-	static const char *const cache_files[] = { "the cache's map", ".map", "the cache's live map",
-						    ".live" };
-	struct output_input in[2 * STACK_MAX_LAYERS + 5] = {
-		{ "the base image", cfg->base }, { "the cache", cfg->cache },
-		{ "the --auth-file", cfg->auth_file },
-	};
-	char files[2][PATH_MAX], data[STACK_MAX_LAYERS][PATH_MAX], out[PATH_MAX], root[PATH_MAX];
-	size_t n = 3;
+	char name[PATH_MAX], out[PATH_MAX], root[PATH_MAX];
+	size_t n;
+	int ret = refuse_one(path, "the base image", cfg->base, why, whylen);
 
-	for (int k = 0; k < 2 && cfg->cache; k++)
-		if (snprintf(files[k], PATH_MAX, "%s%s", cfg->cache, cache_files[2 * k + 1]) < PATH_MAX)
-			in[n++] = (struct output_input){ cache_files[2 * k], files[k] };
-	for (unsigned i = 0; i < cfg->n_layers && i < STACK_MAX_LAYERS; i++) {
-		in[n++] = (struct output_input){ "a --layer", cfg->layers[i] };
-		if (v3_data_of(cfg->layers[i], data[i], PATH_MAX))
-			in[n++] = (struct output_input){ "a --layer's v3 data file", data[i] };
+	if (!ret)
+		ret = refuse_one(path, "the --auth-file", cfg->auth_file, why, whylen);
+	if (!ret && cfg->cache) {
+		ret = refuse_one(path, "the cache", cfg->cache, why, whylen);
+		snprintf(name, sizeof(name), "%s.map", cfg->cache);
+		if (!ret)
+			ret = refuse_one(path, "the cache's map", name, why, whylen);
+		snprintf(name, sizeof(name), "%s.live", cfg->cache);
+		if (!ret)
+			ret = refuse_one(path, "the cache's live map", name, why, whylen);
 	}
-	int ret = output_file_refuse_input(path, in, n, why, whylen);
+	for (unsigned i = 0; !ret && i < cfg->n_layers; i++) {
+		ret = refuse_one(path, "a --layer", cfg->layers[i], why, whylen);
+		/* a v3 pair D.header reads its data from D */
+		n = strlen(cfg->layers[i]);
+		if (!ret && !http_is_url(cfg->layers[i]) && n > 7 &&
+		    !strcmp(cfg->layers[i] + n - 7, ".header") &&
+		    snprintf(name, sizeof(name), "%.*s", (int)(n - 7), cfg->layers[i]) < (int)sizeof(name))
+			ret = refuse_one(path, "a --layer's v3 data file", name, why, whylen);
+	}
 	/* a local E2B storage root: every build's files are inputs */
-	size_t rl;
 	if (!ret && cfg->e2b_root && !http_is_url(cfg->e2b_root) && realpath(cfg->e2b_root, root) &&
-	    !output_file_canonical(path, out, sizeof(out)) && (rl = strlen(root)) &&
-	    !strncmp(out, root, rl) && out[rl] == '/' && strchr(out + rl + 1, '/')) {
+	    !output_file_canonical(path, out, sizeof(out)) && (n = strlen(root)) &&
+	    !strncmp(out, root, n) && out[n] == '/' && strchr(out + n + 1, '/')) {
 		snprintf(why, whylen, "%s: is in a build's folder of the E2B storage root %s, whose "
 			 "files it would replace: give a file outside it", path, cfg->e2b_root);
 		ret = -EINVAL;

@@ -33,20 +33,14 @@ int parse_uint(const char *s, uint64_t min, uint64_t max, uint64_t *out)
 
 int parse_hex(const char *s, uint64_t min, uint64_t max, uint64_t *out)
 {
-	uint64_t v = 0;
-	size_t n = strspn(s, "0123456789abcdefABCDEF");
+	unsigned long long v;
 
-	if (!n || s[n])
+	/* digits only: strtoull would take a sign, spaces and "0x" */
+	if (!*s || s[strspn(s, "0123456789abcdefABCDEF")])
 		return -EINVAL;
-	for (; *s == '0' && n > 1; s++, n--)
-		;
-	if (n > 16)
-		return -ERANGE;
-	for (size_t i = 0; i < n; i++) {
-		int c = tolower((unsigned char)s[i]);
-		v = v << 4 | (uint64_t)(isdigit(c) ? c - '0' : c - 'a' + 10);
-	}
-	if (v < min || v > max)
+	errno = 0;
+	v = strtoull(s, NULL, 16);
+	if (errno == ERANGE || v < min || v > max)
 		return -ERANGE;
 	*out = v;
 	return 0;
