@@ -113,6 +113,8 @@ int main(int argc, char **argv)
 			return cli_usage_error(&c, "--max-devices '%s': expected a number from 1 to %u",
 					       optarg, POOL_MAX_LIMIT);
 	}
+	if (devopts_check_state_env(&c) == CLI_DONE)
+		return c.exit_code;
 	if (optind < argc)
 		return cli_usage_error(&c, "unexpected argument '%s'", argv[optind]);
 	if (devopts_finish(&c, &cfg) == CLI_DONE)

@@ -126,6 +126,8 @@ int main(int argc, char **argv)
 		else if (devopts_common(&c, key, optarg, &timeout_ms) == CLI_DONE)
 			return c.exit_code;
 	}
+	if (devopts_check_state_env(&c) == CLI_DONE)
+		return c.exit_code;
 	if (all == (optind < argc))
 		return cli_usage_error(&c, all ? "--all takes no device" : "no device given");
 	if (state_check_dir())

@@ -417,6 +417,9 @@ int main(int argc, char **argv)
 		return cli_usage_error(&c, optind < argc ? "one device at a time" : "no device given");
 	if (o.live && cfg.stack.cache)
 		return cli_usage_error(&c, "--live exports a running device, not --cache");
+	/* only a device's export reads the state directory */
+	if (!cfg.stack.cache && devopts_check_state_env(&c) == CLI_DONE)
+		return c.exit_code;
 	if (cfg.stack.cache) {
 		code = export_cache(cfg.stack.cache, &o, &r, why, sizeof(why));
 	} else {

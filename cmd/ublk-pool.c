@@ -396,6 +396,8 @@ int main(int argc, char **argv)
 		else if (devopts_common(&c, key, optarg, &timeout_ms) == CLI_DONE)
 			return c.exit_code;
 	}
+	if (devopts_check_state_env(&c) == CLI_DONE)
+		return c.exit_code;
 	/* the command is the first operand, before or after the options */
 	const char *cmd = optind < argc ? argv[optind++] : NULL;
 	if (!cmd)

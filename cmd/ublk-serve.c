@@ -101,6 +101,8 @@ int main(int argc, char **argv)
 	}
 	if (optind < argc)
 		return cli_usage_error(&c, "unexpected argument '%s'", argv[optind]);
+	if (devopts_check_state_env(&c) == CLI_DONE)
+		return c.exit_code;
 	if (!recover) {
 		/* before devopts_finish, which checks the credentials it set */
 		int code = secrets_fd >= 0 ? devopts_read_secrets_fd(secrets_fd, &cfg, why, sizeof(why)) : 0;

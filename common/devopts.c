@@ -214,6 +214,19 @@ int devopts_common(struct cli *c, int key, const char *arg, uint64_t *timeout_ms
 	}
 }
 
+int devopts_check_state_env(struct cli *c)
+{
+	const char *env = getenv("UBLK_STATE_DIR");
+
+	/* state_dir() is the variable's own string unless --state-dir won */
+	if (!env || state_dir() != env || (env[0] == '/' && strlen(env) <= STATE_DIR_MAX))
+		return 0;
+	c->exit_code = cli_usage_error(c, "UBLK_STATE_DIR '%.200s%s': expected an absolute path of at "
+				       "most %d bytes (or give --state-dir DIR)", env,
+				       strlen(env) > 200 ? "..." : "", STATE_DIR_MAX);
+	return CLI_DONE;
+}
+
 int devopts_refuse_url(struct cli *c, const char *opt, const char *path)
 {
 	char why[400];

@@ -160,6 +160,9 @@ void devopts_defaults(struct server_config *cfg);
  * CTRL_DEFAULT_TIMEOUT_MS unless given), -v, --state-dir. 1 if key was one
  * of them, 0 if not, CLI_DONE after a bad value (c->exit_code set). */
 int devopts_common(struct cli *c, int key, const char *arg, uint64_t *timeout_ms);
+/* After the options: a UBLK_STATE_DIR that --state-dir does not replace
+ * must be usable. 0, or CLI_DONE with c->exit_code set (usage). */
+int devopts_check_state_env(struct cli *c);
 /* Apply option key; returns 1 if it was a device option, 0 if not, or
  * CLI_DONE with c->exit_code set on a bad value. */
 int devopts_apply(struct cli *c, struct server_config *cfg, int key, const char *arg);

@@ -251,6 +251,21 @@ teardown() {
 		"$B/ublk-pool" list --state-dir "/$(head -c 1100 /dev/zero | tr '\0' a)"
 }
 
+@test "a relative UBLK_STATE_DIR is a usage error of every tool that reads the state directory; --state-dir replaces it" {
+	local want="UBLK_STATE_DIR 'rel': expected an absolute path of at most 1024 bytes (or give --state-dir DIR)"
+	run_mustfail 2 "$want" env UBLK_STATE_DIR=rel "$B/ublk-add" --base "$T/img"
+	run_mustfail 2 "$want" env UBLK_STATE_DIR=rel "$B/ublk-serve" --base "$T/img"
+	run_mustfail 2 "$want" env UBLK_STATE_DIR=rel "$B/ublk-del" 3
+	run_mustfail 2 "$want" env UBLK_STATE_DIR=rel "$B/ublk-pool" list
+	run_mustfail 2 "$want" env UBLK_STATE_DIR=rel "$B/ublk-export-diff" -o "$T/x.diff" 3
+	# what reads no state directory is not refused for it
+	env UBLK_STATE_DIR=rel "$B/ublk-export-diff" --flatten --base "$T/img" -o "$T/flat.img"
+	cmp "$T/img" "$T/flat.img"
+	run env UBLK_STATE_DIR=rel "$B/ublk-pool" list --state-dir "$T/state"
+	[ "$status" -ne 2 ]
+	[[ "$output" != *UBLK_STATE_DIR* ]]
+}
+
 @test "ublk-export-diff refuses bad combinations" {
 	run_mustfail 2 "no device given" "$B/ublk-export-diff" -o "$T/x"
 	run_mustfail 2 "give a device or --cache, not both" "$B/ublk-export-diff" --cache "$T/c" -o "$T/x" 3
