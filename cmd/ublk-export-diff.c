@@ -227,6 +227,8 @@ static int export_e2b(struct cli *c, struct export_opts *o, struct server_config
 		code = export_cache(cfg->stack.cache, o, &r, why, sizeof(why));
 	} else {
 		uint32_t dev;
+		if (devopts_check_state_env(c) == CLI_DONE)
+			return c->exit_code;
 		if (state_check_dir())
 			return EXIT_FAIL;
 		if ((code = device_resolve(argv[optind], &dev, why, sizeof(why)))) {

@@ -396,8 +396,6 @@ int main(int argc, char **argv)
 		else if (devopts_common(&c, key, optarg, &timeout_ms) == CLI_DONE)
 			return c.exit_code;
 	}
-	if (devopts_check_state_env(&c) == CLI_DONE)
-		return c.exit_code;
 	/* the command is the first operand, before or after the options */
 	const char *cmd = optind < argc ? argv[optind++] : NULL;
 	if (!cmd)
@@ -428,6 +426,8 @@ int main(int argc, char **argv)
 		return cli_usage_error(&c, "trace-show takes one TRACE");
 	if (is_show)
 		return trace_show_cmd(argv[optind], json);
+	if (devopts_check_state_env(&c) == CLI_DONE)
+		return c.exit_code;
 	if (check && argc - optind != 1)
 		return cli_usage_error(&c, "--check takes one device");
 	if (check && (json || columns || !view.headings || view.raw))

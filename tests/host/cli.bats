@@ -258,9 +258,13 @@ teardown() {
 	run_mustfail 2 "$want" env UBLK_STATE_DIR=rel "$B/ublk-del" 3
 	run_mustfail 2 "$want" env UBLK_STATE_DIR=rel "$B/ublk-pool" list
 	run_mustfail 2 "$want" env UBLK_STATE_DIR=rel "$B/ublk-export-diff" -o "$T/x.diff" 3
+	run_mustfail 2 "$want" env UBLK_STATE_DIR=rel "$B/ublk-export-diff" --format e2b -o "$T/root" 3
 	# what reads no state directory is not refused for it
 	env UBLK_STATE_DIR=rel "$B/ublk-export-diff" --flatten --base "$T/img" -o "$T/flat.img"
 	cmp "$T/img" "$T/flat.img"
+	run env UBLK_STATE_DIR=rel "$B/ublk-pool" trace-show "$T/img"
+	[ "$status" -eq 5 ]
+	[[ "$output" != *UBLK_STATE_DIR* ]]
 	run env UBLK_STATE_DIR=rel "$B/ublk-pool" list --state-dir "$T/state"
 	[ "$status" -ne 2 ]
 	[[ "$output" != *UBLK_STATE_DIR* ]]
