@@ -523,7 +523,12 @@ int pool_save_trace(const char *dev, uint64_t timeout_ms, char *why, size_t whyl
 
 	if ((code = device_resolve(dev, &id, why, whylen)))
 		return code;
-	fd = ctlsock_connect(id);
+	fd = ctlsock_connect(id, timeout_ms);
+	if (fd == -ETIMEDOUT) {
+		snprintf(why, whylen, "ublkb%u: its server took no connection within %llu ms: is it "
+			 "stopped or hung?", id, (unsigned long long)timeout_ms);
+		return EXIT_TIMEOUT;
+	}
 	if (fd == -EPERM) {
 		snprintf(why, whylen, "ublkb%u: not trusted: its state entry, or the process at its "
 			 "control socket, is not root's or ours or not the entry's server", id);
@@ -533,14 +538,19 @@ int pool_save_trace(const char *dev, uint64_t timeout_ms, char *why, size_t whyl
 		snprintf(why, whylen, "ublkb%u: cannot reach its server: %s", id, strerror(-fd));
 		return fd == -ENOENT ? EXIT_NO_DEVICE : EXIT_FAIL;
 	}
-	ret = ctlsock_send(fd, "save-trace\n");
-	if (!ret)
-		ret = ctlsock_read_line(fd, line, sizeof(line), timeout_ms);
+	/* a server that hung up at once may have said why first */
+	int sent = ctlsock_send(fd, "save-trace\n");
+	ret = ctlsock_read_line(fd, line, sizeof(line), timeout_ms);
+	if (!ret && sent)
+		ret = sent;
 	close(fd);
 	if (ret > 0 && !strcmp(line, "saved"))
 		return 0;
 	if (ret > 0 && !strncmp(line, "error ", 6))
 		snprintf(why, whylen, "ublkb%u: %s", id, line + 6);
+	else if (ret == -ETIMEDOUT)
+		snprintf(why, whylen, "ublkb%u: its server did not answer save-trace within %llu ms: "
+			 "is it stopped or hung?", id, (unsigned long long)timeout_ms);
 	else
 		snprintf(why, whylen, "ublkb%u: save-trace: %s", id, ret > 0 ? line :
 			 ret ? strerror(-ret) : "the server closed the connection (a server older than "

@@ -81,8 +81,9 @@ int ctlsock_accept(int lfd)
 	return fd;
 }
 
-int ctlsock_connect(uint32_t id)
+int ctlsock_connect(uint32_t id, uint64_t timeout_ms)
 {
+	uint64_t deadline = now_ms() + timeout_ms;
 	struct sockaddr_un a;
 	char pid[32] = "";
 	int fd = -1, efd = state_entry_open(id), ret;
@@ -91,12 +92,28 @@ int ctlsock_connect(uint32_t id)
 		return efd;
 	if ((ret = ctl_addr(efd, &a)))
 		goto out;
-	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	/* A server that accepts nothing (stopped, hung) keeps the connections
+	 * of clients that gave up in its backlog: once that is full a blocking
+	 * connect waits for ever, a non-blocking one says EAGAIN. */
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
 	if (fd < 0) {
 		ret = -errno;
 		goto out;
 	}
-	if (connect(fd, (struct sockaddr *)&a, sizeof(a))) {
+	while (connect(fd, (struct sockaddr *)&a, sizeof(a))) {
+		ret = -errno;
+		if (ret == -EINTR)
+			continue;
+		if (ret != -EAGAIN)
+			goto out;
+		if (!ms_left(deadline)) {
+			ret = -ETIMEDOUT;
+			goto out;
+		}
+		sleep_ms(10);
+	}
+	ret = 0;
+	if (fcntl(fd, F_SETFL, 0)) {
 		ret = -errno;
 		goto out;
 	}

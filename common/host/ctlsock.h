@@ -12,9 +12,10 @@ int ctlsock_listen(uint32_t id);
 /* Accept a client of root or our own euid (SO_PEERCRED); another user's
  * connection is closed: -EPERM. fd or -errno. */
 int ctlsock_accept(int lfd);
-/* Connect to the entry's server: the peer must be root or our euid and,
- * when the entry has a pid, that process. fd, -EPERM, or -errno. */
-int ctlsock_connect(uint32_t id);
+/* Connect to the entry's server within timeout_ms: the peer must be root
+ * or our euid and, when the entry has a pid, that process. fd, -EPERM,
+ * -ETIMEDOUT (its backlog stayed full), or -errno. */
+int ctlsock_connect(uint32_t id, uint64_t timeout_ms);
 /* 0 if fd's peer runs as root or our euid and (want_pid > 0) is want_pid. */
 int ctlsock_peer_ok(int fd, pid_t want_pid);
 /* Read one line (without its newline) within timeout_ms: > 0 for a line, 0 on EOF,

@@ -198,3 +198,52 @@ teardown() {
 	[[ "$output" == *$'\nublk_delete_duration_seconds_count 1\n'* ]]
 	[[ "$output" == *$'\nublk_delete_duration_seconds_sum 0.200\n'* ]]
 }
+
+# A stand-in for device 5's server at its control socket: "deaf" takes no
+# connection (its backlog of 4 fills up), "busy" answers every client as a
+# server with too many does, and hangs up.
+fake_ctl_server() {
+	mkdir -m 0700 "$S/ublkb5"
+	printf '2\n' >"$S/ublkb5/version"
+	printf 'cache=%s\n' "$T/cache" >"$S/ublkb5/config"
+	python3 - "$S/ublkb5" "$1" <<'PY' &
+import os, signal, socket, sys
+entry, mode = sys.argv[1], sys.argv[2]
+s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+s.bind(entry + "/ctl")
+s.listen(4)
+with open(entry + "/pid.new", "w") as f:
+    f.write("%d\n" % os.getpid())
+os.rename(entry + "/pid.new", entry + "/pid")
+while True:
+    if mode == "deaf":
+        signal.pause()
+    c, _ = s.accept()
+    c.sendall(b"error busy: too many control clients\n")
+    c.close()
+PY
+	server=$!
+	wait_until 20 '[ -s "$S/ublkb5/pid" ]'
+}
+
+@test "a server that takes no connection: save-trace and --live end at their deadline with exit 7, every time" {
+	fake_ctl_server deaf
+	# more tries than the backlog holds: a blocking connect would wait for ever
+	for i in 1 2 3 4 5 6 7; do
+		run_mustfail 7 "ublkb5: its server" timeout 60 "$B/ublk-pool" save-trace 5 --timeout 1 --state-dir "$S"
+		[[ "$output" == *"within 1000 ms: is it stopped or hung?" ]]
+	done
+	run_mustfail 7 "ublkb5: its server took no connection within 1000 ms: is it stopped or hung?" \
+		timeout 60 "$B/ublk-export-diff" --live --timeout 1 -o "$T/x.diff" --state-dir "$S" 5
+	[ ! -e "$T/x.diff" ]
+}
+
+@test "a server that hangs up at once: --live says what it answered, no SIGPIPE" {
+	fake_ctl_server busy
+	for i in $(seq 10); do
+		run_mustfail 1 "ublkb5: server did not freeze: error busy: too many control clients" \
+			timeout 60 "$B/ublk-export-diff" --live --timeout 2 -o "$T/x.diff" --state-dir "$S" 5
+	done
+	run_mustfail 1 "ublkb5: busy: too many control clients" \
+		timeout 60 "$B/ublk-pool" save-trace 5 --timeout 2 --state-dir "$S"
+}
