@@ -672,43 +672,13 @@ static int create_device(struct server *s)
 	return 0;
 }
 
-/* An existing device whose server died: take its state entry and start
- * the kernel's recovery, which waits until the kernel has noticed the
- * death and released the old server's /dev/ublkcN. */
-static int attach_device(struct server *s)
+/* START_USER_RECOVERY, retried while the kernel has not yet released the
+ * device, until the deadline. */
+static int start_recovery(struct server *s, uint64_t deadline)
 {
 	const struct server_config *cfg = s->cfg;
-	/* one deadline from the server's start, which takes in the wait for
-	 * the old server's lock: whoever started this gives it twice that, and
-	 * must not kill it between START_USER_RECOVERY and its fetches */
-	uint64_t deadline = s->start_ns / 1000000 + cfg->timeout_ms;
 	int ret, ours = 1;
 
-	ret = ctrl_get_info(&s->ctrl, s->dev_id, &s->info);
-	if (ret == -ENODEV)
-		return fail(s, EXIT_NO_DEVICE, "ublkb%d: no such device", s->dev_id);
-	if (ret)
-		return fail(s, EXIT_FAIL, "ublkb%d: GET_DEV_INFO: %s", s->dev_id, strerror(-ret));
-	if (!(s->info.flags & UBLK_F_USER_RECOVERY))
-		return fail(s, EXIT_FAIL, "ublkb%d: created without user recovery (--no-recovery or "
-			    "an old kernel): it cannot be recovered; delete it with ublk-del", s->dev_id);
-	/* an entry left by a device deleted before this one took its id (the
-	 * entry locked, whose config the layer stack was made from) */
-	uint64_t cookie = state_cookie_at(s->lock_fd);
-	if (cookie && cookie != s->info.ublksrv_flags)
-		return fail(s, EXIT_FAIL, "ublkb%d: its state entry is of an earlier device of that id, "
-			    "not of this one: nothing to recover it with; delete it with ublk-del",
-			    s->dev_id);
-	/* What can fail is done before START_USER_RECOVERY: after it the
-	 * kernel takes no other recovery of the device until every queue has
-	 * fetched (on 6.12, one where some queues had, it crashes). So the
-	 * queues are made, the fd of /dev/ublkcN is kept, the entry claimed. */
-	if ((ret = prepare_queues(s)))
-		return ret;
-	if ((s->fd_reserve = open("/dev/null", O_RDONLY | O_CLOEXEC)) < 0)
-		return fail(s, EXIT_FAIL, "ublkb%d: %s", s->dev_id, strerror(errno));
-	if ((ret = claim_state(s, "recovering\n")))
-		return ret;
 	/* Each try checks first that the id is still this device's: deleted
 	 * meanwhile, it may be a new device's, which this must not take for
 	 * its own once that one's server dies. None once the deadline is past:
@@ -750,6 +720,53 @@ static int attach_device(struct server *s)
 		ready_send(cfg->ready_fd, "started");
 	log_info("ublkb%d: recovering: new server pid %d", s->dev_id, (int)getpid());
 	return 0;
+}
+
+/* An existing device whose server died: take its state entry and start
+ * the kernel's recovery, which waits until the kernel has noticed the
+ * death and released the old server's /dev/ublkcN. */
+static int attach_device(struct server *s)
+{
+	const struct server_config *cfg = s->cfg;
+	/* one deadline from the server's start, which takes in the wait for
+	 * the old server's lock: whoever started this gives it twice that, and
+	 * must not kill it between START_USER_RECOVERY and its fetches */
+	uint64_t deadline = s->start_ns / 1000000 + cfg->timeout_ms;
+	char before[32];
+	int ret;
+
+	ret = ctrl_get_info(&s->ctrl, s->dev_id, &s->info);
+	if (ret == -ENODEV)
+		return fail(s, EXIT_NO_DEVICE, "ublkb%d: no such device", s->dev_id);
+	if (ret)
+		return fail(s, EXIT_FAIL, "ublkb%d: GET_DEV_INFO: %s", s->dev_id, strerror(-ret));
+	if (!(s->info.flags & UBLK_F_USER_RECOVERY))
+		return fail(s, EXIT_FAIL, "ublkb%d: created without user recovery (--no-recovery or "
+			    "an old kernel): it cannot be recovered; delete it with ublk-del", s->dev_id);
+	/* an entry left by a device deleted before this one took its id (the
+	 * entry locked, whose config the layer stack was made from) */
+	uint64_t cookie = state_cookie_at(s->lock_fd);
+	if (cookie && cookie != s->info.ublksrv_flags)
+		return fail(s, EXIT_FAIL, "ublkb%d: its state entry is of an earlier device of that id, "
+			    "not of this one: nothing to recover it with; delete it with ublk-del",
+			    s->dev_id);
+	/* What can fail is done before START_USER_RECOVERY: after it the
+	 * kernel takes no other recovery of the device until every queue has
+	 * fetched (on 6.12, one where some queues had, it crashes). So the
+	 * queues are made, the fd of /dev/ublkcN is kept, the entry claimed. */
+	if ((ret = prepare_queues(s)))
+		return ret;
+	if ((s->fd_reserve = open("/dev/null", O_RDONLY | O_CLOEXEC)) < 0)
+		return fail(s, EXIT_FAIL, "ublkb%d: %s", s->dev_id, strerror(errno));
+	if (state_read(s->dev_id, "state", before, sizeof(before)) <= 0)
+		before[0] = 0;
+	if ((ret = claim_state(s, "recovering\n")))
+		return ret;
+	/* a recovery that never started leaves the state as it found it: the
+	 * dead server's, not that of a recovery under way */
+	if ((ret = start_recovery(s, deadline)) && !s->lost && before[0])
+		state_write(s->dev_id, "state", before);
+	return ret;
 }
 
 /* What the kernel supports and what this device got (docs/kernels.md):

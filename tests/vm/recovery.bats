@@ -11,6 +11,9 @@ KILLS=${UBLK_RECOVERY_KILLS:-10}
 setup() { vm_setup; }
 teardown() {
 	[ -z "${WATCH:-}" ] || { kill "$WATCH" 2>/dev/null; wait "$WATCH" 2>/dev/null || true; }
+	# a test that failed while holding /dev/ublkcN (fd 7): the kernel's
+	# delete would wait for it for ever
+	exec 7>&-
 	vm_teardown     # kills $BG, a test's own background processes
 }
 
@@ -184,6 +187,32 @@ recover_with_fds() {
 	cmp "$dev2" "$T/base"
 	"$B/ublk-del" "$dev2"
 	assert_none_left
+}
+
+@test "a recovery the kernel does not let start in time exits 7 and leaves the entry's state as it found it; the next recovers the device" {
+	make_image "$T/base" 8
+	make_image "$T/data" 4
+	dev=$("$B/ublk-add" --base "$T/base" --cache "$T/cache")
+	id=${dev#/dev/ublkb}
+	dd if="$T/data" of="$dev" bs=1M oflag=direct status=none
+	kill -9 "$(server_pid "$id")"
+	# the kernel refuses a recovery's start while /dev/ublkcN is open
+	wait_until 30 "{ exec 7<>/dev/ublkc$id; } 2>/dev/null"
+	[ "$(cat "$UBLK_STATE_DIR/ublkb$id/state")" = live ]
+	run timeout 60 "$B/ublk-serve" --recover "$id" --timeout 2 7>&-
+	echo "$output"
+	[ "$status" -eq 7 ]
+	[[ "$output" == *"ublkb$id: the kernel did not release the device for recovery within 2000 ms"* ]]
+	[ "$(cat "$UBLK_STATE_DIR/ublkb$id/state")" = live ]
+	run "$B/ublk-pool" list --json
+	[ "$(jq -r ".devices[] | select(.id == $id) | .state" <<<"$output")" = live ]
+	exec 7>&-
+	recover_with_fds "$id" 1024
+	[ "$(cat "$UBLK_STATE_DIR/ublkb$id/state")" = live ]
+	cmp <(head -c 4M "$dev") "$T/data"
+	pid=$(cat "$T/srv.pid")
+	"$B/ublk-del" "$dev"
+	assert_gone "$id" "$pid"
 }
 
 @test "servers killed together are recovered together by one reclaim --recover" {
