@@ -119,13 +119,14 @@ int main(int argc, char **argv)
 		return cli_usage_error(&c, "unexpected argument '%s'", argv[optind]);
 	if (devopts_finish(&c, &cfg) == CLI_DONE)
 		return c.exit_code;
-	if (state_check_dir())
-		return EXIT_FAIL;   /* it said why */
 	code = server_preflight(&cfg, why, sizeof(why));
 	if (code) {
 		log_err("%s", why);
 		return code;
 	}
+	/* made here if missing (nothing is, for a request refused above) */
+	if (state_check_dir(true))
+		return EXIT_FAIL;   /* it said why */
 
 	code = pool_admit(max_devices, cfg.timeout_ms, &admission, why, sizeof(why));
 	if (code) {

@@ -5,6 +5,7 @@
 #include "devopts.h"
 #include "util/exitcodes.h"
 #include "util/log.h"
+#include "util/parse.h"
 #include "host/state.h"
 
 #include <errno.h>
@@ -37,10 +38,11 @@ static const struct cli_tool tool = {
 		  "first failure's code is returned. See ublk-del(8).\n",
 };
 
-static int del_one(uint32_t id, uint64_t timeout_ms, bool force)
+/* cookie: the device's a name's entry describes (0: whatever has the id) */
+static int del_one(uint32_t id, uint64_t cookie, uint64_t timeout_ms, bool force)
 {
 	char why[700];
-	int ret = device_delete(id, timeout_ms, force, why, sizeof(why));
+	int ret = device_delete_own(id, cookie, timeout_ms, force, why, sizeof(why));
 
 	if (!ret)
 		return EXIT_OK;
@@ -130,7 +132,7 @@ int main(int argc, char **argv)
 		return c.exit_code;
 	if (all == (optind < argc))
 		return cli_usage_error(&c, all ? "--all takes no device" : "no device given");
-	if (state_check_dir())
+	if (state_check_dir(false))
 		return EXIT_FAIL;   /* it said why */
 	if (access(ctrl_path(), F_OK)) {
 		log_err("%s", ctrl_open_hint(-ENOENT));
@@ -141,21 +143,29 @@ int main(int argc, char **argv)
 	/* every operand resolved first: a typo deletes nothing */
 	int n = argc - optind;
 	uint32_t *ids = calloc((size_t)n, sizeof(*ids));
-	if (!ids) {
+	uint64_t *cookies = calloc((size_t)n, sizeof(*cookies));
+	if (!ids || !cookies) {
+		free(ids);
 		log_err("%d devices: %s", n, strerror(ENOMEM));
 		return EXIT_FAIL;
 	}
 	for (int i = 0; i < n && !code; i++) {
 		char why[300];
+		uint32_t given;
 		if ((code = device_resolve(argv[optind + i], &ids[i], why, sizeof(why))))
 			log_err("%s", why);
+		/* a name is its entry's device: a stale entry's id may be
+		 * another device's now, which the name does not name */
+		else if (parse_dev_id(argv[optind + i], &given))
+			cookies[i] = state_entry_cookie(ids[i]);
 	}
 	/* with several, the status of the first failure */
 	for (int i = 0, resolved = !code; resolved && i < n; i++) {
-		int r = del_one(ids[i], timeout_ms, force);
+		int r = del_one(ids[i], cookies[i], timeout_ms, force);
 		if (r && !code)
 			code = r;
 	}
 	free(ids);
+	free(cookies);
 	return code;
 }

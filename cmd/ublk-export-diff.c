@@ -229,7 +229,7 @@ static int export_e2b(struct cli *c, struct export_opts *o, struct server_config
 		uint32_t dev;
 		if (devopts_check_state_env(c) == CLI_DONE)
 			return c->exit_code;
-		if (state_check_dir())
+		if (state_check_dir(false))
 			return EXIT_FAIL;
 		if ((code = device_resolve(argv[optind], &dev, why, sizeof(why)))) {
 			log_err("%s", why);
@@ -427,7 +427,7 @@ int main(int argc, char **argv)
 	} else {
 		uint32_t id;
 		/* a state directory others could have prepared: said, refused */
-		if (state_check_dir())
+		if (state_check_dir(false))
 			return EXIT_FAIL;
 		if ((code = device_resolve(argv[optind], &id, why, sizeof(why)))) {
 			log_err("%s", why);

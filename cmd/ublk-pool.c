@@ -443,7 +443,7 @@ int main(int argc, char **argv)
 		return cli_usage_error(&c, "--hang-timeout goes with %s: the table shows no hang",
 				       is_status ? "status --json" : "list --check or --json");
 	/* a state directory others could have prepared is refused before use */
-	if (state_check_dir())
+	if (state_check_dir(false))
 		return EXIT_FAIL;
 	if (is_save) {
 		char why[800];

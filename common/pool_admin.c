@@ -159,11 +159,11 @@ out:
 int pool_shutdown(uint64_t timeout_ms, struct pool_report *r)
 {
 	uint64_t deadline = now_ms() + timeout_ms;
-	int lock, code, ret;
+	int lock, code, mark = pool_close();
 
-	ret = pool_set_closed(true);
-	if (ret) {
-		log_err("marking the pool closed in %s: %s", state_dir(), strerror(-ret));
+	/* another shutdown's mark closes the pool as well as ours would */
+	if (mark < 0 && mark != -EALREADY) {
+		log_err("marking the pool closed in %s: %s", state_dir(), strerror(-mark));
 		return EXIT_FAIL;
 	}
 	code = stop_all(timeout_ms, r);
@@ -179,7 +179,7 @@ int pool_shutdown(uint64_t timeout_ms, struct pool_report *r)
 			code = again;
 		close(lock);
 	}
-	pool_set_closed(false);
+	pool_reopen(mark);
 	return code;
 }
 
@@ -418,7 +418,7 @@ int pool_reclaim(const struct pool_dev *devs, int n, const struct reclaim_opts *
 			if ((a = report_add(r, d->id, POOL_RECOVER)))
 				snprintf(a->message, sizeof(a->message), "%s",
 					 rec ? rec[i].msg : "out of memory: nothing recovered");
-		} else if (d->in_kernel) {
+		} else if (d->in_kernel && !pool_earlier_entry(why)) {
 			ret = device_delete_own(d->id, d->kernel_cookie, o->timeout_ms, true, err,
 						sizeof(err));
 			/* deleted by another tool since the scan (its cache is that one's) */

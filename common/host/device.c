@@ -2,6 +2,7 @@
 #include "host/holders.h"
 #include "util/cfgline.h"
 #include "util/exitcodes.h"
+#include "util/log.h"
 #include "kernel/ctrl.h"
 #include "util/parse.h"
 #include "host/pool.h"
@@ -92,15 +93,20 @@ int device_delete_own(uint32_t id, uint64_t cookie, uint64_t timeout_ms, bool fo
 		return ret;
 	}
 	uint64_t entry = state_entry_cookie(id);
+	bool taken = false;
 	ret = ctrl_get_info(&c, id, &info);
-	if (!ret && cookie && info.ublksrv_flags != cookie)
+	if (!ret && cookie && info.ublksrv_flags != cookie) {
 		ret = -ENODEV;   /* ours is gone: the id is another device's */
+		taken = true;
+	}
 	if (ret == -ENODEV) {
-		if (!cookie && state_exists(id)) {
+		/* the entry of the device asked for, which is gone: left behind */
+		if ((!cookie || cookie == entry) && state_exists(id)) {
 			state_remove_same(id, entry);
 			ret = 0;
 		} else {
-			SET_WHY("ublkb%u: no such device", id);
+			SET_WHY("ublkb%u: no such device%s", id, taken ? " (the id is another device's "
+				"now)" : "");
 		}
 		goto out;
 	}
@@ -150,6 +156,8 @@ int device_delete_own(uint32_t id, uint64_t cookie, uint64_t timeout_ms, bool fo
 		pidfd_signal(server, SIGTERM);
 	/* The server sees its queues aborted, deletes the device and exits. */
 	if (server >= 0 && wait_pidfd(server, ms_left(deadline)) == -ETIMEDOUT) {
+		log_err("ublkb%u: its server did not end within %llu ms of the stop: killed it", id,
+			(unsigned long long)timeout_ms);
 		pidfd_signal(server, SIGKILL);
 		wait_pidfd(server, 2000);
 	}

@@ -142,16 +142,32 @@ int pool_remove_entry(const struct pool_dev *d)
 	return ret;
 }
 
+/* An entry left by an earlier device of the id (ids are reused at once, and
+ * a delete removes the entry after the device): it says nothing of the
+ * kernel's device, which may be a starting one of ours or another
+ * program's (cookie 0). */
+static bool entry_is_earlier(const struct pool_dev *d)
+{
+	return d->in_kernel && d->has_state && d->cookie && d->cookie != d->kernel_cookie;
+}
+
+/* The process to judge d's server by: the kernel's where the entry is an
+ * earlier device's. */
+static pid_t server_pid(const struct pool_dev *d)
+{
+	return entry_is_earlier(d) ? d->kernel_pid : d->pid;
+}
+
 /* Whether d's pid is its server's, and not another process's that took
  * the pid after the server died: a server keeps its state entry open, and
  * the device's /dev/ublkcN. Where it cannot be told, the pid stands. */
 static bool server_has_device(const struct pool_dev *d)
 {
-	if (d->has_state)
+	if (d->has_state && !entry_is_earlier(d))
 		return state_entry_held_by(d->id, d->pid) != 0;
 	if (!d->in_kernel)
 		return true;
-	int fd = device_server_pidfd(d->id, d->pid);
+	int fd = device_server_pidfd(d->id, server_pid(d));
 	if (fd >= 0)
 		close(fd);
 	return fd != -ESRCH;
@@ -255,6 +271,7 @@ int pool_scan(struct pool_dev **out, uint64_t settle_ms)
 		d->kernel_state = info.state;
 		/* before START_DEV the kernel knows no server: its cookie does */
 		d->pid = info.ublksrv_pid > 0 ? info.ublksrv_pid : ctrl_cookie_pid(info.ublksrv_flags);
+		d->kernel_pid = d->pid;
 		d->node_age_s = device_age_s(ids[i], d->pid);
 		d->kernel_cookie = info.ublksrv_flags;
 		d->queues = info.nr_hw_queues;
@@ -298,12 +315,13 @@ int pool_scan(struct pool_dev **out, uint64_t settle_ms)
 	}
 	uint64_t settle = deadline_ms(settle_ms);
 	for (int i = 0; i < n; i++) {
-		int alive = pid_alive_settled(devs[i].pid, ms_left(settle));
+		int alive = pid_alive_settled(server_pid(&devs[i]), ms_left(settle));
 		if (alive == 1 && !server_has_device(&devs[i]))
 			alive = 0;
 		devs[i].alive = alive != 0;
 		devs[i].exiting = alive == PID_EXITING;
-		devs[i].recoverable &= devs[i].restartable && !devs[i].alive;
+		/* an earlier device's entry would restart that device's server */
+		devs[i].recoverable &= devs[i].restartable && !devs[i].alive && !entry_is_earlier(&devs[i]);
 	}
 	state_dir_release();
 	if (n)
@@ -318,6 +336,11 @@ oom:
 
 #define ORPHAN "not in the state directory"
 
+bool pool_earlier_entry(const char *problem)
+{
+	return problem && !strcmp(problem, POOL_EARLIER_ENTRY);
+}
+
 bool pool_orphan(const struct pool_dev *d, uint64_t grace_s)
 {
 	const char *why = pool_problem(d, grace_s);
@@ -330,11 +353,12 @@ const char *pool_problem(const struct pool_dev *d, uint64_t grace_s)
 		return "server is exiting";
 	if (d->in_kernel && !d->has_state)
 		return d->node_age_s >= grace_s && !d->alive && !d->unconfirmed ? ORPHAN : NULL;
-	/* the entry of an earlier device of the id (ids are reused at once,
-	 * and a delete removes the entry after the device): the kernel's
-	 * device has none yet, and may be starting */
-	if (d->in_kernel && d->cookie && d->kernel_cookie && d->cookie != d->kernel_cookie)
-		return d->node_age_s >= grace_s && !d->unconfirmed ? ORPHAN : NULL;
+	/* the kernel's device has no entry yet (it may be starting), or is
+	 * another program's: one with no server is an orphan as above, one
+	 * with a server has only the entry wrong */
+	if (entry_is_earlier(d))
+		return d->node_age_s < grace_s || d->unconfirmed ? NULL : d->alive ? POOL_EARLIER_ENTRY :
+		       ORPHAN;
 	if (d->in_kernel && !d->alive)
 		return d->recoverable ? "server is dead; recoverable, IO waits" :
 		       "server is dead";
@@ -441,37 +465,54 @@ int pool_lock(bool exclusive, uint64_t timeout_ms)
 	return lock_file(".pool.lock", exclusive, timeout_ms);
 }
 
+/* .shutdown counts while a shutdown holds it locked: one that was killed
+ * leaves the file, and must not keep the pool closed for ever. */
 int pool_closed(void)
 {
-	struct stat st;
-	int root = state_dir_open(false), ret;
+	int fd = pool_file_open(".shutdown", O_RDONLY, false), ret;
 
-	if (root < 0)
+	if (fd < 0)
 		return 0;
-	ret = !fstatat(root, ".shutdown", &st, AT_SYMLINK_NOFOLLOW);
-	close(root);
+	ret = flock(fd, LOCK_SH | LOCK_NB) && errno == EWOULDBLOCK;
+	close(fd);
 	return ret;
 }
 
-int pool_set_closed(bool closed)
+int pool_close(void)
 {
-	int fd, ret = 0;
-
-	if (!closed) {
-		int root = state_dir_open(false);
-		if (root < 0)
-			return root == -ENOENT ? 0 : root;
-		/* unlinkat removes a planted link itself, never its target */
-		if (unlinkat(root, ".shutdown", 0) && errno != ENOENT)
-			ret = -errno;
-		close(root);
-		return ret;
+	for (;;) {
+		struct stat held, named;
+		/* a moment: pool_closed's test holds it shared in passing */
+		int fd = lock_file(".shutdown", true, 1000), root;
+		if (fd == -ETIMEDOUT)
+			return -EALREADY;
+		if (fd < 0)
+			return fd;
+		/* the file, not one a shutdown that just ended unlinked */
+		root = state_dir_open(false);
+		bool same = root >= 0 && !fstat(fd, &held) &&
+			    !fstatat(root, ".shutdown", &named, AT_SYMLINK_NOFOLLOW) &&
+			    held.st_ino == named.st_ino && held.st_dev == named.st_dev;
+		if (root >= 0)
+			close(root);
+		if (same)
+			return fd;
+		close(fd);
 	}
-	fd = pool_file_open(".shutdown", O_WRONLY | O_CREAT, true);
-	if (fd < 0)
-		return fd;
-	close(fd);
-	return 0;
+}
+
+void pool_reopen(int mark)
+{
+	int root;
+
+	if (mark < 0)
+		return;
+	/* unlinkat removes a planted link itself, never its target */
+	if ((root = state_dir_open(false)) >= 0) {
+		unlinkat(root, ".shutdown", 0);
+		close(root);
+	}
+	close(mark);
 }
 
 /* The operator's device limit into *max: opt if non-zero, else

@@ -28,6 +28,7 @@ struct pool_dev {
 	bool restartable;       /* the entry has the server's arguments (serve_arg) */
 	int kernel_state;       /* UBLK_S_DEV_*, -1 if not in the kernel */
 	pid_t pid;              /* the server, from the kernel or the entry */
+	pid_t kernel_pid;       /* the kernel's (or its cookie's), if in_kernel */
 	bool alive;             /* that server runs */
 	bool exiting;           /* it runs, but on its way out (killed): still so when
 				   pool_scan's wait ran out */
@@ -78,6 +79,10 @@ int pool_scan(struct pool_dev **out, uint64_t settle_ms);
 const char *pool_problem(const struct pool_dev *d, uint64_t grace_s);
 /* Whether pool_problem says d is a kernel device without a state entry. */
 bool pool_orphan(const struct pool_dev *d, uint64_t grace_s);
+/* The problem of a device whose server runs, under the entry of an
+ * earlier device of its id: reclaim removes the entry, not the device. */
+#define POOL_EARLIER_ENTRY "state entry of an earlier device"
+bool pool_earlier_entry(const char *problem);
 /* The statistics in text (a stats file): 0, or -EINVAL when it is not one
  * JSON object (*st is then all zero). */
 int pool_read_stats(const char *text, struct pool_stats *st);
@@ -101,7 +106,11 @@ int pool_lock(bool exclusive, uint64_t timeout_ms);
 int pool_file_open(const char *name, int flags, bool create);
 /* 1 while a shutdown is in progress. */
 int pool_closed(void);
-int pool_set_closed(bool closed);
+/* Close the pool to new devices: the .shutdown mark, held locked. Its fd,
+ * -EALREADY when another shutdown holds it, or -errno. pool_reopen(fd)
+ * removes it (a negative fd is ignored). */
+int pool_close(void);
+void pool_reopen(int mark);
 /* The largest device limit (--max-devices, UBLK_POOL_MAX). */
 #define POOL_MAX_LIMIT (1u << 20)
 /* Admission of one more device: the pool lock, shared, held until the

@@ -115,9 +115,9 @@ int state_dir_open(bool create)
 	return fd;
 }
 
-int state_check_dir(void)
+int state_check_dir(bool create)
 {
-	int fd = state_dir_open(false);
+	int fd = state_dir_open(create);
 	if (fd >= 0)
 		close(fd);
 	return fd == -EPERM || fd == -ELOOP || fd == -ENOTDIR ? fd : 0;

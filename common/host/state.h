@@ -36,8 +36,9 @@ int state_dir_hold(void);
 void state_dir_release(void);
 /* A refusal of the state directory (-EPERM, -ELOOP, -ENOTDIR), said on
  * stderr; else 0 (also when missing or not ours to read: the operation
- * meets that itself). Tools call it before anything else. */
-int state_check_dir(void);
+ * meets that itself). Tools call it before anything else; one that makes
+ * devices with create, which makes it (checked first). */
+int state_check_dir(bool create);
 /* The device's entry, a real folder (O_NOFOLLOW) owned by us or root and
  * writable by nobody else. fd or -errno. */
 int state_entry_open(uint32_t id);

@@ -50,6 +50,40 @@ static int check_folders_on_way(const struct safedir *sd, const char *dir, char 
 	return 0;
 }
 
+/* Before anything is made: the part of path that exists, and every folder
+ * above it, as check_folders_on_way checks them (as given and resolved),
+ * so that no folder is made where another user points the path. */
+static int check_before_making(const struct safedir *sd, const char *dir, const char *path,
+			       char *why, size_t whylen)
+{
+	char have[PATH_MAX], real[PATH_MAX + 2];
+	struct stat st;
+	size_t n = strlen(path);
+	int ret;
+
+	if (n + 3 > sizeof(have))
+		return -ENAMETOOLONG;
+	memcpy(have, path, n + 1);
+	while (n > 1 && lstat(have, &st) && errno == ENOENT) {
+		while (n > 1 && have[n - 1] != '/')
+			n--;
+		have[n > 1 ? --n : n] = 0;
+	}
+	if (n == 1)
+		return 0;   /* only "/" exists */
+	/* "/x" after it: the folders above x, the existing part included */
+	strcpy(have + n, "/x");
+	if ((ret = check_folders_on_way(sd, dir, have, true, why, whylen)))
+		return ret;
+	have[n] = 0;
+	if (!realpath(have, real))
+		return errno == ENOENT ? 0 : -errno;   /* a link to nothing: mkdir fails */
+	if (strlen(real) + 3 > sizeof(real))
+		return -ENAMETOOLONG;
+	strcat(real, strcmp(real, "/") ? "/x" : "x");
+	return check_folders_on_way(sd, dir, real, false, why, whylen);
+}
+
 /* mkdir -p, new folders 0700 (existing ones are checked, not changed). */
 static int make_dirs(const char *path)
 {
@@ -88,6 +122,8 @@ int safedir_open(const struct safedir *sd, const char *dir, bool create, bool wr
 		return WHY("%s %s: path too long", sd->what, dir), -ENAMETOOLONG;
 	while (n > 1 && given[n - 1] == '/')
 		given[--n] = 0;
+	if (create && (n = check_before_making(sd, dir, given, why, whylen)))
+		return why[0] ? n : (WHY("%s %s: %s", sd->what, dir, strerror(-n)), n);
 	if (create && (n = make_dirs(given)))
 		return WHY("%s %s: %s", sd->what, dir, strerror(-n)), n;
 	if (lstat(given, &st))

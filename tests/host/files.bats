@@ -15,6 +15,7 @@ setup() {
 teardown() {
 	[ -z "${pid:-}" ] || kill -9 "$pid" 2>/dev/null || true
 	[ -z "${server:-}" ] || kill "$server" 2>/dev/null || true
+	[ -z "${holder:-}" ] || kill "$holder" 2>/dev/null || true
 	chmod -R u+rwX "$T" 2>/dev/null || true
 	rm -rf "$T"
 }
@@ -42,6 +43,21 @@ teardown() {
 	chmod 1777 "$T/open"
 	run "$B/ublk-pool" list --state-dir "$T/open/state"
 	[ "$status" -eq 0 ]
+}
+
+@test "a state directory to be made through another user's link, or under a folder others can write, makes nothing" {
+	mkdir -m 0700 "$T/victim"
+	chmod 1777 "$T"
+	ln -s "$T/victim" "$T/theirs"
+	chown -h 65534 "$T/theirs"
+	truncate -s 1M "$T/img"
+	run_mustfail 1 "state directory $T/theirs/state: the folder $T/theirs on its way is owned by another user" \
+		"$B/ublk-add" --base "$T/img" --state-dir "$T/theirs/state"
+	[ -z "$(ls -A "$T/victim")" ]
+	mkdir -m 0777 "$T/open"
+	run_mustfail 1 "the folder $T/open on its way is writable by other users" \
+		"$B/ublk-add" --base "$T/img" --state-dir "$T/open/a/state"
+	[ ! -e "$T/open/a" ]
 }
 
 @test "a symlinked state entry is removed itself, never followed" {
@@ -206,7 +222,7 @@ fake_ctl_server() {
 	mkdir -m 0700 "$S/ublkb5"
 	printf '2\n' >"$S/ublkb5/version"
 	printf 'cache=%s\n' "$T/cache" >"$S/ublkb5/config"
-	python3 - "$S/ublkb5" "$1" <<'PY' &
+	python3 - "$S/ublkb5" "$1" 3>&- <<'PY' &
 import os, signal, socket, sys
 entry, mode = sys.argv[1], sys.argv[2]
 s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -246,4 +262,29 @@ PY
 	done
 	run_mustfail 1 "ublkb5: busy: too many control clients" \
 		timeout 60 "$B/ublk-pool" save-trace 5 --timeout 2 --state-dir "$S"
+}
+
+@test "a shutdown closes the pool while it runs; one that was killed leaves it open" {
+	truncate -s 1M "$T/img"
+	# an add in flight (the pool lock shared) keeps the shutdown waiting
+	flock -s "$S/.pool.lock" sleep 600 3>&- &
+	holder=$!
+	wait_until 20 '[ -e "$S/.pool.lock" ] && ! flock -n -x "$S/.pool.lock" true'
+	"$B/ublk-pool" shutdown --timeout 60 --state-dir "$S" 3>&- &
+	pid=$!
+	wait_until 20 '[ -e "$S/.shutdown" ]'
+	run_mustfail 8 "the pool is shutting down (ublk-pool shutdown): no new devices" \
+		"$B/ublk-add" --base "$T/img" --state-dir "$S"
+	kill -TERM "$pid"
+	code=0
+	wait "$pid" || code=$?
+	[ "$code" -eq 143 ]
+	kill "$holder"
+	# its mark is left, but held by nobody: adds go on (here to the kernel
+	# this host lacks)
+	[ -e "$S/.shutdown" ]
+	run "$B/ublk-add" --base "$T/img" --state-dir "$S"
+	echo "$output"
+	[ "$status" -ne 8 ]
+	[[ "$output" != *"shutting down"* ]]
 }

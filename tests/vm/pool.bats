@@ -156,6 +156,37 @@ orphan_device() {
 	assert_none_left
 }
 
+@test "an earlier device's entry over a live device of its id: reclaim and ublk-del of its name remove the entry, never the device" {
+	make_image "$T/base" 4
+	old=$("$B/ublk-add" --base "$T/base" --name old)
+	id=${old#/dev/ublkb}
+	cp -a "$UBLK_STATE_DIR/ublkb$id" "$T/old-entry"
+	"$B/ublk-del" "$old"
+	# the id again, for a device of another state directory (or program)
+	dev=$(UBLK_STATE_DIR=$T/other "$B/ublk-add" --base "$T/base" --id "$id")
+	[ "$dev" = "$old" ]
+	pid=$(cat "$T/other/ublkb$id/pid")
+	cp -a "$T/old-entry" "$UBLK_STATE_DIR/ublkb$id"
+	run "$B/ublk-pool" list --json --grace 0
+	[ "$status" -eq 0 ]
+	[ "$(jq -r ".devices[] | select(.id == $id) | .problem" <<<"$output")" = "state entry of an earlier device" ]
+	run "$B/ublk-pool" reclaim --grace 0 --recover
+	echo "$output"
+	[ "$status" -eq 0 ]
+	[[ "$output" == *"removed the state entry of ublkb$id (state entry of an earlier device)"* ]]
+	[ ! -e "$UBLK_STATE_DIR/ublkb$id" ]
+	kill -0 "$pid"
+	cmp "$dev" "$T/base"
+	# by its name: the entry's device is gone, so only the entry goes
+	cp -a "$T/old-entry" "$UBLK_STATE_DIR/ublkb$id"
+	"$B/ublk-del" old
+	[ ! -e "$UBLK_STATE_DIR/ublkb$id" ]
+	kill -0 "$pid"
+	cmp "$dev" "$T/base"
+	UBLK_STATE_DIR=$T/other "$B/ublk-del" "$dev"
+	assert_none_left
+}
+
 @test "a device without an entry is looked at twice: one another tool deletes meanwhile is left to it" {
 	orphan_device
 	"$B/ublk-pool" reclaim --grace 0 >"$T/reclaim.out" 2>&1 &
