@@ -258,7 +258,7 @@ static int absolute_new(struct cli *c, const char *opt, const char **path, char 
 int devopts_finish(struct cli *c, struct server_config *cfg)
 {
 	static char abs_base[PATH_MAX], abs_cache[PATH_MAX], abs_root[PATH_MAX];
-	static char abs_record[PATH_MAX], abs_trace[PATH_MAX];
+	static char abs_record[PATH_MAX], abs_trace[PATH_MAX], abs_chunks[PATH_MAX];
 	const char *auth = getenv("UBLK_HTTP_AUTH");
 
 	if (cfg->stack.base && cfg->stack.e2b_root) {
@@ -318,8 +318,20 @@ int devopts_finish(struct cli *c, struct server_config *cfg)
 		c->exit_code = cli_usage_error(c, "--prefetch-connections goes with --prefetch-trace TRACE");
 		return CLI_DONE;
 	}
+	/* the chunk cache in the device's config, as if given: a recovery is
+	 * started by another process (ublk-pool watch), in another environment */
+	const char *chunks = getenv("UBLK_CHUNK_CACHE");
+	if (!cfg->stack.chunk_cache && chunks && *chunks) {
+		if (cfgline_has_control(chunks, NULL) || strlen(chunks) > DEVOPTS_MAX_TEXT) {
+			c->exit_code = cli_usage_error(c, "UBLK_CHUNK_CACHE: a control character, or "
+						       "longer than %d bytes", DEVOPTS_MAX_TEXT);
+			return CLI_DONE;
+		}
+		cfg->stack.chunk_cache = chunks;
+	}
 	/* files that may not exist yet: their folder made absolute */
 	if (absolute_new(c, "--cache", &cfg->stack.cache, abs_cache, sizeof(abs_cache)) ||
+	    absolute_new(c, "--chunk-cache", &cfg->stack.chunk_cache, abs_chunks, sizeof(abs_chunks)) ||
 	    absolute_new(c, "--record-access", &cfg->stack.record_access, abs_record, sizeof(abs_record)))
 		return CLI_DONE;
 	return 0;

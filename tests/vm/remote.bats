@@ -181,6 +181,28 @@ assert_token_private() {
 	assert_none_left
 }
 
+@test "a recovery keeps the chunk cache the device was added with, whatever the environment of whoever starts it" {
+	make_image "$T/www/img" 8
+	dev=$(UBLK_CHUNK_CACHE=$T/chunks-a "$B/ublk-add" --base "$URL/img" --chunk-size 1M --read-only)
+	id=${dev#/dev/ublkb}
+	grep -qx "chunk_cache=$T/chunks-a" "$UBLK_STATE_DIR/ublkb$id/config"
+	cmp "$T/www/img" "$dev"
+	pid=$(cat "$UBLK_STATE_DIR/ublkb$id/pid")
+	kill -9 "$pid"
+	UBLK_CHUNK_CACHE=$T/chunks-b "$B/ublk-pool" reclaim --recover
+	[ "$(cat "$UBLK_STATE_DIR/ublkb$id/pid")" != "$pid" ]
+	echo 3 >/proc/sys/vm/drop_caches
+	cmp "$T/www/img" "$dev"
+	[ ! -e "$T/chunks-b" ]
+	# every chunk was fetched once: the recovered server read them from the cache
+	for i in 0 1 2 3 4 5 6 7; do
+		run grep -c "^/img 206 bytes=$((i << 20))-$(((i + 1 << 20) - 1)) " "$T/nginx/access.log"
+		[ "$output" -eq 1 ]
+	done
+	"$B/ublk-del" "$dev"
+	assert_none_left
+}
+
 @test "an image changed on the server is refused, never mixed" {
 	make_image "$T/www/img" 8
 	dev=$("$B/ublk-add" --base "$URL/img" --chunk-size 1M --read-only)
