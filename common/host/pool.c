@@ -540,8 +540,16 @@ void pool_record(const char *event, uint64_t ms)
 	fd = pool_file_open(".events", O_WRONLY | O_CREAT | O_APPEND, false);
 	if (fd < 0)
 		return;
-	/* shared with other appenders, never while metrics folds the file */
-	flock(fd, LOCK_SH);
+	/* shared with other appenders, never while metrics folds the file;
+	 * a fold that does not end in a moment costs the event, not the add
+	 * or delete (or a recovering server's first heartbeat) waiting on it */
+	for (int tries = 0; flock(fd, LOCK_SH | LOCK_NB); tries++) {
+		if ((errno != EWOULDBLOCK && errno != EINTR) || tries == 100) {
+			close(fd);
+			return;
+		}
+		sleep_ms(10);
+	}
 	/* one write per line: concurrent tools never interleave */
 	n = snprintf(line, sizeof(line), "%s %llu\n", event, (unsigned long long)ms);
 	if (write(fd, line, (size_t)n) < 0) { /* metrics are best effort */ }

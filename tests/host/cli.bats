@@ -158,6 +158,8 @@ teardown() {
 	[ "$(du -k "$T/flat.img" | cut -f1)" -le 1040 ]
 	"$B/ublk-export-diff" --flatten --base "$T/sparse" -o - >"$T/stream.img"
 	cmp "$T/stream.img" "$T/sparse"
+	# the exporter's status too, not only cmp's
+	set -o pipefail
 	"$B/ublk-export-diff" --flatten --base "$T/sparse" -o - | cmp - "$T/sparse"
 }
 
@@ -481,12 +483,15 @@ teardown() {
 	[ "$status" -eq 0 ]
 	[ "$output" = "4 sb-4 8G 1 2 2 64" ]
 	run "$B/ublk-pool" list --raw -o device,base,problem --state-dir "$T/state"
+	[ "$status" -eq 0 ]
 	[ "${lines[0]}" = "DEVICE BASE PROBLEM" ]
 	[ "${lines[1]}" = '/dev/ublkb4 /srv/my\x20image.img stale\x20state:\x20the\x20kernel\x20has\x20no\x20such\x20device' ]
 	# the default columns, aligned under their names
 	run "$B/ublk-pool" list --state-dir "$T/state"
+	[ "$status" -eq 0 ]
 	[[ "${lines[0]}" == "DEVICE      KERNEL STATE PID UP SIZE RO NAME BASE              PROBLEM" ]]
 	run "$B/ublk-pool" list --json --state-dir "$T/state"
+	[ "$status" -eq 0 ]
 	[ "$(jq -c '.devices[0] | [.id, .size, .read_only, .layers, .queues, .depth, .name]' <<<"$output")" = \
 		'[4,8589934592,true,["/a.diff","/b.diff"],2,64,"sb-4"]' ]
 	# what is not known is null: no kernel device, no pid; an entry without config or state
@@ -494,6 +499,7 @@ teardown() {
 	mkdir -m 700 "$T/state/ublkb5"
 	echo 2 >"$T/state/ublkb5/version"
 	run "$B/ublk-pool" list --json --state-dir "$T/state"
+	[ "$status" -eq 0 ]
 	[ "$(jq -c '.devices[1] | [.id, .state, .pid, .size, .read_only, .queues, .depth, .cache_bytes]' <<<"$output")" = \
 		'[5,null,null,null,null,null,null,null]' ]
 	run_mustfail 2 "--json goes without -o, -n and --raw" "$B/ublk-pool" list --json -n --state-dir "$T/state"

@@ -68,6 +68,7 @@ teardown() {
 	"$B/ublk-export-diff" --inspect "$G/v5-memfile.header" --json >"$T/m.json"
 	jq -e '.block_size == 2097152 and .size == 4194304 and (.ranges | length) == 201' "$T/m.json"
 	run "$B/ublk-export-diff" --inspect "$G/v4-incomplete.header"
+	[ "$status" -eq 0 ]
 	[[ "$output" == *"flags: incomplete (the build's upload was not finalized)"* ]]
 }
 
@@ -109,5 +110,6 @@ EOF
 	[ "$status" -eq 0 ]
 	[[ "$output" == *"not a complete E2B build: entry 0: offset 16384, expected 0"* ]]
 	[[ "$output" == *"verified: no"* ]]
-	"$B/ublk-export-diff" --inspect "$T/layer.header" --json | jq -e '.e2b_valid == false and .verified == false and .layer == "v3"'
+	"$B/ublk-export-diff" --inspect "$T/layer.header" --json >"$T/layer.json"
+	jq -e '.e2b_valid == false and .verified == false and .layer == "v3"' "$T/layer.json"
 }

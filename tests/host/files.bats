@@ -15,7 +15,7 @@ setup() {
 teardown() {
 	[ -z "${pid:-}" ] || kill -9 "$pid" 2>/dev/null || true
 	[ -z "${server:-}" ] || kill "$server" 2>/dev/null || true
-	[ -z "${holder:-}" ] || kill "$holder" 2>/dev/null || true
+	[ -z "${holder:-}" ] || { pkill -P "$holder"; kill "$holder"; } 2>/dev/null || true
 	chmod -R u+rwX "$T" 2>/dev/null || true
 	rm -rf "$T"
 }
@@ -67,6 +67,7 @@ teardown() {
 	ln -s "$T/victim" "$S/ublkb5"
 	run "$B/ublk-pool" reclaim --state-dir "$S"
 	echo "$output"
+	[ "$status" -eq 0 ]
 	[ "$(cat "$T/victim/config")" = precious ]
 	[ "$(cat "$T/victim/pid")" = precious ]
 	[ ! -L "$S/ublkb5" ]
@@ -196,6 +197,7 @@ teardown() {
 	[ -s "$S/.events.totals" ]
 	echo "add 100" >>"$S/.events"
 	run "$B/ublk-pool" metrics --state-dir "$S"
+	[ "$status" -eq 0 ]
 	[[ "$output" == *$'\nublk_acquired_total 40002\n'* ]]
 	[[ "$output" == *$'\nublk_add_duration_seconds_sum 4003.100\n'* ]]
 }
@@ -267,7 +269,7 @@ PY
 @test "a shutdown closes the pool while it runs; one that was killed leaves it open" {
 	truncate -s 1M "$T/img"
 	# an add in flight (the pool lock shared) keeps the shutdown waiting
-	flock -s "$S/.pool.lock" sleep 600 3>&- &
+	flock -o -s "$S/.pool.lock" sleep 600 3>&- &
 	holder=$!
 	wait_until 20 '[ -e "$S/.pool.lock" ] && ! flock -n -x "$S/.pool.lock" true'
 	"$B/ublk-pool" shutdown --timeout 60 --state-dir "$S" 3>&- &
@@ -279,7 +281,8 @@ PY
 	code=0
 	wait "$pid" || code=$?
 	[ "$code" -eq 143 ]
-	kill "$holder"
+	# its sleep: flock then ends, and lets go
+	pkill -P "$holder"
 	# its mark is left, but held by nobody: adds go on (here to the kernel
 	# this host lacks)
 	[ -e "$S/.shutdown" ]

@@ -399,6 +399,21 @@ orphan_device() {
 	"$B/ublk-pool" shutdown
 }
 
+@test "a metrics fold that does not end holds up no add or delete: their events are left out" {
+	make_image "$T/base" 4
+	"$B/ublk-del" "$("$B/ublk-add" --base "$T/base" --read-only)"
+	[ -f "$UBLK_STATE_DIR/.events" ]
+	flock -o -x "$UBLK_STATE_DIR/.events" sleep 600 3>&- &
+	BG=$!
+	wait_until 20 '! flock -n -s "$UBLK_STATE_DIR/.events" true'
+	run timeout 60 "$B/ublk-add" --base "$T/base" --read-only
+	[ "$status" -eq 0 ]
+	dev=$output
+	run timeout 60 "$B/ublk-del" "$dev"
+	[ "$status" -eq 0 ]
+	assert_none_left
+}
+
 @test "metrics: Prometheus text on stdout and into a textfile folder" {
 	make_image "$T/base" 4
 	dev=$("$B/ublk-add" --base "$T/base" --cache "$T/c" --name web-1)

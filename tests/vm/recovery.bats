@@ -531,6 +531,9 @@ recover_with_fds() {
 	[ "$(cat "$T/write.rc")" -eq 0 ]
 	"$B/ublk-export-diff" --inspect "$T/d.diff" >/dev/null
 	[ "$(server_pid "$id")" = "$pid" ]
+	# the watcher looked all along, and said nothing but that it watches
+	kill -0 "$WATCH"
+	grep -q '^ublk-pool: watching' "$T/watch.log"
 	[ "$(grep -vc '^ublk-pool: watching' "$T/watch.log")" -eq 0 ]
 	"$B/ublk-del" "$dev"
 }
