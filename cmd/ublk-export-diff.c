@@ -41,7 +41,8 @@ static const struct cli_option options[] = {
 	{ "keep", 'k', NULL, "keep the device's cache after exporting it" },
 	{ "live", KEY_LIVE, NULL, "export from the running device: hold its writes meanwhile, keep it" },
 	{ "timeout", 't', "SEC", "deadline for the device to be released and stopped (default 10)" },
-	{ "inspect", KEY_INSPECT, "FILE", "print a diff (verifying every checksum) or an E2B header (docs/e2b.md)" },
+	{ "inspect", KEY_INSPECT, "[FILE]", "print a diff (verifying every checksum) or an E2B header (docs/e2b.md); "
+	  "without FILE, the build of --e2b and --build in its storage" },
 	{ "flatten", KEY_FLATTEN, NULL, "write base + layers + cache as one plain image" },
 	{ "base", 'b', "FILE", "with --flatten: the base image" },
 	{ "layer", 'l', "DIFF", "with --flatten: a diff over the base (repeat, bottom first)", true },
