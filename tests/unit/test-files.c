@@ -336,11 +336,11 @@ static void test_state_dir(void)
 	CHECK(state_write(7, "pid", "2\n") == -EPERM, "0777 state dir accepted for writing");
 	CHECK(state_read(7, "pid", buf, sizeof(buf)) == -EPERM, "0777 state dir accepted for reading");
 	CHECK(state_create(8, 0) == -EPERM, "0777 state dir accepted for create");
-	CHECK(state_check_dir() == -EPERM, "check");
+	CHECK(state_check_dir(false) == -EPERM, "check");
 	chmod(sd, 0720);
-	CHECK(state_check_dir() == -EPERM, "group-writable state dir accepted");
+	CHECK(state_check_dir(false) == -EPERM, "group-writable state dir accepted");
 	chmod(sd, 0700);
-	CHECK(state_check_dir() == 0, "0700 refused");
+	CHECK(state_check_dir(false) == 0, "0700 refused");
 	/* owned by another user */
 	CHECK(chown(sd, 65534, 65534) == 0, "chown");
 	CHECK(state_create(8, 0) == -EPERM, "state dir of another user accepted");
@@ -356,7 +356,7 @@ static void test_state_dir(void)
 	path(link, sizeof(link), "statelink");
 	CHECK(symlink(sd, link) == 0, "symlink");
 	state_set_dir(link);
-	CHECK(state_check_dir() == -ELOOP, "symlinked state dir accepted");
+	CHECK(state_check_dir(false) == -ELOOP, "symlinked state dir accepted");
 	state_set_dir(sd);
 
 	/* readers: a link or a FIFO in the entry is not read (nor hangs) */
@@ -458,7 +458,7 @@ static void test_ctlsock(void)
 
 	/* a client of our own uid is accepted */
 	CHECK(state_write(3, "pid", "") == 0, "pid");
-	fd = ctlsock_connect(3);
+	fd = ctlsock_connect(3, 5000);
 	CHECK(fd >= 0, "connect: %d", fd);
 	int sfd = ctlsock_accept(lfd);
 	CHECK(sfd >= 0, "own client refused: %d", sfd);
@@ -467,10 +467,10 @@ static void test_ctlsock(void)
 
 	/* client side: the entry names another server pid */
 	CHECK(state_write(3, "pid", "1\n") == 0, "pid");
-	CHECK(ctlsock_connect(3) == -EPERM, "a server of another pid trusted");
+	CHECK(ctlsock_connect(3, 5000) == -EPERM, "a server of another pid trusted");
 	snprintf(buf, sizeof(buf), "%d\n", (int)getpid());
 	CHECK(state_write(3, "pid", buf) == 0, "pid");
-	fd = ctlsock_connect(3);
+	fd = ctlsock_connect(3, 5000);
 	CHECK(fd >= 0, "own server refused: %d", fd);
 	close(fd);
 	close(lfd);
@@ -500,7 +500,7 @@ static void test_ctlsock(void)
 		CHECK(0, "child listening: exit %d", WEXITSTATUS(st));
 	}
 	CHECK(state_write(3, "pid", "") == 0, "pid");
-	CHECK(ctlsock_connect(3) == -EPERM, "a server of uid 65534 trusted");
+	CHECK(ctlsock_connect(3, 5000) == -EPERM, "a server of uid 65534 trusted");
 	close(go[0]);
 	kill(child, SIGKILL);
 	waitpid(child, &st, 0);
