@@ -662,6 +662,12 @@ static int create_device(struct server *s)
 		return fail(s, EXIT_FAIL, "ublkb%d: writing state: %s", s->dev_id, strerror(-ret));
 	if ((ret = claim_state(s, "starting\n")))
 		return ret;
+	/* The name was checked before, but two adds of it may both have
+	 * passed: of those that published it, the later sees the earlier. */
+	uint32_t other;
+	if (cfg->name && !state_find_other("name", cfg->name, (uint32_t)s->dev_id, &other) &&
+	    state_server_pid(other))
+		return fail(s, EXIT_BUSY, "name '%s' is already used by /dev/ublkb%u", cfg->name, other);
 	step_done(s, "state entry and control socket");
 
 	set_params(s, &params);

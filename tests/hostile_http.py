@@ -36,6 +36,7 @@ flaky        like short, but only the first request of each range
 badlength    reads after the probe: Content-Length says more than the range
 drip         reads after the probe: one byte a second
 slow         reads after the probe: answered after 2 s
+gate         the probe: answered once the file $UBLK_HOSTILE_GATE exists (at most 120 s)
 golden       /golden/NAME: tests/e2b/golden/NAME instead of the image
 etag         reads after the probe: another ETag
 private      403 without 'Authorization: Bearer s3cret' or 'X-Api-Key: s3cret'
@@ -101,6 +102,12 @@ class Handler(http.server.BaseHTTPRequestHandler):
             etag = '"v2"'
         if case == "slow" and not probe:
             time.sleep(2)
+        if case == "gate" and probe:
+            gate = os.environ.get("UBLK_HOSTILE_GATE", "")
+            for _ in range(2400):
+                if gate and os.path.exists(gate):
+                    break
+                time.sleep(0.05)
         image, size = IMAGE, SIZE
         if case == "golden":
             name = os.path.basename(parts[2].split("?")[0])

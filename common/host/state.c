@@ -586,6 +586,11 @@ pid_t state_server_pid(uint32_t id)
 
 int state_find(const char *key, const char *want, uint32_t *id)
 {
+	return state_find_other(key, want, UINT32_MAX, id);
+}
+
+int state_find_other(const char *key, const char *want, uint32_t self, uint32_t *id)
+{
 	/* one check of the path for the whole scan */
 	int root = state_dir_hold();
 	struct dirent *e;
@@ -606,7 +611,7 @@ int state_find(const char *key, const char *want, uint32_t *id)
 		char value[4096];
 		uint32_t v;
 		int w;
-		if (strncmp(e->d_name, "ublkb", 5) || parse_dev_id(e->d_name, &v))
+		if (strncmp(e->d_name, "ublkb", 5) || parse_dev_id(e->d_name, &v) || v == self)
 			continue;
 		if (state_config_get(v, key, value, sizeof(value)) || strcmp(value, want))
 			continue;

@@ -130,5 +130,7 @@ pid_t state_server_pid(uint32_t id);
  * Of several, one whose server runs and whose device the kernel has comes
  * first, a stale entry last; then the lowest id. */
 int state_find(const char *key, const char *want, uint32_t *id);
+/* The same, leaving entry self out. */
+int state_find_other(const char *key, const char *want, uint32_t self, uint32_t *id);
 
 #endif
