@@ -215,18 +215,20 @@ int cache_remove(const char *path)
 	int ret = 0;
 
 	snprintf(map_path, sizeof(map_path), "%s.map", path);
-	/* never one a server holds (it locks the map while it runs) */
+	/* never one a server holds (it locks the map while it runs); held
+	 * until the files are gone: a server opening the cache meanwhile
+	 * finds its map removed once it has the lock (layer_cache_open) */
 	int map = open(map_path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
 	if (map >= 0 && flock(map, LOCK_EX | LOCK_NB) && errno == EWOULDBLOCK) {
 		close(map);
 		return -EBUSY;
 	}
-	if (map >= 0)
-		close(map);
 	if (unlink(path) && errno != ENOENT)
 		ret = -errno;
 	if (unlink(map_path) && errno != ENOENT)
 		ret = -errno;
 	int live = cache_live_remove(path);
+	if (map >= 0)
+		close(map);
 	return ret ? ret : live;
 }

@@ -801,6 +801,16 @@ int layer_cache_open(const char *path, struct layer *lower, uint64_t size, bool 
 		snprintf(why, whylen, "%s: cache is in use by another server", path);
 		goto fail;
 	}
+	/* the map locked is still the one of that name: a reclaim of the
+	 * cache (ublk-pool reclaim --caches) may have removed it meanwhile */
+	struct stat held, named;
+	if (fstat(c->map_fd, &held) || stat(map_path, &named) || held.st_ino != named.st_ino ||
+	    held.st_dev != named.st_dev) {
+		ret = -EBUSY;
+		snprintf(why, whylen, "%s: the cache was removed while this server opened it "
+			 "(ublk-pool reclaim --caches?): try again", path);
+		goto fail;
+	}
 	if (exists && (ret = cache_map_load(c, path, map_path, false, why, whylen)) < 0)
 		goto fail;
 	if (ret == 1)   /* states the map file does not have yet */
