@@ -64,10 +64,16 @@ s.settimeout(60)
 env = dict(os.environ, NOTIFY_SOCKET=tmp + "/notify")
 p = subprocess.Popen([tool, "watch", "--state-dir", tmp + "/state", "--interval", "0.1"], env=env,
                      stderr=subprocess.DEVNULL)
-assert s.recv(64) == b"READY=1"
-p.terminate()
-assert s.recv(64) == b"STOPPING=1"
-assert p.wait(60) == 0
+try:
+    assert s.recv(64) == b"READY=1"
+    p.terminate()
+    assert s.recv(64) == b"STOPPING=1"
+    assert p.wait(60) == 0
+finally:
+    # a failed check leaves no watcher running on the host
+    if p.poll() is None:
+        p.kill()
+        p.wait()
 PY
 }
 

@@ -271,6 +271,28 @@ static void test_chunk_cache(void)
 	CHECK(!access(used, F_OK), "an unshared folder in use was removed");
 	chunk_image_close(&cj);
 
+	/* least recently used first: ten chunks stored long ago, the first
+	 * of them read since; ten more pass the limit, and take the place of
+	 * the old ones not read, oldest first */
+	char lru[300];
+	snprintf(lru, sizeof(lru), "/tmp/test-http.%d/lru", (int)getpid());
+	CHECK(!chunk_image_open(&ci, lru, "http://h/lru", "\"v1\"", 20 * 65536, 65536, 1 << 20, why,
+				sizeof(why)), "open: %s", why);
+	for (uint64_t i = 0; i < 10; i++) {
+		struct timespec t[2] = { { .tv_sec = time(NULL) - 1000 + (time_t)i },
+					 { .tv_sec = time(NULL) - 1000 + (time_t)i } };
+		CHECK(!chunk_store(&ci, i, buf, 65536), "store %llu", (unsigned long long)i);
+		snprintf(path, sizeof(path), "%s/%llu", ci.dir, (unsigned long long)i);
+		CHECK(!utimensat(AT_FDCWD, path, t, 0), "age %s", path);
+	}
+	CHECK(!chunk_read(&ci, 0, 0, 4096, buf), "read chunk 0");
+	for (uint64_t i = 10; i < 20; i++)
+		CHECK(!chunk_store(&ci, i, buf, 65536), "store %llu", (unsigned long long)i);
+	CHECK(chunk_present(&ci, 0) == 1, "the chunk read since was evicted");
+	CHECK(chunk_present(&ci, 1) == 0, "the oldest chunk not read was kept");
+	CHECK(chunk_present(&ci, 19) == 1, "the newest chunk was evicted");
+	chunk_image_close(&ci);
+
 	/* many servers storing a little each (less than the 5% of the limit a
 	 * scan waits for) keep the limit all the same: 100 images of 12 chunks
 	 * of 4 KiB under 1 MiB */

@@ -8,14 +8,6 @@ load lib
 setup() { vm_setup; }
 teardown() { vm_teardown; }
 
-# kernel major.minor as one number: 6.12 -> 612
-kernel_num() {
-	local r
-	r=$(uname -r)
-	r=${r%%-*}
-	echo $(( ${r%%.*} * 100 + $(echo "$r" | cut -d. -f2) ))
-}
-
 features_key() {
 	sed -n "s/^$2=//p" "$UBLK_STATE_DIR/ublkb$1/features"
 }

@@ -22,6 +22,14 @@ vm_teardown() {
 		{ echo "teardown: left after ublk-del --all --force:" >&2; assert_none_left; }
 }
 
+# kernel major.minor as one number: 6.12 -> 612
+kernel_num() {
+	local r
+	r=$(uname -r)
+	r=${r%%-*}
+	echo $(( ${r%%.*} * 100 + $(echo "$r" | cut -d. -f2) ))
+}
+
 # random image of N MiB
 make_image() {
 	# AES-CTR under a random key: twice the rate of /dev/urandom in the TCG VM

@@ -300,8 +300,9 @@ orphan_device() {
 		mknod /dev/ublk-control c $((0x$1)) $((0x$2))
 		mknod /dev/null c 1 3
 		exec "$3" --base "$4/a" --cache "$4/ca" --timeout 120' - $ctl "$B/ublk-add" "$T" \
-		>"$T/a.out" 2>"$T/a.err" &
+		>"$T/a.out" 2>"$T/a.err" 3>&- &
 	adder=$!
+	BG=$adder
 	wait_until 60 '[ -n "$(ls /sys/class/ublk-char)" ]'
 	id=$(ls /sys/class/ublk-char)
 	id=${id#ublkc}
@@ -375,8 +376,9 @@ orphan_device() {
 	( set +e; for i in $(seq 20); do
 		limit=(); [ $((i % 2)) -eq 0 ] || limit=(--max-devices 100)
 		"$B/ublk-add" --base "$T/base" --read-only --timeout 30 "${limit[@]}" >>"$T/late.out" 2>>"$T/late.err"
-	done ) &
+	done ) 3>&- &
 	adder=$!
+	BG=$adder
 	start=$(date +%s)
 	# 6.1's DEL_DEV returns only once the last reference to the stopped
 	# device goes (fio's open, the dead server's ring), and holds every

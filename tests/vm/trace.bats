@@ -157,9 +157,12 @@ record_img() {
 	echo "prefetched $done_now of $n when the read of the last one ended"
 	[ "$done_now" -lt $((n - 1)) ]
 	# deleted while the prefetch still runs: its transfers are cancelled
+	# (the server ends by itself: ublk-del would say it killed it)
 	SECONDS=0
-	"$B/ublk-del" "$dev"
-	echo "deleted in $SECONDS s"
+	run "$B/ublk-del" --timeout 30 "$dev"
+	echo "deleted in $SECONDS s: $output"
+	[ "$status" -eq 0 ]
+	[ -z "$output" ]
 	[ "$SECONDS" -lt 20 ]
 	assert_none_left
 	# nothing half-written is left in the chunk cache
