@@ -38,11 +38,12 @@ static const struct cli_tool tool = {
 		  "first failure's code is returned. See ublk-del(8).\n",
 };
 
-/* cookie: the device's a name's entry describes (0: whatever has the id) */
-static int del_one(uint32_t id, uint64_t cookie, uint64_t timeout_ms, bool force)
+/* by_name: the device its entry was made for, not whatever has the id */
+static int del_one(uint32_t id, bool by_name, uint64_t timeout_ms, bool force)
 {
 	char why[700];
-	int ret = device_delete_own(id, cookie, timeout_ms, force, why, sizeof(why));
+	int ret = by_name ? device_delete_of_entry(id, timeout_ms, force, why, sizeof(why)) :
+			    device_delete(id, timeout_ms, force, why, sizeof(why));
 
 	if (!ret)
 		return EXIT_OK;
@@ -143,9 +144,10 @@ int main(int argc, char **argv)
 	/* every operand resolved first: a typo deletes nothing */
 	int n = argc - optind;
 	uint32_t *ids = calloc((size_t)n, sizeof(*ids));
-	uint64_t *cookies = calloc((size_t)n, sizeof(*cookies));
-	if (!ids || !cookies) {
+	bool *by_name = calloc((size_t)n, sizeof(*by_name));
+	if (!ids || !by_name) {
 		free(ids);
+		free(by_name);
 		log_err("%d devices: %s", n, strerror(ENOMEM));
 		return EXIT_FAIL;
 	}
@@ -154,18 +156,16 @@ int main(int argc, char **argv)
 		uint32_t given;
 		if ((code = device_resolve(argv[optind + i], &ids[i], why, sizeof(why))))
 			log_err("%s", why);
-		/* a name is its entry's device: a stale entry's id may be
-		 * another device's now, which the name does not name */
-		else if (parse_dev_id(argv[optind + i], &given))
-			cookies[i] = state_entry_cookie(ids[i]);
+		else
+			by_name[i] = parse_dev_id(argv[optind + i], &given) != 0;
 	}
 	/* with several, the status of the first failure */
 	for (int i = 0, resolved = !code; resolved && i < n; i++) {
-		int r = del_one(ids[i], cookies[i], timeout_ms, force);
+		int r = del_one(ids[i], by_name[i], timeout_ms, force);
 		if (r && !code)
 			code = r;
 	}
 	free(ids);
-	free(cookies);
+	free(by_name);
 	return code;
 }

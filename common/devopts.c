@@ -321,7 +321,8 @@ int devopts_finish(struct cli *c, struct server_config *cfg)
 	/* the chunk cache in the device's config, as if given: a recovery is
 	 * started by another process (ublk-pool watch), in another environment */
 	const char *chunks = getenv("UBLK_CHUNK_CACHE");
-	if (!cfg->stack.chunk_cache && chunks && *chunks) {
+	bool chunks_from_env = !cfg->stack.chunk_cache && chunks && *chunks;
+	if (chunks_from_env) {
 		if (cfgline_has_control(chunks, NULL) || strlen(chunks) > DEVOPTS_MAX_TEXT) {
 			c->exit_code = cli_usage_error(c, "UBLK_CHUNK_CACHE: a control character, or "
 						       "longer than %d bytes", DEVOPTS_MAX_TEXT);
@@ -331,7 +332,8 @@ int devopts_finish(struct cli *c, struct server_config *cfg)
 	}
 	/* files that may not exist yet: their folder made absolute */
 	if (absolute_new(c, "--cache", &cfg->stack.cache, abs_cache, sizeof(abs_cache)) ||
-	    absolute_new(c, "--chunk-cache", &cfg->stack.chunk_cache, abs_chunks, sizeof(abs_chunks)) ||
+	    absolute_new(c, chunks_from_env ? "UBLK_CHUNK_CACHE" : "--chunk-cache", &cfg->stack.chunk_cache,
+			 abs_chunks, sizeof(abs_chunks)) ||
 	    absolute_new(c, "--record-access", &cfg->stack.record_access, abs_record, sizeof(abs_record)))
 		return CLI_DONE;
 	return 0;

@@ -658,16 +658,24 @@ static int create_device(struct server *s)
 	if (!cfg->no_recovery && !(s->info.flags & UBLK_F_USER_RECOVERY))
 		log_info("ublkb%d: this kernel has no user recovery: IO fails if the server dies",
 			 s->dev_id);
-	if ((ret = devconfig_write((uint32_t)s->dev_id, s->cfg, s->layer->size)))
-		return fail(s, EXIT_FAIL, "ublkb%d: writing state: %s", s->dev_id, strerror(-ret));
-	if ((ret = claim_state(s, "starting\n")))
-		return ret;
 	/* The name was checked before, but two adds of it may both have
-	 * passed: of those that published it, the later sees the earlier. */
+	 * passed: checked again, and published, one server at a time. */
+	int names = cfg->name ? pool_names_lock(cfg->timeout_ms) : -1;
 	uint32_t other;
+	if (cfg->name && names < 0)
+		return fail(s, names == -ETIMEDOUT ? EXIT_TIMEOUT : EXIT_FAIL, "ublkb%d: the lock on "
+			    "names in %s: %s", s->dev_id, state_dir(), strerror(-names));
 	if (cfg->name && !state_find_other("name", cfg->name, (uint32_t)s->dev_id, &other) &&
 	    state_server_pid(other))
-		return fail(s, EXIT_BUSY, "name '%s' is already used by /dev/ublkb%u", cfg->name, other);
+		ret = fail(s, EXIT_BUSY, "name '%s' is already used by /dev/ublkb%u", cfg->name, other);
+	else if ((ret = devconfig_write((uint32_t)s->dev_id, s->cfg, s->layer->size)))
+		ret = fail(s, EXIT_FAIL, "ublkb%d: writing state: %s", s->dev_id, strerror(-ret));
+	else
+		ret = claim_state(s, "starting\n");
+	if (names >= 0)
+		close(names);
+	if (ret)
+		return ret;
 	step_done(s, "state entry and control socket");
 
 	set_params(s, &params);

@@ -76,6 +76,20 @@ int device_delete(uint32_t id, uint64_t timeout_ms, bool force, char *why, size_
 	return device_delete_own(id, 0, timeout_ms, force, why, len);
 }
 
+int device_delete_of_entry(uint32_t id, uint64_t timeout_ms, bool force, char *why, size_t len)
+{
+	uint64_t cookie = state_entry_cookie(id);
+	uint32_t found;
+
+	/* the entry's device is gone and its id another's: only the entry is
+	 * left to remove */
+	if (cookie && ctrl_has_device(id) && device_find_own(cookie, &found) == -ENODEV) {
+		state_remove_same(id, cookie);
+		return 0;
+	}
+	return device_delete(id, timeout_ms, force, why, len);
+}
+
 int device_delete_own(uint32_t id, uint64_t cookie, uint64_t timeout_ms, bool force, char *why,
 		      size_t len)
 {
@@ -93,20 +107,15 @@ int device_delete_own(uint32_t id, uint64_t cookie, uint64_t timeout_ms, bool fo
 		return ret;
 	}
 	uint64_t entry = state_entry_cookie(id);
-	bool taken = false;
 	ret = ctrl_get_info(&c, id, &info);
-	if (!ret && cookie && info.ublksrv_flags != cookie) {
+	if (!ret && cookie && info.ublksrv_flags != cookie)
 		ret = -ENODEV;   /* ours is gone: the id is another device's */
-		taken = true;
-	}
 	if (ret == -ENODEV) {
-		/* the entry of the device asked for, which is gone: left behind */
-		if ((!cookie || cookie == entry) && state_exists(id)) {
+		if (!cookie && state_exists(id)) {
 			state_remove_same(id, entry);
 			ret = 0;
 		} else {
-			SET_WHY("ublkb%u: no such device%s", id, taken ? " (the id is another device's "
-				"now)" : "");
+			SET_WHY("ublkb%u: no such device", id);
 		}
 		goto out;
 	}
@@ -156,8 +165,8 @@ int device_delete_own(uint32_t id, uint64_t cookie, uint64_t timeout_ms, bool fo
 		pidfd_signal(server, SIGTERM);
 	/* The server sees its queues aborted, deletes the device and exits. */
 	if (server >= 0 && wait_pidfd(server, ms_left(deadline)) == -ETIMEDOUT) {
-		log_err("ublkb%u: its server did not end within %llu ms of the stop: killed it", id,
-			(unsigned long long)timeout_ms);
+		log_err("ublkb%u: its server did not end by the deadline (%llu ms from the start of "
+			"the delete): killed it", id, (unsigned long long)timeout_ms);
 		pidfd_signal(server, SIGKILL);
 		wait_pidfd(server, 2000);
 	}

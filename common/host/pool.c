@@ -406,8 +406,9 @@ int pool_hung(const struct pool_dev *d, uint64_t hang_ms, char *why, size_t len)
 {
 	uint64_t stalled = d->stat.stalled_ms;
 
-	/* only a server that made its device live and keeps serving it */
-	if (!hang_ms || !d->in_kernel || !d->alive || d->exiting ||
+	/* only a server that made its device live and keeps serving it; an
+	 * earlier device's entry says nothing of the kernel's device's */
+	if (!hang_ms || !d->in_kernel || !d->alive || d->exiting || entry_is_earlier(d) ||
 	    d->kernel_state != UBLK_S_DEV_LIVE || strcmp(d->state, "live") || !d->stat.valid)
 		return 0;
 	uint64_t now = wall_ms();
@@ -463,6 +464,11 @@ static int lock_file(const char *name, bool exclusive, uint64_t timeout_ms)
 int pool_lock(bool exclusive, uint64_t timeout_ms)
 {
 	return lock_file(".pool.lock", exclusive, timeout_ms);
+}
+
+int pool_names_lock(uint64_t timeout_ms)
+{
+	return lock_file(".names.lock", true, timeout_ms);
 }
 
 /* .shutdown counts while a shutdown holds it locked: one that was killed

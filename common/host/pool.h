@@ -100,6 +100,9 @@ int pool_hung(const struct pool_dev *d, uint64_t hang_ms, char *why, size_t len)
  * ublk-pool shutdown holds it exclusive to mark the pool closed. Returns
  * the lock's fd or -errno (-ETIMEDOUT at the deadline). */
 int pool_lock(bool exclusive, uint64_t timeout_ms);
+/* .names.lock, exclusive: held by a server of a named device from its
+ * last check of the name until its entry names it. fd or -errno. */
+int pool_names_lock(uint64_t timeout_ms);
 /* name in the checked state directory (state_dir_open; created with it
  * when create), opened with flags, never through a link, a regular file
  * only (0600 when created). fd or -errno. */

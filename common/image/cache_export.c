@@ -223,11 +223,12 @@ int cache_remove(const char *path)
 		close(map);
 		return -EBUSY;
 	}
+	/* the map last: a server that starts once it is gone makes all anew */
+	int live = cache_live_remove(path);
 	if (unlink(path) && errno != ENOENT)
 		ret = -errno;
 	if (unlink(map_path) && errno != ENOENT)
 		ret = -errno;
-	int live = cache_live_remove(path);
 	if (map >= 0)
 		close(map);
 	return ret ? ret : live;

@@ -50,11 +50,12 @@ static int check_folders_on_way(const struct safedir *sd, const char *dir, char 
 	return 0;
 }
 
-/* Before anything is made: the part of path that exists, and every folder
- * above it, as check_folders_on_way checks them (as given and resolved),
- * so that no folder is made where another user points the path. */
+/* Before anything is made: the part of path that exists (its length in
+ * *have), and every folder above it, as check_folders_on_way checks them
+ * (as given and resolved), so that no folder is made where another user
+ * points the path. Nothing to check when all of it exists. */
 static int check_before_making(const struct safedir *sd, const char *dir, const char *path,
-			       char *why, size_t whylen)
+			       size_t *have_len, char *why, size_t whylen)
 {
 	char have[PATH_MAX], real[PATH_MAX + 2];
 	struct stat st;
@@ -69,39 +70,54 @@ static int check_before_making(const struct safedir *sd, const char *dir, const 
 			n--;
 		have[n > 1 ? --n : n] = 0;
 	}
-	if (n == 1)
-		return 0;   /* only "/" exists */
+	*have_len = n;
+	if (n == 1 || n == strlen(path))
+		return 0;   /* only "/" exists, or all of it */
 	/* "/x" after it: the folders above x, the existing part included */
 	strcpy(have + n, "/x");
 	if ((ret = check_folders_on_way(sd, dir, have, true, why, whylen)))
 		return ret;
 	have[n] = 0;
 	if (!realpath(have, real))
-		return errno == ENOENT ? 0 : -errno;   /* a link to nothing: mkdir fails */
+		return errno == ENOENT ? 0 : -errno;   /* a link to nothing: made below, refused */
 	if (strlen(real) + 3 > sizeof(real))
 		return -ENAMETOOLONG;
 	strcat(real, strcmp(real, "/") ? "/x" : "x");
 	return check_folders_on_way(sd, dir, real, false, why, whylen);
 }
 
-/* mkdir -p, new folders 0700 (existing ones are checked, not changed). */
-static int make_dirs(const char *path)
+/* mkdir -p of what follows the checked part (its first have bytes), new
+ * folders 0700, each made and entered below the last without following a
+ * link: one planted meanwhile is refused (ELOOP), never made through. */
+static int make_dirs(const char *path, size_t have)
 {
 	char tmp[PATH_MAX];
+	int dir;
 
 	if (snprintf(tmp, sizeof(tmp), "%s", path) >= (int)sizeof(tmp))
 		return -ENAMETOOLONG;
-	for (char *p = tmp + 1;; p++) {
-		if (*p && *p != '/')
+	if (have >= strlen(tmp))
+		return 0;
+	tmp[have] = 0;
+	if ((dir = open(have > 1 ? tmp : "/", O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0)
+		return -errno;
+	for (char *name = tmp + have + 1, *end; *name; name = end) {
+		end = name + strcspn(name, "/");
+		if (*end)
+			*end++ = 0;
+		if (!*name)
 			continue;
-		char c = *p;
-		*p = 0;
-		if (mkdir(tmp, 0700) && errno != EEXIST)
-			return -errno;
-		*p = c;
-		if (!c)
-			return 0;
+		int next = -1, ret = 0;
+		if ((mkdirat(dir, name, 0700) && errno != EEXIST) ||
+		    (next = openat(dir, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)) < 0)
+			ret = -errno;
+		close(dir);
+		if (ret)
+			return ret;
+		dir = next;
 	}
+	close(dir);
+	return 0;
 }
 
 int safedir_open(const struct safedir *sd, const char *dir, bool create, bool writer, char *why,
@@ -122,9 +138,10 @@ int safedir_open(const struct safedir *sd, const char *dir, bool create, bool wr
 		return WHY("%s %s: path too long", sd->what, dir), -ENAMETOOLONG;
 	while (n > 1 && given[n - 1] == '/')
 		given[--n] = 0;
-	if (create && (n = check_before_making(sd, dir, given, why, whylen)))
+	size_t have = 0;
+	if (create && (n = check_before_making(sd, dir, given, &have, why, whylen)))
 		return why[0] ? n : (WHY("%s %s: %s", sd->what, dir, strerror(-n)), n);
-	if (create && (n = make_dirs(given)))
+	if (create && (n = make_dirs(given, have)))
 		return WHY("%s %s: %s", sd->what, dir, strerror(-n)), n;
 	if (lstat(given, &st))
 		return errno == ENOENT ? -ENOENT : (WHY("%s %s: %s", sd->what, dir, strerror(errno)), -errno);

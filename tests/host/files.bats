@@ -274,7 +274,8 @@ PY
 	wait_until 20 '[ -e "$S/.pool.lock" ] && ! flock -n -x "$S/.pool.lock" true'
 	"$B/ublk-pool" shutdown --timeout 60 --state-dir "$S" 3>&- &
 	pid=$!
-	wait_until 20 '[ -e "$S/.shutdown" ]'
+	# held, not only made (it is made, then locked)
+	wait_until 20 '[ -e "$S/.shutdown" ] && ! flock -n -s "$S/.shutdown" true'
 	run_mustfail 8 "the pool is shutting down (ublk-pool shutdown): no new devices" \
 		"$B/ublk-add" --base "$T/img" --state-dir "$S"
 	kill -TERM "$pid"

@@ -167,6 +167,9 @@ orphan_device() {
 	[ "$dev" = "$old" ]
 	pid=$(cat "$T/other/ublkb$id/pid")
 	cp -a "$T/old-entry" "$UBLK_STATE_DIR/ublkb$id"
+	# its statistics an hour old: the earlier server's heartbeat, not a
+	# hang of the live one
+	touch -d '-1 hour' "$UBLK_STATE_DIR/ublkb$id/stats"
 	run "$B/ublk-pool" list --json --grace 0
 	[ "$status" -eq 0 ]
 	[ "$(jq -r ".devices[] | select(.id == $id) | .problem" <<<"$output")" = "state entry of an earlier device" ]
