@@ -4,6 +4,7 @@
 #include "kernel/ctrl.h"
 #include "host/holders.h"
 #include "host/state.h"
+#include "util/fileio.h"
 #include "util/parse.h"
 #include "util/json_read.h"
 #include "util/log.h"
@@ -487,7 +488,6 @@ int pool_closed(void)
 int pool_close(void)
 {
 	for (;;) {
-		struct stat held, named;
 		/* a moment: pool_closed's test holds it shared in passing */
 		int fd = lock_file(".shutdown", true, 1000), root;
 		if (fd == -ETIMEDOUT)
@@ -496,9 +496,7 @@ int pool_close(void)
 			return fd;
 		/* the file, not one a shutdown that just ended unlinked */
 		root = state_dir_open(false);
-		bool same = root >= 0 && !fstat(fd, &held) &&
-			    !fstatat(root, ".shutdown", &named, AT_SYMLINK_NOFOLLOW) &&
-			    held.st_ino == named.st_ino && held.st_dev == named.st_dev;
+		bool same = root >= 0 && fd_is_named(fd, root, ".shutdown", AT_SYMLINK_NOFOLLOW);
 		if (root >= 0)
 			close(root);
 		if (same)

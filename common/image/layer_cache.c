@@ -803,9 +803,7 @@ int layer_cache_open(const char *path, struct layer *lower, uint64_t size, bool 
 	}
 	/* the map locked is still the one of that name: a reclaim of the
 	 * cache (ublk-pool reclaim --caches) may have removed it meanwhile */
-	struct stat held, named;
-	if (fstat(c->map_fd, &held) || stat(map_path, &named) || held.st_ino != named.st_ino ||
-	    held.st_dev != named.st_dev) {
+	if (!fd_is_named(c->map_fd, AT_FDCWD, map_path, 0)) {
 		ret = -EBUSY;
 		snprintf(why, whylen, "%s: the cache was removed while this server opened it "
 			 "(ublk-pool reclaim --caches?): try again", path);

@@ -2,7 +2,9 @@
 
 #include <errno.h>
 #include <string.h>
+#include <fcntl.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 /* Bytes read at off until len or the end of the file, or -errno. */
@@ -102,4 +104,12 @@ void fd_limit_raise(void)
 		r.rlim_cur = r.rlim_max;
 		setrlimit(RLIMIT_NOFILE, &r);
 	}
+}
+
+bool fd_is_named(int fd, int dirfd, const char *name, int flags)
+{
+	struct stat held, named;
+
+	return !fstat(fd, &held) && !fstatat(dirfd, name, &named, flags) &&
+	       held.st_ino == named.st_ino && held.st_dev == named.st_dev;
 }

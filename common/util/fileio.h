@@ -2,6 +2,7 @@
 #ifndef UBLK_FILEIO_H
 #define UBLK_FILEIO_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/uio.h>
@@ -23,5 +24,8 @@ int writev_full(int fd, const struct iovec *iov, size_t iovcnt);
  * device in parallel): the soft default of 1024 runs out first. Failing
  * leaves the soft limit. */
 void fd_limit_raise(void);
+/* Whether name (in dirfd, fstatat flags) is still the file open as fd: not
+ * removed, or replaced by another, since it was opened. */
+bool fd_is_named(int fd, int dirfd, const char *name, int flags);
 
 #endif
