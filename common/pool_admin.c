@@ -161,8 +161,12 @@ int pool_shutdown(uint64_t timeout_ms, struct pool_report *r)
 	uint64_t deadline = now_ms() + timeout_ms;
 	int lock, code, mark = pool_close();
 
-	/* another shutdown's mark closes the pool as well as ours would */
-	if (mark < 0 && mark != -EALREADY) {
+	/* stopping the devices matters more than the mark */
+	if (mark == -ETIMEDOUT)
+		log_err("the pool in %s is not marked closed: its .shutdown stayed locked by "
+			 "a shutdown that is ending; adds may start while this one stops devices",
+			 state_dir());
+	else if (mark < 0) {
 		log_err("marking the pool closed in %s: %s", state_dir(), strerror(-mark));
 		return EXIT_FAIL;
 	}

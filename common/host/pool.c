@@ -472,36 +472,59 @@ int pool_names_lock(uint64_t timeout_ms)
 	return lock_file(".names.lock", true, timeout_ms);
 }
 
-/* .shutdown counts while a shutdown holds it locked: one that was killed
- * leaves the file, and must not keep the pool closed for ever. */
+/* .shutdown closes the pool while a shutdown holds a read lock on it.
+ * The locks are open file description locks: each of several shutdowns
+ * at once holds its own, and an add tests for them without taking one,
+ * so a stream of adds never keeps a shutdown from its mark. A file nobody
+ * holds (its shutdown was killed) closes nothing. */
+static int shutdown_lock(int fd, short type)
+{
+	struct flock fl = { .l_type = type, .l_whence = SEEK_SET };
+
+	return fcntl(fd, F_OFD_SETLK, &fl) ? -errno : 0;
+}
+
 int pool_closed(void)
 {
 	int fd = pool_file_open(".shutdown", O_RDONLY, false), ret;
+	struct flock fl = { .l_type = F_WRLCK, .l_whence = SEEK_SET };
 
 	if (fd < 0)
 		return 0;
-	ret = flock(fd, LOCK_SH | LOCK_NB) && errno == EWOULDBLOCK;
+	ret = !fcntl(fd, F_OFD_GETLK, &fl) && fl.l_type != F_UNLCK;
 	close(fd);
 	return ret;
 }
 
+/* true if fd is still the file .shutdown names */
+static bool shutdown_named(int fd)
+{
+	int root = state_dir_open(false);
+	bool same = root >= 0 && fd_is_named(fd, root, ".shutdown", AT_SYMLINK_NOFOLLOW);
+
+	if (root >= 0)
+		close(root);
+	return same;
+}
+
 int pool_close(void)
 {
+	uint64_t deadline = now_ms() + 1000;
+
 	for (;;) {
-		/* a moment: pool_closed's test holds it shared in passing */
-		int fd = lock_file(".shutdown", true, 1000), root;
-		if (fd == -ETIMEDOUT)
-			return -EALREADY;
+		int fd = pool_file_open(".shutdown", O_RDWR | O_CREAT, true), ret;
+
 		if (fd < 0)
 			return fd;
-		/* the file, not one a shutdown that just ended unlinked */
-		root = state_dir_open(false);
-		bool same = root >= 0 && fd_is_named(fd, root, ".shutdown", AT_SYMLINK_NOFOLLOW);
-		if (root >= 0)
-			close(root);
-		if (same)
+		/* only a shutdown that is ending locks it for writing, to
+		 * remove it: then the file is not ours to hold */
+		while ((ret = shutdown_lock(fd, F_RDLCK)) == -EAGAIN && ms_left(deadline))
+			sleep_ms(5);
+		if (!ret && shutdown_named(fd))
 			return fd;
 		close(fd);
+		if (ret)
+			return ret == -EAGAIN ? -ETIMEDOUT : ret;
 	}
 }
 
@@ -511,8 +534,11 @@ void pool_reopen(int mark)
 
 	if (mark < 0)
 		return;
-	/* unlinkat removes a planted link itself, never its target */
-	if ((root = state_dir_open(false)) >= 0) {
+	/* The last shutdown to end removes the mark: the write lock is only
+	 * granted when no other holds it. unlinkat removes a planted link
+	 * itself, never its target. */
+	if (!shutdown_lock(mark, F_WRLCK) && shutdown_named(mark) &&
+	    (root = state_dir_open(false)) >= 0) {
 		unlinkat(root, ".shutdown", 0);
 		close(root);
 	}

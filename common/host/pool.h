@@ -109,9 +109,11 @@ int pool_names_lock(uint64_t timeout_ms);
 int pool_file_open(const char *name, int flags, bool create);
 /* 1 while a shutdown is in progress. */
 int pool_closed(void);
-/* Close the pool to new devices: the .shutdown mark, held locked. Its fd,
- * -EALREADY when another shutdown holds it, or -errno. pool_reopen(fd)
- * removes it (a negative fd is ignored). */
+/* Close the pool to new devices: the .shutdown mark, read-locked (other
+ * shutdowns may hold it too). Its fd, -ETIMEDOUT when a shutdown that is
+ * ending keeps it locked for 1 s, or -errno. pool_reopen(fd) lets go,
+ * and removes it if no other shutdown holds it (a negative fd is
+ * ignored). */
 int pool_close(void);
 void pool_reopen(int mark);
 /* The largest device limit (--max-devices, UBLK_POOL_MAX). */

@@ -15,6 +15,7 @@ setup() {
 teardown() {
 	[ -z "${pid:-}" ] || kill -9 "$pid" 2>/dev/null || true
 	[ -z "${server:-}" ] || kill "$server" 2>/dev/null || true
+	[ -z "${other:-}" ] || kill "$other" 2>/dev/null || true
 	[ -z "${holder:-}" ] || { pkill -P "$holder"; kill "$holder"; } 2>/dev/null || true
 	chmod -R u+rwX "$T" 2>/dev/null || true
 	rm -rf "$T"
@@ -266,6 +267,14 @@ PY
 		timeout 60 "$B/ublk-pool" save-trace 5 --timeout 2 --state-dir "$S"
 }
 
+# shutdown_holders STATE: how many shutdowns hold STATE/.shutdown (open
+# file description locks, which flock(1) cannot see)
+shutdown_holders() {
+	local ino
+	ino=$(stat -c %i "$1/.shutdown" 2>/dev/null) || { echo 0; return; }
+	grep -c "OFDLCK *ADVISORY *READ .*:$ino " /proc/locks || true
+}
+
 @test "a shutdown closes the pool while it runs; one that was killed leaves it open" {
 	truncate -s 1M "$T/img"
 	# an add in flight (the pool lock shared) keeps the shutdown waiting
@@ -275,7 +284,7 @@ PY
 	"$B/ublk-pool" shutdown --timeout 60 --state-dir "$S" 3>&- &
 	pid=$!
 	# held, not only made (it is made, then locked)
-	wait_until 20 '[ -e "$S/.shutdown" ] && ! flock -n -s "$S/.shutdown" true'
+	wait_until 20 '[ "$(shutdown_holders "$S")" -eq 1 ]'
 	run_mustfail 8 "the pool is shutting down (ublk-pool shutdown): no new devices" \
 		"$B/ublk-add" --base "$T/img" --state-dir "$S"
 	kill -TERM "$pid"
@@ -290,5 +299,36 @@ PY
 	run "$B/ublk-add" --base "$T/img" --state-dir "$S"
 	echo "$output"
 	[ "$status" -ne 8 ]
+	[[ "$output" != *"shutting down"* ]]
+}
+
+@test "two shutdowns at once: the pool stays closed until the last one ends" {
+	truncate -s 1M "$T/img"
+	# an add in flight keeps both waiting for the pool lock
+	flock -o -s "$S/.pool.lock" sleep 600 3>&- &
+	holder=$!
+	wait_until 20 '[ -e "$S/.pool.lock" ] && ! flock -n -x "$S/.pool.lock" true'
+	# the first gives up at its deadline, the second waits on
+	"$B/ublk-pool" shutdown --timeout 2 --state-dir "$S" 3>&- &
+	other=$!
+	wait_until 20 '[ "$(shutdown_holders "$S")" -eq 1 ]'
+	"$B/ublk-pool" shutdown --timeout 60 --state-dir "$S" 3>&- &
+	pid=$!
+	wait_until 20 '[ "$(shutdown_holders "$S")" -eq 2 ]'
+	code=0
+	wait "$other" || code=$?
+	[ "$code" -eq 7 ]
+	# the first to end leaves the pool closed for the second
+	[ "$(shutdown_holders "$S")" -eq 1 ]
+	run_mustfail 8 "the pool is shutting down (ublk-pool shutdown): no new devices" \
+		"$B/ublk-add" --base "$T/img" --state-dir "$S"
+	# the add in flight ends: the second takes the lock, ends, and reopens
+	pkill -P "$holder"
+	code=0
+	wait "$pid" || code=$?
+	[ "$code" -eq 0 ]
+	[ ! -e "$S/.shutdown" ]
+	run "$B/ublk-add" --base "$T/img" --state-dir "$S"
+	echo "$output"
 	[[ "$output" != *"shutting down"* ]]
 }
