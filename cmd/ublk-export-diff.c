@@ -275,6 +275,8 @@ int main(int argc, char **argv)
 	struct export_opts o = { .timeout_ms = 10000, .progress = isatty(STDERR_FILENO) };
 	struct server_config cfg;
 	struct export_result r = { 0 };
+	/* an --inspect given no FILE, told from one given an empty FILE */
+	static char inspect_bare[] = "--inspect=";
 	const char *inspect_path = NULL;
 	bool json = false, flatten = false;
 	char why[1200];
@@ -288,7 +290,7 @@ int main(int argc, char **argv)
 	cli_init(&c, &tool);
 	for (int i = 1; i < argc && strcmp(argv[i], "--"); i++)
 		if (cli_spells(&c, argv[i], "inspect") && (i + 1 == argc || argv[i + 1][0] == '-'))
-			argv[i] = "--inspect=";
+			argv[i] = (char *)inspect_bare;
 	while ((key = cli_next(&c, argc, argv)) != -1) {
 		uint64_t v;
 		switch (key) {
@@ -330,7 +332,11 @@ int main(int argc, char **argv)
 			o.level = (int)v;
 			break;
 		case KEY_JSON: json = true; break;
-		case KEY_INSPECT: inspect_path = optarg; break;
+		case KEY_INSPECT:
+			if (!*optarg && optarg != inspect_bare + sizeof(inspect_bare) - 1)
+				return cli_usage_error(&c, "--inspect: FILE is empty");
+			inspect_path = optarg;
+			break;
 		case KEY_FLATTEN: flatten = true; break;
 		case KEY_PROGRESS: o.progress = true; break;
 		case KEY_NO_PROGRESS: o.progress = false; break;

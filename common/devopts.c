@@ -63,21 +63,30 @@ char *devopts_redacted(const char *v)
  * config: a control character there would forge a line (a newline in a
  * --cache path once made recovery serve another base), and in a message
  * it would forge a log line. Refused, not escaped: no sane name has one. */
-static int check_text(struct cli *c, const char *opt, const char *arg)
+static int check_text_of(struct cli *c, const char *what, const char *arg)
 {
 	size_t at;
 
 	if (cfgline_has_control(arg, &at)) {
-		c->exit_code = cli_usage_error(c, "--%s: a control character (byte 0x%02x at offset %zu) "
-					       "is not allowed in paths, names, URLs or specs", opt,
+		c->exit_code = cli_usage_error(c, "%s: a control character (byte 0x%02x at offset %zu) "
+					       "is not allowed in paths, names, URLs or specs", what,
 					       (unsigned char)arg[at], at);
 		return CLI_DONE;
 	}
 	if (strlen(arg) > DEVOPTS_MAX_TEXT) {
-		c->exit_code = cli_usage_error(c, "--%s: longer than %d bytes", opt, DEVOPTS_MAX_TEXT);
+		c->exit_code = cli_usage_error(c, "%s: longer than %d bytes", what, DEVOPTS_MAX_TEXT);
 		return CLI_DONE;
 	}
 	return 0;
+}
+
+/* check_text_of for option --opt */
+static int check_text(struct cli *c, const char *opt, const char *arg)
+{
+	char what[64];
+
+	snprintf(what, sizeof(what), "--%s", opt);
+	return check_text_of(c, what, arg);
 }
 
 const char *devopts_name_problem(const char *name)
@@ -323,11 +332,8 @@ int devopts_finish(struct cli *c, struct server_config *cfg)
 	const char *chunks = getenv("UBLK_CHUNK_CACHE");
 	bool chunks_from_env = !cfg->stack.chunk_cache && chunks && *chunks;
 	if (chunks_from_env) {
-		if (cfgline_has_control(chunks, NULL) || strlen(chunks) > DEVOPTS_MAX_TEXT) {
-			c->exit_code = cli_usage_error(c, "UBLK_CHUNK_CACHE: a control character, or "
-						       "longer than %d bytes", DEVOPTS_MAX_TEXT);
+		if (check_text_of(c, "UBLK_CHUNK_CACHE", chunks))
 			return CLI_DONE;
-		}
 		cfg->stack.chunk_cache = chunks;
 	}
 	/* files that may not exist yet: their folder made absolute */

@@ -600,18 +600,12 @@ int export_live(uint32_t id, const struct export_opts *o, struct export_result *
 		return WHY("ublkb%u: has no --cache: nothing to export", id), EXIT_USAGE;
 	if (o->e2b && (code = e2b_device_target(id, o, &t, why, whylen)))
 		return e2b_target_close(&t, false), code;
-	held.fd = ctlsock_connect(id, o->timeout_ms);
-	if (held.fd < 0 && o->e2b)
-		e2b_target_close(&t, false);
-	if (held.fd == -EPERM)
-		return WHY("ublkb%u: not trusted: its state entry, or the process at its control "
-			   "socket, is not root's or ours or not the entry's server; check %s/ublkb%u",
-			   id, state_dir(), id), EXIT_FAIL;
-	if (held.fd == -ETIMEDOUT)
-		return WHY("ublkb%u: its server took no connection within %llu ms: is it stopped "
-			   "or hung?", id, (unsigned long long)o->timeout_ms), EXIT_TIMEOUT;
-	if (held.fd < 0)
-		return WHY("ublkb%u: cannot reach its server: %s", id, strerror(-held.fd)), EXIT_FAIL;
+	held.fd = ctlsock_connect_why(id, o->timeout_ms, why, whylen);
+	if (held.fd < 0) {
+		if (o->e2b)
+			e2b_target_close(&t, false);
+		return held.fd == -ETIMEDOUT ? EXIT_TIMEOUT : held.fd == -EPERM ? EXIT_PERM : EXIT_FAIL;
+	}
 	/* the server holds writes for at most CTLSOCK_MAX_HOLD_MS; one that
 	 * closed already (busy, stopping) is read as such below, no SIGPIPE */
 	snprintf(line, sizeof(line), "freeze %llu\n", (unsigned long long)(o->timeout_ms < 1 ? 1 :

@@ -527,21 +527,10 @@ int pool_save_trace(const char *dev, uint64_t timeout_ms, char *why, size_t whyl
 
 	if ((code = device_resolve(dev, &id, why, whylen)))
 		return code;
-	fd = ctlsock_connect(id, timeout_ms);
-	if (fd == -ETIMEDOUT) {
-		snprintf(why, whylen, "ublkb%u: its server took no connection within %llu ms: is it "
-			 "stopped or hung?", id, (unsigned long long)timeout_ms);
-		return EXIT_TIMEOUT;
-	}
-	if (fd == -EPERM) {
-		snprintf(why, whylen, "ublkb%u: not trusted: its state entry, or the process at its "
-			 "control socket, is not root's or ours or not the entry's server", id);
-		return EXIT_PERM;
-	}
-	if (fd < 0) {
-		snprintf(why, whylen, "ublkb%u: cannot reach its server: %s", id, strerror(-fd));
-		return fd == -ENOENT ? EXIT_NO_DEVICE : EXIT_FAIL;
-	}
+	fd = ctlsock_connect_why(id, timeout_ms, why, whylen);
+	if (fd < 0)
+		return fd == -ETIMEDOUT ? EXIT_TIMEOUT : fd == -EPERM ? EXIT_PERM :
+		       fd == -ENOENT ? EXIT_NO_DEVICE : EXIT_FAIL;
 	/* a server that hung up at once may have said why first */
 	int sent = ctlsock_send(fd, "save-trace\n");
 	ret = ctlsock_read_line(fd, line, sizeof(line), timeout_ms);

@@ -531,6 +531,17 @@ static bool cache_awaits_recovery(struct server *s)
 	return true;
 }
 
+/* Whether a live device other than self has the name (failing with why). */
+static bool name_taken(struct server *s, uint32_t self)
+{
+	uint32_t other;
+
+	if (state_find_other("name", s->cfg->name, self, &other) || !state_server_pid(other))
+		return false;
+	fail(s, EXIT_BUSY, "name '%s' is already used by /dev/ublkb%u", s->cfg->name, other);
+	return true;
+}
+
 /* Checks, the layer stack and the control device: everything that can
  * fail before the kernel is asked for anything. */
 static int prepare(struct server *s)
@@ -548,12 +559,8 @@ static int prepare(struct server *s)
 	/* before any thread: the caller's group may be stopped, with all in it */
 	if (cfg->cgroup && cgroup_enter(cfg->cgroup, true, why, sizeof(why)))
 		return fail(s, EXIT_FAIL, "%s", why);
-	if (cfg->name && cfg->recover_id < 0) {
-		uint32_t other;
-		if (!state_find("name", cfg->name, &other) && state_server_pid(other))
-			return fail(s, EXIT_BUSY, "name '%s' is already used by /dev/ublkb%u",
-				    cfg->name, other);
-	}
+	if (cfg->name && cfg->recover_id < 0 && name_taken(s, UINT32_MAX))
+		return EXIT_BUSY;
 	if (cfg->stack.cache && cfg->recover_id < 0 && cache_awaits_recovery(s))
 		return EXIT_BUSY;
 	/* a stack of remote layers holds CHUNK_OPEN_FILES chunk files per image */
@@ -661,13 +668,11 @@ static int create_device(struct server *s)
 	/* The name was checked before, but two adds of it may both have
 	 * passed: checked again, and published, one server at a time. */
 	int names = cfg->name ? pool_names_lock(cfg->timeout_ms) : -1;
-	uint32_t other;
 	if (cfg->name && names < 0)
 		return fail(s, names == -ETIMEDOUT ? EXIT_TIMEOUT : EXIT_FAIL, "ublkb%d: the lock on "
 			    "names in %s: %s", s->dev_id, state_dir(), strerror(-names));
-	if (cfg->name && !state_find_other("name", cfg->name, (uint32_t)s->dev_id, &other) &&
-	    state_server_pid(other))
-		ret = fail(s, EXIT_BUSY, "name '%s' is already used by /dev/ublkb%u", cfg->name, other);
+	if (cfg->name && name_taken(s, (uint32_t)s->dev_id))
+		ret = EXIT_BUSY;
 	else if ((ret = devconfig_write((uint32_t)s->dev_id, s->cfg, s->layer->size)))
 		ret = fail(s, EXIT_FAIL, "ublkb%d: writing state: %s", s->dev_id, strerror(-ret));
 	else

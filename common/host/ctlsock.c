@@ -128,6 +128,22 @@ out:
 	return ret ? ret : fd;
 }
 
+int ctlsock_connect_why(uint32_t id, uint64_t timeout_ms, char *why, size_t whylen)
+{
+	int fd = ctlsock_connect(id, timeout_ms);
+
+	if (fd == -ETIMEDOUT)
+		snprintf(why, whylen, "ublkb%u: its server took no connection within %llu ms: is it "
+			 "stopped or hung?", id, (unsigned long long)timeout_ms);
+	else if (fd == -EPERM)
+		snprintf(why, whylen, "ublkb%u: not trusted: its state entry, or the process at its "
+			 "control socket, is not root's or ours or not the entry's server; check %s/ublkb%u",
+			 id, state_dir(), id);
+	else if (fd < 0)
+		snprintf(why, whylen, "ublkb%u: cannot reach its server: %s", id, strerror(-fd));
+	return fd;
+}
+
 int ctlsock_take_line(int fd, char *buf, size_t len, size_t *used)
 {
 	/* one byte at a time: lines are short and rare, and nothing past the

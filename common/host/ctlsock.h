@@ -16,6 +16,8 @@ int ctlsock_accept(int lfd);
  * or our euid and, when the entry has a pid, that process. fd, -EPERM,
  * -ETIMEDOUT (its backlog stayed full), or -errno. */
 int ctlsock_connect(uint32_t id, uint64_t timeout_ms);
+/* The same, saying in why what each failure means to a client. */
+int ctlsock_connect_why(uint32_t id, uint64_t timeout_ms, char *why, size_t whylen);
 /* 0 if fd's peer runs as root or our euid and (want_pid > 0) is want_pid. */
 int ctlsock_peer_ok(int fd, pid_t want_pid);
 /* Read one line (without its newline) within timeout_ms: > 0 for a line, 0 on EOF,

@@ -158,6 +158,9 @@ teardown() {
 		"$B/ublk-export-diff" --flatten --base "$T/x" --build "$ID_A" -o "$T/x.img"
 	run_mustfail 2 "--inspect without FILE needs --e2b ROOT --build ID" \
 		"$B/ublk-export-diff" --inspect --e2b "$S"
+	# an empty FILE is a mistake, not the build
+	run_mustfail 2 "--inspect: FILE is empty" "$B/ublk-export-diff" --inspect '' --e2b "$S" --build "$ID_A"
+	run_mustfail 2 "--inspect: FILE is empty" "$B/ublk-export-diff" --inspect= --e2b "$S" --build "$ID_A"
 	run_mustfail 2 "--inspect FILE takes only --json" \
 		"$B/ublk-export-diff" --inspect "$S/$ID_A/rootfs.ext4.header" --e2b "$S" --build "$ID_A"
 	run_mustfail 2 "--inspect FILE takes only --json" \

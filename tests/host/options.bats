@@ -47,6 +47,11 @@ teardown() {
 	run_mustfail 2 "--auth-file: a control character" "$B/ublk-serve" --base "$T/img" --auth-file "$T/x${nl}"
 	run_mustfail 2 "--state-dir: a control character" "$B/ublk-del" --state-dir "$T/s${nl}" 0
 	run_mustfail 2 "--cache: a control character" "$B/ublk-export-diff" --cache "$T/c${nl}" -o "$T/x"
+	# kept in the device's config, so checked as an option is
+	run_mustfail 2 "UBLK_CHUNK_CACHE: a control character (byte 0x0a at offset" \
+		env UBLK_CHUNK_CACHE="$T/x${nl}cache=/etc/shadow" "$B/ublk-add" --base "$T/img"
+	run_mustfail 2 "UBLK_CHUNK_CACHE: longer than 8192 bytes" \
+		env UBLK_CHUNK_CACHE="/$(printf 'x%.0s' $(seq 9000))" "$B/ublk-add" --base "$T/img"
 	export UBLK_HTTP_AUTH=$'Bearer x\r\nX-Evil: 1'
 	run_mustfail 2 "UBLK_HTTP_AUTH holds a control character" "$B/ublk-add" --base "$T/img"
 }
