@@ -288,12 +288,17 @@ shutdown_holders() {
 	grep -c "OFDLCK *ADVISORY *READ .*:$ino " /proc/locks || true
 }
 
-@test "a shutdown closes the pool while it runs; one that was killed leaves it open" {
-	truncate -s 1M "$T/img"
-	# an add in flight (the pool lock shared) keeps the shutdown waiting
+# add_in_flight: hold the pool lock shared, as an add does from its checks
+# until its device is live: a shutdown waits for it (holder: the flock)
+add_in_flight() {
 	flock -o -s "$S/.pool.lock" sleep 600 3>&- &
 	holder=$!
 	wait_until 20 '[ -e "$S/.pool.lock" ] && ! flock -n -x "$S/.pool.lock" true'
+}
+
+@test "a shutdown closes the pool while it runs; one that was killed leaves it open" {
+	truncate -s 1M "$T/img"
+	add_in_flight
 	"$B/ublk-pool" shutdown --timeout 60 --state-dir "$S" 3>&- &
 	pid=$!
 	# held, not only made (it is made, then locked)
@@ -317,10 +322,7 @@ shutdown_holders() {
 
 @test "two shutdowns at once: the pool stays closed until the last one ends" {
 	truncate -s 1M "$T/img"
-	# an add in flight keeps both waiting for the pool lock
-	flock -o -s "$S/.pool.lock" sleep 600 3>&- &
-	holder=$!
-	wait_until 20 '[ -e "$S/.pool.lock" ] && ! flock -n -x "$S/.pool.lock" true'
+	add_in_flight
 	# the first gives up at its deadline, the second waits on
 	"$B/ublk-pool" shutdown --timeout 2 --state-dir "$S" 3>&- &
 	other=$!
