@@ -9,6 +9,7 @@
 #include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <unistd.h>
 
 void ctl_server_init(struct ctl_server *cs, int dev_id, int listen_fd, struct layer *stack)
@@ -17,6 +18,7 @@ void ctl_server_init(struct ctl_server *cs, int dev_id, int listen_fd, struct la
 	cs->dev_id = dev_id;
 	cs->listen_fd = listen_fd;
 	cs->stack = stack;
+	cs->freeze_efd = -1;
 	for (unsigned i = 0; i < CTL_MAX_CLIENTS; i++)
 		cs->clients[i].fd = -1;
 	/* a client gone between poll and accept must not block the loop */
@@ -33,6 +35,8 @@ unsigned ctl_server_poll_fds(const struct ctl_server *cs, struct pollfd *p)
 	for (unsigned i = 0; i < CTL_MAX_CLIENTS; i++)
 		if (cs->clients[i].fd >= 0)
 			p[n++] = (struct pollfd){ .fd = cs->clients[i].fd, .events = POLLIN };
+	if (cs->freeze_efd >= 0)
+		p[n++] = (struct pollfd){ .fd = cs->freeze_efd, .events = POLLIN };
 	return n;
 }
 
@@ -67,7 +71,19 @@ static int drop(struct ctl_server *cs, struct ctl_client *c, const char *reply)
 	return changed;
 }
 
-/* "freeze MS": hold writes at a consistent point for at most MS. */
+static void *freezer_main(void *arg)
+{
+	struct ctl_server *cs = arg;
+	uint64_t one = 1;
+
+	cs->freeze_ret = layer_stack_freeze(cs->stack, cs->freeze_wait_ms, &cs->freeze_got);
+	if (write(cs->freeze_efd, &one, sizeof(one)) < 0) { }
+	return NULL;
+}
+
+/* "freeze MS": hold writes at a consistent point for at most MS, counted
+ * from the request. The hold is announced at once (held writes are no
+ * hang); the client is told "frozen" when the freeze has ended. */
 static int start_hold(struct ctl_server *cs, struct ctl_client *c)
 {
 	char reply[160];
@@ -76,25 +92,61 @@ static int start_hold(struct ctl_server *cs, struct ctl_client *c)
 
 	if (ctlsock_parse_freeze(c->line, &hold))
 		return drop(cs, c, "error expected 'freeze MS', MS from 1 to 600000\n");
-	if (cs->frozen)
+	if (cs->frozen || cs->freeze_efd >= 0)
 		return drop(cs, c, "error busy: another live export holds this device's writes\n");
-	/* the writes in flight end in moments on a healthy cache: the loop
+	/* the writes in flight end in moments on a healthy cache: the freeze
 	 * waits that long at most, whatever the hold */
-	ret = layer_stack_freeze(cs->stack, hold < CTL_FREEZE_WAIT_MS ? hold : CTL_FREEZE_WAIT_MS, &cs->frozen);
-	if (ret) {
-		cs->frozen = NULL;
-		snprintf(reply, sizeof(reply), "error %s\n", ret == -EOPNOTSUPP ? "the device has no cache" :
-			 strerror(-ret));
+	cs->freeze_wait_ms = hold < CTL_FREEZE_WAIT_MS ? hold : CTL_FREEZE_WAIT_MS;
+	cs->freeze_got = NULL;
+	if ((cs->freeze_efd = eventfd(0, EFD_CLOEXEC)) < 0 ||
+	    (ret = -pthread_create(&cs->freezer, NULL, freezer_main, cs))) {
+		ret = cs->freeze_efd < 0 ? -errno : ret;
+		if (cs->freeze_efd >= 0)
+			close(cs->freeze_efd);
+		cs->freeze_efd = -1;
+		snprintf(reply, sizeof(reply), "error %s\n", strerror(-ret));
 		return drop(cs, c, reply);
 	}
-	log_dbg("ublkb%d: frozen for a live export (at most %llu ms)", cs->dev_id,
-		(unsigned long long)hold);
-	c->holding = true;
+	c->freezing = true;
 	c->used = 0;
 	c->deadline_ms = now_ms() + hold;
 	cs->held_until_ms = wall_ms() + hold;
-	ctlsock_send(c->fd, "frozen\n");
 	return CTL_HOLD_STARTED;
+}
+
+/* The freezer's end: its client is told "frozen", or why not; one that
+ * went, or whose deadline passed, meanwhile has its writes let go. */
+static int freeze_done(struct ctl_server *cs)
+{
+	struct ctl_client *c = NULL;
+	char reply[160];
+	int ret;
+
+	pthread_join(cs->freezer, NULL);
+	close(cs->freeze_efd);
+	cs->freeze_efd = -1;
+	ret = cs->freeze_ret;
+	for (unsigned i = 0; i < CTL_MAX_CLIENTS; i++)
+		if (cs->clients[i].fd >= 0 && cs->clients[i].freezing)
+			c = &cs->clients[i];
+	if (!ret && c) {
+		log_dbg("ublkb%d: frozen for a live export", cs->dev_id);
+		cs->frozen = cs->freeze_got;
+		c->freezing = false;
+		c->holding = true;
+		ctlsock_send(c->fd, "frozen\n");
+		return 0;
+	}
+	if (!ret)
+		layer_thaw(cs->freeze_got);
+	cs->held_until_ms = 0;
+	if (c && ret) {
+		c->freezing = false;
+		snprintf(reply, sizeof(reply), "error %s\n", ret == -EOPNOTSUPP ?
+			 "the device has no cache" : strerror(-ret));
+		drop(cs, c, reply);
+	}
+	return CTL_HOLD_ENDED;
 }
 
 /* "save-trace": write the access trace recorded so far (a few KiB). */
@@ -116,6 +168,12 @@ static int serve_client(struct ctl_server *cs, struct ctl_client *c, bool readab
 
 	if (ret == -EAGAIN && now_ms() < c->deadline_ms)
 		return 0;
+	/* its freeze still runs: once it ends, the writes are let go */
+	if (c->freezing && ret == -EAGAIN)
+		log_err("ublkb%d: a live export's freeze (the sync of the cache) did not end "
+			"within its deadline; told it expired", cs->dev_id);
+	if (c->freezing)
+		return drop(cs, c, ret == -EAGAIN ? "expired\n" : NULL);
 	if (ret == -EAGAIN && c->holding) {
 		/* Past the deadline the export is no longer a point in time:
 		 * say so before resuming, so that the client discards it. */
@@ -172,6 +230,8 @@ int ctl_server_handle(struct ctl_server *cs, const struct pollfd *p, unsigned n)
 			k++;
 		changed |= serve_client(cs, c, readable);
 	}
+	if (cs->freeze_efd >= 0 && k < n && p[k].fd == cs->freeze_efd && (p[k].revents & POLLIN))
+		changed |= freeze_done(cs);
 	if (accept_now)
 		accept_clients(cs);
 	return changed;
@@ -181,5 +241,8 @@ void ctl_server_close(struct ctl_server *cs)
 {
 	for (unsigned i = 0; i < CTL_MAX_CLIENTS; i++)
 		if (cs->clients[i].fd >= 0)
-			drop(cs, &cs->clients[i], cs->clients[i].holding ? "expired\n" : NULL);
+			drop(cs, &cs->clients[i], cs->clients[i].holding || cs->clients[i].freezing ?
+			     "expired\n" : NULL);
+	if (cs->freeze_efd >= 0)
+		freeze_done(cs);
 }

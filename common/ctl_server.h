@@ -7,6 +7,7 @@
 #define UBLK_CTL_SERVER_H
 
 #include <poll.h>
+#include <pthread.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -21,6 +22,7 @@ struct layer;
 
 struct ctl_client {
 	int fd;                 /* -1: a free slot */
+	bool freezing;          /* asked to freeze; the freeze runs (freezer) */
 	bool holding;           /* froze the stack and was told "frozen" */
 	char line[128];
 	size_t used;
@@ -34,13 +36,20 @@ struct ctl_server {
 	struct layer *frozen;   /* the layer a client holds, or NULL */
 	uint64_t held_until_ms; /* wall clock: writes are held until then; 0 */
 	struct ctl_client clients[CTL_MAX_CLIENTS];
+	/* A freeze runs on a thread of its own: its sync of the cache may
+	 * take long, and the loop goes on meanwhile. */
+	pthread_t freezer;
+	int freeze_efd;         /* written when it ends; -1 while none runs */
+	uint64_t freeze_wait_ms;
+	int freeze_ret;
+	struct layer *freeze_got;
 };
 
 /* ctl_server_handle's answer: what changed for the server. */
 enum { CTL_HOLD_STARTED = 1, CTL_HOLD_ENDED = 2 };
 
 void ctl_server_init(struct ctl_server *cs, int dev_id, int listen_fd, struct layer *stack);
-/* The fds to poll, into p (room for 1 + CTL_MAX_CLIENTS): their count. */
+/* The fds to poll, into p (room for 2 + CTL_MAX_CLIENTS): their count. */
 unsigned ctl_server_poll_fds(const struct ctl_server *cs, struct pollfd *p);
 /* Milliseconds until the nearest client deadline, at most cap_ms. */
 int ctl_server_timeout(const struct ctl_server *cs, int cap_ms);
@@ -48,7 +57,7 @@ int ctl_server_timeout(const struct ctl_server *cs, int cap_ms);
  * since), and every deadline that passed: CTL_HOLD_* bits. */
 int ctl_server_handle(struct ctl_server *cs, const struct pollfd *p, unsigned n);
 /* Resume held writes and drop every client (not the listening socket):
- * before the device stops. */
+ * before the device stops. Waits for a freeze under way to end. */
 void ctl_server_close(struct ctl_server *cs);
 
 #endif

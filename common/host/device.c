@@ -148,6 +148,11 @@ int device_delete_own(uint32_t id, uint64_t cookie, uint64_t timeout_ms, bool fo
 	}
 	if (!ret)
 		goto gone;
+	/* The server is told first: one still starting the device would not
+	 * see the stop (it ends once it is up), and one holding writes for a
+	 * live export lets them go, which the stop waits for. */
+	if (server >= 0)
+		pidfd_signal(server, SIGTERM);
 	ret = ctrl_stop_dev(&c, id);
 	if (ret == -ETIMEDOUT) {
 		SET_WHY("ublkb%u: its stop did not end within %llu ms: the kernel waits for the "
@@ -159,10 +164,6 @@ int device_delete_own(uint32_t id, uint64_t cookie, uint64_t timeout_ms, bool fo
 		SET_WHY("ublkb%u: STOP_DEV: %s", id, strerror(-ret));
 		goto out;
 	}
-	/* a server still starting the device does not see the stop: it ends
-	 * once it is up */
-	if (server >= 0 && info.ublksrv_pid <= 0)
-		pidfd_signal(server, SIGTERM);
 	/* The server sees its queues aborted, deletes the device and exits. */
 	if (server >= 0 && wait_pidfd(server, ms_left(deadline)) == -ETIMEDOUT) {
 		log_err("ublkb%u: its server did not end by the deadline (%llu ms from the start of "

@@ -311,12 +311,15 @@ PY
 	"$B/ublk-del" "$dev"
 }
 
-@test "a live export's hold stops nothing else: heartbeat, other clients, stopping the server" {
+# held_write_setup: a device over a cache ($dev, its socket $ctl, the
+# client $client) whose writes a client holds as ublk-export-diff --live
+# does, for up to 10 minutes ($holder, printing to $T/hold.out), and a
+# write held meanwhile ($writer)
+held_write_setup() {
 	make_image "$T/base" 8
 	dev=$("$B/ublk-add" --base "$T/base" --cache "$T/cache")
 	ctl=$UBLK_STATE_DIR/ublkb${dev#/dev/ublkb}/ctl
 	client=$BATS_TEST_DIRNAME/helpers/ctl-client.py
-	# what ublk-export-diff --live does, holding writes for up to 10 minutes
 	timeout 300 python3 "$client" "$ctl" "freeze 600000" --hold >"$T/hold.out" 3>&- &
 	holder=$!
 	BG=$holder
@@ -325,6 +328,10 @@ PY
 	writer=$!
 	BG="$BG $writer"
 	wait_until 60 "[ \$(dev_writes_in_flight $dev) -gt 0 ]"
+}
+
+@test "a live export's hold stops nothing else: heartbeat, other clients, stopping the server" {
+	held_write_setup
 	# the statistics (the heartbeat ublk-pool watch reads) go on, each
 	# period, unasked (no SIGUSR1, which would wake the loop)
 	entry=$UBLK_STATE_DIR/ublkb${dev#/dev/ublkb}
@@ -352,6 +359,64 @@ time.sleep(600)' "$ctl" >"$T/silent.out" 3>&- &
 	kill "$silent"
 	wait "$silent" || true
 	BG=
+}
+
+@test "a live export's freeze whose sync is slow holds up nothing else: heartbeat, other clients" {
+	make_image "$T/base" 8
+	# the cache on ext4 over a device whose every write takes 3 s: its sync
+	# takes several times that
+	truncate -s 64M "$T/disk.img"
+	mkfs.ext4 -q -b 4096 "$T/disk.img"   # the device's blocks are 4 KiB
+	slow=$("$B/ublk-add" --base "$T/disk.img" --inject delay-write=3000)
+	mkdir "$T/mnt"
+	mount "$slow" "$T/mnt"
+	# making the cache syncs it: slow too
+	dev=$("$B/ublk-add" --timeout 120 --base "$T/base" --cache "$T/mnt/cache")
+	dd if=/dev/urandom of="$dev" bs=1M count=4 oflag=direct status=none
+	entry=$UBLK_STATE_DIR/ublkb${dev#/dev/ublkb}
+	ctl=$entry/ctl
+	client=$BATS_TEST_DIRNAME/helpers/ctl-client.py
+	timeout 300 python3 "$client" "$ctl" "freeze 120000" --hold >"$T/hold.out" 3>&- &
+	holder=$!
+	BG=$holder
+	# the hold is announced at the request, before the sync ends
+	wait_until 30 "grep -q '\"held_until_ms\": *[1-9]' '$entry/stats'"
+	[ ! -s "$T/hold.out" ]
+	# the statistics go on each period while the sync runs
+	ino=$(stats_inode "$entry")
+	wait_until 30 "[ \"\$(stats_inode '$entry')\" != '$ino' ]"
+	ino=$(stats_inode "$entry")
+	wait_until 30 "[ \"\$(stats_inode '$entry')\" != '$ino' ]"
+	run timeout 60 python3 "$client" "$ctl" "freeze 1000"
+	[ "$status" -eq 0 ]
+	[[ "$output" == "error busy: another live export holds this device's writes" ]]
+	# still syncing: each step above came while it ran
+	[ ! -s "$T/hold.out" ]
+	wait_until 120 "grep -qx frozen '$T/hold.out'"
+	kill "$holder"
+	wait "$holder" || true
+	BG=
+	# its cache's last sync is slow too
+	"$B/ublk-del" --timeout 120 "$dev"
+	umount "$T/mnt"
+	"$B/ublk-del" "$slow"
+	assert_none_left
+}
+
+@test "ublk-del of a device whose writes a live export holds: the hold ends, the device goes in time" {
+	held_write_setup
+	# --force: the writer has it open; the stop must not wait out the hold
+	run timeout 120 "$B/ublk-del" --force --timeout 30 "$dev"
+	echo "$output"
+	[ "$status" -eq 0 ]
+	[[ "$output" != *"killed it"* ]]
+	[ ! -e "$dev" ]
+	wait "$holder"
+	[ "$(tail -n 1 "$T/hold.out")" = expired ]
+	# the held write was let go: it completed or failed, it did not hang
+	wait "$writer" || true
+	BG=
+	assert_none_left
 }
 
 @test "layers without a cache make a read-only device" {
