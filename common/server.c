@@ -141,6 +141,12 @@ static int open_char_dev(struct server *s)
 			goto lost;
 		sleep_ms(5);
 	}
+	if (fd < 0 && open_again(s, errno))
+		return fail(s, EXIT_TIMEOUT, "ublkb%d: %s still could not be opened after %llu ms: "
+			    "%s (%s)", s->dev_id, path, (unsigned long long)s->cfg->timeout_ms,
+			    strerror(errno), errno == ENOENT ? "no node: is udev or devtmpfs slow?" :
+			    errno == EBUSY ? "another process has it open: an old server still exiting?" :
+			    "too many open files");
 	if (fd < 0)
 		return fail(s, EXIT_FAIL, "ublkb%d: open %s: %s", s->dev_id, path, strerror(errno));
 	if ((ours = device_still_ours(s)) > 0)
@@ -322,14 +328,16 @@ static void cancel_fetches(struct server *s)
  * and retries (by default 4 tries of 60 s). */
 #define STOP_LATE_MS 300000
 
-/* Stop and delete the device and free everything; safe at any stage. */
-static void teardown(struct server *s)
+/* Stop and delete the device and free everything; safe at any stage.
+ * 0, or the exit code of a device this server should have deleted and
+ * did not (its log says why). */
+static int teardown(struct server *s)
 {
 	/* A failed recovery leaves the device waiting for the next one. */
 	bool owned = s->dev_id >= 0 && !s->lost && (s->live || s->cfg->recover_id < 0);
 	bool joined = true, stopped = true;
 	uint64_t stop_start = 0;
-	int ret;
+	int ret, code = 0;
 
 	/* without /dev/ublkcN open the id is ours only while the device is */
 	if (owned && s->char_fd < 0)
@@ -354,6 +362,7 @@ static void teardown(struct server *s)
 		if (ret && ret != -ENODEV) {
 			log_err("ublkb%d: STOP_DEV: %s", s->dev_id, strerror(-ret));
 			stopped = false;
+			code = EXIT_FAIL;
 		}
 	}
 	if (!s->released)
@@ -390,6 +399,8 @@ static void teardown(struct server *s)
 		log_err("ublkb%d: not deleted: %s (a request held by the image's backend?); "
 			"delete it with ublk-del %d once that has ended", s->dev_id, what, s->dev_id);
 		owned = false;
+		if (!code)
+			code = EXIT_FAIL;
 	}
 	/* While /dev/ublkcN is open the id stays this device's; once the
 	 * device is deleted a new one may take the id, and its entry, at once. */
@@ -399,9 +410,10 @@ static void teardown(struct server *s)
 		close(s->char_fd);
 	if (owned) {
 		ret = ctrl_del_dev(&s->ctrl, s->dev_id);
-		if (ret && ret != -ENODEV)
+		if (ret && ret != -ENODEV) {
 			log_err("ublkb%d: DEL_DEV: %s", s->dev_id, strerror(-ret));
-		else if (!ret)
+			code = EXIT_FAIL;
+		} else if (!ret)
 			log_dbg("ublkb%d: deleted with %s", s->dev_id,
 				s->ctrl.del_async == 1 ? "DEL_DEV_ASYNC" : "DEL_DEV");
 	}
@@ -423,6 +435,7 @@ static void teardown(struct server *s)
 		close(s->lock_fd);
 	if (s->fd_reserve >= 0)
 		close(s->fd_reserve);
+	return code;
 }
 
 int server_preflight(const struct server_config *cfg, char *why, size_t len)
@@ -779,11 +792,11 @@ static int attach_device(struct server *s)
 		return fail(s, EXIT_FAIL, "ublkb%d: %s", s->dev_id, strerror(errno));
 	if (state_read(s->dev_id, "state", before, sizeof(before)) <= 0)
 		before[0] = 0;
-	if ((ret = claim_state(s, "recovering\n")))
-		return ret;
-	/* a recovery that never started leaves the state as it found it: the
-	 * dead server's, not that of a recovery under way */
-	if ((ret = start_recovery(s, deadline)) && !s->lost && before[0])
+	if (!(ret = claim_state(s, "recovering\n")))
+		ret = start_recovery(s, deadline);
+	/* a recovery that never started (or could not listen) leaves the
+	 * state as it found it: the dead server's, not a recovery's */
+	if (ret && !s->lost && before[0])
 		state_write(s->dev_id, "state", before);
 	return ret;
 }
@@ -839,6 +852,9 @@ static int setup(struct server *s)
 		return ret;
 	}
 	ret = fetch_queues(s);
+	if (ret == -ETIMEDOUT)
+		return fail(s, EXIT_TIMEOUT, "ublkb%d: starting queues: not all were ready within "
+			    "%llu ms", s->dev_id, (unsigned long long)s->cfg->timeout_ms);
 	if (ret)
 		return fail(s, EXIT_FAIL, "ublkb%d: starting queues: %s", s->dev_id, strerror(-ret));
 	step_done(s, "fetches");
@@ -967,7 +983,7 @@ int server_run(const struct server_config *cfg)
 
 	s.dev_id = cfg->recover_id;
 	sigset_t mask;
-	int code;
+	int code, deleted;
 
 	s.ctrl.fd = -1;
 	ctl_server_init(&s.ctl, -1, -1, NULL);
@@ -1007,6 +1023,6 @@ int server_run(const struct server_config *cfg)
 	}
 	wait_for_stop(&s);
 out:
-	teardown(&s);
-	return code;
+	deleted = teardown(&s);
+	return code ? code : deleted;
 }

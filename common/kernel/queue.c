@@ -33,7 +33,7 @@
  * fixed at ADD_DEV, say which one speaks to it. */
 #define IO_CMD(q, name) ((q)->ioctl_encode ? UBLK_U_##name : UBLK_##name)
 
-enum tag_state { TAG_IN_KERNEL, TAG_SERVING, TAG_DEAD };
+enum tag_state { TAG_IN_KERNEL, TAG_SERVING, TAG_CMD_LATER, TAG_DEAD };
 
 static size_t page_round(size_t n)
 {
@@ -65,6 +65,31 @@ static int queue_cmd(struct ublk_queue *q, struct queue_tag *t, unsigned op, int
 	t->state = TAG_IN_KERNEL;
 	q->cmds_inflight++;
 	return 0;
+}
+
+/* queue_cmd, or, when the ring has no room (its submit failed: completions
+ * not reaped yet, no memory), once the loop has reaped: a command dropped
+ * would leave its request, or the tag, waiting for ever. */
+static void queue_cmd_or_later(struct ublk_queue *q, struct queue_tag *t, unsigned op, int result)
+{
+	if (!queue_cmd(q, t, op, result))
+		return;
+	t->later_op = op;
+	t->later_res = result;
+	t->state = TAG_CMD_LATER;
+	q->ncmds_later++;
+}
+
+static void queue_cmds_later(struct ublk_queue *q)
+{
+	for (unsigned i = 0; i < q->depth && q->ncmds_later; i++) {
+		struct queue_tag *t = &q->tags[i];
+		if (t->state != TAG_CMD_LATER)
+			continue;
+		if (queue_cmd(q, t, t->later_op, t->later_res))
+			return;   /* still no room: after the next reaping */
+		q->ncmds_later--;
+	}
 }
 
 /* The latencies of the requests ended since the last call, at one clock read. */
@@ -129,10 +154,7 @@ static void end_req(struct queue_tag *t, int res)
 		if (res == -ETIMEDOUT || res == -EACCES)
 			res = -EIO;
 	}
-	if (queue_cmd(q, t, IO_CMD(q, IO_COMMIT_AND_FETCH_REQ), res) < 0) {
-		log_err("ublkb%u q%u: cannot queue commit for tag %u", q->dev_id, q->qid, t->tag);
-		t->state = TAG_DEAD;
-	}
+	queue_cmd_or_later(q, t, IO_CMD(q, IO_COMMIT_AND_FETCH_REQ), res);
 }
 
 void queue_req_done(struct queue_req *req, int res)
@@ -415,10 +437,8 @@ static void on_cmd_cqe(struct ublk_queue *q, struct io_uring_cqe *cqe)
 	}
 	if (cqe->res == UBLK_IO_RES_NEED_GET_DATA && q->get_data) {
 		place_write(q, t);
-		if (queue_cmd(q, t, IO_CMD(q, IO_NEED_GET_DATA), 0) == 0)
-			return;
-		log_err("ublkb%u q%u: cannot queue NEED_GET_DATA for tag %u", q->dev_id, q->qid,
-			t->tag);
+		queue_cmd_or_later(q, t, IO_CMD(q, IO_NEED_GET_DATA), 0);
+		return;
 	}
 	if (t->placed)
 		drop_place(q, t);
@@ -560,10 +580,12 @@ static void *queue_main(void *arg)
 	if (q->setup_err)
 		goto out;
 
-	while (q->cmds_inflight || q->aio.inflight) {
+	while (q->cmds_inflight || q->aio.inflight || q->ncmds_later) {
 		struct io_uring_cqe *cqe;
 		unsigned head, seen = 0;
-		int ret = io_uring_submit_and_wait(&q->ring, 1);
+		/* with commands waiting for room, nothing may be left to wait for */
+		int ret = q->ncmds_later ? io_uring_submit(&q->ring) :
+					   io_uring_submit_and_wait(&q->ring, 1);
 
 		if (q->nmaps_held && !io_uring_sq_ready(&q->ring))
 			unmap_submitted(q);
@@ -583,6 +605,11 @@ static void *queue_main(void *arg)
 		if (q->nended)
 			count_ended(q);
 		q->batch_ns = 0;
+		if (q->ncmds_later) {
+			queue_cmds_later(q);
+			if (q->ncmds_later && !seen)
+				usleep(1000);
+		}
 	}
 out:
 	teardown(q);

@@ -77,6 +77,8 @@ struct queue_tag {
 	void *placed;               /* where the kernel copies this WRITE's data (place_write) */
 	bool map_held;              /* committed from the target's map, not yet unmapped */
 	uint64_t start_ns;
+	uint32_t later_op;          /* the command queued once the ring has room */
+	int32_t later_res;
 	uint16_t tag;
 	uint8_t state;
 };
@@ -116,6 +118,7 @@ struct ublk_queue {
 	struct queue_tag *tags;
 	void *privs;                /* per-tag state of the target */
 	unsigned cmds_inflight;     /* FETCH/COMMIT commands owned by the kernel */
+	unsigned ncmds_later;       /* tags whose command waits for room in the ring */
 	/* With get_data: the ends of the reads lately committed from a map,
 	 * hashed. A copy that fails there completes only part of the read and
 	 * the kernel sends the rest again, with the same end and no word to

@@ -68,22 +68,30 @@ void aio_poster_post(struct aio_poster *p, struct aio *target, struct aio_req *r
 {
 	struct io_uring_cqe *cqe;
 	int sent = -EAGAIN;
+	bool queued = false;   /* our message is in the ring, or on its way */
 
 	pthread_mutex_lock(&p->lock);
 	/* A message not delivered is a request its queue waits for forever:
 	 * a full target is tried again, for up to about a second. */
 	for (int tries = 0; sent < 0 && tries < 1000; tries++) {
-		struct io_uring_sqe *sqe = io_uring_get_sqe(&p->ring);
 		if (tries)
 			usleep(1000);
-		if (!sqe)
-			continue;
-		io_uring_prep_msg_ring(sqe, target->ring->ring_fd, (unsigned)res, (uint64_t)(uintptr_t)req, 0);
-		sqe->user_data = 0;
-		/* wait for our side of the message so our CQ never fills */
+		if (!queued) {
+			struct io_uring_sqe *sqe = io_uring_get_sqe(&p->ring);
+			if (!sqe)
+				continue;
+			io_uring_prep_msg_ring(sqe, target->ring->ring_fd, (unsigned)res,
+					       (uint64_t)(uintptr_t)req, 0);
+			sqe->user_data = 0;
+			queued = true;
+		}
+		/* Wait for our side of the message so our CQ never fills. A
+		 * submit that failed left it in the ring, and a wait cut short
+		 * gets its answer later: either way it is not queued twice. */
 		io_uring_submit_and_wait(&p->ring, 1);
 		while (io_uring_peek_cqe(&p->ring, &cqe) == 0) {
 			sent = cqe->res;
+			queued = false;
 			io_uring_cqe_seen(&p->ring, cqe);
 		}
 	}

@@ -147,6 +147,8 @@ recover_with_fds() {
 		echo "fds $limit: $(tail -1 "$T/srv.err")" | tee -a "$T/attempts.log"
 		run grep -c "START_USER_RECOVERY" "$T/srv.err"
 		[ "$output" = 0 ]
+		# nor does the entry say a recovery is under way
+		[ "$(cat "$UBLK_STATE_DIR/ublkb$id/state")" != recovering ]
 	done
 	echo "recovered with $limit fds after $failed failed attempts"
 	[ "$failed" -ge 3 ]
