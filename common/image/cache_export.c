@@ -67,14 +67,11 @@ int cache_export_open(const char *path, bool live, struct cache_export *x, char 
 	memset(x, 0, sizeof(*x));
 	x->data_fd = x->map_fd = -1;
 	snprintf(map_path, sizeof(map_path), "%s.map", path);
-	c.map_fd = open(map_path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);   /* see layer_cache_open */
-	if (c.map_fd < 0) {
-		ret = -errno;
+	if ((c.map_fd = cache_map_open(map_path, false, why, whylen)) < 0) {
+		ret = c.map_fd;
 		if (ret == -ENOENT && access(path, F_OK))
 			snprintf(why, whylen, "%s: no such cache (neither it nor its map %s exists)", path,
 				 map_path);
-		else
-			snprintf(why, whylen, "%s: %s", map_path, strerror(errno));
 		return ret;
 	}
 	if (!live && flock(c.map_fd, LOCK_SH | LOCK_NB)) {

@@ -61,6 +61,7 @@ struct cache {
 	struct layer_io *flush_list;
 	bool stop;
 	int sticky_err;             /* a failed data sync fails every later flush */
+	int map_err;                /* the last map write's error, told once */
 	struct aio_poster poster;   /* posts completions to queue rings */
 };
 
@@ -73,6 +74,8 @@ static inline unsigned get_state(const struct cache *c, uint64_t b)
 /* The map file (cache_map.c). Each returns 0 or -errno with why set. */
 int cache_hdr_decode(struct cache *c, const uint8_t *b, char *why, size_t len);
 int cache_map_pread(int fd, void *buf, size_t len, uint64_t off);
+/* Open map_path, never through a link: fd, or -errno with why naming it. */
+int cache_map_open(const char *map_path, bool writable, char *why, size_t len);
 int cache_map_regular(int fd, char *why, size_t len);
 int cache_map_size_check(int fd, uint64_t map_bytes, char *why, size_t len);
 int cache_write_hdr(struct cache *c);

@@ -83,6 +83,20 @@ int cache_map_pread(int fd, void *buf, size_t len, uint64_t off)
 	return ret == -ENODATA ? -EINVAL : ret;
 }
 
+int cache_map_open(const char *map_path, bool writable, char *why, size_t len)
+{
+	/* O_NONBLOCK: a FIFO in its place must not hang the open
+	 * (cache_map_regular refuses it); no effect on a regular file */
+	int fd = open(map_path, (writable ? O_RDWR : O_RDONLY) | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+
+	if (fd < 0 && errno == ELOOP)
+		return snprintf(why, len, "%s: a symbolic link: a cache's map is never followed "
+				"(give --cache the cache's own path)", map_path), -ELOOP;
+	if (fd < 0)
+		return snprintf(why, len, "%s: %s", map_path, strerror(errno)), -errno;
+	return fd;
+}
+
 int cache_map_regular(int fd, char *why, size_t len)
 {
 	struct stat st;

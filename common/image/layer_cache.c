@@ -523,6 +523,10 @@ static int persist(struct cache *c)
 	}
 	if (fdatasync(layer_file_fd(c->data))) {
 		ret = c->sticky_err = -errno;
+		/* the kernel may have dropped the pages it could not write:
+		 * what was acknowledged may be lost, and no retry can tell */
+		log_err("cache %s: syncing its data file: %s; every later flush fails: stop "
+			"the device and check the disk", c->path, strerror(-ret));
 		goto out;
 	}
 	for (uint64_t w = 0; w < words && !ret; w++)
@@ -535,6 +539,13 @@ static int persist(struct cache *c)
 		}
 	if (!ret && fdatasync(c->map_fd))
 		ret = -errno;
+	/* retried at each flush: said when it starts failing and ends */
+	if (ret && ret != c->map_err)
+		log_err("cache %s: writing its map: %s; flushes fail until it works again",
+			c->path, strerror(-ret));
+	else if (!ret && c->map_err)
+		log_info("cache %s: its map is written again", c->path);
+	c->map_err = ret;
 out:
 	if (ret)   /* not persisted: try these pages again next time */
 		for (uint64_t w = 0; w < words; w++)
@@ -729,12 +740,8 @@ int layer_cache_open(const char *path, struct layer *lower, uint64_t size, bool 
 	if (exists) {
 		/* Size comes from the header; read it before sizing the map. */
 		uint8_t b[MAP_HDR];
-		/* O_NONBLOCK: a FIFO in place of the map must not hang the open
-		 * (map_size_check refuses it); no effect on a regular file. */
-		c->map_fd = open(map_path, (read_only ? O_RDONLY : O_RDWR) | O_CLOEXEC | O_NONBLOCK);
-		if (c->map_fd < 0) {
-			ret = -errno;
-			snprintf(why, whylen, "%s: %s", map_path, strerror(errno));
+		if ((c->map_fd = cache_map_open(map_path, !read_only, why, whylen)) < 0) {
+			ret = c->map_fd;
 			goto fail;
 		}
 		if ((ret = cache_map_regular(c->map_fd, sub, sizeof(sub))) ||

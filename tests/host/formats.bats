@@ -54,3 +54,16 @@ teardown() {
 	mkfifo "$T/cache.map"
 	run_mustfail 5 "$T/cache.map: not a regular file" timeout 20 "$B/ublk-export-diff" --cache "$T/cache" -o "$T/out.diff"
 }
+
+@test "a cache map that is a symbolic link is refused, never followed" {
+	"$W" --write map-huge-dev "$T/real"
+	: >"$T/cache"
+	ln -s "$T/real.map" "$T/cache.map"
+	run_mustfail 5 "$T/cache.map: a symbolic link: a cache's map is never followed" \
+		"$B/ublk-export-diff" --cache "$T/cache" -o "$T/out.diff"
+	[ ! -e "$T/out.diff" ]
+	truncate -s 1M "$T/base"
+	run_mustfail 5 "$T/cache.map: a symbolic link" \
+		"$B/ublk-export-diff" --flatten --base "$T/base" --cache "$T/cache" -o "$T/out.img"
+	[ ! -e "$T/out.img" ]
+}

@@ -84,6 +84,36 @@ sum() { sha256sum <"$1" | cut -d' ' -f1; }
 	"$B/ublk-del" "$dev"
 }
 
+@test "a cache whose disk fails its sync: the flush fails, and the log says why and what follows" {
+	make_image "$T/base" 32
+	# ext4 over a loop device whose file, on a 16 MiB tmpfs, cannot grow
+	# past it: the cache's data is taken into the page cache, and its
+	# writeback fails
+	mkdir "$T/small" "$T/mnt"
+	mount -t tmpfs -o size=16M tmpfs "$T/small"
+	truncate -s 128M "$T/small/disk.img"
+	mkfs.ext4 -q -E lazy_itable_init=1,lazy_journal_init=1 "$T/small/disk.img"
+	loop=$(losetup --find --show "$T/small/disk.img")
+	mount "$loop" "$T/mnt"
+	dev=$("$B/ublk-add" --base "$T/base" --cache "$T/mnt/cache")
+	id=${dev#/dev/ublkb}
+	dd if=/dev/urandom of="$dev" bs=1M count=32 oflag=direct status=none
+	run dd if=/dev/zero of="$dev" bs=4k count=1 oflag=direct conv=fsync status=none
+	echo "$output"
+	[ "$status" -ne 0 ]
+	grep "cache $T/mnt/cache: syncing its data file: " "$UBLK_STATE_DIR/ublkb$id/log"
+	grep -q "every later flush fails: stop the device and check the disk" "$UBLK_STATE_DIR/ublkb$id/log"
+	# and so it does, without a second message
+	run dd if=/dev/zero of="$dev" bs=4k count=1 oflag=direct conv=fsync status=none
+	[ "$status" -ne 0 ]
+	[ "$(grep -c 'syncing its data file' "$UBLK_STATE_DIR/ublkb$id/log")" -eq 1 ]
+	"$B/ublk-del" --force --timeout 30 "$dev"
+	umount "$T/mnt"
+	losetup -d "$loop"
+	umount "$T/small"
+	assert_none_left
+}
+
 @test "--size larger than the base reads zeros past it" {
 	make_image "$T/base" 4
 	dev=$("$B/ublk-add" --base "$T/base" --cache "$T/cache" --size 16M)
