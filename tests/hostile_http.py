@@ -39,6 +39,7 @@ slow         reads after the probe: answered after 2 s
 gate         the probe: answered once the file $UBLK_HOSTILE_GATE exists (at most 120 s)
 golden       /golden/NAME: tests/e2b/golden/NAME instead of the image
 etag         reads after the probe: another ETag
+novalidator  no ETag (nor Last-Modified): nothing tells its versions apart
 private      403 without 'Authorization: Bearer s3cret' or 'X-Api-Key: s3cret'
 toother      302 to the same path under /private/ on OTHER_PORT
 tofile       302 to file:///etc/passwd
@@ -119,7 +120,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
         if first is None or case == "norange":
             self.send_response(200)
             self.send_header("Content-Length", str(size))
-            self.send_header("ETag", etag)
+            if case != "novalidator":
+                self.send_header("ETag", etag)
             self.end_headers()
             self.wfile.write(image)
             return
@@ -131,7 +133,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self.send_header("Content-Range", f"bytes {shown[0]}-{shown[1]}/{total}")
         length = len(body) + (100 if case == "badlength" and not probe else 0)
         self.send_header("Content-Length", str(length))
-        self.send_header("ETag", etag)
+        if case != "novalidator":
+            self.send_header("ETag", etag)
         self.end_headers()
         if case == "flaky" and not probe:
             with Handler.cut_lock:

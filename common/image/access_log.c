@@ -170,14 +170,12 @@ int access_log_image(struct access_log *a, enum trace_role role, const struct ht
 	if (a->nimg == TRACE_MAX_IMAGES)
 		return -ENOSPC;
 	struct access_image *m = &a->img[a->nimg];
-	const char *key = strrchr(ci->dir, '/');
 	size_t bytes = (size_t)((ci->nchunks + 7) / 8);
 
 	m->t.role = role;
-	key = key ? key + 1 : ci->dir;
-	if (strlen(key) != 64)
-		return -EINVAL;         /* not a chunk cache folder: cannot be */
-	memcpy(m->t.identity, key, 65);
+	if (strlen(ci->identity) != 64)
+		return -EINVAL;         /* not an open chunk cache image: cannot be */
+	memcpy(m->t.identity, ci->identity, 65);
 	m->t.size = ci->size;
 	m->t.chunk_size = ci->chunk_size;
 	m->src = src;

@@ -38,6 +38,8 @@ struct chunk_image {
 	bool unshared;          /* no validator, no query: the folder ("u" + key
 				   hash) is this opener's, flock'ed shared, and
 				   removed at close */
+	char identity[65];      /* of the image version in access traces: the
+				   folder's key hash, less an unshared one's nonce */
 	int rootfd, dirfd;
 	/* Chunk files held open, so a hit is one pread: a chunk's bytes never
 	 * change, and an evicted one still reads right until it is closed. */

@@ -256,6 +256,16 @@ static void test_chunk_cache(void)
 	CHECK(!chunk_image_open(&cj, root, "http://h/inuse", "", 4096, 65536, 1 << 20, why, 300),
 	      "open in use: %s", why);
 	snprintf(used, sizeof(used), "%s", cj.dir);
+	/* its folder is its opener's, but a trace names the version: two
+	 * opens of it have one identity, 64 hex digits (docs/access-trace.md) */
+	struct chunk_image twin;
+	CHECK(!chunk_image_open(&twin, root, "http://h/inuse", "", 4096, 65536, 1 << 20, why, 300),
+	      "open again: %s", why);
+	CHECK(strcmp(twin.dir, cj.dir), "two openers of an unshared image share a folder");
+	CHECK(!strcmp(twin.identity, cj.identity) && strlen(cj.identity) == 64 &&
+	      strspn(cj.identity, "0123456789abcdef") == 64, "identities %s and %s", cj.identity,
+	      twin.identity);
+	chunk_image_close(&twin);
 	CHECK(!utimensat(AT_FDCWD, used, old_times, 0), "age %s", used);
 	/* a limit of 1 MiB: storing 20 chunks of 64 KiB evicts */
 	CHECK(!open_ci(&ci, "http://h/evict", 20 * 65536, why), "open: %s", why);

@@ -160,3 +160,20 @@ fail_reads() {
 	"$B/ublk-del" "$dev"
 	assert_none_left
 }
+
+@test "a server that sends no validator: its chunks stay private, a trace of it records and replays" {
+	dev=$("$B/ublk-add" --base "$URL/novalidator/img" --read-only --chunk-size 64K \
+		--record-access "$T/nv.trace")
+	cmp <(server_image) "$dev"
+	"$B/ublk-del" "$dev"
+	grep -Eq "^image 0 base [0-9a-f]{64} 4194304 65536$" "$T/nv.trace"
+	# the opener's own folder is gone with it (the root keeps its count)
+	[ -z "$(find "$T/chunks" -mindepth 1 ! -name .stored)" ]
+	# a later device's identity of the image is the same: its trace applies
+	dev=$("$B/ublk-add" --base "$URL/novalidator/img" --read-only --chunk-size 64K \
+		--prefetch-trace "$T/nv.trace")
+	cmp <(server_image) "$dev"
+	"$B/ublk-del" "$dev"
+	assert_none_left
+	[ -z "$(find "$T/chunks" -mindepth 1 ! -name .stored)" ]
+}
