@@ -98,9 +98,9 @@ static int start_hold(struct ctl_server *cs, struct ctl_client *c)
 	 * waits that long at most, whatever the hold */
 	cs->freeze_wait_ms = hold < CTL_FREEZE_WAIT_MS ? hold : CTL_FREEZE_WAIT_MS;
 	cs->freeze_got = NULL;
-	if ((cs->freeze_efd = eventfd(0, EFD_CLOEXEC)) < 0 ||
-	    (ret = -pthread_create(&cs->freezer, NULL, freezer_main, cs))) {
-		ret = cs->freeze_efd < 0 ? -errno : ret;
+	cs->freeze_efd = eventfd(0, EFD_CLOEXEC);
+	ret = cs->freeze_efd < 0 ? -errno : -pthread_create(&cs->freezer, NULL, freezer_main, cs);
+	if (ret) {
 		if (cs->freeze_efd >= 0)
 			close(cs->freeze_efd);
 		cs->freeze_efd = -1;
