@@ -71,6 +71,17 @@ int device_find_own(uint64_t cookie, uint32_t *id)
 
 #define SET_WHY(...) do { if (why) snprintf(why, len, __VA_ARGS__); } while (0)
 
+/* Whether device id's server holds its writes for a live export now (its
+ * statistics, written at once when a hold starts, say until when). */
+static bool holds_writes(uint32_t id)
+{
+	char text[4096];        /* a stats file is under 2 KiB (pool.h) */
+	struct pool_stats st;
+
+	return state_read(id, "stats", text, sizeof(text)) > 0 && !pool_read_stats(text, &st) &&
+	       st.held_until_ms > wall_ms();
+}
+
 int device_delete(uint32_t id, uint64_t timeout_ms, bool force, char *why, size_t len)
 {
 	return device_delete_own(id, 0, timeout_ms, force, why, len);
@@ -148,11 +159,21 @@ int device_delete_own(uint32_t id, uint64_t cookie, uint64_t timeout_ms, bool fo
 	}
 	if (!ret)
 		goto gone;
-	/* The server is told first: one still starting the device would not
-	 * see the stop (it ends once it is up), and one holding writes for a
-	 * live export lets them go, which the stop waits for. */
-	if (server >= 0)
+	/* A server holding writes for a live export lets them go only when
+	 * told to stop, and the stop would wait for them: it is told, and
+	 * left to delete the device itself. Nothing here acts on the id
+	 * until it has gone: it frees the id, which may be another device's
+	 * a moment later. */
+	if (server >= 0 && info.ublksrv_pid > 0 && holds_writes(id)) {
 		pidfd_signal(server, SIGTERM);
+		wait_pidfd(server, ms_left(deadline));
+		if ((ret = ctrl_device_is(&c, id, info.ublksrv_flags)) < 0) {
+			SET_WHY("ublkb%u: GET_DEV_INFO: %s", id, strerror(-ret));
+			goto out;
+		}
+		if (!ret)
+			goto gone;
+	}
 	ret = ctrl_stop_dev(&c, id);
 	if (ret == -ETIMEDOUT) {
 		SET_WHY("ublkb%u: its stop did not end within %llu ms: the kernel waits for the "
@@ -164,6 +185,10 @@ int device_delete_own(uint32_t id, uint64_t cookie, uint64_t timeout_ms, bool fo
 		SET_WHY("ublkb%u: STOP_DEV: %s", id, strerror(-ret));
 		goto out;
 	}
+	/* a server still starting the device does not see the stop: it ends
+	 * once it is up */
+	if (server >= 0 && info.ublksrv_pid <= 0)
+		pidfd_signal(server, SIGTERM);
 	/* The server sees its queues aborted, deletes the device and exits. */
 	if (server >= 0 && wait_pidfd(server, ms_left(deadline)) == -ETIMEDOUT) {
 		log_err("ublkb%u: its server did not end by the deadline (%llu ms from the start of "

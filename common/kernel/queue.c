@@ -311,8 +311,9 @@ static void unmap_held(struct ublk_queue *q, struct queue_tag *t)
 /* Once the ring has nothing left to submit. */
 static void unmap_submitted(struct ublk_queue *q)
 {
+	/* a commit still waiting for room in the ring has not been submitted */
 	for (uint16_t i = 0; i < q->depth && q->nmaps_held; i++)
-		if (q->tags[i].map_held)
+		if (q->tags[i].map_held && q->tags[i].state != TAG_CMD_LATER)
 			unmap_held(q, &q->tags[i]);
 }
 

@@ -323,8 +323,9 @@ add_in_flight() {
 @test "two shutdowns at once: the pool stays closed until the last one ends" {
 	truncate -s 1M "$T/img"
 	add_in_flight
-	# the first gives up at its deadline, the second waits on
-	"$B/ublk-pool" shutdown --timeout 2 --state-dir "$S" 3>&- &
+	# the first gives up at its deadline (8 to 16 s: time for the second
+	# to start on a loaded host), the second waits on
+	"$B/ublk-pool" shutdown --timeout 8 --state-dir "$S" 3>&- &
 	other=$!
 	wait_until 20 '[ "$(shutdown_holders "$S")" -eq 1 ]'
 	"$B/ublk-pool" shutdown --timeout 60 --state-dir "$S" 3>&- &
