@@ -362,7 +362,6 @@ static int teardown(struct server *s)
 		if (ret && ret != -ENODEV) {
 			log_err("ublkb%d: STOP_DEV: %s", s->dev_id, strerror(-ret));
 			stopped = false;
-			code = EXIT_FAIL;
 		}
 	}
 	if (!s->released)
@@ -399,8 +398,7 @@ static int teardown(struct server *s)
 		log_err("ublkb%d: not deleted: %s (a request held by the image's backend?); "
 			"delete it with ublk-del %d once that has ended", s->dev_id, what, s->dev_id);
 		owned = false;
-		if (!code)
-			code = EXIT_FAIL;
+		code = EXIT_FAIL;
 	}
 	/* While /dev/ublkcN is open the id stays this device's; once the
 	 * device is deleted a new one may take the id, and its entry, at once. */

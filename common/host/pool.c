@@ -537,9 +537,9 @@ void pool_reopen(int mark)
 	/* The last shutdown to end removes the mark: the write lock is only
 	 * granted when no other holds it. unlinkat removes a planted link
 	 * itself, never its target. */
-	if (!shutdown_lock(mark, F_WRLCK) && shutdown_named(mark) &&
-	    (root = state_dir_open(false)) >= 0) {
-		unlinkat(root, ".shutdown", 0);
+	if (!shutdown_lock(mark, F_WRLCK) && (root = state_dir_open(false)) >= 0) {
+		if (fd_is_named(mark, root, ".shutdown", AT_SYMLINK_NOFOLLOW))
+			unlinkat(root, ".shutdown", 0);
 		close(root);
 	}
 	close(mark);

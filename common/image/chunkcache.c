@@ -247,8 +247,10 @@ int chunk_image_open(struct chunk_image *ci, const char *dir, const char *url,
 	/* a trace names the image version, not its opener: an unshared
 	 * folder's nonce is left out (docs/access-trace.md) */
 	char *own = ci->unshared ? strstr(key, "\nunshared ") : NULL;
-	if (own)
-		memmove(own, strchr(own + 1, '\n'), strlen(strchr(own + 1, '\n')) + 1);
+	if (own) {
+		char *next = strchr(own + 1, '\n');
+		memmove(own, next, strlen(next) + 1);
+	}
 	sha256_hex(key, strlen(key), ci->identity);
 out:
 	free(key);
