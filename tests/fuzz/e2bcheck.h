@@ -4,6 +4,7 @@
 #define UBLK_FUZZ_E2BCHECK_H
 
 #include "image/e2b_header.h"
+#include "image/e2b_write.h"
 #include "fuzz.h"
 
 /* Check h, use every accessor on it, and free it. */
@@ -32,6 +33,62 @@ static inline void fz_check_e2b_header(struct e2b_header *h)
 	free(ranges);
 	free(bytes);
 	e2b_header_free(h);
+}
+
+/* Up to 4 sorted extents inside the parent's blocks, data or zero. */
+static inline size_t fz_child_extents(const struct e2b_header *h, uint64_t seed, struct diff_extent *ext)
+{
+	uint64_t blocks = (h->size + 4095) / 4096, at = 0;
+	size_t n = 0;
+
+	for (int i = 0; i < 4 && at < blocks; i++) {
+		seed = seed * 6364136223846793005ull + 1442695040888963407ull;
+		uint64_t gap = (seed >> 20) % (blocks - at), left = blocks - at - gap;
+		uint32_t count = (uint32_t)(1 + (seed >> 44) % (left < 64 ? left : 64));
+		ext[n++] = (struct diff_extent){ at + gap, count, (seed >> 8) & 1 ? DIFF_ZERO : DIFF_DATA };
+		at += gap + count;
+	}
+	return n;
+}
+
+/* A child written on parent h (e2b_next_header, as `ublk-export-diff
+ * --format e2b` does), with a few changed extents drawn from the input's
+ * hash and a layout from its size, must read back. */
+static inline void fz_check_e2b_child(const struct e2b_header *parent, const uint8_t *data,
+				      size_t size)
+{
+	static const uint8_t child_id[16] = { 0xc4, 0x11, 0xd0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13 };
+	struct diff_extent ext[4];
+	struct e2b_build self = { .codec = E2B_CODEC_NONE };
+	struct e2b_header *child, *back;
+	uint64_t seed = 1469598103934665603ull;
+	uint8_t *buf;
+	size_t len, n;
+	char why[1200];
+
+	for (size_t i = 0; i < size; i++)
+		seed = (seed ^ data[i]) * 1099511628211ull;
+	n = fz_child_extents(parent, seed, ext);
+	for (size_t i = 0; i < n; i++)
+		self.size += ext[i].kind == DIFF_DATA ? (uint64_t)ext[i].count * 4096 : 0;
+	if (e2b_next_header(parent, ext, n, child_id, (unsigned)(size % 6), &self, NULL, NULL, &child,
+			    why, sizeof(why))) {
+		FZ_ASSERT(why[0], "child refused without a reason");
+		return;
+	}
+	FZ_ASSERT(child->generation == parent->generation + 1 && child->size == parent->size,
+		  "child of generation %llu, size %llu", (unsigned long long)child->generation,
+		  (unsigned long long)child->size);
+	if (!e2b_header_serialize(child, &buf, &len, why, sizeof(why))) {
+		int ret = e2b_header_parse(buf, len, &back, why, sizeof(why));
+		FZ_ASSERT(!ret, "a child written on an accepted parent does not read back: %s", why);
+		FZ_ASSERT(back->n_entries == child->n_entries || child->format >= 5,
+			  "child of %llu entries reads back as %llu",
+			  (unsigned long long)child->n_entries, (unsigned long long)back->n_entries);
+		fz_check_e2b_header(back);
+		free(buf);
+	}
+	e2b_header_free(child);
 }
 
 #endif

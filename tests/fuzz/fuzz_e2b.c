@@ -4,6 +4,9 @@
  * of layouts 4 and 5 carry their own checksums, which liblz4 checks: the
  * seeds (tests/e2b/golden) hold valid ones, and mutations of the metadata
  * and of uncompressed blocks reach the validation behind them.
+ *
+ * An accepted header is also the parent of a child, which must read back
+ * (e2bcheck.h).
  */
 #include "e2bcheck.h"
 
@@ -20,6 +23,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		FZ_ASSERT(why[0], "refused without a reason");
 		return 0;
 	}
+	fz_check_e2b_child(h, data, size);
 	fz_check_e2b_header(h);
 	return 0;
 }

@@ -5,7 +5,8 @@
  * frames the section with LZ4 (and writes its size) so that mutations
  * reach e2b_builds_read and the V4/V5 mapping, where fuzz_e2b's mutations
  * of a frame mostly stop at its checksums. Seeds: the sections of
- * tests/e2b/golden's V4 and V5 headers (make-seeds).
+ * tests/e2b/golden's V4 and V5 headers (make-seeds). An accepted header
+ * is also the parent of a child, which must read back (e2bcheck.h).
  */
 #include "e2bcheck.h"
 
@@ -34,6 +35,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		free(hdr);
 		return 0;
 	}
+	fz_check_e2b_child(h, data, size);
 	fz_check_e2b_header(h);
 	free(hdr);
 	return 0;

@@ -291,6 +291,44 @@ int main(int argc, char **argv)
 	for (size_t i = 0; i < sizeof(ctl) / sizeof(ctl[0]); i++)
 		put_file("ctlsock", ctl[i].name, ctl[i].s, strlen(ctl[i].s), NULL, 0);
 
+	/* whole responses (fuzz_http_response.c): flags, offset byte, then one
+	 * response per connection; the first answers the probe of byte 0 */
+#define R206(range, len, extra, body) "HTTP/1.1 206 Partial Content\r\nContent-Range: bytes " \
+	range "/1048576\r\nContent-Length: " len "\r\nETag: \"v1\"\r\n" extra "\r\n" body
+	static char chunked[2300];
+	int clen = snprintf(chunked, sizeof(chunked), "HTTP/1.1 206 Partial Content\r\nContent-Range: "
+			    "bytes 16-2064/1048576\r\nETag: \"v1\"\r\nTransfer-Encoding: chunked\r\n"
+			    "\r\n801\r\n");
+	memset(chunked + clen, 'z', 2049);
+	memcpy(chunked + clen + 2049, "\r\n0\r\n\r\n", sizeof("\r\n0\r\n\r\n"));
+	static const struct { const char *name; uint8_t flags, off; const char *resp[4]; } rsp[] = {
+		{ "read", 0, 0, { R206("0-0", "1", "", "x"), R206("0-0", "1", "", "y") } },
+		/* flags 4 | 1 << 3: 2049 bytes at 16, written to a file */
+		{ "read-to-fd", 4 | 1 << 3, 16, { R206("0-0", "1", "", "x"), chunked } },
+		{ "continue", 0, 0, { "HTTP/1.1 100 Continue\r\n\r\n" R206("0-0", "1", "", "x"),
+			R206("0-0", "1", "Last-Modified: Tue, 01 Dec 2026 00:00:00 GMT\r\n", "y") } },
+		/* flags 1 | 2: the auth header and a URL with user:password and a query */
+		{ "redirect-other-origin", 3, 0, { R206("0-0", "1", "", "x"),
+			"HTTP/1.1 302 Found\r\nLocation: http://@B@/blob?X-Sig=1\r\nContent-Length: 5\r\n\r\nmoved",
+			R206("0-0", "1", "", "y") } },
+		{ "redirect-same-origin", 1, 0, { R206("0-0", "1", "", "x"),
+			"HTTP/1.1 307 Temporary Redirect\r\nLocation: /elsewhere\r\n\r\n",
+			R206("0-0", "1", "", "y") } },
+		{ "changed", 0, 0, { R206("0-0", "1", "", "x"),
+			"HTTP/1.1 206 Partial Content\r\nContent-Range: bytes 0-0/2097152\r\nETag: \"v2\"\r\n\r\ny" } },
+	};
+#undef R206
+	for (size_t i = 0; i < sizeof(rsp) / sizeof(rsp[0]); i++) {
+		char seed[8192];
+		size_t n = 0;
+		seed[n++] = (char)rsp[i].flags;
+		seed[n++] = (char)rsp[i].off;
+		for (int r = 0; r < 4 && rsp[i].resp[r]; r++)
+			n += (size_t)snprintf(seed + n, sizeof(seed) - n, "%s%s", r ? FZ_SEP : "",
+					      rsp[i].resp[r]);
+		put_file("http_response", rsp[i].name, seed, n, NULL, 0);
+	}
+
 	/* option strings: selector % 9 picks the parser (fuzz_options.c) */
 	static const struct { const char *name; int sel; const char *s; } opt[] = {
 		{ "size", 0, "64M" }, { "size-kib", 0, "4KiB" }, { "seconds", 1, "2.5" },

@@ -21,13 +21,14 @@ fuzz() {
 
 @test "fuzz diff: v1 diffs, raw and zstd frames, checksums recomputed" { fuzz diff; }
 @test "fuzz diff_v3: v3 mapping header and data file" { fuzz diff_v3; }
-@test "fuzz e2b: E2B build headers, layouts 1-5" { fuzz e2b; }
+@test "fuzz e2b: E2B build headers, layouts 1-5, and a child written on each" { fuzz e2b; }
 @test "fuzz e2b_section: the builds and mapping section of E2B layouts 4 and 5, past its LZ4 frame" { fuzz e2b_section; }
 @test "fuzz e2b_store: an E2B build's header and data files, plain, zstd and lz4 frames, read and verified" { fuzz e2b_store; }
 @test "fuzz cache_map: cache map file, with and without a live map" { fuzz cache_map; }
 @test "fuzz cache_live: live block map" { fuzz cache_live; }
 @test "fuzz state: state entry config, pid, state, stats, secret" { fuzz state; }
 @test "fuzz http: Content-Range, Content-Length, ETag, URLs in logs and cache keys" { fuzz http; }
+@test "fuzz http_response: whole responses over TCP: status lines, headers, bodies, redirects, credentials kept to their origin" { fuzz http_response; }
 @test "fuzz ctlsock: control socket lines" { fuzz ctlsock; }
 @test "fuzz options: sizes, seconds, ids, inject specs, names, device options" { fuzz options; }
 @test "fuzz trace: access traces, their text and merge" { fuzz trace; }
