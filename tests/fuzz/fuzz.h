@@ -93,13 +93,19 @@ static inline char *fz_strndup(const uint8_t *p, size_t len)
 }
 
 /* Replace the whole content of fd by data (or by a sparse file of size
- * bytes when data is NULL). */
-static inline void fz_fill(int fd, const void *data, size_t len)
+ * bytes when data is NULL). A size the file system cannot hold (ext4
+ * stops 4 KiB short of 16 TiB) returns -EFBIG: the input cannot be
+ * tried here. */
+static inline int fz_fill(int fd, const void *data, size_t len)
 {
-	if (ftruncate(fd, 0) || ftruncate(fd, (off_t)len))
+	if (ftruncate(fd, 0) || ftruncate(fd, (off_t)len)) {
+		if (errno == EFBIG)
+			return -EFBIG;
 		FZ_DIE("ftruncate: %s", strerror(errno));
+	}
 	if (data && len && pwrite(fd, data, len, 0) != (ssize_t)len)
 		FZ_DIE("pwrite: %s", strerror(errno));
+	return 0;
 }
 
 static inline int fz_memfd(const char *name)

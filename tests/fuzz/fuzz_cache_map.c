@@ -108,7 +108,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		base.size = fz_get64(copy + 24);
 		memcpy(base.id, copy + 64, 16);
 	}
-	fz_fill(data_fd, NULL, dev_size <= UBLK_MAX_IMAGE_SIZE ? dev_size : 0);
+	if (fz_fill(data_fd, NULL, dev_size <= UBLK_MAX_IMAGE_SIZE ? dev_size : 0))
+		return 0;
 	if (n > 1) {
 		if (live_fd < 0) {
 			live_fd = open(live_path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
