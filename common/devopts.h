@@ -59,7 +59,7 @@ enum devopt_key {
 	X("e2b", DEVOPT_E2B, "ROOT", DEVOPT_T_URL, stack.e2b_root, 0, 0, NULL, \
 	  "serve an E2B build from this storage folder or URL (instead of --base)") \
 	X("build", DEVOPT_BUILD, "ID", DEVOPT_T_BUILD_ID, stack.e2b_build, 0, 0, \
-	  "expected a build id as E2B prints it: 8-4-4-4-12 lowercase hex digits", \
+	  "expected a build id as E2B prints it: 8-4-4-4-12 lowercase hex digits, not all zeros", \
 	  "with --e2b: the build id (8-4-4-4-12 hex)") \
 	X("e2b-file", DEVOPT_E2B_FILE, "NAME", DEVOPT_T_E2B_NAME, stack.e2b_file, 0, 0, \
 	  "expected rootfs.ext4 or memfile", "with --e2b: rootfs.ext4 (default) or memfile") \
@@ -91,7 +91,7 @@ enum devopt_key {
 	X("chunk-cache", DEVOPT_CHUNK_CACHE, "DIR", DEVOPT_T_TEXT, stack.chunk_cache, 0, 0, NULL, \
 	  "remote base: shared chunk cache (default /var/cache/ublk-tools/chunks)") \
 	X("chunk-cache-limit", DEVOPT_CHUNK_CACHE_LIMIT, "SIZE", DEVOPT_T_SIZE, stack.chunk_cache_limit, 1, \
-	  UINT64_MAX, "expected a size of at least 1 byte (say 10G)", \
+	  UINT64_MAX, "expected a size of at least 1 byte, and 4 chunks (say 10G)", \
 	  "remote base: evict past this size (default 10G)") \
 	X("http-timeout", DEVOPT_HTTP_TIMEOUT, "SEC", DEVOPT_T_SECONDS, stack.http_timeout_ms, 0, \
 	  DEVOPTS_MAX_HTTP_TIMEOUT_S, "expected seconds, more than 0 and at most 3600", \

@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/file.h>
 #include <sys/mman.h>
 #include <sys/random.h>
@@ -73,6 +74,52 @@ static int open_dir(int at, const char *path, const char *shown, char *why, size
 	return fd;
 }
 
+/* Whether query parameter [p, p+len) ("name=value") only signs or
+ * authorises a request: presigned URLs of one object differ in these
+ * (AWS SigV2/V4, Google, Azure SAS, CloudFront). Others may pick the
+ * object (?name=, ?versionId=) and belong to its identity. */
+static bool signature_param(const char *p, size_t len)
+{
+	static const char *const names[] = { "awsaccesskeyid", "googleaccessid", "expires",
+		"signature", "key-pair-id", "policy", "sv", "ss", "srt", "sp", "se", "st", "spr",
+		"sig", "sr", "si", "sip", "skoid", "sktid", "skt", "ske", "sks", "skv", "sdd", "ses" };
+	size_t n = strcspn(p, "=&#");
+
+	n = n < len ? n : len;
+	if ((n > 6 && !strncasecmp(p, "x-amz-", 6)) || (n > 7 && !strncasecmp(p, "x-goog-", 7)))
+		return true;
+	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+		if (strlen(names[i]) == n && !strncasecmp(p, names[i], n))
+			return true;
+	return false;
+}
+
+/* SHA-256 (hex) of the parameters of query q ("?a=1&b=2#f") that are not
+ * signatures, in order; "" when none is left. */
+static void query_identity(const char *q, char hex[2 * SHA256_LEN + 1])
+{
+	struct sha256 h;
+	uint8_t sum[SHA256_LEN];
+	bool any = false;
+
+	sha256_init(&h);
+	for (const char *p = q + 1; *p && *p != '#';) {
+		size_t len = strcspn(p, "&#");
+		if (len && !signature_param(p, len)) {
+			sha256_update(&h, p, len);
+			sha256_update(&h, "&", 1);
+			any = true;
+		}
+		p += len;
+		if (*p == '&')
+			p++;
+	}
+	sha256_final(&h, sum);
+	hex[0] = 0;
+	for (size_t i = 0; any && i < SHA256_LEN; i++)
+		snprintf(hex + 2 * i, 3, "%02x", sum[i]);
+}
+
 /* The identity of an image version, one "name value" a line. */
 static int identity_of(const char *url, const char *validator, uint64_t size, uint32_t chunk_size,
 		       char *out, size_t outlen, bool *unshared)
@@ -87,13 +134,16 @@ static int identity_of(const char *url, const char *validator, uint64_t size, ui
 	for (const char *p = validator; *p; p++)
 		if ((unsigned char)*p < 0x20 || (unsigned char)*p == 0x7f)
 			return -EINVAL;
-	/* Without a validator only the URL tells versions apart, and the query
-	 * may name the version (?versionId=): then it is part of the identity,
-	 * hashed, so the key file shows no signature. With a validator it is
-	 * left out, so presigned URLs of one version share their chunks. With
-	 * neither, nothing tells a new version of the same size from the old:
-	 * the chunks are this opener's alone (a random line). */
-	if (!*validator && q) {
+	/* The query may pick the object (?name=) or the version
+	 * (?versionId=): it is part of the identity, hashed, so the key file
+	 * shows no signature. With a validator, the parameters that only sign
+	 * are left out, so presigned URLs of one version share their chunks;
+	 * without one, the whole query counts. With neither, nothing tells a
+	 * new version of the same size from the old: the chunks are this
+	 * opener's alone (a random line). */
+	if (*validator && q) {
+		query_identity(q, query);
+	} else if (!*validator && q) {
 		size_t qlen = strcspn(q, "#");
 		sha256_hex(q, qlen, query);
 	} else if (!*validator) {
@@ -254,6 +304,8 @@ int chunk_image_open(struct chunk_image *ci, const char *dir, const char *url,
 	sha256_hex(key, strlen(key), ci->identity);
 out:
 	free(key);
+	if (ret < 0)
+		chunk_image_close(ci);
 	return ret < 0 ? ret : 0;
 }
 
@@ -552,11 +604,14 @@ static bool unshared_left(int ifd)
 }
 
 /* Delete least recently used chunks of every image until under 90% of the
- * limit. Only regular files directly in a real folder of the root count;
- * links are never followed and never deleted through (unlinkat removes a
- * name in a folder we opened O_NOFOLLOW, never what it points to). */
-static void evict(struct chunk_image *ci)
+ * limit, never this image's chunk keep (just stored: its reader is about
+ * to look for it). Only regular files directly in a real folder of the
+ * root count; links are never followed and never deleted through
+ * (unlinkat removes a name in a folder we opened O_NOFOLLOW, never what
+ * it points to). */
+static void evict(struct chunk_image *ci, uint64_t keep)
 {
+	const char *own = strrchr(ci->dir, '/') + 1;
 	struct entry *all = NULL;
 	char (*imgs)[256] = NULL;
 	size_t n = 0, cap = 0, nimg = 0, imgcap = 0;
@@ -621,6 +676,8 @@ static void evict(struct chunk_image *ci)
 		qsort(all, n, sizeof(*all), cmp_used);
 	for (size_t i = 0; i < n && total > ci->limit / 10 * 9; i++) {
 		char name[32];
+		if (all[i].idx == keep && !strcmp(imgs[all[i].img], own))
+			continue;
 		int ifd = openat(ci->rootfd, imgs[all[i].img], O_RDONLY | O_DIRECTORY | O_NOFOLLOW |
 				 O_CLOEXEC);
 		if (ifd < 0)
@@ -674,12 +731,12 @@ static bool scan_due(struct chunk_image *ci, uint32_t len)
 	return due;
 }
 
-/* A chunk of len bytes got its name: scan for eviction now and then, not
- * on every store (several fetch threads store at once). */
-static void stored(struct chunk_image *ci, uint32_t len)
+/* Chunk idx of len bytes got its name: scan for eviction now and then,
+ * not on every store (several fetch threads store at once). */
+static void stored(struct chunk_image *ci, uint64_t idx, uint32_t len)
 {
 	if (scan_due(ci, len))
-		evict(ci);
+		evict(ci, idx);
 }
 
 int chunk_store(struct chunk_image *ci, uint64_t idx, const void *data, uint32_t len)
@@ -693,7 +750,7 @@ int chunk_store(struct chunk_image *ci, uint64_t idx, const void *data, uint32_t
 	/* a cache: no fsync (as before); a chunk lost in a crash is fetched again */
 	if ((ret = atomic_write_file(ci->dirfd, name, data, len, 0600, 0)))
 		return ret;
-	stored(ci, len);
+	stored(ci, idx, len);
 	return 0;
 }
 
@@ -728,7 +785,7 @@ int chunk_fetch(struct chunk_image *ci, struct http_conn *c, const struct http_s
 			 (unsigned long long)idx, strerror(-ret));
 		return ret;
 	}
-	stored(ci, len);
+	stored(ci, idx, len);
 	return 0;
 }
 

@@ -55,7 +55,8 @@ struct chunk_image {
  * chunks. Its key file holds the identity in full and is compared in
  * full. An image with neither validator nor query gets a folder of its
  * own (a random line in its identity), removed at close, or by the
- * eviction of another opener once no process holds it. */
+ * eviction of another opener once no process holds it. A failed open
+ * holds nothing (chunk_image_close of it does nothing). */
 int chunk_image_open(struct chunk_image *ci, const char *dir, const char *url,
 		     const char *validator, uint64_t size, uint32_t chunk_size, uint64_t limit,
 		     char *why, size_t whylen);

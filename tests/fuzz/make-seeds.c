@@ -329,6 +329,23 @@ int main(int argc, char **argv)
 		put_file("http_response", rsp[i].name, seed, n, NULL, 0);
 	}
 
+	/* chunk cache roots (fuzz_chunkcache.c): flags, size, limit bytes, then
+	 * key FZ_SEP entries FZ_SEP .stored */
+	static const char entries[] = "f 0 4096 10\nf 1 4096 5\nf 2 100 0\nl 3 0 0\nd 4 0 0\n"
+		"f .5.0123abcd.tmp 10 7200\no 7 4096 99999\no 8 4096 3\nu 1 4096 0\nL 9 0 0\nL u9 0 0\n";
+	static const struct { const char *name; uint8_t flags, size, limit; const char *key; } cc[] = {
+		/* the right key, a store, 41000 bytes in 4 KiB chunks, a due scan */
+		{ "hit-store-evict", 0xc0, 40, 4, "" },
+		{ "hit-32k", 0x83, 200, 0, "" },
+		{ "wrong-key", 0x40, 40, 0, "ublk-tools chunk cache 2\nurl https://example.com/other\n" },
+	};
+	for (size_t i = 0; i < sizeof(cc) / sizeof(cc[0]); i++) {
+		char seed[1024];
+		int n = snprintf(seed, sizeof(seed), "%c%c%c%s" FZ_SEP "%s" FZ_SEP "%s", cc[i].flags,
+				 cc[i].size, cc[i].limit, cc[i].key, entries, "\xff\xff\xff\xff\xff\xff\xff\x7f");
+		put_file("chunkcache", cc[i].name, seed, (size_t)n, NULL, 0);
+	}
+
 	/* option strings: selector % 9 picks the parser (fuzz_options.c) */
 	static const struct { const char *name; int sel; const char *s; } opt[] = {
 		{ "size", 0, "64M" }, { "size-kib", 0, "4KiB" }, { "seconds", 1, "2.5" },
