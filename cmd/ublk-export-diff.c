@@ -14,6 +14,7 @@
 #include "host/state.h"
 #include "image/layer_http.h"
 
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -284,6 +285,9 @@ int main(int argc, char **argv)
 	int key, code;
 
 	log_init(argv[0]);
+	/* a reader that goes away is a write error, reported (the cache is
+	 * kept), not a silent death */
+	signal(SIGPIPE, SIG_IGN);
 	devopts_defaults(&cfg);
 	/* --inspect without FILE (last, or before another option) inspects
 	 * the build --e2b and --build name */
@@ -312,7 +316,7 @@ int main(int argc, char **argv)
 		case KEY_BUILD_ID:
 			if (!e2b_parse_build_id(optarg, NULL))
 				return cli_usage_error(&c, "--build-id '%s': expected 8-4-4-4-12 lowercase hex, "
-						       "as E2B prints build ids", optarg);
+						       "as E2B prints build ids, not all zeros", optarg);
 			o.build_id = optarg;
 			break;
 		case KEY_HEADER_VERSION:

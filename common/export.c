@@ -1,4 +1,6 @@
 #include "export.h"
+#include "devconfig.h"
+#include "devopts.h"
 #include "util/aio.h"
 #include "util/atomic_file.h"
 #include "image/cache.h"
@@ -8,6 +10,7 @@
 #include "image/e2b_write.h"
 #include "util/exitcodes.h"
 #include "util/fileio.h"
+#include "util/log.h"
 #include "util/output_file.h"
 #include "util/progress.h"
 #include "image/layer.h"
@@ -128,7 +131,7 @@ static int e2b_prepare(const struct export_opts *o, const char *root, const char
 		return WHY("--format e2b needs the parent build: --e2b ROOT --build ID"), EXIT_USAGE;
 	if (!e2b_parse_build_id(build, pid) || !e2b_file_name_ok(name))
 		return WHY("--build '%s' / --e2b-file '%s': expected an 8-4-4-4-12 lowercase hex id "
-			   "and rootfs.ext4 or memfile", build, name), EXIT_USAGE;
+			   "(not all zeros) and rootfs.ext4 or memfile", build, name), EXIT_USAGE;
 	snprintf(t->name, sizeof(t->name), "%s", name);   /* the caller's may be gone */
 	if (snprintf(t->root, sizeof(t->root), "%s", root) >= (int)sizeof(t->root))
 		return WHY("--e2b: path too long"), EXIT_USAGE;
@@ -144,7 +147,7 @@ static int e2b_prepare(const struct export_opts *o, const char *root, const char
 	if (memcmp(t->parent->build_id, pid, 16))
 		return WHY("%s: names build %s, not %s", path, t->parent_str, build), EXIT_BAD_IMAGE;
 	if (o->build_id ? !e2b_parse_build_id(o->build_id, t->id) : random_uuid(t->id) != 0)
-		return WHY(o->build_id ? "--build-id '%s': expected 8-4-4-4-12 lowercase hex" :
+		return WHY(o->build_id ? "--build-id '%s': expected 8-4-4-4-12 lowercase hex, not all zeros" :
 			   "no randomness for a build id", o->build_id), o->build_id ? EXIT_USAGE : EXIT_FAIL;
 	e2b_uuid_str(t->id, t->id_str);
 	t->format = o->header_version ? o->header_version :
@@ -152,6 +155,13 @@ static int e2b_prepare(const struct export_opts *o, const char *root, const char
 	if (t->format <= 3 && o->codec != E2B_CODEC_NONE)
 		return WHY("--header-version %u has no frame tables: --compress needs 4 or 5",
 			   t->format), EXIT_USAGE;
+	const struct e2b_build *packed = t->format <= 3 ? e2b_compressed_build(t->parent) : NULL;
+	if (packed) {
+		char s[37];
+		e2b_uuid_str(packed->id, s);
+		return WHY("--header-version %u has no frame tables, and build %s of the parent's "
+			   "chain is compressed: the child needs 4 or 5", t->format, s), EXIT_USAGE;
+	}
 	/* a usage error, before anything of the storage is looked at or made */
 	for (uint32_t k = 0; k <= t->parent->n_ids; k++)
 		if (!memcmp(k < t->parent->n_ids ? t->parent->ids[k] : t->parent->build_id, t->id, 16))
@@ -315,7 +325,7 @@ static int e2b_export(struct e2b_target *t, const struct cache_export *x,
 	if ((ret = e2b_next_header(t->parent, x->ext, x->n_ext, t->id, t->format, &self,
 				   ancestor_record, t, &h, sub, sizeof(sub))) ||
 	    (ret = e2b_header_serialize(h, &hbuf, &hlen, sub, sizeof(sub)))) {
-		code = ret == -EINVAL ? EXIT_USAGE : EXIT_FAIL;
+		/* what options could refuse was refused before anything stopped */
 		WHY("build %s: %s", t->id_str, sub);
 		goto out;
 	}
@@ -390,19 +400,24 @@ static int v3_unpublish(const char *hpath, int dirfd, char *why, size_t whylen)
 	return 0;
 }
 
-/* The diff (or v3 pair) must not replace the cache it is made from. */
-static int refuse_cache_as_output(const char *cache, const struct export_opts *o, char *why,
-				  size_t whylen)
+/* The diff (or v3 pair) must not replace a file it is made from: the
+ * cache, and for a device the base and layers below it. */
+static int refuse_input_as_output(const struct stack_config *inputs, const struct export_opts *o,
+				  char *why, size_t whylen)
 {
-	const struct stack_config inputs = { .cache = cache };
 	char hpath[PATH_MAX];
 	int ret = 0;
 
 	if (o->out && strcmp(o->out, "-"))
-		ret = stack_refuse_output(&inputs, o->out, why, whylen);
+		ret = stack_refuse_output(inputs, o->out, why, whylen);
 	if (!ret && o->v3 && o->out && snprintf(hpath, sizeof(hpath), "%s.header", o->out) < (int)sizeof(hpath))
-		ret = stack_refuse_output(&inputs, hpath, why, whylen);
+		ret = stack_refuse_output(inputs, hpath, why, whylen);
 	return ret;
+}
+
+static const char *output_name(const struct export_opts *o)
+{
+	return o->out && strcmp(o->out, "-") ? o->out : "standard output";
 }
 
 /* t: write the next E2B build there, else a diff to o->out. */
@@ -416,7 +431,9 @@ static int export_cache_to(const char *cache, const struct export_opts *o, struc
 	char sub[1100];
 	int ret, code = 0;
 
-	if (!t && refuse_cache_as_output(cache, o, why, whylen))
+	const struct stack_config inputs = { .cache = cache };
+	if (!t && (refuse_input_as_output(&inputs, o, why, whylen) ||
+		   output_file_check(o->out, 0, why, whylen)))
 		return EXIT_USAGE;
 	ret = cache_export_open(cache, o->live, &ctx.x, why, whylen);
 	if (ret)
@@ -440,7 +457,7 @@ static int export_cache_to(const char *cache, const struct export_opts *o, struc
 					    ctx_progress, &ctx, sub, sizeof(sub));
 			r->written.bytes = ctx.x.meta.data_blocks * 4096 + 64 + ctx.x.n_ext * 40;
 			if (ret)
-				WHY("%s: %s", cache, sub);
+				WHY("%s to %s: %s", cache, output_name(o), sub);
 			else if (o->before_commit && (code = o->before_commit(o->commit_ctx, why, whylen)))
 				ret = -ECANCELED;
 			if (!ret)
@@ -463,7 +480,7 @@ static int export_cache_to(const char *cache, const struct export_opts *o, struc
 		if (ctx.commit_code)
 			code = ctx.commit_code;
 		else if (ret)
-			WHY("%s: %s", cache, sub);
+			WHY("%s to %s: %s", cache, output_name(o), sub);
 		int cret = output_file_close(&out, !ret, why, whylen);   /* on error: only cleans up */
 		if (!ret)
 			ret = cret;
@@ -533,6 +550,14 @@ int export_device(uint32_t id, const struct export_opts *o, struct export_result
 	if (o->v3 && o->out && snprintf(hpath, sizeof(hpath), "%s.header", o->out) < (int)sizeof(hpath) &&
 	    output_file_refuse_special(hpath, sub, sizeof(sub)))
 		return WHY("ublkb%u: %s; nothing was changed", id, sub), EXIT_USAGE;
+	/* nor may it replace the base or a layer: the state entry names them */
+	struct server_config dc;
+	devopts_defaults(&dc);
+	if (devconfig_read(id, &dc, sub, sizeof(sub)))
+		dc.stack = (struct stack_config){ 0 };
+	dc.stack.cache = cache;
+	if (!o->e2b && refuse_input_as_output(&dc.stack, o, sub, sizeof(sub)))
+		return WHY("ublkb%u: %s; nothing was changed", id, sub), EXIT_USAGE;
 	ret = device_delete(id, o->timeout_ms, false, why, whylen);
 	if (ret) {
 		if (o->e2b)
@@ -545,7 +570,15 @@ int export_device(uint32_t id, const struct export_opts *o, struct export_result
 	if (code)
 		return WHY("%s; the device is deleted, its cache is kept at %s for another try", sub,
 			   cache), code;
-	if (!o->keep) {
+	/* a pipe's reader may still fail (a dropped ssh): nothing says the
+	 * diff is stored anywhere, so the cache stays */
+	bool stream = !o->e2b && !strcmp(output_name(o), "standard output") &&
+		      !fstat(STDOUT_FILENO, &st) && !S_ISREG(st.st_mode) && !S_ISBLK(st.st_mode);
+	if (!o->keep && stream)
+		log_info("ublkb%u: the diff went to a pipe or socket, whose reader may not have stored "
+			 "it: the cache is kept at %s; remove it and %s.map once the diff is safe", id,
+			 cache, cache);
+	if (!o->keep && !stream) {
 		ret = cache_remove(cache);
 		if (ret)
 			return WHY("%s: exported, but removing the cache failed: %s", cache,
@@ -707,7 +740,7 @@ static int flat_write(int fd, const uint8_t *buf, size_t len, uint64_t off, bool
  * *code: the exit status of a read that failed (the image's: a damaged
  * diff frame, a bad answer of a server), else untouched. */
 static int flat_copy(struct layer *top, struct aio *aio, void *priv, uint8_t *buf,
-		     int fd, bool seekable, uint64_t off, uint64_t len, int *code,
+		     const struct output_file *out, uint64_t off, uint64_t len, int *code,
 		     char *why, size_t whylen)
 {
 	for (uint64_t end = off + len; off < end;) {
@@ -721,8 +754,9 @@ static int flat_copy(struct layer *top, struct aio *aio, void *priv, uint8_t *bu
 			return WHY("reading offset %llu of the image: %s",
 				   (unsigned long long)off, strerror(-ret)), ret;
 		}
-		if ((ret = flat_write(fd, buf, f.io.len, off, seekable)))
-			return WHY("writing: %s", strerror(-ret)), ret;
+		if ((ret = flat_write(out->fd, buf, f.io.len, off, out->path != NULL)))
+			return WHY("%s: writing: %s", out->path ? out->path : "standard output",
+				   strerror(-ret)), ret;
 		off += f.io.len;
 	}
 	return 0;
@@ -744,7 +778,8 @@ int export_flatten(const struct server_config *cfg, const char *outp, bool progr
 
 	ro.stack.read_only = true;
 	ro.stack.any_size = true;   /* an E2B build's size: written to the byte */
-	if (outp && strcmp(outp, "-") && stack_refuse_output(&ro.stack, outp, why, whylen))
+	if ((outp && strcmp(outp, "-") && stack_refuse_output(&ro.stack, outp, why, whylen)) ||
+	    output_file_check(outp, 0, why, whylen))
 		return EXIT_USAGE;
 	code = stack_open(&ro.stack, &top, why, whylen);
 	if (code)
@@ -755,20 +790,20 @@ int export_flatten(const struct server_config *cfg, const char *outp, bool progr
 		layer_close(top);
 		free(buf);
 		free(priv);
-		return WHY("out of memory or no io_uring"), EXIT_FAIL;
+		return WHY("%s", !buf || !priv ? strerror(ENOMEM) : "cannot set up an io_uring (is it "
+			   "disabled: kernel.io_uring_disabled, or a seccomp filter?)"), EXIT_FAIL;
 	}
 	ret = output_file_open(&out, outp, why, whylen);
 	seekable = out.path != NULL;
 	for (uint64_t off = 0, len; !ret && off < top->size; off += len) {
 		len = top->size - off < FLAT_EXTENT_MAX ? top->size - off : FLAT_EXTENT_MAX;
 		if (layer_extent(top, off, &len) == LAYER_DATA) {
-			ret = flat_copy(top, &aio, priv, buf, out.fd, seekable, off, len, &code, why,
-					whylen);
+			ret = flat_copy(top, &aio, priv, buf, &out, off, len, &code, why, whylen);
 		} else if (!seekable) {   /* a hole, but a stream has no holes */
 			memset(buf, 0, FLAT_CHUNK);
 			for (uint64_t z = 0; z < len && !ret; z += FLAT_CHUNK)
 				if ((ret = write_full(out.fd, buf, len - z < FLAT_CHUNK ? len - z : FLAT_CHUNK)))
-					WHY("writing: %s", strerror(-ret));
+					WHY("standard output: writing: %s", strerror(-ret));
 		}
 		progress_show(&p, off + len, top->size);
 	}

@@ -77,6 +77,9 @@ bool e2b_parse_build_id(const char *s, uint8_t id[16])
 			tmp[n / 2] |= (uint8_t)(d - hex);
 		n++;
 	}
+	static const uint8_t nil[16];
+	if (!memcmp(tmp, nil, 16))
+		return false;   /* names no build (E2B's uuid.Nil) */
 	if (id)
 		memcpy(id, tmp, 16);
 	return true;
@@ -174,8 +177,8 @@ int e2b_store_open(const char *root, const char *build, const char *name,
 	http_name_for_log(root, shown, sizeof(shown));
 	if (!e2b_parse_build_id(build, want) || !e2b_file_name_ok(name)) {
 		ret = -EINVAL;
-		WHY("build '%s', file '%s': expected an id as 8-4-4-4-12 lowercase hex and %s or %s",
-		    build, name, E2B_ROOTFS, E2B_MEMFILE);
+		WHY("build '%s', file '%s': expected an id as 8-4-4-4-12 lowercase hex (not all "
+		    "zeros) and %s or %s", build, name, E2B_ROOTFS, E2B_MEMFILE);
 		goto fail;
 	}
 	if (http_is_url(root) && strpbrk(root, "?#")) {

@@ -20,8 +20,8 @@ struct layer_http_opts;
 #define E2B_MEMFILE "memfile"
 
 /* Whether s is a build id as E2B prints it: 8-4-4-4-12 lowercase hex (no
- * other spelling, so that the folder name is exactly what E2B wrote).
- * Parses it into id when given. */
+ * other spelling, so that the folder name is exactly what E2B wrote), and
+ * not the nil id, which names no build. Parses it into id when given. */
 bool e2b_parse_build_id(const char *s, uint8_t id[16]);
 /* Whether name is an artifact this tool reads: rootfs.ext4 or memfile. */
 bool e2b_file_name_ok(const char *name);

@@ -164,6 +164,17 @@ static uint64_t page_span(uint64_t size)
 	return (size + E2B_PAGE - 1) / E2B_PAGE * E2B_PAGE;
 }
 
+const struct e2b_build *e2b_compressed_build(const struct e2b_header *h)
+{
+	for (uint32_t k = 0; k < h->n_ids; k++) {
+		const struct e2b_build *b = h->id_build ? e2b_header_id_build(h, k) :
+							  e2b_header_build(h, h->ids[k]);
+		if (b && b->codec != E2B_CODEC_NONE)
+			return b;
+	}
+	return NULL;
+}
+
 int e2b_next_header(const struct e2b_header *parent, const struct diff_extent *ext, size_t n,
 		    const uint8_t id[16], unsigned format, const struct e2b_build *self,
 		    e2b_record_fn lookup, void *ctx, struct e2b_header **out, char *why,
@@ -190,6 +201,12 @@ int e2b_next_header(const struct e2b_header *parent, const struct diff_extent *e
 	}
 	if (format <= 3 && self && self->codec != E2B_CODEC_NONE) {
 		WHY("layout %u has no frame tables: compressed data needs layout 4 or 5", format);
+		goto out;
+	}
+	if (format <= 3 && e2b_compressed_build(parent)) {
+		e2b_uuid_str(e2b_compressed_build(parent)->id, s);
+		WHY("layout %u has no frame tables, and the parent's chain reads compressed build "
+		    "%s: a child needs layout 4 or 5", format, s);
 		goto out;
 	}
 	if (!memcmp(id, nil_id, 16)) {

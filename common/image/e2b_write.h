@@ -37,6 +37,11 @@ size_t e2b_normalize_mappings(struct e2b_entry *m, size_t n);
  * 0 when unknown (the record stays absent). */
 typedef int (*e2b_record_fn)(void *ctx, const uint8_t id[16], struct e2b_build *rec);
 
+/* A build h's mapping reads whose record has frames (zstd or lz4), or
+ * NULL: a child in layouts 1-3, which have no frame tables, could not
+ * read it. */
+const struct e2b_build *e2b_compressed_build(const struct e2b_header *h);
+
 /* The child header: parent's NextGeneration (generation + 1, block size,
  * size, base build id kept; version kept when format is the parent's
  * layout, else the plain layout number), mapping

@@ -119,6 +119,22 @@ int output_file_refuse_input(const char *path, const struct output_input *in, si
 	return 0;
 }
 
+/* Output goes from its first byte: standard output redirected with >>
+ * (O_APPEND, or a file's middle) would append a diff no reader finds. */
+static int refuse_stdout_midway(char *why, size_t whylen)
+{
+	struct stat st;
+	int flags = fcntl(STDOUT_FILENO, F_GETFL);
+
+	if (fstat(STDOUT_FILENO, &st) || !S_ISREG(st.st_mode))
+		return 0;
+	if ((flags >= 0 && (flags & O_APPEND)) || st.st_size || lseek(STDOUT_FILENO, 0, SEEK_CUR) > 0)
+		return snprintf(why, whylen, "standard output is a file that is not empty, or open "
+				"for appending (>>): the output must start at its first byte; redirect "
+				"it with > or give --output FILE"), -EINVAL;
+	return 0;
+}
+
 int output_file_open(struct output_file *o, const char *path, char *why, size_t whylen)
 {
 	mode_t mask = umask(0);
@@ -129,7 +145,7 @@ int output_file_open(struct output_file *o, const char *path, char *why, size_t 
 	o->af = (struct atomic_file)ATOMIC_FILE_INIT;
 	if (!o->path) {
 		o->fd = STDOUT_FILENO;
-		return 0;
+		return refuse_stdout_midway(why, whylen);
 	}
 	ret = output_file_refuse_special(path, why, whylen);
 	if (ret) {
@@ -154,7 +170,7 @@ int output_file_check(const char *path, uint64_t need, char *why, size_t whylen)
 	const char *slash;
 
 	if (!path || !strcmp(path, "-"))
-		return 0;
+		return refuse_stdout_midway(why, whylen);
 	int ret = output_file_refuse_special(path, why, whylen);
 	if (ret)
 		return ret;

@@ -38,9 +38,11 @@ int output_file_canonical(const char *path, char *buf, size_t len);
 int output_file_refuse_input(const char *path, const struct output_input *in, size_t n,
 			     char *why, size_t whylen);
 /* path, or stdout for NULL or "-". 0 or -errno with why set (a path that
- * is no regular file: output_file_refuse_special). */
+ * is no regular file: output_file_refuse_special; stdout as
+ * output_file_check refuses it). */
 int output_file_open(struct output_file *o, const char *path, char *why, size_t whylen);
-/* Whether path (NULL or "-": stdout, always fine) can be written, before
+/* Whether path (NULL or "-": stdout, unless it is a regular file that is
+ * not empty or is open for appending) can be written, before
  * anything is stopped for it: its folder exists and takes new files, path
  * is no folder, and the filesystem has need bytes free. 0, or -errno with
  * why saying what to fix (-ENOSPC: not enough space). */

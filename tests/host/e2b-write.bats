@@ -187,6 +187,11 @@ check_build() {
 	run_mustfail 2 "--build-id 'C0000000-0000-4000-8000-00000000000C': expected 8-4-4-4-12 lowercase hex" \
 		"$B/ublk-export-diff" --cache "$T/c" --format e2b --e2b "$T/root" --build "$ROOT_ID" \
 		--build-id C0000000-0000-4000-8000-00000000000C
+	# the nil id names no build: refused before anything is read or written
+	run_mustfail 2 "--build-id '00000000-0000-0000-0000-000000000000': expected 8-4-4-4-12 lowercase hex, as E2B prints build ids, not all zeros" \
+		"$B/ublk-export-diff" --cache "$T/c" --format e2b --e2b "$T/root" --build "$ROOT_ID" \
+		--build-id 00000000-0000-0000-0000-000000000000
+	[ ! -e "$T/root/00000000-0000-0000-0000-000000000000" ]
 	run_mustfail 5 "the parent build: " \
 		"$B/ublk-export-diff" --cache "$T/c" --format e2b --e2b "$T/root" --build "$GEN3"
 	mkdir "$T/out"
@@ -198,6 +203,22 @@ check_build() {
 	run_mustfail 2 "--build-id $ROOT_ID: already a build of the parent's chain" \
 		"$B/ublk-export-diff" --cache "$T/c" --format e2b --e2b "$T/root" --build "$ROOT_ID" \
 		--build-id "$ROOT_ID"
+}
+
+@test "--format e2b: layouts 1-3 over a compressed chain are refused before anything is written" {
+	"$REF" template "$T/root" "$T/img" "$ROOT_ID" --layout 4 --codec zstd
+	cache c "$ROOT_ID" 0 3
+	for v in 1 2 3; do
+		run_mustfail 2 "--header-version $v has no frame tables, and build $ROOT_ID of the parent's chain is compressed: the child needs 4 or 5" \
+			"$B/ublk-export-diff" --cache "$T/c" --format e2b --e2b "$T/root" --build "$ROOT_ID" \
+			--build-id "$GEN1" --header-version "$v"
+		[ ! -e "$T/root/$GEN1" ]
+	done
+	# layout 4 keeps the frame table: both readers read the child
+	"$B/ublk-export-diff" --cache "$T/c" --format e2b --e2b "$T/root" --build "$ROOT_ID" \
+		--build-id "$GEN1" --header-version 4
+	apply_writes "$T/img" "$T/want.img" 3
+	check_build "$GEN1" "$T/want.img"
 }
 
 @test "--format e2b: a symlinked build folder is never written through; failures leave nothing" {
@@ -273,4 +294,42 @@ check_build() {
 	[ "$status" -eq 0 ]
 	[[ "$output" == *"1 extents: 1 data blocks, 0 zero blocks"* ]]
 	[[ "$output" == *"checksums: ok"* ]]
+}
+
+@test "standard output: a file open for appending or not empty is refused; a reader that goes away or a full disk is a named write error" {
+	"$REF" template "$T/root" "$T/img" "$ROOT_ID" --layout 3
+	cache c "$ROOT_ID" 0 1 2 3
+	echo hello >"$T/app.diff"
+	# bats' run takes standard output: each redirection is the tool's own
+	run bash -c '"$1" --cache "$2" >>"$3"' _ "$B/ublk-export-diff" "$T/c" "$T/app.diff"
+	[ "$status" -eq 2 ]
+	[[ "$output" == *"standard output is a file that is not empty, or open for appending (>>): the output must start at its first byte; redirect it with > or give --output FILE"* ]]
+	[ "$(cat "$T/app.diff")" = hello ]
+	# the same for --flatten
+	run bash -c '"$1" --flatten --e2b "$2" --build "$3" >>"$4"' _ "$B/ublk-export-diff" "$T/root" \
+		"$ROOT_ID" "$T/app.diff"
+	[ "$status" -eq 2 ]
+	[[ "$output" == *"standard output is a file that is not empty"* ]]
+	[ "$(cat "$T/app.diff")" = hello ]
+	# an empty file opened for appending is refused too: O_APPEND ignores offsets
+	: >"$T/empty.diff"
+	run bash -c '"$1" --cache "$2" >>"$3"' _ "$B/ublk-export-diff" "$T/c" "$T/empty.diff"
+	[ "$status" -eq 2 ]
+	[ ! -s "$T/empty.diff" ]
+	# > to a new file is fine
+	"$B/ublk-export-diff" --cache "$T/c" >"$T/new.diff"
+	"$B/ublk-export-diff" --inspect "$T/new.diff" >/dev/null
+	# a reader that stops early: a write error, not a silent death by
+	# SIGPIPE (1 MiB: more than a pipe holds)
+	"$UBLK_TEST_BIN/test-e2b-write" --make-cache "$T/big" 1048576 "$ROOT_ID" 0 $(seq 0 255)
+	run bash -c '"$1" --cache "$2" | head -c 10 >/dev/null; echo "rc=${PIPESTATUS[0]}"' _ \
+		"$B/ublk-export-diff" "$T/big"
+	echo "$output"
+	[[ "$output" == *"$T/big to standard output: "*"Broken pipe"* ]]
+	[[ "$output" == *"rc=1" ]]
+	# a full disk names the output, not the cache alone
+	run bash -c '"$1" --cache "$2" >/dev/full' _ "$B/ublk-export-diff" "$T/c"
+	echo "$output"
+	[ "$status" -eq 1 ]
+	[[ "$output" == *"$T/c to standard output: "*"No space left on device"* ]]
 }

@@ -177,11 +177,49 @@ PY
 	run_mustfail 1 "MiB free in $T/small, the output may need up to" \
 		"$B/ublk-export-diff" -o "$T/small/x.diff" "$dev"
 	umount "$T/small"
+	# nor a file the device reads, as its state entry names them
+	run_mustfail 2 "$T/base: is the base image ($T/base), which it would replace: give another file; nothing was changed" \
+		"$B/ublk-export-diff" -o "$T/base" "$dev"
+	run_mustfail 2 "$T/cache.map: is the cache's map ($T/cache.map), which it would replace" \
+		"$B/ublk-export-diff" -o "$T/cache.map" "$dev"
+	# nor standard output that would append
+	echo hello >"$T/app.diff"
+	run bash -c '"$1" "$2" >>"$3"' _ "$B/ublk-export-diff" "$dev" "$T/app.diff"
+	[ "$status" -eq 2 ]
+	[[ "$output" == *"standard output is a file that is not empty, or open for appending (>>)"*"nothing was changed" ]]
 	# the device is as it was, and exports once the output is right
 	[ "$(sha256sum <"$dev")" = "$want" ]
 	"$B/ublk-export-diff" -o "$T/d.diff" "$dev"
 	[ ! -e "$dev" ]
 	"$B/ublk-export-diff" --inspect "$T/d.diff" >/dev/null
+}
+
+@test "an export to a pipe keeps the cache: the reader may not have stored the diff" {
+	make_image "$T/base" 8
+	dev=$("$B/ublk-add" --base "$T/base" --cache "$T/cache")
+	dd if=/dev/urandom of="$dev" bs=1M count=2 oflag=direct status=none
+	want=$(sha256sum <"$dev")
+	run bash -c '"$1" --zstd "$2" | cat >"$3"' _ "$B/ublk-export-diff" "$dev" "$T/p.diff"
+	echo "$output"
+	[ "$status" -eq 0 ]
+	[[ "$output" == *"the diff went to a pipe or socket, whose reader may not have stored it: the cache is kept at $T/cache; remove it and $T/cache.map once the diff is safe"* ]]
+	[ ! -e "$dev" ]
+	[ -f "$T/cache" ]
+	[ -f "$T/cache.map" ]
+	# the piped diff and the kept cache hold the same device
+	ro=$("$B/ublk-add" --base "$T/base" --layer "$T/p.diff" --read-only)
+	[ "$(sha256sum <"$ro")" = "$want" ]
+	"$B/ublk-del" "$ro"
+	"$B/ublk-export-diff" --cache "$T/cache" -o "$T/c.diff"
+	ro=$("$B/ublk-add" --base "$T/base" --layer "$T/c.diff" --read-only)
+	[ "$(sha256sum <"$ro")" = "$want" ]
+	"$B/ublk-del" "$ro"
+	# to a file, the cache goes
+	dev=$("$B/ublk-add" --base "$T/base" --cache "$T/cache2")
+	run "$B/ublk-export-diff" --json -o "$T/f.diff" "$dev"
+	[ "$status" -eq 0 ]
+	[ "$(jq -r .cache_removed <<<"$output")" = true ]
+	[ ! -e "$T/cache2" ]
 }
 
 @test "export of a running device's cache by file is refused" {
