@@ -450,8 +450,12 @@ static int export_cache_to(const char *cache, const struct export_opts *o, struc
 	} else if (!ret && o->v3) {
 		struct output_file hdr;
 		char hpath[PATH_MAX];
-		snprintf(hpath, sizeof(hpath), "%s.header", o->out);
-		ret = output_file_open(&hdr, hpath, why, whylen);
+		if (snprintf(hpath, sizeof(hpath), "%s.header", o->out) >= (int)sizeof(hpath)) {
+			WHY("%s.header: path too long", o->out);
+			ret = -ENAMETOOLONG;
+		} else {
+			ret = output_file_open(&hdr, hpath, why, whylen);
+		}
 		if (!ret) {
 			ret = diff_v3_write(out.fd, hdr.fd, &ctx.x.meta, ctx.x.ext, ctx.x.n_ext, ctx_read,
 					    ctx_progress, &ctx, sub, sizeof(sub));
@@ -558,11 +562,15 @@ int export_device(uint32_t id, const struct export_opts *o, struct export_result
 	dc.stack.cache = cache;
 	if (!o->e2b && refuse_input_as_output(&dc.stack, o, sub, sizeof(sub)))
 		return WHY("ublkb%u: %s; nothing was changed", id, sub), EXIT_USAGE;
-	ret = device_delete(id, o->timeout_ms, false, why, whylen);
+	ret = device_delete(id, o->timeout_ms, false, sub, sizeof(sub));
 	if (ret) {
 		if (o->e2b)
 			e2b_target_close(&t, false);
-		return ret == -EBUSY ? EXIT_BUSY : exit_code_for(ret);
+		/* held (EBUSY): nothing changed; else the stop may have begun */
+		if (ret == -EBUSY)
+			return WHY("%s", sub), EXIT_BUSY;
+		return WHY("%s; nothing was exported, the cache %s is as the device left it", sub,
+			   cache), exit_code_for(ret);
 	}
 	code = export_cache_to(cache, o, o->e2b ? &t : NULL, r, sub, sizeof(sub));
 	if (o->e2b)
