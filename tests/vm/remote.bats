@@ -16,9 +16,9 @@ nginx_start() {
 	server {
 		listen 127.0.0.1:$PORT;
 		root $T/www;
-		# ?slow=1: the same file (and chunk cache folder: the query is not
-		# in its identity) at 8 KiB/s
-		if (\$arg_slow) { set \$limit_rate 8k; }
+		# ?sig=slow: the same file (and chunk cache folder: a presigned
+		# URL's signature is not in its identity) at 8 KiB/s
+		if (\$arg_sig) { set \$limit_rate 8k; }
 		location /private/ {
 			if (\$http_authorization != "Bearer s3cret-token") { return 403; }
 		}
@@ -326,7 +326,7 @@ PY
 	for c in $(ls "$dir" | grep -E '^[0-9]+$'); do
 		[ "$c" = 0 ] || [ "$c" = "$last" ] || rm "$dir/$c"
 	done
-	dev=$("$B/ublk-add" --base "$T/base" --layer "$URL/s.diff?slow=1" --chunk-size 64K --readahead 0 \
+	dev=$("$B/ublk-add" --base "$T/base" --layer "$URL/s.diff?sig=slow" --chunk-size 64K --readahead 0 \
 		--read-only --queues 1)
 	# one read of the diff's data: a 64 KiB chunk at 8 KiB/s
 	dd if="$dev" of="$T/slow" bs=4k skip=1100 count=1 iflag=direct status=none &

@@ -12,15 +12,15 @@ setup() {
 	export UBLK_CHUNK_CACHE=$T/chunks
 	mkdir -p "$T/www"
 	# $msec $request_time: when each transfer started, to check the order;
-	# ?slow=1 is the same file (and chunk cache folder) at 32 KiB/s, a
-	# 64 KiB chunk in 2 s
+	# ?sig=slow is the same file (and chunk cache folder: a signature is not
+	# in its identity) at 32 KiB/s, a 64 KiB chunk in 2 s
 	nginx_run "$(cat <<CONF
 	log_format timed '\$msec \$request_time \$uri \$status \$http_range';
 	access_log $T/nginx/access.log timed;
 	server {
 		listen 127.0.0.1:$PORT;
 		root $T/www;
-		if (\$arg_slow) { set \$limit_rate 32k; }
+		if (\$arg_sig) { set \$limit_rate 32k; }
 	}
 CONF
 )"
@@ -103,7 +103,7 @@ record_img() {
 	# a cold start with the trace: every chunk fetched in the trace's order
 	rm -rf "$T/chunks"
 	: >"$T/nginx/access.log"
-	dev=$("$B/ublk-add" --base "$URL/img?slow=1" --chunk-size 64K --readahead 0 --read-only \
+	dev=$("$B/ublk-add" --base "$URL/img?sig=slow" --chunk-size 64K --readahead 0 --read-only \
 		--prefetch-trace "$T/trace" --prefetch-connections 2)
 	[ "$(stat_of "$dev" .remote.trace_chunks)" -eq "$n" ]
 	wait_until 240 '[ "$(stat_of "$dev" .remote.trace_chunks_done)" -eq "$n" ]'
@@ -143,7 +143,7 @@ record_img() {
 	last=388
 	record_img $(seq 100 3 $last)
 	rm -rf "$T/chunks"
-	dev=$("$B/ublk-add" --base "$URL/img?slow=1" --chunk-size 64K --readahead 0 --read-only \
+	dev=$("$B/ublk-add" --base "$URL/img?sig=slow" --chunk-size 64K --readahead 0 --read-only \
 		--prefetch-trace "$T/trace" --prefetch-connections 4 --timeout 60)
 	udevadm settle --timeout 30 2>/dev/null || true
 	n=$(stat_of "$dev" .remote.trace_chunks)
