@@ -187,6 +187,13 @@ static int serve_client(struct ctl_server *cs, struct ctl_client *c, bool readab
 		return drop(cs, c, ret < 0 && !c->holding ? "error expected 'freeze MS'\n" : NULL);
 	if (c->holding)
 		return drop(cs, c, "thawed\n");
+	if (!strcmp(c->line, "cancel")) {
+		/* a delete whose stop waits for reads a stalled remote image holds */
+		log_info("ublkb%d: the device is being deleted: reads that wait for the image's "
+			 "server fail now", cs->dev_id);
+		layer_stack_cancel(cs->stack);
+		return drop(cs, c, "cancelled\n");
+	}
 	return strcmp(c->line, "save-trace") ? start_hold(cs, c) : save_trace(cs, c);
 }
 

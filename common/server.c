@@ -324,8 +324,8 @@ static void cancel_fetches(struct server *s)
 }
 
 /* How long a stop may wait for requests held by the backend, past
- * --timeout: a remote base gives up on a read within its --http-timeout
- * and retries (by default 4 tries of 60 s). */
+ * --timeout: remote fetches are cancelled then, and local files answer
+ * within their own (disk) time. */
 #define STOP_LATE_MS 300000
 
 /* Stop and delete the device and free everything; safe at any stage.
@@ -355,8 +355,10 @@ static int teardown(struct server *s)
 		 * before would leave them to the kernel: on 6.12 the exit then
 		 * waits for the stop for ever, and 6.1 fails them. */
 		if (ret == -ETIMEDOUT) {
-			log_info("ublkb%d: the stop waits for requests the backend holds; waiting up to "
-				 "%d s more", s->dev_id, STOP_LATE_MS / 1000);
+			log_info("ublkb%d: the stop waits for requests the backend holds: reads that wait "
+				 "for a remote image's server fail now; waiting up to %d s more", s->dev_id,
+				 STOP_LATE_MS / 1000);
+			layer_stack_cancel(s->layer);
 			ret = ctrl_wait_late(&s->ctrl, STOP_LATE_MS);
 		}
 		if (ret && ret != -ENODEV) {

@@ -36,6 +36,8 @@ flaky        like short, but only the first request of each range
 badlength    reads after the probe: Content-Length says more than the range
 drip         reads after the probe: one byte a second
 slow         reads after the probe: answered after 2 s
+stall        reads past byte 0 (not the probe, nor the kernel's partition
+             scan): answered after 600 s
 gate         the probe: answered once the file $UBLK_HOSTILE_GATE exists (at most 120 s)
 golden       /golden/NAME: tests/e2b/golden/NAME instead of the image
 etag         reads after the probe: another ETag
@@ -103,6 +105,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
             etag = '"v2"'
         if case == "slow" and not probe:
             time.sleep(2)
+        if case == "stall" and first:
+            time.sleep(600)
         if case == "gate" and probe:
             gate = os.environ.get("UBLK_HOSTILE_GATE", "")
             for _ in range(2400):

@@ -1,4 +1,5 @@
 #include "host/device.h"
+#include "host/ctlsock.h"
 #include "host/holders.h"
 #include "util/cfgline.h"
 #include "util/exitcodes.h"
@@ -81,6 +82,25 @@ static bool holds_writes(uint32_t id)
 	return state_read(id, "stats", text, sizeof(text)) > 0 && !pool_read_stats(text, &st) &&
 	       st.held_until_ms > wall_ms();
 }
+
+/* Ask device id's server to fail the reads its image's backend holds (a
+ * stalled remote image, however long its deadlines): the stop waits for
+ * them. Best effort, in moments; an older server refuses the request. */
+static void cancel_backend(uint32_t id)
+{
+	char line[128];
+	int fd = ctlsock_connect(id, 2000);
+
+	if (fd < 0)
+		return;
+	if (!ctlsock_send(fd, "cancel\n") && ctlsock_read_line(fd, line, sizeof(line), 2000) > 0)
+		log_dbg("ublkb%u: its server, told to give up on its backend: %s", id, line);
+	close(fd);
+}
+
+/* How long a stop may wait for the requests in flight before the server
+ * is told to give up on those its backend holds. */
+#define STOP_PATIENCE_MS 2000
 
 int device_delete(uint32_t id, uint64_t timeout_ms, bool force, char *why, size_t len)
 {
@@ -174,7 +194,17 @@ int device_delete_own(uint32_t id, uint64_t cookie, uint64_t timeout_ms, bool fo
 		if (!ret)
 			goto gone;
 	}
+	/* the stop waits for the requests in flight: some the image's
+	 * backend may hold for long (a stalled remote server) */
+	c.timeout_ms = ms_left(deadline) < STOP_PATIENCE_MS ? ms_left(deadline) + 1000 :
+							     STOP_PATIENCE_MS;
 	ret = ctrl_stop_dev(&c, id);
+	if (ret == -ETIMEDOUT) {
+		if (server >= 0)
+			cancel_backend(id);
+		ret = ctrl_wait_late(&c, ms_left(deadline) + 1000);
+	}
+	c.timeout_ms = ms_left(deadline) + 1000;
 	if (ret == -ETIMEDOUT) {
 		SET_WHY("ublkb%u: its stop did not end within %llu ms: the kernel waits for the "
 			"requests in flight, which its server's backend holds (a slow remote image?); "

@@ -12,6 +12,7 @@
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <stdatomic.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -23,6 +24,7 @@ struct blob {
 	struct http_source src;
 	struct chunk_image ci;
 	struct http_conn *conn;
+	atomic_bool cancel;     /* blob_cancel: transfers end at once */
 	uint8_t *chunk;
 	pthread_mutex_t lock;
 	struct access_log *access;
@@ -71,6 +73,8 @@ int blob_open(const char *path, const struct layer_http_opts *remote, struct blo
 	ret = chunk_image_open(&b->ci, remote->cache_dir, path, b->src.validator, b->src.size,
 			       remote->chunk_size, remote->cache_limit, why, whylen);
 	b->conn = http_conn_new();
+	if (b->conn)
+		http_conn_cancel_on(b->conn, &b->cancel);
 	b->chunk = malloc(remote->chunk_size);
 	if (!ret && (!b->conn || !b->chunk))
 		ret = -ENOMEM;
@@ -203,6 +207,12 @@ int blob_track(struct blob *b, struct access_log *a, enum trace_role role)
 bool blob_is_remote(const struct blob *b)
 {
 	return b->fd < 0;
+}
+
+void blob_cancel(struct blob *b)
+{
+	if (b)
+		atomic_store(&b->cancel, true);
 }
 
 void blob_close(struct blob *b)

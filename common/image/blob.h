@@ -28,6 +28,9 @@ bool blob_is_remote(const struct blob *b);
 /* Note the chunks a remote blob's reads touch in a (access_log.h), as an
  * image of this role: 0 (also for a local blob or a NULL a), or -errno. */
 int blob_track(struct blob *b, struct access_log *a, enum trace_role role);
+/* A remote blob's transfer now, and later ones, end at once (-ECANCELED):
+ * its device is going. Any thread. */
+void blob_cancel(struct blob *b);
 void blob_close(struct blob *b);
 
 #endif

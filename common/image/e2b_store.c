@@ -455,6 +455,12 @@ bool e2b_store_remote(const struct e2b_store *s)
 	return false;
 }
 
+void e2b_store_cancel(struct e2b_store *s)
+{
+	for (uint32_t k = 0; s && s->b && k < s->h->n_ids; k++)
+		blob_cancel(s->b[k].blob);
+}
+
 void e2b_store_close(struct e2b_store *s)
 {
 	if (!s)

@@ -47,6 +47,8 @@ int e2b_store_try_read(struct e2b_store *s, void *buf, size_t len, uint64_t off)
 /* Some of its data is read over HTTP. */
 bool e2b_store_remote(const struct e2b_store *s);
 const struct e2b_header *e2b_store_header(const struct e2b_store *s);
+/* Every remote data file's transfers end at once (blob_cancel). */
+void e2b_store_cancel(struct e2b_store *s);
 void e2b_store_close(struct e2b_store *s);
 
 /* What --inspect could check of one build's data. */

@@ -751,17 +751,30 @@ static const char *validator_of(const struct transfer *t)
 	return t->etag[0] ? t->etag : t->modified;
 }
 
+static uint64_t transfer_ms(const struct http_opts *o)
+{
+	return !o->timeout_ms || o->timeout_ms > HTTP_MAX_TIMEOUT_MS ? HTTP_MAX_TIMEOUT_MS : o->timeout_ms;
+}
+
+static unsigned retries_of(const struct http_opts *o)
+{
+	return o->retries < HTTP_MAX_RETRIES ? o->retries : HTTP_MAX_RETRIES;
+}
+
+uint64_t http_read_budget_ms(const struct http_opts *o)
+{
+	return transfer_ms(o) * (retries_of(o) + 1);
+}
+
 /* try_range until it works, a final error, or the read's deadline. */
 static int fetch(struct http_conn *c, const struct http_source *s, uint64_t off, uint32_t len,
 		 struct transfer *t, unsigned *attempts, char *why, size_t whylen)
 {
-	uint64_t timeout = s->opts.timeout_ms, backoff = 200, start = now_ms(), deadline;
-	unsigned retries = s->opts.retries < HTTP_MAX_RETRIES ? s->opts.retries : HTTP_MAX_RETRIES;
+	uint64_t timeout = transfer_ms(&s->opts), backoff = 200, start = now_ms();
+	uint64_t deadline = start + http_read_budget_ms(&s->opts);
+	unsigned retries = retries_of(&s->opts);
 	int ret = -EIO;
 
-	if (!timeout || timeout > HTTP_MAX_TIMEOUT_MS)
-		timeout = HTTP_MAX_TIMEOUT_MS;
-	deadline = start + timeout * (retries + 1);
 	for (unsigned i = 0; i <= retries; i++) {
 		if (attempts)
 			*attempts = i + 1;

@@ -40,6 +40,9 @@ struct http_source {
 	char validator[256];          /* ETag, else Last-Modified, as the server sent it */
 };
 
+/* How long one read may take, all its tries: timeout_ms * (retries + 1),
+ * both as capped. */
+uint64_t http_read_budget_ms(const struct http_opts *o);
 /* Fill opts from defaults and the environment: UBLK_HTTP_AUTH holds the
  * header value ("Bearer x") or a whole header line. auth_file, if given,
  * is read instead (its first line). 0 or -errno with why. */

@@ -47,6 +47,13 @@ void layer_thaw(struct layer *l)
 		l->ops->thaw(l);
 }
 
+void layer_stack_cancel(struct layer *top)
+{
+	for (; top; top = top->lower)
+		if (top->ops->cancel)
+			top->ops->cancel(top);
+}
+
 enum layer_extent layer_extent(struct layer *l, uint64_t off, uint64_t *len)
 {
 	const uint64_t bs = LAYER_BLOCK_SIZE;

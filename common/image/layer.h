@@ -85,6 +85,11 @@ struct layer_ops {
 	 * consistent point in time until thaw. Called from outside the queues. */
 	int (*freeze)(struct layer *l, uint64_t timeout_ms);
 	void (*thaw)(struct layer *l);
+	/* Give up on what the layer waits for outside the process (remote
+	 * fetches, however long their deadlines): reads waiting for it, and
+	 * any read that would, end soon with an error. For a device whose
+	 * stop waits for them; called from outside the queues, once. */
+	void (*cancel)(struct layer *l);
 	/* The layer's statistics as a JSON object into buf; its length. */
 	int (*stats)(struct layer *l, char *buf, size_t len);
 	/* How [off, off + *len) reads, told without reading it: LAYER_ZEROS
@@ -151,6 +156,8 @@ void layer_close(struct layer *l);
  * it with layer_thaw), -EOPNOTSUPP when none can, or its -errno. */
 int layer_stack_freeze(struct layer *top, uint64_t timeout_ms, struct layer **frozen);
 void layer_thaw(struct layer *l);
+/* Cancel every layer from top down that can (the cancel op). */
+void layer_stack_cancel(struct layer *top);
 /* l's extent op, or LAYER_DATA for all of *len where it has none: what
  * lets a copy of a mostly empty image skip its holes without reading them. */
 enum layer_extent layer_extent(struct layer *l, uint64_t off, uint64_t *len);

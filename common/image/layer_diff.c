@@ -293,6 +293,13 @@ static void layer_diff_close(struct layer *l)
 	free(ld);
 }
 
+static void diff_cancel(struct layer *l)
+{
+	struct layer_diff *ld = (struct layer_diff *)l;
+	blob_cancel(ld->d->blob);
+	blob_cancel(ld->d->data);
+}
+
 static const struct layer_ops diff_ops = {
 	.name = "diff",
 	.read = diff_read,
@@ -300,6 +307,7 @@ static const struct layer_ops diff_ops = {
 	.flush = diff_flush,
 	.discard = diff_read,
 	.close = layer_diff_close,
+	.cancel = diff_cancel,
 	.extent = diff_extent,
 };
 

@@ -87,6 +87,11 @@ static void layer_e2b_close(struct layer *l)
 	free(le);
 }
 
+static void e2b_cancel(struct layer *l)
+{
+	e2b_store_cancel(((struct layer_e2b *)l)->s);
+}
+
 static const struct layer_ops e2b_ops = {
 	.name = "e2b",
 	.read = e2b_read,
@@ -94,6 +99,7 @@ static const struct layer_ops e2b_ops = {
 	.flush = e2b_flush,
 	.discard = e2b_refuse,
 	.close = layer_e2b_close,
+	.cancel = e2b_cancel,
 };
 
 int layer_e2b_open(const char *root, const char *build, const char *name,

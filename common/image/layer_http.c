@@ -30,6 +30,7 @@ struct fetch_job {
 	uint64_t idx;
 	bool running;
 	bool demand;            /* a read waits for it: fetched before readahead */
+	uint64_t demand_ms;     /* since when (monotonic) */
 	struct layer_io *waiters;
 	struct fetch_job *next;
 };
@@ -52,6 +53,8 @@ struct layer_http {
 	unsigned ra_victim;
 	bool stop;
 	atomic_bool cancel;         /* closing: transfers end at once */
+	uint64_t read_budget_ms;    /* one fetch's deadline, all its tries: a read
+				       that waited that long for a worker fails */
 	atomic_bool said_unreadable;
 	pthread_t prefetcher;
 	bool prefetching;
@@ -68,6 +71,8 @@ struct layer_http {
 struct http_io {
 	uint32_t cursor;
 	uint32_t noted_to;      /* the access log has seen the chunks below this */
+	unsigned again;         /* fetches of one chunk the disk then had not:
+				   not for ever */
 	struct layer_io *next_waiter;
 };
 
@@ -97,8 +102,10 @@ static struct fetch_job *job_for(struct layer_http *h, uint64_t idx, bool demand
 		;
 	/* a job may have finished since the caller looked at the disk */
 	if ((j = *pp) || chunk_present(&h->ci, idx)) {
-		if (j && demand)
+		if (j && demand && !j->demand) {
 			j->demand = true;
+			j->demand_ms = now_ms();
+		}
 		return j;
 	}
 	if (!(j = calloc(1, sizeof(*j)))) {
@@ -107,6 +114,7 @@ static struct fetch_job *job_for(struct layer_http *h, uint64_t idx, bool demand
 	}
 	j->idx = idx;
 	j->demand = demand;
+	j->demand_ms = now_ms();
 	*pp = j;
 	h->njobs++;
 	pthread_cond_signal(&h->cond);
@@ -199,7 +207,6 @@ static void read_step(struct layer_http *h, struct layer_io *io)
 {
 	struct http_io *p = io->priv;
 	uint32_t cs = h->ci.chunk_size;
-	unsigned again = 0;     /* misses of a chunk the disk has: not for ever */
 
 	while (p->cursor < io->len) {
 		uint64_t off = io->off + p->cursor;
@@ -224,11 +231,11 @@ static void read_step(struct layer_http *h, struct layer_io *io)
 			if (h->readahead)
 				read_ahead_on_hit(h, idx);
 			p->cursor += n;
-			again = 0;
+			p->again = 0;
 			continue;
 		}
 		atomic_fetch_add(&h->misses, 1);
-		if (ret != -ENOENT || again++ == 3) {
+		if (ret != -ENOENT || p->again++ == 3) {
 			chunk_unreadable(h, idx, ret == -ENOENT ? -EIO : ret);
 			io->done(io, -EIO);
 			return;
@@ -245,6 +252,7 @@ static void http_read_op(struct layer *l, struct layer_io *io)
 
 	p->cursor = 0;
 	p->noted_to = 0;
+	p->again = 0;
 	read_step((struct layer_http *)l, io);
 }
 
@@ -342,12 +350,24 @@ static void *worker_main(void *arg)
 			continue;
 		}
 		j->running = true;
+		uint64_t waited = j->demand ? now_ms() - j->demand_ms : 0;
 		pthread_mutex_unlock(&h->lock);
 
 		int ret = 0;
-		/* brought meanwhile by an access trace's prefetch: read from the cache */
-		if (!access_prefetch_wait(h->access, h->access_img, j->idx) || !chunk_present(&h->ci, j->idx))
+		if (waited > h->read_budget_ms) {
+			/* queued behind fetches of a slow or stalled server: its
+			 * reads have waited as long as a fetch may take */
+			ret = -ETIMEDOUT;
+			atomic_fetch_add(&h->fetch_errors, 1);
+			log_err("%s: chunk %llu: its reads waited %llu ms for a fetch thread, past the "
+				"%llu ms a read may take (--http-timeout x tries): they fail", logurl,
+				(unsigned long long)j->idx, (unsigned long long)waited,
+				(unsigned long long)h->read_budget_ms);
+		} else if (!access_prefetch_wait(h->access, h->access_img, j->idx) ||
+			   !chunk_present(&h->ci, j->idx)) {
+			/* else brought meanwhile by an access trace's prefetch */
 			ret = fetch_chunk(h, conn, j->idx, logurl);
+		}
 		pthread_mutex_lock(&h->lock);
 		struct fetch_job **pp = &h->jobs;
 		while (*pp != j)
@@ -425,6 +445,13 @@ static void http_close(struct layer *l)
 
 static int http_stats(struct layer *l, char *buf, size_t len);
 
+/* Running transfers end at once; queued jobs, and new ones, end as they
+ * start: their waiters get the error. */
+static void http_cancel(struct layer *l)
+{
+	atomic_store(&((struct layer_http *)l)->cancel, true);
+}
+
 static const struct layer_ops http_ops = {
 	.name = "http",
 	.read = http_read_op,
@@ -432,6 +459,7 @@ static const struct layer_ops http_ops = {
 	.flush = http_flush,
 	.discard = http_read_op,
 	.close = http_close,
+	.cancel = http_cancel,
 	.stats = http_stats,
 	.map = http_map,
 	.unpin = http_unpin,
@@ -470,6 +498,7 @@ int layer_http_open(const char *url, const struct layer_http_opts *o, struct lay
 		goto fail;
 	}
 	h->readahead = o->readahead;
+	h->read_budget_ms = http_read_budget_ms(&h->src.opts);
 	for (unsigned i = 0; i < RA_STREAMS; i++)
 		h->ra[i].mark = RA_NONE;
 	if (o->prefetch)

@@ -154,6 +154,79 @@ fail_reads() {
 	read_fails drip "range 1048576-1114111: Operation timed out" true   # 4 s a read: no fd loop
 }
 
+# A device over a server that answers reads past chunk 0 in 600 s, with
+# deadlines far past any test, and a read of chunk 16 waiting for it in
+# the background: reader's pid in $reader, device in $dev.
+stalled_read() {
+	dev=$("$B/ublk-add" --base "$URL/stall/img" --read-only --chunk-size 64K --readahead 0 \
+		--http-timeout 600 --http-retries 0 "$@")
+	dd if="$dev" of=/dev/null bs=4k skip=256 count=1 iflag=direct status=none 2>"$T/reader.err" &
+	reader=$!
+	BG=$reader
+	wait_until 30 '[ "$(dev_reads_in_flight "$dev")" -ge 1 ]'
+}
+
+@test "ublk-del of a device whose read a stalled server holds: the read fails, the device goes in time" {
+	stalled_read
+	id=${dev#/dev/ublkb}
+	start=$(date +%s)
+	# --force: the reader has it open
+	run timeout 120 "$B/ublk-del" --force --timeout 20 "$dev"
+	echo "$output"
+	[ "$status" -eq 0 ]
+	# far less than the read's 600 s deadline, within ublk-del's own
+	[ $(( $(date +%s) - start )) -lt 25 ]
+	# (not `run wait`: its subshell cannot wait for a running child)
+	rc=0
+	wait "$reader" || rc=$?
+	[ "$rc" -ne 0 ]
+	BG=
+	grep -q "Input/output error" "$T/reader.err"
+	assert_gone "$id"
+	assert_none_left
+}
+
+@test "a server stopped by a signal while a stalled server holds a read: the read fails, the device goes" {
+	stalled_read --timeout 5
+	id=${dev#/dev/ublkb}
+	pid=$(cat "$UBLK_STATE_DIR/ublkb$id/pid")
+	kill -TERM "$pid"
+	# its stop waits --timeout, then gives the read up
+	wait_until 60 "! kill -0 $pid 2>/dev/null"
+	# (not `run wait`: its subshell cannot wait for a running child)
+	rc=0
+	wait "$reader" || rc=$?
+	[ "$rc" -ne 0 ]
+	BG=
+	assert_gone "$id"
+	assert_none_left
+}
+
+@test "reads queued behind a stalled server fail within twice their deadline, however many" {
+	dev=$("$B/ublk-add" --base "$URL/stall/img" --read-only --chunk-size 64K --readahead 0 \
+		--http-timeout 3 --http-retries 0)
+	id=${dev#/dev/ublkb}
+	start=$(date +%s)
+	# 32 chunks for 4 fetch threads: 8 rounds of 3 s, were each to wait its turn
+	pids=()
+	for c in $(seq 16 47); do
+		dd if="$dev" of=/dev/null bs=4k skip=$((c * 16)) count=1 iflag=direct status=none 2>/dev/null &
+		pids+=($!)
+	done
+	failed=0
+	for p in "${pids[@]}"; do
+		wait "$p" || failed=$((failed + 1))
+	done
+	echo "$failed failed, all ended after $(( $(date +%s) - start )) s"
+	[ "$failed" -eq 32 ]
+	[ $(( $(date +%s) - start )) -lt 16 ]
+	grep -q "ms for a fetch thread, past the 3000 ms a read may take (--http-timeout x tries): they fail" \
+		"$UBLK_STATE_DIR/ublkb$id/log"
+	"$B/ublk-del" --timeout 20 "$dev"
+	assert_gone "$id"
+	assert_none_left
+}
+
 @test "a correct server still works" {
 	dev=$("$B/ublk-add" --base "$URL/ok/img" --read-only --chunk-size 64K)
 	cmp <(server_image) "$dev"
