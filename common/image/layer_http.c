@@ -399,9 +399,15 @@ static void *prefetch_main(void *arg)
 
 	pthread_mutex_lock(&h->lock);
 	for (uint64_t idx = 0; idx < nchunks(h) && !h->stop && !oom; idx++) {
-		while (h->njobs >= FETCH_WORKERS && !h->stop)
+		/* a cached chunk is passed over without the lock: a long run
+		 * of them is a look at the disk each, which reads must not wait
+		 * behind */
+		pthread_mutex_unlock(&h->lock);
+		bool cached = chunk_present(&h->ci, idx) == 1;
+		pthread_mutex_lock(&h->lock);
+		while (!cached && h->njobs >= FETCH_WORKERS && !h->stop)
 			pthread_cond_wait(&h->cond, &h->lock);
-		if (!h->stop)
+		if (!cached && !h->stop)
 			job_for(h, idx, false, &oom);
 		if (!h->stop && !oom)
 			h->prefetched = idx + 1;
