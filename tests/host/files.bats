@@ -121,16 +121,16 @@ teardown() {
 	[ -z "$(ls -A "$T/out")" ]
 	echo "root only" >"$T/secret"
 	ln -s "$T/secret" "$T/out/x.img"
-	run_mustfail 1 "$T/out/x.img: is a symbolic link, which the output would replace rather than write through: give the name of a regular file, or a new one" \
+	run_mustfail 2 "$T/out/x.img: is a symbolic link, which the output would replace rather than write through: give the name of a regular file, or a new one" \
 		"$B/ublk-export-diff" --flatten --base "$T/base" -o "$T/out/x.img"
 	[ "$(cat "$T/secret")" = "root only" ]
 	[ -L "$T/out/x.img" ]
 	mknod "$T/out/null" c 1 3
-	run_mustfail 1 "$T/out/null: is a character device, which the output would replace rather than write to" \
+	run_mustfail 2 "$T/out/null: is a character device, which the output would replace rather than write to" \
 		"$B/ublk-export-diff" --flatten --base "$T/base" -o "$T/out/null"
 	[ -c "$T/out/null" ]
 	mkfifo "$T/out/fifo"
-	run_mustfail 1 "$T/out/fifo: is a named pipe" timeout 20 "$B/ublk-export-diff" --flatten --base "$T/base" -o "$T/out/fifo"
+	run_mustfail 2 "$T/out/fifo: is a named pipe" timeout 20 "$B/ublk-export-diff" --flatten --base "$T/base" -o "$T/out/fifo"
 	[ -p "$T/out/fifo" ]
 	rm "$T/out/x.img"
 	"$B/ublk-export-diff" --flatten --base "$T/base" -o "$T/out/x.img"
