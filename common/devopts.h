@@ -91,7 +91,7 @@ enum devopt_key {
 	X("chunk-cache", DEVOPT_CHUNK_CACHE, "DIR", DEVOPT_T_TEXT, stack.chunk_cache, 0, 0, NULL, \
 	  "remote base: shared chunk cache (default /var/cache/ublk-tools/chunks)") \
 	X("chunk-cache-limit", DEVOPT_CHUNK_CACHE_LIMIT, "SIZE", DEVOPT_T_SIZE, stack.chunk_cache_limit, 1, \
-	  UINT64_MAX, "expected a size of at least 1 byte, and 4 chunks (say 10G)", \
+	  UINT64_MAX, "expected a size of at least 1 byte, and 16 chunks (say 10G)", \
 	  "remote base: evict past this size (default 10G)") \
 	X("http-timeout", DEVOPT_HTTP_TIMEOUT, "SEC", DEVOPT_T_SECONDS, stack.http_timeout_ms, 0, \
 	  DEVOPTS_MAX_HTTP_TIMEOUT_S, "expected seconds, more than 0 and at most 3600", \

@@ -578,14 +578,14 @@ int export_device(uint32_t id, const struct export_opts *o, struct export_result
 	if (code)
 		return WHY("%s; the device is deleted, its cache is kept at %s for another try", sub,
 			   cache), code;
-	/* a pipe's reader may still fail (a dropped ssh): nothing says the
-	 * diff is stored anywhere, so the cache stays */
+	/* a pipe's reader may still fail (a dropped ssh), /dev/null keeps
+	 * nothing: nothing says the diff is stored anywhere, so the cache stays */
 	bool stream = !o->e2b && !strcmp(output_name(o), "standard output") &&
 		      !fstat(STDOUT_FILENO, &st) && !S_ISREG(st.st_mode) && !S_ISBLK(st.st_mode);
 	if (!o->keep && stream)
-		log_info("ublkb%u: the diff went to a pipe or socket, whose reader may not have stored "
-			 "it: the cache is kept at %s; remove it and %s.map once the diff is safe", id,
-			 cache, cache);
+		log_info("ublkb%u: the diff went to standard output, which is no file (a pipe, socket "
+			 "or device), so nothing says it is stored: the cache is kept at %s; remove it "
+			 "and %s.map once the diff is safe", id, cache, cache);
 	if (!o->keep && !stream) {
 		ret = cache_remove(cache);
 		if (ret)

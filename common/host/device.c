@@ -99,7 +99,8 @@ static void cancel_backend(uint32_t id)
 }
 
 /* How long a stop may wait for the requests in flight before the server
- * is told to give up on those its backend holds. */
+ * is told to give up on those its backend holds (at most half the
+ * delete's time). */
 #define STOP_PATIENCE_MS 2000
 
 int device_delete(uint32_t id, uint64_t timeout_ms, bool force, char *why, size_t len)
@@ -196,8 +197,8 @@ int device_delete_own(uint32_t id, uint64_t cookie, uint64_t timeout_ms, bool fo
 	}
 	/* the stop waits for the requests in flight: some the image's
 	 * backend may hold for long (a stalled remote server) */
-	c.timeout_ms = ms_left(deadline) < STOP_PATIENCE_MS ? ms_left(deadline) + 1000 :
-							     STOP_PATIENCE_MS;
+	c.timeout_ms = ms_left(deadline) / 2 < STOP_PATIENCE_MS ? ms_left(deadline) / 2 + 1 :
+								 STOP_PATIENCE_MS;
 	ret = ctrl_stop_dev(&c, id);
 	if (ret == -ETIMEDOUT) {
 		if (server >= 0)

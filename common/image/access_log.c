@@ -46,6 +46,7 @@ struct access_log {
 	pthread_cond_t cond;
 	pthread_cond_t fetched;         /* a prefetch transfer ended */
 	atomic_bool stop;
+	atomic_bool cancel;             /* the device goes: no more prefetch */
 
 	/* recording */
 	char *record_path;
@@ -288,8 +289,8 @@ static void *prefetch_main(void *arg)
 	char why[700];
 
 	if (c)
-		http_conn_cancel_on(c, &a->stop);
-	for (size_t i; c && !atomic_load(&a->stop) && (i = atomic_fetch_add(&a->next, 1)) < a->plan.n;) {
+		http_conn_cancel_on(c, &a->cancel);
+	for (size_t i; c && !atomic_load(&a->cancel) && (i = atomic_fetch_add(&a->next, 1)) < a->plan.n;) {
 		const struct trace_entry *e = &a->plan.entries[i];
 		struct access_image *m = &a->img[e->image];
 		int ret = 0;
@@ -303,7 +304,7 @@ static void *prefetch_main(void *arg)
 			pthread_cond_broadcast(&a->fetched);
 			pthread_mutex_unlock(&a->lock);
 		}
-		if (ret && !atomic_load(&a->stop)) {
+		if (ret && !atomic_load(&a->cancel)) {
 			/* the read that needs it will fetch it, and say what fails */
 			if (!atomic_fetch_add(&a->errors, 1))
 				log_err("--prefetch-trace: chunk %llu of image %u: %s",
@@ -322,16 +323,27 @@ bool access_prefetch_wait(struct access_log *a, int img, uint64_t chunk)
 	    !bit_test(a->img[img].fetching, chunk))
 		return false;
 	pthread_mutex_lock(&a->lock);
-	while (bit_test(a->img[img].fetching, chunk) && !atomic_load(&a->stop))
+	while (bit_test(a->img[img].fetching, chunk) && !atomic_load(&a->cancel))
 		pthread_cond_wait(&a->fetched, &a->lock);
 	pthread_mutex_unlock(&a->lock);
 	return true;
+}
+
+void access_log_cancel(struct access_log *a)
+{
+	if (!a)
+		return;
+	pthread_mutex_lock(&a->lock);
+	atomic_store(&a->cancel, true);
+	pthread_cond_broadcast(&a->fetched);
+	pthread_mutex_unlock(&a->lock);
 }
 
 static void stop_threads(struct access_log *a)
 {
 	pthread_mutex_lock(&a->lock);
 	atomic_store(&a->stop, true);
+	atomic_store(&a->cancel, true);
 	pthread_cond_broadcast(&a->cond);
 	pthread_cond_broadcast(&a->fetched);
 	pthread_mutex_unlock(&a->lock);

@@ -134,7 +134,7 @@ static int read_local(int fd, void *buf, size_t len, uint64_t off)
 static int read_chunk(struct blob *b, uint64_t idx, uint32_t in, uint32_t n, void *buf)
 {
 	uint32_t len = chunk_image_len(&b->ci, idx);
-	char why[600];
+	char why[600] = "";
 	int ret;
 
 	if (!chunk_read(&b->ci, idx, in, n, buf))
@@ -148,7 +148,7 @@ static int read_chunk(struct blob *b, uint64_t idx, uint32_t in, uint32_t n, voi
 		if (!ret) {
 			memcpy(buf, b->chunk + in, n);
 			chunk_store(&b->ci, idx, b->chunk, len);   /* best effort: we have the bytes */
-		} else {
+		} else if (ret != -ECANCELED) {   /* the device goes: nobody waits */
 			log_err("%s", why);
 		}
 	}
@@ -211,8 +211,10 @@ bool blob_is_remote(const struct blob *b)
 
 void blob_cancel(struct blob *b)
 {
-	if (b)
-		atomic_store(&b->cancel, true);
+	if (!b)
+		return;
+	atomic_store(&b->cancel, true);
+	access_log_cancel(b->access);
 }
 
 void blob_close(struct blob *b)

@@ -605,10 +605,11 @@ static bool unshared_left(int ifd)
 
 /* Delete least recently used chunks of every image until under 90% of the
  * limit, never this image's chunk keep (just stored: its reader is about
- * to look for it). Only regular files directly in a real folder of the
- * root count; links are never followed and never deleted through
- * (unlinkat removes a name in a folder we opened O_NOFOLLOW, never what
- * it points to). */
+ * to look for it; with at least 16 chunks in the limit, those other
+ * threads store meanwhile are among the newest, which go last). Only
+ * regular files directly in a real folder of the root count; links are
+ * never followed and never deleted through (unlinkat removes a name in a
+ * folder we opened O_NOFOLLOW, never what it points to). */
 static void evict(struct chunk_image *ci, uint64_t keep)
 {
 	const char *own = strrchr(ci->dir, '/') + 1;

@@ -766,6 +766,13 @@ uint64_t http_read_budget_ms(const struct http_opts *o)
 	return transfer_ms(o) * (retries_of(o) + 1);
 }
 
+/* A read given up (http_conn_cancel_on): said, as every failure is. */
+static int cancelled(char *why, size_t whylen)
+{
+	WHY("cancelled: the device is being deleted");
+	return -ECANCELED;
+}
+
 /* try_range until it works, a final error, or the read's deadline. */
 static int fetch(struct http_conn *c, const struct http_source *s, uint64_t off, uint32_t len,
 		 struct transfer *t, unsigned *attempts, char *why, size_t whylen)
@@ -779,14 +786,14 @@ static int fetch(struct http_conn *c, const struct http_source *s, uint64_t off,
 		if (attempts)
 			*attempts = i + 1;
 		if (c->cancel && atomic_load(c->cancel))
-			return -ECANCELED;
+			return cancelled(why, whylen);
 		if (i) {
 			uint64_t left = ms_left(deadline);
 			if (left <= backoff)
 				break;      /* no time for another try */
 			for (uint64_t slept = 0; slept < backoff; slept += 50) {
 				if (c->cancel && atomic_load(c->cancel))
-					return -ECANCELED;
+					return cancelled(why, whylen);
 				sleep_ms(backoff - slept < 50 ? backoff - slept : 50);
 			}
 			backoff = backoff * 2 < HTTP_MAX_BACKOFF_MS ? backoff * 2 : HTTP_MAX_BACKOFF_MS;

@@ -199,8 +199,13 @@ static void chunk_unreadable(struct layer_http *h, uint64_t idx, int err)
 	if (atomic_exchange(&h->said_unreadable, true))
 		return;
 	http_url_for_log(h->src.url, logurl, sizeof(logurl));
-	log_err("%s: chunk %llu: reading it from the chunk cache %s: %s; its reads fail (EIO) "
-		"(said once)", logurl, (unsigned long long)idx, h->ci.dir, strerror(-err));
+	if (err == -ENOENT)   /* fetched, and gone before the read each time */
+		log_err("%s: chunk %llu: evicted from the chunk cache %s before its read could read "
+			"it, 4 times: its reads fail (EIO); is --chunk-cache-limit too small for the "
+			"devices sharing it? (said once)", logurl, (unsigned long long)idx, h->ci.dir);
+	else
+		log_err("%s: chunk %llu: reading it from the chunk cache %s: %s; its reads fail (EIO) "
+			"(said once)", logurl, (unsigned long long)idx, h->ci.dir, strerror(-err));
 }
 
 static void read_step(struct layer_http *h, struct layer_io *io)
@@ -236,7 +241,7 @@ static void read_step(struct layer_http *h, struct layer_io *io)
 		}
 		atomic_fetch_add(&h->misses, 1);
 		if (ret != -ENOENT || p->again++ == 3) {
-			chunk_unreadable(h, idx, ret == -ENOENT ? -EIO : ret);
+			chunk_unreadable(h, idx, ret);
 			io->done(io, -EIO);
 			return;
 		}
@@ -354,7 +359,10 @@ static void *worker_main(void *arg)
 		pthread_mutex_unlock(&h->lock);
 
 		int ret = 0;
-		if (waited > h->read_budget_ms) {
+		access_prefetch_wait(h->access, h->access_img, j->idx);
+		if (chunk_present(&h->ci, j->idx) == 1) {
+			/* brought meanwhile: by a trace's prefetch, or another server */
+		} else if (waited > h->read_budget_ms) {
 			/* queued behind fetches of a slow or stalled server: its
 			 * reads have waited as long as a fetch may take */
 			ret = -ETIMEDOUT;
@@ -363,9 +371,7 @@ static void *worker_main(void *arg)
 				"%llu ms a read may take (--http-timeout x tries): they fail", logurl,
 				(unsigned long long)j->idx, (unsigned long long)waited,
 				(unsigned long long)h->read_budget_ms);
-		} else if (!access_prefetch_wait(h->access, h->access_img, j->idx) ||
-			   !chunk_present(&h->ci, j->idx)) {
-			/* else brought meanwhile by an access trace's prefetch */
+		} else {
 			ret = fetch_chunk(h, conn, j->idx, logurl);
 		}
 		pthread_mutex_lock(&h->lock);
@@ -455,7 +461,10 @@ static int http_stats(struct layer *l, char *buf, size_t len);
  * start: their waiters get the error. */
 static void http_cancel(struct layer *l)
 {
-	atomic_store(&((struct layer_http *)l)->cancel, true);
+	struct layer_http *h = (struct layer_http *)l;
+
+	atomic_store(&h->cancel, true);
+	access_log_cancel(h->access);
 }
 
 static const struct layer_ops http_ops = {

@@ -61,11 +61,12 @@ int stack_http_opts(const struct stack_config *cfg, struct layer_http_opts *ho, 
 		.readahead = cfg->readahead >= 0 ? (unsigned)cfg->readahead : 1,
 		.prefetch = cfg->prefetch,
 	};
-	/* below that, a chunk stored could push out the chunk being read */
-	if (cfg->chunk_cache_limit && cfg->chunk_cache_limit < 4ull * ho->chunk_size) {
-		snprintf(why, whylen, "--chunk-cache-limit %llu is less than 4 chunks of %u bytes "
+	/* below that, chunks stored at once by the fetch threads could push
+	 * out each other before their reads read them */
+	if (cfg->chunk_cache_limit && cfg->chunk_cache_limit < 16ull * ho->chunk_size) {
+		snprintf(why, whylen, "--chunk-cache-limit %llu is less than 16 chunks of %u bytes "
 			 "(--chunk-size): give at least %llu", (unsigned long long)cfg->chunk_cache_limit,
-			 ho->chunk_size, 4ull * ho->chunk_size);
+			 ho->chunk_size, 16ull * ho->chunk_size);
 		return -EINVAL;
 	}
 	if (http_opts_init(&ho->http, cfg->auth_file, why, whylen))

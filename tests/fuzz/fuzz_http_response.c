@@ -41,9 +41,33 @@ static struct {
 	char b_request[512];      /* its first bytes, for the report */
 } srv = { .lock = PTHREAD_MUTEX_INITIALIZER };
 
+/* "u:" FZ_SECRET in base64: the URL's credentials as libcurl sends them
+ * (Authorization: Basic) */
+static char basic[64];
+
 static bool has_secret(const void *p, size_t len)
 {
-	return memmem(p, len, FZ_SECRET, strlen(FZ_SECRET)) != NULL;
+	return memmem(p, len, FZ_SECRET, strlen(FZ_SECRET)) ||
+	       (basic[0] && memmem(p, len, basic, strlen(basic)));
+}
+
+static void base64(const char *in, char *out)
+{
+	static const char abc[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+	size_t n = strlen(in), o = 0;
+
+	for (size_t i = 0; i < n; i += 3) {
+		uint32_t v = (uint32_t)(uint8_t)in[i] << 16;
+		if (i + 1 < n)
+			v |= (uint32_t)(uint8_t)in[i + 1] << 8;
+		if (i + 2 < n)
+			v |= (uint8_t)in[i + 2];
+		out[o++] = abc[v >> 18 & 63];
+		out[o++] = abc[v >> 12 & 63];
+		out[o++] = i + 1 < n ? abc[v >> 6 & 63] : '=';
+		out[o++] = i + 2 < n ? abc[v & 63] : '=';
+	}
+	out[o] = 0;
 }
 
 /* Read the request's head (GET has no body), with a deadline. */
@@ -127,6 +151,7 @@ static void *server_main(void *arg)
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
 	(void)argc, (void)argv;
+	base64("u:" FZ_SECRET, basic);
 	for (int i = 0; i < 2; i++) {
 		struct sockaddr_in a = { .sin_family = AF_INET,
 					 .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };

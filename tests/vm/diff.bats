@@ -202,7 +202,7 @@ PY
 	run bash -c '"$1" --zstd "$2" | cat >"$3"' _ "$B/ublk-export-diff" "$dev" "$T/p.diff"
 	echo "$output"
 	[ "$status" -eq 0 ]
-	[[ "$output" == *"the diff went to a pipe or socket, whose reader may not have stored it: the cache is kept at $T/cache; remove it and $T/cache.map once the diff is safe"* ]]
+	[[ "$output" == *"the diff went to standard output, which is no file (a pipe, socket or device), so nothing says it is stored: the cache is kept at $T/cache; remove it and $T/cache.map once the diff is safe"* ]]
 	[ ! -e "$dev" ]
 	[ -f "$T/cache" ]
 	[ -f "$T/cache.map" ]

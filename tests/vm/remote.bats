@@ -377,10 +377,10 @@ PY
 
 @test "the chunk cache stays within its limit, evicting the least recently used" {
 	make_image "$T/www/img" 16
-	# a limit under 4 chunks would evict what reads wait for
-	run_mustfail 2 "--chunk-cache-limit 3145728 is less than 4 chunks of 1048576 bytes (--chunk-size): give at least 4194304" \
-		"$B/ublk-add" --base "$URL/img" --chunk-size 1M --chunk-cache-limit 3M --read-only
-	dev=$("$B/ublk-add" --base "$URL/img" --chunk-size 1M --chunk-cache-limit 4M --readahead 0 --read-only)
+	# a limit under 16 chunks could evict what reads wait for
+	run_mustfail 2 "--chunk-cache-limit 8388608 is less than 16 chunks of 1048576 bytes (--chunk-size): give at least 16777216" \
+		"$B/ublk-add" --base "$URL/img" --chunk-size 1M --chunk-cache-limit 8M --read-only
+	dev=$("$B/ublk-add" --base "$URL/img" --chunk-size 256K --chunk-cache-limit 4M --readahead 0 --read-only)
 	cmp "$T/www/img" "$dev"
 	used=$(du -sk "$T/chunks" | cut -f1)
 	echo "chunk cache holds ${used} KiB"
