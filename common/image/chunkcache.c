@@ -76,18 +76,23 @@ static int open_dir(int at, const char *path, const char *shown, char *why, size
 
 /* Whether query parameter [p, p+len) ("name=value") only signs or
  * authorises a request: presigned URLs of one object differ in these
- * (AWS SigV2/V4, Google, Azure SAS, CloudFront). Others may pick the
- * object (?name=, ?versionId=) and belong to its identity. */
+ * (AWS SigV2/V4, Google, Alibaba OSS, Tencent COS, Azure SAS, CloudFront,
+ * Akamai and common CDN tokens). Others may pick the object (?name=,
+ * ?versionId=) and belong to its identity. */
 static bool signature_param(const char *p, size_t len)
 {
-	static const char *const names[] = { "awsaccesskeyid", "googleaccessid", "expires",
-		"signature", "key-pair-id", "policy", "sv", "ss", "srt", "sp", "se", "st", "spr",
-		"sig", "sr", "si", "sip", "skoid", "sktid", "skt", "ske", "sks", "skv", "sdd", "ses" };
+	static const char *const names[] = { "awsaccesskeyid", "googleaccessid", "ossaccesskeyid",
+		"expires", "signature", "key-pair-id", "policy", "sv", "ss", "srt", "sp", "se", "st",
+		"spr", "sig", "sr", "si", "sip", "skoid", "sktid", "skt", "ske", "sks", "skv", "sdd",
+		"ses", "q-sign-algorithm", "q-ak", "q-sign-time", "q-key-time", "q-header-list",
+		"q-url-param-list", "q-signature", "hdnts", "hdnea", "token", "auth_key" };
+	static const char *const prefixes[] = { "x-amz-", "x-goog-", "x-oss-" };
 	size_t n = strcspn(p, "=&#");
 
 	n = n < len ? n : len;
-	if ((n > 6 && !strncasecmp(p, "x-amz-", 6)) || (n > 7 && !strncasecmp(p, "x-goog-", 7)))
-		return true;
+	for (size_t i = 0; i < sizeof(prefixes) / sizeof(prefixes[0]); i++)
+		if (n > strlen(prefixes[i]) && !strncasecmp(p, prefixes[i], strlen(prefixes[i])))
+			return true;
 	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
 		if (strlen(names[i]) == n && !strncasecmp(p, names[i], n))
 			return true;
@@ -158,6 +163,16 @@ static int identity_of(const char *url, const char *validator, uint64_t size, ui
 		     query[0] ? "\n" : "", own[0] ? "unshared " : "", own, own[0] ? "\n" : "",
 		     validator, (unsigned long long)size, chunk_size);
 	return n < 0 || (size_t)n >= outlen ? -ENAMETOOLONG : 0;
+}
+
+/* Remove the line of key starting with "\n" NAME (if name and there is one). */
+static void drop_line(char *key, const char *name)
+{
+	char *at = name ? strstr(key, name) : NULL;
+	if (at) {
+		char *next = strchr(at + 1, '\n');
+		memmove(at, next, strlen(next) + 1);
+	}
 }
 
 /* The key file tells a collision (or a folder someone prepared) from a hit. */
@@ -294,13 +309,12 @@ int chunk_image_open(struct chunk_image *ci, const char *dir, const char *url,
 	}
 	if ((ret = check_key(ci, key, why, whylen)) < 0)
 		goto out;
-	/* a trace names the image version, not its opener: an unshared
-	 * folder's nonce is left out (docs/access-trace.md) */
-	char *own = ci->unshared ? strstr(key, "\nunshared ") : NULL;
-	if (own) {
-		char *next = strchr(own + 1, '\n');
-		memmove(own, next, strlen(next) + 1);
-	}
+	/* a trace names the image version, not its opener nor its URL's
+	 * query (a signature this code does not know must not make every
+	 * new token another image): an unshared folder's nonce and, with a
+	 * validator, the query are left out (docs/access-trace.md) */
+	drop_line(key, ci->unshared ? "\nunshared " : NULL);
+	drop_line(key, *validator ? "\nquery-sha256 " : NULL);
 	sha256_hex(key, strlen(key), ci->identity);
 out:
 	free(key);
