@@ -202,6 +202,37 @@ stalled_read() {
 	assert_none_left
 }
 
+@test "ublk-del while a trace's prefetch and a read wait on a stalled server: both give up, the device goes in time" {
+	# a trace of chunks 16 to 19 of this image: reads that fail are noted all the same
+	dev=$("$B/ublk-add" --base "$URL/stall/img" --read-only --chunk-size 64K --readahead 0 \
+		--http-timeout 2 --http-retries 0 --record-access "$T/trace")
+	for c in 16 17 18 19; do
+		dd if="$dev" of=/dev/null bs=4k skip=$((c * 16)) count=1 iflag=direct status=none 2>/dev/null || true
+	done
+	"$B/ublk-del" "$dev"
+	grep -q '^image 0 base ' "$T/trace"
+	# replayed with deadlines far past any test: the prefetch holds chunks
+	# 16 to 19, and the read of chunk 16 waits for its transfer
+	dev=$("$B/ublk-add" --base "$URL/stall/img" --read-only --chunk-size 64K --readahead 0 \
+		--http-timeout 600 --http-retries 0 --prefetch-trace "$T/trace" --prefetch-connections 4)
+	id=${dev#/dev/ublkb}
+	dd if="$dev" of=/dev/null bs=4k skip=256 count=1 iflag=direct status=none 2>"$T/reader.err" &
+	reader=$!
+	BG=$reader
+	wait_until 30 '[ "$(dev_reads_in_flight "$dev")" -ge 1 ]'
+	start=$(date +%s)
+	run timeout 120 "$B/ublk-del" --force --timeout 20 "$dev"
+	echo "$output"
+	[ "$status" -eq 0 ]
+	[ $(( $(date +%s) - start )) -lt 25 ]
+	rc=0
+	wait "$reader" || rc=$?
+	[ "$rc" -ne 0 ]
+	BG=
+	assert_gone "$id"
+	assert_none_left
+}
+
 @test "reads queued behind a stalled server fail within twice their deadline, however many" {
 	dev=$("$B/ublk-add" --base "$URL/stall/img" --read-only --chunk-size 64K --readahead 0 \
 		--http-timeout 3 --http-retries 0)
