@@ -147,8 +147,9 @@ static int e2b_prepare(const struct export_opts *o, const char *root, const char
 	if (memcmp(t->parent->build_id, pid, 16))
 		return WHY("%s: names build %s, not %s", path, t->parent_str, build), EXIT_BAD_IMAGE;
 	if (o->build_id ? !e2b_parse_build_id(o->build_id, t->id) : random_uuid(t->id) != 0)
-		return WHY(o->build_id ? "--build-id '%s': expected 8-4-4-4-12 lowercase hex, not all zeros" :
-			   "no randomness for a build id", o->build_id), o->build_id ? EXIT_USAGE : EXIT_FAIL;
+		return WHY(o->build_id ? "--build-id '%s': expected 8-4-4-4-12 lowercase hex, not all "
+			   "zeros" : "no randomness for a build id", o->build_id),
+		       o->build_id ? EXIT_USAGE : EXIT_FAIL;
 	e2b_uuid_str(t->id, t->id_str);
 	t->format = o->header_version ? o->header_version :
 		    o->codec != E2B_CODEC_NONE && t->parent->format <= 3 ? 4 : t->parent->format;
@@ -400,6 +401,16 @@ static int v3_unpublish(const char *hpath, int dirfd, char *why, size_t whylen)
 	return 0;
 }
 
+static bool to_stdout(const struct export_opts *o)
+{
+	return !o->out || !strcmp(o->out, "-");
+}
+
+static const char *output_name(const struct export_opts *o)
+{
+	return to_stdout(o) ? "standard output" : o->out;
+}
+
 /* The diff (or v3 pair) must not replace a file it is made from: the
  * cache, and for a device the base and layers below it. */
 static int refuse_input_as_output(const struct stack_config *inputs, const struct export_opts *o,
@@ -408,16 +419,11 @@ static int refuse_input_as_output(const struct stack_config *inputs, const struc
 	char hpath[PATH_MAX];
 	int ret = 0;
 
-	if (o->out && strcmp(o->out, "-"))
+	if (!to_stdout(o))
 		ret = stack_refuse_output(inputs, o->out, why, whylen);
 	if (!ret && o->v3 && o->out && snprintf(hpath, sizeof(hpath), "%s.header", o->out) < (int)sizeof(hpath))
 		ret = stack_refuse_output(inputs, hpath, why, whylen);
 	return ret;
-}
-
-static const char *output_name(const struct export_opts *o)
-{
-	return o->out && strcmp(o->out, "-") ? o->out : "standard output";
 }
 
 /* t: write the next E2B build there, else a diff to o->out. */
@@ -580,8 +586,8 @@ int export_device(uint32_t id, const struct export_opts *o, struct export_result
 			   cache), code;
 	/* a pipe's reader may still fail (a dropped ssh), /dev/null keeps
 	 * nothing: nothing says the diff is stored anywhere, so the cache stays */
-	bool stream = !o->e2b && !strcmp(output_name(o), "standard output") &&
-		      !fstat(STDOUT_FILENO, &st) && !S_ISREG(st.st_mode) && !S_ISBLK(st.st_mode);
+	bool stream = !o->e2b && to_stdout(o) && !fstat(STDOUT_FILENO, &st) && !S_ISREG(st.st_mode) &&
+		      !S_ISBLK(st.st_mode);
 	if (!o->keep && stream)
 		log_info("ublkb%u: the diff went to standard output, which is no file (a pipe, socket "
 			 "or device), so nothing says it is stored: the cache is kept at %s; remove it "

@@ -67,11 +67,11 @@ int access_log_attach(struct access_log *a, struct layer *top, struct layer **ou
 /* Write the recording now (it goes on). -ENOENT if the stack records
  * nothing; top is the stack's top layer. */
 int access_log_save_now(struct layer *top, char *why, size_t whylen);
-/* Before attach, or after its failure, only: free everything. */
 /* The device goes (layer cancel): prefetch transfers end at once, no more
  * start, and a fetch thread waiting for one goes on. Recording goes on.
  * Any thread; a NULL a does nothing. */
 void access_log_cancel(struct access_log *a);
+/* Before attach, or after its failure, only: free everything. */
 void access_log_free(struct access_log *a);
 
 #endif

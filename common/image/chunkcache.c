@@ -146,11 +146,10 @@ static int identity_of(const char *url, const char *validator, uint64_t size, ui
 	 * without one, the whole query counts. With neither, nothing tells a
 	 * new version of the same size from the old: the chunks are this
 	 * opener's alone (a random line). */
-	if (*validator && q) {
+	if (q && *validator) {
 		query_identity(q, query);
-	} else if (!*validator && q) {
-		size_t qlen = strcspn(q, "#");
-		sha256_hex(q, qlen, query);
+	} else if (q) {
+		sha256_hex(q, strcspn(q, "#"), query);
 	} else if (!*validator) {
 		if (getrandom(nonce, sizeof(nonce), 0) != (ssize_t)sizeof(nonce))
 			return -EIO;

@@ -203,8 +203,9 @@ int e2b_next_header(const struct e2b_header *parent, const struct diff_extent *e
 		WHY("layout %u has no frame tables: compressed data needs layout 4 or 5", format);
 		goto out;
 	}
-	if (format <= 3 && e2b_compressed_build(parent)) {
-		e2b_uuid_str(e2b_compressed_build(parent)->id, s);
+	const struct e2b_build *packed = format <= 3 ? e2b_compressed_build(parent) : NULL;
+	if (packed) {
+		e2b_uuid_str(packed->id, s);
 		WHY("layout %u has no frame tables, and the parent's chain reads compressed build "
 		    "%s: a child needs layout 4 or 5", format, s);
 		goto out;

@@ -166,23 +166,33 @@ stalled_read() {
 	wait_until 30 '[ "$(dev_reads_in_flight "$dev")" -ge 1 ]'
 }
 
-@test "ublk-del of a device whose read a stalled server holds: the read fails, the device goes in time" {
-	stalled_read
-	id=${dev#/dev/ublkb}
+# The read of stalled_read ended, and failed.
+reader_failed() {
+	local rc=0
+	# (not `run wait`: its subshell cannot wait for a running child)
+	wait "$reader" || rc=$?
+	BG=
+	[ "$rc" -ne 0 ]
+}
+
+# ublk-del --force of stalled_read's device ends in time (far less than
+# the read's 600 s deadline, within its own), the read failing.
+del_stalled_in_time() {
+	local id=${dev#/dev/ublkb} start
 	start=$(date +%s)
 	# --force: the reader has it open
 	run timeout 120 "$B/ublk-del" --force --timeout 20 "$dev"
 	echo "$output"
-	[ "$status" -eq 0 ]
-	# far less than the read's 600 s deadline, within ublk-del's own
-	[ $(( $(date +%s) - start )) -lt 25 ]
-	# (not `run wait`: its subshell cannot wait for a running child)
-	rc=0
-	wait "$reader" || rc=$?
-	[ "$rc" -ne 0 ]
-	BG=
-	grep -q "Input/output error" "$T/reader.err"
+	[ "$status" -eq 0 ] || return 1
+	[ $(( $(date +%s) - start )) -lt 25 ] || return 1
+	reader_failed || return 1
+	grep -q "Input/output error" "$T/reader.err" || return 1
 	assert_gone "$id"
+}
+
+@test "ublk-del of a device whose read a stalled server holds: the read fails, the device goes in time" {
+	stalled_read
+	del_stalled_in_time
 	assert_none_left
 }
 
@@ -193,11 +203,7 @@ stalled_read() {
 	kill -TERM "$pid"
 	# its stop waits --timeout, then gives the read up
 	wait_until 60 "! kill -0 $pid 2>/dev/null"
-	# (not `run wait`: its subshell cannot wait for a running child)
-	rc=0
-	wait "$reader" || rc=$?
-	[ "$rc" -ne 0 ]
-	BG=
+	reader_failed
 	assert_gone "$id"
 	assert_none_left
 }
@@ -211,25 +217,10 @@ stalled_read() {
 	done
 	"$B/ublk-del" "$dev"
 	grep -q '^image 0 base ' "$T/trace"
-	# replayed with deadlines far past any test: the prefetch holds chunks
-	# 16 to 19, and the read of chunk 16 waits for its transfer
-	dev=$("$B/ublk-add" --base "$URL/stall/img" --read-only --chunk-size 64K --readahead 0 \
-		--http-timeout 600 --http-retries 0 --prefetch-trace "$T/trace" --prefetch-connections 4)
-	id=${dev#/dev/ublkb}
-	dd if="$dev" of=/dev/null bs=4k skip=256 count=1 iflag=direct status=none 2>"$T/reader.err" &
-	reader=$!
-	BG=$reader
-	wait_until 30 '[ "$(dev_reads_in_flight "$dev")" -ge 1 ]'
-	start=$(date +%s)
-	run timeout 120 "$B/ublk-del" --force --timeout 20 "$dev"
-	echo "$output"
-	[ "$status" -eq 0 ]
-	[ $(( $(date +%s) - start )) -lt 25 ]
-	rc=0
-	wait "$reader" || rc=$?
-	[ "$rc" -ne 0 ]
-	BG=
-	assert_gone "$id"
+	# replayed: the prefetch holds chunks 16 to 19, and the read of chunk
+	# 16 waits for its transfer
+	stalled_read --prefetch-trace "$T/trace" --prefetch-connections 4
+	del_stalled_in_time
 	assert_none_left
 }
 
