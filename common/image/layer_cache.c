@@ -567,7 +567,10 @@ static void complete_batch(struct cache *c, struct layer_io *batch, int res)
 	while (batch) {
 		struct layer_io *io = batch;
 		batch = ((struct cache_io *)io->priv)->next_flush;
-		aio_poster_post(&c->poster, io->aio, &io->areq, res);
+		int lost = aio_poster_post(&c->poster, io->aio, &io->areq, res);
+		if (lost)
+			log_err("cache %s: handing a flush back to its queue: %s; the flush is lost "
+				"(its device hangs until deleted)", c->path, strerror(-lost));
 	}
 }
 

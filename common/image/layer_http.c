@@ -55,6 +55,8 @@ struct layer_http {
 	atomic_bool cancel;         /* closing: transfers end at once */
 	uint64_t read_budget_ms;    /* one fetch's deadline, all its tries: a read
 				       that waited that long for a worker fails */
+	uint64_t overdue_said_ms;   /* when overdue chunks were last said (h->lock) */
+	unsigned overdue_unsaid;    /* overdue chunks since, not said one by one */
 	atomic_bool said_unreadable;
 	pthread_t prefetcher;
 	bool prefetching;
@@ -333,6 +335,32 @@ static int fetch_chunk(struct layer_http *h, struct http_conn *conn, uint64_t id
 	return ret;
 }
 
+/* A stalled server makes every queued chunk overdue at once: said once
+ * per read budget, with how many were not said one by one. */
+static void say_overdue(struct layer_http *h, uint64_t idx, uint64_t waited, const char *logurl)
+{
+	uint64_t now = now_ms();
+	unsigned unsaid = 0;
+	bool say;
+
+	pthread_mutex_lock(&h->lock);
+	say = !h->overdue_said_ms || now - h->overdue_said_ms >= h->read_budget_ms;
+	if (say) {
+		unsaid = h->overdue_unsaid;
+		h->overdue_unsaid = 0;
+		h->overdue_said_ms = now;
+	} else {
+		h->overdue_unsaid++;
+	}
+	pthread_mutex_unlock(&h->lock);
+	if (say)
+		log_err("%s: chunk %llu: its reads waited %llu ms for a fetch thread, past the %llu ms "
+			"a read may take (--http-timeout x tries): they fail (said once per %llu ms; "
+			"%u more chunks since it was last said)", logurl, (unsigned long long)idx,
+			(unsigned long long)waited, (unsigned long long)h->read_budget_ms,
+			(unsigned long long)h->read_budget_ms, unsaid);
+}
+
 static void *worker_main(void *arg)
 {
 	struct layer_http *h = arg;
@@ -367,10 +395,7 @@ static void *worker_main(void *arg)
 			 * reads have waited as long as a fetch may take */
 			ret = -ETIMEDOUT;
 			atomic_fetch_add(&h->fetch_errors, 1);
-			log_err("%s: chunk %llu: its reads waited %llu ms for a fetch thread, past the "
-				"%llu ms a read may take (--http-timeout x tries): they fail", logurl,
-				(unsigned long long)j->idx, (unsigned long long)waited,
-				(unsigned long long)h->read_budget_ms);
+			say_overdue(h, j->idx, waited, logurl);
 		} else {
 			ret = fetch_chunk(h, conn, j->idx, logurl);
 		}
@@ -382,11 +407,16 @@ static void *worker_main(void *arg)
 		h->njobs--;
 		pthread_cond_broadcast(&h->cond);   /* the prefetcher waits for room */
 		struct layer_io *w = j->waiters;
+		uint64_t idx = j->idx;
 		pthread_mutex_unlock(&h->lock);
 		free(j);
 		while (w) {
 			struct layer_io *next = ((struct http_io *)w->priv)->next_waiter;
-			aio_poster_post(&h->poster, w->aio, &w->areq, ret);
+			int lost = aio_poster_post(&h->poster, w->aio, &w->areq, ret);
+			if (lost)
+				log_err("%s: chunk %llu: handing a read back to its queue: %s; the read "
+					"is lost (its device hangs until deleted)", logurl,
+					(unsigned long long)idx, strerror(-lost));
 			w = next;
 		}
 		pthread_mutex_lock(&h->lock);

@@ -1,9 +1,6 @@
 #include "util/aio.h"
 
-#include "util/log.h"
-
 #include <errno.h>
-#include <string.h>
 #include <unistd.h>
 
 struct io_uring_sqe *aio_get_sqe(struct aio *a, struct aio_req *req)
@@ -64,7 +61,7 @@ void aio_poster_exit(struct aio_poster *p)
 	pthread_mutex_destroy(&p->lock);
 }
 
-void aio_poster_post(struct aio_poster *p, struct aio *target, struct aio_req *req, int res)
+int aio_poster_post(struct aio_poster *p, struct aio *target, struct aio_req *req, int res)
 {
 	struct io_uring_cqe *cqe;
 	int sent = -EAGAIN;
@@ -95,7 +92,6 @@ void aio_poster_post(struct aio_poster *p, struct aio *target, struct aio_req *r
 			io_uring_cqe_seen(&p->ring, cqe);
 		}
 	}
-	if (sent < 0)
-		log_err("posting a completion to a queue failed: %s; its request is lost", strerror(-sent));
 	pthread_mutex_unlock(&p->lock);
+	return sent < 0 ? sent : 0;
 }
