@@ -616,8 +616,7 @@ static int thaw(void *ctx, char *why, size_t whylen)
 	char line[256];
 	int ret;
 
-	ctlsock_send(h->fd, "thaw\n");
-	ret = ctlsock_read_line(h->fd, line, sizeof(line), 5000);
+	ret = ctlsock_ask(h->fd, "thaw\n", line, sizeof(line), 5000);
 	if (ret <= 0)   /* it may have been recovered meanwhile, and written */
 		return WHY("ublkb%u: the server went away during the export (died?); discarded it: "
 			   "recover the device (ublk-pool reclaim --recover) and retry", h->id), EXIT_FAIL;
@@ -637,7 +636,7 @@ int export_live(uint32_t id, const struct export_opts *o, struct export_result *
 	struct held held = { .id = id, .timeout_ms = o->timeout_ms < CTLSOCK_MAX_HOLD_MS ?
 					       o->timeout_ms : CTLSOCK_MAX_HOLD_MS };
 	struct e2b_target t;
-	char cache[PATH_MAX], line[256];
+	char cache[PATH_MAX], req[40], line[256];
 	int ret, code;
 
 	if (state_config_get(id, "cache", cache, sizeof(cache)))
@@ -655,10 +654,9 @@ int export_live(uint32_t id, const struct export_opts *o, struct export_result *
 	}
 	/* the server holds writes for at most CTLSOCK_MAX_HOLD_MS; one that
 	 * closed already (busy, stopping) is read as such below, no SIGPIPE */
-	snprintf(line, sizeof(line), "freeze %llu\n", (unsigned long long)(o->timeout_ms < 1 ? 1 :
+	snprintf(req, sizeof(req), "freeze %llu\n", (unsigned long long)(o->timeout_ms < 1 ? 1 :
 		 o->timeout_ms > CTLSOCK_MAX_HOLD_MS ? CTLSOCK_MAX_HOLD_MS : o->timeout_ms));
-	ctlsock_send(held.fd, line);
-	ret = ctlsock_read_line(held.fd, line, sizeof(line), o->timeout_ms + 2000);
+	ret = ctlsock_ask(held.fd, req, line, sizeof(line), o->timeout_ms + 2000);
 	if (ret <= 0 || strcmp(line, "frozen")) {
 		code = ret == -ETIMEDOUT ? EXIT_TIMEOUT : EXIT_FAIL;
 		WHY("ublkb%u: server did not freeze: %s", id, ret > 0 ? line :

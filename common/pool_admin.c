@@ -531,11 +531,7 @@ int pool_save_trace(const char *dev, uint64_t timeout_ms, char *why, size_t whyl
 	if (fd < 0)
 		return fd == -ETIMEDOUT ? EXIT_TIMEOUT : fd == -EPERM ? EXIT_PERM :
 		       fd == -ENOENT ? EXIT_NO_DEVICE : EXIT_FAIL;
-	/* a server that hung up at once may have said why first */
-	int sent = ctlsock_send(fd, "save-trace\n");
-	ret = ctlsock_read_line(fd, line, sizeof(line), timeout_ms);
-	if (!ret && sent)
-		ret = sent;
+	ret = ctlsock_ask(fd, "save-trace\n", line, sizeof(line), timeout_ms);
 	close(fd);
 	if (ret > 0 && !strcmp(line, "saved"))
 		return 0;

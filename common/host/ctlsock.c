@@ -189,6 +189,13 @@ int ctlsock_send(int fd, const char *line)
 	return send(fd, line, len, MSG_NOSIGNAL) == (ssize_t)len ? 0 : -errno;
 }
 
+int ctlsock_ask(int fd, const char *request, char *reply, size_t len, uint64_t timeout_ms)
+{
+	int sent = ctlsock_send(fd, request);
+	int ret = ctlsock_read_line(fd, reply, len, timeout_ms);
+	return !ret && sent ? sent : ret;
+}
+
 int ctlsock_parse_freeze(const char *line, uint64_t *ms)
 {
 	if (strncmp(line, "freeze ", 7))

@@ -28,6 +28,11 @@ int ctlsock_read_line(int fd, char *buf, size_t len, uint64_t timeout_ms);
  * while it is not, 0 on EOF, -EMSGSIZE or -errno. */
 int ctlsock_take_line(int fd, char *buf, size_t len, size_t *used);
 int ctlsock_send(int fd, const char *line);
+/* Send request (a line with its newline) and read the one-line reply, as
+ * ctlsock_read_line; a server that hung up at once may have said why
+ * first, so the reply is read even when the send failed, whose error is
+ * returned only if there is no reply. */
+int ctlsock_ask(int fd, const char *request, char *reply, size_t len, uint64_t timeout_ms);
 /* "freeze MS" (a decimal count of milliseconds, 1 to CTLSOCK_MAX_HOLD_MS)
  * into *ms: 0, or -EINVAL for any other line. */
 #define CTLSOCK_MAX_HOLD_MS 600000

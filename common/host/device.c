@@ -93,7 +93,7 @@ static void cancel_backend(uint32_t id)
 
 	if (fd < 0)
 		return;
-	if (!ctlsock_send(fd, "cancel\n") && ctlsock_read_line(fd, line, sizeof(line), 2000) > 0)
+	if (ctlsock_ask(fd, "cancel\n", line, sizeof(line), 2000) > 0)
 		log_dbg("ublkb%u: its server, told to give up on its backend: %s", id, line);
 	close(fd);
 }
