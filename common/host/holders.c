@@ -405,6 +405,16 @@ int device_holders(uint32_t id, char *desc, size_t len)
 	return scan_holders(&s, id);
 }
 
+int mount_table_holders(FILE *table, const dev_t *devs, size_t n, char *desc, size_t len)
+{
+	struct scan s = { .devs = (dev_t *)devs, .n_devs = n, .desc = desc, .len = len };
+
+	desc[0] = 0;
+	if (n)
+		mounts_in(&s, table, "");
+	return s.found;
+}
+
 int device_numbers_of(uint32_t id, dev_t **devs)
 {
 	struct scan s = { 0 };

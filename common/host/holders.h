@@ -4,6 +4,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <sys/types.h>
 
 /* Describe who holds /dev/ublkbID (or a partition) open: processes with an
@@ -19,6 +20,11 @@ int device_numbers_of(uint32_t id, dev_t **devs);
 /* device_holders of numbers taken before (device_numbers_of): a forced
  * stop removes the disk from sysfs, while a mount still holds it. */
 int device_holders_of(uint32_t id, const dev_t *devs, size_t n, char *desc, size_t len);
+
+/* The mounts of any of devs (a disk's numbers, its own first) in a mount
+ * table (/proc/PID/mountinfo, which names a sandbox chooses reach), as
+ * device_holders says them: how many. The parser, alone, for tests. */
+int mount_table_holders(FILE *table, const dev_t *devs, size_t n, char *desc, size_t len);
 
 /* A pidfd of the server of device id, pid (as the kernel or the state
  * directory recorded it), if that process has the device's char device

@@ -7,7 +7,7 @@
 
 FUZZ_OUT       = build-fuzz
 FUZZ_SECONDS  ?= 60
-FUZZ_HARNESSES = diff diff_v3 e2b e2b_section e2b_store cache_map cache_live state http http_response ctlsock options trace chunkcache
+FUZZ_HARNESSES = diff diff_v3 e2b e2b_section e2b_store cache_map cache_live state http http_response ctlsock options trace chunkcache mountinfo
 FUZZ_SAN       = -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
 FUZZ_BINS      = $(FUZZ_HARNESSES:%=$(FUZZ_OUT)/fuzz_%)
 FUZZ_MAKE      = $(MAKE) --no-print-directory $(if $(filter 1,$(V)),,-s) OUT=$(FUZZ_OUT) CC=clang SAN=0 \

@@ -291,6 +291,19 @@ int main(int argc, char **argv)
 	for (size_t i = 0; i < sizeof(ctl) / sizeof(ctl[0]); i++)
 		put_file("ctlsock", ctl[i].name, ctl[i].s, strlen(ctl[i].s), NULL, 0);
 
+	/* mount tables (fuzz_mountinfo.c): flags, then lines after the one
+	 * the harness plants */
+	static const struct { const char *name, *s; } mnt[] = {
+		{ "host", "\x7f" "22 27 0:21 / /proc rw,relatime - proc proc rw\n"
+		  "31 27 259:6 / /mnt/sb\\040one rw,relatime shared:1 - ext4 /dev/ublkb5p1 rw\n"
+		  "32 27 259:5 /deep/root /srv/bind rw - ext4 /dev/ublkb5 rw\n" },
+		{ "other-major", "\x81" "40 1 8:17 / /data rw - xfs /dev/ublkb5p1 rw\n"
+		  "41 1 8:18 / /not-ours rw - xfs /dev/sdb2 rw\n" },
+		{ "no-newline", "\x10" "50 1 259:5 / /last rw - ext4 /dev/ublkb5 rw" },
+	};
+	for (size_t i = 0; i < sizeof(mnt) / sizeof(mnt[0]); i++)
+		put_file("mountinfo", mnt[i].name, mnt[i].s, strlen(mnt[i].s), NULL, 0);
+
 	/* whole responses (fuzz_http_response.c): flags, offset byte, then one
 	 * response per connection; the first answers the probe of byte 0 */
 #define R206(range, len, extra, body) "HTTP/1.1 206 Partial Content\r\nContent-Range: bytes " \

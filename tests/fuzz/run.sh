@@ -29,7 +29,7 @@ max_len() {
 	case "$1" in
 	diff|diff_v3|cache_map|e2b_store) echo 65536 ;;
 	cache_live|e2b|e2b_section) echo 20480 ;;
-	state|http_response) echo 16384 ;;
+	state|http_response|mountinfo) echo 16384 ;;
 	ctlsock) echo 1024 ;;
 	*) echo 4096 ;;
 	esac

@@ -32,4 +32,5 @@ fuzz() {
 @test "fuzz ctlsock: control socket lines" { fuzz ctlsock; }
 @test "fuzz options: sizes, seconds, ids, inject specs, names, device options" { fuzz options; }
 @test "fuzz trace: access traces, their text and merge" { fuzz trace; }
+@test "fuzz mountinfo: mount tables a sandbox names mountpoints in, as ublk-del says who holds a device" { fuzz mountinfo; }
 @test "fuzz chunkcache: chunk cache roots as crashes and planted links leave them: key, chunks, eviction" { fuzz chunkcache; }
