@@ -535,8 +535,11 @@ void pool_reopen(int mark)
 	if (mark < 0)
 		return;
 	/* The last shutdown to end removes the mark: the write lock is only
-	 * granted when no other holds it. unlinkat removes a planted link
-	 * itself, never its target. */
+	 * granted when no other holds it. Each lets go of its own lock first:
+	 * two ending at once would otherwise each see the other's and both
+	 * leave the mark; this way the later one to try finds none. unlinkat
+	 * removes a planted link itself, never its target. */
+	shutdown_lock(mark, F_UNLCK);
 	if (!shutdown_lock(mark, F_WRLCK) && (root = state_dir_open(false)) >= 0) {
 		if (fd_is_named(mark, root, ".shutdown", AT_SYMLINK_NOFOLLOW))
 			unlinkat(root, ".shutdown", 0);
