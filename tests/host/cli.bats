@@ -15,6 +15,8 @@ setup() {
 }
 
 teardown() {
+	# the stand-in servers (sleep 600) of a test that failed early
+	kill $(jobs -p) 2>/dev/null || true
 	rm -rf "$T"
 }
 
@@ -330,6 +332,7 @@ teardown() {
 	echo "$other" >"$T/state/ublkb6/pid"
 	run "$B/ublk-pool" shutdown --json --state-dir "$T/state"
 	kill "$live" "$other"
+	wait "$live" "$other" || true
 	[ "$status" -eq 0 ]
 	[ "$output" = '{"stopped":[]}' ]
 	[ ! -e "$T/state/ublkb4" ]
@@ -351,6 +354,7 @@ teardown() {
 	run capsh --drop=cap_sys_ptrace,cap_net_admin -- -c '"$1" shutdown --json --state-dir "$2"' \
 		_ "$B/ublk-pool" "$T/state"
 	kill "$live"
+	wait "$live" || true
 	echo "$output"
 	[ "$status" -eq 0 ]
 	[ -e "$T/state/ublkb5/config" ]
@@ -465,6 +469,7 @@ teardown() {
 	touch "$T/ublk-control"
 	run env UBLK_CONTROL_PATH="$T/ublk-control" "$B/ublk-pool" list -n -o id --state-dir "$T/state" sb-17
 	kill "$live" "$other"
+	wait "$live" "$other" || true
 	[ "$status" -eq 0 ]
 	[ "$output" = 40 ]
 	# none runs: the lowest id

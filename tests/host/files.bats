@@ -251,12 +251,17 @@ PY
 @test "a server that takes no connection: save-trace and --live end at their deadline with exit 7, every time" {
 	fake_ctl_server deaf
 	# more tries than the backlog holds: a blocking connect would wait for ever
+	# each at its own 1 s deadline (5 s: room for a loaded host, not 60)
 	for i in 1 2 3 4 5 6 7; do
+		start=$(date +%s%N)
 		run_mustfail 7 "ublkb5: its server" timeout 60 "$B/ublk-pool" save-trace 5 --timeout 1 --state-dir "$S"
 		[[ "$output" == *"within 1000 ms: is it stopped or hung?" ]]
+		[ $(( ($(date +%s%N) - start) / 1000000 )) -lt 5000 ]
 	done
+	start=$(date +%s%N)
 	run_mustfail 7 "ublkb5: its server took no connection within 1000 ms: is it stopped or hung?" \
 		timeout 60 "$B/ublk-export-diff" --live --timeout 1 -o "$T/x.diff" --state-dir "$S" 5
+	[ $(( ($(date +%s%N) - start) / 1000000 )) -lt 5000 ]
 	[ ! -e "$T/x.diff" ]
 }
 
