@@ -1,8 +1,11 @@
 #include "image/fetch_pool.h"
 
+#include "util/log.h"
+
 #include <errno.h>
 #include <pthread.h>
 #include <stdlib.h>
+#include <string.h>
 
 #define MAX_THREADS 8
 
@@ -36,7 +39,14 @@ static void *pool_main(void *arg)
 			p->tail = &p->head;
 		pthread_mutex_unlock(&p->lock);
 		int res = p->ops->run(p->ctx, mine, job);
-		aio_poster_post(&p->poster, job->io->aio, &job->io->areq, res);
+		struct layer_io *io = job->io;
+		uint64_t off = io->off;
+		uint32_t len = io->len;
+		int lost = aio_poster_post(&p->poster, io->aio, &io->areq, res);
+		if (lost)   /* (the job may be gone with its request) */
+			log_err("a remote layer's fetch thread: handing a request (%u bytes at %llu) back "
+				"to its queue: %s; the request is lost (its device hangs until deleted)",
+				len, (unsigned long long)off, strerror(-lost));
 		pthread_mutex_lock(&p->lock);
 	}
 	pthread_mutex_unlock(&p->lock);

@@ -473,7 +473,9 @@ static void http_close(struct layer *l)
 		/* no read is left at close; one would get its error as ever */
 		for (struct layer_io *w = j->waiters, *next; w; w = next) {
 			next = ((struct http_io *)w->priv)->next_waiter;
-			aio_poster_post(&h->poster, w->aio, &w->areq, -ECANCELED);
+			if (aio_poster_post(&h->poster, w->aio, &w->areq, -ECANCELED))
+				log_err("chunk %llu: a read left at close could not be handed back "
+					"to its queue", (unsigned long long)j->idx);
 		}
 		free(j);
 	}

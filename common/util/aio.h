@@ -44,6 +44,7 @@ int aio_poster_init(struct aio_poster *p);
 void aio_poster_exit(struct aio_poster *p);
 /* 0, or -errno when the message could not be delivered within about a
  * second: the request is lost, which the caller says with its context. */
+__attribute__((warn_unused_result))
 int aio_poster_post(struct aio_poster *p, struct aio *target, struct aio_req *req, int res);
 
 /* Handle one CQE that belongs to aio (user_data low bit clear). */
