@@ -9,7 +9,11 @@
  * A control command can block in the kernel (START_DEV waits for every tag
  * to be fetched, DEL_DEV for every reference to go), so each one waits at
  * most timeout_ms. A command that timed out keeps its user_data; its late
- * completion is recognised by sequence number and dropped.
+ * completion is recognised by sequence number and dropped. The kernel may
+ * still read or write a late command's buffer (an io-wq worker runs it
+ * when one is free), so a command's buffer is the handle's own, never the
+ * caller's (stack) memory: copied back when the command completed in
+ * time, and abandoned when it did not, freed once its completion is seen.
  */
 #include "kernel/ctrl.h"
 #include "util/parse.h"
@@ -74,6 +78,8 @@ void ctrl_close(struct ublk_ctrl *c)
 {
 	if (c->fd < 0)
 		return;
+	/* abandoned buffers stay: the ring's end does not wait for a command
+	 * an io-wq worker runs */
 	io_uring_queue_exit(&c->ring);
 	close(c->fd);
 	c->fd = -1;
@@ -96,14 +102,39 @@ const char *ctrl_open_hint(int err)
 	}
 }
 
+/* A late completion of an abandoned buffer's command: it is free now. */
+static void free_abandoned(struct ublk_ctrl *c, uint64_t ud)
+{
+	for (unsigned i = 0; i < CTRL_ABANDONED; i++)
+		if (c->abandoned[i].buf && c->abandoned[i].seq == ud) {
+			free(c->abandoned[i].buf);
+			c->abandoned[i].buf = NULL;
+		}
+}
+
+/* Command seq did not complete: the kernel may still use buf. Kept until
+ * its completion is seen; past CTRL_ABANDONED of them, left for ever (a
+ * few bytes each, after as many timeouts). */
+static void abandon(struct ublk_ctrl *c, uint64_t seq, void *buf)
+{
+	for (unsigned i = 0; i < CTRL_ABANDONED; i++)
+		if (!c->abandoned[i].buf) {
+			c->abandoned[i].buf = buf;
+			c->abandoned[i].seq = seq;
+			return;
+		}
+}
+
 /* The result of command me within timeout_ms (later CQEs of earlier
- * commands are dropped); -ETIMEDOUT, remembered for ctrl_wait_late. */
-static int wait_for(struct ublk_ctrl *c, uint64_t me, uint64_t timeout_ms)
+ * commands are dropped), with *seen; -ETIMEDOUT, remembered for
+ * ctrl_wait_late, or the ring's error, with *seen false. */
+static int wait_for(struct ublk_ctrl *c, uint64_t me, uint64_t timeout_ms, bool *seen)
 {
 	uint64_t deadline = deadline_ms(timeout_ms);
 	int ret;
 
 	c->late = 0;
+	*seen = false;
 	for (;;) {
 		struct io_uring_cqe *cqe;
 		uint64_t left = ms_left(deadline);
@@ -121,34 +152,57 @@ static int wait_for(struct ublk_ctrl *c, uint64_t me, uint64_t timeout_ms)
 		uint64_t ud = cqe->user_data;
 		int res = cqe->res;
 		io_uring_cqe_seen(&c->ring, cqe);
-		if (ud == me)
+		if (ud == me) {
+			*seen = true;
 			return res;
+		}
+		free_abandoned(c, ud);
 	}
 }
 
-static int submit_wait(struct ublk_ctrl *c, unsigned op, struct ublksrv_ctrl_cmd *cmd)
+static int submit_wait(struct ublk_ctrl *c, unsigned op, const struct ublksrv_ctrl_cmd *cmd)
 {
-	struct io_uring_sqe *sqe = io_uring_get_sqe(&c->ring);
+	struct ublksrv_ctrl_cmd sent = *cmd;
+	struct io_uring_sqe *sqe;
 	uint64_t me = ++c->seq;
+	void *buf = NULL;
+	bool seen = false;
 	int ret;
 
-	if (!sqe)
+	if (cmd->addr && cmd->len) {
+		if (!(buf = malloc(cmd->len)))
+			return -ENOMEM;
+		memcpy(buf, (void *)(uintptr_t)cmd->addr, cmd->len);
+		sent.addr = (uintptr_t)buf;
+	}
+	if (!(sqe = io_uring_get_sqe(&c->ring))) {
+		free(buf);
 		return -EBUSY;
+	}
 	memset(sqe, 0, 2 * sizeof(*sqe));
 	sqe->opcode = IORING_OP_URING_CMD;
 	sqe->fd = c->fd;
 	sqe->cmd_op = op;
 	sqe->user_data = me;
-	memcpy(sqe->cmd, cmd, sizeof(*cmd));
+	memcpy(sqe->cmd, &sent, sizeof(sent));
+	/* a submit that failed leaves the SQE in the ring, for the next */
 	ret = io_uring_submit(&c->ring);
-	if (ret < 0)
-		return ret;
-	return wait_for(c, me, c->timeout_ms);
+	if (ret >= 0)
+		ret = wait_for(c, me, c->timeout_ms, &seen);
+	if (buf && seen)
+		memcpy((void *)(uintptr_t)cmd->addr, buf, cmd->len);
+	if (buf && !seen)
+		abandon(c, me, buf);
+	else
+		free(buf);
+	return ret;
 }
 
 int ctrl_wait_late(struct ublk_ctrl *c, uint64_t timeout_ms)
 {
-	return c->late ? wait_for(c, c->late, timeout_ms) : -ENOENT;
+	bool seen;
+
+	return c->late ? wait_for(c, c->late, timeout_ms, &seen) : -ENOENT;
 }
 
 static bool not_understood(int ret)

@@ -20,6 +20,9 @@ struct ublk_ctrl {
 	int legacy;         /* -1 unknown, 0 ioctl-encoded opcodes, 1 legacy numbers */
 	int del_async;      /* DEL_DEV_ASYNC: -1 untried, 0 refused, 1 taken */
 	uint64_t timeout_ms;
+	/* buffers of commands that timed out, which the kernel may still use */
+#define CTRL_ABANDONED 8
+	struct { uint64_t seq; void *buf; } abandoned[CTRL_ABANDONED];
 };
 
 /* Path of the control device: $UBLK_CONTROL_PATH or /dev/ublk-control. */
