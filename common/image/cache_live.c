@@ -14,6 +14,7 @@
  */
 #include "image/cache_live.h"
 #include "util/atomic_file.h"
+#include "util/fileio.h"
 
 #include <endian.h>
 #include <errno.h>
@@ -112,6 +113,8 @@ int cache_live_map(struct cache_live *lv, const char *path, const uint8_t id[16]
 {
 	char lpath[4096];
 	size_t len = LIVE_HDR + ((map_bytes + 4095) & ~(size_t)4095);
+	static const uint8_t zeros[4096];
+	uint8_t hdr[LIVE_HDR] = { 0 };
 	struct atomic_file af;
 	uint8_t *mem;
 	int ret;
@@ -121,22 +124,24 @@ int cache_live_map(struct cache_live *lv, const char *path, const uint8_t id[16]
 	ret = atomic_file_open(&af, AT_FDCWD, lpath, 0600);
 	if (ret)
 		goto out;
-	if (ftruncate(af.fd, (off_t)len)) {
-		ret = -errno;
+	/* Written, every byte, before it is mapped: the first store to a
+	 * mapped page of a full file system is a SIGBUS, where a write says
+	 * ENOSPC. */
+	memcpy(hdr, LIVE_MAGIC, 8);
+	*(uint32_t *)(hdr + 8) = htole32(LIVE_VERSION);
+	memcpy(hdr + 16, id, 16);
+	strncpy((char *)hdr + 32, boot_id(), BOOT_ID_LEN);
+	*(uint64_t *)(hdr + 72) = htole64(gen);
+	*(uint64_t *)(hdr + 80) = htole64(map_bytes);
+	if ((ret = pwrite_full(af.fd, map, map_bytes, LIVE_HDR)) ||
+	    (ret = pwrite_full(af.fd, zeros, len - LIVE_HDR - map_bytes, LIVE_HDR + map_bytes)) ||
+	    (ret = pwrite_full(af.fd, hdr, LIVE_HDR, 0)))
 		goto out;
-	}
 	mem = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, af.fd, 0);
 	if (mem == MAP_FAILED) {
 		ret = -errno;
 		goto out;
 	}
-	memcpy(mem + LIVE_HDR, map, map_bytes);
-	*(uint32_t *)(mem + 8) = htole32(LIVE_VERSION);
-	memcpy(mem + 16, id, 16);
-	strncpy((char *)mem + 32, boot_id(), BOOT_ID_LEN);
-	*(uint64_t *)(mem + 72) = htole64(gen);
-	*(uint64_t *)(mem + 80) = htole64(map_bytes);
-	memcpy(mem, LIVE_MAGIC, 8);
 	/* The old file stays valid until this one replaces it whole. Not
 	 * fsync'd: a live map is worthless after a reboot anyway. */
 	ret = atomic_file_commit(&af, 0);

@@ -12,6 +12,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sched.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/vfs.h>
 #include <linux/magic.h>
@@ -637,6 +639,62 @@ static void test_cache_crash(void)
 	free(buf);
 }
 
+/* A cache reopened on a full file system fails its open, saying so: its
+ * new live map is written before it is mapped (a store to a mapped page
+ * with no room behind it is a SIGBUS). A small tmpfs of its own, in a
+ * private mount namespace. */
+static void test_cache_full_fs(void)
+{
+	char dir[] = "/tmp/test-layers-full.XXXXXX", base_path[80], cache[80], filler[80];
+	int status;
+
+	if (!mkdtemp(dir))
+		exit(2);
+	snprintf(base_path, sizeof(base_path), "%s.base", dir);
+	snprintf(cache, sizeof(cache), "%s/c", dir);
+	snprintf(filler, sizeof(filler), "%s/filler", dir);
+	int fd = open(base_path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	CHECK(fd >= 0 && !ftruncate(fd, 256 << 20), "sparse base");
+	close(fd);
+	pid_t child = fork();
+	if (!child) {
+		static const char page[4096];
+		struct layer *base, *l;
+		char why[600];
+		if (unshare(CLONE_NEWNS) || mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) ||
+		    mount("none", dir, "tmpfs", 0, "size=1m"))
+			_exit(77);
+		CHECK(layer_file_open(base_path, true, &base) == 0, "open base");
+		CHECK(layer_cache_open(cache, base, 0, false, &l, why, sizeof(why)) == 0, "create: %s", why);
+		layer_close(l);
+		fd = open(filler, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+		while (fd >= 0 && write(fd, page, sizeof(page)) == sizeof(page))
+			;
+		CHECK(errno == ENOSPC, "filling the file system: %s", strerror(errno));
+		close(fd);
+		CHECK(layer_file_open(base_path, true, &base) == 0, "open base");
+		int ret = layer_cache_open(cache, base, 0, false, &l, why, sizeof(why));
+		CHECK(ret == -ENOSPC, "reopened on a full file system: %d (%s)", ret, why);
+		CHECK(strstr(why, "No space left on device") != NULL, "message: %s", why);
+		unlink(filler);
+		CHECK(layer_file_open(base_path, true, &base) == 0, "open base");
+		CHECK(layer_cache_open(cache, base, 0, false, &l, why, sizeof(why)) == 0,
+		      "reopened with room again: %s", why);
+		layer_close(l);
+		_exit(failures ? 1 : 0);
+	}
+	waitpid(child, &status, 0);
+	if (WIFEXITED(status) && WEXITSTATUS(status) == 77)
+		printf("no mount namespace (not root?): a cache on a full file system not tested\n");
+	else
+		CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+		      "a cache on a full file system: %s %d (see above)",
+		      WIFSIGNALED(status) ? "killed by signal" : "exit",
+		      WIFSIGNALED(status) ? WTERMSIG(status) : WEXITSTATUS(status));
+	unlink(base_path);
+	rmdir(dir);
+}
+
 static void test_fault_layer(void)
 {
 	const size_t size = 1 << 20;
@@ -732,6 +790,7 @@ int main(void)
 	image_dir = "/tmp";
 	test_write_in_place();
 	test_cache_crash();
+	test_cache_full_fs();
 	test_fault_layer();
 	test_freeze();
 	io_uring_queue_exit(&ring);
