@@ -76,8 +76,11 @@ int cache_export_open(const char *path, bool live, struct cache_export *x, char 
 	}
 	if (!live && flock(c.map_fd, LOCK_SH | LOCK_NB)) {
 		ret = errno == EWOULDBLOCK ? -EBUSY : -errno;
-		snprintf(why, whylen, "%s: cache is in use by a running server: stop the device first",
-			 path);
+		if (ret == -EBUSY)
+			snprintf(why, whylen, "%s: cache is in use by a running server: stop the "
+				 "device first", path);
+		else
+			snprintf(why, whylen, "%s: locking its map: %s", path, strerror(-ret));
 		goto out;
 	}
 	why[0] = 0;
@@ -216,15 +219,19 @@ int cache_remove(const char *path)
 	 * until the files are gone: a server opening the cache meanwhile
 	 * finds its map removed once it has the lock (layer_cache_open) */
 	int map = open(map_path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
-	if (map >= 0 && flock(map, LOCK_EX | LOCK_NB) && errno == EWOULDBLOCK) {
+	if (map < 0 && errno != ENOENT)
+		return -errno;   /* not known to be free: left whole */
+	if (map >= 0 && flock(map, LOCK_EX | LOCK_NB)) {
+		ret = errno == EWOULDBLOCK ? -EBUSY : -errno;
 		close(map);
-		return -EBUSY;
+		return ret;
 	}
-	/* the map last: a server that starts once it is gone makes all anew */
+	/* the map last: a server that starts once it is gone makes all anew,
+	 * and a data file that stays keeps its map (no half a cache) */
 	int live = cache_live_remove(path);
 	if (unlink(path) && errno != ENOENT)
 		ret = -errno;
-	if (unlink(map_path) && errno != ENOENT)
+	if (!ret && unlink(map_path) && errno != ENOENT)
 		ret = -errno;
 	if (map >= 0)
 		close(map);

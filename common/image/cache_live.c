@@ -81,13 +81,26 @@ int cache_live_load(const char *path, const uint8_t id[16], uint64_t gen, uint8_
 			 lpath, (long long)st.st_size, (unsigned long long)(LIVE_HDR + (uint64_t)map_bytes));
 		goto out;
 	}
-	if (pread(fd, h, LIVE_HDR, 0) != LIVE_HDR || memcmp(h, LIVE_MAGIC, 8) ||
+	/* a live map that cannot be read may hold writes a server
+	 * acknowledged: the open fails, it does not fall back on the map */
+	if ((ret = pread_full(fd, h, LIVE_HDR, 0))) {
+		if (ret == -ENODATA)
+			ret = -EIO;
+		goto out;
+	}
+	if (memcmp(h, LIVE_MAGIC, 8) ||
 	    le32toh(*(uint32_t *)(h + 8)) != LIVE_VERSION || memcmp(h + 16, id, 16) ||
 	    le64toh(*(uint64_t *)(h + 80)) != map_bytes) {
 		snprintf(why, whylen, "%s: not a live map of this cache; ignored", lpath);
 		goto out;
 	}
-	if (!boot_id()[0] || strncmp((char *)h + 32, boot_id(), BOOT_ID_LEN)) {
+	if (!boot_id()[0]) {
+		snprintf(why, whylen, "%s: whether it is of this boot cannot be told "
+			 "(/proc/sys/kernel/random/boot_id cannot be read: is /proc mounted?)", lpath);
+		ret = -ENOENT;
+		goto out;
+	}
+	if (strncmp((char *)h + 32, boot_id(), BOOT_ID_LEN)) {
 		snprintf(why, whylen, "%s: left from an earlier boot; writes not flushed before "
 			 "the host went down are lost, as on a disk", lpath);
 		goto out;
@@ -98,8 +111,9 @@ int cache_live_load(const char *path, const uint8_t id[16], uint64_t gen, uint8_
 			 (unsigned long long)g, (unsigned long long)gen);
 		goto out;
 	}
-	if (pread(fd, map, map_bytes, LIVE_HDR) != (ssize_t)map_bytes) {
-		ret = errno ? -errno : -EIO;
+	if ((ret = pread_full(fd, map, map_bytes, LIVE_HDR))) {
+		if (ret == -ENODATA)
+			ret = -EIO;
 		goto out;
 	}
 	ret = 1;

@@ -17,7 +17,8 @@ struct cache_live {
 /* Copy path.live's states into map if the file belongs to cache id, to
  * this boot, and to generation gen or gen + 1 (a server that died while
  * opening). Returns 1 if loaded, 0 if none usable (why says why when a
- * file was ignored, else it is ""), or -errno. */
+ * file was ignored, else it is ""), or -errno when one may be and cannot
+ * be read (why says why if more than strerror can). */
 int cache_live_load(const char *path, const uint8_t id[16], uint64_t gen, uint8_t *map,
 		    size_t map_bytes, char *why, size_t whylen);
 

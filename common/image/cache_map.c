@@ -142,7 +142,8 @@ static int cache_map_read(struct cache *c, char *why, size_t len)
 	if ((ret = cache_map_size_check(c->map_fd, c->map_bytes, why, len)))
 		return ret;
 	if ((ret = cache_map_pread(c->map_fd, c->map, c->map_bytes, MAP_HDR)))
-		return snprintf(why, len, "block states are truncated"), -EINVAL;
+		return snprintf(why, len, "reading the block states: %s", ret == -EINVAL ?
+				"they are truncated" : strerror(-ret)), ret;
 	return 0;
 }
 
@@ -206,6 +207,8 @@ int cache_map_load(struct cache *c, const char *path, const char *map_path, bool
 	/* A running server's live map is its own; it froze and persisted it. */
 	live = served ? 0 : cache_live_load(path, c->hdr.id, c->hdr.generation, c->map, c->map_bytes,
 			       note, sizeof(note));
+	if (live < 0 && note[0])
+		return snprintf(why, len, "%s", note), live;
 	if (live < 0)
 		return snprintf(why, len, "%s.live: %s", path, strerror(-live)), live;
 	if (live)

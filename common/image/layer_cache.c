@@ -561,16 +561,16 @@ static void flush_complete(struct aio_req *req, int res)
 }
 
 /* Complete every request of the batch (linked by next_flush) on its own
- * queue's ring. */
-static void complete_batch(struct cache *c, struct layer_io *batch, int res)
+ * queue's ring; what names them in a message (flushes, held writes). */
+static void complete_batch(struct cache *c, struct layer_io *batch, int res, const char *what)
 {
 	while (batch) {
 		struct layer_io *io = batch;
 		batch = ((struct cache_io *)io->priv)->next_flush;
 		int lost = aio_poster_post(&c->poster, io->aio, &io->areq, res);
 		if (lost)
-			log_err("cache %s: handing a flush back to its queue: %s; the flush is lost "
-				"(its device hangs until deleted)", c->path, strerror(-lost));
+			log_err("cache %s: handing one of its %s back to its queue: %s; it is lost "
+				"(its device hangs until deleted)", c->path, what, strerror(-lost));
 	}
 }
 
@@ -587,7 +587,7 @@ static void *flusher_main(void *arg)
 		struct layer_io *batch = c->flush_list;
 		c->flush_list = NULL;
 		pthread_mutex_unlock(&c->lock);
-		complete_batch(c, batch, persist(c));
+		complete_batch(c, batch, persist(c), "flushes");
 		pthread_mutex_lock(&c->lock);
 	}
 	pthread_mutex_unlock(&c->lock);
@@ -714,8 +714,10 @@ int layer_cache_open(const char *path, struct layer *lower, uint64_t size, bool 
 	bool exists;
 	int ret;
 
-	if (!c)
+	if (!c) {
+		snprintf(why, whylen, "%s: out of memory", path);
 		return -ENOMEM;
+	}
 	c->map_fd = -1;
 	pthread_mutex_init(&c->lock, NULL);
 	pthread_mutex_init(&c->persist_lock, NULL);
@@ -808,7 +810,10 @@ int layer_cache_open(const char *path, struct layer *lower, uint64_t size, bool 
 		goto fail;
 	if (flock(c->map_fd, (read_only ? LOCK_SH : LOCK_EX) | LOCK_NB)) {
 		ret = errno == EWOULDBLOCK ? -EBUSY : -errno;
-		snprintf(why, whylen, "%s: cache is in use by another server", path);
+		if (ret == -EBUSY)
+			snprintf(why, whylen, "%s: cache is in use by another server", path);
+		else
+			snprintf(why, whylen, "%s: locking its map: %s", path, strerror(-ret));
 		goto fail;
 	}
 	/* the map locked is still the one of that name: a reclaim of the
@@ -855,12 +860,12 @@ int layer_cache_open(const char *path, struct layer *lower, uint64_t size, bool 
 			goto fail;
 		}
 		if ((ret = aio_poster_init(&c->poster))) {
-			snprintf(why, whylen, "io_uring for the cache flusher: %s", strerror(-ret));
+			snprintf(why, whylen, "%s: io_uring for the cache flusher: %s", path, strerror(-ret));
 			goto fail;
 		}
 		if ((ret = -pthread_create(&c->flusher, NULL, flusher_main, c))) {
 			aio_poster_exit(&c->poster);
-			snprintf(why, whylen, "starting the cache flusher: %s", strerror(-ret));
+			snprintf(why, whylen, "%s: starting the cache flusher: %s", path, strerror(-ret));
 			goto fail;
 		}
 		c->flusher_running = true;
@@ -887,7 +892,7 @@ static void cache_thaw(struct layer *l)
 	parked = c->parked;
 	c->parked = NULL;
 	pthread_mutex_unlock(&c->lock);
-	complete_batch(c, parked, 0);
+	complete_batch(c, parked, 0, "writes held by a live export");
 }
 
 static int cache_freeze(struct layer *l, uint64_t timeout_ms)

@@ -303,6 +303,13 @@ static void test_too_fragmented(void)
 	CHECK(cache_remove(at("frag.cache")) == -EBUSY && !access(at("frag.cache"), F_OK),
 	      "a cache in use removed");
 	layer_close(l);
+	/* a data file that cannot go keeps its map: never half a cache */
+	CHECK(rename(at("frag.cache"), at("frag.data")) == 0 && mkdir(at("frag.cache"), 0700) == 0 &&
+	      mkdir(at("frag.cache/x"), 0700) == 0, "a data file that cannot be removed");
+	CHECK(cache_remove(at("frag.cache")) < 0 && !access(at("frag.cache.map"), F_OK),
+	      "a cache's map removed without its data file");
+	CHECK(rmdir(at("frag.cache/x")) == 0 && rmdir(at("frag.cache")) == 0 &&
+	      rename(at("frag.data"), at("frag.cache")) == 0, "the data file back");
 	CHECK(cache_remove(at("frag.cache")) == 0 && access(at("frag.cache.map"), F_OK),
 	      "a cache no one uses kept");
 	CHECK(unlink(at("huge.img")) == 0, "remove the 128 GiB base");
