@@ -443,8 +443,14 @@ static void on_cmd_cqe(struct ublk_queue *q, struct io_uring_cqe *cqe)
 	}
 	if (t->placed)
 		drop_place(q, t);
-	if (cqe->res != UBLK_IO_RES_ABORT)
-		log_dbg("ublkb%u q%u tag %u: command result %d", q->dev_id, q->qid, t->tag, cqe->res);
+	/* ABORT is the stop's; anything else leaves the tag out of use, and
+	 * a request it carried uncompleted: said, once a queue */
+	if (cqe->res != UBLK_IO_RES_ABORT && !q->said_refused) {
+		q->said_refused = true;
+		log_err("ublkb%u q%u tag %u: the kernel refused an IO command: %s; the tag is out "
+			"of use, and a request it carried is not completed (said once a queue)",
+			q->dev_id, q->qid, t->tag, strerror(cqe->res < 0 ? -cqe->res : EIO));
+	}
 	t->state = TAG_DEAD;
 }
 
@@ -522,7 +528,14 @@ static int fetch(struct ublk_queue *q)
 			return ret;
 	}
 	ret = io_uring_submit(&q->ring);
-	return ret < 0 ? ret : 0;
+	if (ret < 0) {
+		/* what the kernel did not take goes with the ring: not in flight */
+		q->cmds_inflight -= io_uring_sq_ready(&q->ring);
+		log_err("ublkb%u q%u: submitting its FETCH commands: %s", q->dev_id, q->qid,
+			strerror(-ret));
+		return ret;
+	}
+	return 0;
 }
 
 static void teardown(struct ublk_queue *q)

@@ -107,6 +107,7 @@ struct ublk_queue {
 	pthread_mutex_t gate_lock;  /* queue_release lets the prepared thread on */
 	pthread_cond_t gate_cond;
 	bool gate;
+	bool said_refused;          /* a command the kernel refused was logged */
 	int exit_efd;               /* written when the thread ends */
 
 	pthread_t thread;
