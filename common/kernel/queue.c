@@ -150,8 +150,10 @@ static void end_req(struct queue_tag *t, int res)
 			q->qid, t->tag, req->op, (unsigned long long)req->off, req->len, strerror(-res));
 		/* a remote image's timeout or refusal (layer_fetch_error) is an I/O
 		 * error to the kernel, as before: ETIMEDOUT would be its own
-		 * block status, which a file system does not expect of a read */
-		if (res == -ETIMEDOUT || res == -EACCES)
+		 * block status, which a file system does not expect of a read;
+		 * EAGAIN (a backend ring with no room) would be BLK_STS_AGAIN,
+		 * which only a NOWAIT submitter takes for "try again" */
+		if (res == -ETIMEDOUT || res == -EACCES || res == -EAGAIN)
 			res = -EIO;
 	}
 	queue_cmd_or_later(q, t, IO_CMD(q, IO_COMMIT_AND_FETCH_REQ), res);
