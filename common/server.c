@@ -248,7 +248,9 @@ static int wait_queues(struct server *s, unsigned n)
 		int r = left ? poll(&p, 1, poll_timeout(left)) : 0;
 		if ((r < 0 && errno == EINTR) || (r == 0 && ms_left(deadline)))
 			continue;
-		if (r <= 0)
+		if (r < 0)
+			return -errno;
+		if (r == 0)
 			return -ETIMEDOUT;
 		if (read(s->ready_efd, &cnt, sizeof(cnt)) == sizeof(cnt))
 			done += (unsigned)cnt;
