@@ -112,25 +112,32 @@ static char **server_environ(void)
 
 static void child(int pipe_w, int secrets_fd, char *const argv[], char *const env[])
 {
-	/* not CLOEXEC: it may itself be 0, 1 or 2, which dup2 leaves alone */
-	int null = open("/dev/null", O_RDWR);
+	int null = open("/dev/null", O_RDWR | O_CLOEXEC), err = errno;
 
 	setsid();
-	/* move both out of the way first: either may already be fd 3 or 4 */
+	/* all three out of the way first: any may be 0 to 4 already */
 	pipe_w = fcntl(pipe_w, F_DUPFD_CLOEXEC, 10);
 	if (secrets_fd >= 0)
 		secrets_fd = fcntl(secrets_fd, F_DUPFD_CLOEXEC, 10);
+	if (null >= 0)
+		null = fcntl(null, F_DUPFD_CLOEXEC, 10);
 	if (pipe_w < 0 || dup2(pipe_w, READY_FD) < 0)
 		_exit(127);
 	if (secrets_fd >= 0 && dup2(secrets_fd, READY_SECRETS_FD) < 0)
 		_exit(127);
-	if (null >= 0) {
-		dup2(null, 0);
-		dup2(null, 1);
-		dup2(null, 2);
-		if (null > 2)
-			close(null);
+	/* A server's stdio is never its caller's: it lives on past the
+	 * caller, would hold a pipe the caller's caller waits on, and its
+	 * messages go to its log. */
+	if (null < 0 || dup2(null, 0) < 0 || dup2(null, 1) < 0 || dup2(null, 2) < 0) {
+		ready_send(READY_FD, "error %d cannot open /dev/null: %s", EXIT_FAIL,
+			   strerror(null < 0 ? err : errno));
+		_exit(127);
 	}
+	/* Nor any other fd of the caller's (a lock a script holds): the
+	 * server would keep it for the device's life. */
+	if (secrets_fd < 0)
+		close(READY_SECRETS_FD);
+	close_range(READY_SECRETS_FD + 1, ~0U, 0);
 	execve(argv[0], argv, env);
 	ready_send(READY_FD, "error %d cannot run %s: %s", EXIT_FAIL, argv[0], strerror(errno));
 	_exit(127);

@@ -195,6 +195,27 @@ make_fake_serve() {
 	grep -qx 'auth=Bearer envtoken' "$T/fd4"
 }
 
+@test "the server ublk-add starts keeps none of its caller's fds: stdio is /dev/null, 3 the ready pipe" {
+	cat >"$T/fake-serve" <<-EOF
+	#!/bin/bash
+	# (listed from a subshell: a redirection would change the fds listed)
+	fds=\$(for f in /proc/\$\$/fd/*; do echo "\${f##*/} \$(readlink "\$f")"; done)
+	echo "\$fds" >"$T/fds"
+	echo "error 1 fake server" >&3
+	EOF
+	chmod +x "$T/fake-serve"
+	truncate -s 1M "$T/img"
+	# a lock a script holds on 9, a pipe on 7 and as standard output
+	run_mustfail 1 "fake server" bash -c 'set -o pipefail; exec 9>"$1/lock" 7> >(cat >/dev/null); flock 9;
+		UBLK_CONTROL_PATH=/dev/null UBLK_SERVE="$1/fake-serve" "$2/ublk-add" --state-dir "$1/state" \
+			--base "$1/img" --timeout 5 | cat' _ "$T" "$B"
+	cat "$T/fds"
+	[ "$(grep -c '^[012] /dev/null$' "$T/fds")" -eq 3 ]
+	grep -q '^3 pipe:' "$T/fds"
+	# 4 is the secrets' pipe, 255 the stand-in's script: nothing else
+	[ -z "$(grep -v -e '^[0123] ' -e '^4 pipe:' -e '^255 ' "$T/fds")" ]
+}
+
 @test "ublk-serve --secrets-fd: credentials must match the command line" {
 	printf 'base=http://u:p@example.invalid/img.raw\n' >"$T/s"
 	run_mustfail 2 "--secrets-fd: the credentials given for --base belong to another URL" \
