@@ -38,11 +38,14 @@ static const struct cli_tool tool = {
 		  "first failure's code is returned. See ublk-del(8).\n",
 };
 
-/* by_name: the device its entry was made for, not whatever has the id */
-static int del_one(uint32_t id, bool by_name, uint64_t timeout_ms, bool force)
+/* by_name: the device its entry was made for (entry_cookie, as it was
+ * when the name was looked up), not whatever has the id */
+static int del_one(uint32_t id, bool by_name, uint64_t entry_cookie, uint64_t timeout_ms,
+		   bool force)
 {
 	char why[700];
-	int ret = by_name ? device_delete_of_entry(id, timeout_ms, force, why, sizeof(why)) :
+	int ret = by_name ? device_delete_of_entry(id, entry_cookie, timeout_ms, force, why,
+						   sizeof(why)) :
 			    device_delete(id, timeout_ms, force, why, sizeof(why));
 
 	if (!ret)
@@ -145,9 +148,11 @@ int main(int argc, char **argv)
 	int n = argc - optind;
 	uint32_t *ids = calloc((size_t)n, sizeof(*ids));
 	bool *by_name = calloc((size_t)n, sizeof(*by_name));
-	if (!ids || !by_name) {
+	uint64_t *cookies = calloc((size_t)n, sizeof(*cookies));
+	if (!ids || !by_name || !cookies) {
 		free(ids);
 		free(by_name);
+		free(cookies);
 		log_err("%d devices: %s", n, strerror(ENOMEM));
 		return EXIT_FAIL;
 	}
@@ -156,16 +161,17 @@ int main(int argc, char **argv)
 		uint32_t given;
 		if ((code = device_resolve(argv[optind + i], &ids[i], why, sizeof(why))))
 			log_err("%s", why);
-		else
-			by_name[i] = parse_dev_id(argv[optind + i], &given) != 0;
+		else if ((by_name[i] = parse_dev_id(argv[optind + i], &given) != 0))
+			cookies[i] = state_entry_cookie(ids[i]);
 	}
 	/* with several, the status of the first failure */
 	for (int i = 0, resolved = !code; resolved && i < n; i++) {
-		int r = del_one(ids[i], by_name[i], timeout_ms, force);
+		int r = del_one(ids[i], by_name[i], cookies[i], timeout_ms, force);
 		if (r && !code)
 			code = r;
 	}
 	free(ids);
 	free(by_name);
+	free(cookies);
 	return code;
 }

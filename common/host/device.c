@@ -108,18 +108,24 @@ int device_delete(uint32_t id, uint64_t timeout_ms, bool force, char *why, size_
 	return device_delete_own(id, 0, timeout_ms, force, why, len);
 }
 
-int device_delete_of_entry(uint32_t id, uint64_t timeout_ms, bool force, char *why, size_t len)
+int device_delete_of_entry(uint32_t id, uint64_t cookie, uint64_t timeout_ms, bool force,
+			   char *why, size_t len)
 {
-	uint64_t cookie = state_entry_cookie(id);
-	uint32_t found;
+	int ret;
 
-	/* the entry's device is gone and its id another's: only the entry is
-	 * left to remove */
-	if (cookie && ctrl_has_device(id) && device_find_own(cookie, &found) == -ENODEV) {
+	if (!cookie)
+		return device_delete(id, timeout_ms, force, why, len);
+	/* deleted by another tool, its id taken by a new device of ours */
+	if (state_entry_cookie(id) != cookie)
+		return snprintf(why, len, "ublkb%u: the device of that name is gone (deleted by "
+				"another tool meanwhile); the id is another device's now", id), -ENODEV;
+	ret = device_delete_own(id, cookie, timeout_ms, force, why, len);
+	/* its device is gone (its id maybe another's): only the entry is left */
+	if (ret == -ENODEV) {
 		state_remove_same(id, cookie);
-		return 0;
+		ret = 0;
 	}
-	return device_delete(id, timeout_ms, force, why, len);
+	return ret;
 }
 
 int device_delete_own(uint32_t id, uint64_t cookie, uint64_t timeout_ms, bool force, char *why,

@@ -29,9 +29,13 @@ int device_delete(uint32_t id, uint64_t timeout_ms, bool force, char *why, size_
  * takes, is not stopped or deleted in its place. */
 int device_delete_own(uint32_t id, uint64_t cookie, uint64_t timeout_ms, bool force, char *why,
 		      size_t len);
-/* device_delete of the device state entry id was made for (ublk-del NAME):
- * where the kernel gave its id to another device, only the entry goes. */
-int device_delete_of_entry(uint32_t id, uint64_t timeout_ms, bool force, char *why, size_t len);
+/* device_delete of the device state entry id was made for (ublk-del
+ * NAME), cookie being the entry's when the name was looked up (0: an
+ * entry without one): where the kernel gave its id to another device,
+ * only the entry goes; where the entry is another device's since, its
+ * own is gone (-ENODEV), and nothing is done. */
+int device_delete_of_entry(uint32_t id, uint64_t cookie, uint64_t timeout_ms, bool force,
+			   char *why, size_t len);
 /* The id of the device with this cookie: 0, or -ENODEV if none, or -errno. */
 int device_find_own(uint64_t cookie, uint32_t *id);
 
