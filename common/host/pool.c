@@ -321,8 +321,12 @@ int pool_scan(struct pool_dev **out, uint64_t settle_ms)
 			alive = 0;
 		devs[i].alive = alive != 0;
 		devs[i].exiting = alive == PID_EXITING;
-		/* an earlier device's entry would restart that device's server */
-		devs[i].recoverable &= devs[i].restartable && !devs[i].alive && !entry_is_earlier(&devs[i]);
+		/* an earlier device's entry would restart that device's server;
+		 * one never said live was never handed to anyone (its ublk-add
+		 * and server were killed together): brought back, nobody would
+		 * know of it */
+		devs[i].recoverable &= devs[i].restartable && !devs[i].alive &&
+				       !entry_is_earlier(&devs[i]) && strcmp(devs[i].state, "starting");
 	}
 	state_dir_release();
 	if (n)

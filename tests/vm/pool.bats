@@ -75,6 +75,24 @@ orphan_device() {
 	"$B/ublk-del" "$a" "$b"
 }
 
+@test "reclaim --recover does not bring back a device never said live: nobody knows of it, it is deleted" {
+	make_image "$T/base" 4
+	dev=$("$B/ublk-add" --base "$T/base" --cache "$T/c")
+	id=${dev#/dev/ublkb}
+	pid=$(cat "$UBLK_STATE_DIR/ublkb$id/pid")
+	kill -9 "$pid"
+	wait_until 30 '! kill -0 "$pid" 2>/dev/null'
+	# as a server killed with its ublk-add (one cgroup) before it was live leaves it
+	echo starting >"$UBLK_STATE_DIR/ublkb$id/state"
+	run "$B/ublk-pool" reclaim --recover
+	echo "$output"
+	[ "$status" -eq 0 ]
+	[[ "$output" == *"deleted ublkb$id"* ]]
+	[[ "$output" != *"recovered"* ]]
+	assert_gone "$id"
+	assert_none_left
+}
+
 @test "kill -9 of several servers, then reclaim leaves nothing; reclaim is idempotent" {
 	make_image "$T/base" 4
 	for i in 1 2 3 4; do devs[$i]=$("$B/ublk-add" --base "$T/base" --cache "$T/c$i"); done
@@ -330,7 +348,7 @@ orphan_device() {
 	grep -q "ublkb$id: deleted by another tool (ublk-del, ublk-pool) while its server started" "$T/a.err"
 	[ ! -s "$T/a.out" ]
 	[ -z "$(ls /sys/class/ublk-char)" ]
-	[ -z "$(ls "$UBLK_STATE_DIR")" ]
+	assert_no_entry
 	dev=$("$B/ublk-add" --base "$T/b" --cache "$T/cb")
 	[ "$dev" = "/dev/ublkb$id" ]
 	cmp "$dev" "$T/b"
@@ -361,17 +379,19 @@ orphan_device() {
 	wait_until 10 '! kill -0 "$srv" 2>/dev/null'
 	exec 5<&-
 	[ -z "$(ls /sys/class/ublk-char)" ]
-	[ -z "$(ls "$UBLK_STATE_DIR")" ]
+	assert_no_entry
 	assert_none_left
 }
 
 @test "shutdown stops 4 devices under fio within its deadline; racing adds are refused, not leaked" {
 	make_image "$T/base" 16
+	fios=()
 	for i in $(seq 4); do
 		dev=$("$B/ublk-add" --base "$T/base" --cache "$T/c$i" --queues 2)
 		# paced: unpaced jobs leave the next one little CPU to start on (TCG)
 		fio --name=b$i --filename="$dev" --ioengine=io_uring --direct=1 --rw=randrw --bs=4k \
 			--iodepth=16 --rate_iops=100 --time_based --runtime=120 --output=/dev/null &
+		fios+=($!)
 		wait_until 60 '[ "$(dev_ios "$dev")" -ge 100 ]'
 	done
 	# every other one under a device limit, which admits one add at a time
@@ -394,10 +414,17 @@ orphan_device() {
 	wait "$adder" || true
 	# fio ended with errors instead of hanging
 	wait_until 30 '[ -z "$(pgrep -x fio)" ]'
+	for p in "${fios[@]}"; do
+		code=0
+		wait "$p" || code=$?
+		[ "$code" -ne 0 ]
+	done
 	# every device that exists now was added after the shutdown, and is whole
 	j=$("$B/ublk-pool" list --json)
 	[ "$(jq '[.devices[] | select(.problem != null)] | length' <<<"$j")" -eq 0 ]
 	[ -z "$(cat "$T/late.err" 2>/dev/null | grep -v "the pool is shutting down")" ]
+	# adds did race the shutdown
+	[ "$(grep -c "the pool is shutting down" "$T/late.err")" -ge 1 ]
 	"$B/ublk-del" --all
 	assert_none_left
 	# shutdown with nothing to do is fine
@@ -416,6 +443,9 @@ orphan_device() {
 	dev=$output
 	run timeout 60 "$B/ublk-del" "$dev"
 	[ "$status" -eq 0 ]
+	# the first add and delete only
+	[ "$(grep -c '^add ' "$UBLK_STATE_DIR/.events")" -eq 1 ]
+	[ "$(grep -c '^del ' "$UBLK_STATE_DIR/.events")" -eq 1 ]
 	assert_none_left
 }
 
