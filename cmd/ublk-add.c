@@ -13,6 +13,7 @@
 #include "host/state.h"
 
 #include <errno.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -153,10 +154,22 @@ int main(int argc, char **argv)
 		log_err("%s", res.msg);
 		return code;
 	}
-	pool_record("add", now_ms() - start);
+	/* Told first, the metric after: a device is the caller's only once
+	 * it was told of it. One that cannot be told (its pipe closed, a full
+	 * disk) would be known to nobody: it goes again. */
+	signal(SIGPIPE, SIG_IGN);
 	if (json)
 		print_json(&cfg, &res, pid);
 	else
 		printf("/dev/ublkb%d\n", res.id);
+	if (fflush(stdout) || ferror(stdout)) {
+		int err = errno;
+		int gone = device_delete_own((uint32_t)res.id, res.cookie, cfg.timeout_ms, true, why,
+					     sizeof(why));
+		log_err("ublkb%d: writing it to standard output: %s; %s", res.id, strerror(err),
+			gone && gone != -ENODEV ? why : "deleted it again");
+		return EXIT_FAIL;
+	}
+	pool_record("add", now_ms() - start);
 	return EXIT_OK;
 }

@@ -322,6 +322,15 @@ thread_flags() {
 	assert_gone "$id" "$pid"
 }
 
+@test "a device ublk-add cannot tell of (its output fails) is deleted again: exit 1" {
+	make_image "$T/img" 4
+	for json in "" --json; do
+		run_mustfail 1 "writing it to standard output: No space left on device; deleted it again" \
+			bash -c '"$1" --base "$2" $3 >/dev/full' _ "$B/ublk-add" "$T/img" "$json"
+		assert_none_left
+	done
+}
+
 @test "a server killed at ublk-add's deadline before it told its device's id: ublk-add finds the device by its cookie and deletes it" {
 	make_image "$T/img" 4
 	# the server's open of /dev/ublkc9, after ADD_DEV and before its id
