@@ -139,7 +139,8 @@ PY
 	[ $(( ($(date +%s%N) - start) / 1000000 )) -lt 9000 ]
 	exec 7<&-
 	[ ! -e "$T/d.diff" ]
-	[ -z "$(ls "$T" | grep 'd.diff.tmp')" ]
+	# no temporary (.d.diff.HEX.tmp) either
+	[ "$(ls -A "$T" | grep -c '^\.d\.diff\..*\.tmp$')" -eq 0 ]
 	[ -e "$T/cache" ]
 	[ -e "$T/cache.map" ]
 	[ "$(dev_sum "$dev")" = "$before" ]
@@ -452,7 +453,11 @@ time.sleep(600)' "$ctl" >"$T/silent.out" 3>&- &
 	wait "$holder"
 	[ "$(tail -n 1 "$T/hold.out")" = expired ]
 	# the held write was let go: it completed or failed, it did not hang
-	wait "$writer" || true
+	# (until its timeout 300 killed it)
+	wait_until 60 '! kill -0 "$writer" 2>/dev/null'
+	code=0
+	wait "$writer" || code=$?
+	[ "$code" -ne 124 ]
 	BG=
 	assert_none_left
 }

@@ -187,7 +187,6 @@ PY
 	run_mustfail 5 "$g1" "$B/ublk-export-diff" --flatten --e2b "$T/root" --build "$g2" -o "$T/flat"
 	[ ! -e "$T/flat" ]
 	assert_none_left
-	[ -z "$(ls "$UBLK_STATE_DIR")" ]
 	# the header of a missing build itself
 	run_mustfail 5 "$g1" "$B/ublk-add" --e2b "$T/root" --build "$g1" --read-only
 }

@@ -22,7 +22,6 @@ teardown() {
 # nothing left: no device, no server, no state entry, no chunk file
 assert_clean() {
 	assert_none_left
-	[ -z "$(ls -A "$UBLK_STATE_DIR" 2>/dev/null | grep -v '^\.')" ]
 	[ "$(find "$T/chunks" -type f ! -name key 2>/dev/null | wc -l)" -eq 0 ]
 }
 
@@ -217,9 +216,11 @@ del_stalled_in_time() {
 	done
 	"$B/ublk-del" "$dev"
 	grep -q '^image 0 base ' "$T/trace"
+	[ "$(awk 'NF == 4 && $2 == 0 && $3 >= 16 && $3 <= 19' "$T/trace" | wc -l)" -eq 4 ]
 	# replayed: the prefetch holds chunks 16 to 19, and the read of chunk
 	# 16 waits for its transfer
 	stalled_read --prefetch-trace "$T/trace" --prefetch-connections 4
+	[ "$(stat_of "$dev" .remote.trace_chunks)" -eq 4 ]
 	del_stalled_in_time
 	assert_none_left
 }

@@ -74,10 +74,21 @@ dump_ublk_procs() {
 	echo "--- kernel devices: $(ls /sys/class/ublk-char 2>/dev/null | tr '\n' ' ')" >&2
 }
 
-# no ublk device and no server at all
+# no ublk device, no server and no state entry at all
 assert_none_left() {
 	[ -z "$(ls /sys/class/ublk-char 2>/dev/null)" ] || { ls /sys/class/ublk-char >&2; return 1; }
 	[ -z "$(pgrep -x ublk-serve)" ] || { pgrep -ax ublk-serve >&2; return 1; }
+	assert_no_entry
+}
+
+# The state directory holds nothing but the pool's own files
+# (docs/state-dir.md): no entry, no half-made one (.ublkbN.new), no
+# temporary, no .shutdown of a shutdown that ended.
+assert_no_entry() {
+	local left
+	left=$(ls -A "$UBLK_STATE_DIR" 2>/dev/null |
+		grep -vxE '\.(pool|admit|names)\.lock|\.events(\.totals)?' || true)
+	[ -z "$left" ] || { echo "left in $UBLK_STATE_DIR: $left" >&2; return 1; }
 }
 
 # stat_of DEV JQ_PATH: a value of DEV's statistics, written after this moment.

@@ -145,7 +145,8 @@ recover_with_fds() {
 		[ "$status" -ne 0 ]
 		failed=$((failed + 1))
 		echo "fds $limit: $(tail -1 "$T/srv.err")" | tee -a "$T/attempts.log"
-		run grep -c "START_USER_RECOVERY" "$T/srv.err"
+		# (the step is said only with -v: the line after it is said always)
+		run grep -cE "START_USER_RECOVERY|recovering: new server pid" "$T/srv.err"
 		[ "$output" = 0 ]
 		# nor does the entry say a recovery is under way
 		[ "$(cat "$UBLK_STATE_DIR/ublkb$id/state")" != recovering ]
