@@ -21,7 +21,11 @@
 #include <zstd.h>
 
 #define BS LAYER_BLOCK_SIZE
+/* Frames kept decompressed: up to 8, in at most 64 MiB (a diff names
+ * frames of up to 64 MiB, and a hostile one of a few KiB of zstd would
+ * otherwise keep 512 MiB a layer), but 2 at least. */
 #define FRAME_SLOTS 8
+#define SLOT_BYTES (64u << 20)
 
 struct frame_slot {
 	uint64_t idx;
@@ -40,6 +44,7 @@ struct layer_diff {
 	uint64_t lower_blocks;
 	pthread_mutex_t lock;
 	struct frame_slot slots[FRAME_SLOTS];
+	unsigned nslots;
 	uint64_t tick;
 	uint8_t *scratch;
 	struct fetch_pool *fetch;       /* a remote diff's fetch threads */
@@ -59,7 +64,7 @@ struct diff_io {
 /* The kept frame fidx, marked used, or NULL. Locked. */
 static struct frame_slot *kept(struct layer_diff *ld, uint64_t fidx)
 {
-	for (int i = 0; i < FRAME_SLOTS; i++)
+	for (unsigned i = 0; i < ld->nslots; i++)
 		if (ld->slots[i].used && ld->slots[i].idx == fidx) {
 			ld->slots[i].used = ++ld->tick;
 			return &ld->slots[i];
@@ -70,7 +75,7 @@ static struct frame_slot *kept(struct layer_diff *ld, uint64_t fidx)
 static struct frame_slot *victim(struct layer_diff *ld)
 {
 	struct frame_slot *v = &ld->slots[0];
-	for (int i = 1; i < FRAME_SLOTS; i++)
+	for (unsigned i = 1; i < ld->nslots; i++)
 		if (ld->slots[i].used < v->used)
 			v = &ld->slots[i];
 	return v;
@@ -345,7 +350,10 @@ int layer_diff_open(const char *path, const struct layer_http_opts *remote, stru
 		ret = -EINVAL;
 	}
 	size_t frame = d->meta.frame_size;
-	for (int i = 0; !ret && i < FRAME_SLOTS; i++)
+	ld->nslots = frame && SLOT_BYTES / frame < FRAME_SLOTS ? SLOT_BYTES / frame : FRAME_SLOTS;
+	if (ld->nslots < 2)
+		ld->nslots = 2;
+	for (unsigned i = 0; !ret && i < ld->nslots; i++)
 		if (!(ld->slots[i].buf = malloc(frame)))
 			ret = -ENOMEM;
 	if (!ret && !(ld->scratch = malloc(ZSTD_compressBound(frame))))

@@ -140,6 +140,66 @@ static void check_stack(const char *base_path, const char *diff_path, const uint
 	free(want);
 }
 
+static int one_mark_per_block(void *ctx, uint64_t block, uint32_t n, void *buf)
+{
+	(void)ctx;
+	(void)block;
+	memset(buf, 0, (size_t)n * BS);
+	((uint8_t *)buf)[0] = 1;
+	return 0;
+}
+
+static long rss_mib(void)
+{
+	FILE *f = fopen("/proc/self/status", "re");
+	char line[256];
+	long kib = 0;
+
+	while (f && fgets(line, sizeof(line), f))
+		if (!strncmp(line, "VmRSS:", 6))
+			kib = atol(line + 6);
+	if (f)
+		fclose(f);
+	return kib >> 10;
+}
+
+/* A diff of a few KiB that names eight 64 MiB zstd frames: a read of each
+ * keeps at most 64 MiB of frames (two), not 512 MiB. */
+static void test_frame_memory(void)
+{
+	const uint32_t frame = 64u << 20, blocks = 8 * (frame / BS);
+	char base_path[] = "/tmp/test-diff-big.XXXXXX", path[64], why[300];
+	const struct diff_extent all = { 0, blocks, DIFF_DATA };
+	struct diff_meta m = { .dev_size = (uint64_t)blocks * BS, .flags = DIFF_FLAG_ZSTD,
+			       .frame_size = frame, .level = 1 };
+	const struct diff_source src = { .read = one_mark_per_block };
+	uint8_t *buf = aligned_alloc(4096, BS);
+	struct layer *b, *l;
+	struct stat st;
+	int fd = mkstemp(base_path);
+
+	CHECK(fd >= 0 && !ftruncate(fd, (off_t)m.dev_size), "sparse base");
+	close(fd);
+	snprintf(path, sizeof(path), "%s.diff", base_path);
+	memset(m.id, 7, sizeof(m.id));
+	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	CHECK(diff_write(fd, &m, &all, 1, &src, NULL, why, sizeof(why)) == 0, "write: %s", why);
+	close(fd);
+	CHECK(!stat(path, &st) && st.st_size < (1 << 20), "%lld bytes", (long long)st.st_size);
+	CHECK(layer_file_open(base_path, true, &b) == 0, "open base");
+	CHECK(layer_diff_open(path, NULL, b, &l, why, sizeof(why)) == 0, "diff layer: %s", why);
+	long before = rss_mib();
+	for (uint64_t f = 0; f < 8; f++)
+		CHECK(layer_read(l, f * frame, BS, buf) == BS && buf[0] == 1, "frame %llu",
+		      (unsigned long long)f);
+	long grown = rss_mib() - before;
+	CHECK(grown < 200, "8 reads of 4 KiB, one per frame, kept %ld MiB", grown);
+	layer_close(l);
+	unlink(path);
+	unlink(base_path);
+	free(buf);
+}
+
 int main(void)
 {
 	char base_path[] = "/tmp/test-diff-base.XXXXXX", raw[64], zst[64], bad[64], why[300];
@@ -300,6 +360,7 @@ int main(void)
 	free(buf);
 	free(base);
 	free(source);
+	test_frame_memory();
 	io_uring_queue_exit(&ring);
 	return check_summary();
 }
