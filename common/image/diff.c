@@ -572,7 +572,9 @@ int diff_read_frame(const struct diff_file *d, uint64_t idx, void *buf, void *sc
 	const char *bad;
 	int ret = diff_read_frame_quiet(d, idx, buf, scratch, &bad);
 
-	if (ret && idx < d->n_frames)   /* every time: each read of it fails, and says why */
+	/* every time: each read of it fails, and says why (not a cancel: the
+	 * device goes) */
+	if (ret && ret != -ECANCELED && idx < d->n_frames)
 		log_err("%s: frame %llu (bytes %llu..%llu): %s", d->name, (unsigned long long)idx,
 			(unsigned long long)d->frames[idx].offset,
 			(unsigned long long)(d->frames[idx].offset + d->frames[idx].size),

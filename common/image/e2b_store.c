@@ -275,7 +275,8 @@ const struct e2b_header *e2b_store_header(const struct e2b_store *s)
 }
 
 /* Frame j of build k into dst (room for size_u + 1 bytes). Lock held.
- * 0, or -EIO with why naming the build and frame. */
+ * 0, or with why naming the build and frame: a remote read's timeout,
+ * refusal or cancel (layer_fetch_error), else -EIO. */
 static int decode_frame(struct e2b_store *s, uint32_t k, uint32_t j, uint8_t *dst, char *why,
 			size_t whylen)
 {
@@ -285,7 +286,8 @@ static int decode_frame(struct e2b_store *s, uint32_t k, uint32_t j, uint8_t *ds
 
 	if (ret)
 		return WHY("build %s: frame %u: reading bytes %llu..%llu: %s", b->id, j,
-			   (ull)f->start_c, (ull)(f->start_c + f->size_c), strerror(-ret)), -EIO;
+			   (ull)f->start_c, (ull)(f->start_c + f->size_c), strerror(-ret)),
+		       layer_fetch_error(ret);
 	if (b->rec->codec == E2B_CODEC_ZSTD) {
 		/* one frame, exactly size_c bytes: no second frame, no trailing bytes */
 		size_t fl = ZSTD_findFrameCompressedSize(s->scratch, f->size_c);
@@ -377,9 +379,9 @@ static int read_frames(struct e2b_store *s, uint32_t k, uint8_t *dst, uint64_t l
 				ret = -ENOMEM;
 				break;
 			}
-			if (decode_frame(s, k, (uint32_t)j, sl->buf, why, sizeof(why))) {
-				log_err("%s", why);
-				ret = -EIO;
+			if ((ret = decode_frame(s, k, (uint32_t)j, sl->buf, why, sizeof(why)))) {
+				if (ret != -ECANCELED)
+					log_err("%s", why);
 				break;
 			}
 			sl->k = k;
@@ -427,7 +429,8 @@ static int store_read(struct e2b_store *s, void *buf, size_t len, uint64_t off, 
 			ret = read_frames(s, e->id, dst, n, e->storage + in, try);
 		else if (try)
 			ret = blob_read_cached(s->b[e->id].blob, dst, n, e->storage + in);
-		else if ((ret = blob_read(s->b[e->id].blob, dst, n, e->storage + in)))
+		else if ((ret = blob_read(s->b[e->id].blob, dst, n, e->storage + in)) &&
+			 ret != -ECANCELED)
 			log_err("build %s: reading bytes %llu..%llu of its data: %s", s->b[e->id].id,
 				(ull)(e->storage + in), (ull)(e->storage + in + n), strerror(-ret));
 		dst += n;

@@ -144,11 +144,12 @@ void layer_child_init(const struct layer *l, struct layer_io *parent, struct lay
 void layer_submit(struct layer *l, struct layer_io *io);
 /* What a read that needed a remote image's bytes fails with, from the
  * fetch's -errno: a timeout and a refusal (HTTP 401/403) as they are, so
- * that a tool's exit status says which (exit_code_for_image); anything
- * else -EIO. The queue hands the kernel -EIO for both (queue.c). */
+ * that a tool's exit status says which (exit_code_for_image), and a
+ * cancel (the device goes: not worth a message); anything else -EIO. The
+ * queue hands the kernel -EIO for all three (queue.c). */
 static inline int layer_fetch_error(int err)
 {
-	return err == -ETIMEDOUT || err == -EACCES ? err : -EIO;
+	return err == -ETIMEDOUT || err == -EACCES || err == -ECANCELED ? err : -EIO;
 }
 void layer_close(struct layer *l);
 

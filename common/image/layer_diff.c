@@ -10,6 +10,7 @@
 #include "image/diff.h"
 #include "image/fetch_pool.h"
 #include "image/layer_http.h"
+#include "util/log.h"
 #include "image/http.h"
 
 #include <errno.h>
@@ -94,9 +95,16 @@ static int copy_data(struct layer_diff *ld, uint64_t index, uint64_t count, char
 
 	/* packed blocks, no frames: read in place, on the queue thread from
 	 * the chunk cache (a hit must not wait behind the fetch threads) */
-	if (ld->d->v3)
-		return only_kept ? blob_read_cached(ld->d->data, dst, count * BS, index * BS) :
-				   blob_read(ld->d->data, dst, count * BS, index * BS);
+	if (ld->d->v3) {
+		if (only_kept)
+			return blob_read_cached(ld->d->data, dst, count * BS, index * BS);
+		ret = blob_read(ld->d->data, dst, count * BS, index * BS);
+		if (ret && ret != -ECANCELED)
+			log_err("%s: its data, bytes %llu..%llu: %s", ld->d->name,
+				(unsigned long long)(index * BS), (unsigned long long)((index + count) * BS),
+				strerror(-ret));
+		return ret;
+	}
 	/* The loader's checks make this hold; an index past the data stream
 	 * would read another frame's stale bytes from a slot. */
 	if (index > ld->d->meta.data_blocks || count > ld->d->meta.data_blocks - index)

@@ -152,8 +152,9 @@ static void end_req(struct queue_tag *t, int res)
 		 * error to the kernel, as before: ETIMEDOUT would be its own
 		 * block status, which a file system does not expect of a read;
 		 * EAGAIN (a backend ring with no room) would be BLK_STS_AGAIN,
-		 * which only a NOWAIT submitter takes for "try again" */
-		if (res == -ETIMEDOUT || res == -EACCES || res == -EAGAIN)
+		 * which only a NOWAIT submitter takes for "try again"; a
+		 * remote read cancelled as the device goes, ECANCELED */
+		if (res == -ETIMEDOUT || res == -EACCES || res == -EAGAIN || res == -ECANCELED)
 			res = -EIO;
 	}
 	queue_cmd_or_later(q, t, IO_CMD(q, IO_COMMIT_AND_FETCH_REQ), res);
