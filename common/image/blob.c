@@ -5,6 +5,7 @@
 #include "util/fileio.h"
 #include "image/http.h"
 #include "util/log.h"
+#include "util/timeutil.h"
 #include "image/layer_http.h"
 
 #include <errno.h>
@@ -27,6 +28,14 @@ struct blob {
 	atomic_bool cancel;     /* blob_cancel: transfers end at once */
 	uint8_t *chunk;
 	pthread_mutex_t lock;
+	/* One transfer at a time (lock): a read that waited behind a stalled
+	 * server's fetch of its chunk takes that fetch's error, and one that
+	 * waited a whole read budget for the lock fails, so a read ends
+	 * within twice its budget however many wait (docs/remote.md). */
+	uint64_t budget_ms;
+	uint64_t failed_idx, failed_ms;   /* the last fetch that failed, when */
+	int failed_err;
+	uint64_t overdue_said_ms;
 	struct access_log *access;
 	int access_img;
 };
@@ -83,6 +92,7 @@ int blob_open(const char *path, const struct layer_http_opts *remote, struct blo
 		goto fail;
 	}
 	b->size = b->src.size;
+	b->budget_ms = http_read_budget_ms(&b->src.opts);
 	*out = b;
 	return 0;
 fail:
@@ -135,21 +145,40 @@ static int read_chunk(struct blob *b, uint64_t idx, uint32_t in, uint32_t n, voi
 {
 	uint32_t len = chunk_image_len(&b->ci, idx);
 	char why[600] = "";
+	uint64_t asked, now;
 	int ret;
 
 	if (!chunk_read(&b->ci, idx, in, n, buf))
 		return 0;
+	asked = now_ms();
 	pthread_mutex_lock(&b->lock);
 	ret = chunk_read(&b->ci, idx, in, n, buf);   /* fetched meanwhile? */
 	if (ret && access_prefetch_wait(b->access, b->access_img, idx))
 		ret = chunk_read(&b->ci, idx, in, n, buf);   /* brought by the prefetch? */
-	if (ret) {
+	now = now_ms();
+	if (ret && b->failed_idx == idx && b->failed_ms >= asked) {
+		ret = b->failed_err;   /* failed while we waited: said then */
+	} else if (ret && now - asked > b->budget_ms) {
+		ret = -ETIMEDOUT;
+		if (!b->overdue_said_ms || now - b->overdue_said_ms >= b->budget_ms) {
+			b->overdue_said_ms = now;
+			http_url_for_log(b->src.url, why, sizeof(why));
+			log_err("%s: chunk %llu: its read waited %llu ms for the server's other reads, "
+				"past the %llu ms a read may take (--http-timeout x tries): it fails "
+				"(said once per %llu ms)", why, (unsigned long long)idx,
+				(unsigned long long)(now - asked), (unsigned long long)b->budget_ms,
+				(unsigned long long)b->budget_ms);
+		}
+	} else if (ret) {
 		ret = http_read(b->conn, &b->src, idx * b->ci.chunk_size, len, b->chunk, NULL, why, sizeof(why));
 		if (!ret) {
 			memcpy(buf, b->chunk + in, n);
 			chunk_store(&b->ci, idx, b->chunk, len);   /* best effort: we have the bytes */
 		} else if (ret != -ECANCELED) {   /* the device goes: nobody waits */
 			log_err("%s", why);
+			b->failed_idx = idx;
+			b->failed_ms = now_ms();
+			b->failed_err = ret;
 		}
 	}
 	pthread_mutex_unlock(&b->lock);

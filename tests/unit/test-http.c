@@ -5,6 +5,7 @@
  * requests against a misbehaving server. */
 #include "layer_run.h"
 #include "image/access_log.h"
+#include "image/blob.h"
 #include "image/chunkcache.h"
 #include "image/http.h"
 #include "image/layer_http.h"
@@ -12,6 +13,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -765,6 +767,56 @@ static void test_auth_file(void)
 	rmdir(path);
 }
 
+struct stall_reader {
+	struct blob *b;
+	pthread_t thread;
+	int ret;
+	uint64_t ms;
+};
+
+static void *stall_read(void *arg)
+{
+	struct stall_reader *r = arg;
+	char buf[4096];
+	uint64_t start = now_ms();
+
+	r->ret = blob_read(r->b, buf, sizeof(buf), 16 * 65536);
+	r->ms = now_ms() - start;
+	return NULL;
+}
+
+/* Six reads of one chunk of a remote diff or E2B data file whose server
+ * stalls (a read budget of 1 s): each ends within twice its budget, with
+ * the error of the fetch it waited behind, not after its turn (6 s). */
+static void test_blob_stall(int port)
+{
+	struct layer_http_opts ho = { .chunk_size = 65536, .cache_limit = 1ull << 30 };
+	struct stall_reader r[6];
+	char url[200], dir[300], why[700] = "";
+	uint64_t slowest = 0;
+	struct blob *b;
+
+	snprintf(url, sizeof(url), "http://127.0.0.1:%d/stall/img", port);
+	snprintf(dir, sizeof(dir), "/tmp/test-http.%d/blob", (int)getpid());
+	ho.cache_dir = dir;
+	CHECK(!http_opts_init(&ho.http, NULL, why, sizeof(why)), "opts: %s", why);
+	ho.http.timeout_ms = 1000;
+	ho.http.retries = 0;
+	CHECK(!blob_open(url, &ho, &b, why, sizeof(why)), "%s: %s", url, why);
+	for (int i = 0; i < 6; i++) {
+		r[i] = (struct stall_reader){ .b = b };
+		CHECK(!pthread_create(&r[i].thread, NULL, stall_read, &r[i]), "thread");
+	}
+	for (int i = 0; i < 6; i++) {
+		pthread_join(r[i].thread, NULL);
+		CHECK(r[i].ret == -ETIMEDOUT, "read %d: %d", i, r[i].ret);
+		slowest = r[i].ms > slowest ? r[i].ms : slowest;
+	}
+	/* twice the budget, and room for a loaded machine: not 6 s */
+	CHECK(slowest < 4000, "the slowest of 6 reads took %llu ms", (unsigned long long)slowest);
+	blob_close(b);
+}
+
 int main(void)
 {
 	const char *port = getenv("UBLK_HOSTILE_PORT");
@@ -781,6 +833,7 @@ int main(void)
 		test_chunk_fetch(atoi(port));
 		test_remote_unreadable(atoi(port));
 		test_remote_close(atoi(port));
+		test_blob_stall(atoi(port));
 	} else
 		printf("UBLK_HOSTILE_PORT not set: no requests to a hostile server\n");
 	return check_summary();
