@@ -468,6 +468,7 @@ int pool_reclaim(const struct pool_dev *devs, int n, const struct reclaim_opts *
 			}
 		}
 	}
+	state_sweep_unfinished(o->grace_s);
 	free(rec);
 	return code;
 }

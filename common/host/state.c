@@ -3,6 +3,7 @@
 #include "kernel/ctrl.h"
 #include "util/atomic_file.h"
 #include "util/cfgline.h"
+#include "util/fileio.h"
 #include "util/log.h"
 #include "util/parse.h"
 #include "util/safedir.h"
@@ -20,6 +21,7 @@
 #include <string.h>
 #include <sys/file.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 static const char *dir_override;
@@ -252,6 +254,40 @@ int state_create_locked(uint32_t id, uint64_t cookie)
 		close(dir);
 	close(root);
 	return ret ? ret : dir;
+}
+
+void state_sweep_unfinished(uint64_t min_age_s)
+{
+	int root = state_dir_open(false);
+	struct dirent *e;
+	DIR *d;
+
+	if (root < 0)
+		return;
+	if (!(d = fdopendir(root))) {
+		close(root);
+		return;
+	}
+	/* a server makes its own again (state_create_locked), the others'
+	 * are not looked at: only those of servers killed long ago */
+	while ((e = readdir(d))) {
+		size_t len = strlen(e->d_name);
+		struct stat st;
+		int fd;
+		if (strncmp(e->d_name, ".ublkb", 6) || len < 10 || strcmp(e->d_name + len - 4, ".new") ||
+		    fstatat(dirfd(d), e->d_name, &st, AT_SYMLINK_NOFOLLOW) || !S_ISDIR(st.st_mode) ||
+		    (uint64_t)(time(NULL) - st.st_mtime) < min_age_s)
+			continue;
+		fd = openat(dirfd(d), e->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		if (fd < 0)
+			continue;
+		/* locked: a server is making it (it locks it before it fills it) */
+		if (!flock(fd, LOCK_EX | LOCK_NB) &&
+		    fd_is_named(fd, dirfd(d), e->d_name, AT_SYMLINK_NOFOLLOW))
+			remove_entry(dirfd(d), e->d_name, NULL);
+		close(fd);
+	}
+	closedir(d);
 }
 
 int state_create(uint32_t id, uint64_t cookie)

@@ -48,6 +48,9 @@ int state_entry_version(uint32_t id);
 /* Create the entry of the device with this cookie (ctrl_owner_cookie),
  * replacing a stale one. 0 or -errno. */
 int state_create(uint32_t id, uint64_t cookie);
+/* Remove the entries a server was killed making (.ublkbN.new), locked by
+ * nobody and older than min_age_s seconds: best effort (reclaim). */
+void state_sweep_unfinished(uint64_t min_age_s);
 /* state_create, the entry locked (state_lock) from before it has its
  * name: the lock's fd, or -errno. */
 int state_create_locked(uint32_t id, uint64_t cookie);

@@ -74,6 +74,26 @@ teardown() {
 	[ ! -L "$S/ublkb5" ]
 }
 
+@test "reclaim removes the half-made entry of a server killed making it, not one being made" {
+	for id in 7 8 9; do
+		mkdir -m 0700 "$S/.ublkb$id.new"
+		echo 2 >"$S/.ublkb$id.new/version"
+	done
+	# 7 and 9 from an hour ago; 9 locked, as a server making it holds it
+	touch -d '1 hour ago' "$S/.ublkb7.new" "$S/.ublkb9.new"
+	flock -x "$S/.ublkb9.new" sleep 600 3>&- &
+	holder=$!
+	wait_until 20 '! flock -n "$S/.ublkb9.new" true'
+	run "$B/ublk-pool" reclaim --state-dir "$S"
+	echo "$output"
+	kill "$holder"
+	wait "$holder" || true
+	[ "$status" -eq 0 ]
+	[ ! -e "$S/.ublkb7.new" ]
+	[ -e "$S/.ublkb8.new/version" ]
+	[ -e "$S/.ublkb9.new/version" ]
+}
+
 @test "the metrics textfile is never written through a planted link" {
 	mkdir -m 0700 "$T/prom"
 	echo "root only" >"$T/secret"
