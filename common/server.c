@@ -549,14 +549,31 @@ static bool cache_awaits_recovery(struct server *s)
 	return true;
 }
 
-/* Whether a live device other than self has the name (failing with why). */
+/* Whether a device other than self has the name (failing with why): a
+ * live one, or one whose server died and that waits for a recovery (it
+ * would come back with the name: two devices of one name, and ublk-del
+ * NAME the lower id's). */
 static bool name_taken(struct server *s, uint32_t self)
 {
-	uint32_t other;
+	uint32_t other, found;
+	char v[32] = "", state[16] = "";
 
-	if (state_find_other("name", s->cfg->name, self, &other) || !state_server_pid(other))
+	if (state_find_other("name", s->cfg->name, self, &other))
 		return false;
-	fail(s, EXIT_BUSY, "name '%s' is already used by /dev/ublkb%u", s->cfg->name, other);
+	if (state_server_pid(other)) {
+		fail(s, EXIT_BUSY, "name '%s' is already used by /dev/ublkb%u", s->cfg->name, other);
+		return true;
+	}
+	uint64_t cookie = state_entry_cookie(other);
+	/* gone, or never coming back (made without recovery, or never live:
+	 * reclaim deletes it) */
+	if (!cookie || device_find_own(cookie, &found) || found != other ||
+	    (!state_config_get(other, "no_recovery", v, sizeof(v)) && !strcmp(v, "1")) ||
+	    (state_read(other, "state", state, sizeof(state)) > 0 && !strcmp(state, "starting\n")))
+		return false;
+	fail(s, EXIT_BUSY, "name '%s' is the name of /dev/ublkb%u, whose server died: recover that "
+	     "device (ublk-serve --recover %u) or delete it (ublk-del %u) first", s->cfg->name,
+	     other, other, other);
 	return true;
 }
 

@@ -126,6 +126,26 @@ recover_with_fds() {
 	grep -qx "/dev/ublkb$1" "$T/srv.out"
 }
 
+@test "a name whose device waits for recovery is taken: a new device of that name is refused until it is recovered or deleted" {
+	make_image "$T/base" 4
+	dev=$("$B/ublk-add" --base "$T/base" --cache "$T/cache" --name sb-1)
+	id=${dev#/dev/ublkb}
+	pid=$(server_pid "$id")
+	kill -9 "$pid"
+	wait_until 30 '[ "$(kernel_state "$id")" = quiesced ]'
+	run_mustfail 8 "name 'sb-1' is the name of /dev/ublkb$id, whose server died: recover that device" \
+		"$B/ublk-add" --base "$T/base" --read-only --name sb-1
+	[ "$(ls /sys/class/ublk-char | wc -l)" -eq 1 ]
+	"$B/ublk-pool" reclaim --recover
+	[ "$(kernel_state "$id")" = live ]
+	"$B/ublk-del" sb-1
+	assert_gone "$id"
+	# deleted: the name is free again
+	dev=$("$B/ublk-add" --base "$T/base" --read-only --name sb-1)
+	"$B/ublk-del" sb-1
+	assert_none_left
+}
+
 @test "a recovery that fails for want of resources fails before the kernel starts it: the next one recovers the device" {
 	make_image "$T/base" 16
 	make_image "$T/data" 4
