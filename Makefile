@@ -129,7 +129,7 @@ check-host: deps
 check-vm: deps
 	$(Q)$(MAKE) --no-print-directory -j$(or $(CHECK_JOBS),1) all $(TEST_BINS)
 	$(Q)rc=0; UBLK_BIN=$(CURDIR)/$(OUT) tests/vm/check-kernels.sh $(VM_KERNELS) || rc=1; \
-	bats tests/crash || rc=1; exit $$rc
+	UBLK_BIN=$(CURDIR)/$(OUT) bats tests/crash || rc=1; exit $$rc
 
 check-vm-kernel: deps all $(TEST_BINS)
 	$(Q)UBLK_VM_KERNEL=$(or $(UBLK_VM_KERNEL),6.1) UBLK_BIN=$(CURDIR)/$(OUT) tests/vm/check-kernel.sh
