@@ -38,6 +38,22 @@ static const struct cli_tool tool = {
 		  "first failure's code is returned. See ublk-del(8).\n",
 };
 
+/* The cookie of entry id, which name found: read after the name, then
+ * the name read again, so that both are of one entry (a device deleted
+ * meanwhile, and its id taken by a new one, is not the name's). */
+static int entry_of_name(const char *name, uint32_t id, uint64_t *cookie)
+{
+	char now[80];
+
+	*cookie = state_entry_cookie(id);
+	if (state_config_get(id, "name", now, sizeof(now)) || strcmp(now, name) ||
+	    state_entry_cookie(id) != *cookie) {
+		log_err("'%s': its device (ublkb%u) went away while it was looked up", name, id);
+		return EXIT_NO_DEVICE;
+	}
+	return EXIT_OK;
+}
+
 /* by_name: the device its entry was made for (entry_cookie, as it was
  * when the name was looked up), not whatever has the id */
 static int del_one(uint32_t id, bool by_name, uint64_t entry_cookie, uint64_t timeout_ms,
@@ -162,7 +178,7 @@ int main(int argc, char **argv)
 		if ((code = device_resolve(argv[optind + i], &ids[i], why, sizeof(why))))
 			log_err("%s", why);
 		else if ((by_name[i] = parse_dev_id(argv[optind + i], &given) != 0))
-			cookies[i] = state_entry_cookie(ids[i]);
+			code = entry_of_name(argv[optind + i], ids[i], &cookies[i]);
 	}
 	/* with several, the status of the first failure */
 	for (int i = 0, resolved = !code; resolved && i < n; i++) {

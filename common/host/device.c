@@ -115,10 +115,12 @@ int device_delete_of_entry(uint32_t id, uint64_t cookie, uint64_t timeout_ms, bo
 
 	if (!cookie)
 		return device_delete(id, timeout_ms, force, why, len);
-	/* deleted by another tool, its id taken by a new device of ours */
-	if (state_entry_cookie(id) != cookie)
+	/* deleted by another tool, and its id maybe taken by a new device */
+	uint64_t now = state_entry_cookie(id);
+	if (now != cookie)
 		return snprintf(why, len, "ublkb%u: the device of that name is gone (deleted by "
-				"another tool meanwhile); the id is another device's now", id), -ENODEV;
+				"another tool meanwhile)%s", id, now ? "; the id is another device's "
+				"now" : ""), -ENODEV;
 	ret = device_delete_own(id, cookie, timeout_ms, force, why, len);
 	/* its device is gone (its id maybe another's): only the entry is left */
 	if (ret == -ENODEV) {
