@@ -256,6 +256,27 @@ int state_create_locked(uint32_t id, uint64_t cookie)
 	return ret ? ret : dir;
 }
 
+/* The files of the entry open as fd, then the folder if it is empty. */
+static void empty_entry_fd(int fd, int root, const char *name)
+{
+	int dup_fd = dup(fd);
+	DIR *d = dup_fd < 0 ? NULL : fdopendir(dup_fd);
+	struct dirent *e;
+
+	if (!d) {
+		if (dup_fd >= 0)
+			close(dup_fd);
+		return;
+	}
+	while ((e = readdir(d)))
+		if (strcmp(e->d_name, ".") && strcmp(e->d_name, ".."))
+			unlinkat(fd, e->d_name, 0);   /* a folder planted in it stays, and so it does */
+	closedir(d);
+	unlinkat(root, name, AT_REMOVEDIR);
+}
+
+#define SWEEP_MIN_AGE_S 60
+
 void state_sweep_unfinished(uint64_t min_age_s)
 {
 	int root = state_dir_open(false);
@@ -268,23 +289,24 @@ void state_sweep_unfinished(uint64_t min_age_s)
 		close(root);
 		return;
 	}
-	/* a server makes its own again (state_create_locked), the others'
-	 * are not looked at: only those of servers killed long ago */
+	/* A server makes its own again (state_create_locked), and locks it
+	 * a moment after it made it: only those of servers killed long ago.
+	 * Emptied through the fd locked and looked at, so that one made anew
+	 * under the name meanwhile is never touched (its rmdir then fails). */
+	if (min_age_s < SWEEP_MIN_AGE_S)
+		min_age_s = SWEEP_MIN_AGE_S;
 	while ((e = readdir(d))) {
 		size_t len = strlen(e->d_name);
 		struct stat st;
 		int fd;
-		if (strncmp(e->d_name, ".ublkb", 6) || len < 10 || strcmp(e->d_name + len - 4, ".new") ||
-		    fstatat(dirfd(d), e->d_name, &st, AT_SYMLINK_NOFOLLOW) || !S_ISDIR(st.st_mode) ||
-		    (uint64_t)(time(NULL) - st.st_mtime) < min_age_s)
+		if (strncmp(e->d_name, ".ublkb", 6) || len < 10 || strcmp(e->d_name + len - 4, ".new"))
 			continue;
 		fd = openat(dirfd(d), e->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 		if (fd < 0)
 			continue;
-		/* locked: a server is making it (it locks it before it fills it) */
-		if (!flock(fd, LOCK_EX | LOCK_NB) &&
-		    fd_is_named(fd, dirfd(d), e->d_name, AT_SYMLINK_NOFOLLOW))
-			remove_entry(dirfd(d), e->d_name, NULL);
+		if (!fstat(fd, &st) && (uint64_t)(time(NULL) - st.st_mtime) >= min_age_s &&
+		    !flock(fd, LOCK_EX | LOCK_NB) && fd_is_named(fd, dirfd(d), e->d_name, AT_SYMLINK_NOFOLLOW))
+			empty_entry_fd(fd, dirfd(d), e->d_name);
 		close(fd);
 	}
 	closedir(d);

@@ -81,7 +81,8 @@ teardown() {
 	done
 	# 7 and 9 from an hour ago; 9 locked, as a server making it holds it
 	touch -d '1 hour ago' "$S/.ublkb7.new" "$S/.ublkb9.new"
-	flock -x "$S/.ublkb9.new" sleep 600 3>&- &
+	# (the lock's holder is the process killed below: no child keeps it)
+	( exec 8<"$S/.ublkb9.new"; flock -x 8; exec sleep 600 ) 3>&- &
 	holder=$!
 	wait_until 20 '! flock -n "$S/.ublkb9.new" true'
 	run "$B/ublk-pool" reclaim --state-dir "$S"
