@@ -227,10 +227,13 @@ int cache_remove(const char *path)
 		return ret;
 	}
 	/* the map last: a server that starts once it is gone makes all anew,
-	 * and a data file that stays keeps its map (no half a cache) */
-	int live = cache_live_remove(path);
+	 * and a data file that stays keeps its map and live map (no half a
+	 * cache, no acknowledged writes lost to an older map) */
+	int live = 0;
 	if (unlink(path) && errno != ENOENT)
 		ret = -errno;
+	if (!ret)
+		live = cache_live_remove(path);
 	if (!ret && unlink(map_path) && errno != ENOENT)
 		ret = -errno;
 	if (map >= 0)

@@ -306,8 +306,10 @@ static void test_too_fragmented(void)
 	/* a data file that cannot go keeps its map: never half a cache */
 	CHECK(rename(at("frag.cache"), at("frag.data")) == 0 && mkdir(at("frag.cache"), 0700) == 0 &&
 	      mkdir(at("frag.cache/x"), 0700) == 0, "a data file that cannot be removed");
-	CHECK(cache_remove(at("frag.cache")) < 0 && !access(at("frag.cache.map"), F_OK),
-	      "a cache's map removed without its data file");
+	CHECK(close(open(at("frag.cache.live"), O_WRONLY | O_CREAT | O_CLOEXEC, 0600)) == 0, "a live map");
+	CHECK(cache_remove(at("frag.cache")) < 0 && !access(at("frag.cache.map"), F_OK) &&
+	      !access(at("frag.cache.live"), F_OK), "a cache's map or live map removed without its data file");
+	CHECK(unlink(at("frag.cache.live")) == 0, "the live map away");
 	CHECK(rmdir(at("frag.cache/x")) == 0 && rmdir(at("frag.cache")) == 0 &&
 	      rename(at("frag.data"), at("frag.cache")) == 0, "the data file back");
 	CHECK(cache_remove(at("frag.cache")) == 0 && access(at("frag.cache.map"), F_OK),
