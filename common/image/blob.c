@@ -129,6 +129,11 @@ fail:
 	return ret;
 }
 
+uint64_t blob_budget_ms(const struct blob *b)
+{
+	return b->budget_ms;
+}
+
 uint64_t blob_size(const struct blob *b)
 {
 	return b->size;
@@ -139,6 +144,11 @@ static int read_local(int fd, void *buf, size_t len, uint64_t off)
 	int ret = pread_full(fd, buf, len, off);
 	return ret == -ENODATA ? -EIO : ret;
 }
+
+/* How long a fetch's failure stands for the reads of its chunk that come
+ * after it: those queued behind it (in a fetch pool, on a store's lock)
+ * come within moments. */
+#define FAILED_FRESH_MS 1000
 
 /* Part of one chunk, fetching the chunk into the cache if it is missing. */
 static int read_chunk(struct blob *b, uint64_t idx, uint32_t in, uint32_t n, void *buf)
@@ -156,8 +166,11 @@ static int read_chunk(struct blob *b, uint64_t idx, uint32_t in, uint32_t n, voi
 	if (ret && access_prefetch_wait(b->access, b->access_img, idx))
 		ret = chunk_read(&b->ci, idx, in, n, buf);   /* brought by the prefetch? */
 	now = now_ms();
-	if (ret && b->failed_idx == idx && b->failed_ms >= asked) {
-		ret = b->failed_err;   /* failed while we waited: said then */
+	/* failed while we waited, or a moment before (a read queued behind
+	 * that fetch, now its turn): its error, said then */
+	if (ret && b->failed_ms && b->failed_idx == idx &&
+	    (b->failed_ms >= asked || now - b->failed_ms < FAILED_FRESH_MS)) {
+		ret = b->failed_err;
 	} else if (ret && now - asked > b->budget_ms) {
 		ret = -ETIMEDOUT;
 		if (!b->overdue_said_ms || now - b->overdue_said_ms >= b->budget_ms) {

@@ -22,6 +22,9 @@ uint64_t blob_size(const struct blob *b);
 /* Exactly len bytes at off: 0, -EIO past the end, or -errno. A URL's
  * missing chunks are fetched synchronously (one at a time per blob). */
 int blob_read(struct blob *b, void *buf, size_t len, uint64_t off);
+/* A remote blob's read budget (--http-timeout x tries, in ms); 0 for a
+ * local file. */
+uint64_t blob_budget_ms(const struct blob *b);
 /* The same without fetching: -EAGAIN where a chunk is not in the cache. */
 int blob_read_cached(struct blob *b, void *buf, size_t len, uint64_t off);
 bool blob_is_remote(const struct blob *b);

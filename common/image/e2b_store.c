@@ -458,6 +458,16 @@ bool e2b_store_remote(const struct e2b_store *s)
 	return false;
 }
 
+uint64_t e2b_store_budget_ms(const struct e2b_store *s)
+{
+	uint64_t most = 0;
+
+	for (uint32_t k = 0; s->b && k < s->h->n_ids; k++)
+		if (s->b[k].blob && blob_budget_ms(s->b[k].blob) > most)
+			most = blob_budget_ms(s->b[k].blob);
+	return most;
+}
+
 void e2b_store_cancel(struct e2b_store *s)
 {
 	for (uint32_t k = 0; s && s->b && k < s->h->n_ids; k++)

@@ -46,6 +46,8 @@ int e2b_store_read(struct e2b_store *s, void *buf, size_t len, uint64_t off);
 int e2b_store_try_read(struct e2b_store *s, void *buf, size_t len, uint64_t off);
 /* Some of its data is read over HTTP. */
 bool e2b_store_remote(const struct e2b_store *s);
+/* The longest read budget of its remote files (blob_budget_ms); 0 if none. */
+uint64_t e2b_store_budget_ms(const struct e2b_store *s);
 const struct e2b_header *e2b_store_header(const struct e2b_store *s);
 /* Every remote data file's transfers end at once (blob_cancel). */
 void e2b_store_cancel(struct e2b_store *s);

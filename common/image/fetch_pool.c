@@ -1,6 +1,7 @@
 #include "image/fetch_pool.h"
 
 #include "util/log.h"
+#include "util/timeutil.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -19,6 +20,9 @@ struct fetch_pool {
 	unsigned n_threads;
 	pthread_t threads[MAX_THREADS];
 	struct aio_poster poster;
+	uint64_t expire_ms;
+	uint64_t expired_said_ms;   /* (lock) */
+	unsigned expired_unsaid;
 };
 
 static void *pool_main(void *arg)
@@ -37,8 +41,24 @@ static void *pool_main(void *arg)
 		}
 		if (!(p->head = job->next))
 			p->tail = &p->head;
+		uint64_t waited = now_ms() - job->queued_ms;
+		bool expired = p->expire_ms && waited > p->expire_ms, say = false;
+		unsigned unsaid = 0;
+		if (expired && (!p->expired_said_ms || now_ms() - p->expired_said_ms >= p->expire_ms)) {
+			say = true;
+			unsaid = p->expired_unsaid;
+			p->expired_unsaid = 0;
+			p->expired_said_ms = now_ms();
+		} else if (expired) {
+			p->expired_unsaid++;
+		}
 		pthread_mutex_unlock(&p->lock);
-		int res = p->ops->run(p->ctx, mine, job);
+		if (say)
+			log_err("a remote layer's read waited %llu ms for a fetch thread, past the %llu ms "
+				"a read may take (--http-timeout x tries): it fails (said once per %llu ms; "
+				"%u more since it was last said)", (unsigned long long)waited,
+				(unsigned long long)p->expire_ms, (unsigned long long)p->expire_ms, unsaid);
+		int res = expired ? -ETIMEDOUT : p->ops->run(p->ctx, mine, job);
 		struct layer_io *io = job->io;
 		uint64_t off = io->off;
 		uint32_t len = io->len;
@@ -56,7 +76,7 @@ static void *pool_main(void *arg)
 }
 
 int fetch_pool_start(struct fetch_pool **out, unsigned threads, const struct fetch_pool_ops *ops,
-		     void *ctx)
+		     void *ctx, uint64_t expire_ms)
 {
 	struct fetch_pool *p = calloc(1, sizeof(*p));
 
@@ -68,6 +88,7 @@ int fetch_pool_start(struct fetch_pool **out, unsigned threads, const struct fet
 	}
 	p->ops = ops;
 	p->ctx = ctx;
+	p->expire_ms = expire_ms;
 	p->tail = &p->head;
 	pthread_mutex_init(&p->lock, NULL);
 	pthread_cond_init(&p->cond, NULL);
@@ -87,6 +108,7 @@ void fetch_pool_queue(struct fetch_pool *p, struct fetch_job *job, aio_complete_
 	job->io->areq.complete = done;
 	aio_expect(job->io->aio);
 	job->next = NULL;
+	job->queued_ms = now_ms();
 	pthread_mutex_lock(&p->lock);
 	*p->tail = job;
 	p->tail = &job->next;

@@ -15,6 +15,7 @@ struct fetch_pool;
 struct fetch_job {
 	struct layer_io *io;
 	struct fetch_job *next;
+	uint64_t queued_ms;
 };
 
 struct fetch_pool_ops {
@@ -25,9 +26,12 @@ struct fetch_pool_ops {
 	int (*run)(void *ctx, void *mine, struct fetch_job *job);
 };
 
-/* 0, or -errno when no thread (or no poster) could start. */
+/* 0, or -errno when no thread (or no poster) could start. A job that
+ * waited expire_ms (0: for ever) for a thread, queued behind the fetches
+ * of a stalled server, ends with -ETIMEDOUT instead of running: a read
+ * then ends within twice expire_ms, however many are queued. */
 int fetch_pool_start(struct fetch_pool **out, unsigned threads, const struct fetch_pool_ops *ops,
-		     void *ctx);
+		     void *ctx, uint64_t expire_ms);
 /* Run job on a pool thread; then done(&job->io->areq, res) runs on the
  * ring of job->io. */
 void fetch_pool_queue(struct fetch_pool *p, struct fetch_job *job, aio_complete_fn done);

@@ -24,7 +24,8 @@
 #define BS LAYER_BLOCK_SIZE
 /* Frames kept decompressed: up to 8, in at most 64 MiB (a diff names
  * frames of up to 64 MiB, and a hostile one of a few KiB of zstd would
- * otherwise keep 512 MiB a layer), but 2 at least. */
+ * otherwise keep 512 MiB a layer), but 2 at least; a remote diff's two
+ * fetch threads hold one frame each besides (4 x 64 MiB at worst). */
 #define FRAME_SLOTS 8
 #define SLOT_BYTES (64u << 20)
 
@@ -377,7 +378,8 @@ int layer_diff_open(const char *path, const struct layer_http_opts *remote, stru
 	ld->d = d;
 	pthread_mutex_init(&ld->lock, NULL);
 	/* without fetch threads a remote frame is read in line */
-	if (http_is_url(path) && fetch_pool_start(&ld->fetch, FETCH_POOL_THREADS, &fetcher_ops, ld))
+	if (http_is_url(path) && fetch_pool_start(&ld->fetch, FETCH_POOL_THREADS, &fetcher_ops, ld,
+						  blob_budget_ms(d->blob)))
 		ld->fetch = NULL;
 	ld->l.ops = &diff_ops;
 	ld->l.lower = lower;
