@@ -35,7 +35,7 @@ struct blob {
 	uint64_t budget_ms;
 	uint64_t failed_idx, failed_ms;   /* the last fetch that failed, when */
 	int failed_err;
-	uint64_t overdue_said_ms;
+	struct log_limit overdue_said;
 	struct access_log *access;
 	int access_img;
 };
@@ -173,14 +173,14 @@ static int read_chunk(struct blob *b, uint64_t idx, uint32_t in, uint32_t n, voi
 		ret = b->failed_err;
 	} else if (ret && now - asked > b->budget_ms) {
 		ret = -ETIMEDOUT;
-		if (!b->overdue_said_ms || now - b->overdue_said_ms >= b->budget_ms) {
-			b->overdue_said_ms = now;
+		unsigned unsaid;
+		if (log_limit_due(&b->overdue_said, b->budget_ms, now, &unsaid)) {
 			http_url_for_log(b->src.url, why, sizeof(why));
 			log_err("%s: chunk %llu: its read waited %llu ms for the server's other reads, "
 				"past the %llu ms a read may take (--http-timeout x tries): it fails "
-				"(said once per %llu ms)", why, (unsigned long long)idx,
-				(unsigned long long)(now - asked), (unsigned long long)b->budget_ms,
-				(unsigned long long)b->budget_ms);
+				"(said once per %llu ms; %u more since it was last said)", why,
+				(unsigned long long)idx, (unsigned long long)(now - asked),
+				(unsigned long long)b->budget_ms, (unsigned long long)b->budget_ms, unsaid);
 		}
 	} else if (ret) {
 		ret = http_read(b->conn, &b->src, idx * b->ci.chunk_size, len, b->chunk, NULL, why, sizeof(why));

@@ -21,8 +21,7 @@ struct fetch_pool {
 	pthread_t threads[MAX_THREADS];
 	struct aio_poster poster;
 	uint64_t expire_ms;
-	uint64_t expired_said_ms;   /* (lock) */
-	unsigned expired_unsaid;
+	struct log_limit expired_said;   /* (lock) */
 };
 
 static void *pool_main(void *arg)
@@ -42,16 +41,9 @@ static void *pool_main(void *arg)
 		if (!(p->head = job->next))
 			p->tail = &p->head;
 		uint64_t waited = now_ms() - job->queued_ms;
-		bool expired = p->expire_ms && waited > p->expire_ms, say = false;
+		bool expired = p->expire_ms && waited > p->expire_ms;
 		unsigned unsaid = 0;
-		if (expired && (!p->expired_said_ms || now_ms() - p->expired_said_ms >= p->expire_ms)) {
-			say = true;
-			unsaid = p->expired_unsaid;
-			p->expired_unsaid = 0;
-			p->expired_said_ms = now_ms();
-		} else if (expired) {
-			p->expired_unsaid++;
-		}
+		bool say = expired && log_limit_due(&p->expired_said, p->expire_ms, now_ms(), &unsaid);
 		pthread_mutex_unlock(&p->lock);
 		if (say)
 			log_err("a remote layer's read waited %llu ms for a fetch thread, past the %llu ms "

@@ -55,8 +55,7 @@ struct layer_http {
 	atomic_bool cancel;         /* closing: transfers end at once */
 	uint64_t read_budget_ms;    /* one fetch's deadline, all its tries: a read
 				       that waited that long for a worker fails */
-	uint64_t overdue_said_ms;   /* when overdue chunks were last said (h->lock) */
-	unsigned overdue_unsaid;    /* overdue chunks since, not said one by one */
+	struct log_limit overdue_said;   /* chunks whose reads waited too long (lock) */
 	atomic_bool said_unreadable;
 	pthread_t prefetcher;
 	bool prefetching;
@@ -339,19 +338,11 @@ static int fetch_chunk(struct layer_http *h, struct http_conn *conn, uint64_t id
  * per read budget, with how many were not said one by one. */
 static void say_overdue(struct layer_http *h, uint64_t idx, uint64_t waited, const char *logurl)
 {
-	uint64_t now = now_ms();
 	unsigned unsaid = 0;
 	bool say;
 
 	pthread_mutex_lock(&h->lock);
-	say = !h->overdue_said_ms || now - h->overdue_said_ms >= h->read_budget_ms;
-	if (say) {
-		unsaid = h->overdue_unsaid;
-		h->overdue_unsaid = 0;
-		h->overdue_said_ms = now;
-	} else {
-		h->overdue_unsaid++;
-	}
+	say = log_limit_due(&h->overdue_said, h->read_budget_ms, now_ms(), &unsaid);
 	pthread_mutex_unlock(&h->lock);
 	if (say)
 		log_err("%s: chunk %llu: its reads waited %llu ms for a fetch thread, past the %llu ms "

@@ -158,3 +158,16 @@ int exit_code_for_image(int err)
 	default: return EXIT_BAD_IMAGE;
 	}
 }
+
+bool log_limit_due(struct log_limit *l, uint64_t period_ms, uint64_t now, unsigned *unsaid)
+{
+	if (l->said && now - l->said_ms < period_ms) {
+		l->unsaid++;
+		return false;
+	}
+	*unsaid = l->unsaid;
+	l->unsaid = 0;
+	l->said_ms = now;
+	l->said = true;
+	return true;
+}

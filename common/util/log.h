@@ -4,6 +4,7 @@
 #define UBLK_LOG_H
 
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdint.h>
 
 void log_init(const char *prog);
@@ -18,6 +19,16 @@ int log_debug_level(void);
 void log_set_file(int fd, uint64_t max_bytes, int (*rotate)(void *arg), void *arg);
 
 void log_err(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* A message said at most once a period (a stalled server fails every
+ * read at once): whether it is due now, with *unsaid the times it was
+ * not since it was last said. The caller holds the lock that guards it. */
+struct log_limit {
+	uint64_t said_ms;
+	unsigned unsaid;
+	bool said;
+};
+bool log_limit_due(struct log_limit *l, uint64_t period_ms, uint64_t now, unsigned *unsaid);
 void log_info(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void log_dbg(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 

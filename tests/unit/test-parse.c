@@ -10,6 +10,7 @@
 #include "kernel/ctrl.h"
 #include "util/json.h"
 #include "util/json_read.h"
+#include "util/log.h"
 #include "util/parallel.h"
 #include "util/parse.h"
 #include "util/progress.h"
@@ -546,8 +547,22 @@ static void test_hex(void)
 	      ctrl_cookie_pid(cookie) == 4242, "cookie from a given nonce");
 }
 
+/* Said once a period, with the count of those not said. */
+static void test_log_limit(void)
+{
+	struct log_limit l = { 0 };
+	unsigned unsaid = 99;
+
+	CHECK(log_limit_due(&l, 1000, 0, &unsaid) && unsaid == 0, "the first is said (at 0 too)");
+	CHECK(!log_limit_due(&l, 1000, 10, &unsaid) && !log_limit_due(&l, 1000, 999, &unsaid),
+	      "said again within its period");
+	CHECK(log_limit_due(&l, 1000, 1000, &unsaid) && unsaid == 2, "after it: %u not said", unsaid);
+	CHECK(log_limit_due(&l, 1000, 5000, &unsaid) && unsaid == 0, "then none: %u", unsaid);
+}
+
 int main(void)
 {
+	test_log_limit();
 	test_hex();
 	test_encoder();
 	test_decoder();
