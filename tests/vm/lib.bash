@@ -91,6 +91,17 @@ assert_no_entry() {
 	[ -z "$left" ] || { echo "left in $UBLK_STATE_DIR: $left" >&2; return 1; }
 }
 
+# A device over $T/base with its cache in $T/$1 (more ublk-add options
+# after it), whose server was killed (SIGKILL) and is gone: $dev, $id,
+# and the server's $pid.
+add_with_dead_server() {
+	dev=$("$B/ublk-add" --base "$T/base" --cache "$T/$1" "${@:2}")
+	id=${dev#/dev/ublkb}
+	pid=$(cat "$UBLK_STATE_DIR/ublkb$id/pid")
+	kill -9 "$pid"
+	wait_until 30 '! kill -0 "$pid" 2>/dev/null'
+}
+
 # stat_of DEV JQ_PATH: a value of DEV's statistics, written after this moment.
 stat_of() {
 	stats_fresh "$1"

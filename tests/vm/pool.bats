@@ -77,11 +77,7 @@ orphan_device() {
 
 @test "reclaim --recover does not bring back a device never said live: nobody knows of it, it is deleted" {
 	make_image "$T/base" 4
-	dev=$("$B/ublk-add" --base "$T/base" --cache "$T/c")
-	id=${dev#/dev/ublkb}
-	pid=$(cat "$UBLK_STATE_DIR/ublkb$id/pid")
-	kill -9 "$pid"
-	wait_until 30 '! kill -0 "$pid" 2>/dev/null'
+	add_with_dead_server c
 	# as a server killed with its ublk-add (one cgroup) before it was live leaves it
 	echo starting >"$UBLK_STATE_DIR/ublkb$id/state"
 	run "$B/ublk-pool" reclaim --recover
@@ -228,11 +224,7 @@ orphan_device() {
 
 @test "a kernel whose control device cannot be opened: reclaim changes nothing and says why" {
 	make_image "$T/base" 4
-	dev=$("$B/ublk-add" --base "$T/base" --cache "$T/c")
-	id=${dev#/dev/ublkb}
-	pid=$(cat "$UBLK_STATE_DIR/ublkb$id/pid")
-	kill -9 "$pid"
-	wait_until 30 '! kill -0 "$pid" 2>/dev/null'
+	add_with_dead_server c
 	# the kernel lists the device, but the tools cannot ask it about it
 	run env UBLK_CONTROL_PATH="$T/no-control" "$B/ublk-pool" reclaim --caches
 	echo "$output"

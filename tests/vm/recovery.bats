@@ -128,10 +128,7 @@ recover_with_fds() {
 
 @test "a name whose device waits for recovery is taken: a new device of that name is refused until it is recovered or deleted" {
 	make_image "$T/base" 4
-	dev=$("$B/ublk-add" --base "$T/base" --cache "$T/cache" --name sb-1)
-	id=${dev#/dev/ublkb}
-	pid=$(server_pid "$id")
-	kill -9 "$pid"
+	add_with_dead_server cache --name sb-1
 	wait_until 30 '[ "$(kernel_state "$id")" = quiesced ]'
 	run_mustfail 8 "name 'sb-1' is the name of /dev/ublkb$id, whose server died: recover that device" \
 		"$B/ublk-add" --base "$T/base" --read-only --name sb-1
