@@ -528,18 +528,25 @@ static int lock_entry(struct server *s)
 	return 0;
 }
 
+/* Whether entry id's device was made with --no-recovery. */
+static bool made_without_recovery(uint32_t id)
+{
+	char v[32] = "";
+
+	return !state_config_get(id, "no_recovery", v, sizeof(v)) && !strcmp(v, "1");
+}
+
 /* Whether the cache belongs to a device whose server died but which still
  * exists: a new device over it would fork the data the waiting one has. */
 static bool cache_awaits_recovery(struct server *s)
 {
 	uint32_t other;
-	char v[32] = "";
 
 	if (state_find("cache", s->cfg->stack.cache, &other))
 		return false;
 	if (state_server_pid(other) || !ctrl_has_device(other))
 		return false;   /* in use (the cache's lock says so), or gone */
-	if (state_config_get(other, "no_recovery", v, sizeof(v)) || strcmp(v, "1"))
+	if (!made_without_recovery(other))
 		fail(s, EXIT_BUSY, "%s: the cache of /dev/ublkb%u, whose server died: recover that "
 		     "device (ublk-serve --recover %u) or delete it (ublk-del %u) first",
 		     s->cfg->stack.cache, other, other, other);
@@ -556,7 +563,7 @@ static bool cache_awaits_recovery(struct server *s)
 static bool name_taken(struct server *s, uint32_t self)
 {
 	uint32_t other, found;
-	char v[32] = "", state[16] = "";
+	char state[16] = "";
 
 	if (state_find_other("name", s->cfg->name, self, &other))
 		return false;
@@ -568,7 +575,7 @@ static bool name_taken(struct server *s, uint32_t self)
 	/* gone, or never coming back (made without recovery, or never live:
 	 * reclaim deletes it) */
 	if (!cookie || device_find_own(cookie, &found) || found != other ||
-	    (!state_config_get(other, "no_recovery", v, sizeof(v)) && !strcmp(v, "1")) ||
+	    made_without_recovery(other) ||
 	    (state_read(other, "state", state, sizeof(state)) > 0 && !strcmp(state, "starting\n")))
 		return false;
 	fail(s, EXIT_BUSY, "name '%s' is the name of /dev/ublkb%u, whose server died: recover that "

@@ -175,15 +175,36 @@ uint64_t state_cookie_at(int dir)
 	return cookie;
 }
 
+/* The files of the entry open as fd (name in root), then its folder. An
+ * entry has no folders; one planted there is left (unlinkat refuses it),
+ * and then the entry's rmdir fails rather than recursing into anything.
+ * 0 or -errno. */
+static int empty_entry_fd(int fd, int root, const char *name)
+{
+	int dup_fd = dup(fd), ret;
+	DIR *d = dup_fd < 0 ? NULL : fdopendir(dup_fd);
+	struct dirent *e;
+
+	if (!d) {
+		ret = -errno;
+		if (dup_fd >= 0)
+			close(dup_fd);
+		return ret;
+	}
+	while ((e = readdir(d)))
+		if (strcmp(e->d_name, ".") && strcmp(e->d_name, ".."))
+			unlinkat(fd, e->d_name, 0);
+	closedir(d);
+	return unlinkat(root, name, AT_REMOVEDIR) && errno != ENOENT ? -errno : 0;
+}
+
 /* Remove entry name of folder root: a link or file is removed itself, a
  * folder's files one by one; nothing is followed. With only, just a
  * folder whose cookie is *only. */
 static int remove_entry(int root, const char *name, const uint64_t *only)
 {
 	struct stat st;
-	struct dirent *e;
-	DIR *d;
-	int fd, ret = 0;
+	int fd, ret;
 
 	if (fstatat(root, name, &st, AT_SYMLINK_NOFOLLOW))
 		return errno == ENOENT ? 0 : -errno;
@@ -192,27 +213,8 @@ static int remove_entry(int root, const char *name, const uint64_t *only)
 	fd = openat(root, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 	if (fd < 0)
 		return errno == ENOENT ? 0 : -errno;
-	if (only && state_cookie_at(fd) != *only) {
-		close(fd);
-		return 0;
-	}
-	if (!(d = fdopendir(fd))) {
-		ret = -errno;
-		close(fd);
-		return ret;
-	}
-	while ((e = readdir(d))) {
-		if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
-			continue;
-		/* An entry has no folders; one planted there is left, and then the
-		 * entry's rmdir fails rather than recursing into anything. */
-		if (fstatat(fd, e->d_name, &st, AT_SYMLINK_NOFOLLOW) || S_ISDIR(st.st_mode))
-			continue;
-		unlinkat(fd, e->d_name, 0);
-	}
-	closedir(d);
-	if (unlinkat(root, name, AT_REMOVEDIR) && errno != ENOENT)
-		ret = -errno;
+	ret = only && state_cookie_at(fd) != *only ? 0 : empty_entry_fd(fd, root, name);
+	close(fd);
 	return ret;
 }
 
@@ -254,25 +256,6 @@ int state_create_locked(uint32_t id, uint64_t cookie)
 		close(dir);
 	close(root);
 	return ret ? ret : dir;
-}
-
-/* The files of the entry open as fd, then the folder if it is empty. */
-static void empty_entry_fd(int fd, int root, const char *name)
-{
-	int dup_fd = dup(fd);
-	DIR *d = dup_fd < 0 ? NULL : fdopendir(dup_fd);
-	struct dirent *e;
-
-	if (!d) {
-		if (dup_fd >= 0)
-			close(dup_fd);
-		return;
-	}
-	while ((e = readdir(d)))
-		if (strcmp(e->d_name, ".") && strcmp(e->d_name, ".."))
-			unlinkat(fd, e->d_name, 0);   /* a folder planted in it stays, and so it does */
-	closedir(d);
-	unlinkat(root, name, AT_REMOVEDIR);
 }
 
 #define SWEEP_MIN_AGE_S 60

@@ -139,12 +139,6 @@ uint64_t blob_size(const struct blob *b)
 	return b->size;
 }
 
-static int read_local(int fd, void *buf, size_t len, uint64_t off)
-{
-	int ret = pread_full(fd, buf, len, off);
-	return ret == -ENODATA ? -EIO : ret;
-}
-
 /* How long a fetch's failure stands for the reads of its chunk that come
  * after it: those queued behind it (in a fetch pool, on a store's lock)
  * come within moments. */
@@ -204,7 +198,7 @@ static int read_range(struct blob *b, void *buf, size_t len, uint64_t off, bool 
 	if (off > b->size || len > b->size - off)
 		return -EIO;
 	if (b->fd >= 0)
-		return read_local(b->fd, buf, len, off);
+		return pread_exact(b->fd, buf, len, off);
 	uint32_t cs = b->ci.chunk_size;
 	while (len) {
 		uint64_t idx = off / cs;
@@ -244,11 +238,6 @@ int blob_track(struct blob *b, struct access_log *a, enum trace_role role)
 	b->access = a;
 	b->access_img = img;
 	return 0;
-}
-
-bool blob_is_remote(const struct blob *b)
-{
-	return b->fd < 0;
 }
 
 void blob_cancel(struct blob *b)

@@ -27,7 +27,6 @@ int blob_read(struct blob *b, void *buf, size_t len, uint64_t off);
 uint64_t blob_budget_ms(const struct blob *b);
 /* The same without fetching: -EAGAIN where a chunk is not in the cache. */
 int blob_read_cached(struct blob *b, void *buf, size_t len, uint64_t off);
-bool blob_is_remote(const struct blob *b);
 /* Note the chunks a remote blob's reads touch in a (access_log.h), as an
  * image of this role: 0 (also for a local blob or a NULL a), or -errno. */
 int blob_track(struct blob *b, struct access_log *a, enum trace_role role);

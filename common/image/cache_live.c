@@ -83,11 +83,8 @@ int cache_live_load(const char *path, const uint8_t id[16], uint64_t gen, uint8_
 	}
 	/* a live map that cannot be read may hold writes a server
 	 * acknowledged: the open fails, it does not fall back on the map */
-	if ((ret = pread_full(fd, h, LIVE_HDR, 0))) {
-		if (ret == -ENODATA)
-			ret = -EIO;
+	if ((ret = pread_exact(fd, h, LIVE_HDR, 0)))
 		goto out;
-	}
 	if (memcmp(h, LIVE_MAGIC, 8) ||
 	    le32toh(*(uint32_t *)(h + 8)) != LIVE_VERSION || memcmp(h + 16, id, 16) ||
 	    le64toh(*(uint64_t *)(h + 80)) != map_bytes) {
@@ -111,11 +108,8 @@ int cache_live_load(const char *path, const uint8_t id[16], uint64_t gen, uint8_
 			 (unsigned long long)g, (unsigned long long)gen);
 		goto out;
 	}
-	if ((ret = pread_full(fd, map, map_bytes, LIVE_HDR))) {
-		if (ret == -ENODATA)
-			ret = -EIO;
+	if ((ret = pread_exact(fd, map, map_bytes, LIVE_HDR)))
 		goto out;
-	}
 	ret = 1;
 out:
 	close(fd);

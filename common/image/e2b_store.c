@@ -450,14 +450,6 @@ int e2b_store_try_read(struct e2b_store *s, void *buf, size_t len, uint64_t off)
 	return store_read(s, buf, len, off, true);
 }
 
-bool e2b_store_remote(const struct e2b_store *s)
-{
-	for (uint32_t k = 0; s->b && k < s->h->n_ids; k++)
-		if (s->b[k].blob && blob_is_remote(s->b[k].blob))
-			return true;
-	return false;
-}
-
 uint64_t e2b_store_budget_ms(const struct e2b_store *s)
 {
 	uint64_t most = 0;

@@ -44,9 +44,8 @@ int e2b_store_read(struct e2b_store *s, void *buf, size_t len, uint64_t off);
 /* The same without waiting: -EAGAIN where it would fetch, decompress a
  * frame or wait for another reader (a queue thread then hands it over). */
 int e2b_store_try_read(struct e2b_store *s, void *buf, size_t len, uint64_t off);
-/* Some of its data is read over HTTP. */
-bool e2b_store_remote(const struct e2b_store *s);
-/* The longest read budget of its remote files (blob_budget_ms); 0 if none. */
+/* The longest read budget of its remote files (blob_budget_ms); 0 if
+ * none is remote. */
 uint64_t e2b_store_budget_ms(const struct e2b_store *s);
 const struct e2b_header *e2b_store_header(const struct e2b_store *s);
 /* Every remote data file's transfers end at once (blob_cancel). */

@@ -119,8 +119,8 @@ int layer_e2b_open(const char *root, const char *build, const char *name,
 	}
 	h = e2b_store_header(le->s);
 	/* without fetch threads remote data is read in line */
-	if (e2b_store_remote(le->s) && fetch_pool_start(&le->fetch, FETCH_POOL_THREADS, &fetch_ops, le,
-							e2b_store_budget_ms(le->s)))
+	uint64_t budget = e2b_store_budget_ms(le->s);
+	if (budget && fetch_pool_start(&le->fetch, FETCH_POOL_THREADS, &fetch_ops, le, budget))
 		le->fetch = NULL;
 	le->l.ops = &e2b_ops;
 	le->l.priv_size = sizeof(struct e2b_io);

@@ -31,6 +31,12 @@ int pread_full(int fd, void *buf, size_t len, uint64_t off)
 	return n < 0 ? (int)n : (size_t)n < len ? -ENODATA : 0;
 }
 
+int pread_exact(int fd, void *buf, size_t len, uint64_t off)
+{
+	int ret = pread_full(fd, buf, len, off);
+	return ret == -ENODATA ? -EIO : ret;
+}
+
 int pread_zeros_past_end(int fd, void *buf, size_t len, uint64_t off)
 {
 	long n = pread_upto(fd, buf, len, off);

@@ -10,6 +10,9 @@
 /* Exactly len bytes at off (retrying short reads and EINTR): 0, -errno, or
  * -ENODATA when the file ends sooner. */
 int pread_full(int fd, void *buf, size_t len, uint64_t off);
+/* pread_full, for a file whose size was checked: one that ends sooner
+ * after all is -EIO. */
+int pread_exact(int fd, void *buf, size_t len, uint64_t off);
 /* len bytes at off, zeros where the file ends sooner: 0 or -errno. */
 int pread_zeros_past_end(int fd, void *buf, size_t len, uint64_t off);
 /* All len bytes at the file offset (retrying short writes and EINTR): 0,
