@@ -536,6 +536,16 @@ static bool made_without_recovery(uint32_t id)
 	return !state_config_get(id, "no_recovery", v, sizeof(v)) && !strcmp(v, "1");
 }
 
+/* Whether entry id's own device still exists: found by the entry's
+ * cookie, not by the id, which a new device may have taken since. */
+static bool entry_device_exists(uint32_t id)
+{
+	uint64_t cookie = state_entry_cookie(id);
+	uint32_t found;
+
+	return cookie && !device_find_own(cookie, &found) && found == id;
+}
+
 /* Whether the cache belongs to a device whose server died but which still
  * exists: a new device over it would fork the data the waiting one has. */
 static bool cache_awaits_recovery(struct server *s)
@@ -544,7 +554,7 @@ static bool cache_awaits_recovery(struct server *s)
 
 	if (state_find("cache", s->cfg->stack.cache, &other))
 		return false;
-	if (state_server_pid(other) || !ctrl_has_device(other))
+	if (state_server_pid(other) || !entry_device_exists(other))
 		return false;   /* in use (the cache's lock says so), or gone */
 	if (!made_without_recovery(other))
 		fail(s, EXIT_BUSY, "%s: the cache of /dev/ublkb%u, whose server died: recover that "
@@ -562,7 +572,7 @@ static bool cache_awaits_recovery(struct server *s)
  * NAME the lower id's). */
 static bool name_taken(struct server *s, uint32_t self)
 {
-	uint32_t other, found;
+	uint32_t other;
 	char state[16] = "";
 
 	if (state_find_other("name", s->cfg->name, self, &other))
@@ -571,11 +581,9 @@ static bool name_taken(struct server *s, uint32_t self)
 		fail(s, EXIT_BUSY, "name '%s' is already used by /dev/ublkb%u", s->cfg->name, other);
 		return true;
 	}
-	uint64_t cookie = state_entry_cookie(other);
 	/* gone, or never coming back (made without recovery, or never live:
 	 * reclaim deletes it) */
-	if (!cookie || device_find_own(cookie, &found) || found != other ||
-	    made_without_recovery(other) ||
+	if (!entry_device_exists(other) || made_without_recovery(other) ||
 	    (state_read(other, "state", state, sizeof(state)) > 0 && !strcmp(state, "starting\n")))
 		return false;
 	fail(s, EXIT_BUSY, "name '%s' is the name of /dev/ublkb%u, whose server died: recover that "
@@ -907,7 +915,16 @@ static int setup(struct server *s)
 			step_done(s, "IO scheduler none");
 	}
 	s->live = true;
-	state_write(s->dev_id, "state", "live\n");
+	/* an entry not said live is not recovered if its server dies: a new
+	 * device is deleted again rather than handed out so; a recovered one
+	 * still says "recovering", which a later recovery takes */
+	ret = state_write(s->dev_id, "state", "live\n");
+	if (ret && !recover)
+		return fail(s, EXIT_FAIL, "ublkb%d: writing its state entry: %s; the device is "
+			    "deleted again (check %s)", s->dev_id, strerror(-ret), state_dir());
+	if (ret)
+		log_err("ublkb%d: writing its state entry: %s; it serves, but its entry still says "
+			"recovering (check %s)", s->dev_id, strerror(-ret), state_dir());
 	if (recover) {
 		log_info("ublkb%d: recovered, live again", s->dev_id);
 		pool_record("recover", (now_ns() - s->start_ns) / 1000000);

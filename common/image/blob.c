@@ -2,6 +2,7 @@
 #include "image/layer.h"
 #include "image/access_log.h"
 #include "image/chunkcache.h"
+#include "image/fetch_pool.h"
 #include "util/fileio.h"
 #include "image/http.h"
 #include "util/log.h"
@@ -30,8 +31,9 @@ struct blob {
 	pthread_mutex_t lock;
 	/* One transfer at a time (lock): a read that waited behind a stalled
 	 * server's fetch of its chunk takes that fetch's error, and one that
-	 * waited a whole read budget for the lock fails, so a read ends
-	 * within twice its budget however many wait (docs/remote.md). */
+	 * waited a whole read budget for the lock (and, in a fetch pool, for
+	 * a thread before) fails, so a read ends within twice its budget
+	 * however many wait (docs/remote.md). */
 	uint64_t budget_ms;
 	uint64_t failed_idx, failed_ms;   /* the last fetch that failed, when */
 	int failed_err;
@@ -144,17 +146,20 @@ uint64_t blob_size(const struct blob *b)
  * come within moments. */
 #define FAILED_FRESH_MS 1000
 
-/* Part of one chunk, fetching the chunk into the cache if it is missing. */
-static int read_chunk(struct blob *b, uint64_t idx, uint32_t in, uint32_t n, void *buf)
+/* Part of one chunk, fetching the chunk into the cache if it is missing;
+ * asked: when the read began waiting (0: now). */
+static int read_chunk(struct blob *b, uint64_t idx, uint32_t in, uint32_t n, void *buf,
+		      uint64_t asked)
 {
 	uint32_t len = chunk_image_len(&b->ci, idx);
 	char why[600] = "";
-	uint64_t asked, now;
+	uint64_t now;
 	int ret;
 
 	if (!chunk_read(&b->ci, idx, in, n, buf))
 		return 0;
-	asked = now_ms();
+	if (!asked)
+		asked = now_ms();
 	pthread_mutex_lock(&b->lock);
 	ret = chunk_read(&b->ci, idx, in, n, buf);   /* fetched meanwhile? */
 	if (ret && access_prefetch_wait(b->access, b->access_img, idx))
@@ -170,8 +175,9 @@ static int read_chunk(struct blob *b, uint64_t idx, uint32_t in, uint32_t n, voi
 		unsigned unsaid;
 		if (log_limit_due(&b->overdue_said, b->budget_ms, now, &unsaid)) {
 			http_url_for_log(b->src.url, why, sizeof(why));
-			log_err("%s: chunk %llu: its read waited %llu ms for the server's other reads, "
-				"past the %llu ms a read may take (--http-timeout x tries): it fails "
+			log_err("%s: chunk %llu: its read waited %llu ms for its turn (a fetch thread, "
+				"the server's other reads), past the %llu ms a read may take "
+				"(--http-timeout x tries): it fails "
 				"(said once per %llu ms; %u more since it was last said)", why,
 				(unsigned long long)idx, (unsigned long long)(now - asked),
 				(unsigned long long)b->budget_ms, (unsigned long long)b->budget_ms, unsaid);
@@ -200,12 +206,14 @@ static int read_range(struct blob *b, void *buf, size_t len, uint64_t off, bool 
 	if (b->fd >= 0)
 		return pread_exact(b->fd, buf, len, off);
 	uint32_t cs = b->ci.chunk_size;
+	/* a fetch pool's job: its wait for a thread counts, once */
+	uint64_t asked = fetch ? fetch_pool_take_queued_ms() : 0;
 	while (len) {
 		uint64_t idx = off / cs;
 		uint32_t in = (uint32_t)(off % cs), n = cs - in;
 		if (n > len)
 			n = (uint32_t)len;
-		int ret = fetch ? read_chunk(b, idx, in, n, buf) :
+		int ret = fetch ? read_chunk(b, idx, in, n, buf, asked) :
 			  chunk_read(&b->ci, idx, in, n, buf) ? -EAGAIN : 0;
 		if (ret != -EAGAIN)     /* a miss's read comes again, fetching */
 			access_note(b->access, b->access_img, idx, false);
@@ -214,6 +222,7 @@ static int read_range(struct blob *b, void *buf, size_t len, uint64_t off, bool 
 		buf = (char *)buf + n;
 		off += n;
 		len -= n;
+		asked = 0;
 	}
 	return 0;
 }

@@ -24,6 +24,16 @@ struct fetch_pool {
 	struct log_limit expired_said;   /* (lock) */
 };
 
+static __thread uint64_t job_queued_ms;
+
+uint64_t fetch_pool_take_queued_ms(void)
+{
+	uint64_t t = job_queued_ms;
+
+	job_queued_ms = 0;
+	return t;
+}
+
 static void *pool_main(void *arg)
 {
 	struct fetch_pool *p = arg;
@@ -50,7 +60,9 @@ static void *pool_main(void *arg)
 				"a read may take (--http-timeout x tries): it fails (said once per %llu ms; "
 				"%u more since it was last said)", (unsigned long long)waited,
 				(unsigned long long)p->expire_ms, (unsigned long long)p->expire_ms, unsaid);
+		job_queued_ms = job->queued_ms;
 		int res = expired ? -ETIMEDOUT : p->ops->run(p->ctx, mine, job);
+		job_queued_ms = 0;
 		struct layer_io *io = job->io;
 		uint64_t off = io->off;
 		uint32_t len = io->len;

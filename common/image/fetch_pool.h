@@ -28,13 +28,16 @@ struct fetch_pool_ops {
 
 /* 0, or -errno when no thread (or no poster) could start. A job that
  * waited expire_ms (0: for ever) for a thread, queued behind the fetches
- * of a stalled server, ends with -ETIMEDOUT instead of running: a read
- * then ends within twice expire_ms, however many are queued. */
+ * of a stalled server, ends with -ETIMEDOUT instead of running. */
 int fetch_pool_start(struct fetch_pool **out, unsigned threads, const struct fetch_pool_ops *ops,
 		     void *ctx, uint64_t expire_ms);
 /* Run job on a pool thread; then done(&job->io->areq, res) runs on the
  * ring of job->io. */
 void fetch_pool_queue(struct fetch_pool *p, struct fetch_job *job, aio_complete_fn done);
+/* On a pool thread, in a job's run: when the job was queued, once (then
+ * 0, as on any other thread). Its first remote read counts the wait for
+ * a thread against its budget, so the job still ends within twice it. */
+uint64_t fetch_pool_take_queued_ms(void);
 /* Stop and join the threads once the queued jobs are run. */
 void fetch_pool_stop(struct fetch_pool *p);
 

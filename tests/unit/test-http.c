@@ -7,12 +7,14 @@
 #include "image/access_log.h"
 #include "image/blob.h"
 #include "image/chunkcache.h"
+#include "image/fetch_pool.h"
 #include "image/http.h"
 #include "image/layer_http.h"
 #include "util/timeutil.h"
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stddef.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -824,6 +826,73 @@ static void test_blob_stall(int port)
 	blob_close(b);
 }
 
+struct pooled_read {
+	struct layer_io io;
+	struct fetch_job job;
+	char buf[4096];
+	int res;
+	uint64_t ms;
+};
+
+static uint64_t pool_test_start;
+
+static int pooled_run(void *ctx, void *mine, struct fetch_job *job)
+{
+	(void)mine;
+	return blob_read(ctx, job->io->buf, job->io->len, job->io->off);
+}
+
+static void pooled_done(struct aio_req *req, int res)
+{
+	struct pooled_read *r = (struct pooled_read *)((char *)req - offsetof(struct pooled_read, io.areq));
+
+	r->res = res;
+	r->ms = now_ms() - pool_test_start;
+}
+
+/* Three reads of three chunks of a remote diff whose server answers each
+ * in 2 s, through a fetch pool of two threads, read budget 3 s: the third
+ * waits 2 s for a thread, then 2 s for the second's fetch. That wait, 4 s,
+ * is past its budget: it fails then, instead of fetching on to 6 s, or,
+ * with a 2.9 s budget, past twice it. */
+static void test_pool_wait_counts(int port)
+{
+	struct layer_http_opts ho = { .chunk_size = 65536, .cache_limit = 1ull << 30 };
+	static const struct fetch_pool_ops ops = { .run = pooled_run };
+	struct pooled_read r[3];
+	char url[200], dir[300], why[700] = "";
+	struct fetch_pool *pool;
+	struct blob *b;
+
+	snprintf(url, sizeof(url), "http://127.0.0.1:%d/slow/img", port);
+	snprintf(dir, sizeof(dir), "/tmp/test-http.%d/pooled", (int)getpid());
+	ho.cache_dir = dir;
+	CHECK(!http_opts_init(&ho.http, NULL, why, sizeof(why)), "opts: %s", why);
+	ho.http.timeout_ms = 3000;
+	ho.http.retries = 0;
+	CHECK(!blob_open(url, &ho, &b, why, sizeof(why)), "%s: %s", url, why);
+	CHECK(!fetch_pool_start(&pool, 2, &ops, b, blob_budget_ms(b)), "fetch pool");
+	if (!ring.ring_fd)
+		CHECK(!io_uring_queue_init(64, &ring, 0), "io_uring");
+	pool_test_start = now_ms();
+	for (int i = 0; i < 3; i++) {
+		r[i] = (struct pooled_read){ .res = 1 };
+		r[i].io = (struct layer_io){ .off = (uint64_t)(i + 1) * 65536, .len = sizeof(r[i].buf),
+					     .buf = r[i].buf, .aio = &aio };
+		r[i].job.io = &r[i].io;
+		fetch_pool_queue(pool, &r[i].job, pooled_done);
+	}
+	CHECK(!aio_drain(&aio), "drain");
+	CHECK(r[0].res == 0, "first read: %d", r[0].res);
+	CHECK(r[1].res == 0, "second read: %d", r[1].res);
+	CHECK(r[2].res == -ETIMEDOUT, "third read, its budget spent waiting: %d after %llu ms",
+	      r[2].res, (unsigned long long)r[2].ms);
+	for (int i = 0; i < 3; i++)
+		CHECK(r[i].ms < 2 * 3000, "read %d ended after %llu ms", i, (unsigned long long)r[i].ms);
+	fetch_pool_stop(pool);
+	blob_close(b);
+}
+
 int main(void)
 {
 	const char *port = getenv("UBLK_HOSTILE_PORT");
@@ -841,6 +910,7 @@ int main(void)
 		test_remote_unreadable(atoi(port));
 		test_remote_close(atoi(port));
 		test_blob_stall(atoi(port));
+		test_pool_wait_counts(atoi(port));
 	} else
 		printf("UBLK_HOSTILE_PORT not set: no requests to a hostile server\n");
 	return check_summary();
