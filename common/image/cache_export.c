@@ -67,6 +67,8 @@ int cache_export_open(const char *path, bool live, struct cache_export *x, char 
 	memset(x, 0, sizeof(*x));
 	x->data_fd = x->map_fd = -1;
 	snprintf(map_path, sizeof(map_path), "%s.map", path);
+	if ((ret = cache_folder_check(path, why, whylen)))
+		return ret;
 	if ((c.map_fd = cache_map_open(map_path, false, why, whylen)) < 0) {
 		ret = c.map_fd;
 		if (ret == -ENOENT && access(path, F_OK))
@@ -84,7 +86,7 @@ int cache_export_open(const char *path, bool live, struct cache_export *x, char 
 		goto out;
 	}
 	why[0] = 0;
-	if ((ret = cache_map_regular(c.map_fd, why, whylen)) ||
+	if ((ret = cache_file_private(c.map_fd, why, whylen)) ||
 	    (ret = cache_map_pread(c.map_fd, b, MAP_HDR, 0)) || (ret = cache_hdr_decode(&c, b, why, whylen))) {
 		char sub[300];
 		snprintf(sub, sizeof(sub), "%s", why[0] ? why : ret == -EINVAL ?
@@ -111,7 +113,7 @@ int cache_export_open(const char *path, bool live, struct cache_export *x, char 
 		goto out;
 	/* as the server opens it: no FIFO, and the size the map says */
 	uint64_t data_size;
-	if ((ret = image_open(path, true, &x->data_fd, &data_size, why, whylen)))
+	if ((ret = cache_data_open(path, false, &x->data_fd, &data_size, why, whylen)))
 		goto out;
 	if (data_size != c.hdr.dev_size) {
 		ret = -EINVAL;
@@ -215,6 +217,10 @@ int cache_remove(const char *path)
 	int ret = 0;
 
 	snprintf(map_path, sizeof(map_path), "%s.map", path);
+	/* by name: only in a folder nobody else could have pointed elsewhere */
+	char why[600];
+	if ((ret = cache_folder_check(path, why, sizeof(why))))
+		return ret;
 	/* never one a server holds (it locks the map while it runs); held
 	 * until the files are gone: a server opening the cache meanwhile
 	 * finds its map removed once it has the lock (layer_cache_open) */

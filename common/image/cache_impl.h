@@ -76,7 +76,18 @@ int cache_hdr_decode(struct cache *c, const uint8_t *b, char *why, size_t len);
 int cache_map_pread(int fd, void *buf, size_t len, uint64_t off);
 /* Open map_path, never through a link: fd, or -errno with why naming it. */
 int cache_map_open(const char *map_path, bool writable, char *why, size_t len);
-int cache_map_regular(int fd, char *why, size_t len);
+/* A file of a cache, as opened: regular, this user's or root's, writable
+ * by nobody else, of one name. 0, or -errno with why (not naming it). */
+int cache_file_private(int fd, char *why, size_t len);
+/* Open the data file at path as cache_file_private wants it, never
+ * through a link: fd and its size, or -errno with why naming it. */
+int cache_data_open(const char *path, bool writable, int *fd, uint64_t *size, char *why,
+		    size_t len);
+/* The folder a cache is in, and those on its way: only root and this user
+ * can change what they hold (sticky, as /tmp, is enough), so that nobody
+ * else can swap a cache's files. 0 (also for a missing folder), or -errno
+ * with why. */
+int cache_folder_check(const char *path, char *why, size_t len);
 int cache_map_size_check(int fd, uint64_t map_bytes, char *why, size_t len);
 int cache_write_hdr(struct cache *c);
 /* The block states of the cache at path into c->map: the map file's, or

@@ -21,10 +21,12 @@
 #include "util/crc32c.h"
 #include "util/fileio.h"
 #include "util/log.h"
+#include "util/safedir.h"
 #include "util/ublk_limits.h"
 
 #include <endian.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -97,14 +99,76 @@ int cache_map_open(const char *map_path, bool writable, char *why, size_t len)
 	return fd;
 }
 
-int cache_map_regular(int fd, char *why, size_t len)
+int cache_file_private(int fd, char *why, size_t len)
 {
 	struct stat st;
 	if (fstat(fd, &st))
 		return snprintf(why, len, "stat: %s", strerror(errno)), -errno;
 	if (!S_ISREG(st.st_mode))
 		return snprintf(why, len, "not a regular file"), -EINVAL;
+	/* another user's file (one planted under the name in /tmp, say) or
+	 * one they may write: what the device writes would be theirs to read,
+	 * and what it reads theirs to choose */
+	if (st.st_uid != 0 && st.st_uid != geteuid())
+		return snprintf(why, len, "owned by uid %u, neither this user (uid %u) nor root: "
+				"another user's file is never a cache", (unsigned)st.st_uid,
+				(unsigned)geteuid()), -EPERM;
+	if (st.st_mode & (S_IWGRP | S_IWOTH))
+		return snprintf(why, len, "writable by other users (mode %04o): chmod go-w it",
+				(unsigned)(st.st_mode & 07777)), -EPERM;
+	/* a second name, made by whoever could, is a way in to its bytes */
+	if (st.st_nlink != 1)
+		return snprintf(why, len, "has %lu names (hard links): a cache's file has one",
+				(unsigned long)st.st_nlink), -EPERM;
 	return 0;
+}
+
+int cache_data_open(const char *path, bool writable, int *fdp, uint64_t *size, char *why,
+		    size_t len)
+{
+	char sub[200];
+	struct stat st;
+	int fd = open(path, (writable ? O_RDWR : O_RDONLY) | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+	int ret;
+
+	if (fd < 0 && errno == ELOOP)
+		return snprintf(why, len, "%s: a symbolic link: a cache's files are never followed "
+				"(give --cache the cache's own path)", path), -ELOOP;
+	if (fd < 0)
+		return snprintf(why, len, "%s: %s", path, strerror(errno)), -errno;
+	if (!(ret = cache_file_private(fd, sub, sizeof(sub))) &&
+	    (fstat(fd, &st) || fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK))) {
+		ret = -errno;
+		snprintf(sub, sizeof(sub), "%s", strerror(errno));
+	}
+	if (ret) {
+		snprintf(why, len, "%s: %s", path, sub);
+		close(fd);
+		return ret;
+	}
+	*fdp = fd;
+	*size = (uint64_t)st.st_size;
+	return 0;
+}
+
+int cache_folder_check(const char *path, char *why, size_t len)
+{
+	static const struct safedir cache_folder = { "cache folder", "--cache", true };
+	char dir[4096];
+	const char *slash = strrchr(path, '/');
+	int fd;
+
+	if (!slash)
+		snprintf(dir, sizeof(dir), ".");
+	else if (snprintf(dir, sizeof(dir), "%.*s", (int)(slash - path), path) >= (int)sizeof(dir))
+		return snprintf(why, len, "%s: path too long", path), -ENAMETOOLONG;
+	if (!dir[0])
+		snprintf(dir, sizeof(dir), "/");
+	fd = safedir_open(&cache_folder, dir, false, false, why, len);
+	if (fd >= 0)
+		close(fd);
+	/* a missing folder: what opens or makes the cache says so */
+	return fd == -ENOENT && !why[0] ? 0 : fd < 0 ? fd : 0;
 }
 
 /* The map file is exactly its header and the states of dev_size's blocks
@@ -164,7 +228,7 @@ int cache_map_check_fd(int fd, uint64_t *dev_size, char *why, size_t whylen)
 	int ret;
 
 	why[0] = 0;
-	if ((ret = cache_map_regular(fd, why, whylen)))
+	if ((ret = cache_file_private(fd, why, whylen)))
 		return ret;
 	if ((ret = cache_map_pread(fd, b, MAP_HDR, 0)) || (ret = cache_hdr_decode(&c, b, why, whylen))) {
 		if (ret != -EINVAL || !why[0])

@@ -727,6 +727,8 @@ int layer_cache_open(const char *path, struct layer *lower, uint64_t size, bool 
 	c->l.read_only = read_only;
 	c->l.priv_size = sizeof(struct cache_io);
 	snprintf(map_path, sizeof(map_path), "%s.map", path);
+	if ((ret = cache_folder_check(path, why, whylen)))
+		goto fail;
 	exists = stat(map_path, &st) == 0;
 	if (exists != (stat(path, &st) == 0)) {
 		snprintf(why, whylen, "%s: %s exists but %s does not: not a complete ublk-tools "
@@ -749,7 +751,7 @@ int layer_cache_open(const char *path, struct layer *lower, uint64_t size, bool 
 			ret = c->map_fd;
 			goto fail;
 		}
-		if ((ret = cache_map_regular(c->map_fd, sub, sizeof(sub))) ||
+		if ((ret = cache_file_private(c->map_fd, sub, sizeof(sub))) ||
 		    (ret = cache_map_pread(c->map_fd, b, MAP_HDR, 0)) ||
 		    (ret = cache_hdr_decode(c, b, sub, sizeof(sub))) ||
 		    (ret = cache_map_size_check(c->map_fd, (c->hdr.dev_size / BS + 3) / 4, sub, sizeof(sub)))) {
@@ -829,8 +831,11 @@ int layer_cache_open(const char *path, struct layer *lower, uint64_t size, bool 
 	if (ret == 1)   /* states the map file does not have yet */
 		for (size_t page = 0; page < c->npages; page++)
 			c->changed[page / 64] |= 1ull << (page % 64);
-	ret = layer_file_open(path, read_only, &c->data);
-	if (ret) {
+	int data_fd;
+	uint64_t data_size;
+	if ((ret = cache_data_open(path, !read_only, &data_fd, &data_size, why, whylen)))
+		goto fail;
+	if ((ret = layer_file_adopt(data_fd, data_size, read_only, &c->data))) {
 		snprintf(why, whylen, "%s: %s", path, strerror(-ret));
 		goto fail;
 	}

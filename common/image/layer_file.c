@@ -246,14 +246,18 @@ int layer_file_fd(const struct layer *l)
 
 int layer_file_open(const char *path, bool read_only, struct layer **out)
 {
-	struct layer_file *f;
-	struct stat st;
 	uint64_t size;
 	int fd, ret;
 
 	ret = image_open(path, read_only, &fd, &size, NULL, 0);
-	if (ret)
-		return ret;
+	return ret ? ret : layer_file_adopt(fd, size, read_only, out);
+}
+
+int layer_file_adopt(int fd, uint64_t size, bool read_only, struct layer **out)
+{
+	struct layer_file *f;
+	struct stat st;
+
 	f = calloc(1, sizeof(*f));
 	if (!f) {
 		close(fd);

@@ -6,6 +6,9 @@
 
 /* Plain file (or block device) served read-write, or read-only. */
 int layer_file_open(const char *path, bool read_only, struct layer **out);
+/* The same over fd, already open and checked (a cache's data file), of
+ * size bytes: the layer owns fd, closed also when this fails. */
+int layer_file_adopt(int fd, uint64_t size, bool read_only, struct layer **out);
 /* The file descriptor of a file layer (for fdatasync by the cache). */
 int layer_file_fd(const struct layer *l);
 /* Where [off, off + len) of a writable regular file is mapped, for a

@@ -173,7 +173,8 @@ int safedir_open(const struct safedir *sd, const char *dir, bool create, bool wr
 		WHY("%s %s is owned by uid %u, not by this user (uid %u): chown it or use %s",
 		    sd->what, dir, (unsigned)fst.st_uid, (unsigned)geteuid(), sd->option);
 		n = -EPERM;
-	} else if (fst.st_mode & (S_IWGRP | S_IWOTH)) {
+	} else if ((fst.st_mode & (S_IWGRP | S_IWOTH)) &&
+		   !(sd->sticky_ok && (fst.st_mode & S_ISVTX) && fst.st_uid == 0)) {
 		WHY("%s %s is writable by other users (mode %04o): chmod 0700 it or use %s", sd->what,
 		    dir, (unsigned)(fst.st_mode & 07777), sd->option);
 		n = -EPERM;

@@ -10,6 +10,9 @@
 struct safedir {
 	const char *what;     /* "state directory": the start of every message */
 	const char *option;   /* "--state-dir": what to give instead */
+	/* The folder itself may be others' to write in if it is sticky and
+	 * root's (as /tmp): what is in it is checked one by one. */
+	bool sticky_ok;
 };
 
 /* Open dir (O_DIRECTORY, never through a link at its end) after checking

@@ -5,6 +5,7 @@
 #include "image/layer.h"
 #include "image/layer_file.h"
 #include "image/layer_cache.h"
+#include "image/cache.h"
 #include "image/layer_fault.h"
 
 #include <errno.h>
@@ -769,6 +770,70 @@ static void test_freeze(void)
 	free(pattern);
 }
 
+/* Opens the cache at path over base, expecting err and a message with
+ * want; a cache opened (err 0) is closed again. */
+static void cache_open_expect(const char *path, const char *base_path, int err, const char *want)
+{
+	struct layer *base, *l;
+	char why[600] = "";
+
+	CHECK(layer_file_open(base_path, true, &base) == 0, "open base");
+	int ret = layer_cache_open(path, base, 0, false, &l, why, sizeof(why));
+	CHECK(ret == err && (!want || strstr(why, want)), "%s: %d (want %d, '%s'): %s", path, ret,
+	      err, want ? want : "", why);
+	if (ret)
+		layer_close(base);
+	else
+		layer_close(l);
+}
+
+/* A cache's files are never another user's to choose: no link followed,
+ * no file of another owner, none others may write, none of two names,
+ * no folder others could swap them in (a sticky one like /tmp is fine). */
+static void test_cache_private(void)
+{
+	unsigned char *data;
+	char *base_path = make_image(1 << 20, &data);
+	char dir[] = "/tmp/test-cache-private.XXXXXX", c[64], real[80], map[80], two[80];
+	struct layer *base, *l;
+	char why[600];
+
+	CHECK(mkdtemp(dir) != NULL, "mkdtemp");
+	snprintf(c, sizeof(c), "%s/c", dir);
+	snprintf(real, sizeof(real), "%s/real", dir);
+	snprintf(map, sizeof(map), "%s/c.map", dir);
+	snprintf(two, sizeof(two), "%s/two", dir);
+	CHECK(layer_file_open(base_path, true, &base) == 0, "open base");
+	CHECK(layer_cache_open(c, base, 0, false, &l, why, sizeof(why)) == 0, "create: %s", why);
+	layer_close(l);
+	cache_open_expect(c, base_path, 0, NULL);
+
+	CHECK(rename(c, real) == 0 && symlink("real", c) == 0, "data file made a link");
+	cache_open_expect(c, base_path, -ELOOP, "a symbolic link: a cache's files are never followed");
+	CHECK(unlink(c) == 0 && rename(real, c) == 0, "link undone");
+	CHECK(link(c, two) == 0, "second name");
+	cache_open_expect(c, base_path, -EPERM, "has 2 names (hard links)");
+	CHECK(unlink(two) == 0, "second name gone");
+	CHECK(chmod(map, 0620) == 0, "map group-writable");
+	cache_open_expect(c, base_path, -EPERM, "writable by other users (mode 0620)");
+	CHECK(chmod(map, 0600) == 0, "map private again");
+	if (geteuid() == 0) {
+		CHECK(chown(c, 65534, 65534) == 0, "data file given away");
+		cache_open_expect(c, base_path, -EPERM, "owned by uid 65534");
+		CHECK(chown(c, 0, 0) == 0, "data file back");
+	}
+	CHECK(chmod(dir, 0777) == 0, "folder writable by all");
+	cache_open_expect(c, base_path, -EPERM, "is writable by other users (mode 0777)");
+	CHECK(cache_remove(c) == -EPERM && access(c, F_OK) == 0 && access(map, F_OK) == 0,
+	      "nothing removed by name in such a folder");
+	CHECK(chmod(dir, 01777) == 0, "sticky, as /tmp");
+	cache_open_expect(c, base_path, 0, NULL);
+	CHECK(cache_remove(c) == 0 && access(c, F_OK) && access(map, F_OK), "removed");
+	rmdir(dir);
+	unlink(base_path);
+	free(data);
+}
+
 int main(void)
 {
 	if (io_uring_queue_init(64, &ring, 0)) {
@@ -791,6 +856,7 @@ int main(void)
 	test_write_in_place();
 	test_cache_crash();
 	test_cache_full_fs();
+	test_cache_private();
 	test_fault_layer();
 	test_freeze();
 	io_uring_queue_exit(&ring);
