@@ -126,8 +126,8 @@ int main(int argc, char **argv)
 		return code;
 	}
 	/* made here if missing (nothing is, for a request refused above) */
-	if (state_check_dir(true))
-		return EXIT_FAIL;   /* it said why */
+	if ((code = state_check_dir(true)))
+		return code;   /* it said why */
 
 	code = pool_admit(max_devices, cfg.timeout_ms, &admission, why, sizeof(why));
 	if (code) {

@@ -152,8 +152,9 @@ int main(int argc, char **argv)
 		return c.exit_code;
 	if (all == (optind < argc))
 		return cli_usage_error(&c, all ? "--all takes no device" : "no device given");
-	if (state_check_dir(false))
-		return EXIT_FAIL;   /* it said why */
+	int refused = state_check_dir(false);   /* (it says why) */
+	if (refused)
+		return refused;
 	if (access(ctrl_path(), F_OK)) {
 		log_err("%s", ctrl_open_hint(-ENOENT));
 		return EXIT_NO_UBLK;
@@ -180,8 +181,14 @@ int main(int argc, char **argv)
 		else if ((by_name[i] = parse_dev_id(argv[optind + i], &given) != 0))
 			code = entry_of_name(argv[optind + i], ids[i], &cookies[i]);
 	}
-	/* with several, the status of the first failure */
+	/* with several, the status of the first failure; a device named
+	 * twice (3 and its name, say) is deleted once, not then "gone" */
 	for (int i = 0, resolved = !code; resolved && i < n; i++) {
+		bool again = false;
+		for (int k = 0; k < i && !again; k++)
+			again = ids[k] == ids[i];
+		if (again)
+			continue;
 		int r = del_one(ids[i], by_name[i], cookies[i], timeout_ms, force);
 		if (r && !code)
 			code = r;

@@ -231,8 +231,8 @@ static int export_e2b(struct cli *c, struct export_opts *o, struct server_config
 		uint32_t dev;
 		if (devopts_check_state_env(c) == CLI_DONE)
 			return c->exit_code;
-		if (state_check_dir(false))
-			return EXIT_FAIL;
+		if ((code = state_check_dir(false)))
+			return code;
 		if ((code = device_resolve(argv[optind], &dev, why, sizeof(why)))) {
 			log_err("%s", why);
 			return code;
@@ -271,7 +271,7 @@ static int export_e2b(struct cli *c, struct export_opts *o, struct server_config
 	return EXIT_OK;
 }
 
-int main(int argc, char **argv)
+static int tool_main(int argc, char **argv)
 {
 	struct export_opts o = { .timeout_ms = 10000, .progress = isatty(STDERR_FILENO) };
 	struct server_config cfg;
@@ -438,8 +438,8 @@ int main(int argc, char **argv)
 	} else {
 		uint32_t id;
 		/* a state directory others could have prepared: said, refused */
-		if (state_check_dir(false))
-			return EXIT_FAIL;
+		if ((code = state_check_dir(false)))
+			return code;
 		if ((code = device_resolve(argv[optind], &id, why, sizeof(why)))) {
 			log_err("%s", why);
 			return code;
@@ -448,4 +448,9 @@ int main(int argc, char **argv)
 			      : export_device(id, &o, &r, why, sizeof(why));
 	}
 	return finish(code, why, json, o.out, &r, r.written.bytes);
+}
+
+int main(int argc, char **argv)
+{
+	return cli_output_done(tool_main(argc, argv));
 }

@@ -334,7 +334,7 @@ static int trace_show_cmd(const char *path, bool json)
 	return EXIT_OK;
 }
 
-int main(int argc, char **argv)
+static int tool_main(int argc, char **argv)
 {
 	uint64_t timeout_ms = CTRL_DEFAULT_TIMEOUT_MS;
 	struct pool_dev *devs = NULL;
@@ -443,8 +443,9 @@ int main(int argc, char **argv)
 		return cli_usage_error(&c, "--hang-timeout goes with %s: the table shows no hang",
 				       is_status ? "status --json" : "list --check or --json");
 	/* a state directory others could have prepared is refused before use */
-	if (state_check_dir(false))
-		return EXIT_FAIL;
+	int refused = state_check_dir(false);
+	if (refused)
+		return refused;
 	if (is_save) {
 		char why[800];
 		if (argc - optind != 1)
@@ -510,4 +511,9 @@ int main(int argc, char **argv)
 	}
 	free(devs);
 	return code;
+}
+
+int main(int argc, char **argv)
+{
+	return cli_output_done(tool_main(argc, argv));
 }

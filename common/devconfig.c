@@ -190,6 +190,12 @@ int devconfig_read(uint32_t id, struct server_config *cfg, char *why, size_t len
 	unsigned line = 0;
 	int n, ret, version = state_entry_version(id);
 
+	/* (missing: an entry of before the file, told by its config below) */
+	if (version == -EINVAL) {
+		snprintf(why, len, "ublkb%u: the state entry's version is not a format number: "
+			 "it cannot be read; delete the device with ublk-del", id);
+		return EXIT_FAIL;
+	}
 	if (version > STATE_FORMAT_VERSION) {
 		snprintf(why, len, "ublkb%u: the state entry has format %d; this version knows %d and "
 			 "older: recover it with the ublk-tools that made it", id, version, STATE_FORMAT_VERSION);

@@ -463,7 +463,7 @@ int server_preflight(const struct server_config *cfg, char *why, size_t len)
 		return exit_code_for_image(ret);
 	/* found now, not when the trace is saved after the boot it records */
 	if (cfg->stack.record_access && cfg->recover_id < 0 &&
-	    (output_file_refuse_special(cfg->stack.record_access, why, len) ||
+	    (output_file_check(cfg->stack.record_access, 0, why, len) ||
 	     stack_refuse_output(&cfg->stack, cfg->stack.record_access, why, len)))
 		return EXIT_USAGE;
 	if (cfg->cgroup && cgroup_enter(cfg->cgroup, false, why, len))

@@ -143,12 +143,29 @@ static void child(int pipe_w, int secrets_fd, char *const argv[], char *const en
 	_exit(127);
 }
 
+/* How a server that said nothing on its pipe ended, into msg. */
+static void describe_end(int status, const char *path, char *msg, size_t len)
+{
+	if (WIFEXITED(status) && WEXITSTATUS(status) == EXIT_USAGE)
+		snprintf(msg, len, "server %s exited with status 2 (usage) before the device was live: "
+			 "is it the ublk-serve of this version (UBLK_SERVE)? Run it by hand with the "
+			 "same options to see why", path);
+	else if (WIFEXITED(status))
+		snprintf(msg, len, "server %s exited with status %d before the device was live, "
+			 "saying nothing: run it by hand with the same options to see why", path,
+			 WEXITSTATUS(status));
+	else if (WIFSIGNALED(status))
+		snprintf(msg, len, "server %s was killed by signal %d (%s) before the device was live",
+			 path, WTERMSIG(status), strsignal(WTERMSIG(status)));
+}
+
 int ready_spawn_fd(char *const argv[], int secrets_fd, int *release_on_id, uint32_t owner_nonce,
 		   uint64_t timeout_ms, struct ready_result *res, pid_t *pidp)
 {
 	uint64_t deadline = deadline_ms(timeout_ms), start = now_ms();
 	char buf[2048];
 	size_t used = 0;
+	bool silent = false;
 	int p[2];
 	pid_t pid;
 
@@ -193,8 +210,10 @@ int ready_spawn_fd(char *const argv[], int secrets_fd, int *release_on_id, uint3
 		}
 		ssize_t n = read(p[0], buf + used, sizeof(buf) - 1 - used);
 		if (n <= 0) {
-			snprintf(res->msg, sizeof(res->msg), "server exited before the device was live");
+			snprintf(res->msg, sizeof(res->msg), "server %s exited before the device was live",
+				 argv[0]);
 			res->code = EXIT_FAIL;
+			silent = true;
 			break;
 		}
 		used += (size_t)n;
@@ -223,9 +242,14 @@ int ready_spawn_fd(char *const argv[], int secrets_fd, int *release_on_id, uint3
 	if (res->live)
 		return 0;
 	/* A server that reported an error cleans up itself; give it the time. */
-	if (res->code != EXIT_TIMEOUT && wait_pid_gone(pid, timeout_ms) == 0)
-		waitpid(pid, NULL, 0);
-	else
+	int status;
+	if (res->code != EXIT_TIMEOUT && wait_pid_gone(pid, timeout_ms) == 0 &&
+	    waitpid(pid, &status, 0) == pid) {
+		/* one that said nothing: its stderr is /dev/null, so how it
+		 * ended is all there is to say (a usage error, a crash) */
+		if (silent)
+			describe_end(status, argv[0], res->msg, sizeof(res->msg));
+	} else
 		abandon(pid, res);
 	delete_left_device(pid, owner_nonce, res);
 	return res->code;

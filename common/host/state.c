@@ -3,6 +3,7 @@
 #include "kernel/ctrl.h"
 #include "util/atomic_file.h"
 #include "util/cfgline.h"
+#include "util/exitcodes.h"
 #include "util/fileio.h"
 #include "util/log.h"
 #include "util/parse.h"
@@ -122,7 +123,10 @@ int state_check_dir(bool create)
 	int fd = state_dir_open(create);
 	if (fd >= 0)
 		close(fd);
-	return fd == -EPERM || fd == -ELOOP || fd == -ENOTDIR ? fd : 0;
+	/* one that may not be read (not root) would look empty: "no device" */
+	if (fd == -EACCES)
+		return EXIT_PERM;
+	return fd == -EPERM || fd == -ELOOP || fd == -ENOTDIR ? EXIT_FAIL : 0;
 }
 
 /* An entry of ours: a real folder (never through a link), owned by us or

@@ -34,10 +34,12 @@ int state_dir_open(bool create);
  * as state_dir_open. */
 int state_dir_hold(void);
 void state_dir_release(void);
-/* A refusal of the state directory (-EPERM, -ELOOP, -ENOTDIR), said on
- * stderr; else 0 (also when missing or not ours to read: the operation
- * meets that itself). Tools call it before anything else; one that makes
- * devices with create, which makes it (checked first). */
+/* The exit code of a refusal of the state directory, said on stderr:
+ * EXIT_FAIL for one not safe to use (not ours, a link, not a folder),
+ * EXIT_PERM for one this user may not read (it would look empty);
+ * else 0 (also when missing: the operation meets that itself). Tools
+ * call it before anything else; one that makes devices with create,
+ * which makes it (checked first). */
 int state_check_dir(bool create);
 /* The device's entry, a real folder (O_NOFOLLOW) owned by us or root and
  * writable by nobody else. fd or -errno. */

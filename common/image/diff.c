@@ -556,7 +556,13 @@ int diff_read_frame_quiet(const struct diff_file *d, uint64_t idx, void *buf, vo
 		ret = blob_read(d->blob, buf, len, f->offset);
 	} else {
 		ret = blob_read(d->blob, scratch, f->size, f->offset);
-		if (!ret) {
+		/* one frame, exactly its stored size: ZSTD_decompress would take
+		 * a second frame, or a skippable one, as the format does not */
+		size_t fl = ret ? 0 : ZSTD_findFrameCompressedSize(scratch, f->size);
+		if (!ret && (ZSTD_isError(fl) || fl != f->size)) {
+			*bad = ZSTD_isError(fl) ? ZSTD_getErrorName(fl) :
+			       "not one zstd frame of its stored size";
+		} else if (!ret) {
 			size_t n = ZSTD_decompress(buf, d->meta.frame_size, scratch, f->size);
 			if (ZSTD_isError(n) || n != len)
 				*bad = ZSTD_isError(n) ? ZSTD_getErrorName(n) : "decompressed to another size";

@@ -2,6 +2,7 @@
 #include "util/exitcodes.h"
 #include "util/log.h"
 
+#include <errno.h>
 #include <stdarg.h>
 #include <string.h>
 
@@ -215,4 +216,12 @@ void cli_help(const struct cli_tool *t, FILE *out)
 	}
 	if (t->footer)
 		fprintf(out, "\n%s", t->footer);
+}
+
+int cli_output_done(int code)
+{
+	if (fflush(stdout) == 0 && !ferror(stdout))
+		return code;
+	log_err("writing the output to standard output: %s", strerror(errno));
+	return code ? code : EXIT_FAIL;
 }

@@ -49,6 +49,10 @@ int cli_next(struct cli *c, int argc, char **argv);
  * return EXIT_USAGE. */
 int cli_usage_error(const struct cli *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void cli_help(const struct cli_tool *t, FILE *out);
+/* The tool's exit code once what it printed on stdout is flushed: a
+ * report that could not be written (a full disk, a closed pipe) is no
+ * success (EXIT_FAIL, said), whatever code says. */
+int cli_output_done(int code);
 /* The usage error of an empty value of --opt where want (FILE, DIR) is
  * needed: an empty path would be the working directory, or the root. */
 int cli_empty_value(const struct cli *c, const char *opt, const char *want);

@@ -215,6 +215,19 @@ make_fake_serve() {
 	[ -z "$(grep -v -e '^[0123] ' -e '^255 ' "$T/fds")" ]
 }
 
+@test "a server that ends saying nothing: ublk-add says how it ended" {
+	truncate -s 1M "$T/img"
+	printf '#!/bin/bash\nexit 2\n' >"$T/usage-serve"
+	printf '#!/bin/bash\nkill -SEGV $$\n' >"$T/crash-serve"
+	chmod +x "$T/usage-serve" "$T/crash-serve"
+	run_mustfail 1 "server $T/usage-serve exited with status 2 (usage) before the device was live: is it the ublk-serve of this version (UBLK_SERVE)?" \
+		env UBLK_CONTROL_PATH=/dev/null UBLK_SERVE="$T/usage-serve" "$B/ublk-add" --state-dir "$T/state" \
+		--base "$T/img" --timeout 5
+	run_mustfail 1 "server $T/crash-serve was killed by signal 11 (Segmentation fault) before the device was live" \
+		env UBLK_CONTROL_PATH=/dev/null UBLK_SERVE="$T/crash-serve" "$B/ublk-add" --state-dir "$T/state" \
+		--base "$T/img" --timeout 5
+}
+
 @test "ublk-serve --secrets-fd: credentials must match the command line" {
 	printf 'base=http://u:p@example.invalid/img.raw\n' >"$T/s"
 	run_mustfail 2 "--secrets-fd: the credentials given for --base belong to another URL" \

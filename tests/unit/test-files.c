@@ -8,6 +8,7 @@
 #include "host/ctlsock.h"
 #include "host/pool.h"
 #include "host/state.h"
+#include "util/exitcodes.h"
 #include "util/log.h"
 
 #include <dirent.h>
@@ -336,9 +337,9 @@ static void test_state_dir(void)
 	CHECK(state_write(7, "pid", "2\n") == -EPERM, "0777 state dir accepted for writing");
 	CHECK(state_read(7, "pid", buf, sizeof(buf)) == -EPERM, "0777 state dir accepted for reading");
 	CHECK(state_create(8, 0) == -EPERM, "0777 state dir accepted for create");
-	CHECK(state_check_dir(false) == -EPERM, "check");
+	CHECK(state_check_dir(false) == EXIT_FAIL, "check");
 	chmod(sd, 0720);
-	CHECK(state_check_dir(false) == -EPERM, "group-writable state dir accepted");
+	CHECK(state_check_dir(false) == EXIT_FAIL, "group-writable state dir accepted");
 	chmod(sd, 0700);
 	CHECK(state_check_dir(false) == 0, "0700 refused");
 	/* owned by another user */
@@ -356,7 +357,7 @@ static void test_state_dir(void)
 	path(link, sizeof(link), "statelink");
 	CHECK(symlink(sd, link) == 0, "symlink");
 	state_set_dir(link);
-	CHECK(state_check_dir(false) == -ELOOP, "symlinked state dir accepted");
+	CHECK(state_check_dir(false) == EXIT_FAIL, "symlinked state dir accepted");
 	state_set_dir(sd);
 
 	/* readers: a link or a FIFO in the entry is not read (nor hangs) */

@@ -505,4 +505,10 @@ thread_flags() {
 	"$B/ublk-del" sandbox-1
 	assert_gone "$id"
 	run_mustfail 6 "'sandbox-1' is neither a ublk device" "$B/ublk-del" sandbox-1
+	# one device given twice, by its name and its number: deleted once, exit 0
+	dev=$("$B/ublk-add" --base "$T/img" --name sandbox-2)
+	run "$B/ublk-del" sandbox-2 "$dev" "${dev#/dev/ublkb}"
+	[ "$status" -eq 0 ]
+	[ -z "$output" ]
+	assert_gone "${dev#/dev/ublkb}"
 }
