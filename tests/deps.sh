@@ -44,5 +44,10 @@ if [ "$(id -u)" != 0 ]; then
 fi
 echo "deps: installing ${missing[*]}" >&2
 export DEBIAN_FRONTEND=noninteractive
-apt-get update -qq >&2
-apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
+# Another apt (apt-daily, a second run) holds the lock for a while: wait
+# for it, and give the whole install a deadline rather than hang CI.
+apt_opts=(-o DPkg::Lock::Timeout=300 -o Acquire::http::Timeout=60 -o Acquire::Retries=3)
+timeout 1800 apt-get "${apt_opts[@]}" update -qq >&2 ||
+	{ echo "deps: apt-get update failed (or took over 30 min)" >&2; exit 1; }
+timeout 1800 apt-get "${apt_opts[@]}" install -y -qq --no-install-recommends "${missing[@]}" >&2 ||
+	{ echo "deps: installing ${missing[*]} failed (or took over 30 min)" >&2; exit 1; }

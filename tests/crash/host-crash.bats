@@ -19,13 +19,14 @@ teardown() {
 	truncate -s 1G "$T/disk"
 	mkfs.ext4 -q -F "$T/disk"
 
-	run env UBLK_VM_DISK="$T/disk" UBLK_VM_CRASH_ON="crash-test: cut the power now" \
+	# each phase takes a minute or two: a hung one ends at 900 s
+	run env UBLK_VM_TIMEOUT=900 UBLK_VM_DISK="$T/disk" UBLK_VM_CRASH_ON="crash-test: cut the power now" \
 		"$top/tests/vm/run.sh" bash tests/crash/phase1.sh
 	echo "$output"
 	[ "$status" -eq 0 ]
 	[[ "$output" == *"vm: power cut at marker"* ]]
 
-	run env UBLK_VM_DISK="$T/disk" "$top/tests/vm/run.sh" bash tests/crash/phase2.sh
+	run env UBLK_VM_TIMEOUT=900 UBLK_VM_DISK="$T/disk" "$top/tests/vm/run.sh" bash tests/crash/phase2.sh
 	echo "$output"
 	[ "$status" -eq 0 ]
 	# the gen1/gen2 split of the unflushed overwrite, for the log

@@ -342,7 +342,7 @@ add_in_flight() {
 	[ -e "$S/.shutdown" ]
 	run "$B/ublk-add" --base "$T/img" --state-dir "$S"
 	echo "$output"
-	[ "$status" -ne 8 ]
+	[ "$status" -eq 1 ]
 	[[ "$output" != *"shutting down"* ]]
 }
 
@@ -372,5 +372,6 @@ add_in_flight() {
 	[ ! -e "$S/.shutdown" ]
 	run "$B/ublk-add" --base "$T/img" --state-dir "$S"
 	echo "$output"
+	[ "$status" -eq 1 ]
 	[[ "$output" != *"shutting down"* ]]
 }

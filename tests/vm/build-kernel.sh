@@ -49,7 +49,11 @@ build=$cache/build-$key
 log=$cache/build-$key.log
 rm -rf "$build"; mkdir -p "$build"
 echo "build-kernel: building ublk kernel $ver ($key; several minutes; log $log)" >&2
-{
+# A subshell with errexit, its status taken with set +e: on the left of
+# || (or in an if) bash would ignore set -e in every step of it.
+set +e
+(
+	set -e
 	tar -xf "$tarball" -C "$build" --strip-components=1
 	cd "$build"
 	make -s tinyconfig
@@ -63,8 +67,15 @@ echo "build-kernel: building ublk kernel $ver ($key; several minutes; log $log)"
 		! grep -q "^$opt=" .config || { echo "still set after olddefconfig: $opt"; exit 1; }
 	done
 	make -s -j"${JOBS:-$(( $(nproc) + 1 ))}" bzImage
-} >"$log" 2>&1 || { tail -30 "$log" >&2; die "kernel $ver build failed; full log in $log"; }
+) >"$log" 2>&1
+built=$?
+set -e
+if [ "$built" != 0 ]; then
+	tail -30 "$log" >&2
+	die "kernel $ver build failed; full log in $log"
+fi
 
-cp "$build/arch/x86/boot/bzImage" "$image.tmp" && mv "$image.tmp" "$image"
+cp "$build/arch/x86/boot/bzImage" "$image.tmp" || die "copying the kernel to $image.tmp failed"
+mv "$image.tmp" "$image" || die "publishing the kernel as $image failed"
 rm -rf "$build"
 echo "$image"

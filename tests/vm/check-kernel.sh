@@ -6,7 +6,9 @@
 #   check-kernel.sh [FILE.bats...]   default: every tests/vm/*.bats
 #   UBLK_VM_KERNEL   6.1 (default) or 6.12 (tests/vm/build-kernel.sh)
 #   UBLK_VM_EXCLUDE  file names to leave out, space-separated (e2b.bats)
-#   UBLK_VM_TIMEOUT  the run's deadline (default here 3600 s)
+#   UBLK_VM_TIMEOUT  the run's deadline (default here 2400 s, twice a run's
+#                    time on a busy 2-core host: a hung VM ends well within
+#                    CI's 90 minutes, with its console kept)
 #   UBLK_VM_TAPLOG   where to keep the TAP output (default: a temporary file)
 #   UBLK_VM_TEST_TIMEOUT  seconds one test may take (default 600): a hung
 #                    test fails alone instead of eating the run's deadline
@@ -15,7 +17,7 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 top=$(cd "$here/../.." && pwd)
 ver=${UBLK_VM_KERNEL:-6.1}
-export UBLK_VM_KERNEL=$ver UBLK_VM_TIMEOUT=${UBLK_VM_TIMEOUT:-3600}
+export UBLK_VM_KERNEL=$ver UBLK_VM_TIMEOUT=${UBLK_VM_TIMEOUT:-2400}
 
 cd "$top"
 files=("$@")

@@ -68,7 +68,16 @@ export UBLK_BIN=$(printf '%q' "${UBLK_BIN:-$top/build}")
 cd $(printf '%q' "$top")
 echo "vm: linux \$(uname -r), \$(nproc) cpus: $*"
 $job
-echo \$? >/run/vm-results/rc
+rc=\$?
+# A kernel warning or oops is a failure whatever the job said: the console
+# shows only errors (loglevel=3), and a process no test checks can oops.
+oops='WARNING:|BUG:|Oops|general protection fault|Unable to handle|kernel BUG'
+if dmesg | grep -qE "\$oops"; then
+	echo "vm: the kernel logged a warning or an oops during the run:"
+	dmesg | grep -E -A30 "\$oops" | head -200
+	[ "\$rc" != 0 ] || rc=1
+fi
+echo \$rc >/run/vm-results/rc
 JOB
 
 printf '%s' "$top" >"$results/srcpath"
