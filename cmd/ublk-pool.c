@@ -6,6 +6,8 @@
 #include "util/exitcodes.h"
 #include "util/json.h"
 #include "util/log.h"
+#include "util/output_file.h"
+#include "image/http.h"
 #include "util/parse.h"
 #include "host/metrics.h"
 #include "host/device.h"
@@ -236,6 +238,12 @@ static int trace_merge_cmd(char **paths, int n, const char *out, bool json, stru
 		return cli_usage_error(c, "trace-merge -o '%s': expected a file name", out);
 	if (!n)
 		return cli_usage_error(c, "trace-merge needs one or more TRACE files");
+	/* an output that cannot be: a usage error before any work, as
+	 * ublk-export-diff -o says it */
+	if (!http_is_url(out) && output_file_check(out, 0, why, sizeof(why))) {
+		log_err("%s", why);
+		return EXIT_USAGE;
+	}
 	if (!(in = calloc((size_t)n, sizeof(*in)))) {
 		log_err("out of memory");
 		return EXIT_FAIL;

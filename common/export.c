@@ -248,6 +248,16 @@ static int commit_build(struct e2b_target *t, struct atomic_file *daf, struct at
 		    strerror(-ret));
 		return ret;
 	}
+	/* the data's name on disk before the header's: a file system that
+	 * does not keep the order of a folder's changes could otherwise keep
+	 * a header, the commit, whose data has no name after a crash */
+	if (fsync(t->dirfd)) {
+		ret = -errno;
+		WHY("%s/%s: syncing its folder after naming the data: %s", t->out, t->id_str,
+		    strerror(-ret));
+		unlinkat(t->dirfd, dname, 0);
+		return ret;
+	}
 	if ((ret = atomic_file_commit(haf, ATOMIC_NOREPLACE))) {
 		WHY("%s/%s/%s: %s", t->out, t->id_str, hname, ret == -EEXIST ?
 		    "appeared meanwhile (another export of this build id?): left as it is" :
@@ -650,7 +660,8 @@ int export_live(uint32_t id, const struct export_opts *o, struct export_result *
 	if (held.fd < 0) {
 		if (o->e2b)
 			e2b_target_close(&t, false);
-		return held.fd == -ETIMEDOUT ? EXIT_TIMEOUT : held.fd == -EPERM ? EXIT_PERM : EXIT_FAIL;
+		return held.fd == -ETIMEDOUT ? EXIT_TIMEOUT :
+		       held.fd == -EPERM || held.fd == -EACCES ? EXIT_PERM : EXIT_FAIL;
 	}
 	/* the server holds writes for at most CTLSOCK_MAX_HOLD_MS; one that
 	 * closed already (busy, stopping) is read as such below, no SIGPIPE */

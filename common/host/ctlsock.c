@@ -139,6 +139,10 @@ int ctlsock_connect_why(uint32_t id, uint64_t timeout_ms, char *why, size_t whyl
 		snprintf(why, whylen, "ublkb%u: not trusted: its state entry, or the process at its "
 			 "control socket, is not root's or ours or not the entry's server; check %s/ublkb%u",
 			 id, state_dir(), id);
+	else if (fd == -ENOENT || fd == -ECONNREFUSED)
+		snprintf(why, whylen, "ublkb%u: no server runs for it (%s): is the device there, and "
+			 "live? (ublk-pool list)", id, fd == -ENOENT ? "no state entry or control socket" :
+			 "its control socket takes no connection");
 	else if (fd < 0)
 		snprintf(why, whylen, "ublkb%u: cannot reach its server: %s", id, strerror(-fd));
 	return fd;

@@ -285,8 +285,8 @@ int pool_metrics(const struct pool_dev *devs, int n, uint64_t grace_s, const cha
 	int ret = atomic_write_file(AT_FDCWD, path, text, size, 0644, ATOMIC_FSYNC);
 	free(text);
 	if (ret == -ENOTDIR || ret == -ENOENT)
-		log_err("--textfile %s: not a folder: give the folder node-exporter's textfile "
-			"collector reads", textfile);
+		log_err("--textfile %s: %s: give the folder node-exporter's textfile collector reads",
+			textfile, ret == -ENOTDIR ? "not a folder" : "no such folder");
 	else if (ret)
 		log_err("%s: cannot write it: %s", path, strerror(-ret));
 	return ret ? EXIT_FAIL : EXIT_OK;

@@ -52,11 +52,14 @@ int cache_hdr_decode(struct cache *c, const uint8_t *b, char *why, size_t len)
 {
 	if (memcmp(b, MAGIC, 8))
 		return snprintf(why, len, "not a ublk-tools cache map (bad magic)"), -EINVAL;
-	if (le32toh(*(const uint32_t *)(b + 60)) != (crc32c(0, b, 60) ^ crc32c(0, b + 64, 24)))
-		return snprintf(why, len, "header checksum mismatch (damaged map)"), -EINVAL;
+	/* the version before the checksum: a later format may have moved it */
+	bool crc_ok = le32toh(*(const uint32_t *)(b + 60)) == (crc32c(0, b, 60) ^ crc32c(0, b + 64, 24));
 	if (le32toh(*(const uint32_t *)(b + 8)) != CACHE_VERSION)
-		return snprintf(why, len, "format version %u, this build reads %u",
-				le32toh(*(const uint32_t *)(b + 8)), CACHE_VERSION), -EINVAL;
+		return snprintf(why, len, "format version %u, this build reads %u%s",
+				le32toh(*(const uint32_t *)(b + 8)), CACHE_VERSION,
+				crc_ok ? "" : " (or a damaged map: its checksum does not match)"), -EINVAL;
+	if (!crc_ok)
+		return snprintf(why, len, "header checksum mismatch (damaged map)"), -EINVAL;
 	if (le32toh(*(const uint32_t *)(b + 12)) != BS)
 		return snprintf(why, len, "block size %u, expected %u",
 				le32toh(*(const uint32_t *)(b + 12)), BS), -EINVAL;
@@ -155,15 +158,10 @@ int cache_folder_check(const char *path, char *why, size_t len)
 {
 	static const struct safedir cache_folder = { "cache folder", "--cache", true };
 	char dir[4096];
-	const char *slash = strrchr(path, '/');
 	int fd;
 
-	if (!slash)
-		snprintf(dir, sizeof(dir), ".");
-	else if (snprintf(dir, sizeof(dir), "%.*s", (int)(slash - path), path) >= (int)sizeof(dir))
+	if (path_folder(path, dir, sizeof(dir)))
 		return snprintf(why, len, "%s: path too long", path), -ENAMETOOLONG;
-	if (!dir[0])
-		snprintf(dir, sizeof(dir), "/");
 	fd = safedir_open(&cache_folder, dir, false, false, why, len);
 	if (fd >= 0)
 		close(fd);

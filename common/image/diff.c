@@ -294,10 +294,13 @@ static int load_extents(struct diff_file *d, char *why, size_t whylen)
 		return WHY("reading header: %s", strerror(-ret)), ret;
 	if (memcmp(hdr, "UBLKDIFF", 8))
 		return WHY("not a ublk-tools diff (bad magic)"), -EINVAL;
-	if (get32(hdr + 124) != crc32c(0, hdr, 124))
-		return WHY("header checksum mismatch"), -EINVAL;
+	/* the version before the checksum: a later format may have moved it */
+	bool crc_ok = get32(hdr + 124) == crc32c(0, hdr, 124);
 	if (get32(hdr + 8) != DIFF_VERSION)
-		return WHY("format version %u, this build reads %u", get32(hdr + 8), DIFF_VERSION), -EINVAL;
+		return WHY("format version %u, this build reads %u%s", get32(hdr + 8), DIFF_VERSION,
+			   crc_ok ? "" : " (or a damaged header: its checksum does not match)"), -EINVAL;
+	if (!crc_ok)
+		return WHY("header checksum mismatch"), -EINVAL;
 	if (get32(hdr + 12) != BS)
 		return WHY("block size %u, expected %u", get32(hdr + 12), BS), -EINVAL;
 	m->dev_size = get64(hdr + 16);

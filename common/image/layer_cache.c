@@ -693,6 +693,9 @@ static int create_files(struct cache *c, const char *path, const char *map_path,
 	ret = cache_write_hdr(c);
 	if (ret)
 		snprintf(why, len, "%s: writing header: %s", map_path, strerror(-ret));
+	/* the names too: data a FLUSH made durable must not lose its file */
+	else if ((ret = fsync_folder_of(path)))
+		snprintf(why, len, "%s: syncing its folder: %s", path, strerror(-ret));
 out:
 	close(data_fd);
 	if (ret) {

@@ -182,12 +182,13 @@ int stack_open(const struct stack_config *cfg, struct layer **out, char *why, si
 		}
 	}
 	for (unsigned i = 0; i < cfg->n_layers; i++) {
-		if ((ret = refuse_e2b_layer(cfg->layers[i], &ho, why, whylen))) {
-			code = exit_code_for_image(ret);
-			goto fail;
-		}
-		ret = layer_diff_open(cfg->layers[i], &ho, top, &next, why, whylen);
+		if (!(ret = refuse_e2b_layer(cfg->layers[i], &ho, why, whylen)))
+			ret = layer_diff_open(cfg->layers[i], &ho, top, &next, why, whylen);
 		if (ret) {
+			/* which option: "/x: No such file" alone could be the base */
+			char sub[600];
+			snprintf(sub, sizeof(sub), "%s", why);
+			snprintf(why, whylen, "--layer %s", sub);
 			code = exit_code_for_image(ret);
 			goto fail;
 		}

@@ -1,6 +1,7 @@
 #include "util/fileio.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <string.h>
 #include <fcntl.h>
 #include <sys/resource.h>
@@ -118,4 +119,29 @@ bool fd_is_named(int fd, int dirfd, const char *name, int flags)
 
 	return !fstat(fd, &held) && !fstatat(dirfd, name, &named, flags) &&
 	       held.st_ino == named.st_ino && held.st_dev == named.st_dev;
+}
+
+int path_folder(const char *path, char *dir, size_t len)
+{
+	const char *slash = strrchr(path, '/');
+	int n = slash ? snprintf(dir, len, "%.*s", slash == path ? 1 : (int)(slash - path), path) :
+			snprintf(dir, len, ".");
+
+	return n < 0 || (size_t)n >= len ? -ENAMETOOLONG : 0;
+}
+
+int fsync_folder_of(const char *path)
+{
+	char dir[4096];
+	int fd, ret = path_folder(path, dir, sizeof(dir));
+
+	if (ret)
+		return ret;
+	fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	if (fsync(fd))
+		ret = -errno;
+	close(fd);
+	return ret;
 }

@@ -27,6 +27,12 @@ int writev_full(int fd, const struct iovec *iov, size_t iovcnt);
  * device in parallel): the soft default of 1024 runs out first. Failing
  * leaves the soft limit. */
 void fd_limit_raise(void);
+/* The folder that holds path, as a path: "." for a bare name, "/" for
+ * one in the root. 0, or -ENAMETOOLONG. */
+int path_folder(const char *path, char *dir, size_t len);
+/* fsync the folder that holds path, so that a file made there keeps
+ * its name across a crash: 0 or -errno. */
+int fsync_folder_of(const char *path);
 /* Whether name (in dirfd, fstatat flags) is still the file open as fd: not
  * removed, or replaced by another, since it was opened. */
 bool fd_is_named(int fd, int dirfd, const char *name, int flags);

@@ -1,4 +1,5 @@
 #include "util/output_file.h"
+#include "util/fileio.h"
 
 #include <fcntl.h>
 #include <errno.h>
@@ -82,10 +83,7 @@ int output_file_canonical(const char *path, char *buf, size_t len)
 	char dir[PATH_MAX], real[PATH_MAX];
 	const char *slash = strrchr(path, '/'), *base = slash ? slash + 1 : path;
 
-	if (!slash)
-		snprintf(dir, sizeof(dir), ".");
-	else if (snprintf(dir, sizeof(dir), "%.*s", slash == path ? 1 : (int)(slash - path), path) >=
-		 (int)sizeof(dir))
+	if (path_folder(path, dir, sizeof(dir)))
 		return -ENAMETOOLONG;
 	if (!realpath(dir, real))
 		return -errno;
@@ -167,18 +165,13 @@ int output_file_check(const char *path, uint64_t need, char *why, size_t whylen)
 	char dir[PATH_MAX];
 	struct statvfs fs;
 	struct stat st;
-	const char *slash;
 
 	if (!path || !strcmp(path, "-"))
 		return refuse_stdout_midway(why, whylen);
 	int ret = output_file_refuse_special(path, why, whylen);
 	if (ret)
 		return ret;
-	slash = strrchr(path, '/');
-	if (!slash)
-		snprintf(dir, sizeof(dir), ".");
-	else if (snprintf(dir, sizeof(dir), "%.*s", slash == path ? 1 : (int)(slash - path), path) >=
-		 (int)sizeof(dir))
+	if (path_folder(path, dir, sizeof(dir)))
 		return snprintf(why, whylen, "%s: path too long", path), -ENAMETOOLONG;
 	if (stat(dir, &st) || !S_ISDIR(st.st_mode))
 		return snprintf(why, whylen, "%s: folder %s does not exist", path, dir), -ENOENT;

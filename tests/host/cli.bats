@@ -269,6 +269,8 @@ teardown() {
 	run_mustfail 5 "$T/none: no such cache (neither it nor its map $T/none.map exists)" \
 		"$B/ublk-export-diff" --cache "$T/none" -o "$T/x.diff"
 	run_mustfail 1 "--textfile $T/img: not a folder" "$B/ublk-pool" metrics --state-dir "$T/state" --textfile "$T/img"
+	run_mustfail 1 "--textfile $T/none: no such folder" "$B/ublk-pool" metrics --state-dir "$T/state" --textfile "$T/none"
+	run_mustfail 5 "--layer $T/none.diff: " "$B/ublk-add" --base "$T/img" --layer "$T/none.diff" --state-dir "$T/state"
 	run_mustfail 2 "expected an absolute path of at most 1024 bytes" \
 		"$B/ublk-pool" list --state-dir "/$(head -c 1100 /dev/zero | tr '\0' a)"
 }

@@ -255,9 +255,15 @@ check_build() {
 		"$B/ublk-export-diff" --cache "$T/c" --format e2b --e2b "$T/root" --build "$ROOT_ID" --build-id "$GEN1"
 	[ "$(cat "$T/root/$GEN1/rootfs.ext4")" = theirs ]
 	[ "$(ls -A "$T/root/$GEN1")" = rootfs.ext4 ]
-	# fsyncs: the data, the header, then the build's folder, which fails
-	run_mustfail 1 "$T/root/$GEN2: build published, but syncing its folder failed (Input/output error)" \
+	# fsyncs: the header's bytes, the data, the folder once the data is
+	# named (which fails: nothing is published, the data's name taken back)
+	run_mustfail 1 "$T/root/$GEN2: syncing its folder after naming the data: Input/output error" \
 		traced -o /dev/null -e trace=fsync -e inject=fsync:error=EIO:when=3 -- \
+		"$B/ublk-export-diff" --cache "$T/c" --format e2b --e2b "$T/root" --build "$ROOT_ID" --build-id "$GEN2"
+	[ -z "$(ls -A "$T/root/$GEN2")" ]
+	# then the folder once the header is named, which fails
+	run_mustfail 1 "$T/root/$GEN2: build published, but syncing its folder failed (Input/output error)" \
+		traced -o /dev/null -e trace=fsync -e inject=fsync:error=EIO:when=4 -- \
 		"$B/ublk-export-diff" --cache "$T/c" --format e2b --e2b "$T/root" --build "$ROOT_ID" --build-id "$GEN2"
 	apply_writes "$T/img" "$T/want" 1
 	check_build "$GEN2" "$T/want"

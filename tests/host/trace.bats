@@ -108,8 +108,8 @@ trace() {
 	run_mustfail 5 "$T/none.trace: No such file or directory" \
 		"$B/ublk-pool" trace-merge -o "$T/out.trace" "$T/none.trace"
 	[ ! -e "$T/out.trace" ]
-	# an output that cannot be written is a failure, not bad input
-	run_mustfail 1 "$T/nodir/out.trace: cannot create: No such file or directory" \
+	# an output that cannot be: a usage error before any work, not bad input
+	run_mustfail 2 "$T/nodir/out.trace: folder $T/nodir does not exist" \
 		"$B/ublk-pool" trace-merge -o "$T/nodir/out.trace" "$T/a.trace"
 }
 
@@ -123,12 +123,12 @@ trace() {
 @test "trace-merge: -o refuses a symlink or device, never writes through it; an input symlink is refused" {
 	echo keep >"$T/target"
 	ln -s "$T/target" "$T/out.trace"
-	run_mustfail 1 "$T/out.trace: is a symbolic link, which the output would replace rather than write through" \
+	run_mustfail 2 "$T/out.trace: is a symbolic link, which the output would replace rather than write through" \
 		"$B/ublk-pool" trace-merge -o "$T/out.trace" "$T/a.trace" "$T/b.trace"
 	[ "$(cat "$T/target")" = keep ]
 	[ -L "$T/out.trace" ]
 	mknod "$T/null" c 1 3
-	run_mustfail 1 "$T/null: is a character device" "$B/ublk-pool" trace-merge -o "$T/null" "$T/a.trace" "$T/b.trace"
+	run_mustfail 2 "$T/null: is a character device" "$B/ublk-pool" trace-merge -o "$T/null" "$T/a.trace" "$T/b.trace"
 	[ -c "$T/null" ]
 	rm "$T/out.trace"
 	run "$B/ublk-pool" trace-merge -o "$T/out.trace" "$T/a.trace" "$T/b.trace"
