@@ -27,6 +27,7 @@ static const struct cli_option options[] = {
 	STATE_DIR_OPTION,
 	{ "json", 'j', NULL, "print the device's description as JSON" },
 	{ "max-devices", KEY_MAX, "N", "refuse (exit 8) when the host has N devices already" },
+	SECRETS_FD_OPTION,
 	{ "verbose", 'v', NULL, "more log output" },
 	{ 0 },
 };
@@ -97,7 +98,7 @@ int main(int argc, char **argv)
 	struct pool_admission admission;
 	struct cli c;
 	pid_t pid;
-	int key, code;
+	int key, code, secrets_fd = -1;
 
 	log_init(argv[0]);
 	devopts_defaults(&cfg);
@@ -110,6 +111,8 @@ int main(int argc, char **argv)
 			return c.exit_code;
 		if (key == KEY_JSON)
 			json = true;
+		if (key == DEVOPT_SECRETS_FD && devopts_secrets_fd_arg(&c, optarg, &secrets_fd) == CLI_DONE)
+			return c.exit_code;
 		if (key == KEY_MAX && parse_uint(optarg, 1, POOL_MAX_LIMIT, &max_devices))
 			return cli_usage_error(&c, "--max-devices '%s': expected a number from 1 to %u",
 					       optarg, POOL_MAX_LIMIT);
@@ -118,7 +121,8 @@ int main(int argc, char **argv)
 		return c.exit_code;
 	if (optind < argc)
 		return cli_usage_error(&c, "unexpected argument '%s'", argv[optind]);
-	if (devopts_finish(&c, &cfg) == CLI_DONE)
+	if (devopts_take_secrets(&c, secrets_fd, &cfg) == CLI_DONE ||
+	    devopts_finish(&c, &cfg) == CLI_DONE)
 		return c.exit_code;
 	code = server_preflight(&cfg, why, sizeof(why));
 	if (code) {

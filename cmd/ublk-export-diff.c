@@ -58,6 +58,7 @@ static const struct cli_option options[] = {
 				"goes to --output)" },
 	{ "progress", KEY_PROGRESS, NULL, "show progress on stderr (default: when it is a terminal)" },
 	{ "no-progress", KEY_NO_PROGRESS, NULL, "never show progress" },
+	SECRETS_FD_OPTION,
 	STATE_DIR_OPTION,
 	{ "verbose", 'v', NULL, "more log output" },
 	{ 0 },
@@ -282,7 +283,7 @@ static int tool_main(int argc, char **argv)
 	bool json = false, flatten = false;
 	char why[1200];
 	struct cli c;
-	int key, code;
+	int key, code, secrets_fd = -1;
 
 	log_init(argv[0]);
 	/* a reader that goes away is a write error, reported (the cache is
@@ -344,6 +345,10 @@ static int tool_main(int argc, char **argv)
 		case KEY_FLATTEN: flatten = true; break;
 		case KEY_PROGRESS: o.progress = true; break;
 		case KEY_NO_PROGRESS: o.progress = false; break;
+		case DEVOPT_SECRETS_FD:
+			if (devopts_secrets_fd_arg(&c, optarg, &secrets_fd) == CLI_DONE)
+				return c.exit_code;
+			break;
 		case KEY_FRAME:
 			if (parse_size(optarg, &v) || !v || v % 4096 || v > DIFF_MAX_FRAME)
 				return cli_usage_error(&c, "--frame-size '%s': expected a multiple of 4096 up to 64M",
@@ -356,6 +361,8 @@ static int tool_main(int argc, char **argv)
 		}
 	}
 	o.timeout_ms = cfg.timeout_ms;
+	if (devopts_take_secrets(&c, secrets_fd, &cfg) == CLI_DONE)
+		return c.exit_code;
 	/* options that do nothing in the mode chosen are refused, not ignored */
 	const char *mode = inspect_path ? "--inspect" : flatten ? "--flatten" : NULL;
 	if (mode && (o.live || o.keep || o.zstd || o.level || o.frame_size || o.v3 || o.e2b))

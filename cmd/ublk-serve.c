@@ -13,7 +13,7 @@
 #include <stdlib.h>
 #include <unistd.h>
 
-enum { KEY_READY_FD = 0x200, KEY_RECOVER, KEY_SECRETS_FD, KEY_OWNER_NONCE };
+enum { KEY_READY_FD = 0x200, KEY_RECOVER, KEY_OWNER_NONCE };
 
 static const struct cli_option options[] = {
 	DEVICE_OPTIONS
@@ -21,7 +21,7 @@ static const struct cli_option options[] = {
 	STATE_DIR_OPTION,
 	{ "recover", KEY_RECOVER, "DEV", "attach to device DEV (/dev/ublkbN, N or name) whose server died" },
 	{ "ready-fd", KEY_READY_FD, "FD", "report readiness on FD instead of printing the device" },
-	{ "secrets-fd", KEY_SECRETS_FD, "FD", "read the credentials of URLs and $UBLK_HTTP_AUTH from FD (as ublk-add does)" },
+	SECRETS_FD_OPTION,
 	{ "owner-nonce", KEY_OWNER_NONCE, "HEX", "random half of the device's identity, chosen by ublk-add (to find the device of a server it had to kill)" },
 	{ "verbose", 'v', NULL, "more log output (repeat for more)" },
 	{ 0 },
@@ -91,13 +91,8 @@ int main(int argc, char **argv)
 						       "number from 1 to ffffffff", optarg);
 			cfg.owner_nonce = (uint32_t)nonce;
 		}
-		if (key == KEY_SECRETS_FD) {
-			uint64_t fd;
-			if (parse_uint(optarg, 3, 1024, &fd) || fcntl((int)fd, F_GETFD) < 0)
-				return cli_usage_error(&c, "--secrets-fd '%s': expected an open descriptor from 3 to 1024", optarg);
-			secrets_fd = (int)fd;
-			fcntl(secrets_fd, F_SETFD, FD_CLOEXEC);
-		}
+		if (key == DEVOPT_SECRETS_FD && devopts_secrets_fd_arg(&c, optarg, &secrets_fd) == CLI_DONE)
+			return c.exit_code;
 	}
 	if (optind < argc)
 		return cli_usage_error(&c, "unexpected argument '%s'", argv[optind]);

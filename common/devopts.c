@@ -510,7 +510,10 @@ static int take_url(struct secrets_ctx *x, const char **slot, const char *what, 
 		   slot == &x->cfg->stack.prefetch_trace ? URL_SLOT_TRACE :
 		   URL_SLOT_LAYER + (size_t)(slot - x->cfg->stack.layers);
 	char *red = devopts_redacted(url), *full;
-	bool match = red && *slot && !strcmp(red, *slot);
+	/* the command line's form: the redacted one, its "?..." left out or not */
+	size_t n = *slot ? strlen(*slot) : 0;
+	bool match = red && *slot && (!strcmp(red, *slot) ||
+				      (!strncmp(red, *slot, n) && !strcmp(red + n, "?...")));
 
 	free(red);
 	if (!match) {
@@ -593,4 +596,34 @@ int devopts_read_secrets_fd(int fd, struct server_config *cfg, char *why, size_t
 	explicit_bzero(text, DEVOPTS_SECRETS_MAX + 1);
 	free(text);
 	return code;
+}
+
+int devopts_secrets_fd_arg(struct cli *c, const char *arg, int *fd)
+{
+	uint64_t v;
+
+	if (parse_uint(arg, 3, 1024, &v) || fcntl((int)v, F_GETFD) < 0) {
+		c->exit_code = cli_usage_error(c, "--secrets-fd '%s': expected an open descriptor from 3 "
+					       "to 1024", arg);
+		return CLI_DONE;
+	}
+	*fd = (int)v;
+	fcntl(*fd, F_SETFD, FD_CLOEXEC);
+	return 1;
+}
+
+int devopts_take_secrets(struct cli *c, int fd, struct server_config *cfg)
+{
+	char why[600];
+	int code;
+
+	if (fd < 0)
+		return 0;
+	code = devopts_read_secrets_fd(fd, cfg, why, sizeof(why));
+	close(fd);
+	if (!code)
+		return 0;
+	log_err("--secrets-fd: %s", why);
+	c->exit_code = code;
+	return CLI_DONE;
 }

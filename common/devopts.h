@@ -43,6 +43,7 @@ enum devopt_key {
 	DEVOPT_ID,
 	DEVOPT_CGROUP,
 	DEVOPT_STATE_DIR = 0x100,
+	DEVOPT_SECRETS_FD = 0x102,     /* (0x101 is --inject) */
 };
 
 /* The device options, one line each: how ublk-add and ublk-serve parse
@@ -146,6 +147,12 @@ enum devopt_type {
 #define STATE_DIR_OPTION \
 	{ "state-dir", DEVOPT_STATE_DIR, "DIR", "state directory (default $UBLK_STATE_DIR or /run/ublk-tools)" }
 
+/* Credentials off the command line: the URL there without them, the
+ * whole URL (base=URL, layer.N=URL, ...) and $UBLK_HTTP_AUTH on FD. */
+#define SECRETS_FD_OPTION \
+	{ "secrets-fd", DEVOPT_SECRETS_FD, "FD", "read the credentials of URLs and $UBLK_HTTP_AUTH from FD " \
+	  "(base=URL lines; on the command line the URL without them)" }
+
 /* Limits of option values (docs/security.md). */
 #define DEVOPTS_MAX_TIMEOUT_S 86400          /* --timeout: 1 day */
 #define DEVOPTS_MAX_HTTP_TIMEOUT_S 3600      /* --http-timeout */
@@ -199,6 +206,14 @@ int devopts_secrets(const struct server_config *cfg, char *buf, size_t len);
 int devopts_apply_secrets(struct server_config *cfg, char *text, size_t len, char *why, size_t whylen);
 /* Read secrets from fd (to its end) and apply them. 0 or an exit code. */
 int devopts_read_secrets_fd(int fd, struct server_config *cfg, char *why, size_t whylen);
+/* --secrets-fd's value: an open fd from 3 to 1024 into *fd (close-on-exec
+ * from then), 1; or CLI_DONE, the usage error said. */
+int devopts_secrets_fd_arg(struct cli *c, const char *arg, int *fd);
+/* For a tool that takes the URLs (not ublk-serve, which says its error to
+ * its caller too): the secrets of fd (if >= 0) applied to cfg, and fd
+ * closed, before devopts_finish checks them. 0, or CLI_DONE with the
+ * error said and c->exit_code set. */
+int devopts_take_secrets(struct cli *c, int fd, struct server_config *cfg);
 /* v as it may be shown: a URL without user:password@ and query string;
  * else a copy of v ("" for NULL). malloc'ed; NULL when out of memory. */
 char *devopts_redacted(const char *v);

@@ -76,3 +76,31 @@ teardown() {
 	run_mustfail 2 "--http-timeout, --http-retries, --auth-file and --insecure go with a URL" \
 		"$B/ublk-export-diff" --cache "$T/c" -o "$T/y" --http-timeout 1
 }
+
+@test "--secrets-fd: a URL's credentials and the token reach the server, never a command line" {
+	"$B/ublk-export-diff" --flatten --base "http://127.0.0.1:$PORT/ok/img" -o "$T/ok.img"
+	# a presigned query string, on fd 3 only
+	run "$B/ublk-export-diff" --flatten --base "http://127.0.0.1:$PORT/ok/img" -o "$T/signed.img" \
+		--secrets-fd 3 3< <(printf 'base=http://127.0.0.1:%s/ok/img?sig=TOPSECRET\n' "$PORT")
+	echo "$output"
+	[ "$status" -eq 0 ]
+	[[ "$output" != *TOPSECRET* ]]
+	cmp "$T/ok.img" "$T/signed.img"
+	grep -q "^$PORT /ok/img?sig=TOPSECRET " "$T/server.log"
+	# the token as auth=, for the image that needs it
+	rm -rf "$T/chunks"
+	run "$B/ublk-export-diff" --flatten --base "http://127.0.0.1:$PORT/private/img" -o "$T/private.img" \
+		--secrets-fd 3 3< <(printf 'auth=Bearer s3cret\n')
+	[ "$status" -eq 0 ]
+	grep -q "^$PORT /private/img auth=yes" "$T/server.log"
+	# the credentials of another URL than the command line's are refused, by each tool
+	run_mustfail 2 "--secrets-fd: the credentials given for --base belong to another URL" \
+		"$B/ublk-export-diff" --flatten --base "http://127.0.0.1:$PORT/ok/img" -o "$T/x.img" \
+		--secrets-fd 3 3< <(printf 'base=http://127.0.0.1:%s/other/img?sig=x\n' "$PORT")
+	[ ! -e "$T/x.img" ]
+	run_mustfail 2 "--secrets-fd: the credentials given for --base belong to another URL" \
+		"$B/ublk-add" --base "http://127.0.0.1:$PORT/ok/img" --state-dir "$T/state" \
+		--secrets-fd 3 3< <(printf 'base=http://127.0.0.1:%s/other/img?sig=x\n' "$PORT")
+	run_mustfail 2 "--secrets-fd '9': expected an open descriptor from 3 to 1024" \
+		"$B/ublk-add" --base "http://127.0.0.1:$PORT/ok/img" --secrets-fd 9
+}

@@ -106,3 +106,27 @@ all_cmdlines() {
 	"$B/ublk-del" "$dev"
 	assert_gone "$id" "$newpid"
 }
+
+@test "credentials on ublk-add --secrets-fd: none on any command line, the device serves the private image" {
+	make_image "$T/www/private/img" 4
+	# the full URL and the header only in a file on fd 3 (a file, so that no
+	# process's command line or environment ever holds them)
+	printf 'base=http://alice:pw-s3cr3t-1@127.0.0.1:%s/private/img?X-Amz-Signature=sig-s3cr3t-2&X-Amz-Date=1\nauth=X-Api-Key: key-s3cr3t-3\n' \
+		"$PORT" >"$T/secrets"
+	chmod 600 "$T/secrets"
+	dev=$("$B/ublk-add" --base "http://127.0.0.1:$PORT/private/img" --read-only --chunk-size 1M \
+		--secrets-fd 3 3<"$T/secrets")
+	id=${dev#/dev/ublkb}
+	entry=$UBLK_STATE_DIR/ublkb$id
+	cmp "$T/www/private/img" "$dev"
+	all_cmdlines
+	assert_no_secret "$T/cmdlines" "/proc/$(cat "$entry/pid")/environ" "$entry/config" "$entry/log"
+	grep -q -x -F "auth=X-Api-Key: key-s3cr3t-3" "$entry/secret"
+	# credentials of another URL are refused, and make no device
+	printf 'base=http://127.0.0.1:%s/private/other?X-Amz-Signature=x\n' "$PORT" >"$T/wrong"
+	run_mustfail 2 "--secrets-fd: the credentials given for --base belong to another URL" \
+		"$B/ublk-add" --base "http://127.0.0.1:$PORT/private/img" --read-only --secrets-fd 3 3<"$T/wrong"
+	[ "$(ls /sys/class/ublk-char | wc -l)" -eq 1 ]
+	"$B/ublk-del" "$dev"
+	assert_gone "$id"
+}
