@@ -124,6 +124,11 @@ int main(int argc, char **argv)
 	if (devopts_take_secrets(&c, secrets_fd, &cfg) == CLI_DONE ||
 	    devopts_finish(&c, &cfg) == CLI_DONE)
 		return c.exit_code;
+	/* a bad UBLK_POOL_MAX is a usage error before any other check */
+	if (pool_max_devices(max_devices, &max_devices, why, sizeof(why))) {
+		log_err("%s", why);
+		return EXIT_USAGE;
+	}
 	code = server_preflight(&cfg, why, sizeof(why));
 	if (code) {
 		log_err("%s", why);

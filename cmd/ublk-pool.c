@@ -399,7 +399,7 @@ static int tool_main(int argc, char **argv)
 			if (parse_seconds(optarg, &ms) || ms > 86400000)
 				return cli_usage_error(&c, "--grace '%s': expected seconds, at most 86400",
 						       optarg);
-			grace_s = ms / 1000;
+			grace_s = (ms + 999) / 1000;   /* whole seconds, never less than given */
 		}
 		else if (devopts_common(&c, key, optarg, &timeout_ms) == CLI_DONE)
 			return c.exit_code;

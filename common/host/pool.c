@@ -552,10 +552,7 @@ void pool_reopen(int mark)
 	close(mark);
 }
 
-/* The operator's device limit into *max: opt if non-zero, else
- * $UBLK_POOL_MAX, else 0 (none). 0, or -EINVAL with why (a typo in the
- * variable must not lift the limit). */
-static int max_devices(uint64_t opt, uint64_t *max, char *why, size_t len)
+int pool_max_devices(uint64_t opt, uint64_t *max, char *why, size_t len)
 {
 	const char *env = getenv("UBLK_POOL_MAX");
 
@@ -608,7 +605,7 @@ int pool_admit(uint64_t max, uint64_t timeout_ms, struct pool_admission *a, char
 	 * no limit of root's. */
 	a->admit = -1;
 	a->lock = -1;
-	if (max_devices(max, &max, why, len))
+	if (pool_max_devices(max, &max, why, len))
 		return EXIT_USAGE;
 	a->lock = pool_lock(false, timeout_ms);
 	if (a->lock < 0) {

@@ -130,6 +130,10 @@ struct pool_admission {
 	int admit;
 };
 int pool_admit(uint64_t max, uint64_t timeout_ms, struct pool_admission *a, char *why, size_t len);
+/* The operator's device limit into *max: opt if non-zero, else
+ * $UBLK_POOL_MAX, else 0 (none). 0, or -EINVAL with why (a typo in the
+ * variable must not lift the limit). */
+int pool_max_devices(uint64_t opt, uint64_t *max, char *why, size_t len);
 /* Release what is still held of an admission. */
 void pool_admit_end(struct pool_admission *a);
 /* Record an add or delete and how long it took, for ublk-pool metrics. */

@@ -30,8 +30,12 @@ void log_init(const char *name)
 	const char *env = getenv("UBLK_DEBUG");
 
 	prog = slash ? slash + 1 : name;
-	if (env && *env)
-		debug_level = atoi(env);
+	if (env && *env) {
+		/* a level 0-9; any other value (UBLK_DEBUG=yes) means on */
+		char *end;
+		long v = strtol(env, &end, 10);
+		debug_level = *end || v < 0 || v > 9 ? 1 : (int)v;
+	}
 }
 
 const char *log_prog(void) { return prog; }

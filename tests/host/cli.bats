@@ -243,6 +243,10 @@ teardown() {
 		run_mustfail 2 "UBLK_POOL_MAX '$bad': expected a number from 1 to 1048576 (unset: no limit)" \
 			env UBLK_POOL_MAX="$bad" UBLK_STATE_DIR="$T/state" "$B/ublk-add" --base "$T/img"
 	done
+	# said first, before the image is checked or anything is made
+	run_mustfail 2 "UBLK_POOL_MAX 'abc'" \
+		env UBLK_POOL_MAX=abc UBLK_STATE_DIR="$T/state" "$B/ublk-add" --base "$T/none"
+	[ ! -e "$T/state" ]
 }
 
 @test "ublk-serve --ready-fd and --secrets-fd say which descriptors they take" {
