@@ -88,7 +88,7 @@ static void print_json(const struct server_config *cfg, const struct ready_resul
 	free(root);
 }
 
-int main(int argc, char **argv)
+static int tool_main(int argc, char **argv)
 {
 	struct server_config cfg;
 	struct ready_result res;
@@ -181,4 +181,9 @@ int main(int argc, char **argv)
 	}
 	pool_record("add", now_ms() - start);
 	return EXIT_OK;
+}
+
+int main(int argc, char **argv)
+{
+	return cli_output_done(tool_main(argc, argv));
 }

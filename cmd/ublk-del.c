@@ -129,7 +129,7 @@ static int del_all(uint64_t timeout_ms, bool force)
 	return code;
 }
 
-int main(int argc, char **argv)
+static int tool_main(int argc, char **argv)
 {
 	uint64_t timeout_ms = CTRL_DEFAULT_TIMEOUT_MS;
 	bool all = false, force = false;
@@ -197,4 +197,9 @@ int main(int argc, char **argv)
 	free(by_name);
 	free(cookies);
 	return code;
+}
+
+int main(int argc, char **argv)
+{
+	return cli_output_done(tool_main(argc, argv));
 }

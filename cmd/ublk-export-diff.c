@@ -425,9 +425,9 @@ static int tool_main(int argc, char **argv)
 	if (cfg.stack.base || cfg.stack.n_layers)
 		return cli_usage_error(&c, "--base and --layer go with --flatten");
 	if (cfg.stack.http_timeout_ms || cfg.stack.http_retries >= 0 || cfg.stack.auth_file ||
-	    cfg.stack.insecure)
-		return cli_usage_error(&c, "--http-timeout, --http-retries, --auth-file and --insecure "
-				       "go with a URL: --flatten, --inspect or --format e2b");
+	    cfg.stack.insecure || secrets_fd >= 0)
+		return cli_usage_error(&c, "--http-timeout, --http-retries, --auth-file, --secrets-fd "
+				       "and --insecure go with a URL: --flatten, --inspect or --format e2b");
 	if (cfg.stack.e2b_root || cfg.stack.e2b_build || cfg.stack.e2b_file)
 		return cli_usage_error(&c, "--e2b, --build and --e2b-file go with --flatten, --inspect or "
 				       "--format e2b");

@@ -50,7 +50,7 @@ static bool describes_device(int key)
 	return key != DEVOPT_TIMEOUT && key != DEVOPT_VERBOSE && key != DEVOPT_STATE_DIR;
 }
 
-int main(int argc, char **argv)
+static int tool_main(int argc, char **argv)
 {
 	struct server_config cfg;
 	const char *recover = NULL;
@@ -132,4 +132,9 @@ int main(int argc, char **argv)
 	if (timeout_ms)   /* the command line wins over the saved deadline */
 		cfg.timeout_ms = timeout_ms;
 	return server_run(&cfg);
+}
+
+int main(int argc, char **argv)
+{
+	return cli_output_done(tool_main(argc, argv));
 }

@@ -603,10 +603,10 @@ int export_device(uint32_t id, const struct export_opts *o, struct export_result
 			 "or device), so nothing says it is stored: the cache is kept at %s; remove it "
 			 "and %s.map once the diff is safe", id, cache, cache);
 	if (!o->keep && !stream) {
-		ret = cache_remove(cache);
+		ret = cache_remove(cache, sub, sizeof(sub));
 		if (ret)
 			return WHY("%s: exported, but removing the cache failed: %s", cache,
-				   strerror(-ret)), EXIT_FAIL;
+				   sub[0] ? sub : strerror(-ret)), EXIT_FAIL;
 		r->cache_removed = true;
 	}
 	return 0;

@@ -459,12 +459,14 @@ int pool_reclaim(const struct pool_dev *devs, int n, const struct reclaim_opts *
 		}
 		if (!ret && !left && o->caches && d->cache[0] && !d->alive &&
 		    !(o->recover && d->recoverable)) {
-			ret = cache_remove(d->cache);
+			char sub[600];
+			ret = cache_remove(d->cache, sub, sizeof(sub));
 			if ((a = report_add(r, d->id, POOL_REMOVE_CACHE))) {
 				a->ok = !ret;
 				snprintf(a->cache, sizeof(a->cache), "%s", d->cache);
 				snprintf(a->message, sizeof(a->message), ret ? "removing orphaned cache %s: %s" :
-					 "removed orphaned cache %s%s", d->cache, ret ? strerror(-ret) : "");
+					 "removed orphaned cache %s%s", d->cache,
+					 !ret ? "" : sub[0] ? sub : strerror(-ret));
 			}
 		}
 	}

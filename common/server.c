@@ -537,13 +537,19 @@ static bool made_without_recovery(uint32_t id)
 }
 
 /* Whether entry id's own device still exists: found by the entry's
- * cookie, not by the id, which a new device may have taken since. */
+ * cookie, not by the id, which a new device may have taken since; by the
+ * id for an entry of before cookies. Unknown (the control device does not
+ * answer) counts as there: refusing a cache or a name wrongly is a retry,
+ * taking one wrongly forks a device's data. */
 static bool entry_device_exists(uint32_t id)
 {
 	uint64_t cookie = state_entry_cookie(id);
 	uint32_t found;
 
-	return cookie && !device_find_own(cookie, &found) && found == id;
+	if (!cookie)
+		return ctrl_has_device(id);
+	int ret = device_find_own(cookie, &found);
+	return ret ? ret != -ENODEV : found == id;
 }
 
 /* Whether the cache belongs to a device whose server died but which still

@@ -47,7 +47,11 @@ export DEBIAN_FRONTEND=noninteractive
 # Another apt (apt-daily, a second run) holds the lock for a while: wait
 # for it, and give the whole install a deadline rather than hang CI.
 apt_opts=(-o DPkg::Lock::Timeout=300 -o Acquire::http::Timeout=60 -o Acquire::Retries=3)
-timeout 1800 apt-get "${apt_opts[@]}" update -qq >&2 ||
-	{ echo "deps: apt-get update failed (or took over 30 min)" >&2; exit 1; }
+# (the lists' lock is not waited for: another update holds it a while)
+for try in 1 2 3 4 5 6 7 8 9 10; do
+	timeout 1800 apt-get "${apt_opts[@]}" update -qq >&2 && break
+	[ "$try" = 10 ] && { echo "deps: apt-get update failed 10 times (or took over 30 min)" >&2; exit 1; }
+	sleep 30
+done
 timeout 1800 apt-get "${apt_opts[@]}" install -y -qq --no-install-recommends "${missing[@]}" >&2 ||
 	{ echo "deps: installing ${missing[*]} failed (or took over 30 min)" >&2; exit 1; }

@@ -26,7 +26,8 @@ int cache_export_read(void *ctx, uint64_t block, uint32_t count, void *buf);
 int cache_export_view(void *ctx, uint64_t block, uint32_t count, const void **data);
 void cache_export_close(struct cache_export *x);
 /* Remove the data file and the map: -EBUSY while a server holds the map
- * locked (it uses the cache). */
-int cache_remove(const char *path);
+ * locked (it uses the cache); -errno with why set for a folder nothing is
+ * removed in by name (cache_folder_check), else why empty. */
+int cache_remove(const char *path, char *why, size_t len);
 
 #endif

@@ -211,15 +211,15 @@ void cache_export_close(struct cache_export *x)
 	x->data_fd = x->map_fd = -1;
 }
 
-int cache_remove(const char *path)
+int cache_remove(const char *path, char *why, size_t len)
 {
 	char map_path[4096];
 	int ret = 0;
 
+	why[0] = 0;
 	snprintf(map_path, sizeof(map_path), "%s.map", path);
 	/* by name: only in a folder nobody else could have pointed elsewhere */
-	char why[600];
-	if ((ret = cache_folder_check(path, why, sizeof(why))))
+	if ((ret = cache_folder_check(path, why, len)))
 		return ret;
 	/* never one a server holds (it locks the map while it runs); held
 	 * until the files are gone: a server opening the cache meanwhile

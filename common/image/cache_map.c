@@ -156,7 +156,7 @@ int cache_data_open(const char *path, bool writable, int *fdp, uint64_t *size, c
 
 int cache_folder_check(const char *path, char *why, size_t len)
 {
-	static const struct safedir cache_folder = { "cache folder", "--cache", true };
+	static const struct safedir cache_folder = { "cache folder", "--cache", true, true };
 	char dir[4096];
 	int fd;
 

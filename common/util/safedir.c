@@ -145,9 +145,9 @@ int safedir_open(const struct safedir *sd, const char *dir, bool create, bool wr
 		return WHY("%s %s: %s", sd->what, dir, strerror(-n)), n;
 	if (lstat(given, &st))
 		return errno == ENOENT ? -ENOENT : (WHY("%s %s: %s", sd->what, dir, strerror(errno)), -errno);
-	if (S_ISLNK(st.st_mode))
-		return WHY("%s %s is a symbolic link: give the folder it points to with %s", sd->what,
-			   given, sd->option), -ELOOP;
+	if (S_ISLNK(st.st_mode) && (!sd->link_ok || !owner_ok(&st)))
+		return WHY("%s %s is a symbolic link%s: give the folder it points to with %s", sd->what,
+			   given, sd->link_ok ? " of another user's" : "", sd->option), -ELOOP;
 	/* The path as given: a folder or symlink on the way that someone else
 	 * controls could point us elsewhere next time. */
 	if ((n = check_folders_on_way(sd, dir, given, true, why, whylen)))
@@ -173,8 +173,7 @@ int safedir_open(const struct safedir *sd, const char *dir, bool create, bool wr
 		WHY("%s %s is owned by uid %u, not by this user (uid %u): chown it or use %s",
 		    sd->what, dir, (unsigned)fst.st_uid, (unsigned)geteuid(), sd->option);
 		n = -EPERM;
-	} else if ((fst.st_mode & (S_IWGRP | S_IWOTH)) &&
-		   !(sd->sticky_ok && (fst.st_mode & S_ISVTX) && fst.st_uid == 0)) {
+	} else if ((fst.st_mode & (S_IWGRP | S_IWOTH)) && !(sd->sticky_ok && (fst.st_mode & S_ISVTX))) {
 		WHY("%s %s is writable by other users (mode %04o): chmod 0700 it or use %s", sd->what,
 		    dir, (unsigned)(fst.st_mode & 07777), sd->option);
 		n = -EPERM;

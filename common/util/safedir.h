@@ -13,6 +13,9 @@ struct safedir {
 	/* The folder itself may be others' to write in if it is sticky and
 	 * root's (as /tmp): what is in it is checked one by one. */
 	bool sticky_ok;
+	/* The folder itself may be given as a symbolic link of root's or
+	 * ours (a cache folder moved to a bigger disk). */
+	bool link_ok;
 };
 
 /* Open dir (O_DIRECTORY, never through a link at its end) after checking

@@ -300,19 +300,19 @@ static void test_too_fragmented(void)
 	/* a cache a server has open is not removed (reclaim --caches) */
 	CHECK(layer_file_open(at("huge.img"), true, &b) == 0, "open base");
 	CHECK(layer_cache_open(at("frag.cache"), b, 0, false, &l, why, sizeof(why)) == 0, "cache: %s", why);
-	CHECK(cache_remove(at("frag.cache")) == -EBUSY && !access(at("frag.cache"), F_OK),
+	CHECK(cache_remove(at("frag.cache"), why, sizeof(why)) == -EBUSY && !access(at("frag.cache"), F_OK),
 	      "a cache in use removed");
 	layer_close(l);
 	/* a data file that cannot go keeps its map: never half a cache */
 	CHECK(rename(at("frag.cache"), at("frag.data")) == 0 && mkdir(at("frag.cache"), 0700) == 0 &&
 	      mkdir(at("frag.cache/x"), 0700) == 0, "a data file that cannot be removed");
 	CHECK(close(open(at("frag.cache.live"), O_WRONLY | O_CREAT | O_CLOEXEC, 0600)) == 0, "a live map");
-	CHECK(cache_remove(at("frag.cache")) < 0 && !access(at("frag.cache.map"), F_OK) &&
+	CHECK(cache_remove(at("frag.cache"), why, sizeof(why)) < 0 && !access(at("frag.cache.map"), F_OK) &&
 	      !access(at("frag.cache.live"), F_OK), "a cache's map or live map removed without its data file");
 	CHECK(unlink(at("frag.cache.live")) == 0, "the live map away");
 	CHECK(rmdir(at("frag.cache/x")) == 0 && rmdir(at("frag.cache")) == 0 &&
 	      rename(at("frag.data"), at("frag.cache")) == 0, "the data file back");
-	CHECK(cache_remove(at("frag.cache")) == 0 && access(at("frag.cache.map"), F_OK),
+	CHECK(cache_remove(at("frag.cache"), why, sizeof(why)) == 0 && access(at("frag.cache.map"), F_OK),
 	      "a cache no one uses kept");
 	CHECK(unlink(at("huge.img")) == 0, "remove the 128 GiB base");
 }

@@ -824,11 +824,19 @@ static void test_cache_private(void)
 	}
 	CHECK(chmod(dir, 0777) == 0, "folder writable by all");
 	cache_open_expect(c, base_path, -EPERM, "is writable by other users (mode 0777)");
-	CHECK(cache_remove(c) == -EPERM && access(c, F_OK) == 0 && access(map, F_OK) == 0,
-	      "nothing removed by name in such a folder");
+	CHECK(cache_remove(c, why, sizeof(why)) == -EPERM && access(c, F_OK) == 0 &&
+	      access(map, F_OK) == 0 && strstr(why, "writable by other users"),
+	      "nothing removed by name in such a folder: %s", why);
 	CHECK(chmod(dir, 01777) == 0, "sticky, as /tmp");
 	cache_open_expect(c, base_path, 0, NULL);
-	CHECK(cache_remove(c) == 0 && access(c, F_OK) && access(map, F_OK), "removed");
+	/* the folder given through a link of ours (moved to a bigger disk) */
+	char via[80], via_c[96];
+	snprintf(via, sizeof(via), "%s.link", dir);
+	snprintf(via_c, sizeof(via_c), "%s/c", via);
+	CHECK(symlink(dir, via) == 0, "link to the folder");
+	cache_open_expect(via_c, base_path, 0, NULL);
+	unlink(via);
+	CHECK(cache_remove(c, why, sizeof(why)) == 0 && access(c, F_OK) && access(map, F_OK), "removed");
 	rmdir(dir);
 	unlink(base_path);
 	free(data);
