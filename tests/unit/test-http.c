@@ -769,6 +769,25 @@ static void test_auth_file(void)
 	rmdir(path);
 }
 
+/* A remote diff's data over the hostile server's CASE: 64 KiB chunks in a
+ * cache folder of the test's (SUB), no retries, timeout_ms a transfer. */
+static struct blob *open_blob(int port, const char *kase, const char *sub, uint64_t timeout_ms)
+{
+	struct layer_http_opts ho = { .chunk_size = 65536, .cache_limit = 1ull << 30 };
+	static char dir[300];
+	char url[200], why[700] = "";
+	struct blob *b = NULL;
+
+	snprintf(url, sizeof(url), "http://127.0.0.1:%d/%s/img", port, kase);
+	snprintf(dir, sizeof(dir), "/tmp/test-http.%d/%s", (int)getpid(), sub);
+	ho.cache_dir = dir;
+	CHECK(!http_opts_init(&ho.http, NULL, why, sizeof(why)), "opts: %s", why);
+	ho.http.timeout_ms = timeout_ms;
+	ho.http.retries = 0;
+	CHECK(!blob_open(url, &ho, &b, why, sizeof(why)), "%s: %s", url, why);
+	return b;
+}
+
 struct stall_reader {
 	struct blob *b;
 	pthread_t thread;
@@ -798,19 +817,10 @@ static void *stall_read(void *arg)
  * before, not a budget of its own (3 s a thread, or 6 s in turns). */
 static void test_blob_stall(int port)
 {
-	struct layer_http_opts ho = { .chunk_size = 65536, .cache_limit = 1ull << 30 };
 	struct stall_reader r[2];
-	char url[200], dir[300], why[700] = "";
 	uint64_t slowest = 0;
-	struct blob *b;
+	struct blob *b = open_blob(port, "stall", "blob", 1000);
 
-	snprintf(url, sizeof(url), "http://127.0.0.1:%d/stall/img", port);
-	snprintf(dir, sizeof(dir), "/tmp/test-http.%d/blob", (int)getpid());
-	ho.cache_dir = dir;
-	CHECK(!http_opts_init(&ho.http, NULL, why, sizeof(why)), "opts: %s", why);
-	ho.http.timeout_ms = 1000;
-	ho.http.retries = 0;
-	CHECK(!blob_open(url, &ho, &b, why, sizeof(why)), "%s: %s", url, why);
 	for (int i = 0; i < 2; i++) {
 		r[i] = (struct stall_reader){ .b = b };
 		CHECK(!pthread_create(&r[i].thread, NULL, stall_read, &r[i]), "thread");
@@ -858,20 +868,11 @@ static void pooled_done(struct aio_req *req, int res)
  * 2.9 s budget, past twice it. */
 static void test_pool_wait_counts(int port)
 {
-	struct layer_http_opts ho = { .chunk_size = 65536, .cache_limit = 1ull << 30 };
 	static const struct fetch_pool_ops ops = { .run = pooled_run };
 	struct pooled_read r[3];
-	char url[200], dir[300], why[700] = "";
 	struct fetch_pool *pool;
-	struct blob *b;
+	struct blob *b = open_blob(port, "slow", "pooled", 3000);
 
-	snprintf(url, sizeof(url), "http://127.0.0.1:%d/slow/img", port);
-	snprintf(dir, sizeof(dir), "/tmp/test-http.%d/pooled", (int)getpid());
-	ho.cache_dir = dir;
-	CHECK(!http_opts_init(&ho.http, NULL, why, sizeof(why)), "opts: %s", why);
-	ho.http.timeout_ms = 3000;
-	ho.http.retries = 0;
-	CHECK(!blob_open(url, &ho, &b, why, sizeof(why)), "%s: %s", url, why);
 	CHECK(!fetch_pool_start(&pool, 2, &ops, b, blob_budget_ms(b)), "fetch pool");
 	if (!ring.ring_fd)
 		CHECK(!io_uring_queue_init(64, &ring, 0), "io_uring");
