@@ -220,8 +220,13 @@ void cli_help(const struct cli_tool *t, FILE *out)
 
 int cli_output_done(int code)
 {
-	if (fflush(stdout) == 0 && !ferror(stdout))
+	int err = fflush(stdout) ? errno : 0;
+
+	/* a tool that failed has said why (ublk-add: its output failed) */
+	if (code || (!err && !ferror(stdout)))
 		return code;
-	log_err("writing the output to standard output: %s", strerror(errno));
-	return code ? code : EXIT_FAIL;
+	/* (an earlier write's errno is gone: what it usually is) */
+	log_err("writing the output to standard output: %s", err ? strerror(err) :
+		"a write failed (a full disk, or a reader that went away?)");
+	return EXIT_FAIL;
 }

@@ -51,7 +51,7 @@ int cli_usage_error(const struct cli *c, const char *fmt, ...) __attribute__((fo
 void cli_help(const struct cli_tool *t, FILE *out);
 /* The tool's exit code once what it printed on stdout is flushed: a
  * report that could not be written (a full disk, a closed pipe) is no
- * success (EXIT_FAIL, said), whatever code says. */
+ * success (EXIT_FAIL, said); a failure (code) stays as it was said. */
 int cli_output_done(int code);
 /* The usage error of an empty value of --opt where want (FILE, DIR) is
  * needed: an empty path would be the working directory, or the root. */

@@ -73,7 +73,7 @@ teardown() {
 	run_mustfail 5 "not a ublk-tools diff (bad magic)" \
 		"$B/ublk-export-diff" --inspect "http://127.0.0.1:$PORT/private/img" --auth-file "$T/auth"
 	grep -q "^$PORT /private/img auth=yes" "$T/server.log"
-	run_mustfail 2 "--http-timeout, --http-retries, --auth-file and --insecure go with a URL" \
+	run_mustfail 2 "--http-timeout, --http-retries, --auth-file, --secrets-fd and --insecure go with a URL" \
 		"$B/ublk-export-diff" --cache "$T/c" -o "$T/y" --http-timeout 1
 }
 
@@ -103,4 +103,6 @@ teardown() {
 		--secrets-fd 3 3< <(printf 'base=http://127.0.0.1:%s/other/img?sig=x\n' "$PORT")
 	run_mustfail 2 "--secrets-fd '9': expected an open descriptor from 3 to 1024" \
 		"$B/ublk-add" --base "http://127.0.0.1:$PORT/ok/img" --secrets-fd 9
+	run_mustfail 2 "--secrets-fd and --insecure go with a URL" \
+		"$B/ublk-export-diff" --cache "$T/c" -o "$T/y" --secrets-fd 3 3</dev/null
 }
