@@ -13,7 +13,9 @@
  * our custom auth header (CURLOPT_HTTPHEADER) to any host it is sent to.
  */
 #include "image/http.h"
+#include "util/fileio.h"
 #include "util/log.h"
+#include "util/safedir.h"
 #include "util/timeutil.h"
 
 #include <curl/curl.h>
@@ -359,13 +361,23 @@ void http_url_for_log(const char *url, char *buf, size_t len)
 /* The first line of an --auth-file into line (HTTP_MAX_AUTH_LEN + 2).
  * The file is the operator's (a link is followed: a Kubernetes secret is
  * one), but root reads it again at every recovery: it must be a regular
- * file that only its owner, ours or root, may change. */
+ * file that only its owner, ours or root, may change, in a folder only
+ * root or we can change (else another user could point the name at a
+ * file of root's, whose first line would be sent to the server). */
 static int read_auth_file(const char *path, char *line, char *why, size_t whylen)
 {
-	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY), ret = 0;
+	static const struct safedir auth_folder = { "its folder", "--auth-file", true, true };
+	char dir[4096], sub[600];
+	int fd = -1, ret = path_folder(path, dir, sizeof(dir));
 	struct stat st;
 	ssize_t n = 0;
 
+	if (!ret && (fd = safedir_open(&auth_folder, dir, false, false, sub, sizeof(sub))) < 0 && sub[0])
+		return WHY("--auth-file %s: %s", path, sub), fd;
+	if (fd >= 0)
+		close(fd);
+	fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
+	ret = 0;
 	if (fd < 0 || fstat(fd, &st))
 		ret = -errno;
 	else if (!S_ISREG(st.st_mode))

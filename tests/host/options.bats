@@ -198,8 +198,10 @@ make_fake_serve() {
 @test "the server ublk-add starts keeps none of its caller's fds: stdio is /dev/null, 3 the ready pipe" {
 	cat >"$T/fake-serve" <<-EOF
 	#!/bin/bash
-	# (ls lists the shell's fds: its own redirection is in its own process)
-	ls -l /proc/\$\$/fd | awk 'NF > 9 { print \$9, \$11 }' >"$T/fds"
+	# (ls lists the shell's fds: its own redirection is in its own process;
+	# a pipe would be the shell's too while it starts the pipeline)
+	ls -l /proc/\$\$/fd >"$T/fds.ls"
+	awk 'NF > 9 { print \$9, \$11 }' "$T/fds.ls" >"$T/fds"
 	echo "error 1 fake server" >&3
 	EOF
 	chmod +x "$T/fake-serve"

@@ -73,6 +73,11 @@ teardown() {
 	run_mustfail 5 "not a ublk-tools diff (bad magic)" \
 		"$B/ublk-export-diff" --inspect "http://127.0.0.1:$PORT/private/img" --auth-file "$T/auth"
 	grep -q "^$PORT /private/img auth=yes" "$T/server.log"
+	# in a folder others may change, the name could be pointed at a file of root's
+	mkdir -m 0777 "$T/open"
+	cp "$T/auth" "$T/open/auth"
+	run_mustfail 2 "--auth-file $T/open/auth: its folder $T/open is writable by other users (mode 0777)" \
+		"$B/ublk-export-diff" --inspect "http://127.0.0.1:$PORT/private/img" --auth-file "$T/open/auth"
 	run_mustfail 2 "--http-timeout, --http-retries, --auth-file, --secrets-fd and --insecure go with a URL" \
 		"$B/ublk-export-diff" --cache "$T/c" -o "$T/y" --http-timeout 1
 }
