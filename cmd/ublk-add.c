@@ -111,7 +111,7 @@ static int tool_main(int argc, char **argv)
 			return c.exit_code;
 		if (key == KEY_JSON)
 			json = true;
-		if (key == DEVOPT_SECRETS_FD && devopts_secrets_fd_arg(&c, optarg, &secrets_fd) == CLI_DONE)
+		if (key == DEVOPT_SECRETS_FD && devopts_fd_arg(&c, "secrets-fd", optarg, &secrets_fd) == CLI_DONE)
 			return c.exit_code;
 		if (key == KEY_MAX && parse_uint(optarg, 1, POOL_MAX_LIMIT, &max_devices))
 			return cli_usage_error(&c, "--max-devices '%s': expected a number from 1 to %u",

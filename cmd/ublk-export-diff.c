@@ -346,7 +346,7 @@ static int tool_main(int argc, char **argv)
 		case KEY_PROGRESS: o.progress = true; break;
 		case KEY_NO_PROGRESS: o.progress = false; break;
 		case DEVOPT_SECRETS_FD:
-			if (devopts_secrets_fd_arg(&c, optarg, &secrets_fd) == CLI_DONE)
+			if (devopts_fd_arg(&c, "secrets-fd", optarg, &secrets_fd) == CLI_DONE)
 				return c.exit_code;
 			break;
 		case KEY_FRAME:

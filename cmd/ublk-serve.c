@@ -9,7 +9,6 @@
 #include "host/ready.h"
 #include "server.h"
 
-#include <fcntl.h>
 #include <stdlib.h>
 #include <unistd.h>
 
@@ -77,13 +76,8 @@ static int tool_main(int argc, char **argv)
 		}
 		if (key == KEY_RECOVER)
 			recover = optarg;
-		if (key == KEY_READY_FD) {
-			uint64_t fd;
-			if (parse_uint(optarg, 3, 1024, &fd) || fcntl((int)fd, F_GETFD) < 0)
-				return cli_usage_error(&c, "--ready-fd '%s': expected an open descriptor from 3 to 1024", optarg);
-			cfg.ready_fd = (int)fd;
-			fcntl(cfg.ready_fd, F_SETFD, FD_CLOEXEC);
-		}
+		if (key == KEY_READY_FD && devopts_fd_arg(&c, "ready-fd", optarg, &cfg.ready_fd) == CLI_DONE)
+			return c.exit_code;
 		if (key == KEY_OWNER_NONCE) {
 			uint64_t nonce;
 			if (parse_hex(optarg, 1, UINT32_MAX, &nonce))
@@ -91,7 +85,7 @@ static int tool_main(int argc, char **argv)
 						       "number from 1 to ffffffff", optarg);
 			cfg.owner_nonce = (uint32_t)nonce;
 		}
-		if (key == DEVOPT_SECRETS_FD && devopts_secrets_fd_arg(&c, optarg, &secrets_fd) == CLI_DONE)
+		if (key == DEVOPT_SECRETS_FD && devopts_fd_arg(&c, "secrets-fd", optarg, &secrets_fd) == CLI_DONE)
 			return c.exit_code;
 	}
 	if (optind < argc)

@@ -598,13 +598,13 @@ int devopts_read_secrets_fd(int fd, struct server_config *cfg, char *why, size_t
 	return code;
 }
 
-int devopts_secrets_fd_arg(struct cli *c, const char *arg, int *fd)
+int devopts_fd_arg(struct cli *c, const char *opt, const char *arg, int *fd)
 {
 	uint64_t v;
 
 	if (parse_uint(arg, 3, 1024, &v) || fcntl((int)v, F_GETFD) < 0) {
-		c->exit_code = cli_usage_error(c, "--secrets-fd '%s': expected an open descriptor from 3 "
-					       "to 1024", arg);
+		c->exit_code = cli_usage_error(c, "--%s '%s': expected an open descriptor from 3 to 1024",
+					       opt, arg);
 		return CLI_DONE;
 	}
 	*fd = (int)v;

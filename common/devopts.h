@@ -206,9 +206,10 @@ int devopts_secrets(const struct server_config *cfg, char *buf, size_t len);
 int devopts_apply_secrets(struct server_config *cfg, char *text, size_t len, char *why, size_t whylen);
 /* Read secrets from fd (to its end) and apply them. 0 or an exit code. */
 int devopts_read_secrets_fd(int fd, struct server_config *cfg, char *why, size_t whylen);
-/* --secrets-fd's value: an open fd from 3 to 1024 into *fd (close-on-exec
- * from then), 1; or CLI_DONE, the usage error said. */
-int devopts_secrets_fd_arg(struct cli *c, const char *arg, int *fd);
+/* The value of a descriptor option (--secrets-fd, --ready-fd): an open
+ * fd from 3 to 1024 into *fd (close-on-exec from then), 1; or CLI_DONE,
+ * the usage error said. */
+int devopts_fd_arg(struct cli *c, const char *opt, const char *arg, int *fd);
 /* For a tool that takes the URLs (not ublk-serve, which says its error to
  * its caller too): the secrets of fd (if >= 0) applied to cfg, and fd
  * closed, before devopts_finish checks them. 0, or CLI_DONE with the

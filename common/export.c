@@ -660,8 +660,8 @@ int export_live(uint32_t id, const struct export_opts *o, struct export_result *
 	if (held.fd < 0) {
 		if (o->e2b)
 			e2b_target_close(&t, false);
-		return held.fd == -ETIMEDOUT ? EXIT_TIMEOUT :
-		       held.fd == -EPERM || held.fd == -EACCES ? EXIT_PERM : EXIT_FAIL;
+		/* no socket: exit 1 here (docs: --live), not save-trace's 6 */
+		return held.fd == -ENOENT ? EXIT_FAIL : exit_code_for(held.fd);
 	}
 	/* the server holds writes for at most CTLSOCK_MAX_HOLD_MS; one that
 	 * closed already (busy, stopping) is read as such below, no SIGPIPE */

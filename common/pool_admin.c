@@ -532,8 +532,7 @@ int pool_save_trace(const char *dev, uint64_t timeout_ms, char *why, size_t whyl
 		return code;
 	fd = ctlsock_connect_why(id, timeout_ms, why, whylen);
 	if (fd < 0)
-		return fd == -ETIMEDOUT ? EXIT_TIMEOUT : fd == -EPERM || fd == -EACCES ? EXIT_PERM :
-		       fd == -ENOENT ? EXIT_NO_DEVICE : EXIT_FAIL;
+		return exit_code_for(fd);
 	ret = ctlsock_ask(fd, "save-trace\n", line, sizeof(line), timeout_ms);
 	close(fd);
 	if (ret > 0 && !strcmp(line, "saved"))

@@ -157,16 +157,8 @@ int cache_data_open(const char *path, bool writable, int *fdp, uint64_t *size, c
 int cache_folder_check(const char *path, char *why, size_t len)
 {
 	static const struct safedir cache_folder = { "cache folder", "--cache", true, true };
-	char dir[4096];
-	int fd;
 
-	if (path_folder(path, dir, sizeof(dir)))
-		return snprintf(why, len, "%s: path too long", path), -ENAMETOOLONG;
-	fd = safedir_open(&cache_folder, dir, false, false, why, len);
-	if (fd >= 0)
-		close(fd);
-	/* a missing folder: what opens or makes the cache says so */
-	return fd == -ENOENT && !why[0] ? 0 : fd < 0 ? fd : 0;
+	return safedir_check_folder_of(&cache_folder, path, why, len);
 }
 
 /* The map file is exactly its header and the states of dev_size's blocks

@@ -13,7 +13,6 @@
  * our custom auth header (CURLOPT_HTTPHEADER) to any host it is sent to.
  */
 #include "image/http.h"
-#include "util/fileio.h"
 #include "util/log.h"
 #include "util/safedir.h"
 #include "util/timeutil.h"
@@ -367,17 +366,14 @@ void http_url_for_log(const char *url, char *buf, size_t len)
 static int read_auth_file(const char *path, char *line, char *why, size_t whylen)
 {
 	static const struct safedir auth_folder = { "its folder", "--auth-file", true, true };
-	char dir[4096], sub[600];
-	int fd = -1, ret = path_folder(path, dir, sizeof(dir));
+	char sub[600];
+	int fd, ret = safedir_check_folder_of(&auth_folder, path, sub, sizeof(sub));
 	struct stat st;
 	ssize_t n = 0;
 
-	if (!ret && (fd = safedir_open(&auth_folder, dir, false, false, sub, sizeof(sub))) < 0 && sub[0])
-		return WHY("--auth-file %s: %s", path, sub), fd;
-	if (fd >= 0)
-		close(fd);
+	if (ret)
+		return WHY("--auth-file %s: %s", path, sub), ret;
 	fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
-	ret = 0;
 	if (fd < 0 || fstat(fd, &st))
 		ret = -errno;
 	else if (!S_ISREG(st.st_mode))

@@ -1,4 +1,5 @@
 #include "util/atomic_file.h"
+#include "util/fileio.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -44,16 +45,8 @@ static int open_folder(struct atomic_file *af, int dirfd, const char *path)
 	if (strlen(base) >= sizeof(af->name))
 		return -ENAMETOOLONG;
 	strcpy(af->name, base);
-	if (!slash) {
-		snprintf(dir, sizeof(dir), ".");
-	} else if (slash == path) {
-		snprintf(dir, sizeof(dir), "/");
-	} else if ((size_t)(slash - path) >= sizeof(dir)) {
+	if (path_folder(path, dir, sizeof(dir)))
 		return -ENAMETOOLONG;
-	} else {
-		memcpy(dir, path, (size_t)(slash - path));
-		dir[slash - path] = 0;
-	}
 	af->dirfd = openat(dirfd, dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	return af->dirfd < 0 ? -errno : 0;
 }

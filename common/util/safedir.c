@@ -1,4 +1,5 @@
 #include "util/safedir.h"
+#include "util/fileio.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -182,4 +183,17 @@ int safedir_open(const struct safedir *sd, const char *dir, bool create, bool wr
 	}
 	close(fd);
 	return n;
+}
+
+int safedir_check_folder_of(const struct safedir *sd, const char *path, char *why, size_t whylen)
+{
+	char dir[PATH_MAX];
+	int fd;
+
+	if (path_folder(path, dir, sizeof(dir)))
+		return WHY("%s: path too long", path), -ENAMETOOLONG;
+	fd = safedir_open(sd, dir, false, false, why, whylen);
+	if (fd >= 0)
+		close(fd);
+	return fd == -ENOENT && !why[0] ? 0 : fd < 0 ? fd : 0;
 }

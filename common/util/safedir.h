@@ -26,5 +26,9 @@ struct safedir {
  * why (empty for -ENOENT of a folder not created). */
 int safedir_open(const struct safedir *sd, const char *dir, bool create, bool writer, char *why,
 		 size_t whylen);
+/* The folder that holds file path, checked as safedir_open checks a
+ * reader's: 0 (also when it is missing: whoever opens the file says so),
+ * or -errno with why. */
+int safedir_check_folder_of(const struct safedir *sd, const char *path, char *why, size_t whylen);
 
 #endif
