@@ -113,6 +113,7 @@ static int inspect(const char *path, const struct layer_http_opts *remote, bool 
 	struct diff_file *d;
 	char why[700], id[33], parent[33], note[1300], shown[4200];
 	uint64_t bad = 0;
+	const char *damage = NULL;
 	bool done;
 	int ret = e2b_inspect_file(path, remote, json, &done, note, sizeof(note));
 
@@ -123,7 +124,7 @@ static int inspect(const char *path, const struct layer_http_opts *remote, bool 
 		log_err("%s%s", why, note);
 		return exit_code_for_image(ret);
 	}
-	ret = diff_verify(d, &bad);
+	ret = diff_verify(d, &bad, &damage);
 	if (json) {
 		struct json j;
 		json_begin(&j, stdout);
@@ -132,7 +133,7 @@ static int inspect(const char *path, const struct layer_http_opts *remote, bool 
 		json_u64(&j, "frames", d->n_frames);
 		json_u64(&j, "file_size", d->file_size);
 		json_bool(&j, "verified", ret == 0);
-		if (ret)
+		if (damage)
 			json_u64(&j, "bad_frame", bad);
 		else
 			json_str(&j, "bad_frame", NULL);
@@ -153,13 +154,15 @@ static int inspect(const char *path, const struct layer_http_opts *remote, bool 
 		for (uint64_t i = 0; i < d->meta.n_extents; i++)
 			printf("  %12llu +%-10u %s\n", (unsigned long long)d->ext[i].start, d->ext[i].count,
 			       d->ext[i].kind == DIFF_DATA ? "data" : "zero");
-		printf("checksums: %s\n", ret ? "BAD" : "ok");
+		printf("checksums: %s\n", damage ? "BAD" : ret ? "not verified" : "ok");
 	}
-	if (ret)
-		log_err("%s: frame %llu: checksum mismatch or undecodable data", shown,
-			(unsigned long long)bad);
+	if (damage)
+		log_err("%s: frame %llu: %s", shown, (unsigned long long)bad, damage);
+	else if (ret)
+		log_err("%s: frame %llu: reading it to verify: %s", shown, (unsigned long long)bad,
+			strerror(-ret));
 	diff_close(d);
-	return ret ? EXIT_BAD_IMAGE : EXIT_OK;
+	return damage ? EXIT_BAD_IMAGE : ret ? exit_code_for_image(ret) : EXIT_OK;
 }
 
 /* Report a failure, or print the --json summary of an export (r) or a

@@ -509,6 +509,7 @@ static int tool_main(int argc, char **argv)
 	if (is_metrics) {
 		code = pool_metrics(devs, n, grace_s, textfile);
 	} else if (listing) {
+		pool_cache_sizes(devs, n);
 		view.hang_ms = ro.hang_ms;
 		code = list_devices(devs, n, argv + optind, argc - optind, is_status, json, check, &view,
 				    columns, &c);

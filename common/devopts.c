@@ -268,6 +268,7 @@ int devopts_finish(struct cli *c, struct server_config *cfg)
 {
 	static char abs_base[PATH_MAX], abs_cache[PATH_MAX], abs_root[PATH_MAX];
 	static char abs_record[PATH_MAX], abs_trace[PATH_MAX], abs_chunks[PATH_MAX];
+	static char abs_auth[PATH_MAX];
 	const char *auth = getenv("UBLK_HTTP_AUTH");
 
 	if (cfg->stack.base && cfg->stack.e2b_root) {
@@ -340,7 +341,9 @@ int devopts_finish(struct cli *c, struct server_config *cfg)
 	if (absolute_new(c, "--cache", &cfg->stack.cache, abs_cache, sizeof(abs_cache)) ||
 	    absolute_new(c, chunks_from_env ? "UBLK_CHUNK_CACHE" : "--chunk-cache", &cfg->stack.chunk_cache,
 			 abs_chunks, sizeof(abs_chunks)) ||
-	    absolute_new(c, "--record-access", &cfg->stack.record_access, abs_record, sizeof(abs_record)))
+	    absolute_new(c, "--record-access", &cfg->stack.record_access, abs_record, sizeof(abs_record)) ||
+	    /* not resolved: a rotated secret is a link that changes */
+	    absolute_new(c, "--auth-file", &cfg->stack.auth_file, abs_auth, sizeof(abs_auth)))
 		return CLI_DONE;
 	return 0;
 }

@@ -88,6 +88,8 @@ struct e2b_target {
 
 static void e2b_target_close(struct e2b_target *t, bool ok)
 {
+	if (t->made_dir && t->rootfd >= 0)
+		output_file_track_folder(t->rootfd, t->id_str, false);
 	if (t->dirfd >= 0)
 		close(t->dirfd);
 	/* a folder we made stays only with a build in it */
@@ -173,9 +175,10 @@ static int e2b_prepare(const struct export_opts *o, const char *root, const char
 	t->rootfd = open(t->out, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (t->rootfd < 0)
 		return WHY("%s: cannot open the storage root: %s", t->out, strerror(errno)), EXIT_FAIL;
-	if (!mkdirat(t->rootfd, t->id_str, 0777))   /* less the umask, as mkdir(1) */
+	if (!mkdirat(t->rootfd, t->id_str, 0777)) {   /* less the umask, as mkdir(1) */
 		t->made_dir = true;
-	else if (errno != EEXIST)
+		output_file_track_folder(t->rootfd, t->id_str, true);
+	} else if (errno != EEXIST)
 		return WHY("%s/%s: cannot create: %s", t->out, t->id_str, strerror(errno)), EXIT_FAIL;
 	t->dirfd = openat(t->rootfd, t->id_str, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 	if (t->dirfd < 0)
@@ -266,7 +269,8 @@ static int commit_build(struct e2b_target *t, struct atomic_file *daf, struct at
 		unlinkat(t->dirfd, dname, 0);
 		return ret;
 	}
-	if (fsync(t->dirfd) || (t->made_dir && fsync(t->rootfd))) {
+	/* the root too, also for a folder an interrupted export left unsynced */
+	if (fsync(t->dirfd) || fsync(t->rootfd)) {
 		ret = -errno;
 		WHY("%s/%s: build published, but syncing its folder failed (%s): it may not survive "
 		    "a crash of the host; check the filesystem", t->out, t->id_str, strerror(-ret));
@@ -436,6 +440,21 @@ static int refuse_input_as_output(const struct stack_config *inputs, const struc
 	return ret;
 }
 
+/* o->out (and a v3 pair's header) can be written, with need bytes free:
+ * 0 or an exit code. */
+static int check_output(const struct export_opts *o, uint64_t need, char *why, size_t whylen)
+{
+	char hpath[PATH_MAX];
+	int ret = output_file_check(o->out, need, why, whylen);
+
+	if (ret)
+		return ret == -ENOSPC ? EXIT_FAIL : EXIT_USAGE;
+	if (o->v3 && o->out && snprintf(hpath, sizeof(hpath), "%s.header", o->out) < (int)sizeof(hpath) &&
+	    output_file_refuse_special(hpath, why, whylen))
+		return EXIT_USAGE;
+	return 0;
+}
+
 /* t: write the next E2B build there, else a diff to o->out. */
 static int export_cache_to(const char *cache, const struct export_opts *o, struct e2b_target *t,
 			   struct export_result *r, char *why, size_t whylen)
@@ -448,12 +467,22 @@ static int export_cache_to(const char *cache, const struct export_opts *o, struc
 	int ret, code = 0;
 
 	const struct stack_config inputs = { .cache = cache };
-	if (!t && (refuse_input_as_output(&inputs, o, why, whylen) ||
-		   output_file_check(o->out, 0, why, whylen)))
+	if (!t && refuse_input_as_output(&inputs, o, why, whylen))
 		return EXIT_USAGE;
+	if (!t && (code = check_output(o, 0, why, whylen)))
+		return code;
 	ret = cache_export_open(cache, o->live, &ctx.x, why, whylen);
 	if (ret)
 		return ret == -EBUSY ? EXIT_BUSY : exit_code_for_image(ret);
+	/* E2B's readers take a mapping with no entries for "the whole device
+	 * is this build's data": an empty pair would read as an empty file */
+	if (!t && o->v3 && !ctx.x.n_ext) {
+		WHY("%s: nothing changed, which a v3 header cannot say (to E2B an empty mapping "
+		    "means the whole device is its data file); nothing was written: export it with "
+		    "--format diff", cache);
+		cache_export_close(&ctx.x);
+		return EXIT_FAIL;
+	}
 	ctx.x.meta.flags = o->zstd ? DIFF_FLAG_ZSTD : 0;
 	ctx.x.meta.frame_size = o->frame_size ? o->frame_size : DIFF_DEFAULT_FRAME;
 	ctx.x.meta.level = o->level;
@@ -507,6 +536,7 @@ static int export_cache_to(const char *cache, const struct export_opts *o, struc
 	}
 	r->meta = ctx.x.meta;
 	r->ms = now_ms() - start;
+	progress_end(&ctx.p);
 	cache_export_close(&ctx.x);
 	return code ? code : ret ? EXIT_FAIL : 0;
 }
@@ -531,9 +561,14 @@ int export_cache(const char *cache, const struct export_opts *o, struct export_r
 static int e2b_device_target(uint32_t id, const struct export_opts *o, struct e2b_target *t,
 			     char *why, size_t whylen)
 {
-	char root[PATH_MAX] = "", build[64] = "", name[64] = "";
+	char root[PATH_MAX] = "", build[64] = "", name[64] = "", layer[PATH_MAX] = "";
 
 	*t = (struct e2b_target){ .rootfd = -1, .dirfd = -1 };
+	/* refused by the export once the cache is open: said before the stop */
+	if (!state_config_get(id, "layer", layer, sizeof(layer)) && layer[0])
+		return WHY("ublkb%u: has a --layer between its E2B build and its cache: only a cache "
+			   "directly over a build becomes its next build; nothing was changed", id),
+		       EXIT_BAD_IMAGE;
 	if (o->e2b_root)
 		return e2b_prepare(o, o->e2b_root, o->e2b_build, o->e2b_file, t, why, whylen);
 	state_config_get(id, "e2b", root, sizeof(root));
@@ -545,11 +580,37 @@ static int e2b_device_target(uint32_t id, const struct export_opts *o, struct e2
 	return e2b_prepare(o, root, build, name, t, why, whylen);
 }
 
+/* A typo in -o must not cost the device, nor hold its writes: the output
+ * is checked before the device is stopped or frozen. The diff holds at
+ * most what the cache holds, and may not replace the cache, or the base
+ * or a layer below it, which the state entry names. */
+static int check_device_output(uint32_t id, const char *cache, const struct export_opts *o,
+			       char *why, size_t whylen)
+{
+	struct server_config dc;
+	char sub[700];
+	struct stat st;
+	int ret;
+
+	uint64_t need = stat(cache, &st) ? 0 : (uint64_t)st.st_blocks * 512 + (1u << 20);
+	if ((ret = check_output(o, need, sub, sizeof(sub))))
+		return WHY("ublkb%u: %s; nothing was changed", id, sub), ret;
+	devopts_defaults(&dc);
+	if ((ret = devconfig_read(id, &dc, sub, sizeof(sub))))
+		return WHY("%s; nothing was changed (-o cannot be checked against its base and "
+			   "layers: export its cache with --cache once it is deleted)", sub), ret;
+	dc.stack.cache = cache;
+	if (refuse_input_as_output(&dc.stack, o, sub, sizeof(sub)))
+		return WHY("ublkb%u: %s; nothing was changed", id, sub), EXIT_USAGE;
+	return 0;
+}
+
 int export_device(uint32_t id, const struct export_opts *o, struct export_result *r,
 		  char *why, size_t whylen)
 {
 	struct e2b_target t;
 	char cache[PATH_MAX], sub[700];
+	struct stat st;
 	int ret, code;
 
 	if (state_config_get(id, "cache", cache, sizeof(cache)))
@@ -560,24 +621,8 @@ int export_device(uint32_t id, const struct export_opts *o, struct export_result
 			   id), EXIT_USAGE;
 	if (o->e2b && (code = e2b_device_target(id, o, &t, why, whylen)))
 		return e2b_target_close(&t, false), code;
-	/* A typo in -o must not cost the device: the output is checked before
-	 * the device is stopped. The diff holds at most what the cache holds. */
-	struct stat st;
-	uint64_t need = stat(cache, &st) ? 0 : (uint64_t)st.st_blocks * 512 + (1u << 20);
-	if (!o->e2b && (ret = output_file_check(o->out, need, sub, sizeof(sub))))
-		return WHY("ublkb%u: %s; nothing was changed", id, sub), ret == -ENOSPC ? EXIT_FAIL : EXIT_USAGE;
-	char hpath[PATH_MAX];   /* v3's second file, written next to the first */
-	if (o->v3 && o->out && snprintf(hpath, sizeof(hpath), "%s.header", o->out) < (int)sizeof(hpath) &&
-	    output_file_refuse_special(hpath, sub, sizeof(sub)))
-		return WHY("ublkb%u: %s; nothing was changed", id, sub), EXIT_USAGE;
-	/* nor may it replace the base or a layer: the state entry names them */
-	struct server_config dc;
-	devopts_defaults(&dc);
-	if (devconfig_read(id, &dc, sub, sizeof(sub)))
-		dc.stack = (struct stack_config){ 0 };
-	dc.stack.cache = cache;
-	if (!o->e2b && refuse_input_as_output(&dc.stack, o, sub, sizeof(sub)))
-		return WHY("ublkb%u: %s; nothing was changed", id, sub), EXIT_USAGE;
+	if (!o->e2b && (code = check_device_output(id, cache, o, why, whylen)))
+		return code;
 	ret = device_delete(id, o->timeout_ms, false, sub, sizeof(sub));
 	if (ret) {
 		if (o->e2b)
@@ -654,6 +699,8 @@ int export_live(uint32_t id, const struct export_opts *o, struct export_result *
 		       EXIT_NO_DEVICE;
 	if (!cache[0])
 		return WHY("ublkb%u: has no --cache: nothing to export", id), EXIT_USAGE;
+	if (!o->e2b && (code = check_device_output(id, cache, o, why, whylen)))
+		return code;
 	if (o->e2b && (code = e2b_device_target(id, o, &t, why, whylen)))
 		return e2b_target_close(&t, false), code;
 	held.fd = ctlsock_connect_why(id, o->timeout_ms, why, whylen);
@@ -669,9 +716,12 @@ int export_live(uint32_t id, const struct export_opts *o, struct export_result *
 		 o->timeout_ms > CTLSOCK_MAX_HOLD_MS ? CTLSOCK_MAX_HOLD_MS : o->timeout_ms));
 	ret = ctlsock_ask(held.fd, req, line, sizeof(line), o->timeout_ms + 2000);
 	if (ret <= 0 || strcmp(line, "frozen")) {
-		code = ret == -ETIMEDOUT ? EXIT_TIMEOUT : EXIT_FAIL;
-		WHY("ublkb%u: server did not freeze: %s", id, ret > 0 ? line :
-		    ret ? strerror(-ret) : "connection closed");
+		bool expired = ret > 0 && !strcmp(line, "expired");
+		code = ret == -ETIMEDOUT || expired ? EXIT_TIMEOUT : EXIT_FAIL;
+		WHY("ublkb%u: server did not freeze: %s%s", id, ret > 0 ? line :
+		    ret ? strerror(-ret) : "connection closed", expired ? ": making its cache durable "
+		    "took longer than the hold (--timeout): retry with a longer one, or export the "
+		    "stopped device" : "");
 		close(held.fd);
 		if (o->e2b)
 			e2b_target_close(&t, false);
@@ -687,16 +737,16 @@ int export_live(uint32_t id, const struct export_opts *o, struct export_result *
 	return code;
 }
 
-int diff_verify(const struct diff_file *d, uint64_t *bad)
+int diff_verify(const struct diff_file *d, uint64_t *frame, const char **damage)
 {
 	uint8_t *buf = malloc(d->meta.frame_size), *scratch = malloc(ZSTD_compressBound(d->meta.frame_size));
 	int ret = buf && scratch ? 0 : -ENOMEM;
-	const char *why;
 
+	*damage = NULL;
 	/* quiet: the caller reports the first bad frame */
 	for (uint64_t i = 0; i < d->n_frames && !ret; i++)
-		if ((ret = diff_read_frame_quiet(d, i, buf, scratch, &why)))
-			*bad = i;
+		if ((ret = diff_read_frame_quiet(d, i, buf, scratch, damage)))
+			*frame = i;
 	free(buf);
 	free(scratch);
 	return ret;
@@ -840,6 +890,7 @@ int export_flatten(const struct server_config *cfg, const char *outp, bool progr
 			ret = cret;
 	}
 	*bytes = top->size;
+	progress_end(&p);
 	io_uring_queue_exit(&ring);
 	layer_close(top);
 	free(buf);

@@ -75,7 +75,9 @@ int export_live(uint32_t id, const struct export_opts *o, struct export_result *
  * plain image to out (NULL or "-": stdout). Returns a tool exit code. */
 int export_flatten(const struct server_config *cfg, const char *out, bool progress,
 		   uint64_t *bytes, char *why, size_t whylen);
-/* Check every frame's checksum. 0, or -EIO with *bad the first bad frame. */
-int diff_verify(const struct diff_file *d, uint64_t *bad);
+/* Check every frame's checksum. 0; -EIO with *frame the first damaged
+ * frame and *damage what is wrong with it; or -errno with *frame the
+ * frame that could not be read (*damage NULL). */
+int diff_verify(const struct diff_file *d, uint64_t *frame, const char **damage);
 
 #endif

@@ -251,6 +251,14 @@ static int kill_hung(const struct pool_dev *devs, int n, const struct reclaim_op
 		killed[i] = -1;
 		if (!hung[i])
 			continue;
+		/* killed, it would be a dead server's device, which reclaim
+		 * deletes: a stall would cost the sandbox its device and cache */
+		if (!d->can_recover) {
+			log_err("ublkb%u: %s: not killed, as it could not be recovered (made with "
+				"--no-recovery, or its entry cannot start a server): delete it with "
+				"ublk-del if it stays so", d->id, why[i]);
+			continue;
+		}
 		/* the pidfd of the process that serves the device, not of one
 		 * that took a dead server's pid */
 		int pidfd = device_server_pidfd(d->id, d->pid);

@@ -60,6 +60,7 @@ struct server {
 	int io_flusher_err;     /* PR_SET_IO_FLUSHER's -errno */
 	bool released;          /* the queues were let on to fetch (or end) */
 	int fd_reserve;         /* a recovery's fd for /dev/ublkcN, kept from before its START */
+	char image[2048];       /* the stack's version: the entry's image file */
 };
 
 /* How long a server whose device never went live waits for its queue
@@ -178,8 +179,9 @@ static void set_params(const struct server *s, struct ublk_params *p)
 	p->basic.max_sectors = s->info.max_io_buf_bytes >> 9;
 	p->basic.dev_sectors = size >> 9;
 	p->discard.discard_granularity = LAYER_BLOCK_SIZE;
-	p->discard.max_discard_sectors = UINT32_MAX >> 9;
-	p->discard.max_write_zeroes_sectors = UINT32_MAX >> 9;
+	/* whole blocks: 6.1 cuts a long zero-out at exactly this many sectors */
+	p->discard.max_discard_sectors = (UINT32_MAX >> 9) & ~7u;
+	p->discard.max_write_zeroes_sectors = (UINT32_MAX >> 9) & ~7u;
 	p->discard.max_discard_segments = 1;
 	if (ro)
 		p->types &= ~UBLK_PARAM_TYPE_DISCARD;
@@ -220,6 +222,30 @@ static void write_stats(struct server *s)
 	s->stats_failing = true;
 }
 
+/* A recovery serves the image its device was made over, or nothing: the
+ * guest's page cache, its mounted file system and the cache's writes all
+ * hold the old version (docs/state-dir.md, image). */
+static int same_image(struct server *s)
+{
+	char was[sizeof(s->image)];
+	int id = s->cfg->recover_id;
+	int n = state_read((uint32_t)id, "image", was, sizeof(was));
+
+	if (n == -ENOENT)   /* an entry of before the file */
+		return 0;
+	if (n < 0)
+		return fail(s, EXIT_FAIL, "ublkb%d: reading the version of the image it was made "
+			    "over (image in its state entry): %s", id, strerror(-n));
+	if (!strcmp(was, s->image))
+		return 0;
+	bool resized = strncmp(was, s->image, strcspn(was, "\n") + 1);
+	return fail(s, EXIT_BAD_IMAGE, "ublkb%d: the image is not the one the device was made over "
+		    "(%s): its guest and cache hold data of the old one, which cannot be read any "
+		    "more; nothing was recovered: delete the device (ublk-del %d) and add it again "
+		    "over a new cache", id, resized ? "its size changed" :
+		    "a remote image changed on its server: another ETag, Last-Modified or size", id);
+}
+
 static int build_stack(struct server *s)
 {
 	struct stack_config sc = s->cfg->stack;
@@ -234,7 +260,11 @@ static int build_stack(struct server *s)
 		sc.record_access = NULL;
 	}
 	int code = stack_open(&sc, &s->layer, why, sizeof(why));
-	return code ? fail(s, code, "%s", why) : 0;
+	if (code)
+		return fail(s, code, "%s", why);
+	if (stack_image_text(s->layer, s->image, sizeof(s->image)))
+		return fail(s, EXIT_FAIL, "the image's version: too many remote images to name");
+	return s->cfg->recover_id >= 0 ? same_image(s) : 0;
 }
 
 /* Wait for each of the n queues' signal of a step, then for its result. */
@@ -645,7 +675,8 @@ static int claim_state(struct server *s, const char *state)
 	 * all: judged as this server's until its first own, they could get it
 	 * killed for a hang */
 	state_write_volatile(s->dev_id, "stats", "{}\n");
-	if ((ret = write_pid(s)) || (ret = state_write(s->dev_id, "state", state)))
+	if ((ret = write_pid(s)) || (ret = state_write(s->dev_id, "state", state)) ||
+	    (s->cfg->recover_id < 0 && (ret = state_write(s->dev_id, "image", s->image))))
 		return fail(s, EXIT_FAIL, "ublkb%d: writing state: %s", s->dev_id, strerror(-ret));
 	s->ctl_fd = ctlsock_listen(s->dev_id);
 	if (s->ctl_fd < 0)

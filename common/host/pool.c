@@ -125,8 +125,15 @@ static void load_entry(struct pool_dev *d)
 	}
 	if ((d->has_uptime = !state_stat(d->id, "version", &st)))
 		d->uptime_s = time(NULL) > st.st_mtime ? (uint64_t)(time(NULL) - st.st_mtime) : 0;
-	if ((d->has_cache_bytes = d->cache[0] && !stat(d->cache, &st)))
-		d->cache_bytes = (uint64_t)st.st_blocks * 512;
+}
+
+void pool_cache_sizes(struct pool_dev *devs, int n)
+{
+	struct stat st;
+
+	for (int i = 0; i < n; i++)
+		if ((devs[i].has_cache_bytes = devs[i].cache[0] && !stat(devs[i].cache, &st)))
+			devs[i].cache_bytes = (uint64_t)st.st_blocks * 512;
 }
 
 int pool_remove_entry(const struct pool_dev *d)
@@ -325,8 +332,9 @@ int pool_scan(struct pool_dev **out, uint64_t settle_ms)
 		 * one never said live was never handed to anyone (its ublk-add
 		 * and server were killed together): brought back, nobody would
 		 * know of it */
-		devs[i].recoverable &= devs[i].restartable && !devs[i].alive &&
-				       !entry_is_earlier(&devs[i]) && strcmp(devs[i].state, "starting");
+		devs[i].can_recover = devs[i].recoverable && devs[i].restartable &&
+				      !entry_is_earlier(&devs[i]) && strcmp(devs[i].state, "starting");
+		devs[i].recoverable = devs[i].can_recover && !devs[i].alive;
 	}
 	state_dir_release();
 	if (n)

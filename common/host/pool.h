@@ -34,6 +34,8 @@ struct pool_dev {
 				   pool_scan's wait ran out */
 	bool recoverable;       /* made with user recovery and not stopped: IO waits
 				   for a new server (ublk-serve --recover) */
+	bool can_recover;       /* would be recoverable if its server died (a hung
+				   one is killed only then) */
 	char state[16];         /* the entry's: starting, live, stopping */
 	char base[PATH_MAX], cache[PATH_MAX], name[72];
 	char e2b_root[PATH_MAX], e2b_build[40];  /* a device over an E2B build, else "" */
@@ -69,6 +71,10 @@ int pool_remove_entry(const struct pool_dev *d);
  * is waited for, all of them within settle_ms together; with 0 it counts
  * as alive. */
 int pool_scan(struct pool_dev **out, uint64_t settle_ms);
+/* The space each device's cache takes (cache_bytes), for list and status
+ * only: a stat of a path on a storage mount that hangs hangs with it,
+ * and watch, reclaim and metrics must go on for the other devices. */
+void pool_cache_sizes(struct pool_dev *devs, int n);
 #define POOL_GRACE_S 30
 
 /* Why reclaim would act on d, or NULL if d is healthy. A dead server's

@@ -13,6 +13,7 @@
  * our custom auth header (CURLOPT_HTTPHEADER) to any host it is sent to.
  */
 #include "image/http.h"
+#include "util/fileio.h"
 #include "util/log.h"
 #include "util/safedir.h"
 #include "util/timeutil.h"
@@ -357,23 +358,60 @@ void http_url_for_log(const char *url, char *buf, size_t len)
 		 u.query ? "?..." : "");
 }
 
+/* An --auth-file's name, its links followed one by one into real: each
+ * link root's or ours, in a folder only root or we can change (sticky is
+ * enough, as the link's owner is checked), so that nobody else can point
+ * any hop of the way elsewhere. A Kubernetes secret is two such links. */
+static int auth_file_follow(const char *path, char *real, char *why, size_t whylen)
+{
+	static const struct safedir auth_folder = { "its folder", "--auth-file", true, true };
+	char cur[PATH_MAX], target[PATH_MAX], dir[PATH_MAX], sub[600];
+	struct stat st;
+	int ret;
+
+	if (snprintf(cur, sizeof(cur), "%s", path) >= (int)sizeof(cur))
+		return WHY("--auth-file: path too long"), -ENAMETOOLONG;
+	for (int hop = 0; hop < 40; hop++) {
+		if ((ret = safedir_check_folder_of(&auth_folder, cur, sub, sizeof(sub))))
+			return WHY("--auth-file %s: %s%s%s", path, strcmp(cur, path) ? "through " : "",
+				   strcmp(cur, path) ? cur : "", sub), ret;
+		if (lstat(cur, &st))
+			return WHY("--auth-file %s: %s", path, strerror(errno)), -errno;
+		if (!S_ISLNK(st.st_mode))
+			return snprintf(real, PATH_MAX, "%s", cur), 0;
+		if (st.st_uid != geteuid() && st.st_uid != 0)
+			return WHY("--auth-file %s: the symbolic link %s is another user's (uid %u), who "
+				   "could point it at any file of root's: give the file itself", path, cur,
+				   (unsigned)st.st_uid), -EPERM;
+		ssize_t n = readlink(cur, target, sizeof(target) - 1);
+		if (n < 0)
+			return WHY("--auth-file %s: %s: %s", path, cur, strerror(errno)), -errno;
+		target[n] = 0;
+		if (path_folder(cur, dir, sizeof(dir)) ||
+		    snprintf(cur, sizeof(cur), "%s%s%s", target[0] == '/' ? "" : dir,
+			     target[0] == '/' ? "" : "/", target) >= (int)sizeof(cur))
+			return WHY("--auth-file %s: path too long", path), -ENAMETOOLONG;
+	}
+	return WHY("--auth-file %s: too many symbolic links", path), -ELOOP;
+}
+
 /* The first line of an --auth-file into line (HTTP_MAX_AUTH_LEN + 2).
  * The file is the operator's (a link is followed: a Kubernetes secret is
  * one), but root reads it again at every recovery: it must be a regular
- * file that only its owner, ours or root, may change, in a folder only
- * root or we can change (else another user could point the name at a
- * file of root's, whose first line would be sent to the server). */
+ * file that only its owner, ours or root, may change, reached through
+ * folders and links only root or we can change (else another user could
+ * point the name at a file of root's, whose first line would be sent to
+ * the server). */
 static int read_auth_file(const char *path, char *line, char *why, size_t whylen)
 {
-	static const struct safedir auth_folder = { "its folder", "--auth-file", true, true };
-	char sub[600];
-	int fd, ret = safedir_check_folder_of(&auth_folder, path, sub, sizeof(sub));
+	char real[PATH_MAX];
+	int fd, ret = auth_file_follow(path, real, why, whylen);
 	struct stat st;
 	ssize_t n = 0;
 
 	if (ret)
-		return WHY("--auth-file %s: %s", path, sub), ret;
-	fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
+		return ret;
+	fd = open(real, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY | O_NOFOLLOW);
 	if (fd < 0 || fstat(fd, &st))
 		ret = -errno;
 	else if (!S_ISREG(st.st_mode))

@@ -174,6 +174,9 @@ int layer_fault_open(const char *spec, struct layer *lower, struct layer **out,
 	f->l.ops = &fault_ops;
 	f->l.lower = lower;
 	f->l.size = lower->size;
+	/* it presents the image below as it is */
+	memcpy(f->l.id, lower->id, sizeof(f->l.id));
+	f->l.generation = lower->generation;
 	f->l.read_only = lower->read_only;
 	f->l.priv_size = sizeof(struct fault_io);
 	*out = &f->l;

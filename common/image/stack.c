@@ -10,6 +10,7 @@
 #include "image/layer_fault.h"
 #include "image/http.h"
 #include "image/image.h"
+#include "util/cfgline.h"
 #include "util/output_file.h"
 
 #include <errno.h>
@@ -236,4 +237,19 @@ fail:
 fail_base:
 	access_log_free(ho.access);
 	return code;
+}
+
+int stack_image_text(const struct layer *top, char *buf, size_t len)
+{
+	char size[24];
+	size_t used = 0;
+	int ret;
+
+	snprintf(size, sizeof(size), "%llu", (unsigned long long)top->size);
+	buf[0] = 0;
+	ret = cfgline_append(buf, len, &used, "size", size);
+	for (const struct layer *l = top; l && !ret; l = l->lower)
+		if (l->version[0])
+			ret = cfgline_append(buf, len, &used, "remote", l->version);
+	return ret;
 }

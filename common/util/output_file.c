@@ -17,6 +17,8 @@
 static struct atomic_file *volatile pending[MAX_OUTPUTS];
 static struct sigaction saved[3];
 static const int caught[3] = { SIGINT, SIGTERM, SIGHUP };
+static volatile int pending_dirfd = -1;
+static char pending_folder[64];
 static int n_pending;
 
 static void on_fatal_signal(int sig)
@@ -24,25 +26,42 @@ static void on_fatal_signal(int sig)
 	for (int i = 0; i < MAX_OUTPUTS; i++)
 		if (pending[i])
 			atomic_file_abort(pending[i]);
+	if (pending_dirfd >= 0)   /* after its files: empty unless it holds others' */
+		unlinkat(pending_dirfd, pending_folder, AT_REMOVEDIR);
 	signal(sig, SIG_DFL);
 	raise(sig);
 }
 
-void output_file_track(struct atomic_file *af, bool on)
+static void count_pending(bool on)
 {
 	struct sigaction sa = { .sa_handler = on_fatal_signal };
 
-	for (int i = 0; i < MAX_OUTPUTS; i++)
-		if (on ? !pending[i] : pending[i] == af) {
-			pending[i] = on ? af : NULL;
-			break;
-		}
 	if (on && n_pending++ == 0)
 		for (int i = 0; i < 3; i++)
 			sigaction(caught[i], &sa, &saved[i]);
 	if (!on && --n_pending == 0)
 		for (int i = 0; i < 3; i++)
 			sigaction(caught[i], &saved[i], NULL);
+}
+
+void output_file_track(struct atomic_file *af, bool on)
+{
+	for (int i = 0; i < MAX_OUTPUTS; i++)
+		if (on ? !pending[i] : pending[i] == af) {
+			pending[i] = on ? af : NULL;
+			break;
+		}
+	count_pending(on);
+}
+
+void output_file_track_folder(int dirfd, const char *name, bool on)
+{
+	if (on == (pending_dirfd >= 0) || (on && strlen(name) >= sizeof(pending_folder)))
+		return;
+	if (on)
+		snprintf(pending_folder, sizeof(pending_folder), "%s", name);
+	pending_dirfd = on ? dirfd : -1;
+	count_pending(on);
 }
 
 void output_file_hold_signals(sigset_t *before)

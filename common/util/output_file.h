@@ -53,6 +53,10 @@ int output_file_close(struct output_file *o, bool ok, char *why, size_t whylen);
 /* While on, af's named temporary is removed if SIGINT, SIGTERM or SIGHUP
  * ends the process (for outputs opened with atomic_file_open directly). */
 void output_file_track(struct atomic_file *af, bool on);
+/* While on, folder name in dirfd (one at a time; name at most 63 bytes)
+ * is removed if one of those signals ends the process and it is empty by
+ * then (a folder made for outputs that are tracked too). */
+void output_file_track_folder(int dirfd, const char *name, bool on);
 /* Hold those three signals off this thread until output_file_release_signals,
  * for steps that must end together (two names given one after the
  * other). *before is the mask to give back. */

@@ -3,6 +3,7 @@
 
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 void progress_bytes(uint64_t bytes, char *buf, size_t len)
 {
@@ -27,9 +28,11 @@ void progress_show(struct progress *p, uint64_t done, uint64_t total)
 
 	if (!p->on)
 		return;
+	if (!p->tty)
+		p->tty = isatty(STDERR_FILENO) ? 1 : -1;
 	if (!p->start_ms)
 		p->start_ms = now;
-	if (done < total && now - p->last_ms < 100)
+	if (done < total && now - p->last_ms < (p->tty > 0 ? 100 : 10000))
 		return;
 	p->last_ms = now;
 	progress_bytes(done * unit, d, sizeof(d));
@@ -45,7 +48,15 @@ void progress_show(struct progress *p, uint64_t done, uint64_t total)
 				 (unsigned long long)(left_s % 60));
 		}
 	}
-	fprintf(stderr, "\r%s: %3llu%%  %s of %s%s%s%s\033[K%s", p->what,
+	p->open = p->tty > 0 && done < total;
+	fprintf(stderr, "%s%s: %3llu%%  %s of %s%s%s%s%s%s", p->tty > 0 ? "\r" : "", p->what,
 		(unsigned long long)(total ? done * 100 / total : 100), d, t, rate[0] ? "  " : "", rate,
-		eta, done >= total ? "\n" : "");
+		eta, p->tty > 0 ? "\033[K" : "", p->open ? "" : "\n");
+}
+
+void progress_end(struct progress *p)
+{
+	if (p->open)
+		fputc('\n', stderr);
+	p->open = false;
 }

@@ -165,6 +165,15 @@ teardown() {
 	"$B/ublk-export-diff" --flatten --base "$T/sparse" -o - | cmp - "$T/sparse"
 }
 
+@test "--progress where standard error is no terminal: plain lines, no redrawing, the last at 100%" {
+	truncate -s 64M "$T/sparse"
+	"$B/ublk-export-diff" --flatten --progress --base "$T/sparse" -o "$T/flat.img" 2>"$T/err"
+	cat -A "$T/err"
+	[ "$(tr -cd '\r\033' <"$T/err" | wc -c)" -eq 0 ]
+	[[ "$(tail -n 1 "$T/err")" == "flatten: 100%  64.0 MiB of 64.0 MiB"* ]]
+	[ "$(grep -c '^flatten: ' "$T/err")" -eq "$(wc -l <"$T/err")" ]
+}
+
 @test "an output that is one of the files it is made from, or that the device reads, is refused" {
 	: >"$T/c"
 	: >"$T/c.map"

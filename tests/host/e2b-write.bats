@@ -269,6 +269,33 @@ check_build() {
 	check_build "$GEN2" "$T/want"
 }
 
+@test "--format e2b: an export ended by SIGTERM leaves no file and not the folder it made" {
+	"$REF" template "$T/root" "$T/img" "$ROOT_ID" --layout 4
+	cache c "$ROOT_ID" 0 1 2
+	# its first fsync held 3 s, the signal sent meanwhile
+	traced -o /dev/null -e trace=fsync -e inject=fsync:delay_enter=3000000:when=1 -- \
+		sh -c 'echo $$ >"$0/export.pid" && exec "$@"' "$T" \
+		"$B/ublk-export-diff" --cache "$T/c" --format e2b --e2b "$T/root" --build "$ROOT_ID" \
+		--build-id "$GEN1" --compress zstd &
+	tracer=$!
+	wait_until 30 '[ -d "$T/root/$GEN1" ] && [ -s "$T/export.pid" ]'
+	kill -TERM "$(cat "$T/export.pid")"
+	rc=0
+	wait "$tracer" || rc=$?
+	[ "$rc" -eq 143 ]
+	[ ! -e "$T/root/$GEN1" ]
+	[ "$(ls -A "$T/root")" = "$ROOT_ID" ]
+	# a folder such an export left (an older version, SIGKILL) is taken
+	# as it is, and the root synced once the build is in it
+	mkdir "$T/root/$GEN1"
+	run traced -o "$T/trace" -e trace=fsync -- \
+		"$B/ublk-export-diff" --cache "$T/c" --format e2b --e2b "$T/root" --build "$ROOT_ID" --build-id "$GEN1"
+	[ "$status" -eq 0 ]
+	[ "$(grep -c '^[0-9]* *fsync(' "$T/trace")" -eq 5 ]
+	apply_writes "$T/img" "$T/want" 1 2
+	check_build "$GEN1" "$T/want"
+}
+
 @test "--format v3 over an older pair: the old header goes first, so a pair cut short has none" {
 	"$REF" template "$T/root" "$T/img" "$ROOT_ID" --layout 3
 	cache c "$ROOT_ID" 0 1

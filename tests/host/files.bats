@@ -245,7 +245,7 @@ teardown() {
 fake_ctl_server() {
 	mkdir -m 0700 "$S/ublkb5"
 	printf '2\n' >"$S/ublkb5/version"
-	printf 'cache=%s\n' "$T/cache" >"$S/ublkb5/config"
+	printf 'base=%s\ncache=%s\n' "$T/base" "$T/cache" >"$S/ublkb5/config"
 	python3 - "$S/ublkb5" "$1" 3>&- <<'PY' &
 import os, signal, socket, sys
 entry, mode = sys.argv[1], sys.argv[2]

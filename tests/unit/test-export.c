@@ -110,6 +110,55 @@ static void check_no_leftovers(const char *what)
 		closedir(d);
 }
 
+/* --inspect tells a damaged frame (exit 5) from one it could not read */
+static void test_verify(const char *path)
+{
+	struct diff_file *d;
+	uint64_t frame = 7;
+	const char *damage = "x";
+	char why[600];
+	int ret, fd;
+
+	CHECK(diff_open(path, NULL, &d, why, sizeof(why)) == 0 && d->n_frames > 1, "open: %s", why);
+	uint64_t second = d->frames[1].offset;
+	CHECK(diff_verify(d, &frame, &damage) == 0 && !damage, "a good diff verifies");
+	diff_close(d);
+	fd = open(path, O_RDWR);
+	CHECK(pwrite(fd, "\x5a\xa5\x5a\xa5", 4, second + 20) == 4, "damage frame 1");
+	CHECK(diff_open(path, NULL, &d, why, sizeof(why)) == 0, "damaged diff opens: %s", why);
+	ret = diff_verify(d, &frame, &damage);
+	CHECK(ret == -EIO && frame == 1 && damage, "damaged frame named: %d %llu %s", ret,
+	      (unsigned long long)frame, damage ? damage : "-");
+	CHECK(ftruncate(fd, second) == 0, "cut the diff under its reader");
+	ret = diff_verify(d, &frame, &damage);
+	CHECK(ret < 0 && frame == 1 && !damage, "a frame that cannot be read is no damage: %d %llu %s",
+	      ret, (unsigned long long)frame, damage ? damage : "-");
+	diff_close(d);
+	close(fd);
+}
+
+/* A v3 header with no entry is, to E2B's readers, the whole device in
+ * its data file: an unchanged cache is not exported as one. */
+static void test_v3_unchanged(const char *base)
+{
+	struct export_result r;
+	struct export_opts o = { .out = at("empty.v3"), .v3 = true, .keep = true, .timeout_ms = 10000 };
+	struct layer *b, *l;
+	char why[1024] = "";
+
+	CHECK(layer_file_open(base, true, &b) == 0, "open base");
+	CHECK(layer_cache_open(at("empty.cache"), b, 0, false, &l, why, sizeof(why)) == 0, "cache: %s", why);
+	layer_close(l);
+	CHECK(export_cache(at("empty.cache"), &o, &r, why, sizeof(why)) == EXIT_FAIL &&
+	      strstr(why, "nothing changed, which a v3 header cannot say"), "empty v3 refused: %s", why);
+	CHECK(access(at("empty.v3"), F_OK) && access(at("empty.v3.header"), F_OK), "nothing written");
+	o.v3 = false;
+	o.out = at("empty.diff");
+	CHECK(export_cache(at("empty.cache"), &o, &r, why, sizeof(why)) == 0 && r.meta.n_extents == 0,
+	      "as a diff: %s", why);
+	check_no_leftovers("a refused v3 export");
+}
+
 static void test_export(const char *base)
 {
 	struct export_result r;
@@ -127,6 +176,11 @@ static void test_export(const char *base)
 	o.zstd = true;
 	CHECK(export_cache(at("c.cache"), &o, &r, why, sizeof(why)) == 0, "zstd export: %s", why);
 	check_diff_reads(base, at("z.diff"));
+	o.frame_size = 16 * BS;
+	o.out = at("v.diff");
+	CHECK(export_cache(at("c.cache"), &o, &r, why, sizeof(why)) == 0, "export in frames: %s", why);
+	test_verify(at("v.diff"));
+	o.frame_size = 0;
 
 	/* an output that cannot be written: an error, nothing left */
 	o.out = at("missing/x.diff");
@@ -333,6 +387,7 @@ int main(void)
 		return 2;
 	close(fd);
 	test_export(at("base.img"));
+	test_v3_unchanged(at("base.img"));
 	test_flatten(at("base.img"));
 	test_flatten_sparse();
 	test_too_fragmented();

@@ -721,6 +721,45 @@ static void test_remote_close(int port)
 	CHECK(!access(trace, F_OK), "the trace written");
 }
 
+/* --auth-file's links, followed hop by hop: a Kubernetes secret's two
+ * links are taken; a hop through another user's folder or link is not,
+ * as that user could point it at any file of root's. In folder dir. */
+static void test_auth_links(const char *dir)
+{
+	struct http_opts o;
+	char p[8][400], why[700] = "";
+	FILE *f;
+
+	const char *names[] = { "..2026_12_07", "..2026_12_07/token", "..data", "token", "user",
+				"user/token", "via-user", "shadow" };
+	for (int i = 0; i < 8; i++)
+		snprintf(p[i], sizeof(p[i]), "%s/%s", dir, names[i]);
+	CHECK(!mkdir(p[0], 0700), "mkdir %s", p[0]);
+	f = fopen(p[1], "w");
+	fputs("s3cret\n", f);
+	fclose(f);
+	chmod(p[1], 0600);
+	CHECK(!symlink("..2026_12_07", p[2]) && !symlink("..data/token", p[3]), "secret links");
+	CHECK(!http_opts_init(&o, p[3], why, sizeof(why)) && o.auth_header &&
+	      !strcmp(o.auth_header, "Authorization: Bearer s3cret"), "a Kubernetes secret: %s", why);
+	/* a folder of another user's on the way: refused, whatever it points at */
+	f = fopen(p[7], "w");
+	fputs("root:HASH:19000::::::\n", f);
+	fclose(f);
+	chmod(p[7], 0640);
+	CHECK(!mkdir(p[4], 0755) && !chown(p[4], 65534, 65534), "another user's folder");
+	CHECK(!symlink(p[7], p[5]) && !lchown(p[5], 65534, 65534), "their link to root's file");
+	CHECK(!symlink("user/token", p[6]), "our link into their folder");
+	CHECK(http_opts_init(&o, p[6], why, sizeof(why)) == -EPERM && strstr(why, "through") &&
+	      strstr(why, "user/token") && strstr(why, "uid 65534"), "a hop through their folder: %s", why);
+	/* their link in a sticky folder (as /tmp): the link's owner decides */
+	CHECK(!chown(p[4], 0, 0) && !chmod(p[4], 01777), "a sticky folder of root's");
+	CHECK(http_opts_init(&o, p[6], why, sizeof(why)) == -EPERM &&
+	      strstr(why, "is another user's (uid 65534)"), "their link in a sticky folder: %s", why);
+	for (int i = 7; i >= 0; i--)
+		CHECK(!remove(p[i]) || errno == ENOENT, "remove %s", p[i]);
+}
+
 /* --auth-file: a regular file only its owner may change, one line of at
  * most HTTP_MAX_AUTH_LEN bytes, whole in the header */
 static void test_auth_file(void)
@@ -766,6 +805,7 @@ static void test_auth_file(void)
 	      "DEL: %s", why);
 	unlink(path);
 	*strrchr(path, '/') = 0;
+	test_auth_links(path);
 	rmdir(path);
 }
 

@@ -81,7 +81,7 @@ dev_sum() { sha256sum <"$1" | cut -d' ' -f1; }
 	# a flipped byte in the data: header fine, the frame checksum catches it
 	cp "$T/d1.diff" "$T/bad.diff"
 	flip_byte "$T/bad.diff" $((8192 + 100))
-	run_mustfail 5 "frame 0: checksum mismatch" stderr_of "$B/ublk-export-diff" --inspect "$T/bad.diff"
+	run_mustfail 5 "frame 0: its checksum does not match" stderr_of "$B/ublk-export-diff" --inspect "$T/bad.diff"
 	run sh -c '"$0" --inspect "$1" --json 2>/dev/null' "$B/ublk-export-diff" "$T/bad.diff"
 	[ "$status" -eq 5 ]
 	[ "$(jq -c '[.verified, .bad_frame]' <<<"$output")" = "[false,0]" ]
@@ -183,6 +183,11 @@ PY
 		"$B/ublk-export-diff" -o "$T/base" "$dev"
 	run_mustfail 2 "$T/cache.map: is the cache's map ($T/cache.map), which it would replace" \
 		"$B/ublk-export-diff" -o "$T/cache.map" "$dev"
+	# a live export checks the same, before it holds any write
+	run_mustfail 2 "$T/base: is the base image ($T/base), which it would replace: give another file; nothing was changed" \
+		"$B/ublk-export-diff" --live -o "$T/base" "$dev"
+	run_mustfail 2 "$T/v3.data.header: is a symbolic link" \
+		"$B/ublk-export-diff" --live --format v3 -o "$T/v3.data" "$dev"
 	# nor standard output that would append
 	echo hello >"$T/app.diff"
 	run bash -c '"$1" "$2" >>"$3"' _ "$B/ublk-export-diff" "$dev" "$T/app.diff"
@@ -435,6 +440,11 @@ time.sleep(600)' "$ctl" >"$T/silent.out" 3>&- &
 	kill "$holder"
 	wait "$holder" || true
 	BG=
+	# an export whose sync outlasts its hold: exit 7, saying what to do
+	dd if=/dev/urandom of="$dev" bs=1M count=4 oflag=direct status=none
+	run_mustfail 7 "server did not freeze: expired: making its cache durable took longer than the hold" \
+		"$B/ublk-export-diff" --live --timeout 1 -o "$T/x.diff" "$dev"
+	[ ! -e "$T/x.diff" ]
 	# its cache's last sync is slow too
 	"$B/ublk-del" --timeout 120 "$dev"
 	umount "$T/mnt"

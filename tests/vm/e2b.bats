@@ -227,7 +227,14 @@ PY
 		"$B/ublk-export-diff" --format e2b --build-id "$cut" e1
 	[ -b "$dev" ]
 	[ "$(cat "$T/root/$cut/rootfs.ext4.zstd")" = theirs ]
-	"$B/ublk-del" e1
+	# a --layer between the build and the cache: refused before the device stops
+	"$B/ublk-export-diff" --live -o "$T/l.diff" e1
+	dev2=$("$B/ublk-add" --e2b "$T/root" --build "$ROOT_ID" --layer "$T/l.diff" --cache "$T/cache2" --name e2)
+	run_mustfail 5 "has a --layer between its E2B build and its cache" \
+		"$B/ublk-export-diff" --format e2b --build-id b2b2b2b2-0000-4000-8000-00000000e2b2 e2
+	[ -b "$dev2" ]
+	[ ! -e "$T/root/b2b2b2b2-0000-4000-8000-00000000e2b2" ]
+	"$B/ublk-del" e1 e2
 }
 
 @test "E2B on an HTTP root: a recorded access trace is replayed into the chunk cache" {

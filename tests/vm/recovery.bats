@@ -420,6 +420,28 @@ recover_with_fds() {
 	assert_gone "$id"
 }
 
+@test "a hung server of a device made without recovery is not killed: it would cost the device and its cache" {
+	make_image "$T/base" 4
+	dev=$("$B/ublk-add" --base "$T/base" --cache "$T/cache" --no-recovery)
+	id=${dev#/dev/ublkb}
+	pid=$(server_pid "$id")
+	stats=$UBLK_STATE_DIR/ublkb$id/stats
+	kill -STOP "$pid"
+	wait_until 30 "[ \$(stat -c %Y '$stats') -lt \$((\$(date +%s) - 5)) ]"
+	run "$B/ublk-pool" reclaim --recover --caches --hang-timeout 3
+	kill -CONT "$pid"
+	echo "$output"
+	[ "$status" -eq 0 ]
+	[[ "$output" == *"ublkb$id: server hung: no heartbeat for "*": not killed, as it could not be recovered"* ]]
+	[ "$(server_pid "$id")" = "$pid" ]
+	kill -0 "$pid"
+	[ -b "$dev" ]
+	[ -e "$T/cache" ]
+	cmp "$dev" "$T/base"
+	"$B/ublk-del" "$dev"
+	assert_gone "$id" "$pid"
+}
+
 @test "a heartbeat that only looks old (the clock stepped forward) is no hang: nothing is killed" {
 	make_image "$T/base" 4
 	dev=$("$B/ublk-add" --base "$T/base" --cache "$T/cache")

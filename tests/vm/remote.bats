@@ -143,9 +143,15 @@ assert_token_private() {
 	make_image "$T/www/private/img" 4
 	run_mustfail 4 "HTTP 403 (check the credentials)" "$B/ublk-add" --base "$URL/private/img" --read-only
 	echo "s3cret-token" >"$T/token"
-	dev=$("$B/ublk-add" --base "$URL/private/img" --read-only --auth-file "$T/token")
+	# a relative name is kept absolute: a recovery runs elsewhere
+	dev=$(cd "$T" && "$B/ublk-add" --base "$URL/private/img" --read-only --auth-file token)
+	grep -qx "auth_file=$T/token" "$UBLK_STATE_DIR/ublkb${dev#/dev/ublkb}/config"
 	cmp "$T/www/private/img" "$dev"
 	assert_token_private
+	kill -9 "$(cat "$UBLK_STATE_DIR/ublkb${dev#/dev/ublkb}/pid")"
+	(cd / && "$B/ublk-pool" reclaim --recover --timeout 30)
+	echo 3 >/proc/sys/vm/drop_caches
+	cmp "$T/www/private/img" "$dev"
 	"$B/ublk-del" "$dev"
 	dev=$(UBLK_HTTP_AUTH="Bearer s3cret-token" "$B/ublk-add" --base "$URL/private/img" --read-only)
 	cmp "$T/www/private/img" "$dev"
@@ -219,6 +225,44 @@ assert_token_private() {
 	dev=$("$B/ublk-add" --base "$URL/img" --chunk-size 1M --read-only)
 	cmp "$T/www/img" "$dev"
 	"$B/ublk-del" "$dev"
+}
+
+@test "a recovery over an image changed on the server is refused: the device waits, and recovers once its version is back" {
+	make_image "$T/www/img" 8
+	cp -p "$T/www/img" "$T/img.v1"   # the same mtime and size: the same ETag
+	dev=$("$B/ublk-add" --base "$URL/img" --chunk-size 1M --cache "$T/cache")
+	id=${dev#/dev/ublkb}
+	grep -qx "size=8388608" "$UBLK_STATE_DIR/ublkb$id/image"
+	grep -qxE "remote=[0-9a-f]{64}" "$UBLK_STATE_DIR/ublkb$id/image"
+	head -c 4096 /dev/urandom >"$T/block"
+	dd if="$T/block" of="$dev" bs=4k seek=5 oflag=direct conv=fsync status=none
+	cp "$T/img.v1" "$T/want"
+	dd if="$T/block" of="$T/want" bs=4k seek=5 conv=notrunc status=none
+	kill -9 "$(cat "$UBLK_STATE_DIR/ublkb$id/pid")"
+	state() { "$B/ublk-pool" list --json | jq -r ".devices[] | select(.id == $id) | .kernel_state"; }
+	wait_until 30 '[ "$(state)" = quiesced ]'
+	make_image "$T/www/img.new" 8
+	touch -d "@$(( $(stat -c %Y "$T/img.v1") + 10 ))" "$T/www/img.new"
+	mv "$T/www/img.new" "$T/www/img"
+	run timeout 120 "$B/ublk-serve" --recover "$id" --timeout 10
+	echo "$output"
+	[ "$status" -eq 5 ]
+	[[ "$output" == *"ublkb$id: the image is not the one the device was made over (a remote image changed on its server"* ]]
+	[[ "$output" == *"delete the device (ublk-del $id) and add it again over a new cache"* ]]
+	# refused before the kernel's recovery: the device still waits for one
+	[ "$(state)" = quiesced ]
+	run "$B/ublk-pool" reclaim --recover --timeout 30
+	echo "$output"
+	[ "$status" -eq 1 ]
+	[[ "$output" == *"recovery failed, left waiting: "*"the image is not the one the device was made over"* ]]
+	[ "$(state)" = quiesced ]
+	# the version it was made over, back: recovered, with the write made over it
+	cp -p "$T/img.v1" "$T/www/img"
+	"$B/ublk-pool" reclaim --recover --timeout 30
+	[ "$(state)" = live ]
+	cmp "$T/want" "$dev"
+	"$B/ublk-del" "$dev"
+	assert_none_left
 }
 
 @test "bad URLs fail with a clear message and leave nothing" {
