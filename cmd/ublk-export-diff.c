@@ -406,6 +406,11 @@ static int tool_main(int argc, char **argv)
 		return c.exit_code;
 	if (o.v3 && (!o.out || !strcmp(o.out, "-") || o.zstd))
 		return cli_usage_error(&c, "--format v3 writes two files: give --output FILE, without --zstd");
+	if (o.v3 && o.frame_size)
+		return cli_usage_error(&c, "--format v3 has no frames: --frame-size does nothing with it");
+	if (o.e2b && o.frame_size && !o.codec)
+		return cli_usage_error(&c, "--frame-size is that of --compress's frames: an uncompressed "
+				       "build has none");
 	if (!o.e2b && (o.build_id || o.header_version || o.codec))
 		return cli_usage_error(&c, "--build-id, --header-version and --compress go with --format e2b");
 	if (o.e2b)

@@ -61,7 +61,7 @@ static const struct cli_tool tool = {
 		   "           remove stale state entries (--caches: and their caches); idempotent.\n"
 		   "           --recover: start a new server for devices whose server died instead\n"
 		   "           (their IO waits meanwhile); deletes only what cannot be recovered\n"
-		   "  watch    reclaim --recover every --interval until SIGTERM/SIGINT\n"
+		   "  watch    reclaim --recover every --interval until SIGTERM/SIGINT/SIGHUP\n"
 		   "  shutdown stop every device in parallel within --timeout; adds meanwhile are\n"
 		   "           refused\n"
 		   "  metrics  Prometheus text format on stdout, or into a node-exporter\n"
@@ -98,6 +98,7 @@ static const struct {
 	{ KEY_TEXTFILE, "metrics" },
 	{ KEY_GRACE, "list, status, reclaim, watch, metrics" },
 	{ KEY_HANG, "list, status, reclaim, watch" },
+	{ DEVOPT_STATE_DIR, "list, status, reclaim, watch, shutdown, metrics, save-trace" },
 };
 
 static const char *option_name(int key)

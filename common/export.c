@@ -481,6 +481,7 @@ static int export_cache_to(const char *cache, const struct export_opts *o, struc
 		    "means the whole device is its data file); nothing was written: export it with "
 		    "--format diff", cache);
 		cache_export_close(&ctx.x);
+		r->unchanged_v3 = true;
 		return EXIT_FAIL;
 	}
 	ctx.x.meta.flags = o->zstd ? DIFF_FLAG_ZSTD : 0;
@@ -636,8 +637,11 @@ int export_device(uint32_t id, const struct export_opts *o, struct export_result
 	code = export_cache_to(cache, o, o->e2b ? &t : NULL, r, sub, sizeof(sub));
 	if (o->e2b)
 		e2b_target_close(&t, !code);
+	if (code && r->unchanged_v3)
+		return WHY("ublkb%u: %s; the device is deleted, its cache kept at %s", id, sub, cache), code;
 	if (code)
-		return WHY("%s; the device is deleted, its cache is kept at %s for another try", sub,
+		return WHY("ublkb%u: %s; the device is deleted, its cache is kept at %s for another "
+			   "try: ublk-export-diff --cache %s, with the same output options", id, sub, cache,
 			   cache), code;
 	/* a pipe's reader may still fail (a dropped ssh), /dev/null keeps
 	 * nothing: nothing says the diff is stored anywhere, so the cache stays */
@@ -719,9 +723,9 @@ int export_live(uint32_t id, const struct export_opts *o, struct export_result *
 		bool expired = ret > 0 && !strcmp(line, "expired");
 		code = ret == -ETIMEDOUT || expired ? EXIT_TIMEOUT : EXIT_FAIL;
 		WHY("ublkb%u: server did not freeze: %s%s", id, ret > 0 ? line :
-		    ret ? strerror(-ret) : "connection closed", expired ? ": making its cache durable "
-		    "took longer than the hold (--timeout): retry with a longer one, or export the "
-		    "stopped device" : "");
+		    ret ? strerror(-ret) : "connection closed", expired ? ": the hold (--timeout) ended "
+		    "before its cache was durable (a slow sync, or the server is stopping): retry with "
+		    "a longer one, or export the stopped device" : "");
 		close(held.fd);
 		if (o->e2b)
 			e2b_target_close(&t, false);

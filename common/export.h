@@ -45,6 +45,7 @@ struct export_result {
 	struct diff_write_result written;
 	uint64_t ms;
 	bool cache_removed;
+	bool unchanged_v3;      /* refused: --format v3 cannot say "nothing changed" */
 	struct {                /* --format e2b */
 		uint8_t build_id[16], parent[16], base[16];
 		uint64_t generation, data_bytes, compressed_bytes, frames;

@@ -6,6 +6,7 @@
 #include "host/holders.h"
 #include "host/state.h"
 #include "image/cache.h"
+#include "kernel/ctrl.h"
 #include "spawn.h"
 #include "util/exitcodes.h"
 #include "util/fileio.h"
@@ -171,14 +172,18 @@ int pool_shutdown(uint64_t timeout_ms, struct pool_report *r)
 		return EXIT_FAIL;
 	}
 	code = stop_all(timeout_ms, r);
-	lock = pool_lock(true, ms_left(deadline) + timeout_ms);
+	/* one deadline for all: an add still under way then deletes its own
+	 * device once it is up (it sees the mark) */
+	lock = pool_lock(true, ms_left(deadline));
 	if (lock < 0) {
-		log_err("adds still in progress after %llu ms (pool lock in %s: %s)",
-			(unsigned long long)(now_ms() - deadline + timeout_ms), state_dir(),
-			strerror(-lock));
+		log_err("adds still in progress after %llu ms (pool lock in %s: %s): they delete "
+			"their devices once up", (unsigned long long)(now_ms() - deadline + timeout_ms),
+			state_dir(), strerror(-lock));
 		code = lock == -ETIMEDOUT ? EXIT_TIMEOUT : EXIT_FAIL;
 	} else {
-		int again = stop_all(timeout_ms, r);
+		/* what the adds made meanwhile: a stop started late gets its minimum */
+		uint64_t left = ms_left(deadline), least = timeout_ms < STOP_MIN_MS ? timeout_ms : STOP_MIN_MS;
+		int again = stop_all(left > least ? left : least, r);
 		if (!code)
 			code = again;
 		close(lock);
@@ -347,6 +352,17 @@ int pool_scan_unhung(struct pool_dev **devs, const struct reclaim_opts *o)
 	return n > 0 ? confirm_orphans(devs, n, o) : n;
 }
 
+/* Whether a server holds device id's entry locked now (one recovering
+ * it takes the lock before anything else). */
+static bool entry_taken(uint32_t id)
+{
+	int lock = state_lock(id);
+
+	if (lock >= 0)
+		close(lock);
+	return lock == -EBUSY;
+}
+
 /* Attach a new server to d. 0, or 1 with msg saying why it failed; the
  * device is then left waiting for the next attempt. */
 static int recover_one(const struct pool_dev *d, const char *why, uint64_t timeout_ms,
@@ -360,10 +376,13 @@ static int recover_one(const struct pool_dev *d, const char *why, uint64_t timeo
 		snprintf(msg, len, "recovered ublkb%u (%s): new server pid %d", d->id, why, (int)pid);
 	else if (code == EXIT_BUSY)   /* a concurrent recovery won */
 		snprintf(msg, len, "%s", res.msg);
+	else if (code == EXIT_NO_DEVICE && !ctrl_has_device(d->id))   /* deleted meanwhile (ublk-del) */
+		snprintf(msg, len, "ublkb%u (%s): deleted while it was being recovered: %s", d->id,
+			 why, res.msg);
 	else
 		snprintf(msg, len, "ublkb%u (%s): recovery failed, left waiting: %s", d->id, why,
 			 res.msg);
-	return code && code != EXIT_BUSY;
+	return code && code != EXIT_BUSY && (code != EXIT_NO_DEVICE || ctrl_has_device(d->id));
 }
 
 struct recovery {
@@ -431,13 +450,25 @@ int pool_reclaim(const struct pool_dev *devs, int n, const struct reclaim_opts *
 				snprintf(a->message, sizeof(a->message), "%s",
 					 rec ? rec[i].msg : "out of memory: nothing recovered");
 		} else if (d->in_kernel && !pool_earlier_entry(why)) {
-			ret = device_delete_own(d->id, d->kernel_cookie, o->timeout_ms, true, err,
-						sizeof(err));
+			/* a recovery (watch, by hand) may have begun since the scan,
+			 * seconds ago: a served device, or one whose entry a
+			 * recovering server holds, is no dead one */
+			int served = entry_taken(d->id) ? 1 : device_is_served(d->id);
+			ret = served ? 0 : device_delete_own(d->id, d->kernel_cookie, o->timeout_ms, true,
+							     err, sizeof(err));
+			if (served < 0) {
+				ret = served;
+				snprintf(err, sizeof(err), "telling whether a server serves it now: %s",
+					 strerror(-served));
+			}
 			/* deleted by another tool since the scan (its cache is that one's) */
-			if ((left = ret == -ENODEV))
+			if ((left = served > 0 || ret == -ENODEV))
 				ret = 0;
 			a = report_add(r, d->id, left ? POOL_WAIT : POOL_DELETE);
-			if (left)
+			if (served > 0)
+				say(a, "ublkb%u (%s): a server serves it, or recovers it, since it was "
+				    "looked at: left alone", d->id, why);
+			else if (left)
 				say(a, "ublkb%u (%s): gone since it was looked at", d->id, why);
 			else if (ret)
 				say(a, "ublkb%u (%s): delete failed: %s", d->id, why, err);
@@ -491,15 +522,88 @@ static void on_stop(int sig)
 	stop_watch = 1;
 }
 
+/* Recoveries that failed, tried again after a wait that doubles up to a
+ * minute: one refused for good (its image changed, its cache's disk is
+ * gone) would otherwise start a server, and say so, every pass. */
+struct retry {
+	uint32_t id;
+	uint64_t cookie;        /* the kernel's: a new device of the id starts afresh */
+	unsigned fails;
+	uint64_t next_ms;
+};
+#define RETRIES_KEPT 256
+#define RETRY_MAX_MS 60000
+
+static struct retry *retry_of(struct retry *t, const struct pool_dev *d)
+{
+	for (int i = 0; i < RETRIES_KEPT; i++)
+		if (t[i].fails && t[i].id == d->id && t[i].cookie == d->kernel_cookie)
+			return &t[i];
+	return NULL;
+}
+
+/* Leave out of devs (n) the devices whose recovery waits for its retry. */
+static int hold_back_retries(struct retry *t, struct pool_dev *devs, int n)
+{
+	uint64_t now = now_ms();
+
+	for (int i = 0; i < n; i++) {
+		struct retry *w = devs[i].recoverable ? retry_of(t, &devs[i]) : NULL;
+		if (w && now < w->next_ms)
+			devs[i--] = devs[--n];
+	}
+	return n;
+}
+
+static void note_retries(struct retry *t, const struct pool_dev *devs, int n,
+			 const struct pool_report *r)
+{
+	for (int k = 0; k < r->n; k++) {
+		const struct pool_action *a = &r->actions[k];
+		const struct pool_dev *d = NULL;
+		for (int i = 0; i < n && !d; i++)
+			d = devs[i].id == a->id ? &devs[i] : NULL;
+		if (a->kind != POOL_RECOVER || !d)
+			continue;
+		struct retry *w = retry_of(t, d);
+		if (a->ok) {
+			if (w)
+				w->fails = 0;
+			continue;
+		}
+		for (int i = 0; i < RETRIES_KEPT && !w; i++)
+			w = t[i].fails ? NULL : &t[i];
+		if (!w)
+			continue;   /* so many failing: tried every pass */
+		if (!w->fails)
+			*w = (struct retry){ .id = d->id, .cookie = d->kernel_cookie };
+		w->fails++;
+		uint64_t wait = w->fails > 6 ? RETRY_MAX_MS : 1000ull << (w->fails - 1);
+		w->next_ms = now_ms() + (wait < RETRY_MAX_MS ? wait : RETRY_MAX_MS);
+	}
+}
+
 int pool_watch(struct reclaim_opts *o, uint64_t interval_ms,
 	       void (*done)(const struct pool_report *r, void *arg), void *arg)
 {
+	static struct retry retries[RETRIES_KEPT];
 	struct sigaction sa = { .sa_handler = on_stop };   /* no SA_RESTART: wake the sleep */
 	bool ready = false;
 	int failed = 0;   /* the last pass's scan error, said once while it lasts */
 
-	sigaction(SIGTERM, &sa, NULL);
-	sigaction(SIGINT, &sa, NULL);
+	sigset_t stop, unblocked;
+
+	static const int stop_signals[] = { SIGTERM, SIGINT, SIGHUP };
+
+	sigemptyset(&stop);
+	for (size_t i = 0; i < sizeof(stop_signals) / sizeof(stop_signals[0]); i++) {
+		struct sigaction was;
+		/* a hangup ignored by who started it (nohup) stays so */
+		if (stop_signals[i] == SIGHUP && !sigaction(SIGHUP, NULL, &was) && was.sa_handler == SIG_IGN)
+			continue;
+		sigaction(stop_signals[i], &sa, NULL);
+		sigaddset(&stop, stop_signals[i]);
+	}
 	o->recover = true;
 	while (!stop_watch) {
 		struct pool_dev *devs = NULL;
@@ -507,11 +611,14 @@ int pool_watch(struct reclaim_opts *o, uint64_t interval_ms,
 		while (waitpid(-1, NULL, WNOHANG) > 0)
 			;
 		int n = pool_scan_unhung(&devs, o), act = 0;
+		if (n > 0)
+			n = hold_back_retries(retries, devs, n);
 		for (int i = 0; i < n; i++)
 			act |= pool_problem(&devs[i], o->grace_s) != NULL;
 		if (act) {
 			struct pool_report r = { 0 };
 			pool_reclaim(devs, n, o, &r);
+			note_retries(retries, devs, n, &r);
 			done(&r, arg);
 			pool_report_free(&r);
 		} else if (n < 0 && n != -EIO && n != failed) {
@@ -523,8 +630,16 @@ int pool_watch(struct reclaim_opts *o, uint64_t interval_ms,
 		 * first pass has looked after what a crash left */
 		if (!ready)
 			ready = notify_service("READY=1") >= 0;
-		if (!stop_watch)
-			poll(NULL, 0, poll_timeout(interval_ms));
+		/* a signal between the check and the sleep would wait a whole
+		 * interval: blocked until ppoll lets it in (only here: the
+		 * servers it starts must not inherit the mask) */
+		pthread_sigmask(SIG_BLOCK, &stop, &unblocked);
+		if (!stop_watch) {
+			struct timespec ts = { .tv_sec = (time_t)(interval_ms / 1000),
+					       .tv_nsec = (long)(interval_ms % 1000) * 1000000 };
+			ppoll(NULL, 0, &ts, &unblocked);
+		}
+		pthread_sigmask(SIG_SETMASK, &unblocked, NULL);
 	}
 	notify_service("STOPPING=1");
 	return EXIT_OK;
@@ -538,10 +653,12 @@ int pool_save_trace(const char *dev, uint64_t timeout_ms, char *why, size_t whyl
 
 	if ((code = device_resolve(dev, &id, why, whylen)))
 		return code;
+	uint64_t deadline = deadline_ms(timeout_ms);   /* one, for the connection and the answer */
 	fd = ctlsock_connect_why(id, timeout_ms, why, whylen);
 	if (fd < 0)
 		return exit_code_for(fd);
-	ret = ctlsock_ask(fd, "save-trace\n", line, sizeof(line), timeout_ms);
+	ret = ms_left(deadline) ? ctlsock_ask(fd, "save-trace\n", line, sizeof(line), ms_left(deadline)) :
+				  -ETIMEDOUT;
 	close(fd);
 	if (ret > 0 && !strcmp(line, "saved"))
 		return 0;

@@ -222,6 +222,25 @@ static void write_stats(struct server *s)
 	s->stats_failing = true;
 }
 
+/* The lines of an image file this version compares (size, remote), in
+ * their order: a later version may add keys, which are not compared. */
+static void image_known(const char *text, char *out, size_t len)
+{
+	size_t used = 0;
+
+	out[0] = 0;
+	for (const char *line = text; *line;) {
+		size_t n = strcspn(line, "\n");
+		if ((!strncmp(line, "size=", 5) || !strncmp(line, "remote=", 7)) && used + n + 2 <= len) {
+			memcpy(out + used, line, n);
+			out[used + n] = '\n';
+			used += n + 1;
+			out[used] = 0;
+		}
+		line += n + (line[n] == '\n');
+	}
+}
+
 /* A recovery serves the image its device was made over, or nothing: the
  * guest's page cache, its mounted file system and the cache's writes all
  * hold the old version (docs/state-dir.md, image). */
@@ -236,9 +255,12 @@ static int same_image(struct server *s)
 	if (n < 0)
 		return fail(s, EXIT_FAIL, "ublkb%d: reading the version of the image it was made "
 			    "over (image in its state entry): %s", id, strerror(-n));
-	if (!strcmp(was, s->image))
+	char known_was[sizeof(was)], known_now[sizeof(was)];
+	image_known(was, known_was, sizeof(known_was));
+	image_known(s->image, known_now, sizeof(known_now));
+	if (!strcmp(known_was, known_now))
 		return 0;
-	bool resized = strncmp(was, s->image, strcspn(was, "\n") + 1);
+	bool resized = strncmp(known_was, known_now, strcspn(known_now, "\n") + 1);
 	return fail(s, EXIT_BAD_IMAGE, "ublkb%d: the image is not the one the device was made over "
 		    "(%s): its guest and cache hold data of the old one, which cannot be read any "
 		    "more; nothing was recovered: delete the device (ublk-del %d) and add it again "

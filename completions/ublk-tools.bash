@@ -111,6 +111,7 @@ _ublk_tools_pool_takes()
         --timeout) cmds="reclaim watch shutdown save-trace" ;;
         --textfile) cmds="metrics" ;;
         --grace) cmds="list status reclaim watch metrics" ;;
+        --state-dir) cmds="list status reclaim watch shutdown metrics save-trace" ;;
         *) return 0 ;;
     esac
     [[ " $cmds " == *" $1 "* ]]

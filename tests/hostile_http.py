@@ -41,6 +41,7 @@ stall        reads past byte 0 (not the probe, nor the kernel's partition
 gate         the probe: answered once the file $UBLK_HOSTILE_GATE exists (at most 120 s)
 golden       /golden/NAME: tests/e2b/golden/NAME instead of the image
 etag         reads after the probe: another ETag
+etagdrip     reads after the probe: another ETag, the body one byte a second
 novalidator  no ETag (nor Last-Modified): nothing tells its versions apart
 private      403 without 'Authorization: Bearer s3cret' or 'X-Api-Key: s3cret'
 toother      302 to the same path under /private/ on OTHER_PORT
@@ -101,7 +102,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
             self.send_header("Content-Length", "0")
             self.end_headers()
             return
-        if case == "etag" and not probe:
+        if case in ("etag", "etagdrip") and not probe:
             etag = '"v2"'
         if case == "slow" and not probe:
             time.sleep(2)
@@ -151,7 +152,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
             elif case == "badlength" and not probe:
                 self.wfile.write(body)
                 self.close_connection = True
-            elif case == "drip" and not probe:
+            elif case in ("drip", "etagdrip") and not probe:
                 for i in range(len(body)):
                     self.wfile.write(body[i:i + 1])
                     self.wfile.flush()

@@ -130,6 +130,24 @@ int device_delete_of_entry(uint32_t id, uint64_t cookie, uint64_t timeout_ms, bo
 	return ret;
 }
 
+int device_is_served(uint32_t id)
+{
+	struct ublksrv_ctrl_dev_info info;
+	struct ublk_ctrl c;
+	int ret = ctrl_open(&c, 5000), fd;
+
+	if (ret)
+		return ret;
+	ret = ctrl_get_info(&c, id, &info);
+	ctrl_close(&c);
+	if (ret)
+		return ret == -ENODEV ? 0 : ret;
+	if ((fd = find_server(id, &info)) < 0)
+		return fd == -ESRCH ? 0 : fd;
+	close(fd);
+	return 1;
+}
+
 int device_delete_own(uint32_t id, uint64_t cookie, uint64_t timeout_ms, bool force, char *why,
 		      size_t len)
 {

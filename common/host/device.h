@@ -36,6 +36,9 @@ int device_delete_own(uint32_t id, uint64_t cookie, uint64_t timeout_ms, bool fo
  * own is gone (-ENODEV), and nothing is done. */
 int device_delete_of_entry(uint32_t id, uint64_t cookie, uint64_t timeout_ms, bool force,
 			   char *why, size_t len);
+/* Whether a running process serves device id now (its server, or one
+ * that recovered it): 1, 0 (none, or no such device), or -errno. */
+int device_is_served(uint32_t id);
 /* The id of the device with this cookie: 0, or -ENODEV if none, or -errno. */
 int device_find_own(uint64_t cookie, uint32_t *id);
 

@@ -60,11 +60,15 @@ static void count_event(struct event_stats *ev, int kinds, const char *name, uin
 
 /* The next whole line of f into line (len bytes): false at the end. A
  * line too long for it is skipped whole (its tail is no line of its own),
- * as is one with a '-' (counts only: %llu would take "-1" as a huge one). */
+ * as is one with a '-' (counts only: %llu would take "-1" as a huge one),
+ * and a last one without its newline: a tool may be writing it ("add 3"
+ * of "add 3000"), and counted now it would be counted again, otherwise. */
 static bool next_count_line(FILE *f, char *line, int len)
 {
 	while (fgets(line, len, f)) {
-		bool whole = strchr(line, '\n') || feof(f);
+		bool whole = strchr(line, '\n');
+		if (!whole && feof(f))
+			return false;
 		if (!whole) {
 			int c;
 			while ((c = getc(f)) != EOF && c != '\n')

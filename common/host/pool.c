@@ -616,8 +616,14 @@ int pool_admit(uint64_t max, uint64_t timeout_ms, struct pool_admission *a, char
 	if (pool_max_devices(max, &max, why, len))
 		return EXIT_USAGE;
 	a->lock = pool_lock(false, timeout_ms);
+	/* held exclusive: a shutdown waits for the adds before it, and says so */
+	if (a->lock == -ETIMEDOUT && pool_closed()) {
+		snprintf(why, len, "the pool is shutting down (ublk-pool shutdown): no new devices");
+		return EXIT_BUSY;
+	}
 	if (a->lock < 0) {
-		snprintf(why, len, "pool lock in %s: %s", state_dir(), strerror(-a->lock));
+		snprintf(why, len, "pool lock in %s: %s%s", state_dir(), strerror(-a->lock),
+			 a->lock == -ETIMEDOUT ? " (a ublk-pool shutdown held it)" : "");
 		return a->lock == -ETIMEDOUT ? EXIT_TIMEOUT : EXIT_FAIL;
 	}
 	if (max && (a->admit = lock_file(".admit.lock", true, ms_left(deadline))) < 0) {

@@ -623,7 +623,14 @@ static bool unshared_left(int ifd)
  * regular files directly in a real folder of the root count; links are
  * never followed and never deleted through (unlinkat removes a name in a
  * folder we opened O_NOFOLLOW, never what it points to). */
-static void evict(struct chunk_image *ci, uint64_t keep)
+/* How long the fetches that meet a full disk wait for the eviction one
+ * of them makes. */
+#define FULL_LOCK_MS 5000
+
+/* Remove the least recently used chunks of every image in the root, but
+ * chunk keep of ours, until they take 90% of the limit; with full set
+ * (the disk is: a write failed), until they take half of what they did. */
+static void evict(struct chunk_image *ci, uint64_t keep, bool full)
 {
 	const char *own = strrchr(ci->dir, '/') + 1;
 	struct entry *all = NULL;
@@ -688,7 +695,9 @@ static void evict(struct chunk_image *ci, uint64_t keep)
 	closedir(root);
 	if (n)
 		qsort(all, n, sizeof(*all), cmp_used);
-	for (size_t i = 0; i < n && total > ci->limit / 10 * 9; i++) {
+	uint64_t target = full ? total / 2 : ci->limit / 10 * 9;
+	/* oldest first: what other fetches just stored goes last */
+	for (size_t i = 0; i < n && total > target; i++) {
 		char name[32];
 		if (all[i].idx == keep && !strcmp(imgs[all[i].img], own))
 			continue;
@@ -697,7 +706,8 @@ static void evict(struct chunk_image *ci, uint64_t keep)
 		if (ifd < 0)
 			continue;
 		chunk_name(all[i].idx, name, sizeof(name));
-		if (!unlinkat(ifd, name, 0))
+		/* gone already (another's eviction) counts as gone */
+		if (!unlinkat(ifd, name, 0) || errno == ENOENT)
 			total -= all[i].size;
 		close(ifd);
 	}
@@ -750,7 +760,43 @@ static bool scan_due(struct chunk_image *ci, uint32_t len)
 static void stored(struct chunk_image *ci, uint64_t idx, uint32_t len)
 {
 	if (scan_due(ci, len))
-		evict(ci, idx);
+		evict(ci, idx, false);
+}
+
+/* A chunk that did not fit the disk (its limit is more than the disk
+ * has, or others filled it): room is made once, then it is tried again. */
+static bool disk_full(struct chunk_image *ci, uint64_t idx, int err, bool *tried)
+{
+	if ((err != -ENOSPC && err != -EDQUOT) || *tried)
+		return false;
+	*tried = true;
+	/* One eviction at a time in the root: every fetch on the host meets
+	 * the full disk at once, and each halving what it saw would empty
+	 * the cache. One that waited for another's tries again without. */
+	int fd = openat(ci->rootfd, ".full", O_RDWR | O_CREAT | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC, 0600);
+	uint64_t deadline = deadline_ms(FULL_LOCK_MS);
+	bool waited = false;
+	while (fd >= 0 && flock(fd, LOCK_EX | LOCK_NB) && errno == EWOULDBLOCK && ms_left(deadline)) {
+		waited = true;
+		sleep_ms(10);
+	}
+	if (waited) {
+		if (fd >= 0)
+			close(fd);
+		return true;
+	}
+	/* an evicted chunk this process holds open keeps its space */
+	if (ci->open) {
+		pthread_mutex_lock(&ci->open_lock);
+		for (unsigned i = 0; i < CHUNK_OPEN_FILES; i++)
+			if (ci->open[i].fd >= 0 && !ci->open[i].users)
+				unhold(&ci->open[i]);
+		pthread_mutex_unlock(&ci->open_lock);
+	}
+	evict(ci, idx, true);
+	if (fd >= 0)
+		close(fd);
+	return true;
 }
 
 int chunk_store(struct chunk_image *ci, uint64_t idx, const void *data, uint32_t len)
@@ -762,7 +808,11 @@ int chunk_store(struct chunk_image *ci, uint64_t idx, const void *data, uint32_t
 		return -EINVAL;
 	chunk_name(idx, name, sizeof(name));
 	/* a cache: no fsync (as before); a chunk lost in a crash is fetched again */
-	if ((ret = atomic_write_file(ci->dirfd, name, data, len, 0600, 0)))
+	bool tried = false;
+	do
+		ret = atomic_write_file(ci->dirfd, name, data, len, 0600, 0);
+	while (ret && disk_full(ci, idx, ret, &tried));
+	if (ret)
 		return ret;
 	stored(ci, idx, len);
 	return 0;
@@ -784,16 +834,20 @@ int chunk_fetch(struct chunk_image *ci, struct http_conn *c, const struct http_s
 	}
 	len = chunk_image_len(ci, idx);
 	chunk_name(idx, name, sizeof(name));
-	if ((ret = atomic_file_open(&af, ci->dirfd, name, 0600))) {
-		snprintf(why, whylen, "chunk cache %s: creating chunk %llu: %s", ci->dir,
-			 (unsigned long long)idx, strerror(-ret));
+	bool tried = false;
+	do {
+		if ((ret = atomic_file_open(&af, ci->dirfd, name, 0600))) {
+			snprintf(why, whylen, "chunk cache %s: creating chunk %llu: %s", ci->dir,
+				 (unsigned long long)idx, strerror(-ret));
+			return ret;
+		}
+		/* the body goes to the file as it arrives; no fsync, as in chunk_store */
+		ret = http_read_to_fd(c, src, idx * ci->chunk_size, len, af.fd, attempts, why, whylen);
+		if (ret)
+			atomic_file_abort(&af);
+	} while (ret && disk_full(ci, idx, ret, &tried));
+	if (ret)
 		return ret;
-	}
-	/* the body goes to the file as it arrives; no fsync, as in chunk_store */
-	if ((ret = http_read_to_fd(c, src, idx * ci->chunk_size, len, af.fd, attempts, why, whylen))) {
-		atomic_file_abort(&af);
-		return ret;
-	}
 	if ((ret = atomic_file_commit(&af, 0))) {
 		snprintf(why, whylen, "chunk cache %s: storing chunk %llu: %s", ci->dir,
 			 (unsigned long long)idx, strerror(-ret));

@@ -53,6 +53,10 @@ struct transfer {
 	const char *bad;        /* the first malformed header's name */
 	uint64_t first, last, total;  /* Content-Range */
 	uint64_t length;        /* Content-Length */
+	/* the image version a read expects (NULL for the probe), and whether
+	 * the answer is another's: its body is not worth waiting for */
+	const struct http_source *src;
+	bool stale;
 };
 
 /* libcurl is loaded on first use: the tools and every device over a local
@@ -276,6 +280,10 @@ static int url_split(const char *url, struct url_parts *u)
 		if (!u->host_len)
 			return -EINVAL;
 	}
+	/* a DNS name's limit, which keeps an origin whole in url_origin's
+	 * buffers: two cut short could compare equal */
+	if (u->host_len > 253)
+		return -EINVAL;
 	u->port = u->https ? 443 : 80;
 	if (p < auth_end) {
 		uint64_t port;
@@ -306,8 +314,6 @@ int http_url_identity(const char *url, char *buf, size_t len)
 
 	if (ret)
 		return ret;
-	if (u.host_len > 255)
-		return -EINVAL;
 	url_origin(&u, origin, sizeof(origin));
 	n = snprintf(buf, len, "%s%.*s", origin, (int)u.path_len, u.path_len ? u.path : "/");
 	return n < 0 || (size_t)n >= len ? -ENAMETOOLONG : 0;
@@ -373,8 +379,8 @@ static int auth_file_follow(const char *path, char *real, char *why, size_t whyl
 		return WHY("--auth-file: path too long"), -ENAMETOOLONG;
 	for (int hop = 0; hop < 40; hop++) {
 		if ((ret = safedir_check_folder_of(&auth_folder, cur, sub, sizeof(sub))))
-			return WHY("--auth-file %s: %s%s%s", path, strcmp(cur, path) ? "through " : "",
-				   strcmp(cur, path) ? cur : "", sub), ret;
+			return strcmp(cur, path) ? WHY("--auth-file %s: through %s: %s", path, cur, sub) :
+						   WHY("--auth-file %s: %s", path, sub), ret;
 		if (lstat(cur, &st))
 			return WHY("--auth-file %s: %s", path, strerror(errno)), -errno;
 		if (!S_ISLNK(st.st_mode))
@@ -418,12 +424,16 @@ static int read_auth_file(const char *path, char *line, char *why, size_t whylen
 		ret = -EINVAL;
 	else if ((st.st_uid != geteuid() && st.st_uid != 0) || (st.st_mode & (S_IWGRP | S_IWOTH)))
 		ret = -EPERM;
+	else if (st.st_nlink != 1)   /* a name another user linked to a file of root's */
+		ret = -EMLINK;
 	else if ((n = pread(fd, line, HTTP_MAX_AUTH_LEN + 1, 0)) < 0)
 		ret = -errno;
 	if (fd >= 0)
 		close(fd);
 	if (ret == -EINVAL)
 		WHY("--auth-file %s: not a regular file", path);
+	else if (ret == -EMLINK)
+		WHY("--auth-file %s: the file has other names (hard links): give it one", path);
 	else if (ret == -EPERM)
 		WHY("--auth-file %s: others than its owner may change it, or its owner is neither "
 		    "root nor this user: chmod go-w it and give it to root or this user", path);
@@ -478,11 +488,35 @@ int http_opts_init(struct http_opts *o, const char *auth_file, char *why, size_t
 	return 0;
 }
 
-/* Forget all of a response but where its body goes. */
+/* Forget all of a response but where its body goes, and what it expects. */
 static void transfer_reset(struct transfer *t)
 {
-	struct transfer sink = { .buf = t->buf, .fd = t->fd, .cap = t->cap };
+	struct transfer sink = { .buf = t->buf, .fd = t->fd, .cap = t->cap, .src = t->src };
 	*t = sink;
+}
+
+static const char *validator_of(const struct transfer *t)
+{
+	return t->etag[0] ? t->etag : t->modified;
+}
+
+static bool other_version(const struct http_source *s, const struct transfer *t)
+{
+	return strcmp(validator_of(t), s->validator) || t->total != s->size;
+}
+
+/* Whether t's answer is of another version than s: -ESTALE, said in why. */
+static int changed(const struct http_source *s, const struct transfer *t, char *why, size_t whylen)
+{
+	char logurl[512];
+
+	if (!other_version(s, t))
+		return 0;
+	http_url_for_log(s->url, logurl, sizeof(logurl));
+	WHY("%s changed on the server (validator '%s', was '%s'; size %llu, was %llu): refusing "
+	    "to mix versions", logurl, validator_of(t), s->validator, (unsigned long long)t->total,
+	    (unsigned long long)s->size);
+	return -ESTALE;
 }
 
 static size_t on_body(char *data, size_t size, size_t n, void *arg)
@@ -493,6 +527,11 @@ static size_t on_body(char *data, size_t size, size_t n, void *arg)
 	/* a body that cannot be what we asked for: stop it now, not at the deadline */
 	if (t->status == 206 && !t->got && (t->bad || (t->n_length && t->length != t->cap)))
 		return 0;
+	/* nor one of another version (a whole chunk fetched to be thrown away) */
+	if (t->status == 206 && !t->got && t->src && t->n_range && other_version(t->src, t)) {
+		t->stale = true;
+		return 0;
+	}
 	if (t->status != 206) {
 		/* an error page or a redirect's body: read and dropped, within reason */
 		t->discarded += len;
@@ -727,6 +766,10 @@ static int try_range(struct http_conn *c, const struct http_source *s, uint64_t 
 		/* wrong headers are the answer, whatever happened to the body */
 		if (status == 206 && (ret = check_206(t, off, len, logurl, range, why, whylen)))
 			goto out;
+		if (t->stale) {   /* cut short at its first byte: final, never a whole answer */
+			ret = changed(s, t, why, whylen) ?: -EIO;
+			goto out;
+		}
 		if (t->fd_err) {   /* the disk's error: trying again would not help */
 			WHY("%s: range %s: writing the body: %s", logurl, range, strerror(-t->fd_err));
 			ret = t->fd_err;
@@ -790,11 +833,6 @@ out:
 	curl.slist_free_all(hdrs);
 	free(next);
 	return ret;
-}
-
-static const char *validator_of(const struct transfer *t)
-{
-	return t->etag[0] ? t->etag : t->modified;
 }
 
 static uint64_t transfer_ms(const struct http_opts *o)
@@ -864,16 +902,9 @@ static int read_into(struct http_conn *c, const struct http_source *s, uint64_t 
 		    (unsigned long long)off, (unsigned long long)s->size);
 		return -EINVAL;
 	}
+	t->src = s;
 	ret = fetch(c, s, off, len, t, attempts, why, whylen);
-	if (ret == 0 && (strcmp(validator_of(t), s->validator) || t->total != s->size)) {
-		char logurl[512];
-		http_url_for_log(s->url, logurl, sizeof(logurl));
-		WHY("%s changed on the server (validator '%s', was '%s'; size %llu, was "
-		    "%llu): refusing to mix versions", logurl, validator_of(t), s->validator,
-		    (unsigned long long)t->total, (unsigned long long)s->size);
-		return -ESTALE;
-	}
-	return ret;
+	return ret ? ret : changed(s, t, why, whylen);
 }
 
 int http_read(struct http_conn *c, const struct http_source *s, uint64_t off, uint32_t len,

@@ -131,10 +131,11 @@ struct layer {
 	 * layer id and generation; zeros and 0 for a plain base image. */
 	uint8_t id[16];
 	uint64_t generation;
-	/* A remote image's version (its chunk cache identity, 64 hex
-	 * digits), which a recovery compares (docs/state-dir.md, image);
+	/* A remote image's version, "SIZE VALIDATOR" (its ETag, else its
+	 * Last-Modified, as the server sent it; none: nothing after the
+	 * space), which a recovery compares (docs/state-dir.md, image);
 	 * empty for every other layer. */
-	char version[65];
+	char version[288];
 };
 
 /* Bytes of per-request state the stack from l down needs. */

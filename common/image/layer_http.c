@@ -546,7 +546,8 @@ int layer_http_open(const char *url, const struct layer_http_opts *o, struct lay
 	h->l.read_only = true;
 	h->l.priv_size = sizeof(struct http_io);
 	h->l.maps = h->ci.open != NULL;
-	memcpy(h->l.version, h->ci.identity, sizeof(h->l.version));
+	snprintf(h->l.version, sizeof(h->l.version), "%llu %s", (unsigned long long)h->src.size,
+		 h->src.validator);
 	*out = &h->l;
 	return 0;
 fail:

@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <limits.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <stdio.h>
@@ -37,8 +38,12 @@ static void count_pending(bool on)
 	struct sigaction sa = { .sa_handler = on_fatal_signal };
 
 	if (on && n_pending++ == 0)
-		for (int i = 0; i < 3; i++)
-			sigaction(caught[i], &sa, &saved[i]);
+		for (int i = 0; i < 3; i++) {
+			sigaction(caught[i], NULL, &saved[i]);
+			/* one ignored (nohup) does not end us: nothing to clean */
+			if (saved[i].sa_handler != SIG_IGN)
+				sigaction(caught[i], &sa, NULL);
+		}
 	if (!on && --n_pending == 0)
 		for (int i = 0; i < 3; i++)
 			sigaction(caught[i], &saved[i], NULL);
@@ -60,6 +65,8 @@ void output_file_track_folder(int dirfd, const char *name, bool on)
 		return;
 	if (on)
 		snprintf(pending_folder, sizeof(pending_folder), "%s", name);
+	/* the name complete before the handler can see the fd */
+	atomic_signal_fence(memory_order_seq_cst);
 	pending_dirfd = on ? dirfd : -1;
 	count_pending(on);
 }
@@ -207,6 +214,23 @@ int output_file_check(const char *path, uint64_t need, char *why, size_t whylen)
 	return 0;
 }
 
+/* The shell made the file a > redirection names, a moment ago: its name
+ * is made durable too (its folder synced), where the name still leads to
+ * it. Best effort: it may have been renamed or removed since. */
+static void sync_name_of_stdout(int fd)
+{
+	char link[64], path[PATH_MAX];
+	ssize_t n;
+
+	snprintf(link, sizeof(link), "/proc/self/fd/%d", fd);
+	n = readlink(link, path, sizeof(path) - 1);
+	if (n <= 0 || path[0] != '/')
+		return;
+	path[n] = 0;
+	if (fd_is_named(fd, AT_FDCWD, path, 0))
+		fsync_folder_of(path);
+}
+
 int output_file_close(struct output_file *o, bool ok, char *why, size_t whylen)
 {
 	struct stat st;
@@ -220,6 +244,8 @@ int output_file_close(struct output_file *o, bool ok, char *why, size_t whylen)
 		snprintf(why, whylen, "standard output: syncing it: %s", strerror(-ret));
 		return ret;
 	}
+	if (!o->path && o->fd >= 0 && ok && !fstat(o->fd, &st) && S_ISREG(st.st_mode))
+		sync_name_of_stdout(o->fd);
 	if (!o->path || o->fd < 0)
 		return 0;
 	if (ok && (ret = atomic_file_commit(&o->af, ATOMIC_DURABLE)))

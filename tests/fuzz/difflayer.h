@@ -40,6 +40,45 @@ static void on_done(struct layer_io *io, int res)
 	s->calls++;
 }
 
+/* The diff's extents when the fuzzer passed them all (else NULL), and
+ * the lower layer's blocks: what each block must read as. */
+static const struct diff_extent *fz_ext;
+static uint64_t fz_n_ext, fz_lower_blocks;
+
+static bool all_bytes(const uint8_t *p, size_t n, uint8_t v)
+{
+	for (size_t i = 0; i < n; i++)
+		if (p[i] != v)
+			return false;
+	return true;
+}
+
+/* What was read at block, of n bytes: zero extents and blocks past the
+ * lower layer read zeros, blocks no extent names read the lower layer's
+ * 0x6c; and where the layer's extent op says zeros, the read has them. */
+static void check_bytes(struct layer *l, uint64_t block, uint32_t n)
+{
+	uint64_t len = n;
+
+	for (uint32_t at = 0; fz_ext && at < n; at += BS) {
+		uint64_t b = block + at / BS;
+		int kind = DIFF_ABSENT;
+		for (uint64_t i = 0; i < fz_n_ext; i++)
+			if (b >= fz_ext[i].start && b - fz_ext[i].start < fz_ext[i].count)
+				kind = fz_ext[i].kind;
+		uint32_t m = n - at < BS ? n - at : BS;
+		if (kind == DIFF_ZERO || (kind == DIFF_ABSENT && b >= fz_lower_blocks))
+			FZ_ASSERT(all_bytes(rbuf + at, m, 0), "block %llu reads other than zeros",
+				  (unsigned long long)b);
+		else if (kind == DIFF_ABSENT)
+			FZ_ASSERT(all_bytes(rbuf + at, m, 0x6c), "block %llu, in no extent, reads "
+				  "other than the layer below", (unsigned long long)b);
+	}
+	if (layer_extent(l, block * BS, &len) == LAYER_ZEROS)
+		FZ_ASSERT(len <= n && all_bytes(rbuf, len, 0), "block %llu: the extent says %llu bytes "
+			  "of zeros, the read has data", (unsigned long long)block, (unsigned long long)len);
+}
+
 static void layer_read(struct layer *l, uint64_t block, uint32_t len)
 {
 	struct sync_io s = { .io = { .op = LAYER_READ, .off = block * BS, .len = len, .buf = rbuf,
@@ -53,6 +92,8 @@ static void layer_read(struct layer *l, uint64_t block, uint32_t len)
 		  s.calls);
 	FZ_ASSERT(s.res == (int)s.io.len || s.res == -EIO, "read of %u at block %llu: %d", s.io.len,
 		  (unsigned long long)block, s.res);
+	if (s.res == (int)s.io.len)
+		check_bytes(l, block, s.io.len);
 }
 
 /* The diff as a layer over a lower layer half its size. */
@@ -66,6 +107,9 @@ static void fz_diff_as_layer(const char *path, const struct diff_meta *m,
 	memcpy(lower.id, m->parent, 16);
 	if (layer_diff_open(path, NULL, &lower, &l, why, sizeof(why)))
 		return;
+	fz_ext = m->n_extents == n_ext ? ext : NULL;
+	fz_n_ext = n_ext;
+	fz_lower_blocks = lower.size / BS;
 	FZ_ASSERT(layer_stack_priv_size(l) <= sizeof(priv), "per-request state too big");
 	for (uint64_t i = 0; i < n_ext && i < 32; i++) {
 		layer_read(l, ext[i].start, sizeof(rbuf));

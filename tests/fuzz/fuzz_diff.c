@@ -75,7 +75,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 	/* --inspect: every frame read (decompressed) and its CRC checked */
 	uint64_t bad = 0;
-	diff_verify(d, &bad);
+	const char *damage;
+	int verified = diff_verify(d, &bad, &damage);
+	FZ_ASSERT(verified != -EIO || damage, "damaged frame %llu without a reason",
+		  (unsigned long long)bad);
 
 	for (uint64_t i = 0; i < d->meta.n_extents && i < 256; i++) {
 		const struct diff_extent *e = &d->ext[i];

@@ -320,6 +320,10 @@ teardown() {
 	run_mustfail 2 "--inspect prints its report on stdout" "$B/ublk-export-diff" --inspect "$T/img" -o "$T/x"
 	run_mustfail 2 "--live keeps the device and its cache" "$B/ublk-export-diff" --live --keep -o "$T/x" 3
 	run_mustfail 2 "--frame-size '5000'" "$B/ublk-export-diff" --frame-size 5000 -o "$T/x" 1
+	run_mustfail 2 "--format v3 has no frames: --frame-size does nothing with it" \
+		"$B/ublk-export-diff" --format v3 --frame-size 64K -o "$T/x" --cache "$T/c"
+	run_mustfail 2 "--frame-size is that of --compress's frames: an uncompressed build has none" \
+		"$B/ublk-export-diff" --format e2b --frame-size 64K --cache "$T/c" --e2b "$T" --build b0000000-0000-4000-8000-00000000000b
 	run_mustfail 2 "--level '20': expected 1 to 19" "$B/ublk-export-diff" --zstd --level 20 -o "$T/x" 1
 	run_mustfail 2 "--level '0': expected 1 to 19" "$B/ublk-export-diff" --zstd --level 0 -o "$T/x" 1
 	run_mustfail 2 "--level is zstd's: give --zstd, or --format e2b --compress zstd" "$B/ublk-export-diff" --level 9 -o "$T/x" 1
@@ -441,6 +445,7 @@ teardown() {
 	run_mustfail 2 "--recover does nothing with list (it goes with reclaim)" "$B/ublk-pool" list --recover
 	run_mustfail 2 "--interval does nothing with status (it goes with watch)" "$B/ublk-pool" --interval 2 status
 	run_mustfail 2 "--timeout does nothing with metrics" "$B/ublk-pool" metrics --timeout 3
+	run_mustfail 2 "--state-dir does nothing with trace-show" "$B/ublk-pool" trace-show --state-dir /tmp x.trace
 	run_mustfail 2 "--textfile does nothing with list (it goes with metrics)" "$B/ublk-pool" list --textfile "$T"
 	run_mustfail 2 "--hang-timeout goes with reclaim --recover (or watch)" "$B/ublk-pool" reclaim --hang-timeout 5
 }

@@ -41,6 +41,8 @@ complete_words() {
 	[ "$(complete_words ublk-pool trace-merge --o)" = --output ]
 	[ "$(complete_words ublk-pool trace-show --o)" = "" ]
 	[ "$(complete_words ublk-pool trace-show --j)" = --json ]
+	[ "$(complete_words ublk-pool trace-show --st)" = "" ]
+	[ "$(complete_words ublk-pool list --st)" = --state-dir ]
 	# a file, not columns
 	[ "$(complete_words ublk-pool trace-merge -o "$T/a")" = "$T/a.trace" ]
 	[ "$(complete_words ublk-pool trace-merge -o "$T/m.trace" "$T/b")" = "$T/b.trace" ]
@@ -76,10 +78,11 @@ complete_words() {
 	run "$BATS_TEST_DIRNAME/zsh-complete.zsh" "$BATS_TEST_DIRNAME/../../completions" "$BATS_TEST_TMPDIR" \
 		'ublk-del 3 --fo' 'ublk-export-diff sb-17 --liv' 'ublk-export-diff --inspect --e2' \
 		'ublk-serve --rec' 'ublk-serve --base x --rec' 'ublk-serve --recover 3 --qu' \
-		'ublk-pool reclaim --re' 'ublk-pool list --re' 'ublk-pool -vt 5 reclaim --re'
+		'ublk-pool reclaim --re' 'ublk-pool list --re' 'ublk-pool -vt 5 reclaim --re' \
+		'ublk-pool trace-show --st' 'ublk-pool metrics --st'
 	echo "$output"
 	[ "$status" -eq 0 ]
-	[ "${#lines[@]}" -eq 18 ]
+	[ "${#lines[@]}" -eq 22 ]
 	[ "${lines[1]}" = --force ]
 	[ "${lines[3]}" = --live ]
 	[ "${lines[5]}" = "--e2b --e2b-file" ]
@@ -91,6 +94,9 @@ complete_words() {
 	[ "${lines[15]}" = "(none)" ]
 	# short options together, the last one's value the next word: 5 is no command
 	[ "${lines[17]}" = --recover ]
+	# trace-show reads no state directory
+	[ "${lines[19]}" = "(none)" ]
+	[ "${lines[21]}" = --state-dir ]
 }
 
 @test "bash completion offers device ids as they are typed" {

@@ -272,8 +272,8 @@ check_build() {
 @test "--format e2b: an export ended by SIGTERM leaves no file and not the folder it made" {
 	"$REF" template "$T/root" "$T/img" "$ROOT_ID" --layout 4
 	cache c "$ROOT_ID" 0 1 2
-	# its first fsync held 3 s, the signal sent meanwhile
-	traced -o /dev/null -e trace=fsync -e inject=fsync:delay_enter=3000000:when=1 -- \
+	# its first fsync held 5 s, the signal sent meanwhile
+	traced -o /dev/null -e trace=fsync -e inject=fsync:delay_enter=5000000:when=1 -- \
 		sh -c 'echo $$ >"$0/export.pid" && exec "$@"' "$T" \
 		"$B/ublk-export-diff" --cache "$T/c" --format e2b --e2b "$T/root" --build "$ROOT_ID" \
 		--build-id "$GEN1" --compress zstd &
@@ -317,11 +317,16 @@ check_build() {
 	cmp "$T/flat" "$T/want"
 }
 
-@test "an export to standard output redirected to a file syncs it before it ends" {
+@test "an export to standard output redirected to a file syncs it, and its folder, before it ends" {
 	"$REF" template "$T/root" "$T/img" "$ROOT_ID" --layout 3
 	cache c "$ROOT_ID" 0 1
-	traced -o "$T/trace" -e trace=fsync -- "$B/ublk-export-diff" --cache "$T/c" >"$T/out.diff"
+	traced -o "$T/trace" -e trace=fsync,openat -- "$B/ublk-export-diff" --cache "$T/c" >"$T/out.diff"
 	grep -q '^[0-9]* *fsync(1) *= 0$' "$T/trace"
+	# the name the shell made: its folder opened after that fsync, and synced
+	dirfd=$(sed -n '/fsync(1) /,$p' "$T/trace" | grep -F "openat(AT_FDCWD, \"$T\", O_RDONLY|O_CLOEXEC|O_DIRECTORY)" |
+		sed 's/.* = //' | head -n 1)
+	[ -n "$dirfd" ]
+	grep -q "^[0-9]* *fsync($dirfd) *= 0$" "$T/trace"
 	run "$B/ublk-export-diff" --inspect "$T/out.diff"
 	echo "$output"
 	[ "$status" -eq 0 ]

@@ -237,6 +237,15 @@ teardown() {
 	[[ "$output" == *$'\nublk_add_duration_seconds_count 1\n'* ]]
 	[[ "$output" == *$'\nublk_delete_duration_seconds_count 1\n'* ]]
 	[[ "$output" == *$'\nublk_delete_duration_seconds_sum 0.200\n'* ]]
+	# a last line still being written counts once it is whole, not before
+	printf 'add 3' >>"$S/.events"
+	run "$B/ublk-pool" metrics --state-dir "$S"
+	[[ "$output" == *$'\nublk_add_duration_seconds_count 1\n'* ]]
+	printf '000\n' >>"$S/.events"
+	run "$B/ublk-pool" metrics --state-dir "$S"
+	[ "$status" -eq 0 ]
+	[[ "$output" == *$'\nublk_add_duration_seconds_count 2\n'* ]]
+	[[ "$output" == *$'\nublk_add_duration_seconds_sum 3.100\n'* ]]
 }
 
 # A stand-in for device 5's server at its control socket: "deaf" takes no
@@ -346,12 +355,35 @@ add_in_flight() {
 	[[ "$output" != *"shutting down"* ]]
 }
 
+@test "an add while a shutdown holds the pool lock: exit 8, the pool is shutting down" {
+	truncate -s 1M "$T/img"
+	# a shutdown in its second pass: its mark held, the pool lock exclusive
+	python3 -c 'import fcntl, os, struct, sys, time
+fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT, 0o600)
+fcntl.fcntl(fd, 37, struct.pack("hhqqi4x", fcntl.F_RDLCK, 0, 0, 0, 0))  # F_OFD_SETLK
+time.sleep(600)' "$S/.shutdown" 3>&- &
+	other=$!
+	flock -o -x "$S/.pool.lock" sleep 600 3>&- &
+	holder=$!
+	wait_until 20 '[ "$(shutdown_holders "$S")" -eq 1 ] && [ -e "$S/.pool.lock" ] && ! flock -n -s "$S/.pool.lock" true'
+	run_mustfail 8 "the pool is shutting down (ublk-pool shutdown): no new devices" \
+		"$B/ublk-add" --base "$T/img" --state-dir "$S" --timeout 1
+}
+
+@test "a shutdown ends by its --timeout, also while an add is under way: exit 7" {
+	add_in_flight
+	start=$(date +%s%N)
+	run_mustfail 7 "adds still in progress after" "$B/ublk-pool" shutdown --timeout 4 --state-dir "$S"
+	# one deadline: not the stops', then the lock's, then the second stops' (12 s)
+	[ $(( ($(date +%s%N) - start) / 1000000 )) -lt 7500 ]
+}
+
 @test "two shutdowns at once: the pool stays closed until the last one ends" {
 	truncate -s 1M "$T/img"
 	add_in_flight
-	# the first gives up at its deadline (8 to 16 s: time for the second
-	# to start on a loaded host), the second waits on
-	"$B/ublk-pool" shutdown --timeout 8 --state-dir "$S" 3>&- &
+	# the first gives up at its deadline (15 s: time for the second to
+	# start on a loaded host), the second waits on
+	"$B/ublk-pool" shutdown --timeout 15 --state-dir "$S" 3>&- &
 	other=$!
 	wait_until 20 '[ "$(shutdown_holders "$S")" -eq 1 ]'
 	"$B/ublk-pool" shutdown --timeout 60 --state-dir "$S" 3>&- &

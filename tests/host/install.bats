@@ -56,24 +56,37 @@ top_make() {
 @test "ublk-pool watch tells its service manager when it is ready, and when it stops" {
 	mkdir -m 700 "$T/state"
 	python3 - "$B/ublk-pool" "$T" <<'PY'
-import os, socket, subprocess, sys
+import os, signal, socket, subprocess, sys
 tool, tmp = sys.argv[1], sys.argv[2]
 s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
 s.bind(tmp + "/notify")
 s.settimeout(60)
 env = dict(os.environ, NOTIFY_SOCKET=tmp + "/notify")
-p = subprocess.Popen([tool, "watch", "--state-dir", tmp + "/state", "--interval", "0.1"], env=env,
-                     stderr=subprocess.DEVNULL)
-try:
-    assert s.recv(64) == b"READY=1"
-    p.terminate()
-    assert s.recv(64) == b"STOPPING=1"
-    assert p.wait(60) == 0
-finally:
-    # a failed check leaves no watcher running on the host
-    if p.poll() is None:
-        p.kill()
-        p.wait()
+def watch(interval, sig, hup_ignored=False):
+    """A watcher is ready, then sig ends it with STOPPING=1 and exit 0."""
+    p = subprocess.Popen([tool, "watch", "--state-dir", tmp + "/state", "--interval", interval],
+                         env=env, stderr=subprocess.DEVNULL,
+                         preexec_fn=(lambda: signal.signal(signal.SIGHUP, signal.SIG_IGN))
+                         if hup_ignored else None)
+    try:
+        assert s.recv(64) == b"READY=1"
+        if hup_ignored:
+            ign = [l for l in open("/proc/%d/status" % p.pid) if l.startswith("SigIgn:")][0]
+            assert int(ign.split()[1], 16) & (1 << (signal.SIGHUP - 1)), ign
+        p.send_signal(sig)
+        assert s.recv(64) == b"STOPPING=1"
+        assert p.wait(60) == 0
+    finally:
+        # a failed check leaves no watcher running on the host
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+
+watch("0.1", signal.SIGTERM)
+# SIGHUP (a terminal's hangup) in an hour-long sleep
+watch("3600", signal.SIGHUP)
+# started with SIGHUP ignored (nohup), it stays ignored: SIGTERM still ends it
+watch("3600", signal.SIGTERM, hup_ignored=True)
 PY
 }
 

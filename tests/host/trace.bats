@@ -144,9 +144,10 @@ trace() {
 @test "trace-show: images, start, label, entries; no root and no state directory needed" {
 	chmod 755 "$T"
 	chmod 644 "$T/a.trace"
-	run as_nobody "$B/ublk-pool" trace-show --json "$T/a.trace" --state-dir "$T/nostate"
+	run as_nobody env UBLK_STATE_DIR="$T/nostate" "$B/ublk-pool" trace-show --json "$T/a.trace"
 	echo "$output"
 	[ "$status" -eq 0 ]
+	[ ! -e "$T/nostate" ]
 	[ "$(jq -c '[.version, .start_ms, .label, .entries, .writes, .span_ms]' <<<"$output")" = '[1,1000,"a",5,1,12]' ]
 	[ "$(jq -c '.images[1] | [.role, .size, .chunk_size, .chunks, .entries]' <<<"$output")" = '["layer",262144,65536,4,1]' ]
 	[ "$(jq -r '.images[0].identity' <<<"$output")" = "$ID0" ]

@@ -103,6 +103,13 @@ static void test_url_for_log(void)
 	}
 	CHECK(!http_url_identity("HTTPS://u:p@Host.Example:443/A?sig=1#f", id, sizeof(id)) &&
 	      !strcmp(id, "https://host.example:443/A"), "identity: %s", id);
+	/* a host past a DNS name's 253 bytes is no host: two such origins,
+	 * cut short, could compare equal and share credentials */
+	char url[300], long_id[400];
+	snprintf(url, sizeof(url), "http://%0253d/x", 0);
+	CHECK(!http_url_identity(url, long_id, sizeof(long_id)), "a host of 253 bytes");
+	snprintf(url, sizeof(url), "http://%0254d/x", 0);
+	CHECK(http_url_identity(url, long_id, sizeof(long_id)) == -EINVAL, "a host of 254 bytes refused");
 }
 
 static char root[256];
@@ -465,6 +472,7 @@ static void test_hostile(int port)
 		{ "/badlength/img", -EIO, "Content-Length" },
 		{ "/etag/img", -ESTALE, "changed on the server" },
 		{ "/drip/img", -ETIMEDOUT, "" },
+		{ "/etagdrip/img", -ESTALE, "changed on the server" },
 	};
 	struct http_conn *c = http_conn_new();
 	for (size_t i = 0; i < sizeof(reads) / sizeof(reads[0]); i++) {
@@ -482,6 +490,10 @@ static void test_hostile(int port)
 		      reads[i].why);
 		/* deadline: timeout * (retries + 1), plus scheduling slack */
 		CHECK(took < 2 * 3000 + 5000, "%s took %llu ms", reads[i].path, (unsigned long long)took);
+		/* another version's body is not waited for: refused at its first byte */
+		if (strstr(reads[i].path, "etagdrip"))
+			CHECK(took < 3000, "%s: waited %llu ms for a body of another version",
+			      reads[i].path, (unsigned long long)took);
 		http_source_close(&s);
 	}
 	/* a long retry chain is bounded by the deadline, not 2^20 * 200 ms */
@@ -750,8 +762,16 @@ static void test_auth_links(const char *dir)
 	CHECK(!mkdir(p[4], 0755) && !chown(p[4], 65534, 65534), "another user's folder");
 	CHECK(!symlink(p[7], p[5]) && !lchown(p[5], 65534, 65534), "their link to root's file");
 	CHECK(!symlink("user/token", p[6]), "our link into their folder");
-	CHECK(http_opts_init(&o, p[6], why, sizeof(why)) == -EPERM && strstr(why, "through") &&
-	      strstr(why, "user/token") && strstr(why, "uid 65534"), "a hop through their folder: %s", why);
+	CHECK(http_opts_init(&o, p[6], why, sizeof(why)) == -EPERM && strstr(why, "/user/token: its folder") &&
+	      strstr(why, ": through ") && strstr(why, "uid 65534"), "a hop through their folder: %s", why);
+	/* a second name (a hard link another user could make to a file of
+	 * root's, where protected_hardlinks is off) */
+	char hard[420];
+	snprintf(hard, sizeof(hard), "%s/hard", dir);
+	CHECK(!link(p[1], hard), "link");
+	CHECK(http_opts_init(&o, hard, why, sizeof(why)) == -EMLINK && strstr(why, "hard links"),
+	      "a file with two names: %s", why);
+	CHECK(!unlink(hard), "unlink");
 	/* their link in a sticky folder (as /tmp): the link's owner decides */
 	CHECK(!chown(p[4], 0, 0) && !chmod(p[4], 01777), "a sticky folder of root's");
 	CHECK(http_opts_init(&o, p[6], why, sizeof(why)) == -EPERM &&
@@ -925,15 +945,20 @@ static void test_pool_wait_counts(int port)
 		fetch_pool_queue(pool, &r[i].job, pooled_done);
 	}
 	CHECK(!aio_drain(&aio), "drain");
-	CHECK(r[0].res == 0, "first read: %d", r[0].res);
-	/* The second and the third take the lock in either order once the
-	 * first is done (a mutex is not a queue): the one that takes it
-	 * second has waited 4 s, past its budget, and fails then. */
-	for (int i = 1; i < 3; i++)
+	/* The reads take the lock in any order (a mutex is not a queue, and
+	 * the first two threads start together): the one that takes it
+	 * third has waited 4 s, past its budget, and fails then; the others
+	 * fetch. */
+	int timed_out = 0;
+	for (int i = 0; i < 3; i++) {
 		CHECK(r[i].res == 0 || r[i].res == -ETIMEDOUT, "read %d: %d", i, r[i].res);
-	CHECK(r[1].res == -ETIMEDOUT || r[2].res == -ETIMEDOUT,
-	      "a read whose budget went in waiting fails: %d after %llu ms, %d after %llu ms",
-	      r[1].res, (unsigned long long)r[1].ms, r[2].res, (unsigned long long)r[2].ms);
+		timed_out += r[i].res == -ETIMEDOUT;
+	}
+	/* (two, on a host too busy to end the first fetch within 1 s of its 2 s) */
+	CHECK(timed_out >= 1 && timed_out <= 2, "a read whose budget went in waiting fails, and the "
+	      "first fetches: %d after %llu ms, %d after %llu ms, %d after %llu ms", r[0].res,
+	      (unsigned long long)r[0].ms, r[1].res, (unsigned long long)r[1].ms, r[2].res,
+	      (unsigned long long)r[2].ms);
 	for (int i = 0; i < 3; i++)
 		CHECK(r[i].ms < 2 * 3000, "read %d ended after %llu ms", i, (unsigned long long)r[i].ms);
 	fetch_pool_stop(pool);

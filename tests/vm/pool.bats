@@ -394,6 +394,9 @@ orphan_device() {
 	done ) 3>&- &
 	adder=$!
 	BG=$adder
+	# the adds under way when the shutdown starts (on a busy VM the loop
+	# could otherwise begin only once the shutdown is over)
+	wait_until 60 '[ -s "$T/late.out" ]'
 	start=$(date +%s)
 	# 6.1's DEL_DEV returns only once the last reference to the stopped
 	# device goes (fio's open, the dead server's ring), and holds every
