@@ -52,8 +52,8 @@ int stack_http_opts(const struct stack_config *sc, struct layer_http_opts *ho, c
  * nothing stays open on failure. */
 int stack_open(const struct stack_config *sc, struct layer **top, char *why, size_t whylen);
 /* The version of the image top presents, as the state entry's image
- * file holds it (docs/state-dir.md): its size and each remote image's
- * identity, key=value lines. 0, or -ENOSPC. */
+ * file holds it (docs/state-dir.md): its size and each remote base's
+ * size and validator, key=value lines. 0, or -ENOSPC. */
 int stack_image_text(const struct layer *top, char *buf, size_t len);
 /* 0 unless path (an output: --record-access, a flattened image) is one of
  * the files the stack reads: its base, cache and map, layers, auth file.
