@@ -42,6 +42,9 @@ gate         the probe: answered once the file $UBLK_HOSTILE_GATE exists (at mos
 golden       /golden/NAME: tests/e2b/golden/NAME instead of the image
 etag         reads after the probe: another ETag
 etagdrip     reads after the probe: another ETag, the body one byte a second
+folded       reads after the probe: a 206 whose first header line is folded
+             (starts with a space), which libcurl 7.88 appends to a freed
+             header of the connection's previous answer
 novalidator  no ETag (nor Last-Modified): nothing tells its versions apart
 private      403 without 'Authorization: Bearer s3cret' or 'X-Api-Key: s3cret'
 toother      302 to the same path under /private/ on OTHER_PORT
@@ -134,6 +137,17 @@ class Handler(http.server.BaseHTTPRequestHandler):
         total = {"wrap": str(2**64 - 1), "huge": str(2**50), "star": "*",
                  "junk": f"{SIZE}x"}.get(case, str(size))
         shown = (first + 4096, last + 4096) if case == "otherstart" else (first, last)
+        if case == "folded" and not probe:
+            try:    # libcurl before 8.3 hangs up at the folded line
+                self.wfile.write(b"HTTP/1.1 206 Partial Content\r\n x-folded: y\r\n")
+                self.send_header("Content-Range", f"bytes {first}-{last}/{size}")
+                self.send_header("Content-Length", str(len(body)))
+                self.send_header("ETag", etag)
+                self.end_headers()
+                self.wfile.write(body)
+            except (BrokenPipeError, ConnectionResetError):
+                self.close_connection = True
+            return
         self.send_response(206)
         self.send_header("Content-Range", f"bytes {shown[0]}-{shown[1]}/{total}")
         length = len(body) + (100 if case == "badlength" and not probe else 0)

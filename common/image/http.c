@@ -35,9 +35,18 @@
 /* body bytes of a non-206 answer (error page, redirect) we read and drop */
 #define HTTP_MAX_DISCARD (64u << 10)
 
+/* A fresh easy handle per request: libcurl 7.88 (Debian 12) keeps a
+ * pointer to a freed header of a handle's previous transfer, which a
+ * hostile server's folded header line then writes through (fixed in curl
+ * 8.1.0; see docs/security.md). A handle that made no earlier transfer has
+ * none. The handles run in one multi handle, which keeps the connections
+ * (curl_easy_perform would make a multi handle, with its socket pair, per
+ * request); the share keeps DNS answers and TLS sessions. */
 struct http_conn {
-	CURL *curl;
+	CURLM *multi;
+	CURLSH *share;
 	const atomic_bool *cancel;      /* set: transfers end at once (ECANCELED) */
+	unsigned long connects;         /* connections made, for the tests */
 };
 
 struct transfer {
@@ -47,6 +56,7 @@ struct transfer {
 	size_t cap, got, discarded;
 	bool overflow;
 	long status;            /* from the status line, 0 before it */
+	bool head_done;         /* the blank line after the headers came */
 	/* headers of the last response: what was sent, and what was wrong */
 	char etag[HTTP_MAX_VALIDATOR + 1], modified[HTTP_MAX_VALIDATOR + 1];
 	unsigned n_range, n_length, n_etag, n_modified;
@@ -66,9 +76,17 @@ static struct {
 	CURLcode (*global_init)(long);
 	CURL *(*easy_init)(void);
 	void (*easy_cleanup)(CURL *);
-	void (*easy_reset)(CURL *);
+	CURLSH *(*share_init)(void);
+	CURLSHcode (*share_setopt)(CURLSH *, CURLSHoption, ...);
+	CURLSHcode (*share_cleanup)(CURLSH *);
 	CURLcode (*easy_setopt)(CURL *, CURLoption, ...);
-	CURLcode (*easy_perform)(CURL *);
+	CURLM *(*multi_init)(void);
+	CURLMcode (*multi_add_handle)(CURLM *, CURL *);
+	CURLMcode (*multi_remove_handle)(CURLM *, CURL *);
+	CURLMcode (*multi_perform)(CURLM *, int *);
+	CURLMcode (*multi_poll)(CURLM *, struct curl_waitfd *, unsigned, int, int *);
+	CURLMsg *(*multi_info_read)(CURLM *, int *);
+	CURLMcode (*multi_cleanup)(CURLM *);
 	CURLcode (*easy_getinfo)(CURL *, CURLINFO, ...);
 	const char *(*easy_strerror)(CURLcode);
 	struct curl_slist *(*slist_append)(struct curl_slist *, const char *);
@@ -86,8 +104,13 @@ static void curl_load(void)
 	}
 #define SYM(field, name) (*(void **)&curl.field = dlsym(lib, name))
 	if (!SYM(global_init, "curl_global_init") || !SYM(easy_init, "curl_easy_init") ||
-	    !SYM(easy_cleanup, "curl_easy_cleanup") || !SYM(easy_reset, "curl_easy_reset") ||
-	    !SYM(easy_setopt, "curl_easy_setopt") || !SYM(easy_perform, "curl_easy_perform") ||
+	    !SYM(easy_cleanup, "curl_easy_cleanup") || !SYM(share_init, "curl_share_init") ||
+	    !SYM(share_setopt, "curl_share_setopt") || !SYM(share_cleanup, "curl_share_cleanup") ||
+	    !SYM(easy_setopt, "curl_easy_setopt") || !SYM(multi_init, "curl_multi_init") ||
+	    !SYM(multi_add_handle, "curl_multi_add_handle") ||
+	    !SYM(multi_remove_handle, "curl_multi_remove_handle") ||
+	    !SYM(multi_perform, "curl_multi_perform") || !SYM(multi_poll, "curl_multi_poll") ||
+	    !SYM(multi_info_read, "curl_multi_info_read") || !SYM(multi_cleanup, "curl_multi_cleanup") ||
 	    !SYM(easy_getinfo, "curl_easy_getinfo") || !SYM(easy_strerror, "curl_easy_strerror") ||
 	    !SYM(slist_append, "curl_slist_append") || !SYM(slist_free_all, "curl_slist_free_all")) {
 		log_err("libcurl lacks a function this build needs: %s", dlerror());
@@ -595,6 +618,10 @@ static size_t on_header(char *data, size_t size, size_t n, void *arg)
 		t->status = (long)status;
 		return len;
 	}
+	if (data[0] == '\r' || data[0] == '\n') {
+		t->head_done = true;
+		return len;
+	}
 	if ((v = header_is(data, len, "Content-Range", &vlen))) {
 		if (t->n_range++ || http_parse_content_range(v, vlen, &t->first, &t->last, &t->total))
 			t->bad = t->bad ? t->bad : "Content-Range";
@@ -618,11 +645,21 @@ struct http_conn *http_conn_new(void)
 	if (!curl_ok)
 		return NULL;
 	c = calloc(1, sizeof(*c));
-	if (c && !(c->curl = curl.easy_init())) {
-		free(c);
-		c = NULL;
-	}
+	if (!c || !(c->multi = curl.multi_init()) || !(c->share = curl.share_init()))
+		goto fail;
+	CURLSHcode tls = curl.share_setopt(c->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_SSL_SESSION);
+	if (curl.share_setopt(c->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_DNS) != CURLSHE_OK ||
+	    (tls != CURLSHE_OK && tls != CURLSHE_NOT_BUILT_IN))   /* a libcurl without TLS */
+		goto fail;
 	return c;
+fail:
+	http_conn_free(c);
+	return NULL;
+}
+
+unsigned long http_conn_connects(const struct http_conn *c)
+{
+	return c->connects;
 }
 
 void http_conn_cancel_on(struct http_conn *c, const atomic_bool *flag)
@@ -634,8 +671,33 @@ void http_conn_free(struct http_conn *c)
 {
 	if (!c)
 		return;
-	curl.easy_cleanup(c->curl);
+	if (c->multi)
+		curl.multi_cleanup(c->multi);
+	if (c->share)
+		curl.share_cleanup(c->share);
 	free(c);
+}
+
+/* curl_easy_perform in c's multi handle: its connections outlive h. The
+ * transfer's own timeouts bound the loop; the poll wakes for them. */
+static CURLcode perform(struct http_conn *c, CURL *h)
+{
+	CURLcode rc = CURLE_RECV_ERROR;    /* the multi handle failed: no result */
+	CURLMsg *m;
+	int running = 1, left;
+
+	if (curl.multi_add_handle(c->multi, h) != CURLM_OK)
+		return CURLE_OUT_OF_MEMORY;
+	while (running) {
+		if (curl.multi_perform(c->multi, &running) != CURLM_OK ||
+		    (running && curl.multi_poll(c->multi, NULL, 0, 1000, NULL) != CURLM_OK))
+			break;
+	}
+	while ((m = curl.multi_info_read(c->multi, &left)))
+		if (m->msg == CURLMSG_DONE && m->easy_handle == h)
+			rc = m->data.result;
+	curl.multi_remove_handle(c->multi, h);
+	return rc;
 }
 
 /* Every option matters (a protocol limit silently dropped by an old
@@ -685,7 +747,7 @@ static int check_206(const struct transfer *t, uint64_t off, uint32_t len, const
 static int try_range(struct http_conn *c, const struct http_source *s, uint64_t off, uint32_t len,
 		     uint64_t timeout_ms, struct transfer *t, char *why, size_t whylen)
 {
-	CURL *h = c->curl;
+	CURL *h = NULL;
 	char range[64], errbuf[CURL_ERROR_SIZE], logurl[512], origin[300], here[300];
 	const char *url = s->url;
 	char *next = NULL;
@@ -717,8 +779,15 @@ static int try_range(struct http_conn *c, const struct http_source *s, uint64_t 
 		url_split(url, &u);   /* checked before it became url */
 		url_origin(&u, here, sizeof(here));
 		same_origin = !strcmp(here, origin);
-		curl.easy_reset(h);
+		if (h)
+			curl.easy_cleanup(h);
+		if (!(h = curl.easy_init())) {
+			WHY("%s: range %s: cannot start a libcurl transfer", logurl, range);
+			ret = -ENOMEM;
+			goto out;
+		}
 		errbuf[0] = 0;
+		SETOPT(h, CURLOPT_SHARE, c->share);
 		SETOPT(h, CURLOPT_ERRORBUFFER, errbuf);
 		SETOPT(h, CURLOPT_URL, url);
 		SETOPT(h, CURLOPT_PROTOCOLS_STR, u.https ? "https" : "http");
@@ -752,9 +821,12 @@ static int try_range(struct http_conn *c, const struct http_source *s, uint64_t 
 		}
 		SETOPT(h, CURLOPT_HTTPHEADER, hdrs);
 		transfer_reset(t);
-		rc = curl.easy_perform(h);
+		rc = perform(c, h);
 		curl.slist_free_all(hdrs);
 		hdrs = NULL;
+		long connects = 0;
+		if (curl.easy_getinfo(h, CURLINFO_NUM_CONNECTS, &connects) == CURLE_OK && connects > 0)
+			c->connects += (unsigned long)connects;
 		status = 0;
 		if (curl.easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status) != CURLE_OK)
 			status = 0;
@@ -764,7 +836,7 @@ static int try_range(struct http_conn *c, const struct http_source *s, uint64_t 
 			goto out;
 		}
 		/* wrong headers are the answer, whatever happened to the body */
-		if (status == 206 && (ret = check_206(t, off, len, logurl, range, why, whylen)))
+		if (status == 206 && (t->head_done || rc == CURLE_OK) && (ret = check_206(t, off, len, logurl, range, why, whylen)))
 			goto out;
 		if (t->stale) {   /* cut short at its first byte: final, never a whole answer */
 			ret = changed(s, t, why, whylen) ?: -EIO;
@@ -776,7 +848,11 @@ static int try_range(struct http_conn *c, const struct http_source *s, uint64_t 
 			goto out;
 		}
 		if (rc != CURLE_OK && !t->overflow && !(t->status != 206 && t->discarded)) {
-			WHY("%s: range %s: %s", logurl, range, errbuf[0] ? errbuf : curl.easy_strerror(rc));
+			WHY("%s: range %s: %s%s", logurl, range,
+			    !status || t->head_done ? "" :
+			    rc == CURLE_WEIRD_SERVER_REPLY || rc == CURLE_BAD_FUNCTION_ARGUMENT ?
+			    "a malformed header line: " : "the answer broke off in its headers: ",
+			    errbuf[0] ? errbuf : curl.easy_strerror(rc));
 			/* TLS and URL errors will not pass; connection trouble may */
 			ret = rc == CURLE_SSL_CACERT || rc == CURLE_PEER_FAILED_VERIFICATION ||
 			      rc == CURLE_URL_MALFORMAT || rc == CURLE_UNSUPPORTED_PROTOCOL ? -EIO : -EAGAIN;
@@ -832,6 +908,8 @@ static int try_range(struct http_conn *c, const struct http_source *s, uint64_t 
 out:
 	curl.slist_free_all(hdrs);
 	free(next);
+	if (h)
+		curl.easy_cleanup(h);
 	return ret;
 }
 

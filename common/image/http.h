@@ -55,6 +55,9 @@ void http_source_close(struct http_source *s);
 struct http_conn;  /* one per thread: keeps the connection alive */
 struct http_conn *http_conn_new(void);
 void http_conn_free(struct http_conn *c);
+/* How many connections c's transfers have opened: 1 for any number of
+ * reads from one server that keeps its connections alive. */
+unsigned long http_conn_connects(const struct http_conn *c);
 /* From now on, a transfer on c ends (-ECANCELED) soon after *flag is set:
  * a background fetch must not hold up a device's deletion. */
 void http_conn_cancel_on(struct http_conn *c, const atomic_bool *flag);

@@ -238,15 +238,20 @@ int output_file_close(struct output_file *o, bool ok, char *why, size_t whylen)
 
 	/* stdout redirected to a file: synced, as the export's source (a
 	 * device's cache) may be removed next */
-	if (!o->path && o->fd >= 0 && ok && !fstat(o->fd, &st) &&
-	    (S_ISREG(st.st_mode) || S_ISBLK(st.st_mode)) && fsync(o->fd)) {
-		ret = -errno;
-		snprintf(why, whylen, "standard output: syncing it: %s", strerror(-ret));
-		return ret;
+	if (!o->path) {
+		if (o->fd < 0 || !ok || fstat(o->fd, &st) ||
+		    !(S_ISREG(st.st_mode) || S_ISBLK(st.st_mode)))
+			return 0;
+		if (fsync(o->fd)) {
+			ret = -errno;
+			snprintf(why, whylen, "standard output: syncing it: %s", strerror(-ret));
+			return ret;
+		}
+		if (S_ISREG(st.st_mode))
+			sync_name_of_stdout(o->fd);
+		return 0;
 	}
-	if (!o->path && o->fd >= 0 && ok && !fstat(o->fd, &st) && S_ISREG(st.st_mode))
-		sync_name_of_stdout(o->fd);
-	if (!o->path || o->fd < 0)
+	if (o->fd < 0)
 		return 0;
 	if (ok && (ret = atomic_file_commit(&o->af, ATOMIC_DURABLE)))
 		snprintf(why, whylen, "%s: %s", o->path, strerror(-ret));

@@ -561,6 +561,57 @@ static void test_chunk_fetch(int port)
 	CHECK(!system(cmd), "cleanup");
 }
 
+/* Three reads of /kase/img on c, each checked against the image's bytes;
+ * when refused names a message, a read may instead be refused with -EIO
+ * and that message. */
+static void reads_on(struct http_conn *c, const struct http_opts *o, int port, const char *kase,
+		     unsigned k, const char *refused)
+{
+	struct http_source s;
+	char url[200], why[700];
+	uint8_t buf[4096];
+
+	snprintf(url, sizeof(url), "http://127.0.0.1:%d/%s/img", port, kase);
+	CHECK(!http_source_open(&s, url, o, why, sizeof(why)), "%s: probe: %s", url, why);
+	for (uint64_t i = 0; i < 3; i++) {
+		uint64_t off = (k * 3 + i) * 65536 + 512;
+		int ret = http_read(c, &s, off, sizeof(buf), buf, NULL, why, sizeof(why));
+		if (refused && ret == -EIO) {
+			CHECK(strstr(why, refused), "%s: read at %llu: %s", url, (unsigned long long)off, why);
+			continue;
+		}
+		CHECK(!ret, "%s: read at %llu: %d %s", url, (unsigned long long)off, ret, why);
+		bool same = true;
+		for (size_t b = 0; b < sizeof(buf); b++)
+			same &= buf[b] == (off + b) % 251;
+		CHECK(same, "%s: read at %llu: not the image's bytes", url, (unsigned long long)off);
+	}
+	http_source_close(&s);
+}
+
+/* One connection for every read from one server, redirects included; a
+ * folded first header line after earlier answers on that connection
+ * (libcurl 7.88's use-after-free when a handle is reused) does no harm:
+ * refused before curl 8.3, read after; the reads after it work. */
+static void test_conn_reuse(int port)
+{
+	struct http_opts o;
+	struct http_conn *c = http_conn_new();
+	char why[700];
+
+	CHECK(c && !http_opts_init(&o, NULL, why, sizeof(why)), "conn, opts");
+	o.timeout_ms = 5000;
+	o.retries = 1;
+	reads_on(c, &o, port, "ok", 0, NULL);
+	reads_on(c, &o, port, "chain/5", 1, NULL);
+	reads_on(c, &o, port, "ok", 2, NULL);
+	CHECK(http_conn_connects(c) == 1, "%lu connections for reads from one server",
+	      http_conn_connects(c));
+	reads_on(c, &o, port, "folded", 3, "a malformed header line");
+	reads_on(c, &o, port, "ok", 4, NULL);
+	http_conn_free(c);
+}
+
 static unsigned open_fds(void)
 {
 	unsigned n = 0;
@@ -979,6 +1030,7 @@ int main(void)
 	if (port) {
 		test_hostile(atoi(port));
 		test_chunk_fetch(atoi(port));
+		test_conn_reuse(atoi(port));
 		test_remote_unreadable(atoi(port));
 		test_remote_close(atoi(port));
 		test_blob_stall(atoi(port));
