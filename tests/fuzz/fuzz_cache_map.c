@@ -13,7 +13,11 @@
  * The data file is sized as the map says, sparse. An opened cache is
  * read at a few places (an io_uring for the data file, the stand-in base
  * answers at once): every read completes once, with its length, and the
- * base is never asked for bytes past its end.
+ * base is never asked for bytes past its end. Where the export opened the
+ * same files too, the bytes read must be what its extents say: the data
+ * file's (DATA_BYTE, written there first) for a data extent, zeros for a
+ * zero extent, and for a block in none the base's (BASE_BYTE), or zeros
+ * past the base's end.
  */
 #include "util/aio.h"
 #include "image/cache.h"
@@ -27,6 +31,8 @@
 #include <liburing.h>
 
 #define BS 4096u
+#define BASE_BYTE 0x6c
+#define DATA_BYTE 0xd7
 #define MAX_PART (1u << 20)
 
 static int map_fd = -1, live_fd = -1, data_fd = -1;
@@ -43,7 +49,7 @@ static void base_read(struct layer *l, struct layer_io *io)
 	FZ_ASSERT(io->op == LAYER_READ && io->off + io->len <= l->size,
 		  "op %d of %u at %llu on a %llu-byte read-only base", io->op, io->len,
 		  (unsigned long long)io->off, (unsigned long long)l->size);
-	memset(io->buf, 0x6c, io->len);
+	memset(io->buf, BASE_BYTE, io->len);
 	io->done(io, (int)io->len);
 }
 static void nop_close(struct layer *l) { (void)l; }
@@ -64,7 +70,26 @@ static void on_done(struct layer_io *io, int res)
 	s->calls++;
 }
 
-static void cache_read(struct layer *l, uint64_t off)
+/* The kind of the extent of x that holds block b, 0 for none. */
+static uint32_t kind_of(const struct cache_export *x, uint64_t b)
+{
+	size_t lo = 0, hi = x->n_ext;
+
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		const struct diff_extent *e = &x->ext[mid];
+		if (b < e->start)
+			hi = mid;
+		else if (b - e->start >= e->count)
+			lo = mid + 1;
+		else
+			return e->kind;
+	}
+	return 0;
+}
+
+static void cache_read(struct layer *l, uint64_t off, uint64_t base_size,
+		       const struct cache_export *x)
 {
 	struct sync_io s = { .io = { .op = LAYER_READ, .off = off / 4096 * 4096, .len = sizeof(rbuf),
 				     .buf = rbuf, .done = on_done, .aio = &aio, .priv = priv } };
@@ -72,10 +97,23 @@ static void cache_read(struct layer *l, uint64_t off)
 		return;
 	if (s.io.len > l->size - s.io.off)
 		s.io.len = (uint32_t)(l->size - s.io.off);
+	memset(rbuf, DATA_BYTE, s.io.len);
+	if (pwrite(data_fd, rbuf, s.io.len, (off_t)s.io.off) != (ssize_t)s.io.len)
+		FZ_DIE("pwrite: %s", strerror(errno));
+	memset(rbuf, 0xee, s.io.len);
 	layer_submit(l, &s.io);
 	FZ_ASSERT(!aio_drain(&aio), "io_uring failed");
 	FZ_ASSERT(s.calls == 1 && s.res == (int)s.io.len, "read of %u at %llu: %d calls, result %d",
 		  s.io.len, (unsigned long long)s.io.off, s.calls, s.res);
+	for (uint32_t i = 0; x && i < s.io.len; i += BS) {
+		uint64_t b = (s.io.off + i) / BS;
+		uint32_t kind = kind_of(x, b);
+		uint8_t want = kind == DIFF_DATA ? DATA_BYTE : kind == DIFF_ZERO ? 0 :
+			       b * BS < base_size ? BASE_BYTE : 0;
+		for (uint32_t k = 0; k < BS; k++)
+			FZ_ASSERT(rbuf[i + k] == want, "block %llu (extent kind %u): byte %u is %#x, "
+				  "not %#x", (unsigned long long)b, kind, k, rbuf[i + k], want);
+	}
 }
 
 int LLVMFuzzerInitialize(int *argc, char ***argv)
@@ -131,7 +169,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		FZ_ASSERT(checked == dev_size, "checked size %llu, header %llu",
 			  (unsigned long long)checked, (unsigned long long)dev_size);
 	}
-	if (!cache_export_open(path, false, &x, why, sizeof(why))) {
+	bool exported = !cache_export_open(path, false, &x, why, sizeof(why));
+	if (exported) {
 		fz_accepted();
 		uint64_t blocks = x.meta.dev_size / BS, next = 0;
 		for (size_t i = 0; i < x.n_ext; i++) {
@@ -143,7 +182,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			FZ_ASSERT(e->kind == DIFF_DATA || e->kind == DIFF_ZERO, "kind %u", e->kind);
 			next = e->start + e->count;
 		}
-		cache_export_close(&x);
 	}
 
 	struct layer *l = NULL;
@@ -151,11 +189,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		FZ_ASSERT(l->size == dev_size && l->read_only, "opened as %llu bytes, map says %llu",
 			  (unsigned long long)l->size, (unsigned long long)dev_size);
 		FZ_ASSERT(layer_stack_priv_size(l) <= sizeof(priv), "per-request state too big");
-		cache_read(l, 0);
-		cache_read(l, base.size ? base.size - 4096 : 0);
-		cache_read(l, l->size - 4096);
-		cache_read(l, l->size / 3);
+		const struct cache_export *xp = exported ? &x : NULL;
+		cache_read(l, 0, base.size, xp);
+		cache_read(l, base.size ? base.size - 4096 : 0, base.size, xp);
+		cache_read(l, l->size - 4096, base.size, xp);
+		cache_read(l, l->size / 3, base.size, xp);
 		layer_close(l);
 	}
+	if (exported)
+		cache_export_close(&x);
 	return 0;
 }
