@@ -183,7 +183,7 @@ static void set_params(const struct server *s, struct ublk_params *p)
 	p->discard.max_discard_sectors = (UINT32_MAX >> 9) & ~7u;
 	p->discard.max_write_zeroes_sectors = (UINT32_MAX >> 9) & ~7u;
 	p->discard.max_discard_segments = 1;
-	if (ro)
+	if (ro || s->layer->no_discard)
 		p->types &= ~UBLK_PARAM_TYPE_DISCARD;
 }
 

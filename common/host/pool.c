@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -127,13 +128,102 @@ static void load_entry(struct pool_dev *d)
 		d->uptime_s = time(NULL) > st.st_mtime ? (uint64_t)(time(NULL) - st.st_mtime) : 0;
 }
 
-void pool_cache_sizes(struct pool_dev *devs, int n)
+/* The stats of pool_cache_sizes, run by a thread of their own: whoever of
+ * the thread and the caller is last frees it. */
+struct cache_stats {
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	int n, done, users;
+	char (*path)[PATH_MAX];
+	uint64_t *bytes;        /* UINT64_MAX: unknown */
+};
+
+static void cache_stats_put(struct cache_stats *cs)
 {
+	pthread_mutex_lock(&cs->lock);
+	bool last = !--cs->users;
+	pthread_mutex_unlock(&cs->lock);
+	if (!last)
+		return;
+	pthread_mutex_destroy(&cs->lock);
+	pthread_cond_destroy(&cs->cond);
+	free(cs->path);
+	free(cs->bytes);
+	free(cs);
+}
+
+static void *cache_stats_run(void *arg)
+{
+	struct cache_stats *cs = arg;
 	struct stat st;
 
+	for (int i = 0; i < cs->n; i++) {
+		uint64_t bytes = cs->path[i][0] && !stat(cs->path[i], &st) ?
+				 (uint64_t)st.st_blocks * 512 : UINT64_MAX;
+		pthread_mutex_lock(&cs->lock);
+		cs->bytes[i] = bytes;
+		cs->done = i + 1;
+		pthread_cond_signal(&cs->cond);
+		pthread_mutex_unlock(&cs->lock);
+	}
+	cache_stats_put(cs);
+	return NULL;
+}
+
+void pool_cache_sizes(struct pool_dev *devs, int n)
+{
+	struct cache_stats *cs = calloc(1, sizeof(*cs));
+	pthread_condattr_t attr;
+	pthread_t thread;
+	struct timespec until;
+	int done = 0;
+
+	bool any = false;
+	for (int i = 0; i < n; i++) {
+		devs[i].has_cache_bytes = false;
+		any |= devs[i].cache[0] != 0;
+	}
+	if (!any) {
+		free(cs);
+		return;
+	}
+	if (!cs || !(cs->path = calloc((size_t)n + 1, sizeof(*cs->path))) ||
+	    !(cs->bytes = calloc((size_t)n + 1, sizeof(*cs->bytes)))) {
+		if (cs)
+			free(cs->path);
+		free(cs);
+		return;
+	}
 	for (int i = 0; i < n; i++)
-		if ((devs[i].has_cache_bytes = devs[i].cache[0] && !stat(devs[i].cache, &st)))
-			devs[i].cache_bytes = (uint64_t)st.st_blocks * 512;
+		memcpy(cs->path[i], devs[i].cache, sizeof(cs->path[i]));
+	cs->n = n;
+	cs->users = 2;
+	pthread_mutex_init(&cs->lock, NULL);
+	pthread_condattr_init(&attr);
+	pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+	pthread_cond_init(&cs->cond, &attr);
+	pthread_condattr_destroy(&attr);
+	if (pthread_create(&thread, NULL, cache_stats_run, cs)) {
+		cs->users = 1;
+		cache_stats_put(cs);
+		return;
+	}
+	pthread_detach(thread);
+	clock_gettime(CLOCK_MONOTONIC, &until);
+	until.tv_sec += POOL_CACHE_STAT_S;
+	pthread_mutex_lock(&cs->lock);
+	while (cs->done < n && pthread_cond_timedwait(&cs->cond, &cs->lock, &until) != ETIMEDOUT)
+		;
+	done = cs->done;
+	for (int i = 0; i < done; i++)
+		if ((devs[i].has_cache_bytes = cs->bytes[i] != UINT64_MAX))
+			devs[i].cache_bytes = cs->bytes[i];
+	pthread_mutex_unlock(&cs->lock);
+	if (done < n)
+		log_err("ublkb%u: its cache %s did not answer (stat) within %d s: %s left out; "
+			"check the storage it is on", devs[done].id, devs[done].cache, POOL_CACHE_STAT_S,
+			done + 1 < n ? "its size and those of the devices after it are" : "its size is");
+	cache_stats_put(cs);
 }
 
 int pool_remove_entry(const struct pool_dev *d)

@@ -500,6 +500,7 @@ int access_log_attach(struct access_log *a, struct layer *top, struct layer **ou
 	a->l.lower = top;
 	a->l.size = top->size;
 	a->l.read_only = top->read_only;
+	a->l.no_discard = top->no_discard;
 	a->l.maps = top->maps;
 	memcpy(a->l.id, top->id, sizeof(a->l.id));
 	a->l.generation = top->generation;

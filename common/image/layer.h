@@ -125,6 +125,10 @@ struct layer {
 	struct layer *lower;
 	uint64_t size;          /* bytes */
 	bool read_only;
+	/* discard and write-zeroes cannot be kept here (a file system that
+	 * punches no holes: ramfs, vfat): the device offers neither, and the
+	 * kernel zeroes with writes */
+	bool no_discard;
 	bool maps;              /* ops->map may be asked: this layer and those below map */
 	size_t priv_size;       /* bytes of per-request state this layer needs */
 	/* Identity of the image this layer and those below present: a diff's

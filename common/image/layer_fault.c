@@ -178,6 +178,7 @@ int layer_fault_open(const char *spec, struct layer *lower, struct layer **out,
 	memcpy(f->l.id, lower->id, sizeof(f->l.id));
 	f->l.generation = lower->generation;
 	f->l.read_only = lower->read_only;
+	f->l.no_discard = lower->no_discard;
 	f->l.priv_size = sizeof(struct fault_io);
 	*out = &f->l;
 out:

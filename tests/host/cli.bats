@@ -3,6 +3,7 @@
 # and every failure that can be detected before touching the kernel.
 
 load ../helpers
+bats_require_minimum_version 1.5.0
 
 setup() {
 	# This host has no ublk: point the tools at a node that exists so the
@@ -17,6 +18,8 @@ setup() {
 teardown() {
 	# the stand-in servers (sleep 600) of a test that failed early
 	kill $(jobs -p) 2>/dev/null || true
+	# a mount that never answers: rm would wait on it for ever
+	[ -z "${hung_mount:-}" ] || umount -l "$hung_mount"
 	rm -rf "$T"
 }
 
@@ -352,6 +355,41 @@ teardown() {
 	run "$B/ublk-pool" list --json --state-dir "$T/state"
 	[ "$status" -eq 0 ]
 	[ "$(jq '.devices | length' <<<"$output")" -eq 0 ]
+}
+
+@test "ublk-pool list and status: a cache on storage that does not answer is left out after 2 s" {
+	# a FUSE mount whose server never answers: a stat under it waits (killably)
+	hung_mount=$T/hung
+	mkdir "$hung_mount"
+	exec {fuse}<>/dev/fuse
+	mount -t fuse -o "fd=$fuse,rootmode=40000,user_id=0,group_id=0" ublk-test-hung "$hung_mount"
+	mkdir -m 700 "$T/state"
+	for id in 4 5 6; do
+		mkdir -m 700 "$T/state/ublkb$id"
+		echo 2 >"$T/state/ublkb$id/version"
+	done
+	head -c 65536 /dev/urandom >"$T/c4"
+	printf 'base=%s\ncache=%s\n' "$T/img" "$T/c4" >"$T/state/ublkb4/config"
+	printf 'base=%s\ncache=%s\n' "$T/img" "$hung_mount/c5" >"$T/state/ublkb5/config"
+	printf 'base=%s\ncache=%s\n' "$T/img" "$T/c4" >"$T/state/ublkb6/config"
+	run --separate-stderr timeout 60 "$B/ublk-pool" status --json --state-dir "$T/state"
+	echo "$output$stderr"
+	[ "$status" -eq 0 ]
+	[ "$(jq '.devices[0].cache_bytes' <<<"$output")" -ge 65536 ]
+	[ "$(jq '.devices[1].cache_bytes' <<<"$output")" = null ]
+	[ "$(jq '.devices[2].cache_bytes' <<<"$output")" = null ]
+	[[ "$stderr" == *"ublkb5: its cache $hung_mount/c5 did not answer (stat) within 2 s: its size and those of the devices after it are left out"* ]]
+	run --separate-stderr timeout 60 "$B/ublk-pool" list --state-dir "$T/state"
+	[ "$status" -eq 0 ]
+	[[ "$output" == *"ublkb6"* ]]
+	[[ "$stderr" == *"ublkb5: its cache $hung_mount/c5 did not answer"* ]]
+	# watch, reclaim and metrics never look at the caches
+	run --separate-stderr timeout 60 "$B/ublk-pool" metrics --state-dir "$T/state"
+	[ "$status" -eq 0 ]
+	[ -z "$stderr" ]
+	umount -l "$hung_mount"
+	exec {fuse}>&-
+	hung_mount=
 }
 
 @test "shutdown removes the entries of dead servers, not of one still running" {

@@ -91,6 +91,33 @@ thread_flags() {
 	cmp "$T/pattern" <(dd if="$T/img" bs=1M count=1 skip=5 status=none)
 }
 
+@test "a writable base on a file system that punches no holes (ramfs): no discard offered, a zero-out is written as zeros" {
+	mkdir "$T/ram"
+	mount -t ramfs ramfs "$T/ram"
+	make_image "$T/ram/img" 16
+	cp "$T/ram/img" "$T/orig"
+	dev=$("$B/ublk-add" --base "$T/ram/img")
+	[ "$(cat "/sys/block/${dev#/dev/}/queue/discard_max_bytes")" -eq 0 ]
+	[ "$(cat "/sys/block/${dev#/dev/}/queue/write_zeroes_max_bytes")" -eq 0 ]
+	run blkdiscard -o 4096 -l 65536 "$dev"
+	echo "$output"
+	[ "$status" -ne 0 ]
+	[[ "$output" == *"not supported"* ]]
+	# the kernel zeroes with writes where the device has no write-zeroes
+	blkdiscard -z -o $((1 << 20)) -l $((2 << 20)) "$dev"
+	"$B/ublk-del" "$dev"
+	head -c $((1 << 20)) "$T/orig" >"$T/want"
+	head -c $((2 << 20)) /dev/zero >>"$T/want"
+	tail -c +$(((3 << 20) + 1)) "$T/orig" >>"$T/want"
+	cmp "$T/want" "$T/ram/img"
+	# where holes can be punched, both are offered
+	truncate -s 16M "$T/img"
+	dev=$("$B/ublk-add" --base "$T/img")
+	[ "$(cat "/sys/block/${dev#/dev/}/queue/discard_max_bytes")" -gt 0 ]
+	[ "$(cat "/sys/block/${dev#/dev/}/queue/write_zeroes_max_bytes")" -gt 0 ]
+	blkdiscard -o 4096 -l 65536 "$dev"
+}
+
 @test "ext4: mkfs, mount, write files, umount, fsck clean" {
 	truncate -s 128M "$T/img"
 	dev=$("$B/ublk-add" --base "$T/img" --queues 2)
