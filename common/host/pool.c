@@ -18,7 +18,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <fcntl.h>
-#include <pthread.h>
+#include <poll.h>
+#include <sys/wait.h>
 #include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -128,102 +129,98 @@ static void load_entry(struct pool_dev *d)
 		d->uptime_s = time(NULL) > st.st_mtime ? (uint64_t)(time(NULL) - st.st_mtime) : 0;
 }
 
-/* The stats of pool_cache_sizes, run by a thread of their own: whoever of
- * the thread and the caller is last frees it. */
-struct cache_stats {
-	pthread_mutex_t lock;
-	pthread_cond_t cond;
-	int n, done, users;
-	char (*path)[PATH_MAX];
-	uint64_t *bytes;        /* UINT64_MAX: unknown */
+/* One cache's size, as the stat process sends it. */
+struct cache_size_record {
+	uint32_t i;
+	uint64_t bytes;
 };
 
-static void cache_stats_put(struct cache_stats *cs)
+/* The stats run in a process of their own that holds nothing of ours but
+ * the pipe it answers on: a stat stuck for good (a FUSE server that took
+ * the request and hangs, a hard NFS mount) can neither be interrupted nor
+ * end, and a thread stuck so would keep this process, and the pipe of a
+ * caller's $(ublk-pool list), from ending. Records are smaller than
+ * PIPE_BUF: each arrives whole. */
+static void cache_stats_child(int answer, const struct pool_dev *devs, int n)
 {
-	pthread_mutex_lock(&cs->lock);
-	bool last = !--cs->users;
-	pthread_mutex_unlock(&cs->lock);
-	if (!last)
-		return;
-	pthread_mutex_destroy(&cs->lock);
-	pthread_cond_destroy(&cs->cond);
-	free(cs->path);
-	free(cs->bytes);
-	free(cs);
-}
-
-static void *cache_stats_run(void *arg)
-{
-	struct cache_stats *cs = arg;
+	int null = open("/dev/null", O_RDWR);
 	struct stat st;
 
-	for (int i = 0; i < cs->n; i++) {
-		uint64_t bytes = cs->path[i][0] && !stat(cs->path[i], &st) ?
-				 (uint64_t)st.st_blocks * 512 : UINT64_MAX;
-		pthread_mutex_lock(&cs->lock);
-		cs->bytes[i] = bytes;
-		cs->done = i + 1;
-		pthread_cond_signal(&cs->cond);
-		pthread_mutex_unlock(&cs->lock);
+	if (null < 0 || dup2(null, 0) < 0 || dup2(null, 1) < 0 || dup2(null, 2) < 0 ||
+	    dup2(answer, 3) < 0 || close_range(4, ~0U, 0))
+		_exit(1);
+	for (int i = 0; i < n; i++) {
+		struct cache_size_record r = { .i = (uint32_t)i, .bytes = UINT64_MAX };
+		if (!devs[i].cache[0])
+			continue;
+		if (!stat(devs[i].cache, &st))
+			r.bytes = (uint64_t)st.st_blocks * 512;
+		if (write(3, &r, sizeof(r)) != (ssize_t)sizeof(r))
+			_exit(1);
 	}
-	cache_stats_put(cs);
-	return NULL;
+	_exit(0);
 }
 
 void pool_cache_sizes(struct pool_dev *devs, int n)
 {
-	struct cache_stats *cs = calloc(1, sizeof(*cs));
-	pthread_condattr_t attr;
-	pthread_t thread;
-	struct timespec until;
-	int done = 0;
+	struct cache_size_record r;
+	size_t got = 0;
+	int fds[2], next = 0;   /* next: where the stat process is */
+	bool any = false, all_said = false;
+	pid_t pid;
 
-	bool any = false;
 	for (int i = 0; i < n; i++) {
 		devs[i].has_cache_bytes = false;
 		any |= devs[i].cache[0] != 0;
 	}
-	if (!any) {
-		free(cs);
+	if (!any)
+		return;
+	if (pipe2(fds, O_CLOEXEC)) {
+		log_err("cache sizes left out: pipe: %s", strerror(errno));
 		return;
 	}
-	if (!cs || !(cs->path = calloc((size_t)n + 1, sizeof(*cs->path))) ||
-	    !(cs->bytes = calloc((size_t)n + 1, sizeof(*cs->bytes)))) {
-		if (cs)
-			free(cs->path);
-		free(cs);
+	/* forked twice: nobody waits for the one that may never end */
+	pid = fork();
+	if (pid == 0) {
+		close(fds[0]);
+		if (fork() == 0)
+			cache_stats_child(fds[1], devs, n);
+		_exit(0);
+	}
+	close(fds[1]);
+	if (pid < 0) {
+		log_err("cache sizes left out: fork: %s", strerror(errno));
+		close(fds[0]);
 		return;
 	}
-	for (int i = 0; i < n; i++)
-		memcpy(cs->path[i], devs[i].cache, sizeof(cs->path[i]));
-	cs->n = n;
-	cs->users = 2;
-	pthread_mutex_init(&cs->lock, NULL);
-	pthread_condattr_init(&attr);
-	pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
-	pthread_cond_init(&cs->cond, &attr);
-	pthread_condattr_destroy(&attr);
-	if (pthread_create(&thread, NULL, cache_stats_run, cs)) {
-		cs->users = 1;
-		cache_stats_put(cs);
-		return;
+	waitpid(pid, NULL, 0);
+	uint64_t deadline = now_ms() + POOL_CACHE_STAT_S * 1000;
+	for (;;) {
+		struct pollfd p = { .fd = fds[0], .events = POLLIN };
+		uint64_t left = ms_left(deadline);
+		if (!left || poll(&p, 1, (int)left) <= 0)
+			break;
+		ssize_t k = read(fds[0], (char *)&r + got, sizeof(r) - got);
+		if (k <= 0) {
+			all_said = !k;
+			break;
+		}
+		if ((got += (size_t)k) < sizeof(r))
+			continue;
+		got = 0;
+		if (r.i >= (uint32_t)n || (int)r.i < next)
+			break;          /* not what it sends: believe no more of it */
+		next = (int)r.i + 1;
+		devs[r.i].has_cache_bytes = r.bytes != UINT64_MAX;
+		devs[r.i].cache_bytes = r.bytes;
 	}
-	pthread_detach(thread);
-	clock_gettime(CLOCK_MONOTONIC, &until);
-	until.tv_sec += POOL_CACHE_STAT_S;
-	pthread_mutex_lock(&cs->lock);
-	while (cs->done < n && pthread_cond_timedwait(&cs->cond, &cs->lock, &until) != ETIMEDOUT)
-		;
-	done = cs->done;
-	for (int i = 0; i < done; i++)
-		if ((devs[i].has_cache_bytes = cs->bytes[i] != UINT64_MAX))
-			devs[i].cache_bytes = cs->bytes[i];
-	pthread_mutex_unlock(&cs->lock);
-	if (done < n)
-		log_err("ublkb%u: its cache %s did not answer (stat) within %d s: %s left out; "
-			"check the storage it is on", devs[done].id, devs[done].cache, POOL_CACHE_STAT_S,
-			done + 1 < n ? "its size and those of the devices after it are" : "its size is");
-	cache_stats_put(cs);
+	close(fds[0]);
+	while (!all_said && next < n && !devs[next].cache[0])
+		next++;
+	if (!all_said && next < n)
+		log_err("ublkb%u: its cache %s did not answer (stat) within %d s: its size is left "
+			"out, and those of the devices after it; check the storage it is on",
+			devs[next].id, devs[next].cache, POOL_CACHE_STAT_S);
 }
 
 int pool_remove_entry(const struct pool_dev *d)

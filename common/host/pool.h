@@ -74,9 +74,8 @@ int pool_scan(struct pool_dev **out, uint64_t settle_ms);
 /* The space each device's cache takes (cache_bytes), for list and status
  * only: a stat of a path on a storage mount that hangs hangs with it,
  * and watch, reclaim and metrics must go on for the other devices. The
- * stats get POOL_CACHE_STAT_S in all; the sizes not known by then are
- * left out, said on stderr (the stat left behind ends with the process:
- * NFS and FUSE waits are killable). */
+ * stats get POOL_CACHE_STAT_S in all, in a process of their own; the
+ * sizes not known by then are left out, said on stderr. */
 #define POOL_CACHE_STAT_S 2
 void pool_cache_sizes(struct pool_dev *devs, int n);
 #define POOL_GRACE_S 30

@@ -138,7 +138,7 @@ static void cell(const struct pool_view *v, const struct pool_dev *d, int col, c
 		s = d->cache;
 		break;
 	case COL_CACHE_USED:
-		if (d->cache[0])
+		if (d->has_cache_bytes)
 			short_size(d->cache_bytes, buf, len);
 		else
 			snprintf(buf, len, "-");

@@ -274,7 +274,7 @@ int layer_file_adopt(int fd, uint64_t size, bool read_only, struct layer **out)
 	f->l.no_discard = f->write_inline &&
 			  fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
 				    (st.st_size + LAYER_BLOCK_SIZE - 1) / LAYER_BLOCK_SIZE * LAYER_BLOCK_SIZE,
-				    LAYER_BLOCK_SIZE) && errno == EOPNOTSUPP;
+				    LAYER_BLOCK_SIZE) && (errno == EOPNOTSUPP || errno == ENOSYS);
 	f->read_inline = regular && fstatfs(fd, &fs) == 0 &&
 			 (fs.f_type == TMPFS_MAGIC || fs.f_type == RAMFS_MAGIC);
 	/* Read in place by the kernel (USER_COPY), a read is one copy from

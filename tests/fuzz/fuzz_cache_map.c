@@ -15,9 +15,9 @@
  * answers at once): every read completes once, with its length, and the
  * base is never asked for bytes past its end. Where the export opened the
  * same files too, the bytes read must be what its extents say: the data
- * file's (DATA_BYTE, written there first) for a data extent, zeros for a
- * zero extent, and for a block in none the base's (BASE_BYTE), or zeros
- * past the base's end.
+ * file's (DATA_BYTE of the block, written there first) for a data
+ * extent, zeros for a zero extent, and for a block in none the base's
+ * (BASE_BYTE of the block), or zeros past the base's end.
  */
 #include "util/aio.h"
 #include "image/cache.h"
@@ -31,8 +31,10 @@
 #include <liburing.h>
 
 #define BS 4096u
-#define BASE_BYTE 0x6c
-#define DATA_BYTE 0xd7
+/* a byte per block, told apart from zeros and from each other: a read
+ * of the wrong block, or of the other file, shows */
+#define BASE_BYTE(b) ((uint8_t)(0x01 | ((b) & 0x3f) << 1))
+#define DATA_BYTE(b) ((uint8_t)(0x80 | ((b) & 0x7f)))
 #define MAX_PART (1u << 20)
 
 static int map_fd = -1, live_fd = -1, data_fd = -1;
@@ -49,7 +51,9 @@ static void base_read(struct layer *l, struct layer_io *io)
 	FZ_ASSERT(io->op == LAYER_READ && io->off + io->len <= l->size,
 		  "op %d of %u at %llu on a %llu-byte read-only base", io->op, io->len,
 		  (unsigned long long)io->off, (unsigned long long)l->size);
-	memset(io->buf, BASE_BYTE, io->len);
+	for (uint32_t i = 0; i < io->len; i += BS)
+		memset((uint8_t *)io->buf + i, BASE_BYTE((io->off + i) / BS),
+		       io->len - i < BS ? io->len - i : BS);
 	io->done(io, (int)io->len);
 }
 static void nop_close(struct layer *l) { (void)l; }
@@ -97,7 +101,8 @@ static void cache_read(struct layer *l, uint64_t off, uint64_t base_size,
 		return;
 	if (s.io.len > l->size - s.io.off)
 		s.io.len = (uint32_t)(l->size - s.io.off);
-	memset(rbuf, DATA_BYTE, s.io.len);
+	for (uint32_t i = 0; i < s.io.len; i += BS)
+		memset(rbuf + i, DATA_BYTE((s.io.off + i) / BS), BS);
 	if (pwrite(data_fd, rbuf, s.io.len, (off_t)s.io.off) != (ssize_t)s.io.len)
 		FZ_DIE("pwrite: %s", strerror(errno));
 	memset(rbuf, 0xee, s.io.len);
@@ -108,8 +113,8 @@ static void cache_read(struct layer *l, uint64_t off, uint64_t base_size,
 	for (uint32_t i = 0; x && i < s.io.len; i += BS) {
 		uint64_t b = (s.io.off + i) / BS;
 		uint32_t kind = kind_of(x, b);
-		uint8_t want = kind == DIFF_DATA ? DATA_BYTE : kind == DIFF_ZERO ? 0 :
-			       b * BS < base_size ? BASE_BYTE : 0;
+		uint8_t want = kind == DIFF_DATA ? DATA_BYTE(b) : kind == DIFF_ZERO ? 0 :
+			       b * BS < base_size ? BASE_BYTE(b) : 0;
 		for (uint32_t k = 0; k < BS; k++)
 			FZ_ASSERT(rbuf[i + k] == want, "block %llu (extent kind %u): byte %u is %#x, "
 				  "not %#x", (unsigned long long)b, kind, k, rbuf[i + k], want);
