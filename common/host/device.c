@@ -16,7 +16,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 int device_resolve(const char *arg, uint32_t *id, char *why, size_t len)
@@ -287,22 +286,10 @@ out:
 void device_nudge(uint32_t id)
 {
 	char path[64];
-	pid_t pid = fork();
 
-	if (pid < 0)
+	/* the reader must hold nothing of ours (locks, the control device) */
+	if (fork_orphan(-1) != 0)
 		return;
-	if (pid > 0) {   /* the child only forks the reader: reap it at once */
-		waitpid(pid, NULL, 0);
-		return;
-	}
-	if (fork() != 0)
-		_exit(0);
-	/* the reader must hold nothing of ours (locks, the control device),
-	 * and shutdown and watch raise the fd limit past 1024 */
-	if (close_range(0, ~0U, 0))
-		for (int fd = 0; fd < 1024; fd++)
-			close(fd);
-	setsid();
 	dev_block_path(id, path, sizeof(path));
 	/* no malloc: the caller may have threads */
 	static char buf[4096] __attribute__((aligned(4096)));

@@ -19,7 +19,6 @@
 #include <string.h>
 #include <fcntl.h>
 #include <poll.h>
-#include <sys/wait.h>
 #include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -141,14 +140,10 @@ struct cache_size_record {
  * end, and a thread stuck so would keep this process, and the pipe of a
  * caller's $(ublk-pool list), from ending. Records are smaller than
  * PIPE_BUF: each arrives whole. */
-static void cache_stats_child(int answer, const struct pool_dev *devs, int n)
+static void cache_stats_child(const struct pool_dev *devs, int n)
 {
-	int null = open("/dev/null", O_RDWR);
 	struct stat st;
 
-	if (null < 0 || dup2(null, 0) < 0 || dup2(null, 1) < 0 || dup2(null, 2) < 0 ||
-	    dup2(answer, 3) < 0 || close_range(4, ~0U, 0))
-		_exit(1);
 	for (int i = 0; i < n; i++) {
 		struct cache_size_record r = { .i = (uint32_t)i, .bytes = UINT64_MAX };
 		if (!devs[i].cache[0])
@@ -179,26 +174,20 @@ void pool_cache_sizes(struct pool_dev *devs, int n)
 		log_err("cache sizes left out: pipe: %s", strerror(errno));
 		return;
 	}
-	/* forked twice: nobody waits for the one that may never end */
-	pid = fork();
-	if (pid == 0) {
-		close(fds[0]);
-		if (fork() == 0)
-			cache_stats_child(fds[1], devs, n);
-		_exit(0);
-	}
+	pid = fork_orphan(fds[1]);
+	if (pid == 0)
+		cache_stats_child(devs, n);
 	close(fds[1]);
 	if (pid < 0) {
-		log_err("cache sizes left out: fork: %s", strerror(errno));
+		log_err("cache sizes left out: fork: %s", strerror(-pid));
 		close(fds[0]);
 		return;
 	}
-	waitpid(pid, NULL, 0);
 	uint64_t deadline = now_ms() + POOL_CACHE_STAT_S * 1000;
 	for (;;) {
 		struct pollfd p = { .fd = fds[0], .events = POLLIN };
 		uint64_t left = ms_left(deadline);
-		if (!left || poll(&p, 1, (int)left) <= 0)
+		if (!left || poll(&p, 1, poll_timeout(left)) <= 0)
 			break;
 		ssize_t k = read(fds[0], (char *)&r + got, sizeof(r) - got);
 		if (k <= 0) {

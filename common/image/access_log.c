@@ -496,14 +496,8 @@ int access_log_attach(struct access_log *a, struct layer *top, struct layer **ou
 			return -EINVAL;
 		}
 	}
-	a->l.ops = &log_ops;
-	a->l.lower = top;
-	a->l.size = top->size;
-	a->l.read_only = top->read_only;
-	a->l.no_discard = top->no_discard;
+	layer_on(&a->l, &log_ops, top);
 	a->l.maps = top->maps;
-	memcpy(a->l.id, top->id, sizeof(a->l.id));
-	a->l.generation = top->generation;
 	a->start_mono = now_ms();
 	struct timespec wall;
 	clock_gettime(CLOCK_REALTIME, &wall);

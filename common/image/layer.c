@@ -1,6 +1,7 @@
 #include "image/layer.h"
 
 #include <errno.h>
+#include <string.h>
 #include <pthread.h>
 #include <sys/mman.h>
 
@@ -171,4 +172,15 @@ void layer_child_init(const struct layer *l, struct layer_io *parent, struct lay
 	child->done = done;
 	child->aio = parent->aio;
 	child->priv = (char *)parent->priv + priv_round(l->priv_size);
+}
+
+void layer_on(struct layer *l, const struct layer_ops *ops, struct layer *lower)
+{
+	l->ops = ops;
+	l->lower = lower;
+	l->size = lower->size;
+	memcpy(l->id, lower->id, sizeof(l->id));
+	l->generation = lower->generation;
+	l->read_only = lower->read_only;
+	l->no_discard = lower->no_discard;
 }

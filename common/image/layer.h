@@ -144,6 +144,10 @@ struct layer {
 
 /* Bytes of per-request state the stack from l down needs. */
 size_t layer_stack_priv_size(const struct layer *l);
+/* l, of ops, on lower, presents the image below as it is (a layer that
+ * watches or alters requests, not data): its size, identity, read-only
+ * and no_discard are lower's. */
+void layer_on(struct layer *l, const struct layer_ops *ops, struct layer *lower);
 /* Prepare child, a request this layer sends below on behalf of parent:
  * same ring, and the private area that follows this layer's own. */
 void layer_child_init(const struct layer *l, struct layer_io *parent, struct layer_io *child,

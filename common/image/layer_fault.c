@@ -171,14 +171,7 @@ int layer_fault_open(const char *spec, struct layer *lower, struct layer **out,
 		ret = -EINVAL;
 		goto out;
 	}
-	f->l.ops = &fault_ops;
-	f->l.lower = lower;
-	f->l.size = lower->size;
-	/* it presents the image below as it is */
-	memcpy(f->l.id, lower->id, sizeof(f->l.id));
-	f->l.generation = lower->generation;
-	f->l.read_only = lower->read_only;
-	f->l.no_discard = lower->no_discard;
+	layer_on(&f->l, &fault_ops, lower);
 	f->l.priv_size = sizeof(struct fault_io);
 	*out = &f->l;
 out:

@@ -1,6 +1,7 @@
 #include "util/timeutil.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <poll.h>
 #include <signal.h>
@@ -8,6 +9,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/syscall.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -183,4 +185,29 @@ int pidfd_of(pid_t pid)
 int pidfd_signal(int fd, int sig)
 {
 	return syscall(SYS_pidfd_send_signal, fd, sig, NULL, 0) ? -errno : 0;
+}
+
+pid_t fork_orphan(int keep_fd)
+{
+	pid_t pid = fork();
+
+	if (pid < 0)
+		return -errno;
+	if (pid > 0) {
+		waitpid(pid, NULL, 0);
+		return pid;
+	}
+	if (fork() != 0)
+		_exit(0);
+	int null = open("/dev/null", O_RDWR);
+	if (null < 0 || dup2(null, 0) < 0 || dup2(null, 1) < 0 || dup2(null, 2) < 0 ||
+	    (keep_fd >= 0 && dup2(keep_fd, 3) < 0))
+		_exit(1);
+	/* shutdown and watch raise the fd limit past 1024 */
+	int first = keep_fd >= 0 ? 4 : 3;
+	if (close_range((unsigned)first, ~0U, 0))
+		for (int fd = first; fd < 1024; fd++)
+			close(fd);
+	setsid();
+	return 0;
 }

@@ -41,6 +41,12 @@ uint64_t pid_age_s(pid_t pid);
  * still running. 0 if it is gone, 1 if it runs, PID_EXITING if it is
  * still on its way out when the wait runs out (it is still there). */
 int pid_alive_settled(pid_t pid, uint64_t timeout_ms);
+/* Fork a process nobody waits for (forked twice, the middle one reaped
+ * here), for work that may never end (a read or stat stuck in the
+ * kernel): it holds none of our descriptors but keep_fd (as fd 3; -1 for
+ * none), /dev/null as 0-2, in a session of its own. Returns 0 in it, the
+ * middle one's pid in the caller, or -errno. */
+pid_t fork_orphan(int keep_fd);
 #define PID_EXITING 2
 /* How long tools give a killed server to finish exiting. */
 #define PID_EXIT_WAIT_MS 10000
