@@ -222,25 +222,6 @@ static void write_stats(struct server *s)
 	s->stats_failing = true;
 }
 
-/* The lines of an image file this version compares (size, remote), in
- * their order: a later version may add keys, which are not compared. */
-static void image_known(const char *text, char *out, size_t len)
-{
-	size_t used = 0;
-
-	out[0] = 0;
-	for (const char *line = text; *line;) {
-		size_t n = strcspn(line, "\n");
-		if ((!strncmp(line, "size=", 5) || !strncmp(line, "remote=", 7)) && used + n + 2 <= len) {
-			memcpy(out + used, line, n);
-			out[used + n] = '\n';
-			used += n + 1;
-			out[used] = 0;
-		}
-		line += n + (line[n] == '\n');
-	}
-}
-
 /* A recovery serves the image its device was made over, or nothing: the
  * guest's page cache, its mounted file system and the cache's writes all
  * hold the old version (docs/state-dir.md, image). */
@@ -255,9 +236,15 @@ static int same_image(struct server *s)
 	if (n < 0)
 		return fail(s, EXIT_FAIL, "ublkb%d: reading the version of the image it was made "
 			    "over (image in its state entry): %s", id, strerror(-n));
+	/* file= lines came later: an entry without one compares as before */
+	static const char *const file[] = { "file", NULL };
+	static const char *const all[] = { "size", "remote", "file", NULL };
+	static const char *const before_file[] = { "size", "remote", NULL };
 	char known_was[sizeof(was)], known_now[sizeof(was)];
-	image_known(was, known_was, sizeof(known_was));
-	image_known(s->image, known_now, sizeof(known_now));
+	cfgline_select(was, file, known_was, sizeof(known_was));
+	const char *const *keys = known_was[0] ? all : before_file;
+	cfgline_select(was, keys, known_was, sizeof(known_was));
+	cfgline_select(s->image, keys, known_now, sizeof(known_now));
 	if (!strcmp(known_was, known_now))
 		return 0;
 	bool resized = strncmp(known_was, known_now, strcspn(known_now, "\n") + 1);
@@ -265,7 +252,8 @@ static int same_image(struct server *s)
 		    "(%s): its guest and cache hold data of the old one, which cannot be read any "
 		    "more; nothing was recovered: delete the device (ublk-del %d) and add it again "
 		    "over a new cache", id, resized ? "its size changed" :
-		    "a remote image changed on its server: another ETag, Last-Modified or size", id);
+		    "a remote image changed on its server (another ETag, Last-Modified or size), "
+		    "or a local one was written or replaced (another modification time)", id);
 }
 
 static int build_stack(struct server *s)
@@ -274,6 +262,7 @@ static int build_stack(struct server *s)
 	char why[700];
 
 	sc.trace_label = s->cfg->name;
+	sc.keep_frames = true;
 	/* a recovery is no start: its first reads say nothing of a boot, and
 	 * the trace of the start it continues stays as it was written */
 	if (s->cfg->recover_id >= 0 && sc.record_access) {

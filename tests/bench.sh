@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # make bench: fio against ublk (plain file, overlay on 1 and 2 queues, an
-# overlay whose cache is fragmented, one whose cache is all written, a
-# remote base served from its chunk cache), the kernel loop device over
+# overlay whose cache is fragmented, one whose cache is all written, the
+# same bytes as a raw and as a zstd diff over an empty base, a remote base
+# served from its chunk cache), the kernel loop device over
 # the same file, null_blk, and NBD (nbdkit file + cow filter through the
 # kernel NBD client), all in one VM run; add->live->del latency; export,
 # flatten and remote throughput; RSS of idle servers; the IO stall of a
@@ -463,7 +464,18 @@ goals17() {
 # kind of device: a boot's speed drifts, and all of one build's devices
 # before all of the other's would measure the drift as well.
 fio_rows() {
-	local round
+	local round dev kind zopt
+	# the base's bytes as a diff over an empty base, raw and zstd (the
+	# export stops the device)
+	truncate -s ${size_mb}M "$W/empty"
+	for kind in raw zstd; do
+		zopt=()
+		[ "$kind" = raw ] || zopt=(--zstd)
+		dev=$("$A/ublk-add" --base "$W/empty" --cache "$W/dcache")
+		dd if="$W/base" of="$dev" bs=1M oflag=direct status=none
+		"$A/ublk-export-diff" --no-progress "${zopt[@]}" -o "$W/$kind.diff" "$dev" >/dev/null
+		rm -f "$W/dcache" "$W/dcache.map"
+	done
 	for round in $(seq "$rounds"); do
 		[ "$rounds" -eq 1 ] || echo "bench: fio round $round of $rounds" >&2
 		fio_round
@@ -480,7 +492,7 @@ fio_round() {
 
 	if [ -b /dev/nullb0 ]; then bench null_blk /dev/nullb0 $std_jobs; fi
 
-	for kind in plain overlay-q1 overlay-q2 frag written; do
+	for kind in plain overlay-q1 overlay-q2 frag written diff-raw diff-zstd; do
 		for b in "${builds[@]}"; do
 			B=${bin[$b]} L=${label[$b]}
 			case $kind in
@@ -508,9 +520,16 @@ fio_round() {
 					--bs=1M --iodepth=4 --size=${size_mb}M >/dev/null
 				bench "written$L" "$dev" randwrite-4k-qd1
 				;;
+			diff-*)
+				# reads of 4 KiB over a diff of 1 MiB frames; a zstd one's
+				# frames decompressed into a chunk cache of this device's
+				dev=$("$B/ublk-add" --base "$W/empty" --layer "$W/${kind#diff-}.diff" --read-only \
+					--chunk-cache "$W/dchunks")
+				bench "$kind$L" "$dev" randread-4k-qd1 randread-4k-qd32 seqread-128k-qd8
+				;;
 			esac
 			"$B/ublk-del" "$dev"
-			rm -f "$W/plain.img" "$W/cache" "$W/cache.map"
+			rm -rf "$W/plain.img" "$W/cache" "$W/cache.map" "$W/dchunks"
 		done
 	done
 }

@@ -141,6 +141,25 @@ uint64_t blob_size(const struct blob *b)
 	return b->size;
 }
 
+int blob_version(const struct blob *b, char *out, size_t len)
+{
+	struct stat st;
+	int n;
+
+	if (b->fd >= 0) {
+		if (fstat(b->fd, &st))
+			return -errno;
+		n = snprintf(out, len, "file %llu:%llu %lld.%09ld %llu", (unsigned long long)st.st_dev,
+			     (unsigned long long)st.st_ino, (long long)st.st_ctim.tv_sec,
+			     st.st_ctim.tv_nsec, (unsigned long long)st.st_size);
+	} else if (b->ci.unshared || !b->ci.identity[0]) {
+		return -ENOENT;
+	} else {
+		n = snprintf(out, len, "remote %s", b->ci.identity);
+	}
+	return n < 0 || (size_t)n >= len ? -ENAMETOOLONG : 0;
+}
+
 /* How long a fetch's failure stands for the reads of its chunk that come
  * after it: those queued behind it (in a fetch pool, on a store's lock)
  * come within moments. */

@@ -19,6 +19,12 @@ int blob_open(const char *path, const struct layer_http_opts *remote, struct blo
 /* A local regular file already open (a memfd works); fd is duplicated. */
 int blob_open_fd(int fd, struct blob **out, char *why, size_t whylen);
 uint64_t blob_size(const struct blob *b);
+/* What tells this version of the blob's bytes from every other, for a
+ * cache of what is made of them: a local file's device, inode, change
+ * time and size (a file written or replaced gets another); a URL's chunk
+ * cache identity. 0, or -ENOENT where nothing can (a server that sends no
+ * validator). */
+int blob_version(const struct blob *b, char *out, size_t len);
 /* Exactly len bytes at off: 0, -EIO past the end, or -errno. A URL's
  * missing chunks are fetched synchronously (one at a time per blob). */
 int blob_read(struct blob *b, void *buf, size_t len, uint64_t off);

@@ -22,6 +22,10 @@
 #define MAP_PAGE 4096u
 #define MAGIC "UBLKCMAP"
 #define CACHE_VERSION 1
+/* The base version field (docs/cache-format.md): length, CRC, text. */
+#define BASE_VERSION_AT 88u
+#define BASE_VERSION_TEXT_AT 96u
+#define BASE_VERSION_MAX 1024u
 
 enum { ST_CLEAN = 0, ST_DIRTY = 1, ST_ZERO = 2, ST_RESERVED = 3 };
 
@@ -30,6 +34,9 @@ struct cache_hdr {
 	uint8_t id[16];
 	uint8_t parent_id[16];      /* id of the layer below when created */
 	uint64_t parent_generation;
+	/* version of the image below when created (layer_version_text);
+	 * empty: none recorded */
+	char base_version[BASE_VERSION_MAX + 1];
 };
 
 struct cache {

@@ -5,7 +5,8 @@
  *   offset 0     header, 4096 bytes: magic "UBLKCMAP", version, block size,
  *                device size, base size, generation (one more at every
  *                open), cache id, CRC-32C of the header, parent id and
- *                generation (the layer below when the cache was created)
+ *                generation (the layer below when the cache was created),
+ *                base version (that layer's version text) and its CRC
  *   offset 4096  2 bits per block, four blocks a byte: clean (read the
  *                layer below), dirty (read the data file), zero; 3 is
  *                refused
@@ -33,6 +34,36 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+static uint32_t base_version_crc(const uint8_t *b)
+{
+	return crc32c(0, b + BASE_VERSION_AT, 4) ^ crc32c(0, b + BASE_VERSION_TEXT_AT, BASE_VERSION_MAX);
+}
+
+/* The base version, a field version 1 added in its zeros: none (length
+ * 0) is no damage, a damaged one refuses the map as the header's would. */
+static int base_version_decode(struct cache *c, const uint8_t *b, char *why, size_t len)
+{
+	uint32_t n = le32toh(*(const uint32_t *)(b + BASE_VERSION_AT));
+
+	c->hdr.base_version[0] = 0;
+	if (!n)
+		return 0;
+	if (n > BASE_VERSION_MAX)
+		return snprintf(why, len, "base version of %u bytes, at most %u are kept (damaged map)",
+				n, BASE_VERSION_MAX), -EINVAL;
+	if (le32toh(*(const uint32_t *)(b + BASE_VERSION_AT + 4)) != base_version_crc(b))
+		return snprintf(why, len, "base version checksum mismatch (damaged map)"), -EINVAL;
+	for (uint32_t i = 0; i < n; i++) {
+		uint8_t ch = b[BASE_VERSION_TEXT_AT + i];
+		if ((ch < 0x20 && ch != '\n') || ch == 0x7f)
+			return snprintf(why, len, "base version holds a control character at byte %u "
+					"(damaged map)", i), -EINVAL;
+	}
+	memcpy(c->hdr.base_version, b + BASE_VERSION_TEXT_AT, n);
+	c->hdr.base_version[n] = 0;
+	return 0;
+}
+
 static void cache_hdr_encode(const struct cache *c, uint8_t *b)
 {
 	memset(b, 0, MAP_HDR);
@@ -46,6 +77,12 @@ static void cache_hdr_encode(const struct cache *c, uint8_t *b)
 	memcpy(b + 64, c->hdr.parent_id, 16);
 	*(uint64_t *)(b + 80) = htole64(c->hdr.parent_generation);
 	*(uint32_t *)(b + 60) = htole32(crc32c(0, b, 60) ^ crc32c(0, b + 64, 24));
+	size_t n = strlen(c->hdr.base_version);
+	if (n) {
+		*(uint32_t *)(b + BASE_VERSION_AT) = htole32((uint32_t)n);
+		memcpy(b + BASE_VERSION_TEXT_AT, c->hdr.base_version, n);
+		*(uint32_t *)(b + BASE_VERSION_AT + 4) = htole32(base_version_crc(b));
+	}
 }
 
 int cache_hdr_decode(struct cache *c, const uint8_t *b, char *why, size_t len)
@@ -78,7 +115,7 @@ int cache_hdr_decode(struct cache *c, const uint8_t *b, char *why, size_t len)
 		return snprintf(why, len, "base size %llu is not a multiple of %u within the device "
 				"size %llu (damaged map)", (unsigned long long)c->hdr.base_size, BS,
 				(unsigned long long)c->hdr.dev_size), -EINVAL;
-	return 0;
+	return base_version_decode(c, b, why, len);
 }
 
 /* Exactly len bytes at off, or -EINVAL for a map that ends sooner. */

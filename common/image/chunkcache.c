@@ -238,9 +238,11 @@ static void budget_init(void)
 		held_budget = r.rlim_cur / 4 < UINT32_MAX ? (unsigned)(r.rlim_cur / 4) : UINT32_MAX;
 }
 
-int chunk_image_open(struct chunk_image *ci, const char *dir, const char *url,
-		     const char *validator, uint64_t size, uint32_t chunk_size, uint64_t limit,
-		     char *why, size_t whylen)
+/* chunk_image_open and chunk_image_open_keyed: the image named by key
+ * (a URL's identity_of, or a caller's lines); url for messages, or NULL. */
+static int image_open(struct chunk_image *ci, const char *dir, const char *url,
+		      const char *validator, const char *key_lines, uint64_t size,
+		      uint32_t chunk_size, uint64_t limit, char *why, size_t whylen)
 {
 	const char *env = getenv("UBLK_CHUNK_CACHE");
 	char *key = malloc(KEY_MAX), name[2 * SHA256_LEN + 2];
@@ -272,7 +274,14 @@ int chunk_image_open(struct chunk_image *ci, const char *dir, const char *url,
 		ret = -EINVAL;
 		goto out;
 	}
-	if ((ret = identity_of(url, validator, size, chunk_size, key, KEY_MAX, &ci->unshared))) {
+	if (key_lines) {
+		int n = snprintf(key, KEY_MAX, "ublk-tools chunk cache 2\n%ssize %llu\nchunk-size %u\n",
+				 key_lines, (unsigned long long)size, chunk_size);
+		ret = n < 0 || n >= (int)KEY_MAX ? -ENAMETOOLONG : 0;
+	} else {
+		ret = identity_of(url, validator, size, chunk_size, key, KEY_MAX, &ci->unshared);
+	}
+	if (ret) {
 		WHY("chunk cache: the image's URL or validator cannot name a cache folder");
 		goto out;
 	}
@@ -313,13 +322,27 @@ int chunk_image_open(struct chunk_image *ci, const char *dir, const char *url,
 	 * new token another image): an unshared folder's nonce and, with a
 	 * validator, the query are left out (docs/access-trace.md) */
 	drop_line(key, ci->unshared ? "\nunshared " : NULL);
-	drop_line(key, *validator ? "\nquery-sha256 " : NULL);
+	drop_line(key, validator && *validator ? "\nquery-sha256 " : NULL);
 	sha256_hex(key, strlen(key), ci->identity);
 out:
 	free(key);
 	if (ret < 0)
 		chunk_image_close(ci);
 	return ret < 0 ? ret : 0;
+}
+
+int chunk_image_open(struct chunk_image *ci, const char *dir, const char *url,
+		     const char *validator, uint64_t size, uint32_t chunk_size, uint64_t limit,
+		     char *why, size_t whylen)
+{
+	return image_open(ci, dir, url, validator, NULL, size, chunk_size, limit, why, whylen);
+}
+
+int chunk_image_open_keyed(struct chunk_image *ci, const char *dir, const char *key_lines,
+			   uint64_t size, uint32_t chunk_size, uint64_t limit, char *why,
+			   size_t whylen)
+{
+	return image_open(ci, dir, NULL, NULL, key_lines, size, chunk_size, limit, why, whylen);
 }
 
 /* Length of chunk idx; idx < nchunks. */

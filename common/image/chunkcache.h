@@ -60,6 +60,12 @@ struct chunk_image {
 int chunk_image_open(struct chunk_image *ci, const char *dir, const char *url,
 		     const char *validator, uint64_t size, uint32_t chunk_size, uint64_t limit,
 		     char *why, size_t whylen);
+/* The same for an image a caller names: key_lines, "name value\n" lines
+ * that tell its version from every other (the folder is their SHA-256,
+ * with the size and chunk size; its key file holds them in full). */
+int chunk_image_open_keyed(struct chunk_image *ci, const char *dir, const char *key_lines,
+			   uint64_t size, uint32_t chunk_size, uint64_t limit, char *why,
+			   size_t whylen);
 /* Copy len bytes at off of chunk idx into buf: 0, -ENOENT if absent (or
  * not a regular file of the chunk's size), -EINVAL if idx, off or len lie
  * outside the image. */

@@ -1,4 +1,5 @@
 #include "image/layer.h"
+#include "util/cfgline.h"
 
 #include <errno.h>
 #include <string.h>
@@ -183,4 +184,14 @@ void layer_on(struct layer *l, const struct layer_ops *ops, struct layer *lower)
 	l->generation = lower->generation;
 	l->read_only = lower->read_only;
 	l->no_discard = lower->no_discard;
+}
+
+int layer_version_text(const struct layer *l, char *buf, size_t len, size_t *used)
+{
+	int ret = 0;
+
+	for (; l && !ret; l = l->lower)
+		if (l->version_key)
+			ret = cfgline_append(buf, len, used, l->version_key, l->version);
+	return ret;
 }

@@ -135,10 +135,14 @@ struct layer {
 	 * layer id and generation; zeros and 0 for a plain base image. */
 	uint8_t id[16];
 	uint64_t generation;
-	/* A remote image's version, "SIZE VALIDATOR" (its ETag, else its
+	/* The version of the image this layer reads, which a cache records
+	 * and a recovery compares (docs/cache-format.md, Base version):
+	 * "remote", a remote image's "SIZE VALIDATOR" (its ETag, else its
 	 * Last-Modified, as the server sent it; none: nothing after the
-	 * space), which a recovery compares (docs/state-dir.md, image);
-	 * empty for every other layer. */
+	 * space); "file", a local regular file's "SIZE SEC.NSEC" (its
+	 * modification time) when it is read-only; NULL and empty for every
+	 * other layer. */
+	const char *version_key;
 	char version[288];
 };
 
@@ -148,6 +152,10 @@ size_t layer_stack_priv_size(const struct layer *l);
  * watches or alters requests, not data): its size, identity, read-only
  * and no_discard are lower's. */
 void layer_on(struct layer *l, const struct layer_ops *ops, struct layer *lower);
+/* Append the versions of l and the layers below it (version_key=version
+ * lines, top first) to buf (len bytes, *used of them taken, kept
+ * NUL-terminated): 0, or -ENOSPC (buf then holds the lines that fit). */
+int layer_version_text(const struct layer *l, char *buf, size_t len, size_t *used);
 /* Prepare child, a request this layer sends below on behalf of parent:
  * same ring, and the private area that follows this layer's own. */
 void layer_child_init(const struct layer *l, struct layer_io *parent, struct layer_io *child,

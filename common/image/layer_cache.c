@@ -17,6 +17,7 @@
 #include "image/layer_cache.h"
 #include "image/cache_impl.h"
 #include "image/layer_file.h"
+#include "util/cfgline.h"
 #include "util/fileio.h"
 #include "util/log.h"
 #include "util/sigbus.h"
@@ -708,6 +709,68 @@ out:
 	return ret;
 }
 
+/* The version of the image below (docs/cache-format.md, Base version) as
+ * the header keeps it, in text[BASE_VERSION_MAX + 1]. */
+static int base_version_now(const struct layer *lower, char *text, char *why, size_t whylen)
+{
+	size_t used = 0;
+
+	text[0] = 0;
+	if (layer_version_text(lower, text, BASE_VERSION_MAX + 1, &used)) {
+		snprintf(why, whylen, "the base's version (its size and ETag or time) does not fit "
+			 "the %u bytes a cache keeps of it", BASE_VERSION_MAX);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+/* text's lines as one line of a message: "a; b" */
+static void version_shown(const char *text, char *out, size_t len)
+{
+	size_t used = 0;
+
+	out[0] = 0;
+	for (const char *line = text; *line && used + 1 < len;) {
+		size_t n = strcspn(line, "\n");
+		used += (size_t)snprintf(out + used, len - used, "%s%.*s", used ? "; " : "", (int)n, line);
+		line += n + (line[n] == '\n');
+	}
+	if (!out[0])
+		snprintf(out, len, "nothing (no remote nor read-only file base)");
+}
+
+/* A cache over another version of its base would show its blocks over
+ * data they were not written over: the lines this version knows must be
+ * the ones recorded. None recorded (a cache of before the field) records
+ * the version now at the next writable open. */
+static int same_base_version(struct cache *c, const char *path, const struct layer *lower,
+			     char *why, size_t whylen)
+{
+	static const char *const keys[] = { "remote", "file", NULL };
+	char now[BASE_VERSION_MAX + 1], known_was[sizeof(now)], known_now[sizeof(now)];
+	int ret = base_version_now(lower, now, why, whylen);
+
+	if (ret)
+		return ret;
+	if (!c->hdr.base_version[0]) {
+		snprintf(c->hdr.base_version, sizeof(c->hdr.base_version), "%s", now);
+		return 0;
+	}
+	cfgline_select(c->hdr.base_version, keys, known_was, sizeof(known_was));
+	cfgline_select(now, keys, known_now, sizeof(known_now));
+	if (!strcmp(known_was, known_now))
+		return 0;
+	char was_shown[320], now_shown[320];
+	version_shown(known_was, was_shown, sizeof(was_shown));
+	version_shown(known_now, now_shown, sizeof(now_shown));
+	snprintf(why, whylen, "%s: cache was made over another version of its base (it recorded "
+		 "%s; the base is now %s: a remote image changed on its server, or a local one was "
+		 "written or replaced; a copy keeps its time with cp -p): its blocks would lie over "
+		 "data they were not written over; serve the version it was made over, or remove "
+		 "the cache (%s and %s.map) to start a new one", path, was_shown, now_shown, path, path);
+	return -EINVAL;
+}
+
 int layer_cache_open(const char *path, struct layer *lower, uint64_t size, bool read_only,
 		     struct layer **out, char *why, size_t whylen)
 {
@@ -784,6 +847,8 @@ int layer_cache_open(const char *path, struct layer *lower, uint64_t size, bool 
 		}
 		size = c->hdr.dev_size;
 	} else {
+		if ((ret = base_version_now(lower, c->hdr.base_version, why, whylen)))
+			goto fail;
 		c->hdr.dev_size = size ? size : lower->size;
 		c->hdr.base_size = lower->size;
 		memcpy(c->hdr.parent_id, lower->id, 16);
@@ -834,6 +899,10 @@ int layer_cache_open(const char *path, struct layer *lower, uint64_t size, bool 
 	if (ret == 1)   /* states the map file does not have yet */
 		for (size_t page = 0; page < c->npages; page++)
 			c->changed[page / 64] |= 1ull << (page % 64);
+	/* the header as read under the lock: a server that recorded the
+	 * version meanwhile is not overwritten unread */
+	if (exists && (ret = same_base_version(c, path, lower, why, whylen)))
+		goto fail;
 	int data_fd;
 	uint64_t data_size;
 	if ((ret = cache_data_open(path, !read_only, &data_fd, &data_size, why, whylen)))

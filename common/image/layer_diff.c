@@ -1,12 +1,18 @@
 /* A diff file as a read-only layer. Blocks the diff has are served from its
- * frames (a few decompressed frames are kept, shared by all queues); the
- * rest go to the layer below. A local diff's frames are read on the queue
- * thread: a page cache read of a small frame. A remote diff's frame that
- * is not kept, or a v3 diff's blocks not in the chunk cache, are read on
- * one of the layer's fetch threads, which posts the request back to its
- * queue's ring: a fetch never stalls a queue. */
+ * frames; the rest go to the layer below. A random 4 KiB read must not
+ * cost a whole frame: a raw frame is read whole once, to check its CRC,
+ * and after that only the blocks a read asks for are read from the file;
+ * a zstd frame, once decompressed, is kept in the chunk cache, shared by
+ * every device over the same diff file, and read from there. A few
+ * decompressed frames are kept in memory too, shared by all queues (all
+ * that is kept without a chunk cache). A local raw diff's frames are read
+ * on the queue thread: a page cache read. A zstd frame to decompress, a
+ * remote diff's frame that is not kept, or a v3 diff's blocks not in the
+ * chunk cache, are read on one of the layer's fetch threads, which posts
+ * the request back to its queue's ring: neither stalls a queue. */
 #include "image/layer_diff.h"
 #include "image/blob.h"
+#include "image/chunkcache.h"
 #include "image/diff.h"
 #include "image/fetch_pool.h"
 #include "image/layer_http.h"
@@ -24,8 +30,9 @@
 #define BS LAYER_BLOCK_SIZE
 /* Frames kept decompressed: up to 8, in at most 64 MiB (a diff names
  * frames of up to 64 MiB, and a hostile one of a few KiB of zstd would
- * otherwise keep 512 MiB a layer), but 2 at least; a remote diff's two
- * fetch threads hold one frame each besides (4 x 64 MiB at worst). */
+ * otherwise keep 512 MiB a layer), but 2 at least; the two fetch threads
+ * of a remote or zstd diff hold one frame each besides (4 x 64 MiB at
+ * worst). */
 #define FRAME_SLOTS 8
 #define SLOT_BYTES (64u << 20)
 
@@ -49,7 +56,12 @@ struct layer_diff {
 	unsigned nslots;
 	uint64_t tick;
 	uint8_t *scratch;
-	struct fetch_pool *fetch;       /* a remote diff's fetch threads */
+	struct fetch_pool *fetch;       /* a remote or zstd diff's fetch threads */
+	uint8_t *checked;               /* raw frames whose CRC matched: a bit each */
+	/* a zstd diff's frames as decompressed, kept in the chunk cache (one
+	 * chunk a frame), shared by the devices over the same diff */
+	struct chunk_image frames;
+	bool frames_open;
 };
 
 struct diff_io {
@@ -83,11 +95,86 @@ static struct frame_slot *victim(struct layer_diff *ld)
 	return v;
 }
 
-/* Copy count blocks from data stream block `index` into dst. Frames not
- * kept are read into a slot under the lock, or with own (a fetch thread)
+static bool frame_checked(const struct layer_diff *ld, uint64_t fidx)
+{
+	return ld->checked &&
+	       (__atomic_load_n(&ld->checked[fidx / 8], __ATOMIC_ACQUIRE) >> (fidx % 8) & 1);
+}
+
+/* Blocks of a raw frame whose CRC matched once, read where they are;
+ * without fetching with only_kept (-EAGAIN then, a remote diff's queue). */
+static int read_checked(struct layer_diff *ld, uint64_t fidx, uint64_t in, uint64_t n, char *dst,
+			bool only_kept)
+{
+	uint64_t off = ld->d->frames[fidx].offset + in * BS;
+	int ret = only_kept ? blob_read_cached(ld->d->blob, dst, n * BS, off)
+			    : blob_read(ld->d->blob, dst, n * BS, off);
+
+	if (ret && ret != -EAGAIN && ret != -ECANCELED)
+		log_err("%s: frame %llu, bytes %llu..%llu: %s", ld->d->name, (unsigned long long)fidx,
+			(unsigned long long)off, (unsigned long long)(off + n * BS), strerror(-ret));
+	return ret;
+}
+
+/* A frame just decompressed, for the next reads of it, by any device
+ * (copy_data). A frame not stored is decompressed again: slower, not
+ * wrong. */
+static void frame_store(struct layer_diff *ld, uint64_t fidx, const void *frame)
+{
+	if (ld->frames_open)
+		chunk_store(&ld->frames, fidx, frame, diff_frame_len(ld->d, fidx));
+}
+
+/* Copy n blocks from block `in` of frame fidx into dst: from its slot, or
+ * a slot it is read into under the lock, or with own (a fetch thread)
  * into own's buffers without it, then swapped into a slot; without own
- * and with only_kept, -EAGAIN instead (a remote diff's queue thread),
- * as for a v3 diff's blocks that are not in the chunk cache. */
+ * and with only_kept, -EAGAIN instead (a remote diff's queue thread). */
+static int copy_from_frame(struct layer_diff *ld, uint64_t fidx, uint64_t in, uint64_t n,
+			   char *dst, struct frame_buf *own, bool only_kept)
+{
+	int ret = 0;
+
+	pthread_mutex_lock(&ld->lock);
+	struct frame_slot *s = kept(ld, fidx);
+	if (!s && only_kept) {
+		ret = -EAGAIN;
+	} else if (!s && own) {
+		pthread_mutex_unlock(&ld->lock);
+		if (!(ret = diff_read_frame(ld->d, fidx, own->frame, own->scratch)))
+			frame_store(ld, fidx, own->frame);
+		pthread_mutex_lock(&ld->lock);
+		if (!ret && !(s = kept(ld, fidx))) {   /* another thread may have read it meanwhile */
+			s = victim(ld);
+			uint8_t *t = s->buf;
+			s->buf = own->frame;
+			own->frame = t;
+			s->idx = fidx;
+			s->used = ++ld->tick;
+		}
+	} else if (!s) {
+		s = victim(ld);
+		s->used = 0;
+		if (!(ret = diff_read_frame(ld->d, fidx, s->buf, ld->scratch))) {
+			s->idx = fidx;
+			s->used = ++ld->tick;
+			frame_store(ld, fidx, s->buf);
+		}
+	}
+	if (!ret) {
+		memcpy(dst, s->buf + in * BS, n * BS);
+		if (ld->checked)
+			__atomic_fetch_or(&ld->checked[fidx / 8], (uint8_t)(1u << (fidx % 8)),
+					  __ATOMIC_RELEASE);
+	}
+	pthread_mutex_unlock(&ld->lock);
+	return ret;
+}
+
+/* Copy count blocks from data stream block `index` into dst, frame by
+ * frame: read_checked for a raw frame checked once, the chunk cache for a
+ * zstd frame decompressed once, else copy_from_frame;
+ * a v3 diff's packed blocks are read where they are, -EAGAIN with
+ * only_kept for those not in the chunk cache. */
 static int copy_data(struct layer_diff *ld, uint64_t index, uint64_t count, char *dst,
 		     struct frame_buf *own, bool only_kept)
 {
@@ -110,45 +197,19 @@ static int copy_data(struct layer_diff *ld, uint64_t index, uint64_t count, char
 	 * would read another frame's stale bytes from a slot. */
 	if (index > ld->d->meta.data_blocks || count > ld->d->meta.data_blocks - index)
 		return -EIO;
-	pthread_mutex_lock(&ld->lock);
 	while (count && !ret) {
 		uint64_t fidx = index / per, in = index % per, n = per - in;
-		struct frame_slot *s = kept(ld, fidx);
 		if (n > count)
 			n = count;
-		if (!s && only_kept) {
-			ret = -EAGAIN;
-			break;
-		}
-		if (!s && own) {
-			pthread_mutex_unlock(&ld->lock);
-			ret = diff_read_frame(ld->d, fidx, own->frame, own->scratch);
-			pthread_mutex_lock(&ld->lock);
-			if (ret)
-				break;
-			if (!(s = kept(ld, fidx))) {   /* another thread may have read it meanwhile */
-				s = victim(ld);
-				uint8_t *t = s->buf;
-				s->buf = own->frame;
-				own->frame = t;
-				s->idx = fidx;
-				s->used = ++ld->tick;
-			}
-		} else if (!s) {
-			s = victim(ld);
-			s->used = 0;
-			ret = diff_read_frame(ld->d, fidx, s->buf, ld->scratch);
-			if (ret)
-				break;
-			s->idx = fidx;
-			s->used = ++ld->tick;
-		}
-		memcpy(dst, s->buf + in * BS, n * BS);
+		if (frame_checked(ld, fidx))
+			ret = read_checked(ld, fidx, in, n, dst, only_kept);
+		else if (!ld->frames_open || chunk_read(&ld->frames, fidx, (uint32_t)(in * BS),
+							 (uint32_t)(n * BS), dst))
+			ret = copy_from_frame(ld, fidx, in, n, dst, own, only_kept);
 		dst += n * BS;
 		index += n;
 		count -= n;
 	}
-	pthread_mutex_unlock(&ld->lock);
 	return ret;
 }
 
@@ -301,6 +362,8 @@ static void layer_diff_close(struct layer *l)
 	for (int i = 0; i < FRAME_SLOTS; i++)
 		free(ld->slots[i].buf);
 	free(ld->scratch);
+	free(ld->checked);
+	chunk_image_close(&ld->frames);
 	diff_close(ld->d);
 	pthread_mutex_destroy(&ld->lock);
 	layer_close(l->lower);
@@ -324,6 +387,29 @@ static const struct layer_ops diff_ops = {
 	.cancel = diff_cancel,
 	.extent = diff_extent,
 };
+
+/* The chunk cache folder of the diff's decompressed frames, keyed by the
+ * diff file's version and the diff's id: a diff written or replaced gets
+ * another. Without one (no validator, a cache that cannot be opened) the
+ * layer keeps its few frames alone, and says so once. */
+static void open_frames(struct layer_diff *ld, const struct layer_http_opts *o)
+{
+	const struct diff_file *d = ld->d;
+	char version[160], key[400], id[33], why[600] = "";
+	int ret = blob_version(d->blob, version, sizeof(version));
+
+	if (ret && ret != -ENOENT)
+		snprintf(why, sizeof(why), "%s", strerror(-ret));
+	diff_id_hex(d->meta.id, id);
+	snprintf(key, sizeof(key), "diff-frames %s\nlayer-id %s\n", version, id);
+	if (!ret && d->meta.data_blocks)
+		ret = chunk_image_open_keyed(&ld->frames, o->cache_dir, key, d->meta.data_blocks * BS,
+					     d->meta.frame_size, o->cache_limit, why, sizeof(why));
+	ld->frames_open = !ret && d->meta.data_blocks;
+	if (ret && ret != -ENOENT)
+		log_info("%s: its frames are decompressed at every read that needs one not kept "
+			 "(no chunk cache for them: %s)", d->name, why);
+}
 
 int layer_diff_open(const char *path, const struct layer_http_opts *remote, struct layer *lower,
 		    struct layer **out, char *why, size_t whylen)
@@ -367,19 +453,28 @@ int layer_diff_open(const char *path, const struct layer_http_opts *remote, stru
 			ret = -ENOMEM;
 	if (!ret && !(ld->scratch = malloc(ZSTD_compressBound(frame))))
 		ret = -ENOMEM;
+	/* at most 2^24 frames: 2 MiB of bits */
+	if (!ret && !d->v3 && !(d->meta.flags & DIFF_FLAG_ZSTD) &&
+	    !(ld->checked = calloc(d->n_frames / 8 + 1, 1)))
+		ret = -ENOMEM;
 	if (ret) {
 		for (int i = 0; i < FRAME_SLOTS; i++)
 			free(ld->slots[i].buf);
 		free(ld->scratch);
+		free(ld->checked);
 		diff_close(d);
 		free(ld);
 		return ret;
 	}
 	ld->d = d;
 	pthread_mutex_init(&ld->lock, NULL);
-	/* without fetch threads a remote frame is read in line */
-	if (http_is_url(path) && fetch_pool_start(&ld->fetch, FETCH_POOL_THREADS, &fetcher_ops, ld,
-						  blob_budget_ms(d->blob)))
+	bool zstd = !d->v3 && (d->meta.flags & DIFF_FLAG_ZSTD);
+	if (zstd && remote && remote->keep_frames)
+		open_frames(ld, remote);
+	/* Fetch threads read a remote diff's frames and decompress a zstd
+	 * diff's, so neither stalls a queue; without them, in line. */
+	if ((http_is_url(path) || zstd) &&
+	    fetch_pool_start(&ld->fetch, FETCH_POOL_THREADS, &fetcher_ops, ld, blob_budget_ms(d->blob)))
 		ld->fetch = NULL;
 	ld->l.ops = &diff_ops;
 	ld->l.lower = lower;

@@ -9,6 +9,7 @@
 #include <fcntl.h>
 #include <linux/falloc.h>
 #include <linux/magic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -275,6 +276,14 @@ int layer_file_adopt(int fd, uint64_t size, bool read_only, struct layer **out)
 			  fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
 				    (st.st_size + LAYER_BLOCK_SIZE - 1) / LAYER_BLOCK_SIZE * LAYER_BLOCK_SIZE,
 				    LAYER_BLOCK_SIZE) && (errno == EOPNOTSUPP || errno == ENOSYS);
+	/* what a cache over it records: a base written in place or replaced
+	 * under its name gets another time */
+	if (read_only && regular) {
+		f->l.version_key = "file";
+		snprintf(f->l.version, sizeof(f->l.version), "%llu %lld.%09ld",
+			 (unsigned long long)st.st_size, (long long)st.st_mtim.tv_sec,
+			 st.st_mtim.tv_nsec);
+	}
 	f->read_inline = regular && fstatfs(fd, &fs) == 0 &&
 			 (fs.f_type == TMPFS_MAGIC || fs.f_type == RAMFS_MAGIC);
 	/* Read in place by the kernel (USER_COPY), a read is one copy from

@@ -546,6 +546,7 @@ int layer_http_open(const char *url, const struct layer_http_opts *o, struct lay
 	h->l.read_only = true;
 	h->l.priv_size = sizeof(struct http_io);
 	h->l.maps = h->ci.open != NULL;
+	h->l.version_key = "remote";
 	snprintf(h->l.version, sizeof(h->l.version), "%llu %s", (unsigned long long)h->src.size,
 		 h->src.validator);
 	*out = &h->l;

@@ -16,6 +16,7 @@ struct layer_http_opts {
 	uint64_t cache_limit;
 	unsigned readahead;         /* chunks kept fetched ahead of a reader */
 	bool prefetch;              /* fetch the whole image in the background */
+	bool keep_frames;           /* zstd diffs: decompressed frames into the chunk cache */
 	struct access_log *access;  /* notes the images' chunk reads; NULL: none */
 };
 /* A read-only layer of the file at url; its statistics are the layer's

@@ -61,6 +61,7 @@ int stack_http_opts(const struct stack_config *cfg, struct layer_http_opts *ho, 
 		.cache_limit = cfg->chunk_cache_limit,
 		.readahead = cfg->readahead >= 0 ? (unsigned)cfg->readahead : 1,
 		.prefetch = cfg->prefetch,
+		.keep_frames = cfg->keep_frames,
 	};
 	/* below that, chunks stored at once by the fetch threads could push
 	 * out each other before their reads read them */
@@ -248,8 +249,5 @@ int stack_image_text(const struct layer *top, char *buf, size_t len)
 	snprintf(size, sizeof(size), "%llu", (unsigned long long)top->size);
 	buf[0] = 0;
 	ret = cfgline_append(buf, len, &used, "size", size);
-	for (const struct layer *l = top; l && !ret; l = l->lower)
-		if (l->version[0])
-			ret = cfgline_append(buf, len, &used, "remote", l->version);
-	return ret;
+	return ret ? ret : layer_version_text(top, buf, len, &used);
 }

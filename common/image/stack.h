@@ -30,6 +30,9 @@ struct stack_config {
 	const char *auth_file;
 	bool insecure;
 	int readahead;                  /* -1: 1 chunk */
+	/* zstd diffs keep their frames decompressed in the chunk cache: a
+	 * device's stack, which reads them again (a --flatten reads each once) */
+	bool keep_frames;
 	bool prefetch;
 	/* access traces (docs/access-trace.md) */
 	const char *record_access;      /* trace file to write, or NULL */
@@ -52,8 +55,8 @@ int stack_http_opts(const struct stack_config *sc, struct layer_http_opts *ho, c
  * nothing stays open on failure. */
 int stack_open(const struct stack_config *sc, struct layer **top, char *why, size_t whylen);
 /* The version of the image top presents, as the state entry's image
- * file holds it (docs/state-dir.md): its size and each remote base's
- * size and validator, key=value lines. 0, or -ENOSPC. */
+ * file holds it (docs/state-dir.md): its size, then its base version
+ * (layer_version_text), key=value lines. 0, or -ENOSPC. */
 int stack_image_text(const struct layer *top, char *buf, size_t len);
 /* 0 unless path (an output: --record-access, a flattened image) is one of
  * the files the stack reads: its base, cache and map, layers, auth file.

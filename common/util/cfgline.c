@@ -43,6 +43,28 @@ int cfgline_append(char *buf, size_t len, size_t *used, const char *key, const c
 	return 0;
 }
 
+void cfgline_select(const char *text, const char *const *keys, char *out, size_t len)
+{
+	size_t used = 0;
+
+	if (!len)
+		return;
+	out[0] = 0;
+	for (const char *line = text; *line;) {
+		size_t n = strcspn(line, "\n"), kl = strcspn(line, "=\n");
+		bool known = false;
+		for (const char *const *k = keys; *k && !known; k++)
+			known = kl < n && strlen(*k) == kl && !memcmp(line, *k, kl);
+		if (known && n + 2 <= len - used) {
+			memcpy(out + used, line, n);
+			out[used + n] = '\n';
+			used += n + 1;
+			out[used] = 0;
+		}
+		line += n + (line[n] == '\n');
+	}
+}
+
 /* Check every line before calling back: a reader acts on a whole file or
  * on none of it. */
 static int check(const char *text, size_t len, unsigned *bad_line)

@@ -17,6 +17,13 @@ bool cfgline_has_control(const char *s, size_t *at);
  * character, -ENOSPC when it does not fit (buf unchanged then). */
 int cfgline_append(char *buf, size_t len, size_t *used, const char *key, const char *value);
 
+/* The lines of text whose key is one of keys (NULL-ended), in their
+ * order, into out (len bytes, kept NUL-terminated): what a reader of this
+ * version compares of a file a later one may have added keys to. A line
+ * that does not fit is left out, as is one without '='; an out as long
+ * as text holds them all. */
+void cfgline_select(const char *text, const char *const *keys, char *out, size_t len);
+
 /* Calls fn for each line of text (len bytes, NUL-terminated at len;
  * modified in place: values end at their newline). Every line must be
  * well formed and end with a newline: else -EINVAL and *bad_line (if

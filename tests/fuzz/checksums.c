@@ -76,6 +76,8 @@ void fz_fix_cache_map(uint8_t *b, size_t n)
 {
 	if (n >= 88)
 		fz_put32(b + 60, crc32c(0, b, 60) ^ crc32c(0, b + 64, 24));
+	if (n >= 1120)   /* the base version's own */
+		fz_put32(b + 92, crc32c(0, b + 88, 4) ^ crc32c(0, b + 96, 1024));
 }
 
 void fz_fix_trace(uint8_t *b, size_t n)

@@ -8,7 +8,7 @@
  * The map alone goes through cache_map_check_fd; then both readers run:
  * cache_export_open (ublk-export-diff --cache), whose
  * extents must cover only the device, and layer_cache_open read-only over
- * a stand-in base of the size and id the header names (the cross-checks
+ * a stand-in base of the size, id and version the header names (the cross-checks
  * against a real base are plain comparisons; what is fuzzed is the file).
  * The data file is sized as the map says, sparse. An opened cache is
  * read at a few places (an io_uring for the data file, the stand-in base
@@ -133,6 +133,27 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 	return 0;
 }
 
+/* The stand-in base is of the version the header records when that is
+ * one line of a key a base has: the comparison is plain, the record is
+ * what is fuzzed. */
+static void stand_in_version(struct layer *base, const uint8_t *text, uint32_t n)
+{
+	const uint8_t *nl = n <= 1024 ? memchr(text, '\n', n) : NULL;
+	const uint8_t *eq = nl ? memchr(text, '=', (size_t)(nl - text)) : NULL;
+	size_t vlen = eq ? (size_t)(nl - eq - 1) : 0;
+
+	if (!eq || vlen >= sizeof(base->version))
+		return;
+	if (eq - text == 6 && !memcmp(text, "remote", 6))
+		base->version_key = "remote";
+	else if (eq - text == 4 && !memcmp(text, "file", 4))
+		base->version_key = "file";
+	else
+		return;
+	memcpy(base->version, eq + 1, vlen);
+	base->version[vlen] = 0;
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	struct fz_part part[2];
@@ -151,6 +172,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		base.size = fz_get64(copy + 24);
 		memcpy(base.id, copy + 64, 16);
 	}
+	if (part[0].len >= 1120)
+		stand_in_version(&base, copy + 96, fz_get32(copy + 88));
 	if (fz_fill(data_fd, NULL, dev_size <= UBLK_MAX_IMAGE_SIZE ? dev_size : 0))
 		return 0;
 	if (n > 1) {

@@ -632,7 +632,10 @@ static int make_cache(int argc, char **argv)
 		fprintf(stderr, "%s: cannot make the base\n", base);
 		return 2;
 	}
-	/* the cache records the layer below as its parent: the build */
+	/* the cache records the layer below as its parent: the build, whose
+	 * own id is its version (no file line) */
+	lower->version_key = NULL;
+	lower->version[0] = 0;
 	if (!e2b_parse_build_id(argv[4], lower->id)) {
 		fprintf(stderr, "%s: not a build id\n", argv[4]);
 		return 2;

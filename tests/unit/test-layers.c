@@ -7,6 +7,7 @@
 #include "image/layer_cache.h"
 #include "image/cache.h"
 #include "image/layer_fault.h"
+#include "util/crc32c.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -842,6 +843,119 @@ static void test_cache_private(void)
 	free(data);
 }
 
+/* The map's base version field (docs/cache-format.md): length at 88, CRC
+ * at 92, text at 96. Reads it into text (NUL-terminated); its length. */
+static uint32_t map_base_version(const char *map, char *text, size_t len)
+{
+	unsigned char h[4096];
+	int fd = open(map, O_RDONLY);
+	uint32_t n = 0;
+
+	CHECK(fd >= 0 && pread(fd, h, sizeof(h), 0) == (ssize_t)sizeof(h), "read the map's header");
+	close(fd);
+	memcpy(&n, h + 88, 4);
+	snprintf(text, len, "%.*s", n <= 1024 ? (int)n : 0, (const char *)h + 96);
+	return n;
+}
+
+/* Rewrites the base version field: n as its length, text, and a CRC that
+ * matches (good) or not. */
+static void map_set_base_version(const char *map, uint32_t n, const char *text, bool good)
+{
+	unsigned char f[1032] = { 0 };
+	int fd = open(map, O_RDWR);
+
+	memcpy(f, &n, 4);
+	memcpy(f + 8, text, strlen(text));
+	uint32_t crc = crc32c(0, f, 4) ^ crc32c(0, f + 8, 1024);
+	crc ^= good ? 0 : 1;
+	memcpy(f + 4, &crc, 4);
+	CHECK(fd >= 0 && pwrite(fd, f, sizeof(f), 88) == (ssize_t)sizeof(f), "write the base version");
+	close(fd);
+}
+
+static void set_mtime(const char *path, const struct timespec *t)
+{
+	struct timespec ts[2] = { { 0, UTIME_OMIT }, *t };
+	CHECK(utimensat(AT_FDCWD, path, ts, 0) == 0, "set the time of %s", path);
+}
+
+/* A cache records its base's version and refuses another one: a base
+ * written in place (another time), replaced under its name, or a damaged
+ * record; a copy with its time kept is the same base, and a cache of
+ * before the record gets one. */
+static void test_cache_base_version(void)
+{
+	unsigned char *data;
+	char *base_path = make_image(1 << 20, &data);
+	char cache[64], map[80], text[1100], want[1200], copy[80], why[600];
+	struct layer *base, *l;
+	struct stat st;
+
+	snprintf(cache, sizeof(cache), "%s.cache", base_path);
+	snprintf(map, sizeof(map), "%s.map", cache);
+	snprintf(copy, sizeof(copy), "%s.copy", base_path);
+	CHECK(stat(base_path, &st) == 0, "stat base");
+	snprintf(want, sizeof(want), "file=1048576 %lld.%09ld\n", (long long)st.st_mtim.tv_sec,
+		 st.st_mtim.tv_nsec);
+	cache_open_expect(cache, base_path, 0, NULL);
+	CHECK(map_base_version(map, text, sizeof(text)) == strlen(want) && !strcmp(text, want),
+	      "the base's size and time recorded: '%s', want '%s'", text, want);
+
+	struct timespec later = st.st_mtim;
+	later.tv_sec += 1;
+	set_mtime(base_path, &later);
+	cache_open_expect(cache, base_path, -EINVAL, "cache was made over another version of its base");
+	char both[1300];
+	snprintf(both, sizeof(both), "(it recorded %.*s; the base is now file=1048576 %lld.%09ld: ",
+		 (int)strlen(want) - 1, want, (long long)later.tv_sec, later.tv_nsec);
+	cache_open_expect(cache, base_path, -EINVAL, both);
+	CHECK(layer_file_open(base_path, true, &base) == 0, "open base");
+	CHECK(layer_cache_open(cache, base, 0, true, &l, why, sizeof(why)) == -EINVAL &&
+	      strstr(why, "another version of its base"), "a read-only open refuses too: %s", why);
+	layer_close(base);
+	set_mtime(base_path, &st.st_mtim);
+	cache_open_expect(cache, base_path, 0, NULL);
+
+	/* replaced under its name by a copy: refused; the copy with the
+	 * original's time (cp -p) is the same base */
+	int in = open(base_path, O_RDONLY), out = open(copy, O_WRONLY | O_CREAT | O_EXCL, 0600);
+	CHECK(in >= 0 && out >= 0 && copy_file_range(in, NULL, out, NULL, 1 << 20, 0) == 1 << 20,
+	      "copy the base");
+	close(in);
+	close(out);
+	CHECK(rename(copy, base_path) == 0, "the copy replaces the base");
+	cache_open_expect(cache, base_path, -EINVAL, "another version of its base");
+	set_mtime(base_path, &st.st_mtim);
+	cache_open_expect(cache, base_path, 0, NULL);
+
+	/* a cache of before the record: opened as it is, and recorded */
+	map_set_base_version(map, 0, "", false);
+	CHECK(map_base_version(map, text, sizeof(text)) == 0, "record removed");
+	cache_open_expect(cache, base_path, 0, NULL);
+	CHECK(map_base_version(map, text, sizeof(text)) == strlen(want) && !strcmp(text, want),
+	      "recorded at the writable open: '%s'", text);
+	/* keys of a later version are not compared */
+	char later_keys[1200];
+	snprintf(later_keys, sizeof(later_keys), "zz.later=1\n%s", want);
+	map_set_base_version(map, (uint32_t)strlen(later_keys), later_keys, true);
+	cache_open_expect(cache, base_path, 0, NULL);
+
+	/* damaged records refuse the map; the files stay as they are */
+	map_set_base_version(map, (uint32_t)strlen(want), want, false);
+	cache_open_expect(cache, base_path, -EINVAL, "base version checksum mismatch (damaged map)");
+	map_set_base_version(map, 2000, want, true);
+	cache_open_expect(cache, base_path, -EINVAL, "base version of 2000 bytes, at most 1024");
+	snprintf(later_keys, sizeof(later_keys), "file=1048576\t1\n");
+	map_set_base_version(map, (uint32_t)strlen(later_keys), later_keys, true);
+	cache_open_expect(cache, base_path, -EINVAL, "base version holds a control character at byte 12");
+	CHECK(map_base_version(map, text, sizeof(text)) == strlen(later_keys), "the map left as it was");
+
+	CHECK(cache_remove(cache, why, sizeof(why)) == 0, "removed: %s", why);
+	unlink(base_path);
+	free(data);
+}
+
 int main(void)
 {
 	if (io_uring_queue_init(64, &ring, 0)) {
@@ -865,6 +979,7 @@ int main(void)
 	test_cache_crash();
 	test_cache_full_fs();
 	test_cache_private();
+	test_cache_base_version();
 	test_fault_layer();
 	test_freeze();
 	io_uring_queue_exit(&ring);

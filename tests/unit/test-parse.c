@@ -78,6 +78,21 @@ static void test_encoder(void)
 	CHECK(cfgline_has_control("caf\xc3\xa9", NULL) == false, "UTF-8 is no control character");
 }
 
+/* The lines a reader compares: its keys, in order; a prefix of a key, a
+ * line without '=' and a last line without its newline as they come. */
+static void test_select(void)
+{
+	static const char *const keys[] = { "size", "file", NULL };
+	char out[64];
+
+	cfgline_select("size=1\nremote=2 x\nfile=3 4\nfiles=5\nsize\nfile=6", keys, out, sizeof(out));
+	CHECK(!strcmp(out, "size=1\nfile=3 4\nfile=6\n"), "selected: '%s'", out);
+	cfgline_select("remote=1\n", keys, out, sizeof(out));
+	CHECK(!strcmp(out, ""), "none: '%s'", out);
+	cfgline_select("size=123456789\nfile=123456789\n", keys, out, 20);
+	CHECK(!strcmp(out, "size=123456789\n"), "a line that does not fit is left out: '%s'", out);
+}
+
 static void test_decoder(void)
 {
 	struct seen s;
@@ -566,6 +581,7 @@ int main(void)
 	test_hex();
 	test_encoder();
 	test_decoder();
+	test_select();
 	test_limits();
 	test_names();
 	test_secrets();

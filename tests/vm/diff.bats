@@ -69,6 +69,35 @@ dev_sum() { sha256sum <"$1" | cut -d' ' -f1; }
 	[[ "$output" == *"2 extents: 5 data blocks, 20 zero blocks"* ]]
 }
 
+@test "a zstd diff's frames are decompressed once per host: devices over it read them from the chunk cache" {
+	make_image "$T/base" 16
+	dev=$("$B/ublk-add" --base "$T/base" --cache "$T/cache")
+	# 8 MiB of text: frames that compress
+	seq 1 2000000 | head -c 8M >"$T/text"
+	dd if="$T/text" of="$dev" bs=1M seek=4 oflag=direct status=none
+	"$B/ublk-export-diff" --zstd -o "$T/d.diff" "$dev"
+	frames=$("$B/ublk-export-diff" --inspect "$T/d.diff" --json | jq .frames)
+	[ "$frames" -eq 8 ]
+	cp "$T/base" "$T/want"
+	dd if="$T/text" of="$T/want" bs=1M seek=4 conv=notrunc status=none
+	one=$("$B/ublk-add" --base "$T/base" --layer "$T/d.diff" --read-only)
+	cmp "$T/want" "$one"
+	chunks() { find "$UBLK_CHUNK_CACHE" -mindepth 2 -maxdepth 2 -name '[0-9]*' -type f | wc -l; }
+	[ "$(chunks)" -eq 8 ]
+	[ "$(find "$UBLK_CHUNK_CACHE" -mindepth 1 -maxdepth 1 -type d | wc -l)" -eq 1 ]
+	grep -qx "diff-frames file [0-9]*:[0-9]* [0-9.]* $(stat -c %s "$T/d.diff")" \
+		"$UBLK_CHUNK_CACHE"/*/key
+	# a second device over the same file shares them
+	two=$("$B/ublk-add" --base "$T/base" --layer "$T/d.diff" --read-only)
+	fio --name=r --filename="$two" --ioengine=io_uring --direct=1 --rw=randread --bs=4k \
+		--offset=4M --size=8M --io_size=4M --iodepth=16 --output="$T/fio.out"
+	cmp "$T/want" "$two"
+	[ "$(chunks)" -eq 8 ]
+	"$B/ublk-del" "$one"
+	"$B/ublk-del" "$two"
+	assert_none_left
+}
+
 @test "corrupted, truncated, foreign and misplaced diffs are refused with a clear error" {
 	make_image "$T/base" 8
 	dev=$("$B/ublk-add" --base "$T/base" --cache "$T/cache")

@@ -4,7 +4,8 @@ load ../helpers
 vm_setup() {
 	[ -e /dev/ublk-control ] || { echo "not in the ublk VM (no /dev/ublk-control)" >&2; return 1; }
 	T=$(mktemp -d)
-	export UBLK_STATE_DIR=$T/state
+	# a test's own chunk cache: remote images, zstd diffs' frames
+	export UBLK_STATE_DIR=$T/state UBLK_CHUNK_CACHE=$T/chunks
 }
 
 # Stop what the test started in the background ($BG: pids), delete

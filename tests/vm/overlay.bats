@@ -45,6 +45,40 @@ sum() { sha256sum <"$1" | cut -d' ' -f1; }
 	[ "$(sum "$T/base")" = "$base_sum" ]
 }
 
+@test "a kept cache is refused over its base written in place or replaced, and served over the same bytes copied with their time" {
+	make_image "$T/base" 8
+	cp -p "$T/base" "$T/base.v1"
+	dev=$("$B/ublk-add" --base "$T/base" --cache "$T/cache")
+	head -c 4096 /dev/urandom >"$T/block"
+	dd if="$T/block" of="$dev" bs=4k seek=3 oflag=direct conv=fsync status=none
+	"$B/ublk-del" "$dev"
+	cp "$T/cache.map" "$T/map.before"
+	# written in place: its time moves on
+	dd if=/dev/urandom of="$T/base" bs=4k seek=100 count=1 conv=notrunc status=none
+	run "$B/ublk-add" --base "$T/base" --cache "$T/cache"
+	echo "$output"
+	[ "$status" -eq 5 ]
+	[[ "$output" == *"$T/cache: cache was made over another version of its base (it recorded file=8388608 "* ]]
+	[[ "$output" == *"remove the cache ($T/cache and $T/cache.map) to start a new one"* ]]
+	assert_none_left
+	cmp "$T/cache.map" "$T/map.before"
+	# its first bytes back, but replaced under its name by a copy with a time of its own
+	cp "$T/base.v1" "$T/base.new"
+	mv "$T/base.new" "$T/base"
+	run "$B/ublk-add" --base "$T/base" --cache "$T/cache" --read-only
+	echo "$output"
+	[ "$status" -eq 5 ]
+	[[ "$output" == *"cache was made over another version of its base"* ]]
+	assert_none_left
+	# the same bytes with their time (cp -p): the cache is served, its write in place
+	cp -p "$T/base.v1" "$T/base"
+	dev=$("$B/ublk-add" --base "$T/base" --cache "$T/cache")
+	cp "$T/base.v1" "$T/want"
+	dd if="$T/block" of="$T/want" bs=4k seek=3 conv=notrunc status=none
+	cmp "$T/want" "$dev"
+	"$B/ublk-del" "$dev"
+}
+
 @test "discard reads zero and gives the cache's space back" {
 	make_image "$T/base" 32
 	dev=$("$B/ublk-add" --base "$T/base" --cache "$T/cache")

@@ -115,6 +115,33 @@ fio_until_done() {
 	[ "$(dd if="$dev" bs=1M count=8 iflag=direct status=none | sha256sum)" = "$(sha256sum <"$T/data")" ]
 }
 
+@test "a recovery over a local base replaced under its name is refused; with its time kept it recovers" {
+	make_image "$T/base" 8
+	cp -p "$T/base" "$T/base.v1"
+	dev=$("$B/ublk-add" --base "$T/base" --read-only)
+	id=${dev#/dev/ublkb}
+	grep -qxE "file=8388608 [0-9]+\.[0-9]{9}" "$UBLK_STATE_DIR/ublkb$id/image"
+	kill -9 "$(server_pid "$id")"
+	wait_until 30 '[ "$(kernel_state "$id")" = quiesced ]'
+	# a new version renamed over it, as a template update would
+	make_image "$T/base.new" 8
+	mv "$T/base.new" "$T/base"
+	run timeout 120 "$B/ublk-serve" --recover "$id" --timeout 10
+	echo "$output"
+	[ "$status" -eq 5 ]
+	[[ "$output" == *"ublkb$id: the image is not the one the device was made over (a remote image changed on its server (another ETag, Last-Modified or size), or a local one was written or replaced (another modification time))"* ]]
+	[ "$(kernel_state "$id")" = quiesced ]
+	cp -p "$T/base.v1" "$T/base"
+	run "$B/ublk-pool" reclaim --recover
+	echo "$output"
+	[ "$status" -eq 0 ]
+	[[ "$output" == "recovered ublkb$id "* ]]
+	[ "$(kernel_state "$id")" = live ]
+	cmp "$T/base.v1" "$dev"
+	"$B/ublk-del" "$dev"
+	assert_none_left
+}
+
 # recover_with_fds ID LIMIT: ublk-serve --recover ID under an fd limit of
 # LIMIT; 0 once it serves the device (it is left running, its pid in
 # $T/srv.pid), 1 once it failed (its messages in $T/srv.err)

@@ -249,14 +249,15 @@ assert_token_private() {
 	run timeout 120 "$B/ublk-serve" --recover "$id" --timeout 10
 	echo "$output"
 	[ "$status" -eq 5 ]
-	[[ "$output" == *"ublkb$id: the image is not the one the device was made over (a remote image changed on its server"* ]]
-	[[ "$output" == *"delete the device (ublk-del $id) and add it again over a new cache"* ]]
+	# the cache, which recorded the version it was made over, refuses first
+	[[ "$output" == *"$T/cache: cache was made over another version of its base (it recorded remote=8388608 \""* ]]
+	[[ "$output" == *"the base is now remote=8388608 \""* ]]
 	# refused before the kernel's recovery: the device still waits for one
 	[ "$(state)" = quiesced ]
 	run "$B/ublk-pool" reclaim --recover --timeout 30
 	echo "$output"
 	[ "$status" -eq 1 ]
-	[[ "$output" == *"recovery failed, left waiting: "*"the image is not the one the device was made over"* ]]
+	[[ "$output" == *"recovery failed, left waiting: "*"cache was made over another version of its base"* ]]
 	[ "$(state)" = quiesced ]
 	# watch tries again after 1 s, then 2 s, ...: not every pass (0.2 s)
 	"$B/ublk-pool" watch --interval 0.2 2>&1 | while IFS= read -r line; do
