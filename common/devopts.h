@@ -93,7 +93,7 @@ enum devopt_key {
 	  "shared chunk cache of remote images and zstd diffs (default /var/cache/ublk-tools/chunks)") \
 	X("chunk-cache-limit", DEVOPT_CHUNK_CACHE_LIMIT, "SIZE", DEVOPT_T_SIZE, stack.chunk_cache_limit, 1, \
 	  UINT64_MAX, "expected a size of at least 1 byte, and 16 chunks (say 10G)", \
-	  "remote base: evict past this size (default 10G)") \
+	  "chunk cache: evict past this size (default 10G)") \
 	X("http-timeout", DEVOPT_HTTP_TIMEOUT, "SEC", DEVOPT_T_SECONDS, stack.http_timeout_ms, 0, \
 	  DEVOPTS_MAX_HTTP_TIMEOUT_S, "expected seconds, more than 0 and at most 3600", \
 	  "remote base: deadline per transfer (default 60)") \

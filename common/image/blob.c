@@ -141,6 +141,11 @@ uint64_t blob_size(const struct blob *b)
 	return b->size;
 }
 
+int blob_fd(const struct blob *b)
+{
+	return b->fd;
+}
+
 int blob_version(const struct blob *b, char *out, size_t len)
 {
 	struct stat st;
@@ -152,10 +157,11 @@ int blob_version(const struct blob *b, char *out, size_t len)
 		n = snprintf(out, len, "file %llu:%llu %lld.%09ld %llu", (unsigned long long)st.st_dev,
 			     (unsigned long long)st.st_ino, (long long)st.st_ctim.tv_sec,
 			     st.st_ctim.tv_nsec, (unsigned long long)st.st_size);
-	} else if (b->ci.unshared || !b->ci.identity[0]) {
+	} else if (b->ci.unshared || !strrchr(b->ci.dir, '/')) {
 		return -ENOENT;
 	} else {
-		n = snprintf(out, len, "remote %s", b->ci.identity);
+		/* the folder's name: the whole chunk cache key, query included */
+		n = snprintf(out, len, "remote %s", strrchr(b->ci.dir, '/') + 1);
 	}
 	return n < 0 || (size_t)n >= len ? -ENAMETOOLONG : 0;
 }
@@ -244,6 +250,14 @@ static int read_range(struct blob *b, void *buf, size_t len, uint64_t off, bool 
 		asked = 0;
 	}
 	return 0;
+}
+
+void blob_note(struct blob *b, uint64_t off, size_t len)
+{
+	if (b->fd >= 0 || !b->access || !len || off >= b->size)
+		return;
+	for (uint64_t idx = off / b->ci.chunk_size; idx <= (off + len - 1) / b->ci.chunk_size; idx++)
+		access_note(b->access, b->access_img, idx, false);
 }
 
 int blob_read(struct blob *b, void *buf, size_t len, uint64_t off)

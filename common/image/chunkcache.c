@@ -220,6 +220,7 @@ struct chunk_open {
 	uint64_t used;          /* open_tick of the last use */
 	const char *map;        /* the chunk's bytes once chunk_map asked, or NULL */
 	uint32_t map_len;
+	bool stale;             /* stored again since: closed once unused, not taken */
 };
 
 /* Chunk files held open by all images of the process, at most a quarter
@@ -398,6 +399,7 @@ static void slot_close(struct chunk_open *o)
 	o->map = NULL;
 	close(o->fd);
 	o->fd = -1;
+	o->stale = false;
 }
 
 static void unhold(struct chunk_open *o)
@@ -413,7 +415,7 @@ static struct chunk_open *held(struct chunk_image *ci, uint64_t idx)
 
 	pthread_mutex_lock(&ci->open_lock);
 	for (unsigned i = 0; i < CHUNK_OPEN_FILES && !o; i++)
-		if (ci->open[i].fd >= 0 && ci->open[i].idx == idx)
+		if (ci->open[i].fd >= 0 && ci->open[i].idx == idx && !ci->open[i].stale)
 			o = &ci->open[i];
 	if (o) {
 		o->users++;
@@ -445,7 +447,7 @@ static struct chunk_open *hold(struct chunk_image *ci, uint64_t idx, int fd)
 	pthread_mutex_lock(&ci->open_lock);
 	for (unsigned i = 0; i < CHUNK_OPEN_FILES; i++) {
 		struct chunk_open *s = &ci->open[i];
-		if (s->fd >= 0 && s->idx == idx) {
+		if (s->fd >= 0 && s->idx == idx && !s->stale) {
 			o = NULL;
 			break;
 		}
@@ -468,7 +470,7 @@ static void release(struct chunk_image *ci, struct chunk_open *o, bool bad)
 {
 	pthread_mutex_lock(&ci->open_lock);
 	o->users--;
-	if (bad && !o->users)
+	if ((bad || o->stale) && !o->users)
 		unhold(o);
 	pthread_mutex_unlock(&ci->open_lock);
 }
@@ -837,6 +839,17 @@ int chunk_store(struct chunk_image *ci, uint64_t idx, const void *data, uint32_t
 	while (ret && disk_full(ci, idx, ret, &tried));
 	if (ret)
 		return ret;
+	/* a chunk stored again (a frame whose kept bytes were damaged): the
+	 * file held open is the old one */
+	if (ci->open) {
+		pthread_mutex_lock(&ci->open_lock);
+		for (unsigned i = 0; i < CHUNK_OPEN_FILES; i++) {
+			struct chunk_open *o = &ci->open[i];
+			if (o->fd >= 0 && o->idx == idx && !(o->stale = o->users != 0))
+				unhold(o);
+		}
+		pthread_mutex_unlock(&ci->open_lock);
+	}
 	stored(ci, idx, len);
 	return 0;
 }

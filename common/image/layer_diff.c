@@ -5,7 +5,8 @@
  * a zstd frame, once decompressed, is kept in the chunk cache, shared by
  * every device over the same diff file, and read from there. A few
  * decompressed frames are kept in memory too, shared by all queues (all
- * that is kept without a chunk cache). A local raw diff's frames are read
+ * that is kept without a chunk cache). A local raw diff's checked frames
+ * are read on the ring, or mapped, as a base image is; a frame to check,
  * on the queue thread: a page cache read. A zstd frame to decompress, a
  * remote diff's frame that is not kept, or a v3 diff's blocks not in the
  * chunk cache, are read on one of the layer's fetch threads, which posts
@@ -15,11 +16,14 @@
 #include "image/chunkcache.h"
 #include "image/diff.h"
 #include "image/fetch_pool.h"
+#include "image/layer_file.h"
 #include "image/layer_http.h"
+#include "util/crc32c.h"
 #include "util/log.h"
 #include "image/http.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -31,8 +35,8 @@
 /* Frames kept decompressed: up to 8, in at most 64 MiB (a diff names
  * frames of up to 64 MiB, and a hostile one of a few KiB of zstd would
  * otherwise keep 512 MiB a layer), but 2 at least; the two fetch threads
- * of a remote or zstd diff hold one frame each besides (4 x 64 MiB at
- * worst). */
+ * of a remote or zstd diff hold one frame each besides (4 x 64 MiB of
+ * frames at worst), and each the compressed frame it reads. */
 #define FRAME_SLOTS 8
 #define SLOT_BYTES (64u << 20)
 
@@ -57,7 +61,10 @@ struct layer_diff {
 	uint64_t tick;
 	uint8_t *scratch;
 	struct fetch_pool *fetch;       /* a remote or zstd diff's fetch threads */
-	uint8_t *checked;               /* raw frames whose CRC matched: a bit each */
+	uint8_t *checked;               /* frames whose CRC matched: a bit each */
+	/* a local raw diff's file as a layer: its checked frames' blocks read
+	 * on the ring, or mapped, as a base image's */
+	struct layer *data_file;
 	/* a zstd diff's frames as decompressed, kept in the chunk cache (one
 	 * chunk a frame), shared by the devices over the same diff */
 	struct chunk_image frames;
@@ -101,34 +108,60 @@ static bool frame_checked(const struct layer_diff *ld, uint64_t fidx)
 	       (__atomic_load_n(&ld->checked[fidx / 8], __ATOMIC_ACQUIRE) >> (fidx % 8) & 1);
 }
 
-/* Blocks of a raw frame whose CRC matched once, read where they are;
- * without fetching with only_kept (-EAGAIN then, a remote diff's queue). */
+static void mark_checked(struct layer_diff *ld, uint64_t fidx)
+{
+	__atomic_fetch_or(&ld->checked[fidx / 8], (uint8_t)(1u << (fidx % 8)), __ATOMIC_RELEASE);
+}
+
+/* n blocks from block `in` of a frame checked once: a raw frame's from
+ * the diff (without fetching with only_kept: -EAGAIN then, a remote
+ * diff's queue), a zstd frame's from its chunk in the frame cache. */
 static int read_checked(struct layer_diff *ld, uint64_t fidx, uint64_t in, uint64_t n, char *dst,
 			bool only_kept)
 {
-	uint64_t off = ld->d->frames[fidx].offset + in * BS;
+	const struct diff_frame *f = &ld->d->frames[fidx];
+
+	if (ld->frames_open) {
+		/* a remote diff's trace counts the frame's bytes as read */
+		blob_note(ld->d->blob, f->offset, f->size);
+		return chunk_read(&ld->frames, fidx, (uint32_t)(in * BS), (uint32_t)(n * BS), dst);
+	}
+	uint64_t off = f->offset + in * BS;
 	int ret = only_kept ? blob_read_cached(ld->d->blob, dst, n * BS, off)
 			    : blob_read(ld->d->blob, dst, n * BS, off);
-
 	if (ret && ret != -EAGAIN && ret != -ECANCELED)
 		log_err("%s: frame %llu, bytes %llu..%llu: %s", ld->d->name, (unsigned long long)fidx,
 			(unsigned long long)off, (unsigned long long)(off + n * BS), strerror(-ret));
 	return ret;
 }
 
-/* A frame just decompressed, for the next reads of it, by any device
- * (copy_data). A frame not stored is decompressed again: slower, not
- * wrong. */
-static void frame_store(struct layer_diff *ld, uint64_t fidx, const void *frame)
+/* Frame fidx into buf, checked: from the frame cache when its chunk there
+ * matches the frame's CRC (what was stored is not trusted unread: a file
+ * system's or another writer's damage shows), else from the diff, and then
+ * stored there for every device's next reads of it. A frame read so is
+ * marked checked: read_checked serves its blocks from then on. */
+static int load_frame(struct layer_diff *ld, uint64_t fidx, uint8_t *buf, uint8_t *scratch)
 {
-	if (ld->frames_open)
-		chunk_store(&ld->frames, fidx, frame, diff_frame_len(ld->d, fidx));
+	uint32_t len = diff_frame_len(ld->d, fidx);
+
+	if (ld->frames_open && !chunk_read(&ld->frames, fidx, 0, len, buf) &&
+	    crc32c(0, buf, len) == ld->d->frames[fidx].crc) {
+		mark_checked(ld, fidx);
+		return 0;
+	}
+	int ret = diff_read_frame(ld->d, fidx, buf, scratch);
+	if (!ret && ld->checked &&
+	    (!ld->frames_open ? !(ld->d->meta.flags & DIFF_FLAG_ZSTD)
+			      : !chunk_store(&ld->frames, fidx, buf, len)))
+		mark_checked(ld, fidx);
+	return ret;
 }
 
 /* Copy n blocks from block `in` of frame fidx into dst: from its slot, or
- * a slot it is read into under the lock, or with own (a fetch thread)
+ * a slot it is loaded into under the lock, or with own (a fetch thread)
  * into own's buffers without it, then swapped into a slot; without own
- * and with only_kept, -EAGAIN instead (a remote diff's queue thread). */
+ * and with only_kept, -EAGAIN instead (a queue thread with fetch
+ * threads). */
 static int copy_from_frame(struct layer_diff *ld, uint64_t fidx, uint64_t in, uint64_t n,
 			   char *dst, struct frame_buf *own, bool only_kept)
 {
@@ -140,8 +173,7 @@ static int copy_from_frame(struct layer_diff *ld, uint64_t fidx, uint64_t in, ui
 		ret = -EAGAIN;
 	} else if (!s && own) {
 		pthread_mutex_unlock(&ld->lock);
-		if (!(ret = diff_read_frame(ld->d, fidx, own->frame, own->scratch)))
-			frame_store(ld, fidx, own->frame);
+		ret = load_frame(ld, fidx, own->frame, own->scratch);
 		pthread_mutex_lock(&ld->lock);
 		if (!ret && !(s = kept(ld, fidx))) {   /* another thread may have read it meanwhile */
 			s = victim(ld);
@@ -154,27 +186,22 @@ static int copy_from_frame(struct layer_diff *ld, uint64_t fidx, uint64_t in, ui
 	} else if (!s) {
 		s = victim(ld);
 		s->used = 0;
-		if (!(ret = diff_read_frame(ld->d, fidx, s->buf, ld->scratch))) {
+		if (!(ret = load_frame(ld, fidx, s->buf, ld->scratch))) {
 			s->idx = fidx;
 			s->used = ++ld->tick;
-			frame_store(ld, fidx, s->buf);
 		}
 	}
-	if (!ret) {
+	if (!ret)
 		memcpy(dst, s->buf + in * BS, n * BS);
-		if (ld->checked)
-			__atomic_fetch_or(&ld->checked[fidx / 8], (uint8_t)(1u << (fidx % 8)),
-					  __ATOMIC_RELEASE);
-	}
 	pthread_mutex_unlock(&ld->lock);
 	return ret;
 }
 
 /* Copy count blocks from data stream block `index` into dst, frame by
- * frame: read_checked for a raw frame checked once, the chunk cache for a
- * zstd frame decompressed once, else copy_from_frame;
- * a v3 diff's packed blocks are read where they are, -EAGAIN with
- * only_kept for those not in the chunk cache. */
+ * frame: read_checked for a frame checked once, else copy_from_frame (a
+ * frame the frame cache lost since is loaded again); a v3 diff's packed
+ * blocks are read where they are, -EAGAIN with only_kept for those not in
+ * the chunk cache. */
 static int copy_data(struct layer_diff *ld, uint64_t index, uint64_t count, char *dst,
 		     struct frame_buf *own, bool only_kept)
 {
@@ -201,10 +228,9 @@ static int copy_data(struct layer_diff *ld, uint64_t index, uint64_t count, char
 		uint64_t fidx = index / per, in = index % per, n = per - in;
 		if (n > count)
 			n = count;
-		if (frame_checked(ld, fidx))
-			ret = read_checked(ld, fidx, in, n, dst, only_kept);
-		else if (!ld->frames_open || chunk_read(&ld->frames, fidx, (uint32_t)(in * BS),
-							 (uint32_t)(n * BS), dst))
+		bool checked = frame_checked(ld, fidx);
+		ret = checked ? read_checked(ld, fidx, in, n, dst, only_kept) : 0;
+		if (!checked || (ret && ld->frames_open))
 			ret = copy_from_frame(ld, fidx, in, n, dst, own, only_kept);
 		dst += n * BS;
 		index += n;
@@ -214,6 +240,37 @@ static int copy_data(struct layer_diff *ld, uint64_t index, uint64_t count, char
 }
 
 static void read_step(struct diff_io *p);
+
+/* What block reads as, for how many blocks (*run, at most left): the
+ * diff's kind (and *index, for data), its absent blocks past the layer
+ * below being zeros. */
+static enum diff_kind lookup_run(const struct layer_diff *ld, uint64_t block, uint64_t left,
+				 uint64_t *run, uint64_t *index)
+{
+	*index = 0;
+	enum diff_kind kind = diff_lookup(ld->d, block, run, index);
+	if (*run > left)
+		*run = left;
+	if (kind == DIFF_ABSENT && block >= ld->lower_blocks)
+		return DIFF_ZERO;
+	if (kind == DIFF_ABSENT && block + *run > ld->lower_blocks)
+		*run = ld->lower_blocks - block;
+	return kind;
+}
+
+/* Where data stream block index lies in a local raw diff's file, when its
+ * frame was checked: *at, and *run cut to the frame's end. */
+static bool in_file(const struct layer_diff *ld, uint64_t index, uint64_t *run, uint64_t *at)
+{
+	uint64_t per = ld->d->meta.frame_size / BS, fidx = index / per, left = per - index % per;
+
+	if (!ld->data_file || index >= ld->d->meta.data_blocks || !frame_checked(ld, fidx))
+		return false;
+	if (*run > left)
+		*run = left;
+	*at = ld->d->frames[fidx].offset + index % per * BS;
+	return true;
+}
 
 static void fetched(struct aio_req *req, int res)
 {
@@ -253,7 +310,8 @@ static void fetcher_exit(void *ctx, void *mine)
 static int fetcher_run(void *ctx, void *mine, struct fetch_job *job)
 {
 	struct diff_io *p = container_of(job, struct diff_io, job);
-	return mine ? copy_data(ctx, p->index, p->count, p->buf, mine, false) : -ENOMEM;
+	/* without buffers of its own (out of memory), under the lock */
+	return copy_data(ctx, p->index, p->count, p->buf, mine, false);
 }
 
 static const struct fetch_pool_ops fetcher_ops = {
@@ -288,21 +346,14 @@ static void read_step(struct diff_io *p)
 	struct layer_diff *ld = p->ld;
 
 	while (p->cursor < io->len) {
-		uint64_t block = (io->off + p->cursor) / BS, run, index = 0;
-		enum diff_kind kind = diff_lookup(ld->d, block, &run, &index);
-		uint64_t left = (io->len - p->cursor) / BS;
+		uint64_t run, index, at, off = io->off + p->cursor;
+		enum diff_kind kind = lookup_run(ld, off / BS, (io->len - p->cursor) / BS, &run, &index);
 		char *buf = (char *)io->buf + p->cursor;
-		if (run > left)
-			run = left;
-		if (kind == DIFF_ABSENT && block >= ld->lower_blocks)
-			kind = DIFF_ZERO;
-		else if (kind == DIFF_ABSENT && block + run > ld->lower_blocks)
-			run = ld->lower_blocks - block;
-		uint64_t off = io->off + p->cursor;
+		bool from_file = kind == DIFF_DATA && in_file(ld, index, &run, &at);
 		p->cursor += (uint32_t)(run * BS);
 		if (kind == DIFF_ZERO) {
 			memset(buf, 0, run * BS);
-		} else if (kind == DIFF_DATA) {
+		} else if (kind == DIFF_DATA && !from_file) {
 			int ret = copy_data(ld, index, run, buf, NULL, ld->fetch != NULL);
 			if (ret == -EAGAIN) {
 				queue_fetch(p, index, run, buf);
@@ -312,10 +363,10 @@ static void read_step(struct diff_io *p)
 				io->done(io, ret);
 				return;
 			}
-		} else {
-			layer_child_init(&ld->l, io, &p->child, LAYER_READ, off, (uint32_t)(run * BS),
-					 buf, child_done);
-			layer_submit(ld->l.lower, &p->child);
+		} else {   /* the layer below's blocks, or a checked frame's in the diff's file */
+			layer_child_init(&ld->l, io, &p->child, LAYER_READ, from_file ? at : off,
+					 (uint32_t)(run * BS), buf, child_done);
+			layer_submit(from_file ? ld->data_file : ld->l.lower, &p->child);
 			return;
 		}
 	}
@@ -354,6 +405,37 @@ static enum layer_extent diff_extent(struct layer *l, uint64_t off, uint64_t *le
 	return kind == DIFF_ZERO ? LAYER_ZEROS : LAYER_DATA;
 }
 
+/* Where [off, off + len) lies in memory: the layer below's, zeros, and a
+ * local raw diff's checked frames in its file, mapped. 0 when some of it
+ * cannot be (a frame not checked yet: the read path checks it). A zstd
+ * diff's frames are not mapped from the frame cache: a random reader over
+ * more frames than the chunk cache holds open would map and unmap a frame
+ * at every read (half the IOPS of reading them, measured). */
+static int diff_map(struct layer *l, uint64_t off, uint32_t len, struct layer_map *m)
+{
+	struct layer_diff *ld = (struct layer_diff *)l;
+	int n = 0, got;
+
+	for (uint32_t at = 0; at < len;) {
+		uint64_t run, index, file_at;
+		enum diff_kind kind = lookup_run(ld, (off + at) / BS, (len - at) / BS, &run, &index);
+		if (kind == DIFF_ABSENT) {
+			got = layer_map(l->lower, off + at, (uint32_t)(run * BS), m);
+		} else if (kind == DIFF_ZERO) {
+			got = layer_map_zeros((uint32_t)(run * BS), m);
+		} else if (in_file(ld, index, &run, &file_at)) {
+			got = layer_map(ld->data_file, file_at, (uint32_t)(run * BS), m);
+		} else {
+			return 0;
+		}
+		if (!got)
+			return 0;
+		n += got;
+		at += (uint32_t)(run * BS);
+	}
+	return n;
+}
+
 static void layer_diff_close(struct layer *l)
 {
 	struct layer_diff *ld = (struct layer_diff *)l;
@@ -363,6 +445,7 @@ static void layer_diff_close(struct layer *l)
 		free(ld->slots[i].buf);
 	free(ld->scratch);
 	free(ld->checked);
+	layer_close(ld->data_file);
 	chunk_image_close(&ld->frames);
 	diff_close(ld->d);
 	pthread_mutex_destroy(&ld->lock);
@@ -386,6 +469,7 @@ static const struct layer_ops diff_ops = {
 	.close = layer_diff_close,
 	.cancel = diff_cancel,
 	.extent = diff_extent,
+	.map = diff_map,
 };
 
 /* The chunk cache folder of the diff's decompressed frames, keyed by the
@@ -395,16 +479,23 @@ static const struct layer_ops diff_ops = {
 static void open_frames(struct layer_diff *ld, const struct layer_http_opts *o)
 {
 	const struct diff_file *d = ld->d;
-	char version[160], key[400], id[33], why[600] = "";
+	uint64_t limit = o->cache_limit ? o->cache_limit : CHUNK_CACHE_DEFAULT_LIMIT;
+	char version[160] = "", key[400], id[33], why[600] = "";
 	int ret = blob_version(d->blob, version, sizeof(version));
 
 	if (ret && ret != -ENOENT)
 		snprintf(why, sizeof(why), "%s", strerror(-ret));
+	/* as for a remote image's chunks: 16 at least, or they push out each other */
+	if (!ret && limit / 16 < d->meta.frame_size) {
+		snprintf(why, sizeof(why), "--chunk-cache-limit %llu holds fewer than 16 of its "
+			 "%u-byte frames", (unsigned long long)limit, d->meta.frame_size);
+		ret = -EINVAL;
+	}
 	diff_id_hex(d->meta.id, id);
 	snprintf(key, sizeof(key), "diff-frames %s\nlayer-id %s\n", version, id);
 	if (!ret && d->meta.data_blocks)
 		ret = chunk_image_open_keyed(&ld->frames, o->cache_dir, key, d->meta.data_blocks * BS,
-					     d->meta.frame_size, o->cache_limit, why, sizeof(why));
+					     d->meta.frame_size, limit, why, sizeof(why));
 	ld->frames_open = !ret && d->meta.data_blocks;
 	if (ret && ret != -ENOENT)
 		log_info("%s: its frames are decompressed at every read that needs one not kept "
@@ -454,8 +545,7 @@ int layer_diff_open(const char *path, const struct layer_http_opts *remote, stru
 	if (!ret && !(ld->scratch = malloc(ZSTD_compressBound(frame))))
 		ret = -ENOMEM;
 	/* at most 2^24 frames: 2 MiB of bits */
-	if (!ret && !d->v3 && !(d->meta.flags & DIFF_FLAG_ZSTD) &&
-	    !(ld->checked = calloc(d->n_frames / 8 + 1, 1)))
+	if (!ret && !d->v3 && !(ld->checked = calloc(d->n_frames / 8 + 1, 1)))
 		ret = -ENOMEM;
 	if (ret) {
 		for (int i = 0; i < FRAME_SLOTS; i++)
@@ -471,6 +561,10 @@ int layer_diff_open(const char *path, const struct layer_http_opts *remote, stru
 	bool zstd = !d->v3 && (d->meta.flags & DIFF_FLAG_ZSTD);
 	if (zstd && remote && remote->keep_frames)
 		open_frames(ld, remote);
+	/* without it, checked frames are read with pread on the queue thread */
+	int fd = !d->v3 && !zstd && blob_fd(d->blob) >= 0 ? fcntl(blob_fd(d->blob), F_DUPFD_CLOEXEC, 0) : -1;
+	if (fd >= 0 && layer_file_adopt(fd, blob_size(d->blob), true, &ld->data_file))
+		ld->data_file = NULL;
 	/* Fetch threads read a remote diff's frames and decompress a zstd
 	 * diff's, so neither stalls a queue; without them, in line. */
 	if ((http_is_url(path) || zstd) &&
@@ -484,6 +578,7 @@ int layer_diff_open(const char *path, const struct layer_http_opts *remote, stru
 	memcpy(ld->l.id, d->meta.id, 16);
 	ld->l.generation = d->meta.generation;
 	ld->lower_blocks = lower->size / BS;
+	ld->l.maps = lower->maps && ld->data_file && ld->data_file->maps;
 	*out = &ld->l;
 	return 0;
 }

@@ -924,6 +924,10 @@ static void test_cache_base_version(void)
 	      "copy the base");
 	close(in);
 	close(out);
+	/* made later: another time (here set, as the clock may not have ticked) */
+	struct timespec copied = st.st_mtim;
+	copied.tv_sec += 2;
+	set_mtime(copy, &copied);
 	CHECK(rename(copy, base_path) == 0, "the copy replaces the base");
 	cache_open_expect(cache, base_path, -EINVAL, "another version of its base");
 	set_mtime(base_path, &st.st_mtim);

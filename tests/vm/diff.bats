@@ -87,12 +87,14 @@ dev_sum() { sha256sum <"$1" | cut -d' ' -f1; }
 	[ "$(find "$UBLK_CHUNK_CACHE" -mindepth 1 -maxdepth 1 -type d | wc -l)" -eq 1 ]
 	grep -qx "diff-frames file [0-9]*:[0-9]* [0-9.]* $(stat -c %s "$T/d.diff")" \
 		"$UBLK_CHUNK_CACHE"/*/key
-	# a second device over the same file shares them
+	# a second device over the same file shares them: the same files, not stored again
+	inodes=$(stat -c %i "$UBLK_CHUNK_CACHE"/*/[0-9]* | sort | tr '\n' ' ')
 	two=$("$B/ublk-add" --base "$T/base" --layer "$T/d.diff" --read-only)
 	fio --name=r --filename="$two" --ioengine=io_uring --direct=1 --rw=randread --bs=4k \
 		--offset=4M --size=8M --io_size=4M --iodepth=16 --output="$T/fio.out"
 	cmp "$T/want" "$two"
 	[ "$(chunks)" -eq 8 ]
+	[ "$(stat -c %i "$UBLK_CHUNK_CACHE"/*/[0-9]* | sort | tr '\n' ' ')" = "$inodes" ]
 	"$B/ublk-del" "$one"
 	"$B/ublk-del" "$two"
 	assert_none_left
