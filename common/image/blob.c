@@ -70,6 +70,13 @@ int blob_open(const char *path, const struct layer_http_opts *remote, struct blo
 			snprintf(why, whylen, "%s: not a regular file", path);
 			goto fail;
 		}
+		/* reads block (a ring's read of it would be -EAGAIN on a file
+		 * system that cannot read without: 9p, FUSE, NFS) */
+		if (fcntl(b->fd, F_SETFL, fcntl(b->fd, F_GETFL) & ~O_NONBLOCK)) {
+			ret = -errno;
+			snprintf(why, whylen, "%s: fcntl: %s", path, strerror(errno));
+			goto fail;
+		}
 		b->size = (uint64_t)st.st_size;
 		*out = b;
 		return 0;

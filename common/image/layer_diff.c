@@ -25,6 +25,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -69,6 +70,7 @@ struct layer_diff {
 	 * chunk a frame), shared by the devices over the same diff */
 	struct chunk_image frames;
 	bool frames_open;
+	atomic_bool said_damaged;       /* a kept frame that did not match: logged */
 };
 
 struct diff_io {
@@ -122,9 +124,10 @@ static int read_checked(struct layer_diff *ld, uint64_t fidx, uint64_t in, uint6
 	const struct diff_frame *f = &ld->d->frames[fidx];
 
 	if (ld->frames_open) {
-		/* a remote diff's trace counts the frame's bytes as read */
-		blob_note(ld->d->blob, f->offset, f->size);
-		return chunk_read(&ld->frames, fidx, (uint32_t)(in * BS), (uint32_t)(n * BS), dst);
+		int ret = chunk_read(&ld->frames, fidx, (uint32_t)(in * BS), (uint32_t)(n * BS), dst);
+		if (!ret)   /* a remote diff's trace counts the frame's bytes as read */
+			blob_note(ld->d->blob, f->offset, f->size);
+		return ret;
 	}
 	uint64_t off = f->offset + in * BS;
 	int ret = only_kept ? blob_read_cached(ld->d->blob, dst, n * BS, off)
@@ -142,12 +145,19 @@ static int read_checked(struct layer_diff *ld, uint64_t fidx, uint64_t in, uint6
  * marked checked: read_checked serves its blocks from then on. */
 static int load_frame(struct layer_diff *ld, uint64_t fidx, uint8_t *buf, uint8_t *scratch)
 {
+	const struct diff_frame *f = &ld->d->frames[fidx];
 	uint32_t len = diff_frame_len(ld->d, fidx);
 
-	if (ld->frames_open && !chunk_read(&ld->frames, fidx, 0, len, buf) &&
-	    crc32c(0, buf, len) == ld->d->frames[fidx].crc) {
-		mark_checked(ld, fidx);
-		return 0;
+	if (ld->frames_open && !chunk_read(&ld->frames, fidx, 0, len, buf)) {
+		if (crc32c(0, buf, len) == f->crc) {
+			blob_note(ld->d->blob, f->offset, f->size);
+			mark_checked(ld, fidx);
+			return 0;
+		}
+		if (!atomic_exchange(&ld->said_damaged, true))
+			log_err("%s: frame %llu as kept in the chunk cache (%s) does not match its "
+				"checksum: it is decompressed and stored again (said once)", ld->d->name,
+				(unsigned long long)fidx, ld->frames.dir);
 	}
 	int ret = diff_read_frame(ld->d, fidx, buf, scratch);
 	if (!ret && ld->checked &&
@@ -310,8 +320,10 @@ static void fetcher_exit(void *ctx, void *mine)
 static int fetcher_run(void *ctx, void *mine, struct fetch_job *job)
 {
 	struct diff_io *p = container_of(job, struct diff_io, job);
-	/* without buffers of its own (out of memory), under the lock */
-	return copy_data(ctx, p->index, p->count, p->buf, mine, false);
+	struct layer_diff *ld = ctx;
+	/* a frame loaded under the lock would stall the queues: only a v3
+	 * diff's blocks are read without buffers of its own */
+	return mine || ld->d->v3 ? copy_data(ld, p->index, p->count, p->buf, mine, false) : -ENOMEM;
 }
 
 static const struct fetch_pool_ops fetcher_ops = {
@@ -563,8 +575,12 @@ int layer_diff_open(const char *path, const struct layer_http_opts *remote, stru
 		open_frames(ld, remote);
 	/* without it, checked frames are read with pread on the queue thread */
 	int fd = !d->v3 && !zstd && blob_fd(d->blob) >= 0 ? fcntl(blob_fd(d->blob), F_DUPFD_CLOEXEC, 0) : -1;
-	if (fd >= 0 && layer_file_adopt(fd, blob_size(d->blob), true, &ld->data_file))
+	/* its children use the private area of the layers below: it has none */
+	if (fd >= 0 && (layer_file_adopt(fd, blob_size(d->blob), true, &ld->data_file) ||
+			ld->data_file->priv_size)) {
+		layer_close(ld->data_file);
 		ld->data_file = NULL;
+	}
 	/* Fetch threads read a remote diff's frames and decompress a zstd
 	 * diff's, so neither stalls a queue; without them, in line. */
 	if ((http_is_url(path) || zstd) &&
