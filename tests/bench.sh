@@ -464,7 +464,7 @@ goals17() {
 # kind of device: a boot's speed drifts, and all of one build's devices
 # before all of the other's would measure the drift as well.
 fio_rows() {
-	local round dev kind zopt
+	local round dev kind zopt e2b_id=e2b00000-0000-4000-8000-0000000000b1
 	# the base's bytes as a diff over an empty base, raw and zstd (the
 	# export stops the device)
 	truncate -s ${size_mb}M "$W/empty"
@@ -476,6 +476,10 @@ fio_rows() {
 		"$A/ublk-export-diff" --no-progress "${zopt[@]}" -o "$W/$kind.diff" "$dev" >/dev/null
 		rm -f "$W/dcache" "$W/dcache.map"
 	done
+	# the base as an E2B build of zstd frames of 2 MiB (E2B's), written by
+	# the reference writer
+	python3 "$(dirname "$0")/e2b/e2b_ref.py" template "$W/e2b" "$W/base" "$e2b_id" --layout 4 \
+		--codec zstd >/dev/null
 	for round in $(seq "$rounds"); do
 		[ "$rounds" -eq 1 ] || echo "bench: fio round $round of $rounds" >&2
 		fio_round
@@ -492,7 +496,7 @@ fio_round() {
 
 	if [ -b /dev/nullb0 ]; then bench null_blk /dev/nullb0 $std_jobs; fi
 
-	for kind in plain overlay-q1 overlay-q2 frag written diff-raw diff-zstd; do
+	for kind in plain overlay-q1 overlay-q2 frag written diff-raw diff-zstd e2b-zstd; do
 		for b in "${builds[@]}"; do
 			B=${bin[$b]} L=${label[$b]}
 			case $kind in
@@ -524,6 +528,12 @@ fio_round() {
 				# reads of 4 KiB over a diff of 1 MiB frames; a zstd one's
 				# frames decompressed into a chunk cache of this device's
 				dev=$("$B/ublk-add" --base "$W/empty" --layer "$W/${kind#diff-}.diff" --read-only \
+					--chunk-cache "$W/dchunks")
+				bench "$kind$L" "$dev" randread-4k-qd1 randread-4k-qd32 seqread-128k-qd8
+				;;
+			e2b-zstd)
+				# likewise, its frames decompressed into the device's chunk cache
+				dev=$("$B/ublk-add" --e2b "$W/e2b" --build "$e2b_id" --read-only \
 					--chunk-cache "$W/dchunks")
 				bench "$kind$L" "$dev" randread-4k-qd1 randread-4k-qd32 seqread-128k-qd8
 				;;

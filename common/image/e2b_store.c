@@ -6,6 +6,7 @@
  * never zeros. */
 #include "image/e2b_store.h"
 #include "image/blob.h"
+#include "image/chunkcache.h"
 #include "image/layer.h"
 #include "util/log.h"
 #include "util/sha256.h"
@@ -33,6 +34,20 @@ struct sbuild {
 	bool compressed;                /* rec with a frame table */
 	struct blob *blob;
 	char id[37];
+	/* Its frames as decompressed, kept in the chunk cache (chunk i: the
+	 * frame starting at i * frame_u), shared by every device over the
+	 * same data file and frame table. */
+	struct chunk_image frames;
+	bool frames_open;
+	uint32_t frame_u;
+};
+
+/* One thread's buffers and codec contexts. */
+struct e2b_decoder {
+	uint8_t *scratch;               /* one stored frame */
+	uint8_t *frame;                 /* one decompressed frame, and a byte */
+	ZSTD_DCtx *zd;
+	LZ4F_dctx *ld;
 };
 
 struct slot {
@@ -44,14 +59,13 @@ struct slot {
 struct e2b_store {
 	struct e2b_header *h;
 	struct sbuild *b;               /* per mapping id */
-	pthread_mutex_t lock;           /* slots, scratch and codec contexts */
+	pthread_mutex_t lock;           /* slots and dec */
 	struct slot slots[E2B_STORE_SLOTS];
 	unsigned n_slots;
 	uint64_t tick;
 	uint32_t max_u, max_c;          /* largest frame, uncompressed and stored */
-	uint8_t *scratch;               /* one stored frame */
-	ZSTD_DCtx *zd;
-	LZ4F_dctx *ld;
+	struct e2b_decoder dec;         /* theirs who decompress under the lock
+					   (frame unused: they decompress into a slot) */
 };
 
 bool e2b_parse_build_id(const char *s, uint8_t id[16])
@@ -159,6 +173,121 @@ static int check_build(struct e2b_store *s, uint32_t k, char *why, size_t whylen
 	return 0;
 }
 
+/* dec's codec contexts, and buffers for s's largest frame (a frame one
+ * with with_frame). 0 or -ENOMEM (decoder_release frees what was made). */
+static int decoder_init(struct e2b_decoder *dec, const struct e2b_store *s, bool with_frame)
+{
+	if (!(dec->scratch = malloc(s->max_c)) ||
+	    (with_frame && !(dec->frame = malloc((size_t)s->max_u + 1))) ||
+	    !(dec->zd = ZSTD_createDCtx()) ||
+	    LZ4F_isError(LZ4F_createDecompressionContext(&dec->ld, LZ4F_VERSION)))
+		return -ENOMEM;
+	return 0;
+}
+
+static void decoder_release(struct e2b_decoder *dec)
+{
+	free(dec->scratch);
+	free(dec->frame);
+	ZSTD_freeDCtx(dec->zd);
+	LZ4F_freeDecompressionContext(dec->ld);
+}
+
+struct e2b_decoder *e2b_decoder_new(const struct e2b_store *s)
+{
+	struct e2b_decoder *dec;
+
+	if (!s->max_u || !(dec = calloc(1, sizeof(*dec))))
+		return NULL;
+	if (decoder_init(dec, s, true)) {
+		e2b_decoder_free(dec);
+		return NULL;
+	}
+	return dec;
+}
+
+void e2b_decoder_free(struct e2b_decoder *dec)
+{
+	if (dec) {
+		decoder_release(dec);
+		free(dec);
+	}
+}
+
+/* The one size of a build's frames as chunks: each starts at a multiple
+ * of the first's size and holds that many bytes, the last maybe fewer (E2B's
+ * tables and ours, trimmed or not). 0 when they are not so. */
+static uint32_t uniform_frame_size(const struct e2b_build *r)
+{
+	uint32_t fu = r->frames[0].size_u;
+
+	for (uint32_t i = 0; fu && i < r->n_frames; i++) {
+		const struct e2b_frame *f = &r->frames[i];
+		if (f->start_u % fu || f->start_u > UINT64_MAX - fu ||
+		    (i + 1 < r->n_frames ? f->size_u != fu : f->size_u > fu))
+			return 0;
+	}
+	return fu;
+}
+
+static void put_le(uint8_t *p, uint64_t v, unsigned n)
+{
+	for (unsigned i = 0; i < n; i++)
+		p[i] = (uint8_t)(v >> (8 * i));
+}
+
+/* The chunk cache folder of build k's decompressed frames, keyed by its
+ * data file's version, its id and codec, and its frame table: the table
+ * says which stored bytes each chunk is made from, so a header with
+ * another table gets a folder of its own. Without one (frames of mixed
+ * sizes, no validator, a cache that cannot be opened) the store keeps its
+ * few frames alone, and says so. */
+static void open_frames(struct e2b_store *s, uint32_t k, const struct layer_http_opts *o)
+{
+	struct sbuild *b = &s->b[k];
+	const struct e2b_build *r = b->rec;
+	const struct e2b_frame *last = &r->frames[r->n_frames - 1];
+	uint64_t limit = o->cache_limit ? o->cache_limit : CHUNK_CACHE_DEFAULT_LIMIT;
+	char version[160] = "", key[600], table[2 * 32 + 1], why[600] = "";
+	uint8_t rec[24], digest[32];
+	struct sha256 sha;
+	int ret = blob_version(b->blob, version, sizeof(version));
+
+	b->frame_u = uniform_frame_size(r);
+	if (ret && ret != -ENOENT) {
+		snprintf(why, sizeof(why), "%s", strerror(-ret));
+	} else if (!ret && !b->frame_u) {
+		snprintf(why, sizeof(why), "its frames are not all of one size");
+		ret = -EINVAL;
+	} else if (!ret && limit / 16 < b->frame_u) {
+		/* as for a remote image's chunks: 16 at least, or they push out each other */
+		snprintf(why, sizeof(why), "--chunk-cache-limit %llu holds fewer than 16 of its "
+			 "%u-byte frames", (ull)limit, b->frame_u);
+		ret = -EINVAL;
+	}
+	if (!ret) {
+		sha256_init(&sha);
+		for (uint32_t i = 0; i < r->n_frames; i++) {
+			put_le(rec, r->frames[i].start_u, 8);
+			put_le(rec + 8, r->frames[i].start_c, 8);
+			put_le(rec + 16, r->frames[i].size_u, 4);
+			put_le(rec + 20, r->frames[i].size_c, 4);
+			sha256_update(&sha, rec, sizeof(rec));
+		}
+		sha256_final(&sha, digest);
+		for (int i = 0; i < 32; i++)
+			snprintf(table + 2 * i, 3, "%02x", digest[i]);
+		snprintf(key, sizeof(key), "e2b-frames %s\nbuild %s\ncodec %s\nframe-table %s\n",
+			 version, b->id, e2b_codec_name(r->codec), table);
+		ret = chunk_image_open_keyed(&b->frames, o->cache_dir, key, last->start_u + last->size_u,
+					     b->frame_u, limit, why, sizeof(why));
+	}
+	b->frames_open = !ret;
+	if (ret && ret != -ENOENT)
+		log_info("build %s: its frames are decompressed at every read that needs one not "
+			 "kept (no chunk cache for them: %s)", b->id, why);
+}
+
 int e2b_store_open(const char *root, const char *build, const char *name,
 		   const struct layer_http_opts *remote, struct e2b_store **out, char *why,
 		   size_t whylen)
@@ -255,13 +384,14 @@ int e2b_store_open(const char *root, const char *build, const char *name,
 	if (s->max_u) {
 		s->n_slots = CACHE_BYTES / s->max_u;
 		s->n_slots = s->n_slots < 2 ? 2 : s->n_slots > E2B_STORE_SLOTS ? E2B_STORE_SLOTS : s->n_slots;
-		if (!(s->scratch = malloc(s->max_c)) || !(s->zd = ZSTD_createDCtx()) ||
-		    LZ4F_isError(LZ4F_createDecompressionContext(&s->ld, LZ4F_VERSION))) {
-			ret = -ENOMEM;
+		if ((ret = decoder_init(&s->dec, s, false))) {
 			WHY("out of memory");
 			goto fail;
 		}
 	}
+	for (uint32_t k = 0; remote && remote->keep_frames && k < s->h->n_ids; k++)
+		if (s->b[k].compressed)
+			open_frames(s, k, remote);
 	*out = s;
 	return 0;
 fail:
@@ -274,15 +404,15 @@ const struct e2b_header *e2b_store_header(const struct e2b_store *s)
 	return s->h;
 }
 
-/* Frame j of build k into dst (room for size_u + 1 bytes). Lock held.
- * 0, or with why naming the build and frame: a remote read's timeout,
- * refusal or cancel (layer_fetch_error), else -EIO. */
-static int decode_frame(struct e2b_store *s, uint32_t k, uint32_t j, uint8_t *dst, char *why,
-			size_t whylen)
+/* Frame j of b into dst (room for size_u + 1 bytes), with dec's buffers
+ * and contexts (the store's under its lock). 0, or with why naming the
+ * build and frame: a remote read's timeout, refusal or cancel
+ * (layer_fetch_error), else -EIO. */
+static int decode_frame(struct e2b_decoder *dec, const struct sbuild *b, uint32_t j, uint8_t *dst,
+			char *why, size_t whylen)
 {
-	const struct sbuild *b = &s->b[k];
 	const struct e2b_frame *f = &b->rec->frames[j];
-	int ret = blob_read(b->blob, s->scratch, f->size_c, f->start_c);
+	int ret = blob_read(b->blob, dec->scratch, f->size_c, f->start_c);
 
 	if (ret)
 		return WHY("build %s: frame %u: reading bytes %llu..%llu: %s", b->id, j,
@@ -290,12 +420,12 @@ static int decode_frame(struct e2b_store *s, uint32_t k, uint32_t j, uint8_t *ds
 		       layer_fetch_error(ret);
 	if (b->rec->codec == E2B_CODEC_ZSTD) {
 		/* one frame, exactly size_c bytes: no second frame, no trailing bytes */
-		size_t fl = ZSTD_findFrameCompressedSize(s->scratch, f->size_c);
+		size_t fl = ZSTD_findFrameCompressedSize(dec->scratch, f->size_c);
 		if (ZSTD_isError(fl) || fl != f->size_c)
 			return WHY("build %s: frame %u: %s", b->id, j, ZSTD_isError(fl) ?
 				   ZSTD_getErrorName(fl) : "the zstd frame does not end where its "
 				   "stored size says"), -EIO;
-		size_t n = ZSTD_decompressDCtx(s->zd, dst, f->size_u, s->scratch, f->size_c);
+		size_t n = ZSTD_decompressDCtx(dec->zd, dst, f->size_u, dec->scratch, f->size_c);
 		if (ZSTD_isError(n) || n != f->size_u)
 			return WHY("build %s: frame %u: %s%s", b->id, j, ZSTD_isError(n) ?
 				   "zstd: " : "decompressed to fewer bytes than its size",
@@ -305,10 +435,10 @@ static int decode_frame(struct e2b_store *s, uint32_t k, uint32_t j, uint8_t *ds
 	/* lz4: one frame, all input, exactly size_u out (checksums as the
 	 * frame asks for them) */
 	size_t cap = (size_t)f->size_u + 1, dpos = 0, spos = 0, hint = 1;
-	LZ4F_resetDecompressionContext(s->ld);
+	LZ4F_resetDecompressionContext(dec->ld);
 	while (spos < f->size_c && dpos < cap) {
 		size_t dn = cap - dpos, sn = f->size_c - spos;
-		hint = LZ4F_decompress(s->ld, dst + dpos, &dn, s->scratch + spos, &sn, NULL);
+		hint = LZ4F_decompress(dec->ld, dst + dpos, &dn, dec->scratch + spos, &sn, NULL);
 		if (LZ4F_isError(hint))
 			return WHY("build %s: frame %u: lz4: %s", b->id, j, LZ4F_getErrorName(hint)), -EIO;
 		dpos += dn;
@@ -340,67 +470,129 @@ static int64_t find_frame(const struct e2b_build *r, uint64_t pos)
 	return lo - 1;
 }
 
-/* try: only from kept frames, and -EAGAIN rather than wait for the lock
- * or read a frame. */
-static int read_frames(struct e2b_store *s, uint32_t k, uint8_t *dst, uint64_t len, uint64_t pos,
-		       bool try)
+/* The slot of frame j of build k, marked used, or NULL. Locked. */
+static struct slot *kept(struct e2b_store *s, uint32_t k, uint32_t j)
 {
-	const struct sbuild *b = &s->b[k];
+	for (unsigned i = 0; i < s->n_slots; i++)
+		if (s->slots[i].used && s->slots[i].k == k && s->slots[i].frame == j) {
+			s->slots[i].used = ++s->tick;
+			return &s->slots[i];
+		}
+	return NULL;
+}
+
+static struct slot *victim(struct e2b_store *s)
+{
+	struct slot *v = &s->slots[0];
+	for (unsigned i = 1; i < s->n_slots; i++)
+		if (s->slots[i].used < v->used)
+			v = &s->slots[i];
+	return v;
+}
+
+/* Frame j of build k decompressed into dst with dec, then stored in the
+ * chunk cache for every device's next reads of it (a frame the cache
+ * cannot take is decompressed again when next needed). */
+static int load_frame(struct e2b_store *s, struct e2b_decoder *dec, uint32_t k, uint32_t j,
+		      uint8_t *dst)
+{
+	struct sbuild *b = &s->b[k];
+	const struct e2b_frame *f = &b->rec->frames[j];
 	char why[600];
+	int ret = decode_frame(dec, b, j, dst, why, sizeof(why));
+
+	if (ret && ret != -ECANCELED)
+		log_err("%s", why);
+	if (!ret && b->frames_open)
+		chunk_store(&b->frames, f->start_u / b->frame_u, dst, f->size_u);
+	return ret;
+}
+
+/* n bytes from byte `in` of frame j of build k into dst: from the chunk
+ * cache, from its slot, else decompressed: with own (a fetch thread's)
+ * outside the lock, then swapped into a slot; without, into a slot under
+ * the lock. try: only what is kept, and -EAGAIN rather than wait for the
+ * lock or decompress. */
+static int copy_frame(struct e2b_store *s, uint32_t k, uint32_t j, uint32_t in, uint32_t n,
+		      uint8_t *dst, struct e2b_decoder *own, bool try)
+{
+	struct sbuild *b = &s->b[k];
+	const struct e2b_frame *f = &b->rec->frames[j];
+	struct slot *sl;
 	int ret = 0;
 
+	if (b->frames_open && !chunk_read(&b->frames, f->start_u / b->frame_u, in, n, dst)) {
+		blob_note(b->blob, f->start_c, f->size_c);   /* a remote build's trace */
+		return 0;
+	}
 	if (!try)
 		pthread_mutex_lock(&s->lock);
 	else if (pthread_mutex_trylock(&s->lock))
 		return -EAGAIN;
-	while (len && !ret) {
-		int64_t j = find_frame(b->rec, pos);
-		if (j < 0) {   /* the header's checks make this impossible */
-			log_err("build %s: byte %llu is in no frame", b->id, (ull)pos);
-			ret = -EIO;
-			break;
-		}
-		const struct e2b_frame *f = &b->rec->frames[j];
-		struct slot *sl = NULL, *victim = &s->slots[0];
-		for (unsigned i = 0; i < s->n_slots; i++) {
-			if (s->slots[i].used && s->slots[i].k == k && s->slots[i].frame == j)
-				sl = &s->slots[i];
-			if (s->slots[i].used < victim->used)
-				victim = &s->slots[i];
-		}
-		if (!sl && try) {
-			ret = -EAGAIN;
-			break;
-		}
-		if (!sl) {
-			sl = victim;
-			sl->used = 0;
-			if (!sl->buf && !(sl->buf = malloc((size_t)s->max_u + 1))) {
-				ret = -ENOMEM;
-				break;
+	sl = kept(s, k, j);
+	if (!sl && try) {
+		ret = -EAGAIN;
+	} else if (!sl && own) {
+		pthread_mutex_unlock(&s->lock);
+		if (!(ret = load_frame(s, own, k, j, own->frame)))
+			memcpy(dst, own->frame + in, n);
+		pthread_mutex_lock(&s->lock);
+		/* kept for the next reads, unless another thread kept it meanwhile */
+		if (!ret && !kept(s, k, j)) {
+			sl = victim(s);
+			uint8_t *t = sl->buf ? sl->buf : malloc((size_t)s->max_u + 1);
+			if (t) {
+				sl->buf = own->frame;
+				own->frame = t;
+				sl->k = k;
+				sl->frame = j;
+				sl->used = ++s->tick;
 			}
-			if ((ret = decode_frame(s, k, (uint32_t)j, sl->buf, why, sizeof(why)))) {
-				if (ret != -ECANCELED)
-					log_err("%s", why);
-				break;
-			}
+		}
+		sl = NULL;   /* copied */
+	} else if (!sl) {
+		sl = victim(s);
+		sl->used = 0;
+		if (!sl->buf && !(sl->buf = malloc((size_t)s->max_u + 1)))
+			ret = -ENOMEM;
+		else if (!(ret = load_frame(s, &s->dec, k, j, sl->buf))) {
 			sl->k = k;
-			sl->frame = (uint32_t)j;
+			sl->frame = j;
+			sl->used = ++s->tick;
 		}
-		sl->used = ++s->tick;
-		uint64_t in = pos - f->start_u, n = f->size_u - in;
-		if (n > len)
-			n = len;
-		memcpy(dst, sl->buf + in, n);
-		dst += n;
-		pos += n;
-		len -= n;
 	}
+	if (!ret && sl)
+		memcpy(dst, sl->buf + in, n);
 	pthread_mutex_unlock(&s->lock);
 	return ret;
 }
 
-static int store_read(struct e2b_store *s, void *buf, size_t len, uint64_t off, bool try)
+static int read_frames(struct e2b_store *s, uint32_t k, uint8_t *dst, uint64_t len, uint64_t pos,
+		       struct e2b_decoder *own, bool try)
+{
+	const struct sbuild *b = &s->b[k];
+	int ret = 0;
+
+	while (len && !ret) {
+		int64_t j = find_frame(b->rec, pos);
+		if (j < 0) {   /* the header's checks make this impossible */
+			log_err("build %s: byte %llu is in no frame", b->id, (ull)pos);
+			return -EIO;
+		}
+		const struct e2b_frame *f = &b->rec->frames[j];
+		uint64_t in = pos - f->start_u, n = f->size_u - in;
+		if (n > len)
+			n = len;
+		ret = copy_frame(s, k, (uint32_t)j, (uint32_t)in, (uint32_t)n, dst, own, try);
+		dst += n;
+		pos += n;
+		len -= n;
+	}
+	return ret;
+}
+
+static int store_read(struct e2b_store *s, void *buf, size_t len, uint64_t off,
+		      struct e2b_decoder *own, bool try)
 {
 	const struct e2b_header *h = s->h;
 	uint8_t *dst = buf;
@@ -426,7 +618,7 @@ static int store_read(struct e2b_store *s, void *buf, size_t len, uint64_t off, 
 		if (e->id == E2B_NIL)
 			memset(dst, 0, n);
 		else if (s->b[e->id].compressed)
-			ret = read_frames(s, e->id, dst, n, e->storage + in, try);
+			ret = read_frames(s, e->id, dst, n, e->storage + in, own, try);
 		else if (try)
 			ret = blob_read_cached(s->b[e->id].blob, dst, n, e->storage + in);
 		else if ((ret = blob_read(s->b[e->id].blob, dst, n, e->storage + in)) &&
@@ -442,12 +634,23 @@ static int store_read(struct e2b_store *s, void *buf, size_t len, uint64_t off, 
 
 int e2b_store_read(struct e2b_store *s, void *buf, size_t len, uint64_t off)
 {
-	return store_read(s, buf, len, off, false);
+	return store_read(s, buf, len, off, NULL, false);
+}
+
+int e2b_store_read_own(struct e2b_store *s, struct e2b_decoder *own, void *buf, size_t len,
+		       uint64_t off)
+{
+	return store_read(s, buf, len, off, own, false);
 }
 
 int e2b_store_try_read(struct e2b_store *s, void *buf, size_t len, uint64_t off)
 {
-	return store_read(s, buf, len, off, true);
+	return store_read(s, buf, len, off, NULL, true);
+}
+
+bool e2b_store_compressed(const struct e2b_store *s)
+{
+	return s->max_u != 0;
 }
 
 uint64_t e2b_store_budget_ms(const struct e2b_store *s)
@@ -470,14 +673,15 @@ void e2b_store_close(struct e2b_store *s)
 {
 	if (!s)
 		return;
-	for (uint32_t k = 0; s->b && k < s->h->n_ids; k++)
+	for (uint32_t k = 0; s->b && k < s->h->n_ids; k++) {
+		if (s->b[k].frames_open)
+			chunk_image_close(&s->b[k].frames);
 		blob_close(s->b[k].blob);
+	}
 	free(s->b);
 	for (unsigned i = 0; i < E2B_STORE_SLOTS; i++)
 		free(s->slots[i].buf);
-	free(s->scratch);
-	ZSTD_freeDCtx(s->zd);
-	LZ4F_freeDecompressionContext(s->ld);
+	decoder_release(&s->dec);
 	e2b_header_free(s->h);
 	pthread_mutex_destroy(&s->lock);
 	free(s);
@@ -580,7 +784,7 @@ static int verify_build(struct e2b_store *s, uint32_t k, struct e2b_build_check 
 			if (!used[j])
 				continue;
 			pthread_mutex_lock(&s->lock);
-			ret = decode_frame(s, k, j, buf, why, whylen);
+			ret = decode_frame(&s->dec, b, j, buf, why, whylen);
 			pthread_mutex_unlock(&s->lock);
 			if (!ret) {
 				if (whole)

@@ -11,9 +11,11 @@
 #include <stdint.h>
 
 struct e2b_store;
+struct e2b_decoder;
 struct layer_http_opts;
 
-/* Decompressed frames kept per open store (least recently used goes). */
+/* Decompressed frames kept in memory per open store (least recently used
+ * goes); with remote->keep_frames, every frame in the chunk cache too. */
 #define E2B_STORE_SLOTS 8
 /* The two artifacts of a build. */
 #define E2B_ROOTFS "rootfs.ext4"
@@ -27,7 +29,10 @@ bool e2b_parse_build_id(const char *s, uint8_t id[16]);
 bool e2b_file_name_ok(const char *name);
 
 /* Open build `build` (its printed id) under root (a local folder or an
- * http(s):// base URL; remote: options for a URL, NULL the defaults),
+ * http(s):// base URL; remote: options for a URL and the chunk cache, NULL
+ * the defaults; with keep_frames, decompressed frames are kept in the
+ * chunk cache, one chunk each, where the build's frames are all of one
+ * size),
  * artifact name: {root}/{build}/{name}.header and, for every build it
  * names, {root}/{id}/{name} (or .zstd / .lz4 when its record says the
  * build is compressed). Refused, with why, when the header is invalid or
@@ -44,6 +49,16 @@ int e2b_store_read(struct e2b_store *s, void *buf, size_t len, uint64_t off);
 /* The same without waiting: -EAGAIN where it would fetch, decompress a
  * frame or wait for another reader (a queue thread then hands it over). */
 int e2b_store_try_read(struct e2b_store *s, void *buf, size_t len, uint64_t off);
+/* e2b_store_read decompressing with own's buffers, outside the store's
+ * lock: fetch threads decompress side by side. */
+int e2b_store_read_own(struct e2b_store *s, struct e2b_decoder *own, void *buf, size_t len,
+		       uint64_t off);
+/* One thread's buffers for s's largest frame: NULL when out of memory or
+ * no build of s is compressed. */
+struct e2b_decoder *e2b_decoder_new(const struct e2b_store *s);
+void e2b_decoder_free(struct e2b_decoder *dec);
+/* Whether a build of s is stored compressed. */
+bool e2b_store_compressed(const struct e2b_store *s);
 /* The longest read budget of its remote files (blob_budget_ms); 0 if
  * none is remote. */
 uint64_t e2b_store_budget_ms(const struct e2b_store *s);

@@ -1,8 +1,9 @@
 /* An E2B build (docs/e2b.md, Serving a build) as the read-only bottom
- * layer of a stack. Local data is read on the queue thread. A build with
- * data over HTTP serves on the queue thread only what needs no waiting
- * (frames kept decompressed, chunks in the chunk cache); the rest is read
- * on its fetch threads and handed back (fetch_pool.h). */
+ * layer of a stack. A build with compressed data, or data over HTTP,
+ * serves on the queue thread only what needs no waiting (frames kept
+ * decompressed, chunks in the chunk cache, local uncompressed data); the
+ * rest is read and decompressed on its fetch threads and handed back
+ * (fetch_pool.h). Without any, all is read on the queue thread. */
 #include "image/layer_e2b.h"
 #include "image/e2b_store.h"
 #include "image/fetch_pool.h"
@@ -25,15 +26,32 @@ struct e2b_io {
 	uint32_t in_build;              /* bytes of the request inside the build */
 };
 
+static void *fetch_init(void *ctx)
+{
+	return e2b_decoder_new(((struct layer_e2b *)ctx)->s);
+}
+
+static void fetch_exit(void *ctx, void *mine)
+{
+	(void)ctx;
+	e2b_decoder_free(mine);
+}
+
+/* A thread without buffers of its own (none compressed, or out of memory)
+ * decompresses under the store's lock: the queue threads' reads do not
+ * wait on it, they hand over theirs. */
 static int fetch_run(void *ctx, void *mine, struct fetch_job *job)
 {
 	struct layer_io *io = job->io;
 	struct e2b_io *p = io->priv;
-	(void)mine;
-	return e2b_store_read(((struct layer_e2b *)ctx)->s, io->buf, p->in_build, io->off);
+	return e2b_store_read_own(((struct layer_e2b *)ctx)->s, mine, io->buf, p->in_build, io->off);
 }
 
-static const struct fetch_pool_ops fetch_ops = { .run = fetch_run };
+static const struct fetch_pool_ops fetch_ops = {
+	.thread_init = fetch_init,
+	.thread_exit = fetch_exit,
+	.run = fetch_run,
+};
 
 static void fetched(struct aio_req *req, int res)
 {
@@ -118,9 +136,11 @@ int layer_e2b_open(const char *root, const char *build, const char *name,
 		return ret;
 	}
 	h = e2b_store_header(le->s);
-	/* without fetch threads remote data is read in line */
+	/* without fetch threads remote data is read, and frames decompressed,
+	 * in line */
 	uint64_t budget = e2b_store_budget_ms(le->s);
-	if (budget && fetch_pool_start(&le->fetch, FETCH_POOL_THREADS, &fetch_ops, le, budget))
+	if ((budget || e2b_store_compressed(le->s)) &&
+	    fetch_pool_start(&le->fetch, FETCH_POOL_THREADS, &fetch_ops, le, budget))
 		le->fetch = NULL;
 	le->l.ops = &e2b_ops;
 	le->l.priv_size = sizeof(struct e2b_io);

@@ -23,7 +23,6 @@
 #include "image/chunkcache.h"
 #include "fuzz.h"
 
-#include <ftw.h>
 #include <stdbool.h>
 #include <sys/time.h>
 
@@ -42,22 +41,6 @@ static uint8_t fill_byte(const char *name, size_t i)
 	for (const char *p = name; *p; p++)
 		h = (h ^ (uint8_t)*p) * 16777619u;
 	return (uint8_t)(h + i * 31);
-}
-
-static int remove_one(const char *path, const struct stat *st, int type, struct FTW *f)
-{
-	(void)st, (void)f;
-	if ((type == FTW_DP ? rmdir(path) : unlink(path)) && errno != ENOENT)
-		FZ_DIE("removing %s: %s", path, strerror(errno));
-	return 0;
-}
-
-/* rm -rf, without following links, in this process (a fork per run is
- * most of the run's time) */
-static void remove_tree(const char *path)
-{
-	if (nftw(path, remove_one, 16, FTW_DEPTH | FTW_PHYS) && errno != ENOENT)
-		FZ_DIE("removing %s: %s", path, strerror(errno));
 }
 
 static void put(const char *dir, const char *name, size_t size, long age, char kind)
@@ -125,7 +108,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	char why[512], path[1200];
 
 	/* a fresh root: the image's folder as this input has it */
-	remove_tree(root);
+	fz_remove_tree(root);
 	mkdir(root, 0700);
 	put(outside_dir, "0", 4096, 0, 'f');
 	/* where this image's folder is (its name hashes url, validator, size, chunk) */

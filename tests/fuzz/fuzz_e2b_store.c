@@ -6,9 +6,12 @@
  * MAX_DATA; a build without a part has no file, which the open must
  * refuse). The files go where e2b_store_open looks, in the private
  * folder: BUILD/rootfs.ext4.header and ID/rootfs.ext4[.zstd|.lz4].
+ * Decompressed frames are kept in a chunk cache there (as a device keeps
+ * them), so every frame is read twice: decompressed, then kept.
  */
 #include "image/e2b_store.h"
 #include "image/e2b_write.h"
+#include "image/layer_http.h"
 #include "fuzz.h"
 
 #define FZ_MAX_INPUT (1u << 20)
@@ -56,7 +59,9 @@ static bool verify_small(const struct e2b_header *h)
 	return total <= VERIFY_MAX;
 }
 
-static void read_store(struct e2b_store *s, const struct e2b_header *h)
+/* Read what the mapping names, within the budget: without waiting, then
+ * with own (a fetch thread's decoder, maybe NULL), then under the lock. */
+static void read_store(struct e2b_store *s, const struct e2b_header *h, struct e2b_decoder *own)
 {
 	static uint8_t buf[65536];
 	uint64_t budget = READ_BUDGET;
@@ -69,6 +74,8 @@ static void read_store(struct e2b_store *s, const struct e2b_header *h)
 			int ret = e2b_store_try_read(s, buf, n, off);
 			FZ_ASSERT(!ret || ret == -EAGAIN || ret == -EIO, "try_read at %llu: %d",
 				  (unsigned long long)off, ret);
+			ret = e2b_store_read_own(s, own, buf, n, off);
+			FZ_ASSERT(!ret || ret == -EIO, "read at %llu: %d", (unsigned long long)off, ret);
 			ret = e2b_store_read(s, buf, n, off);
 			FZ_ASSERT(!ret || ret == -EIO, "read at %llu: %d", (unsigned long long)off, ret);
 			budget -= n < budget ? n : budget;
@@ -84,7 +91,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	struct fz_part part[MAX_DATA + 1];
 	struct e2b_header *h;
 	struct e2b_store *s;
-	char why[1200], build[37], name[64];
+	char why[1200], build[37], name[64], chunks[300];
+	struct layer_http_opts o = { .keep_frames = true, .cache_dir = chunks };
 
 	if (size > FZ_MAX_INPUT)
 		return -1;
@@ -100,10 +108,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		put((int)k + 1, h->ids[k], name, part[k + 1].p, part[k + 1].len);
 	}
 	e2b_uuid_str(h->build_id, build);
-	if (!e2b_store_open(fz_dir(), build, E2B_ROOTFS, NULL, &s, why, sizeof(why))) {
+	snprintf(chunks, sizeof(chunks), "%s/chunks", fz_dir());
+	if (!e2b_store_open(fz_dir(), build, E2B_ROOTFS, &o, &s, why, sizeof(why))) {
 		const struct e2b_header *sh = e2b_store_header(s);
+		struct e2b_decoder *own = e2b_decoder_new(s);
 		fz_accepted();
-		read_store(s, sh);
+		read_store(s, sh, own);
+		e2b_decoder_free(own);
 		if (verify_small(sh)) {
 			struct e2b_build_check *checks = calloc(sh->n_ids + 1ull, sizeof(*checks));
 			FZ_ASSERT(checks, "out of memory");
@@ -117,5 +128,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	}
 	e2b_header_free(h);
 	remove_files();
+	fz_remove_tree(chunks);
 	return 0;
 }

@@ -3,6 +3,7 @@
 #ifndef TESTS_CHECK_H
 #define TESTS_CHECK_H
 
+#include <dirent.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -34,6 +35,30 @@ static inline uint8_t *check_slurp(const char *dir, const char *name, size_t *le
 	fclose(f);
 	*len = (size_t)n;
 	return buf;
+}
+
+/* Chunk files (named by their number) in each folder of a chunk cache
+ * root, summed; *folders gets how many folders. */
+static inline int check_chunk_files(const char *root, int *folders)
+{
+	DIR *r = opendir(root), *f;
+	struct dirent *e, *c;
+	char sub[4096];
+	int n = 0;
+
+	*folders = 0;
+	while (r && (e = readdir(r)))
+		if (e->d_name[0] != '.' && e->d_type == DT_DIR) {
+			++*folders;
+			snprintf(sub, sizeof(sub), "%s/%s", root, e->d_name);
+			for (f = opendir(sub); f && (c = readdir(f));)
+				n += c->d_name[0] >= '0' && c->d_name[0] <= '9';
+			if (f)
+				closedir(f);
+		}
+	if (r)
+		closedir(r);
+	return n;
 }
 
 static inline int check_summary(void)

@@ -266,30 +266,6 @@ static void test_raw_checked_once(const char *base_path, const char *raw, const 
 	free(buf);
 }
 
-/* Chunk files (named by their number) in each folder of a chunk cache
- * root, summed; *folders gets how many folders. */
-static int chunk_files(const char *root, int *folders)
-{
-	DIR *r = opendir(root), *f;
-	struct dirent *e, *c;
-	char sub[300];
-	int n = 0;
-
-	*folders = 0;
-	while (r && (e = readdir(r)))
-		if (e->d_name[0] != '.' && e->d_type == DT_DIR) {
-			++*folders;
-			snprintf(sub, sizeof(sub), "%s/%s", root, e->d_name);
-			for (f = opendir(sub); f && (c = readdir(f));)
-				n += c->d_name[0] >= '0' && c->d_name[0] <= '9';
-			if (f)
-				closedir(f);
-		}
-	if (r)
-		closedir(r);
-	return n;
-}
-
 /* A zstd diff's frames, once decompressed, are kept in the chunk cache:
  * later reads of a frame, by this device or another over the same diff
  * file, take its blocks from there; a diff file written since (another
@@ -315,8 +291,8 @@ static void test_zstd_frames_kept(const char *base_path, const char *zst)
 	CHECK(layer_diff_open(zst, &o, b, &l, why, sizeof(why)) == 0, "diff layer: %s", why);
 	CHECK(layer_read(l, 20 * BS, 300 * BS, buf) == 300 * BS && !memcmp(buf, source + 20 * BS, 300 * BS),
 	      "every frame read");
-	CHECK(chunk_files(dir, &folders) == (int)n_frames && folders == 1, "%d frames kept in %d "
-	      "folders, of %llu", chunk_files(dir, &folders), folders, (unsigned long long)n_frames);
+	CHECK(check_chunk_files(dir, &folders) == (int)n_frames && folders == 1, "%d frames kept in %d "
+	      "folders, of %llu", check_chunk_files(dir, &folders), folders, (unsigned long long)n_frames);
 	layer_close(l);
 	/* a kept frame damaged in the cache: a new layer checks it, reads the
 	 * diff instead and stores the frame again */
@@ -357,7 +333,7 @@ static void test_zstd_frames_kept(const char *base_path, const char *zst)
 	CHECK(layer_file_open(base_path, true, &b) == 0, "open base");
 	CHECK(layer_diff_open(zst, &o, b, &l, why, sizeof(why)) == 0, "diff layer: %s", why);
 	CHECK(layer_read(l, 40 * BS, BS, buf) == -EIO, "the written file decompressed again: EIO");
-	CHECK(chunk_files(dir, &folders) >= 0 && folders == 2, "%d folders", folders);
+	CHECK(check_chunk_files(dir, &folders) >= 0 && folders == 2, "%d folders", folders);
 	layer_close(l);
 	CHECK(flip_byte(zst, (off_t)frame1 + 5) == 0, "its frame mended");
 	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);

@@ -13,6 +13,7 @@
 #include "image/layer.h"
 #include "util/sha256.h"
 #include "image/layer_e2b.h"
+#include "image/layer_http.h"
 
 #include <endian.h>
 #include <errno.h>
@@ -787,6 +788,85 @@ static void test_grown(const char *tmp)
 	model_free(&m);
 }
 
+/* With keep_frames, a compressed build's frames, once decompressed (by a
+ * fetch thread's decoder or under the lock), are kept in the chunk cache,
+ * one chunk file each; a later store over the same files reads them from
+ * there without waiting: its data file cut short after its open, no frame
+ * could be decompressed. A header with another frame table (a child's,
+ * trimmed) gets a folder of its own; a limit below 16 frames keeps none. */
+static void test_kept_frames(const char *tmp)
+{
+	char root[1024], dir[1100], data[1200], why[2000] = "";
+	struct layer_http_opts o = { .keep_frames = true };
+	struct e2b_store *s = NULL;
+	struct model m;
+	int folders, ret;
+
+	snprintf(root, sizeof(root), "%s/kept", tmp);
+	snprintf(dir, sizeof(dir), "%s/kept-chunks", tmp);
+	o.cache_dir = dir;
+	model_init(&m, root, "rootfs.ext4", 64 * P);
+	add_build(&m, all_pages, E2B_CODEC_ZSTD, 16384, 4, false);
+	uint8_t *buf = malloc(m.size);
+	uint64_t half = m.size / 2;
+	ret = e2b_store_open(root, m.b[0].s, m.name, &o, &s, why, sizeof(why));
+	CHECK(!ret, "kept: open: %s", why);
+	if (ret)
+		goto out;
+	struct e2b_decoder *own = e2b_decoder_new(s);
+	CHECK(own != NULL, "a fetch thread's decoder");
+	CHECK(e2b_store_try_read(s, buf, P, 0) == -EAGAIN, "a frame not kept: -EAGAIN without waiting");
+	CHECK(own && e2b_store_read_own(s, own, buf, half, 0) == 0, "read with a decoder of its own");
+	CHECK(e2b_store_read(s, buf + half, half, half) == 0 && !memcmp(buf, m.img, m.size),
+	      "and under the lock: the bytes");
+	CHECK(check_chunk_files(dir, &folders) == (int)m.b[0].nf && folders == 1, "%d frames kept in %d "
+	      "folders, of %u", check_chunk_files(dir, &folders), folders, m.b[0].nf);
+	e2b_decoder_free(own);
+	e2b_store_close(s);
+	uint8_t *root_img = malloc(m.size);
+	memcpy(root_img, m.img, m.size);
+
+	/* a child's header trims the root's table: another folder for it */
+	m.trim = true;
+	add_build(&m, late_pages, E2B_CODEC_LZ4, 16384, 4, false);
+	ret = e2b_store_open(root, m.b[1].s, m.name, &o, &s, why, sizeof(why));
+	CHECK(!ret, "kept, child: open: %s", why);
+	if (!ret) {
+		CHECK(e2b_store_read(s, buf, m.size, 0) == 0 && !memcmp(buf, m.img, m.size), "child: the bytes");
+		CHECK(check_chunk_files(dir, &folders) > 0 && folders == 3, "child: %d folders", folders);
+		e2b_store_close(s);
+	}
+	/* a limit below 16 frames: none kept */
+	o.cache_limit = 16 * 16384 - 1;
+	ret = e2b_store_open(root, m.b[1].s, m.name, &o, &s, why, sizeof(why));
+	CHECK(!ret, "kept, small limit: open: %s", why);
+	if (!ret) {
+		int before = check_chunk_files(dir, &folders);
+		CHECK(e2b_store_try_read(s, buf, P, 0) == -EAGAIN, "small limit: nothing read from the cache");
+		CHECK(e2b_store_read(s, buf, m.size, 0) == 0 && check_chunk_files(dir, &folders) == before,
+		      "small limit: nothing stored");
+		e2b_store_close(s);
+	}
+	o.cache_limit = 0;
+
+	/* the root again, its data file cut short once open: every read is
+	 * served from the kept frames, none waits */
+	ret = e2b_store_open(root, m.b[0].s, m.name, &o, &s, why, sizeof(why));
+	CHECK(!ret, "kept, again: open: %s", why);
+	if (!ret) {
+		snprintf(data, sizeof(data), "%s/%s/%s.zstd", root, m.b[0].s, m.name);
+		CHECK(truncate(data, 0) == 0, "cut %s short", data);
+		memset(buf, 0xee, m.size);
+		CHECK(e2b_store_try_read(s, buf, m.size, 0) == 0 && !memcmp(buf, root_img, m.size),
+		      "every frame from the chunk cache, without waiting");
+		e2b_store_close(s);
+	}
+	free(root_img);
+out:
+	free(buf);
+	model_free(&m);
+}
+
 static void test_parse_id(void)
 {
 	uint8_t id[16];
@@ -815,6 +895,7 @@ int main(int argc, char **argv)
 	test_frame_limits(tmp);
 	test_odd_size(tmp);
 	test_grown(tmp);
+	test_kept_frames(tmp);
 	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmp);
 	if (system(cmd))
 		fprintf(stderr, "could not remove %s\n", tmp);

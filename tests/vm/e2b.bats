@@ -209,6 +209,35 @@ PY
 	"$B/ublk-del" "$dev"
 }
 
+@test "E2B: a compressed build's frames are decompressed once per host: devices over it read them from the chunk cache" {
+	make_image "$T/img" 8
+	"$REF" template "$T/root" "$T/img" "$ROOT_ID" --layout 4 --codec zstd --frame-size 1048576
+	one=$("$B/ublk-add" --e2b "$T/root" --build "$ROOT_ID" --read-only)
+	cmp "$T/img" "$one"
+	chunks() { find "$UBLK_CHUNK_CACHE" -mindepth 2 -maxdepth 2 -name '[0-9]*' -type f | wc -l; }
+	[ "$(chunks)" -eq 8 ]
+	[ "$(find "$UBLK_CHUNK_CACHE" -mindepth 1 -maxdepth 1 -type d | wc -l)" -eq 1 ]
+	data=$T/root/$ROOT_ID/rootfs.ext4.zstd
+	grep -qx "e2b-frames file [0-9]*:[0-9]* [0-9.]* $(stat -c %s "$data")" "$UBLK_CHUNK_CACHE"/*/key
+	grep -qx "build $ROOT_ID" "$UBLK_CHUNK_CACHE"/*/key
+	# a second device over the same build shares them: the same files, not stored again
+	inodes=$(stat -c %i "$UBLK_CHUNK_CACHE"/*/[0-9]* | sort | tr '\n' ' ')
+	two=$("$B/ublk-add" --e2b "$T/root" --build "$ROOT_ID" --read-only)
+	fio --name=r --filename="$two" --ioengine=io_uring --direct=1 --rw=randread --bs=4k \
+		--size=8M --io_size=4M --iodepth=16 --output="$T/fio.out"
+	cmp "$T/img" "$two"
+	[ "$(chunks)" -eq 8 ]
+	[ "$(stat -c %i "$UBLK_CHUNK_CACHE"/*/[0-9]* | sort | tr '\n' ' ')" = "$inodes" ]
+	"$B/ublk-del" "$one"
+	"$B/ublk-del" "$two"
+	# --flatten reads each frame once: it keeps none
+	rm -rf "$UBLK_CHUNK_CACHE"
+	"$B/ublk-export-diff" --flatten --e2b "$T/root" --build "$ROOT_ID" -o "$T/flat"
+	cmp "$T/img" "$T/flat"
+	[ ! -e "$UBLK_CHUNK_CACHE" ] || [ "$(chunks)" -eq 0 ]
+	assert_none_left
+}
+
 @test "E2B: export refuses a build id that exists, and keeps the device" {
 	make_image "$T/img" 8
 	"$REF" template "$T/root" "$T/img" "$ROOT_ID"
