@@ -42,6 +42,7 @@ enum devopt_key {
 	DEVOPT_E2B_FILE,
 	DEVOPT_ID,
 	DEVOPT_CGROUP,
+	DEVOPT_NO_FRAME_CACHE,
 	DEVOPT_STATE_DIR = 0x100,
 	DEVOPT_SECRETS_FD = 0x102,     /* (0x101 is --inject) */
 };
@@ -94,6 +95,8 @@ enum devopt_key {
 	X("chunk-cache-limit", DEVOPT_CHUNK_CACHE_LIMIT, "SIZE", DEVOPT_T_SIZE, stack.chunk_cache_limit, 1, \
 	  UINT64_MAX, "expected a size of at least 1 byte, and 16 chunks (say 10G)", \
 	  "chunk cache: evict past this size (default 10G)") \
+	X("no-frame-cache", DEVOPT_NO_FRAME_CACHE, NULL, DEVOPT_T_FLAG, stack.no_frame_cache, 0, 0, NULL, \
+	  "keep no decompressed frames of zstd diffs or E2B builds in the chunk cache") \
 	X("http-timeout", DEVOPT_HTTP_TIMEOUT, "SEC", DEVOPT_T_SECONDS, stack.http_timeout_ms, 0, \
 	  DEVOPTS_MAX_HTTP_TIMEOUT_S, "expected seconds, more than 0 and at most 3600", \
 	  "remote base: deadline per transfer (default 60)") \

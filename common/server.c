@@ -262,7 +262,7 @@ static int build_stack(struct server *s)
 	char why[700];
 
 	sc.trace_label = s->cfg->name;
-	sc.keep_frames = true;
+	sc.keep_frames = !sc.no_frame_cache;
 	/* a recovery is no start: its first reads say nothing of a boot, and
 	 * the trace of the start it continues stays as it was written */
 	if (s->cfg->recover_id >= 0 && sc.record_access) {

@@ -17,6 +17,7 @@
 #include <errno.h>
 #include <lz4frame.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,6 +29,9 @@ typedef unsigned long long ull;
 /* Frames kept decompressed: at most this many bytes, but at least 2
  * frames (a read may span a frame boundary). */
 #define CACHE_BYTES (64u << 20)
+/* The most chunks a build's frames may span in the chunk cache (which
+ * keeps a bit per chunk): a table of small frames far apart is hostile. */
+#define MAX_FRAME_CHUNKS (1u << 22)
 
 struct sbuild {
 	const struct e2b_build *rec;    /* NULL: no record (V1-V3, or not recorded) */
@@ -36,9 +40,8 @@ struct sbuild {
 	char id[37];
 	/* Its frames as decompressed, kept in the chunk cache (chunk i: the
 	 * frame starting at i * frame_u), shared by every device over the
-	 * same data file and frame table. */
-	struct chunk_image frames;
-	bool frames_open;
+	 * same data file and frame table; NULL: not kept. */
+	struct chunk_image *frames;
 	uint32_t frame_u;
 };
 
@@ -66,6 +69,7 @@ struct e2b_store {
 	uint32_t max_u, max_c;          /* largest frame, uncompressed and stored */
 	struct e2b_decoder dec;         /* theirs who decompress under the lock
 					   (frame unused: they decompress into a slot) */
+	atomic_bool said_unstored;      /* a frame the chunk cache refused: logged */
 };
 
 bool e2b_parse_build_id(const char *s, uint8_t id[16])
@@ -259,6 +263,9 @@ static void open_frames(struct e2b_store *s, uint32_t k, const struct layer_http
 	} else if (!ret && !b->frame_u) {
 		snprintf(why, sizeof(why), "its frames are not all of one size");
 		ret = -EINVAL;
+	} else if (!ret && last->start_u / b->frame_u >= MAX_FRAME_CHUNKS) {
+		snprintf(why, sizeof(why), "its frames span more than %u of their size", MAX_FRAME_CHUNKS);
+		ret = -EINVAL;
 	} else if (!ret && limit / 16 < b->frame_u) {
 		/* as for a remote image's chunks: 16 at least, or they push out each other */
 		snprintf(why, sizeof(why), "--chunk-cache-limit %llu holds fewer than 16 of its "
@@ -279,10 +286,17 @@ static void open_frames(struct e2b_store *s, uint32_t k, const struct layer_http
 			snprintf(table + 2 * i, 3, "%02x", digest[i]);
 		snprintf(key, sizeof(key), "e2b-frames %s\nbuild %s\ncodec %s\nframe-table %s\n",
 			 version, b->id, e2b_codec_name(r->codec), table);
-		ret = chunk_image_open_keyed(&b->frames, o->cache_dir, key, last->start_u + last->size_u,
-					     b->frame_u, limit, why, sizeof(why));
+		if (!(b->frames = calloc(1, sizeof(*b->frames))))
+			ret = -ENOMEM;
+		else
+			ret = chunk_image_open_keyed(b->frames, o->cache_dir, key,
+						     last->start_u + last->size_u, b->frame_u, limit, why,
+						     sizeof(why));
 	}
-	b->frames_open = !ret;
+	if (ret) {
+		free(b->frames);
+		b->frames = NULL;
+	}
 	if (ret && ret != -ENOENT)
 		log_info("build %s: its frames are decompressed at every read that needs one not "
 			 "kept (no chunk cache for them: %s)", b->id, why);
@@ -503,36 +517,50 @@ static int load_frame(struct e2b_store *s, struct e2b_decoder *dec, uint32_t k, 
 
 	if (ret && ret != -ECANCELED)
 		log_err("%s", why);
-	if (!ret && b->frames_open)
-		chunk_store(&b->frames, f->start_u / b->frame_u, dst, f->size_u);
+	if (!ret && b->frames && (ret = chunk_store(b->frames, f->start_u / b->frame_u, dst, f->size_u))) {
+		if (!atomic_exchange(&s->said_unstored, true))
+			log_err("build %s: frame %u: storing it in the chunk cache (%s): %s; frames not "
+				"stored are decompressed again at the next read that needs them (said once)",
+				b->id, j, b->frames->dir, strerror(-ret));
+		ret = 0;
+	}
 	return ret;
 }
 
+/* How a read may get a frame not kept. */
+enum read_how {
+	HOW_LOCKED,     /* decompressed into a slot under the lock */
+	HOW_TRY,        /* not at all: -EAGAIN, nor waits for the lock (a queue thread) */
+	HOW_OWN,        /* with own's buffers outside the lock (a fetch thread):
+			   without them -ENOMEM, as under the lock it would hold
+			   up every queue's reads of kept frames */
+};
+
 /* n bytes from byte `in` of frame j of build k into dst: from the chunk
- * cache, from its slot, else decompressed: with own (a fetch thread's)
- * outside the lock, then swapped into a slot; without, into a slot under
- * the lock. try: only what is kept, and -EAGAIN rather than wait for the
- * lock or decompress. */
+ * cache, from its slot, else decompressed as how says; own's frame is then
+ * swapped into a slot. */
 static int copy_frame(struct e2b_store *s, uint32_t k, uint32_t j, uint32_t in, uint32_t n,
-		      uint8_t *dst, struct e2b_decoder *own, bool try)
+		      uint8_t *dst, struct e2b_decoder *own, enum read_how how)
 {
 	struct sbuild *b = &s->b[k];
 	const struct e2b_frame *f = &b->rec->frames[j];
 	struct slot *sl;
 	int ret = 0;
 
-	if (b->frames_open && !chunk_read(&b->frames, f->start_u / b->frame_u, in, n, dst)) {
+	if (b->frames && !chunk_read(b->frames, f->start_u / b->frame_u, in, n, dst)) {
 		blob_note(b->blob, f->start_c, f->size_c);   /* a remote build's trace */
 		return 0;
 	}
-	if (!try)
+	if (how != HOW_TRY)
 		pthread_mutex_lock(&s->lock);
 	else if (pthread_mutex_trylock(&s->lock))
 		return -EAGAIN;
 	sl = kept(s, k, j);
-	if (!sl && try) {
+	if (!sl && how == HOW_TRY) {
 		ret = -EAGAIN;
-	} else if (!sl && own) {
+	} else if (!sl && how == HOW_OWN && !own) {
+		ret = -ENOMEM;
+	} else if (!sl && how == HOW_OWN) {
 		pthread_mutex_unlock(&s->lock);
 		if (!(ret = load_frame(s, own, k, j, own->frame)))
 			memcpy(dst, own->frame + in, n);
@@ -568,7 +596,7 @@ static int copy_frame(struct e2b_store *s, uint32_t k, uint32_t j, uint32_t in, 
 }
 
 static int read_frames(struct e2b_store *s, uint32_t k, uint8_t *dst, uint64_t len, uint64_t pos,
-		       struct e2b_decoder *own, bool try)
+		       struct e2b_decoder *own, enum read_how how)
 {
 	const struct sbuild *b = &s->b[k];
 	int ret = 0;
@@ -583,7 +611,7 @@ static int read_frames(struct e2b_store *s, uint32_t k, uint8_t *dst, uint64_t l
 		uint64_t in = pos - f->start_u, n = f->size_u - in;
 		if (n > len)
 			n = len;
-		ret = copy_frame(s, k, (uint32_t)j, (uint32_t)in, (uint32_t)n, dst, own, try);
+		ret = copy_frame(s, k, (uint32_t)j, (uint32_t)in, (uint32_t)n, dst, own, how);
 		dst += n;
 		pos += n;
 		len -= n;
@@ -592,7 +620,7 @@ static int read_frames(struct e2b_store *s, uint32_t k, uint8_t *dst, uint64_t l
 }
 
 static int store_read(struct e2b_store *s, void *buf, size_t len, uint64_t off,
-		      struct e2b_decoder *own, bool try)
+		      struct e2b_decoder *own, enum read_how how)
 {
 	const struct e2b_header *h = s->h;
 	uint8_t *dst = buf;
@@ -618,8 +646,8 @@ static int store_read(struct e2b_store *s, void *buf, size_t len, uint64_t off,
 		if (e->id == E2B_NIL)
 			memset(dst, 0, n);
 		else if (s->b[e->id].compressed)
-			ret = read_frames(s, e->id, dst, n, e->storage + in, own, try);
-		else if (try)
+			ret = read_frames(s, e->id, dst, n, e->storage + in, own, how);
+		else if (how == HOW_TRY)
 			ret = blob_read_cached(s->b[e->id].blob, dst, n, e->storage + in);
 		else if ((ret = blob_read(s->b[e->id].blob, dst, n, e->storage + in)) &&
 			 ret != -ECANCELED)
@@ -634,18 +662,18 @@ static int store_read(struct e2b_store *s, void *buf, size_t len, uint64_t off,
 
 int e2b_store_read(struct e2b_store *s, void *buf, size_t len, uint64_t off)
 {
-	return store_read(s, buf, len, off, NULL, false);
+	return store_read(s, buf, len, off, NULL, HOW_LOCKED);
 }
 
 int e2b_store_read_own(struct e2b_store *s, struct e2b_decoder *own, void *buf, size_t len,
 		       uint64_t off)
 {
-	return store_read(s, buf, len, off, own, false);
+	return store_read(s, buf, len, off, own, HOW_OWN);
 }
 
 int e2b_store_try_read(struct e2b_store *s, void *buf, size_t len, uint64_t off)
 {
-	return store_read(s, buf, len, off, NULL, true);
+	return store_read(s, buf, len, off, NULL, HOW_TRY);
 }
 
 bool e2b_store_compressed(const struct e2b_store *s)
@@ -674,8 +702,9 @@ void e2b_store_close(struct e2b_store *s)
 	if (!s)
 		return;
 	for (uint32_t k = 0; s->b && k < s->h->n_ids; k++) {
-		if (s->b[k].frames_open)
-			chunk_image_close(&s->b[k].frames);
+		if (s->b[k].frames)
+			chunk_image_close(s->b[k].frames);
+		free(s->b[k].frames);
 		blob_close(s->b[k].blob);
 	}
 	free(s->b);

@@ -50,7 +50,8 @@ int e2b_store_read(struct e2b_store *s, void *buf, size_t len, uint64_t off);
  * frame or wait for another reader (a queue thread then hands it over). */
 int e2b_store_try_read(struct e2b_store *s, void *buf, size_t len, uint64_t off);
 /* e2b_store_read decompressing with own's buffers, outside the store's
- * lock: fetch threads decompress side by side. */
+ * lock: fetch threads decompress side by side. Without own (NULL), a frame
+ * neither kept nor in the chunk cache is -ENOMEM. */
 int e2b_store_read_own(struct e2b_store *s, struct e2b_decoder *own, void *buf, size_t len,
 		       uint64_t off);
 /* One thread's buffers for s's largest frame: NULL when out of memory or

@@ -16,7 +16,7 @@
 struct layer_e2b {
 	struct layer l;
 	struct e2b_store *s;
-	struct fetch_pool *fetch;       /* data over HTTP */
+	struct fetch_pool *fetch;       /* data over HTTP, or compressed */
 	uint64_t build_size;            /* the header's; l.size may be larger
 					   (--read-only --size): zeros past it */
 };
@@ -37,9 +37,8 @@ static void fetch_exit(void *ctx, void *mine)
 	e2b_decoder_free(mine);
 }
 
-/* A thread without buffers of its own (none compressed, or out of memory)
- * decompresses under the store's lock: the queue threads' reads do not
- * wait on it, they hand over theirs. */
+/* A thread without buffers of its own (out of memory) fails the reads of
+ * frames not kept rather than decompress them under the store's lock. */
 static int fetch_run(void *ctx, void *mine, struct fetch_job *job)
 {
 	struct layer_io *io = job->io;

@@ -30,9 +30,11 @@ struct stack_config {
 	const char *auth_file;
 	bool insecure;
 	int readahead;                  /* -1: 1 chunk */
-	/* zstd diffs keep their frames decompressed in the chunk cache: a
-	 * device's stack, which reads them again (a --flatten reads each once) */
+	/* zstd diffs and compressed E2B builds keep their frames decompressed
+	 * in the chunk cache: a device's stack, which reads them again (a
+	 * --flatten reads each once), unless no_frame_cache */
 	bool keep_frames;
+	bool no_frame_cache;
 	bool prefetch;
 	/* access traces (docs/access-trace.md) */
 	const char *record_access;      /* trace file to write, or NULL */

@@ -63,7 +63,7 @@ static bool verify_small(const struct e2b_header *h)
  * with own (a fetch thread's decoder, maybe NULL), then under the lock. */
 static void read_store(struct e2b_store *s, const struct e2b_header *h, struct e2b_decoder *own)
 {
-	static uint8_t buf[65536];
+	static uint8_t buf[65536], first[65536];
 	uint64_t budget = READ_BUDGET;
 
 	for (uint64_t i = 0; i < h->n_entries && budget; i++) {
@@ -74,10 +74,18 @@ static void read_store(struct e2b_store *s, const struct e2b_header *h, struct e
 			int ret = e2b_store_try_read(s, buf, n, off);
 			FZ_ASSERT(!ret || ret == -EAGAIN || ret == -EIO, "try_read at %llu: %d",
 				  (unsigned long long)off, ret);
-			ret = e2b_store_read_own(s, own, buf, n, off);
-			FZ_ASSERT(!ret || ret == -EIO, "read at %llu: %d", (unsigned long long)off, ret);
+			int got = e2b_store_read_own(s, own, first, n, off);
+			FZ_ASSERT(!got || got == -EIO || (!own && got == -ENOMEM), "read_own at %llu: %d",
+				  (unsigned long long)off, got);
 			ret = e2b_store_read(s, buf, n, off);
 			FZ_ASSERT(!ret || ret == -EIO, "read at %llu: %d", (unsigned long long)off, ret);
+			FZ_ASSERT(ret || got || !memcmp(buf, first, n), "read at %llu: other bytes than "
+				  "the first read's", (unsigned long long)off);
+			if (!ret) {   /* now kept: read without waiting, if the lock is free */
+				got = e2b_store_try_read(s, first, n, off);
+				FZ_ASSERT(got == -EAGAIN || got == -EIO || (!got && !memcmp(buf, first, n)),
+					  "try_read at %llu after a read: %d", (unsigned long long)off, got);
+			}
 			budget -= n < budget ? n : budget;
 			if (e->id == E2B_NIL && !ret)
 				for (size_t k = 0; k < n; k++)

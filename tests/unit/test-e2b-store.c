@@ -805,7 +805,8 @@ static void test_kept_frames(const char *tmp)
 	snprintf(root, sizeof(root), "%s/kept", tmp);
 	snprintf(dir, sizeof(dir), "%s/kept-chunks", tmp);
 	o.cache_dir = dir;
-	model_init(&m, root, "rootfs.ext4", 64 * P);
+	/* 15 frames of 16 KiB and a last one of 8 KiB */
+	model_init(&m, root, "rootfs.ext4", 62 * P);
 	add_build(&m, all_pages, E2B_CODEC_ZSTD, 16384, 4, false);
 	uint8_t *buf = malloc(m.size);
 	uint64_t half = m.size / 2;
@@ -825,6 +826,27 @@ static void test_kept_frames(const char *tmp)
 	e2b_store_close(s);
 	uint8_t *root_img = malloc(m.size);
 	memcpy(root_img, m.img, m.size);
+
+	/* without the chunk cache, a frame a fetch thread decompressed goes
+	 * into a slot, read from there without waiting; a fetch thread
+	 * without buffers of its own fails a frame not kept */
+	struct layer_http_opts none = { 0 };
+	ret = e2b_store_open(root, m.b[0].s, m.name, &none, &s, why, sizeof(why));
+	CHECK(!ret, "kept, no cache: open: %s", why);
+	if (!ret) {
+		own = e2b_decoder_new(s);
+		uint64_t at = 5 * 16384 + P;
+		CHECK(own && e2b_store_read_own(s, own, buf, 2 * P, at) == 0, "no cache: read with a decoder");
+		memset(buf, 0xee, 2 * P);
+		CHECK(e2b_store_try_read(s, buf, 2 * P, at) == 0 && !memcmp(buf, root_img + at, 2 * P),
+		      "no cache: the frame kept in a slot");
+		CHECK(e2b_store_read_own(s, NULL, buf, P, 9 * 16384) == -ENOMEM,
+		      "no cache: without a decoder, a frame not kept fails");
+		CHECK(e2b_store_read_own(s, NULL, buf, P, at) == 0 && !memcmp(buf, root_img + at, P),
+		      "no cache: without a decoder, a kept frame reads");
+		e2b_decoder_free(own);
+		e2b_store_close(s);
+	}
 
 	/* a child's header trims the root's table: another folder for it */
 	m.trim = true;

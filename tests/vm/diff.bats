@@ -97,6 +97,12 @@ dev_sum() { sha256sum <"$1" | cut -d' ' -f1; }
 	[ "$(stat -c %i "$UBLK_CHUNK_CACHE"/*/[0-9]* | sort | tr '\n' ' ')" = "$inodes" ]
 	"$B/ublk-del" "$one"
 	"$B/ublk-del" "$two"
+	# --no-frame-cache keeps none
+	rm -rf "$UBLK_CHUNK_CACHE"
+	three=$("$B/ublk-add" --base "$T/base" --layer "$T/d.diff" --read-only --no-frame-cache)
+	cmp "$T/want" "$three"
+	"$B/ublk-del" "$three"
+	[ ! -e "$UBLK_CHUNK_CACHE" ] || [ "$(chunks)" -eq 0 ]
 	assert_none_left
 }
 

@@ -230,10 +230,14 @@ PY
 	[ "$(stat -c %i "$UBLK_CHUNK_CACHE"/*/[0-9]* | sort | tr '\n' ' ')" = "$inodes" ]
 	"$B/ublk-del" "$one"
 	"$B/ublk-del" "$two"
-	# --flatten reads each frame once: it keeps none
+	# --flatten reads each frame once: it keeps none; nor does a device
+	# given --no-frame-cache
 	rm -rf "$UBLK_CHUNK_CACHE"
 	"$B/ublk-export-diff" --flatten --e2b "$T/root" --build "$ROOT_ID" -o "$T/flat"
 	cmp "$T/img" "$T/flat"
+	dev=$("$B/ublk-add" --e2b "$T/root" --build "$ROOT_ID" --read-only --no-frame-cache)
+	cmp "$T/img" "$dev"
+	"$B/ublk-del" "$dev"
 	[ ! -e "$UBLK_CHUNK_CACHE" ] || [ "$(chunks)" -eq 0 ]
 	assert_none_left
 }
