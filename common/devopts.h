@@ -91,7 +91,7 @@ enum devopt_key {
 	X("chunk-size", DEVOPT_CHUNK_SIZE, "SIZE", DEVOPT_T_SIZE_4K, stack.chunk_size, 65536, 64u << 20, \
 	  "expected 64K to 64M, a multiple of 4096", "remote base: bytes per fetch (default 4M)") \
 	X("chunk-cache", DEVOPT_CHUNK_CACHE, "DIR", DEVOPT_T_TEXT, stack.chunk_cache, 0, 0, NULL, \
-	  "shared chunk cache of remote images and zstd diffs (default /var/cache/ublk-tools/chunks)") \
+	  "shared chunk cache of remote images and decompressed frames (default /var/cache/ublk-tools/chunks)") \
 	X("chunk-cache-limit", DEVOPT_CHUNK_CACHE_LIMIT, "SIZE", DEVOPT_T_SIZE, stack.chunk_cache_limit, 1, \
 	  UINT64_MAX, "expected a size of at least 1 byte, and 16 chunks (say 10G)", \
 	  "chunk cache: evict past this size (default 10G)") \

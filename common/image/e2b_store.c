@@ -177,8 +177,9 @@ static int check_build(struct e2b_store *s, uint32_t k, char *why, size_t whylen
 	return 0;
 }
 
-/* dec's codec contexts, and buffers for s's largest frame (a frame one
- * with with_frame). 0 or -ENOMEM (decoder_release frees what was made). */
+/* dec's codec contexts and a buffer for s's largest stored frame, and
+ * with with_frame one for it decompressed. 0 or -ENOMEM (decoder_release
+ * frees what was made). */
 static int decoder_init(struct e2b_decoder *dec, const struct e2b_store *s, bool with_frame)
 {
 	if (!(dec->scratch = malloc(s->max_c)) ||

@@ -32,7 +32,7 @@ bool e2b_file_name_ok(const char *name);
  * http(s):// base URL; remote: options for a URL and the chunk cache, NULL
  * the defaults; with keep_frames, decompressed frames are kept in the
  * chunk cache, one chunk each, where the build's frames are all of one
- * size),
+ * size and span at most 2^22 times it, and its data file has a version),
  * artifact name: {root}/{build}/{name}.header and, for every build it
  * names, {root}/{id}/{name} (or .zstd / .lz4 when its record says the
  * build is compressed). Refused, with why, when the header is invalid or

@@ -8,8 +8,10 @@
 #include "image/e2b_store.h"
 #include "image/fetch_pool.h"
 #include "image/layer_http.h"
+#include "util/log.h"
 
 #include <errno.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -19,6 +21,8 @@ struct layer_e2b {
 	struct fetch_pool *fetch;       /* data over HTTP, or compressed */
 	uint64_t build_size;            /* the header's; l.size may be larger
 					   (--read-only --size): zeros past it */
+	char build[37];                 /* its id, for messages */
+	atomic_bool said_no_memory;
 };
 
 struct e2b_io {
@@ -26,24 +30,44 @@ struct e2b_io {
 	uint32_t in_build;              /* bytes of the request inside the build */
 };
 
+/* A fetch thread's buffers for frames, taken at its first read of a
+ * compressed build's data and again after they could not be. */
+struct fetcher {
+	struct e2b_decoder *dec;
+};
+
 static void *fetch_init(void *ctx)
 {
-	return e2b_decoder_new(((struct layer_e2b *)ctx)->s);
+	(void)ctx;
+	return calloc(1, sizeof(struct fetcher));
 }
 
 static void fetch_exit(void *ctx, void *mine)
 {
+	struct fetcher *f = mine;
 	(void)ctx;
-	e2b_decoder_free(mine);
+	if (f)
+		e2b_decoder_free(f->dec);
+	free(f);
 }
 
-/* A thread without buffers of its own (out of memory) fails the reads of
- * frames not kept rather than decompress them under the store's lock. */
+/* A thread without buffers (out of memory) fails the reads of frames not
+ * kept while that lasts, rather than decompress them under the store's
+ * lock, which the queues' reads of kept frames take. */
 static int fetch_run(void *ctx, void *mine, struct fetch_job *job)
 {
+	struct layer_e2b *le = ctx;
+	struct fetcher *f = mine;
 	struct layer_io *io = job->io;
 	struct e2b_io *p = io->priv;
-	return e2b_store_read_own(((struct layer_e2b *)ctx)->s, mine, io->buf, p->in_build, io->off);
+
+	if (f && !f->dec && e2b_store_compressed(le->s))
+		f->dec = e2b_decoder_new(le->s);
+	int ret = e2b_store_read_own(le->s, f ? f->dec : NULL, io->buf, p->in_build, io->off);
+	if (ret == -ENOMEM && !atomic_exchange(&le->said_no_memory, true))
+		log_err("build %s: out of memory for a fetch thread's frame buffers: reads of frames "
+			"not kept fail until it has them (said once)", le->build);
+	return ret;
 }
 
 static const struct fetch_pool_ops fetch_ops = {
@@ -146,6 +170,7 @@ int layer_e2b_open(const char *root, const char *build, const char *name,
 	le->l.size = le->build_size = h->size;
 	le->l.read_only = true;
 	memcpy(le->l.id, h->build_id, 16);
+	e2b_uuid_str(h->build_id, le->build);
 	le->l.generation = h->generation;
 	*out = &le->l;
 	return 0;

@@ -326,7 +326,7 @@ static void check_same(const struct server_config *a, const struct server_config
 	SAME(stack.n_layers); SAME(stack.read_only); SAME(no_recovery); SAME(queues); SAME(depth);
 	SAME(timeout_ms); SAME(stack.size); SAME(stack.chunk_size); SAME(stack.chunk_cache_limit);
 	SAME(stack.http_timeout_ms); SAME(stack.http_retries); SAME(stack.insecure);
-	SAME(stack.prefetch); SAME(stack.readahead); SAME(want_id);
+	SAME(stack.prefetch); SAME(stack.readahead); SAME(want_id); SAME(stack.no_frame_cache);
 	for (unsigned i = 0; i < a->stack.n_layers && i < b->stack.n_layers; i++)
 		SAME_STR(stack.layers[i]);
 #undef SAME
@@ -364,6 +364,7 @@ static void test_saved_config(void)
 	cfg.stack.auth_file = "/etc/token";
 	cfg.stack.insecure = true;
 	cfg.stack.prefetch = true;
+	cfg.stack.no_frame_cache = true;
 	cfg.stack.readahead = 4;
 	cfg.stack.record_access = "/var/lib/boot.trace";
 	cfg.stack.record_ms = 30000;
