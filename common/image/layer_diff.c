@@ -71,6 +71,7 @@ struct layer_diff {
 	struct chunk_image frames;
 	bool frames_open;
 	atomic_bool said_damaged;       /* a kept frame that did not match: logged */
+	atomic_bool said_no_memory;     /* a fetch thread without buffers: logged */
 };
 
 struct diff_io {
@@ -294,16 +295,8 @@ static void fetched(struct aio_req *req, int res)
 
 static void *fetcher_init(void *ctx)
 {
-	struct layer_diff *ld = ctx;
-	size_t frame = ld->d->meta.frame_size;
-	struct frame_buf *own = calloc(1, sizeof(*own));
-
-	if (own && (!(own->frame = malloc(frame)) || !(own->scratch = malloc(ZSTD_compressBound(frame))))) {
-		free(own->frame);
-		free(own);
-		own = NULL;
-	}
-	return own;
+	(void)ctx;
+	return calloc(1, sizeof(struct frame_buf));
 }
 
 static void fetcher_exit(void *ctx, void *mine)
@@ -317,13 +310,30 @@ static void fetcher_exit(void *ctx, void *mine)
 	}
 }
 
+/* A frame loaded under the lock would stall the queues: a thread without
+ * buffers of its own (out of memory; taken at its first frame and again
+ * after they could not be) fails the read, and only a v3 diff's blocks,
+ * which have no frames, are read without them. */
 static int fetcher_run(void *ctx, void *mine, struct fetch_job *job)
 {
 	struct diff_io *p = container_of(job, struct diff_io, job);
 	struct layer_diff *ld = ctx;
-	/* a frame loaded under the lock would stall the queues: only a v3
-	 * diff's blocks are read without buffers of its own */
-	return mine || ld->d->v3 ? copy_data(ld, p->index, p->count, p->buf, mine, false) : -ENOMEM;
+	struct frame_buf *own = mine;
+	size_t frame = ld->d->meta.frame_size;
+
+	if (ld->d->v3)
+		return copy_data(ld, p->index, p->count, p->buf, NULL, false);
+	if (own && !own->frame && (!(own->frame = malloc(frame)) ||
+				   !(own->scratch = malloc(ZSTD_compressBound(frame))))) {
+		free(own->frame);
+		own->frame = NULL;
+	}
+	if (own && own->frame)
+		return copy_data(ld, p->index, p->count, p->buf, own, false);
+	if (!atomic_exchange(&ld->said_no_memory, true))
+		log_err("%s: out of memory for a fetch thread's frame buffers: reads of frames not "
+			"kept fail until it has them (said once)", ld->d->name);
+	return -ENOMEM;
 }
 
 static const struct fetch_pool_ops fetcher_ops = {
