@@ -39,10 +39,9 @@ struct sbuild {
 	struct blob *blob;
 	char id[37];
 	/* Its frames as decompressed, kept in the chunk cache (chunk i: the
-	 * frame starting at i * frame_u), shared by every device over the
-	 * same data file and frame table; NULL: not kept. */
+	 * frame starting at i * the chunk size), shared by every device over
+	 * the same data file and frame table; NULL: not kept. */
 	struct chunk_image *frames;
-	uint32_t frame_u;
 };
 
 /* One thread's buffers and codec contexts. */
@@ -258,19 +257,19 @@ static void open_frames(struct e2b_store *s, uint32_t k, const struct layer_http
 	struct sha256 sha;
 	int ret = blob_version(b->blob, version, sizeof(version));
 
-	b->frame_u = uniform_frame_size(r);
+	uint32_t frame_u = uniform_frame_size(r);
 	if (ret && ret != -ENOENT) {
 		snprintf(why, sizeof(why), "%s", strerror(-ret));
-	} else if (!ret && !b->frame_u) {
+	} else if (!ret && !frame_u) {
 		snprintf(why, sizeof(why), "its frames are not all of one size");
 		ret = -EINVAL;
-	} else if (!ret && last->start_u / b->frame_u >= MAX_FRAME_CHUNKS) {
+	} else if (!ret && last->start_u / frame_u >= MAX_FRAME_CHUNKS) {
 		snprintf(why, sizeof(why), "its frames span more than %u of their size", MAX_FRAME_CHUNKS);
 		ret = -EINVAL;
-	} else if (!ret && limit / 16 < b->frame_u) {
+	} else if (!ret && limit / 16 < frame_u) {
 		/* as for a remote image's chunks: 16 at least, or they push out each other */
 		snprintf(why, sizeof(why), "--chunk-cache-limit %llu holds fewer than 16 of its "
-			 "%u-byte frames", (ull)limit, b->frame_u);
+			 "%u-byte frames", (ull)limit, frame_u);
 		ret = -EINVAL;
 	}
 	if (!ret) {
@@ -291,7 +290,7 @@ static void open_frames(struct e2b_store *s, uint32_t k, const struct layer_http
 			ret = -ENOMEM;
 		else
 			ret = chunk_image_open_keyed(b->frames, o->cache_dir, key,
-						     last->start_u + last->size_u, b->frame_u, limit, why,
+						     last->start_u + last->size_u, frame_u, limit, why,
 						     sizeof(why));
 	}
 	if (ret) {
@@ -518,7 +517,7 @@ static int load_frame(struct e2b_store *s, struct e2b_decoder *dec, uint32_t k, 
 
 	if (ret && ret != -ECANCELED)
 		log_err("%s", why);
-	if (!ret && b->frames && (ret = chunk_store(b->frames, f->start_u / b->frame_u, dst, f->size_u))) {
+	if (!ret && b->frames && (ret = chunk_store(b->frames, f->start_u / b->frames->chunk_size, dst, f->size_u))) {
 		if (!atomic_exchange(&s->said_unstored, true))
 			log_err("build %s: frame %u: storing it in the chunk cache (%s): %s; frames not "
 				"stored are decompressed again at the next read that needs them (said once)",
@@ -548,7 +547,7 @@ static int copy_frame(struct e2b_store *s, uint32_t k, uint32_t j, uint32_t in, 
 	struct slot *sl;
 	int ret = 0;
 
-	if (b->frames && !chunk_read(b->frames, f->start_u / b->frame_u, in, n, dst)) {
+	if (b->frames && !chunk_read(b->frames, f->start_u / b->frames->chunk_size, in, n, dst)) {
 		blob_note(b->blob, f->start_c, f->size_c);   /* a remote build's trace */
 		return 0;
 	}

@@ -21,7 +21,6 @@ struct layer_e2b {
 	struct fetch_pool *fetch;       /* data over HTTP, or compressed */
 	uint64_t build_size;            /* the header's; l.size may be larger
 					   (--read-only --size): zeros past it */
-	char build[37];                 /* its id, for messages */
 	atomic_bool said_no_memory;
 };
 
@@ -64,9 +63,12 @@ static int fetch_run(void *ctx, void *mine, struct fetch_job *job)
 	if (f && !f->dec && e2b_store_compressed(le->s))
 		f->dec = e2b_decoder_new(le->s);
 	int ret = e2b_store_read_own(le->s, f ? f->dec : NULL, io->buf, p->in_build, io->off);
-	if (ret == -ENOMEM && !atomic_exchange(&le->said_no_memory, true))
+	if (ret == -ENOMEM && !atomic_exchange(&le->said_no_memory, true)) {
+		char build[37];
+		e2b_uuid_str(le->l.id, build);
 		log_err("build %s: out of memory for a fetch thread's frame buffers: reads of frames "
-			"not kept fail until it has them (said once)", le->build);
+			"not kept fail until it has them (said once)", build);
+	}
 	return ret;
 }
 
@@ -170,7 +172,6 @@ int layer_e2b_open(const char *root, const char *build, const char *name,
 	le->l.size = le->build_size = h->size;
 	le->l.read_only = true;
 	memcpy(le->l.id, h->build_id, 16);
-	e2b_uuid_str(h->build_id, le->build);
 	le->l.generation = h->generation;
 	*out = &le->l;
 	return 0;
