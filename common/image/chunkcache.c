@@ -214,6 +214,7 @@ out:
 }
 
 struct chunk_open {
+	struct chunk_image *ci; /* whose slot: what chunk_unpin locks */
 	uint64_t idx;
 	int fd;                 /* -1: a free slot */
 	unsigned users;         /* reading from fd or map now: not to be closed */
@@ -459,7 +460,8 @@ static struct chunk_open *hold(struct chunk_image *ci, uint64_t idx, int fd)
 			slot_close(o);
 		else
 			atomic_fetch_add(&held_files, 1);
-		*o = (struct chunk_open){ .idx = idx, .fd = fd, .users = 1, .used = ++ci->open_tick };
+		*o = (struct chunk_open){ .ci = ci, .idx = idx, .fd = fd, .users = 1,
+					  .used = ++ci->open_tick };
 	}
 	pthread_mutex_unlock(&ci->open_lock);
 	return o;
@@ -557,9 +559,9 @@ int chunk_map(struct chunk_image *ci, uint64_t idx, uint32_t off, uint32_t len, 
 	return 0;
 }
 
-void chunk_unpin(struct chunk_image *ci, struct chunk_open *pin)
+void chunk_unpin(struct chunk_open *pin)
 {
-	release(ci, pin, false);
+	release(pin->ci, pin, false);
 }
 
 struct entry {

@@ -74,10 +74,13 @@ uint32_t chunk_image_len(const struct chunk_image *ci, uint64_t idx);
 int chunk_read(struct chunk_image *ci, uint64_t idx, uint32_t off, uint32_t len, void *buf);
 /* Where len bytes at off of chunk idx lie in memory (*p), the chunk held
  * open and mapped until chunk_unpin(*pin): 0, -ENOENT as chunk_read,
- * -EINVAL likewise, or -EAGAIN when no file can be held now (read it). */
+ * -EINVAL likewise, or -EAGAIN when no file can be held now (read it).
+ * A mapping goes with its slot: a reader of more chunks than an image
+ * holds (CHUNK_OPEN_FILES) maps and unmaps one at almost every read,
+ * which costs more than reading it. */
 int chunk_map(struct chunk_image *ci, uint64_t idx, uint32_t off, uint32_t len, const void **p,
 	      struct chunk_open **pin);
-void chunk_unpin(struct chunk_image *ci, struct chunk_open *pin);
+void chunk_unpin(struct chunk_open *pin);
 /* 1 if chunk idx is in the cache, 0 if not (or idx is past the image). */
 int chunk_present(const struct chunk_image *ci, uint64_t idx);
 /* Store chunk idx (len must be the chunk's length) atomically; evicts the

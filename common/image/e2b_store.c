@@ -619,16 +619,12 @@ static int read_frames(struct e2b_store *s, uint32_t k, uint8_t *dst, uint64_t l
 	return ret;
 }
 
-static int store_read(struct e2b_store *s, void *buf, size_t len, uint64_t off,
-		      struct e2b_decoder *own, enum read_how how)
+/* The header's entry holding byte off of the device (the last starting
+ * at or before it). */
+static uint64_t entry_of(const struct e2b_header *h, uint64_t off)
 {
-	const struct e2b_header *h = s->h;
-	uint8_t *dst = buf;
 	uint64_t lo = 0, hi = h->n_entries;
-	int ret = 0;
 
-	if (off > h->size || len > h->size - off)
-		return -EINVAL;
 	while (lo < hi) {   /* first entry starting after off */
 		uint64_t mid = lo + (hi - lo) / 2;
 		if (h->entries[mid].offset > off)
@@ -636,7 +632,19 @@ static int store_read(struct e2b_store *s, void *buf, size_t len, uint64_t off,
 		else
 			lo = mid + 1;
 	}
-	for (uint64_t i = lo ? lo - 1 : 0; len && !ret; i++) {
+	return lo ? lo - 1 : 0;
+}
+
+static int store_read(struct e2b_store *s, void *buf, size_t len, uint64_t off,
+		      struct e2b_decoder *own, enum read_how how)
+{
+	const struct e2b_header *h = s->h;
+	uint8_t *dst = buf;
+	int ret = 0;
+
+	if (off > h->size || len > h->size - off)
+		return -EINVAL;
+	for (uint64_t i = entry_of(h, off); len && !ret; i++) {
 		if (i >= h->n_entries)
 			return -EIO;   /* entries cover the size: unreachable */
 		const struct e2b_entry *e = &h->entries[i];
@@ -674,6 +682,79 @@ int e2b_store_read_own(struct e2b_store *s, struct e2b_decoder *own, void *buf, 
 int e2b_store_try_read(struct e2b_store *s, void *buf, size_t len, uint64_t off)
 {
 	return store_read(s, buf, len, off, NULL, HOW_TRY);
+}
+
+/* n bytes at pos of build k's data, from frames kept in the chunk cache,
+ * as pieces of m pinned for l: their count, or 0 (see e2b_store_map). */
+static int map_frames(struct e2b_store *s, uint32_t k, uint64_t pos, uint64_t n, struct layer *l,
+		      struct layer_map *m)
+{
+	const struct sbuild *b = &s->b[k];
+	int pieces = 0;
+
+	for (uint64_t piece; n; pos += piece, n -= piece) {
+		int64_t j = find_frame(b->rec, pos);
+		if (j < 0 || m->npins == LAYER_MAP_PINS)
+			return 0;
+		const struct e2b_frame *f = &b->rec->frames[j];
+		uint32_t in = (uint32_t)(pos - f->start_u);
+		piece = f->size_u - in < n ? f->size_u - in : n;
+		const void *p;
+		struct chunk_open *pin;
+		if (chunk_map(b->frames, f->start_u / b->frames->chunk_size, in, (uint32_t)piece, &p, &pin))
+			return 0;
+		m->pins[m->npins++] = (struct layer_pin){ l, pin };
+		if (!layer_map_piece(m, p, (uint32_t)piece))
+			return 0;
+		blob_note(b->blob, f->start_c, f->size_c);   /* a remote build's trace */
+		pieces++;
+	}
+	return pieces;
+}
+
+int e2b_store_map(struct e2b_store *s, uint64_t off, uint32_t len, struct layer *l,
+		  struct layer_map *m)
+{
+	const struct e2b_header *h = s->h;
+	int pieces = 0, got;
+
+	if (off > h->size || len > h->size - off)
+		return 0;
+	for (uint64_t i = entry_of(h, off); len; i++) {
+		if (i >= h->n_entries)
+			return 0;
+		const struct e2b_entry *e = &h->entries[i];
+		uint64_t in = off - e->offset, n = e->length - in;
+		if (n > len)
+			n = len;
+		if (e->id == E2B_NIL)
+			got = layer_map_zeros((uint32_t)n, m);
+		else if (s->b[e->id].compressed && s->b[e->id].frames)
+			got = map_frames(s, e->id, e->storage + in, n, l, m);
+		else
+			got = 0;
+		if (!got)
+			return 0;
+		pieces += got;
+		off += n;
+		len -= (uint32_t)n;
+	}
+	return pieces;
+}
+
+bool e2b_store_maps(const struct e2b_store *s)
+{
+	for (uint64_t i = 0; i < s->h->n_entries; i++) {
+		uint32_t k = s->h->entries[i].id;
+		if (k != E2B_NIL && (!s->b[k].frames || s->b[k].rec->n_frames > CHUNK_OPEN_FILES))
+			return false;
+	}
+	return true;
+}
+
+void e2b_store_unpin(void *pin)
+{
+	chunk_unpin(pin);
 }
 
 bool e2b_store_compressed(const struct e2b_store *s)

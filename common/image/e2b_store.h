@@ -13,6 +13,8 @@
 struct e2b_store;
 struct e2b_decoder;
 struct layer_http_opts;
+struct layer;
+struct layer_map;
 
 /* Decompressed frames kept in memory per open store (least recently used
  * goes); with remote->keep_frames, every frame in the chunk cache too. */
@@ -54,6 +56,19 @@ int e2b_store_try_read(struct e2b_store *s, void *buf, size_t len, uint64_t off)
  * neither kept nor in the chunk cache is -ENOMEM. */
 int e2b_store_read_own(struct e2b_store *s, struct e2b_decoder *own, void *buf, size_t len,
 		       uint64_t off);
+/* Where [off, off + len) of the device lies in memory (layer_map, for
+ * layer l): holes as zeros and compressed frames as kept in the chunk
+ * cache, each pinned (e2b_store_unpin); their count, or 0 where some of
+ * it is not there (not kept yet, not compressed: read it). */
+int e2b_store_map(struct e2b_store *s, uint64_t off, uint32_t len, struct layer *l,
+		  struct layer_map *m);
+/* Whether every read may be mapped once its frames are kept: every build
+ * the mapping names keeps its frames, no more of them than the server
+ * holds open (a reader of more would map and unmap one at every read:
+ * chunk_map). A stack that maps pays a syscall more for each read it
+ * cannot map (docs/kernels.md). */
+bool e2b_store_maps(const struct e2b_store *s);
+void e2b_store_unpin(void *pin);
 /* One thread's buffers for s's largest frame: NULL when out of memory or
  * no build of s is compressed. */
 struct e2b_decoder *e2b_decoder_new(const struct e2b_store *s);

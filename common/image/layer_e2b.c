@@ -110,6 +110,29 @@ static void e2b_read(struct layer *l, struct layer_io *io)
 	io->done(io, ret ? ret : (int)io->len);
 }
 
+/* Frames kept in the chunk cache, in place (e2b_store_map), and zeros. */
+static int e2b_map(struct layer *l, uint64_t off, uint32_t len, struct layer_map *m)
+{
+	struct layer_e2b *le = (struct layer_e2b *)l;
+	uint32_t in_build = off >= le->build_size ? 0 :
+			    len < le->build_size - off ? len : (uint32_t)(le->build_size - off);
+	int n = in_build ? e2b_store_map(le->s, off, in_build, l, m) : 0;
+
+	if (in_build && !n)
+		return 0;
+	if (len > in_build) {
+		int z = layer_map_zeros(len - in_build, m);
+		return z ? n + z : 0;
+	}
+	return n;
+}
+
+static void e2b_unpin(struct layer *l, void *pin)
+{
+	(void)l;
+	e2b_store_unpin(pin);
+}
+
 static void e2b_flush(struct layer *l, struct layer_io *io)
 {
 	(void)l;
@@ -143,6 +166,8 @@ static const struct layer_ops e2b_ops = {
 	.discard = e2b_refuse,
 	.close = layer_e2b_close,
 	.cancel = e2b_cancel,
+	.map = e2b_map,
+	.unpin = e2b_unpin,
 };
 
 int layer_e2b_open(const char *root, const char *build, const char *name,
@@ -173,6 +198,7 @@ int layer_e2b_open(const char *root, const char *build, const char *name,
 	le->l.read_only = true;
 	memcpy(le->l.id, h->build_id, 16);
 	le->l.generation = h->generation;
+	le->l.maps = e2b_store_maps(le->s);
 	*out = &le->l;
 	return 0;
 }

@@ -198,7 +198,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			for (uint32_t i = 0; i < len; i++)
 				FZ_ASSERT(((const uint8_t *)p)[i] == fill_byte(name, i),
 					  "mapped chunk %s byte %u is not its file's", name, i);
-			chunk_unpin(&ci, pin);
+			chunk_unpin(pin);
 		}
 	}
 	/* a store (of a chunk not there, as a fetch does) runs the eviction

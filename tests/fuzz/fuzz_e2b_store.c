@@ -11,6 +11,7 @@
  */
 #include "image/e2b_store.h"
 #include "image/e2b_write.h"
+#include "image/layer.h"
 #include "image/layer_http.h"
 #include "fuzz.h"
 
@@ -59,6 +60,27 @@ static bool verify_small(const struct e2b_header *h)
 	return total <= VERIFY_MAX;
 }
 
+/* What e2b_store_map places for n bytes at off, if anything, is what a
+ * read gave (want), within the pieces and pins it may use. */
+static void check_map(struct e2b_store *s, const uint8_t *want, size_t n, uint64_t off)
+{
+	static struct layer_map m;
+	struct layer l = { 0 };
+	size_t at = 0;
+
+	m = (struct layer_map){ 0 };
+	int pieces = e2b_store_map(s, off, (uint32_t)n, &l, &m);
+	FZ_ASSERT(pieces >= 0 && pieces <= LAYER_MAP_PIECES && m.npins <= LAYER_MAP_PINS,
+		  "map at %llu: %d pieces, %d pins", (unsigned long long)off, pieces, m.npins);
+	for (int i = 0; pieces && i < m.n; at += m.iov[i++].iov_len)
+		FZ_ASSERT(at + m.iov[i].iov_len <= n && !memcmp(m.iov[i].iov_base, want + at,
+								 m.iov[i].iov_len),
+			  "map at %llu: piece %d is not the read's bytes", (unsigned long long)off, i);
+	FZ_ASSERT(!pieces || at == n, "map at %llu: %zu bytes of %zu", (unsigned long long)off, at, n);
+	for (int i = 0; i < m.npins; i++)
+		e2b_store_unpin(m.pins[i].pin);
+}
+
 /* Read what the mapping names, within the budget: without waiting, then
  * with own (a fetch thread's decoder, maybe NULL), then under the lock. */
 static void read_store(struct e2b_store *s, const struct e2b_header *h, struct e2b_decoder *own)
@@ -85,6 +107,7 @@ static void read_store(struct e2b_store *s, const struct e2b_header *h, struct e
 				got = e2b_store_try_read(s, first, n, off);
 				FZ_ASSERT(got == -EAGAIN || got == -EIO || (!got && !memcmp(buf, first, n)),
 					  "try_read at %llu after a read: %d", (unsigned long long)off, got);
+				check_map(s, buf, n, off);
 			}
 			budget -= n < budget ? n : budget;
 			if (e->id == E2B_NIL && !ret)

@@ -2,6 +2,7 @@
 #include "util/aio.h"
 #include "check.h"
 #include "image/blob.h"
+#include "image/chunkcache.h"
 #include "image/diff.h"
 #include "image/layer.h"
 #include "image/layer_file.h"
@@ -293,6 +294,14 @@ static void test_zstd_frames_kept(const char *base_path, const char *zst)
 	      "every frame read");
 	CHECK(check_chunk_files(dir, &folders) == (int)n_frames && folders == 1, "%d frames kept in %d "
 	      "folders, of %llu", check_chunk_files(dir, &folders), folders, (unsigned long long)n_frames);
+	/* kept frames in place, as few as the server holds open */
+	CHECK(n_frames <= CHUNK_OPEN_FILES && l->maps, "%llu frames: mapped", (unsigned long long)n_frames);
+	memset(buf, 0, 32 * BS);
+	CHECK(map_read(l, 20 * BS, 32 * BS, buf) == 0 && !memcmp(buf, source + 20 * BS, 32 * BS),
+	      "128 KiB of kept frames mapped");
+	memset(buf, 0, BS);
+	CHECK(map_read(l, 40 * BS, BS, buf) == 0 && !memcmp(buf, source + 40 * BS, BS),
+	      "and 4 KiB");
 	layer_close(l);
 	/* a kept frame damaged in the cache: a new layer checks it, reads the
 	 * diff instead and stores the frame again */
@@ -377,6 +386,40 @@ static void test_frame_memory(void)
 	unlink(path);
 	unlink(base_path);
 	free(buf);
+}
+
+/* A zstd diff's kept frames are mapped only where the server can hold
+ * them all open: CHUNK_OPEN_FILES frames, not one more. */
+static void test_frames_mapped_if_held(void)
+{
+	const uint32_t frame = 64u << 10;
+	char dir[] = "/tmp/test-diff-held.XXXXXX", base_path[64], path[64], why[300], cmd[100];
+	struct layer_http_opts o = { .keep_frames = true, .cache_dir = dir };
+	const struct diff_source src = { .read = one_mark_per_block };
+	struct layer *b, *l;
+
+	CHECK(mkdtemp(dir) != NULL, "mkdtemp");
+	for (uint32_t frames = CHUNK_OPEN_FILES; frames <= CHUNK_OPEN_FILES + 1; frames++) {
+		uint32_t blocks = frames * (frame / BS);
+		const struct diff_extent all = { 0, blocks, DIFF_DATA };
+		struct diff_meta m = { .dev_size = (uint64_t)blocks * BS, .flags = DIFF_FLAG_ZSTD,
+				       .frame_size = frame, .level = 1 };
+		snprintf(base_path, sizeof(base_path), "%s/base%u", dir, frames);
+		snprintf(path, sizeof(path), "%s/diff%u", dir, frames);
+		memset(m.id, (int)frames, sizeof(m.id));
+		int fd = open(base_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+		CHECK(fd >= 0 && !ftruncate(fd, (off_t)m.dev_size), "sparse base");
+		close(fd);
+		fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+		CHECK(diff_write(fd, &m, &all, 1, &src, NULL, why, sizeof(why)) == 0, "write: %s", why);
+		close(fd);
+		CHECK(layer_file_open(base_path, true, &b) == 0, "open base");
+		CHECK(layer_diff_open(path, &o, b, &l, why, sizeof(why)) == 0, "diff layer: %s", why);
+		CHECK(l->maps == (frames <= CHUNK_OPEN_FILES), "%u frames: maps %d", frames, l->maps);
+		layer_close(l);
+	}
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+	CHECK(system(cmd) == 0, "%s", cmd);
 }
 
 int main(void)
@@ -543,6 +586,7 @@ int main(void)
 	free(base);
 	free(source);
 	test_frame_memory();
+	test_frames_mapped_if_held();
 	io_uring_queue_exit(&ring);
 	return check_summary();
 }

@@ -10,6 +10,7 @@
 #include "check.h"
 #include "layer_run.h"
 #include "image/e2b_store.h"
+#include "image/chunkcache.h"
 #include "image/layer.h"
 #include "util/sha256.h"
 #include "image/layer_e2b.h"
@@ -29,6 +30,7 @@
 
 #define P 4096ull
 #define MAXB 8
+#define MAXF 128   /* frames a build may have */
 
 struct frame {
 	uint64_t su, sc;
@@ -184,18 +186,18 @@ static uint8_t *header(const struct model *m, unsigned layout, size_t *len, bool
 	size_t ne = entries(m, NULL), sec_len = 4, off;
 	uint8_t *h, *sec;
 	/* frames written per build: all, or (trim) those the mapping uses */
-	bool keep[MAXB * 64] = { 0 };
+	bool keep[MAXB * MAXF] = { 0 };
 
 	for (int i = 0; i < m->nb; i++)
-		for (uint32_t j = 0; j < m->b[i].nf && j < 64; j++)
-			keep[i * 64 + j] = !m->trim || i == m->nb - 1;
+		for (uint32_t j = 0; j < m->b[i].nf && j < MAXF; j++)
+			keep[i * MAXF + j] = !m->trim || i == m->nb - 1;
 	for (uint64_t p = 0; m->trim && p < m->pages; p++)
 		if (m->src[p] >= 0 && m->b[m->src[p]].nf)
-			keep[m->src[p] * 64 + m->sto[p] / m->b[m->src[p]].fsz] = true;
+			keep[m->src[p] * MAXF + m->sto[p] / m->b[m->src[p]].fsz] = true;
 	for (int i = 0; i < m->nb; i++) {
 		sec_len += 16 + 8 + 32 + 8;
 		for (uint32_t j = 0; j < m->b[i].nf; j++)
-			sec_len += keep[i * 64 + j] ? 24 : 0;
+			sec_len += keep[i * MAXF + j] ? 24 : 0;
 	}
 	sec_len += 4 + ne * 40;
 	LZ4F_preferences_t prefs = { 0 };
@@ -228,12 +230,12 @@ static uint8_t *header(const struct model *m, unsigned layout, size_t *len, bool
 			memcpy(sec + off + 24, b->sha, 32);
 		uint32_t nk = 0;
 		for (uint32_t j = 0; j < b->nf; j++)
-			nk += keep[i * 64 + j];
+			nk += keep[i * MAXF + j];
 		put32(sec + off + 56, nk ? b->codec : 0);
 		put32(sec + off + 60, nk);
 		off += 64;
 		for (uint32_t j = 0; j < b->nf; j++) {
-			if (!keep[i * 64 + j])
+			if (!keep[i * MAXF + j])
 				continue;
 			put64(sec + off, b->f[j].su);
 			put64(sec + off + 8, b->f[j].sc);
@@ -788,6 +790,40 @@ static void test_grown(const char *tmp)
 	model_free(&m);
 }
 
+static void unpin_all(struct layer_map *m)
+{
+	for (int i = 0; i < m->npins; i++)
+		e2b_store_unpin(m->pins[i].pin);
+	*m = (struct layer_map){ 0 };
+}
+
+/* Kept frames in place: the image's bytes, a piece a frame, each pinned;
+ * a read from the middle of a frame to the middle of the next is two
+ * pieces of them; nothing past the build. */
+static void check_kept_map(struct e2b_store *s, const uint8_t *img, uint64_t size)
+{
+	static struct layer_map m;
+	struct layer l = { 0 };
+	uint64_t at = 0;
+	int n;
+
+	CHECK(e2b_store_maps(s), "map: every frame may be mapped");
+	n = e2b_store_map(s, 0, (uint32_t)size, &l, &m);
+	CHECK(n == 16 && m.n == 16 && m.npins == 16, "map: %d pieces, %d pins, of 16 frames", n, m.npins);
+	for (int i = 0; i < m.n; at += m.iov[i++].iov_len)
+		CHECK(at + m.iov[i].iov_len <= size && !memcmp(m.iov[i].iov_base, img + at, m.iov[i].iov_len),
+		      "map: piece %d's bytes", i);
+	CHECK(at == size, "map: %llu bytes of %llu", (unsigned long long)at, (unsigned long long)size);
+	CHECK(m.pins[0].l == &l, "map: pinned for the layer");
+	unpin_all(&m);
+	n = e2b_store_map(s, 16384 - P, 2 * P, &l, &m);
+	CHECK(n == 2 && !memcmp(m.iov[0].iov_base, img + 16384 - P, P) &&
+	      !memcmp(m.iov[1].iov_base, img + 16384, P), "map: across two frames");
+	unpin_all(&m);
+	CHECK(e2b_store_map(s, size - P, 2 * P, &l, &m) == 0, "map: nothing past the build");
+	unpin_all(&m);
+}
+
 /* With keep_frames, a compressed build's frames, once decompressed (by a
  * fetch thread's decoder or under the lock), are kept in the chunk cache,
  * one chunk file each; a later store over the same files reads them from
@@ -881,9 +917,23 @@ static void test_kept_frames(const char *tmp)
 		memset(buf, 0xee, m.size);
 		CHECK(e2b_store_try_read(s, buf, m.size, 0) == 0 && !memcmp(buf, root_img, m.size),
 		      "every frame from the chunk cache, without waiting");
+		check_kept_map(s, root_img, m.size);
 		e2b_store_close(s);
 	}
 	free(root_img);
+	model_free(&m);
+
+	/* more frames than the server holds open: not mapped */
+	snprintf(root, sizeof(root), "%s/kept-many", tmp);
+	model_init(&m, root, "rootfs.ext4", (CHUNK_OPEN_FILES + 1) * P);
+	add_build(&m, all_pages, E2B_CODEC_ZSTD, P, 4, false);
+	ret = e2b_store_open(root, m.b[0].s, m.name, &o, &s, why, sizeof(why));
+	CHECK(!ret, "kept, many: open: %s", why);
+	if (!ret) {
+		CHECK(m.b[0].nf == CHUNK_OPEN_FILES + 1 && !e2b_store_maps(s), "%u frames: not mapped",
+		      m.b[0].nf);
+		e2b_store_close(s);
+	}
 out:
 	free(buf);
 	model_free(&m);

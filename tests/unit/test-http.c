@@ -652,17 +652,22 @@ static void test_chunk_map(void)
 	CHECK(!chunk_map(&ci, 0, 4096, 8192, &p, &pin), "map chunk 0");
 	memset(buf, 1, 8192);
 	CHECK(!memcmp(p, buf, 8192), "its bytes");
+	const void *again;
+	struct chunk_open *pin2;
+	CHECK(!chunk_map(&ci, 0, 0, 4096, &again, &pin2), "map chunk 0 again");
+	CHECK((const char *)again + 4096 == p, "the same mapping");
+	chunk_unpin(pin2);
 	/* every other chunk read twice: each slot but the pinned one replaced */
 	for (int round = 0; round < 2; round++)
 		for (uint64_t i = 1; i < n; i++)
 			CHECK(!chunk_read(&ci, i, 0, 100, buf), "read %llu", (unsigned long long)i);
 	memset(buf, 1, 8192);
 	CHECK(!memcmp(p, buf, 8192), "still mapped while pinned");
-	chunk_unpin(&ci, pin);
+	chunk_unpin(pin);
 	CHECK(!chunk_map(&ci, n - 1, 0, 100, &p, &pin), "map the short last chunk");
 	memset(buf, (int)n, 100);
 	CHECK(!memcmp(p, buf, 100), "its bytes");
-	chunk_unpin(&ci, pin);
+	chunk_unpin(pin);
 	chunk_image_close(&ci);
 	CHECK(open_fds() == before, "%u fds left open", open_fds() - before);
 }

@@ -92,6 +92,14 @@ assert_no_entry() {
 	[ -z "$left" ] || { echo "left in $UBLK_STATE_DIR: $left" >&2; return 1; }
 }
 
+# How many files of the chunk cache the server of device $1 has mapped
+# (kept frames and remote chunks it reads in place).
+mapped_chunks() {
+	local pid
+	pid=$(cat "$UBLK_STATE_DIR/ublkb${1#/dev/ublkb}/pid")
+	grep -c " $UBLK_CHUNK_CACHE/[^/]*/[0-9]*\$" "/proc/$pid/maps" || true
+}
+
 # A device over $T/base with its cache in $T/$1 (more ublk-add options
 # after it), whose server was killed (SIGKILL) and is gone: $dev, $id,
 # and the server's $pid.
