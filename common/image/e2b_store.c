@@ -746,7 +746,8 @@ bool e2b_store_maps(const struct e2b_store *s)
 {
 	for (uint64_t i = 0; i < s->h->n_entries; i++) {
 		uint32_t k = s->h->entries[i].id;
-		if (k != E2B_NIL && (!s->b[k].frames || s->b[k].rec->n_frames > CHUNK_OPEN_FILES))
+		if (k != E2B_NIL && (!s->b[k].frames || !s->b[k].frames->open ||
+				     s->b[k].rec->n_frames > CHUNK_OPEN_FILES))
 			return false;
 	}
 	return true;

@@ -637,8 +637,8 @@ int layer_diff_open(const char *path, const struct layer_http_opts *remote, stru
 	 * open, as a reader of more would map and unmap one at every read
 	 * (chunk_map; 0.15-0.2 of loop at 4 KiB depth 32 over twice as many
 	 * frames, where reading them made 0.57). */
-	ld->l.maps = lower->maps && ((ld->data_file && ld->data_file->maps) ||
-				     (ld->frames_open && d->n_frames <= CHUNK_OPEN_FILES));
+	bool kept_held = ld->frames_open && ld->frames.open && d->n_frames <= CHUNK_OPEN_FILES;
+	ld->l.maps = lower->maps && ((ld->data_file && ld->data_file->maps) || kept_held);
 	*out = &ld->l;
 	return 0;
 }

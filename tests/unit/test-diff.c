@@ -319,8 +319,12 @@ static void test_zstd_frames_kept(const char *base_path, const char *zst)
 	close(fd);
 	CHECK(layer_file_open(base_path, true, &b) == 0, "open base");
 	CHECK(layer_diff_open(zst, &o, b, &l, why, sizeof(why)) == 0, "diff layer: %s", why);
+	CHECK(map_read(l, 40 * BS, BS, buf) == -1, "a kept frame not checked yet is not mapped");
 	CHECK(layer_read(l, 40 * BS, BS, buf) == BS && !memcmp(buf, source + 40 * BS, BS),
 	      "a damaged kept frame is not served");
+	memset(buf, 0, BS);
+	CHECK(map_read(l, 40 * BS, BS, buf) == 0 && !memcmp(buf, source + 40 * BS, BS),
+	      "checked and stored again, it is mapped");
 	fd = open(chunk, O_RDONLY);
 	CHECK(fd >= 0 && pread(fd, buf, BS, (off_t)((idx % per) * BS)) == BS &&
 	      !memcmp(buf, source + 40 * BS, BS), "and is stored again");

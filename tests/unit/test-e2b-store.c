@@ -762,15 +762,17 @@ static void test_odd_size(const char *tmp)
  * past the build are zeros, as over a file, a diff or a remote base. */
 static void test_grown(const char *tmp)
 {
-	char root[1024], why[2000] = "";
+	char root[1024], dir[1100], why[2000] = "";
+	struct layer_http_opts o = { .keep_frames = true, .cache_dir = dir };
 	struct model m;
 	struct layer *l = NULL;
-	static uint8_t buf[3 * P];
+	static uint8_t buf[8 * P];
 
 	snprintf(root, sizeof(root), "%s/grown", tmp);
+	snprintf(dir, sizeof(dir), "%s/grown-chunks", tmp);
 	model_init(&m, root, "rootfs.ext4", 16 * P);
 	add_build(&m, all_pages, E2B_CODEC_ZSTD, 16384, 4, false);
-	int ret = layer_e2b_open(root, m.b[0].s, NULL, NULL, &l, why, sizeof(why));
+	int ret = layer_e2b_open(root, m.b[0].s, NULL, &o, &l, why, sizeof(why));
 	CHECK(!ret, "grown: open: %s", why);
 	if (ret) {
 		model_free(&m);
@@ -785,6 +787,18 @@ static void test_grown(const char *tmp)
 	CHECK(run(l, LAYER_READ, 20 * P, P, buf) == P && buf[0] == 0 && !memcmp(buf, buf + 1, P - 1),
 	      "a read past the build");
 	CHECK(run(l, LAYER_READ, 31 * P, 2 * P, buf) == -EIO, "a read past the device");
+	/* in place: the last frame, kept by the read across the end, then zeros */
+	struct layer_map lm = { .n = 0 };
+	int n = l->maps ? layer_map(l, 12 * P, 8 * P, &lm) : 0;
+	size_t at = 0;
+	for (int i = 0; i < n && at + lm.iov[i].iov_len <= sizeof(buf); i++) {
+		memcpy(buf + at, lm.iov[i].iov_base, lm.iov[i].iov_len);
+		at += lm.iov[i].iov_len;
+	}
+	layer_unmap(&lm);
+	CHECK(n == 2 && at == 8 * P && !memcmp(buf, m.img + 12 * P, 4 * P) && buf[4 * P] == 0 &&
+	      !memcmp(buf + 4 * P, buf + 4 * P + 1, 4 * P - 1), "mapped across the build's end: %d "
+	      "pieces", n);
 	io_uring_queue_exit(&ring);
 	layer_close(l);
 	model_free(&m);
@@ -921,17 +935,19 @@ static void test_kept_frames(const char *tmp)
 		e2b_store_close(s);
 	}
 	free(root_img);
-	model_free(&m);
 
-	/* more frames than the server holds open: not mapped */
-	snprintf(root, sizeof(root), "%s/kept-many", tmp);
-	model_init(&m, root, "rootfs.ext4", (CHUNK_OPEN_FILES + 1) * P);
-	add_build(&m, all_pages, E2B_CODEC_ZSTD, P, 4, false);
-	ret = e2b_store_open(root, m.b[0].s, m.name, &o, &s, why, sizeof(why));
-	CHECK(!ret, "kept, many: open: %s", why);
-	if (!ret) {
-		CHECK(m.b[0].nf == CHUNK_OPEN_FILES + 1 && !e2b_store_maps(s), "%u frames: not mapped",
-		      m.b[0].nf);
+	/* as many frames as the server holds open are mapped, one more not */
+	for (uint32_t nf = CHUNK_OPEN_FILES; nf <= CHUNK_OPEN_FILES + 1; nf++) {
+		model_free(&m);
+		snprintf(root, sizeof(root), "%s/kept-%u", tmp, nf);
+		model_init(&m, root, "rootfs.ext4", nf * P);
+		add_build(&m, all_pages, E2B_CODEC_ZSTD, P, 4, false);
+		ret = e2b_store_open(root, m.b[0].s, m.name, &o, &s, why, sizeof(why));
+		CHECK(!ret, "kept, %u frames: open: %s", nf, why);
+		if (ret)
+			continue;
+		CHECK(m.b[0].nf == nf && e2b_store_maps(s) == (nf <= CHUNK_OPEN_FILES),
+		      "%u frames: maps %d", m.b[0].nf, e2b_store_maps(s));
 		e2b_store_close(s);
 	}
 out:
