@@ -2,6 +2,7 @@
 #include "util/safedir.h"
 #include "util/atomic_file.h"
 #include "image/http.h"
+#include "image/layer.h"
 #include "util/sha256.h"
 #include "util/log.h"
 #include "util/timeutil.h"
@@ -562,6 +563,24 @@ int chunk_map(struct chunk_image *ci, uint64_t idx, uint32_t off, uint32_t len, 
 void chunk_unpin(struct chunk_open *pin)
 {
 	release(pin->ci, pin, false);
+}
+
+int chunk_map_piece(struct chunk_image *ci, uint64_t idx, uint32_t off, uint32_t len,
+		    struct layer *l, struct layer_map *m)
+{
+	const void *p;
+	struct chunk_open *pin;
+
+	if (m->npins == LAYER_MAP_PINS || chunk_map(ci, idx, off, len, &p, &pin))
+		return 0;
+	m->pins[m->npins++] = (struct layer_pin){ l, pin };
+	return layer_map_piece(m, p, len);
+}
+
+void chunk_layer_unpin(struct layer *l, void *pin)
+{
+	(void)l;
+	chunk_unpin(pin);
 }
 
 struct entry {

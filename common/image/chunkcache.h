@@ -23,6 +23,8 @@
 
 struct chunk_open;
 struct http_conn;
+struct layer;
+struct layer_map;
 struct http_source;
 
 struct chunk_image {
@@ -81,6 +83,12 @@ int chunk_read(struct chunk_image *ci, uint64_t idx, uint32_t off, uint32_t len,
 int chunk_map(struct chunk_image *ci, uint64_t idx, uint32_t off, uint32_t len, const void **p,
 	      struct chunk_open **pin);
 void chunk_unpin(struct chunk_open *pin);
+/* chunk_map's bytes appended to m as one piece, pinned for layer l
+ * (layer_map): 1, or 0 when they cannot be (m full, or chunk_map fails). */
+int chunk_map_piece(struct chunk_image *ci, uint64_t idx, uint32_t off, uint32_t len,
+		    struct layer *l, struct layer_map *m);
+/* The unpin op of a layer whose pins are chunk_map_piece's. */
+void chunk_layer_unpin(struct layer *l, void *pin);
 /* 1 if chunk idx is in the cache, 0 if not (or idx is past the image). */
 int chunk_present(const struct chunk_image *ci, uint64_t idx);
 /* Store chunk idx (len must be the chunk's length) atomically; evicts the

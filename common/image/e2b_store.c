@@ -694,17 +694,13 @@ static int map_frames(struct e2b_store *s, uint32_t k, uint64_t pos, uint64_t n,
 
 	for (uint64_t piece; n; pos += piece, n -= piece) {
 		int64_t j = find_frame(b->rec, pos);
-		if (j < 0 || m->npins == LAYER_MAP_PINS)
+		if (j < 0)
 			return 0;
 		const struct e2b_frame *f = &b->rec->frames[j];
 		uint32_t in = (uint32_t)(pos - f->start_u);
 		piece = f->size_u - in < n ? f->size_u - in : n;
-		const void *p;
-		struct chunk_open *pin;
-		if (chunk_map(b->frames, f->start_u / b->frames->chunk_size, in, (uint32_t)piece, &p, &pin))
-			return 0;
-		m->pins[m->npins++] = (struct layer_pin){ l, pin };
-		if (!layer_map_piece(m, p, (uint32_t)piece))
+		if (!chunk_map_piece(b->frames, f->start_u / b->frames->chunk_size, in, (uint32_t)piece, l,
+				     m))
 			return 0;
 		blob_note(b->blob, f->start_c, f->size_c);   /* a remote build's trace */
 		pieces++;
@@ -751,11 +747,6 @@ bool e2b_store_maps(const struct e2b_store *s)
 			return false;
 	}
 	return true;
-}
-
-void e2b_store_unpin(void *pin)
-{
-	chunk_unpin(pin);
 }
 
 bool e2b_store_compressed(const struct e2b_store *s)

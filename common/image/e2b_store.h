@@ -58,7 +58,7 @@ int e2b_store_read_own(struct e2b_store *s, struct e2b_decoder *own, void *buf, 
 		       uint64_t off);
 /* Where [off, off + len) of the device lies in memory (layer_map, for
  * layer l): holes as zeros and compressed frames as kept in the chunk
- * cache, each pinned (e2b_store_unpin); their count, or 0 where some of
+ * cache, each pinned (chunk_layer_unpin); their count, or 0 where some of
  * it is not there (not kept yet, not compressed: read it). */
 int e2b_store_map(struct e2b_store *s, uint64_t off, uint32_t len, struct layer *l,
 		  struct layer_map *m);
@@ -68,7 +68,6 @@ int e2b_store_map(struct e2b_store *s, uint64_t off, uint32_t len, struct layer 
  * chunk_map). A stack that maps pays a syscall more for each read it
  * cannot map (docs/kernels.md). */
 bool e2b_store_maps(const struct e2b_store *s);
-void e2b_store_unpin(void *pin);
 /* One thread's buffers for s's largest frame: NULL when out of memory or
  * no build of s is compressed. */
 struct e2b_decoder *e2b_decoder_new(const struct e2b_store *s);

@@ -433,18 +433,12 @@ static enum layer_extent diff_extent(struct layer *l, uint64_t off, uint64_t *le
 static int map_kept(struct layer_diff *ld, uint64_t index, uint64_t *run, struct layer_map *m)
 {
 	uint64_t per = ld->d->meta.frame_size / BS, fidx = index / per, in = index % per;
-	const void *p;
-	struct chunk_open *pin;
 
-	if (!ld->frames_open || index >= ld->d->meta.data_blocks || !frame_checked(ld, fidx) ||
-	    m->npins == LAYER_MAP_PINS)
+	if (!ld->frames_open || index >= ld->d->meta.data_blocks || !frame_checked(ld, fidx))
 		return 0;
 	if (*run > per - in)
 		*run = per - in;
-	if (chunk_map(&ld->frames, fidx, (uint32_t)(in * BS), (uint32_t)(*run * BS), &p, &pin))
-		return 0;
-	m->pins[m->npins++] = (struct layer_pin){ &ld->l, pin };
-	if (!layer_map_piece(m, p, (uint32_t)(*run * BS)))
+	if (!chunk_map_piece(&ld->frames, fidx, (uint32_t)(in * BS), (uint32_t)(*run * BS), &ld->l, m))
 		return 0;
 	blob_note(ld->d->blob, ld->d->frames[fidx].offset, ld->d->frames[fidx].size);
 	return 1;
@@ -476,12 +470,6 @@ static int diff_map(struct layer *l, uint64_t off, uint32_t len, struct layer_ma
 		at += (uint32_t)(run * BS);
 	}
 	return n;
-}
-
-static void diff_unpin(struct layer *l, void *pin)
-{
-	(void)l;
-	chunk_unpin(pin);
 }
 
 static void layer_diff_close(struct layer *l)
@@ -518,7 +506,7 @@ static const struct layer_ops diff_ops = {
 	.cancel = diff_cancel,
 	.extent = diff_extent,
 	.map = diff_map,
-	.unpin = diff_unpin,
+	.unpin = chunk_layer_unpin,
 };
 
 /* The chunk cache folder of the diff's decompressed frames, keyed by the

@@ -6,6 +6,7 @@
  * (fetch_pool.h). Without any, all is read on the queue thread. */
 #include "image/layer_e2b.h"
 #include "image/e2b_store.h"
+#include "image/chunkcache.h"
 #include "image/fetch_pool.h"
 #include "image/layer_http.h"
 #include "util/log.h"
@@ -127,12 +128,6 @@ static int e2b_map(struct layer *l, uint64_t off, uint32_t len, struct layer_map
 	return n;
 }
 
-static void e2b_unpin(struct layer *l, void *pin)
-{
-	(void)l;
-	e2b_store_unpin(pin);
-}
-
 static void e2b_flush(struct layer *l, struct layer_io *io)
 {
 	(void)l;
@@ -167,7 +162,7 @@ static const struct layer_ops e2b_ops = {
 	.close = layer_e2b_close,
 	.cancel = e2b_cancel,
 	.map = e2b_map,
-	.unpin = e2b_unpin,
+	.unpin = chunk_layer_unpin,
 };
 
 int layer_e2b_open(const char *root, const char *build, const char *name,

@@ -275,8 +275,6 @@ static int http_map(struct layer *l, uint64_t off, uint32_t len, struct layer_ma
 	for (uint32_t at = 0, piece; at < len; at += piece) {
 		uint64_t pos = off + at, idx = pos / cs;
 		uint32_t in = (uint32_t)(pos % cs);
-		const void *p;
-		struct chunk_open *pin;
 		if (pos >= h->src.size) {   /* the device is rounded up to whole blocks */
 			if (!layer_map_zeros(len - at, m))
 				return 0;
@@ -285,10 +283,7 @@ static int http_map(struct layer *l, uint64_t off, uint32_t len, struct layer_ma
 		piece = cs - in < len - at ? cs - in : len - at;
 		if (piece > h->src.size - pos)
 			piece = (uint32_t)(h->src.size - pos);
-		if (m->npins == LAYER_MAP_PINS || chunk_map(&h->ci, idx, in, piece, &p, &pin))
-			return 0;
-		m->pins[m->npins++] = (struct layer_pin){ l, pin };
-		if (!layer_map_piece(m, p, piece))
+		if (!chunk_map_piece(&h->ci, idx, in, piece, l, m))
 			return 0;
 		chunks = idx - first + 1;
 	}
@@ -299,12 +294,6 @@ static int http_map(struct layer *l, uint64_t off, uint32_t len, struct layer_ma
 			read_ahead_on_hit(h, idx);
 	}
 	return m->n - before;
-}
-
-static void http_unpin(struct layer *l, void *pin)
-{
-	(void)l;
-	chunk_unpin(pin);
 }
 
 static void http_flush(struct layer *l, struct layer_io *io)
@@ -501,7 +490,7 @@ static const struct layer_ops http_ops = {
 	.cancel = http_cancel,
 	.stats = http_stats,
 	.map = http_map,
-	.unpin = http_unpin,
+	.unpin = chunk_layer_unpin,
 };
 
 int layer_http_open(const char *url, const struct layer_http_opts *o, struct layer **out,

@@ -10,6 +10,7 @@
  * them), so every frame is read twice: decompressed, then kept.
  */
 #include "image/e2b_store.h"
+#include "image/chunkcache.h"
 #include "image/e2b_write.h"
 #include "image/layer.h"
 #include "image/layer_http.h"
@@ -78,7 +79,7 @@ static void check_map(struct e2b_store *s, const uint8_t *want, size_t n, uint64
 			  "map at %llu: piece %d is not the read's bytes", (unsigned long long)off, i);
 	FZ_ASSERT(!pieces || at == n, "map at %llu: %zu bytes of %zu", (unsigned long long)off, at, n);
 	for (int i = 0; i < m.npins; i++)
-		e2b_store_unpin(m.pins[i].pin);
+		chunk_unpin(m.pins[i].pin);
 }
 
 /* Read what the mapping names, within the budget: without waiting, then

@@ -807,7 +807,7 @@ static void test_grown(const char *tmp)
 static void unpin_all(struct layer_map *m)
 {
 	for (int i = 0; i < m->npins; i++)
-		e2b_store_unpin(m->pins[i].pin);
+		chunk_unpin(m->pins[i].pin);
 	*m = (struct layer_map){ 0 };
 }
 
